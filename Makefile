@@ -1,0 +1,99 @@
+# mod_ratelimit2 -- top-level build.
+#
+#   make            core library, Apache module, test programs
+#   make check      install dependencies, build, run every test suite
+#   make demo       build and run Apache with the module on loopback
+#   make fuzz       run the libFuzzer targets for a bounded time
+#   make SAN=1 ...  the same with AddressSanitizer + UBSan
+#   make clean
+
+SAN      ?= 0
+CC       ?= cc
+APXS     ?= apxs
+BUILD    ?= build
+
+comma    := ,
+WARN     := -Wall -Wextra -Werror
+CFLAGS_C := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) -Icommon/include
+LDLIBS   := -lconfig -lpthread -lrt
+
+ifeq ($(SAN),1)
+BUILD    := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
+CFLAGS_C += $(SANFLAGS) -O1
+LDSAN    := $(SANFLAGS)
+APXS_SAN := -Wc,-fsanitize=address -Wc,-fsanitize=undefined \
+            -Wc,-fno-omit-frame-pointer -Wl,-fsanitize=address \
+            -Wl,-fsanitize=undefined
+endif
+
+CORE_SRC := $(sort $(wildcard common/*.c))
+CORE_OBJ := $(CORE_SRC:common/%.c=$(BUILD)/common/%.o)
+LIB      := $(BUILD)/libratelimit2.a
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+
+MODULE   := $(BUILD)/mod_ratelimit2.so
+MOD_SRC  := $(sort $(wildcard mod_ratelimit2/*.c))
+
+.PHONY: all lib module tests check demo fuzz clean deps
+
+all: lib module tests
+
+deps:
+	@scripts/deps.sh
+
+lib: $(LIB)
+module: $(MODULE)
+tests: $(UNIT_BIN) $(TOOL_BIN)
+
+$(BUILD)/common/%.o: common/%.c $(wildcard common/include/ratelimit2/*.h) \
+                     $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_C) -c -o $@ $<
+
+$(LIB): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_C) -Itests/unit -o $@ $< $(LIB) -lcmocka $(LDLIBS) \
+	    $(LDSAN)
+
+$(BUILD)/tools/%: tests/tools/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_C) -o $@ $< $(LIB) $(LDLIBS) $(LDSAN)
+
+# apxs drives libtool; -Wc passes compiler flags, -Wl linker flags.  The
+# core is linked in statically so the module has no extra runtime path.
+$(MODULE): $(MOD_SRC) $(LIB) $(wildcard mod_ratelimit2/*.h)
+	@mkdir -p $(BUILD)/mod
+	cp $(MOD_SRC) $(wildcard mod_ratelimit2/*.h) $(BUILD)/mod/
+	cd $(BUILD)/mod && $(APXS) -c -o mod_ratelimit2.so \
+	    -Wc,-std=gnu11 $(addprefix -Wc$(comma),$(WARN)) \
+	    -I$(CURDIR)/common/include \
+	    $(APXS_SAN) \
+	    $(notdir $(MOD_SRC)) $(CURDIR)/$(LIB) -lconfig -lrt >build.log 2>&1 \
+	    || { cat build.log; exit 1; }
+	cp $(BUILD)/mod/.libs/mod_ratelimit2.so $@
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@SAN=$(SAN) BUILD=$(BUILD) tests/run-all.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory lib module
+	@BUILD=$(BUILD) scripts/demo.sh
+
+fuzz: deps
+	@$(MAKE) --no-print-directory lib
+	@BUILD=$(BUILD) tests/fuzz/run.sh
+
+clean:
+	rm -rf build

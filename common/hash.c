@@ -1,0 +1,148 @@
+/*
+ * hash.c -- SipHash-2-4 and the digests built on it.
+ *
+ * Owns the hash functions behind storage keys (rl2_digest), identifier
+ * hashing (rl2_hash_id) and secret-to-key derivation.  SipHash-2-4 is
+ * written from Aumasson and Bernstein's description: 64-bit output, two
+ * compression rounds per 8-byte little-endian word, four finalisation
+ * rounds.  The result does not depend on host byte order or alignment.
+ */
+#include <string.h>
+
+#include "ratelimit2/hash.h"
+
+/* Fixed, public keys: a storage digest is an index, not a secret.  The two
+ * halves use different keys so that hi and lo are independent 64-bit
+ * hashes. */
+static const rl2_hash_key_t digest_key_hi = {{
+    0x72, 0x6c, 0x32, 0x2d, 0x64, 0x69, 0x67, 0x65,
+    0x73, 0x74, 0x2d, 0x68, 0x69, 0x21, 0x9e, 0x37 }};
+static const rl2_hash_key_t digest_key_lo = {{
+    0x72, 0x6c, 0x32, 0x2d, 0x64, 0x69, 0x67, 0x65,
+    0x73, 0x74, 0x2d, 0x6c, 0x6f, 0x7f, 0x4a, 0x7c }};
+
+/* Keys for deriving a hash key from a secret string. */
+static const rl2_hash_key_t derive_key_a = {{
+    0x72, 0x6c, 0x32, 0x2d, 0x73, 0x65, 0x63, 0x72,
+    0x65, 0x74, 0x2d, 0x61, 0x85, 0xeb, 0xca, 0x6b }};
+static const rl2_hash_key_t derive_key_b = {{
+    0x72, 0x6c, 0x32, 0x2d, 0x73, 0x65, 0x63, 0x72,
+    0x65, 0x74, 0x2d, 0x62, 0xc2, 0xb2, 0xae, 0x35 }};
+
+static uint64_t rotl64(uint64_t x, unsigned b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+/* Byte by byte, so unaligned input and big-endian hosts give the same
+ * answer as the reference implementation. */
+static uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static void store_le64(uint8_t *p, uint64_t v)
+{
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void sip_round(uint64_t v[4])
+{
+    v[0] += v[1];
+    v[1] = rotl64(v[1], 13);
+    v[1] ^= v[0];
+    v[0] = rotl64(v[0], 32);
+    v[2] += v[3];
+    v[3] = rotl64(v[3], 16);
+    v[3] ^= v[2];
+    v[0] += v[3];
+    v[3] = rotl64(v[3], 21);
+    v[3] ^= v[0];
+    v[2] += v[1];
+    v[1] = rotl64(v[1], 17);
+    v[1] ^= v[2];
+    v[2] = rotl64(v[2], 32);
+}
+
+static void sip_compress(uint64_t v[4], uint64_t m)
+{
+    v[3] ^= m;
+    sip_round(v);
+    sip_round(v);
+    v[0] ^= m;
+}
+
+uint64_t rl2_siphash(const rl2_hash_key_t *key, const void *data, size_t len)
+{
+    const uint8_t *in = data;
+    uint64_t k0 = load_le64(key->k);
+    uint64_t k1 = load_le64(key->k + 8);
+    /* "somepseudorandomlygeneratedbytes", the paper's initialisation. */
+    uint64_t v[4] = {
+        k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
+        k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL
+    };
+    uint8_t tail[8] = { 0 };
+    size_t whole = len - len % 8;
+    size_t i;
+
+    for (i = 0; i < whole; i += 8) {
+        sip_compress(v, load_le64(in + i));
+    }
+    /* The last word holds the remaining bytes and, in its top byte, the
+     * message length mod 256. */
+    if (len > whole) {
+        memcpy(tail, in + whole, len - whole);
+    }
+    tail[7] = (uint8_t)len;
+    sip_compress(v, load_le64(tail));
+    v[2] ^= 0xff;
+    for (i = 0; i < 4; i++) {
+        sip_round(v);
+    }
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+rl2_digest_t rl2_digest(const void *data, size_t len)
+{
+    rl2_digest_t d;
+
+    d.hi = rl2_siphash(&digest_key_hi, data, len);
+    d.lo = rl2_siphash(&digest_key_lo, data, len);
+    return d;
+}
+
+void rl2_hash_id(const rl2_hash_key_t *key, const char *id, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t h = rl2_siphash(key, id, strlen(id));
+    int i;
+
+    /* Most significant digit first, so the text reads as the number. */
+    for (i = 15; i >= 0; i--) {
+        out[i] = hex[h & 0xf];
+        h >>= 4;
+    }
+    out[16] = '\0';
+}
+
+void rl2_hash_key_from_secret(const char *secret, rl2_hash_key_t *key)
+{
+    size_t len = secret != NULL ? strlen(secret) : 0;
+    const char *s = secret != NULL ? secret : "";
+
+    /* Two independent 64-bit hashes make the 128-bit key; every byte of
+     * the secret affects every byte of the key. */
+    store_le64(key->k, rl2_siphash(&derive_key_a, s, len));
+    store_le64(key->k + 8, rl2_siphash(&derive_key_b, s, len));
+}

@@ -1,0 +1,37 @@
+/*
+ * headers.h -- a verdict rendered as HTTP: the RateLimit-Policy and
+ * RateLimit fields (draft-ietf-httpapi-ratelimit-headers-11), the
+ * X-RateLimit-* fields most APIs send, Retry-After, and the 429 JSON body.
+ * Nothing here allocates: values go through a callback or into a caller's
+ * buffer.
+ */
+#ifndef RL2_HEADERS_H
+#define RL2_HEADERS_H
+
+#include <stddef.h>
+
+#include "ratelimit2/decide.h"
+#include "ratelimit2/policy.h"
+#include "ratelimit2/store.h"
+
+typedef void (*rl2_header_set_fn)(void *ctx, const char *name,
+                                  const char *value);
+
+/* Emit every header for the verdict (nothing when no layer is shown).
+ * Retry-After only when the verdict is a denial. */
+void rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                        const rl2_clock_t *now, rl2_header_set_fn set,
+                        void *ctx);
+
+/* Seconds until the denied request may be retried: the refusing layer's
+ * wait rounded up, at least 1.  0 when not denied. */
+long long rl2_retry_after_s(const rl2_verdict_t *v);
+
+/* The 429 body as JSON into buf (always NUL-terminated); returns the
+ * length it needed (like snprintf). */
+size_t rl2_body_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                       const rl2_clock_t *now, char *buf, size_t len);
+
+#define RL2_BODY_MAX 1024
+
+#endif /* RL2_HEADERS_H */

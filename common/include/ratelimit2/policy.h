@@ -1,0 +1,238 @@
+/*
+ * policy.h -- the policy model: rules, limits, tiers, clients, whitelists.
+ *
+ * A policy is built once (by rl2_config_load() or by a front end for inline
+ * limits) and then only read, by any number of threads.  All of its memory
+ * comes from one arena owned by the policy and freed by rl2_policy_free():
+ * pointers into a policy stay valid until then.  Nothing here allocates
+ * while deciding a request.
+ */
+#ifndef RL2_POLICY_H
+#define RL2_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/algo.h"
+#include "ratelimit2/hash.h"
+#include "ratelimit2/status.h"
+
+typedef enum {
+    RL2_MODE_INHERIT = 0,  /* per rule: take the policy's mode */
+    RL2_MODE_ENFORCE,
+    RL2_MODE_DRY_RUN,      /* evaluate, log, add headers, never deny */
+    RL2_MODE_OFF
+} rl2_mode_t;
+
+typedef enum {
+    RL2_KEY_IP = 0,   /* client address (IPv6 grouped by ipv6_prefix) */
+    RL2_KEY_USER,     /* authenticated user; anonymous clients by address */
+    RL2_KEY_APIKEY,   /* API key from header or query; none: by address */
+    RL2_KEY_HEADER,   /* value of a request header; absent: by address */
+    RL2_KEY_ROUTE,    /* one counter per rule, shared by all clients */
+    RL2_KEY_GLOBAL    /* one counter per limit for everything */
+} rl2_key_kind_t;
+
+/* When a limit is decided (DESIGN §3 "When"). */
+#define RL2_PHASE_EARLY 1u  /* before authentication: address-keyed */
+#define RL2_PHASE_LATE  2u  /* after authentication: user, key, tiers */
+#define RL2_PHASE_ALL   (RL2_PHASE_EARLY | RL2_PHASE_LATE)
+
+/* Method bits for rl2_rule_t.methods. */
+enum {
+    RL2_METHOD_GET = 1u << 0, RL2_METHOD_HEAD = 1u << 1,
+    RL2_METHOD_POST = 1u << 2, RL2_METHOD_PUT = 1u << 3,
+    RL2_METHOD_DELETE = 1u << 4, RL2_METHOD_PATCH = 1u << 5,
+    RL2_METHOD_OPTIONS = 1u << 6, RL2_METHOD_CONNECT = 1u << 7,
+    RL2_METHOD_TRACE = 1u << 8, RL2_METHOD_OTHER = 1u << 9
+};
+
+/* The most limits one request is checked against (all rules together). */
+#define RL2_MAX_LAYERS 16
+/* Longest name (rule, limit, tier) in bytes, NUL excluded. */
+#define RL2_NAME_MAX 63
+
+typedef struct {
+    int      family;   /* AF_INET or AF_INET6 */
+    uint8_t  addr[16]; /* network byte order; IPv4 in the first 4 bytes */
+    unsigned prefix;   /* significant bits */
+} rl2_cidr_t;
+
+typedef struct {
+    const char       *name;       /* policy name in headers and keys */
+    const char       *file;       /* where it was written (for messages) */
+    int               line;
+    rl2_algo_params_t algo;
+    rl2_algo_params_t overflow;   /* overflow allowance: fixed window of
+                                     overflow.limit per overflow.window_us;
+                                     limit == 0 means none */
+    rl2_key_kind_t    key;
+    const char       *key_header; /* RL2_KEY_HEADER: header name */
+    int64_t           cost;       /* units per request, >= 1 */
+    int               unlimited;  /* counted, never denied, no headers */
+    unsigned          phase;      /* RL2_PHASE_EARLY or RL2_PHASE_LATE */
+    size_t            state_size; /* zone bytes: main state then overflow */
+} rl2_limit_t;
+
+typedef struct {
+    rl2_limit_t *limits;
+    size_t       n;
+    int          defined;   /* written in the policy (possibly empty) */
+    int          unlimited; /* the set was "unlimited" */
+} rl2_limit_set_t;
+
+typedef struct {
+    const char     *name;
+    const char     *file;
+    int             line;
+    unsigned        methods;    /* RL2_METHOD_* bits; 0 = any method */
+    const char    **paths;      /* globs on the normalised path; 0 = any */
+    size_t          n_paths;
+    const char    **hosts;      /* lower-case globs; 0 = any host */
+    size_t          n_hosts;
+    rl2_mode_t      mode;
+    int             is_continue;/* first-match: go on after this rule */
+    int             exempt;     /* matching requests are never limited */
+    rl2_limit_set_t limits;     /* for every tier without its own set */
+    rl2_limit_set_t *tiers;     /* [policy->n_tiers] or NULL */
+} rl2_rule_t;
+
+typedef struct {
+    size_t          rule;       /* index into policy->rules, or
+                                   policy->n_rules for the default rule */
+    rl2_limit_set_t set;
+} rl2_rule_override_t;
+
+/* A per-client override: tier and/or limits for one user, API key or
+ * address range. */
+typedef struct {
+    rl2_key_kind_t       by;    /* RL2_KEY_USER, RL2_KEY_APIKEY, RL2_KEY_IP */
+    const char          *id;    /* user or API key (plain, from config) */
+    rl2_cidr_t           net;   /* RL2_KEY_IP */
+    int                  tier;  /* index into tiers, or -1 */
+    rl2_rule_override_t *rules;
+    size_t               n_rules;
+    const char          *file;
+    int                  line;
+} rl2_client_t;
+
+typedef struct {
+    const char *name;
+    const char *upgrade_url;    /* optional, for the 429 body */
+} rl2_tier_t;
+
+typedef struct rl2_arena rl2_arena_t;
+
+typedef struct {
+    rl2_arena_t   *arena;
+    const char    *source;       /* main policy file, or "inline" */
+
+    rl2_mode_t     mode;         /* never RL2_MODE_INHERIT */
+    int            match_all;    /* 0: first match (with continue); 1: all */
+
+    rl2_tier_t    *tiers;
+    size_t         n_tiers;
+    int            default_tier; /* index, or -1 when there are no tiers */
+
+    rl2_rule_t    *rules;
+    size_t         n_rules;
+    rl2_rule_t    *default_rule; /* NULL when none */
+
+    rl2_client_t  *clients;
+    size_t         n_clients;
+
+    rl2_cidr_t    *wl_nets;      /* whitelist */
+    size_t         n_wl_nets;
+    const char   **wl_users;
+    size_t         n_wl_users;
+    const char   **wl_keys;
+    size_t         n_wl_keys;
+    int            wl_internal;  /* requests flagged internal bypass */
+
+    const char    *apikey_header;  /* NULL: not read */
+    const char    *apikey_query;   /* NULL: not read */
+    const char    *tier_variable;  /* request variable naming the tier */
+    const char    *tier_header;    /* header naming the tier; trusted only
+                                      from a trusted proxy */
+
+    rl2_cidr_t    *trusted;      /* proxies whose X-Forwarded-For and
+                                    Forwarded are believed */
+    size_t         n_trusted;
+    unsigned       ipv6_prefix;  /* group IPv6 clients by this prefix */
+    rl2_hash_key_t hash_key;     /* for user ids and API keys */
+
+    int            reset_delta;      /* X-RateLimit-Reset as delta secs */
+    int            header_scope;     /* send X-RateLimit-Scope */
+    int            header_algorithm; /* send X-RateLimit-Algorithm */
+
+    size_t         max_state_size;   /* largest limit state_size */
+    int            has_concurrency;  /* some limit is a concurrency limit */
+} rl2_policy_t;
+
+/* An empty policy with defaults: enforce, first match, ipv6_prefix 64,
+ * no tiers, no rules, hash key from an empty secret.  source is copied. */
+rl2_status_t rl2_policy_create(const char *source, rl2_policy_t **out,
+                               rl2_err_t *err);
+void rl2_policy_free(rl2_policy_t *policy);
+
+/* Arena allocation: zeroed, 16-aligned, freed with the policy.  Returns
+ * NULL only when memory is exhausted. */
+void *rl2_policy_alloc(rl2_policy_t *policy, size_t size);
+char *rl2_policy_strdup(rl2_policy_t *policy, const char *s);
+
+/* --- parsers shared by the config loader and the front ends' inline
+ * directives; each writes a message without file:line on failure --- */
+
+/* "100/60s", "5/hour", "20/day", "2/5min", "1/month": count and window.
+ * Units: s sec second(s), m min minute(s), h hour(s), d day(s), w week(s),
+ * month(s) (period only: *period set, *window_us 0). */
+rl2_status_t rl2_rate_parse(const char *text, int64_t *count,
+                            int64_t *window_us, rl2_period_t *period,
+                            rl2_err_t *err);
+rl2_status_t rl2_cidr_parse(const char *text, rl2_cidr_t *out,
+                            rl2_err_t *err);
+/* "ip", "user", "api_key", "route", "global", "header:NAME". */
+rl2_status_t rl2_key_parse(rl2_policy_t *policy, const char *text,
+                           rl2_key_kind_t *kind, const char **header,
+                           rl2_err_t *err);
+rl2_status_t rl2_mode_parse(const char *text, rl2_mode_t *out,
+                            rl2_err_t *err);
+/* One method name to its bit; 0 when unknown. */
+unsigned rl2_method_bit(const char *method);
+/* Validate a path glob written in a policy: must start with '/'. */
+rl2_status_t rl2_glob_check(const char *glob, rl2_err_t *err);
+
+/* Finish a limit filled in by a parser: check the algorithm parameters
+ * and overflow for range and overflow, then set state_size and phase.
+ * in_tier: the limit belongs to a per-tier set (tier depends on identity,
+ * so the limit is decided late). */
+rl2_status_t rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit,
+                              int in_tier, rl2_err_t *err);
+
+/* Turn a limit set into "unlimited": one counting limit named
+ * "<rule>.unlimited", keyed like `key`, never denying. */
+rl2_status_t rl2_limit_set_unlimited(rl2_policy_t *policy,
+                                     rl2_limit_set_t *set,
+                                     const char *rule_name,
+                                     rl2_key_kind_t key, rl2_err_t *err);
+
+/* --- matching --- */
+
+/* Does cidr contain the address (family, 4 or 16 bytes)? */
+int rl2_cidr_match(const rl2_cidr_t *net, int family, const uint8_t *addr);
+
+/* Glob match: '*' matches within one path segment (no '/'), '**' matches
+ * across segments, '?' one character; everything else literally. */
+int rl2_glob_match(const char *glob, const char *text);
+
+/* Normalise a request path into out (size outlen): strip the query,
+ * decode %XX of unreserved characters, collapse "//", resolve "." and
+ * "..", never above "/".  Returns 0 on success, -1 when the path does not
+ * fit or is not absolute. */
+int rl2_path_normalise(const char *path, char *out, size_t outlen);
+
+/* Does the rule match this method (bit), normalised path and host? */
+int rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit,
+                   const char *path, const char *host);
+
+#endif /* RL2_POLICY_H */

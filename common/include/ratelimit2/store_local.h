@@ -1,0 +1,95 @@
+/*
+ * store_local.h -- the bounded local store: a fixed-size table of per-key
+ * algorithm state in named POSIX shared memory.
+ *
+ * One zone is shared by every thread and process of one host that opens it
+ * by name (Apache children inherit it; FastCGI workers and the CGI wrapper
+ * attach by name).  Memory is fixed when the zone is created: `entries`
+ * slots of `state_size` bytes plus a fixed header and index.  When the table
+ * is full, inserting a new key evicts the least recently used entry
+ * (oldest first) and counts an eviction; expired entries are reused first
+ * and are not counted as evictions.
+ *
+ * Locking: one robust, process-shared mutex in the zone.  A process killed
+ * while holding it never wedges the others: the next locker recovers the
+ * mutex (EOWNERDEAD -> pthread_mutex_consistent) and counts a recovery.
+ * No function here allocates after rl2_zone_open().
+ */
+#ifndef RL2_STORE_LOCAL_H
+#define RL2_STORE_LOCAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/hash.h"
+#include "ratelimit2/status.h"
+
+typedef struct rl2_zone rl2_zone_t;
+
+#define RL2_ZONE_MIN_ENTRIES 16u
+#define RL2_ZONE_MAX_ENTRIES (1u << 26)
+#define RL2_ZONE_NAME_MAX 200
+
+typedef struct {
+    uint64_t entries;         /* capacity in keys */
+    uint64_t used;            /* live keys (expired ones included until
+                                 reused) */
+    uint64_t evictions;       /* live entries evicted to make room */
+    uint64_t lock_recoveries; /* locks recovered from a dead owner */
+    uint64_t state_size;      /* bytes of algorithm state per entry */
+    uint64_t bytes;           /* total size of the shared mapping */
+} rl2_zone_stats_t;
+
+/* Create the zone `name` (a POSIX shm name such as "/ratelimit2"), or
+ * attach to it when it exists with the same geometry (entries, state_size)
+ * and a valid header: that is how counters survive a graceful restart.  An
+ * existing zone of another geometry or version is unlinked and created anew
+ * (processes still mapping the old one keep it until they close it).
+ * state_size is rounded up to a multiple of 8.  mode is the permission of a
+ * new shm object (e.g. 0600).  On success *out is a handle owned by the
+ * caller, freed by rl2_zone_close(). */
+rl2_status_t rl2_zone_open(const char *name, uint32_t entries,
+                           size_t state_size, unsigned mode,
+                           rl2_zone_t **out, rl2_err_t *err);
+
+/* Attach to an existing zone whatever its geometry (for tools that
+ * inspect a zone).  Fails if it does not exist or its header is invalid. */
+rl2_status_t rl2_zone_attach(const char *name, rl2_zone_t **out,
+                             rl2_err_t *err);
+
+/* Unmap and free the handle; the shared object stays (see unlink). */
+void rl2_zone_close(rl2_zone_t *zone);
+
+/* Remove the named object; mappings stay valid until closed. */
+rl2_status_t rl2_zone_unlink(const char *name, rl2_err_t *err);
+
+/* Take and release the zone lock.  Lock returns RL2_OK, recovering a lock
+ * whose owner died, or RL2_ERR_SYS with a message. */
+rl2_status_t rl2_zone_lock(rl2_zone_t *zone, rl2_err_t *err);
+void rl2_zone_unlock(rl2_zone_t *zone);
+
+/* Under the lock: the state of `key`, state_size bytes, 8-aligned.  A key
+ * that is absent, or whose expiry is before now_us, gets zeroed state (a
+ * new entry is inserted, evicting the oldest when full).  The entry becomes
+ * the most recently used.  Never returns NULL.  The pointer is valid until
+ * the lock is released. */
+void *rl2_zone_get(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
+
+/* Under the lock: the state of key if present and not expired at now_us,
+ * else NULL.  Does not insert or change recency (for inspection). */
+void *rl2_zone_peek(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
+
+/* Under the lock: keep the entry whose state pointer rl2_zone_get returned
+ * until at least until_us (expiry never moves earlier). */
+void rl2_zone_keep_until(rl2_zone_t *zone, void *state, int64_t until_us);
+
+/* Under the lock: forget key (its next get returns fresh state). */
+void rl2_zone_remove(rl2_zone_t *zone, rl2_digest_t key);
+
+/* A consistent snapshot of the counters (takes the lock itself). */
+rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
+                            rl2_err_t *err);
+
+size_t rl2_zone_state_size(const rl2_zone_t *zone);
+
+#endif /* RL2_STORE_LOCAL_H */

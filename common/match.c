@@ -1,0 +1,210 @@
+/*
+ * match.c -- which rules a request falls under: path normalisation, path
+ * and host globs, method sets.
+ *
+ * Rules match the normalised path, so "/api//v2/./x", "/api/v2/y/../x"
+ * and "/api/%76%32/x" all meet the rule written for "/api/v2/x": a client
+ * cannot step around a limit by spelling its path differently.
+ */
+#include <ctype.h>
+#include <string.h>
+
+#include "ratelimit2/policy.h"
+
+static int
+rl2_hexval(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    return -1;
+}
+
+/* RFC 3986 unreserved characters may be percent-decoded without changing
+ * what the path means; everything else stays encoded. */
+static int
+rl2_unreserved(int c)
+{
+    return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Drop the last segment of out[0..*len), never going above "/". */
+static void
+rl2_path_pop(char *out, size_t *len)
+{
+    while (*len > 1 && out[*len - 1] != '/') {
+        (*len)--;
+    }
+    if (*len > 1) {
+        (*len)--;
+    }
+    while (*len > 1 && out[*len - 1] != '/') {
+        (*len)--;
+    }
+}
+
+/* Copy the next segment of path (after any run of '/') decoding
+ * unreserved escapes; returns the segment length or -1 on overflow. */
+static long
+rl2_path_segment(const char **pp, char *seg, size_t segmax)
+{
+    const char *p = *pp;
+    size_t n = 0;
+
+    while (*p == '/') {
+        p++;
+    }
+    while (*p != '\0' && *p != '/' && *p != '?' && *p != '#') {
+        int c = (unsigned char)*p;
+
+        if (c == '%' && rl2_hexval(p[1]) >= 0 && rl2_hexval(p[2]) >= 0) {
+            int d = rl2_hexval(p[1]) * 16 + rl2_hexval(p[2]);
+
+            if (rl2_unreserved(d)) {
+                c = d;
+                p += 2;
+            }
+        }
+        if (n + 1 >= segmax) {
+            return -1;
+        }
+        seg[n++] = (char)c;
+        p++;
+    }
+    seg[n] = '\0';
+    *pp = p;
+    return (long)n;
+}
+
+int
+rl2_path_normalise(const char *path, char *out, size_t outlen)
+{
+    char seg[1024];
+    size_t len = 1;
+    int trailing = 0;
+
+    if (path == NULL || path[0] != '/' || outlen < 2) {
+        return -1;
+    }
+    out[0] = '/';
+    while (*path == '/') {
+        long n = rl2_path_segment(&path, seg, sizeof(seg));
+
+        if (n < 0) {
+            return -1;
+        }
+        trailing = (n == 0 || strcmp(seg, ".") == 0
+                    || strcmp(seg, "..") == 0);
+        if (n == 0 || strcmp(seg, ".") == 0) {
+            continue;
+        }
+        if (strcmp(seg, "..") == 0) {
+            rl2_path_pop(out, &len);
+            continue;
+        }
+        if (len > 1) {
+            if (len + 1 >= outlen) {
+                return -1;
+            }
+            out[len++] = '/';
+        }
+        if (len + (size_t)n >= outlen) {
+            return -1;
+        }
+        memcpy(out + len, seg, (size_t)n);
+        len += (size_t)n;
+    }
+    /* Keep a trailing slash: "/projects/" and "/projects" differ. */
+    if (trailing && len > 1 && len + 1 < outlen) {
+        out[len++] = '/';
+    }
+    out[len] = '\0';
+    return 0;
+}
+
+int
+rl2_glob_match(const char *glob, const char *text)
+{
+    while (*glob != '\0') {
+        if (glob[0] == '*' && glob[1] == '*') {
+            glob += 2;
+            for (const char *t = text;; t++) {
+                if (rl2_glob_match(glob, t)) {
+                    return 1;
+                }
+                if (*t == '\0') {
+                    return 0;
+                }
+            }
+        }
+        if (*glob == '*') {
+            glob++;
+            for (const char *t = text;; t++) {
+                if (rl2_glob_match(glob, t)) {
+                    return 1;
+                }
+                if (*t == '\0' || *t == '/') {
+                    return 0;
+                }
+            }
+        }
+        if (*text == '\0' || (*glob != '?' && *glob != *text)
+            || (*glob == '?' && *text == '/')) {
+            return 0;
+        }
+        glob++;
+        text++;
+    }
+    return *text == '\0';
+}
+
+static int
+rl2_host_match(const char *glob, const char *host)
+{
+    char lower[256];
+    size_t i;
+
+    for (i = 0; host[i] != '\0' && host[i] != ':' && i + 1 < sizeof(lower);
+         i++) {
+        lower[i] = (char)tolower((unsigned char)host[i]);
+    }
+    lower[i] = '\0';
+    return rl2_glob_match(glob, lower);
+}
+
+int
+rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit,
+               const char *path, const char *host)
+{
+    size_t i;
+
+    if (rule->methods != 0 && (rule->methods & method_bit) == 0) {
+        return 0;
+    }
+    if (rule->n_hosts != 0) {
+        if (host == NULL) {
+            return 0;
+        }
+        for (i = 0; i < rule->n_hosts; i++) {
+            if (rl2_host_match(rule->hosts[i], host)) {
+                break;
+            }
+        }
+        if (i == rule->n_hosts) {
+            return 0;
+        }
+    }
+    if (rule->n_paths == 0) {
+        return 1;
+    }
+    for (i = 0; i < rule->n_paths; i++) {
+        if (rl2_glob_match(rule->paths[i], path)) {
+            return 1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,451 @@
+/*
+ * policy.c -- the policy object: its arena, and the small parsers and
+ * validators that the config loader and the front ends' inline directives
+ * share (rates, CIDRs, key scopes, modes, methods, limits).
+ *
+ * All policy memory comes from one arena of malloc'd blocks, freed at once
+ * by rl2_policy_free(): a policy is built at load time and read-only after.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "ratelimit2/policy.h"
+
+#define RL2_ARENA_BLOCK 8192
+
+typedef struct rl2_arena_block {
+    struct rl2_arena_block *next;
+    size_t used;
+    size_t size;
+    _Alignas(16) unsigned char data[];
+} rl2_arena_block_t;
+
+struct rl2_arena {
+    rl2_arena_block_t *head;
+};
+
+#define US_PER_S INT64_C(1000000)
+
+void *
+rl2_policy_alloc(rl2_policy_t *policy, size_t size)
+{
+    rl2_arena_t *arena = policy->arena;
+    rl2_arena_block_t *b = arena->head;
+
+    size = (size + 15) & ~(size_t)15;
+    if (size == 0) {
+        size = 16;
+    }
+    if (b == NULL || b->size - b->used < size) {
+        size_t bsize = size > RL2_ARENA_BLOCK ? size : RL2_ARENA_BLOCK;
+
+        b = malloc(sizeof(*b) + bsize);
+        if (b == NULL) {
+            return NULL;
+        }
+        b->used = 0;
+        b->size = bsize;
+        b->next = arena->head;
+        arena->head = b;
+    }
+    void *p = b->data + b->used;
+
+    b->used += size;
+    memset(p, 0, size);
+    return p;
+}
+
+char *
+rl2_policy_strdup(rl2_policy_t *policy, const char *s)
+{
+    size_t len = strlen(s);
+    char *copy = rl2_policy_alloc(policy, len + 1);
+
+    if (copy != NULL) {
+        memcpy(copy, s, len + 1);
+    }
+    return copy;
+}
+
+rl2_status_t
+rl2_policy_create(const char *source, rl2_policy_t **out, rl2_err_t *err)
+{
+    rl2_arena_t *arena = calloc(1, sizeof(*arena));
+    rl2_policy_t *policy;
+
+    *out = NULL;
+    if (arena == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    /* The policy struct itself lives in its own arena. */
+    rl2_policy_t bootstrap = { .arena = arena };
+
+    policy = rl2_policy_alloc(&bootstrap, sizeof(*policy));
+    if (policy == NULL) {
+        free(arena);
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    policy->arena = arena;
+    policy->source = rl2_policy_strdup(policy, source ? source : "inline");
+    policy->mode = RL2_MODE_ENFORCE;
+    policy->default_tier = -1;
+    policy->ipv6_prefix = 64;
+    rl2_hash_key_from_secret("", &policy->hash_key);
+    if (policy->source == NULL) {
+        rl2_policy_free(policy);
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    *out = policy;
+    return RL2_OK;
+}
+
+void
+rl2_policy_free(rl2_policy_t *policy)
+{
+    if (policy == NULL) {
+        return;
+    }
+    rl2_arena_t *arena = policy->arena;
+    rl2_arena_block_t *b = arena->head;
+
+    while (b != NULL) {
+        rl2_arena_block_t *next = b->next;
+
+        free(b);
+        b = next;
+    }
+    free(arena);
+}
+
+/* ---- rates ---- */
+
+typedef struct {
+    const char  *name;
+    int64_t      us;
+    rl2_period_t period;
+} rl2_unit_t;
+
+static const rl2_unit_t rl2_units[] = {
+    { "s", US_PER_S, RL2_PERIOD_NONE },
+    { "sec", US_PER_S, RL2_PERIOD_NONE },
+    { "second", US_PER_S, RL2_PERIOD_NONE },
+    { "seconds", US_PER_S, RL2_PERIOD_NONE },
+    { "m", 60 * US_PER_S, RL2_PERIOD_NONE },
+    { "min", 60 * US_PER_S, RL2_PERIOD_NONE },
+    { "minute", 60 * US_PER_S, RL2_PERIOD_NONE },
+    { "minutes", 60 * US_PER_S, RL2_PERIOD_NONE },
+    { "h", 3600 * US_PER_S, RL2_PERIOD_NONE },
+    { "hour", 3600 * US_PER_S, RL2_PERIOD_NONE },
+    { "hours", 3600 * US_PER_S, RL2_PERIOD_NONE },
+    { "d", 86400 * US_PER_S, RL2_PERIOD_DAY },
+    { "day", 86400 * US_PER_S, RL2_PERIOD_DAY },
+    { "days", 86400 * US_PER_S, RL2_PERIOD_DAY },
+    { "w", 7 * 86400 * US_PER_S, RL2_PERIOD_NONE },
+    { "week", 7 * 86400 * US_PER_S, RL2_PERIOD_NONE },
+    { "weeks", 7 * 86400 * US_PER_S, RL2_PERIOD_NONE },
+    { "month", 0, RL2_PERIOD_MONTH },
+    { "months", 0, RL2_PERIOD_MONTH },
+};
+
+/* Parse a decimal int64 at *p, advancing it; -1 when absent or too big. */
+static int
+rl2_parse_count(const char **p, int64_t *out)
+{
+    const char *s = *p;
+    int64_t v = 0;
+
+    if (!isdigit((unsigned char)*s)) {
+        return -1;
+    }
+    while (isdigit((unsigned char)*s)) {
+        if (__builtin_mul_overflow(v, 10, &v)
+            || __builtin_add_overflow(v, *s - '0', &v)) {
+            return -1;
+        }
+        s++;
+    }
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+static const rl2_unit_t *
+rl2_unit_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(rl2_units) / sizeof(rl2_units[0]); i++) {
+        if (strcmp(rl2_units[i].name, name) == 0) {
+            return &rl2_units[i];
+        }
+    }
+    return NULL;
+}
+
+rl2_status_t
+rl2_rate_parse(const char *text, int64_t *count, int64_t *window_us,
+               rl2_period_t *period, rl2_err_t *err)
+{
+    const char *p = text;
+    int64_t n, mult = 1;
+    const rl2_unit_t *unit;
+
+    if (rl2_parse_count(&p, &n) != 0 || *p != '/') {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
+                           "expected COUNT/WINDOW such as 100/60s or "
+                           "5/hour", text);
+    }
+    p++;
+    if (isdigit((unsigned char)*p) && rl2_parse_count(&p, &mult) != 0) {
+        return rl2_err_set(err, RL2_ERR_RANGE, "invalid rate \"%s\": "
+                           "window multiplier too large", text);
+    }
+    unit = rl2_unit_find(p);
+    if (unit == NULL) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
+                           "unknown unit \"%s\" (use s, min, hour, day, "
+                           "week or month)", text, p);
+    }
+    if (n < 1 || mult < 1) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
+                           "count and window must be at least 1", text);
+    }
+    *period = mult == 1 ? unit->period : RL2_PERIOD_NONE;
+    if (unit->period == RL2_PERIOD_MONTH && mult != 1) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
+                           "a month window cannot be multiplied", text);
+    }
+    if (__builtin_mul_overflow(unit->us, mult, window_us)) {
+        return rl2_err_set(err, RL2_ERR_RANGE, "invalid rate \"%s\": "
+                           "window overflows 64-bit microseconds", text);
+    }
+    *count = n;
+    return RL2_OK;
+}
+
+/* ---- addresses ---- */
+
+rl2_status_t
+rl2_cidr_parse(const char *text, rl2_cidr_t *out, rl2_err_t *err)
+{
+    char buf[INET6_ADDRSTRLEN + 8];
+    const char *slash = strchr(text, '/');
+    size_t alen = slash ? (size_t)(slash - text) : strlen(text);
+    unsigned max;
+
+    memset(out, 0, sizeof(*out));
+    if (alen == 0 || alen >= sizeof(buf)) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid address \"%s\"", text);
+    }
+    memcpy(buf, text, alen);
+    buf[alen] = '\0';
+    if (inet_pton(AF_INET, buf, out->addr) == 1) {
+        out->family = AF_INET;
+        max = 32;
+    }
+    else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    }
+    else {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid address \"%s\": "
+                           "expected IPv4 or IPv6, optionally /prefix",
+                           text);
+    }
+    out->prefix = max;
+    if (slash != NULL) {
+        const char *p = slash + 1;
+        int64_t bits;
+
+        if (rl2_parse_count(&p, &bits) != 0 || *p != '\0' || bits > max) {
+            return rl2_err_set(err, RL2_ERR_CONFIG, "invalid prefix in "
+                               "\"%s\": expected 0 to %u", text, max);
+        }
+        out->prefix = (unsigned)bits;
+    }
+    return RL2_OK;
+}
+
+int
+rl2_cidr_match(const rl2_cidr_t *net, int family, const uint8_t *addr)
+{
+    unsigned full = net->prefix / 8, rest = net->prefix % 8;
+
+    if (net->family != family) {
+        return 0;
+    }
+    if (memcmp(net->addr, addr, full) != 0) {
+        return 0;
+    }
+    if (rest != 0) {
+        uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+        return (net->addr[full] & mask) == (addr[full] & mask);
+    }
+    return 1;
+}
+
+/* ---- scopes, modes, methods, globs ---- */
+
+rl2_status_t
+rl2_key_parse(rl2_policy_t *policy, const char *text, rl2_key_kind_t *kind,
+              const char **header, rl2_err_t *err)
+{
+    static const struct { const char *name; rl2_key_kind_t kind; } keys[] = {
+        { "ip", RL2_KEY_IP }, { "user", RL2_KEY_USER },
+        { "api_key", RL2_KEY_APIKEY }, { "route", RL2_KEY_ROUTE },
+        { "global", RL2_KEY_GLOBAL },
+    };
+
+    *header = NULL;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (strcmp(text, keys[i].name) == 0) {
+            *kind = keys[i].kind;
+            return RL2_OK;
+        }
+    }
+    if (strncmp(text, "header:", 7) == 0 && text[7] != '\0') {
+        for (const char *p = text + 7; *p; p++) {
+            if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
+                return rl2_err_set(err, RL2_ERR_CONFIG, "invalid header "
+                                   "name in key \"%s\"", text);
+            }
+        }
+        *kind = RL2_KEY_HEADER;
+        *header = rl2_policy_strdup(policy, text + 7);
+        if (*header == NULL) {
+            return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+        }
+        return RL2_OK;
+    }
+    return rl2_err_set(err, RL2_ERR_CONFIG, "unknown key \"%s\": expected "
+                       "ip, user, api_key, route, global or header:NAME",
+                       text);
+}
+
+rl2_status_t
+rl2_mode_parse(const char *text, rl2_mode_t *out, rl2_err_t *err)
+{
+    if (strcmp(text, "enforce") == 0) {
+        *out = RL2_MODE_ENFORCE;
+    }
+    else if (strcmp(text, "dry_run") == 0) {
+        *out = RL2_MODE_DRY_RUN;
+    }
+    else if (strcmp(text, "off") == 0) {
+        *out = RL2_MODE_OFF;
+    }
+    else {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "unknown mode \"%s\": "
+                           "expected enforce, dry_run or off", text);
+    }
+    return RL2_OK;
+}
+
+unsigned
+rl2_method_bit(const char *method)
+{
+    static const char *const names[] = {
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+        "CONNECT", "TRACE"
+    };
+
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(method, names[i]) == 0) {
+            return 1u << i;
+        }
+    }
+    return 0;
+}
+
+rl2_status_t
+rl2_glob_check(const char *glob, rl2_err_t *err)
+{
+    if (glob[0] != '/') {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid path \"%s\": "
+                           "must start with '/'", glob);
+    }
+    if (strlen(glob) > 1024) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "path \"%.40s...\" is "
+                           "longer than 1024 bytes", glob);
+    }
+    return RL2_OK;
+}
+
+/* ---- limits ---- */
+
+rl2_status_t
+rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
+                 rl2_err_t *err)
+{
+    rl2_status_t st = rl2_algo_params_check(&limit->algo, err);
+
+    if (st != RL2_OK) {
+        return st;
+    }
+    if (limit->cost < 1 || limit->cost > limit->algo.limit) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "cost %" PRId64 " must be "
+                           "between 1 and the limit (%" PRId64 ")",
+                           limit->cost, limit->algo.limit);
+    }
+    limit->state_size = rl2_algo_state_size(&limit->algo);
+    if (limit->overflow.limit != 0) {
+        if (limit->algo.algo == RL2_ALGO_CONCURRENCY) {
+            return rl2_err_set(err, RL2_ERR_CONFIG, "a concurrency limit "
+                               "cannot have an overflow allowance");
+        }
+        limit->overflow.algo = RL2_ALGO_FIXED_WINDOW;
+        st = rl2_algo_params_check(&limit->overflow, err);
+        if (st != RL2_OK) {
+            return st;
+        }
+        limit->state_size += rl2_algo_state_size(&limit->overflow);
+    }
+    limit->phase = (in_tier || limit->key == RL2_KEY_USER
+                    || limit->key == RL2_KEY_APIKEY)
+                   ? RL2_PHASE_LATE : RL2_PHASE_EARLY;
+    if (limit->state_size > policy->max_state_size) {
+        policy->max_state_size = limit->state_size;
+    }
+    if (limit->algo.algo == RL2_ALGO_CONCURRENCY) {
+        policy->has_concurrency = 1;
+    }
+    return RL2_OK;
+}
+
+/* An unlimited set still counts: one fixed window per hour with a limit
+ * no client reaches, flagged so that it never denies nor shows. */
+#define RL2_UNLIMITED_COUNT INT64_C(1000000000000)
+
+rl2_status_t
+rl2_limit_set_unlimited(rl2_policy_t *policy, rl2_limit_set_t *set,
+                        const char *rule_name, rl2_key_kind_t key,
+                        rl2_err_t *err)
+{
+    char name[RL2_NAME_MAX + 16];
+    rl2_limit_t *limit = rl2_policy_alloc(policy, sizeof(*limit));
+
+    if (limit == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    snprintf(name, sizeof(name), "%s.unlimited", rule_name);
+    limit->name = rl2_policy_strdup(policy, name);
+    limit->file = policy->source;
+    limit->algo.algo = RL2_ALGO_FIXED_WINDOW;
+    limit->algo.limit = RL2_UNLIMITED_COUNT;
+    limit->algo.window_us = 3600 * US_PER_S;
+    limit->key = key;
+    limit->cost = 1;
+    limit->unlimited = 1;
+    set->limits = limit;
+    set->n = 1;
+    set->defined = 1;
+    set->unlimited = 1;
+    return limit->name ? rl2_limit_finish(policy, limit, 1, err)
+                       : rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+}

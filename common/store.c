@@ -1,0 +1,189 @@
+/*
+ * store.c -- the clock, and the store interface over a local zone.
+ *
+ * The local store answers all layers of a request under one zone lock:
+ * check every layer, then commit only when no enforcing layer is refused.
+ * The lock is held only for table lookups and the arithmetic of the
+ * algorithms: no I/O, no logging, no allocation.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ratelimit2/store.h"
+
+typedef struct {
+    rl2_store_t base;
+    rl2_zone_t *zone;
+} rl2_store_local_t;
+
+void
+rl2_clock_now(rl2_clock_t *now)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now->mono_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now->wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Calendar quotas run on wall time, everything else on the monotonic
+ * clock (immune to the wall clock being stepped). */
+static int64_t
+rl2_clock_for(const rl2_algo_params_t *p, const rl2_clock_t *now)
+{
+    return p->algo == RL2_ALGO_QUOTA ? now->wall_us : now->mono_us;
+}
+
+/* Main state first, overflow state after it. */
+static void *
+rl2_overflow_state(const rl2_limit_t *limit, void *state)
+{
+    return (char *)state + rl2_algo_state_size(&limit->algo);
+}
+
+static void
+rl2_layer_check(rl2_layer_t *l, void *state, const rl2_clock_t *now)
+{
+    const rl2_limit_t *limit = l->limit;
+    rl2_algo_result_t ov;
+
+    rl2_algo_check(&limit->algo, state, rl2_clock_for(&limit->algo, now),
+                   limit->cost, &l->result);
+    l->refused = !l->result.allowed;
+    l->overflow_used = 0;
+    if (l->refused && limit->overflow.limit != 0) {
+        rl2_algo_check(&limit->overflow, rl2_overflow_state(limit, state),
+                       now->mono_us, limit->cost, &ov);
+        if (ov.allowed) {
+            l->refused = 0;
+            l->overflow_used = 1;
+        }
+    }
+}
+
+static void
+rl2_layer_commit(rl2_zone_t *zone, rl2_layer_t *l, void *state,
+                 const rl2_clock_t *now)
+{
+    const rl2_limit_t *limit = l->limit;
+    const rl2_algo_params_t *p = l->overflow_used ? &limit->overflow
+                                                  : &limit->algo;
+    void *s = l->overflow_used ? rl2_overflow_state(limit, state) : state;
+    int64_t t = rl2_clock_for(p, now);
+    int64_t ttl = rl2_algo_ttl_us(p, t);
+
+    if (limit->overflow.limit != 0 && !l->overflow_used) {
+        int64_t ottl = rl2_algo_ttl_us(&limit->overflow, now->mono_us);
+
+        ttl = ottl > ttl ? ottl : ttl;
+    }
+    rl2_algo_commit(p, s, t, limit->cost);
+    rl2_zone_keep_until(zone, state, now->mono_us + ttl);
+    l->committed = 1;
+    l->committed_us = t;
+}
+
+static rl2_status_t
+rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+                const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_zone_t *zone = ((rl2_store_local_t *)store)->zone;
+    void *states[RL2_MAX_LAYERS];
+    int refused = 0;
+    rl2_status_t st;
+
+    for (size_t i = 0; i < n; i++) {
+        if (layers[i].limit->state_size > rl2_zone_state_size(zone)) {
+            return rl2_err_set(err, RL2_ERR_STORE, "limit \"%s\" needs %zu "
+                               "bytes of state per key but the zone holds "
+                               "%zu: the zone must be recreated",
+                               layers[i].limit->name,
+                               layers[i].limit->state_size,
+                               rl2_zone_state_size(zone));
+        }
+    }
+    if ((st = rl2_zone_lock(zone, err)) != RL2_OK) {
+        return st;
+    }
+    for (size_t i = 0; i < n; i++) {
+        states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
+        rl2_layer_check(&layers[i], states[i], now);
+        refused |= layers[i].refused && !layers[i].dry_run;
+    }
+    for (size_t i = 0; !refused && i < n; i++) {
+        if (!layers[i].refused) {
+            rl2_layer_commit(zone, &layers[i], states[i], now);
+        }
+    }
+    rl2_zone_unlock(zone);
+    return RL2_OK;
+}
+
+static rl2_status_t
+rl2_local_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+                 const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_zone_t *zone = ((rl2_store_local_t *)store)->zone;
+    rl2_status_t st;
+
+    if (n == 0) {
+        return RL2_OK;
+    }
+    if ((st = rl2_zone_lock(zone, err)) != RL2_OK) {
+        return st;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const rl2_layer_t *l = &layers[i];
+        const rl2_limit_t *limit = l->limit;
+
+        if (!l->committed) {
+            continue;
+        }
+        void *state = rl2_zone_get(zone, l->key, now->mono_us);
+        const rl2_algo_params_t *p = l->overflow_used ? &limit->overflow
+                                                      : &limit->algo;
+
+        if (l->overflow_used) {
+            state = rl2_overflow_state(limit, state);
+        }
+        rl2_algo_refund(p, state, rl2_clock_for(p, now), l->committed_us,
+                        limit->cost);
+    }
+    rl2_zone_unlock(zone);
+    return RL2_OK;
+}
+
+static void
+rl2_local_destroy(rl2_store_t *store)
+{
+    free(store);
+}
+
+static const rl2_store_ops_t rl2_local_ops = {
+    "local", rl2_local_apply, rl2_local_refund, rl2_local_destroy
+};
+
+rl2_status_t
+rl2_store_local_create(rl2_zone_t *zone, rl2_store_t **out, rl2_err_t *err)
+{
+    rl2_store_local_t *s = calloc(1, sizeof(*s));
+
+    *out = NULL;
+    if (s == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    s->base.ops = &rl2_local_ops;
+    s->zone = zone;
+    *out = &s->base;
+    return RL2_OK;
+}
+
+void
+rl2_store_destroy(rl2_store_t *store)
+{
+    if (store != NULL) {
+        store->ops->destroy(store);
+    }
+}

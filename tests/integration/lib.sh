@@ -1,0 +1,235 @@
+# lib.sh -- shared helpers for the integration suites.
+#
+# Each suite sources this file, starts the real servers it needs on free
+# loopback ports inside its own temporary directory, and prints TAP-style
+# lines ("ok N - what", "not ok N - what").  Every server is stopped and
+# the directory removed on every exit path (trap).
+set -u
+
+RL2_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$RL2_ROOT/$BUILD" ;; esac
+MODULE="$BUILD/mod_ratelimit2.so"
+APACHE_MODDIR=/usr/lib/apache2/modules
+T_DIR=$(mktemp -d "${TMPDIR:-/tmp}/rl2-it.XXXXXX")
+chmod 755 "$T_DIR"
+T_NUM=0
+T_FAILED=0
+RL2_PIDFILES=()
+
+rl2_cleanup() {
+    local pf
+    for pf in "${RL2_PIDFILES[@]}"; do
+        [ -f "$pf" ] && kill -TERM "$(cat "$pf")" 2>/dev/null
+    done
+    for pf in "${RL2_PIDFILES[@]}"; do
+        rl2_wait_gone "$pf"
+    done
+    for z in "$T_DIR"/zones/*; do
+        [ -e "$z" ] && rm -f "/dev/shm/$(basename "$z")"
+    done
+    rm -rf "$T_DIR"
+}
+trap rl2_cleanup EXIT
+trap 'exit 1' INT TERM
+
+# ---- TAP ----
+
+ok() {
+    T_NUM=$((T_NUM + 1))
+    echo "ok $T_NUM - $1"
+}
+
+not_ok() {
+    T_NUM=$((T_NUM + 1))
+    T_FAILED=$((T_FAILED + 1))
+    echo "not ok $T_NUM - $1"
+}
+
+# is NAME EXPECTED ACTUAL
+is() {
+    if [ "$2" = "$3" ]; then
+        ok "$1"
+    else
+        not_ok "$1"
+        echo "#   expected: '$2'"
+        echo "#   got:      '$3'"
+    fi
+}
+
+# like NAME REGEX TEXT
+like() {
+    if printf '%s' "$3" | grep -Eq -- "$2"; then
+        ok "$1"
+    else
+        not_ok "$1"
+        echo "#   expected to match: $2"
+        echo "#   got: $(printf '%s' "$3" | head -c 600)"
+    fi
+}
+
+done_testing() {
+    echo "1..$T_NUM"
+    [ "$T_FAILED" -eq 0 ]
+}
+
+# ---- ports and processes ----
+
+rl2_port_busy() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# A free loopback port, not handed out before in this suite.
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        grep -qx "$p" "$T_DIR/.ports" 2>/dev/null && continue
+        rl2_port_busy "$p" && continue
+        echo "$p" >>"$T_DIR/.ports"
+        echo "$p"
+        return
+    done
+}
+
+wait_port() {
+    local i
+    for i in $(seq 1 200); do
+        rl2_port_busy "$1" && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+rl2_wait_gone() {
+    local pid i
+    [ -f "$1" ] || return 0
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    for i in $(seq 1 200); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null
+}
+
+# ---- Apache ----
+
+# Sanitizer builds: the module carries ASan/UBSan, the server does not;
+# preload the runtime so the module can load.
+rl2_apache_env() {
+    if [ "${SAN:-0}" = 1 ]; then
+        echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+        echo "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$T_DIR/asan"
+    fi
+}
+
+# apache_conf DIR PORT MPM -- write DIR/httpd.conf with the common part;
+# the caller appends its own directives to DIR/site.conf.
+apache_conf() {
+    local dir=$1 port=$2 mpm=$3 cgi=mod_cgid
+    [ "$mpm" = prefork ] && cgi=mod_cgi
+    mkdir -p "$dir/htdocs" "$dir/logs" "$T_DIR/zones"
+    chmod 755 "$dir" "$dir/htdocs"
+    echo ok >"$dir/htdocs/index.html"
+    touch "$dir/site.conf"
+    cat >"$dir/httpd.conf" <<CONF
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/logs/error.log"
+LogLevel info
+LogFormat "%h %u \"%r\" %>s" common
+CustomLog "$dir/logs/access.log" common
+User nobody
+Group nogroup
+DefaultRuntimeDir "$dir"
+Mutex file:$dir default
+LoadModule mpm_${mpm}_module $APACHE_MODDIR/mod_mpm_${mpm}.so
+LoadModule authz_core_module $APACHE_MODDIR/mod_authz_core.so
+LoadModule authz_host_module $APACHE_MODDIR/mod_authz_host.so
+LoadModule authz_user_module $APACHE_MODDIR/mod_authz_user.so
+LoadModule authn_core_module $APACHE_MODDIR/mod_authn_core.so
+LoadModule authn_file_module $APACHE_MODDIR/mod_authn_file.so
+LoadModule auth_basic_module $APACHE_MODDIR/mod_auth_basic.so
+LoadModule access_compat_module $APACHE_MODDIR/mod_access_compat.so
+LoadModule alias_module $APACHE_MODDIR/mod_alias.so
+LoadModule mime_module $APACHE_MODDIR/mod_mime.so
+LoadModule dir_module $APACHE_MODDIR/mod_dir.so
+LoadModule env_module $APACHE_MODDIR/mod_env.so
+LoadModule setenvif_module $APACHE_MODDIR/mod_setenvif.so
+LoadModule ${cgi#mod_}_module $APACHE_MODDIR/$cgi.so
+LoadModule ratelimit2_module $MODULE
+TypesConfig /etc/mime.types
+DocumentRoot "$dir/htdocs"
+<Directory "$dir/htdocs">
+    Require all granted
+</Directory>
+StartServers 2
+MaxRequestWorkers 64
+$( [ "$mpm" = prefork ] && echo "MinSpareServers 8
+MaxSpareServers 32
+ServerLimit 64" )
+$( [ "$mpm" = event ] && echo "ThreadsPerChild 32
+ServerLimit 4" )
+KeepAlive On
+Include "$dir/site.conf"
+CONF
+}
+
+# apache_start DIR -- start and wait until it listens; 0 on success.
+apache_start() {
+    local dir=$1 port
+    port=$(sed -n 's/^Listen 127.0.0.1:\([0-9]*\)$/\1/p' "$dir/httpd.conf")
+    RL2_PIDFILES+=("$dir/httpd.pid")
+    env $(rl2_apache_env) /usr/sbin/apache2 -f "$dir/httpd.conf" -k start \
+        >"$dir/logs/start.log" 2>&1 || { cat "$dir/logs/start.log"; return 1; }
+    wait_port "$port" || { cat "$dir/logs/error.log"; return 1; }
+}
+
+apache_stop() {
+    local dir=$1
+    [ -f "$dir/httpd.pid" ] && kill -TERM "$(cat "$dir/httpd.pid")"
+    rl2_wait_gone "$dir/httpd.pid"
+}
+
+apache_graceful() {
+    local dir=$1
+    env $(rl2_apache_env) /usr/sbin/apache2 -f "$dir/httpd.conf" \
+        -k graceful >>"$dir/logs/start.log" 2>&1
+}
+
+apache_configtest() {
+    env $(rl2_apache_env) /usr/sbin/apache2 -f "$1/httpd.conf" -t 2>&1
+}
+
+# ---- HTTP ----
+
+# code URL [curl args...] -- the status code of one request.
+code() {
+    curl -s -o /dev/null -w '%{http_code}' "$@"
+}
+
+# admitted N C URL [ab args...] -- how many of N requests at concurrency
+# C got a 2xx answer (ab counts the rest as "Non-2xx").
+admitted() {
+    local n=$1 c=$2 url=$3 out non2xx complete
+    shift 3
+    out=$(ab -q -n "$n" -c "$c" "$@" "$url" 2>&1)
+    complete=$(printf '%s\n' "$out" | sed -n 's/^Complete requests: *//p')
+    non2xx=$(printf '%s\n' "$out" | sed -n 's/^Non-2xx responses: *//p')
+    if [ -z "$complete" ]; then
+        echo "ab-failed"
+        printf '%s\n' "$out" | sed 's/^/# /' >&2
+        return
+    fi
+    echo $((complete - ${non2xx:-0}))
+}
+
+# zone_name TAG -- a shm zone name private to this suite, removed at exit.
+zone_name() {
+    local z="rl2t-$$-$1"
+    mkdir -p "$T_DIR/zones"
+    touch "$T_DIR/zones/$z"
+    echo "/$z"
+}

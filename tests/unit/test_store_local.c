@@ -1,0 +1,1028 @@
+/*
+ * test_store_local.c -- the bounded local store (store_local.c), and the
+ * hashing (hash.c) and status (status.c) it is built on.
+ *
+ * Each test is named after the behaviour it proves.  Every zone gets a
+ * name with this process' id and is unlinked at the end of its test.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ratelimit2/hash.h"
+#include "ratelimit2/status.h"
+#include "ratelimit2/store_local.h"
+
+#define NOW 1000000LL                 /* an arbitrary monotonic time, us */
+#define HOUR_US 3600000000LL
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void zone_name(char *buf, size_t len, const char *tag)
+{
+    snprintf(buf, len, "/rl2test-%ld-%s", (long)getpid(), tag);
+}
+
+static rl2_zone_t *must_open(const char *name, uint32_t entries,
+                             size_t state_size)
+{
+    rl2_zone_t *z = NULL;
+    rl2_err_t err = { "" };
+    rl2_status_t st = rl2_zone_open(name, entries, state_size, 0600, &z,
+                                    &err);
+
+    if (st != RL2_OK) {
+        fail_msg("open %s: %s", name, err.msg);
+    }
+    return z;
+}
+
+static void drop(rl2_zone_t *z, const char *name)
+{
+    rl2_zone_close(z);
+    rl2_zone_unlink(name, NULL);
+}
+
+static rl2_digest_t key_of(uint64_t i)
+{
+    return rl2_digest(&i, sizeof(i));
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Lock, add one to key's counter, keep it until keep_us, unlock; returns
+ * the new count, or 0 when the lock failed. */
+static uint64_t bump(rl2_zone_t *z, rl2_digest_t key, int64_t now_us,
+                     int64_t keep_us)
+{
+    uint64_t *c, v;
+
+    if (rl2_zone_lock(z, NULL) != RL2_OK) {
+        return 0;
+    }
+    c = rl2_zone_get(z, key, now_us);
+    v = ++*c;
+    rl2_zone_keep_until(z, c, keep_us);
+    rl2_zone_unlock(z);
+    return v;
+}
+
+/* The counter of key at now_us, or -1 if absent or expired. */
+static int64_t peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
+{
+    uint64_t *c;
+    int64_t v;
+
+    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+    c = rl2_zone_peek(z, key, now_us);
+    v = c != NULL ? (int64_t)*c : -1;
+    rl2_zone_unlock(z);
+    return v;
+}
+
+static rl2_zone_stats_t stats_of(rl2_zone_t *z)
+{
+    rl2_zone_stats_t s;
+
+    assert_int_equal(rl2_zone_stats(z, &s, NULL), RL2_OK);
+    return s;
+}
+
+static off_t shm_size(const char *name)
+{
+    char path[256];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* ---- hash.c and status.c ----------------------------------------------- */
+
+static void test_siphash_matches_reference_vectors(void **state)
+{
+    /* Key 00..0f, message 00..(len-1): the paper's vectors. */
+    static const struct { size_t len; uint64_t want; } v[] = {
+        { 0, 0x726fdb47dd0e0e31ULL }, { 1, 0x74f839c593dc67fdULL },
+        { 7, 0xab0200f58b01d137ULL }, { 8, 0x93f5f5799a932462ULL },
+        { 15, 0xa129ca6149be45e5ULL },
+    };
+    rl2_hash_key_t key;
+    uint8_t msg[16];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 16; i++) {
+        key.k[i] = (uint8_t)i;
+        msg[i] = (uint8_t)i;
+    }
+    for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        assert_int_equal(rl2_siphash(&key, msg, v[i].len), v[i].want);
+    }
+    /* Unaligned input hashes the same as aligned input. */
+    {
+        uint8_t buf[32];
+
+        memcpy(buf + 3, msg, 15);
+        assert_int_equal(rl2_siphash(&key, buf + 3, 15),
+                         0xa129ca6149be45e5ULL);
+    }
+}
+
+static void test_digest_is_stable_with_independent_halves(void **state)
+{
+    rl2_digest_t a = rl2_digest("client:10.0.0.1", 15);
+    rl2_digest_t b = rl2_digest("client:10.0.0.1", 15);
+    rl2_digest_t c = rl2_digest("client:10.0.0.2", 15);
+
+    (void)state;
+    assert_true(a.hi == b.hi && a.lo == b.lo);
+    assert_true(a.hi != a.lo);
+    assert_true(a.hi != c.hi && a.lo != c.lo);
+}
+
+static void test_hash_id_is_16_lowercase_hex_and_keyed(void **state)
+{
+    rl2_hash_key_t k1, k2;
+    char a[17], b[17], c[17];
+    uint64_t back;
+    int i;
+
+    (void)state;
+    rl2_hash_key_from_secret("site secret one", &k1);
+    rl2_hash_key_from_secret("site secret two", &k2);
+    assert_memory_not_equal(k1.k, k2.k, 16);
+    rl2_hash_id(&k1, "alice", a);
+    rl2_hash_id(&k1, "alice", b);
+    rl2_hash_id(&k2, "alice", c);
+    assert_int_equal(strlen(a), 16);
+    for (i = 0; i < 16; i++) {
+        assert_true((a[i] >= '0' && a[i] <= '9')
+                    || (a[i] >= 'a' && a[i] <= 'f'));
+    }
+    assert_string_equal(a, b);
+    assert_string_not_equal(a, c);
+    back = strtoull(a, NULL, 16);
+    assert_int_equal(back, rl2_siphash(&k1, "alice", 5));
+}
+
+static void test_err_set_formats_truncates_and_accepts_null(void **state)
+{
+    rl2_err_t err;
+    char big[400];
+
+    (void)state;
+    assert_int_equal(rl2_err_set(NULL, RL2_ERR_STORE, "x %d", 1),
+                     RL2_ERR_STORE);
+    assert_int_equal(rl2_err_set(&err, RL2_ERR_CONFIG, "%s:%d: bad", "f",
+                                 3), RL2_ERR_CONFIG);
+    assert_string_equal(err.msg, "f:3: bad");
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    rl2_err_set(&err, RL2_ERR_SYS, "%s", big);
+    assert_int_equal(strlen(err.msg), RL2_ERR_MAX - 1);
+    assert_string_equal(rl2_status_str(RL2_OK), "ok");
+    assert_string_equal(rl2_status_str(RL2_ERR_SYS), "system error");
+}
+
+/* ---- opening, attaching, geometry --------------------------------------- */
+
+static void test_open_rejects_bad_arguments_with_message(void **state)
+{
+    char name[64];
+    rl2_zone_t *z = (rl2_zone_t *)&z;
+    rl2_err_t err;
+
+    (void)state;
+    zone_name(name, sizeof(name), "bad");
+    assert_int_equal(rl2_zone_open(name, RL2_ZONE_MIN_ENTRIES - 1, 8, 0600,
+                                   &z, &err), RL2_ERR_INVALID);
+    assert_null(z);
+    assert_non_null(strstr(err.msg, name));
+    assert_int_equal(rl2_zone_open(name, RL2_ZONE_MAX_ENTRIES + 1, 8, 0600,
+                                   &z, &err), RL2_ERR_INVALID);
+    assert_int_equal(rl2_zone_open(name, 64, 65537, 0600, &z, &err),
+                     RL2_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "state_size"));
+    assert_non_null(strstr(err.msg, name));
+    assert_int_equal(rl2_zone_open("noslash", 64, 8, 0600, &z, &err),
+                     RL2_ERR_INVALID);
+    assert_int_equal(rl2_zone_open("/a/b", 64, 8, 0600, &z, &err),
+                     RL2_ERR_INVALID);
+    assert_int_equal(rl2_zone_open(name, 64, 8, 01777, &z, &err),
+                     RL2_ERR_INVALID);
+    assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_SYS);
+    assert_non_null(strstr(err.msg, name));
+    assert_non_null(strstr(err.msg, strerror(ENOENT)));
+    assert_int_equal(shm_size(name), -1);   /* nothing was created */
+}
+
+static void test_state_is_rounded_to_8_and_aligned(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    void *p;
+
+    (void)state;
+    zone_name(name, sizeof(name), "align");
+    z = must_open(name, 16, 13);
+    assert_int_equal(rl2_zone_state_size(z), 16);
+    assert_int_equal(stats_of(z).state_size, 16);
+    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+    p = rl2_zone_get(z, key_of(1), NOW);
+    assert_int_equal((uintptr_t)p % 8, 0);
+    rl2_zone_unlock(z);
+    drop(z, name);
+}
+
+static void test_reopen_same_geometry_keeps_counters(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    rl2_zone_stats_t s;
+    int i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "reopen");
+    z = must_open(name, 16, 8);
+    for (i = 0; i < 20; i++) {            /* 4 evictions */
+        bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    bump(z, key_of(19), NOW, NOW + HOUR_US);
+    rl2_zone_close(z);
+    z = must_open(name, 16, 8);
+    s = stats_of(z);
+    assert_int_equal(s.evictions, 4);
+    assert_int_equal(s.used, 16);
+    assert_int_equal(peek(z, key_of(19), NOW), 2);
+    assert_int_equal(peek(z, key_of(0), NOW), -1);
+    drop(z, name);
+}
+
+static void test_reopen_other_geometry_recreates(void **state)
+{
+    char name[64];
+    rl2_zone_t *z, *old;
+    rl2_zone_stats_t s;
+
+    (void)state;
+    zone_name(name, sizeof(name), "regeom");
+    old = must_open(name, 16, 8);
+    bump(old, key_of(1), NOW, NOW + HOUR_US);
+    z = must_open(name, 32, 8);           /* another capacity */
+    s = stats_of(z);
+    assert_int_equal(s.entries, 32);
+    assert_int_equal(s.used, 0);
+    assert_int_equal(peek(z, key_of(1), NOW), -1);
+    /* The old mapping still works for its holder. */
+    assert_int_equal(bump(old, key_of(1), NOW, NOW + HOUR_US), 2);
+    rl2_zone_close(z);
+    z = must_open(name, 32, 24);          /* another state size */
+    assert_int_equal(stats_of(z).state_size, 24);
+    assert_int_equal(shm_size(name), (off_t)stats_of(z).bytes);
+    rl2_zone_close(old);
+    drop(z, name);
+}
+
+static void test_attach_takes_any_geometry(void **state)
+{
+    char name[64];
+    rl2_zone_t *z, *a;
+    rl2_err_t err;
+
+    (void)state;
+    zone_name(name, sizeof(name), "attach");
+    z = must_open(name, 48, 40);
+    bump(z, key_of(7), NOW, NOW + HOUR_US);
+    assert_int_equal(rl2_zone_attach(name, &a, &err), RL2_OK);
+    assert_int_equal(stats_of(a).entries, 48);
+    assert_int_equal(rl2_zone_state_size(a), 40);
+    assert_int_equal(peek(a, key_of(7), NOW), 1);
+    rl2_zone_close(a);
+    drop(z, name);
+}
+
+/* Write raw bytes into a new shm object, as a foreign program would. */
+static void make_foreign(const char *name, size_t size, unsigned char fill)
+{
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    unsigned char buf[4096];
+    size_t done;
+
+    assert_true(fd >= 0);
+    memset(buf, fill, sizeof(buf));
+    for (done = 0; done < size; done += sizeof(buf)) {
+        size_t n = size - done < sizeof(buf) ? size - done : sizeof(buf);
+        assert_int_equal(write(fd, buf, n), (ssize_t)n);
+    }
+    close(fd);
+}
+
+static void test_invalid_object_is_refused_by_attach_replaced_by_open(
+    void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    rl2_err_t err;
+
+    (void)state;
+    zone_name(name, sizeof(name), "foreign");
+    make_foreign(name, 8192, 0xab);       /* garbage magic */
+    assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, name));
+    z = must_open(name, 16, 8);
+    assert_int_equal(stats_of(z).used, 0);
+    drop(z, name);
+}
+
+static void test_object_size_must_match_header(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    rl2_err_t err;
+    int fd;
+
+    (void)state;
+    zone_name(name, sizeof(name), "size");
+    z = must_open(name, 16, 8);
+    bump(z, key_of(1), NOW, NOW + HOUR_US);
+    rl2_zone_close(z);
+    fd = shm_open(name, O_RDWR, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, shm_size(name) + 4096), 0);
+    close(fd);
+    assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_STORE);
+    z = must_open(name, 16, 8);           /* recreated, not trusted */
+    assert_int_equal(peek(z, key_of(1), NOW), -1);
+    assert_int_equal(shm_size(name), (off_t)stats_of(z).bytes);
+    drop(z, name);
+}
+
+static void test_half_created_zone_is_replaced_after_a_bounded_wait(
+    void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    double t0;
+
+    (void)state;
+    zone_name(name, sizeof(name), "halfmade");
+    make_foreign(name, 8192, 0);          /* magic never published */
+    t0 = now_s();
+    z = must_open(name, 16, 8);
+    assert_true(now_s() - t0 < 3.0);
+    assert_int_equal(stats_of(z).used, 0);
+    assert_int_equal(shm_size(name), (off_t)stats_of(z).bytes);
+    drop(z, name);
+}
+
+static void test_mode_bits_are_applied_despite_umask(void **state)
+{
+    char name[64], path[128];
+    rl2_zone_t *z = NULL;
+    struct stat st;
+    mode_t old = umask(077);
+
+    (void)state;
+    zone_name(name, sizeof(name), "mode");
+    assert_int_equal(rl2_zone_open(name, 16, 8, 0640, &z, NULL), RL2_OK);
+    umask(old);
+    snprintf(path, sizeof(path), "/dev/shm%s", name);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    drop(z, name);
+}
+
+/* ---- entries: fresh state, expiry, removal ------------------------------ */
+
+static void test_new_and_expired_keys_get_zeroed_state(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    uint64_t *c;
+
+    (void)state;
+    zone_name(name, sizeof(name), "zero");
+    z = must_open(name, 16, 32);
+    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+    c = rl2_zone_get(z, key_of(1), 100);
+    assert_true(c[0] == 0 && c[1] == 0 && c[2] == 0 && c[3] == 0);
+    memset(c, 0xff, 32);
+    rl2_zone_keep_until(z, c, 200);
+    c = rl2_zone_get(z, key_of(1), 200);  /* expiry not before now */
+    assert_true(c[3] == UINT64_MAX);
+    c = rl2_zone_get(z, key_of(1), 201);  /* expired: fresh */
+    assert_true(c[0] == 0 && c[1] == 0 && c[2] == 0 && c[3] == 0);
+    c[0] = 7;                             /* never kept */
+    assert_int_equal(*(uint64_t *)rl2_zone_get(z, key_of(1), 201), 7);
+    assert_int_equal(*(uint64_t *)rl2_zone_get(z, key_of(1), 202), 0);
+    rl2_zone_unlock(z);
+    assert_int_equal(stats_of(z).used, 1);
+    drop(z, name);
+}
+
+static void test_keep_until_never_moves_expiry_earlier(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    uint64_t *c;
+
+    (void)state;
+    zone_name(name, sizeof(name), "keep");
+    z = must_open(name, 16, 8);
+    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+    c = rl2_zone_get(z, key_of(1), 100);
+    *c = 5;
+    rl2_zone_keep_until(z, c, 300);
+    rl2_zone_keep_until(z, c, 200);
+    rl2_zone_keep_until(z, (char *)c + 1, 900);   /* not a state pointer */
+    rl2_zone_unlock(z);
+    assert_int_equal(peek(z, key_of(1), 250), 5);
+    assert_int_equal(peek(z, key_of(1), 300), 5);
+    assert_int_equal(peek(z, key_of(1), 301), -1);
+    drop(z, name);
+}
+
+static void test_peek_neither_inserts_nor_touches(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    int i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "peek");
+    z = must_open(name, 16, 8);
+    assert_int_equal(peek(z, key_of(99), NOW), -1);
+    assert_int_equal(stats_of(z).used, 0);
+    for (i = 0; i < 16; i++) {
+        bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    assert_int_equal(peek(z, key_of(0), NOW), 1);  /* oldest, peeked */
+    bump(z, key_of(16), NOW, NOW + HOUR_US);
+    assert_int_equal(peek(z, key_of(0), NOW), -1); /* still evicted */
+    assert_int_equal(peek(z, key_of(1), NOW), 1);
+    drop(z, name);
+}
+
+static void test_remove_forgets_key_and_frees_its_entry(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    rl2_zone_stats_t s;
+    int i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "remove");
+    z = must_open(name, 16, 8);
+    for (i = 0; i < 16; i++) {
+        bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+    rl2_zone_remove(z, key_of(5));
+    rl2_zone_remove(z, key_of(5));        /* absent: no effect */
+    rl2_zone_remove(z, key_of(1000));
+    rl2_zone_unlock(z);
+    assert_int_equal(stats_of(z).used, 15);
+    assert_int_equal(peek(z, key_of(5), NOW), -1);
+    assert_int_equal(bump(z, key_of(5), NOW, NOW + HOUR_US), 1);
+    bump(z, key_of(5), NOW, NOW + HOUR_US);
+    s = stats_of(z);
+    assert_int_equal(s.used, 16);
+    assert_int_equal(s.evictions, 0);     /* the freed entry was reused */
+    for (i = 0; i < 16; i++) {
+        assert_int_equal(peek(z, key_of((uint64_t)i), NOW), i == 5 ? 2 : 1);
+    }
+    drop(z, name);
+}
+
+/* ---- eviction ----------------------------------------------------------- */
+
+static void test_lru_evicts_oldest_first_and_counts(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    int i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "lru");
+    z = must_open(name, 16, 8);
+    for (i = 0; i < 16; i++) {
+        bump(z, key_of((uint64_t)i), NOW + i, NOW + HOUR_US);
+    }
+    bump(z, key_of(0), NOW + 20, NOW + HOUR_US);   /* 0 is now newest */
+    bump(z, key_of(100), NOW + 21, NOW + HOUR_US); /* evicts 1 */
+    assert_int_equal(peek(z, key_of(1), NOW + 21), -1);
+    assert_int_equal(peek(z, key_of(0), NOW + 21), 2);
+    assert_int_equal(stats_of(z).evictions, 1);
+    bump(z, key_of(101), NOW + 22, NOW + HOUR_US); /* evicts 2 */
+    bump(z, key_of(102), NOW + 23, NOW + HOUR_US); /* evicts 3 */
+    assert_int_equal(peek(z, key_of(2), NOW + 23), -1);
+    assert_int_equal(peek(z, key_of(3), NOW + 23), -1);
+    assert_int_equal(peek(z, key_of(4), NOW + 23), 1);
+    assert_int_equal(stats_of(z).evictions, 3);
+    assert_int_equal(stats_of(z).used, 16);
+    drop(z, name);
+}
+
+static void test_expired_reuse_is_not_an_eviction(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    rl2_zone_stats_t s;
+    int i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "expreuse");
+    z = must_open(name, 16, 8);
+    for (i = 0; i < 16; i++) {            /* kept 10 us only */
+        bump(z, key_of((uint64_t)i), NOW, NOW + 10);
+    }
+    for (i = 0; i < 16; i++) {            /* 1 s later: all expired */
+        bump(z, key_of((uint64_t)(100 + i)), NOW + 1000000, NOW + HOUR_US);
+    }
+    s = stats_of(z);
+    assert_int_equal(s.evictions, 0);
+    assert_int_equal(s.used, 16);
+    /* Entries never kept expire as soon as time moves. */
+    for (i = 0; i < 16; i++) {
+        assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+        rl2_zone_get(z, key_of((uint64_t)(200 + i)), NOW + 2000000);
+        rl2_zone_unlock(z);
+    }
+    assert_int_equal(stats_of(z).evictions, 16);   /* the kept ones */
+    for (i = 0; i < 16; i++) {
+        assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+        rl2_zone_get(z, key_of((uint64_t)(300 + i)), NOW + 2000001);
+        rl2_zone_unlock(z);
+    }
+    assert_int_equal(stats_of(z).evictions, 16);   /* unkept: free */
+    drop(z, name);
+}
+
+static void test_expired_entry_near_tail_beats_live_tail(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    int i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "neartail");
+    z = must_open(name, 16, 8);
+    bump(z, key_of(0), NOW, NOW + HOUR_US);        /* tail, live */
+    bump(z, key_of(1), NOW, NOW + 5);              /* next, expires */
+    for (i = 2; i < 16; i++) {
+        bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    bump(z, key_of(50), NOW + 10, NOW + HOUR_US);
+    assert_int_equal(stats_of(z).evictions, 0);
+    assert_int_equal(peek(z, key_of(0), NOW + 10), 1);
+    assert_int_equal(peek(z, key_of(1), NOW + 10), -1);
+    drop(z, name);
+}
+
+/* The index and LRU against a tiny model: many collisions in a small
+ * index exercise probing and backward-shift deletion. */
+typedef struct {
+    int order[16];                        /* key ids, most recent first */
+    int n;
+    uint64_t val[48];
+    uint64_t evictions;
+} model_t;
+
+static int model_pos(const model_t *m, int k)
+{
+    int i;
+
+    for (i = 0; i < m->n; i++) {
+        if (m->order[i] == k) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static void model_get(model_t *m, int k)
+{
+    int p = model_pos(m, k);
+
+    if (p < 0) {
+        if (m->n == 16) {
+            m->n--;
+            m->evictions++;
+        }
+        m->val[k] = 0;
+        p = m->n++;
+    }
+    memmove(&m->order[1], &m->order[0], (size_t)p * sizeof(int));
+    m->order[0] = k;
+    m->val[k]++;
+}
+
+static void model_remove(model_t *m, int k)
+{
+    int p = model_pos(m, k);
+
+    if (p >= 0) {
+        memmove(&m->order[p], &m->order[p + 1],
+                (size_t)(m->n - p - 1) * sizeof(int));
+        m->n--;
+    }
+}
+
+static void test_index_and_lru_match_a_model(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    model_t m = { .n = 0 };
+    uint64_t rng = 88172645463325252ULL;
+    int op, k;
+
+    (void)state;
+    zone_name(name, sizeof(name), "model");
+    z = must_open(name, 16, 8);
+    for (op = 0; op < 40000; op++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        k = (int)(rng % 48);
+        if ((rng >> 32) % 4 == 0) {
+            assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+            rl2_zone_remove(z, key_of((uint64_t)k));
+            rl2_zone_unlock(z);
+            model_remove(&m, k);
+        }
+        else {
+            bump(z, key_of((uint64_t)k), NOW, NOW + HOUR_US);
+            model_get(&m, k);
+        }
+        if (op % 97 == 0) {
+            for (k = 0; k < 48; k++) {
+                int64_t want = model_pos(&m, k) >= 0 ? (int64_t)m.val[k] : -1;
+                assert_int_equal(peek(z, key_of((uint64_t)k), NOW), want);
+            }
+            assert_int_equal(stats_of(z).used, m.n);
+            assert_int_equal(stats_of(z).evictions, m.evictions);
+        }
+    }
+    drop(z, name);
+}
+
+/* ---- bounded memory under a flood of keys -------------------------------- */
+
+static void test_million_keys_keep_memory_fixed_and_hot_key_exact(
+    void **state)
+{
+    enum { ENTRIES = 10000, KEYS = 1000000, WARMUP = 10000, HOT_EVERY = 100 };
+    char name[64];
+    rl2_zone_t *z;
+    rl2_zone_stats_t s;
+    rl2_digest_t hot = rl2_digest("hot", 3);
+    struct mallinfo2 before = { 0 }, after;
+    uint64_t hot_count = 0, hot_seen = 0, size_changes = 0;
+    uint64_t bytes;
+    off_t st_size;
+    double t0 = now_s();
+    int i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "million");
+    z = must_open(name, ENTRIES, 8);
+    bytes = stats_of(z).bytes;
+    st_size = shm_size(name);
+    assert_int_equal(st_size, (off_t)bytes);
+    hot_seen = bump(z, hot, NOW, NOW + HOUR_US);
+    hot_count = 1;
+    for (i = 0; i < KEYS; i++) {
+        if (i == WARMUP) {
+            before = mallinfo2();
+        }
+        bump(z, key_of((uint64_t)i + 1000), NOW, NOW + HOUR_US);
+        if (i % HOT_EVERY == HOT_EVERY - 1) {
+            hot_seen = bump(z, hot, NOW, NOW + HOUR_US);
+            hot_count++;
+        }
+        if (i % 50000 == 0) {
+            rl2_zone_stats(z, &s, NULL);
+            size_changes += s.bytes != bytes || shm_size(name) != st_size;
+        }
+    }
+    after = mallinfo2();
+    s = stats_of(z);
+    assert_int_equal(size_changes, 0);
+    assert_int_equal(s.bytes, bytes);
+    assert_int_equal(shm_size(name), st_size);
+    assert_int_equal(after.uordblks, before.uordblks);
+    assert_int_equal(after.arena, before.arena);
+    assert_int_equal(hot_seen, hot_count);
+    assert_int_equal(peek(z, hot, NOW), (int64_t)hot_count);
+    /* The first ENTRIES - 1 cold keys filled the free entries (the hot key
+     * holds one); every later one evicted exactly one. */
+    assert_int_equal(s.evictions, KEYS - (ENTRIES - 1));
+    assert_int_equal(s.used, ENTRIES);
+    print_message("    1e6 keys through %d entries: %.2f s, %" PRIu64
+                  " bytes\n", ENTRIES, now_s() - t0, bytes);
+    drop(z, name);
+}
+
+/* ---- the robust lock ---------------------------------------------------- */
+
+static void test_killed_lock_holder_does_not_block(void **state)
+{
+    char name[64], c;
+    rl2_zone_t *z;
+    int fds[2];
+    pid_t pid;
+    double t0;
+
+    (void)state;
+    zone_name(name, sizeof(name), "robust");
+    z = must_open(name, 16, 8);
+    bump(z, key_of(1), NOW, NOW + HOUR_US);
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (rl2_zone_lock(z, NULL) == RL2_OK) {
+            c = 'L';
+            (void)!write(fds[1], &c, 1);
+        }
+        pause();                          /* hold it until killed */
+        _exit(1);
+    }
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    alarm(10);                            /* a wedged lock fails the run */
+    t0 = now_s();
+    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+    rl2_zone_unlock(z);
+    alarm(0);
+    assert_true(now_s() - t0 < 1.0);
+    assert_int_equal(stats_of(z).lock_recoveries, 1);
+    assert_int_equal(bump(z, key_of(1), NOW, NOW + HOUR_US), 2);
+    assert_int_equal(bump(z, key_of(2), NOW, NOW + HOUR_US), 1);
+    assert_int_equal(stats_of(z).lock_recoveries, 1);
+    close(fds[0]);
+    close(fds[1]);
+    drop(z, name);
+}
+
+/* Children killed at random points while inserting under the lock, some
+ * of them mid-change: the table must come back consistent. */
+static void test_killed_mid_update_leaves_table_consistent(void **state)
+{
+    enum { ENTRIES = 64, ROUNDS = 60 };
+    char name[64], c;
+    rl2_zone_t *z;
+    rl2_zone_stats_t s;
+    int fds[2], r, i;
+    uint64_t base;
+    pid_t pid;
+
+    (void)state;
+    zone_name(name, sizeof(name), "midupdate");
+    z = must_open(name, ENTRIES, 8);
+    assert_int_equal(pipe(fds), 0);
+    for (r = 0; r < ROUNDS; r++) {
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            uint64_t k = (uint64_t)r << 40;
+
+            c = 'S';
+            (void)!write(fds[1], &c, 1);
+            for (;;) {
+                if (rl2_zone_lock(z, NULL) != RL2_OK) {
+                    _exit(1);
+                }
+                for (i = 0; i < 100; i++) {
+                    uint64_t *v = rl2_zone_get(z, key_of(k++), NOW);
+
+                    *v += 1;
+                    rl2_zone_keep_until(z, v, NOW + HOUR_US);
+                    rl2_zone_remove(z, key_of(k - 50));
+                }
+                rl2_zone_unlock(z);
+            }
+        }
+        assert_int_equal(read(fds[0], &c, 1), 1);
+        usleep(300 + (useconds_t)(r * 397 % 3000));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    alarm(20);                            /* a looping table fails */
+    s = stats_of(z);
+    assert_true(s.lock_recoveries >= 1 && s.lock_recoveries <= ROUNDS);
+    assert_true(s.used <= ENTRIES);
+    /* Fill with fresh keys: each must be found with its exact count. */
+    base = 1ULL << 60;
+    for (i = 0; i < ENTRIES; i++) {
+        bump(z, key_of(base + (uint64_t)i), NOW, NOW + HOUR_US);
+        bump(z, key_of(base + (uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    for (i = 0; i < ENTRIES; i++) {
+        assert_int_equal(peek(z, key_of(base + (uint64_t)i), NOW), 2);
+    }
+    assert_int_equal(stats_of(z).used, ENTRIES);
+    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+    for (i = 0; i < ENTRIES; i++) {
+        rl2_zone_remove(z, key_of(base + (uint64_t)i));
+    }
+    rl2_zone_unlock(z);
+    assert_int_equal(stats_of(z).used, 0);
+    s = stats_of(z);
+    for (i = 0; i < ENTRIES; i++) {       /* every entry is free again */
+        bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    assert_int_equal(stats_of(z).evictions, s.evictions);
+    alarm(0);
+    close(fds[0]);
+    close(fds[1]);
+    drop(z, name);
+}
+
+/* ---- concurrency -------------------------------------------------------- */
+
+enum { THREADS = 4, PER_THREAD = 100000 };
+
+static void *count_thread(void *arg)
+{
+    rl2_zone_t *z = arg;
+    int i;
+
+    for (i = 0; i < PER_THREAD; i++) {
+        if (bump(z, key_of(42), NOW, NOW + HOUR_US) == 0) {
+            return (void *)1;
+        }
+    }
+    return NULL;
+}
+
+static void test_threads_count_exactly(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    pthread_t t[THREADS];
+    void *ret;
+    int i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "threads");
+    z = must_open(name, 16, 8);
+    for (i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_create(&t[i], NULL, count_thread, z), 0);
+    }
+    for (i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], &ret), 0);
+        assert_null(ret);
+    }
+    assert_int_equal(peek(z, key_of(42), NOW), THREADS * PER_THREAD);
+    drop(z, name);
+}
+
+static void test_processes_count_exactly(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    pid_t pid;
+    int status;
+
+    (void)state;
+    zone_name(name, sizeof(name), "procs");
+    z = must_open(name, 16, 8);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (count_thread(z) != NULL) {
+        if (pid == 0) {
+            _exit(1);
+        }
+        fail_msg("lock failed in the parent");
+    }
+    if (pid == 0) {
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(peek(z, key_of(42), NOW), 2 * PER_THREAD);
+    drop(z, name);
+}
+
+/* Processes started at once, each opening by name (the FastCGI case). */
+static void open_race(const char *name, uint32_t entries)
+{
+    enum { PROCS = 4 };
+    int go[2], i, status;
+    pid_t pids[PROCS];
+    char c;
+
+    assert_int_equal(pipe(go), 0);
+    for (i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            rl2_zone_t *z = NULL;
+            rl2_err_t err = { "" };
+
+            close(go[1]);
+            (void)!read(go[0], &c, 1);    /* EOF: everyone starts */
+            if (rl2_zone_open(name, entries, 8, 0600, &z, &err) != RL2_OK
+                || bump(z, key_of(9), NOW, NOW + HOUR_US) == 0) {
+                fprintf(stderr, "child %d: %s\n", i, err.msg);
+                _exit(1);
+            }
+            rl2_zone_close(z);
+            _exit(0);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (i = 0; i < PROCS; i++) {
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+}
+
+static void test_processes_opening_at_once_share_one_zone(void **state)
+{
+    char name[64];
+    rl2_zone_t *z;
+    int round;
+
+    (void)state;
+    zone_name(name, sizeof(name), "race");
+    for (round = 0; round < 5; round++) {
+        open_race(name, 64);              /* nothing there yet */
+        z = must_open(name, 64, 8);
+        assert_int_equal(peek(z, key_of(9), NOW), 4);
+        drop(z, name);
+        z = must_open(name, 32, 8);       /* a zone of another geometry */
+        rl2_zone_close(z);
+        open_race(name, 64);
+        z = must_open(name, 64, 8);
+        assert_int_equal(peek(z, key_of(9), NOW), 4);
+        drop(z, name);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_siphash_matches_reference_vectors),
+        cmocka_unit_test(test_digest_is_stable_with_independent_halves),
+        cmocka_unit_test(test_hash_id_is_16_lowercase_hex_and_keyed),
+        cmocka_unit_test(test_err_set_formats_truncates_and_accepts_null),
+        cmocka_unit_test(test_open_rejects_bad_arguments_with_message),
+        cmocka_unit_test(test_state_is_rounded_to_8_and_aligned),
+        cmocka_unit_test(test_reopen_same_geometry_keeps_counters),
+        cmocka_unit_test(test_reopen_other_geometry_recreates),
+        cmocka_unit_test(test_attach_takes_any_geometry),
+        cmocka_unit_test(
+            test_invalid_object_is_refused_by_attach_replaced_by_open),
+        cmocka_unit_test(test_object_size_must_match_header),
+        cmocka_unit_test(
+            test_half_created_zone_is_replaced_after_a_bounded_wait),
+        cmocka_unit_test(test_mode_bits_are_applied_despite_umask),
+        cmocka_unit_test(test_new_and_expired_keys_get_zeroed_state),
+        cmocka_unit_test(test_keep_until_never_moves_expiry_earlier),
+        cmocka_unit_test(test_peek_neither_inserts_nor_touches),
+        cmocka_unit_test(test_remove_forgets_key_and_frees_its_entry),
+        cmocka_unit_test(test_lru_evicts_oldest_first_and_counts),
+        cmocka_unit_test(test_expired_reuse_is_not_an_eviction),
+        cmocka_unit_test(test_expired_entry_near_tail_beats_live_tail),
+        cmocka_unit_test(test_index_and_lru_match_a_model),
+        cmocka_unit_test(
+            test_million_keys_keep_memory_fixed_and_hot_key_exact),
+        cmocka_unit_test(test_killed_lock_holder_does_not_block),
+        cmocka_unit_test(test_killed_mid_update_leaves_table_consistent),
+        cmocka_unit_test(test_threads_count_exactly),
+        cmocka_unit_test(test_processes_count_exactly),
+        cmocka_unit_test(test_processes_opening_at_once_share_one_zone),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
