@@ -898,9 +898,11 @@ rl2_status_t rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err)
     }
     rate_str(p, rate, sizeof(rate));
     return rl2_err_set(err, RL2_ERR_RANGE, "%s rate %s overflows 64-bit "
-                       "arithmetic; use a smaller %slimit or window",
+                       "arithmetic; use a smaller %s",
                        rl2_algo_name(p->algo), rate,
-                       p->burst > 0 ? "burst, " : "");
+                       p->burst > 0 ? "burst, limit or window"
+                       : algo_is_windowed(p->algo) ? "limit or window"
+                       : "limit");
 }
 
 /* ---- the public entry points ---- */

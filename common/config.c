@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "ratelimit2/config.h"
@@ -695,8 +696,7 @@ rl2_cfg_limit_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
                             "window in time units (e.g. \"2/5min\"), not "
                             "a month");
     }
-    lim->overflow.algo = RL2_ALGO_FIXED_WINDOW;
-    return RL2_OK;
+    return RL2_OK;     /* rl2_limit_finish() picks its algorithm */
 }
 
 /* One limit group; idx is its place in the set, for its default name. */
@@ -904,6 +904,18 @@ rl2_cfg_rule_body(rl2_cfg_t *cfg, const config_setting_t *g,
     return RL2_OK;
 }
 
+/* Requests are matched on the host name without its port. */
+static rl2_status_t
+rl2_cfg_host_check(const char *host, rl2_err_t *err)
+{
+    if (strpbrk(host, ":/[]") != NULL) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid host \"%s\": "
+                           "write a host name or glob, without port or "
+                           "path", host);
+    }
+    return RL2_OK;
+}
+
 static rl2_status_t
 rl2_cfg_rule(rl2_cfg_t *cfg, const config_setting_t *g, rl2_rule_t *rule,
              rl2_cfg_key_t *key)
@@ -930,7 +942,8 @@ rl2_cfg_rule(rl2_cfg_t *cfg, const config_setting_t *g, rl2_rule_t *rule,
     RL2_TRY(rl2_cfg_methods(cfg, g, &rule->methods));
     RL2_TRY(rl2_cfg_strings(cfg, g, "paths", rl2_glob_check, 0,
                             &rule->paths, &rule->n_paths));
-    RL2_TRY(rl2_cfg_strings(cfg, g, "hosts", NULL, 1, &rule->hosts,
+    RL2_TRY(rl2_cfg_strings(cfg, g, "hosts", rl2_cfg_host_check, 1,
+                            &rule->hosts,
                             &rule->n_hosts));
     return rl2_cfg_rule_body(cfg, g, rule, key);
 }
@@ -1085,9 +1098,12 @@ rl2_cfg_tiers(rl2_cfg_t *cfg, const config_setting_t *root)
         const config_setting_t *t = config_setting_get_elem(s, i);
 
         RL2_TRY(rl2_cfg_tier(cfg, t, &p->tiers[i]));
-        if (rl2_cfg_tier_find(p, p->tiers[i].name) >= 0) {
-            return rl2_cfg_fail(cfg, t, RL2_ERR_CONFIG, "duplicate tier "
-                                "name '%s'", p->tiers[i].name);
+        /* A tier named by a header or variable is found without case. */
+        for (unsigned j = 0; j < i; j++) {
+            if (strcasecmp(p->tiers[j].name, p->tiers[i].name) == 0) {
+                return rl2_cfg_fail(cfg, t, RL2_ERR_CONFIG, "duplicate "
+                                    "tier name '%s'", p->tiers[i].name);
+            }
         }
         p->n_tiers = i + 1;
     }
@@ -1221,6 +1237,31 @@ rl2_cfg_make_late(rl2_policy_t *p, size_t r)
     }
 }
 
+/* Only the first client that matches is used: a second entry for the
+ * same identity would be ignored, so it is an error.  (Overlapping
+ * address ranges are fine: the more specific one is written first.) */
+static rl2_status_t
+rl2_cfg_client_dup(const rl2_cfg_t *cfg, const config_setting_t *g,
+                   const rl2_client_t *c)
+{
+    const rl2_policy_t *p = cfg->policy;
+
+    for (const rl2_client_t *o = p->clients; o < c; o++) {
+        if (o->by != c->by || (c->by == RL2_KEY_IP
+                               ? memcmp(&o->net, &c->net, sizeof(c->net))
+                               : strcmp(o->id, c->id)) != 0) {
+            continue;
+        }
+        /* API keys are secrets: not repeated in a message. */
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "duplicate client: "
+                            "the same %s as at %s:%d",
+                            c->by == RL2_KEY_USER ? "user"
+                            : c->by == RL2_KEY_APIKEY ? "api_key" : "address",
+                            o->file, o->line);
+    }
+    return RL2_OK;
+}
+
 static rl2_status_t
 rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root)
 {
@@ -1245,6 +1286,7 @@ rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root)
                                 "'clients' must be a group { user = ...; }");
         }
         RL2_TRY(rl2_cfg_client(cfg, g, c));
+        RL2_TRY(rl2_cfg_client_dup(cfg, g, c));
         for (size_t r = 0; c->by != RL2_KEY_IP && r < c->n_rules; r++) {
             rl2_cfg_make_late(p, c->rules[r].rule);
         }

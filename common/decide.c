@@ -693,6 +693,42 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra,
     return rl2_fold(&c, store, first, now, err);
 }
 
+rl2_status_t
+rl2_decide_peek(const rl2_policy_t *policy, const rl2_rule_t *extra,
+                size_t n_extra, rl2_store_t *store, const rl2_request_t *req,
+                const rl2_clock_t *now, rl2_verdict_t *v, rl2_err_t *err)
+{
+    rl2_ctx_t c;
+    int bypass;
+    rl2_status_t st;
+
+    rl2_verdict_init(v);
+    rl2_ctx_init(&c, policy, req, RL2_PHASE_ALL, v, err);
+    v->phases = RL2_PHASE_ALL;
+    if (rl2_whitelisted(&c)) {
+        v->outcome = RL2_OUTCOME_BYPASS;
+        return RL2_OK;
+    }
+    st = rl2_build_layers(&c, extra, n_extra, &bypass, err);
+    if (st != RL2_OK || bypass || v->n_layers == 0) {
+        v->n_layers = bypass ? 0 : v->n_layers;
+        v->outcome = bypass ? RL2_OUTCOME_BYPASS : RL2_OUTCOME_NONE;
+        return st;
+    }
+    st = store->ops->peek(store, v->layers, v->n_layers, now, err);
+    if (st != RL2_OK) {
+        return st;
+    }
+    v->outcome = RL2_OUTCOME_ALLOW;
+    for (size_t i = 0; i < v->n_layers; i++) {
+        if (rl2_layer_denies(&v->layers[i])) {
+            v->outcome = RL2_OUTCOME_DENY;
+        }
+    }
+    v->shown = rl2_pick_shown(v);
+    return RL2_OK;
+}
+
 int
 rl2_decide_holds(const rl2_verdict_t *v)
 {

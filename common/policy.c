@@ -399,7 +399,9 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
             return rl2_err_set(err, RL2_ERR_CONFIG, "a concurrency limit "
                                "cannot have an overflow allowance");
         }
-        limit->overflow.algo = RL2_ALGO_FIXED_WINDOW;
+        /* A bucket of K refilling over W: "K more per W" without the
+         * doubling a fixed window allows at its boundary. */
+        limit->overflow.algo = RL2_ALGO_TOKEN_BUCKET;
         st = rl2_algo_params_check(&limit->overflow, err);
         if (st != RL2_OK) {
             return st;

@@ -155,6 +155,32 @@ rl2_local_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     return RL2_OK;
 }
 
+static rl2_status_t
+rl2_local_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+               const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_zone_t *zone = ((rl2_store_local_t *)store)->zone;
+    /* A key the zone does not hold reads as fresh state. */
+    void *fresh = calloc(1, rl2_zone_state_size(zone));
+    rl2_status_t st;
+
+    if (fresh == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    if ((st = rl2_zone_lock(zone, err)) != RL2_OK) {
+        free(fresh);
+        return st;
+    }
+    for (size_t i = 0; i < n; i++) {
+        void *state = rl2_zone_peek(zone, layers[i].key, now->mono_us);
+
+        rl2_layer_check(&layers[i], state ? state : fresh, now);
+    }
+    rl2_zone_unlock(zone);
+    free(fresh);
+    return RL2_OK;
+}
+
 static void
 rl2_local_destroy(rl2_store_t *store)
 {
@@ -162,7 +188,8 @@ rl2_local_destroy(rl2_store_t *store)
 }
 
 static const rl2_store_ops_t rl2_local_ops = {
-    "local", rl2_local_apply, rl2_local_refund, rl2_local_destroy
+    "local", rl2_local_apply, rl2_local_refund, rl2_local_peek,
+    rl2_local_destroy
 };
 
 rl2_status_t

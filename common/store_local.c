@@ -53,8 +53,8 @@
 #define ZONE_EXPIRE_SCAN 4            /* LRU tail entries checked for an
                                          expired one before evicting */
 #define ZONE_OPEN_ATTEMPTS 8
-#define ZONE_WAIT_MS 1000             /* how long an attacher waits for a
-                                         creator to publish the header */
+#define ZONE_WAIT_MS 1000             /* how long an attacher polls for a
+                                         creator to take its flock */
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2,
                "shared memory needs address-free 32-bit atomics");
@@ -643,41 +643,62 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Map an existing object once its creator has published the header.
- * OK with *hdr set: a valid zone, geometry in *g.  OK with *hdr NULL: the
- * object is stale (foreign, another version, wrong size, or a creator that
- * never finished). */
-static rl2_status_t map_existing(const char *name, int fd, zone_hdr_t **hdr,
-                                 zone_geom_t *g, rl2_err_t *err)
+/* One look at an existing object.  *magic is what the header holds (0
+ * while a creator is at work); *hdr is set only for a valid zone. */
+static rl2_status_t map_try(const char *name, int fd, zone_hdr_t **hdr,
+                            zone_geom_t *g, uint32_t *magic, rl2_err_t *err)
 {
     struct stat st;
     void *base;
+
+    *magic = 0;
+    if (fstat(fd, &st) != 0) {
+        return sys_err(err, name, "fstat", errno);
+    }
+    if ((uint64_t)st.st_size < sizeof(zone_hdr_t)) {
+        return RL2_OK;
+    }
+    base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                fd, 0);
+    if (base == MAP_FAILED) {
+        return sys_err(err, name, "mmap", errno);
+    }
+    *magic = atomic_load_explicit(&((zone_hdr_t *)base)->magic,
+                                  memory_order_acquire);
+    if (*magic == ZONE_MAGIC && hdr_valid(base, (uint64_t)st.st_size, g)) {
+        *hdr = base;
+    }
+    else {
+        munmap(base, (size_t)st.st_size);
+    }
+    return RL2_OK;
+}
+
+/* Map an existing object once its creator has published the header.
+ * OK with *hdr set: a valid zone, geometry in *g.  OK with *hdr NULL: the
+ * object is stale (foreign, another version, wrong size, or a creator that
+ * died).  A creator holds an exclusive flock until it publishes, so a
+ * shared flock waits for a slow creation however long it takes; the
+ * bounded polling only covers the instant before the creator's flock. */
+static rl2_status_t map_existing(const char *name, int fd, zone_hdr_t **hdr,
+                                 zone_geom_t *g, rl2_err_t *err)
+{
+    rl2_status_t st;
     uint32_t magic;
     int waited;
 
     *hdr = NULL;
     for (waited = 0; waited <= ZONE_WAIT_MS; waited++) {
-        if (fstat(fd, &st) != 0) {
-            return sys_err(err, name, "fstat", errno);
+        bool locked = flock(fd, LOCK_SH) == 0;
+
+        st = map_try(name, fd, hdr, g, &magic, err);
+        if (locked) {
+            flock(fd, LOCK_UN);
         }
-        if ((uint64_t)st.st_size >= sizeof(zone_hdr_t)) {
-            base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
-                        MAP_SHARED, fd, 0);
-            if (base == MAP_FAILED) {
-                return sys_err(err, name, "mmap", errno);
-            }
-            magic = atomic_load_explicit(&((zone_hdr_t *)base)->magic,
-                                         memory_order_acquire);
-            if (magic == ZONE_MAGIC && hdr_valid(base, st.st_size, g)) {
-                *hdr = base;
-                return RL2_OK;
-            }
-            munmap(base, (size_t)st.st_size);
-            if (magic != 0) {
-                return RL2_OK;          /* published, but not ours */
-            }
+        if (st != RL2_OK || *hdr != NULL || magic != 0) {
+            return st;                  /* an error, ours, or foreign */
         }
-        sleep_ms(1);                    /* a creator is still at work */
+        sleep_ms(1);
     }
     return RL2_OK;
 }
@@ -749,6 +770,10 @@ static rl2_status_t zone_create(const char *name, int fd, unsigned mode,
     zone_hdr_t *h;
     rl2_status_t st;
 
+    /* Held until the magic is published (or this process dies). */
+    if (flock(fd, LOCK_EX) != 0) {
+        return sys_err(err, name, "flock", errno);
+    }
     if (fchmod(fd, mode) != 0) {        /* shm_open applied the umask */
         return sys_err(err, name, "fchmod", errno);
     }
@@ -777,6 +802,9 @@ static rl2_status_t zone_create(const char *name, int fd, unsigned mode,
     }
     zone_rebuild(*out);                 /* all entries onto the free list */
     atomic_store_explicit(&h->magic, ZONE_MAGIC, memory_order_release);
+    /* Explicitly: the mapping keeps the open file, and so the flock, alive
+     * after close(fd). */
+    flock(fd, LOCK_UN);
     return RL2_OK;
 }
 

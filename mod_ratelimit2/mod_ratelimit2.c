@@ -794,14 +794,18 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     apr_pool_cleanup_register(pconf, NULL, rl2_zone_cleanup,
                               apr_pool_cleanup_null);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, RL2_LOGNO(0006)
-                 "zone %s: %u entries of %zu bytes", rl2_zone_name,
-                 rl2_zone_entries, state);
+                 "zone %s: %u entries of %" APR_SIZE_T_FMT " bytes",
+                 rl2_zone_name, rl2_zone_entries, (apr_size_t)state);
     return OK;
 }
 
 static void
 rl2_register_hooks(apr_pool_t *p)
 {
+    /* mod_dir answers in its own last fixup (the trailing-slash 301),
+     * which ends the phase: decide and set headers before it. */
+    static const char *const before_dir[] = { "mod_dir.c", NULL };
+
     (void)p;
     ap_hook_pre_config(rl2_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_post_config(rl2_post_config, NULL, NULL, APR_HOOK_MIDDLE);
@@ -809,7 +813,7 @@ rl2_register_hooks(apr_pool_t *p)
     ap_hook_check_access(rl2_check_access, NULL, NULL, APR_HOOK_FIRST,
                          AP_AUTH_INTERNAL_PER_CONF);
     /* Last, so mod_env and mod_setenvif have set tier variables. */
-    ap_hook_fixups(rl2_fixups, NULL, NULL, APR_HOOK_LAST);
+    ap_hook_fixups(rl2_fixups, NULL, before_dir, APR_HOOK_LAST);
     ap_hook_insert_error_filter(rl2_insert_error_filter, NULL, NULL,
                                 APR_HOOK_MIDDLE);
     ap_register_output_filter(RL2_JSON_FILTER, rl2_json_filter, NULL,

@@ -32,7 +32,7 @@ count_tap() {
 }
 
 run_suite() {
-    local kind=$1 name=$2 log="$LOGDIR/$2.log" start end p f rc
+    local kind=$1 name=$2 log="$LOGDIR/${2//\//_}.log" start end p f rc
     shift 2
     [ -n "$ONLY" ] && [[ "$name" != *$ONLY* ]] && return
     start=$(date +%s.%N)

@@ -69,6 +69,18 @@ like() {
 }
 
 done_testing() {
+    local r
+    # Sanitizer builds log to files that the exit trap would remove
+    # unread: any report is a failure of the suite.
+    if [ "${SAN:-0}" = 1 ]; then
+        r=$(cat "$T_DIR"/san/* 2>/dev/null)
+        if [ -n "$r" ]; then
+            not_ok "no sanitizer reports"
+            printf '%s\n' "$r" | head -60 | sed 's/^/#   /'
+        else
+            ok "no sanitizer reports"
+        fi
+    fi
     echo "1..$T_NUM"
     [ "$T_FAILED" -eq 0 ]
 }
@@ -79,11 +91,21 @@ rl2_port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Ports are drawn below the kernel's ephemeral range: a port there may be
+# the local end of some client's connection (ab and curl leave thousands
+# in TIME_WAIT), which a connect() probe cannot see but bind() refuses.
+rl2_port_low=10000
+rl2_port_span=20000
+if read -r rl2_eph_lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null \
+        && [ "$rl2_eph_lo" -gt $((rl2_port_low + 1000)) ]; then
+    rl2_port_span=$((rl2_eph_lo - rl2_port_low))
+fi
+
 # A free loopback port, not handed out before in this suite.
 free_port() {
     local p
     while :; do
-        p=$((20000 + RANDOM % 40000))
+        p=$((rl2_port_low + RANDOM % rl2_port_span))
         grep -qx "$p" "$T_DIR/.ports" 2>/dev/null && continue
         rl2_port_busy "$p" && continue
         echo "$p" >>"$T_DIR/.ports"
@@ -119,7 +141,12 @@ rl2_wait_gone() {
 rl2_apache_env() {
     if [ "${SAN:-0}" = 1 ]; then
         echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-        echo "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:log_path=$T_DIR/asan"
+        # Children run as nobody: the log directory must be theirs too.
+        mkdir -p "$T_DIR/san"
+        chmod 1777 "$T_DIR/san"
+        echo "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:\
+log_path=$T_DIR/san/asan"
+        echo "UBSAN_OPTIONS=print_stacktrace=1:log_path=$T_DIR/san/ubsan"
     fi
 }
 

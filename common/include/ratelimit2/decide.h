@@ -71,6 +71,14 @@ rl2_status_t rl2_decide(const rl2_policy_t *policy,
                         unsigned phase, const rl2_clock_t *now,
                         rl2_verdict_t *v, rl2_err_t *err);
 
+/* Every phase of the request, checked but not counted: what the client
+ * has left under each limit that applies (operators' tools). */
+rl2_status_t rl2_decide_peek(const rl2_policy_t *policy,
+                             const rl2_rule_t *extra, size_t n_extra,
+                             rl2_store_t *store, const rl2_request_t *req,
+                             const rl2_clock_t *now, rl2_verdict_t *v,
+                             rl2_err_t *err);
+
 /* Does the verdict hold anything to release at the end of the request? */
 int rl2_decide_holds(const rl2_verdict_t *v);
 

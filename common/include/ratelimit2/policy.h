@@ -63,8 +63,10 @@ typedef struct {
     const char       *file;       /* where it was written (for messages) */
     int               line;
     rl2_algo_params_t algo;
-    rl2_algo_params_t overflow;   /* overflow allowance: fixed window of
-                                     overflow.limit per overflow.window_us;
+    rl2_algo_params_t overflow;   /* overflow allowance: a token bucket of
+                                     overflow.limit per overflow.window_us
+                                     (set by rl2_limit_finish), used only
+                                     once the main limit is spent;
                                      limit == 0 means none */
     rl2_key_kind_t    key;
     const char       *key_header; /* RL2_KEY_HEADER: header name */

@@ -55,6 +55,10 @@ typedef struct {
     rl2_status_t (*refund)(rl2_store_t *store, rl2_layer_t *layers,
                            size_t n, const rl2_clock_t *now,
                            rl2_err_t *err);
+    /* Check every layer without counting anything and without creating
+     * keys (for operators' tools): sets result and refused only. */
+    rl2_status_t (*peek)(rl2_store_t *store, rl2_layer_t *layers,
+                         size_t n, const rl2_clock_t *now, rl2_err_t *err);
     void (*destroy)(rl2_store_t *store);
 } rl2_store_ops_t;
 

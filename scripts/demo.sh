@@ -1,0 +1,67 @@
+#!/bin/bash
+# demo.sh -- run Apache in the foreground with mod_ratelimit2 and
+# conf/demo.conf on a free loopback port, local counters only.  Ctrl-C
+# (or SIGTERM) stops it and removes everything it created.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
+MODDIR=/usr/lib/apache2/modules
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT=${PORT:-8080}
+while port_busy "$PORT"; do PORT=$((PORT + 1)); done
+
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/rl2-demo.XXXXXX")
+chmod 755 "$DIR"
+mkdir -p "$DIR/htdocs" "$DIR/logs"
+echo "hello from mod_ratelimit2" >"$DIR/htdocs/index.html"
+echo "ok" >"$DIR/htdocs/health"
+ZONE="/rl2-demo-$$"
+cat >"$DIR/httpd.conf" <<CONF
+ServerRoot "$DIR"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$PORT
+PidFile "$DIR/httpd.pid"
+ErrorLog "$DIR/logs/error.log"
+DefaultRuntimeDir "$DIR"
+User nobody
+Group nogroup
+LoadModule mpm_event_module $MODDIR/mod_mpm_event.so
+LoadModule authz_core_module $MODDIR/mod_authz_core.so
+LoadModule mime_module $MODDIR/mod_mime.so
+LoadModule dir_module $MODDIR/mod_dir.so
+LoadModule ratelimit2_module $BUILD/mod_ratelimit2.so
+TypesConfig /etc/mime.types
+DocumentRoot "$DIR/htdocs"
+<Directory "$DIR/htdocs">
+    Require all granted
+</Directory>
+RateLimit2Zone $ZONE 10000
+RateLimit2Policy "$ROOT/conf/demo.conf"
+CONF
+
+pid=""
+cleanup() {
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -f "/dev/shm${ZONE}"
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+/usr/sbin/apache2 -f "$DIR/httpd.conf" -t >/dev/null
+/usr/sbin/apache2 -f "$DIR/httpd.conf" -DFOREGROUND </dev/null &
+pid=$!
+for _ in $(seq 1 100); do port_busy "$PORT" && break; sleep 0.05; done
+
+URL="http://127.0.0.1:$PORT/"
+cat <<MSG
+mod_ratelimit2 demo: Apache is serving $URL
+(policy conf/demo.conf: 5 requests per minute per address; Ctrl-C stops)
+
+Try:
+  curl -i $URL
+  for i in 1 2 3 4 5 6 7; do curl -s -o /dev/null -w '%{http_code}\n' $URL; done
+MSG
+wait "$pid"
