@@ -21,9 +21,21 @@
  *                the state follows its 40-byte entry header and is
  *                8-aligned.
  *
- * An entry reference is 1 + the entry's position in the array, so that a
- * zero-filled object (what ftruncate gives) is an empty index.  Every entry
- * is on exactly one of the LRU list (in use) and the free list (not).
+ * An entry reference is 1 + the entry's position in the array; 0 means
+ * none.  Every entry is on exactly one of the LRU list (in use) and the
+ * free list (not).  Index positions come from SipHash of the digest under
+ * a random per-zone seed, so nobody outside can aim keys at one slot.
+ *
+ * Creation: shm_open(O_CREAT | O_EXCL) elects one creator, which holds an
+ * exclusive flock on the object while it sizes, reserves and initialises
+ * it, and stores the magic last (release).  Everyone else takes a shared
+ * flock and reads the magic (acquire); an object whose header does not
+ * describe exactly itself is stale and replaced.
+ *
+ * Crashes: a dirty flag brackets every change to the index and lists.  A
+ * process killed while holding the lock leaves the robust mutex to the
+ * next locker, which rebuilds the index and lists from the entries if the
+ * flag is set.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -837,7 +849,9 @@ static rl2_status_t open_once(const char *name, const zone_geom_t *g,
     }
     st = map_existing(name, fd, &h, &found, err);
     if (st == RL2_OK && h != NULL && geom_equal(&found, g)) {
-        st = handle_new(name, h, g, out, err);
+        if ((st = handle_new(name, h, g, out, err)) != RL2_OK) {
+            munmap(h, (size_t)found.bytes);
+        }
     }
     else if (st == RL2_OK) {
         /* Another geometry or a stale object: replace it.  Processes that

@@ -41,25 +41,38 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* A wedged lock or a looping table must fail the run, not hang it:
- * SIGALRM's default action ends the process. */
-static int arm_watchdog(void **state)
-{
-    (void)state;
-    alarm(WATCHDOG_S);
-    return 0;
-}
-
-static int disarm_watchdog(void **state)
-{
-    (void)state;
-    alarm(0);
-    return 0;
-}
+/* Names handed out in the running test; teardown unlinks them even when
+ * an assertion ended the test early. */
+static char made_names[8][64];
+static int made_count;
 
 static void zone_name(char *buf, size_t len, const char *tag)
 {
     snprintf(buf, len, "/rl2test-%ld-%s", (long)getpid(), tag);
+    if (made_count < 8) {
+        snprintf(made_names[made_count++], sizeof(made_names[0]), "%s",
+                 buf);
+    }
+}
+
+/* A wedged lock or a looping table must fail the run, not hang it:
+ * SIGALRM's default action ends the process. */
+static int setup(void **state)
+{
+    (void)state;
+    made_count = 0;
+    alarm(WATCHDOG_S);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    while (made_count > 0) {
+        rl2_zone_unlink(made_names[--made_count], NULL);
+    }
+    return 0;
 }
 
 static rl2_zone_t *must_open(const char *name, uint32_t entries,
@@ -470,7 +483,9 @@ static void test_slow_creator_is_waited_for_not_replaced(void **state)
             _exit(1);
         }
         usleep(1500000);
-        _exit(write(fd, image, len) == (ssize_t)len ? 0 : 1);
+        status = write(fd, image, len) == (ssize_t)len ? 0 : 1;
+        free(image);                      /* for valgrind in the child */
+        _exit(status);
     }
     assert_int_equal(read(fds[0], &c, 1), 1);
     t0 = now_s();
@@ -1018,6 +1033,7 @@ static void test_processes_count_exactly(void **state)
         fail_msg("lock failed in the parent");
     }
     if (pid == 0) {
+        rl2_zone_close(z);
         _exit(0);
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -1085,7 +1101,7 @@ static void test_processes_opening_at_once_share_one_zone(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, arm_watchdog, disarm_watchdog)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_siphash_matches_reference_vectors),
         T(test_digest_is_stable_with_independent_halves),
