@@ -89,7 +89,7 @@ check: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory lib module
-	@BUILD=$(BUILD) scripts/demo.sh
+	@SAN=$(SAN) BUILD=$(BUILD) scripts/demo.sh
 
 fuzz: deps
 	@$(MAKE) --no-print-directory lib

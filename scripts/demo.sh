@@ -50,6 +50,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
+# A sanitizer build of the module needs the runtime preloaded into Apache.
+if [ "${SAN:-0}" = 1 ]; then
+    export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+    export ASAN_OPTIONS=detect_leaks=0
+fi
 /usr/sbin/apache2 -f "$DIR/httpd.conf" -t >/dev/null
 /usr/sbin/apache2 -f "$DIR/httpd.conf" -DFOREGROUND </dev/null &
 pid=$!

@@ -8,9 +8,9 @@
 
 # codes N URL [curl args] -- N status codes, space-separated.
 codes() {
-    local n=$1 i out=""
+    local n=$1 out=""
     shift
-    for i in $(seq 1 "$n"); do
+    for _ in $(seq 1 "$n"); do
         out="$out $(code "$@")"
     done
     echo "${out# }"
@@ -101,7 +101,6 @@ echo "RL2-CUSTOM-LIMITED-PAGE" >"$D/htdocs/limited.html"
 echo "dir index" >"$D/htdocs/dir/index.html"
 cat >"$D/site.conf" <<CONF
 RateLimit2Zone $(zone_name behaviour) 10000
-Alias /gen "$D/htdocs/index.html"
 <Location /dry>
     RateLimit2Mode dry_run
     RateLimit2Limit dry 2/1h algorithm=sliding_log

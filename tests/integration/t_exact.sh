@@ -96,6 +96,18 @@ CONF
         '^X-RateLimit-Remaining: 0' "$hdrs"
     like "$mpm: 429 has X-RateLimit-Reset" \
         '^X-RateLimit-Reset: [0-9]+' "$hdrs"
+    t=$(printf '%s\n' "$hdrs" \
+        | sed -n 's/^RateLimit: .*;t=\([0-9]*\)$/\1/p')
+    is "$mpm: 429 RateLimit t equals Retry-After" "$ra" "$t"
+    reset=$(printf '%s\n' "$hdrs" | sed -n 's/^X-RateLimit-Reset: *//p')
+    now=$(date +%s)
+    if [ -n "$reset" ] && [ "$reset" -ge "$now" ] \
+        && [ "$reset" -le $((now + 3601)) ]; then
+        ok "$mpm: X-RateLimit-Reset is epoch seconds within the hour"
+    else
+        not_ok "$mpm: X-RateLimit-Reset is epoch seconds within the hour"
+        echo "#   reset '$reset', now $now"
+    fi
     like "$mpm: 429 has Content-Type application/json" \
         '^Content-Type: application/json' "$hdrs"
     like "$mpm: 429 body is one JSON object" '^\{.*\}$' "$body"
@@ -104,7 +116,7 @@ CONF
     done
     like "$mpm: 429 body names the rule" '"rule":"fw"' "$body"
     like "$mpm: 429 body retry_after equals Retry-After" \
-        "\"retry_after\":$ra[,}]" "$body"
+        "\"retry_after\":${ra}[,}]" "$body"
 
     apache_stop "$D"
 done

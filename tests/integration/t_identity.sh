@@ -74,9 +74,9 @@ ok "apache starts with three servers"
 
 # codes N URL [curl args] -- N status codes, space-separated.
 codes() {
-    local n=$1 i out=""
+    local n=$1 out=""
     shift
-    for i in $(seq 1 "$n"); do
+    for _ in $(seq 1 "$n"); do
         out="$out $(code "$@")"
     done
     echo "${out# }"
@@ -85,7 +85,7 @@ codes() {
 # ---- (a) whitelist ----
 out=""
 nohdr=0
-for i in $(seq 1 20); do
+for _ in $(seq 1 20); do
     h=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PW/wl/x" | tr -d '\r')
     out="$out $(printf '%s\n' "$h" | sed -n 's/^HTTP[^ ]* \([0-9]*\).*/\1/p')"
     printf '%s\n' "$h" | grep -qi '^RateLimit' || nohdr=$((nohdr + 1))
