@@ -9,12 +9,15 @@
  * on the stack.
  */
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
 
 #include "ratelimit2/decide.h"
+
+#include "buf.h"
 
 #define RL2_PATH_MAX 2048
 #define RL2_KEY_VALUE_MAX 96
@@ -26,6 +29,7 @@ typedef struct {
     rl2_verdict_t       *v;
     unsigned             phase;
     unsigned             method_bit;
+    int                  path_ready;      /* path normalised yet? */
     char                 path[RL2_PATH_MAX];
     const char          *apikey;          /* plain, from header or query */
     char                 user_hash[17];
@@ -33,10 +37,22 @@ typedef struct {
     char                 group_ip[48];    /* address masked for keys */
 } rl2_ctx_t;
 
+/* Copy src into dst, truncating: log forms of keys are bounded. */
+static void
+rl2_copy(char *dst, size_t len, const char *src)
+{
+    size_t n = strnlen(src, len - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Only the head: layers are written as they are added (the full verdict
+ * is kilobytes, and this runs for every request). */
 void
 rl2_verdict_init(rl2_verdict_t *v)
 {
-    memset(v, 0, sizeof(*v));
+    memset(v, 0, offsetof(rl2_verdict_t, layers));
     v->shown = -1;
     v->tier = -1;
 }
@@ -129,7 +145,7 @@ rl2_resolve_forwarded(rl2_ctx_t *c)
         }
         v->addr_family = family;
         memcpy(v->addr, addr, 16);
-        snprintf(v->client_ip, sizeof(v->client_ip), "%s", hop);
+        rl2_copy(v->client_ip, sizeof(v->client_ip), hop);
         if (!rl2_addr_in(p->trusted, p->n_trusted, family, addr)) {
             return;
         }
@@ -145,7 +161,7 @@ rl2_group_ip(rl2_ctx_t *c)
     unsigned bits = c->policy->ipv6_prefix;
 
     if (v->addr_family != AF_INET6 || bits >= 128) {
-        snprintf(c->group_ip, sizeof(c->group_ip), "%s", v->client_ip);
+        rl2_copy(c->group_ip, sizeof(c->group_ip), v->client_ip);
         return;
     }
     memset(masked, 0, sizeof(masked));
@@ -155,9 +171,11 @@ rl2_group_ip(rl2_ctx_t *c)
                            & (uint8_t)(0xff << (8 - bits % 8));
     }
     inet_ntop(AF_INET6, masked, c->group_ip, sizeof(c->group_ip));
-    size_t n = strlen(c->group_ip);
+    rl2_buf_t b = { c->group_ip, strlen(c->group_ip), sizeof(c->group_ip),
+                    0 };
 
-    snprintf(c->group_ip + n, sizeof(c->group_ip) - n, "/%u", bits);
+    rl2_buf_char(&b, '/');
+    rl2_buf_i64(&b, bits);
 }
 
 static void
@@ -168,8 +186,14 @@ rl2_resolve_address(rl2_ctx_t *c)
     if (v->client_ip[0] == '\0') {
         const char *peer = c->req->peer_ip ? c->req->peer_ip : "";
 
-        snprintf(v->client_ip, sizeof(v->client_ip), "%s", peer);
-        if (rl2_addr_parse(peer, &v->addr_family, v->addr) == 0) {
+        const rl2_policy_t *p = c->policy;
+
+        rl2_copy(v->client_ip, sizeof(v->client_ip), peer);
+        /* Parsing is needed only to compare with networks or to group
+         * IPv6; a plain IPv4 key is its text. */
+        if ((p->n_trusted || p->n_wl_nets || p->n_clients
+             || strchr(peer, ':') != NULL)
+            && rl2_addr_parse(peer, &v->addr_family, v->addr) == 0) {
             rl2_resolve_forwarded(c);
         }
     }
@@ -342,16 +366,6 @@ rl2_whitelisted(const rl2_ctx_t *c)
 
 /* ---- rules and layers ---- */
 
-/* Copy src into dst, truncating: log forms of keys are bounded. */
-static void
-rl2_copy(char *dst, size_t len, const char *src)
-{
-    size_t n = strnlen(src, len - 1);
-
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
 #define RL2_MAX_RULES (2 * RL2_MAX_LAYERS)
 
 typedef struct {
@@ -360,10 +374,26 @@ typedef struct {
                                   SIZE_MAX: an extra (inline) rule */
 } rl2_applied_t;
 
+/* The normalised path, computed on first use: policies whose rules all
+ * match any path never pay for it. */
+static const char *
+rl2_ctx_path(rl2_ctx_t *c)
+{
+    if (!c->path_ready) {
+        c->path_ready = 1;
+        if (rl2_path_normalise(c->req->path ? c->req->path : "/", c->path,
+                               sizeof(c->path)) != 0) {
+            /* An unparsable path still meets the default rule. */
+            memcpy(c->path, "/", 2);
+        }
+    }
+    return c->path;
+}
+
 /* Select the rules that apply (DESIGN §3 "Rules"); returns how many, or
  * -1 when more apply than a request may be checked against. */
 static int
-rl2_select_rules(const rl2_ctx_t *c, const rl2_rule_t *extra,
+rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra,
                  size_t n_extra, rl2_applied_t *out)
 {
     const rl2_policy_t *p = c->policy;
@@ -371,7 +401,9 @@ rl2_select_rules(const rl2_ctx_t *c, const rl2_rule_t *extra,
     int n = 0, terminal = 0;
 
     for (size_t i = 0; i < p->n_rules && !terminal; i++) {
-        if (!rl2_rule_match(&p->rules[i], c->method_bit, c->path, host)) {
+        if (!rl2_rule_match(&p->rules[i], c->method_bit,
+                            p->rules[i].n_paths ? rl2_ctx_path(c) : "/",
+                            host)) {
             continue;
         }
         if (n == RL2_MAX_RULES) {
@@ -418,54 +450,80 @@ rl2_rule_set(const rl2_ctx_t *c, const rl2_applied_t *a,
     return &rule->limits;
 }
 
-/* The storage key of one limit for this client, and its log form. */
+/* The client part of a storage key: "ip:ADDR", "user:HASH", ...  Keys
+ * fall back to the address when their identity is absent. */
 static void
-rl2_layer_key(const rl2_ctx_t *c, const rl2_rule_t *rule,
-              const rl2_limit_t *limit, rl2_layer_t *layer)
+rl2_key_value(const rl2_ctx_t *c, const rl2_rule_t *rule,
+              const rl2_limit_t *limit, rl2_buf_t *b)
 {
-    char value[RL2_KEY_VALUE_MAX], key[RL2_KEY_VALUE_MAX + 128];
     const char *hv;
+    char h[17];
 
-    snprintf(value, sizeof(value), "ip:%s", c->group_ip);
     switch (limit->key) {
     case RL2_KEY_USER:
         if (c->req->user != NULL && c->req->user[0] != '\0') {
-            snprintf(value, sizeof(value), "user:%s", c->user_hash);
+            rl2_buf_str(b, "user:");
+            rl2_buf_str(b, c->user_hash);
+            return;
         }
         break;
     case RL2_KEY_APIKEY:
         if (c->apikey != NULL) {
-            snprintf(value, sizeof(value), "key:%s", c->apikey_hash);
+            rl2_buf_str(b, "key:");
+            rl2_buf_str(b, c->apikey_hash);
+            return;
         }
         break;
     case RL2_KEY_HEADER:
         hv = (limit->key_header && c->req->header)
              ? c->req->header(c->req->header_ctx, limit->key_header) : NULL;
         if (hv != NULL && hv[0] != '\0') {
-            char h[17];
-
             /* Long or odd values are hashed: keys stay bounded. */
             rl2_hash_id(&c->policy->hash_key, hv, h);
-            snprintf(value, sizeof(value), "hdr:%s", h);
+            rl2_buf_str(b, "hdr:");
+            rl2_buf_str(b, h);
+            return;
         }
         break;
     case RL2_KEY_ROUTE:
-        snprintf(value, sizeof(value), "route:%s", rule->name);
-        break;
+        rl2_buf_str(b, "route:");
+        rl2_buf_str(b, rule->name);
+        return;
     case RL2_KEY_GLOBAL:
-        snprintf(value, sizeof(value), "global");
-        break;
+        rl2_buf_str(b, "global");
+        return;
     case RL2_KEY_IP:
         break;
     }
-    int len = snprintf(key, sizeof(key), "%s|%d|%lld|%s", limit->name,
-                       (int)limit->algo.algo,
-                       (long long)limit->algo.window_us, value);
+    rl2_buf_str(b, "ip:");
+    rl2_buf_str(b, c->group_ip);
+}
 
-    layer->key = rl2_digest(key, (size_t)len < sizeof(key)
-                                 ? (size_t)len : sizeof(key) - 1);
+/* The storage key of one limit for this client, and its log form.  The
+ * algorithm and window are part of the key, so a limit whose definition
+ * changes never reads state written under another one. */
+static void
+rl2_layer_key(const rl2_ctx_t *c, const rl2_rule_t *rule,
+              const rl2_limit_t *limit, rl2_layer_t *layer)
+{
+    char key[RL2_KEY_VALUE_MAX + 128];
+    rl2_buf_t b;
+    size_t value_at;
+
+    rl2_buf_init(&b, key, sizeof(key));
+    rl2_buf_str(&b, limit->name);
+    rl2_buf_char(&b, '|');
+    rl2_buf_i64(&b, (int64_t)limit->algo.algo);
+    rl2_buf_char(&b, '|');
+    rl2_buf_i64(&b, limit->algo.window_us);
+    rl2_buf_char(&b, '|');
+    value_at = b.len;
+    rl2_key_value(c, rule, limit, &b);
+    layer->key = rl2_digest(key, b.len);
+    /* Logs show the address bare, identities with their kind. */
     rl2_copy(layer->client, sizeof(layer->client),
-             strncmp(value, "ip:", 3) == 0 ? value + 3 : value);
+             strncmp(key + value_at, "ip:", 3) == 0 ? key + value_at + 3
+                                                     : key + value_at);
 }
 
 /* Append this phase's layers of one applied rule. */
@@ -589,7 +647,13 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
              const rl2_request_t *req, unsigned phase, rl2_verdict_t *v,
              rl2_err_t *err)
 {
-    memset(c, 0, sizeof(*c));
+    /* Field by field: the context holds a path buffer of kilobytes that
+     * is filled only when a rule needs it. */
+    c->path_ready = 0;
+    c->apikey = NULL;
+    c->user_hash[0] = '\0';
+    c->apikey_hash[0] = '\0';
+    c->group_ip[0] = '\0';
     c->policy = policy;
     c->req = req;
     c->v = v;
@@ -597,11 +661,6 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
     c->method_bit = req->method ? rl2_method_bit(req->method) : 0;
     if (c->method_bit == 0) {
         c->method_bit = RL2_METHOD_OTHER;
-    }
-    if (rl2_path_normalise(req->path ? req->path : "/", c->path,
-                           sizeof(c->path)) != 0) {
-        /* An unparsable path still meets the default rule. */
-        snprintf(c->path, sizeof(c->path), "%s", "/");
     }
     rl2_resolve_address(c);
     rl2_resolve_apikey(c);
@@ -624,7 +683,7 @@ rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
     *bypass = 0;
     if (n < 0) {
         return rl2_err_set(err, RL2_ERR_INVALID, "more than %d rules apply "
-                           "to %s", RL2_MAX_RULES, c->path);
+                           "to %s", RL2_MAX_RULES, rl2_ctx_path(c));
     }
     for (int i = 0; i < n; i++) {
         if (applied[i].rule->exempt) {
@@ -644,7 +703,8 @@ rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
         }
         if (rl2_add_rule(c, &applied[i], client, mode) != 0) {
             return rl2_err_set(err, RL2_ERR_INVALID, "more than %d limits "
-                               "apply to %s", RL2_MAX_LAYERS, c->path);
+                               "apply to %s", RL2_MAX_LAYERS,
+                               rl2_ctx_path(c));
         }
     }
     return RL2_OK;

@@ -13,6 +13,8 @@
 
 #include "ratelimit2/headers.h"
 
+#include "buf.h"
+
 #define US_PER_S 1000000LL
 
 static long long
@@ -59,95 +61,106 @@ rl2_window_s(const rl2_limit_t *limit, const rl2_clock_t *now)
     }
 }
 
-/* Append a Structured Field string ("..." with \ and " escaped). */
-static size_t
-rl2_sf_string(char *buf, size_t len, size_t pos, const char *s)
-{
-    if (pos < len) {
-        buf[pos] = '"';
-    }
-    pos++;
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') {
-            if (pos < len) {
-                buf[pos] = '\\';
-            }
-            pos++;
-        }
-        if ((unsigned char)*s >= 0x20 && *s != 0x7f) {
-            if (pos < len) {
-                buf[pos] = *s;
-            }
-            pos++;
-        }
-    }
-    if (pos < len) {
-        buf[pos] = '"';
-    }
-    return pos + 1;
-}
-
 static void
 rl2_render_policy(const rl2_verdict_t *v, const rl2_clock_t *now,
-                  char *buf, size_t len)
+                  rl2_buf_t *b)
 {
-    size_t pos = 0;
+    int first = 1;
 
-    buf[0] = '\0';
-    for (size_t i = 0; i < v->n_layers && pos < len; i++) {
+    for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_limit_t *limit = v->layers[i].limit;
-        long long w = rl2_window_s(limit, now);
 
         if (limit->unlimited) {
             continue;
         }
-        if (pos > 0) {
-            pos += (size_t)snprintf(buf + pos, len - pos, ", ");
+        if (!first) {
+            rl2_buf_mem(b, ", ", 2);
         }
-        pos = rl2_sf_string(buf, len, pos, limit->name);
-        if (pos >= len) {
-            break;
-        }
-        pos += (size_t)snprintf(buf + pos, len - pos, ";q=%lld",
-                                (long long)limit->algo.limit);
-        if (w > 0 && pos < len) {
-            pos += (size_t)snprintf(buf + pos, len - pos, ";w=%lld", w);
+        first = 0;
+        rl2_buf_str(b, limit->sf_policy);
+        if (limit->algo.algo == RL2_ALGO_QUOTA
+            && limit->algo.period == RL2_PERIOD_MONTH) {
+            /* A month's length depends on the month: rendered now. */
+            rl2_buf_mem(b, ";w=", 3);
+            rl2_buf_i64(b, rl2_window_s(limit, now));
         }
     }
-    buf[len - 1] = '\0';
 }
 
 static const char *const rl2_key_names[] = {
     "ip", "user", "api_key", "header", "route", "global"
 };
 
+/* Values are written one after another into the caller's buffer, each
+ * NUL-terminated; "start" is where the current one began. */
+typedef struct {
+    rl2_buf_t          b;
+    rl2_header_set_fn  set;
+    void              *ctx;
+    size_t             start;
+} rl2_out_t;
+
+static void
+rl2_out_emit(rl2_out_t *o, const char *name)
+{
+    o->set(o->ctx, name, o->b.p + o->start);
+    /* Step past the NUL: the next value starts after it. */
+    if (o->b.len + 1 < o->b.cap) {
+        o->b.len++;
+        o->b.p[o->b.len] = '\0';
+    }
+    o->start = o->b.len;
+}
+
+static void
+rl2_out_i64(rl2_out_t *o, const char *name, int64_t n)
+{
+    rl2_buf_i64(&o->b, n);
+    rl2_out_emit(o, name);
+}
+
+size_t
+rl2_headers_size(const rl2_verdict_t *v)
+{
+    /* Each number takes at most 20 digits; a monthly w as many. */
+    size_t need = 8 * 24 + 16;
+
+    for (size_t i = 0; i < v->n_layers; i++) {
+        need += strlen(v->layers[i].limit->sf_policy) + 2 + 24;
+    }
+    if (v->shown >= 0) {
+        need += strlen(v->layers[v->shown].limit->sf_name);
+    }
+    return need;
+}
+
 void
 rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
-                   const rl2_clock_t *now, rl2_header_set_fn set, void *ctx)
+                   const rl2_clock_t *now, char *buf, size_t len,
+                   rl2_header_set_fn set, void *ctx)
 {
-    char buf[1024];
+    rl2_out_t o = { { buf, 0, len, 0 }, set, ctx, 0 };
     const rl2_layer_t *l;
     long long t;
 
-    if (v->shown < 0) {
+    if (v->shown < 0 || len < 2) {
         return;
     }
+    buf[0] = '\0';
     l = &v->layers[v->shown];
     t = rl2_reset_s(v);
-    rl2_render_policy(v, now, buf, sizeof(buf));
-    set(ctx, "RateLimit-Policy", buf);
-    size_t pos = rl2_sf_string(buf, sizeof(buf), 0, l->limit->name);
-
-    snprintf(buf + pos, sizeof(buf) - pos, ";r=%lld;t=%lld",
-             (long long)l->result.remaining, t);
-    set(ctx, "RateLimit", buf);
-    snprintf(buf, sizeof(buf), "%lld", (long long)l->result.limit);
-    set(ctx, "X-RateLimit-Limit", buf);
-    snprintf(buf, sizeof(buf), "%lld", (long long)l->result.remaining);
-    set(ctx, "X-RateLimit-Remaining", buf);
-    snprintf(buf, sizeof(buf), "%lld", policy->reset_delta ? t
-             : (long long)(now->wall_us / US_PER_S) + t);
-    set(ctx, "X-RateLimit-Reset", buf);
+    rl2_render_policy(v, now, &o.b);
+    rl2_out_emit(&o, "RateLimit-Policy");
+    rl2_buf_str(&o.b, l->limit->sf_name);
+    rl2_buf_mem(&o.b, ";r=", 3);
+    rl2_buf_i64(&o.b, l->result.remaining);
+    rl2_buf_mem(&o.b, ";t=", 3);
+    rl2_buf_i64(&o.b, t);
+    rl2_out_emit(&o, "RateLimit");
+    rl2_out_i64(&o, "X-RateLimit-Limit", l->result.limit);
+    rl2_out_i64(&o, "X-RateLimit-Remaining", l->result.remaining);
+    rl2_out_i64(&o, "X-RateLimit-Reset", policy->reset_delta ? t
+                : now->wall_us / US_PER_S + t);
     if (policy->header_scope) {
         set(ctx, "X-RateLimit-Scope", rl2_key_names[l->limit->key]);
     }
@@ -155,8 +168,7 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
         set(ctx, "X-RateLimit-Algorithm", rl2_algo_name(l->limit->algo.algo));
     }
     if (v->outcome == RL2_OUTCOME_DENY) {
-        snprintf(buf, sizeof(buf), "%lld", rl2_retry_after_s(v));
-        set(ctx, "Retry-After", buf);
+        rl2_out_i64(&o, "Retry-After", rl2_retry_after_s(v));
     }
 }
 

@@ -17,6 +17,8 @@
 
 #include "ratelimit2/policy.h"
 
+#include "buf.h"
+
 #define RL2_ARENA_BLOCK 8192
 
 typedef struct rl2_arena_block {
@@ -379,6 +381,52 @@ rl2_glob_check(const char *glob, rl2_err_t *err)
 
 /* ---- limits ---- */
 
+/* Append a Structured Field string: "..." with \ and " escaped and
+ * control characters dropped. */
+void
+rl2_sf_string(rl2_buf_t *b, const char *s)
+{
+    rl2_buf_char(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') {
+            rl2_buf_char(b, '\\');
+        }
+        if ((unsigned char)*s >= 0x20 && *s != 0x7f) {
+            rl2_buf_char(b, *s);
+        }
+    }
+    rl2_buf_char(b, '"');
+}
+
+/* The header strings of a limit, rendered once at load time so that
+ * answering a request only copies them. */
+static rl2_status_t
+rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
+{
+    char tmp[3 * RL2_NAME_MAX + 64];
+    rl2_buf_t b;
+
+    rl2_buf_init(&b, tmp, sizeof(tmp));
+    rl2_sf_string(&b, limit->name);
+    limit->sf_name = rl2_policy_strdup(policy, tmp);
+    rl2_buf_str(&b, ";q=");
+    rl2_buf_i64(&b, limit->algo.limit);
+    if (limit->algo.algo == RL2_ALGO_QUOTA
+        && limit->algo.period == RL2_PERIOD_DAY) {
+        rl2_buf_str(&b, ";w=86400");
+    }
+    else if (limit->algo.algo != RL2_ALGO_QUOTA
+             && limit->algo.algo != RL2_ALGO_CONCURRENCY) {
+        rl2_buf_str(&b, ";w=");
+        rl2_buf_i64(&b, (limit->algo.window_us + US_PER_S - 1) / US_PER_S);
+    }
+    limit->sf_policy = rl2_policy_strdup(policy, tmp);
+    if (limit->sf_name == NULL || limit->sf_policy == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    return RL2_OK;
+}
+
 rl2_status_t
 rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
                  rl2_err_t *err)
@@ -417,7 +465,7 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
     if (limit->algo.algo == RL2_ALGO_CONCURRENCY) {
         policy->has_concurrency = 1;
     }
-    return RL2_OK;
+    return rl2_limit_render(policy, limit, err);
 }
 
 /* An unlimited set still counts: one fixed window per hour with a limit

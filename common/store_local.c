@@ -218,8 +218,20 @@ static uint32_t key_hash(const rl2_zone_t *z, rl2_digest_t key)
 {
     /* Keyed with a per-zone random seed: the digest keys are public, so
      * an attacker could otherwise choose keys that pile into one probe run
-     * and make every lookup walk it under the lock. */
-    return (uint32_t)rl2_siphash(&z->seed, &key, sizeof(key));
+     * and make every lookup walk it under the lock.  The digest is already
+     * a uniform 128-bit value, so a keyed multiply-xorshift mix of both
+     * halves is enough (a second SipHash would cost ~250 instructions a
+     * lookup): to aim keys at one slot an attacker would have to match
+     * digests on ~64 bits by brute force, without knowing the seed. */
+    uint64_t s0, s1, h;
+
+    memcpy(&s0, z->seed.k, sizeof(s0));
+    memcpy(&s1, z->seed.k + 8, sizeof(s1));
+    h = (key.hi ^ s0) * UINT64_C(0x9e3779b97f4a7c15);
+    h ^= h >> 32;
+    h = (h ^ key.lo ^ s1) * UINT64_C(0xbf58476d1ce4e5b9);
+    h ^= h >> 31;
+    return (uint32_t)h;
 }
 
 static bool key_equal(rl2_digest_t a, rl2_digest_t b)

@@ -55,6 +55,7 @@ typedef struct {
     apr_array_header_t  *trusted;      /* rl2_cidr_t from directives */
     int                  mode;         /* rl2_mode_t or RL2_UNSET */
     int                  reset_delta;  /* RL2_UNSET, 0, 1 */
+    unsigned             phases;       /* RL2_PHASE_* the policy uses */
 } rl2_srv_conf_t;
 
 /* Per directory: the engine switch and inline limits. */
@@ -62,6 +63,7 @@ typedef struct {
     int                 engine;     /* RL2_UNSET, 0, 1 */
     int                 mode;       /* mode of inline limits, or UNSET */
     apr_array_header_t *rules;      /* rl2_rule_t: one per inline limit */
+    unsigned            phases;     /* RL2_PHASE_* the inline limits use */
 } rl2_dir_conf_t;
 
 /* The verdict of one request, kept across its phases. */
@@ -135,6 +137,16 @@ rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 
     conf->engine = add->engine != RL2_UNSET ? add->engine : base->engine;
     conf->mode = add->mode != RL2_UNSET ? add->mode : base->mode;
+    /* Merges run for every request: share a side's array when there is
+     * nothing to combine. */
+    if (add->mode == RL2_UNSET
+        && (add->rules->nelts == 0 || base->rules->nelts == 0)) {
+        rl2_dir_conf_t *only = add->rules->nelts ? add : base;
+
+        conf->rules = only->rules;
+        conf->phases = only->phases;
+        return conf;
+    }
     conf->rules = apr_array_make(p, base->rules->nelts + add->rules->nelts,
                                  sizeof(rl2_rule_t));
     for (int i = 0; i < base->rules->nelts; i++) {
@@ -145,10 +157,12 @@ rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
         }
         if (!replaced) {
             *(rl2_rule_t *)apr_array_push(conf->rules) = b[i];
+            conf->phases |= b[i].limits.limits[0].phase;
         }
     }
     for (int j = 0; j < add->rules->nelts; j++) {
         *(rl2_rule_t *)apr_array_push(conf->rules) = a[j];
+        conf->phases |= a[j].limits.limits[0].phase;
     }
     /* RateLimit2Mode in a section governs every inline limit in it,
      * wherever the directive stands relative to the limits. */
@@ -455,6 +469,7 @@ rl2_add_limit(cmd_parms *cmd, void *dirconf, const char *args)
     rule->mode = conf->mode == RL2_UNSET ? RL2_MODE_INHERIT
                                          : (rl2_mode_t)conf->mode;
     rule->limits = (rl2_limit_set_t){ limit, 1, 1, 0 };
+    conf->phases |= limit->phase;
     if (limit->state_size > rl2_inline_state_max) {
         rl2_inline_state_max = limit->state_size;
     }
@@ -492,12 +507,27 @@ rl2_header_get(void *ctx, const char *name)
     return apr_table_get(((request_rec *)ctx)->headers_in, name);
 }
 
+/* Headers are rendered once per response, so add (no search for an
+ * existing field); names are string constants and values live in a
+ * buffer from the request pool (rl2_render_headers). */
 static void
 rl2_header_set(void *ctx, const char *name, const char *value)
 {
     request_rec *r = ctx;
 
-    apr_table_setn(r->err_headers_out, name, apr_pstrdup(r->pool, value));
+    apr_table_addn(r->err_headers_out, name, value);
+}
+
+static void
+rl2_render_headers(request_rec *r, const rl2_policy_t *policy,
+                   rl2_req_state_t *st)
+{
+    if (st->verdict.shown >= 0) {
+        apr_size_t len = rl2_headers_size(&st->verdict);
+
+        rl2_headers_render(policy, &st->verdict, &st->now,
+                           apr_palloc(r->pool, len), len, rl2_header_set, r);
+    }
 }
 
 static void
@@ -563,7 +593,7 @@ rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
     const rl2_verdict_t *v = &st->verdict;
     char body[RL2_BODY_MAX];
 
-    rl2_headers_render(policy, v, &st->now, rl2_header_set, r);
+    rl2_render_headers(r, policy, st);
     if (ap_response_code_string(r, ap_index_of_response(
                                        HTTP_TOO_MANY_REQUESTS)) == NULL) {
         rl2_body_render(policy, v, &st->now, body, sizeof(body));
@@ -624,12 +654,18 @@ rl2_run_phase(request_rec *r, unsigned phase)
         || rl2_store == NULL || policy == NULL) {
         return DECLINED;
     }
-    st = rl2_req_state(r);
-    if (st->verdict.outcome == RL2_OUTCOME_DENY) {
+    st = ap_get_module_config(r->request_config, &ratelimit2_module);
+    if (st != NULL && st->verdict.outcome == RL2_OUTCOME_DENY) {
         /* Refused in the access phase but let through by "Satisfy Any":
          * refuse again now. */
         return HTTP_TOO_MANY_REQUESTS;
     }
+    /* Nothing to decide in this phase: the common case of the late phase
+     * on a site with address-keyed limits only costs one test. */
+    if (((sconf->phases | dconf->phases) & phase) == 0) {
+        return DECLINED;
+    }
+    st = rl2_req_state(r);
     rl2_describe(r, policy, &req);
     if (rl2_decide(policy, (const rl2_rule_t *)dconf->rules->elts,
                    (size_t)dconf->rules->nelts, rl2_store, &req, phase,
@@ -678,8 +714,7 @@ rl2_fixups(request_rec *r)
     }
     sconf = ap_get_module_config(r->server->module_config,
                                  &ratelimit2_module);
-    rl2_headers_render(sconf->policy, &st->verdict, &st->now,
-                       rl2_header_set, r);
+    rl2_render_headers(r, sconf->policy, st);
     return DECLINED;
 }
 
@@ -774,6 +809,13 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
             ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0004)
                          "%s", msg);
             return HTTP_INTERNAL_SERVER_ERROR;
+        }
+        conf->phases = 0;
+        if (rl2_policy_has_phase(conf->policy, NULL, 0, RL2_PHASE_EARLY)) {
+            conf->phases |= RL2_PHASE_EARLY;
+        }
+        if (rl2_policy_has_phase(conf->policy, NULL, 0, RL2_PHASE_LATE)) {
+            conf->phases |= RL2_PHASE_LATE;
         }
         if (conf->policy->max_state_size > state) {
             state = conf->policy->max_state_size;

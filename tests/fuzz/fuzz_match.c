@@ -132,7 +132,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rl2_verdict_init(&v);
     if (rl2_decide(policy, NULL, 0, store, &req, RL2_PHASE_ALL, &now, &v,
                    &err) == RL2_OK) {
-        rl2_headers_render(policy, &v, &now, sink, NULL);
+        char hdrs[RL2_HEADERS_MAX];
+
+        rl2_headers_render(policy, &v, &now, hdrs, sizeof(hdrs), sink, NULL);
         rl2_body_render(policy, &v, &now, body, sizeof(body));
         rl2_decide_end(store, &v, &now, &err);
     }

@@ -74,6 +74,11 @@ typedef struct {
     int               unlimited;  /* counted, never denied, no headers */
     unsigned          phase;      /* RL2_PHASE_EARLY or RL2_PHASE_LATE */
     size_t            state_size; /* zone bytes: main state then overflow */
+    /* Rendered once by rl2_limit_finish for the response headers: the
+     * quoted name ("name") and its RateLimit-Policy item
+     * ("name";q=100;w=60; for a monthly quota without w, which varies). */
+    const char       *sf_name;
+    const char       *sf_policy;
 } rl2_limit_t;
 
 typedef struct {
