@@ -499,31 +499,21 @@ rl2_key_value(const rl2_ctx_t *c, const rl2_rule_t *rule,
     rl2_buf_str(b, c->group_ip);
 }
 
-/* The storage key of one limit for this client, and its log form.  The
- * algorithm and window are part of the key, so a limit whose definition
- * changes never reads state written under another one. */
+/* The storage key of one limit for this client (digested under the
+ * limit's own key, see rl2_limit_t.key_seed), and its log form. */
 static void
 rl2_layer_key(const rl2_ctx_t *c, const rl2_rule_t *rule,
               const rl2_limit_t *limit, rl2_layer_t *layer)
 {
-    char key[RL2_KEY_VALUE_MAX + 128];
+    char value[RL2_KEY_VALUE_MAX];
     rl2_buf_t b;
-    size_t value_at;
 
-    rl2_buf_init(&b, key, sizeof(key));
-    rl2_buf_str(&b, limit->name);
-    rl2_buf_char(&b, '|');
-    rl2_buf_i64(&b, (int64_t)limit->algo.algo);
-    rl2_buf_char(&b, '|');
-    rl2_buf_i64(&b, limit->algo.window_us);
-    rl2_buf_char(&b, '|');
-    value_at = b.len;
+    rl2_buf_init(&b, value, sizeof(value));
     rl2_key_value(c, rule, limit, &b);
-    layer->key = rl2_digest(key, b.len);
+    layer->key = rl2_digest_keyed(&limit->key_seed, value, b.len);
     /* Logs show the address bare, identities with their kind. */
     rl2_copy(layer->client, sizeof(layer->client),
-             strncmp(key + value_at, "ip:", 3) == 0 ? key + value_at + 3
-                                                     : key + value_at);
+             strncmp(value, "ip:", 3) == 0 ? value + 3 : value);
 }
 
 /* Append this phase's layers of one applied rule. */

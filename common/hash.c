@@ -141,6 +141,18 @@ rl2_digest_t rl2_digest(const void *data, size_t len)
     return d;
 }
 
+rl2_digest_t rl2_digest_keyed(const rl2_hash_key_t *key, const void *data,
+                              size_t len)
+{
+    uint64_t out[2];
+    rl2_digest_t d;
+
+    sip_hash(key, data, len, out);
+    d.hi = out[0];
+    d.lo = out[1];
+    return d;
+}
+
 void rl2_hash_id(const rl2_hash_key_t *key, const char *id, char out[17])
 {
     static const char hex[] = "0123456789abcdef";

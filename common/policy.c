@@ -427,6 +427,23 @@ rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
     return RL2_OK;
 }
 
+static void
+rl2_limit_seed(rl2_limit_t *limit)
+{
+    char tmp[RL2_NAME_MAX + 64];
+    rl2_buf_t b;
+
+    rl2_buf_init(&b, tmp, sizeof(tmp));
+    rl2_buf_str(&b, limit->name);
+    rl2_buf_char(&b, '|');
+    rl2_buf_i64(&b, (int64_t)limit->algo.algo);
+    rl2_buf_char(&b, '|');
+    rl2_buf_i64(&b, limit->algo.window_us);
+    rl2_buf_char(&b, '|');
+    rl2_buf_i64(&b, (int64_t)limit->algo.period);
+    rl2_hash_key_from_secret(tmp, &limit->key_seed);
+}
+
 rl2_status_t
 rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
                  rl2_err_t *err)
@@ -465,6 +482,7 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
     if (limit->algo.algo == RL2_ALGO_CONCURRENCY) {
         policy->has_concurrency = 1;
     }
+    rl2_limit_seed(limit);
     return rl2_limit_render(policy, limit, err);
 }
 

@@ -28,6 +28,12 @@ uint64_t rl2_siphash(const rl2_hash_key_t *key, const void *data, size_t len);
  * index, not a secret). */
 rl2_digest_t rl2_digest(const void *data, size_t len);
 
+/* 128-bit digest of data under a key: storage keys are digested as
+ * (limit's key, client part), with the limit's key derived once at load
+ * time from its identity, so a request hashes only its client part. */
+rl2_digest_t rl2_digest_keyed(const rl2_hash_key_t *key, const void *data,
+                              size_t len);
+
 /* Write the hex form of the keyed hash of id (16 hex digits + NUL) into
  * out[17]: the form an identifier takes in keys and logs. */
 void rl2_hash_id(const rl2_hash_key_t *key, const char *id, char out[17]);

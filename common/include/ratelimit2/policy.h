@@ -79,6 +79,11 @@ typedef struct {
      * ("name";q=100;w=60; for a monthly quota without w, which varies). */
     const char       *sf_name;
     const char       *sf_policy;
+    /* Digest key of this limit's counters, derived by rl2_limit_finish
+     * from name, algorithm and window: limits that share all three share
+     * counters; a limit whose definition changes never reads state
+     * written under another. */
+    rl2_hash_key_t    key_seed;
 } rl2_limit_t;
 
 typedef struct {
