@@ -8,44 +8,14 @@
  * verdict.  Allocation-free: everything lives in the caller's verdict and
  * on the stack.
  */
-#include <arpa/inet.h>
 #include <stddef.h>
-#include <stdio.h>
+#include <stdint.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 
 #include "ratelimit2/decide.h"
 
 #include "buf.h"
-
-#define RL2_PATH_MAX 2048
-#define RL2_KEY_VALUE_MAX 96
-
-/* Everything known about the client and request while deciding. */
-typedef struct {
-    const rl2_policy_t  *policy;
-    const rl2_request_t *req;
-    rl2_verdict_t       *v;
-    unsigned             phase;
-    unsigned             method_bit;
-    int                  path_ready;      /* path normalised yet? */
-    char                 path[RL2_PATH_MAX];
-    const char          *apikey;          /* plain, from header or query */
-    char                 user_hash[17];
-    char                 apikey_hash[17];
-    char                 group_ip[48];    /* address masked for keys */
-} rl2_ctx_t;
-
-/* Copy src into dst, truncating: log forms of keys are bounded. */
-static void
-rl2_copy(char *dst, size_t len, const char *src)
-{
-    size_t n = strnlen(src, len - 1);
-
-    memcpy(dst, src, n);
-    dst[n] = '\0';
-}
+#include "decide_internal.h"
 
 /* Only the head: layers are written as they are added (the full verdict
  * is kilobytes, and this runs for every request). */
@@ -55,313 +25,6 @@ rl2_verdict_init(rl2_verdict_t *v)
     memset(v, 0, offsetof(rl2_verdict_t, layers));
     v->shown = -1;
     v->tier = -1;
-}
-
-/* ---- the client address ---- */
-
-static int
-rl2_addr_parse(const char *text, int *family, uint8_t addr[16])
-{
-    memset(addr, 0, 16);
-    if (inet_pton(AF_INET, text, addr) == 1) {
-        *family = AF_INET;
-        return 0;
-    }
-    if (inet_pton(AF_INET6, text, addr) == 1) {
-        *family = AF_INET6;
-        return 0;
-    }
-    return -1;
-}
-
-static int
-rl2_addr_in(const rl2_cidr_t *nets, size_t n, int family,
-            const uint8_t *addr)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (rl2_cidr_match(&nets[i], family, addr)) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Copy the last comma-separated element of list[0..len) into out,
- * trimmed; returns the length of the list before it (or -1 if none). */
-static long
-rl2_list_pop(const char *list, long len, char *out, size_t outlen)
-{
-    long end = len, start;
-
-    while (end > 0 && (list[end - 1] == ' ' || list[end - 1] == '\t')) {
-        end--;
-    }
-    start = end;
-    while (start > 0 && list[start - 1] != ',') {
-        start--;
-    }
-    long s = start;
-
-    while (s < end && (list[s] == ' ' || list[s] == '\t')) {
-        s++;
-    }
-    if ((size_t)(end - s) >= outlen) {
-        out[0] = '\0';
-    }
-    else {
-        memcpy(out, list + s, (size_t)(end - s));
-        out[end - s] = '\0';
-    }
-    return start > 0 ? start - 1 : -1;
-}
-
-/* Walk X-Forwarded-For right to left while the hop we stand on is a
- * trusted proxy: the client is the right-most untrusted address.  An
- * unparsable hop stops the walk at the last good address. */
-static void
-rl2_resolve_forwarded(rl2_ctx_t *c)
-{
-    const rl2_policy_t *p = c->policy;
-    rl2_verdict_t *v = c->v;
-    const char *xff;
-    char hop[48];
-    int family;
-    uint8_t addr[16];
-
-    if (p->n_trusted == 0 || c->req->header == NULL
-        || !rl2_addr_in(p->trusted, p->n_trusted, v->addr_family, v->addr)) {
-        return;
-    }
-    xff = c->req->header(c->req->header_ctx, "X-Forwarded-For");
-    if (xff == NULL) {
-        return;
-    }
-    long len = (long)strlen(xff);
-
-    while (len >= 0) {
-        len = rl2_list_pop(xff, len, hop, sizeof(hop));
-        if (rl2_addr_parse(hop, &family, addr) != 0) {
-            return;
-        }
-        v->addr_family = family;
-        memcpy(v->addr, addr, 16);
-        rl2_copy(v->client_ip, sizeof(v->client_ip), hop);
-        if (!rl2_addr_in(p->trusted, p->n_trusted, family, addr)) {
-            return;
-        }
-    }
-}
-
-/* The address as it appears in keys: IPv6 grouped by prefix. */
-static void
-rl2_group_ip(rl2_ctx_t *c)
-{
-    rl2_verdict_t *v = c->v;
-    uint8_t masked[16];
-    unsigned bits = c->policy->ipv6_prefix;
-
-    if (v->addr_family != AF_INET6 || bits >= 128) {
-        rl2_copy(c->group_ip, sizeof(c->group_ip), v->client_ip);
-        return;
-    }
-    memset(masked, 0, sizeof(masked));
-    memcpy(masked, v->addr, bits / 8);
-    if (bits % 8) {
-        masked[bits / 8] = v->addr[bits / 8]
-                           & (uint8_t)(0xff << (8 - bits % 8));
-    }
-    inet_ntop(AF_INET6, masked, c->group_ip, sizeof(c->group_ip));
-    rl2_buf_t b = { c->group_ip, strlen(c->group_ip), sizeof(c->group_ip),
-                    0 };
-
-    rl2_buf_char(&b, '/');
-    rl2_buf_i64(&b, bits);
-}
-
-static void
-rl2_resolve_address(rl2_ctx_t *c)
-{
-    rl2_verdict_t *v = c->v;
-
-    if (v->client_ip[0] == '\0') {
-        const char *peer = c->req->peer_ip ? c->req->peer_ip : "";
-
-        const rl2_policy_t *p = c->policy;
-
-        rl2_copy(v->client_ip, sizeof(v->client_ip), peer);
-        /* Parsing is needed only to compare with networks or to group
-         * IPv6; a plain IPv4 key is its text. */
-        if ((p->n_trusted || p->n_wl_nets || p->n_clients
-             || strchr(peer, ':') != NULL)
-            && rl2_addr_parse(peer, &v->addr_family, v->addr) == 0) {
-            rl2_resolve_forwarded(c);
-        }
-    }
-    rl2_group_ip(c);
-}
-
-/* ---- identity: API key, tier, whitelist ---- */
-
-/* Find name=value in a query string; copies nothing: returns a pointer
- * into the query and the value's length. */
-static const char *
-rl2_query_param(const char *query, const char *name, size_t *len)
-{
-    size_t nlen = strlen(name);
-
-    for (const char *p = query; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '&');
-        size_t plen = end ? (size_t)(end - p) : strlen(p);
-
-        if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            *len = plen - nlen - 1;
-            return p + nlen + 1;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return NULL;
-}
-
-static void
-rl2_resolve_apikey(rl2_ctx_t *c)
-{
-    const rl2_policy_t *p = c->policy;
-    const rl2_request_t *r = c->req;
-    char buf[256];
-    size_t len;
-
-    c->apikey = NULL;
-    if (p->apikey_header != NULL && r->header != NULL) {
-        c->apikey = r->header(r->header_ctx, p->apikey_header);
-    }
-    if (c->apikey == NULL && p->apikey_query != NULL && r->query != NULL) {
-        const char *val = rl2_query_param(r->query, p->apikey_query, &len);
-
-        if (val != NULL && len > 0 && len < sizeof(buf)) {
-            memcpy(buf, val, len);
-            buf[len] = '\0';
-            rl2_hash_id(&p->hash_key, buf, c->apikey_hash);
-            c->apikey = "";  /* present; only its hash is used below */
-            return;
-        }
-    }
-    if (c->apikey != NULL && c->apikey[0] != '\0') {
-        rl2_hash_id(&p->hash_key, c->apikey, c->apikey_hash);
-    }
-    else {
-        c->apikey = NULL;
-    }
-}
-
-static int
-rl2_id_in(const char *const *list, size_t n, const char *id)
-{
-    for (size_t i = 0; id != NULL && i < n; i++) {
-        if (strcmp(list[i], id) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Whitelisted API keys are compared by hash, so a query-string key and a
- * header key are treated alike. */
-static int
-rl2_apikey_listed(const rl2_ctx_t *c, const char *const *list, size_t n)
-{
-    char h[17];
-
-    for (size_t i = 0; c->apikey != NULL && i < n; i++) {
-        rl2_hash_id(&c->policy->hash_key, list[i], h);
-        if (strcmp(h, c->apikey_hash) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static const rl2_client_t *
-rl2_client_find(const rl2_ctx_t *c)
-{
-    const rl2_policy_t *p = c->policy;
-    const rl2_verdict_t *v = c->v;
-
-    for (size_t i = 0; i < p->n_clients; i++) {
-        const rl2_client_t *cl = &p->clients[i];
-
-        if ((cl->by == RL2_KEY_USER && c->req->user != NULL
-             && strcmp(cl->id, c->req->user) == 0)
-            || (cl->by == RL2_KEY_APIKEY
-                && rl2_apikey_listed(c, &cl->id, 1))
-            || (cl->by == RL2_KEY_IP
-                && rl2_cidr_match(&cl->net, v->addr_family, v->addr))) {
-            return cl;
-        }
-    }
-    return NULL;
-}
-
-static int
-rl2_tier_find(const rl2_policy_t *p, const char *name)
-{
-    for (size_t i = 0; name != NULL && i < p->n_tiers; i++) {
-        if (strcasecmp(p->tiers[i].name, name) == 0) {
-            return (int)i;
-        }
-    }
-    return -1;
-}
-
-/* DESIGN §3: client override, then a trusted variable or header, then
- * the default (anonymous) tier. */
-static int
-rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
-{
-    const rl2_policy_t *p = c->policy;
-    const rl2_request_t *r = c->req;
-    int tier;
-
-    if (p->n_tiers == 0) {
-        return -1;
-    }
-    if (client != NULL && client->tier >= 0) {
-        return client->tier;
-    }
-    if ((tier = rl2_tier_find(p, r->tier_var)) >= 0) {
-        return tier;
-    }
-    if (p->tier_header != NULL && r->header != NULL && r->peer_ip != NULL) {
-        int family;
-        uint8_t addr[16];
-
-        if (rl2_addr_parse(r->peer_ip, &family, addr) == 0
-            && rl2_addr_in(p->trusted, p->n_trusted, family, addr)) {
-            tier = rl2_tier_find(p, r->header(r->header_ctx,
-                                              p->tier_header));
-            if (tier >= 0) {
-                return tier;
-            }
-        }
-    }
-    return p->default_tier;
-}
-
-static int
-rl2_whitelisted(const rl2_ctx_t *c)
-{
-    const rl2_policy_t *p = c->policy;
-    const rl2_verdict_t *v = c->v;
-
-    if (p->wl_internal && c->req->internal) {
-        return 1;
-    }
-    if (rl2_addr_in(p->wl_nets, p->n_wl_nets, v->addr_family, v->addr)
-        || rl2_apikey_listed(c, p->wl_keys, p->n_wl_keys)) {
-        return 1;
-    }
-    /* Users are known only after authentication. */
-    return (c->phase & RL2_PHASE_LATE)
-           && rl2_id_in(p->wl_users, p->n_wl_users, c->req->user);
 }
 
 /* ---- rules and layers ---- */
@@ -632,35 +295,6 @@ rl2_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
     return RL2_OK;
 }
 
-static rl2_status_t
-rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
-             const rl2_request_t *req, unsigned phase, rl2_verdict_t *v,
-             rl2_err_t *err)
-{
-    /* Field by field: the context holds a path buffer of kilobytes that
-     * is filled only when a rule needs it. */
-    c->path_ready = 0;
-    c->apikey = NULL;
-    c->user_hash[0] = '\0';
-    c->apikey_hash[0] = '\0';
-    c->group_ip[0] = '\0';
-    c->policy = policy;
-    c->req = req;
-    c->v = v;
-    c->phase = phase;
-    c->method_bit = req->method ? rl2_method_bit(req->method) : 0;
-    if (c->method_bit == 0) {
-        c->method_bit = RL2_METHOD_OTHER;
-    }
-    rl2_resolve_address(c);
-    rl2_resolve_apikey(c);
-    if (req->user != NULL && req->user[0] != '\0') {
-        rl2_hash_id(&policy->hash_key, req->user, c->user_hash);
-    }
-    (void)err;
-    return RL2_OK;
-}
-
 /* Layers for every applied rule, in the current phase. */
 static rl2_status_t
 rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
@@ -717,7 +351,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra,
         || policy->mode == RL2_MODE_OFF) {
         return RL2_OK;
     }
-    rl2_ctx_init(&c, policy, req, phase, v, err);
+    rl2_ctx_init(&c, policy, req, phase, v);
     v->phases |= phase;
     if (rl2_whitelisted(&c)) {
         v->outcome = RL2_OUTCOME_BYPASS;
@@ -753,7 +387,7 @@ rl2_decide_peek(const rl2_policy_t *policy, const rl2_rule_t *extra,
     rl2_status_t st;
 
     rl2_verdict_init(v);
-    rl2_ctx_init(&c, policy, req, RL2_PHASE_ALL, v, err);
+    rl2_ctx_init(&c, policy, req, RL2_PHASE_ALL, v);
     v->phases = RL2_PHASE_ALL;
     if (rl2_whitelisted(&c)) {
         v->outcome = RL2_OUTCOME_BYPASS;

@@ -1,0 +1,54 @@
+/*
+ * decide_internal.h -- what decide.c and client.c share (private to the
+ * core): the per-request context and the client-identity steps.
+ */
+#ifndef RL2_DECIDE_INTERNAL_H
+#define RL2_DECIDE_INTERNAL_H
+
+#include <string.h>
+
+#include "ratelimit2/decide.h"
+
+#define RL2_PATH_MAX 2048
+#define RL2_KEY_VALUE_MAX 96
+
+/* Everything known about the client and request while deciding. */
+typedef struct {
+    const rl2_policy_t  *policy;
+    const rl2_request_t *req;
+    rl2_verdict_t       *v;
+    unsigned             phase;
+    unsigned             method_bit;
+    int                  path_ready;      /* path normalised yet? */
+    char                 path[RL2_PATH_MAX];
+    const char          *apikey;          /* plain, from header or query */
+    char                 user_hash[17];
+    char                 apikey_hash[17];
+    char                 group_ip[48];    /* address masked for keys */
+} rl2_ctx_t;
+
+/* Copy src into dst, truncating: log forms of keys are bounded. */
+static inline void
+rl2_copy(char *dst, size_t len, const char *src)
+{
+    size_t n = strnlen(src, len - 1);
+
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Fill the context: method, client address (behind trusted proxies), API
+ * key, user hash.  The path is normalised later, on first need. */
+void rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
+                  const rl2_request_t *req, unsigned phase, rl2_verdict_t *v);
+
+/* The per-client override that applies to this request, or NULL. */
+const rl2_client_t *rl2_client_find(const rl2_ctx_t *c);
+
+/* The client's tier index (DESIGN §3 order), or -1 without tiers. */
+int rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client);
+
+/* Whitelisted by address, API key, or (late phase) user? */
+int rl2_whitelisted(const rl2_ctx_t *c);
+
+#endif /* RL2_DECIDE_INTERNAL_H */
