@@ -1,0 +1,72 @@
+/*
+ * mod_ratelimit2.h -- what the two files of the Apache module share:
+ * configuration records, the per-request state and the zone settings.
+ * Private to mod_ratelimit2/.
+ */
+#ifndef MOD_RATELIMIT2_H
+#define MOD_RATELIMIT2_H
+
+#include "httpd.h"
+#include "http_config.h"
+
+#include "ratelimit2/decide.h"
+#include "ratelimit2/policy.h"
+#include "ratelimit2/store.h"
+
+#define RL2_LOGNO(n) "RL2" #n ": "
+
+#define RL2_UNSET -1
+#define RL2_DEFAULT_ZONE "/ratelimit2"
+#define RL2_DEFAULT_ENTRIES 100000u
+#define RL2_JSON_FILTER "RATELIMIT2_JSON"
+
+extern module AP_MODULE_DECLARE_DATA ratelimit2_module;
+
+/* Server-wide: the policy and identity settings.  The zone directives are
+ * global (main server only). */
+typedef struct {
+    const char          *policy_file;  /* RateLimit2Policy, or NULL */
+    rl2_policy_t        *policy;       /* loaded or default; pconf-owned */
+    apr_array_header_t  *trusted;      /* rl2_cidr_t from directives */
+    int                  mode;         /* rl2_mode_t or RL2_UNSET */
+    int                  reset_delta;  /* RL2_UNSET, 0, 1 */
+    unsigned             phases;       /* RL2_PHASE_* the policy uses */
+} rl2_srv_conf_t;
+
+/* Per directory: the engine switch and inline limits. */
+typedef struct {
+    int                 engine;     /* RL2_UNSET, 0, 1 */
+    int                 mode;       /* mode of inline limits, or UNSET */
+    apr_array_header_t *rules;      /* rl2_rule_t: one per inline limit */
+    unsigned            phases;     /* RL2_PHASE_* the inline limits use */
+} rl2_dir_conf_t;
+
+/* The verdict of one request, kept across its phases. */
+typedef struct {
+    rl2_verdict_t verdict;
+    rl2_clock_t   now;
+    int           cleanup_registered;
+    int           dry_run_logged;
+    int           json_body;   /* our 429 body is the response */
+} rl2_req_state_t;
+
+/* Zone settings gathered while the configuration is read (directives
+ * run in the parent before post_config; reset in pre_config). */
+typedef struct {
+    const char *zone_name;
+    unsigned    zone_entries;
+    size_t      inline_state_max;  /* largest state of an inline limit */
+} rl2_zone_conf_t;
+
+extern rl2_zone_conf_t rl2_zone_conf;
+
+/* mod_ratelimit2_config.c */
+extern const command_rec rl2_cmds[];
+void *rl2_create_srv_conf(apr_pool_t *p, server_rec *s);
+void *rl2_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
+void *rl2_create_dir_conf(apr_pool_t *p, char *dir);
+void *rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
+apr_status_t rl2_policy_cleanup(void *data);
+
+
+#endif /* MOD_RATELIMIT2_H */
