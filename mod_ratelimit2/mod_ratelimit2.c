@@ -338,6 +338,7 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                 server_rec *s)
 {
     size_t state = rl2_zone_conf.inline_state_max;
+    const rl2_zone_conf_t *zc;
     rl2_err_t err;
     const char *msg;
 
@@ -370,11 +371,12 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (state == 0) {
         state = 8;
     }
-    if (rl2_zone_open(rl2_zone_conf.zone_name, rl2_zone_conf.zone_entries, state, 0600,
+    zc = &rl2_zone_conf;
+    if (rl2_zone_open(zc->zone_name, zc->zone_entries, state, 0600,
                       &rl2_zone, &err) != RL2_OK
         || rl2_store_local_create(rl2_zone, &rl2_store, &err) != RL2_OK) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0005)
-                     "cannot open zone %s: %s", rl2_zone_conf.zone_name, err.msg);
+                     "cannot open zone %s: %s", zc->zone_name, err.msg);
         rl2_zone_close(rl2_zone);
         rl2_zone = NULL;
         return HTTP_INTERNAL_SERVER_ERROR;
@@ -383,7 +385,7 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                               apr_pool_cleanup_null);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, RL2_LOGNO(0006)
                  "zone %s: %u entries of %" APR_SIZE_T_FMT " bytes",
-                 rl2_zone_conf.zone_name, rl2_zone_conf.zone_entries, (apr_size_t)state);
+                 zc->zone_name, zc->zone_entries, (apr_size_t)state);
     return OK;
 }
 
