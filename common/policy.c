@@ -196,7 +196,12 @@ rl2_rate_parse(const char *text, int64_t *count, int64_t *window_us,
     int64_t n, mult = 1;
     const rl2_unit_t *unit;
 
-    if (rl2_parse_count(&p, &n) != 0 || *p != '/') {
+    /* rl2_parse_count fails on digits only when they overflow. */
+    if (isdigit((unsigned char)*p) && rl2_parse_count(&p, &n) != 0) {
+        return rl2_err_set(err, RL2_ERR_RANGE, "invalid rate \"%s\": "
+                           "count too large", text);
+    }
+    if (p == text || *p != '/') {
         return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
                            "expected COUNT/WINDOW such as 100/60s or "
                            "5/hour", text);
@@ -449,6 +454,7 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
                  rl2_err_t *err)
 {
     rl2_status_t st = rl2_algo_params_check(&limit->algo, err);
+    rl2_err_t oerr;
 
     if (st != RL2_OK) {
         return st;
@@ -467,9 +473,11 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
         /* A bucket of K refilling over W: "K more per W" without the
          * doubling a fixed window allows at its boundary. */
         limit->overflow.algo = RL2_ALGO_TOKEN_BUCKET;
-        st = rl2_algo_params_check(&limit->overflow, err);
+        st = rl2_algo_params_check(&limit->overflow, &oerr);
         if (st != RL2_OK) {
-            return st;
+            /* The message names a token_bucket rate the sysadmin never
+             * wrote: say it is the overflow allowance. */
+            return rl2_err_set(err, st, "overflow: %s", oerr.msg);
         }
         limit->state_size += rl2_algo_state_size(&limit->overflow);
     }

@@ -1,0 +1,131 @@
+/*
+ * config_internal.h -- what the files of the policy loader share (private
+ * to the core, not public API): the load's context, the typed accessors
+ * and the file:line error helpers, and each file's entry points.
+ *
+ *   config.c          entry points, reading, @include check, messages,
+ *                     the top level in dependency order
+ *   config_value.c    typed access to one member of a group, and lists
+ *   config_limits.c   limit groups and limit sets
+ *   config_rules.c    tiers, rules and the default rule
+ *   config_clients.c  client overrides and the whitelist
+ *
+ * Every function taking a config_setting_t reports a failure as
+ * "file:line: message" in cfg->err and returns its status; the first
+ * failure stops the load.
+ */
+#ifndef RL2_CONFIG_INTERNAL_H
+#define RL2_CONFIG_INTERNAL_H
+
+#include <libconfig.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/config.h"
+
+/* Stop at the first failure: its message is the one the sysadmin needs. */
+#define RL2_TRY(expr)                      \
+    do {                                   \
+        rl2_status_t rl2_try_ = (expr);    \
+        if (rl2_try_ != RL2_OK) {          \
+            return rl2_try_;               \
+        }                                  \
+    } while (0)
+
+/* A rule's own default key.  rl2_rule_t does not record it, yet the
+ * limits of a client override default to the key of the rule they
+ * replace, so the loader keeps it aside. */
+typedef struct {
+    rl2_key_kind_t kind;
+    const char    *header;
+} rl2_cfg_key_t;
+
+/* What one load carries from group to group. */
+typedef struct {
+    rl2_policy_t  *policy;
+    const char    *name;      /* the main file in messages */
+    const char    *dir;       /* where @include looks, or NULL */
+    rl2_algo_t     algo;      /* top-level default algorithm */
+    rl2_cfg_key_t *rule_keys; /* [n_rules + 1]: each rule's, then default */
+    const char    *last_src;  /* libconfig's name of the last source ... */
+    const char    *last_copy; /* ... and its display name in the arena */
+    rl2_err_t     *err;
+} rl2_cfg_t;
+
+/* Where a limit set belongs and what its limits default to. */
+typedef struct {
+    const char    *rule;      /* default limit names derive from it */
+    rl2_cfg_key_t  key;
+    int            in_tier;   /* depends on identity: decided late */
+} rl2_cfg_set_t;
+
+/* ---- messages (config.c) ---- */
+
+rl2_status_t rl2_cfg_fail(const rl2_cfg_t *cfg, const config_setting_t *s,
+                          rl2_status_t st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+rl2_status_t rl2_cfg_nomem(const rl2_cfg_t *cfg);
+const char *rl2_cfg_source(rl2_cfg_t *cfg, const config_setting_t *s);
+
+/* ---- typed access (config_value.c) ---- */
+
+void rl2_cfg_append(char *buf, size_t size, const char *s);
+config_setting_t *rl2_cfg_at(const config_setting_t *group, const char *key);
+rl2_status_t rl2_cfg_keys(const rl2_cfg_t *cfg, const config_setting_t *group,
+                          const char *what, const char *const *allowed);
+rl2_status_t rl2_cfg_string(const rl2_cfg_t *cfg,
+                            const config_setting_t *group, const char *key,
+                            const char **out);
+rl2_status_t rl2_cfg_copy(const rl2_cfg_t *cfg, const config_setting_t *group,
+                          const char *key, const char **out);
+rl2_status_t rl2_cfg_int(const rl2_cfg_t *cfg, const config_setting_t *group,
+                         const char *key, int64_t *out);
+rl2_status_t rl2_cfg_bool(const rl2_cfg_t *cfg, const config_setting_t *group,
+                          const char *key, int *out);
+rl2_status_t rl2_cfg_choice(const rl2_cfg_t *cfg,
+                            const config_setting_t *group, const char *key,
+                            const char *const *values, int *out);
+rl2_status_t rl2_cfg_mode(const rl2_cfg_t *cfg, const config_setting_t *group,
+                          rl2_mode_t *out);
+rl2_status_t rl2_cfg_algo(const rl2_cfg_t *cfg, const config_setting_t *group,
+                          rl2_algo_t *out);
+rl2_status_t rl2_cfg_key(const rl2_cfg_t *cfg, const config_setting_t *group,
+                         rl2_cfg_key_t *out);
+rl2_status_t rl2_cfg_name(const rl2_cfg_t *cfg, const config_setting_t *s,
+                          const char *what, const char *name);
+rl2_status_t rl2_cfg_list(const rl2_cfg_t *cfg, const config_setting_t *s,
+                          const char *key, unsigned *n);
+rl2_status_t rl2_cfg_strings(const rl2_cfg_t *cfg,
+                             const config_setting_t *group, const char *key,
+                             rl2_status_t (*check)(const char *,
+                                                   rl2_err_t *),
+                             int lower, const char ***out, size_t *n);
+rl2_status_t rl2_cfg_nets(const rl2_cfg_t *cfg, const config_setting_t *group,
+                          const char *key, rl2_cidr_t **out, size_t *n);
+rl2_status_t rl2_cfg_methods(const rl2_cfg_t *cfg,
+                             const config_setting_t *group, unsigned *bits);
+rl2_status_t rl2_cfg_group(const rl2_cfg_t *cfg,
+                           const config_setting_t *parent, const char *key,
+                           const char *const *allowed,
+                           const config_setting_t **out);
+
+/* ---- limit sets (config_limits.c) ---- */
+
+rl2_status_t rl2_cfg_set(rl2_cfg_t *cfg, const config_setting_t *s,
+                         const rl2_cfg_set_t *sc, rl2_limit_set_t *set);
+
+/* ---- tiers and rules (config_rules.c) ---- */
+
+int rl2_cfg_tier_find(const rl2_policy_t *p, const char *name);
+void rl2_cfg_tier_list(const rl2_policy_t *p, char *buf, size_t size);
+rl2_status_t rl2_cfg_tiers(rl2_cfg_t *cfg, const config_setting_t *root);
+rl2_status_t rl2_cfg_rules(rl2_cfg_t *cfg, const config_setting_t *root);
+rl2_status_t rl2_cfg_default_rule(rl2_cfg_t *cfg,
+                                  const config_setting_t *root);
+
+/* ---- clients and whitelist (config_clients.c) ---- */
+
+rl2_status_t rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root);
+rl2_status_t rl2_cfg_whitelist(rl2_cfg_t *cfg, const config_setting_t *root);
+
+#endif /* RL2_CONFIG_INTERNAL_H */
