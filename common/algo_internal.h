@@ -1,0 +1,226 @@
+/*
+ * algo_internal.h -- what the algorithm files share (private to the core).
+ *
+ * Owns: the units and bounds the arithmetic is proven for, the private
+ * layout of every algorithm's state blob, the small integer helpers every
+ * algorithm uses, and the check/commit/refund entry points that algo.c's
+ * dispatch table names.
+ *
+ *   algo.c         dispatch, names, parameter checks, TTLs
+ *   algo_bucket.c  token_bucket (GCRA) and leaky_bucket
+ *   algo_window.c  fixed_window, quota, sliding_window, sliding_log,
+ *                  concurrency
+ *   calendar.c     UTC calendar periods (rl2_period_bounds)
+ *
+ * The helpers are static inline because they run on every check: across
+ * files, a plain function would add a call where there was none.  The Redis
+ * Lua scripts implement the same arithmetic and must stay in step with
+ * these files.
+ *
+ * State blobs live in shared memory that outlives a reload and may have
+ * been written under other parameters, so every value read from a blob is
+ * clamped to the range the algorithms could have written under the current
+ * parameters, "now" is clamped to [0, NOW_MAX], and cost to [0, capacity].
+ * With parameters that passed rl2_algo_params_check() no expression in the
+ * algorithms can overflow, whatever bytes the blob holds.
+ */
+#ifndef RL2_ALGO_INTERNAL_H
+#define RL2_ALGO_INTERNAL_H
+
+#include <stdint.h>
+
+#include "ratelimit2/algo.h"
+
+#define US_PER_S   INT64_C(1000000)
+#define US_PER_DAY (INT64_C(86400) * US_PER_S)
+
+/* Latest time the arithmetic is proven for: 2^53 µs after the epoch, in the
+ * year 2255, beyond the year-2200 promise of algo.h.  Monotonic clocks are
+ * far below it. */
+#define NOW_MAX (INT64_C(1) << 53)
+
+/* Every limit, and every stored count, stays below this, so a count plus a
+ * cost (at most the limit) never overflows. */
+#define COUNT_MAX (INT64_MAX / 4)
+
+/* ---- integer helpers ---- */
+
+static inline int64_t
+min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static inline int64_t
+max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+static inline int64_t
+clamp64(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* Division rounding down (b > 0); C's rounds towards zero, which would put a
+ * negative time into the window after its own. */
+static inline int64_t
+floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+
+    return (a % b < 0) ? q - 1 : q;
+}
+
+static inline void
+result_set(rl2_algo_result_t *out, int allowed, int64_t limit,
+           int64_t remaining, int64_t reset_us, int64_t retry_us)
+{
+    out->allowed = allowed;
+    out->limit = limit;
+    out->remaining = max64(remaining, 0);
+    out->reset_us = max64(reset_us, 0);
+    out->retry_after_us = allowed ? 0 : max64(retry_us, 1);
+}
+
+/* ---- token_bucket and leaky_bucket (algo_bucket.c) ---- */
+
+typedef struct {
+    int64_t t_us;   /* emission interval, µs per unit */
+    int64_t cap;    /* capacity: burst, or limit when burst is 0; units */
+    int64_t cap_us; /* cap * t_us: the largest debt that is admitted, µs */
+} bucket_t;
+
+/* T = ceil(window / limit): see algo_bucket.c for why it rounds up. */
+static inline bucket_t
+bucket_of(const rl2_algo_params_t *p)
+{
+    bucket_t b;
+
+    b.t_us = p->window_us / p->limit + (p->window_us % p->limit != 0);
+    b.cap = p->burst > 0 ? p->burst : p->limit;
+    b.cap_us = b.cap * b.t_us;
+    return b;
+}
+
+typedef struct {
+    int64_t tat_us; /* theoretical arrival time: when the bucket is full
+                       again, µs; 0 (fresh) is never in the future */
+} tb_state_t;
+
+typedef struct {
+    int64_t level_us; /* queued work: µs of drain at one unit per T */
+    int64_t last_us;  /* when level_us was measured */
+} lb_state_t;
+
+/* ---- the window algorithms (algo_window.c) ---- */
+
+/* fixed_window and quota: one counter per aligned span. */
+typedef struct {
+    int64_t start_us; /* start of the span counted in, µs */
+    int64_t count;    /* units admitted in it */
+} span_state_t;
+
+/* fixed_window spans are the multiples of window_us on the monotonic clock;
+ * quota spans are UTC calendar days or months of wall time. */
+static inline void
+span_bounds(const rl2_algo_params_t *p, int64_t t, int64_t *start,
+            int64_t *end)
+{
+    if (p->algo == RL2_ALGO_QUOTA) {
+        rl2_period_bounds(p->period, t, start, end);
+    }
+    else {
+        *start = floor_div(t, p->window_us) * p->window_us;
+        *end = *start + p->window_us;
+    }
+}
+
+/* sliding_window: two fixed windows, the previous one weighted. */
+typedef struct {
+    int64_t start_us; /* start of the current window, µs */
+    int64_t cur;      /* units admitted in the current window */
+    int64_t prev;     /* units admitted in the window before it */
+} sw_state_t;
+
+/* sliding_log: a ring of timestamps, one per admitted unit. */
+typedef struct {
+    int64_t head;  /* ring index of the oldest entry */
+    int64_t count; /* entries in use */
+    int64_t ts[];  /* the ring: admission times, µs */
+} sl_state_t;
+
+/* Entries in the ring, whatever the parameters. */
+static inline int64_t
+sl_cap(const rl2_algo_params_t *p)
+{
+    return clamp64(p->limit, 1, RL2_SLIDING_LOG_MAX);
+}
+
+/* concurrency: units in flight. */
+typedef struct {
+    int64_t count; /* units admitted and not yet released */
+} cc_state_t;
+
+_Static_assert(sizeof(tb_state_t) % 8 == 0 && sizeof(lb_state_t) % 8 == 0
+               && sizeof(span_state_t) % 8 == 0
+               && sizeof(sw_state_t) % 8 == 0
+               && sizeof(sl_state_t) % 8 == 0
+               && sizeof(cc_state_t) % 8 == 0,
+               "state sizes are multiples of 8");
+
+/* ---- the entry points of the dispatch table ----
+ *
+ * Called by algo.c only, with usable parameters, now and committed_us in
+ * [0, NOW_MAX] and cost in [0, capacity]. */
+
+/* token_bucket (algo_bucket.c) */
+void rl2_tb_check(const rl2_algo_params_t *p, const void *state, int64_t now,
+                  int64_t cost, rl2_algo_result_t *out);
+void rl2_tb_commit(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t cost);
+void rl2_tb_refund(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t committed_us, int64_t cost);
+
+/* leaky_bucket (algo_bucket.c) */
+void rl2_lb_check(const rl2_algo_params_t *p, const void *state, int64_t now,
+                  int64_t cost, rl2_algo_result_t *out);
+void rl2_lb_commit(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t cost);
+void rl2_lb_refund(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t committed_us, int64_t cost);
+
+/* fixed_window and quota (algo_window.c) */
+void rl2_span_check(const rl2_algo_params_t *p, const void *state, int64_t now,
+                    int64_t cost, rl2_algo_result_t *out);
+void rl2_span_commit(const rl2_algo_params_t *p, void *state, int64_t now,
+                     int64_t cost);
+void rl2_span_refund(const rl2_algo_params_t *p, void *state, int64_t now,
+                     int64_t committed_us, int64_t cost);
+
+/* sliding_window (algo_window.c) */
+void rl2_sw_check(const rl2_algo_params_t *p, const void *state, int64_t now,
+                  int64_t cost, rl2_algo_result_t *out);
+void rl2_sw_commit(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t cost);
+void rl2_sw_refund(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t committed_us, int64_t cost);
+
+/* sliding_log (algo_window.c) */
+void rl2_sl_check(const rl2_algo_params_t *p, const void *state, int64_t now,
+                  int64_t cost, rl2_algo_result_t *out);
+void rl2_sl_commit(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t cost);
+void rl2_sl_refund(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t committed_us, int64_t cost);
+
+/* concurrency (algo_window.c) */
+void rl2_cc_check(const rl2_algo_params_t *p, const void *state, int64_t now,
+                  int64_t cost, rl2_algo_result_t *out);
+void rl2_cc_commit(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t cost);
+void rl2_cc_refund(const rl2_algo_params_t *p, void *state, int64_t now,
+                   int64_t committed_us, int64_t cost);
+
+#endif

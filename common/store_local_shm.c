@@ -1,0 +1,572 @@
+/*
+ * store_local_shm.c -- the shared memory object of a local zone: creating
+ * it, attaching to it, validating it, replacing it when stale, unlinking
+ * it, and the robust process-shared lock.
+ *
+ * Owns the zone's geometry (sizes and offsets computed from entries and
+ * state_size, every step checked for overflow), the race between processes
+ * that open one name at once, and the recovery of a lock whose owner died.
+ * All memory is reserved here when the zone is created; the layout is in
+ * store_local_internal.h, the table in store_local.c.
+ *
+ * Creation: shm_open(O_CREAT | O_EXCL) elects one creator, which holds an
+ * exclusive flock on the object while it sizes, reserves and initialises
+ * it, and stores the magic last (release).  Everyone else takes a shared
+ * flock and reads the magic (acquire); an object whose header does not
+ * describe exactly itself is stale and replaced.
+ *
+ * Crashes: a dirty flag brackets every change to the index and lists.  A
+ * process killed while holding the lock leaves the robust mutex to the
+ * next locker, which rebuilds the index and lists from the entries if the
+ * flag is set.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store_local_internal.h"
+
+#define ZONE_STATE_MAX 65536u         /* bytes of state per entry */
+#define ZONE_OPEN_ATTEMPTS 8
+#define ZONE_WAIT_MS 1000             /* how long an attacher polls for a
+                                         creator to take its flock */
+
+/* ---- geometry ---------------------------------------------------------- */
+
+static bool
+mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (b != 0 && a > UINT64_MAX / b) {
+        return false;
+    }
+    *out = a * b;
+    return true;
+}
+
+static bool
+add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (a > UINT64_MAX - b) {
+        return false;
+    }
+    *out = a + b;
+    return true;
+}
+
+static uint64_t
+align64(uint64_t v)
+{
+    return (v + 63) & ~(uint64_t)63;
+}
+
+static rl2_status_t
+geom_compute(const char *name, uint64_t entries, uint64_t state_size,
+             zone_geom_t *g, rl2_err_t *err)
+{
+    uint64_t slots = 1, index_bytes, table_bytes, total;
+
+    if (entries < RL2_ZONE_MIN_ENTRIES || entries > RL2_ZONE_MAX_ENTRIES) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "zone %s: entries %llu outside %u..%u", name,
+                           (unsigned long long)entries,
+                           RL2_ZONE_MIN_ENTRIES, RL2_ZONE_MAX_ENTRIES);
+    }
+    if (state_size > ZONE_STATE_MAX) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "zone %s: state_size %llu above %u bytes", name,
+                           (unsigned long long)state_size, ZONE_STATE_MAX);
+    }
+    while (slots < 2 * entries) {
+        slots <<= 1;
+    }
+    g->entries = (uint32_t)entries;
+    g->index_slots = (uint32_t)slots;
+    g->state_size = (state_size + 7) & ~(uint64_t)7;
+    g->stride = sizeof(zone_entry_t) + g->state_size;
+    g->index_off = align64(sizeof(zone_hdr_t));
+    /* The bounds above keep this far from 2^64, but a 32-bit size_t is
+     * easily exceeded, so every step is checked. */
+    if (!mul_u64(slots, sizeof(uint32_t), &index_bytes)
+        || !add_u64(g->index_off, index_bytes, &total)
+        || (g->entries_off = align64(total)) < total
+        || !mul_u64(entries, g->stride, &table_bytes)
+        || !add_u64(g->entries_off, table_bytes, &total)
+        || total > (uint64_t)SIZE_MAX || total > (uint64_t)INT64_MAX) {
+        return rl2_err_set(err, RL2_ERR_RANGE,
+                           "zone %s: %llu entries of %llu bytes do not fit "
+                           "in memory", name, (unsigned long long)entries,
+                           (unsigned long long)g->state_size);
+    }
+    g->bytes = total;
+    return RL2_OK;
+}
+
+static bool
+geom_equal(const zone_geom_t *a, const zone_geom_t *b)
+{
+    return a->entries == b->entries && a->index_slots == b->index_slots
+           && a->state_size == b->state_size && a->stride == b->stride
+           && a->index_off == b->index_off
+           && a->entries_off == b->entries_off && a->bytes == b->bytes;
+}
+
+/* ---- locking ----------------------------------------------------------- */
+
+static rl2_status_t
+zone_recover(rl2_zone_t *z, rl2_err_t *err)
+{
+    int rc = pthread_mutex_consistent(&z->hdr->lock);
+
+    if (rc != 0) {
+        pthread_mutex_unlock(&z->hdr->lock);
+        return rl2_err_set(err, RL2_ERR_SYS,
+                           "zone %s: recovering the lock of a dead process: "
+                           "%s", z->name, strerror(rc));
+    }
+    if (atomic_load_explicit(&z->hdr->dirty, memory_order_relaxed)) {
+        rl2_zone_rebuild(z);
+        zone_mark_clean(z);
+    }
+    z->hdr->lock_recoveries++;
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_zone_lock(rl2_zone_t *z, rl2_err_t *err)
+{
+    int rc = pthread_mutex_lock(&z->hdr->lock);
+
+    if (rc == 0) {
+        return RL2_OK;
+    }
+    if (rc == EOWNERDEAD) {
+        return zone_recover(z, err);
+    }
+    return rl2_err_set(err, RL2_ERR_SYS, "zone %s: lock: %s", z->name,
+                       strerror(rc));
+}
+
+void
+rl2_zone_unlock(rl2_zone_t *z)
+{
+    pthread_mutex_unlock(&z->hdr->lock);
+}
+
+/* ---- creating and attaching -------------------------------------------- */
+
+static rl2_status_t
+sys_err(rl2_err_t *err, const char *name, const char *what, int errnum)
+{
+    return rl2_err_set(err, RL2_ERR_SYS, "zone %s: %s: %s", name, what,
+                       strerror(errnum));
+}
+
+static rl2_status_t
+name_check(const char *name, rl2_err_t *err)
+{
+    size_t len;
+
+    if (name == NULL) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "zone name is NULL");
+    }
+    len = strlen(name);
+    /* POSIX leaves names with a second slash implementation-defined. */
+    if (len < 2 || len > RL2_ZONE_NAME_MAX || name[0] != '/'
+        || strchr(name + 1, '/') != NULL) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "zone %.*s: a name is '/' then 1..%d characters "
+                           "without '/'", RL2_ZONE_NAME_MAX, name,
+                           RL2_ZONE_NAME_MAX - 1);
+    }
+    return RL2_OK;
+}
+
+/* Unlink name only while it still names the object open on fd: between
+ * judging a zone stale and unlinking it, another process may already have
+ * replaced it with a good one, which must not be unlinked in turn.  The
+ * flock on the stale object makes "check, then unlink" one step among all
+ * processes judging that same object, so only the first one unlinks. */
+static void
+unlink_if_same(const char *name, int fd)
+{
+    struct stat a, b;
+    int fd2;
+
+    if (flock(fd, LOCK_EX) != 0) {
+        return;
+    }
+    fd2 = shm_open(name, O_RDONLY, 0);
+    if (fd2 >= 0) {
+        if (fstat(fd, &a) == 0 && fstat(fd2, &b) == 0
+            && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            shm_unlink(name);
+        }
+        close(fd2);
+    }
+    flock(fd, LOCK_UN);
+}
+
+static rl2_status_t
+handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
+           rl2_zone_t **out, rl2_err_t *err)
+{
+    rl2_zone_t *z = calloc(1, sizeof(*z));
+
+    if (z == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "zone %s: out of memory",
+                           name);
+    }
+    z->hdr = hdr;
+    z->geom = *g;
+    z->index = (uint32_t *)((unsigned char *)hdr + g->index_off);
+    z->table = (unsigned char *)hdr + g->entries_off;
+    z->mask = g->index_slots - 1;
+    z->seed = hdr->seed;
+    strcpy(z->name, name);          /* length checked by name_check */
+    *out = z;
+    return RL2_OK;
+}
+
+/* The header of a published zone is valid when it describes exactly the
+ * object it sits in: the geometry recomputed from its entries and
+ * state_size must match every stored offset, and the object's size too. */
+static bool
+hdr_valid(const zone_hdr_t *h, uint64_t st_size, zone_geom_t *g)
+{
+    zone_geom_t stored = {
+        h->entries, h->index_slots, h->state_size, h->stride,
+        h->index_off, h->entries_off, h->bytes
+    };
+
+    if (h->version != ZONE_VERSION || h->hdr_size != sizeof(zone_hdr_t)
+        || geom_compute("", h->entries, h->state_size, g, NULL) != RL2_OK) {
+        return false;
+    }
+    return geom_equal(g, &stored) && g->bytes == st_size;
+}
+
+static void
+sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
+/* One look at an existing object.  *magic is what the header holds (0
+ * while a creator is at work); *hdr is set only for a valid zone. */
+static rl2_status_t
+map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
+        uint32_t *magic, rl2_err_t *err)
+{
+    struct stat st;
+    void *base;
+
+    *magic = 0;
+    if (fstat(fd, &st) != 0) {
+        return sys_err(err, name, "fstat", errno);
+    }
+    if ((uint64_t)st.st_size < sizeof(zone_hdr_t)) {
+        return RL2_OK;
+    }
+    base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                fd, 0);
+    if (base == MAP_FAILED) {
+        return sys_err(err, name, "mmap", errno);
+    }
+    *magic = atomic_load_explicit(&((zone_hdr_t *)base)->magic,
+                                  memory_order_acquire);
+    if (*magic == ZONE_MAGIC && hdr_valid(base, (uint64_t)st.st_size, g)) {
+        *hdr = base;
+    }
+    else {
+        munmap(base, (size_t)st.st_size);
+    }
+    return RL2_OK;
+}
+
+/* Map an existing object once its creator has published the header.
+ * OK with *hdr set: a valid zone, geometry in *g.  OK with *hdr NULL: the
+ * object is stale (foreign, another version, wrong size, or a creator that
+ * died).  A creator holds an exclusive flock until it publishes, so a
+ * shared flock waits for a slow creation however long it takes; the
+ * bounded polling only covers the instant before the creator's flock. */
+static rl2_status_t
+map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
+             rl2_err_t *err)
+{
+    rl2_status_t st;
+    uint32_t magic;
+    int waited;
+
+    *hdr = NULL;
+    for (waited = 0; waited <= ZONE_WAIT_MS; waited++) {
+        bool locked = flock(fd, LOCK_SH) == 0;
+
+        st = map_try(name, fd, hdr, g, &magic, err);
+        if (locked) {
+            flock(fd, LOCK_UN);
+        }
+        if (st != RL2_OK || *hdr != NULL || magic != 0) {
+            return st;                  /* an error, ours, or foreign */
+        }
+        sleep_ms(1);
+    }
+    return RL2_OK;
+}
+
+static rl2_status_t
+mutex_init(const char *name, pthread_mutex_t *m, rl2_err_t *err)
+{
+    pthread_mutexattr_t attr;
+    int rc = pthread_mutexattr_init(&attr);
+
+    if (rc == 0) {
+        rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+        if (rc == 0) {
+            rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+        }
+        if (rc == 0) {
+            rc = pthread_mutex_init(m, &attr);
+        }
+        pthread_mutexattr_destroy(&attr);
+    }
+    return rc == 0 ? RL2_OK : sys_err(err, name, "mutex init", rc);
+}
+
+/* Reserve the memory now, so that a full /dev/shm fails here with a
+ * message rather than with SIGBUS on some later request. */
+static rl2_status_t
+reserve(const char *name, int fd, uint64_t bytes, rl2_err_t *err)
+{
+    struct statvfs vfs;
+    uint64_t avail;
+    int rc;
+
+    if (fstatvfs(fd, &vfs) == 0 && vfs.f_frsize != 0
+        && mul_u64(vfs.f_bavail, vfs.f_frsize, &avail) && bytes > avail) {
+        return rl2_err_set(err, RL2_ERR_NOMEM,
+                           "zone %s: needs %llu bytes, shared memory has "
+                           "%llu free", name, (unsigned long long)bytes,
+                           (unsigned long long)avail);
+    }
+    if (ftruncate(fd, (off_t)bytes) != 0) {
+        return sys_err(err, name, "ftruncate", errno);
+    }
+    rc = posix_fallocate(fd, 0, (off_t)bytes);
+    return rc == 0 ? RL2_OK : sys_err(err, name, "posix_fallocate", rc);
+}
+
+static void
+seed_init(rl2_hash_key_t *seed)
+{
+    struct timespec ts;
+    uint64_t mix[2];
+
+    if (getrandom(seed->k, sizeof(seed->k), GRND_NONBLOCK)
+        == (ssize_t)sizeof(seed->k)) {
+        return;
+    }
+    /* No entropy yet (early boot): weaker, but still not public. */
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    mix[0] = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    mix[1] = (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)seed;
+    memcpy(seed->k, mix, sizeof(seed->k));
+}
+
+/* The creator owns the new object exclusively (O_EXCL) until it publishes
+ * the magic; attachers wait for that release store. */
+static rl2_status_t
+zone_create(const char *name, int fd, unsigned mode, const zone_geom_t *g,
+            rl2_zone_t **out, rl2_err_t *err)
+{
+    zone_hdr_t *h;
+    rl2_status_t st;
+
+    /* Held until the magic is published (or this process dies). */
+    if (flock(fd, LOCK_EX) != 0) {
+        return sys_err(err, name, "flock", errno);
+    }
+    if (fchmod(fd, mode) != 0) {        /* shm_open applied the umask */
+        return sys_err(err, name, "fchmod", errno);
+    }
+    if ((st = reserve(name, fd, g->bytes, err)) != RL2_OK) {
+        return st;
+    }
+    h = mmap(NULL, (size_t)g->bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
+             fd, 0);
+    if (h == MAP_FAILED) {
+        return sys_err(err, name, "mmap", errno);
+    }
+    h->version = ZONE_VERSION;
+    h->hdr_size = sizeof(zone_hdr_t);
+    h->entries = g->entries;
+    h->index_slots = g->index_slots;
+    h->state_size = g->state_size;
+    h->stride = g->stride;
+    h->index_off = g->index_off;
+    h->entries_off = g->entries_off;
+    h->bytes = g->bytes;
+    seed_init(&h->seed);
+    if ((st = mutex_init(name, &h->lock, err)) != RL2_OK
+        || (st = handle_new(name, h, g, out, err)) != RL2_OK) {
+        munmap(h, (size_t)g->bytes);
+        return st;
+    }
+    rl2_zone_rebuild(*out);         /* all entries onto the free list */
+    atomic_store_explicit(&h->magic, ZONE_MAGIC, memory_order_release);
+    /* Explicitly: the mapping keeps the open file, and so the flock, alive
+     * after close(fd). */
+    flock(fd, LOCK_UN);
+    return RL2_OK;
+}
+
+/* One round of open: create exclusively, else attach.  *again is set when
+ * the name must be tried once more (it vanished or was stale). */
+static rl2_status_t
+open_once(const char *name, const zone_geom_t *g, unsigned mode,
+          rl2_zone_t **out, bool *again, rl2_err_t *err)
+{
+    zone_geom_t found;
+    zone_hdr_t *h;
+    rl2_status_t st;
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, (mode_t)mode);
+
+    *again = false;
+    if (fd >= 0) {
+        st = zone_create(name, fd, mode, g, out, err);
+        if (st != RL2_OK) {
+            unlink_if_same(name, fd);
+        }
+        close(fd);
+        return st;
+    }
+    if (errno != EEXIST) {
+        return sys_err(err, name, "shm_open", errno);
+    }
+    if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
+        *again = errno == ENOENT;       /* unlinked in between */
+        return *again ? RL2_OK : sys_err(err, name, "shm_open", errno);
+    }
+    st = map_existing(name, fd, &h, &found, err);
+    if (st == RL2_OK && h != NULL && geom_equal(&found, g)) {
+        if ((st = handle_new(name, h, g, out, err)) != RL2_OK) {
+            munmap(h, (size_t)found.bytes);
+        }
+    }
+    else if (st == RL2_OK) {
+        /* Another geometry or a stale object: replace it.  Processes that
+         * still map the old one keep it until they close. */
+        if (h != NULL) {
+            munmap(h, (size_t)found.bytes);
+        }
+        unlink_if_same(name, fd);
+        *again = true;
+    }
+    close(fd);
+    return st;
+}
+
+rl2_status_t
+rl2_zone_open(const char *name, uint32_t entries, size_t state_size,
+              unsigned mode, rl2_zone_t **out, rl2_err_t *err)
+{
+    zone_geom_t g;
+    rl2_status_t st;
+    bool again = true;
+    int attempt;
+
+    *out = NULL;
+    if ((st = name_check(name, err)) != RL2_OK
+        || (st = geom_compute(name, entries, state_size, &g, err))
+               != RL2_OK) {
+        return st;
+    }
+    if (mode > 0777) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "zone %s: mode %o is not "
+                           "a permission", name, mode);
+    }
+    for (attempt = 0; again && attempt < ZONE_OPEN_ATTEMPTS; attempt++) {
+        st = open_once(name, &g, mode, out, &again, err);
+        if (st != RL2_OK) {
+            return st;
+        }
+    }
+    if (*out == NULL) {
+        return rl2_err_set(err, RL2_ERR_STORE, "zone %s: still replaced by "
+                           "other processes after %d attempts (do they ask "
+                           "for another geometry?)", name, attempt);
+    }
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_zone_attach(const char *name, rl2_zone_t **out, rl2_err_t *err)
+{
+    zone_geom_t g;
+    zone_hdr_t *h;
+    rl2_status_t st;
+    int fd;
+
+    *out = NULL;
+    if ((st = name_check(name, err)) != RL2_OK) {
+        return st;
+    }
+    if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
+        return sys_err(err, name, "shm_open", errno);
+    }
+    st = map_existing(name, fd, &h, &g, err);
+    close(fd);
+    if (st != RL2_OK) {
+        return st;
+    }
+    if (h == NULL) {
+        return rl2_err_set(err, RL2_ERR_STORE, "zone %s: not a valid "
+                           "ratelimit2 zone of layout version %u", name,
+                           ZONE_VERSION);
+    }
+    st = handle_new(name, h, &g, out, err);
+    if (st != RL2_OK) {
+        munmap(h, (size_t)g.bytes);
+    }
+    return st;
+}
+
+void
+rl2_zone_close(rl2_zone_t *z)
+{
+    if (z == NULL) {
+        return;
+    }
+    munmap(z->hdr, (size_t)z->geom.bytes);
+    free(z);
+}
+
+rl2_status_t
+rl2_zone_unlink(const char *name, rl2_err_t *err)
+{
+    rl2_status_t st = name_check(name, err);
+
+    if (st != RL2_OK) {
+        return st;
+    }
+    if (shm_unlink(name) != 0) {
+        return sys_err(err, name, "shm_unlink", errno);
+    }
+    return RL2_OK;
+}
