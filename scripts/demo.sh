@@ -43,7 +43,15 @@ CONF
 
 pid=""
 cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    # Not under set -e: Apache's exit status after SIGTERM is non-zero.
+    # A second signal (make forwards one, a group kill sends one) must
+    # not cut the cleanup short.
+    set +e
+    trap '' INT TERM
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    fi
     rm -f "/dev/shm${ZONE}"
     rm -rf "$DIR"
 }

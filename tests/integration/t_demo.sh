@@ -5,6 +5,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$RL2_ROOT"
 
 out="$T_DIR/demo.out"
+zones_before=$(ls /dev/shm 2>/dev/null | grep -c '^rl2-demo-' || true)
 # Own process group, so the whole tree can be stopped at once.
 setsid bash -c "exec timeout 60 make --no-print-directory demo BUILD=$BUILD" \
     </dev/null >"$out" 2>&1 &
@@ -42,4 +43,11 @@ if rl2_port_busy "$port"; then
 else
     ok "demo stops on SIGTERM"
 fi
+zones=$(ls /dev/shm 2>/dev/null | grep -c '^rl2-demo-' || true)
+for _ in $(seq 1 50); do
+    [ "$zones" -le "$zones_before" ] && break
+    sleep 0.1
+    zones=$(ls /dev/shm 2>/dev/null | grep -c '^rl2-demo-' || true)
+done
+is "demo removes its shared-memory zone" "$zones_before" "$zones"
 done_testing
