@@ -1,0 +1,252 @@
+/*
+ * shm_obj.c -- small named shared memory objects: create, attach,
+ * validate, replace when stale (see shm_obj_internal.h).
+ *
+ * Creation: shm_open(O_CREAT | O_EXCL) elects one creator, which sizes the
+ * object (ftruncate zero-fills it), writes the header and stores the magic
+ * last (release).  An attacher polls, for at most SHM_WAIT_MS, until the
+ * object has its size and its magic (acquire); one that never gets there,
+ * or whose header describes another layout, is stale and replaced.  The
+ * wait is short because a creator does no more than those few steps.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm_obj_internal.h"
+
+#define SHM_OPEN_ATTEMPTS 8
+#define SHM_WAIT_MS 1000              /* how long an attacher waits for a
+                                         creator to publish */
+
+static rl2_status_t
+sys_err(rl2_err_t *err, const char *name, const char *what, int errnum)
+{
+    return rl2_err_set(err, RL2_ERR_SYS, "shm %s: %s: %s", name, what,
+                       strerror(errnum));
+}
+
+static rl2_status_t
+name_check(const char *name, rl2_err_t *err)
+{
+    size_t len;
+
+    if (name == NULL) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "shm name is NULL");
+    }
+    len = strlen(name);
+    /* POSIX leaves names with a second slash implementation-defined. */
+    if (len < 2 || len > RL2_SHM_NAME_MAX || name[0] != '/'
+        || strchr(name + 1, '/') != NULL) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "shm %.*s: a name is '/' then 1..%d characters "
+                           "without '/'", RL2_SHM_NAME_MAX, name,
+                           RL2_SHM_NAME_MAX - 1);
+    }
+    return RL2_OK;
+}
+
+static void
+sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
+/* Unlink name only while it still names the object open on fd: another
+ * process may already have replaced the stale object with a good one,
+ * which must not be unlinked in turn.  The flock makes "check, then
+ * unlink" one step among the processes judging the same stale object. */
+static void
+unlink_if_same(const char *name, int fd)
+{
+    struct stat a, b;
+    int fd2;
+
+    if (flock(fd, LOCK_EX) != 0) {
+        return;
+    }
+    fd2 = shm_open(name, O_RDONLY, 0);
+    if (fd2 >= 0) {
+        if (fstat(fd, &a) == 0 && fstat(fd2, &b) == 0
+            && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+            shm_unlink(name);
+        }
+        close(fd2);
+    }
+    flock(fd, LOCK_UN);
+}
+
+static rl2_status_t
+create(const char *name, int fd, size_t size, uint32_t magic,
+       uint32_t version, unsigned mode, void **out, rl2_err_t *err)
+{
+    rl2_shm_hdr_t *h;
+
+    if (fchmod(fd, (mode_t)mode) != 0) {  /* shm_open applied the umask */
+        return sys_err(err, name, "fchmod", errno);
+    }
+    if (ftruncate(fd, (off_t)size) != 0) {
+        return sys_err(err, name, "ftruncate", errno);
+    }
+    h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED) {
+        return sys_err(err, name, "mmap", errno);
+    }
+    h->version = version;
+    h->size = size;
+    atomic_store_explicit(&h->magic, magic, memory_order_release);
+    *out = h;
+    return RL2_OK;
+}
+
+/* One look at an existing object: *out set when it is published and
+ * valid, *stale set when it is published but describes something else. */
+static rl2_status_t
+look(const char *name, int fd, size_t size, uint32_t magic,
+     uint32_t version, void **out, bool *stale, rl2_err_t *err)
+{
+    struct stat st;
+    rl2_shm_hdr_t *h;
+    uint32_t m;
+
+    if (fstat(fd, &st) != 0) {
+        return sys_err(err, name, "fstat", errno);
+    }
+    if (st.st_size == 0) {
+        return RL2_OK;                  /* the creator has not sized it */
+    }
+    if ((uint64_t)st.st_size != (uint64_t)size) {
+        *stale = true;
+        return RL2_OK;
+    }
+    h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED) {
+        return sys_err(err, name, "mmap", errno);
+    }
+    m = atomic_load_explicit(&h->magic, memory_order_acquire);
+    if (m == magic && h->version == version && h->size == size) {
+        *out = h;
+        return RL2_OK;
+    }
+    *stale = m != 0;
+    munmap(h, size);
+    return RL2_OK;
+}
+
+/* Attach to an existing object, waiting for its creator to publish. */
+static rl2_status_t
+attach(const char *name, int fd, size_t size, uint32_t magic,
+       uint32_t version, void **out, bool *stale, rl2_err_t *err)
+{
+    rl2_status_t st;
+    int waited;
+
+    for (waited = 0; waited <= SHM_WAIT_MS; waited++) {
+        st = look(name, fd, size, magic, version, out, stale, err);
+        if (st != RL2_OK || *out != NULL || *stale) {
+            return st;
+        }
+        sleep_ms(1);
+    }
+    *stale = true;                      /* a creator that died */
+    return RL2_OK;
+}
+
+/* One round: create exclusively, else attach.  *again is set when the
+ * name must be tried once more (it vanished, or was stale). */
+static rl2_status_t
+open_once(const char *name, size_t size, uint32_t magic, uint32_t version,
+          unsigned mode, void **out, bool *again, rl2_err_t *err)
+{
+    rl2_status_t st;
+    bool stale = false;
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, (mode_t)mode);
+
+    *again = false;
+    if (fd >= 0) {
+        st = create(name, fd, size, magic, version, mode, out, err);
+        if (st != RL2_OK) {
+            unlink_if_same(name, fd);
+        }
+        close(fd);
+        return st;
+    }
+    if (errno != EEXIST) {
+        return sys_err(err, name, "shm_open", errno);
+    }
+    if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
+        *again = errno == ENOENT;       /* unlinked in between */
+        return *again ? RL2_OK : sys_err(err, name, "shm_open", errno);
+    }
+    st = attach(name, fd, size, magic, version, out, &stale, err);
+    if (st == RL2_OK && stale) {
+        unlink_if_same(name, fd);
+        *again = true;
+    }
+    close(fd);
+    return st;
+}
+
+rl2_status_t
+rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
+                 uint32_t version, unsigned mode, void **out, rl2_err_t *err)
+{
+    rl2_status_t st;
+    bool again = true;
+    int attempt;
+
+    *out = NULL;
+    if ((st = name_check(name, err)) != RL2_OK) {
+        return st;
+    }
+    if (mode > 0777 || size < sizeof(rl2_shm_hdr_t) || magic == 0) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "shm %s: bad mode %o, "
+                           "size %zu or magic", name, mode, size);
+    }
+    for (attempt = 0; again && attempt < SHM_OPEN_ATTEMPTS; attempt++) {
+        st = open_once(name, size, magic, version, mode, out, &again, err);
+        if (st != RL2_OK) {
+            return st;
+        }
+    }
+    if (*out == NULL) {
+        return rl2_err_set(err, RL2_ERR_SYS, "shm %s: still replaced by "
+                           "other processes after %d attempts (do they run "
+                           "another version?)", name, attempt);
+    }
+    return RL2_OK;
+}
+
+void
+rl2_shm_obj_close(void *base, size_t size)
+{
+    if (base != NULL) {
+        munmap(base, size);
+    }
+}
+
+rl2_status_t
+rl2_shm_obj_unlink(const char *name, rl2_err_t *err)
+{
+    rl2_status_t st = name_check(name, err);
+
+    if (st != RL2_OK) {
+        return st;
+    }
+    if (shm_unlink(name) != 0) {
+        return sys_err(err, name, "shm_unlink", errno);
+    }
+    return RL2_OK;
+}

@@ -1,0 +1,52 @@
+/*
+ * shm_obj_internal.h -- small fixed-size named shared memory objects
+ * (private to the core): the circuit breaker's state (failover.c) and the
+ * alert rate limits (alert.c).
+ *
+ * Owns creating, attaching to, validating and replacing such an object.
+ * Unlike a local zone (store_local_shm.c) these objects are a few hundred
+ * bytes whose payload starts as all zero bytes, which is a valid initial
+ * state (circuit closed, no alert sent yet): the creator only writes the
+ * header, so creation takes microseconds and attachers can poll for it.
+ *
+ * Every object starts with rl2_shm_hdr_t.  An object whose header does not
+ * match what the opener asks for (another build, another layout, a creator
+ * that died before publishing) is stale: it is unlinked and created anew.
+ * Processes that still map the stale one keep it until they close it.
+ */
+#ifndef RL2_SHM_OBJ_INTERNAL_H
+#define RL2_SHM_OBJ_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/status.h"
+
+/* State shared between processes is only ever touched through lock-free,
+ * and so address-free, atomics. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
+               "shared memory needs address-free 32- and 64-bit atomics");
+
+typedef struct {
+    _Atomic uint32_t magic;   /* stored last by the creator (release) */
+    uint32_t version;         /* layout version of the payload */
+    uint64_t size;            /* bytes of the whole object, header included */
+} rl2_shm_hdr_t;
+
+/* Longest object name, as for zones: '/' then up to 199 characters. */
+#define RL2_SHM_NAME_MAX 200
+
+/* Create or attach to the object `name` of `size` bytes (header included)
+ * with this magic and version.  mode is the permission of a new object.
+ * On success *out is the mapping, released by rl2_shm_obj_close(). */
+rl2_status_t rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
+                              uint32_t version, unsigned mode, void **out,
+                              rl2_err_t *err);
+
+void rl2_shm_obj_close(void *base, size_t size);
+
+/* Remove the name; mappings stay valid until closed. */
+rl2_status_t rl2_shm_obj_unlink(const char *name, rl2_err_t *err);
+
+#endif /* RL2_SHM_OBJ_INTERNAL_H */

@@ -1,0 +1,464 @@
+/*
+ * store_failover.c -- the failover store: Redis while the circuit is
+ * closed, the failover mode while it is open (see failover.h).
+ *
+ * Owns routing each call through the circuit, the alerts on the
+ * transitions this process makes, the local_share scaling and the mark
+ * in rl2_layer_t.committed that sends a refund to the store that counted.
+ *
+ * Scaling costs no allocation: for the local store's call each layer's
+ * limit pointer is swapped for a scaled copy on the stack, and its key for
+ * a key derived from local_share, then both are put back.  The derived key
+ * keeps scaled counters apart from counters written under other limits
+ * (another local_share, or the zone used directly before Redis was
+ * configured): a sliding_log's ring and an overflow's offset depend on the
+ * limit, so state written under one must not be read under another.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ratelimit2/failover.h"
+
+typedef struct {
+    rl2_store_t base;
+    rl2_store_t *primary;
+    rl2_store_t *local;
+    rl2_circuit_t *circuit;
+    rl2_failover_conf_t conf;
+    rl2_hash_key_t share_key;   /* derives the keys of scaled counters */
+} rl2_failover_t;
+
+typedef rl2_status_t (*layer_op_t)(rl2_store_t *store, rl2_layer_t *layers,
+                                   size_t n, const rl2_clock_t *now,
+                                   rl2_err_t *err);
+
+static int64_t
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- alerts on the transitions this process made --------------------- */
+
+/* local_share for people: 500000 -> "0.5", 1000000 -> "1". */
+static void
+share_text(uint32_t ppm, char *buf, size_t len)
+{
+    char frac[16];
+    int places = 6;
+
+    snprintf(frac, sizeof(frac), "%06u", ppm % RL2_SHARE_ONE);
+    while (places > 0 && frac[places - 1] == '0') {
+        frac[--places] = '\0';
+    }
+    if (places == 0) {
+        snprintf(buf, len, "%u", ppm / RL2_SHARE_ONE);
+    }
+    else {
+        snprintf(buf, len, "%u.%s", ppm / RL2_SHARE_ONE, frac);
+    }
+}
+
+/* A failed alert is counted by alert.c; the request goes on regardless. */
+static void
+alert_opened(rl2_failover_t *f, const char *why)
+{
+    const rl2_circuit_conf_t *cc = rl2_circuit_conf(f->circuit);
+    char share[32], probe[24];
+    rl2_alert_field_t down[] = {
+        { "store", f->primary->ops->name }, { "error", why }
+    };
+    rl2_alert_field_t enter[] = {
+        { "mode", rl2_failover_mode_name(f->conf.mode) },
+        { "local_share", share }, { "probe_interval_ms", probe }
+    };
+
+    share_text(f->conf.local_share_ppm, share, sizeof(share));
+    snprintf(probe, sizeof(probe), "%" PRId64, cc->probe_interval_ms);
+    rl2_alert_send(f->conf.alert, RL2_ALERT_REDIS_DOWN, down, 2, NULL,
+                   NULL);
+    rl2_alert_send(f->conf.alert, RL2_ALERT_FAILOVER_ENTER, enter,
+                   f->conf.mode == RL2_FAILOVER_LOCAL ? 3 : 1, NULL, NULL);
+}
+
+static void
+alert_closed(rl2_failover_t *f, int64_t down_us)
+{
+    char ms[24];
+    rl2_alert_field_t up[] = {
+        { "store", f->primary->ops->name }, { "down_ms", ms }
+    };
+    rl2_alert_field_t leave[] = {
+        { "mode", rl2_failover_mode_name(f->conf.mode) }, { "down_ms", ms }
+    };
+
+    snprintf(ms, sizeof(ms), "%" PRId64, down_us > 0 ? down_us / 1000 : 0);
+    rl2_alert_send(f->conf.alert, RL2_ALERT_REDIS_UP, up, 2, NULL, NULL);
+    rl2_alert_send(f->conf.alert, RL2_ALERT_FAILOVER_LEAVE, leave, 2, NULL,
+                   NULL);
+}
+
+static void
+report(rl2_failover_t *f, rl2_route_t route, int64_t t, const char *why)
+{
+    int64_t down_us = 0;
+
+    if (why != NULL) {
+        if (rl2_circuit_failure(f->circuit, route, t)) {
+            alert_opened(f, why);
+        }
+    }
+    else if (rl2_circuit_success(f->circuit, route, t, &down_us)) {
+        alert_closed(f, down_us);
+    }
+}
+
+/* ---- Redis through the circuit ---------------------------------------- */
+
+/* Ask Redis if the circuit lets this call through.  *answered says
+ * whether its answer stands; when it does not, the caller answers from
+ * the fallback.  Errors other than RL2_ERR_STORE are the caller's (a
+ * malformed request), not Redis failing: returned, not counted. */
+static rl2_status_t
+try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, size_t n,
+            const rl2_clock_t *now, int *answered, rl2_err_t *err)
+{
+    int64_t t0 = f->conf.clock_us(), t1, slow_us;
+    rl2_route_t route = rl2_circuit_route(f->circuit, t0);
+    rl2_err_t perr = { "" };
+    rl2_status_t st;
+    char why[64];
+
+    *answered = 0;
+    if (route == RL2_ROUTE_FALLBACK) {
+        return RL2_OK;
+    }
+    st = op(f->primary, layers, n, now, &perr);
+    t1 = f->conf.clock_us();
+    if (st == RL2_ERR_STORE) {
+        for (size_t i = 0; i < n; i++) {
+            layers[i].committed = 0;    /* answered afresh by the fallback */
+        }
+        report(f, route, t1, perr.msg);
+        return RL2_OK;
+    }
+    *answered = 1;
+    if (st != RL2_OK) {
+        return rl2_err_set(err, st, "%s", perr.msg);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (layers[i].committed) {
+            layers[i].committed = RL2_COMMITTED_PRIMARY;
+        }
+    }
+    slow_us = rl2_circuit_conf(f->circuit)->slow_ms * 1000;
+    if (slow_us > 0 && t1 - t0 > slow_us) {
+        snprintf(why, sizeof(why), "answer took %" PRId64 " ms (slow_ms %"
+                 PRId64 ")", (t1 - t0) / 1000, slow_us / 1000);
+        report(f, route, t1, why);
+    }
+    else {
+        report(f, route, t1, NULL);
+    }
+    return RL2_OK;
+}
+
+/* ---- the fallbacks ----------------------------------------------------- */
+
+static int64_t
+scale(int64_t count, uint32_t ppm, int64_t cost)
+{
+    int64_t v = rl2_failover_local_count(count, ppm);
+    int64_t floor = count < cost ? count : cost;
+
+    return v > floor ? v : floor;
+}
+
+/* Every count of the limit scaled, none below one request's cost (or the
+ * request could never pass), none above what it was. */
+static void
+scale_limit(const rl2_failover_t *f, const rl2_limit_t *in,
+            rl2_limit_t *out)
+{
+    uint32_t ppm = f->conf.local_share_ppm;
+
+    *out = *in;
+    out->algo.limit = scale(in->algo.limit, ppm, in->cost);
+    if (in->algo.burst > 0) {
+        out->algo.burst = scale(in->algo.burst, ppm, in->cost);
+    }
+    out->state_size = rl2_algo_state_size(&out->algo);
+    if (in->overflow.limit > 0) {
+        out->overflow.limit = scale(in->overflow.limit, ppm, in->cost);
+        if (in->overflow.burst > 0) {
+            out->overflow.burst = scale(in->overflow.burst, ppm, in->cost);
+        }
+        out->state_size += rl2_algo_state_size(&out->overflow);
+    }
+}
+
+static rl2_digest_t
+local_key(const rl2_failover_t *f, rl2_digest_t key)
+{
+    return rl2_digest_keyed(&f->share_key, &key, sizeof(key));
+}
+
+/* The local store answers with every limit scaled by local_share. */
+static rl2_status_t
+answer_local(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
+             size_t n, const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_limit_t scaled[RL2_MAX_LAYERS];
+    const rl2_limit_t *limits[RL2_MAX_LAYERS];
+    rl2_digest_t keys[RL2_MAX_LAYERS];
+    rl2_status_t st;
+
+    for (size_t i = 0; i < n; i++) {
+        limits[i] = layers[i].limit;
+        keys[i] = layers[i].key;
+        scale_limit(f, limits[i], &scaled[i]);
+        layers[i].limit = &scaled[i];
+        layers[i].key = local_key(f, keys[i]);
+    }
+    st = op(f->local, layers, n, now, err);
+    for (size_t i = 0; i < n; i++) {
+        layers[i].limit = limits[i];
+        layers[i].key = keys[i];
+        if (layers[i].committed) {
+            layers[i].committed = RL2_COMMITTED_FALLBACK;
+        }
+    }
+    return st;
+}
+
+/* `open`: everything passes and nothing is counted. */
+static void
+answer_open(rl2_layer_t *layers, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        rl2_layer_t *l = &layers[i];
+
+        memset(&l->result, 0, sizeof(l->result));
+        l->result.allowed = 1;
+        l->result.limit = l->limit->algo.limit;
+        l->result.remaining = l->limit->algo.limit;
+        l->refused = 0;
+        l->overflow_used = 0;
+        l->committed = 0;
+        l->committed_us = 0;
+    }
+}
+
+static rl2_status_t
+answer_fallback(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
+                size_t n, const rl2_clock_t *now, rl2_err_t *err)
+{
+    switch (f->conf.mode) {
+    case RL2_FAILOVER_OPEN:
+        answer_open(layers, n);
+        return RL2_OK;
+    case RL2_FAILOVER_CLOSED:
+        return rl2_err_set(err, RL2_ERR_STORE, "store %s unavailable and "
+                           "failover mode is closed: refusing",
+                           f->primary->ops->name);
+    default:
+        return answer_local(f, op, layers, n, now, err);
+    }
+}
+
+/* ---- the store interface ----------------------------------------------- */
+
+static rl2_status_t
+route_call(rl2_failover_t *f, int peek, rl2_layer_t *layers, size_t n,
+           const rl2_clock_t *now, rl2_err_t *err)
+{
+    layer_op_t primary_op = peek ? f->primary->ops->peek
+                                 : f->primary->ops->apply;
+    layer_op_t local_op = NULL;
+    int answered;
+    rl2_status_t st;
+
+    if (n > RL2_MAX_LAYERS) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d",
+                           n, RL2_MAX_LAYERS);
+    }
+    st = try_primary(f, primary_op, layers, n, now, &answered, err);
+    if (st != RL2_OK || answered) {
+        return st;
+    }
+    if (f->local != NULL) {
+        local_op = peek ? f->local->ops->peek : f->local->ops->apply;
+    }
+    return answer_fallback(f, local_op, layers, n, now, err);
+}
+
+static rl2_status_t
+failover_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+               const rl2_clock_t *now, rl2_err_t *err)
+{
+    return route_call((rl2_failover_t *)store, 0, layers, n, now, err);
+}
+
+static rl2_status_t
+failover_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+              const rl2_clock_t *now, rl2_err_t *err)
+{
+    return route_call((rl2_failover_t *)store, 1, layers, n, now, err);
+}
+
+/* Layers Redis counted go back to Redis only while the circuit is
+ * closed: while it is open no request touches Redis. */
+static rl2_status_t
+refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
+               const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_err_t perr = { "" };
+    rl2_status_t st;
+
+    if (rl2_circuit_state(f->circuit) != RL2_CIRCUIT_CLOSED) {
+        rl2_circuit_drop_refunds(f->circuit, n);
+        return RL2_OK;
+    }
+    st = f->primary->ops->refund(f->primary, layers, n, now, &perr);
+    if (st == RL2_ERR_STORE) {
+        report(f, RL2_ROUTE_PRIMARY, f->conf.clock_us(), perr.msg);
+    }
+    return st == RL2_OK ? st : rl2_err_set(err, st, "%s", perr.msg);
+}
+
+/* Split the committed layers by the mark: fallback ones to the front of
+ * `sel`, Redis ones to the back, each copy marked plain 1 again. */
+static rl2_status_t
+failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+                const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_failover_t *f = (rl2_failover_t *)store;
+    rl2_layer_t sel[RL2_MAX_LAYERS];
+    rl2_limit_t scaled[RL2_MAX_LAYERS];
+    size_t nl = 0, np = 0;
+    rl2_status_t st = RL2_OK, st2 = RL2_OK;
+
+    if (n > RL2_MAX_LAYERS) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d",
+                           n, RL2_MAX_LAYERS);
+    }
+    for (size_t i = 0; i < n; i++) {
+        rl2_layer_t *l;
+
+        if (!layers[i].committed) {
+            continue;
+        }
+        if (layers[i].committed == RL2_COMMITTED_FALLBACK) {
+            l = &sel[nl++];
+            *l = layers[i];
+            scale_limit(f, layers[i].limit, &scaled[nl - 1]);
+            l->limit = &scaled[nl - 1];
+            l->key = local_key(f, l->key);
+        }
+        else {
+            l = &sel[RL2_MAX_LAYERS - ++np];
+            *l = layers[i];
+        }
+        l->committed = 1;
+    }
+    if (nl > 0 && f->local != NULL) {
+        st = f->local->ops->refund(f->local, sel, nl, now, err);
+    }
+    if (np > 0) {
+        st2 = refund_primary(f, sel + RL2_MAX_LAYERS - np, np, now,
+                             st == RL2_OK ? err : NULL);
+    }
+    return st != RL2_OK ? st : st2;
+}
+
+static void
+failover_destroy(rl2_store_t *store)
+{
+    free(store);
+}
+
+static const rl2_store_ops_t failover_ops = {
+    "failover", failover_apply, failover_refund, failover_peek,
+    failover_destroy
+};
+
+void
+rl2_failover_conf_default(rl2_failover_conf_t *conf)
+{
+    conf->mode = RL2_FAILOVER_LOCAL;
+    conf->local_share_ppm = RL2_SHARE_ONE;
+    conf->alert = NULL;
+    conf->clock_us = NULL;
+}
+
+rl2_status_t
+rl2_store_failover_create(rl2_store_t *primary, rl2_store_t *local,
+                          rl2_circuit_t *circuit,
+                          const rl2_failover_conf_t *conf,
+                          rl2_store_t **out, rl2_err_t *err)
+{
+    rl2_failover_t *f;
+    char secret[64];
+
+    *out = NULL;
+    if (primary == NULL || circuit == NULL || (unsigned)conf->mode > 2
+        || (conf->mode == RL2_FAILOVER_LOCAL && local == NULL)) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "failover store needs a "
+                           "primary store, a circuit, a mode, and a local "
+                           "store in mode local");
+    }
+    if (conf->local_share_ppm < RL2_SHARE_MIN
+        || conf->local_share_ppm > RL2_SHARE_ONE) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "local_share %u ppm "
+                           "outside %u..%u", conf->local_share_ppm,
+                           RL2_SHARE_MIN, RL2_SHARE_ONE);
+    }
+    if ((f = calloc(1, sizeof(*f))) == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    f->base.ops = &failover_ops;
+    f->primary = primary;
+    f->local = local;
+    f->circuit = circuit;
+    f->conf = *conf;
+    if (f->conf.clock_us == NULL) {
+        f->conf.clock_us = mono_us;
+    }
+    snprintf(secret, sizeof(secret), "ratelimit2 failover local_share=%u",
+             conf->local_share_ppm);
+    rl2_hash_key_from_secret(secret, &f->share_key);
+    *out = &f->base;
+    return RL2_OK;
+}
+
+int
+rl2_failover_refusing(const rl2_store_t *store, int64_t *retry_after_s)
+{
+    const rl2_failover_t *f = (const rl2_failover_t *)store;
+    rl2_circuit_stats_t cs;
+
+    if (store == NULL || store->ops != &failover_ops
+        || f->conf.mode != RL2_FAILOVER_CLOSED) {
+        return 0;
+    }
+    rl2_circuit_stats(f->circuit, &cs);
+    if (cs.state == RL2_CIRCUIT_CLOSED && cs.failures == 0) {
+        return 0;
+    }
+    if (retry_after_s != NULL) {
+        int64_t ms = rl2_circuit_conf(f->circuit)->probe_interval_ms;
+
+        *retry_after_s = ms > 0 ? (ms + 999) / 1000 : 1;
+    }
+    return 1;
+}

@@ -1,0 +1,467 @@
+/*
+ * test_failover.c -- the failover store (store_failover.c) over a fake
+ * primary store and a real local zone: routing through the circuit, the
+ * alerts of one outage, the modes local (with local_share), open and
+ * closed, refunds to the store that counted, slow answers, peeks.  The
+ * fixture is failover_fixture.h; the circuit alone is in test_circuit.c.
+ */
+#include "failover_fixture.h"
+
+/* ---- the failover store ------------------------------------------------ */
+
+static void
+test_closed_circuit_goes_to_primary_and_marks_commits(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+    rl2_zone_stats_t zs;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 1);
+    make_layer(&l, &lim, "a");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(fx.primary.applies, 1);
+    assert_int_equal(l.committed, RL2_COMMITTED_PRIMARY);
+    assert_int_equal(rl2_zone_stats(fx.zone, &zs, NULL), RL2_OK);
+    assert_int_equal(zs.used, 0);
+    assert_ptr_equal(l.limit, &lim);
+}
+
+/* One failure opens the circuit, the same request is answered locally,
+ * and no later request touches the primary until the probe. */
+static void
+test_failure_answers_locally_and_spares_the_primary(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+    rl2_digest_t key;
+    char got[2048];
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 3, 1);
+    make_layer(&l, &lim, "a");
+    key = l.key;
+    fx.primary.fail = 1;
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(fx.primary.applies, 1);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
+    assert_int_equal(l.committed, RL2_COMMITTED_FALLBACK);
+    assert_int_equal(l.result.remaining, 2);
+    /* Put back as they were: the caller's limit and key. */
+    assert_ptr_equal(l.limit, &lim);
+    assert_memory_equal(&l.key, &key, sizeof(key));
+    assert_int_equal(admitted(&lim, "a", 5), 2);
+    assert_int_equal(fx.primary.applies, 1);
+    alerts(got, sizeof(got));
+    assert_string_equal(got,
+        "ratelimit2: event=redis_down store=fake "
+        "error=\"fake: connection refused\"|"
+        "ratelimit2: event=failover_enter mode=local local_share=1 "
+        "probe_interval_ms=1000");
+    /* The probe: still failing, so one call, still open, no alert. */
+    fake_us += PROBE_US;
+    assert_int_equal(admitted(&lim, "b", 3), 3);
+    assert_int_equal(fx.primary.applies, 2);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
+    alerts(got, sizeof(got));
+    assert_string_equal(got, "");
+}
+
+static void
+test_successful_probe_closes_and_alerts_once(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+    char got[2048];
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    outage();
+    alerts(got, sizeof(got));
+    fx.primary.fail = 0;
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 1);
+    fake_us += PROBE_US / 2;
+    assert_int_equal(admitted(&lim, "a", 1), 1);
+    assert_int_equal(fx.primary.applies, 1);       /* not yet */
+    fake_us += PROBE_US / 2;
+    make_layer(&l, &lim, "a");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(fx.primary.applies, 2);       /* the probe */
+    assert_int_equal(l.committed, RL2_COMMITTED_PRIMARY);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
+    assert_int_equal(admitted(&lim, "a", 3), 3);
+    assert_int_equal(fx.primary.applies, 5);
+    alerts(got, sizeof(got));
+    assert_string_equal(got,
+        "ratelimit2: event=redis_up store=fake down_ms=1000|"
+        "ratelimit2: event=failover_leave mode=local down_ms=1000");
+}
+
+static void
+test_local_share_half_admits_floor_half(void **state)
+{
+    static const int64_t counts[] = { 1, 2, 3, 7, 10, 11, 100 };
+    rl2_limit_t lim;
+    char key[16];
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, 500000);
+    outage();
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        int64_t want = counts[i] / 2 > 0 ? counts[i] / 2 : 1;
+
+        snprintf(key, sizeof(key), "fw%zu", i);
+        make_limit(&lim, RL2_ALGO_FIXED_WINDOW, counts[i], 1);
+        assert_int_equal(admitted(&lim, key, (int)counts[i] + 5), want);
+        snprintf(key, sizeof(key), "tb%zu", i);
+        make_limit(&lim, RL2_ALGO_TOKEN_BUCKET, counts[i], 1);
+        assert_int_equal(admitted(&lim, key, (int)counts[i] + 5), want);
+        snprintf(key, sizeof(key), "sl%zu", i);
+        make_limit(&lim, RL2_ALGO_SLIDING_LOG, counts[i], 1);
+        assert_int_equal(admitted(&lim, key, (int)counts[i] + 5), want);
+    }
+    assert_int_equal(fx.primary.applies, 1);
+}
+
+/* A share that would leave less than one request's cost keeps the cost,
+ * or the request could never pass. */
+static void
+test_scaled_limit_never_below_one_request(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, 100000);
+    outage();
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 4);
+    assert_int_equal(admitted(&lim, "c", 5), 1);
+    make_layer(&l, &lim, "d");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(l.result.limit, 4);
+}
+
+/* Counters of the scaled limits are kept apart from counters the zone
+ * holds for the same key under the unscaled limit. */
+static void
+test_failover_counters_are_apart_from_direct_zone_use(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, 500000);
+    make_limit(&lim, RL2_ALGO_SLIDING_LOG, 8, 1);
+    for (int i = 0; i < 8; i++) {
+        make_layer(&l, &lim, "k");
+        assert_int_equal(apply(fx.local, &l, 1), RL2_OK);
+        assert_false(l.refused);
+    }
+    outage();
+    assert_int_equal(admitted(&lim, "k", 10), 4);
+}
+
+static void
+test_mode_open_passes_everything_uncounted(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+    rl2_zone_stats_t zs;
+    char got[2048];
+
+    (void)state;
+    make_store(RL2_FAILOVER_OPEN, RL2_SHARE_ONE);
+    outage();
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 2, 1);
+    for (int i = 0; i < 10; i++) {
+        make_layer(&l, &lim, "a");
+        assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+        assert_false(l.refused);
+        assert_true(l.result.allowed);
+        assert_int_equal(l.result.remaining, 2);
+        assert_int_equal(l.result.limit, 2);
+        assert_int_equal(l.committed, 0);
+    }
+    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(rl2_zone_stats(fx.zone, &zs, NULL), RL2_OK);
+    assert_int_equal(zs.used, 0);
+    assert_int_equal(fx.primary.applies, 1);
+    assert_int_equal(fx.primary.refunds, 0);
+    alerts(got, sizeof(got));
+    assert_string_equal(got,
+        "ratelimit2: event=redis_down store=fake "
+        "error=\"fake: connection refused\"|"
+        "ratelimit2: event=failover_enter mode=open");
+    assert_false(rl2_failover_refusing(fx.store, NULL));
+}
+
+static void
+test_mode_closed_refuses_with_retry_after(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+    rl2_clock_t now = { 0, WALL_US };
+    rl2_err_t err = { "" };
+    int64_t retry = 0;
+
+    (void)state;
+    make_store(RL2_FAILOVER_CLOSED, RL2_SHARE_ONE);
+    assert_false(rl2_failover_refusing(fx.store, &retry));
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 2, 1);
+    make_layer(&l, &lim, "a");
+    fx.primary.fail = 1;
+    now.mono_us = fake_us;
+    assert_int_equal(fx.store->ops->apply(fx.store, &l, 1, &now, &err),
+                     RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "closed"));
+    assert_int_equal(l.committed, 0);
+    assert_true(rl2_failover_refusing(fx.store, &retry));
+    assert_int_equal(retry, 1);
+    assert_false(rl2_failover_refusing(fx.local, &retry));  /* not ours */
+    /* Back: the probe answers, nothing refused any more. */
+    fx.primary.fail = 0;
+    fake_us += PROBE_US;
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    assert_false(rl2_failover_refusing(fx.store, &retry));
+    /* Retry-After is the probe interval rounded up to seconds. */
+    rl2_store_destroy(fx.store);
+    fx.store = NULL;
+    rl2_circuit_close(fx.circuit);
+    fx.circuit = circuit_open(1, 1500, 0);
+    make_store(RL2_FAILOVER_CLOSED, RL2_SHARE_ONE);
+    assert_int_equal(rl2_circuit_failure(fx.circuit, RL2_ROUTE_PRIMARY,
+                                         fake_us), 1);
+    assert_true(rl2_failover_refusing(fx.store, &retry));
+    assert_int_equal(retry, 2);
+}
+
+/* Refunds go to the store that counted, whatever the circuit does
+ * between the commit and the refund. */
+static void
+test_refund_goes_to_the_store_that_counted(void **state)
+{
+    rl2_limit_t conc, fw;
+    rl2_layer_t a, b, mixed[2];
+    rl2_circuit_stats_t cs;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
+    make_limit(&fw, RL2_ALGO_FIXED_WINDOW, 10, 1);
+    /* Counted by Redis, refunded while closed: Redis. */
+    make_layer(&a, &fw, "r");
+    assert_int_equal(apply(fx.store, &a, 1), RL2_OK);
+    mixed[0] = a;                       /* Redis counted it */
+    assert_int_equal(refund(fx.store, &a, 1), RL2_OK);
+    assert_int_equal(fx.primary.refunded, 1);
+    /* Counted locally while open: refunded locally, and a copy of the
+     * layer (as rl2_decide_end makes) finds it too. */
+    outage();
+    make_layer(&a, &conc, "slot");
+    assert_int_equal(apply(fx.store, &a, 1), RL2_OK);
+    assert_int_equal(a.committed, RL2_COMMITTED_FALLBACK);
+    make_layer(&b, &conc, "slot");
+    assert_int_equal(apply(fx.store, &b, 1), RL2_OK);
+    assert_true(b.refused);
+    b = a;
+    assert_int_equal(refund(fx.store, &b, 1), RL2_OK);
+    assert_int_equal(admitted(&conc, "slot", 2), 1);
+    /* Counted by Redis, refunded while open: dropped and counted. */
+    assert_int_equal(refund(fx.store, &mixed[0], 1), RL2_OK);
+    assert_int_equal(fx.primary.refunded, 1);
+    rl2_circuit_stats(fx.circuit, &cs);
+    assert_int_equal(cs.refunds_dropped, 1);
+    /* Counted locally, refunded after the circuit closed: still local. */
+    make_layer(&mixed[1], &conc, "slot2");
+    assert_int_equal(apply(fx.store, &mixed[1], 1), RL2_OK);
+    assert_int_equal(mixed[1].committed, RL2_COMMITTED_FALLBACK);
+    fx.primary.fail = 0;
+    fake_us += PROBE_US;
+    assert_int_equal(admitted(&fw, "probe", 1), 1);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
+    /* One call with both: one layer to each store. */
+    assert_int_equal(refund(fx.store, mixed, 2), RL2_OK);
+    assert_int_equal(fx.primary.refunds, 2);
+    assert_int_equal(fx.primary.refunded, 2);
+    fx.primary.fail = 1;
+    fake_us += PROBE_US;
+    outage();
+    assert_int_equal(admitted(&conc, "slot2", 2), 1);  /* it was freed */
+}
+
+/* A refund Redis fails counts as a failure of the circuit. */
+static void
+test_failed_redis_refund_opens_the_circuit(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 1);
+    make_layer(&l, &lim, "a");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    fx.primary.fail = 1;
+    assert_int_equal(refund(fx.store, &l, 1), RL2_ERR_STORE);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
+}
+
+static void
+test_slow_answer_opens_the_circuit_but_is_used(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+    char got[2048];
+
+    (void)state;
+    rl2_circuit_close(fx.circuit);
+    fx.circuit = circuit_open(1, 1000, 200);
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 1);
+    make_layer(&l, &lim, "a");
+    fx.primary.delay_us = 200000;       /* not more than slow_ms */
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
+    fx.primary.delay_us = 300000;
+    make_layer(&l, &lim, "a");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(l.committed, RL2_COMMITTED_PRIMARY);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
+    alerts(got, sizeof(got));
+    assert_non_null(strstr(got, "event=redis_down store=fake "
+                                "error=\"answer took 300 ms (slow_ms 200)\""));
+}
+
+/* A malformed request is the caller's error, not Redis failing. */
+static void
+test_other_errors_pass_through_without_a_failure(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+    rl2_clock_t now = { T0_US, WALL_US };
+    rl2_err_t err = { "" };
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 1);
+    make_layer(&l, &lim, "a");
+    fx.primary.other = RL2_ERR_INVALID;
+    assert_int_equal(fx.store->ops->apply(fx.store, &l, 1, &now, &err),
+                     RL2_ERR_INVALID);
+    assert_string_equal(err.msg, "fake: malformed");
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
+    assert_int_equal(apply(fx.store, &l, RL2_MAX_LAYERS + 1),
+                     RL2_ERR_INVALID);
+}
+
+static void
+test_peek_follows_the_circuit_and_counts_nothing(void **state)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+    rl2_clock_t now = { 0, WALL_US };
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 3, 1);
+    make_layer(&l, &lim, "a");
+    now.mono_us = fake_us;
+    assert_int_equal(fx.store->ops->peek(fx.store, &l, 1, &now, NULL),
+                     RL2_OK);
+    assert_int_equal(fx.primary.peeks, 1);
+    outage();
+    assert_int_equal(admitted(&lim, "a", 1), 1);
+    make_layer(&l, &lim, "a");
+    assert_int_equal(fx.store->ops->peek(fx.store, &l, 1, &now, NULL),
+                     RL2_OK);
+    assert_int_equal(fx.primary.peeks, 1);
+    assert_int_equal(l.result.remaining, 1);  /* after this one, if made */
+    assert_int_equal(l.committed, 0);
+    assert_int_equal(admitted(&lim, "a", 5), 2);
+}
+
+/* 8 processes, each with its own failover store over the shared circuit
+ * and alert state, all see Redis fail at once: one outage, one
+ * redis_down line and one failover_enter line. */
+static void
+test_one_outage_seen_by_8_processes_gives_one_alert(void **state)
+{
+    enum { PROCS = 8 };
+    pid_t pids[PROCS];
+    int go[2], status;
+    char c, got[4096];
+
+    rl2_limit_t lim;
+
+    (void)state;
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 1);
+    fx.primary.fail = 1;
+    assert_int_equal(pipe(go), 0);
+    for (int i = 0; i < PROCS; i++) {
+        pids[i] = fork();
+        assert_true(pids[i] >= 0);
+        if (pids[i] == 0) {
+            rl2_circuit_t *circuit = circuit_open(1, 1000, 0);
+            rl2_alert_t *alert = alert_open();
+            rl2_failover_conf_t conf;
+            rl2_store_t *store = NULL;
+            rl2_layer_t l;
+
+            /* No cmocka assertions in a child: exit statuses. */
+            close(go[1]);
+            rl2_failover_conf_default(&conf);
+            conf.alert = alert;
+            conf.clock_us = fake_clock_us;
+            make_layer(&l, &lim, "x");
+            if (circuit == NULL || alert == NULL
+                || rl2_store_failover_create(&fx.primary.base, fx.local,
+                                            circuit, &conf, &store, NULL)
+                   != RL2_OK) {
+                _exit(2);
+            }
+            (void)!read(go[0], &c, 1);    /* EOF: everyone starts */
+            _exit(apply(store, &l, 1) == RL2_OK && !l.refused ? 0 : 3);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    for (int i = 0; i < PROCS; i++) {
+        assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
+    alerts(got, sizeof(got));
+    assert_string_equal(got,
+        "ratelimit2: event=redis_down store=fake "
+        "error=\"fake: connection refused\"|"
+        "ratelimit2: event=failover_enter mode=local local_share=1 "
+        "probe_interval_ms=1000");
+}
+
+int
+main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_closed_circuit_goes_to_primary_and_marks_commits),
+        T(test_failure_answers_locally_and_spares_the_primary),
+        T(test_successful_probe_closes_and_alerts_once),
+        T(test_local_share_half_admits_floor_half),
+        T(test_scaled_limit_never_below_one_request),
+        T(test_failover_counters_are_apart_from_direct_zone_use),
+        T(test_mode_open_passes_everything_uncounted),
+        T(test_mode_closed_refuses_with_retry_after),
+        T(test_refund_goes_to_the_store_that_counted),
+        T(test_failed_redis_refund_opens_the_circuit),
+        T(test_slow_answer_opens_the_circuit_but_is_used),
+        T(test_other_errors_pass_through_without_a_failure),
+        T(test_peek_follows_the_circuit_and_counts_nothing),
+        T(test_one_outage_seen_by_8_processes_gives_one_alert),
+    };
+
+    /* Local time in the syslog header: UTC, so lines are exact. */
+    setenv("TZ", "UTC", 1);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
