@@ -15,7 +15,7 @@ BUILD    ?= build
 comma    := ,
 WARN     := -Wall -Wextra -Werror
 CFLAGS_C := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) -Icommon/include
-LDLIBS   := -lconfig -lpthread -lrt
+LDLIBS   := -lconfig -lhiredis -lpthread -lrt
 
 ifeq ($(SAN),1)
 BUILD    := build/san
@@ -37,18 +37,28 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
+# ratelimit2-fcgi (the FastCGI daemon) and ratelimit2-cgi (the CGI
+# wrapper) share the CGI-variable and response code.
+FCGI_SHARED := fcgi/request.c fcgi/response.c fcgi/policy.c
+FCGI_SRC := fcgi/main.c fcgi/worker.c fcgi/vet.c fcgi/authorizer.c \
+            fcgi/generation.c fcgi/listen.c fcgi/log.c $(FCGI_SHARED)
+CGI_SRC  := fcgi/cgi.c $(FCGI_SHARED)
+FCGI_BIN := $(BUILD)/fcgi/ratelimit2-fcgi
+CGI_BIN  := $(BUILD)/fcgi/ratelimit2-cgi
+
 MODULE   := $(BUILD)/mod_ratelimit2.so
 MOD_SRC  := $(sort $(wildcard mod_ratelimit2/*.c))
 
-.PHONY: all lib module tests check demo fuzz clean deps
+.PHONY: all lib module fcgi tests check demo fuzz clean deps
 
-all: lib module tests
+all: lib module fcgi tests
 
 deps:
 	@scripts/deps.sh
 
 lib: $(LIB)
 module: $(MODULE)
+fcgi: $(FCGI_BIN) $(CGI_BIN)
 tests: $(UNIT_BIN) $(TOOL_BIN)
 
 $(BUILD)/common/%.o: common/%.c $(wildcard common/include/ratelimit2/*.h) \
@@ -60,6 +70,18 @@ $(LIB): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
+
+$(BUILD)/fcgi/%.o: fcgi/%.c fcgi/fcgi.h \
+                   $(wildcard common/include/ratelimit2/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_C) -c -o $@ $<
+
+$(FCGI_BIN): $(FCGI_SRC:fcgi/%.c=$(BUILD)/fcgi/%.o) $(LIB)
+	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) -lfcgi $(LDLIBS) \
+	    $(LDSAN)
+
+$(CGI_BIN): $(CGI_SRC:fcgi/%.c=$(BUILD)/fcgi/%.o) $(LIB)
+	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(LDSAN)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -79,7 +101,8 @@ $(MODULE): $(MOD_SRC) $(LIB) $(wildcard mod_ratelimit2/*.h)
 	    -Wc,-std=gnu11 $(addprefix -Wc$(comma),$(WARN)) \
 	    -I$(CURDIR)/common/include \
 	    $(APXS_SAN) \
-	    $(notdir $(MOD_SRC)) $(CURDIR)/$(LIB) -lconfig -lrt >build.log 2>&1 \
+	    $(notdir $(MOD_SRC)) $(abspath $(LIB)) -lconfig -lhiredis -lrt \
+	    >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
 	cp $(BUILD)/mod/.libs/mod_ratelimit2.so $@
 

@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config
 apache2 apache2-dev apache2-utils
 libconfig-dev libcmocka-dev libhiredis-dev libfcgi-dev spawn-fcgi
-redis-server lighttpd
+redis-server lighttpd nginx systemd iproute2
 curl wrk valgrind
 clang libclang-rt-14-dev llvm"
 

@@ -1,0 +1,191 @@
+/*
+ * authorizer.c -- one FastCGI request: its params -> the core's verdict
+ * -> the answer the web server expects.
+ *
+ * Authorizer role (lighttpd "mode" => "authorizer", Apache
+ * mod_authnz_fcgi): "Status: 200" lets the request on, with the
+ * RATELIMIT_* values as Variable-* headers (the server turns them into
+ * request variables) and the rate-limit headers (Apache passes them to
+ * the client, lighttpd drops them); any other status is the client's
+ * answer, so a refusal is "Status: 429" first (lighttpd drops every
+ * header it sees before a non-200 status), then Retry-After, the headers
+ * and the JSON body.
+ *
+ * Responder role (nginx auth_request, which accepts only 2xx, 401 and
+ * 403 from its subrequest): the same decision, refused with 403 and the
+ * same headers for nginx to map to 429; and the health path, answered
+ * with the daemon's state as JSON.
+ *
+ * Nothing here decides: the core does (rl2_decide, every phase at once,
+ * since an authorizer sees each request exactly once).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <fcgiapp.h>
+
+#include "fcgi.h"
+
+static const char *
+rl2_fcgi_param(void *ctx, const char *name)
+{
+    return FCGX_GetParam(name, ((FCGX_Request *)ctx)->envp);
+}
+
+static void
+rl2_fcgi_send(FCGX_Request *req, const char *buf, size_t len)
+{
+    static const char fallback[] = "Status: 500 Internal Server Error\r\n"
+                                   "Content-Type: text/plain\r\n\r\n"
+                                   "ratelimit2-fcgi: answer too large\n";
+
+    if (len == 0) {
+        rl2_log_request(RL2_LOG_ERROR, LOG_ERR,
+                        "an answer did not fit its buffer");
+        buf = fallback;
+        len = sizeof(fallback) - 1;
+    }
+    if (FCGX_PutStr(buf, (int)len, req->out) < 0) {
+        rl2_log_request(RL2_LOG_ERROR, LOG_WARNING, "could not send an "
+                        "answer: the web server closed the connection");
+    }
+}
+
+/* For logs: the address the web server gave, bounded; it is the server's
+ * text, not the client's. */
+static const char *
+rl2_fcgi_peer(FCGX_Request *req)
+{
+    const char *a = FCGX_GetParam("REMOTE_ADDR", req->envp);
+
+    return a != NULL && a[0] != '\0' ? a : "-";
+}
+
+static void
+rl2_fcgi_health(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req)
+{
+    char body[512], out[1024];
+    rl2_zone_stats_t st;
+    rl2_clock_t now;
+    rl2_err_t err;
+
+    rl2_clock_now(&now);
+    if (rl2_zone_stats(gen->zone->zone, &st, &err) != RL2_OK) {
+        rl2_log_request(RL2_LOG_ERROR, LOG_ERR, "health: zone %s: %s",
+                        srv->gens.zone_name, err.msg);
+        rl2_fcgi_send(req, out, rl2_cgi_error(out, sizeof(out), 503,
+                                              "the zone cannot be read"));
+        return;
+    }
+    snprintf(body, sizeof(body),
+             "{\"status\":\"ok\",\"generation\":%lu,\"store\":\"%s\","
+             "\"zone\":{\"entries\":%" PRIu64 ",\"used\":%" PRIu64
+             ",\"evictions\":%" PRIu64 "},\"uptime\":%" PRId64 "}\n",
+             gen->number, gen->zone->store->ops->name, st.entries, st.used,
+             st.evictions, (now.mono_us - srv->started_us) / 1000000);
+    rl2_fcgi_send(req, out, rl2_cgi_response(out, sizeof(out), "200 OK",
+                                             NULL, 0, NULL,
+                                             "application/json", body));
+}
+
+/* The answer to a decided request. */
+static size_t
+rl2_fcgi_answer(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                const rl2_clock_t *now, int responder, char *out,
+                size_t len)
+{
+    rl2_cgi_fields_t fields;
+    rl2_field_t vars[5];
+    size_t n_vars;
+
+    if (v->outcome == RL2_OUTCOME_DENY) {
+        return rl2_cgi_deny(out, len, responder ? "403 Forbidden"
+                                                : "429 Too Many Requests",
+                            policy, v, now);
+    }
+    rl2_cgi_fields(policy, v, now, &fields);
+    /* Variable-* means something only to an authorizer's server. */
+    n_vars = responder ? 0 : rl2_cgi_vars(policy, v, &fields, vars);
+    return rl2_cgi_response(out, len, "200 OK", vars, n_vars, &fields,
+                            NULL, NULL);
+}
+
+static void
+rl2_fcgi_log_verdict(const rl2_verdict_t *v)
+{
+    const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
+
+    if (v->outcome == RL2_OUTCOME_DENY) {
+        rl2_log_request(RL2_LOG_REFUSAL, LOG_INFO, "limited: client=%s "
+                        "limit=%s retry_after=%lld",
+                        l ? l->client : v->client_ip,
+                        l ? l->limit->name : "-", rl2_retry_after_s(v));
+    }
+    else if (v->dry_run_denied) {
+        rl2_log_request(RL2_LOG_REFUSAL, LOG_NOTICE,
+                        "dry_run: would limit client=%s", v->client_ip);
+    }
+}
+
+static void
+rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
+                int responder)
+{
+    char out[RL2_CGI_RESPONSE_MAX];
+    rl2_cgi_req_t r;
+    rl2_cgi_error_t e;
+    rl2_verdict_t v;
+    rl2_clock_t now;
+    rl2_err_t err;
+
+    if (rl2_cgi_describe(gen->policy, rl2_fcgi_param, req, &r, &e) != 0) {
+        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING, "answered %d to a "
+                        "request from %.47s: %s", e.status,
+                        rl2_fcgi_peer(req), e.reason);
+        rl2_fcgi_send(req, out, rl2_cgi_error(out, sizeof(out), e.status,
+                                              e.reason));
+        return;
+    }
+    if (responder && strcmp(r.req.path, srv->health_path) == 0) {
+        rl2_fcgi_health(srv, gen, req);
+        return;
+    }
+    rl2_verdict_init(&v);
+    rl2_clock_now(&now);
+    if (rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
+                   RL2_PHASE_ALL, &now, &v, &err) != RL2_OK) {
+        /* Fail open, as the Apache module does: a broken store must not
+         * take the site down. */
+        rl2_log_request(RL2_LOG_ERROR, LOG_ERR, "store error, request let "
+                        "through: %s", err.msg);
+        rl2_verdict_init(&v);
+    }
+    rl2_fcgi_log_verdict(&v);
+    rl2_fcgi_send(req, out, rl2_fcgi_answer(gen->policy, &v, &now,
+                                            responder, out, sizeof(out)));
+}
+
+void
+rl2_fcgi_handle(rl2_server_t *srv, FCGX_Request *req)
+{
+    const char *role = FCGX_GetParam("FCGI_ROLE", req->envp);
+    char out[512];
+    rl2_gen_t *gen;
+    int responder;
+
+    responder = role != NULL && strcmp(role, "RESPONDER") == 0;
+    if (!responder && (role == NULL || strcmp(role, "AUTHORIZER") != 0)) {
+        /* The Filter role: no server implements it (FACTS.md). */
+        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING, "role %.20s is not "
+                        "supported: use the authorizer or responder role",
+                        role != NULL ? role : "-");
+        rl2_fcgi_send(req, out, rl2_cgi_error(out, sizeof(out), 500,
+                                              "FastCGI role not supported"));
+        return;
+    }
+    gen = rl2_gens_acquire(&srv->gens);
+    rl2_fcgi_decide(srv, gen, req, responder);
+    rl2_gens_release(&srv->gens, gen);
+}

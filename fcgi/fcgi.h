@@ -1,0 +1,241 @@
+/*
+ * fcgi.h -- what the FastCGI daemon (ratelimit2-fcgi) and the CGI wrapper
+ * (ratelimit2-cgi) share, private to fcgi/.
+ *
+ * Both front ends read the same CGI meta-variables (REMOTE_ADDR,
+ * REQUEST_URI, HTTP_*): FastCGI passes them as params, CGI as the
+ * environment.  request.c turns them into an rl2_request_t, response.c
+ * turns a verdict into a CGI-style response (Status line, headers, body)
+ * and into the RATELIMIT_* variables of an allowed request.  The daemon's
+ * own parts (generations of the policy, sockets, workers) are declared
+ * below them.
+ */
+#ifndef RL2_FCGI_H
+#define RL2_FCGI_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/decide.h"
+#include "ratelimit2/headers.h"
+#include "ratelimit2/policy.h"
+#include "ratelimit2/store.h"
+#include "ratelimit2/store_local.h"
+
+#define RL2_FCGI_DEFAULT_ZONE    "/ratelimit2"
+#define RL2_FCGI_DEFAULT_ENTRIES 100000u
+
+/* ---- request.c: CGI meta-variables -> rl2_request_t ---- */
+
+/* Bounds on what a request may carry.  The path bound is the core's
+ * normalisation buffer (decide_internal.h RL2_PATH_MAX): a longer path
+ * could not be normalised and would meet only the default rule, so it is
+ * refused rather than let past the rules written for it. */
+#define RL2_CGI_PATH_MAX   2048   /* bytes of the path, NUL included */
+#define RL2_CGI_URI_MAX    8192   /* path + '?' + query, NUL included */
+#define RL2_CGI_METHOD_MAX 32
+#define RL2_CGI_HOST_MAX   256
+#define RL2_CGI_ADDR_MAX   48     /* INET6_ADDRSTRLEN-sized */
+#define RL2_CGI_USER_MAX   1024
+#define RL2_CGI_HNAME_MAX  128    /* "HTTP_" + a header name */
+
+/* Look up one meta-variable (FCGX_GetParam, getenv); NULL when absent. */
+typedef const char *(*rl2_param_fn)(void *ctx, const char *name);
+
+/* One request, described from its meta-variables.  Values are copied
+ * (FCGX_GetParam strings die at the next accept); headers are looked up
+ * on demand through `param` while the request is being decided. */
+typedef struct {
+    rl2_request_t req;
+    rl2_param_fn  param;
+    void         *param_ctx;
+    char          method[RL2_CGI_METHOD_MAX];
+    char          uri[RL2_CGI_URI_MAX];     /* path, NUL, query */
+    char          host[RL2_CGI_HOST_MAX];
+    char          addr[RL2_CGI_ADDR_MAX];
+    char          user[RL2_CGI_USER_MAX];
+    char          tier[RL2_NAME_MAX + 1];
+    char          hname[RL2_CGI_HNAME_MAX]; /* header lookup scratch */
+} rl2_cgi_req_t;
+
+/* Why a request could not be described: the HTTP status to answer and
+ * a message for the log. */
+typedef struct {
+    int         status;     /* 400, 414, 500, ... */
+    const char *reason;     /* static text */
+} rl2_cgi_error_t;
+
+/* Fill `out` from the meta-variables; returns 0, or -1 with *e set. */
+int rl2_cgi_describe(const rl2_policy_t *policy, rl2_param_fn param,
+                     void *param_ctx, rl2_cgi_req_t *out,
+                     rl2_cgi_error_t *e);
+
+/* ---- response.c: verdict -> CGI response and RATELIMIT_* ---- */
+
+#define RL2_CGI_MAX_FIELDS 16
+
+typedef struct {
+    const char *name;
+    const char *value;
+} rl2_field_t;
+
+/* The rate-limit header fields of a verdict, rendered once. */
+typedef struct {
+    rl2_field_t f[RL2_CGI_MAX_FIELDS];
+    size_t      n;
+    char        buf[RL2_HEADERS_MAX];
+} rl2_cgi_fields_t;
+
+void rl2_cgi_fields(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                    const rl2_clock_t *now, rl2_cgi_fields_t *out);
+
+/* The RATELIMIT_* values of a verdict (names without the prefix: LIMIT,
+ * REMAINING, RESET, RULE, TIER); returns how many were written to
+ * out[5].  None when no limit is shown (bypass, nothing applied). */
+size_t rl2_cgi_vars(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                    const rl2_cgi_fields_t *fields, rl2_field_t out[5]);
+
+#define RL2_CGI_RESPONSE_MAX (RL2_HEADERS_MAX + RL2_BODY_MAX + 1024)
+
+/* A complete CGI response into buf (NUL-terminated): "Status: <status>"
+ * first (lighttpd keeps nothing else from an authorizer until it sees a
+ * status other than 200), then each of vars as "Variable-RATELIMIT_X",
+ * the fields, and, when body is not NULL, its content type and the body.
+ * Returns the length, or 0 when it did not fit. */
+size_t rl2_cgi_response(char *buf, size_t len, const char *status,
+                        const rl2_field_t *vars, size_t n_vars,
+                        const rl2_cgi_fields_t *fields,
+                        const char *content_type, const char *body);
+
+/* The 429 (or 403 for nginx) answer of a denied request. */
+size_t rl2_cgi_deny(char *buf, size_t len, const char *status,
+                    const rl2_policy_t *policy, const rl2_verdict_t *v,
+                    const rl2_clock_t *now);
+
+/* A plain-text error answer: "Status: N ..." and one line of text. */
+size_t rl2_cgi_error(char *buf, size_t len, int status, const char *text);
+
+/* ---- policy.c: loading a policy for a front end that never sees a
+ * request end ---- */
+
+/* The concurrency limit of a policy, or NULL. */
+const rl2_limit_t *rl2_cgi_concurrency(const rl2_policy_t *policy);
+
+/* rl2_config_load, refusing a policy with a concurrency limit (neither
+ * the authorizer nor the CGI wrapper could release its slots) with the
+ * limit's file:line.  0, or -1 with err set and *out NULL. */
+int rl2_cgi_policy_load(const char *path, rl2_policy_t **out,
+                        rl2_err_t *err);
+
+/* ---- log.c: syslog and stderr ---- */
+
+void rl2_log_open(const char *ident);
+void rl2_log(int prio, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Lines about single requests, by kind: at most a burst per window and
+ * kind, then one line saying how many were suppressed. */
+enum {
+    RL2_LOG_REFUSAL = 0,   /* limited, dry run */
+    RL2_LOG_INPUT,         /* malformed requests */
+    RL2_LOG_ERROR,         /* store, accept, write failures */
+    RL2_LOG_KINDS
+};
+void rl2_log_request(int kind, int prio, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- generation.c: policy generations and the zone ---- */
+
+/* A zone and its store, shared by the generations whose entries fit. */
+typedef struct {
+    rl2_zone_t  *zone;
+    rl2_store_t *store;
+    unsigned     gens;       /* generations using it */
+} rl2_gen_zone_t;
+
+/* One loaded policy.  In-flight requests hold a reference; the holder
+ * holds one while it is current.  Freed when the last one is dropped. */
+typedef struct {
+    rl2_policy_t   *policy;
+    rl2_gen_zone_t *zone;
+    unsigned long   number;  /* 1 for the policy loaded at start */
+    unsigned        refs;    /* under rl2_gens_t.lock */
+} rl2_gen_t;
+
+typedef struct {
+    pthread_mutex_t lock;
+    rl2_gen_t      *current;
+    const char     *policy_path;
+    const char     *zone_name;
+    uint32_t        entries;
+    unsigned long   loaded;  /* generations loaded so far */
+} rl2_gens_t;
+
+/* Load the first generation; "file:line: message" in err on failure. */
+int rl2_gens_init(rl2_gens_t *g, const char *policy_path,
+                  const char *zone_name, uint32_t entries, rl2_err_t *err);
+/* Load the policy file again and make it current; on failure the current
+ * generation stays and err says why. */
+int rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err);
+rl2_gen_t *rl2_gens_acquire(rl2_gens_t *g);
+void rl2_gens_release(rl2_gens_t *g, rl2_gen_t *gen);
+/* At exit, once no request runs. */
+void rl2_gens_destroy(rl2_gens_t *g);
+
+/* ---- listen.c: the listening socket ---- */
+
+/* The socket systemd (LISTEN_FDS) or spawn-fcgi (fd 0) handed us, or -1
+ * when there is none; -2 with err set when what was handed is unusable. */
+int rl2_listen_inherited(rl2_err_t *err);
+/* Open "host:port", "[v6]:port" or a unix socket path ("/..." or
+ * "./..."); -1 with err set on failure. */
+int rl2_listen_open(const char *addr, rl2_err_t *err);
+int rl2_listen_is_unix(const char *addr);
+/* Make a listening socket ready for the workers (non-blocking accept). */
+int rl2_listen_prepare(int fd, rl2_err_t *err);
+
+/* ---- vet.c: a request looked at before libfcgi parses it ---- */
+
+/* The most a request's params (its CGI variables, headers included) may
+ * weigh; web servers send a few kilobytes. */
+#define RL2_PARAMS_MAX (64 * 1024)
+
+enum { RL2_VET_OK, RL2_VET_CLOSED, RL2_VET_BAD };
+
+typedef struct {
+    unsigned char peek[RL2_PARAMS_MAX + 4096];  /* records, headers too */
+    unsigned char params[RL2_PARAMS_MAX];       /* the params stream */
+    unsigned      request_id;
+    const char   *why;                          /* RL2_VET_BAD: static */
+} rl2_vet_t;
+
+/* Wait (at most timeout_ms) until fd holds a whole BEGIN_REQUEST and
+ * params that libfcgi can parse safely.  RL2_VET_CLOSED: the peer left
+ * without sending anything; RL2_VET_BAD: v->why says what was wrong (a
+ * request too large has been answered 431). */
+int rl2_vet(rl2_vet_t *v, int fd, int timeout_ms);
+
+/* ---- authorizer.c: one FastCGI request ---- */
+
+typedef struct {
+    rl2_gens_t  gens;
+    const char *health_path;
+    int64_t     started_us;  /* monotonic */
+} rl2_server_t;
+
+struct FCGX_Request;
+void rl2_fcgi_handle(rl2_server_t *srv, struct FCGX_Request *req);
+
+/* ---- worker.c: one worker thread ---- */
+
+typedef struct {
+    rl2_server_t *srv;
+    int           listen_fd;
+    int           stop_fd;   /* readable once we are stopping */
+    pthread_t     tid;
+    rl2_vet_t    *vet;       /* its own, 132 KiB */
+} rl2_worker_t;
+
+void *rl2_worker_main(void *arg);
+
+#endif /* RL2_FCGI_H */

@@ -1,0 +1,191 @@
+/*
+ * generation.c -- the policy the daemon enforces, replaced on SIGHUP
+ * without stopping a request.
+ *
+ * Each load of the policy file is a generation.  A request takes a
+ * reference on the current generation when it starts and drops it when
+ * it has answered, so a reload never pulls a policy from under a request
+ * being decided: the new generation serves the requests that start after
+ * the swap, and the old one is freed by whichever request drops its last
+ * reference.  The counts are guarded by one mutex, held for a few
+ * instructions per request, never while deciding.
+ *
+ * The zone is kept across reloads (counters continue) unless the new
+ * policy needs larger entries; then a zone of the new geometry replaces
+ * it under the same name, and generations still running on the old one
+ * keep their mapping until they are freed.
+ */
+#include <stdlib.h>
+
+#include "fcgi.h"
+
+/* Bytes of zone entry a policy needs; a policy without limits still gets
+ * a valid zone. */
+static size_t
+rl2_gen_state(const rl2_policy_t *policy)
+{
+    return policy->max_state_size > 8 ? policy->max_state_size : 8;
+}
+
+static rl2_gen_zone_t *
+rl2_gen_zone_open(const rl2_gens_t *g, size_t state, rl2_err_t *err)
+{
+    rl2_gen_zone_t *z = calloc(1, sizeof(*z));
+
+    if (z == NULL) {
+        rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (rl2_zone_open(g->zone_name, g->entries, state, 0600, &z->zone, err)
+        != RL2_OK) {
+        free(z);
+        return NULL;
+    }
+    if (rl2_store_local_create(z->zone, &z->store, err) != RL2_OK) {
+        rl2_zone_close(z->zone);
+        free(z);
+        return NULL;
+    }
+    return z;
+}
+
+static void
+rl2_gen_zone_close(rl2_gen_zone_t *z)
+{
+    rl2_store_destroy(z->store);
+    rl2_zone_close(z->zone);
+    free(z);
+}
+
+static void
+rl2_gen_free(rl2_gen_t *gen, int zone_too)
+{
+    if (zone_too) {
+        rl2_gen_zone_close(gen->zone);
+    }
+    rl2_policy_free(gen->policy);
+    free(gen);
+}
+
+/* Under the lock: drop one reference; says what the caller must free
+ * once the lock is released. */
+static int
+rl2_gen_unref(rl2_gen_t *gen, int *zone_too)
+{
+    *zone_too = 0;
+    if (--gen->refs > 0) {
+        return 0;
+    }
+    *zone_too = --gen->zone->gens == 0;
+    return 1;
+}
+
+int
+rl2_gens_init(rl2_gens_t *g, const char *policy_path, const char *zone_name,
+              uint32_t entries, rl2_err_t *err)
+{
+    rl2_gen_t *gen = calloc(1, sizeof(*gen));
+
+    if (gen == NULL) {
+        rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    g->policy_path = policy_path;
+    g->zone_name = zone_name;
+    g->entries = entries;
+    if (rl2_cgi_policy_load(policy_path, &gen->policy, err) != 0) {
+        free(gen);
+        return -1;
+    }
+    gen->zone = rl2_gen_zone_open(g, rl2_gen_state(gen->policy), err);
+    if (gen->zone == NULL) {
+        rl2_policy_free(gen->policy);
+        free(gen);
+        return -1;
+    }
+    pthread_mutex_init(&g->lock, NULL);
+    gen->zone->gens = 1;
+    gen->refs = 1;
+    gen->number = g->loaded = 1;
+    g->current = gen;
+    return 0;
+}
+
+int
+rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err)
+{
+    rl2_gen_t *gen = calloc(1, sizeof(*gen)), *old;
+    rl2_gen_zone_t *zone = NULL;
+    size_t state;
+    int drop, zone_too;
+
+    if (gen == NULL) {
+        rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+        return -1;
+    }
+    if (rl2_cgi_policy_load(g->policy_path, &gen->policy, err) != 0) {
+        free(gen);
+        return -1;
+    }
+    state = rl2_gen_state(gen->policy);
+    /* Only this thread replaces the current generation, and the holder's
+     * reference keeps it (and its zone) alive while we look. */
+    if (state > rl2_zone_state_size(g->current->zone->zone)) {
+        zone = rl2_gen_zone_open(g, state, err);
+        if (zone == NULL) {
+            rl2_policy_free(gen->policy);
+            free(gen);
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&g->lock);
+    old = g->current;
+    gen->zone = zone != NULL ? zone : old->zone;
+    gen->zone->gens++;
+    gen->refs = 1;
+    gen->number = ++g->loaded;
+    g->current = gen;
+    drop = rl2_gen_unref(old, &zone_too);
+    pthread_mutex_unlock(&g->lock);
+    if (drop) {
+        rl2_gen_free(old, zone_too);
+    }
+    return 0;
+}
+
+rl2_gen_t *
+rl2_gens_acquire(rl2_gens_t *g)
+{
+    rl2_gen_t *gen;
+
+    pthread_mutex_lock(&g->lock);
+    gen = g->current;
+    gen->refs++;
+    pthread_mutex_unlock(&g->lock);
+    return gen;
+}
+
+void
+rl2_gens_release(rl2_gens_t *g, rl2_gen_t *gen)
+{
+    int drop, zone_too;
+
+    pthread_mutex_lock(&g->lock);
+    drop = rl2_gen_unref(gen, &zone_too);
+    pthread_mutex_unlock(&g->lock);
+    if (drop) {
+        rl2_gen_free(gen, zone_too);
+    }
+}
+
+void
+rl2_gens_destroy(rl2_gens_t *g)
+{
+    int zone_too;
+
+    if (g->current != NULL && rl2_gen_unref(g->current, &zone_too)) {
+        rl2_gen_free(g->current, zone_too);
+    }
+    g->current = NULL;
+    pthread_mutex_destroy(&g->lock);
+}

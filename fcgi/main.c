@@ -1,0 +1,311 @@
+/*
+ * main.c -- ratelimit2-fcgi: options, the listening socket, the worker
+ * threads, and the signals that reload and stop them.
+ *
+ *   ratelimit2-fcgi -c POLICY [-s ADDRESS] [-t THREADS] [-z ZONE]
+ *                   [-n ENTRIES] [-p HEALTH_PATH]
+ *
+ * Signals are taken by the main thread alone (sigwaitinfo), never in a
+ * handler: a reload reads files and allocates, which no handler may do.
+ * The workers (worker.c) block every signal, wait in poll() for a
+ * connection or the stop pipe, and finish the request they hold before
+ * they look at the pipe again, so SIGTERM lets every accepted request
+ * complete.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+
+#include "fcgi.h"
+
+#define RL2_DEFAULT_THREADS 8
+#define RL2_MAX_THREADS     256
+#define RL2_DEFAULT_HEALTH  "/ratelimit2/health"
+
+typedef struct {
+    const char *policy;
+    const char *listen;
+    const char *zone;
+    const char *health;
+    long        threads;
+    long        entries;
+} rl2_opts_t;
+
+static void
+rl2_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: ratelimit2-fcgi -c POLICY [-s ADDRESS] [-t THREADS] "
+        "[-z ZONE] [-n ENTRIES]\n"
+        "                       [-p HEALTH_PATH]\n"
+        "  -c POLICY    policy file (required; reloaded on SIGHUP)\n"
+        "  -s ADDRESS   listen on host:port, [v6]:port or a unix socket "
+        "path,\n"
+        "               unless systemd or spawn-fcgi passes a socket\n"
+        "  -t THREADS   worker threads (default %d)\n"
+        "  -z ZONE      shared-memory zone (default %s)\n"
+        "  -n ENTRIES   keys the zone holds (default %u)\n"
+        "  -p PATH      health path answered in the responder role "
+        "(default %s)\n",
+        RL2_DEFAULT_THREADS, RL2_FCGI_DEFAULT_ZONE, RL2_FCGI_DEFAULT_ENTRIES,
+        RL2_DEFAULT_HEALTH);
+}
+
+static int
+rl2_number(const char *text, long lo, long hi, long *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtol(text, &end, 10);
+    return errno == 0 && end != text && *end == '\0' && *out >= lo
+           && *out <= hi ? 0 : -1;
+}
+
+static const char *
+rl2_opts_check(const rl2_opts_t *o)
+{
+    if (o->policy == NULL) {
+        return "-c POLICY is required";
+    }
+    if (o->threads < 0) {
+        return "-t needs a number of threads from 1 to 256";
+    }
+    if (o->entries < 0) {
+        return "-n needs a number of entries from 16 to 67108864";
+    }
+    if (o->zone[0] != '/' || strchr(o->zone + 1, '/') != NULL
+        || strlen(o->zone) > RL2_ZONE_NAME_MAX) {
+        return "-z: the zone name must look like /ratelimit2 (one leading "
+               "slash, no other)";
+    }
+    if (o->health[0] != '/') {
+        return "-p: the health path must start with /";
+    }
+    return NULL;
+}
+
+static int
+rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
+{
+    const char *msg;
+    int c;
+
+    *o = (rl2_opts_t){ NULL, NULL, RL2_FCGI_DEFAULT_ZONE,
+                       RL2_DEFAULT_HEALTH, RL2_DEFAULT_THREADS,
+                       RL2_FCGI_DEFAULT_ENTRIES };
+    while ((c = getopt(argc, argv, "c:s:t:z:n:p:h")) != -1) {
+        switch (c) {
+        case 'c':
+            o->policy = optarg;
+            break;
+        case 's':
+            o->listen = optarg;
+            break;
+        case 'z':
+            o->zone = optarg;
+            break;
+        case 'p':
+            o->health = optarg;
+            break;
+        case 't':
+            if (rl2_number(optarg, 1, RL2_MAX_THREADS, &o->threads) != 0) {
+                o->threads = -1;
+            }
+            break;
+        case 'n':
+            if (rl2_number(optarg, RL2_ZONE_MIN_ENTRIES,
+                           RL2_ZONE_MAX_ENTRIES, &o->entries) != 0) {
+                o->entries = -1;
+            }
+            break;
+        case 'h':
+            rl2_usage(stdout);
+            exit(0);
+        default:
+            rl2_usage(stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ratelimit2-fcgi: unexpected argument %s\n",
+                argv[optind]);
+        return -1;
+    }
+    if ((msg = rl2_opts_check(o)) != NULL) {
+        fprintf(stderr, "ratelimit2-fcgi: %s\n", msg);
+        rl2_usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* The socket handed over, or the one -s names. */
+static int
+rl2_socket(const rl2_opts_t *o, const char **what)
+{
+    rl2_err_t err;
+    int fd = rl2_listen_inherited(&err);
+
+    if (fd == -2) {
+        rl2_log(LOG_ERR, "%s", err.msg);
+        return -1;
+    }
+    if (fd >= 0 && o->listen != NULL) {
+        rl2_log(LOG_ERR, "-s %s given, but a listening socket was passed "
+                "(systemd or spawn-fcgi): use one or the other", o->listen);
+        return -1;
+    }
+    if (fd < 0 && o->listen == NULL) {
+        rl2_log(LOG_ERR, "no socket: give -s ADDRESS, or start under "
+                "spawn-fcgi or systemd socket activation");
+        return -1;
+    }
+    if (fd < 0) {
+        fd = rl2_listen_open(o->listen, &err);
+        *what = o->listen;
+    }
+    else {
+        *what = fd == 0 ? "the socket on fd 0" : "the socket from systemd";
+    }
+    if (fd < 0 || rl2_listen_prepare(fd, &err) != 0) {
+        rl2_log(LOG_ERR, "%s", err.msg);
+        return -1;
+    }
+    return fd;
+}
+
+/* Wait for signals; returns when told to stop. */
+static void
+rl2_signal_loop(rl2_server_t *srv, const sigset_t *set)
+{
+    rl2_err_t err;
+    int sig;
+
+    for (;;) {
+        sig = sigwaitinfo(set, NULL);
+        if (sig < 0) {
+            continue;
+        }
+        if (sig != SIGHUP) {
+            rl2_log(LOG_INFO, "%s: finishing requests in flight, then "
+                    "exiting", strsignal(sig));
+            return;
+        }
+        if (rl2_gens_reload(&srv->gens, &err) != 0) {
+            rl2_log(LOG_ERR, "reload refused, generation %lu stays: %s",
+                    srv->gens.current->number, err.msg);
+        }
+        else {
+            rl2_log(LOG_INFO, "reloaded %s: generation %lu",
+                    srv->gens.policy_path, srv->gens.current->number);
+        }
+    }
+}
+
+static int
+rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
+{
+    rl2_worker_t *w = calloc((size_t)n, sizeof(*w));
+    int stop[2] = { -1, -1 };
+    long started = 0;
+
+    if (w == NULL || pipe2(stop, O_CLOEXEC) != 0) {
+        rl2_log(LOG_ERR, "cannot start: %s", strerror(errno));
+        free(w);
+        return -1;
+    }
+    for (; started < n; started++) {
+        w[started] = (rl2_worker_t){ srv, fd, stop[0], 0,
+                                     malloc(sizeof(rl2_vet_t)) };
+        if (w[started].vet == NULL
+            || pthread_create(&w[started].tid, NULL, rl2_worker_main,
+                              &w[started]) != 0) {
+            rl2_log(LOG_ERR, "cannot start thread %ld", started + 1);
+            free(w[started].vet);
+            break;
+        }
+    }
+    if (started == n) {
+        rl2_signal_loop(srv, set);
+    }
+    /* The pipe stays readable for every worker once written. */
+    if (write(stop[1], "x", 1) != 1) {
+        rl2_log(LOG_ERR, "cannot stop the workers: %s", strerror(errno));
+    }
+    for (long i = 0; i < started; i++) {
+        pthread_join(w[i].tid, NULL);
+        free(w[i].vet);
+    }
+    close(stop[0]);
+    close(stop[1]);
+    free(w);
+    return started == n ? 0 : -1;
+}
+
+int
+main(int argc, char **argv)
+{
+    rl2_server_t srv;
+    rl2_opts_t o;
+    rl2_clock_t now;
+    rl2_err_t err;
+    sigset_t set;
+    const char *where = NULL;
+    int fd, rc;
+
+    /* Before anything else: a SIGHUP during start-up must not kill us,
+     * and every thread inherits this mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* libfcgi installs its own SIGPIPE and SIGUSR1 handlers where the
+     * disposition is the default; SIGUSR1 would make its reads fail. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+
+    if (rl2_opts_parse(argc, argv, &o) != 0) {
+        return 2;
+    }
+    rl2_log_open("ratelimit2-fcgi");
+    memset(&srv, 0, sizeof(srv));
+    srv.health_path = o.health;
+    if (rl2_gens_init(&srv.gens, o.policy, o.zone, (uint32_t)o.entries,
+                      &err) != 0) {
+        rl2_log(LOG_ERR, "%s", err.msg);
+        return 1;
+    }
+    if ((fd = rl2_socket(&o, &where)) < 0) {
+        rl2_gens_destroy(&srv.gens);
+        return 1;
+    }
+    if (FCGX_Init() != 0) {
+        rl2_log(LOG_ERR, "libfcgi failed to initialise");
+        rl2_gens_destroy(&srv.gens);
+        return 1;
+    }
+    rl2_clock_now(&now);
+    srv.started_us = now.mono_us;
+    rl2_log(LOG_INFO, "policy %s (generation 1), zone %s of %ld entries, "
+            "%ld threads on %s", o.policy, o.zone, o.entries, o.threads,
+            where);
+    rc = rl2_run(&srv, fd, o.threads, &set);
+    close(fd);
+    if (o.listen != NULL && rl2_listen_is_unix(o.listen)) {
+        unlink(o.listen);
+    }
+    rl2_gens_destroy(&srv.gens);
+    rl2_log(LOG_INFO, "stopped");
+    closelog();
+    return rc == 0 ? 0 : 1;
+}

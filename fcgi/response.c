@@ -1,0 +1,176 @@
+/*
+ * response.c -- a verdict as a CGI-style response, the form FastCGI
+ * applications and CGI scripts both answer in: a Status line, header
+ * lines, a blank line, an optional body.  Also the RATELIMIT_* values an
+ * allowed request carries on to the application.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fcgi.h"
+
+static void
+rl2_field_add(void *ctx, const char *name, const char *value)
+{
+    rl2_cgi_fields_t *out = ctx;
+
+    if (out->n < RL2_CGI_MAX_FIELDS) {
+        out->f[out->n].name = name;
+        out->f[out->n].value = value;
+        out->n++;
+    }
+}
+
+void
+rl2_cgi_fields(const rl2_policy_t *policy, const rl2_verdict_t *v,
+               const rl2_clock_t *now, rl2_cgi_fields_t *out)
+{
+    out->n = 0;
+    if (v->shown >= 0) {
+        rl2_headers_render(policy, v, now, out->buf, sizeof(out->buf),
+                           rl2_field_add, out);
+    }
+}
+
+static const char *
+rl2_field_get(const rl2_cgi_fields_t *fields, const char *name)
+{
+    for (size_t i = 0; i < fields->n; i++) {
+        if (strcmp(fields->f[i].name, name) == 0) {
+            return fields->f[i].value;
+        }
+    }
+    return NULL;
+}
+
+/* The values are the ones the client sees in X-RateLimit-*, so a script
+ * and its client never disagree (reset follows the policy's epoch or
+ * delta setting). */
+size_t
+rl2_cgi_vars(const rl2_policy_t *policy, const rl2_verdict_t *v,
+             const rl2_cgi_fields_t *fields, rl2_field_t out[5])
+{
+    static const char *const from[3][2] = {
+        { "LIMIT", "X-RateLimit-Limit" },
+        { "REMAINING", "X-RateLimit-Remaining" },
+        { "RESET", "X-RateLimit-Reset" }
+    };
+    size_t n = 0;
+
+    if (v->shown < 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        const char *val = rl2_field_get(fields, from[i][1]);
+
+        if (val != NULL) {
+            out[n++] = (rl2_field_t){ from[i][0], val };
+        }
+    }
+    out[n++] = (rl2_field_t){ "RULE", v->layers[v->shown].rule->name };
+    if (v->tier >= 0 && (size_t)v->tier < policy->n_tiers) {
+        out[n++] = (rl2_field_t){ "TIER", policy->tiers[v->tier].name };
+    }
+    return n;
+}
+
+/* Appends formatted text; remembers overflow so the caller checks once. */
+typedef struct {
+    char  *p;
+    size_t len;
+    size_t cap;
+    int    overflow;
+} rl2_text_t;
+
+static void
+rl2_text_add(rl2_text_t *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (t->overflow) {
+        return;
+    }
+    va_start(ap, fmt);
+    n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= t->cap - t->len) {
+        t->overflow = 1;
+        t->p[t->len] = '\0';
+        return;
+    }
+    t->len += (size_t)n;
+}
+
+size_t
+rl2_cgi_response(char *buf, size_t len, const char *status,
+                 const rl2_field_t *vars, size_t n_vars,
+                 const rl2_cgi_fields_t *fields, const char *content_type,
+                 const char *body)
+{
+    rl2_text_t t = { buf, 0, len, len == 0 };
+
+    rl2_text_add(&t, "Status: %s\r\n", status);
+    for (size_t i = 0; i < n_vars; i++) {
+        rl2_text_add(&t, "Variable-RATELIMIT_%s: %s\r\n", vars[i].name,
+                     vars[i].value);
+    }
+    /* Retry-After first: a client's most urgent field, and the one a
+     * truncated answer must not lose. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; fields != NULL && i < fields->n; i++) {
+            if ((strcmp(fields->f[i].name, "Retry-After") == 0)
+                == (pass == 0)) {
+                rl2_text_add(&t, "%s: %s\r\n", fields->f[i].name,
+                             fields->f[i].value);
+            }
+        }
+    }
+    if (body != NULL) {
+        rl2_text_add(&t, "Content-Type: %s\r\n\r\n%s", content_type, body);
+    }
+    else {
+        rl2_text_add(&t, "\r\n");
+    }
+    return t.overflow ? 0 : t.len;
+}
+
+size_t
+rl2_cgi_deny(char *buf, size_t len, const char *status,
+             const rl2_policy_t *policy, const rl2_verdict_t *v,
+             const rl2_clock_t *now)
+{
+    rl2_cgi_fields_t fields;
+    char body[RL2_BODY_MAX];
+
+    rl2_cgi_fields(policy, v, now, &fields);
+    rl2_body_render(policy, v, now, body, sizeof(body));
+    return rl2_cgi_response(buf, len, status, NULL, 0, &fields,
+                            "application/json", body);
+}
+
+static const char *
+rl2_reason_phrase(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 414: return "URI Too Long";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default:  return "Error";
+    }
+}
+
+size_t
+rl2_cgi_error(char *buf, size_t len, int status, const char *text)
+{
+    char line[48], body[256];
+
+    snprintf(line, sizeof(line), "%d %s", status, rl2_reason_phrase(status));
+    snprintf(body, sizeof(body), "%s\n", text);
+    return rl2_cgi_response(buf, len, line, NULL, 0, NULL, "text/plain",
+                            body);
+}

@@ -1,0 +1,113 @@
+# fcgi_lib.sh -- helpers for the FastCGI and CGI suites, on top of lib.sh:
+# starting ratelimit2-fcgi, lighttpd and nginx in the suite's temp dir,
+# stopping them (and waiting for them) before done_testing, so that a
+# sanitizer report written at exit is seen.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+FCGI_BIN="$BUILD/fcgi/ratelimit2-fcgi"
+CGI_BIN="$BUILD/fcgi/ratelimit2-cgi"
+FCGI_CLIENT="$BUILD/tools/rl2_fcgi_client"
+
+# Sanitizer builds: our own binaries carry ASan/UBSan (no preload needed);
+# their reports go where done_testing looks.  Leaks are checked: the
+# daemon frees everything on exit.
+rl2_san_env() {
+    if [ "${SAN:-0}" = 1 ]; then
+        mkdir -p "$T_DIR/san"
+        chmod 1777 "$T_DIR/san"
+        echo "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:\
+log_path=$T_DIR/san/asan"
+        echo "UBSAN_OPTIONS=print_stacktrace=1:log_path=$T_DIR/san/ubsan"
+    fi
+}
+
+# fcgi_start NAME ARGS... -- run ratelimit2-fcgi in the background with
+# its stderr in $T_DIR/NAME.log; its pid in $T_DIR/NAME.pid.  Waits until
+# it listens when ARGS hold -s HOST:PORT.
+fcgi_start() {
+    local name=$1 port
+    shift
+    port=$(printf '%s\n' "$@" | sed -n 's/^127\.0\.0\.1:\([0-9]*\)$/\1/p')
+    env $(rl2_san_env) "$FCGI_BIN" "$@" 2>"$T_DIR/$name.log" &
+    echo $! >"$T_DIR/$name.pid"
+    RL2_PIDFILES+=("$T_DIR/$name.pid")
+    [ -z "$port" ] || wait_port "$port"
+}
+
+# fcgi_stop NAME -- SIGTERM, then its exit status.
+fcgi_stop() {
+    local pid
+    pid=$(cat "$T_DIR/$1.pid")
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+}
+
+# fcgi_health ADDRESS -- the health JSON the daemon answers.
+fcgi_health() {
+    "$FCGI_CLIENT" -r responder "$1" REMOTE_ADDR=127.0.0.1 \
+        REQUEST_METHOD=GET REQUEST_URI=/ratelimit2/health | sed -n '/^{/p'
+}
+
+# lighttpd_start DIR -- DIR/lighttpd.conf, in the foreground of a
+# background job (so its bin-path children write to DIR/stderr.log).
+lighttpd_start() {
+    local dir=$1 port
+    port=$(sed -n 's/^server.port *= *\([0-9]*\)$/\1/p' "$dir/lighttpd.conf")
+    env $(rl2_san_env) /usr/sbin/lighttpd -D -f "$dir/lighttpd.conf" \
+        >>"$dir/stderr.log" 2>&1 &
+    echo $! >"$dir/lighttpd.pid"
+    RL2_PIDFILES+=("$dir/lighttpd.pid")
+    wait_port "$port" || { cat "$dir/stderr.log" "$dir/error.log"; return 1; }
+}
+
+# lighttpd_stop DIR -- stop it and wait for the backends it spawned.
+lighttpd_stop() {
+    local pid kids k
+    pid=$(cat "$1/lighttpd.pid")
+    kids=$(pgrep -P "$pid")
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    for k in $kids; do
+        for _ in $(seq 1 200); do
+            kill -0 "$k" 2>/dev/null || break
+            sleep 0.05
+        done
+    done
+}
+
+# nginx_start DIR -- DIR/nginx.conf (which says "daemon off;"), logs and
+# temp paths inside DIR.
+nginx_start() {
+    local dir=$1 port
+    port=$(sed -n 's/^ *listen 127\.0\.0\.1:\([0-9]*\);$/\1/p' \
+        "$dir/nginx.conf" | head -1)
+    mkdir -p "$dir/logs" "$dir/tmp"
+    /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+        >>"$dir/logs/stderr.log" 2>&1 &
+    echo $! >"$dir/nginx.pid.job"
+    RL2_PIDFILES+=("$dir/nginx.pid.job")
+    wait_port "$port" || { cat "$dir/logs/stderr.log" "$dir/logs/error.log"
+                           return 1; }
+}
+
+nginx_stop() {
+    local pid
+    pid=$(cat "$1/nginx.pid.job")
+    kill -TERM "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+# Calendar quotas restart at midnight UTC: never count across it.
+quota_guard() {
+    local s
+    s=$(( $(date -u +%s) % 86400 ))
+    if [ "$s" -gt 86340 ]; then
+        echo "# waiting $((86400 - s + 1))s for midnight UTC to pass"
+        sleep $((86400 - s + 1))
+    fi
+}
+
+# retry_after HEADERS -- the Retry-After value of a header dump.
+retry_after() {
+    printf '%s\n' "$1" | tr -d '\r' | sed -n 's/^[Rr]etry-[Aa]fter: *//p'
+}

@@ -1,0 +1,169 @@
+#!/bin/bash
+# t_fcgi_lighttpd.sh -- ratelimit2-fcgi as the FastCGI authorizer of
+# lighttpd in front of static files and a CGI.  lighttpd spawns the
+# daemon itself (bin-path, max-procs 2): two processes, each on the
+# socket lighttpd hands it as fd 0, sharing one zone.  A quota of 100 is
+# exact across both; a refusal carries 429, Retry-After, the RateLimit
+# headers and the JSON body; a CGI sees the RATELIMIT_* variables; and
+# malformed FastCGI input never takes a daemon down.
+. "$(dirname "$0")/fcgi_lib.sh"
+
+D=$T_DIR/lighttpd
+P=$(free_port)
+Z=$(zone_name lt)
+mkdir -p "$D/htdocs/files" "$D/htdocs/cgi"
+chmod -R 755 "$D"
+echo hello >"$D/htdocs/files/a.txt"
+cat >"$D/htdocs/cgi/env.cgi" <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+env | grep '^RATELIMIT_' | sort
+CGI
+chmod 755 "$D/htdocs/cgi/env.cgi"
+
+cat >"$D/policy.conf" <<'POLICY'
+tiers = [ "free", "pro" ];
+tier_from = { variable = "RL2_TIER"; };
+rules = (
+  { name = "files"; paths = "/files/**";
+    limits = ( { rate = "100/day"; algorithm = "quota"; } ); },
+  { name = "cgi"; paths = "/cgi/**";
+    limits = ( { rate = "50/hour"; } );
+    tiers = { pro = ( { rate = "500/hour"; } ); }; }
+);
+POLICY
+
+san_env=""
+if [ "${SAN:-0}" = 1 ]; then
+    san_env=$(rl2_san_env | sed 's/^\([^=]*\)=\(.*\)$/"\1" => "\2",/')
+    san_env="\"bin-environment\" => ( ${san_env%,} ),"
+fi
+cat >"$D/lighttpd.conf" <<CONF
+server.port = $P
+server.bind = "127.0.0.1"
+server.document-root = "$D/htdocs"
+server.errorlog = "$D/error.log"
+server.modules = ( "mod_setenv", "mod_fastcgi", "mod_cgi" )
+mimetype.assign = ( ".txt" => "text/plain" )
+cgi.assign = ( ".cgi" => "" )
+\$HTTP["url"] =~ "^/cgi/" {
+    setenv.add-environment = ( "RL2_TIER" => "pro" )
+}
+fastcgi.server = ( "/" => ((
+    "socket" => "$D/rl2.sock",
+    "bin-path" => "$FCGI_BIN -c $D/policy.conf -z $Z -t 4",
+    "max-procs" => 2,
+    $san_env
+    "mode" => "authorizer",
+    "check-local" => "disable"
+)) )
+CONF
+
+if ! lighttpd_start "$D"; then
+    not_ok "lighttpd starts with the authorizer"
+    done_testing
+    exit 1
+fi
+ok "lighttpd starts with the authorizer"
+LPID=$(cat "$D/lighttpd.pid")
+for _ in $(seq 1 100); do
+    [ "$(pgrep -P "$LPID" | wc -l)" -ge 2 ] && break
+    sleep 0.05
+done
+DAEMONS=$(pgrep -P "$LPID" | tr '\n' ' ')
+is "lighttpd spawned two ratelimit2-fcgi processes" 2 \
+    "$(echo $DAEMONS | wc -w)"
+
+# ---- exactness across both processes ----
+quota_guard
+n=$(admitted 1000 64 "http://127.0.0.1:$P/files/a.txt")
+is "quota 100/day admits exactly 100 of 1000 at c=64" 100 "$n"
+
+# ---- a refusal ----
+H=$T_DIR/429.h
+B=$T_DIR/429.b
+c=$(curl -s -D "$H" -o "$B" -w '%{http_code}' \
+    "http://127.0.0.1:$P/files/a.txt")
+is "a request over the quota gets 429" 429 "$c"
+hdrs=$(tr -d '\r' <"$H")
+body=$(cat "$B")
+ra=$(retry_after "$hdrs")
+if [ -n "$ra" ] && [ "$ra" -ge 1 ] 2>/dev/null; then
+    ok "429 has Retry-After >= 1 ($ra)"
+else
+    not_ok "429 has Retry-After >= 1 (got '$ra')"
+fi
+like "429 has RateLimit" '^RateLimit: "files";r=0;t=[0-9]+' "$hdrs"
+like "429 has RateLimit-Policy" '^RateLimit-Policy: "files";q=100' "$hdrs"
+like "429 has X-RateLimit-Limit 100" '^X-RateLimit-Limit: 100' "$hdrs"
+like "429 has X-RateLimit-Remaining 0" '^X-RateLimit-Remaining: 0' "$hdrs"
+like "429 has Content-Type application/json" \
+    '^Content-Type: application/json' "$hdrs"
+for k in error message rule limit remaining reset retry_after; do
+    like "429 body has key $k" "\"$k\":" "$body"
+done
+like "429 body names the rule" '"rule":"files"' "$body"
+like "429 body retry_after equals Retry-After" "\"retry_after\":${ra}[,}]" \
+    "$body"
+
+# ---- allowed requests: variables for the application ----
+out=$(curl -s -D "$T_DIR/200.h" "http://127.0.0.1:$P/cgi/env.cgi")
+like "the CGI sees RATELIMIT_LIMIT of its tier" '^RATELIMIT_LIMIT=500$' \
+    "$out"
+like "the CGI sees RATELIMIT_REMAINING" '(^|\n)RATELIMIT_REMAINING=499' \
+    "$out"
+like "the CGI sees RATELIMIT_RESET" 'RATELIMIT_RESET=[0-9]+' "$out"
+like "the CGI sees RATELIMIT_RULE" 'RATELIMIT_RULE=cgi' "$out"
+like "the CGI sees RATELIMIT_TIER from the tier variable" \
+    'RATELIMIT_TIER=pro' "$out"
+# lighttpd keeps only Variable-* of an allowed answer (docs/fastcgi.md).
+if tr -d '\r' <"$T_DIR/200.h" | grep -qi '^RateLimit:'; then
+    not_ok "lighttpd drops the rate-limit headers of an allowed request"
+else
+    ok "lighttpd drops the rate-limit headers of an allowed request"
+fi
+
+# ---- malformed FastCGI input, straight to one daemon's socket ----
+S="$D/rl2.sock-0"
+REQ="REMOTE_ADDR=192.0.2.7 REQUEST_METHOD=GET REQUEST_URI=/cgi/x"
+still_up() {
+    local a
+    a=$("$FCGI_CLIENT" "$S" $REQ | head -1 | tr -d '\r')
+    is "after $1: the daemon answers the next request" "Status: 200 OK" "$a"
+}
+"$FCGI_CLIENT" -x truncated "$S" >/dev/null
+still_up "a truncated record"
+"$FCGI_CLIENT" -x huge "$S" >/dev/null
+still_up "a param claiming 2 GiB lengths"
+"$FCGI_CLIENT" -x version "$S" >/dev/null
+still_up "a record of another version"
+a=$("$FCGI_CLIENT" -b 100000:HTTP_X_BIG "$S" $REQ | head -1 | tr -d '\r')
+is "100 KB of params get 431" "Status: 431 Request Header Fields Too Large" \
+    "$a"
+still_up "100 KB of params"
+a=$("$FCGI_CLIENT" -b 9000:REQUEST_URI "$S" REMOTE_ADDR=192.0.2.7 \
+    REQUEST_METHOD=GET | head -1 | tr -d '\r')
+is "a 9000-byte REQUEST_URI gets 414" "Status: 414 URI Too Long" "$a"
+a=$("$FCGI_CLIENT" "$S" REQUEST_METHOD=GET REQUEST_URI=/x | head -1 \
+    | tr -d '\r')
+is "a request without REMOTE_ADDR gets 500" \
+    "Status: 500 Internal Server Error" "$a"
+still_up "a request without REMOTE_ADDR"
+a=$("$FCGI_CLIENT" -r filter "$S" $REQ | head -1 | tr -d '\r')
+is "the filter role gets 500" "Status: 500 Internal Server Error" "$a"
+alive=0
+for pid in $DAEMONS; do
+    kill -0 "$pid" 2>/dev/null && alive=$((alive + 1))
+done
+is "both daemon processes are still running" 2 "$alive"
+c=$(code "http://127.0.0.1:$P/cgi/env.cgi")
+is "lighttpd still serves through the authorizer" 200 "$c"
+log=$(cat "$D/stderr.log")
+like "the log names a truncated request" \
+    'dropped a FastCGI connection: the connection closed before' "$log"
+like "the log names the impossible lengths" \
+    "dropped a FastCGI connection: a parameter's length runs past" "$log"
+like "the log names the missing REMOTE_ADDR" 'no REMOTE_ADDR' "$log"
+
+lighttpd_stop "$D"
+done_testing

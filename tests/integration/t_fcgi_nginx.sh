@@ -1,0 +1,106 @@
+#!/bin/bash
+# t_fcgi_nginx.sh -- ratelimit2-fcgi behind nginx auth_request, with the
+# shipped conf/fcgi/nginx-auth-request.conf included in the server block:
+# the daemon answers the subrequest in the responder role (403 on a
+# refusal), the snippet turns the 403 into 429 with Retry-After and the
+# RateLimit headers.  Exactly N admitted; allowed responses carry the
+# headers; a 403 that is not the limiter's stays 403; the health path
+# answers through nginx without being counted.
+. "$(dirname "$0")/fcgi_lib.sh"
+
+D=$T_DIR/nginx
+P=$(free_port)
+FP=$(free_port)
+Z=$(zone_name ng)
+mkdir -p "$D/htdocs"
+chmod -R 755 "$D"
+echo hello >"$D/htdocs/a.txt"
+
+cat >"$T_DIR/policy.conf" <<'POLICY'
+rules = (
+  { name = "site"; paths = "/**";
+    limits = ( { rate = "50/hour"; algorithm = "sliding_log"; } ); }
+);
+POLICY
+
+fcgi_start daemon -c "$T_DIR/policy.conf" -s "127.0.0.1:$FP" -z "$Z" -t 4
+sed "s|127\.0\.0\.1:9000|127.0.0.1:$FP|" \
+    "$RL2_ROOT/conf/fcgi/nginx-auth-request.conf" >"$D/ratelimit2.conf"
+cat >"$D/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 2;
+user nobody nogroup;
+pid $D/nginx.pid;
+error_log $D/logs/error.log info;
+events { worker_connections 512; }
+http {
+    access_log $D/logs/access.log;
+    client_body_temp_path $D/tmp/body;
+    proxy_temp_path $D/tmp/proxy;
+    fastcgi_temp_path $D/tmp/fastcgi;
+    uwsgi_temp_path $D/tmp/uwsgi;
+    scgi_temp_path $D/tmp/scgi;
+    types { text/plain txt; }
+    server {
+        listen 127.0.0.1:$P;
+        root $D/htdocs;
+        include $D/ratelimit2.conf;
+        location /forbidden { deny all; }
+    }
+}
+CONF
+if ! nginx_start "$D"; then
+    not_ok "nginx starts with the snippet"
+    done_testing
+    exit 1
+fi
+ok "nginx starts with the snippet"
+
+# ---- an allowed response ----
+H=$T_DIR/200.h
+c=$(curl -s -D "$H" -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P/a.txt")
+is "the first request gets 200" 200 "$c"
+hdrs=$(tr -d '\r' <"$H")
+like "200 has RateLimit with r=49" '^RateLimit: "site";r=49;t=[0-9]+' \
+    "$hdrs"
+like "200 has RateLimit-Policy" '^RateLimit-Policy: "site";q=50;w=3600' \
+    "$hdrs"
+like "200 has X-RateLimit-Remaining 49" '^X-RateLimit-Remaining: 49' \
+    "$hdrs"
+
+# ---- exactness ----
+n=$(admitted 500 32 "http://127.0.0.1:$P/a.txt")
+is "50/hour admits exactly 50 in all (49 more of 500 at c=32)" 49 "$n"
+
+# ---- a refusal ----
+H=$T_DIR/429.h
+B=$T_DIR/429.b
+c=$(curl -s -D "$H" -o "$B" -w '%{http_code}' "http://127.0.0.1:$P/a.txt")
+is "a request over the limit gets 429" 429 "$c"
+hdrs=$(tr -d '\r' <"$H")
+ra=$(retry_after "$hdrs")
+if [ -n "$ra" ] && [ "$ra" -ge 1 ] 2>/dev/null; then
+    ok "429 has Retry-After >= 1 ($ra)"
+else
+    not_ok "429 has Retry-After >= 1 (got '$ra')"
+fi
+like "429 has RateLimit" '^RateLimit: "site";r=0;t=[0-9]+' "$hdrs"
+like "429 has X-RateLimit-Remaining 0" '^X-RateLimit-Remaining: 0' "$hdrs"
+like "429 has Content-Type application/json" \
+    '^Content-Type: application/json' "$hdrs"
+like "429 body carries retry_after" "\"retry_after\":${ra}[,}]" \
+    "$(cat "$B")"
+
+# ---- what is not the limiter's ----
+c=$(code "http://127.0.0.1:$P/forbidden")
+is "a 403 of the site stays 403" 403 "$c"
+h=$(curl -s "http://127.0.0.1:$P/ratelimit2/health")
+like "the health path answers JSON through nginx" \
+    '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":' \
+    "$h"
+
+nginx_stop "$D"
+fcgi_stop daemon
+is "SIGTERM: the daemon exits 0" 0 "$?"
+done_testing
