@@ -5,6 +5,7 @@
  * the client, resolved once per phase and allocation-free.
  */
 #include <arpa/inet.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -327,6 +328,8 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
     /* Field by field: the context holds a path buffer of kilobytes that
      * is filled only when a rule needs it. */
     c->path_ready = 0;
+    c->path = c->path_buf;
+    c->path_heap = NULL;
     c->apikey = NULL;
     c->user_hash[0] = '\0';
     c->apikey_hash[0] = '\0';
@@ -346,3 +349,9 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
     }
 }
 
+void
+rl2_ctx_fini(rl2_ctx_t *c)
+{
+    free(c->path_heap);
+    c->path_heap = NULL;
+}

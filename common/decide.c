@@ -10,6 +10,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ratelimit2/decide.h"
@@ -42,13 +43,24 @@ typedef struct {
 static const char *
 rl2_ctx_path(rl2_ctx_t *c)
 {
-    if (!c->path_ready) {
-        c->path_ready = 1;
-        if (rl2_path_normalise(c->req->path ? c->req->path : "/", c->path,
-                               sizeof(c->path)) != 0) {
-            /* An unparsable path still meets the default rule. */
-            memcpy(c->path, "/", 2);
-        }
+    const char *raw = c->req->path ? c->req->path : "/";
+    size_t need, cap = sizeof(c->path_buf);
+
+    if (c->path_ready) {
+        return c->path;
+    }
+    c->path_ready = 1;
+    need = strlen(raw) + 2;
+    /* A path longer than the buffer gets its own (rare: no allocation
+     * on an ordinary request); truncating it instead would let a padded
+     * path escape the rules written for it. */
+    if (need > cap && (c->path_heap = malloc(need)) != NULL) {
+        c->path = c->path_heap;
+        cap = need;
+    }
+    if (rl2_path_normalise(raw, c->path, cap) != 0) {
+        /* Not absolute ("*", a proxy URL), or out of memory. */
+        memcpy(c->path, "/", 2);
     }
     return c->path;
 }
@@ -358,6 +370,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra,
         return rl2_refund_committed(store, v->layers, first, now, err);
     }
     st = rl2_build_layers(&c, extra, n_extra, &bypass, err);
+    rl2_ctx_fini(&c);  /* the path is not needed past rule selection */
     if (st != RL2_OK || bypass) {
         v->n_layers = first;
         if (bypass) {
@@ -394,6 +407,7 @@ rl2_decide_peek(const rl2_policy_t *policy, const rl2_rule_t *extra,
         return RL2_OK;
     }
     st = rl2_build_layers(&c, extra, n_extra, &bypass, err);
+    rl2_ctx_fini(&c);
     if (st != RL2_OK || bypass || v->n_layers == 0) {
         v->n_layers = bypass ? 0 : v->n_layers;
         v->outcome = bypass ? RL2_OUTCOME_BYPASS : RL2_OUTCOME_NONE;

@@ -20,7 +20,11 @@ typedef struct {
     unsigned             phase;
     unsigned             method_bit;
     int                  path_ready;      /* path normalised yet? */
-    char                 path[RL2_PATH_MAX];
+    char                *path;            /* path_buf, or path_heap */
+    char                *path_heap;       /* for paths longer than the
+                                             buffer; freed by
+                                             rl2_ctx_fini */
+    char                 path_buf[RL2_PATH_MAX];
     const char          *apikey;          /* plain, from header or query */
     char                 user_hash[17];
     char                 apikey_hash[17];
@@ -41,6 +45,9 @@ rl2_copy(char *dst, size_t len, const char *src)
  * key, user hash.  The path is normalised later, on first need. */
 void rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
                   const rl2_request_t *req, unsigned phase, rl2_verdict_t *v);
+
+/* Release what the context allocated (a long path's buffer). */
+void rl2_ctx_fini(rl2_ctx_t *c);
 
 /* The per-client override that applies to this request, or NULL. */
 const rl2_client_t *rl2_client_find(const rl2_ctx_t *c);

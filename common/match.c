@@ -42,9 +42,6 @@ rl2_path_pop(char *out, size_t *len)
     if (*len > 1) {
         (*len)--;
     }
-    while (*len > 1 && out[*len - 1] != '/') {
-        (*len)--;
-    }
 }
 
 /* Copy the next segment of path (after any run of '/') decoding
@@ -80,10 +77,21 @@ rl2_path_segment(const char **pp, char *seg, size_t segmax)
     return (long)n;
 }
 
+/* Is seg[0..n) "." or ".."? */
+static int
+rl2_dots(const char *seg, long n)
+{
+    return (n == 1 && seg[0] == '.')
+           || (n == 2 && seg[0] == '.' && seg[1] == '.') ? (int)n : 0;
+}
+
+/* Segments are decoded straight into out: the result is never longer
+ * than the input plus a slash, so a caller that sizes out from the input
+ * never sees a failure (a failure that mapped a path to "/" would let a
+ * long path slip past the rules written for it). */
 int
 rl2_path_normalise(const char *path, char *out, size_t outlen)
 {
-    char seg[1024];
     size_t len = 1;
     int trailing = 0;
 
@@ -92,31 +100,30 @@ rl2_path_normalise(const char *path, char *out, size_t outlen)
     }
     out[0] = '/';
     while (*path == '/') {
-        long n = rl2_path_segment(&path, seg, sizeof(seg));
+        /* A kept segment goes after a separating slash. */
+        size_t start = len > 1 ? len + 1 : len;
+        long n;
+        int dots;
 
+        if (start >= outlen) {
+            return -1;
+        }
+        n = rl2_path_segment(&path, out + start, outlen - start);
         if (n < 0) {
             return -1;
         }
-        trailing = (n == 0 || strcmp(seg, ".") == 0
-                    || strcmp(seg, "..") == 0);
-        if (n == 0 || strcmp(seg, ".") == 0) {
-            continue;
-        }
-        if (strcmp(seg, "..") == 0) {
+        dots = rl2_dots(out + start, n);
+        trailing = (n == 0 || dots != 0);
+        if (dots == 2) {
             rl2_path_pop(out, &len);
+        }
+        if (n == 0 || dots != 0) {
             continue;
         }
         if (len > 1) {
-            if (len + 1 >= outlen) {
-                return -1;
-            }
-            out[len++] = '/';
+            out[len] = '/';
         }
-        if (len + (size_t)n >= outlen) {
-            return -1;
-        }
-        memcpy(out + len, seg, (size_t)n);
-        len += (size_t)n;
+        len = start + (size_t)n;
     }
     /* Keep a trailing slash: "/projects/" and "/projects" differ. */
     if (trailing && len > 1 && len + 1 < outlen) {

@@ -239,8 +239,9 @@ int rl2_glob_match(const char *glob, const char *text);
 
 /* Normalise a request path into out (size outlen): strip the query,
  * decode %XX of unreserved characters, collapse "//", resolve "." and
- * "..", never above "/".  Returns 0 on success, -1 when the path does not
- * fit or is not absolute. */
+ * "..", never above "/".  The result never needs more than
+ * strlen(path) + 2 bytes.  Returns 0 on success, -1 when the path does
+ * not fit or is not absolute. */
 int rl2_path_normalise(const char *path, char *out, size_t outlen);
 
 /* Does the rule match this method (bit), normalised path and host? */
