@@ -83,7 +83,7 @@ $(FCGI_BIN): $(FCGI_SRC:fcgi/%.c=$(BUILD)/fcgi/%.o) $(LIB)
 $(CGI_BIN): $(CGI_SRC:fcgi/%.c=$(BUILD)/fcgi/%.o) $(LIB)
 	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(LDSAN)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_C) -Itests/unit -o $@ $< $(LIB) -lcmocka $(LDLIBS) \
 	    $(LDSAN)

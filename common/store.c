@@ -110,7 +110,10 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     for (size_t i = 0; i < n; i++) {
         states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
         rl2_layer_check(&layers[i], states[i], now);
-        refused |= layers[i].refused && !layers[i].dry_run;
+        /* Unlimited layers never refuse (decide.c and the Redis
+         * scripts agree). */
+        refused |= layers[i].refused && !layers[i].dry_run
+                   && !layers[i].limit->unlimited;
     }
     for (size_t i = 0; !refused && i < n; i++) {
         if (!layers[i].refused) {

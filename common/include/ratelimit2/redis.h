@@ -1,0 +1,126 @@
+/*
+ * redis.h -- connections to one Redis server, and the Redis store.
+ *
+ * A connection (rl2_redis_conn_t) wraps one hiredis context: connect with
+ * a timeout over TCP or a unix socket, a command timeout on every read and
+ * write, AUTH (password, or ACL user and password) and SELECT.  A hiredis
+ * context is dead after its first I/O error or timeout: the connection is
+ * then marked broken and is never used again.
+ *
+ * A pool (rl2_redis_pool_t) is a per-thread cache of connections: each
+ * thread gets its own connection, opened lazily on its first command and
+ * closed when the thread exits or the pool is destroyed; a broken one, one
+ * the server has closed, or one inherited across fork() is discarded and a
+ * new one opened on the next use.  So nothing is opened before Apache
+ * forks its children, and no context is ever shared between threads:
+ *   - prefork: one connection per child (one thread);
+ *   - worker and event: one per worker thread of each child (a request
+ *     whose hooks run on several threads uses each thread's own);
+ *   - ratelimit2-fcgi: one per FCGX_Accept_r thread.
+ * A server therefore sees up to processes x threads connections.
+ *
+ * hiredis writes with write(2): the process must ignore SIGPIPE (Apache
+ * does), or a connection the server closed kills it.  Host names are
+ * resolved by getaddrinfo() at every connect, outside the timeouts:
+ * configure an address.  Debian 12's hiredis 0.14 has no TLS.
+ */
+#ifndef RL2_REDIS_H
+#define RL2_REDIS_H
+
+#include <stddef.h>
+
+#include "ratelimit2/status.h"
+#include "ratelimit2/store.h"
+
+#define RL2_REDIS_HOST_MAX 256
+#define RL2_REDIS_PATH_MAX 108 /* sun_path */
+#define RL2_REDIS_USER_MAX 128
+#define RL2_REDIS_PASS_MAX 256
+#define RL2_REDIS_NAME_MAX (RL2_REDIS_PATH_MAX + 8)
+
+/* Everything is copied in: the caller may free its strings afterwards. */
+typedef struct {
+    char host[RL2_REDIS_HOST_MAX];      /* address (or name) for TCP */
+    int  port;                          /* TCP port */
+    char unix_path[RL2_REDIS_PATH_MAX]; /* unix socket; "" means TCP */
+    char username[RL2_REDIS_USER_MAX];  /* ACL user; "" means "default" */
+    char password[RL2_REDIS_PASS_MAX];  /* "" means no AUTH */
+    int  db;                            /* SELECTed when not 0 */
+    int  connect_timeout_ms;            /* > 0 */
+    int  command_timeout_ms;            /* > 0: each read or write */
+    int  test_clock;                    /* tests only: the store's scripts
+                                           take "now" from the caller's
+                                           rl2_clock_t (wall_us, for every
+                                           algorithm) instead of Redis
+                                           TIME */
+} rl2_redis_conf_t;
+
+/* 127.0.0.1:6379, db 0, no AUTH, connect 200 ms, commands 100 ms. */
+void rl2_redis_conf_init(rl2_redis_conf_t *conf);
+
+/* Ranges and combinations (a user needs a password); RL2_ERR_CONFIG. */
+rl2_status_t rl2_redis_conf_check(const rl2_redis_conf_t *conf,
+                                  rl2_err_t *err);
+
+struct redisReply;
+typedef struct rl2_redis_conn rl2_redis_conn_t;
+typedef struct rl2_redis_pool rl2_redis_pool_t;
+
+/* One connection, ready for commands (connected, authenticated, database
+ * selected).  Errors are RL2_ERR_STORE naming host:port (or the socket).
+ * Freed by rl2_redis_conn_close(). */
+rl2_status_t rl2_redis_conn_open(const rl2_redis_conf_t *conf,
+                                 rl2_redis_conn_t **out, rl2_err_t *err);
+void rl2_redis_conn_close(rl2_redis_conn_t *conn);
+
+/* Did an I/O error or a timeout kill it? */
+int rl2_redis_conn_broken(const rl2_redis_conn_t *conn);
+
+/* "host:port" or "unix:/path", for messages. */
+const char *rl2_redis_conn_name(const rl2_redis_conn_t *conn);
+
+/* Send one command (argv form: arguments may hold any bytes) and wait for
+ * its reply, for at most the command timeout per read or write.  On
+ * RL2_OK *reply is the server's answer, possibly an error reply (type
+ * REDIS_REPLY_ERROR), which leaves the connection usable; the caller frees
+ * it with rl2_redis_reply_free().  On an I/O error or timeout the
+ * connection is marked broken and RL2_ERR_STORE is returned with
+ * "redis HOST:PORT: WHAT: reason". */
+rl2_status_t rl2_redis_command(rl2_redis_conn_t *conn, int argc,
+                               const char **argv, const size_t *argvlen,
+                               const char *what, struct redisReply **reply,
+                               rl2_err_t *err);
+void rl2_redis_reply_free(struct redisReply *reply);
+
+/* A per-thread cache of connections to the server conf names. */
+rl2_status_t rl2_redis_pool_create(const rl2_redis_conf_t *conf,
+                                   rl2_redis_pool_t **out, rl2_err_t *err);
+
+/* This thread's connection: the cached one when it is healthy, else a new
+ * one (which costs a connect, and AUTH and SELECT when configured).  The
+ * connection belongs to the pool and stays valid for this thread until its
+ * next rl2_redis_pool_get() or the thread's exit; never pass it to another
+ * thread. */
+rl2_status_t rl2_redis_pool_get(rl2_redis_pool_t *pool,
+                                rl2_redis_conn_t **out, rl2_err_t *err);
+
+/* Close every connection of the pool.  No thread may use the pool (or a
+ * connection it handed out) during or after this call. */
+void rl2_redis_pool_destroy(rl2_redis_pool_t *pool);
+
+const char *rl2_redis_pool_name(const rl2_redis_pool_t *pool);
+
+/* The Redis store (store_redis.c): every layer of a request is decided by
+ * one atomic Lua script on the server, with the semantics of the local
+ * store (see store.h) and the algorithms' arithmetic (algo.h), on Redis
+ * TIME for every algorithm (committed_us is that clock too).  A Redis
+ * error or timeout is RL2_ERR_STORE with a message naming the server and
+ * the first key, after at most one command timeout (plus the connect
+ * timeout when the thread had to reconnect); the caller decides
+ * what to do (failover).  A request that timed out may still run when the
+ * server wakes up: it may have been counted.  Opens nothing until a thread
+ * first uses it.  Freed by rl2_store_destroy(). */
+rl2_status_t rl2_store_redis_create(const rl2_redis_conf_t *conf,
+                                    rl2_store_t **out, rl2_err_t *err);
+
+#endif /* RL2_REDIS_H */

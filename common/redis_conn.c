@@ -1,0 +1,418 @@
+/*
+ * redis_conn.c -- connections to one Redis server and the per-thread cache
+ * of them (redis.h).
+ *
+ * Owns the hiredis contexts: connect with a timeout, the command timeout
+ * (SO_RCVTIMEO/SO_SNDTIMEO through redisSetTimeout), AUTH and SELECT, the
+ * health flag, and the pool whose pthread key gives every thread its own
+ * connection.  A context is dead after its first I/O error: it is marked
+ * broken and replaced, never reused.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "ratelimit2/redis.h"
+
+struct rl2_redis_conn {
+    redisContext          *ctx;
+    pid_t                  pid;     /* process that opened it */
+    int                    broken;  /* an I/O error or timeout killed it */
+    int                    timeout_ms;
+    char                   name[RL2_REDIS_NAME_MAX];
+    rl2_redis_pool_t      *pool;    /* NULL when opened on its own */
+    struct rl2_redis_conn *next;    /* the pool's list */
+    struct rl2_redis_conn *prev;
+};
+
+struct rl2_redis_pool {
+    rl2_redis_conf_t  conf;
+    char              name[RL2_REDIS_NAME_MAX];
+    pthread_key_t     key;   /* this thread's rl2_redis_conn_t */
+    /* Every connection handed out, so that destroy closes those of threads
+     * still running; held only to link and unlink. */
+    pthread_mutex_t   lock;
+    rl2_redis_conn_t *conns;
+};
+
+/* ---- configuration ---- */
+
+void
+rl2_redis_conf_init(rl2_redis_conf_t *conf)
+{
+    memset(conf, 0, sizeof(*conf));
+    snprintf(conf->host, sizeof(conf->host), "127.0.0.1");
+    conf->port = 6379;
+    conf->connect_timeout_ms = 200;
+    conf->command_timeout_ms = 100;
+}
+
+static int
+rl2_terminated(const char *s, size_t size)
+{
+    return memchr(s, '\0', size) != NULL;
+}
+
+rl2_status_t
+rl2_redis_conf_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
+{
+    if (!rl2_terminated(conf->host, sizeof(conf->host))
+        || !rl2_terminated(conf->unix_path, sizeof(conf->unix_path))
+        || !rl2_terminated(conf->username, sizeof(conf->username))
+        || !rl2_terminated(conf->password, sizeof(conf->password))) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: a host, socket, "
+                           "user or password is not terminated");
+    }
+    if (conf->unix_path[0] == '\0'
+        && (conf->host[0] == '\0' || conf->port < 1 || conf->port > 65535)) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: a host and a port "
+                           "between 1 and 65535, or a unix socket, are "
+                           "needed (port %d)", conf->port);
+    }
+    if (conf->db < 0) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: database %d is "
+                           "negative", conf->db);
+    }
+    if (conf->connect_timeout_ms < 1 || conf->command_timeout_ms < 1) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: timeouts must be at "
+                           "least 1 ms (connect %d, command %d)",
+                           conf->connect_timeout_ms,
+                           conf->command_timeout_ms);
+    }
+    if (conf->username[0] != '\0' && conf->password[0] == '\0') {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: user \"%s\" needs a "
+                           "password (AUTH takes both)", conf->username);
+    }
+    return RL2_OK;
+}
+
+static void
+rl2_conf_name(const rl2_redis_conf_t *conf, char *buf, size_t size)
+{
+    if (conf->unix_path[0] != '\0') {
+        snprintf(buf, size, "unix:%s", conf->unix_path);
+    }
+    else if (strchr(conf->host, ':') != NULL) {
+        snprintf(buf, size, "[%.*s]:%d", (int)(size - 10), conf->host,
+                 conf->port);
+    }
+    else {
+        snprintf(buf, size, "%.*s:%d", (int)(size - 8), conf->host,
+                 conf->port);
+    }
+}
+
+static struct timeval
+rl2_ms_tv(int ms)
+{
+    struct timeval tv;
+
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* ---- one connection ---- */
+
+/* A timeout surfaces as EAGAIN from read or write: say so, since "Resource
+ * temporarily unavailable" tells an operator nothing. */
+static rl2_status_t
+rl2_io_error(rl2_redis_conn_t *c, const char *what, int saved_errno,
+             rl2_err_t *err)
+{
+    c->broken = 1;
+    if (c->ctx->err == REDIS_ERR_IO
+        && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
+        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: no answer "
+                           "within %d ms", c->name, what, c->timeout_ms);
+    }
+    return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %s", c->name,
+                       what, c->ctx->errstr[0] ? c->ctx->errstr
+                                               : "connection lost");
+}
+
+rl2_status_t
+rl2_redis_command(rl2_redis_conn_t *c, int argc, const char **argv,
+                  const size_t *argvlen, const char *what,
+                  struct redisReply **reply, rl2_err_t *err)
+{
+    redisReply *r;
+
+    *reply = NULL;
+    if (c->broken) {
+        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: connection "
+                           "already failed", c->name, what);
+    }
+    errno = 0;
+    r = redisCommandArgv(c->ctx, argc, argv, argvlen);
+    if (r == NULL) {
+        return rl2_io_error(c, what, errno, err);
+    }
+    *reply = r;
+    return RL2_OK;
+}
+
+void
+rl2_redis_reply_free(struct redisReply *reply)
+{
+    if (reply != NULL) {
+        freeReplyObject(reply);
+    }
+}
+
+/* AUTH and SELECT, pipelined: one round trip, one timeout at most. */
+static rl2_status_t
+rl2_conn_setup(rl2_redis_conn_t *c, const rl2_redis_conf_t *conf,
+               rl2_err_t *err)
+{
+    int user = conf->username[0] != '\0';
+    /* AUTH pass, or AUTH user pass (Redis 6 ACL) */
+    const char *auth[3] = { "AUTH", user ? conf->username : conf->password,
+                            conf->password };
+    size_t auth_len[3] = { 4, strlen(auth[1]), strlen(conf->password) };
+    char db[16], what[2][RL2_REDIS_USER_MAX + 24];
+    const char *sel[2] = { "SELECT", db };
+    size_t sel_len[2] = { 6, 0 };
+    int n = 0;
+
+    if (conf->password[0] != '\0') {
+        if (redisAppendCommandArgv(c->ctx, 2 + user, auth, auth_len)
+            != REDIS_OK) {
+            return rl2_io_error(c, "AUTH", errno, err);
+        }
+        snprintf(what[n++], sizeof(what[0]), "AUTH%s%s%s",
+                 user ? " as \"" : "", conf->username, user ? "\"" : "");
+    }
+    if (conf->db != 0) {
+        sel_len[1] = (size_t)snprintf(db, sizeof(db), "%d", conf->db);
+        if (redisAppendCommandArgv(c->ctx, 2, sel, sel_len) != REDIS_OK) {
+            return rl2_io_error(c, "SELECT", errno, err);
+        }
+        snprintf(what[n++], sizeof(what[0]), "SELECT %d", conf->db);
+    }
+    for (int i = 0; i < n; i++) {
+        redisReply *r = NULL;
+        rl2_status_t st = RL2_OK;
+
+        errno = 0;
+        if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK || r == NULL) {
+            return rl2_io_error(c, what[i], errno, err);
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            c->broken = 1;
+            st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s refused: "
+                             "%.120s", c->name, what[i], r->str);
+        }
+        freeReplyObject(r);
+        if (st != RL2_OK) {
+            return st;
+        }
+    }
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_redis_conn_open(const rl2_redis_conf_t *conf, rl2_redis_conn_t **out,
+                    rl2_err_t *err)
+{
+    struct timeval ctv = rl2_ms_tv(conf->connect_timeout_ms);
+    rl2_redis_conn_t *c;
+    rl2_status_t st;
+
+    *out = NULL;
+    if ((st = rl2_redis_conf_check(conf, err)) != RL2_OK) {
+        return st;
+    }
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    c->pid = getpid();
+    c->timeout_ms = conf->command_timeout_ms;
+    rl2_conf_name(conf, c->name, sizeof(c->name));
+    c->ctx = conf->unix_path[0] != '\0'
+             ? redisConnectUnixWithTimeout(conf->unix_path, ctv)
+             : redisConnectWithTimeout(conf->host, conf->port, ctv);
+    if (c->ctx == NULL) {
+        free(c);
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    if (c->ctx->err != 0) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: connect: %s",
+                         c->name, c->ctx->errstr);
+    }
+    else if (redisSetTimeout(c->ctx, rl2_ms_tv(conf->command_timeout_ms))
+             != REDIS_OK) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: setting the "
+                         "command timeout: %s", c->name, c->ctx->errstr);
+    }
+    else {
+        st = rl2_conn_setup(c, conf, err);
+    }
+    if (st != RL2_OK) {
+        rl2_redis_conn_close(c);
+        return st;
+    }
+    *out = c;
+    return RL2_OK;
+}
+
+void
+rl2_redis_conn_close(rl2_redis_conn_t *c)
+{
+    if (c != NULL) {
+        /* redisFree only closes the descriptor: in a child after fork it
+         * leaves the parent's copy of the socket alone. */
+        redisFree(c->ctx);
+        free(c);
+    }
+}
+
+int
+rl2_redis_conn_broken(const rl2_redis_conn_t *c)
+{
+    return c->broken;
+}
+
+const char *
+rl2_redis_conn_name(const rl2_redis_conn_t *c)
+{
+    return c->name;
+}
+
+/* Between commands a RESP2 server never speaks first: a readable socket
+ * means the server closed it (restart, idle timeout, CLIENT KILL).  One
+ * poll() finds that before a request is sent into a dead socket. */
+static int
+rl2_conn_usable(const rl2_redis_conn_t *c)
+{
+    struct pollfd p;
+
+    if (c->broken || c->pid != getpid()) {
+        return 0;
+    }
+    p.fd = c->ctx->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    return poll(&p, 1, 0) == 0;
+}
+
+/* ---- the per-thread cache ---- */
+
+static void
+rl2_pool_unlink(rl2_redis_pool_t *pool, rl2_redis_conn_t *c)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    }
+    else {
+        pool->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/* pthread key destructor: the thread is exiting. */
+static void
+rl2_pool_thread_exit(void *arg)
+{
+    rl2_redis_conn_t *c = arg;
+
+    rl2_pool_unlink(c->pool, c);
+    rl2_redis_conn_close(c);
+}
+
+rl2_status_t
+rl2_redis_pool_create(const rl2_redis_conf_t *conf, rl2_redis_pool_t **out,
+                      rl2_err_t *err)
+{
+    rl2_redis_pool_t *pool;
+    rl2_status_t st;
+    int rc;
+
+    *out = NULL;
+    if ((st = rl2_redis_conf_check(conf, err)) != RL2_OK) {
+        return st;
+    }
+    if ((pool = calloc(1, sizeof(*pool))) == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    pool->conf = *conf;
+    rl2_conf_name(conf, pool->name, sizeof(pool->name));
+    if ((rc = pthread_key_create(&pool->key, rl2_pool_thread_exit)) != 0) {
+        st = rl2_err_set(err, RL2_ERR_SYS, "redis %s: pthread_key_create: "
+                         "%s", pool->name, strerror(rc));
+        free(pool);
+        return st;
+    }
+    pthread_mutex_init(&pool->lock, NULL);
+    *out = pool;
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_redis_pool_get(rl2_redis_pool_t *pool, rl2_redis_conn_t **out,
+                   rl2_err_t *err)
+{
+    rl2_redis_conn_t *c = pthread_getspecific(pool->key);
+    rl2_status_t st;
+
+    *out = NULL;
+    if (c != NULL && rl2_conn_usable(c)) {
+        *out = c;
+        return RL2_OK;
+    }
+    if (c != NULL) {
+        pthread_setspecific(pool->key, NULL);
+        rl2_pool_unlink(pool, c);
+        rl2_redis_conn_close(c);
+    }
+    if ((st = rl2_redis_conn_open(&pool->conf, &c, err)) != RL2_OK) {
+        return st;
+    }
+    c->pool = pool;
+    pthread_mutex_lock(&pool->lock);
+    c->next = pool->conns;
+    if (pool->conns != NULL) {
+        pool->conns->prev = c;
+    }
+    pool->conns = c;
+    pthread_mutex_unlock(&pool->lock);
+    pthread_setspecific(pool->key, c);
+    *out = c;
+    return RL2_OK;
+}
+
+void
+rl2_redis_pool_destroy(rl2_redis_pool_t *pool)
+{
+    rl2_redis_conn_t *c, *next;
+
+    if (pool == NULL) {
+        return;
+    }
+    /* Deleting the key first means no destructor runs for it any more:
+     * every connection is closed here, once. */
+    pthread_key_delete(pool->key);
+    for (c = pool->conns; c != NULL; c = next) {
+        next = c->next;
+        rl2_redis_conn_close(c);
+    }
+    pthread_mutex_destroy(&pool->lock);
+    free(pool);
+}
+
+const char *
+rl2_redis_pool_name(const rl2_redis_pool_t *pool)
+{
+    return pool->name;
+}

@@ -1,0 +1,602 @@
+/*
+ * redis_lua.c -- the Lua of the Redis store: one fragment per algorithm
+ * family, a shared prelude and driver, and the three entry scripts (apply,
+ * peek, refund) assembled from them (calling convention in
+ * redis_scripts.h).
+ *
+ * Every fragment is the Lua twin of its C file (algo_bucket.c,
+ * algo_window.c, calendar.c, algo.c): the same clamps, the same branches,
+ * the same rounding, so that the same history of requests and clocks gives
+ * the same decisions, remaining, reset and retry_after.  Keep them in step.
+ *
+ * Lua numbers are doubles: integers are exact below 2^53 (the C side keeps
+ * every parameter below 2^50), "/" is a float division (idivmod() corrects
+ * its last-bit error), and a product of two large factors can leave the
+ * exact range (muldiv() computes it exactly).  Numbers are written to
+ * Redis with '%d', never with tostring's "%.14g".
+ *
+ * Each family is wrapped in a loader (LOAD.x) that a call runs only for
+ * the algorithms it meets: Redis runs the whole chunk on every call, and
+ * defining every family's functions each time cost more than deciding.
+ *
+ * State of the string-valued families is "n1:n2:..." in one key, read once
+ * per script and written once at the end with an absolute expiry (PXAT):
+ * the instant from which the state means the same as no state at all, so
+ * Redis forgets it exactly when nothing depends on it.  The clock is the
+ * script's, so a test clock ahead of the real one never loses live state.
+ */
+#include "redis_scripts.h"
+
+/* ---- prelude: arithmetic, results, string state ---- */
+#define RL2_LUA_PRELUDE \
+    "local floor, fmt = math.floor, string.format\n" \
+    "local TWO53 = 9007199254740992\n" \
+    "local NOW_MAX = TWO53\n" \
+    "local COUNT_MAX = 2305843009213693951\n" \
+    "local US_PER_DAY = 86400000000\n" \
+    "local FAM, LOAD = {}, {}\n" \
+    "local function max(a, b) if a > b then return a end return b end\n" \
+    "local function min(a, b) if a < b then return a end return b end\n" \
+    "local function clamp(v, lo, hi) return max(lo, min(v, hi)) end\n" \
+    "local function num(x) return fmt('%d', x) end\n" \
+    "local function idivmod(a, b)\n" \
+    "  local q = floor(a / b)\n" \
+    "  local r = a - q * b\n" \
+    "  if r < 0 then return q - 1, r + b end\n" \
+    "  if r >= b then return q + 1, r - b end\n" \
+    "  return q, r\n" \
+    "end\n" \
+    "local function idiv(a, b) return (idivmod(a, b)) end\n" \
+    RL2_LUA_MULDIV \
+    "local function result(ok, limit, remaining, reset, retry)\n" \
+    "  if ok then retry = 0 else retry = max(retry, 1) end\n" \
+    "  return { ok and 1 or 0, limit, max(remaining, 0), max(reset, 0),\n" \
+    "           retry }\n" \
+    "end\n" \
+    "local function counter(limit, count, cost, reset, retry)\n" \
+    "  if count + cost <= limit then\n" \
+    "    if count + cost <= 0 then reset = 0 end\n" \
+    "    return result(true, limit, limit - count - cost, reset, 0)\n" \
+    "  end\n" \
+    "  return result(false, limit, limit - count, reset, retry)\n" \
+    "end\n" \
+    RL2_LUA_STRING_STATE
+
+/* floor(a * b / c) and the remainder, exact whenever the quotient is below
+ * 2^53 and c below 2^52: reduce both factors modulo c, then multiply the
+ * remainders bit by bit (each step stays below 2c). */
+#define RL2_LUA_MULDIV \
+    "local function mulmod_lt(x, y, c)\n" \
+    "  local q, r, bit = 0, 0, 1\n" \
+    "  while bit * 2 <= y do bit = bit * 2 end\n" \
+    "  while bit >= 1 do\n" \
+    "    q, r = q * 2, r * 2\n" \
+    "    if r >= c then q, r = q + 1, r - c end\n" \
+    "    if y >= bit then\n" \
+    "      y, r = y - bit, r + x\n" \
+    "      if r >= c then q, r = q + 1, r - c end\n" \
+    "    end\n" \
+    "    bit = bit / 2\n" \
+    "  end\n" \
+    "  return q, r\n" \
+    "end\n" \
+    "local function muldiv(a, b, c)\n" \
+    "  local p = a * b\n" \
+    "  if p < TWO53 then return idivmod(p, c) end\n" \
+    "  local qa, ra = idivmod(a, c)\n" \
+    "  local qb, rb = idivmod(b, c)\n" \
+    "  local q, r = mulmod_lt(ra, rb, c)\n" \
+    "  return qa * qb * c + qa * rb + ra * qb + q, r\n" \
+    "end\n"
+
+/* A state key is read once (GET) into st.v and written once (save).  A
+ * commit sets an expiry, a refund keeps the key's (KEEPTTL) or sets an
+ * earlier one; an expiry already past deletes the key. */
+#define RL2_LUA_STRING_STATE \
+    "local function load(key)\n" \
+    "  local raw = redis.call('GET', key)\n" \
+    "  local st = { key = key, v = {}, exists = raw and true or false }\n" \
+    "  if raw then\n" \
+    "    for x in string.gmatch(raw, '[^:]+') do\n" \
+    "      st.v[#st.v + 1] = tonumber(x) or 0\n" \
+    "    end\n" \
+    "  end\n" \
+    "  return st\n" \
+    "end\n" \
+    "local function get(st, i) return st.v[i] or 0 end\n" \
+    "local function put(st, v, exp)\n" \
+    "  st.v, st.exp, st.dirty = v, exp, true\n" \
+    "end\n" \
+    "local function put_keep(st, v)\n" \
+    "  st.v, st.keep, st.dirty = v, true, true\n" \
+    "end\n" \
+    "local function save(st)\n" \
+    "  if not st.dirty then return end\n" \
+    "  local ms = idiv((st.exp or 0) + 999, 1000)\n" \
+    "  if st.del or (not st.keep and ms < 1) then\n" \
+    "    redis.call('DEL', st.key)\n" \
+    "    return\n" \
+    "  end\n" \
+    "  local parts = {}\n" \
+    "  for i = 1, #st.v do parts[i] = num(st.v[i]) end\n" \
+    "  local val = table.concat(parts, ':')\n" \
+    "  if st.keep then\n" \
+    "    redis.call('SET', st.key, val, 'KEEPTTL')\n" \
+    "  else\n" \
+    "    redis.call('SET', st.key, val, 'PXAT', num(ms))\n" \
+    "  end\n" \
+    "end\n"
+
+/* ---- token_bucket (0) and leaky_bucket (4): algo_bucket.c ----
+ * token_bucket keeps { tat } and expires at tat (the bucket is full
+ * again); leaky_bucket keeps { level, last } and expires when drained. */
+#define RL2_LUA_BUCKETS \
+    "LOAD.b = function()\n" \
+    "local function bucket(p)\n" \
+    "  local t = idiv(p.window, p.limit)\n" \
+    "  if t * p.limit < p.window then t = t + 1 end\n" \
+    "  local cap = p.limit\n" \
+    "  if p.burst > 0 then cap = p.burst end\n" \
+    "  return t, cap, cap * t\n" \
+    "end\n" \
+    "local function bucket_decide(p, debt, cost)\n" \
+    "  local t, cap, cap_us = bucket(p)\n" \
+    "  local after = debt + cost * t\n" \
+    "  if after <= cap_us then\n" \
+    "    return result(true, cap, idiv(cap_us - after, t), after, 0)\n" \
+    "  end\n" \
+    "  return result(false, cap, idiv(max(cap_us - debt, 0), t), debt,\n" \
+    "                after - cap_us)\n" \
+    "end\n" \
+    "local function forgive(p, now, committed, cost)\n" \
+    "  return max(cost * bucket(p) - max(now - committed, 0), 0)\n" \
+    "end\n" \
+    "local function tb_tat(p, st)\n" \
+    "  local _, _, cap_us = bucket(p)\n" \
+    "  return clamp(get(st, 1), 0, NOW_MAX + cap_us)\n" \
+    "end\n" \
+    "FAM[0] = {\n" \
+    "  check = function(p, st, now, cost)\n" \
+    "    return bucket_decide(p, max(tb_tat(p, st) - now, 0), cost)\n" \
+    "  end,\n" \
+    "  commit = function(p, st, now, cost)\n" \
+    "    local tat = max(tb_tat(p, st), now) + cost * bucket(p)\n" \
+    "    put(st, { tat }, tat)\n" \
+    "  end,\n" \
+    "  refund = function(p, st, now, committed, cost)\n" \
+    "    local tat = tb_tat(p, st)\n" \
+    "    if tat > now then\n" \
+    "      tat = max(tat - forgive(p, now, committed, cost), now)\n" \
+    "      put(st, { tat }, tat)\n" \
+    "    end\n" \
+    "  end\n" \
+    "}\n" \
+    "local function lb_view(p, st, now)\n" \
+    "  local _, _, cap_us = bucket(p)\n" \
+    "  local last = clamp(get(st, 2), 0, NOW_MAX)\n" \
+    "  local level = clamp(get(st, 1), 0, cap_us)\n" \
+    "  return max(level - max(now - last, 0), 0), last\n" \
+    "end\n" \
+    "FAM[4] = {\n" \
+    "  check = function(p, st, now, cost)\n" \
+    "    return bucket_decide(p, (lb_view(p, st, now)), cost)\n" \
+    "  end,\n" \
+    "  commit = function(p, st, now, cost)\n" \
+    "    local level, last = lb_view(p, st, now)\n" \
+    "    level, last = level + cost * bucket(p), max(last, now)\n" \
+    "    put(st, { level, last }, last + level)\n" \
+    "  end,\n" \
+    "  refund = function(p, st, now, committed, cost)\n" \
+    "    local level, last = lb_view(p, st, now)\n" \
+    "    level = max(level - forgive(p, now, committed, cost), 0)\n" \
+    "    last = max(last, now)\n" \
+    "    put(st, { level, last }, last + level)\n" \
+    "  end\n" \
+    "}\n" \
+    "end\n"
+
+/* ---- fixed_window (3) and quota (6): algo_window.c, calendar.c ----
+ * { span start, count }, expiring at the span's end.  Quota spans are UTC
+ * calendar days and months (civil-day arithmetic after Howard Hinnant). */
+#define RL2_LUA_SPANS \
+    "LOAD.s = function()\n" \
+    "local function days_from_civil(y, m, d)\n" \
+    "  if m <= 2 then y = y - 1 end\n" \
+    "  local era = idiv(y, 400)\n" \
+    "  local yoe = y - era * 400\n" \
+    "  local mp = m + 9\n" \
+    "  if m > 2 then mp = m - 3 end\n" \
+    "  local doy = idiv(153 * mp + 2, 5) + d - 1\n" \
+    "  local doe = yoe * 365 + idiv(yoe, 4) - idiv(yoe, 100) + doy\n" \
+    "  return era * 146097 + doe - 719468\n" \
+    "end\n" \
+    "local function civil_from_days(z)\n" \
+    "  z = z + 719468\n" \
+    "  local era = idiv(z, 146097)\n" \
+    "  local doe = z - era * 146097\n" \
+    "  local yoe = idiv(doe - idiv(doe, 1460) + idiv(doe, 36524)\n" \
+    "                   - idiv(doe, 146096), 365)\n" \
+    "  local doy = doe - (365 * yoe + idiv(yoe, 4) - idiv(yoe, 100))\n" \
+    "  local mp = idiv(5 * doy + 2, 153)\n" \
+    "  local m = mp - 9\n" \
+    "  if mp < 10 then m = mp + 3 end\n" \
+    "  local y = yoe + era * 400\n" \
+    "  if m <= 2 then y = y + 1 end\n" \
+    "  return y, m\n" \
+    "end\n" \
+    "local function span_bounds(p, t)\n" \
+    "  if p.algo ~= 6 then\n" \
+    "    local s = idiv(t, p.window) * p.window\n" \
+    "    return s, s + p.window\n" \
+    "  end\n" \
+    "  t = clamp(t, -NOW_MAX, NOW_MAX)\n" \
+    "  local days = idiv(t, US_PER_DAY)\n" \
+    "  if p.period == 1 then\n" \
+    "    return days * US_PER_DAY, (days + 1) * US_PER_DAY\n" \
+    "  end\n" \
+    "  if p.period ~= 2 then return t, t end\n" \
+    "  local y, m = civil_from_days(days)\n" \
+    "  local e\n" \
+    "  if m == 12 then\n" \
+    "    e = days_from_civil(y + 1, 1, 1)\n" \
+    "  else\n" \
+    "    e = days_from_civil(y, m + 1, 1)\n" \
+    "  end\n" \
+    "  return days_from_civil(y, m, 1) * US_PER_DAY, e * US_PER_DAY\n" \
+    "end\n" \
+    "local function span_view(p, st, now)\n" \
+    "  local stored = clamp(get(st, 1), 0, NOW_MAX)\n" \
+    "  local s, e = span_bounds(p, now)\n" \
+    "  if s > stored then return s, e, 0 end\n" \
+    "  s, e = span_bounds(p, stored)\n" \
+    "  return s, e, clamp(get(st, 2), 0, p.limit)\n" \
+    "end\n" \
+    "FAM[3] = {\n" \
+    "  check = function(p, st, now, cost)\n" \
+    "    local _, e, count = span_view(p, st, now)\n" \
+    "    return counter(p.limit, count, cost, e - now, e - now)\n" \
+    "  end,\n" \
+    "  commit = function(p, st, now, cost)\n" \
+    "    local s, e, count = span_view(p, st, now)\n" \
+    "    put(st, { s, count + cost }, e)\n" \
+    "  end,\n" \
+    "  refund = function(p, st, now, committed, cost)\n" \
+    "    local stored = clamp(get(st, 1), 0, NOW_MAX)\n" \
+    "    if span_bounds(p, committed) == stored then\n" \
+    "      local count = clamp(get(st, 2), 0, p.limit)\n" \
+    "      put_keep(st, { get(st, 1), max(count - cost, 0) })\n" \
+    "    end\n" \
+    "  end\n" \
+    "}\n" \
+    "FAM[6] = FAM[3]\n" \
+    "end\n"
+
+/* ---- sliding_window (2): algo_window.c ----
+ * { window start, cur, prev }, expiring two windows after the start (the
+ * current window's units weigh on the next one).  The C compares
+ * prev * (W - e) + (cur + cost) * W with limit * W; here the same test is
+ * ceil(prev * (W - e) / W) <= limit - cur - cost, which needs no product
+ * beyond limit * W. */
+#define RL2_LUA_SLIDING \
+    "LOAD.w = function()\n" \
+    "local function sw_view(p, st, now)\n" \
+    "  local w = p.window\n" \
+    "  local stored = clamp(get(st, 1), 0, NOW_MAX)\n" \
+    "  local v = { start = idiv(now, w) * w,\n" \
+    "              cur = clamp(get(st, 2), 0, p.limit),\n" \
+    "              prev = clamp(get(st, 3), 0, p.limit) }\n" \
+    "  if v.start <= stored then\n" \
+    "    v.start = stored\n" \
+    "  elseif v.start - w == stored then\n" \
+    "    v.prev, v.cur = v.cur, 0\n" \
+    "  else\n" \
+    "    v.prev, v.cur = 0, 0\n" \
+    "  end\n" \
+    "  v.elapsed = clamp(now - v.start, 0, w)\n" \
+    "  return v\n" \
+    "end\n" \
+    "local function sw_reset(w, v, now)\n" \
+    "  if v.cur > 0 then return v.start + 2 * w - now end\n" \
+    "  if v.prev > 0 then return v.start + w - now end\n" \
+    "  return 0\n" \
+    "end\n" \
+    "local function sw_retry(p, v, now, cost)\n" \
+    "  local w = p.window\n" \
+    "  local room = p.limit - v.cur - cost\n" \
+    "  if v.prev > 0 and room >= 0 then\n" \
+    "    local t = w - muldiv(room, w, v.prev)\n" \
+    "    if t < w then return v.start + t - now end\n" \
+    "  end\n" \
+    "  local t = w\n" \
+    "  if v.cur > 0 and p.limit - cost < v.cur then\n" \
+    "    t = t + w - muldiv(p.limit - cost, w, v.cur)\n" \
+    "  end\n" \
+    "  return v.start + t - now\n" \
+    "end\n" \
+    "FAM[2] = {\n" \
+    "  check = function(p, st, now, cost)\n" \
+    "    local w = p.window\n" \
+    "    local v = sw_view(p, st, now)\n" \
+    "    local q, r = muldiv(v.prev, w - v.elapsed, w)\n" \
+    "    if r > 0 then q = q + 1 end\n" \
+    "    local room = p.limit - v.cur - cost\n" \
+    "    if q <= room then\n" \
+    "      v.cur = v.cur + cost\n" \
+    "      return result(true, p.limit, room - q, sw_reset(w, v, now), 0)\n" \
+    "    end\n" \
+    "    return result(false, p.limit, p.limit - v.cur - q,\n" \
+    "                  sw_reset(w, v, now), sw_retry(p, v, now, cost))\n" \
+    "  end,\n" \
+    "  commit = function(p, st, now, cost)\n" \
+    "    local v = sw_view(p, st, now)\n" \
+    "    put(st, { v.start, v.cur + cost, v.prev }, v.start + 2 * p.window)\n" \
+    "  end,\n" \
+    "  refund = function(p, st, now, committed, cost)\n" \
+    "    local w = p.window\n" \
+    "    local stored = clamp(get(st, 1), 0, NOW_MAX)\n" \
+    "    local s = idiv(committed, w) * w\n" \
+    "    local cur, prev = get(st, 2), get(st, 3)\n" \
+    "    if s == stored then\n" \
+    "      cur = max(clamp(cur, 0, p.limit) - cost, 0)\n" \
+    "    elseif s == stored - w and now >= stored then\n" \
+    "      prev = max(clamp(prev, 0, p.limit) - cost, 0)\n" \
+    "    else\n" \
+    "      return\n" \
+    "    end\n" \
+    "    put_keep(st, { get(st, 1), cur, prev })\n" \
+    "  end\n" \
+    "}\n" \
+    "end\n"
+
+/* ---- sliding_log (1): algo_window.c ----
+ * A sorted set scored by admission time, expiring a window after its
+ * newest entry.  Members must be unique or ZADD overwrites: the k-th
+ * entry stamped t is "t-k", k counting the entries already stamped t.
+ * Expiry removes all of one stamp at once and a refund removes the highest
+ * k first, so the stamps of t stay "t-0" .. "t-(n-1)" and the next is
+ * free. */
+#define RL2_LUA_LOG \
+    "LOAD.l = function()\n" \
+    "local function sl_cap(p) return clamp(p.limit, 1, 4096) end\n" \
+    "local function sl_at(key, i)\n" \
+    "  local r = redis.call('ZRANGE', key, i, i, 'WITHSCORES')\n" \
+    "  return clamp(tonumber(r[2]) or 0, 0, NOW_MAX)\n" \
+    "end\n" \
+    "FAM[1] = {\n" \
+    "  load = function(key) return { key = key, exists = true } end,\n" \
+    "  save = function() end,\n" \
+    "  check = function(p, st, now, cost)\n" \
+    "    local w, cap = p.window, sl_cap(p)\n" \
+    "    local count = redis.call('ZCARD', st.key)\n" \
+    "    local gone = redis.call('ZCOUNT', st.key, '-inf', num(now - w))\n" \
+    "    local live = count - gone\n" \
+    "    local newest = now\n" \
+    "    if live > 0 then newest = sl_at(st.key, count - 1) end\n" \
+    "    if live + cost <= cap then\n" \
+    "      local reset = 0\n" \
+    "      if cost > 0 then newest = max(newest, now) end\n" \
+    "      if live + cost > 0 then reset = newest + w - now end\n" \
+    "      return result(true, cap, cap - live - cost, reset, 0)\n" \
+    "    end\n" \
+    "    local need = live + cost - cap\n" \
+    "    return result(false, cap, cap - live, newest + w - now,\n" \
+    "                  sl_at(st.key, gone + need - 1) + w - now)\n" \
+    "  end,\n" \
+    "  commit = function(p, st, now, cost)\n" \
+    "    local key, t = st.key, now\n" \
+    "    local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')\n" \
+    "    if last[2] then\n" \
+    "      t = max(now, clamp(tonumber(last[2]), 0, NOW_MAX))\n" \
+    "    end\n" \
+    "    redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now - p.window))\n" \
+    "    local k = redis.call('ZCOUNT', key, num(t), num(t))\n" \
+    "    local i = 0\n" \
+    "    while i < cost do\n" \
+    "      local args = {}\n" \
+    "      while i < cost and #args < 256 do\n" \
+    "        args[#args + 1] = num(t)\n" \
+    "        args[#args + 1] = num(t) .. '-' .. num(k + i)\n" \
+    "        i = i + 1\n" \
+    "      end\n" \
+    "      redis.call('ZADD', key, unpack(args))\n" \
+    "    end\n" \
+    "    local ms = idiv(t + p.window + 999, 1000)\n" \
+    "    redis.call('PEXPIREAT', key, num(ms))\n" \
+    "  end,\n" \
+    "  refund = function(p, st, now, committed, cost)\n" \
+    "    local t = num(committed)\n" \
+    "    local c = redis.call('ZCOUNT', st.key, t, t)\n" \
+    "    for i = c - min(cost, c), c - 1 do\n" \
+    "      redis.call('ZREM', st.key, t .. '-' .. num(i))\n" \
+    "    end\n" \
+    "  end\n" \
+    "}\n" \
+    "end\n"
+
+/* ---- concurrency (5): algo_window.c, algo.c ----
+ * { in flight }, kept an hour after the last admission (a count leaked by
+ * a killed process does not lock a client out for longer); deleted when
+ * it drops to zero. */
+#define RL2_LUA_CONCURRENCY \
+    "LOAD.c = function()\n" \
+    "local function cc_count(st)\n" \
+    "  return clamp(get(st, 1), 0, COUNT_MAX)\n" \
+    "end\n" \
+    "FAM[5] = {\n" \
+    "  check = function(p, st, now, cost)\n" \
+    "    return counter(p.limit, cc_count(st), cost, 0, 1000000)\n" \
+    "  end,\n" \
+    "  commit = function(p, st, now, cost)\n" \
+    "    put(st, { min(cc_count(st) + cost, COUNT_MAX) }, now + 3600000000)\n" \
+    "  end,\n" \
+    "  refund = function(p, st, now, committed, cost)\n" \
+    "    local c = max(cc_count(st) - cost, 0)\n" \
+    "    if c == 0 then\n" \
+    "      st.del, st.dirty = true, true\n" \
+    "    else\n" \
+    "      put_keep(st, { c })\n" \
+    "    end\n" \
+    "  end\n" \
+    "}\n" \
+    "end\n"
+
+/* ---- driver: algo.c's dispatch (through the family loaders), the
+ * arguments, the clock ----
+ * A request larger than the capacity never fits (algo.c); states are
+ * cached by key so that two layers on one key see each other's commits,
+ * as they do in the local store's zone. */
+#define RL2_LUA_DRIVER \
+    "local FAMILY = { [0] = 'b', [1] = 'l', [2] = 'w', [3] = 's',\n" \
+    "                 [4] = 'b', [5] = 'c', [6] = 's' }\n" \
+    "local function fam(algo)\n" \
+    "  if not FAM[algo] then LOAD[FAMILY[algo]]() end\n" \
+    "  return FAM[algo]\n" \
+    "end\n" \
+    "local function capacity(p)\n" \
+    "  if (p.algo == 0 or p.algo == 4) and p.burst > 0 then\n" \
+    "    return p.burst\n" \
+    "  end\n" \
+    "  if p.algo == 1 then return clamp(p.limit, 1, 4096) end\n" \
+    "  return p.limit\n" \
+    "end\n" \
+    "local function check(p, st, now, cost)\n" \
+    "  local f = fam(p.algo)\n" \
+    "  cost = max(cost, 0)\n" \
+    "  if cost <= capacity(p) then return f.check(p, st, now, cost) end\n" \
+    "  local r = f.check(p, st, now, 0)\n" \
+    "  r[1], r[5] = 0, max(r[4], 1000000)\n" \
+    "  return r\n" \
+    "end\n" \
+    "local function params(algo, limit, window, burst, period)\n" \
+    "  if not (algo and limit and window and burst and period)\n" \
+    "     or not FAMILY[algo] or limit < 1\n" \
+    "     or (window < 1 and algo ~= 5 and algo ~= 6) then\n" \
+    "    return nil\n" \
+    "  end\n" \
+    "  return { algo = algo, limit = limit, window = window,\n" \
+    "           burst = burst, period = period }\n" \
+    "end\n" \
+    "local function layers()\n" \
+    "  local n = tonumber(ARGV[2])\n" \
+    "  if not n or #ARGV ~= 2 + 11 * n then return nil end\n" \
+    "  local out, k = {}, 1\n" \
+    "  for i = 1, n do\n" \
+    "    local a = {}\n" \
+    "    for j = 1, 11 do a[j] = tonumber(ARGV[2 + (i - 1) * 11 + j]) end\n" \
+    "    local l = { flags = a[1] or -1, cost = a[7], committed = a[11],\n" \
+    "                p = params(a[2], a[3], a[4], a[5], a[6]),\n" \
+    "                key = KEYS[k] }\n" \
+    "    k = k + 1\n" \
+    "    if (a[8] or 0) > 0 then\n" \
+    "      l.op, l.okey = params(0, a[8], a[9], a[10], 0), KEYS[k]\n" \
+    "      k = k + 1\n" \
+    "    end\n" \
+    "    if l.flags < 0 or not (l.cost and l.committed and l.p and l.key)\n" \
+    "       or (l.okey and not l.op) then\n" \
+    "      return nil\n" \
+    "    end\n" \
+    "    out[i] = l\n" \
+    "  end\n" \
+    "  if k - 1 ~= #KEYS then return nil end\n" \
+    "  return out\n" \
+    "end\n" \
+    "local function clock()\n" \
+    "  local now = tonumber(ARGV[1])\n" \
+    "  if not now then\n" \
+    "    local t = redis.call('TIME')\n" \
+    "    now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+    "  end\n" \
+    "  return clamp(now, 0, NOW_MAX)\n" \
+    "end\n" \
+    "local STATES = {}\n" \
+    "local function state(p, key)\n" \
+    "  local st = STATES[key]\n" \
+    "  if not st then\n" \
+    "    st = (fam(p.algo).load or load)(key)\n" \
+    "    st.save = fam(p.algo).save or save\n" \
+    "    STATES[key] = st\n" \
+    "  end\n" \
+    "  return st\n" \
+    "end\n" \
+    "local function save_all()\n" \
+    "  for _, st in pairs(STATES) do st.save(st) end\n" \
+    "end\n" \
+    "local function check_all(L, now)\n" \
+    "  local blocked = false\n" \
+    "  for _, l in ipairs(L) do\n" \
+    "    l.res = check(l.p, state(l.p, l.key), now, l.cost)\n" \
+    "    l.refused, l.ov, l.done = l.res[1] == 0, false, false\n" \
+    "    if l.refused and l.op\n" \
+    "       and check(l.op, state(l.op, l.okey), now, l.cost)[1] == 1 then\n" \
+    "      l.refused, l.ov = false, true\n" \
+    "    end\n" \
+    "    if l.refused and l.flags % 2 == 0 then blocked = true end\n" \
+    "  end\n" \
+    "  return blocked\n" \
+    "end\n" \
+    "local function reply(L, now)\n" \
+    "  local out = { now }\n" \
+    "  for _, l in ipairs(L) do\n" \
+    "    for j = 1, 5 do out[#out + 1] = l.res[j] end\n" \
+    "    out[#out + 1] = l.refused and 1 or 0\n" \
+    "    out[#out + 1] = l.ov and 1 or 0\n" \
+    "    out[#out + 1] = l.done and 1 or 0\n" \
+    "  end\n" \
+    "  return out\n" \
+    "end\n" \
+    "local L = layers()\n" \
+    "if not L then\n" \
+    "  return redis.error_reply('ERR rl2: malformed script arguments')\n" \
+    "end\n" \
+    "local now = clock()\n"
+
+#define RL2_LUA_LIBRARY \
+    RL2_LUA_PRELUDE RL2_LUA_BUCKETS RL2_LUA_SPANS RL2_LUA_SLIDING \
+    RL2_LUA_LOG RL2_LUA_CONCURRENCY RL2_LUA_DRIVER
+
+/* Check every layer; commit only when no enforcing layer is refused, each
+ * layer that fits into its main state or, when only the overflow
+ * allowance admitted it, into the overflow state. */
+static const char rl2_lua_apply[] = RL2_LUA_LIBRARY
+    "if not check_all(L, now) then\n"
+    "  for _, l in ipairs(L) do\n"
+    "    if not l.refused then\n"
+    "      local p, key = l.p, l.key\n"
+    "      if l.ov then p, key = l.op, l.okey end\n"
+    "      local cost = clamp(l.cost, 0, capacity(p))\n"
+    "      fam(p.algo).commit(p, state(p, key), now, cost)\n"
+    "      l.done = true\n"
+    "    end\n"
+    "  end\n"
+    "  save_all()\n"
+    "end\n"
+    "return reply(L, now)\n";
+
+/* Reads only: no key is created or touched. */
+static const char rl2_lua_peek[] = RL2_LUA_LIBRARY
+    "check_all(L, now)\n"
+    "return reply(L, now)\n";
+
+/* A key that is gone holds a state equal to none: nothing to give back. */
+static const char rl2_lua_refund[] = RL2_LUA_LIBRARY
+    "for _, l in ipairs(L) do\n"
+    "  local p, key = l.p, l.key\n"
+    "  if floor(l.flags / 2) % 2 == 1 then p, key = l.op, l.okey end\n"
+    "  if p then\n"
+    "    local st = state(p, key)\n"
+    "    if st.exists then\n"
+    "      fam(p.algo).refund(p, st, now, clamp(l.committed, 0, NOW_MAX),\n"
+    "                         clamp(l.cost, 0, capacity(p)))\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "save_all()\n"
+    "return #L\n";
+
+const char rl2_lua_prelude[] = RL2_LUA_PRELUDE;
+
+const char *const rl2_lua_source[RL2_SCRIPT_COUNT] = {
+    [RL2_SCRIPT_APPLY] = rl2_lua_apply,
+    [RL2_SCRIPT_PEEK] = rl2_lua_peek,
+    [RL2_SCRIPT_REFUND] = rl2_lua_refund,
+};

@@ -1,0 +1,347 @@
+/*
+ * redis_scripts.c -- calling the Lua scripts of the Redis store: keys,
+ * arguments, EVALSHA with the EVAL fallback, and the replies (calling
+ * convention in redis_scripts.h, the Lua in redis_lua.c).
+ *
+ * A script's SHA1 depends only on its text, so it is learned once per
+ * process (SCRIPT LOAD on first use) and is valid on every server.  A
+ * server that has lost its script cache (restart, failover, SCRIPT FLUSH)
+ * answers NOSCRIPT; the call is then sent again as EVAL, which also puts
+ * the script back into that server's cache.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "redis_scripts.h"
+
+/* The bound of redis_scripts.h: 2^50. */
+#define RL2_LUA_EXACT (INT64_C(1) << 50)
+
+/* "EVALSHA" sha numkeys, the keys, ARGV[1], ARGV[2], the layers. */
+#define RL2_ARGC_MAX (3 + 2 * RL2_MAX_LAYERS + 2 \
+                      + RL2_SCRIPT_FIELDS * RL2_MAX_LAYERS)
+#define RL2_NUM_MAX 24
+
+static const char *const rl2_script_names[RL2_SCRIPT_COUNT] = {
+    "apply", "peek", "refund"
+};
+
+static pthread_mutex_t rl2_sha_lock = PTHREAD_MUTEX_INITIALIZER;
+static char rl2_sha[RL2_SCRIPT_COUNT][41];
+static atomic_int rl2_sha_known[RL2_SCRIPT_COUNT];
+
+/* One call's arguments, built on the stack (about 10 KiB). */
+typedef struct {
+    int         argc;
+    const char *argv[RL2_ARGC_MAX];
+    size_t      len[RL2_ARGC_MAX];
+    int         nkeys;
+    char        keys[2 * RL2_MAX_LAYERS][RL2_REDIS_KEY_MAX];
+    char        nums[RL2_ARGC_MAX][RL2_NUM_MAX]; /* by argument index */
+    char        what[RL2_REDIS_KEY_MAX + 48];   /* for messages */
+} rl2_call_t;
+
+const char *
+rl2_script_name(rl2_script_t which)
+{
+    return (unsigned)which < RL2_SCRIPT_COUNT ? rl2_script_names[which]
+                                              : "unknown";
+}
+
+void
+rl2_redis_key(rl2_digest_t digest, char suffix, char out[RL2_REDIS_KEY_MAX])
+{
+    snprintf(out, RL2_REDIS_KEY_MAX, "rl2:{%016" PRIx64 "%016" PRIx64 "}:%c",
+             digest.hi, digest.lo, suffix);
+}
+
+static int
+rl2_params_exact(const rl2_algo_params_t *p)
+{
+    int64_t t;
+
+    if (p->limit >= RL2_LUA_EXACT || p->window_us >= RL2_LUA_EXACT
+        || p->burst >= RL2_LUA_EXACT) {
+        return 0;
+    }
+    if (p->algo != RL2_ALGO_TOKEN_BUCKET && p->algo != RL2_ALGO_LEAKY_BUCKET) {
+        return 1;
+    }
+    /* the capacity in µs, as bucket_of() computes it */
+    t = p->window_us / p->limit + (p->window_us % p->limit != 0);
+    return (p->burst > 0 ? p->burst : p->limit) <= RL2_LUA_EXACT / t;
+}
+
+rl2_status_t
+rl2_redis_layers_check(const rl2_layer_t *layers, const size_t *idx,
+                       size_t n, rl2_err_t *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        const rl2_limit_t *limit = layers[idx[i]].limit;
+
+        if (!rl2_params_exact(&limit->algo) || limit->cost < 1
+            || limit->cost >= RL2_LUA_EXACT
+            || (limit->overflow.limit != 0
+                && !rl2_params_exact(&limit->overflow))) {
+            return rl2_err_set(err, RL2_ERR_INVALID, "limit \"%s\": its "
+                               "window, limit, burst or cost is beyond what "
+                               "the Redis scripts compute exactly (2^50)",
+                               limit->name);
+        }
+    }
+    return RL2_OK;
+}
+
+/* ---- building a call ---- */
+
+static void
+rl2_call_arg(rl2_call_t *c, const char *s, size_t len)
+{
+    c->argv[c->argc] = s;
+    c->len[c->argc] = len;
+    c->argc++;
+}
+
+static void
+rl2_call_num(rl2_call_t *c, int64_t v)
+{
+    char *buf = c->nums[c->argc];
+    int len = snprintf(buf, sizeof(c->nums[0]), "%" PRId64, v);
+
+    rl2_call_arg(c, buf, (size_t)len);
+}
+
+static void
+rl2_call_key(rl2_call_t *c, rl2_digest_t digest, char suffix)
+{
+    char *buf = c->keys[c->nkeys++];
+
+    rl2_redis_key(digest, suffix, buf);
+    rl2_call_arg(c, buf, strlen(buf));
+}
+
+static void
+rl2_call_layer(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *l)
+{
+    const rl2_limit_t *limit = l->limit;
+    const rl2_algo_params_t *p = &limit->algo, *o = &limit->overflow;
+    int flags = (l->dry_run || limit->unlimited)
+                | (which == RL2_SCRIPT_REFUND && l->overflow_used) << 1;
+
+    rl2_call_num(c, flags);
+    rl2_call_num(c, p->algo);
+    rl2_call_num(c, p->limit);
+    rl2_call_num(c, p->window_us);
+    rl2_call_num(c, p->burst);
+    rl2_call_num(c, p->period);
+    rl2_call_num(c, limit->cost);
+    rl2_call_num(c, o->limit);
+    rl2_call_num(c, o->limit != 0 ? o->window_us : 0);
+    rl2_call_num(c, o->limit != 0 ? o->burst : 0);
+    rl2_call_num(c, which == RL2_SCRIPT_REFUND ? l->committed_us : 0);
+}
+
+/* argv[1] (the SHA1 or the source) is set when the call is sent. */
+static void
+rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
+               const size_t *idx, size_t n, const int64_t *now_us)
+{
+    c->argc = 0;
+    c->nkeys = 0;
+    rl2_call_arg(c, "EVALSHA", 7);
+    rl2_call_arg(c, "", 0);
+    rl2_call_arg(c, c->nums[2], 0);
+    for (size_t i = 0; i < n; i++) {
+        const rl2_layer_t *l = &layers[idx[i]];
+
+        rl2_call_key(c, l->key, 's');
+        if (l->limit->overflow.limit != 0) {
+            rl2_call_key(c, l->key, 'o');
+        }
+    }
+    c->len[2] = (size_t)snprintf(c->nums[2], sizeof(c->nums[0]), "%d",
+                                 c->nkeys);
+    if (now_us != NULL) {
+        rl2_call_num(c, *now_us);
+    }
+    else {
+        rl2_call_arg(c, "", 0);
+    }
+    rl2_call_num(c, (int64_t)n);
+    for (size_t i = 0; i < n; i++) {
+        rl2_call_layer(c, which, &layers[idx[i]]);
+    }
+    if (n > 1) {
+        snprintf(c->what, sizeof(c->what), "%s on %s (+%zu more layers)",
+                 rl2_script_name(which), c->argv[3], n - 1);
+    }
+    else {
+        snprintf(c->what, sizeof(c->what), "%s on %s",
+                 rl2_script_name(which), n ? c->argv[3] : "no key");
+    }
+}
+
+/* ---- sending it ---- */
+
+static rl2_status_t
+rl2_script_sha(rl2_redis_conn_t *conn, rl2_script_t which, rl2_err_t *err)
+{
+    const char *src = rl2_lua_source[which];
+    const char *argv[3] = { "SCRIPT", "LOAD", src };
+    size_t len[3] = { 6, 4, strlen(src) };
+    redisReply *r;
+    rl2_status_t st;
+
+    if (atomic_load_explicit(&rl2_sha_known[which], memory_order_acquire)) {
+        return RL2_OK;
+    }
+    st = rl2_redis_command(conn, 3, argv, len, "SCRIPT LOAD", &r, err);
+    if (st != RL2_OK) {
+        return st;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len != 40) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: SCRIPT LOAD %s: "
+                         "%.120s", rl2_redis_conn_name(conn),
+                         rl2_script_name(which),
+                         r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : "unexpected reply");
+    }
+    else {
+        /* Written once: threads that raced to load it must not rewrite
+         * what a reader may already be using. */
+        pthread_mutex_lock(&rl2_sha_lock);
+        if (!atomic_load_explicit(&rl2_sha_known[which],
+                                  memory_order_relaxed)) {
+            memcpy(rl2_sha[which], r->str, 40);
+            rl2_sha[which][40] = '\0';
+            atomic_store_explicit(&rl2_sha_known[which], 1,
+                                  memory_order_release);
+        }
+        pthread_mutex_unlock(&rl2_sha_lock);
+    }
+    freeReplyObject(r);
+    return st;
+}
+
+static int
+rl2_is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+static rl2_status_t
+rl2_call_send(rl2_redis_conn_t *conn, rl2_script_t which, rl2_call_t *c,
+              redisReply **reply, rl2_err_t *err)
+{
+    rl2_status_t st = rl2_script_sha(conn, which, err);
+
+    if (st != RL2_OK) {
+        return st;
+    }
+    c->argv[1] = rl2_sha[which];
+    c->len[1] = 40;
+    st = rl2_redis_command(conn, c->argc, c->argv, c->len, c->what, reply,
+                           err);
+    if (st != RL2_OK || !rl2_is_noscript(*reply)) {
+        return st;
+    }
+    freeReplyObject(*reply);
+    c->argv[0] = "EVAL";
+    c->len[0] = 4;
+    c->argv[1] = rl2_lua_source[which];
+    c->len[1] = strlen(rl2_lua_source[which]);
+    return rl2_redis_command(conn, c->argc, c->argv, c->len, c->what, reply,
+                             err);
+}
+
+/* ---- the answer ---- */
+
+static int
+rl2_reply_ints(const redisReply *r, size_t n)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (r->element[i]->type != REDIS_REPLY_INTEGER) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* peek, like the local store's, leaves what was committed alone. */
+static void
+rl2_layer_fill(rl2_layer_t *l, rl2_script_t which, redisReply *const *e,
+               int64_t now)
+{
+    l->result.allowed = e[0]->integer != 0;
+    l->result.limit = e[1]->integer;
+    l->result.remaining = e[2]->integer;
+    l->result.reset_us = e[3]->integer;
+    l->result.retry_after_us = e[4]->integer;
+    l->refused = e[5]->integer != 0;
+    l->overflow_used = e[6]->integer != 0;
+    if (which == RL2_SCRIPT_APPLY) {
+        l->committed = e[7]->integer != 0;
+        l->committed_us = l->committed ? now : 0;
+    }
+}
+
+static rl2_status_t
+rl2_reply_take(rl2_redis_conn_t *conn, rl2_script_t which, const rl2_call_t *c,
+               const redisReply *r, rl2_layer_t *layers, const size_t *idx,
+               size_t n, rl2_err_t *err)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %.120s",
+                           rl2_redis_conn_name(conn), c->what, r->str);
+    }
+    if (which == RL2_SCRIPT_REFUND) {
+        if (r->type != REDIS_REPLY_INTEGER || r->integer != (long long)n) {
+            return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: "
+                               "unexpected reply", rl2_redis_conn_name(conn),
+                               c->what);
+        }
+        return RL2_OK;
+    }
+    if (!rl2_reply_ints(r, 1 + 8 * n)) {
+        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: unexpected "
+                           "reply", rl2_redis_conn_name(conn), c->what);
+    }
+    for (size_t i = 0; i < n; i++) {
+        rl2_layer_fill(&layers[idx[i]], which, r->element + 1 + 8 * i,
+                       r->element[0]->integer);
+    }
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_redis_script_run(rl2_redis_conn_t *conn, rl2_script_t which,
+                     rl2_layer_t *layers, const size_t *idx, size_t n,
+                     const int64_t *now_us, rl2_err_t *err)
+{
+    rl2_call_t c;
+    redisReply *r = NULL;
+    rl2_status_t st;
+
+    if ((unsigned)which >= RL2_SCRIPT_COUNT || n > RL2_MAX_LAYERS) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "redis: script %d with %zu "
+                           "layers", (int)which, n);
+    }
+    if ((st = rl2_redis_layers_check(layers, idx, n, err)) != RL2_OK) {
+        return st;
+    }
+    rl2_call_build(&c, which, layers, idx, n, now_us);
+    if ((st = rl2_call_send(conn, which, &c, &r, err)) != RL2_OK) {
+        return st;
+    }
+    st = rl2_reply_take(conn, which, &c, r, layers, idx, n, err);
+    freeReplyObject(r);
+    return st;
+}

@@ -1,0 +1,80 @@
+/*
+ * redis_scripts.h -- the Lua scripts of the Redis store and how they are
+ * called (private to the core: redis_lua.c, redis_scripts.c,
+ * store_redis.c).
+ *
+ * Three entry scripts -- apply, peek, refund -- are built from one Lua
+ * fragment per algorithm family (buckets, spans, sliding window, sliding
+ * log, concurrency) plus a shared prelude and driver.  Each call takes the
+ * layers of one group: layers whose keys hash to one Cluster slot (on a
+ * standalone server, every layer of the request), so that one atomic
+ * script checks them all and commits only if no enforcing layer is
+ * refused.
+ *
+ * Calling convention (every number a decimal integer, times in µs):
+ *   KEYS   per layer: its state key, then its overflow key if it has one
+ *   ARGV[1] "" for Redis TIME, or a test clock
+ *   ARGV[2] number of layers n
+ *   ARGV[3 + 11 * i ...] per layer i: flags (1: never refuses -- dry run
+ *          or unlimited; 2: refund the overflow state), algorithm
+ *          (rl2_algo_t), limit, window_us, burst, period (rl2_period_t),
+ *          cost, overflow limit (0: none), overflow window_us, overflow
+ *          burst, committed_us (refund only)
+ * apply and peek answer { now, then per layer: allowed, limit, remaining,
+ * reset_us, retry_after_us, refused, overflow_used, committed }; refund
+ * answers the number of layers.
+ *
+ * Keys are "rl2:{<32 hex digits of the layer digest>}:<suffix>", suffix
+ * "s" for the limit's state and "o" for its overflow allowance: the
+ * {hash tag} keeps one layer's keys in one slot.
+ */
+#ifndef RL2_REDIS_SCRIPTS_H
+#define RL2_REDIS_SCRIPTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/redis.h"
+#include "ratelimit2/store.h"
+
+typedef enum {
+    RL2_SCRIPT_APPLY = 0,  /* check all, commit all or none */
+    RL2_SCRIPT_PEEK,       /* check all, write nothing */
+    RL2_SCRIPT_REFUND,     /* take back committed layers */
+    RL2_SCRIPT_COUNT
+} rl2_script_t;
+
+/* Numbers per layer in ARGV. */
+#define RL2_SCRIPT_FIELDS 11
+
+/* "rl2:{" + 32 hex + "}:" + suffix + NUL */
+#define RL2_REDIS_KEY_MAX 41
+
+/* The Lua source of each entry script (redis_lua.c). */
+extern const char *const rl2_lua_source[RL2_SCRIPT_COUNT];
+/* The shared prelude alone (its integer arithmetic), for its own tests. */
+extern const char rl2_lua_prelude[];
+const char *rl2_script_name(rl2_script_t which);
+
+/* The key of a layer's state ('s') or overflow state ('o'). */
+void rl2_redis_key(rl2_digest_t digest, char suffix,
+                   char out[RL2_REDIS_KEY_MAX]);
+
+/* Whether the scripts compute these layers exactly: Lua numbers are
+ * doubles, exact up to 2^53, so windows, bucket capacities (µs), limits
+ * and costs must stay below 2^50 (35 years of µs; no sane limit comes
+ * near).  RL2_ERR_INVALID naming the limit otherwise. */
+rl2_status_t rl2_redis_layers_check(const rl2_layer_t *layers,
+                                    const size_t *idx, size_t n,
+                                    rl2_err_t *err);
+
+/* Run `which` over layers idx[0..n) on conn: EVALSHA, or EVAL when the
+ * server has lost the script (NOSCRIPT).  now_us: the test clock, or NULL
+ * for Redis TIME.  apply and peek fill each layer's result, refused,
+ * overflow_used, committed and committed_us (the script's clock). */
+rl2_status_t rl2_redis_script_run(rl2_redis_conn_t *conn,
+                                  rl2_script_t which, rl2_layer_t *layers,
+                                  const size_t *idx, size_t n,
+                                  const int64_t *now_us, rl2_err_t *err);
+
+#endif /* RL2_REDIS_SCRIPTS_H */

@@ -1,0 +1,396 @@
+/*
+ * rl2_redis_test.h -- what the Redis test programs share: a real
+ * redis-server on a free loopback port in a temp dir, an admin connection
+ * to it, limits built through the policy code, and layers.
+ *
+ * Included once per test program (static functions).  A redis-server
+ * that is missing or does not start fails the run: these tests never skip.
+ * Servers die with the test process (PR_SET_PDEATHSIG) even when it
+ * crashes, and are stopped by the teardowns on every other path.
+ */
+#ifndef RL2_REDIS_TEST_H
+#define RL2_REDIS_TEST_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "ratelimit2/policy.h"
+#include "ratelimit2/redis.h"
+#include "ratelimit2/store.h"
+
+/* Each program uses some of these helpers. */
+#define TEST_FN static __attribute__((unused))
+
+#define SEC    INT64_C(1000000)
+#define MINUTE (60 * SEC)
+#define HOUR   (3600 * SEC)
+#define DAY    (86400 * SEC)
+
+typedef struct {
+    pid_t pid;
+    int   port;
+    char  dir[64];
+    char  sock[96];
+    char  password[32]; /* for the admin connection, "" when none */
+} srv_t;
+
+TEST_FN int64_t
+mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * SEC + ts.tv_nsec / 1000;
+}
+
+TEST_FN int64_t
+wall_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * SEC + ts.tv_nsec / 1000;
+}
+
+/* A port nobody listens on now (bind to port 0 and let the kernel pick). */
+TEST_FN int
+free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0
+        || getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        fail_msg("free_port: %s", strerror(errno));
+    }
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+TEST_FN void
+srv_log_tail(const srv_t *s)
+{
+    char path[128], line[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/redis.log", s->dir);
+    if ((f = fopen(path, "r")) != NULL) {
+        while (fgets(line, sizeof(line), f) != NULL) {
+            fprintf(stderr, "  redis.log: %s", line);
+        }
+        fclose(f);
+    }
+}
+
+TEST_FN redisContext *
+srv_admin(const srv_t *s)
+{
+    struct timeval tv = { 2, 0 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    redisReply *r;
+
+    if (c == NULL || c->err) {
+        fail_msg("admin connect to port %d: %s", s->port,
+                 c ? c->errstr : "out of memory");
+    }
+    redisSetTimeout(c, tv);
+    if (s->password[0] != '\0') {
+        r = redisCommand(c, "AUTH %s", s->password);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            fail_msg("admin AUTH failed");
+        }
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+/* A command on the admin connection; fails the test on an error. */
+TEST_FN redisReply *
+admin_cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *r;
+
+    va_start(ap, fmt);
+    r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    if (r == NULL) {
+        fail_msg("admin command \"%s\": %s", fmt, c->errstr);
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        fail_msg("admin command \"%s\": %s", fmt, r->str);
+    }
+    return r;
+}
+
+TEST_FN int
+srv_answers(const srv_t *s)
+{
+    struct timeval tv = { 0, 200000 };
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    redisReply *r = NULL;
+    int ok = 0;
+
+    if (c != NULL && !c->err) {
+        redisSetTimeout(c, tv);
+        r = redisCommand(c, "PING");
+        /* PONG, or NOAUTH from a server that wants a password */
+        ok = r != NULL && (r->type == REDIS_REPLY_STATUS
+                           || r->type == REDIS_REPLY_ERROR);
+    }
+    if (r != NULL) {
+        freeReplyObject(r);
+    }
+    if (c != NULL) {
+        redisFree(c);
+    }
+    return ok;
+}
+
+TEST_FN void
+srv_exec(const srv_t *s, const char *const *extra)
+{
+    const char *argv[32];
+    char port[16], log[128];
+    int n = 0, fd;
+
+    snprintf(port, sizeof(port), "%d", s->port);
+    snprintf(log, sizeof(log), "%s/redis.log", s->dir);
+    argv[n++] = "redis-server";
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--save";
+    argv[n++] = "";
+    argv[n++] = "--appendonly";
+    argv[n++] = "no";
+    argv[n++] = "--dir";
+    argv[n++] = s->dir;
+    argv[n++] = "--unixsocket";
+    argv[n++] = s->sock;
+    argv[n++] = "--unixsocketperm";
+    argv[n++] = "700";
+    while (extra != NULL && *extra != NULL && n < 31) {
+        argv[n++] = *extra++;
+    }
+    argv[n] = NULL;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if ((fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    execvp("redis-server", (char *const *)argv);
+    fprintf(stderr, "exec redis-server: %s\n", strerror(errno));
+    _exit(127);
+}
+
+/* Start redis-server with extra arguments (NULL-terminated, may be NULL)
+ * and wait until it answers PING. */
+TEST_FN void
+srv_start(srv_t *s, const char *const *extra)
+{
+    int64_t deadline;
+    int status;
+
+    memset(s, 0, sizeof(*s));
+    snprintf(s->dir, sizeof(s->dir), "/tmp/rl2-redis-XXXXXX");
+    if (mkdtemp(s->dir) == NULL) {
+        fail_msg("mkdtemp: %s", strerror(errno));
+    }
+    snprintf(s->sock, sizeof(s->sock), "%s/redis.sock", s->dir);
+    s->port = free_port();
+    if ((s->pid = fork()) == 0) {
+        srv_exec(s, extra);
+    }
+    deadline = mono_us() + 10 * SEC;
+    while (!srv_answers(s)) {
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            srv_log_tail(s);
+            s->pid = 0;
+            fail_msg("redis-server did not start (%s %d): it is needed, "
+                     "scripts/deps.sh installs it",
+                     WIFEXITED(status) ? "exit" : "signal",
+                     WIFEXITED(status) ? WEXITSTATUS(status)
+                                       : WTERMSIG(status));
+        }
+        if (mono_us() > deadline) {
+            srv_log_tail(s);
+            fail_msg("redis-server on port %d did not answer in 10 s",
+                     s->port);
+        }
+        usleep(10000);
+    }
+}
+
+TEST_FN void
+srv_stop(srv_t *s)
+{
+    char path[160];
+
+    if (s->pid > 0) {
+        kill(s->pid, SIGCONT);
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, NULL, 0);
+        s->pid = 0;
+    }
+    if (s->dir[0] != '\0') {
+        snprintf(path, sizeof(path), "%s/redis.log", s->dir);
+        unlink(path);
+        unlink(s->sock);
+        rmdir(s->dir);
+        s->dir[0] = '\0';
+    }
+}
+
+/* ---- limits and layers ---- */
+
+typedef struct {
+    const char  *name;
+    rl2_algo_t   algo;
+    int64_t      limit;
+    int64_t      window_us;
+    int64_t      burst;
+    rl2_period_t period;
+    int64_t      ov_limit;  /* overflow allowance, 0: none */
+    int64_t      ov_window_us;
+} spec_t;
+
+/* A limit finished by the policy code, as a policy file would give. */
+TEST_FN rl2_limit_t *
+mk_limit(rl2_policy_t *pol, const spec_t *sp)
+{
+    rl2_limit_t *l = rl2_policy_alloc(pol, sizeof(*l));
+    rl2_err_t err;
+
+    assert_non_null(l);
+    l->name = rl2_policy_strdup(pol, sp->name);
+    l->file = "test";
+    l->algo.algo = sp->algo;
+    l->algo.limit = sp->limit;
+    l->algo.window_us = sp->window_us;
+    l->algo.burst = sp->burst;
+    l->algo.period = sp->period;
+    l->overflow.limit = sp->ov_limit;
+    l->overflow.window_us = sp->ov_window_us;
+    l->key = RL2_KEY_IP;
+    l->cost = 1;
+    if (rl2_limit_finish(pol, l, 0, &err) != RL2_OK) {
+        fail_msg("limit %s: %s", sp->name, err.msg);
+    }
+    return l;
+}
+
+TEST_FN void
+mk_layer(rl2_layer_t *ly, const rl2_limit_t *limit, const char *client)
+{
+    char buf[160];
+    int n = snprintf(buf, sizeof(buf), "%s|%s", limit->name, client);
+
+    memset(ly, 0, sizeof(*ly));
+    ly->limit = limit;
+    ly->key = rl2_digest(buf, (size_t)n);
+    snprintf(ly->client, sizeof(ly->client), "%s", client);
+}
+
+/* A limit of `limit` per `window` (a quota: DAY for a day, else a
+ * month). */
+TEST_FN rl2_limit_t *
+limit_of(rl2_policy_t *pol, const char *name, rl2_algo_t algo, int64_t limit,
+         int64_t window)
+{
+    spec_t sp = { name, algo, limit, window, 0, 0, 0, 0 };
+
+    if (algo == RL2_ALGO_QUOTA) {
+        sp.period = window == DAY ? RL2_PERIOD_DAY : RL2_PERIOD_MONTH;
+        sp.window_us = window == DAY ? DAY : 0;
+    }
+    return mk_limit(pol, &sp);
+}
+
+/* apply on the real clocks (the scripts use Redis TIME) */
+TEST_FN rl2_status_t
+apply_now(rl2_store_t *s, rl2_layer_t *l, size_t n, rl2_err_t *err)
+{
+    rl2_clock_t now;
+
+    rl2_clock_now(&now);
+    return s->ops->apply(s, l, n, &now, err);
+}
+
+TEST_FN void
+must_apply(rl2_store_t *s, rl2_layer_t *l, size_t n)
+{
+    rl2_err_t err;
+
+    if (apply_now(s, l, n, &err) != RL2_OK) {
+        fail_msg("apply: %s", err.msg);
+    }
+}
+
+/* The documented key of a layer's state ('s') or overflow ('o'). */
+TEST_FN void
+key_of(const rl2_layer_t *l, char suffix, char *buf, size_t size)
+{
+    snprintf(buf, size, "rl2:{%016" PRIx64 "%016" PRIx64 "}:%c", l->key.hi,
+             l->key.lo, suffix);
+}
+
+TEST_FN long long
+admin_int(redisContext *c, const char *fmt, const char *arg)
+{
+    redisReply *r = admin_cmd(c, fmt, arg);
+    long long v = r->integer;
+
+    freeReplyObject(r);
+    return v;
+}
+
+TEST_FN rl2_store_t *
+mk_store(const srv_t *s, int test_clock)
+{
+    rl2_redis_conf_t conf;
+    rl2_store_t *store;
+    rl2_err_t err;
+
+    rl2_redis_conf_init(&conf);
+    conf.port = s->port;
+    conf.connect_timeout_ms = 1000;
+    conf.command_timeout_ms = 1000;
+    conf.test_clock = test_clock;
+    if (rl2_store_redis_create(&conf, &store, &err) != RL2_OK) {
+        fail_msg("store: %s", err.msg);
+    }
+    return store;
+}
+
+TEST_FN rl2_clock_t
+clock_at(int64_t t)
+{
+    rl2_clock_t c = { t, t };
+
+    return c;
+}
+
+#endif /* RL2_REDIS_TEST_H */

@@ -1,0 +1,826 @@
+/*
+ * test_redis_lua.c -- the Lua scripts of the Redis store compute exactly
+ * what the C algorithms and the local store compute.
+ *
+ * Randomized histories of requests, refunds and peeks, on a test clock
+ * that steps forward by zero, a few µs, fractions and multiples of a unit
+ * and of the window, and sometimes back, run through the C algorithms on a
+ * local buffer and through the scripts on a real redis-server; every
+ * decision, remaining, reset and retry_after, the overflow flag and the
+ * commit must agree at every step.  Then whole requests of seven layers
+ * run through the local store and the Redis store side by side.
+ *
+ * The seed is printed; RL2_SEED=n reproduces a run.  The test clock starts
+ * an hour ahead of the real one, so the keys' expiries (absolute, from the
+ * script's clock) never fire during the run while the state still matters.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rl2_redis_test.h"
+#include "ratelimit2/store_local.h"
+/* white box: the scripts' arithmetic is tested on its own */
+#include "../../common/redis_scripts.h"
+
+#define STEPS      1200
+#define WATCHDOG_S 60
+
+static srv_t srv;
+static rl2_policy_t *pol;
+static rl2_store_t *store;
+static unsigned seed;
+static redisContext *admin;
+
+/* ---- randomness ---- */
+
+static uint64_t rng;
+
+static uint64_t
+rnd(void)
+{
+    /* xorshift64*: reproducible from the printed seed on any libc */
+    rng ^= rng >> 12;
+    rng ^= rng << 25;
+    rng ^= rng >> 27;
+    return rng * UINT64_C(2685821657736338717);
+}
+
+static int64_t
+rnd_below(int64_t n)
+{
+    return n > 0 ? (int64_t)(rnd() % (uint64_t)n) : 0;
+}
+
+/* The next clock step: mostly around one unit (window / limit), now and
+ * then a whole window or more, sometimes backwards by up to a window (a
+ * clock stepped back, which both sides must clamp alike). */
+static int64_t
+step_dt(int64_t unit, int64_t window)
+{
+    int64_t r = rnd_below(100);
+
+    if (r < 20) {
+        return 0;
+    }
+    if (r < 30) {
+        return 1 + rnd_below(10);
+    }
+    if (r < 55) {
+        return rnd_below(unit + 1);
+    }
+    if (r < 75) {
+        return rnd_below(3 * unit + 1);
+    }
+    if (r < 88) {
+        return rnd_below(window + 1);
+    }
+    if (r < 94) {
+        return rnd_below(3 * window + 1);
+    }
+    if (r < 98) {
+        return -rnd_below(unit / 2 + 2);
+    }
+    return -rnd_below(window + 2);
+}
+
+/* ---- the C side: store.c's layer logic over a plain buffer ---- */
+
+typedef struct {
+    const rl2_limit_t *limit;
+    int64_t st[2 + RL2_SLIDING_LOG_MAX + 8]; /* main state, then overflow */
+} ref_t;
+
+static void *
+ref_ov(ref_t *r)
+{
+    return (char *)r->st + rl2_algo_state_size(&r->limit->algo);
+}
+
+static void
+ref_check(ref_t *r, int64_t now, rl2_layer_t *out)
+{
+    const rl2_limit_t *lim = r->limit;
+    rl2_algo_result_t ov;
+
+    rl2_algo_check(&lim->algo, r->st, now, lim->cost, &out->result);
+    out->refused = !out->result.allowed;
+    out->overflow_used = 0;
+    if (out->refused && lim->overflow.limit != 0) {
+        rl2_algo_check(&lim->overflow, ref_ov(r), now, lim->cost, &ov);
+        if (ov.allowed) {
+            out->refused = 0;
+            out->overflow_used = 1;
+        }
+    }
+}
+
+static void
+ref_apply(ref_t *r, int64_t now, rl2_layer_t *out)
+{
+    const rl2_limit_t *lim = r->limit;
+
+    ref_check(r, now, out);
+    out->committed = 0;
+    out->committed_us = 0;
+    if (!out->refused) {
+        rl2_algo_commit(out->overflow_used ? &lim->overflow : &lim->algo,
+                        out->overflow_used ? ref_ov(r) : r->st, now,
+                        lim->cost);
+        out->committed = 1;
+        out->committed_us = now;
+    }
+}
+
+static void
+ref_refund(ref_t *r, const rl2_layer_t *l, int64_t now)
+{
+    const rl2_limit_t *lim = r->limit;
+
+    rl2_algo_refund(l->overflow_used ? &lim->overflow : &lim->algo,
+                    l->overflow_used ? ref_ov(r) : r->st, now,
+                    l->committed_us, lim->cost);
+}
+
+/* ---- comparing ---- */
+
+static void
+expect_same(const char *what, int step, int64_t now, const rl2_layer_t *c,
+            const rl2_layer_t *lua, int with_commit)
+{
+    const rl2_algo_result_t *a = &c->result, *b = &lua->result;
+
+    if (a->allowed == b->allowed && a->limit == b->limit
+        && a->remaining == b->remaining && a->reset_us == b->reset_us
+        && a->retry_after_us == b->retry_after_us
+        && c->refused == lua->refused
+        && c->overflow_used == lua->overflow_used
+        && (!with_commit || (c->committed == lua->committed
+                             && c->committed_us == lua->committed_us))) {
+        return;
+    }
+    fail_msg("%s (%s) step %d now %" PRId64 " cost %" PRId64 " seed %u:\n"
+             "  C   allowed %d limit %" PRId64 " remaining %" PRId64
+             " reset %" PRId64 " retry %" PRId64 " refused %d ov %d "
+             "committed %d@%" PRId64 "\n"
+             "  Lua allowed %d limit %" PRId64 " remaining %" PRId64
+             " reset %" PRId64 " retry %" PRId64 " refused %d ov %d "
+             "committed %d@%" PRId64, what, c->client, step, now,
+             c->limit->cost, seed,
+             a->allowed, a->limit, a->remaining, a->reset_us,
+             a->retry_after_us, c->refused, c->overflow_used, c->committed,
+             c->committed_us,
+             b->allowed, b->limit, b->remaining, b->reset_us,
+             b->retry_after_us, lua->refused, lua->overflow_used,
+             lua->committed, lua->committed_us);
+}
+
+static void
+must(rl2_status_t st, const rl2_err_t *err)
+{
+    if (st != RL2_OK) {
+        fail_msg("store: %s", err->msg);
+    }
+}
+
+/* ---- one limit, random history ---- */
+
+typedef struct {
+    rl2_layer_t layer;
+    int64_t     cost;
+} held_t;
+
+static int64_t
+pick_cost(const rl2_limit_t *lim)
+{
+    /* large limits take large costs, or they would never be reached */
+    int64_t lo = lim->algo.limit >= 1000 ? lim->algo.limit / 3
+                 : lim->algo.limit < 3 ? lim->algo.limit : 3;
+
+    if (rnd_below(100) < 8) {
+        /* up to the limit: beyond a burst it never fits */
+        return 1 + rnd_below(lim->algo.limit);
+    }
+    return 1 + rnd_below(lo);
+}
+
+/* One limit's history, on both sides at once. */
+typedef struct {
+    const spec_t *sp;
+    rl2_limit_t  *lim;
+    ref_t         ref;
+    held_t        held[64];   /* committed, not yet refunded */
+    int           nheld;
+    int           step;
+    int           admitted;
+    int           refused;
+} hist_t;
+
+static void
+hist_init(hist_t *h, const spec_t *sp)
+{
+    memset(h, 0, sizeof(*h));
+    h->sp = sp;
+    h->lim = mk_limit(pol, sp);
+    h->ref.limit = h->lim;
+}
+
+static void
+hist_apply(hist_t *h, int64_t now, int64_t cost)
+{
+    rl2_layer_t c, lua;
+    rl2_clock_t clk = clock_at(now);
+    rl2_err_t err;
+
+    h->lim->cost = cost;
+    mk_layer(&c, h->lim, h->sp->name);
+    lua = c;
+    ref_apply(&h->ref, now, &c);
+    must(store->ops->apply(store, &lua, 1, &clk, &err), &err);
+    expect_same("apply", h->step++, now, &c, &lua, 1);
+    h->admitted += c.committed;
+    h->refused += c.refused;
+    if (c.committed) {
+        if (h->nheld == 64) {
+            h->held[0] = h->held[--h->nheld];
+        }
+        h->held[h->nheld].layer = lua;
+        h->held[h->nheld++].cost = cost;
+    }
+}
+
+static void
+hist_peek(hist_t *h, int64_t now, int64_t cost)
+{
+    rl2_layer_t c, lua;
+    rl2_clock_t clk = clock_at(now);
+    rl2_err_t err;
+
+    h->lim->cost = cost;
+    mk_layer(&c, h->lim, h->sp->name);
+    lua = c;
+    ref_check(&h->ref, now, &c);
+    must(store->ops->peek(store, &lua, 1, &clk, &err), &err);
+    expect_same("peek", h->step++, now, &c, &lua, 0);
+}
+
+/* Take back held[i] (committed at its own committed_us). */
+static void
+hist_refund(hist_t *h, int i, int64_t now)
+{
+    rl2_clock_t clk = clock_at(now);
+    rl2_err_t err;
+
+    h->lim->cost = h->held[i].cost;
+    ref_refund(&h->ref, &h->held[i].layer, now);
+    must(store->ops->refund(store, &h->held[i].layer, 1, &clk, &err),
+         &err);
+    h->held[i] = h->held[--h->nheld];
+    h->step++;
+}
+
+static void
+run_history(const spec_t *sp, int refund_pct)
+{
+    hist_t h;
+    int64_t now = wall_us() + HOUR;
+    int64_t window = sp->algo == RL2_ALGO_CONCURRENCY ? MINUTE
+                     : sp->algo == RL2_ALGO_QUOTA
+                       ? (sp->period == RL2_PERIOD_DAY ? DAY : 31 * DAY)
+                       : sp->window_us;
+    int64_t unit = sp->algo == RL2_ALGO_CONCURRENCY ? SEC
+                                                     : window / sp->limit;
+
+    hist_init(&h, sp);
+    while (h.step < STEPS) {
+        int64_t r = rnd_below(100);
+
+        if (h.nheld > 0 && r < refund_pct) {
+            hist_refund(&h, (int)rnd_below(h.nheld), now);
+        }
+        else if (r < refund_pct + 6) {
+            hist_peek(&h, now, pick_cost(h.lim));
+        }
+        else {
+            hist_apply(&h, now, pick_cost(h.lim));
+        }
+        now += step_dt(unit, window);
+    }
+    printf("  %-22s %4d steps agree: %4d admitted, %4d refused\n", sp->name,
+           STEPS, h.admitted, h.refused);
+    /* a history that never refuses (or never admits) proves little */
+    assert_true(h.admitted > 20);
+    assert_true(h.refused > 20);
+}
+
+static void
+run_specs(const spec_t *specs, size_t n, int refund_pct)
+{
+    for (size_t i = 0; i < n; i++) {
+        run_history(&specs[i], refund_pct);
+    }
+}
+
+static void
+test_token_bucket_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "tb 5/1s", RL2_ALGO_TOKEN_BUCKET, 5, SEC, 0, 0, 0, 0 },
+        { "tb 10/1min burst 3", RL2_ALGO_TOKEN_BUCKET, 10, MINUTE, 3, 0,
+          0, 0 },
+        { "tb 7/10s burst 20", RL2_ALGO_TOKEN_BUCKET, 7, 10 * SEC, 20, 0,
+          0, 0 },
+        { "tb 3/7s (T rounds up)", RL2_ALGO_TOKEN_BUCKET, 3, 7 * SEC + 1,
+          0, 0, 0, 0 },
+        { "tb 3/20us", RL2_ALGO_TOKEN_BUCKET, 3, 20, 0, 0, 0, 0 },
+        { "tb 4/30us burst 2", RL2_ALGO_TOKEN_BUCKET, 4, 30, 2, 0, 0, 0 },
+    };
+
+    (void)state;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 10);
+}
+
+static void
+test_leaky_bucket_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "lb 5/1s", RL2_ALGO_LEAKY_BUCKET, 5, SEC, 0, 0, 0, 0 },
+        { "lb 10/1min burst 4", RL2_ALGO_LEAKY_BUCKET, 10, MINUTE, 4, 0,
+          0, 0 },
+        { "lb 6/9s burst 15", RL2_ALGO_LEAKY_BUCKET, 6, 9 * SEC, 15, 0,
+          0, 0 },
+        { "lb 3/10us", RL2_ALGO_LEAKY_BUCKET, 3, 10, 0, 0, 0, 0 },
+        { "lb 4/30us burst 2", RL2_ALGO_LEAKY_BUCKET, 4, 30, 2, 0, 0, 0 },
+    };
+
+    (void)state;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 10);
+}
+
+static void
+test_fixed_window_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "fw 5/1s", RL2_ALGO_FIXED_WINDOW, 5, SEC, 0, 0, 0, 0 },
+        { "fw 30/1min", RL2_ALGO_FIXED_WINDOW, 30, MINUTE, 0, 0, 0, 0 },
+        { "fw 3/7s", RL2_ALGO_FIXED_WINDOW, 3, 7 * SEC, 0, 0, 0, 0 },
+        { "fw 3/7us", RL2_ALGO_FIXED_WINDOW, 3, 7, 0, 0, 0, 0 },
+    };
+
+    (void)state;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 10);
+}
+
+/* 1000000/30d: its products (limit x window, 2.6e18) are far beyond
+ * 2^53, where the scripts' exact muldiv() keeps them equal.  Windows of a
+ * few µs (here and for the other algorithms) make the clock land on every
+ * residue and edge: that is where a rounding slip shows. */
+static void
+test_sliding_window_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "sw 5/1s", RL2_ALGO_SLIDING_WINDOW, 5, SEC, 0, 0, 0, 0 },
+        { "sw 40/1min", RL2_ALGO_SLIDING_WINDOW, 40, MINUTE, 0, 0, 0, 0 },
+        { "sw 7/13s", RL2_ALGO_SLIDING_WINDOW, 7, 13 * SEC, 0, 0, 0, 0 },
+        { "sw 5/7us", RL2_ALGO_SLIDING_WINDOW, 5, 7, 0, 0, 0, 0 },
+        { "sw 3/10us", RL2_ALGO_SLIDING_WINDOW, 3, 10, 0, 0, 0, 0 },
+        { "sw 1000000/30d", RL2_ALGO_SLIDING_WINDOW, 1000000, 30 * DAY, 0,
+          0, 0, 0 },
+    };
+
+    (void)state;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 10);
+}
+
+static void
+test_sliding_log_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "sl 5/1s", RL2_ALGO_SLIDING_LOG, 5, SEC, 0, 0, 0, 0 },
+        { "sl 20/1min", RL2_ALGO_SLIDING_LOG, 20, MINUTE, 0, 0, 0, 0 },
+        { "sl 3/500ms", RL2_ALGO_SLIDING_LOG, 3, 500000, 0, 0, 0, 0 },
+        { "sl 3/9us", RL2_ALGO_SLIDING_LOG, 3, 9, 0, 0, 0, 0 },
+    };
+
+    (void)state;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 12);
+}
+
+/* Releases are refunds: many of them, so that slots free up. */
+static void
+test_concurrency_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "cc 3", RL2_ALGO_CONCURRENCY, 3, 0, 0, 0, 0, 0 },
+        { "cc 10", RL2_ALGO_CONCURRENCY, 10, 0, 0, 0, 0, 0 },
+    };
+
+    (void)state;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 40);
+}
+
+/* Steps of hours and days cross UTC day and month ends. */
+static void
+test_quota_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "quota 20/day", RL2_ALGO_QUOTA, 20, DAY, 0, RL2_PERIOD_DAY, 0,
+          0 },
+        { "quota 50/month", RL2_ALGO_QUOTA, 50, 0, 0, RL2_PERIOD_MONTH, 0,
+          0 },
+    };
+
+    (void)state;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 10);
+}
+
+static void
+test_overflow_allowance_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "fw 5/10s + 2/1min", RL2_ALGO_FIXED_WINDOW, 5, 10 * SEC, 0, 0, 2,
+          MINUTE },
+        { "tb 3/1s + 2/5min", RL2_ALGO_TOKEN_BUCKET, 3, SEC, 0, 0, 2,
+          5 * MINUTE },
+        { "sl 4/2s + 1/10s", RL2_ALGO_SLIDING_LOG, 4, 2 * SEC, 0, 0, 1,
+          10 * SEC },
+        { "sw 6/3s + 3/20s", RL2_ALGO_SLIDING_WINDOW, 6, 3 * SEC, 0, 0, 3,
+          20 * SEC },
+        { "quota 10/day + 2/1h", RL2_ALGO_QUOTA, 10, DAY, 0, RL2_PERIOD_DAY,
+          2, HOUR },
+        { "fw 2/5us + 1/13us", RL2_ALGO_FIXED_WINDOW, 2, 5, 0, 0, 1, 13 },
+    };
+
+    (void)state;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 10);
+}
+
+/* Clocks stepped back across window edges, with refunds while behind:
+ * the rarest branches of the algorithms, played on purpose. */
+static void
+test_clock_going_back_matches_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "back sw 5/10us", RL2_ALGO_SLIDING_WINDOW, 5, 10, 0, 0, 0, 0 },
+        { "back fw 5/10us", RL2_ALGO_FIXED_WINDOW, 5, 10, 0, 0, 0, 0 },
+        { "back sl 5/10us", RL2_ALGO_SLIDING_LOG, 5, 10, 0, 0, 0, 0 },
+        { "back tb 5/10us", RL2_ALGO_TOKEN_BUCKET, 5, 10, 0, 0, 0, 0 },
+        { "back lb 5/10us", RL2_ALGO_LEAKY_BUCKET, 5, 10, 0, 0, 0, 0 },
+    };
+    /* times relative to a base that is a multiple of every window */
+    static const int64_t at[] = { 100, 112, 105, 106, 111, 99, 95, 121,
+                                  108, 109, 130 };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+        int64_t base = (wall_us() + HOUR) / 1000 * 1000;
+        hist_t h;
+
+        hist_init(&h, &specs[i]);
+        hist_apply(&h, base + at[0], 1);      /* window 100 */
+        hist_apply(&h, base + at[1], 1);      /* window 110 */
+        hist_apply(&h, base + at[2], 1);      /* back into 100 */
+        hist_refund(&h, h.nheld - 1, base + at[3]); /* still behind */
+        hist_apply(&h, base + at[4], 1);
+        hist_peek(&h, base + at[5], 2);
+        hist_apply(&h, base + at[6], 2);
+        hist_refund(&h, 0, base + at[7]);
+        for (size_t t = 8; t < sizeof(at) / sizeof(at[0]); t++) {
+            hist_apply(&h, base + at[t], 1);
+            hist_peek(&h, base + at[t], 1);
+        }
+        while (h.nheld > 0) {
+            hist_refund(&h, h.nheld - 1, base + at[2]);
+        }
+        hist_peek(&h, base + at[5], 1);
+        /* a refund one µs before the bucket is full again */
+        hist_apply(&h, base + 200, 1);
+        hist_refund(&h, h.nheld - 1, base + 201);
+        hist_peek(&h, base + 201, 1);
+    }
+}
+
+/* ---- the scripts' integer arithmetic ---- */
+
+#define BATCH 200
+
+/* a * b / c with the quotient below 2^53, from an adversarial mix:
+ * powers of two and their neighbours, c - 1, c / 2, and random widths. */
+static uint64_t
+pick_operand(uint64_t c)
+{
+    int bits = 1 + (int)rnd_below(50);
+    uint64_t p = UINT64_C(1) << bits;
+
+    switch (rnd_below(6)) {
+    case 0:
+        return p;
+    case 1:
+        return p - 1;
+    case 2:
+        return p + 1;
+    case 3:
+        return c > 1 ? c - 1 : 1;
+    case 4:
+        return c / 2 + 1;
+    default:
+        return rnd() % p;
+    }
+}
+
+static void
+muldiv_batch(void)
+{
+    static const char body[] =
+        "local out = {}\n"
+        "for i = 1, #ARGV, 3 do\n"
+        "  local q, r = muldiv(tonumber(ARGV[i]), tonumber(ARGV[i + 1]),\n"
+        "                      tonumber(ARGV[i + 2]))\n"
+        "  out[#out + 1] = q\n"
+        "  out[#out + 1] = r\n"
+        "end\n"
+        "return out\n";
+    char script[16384], num[3 * BATCH][24];
+    const char *argv[3 + 3 * BATCH];
+    uint64_t v[3 * BATCH];
+    redisReply *r;
+    int n = 0;
+
+    snprintf(script, sizeof(script), "%s%s", rl2_lua_prelude, body);
+    argv[0] = "EVAL";
+    argv[1] = script;
+    argv[2] = "0";
+    while (n < 3 * BATCH) {
+        uint64_t c = 1 + rnd() % ((UINT64_C(1) << (1 + rnd_below(50))));
+        uint64_t a = pick_operand(c), b = pick_operand(c);
+
+        if ((unsigned __int128)a * b / c >= (UINT64_C(1) << 53)) {
+            continue;
+        }
+        v[n] = a;
+        v[n + 1] = b;
+        v[n + 2] = c;
+        for (int j = 0; j < 3; j++) {
+            snprintf(num[n + j], sizeof(num[0]), "%" PRIu64, v[n + j]);
+            argv[3 + n + j] = num[n + j];
+        }
+        n += 3;
+    }
+    r = redisCommandArgv(admin, 3 + n, argv, NULL);
+    assert_non_null(r);
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * BATCH) {
+        fail_msg("muldiv script: %s", r->type == REDIS_REPLY_ERROR
+                                      ? r->str : "bad reply");
+    }
+    for (int i = 0; i < BATCH; i++) {
+        unsigned __int128 p = (unsigned __int128)v[3 * i] * v[3 * i + 1];
+        uint64_t q = (uint64_t)(p / v[3 * i + 2]);
+        uint64_t m = (uint64_t)(p % v[3 * i + 2]);
+
+        if ((uint64_t)r->element[2 * i]->integer != q
+            || (uint64_t)r->element[2 * i + 1]->integer != m) {
+            fail_msg("muldiv(%" PRIu64 ", %" PRIu64 ", %" PRIu64 ") = %lld "
+                     "rem %lld, not %" PRIu64 " rem %" PRIu64 " (seed %u)",
+                     v[3 * i], v[3 * i + 1], v[3 * i + 2],
+                     r->element[2 * i]->integer,
+                     r->element[2 * i + 1]->integer, q, m, seed);
+        }
+    }
+    freeReplyObject(r);
+}
+
+/* Lua numbers are doubles: what the scripts divide and multiply must
+ * still come out exact up to 2^53. */
+static void
+test_script_arithmetic_is_exact(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 50; i++) {
+        muldiv_batch();
+    }
+    printf("  muldiv exact on %d products up to 2^100\n", 50 * BATCH);
+}
+
+/* ---- whole requests: the local store and the Redis store ---- */
+
+#define NLAYERS 7
+
+typedef struct {
+    rl2_limit_t *limit[NLAYERS];
+    int          by_user[NLAYERS]; /* keyed by user, else by address */
+    int          dry_run[NLAYERS];
+} request_shape_t;
+
+static void
+shape_init(request_shape_t *sh)
+{
+    static const spec_t specs[NLAYERS - 1] = {
+        { "ml ip fw 5/10s", RL2_ALGO_FIXED_WINDOW, 5, 10 * SEC, 0, 0, 0,
+          0 },
+        { "ml user tb 3/2s b2", RL2_ALGO_TOKEN_BUCKET, 3, 2 * SEC, 2, 0, 0,
+          0 },
+        { "ml ip sl 6/5s +2/30s", RL2_ALGO_SLIDING_LOG, 6, 5 * SEC, 0, 0,
+          2, 30 * SEC },
+        { "ml dry sw 4/3s", RL2_ALGO_SLIDING_WINDOW, 4, 3 * SEC, 0, 0, 0,
+          0 },
+        { "ml user lb 4/4s", RL2_ALGO_LEAKY_BUCKET, 4, 4 * SEC, 0, 0, 0,
+          0 },
+        { "ml user quota 40/day", RL2_ALGO_QUOTA, 40, DAY, 0,
+          RL2_PERIOD_DAY, 0, 0 },
+    };
+    rl2_limit_set_t set;
+    rl2_err_t err;
+
+    memset(sh, 0, sizeof(*sh));
+    for (int i = 0; i < NLAYERS - 1; i++) {
+        sh->limit[i] = mk_limit(pol, &specs[i]);
+        sh->by_user[i] = i == 1 || i == 4 || i == 5;
+        sh->dry_run[i] = i == 3;
+    }
+    memset(&set, 0, sizeof(set));
+    if (rl2_limit_set_unlimited(pol, &set, "ml", RL2_KEY_IP, &err)
+        != RL2_OK) {
+        fail_msg("unlimited: %s", err.msg);
+    }
+    sh->limit[NLAYERS - 1] = set.limits;
+}
+
+static void
+shape_layers(const request_shape_t *sh, int ip, int user, rl2_layer_t *l)
+{
+    char id[32];
+
+    for (int i = 0; i < NLAYERS; i++) {
+        snprintf(id, sizeof(id), sh->by_user[i] ? "user%d" : "10.0.0.%d",
+                 sh->by_user[i] ? user : ip);
+        mk_layer(&l[i], sh->limit[i], id);
+        l[i].dry_run = sh->dry_run[i];
+    }
+}
+
+typedef struct {
+    rl2_layer_t local[NLAYERS];
+    rl2_layer_t redis[NLAYERS];
+} held_req_t;
+
+static void
+expect_layers(const char *what, int step, int64_t now, const rl2_layer_t *a,
+              const rl2_layer_t *b, int with_commit)
+{
+    for (int i = 0; i < NLAYERS; i++) {
+        expect_same(what, step, now, &a[i], &b[i], with_commit);
+    }
+}
+
+static void
+one_request(rl2_store_t *local, const request_shape_t *sh, int step,
+            int64_t now, held_req_t *held, int *nheld)
+{
+    rl2_layer_t a[NLAYERS], b[NLAYERS];
+    rl2_clock_t clk = clock_at(now);
+    rl2_err_t err;
+    int64_t r = rnd_below(100);
+
+    if (*nheld > 0 && r < 10) {
+        int i = (int)rnd_below(*nheld);
+
+        must(local->ops->refund(local, held[i].local, NLAYERS, &clk, &err),
+             &err);
+        must(store->ops->refund(store, held[i].redis, NLAYERS, &clk, &err),
+             &err);
+        held[i] = held[--*nheld];
+        return;
+    }
+    shape_layers(sh, (int)rnd_below(3), (int)rnd_below(3), a);
+    memcpy(b, a, sizeof(b));
+    if (r < 16) {
+        must(local->ops->peek(local, a, NLAYERS, &clk, &err), &err);
+        must(store->ops->peek(store, b, NLAYERS, &clk, &err), &err);
+        expect_layers("request peek", step, now, a, b, 0);
+        return;
+    }
+    must(local->ops->apply(local, a, NLAYERS, &clk, &err), &err);
+    must(store->ops->apply(store, b, NLAYERS, &clk, &err), &err);
+    expect_layers("request", step, now, a, b, 1);
+    if (a[0].committed && *nheld < 32) {
+        memcpy(held[*nheld].local, a, sizeof(a));
+        memcpy(held[(*nheld)++].redis, b, sizeof(b));
+    }
+}
+
+/* Forward clock only: the local zone forgets a key once its TTL has
+ * passed, which is the same as its state only while time moves on. */
+static void
+test_requests_match_local_store(void **state)
+{
+    char name[64];
+    request_shape_t sh;
+    held_req_t held[32];
+    int nheld = 0;
+    rl2_zone_t *zone;
+    rl2_store_t *local;
+    rl2_err_t err;
+    int64_t now = wall_us() + HOUR;
+
+    (void)state;
+    shape_init(&sh);
+    snprintf(name, sizeof(name), "/rl2test-redis-%ld", (long)getpid());
+    if (rl2_zone_open(name, 1024, pol->max_state_size, 0600, &zone, &err)
+        != RL2_OK || rl2_store_local_create(zone, &local, &err) != RL2_OK) {
+        fail_msg("local store: %s", err.msg);
+    }
+    for (int step = 0; step < 2 * STEPS; step++) {
+        int64_t dt = step_dt(SEC / 2, 5 * SEC);
+
+        one_request(local, &sh, step, now, held, &nheld);
+        now += dt > 0 ? dt : 0;
+    }
+    printf("  %d requests of %d layers agree with the local store\n",
+           2 * STEPS, NLAYERS);
+    rl2_store_destroy(local);
+    rl2_zone_close(zone);
+    rl2_zone_unlink(name, NULL);
+}
+
+/* ---- fixture ---- */
+
+static int
+group_setup(void **state)
+{
+    rl2_err_t err;
+    const char *env = getenv("RL2_SEED");
+
+    (void)state;
+    seed = env != NULL ? (unsigned)strtoul(env, NULL, 10)
+                       : (unsigned)(wall_us() ^ getpid());
+    rng = UINT64_C(0x9e3779b97f4a7c15) ^ seed;
+    printf("seed %u (RL2_SEED=%u reproduces this run)\n", seed, seed);
+    srv_start(&srv, NULL);
+    admin = srv_admin(&srv);
+    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
+        fail_msg("policy: %s", err.msg);
+    }
+    store = mk_store(&srv, 1);
+    return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    (void)state;
+    rl2_store_destroy(store);
+    rl2_policy_free(pol);
+    if (admin != NULL) {
+        redisFree(admin);
+    }
+    srv_stop(&srv);
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    alarm(WATCHDOG_S);
+    freeReplyObject(admin_cmd(admin, "FLUSHALL"));
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    return 0;
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_script_arithmetic_is_exact),
+        T(test_token_bucket_matches_c),
+        T(test_leaky_bucket_matches_c),
+        T(test_fixed_window_matches_c),
+        T(test_sliding_window_matches_c),
+        T(test_sliding_log_matches_c),
+        T(test_concurrency_matches_c),
+        T(test_quota_matches_c),
+        T(test_overflow_allowance_matches_c),
+        T(test_clock_going_back_matches_c),
+        T(test_requests_match_local_store),
+    };
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
