@@ -41,9 +41,10 @@
 
 #include "mod_ratelimit2.h"
 
-/* Per process, set in post_config (children inherit the mapping). */
-static rl2_zone_t  *rl2_zone;
-static rl2_store_t *rl2_store;
+/* Per process, set in post_config (children inherit the mappings; Redis
+ * connections are opened later, per thread, by the Redis store). */
+static rl2_backend_t *rl2_backend;
+static rl2_store_t   *rl2_store;
 
 /* ---- the request ---- */
 
@@ -183,6 +184,26 @@ rl2_req_state(request_rec *r)
     return st;
 }
 
+/* The store could not answer: with failover "closed" the request is
+ * refused with 503 and a Retry-After; otherwise it goes on (a broken
+ * store must not take the site down; failover "local" already answered
+ * from the local zone, so this is a local-zone failure). */
+static int
+rl2_store_failed(request_rec *r, const rl2_err_t *err)
+{
+    int64_t retry = 0;
+
+    if (rl2_backend_refusing(rl2_backend, &retry)) {
+        apr_table_setn(r->err_headers_out, "Retry-After",
+                       apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
+                                    (apr_int64_t)(retry > 0 ? retry : 1)));
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RL2_LOGNO(0002)
+                  "store error, request let through: %s", err->msg);
+    return DECLINED;
+}
+
 /* Decide one phase; returns DECLINED to let the request on, or 429. */
 static int
 rl2_run_phase(request_rec *r, unsigned phase)
@@ -216,10 +237,7 @@ rl2_run_phase(request_rec *r, unsigned phase)
     if (rl2_decide(policy, (const rl2_rule_t *)dconf->rules->elts,
                    (size_t)dconf->rules->nelts, rl2_store, &req, phase,
                    &st->now, &st->verdict, &err) != RL2_OK) {
-        /* Fail open: a broken store must not take the site down. */
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RL2_LOGNO(0002)
-                      "store error, request let through: %s", err.msg);
-        return DECLINED;
+        return rl2_store_failed(r, &err);
     }
     if (!st->cleanup_registered && rl2_decide_holds(&st->verdict)) {
         apr_pool_cleanup_register(r->pool, st, rl2_release,
@@ -273,9 +291,8 @@ rl2_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp)
     (void)plog;
     (void)ptemp;
     /* The DSO may stay loaded across a restart: start from defaults. */
-    rl2_zone_conf.zone_name = RL2_DEFAULT_ZONE;
-    rl2_zone_conf.zone_entries = RL2_DEFAULT_ENTRIES;
-    rl2_zone_conf.inline_state_max = 0;
+    rl2_backend_conf_init(&rl2_global.backend);
+    rl2_global.inline_state_max = 0;
     return OK;
 }
 
@@ -326,10 +343,9 @@ static apr_status_t
 rl2_zone_cleanup(void *data)
 {
     (void)data;
-    rl2_store_destroy(rl2_store);
     rl2_store = NULL;
-    rl2_zone_close(rl2_zone);
-    rl2_zone = NULL;
+    rl2_backend_close(rl2_backend);
+    rl2_backend = NULL;
     return APR_SUCCESS;
 }
 
@@ -337,8 +353,8 @@ static int
 rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                 server_rec *s)
 {
-    size_t state = rl2_zone_conf.inline_state_max;
-    const rl2_zone_conf_t *zc;
+    size_t state = rl2_global.inline_state_max;
+    rl2_backend_conf_t *bc = &rl2_global.backend;
     rl2_err_t err;
     const char *msg;
 
@@ -371,21 +387,21 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     if (state == 0) {
         state = 8;
     }
-    zc = &rl2_zone_conf;
-    if (rl2_zone_open(zc->zone_name, zc->zone_entries, state, 0600,
-                      &rl2_zone, &err) != RL2_OK
-        || rl2_store_local_create(rl2_zone, &rl2_store, &err) != RL2_OK) {
+    bc->state_size = state;
+    if (rl2_backend_open(bc, &rl2_backend, &err) != RL2_OK) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0005)
-                     "cannot open zone %s: %s", zc->zone_name, err.msg);
-        rl2_zone_close(rl2_zone);
-        rl2_zone = NULL;
+                     "cannot open the store (zone %s): %s", bc->zone_name,
+                     err.msg);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
+    rl2_store = rl2_backend_store(rl2_backend);
     apr_pool_cleanup_register(pconf, NULL, rl2_zone_cleanup,
                               apr_pool_cleanup_null);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, RL2_LOGNO(0006)
-                 "zone %s: %u entries of %" APR_SIZE_T_FMT " bytes",
-                 zc->zone_name, zc->zone_entries, (apr_size_t)state);
+                 "zone %s: %u entries of %" APR_SIZE_T_FMT " bytes%s",
+                 bc->zone_name, (unsigned)bc->zone_entries,
+                 (apr_size_t)state,
+                 bc->redis_enabled ? ", shared through Redis" : "");
     return OK;
 }
 

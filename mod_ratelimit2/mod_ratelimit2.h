@@ -9,6 +9,7 @@
 #include "httpd.h"
 #include "http_config.h"
 
+#include "ratelimit2/backend.h"
 #include "ratelimit2/decide.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/store.h"
@@ -16,8 +17,6 @@
 #define RL2_LOGNO(n) "RL2" #n ": "
 
 #define RL2_UNSET -1
-#define RL2_DEFAULT_ZONE "/ratelimit2"
-#define RL2_DEFAULT_ENTRIES 100000u
 #define RL2_JSON_FILTER "RATELIMIT2_JSON"
 
 extern module AP_MODULE_DECLARE_DATA ratelimit2_module;
@@ -50,15 +49,16 @@ typedef struct {
     int           json_body;   /* our 429 body is the response */
 } rl2_req_state_t;
 
-/* Zone settings gathered while the configuration is read (directives
- * run in the parent before post_config; reset in pre_config). */
+/* Server-wide store settings gathered while the configuration is read
+ * (directives run in the parent before post_config; reset in
+ * pre_config). */
 typedef struct {
-    const char *zone_name;
-    unsigned    zone_entries;
-    size_t      inline_state_max;  /* largest state of an inline limit */
-} rl2_zone_conf_t;
+    rl2_backend_conf_t backend;          /* zone, Redis, failover, alerts */
+    size_t             inline_state_max; /* largest state of an inline
+                                            limit */
+} rl2_global_conf_t;
 
-extern rl2_zone_conf_t rl2_zone_conf;
+extern rl2_global_conf_t rl2_global;
 
 /* mod_ratelimit2_config.c */
 extern const command_rec rl2_cmds[];

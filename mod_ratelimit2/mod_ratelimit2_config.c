@@ -11,7 +11,9 @@
 #include "apr_strings.h"
 #include "apr_tables.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ratelimit2/config.h"
 #include "ratelimit2/policy.h"
@@ -19,9 +21,7 @@
 
 #include "mod_ratelimit2.h"
 
-rl2_zone_conf_t rl2_zone_conf = {
-    RL2_DEFAULT_ZONE, RL2_DEFAULT_ENTRIES, 0
-};
+rl2_global_conf_t rl2_global;
 
 /* ---- configuration records ---- */
 
@@ -162,7 +162,8 @@ rl2_set_zone(cmd_parms *cmd, void *dummy, const char *name,
         return "RateLimit2Zone: the name must look like /ratelimit2 "
                "(one leading slash, no other)";
     }
-    rl2_zone_conf.zone_name = apr_pstrdup(cmd->pool, name);
+    apr_cpystrn(rl2_global.backend.zone_name, name,
+                sizeof(rl2_global.backend.zone_name));
     if (entries != NULL) {
         n = apr_strtoi64(entries, &end, 10);
         if (*end != '\0' || n < RL2_ZONE_MIN_ENTRIES
@@ -171,7 +172,7 @@ rl2_set_zone(cmd_parms *cmd, void *dummy, const char *name,
                                 "be a number from %u to %u", 
                                 RL2_ZONE_MIN_ENTRIES, RL2_ZONE_MAX_ENTRIES);
         }
-        rl2_zone_conf.zone_entries = (unsigned)n;
+        rl2_global.backend.zone_entries = (uint32_t)n;
     }
     return NULL;
 }
@@ -410,8 +411,199 @@ rl2_add_limit(cmd_parms *cmd, void *dirconf, const char *args)
                                          : (rl2_mode_t)conf->mode;
     rule->limits = (rl2_limit_set_t){ limit, 1, 1, 0 };
     conf->phases |= limit->phase;
-    if (limit->state_size > rl2_zone_conf.inline_state_max) {
-        rl2_zone_conf.inline_state_max = limit->state_size;
+    if (limit->state_size > rl2_global.inline_state_max) {
+        rl2_global.inline_state_max = limit->state_size;
+    }
+    return NULL;
+}
+
+/* ---- Redis, failover and alerts (main server only) ---- */
+
+/* "name=value" into its two parts (name copied, value borrowed). */
+static const char *
+rl2_option(apr_pool_t *p, const char *word, const char **value)
+{
+    const char *eq = strchr(word, '=');
+
+    if (eq == NULL || eq == word) {
+        return NULL;
+    }
+    *value = eq + 1;
+    return apr_pstrmemdup(p, word, (apr_size_t)(eq - word));
+}
+
+/* A positive number of milliseconds (or plain count). */
+static int
+rl2_positive(const char *text, apr_int64_t max, apr_int64_t *out)
+{
+    char *end;
+
+    *out = apr_strtoi64(text, &end, 10);
+    return *end == '\0' && *out > 0 && *out <= max;
+}
+
+static const char *
+rl2_redis_option(apr_pool_t *p, rl2_redis_conf_t *rc, const char *word)
+{
+    const char *val, *name = rl2_option(p, word, &val);
+    apr_int64_t n;
+
+    if (name == NULL) {
+        return apr_psprintf(p, "expected option=value, got \"%s\"", word);
+    }
+    if (strcmp(name, "db") == 0 && (rl2_positive(val, 15, &n)
+                                    || strcmp(val, "0") == 0)) {
+        rc->db = strcmp(val, "0") == 0 ? 0 : (int)n;
+    }
+    else if (strcmp(name, "user") == 0) {
+        apr_cpystrn(rc->username, val, sizeof(rc->username));
+    }
+    else if (strcmp(name, "password") == 0) {
+        apr_cpystrn(rc->password, val, sizeof(rc->password));
+    }
+    else if (strcmp(name, "connect_timeout") == 0
+             && rl2_positive(val, 60000, &n)) {
+        rc->connect_timeout_ms = (int)n;
+    }
+    else if (strcmp(name, "timeout") == 0 && rl2_positive(val, 60000, &n)) {
+        rc->command_timeout_ms = (int)n;
+    }
+    else {
+        return apr_psprintf(p, "bad option \"%s\" (expected db=0..15, "
+                            "user=, password=, connect_timeout=MS, "
+                            "timeout=MS)", word);
+    }
+    return NULL;
+}
+
+/* RateLimit2Redis host:port|/path/to.sock [db=N] [user=U] [password=P]
+ *                 [connect_timeout=MS] [timeout=MS] */
+static const char *
+rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
+{
+    rl2_redis_conf_t *rc = &rl2_global.backend.redis;
+    const char *addr = ap_getword_conf(cmd->pool, &args), *word, *msg;
+    const char *colon = strrchr(addr, ':');
+    rl2_err_t err;
+
+    (void)dummy;
+    if ((msg = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return msg;
+    }
+    if (addr[0] == '/') {
+        apr_cpystrn(rc->unix_path, addr, sizeof(rc->unix_path));
+    }
+    else if (colon != NULL && colon > addr && atoi(colon + 1) > 0) {
+        apr_cpystrn(rc->host, addr, (apr_size_t)(colon - addr) + 1 <
+                    sizeof(rc->host) ? (apr_size_t)(colon - addr) + 1
+                                     : sizeof(rc->host));
+        rc->port = atoi(colon + 1);
+    }
+    else {
+        return "RateLimit2Redis: expected HOST:PORT or /path/to/socket";
+    }
+    while (*(word = ap_getword_conf(cmd->pool, &args)) != '\0') {
+        if ((msg = rl2_redis_option(cmd->pool, rc, word)) != NULL) {
+            return apr_pstrcat(cmd->pool, "RateLimit2Redis: ", msg, NULL);
+        }
+    }
+    if (rl2_redis_conf_check(rc, &err) != RL2_OK) {
+        return apr_pstrcat(cmd->pool, "RateLimit2Redis: ", err.msg, NULL);
+    }
+    rl2_global.backend.redis_enabled = 1;
+    return NULL;
+}
+
+/* RateLimit2Failover local|open|closed [share=F] [probe=MS]
+ *                    [failures=N] */
+static const char *
+rl2_set_failover(cmd_parms *cmd, void *dummy, const char *args)
+{
+    rl2_backend_conf_t *bc = &rl2_global.backend;
+    const char *mode = ap_getword_conf(cmd->pool, &args), *word, *val;
+    const char *name, *msg;
+    apr_int64_t n;
+    rl2_err_t err;
+
+    (void)dummy;
+    if ((msg = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return msg;
+    }
+    if (rl2_failover_mode_parse(mode, &bc->failover_mode, &err) != RL2_OK) {
+        return apr_pstrcat(cmd->pool, "RateLimit2Failover: ", err.msg, NULL);
+    }
+    while (*(word = ap_getword_conf(cmd->pool, &args)) != '\0') {
+        name = rl2_option(cmd->pool, word, &val);
+        if (name != NULL && strcmp(name, "share") == 0) {
+            if (rl2_failover_share_parse(val, &bc->local_share_ppm, &err)
+                != RL2_OK) {
+                return apr_pstrcat(cmd->pool, "RateLimit2Failover: ",
+                                   err.msg, NULL);
+            }
+        }
+        else if (name != NULL && strcmp(name, "probe") == 0
+                 && rl2_positive(val, 3600000, &n)) {
+            bc->circuit.probe_interval_ms = n;
+        }
+        else if (name != NULL && strcmp(name, "failures") == 0
+                 && rl2_positive(val, 1000, &n)) {
+            bc->circuit.failures_to_open = (uint32_t)n;
+        }
+        else {
+            return apr_psprintf(cmd->pool, "RateLimit2Failover: bad option "
+                                "\"%s\" (expected share=0.001..1, "
+                                "probe=MS, failures=N)", word);
+        }
+    }
+    return NULL;
+}
+
+/* RateLimit2Alerts On|Off [socket=PATH] [ident=NAME] [facility=F]
+ *                  [interval=SECONDS] */
+static const char *
+rl2_set_alerts(cmd_parms *cmd, void *dummy, const char *args)
+{
+    rl2_backend_conf_t *bc = &rl2_global.backend;
+    const char *onoff = ap_getword_conf(cmd->pool, &args), *word, *val;
+    const char *name, *msg;
+    apr_int64_t n;
+    rl2_err_t err;
+
+    (void)dummy;
+    if ((msg = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
+        return msg;
+    }
+    if (strcasecmp(onoff, "on") != 0 && strcasecmp(onoff, "off") != 0) {
+        return "RateLimit2Alerts: expected On or Off first";
+    }
+    bc->alerts_enabled = strcasecmp(onoff, "on") == 0;
+    while (*(word = ap_getword_conf(cmd->pool, &args)) != '\0') {
+        name = rl2_option(cmd->pool, word, &val);
+        if (name != NULL && strcmp(name, "socket") == 0 && val[0] == '/'
+            && strlen(val) < sizeof(bc->alert_socket)) {
+            apr_cpystrn(bc->alert_socket, val, sizeof(bc->alert_socket));
+        }
+        else if (name != NULL && strcmp(name, "ident") == 0 && val[0]
+                 && strlen(val) < sizeof(bc->alert_ident)) {
+            apr_cpystrn(bc->alert_ident, val, sizeof(bc->alert_ident));
+        }
+        else if (name != NULL && strcmp(name, "facility") == 0) {
+            if (rl2_alert_facility_parse(val, &bc->alert_facility, &err)
+                != RL2_OK) {
+                return apr_pstrcat(cmd->pool, "RateLimit2Alerts: ", err.msg,
+                                   NULL);
+            }
+        }
+        else if (name != NULL && strcmp(name, "interval") == 0
+                 && rl2_positive(val, 86400, &n)) {
+            bc->alert_interval_ms = n * 1000;
+        }
+        else {
+            return apr_psprintf(cmd->pool, "RateLimit2Alerts: bad option "
+                                "\"%s\" (expected socket=/PATH, ident=NAME, "
+                                "facility=daemon|local0.., interval=S)",
+                                word);
+        }
     }
     return NULL;
 }
@@ -426,6 +618,15 @@ const command_rec rl2_cmds[] = {
                     "X-Forwarded-For is believed"),
     AP_INIT_TAKE1("RateLimit2Mode", rl2_set_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "enforce, dry_run or off"),
+    AP_INIT_RAW_ARGS("RateLimit2Redis", rl2_set_redis, NULL, RSRC_CONF,
+                     "HOST:PORT or /socket, then db=, user=, password=, "
+                     "connect_timeout=MS, timeout=MS: count in Redis"),
+    AP_INIT_RAW_ARGS("RateLimit2Failover", rl2_set_failover, NULL,
+                     RSRC_CONF, "local|open|closed [share=F] [probe=MS] "
+                     "[failures=N]: what to do while Redis is down"),
+    AP_INIT_RAW_ARGS("RateLimit2Alerts", rl2_set_alerts, NULL, RSRC_CONF,
+                     "On|Off [socket=PATH] [ident=NAME] [facility=F] "
+                     "[interval=S]: syslog alerts about the store"),
     AP_INIT_TAKE1("RateLimit2ResetFormat", rl2_set_reset, NULL, RSRC_CONF,
                   "X-RateLimit-Reset as epoch seconds (default) or delta"),
     AP_INIT_FLAG("RateLimit2Engine", rl2_set_engine, NULL,

@@ -1,0 +1,155 @@
+/*
+ * backend.c -- assembles the store stack of backend.h: local zone, local
+ * store, and (with Redis) Redis store + circuit + alerts + failover store.
+ * Owns the order in which they are built and torn down.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "ratelimit2/backend.h"
+
+struct rl2_backend {
+    rl2_zone_t    *zone;
+    rl2_store_t   *local;
+    rl2_store_t   *redis;
+    rl2_circuit_t *circuit;
+    rl2_alert_t   *alert;
+    rl2_store_t   *failover;
+};
+
+void
+rl2_backend_conf_init(rl2_backend_conf_t *conf)
+{
+    memset(conf, 0, sizeof(*conf));
+    snprintf(conf->zone_name, sizeof(conf->zone_name), "/ratelimit2");
+    conf->zone_entries = 100000;
+    conf->state_size = 8;
+    conf->shm_mode = 0600;
+    rl2_redis_conf_init(&conf->redis);
+    conf->failover_mode = RL2_FAILOVER_LOCAL;
+    conf->local_share_ppm = RL2_SHARE_ONE;
+    rl2_circuit_conf_default(&conf->circuit);
+    conf->alerts_enabled = 1;
+    snprintf(conf->alert_socket, sizeof(conf->alert_socket), "/dev/log");
+    snprintf(conf->alert_ident, sizeof(conf->alert_ident), "ratelimit2");
+    conf->alert_facility = LOG_DAEMON;
+    conf->alert_interval_ms = 60000;
+}
+
+/* "<zone><suffix>", the name of a companion shm object. */
+static void
+rl2_backend_name(const rl2_backend_conf_t *conf, const char *suffix,
+                 char *out, size_t len)
+{
+    snprintf(out, len, "%.*s%s", (int)(len - strlen(suffix) - 1),
+             conf->zone_name, suffix);
+}
+
+static rl2_status_t
+rl2_backend_alerts(const rl2_backend_conf_t *conf, rl2_backend_t *b,
+                   rl2_err_t *err)
+{
+    rl2_alert_conf_t ac;
+    char name[RL2_BACKEND_NAME_MAX + 16];
+
+    if (!conf->alerts_enabled) {
+        return RL2_OK;
+    }
+    rl2_alert_conf_default(&ac);
+    rl2_backend_name(conf, ".alert", name, sizeof(name));
+    ac.socket_path = conf->alert_socket;
+    ac.ident = conf->alert_ident;
+    ac.facility = conf->alert_facility;
+    ac.interval_ms = conf->alert_interval_ms;
+    ac.shm_name = name;
+    ac.mode = conf->shm_mode;
+    return rl2_alert_open(&ac, &b->alert, err);
+}
+
+static rl2_status_t
+rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
+                  rl2_err_t *err)
+{
+    rl2_failover_conf_t fc;
+    char name[RL2_BACKEND_NAME_MAX + 16];
+    rl2_status_t st;
+
+    rl2_backend_name(conf, ".circuit", name, sizeof(name));
+    if ((st = rl2_store_redis_create(&conf->redis, &b->redis, err))
+            != RL2_OK
+        || (st = rl2_circuit_open(name, &conf->circuit, conf->shm_mode,
+                                  &b->circuit, err)) != RL2_OK
+        || (st = rl2_backend_alerts(conf, b, err)) != RL2_OK) {
+        return st;
+    }
+    rl2_failover_conf_default(&fc);
+    fc.mode = conf->failover_mode;
+    fc.local_share_ppm = conf->local_share_ppm;
+    fc.alert = b->alert;
+    return rl2_store_failover_create(b->redis, b->local, b->circuit, &fc,
+                                     &b->failover, err);
+}
+
+rl2_status_t
+rl2_backend_open(const rl2_backend_conf_t *conf, rl2_backend_t **out,
+                 rl2_err_t *err)
+{
+    rl2_backend_t *b = calloc(1, sizeof(*b));
+    rl2_status_t st;
+
+    *out = NULL;
+    if (b == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    st = rl2_zone_open(conf->zone_name, conf->zone_entries,
+                       conf->state_size, conf->shm_mode, &b->zone, err);
+    if (st == RL2_OK) {
+        st = rl2_store_local_create(b->zone, &b->local, err);
+    }
+    if (st == RL2_OK && conf->redis_enabled) {
+        st = rl2_backend_redis(conf, b, err);
+    }
+    if (st != RL2_OK) {
+        rl2_backend_close(b);
+        return st;
+    }
+    *out = b;
+    return RL2_OK;
+}
+
+void
+rl2_backend_close(rl2_backend_t *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    /* Wrappers before what they wrap. */
+    rl2_store_destroy(b->failover);
+    rl2_store_destroy(b->redis);
+    rl2_circuit_close(b->circuit);
+    rl2_alert_close(b->alert);
+    rl2_store_destroy(b->local);
+    rl2_zone_close(b->zone);
+    free(b);
+}
+
+rl2_store_t *
+rl2_backend_store(rl2_backend_t *b)
+{
+    return b->failover != NULL ? b->failover : b->local;
+}
+
+rl2_zone_t *
+rl2_backend_zone(rl2_backend_t *b)
+{
+    return b->zone;
+}
+
+int
+rl2_backend_refusing(rl2_backend_t *b, int64_t *retry_after_s)
+{
+    return b->failover != NULL
+           && rl2_failover_refusing(b->failover, retry_after_s);
+}

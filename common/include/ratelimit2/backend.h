@@ -1,0 +1,66 @@
+/*
+ * backend.h -- the whole store stack a front end needs, built in one call:
+ * the local zone and its store, and, when Redis is configured, the Redis
+ * store behind a circuit breaker and a failover store, with syslog alerts.
+ * Both front ends (the Apache module and ratelimit2-fcgi) use this, so a
+ * deployment behaves the same whichever serves it.
+ *
+ * Nothing here connects to Redis: connections are opened lazily, per
+ * thread, on first use (after fork), by the Redis store.
+ */
+#ifndef RL2_BACKEND_H
+#define RL2_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/alert.h"
+#include "ratelimit2/failover.h"
+#include "ratelimit2/redis.h"
+#include "ratelimit2/status.h"
+#include "ratelimit2/store.h"
+
+#define RL2_BACKEND_NAME_MAX 200
+
+typedef struct {
+    char                zone_name[RL2_BACKEND_NAME_MAX]; /* "/ratelimit2" */
+    uint32_t            zone_entries;    /* keys the local zone holds */
+    size_t              state_size;      /* bytes per key (policy max) */
+    unsigned            shm_mode;        /* permission of new objects */
+    int                 redis_enabled;   /* 0: local store only */
+    rl2_redis_conf_t    redis;
+    rl2_failover_mode_t failover_mode;   /* when Redis fails */
+    uint32_t            local_share_ppm; /* local mode: share of a limit */
+    rl2_circuit_conf_t  circuit;
+    int                 alerts_enabled;  /* syslog alerts (Redis mode) */
+    char                alert_socket[108];
+    char                alert_ident[33];
+    int                 alert_facility;
+    int64_t             alert_interval_ms;
+} rl2_backend_conf_t;
+
+typedef struct rl2_backend rl2_backend_t;
+
+/* Defaults: zone "/ratelimit2" of 100,000 entries, local store only;
+ * when Redis is enabled: failover local with share 1.0, the circuit's
+ * defaults, alerts to /dev/log as "ratelimit2", facility daemon, at most
+ * one line per kind a minute. */
+void rl2_backend_conf_init(rl2_backend_conf_t *conf);
+
+/* Build the stack.  The circuit and the alert state live in shared memory
+ * named after the zone ("<zone>.circuit", "<zone>.alert"), so every
+ * process of the host shares them.  *out is owned by the caller, freed by
+ * rl2_backend_close(). */
+rl2_status_t rl2_backend_open(const rl2_backend_conf_t *conf,
+                              rl2_backend_t **out, rl2_err_t *err);
+void rl2_backend_close(rl2_backend_t *backend);
+
+/* The store decide() talks to (failover over Redis, or the local store). */
+rl2_store_t *rl2_backend_store(rl2_backend_t *backend);
+/* The local zone (for statistics and health). */
+rl2_zone_t *rl2_backend_zone(rl2_backend_t *backend);
+/* After a decide() error: should the request be refused with 503, and
+ * after how many seconds may it retry (closed failover mode)? */
+int rl2_backend_refusing(rl2_backend_t *backend, int64_t *retry_after_s);
+
+#endif /* RL2_BACKEND_H */

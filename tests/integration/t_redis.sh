@@ -1,0 +1,133 @@
+#!/bin/bash
+# t_redis.sh -- one limit across two Apache servers through one real
+# redis-server, and what happens when Redis goes away: decisions continue
+# on local counters (failover "local"), one alert each way, decisions go
+# back to Redis when it returns; failover "closed" answers 503.
+source "$(dirname "$0")/lib.sh"
+
+RP=$(free_port)
+RDIR=$T_DIR/redis
+mkdir -p "$RDIR"
+
+redis_start() {
+    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$RDIR" --daemonize yes --pidfile "$RDIR/redis.pid" \
+        --logfile "$RDIR/redis.log" >/dev/null
+    for _ in $(seq 1 100); do
+        redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG && return 0
+        sleep 0.05
+    done
+    return 1
+}
+RL2_PIDFILES+=("$RDIR/redis.pid")
+redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
+ok "redis-server starts"
+
+# A syslog stand-in the alerts go to.
+SINK=$T_DIR/log.sock
+LOG=$T_DIR/alerts.log
+: >"$LOG"
+"$BUILD/tools/rl2_dgram_sink" "$SINK" "$LOG" >/dev/null 2>&1 </dev/null &
+echo $! >"$T_DIR/sink.pid"
+RL2_PIDFILES+=("$T_DIR/sink.pid")
+for _ in $(seq 1 100); do [ -S "$SINK" ] && break; sleep 0.05; done
+
+# apache_redis NAME [extra directives] -- an Apache counting in Redis;
+# its port is left in $PORT (not echoed: a command substitution would run
+# it in a subshell and lose its pid file for the cleanup).
+apache_redis() {
+    local d=$T_DIR/$1 p
+    p=$(free_port)
+    apache_conf "$d" "$p" event
+    cat >"$d/site.conf" <<CONF
+RateLimit2Zone $(zone_name "$1") 10000
+RateLimit2Redis 127.0.0.1:$RP timeout=300
+RateLimit2Alerts On socket=$SINK interval=60
+${2:-}
+<Location /fw>
+    RateLimit2Limit fw 100/1h algorithm=fixed_window
+</Location>
+<Location /sl>
+    RateLimit2Limit sl 100/1h algorithm=sliding_log
+</Location>
+<Location /tb>
+    RateLimit2Limit tb 100/1h algorithm=token_bucket
+</Location>
+<Location /lb>
+    RateLimit2Limit lb 100/1h algorithm=leaky_bucket
+</Location>
+<Location /free>
+    RateLimit2Limit free 100000/1h algorithm=token_bucket
+</Location>
+CONF
+    for x in fw sl tb lb free; do
+        mkdir -p "$d/htdocs/$x"
+        echo ok >"$d/htdocs/$x/x"
+    done
+    apache_start "$d" || return 1
+    PORT=$p
+}
+
+apache_redis a || { not_ok "apache a starts"; done_testing; exit 1; }
+PA=$PORT
+apache_redis b || { not_ok "apache b starts"; done_testing; exit 1; }
+PB=$PORT
+
+# ---- one quota across two servers ----
+for alg in fw sl tb lb; do
+    admitted 500 32 "http://127.0.0.1:$PA/$alg/x" >"$T_DIR/$alg.a" &
+    ja=$!
+    admitted 500 32 "http://127.0.0.1:$PB/$alg/x" >"$T_DIR/$alg.b" &
+    wait $ja $!   # not a bare wait: the syslog sink never ends
+    a=$(cat "$T_DIR/$alg.a")
+    b=$(cat "$T_DIR/$alg.b")
+    is "$alg: a quota of 100 split across two servers admits exactly 100" \
+       100 $((a + b))
+done
+keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)
+if [ "$keys" -ge 4 ]; then
+    ok "the counters live in Redis ($keys keys)"
+else
+    not_ok "the counters live in Redis ($keys keys)"
+fi
+
+# ---- Redis killed: local counters, one alert, no 5xx ----
+kill -KILL "$(cat "$RDIR/redis.pid")"
+rm -f "$RDIR/redis.pid"
+out=$(ab -q -n 200 -c 8 "http://127.0.0.1:$PA/free/x" 2>&1)
+is "redis down: every request still answered" "200" \
+   "$(printf '%s\n' "$out" | sed -n 's/^Complete requests: *//p')"
+is "redis down: no 5xx (ab sees no non-2xx)" "" \
+   "$(printf '%s\n' "$out" | sed -n 's/^Non-2xx responses: *//p')"
+sleep 0.5
+is "exactly one redis_down line for server a" "1" \
+   "$(grep -c 'event=redis_down' "$LOG")"
+like "the alert line is key=value with a fixed prefix" \
+     'ratelimit2: event=redis_down' "$(cat "$LOG")"
+
+# ---- Redis back: decisions return to Redis ----
+redis_start || not_ok "redis-server restarts"
+back=0
+for _ in $(seq 1 100); do
+    code "http://127.0.0.1:$PA/free/x" >/dev/null
+    if [ "$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)" -gt 0 ]; then
+        back=1
+        break
+    fi
+    sleep 0.1
+done
+is "redis back: counters appear in Redis again within 10 s" 1 "$back"
+sleep 0.5
+is "exactly one redis_up line" "1" "$(grep -c 'event=redis_up' "$LOG")"
+
+# ---- failover closed: 503 with Retry-After while Redis is down ----
+apache_redis c "RateLimit2Failover closed probe=2000" \
+    || not_ok "apache c starts"
+PC=$PORT
+kill -KILL "$(cat "$RDIR/redis.pid")"
+rm -f "$RDIR/redis.pid"
+h=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PC/free/x")
+like "failover closed: 503 while Redis is down" '^HTTP/1.1 503' "$h"
+like "failover closed: with Retry-After" 'Retry-After: [0-9]+' "$h"
+
+done_testing
