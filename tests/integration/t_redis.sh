@@ -130,4 +130,15 @@ h=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PC/free/x")
 like "failover closed: 503 while Redis is down" '^HTTP/1.1 503' "$h"
 like "failover closed: with Retry-After" 'Retry-After: [0-9]+' "$h"
 
+# ---- a bad store directive stops configtest with a clear message ----
+D=$T_DIR/bad
+apache_conf "$D" "$(free_port)" event
+echo "RateLimit2Redis 127.0.0.1:6379 dbx=1" >"$D/site.conf"
+out=$(apache_configtest "$D")
+like "a bad RateLimit2Redis option fails configtest, naming it" \
+     'RateLimit2Redis: bad option "dbx=1"' "$out"
+echo "RateLimit2Failover sideways" >"$D/site.conf"
+like "a bad failover mode fails configtest" 'RateLimit2Failover: ' \
+     "$(apache_configtest "$D")"
+
 done_testing
