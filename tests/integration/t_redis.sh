@@ -56,11 +56,20 @@ ${2:-}
 <Location /lb>
     RateLimit2Limit lb 100/1h algorithm=leaky_bucket
 </Location>
+<Location /sw>
+    RateLimit2Limit sw 100/1h algorithm=sliding_window
+</Location>
+<Location /quota>
+    RateLimit2Limit daily 100/day algorithm=quota
+</Location>
+<Location /three>
+    RateLimit2Limit three 3/1h algorithm=sliding_log
+</Location>
 <Location /free>
     RateLimit2Limit free 100000/1h algorithm=token_bucket
 </Location>
 CONF
-    for x in fw sl tb lb free; do
+    for x in fw sl tb lb sw quota three free; do
         mkdir -p "$d/htdocs/$x"
         echo ok >"$d/htdocs/$x/x"
     done
@@ -84,6 +93,22 @@ for alg in fw sl tb lb; do
     is "$alg: a quota of 100 split across two servers admits exactly 100" \
        100 $((a + b))
 done
+# sliding_window weighs the previous window: exact within one window,
+# within 1% in general; a calendar quota is exact.
+for alg in sw quota; do
+    admitted 500 32 "http://127.0.0.1:$PA/$alg/x" >"$T_DIR/$alg.a" &
+    ja=$!
+    admitted 500 32 "http://127.0.0.1:$PB/$alg/x" >"$T_DIR/$alg.b" &
+    wait $ja $!
+    total=$(( $(cat "$T_DIR/$alg.a") + $(cat "$T_DIR/$alg.b") ))
+    if [ "$total" -ge 99 ] && [ "$total" -le 101 ]; then
+        ok "$alg: across two servers within 1% of 100 ($total)"
+    else
+        not_ok "$alg: across two servers within 1% of 100 ($total)"
+    fi
+done
+is "quota: a daily quota of 100 across two servers admits exactly 100" \
+   100 $(( $(cat "$T_DIR/quota.a") + $(cat "$T_DIR/quota.b") ))
 keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)
 if [ "$keys" -ge 4 ]; then
     ok "the counters live in Redis ($keys keys)"
@@ -124,11 +149,19 @@ is "exactly one redis_up line" "1" "$(grep -c 'event=redis_up' "$LOG")"
 apache_redis c "RateLimit2Failover closed probe=2000" \
     || not_ok "apache c starts"
 PC=$PORT
+apache_redis d "RateLimit2Failover open" || not_ok "apache d starts"
+PD=$PORT
 kill -KILL "$(cat "$RDIR/redis.pid")"
 rm -f "$RDIR/redis.pid"
 h=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PC/free/x")
 like "failover closed: 503 while Redis is down" '^HTTP/1.1 503' "$h"
 like "failover closed: with Retry-After" 'Retry-After: [0-9]+' "$h"
+codes=""
+for _ in 1 2 3 4 5 6; do
+    codes="$codes $(code "http://127.0.0.1:$PD/three/x")"
+done
+is "failover open: everything passes while Redis is down" \
+   " 200 200 200 200 200 200" "$codes"
 
 # ---- a bad store directive stops configtest with a clear message ----
 D=$T_DIR/bad
