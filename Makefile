@@ -39,7 +39,8 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
 # ratelimit2-fcgi (the FastCGI daemon) and ratelimit2-cgi (the CGI
 # wrapper) share the CGI-variable and response code.
-FCGI_SHARED := fcgi/request.c fcgi/response.c fcgi/policy.c
+FCGI_SHARED := fcgi/request.c fcgi/response.c fcgi/policy.c \
+               fcgi/store_opts.c
 FCGI_SRC := fcgi/main.c fcgi/worker.c fcgi/vet.c fcgi/authorizer.c \
             fcgi/generation.c fcgi/listen.c fcgi/log.c $(FCGI_SHARED)
 CGI_SRC  := fcgi/cgi.c $(FCGI_SHARED)

@@ -153,3 +153,13 @@ rl2_backend_refusing(rl2_backend_t *b, int64_t *retry_after_s)
     return b->failover != NULL
            && rl2_failover_refusing(b->failover, retry_after_s);
 }
+
+int
+rl2_backend_circuit_state(rl2_backend_t *b, rl2_circuit_state_t *state)
+{
+    if (b->circuit == NULL) {
+        return 0;
+    }
+    *state = rl2_circuit_state(b->circuit);
+    return 1;
+}

@@ -66,7 +66,7 @@ rl2_fcgi_peer(FCGX_Request *req)
 static void
 rl2_fcgi_health(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req)
 {
-    char body[512], out[1024];
+    char body[512], out[1024], store[64];
     rl2_zone_stats_t st;
     rl2_clock_t now;
     rl2_err_t err;
@@ -79,12 +79,19 @@ rl2_fcgi_health(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req)
                                               "the zone cannot be read"));
         return;
     }
+    if (srv->gens.backend.redis_enabled) {
+        snprintf(store, sizeof(store), "\"redis\",\"circuit\":\"%s\"",
+                 rl2_store_circuit_name(gen->zone->backend));
+    }
+    else {
+        snprintf(store, sizeof(store), "\"local\"");
+    }
     snprintf(body, sizeof(body),
-             "{\"status\":\"ok\",\"generation\":%lu,\"store\":\"%s\","
+             "{\"status\":\"ok\",\"generation\":%lu,\"store\":%s,"
              "\"zone\":{\"entries\":%" PRIu64 ",\"used\":%" PRIu64
              ",\"evictions\":%" PRIu64 "},\"uptime\":%" PRId64 "}\n",
-             gen->number, gen->zone->store->ops->name, st.entries, st.used,
-             st.evictions, (now.mono_us - srv->started_us) / 1000000);
+             gen->number, store, st.entries, st.used, st.evictions,
+             (now.mono_us - srv->started_us) / 1000000);
     rl2_fcgi_send(req, out, rl2_cgi_response(out, sizeof(out), "200 OK",
                                              NULL, 0, NULL,
                                              "application/json", body));
@@ -129,6 +136,27 @@ rl2_fcgi_log_verdict(const rl2_verdict_t *v)
     }
 }
 
+/* After a decide() error: 1 when the request was answered 503 (failover
+ * closed while Redis is down), 0 when it goes on as allowed. */
+static int
+rl2_fcgi_store_error(rl2_gen_t *gen, const rl2_err_t *err,
+                     FCGX_Request *req, char *out, size_t len)
+{
+    int64_t retry = 1;
+
+    if (rl2_backend_refusing(gen->zone->backend, &retry)) {
+        rl2_log_request(RL2_LOG_ERROR, LOG_ERR, "store error, request "
+                        "refused with 503 (failover closed): %s", err->msg);
+        rl2_fcgi_send(req, out, rl2_cgi_unavailable(out, len, retry));
+        return 1;
+    }
+    /* Fail open, as the Apache module does: a broken store must not take
+     * the site down. */
+    rl2_log_request(RL2_LOG_ERROR, LOG_ERR, "store error, request let "
+                    "through: %s", err->msg);
+    return 0;
+}
+
 static void
 rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
                 int responder)
@@ -156,10 +184,9 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     rl2_clock_now(&now);
     if (rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
                    RL2_PHASE_ALL, &now, &v, &err) != RL2_OK) {
-        /* Fail open, as the Apache module does: a broken store must not
-         * take the site down. */
-        rl2_log_request(RL2_LOG_ERROR, LOG_ERR, "store error, request let "
-                        "through: %s", err.msg);
+        if (rl2_fcgi_store_error(gen, &err, req, out, sizeof(out))) {
+            return;
+        }
         rl2_verdict_init(&v);
     }
     rl2_fcgi_log_verdict(&v);

@@ -10,6 +10,12 @@
  *   RATELIMIT2_ZONE_ENTRIES    keys it holds (default 100000; must match
  *                              every other process sharing the zone)
  *   RATELIMIT2_TARGET          the program to run when allowed
+ *   RATELIMIT2_REDIS           count in Redis: HOST:PORT or /path/to/socket
+ *   RATELIMIT2_REDIS_OPTIONS   db=N,user=U,password=P,connect_timeout=MS,
+ *                              timeout=MS (comma-separated)
+ *   RATELIMIT2_FAILOVER        local|open|closed[,share=F][,probe=MS]
+ *   RATELIMIT2_ALERTS          off, or [on,]socket=PATH[,ident=NAME]...
+ * (the syntax of ratelimit2-fcgi's -R, -O, -F and -A, store_opts.c)
  * then decides.  Allowed: it execve()s the target with RATELIMIT_LIMIT,
  * _REMAINING, _RESET, _RULE and _TIER added to the environment; stdin,
  * stdout and the process are handed over untouched, so the target's
@@ -27,6 +33,7 @@
  * executable regular file, and is run with execve(), never a shell.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,61 +152,131 @@ rl2_exec(const char *target, char **argv, const rl2_field_t *vars,
     }
     argv[0] = (char *)target;
     fflush(stdout);
+    /* An ignored signal stays ignored across execve(): give the target
+     * the disposition it would have had without the wrapper. */
+    signal(SIGPIPE, SIG_DFL);
     execve(target, argv, environ);
     return rl2_answer_error(500, "cannot execute %.200s: %s", target,
                             strerror(errno));
 }
 
 typedef struct {
-    rl2_policy_t *policy;
-    rl2_zone_t   *zone;
-    rl2_store_t  *store;
+    rl2_policy_t  *policy;
+    rl2_backend_t *backend;
 } rl2_cgi_t;
 
 static void
 rl2_cgi_close(rl2_cgi_t *c)
 {
-    rl2_store_destroy(c->store);
-    rl2_zone_close(c->zone);
+    rl2_backend_close(c->backend);
     rl2_policy_free(c->policy);
 }
 
-/* Decide; 1 when the request may run (allowed, or the zone failed and we
- * fail open, as the Apache module does), 0 when it was answered here. */
+/* One store option from the environment, if set. */
+static int
+rl2_cgi_store_env(rl2_backend_conf_t *bc, const char *name,
+                  int (*parse)(rl2_backend_conf_t *, const char *,
+                               rl2_err_t *),
+                  int *seen, rl2_err_t *err)
+{
+    const char *v = getenv(name);
+    rl2_err_t e;
+
+    if (v == NULL || v[0] == '\0') {
+        return 0;
+    }
+    *seen = 1;
+    if (parse(bc, v, &e) != 0) {
+        rl2_err_set(err, RL2_ERR_CONFIG, "%s: %s", name, e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* The backend conf from the environment; 0, or -1 with err set. */
+static int
+rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
+                     rl2_err_t *err)
+{
+    const char *zone = getenv("RATELIMIT2_ZONE");
+    int redis = 0, others = 0;
+
+    rl2_backend_conf_init(bc);
+    if (zone != NULL && zone[0] != '\0') {
+        snprintf(bc->zone_name, sizeof(bc->zone_name), "%s", zone);
+    }
+    bc->zone_entries = rl2_entries();
+    bc->state_size = policy->max_state_size > 8 ? policy->max_state_size
+                                                : 8;
+    if (bc->zone_entries == 0) {
+        rl2_err_set(err, RL2_ERR_CONFIG, "RATELIMIT2_ZONE_ENTRIES must be "
+                    "a number from 16 to 67108864");
+        return -1;
+    }
+    if (rl2_cgi_store_env(bc, "RATELIMIT2_REDIS", rl2_store_opt_redis,
+                          &redis, err) != 0
+        || rl2_cgi_store_env(bc, "RATELIMIT2_REDIS_OPTIONS",
+                             rl2_store_opt_redis_options, &others, err) != 0
+        || rl2_cgi_store_env(bc, "RATELIMIT2_FAILOVER",
+                             rl2_store_opt_failover, &others, err) != 0
+        || rl2_cgi_store_env(bc, "RATELIMIT2_ALERTS", rl2_store_opt_alerts,
+                             &others, err) != 0) {
+        return -1;
+    }
+    return rl2_store_opt_check(bc, others, err);
+}
+
+/* After a decide() error: 0 when the request was answered 503 (failover
+ * closed while Redis is down), 1 when it runs (fail open, as the Apache
+ * module does). */
+static int
+rl2_cgi_store_error(rl2_cgi_t *c, const char *zone, const rl2_err_t *err,
+                    rl2_verdict_t *v)
+{
+    char out[1024];
+    int64_t retry = 1;
+
+    if (c->backend != NULL && rl2_backend_refusing(c->backend, &retry)) {
+        fprintf(stderr, "ratelimit2-cgi: store error, request refused "
+                "with 503 (failover closed): %s\n", err->msg);
+        fwrite(out, 1, rl2_cgi_unavailable(out, sizeof(out), retry),
+               stdout);
+        return 0;
+    }
+    fprintf(stderr, "ratelimit2-cgi: cannot decide with zone %s: %s; "
+            "request let through\n", zone, err->msg);
+    rl2_verdict_init(v);
+    return 1;
+}
+
+/* Decide; 1 when the request may run (allowed, or the store failed and
+ * we fail open), 0 when it was answered here. */
 static int
 rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
 {
-    const char *zone = getenv("RATELIMIT2_ZONE");
-    uint32_t entries = rl2_entries();
-    size_t state = c->policy->max_state_size > 8 ? c->policy->max_state_size
-                                                 : 8;
     rl2_cgi_req_t *r = malloc(sizeof(*r));
     char out[RL2_CGI_RESPONSE_MAX];
+    rl2_backend_conf_t bc;
     rl2_cgi_error_t e;
     rl2_err_t err;
     int run = 1;
 
-    if (zone == NULL || zone[0] == '\0') {
-        zone = RL2_FCGI_DEFAULT_ZONE;
-    }
     rl2_verdict_init(v);
     rl2_clock_now(now);
-    if (r == NULL || entries == 0) {
-        run = rl2_answer_error(500, "%s", r == NULL ? "out of memory"
-                               : "RATELIMIT2_ZONE_ENTRIES must be a number "
-                                 "from 16 to 67108864");
+    if (r == NULL) {
+        run = rl2_answer_error(500, "out of memory");
+    }
+    else if (rl2_cgi_backend_conf(c->policy, &bc, &err) != 0) {
+        run = rl2_answer_error(500, "%s", err.msg);
     }
     else if (rl2_cgi_describe(c->policy, rl2_env, NULL, r, &e) != 0) {
         run = rl2_answer_error(e.status, "%s", e.reason);
     }
-    else if (rl2_zone_open(zone, entries, state, 0600, &c->zone, &err)
-             != RL2_OK
-             || rl2_store_local_create(c->zone, &c->store, &err) != RL2_OK
-             || rl2_decide(c->policy, NULL, 0, c->store, &r->req,
+    else if (rl2_backend_open(&bc, &c->backend, &err) != RL2_OK
+             || rl2_decide(c->policy, NULL, 0,
+                           rl2_backend_store(c->backend), &r->req,
                            RL2_PHASE_ALL, now, v, &err) != RL2_OK) {
-        fprintf(stderr, "ratelimit2-cgi: cannot decide with zone %s: %s; "
-                "request let through\n", zone, err.msg);
-        rl2_verdict_init(v);
+        run = rl2_cgi_store_error(c, bc.zone_name, &err, v);
     }
     else if (v->outcome == RL2_OUTCOME_DENY) {
         fwrite(out, 1, rl2_cgi_deny(out, sizeof(out),
@@ -216,7 +293,7 @@ main(int argc, char **argv)
 {
     const char *path = getenv("RATELIMIT2_POLICY");
     const char *target;
-    rl2_cgi_t c = { NULL, NULL, NULL };
+    rl2_cgi_t c = { NULL, NULL };
     rl2_cgi_fields_t fields;
     rl2_field_t vars[5];
     rl2_verdict_t v;
@@ -225,6 +302,9 @@ main(int argc, char **argv)
     size_t n_vars;
 
     (void)argc;
+    /* hiredis writes with write(2): a connection Redis closed must not
+     * kill the wrapper (restored before execve, rl2_exec). */
+    signal(SIGPIPE, SIG_IGN);
     /* A request that cannot be served is not counted: the target is
      * checked before anything is decided. */
     if ((target = rl2_target()) == NULL) {

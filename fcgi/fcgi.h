@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit2/backend.h"
 #include "ratelimit2/decide.h"
 #include "ratelimit2/headers.h"
 #include "ratelimit2/policy.h"
@@ -113,6 +114,10 @@ size_t rl2_cgi_deny(char *buf, size_t len, const char *status,
                     const rl2_policy_t *policy, const rl2_verdict_t *v,
                     const rl2_clock_t *now);
 
+/* The answer while the store refuses (failover closed, Redis down):
+ * "Status: 503" first, Retry-After (at least 1) and a line of text. */
+size_t rl2_cgi_unavailable(char *buf, size_t len, int64_t retry_after_s);
+
 /* A plain-text error answer: "Status: N ..." and one line of text. */
 size_t rl2_cgi_error(char *buf, size_t len, int status, const char *text);
 
@@ -144,13 +149,36 @@ enum {
 void rl2_log_request(int kind, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* ---- generation.c: policy generations and the zone ---- */
+/* ---- store_opts.c: where to count (Redis, failover, alerts) ---- */
 
-/* A zone and its store, shared by the generations whose entries fit. */
+/* The option texts of ratelimit2-fcgi (-R, -O, -F, -A) and of
+ * ratelimit2-cgi (RATELIMIT2_REDIS, _REDIS_OPTIONS, _FAILOVER, _ALERTS)
+ * into a backend conf; 0, or -1 with err set.  See store_opts.c for the
+ * syntax. */
+int rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
+                        rl2_err_t *err);
+int rl2_store_opt_redis_options(rl2_backend_conf_t *bc, const char *text,
+                                rl2_err_t *err);
+int rl2_store_opt_failover(rl2_backend_conf_t *bc, const char *text,
+                           rl2_err_t *err);
+int rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text,
+                         rl2_err_t *err);
+/* After every option: the Redis conf is complete and consistent, and
+ * Redis-only options (redis_options != 0) came with a Redis server. */
+int rl2_store_opt_check(const rl2_backend_conf_t *bc, int redis_options,
+                        rl2_err_t *err);
+/* "closed", "open", "half_open", or "none" without Redis. */
+const char *rl2_store_circuit_name(rl2_backend_t *backend);
+
+/* ---- generation.c: policy generations and the store ---- */
+
+/* A backend (zone, and Redis behind its circuit when configured), shared
+ * by the generations whose entries fit its zone. */
 typedef struct {
-    rl2_zone_t  *zone;
-    rl2_store_t *store;
-    unsigned     gens;       /* generations using it */
+    rl2_backend_t *backend;
+    rl2_zone_t    *zone;     /* its local zone */
+    rl2_store_t   *store;    /* what decide() talks to */
+    unsigned       gens;     /* generations using it */
 } rl2_gen_zone_t;
 
 /* One loaded policy.  In-flight requests hold a reference; the holder
@@ -167,13 +195,14 @@ typedef struct {
     rl2_gen_t      *current;
     const char     *policy_path;
     const char     *zone_name;
-    uint32_t        entries;
+    rl2_backend_conf_t backend;  /* state_size set per backend opened */
     unsigned long   loaded;  /* generations loaded so far */
 } rl2_gens_t;
 
-/* Load the first generation; "file:line: message" in err on failure. */
+/* Load the first generation and open its backend (conf is copied);
+ * "file:line: message" in err on failure. */
 int rl2_gens_init(rl2_gens_t *g, const char *policy_path,
-                  const char *zone_name, uint32_t entries, rl2_err_t *err);
+                  const rl2_backend_conf_t *conf, rl2_err_t *err);
 /* Load the policy file again and make it current; on failure the current
  * generation stays and err says why. */
 int rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err);

@@ -10,10 +10,12 @@
  * reference.  The counts are guarded by one mutex, held for a few
  * instructions per request, never while deciding.
  *
- * The zone is kept across reloads (counters continue) unless the new
- * policy needs larger entries; then a zone of the new geometry replaces
- * it under the same name, and generations still running on the old one
- * keep their mapping until they are freed.
+ * The backend (the zone, and the Redis store behind its circuit when -R
+ * is given) is kept across reloads (counters continue) unless the new
+ * policy needs larger entries; then a backend whose zone has the new
+ * geometry replaces it under the same name, and generations still
+ * running on the old one keep it until they are freed.  Counters in
+ * Redis are not affected: the new backend's Redis store finds them.
  */
 #include <stdlib.h>
 
@@ -31,29 +33,26 @@ static rl2_gen_zone_t *
 rl2_gen_zone_open(const rl2_gens_t *g, size_t state, rl2_err_t *err)
 {
     rl2_gen_zone_t *z = calloc(1, sizeof(*z));
+    rl2_backend_conf_t conf = g->backend;
 
     if (z == NULL) {
         rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    if (rl2_zone_open(g->zone_name, g->entries, state, 0600, &z->zone, err)
-        != RL2_OK) {
+    conf.state_size = state;
+    if (rl2_backend_open(&conf, &z->backend, err) != RL2_OK) {
         free(z);
         return NULL;
     }
-    if (rl2_store_local_create(z->zone, &z->store, err) != RL2_OK) {
-        rl2_zone_close(z->zone);
-        free(z);
-        return NULL;
-    }
+    z->zone = rl2_backend_zone(z->backend);
+    z->store = rl2_backend_store(z->backend);
     return z;
 }
 
 static void
 rl2_gen_zone_close(rl2_gen_zone_t *z)
 {
-    rl2_store_destroy(z->store);
-    rl2_zone_close(z->zone);
+    rl2_backend_close(z->backend);
     free(z);
 }
 
@@ -81,8 +80,8 @@ rl2_gen_unref(rl2_gen_t *gen, int *zone_too)
 }
 
 int
-rl2_gens_init(rl2_gens_t *g, const char *policy_path, const char *zone_name,
-              uint32_t entries, rl2_err_t *err)
+rl2_gens_init(rl2_gens_t *g, const char *policy_path,
+              const rl2_backend_conf_t *conf, rl2_err_t *err)
 {
     rl2_gen_t *gen = calloc(1, sizeof(*gen));
 
@@ -91,8 +90,8 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path, const char *zone_name,
         return -1;
     }
     g->policy_path = policy_path;
-    g->zone_name = zone_name;
-    g->entries = entries;
+    g->backend = *conf;
+    g->zone_name = g->backend.zone_name;
     if (rl2_cgi_policy_load(policy_path, &gen->policy, err) != 0) {
         free(gen);
         return -1;

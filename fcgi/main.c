@@ -3,7 +3,8 @@
  * threads, and the signals that reload and stop them.
  *
  *   ratelimit2-fcgi -c POLICY [-s ADDRESS] [-t THREADS] [-z ZONE]
- *                   [-n ENTRIES] [-p HEALTH_PATH]
+ *                   [-n ENTRIES] [-p HEALTH_PATH] [-R REDIS [-O OPTIONS]...
+ *                   [-F FAILOVER] [-A ALERTS]]
  *
  * Signals are taken by the main thread alone (sigwaitinfo), never in a
  * handler: a reload reads files and allocates, which no handler may do.
@@ -37,6 +38,10 @@ typedef struct {
     const char *health;
     long        threads;
     long        entries;
+    rl2_backend_conf_t backend;   /* -R, -O, -F, -A */
+    int         redis_opts;       /* -O, -F or -A seen */
+    int         store_bad;        /* one of them did not parse */
+    rl2_err_t   store_err;
 } rl2_opts_t;
 
 static void
@@ -45,7 +50,9 @@ rl2_usage(FILE *f)
     fprintf(f,
         "usage: ratelimit2-fcgi -c POLICY [-s ADDRESS] [-t THREADS] "
         "[-z ZONE] [-n ENTRIES]\n"
-        "                       [-p HEALTH_PATH]\n"
+        "                       [-p HEALTH_PATH] [-R REDIS [-O OPTIONS]... "
+        "[-F FAILOVER]\n"
+        "                       [-A ALERTS]]\n"
         "  -c POLICY    policy file (required; reloaded on SIGHUP)\n"
         "  -s ADDRESS   listen on host:port, [v6]:port or a unix socket "
         "path,\n"
@@ -54,7 +61,15 @@ rl2_usage(FILE *f)
         "  -z ZONE      shared-memory zone (default %s)\n"
         "  -n ENTRIES   keys the zone holds (default %u)\n"
         "  -p PATH      health path answered in the responder role "
-        "(default %s)\n",
+        "(default %s)\n"
+        "  -R REDIS     count in Redis at HOST:PORT or /path/to/socket\n"
+        "  -O OPTIONS   Redis options, comma-separated, repeatable: db=N,\n"
+        "               user=U, password=P, connect_timeout=MS, timeout=MS\n"
+        "  -F FAILOVER  while Redis is down: local|open|closed[,share=F]\n"
+        "               [,probe=MS][,failures=N] (default local)\n"
+        "  -A ALERTS    syslog alerts: off, or [on,]socket=PATH[,ident=NAME]"
+        "\n"
+        "               [,facility=F][,interval=S] (default /dev/log)\n",
         RL2_DEFAULT_THREADS, RL2_FCGI_DEFAULT_ZONE, RL2_FCGI_DEFAULT_ENTRIES,
         RL2_DEFAULT_HEALTH);
 }
@@ -90,7 +105,55 @@ rl2_opts_check(const rl2_opts_t *o)
     if (o->health[0] != '/') {
         return "-p: the health path must start with /";
     }
+    if (o->store_bad) {
+        return o->store_err.msg;
+    }
     return NULL;
+}
+
+/* -R, -O, -F and -A into o->backend; the first error is kept. */
+static void
+rl2_opt_store(rl2_opts_t *o, int c, const char *arg)
+{
+    rl2_backend_conf_t *bc = &o->backend;
+    rl2_err_t err;
+    int rc;
+
+    if (c == 'R') {
+        rc = rl2_store_opt_redis(bc, arg, &err);
+    }
+    else if (c == 'O') {
+        rc = rl2_store_opt_redis_options(bc, arg, &err);
+    }
+    else if (c == 'F') {
+        rc = rl2_store_opt_failover(bc, arg, &err);
+    }
+    else {
+        rc = rl2_store_opt_alerts(bc, arg, &err);
+    }
+    o->redis_opts |= c != 'R';
+    if (rc != 0 && !o->store_bad) {
+        o->store_bad = 1;
+        snprintf(o->store_err.msg, sizeof(o->store_err.msg), "-%c: %.240s",
+                 c, err.msg);
+    }
+}
+
+/* After getopt: the zone into the backend conf, then its consistency. */
+static void
+rl2_opts_finish(rl2_opts_t *o)
+{
+    rl2_err_t err;
+
+    snprintf(o->backend.zone_name, sizeof(o->backend.zone_name), "%s",
+             o->zone);
+    o->backend.zone_entries = (uint32_t)(o->entries > 0 ? o->entries : 0);
+    if (!o->store_bad
+        && rl2_store_opt_check(&o->backend, o->redis_opts, &err) != 0) {
+        o->store_bad = 1;
+        snprintf(o->store_err.msg, sizeof(o->store_err.msg), "%s",
+                 err.msg);
+    }
 }
 
 static int
@@ -99,11 +162,20 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
     const char *msg;
     int c;
 
-    *o = (rl2_opts_t){ NULL, NULL, RL2_FCGI_DEFAULT_ZONE,
-                       RL2_DEFAULT_HEALTH, RL2_DEFAULT_THREADS,
-                       RL2_FCGI_DEFAULT_ENTRIES };
-    while ((c = getopt(argc, argv, "c:s:t:z:n:p:h")) != -1) {
+    memset(o, 0, sizeof(*o));
+    o->zone = RL2_FCGI_DEFAULT_ZONE;
+    o->health = RL2_DEFAULT_HEALTH;
+    o->threads = RL2_DEFAULT_THREADS;
+    o->entries = RL2_FCGI_DEFAULT_ENTRIES;
+    rl2_backend_conf_init(&o->backend);
+    while ((c = getopt(argc, argv, "c:s:t:z:n:p:R:O:F:A:h")) != -1) {
         switch (c) {
+        case 'R':
+        case 'O':
+        case 'F':
+        case 'A':
+            rl2_opt_store(o, c, optarg);
+            break;
         case 'c':
             o->policy = optarg;
             break;
@@ -140,6 +212,7 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
                 argv[optind]);
         return -1;
     }
+    rl2_opts_finish(o);
     if ((msg = rl2_opts_check(o)) != NULL) {
         fprintf(stderr, "ratelimit2-fcgi: %s\n", msg);
         rl2_usage(stderr);
@@ -280,8 +353,7 @@ main(int argc, char **argv)
     rl2_log_open("ratelimit2-fcgi");
     memset(&srv, 0, sizeof(srv));
     srv.health_path = o.health;
-    if (rl2_gens_init(&srv.gens, o.policy, o.zone, (uint32_t)o.entries,
-                      &err) != 0) {
+    if (rl2_gens_init(&srv.gens, o.policy, &o.backend, &err) != 0) {
         rl2_log(LOG_ERR, "%s", err.msg);
         return 1;
     }
@@ -297,8 +369,8 @@ main(int argc, char **argv)
     rl2_clock_now(&now);
     srv.started_us = now.mono_us;
     rl2_log(LOG_INFO, "policy %s (generation 1), zone %s of %ld entries, "
-            "%ld threads on %s", o.policy, o.zone, o.entries, o.threads,
-            where);
+            "store %s, %ld threads on %s", o.policy, o.zone, o.entries,
+            srv.gens.current->zone->store->ops->name, o.threads, where);
     rc = rl2_run(&srv, fd, o.threads, &set);
     close(fd);
     if (o.listen != NULL && rl2_listen_is_unix(o.listen)) {

@@ -174,3 +174,17 @@ rl2_cgi_error(char *buf, size_t len, int status, const char *text)
     return rl2_cgi_response(buf, len, line, NULL, 0, NULL, "text/plain",
                             body);
 }
+
+size_t
+rl2_cgi_unavailable(char *buf, size_t len, int64_t retry_after_s)
+{
+    rl2_cgi_fields_t fields;
+
+    snprintf(fields.buf, sizeof(fields.buf), "%lld",
+             (long long)(retry_after_s > 0 ? retry_after_s : 1));
+    fields.f[0] = (rl2_field_t){ "Retry-After", fields.buf };
+    fields.n = 1;
+    return rl2_cgi_response(buf, len, "503 Service Unavailable", NULL, 0,
+                            &fields, "text/plain",
+                            "rate limit store unavailable; retry later\n");
+}

@@ -1,0 +1,199 @@
+#!/bin/bash
+# t_fcgi_redis.sh -- Apache (mod_ratelimit2) and lighttpd (ratelimit2-fcgi
+# as its authorizer, -R) counting in one redis-server under one policy
+# file: a quota of 100 split across both admits exactly 100.  Then Redis
+# is SIGKILLed: the authorizer keeps answering on local counters
+# (failover local), with no 5xx; and a daemon in failover "closed" answers
+# 503 with Retry-After.
+. "$(dirname "$0")/fcgi_lib.sh"
+
+RP=$(free_port)
+RDIR=$T_DIR/redis
+mkdir -p "$RDIR"
+
+redis_start() {
+    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$RDIR" --daemonize yes --pidfile "$RDIR/redis.pid" \
+        --logfile "$RDIR/redis.log" >/dev/null
+    for _ in $(seq 1 100); do
+        redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG && return 0
+        sleep 0.05
+    done
+    return 1
+}
+RL2_PIDFILES+=("$RDIR/redis.pid")
+redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
+ok "redis-server starts"
+
+# A syslog stand-in for the alerts of both servers.
+SINK=$T_DIR/log.sock
+LOG=$T_DIR/alerts.log
+: >"$LOG"
+"$BUILD/tools/rl2_dgram_sink" "$SINK" "$LOG" >/dev/null 2>&1 </dev/null &
+echo $! >"$T_DIR/sink.pid"
+RL2_PIDFILES+=("$T_DIR/sink.pid")
+for _ in $(seq 1 100); do [ -S "$SINK" ] && break; sleep 0.05; done
+
+# One policy for both servers: same rule and limit names, algorithms and
+# windows, so both compute the same Redis keys for 127.0.0.1.
+POLICY=$T_DIR/policy.conf
+cat >"$POLICY" <<'POLICY'
+rules = (
+  { name = "fw"; paths = "/fw/**";
+    limits = ( { rate = "100/hour"; algorithm = "fixed_window"; } ); },
+  { name = "sl"; paths = "/sl/**";
+    limits = ( { rate = "100/hour"; algorithm = "sliding_log"; } ); },
+  { name = "tb"; paths = "/tb/**";
+    limits = ( { rate = "100/hour"; algorithm = "token_bucket"; } ); },
+  { name = "lb"; paths = "/lb/**";
+    limits = ( { rate = "100/hour"; algorithm = "leaky_bucket"; } ); },
+  { name = "free"; paths = "/free/**";
+    limits = ( { rate = "100000/hour"; algorithm = "token_bucket"; } ); }
+);
+POLICY
+DIRS="fw sl tb lb free"
+
+# ---- Apache ----
+A=$T_DIR/apache
+PA=$(free_port)
+apache_conf "$A" "$PA" event
+cat >"$A/site.conf" <<CONF
+RateLimit2Zone $(zone_name ap) 10000
+RateLimit2Policy "$POLICY"
+RateLimit2Redis 127.0.0.1:$RP timeout=300
+RateLimit2Alerts On socket=$SINK interval=60
+CONF
+for x in $DIRS; do
+    mkdir -p "$A/htdocs/$x"
+    echo ok >"$A/htdocs/$x/x"
+done
+apache_start "$A" || { not_ok "apache starts"; done_testing; exit 1; }
+ok "apache starts with RateLimit2Redis and the policy file"
+
+# ---- lighttpd with ratelimit2-fcgi -R ----
+D=$T_DIR/lighttpd
+PL=$(free_port)
+Z=$(zone_name lt)
+for x in $DIRS; do
+    mkdir -p "$D/htdocs/$x"
+    echo ok >"$D/htdocs/$x/x"
+done
+chmod -R 755 "$D"
+san_env=""
+if [ "${SAN:-0}" = 1 ]; then
+    san_env=$(rl2_san_env | sed 's/^\([^=]*\)=\(.*\)$/"\1" => "\2",/')
+    san_env="\"bin-environment\" => ( ${san_env%,} ),"
+fi
+ARGS="-c $POLICY -z $Z -t 8 -R 127.0.0.1:$RP -O timeout=300"
+ARGS="$ARGS -F local,probe=500 -A socket=$SINK,interval=60"
+cat >"$D/lighttpd.conf" <<CONF
+server.port = $PL
+server.bind = "127.0.0.1"
+server.document-root = "$D/htdocs"
+server.errorlog = "$D/error.log"
+server.modules = ( "mod_fastcgi" )
+fastcgi.server = ( "/" => ((
+    "socket" => "$D/rl2.sock",
+    "bin-path" => "$FCGI_BIN $ARGS",
+    "max-procs" => 1,
+    $san_env
+    "mode" => "authorizer",
+    "check-local" => "disable"
+)) )
+CONF
+if ! lighttpd_start "$D"; then
+    not_ok "lighttpd starts with ratelimit2-fcgi -R"
+    done_testing
+    exit 1
+fi
+ok "lighttpd starts with ratelimit2-fcgi -R"
+S="$D/rl2.sock-0"
+for _ in $(seq 1 100); do [ -S "$S" ] && break; sleep 0.05; done
+
+h=$(fcgi_health "$S")
+like "health says the store is redis, circuit closed" \
+    '"store":"redis","circuit":"closed"' "$h"
+
+# ---- one quota across Apache and lighttpd ----
+quota_guard
+for alg in fw sl tb lb; do
+    admitted 500 32 "http://127.0.0.1:$PA/$alg/x" >"$T_DIR/$alg.a" &
+    ja=$!
+    admitted 500 32 "http://127.0.0.1:$PL/$alg/x" >"$T_DIR/$alg.l" &
+    jl=$!
+    wait "$ja" "$jl"   # never a bare wait: the sink and servers live on
+    a=$(cat "$T_DIR/$alg.a")
+    l=$(cat "$T_DIR/$alg.l")
+    is "$alg: 100 split across Apache and lighttpd admits exactly 100 \
+(apache $a, lighttpd $l)" 100 $((a + l))
+    if [ "$a" -gt 0 ] 2>/dev/null && [ "$l" -gt 0 ] 2>/dev/null; then
+        ok "$alg: both servers admitted some"
+    else
+        not_ok "$alg: both servers admitted some (apache $a, lighttpd $l)"
+    fi
+done
+keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)
+is "one key per limit in Redis, shared by both servers" 4 "$keys"
+
+# ---- ratelimit2-cgi counts in the same Redis (RATELIMIT2_REDIS) ----
+TGT=$T_DIR/target.cgi
+printf '#!/bin/sh\nprintf "Status: 200 OK\\r\\n\\r\\nran\\n"\n' >"$TGT"
+chmod 755 "$TGT"
+cgi_run() {
+    env $(rl2_san_env) RATELIMIT2_POLICY="$POLICY" \
+        RATELIMIT2_ZONE="$(zone_name cgi)" RATELIMIT2_TARGET="$TGT" \
+        RATELIMIT2_REDIS="127.0.0.1:$RP" RATELIMIT2_ALERTS=off \
+        REMOTE_ADDR=127.0.0.1 REQUEST_METHOD=GET "$@" "$CGI_BIN" \
+        </dev/null | head -1 | tr -d '\r'
+}
+is "cgi wrapper: the quota used up in Redis refuses it" \
+    "Status: 429 Too Many Requests" "$(cgi_run REQUEST_URI=/fw/x)"
+is "cgi wrapper: a limit with room runs the target" "Status: 200 OK" \
+    "$(cgi_run REQUEST_URI=/free/x)"
+
+# ---- Redis killed: the authorizer goes on, local counters ----
+kill -KILL "$(cat "$RDIR/redis.pid")"
+rm -f "$RDIR/redis.pid"
+out=$(ab -q -n 200 -c 8 "http://127.0.0.1:$PL/free/x" 2>&1)
+is "redis down: lighttpd answers every request" "200" \
+   "$(printf '%s\n' "$out" | sed -n 's/^Complete requests: *//p')"
+is "redis down: no 5xx from lighttpd (no non-2xx)" "" \
+   "$(printf '%s\n' "$out" | sed -n 's/^Non-2xx responses: *//p')"
+n=$(admitted 300 8 "http://127.0.0.1:$PL/fw/x")
+is "redis down: the local zone enforces 100 (local failover)" 100 "$n"
+h=$(fcgi_health "$S")
+like "health shows the circuit open" \
+    '"store":"redis","circuit":"(open|half_open)"' "$h"
+sleep 0.5
+like "a redis_down alert was sent" 'event=redis_down' "$(cat "$LOG")"
+
+is "cgi wrapper, redis down, failover closed: 503" \
+    "Status: 503 Service Unavailable" \
+    "$(cgi_run REQUEST_URI=/free/x RATELIMIT2_FAILOVER=closed \
+       RATELIMIT2_REDIS_OPTIONS=connect_timeout=100,timeout=100)"
+
+# ---- failover closed: 503 with Retry-After, Status first ----
+FP=$(free_port)
+fcgi_start closed -c "$POLICY" -z "$(zone_name cl)" -t 2 -s "127.0.0.1:$FP" \
+    -R "127.0.0.1:$RP" -O connect_timeout=100,timeout=100 \
+    -F closed,probe=2000 -A off
+r=$("$FCGI_CLIENT" "127.0.0.1:$FP" REMOTE_ADDR=127.0.0.1 \
+    REQUEST_METHOD=GET REQUEST_URI=/free/x | tr -d '\r')
+is "failover closed: Status: 503 first" "Status: 503 Service Unavailable" \
+    "$(printf '%s\n' "$r" | head -1)"
+like "failover closed: Retry-After 2" '(^|\n)Retry-After: 2(\n|$)' "$r"
+fcgi_stop closed
+is "the closed-mode daemon exits 0 on SIGTERM" 0 $?
+
+# ---- bad store options are refused at start ----
+"$FCGI_BIN" -c "$POLICY" -s 127.0.0.1:1 -O db=1 2>"$T_DIR/bad1.log"
+is "-O without -R: exit 2" 2 $?
+"$FCGI_BIN" -c "$POLICY" -s 127.0.0.1:1 -R 127.0.0.1:$RP -F sideways \
+    2>"$T_DIR/bad2.log"
+is "-F with a bad mode: exit 2" 2 $?
+like "-F error names the option" '^ratelimit2-fcgi: -F: failover' \
+    "$(cat "$T_DIR/bad2.log")"
+
+lighttpd_stop "$D"
+apache_stop "$A"
+done_testing
