@@ -260,3 +260,34 @@ zone_name() {
     touch "$T_DIR/zones/$z"
     echo "/$z"
 }
+
+# ---- Redis and a syslog stand-in ----
+
+# redis_start -- a redis-server on $RP (set by the caller, e.g. from
+# free_port) with its files in $T_DIR/redis, stopped at exit.  Called
+# again after a kill, it restarts on the same port.
+redis_start() {
+    RDIR=$T_DIR/redis
+    mkdir -p "$RDIR"
+    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no \
+        --dir "$RDIR" --daemonize yes --pidfile "$RDIR/redis.pid" \
+        --logfile "$RDIR/redis.log" >/dev/null
+    RL2_PIDFILES+=("$RDIR/redis.pid")
+    for _ in $(seq 1 100); do
+        redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# sink_start -- a unix datagram socket at $SINK standing in for syslog;
+# every datagram becomes a line of $LOG.  Stopped at exit.
+sink_start() {
+    SINK=$T_DIR/log.sock
+    LOG=$T_DIR/alerts.log
+    : >"$LOG"
+    "$BUILD/tools/rl2_dgram_sink" "$SINK" "$LOG" >/dev/null 2>&1 </dev/null &
+    echo $! >"$T_DIR/sink.pid"
+    RL2_PIDFILES+=("$T_DIR/sink.pid")
+    for _ in $(seq 1 100); do [ -S "$SINK" ] && break; sleep 0.05; done
+}

@@ -8,31 +8,11 @@
 . "$(dirname "$0")/fcgi_lib.sh"
 
 RP=$(free_port)
-RDIR=$T_DIR/redis
-mkdir -p "$RDIR"
-
-redis_start() {
-    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$RDIR" --daemonize yes --pidfile "$RDIR/redis.pid" \
-        --logfile "$RDIR/redis.log" >/dev/null
-    for _ in $(seq 1 100); do
-        redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG && return 0
-        sleep 0.05
-    done
-    return 1
-}
-RL2_PIDFILES+=("$RDIR/redis.pid")
 redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
 ok "redis-server starts"
 
-# A syslog stand-in for the alerts of both servers.
-SINK=$T_DIR/log.sock
-LOG=$T_DIR/alerts.log
-: >"$LOG"
-"$BUILD/tools/rl2_dgram_sink" "$SINK" "$LOG" >/dev/null 2>&1 </dev/null &
-echo $! >"$T_DIR/sink.pid"
-RL2_PIDFILES+=("$T_DIR/sink.pid")
-for _ in $(seq 1 100); do [ -S "$SINK" ] && break; sleep 0.05; done
+# A syslog stand-in the alerts go to ($SINK, lines in $LOG).
+sink_start
 
 # One policy for both servers: same rule and limit names, algorithms and
 # windows, so both compute the same Redis keys for 127.0.0.1.

@@ -6,31 +6,11 @@
 source "$(dirname "$0")/lib.sh"
 
 RP=$(free_port)
-RDIR=$T_DIR/redis
-mkdir -p "$RDIR"
-
-redis_start() {
-    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$RDIR" --daemonize yes --pidfile "$RDIR/redis.pid" \
-        --logfile "$RDIR/redis.log" >/dev/null
-    for _ in $(seq 1 100); do
-        redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG && return 0
-        sleep 0.05
-    done
-    return 1
-}
-RL2_PIDFILES+=("$RDIR/redis.pid")
 redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
 ok "redis-server starts"
 
-# A syslog stand-in the alerts go to.
-SINK=$T_DIR/log.sock
-LOG=$T_DIR/alerts.log
-: >"$LOG"
-"$BUILD/tools/rl2_dgram_sink" "$SINK" "$LOG" >/dev/null 2>&1 </dev/null &
-echo $! >"$T_DIR/sink.pid"
-RL2_PIDFILES+=("$T_DIR/sink.pid")
-for _ in $(seq 1 100); do [ -S "$SINK" ] && break; sleep 0.05; done
+# A syslog stand-in the alerts go to ($SINK, lines in $LOG).
+sink_start
 
 # apache_redis NAME [extra directives] -- an Apache counting in Redis;
 # its port is left in $PORT (not echoed: a command substitution would run
