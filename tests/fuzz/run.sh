@@ -11,7 +11,7 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Icommon/include \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 for t in config match; do
     clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" common/*.c \
-        -lconfig -lpthread -lrt
+        -lconfig -lhiredis -lpthread -lrt
 done
 status=0
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
