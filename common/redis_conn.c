@@ -90,13 +90,16 @@ rl2_redis_conf_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
         return rl2_err_set(err, RL2_ERR_CONFIG, "redis: user \"%s\" needs a "
                            "password (AUTH takes both)", conf->username);
     }
-    return RL2_OK;
+    return rl2_redis_sentinel_check(conf, err);
 }
 
 static void
 rl2_conf_name(const rl2_redis_conf_t *conf, char *buf, size_t size)
 {
-    if (conf->unix_path[0] != '\0') {
+    if (conf->n_sentinels > 0) {
+        snprintf(buf, size, "sentinel:%s", conf->master_name);
+    }
+    else if (conf->unix_path[0] != '\0') {
         snprintf(buf, size, "unix:%s", conf->unix_path);
     }
     else if (strchr(conf->host, ':') != NULL) {
@@ -154,6 +157,11 @@ rl2_redis_command(rl2_redis_conn_t *c, int argc, const char **argv,
     r = redisCommandArgv(c->ctx, argc, argv, argvlen);
     if (r == NULL) {
         return rl2_io_error(c, what, errno, err);
+    }
+    /* A replica, once our master: a failover demoted it.  Replace the
+     * connection; the next open asks the sentinels again. */
+    if (rl2_redis_reply_readonly(r)) {
+        c->broken = 1;
     }
     *reply = r;
     return RL2_OK;
@@ -218,18 +226,44 @@ rl2_conn_setup(rl2_redis_conn_t *c, const rl2_redis_conf_t *conf,
     return RL2_OK;
 }
 
+/* With sentinels, the master they name now, in a copy of conf (*where);
+ * else conf itself. */
+static rl2_status_t
+rl2_conn_target(const rl2_redis_conf_t *conf, rl2_redis_conf_t *master,
+                const rl2_redis_conf_t **where, rl2_err_t *err)
+{
+    rl2_status_t st;
+
+    *where = conf;
+    if (conf->n_sentinels == 0) {
+        return RL2_OK;
+    }
+    *master = *conf;
+    master->n_sentinels = 0;
+    st = rl2_redis_sentinel_master(conf, master->host, sizeof(master->host),
+                                   &master->port, err);
+    if (st == RL2_OK) {
+        *where = master;
+    }
+    return st;
+}
+
 rl2_status_t
-rl2_redis_conn_open(const rl2_redis_conf_t *conf, rl2_redis_conn_t **out,
+rl2_redis_conn_open(const rl2_redis_conf_t *given, rl2_redis_conn_t **out,
                     rl2_err_t *err)
 {
-    struct timeval ctv = rl2_ms_tv(conf->connect_timeout_ms);
+    rl2_redis_conf_t master;
+    const rl2_redis_conf_t *conf;
+    struct timeval ctv;
     rl2_redis_conn_t *c;
     rl2_status_t st;
 
     *out = NULL;
-    if ((st = rl2_redis_conf_check(conf, err)) != RL2_OK) {
+    if ((st = rl2_redis_conf_check(given, err)) != RL2_OK
+        || (st = rl2_conn_target(given, &master, &conf, err)) != RL2_OK) {
         return st;
     }
+    ctv = rl2_ms_tv(conf->connect_timeout_ms);
     if ((c = calloc(1, sizeof(*c))) == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }

@@ -488,8 +488,9 @@ rl2_redis_option(apr_pool_t *p, rl2_backend_conf_t *bc, const char *name,
     return NULL;
 }
 
-/* RateLimit2Redis host:port|/path/to.sock [db=N] [user=U] [password=P]
- *                 [connect_timeout=MS] [timeout=MS] */
+/* RateLimit2Redis host:port|/path/to.sock|sentinel:NAME@host:port,...
+ *                 [db=N] [user=U] [password=P] [connect_timeout=MS]
+ *                 [timeout=MS] */
 static const char *
 rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
 {
@@ -502,7 +503,13 @@ rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
     if ((msg = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
         return msg;
     }
-    if (addr[0] == '/') {
+    if (strncmp(addr, "sentinel:", 9) == 0) {
+        if (rl2_redis_sentinel_parse(rc, addr + 9, &err) != RL2_OK) {
+            return apr_pstrcat(cmd->pool, "RateLimit2Redis: ", err.msg,
+                               NULL);
+        }
+    }
+    else if (addr[0] == '/') {
         apr_cpystrn(rc->unix_path, addr, sizeof(rc->unix_path));
     }
     else if (colon != NULL && colon > addr && atoi(colon + 1) > 0
@@ -511,7 +518,8 @@ rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
         rc->port = atoi(colon + 1);
     }
     else {
-        return "RateLimit2Redis: expected HOST:PORT or /path/to/socket";
+        return "RateLimit2Redis: expected HOST:PORT, /path/to/socket or "
+               "sentinel:NAME@HOST:PORT[,HOST:PORT...]";
     }
     if ((msg = rl2_each_option(cmd, args, rl2_redis_option)) != NULL) {
         return msg;
@@ -627,7 +635,8 @@ const command_rec rl2_cmds[] = {
     AP_INIT_TAKE1("RateLimit2Mode", rl2_set_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "enforce, dry_run or off"),
     AP_INIT_RAW_ARGS("RateLimit2Redis", rl2_set_redis, NULL, RSRC_CONF,
-                     "HOST:PORT or /socket, then db=, user=, password=, "
+                     "HOST:PORT, /socket or sentinel:NAME@HOST:PORT,..., "
+                     "then db=, user=, password=, "
                      "connect_timeout=MS, timeout=MS: count in Redis"),
     AP_INIT_RAW_ARGS("RateLimit2Failover", rl2_set_failover, NULL,
                      RSRC_CONF, "local|open|closed [share=F] [probe=MS] "

@@ -343,6 +343,86 @@ test_conf_check_rejects_bad_settings(void **state)
     assert_int_equal(rl2_redis_conf_check(&conf, &err), RL2_OK);
 }
 
+/* ---- Sentinel discovery and failover ---- */
+
+static void
+test_sentinel_spec_parsed_and_checked(void **state)
+{
+    rl2_redis_conf_t conf;
+    rl2_err_t err;
+
+    (void)state;
+    rl2_redis_conf_init(&conf);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@10.0.0.1:26379,"
+                                              "[::1]:26380", &err), RL2_OK);
+    assert_string_equal(conf.master_name, "m");
+    assert_int_equal(conf.n_sentinels, 2);
+    assert_string_equal(conf.sentinels[1], "[::1]:26380");
+    assert_int_equal(rl2_redis_conf_check(&conf, &err), RL2_OK);
+    /* a sentinel and a unix socket do not go together */
+    snprintf(conf.unix_path, sizeof(conf.unix_path), "/run/redis.sock");
+    assert_int_equal(rl2_redis_conf_check(&conf, &err), RL2_ERR_CONFIG);
+    rl2_redis_conf_init(&conf);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, "@h:1", &err),
+                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@h", &err),
+                     RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "\"h\""));
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@h:1,", &err),
+                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@h:70000", &err),
+                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@a:1,a:2,a:3,a:4,"
+                                              "a:5,a:6,a:7,a:8,a:9", &err),
+                     RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "more than 8"));
+}
+
+static void
+test_sentinel_unreachable_names_it(void **state)
+{
+    rl2_redis_conf_t conf;
+    rl2_redis_conn_t *c;
+    rl2_err_t err;
+    char spec[64];
+
+    (void)state;
+    rl2_redis_conf_init(&conf);
+    /* the data server is no sentinel: it refuses the command */
+    snprintf(spec, sizeof(spec), "m@127.0.0.1:%d", srv.port);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, spec, &err), RL2_OK);
+    assert_int_equal(rl2_redis_conn_open(&conf, &c, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "redis sentinel 127.0.0.1:"));
+}
+
+/* A replica (a master demoted by a failover) answers writes -READONLY:
+ * the connection is then broken and will be replaced. */
+static void
+test_readonly_reply_breaks_connection(void **state)
+{
+    const char *argv[3] = { "SET", "k", "v" };
+    size_t len[3] = { 3, 1, 1 };
+    char port[16];
+    const char *extra[4] = { "--replicaof", "127.0.0.1", port, NULL };
+    rl2_redis_conf_t conf;
+    rl2_redis_conn_t *c;
+    struct redisReply *r;
+    rl2_err_t err;
+
+    (void)state;
+    snprintf(port, sizeof(port), "%d", srv.port);
+    srv_start(&own, extra);
+    rl2_redis_conf_init(&conf);
+    conf.port = own.port;
+    assert_int_equal(rl2_redis_conn_open(&conf, &c, &err), RL2_OK);
+    assert_int_equal(rl2_redis_command(c, 3, argv, len, "SET", &r, &err),
+                     RL2_OK);
+    assert_true(rl2_redis_reply_readonly(r));
+    assert_true(rl2_redis_conn_broken(c));
+    rl2_redis_reply_free(r);
+    rl2_redis_conn_close(c);
+}
+
 /* ---- fixture ---- */
 
 static int
@@ -405,6 +485,9 @@ main(void)
         T(test_unix_socket),
         T(test_pool_gives_each_thread_and_process_its_own_connection),
         T(test_conf_check_rejects_bad_settings),
+        T(test_sentinel_spec_parsed_and_checked),
+        T(test_sentinel_unreachable_names_it),
+        T(test_readonly_reply_breaks_connection),
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);

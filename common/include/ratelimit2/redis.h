@@ -37,6 +37,8 @@
 #define RL2_REDIS_USER_MAX 128
 #define RL2_REDIS_PASS_MAX 256
 #define RL2_REDIS_NAME_MAX (RL2_REDIS_PATH_MAX + 8)
+#define RL2_REDIS_SENTINELS_MAX 8
+#define RL2_REDIS_MASTER_MAX 64
 
 /* Everything is copied in: the caller may free its strings afterwards. */
 typedef struct {
@@ -53,6 +55,12 @@ typedef struct {
                                            rl2_clock_t (wall_us, for every
                                            algorithm) instead of Redis
                                            TIME */
+    /* Sentinel discovery: when n_sentinels > 0, host and port are ignored
+     * and every connection goes to the master the sentinels name. */
+    char sentinels[RL2_REDIS_SENTINELS_MAX][RL2_REDIS_HOST_MAX];
+                                        /* "host:port" or "[v6]:port" */
+    int  n_sentinels;                   /* 0 .. RL2_REDIS_SENTINELS_MAX */
+    char master_name[RL2_REDIS_MASTER_MAX]; /* as in "sentinel monitor" */
 } rl2_redis_conf_t;
 
 /* 127.0.0.1:6379, db 0, no AUTH, connect 200 ms, commands 100 ms. */
@@ -67,13 +75,17 @@ typedef struct rl2_redis_conn rl2_redis_conn_t;
 typedef struct rl2_redis_pool rl2_redis_pool_t;
 
 /* One connection, ready for commands (connected, authenticated, database
- * selected).  Errors are RL2_ERR_STORE naming host:port (or the socket).
+ * selected).  With sentinels configured, the sentinels are asked in turn
+ * for the master's address first (redis_topology.c), so that a connection
+ * opened after a failover goes to the new master.  Errors are
+ * RL2_ERR_STORE naming host:port (or the socket, or the sentinels).
  * Freed by rl2_redis_conn_close(). */
 rl2_status_t rl2_redis_conn_open(const rl2_redis_conf_t *conf,
                                  rl2_redis_conn_t **out, rl2_err_t *err);
 void rl2_redis_conn_close(rl2_redis_conn_t *conn);
 
-/* Did an I/O error or a timeout kill it? */
+/* Did an I/O error or a timeout kill it, or did the server answer
+ * -READONLY (a replica: its master was demoted by a failover)? */
 int rl2_redis_conn_broken(const rl2_redis_conn_t *conn);
 
 /* "host:port" or "unix:/path", for messages. */
@@ -91,6 +103,31 @@ rl2_status_t rl2_redis_command(rl2_redis_conn_t *conn, int argc,
                                const char *what, struct redisReply **reply,
                                rl2_err_t *err);
 void rl2_redis_reply_free(struct redisReply *reply);
+
+/* ---- Sentinel discovery (redis_topology.c) ---- */
+
+/* Parse "NAME@host1:port1,host2:port2" (up to RL2_REDIS_SENTINELS_MAX
+ * sentinels) into conf's master_name and sentinels; RL2_ERR_CONFIG naming
+ * the bad part. */
+rl2_status_t rl2_redis_sentinel_parse(rl2_redis_conf_t *conf,
+                                      const char *spec, rl2_err_t *err);
+
+/* The sentinel part of rl2_redis_conf_check(): a count in range, a master
+ * name, no unix socket, every address HOST:PORT. */
+rl2_status_t rl2_redis_sentinel_check(const rl2_redis_conf_t *conf,
+                                      rl2_err_t *err);
+
+/* Ask conf's sentinels in turn, each with the connect and command
+ * timeouts, "SENTINEL get-master-addr-by-name NAME"; the first answer
+ * gives the master's host (copied into host, size bytes) and *port.
+ * RL2_ERR_STORE when no sentinel knows the master, naming the last
+ * failure. */
+rl2_status_t rl2_redis_sentinel_master(const rl2_redis_conf_t *conf,
+                                       char *host, size_t size, int *port,
+                                       rl2_err_t *err);
+
+/* Is this error reply one that means "not the master any more"? */
+int rl2_redis_reply_readonly(const struct redisReply *reply);
 
 /* A per-thread cache of connections to the server conf names. */
 rl2_status_t rl2_redis_pool_create(const rl2_redis_conf_t *conf,
