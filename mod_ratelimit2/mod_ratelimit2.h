@@ -68,5 +68,10 @@ void *rl2_create_dir_conf(apr_pool_t *p, char *dir);
 void *rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
 apr_status_t rl2_policy_cleanup(void *data);
 
+/* mod_ratelimit2_store.c: the store directives. */
+const char *rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args);
+const char *rl2_set_failover(cmd_parms *cmd, void *dummy, const char *args);
+const char *rl2_set_alerts(cmd_parms *cmd, void *dummy, const char *args);
+
 
 #endif /* MOD_RATELIMIT2_H */
