@@ -78,7 +78,13 @@ rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
     const char *colon = strrchr(addr, ':');
     long port;
 
-    if (addr[0] == '/') {
+    if (strncmp(addr, "sentinel:", 9) == 0) {
+        /* The same syntax as RateLimit2Redis: sentinel:NAME@H:P,... */
+        if (rl2_redis_sentinel_parse(rc, addr + 9, err) != RL2_OK) {
+            return -1;
+        }
+    }
+    else if (addr[0] == '/') {
         if (rl2_so_copy(rc->unix_path, sizeof(rc->unix_path), addr) != 0) {
             rl2_err_set(err, RL2_ERR_CONFIG, "redis socket path too long");
             return -1;
@@ -87,8 +93,9 @@ rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
     else if (colon == NULL || colon == addr
              || (size_t)(colon - addr) >= sizeof(rc->host)
              || rl2_so_number(colon + 1, 1, 65535, &port) != 0) {
-        rl2_err_set(err, RL2_ERR_CONFIG, "redis: expected HOST:PORT or "
-                    "/path/to/socket, got \"%.200s\"", addr);
+        rl2_err_set(err, RL2_ERR_CONFIG, "redis: expected HOST:PORT, "
+                    "/path/to/socket or sentinel:NAME@HOST:PORT,..., "
+                    "got \"%.200s\"", addr);
         return -1;
     }
     else {

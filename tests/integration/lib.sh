@@ -26,7 +26,10 @@ rl2_cleanup() {
         rl2_wait_gone "$pf"
     done
     for z in "$T_DIR"/zones/*; do
-        [ -e "$z" ] && rm -f "/dev/shm/$(basename "$z")"
+        # The zone and its companions (circuit breaker, alert state).
+        [ -e "$z" ] && rm -f "/dev/shm/$(basename "$z")" \
+            "/dev/shm/$(basename "$z").circuit" \
+            "/dev/shm/$(basename "$z").alert"
     done
     rm -rf "$T_DIR"
 }
