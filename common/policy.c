@@ -414,6 +414,7 @@ rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
     rl2_buf_init(&b, tmp, sizeof(tmp));
     rl2_sf_string(&b, limit->name);
     limit->sf_name = rl2_policy_strdup(policy, tmp);
+    limit->sf_name_len = b.len;
     rl2_buf_str(&b, ";q=");
     rl2_buf_i64(&b, limit->algo.limit);
     if (limit->algo.algo == RL2_ALGO_QUOTA
@@ -426,6 +427,7 @@ rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
         rl2_buf_i64(&b, (limit->algo.window_us + US_PER_S - 1) / US_PER_S);
     }
     limit->sf_policy = rl2_policy_strdup(policy, tmp);
+    limit->sf_policy_len = b.len;
     if (limit->sf_name == NULL || limit->sf_policy == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }

@@ -187,6 +187,23 @@ static void test_siphash_matches_reference_vectors(void **state)
     }
 }
 
+/* The reference's 128-bit vectors: key 00..0f, message 00 01 .. (n-1). */
+static void test_digest_matches_reference_128(void **state)
+{
+    rl2_hash_key_t key;
+    uint8_t msg[16];
+    rl2_digest_t d;
+
+    (void)state;
+    for (int i = 0; i < 16; i++) {
+        key.k[i] = (uint8_t)i;
+        msg[i] = (uint8_t)i;
+    }
+    d = rl2_digest_keyed(&key, msg, 0);
+    assert_int_equal(d.hi, 0xe6a825ba047f81a3ULL);
+    assert_int_equal(d.lo, 0x930255c71472f66dULL);
+}
+
 static void test_digest_is_stable_with_independent_halves(void **state)
 {
     rl2_digest_t a = rl2_digest("client:10.0.0.1", 15);
@@ -1104,6 +1121,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_siphash_matches_reference_vectors),
+        T(test_digest_matches_reference_128),
         T(test_digest_is_stable_with_independent_halves),
         T(test_hash_id_is_16_lowercase_hex_and_keyed),
         T(test_err_set_formats_truncates_and_accepts_null),

@@ -17,17 +17,20 @@
 typedef void (*rl2_header_set_fn)(void *ctx, const char *name,
                                   const char *value);
 
-/* Emit every header for the verdict (nothing when no layer is shown).
- * Retry-After only when the verdict is a denial.  The values are written
- * into buf (RL2_HEADERS_MAX bytes is always enough) and the callback gets
- * pointers into it: they live as long as buf, so a caller that allocates
- * buf from its request's memory can keep them without copying.  Names
- * are string constants. */
+/* Emit every header for the verdict (nothing when no layer is shown, or
+ * when len is less than rl2_headers_size()).  Retry-After only when the
+ * verdict is a denial.  The values are written into buf and the callback
+ * gets pointers into it, or to strings of the policy (rendered at load):
+ * they live as long as both buf and the policy, so a caller that
+ * allocates buf from its request's memory can keep them without copying.
+ * Names are string constants. */
 void rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                         const rl2_clock_t *now, char *buf, size_t len,
                         rl2_header_set_fn set, void *ctx);
 
-#define RL2_HEADERS_MAX 2048
+/* Always enough: a name renders to at most 128 bytes and a policy item
+ * to 174, so 16 layers need at most about 3.5 KiB. */
+#define RL2_HEADERS_MAX 4096
 
 /* Bytes rl2_headers_render needs for this verdict (an upper bound). */
 size_t rl2_headers_size(const rl2_verdict_t *v);

@@ -79,6 +79,8 @@ typedef struct {
      * ("name";q=100;w=60; for a monthly quota without w, which varies). */
     const char       *sf_name;
     const char       *sf_policy;
+    size_t            sf_name_len;
+    size_t            sf_policy_len;
     /* Digest key of this limit's counters, derived by rl2_limit_finish
      * from name, algorithm and window: limits that share all three share
      * counters; a limit whose definition changes never reads state
