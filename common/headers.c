@@ -176,6 +176,19 @@ static const char *const rl2_key_names[] = {
     "ip", "user", "api_key", "header", "route", "global"
 };
 
+void
+rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                   const rl2_clock_t *now, int64_t *limit,
+                   int64_t *remaining, int64_t *reset)
+{
+    const rl2_layer_t *l = &v->layers[v->shown];
+    long long t = rl2_reset_s(v);
+
+    *limit = l->result.limit;
+    *remaining = l->result.remaining;
+    *reset = policy->reset_delta ? t : now->wall_us / US_PER_S + t;
+}
+
 /* Each number takes at most 20 bytes and its NUL; a monthly w as many. */
 #define RL2_NUM_ROOM 21
 
@@ -221,22 +234,23 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
     *w++ = '\0';
     set(ctx, "RateLimit", value);
 
-    value = w;
-    w = rl2_put_i64(w, l->result.limit);
-    *w++ = '\0';
-    set(ctx, "X-RateLimit-Limit", value);
+    if (policy->header_legacy) {
+        int64_t limit, remaining, reset;
 
-    value = w;
-    w = rl2_put_i64(w, l->result.remaining);
-    *w++ = '\0';
-    set(ctx, "X-RateLimit-Remaining", value);
-
-    value = w;
-    w = rl2_put_i64(w, policy->reset_delta ? t
-                       : now->wall_us / US_PER_S + t);
-    *w++ = '\0';
-    set(ctx, "X-RateLimit-Reset", value);
-
+        rl2_headers_legacy(policy, v, now, &limit, &remaining, &reset);
+        value = w;
+        w = rl2_put_i64(w, limit);
+        *w++ = '\0';
+        set(ctx, "X-RateLimit-Limit", value);
+        value = w;
+        w = rl2_put_i64(w, remaining);
+        *w++ = '\0';
+        set(ctx, "X-RateLimit-Remaining", value);
+        value = w;
+        w = rl2_put_i64(w, reset);
+        *w++ = '\0';
+        set(ctx, "X-RateLimit-Reset", value);
+    }
     if (policy->header_scope) {
         set(ctx, "X-RateLimit-Scope", rl2_key_names[l->limit->key]);
     }

@@ -335,6 +335,9 @@ rl2_server_policy(apr_pool_t *p, rl2_srv_conf_t *conf)
     if (conf->reset_delta != RL2_UNSET) {
         copy->reset_delta = conf->reset_delta;
     }
+    if (conf->legacy != RL2_UNSET) {
+        copy->header_legacy = conf->legacy;
+    }
     conf->policy = copy;
     return NULL;
 }

@@ -176,6 +176,8 @@ typedef struct {
     rl2_hash_key_t hash_key;     /* for user ids and API keys */
 
     int            reset_delta;      /* X-RateLimit-Reset as delta secs */
+    int            header_legacy;    /* send X-RateLimit-Limit, -Remaining
+                                        and -Reset (off by default) */
     int            header_scope;     /* send X-RateLimit-Scope */
     int            header_algorithm; /* send X-RateLimit-Algorithm */
 
