@@ -105,7 +105,8 @@ render(const rl2_policy_t *p, const rl2_verdict_t *v, int64_t wall_s,
 static void
 test_one_layer_every_field(void **state)
 {
-    rl2_policy_t *p = load("default = { limits = ( { name = \"api\"; "
+    rl2_policy_t *p = load("headers = { legacy = true; };"
+                           "default = { limits = ( { name = \"api\"; "
                            "rate = \"100/60s\"; } ); };");
     int64_t rem[] = { 42 }, reset[] = { 30000001 };
     rl2_verdict_t v;
@@ -126,11 +127,38 @@ test_one_layer_every_field(void **state)
     rl2_policy_free(p);
 }
 
+/* By default only the IETF fields: the legacy ones cost Apache about 300
+ * instructions each to check and write. */
+static void
+test_default_is_the_ietf_pair(void **state)
+{
+    rl2_policy_t *p = load("default = { limits = ( { name = \"api\"; "
+                           "rate = \"100/60s\"; } ); };");
+    int64_t rem[] = { 7 }, reset[] = { 1 }, limit, remaining, at;
+    rl2_verdict_t v;
+    rl2_clock_t now = { 0, 1700000000LL * 1000000 };
+    fields_t f;
+
+    (void)state;
+    verdict_of(p, &v, 1, rem, reset);
+    render(p, &v, 1700000000, &f);
+    assert_int_equal(f.n, 2);
+    assert_string_equal(field(&f, "RateLimit"), "\"api\";r=7;t=1");
+    assert_non_null(field(&f, "RateLimit-Policy"));
+    /* the numbers stay available to front ends that pass them on */
+    rl2_headers_legacy(p, &v, &now, &limit, &remaining, &at);
+    assert_int_equal(limit, 100);
+    assert_int_equal(remaining, 7);
+    assert_int_equal(at, 1700000001);
+    rl2_policy_free(p);
+}
+
 /* Every digit boundary of the number writer, through Remaining. */
 static void
 test_numbers_at_digit_boundaries(void **state)
 {
-    rl2_policy_t *p = load("default = { limits = ( { name = \"n\"; "
+    rl2_policy_t *p = load("headers = { legacy = true; };"
+                           "default = { limits = ( { name = \"n\"; "
                            "rate = \"1000000000000/1h\"; } ); };");
     int64_t reset[] = { 0 };
     char want[32];
@@ -193,6 +221,7 @@ static void
 test_delta_reset_and_retry_after(void **state)
 {
     rl2_policy_t *p = load("headers = { reset = \"delta\"; scope = true; "
+                           "legacy = true; "
                            "algorithm = true; };"
                            "default = { limits = ( { name = \"x\"; "
                            "rate = \"3/10s\"; } ); };");
@@ -240,7 +269,8 @@ test_size_bound_with_long_names(void **state)
         rem[i] = INT64_MIN;
         reset[i] = INT64_MAX;
     }
-    snprintf(text + pos, sizeof(text) - pos, "); };");
+    snprintf(text + pos, sizeof(text) - pos,
+             "); }; headers = { legacy = true; };");
     p = load(text);
     verdict_of(p, &v, 16, rem, reset);
     assert_true(rl2_headers_size(&v) <= RL2_HEADERS_MAX);
@@ -255,6 +285,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_layer_every_field),
+        cmocka_unit_test(test_default_is_the_ietf_pair),
         cmocka_unit_test(test_numbers_at_digit_boundaries),
         cmocka_unit_test(test_layers_listed_and_least_room_shown),
         cmocka_unit_test(test_delta_reset_and_retry_after),

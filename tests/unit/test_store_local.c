@@ -140,7 +140,7 @@ static int64_t peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
 
 static rl2_zone_stats_t stats_of(rl2_zone_t *z)
 {
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
 
     assert_int_equal(rl2_zone_stats(z, &s, NULL), RL2_OK);
     return s;
@@ -314,7 +314,7 @@ static void test_reopen_same_geometry_keeps_counters(void **state)
 {
     char name[64];
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     int i;
 
     (void)state;
@@ -338,7 +338,7 @@ static void test_reopen_other_geometry_recreates(void **state)
 {
     char name[64];
     rl2_zone_t *z, *old;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
 
     (void)state;
     zone_name(name, sizeof(name), "regeom");
@@ -609,7 +609,7 @@ static void test_remove_forgets_key_and_frees_its_entry(void **state)
 {
     char name[64];
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     int i;
 
     (void)state;
@@ -669,7 +669,7 @@ static void test_expired_reuse_is_not_an_eviction(void **state)
 {
     char name[64];
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     int i;
 
     (void)state;
@@ -814,7 +814,7 @@ static void test_million_keys_keep_memory_fixed_and_hot_key_exact(
     enum { ENTRIES = 10000, KEYS = 1000000, WARMUP = 10000, HOT_EVERY = 100 };
     char name[64];
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     rl2_digest_t hot = rl2_digest("hot", 3);
     struct mallinfo2 before = { 0 }, after;
     uint64_t hot_count = 0, hot_seen = 0, size_changes = 0;
@@ -964,7 +964,7 @@ static void test_killed_mid_update_leaves_table_consistent(void **state)
     enum { ENTRIES = 64, ROUNDS = 60 };
     char name[64], c;
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     int fds[2], r;
     pid_t pid;
 
