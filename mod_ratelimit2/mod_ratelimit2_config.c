@@ -441,7 +441,8 @@ const command_rec rl2_cmds[] = {
     AP_INIT_TAKE1("RateLimit2Mode", rl2_set_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "enforce, dry_run or off"),
     AP_INIT_RAW_ARGS("RateLimit2Redis", rl2_set_redis, NULL, RSRC_CONF,
-                     "HOST:PORT, /socket or sentinel:NAME@HOST:PORT,..., "
+                     "HOST:PORT, /socket, sentinel:NAME@H:P,... or "
+                     "cluster:H:P,..., "
                      "then db=, user=, password=, "
                      "connect_timeout=MS, timeout=MS: count in Redis"),
     AP_INIT_RAW_ARGS("RateLimit2Failover", rl2_set_failover, NULL,
