@@ -324,4 +324,11 @@ like "an empty seed list fails configtest" \
      'RateLimit2Redis: redis: expected cluster:HOST:PORT' \
      "$(apache_configtest "$D")"
 
+# ---- the shipped Apache examples pass configtest ----
+for ex in redis-cluster redis-sentinel redis-standalone; do
+    echo "Include \"$RL2_ROOT/conf/examples/$ex.conf\"" >"$D/site.conf"
+    like "conf/examples/$ex.conf passes configtest" 'Syntax OK' \
+         "$(apache_configtest "$D")"
+done
+
 done_testing
