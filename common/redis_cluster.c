@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -41,10 +42,16 @@ struct rl2_redis_cluster {
     atomic_int           n_nodes;
     _Atomic unsigned char slots[RL2_REDIS_CLUSTER_SLOTS];
     atomic_int           stale; /* load the map before the next command */
+    _Atomic int64_t      refreshed_ms; /* last attempt, monotonic */
     atomic_uint_fast64_t moved;
     atomic_uint_fast64_t asked;
     atomic_uint_fast64_t refreshes;
 };
+
+/* A stale map is loaded at most this often: while a master is down every
+ * command to it fails and marks the map stale, and asking the others each
+ * time would double the traffic for nothing. */
+#define RL2_REFRESH_MIN_MS 100
 
 /* The slot map stores node index + 1 in a byte. */
 _Static_assert(RL2_REDIS_CLUSTER_NODES_MAX < 256, "node index in a byte");
@@ -239,18 +246,33 @@ rl2_map_refresh(rl2_redis_cluster_t *cl, rl2_err_t *err)
     return st;
 }
 
+static int64_t
+rl2_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* The node serving slot.  A stale map is loaded again by the one thread
- * that takes the flag; when that fails the old map still routes (and the
- * flag is set again so the next command retries), unless it does not
- * know the slot. */
+ * that takes the flag (at most every RL2_REFRESH_MIN_MS); when that fails
+ * the old map still routes (and the flag is set again so that a later
+ * command retries), unless it does not know the slot. */
 static rl2_status_t
 rl2_route(rl2_redis_cluster_t *cl, unsigned slot, int *idx, rl2_err_t *err)
 {
     rl2_status_t st = RL2_OK;
+    int64_t now = rl2_mono_ms();
     int v, tried = 0;
 
-    if (atomic_exchange_explicit(&cl->stale, 0, memory_order_acq_rel)) {
+    if (atomic_load_explicit(&cl->stale, memory_order_acquire)
+        && now - atomic_load_explicit(&cl->refreshed_ms,
+                                      memory_order_relaxed)
+           >= RL2_REFRESH_MIN_MS
+        && atomic_exchange_explicit(&cl->stale, 0, memory_order_acq_rel)) {
         tried = 1;
+        atomic_store_explicit(&cl->refreshed_ms, now, memory_order_relaxed);
         if ((st = rl2_map_refresh(cl, err)) != RL2_OK) {
             atomic_store_explicit(&cl->stale, 1, memory_order_release);
         }
@@ -345,6 +367,30 @@ rl2_node_send(rl2_redis_cluster_t *cl, int idx, int asking, int argc,
     return st;
 }
 
+/* After a redirection: the node to send to next (*idx), and whether with
+ * ASKING; RL2_ERR_STORE when the node table is full. */
+static rl2_status_t
+rl2_redirect_follow(rl2_redis_cluster_t *cl, rl2_redirect_t kind,
+                    unsigned rslot, const char *host, int port, int *idx,
+                    int *asking, rl2_err_t *err)
+{
+    if ((*idx = rl2_node_find(cl, host, port, err)) < 0) {
+        return RL2_ERR_STORE;
+    }
+    *asking = kind == RL2_REDIRECT_ASK;
+    if (*asking) {
+        atomic_fetch_add_explicit(&cl->asked, 1, memory_order_relaxed);
+        return RL2_OK;
+    }
+    /* This slot at once; the whole map before the next command, since a
+     * moved slot rarely moves alone. */
+    atomic_store_explicit(&cl->slots[rslot], (unsigned char)(*idx + 1),
+                          memory_order_release);
+    atomic_store_explicit(&cl->stale, 1, memory_order_release);
+    atomic_fetch_add_explicit(&cl->moved, 1, memory_order_relaxed);
+    return RL2_OK;
+}
+
 rl2_status_t
 rl2_redis_cluster_command(rl2_redis_cluster_t *cl, unsigned slot, int argc,
                           const char **argv, const size_t *argvlen,
@@ -353,7 +399,7 @@ rl2_redis_cluster_command(rl2_redis_cluster_t *cl, unsigned slot, int argc,
 {
     char host[RL2_REDIS_HOST_MAX];
     int idx = 0, port = 0, asking = 0;
-    unsigned rslot;
+    unsigned rslot = 0;
     rl2_redirect_t kind;
     rl2_status_t st;
 
@@ -385,27 +431,13 @@ rl2_redis_cluster_command(rl2_redis_cluster_t *cl, unsigned slot, int argc,
             st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: more than "
                              "%d redirections (last: %.100s)", cl->name,
                              what, RL2_REDIS_REDIRECTS_MAX, (*reply)->str);
-            rl2_redis_reply_free(*reply);
-            *reply = NULL;
-            return st;
         }
         rl2_redis_reply_free(*reply);
         *reply = NULL;
-        if ((idx = rl2_node_find(cl, host, port, err)) < 0) {
-            return RL2_ERR_STORE;
-        }
-        asking = kind == RL2_REDIRECT_ASK;
-        if (asking) {
-            atomic_fetch_add_explicit(&cl->asked, 1, memory_order_relaxed);
-        }
-        else {
-            /* This slot at once; the whole map before the next command,
-             * since a moved slot rarely moves alone. */
-            atomic_store_explicit(&cl->slots[rslot],
-                                  (unsigned char)(idx + 1),
-                                  memory_order_release);
-            atomic_store_explicit(&cl->stale, 1, memory_order_release);
-            atomic_fetch_add_explicit(&cl->moved, 1, memory_order_relaxed);
+        if (st != RL2_OK
+            || (st = rl2_redirect_follow(cl, kind, rslot, host, port, &idx,
+                                         &asking, err)) != RL2_OK) {
+            return st;
         }
     }
 }
@@ -437,6 +469,7 @@ rl2_redis_cluster_create(const rl2_redis_conf_t *conf,
              (int)sizeof(cl->name) - 9, conf->seeds[0]);
     pthread_mutex_init(&cl->lock, NULL);
     atomic_init(&cl->stale, 1);
+    atomic_init(&cl->refreshed_ms, rl2_mono_ms() - RL2_REFRESH_MIN_MS);
     /* The seeds are the first nodes: a refresh asks them first.  Creating
      * their pools opens nothing. */
     for (int i = 0; i < conf->n_seeds; i++) {

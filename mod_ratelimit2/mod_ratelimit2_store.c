@@ -92,8 +92,8 @@ rl2_redis_option(apr_pool_t *p, rl2_backend_conf_t *bc, const char *name,
 }
 
 /* RateLimit2Redis host:port|/path/to.sock|sentinel:NAME@host:port,...
- *                 |cluster:host:port,... [db=N] [user=U] [password=P] [connect_timeout=MS]
- *                 [timeout=MS] */
+ *                 |cluster:host:port,... [db=N] [user=U] [password=P]
+ *                 [connect_timeout=MS] [timeout=MS] */
 const char *
 rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
 {

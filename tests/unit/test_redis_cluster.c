@@ -7,8 +7,8 @@
  * three masters on loopback that the group setup forms with
  * `redis-cli --cluster create`: keys spread over every master, exact
  * counts under threads, a request refused in one slot counted in no
- * other, -MOVED after a slot moved, -ASK while it moves, and the script
- * cache lost on every node.
+ * other, -MOVED after a slot moved, -ASK while it moves, a timeout that
+ * makes the map stale, and the script cache lost on every node.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -24,14 +24,11 @@
 #include <cmocka.h>
 
 #include "rl2_redis_test.h"
+#include "rl2_cluster_test.h"
 
 #define WATCHDOG_S 60
-#define NODES 3
 #define THREADS 8
 
-static srv_t node[NODES];
-static redisContext *adm[NODES];
-static char node_id[NODES][48];
 static rl2_policy_t *pol;
 static rl2_store_t *store;   /* seeded with node 0 only */
 
@@ -107,30 +104,6 @@ test_seed_syntax_and_checks(void **state)
 
 /* ---- the cluster ---- */
 
-/* Which node serves slot (index in node[]), from node 0's CLUSTER SLOTS. */
-static int
-owner_of(unsigned slot)
-{
-    redisReply *r = admin_cmd(adm[0], "CLUSTER SLOTS");
-    int owner = -1;
-
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *e = r->element[i];
-
-        if ((unsigned)e->element[0]->integer <= slot
-            && slot <= (unsigned)e->element[1]->integer) {
-            for (int n = 0; n < NODES; n++) {
-                if (e->element[2]->element[1]->integer == node[n].port) {
-                    owner = n;
-                }
-            }
-        }
-    }
-    freeReplyObject(r);
-    assert_true(owner >= 0);
-    return owner;
-}
-
 static unsigned
 layer_slot(const rl2_layer_t *l)
 {
@@ -138,58 +111,6 @@ layer_slot(const rl2_layer_t *l)
 
     key_of(l, 's', key, sizeof(key));
     return rl2_redis_key_slot(key, strlen(key));
-}
-
-/* Finish a move: the importing node first, then the migrating one (so
- * neither sends a client back to the other), then the rest. */
-static void
-slot_give(unsigned slot, int from, int to)
-{
-    int order[NODES] = { to, from, 3 - to - from };
-
-    for (int n = 0; n < NODES; n++) {
-        freeReplyObject(admin_cmd(adm[order[n]], "CLUSTER SETSLOT %u NODE "
-                                  "%s", slot, node_id[to]));
-    }
-}
-
-/* Start moving slot from node `from` to node `to` and carry its keys
- * over; with finish, give the slot to `to` on every master. */
-static void
-move_slot(unsigned slot, int from, int to, int finish)
-{
-    redisReply *keys;
-
-    freeReplyObject(admin_cmd(adm[to], "CLUSTER SETSLOT %u IMPORTING %s",
-                              slot, node_id[from]));
-    freeReplyObject(admin_cmd(adm[from], "CLUSTER SETSLOT %u MIGRATING %s",
-                              slot, node_id[to]));
-    keys = admin_cmd(adm[from], "CLUSTER GETKEYSINSLOT %u 1000", slot);
-    for (size_t i = 0; i < keys->elements; i++) {
-        freeReplyObject(admin_cmd(adm[from], "MIGRATE 127.0.0.1 %d %s 0 "
-                                  "5000", node[to].port,
-                                  keys->element[i]->str));
-    }
-    freeReplyObject(keys);
-    if (finish) {
-        slot_give(slot, from, to);
-    }
-}
-
-/* Whether node n holds key (a node that does not serve its slot answers
- * EXISTS with -MOVED; CLUSTER GETKEYSINSLOT looks at its own keys). */
-static int
-exists_on(int n, const char *key)
-{
-    redisReply *r = admin_cmd(adm[n], "CLUSTER GETKEYSINSLOT %u 1000",
-                              rl2_redis_key_slot(key, strlen(key)));
-    int found = 0;
-
-    for (size_t i = 0; i < r->elements; i++) {
-        found |= strcmp(r->element[i]->str, key) == 0;
-    }
-    freeReplyObject(r);
-    return found;
 }
 
 /* Admitted of `tries` applies of layers l[0..n) (fresh copies). */
@@ -442,6 +363,52 @@ test_ask_during_migration_then_moved(void **state)
     rl2_redis_cluster_destroy(cl);
 }
 
+/* A master that stops answering: the command times out (a store error,
+ * not retried), the map is marked stale, and the next command, once the
+ * master is back, loads the map again. */
+static void
+test_timeout_marks_the_map_stale(void **state)
+{
+    const char *argv[2] = { "INCR", "{stale-test}.n" };
+    size_t len[2] = { 4, strlen(argv[1]) };
+    unsigned slot = rl2_redis_key_slot(argv[1], len[1]);
+    rl2_redis_cluster_stats_t st;
+    rl2_redis_cluster_t *cl;
+    rl2_redis_conf_t conf;
+    redisReply *r;
+    rl2_err_t err;
+    int o = owner_of(slot);
+
+    (void)state;
+    rl2_redis_conf_init(&conf);
+    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
+             node[(o + 1) % NODES].port);
+    conf.n_seeds = 1;
+    conf.command_timeout_ms = 200;
+    assert_int_equal(rl2_redis_cluster_create(&conf, &cl, &err), RL2_OK);
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
+                                               "INCR", &r, NULL, &err),
+                     RL2_OK);
+    rl2_redis_reply_free(r);
+    kill(node[o].pid, SIGSTOP);
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
+                                               "INCR", &r, NULL, &err),
+                     RL2_ERR_STORE);
+    kill(node[o].pid, SIGCONT);
+    assert_non_null(strstr(err.msg, "no answer within 200 ms"));
+    rl2_redis_cluster_stats(cl, &st);
+    assert_int_equal(st.refreshes, 1);
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
+                                               "INCR", &r, NULL, &err),
+                     RL2_OK);
+    /* the timed-out INCR ran when the master woke up */
+    assert_int_equal(r->integer, 3);
+    rl2_redis_reply_free(r);
+    rl2_redis_cluster_stats(cl, &st);
+    assert_int_equal(st.refreshes, 2);
+    rl2_redis_cluster_destroy(cl);
+}
+
 static void
 test_lost_script_cache_falls_back_per_node(void **state)
 {
@@ -461,77 +428,16 @@ test_lost_script_cache_falls_back_per_node(void **state)
     assert_int_equal(left(&l[0]), 0);
 }
 
-/* ---- fixture: three masters, formed into a cluster ---- */
-
-static void
-cluster_form(void)
-{
-    char addr[NODES][32];
-    const char *argv[8 + NODES];
-    int n = 0, status, ok = 0;
-    pid_t pid;
-
-    argv[n++] = "redis-cli";
-    argv[n++] = "--cluster";
-    argv[n++] = "create";
-    for (int i = 0; i < NODES; i++) {
-        snprintf(addr[i], sizeof(addr[i]), "127.0.0.1:%d", node[i].port);
-        argv[n++] = addr[i];
-    }
-    argv[n++] = "--cluster-replicas";
-    argv[n++] = "0";
-    argv[n++] = "--cluster-yes";
-    argv[n] = NULL;
-    if ((pid = fork()) == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execvp("redis-cli", (char *const *)argv);
-        _exit(127);
-    }
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    /* every node must agree before the tests start */
-    for (int tries = 0; tries < 200 && ok < NODES; tries++) {
-        ok = 0;
-        for (int i = 0; i < NODES; i++) {
-            redisReply *r = admin_cmd(adm[i], "CLUSTER INFO");
-
-            ok += strstr(r->str, "cluster_state:ok") != NULL
-                  && strstr(r->str, "cluster_known_nodes:3") != NULL;
-            freeReplyObject(r);
-        }
-        usleep(50000);
-    }
-    assert_int_equal(ok, NODES);
-}
-
 static int
 group_setup(void **state)
 {
     rl2_redis_conf_t conf;
     rl2_err_t err;
-    char bus[NODES][16];
 
     (void)state;
     signal(SIGPIPE, SIG_IGN);
     alarm(WATCHDOG_S);
-    for (int i = 0; i < NODES; i++) {
-        /* the bus port given, since port + 10000 may be taken or > 65535 */
-        const char *extra[] = { "--cluster-enabled", "yes",
-                                "--cluster-config-file", "nodes.conf",
-                                "--cluster-port", bus[i], NULL };
-        redisReply *r;
-
-        snprintf(bus[i], sizeof(bus[i]), "%d", free_port());
-        srv_start(&node[i], extra);
-        adm[i] = srv_admin(&node[i]);
-        r = admin_cmd(adm[i], "CLUSTER MYID");
-        snprintf(node_id[i], sizeof(node_id[i]), "%s", r->str);
-        freeReplyObject(r);
-    }
-    cluster_form();
+    cluster_start();
     alarm(0);
     if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
         fail_msg("policy: %s", err.msg);
@@ -551,27 +457,10 @@ group_setup(void **state)
 static int
 group_teardown(void **state)
 {
-    char path[160];
-
     (void)state;
     rl2_store_destroy(store);
     rl2_policy_free(pol);
-    for (int i = 0; i < NODES; i++) {
-        char dir[sizeof(node[i].dir)];
-
-        if (adm[i] != NULL) {
-            redisFree(adm[i]);
-        }
-        /* srv_stop removes what every server leaves; nodes.conf is a
-         * cluster node's own, removed once the server is dead. */
-        snprintf(dir, sizeof(dir), "%s", node[i].dir);
-        srv_stop(&node[i]);
-        if (dir[0] != '\0') {
-            snprintf(path, sizeof(path), "%s/nodes.conf", dir);
-            unlink(path);
-            rmdir(dir);
-        }
-    }
+    cluster_stop();
     return 0;
 }
 
@@ -604,6 +493,7 @@ main(void)
         T(test_threads_admit_exactly_across_slots),
         T(test_moved_slot_is_followed),
         T(test_ask_during_migration_then_moved),
+        T(test_timeout_marks_the_map_stale),
         T(test_lost_script_cache_falls_back_per_node),
     };
 
