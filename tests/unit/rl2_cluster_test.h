@@ -147,9 +147,13 @@ cluster_start(void)
                                 "--cluster-config-file", "nodes.conf",
                                 "--cluster-port", bus[i], NULL };
         redisReply *r;
+        srv_t s;
 
         snprintf(bus[i], sizeof(bus[i]), "%d", free_port());
-        srv_start(&node[i], extra);
+        /* started in a local: GCC's -Wrestrict takes node[i].dir and
+         * node[i].sock for overlapping once srv_start is inlined */
+        srv_start(&s, extra);
+        node[i] = s;
         adm[i] = srv_admin(&node[i]);
         r = admin_cmd(adm[i], "CLUSTER MYID");
         snprintf(node_id[i], sizeof(node_id[i]), "%s", r->str);
