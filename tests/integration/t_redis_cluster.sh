@@ -4,7 +4,7 @@
 # keys spread over every master, layers in different slots counted all or
 # none, a slot moved during a load run (-MOVED) and a slot half migrated
 # (-ASK), and configtest errors for bad cluster: settings.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/fcgi_lib.sh"
 
 CDIR=$T_DIR/cluster
 PORTS=()
@@ -153,8 +153,10 @@ RateLimit2TrustedProxy 127.0.0.1
     RateLimit2Limit peruser 2/1h key=user algorithm=sliding_log
 </Location>
 <Location /pair>
-    RateLimit2Limit pa 3/1h algorithm=sliding_log
+    # pb first: when pa refuses, pb's slot has already counted and is
+    # refunded
     RateLimit2Limit pb 10/1h algorithm=sliding_log
+    RateLimit2Limit pa 3/1h algorithm=sliding_log
 </Location>
 <Location /pbonly>
     RateLimit2Limit pb 10/1h algorithm=sliding_log
@@ -299,6 +301,48 @@ move_finish "$slot" "$from" "$to"
 is "slot given: still exact after the move is finished" "429 429" \
    "$(code "http://127.0.0.1:$PA/ask/x") $(code "http://127.0.0.1:$PB/ask/x")"
 is "ask: the first request went to the old master" 200 "$c1"
+
+# ---- the CGI wrapper (ratelimit2-fcgi's -R syntax): both layers in one
+# decision, so one store call spans two slots ----
+cat >"$T_DIR/cgi.conf" <<'POLICY'
+rules = (
+  { name = "cip"; paths = "/both"; continue = true; key = "ip";
+    limits = ( { rate = "3/hour"; algorithm = "sliding_log"; } ); },
+  { name = "cuser"; paths = "/both"; key = "user";
+    limits = ( { rate = "2/hour"; algorithm = "sliding_log"; } ); }
+);
+POLICY
+printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\nallowed\\n"\n' \
+    >"$T_DIR/ok.sh"
+chmod 755 "$T_DIR/ok.sh"
+CZ=$(zone_name cgi)
+
+# cgi USER ADDR -- "allowed", or the status the wrapper answers.
+cgi() {
+    env -i PATH=/usr/bin:/bin $(rl2_san_env) \
+        RATELIMIT2_POLICY="$T_DIR/cgi.conf" RATELIMIT2_ZONE="$CZ" \
+        RATELIMIT2_REDIS="cluster:$SEEDS" RATELIMIT2_TARGET="$T_DIR/ok.sh" \
+        GATEWAY_INTERFACE=CGI/1.1 SERVER_PROTOCOL=HTTP/1.1 \
+        REQUEST_METHOD=GET REQUEST_URI=/both SCRIPT_NAME=/both \
+        REMOTE_ADDR="$2" REMOTE_USER="$1" "$CGI_BIN" 2>>"$T_DIR/cgi.err" \
+        | grep -Eo '^(allowed|Status: [0-9]+)' | head -1
+}
+before=$(all_keys)
+c1=$(cgi alice 192.0.2.1)
+new=$(comm -13 <(printf '%s\n' "$before") <(all_keys))
+slots=$(for k in $new; do redis-cli -p "${PORTS[0]}" cluster keyslot "$k"; \
+        done | sort -u | wc -l)
+is "cgi: the wrapper counts in the cluster, its two layers in two slots" \
+   2 "$slots"
+is "cgi: alice gets 2, then her per-user layer refuses" \
+   "allowed allowed Status: 429" \
+   "$c1 $(cgi alice 192.0.2.1) $(cgi alice 192.0.2.1)"
+is "cgi: bob gets the third of the address (alice's refusal not counted)" \
+   "allowed Status: 429" "$(cgi bob 192.0.2.1) $(cgi bob 192.0.2.1)"
+is "cgi: from another address bob has one left (the refusal by the \
+per-IP layer not counted)" "allowed Status: 429" \
+   "$(cgi bob 192.0.2.2) $(cgi bob 192.0.2.2)"
+is "cgi: no error from the wrapper" "" "$(cat "$T_DIR/cgi.err")"
 
 # ---- no request saw a store error ----
 is "no 5xx answered by either server" 0 \
