@@ -67,7 +67,7 @@ rl2_redis_crc16(const void *buf, size_t len)
     for (size_t i = 0; i < len; i++) {
         crc ^= (unsigned)p[i] << 8;
         for (int b = 0; b < 8; b++) {
-            crc = crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1;
+            crc = (crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1) & 0xFFFF;
         }
     }
     return (uint16_t)crc;

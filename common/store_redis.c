@@ -69,7 +69,9 @@ rl2_group(const rl2_store_redis_t *s, const rl2_layer_t *layers, size_t n,
             rl2_redis_key(layers[i].key, 's', key);
             slot = rl2_redis_key_slot(key, strlen(key));
         }
-        for (k = 0; k < gs->n && gs->g[k].slot != slot; k++) {
+        k = 0;
+        while (k < gs->n && gs->g[k].slot != slot) {
+            k++;
         }
         if (k == gs->n) {
             gs->g[gs->n].slot = slot;
