@@ -8,7 +8,8 @@
  * `redis-cli --cluster create`: keys spread over every master, exact
  * counts under threads, a request refused in one slot counted in no
  * other, -MOVED after a slot moved, -ASK while it moves, a timeout that
- * makes the map stale, and the script cache lost on every node.
+ * makes the map stale, the script cache lost on every node, and AUTH on
+ * every node.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -409,6 +410,70 @@ test_timeout_marks_the_map_stale(void **state)
     rl2_redis_cluster_destroy(cl);
 }
 
+/* INCR a key on every master through a router with this user and
+ * password; RL2_OK or the first error. */
+static rl2_status_t
+incr_everywhere(const char *user, const char *password, rl2_err_t *err)
+{
+    rl2_redis_cluster_t *cl;
+    rl2_redis_conf_t conf;
+    rl2_status_t st = RL2_OK;
+    int seen = 0;
+
+    rl2_redis_conf_init(&conf);
+    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
+             node[1].port);
+    conf.n_seeds = 1;
+    snprintf(conf.username, sizeof(conf.username), "%s", user);
+    snprintf(conf.password, sizeof(conf.password), "%s", password);
+    assert_int_equal(rl2_redis_cluster_create(&conf, &cl, err), RL2_OK);
+    for (int i = 0; st == RL2_OK && seen != (1 << NODES) - 1; i++) {
+        char key[32];
+        const char *argv[2] = { "INCR", key };
+        size_t len[2] = { 4, 0 };
+        unsigned slot;
+        redisReply *r;
+
+        len[1] = (size_t)snprintf(key, sizeof(key), "{auth-%d}", i);
+        slot = rl2_redis_key_slot(key, len[1]);
+        st = rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR", &r,
+                                       NULL, err);
+        if (st == RL2_OK) {
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            rl2_redis_reply_free(r);
+            seen |= 1 << owner_of(slot);
+        }
+    }
+    rl2_redis_cluster_destroy(cl);
+    return st;
+}
+
+/* AUTH with a password or an ACL user reaches every master the map names,
+ * not only the seed. */
+static void
+test_auth_reaches_every_node(void **state)
+{
+    rl2_err_t err;
+
+    (void)state;
+    for (int n = 0; n < NODES; n++) {
+        freeReplyObject(admin_cmd(adm[n], "CONFIG SET requirepass pw1"));
+        freeReplyObject(admin_cmd(adm[n], "ACL SETUSER rl2 on >pw2 ~* "
+                                  "+@all"));
+    }
+    assert_int_equal(incr_everywhere("", "", &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "NOAUTH"));
+    if (incr_everywhere("", "pw1", &err) != RL2_OK
+        || incr_everywhere("rl2", "pw2", &err) != RL2_OK) {
+        fail_msg("with AUTH: %s", err.msg);
+    }
+    /* the admin connections stay authenticated */
+    for (int n = 0; n < NODES; n++) {
+        freeReplyObject(admin_cmd(adm[n], "CONFIG SET requirepass %s", ""));
+        freeReplyObject(admin_cmd(adm[n], "ACL DELUSER rl2"));
+    }
+}
+
 static void
 test_lost_script_cache_falls_back_per_node(void **state)
 {
@@ -495,6 +560,7 @@ main(void)
         T(test_ask_during_migration_then_moved),
         T(test_timeout_marks_the_map_stale),
         T(test_lost_script_cache_falls_back_per_node),
+        T(test_auth_reaches_every_node),
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
