@@ -368,6 +368,15 @@ like "an empty seed list fails configtest" \
      'RateLimit2Redis: redis: expected cluster:HOST:PORT' \
      "$(apache_configtest "$D")"
 
+like "ratelimit2-fcgi -R cluster: with a bad seed exits, naming it" \
+     'cluster seed "127.0.0.1" is not HOST:PORT' \
+     "$(env $(rl2_san_env) "$FCGI_BIN" -c "$T_DIR/cgi.conf" \
+        -R cluster:127.0.0.1 -s 127.0.0.1:1 2>&1)"
+like "ratelimit2-fcgi -R cluster: -O db=3 exits, naming database 0" \
+     'Redis Cluster has only database 0' \
+     "$(env $(rl2_san_env) "$FCGI_BIN" -c "$T_DIR/cgi.conf" \
+        -R "cluster:$SEEDS" -O db=3 -s 127.0.0.1:1 2>&1)"
+
 # ---- the shipped Apache examples pass configtest ----
 for ex in redis-cluster redis-sentinel redis-standalone; do
     echo "Include \"$RL2_ROOT/conf/examples/$ex.conf\"" >"$D/site.conf"
