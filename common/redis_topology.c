@@ -143,7 +143,7 @@ rl2_redis_sentinel_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
     for (int i = 0; i < conf->n_sentinels; i++) {
         if (memchr(conf->sentinels[i], '\0', RL2_REDIS_HOST_MAX) == NULL
             || rl2_redis_addr_split(conf->sentinels[i], host, sizeof(host),
-                                  &port) != 0) {
+                                    &port) != 0) {
             return rl2_err_set(err, RL2_ERR_CONFIG, "redis: sentinel %d is "
                                "not HOST:PORT", i + 1);
         }
