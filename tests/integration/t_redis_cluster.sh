@@ -35,7 +35,7 @@ redis-cli --cluster create "127.0.0.1:${PORTS[0]}" "127.0.0.1:${PORTS[1]}" \
     "127.0.0.1:${PORTS[2]}" --cluster-replicas 0 --cluster-yes \
     >"$CDIR/create.log" 2>&1
 formed=0
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
     formed=1
     for p in "${PORTS[@]}"; do
         redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' \
@@ -126,7 +126,7 @@ apache_cluster() {
     cp "$T_DIR/htpasswd" "$d/htpasswd"
     cat >"$d/site.conf" <<CONF
 RateLimit2Zone $(zone_name "$1") 10000
-RateLimit2Redis cluster:$SEEDS timeout=300
+RateLimit2Redis cluster:$SEEDS timeout=1000
 RateLimit2TrustedProxy 127.0.0.1
 <Location /fw>
     RateLimit2Limit fw 100/1h algorithm=fixed_window
