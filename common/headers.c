@@ -209,17 +209,21 @@ rl2_headers_size(const rl2_verdict_t *v)
 /* One value after another in buf, each NUL-terminated; the room was
  * checked against rl2_headers_size() first, so nothing here can run past
  * the end.  This runs on every response: no snprintf, no strlen. */
-void
+size_t
 rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                    const rl2_clock_t *now, char *buf, size_t len,
                    rl2_header_set_fn set, void *ctx)
 {
     const rl2_layer_t *l;
     char *w = buf, *value;
+    size_t need;
     long long t;
 
-    if (v->shown < 0 || len < rl2_headers_size(v)) {
-        return;
+    if (v->shown < 0) {
+        return 0;
+    }
+    if (len < (need = rl2_headers_size(v))) {
+        return need;
     }
     l = &v->layers[v->shown];
     t = rl2_reset_s(v);
@@ -263,6 +267,7 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
         *w = '\0';
         set(ctx, "Retry-After", value);
     }
+    return need;
 }
 
 /* Append s to buf as the inside of a JSON string. */

@@ -67,14 +67,24 @@ rl2_header_set(void *ctx, const char *name, const char *value)
     apr_table_addn(r->err_headers_out, name, value);
 }
 
+/* Most verdicts fit in a small buffer; a larger one is asked for when
+ * not (the renderer then emits nothing and says what it needs). */
+#define RL2_HEADERS_FIRST 256
+
 static void
 rl2_render_headers(request_rec *r, const rl2_policy_t *policy,
                    const rl2_verdict_t *v, const rl2_clock_t *now)
 {
-    if (v->shown >= 0) {
-        apr_size_t len = rl2_headers_size(v);
+    apr_size_t need;
 
-        rl2_headers_render(policy, v, now, apr_palloc(r->pool, len), len,
+    if (v->shown < 0) {
+        return;
+    }
+    need = rl2_headers_render(policy, v, now,
+                              apr_palloc(r->pool, RL2_HEADERS_FIRST),
+                              RL2_HEADERS_FIRST, rl2_header_set, r);
+    if (need > RL2_HEADERS_FIRST) {
+        rl2_headers_render(policy, v, now, apr_palloc(r->pool, need), need,
                            rl2_header_set, r);
     }
 }
@@ -352,20 +362,27 @@ rl2_check_access(request_rec *r)
 static int
 rl2_fixups(request_rec *r)
 {
-    int status = rl2_run_phase(r, RL2_PHASE_LATE);
-    rl2_srv_conf_t *sconf;
-    rl2_req_state_t *st;
+    rl2_srv_conf_t *sconf = ap_get_module_config(r->server->module_config,
+                                                 &ratelimit2_module);
+    rl2_dir_conf_t *dconf = ap_get_module_config(r->per_dir_config,
+                                                 &ratelimit2_module);
+    rl2_req_state_t *st = ap_get_module_config(r->request_config,
+                                               &ratelimit2_module);
+    int status;
 
-    if (status != DECLINED) {
+    /* The common case: address-keyed limits only, decided and answered
+     * in the access phase. */
+    if (st == NULL && ((sconf->phases | dconf->phases) & RL2_PHASE_LATE)
+                      == 0) {
+        return DECLINED;
+    }
+    if ((status = rl2_run_phase(r, RL2_PHASE_LATE)) != DECLINED) {
         return status;
     }
     st = ap_get_module_config(r->request_config, &ratelimit2_module);
-    if (st == NULL) {
-        return DECLINED;
+    if (st != NULL) {
+        rl2_render_headers(r, sconf->policy, &st->verdict, &st->now);
     }
-    sconf = ap_get_module_config(r->server->module_config,
-                                 &ratelimit2_module);
-    rl2_render_headers(r, sconf->policy, &st->verdict, &st->now);
     return DECLINED;
 }
 
