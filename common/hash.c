@@ -1,11 +1,13 @@
 /*
- * hash.c -- SipHash-2-4 and the digests built on it.
+ * hash.c -- SipHash and the digests built on it.
  *
- * Owns the hash functions behind storage keys (rl2_digest), identifier
- * hashing (rl2_hash_id) and secret-to-key derivation.  SipHash-2-4 is
- * written from Aumasson and Bernstein's description: 64-bit output, two
- * compression rounds per 8-byte little-endian word, four finalisation
- * rounds.  The result does not depend on host byte order or alignment.
+ * Owns the hash functions behind storage keys (rl2_digest: SipHash-1-3,
+ * 128-bit output), identifier hashing (rl2_hash_id) and secret-to-key
+ * derivation (SipHash-2-4, 64-bit).  SipHash is written from Aumasson and
+ * Bernstein's description: c compression rounds per 8-byte little-endian
+ * word, d finalisation rounds; one code path serves every variant, and the
+ * 2-4 variants are checked against the reference vectors.  The result does
+ * not depend on host byte order or alignment.
  */
 #include <endian.h>
 #include <string.h>
@@ -80,11 +82,13 @@ sip_tail(const uint8_t *in, size_t len)
     return b;
 }
 
-/* SipHash-2-4 over data; with out128 != NULL, the 128-bit variant
- * (the reference's 0xee/0xdd finalisation) writes both halves there. */
-static uint64_t
+/* SipHash-c-d over data: c rounds per 8-byte word, d finalisation
+ * rounds; with out128 != NULL, the 128-bit variant (the reference's
+ * 0xee/0xdd finalisation) writes both halves there.  Inlined into each
+ * caller with constant c and d, so every variant is straight-line. */
+static inline __attribute__((always_inline)) uint64_t
 sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
-         uint64_t *out128)
+         uint64_t *out128, int c, int d)
 {
     const uint8_t *in = data;
     uint64_t k0 = load_le64(key->k);
@@ -104,12 +108,13 @@ sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
     for (size_t off = 0; off <= whole; off += 8) {
         m = off < whole ? load_le64(in + off) : sip_tail(in + whole, len);
         v3 ^= m;
-        SIP_ROUND(v0, v1, v2, v3);
-        SIP_ROUND(v0, v1, v2, v3);
+        for (i = 0; i < c; i++) {
+            SIP_ROUND(v0, v1, v2, v3);
+        }
         v0 ^= m;
     }
     v2 ^= out128 != NULL ? 0xee : 0xff;
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < d; i++) {
         SIP_ROUND(v0, v1, v2, v3);
     }
     if (out128 == NULL) {
@@ -117,7 +122,7 @@ sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
     }
     out128[0] = v0 ^ v1 ^ v2 ^ v3;
     v1 ^= 0xdd;
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < d; i++) {
         SIP_ROUND(v0, v1, v2, v3);
     }
     out128[1] = v0 ^ v1 ^ v2 ^ v3;
@@ -126,17 +131,27 @@ sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
 
 uint64_t rl2_siphash(const rl2_hash_key_t *key, const void *data, size_t len)
 {
-    return sip_hash(key, data, len, NULL);
+    return sip_hash(key, data, len, NULL, 2, 4);
 }
 
-/* One pass of the 128-bit variant: every key is hashed once per
- * request, so this is on the hot path. */
+/* Tests only: the 128-bit SipHash-2-4, to check the shared code against
+ * the reference vectors. */
+void rl2_siphash128_24(const rl2_hash_key_t *key, const void *data,
+                       size_t len, uint64_t out[2])
+{
+    sip_hash(key, data, len, out, 2, 4);
+}
+
+/* Storage digests use SipHash-1-3-128 (the rounds Python's and Rust's
+ * hash tables use against flooding): every key is hashed once per
+ * request, and the digest is an identity, not a secret.  Ids and key
+ * derivation keep SipHash-2-4. */
 rl2_digest_t rl2_digest(const void *data, size_t len)
 {
     uint64_t out[2];
     rl2_digest_t d;
 
-    sip_hash(&digest_key_hi, data, len, out);
+    sip_hash(&digest_key_hi, data, len, out, 1, 3);
     d.hi = out[0];
     d.lo = out[1];
     return d;
@@ -148,7 +163,7 @@ rl2_digest_t rl2_digest_keyed(const rl2_hash_key_t *key, const void *data,
     uint64_t out[2];
     rl2_digest_t d;
 
-    sip_hash(key, data, len, out);
+    sip_hash(key, data, len, out, 1, 3);
     d.hi = out[0];
     d.lo = out[1];
     return d;

@@ -187,21 +187,46 @@ static void test_siphash_matches_reference_vectors(void **state)
     }
 }
 
-/* The reference's 128-bit vectors: key 00..0f, message 00 01 .. (n-1). */
-static void test_digest_matches_reference_128(void **state)
+/* The reference's 128-bit vector for the empty message under key
+ * 00..0f: the code path storage digests share (with 1-3 rounds). */
+static void test_siphash128_matches_reference(void **state)
 {
     rl2_hash_key_t key;
-    uint8_t msg[16];
-    rl2_digest_t d;
+    uint64_t out[2];
 
     (void)state;
     for (int i = 0; i < 16; i++) {
         key.k[i] = (uint8_t)i;
+    }
+    rl2_siphash128_24(&key, "", 0, out);
+    assert_int_equal(out[0], 0xe6a825ba047f81a3ULL);
+    assert_int_equal(out[1], 0x930255c71472f66dULL);
+}
+
+/* Digests of inputs of every length up to three words differ from one
+ * another and from the 2-4 variant's (the round counts are in use). */
+static void test_digest_lengths_distinct(void **state)
+{
+    rl2_hash_key_t key;
+    uint8_t msg[24];
+    rl2_digest_t d[25];
+    uint64_t ref[2];
+
+    (void)state;
+    for (int i = 0; i < 16; i++) {
+        key.k[i] = (uint8_t)i;
+    }
+    for (int i = 0; i < 24; i++) {
         msg[i] = (uint8_t)i;
     }
-    d = rl2_digest_keyed(&key, msg, 0);
-    assert_int_equal(d.hi, 0xe6a825ba047f81a3ULL);
-    assert_int_equal(d.lo, 0x930255c71472f66dULL);
+    for (size_t n = 0; n <= 24; n++) {
+        d[n] = rl2_digest_keyed(&key, msg, n);
+        rl2_siphash128_24(&key, msg, n, ref);
+        assert_false(d[n].hi == ref[0] && d[n].lo == ref[1]);
+        for (size_t m = 0; m < n; m++) {
+            assert_false(d[n].hi == d[m].hi && d[n].lo == d[m].lo);
+        }
+    }
 }
 
 static void test_digest_is_stable_with_independent_halves(void **state)
@@ -1121,7 +1146,8 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_siphash_matches_reference_vectors),
-        T(test_digest_matches_reference_128),
+        T(test_siphash128_matches_reference),
+        T(test_digest_lengths_distinct),
         T(test_digest_is_stable_with_independent_halves),
         T(test_hash_id_is_16_lowercase_hex_and_keyed),
         T(test_err_set_formats_truncates_and_accepts_null),
