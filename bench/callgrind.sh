@@ -12,7 +12,7 @@ source "$(dirname "$0")/../tests/integration/lib.sh"
 
 D=$T_DIR/cg
 P=$(free_port)
-apache_conf "$D" "$P" event
+apache_conf "$D" "$P" "${MPM:-event}"
 sed -i 's/^LogLevel info/LogLevel warn/' "$D/httpd.conf"
 case "$MODE" in
 bare)

@@ -320,8 +320,7 @@ rl2_whitelisted(const rl2_ctx_t *c)
     const rl2_policy_t *p = c->policy;
     const rl2_verdict_t *v = c->v;
 
-    if (!p->wl_internal && p->n_wl_nets == 0 && p->n_wl_keys == 0
-        && p->n_wl_users == 0) {
+    if (!rl2_has_whitelist(p)) {
         return 0;
     }
     if (p->wl_internal && c->req->internal) {

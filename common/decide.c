@@ -18,16 +18,6 @@
 #include "buf.h"
 #include "decide_internal.h"
 
-/* Only the head: layers are written as they are added (the full verdict
- * is kilobytes, and this runs for every request). */
-void
-rl2_verdict_init(rl2_verdict_t *v)
-{
-    memset(v, 0, offsetof(rl2_verdict_t, layers));
-    v->shown = -1;
-    v->tier = -1;
-}
-
 /* ---- rules and layers ---- */
 
 #define RL2_MAX_RULES (2 * RL2_MAX_LAYERS)
@@ -125,11 +115,13 @@ rl2_rule_set(const rl2_ctx_t *c, const rl2_applied_t *a,
     return &rule->limits;
 }
 
-/* The client part of a storage key: "ip:ADDR", "user:HASH", ...  Keys
+/* The client part of a storage key, written in its log form ("1.2.3.4",
+ * "user:HASH", "key:HASH", "hdr:HASH", "route:NAME", "global"); returns
+ * the kind of identity and sets *id to where the identity starts.  Keys
  * fall back to the address when their identity is absent. */
-static void
+static rl2_key_kind_t
 rl2_key_value(const rl2_ctx_t *c, const rl2_rule_t *rule,
-              const rl2_limit_t *limit, rl2_buf_t *b)
+              const rl2_limit_t *limit, rl2_buf_t *b, size_t *id)
 {
     const char *hv;
     char h[17];
@@ -137,16 +129,16 @@ rl2_key_value(const rl2_ctx_t *c, const rl2_rule_t *rule,
     switch (limit->key) {
     case RL2_KEY_USER:
         if (c->req->user != NULL && c->req->user[0] != '\0') {
-            rl2_buf_str(b, "user:");
-            rl2_buf_str(b, c->user_hash);
-            return;
+            rl2_buf_mem(b, "user:", *id = 5);
+            rl2_buf_mem(b, c->user_hash, 16);
+            return RL2_KEY_USER;
         }
         break;
     case RL2_KEY_APIKEY:
         if (c->apikey != NULL) {
-            rl2_buf_str(b, "key:");
-            rl2_buf_str(b, c->apikey_hash);
-            return;
+            rl2_buf_mem(b, "key:", *id = 4);
+            rl2_buf_mem(b, c->apikey_hash, 16);
+            return RL2_KEY_APIKEY;
         }
         break;
     case RL2_KEY_HEADER:
@@ -155,46 +147,45 @@ rl2_key_value(const rl2_ctx_t *c, const rl2_rule_t *rule,
         if (hv != NULL && hv[0] != '\0') {
             /* Long or odd values are hashed: keys stay bounded. */
             rl2_hash_id(&c->policy->hash_key, hv, h);
-            rl2_buf_str(b, "hdr:");
-            rl2_buf_str(b, h);
-            return;
+            rl2_buf_mem(b, "hdr:", *id = 4);
+            rl2_buf_mem(b, h, 16);
+            return RL2_KEY_HEADER;
         }
         break;
     case RL2_KEY_ROUTE:
-        rl2_buf_str(b, "route:");
+        rl2_buf_mem(b, "route:", *id = 6);
         rl2_buf_str(b, rule->name);
-        return;
+        return RL2_KEY_ROUTE;
     case RL2_KEY_GLOBAL:
-        rl2_buf_str(b, "global");
-        return;
+        rl2_buf_mem(b, "global", 6);
+        *id = 0;
+        return RL2_KEY_GLOBAL;
     case RL2_KEY_IP:
         break;
     }
-    rl2_buf_mem(b, "ip:", 3);
     rl2_buf_mem(b, c->group_ip, c->group_len);
+    *id = 0;
+    return RL2_KEY_IP;
 }
 
-/* The storage key of one limit for this client (digested under the
- * limit's own key, see rl2_limit_t.key_seed), and its log form. */
+/* The storage key of one limit for this client: the identity digested
+ * under the limit's own key (rl2_limit_t.key_seed) with the kind of
+ * identity mixed into it, so that an address and an API key or user of
+ * the same text never share a counter.  The log form is written straight
+ * into the layer. */
 static void
 rl2_layer_key(const rl2_ctx_t *c, const rl2_rule_t *rule,
               const rl2_limit_t *limit, rl2_layer_t *layer)
 {
-    char value[RL2_KEY_VALUE_MAX];
+    rl2_hash_key_t seed = limit->key_seed;
+    rl2_key_kind_t kind;
     rl2_buf_t b;
-    size_t skip, n;
+    size_t id;
 
-    rl2_buf_init(&b, value, sizeof(value));
-    rl2_key_value(c, rule, limit, &b);
-    layer->key = rl2_digest_keyed(&limit->key_seed, value, b.len);
-    /* Logs show the address bare, identities with their kind. */
-    skip = (b.len >= 3 && memcmp(value, "ip:", 3) == 0) ? 3 : 0;
-    n = b.len - skip;
-    if (n >= sizeof(layer->client)) {
-        n = sizeof(layer->client) - 1;
-    }
-    memcpy(layer->client, value + skip, n);
-    layer->client[n] = '\0';
+    rl2_buf_init(&b, layer->client, sizeof(layer->client));
+    kind = rl2_key_value(c, rule, limit, &b, &id);
+    seed.k[15] ^= (uint8_t)(0x80 | kind);
+    layer->key = rl2_digest_keyed(&seed, layer->client + id, b.len - id);
 }
 
 /* Append this phase's layers of one applied rule. */
@@ -378,12 +369,14 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra,
     }
     rl2_ctx_init(&c, policy, req, phase, v);
     v->phases |= phase;
-    if (rl2_whitelisted(&c)) {
+    if (rl2_has_whitelist(policy) && rl2_whitelisted(&c)) {
         v->outcome = RL2_OUTCOME_BYPASS;
         return rl2_refund_committed(store, v->layers, first, now, err);
     }
     st = rl2_build_layers(&c, extra, n_extra, &bypass, err);
-    rl2_ctx_fini(&c);  /* the path is not needed past rule selection */
+    if (c.path_heap != NULL) {
+        rl2_ctx_fini(&c);  /* the path is not needed past rule selection */
+    }
     if (st != RL2_OK || bypass) {
         v->n_layers = first;
         if (bypass) {

@@ -10,7 +10,6 @@
 #include "ratelimit2/decide.h"
 
 #define RL2_PATH_MAX 2048
-#define RL2_KEY_VALUE_MAX 96
 
 /* Everything known about the client and request while deciding. */
 typedef struct {
@@ -58,6 +57,13 @@ const rl2_client_t *rl2_client_find(const rl2_ctx_t *c);
 
 /* The client's tier index (DESIGN §3 order), or -1 without tiers. */
 int rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client);
+
+/* Does the policy whitelist anything?  (Most do not: no call then.) */
+static inline int
+rl2_has_whitelist(const rl2_policy_t *p)
+{
+    return p->wl_internal || p->n_wl_nets || p->n_wl_keys || p->n_wl_users;
+}
 
 /* Whitelisted by address, API key, or (late phase) user? */
 int rl2_whitelisted(const rl2_ctx_t *c);

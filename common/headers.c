@@ -104,6 +104,23 @@ rl2_put_i64(char *w, int64_t v)
     }
     end = w + rl2_digits(u);
     w = end;
+    while (u >= 100 && u > UINT32_MAX) {
+        d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--w = rl2_digit_pairs[d + 1];
+        *--w = rl2_digit_pairs[d];
+    }
+    /* The rest in 32 bits: cheaper divisions for the usual numbers. */
+    for (uint32_t s = (uint32_t)u; ; ) {
+        if (s < 100) {
+            u = s;
+            break;
+        }
+        d = (s % 100) * 2;
+        s /= 100;
+        *--w = rl2_digit_pairs[d + 1];
+        *--w = rl2_digit_pairs[d];
+    }
     while (u >= 100) {
         d = (unsigned)(u % 100) * 2;
         u /= 100;

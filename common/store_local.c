@@ -258,6 +258,12 @@ rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
     uint32_t ref = index_find(z, key, hash, &pos);
     zone_entry_t *e;
 
+    if (ref != ZONE_NIL && ref == z->hdr->lru_head
+        && entry_at(z, ref)->expires_us >= now_us) {
+        /* A live key that is already the most recent (a busy client
+         * asking again): nothing moves, so no dirty mark either. */
+        return entry_state(entry_at(z, ref));
+    }
     zone_mark_dirty(z);
     if (ref != ZONE_NIL) {
         e = entry_at(z, ref);

@@ -56,39 +56,6 @@ rl2_header_get(void *ctx, const char *name)
     return apr_table_get(((request_rec *)ctx)->headers_in, name);
 }
 
-/* Headers are rendered once per response, so add (no search for an
- * existing field); names are string constants and values live in a
- * buffer from the request pool (rl2_render_headers). */
-static void
-rl2_header_set(void *ctx, const char *name, const char *value)
-{
-    request_rec *r = ctx;
-
-    apr_table_addn(r->err_headers_out, name, value);
-}
-
-/* Most verdicts fit in a small buffer; a larger one is asked for when
- * not (the renderer then emits nothing and says what it needs). */
-#define RL2_HEADERS_FIRST 256
-
-static void
-rl2_render_headers(request_rec *r, const rl2_policy_t *policy,
-                   const rl2_verdict_t *v, const rl2_clock_t *now)
-{
-    apr_size_t need;
-
-    if (v->shown < 0) {
-        return;
-    }
-    need = rl2_headers_render(policy, v, now,
-                              apr_palloc(r->pool, RL2_HEADERS_FIRST),
-                              RL2_HEADERS_FIRST, rl2_header_set, r);
-    if (need > RL2_HEADERS_FIRST) {
-        rl2_headers_render(policy, v, now, apr_palloc(r->pool, need), need,
-                           rl2_header_set, r);
-    }
-}
-
 /* The method's bit from Apache's method number, without comparing
  * strings (HEAD is M_GET with header_only); 0 lets the core read the
  * name (extension methods). */
@@ -150,7 +117,7 @@ rl2_release(void *data)
     rl2_err_t err;
 
     rl2_clock_now(&now);
-    if (rl2_decide_end(rl2_store, &st->verdict, &now, &err) != RL2_OK) {
+    if (rl2_decide_end(rl2_store, st->verdict, &now, &err) != RL2_OK) {
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, NULL, RL2_LOGNO(0010)
                      "releasing a concurrency slot failed: %s", err.msg);
     }
@@ -184,10 +151,11 @@ rl2_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 static int
 rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 {
-    const rl2_verdict_t *v = &st->verdict;
+    const rl2_verdict_t *v = st->verdict;
     char body[RL2_BODY_MAX];
 
-    rl2_render_headers(r, policy, v, &st->now);
+    st->fields = rl2_fields_render(r, policy, v, &st->now);
+    rl2_fields_refused(r, st->fields);
     if (ap_response_code_string(r, ap_index_of_response(
                                        HTTP_TOO_MANY_REQUESTS)) == NULL) {
         rl2_body_render(policy, v, &st->now, body, sizeof(body));
@@ -207,8 +175,11 @@ rl2_insert_error_filter(request_rec *r)
     rl2_req_state_t *st = ap_get_module_config(r->request_config,
                                                &ratelimit2_module);
 
-    if (st != NULL && st->json_body
-        && r->status == HTTP_TOO_MANY_REQUESTS) {
+    if (st == NULL) {
+        return;
+    }
+    rl2_fields_error(r, st->fields);
+    if (st->json_body && r->status == HTTP_TOO_MANY_REQUESTS) {
         ap_add_output_filter(RL2_JSON_FILTER, NULL, r, r->connection);
     }
 }
@@ -228,18 +199,36 @@ rl2_request_clock(const request_rec *r, rl2_clock_t *now)
 /* Keep a verdict for the rest of the request: a later phase, the
  * concurrency release, the JSON error filter and "Satisfy Any" read it.
  * Only the layers in use are copied. */
-static rl2_req_state_t *
-rl2_keep(request_rec *r, const rl2_verdict_t *v, const rl2_clock_t *now)
+static void
+rl2_state_init(request_rec *r, rl2_req_state_t *st, const rl2_clock_t *now)
 {
-    rl2_req_state_t *st = apr_palloc(r->pool, sizeof(*st));
-
-    memcpy(&st->verdict, v, offsetof(rl2_verdict_t, layers)
-                            + v->n_layers * sizeof(rl2_layer_t));
+    st->verdict = NULL;
+    st->fields = NULL;
     st->now = *now;
     st->cleanup_registered = 0;
     st->dry_run_logged = 0;
     st->json_body = 0;
     ap_set_module_config(r->request_config, &ratelimit2_module, st);
+}
+
+static rl2_req_state_t *
+rl2_state_new(request_rec *r, const rl2_clock_t *now)
+{
+    rl2_req_state_t *st = apr_palloc(r->pool, sizeof(*st));
+
+    rl2_state_init(r, st, now);
+    return st;
+}
+
+static rl2_req_state_t *
+rl2_keep(request_rec *r, const rl2_verdict_t *v, const rl2_clock_t *now)
+{
+    rl2_req_state_t *st = rl2_state_new(r, now);
+
+    /* Room for every layer: a later phase appends to it. */
+    st->verdict = apr_palloc(r->pool, sizeof(*st->verdict));
+    memcpy(st->verdict, v, offsetof(rl2_verdict_t, layers)
+                           + v->n_layers * sizeof(rl2_layer_t));
     return st;
 }
 
@@ -268,18 +257,18 @@ rl2_store_failed(request_rec *r, const rl2_err_t *err)
 static int
 rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 {
-    if (!st->cleanup_registered && rl2_decide_holds(&st->verdict)) {
+    if (!st->cleanup_registered && rl2_decide_holds(st->verdict)) {
         apr_pool_cleanup_register(r->pool, st, rl2_release,
                                   apr_pool_cleanup_null);
         st->cleanup_registered = 1;
     }
-    if (st->verdict.dry_run_denied && !st->dry_run_logged) {
+    if (st->verdict->dry_run_denied && !st->dry_run_logged) {
         st->dry_run_logged = 1;
         ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, RL2_LOGNO(0003)
                       "dry_run: would limit client=%s",
-                      st->verdict.client_ip);
+                      st->verdict->client_ip);
     }
-    if (st->verdict.outcome == RL2_OUTCOME_DENY) {
+    if (st->verdict->outcome == RL2_OUTCOME_DENY) {
         return rl2_refuse(r, policy, st);
     }
     return DECLINED;
@@ -306,7 +295,21 @@ rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
         || rl2_decide_holds(&v)) {
         return rl2_conclude(r, policy, rl2_keep(r, &v, &now));
     }
-    rl2_render_headers(r, policy, &v, &now);
+    /* Rendered now, placed in fixups once the handler is known; the state
+     * and the fields in one allocation. */
+    if (v.shown >= 0) {
+        struct {
+            rl2_req_state_t st;
+            rl2_fields_t    f;
+            char            buf[RL2_FIELDS_FIRST];
+        } *block = apr_palloc(r->pool, sizeof(*block));
+
+        rl2_state_init(r, &block->st, &now);
+        if (rl2_fields_fill(r, policy, &v, &now, &block->f, block->buf,
+                            sizeof(block->buf))) {
+            block->st.fields = &block->f;
+        }
+    }
     return DECLINED;
 }
 
@@ -328,7 +331,8 @@ rl2_run_phase(request_rec *r, unsigned phase)
         return DECLINED;
     }
     st = ap_get_module_config(r->request_config, &ratelimit2_module);
-    if (st != NULL && st->verdict.outcome == RL2_OUTCOME_DENY) {
+    if (st != NULL && st->verdict != NULL
+        && st->verdict->outcome == RL2_OUTCOME_DENY) {
         /* Refused in the access phase but let through by "Satisfy Any":
          * refuse again now. */
         return HTTP_TOO_MANY_REQUESTS;
@@ -338,12 +342,12 @@ rl2_run_phase(request_rec *r, unsigned phase)
     if ((phases & phase) == 0) {
         return DECLINED;
     }
-    if (st == NULL) {
+    if (st == NULL || st->verdict == NULL) {
         return rl2_first_phase(r, policy, dconf, phase,
                                phase == RL2_PHASE_EARLY
                                && (phases & RL2_PHASE_LATE));
     }
-    if (rl2_decide_request(r, policy, dconf, phase, &st->now, &st->verdict,
+    if (rl2_decide_request(r, policy, dconf, phase, &st->now, st->verdict,
                            &err) != RL2_OK) {
         return rl2_store_failed(r, &err);
     }
@@ -356,9 +360,9 @@ rl2_check_access(request_rec *r)
     return rl2_run_phase(r, RL2_PHASE_EARLY);
 }
 
-/* Limits keyed by identity are decided here, after authentication; a
- * verdict kept from the access phase gets its headers now, when every
- * layer is known (one that needed no keeping got them there). */
+/* Limits keyed by identity are decided here, after authentication; then
+ * the verdict's fields go to their table, now that the handler is known
+ * (mod_ratelimit2_fields.c). */
 static int
 rl2_fixups(request_rec *r)
 {
@@ -370,19 +374,21 @@ rl2_fixups(request_rec *r)
                                                &ratelimit2_module);
     int status;
 
-    /* The common case: address-keyed limits only, decided and answered
-     * in the access phase. */
-    if (st == NULL && ((sconf->phases | dconf->phases) & RL2_PHASE_LATE)
-                      == 0) {
+    if (((sconf->phases | dconf->phases) & RL2_PHASE_LATE) != 0
+        || (st != NULL && st->verdict != NULL)) {
+        if ((status = rl2_run_phase(r, RL2_PHASE_LATE)) != DECLINED) {
+            return status;
+        }
+        st = ap_get_module_config(r->request_config, &ratelimit2_module);
+    }
+    if (st == NULL) {
         return DECLINED;
     }
-    if ((status = rl2_run_phase(r, RL2_PHASE_LATE)) != DECLINED) {
-        return status;
+    if (st->fields == NULL && st->verdict != NULL) {
+        st->fields = rl2_fields_render(r, sconf->policy, st->verdict,
+                                       &st->now);
     }
-    st = ap_get_module_config(r->request_config, &ratelimit2_module);
-    if (st != NULL) {
-        rl2_render_headers(r, sconf->policy, &st->verdict, &st->now);
-    }
+    rl2_fields_place(r, st->fields);
     return DECLINED;
 }
 

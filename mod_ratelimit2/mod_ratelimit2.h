@@ -42,13 +42,33 @@ typedef struct {
     unsigned            phases;     /* RL2_PHASE_* the inline limits use */
 } rl2_dir_conf_t;
 
-/* The verdict of one request, kept across its phases. */
+/* The rate-limit fields of a response, rendered once
+ * (mod_ratelimit2_fields.c): RateLimit-Policy, RateLimit, three
+ * X-RateLimit-*, Scope, Algorithm, Retry-After. */
+#define RL2_FIELDS_MAX 8
+
+typedef enum {
+    RL2_FIELDS_PENDING,  /* in no table yet */
+    RL2_FIELDS_OUT,      /* in r->headers_out */
+    RL2_FIELDS_ERR       /* in r->err_headers_out */
+} rl2_fields_table_t;
+
 typedef struct {
-    rl2_verdict_t verdict;
-    rl2_clock_t   now;
-    int           cleanup_registered;
-    int           dry_run_logged;
-    int           json_body;   /* our 429 body is the response */
+    int                n;
+    rl2_fields_table_t table;
+    const char        *name[RL2_FIELDS_MAX];
+    const char        *value[RL2_FIELDS_MAX];
+} rl2_fields_t;
+
+/* What the module remembers of a request it decided. */
+typedef struct {
+    rl2_verdict_t *verdict;    /* kept across phases, or NULL when the
+                                  first phase needed nothing more */
+    rl2_fields_t  *fields;     /* rendered, or NULL */
+    rl2_clock_t    now;
+    int            cleanup_registered;
+    int            dry_run_logged;
+    int            json_body;  /* our 429 body is the response */
 } rl2_req_state_t;
 
 /* Server-wide store settings gathered while the configuration is read
@@ -69,6 +89,21 @@ void *rl2_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
 void *rl2_create_dir_conf(apr_pool_t *p, char *dir);
 void *rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
 apr_status_t rl2_policy_cleanup(void *data);
+
+/* mod_ratelimit2_fields.c: the fields of a response and their table. */
+/* Most verdicts' values fit in this; a larger buffer is taken from the
+ * pool when not. */
+#define RL2_FIELDS_FIRST 256
+
+int rl2_fields_fill(request_rec *r, const rl2_policy_t *policy,
+                    const rl2_verdict_t *v, const rl2_clock_t *now,
+                    rl2_fields_t *f, char *buf, apr_size_t len);
+rl2_fields_t *rl2_fields_render(request_rec *r, const rl2_policy_t *policy,
+                                const rl2_verdict_t *v,
+                                const rl2_clock_t *now);
+void rl2_fields_refused(request_rec *r, rl2_fields_t *f);
+void rl2_fields_place(request_rec *r, rl2_fields_t *f);
+void rl2_fields_error(request_rec *r, rl2_fields_t *f);
 
 /* mod_ratelimit2_store.c: the store directives. */
 const char *rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args);

@@ -13,7 +13,9 @@
 #ifndef RL2_DECIDE_H
 #define RL2_DECIDE_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "ratelimit2/policy.h"
 #include "ratelimit2/status.h"
@@ -59,7 +61,16 @@ typedef struct {
     rl2_layer_t   layers[RL2_MAX_LAYERS];
 } rl2_verdict_t;
 
-void rl2_verdict_init(rl2_verdict_t *v);
+/* An empty verdict.  Only the head is cleared (layers are written as they
+ * are added; the whole verdict is kilobytes and this runs for every
+ * request), inline for the same reason. */
+static inline void
+rl2_verdict_init(rl2_verdict_t *v)
+{
+    memset(v, 0, offsetof(rl2_verdict_t, layers));
+    v->shown = -1;
+    v->tier = -1;
+}
 
 /* Decide `phase` of the request against the policy's rules plus `extra`
  * rules (inline limits a front end attached to this location; each extra
