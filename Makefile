@@ -153,6 +153,7 @@ MODDIR   ?= $(or $(APXS_LIBEXECDIR),/usr/lib/apache2/modules)
 UNITDIR  ?= $(or $(shell pkg-config --variable=systemdsystemunitdir \
                 systemd 2>/dev/null),/lib/systemd/system)
 DEBDIR   ?= build/deb
+DEBSRC   ?= build/debsrc
 
 .PHONY: man install deb
 
@@ -195,19 +196,19 @@ install: module fcgi man
 # From a clean copy of the tree (the files git knows, as they are in the
 # working tree: no build products), so the working tree stays as it is.
 deb:
-	@rm -rf build/debsrc && mkdir -p build/debsrc/src $(DEBDIR)
+	@rm -rf $(DEBSRC) && mkdir -p $(DEBSRC)/src $(DEBDIR)
 	if git rev-parse --git-dir >/dev/null 2>&1; then \
 	    git ls-files --cached --others --exclude-standard \
 	    | while read -r f; do [ -e "$$f" ] && echo "$$f"; done \
-	    | tar -T - -cf - | tar -xf - -C build/debsrc/src; \
+	    | tar -T - -cf - | tar -xf - -C $(DEBSRC)/src; \
 	else \
-	    tar --exclude=./build -cf - . | tar -xf - -C build/debsrc/src; \
+	    tar --exclude=./build -cf - . | tar -xf - -C $(DEBSRC)/src; \
 	fi
-	cp -r packaging/debian build/debsrc/src/debian
-	cd build/debsrc/src && dpkg-buildpackage -us -uc -b >../build.log 2>&1 \
+	cp -r packaging/debian $(DEBSRC)/src/debian
+	cd $(DEBSRC)/src && dpkg-buildpackage -us -uc -b >../build.log 2>&1 \
 	    || { tail -60 ../build.log; exit 1; }
 	rm -f $(DEBDIR)/*.deb
-	mv build/debsrc/*.deb build/debsrc/*.changes build/debsrc/*.buildinfo \
+	mv $(DEBSRC)/*.deb $(DEBSRC)/*.changes $(DEBSRC)/*.buildinfo \
 	    $(DEBDIR)/
-	rm -rf build/debsrc
+	rm -rf $(DEBSRC)
 	@ls $(DEBDIR)/*.deb
