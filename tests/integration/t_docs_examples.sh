@@ -26,8 +26,8 @@
 #
 # Window boundaries: a fixed window that rolls over in the middle of a
 # sequence gives a fresh count.  The first answer says how far the shown
-# limit's reset is; a run that took longer than that is void and is made
-# again once, after the reset, with fresh counters.
+# limit's reset is; a run that does not match and took longer than that
+# is void, and is made once more, after the reset, with fresh counters.
 . "$(dirname "$0")/fcgi_lib.sh"
 cd "$RL2_ROOT" || exit 1
 
@@ -62,7 +62,7 @@ codes() {
 secs_left() {
     local r=$1 now
     now=$(date +%s)
-    [ -z "$r" ] && { echo 999999; return; }
+    [ -z "$r" ] && return
     [ "$r" -gt 1000000000 ] && r=$((r - now))
     echo "$r"
 }
@@ -125,14 +125,15 @@ run_expect() {
     echo "elapsed $(( $(date +%s) - start )) ${first:-999999}"
 }
 
-# judge WHERE RESULTS -- 0 judged (ok/not ok printed), 1 void run.
+# judge WHERE RESULTS ATTEMPT -- 0 judged (ok or not ok printed), 1 void.
 judge() {
     local where=$1 res=$2 elapsed first bad
     read -r _ elapsed first <<<"$(printf '%s\n' "$res" | tail -1)"
-    if [ "$first" -le $((elapsed + 1)) ]; then
+    bad=$(printf '%s\n' "$res" | sed '$d' | awk '$1 != $2' | head -3)
+    # A mismatch in a run a window boundary may have cut is void, once.
+    if [ -n "$bad" ] && [ "$3" = 1 ] && [ "$first" -le $((elapsed + 1)) ]; then
         return 1
     fi
-    bad=$(printf '%s\n' "$res" | sed '$d' | awk '$1 != $2' | head -3)
     is "$where: behaves as the text says" "" "$bad"
     return 0
 }
@@ -166,6 +167,8 @@ for ex in "$EX"/*; do
     where=$(cat "$ex/where")
     lang=$(cat "$ex/lang")
     kind=$(cat "$ex/kind")
+    # EXAMPLES=PATTERN runs only the examples whose file:line matches.
+    [ -n "${EXAMPLES:-}" ] && [[ "$where" != *$EXAMPLES* ]] && continue
     if [ "$lang" = untagged ]; then
         not_ok "$where: a configuration block says its language (\`\`\`apache or \`\`\`libconfig)"
         continue
@@ -185,7 +188,7 @@ for ex in "$EX"/*; do
         for attempt in 1 2; do
             zone=$(zone_name "ex$k-$attempt")
             res=$(run_expect cgi "$policy" "$zone" <"$ex/expect")
-            judge "$where" "$res" && break
+            judge "$where" "$res" "$attempt" && break
             echo "# $where: a window rolled over during the run; again"
             sleep "$(printf '%s\n' "$res" | tail -1 | awk '{print $3 + 1}')"
         done
@@ -212,7 +215,7 @@ for ex in "$EX"/*; do
         fi
         res=$(run_expect apache "$P" <"$ex/expect")
         apache_stop "$D"
-        judge "$where" "$res" && break
+        judge "$where" "$res" "$attempt" && break
         echo "# $where: a window rolled over during the run; again"
         sleep "$(printf '%s\n' "$res" | tail -1 | awk '{print $3 + 1}')"
     done
