@@ -219,5 +219,9 @@ for ex in "$EX"/*; do
         echo "# $where: a window rolled over during the run; again"
         sleep "$(printf '%s\n' "$res" | tail -1 | awk '{print $3 + 1}')"
     done
+    while IFS= read -r re; do
+        like "$where: the error log has /$re/" "$re" \
+            "$(cat "$D/logs/error.log")"
+    done <"$ex/log"
 done
 done_testing

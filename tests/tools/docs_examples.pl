@@ -15,9 +15,11 @@
 #   <!-- example-after: TEXT -->     TEXT goes after it
 #   <!-- expect: REQUEST => CODES --> what the example does to requests,
 #                                    in order, with one counter state
+#   <!-- expect-log: REGEX -->       Apache only: a line of the error
+#                                    log matches REGEX after the requests
 #
 # Each example becomes OUTDIR/NNN/ with files lang, where (file:line),
-# kind (load or fragment), body and expect (one line per expect).
+# kind (load or fragment), body, expect (one line per expect) and log.
 use strict;
 use warnings FATAL => 'all';
 
@@ -51,7 +53,7 @@ for my $file (@ARGV) {
         }
         next unless $lang =~ /^(apache|libconfig|untagged)$/;
         # The one-line comments right above the fence.
-        my ($kind, @before, @after, @expect, @c) = ('load');
+        my ($kind, @before, @after, @expect, @log, @c) = ('load');
         for (my $j = $start - 1;
              $j >= 0 && $l[$j] =~ /^<!--\s*(.*?)\s*-->\s*$/; $j--) {
             unshift @c, $1;
@@ -69,6 +71,9 @@ for my $file (@ARGV) {
             elsif ($c =~ /^expect:\s*(.*)$/s) {
                 push @expect, $1;
             }
+            elsif ($c =~ /^expect-log:\s*(.*)$/s) {
+                push @log, $1;
+            }
             elsif ($c =~ /^(example|expect)/) {
                 die "docs_examples: $file:" . ($start + 1)
                     . ": unknown marker <!-- $c -->\n";
@@ -81,6 +86,7 @@ for my $file (@ARGV) {
         put("$dir/kind", "$kind\n");
         put("$dir/body", join("\n", @before, @body, @after) . "\n");
         put("$dir/expect", join('', map { "$_\n" } @expect));
+        put("$dir/log", join('', map { "$_\n" } @log));
     }
 }
 print "$n\n";
