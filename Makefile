@@ -187,8 +187,11 @@ install: module fcgi man
 	install -m 644 conf/fcgi/ratelimit2-fcgi.socket $(DESTDIR)$(UNITDIR)/
 	chmod 644 $(DESTDIR)$(UNITDIR)/ratelimit2-fcgi.service
 	install -m 644 conf/examples/saas-api.conf conf/demo.conf \
-	    conf/fcgi/*.conf conf/apache/ratelimit2.load \
-	    conf/apache/ratelimit2.conf $(DESTDIR)$(DOCDIR)/examples/
+	    conf/fcgi/*.conf $(DESTDIR)$(DOCDIR)/examples/
+	sed 's|/usr/lib/apache2/modules/|$(MODDIR)/|' conf/apache/ratelimit2.load \
+	    >$(DESTDIR)$(DOCDIR)/examples/apache-ratelimit2.load
+	install -m 644 conf/apache/ratelimit2.conf \
+	    $(DESTDIR)$(DOCDIR)/examples/apache-ratelimit2.conf
 	[ -e $(DESTDIR)$(SYSCONFDIR)/ratelimit2/ratelimit2.conf ] \
 	    || install -m 644 conf/ratelimit2.conf \
 	        $(DESTDIR)$(SYSCONFDIR)/ratelimit2/ratelimit2.conf
