@@ -181,7 +181,8 @@ install: module fcgi man
 	install -m 755 $(FCGI_BIN) $(CGI_BIN) $(DESTDIR)$(SBINDIR)/
 	install -m 644 build/man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 644 build/man/*.8 $(DESTDIR)$(MANDIR)/man8/
-	sed 's|/usr/sbin/|$(SBINDIR)/|; s|/etc/ratelimit2/|$(SYSCONFDIR)/ratelimit2/|' \
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|' \
+	    -e 's|/etc/ratelimit2/|$(SYSCONFDIR)/ratelimit2/|' \
 	    conf/fcgi/ratelimit2-fcgi.service \
 	    >$(DESTDIR)$(UNITDIR)/ratelimit2-fcgi.service
 	install -m 644 conf/fcgi/ratelimit2-fcgi.socket $(DESTDIR)$(UNITDIR)/

@@ -3,6 +3,8 @@
 #
 #   md2man.pl [-v VERSION] [-d DATE] SOURCE.md > page.N
 #
+# SOURCE.md starts with a line "% NAME SECTION".
+#
 # The man pages are not written twice: docs/man/NAME.N.md holds what only
 # a man page has (NAME, SYNOPSIS, FILES, SEE ALSO) and pulls the rest out
 # of the Markdown reference in docs/ with
@@ -150,89 +152,115 @@ sub cells {
     return @c;
 }
 
+# Each block function takes the lines and the index of the block's first
+# line, prints the roff, and returns the index after the block.
+
+sub code_block {
+    my ($l, $i) = @_;
+    print ".PP\n.RS 4\n.nf\n";
+    for ($i++; $i < @$l && $l->[$i] !~ /^```/; $i++) {
+        (my $c = esc($l->[$i])) =~ s/-/\\-/g;
+        print text_lines($c);
+    }
+    print ".fi\n.RE\n";
+    return $i + 1;
+}
+
+sub heading {
+    my ($l, $i) = @_;
+    my ($level, $t) = $l->[$i] =~ /^(#+)\s+(.*)$/;
+    $t =~ s/`//g;
+    if (length($level) == 1) {
+        printf ".SH \"%s\"\n", inline(uc($t));
+    }
+    elsif (length($level) == 2) {
+        printf ".SS \"%s\"\n", inline($t);
+    }
+    else {
+        print ".PP\n\\fB", inline($t), "\\fR\n";
+    }
+    return $i + 1;
+}
+
+# A row is a tagged paragraph: the first cell is the tag, the middle
+# cells are "header: value" lines, the last cell the text.
+sub table {
+    my ($l, $i) = @_;
+    my @hdr = cells($l->[$i]);
+    for ($i += 2; $i < @$l && $l->[$i] =~ /^\|/; $i++) {
+        my @c = cells($l->[$i]);
+        my @attr;
+        print ".TP\n", text_lines(inline($c[0]));
+        for my $k (1 .. $#c - 1) {
+            push @attr, inline("*$hdr[$k]:* $c[$k]") if $c[$k] ne '';
+        }
+        print text_lines(join(";\n", @attr)), ".br\n" if @attr;
+        print text_lines(inline($c[-1])) if @c > 1;
+    }
+    return $i;
+}
+
+sub list_item {
+    my ($l, $i) = @_;
+    my ($t) = $l->[$i] =~ /^\s*[-*]\s+(.*)$/;
+    for ($i++; $i < @$l && $l->[$i] =~ /^\s+\S/
+               && $l->[$i] !~ /^\s*[-*]\s+/; $i++) {
+        (my $c = $l->[$i]) =~ s/^\s+//;
+        $t .= "\n$c";
+    }
+    print ".IP \\(bu 2\n", text_lines(inline($t));
+    return $i;
+}
+
+sub paragraph {
+    my ($l, $i) = @_;
+    my ($n, $d) = $l->[$i] =~ /^(\S+(?:, \S+)*) - (.*)$/;
+    if (defined $n && $i > 1 && $l->[$i - 2] =~ /^# Name$/i) {
+        # whatis(1) and lintian read "name \- description" here.
+        print ".PP\n", esc($n), " \\- ", inline($d), "\n";
+        return $i + 1;
+    }
+    my $t = $l->[$i];
+    for ($i++; $i < @$l && $l->[$i] !~ /^\s*$/
+               && $l->[$i] !~ /^(```|#|\||\s*[-*]\s|\s*<!--)/; $i++) {
+        $t .= "\n$l->[$i]";
+    }
+    print ".PP\n", text_lines(inline($t));
+    return $i;
+}
+
 my @lines = expand($source);
 my $head = shift @lines;
-die "md2man: $source: the first line must be '% NAME SECTION title'\n"
-    unless defined $head && $head =~ /^%\s+(\S+)\s+(\d)\s+(.*)$/;
+die "md2man: $source: the first line must be '% NAME SECTION'\n"
+    unless defined $head && $head =~ /^%\s+(\S+)\s+(\d)\b/;
 my ($name, $sect) = ($1, $2);
 print ".\\\" Generated from $source by scripts/md2man.pl; edit that.\n";
-printf ".TH \"%s\" \"%s\" \"%s\" \"mod_ratelimit2 %s\" \"mod_ratelimit2 Manual\"\n",
-    uc($name), $sect, $date, $version;
+printf ".TH \"%s\" \"%s\" \"%s\" \"mod_ratelimit2 %s\" "
+       . "\"mod_ratelimit2 Manual\"\n", uc($name), $sect, $date, $version;
 
-my $i = 0;
-my $in_comment = 0;
+my ($i, $in_comment) = (0, 0);
 while ($i < @lines) {
     my $l = $lines[$i];
     if ($in_comment || $l =~ /^\s*<!--/) {
         $in_comment = $l !~ /-->\s*$/;
         $i++;
-        next;
     }
-    if ($l =~ /^\s*$/) {
+    elsif ($l =~ /^\s*$/) {
         $i++;
-        next;
     }
-    if ($l =~ /^```/) {
-        print ".PP\n.RS 4\n.nf\n";
-        for ($i++; $i < @lines && $lines[$i] !~ /^```/; $i++) {
-            my $c = esc($lines[$i]);
-            $c =~ s/-/\\-/g;
-            print text_lines($c);
-        }
-        print ".fi\n.RE\n";
-        $i++;
-        next;
+    elsif ($l =~ /^```/) {
+        $i = code_block(\@lines, $i);
     }
-    if ($l =~ /^(#+)\s+(.*)$/) {
-        my ($lv, $t) = (length($1), $2);
-        $t =~ s/`//g;
-        if ($lv == 1) {
-            printf ".SH \"%s\"\n", inline(uc($t));
-        }
-        elsif ($lv == 2) {
-            printf ".SS \"%s\"\n", inline($t);
-        }
-        else {
-            print ".PP\n\\fB", inline($t), "\\fR\n";
-        }
-        $i++;
-        next;
+    elsif ($l =~ /^#+\s/) {
+        $i = heading(\@lines, $i);
     }
-    if ($l =~ /^\|/) {
-        my @hdr = cells($l);
-        for ($i += 2; $i < @lines && $lines[$i] =~ /^\|/; $i++) {
-            my @c = cells($lines[$i]);
-            print ".TP\n", text_lines(inline($c[0]));
-            my @attr;
-            for my $k (1 .. $#c - 1) {
-                push @attr, inline("*$hdr[$k]:* $c[$k]") if $c[$k] ne '';
-            }
-            print text_lines(join(";\n", @attr)), ".br\n" if @attr;
-            print text_lines(inline($c[-1])) if @c > 1;
-        }
-        next;
+    elsif ($l =~ /^\|/) {
+        $i = table(\@lines, $i);
     }
-    if ($l =~ /^(\s*)[-*]\s+(.*)$/) {
-        my $t = $2;
-        for ($i++; $i < @lines && $lines[$i] =~ /^\s+\S/
-                   && $lines[$i] !~ /^\s*[-*]\s+/; $i++) {
-            (my $c = $lines[$i]) =~ s/^\s+//;
-            $t .= "\n$c";
-        }
-        print ".IP \\(bu 2\n", text_lines(inline($t));
-        next;
+    elsif ($l =~ /^\s*[-*]\s+/) {
+        $i = list_item(\@lines, $i);
     }
-    my ($n, $d) = $l =~ /^(\S+(?:, \S+)*) - (.*)$/;
-    if (defined $n && $i > 1 && $lines[$i - 2] =~ /^# Name$/i) {
-        # whatis(1) and lintian read "name \- description" here.
-        print ".PP\n", esc($n), " \\- ", inline($d), "\n";
-        $i++;
-        next;
+    else {
+        $i = paragraph(\@lines, $i);
     }
-    my $t = $l;
-    for ($i++; $i < @lines && $lines[$i] !~ /^\s*$/
-               && $lines[$i] !~ /^(```|#|\||\s*[-*]\s|\s*<!--)/; $i++) {
-        $t .= "\n$lines[$i]";
-    }
-    print ".PP\n", text_lines(inline($t));
 }

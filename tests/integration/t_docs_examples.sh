@@ -157,7 +157,7 @@ apache_snippet() {
     local body=$1 zone=$2
     sed -e "s|/usr/lib/apache2/modules/mod_ratelimit2\.so|$MODULE|" \
         -e "s|/etc/ratelimit2/|$T_DIR/etc/ratelimit2/|g" \
-        -e "s|^\([[:space:]]*RateLimit2Zone[[:space:]]\{1,\}\)/[^[:space:]]*|\1$zone|" \
+        -e "s|^\\( *RateLimit2Zone  *\\)/[^ ]*|\\1$zone|" \
         "$body"
 }
 
@@ -170,7 +170,7 @@ for ex in "$EX"/*; do
     # EXAMPLES=PATTERN runs only the examples whose file:line matches.
     [ -n "${EXAMPLES:-}" ] && [[ "$where" != *$EXAMPLES* ]] && continue
     if [ "$lang" = untagged ]; then
-        not_ok "$where: a configuration block says its language (\`\`\`apache or \`\`\`libconfig)"
+        not_ok "$where: a config block names its language (apache, libconfig)"
         continue
     fi
     if [ "$kind" = fragment ]; then
@@ -206,7 +206,8 @@ for ex in "$EX"/*; do
     echo "ScriptAliasMatch \"^/(.*)\$\" \"$D/cgi/ok.cgi\"" >>"$D/site.conf"
     for attempt in 1 2; do
         zone=$(zone_name "ap$k-$attempt")
-        sed -i "s|^RateLimit2Zone .*|RateLimit2Zone $zone 1000|" "$D/httpd.conf"
+        sed -i "s|^RateLimit2Zone .*|RateLimit2Zone $zone 1000|" \
+            "$D/httpd.conf"
         apache_snippet "$ex/body" "$zone" >"$D/site.conf"
         echo "ScriptAliasMatch \"^/(.*)\$\" \"$D/cgi/ok.cgi\"" >>"$D/site.conf"
         if ! apache_start "$D"; then

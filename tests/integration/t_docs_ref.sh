@@ -62,7 +62,7 @@ same "every directive is in mod_ratelimit2(5) and only those" "$src" \
 src=$($REF key-arrays common/*.c)
 [ -n "$src" ] && ok "key lists found in common/*.c" \
     || not_ok "key lists found in common/*.c"
-same "every policy key is in $CONF (<!-- keys: list --> tables) and only those" \
+same "every policy key is in $CONF (<!-- keys: --> tables), only those" \
     "$src" "$($REF doc-keys $CONF)"
 covered "every policy key is in ratelimit2.conf(5)" \
     "$(printf '%s\n' "$src" | awk '{print $2}')" \

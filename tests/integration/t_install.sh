@@ -30,7 +30,7 @@ done
 unit=$(ls "$R"/*/systemd/system/ratelimit2-fcgi.service \
     "$R"/usr/lib/systemd/system/ratelimit2-fcgi.service 2>/dev/null | head -1)
 like "the service unit runs the installed daemon" \
-    '^ExecStart=/opt/rl2/sbin/ratelimit2-fcgi -c /etc/ratelimit2/ratelimit2.conf' \
+    '^ExecStart=/opt/rl2/sbin/ratelimit2-fcgi -c /etc/ratelimit2/' \
     "$(cat "$unit" 2>/dev/null)"
 like "the example LoadModule names the installed module" \
     "^LoadModule ratelimit2_module $moddir/mod_ratelimit2.so\$" \
@@ -39,8 +39,8 @@ like "the example LoadModule names the installed module" \
 # The installed module and policy load in Apache.
 D=$T_DIR/apache
 apache_conf "$D" "$(free_port)" event
-sed -i "s|^LoadModule ratelimit2_module .*|LoadModule ratelimit2_module $R$moddir/mod_ratelimit2.so|" \
-    "$D/httpd.conf"
+so=$R$moddir/mod_ratelimit2.so
+sed -i "s|^\(LoadModule ratelimit2_module\) .*|\1 $so|" "$D/httpd.conf"
 echo "RateLimit2Policy $R/etc/ratelimit2/ratelimit2.conf" >"$D/site.conf"
 like "apache2 -t loads the installed module and policy" 'Syntax OK' \
     "$(apache_configtest "$D")"

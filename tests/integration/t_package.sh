@@ -49,7 +49,8 @@ dpkg_wait() {
     for i in $(seq 1 300); do
         out=$(DEBIAN_FRONTEND=noninteractive dpkg "$@" 2>&1)
         rc=$?
-        printf '%s\n' "$out" | grep -qE 'frontend lock|database is locked' || break
+        printf '%s\n' "$out" \
+            | grep -qE 'frontend lock|database is locked' || break
         sleep 1
     done
     printf '%s\n' "$out"

@@ -48,7 +48,9 @@ for my $file (@ARGV) {
         }
         # A block without a language that looks like configuration is an
         # example the test would miss: reported, so it gets its language.
-        if ($lang eq '' && grep { /^\s*[a-z_]+ = .*;/ || /^\s*(RateLimit2|<Location|LoadModule)/ } @body) {
+        if ($lang eq ''
+            && grep { /^\s*[a-z_]+ = .*;/
+                       || /^\s*(RateLimit2|<Location|LoadModule)/ } @body) {
             $lang = 'untagged';
         }
         next unless $lang =~ /^(apache|libconfig|untagged)$/;
