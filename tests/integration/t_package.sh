@@ -58,6 +58,7 @@ dpkg_wait() {
 }
 
 PURGED=0
+MADE_SHM=()
 pkg_purge() {
     [ "$PURGED" = 1 ] && return 0
     PURGED=1
@@ -73,6 +74,9 @@ pkg_cleanup() {
         rl2_wait_gone "$pf"
     done
     pkg_purge
+    for pf in "${MADE_SHM[@]}"; do
+        rm -f "$pf"
+    done
     rl2_cleanup
 }
 trap pkg_cleanup EXIT
@@ -175,12 +179,32 @@ if rl2_port_busy "${addr##*:}"; then
     addr=127.0.0.1:$(free_port)
     echo "# ${addr%%:*}:9000 is busy; the daemon listens on $addr"
 fi
-FZ=$(zone_name fcgi)
+# Apache with the module leaves its default zone /ratelimit2, root's,
+# mode 0600: the daemon, as www-data, must not need it.  Made here (by
+# the installed CGI wrapper, as root) when there is none, removed after.
+if [ ! -e /dev/shm/ratelimit2 ]; then
+    env -i REQUEST_METHOD=GET REQUEST_URI=/ REMOTE_ADDR=192.0.2.1 \
+        RATELIMIT2_TARGET=/bin/true /usr/sbin/ratelimit2-cgi >/dev/null 2>&1
+    [ -e /dev/shm/ratelimit2 ] && MADE_SHM+=(/dev/shm/ratelimit2)
+fi
+uzone=$(printf '%s\n' "$cmd" | sed -n 's/.* -z \([^ ]*\).*/\1/p')
+like "the service has a zone of its own" '^/.' "$uzone"
+if [ "$uzone" != /ratelimit2 ]; then
+    ok "the service's zone is not Apache's default"
+else
+    not_ok "the service's zone is not Apache's default"
+fi
+if [ -n "$uzone" ] && [ ! -e "/dev/shm$uzone" ]; then
+    MADE_SHM+=("/dev/shm$uzone")
+    zopt=()
+else
+    zopt=(-z "$(zone_name fcgi)")     # someone's: leave it alone
+fi
 # setpriv execs, so the daemon keeps the pid systemd-socket-activate gave
 # LISTEN_PID, and runs as the unit's User=.
 # shellcheck disable=SC2086
 systemd-socket-activate -l "$addr" setpriv --reuid="$user" \
-    --regid="$user" --clear-groups $cmd -z "$FZ" \
+    --regid="$user" --clear-groups $cmd "${zopt[@]}" \
     2>"$T_DIR/daemon.log" &
 echo $! >"$T_DIR/daemon.pid"
 RL2_PIDFILES+=("$T_DIR/daemon.pid")
