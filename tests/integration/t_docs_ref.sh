@@ -7,6 +7,11 @@
 # pages generated from them, and nothing is documented that the sources
 # do not define.  The lists are read from the files on every run.  Every
 # man page renders with groff -man -ww and no warning.
+#
+# To document: a new directive, a row in the Apache directives table of
+# docs/configuration.md (the man page is made from that section); a new
+# key, a row in the table marked <!-- keys: rl2_..._keys --> for its list;
+# a new list of keys, a table of its own with that marker.
 . "$(dirname "$0")/lib.sh"
 cd "$RL2_ROOT" || exit 1
 REF="perl tests/tools/docs_ref.pl"

@@ -4,8 +4,8 @@
 # from the files each time: nothing here names a directive or a key.
 #
 #   docs_ref.pl directives FILE.c...       AP_INIT_*("Name", ...) entries
-#   docs_ref.pl doc-directives FILE.md     first words of table rows under
-#                                          "## Apache directives"
+#   docs_ref.pl doc-directives FILE.md     first words, RateLimit2*, of the
+#                                          table rows anywhere in FILE
 #   docs_ref.pl key-arrays FILE.c...       "array key" for every
 #                                          static const char *const
 #                                          rl2_*_keys[] = { ... };
@@ -38,15 +38,17 @@ sub c_source {
 }
 
 # The table rows' first cells in the section under heading $head (up to
-# the next heading of the same or a higher level).
+# the next heading of the same or a higher level), or in the whole file
+# when $head is undef.
 sub first_cells {
     my ($file, $head) = @_;
     my ($level, $fence, @cells);
+    $level = 0 unless defined $head;     # the whole file
     for my $l (split /\n/, slurp($file)) {
         $fence = !$fence if $l =~ /^```/;
         next if $fence;
         if ($l =~ /^(#+)\s+(.*?)\s*$/) {
-            last if defined $level && length($1) <= $level;
+            last if $level && length($1) <= $level;
             $level = length($1) if !defined $level && $2 eq $head;
             next;
         }
@@ -66,8 +68,7 @@ if ($cmd eq 'directives') {
     }
 }
 elsif ($cmd eq 'doc-directives') {
-    @out = map { (split ' ', $_)[0] }
-           first_cells($ARGV[0], 'Apache directives');
+    @out = map { (split ' ', $_)[0] } first_cells($ARGV[0], undef);
     @out = grep { /^RateLimit2/ } @out;
 }
 elsif ($cmd eq 'key-arrays') {
