@@ -67,7 +67,8 @@ secs_left() {
     echo "$r"
 }
 
-# One request through ratelimit2-cgi: prints "CODE RESET".
+# One request through ratelimit2-cgi: sets GOT (the status) and RESET.
+# No subshell beyond the command substitution: this runs hundreds of times.
 cgi_request() {
     local policy=$1 zone=$2 method=$3 path=$4 ip=$5 user=$6 tier=$7 out
     out=$(env -i PATH=/usr/bin:/bin REQUEST_METHOD="$method" \
@@ -76,9 +77,11 @@ cgi_request() {
         HTTP_HOST=example.com GATEWAY_INTERFACE=CGI/1.1 \
         RATELIMIT2_POLICY="$policy" RATELIMIT2_ZONE="$zone" \
         RATELIMIT2_ZONE_ENTRIES=1000 RATELIMIT2_TARGET="$TARGET" \
-        "$CGI_BIN" 2>>"$T_DIR/cgi.err" | tr -d '\r')
-    echo "$(printf '%s\n' "$out" | sed -n '1s/^Status: \([0-9]*\).*/\1/p') \
-$(printf '%s\n' "$out" | sed -n 's/^X-Reset: //p')"
+        "$CGI_BIN" </dev/null 2>>"$T_DIR/cgi.err")
+    GOT="" RESET=""
+    [[ $out =~ ^Status:\ ([0-9]+) ]] && GOT=${BASH_REMATCH[1]}
+    [[ $out =~ X-Reset:\ ([0-9]+) ]] && RESET=${BASH_REMATCH[1]}
+    return 0
 }
 
 # One request to Apache: prints "CODE SECONDS_TO_RESET".
@@ -94,7 +97,7 @@ apache_request() {
 # run_expect KIND ARGS... < expect -- run every expectation; prints the
 # codes got, one "want got" line per request, then "elapsed first_t".
 run_expect() {
-    local kind=$1 a b method path ip user tier w r got t first="" start
+    local kind=$1 a b method path rest ip user tier w got t first="" start
     shift
     start=$(date +%s)
     while IFS= read -r line; do
@@ -112,9 +115,9 @@ run_expect() {
         # shellcheck disable=SC2086
         for w in $(codes $b); do
             if [ "$kind" = cgi ]; then
-                read -r got r < <(cgi_request "$@" "$method" "$path" "$ip" \
-                    "$user" "$tier")
-                t=$(secs_left "$r")
+                cgi_request "$@" "$method" "$path" "$ip" "$user" "$tier"
+                got=$GOT t=""
+                [ -z "$first" ] && t=$(secs_left "$RESET")
             else
                 read -r got t < <(apache_request "$1" "$method" "$path")
             fi
