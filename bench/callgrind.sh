@@ -35,6 +35,9 @@ chmod -R 777 "$D"
 # total N -- instructions of one apache2 -X run serving N requests
 total() {
     rm -f "$D"/cg.*.out
+    # Each run creates its zone afresh: attaching to the previous run's
+    # zone would skip the creation cost in one run and not the other.
+    rm -f /dev/shm/rl2t-$$-cg*
     runuser -u nobody -- valgrind --tool=callgrind \
         --callgrind-out-file="$D/cg.%p.out" \
         /usr/sbin/apache2 -X -f "$D/httpd.conf" >"$D/vg.log" 2>&1 &

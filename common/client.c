@@ -111,14 +111,15 @@ rl2_resolve_forwarded(rl2_ctx_t *c)
 
 /* The address as it appears in keys: IPv6 grouped by prefix. */
 static void
-rl2_group_ip(rl2_ctx_t *c)
+rl2_group_ip(rl2_ctx_t *c, size_t client_len)
 {
     rl2_verdict_t *v = c->v;
     uint8_t masked[16];
     unsigned bits = c->policy->ipv6_prefix;
 
     if (v->addr_family != AF_INET6 || bits >= 128) {
-        rl2_copy(c->group_ip, sizeof(c->group_ip), v->client_ip);
+        c->group_ip = v->client_ip;
+        c->group_len = client_len;
         return;
     }
     memset(masked, 0, sizeof(masked));
@@ -127,12 +128,14 @@ rl2_group_ip(rl2_ctx_t *c)
         masked[bits / 8] = v->addr[bits / 8]
                            & (uint8_t)(0xff << (8 - bits % 8));
     }
-    inet_ntop(AF_INET6, masked, c->group_ip, sizeof(c->group_ip));
-    rl2_buf_t b = { c->group_ip, strlen(c->group_ip), sizeof(c->group_ip),
-                    0 };
+    inet_ntop(AF_INET6, masked, c->group_buf, sizeof(c->group_buf));
+    rl2_buf_t b = { c->group_buf, strlen(c->group_buf),
+                    sizeof(c->group_buf), 0 };
 
     rl2_buf_char(&b, '/');
     rl2_buf_i64(&b, bits);
+    c->group_ip = c->group_buf;
+    c->group_len = b.len;
 }
 
 static void
@@ -142,19 +145,24 @@ rl2_resolve_address(rl2_ctx_t *c)
 
     if (v->client_ip[0] == '\0') {
         const char *peer = c->req->peer_ip ? c->req->peer_ip : "";
-
         const rl2_policy_t *p = c->policy;
+        size_t n = strnlen(peer, sizeof(v->client_ip) - 1);
 
-        rl2_copy(v->client_ip, sizeof(v->client_ip), peer);
+        memcpy(v->client_ip, peer, n);
+        v->client_ip[n] = '\0';
         /* Parsing is needed only to compare with networks or to group
          * IPv6; a plain IPv4 key is its text. */
         if ((p->n_trusted || p->n_wl_nets || p->n_clients
-             || strchr(peer, ':') != NULL)
-            && rl2_addr_parse(peer, &v->addr_family, v->addr) == 0) {
+             || memchr(peer, ':', n) != NULL)
+            && rl2_addr_parse(peer, &v->addr_family, v->addr) == 0
+            && p->n_trusted > 0) {
             rl2_resolve_forwarded(c);
+            n = strlen(v->client_ip);
         }
+        rl2_group_ip(c, n);
+        return;
     }
-    rl2_group_ip(c);
+    rl2_group_ip(c, strlen(v->client_ip));
 }
 
 /* ---- identity: API key, tier, whitelist ---- */
@@ -188,6 +196,9 @@ rl2_resolve_apikey(rl2_ctx_t *c)
     size_t len;
 
     c->apikey = NULL;
+    if (p->apikey_header == NULL && p->apikey_query == NULL) {
+        return;
+    }
     if (p->apikey_header != NULL && r->header != NULL) {
         c->apikey = r->header(r->header_ctx, p->apikey_header);
     }
@@ -309,6 +320,10 @@ rl2_whitelisted(const rl2_ctx_t *c)
     const rl2_policy_t *p = c->policy;
     const rl2_verdict_t *v = c->v;
 
+    if (!p->wl_internal && p->n_wl_nets == 0 && p->n_wl_keys == 0
+        && p->n_wl_users == 0) {
+        return 0;
+    }
     if (p->wl_internal && c->req->internal) {
         return 1;
     }
@@ -333,12 +348,16 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
     c->apikey = NULL;
     c->user_hash[0] = '\0';
     c->apikey_hash[0] = '\0';
-    c->group_ip[0] = '\0';
+    c->group_ip = "";
+    c->group_len = 0;
     c->policy = policy;
     c->req = req;
     c->v = v;
     c->phase = phase;
-    c->method_bit = req->method ? rl2_method_bit(req->method) : 0;
+    c->method_bit = req->method_bit;
+    if (c->method_bit == 0 && req->method != NULL) {
+        c->method_bit = rl2_method_bit(req->method);
+    }
     if (c->method_bit == 0) {
         c->method_bit = RL2_METHOD_OTHER;
     }

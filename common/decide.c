@@ -170,8 +170,8 @@ rl2_key_value(const rl2_ctx_t *c, const rl2_rule_t *rule,
     case RL2_KEY_IP:
         break;
     }
-    rl2_buf_str(b, "ip:");
-    rl2_buf_str(b, c->group_ip);
+    rl2_buf_mem(b, "ip:", 3);
+    rl2_buf_mem(b, c->group_ip, c->group_len);
 }
 
 /* The storage key of one limit for this client (digested under the
@@ -182,13 +182,19 @@ rl2_layer_key(const rl2_ctx_t *c, const rl2_rule_t *rule,
 {
     char value[RL2_KEY_VALUE_MAX];
     rl2_buf_t b;
+    size_t skip, n;
 
     rl2_buf_init(&b, value, sizeof(value));
     rl2_key_value(c, rule, limit, &b);
     layer->key = rl2_digest_keyed(&limit->key_seed, value, b.len);
     /* Logs show the address bare, identities with their kind. */
-    rl2_copy(layer->client, sizeof(layer->client),
-             strncmp(value, "ip:", 3) == 0 ? value + 3 : value);
+    skip = (b.len >= 3 && memcmp(value, "ip:", 3) == 0) ? 3 : 0;
+    n = b.len - skip;
+    if (n >= sizeof(layer->client)) {
+        n = sizeof(layer->client) - 1;
+    }
+    memcpy(layer->client, value + skip, n);
+    layer->client[n] = '\0';
 }
 
 /* Append this phase's layers of one applied rule. */
@@ -212,10 +218,16 @@ rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a,
         }
         rl2_layer_t *layer = &v->layers[v->n_layers++];
 
-        memset(layer, 0, sizeof(*layer));
+        /* Field by field: the client text is written by rl2_layer_key,
+         * so the layer is not cleared as a whole. */
         layer->limit = limit;
         layer->rule = a->rule;
         layer->dry_run = (mode == RL2_MODE_DRY_RUN);
+        layer->result = (rl2_algo_result_t){ 0 };
+        layer->refused = 0;
+        layer->overflow_used = 0;
+        layer->committed = 0;
+        layer->committed_us = 0;
         rl2_layer_key(c, a->rule, limit, layer);
     }
     return 0;
@@ -313,7 +325,8 @@ rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                  int *bypass, rl2_err_t *err)
 {
     rl2_applied_t applied[RL2_MAX_RULES];
-    const rl2_client_t *client = rl2_client_find(c);
+    const rl2_client_t *client = c->policy->n_clients > 0
+                                 ? rl2_client_find(c) : NULL;
     int n = rl2_select_rules(c, extra, n_extra, applied);
 
     *bypass = 0;

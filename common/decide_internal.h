@@ -28,7 +28,11 @@ typedef struct {
     const char          *apikey;          /* plain, from header or query */
     char                 user_hash[17];
     char                 apikey_hash[17];
-    char                 group_ip[48];    /* address masked for keys */
+    const char          *group_ip;        /* address as keys use it:
+                                             v->client_ip, or group_buf
+                                             for a grouped IPv6 client */
+    size_t               group_len;
+    char                 group_buf[48];
 } rl2_ctx_t;
 
 /* Copy src into dst, truncating: log forms of keys are bounded. */

@@ -1,11 +1,13 @@
 /*
- * hash.c -- SipHash-2-4 and the digests built on it.
+ * hash.c -- SipHash and the digests built on it.
  *
- * Owns the hash functions behind storage keys (rl2_digest), identifier
- * hashing (rl2_hash_id) and secret-to-key derivation.  SipHash-2-4 is
- * written from Aumasson and Bernstein's description: 64-bit output, two
- * compression rounds per 8-byte little-endian word, four finalisation
- * rounds.  The result does not depend on host byte order or alignment.
+ * Owns the hash functions behind storage keys (rl2_digest: SipHash-1-3,
+ * 128-bit output), identifier hashing (rl2_hash_id) and secret-to-key
+ * derivation (SipHash-2-4, 64-bit).  SipHash is written from Aumasson and
+ * Bernstein's description: c compression rounds per 8-byte little-endian
+ * word, d finalisation rounds; one code path serves every variant, and the
+ * 2-4 variants are checked against the reference vectors.  The result does
+ * not depend on host byte order or alignment.
  */
 #include <endian.h>
 #include <string.h>
@@ -26,7 +28,7 @@ static const rl2_hash_key_t derive_key_b = {{
     0x72, 0x6c, 0x32, 0x2d, 0x73, 0x65, 0x63, 0x72,
     0x65, 0x74, 0x2d, 0x62, 0xc2, 0xb2, 0xae, 0x35 }};
 
-static uint64_t rotl64(uint64_t x, unsigned b)
+static inline uint64_t rotl64(uint64_t x, unsigned b)
 {
     return (x << b) | (x >> (64 - b));
 }
@@ -50,92 +52,106 @@ static void store_le64(uint8_t *p, uint64_t v)
     }
 }
 
-static void sip_round(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = rotl64(v[1], 13);
-    v[1] ^= v[0];
-    v[0] = rotl64(v[0], 32);
-    v[2] += v[3];
-    v[3] = rotl64(v[3], 16);
-    v[3] ^= v[2];
-    v[0] += v[3];
-    v[3] = rotl64(v[3], 21);
-    v[3] ^= v[0];
-    v[2] += v[1];
-    v[1] = rotl64(v[1], 17);
-    v[1] ^= v[2];
-    v[2] = rotl64(v[2], 32);
-}
+/* One SipRound on four local words, so that the compiler keeps them in
+ * registers (every storage key is hashed once per request). */
+#define SIP_ROUND(v0, v1, v2, v3)                                        \
+    do {                                                                 \
+        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);    \
+        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                         \
+        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                         \
+        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);    \
+    } while (0)
 
-static void sip_compress(uint64_t v[4], uint64_t m)
-{
-    v[3] ^= m;
-    sip_round(v);
-    sip_round(v);
-    v[0] ^= m;
-}
-
-/* SipHash-2-4 over data; with out128 != NULL, the 128-bit variant
- * (the reference's 0xee/0xdd finalisation) writes both halves there. */
+/* The last word: the remaining bytes (little-endian) and, in the top
+ * byte, the message length mod 256. */
 static uint64_t
+sip_tail(const uint8_t *in, size_t len)
+{
+    uint64_t b = (uint64_t)len << 56;
+
+    switch (len & 7) {
+    case 7: b |= (uint64_t)in[6] << 48; /* fall through */
+    case 6: b |= (uint64_t)in[5] << 40; /* fall through */
+    case 5: b |= (uint64_t)in[4] << 32; /* fall through */
+    case 4: b |= (uint64_t)in[3] << 24; /* fall through */
+    case 3: b |= (uint64_t)in[2] << 16; /* fall through */
+    case 2: b |= (uint64_t)in[1] << 8;  /* fall through */
+    case 1: b |= (uint64_t)in[0];       break;
+    default: break;
+    }
+    return b;
+}
+
+/* SipHash-c-d over data: c rounds per 8-byte word, d finalisation
+ * rounds; with out128 != NULL, the 128-bit variant (the reference's
+ * 0xee/0xdd finalisation) writes both halves there.  Inlined into each
+ * caller with constant c and d, so every variant is straight-line. */
+static inline __attribute__((always_inline)) uint64_t
 sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
-         uint64_t *out128)
+         uint64_t *out128, int c, int d)
 {
     const uint8_t *in = data;
     uint64_t k0 = load_le64(key->k);
     uint64_t k1 = load_le64(key->k + 8);
     /* "somepseudorandomlygeneratedbytes", the paper's initialisation. */
-    uint64_t v[4] = {
-        k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
-        k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL
-    };
-    uint8_t tail[8] = { 0 };
+    uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
+    uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
+    uint64_t v3 = k1 ^ 0x7465646279746573ULL;
     size_t whole = len - len % 8;
-    size_t i;
+    uint64_t m;
+    int i;
 
     if (out128 != NULL) {
-        v[1] ^= 0xee;
+        v1 ^= 0xee;
     }
-    for (i = 0; i < whole; i += 8) {
-        sip_compress(v, load_le64(in + i));
+    for (size_t off = 0; off <= whole; off += 8) {
+        m = off < whole ? load_le64(in + off) : sip_tail(in + whole, len);
+        v3 ^= m;
+        for (i = 0; i < c; i++) {
+            SIP_ROUND(v0, v1, v2, v3);
+        }
+        v0 ^= m;
     }
-    /* The last word holds the remaining bytes and, in its top byte, the
-     * message length mod 256. */
-    if (len > whole) {
-        memcpy(tail, in + whole, len - whole);
-    }
-    tail[7] = (uint8_t)len;
-    sip_compress(v, load_le64(tail));
-    v[2] ^= out128 != NULL ? 0xee : 0xff;
-    for (i = 0; i < 4; i++) {
-        sip_round(v);
+    v2 ^= out128 != NULL ? 0xee : 0xff;
+    for (i = 0; i < d; i++) {
+        SIP_ROUND(v0, v1, v2, v3);
     }
     if (out128 == NULL) {
-        return v[0] ^ v[1] ^ v[2] ^ v[3];
+        return v0 ^ v1 ^ v2 ^ v3;
     }
-    out128[0] = v[0] ^ v[1] ^ v[2] ^ v[3];
-    v[1] ^= 0xdd;
-    for (i = 0; i < 4; i++) {
-        sip_round(v);
+    out128[0] = v0 ^ v1 ^ v2 ^ v3;
+    v1 ^= 0xdd;
+    for (i = 0; i < d; i++) {
+        SIP_ROUND(v0, v1, v2, v3);
     }
-    out128[1] = v[0] ^ v[1] ^ v[2] ^ v[3];
+    out128[1] = v0 ^ v1 ^ v2 ^ v3;
     return out128[0];
 }
 
 uint64_t rl2_siphash(const rl2_hash_key_t *key, const void *data, size_t len)
 {
-    return sip_hash(key, data, len, NULL);
+    return sip_hash(key, data, len, NULL, 2, 4);
 }
 
-/* One pass of the 128-bit variant: every key is hashed once per
- * request, so this is on the hot path. */
+/* Tests only: the 128-bit SipHash-2-4, to check the shared code against
+ * the reference vectors. */
+void rl2_siphash128_24(const rl2_hash_key_t *key, const void *data,
+                       size_t len, uint64_t out[2])
+{
+    sip_hash(key, data, len, out, 2, 4);
+}
+
+/* Storage digests use SipHash-1-3-128 (the rounds Python's and Rust's
+ * hash tables use against flooding): every key is hashed once per
+ * request, and the digest is an identity, not a secret.  Ids and key
+ * derivation keep SipHash-2-4. */
 rl2_digest_t rl2_digest(const void *data, size_t len)
 {
     uint64_t out[2];
     rl2_digest_t d;
 
-    sip_hash(&digest_key_hi, data, len, out);
+    sip_hash(&digest_key_hi, data, len, out, 1, 3);
     d.hi = out[0];
     d.lo = out[1];
     return d;
@@ -147,7 +163,7 @@ rl2_digest_t rl2_digest_keyed(const rl2_hash_key_t *key, const void *data,
     uint64_t out[2];
     rl2_digest_t d;
 
-    sip_hash(key, data, len, out);
+    sip_hash(key, data, len, out, 1, 3);
     d.hi = out[0];
     d.lo = out[1];
     return d;

@@ -13,8 +13,6 @@
 
 #include "ratelimit2/headers.h"
 
-#include "buf.h"
-
 #define US_PER_S 1000000LL
 
 static long long
@@ -61,106 +59,202 @@ rl2_window_s(const rl2_limit_t *limit, const rl2_clock_t *now)
     }
 }
 
-static void
-rl2_render_policy(const rl2_verdict_t *v, const rl2_clock_t *now,
-                  rl2_buf_t *b)
-{
-    int first = 1;
+/* Two decimal digits per step: "00" "01" ... "99". */
+static const char rl2_digit_pairs[201] =
+    "0001020304050607080910111213141516171819"
+    "2021222324252627282930313233343536373839"
+    "4041424344454647484950515253545556575859"
+    "6061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
 
+static const uint64_t rl2_pow10[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
+    10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
+    100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+    100000000000000000ULL, 1000000000000000000ULL,
+    10000000000000000000ULL
+};
+
+/* Decimal digits of u: log10 from the bit length (1233/4096 is just
+ * above log10(2)), then one comparison.  u | 1 has as many digits as u
+ * and at least one bit. */
+static unsigned
+rl2_digits(uint64_t u)
+{
+    uint64_t x = u | 1;
+    unsigned t = ((64 - (unsigned)__builtin_clzll(x)) * 1233) >> 12;
+
+    return t + 1 - (x < rl2_pow10[t]);
+}
+
+/* Write v in decimal at w (at most 20 bytes); returns the end.  The
+ * length is known first, so digits go straight to their place, two per
+ * division. */
+static char *
+rl2_put_i64(char *w, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    unsigned d;
+    char *end;
+
+    if (v < 0) {
+        *w++ = '-';
+        u = (uint64_t)0 - u;
+    }
+    end = w + rl2_digits(u);
+    w = end;
+    while (u >= 100) {
+        d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--w = rl2_digit_pairs[d + 1];
+        *--w = rl2_digit_pairs[d];
+    }
+    if (u >= 10) {
+        d = (unsigned)u * 2;
+        *--w = rl2_digit_pairs[d + 1];
+        *--w = rl2_digit_pairs[d];
+    }
+    else {
+        *--w = (char)('0' + u);
+    }
+    return end;
+}
+
+static char *
+rl2_put_mem(char *w, const char *s, size_t n)
+{
+    memcpy(w, s, n);
+    return w + n;
+}
+
+/* RateLimit-Policy: every visible layer's item, comma-separated.  The
+ * common case, one layer whose item is fixed, is the load-time string
+ * itself (no copy). */
+static const char *
+rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
+{
+    const rl2_limit_t *only = NULL;
+    char *start = *w, *p = start;
+    size_t visible = 0;
+
+    for (size_t i = 0; i < v->n_layers; i++) {
+        const rl2_limit_t *limit = v->layers[i].limit;
+
+        if (!limit->unlimited) {
+            visible++;
+            only = limit;
+        }
+    }
+    if (visible == 1 && !(only->algo.algo == RL2_ALGO_QUOTA
+                          && only->algo.period == RL2_PERIOD_MONTH)) {
+        return only->sf_policy;
+    }
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_limit_t *limit = v->layers[i].limit;
 
         if (limit->unlimited) {
             continue;
         }
-        if (!first) {
-            rl2_buf_mem(b, ", ", 2);
+        if (p != start) {
+            p = rl2_put_mem(p, ", ", 2);
         }
-        first = 0;
-        rl2_buf_str(b, limit->sf_policy);
+        p = rl2_put_mem(p, limit->sf_policy, limit->sf_policy_len);
         if (limit->algo.algo == RL2_ALGO_QUOTA
             && limit->algo.period == RL2_PERIOD_MONTH) {
             /* A month's length depends on the month: rendered now. */
-            rl2_buf_mem(b, ";w=", 3);
-            rl2_buf_i64(b, rl2_window_s(limit, now));
+            p = rl2_put_mem(p, ";w=", 3);
+            p = rl2_put_i64(p, rl2_window_s(limit, now));
         }
     }
+    *p++ = '\0';
+    *w = p;
+    return start;
 }
 
 static const char *const rl2_key_names[] = {
     "ip", "user", "api_key", "header", "route", "global"
 };
 
-/* Values are written one after another into the caller's buffer, each
- * NUL-terminated; "start" is where the current one began. */
-typedef struct {
-    rl2_buf_t          b;
-    rl2_header_set_fn  set;
-    void              *ctx;
-    size_t             start;
-} rl2_out_t;
-
-static void
-rl2_out_emit(rl2_out_t *o, const char *name)
+void
+rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                   const rl2_clock_t *now, int64_t *limit,
+                   int64_t *remaining, int64_t *reset)
 {
-    o->set(o->ctx, name, o->b.p + o->start);
-    /* Step past the NUL: the next value starts after it. */
-    if (o->b.len + 1 < o->b.cap) {
-        o->b.len++;
-        o->b.p[o->b.len] = '\0';
-    }
-    o->start = o->b.len;
+    const rl2_layer_t *l = &v->layers[v->shown];
+    long long t = rl2_reset_s(v);
+
+    *limit = l->result.limit;
+    *remaining = l->result.remaining;
+    *reset = policy->reset_delta ? t : now->wall_us / US_PER_S + t;
 }
 
-static void
-rl2_out_i64(rl2_out_t *o, const char *name, int64_t n)
-{
-    rl2_buf_i64(&o->b, n);
-    rl2_out_emit(o, name);
-}
+/* Each number takes at most 20 bytes and its NUL; a monthly w as many. */
+#define RL2_NUM_ROOM 21
 
 size_t
 rl2_headers_size(const rl2_verdict_t *v)
 {
-    /* Each number takes at most 20 digits; a monthly w as many. */
-    size_t need = 8 * 24 + 16;
+    size_t need = 6 * RL2_NUM_ROOM + 16;
 
     for (size_t i = 0; i < v->n_layers; i++) {
-        need += strlen(v->layers[i].limit->sf_policy) + 2 + 24;
+        need += v->layers[i].limit->sf_policy_len + 2 + 3 + RL2_NUM_ROOM;
     }
     if (v->shown >= 0) {
-        need += strlen(v->layers[v->shown].limit->sf_name);
+        need += v->layers[v->shown].limit->sf_name_len;
     }
     return need;
 }
 
-void
+/* One value after another in buf, each NUL-terminated; the room was
+ * checked against rl2_headers_size() first, so nothing here can run past
+ * the end.  This runs on every response: no snprintf, no strlen. */
+size_t
 rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                    const rl2_clock_t *now, char *buf, size_t len,
                    rl2_header_set_fn set, void *ctx)
 {
-    rl2_out_t o = { { buf, 0, len, 0 }, set, ctx, 0 };
     const rl2_layer_t *l;
+    char *w = buf, *value;
+    size_t need;
     long long t;
 
-    if (v->shown < 0 || len < 2) {
-        return;
+    if (v->shown < 0) {
+        return 0;
     }
-    buf[0] = '\0';
+    if (len < (need = rl2_headers_size(v))) {
+        return need;
+    }
     l = &v->layers[v->shown];
     t = rl2_reset_s(v);
-    rl2_render_policy(v, now, &o.b);
-    rl2_out_emit(&o, "RateLimit-Policy");
-    rl2_buf_str(&o.b, l->limit->sf_name);
-    rl2_buf_mem(&o.b, ";r=", 3);
-    rl2_buf_i64(&o.b, l->result.remaining);
-    rl2_buf_mem(&o.b, ";t=", 3);
-    rl2_buf_i64(&o.b, t);
-    rl2_out_emit(&o, "RateLimit");
-    rl2_out_i64(&o, "X-RateLimit-Limit", l->result.limit);
-    rl2_out_i64(&o, "X-RateLimit-Remaining", l->result.remaining);
-    rl2_out_i64(&o, "X-RateLimit-Reset", policy->reset_delta ? t
-                : now->wall_us / US_PER_S + t);
+    set(ctx, "RateLimit-Policy", rl2_policy_value(v, now, &w));
+
+    value = w;
+    w = rl2_put_mem(w, l->limit->sf_name, l->limit->sf_name_len);
+    w = rl2_put_mem(w, ";r=", 3);
+    w = rl2_put_i64(w, l->result.remaining);
+    w = rl2_put_mem(w, ";t=", 3);
+    w = rl2_put_i64(w, t);
+    *w++ = '\0';
+    set(ctx, "RateLimit", value);
+
+    if (policy->header_legacy) {
+        int64_t limit, remaining, reset;
+
+        rl2_headers_legacy(policy, v, now, &limit, &remaining, &reset);
+        value = w;
+        w = rl2_put_i64(w, limit);
+        *w++ = '\0';
+        set(ctx, "X-RateLimit-Limit", value);
+        value = w;
+        w = rl2_put_i64(w, remaining);
+        *w++ = '\0';
+        set(ctx, "X-RateLimit-Remaining", value);
+        value = w;
+        w = rl2_put_i64(w, reset);
+        *w++ = '\0';
+        set(ctx, "X-RateLimit-Reset", value);
+    }
     if (policy->header_scope) {
         set(ctx, "X-RateLimit-Scope", rl2_key_names[l->limit->key]);
     }
@@ -168,8 +262,12 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
         set(ctx, "X-RateLimit-Algorithm", rl2_algo_name(l->limit->algo.algo));
     }
     if (v->outcome == RL2_OUTCOME_DENY) {
-        rl2_out_i64(&o, "Retry-After", rl2_retry_after_s(v));
+        value = w;
+        w = rl2_put_i64(w, rl2_retry_after_s(v));
+        *w = '\0';
+        set(ctx, "Retry-After", value);
     }
+    return need;
 }
 
 /* Append s to buf as the inside of a JSON string. */

@@ -354,20 +354,33 @@ rl2_mode_parse(const char *text, rl2_mode_t *out, rl2_err_t *err)
     return RL2_OK;
 }
 
+/* Every request asks this: the first letter picks the one candidate, so
+ * a method costs one string comparison. */
 unsigned
 rl2_method_bit(const char *method)
 {
-    static const char *const names[] = {
-        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
-        "CONNECT", "TRACE"
-    };
+    const char *name;
+    unsigned bit;
 
-    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcmp(method, names[i]) == 0) {
-            return 1u << i;
+    switch (method[0]) {
+    case 'G': name = "GET";     bit = RL2_METHOD_GET;     break;
+    case 'H': name = "HEAD";    bit = RL2_METHOD_HEAD;    break;
+    case 'D': name = "DELETE";  bit = RL2_METHOD_DELETE;  break;
+    case 'O': name = "OPTIONS"; bit = RL2_METHOD_OPTIONS; break;
+    case 'C': name = "CONNECT"; bit = RL2_METHOD_CONNECT; break;
+    case 'T': name = "TRACE";   bit = RL2_METHOD_TRACE;   break;
+    case 'P':
+        switch (method[1]) {
+        case 'O': name = "POST";  bit = RL2_METHOD_POST;  break;
+        case 'U': name = "PUT";   bit = RL2_METHOD_PUT;   break;
+        case 'A': name = "PATCH"; bit = RL2_METHOD_PATCH; break;
+        default:  return 0;
         }
+        break;
+    default:
+        return 0;
     }
-    return 0;
+    return strcmp(method, name) == 0 ? bit : 0;
 }
 
 rl2_status_t
@@ -414,6 +427,7 @@ rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
     rl2_buf_init(&b, tmp, sizeof(tmp));
     rl2_sf_string(&b, limit->name);
     limit->sf_name = rl2_policy_strdup(policy, tmp);
+    limit->sf_name_len = b.len;
     rl2_buf_str(&b, ";q=");
     rl2_buf_i64(&b, limit->algo.limit);
     if (limit->algo.algo == RL2_ALGO_QUOTA
@@ -426,6 +440,7 @@ rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
         rl2_buf_i64(&b, (limit->algo.window_us + US_PER_S - 1) / US_PER_S);
     }
     limit->sf_policy = rl2_policy_strdup(policy, tmp);
+    limit->sf_policy_len = b.len;
     if (limit->sf_name == NULL || limit->sf_policy == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }

@@ -90,13 +90,19 @@ rl2_redis_conf_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
         return rl2_err_set(err, RL2_ERR_CONFIG, "redis: user \"%s\" needs a "
                            "password (AUTH takes both)", conf->username);
     }
-    return rl2_redis_sentinel_check(conf, err);
+    if (rl2_redis_sentinel_check(conf, err) != RL2_OK) {
+        return RL2_ERR_CONFIG;
+    }
+    return rl2_redis_cluster_check(conf, err);
 }
 
 static void
 rl2_conf_name(const rl2_redis_conf_t *conf, char *buf, size_t size)
 {
-    if (conf->n_sentinels > 0) {
+    if (conf->n_seeds > 0) {
+        snprintf(buf, size, "cluster:%.*s", (int)(size - 9), conf->seeds[0]);
+    }
+    else if (conf->n_sentinels > 0) {
         snprintf(buf, size, "sentinel:%s", conf->master_name);
     }
     else if (conf->unix_path[0] != '\0') {
@@ -164,6 +170,43 @@ rl2_redis_command(rl2_redis_conn_t *c, int argc, const char **argv,
         c->broken = 1;
     }
     *reply = r;
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_redis_command_asking(rl2_redis_conn_t *c, int argc, const char **argv,
+                         const size_t *argvlen, const char *what,
+                         struct redisReply **reply, rl2_err_t *err)
+{
+    const char *asking[1] = { "ASKING" };
+    size_t asking_len[1] = { 6 };
+    redisReply *r[2] = { NULL, NULL };
+
+    *reply = NULL;
+    if (c->broken) {
+        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: connection "
+                           "already failed", c->name, what);
+    }
+    errno = 0;
+    if (redisAppendCommandArgv(c->ctx, 1, asking, asking_len) != REDIS_OK
+        || redisAppendCommandArgv(c->ctx, argc, argv, argvlen) != REDIS_OK) {
+        return rl2_io_error(c, what, errno, err);
+    }
+    for (int i = 0; i < 2; i++) {
+        errno = 0;
+        if (redisGetReply(c->ctx, (void **)&r[i]) != REDIS_OK
+            || r[i] == NULL) {
+            rl2_redis_reply_free(r[0]);
+            return rl2_io_error(c, what, errno, err);
+        }
+    }
+    if (r[0]->type == REDIS_REPLY_ERROR) {
+        freeReplyObject(r[1]);
+        *reply = r[0];
+        return RL2_OK;
+    }
+    freeReplyObject(r[0]);
+    *reply = r[1];
     return RL2_OK;
 }
 
@@ -259,8 +302,15 @@ rl2_redis_conn_open(const rl2_redis_conf_t *given, rl2_redis_conn_t **out,
     rl2_status_t st;
 
     *out = NULL;
-    if ((st = rl2_redis_conf_check(given, err)) != RL2_OK
-        || (st = rl2_conn_target(given, &master, &conf, err)) != RL2_OK) {
+    if ((st = rl2_redis_conf_check(given, err)) != RL2_OK) {
+        return st;
+    }
+    if (given->n_seeds > 0) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: a Cluster is "
+                           "reached through rl2_redis_cluster_command(), "
+                           "not one connection");
+    }
+    if ((st = rl2_conn_target(given, &master, &conf, err)) != RL2_OK) {
         return st;
     }
     ctv = rl2_ms_tv(conf->connect_timeout_ms);

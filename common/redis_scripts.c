@@ -7,7 +7,8 @@
  * process (SCRIPT LOAD on first use) and is valid on every server.  A
  * server that has lost its script cache (restart, failover, SCRIPT FLUSH)
  * answers NOSCRIPT; the call is then sent again as EVAL, which also puts
- * the script back into that server's cache.
+ * the script back into that server's cache.  In a Cluster both go through
+ * the router to the node of the call's slot, so the fallback is per node.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -189,7 +190,22 @@ rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
 /* ---- sending it ---- */
 
 static rl2_status_t
-rl2_script_sha(rl2_redis_conn_t *conn, rl2_script_t which, rl2_err_t *err)
+rl2_target_command(rl2_redis_target_t *to, int argc, const char **argv,
+                   const size_t *len, const char *what, redisReply **reply,
+                   rl2_err_t *err)
+{
+    if (to->conn != NULL) {
+        to->name = rl2_redis_conn_name(to->conn);
+        return rl2_redis_command(to->conn, argc, argv, len, what, reply,
+                                 err);
+    }
+    to->name = rl2_redis_cluster_name(to->cluster);
+    return rl2_redis_cluster_command(to->cluster, to->slot, argc, argv, len,
+                                     what, reply, &to->name, err);
+}
+
+static rl2_status_t
+rl2_script_sha(rl2_redis_target_t *to, rl2_script_t which, rl2_err_t *err)
 {
     const char *src = rl2_lua_source[which];
     const char *argv[3] = { "SCRIPT", "LOAD", src };
@@ -200,13 +216,13 @@ rl2_script_sha(rl2_redis_conn_t *conn, rl2_script_t which, rl2_err_t *err)
     if (atomic_load_explicit(&rl2_sha_known[which], memory_order_acquire)) {
         return RL2_OK;
     }
-    st = rl2_redis_command(conn, 3, argv, len, "SCRIPT LOAD", &r, err);
+    st = rl2_target_command(to, 3, argv, len, "SCRIPT LOAD", &r, err);
     if (st != RL2_OK) {
         return st;
     }
     if (r->type != REDIS_REPLY_STRING || r->len != 40) {
         st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: SCRIPT LOAD %s: "
-                         "%.120s", rl2_redis_conn_name(conn),
+                         "%.120s", to->name,
                          rl2_script_name(which),
                          r->type == REDIS_REPLY_ERROR ? r->str
                                                       : "unexpected reply");
@@ -235,18 +251,18 @@ rl2_is_noscript(const redisReply *r)
 }
 
 static rl2_status_t
-rl2_call_send(rl2_redis_conn_t *conn, rl2_script_t which, rl2_call_t *c,
+rl2_call_send(rl2_redis_target_t *to, rl2_script_t which, rl2_call_t *c,
               redisReply **reply, rl2_err_t *err)
 {
-    rl2_status_t st = rl2_script_sha(conn, which, err);
+    rl2_status_t st = rl2_script_sha(to, which, err);
 
     if (st != RL2_OK) {
         return st;
     }
     c->argv[1] = rl2_sha[which];
     c->len[1] = 40;
-    st = rl2_redis_command(conn, c->argc, c->argv, c->len, c->what, reply,
-                           err);
+    st = rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply,
+                            err);
     if (st != RL2_OK || !rl2_is_noscript(*reply)) {
         return st;
     }
@@ -255,8 +271,8 @@ rl2_call_send(rl2_redis_conn_t *conn, rl2_script_t which, rl2_call_t *c,
     c->len[0] = 4;
     c->argv[1] = rl2_lua_source[which];
     c->len[1] = strlen(rl2_lua_source[which]);
-    return rl2_redis_command(conn, c->argc, c->argv, c->len, c->what, reply,
-                             err);
+    return rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply,
+                              err);
 }
 
 /* ---- the answer ---- */
@@ -294,25 +310,25 @@ rl2_layer_fill(rl2_layer_t *l, rl2_script_t which, redisReply *const *e,
 }
 
 static rl2_status_t
-rl2_reply_take(rl2_redis_conn_t *conn, rl2_script_t which, const rl2_call_t *c,
-               const redisReply *r, rl2_layer_t *layers, const size_t *idx,
-               size_t n, rl2_err_t *err)
+rl2_reply_take(const rl2_redis_target_t *to, rl2_script_t which,
+               const rl2_call_t *c, const redisReply *r, rl2_layer_t *layers,
+               const size_t *idx, size_t n, rl2_err_t *err)
 {
     if (r->type == REDIS_REPLY_ERROR) {
         return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %.120s",
-                           rl2_redis_conn_name(conn), c->what, r->str);
+                           to->name, c->what, r->str);
     }
     if (which == RL2_SCRIPT_REFUND) {
         if (r->type != REDIS_REPLY_INTEGER || r->integer != (long long)n) {
             return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: "
-                               "unexpected reply", rl2_redis_conn_name(conn),
+                               "unexpected reply", to->name,
                                c->what);
         }
         return RL2_OK;
     }
     if (!rl2_reply_ints(r, 1 + 8 * n)) {
         return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: unexpected "
-                           "reply", rl2_redis_conn_name(conn), c->what);
+                           "reply", to->name, c->what);
     }
     for (size_t i = 0; i < n; i++) {
         rl2_layer_fill(&layers[idx[i]], which, r->element + 1 + 8 * i,
@@ -322,7 +338,7 @@ rl2_reply_take(rl2_redis_conn_t *conn, rl2_script_t which, const rl2_call_t *c,
 }
 
 rl2_status_t
-rl2_redis_script_run(rl2_redis_conn_t *conn, rl2_script_t which,
+rl2_redis_script_run(rl2_redis_target_t *to, rl2_script_t which,
                      rl2_layer_t *layers, const size_t *idx, size_t n,
                      const int64_t *now_us, rl2_err_t *err)
 {
@@ -338,10 +354,10 @@ rl2_redis_script_run(rl2_redis_conn_t *conn, rl2_script_t which,
         return st;
     }
     rl2_call_build(&c, which, layers, idx, n, now_us);
-    if ((st = rl2_call_send(conn, which, &c, &r, err)) != RL2_OK) {
+    if ((st = rl2_call_send(to, which, &c, &r, err)) != RL2_OK) {
         return st;
     }
-    st = rl2_reply_take(conn, which, &c, r, layers, idx, n, err);
+    st = rl2_reply_take(to, which, &c, r, layers, idx, n, err);
     freeReplyObject(r);
     return st;
 }

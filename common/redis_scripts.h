@@ -68,11 +68,22 @@ rl2_status_t rl2_redis_layers_check(const rl2_layer_t *layers,
                                     const size_t *idx, size_t n,
                                     rl2_err_t *err);
 
-/* Run `which` over layers idx[0..n) on conn: EVALSHA, or EVAL when the
- * server has lost the script (NOSCRIPT).  now_us: the test clock, or NULL
- * for Redis TIME.  apply and peek fill each layer's result, refused,
- * overflow_used, committed and committed_us (the script's clock). */
-rl2_status_t rl2_redis_script_run(rl2_redis_conn_t *conn,
+/* Where a script call goes: this thread's connection (standalone,
+ * Sentinel), or a Cluster router and the slot of the call's keys, which
+ * takes the call to that slot's master and follows redirections. */
+typedef struct {
+    rl2_redis_conn_t    *conn;     /* NULL: cluster */
+    rl2_redis_cluster_t *cluster;
+    unsigned             slot;
+    const char          *name;     /* the server that answered last */
+} rl2_redis_target_t;
+
+/* Run `which` over layers idx[0..n) at `to`: EVALSHA, or EVAL when the
+ * server has lost the script (NOSCRIPT; in a Cluster, that node).  now_us:
+ * the test clock, or NULL for Redis TIME.  apply and peek fill each
+ * layer's result, refused, overflow_used, committed and committed_us (the
+ * script's clock). */
+rl2_status_t rl2_redis_script_run(rl2_redis_target_t *to,
                                   rl2_script_t which, rl2_layer_t *layers,
                                   const size_t *idx, size_t n,
                                   const int64_t *now_us, rl2_err_t *err);

@@ -1,6 +1,6 @@
 /*
- * redis_topology.c -- where the Redis master is: Sentinel discovery
- * (redis.h).
+ * redis_topology.c -- where the Redis master is: Sentinel discovery, and
+ * the address lists of Sentinel and Cluster configurations (redis.h).
  *
  * hiredis 0.14 knows nothing of Sentinel: a sentinel is asked here, over a
  * short-lived plain connection with the configured connect and command
@@ -9,6 +9,9 @@
  * answers.  redis_conn.c asks at every open, so a connection that broke
  * (the master died, or a failover demoted it and it answered -READONLY) is
  * replaced by one to the master the sentinels name now.
+ *
+ * A Cluster's seed list is parsed and checked here too, with the same
+ * address rules; the slot routing itself is redis_cluster.c's.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,9 +23,8 @@
 
 #include "ratelimit2/redis.h"
 
-/* "host:port" or "[v6addr]:port" -> host, port; 0 on success. */
-static int
-rl2_split_hostport(const char *addr, char *host, size_t size, int *port)
+int
+rl2_redis_addr_split(const char *addr, char *host, size_t size, int *port)
 {
     const char *colon = strrchr(addr, ':');
     const char *start = addr, *end = colon;
@@ -51,39 +53,59 @@ rl2_split_hostport(const char *addr, char *host, size_t size, int *port)
     return 0;
 }
 
-/* One "host:port" of the list, copied into conf's next slot. */
+/* One "host:port" of a list, copied into the next of list's max entries
+ * (*count of them used); what names the list in messages. */
 static rl2_status_t
-rl2_sentinel_add(rl2_redis_conf_t *conf, const char *addr, size_t len,
-                 rl2_err_t *err)
+rl2_addr_add(char (*list)[RL2_REDIS_HOST_MAX], int *count, int max,
+             const char *what, const char *addr, size_t len, rl2_err_t *err)
 {
     char host[RL2_REDIS_HOST_MAX], *slot;
     int port;
 
-    if (conf->n_sentinels >= RL2_REDIS_SENTINELS_MAX) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: more than %d "
-                           "sentinels", RL2_REDIS_SENTINELS_MAX);
+    if (*count >= max) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: more than %d %ss",
+                           max, what);
     }
-    slot = conf->sentinels[conf->n_sentinels];
+    slot = list[*count];
     if (len >= RL2_REDIS_HOST_MAX) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: sentinel address "
-                           "\"%.40s...\" is too long", addr);
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: %s address "
+                           "\"%.40s...\" is too long", what, addr);
     }
     memcpy(slot, addr, len);
     slot[len] = '\0';
-    if (rl2_split_hostport(slot, host, sizeof(host), &port) != 0) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: sentinel \"%s\" is "
-                           "not HOST:PORT", slot);
+    if (rl2_redis_addr_split(slot, host, sizeof(host), &port) != 0) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: %s \"%s\" is "
+                           "not HOST:PORT", what, slot);
     }
-    conf->n_sentinels++;
+    (*count)++;
     return RL2_OK;
+}
+
+/* "h1:p1,h2:p2,..." into list; what names the list in messages. */
+static rl2_status_t
+rl2_addr_list(char (*list)[RL2_REDIS_HOST_MAX], int *count, int max,
+              const char *what, const char *spec, rl2_err_t *err)
+{
+    const char *p, *comma;
+    rl2_status_t st;
+
+    *count = 0;
+    for (p = spec; ; p = comma + 1) {
+        comma = strchr(p, ',');
+        st = rl2_addr_add(list, count, max, what, p,
+                          comma != NULL ? (size_t)(comma - p) : strlen(p),
+                          err);
+        if (st != RL2_OK || comma == NULL) {
+            return st;
+        }
+    }
 }
 
 rl2_status_t
 rl2_redis_sentinel_parse(rl2_redis_conf_t *conf, const char *spec,
                          rl2_err_t *err)
 {
-    const char *at = strchr(spec, '@'), *p, *comma;
-    rl2_status_t st;
+    const char *at = strchr(spec, '@');
 
     if (at == NULL || at == spec
         || (size_t)(at - spec) >= sizeof(conf->master_name)) {
@@ -94,15 +116,8 @@ rl2_redis_sentinel_parse(rl2_redis_conf_t *conf, const char *spec,
     }
     memcpy(conf->master_name, spec, (size_t)(at - spec));
     conf->master_name[at - spec] = '\0';
-    conf->n_sentinels = 0;
-    for (p = at + 1; ; p = comma + 1) {
-        comma = strchr(p, ',');
-        st = rl2_sentinel_add(conf, p, comma != NULL ? (size_t)(comma - p)
-                                                     : strlen(p), err);
-        if (st != RL2_OK || comma == NULL) {
-            return st;
-        }
-    }
+    return rl2_addr_list(conf->sentinels, &conf->n_sentinels,
+                         RL2_REDIS_SENTINELS_MAX, "sentinel", at + 1, err);
 }
 
 rl2_status_t
@@ -127,10 +142,58 @@ rl2_redis_sentinel_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
     }
     for (int i = 0; i < conf->n_sentinels; i++) {
         if (memchr(conf->sentinels[i], '\0', RL2_REDIS_HOST_MAX) == NULL
-            || rl2_split_hostport(conf->sentinels[i], host, sizeof(host),
-                                  &port) != 0) {
+            || rl2_redis_addr_split(conf->sentinels[i], host, sizeof(host),
+                                    &port) != 0) {
             return rl2_err_set(err, RL2_ERR_CONFIG, "redis: sentinel %d is "
                                "not HOST:PORT", i + 1);
+        }
+    }
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_redis_cluster_parse(rl2_redis_conf_t *conf, const char *spec,
+                        rl2_err_t *err)
+{
+    if (spec[0] == '\0') {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: expected "
+                           "cluster:HOST:PORT[,HOST:PORT...] (1 to %d seed "
+                           "nodes)", RL2_REDIS_SEEDS_MAX);
+    }
+    return rl2_addr_list(conf->seeds, &conf->n_seeds, RL2_REDIS_SEEDS_MAX,
+                         "cluster seed", spec, err);
+}
+
+rl2_status_t
+rl2_redis_cluster_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
+{
+    char host[RL2_REDIS_HOST_MAX];
+    int port;
+
+    if (conf->n_seeds < 0 || conf->n_seeds > RL2_REDIS_SEEDS_MAX) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: %d cluster seeds, "
+                           "not 0 to %d", conf->n_seeds,
+                           RL2_REDIS_SEEDS_MAX);
+    }
+    if (conf->n_seeds == 0) {
+        return RL2_OK;
+    }
+    if (conf->n_sentinels > 0 || conf->unix_path[0] != '\0') {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: a Cluster takes "
+                           "neither sentinels nor a unix socket");
+    }
+    /* Cluster nodes have only database 0 and refuse SELECT: say so now
+     * rather than at the first request. */
+    if (conf->db != 0) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: Redis Cluster has "
+                           "only database 0 (db=%d given)", conf->db);
+    }
+    for (int i = 0; i < conf->n_seeds; i++) {
+        if (memchr(conf->seeds[i], '\0', RL2_REDIS_HOST_MAX) == NULL
+            || rl2_redis_addr_split(conf->seeds[i], host, sizeof(host),
+                                    &port) != 0) {
+            return rl2_err_set(err, RL2_ERR_CONFIG, "redis: cluster seed %d "
+                               "is not HOST:PORT", i + 1);
         }
     }
     return RL2_OK;
@@ -191,7 +254,7 @@ rl2_sentinel_ask(const rl2_redis_conf_t *conf, const char *addr, char *host,
     redisReply *r = NULL;
     rl2_status_t st;
 
-    if (rl2_split_hostport(addr, shost, sizeof(shost), &sport) != 0) {
+    if (rl2_redis_addr_split(addr, shost, sizeof(shost), &sport) != 0) {
         return rl2_err_set(err, RL2_ERR_CONFIG, "redis sentinel \"%s\" is "
                            "not HOST:PORT", addr);
     }

@@ -10,7 +10,8 @@
  *   RATELIMIT2_ZONE_ENTRIES    keys it holds (default 100000; must match
  *                              every other process sharing the zone)
  *   RATELIMIT2_TARGET          the program to run when allowed
- *   RATELIMIT2_REDIS           count in Redis: HOST:PORT or /path/to/socket
+ *   RATELIMIT2_REDIS           count in Redis: HOST:PORT, /path/to/socket,
+ *                              sentinel:NAME@H:P,... or cluster:H:P,...
  *   RATELIMIT2_REDIS_OPTIONS   db=N,user=U,password=P,connect_timeout=MS,
  *                              timeout=MS (comma-separated)
  *   RATELIMIT2_FAILOVER        local|open|closed[,share=F][,probe=MS]

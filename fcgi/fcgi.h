@@ -81,11 +81,14 @@ typedef struct {
     const char *value;
 } rl2_field_t;
 
-/* The rate-limit header fields of a verdict, rendered once. */
+/* The rate-limit header fields of a verdict, rendered once, and the
+ * numbers of the RATELIMIT_LIMIT, _REMAINING and _RESET variables (sent
+ * to the application whether or not the client gets X-RateLimit-*). */
 typedef struct {
     rl2_field_t f[RL2_CGI_MAX_FIELDS];
     size_t      n;
     char        buf[RL2_HEADERS_MAX];
+    char        numbers[3][24];
 } rl2_cgi_fields_t;
 
 void rl2_cgi_fields(const rl2_policy_t *policy, const rl2_verdict_t *v,

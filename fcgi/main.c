@@ -63,6 +63,7 @@ rl2_usage(FILE *f)
         "  -p PATH      health path answered in the responder role "
         "(default %s)\n"
         "  -R REDIS     count in Redis at HOST:PORT or /path/to/socket\n"
+        "               (or sentinel:NAME@H:P,..., cluster:H:P,...)\n"
         "  -O OPTIONS   Redis options, comma-separated, repeatable: db=N,\n"
         "               user=U, password=P, connect_timeout=MS, timeout=MS\n"
         "  -F FAILOVER  while Redis is down: local|open|closed[,share=F]\n"

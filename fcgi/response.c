@@ -26,47 +26,35 @@ void
 rl2_cgi_fields(const rl2_policy_t *policy, const rl2_verdict_t *v,
                const rl2_clock_t *now, rl2_cgi_fields_t *out)
 {
+    int64_t num[3];
+
     out->n = 0;
     if (v->shown >= 0) {
         rl2_headers_render(policy, v, now, out->buf, sizeof(out->buf),
                            rl2_field_add, out);
-    }
-}
-
-static const char *
-rl2_field_get(const rl2_cgi_fields_t *fields, const char *name)
-{
-    for (size_t i = 0; i < fields->n; i++) {
-        if (strcmp(fields->f[i].name, name) == 0) {
-            return fields->f[i].value;
+        rl2_headers_legacy(policy, v, now, &num[0], &num[1], &num[2]);
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(out->numbers[i], sizeof(out->numbers[i]), "%lld",
+                     (long long)num[i]);
         }
     }
-    return NULL;
 }
 
-/* The values are the ones the client sees in X-RateLimit-*, so a script
- * and its client never disagree (reset follows the policy's epoch or
- * delta setting). */
+/* The values are the ones X-RateLimit-* carries when the policy sends
+ * them, so a script and its client never disagree (reset follows the
+ * policy's epoch or delta setting). */
 size_t
 rl2_cgi_vars(const rl2_policy_t *policy, const rl2_verdict_t *v,
              const rl2_cgi_fields_t *fields, rl2_field_t out[5])
 {
-    static const char *const from[3][2] = {
-        { "LIMIT", "X-RateLimit-Limit" },
-        { "REMAINING", "X-RateLimit-Remaining" },
-        { "RESET", "X-RateLimit-Reset" }
-    };
+    static const char *const names[3] = { "LIMIT", "REMAINING", "RESET" };
     size_t n = 0;
 
     if (v->shown < 0) {
         return 0;
     }
     for (size_t i = 0; i < 3; i++) {
-        const char *val = rl2_field_get(fields, from[i][1]);
-
-        if (val != NULL) {
-            out[n++] = (rl2_field_t){ from[i][0], val };
-        }
+        out[n++] = (rl2_field_t){ names[i], fields->numbers[i] };
     }
     out[n++] = (rl2_field_t){ "RULE", v->layers[v->shown].rule->name };
     if (v->tier >= 0 && (size_t)v->tier < policy->n_tiers) {

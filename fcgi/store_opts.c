@@ -6,7 +6,8 @@
  * RateLimit2Redis, RateLimit2Failover and RateLimit2Alerts, with commas
  * where a directive has spaces:
  *
- *   redis     HOST:PORT | /path/to/socket
+ *   redis     HOST:PORT | /path/to/socket | sentinel:NAME@HOST:PORT,...
+ *             | cluster:HOST:PORT,...
  *   options   db=N,user=U,password=P,connect_timeout=MS,timeout=MS
  *   failover  local|open|closed[,share=F][,probe=MS][,failures=N]
  *   alerts    off | on[,socket=PATH][,ident=NAME][,facility=F]
@@ -84,6 +85,12 @@ rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
             return -1;
         }
     }
+    else if (strncmp(addr, "cluster:", 8) == 0) {
+        /* Seed nodes, as RateLimit2Redis cluster:H:P,... */
+        if (rl2_redis_cluster_parse(rc, addr + 8, err) != RL2_OK) {
+            return -1;
+        }
+    }
     else if (addr[0] == '/') {
         if (rl2_so_copy(rc->unix_path, sizeof(rc->unix_path), addr) != 0) {
             rl2_err_set(err, RL2_ERR_CONFIG, "redis socket path too long");
@@ -94,8 +101,8 @@ rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
              || (size_t)(colon - addr) >= sizeof(rc->host)
              || rl2_so_number(colon + 1, 1, 65535, &port) != 0) {
         rl2_err_set(err, RL2_ERR_CONFIG, "redis: expected HOST:PORT, "
-                    "/path/to/socket or sentinel:NAME@HOST:PORT,..., "
-                    "got \"%.200s\"", addr);
+                    "/path/to/socket, sentinel:NAME@HOST:PORT,... or "
+                    "cluster:HOST:PORT,..., got \"%.200s\"", addr);
         return -1;
     }
     else {

@@ -30,7 +30,9 @@
 #include "apr_strings.h"
 #include "apr_tables.h"
 
+#include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include "ratelimit2/config.h"
 #include "ratelimit2/decide.h"
@@ -65,15 +67,44 @@ rl2_header_set(void *ctx, const char *name, const char *value)
     apr_table_addn(r->err_headers_out, name, value);
 }
 
+/* Most verdicts fit in a small buffer; a larger one is asked for when
+ * not (the renderer then emits nothing and says what it needs). */
+#define RL2_HEADERS_FIRST 256
+
 static void
 rl2_render_headers(request_rec *r, const rl2_policy_t *policy,
-                   rl2_req_state_t *st)
+                   const rl2_verdict_t *v, const rl2_clock_t *now)
 {
-    if (st->verdict.shown >= 0) {
-        apr_size_t len = rl2_headers_size(&st->verdict);
+    apr_size_t need;
 
-        rl2_headers_render(policy, &st->verdict, &st->now,
-                           apr_palloc(r->pool, len), len, rl2_header_set, r);
+    if (v->shown < 0) {
+        return;
+    }
+    need = rl2_headers_render(policy, v, now,
+                              apr_palloc(r->pool, RL2_HEADERS_FIRST),
+                              RL2_HEADERS_FIRST, rl2_header_set, r);
+    if (need > RL2_HEADERS_FIRST) {
+        rl2_headers_render(policy, v, now, apr_palloc(r->pool, need), need,
+                           rl2_header_set, r);
+    }
+}
+
+/* The method's bit from Apache's method number, without comparing
+ * strings (HEAD is M_GET with header_only); 0 lets the core read the
+ * name (extension methods). */
+static unsigned
+rl2_method_bit_of(const request_rec *r)
+{
+    switch (r->method_number) {
+    case M_GET:     return r->header_only ? RL2_METHOD_HEAD : RL2_METHOD_GET;
+    case M_POST:    return RL2_METHOD_POST;
+    case M_PUT:     return RL2_METHOD_PUT;
+    case M_DELETE:  return RL2_METHOD_DELETE;
+    case M_PATCH:   return RL2_METHOD_PATCH;
+    case M_OPTIONS: return RL2_METHOD_OPTIONS;
+    case M_CONNECT: return RL2_METHOD_CONNECT;
+    case M_TRACE:   return RL2_METHOD_TRACE;
+    default:        return 0;
     }
 }
 
@@ -82,6 +113,7 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
 {
     memset(req, 0, sizeof(*req));
     req->method = r->method;
+    req->method_bit = rl2_method_bit_of(r);
     req->path = r->uri;
     req->query = r->args;
     req->host = r->hostname;
@@ -93,6 +125,21 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
     }
     req->header = rl2_header_get;
     req->header_ctx = r;
+}
+
+/* One phase of the request against the server's policy and the
+ * section's inline limits. */
+static rl2_status_t
+rl2_decide_request(request_rec *r, const rl2_policy_t *policy,
+                   const rl2_dir_conf_t *dconf, unsigned phase,
+                   const rl2_clock_t *now, rl2_verdict_t *v, rl2_err_t *err)
+{
+    rl2_request_t req;
+
+    rl2_describe(r, policy, &req);
+    return rl2_decide(policy, (const rl2_rule_t *)dconf->rules->elts,
+                      (size_t)dconf->rules->nelts, rl2_store, &req, phase,
+                      now, v, err);
 }
 
 static apr_status_t
@@ -140,7 +187,7 @@ rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
     const rl2_verdict_t *v = &st->verdict;
     char body[RL2_BODY_MAX];
 
-    rl2_render_headers(r, policy, st);
+    rl2_render_headers(r, policy, v, &st->now);
     if (ap_response_code_string(r, ap_index_of_response(
                                        HTTP_TOO_MANY_REQUESTS)) == NULL) {
         rl2_body_render(policy, v, &st->now, body, sizeof(body));
@@ -166,21 +213,33 @@ rl2_insert_error_filter(request_rec *r)
     }
 }
 
-static rl2_req_state_t *
-rl2_req_state(request_rec *r)
+/* The clock of a request: monotonic now, and the wall time Apache read
+ * with the request line (saves a clock read per request). */
+static void
+rl2_request_clock(const request_rec *r, rl2_clock_t *now)
 {
-    rl2_req_state_t *st = ap_get_module_config(r->request_config,
-                                               &ratelimit2_module);
+    struct timespec ts;
 
-    if (st == NULL) {
-        st = apr_palloc(r->pool, sizeof(*st));
-        rl2_verdict_init(&st->verdict);
-        rl2_clock_now(&st->now);
-        st->cleanup_registered = 0;
-        st->dry_run_logged = 0;
-        st->json_body = 0;
-        ap_set_module_config(r->request_config, &ratelimit2_module, st);
-    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now->mono_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    now->wall_us = (int64_t)r->request_time;
+}
+
+/* Keep a verdict for the rest of the request: a later phase, the
+ * concurrency release, the JSON error filter and "Satisfy Any" read it.
+ * Only the layers in use are copied. */
+static rl2_req_state_t *
+rl2_keep(request_rec *r, const rl2_verdict_t *v, const rl2_clock_t *now)
+{
+    rl2_req_state_t *st = apr_palloc(r->pool, sizeof(*st));
+
+    memcpy(&st->verdict, v, offsetof(rl2_verdict_t, layers)
+                            + v->n_layers * sizeof(rl2_layer_t));
+    st->now = *now;
+    st->cleanup_registered = 0;
+    st->dry_run_logged = 0;
+    st->json_body = 0;
+    ap_set_module_config(r->request_config, &ratelimit2_module, st);
     return st;
 }
 
@@ -204,41 +263,11 @@ rl2_store_failed(request_rec *r, const rl2_err_t *err)
     return DECLINED;
 }
 
-/* Decide one phase; returns DECLINED to let the request on, or 429. */
+/* What a kept verdict asks for after a phase: the release of its
+ * concurrency slots, one dry-run line, the refusal. */
 static int
-rl2_run_phase(request_rec *r, unsigned phase)
+rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 {
-    rl2_srv_conf_t *sconf = ap_get_module_config(r->server->module_config,
-                                                 &ratelimit2_module);
-    rl2_dir_conf_t *dconf = ap_get_module_config(r->per_dir_config,
-                                                 &ratelimit2_module);
-    const rl2_policy_t *policy = sconf->policy;
-    rl2_req_state_t *st;
-    rl2_request_t req;
-    rl2_err_t err;
-
-    if (r->main != NULL || r->prev != NULL || dconf->engine == 0
-        || rl2_store == NULL || policy == NULL) {
-        return DECLINED;
-    }
-    st = ap_get_module_config(r->request_config, &ratelimit2_module);
-    if (st != NULL && st->verdict.outcome == RL2_OUTCOME_DENY) {
-        /* Refused in the access phase but let through by "Satisfy Any":
-         * refuse again now. */
-        return HTTP_TOO_MANY_REQUESTS;
-    }
-    /* Nothing to decide in this phase: the common case of the late phase
-     * on a site with address-keyed limits only costs one test. */
-    if (((sconf->phases | dconf->phases) & phase) == 0) {
-        return DECLINED;
-    }
-    st = rl2_req_state(r);
-    rl2_describe(r, policy, &req);
-    if (rl2_decide(policy, (const rl2_rule_t *)dconf->rules->elts,
-                   (size_t)dconf->rules->nelts, rl2_store, &req, phase,
-                   &st->now, &st->verdict, &err) != RL2_OK) {
-        return rl2_store_failed(r, &err);
-    }
     if (!st->cleanup_registered && rl2_decide_holds(&st->verdict)) {
         apr_pool_cleanup_register(r->pool, st, rl2_release,
                                   apr_pool_cleanup_null);
@@ -256,29 +285,104 @@ rl2_run_phase(request_rec *r, unsigned phase)
     return DECLINED;
 }
 
+/* The first decision of a request.  In the common case (allowed, one
+ * phase, nothing held) the verdict lives on the stack and only its
+ * headers are kept: no state is allocated. */
+static int
+rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
+                const rl2_dir_conf_t *dconf, unsigned phase, int later)
+{
+    rl2_verdict_t v;
+    rl2_clock_t now;
+    rl2_err_t err;
+
+    rl2_verdict_init(&v);
+    rl2_request_clock(r, &now);
+    if (rl2_decide_request(r, policy, dconf, phase, &now, &v, &err)
+        != RL2_OK) {
+        return rl2_store_failed(r, &err);
+    }
+    if (later || v.outcome == RL2_OUTCOME_DENY || v.dry_run_denied
+        || rl2_decide_holds(&v)) {
+        return rl2_conclude(r, policy, rl2_keep(r, &v, &now));
+    }
+    rl2_render_headers(r, policy, &v, &now);
+    return DECLINED;
+}
+
+/* Decide one phase; returns DECLINED to let the request on, or 429. */
+static int
+rl2_run_phase(request_rec *r, unsigned phase)
+{
+    rl2_srv_conf_t *sconf = ap_get_module_config(r->server->module_config,
+                                                 &ratelimit2_module);
+    rl2_dir_conf_t *dconf = ap_get_module_config(r->per_dir_config,
+                                                 &ratelimit2_module);
+    const rl2_policy_t *policy = sconf->policy;
+    unsigned phases = sconf->phases | dconf->phases;
+    rl2_req_state_t *st;
+    rl2_err_t err;
+
+    if (r->main != NULL || r->prev != NULL || dconf->engine == 0
+        || rl2_store == NULL || policy == NULL) {
+        return DECLINED;
+    }
+    st = ap_get_module_config(r->request_config, &ratelimit2_module);
+    if (st != NULL && st->verdict.outcome == RL2_OUTCOME_DENY) {
+        /* Refused in the access phase but let through by "Satisfy Any":
+         * refuse again now. */
+        return HTTP_TOO_MANY_REQUESTS;
+    }
+    /* Nothing to decide in this phase: the common case of the late phase
+     * on a site with address-keyed limits only costs one test. */
+    if ((phases & phase) == 0) {
+        return DECLINED;
+    }
+    if (st == NULL) {
+        return rl2_first_phase(r, policy, dconf, phase,
+                               phase == RL2_PHASE_EARLY
+                               && (phases & RL2_PHASE_LATE));
+    }
+    if (rl2_decide_request(r, policy, dconf, phase, &st->now, &st->verdict,
+                           &err) != RL2_OK) {
+        return rl2_store_failed(r, &err);
+    }
+    return rl2_conclude(r, policy, st);
+}
+
 static int
 rl2_check_access(request_rec *r)
 {
     return rl2_run_phase(r, RL2_PHASE_EARLY);
 }
 
+/* Limits keyed by identity are decided here, after authentication; a
+ * verdict kept from the access phase gets its headers now, when every
+ * layer is known (one that needed no keeping got them there). */
 static int
 rl2_fixups(request_rec *r)
 {
-    int status = rl2_run_phase(r, RL2_PHASE_LATE);
-    rl2_srv_conf_t *sconf;
-    rl2_req_state_t *st;
+    rl2_srv_conf_t *sconf = ap_get_module_config(r->server->module_config,
+                                                 &ratelimit2_module);
+    rl2_dir_conf_t *dconf = ap_get_module_config(r->per_dir_config,
+                                                 &ratelimit2_module);
+    rl2_req_state_t *st = ap_get_module_config(r->request_config,
+                                               &ratelimit2_module);
+    int status;
 
-    if (status != DECLINED) {
+    /* The common case: address-keyed limits only, decided and answered
+     * in the access phase. */
+    if (st == NULL && ((sconf->phases | dconf->phases) & RL2_PHASE_LATE)
+                      == 0) {
+        return DECLINED;
+    }
+    if ((status = rl2_run_phase(r, RL2_PHASE_LATE)) != DECLINED) {
         return status;
     }
     st = ap_get_module_config(r->request_config, &ratelimit2_module);
-    if (st == NULL) {
-        return DECLINED;
+    if (st != NULL) {
+        rl2_render_headers(r, sconf->policy, &st->verdict, &st->now);
     }
-    sconf = ap_get_module_config(r->server->module_config,
-                                 &ratelimit2_module);
-    rl2_render_headers(r, sconf->policy, st);
     return DECLINED;
 }
 
@@ -334,6 +438,9 @@ rl2_server_policy(apr_pool_t *p, rl2_srv_conf_t *conf)
     }
     if (conf->reset_delta != RL2_UNSET) {
         copy->reset_delta = conf->reset_delta;
+    }
+    if (conf->legacy != RL2_UNSET) {
+        copy->header_legacy = conf->legacy;
     }
     conf->policy = copy;
     return NULL;

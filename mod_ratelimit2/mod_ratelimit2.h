@@ -29,6 +29,8 @@ typedef struct {
     apr_array_header_t  *trusted;      /* rl2_cidr_t from directives */
     int                  mode;         /* rl2_mode_t or RL2_UNSET */
     int                  reset_delta;  /* RL2_UNSET, 0, 1 */
+    int                  legacy;       /* RateLimit2LegacyHeaders: UNSET,
+                                          0, 1 */
     unsigned             phases;       /* RL2_PHASE_* the policy uses */
 } rl2_srv_conf_t;
 

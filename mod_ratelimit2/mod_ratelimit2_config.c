@@ -34,6 +34,7 @@ rl2_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->trusted = apr_array_make(p, 4, sizeof(rl2_cidr_t));
     conf->mode = RL2_UNSET;
     conf->reset_delta = RL2_UNSET;
+    conf->legacy = RL2_UNSET;
     return conf;
 }
 
@@ -50,6 +51,7 @@ rl2_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     conf->mode = add->mode != RL2_UNSET ? add->mode : base->mode;
     conf->reset_delta = add->reset_delta != RL2_UNSET ? add->reset_delta
                                                       : base->reset_delta;
+    conf->legacy = add->legacy != RL2_UNSET ? add->legacy : base->legacy;
     return conf;
 }
 
@@ -211,6 +213,17 @@ rl2_set_mode(cmd_parms *cmd, void *dirconf, const char *arg)
     else {
         ((rl2_dir_conf_t *)dirconf)->mode = mode;
     }
+    return NULL;
+}
+
+static const char *
+rl2_set_legacy(cmd_parms *cmd, void *dummy, int on)
+{
+    rl2_srv_conf_t *conf = ap_get_module_config(cmd->server->module_config,
+                                                &ratelimit2_module);
+
+    (void)dummy;
+    conf->legacy = on;
     return NULL;
 }
 
@@ -428,7 +441,8 @@ const command_rec rl2_cmds[] = {
     AP_INIT_TAKE1("RateLimit2Mode", rl2_set_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "enforce, dry_run or off"),
     AP_INIT_RAW_ARGS("RateLimit2Redis", rl2_set_redis, NULL, RSRC_CONF,
-                     "HOST:PORT, /socket or sentinel:NAME@HOST:PORT,..., "
+                     "HOST:PORT, /socket, sentinel:NAME@H:P,... or "
+                     "cluster:H:P,..., "
                      "then db=, user=, password=, "
                      "connect_timeout=MS, timeout=MS: count in Redis"),
     AP_INIT_RAW_ARGS("RateLimit2Failover", rl2_set_failover, NULL,
@@ -439,6 +453,9 @@ const command_rec rl2_cmds[] = {
                      "[interval=S]: syslog alerts about the store"),
     AP_INIT_TAKE1("RateLimit2ResetFormat", rl2_set_reset, NULL, RSRC_CONF,
                   "X-RateLimit-Reset as epoch seconds (default) or delta"),
+    AP_INIT_FLAG("RateLimit2LegacyHeaders", rl2_set_legacy, NULL, RSRC_CONF,
+                 "On to send X-RateLimit-Limit, -Remaining and -Reset "
+                 "(default Off: RateLimit and RateLimit-Policy only)"),
     AP_INIT_FLAG("RateLimit2Engine", rl2_set_engine, NULL,
                  RSRC_CONF | ACCESS_CONF,
                  "On to limit requests here (default), Off to skip"),

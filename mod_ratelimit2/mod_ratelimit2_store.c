@@ -92,8 +92,8 @@ rl2_redis_option(apr_pool_t *p, rl2_backend_conf_t *bc, const char *name,
 }
 
 /* RateLimit2Redis host:port|/path/to.sock|sentinel:NAME@host:port,...
- *                 [db=N] [user=U] [password=P] [connect_timeout=MS]
- *                 [timeout=MS] */
+ *                 |cluster:host:port,... [db=N] [user=U] [password=P]
+ *                 [connect_timeout=MS] [timeout=MS] */
 const char *
 rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
 {
@@ -112,6 +112,12 @@ rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
                                NULL);
         }
     }
+    else if (strncmp(addr, "cluster:", 8) == 0) {
+        if (rl2_redis_cluster_parse(rc, addr + 8, &err) != RL2_OK) {
+            return apr_pstrcat(cmd->pool, "RateLimit2Redis: ", err.msg,
+                               NULL);
+        }
+    }
     else if (addr[0] == '/') {
         apr_cpystrn(rc->unix_path, addr, sizeof(rc->unix_path));
     }
@@ -121,8 +127,9 @@ rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
         rc->port = atoi(colon + 1);
     }
     else {
-        return "RateLimit2Redis: expected HOST:PORT, /path/to/socket or "
-               "sentinel:NAME@HOST:PORT[,HOST:PORT...]";
+        return "RateLimit2Redis: expected HOST:PORT, /path/to/socket, "
+               "sentinel:NAME@HOST:PORT[,HOST:PORT...] or "
+               "cluster:HOST:PORT[,HOST:PORT...]";
     }
     if ((msg = rl2_each_option(cmd, args, rl2_redis_option)) != NULL) {
         return msg;

@@ -2,7 +2,8 @@
 # t_exact.sh -- a limit of 100 admits exactly 100 of 1000 concurrent
 # requests, for every window and bucket algorithm, under event and
 # prefork (one shared zone, many processes and threads); and what a 429
-# and an allowed response carry.
+# and an allowed response carry: the IETF fields by default (event), and
+# X-RateLimit-* too with RateLimit2LegacyHeaders On (prefork).
 . "$(dirname "$0")/lib.sh"
 
 ALGOS="fw:fixed_window sl:sliding_log tb:token_bucket lb:leaky_bucket"
@@ -13,6 +14,7 @@ for mpm in event prefork; do
     apache_conf "$D" "$P" "$mpm"
     {
         echo "RateLimit2Zone $(zone_name "exact-$mpm") 10000"
+        [ "$mpm" = prefork ] && echo "RateLimit2LegacyHeaders On"
         for a in $ALGOS; do
             loc=${a%%:*}
             algo=${a#*:}
@@ -48,8 +50,14 @@ CONF
         '^RateLimit: "okl";r=99;t=[0-9]+' "$hdrs"
     like "$mpm: 200 has RateLimit-Policy" \
         '^RateLimit-Policy: "okl";q=100;w=3600' "$hdrs"
-    like "$mpm: 200 has X-RateLimit-Remaining 99" \
-        '^X-RateLimit-Remaining: 99' "$hdrs"
+    if [ "$mpm" = prefork ]; then
+        like "$mpm: legacy on: 200 has X-RateLimit-Remaining 99" \
+            '^X-RateLimit-Remaining: 99' "$hdrs"
+    elif printf '%s\n' "$hdrs" | grep -qi '^X-RateLimit-'; then
+        not_ok "$mpm: legacy off (default): 200 has no X-RateLimit-*"
+    else
+        ok "$mpm: legacy off (default): 200 has no X-RateLimit-*"
+    fi
     if printf '%s\n' "$hdrs" | grep -qi '^Retry-After:'; then
         not_ok "$mpm: 200 has no Retry-After"
     else
@@ -90,23 +98,27 @@ CONF
         '^RateLimit: "fw";r=0;t=[0-9]+' "$hdrs"
     like "$mpm: 429 has RateLimit-Policy" \
         '^RateLimit-Policy: "fw";q=100;w=3600' "$hdrs"
-    like "$mpm: 429 has X-RateLimit-Limit" \
-        '^X-RateLimit-Limit: 100' "$hdrs"
-    like "$mpm: 429 has X-RateLimit-Remaining 0" \
-        '^X-RateLimit-Remaining: 0' "$hdrs"
-    like "$mpm: 429 has X-RateLimit-Reset" \
-        '^X-RateLimit-Reset: [0-9]+' "$hdrs"
     t=$(printf '%s\n' "$hdrs" \
         | sed -n 's/^RateLimit: .*;t=\([0-9]*\)$/\1/p')
     is "$mpm: 429 RateLimit t equals Retry-After" "$ra" "$t"
-    reset=$(printf '%s\n' "$hdrs" | sed -n 's/^X-RateLimit-Reset: *//p')
-    now=$(date +%s)
-    if [ -n "$reset" ] && [ "$reset" -ge "$now" ] \
-        && [ "$reset" -le $((now + 3601)) ]; then
-        ok "$mpm: X-RateLimit-Reset is epoch seconds within the hour"
+    if [ "$mpm" = prefork ]; then
+        like "$mpm: 429 has X-RateLimit-Limit" \
+            '^X-RateLimit-Limit: 100' "$hdrs"
+        like "$mpm: 429 has X-RateLimit-Remaining 0" \
+            '^X-RateLimit-Remaining: 0' "$hdrs"
+        reset=$(printf '%s\n' "$hdrs" | sed -n 's/^X-RateLimit-Reset: *//p')
+        now=$(date +%s)
+        if [ -n "$reset" ] && [ "$reset" -ge "$now" ] \
+            && [ "$reset" -le $((now + 3601)) ]; then
+            ok "$mpm: X-RateLimit-Reset is epoch seconds within the hour"
+        else
+            not_ok "$mpm: X-RateLimit-Reset is epoch seconds within the hour"
+            echo "#   reset '$reset', now $now"
+        fi
+    elif printf '%s\n' "$hdrs" | grep -qi '^X-RateLimit-'; then
+        not_ok "$mpm: legacy off (default): 429 has no X-RateLimit-*"
     else
-        not_ok "$mpm: X-RateLimit-Reset is epoch seconds within the hour"
-        echo "#   reset '$reset', now $now"
+        ok "$mpm: legacy off (default): 429 has no X-RateLimit-*"
     fi
     like "$mpm: 429 has Content-Type application/json" \
         '^Content-Type: application/json' "$hdrs"

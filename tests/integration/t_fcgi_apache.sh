@@ -75,7 +75,7 @@ like "200 has RateLimit with r=49" '^RateLimit: "site";r=49;t=[0-9]+' \
     "$hdrs"
 like "200 has RateLimit-Policy" '^RateLimit-Policy: "site";q=50;w=3600' \
     "$hdrs"
-like "200 has X-RateLimit-Remaining 49" '^X-RateLimit-Remaining: 49' \
+like "200 has RateLimit r=49" '^RateLimit: "site";r=49;' \
     "$hdrs"
 if printf '%s\n' "$hdrs" | grep -qi '^Variable-'; then
     not_ok "Variable-* headers do not reach the client"
@@ -106,7 +106,7 @@ else
     not_ok "429 has Retry-After >= 1 (got '$ra')"
 fi
 like "429 has RateLimit" '^RateLimit: "site";r=0;t=[0-9]+' "$hdrs"
-like "429 has X-RateLimit-Remaining 0" '^X-RateLimit-Remaining: 0' "$hdrs"
+like "429 has RateLimit r=0" '^RateLimit: "site";r=0;' "$hdrs"
 body=$(cat "$B")
 like "429 body is the JSON object" \
     '^\{"error":"too_many_requests",.*"rule":"site".*"retry_after":' "$body"

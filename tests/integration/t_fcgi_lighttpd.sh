@@ -22,6 +22,7 @@ CGI
 chmod 755 "$D/htdocs/cgi/env.cgi"
 
 cat >"$D/policy.conf" <<'POLICY'
+headers = { legacy = true; };
 tiers = [ "free", "pro" ];
 tier_from = { variable = "RL2_TIER"; };
 rules = (

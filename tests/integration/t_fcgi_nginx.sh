@@ -17,6 +17,7 @@ chmod -R 755 "$D"
 echo hello >"$D/htdocs/a.txt"
 
 cat >"$T_DIR/policy.conf" <<'POLICY'
+headers = { legacy = true; };
 rules = (
   { name = "site"; paths = "/**";
     limits = ( { rate = "50/hour"; algorithm = "sliding_log"; } ); }

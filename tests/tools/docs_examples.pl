@@ -50,7 +50,7 @@ for my $file (@ARGV) {
         # example the test would miss: reported, so it gets its language.
         if ($lang eq ''
             && grep { /^\s*[a-z_]+ = .*;/
-                       || /^\s*(RateLimit2|<Location|LoadModule)/ } @body) {
+                       || /^\s*(RateLimit2\w+\s|<Location|LoadModule\s)/ } @body) {
             $lang = 'untagged';
         }
         next unless $lang =~ /^(apache|libconfig|untagged)$/;

@@ -116,7 +116,8 @@ static const char full_policy[] =
     "          { name = \"pro\"; }, { name = \"business\"; },"
     " \"enterprise\" );\n"
     "default_tier = \"pro\";\n"                                      /* 11 */
-    "headers = { reset = \"delta\"; scope = true; algorithm = true; };\n"
+    "headers = { reset = \"delta\"; scope = true; algorithm = true;"
+    " legacy = true; };\n"
     "whitelist = { addresses = [ \"10.0.0.0/8\", \"2001:db8::/32\" ];\n"
     "              users = [ \"ops\" ]; api_keys = \"k1\";"
     " internal = true; };\n"
@@ -189,7 +190,8 @@ static void test_full_policy_top_level_fields(void **state)
     assert_string_equal(p->tier_variable, "RL2_TIER");
     assert_string_equal(p->tier_header, "X-RateLimit-Tier");
 
-    assert_int_equal(p->reset_delta, 1);
+    assert_int_equal(p->header_scope, 1);
+    assert_int_equal(p->header_legacy, 1);
     assert_int_equal(p->header_scope, 1);
     assert_int_equal(p->header_algorithm, 1);
 
@@ -465,6 +467,7 @@ static void test_empty_policy_has_defaults(void **state)
     assert_int_equal(p->n_tiers, 0);
     assert_int_equal(p->default_tier, -1);
     assert_int_equal(p->reset_delta, 0);
+    assert_int_equal(p->header_legacy, 0);
     assert_null(p->apikey_header);
     assert_int_equal(p->has_concurrency, 0);
     rl2_policy_free(p);

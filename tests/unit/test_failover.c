@@ -14,7 +14,7 @@ test_closed_circuit_goes_to_primary_and_marks_commits(void **state)
 {
     rl2_limit_t lim;
     rl2_layer_t l;
-    rl2_zone_stats_t zs;
+    rl2_zone_stats_t zs = { 0 };
 
     (void)state;
     make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
@@ -168,7 +168,7 @@ test_mode_open_passes_everything_uncounted(void **state)
 {
     rl2_limit_t lim;
     rl2_layer_t l;
-    rl2_zone_stats_t zs;
+    rl2_zone_stats_t zs = { 0 };
     char got[2048];
 
     (void)state;

@@ -173,10 +173,35 @@ test_short_paths_match(void **state)
     assert_string_equal(rule_of("GET", "/other"), "default");
 }
 
+/* Method names to bits: exact and case-sensitive (RFC 9110), unknown
+ * and near-misses give 0 (the rule's "other"). */
+static void
+test_method_bits(void **state)
+{
+    static const struct {
+        const char *name;
+        unsigned    bit;
+    } cases[] = {
+        { "GET", RL2_METHOD_GET }, { "HEAD", RL2_METHOD_HEAD },
+        { "POST", RL2_METHOD_POST }, { "PUT", RL2_METHOD_PUT },
+        { "DELETE", RL2_METHOD_DELETE }, { "PATCH", RL2_METHOD_PATCH },
+        { "OPTIONS", RL2_METHOD_OPTIONS },
+        { "CONNECT", RL2_METHOD_CONNECT }, { "TRACE", RL2_METHOD_TRACE },
+        { "get", 0 }, { "GETS", 0 }, { "GE", 0 }, { "P", 0 }, { "PO", 0 },
+        { "PROPFIND", 0 }, { "", 0 }, { "HEADER", 0 }, { "PATC", 0 },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(rl2_method_bit(cases[i].name), cases[i].bit);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_method_bits),
         cmocka_unit_test(test_normalise_spellings),
         cmocka_unit_test(test_normalise_refuses_relative),
         cmocka_unit_test(test_normalise_fits_input_plus_two),

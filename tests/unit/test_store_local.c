@@ -140,7 +140,7 @@ static int64_t peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
 
 static rl2_zone_stats_t stats_of(rl2_zone_t *z)
 {
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
 
     assert_int_equal(rl2_zone_stats(z, &s, NULL), RL2_OK);
     return s;
@@ -184,6 +184,48 @@ static void test_siphash_matches_reference_vectors(void **state)
         memcpy(buf + 3, msg, 15);
         assert_int_equal(rl2_siphash(&key, buf + 3, 15),
                          0xa129ca6149be45e5ULL);
+    }
+}
+
+/* The reference's 128-bit vector for the empty message under key
+ * 00..0f: the code path storage digests share (with 1-3 rounds). */
+static void test_siphash128_matches_reference(void **state)
+{
+    rl2_hash_key_t key;
+    uint64_t out[2];
+
+    (void)state;
+    for (int i = 0; i < 16; i++) {
+        key.k[i] = (uint8_t)i;
+    }
+    rl2_siphash128_24(&key, "", 0, out);
+    assert_int_equal(out[0], 0xe6a825ba047f81a3ULL);
+    assert_int_equal(out[1], 0x930255c71472f66dULL);
+}
+
+/* Digests of inputs of every length up to three words differ from one
+ * another and from the 2-4 variant's (the round counts are in use). */
+static void test_digest_lengths_distinct(void **state)
+{
+    rl2_hash_key_t key;
+    uint8_t msg[24];
+    rl2_digest_t d[25];
+    uint64_t ref[2];
+
+    (void)state;
+    for (int i = 0; i < 16; i++) {
+        key.k[i] = (uint8_t)i;
+    }
+    for (int i = 0; i < 24; i++) {
+        msg[i] = (uint8_t)i;
+    }
+    for (size_t n = 0; n <= 24; n++) {
+        d[n] = rl2_digest_keyed(&key, msg, n);
+        rl2_siphash128_24(&key, msg, n, ref);
+        assert_false(d[n].hi == ref[0] && d[n].lo == ref[1]);
+        for (size_t m = 0; m < n; m++) {
+            assert_false(d[n].hi == d[m].hi && d[n].lo == d[m].lo);
+        }
     }
 }
 
@@ -297,7 +339,7 @@ static void test_reopen_same_geometry_keeps_counters(void **state)
 {
     char name[64];
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     int i;
 
     (void)state;
@@ -321,7 +363,7 @@ static void test_reopen_other_geometry_recreates(void **state)
 {
     char name[64];
     rl2_zone_t *z, *old;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
 
     (void)state;
     zone_name(name, sizeof(name), "regeom");
@@ -592,7 +634,7 @@ static void test_remove_forgets_key_and_frees_its_entry(void **state)
 {
     char name[64];
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     int i;
 
     (void)state;
@@ -652,7 +694,7 @@ static void test_expired_reuse_is_not_an_eviction(void **state)
 {
     char name[64];
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     int i;
 
     (void)state;
@@ -797,7 +839,7 @@ static void test_million_keys_keep_memory_fixed_and_hot_key_exact(
     enum { ENTRIES = 10000, KEYS = 1000000, WARMUP = 10000, HOT_EVERY = 100 };
     char name[64];
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     rl2_digest_t hot = rl2_digest("hot", 3);
     struct mallinfo2 before = { 0 }, after;
     uint64_t hot_count = 0, hot_seen = 0, size_changes = 0;
@@ -947,7 +989,7 @@ static void test_killed_mid_update_leaves_table_consistent(void **state)
     enum { ENTRIES = 64, ROUNDS = 60 };
     char name[64], c;
     rl2_zone_t *z;
-    rl2_zone_stats_t s;
+    rl2_zone_stats_t s = { 0 };
     int fds[2], r;
     pid_t pid;
 
@@ -1104,6 +1146,8 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_siphash_matches_reference_vectors),
+        T(test_siphash128_matches_reference),
+        T(test_digest_lengths_distinct),
         T(test_digest_is_stable_with_independent_halves),
         T(test_hash_id_is_16_lowercase_hex_and_keyed),
         T(test_err_set_formats_truncates_and_accepts_null),

@@ -24,6 +24,8 @@ typedef const char *(*rl2_header_fn)(void *ctx, const char *name);
 
 typedef struct {
     const char   *method;    /* "GET" */
+    unsigned      method_bit; /* its RL2_METHOD_* bit when the front end
+                                 knows it already; 0: from method */
     const char   *path;      /* request path as received, query allowed */
     const char   *query;     /* query string without '?', or NULL */
     const char   *host;      /* Host header, or NULL */

@@ -17,17 +17,32 @@
 typedef void (*rl2_header_set_fn)(void *ctx, const char *name,
                                   const char *value);
 
-/* Emit every header for the verdict (nothing when no layer is shown).
- * Retry-After only when the verdict is a denial.  The values are written
- * into buf (RL2_HEADERS_MAX bytes is always enough) and the callback gets
- * pointers into it: they live as long as buf, so a caller that allocates
- * buf from its request's memory can keep them without copying.  Names
- * are string constants. */
-void rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
-                        const rl2_clock_t *now, char *buf, size_t len,
-                        rl2_header_set_fn set, void *ctx);
+/* Emit the header fields of the verdict and return the buffer size they
+ * need; nothing is emitted when no layer is shown (0 is returned) or when
+ * len is less than that size (call again with a buffer that large): RateLimit-Policy and
+ * RateLimit always; X-RateLimit-Limit, -Remaining and -Reset when the
+ * policy's header_legacy is set; X-RateLimit-Scope and -Algorithm when
+ * their switches are; Retry-After when the verdict is a denial.  The values are written into buf and the callback
+ * gets pointers into it, or to strings of the policy (rendered at load):
+ * they live as long as both buf and the policy, so a caller that
+ * allocates buf from its request's memory can keep them without copying.
+ * Names are string constants. */
+size_t rl2_headers_render(const rl2_policy_t *policy,
+                          const rl2_verdict_t *v, const rl2_clock_t *now,
+                          char *buf, size_t len, rl2_header_set_fn set,
+                          void *ctx);
 
-#define RL2_HEADERS_MAX 2048
+/* Always enough: a name renders to at most 128 bytes and a policy item
+ * to 174, so 16 layers need at most about 3.5 KiB. */
+#define RL2_HEADERS_MAX 4096
+
+/* The numbers of X-RateLimit-Limit, -Remaining and -Reset (epoch or delta
+ * as the policy says) for the verdict's shown layer, whether or not the
+ * policy sends those fields (the FastCGI front end passes them to the
+ * application).  The verdict must show a layer (v->shown >= 0). */
+void rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                        const rl2_clock_t *now, int64_t *limit,
+                        int64_t *remaining, int64_t *reset);
 
 /* Bytes rl2_headers_render needs for this verdict (an upper bound). */
 size_t rl2_headers_size(const rl2_verdict_t *v);

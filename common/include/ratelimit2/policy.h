@@ -79,6 +79,8 @@ typedef struct {
      * ("name";q=100;w=60; for a monthly quota without w, which varies). */
     const char       *sf_name;
     const char       *sf_policy;
+    size_t            sf_name_len;
+    size_t            sf_policy_len;
     /* Digest key of this limit's counters, derived by rl2_limit_finish
      * from name, algorithm and window: limits that share all three share
      * counters; a limit whose definition changes never reads state
@@ -174,6 +176,8 @@ typedef struct {
     rl2_hash_key_t hash_key;     /* for user ids and API keys */
 
     int            reset_delta;      /* X-RateLimit-Reset as delta secs */
+    int            header_legacy;    /* send X-RateLimit-Limit, -Remaining
+                                        and -Reset (off by default) */
     int            header_scope;     /* send X-RateLimit-Scope */
     int            header_algorithm; /* send X-RateLimit-Algorithm */
 

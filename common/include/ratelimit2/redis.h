@@ -28,6 +28,7 @@
 #define RL2_REDIS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ratelimit2/status.h"
 #include "ratelimit2/store.h"
@@ -39,6 +40,7 @@
 #define RL2_REDIS_NAME_MAX (RL2_REDIS_PATH_MAX + 8)
 #define RL2_REDIS_SENTINELS_MAX 8
 #define RL2_REDIS_MASTER_MAX 64
+#define RL2_REDIS_SEEDS_MAX 8
 
 /* Everything is copied in: the caller may free its strings afterwards. */
 typedef struct {
@@ -61,6 +63,12 @@ typedef struct {
                                         /* "host:port" or "[v6]:port" */
     int  n_sentinels;                   /* 0 .. RL2_REDIS_SENTINELS_MAX */
     char master_name[RL2_REDIS_MASTER_MAX]; /* as in "sentinel monitor" */
+    /* Redis Cluster: when n_seeds > 0, host and port are ignored; the
+     * seeds are asked for the slot map and every command goes to the
+     * master of its key's slot (redis_cluster.c). */
+    char seeds[RL2_REDIS_SEEDS_MAX][RL2_REDIS_HOST_MAX];
+                                        /* "host:port" or "[v6]:port" */
+    int  n_seeds;                       /* 0 .. RL2_REDIS_SEEDS_MAX */
 } rl2_redis_conf_t;
 
 /* 127.0.0.1:6379, db 0, no AUTH, connect 200 ms, commands 100 ms. */
@@ -77,7 +85,9 @@ typedef struct rl2_redis_pool rl2_redis_pool_t;
 /* One connection, ready for commands (connected, authenticated, database
  * selected).  With sentinels configured, the sentinels are asked in turn
  * for the master's address first (redis_topology.c), so that a connection
- * opened after a failover goes to the new master.  Errors are
+ * opened after a failover goes to the new master.  A Cluster conf (seeds)
+ * is RL2_ERR_CONFIG: a Cluster is reached through the router below, one
+ * pool per node.  Errors are
  * RL2_ERR_STORE naming host:port (or the socket, or the sentinels).
  * Freed by rl2_redis_conn_close(). */
 rl2_status_t rl2_redis_conn_open(const rl2_redis_conf_t *conf,
@@ -104,6 +114,22 @@ rl2_status_t rl2_redis_command(rl2_redis_conn_t *conn, int argc,
                                rl2_err_t *err);
 void rl2_redis_reply_free(struct redisReply *reply);
 
+/* ASKING, then the command, pipelined on one connection (one round trip):
+ * what a Cluster node's -ASK redirection asks for.  *reply is the
+ * command's; an error reply to ASKING is returned in its place. */
+rl2_status_t rl2_redis_command_asking(rl2_redis_conn_t *conn, int argc,
+                                      const char **argv,
+                                      const size_t *argvlen,
+                                      const char *what,
+                                      struct redisReply **reply,
+                                      rl2_err_t *err);
+
+/* "host:port", "[v6addr]:port", or "v6addr:port" as Redis writes it in
+ * -MOVED and -ASK: the host (size bytes) and *port; 0, or -1 when it is
+ * none of these. */
+int rl2_redis_addr_split(const char *addr, char *host, size_t size,
+                         int *port);
+
 /* ---- Sentinel discovery (redis_topology.c) ---- */
 
 /* Parse "NAME@host1:port1,host2:port2" (up to RL2_REDIS_SENTINELS_MAX
@@ -129,6 +155,83 @@ rl2_status_t rl2_redis_sentinel_master(const rl2_redis_conf_t *conf,
 /* Is this error reply one that means "not the master any more"? */
 int rl2_redis_reply_readonly(const struct redisReply *reply);
 
+/* ---- Redis Cluster (redis_cluster.c; the seed list redis_topology.c)
+ *
+ * Commands are routed by the slot of their keys: CRC16 (XMODEM) of the key,
+ * or of its {hash tag} -- the part between the first '{' and the next '}'
+ * when that part is not empty -- modulo 16384.  The slot map comes from
+ * CLUSTER SLOTS, asked of the seeds in turn (then of the other nodes
+ * known), on first use and whenever it is stale: after a -MOVED, a
+ * -CLUSTERDOWN or a connection error.  Each node has a pool of its own:
+ * one connection per thread, opened on first use, with the conf's
+ * timeouts and AUTH (never SELECT: a Cluster has only database 0).
+ * -MOVED sends the command to the named node at once and marks the map
+ * stale; -ASK sends ASKING and the command to the named node, once, and
+ * leaves the map alone; at most RL2_REDIS_REDIRECTS_MAX redirections per
+ * command.  A command that timed out or lost its connection is not sent
+ * again (it may have run). ---- */
+
+#define RL2_REDIS_CLUSTER_SLOTS 16384
+#define RL2_REDIS_CLUSTER_NODES_MAX 128 /* addresses one router learns */
+#define RL2_REDIS_REDIRECTS_MAX 5
+
+/* Parse "host1:port1,host2:port2" (up to RL2_REDIS_SEEDS_MAX seed nodes)
+ * into conf's seeds; RL2_ERR_CONFIG naming the bad part. */
+rl2_status_t rl2_redis_cluster_parse(rl2_redis_conf_t *conf,
+                                     const char *spec, rl2_err_t *err);
+
+/* The Cluster part of rl2_redis_conf_check(): a count in range, every
+ * seed HOST:PORT, no sentinels, no unix socket, database 0. */
+rl2_status_t rl2_redis_cluster_check(const rl2_redis_conf_t *conf,
+                                     rl2_err_t *err);
+
+/* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as Redis Cluster. */
+uint16_t rl2_redis_crc16(const void *buf, size_t len);
+
+/* The Cluster slot of a key (0 .. 16383), with the {hash tag} rule. */
+unsigned rl2_redis_key_slot(const char *key, size_t len);
+
+typedef struct rl2_redis_cluster rl2_redis_cluster_t;
+
+/* Counters of one router, for tests and operators. */
+typedef struct {
+    uint64_t moved;      /* -MOVED redirections followed */
+    uint64_t asked;      /* -ASK redirections followed */
+    uint64_t refreshes;  /* slot maps loaded */
+} rl2_redis_cluster_stats_t;
+
+/* A router for the Cluster conf's seeds name.  Opens nothing: the first
+ * command of the process loads the slot map.  RL2_ERR_CONFIG for a conf
+ * without seeds.  Freed by rl2_redis_cluster_destroy(). */
+rl2_status_t rl2_redis_cluster_create(const rl2_redis_conf_t *conf,
+                                      rl2_redis_cluster_t **out,
+                                      rl2_err_t *err);
+
+/* Send one command whose keys are all in `slot` to the master serving
+ * that slot, on this thread's connection to it, following redirections.
+ * As rl2_redis_command(): RL2_OK with the server's reply (possibly an
+ * error reply other than a redirection; -TRYAGAIN and -CLUSTERDOWN come
+ * back as such), or RL2_ERR_STORE on an I/O error, a timeout, a slot no
+ * node serves, or too many redirections.  *node (when not NULL) names the
+ * node that answered last ("host:port"; valid while the router lives). */
+rl2_status_t rl2_redis_cluster_command(rl2_redis_cluster_t *cl,
+                                       unsigned slot, int argc,
+                                       const char **argv,
+                                       const size_t *argvlen,
+                                       const char *what,
+                                       struct redisReply **reply,
+                                       const char **node, rl2_err_t *err);
+
+void rl2_redis_cluster_stats(const rl2_redis_cluster_t *cl,
+                             rl2_redis_cluster_stats_t *out);
+
+/* "cluster:SEED", for messages. */
+const char *rl2_redis_cluster_name(const rl2_redis_cluster_t *cl);
+
+/* Close every node's connections.  No thread may use the router during
+ * or after this call. */
+void rl2_redis_cluster_destroy(rl2_redis_cluster_t *cl);
+
 /* A per-thread cache of connections to the server conf names. */
 rl2_status_t rl2_redis_pool_create(const rl2_redis_conf_t *conf,
                                    rl2_redis_pool_t **out, rl2_err_t *err);
@@ -148,7 +251,8 @@ void rl2_redis_pool_destroy(rl2_redis_pool_t *pool);
 const char *rl2_redis_pool_name(const rl2_redis_pool_t *pool);
 
 /* The Redis store (store_redis.c): every layer of a request is decided by
- * one atomic Lua script on the server, with the semantics of the local
+ * one atomic Lua script on the server (in a Cluster, one per slot the
+ * layers' keys fall in, see store_redis.c), with the semantics of the local
  * store (see store.h) and the algorithms' arithmetic (algo.h), on Redis
  * TIME for every algorithm (committed_us is that clock too).  A Redis
  * error or timeout is RL2_ERR_STORE with a message naming the server and

@@ -1,0 +1,570 @@
+/*
+ * test_redis_cluster.c -- Redis Cluster routing (redis_cluster.c) and the
+ * store over a Cluster (store_redis.c).
+ *
+ * Key slots against fixed vectors and against the servers' own CLUSTER
+ * KEYSLOT; the seed syntax and its checks; then, against a real cluster of
+ * three masters on loopback that the group setup forms with
+ * `redis-cli --cluster create`: keys spread over every master, exact
+ * counts under threads, a request refused in one slot counted in no
+ * other, -MOVED after a slot moved, -ASK while it moves, a timeout that
+ * makes the map stale, the script cache lost on every node, and AUTH on
+ * every node.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rl2_redis_test.h"
+#include "rl2_cluster_test.h"
+
+#define WATCHDOG_S 60
+#define THREADS 8
+
+static rl2_policy_t *pol;
+static rl2_store_t *store;   /* seeded with node 0 only */
+
+/* ---- slots, without a server ---- */
+
+static void
+test_crc16_and_key_slot_vectors(void **state)
+{
+    (void)state;
+    /* the CRC16/XMODEM check value */
+    assert_int_equal(rl2_redis_crc16("123456789", 9), 0x31C3);
+    assert_int_equal(rl2_redis_crc16("", 0), 0);
+    assert_int_equal(rl2_redis_key_slot("123456789", 9), 0x31C3);
+    assert_int_equal(rl2_redis_key_slot("foo", 3), 12182);
+    /* the tag is hashed alone */
+    assert_int_equal(rl2_redis_key_slot("{123456789}.a", 13), 0x31C3);
+    assert_int_equal(rl2_redis_key_slot("x{foo}y", 7), 12182);
+    /* the first '{' and the first '}' after it */
+    assert_int_equal(rl2_redis_key_slot("a{foo}{bar}", 11), 12182);
+    assert_int_equal(rl2_redis_key_slot("a{{foo}}", 8),
+                     rl2_redis_key_slot("{foo", 4));
+    /* "{}" or a '{' never closed: the whole key */
+    assert_int_equal(rl2_redis_key_slot("{}foo", 5),
+                     rl2_redis_crc16("{}foo", 5) & 16383);
+    assert_int_equal(rl2_redis_key_slot("foo{bar", 7),
+                     rl2_redis_crc16("foo{bar", 7) & 16383);
+    assert_int_equal(rl2_redis_key_slot("foo}{", 5),
+                     rl2_redis_crc16("foo}{", 5) & 16383);
+}
+
+static void
+test_seed_syntax_and_checks(void **state)
+{
+    rl2_redis_conf_t conf;
+    rl2_redis_conn_t *c;
+    rl2_err_t err;
+
+    (void)state;
+    rl2_redis_conf_init(&conf);
+    assert_int_equal(rl2_redis_cluster_parse(&conf, "10.0.0.1:7000,"
+                                             "[::1]:7001,h:7002", &err),
+                     RL2_OK);
+    assert_int_equal(conf.n_seeds, 3);
+    assert_string_equal(conf.seeds[1], "[::1]:7001");
+    assert_int_equal(rl2_redis_conf_check(&conf, &err), RL2_OK);
+    conf.db = 1;
+    assert_int_equal(rl2_redis_conf_check(&conf, &err), RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "only database 0"));
+    conf.db = 0;
+    /* a Cluster is not one connection */
+    assert_int_equal(rl2_redis_conn_open(&conf, &c, &err), RL2_ERR_CONFIG);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@h:1", &err),
+                     RL2_OK);
+    assert_int_equal(rl2_redis_conf_check(&conf, &err), RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "neither sentinels"));
+
+    rl2_redis_conf_init(&conf);
+    assert_int_equal(rl2_redis_cluster_parse(&conf, "", &err),
+                     RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "cluster:HOST:PORT"));
+    assert_int_equal(rl2_redis_cluster_parse(&conf, "h", &err),
+                     RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "cluster seed \"h\" is not HOST:PORT"));
+    assert_int_equal(rl2_redis_cluster_parse(&conf, "h:1,", &err),
+                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_redis_cluster_parse(&conf, "h:0", &err),
+                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_redis_cluster_parse(&conf, "a:1,a:2,a:3,a:4,a:5,"
+                                             "a:6,a:7,a:8,a:9", &err),
+                     RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "more than 8 cluster seeds"));
+}
+
+/* ---- the cluster ---- */
+
+static unsigned
+layer_slot(const rl2_layer_t *l)
+{
+    char key[64];
+
+    key_of(l, 's', key, sizeof(key));
+    return rl2_redis_key_slot(key, strlen(key));
+}
+
+/* Admitted of `tries` applies of layers l[0..n) (fresh copies). */
+static int
+admit_n(rl2_layer_t *l, size_t n, int tries)
+{
+    rl2_layer_t c[4];
+    int ok = 0;
+
+    for (int t = 0; t < tries; t++) {
+        int denied = 0;
+
+        memcpy(c, l, n * sizeof(*l));
+        must_apply(store, c, n);
+        for (size_t i = 0; i < n; i++) {
+            denied |= c[i].refused;
+        }
+        ok += !denied;
+    }
+    return ok;
+}
+
+/* What one layer has left (peek on a copy). */
+static int64_t
+left(const rl2_layer_t *l)
+{
+    rl2_layer_t p = *l;
+    rl2_clock_t now;
+    rl2_err_t err;
+
+    rl2_clock_now(&now);
+    if (store->ops->peek(store, &p, 1, &now, &err) != RL2_OK) {
+        fail_msg("peek: %s", err.msg);
+    }
+    return p.result.allowed ? p.result.remaining + 1 : 0;
+}
+
+static void
+test_slots_match_the_servers_and_keys_spread(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "spread 5/min", RL2_ALGO_FIXED_WINDOW,
+                                5, MINUTE);
+    rl2_layer_t l;
+    char client[32], key[64];
+    int total = 0;
+
+    (void)state;
+    for (int i = 0; i < 60; i++) {
+        snprintf(client, sizeof(client), "198.51.100.%d", i);
+        mk_layer(&l, lim, client);
+        key_of(&l, 's', key, sizeof(key));
+        assert_int_equal(layer_slot(&l),
+                         admin_int(adm[i % NODES], "CLUSTER KEYSLOT %s",
+                                   key));
+        total += admit_n(&l, 1, 7);
+    }
+    assert_int_equal(total, 60 * 5);
+    for (int n = 0; n < NODES; n++) {
+        long long keys = admin_int(adm[n], "DBSIZE", NULL);
+
+        if (keys < 1) {
+            fail_msg("node %d holds no key", n);
+        }
+    }
+}
+
+/* Two layers whose keys are in different slots (and on different nodes
+ * when the map allows): the refusing layer first, then last. */
+static void
+test_refused_in_one_slot_is_counted_in_none(void **state)
+{
+    rl2_limit_t *ip = limit_of(pol, "ip 3/min", RL2_ALGO_FIXED_WINDOW, 3,
+                               MINUTE);
+    rl2_limit_t *user = limit_of(pol, "user 2/min", RL2_ALGO_SLIDING_LOG, 2,
+                                 MINUTE);
+    rl2_layer_t l[2];
+
+    (void)state;
+    mk_layer(&l[0], ip, "203.0.113.1");
+    mk_layer(&l[1], user, "alice");
+    assert_int_not_equal(layer_slot(&l[0]), layer_slot(&l[1]));
+    /* user refuses in the second group: the first (ip) is refunded */
+    assert_int_equal(admit_n(l, 2, 5), 2);
+    assert_int_equal(left(&l[0]), 1);
+    assert_int_equal(left(&l[1]), 0);
+
+    /* ip refuses in the first group: user (another user) never counted */
+    mk_layer(&l[1], user, "bob");
+    assert_int_not_equal(layer_slot(&l[0]), layer_slot(&l[1]));
+    {
+        rl2_layer_t rev[2] = { l[0], l[1] };
+
+        assert_int_equal(admit_n(rev, 2, 3), 1);
+        assert_int_equal(left(&l[0]), 0);
+        assert_int_equal(left(&l[1]), 1);
+        /* and the other way round: ip second, refusing, user refunded */
+        rev[0] = l[1];
+        rev[1] = l[0];
+        assert_int_equal(admit_n(rev, 2, 3), 0);
+        assert_int_equal(left(&l[1]), 1);
+    }
+}
+
+typedef struct {
+    rl2_layer_t l[2];
+    int         go;
+    int         admitted;
+    int         errors;
+} worker_t;
+
+static void *
+worker(void *arg)
+{
+    worker_t *w = arg;
+    char b;
+
+    if (read(w->go, &b, 1) < 0) {
+        w->errors++;
+    }
+    for (int i = 0; i < 50; i++) {
+        rl2_layer_t c[2] = { w->l[0], w->l[1] };
+        rl2_err_t err;
+
+        if (apply_now(store, c, 2, &err) != RL2_OK) {
+            w->errors++;
+        }
+        else if (!c[0].refused && !c[1].refused) {
+            w->admitted++;
+        }
+    }
+    return NULL;
+}
+
+/* 8 threads, 400 requests; the wide layer goes first so every refusal by
+ * the tight one is a refund of the wide one: both end exact. */
+static void
+test_threads_admit_exactly_across_slots(void **state)
+{
+    rl2_algo_t algos[] = { RL2_ALGO_FIXED_WINDOW, RL2_ALGO_SLIDING_LOG,
+                           RL2_ALGO_TOKEN_BUCKET, RL2_ALGO_LEAKY_BUCKET };
+    rl2_limit_t *wide = limit_of(pol, "wide", RL2_ALGO_FIXED_WINDOW, 1000,
+                                 HOUR);
+    int go[2];
+
+    (void)state;
+    for (size_t a = 0; a < sizeof(algos) / sizeof(algos[0]); a++) {
+        rl2_limit_t *tight = limit_of(pol, "tight", algos[a], 100, HOUR);
+        pthread_t th[THREADS];
+        worker_t w[THREADS];
+        char client[32];
+        int total = 0, errors = 0;
+
+        snprintf(client, sizeof(client), "algo-%zu", a);
+        assert_int_equal(pipe(go), 0);
+        for (int t = 0; t < THREADS; t++) {
+            memset(&w[t], 0, sizeof(w[t]));
+            mk_layer(&w[t].l[0], wide, client);
+            mk_layer(&w[t].l[1], tight, client);
+            w[t].go = go[0];
+            assert_int_equal(pthread_create(&th[t], NULL, worker, &w[t]), 0);
+        }
+        assert_int_not_equal(layer_slot(&w[0].l[0]), layer_slot(&w[0].l[1]));
+        close(go[1]);
+        for (int t = 0; t < THREADS; t++) {
+            pthread_join(th[t], NULL);
+            total += w[t].admitted;
+            errors += w[t].errors;
+        }
+        close(go[0]);
+        assert_int_equal(errors, 0);
+        assert_int_equal(total, 100);
+        assert_int_equal(left(&w[0].l[0]), 1000 - 100);
+    }
+}
+
+/* The slot of a layer moves to another master between requests: the
+ * store's router gets -MOVED, follows it, and the count goes on. */
+static void
+test_moved_slot_is_followed(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "moving 5/min", RL2_ALGO_SLIDING_LOG,
+                                5, MINUTE);
+    rl2_layer_t l;
+    char key[64];
+    unsigned slot;
+    int from, to;
+
+    (void)state;
+    mk_layer(&l, lim, "mover");
+    key_of(&l, 's', key, sizeof(key));
+    slot = layer_slot(&l);
+    from = owner_of(slot);
+    to = (from + 1) % NODES;
+    assert_int_equal(admit_n(&l, 1, 3), 3);
+    move_slot(slot, from, to, 1);
+    assert_int_equal(owner_of(slot), to);
+    assert_int_equal(exists_on(to, key), 1);
+    assert_int_equal(admit_n(&l, 1, 4), 2);
+    assert_int_equal(exists_on(from, key), 0);
+    assert_int_equal(left(&l), 0);
+}
+
+/* Through a router of its own, so its counters can be read: a slot half
+ * moved (MIGRATING / IMPORTING, key already carried over) sends -ASK,
+ * which is followed each time without changing the map; once the move is
+ * finished, -MOVED changes it. */
+static void
+test_ask_during_migration_then_moved(void **state)
+{
+    const char *argv[2] = { "INCR", "{ask-test}.n" };
+    size_t len[2] = { 4, strlen(argv[1]) };
+    unsigned slot = rl2_redis_key_slot(argv[1], len[1]);
+    rl2_redis_cluster_stats_t st;
+    rl2_redis_cluster_t *cl;
+    rl2_redis_conf_t conf;
+    redisReply *r;
+    rl2_err_t err;
+    int from, to;
+
+    (void)state;
+    rl2_redis_conf_init(&conf);
+    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
+             node[2].port);
+    conf.n_seeds = 1;
+    conf.command_timeout_ms = 2000;
+    assert_int_equal(rl2_redis_cluster_create(&conf, &cl, &err), RL2_OK);
+    from = owner_of(slot);
+    to = (from + 2) % NODES;
+    for (int i = 1; i <= 4; i++) {
+        if (i == 2) {
+            move_slot(slot, from, to, 0);
+        }
+        if (i == 4) {
+            slot_give(slot, from, to);
+        }
+        if (rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR", &r,
+                                      NULL, &err) != RL2_OK) {
+            fail_msg("INCR %d: %s", i, err.msg);
+        }
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        assert_int_equal(r->integer, i);
+        rl2_redis_reply_free(r);
+    }
+    rl2_redis_cluster_stats(cl, &st);
+    assert_int_equal(st.asked, 2);   /* requests 2 and 3 */
+    assert_int_equal(st.moved, 1);   /* request 4 */
+    assert_true(st.refreshes >= 1);
+    assert_int_equal(exists_on(to, argv[1]), 1);
+    assert_int_equal(exists_on(from, argv[1]), 0);
+    rl2_redis_cluster_destroy(cl);
+}
+
+/* A master that stops answering: the command times out (a store error,
+ * not retried), the map is marked stale, and the next command, once the
+ * master is back, loads the map again. */
+static void
+test_timeout_marks_the_map_stale(void **state)
+{
+    const char *argv[2] = { "INCR", "{stale-test}.n" };
+    size_t len[2] = { 4, strlen(argv[1]) };
+    unsigned slot = rl2_redis_key_slot(argv[1], len[1]);
+    rl2_redis_cluster_stats_t st;
+    rl2_redis_cluster_t *cl;
+    rl2_redis_conf_t conf;
+    redisReply *r;
+    rl2_err_t err;
+    int o = owner_of(slot);
+
+    (void)state;
+    rl2_redis_conf_init(&conf);
+    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
+             node[(o + 1) % NODES].port);
+    conf.n_seeds = 1;
+    conf.command_timeout_ms = 500;
+    assert_int_equal(rl2_redis_cluster_create(&conf, &cl, &err), RL2_OK);
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
+                                               "INCR", &r, NULL, &err),
+                     RL2_OK);
+    rl2_redis_reply_free(r);
+    kill(node[o].pid, SIGSTOP);
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
+                                               "INCR", &r, NULL, &err),
+                     RL2_ERR_STORE);
+    kill(node[o].pid, SIGCONT);
+    assert_non_null(strstr(err.msg, "no answer within 500 ms"));
+    rl2_redis_cluster_stats(cl, &st);
+    assert_int_equal(st.refreshes, 1);
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
+                                               "INCR", &r, NULL, &err),
+                     RL2_OK);
+    /* the timed-out INCR ran when the master woke up */
+    assert_int_equal(r->integer, 3);
+    rl2_redis_reply_free(r);
+    rl2_redis_cluster_stats(cl, &st);
+    assert_int_equal(st.refreshes, 2);
+    rl2_redis_cluster_destroy(cl);
+}
+
+/* INCR a key on every master through a router with this user and
+ * password; RL2_OK or the first error. */
+static rl2_status_t
+incr_everywhere(const char *user, const char *password, rl2_err_t *err)
+{
+    rl2_redis_cluster_t *cl;
+    rl2_redis_conf_t conf;
+    rl2_status_t st = RL2_OK;
+    int seen = 0;
+
+    rl2_redis_conf_init(&conf);
+    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
+             node[1].port);
+    conf.n_seeds = 1;
+    snprintf(conf.username, sizeof(conf.username), "%s", user);
+    snprintf(conf.password, sizeof(conf.password), "%s", password);
+    assert_int_equal(rl2_redis_cluster_create(&conf, &cl, err), RL2_OK);
+    for (int i = 0; st == RL2_OK && seen != (1 << NODES) - 1; i++) {
+        char key[32];
+        const char *argv[2] = { "INCR", key };
+        size_t len[2] = { 4, 0 };
+        unsigned slot;
+        redisReply *r;
+
+        len[1] = (size_t)snprintf(key, sizeof(key), "{auth-%d}", i);
+        slot = rl2_redis_key_slot(key, len[1]);
+        st = rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR", &r,
+                                       NULL, err);
+        if (st == RL2_OK) {
+            assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+            rl2_redis_reply_free(r);
+            seen |= 1 << owner_of(slot);
+        }
+    }
+    rl2_redis_cluster_destroy(cl);
+    return st;
+}
+
+/* AUTH with a password or an ACL user reaches every master the map names,
+ * not only the seed. */
+static void
+test_auth_reaches_every_node(void **state)
+{
+    rl2_err_t err;
+
+    (void)state;
+    for (int n = 0; n < NODES; n++) {
+        freeReplyObject(admin_cmd(adm[n], "CONFIG SET requirepass pw1"));
+        /* the router needs CLUSTER SLOTS (and ASKING) beyond the
+         * commands it carries */
+        freeReplyObject(admin_cmd(adm[n], "ACL SETUSER rl2 on >pw2 ~* "
+                                  "+incr +cluster|slots +asking"));
+    }
+    assert_int_equal(incr_everywhere("", "", &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "NOAUTH"));
+    if (incr_everywhere("", "pw1", &err) != RL2_OK
+        || incr_everywhere("rl2", "pw2", &err) != RL2_OK) {
+        fail_msg("with AUTH: %s", err.msg);
+    }
+    /* the admin connections stay authenticated */
+    for (int n = 0; n < NODES; n++) {
+        freeReplyObject(admin_cmd(adm[n], "CONFIG SET requirepass %s", ""));
+        freeReplyObject(admin_cmd(adm[n], "ACL DELUSER rl2"));
+    }
+}
+
+static void
+test_lost_script_cache_falls_back_per_node(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "flush 4/min", RL2_ALGO_TOKEN_BUCKET,
+                                4, MINUTE);
+    rl2_layer_t l[3];
+
+    (void)state;
+    mk_layer(&l[0], lim, "f1");
+    mk_layer(&l[1], lim, "f2");
+    mk_layer(&l[2], lim, "f3");
+    assert_int_equal(admit_n(l, 3, 1), 1);
+    for (int n = 0; n < NODES; n++) {
+        freeReplyObject(admin_cmd(adm[n], "SCRIPT FLUSH"));
+    }
+    assert_int_equal(admit_n(l, 3, 5), 3);
+    assert_int_equal(left(&l[0]), 0);
+}
+
+static int
+group_setup(void **state)
+{
+    rl2_redis_conf_t conf;
+    rl2_err_t err;
+
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    alarm(WATCHDOG_S);
+    cluster_start();
+    alarm(0);
+    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
+        fail_msg("policy: %s", err.msg);
+    }
+    rl2_redis_conf_init(&conf);
+    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
+             node[0].port);
+    conf.n_seeds = 1;
+    conf.connect_timeout_ms = 1000;
+    conf.command_timeout_ms = 2000;
+    if (rl2_store_redis_create(&conf, &store, &err) != RL2_OK) {
+        fail_msg("store: %s", err.msg);
+    }
+    return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    (void)state;
+    rl2_store_destroy(store);
+    rl2_policy_free(pol);
+    cluster_stop();
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    alarm(WATCHDOG_S);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    return 0;
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_crc16_and_key_slot_vectors),
+        T(test_seed_syntax_and_checks),
+        T(test_slots_match_the_servers_and_keys_spread),
+        T(test_refused_in_one_slot_is_counted_in_none),
+        T(test_threads_admit_exactly_across_slots),
+        T(test_moved_slot_is_followed),
+        T(test_ask_during_migration_then_moved),
+        T(test_timeout_marks_the_map_stale),
+        T(test_lost_script_cache_falls_back_per_node),
+        T(test_auth_reaches_every_node),
+    };
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
