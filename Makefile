@@ -121,3 +121,98 @@ fuzz: deps
 
 clean:
 	rm -rf build
+
+# ---- man pages, install, Debian packages ----
+#
+#   make man                      build/man/*.{5,8} from docs/man/*.md
+#   make install [DESTDIR=] [PREFIX=/usr/local]
+#   make deb                      build/deb/*.deb (dpkg-buildpackage -b)
+#
+# Distributions pass their hardening flags in EXTRA_CFLAGS and
+# EXTRA_LDFLAGS (debian/rules takes them from dpkg-buildflags); they are
+# added to the project's own for the programs and the module alike.
+CFLAGS_C += $(EXTRA_CFLAGS)
+LDSAN    += $(EXTRA_LDFLAGS)
+APXS_SAN += $(addprefix -Wc$(comma),$(EXTRA_CFLAGS)) \
+            $(addprefix -Wl$(comma),$(EXTRA_LDFLAGS))
+
+VERSION  ?= $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' \
+                packaging/debian/changelog)
+MAN_SRC  := $(sort $(wildcard docs/man/*.md))
+MAN_OUT  := $(MAN_SRC:docs/man/%.md=build/man/%) build/man/ratelimit2-cgi.8
+MAN_DATE := $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 \
+                --format=%ct 2>/dev/null || date +%s)} +%Y-%m-%d)
+
+PREFIX   ?= /usr/local
+SBINDIR  ?= $(PREFIX)/sbin
+MANDIR   ?= $(PREFIX)/share/man
+DOCDIR   ?= $(PREFIX)/share/doc/ratelimit2
+SYSCONFDIR ?= /etc
+APXS_LIBEXECDIR = $(shell $(APXS) -q LIBEXECDIR 2>/dev/null)
+MODDIR   ?= $(or $(APXS_LIBEXECDIR),/usr/lib/apache2/modules)
+UNITDIR  ?= $(or $(shell pkg-config --variable=systemdsystemunitdir \
+                systemd 2>/dev/null),/lib/systemd/system)
+DEBDIR   ?= build/deb
+DEBSRC   ?= build/debsrc
+
+.PHONY: man install deb
+
+man: $(MAN_OUT)
+
+build/man/%: docs/man/%.md scripts/md2man.pl docs/configuration.md \
+             docs/fastcgi.md
+	@mkdir -p $(dir $@)
+	perl scripts/md2man.pl -v '$(VERSION)' -d '$(MAN_DATE)' $< >$@.tmp
+	mv $@.tmp $@
+
+# One page documents both programs.
+build/man/ratelimit2-cgi.8:
+	@mkdir -p $(dir $@)
+	echo '.so man8/ratelimit2-fcgi.8' >$@
+
+# The policy file is installed only where there is none: make install
+# never overwrites what the administrator wrote.
+install: module fcgi man
+	install -d $(DESTDIR)$(MODDIR) $(DESTDIR)$(SBINDIR) \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+	    $(DESTDIR)$(SYSCONFDIR)/ratelimit2 $(DESTDIR)$(UNITDIR) \
+	    $(DESTDIR)$(DOCDIR)/examples
+	install -m 644 $(MODULE) $(DESTDIR)$(MODDIR)/mod_ratelimit2.so
+	install -m 755 $(FCGI_BIN) $(CGI_BIN) $(DESTDIR)$(SBINDIR)/
+	install -m 644 build/man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 644 build/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|' \
+	    -e 's|/etc/ratelimit2/|$(SYSCONFDIR)/ratelimit2/|' \
+	    conf/fcgi/ratelimit2-fcgi.service \
+	    >$(DESTDIR)$(UNITDIR)/ratelimit2-fcgi.service
+	install -m 644 conf/fcgi/ratelimit2-fcgi.socket $(DESTDIR)$(UNITDIR)/
+	chmod 644 $(DESTDIR)$(UNITDIR)/ratelimit2-fcgi.service
+	install -m 644 conf/examples/saas-api.conf conf/demo.conf \
+	    conf/fcgi/*.conf $(DESTDIR)$(DOCDIR)/examples/
+	sed 's|/usr/lib/apache2/modules/|$(MODDIR)/|' conf/apache/ratelimit2.load \
+	    >$(DESTDIR)$(DOCDIR)/examples/apache-ratelimit2.load
+	install -m 644 conf/apache/ratelimit2.conf \
+	    $(DESTDIR)$(DOCDIR)/examples/apache-ratelimit2.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/ratelimit2/ratelimit2.conf ] \
+	    || install -m 644 conf/ratelimit2.conf \
+	        $(DESTDIR)$(SYSCONFDIR)/ratelimit2/ratelimit2.conf
+
+# From a clean copy of the tree (the files git knows, as they are in the
+# working tree: no build products), so the working tree stays as it is.
+deb:
+	@rm -rf $(DEBSRC) && mkdir -p $(DEBSRC)/src $(DEBDIR)
+	if git rev-parse --git-dir >/dev/null 2>&1; then \
+	    git ls-files --cached --others --exclude-standard \
+	    | while read -r f; do [ -e "$$f" ] && echo "$$f"; done \
+	    | tar -T - -cf - | tar -xf - -C $(DEBSRC)/src; \
+	else \
+	    tar --exclude=./build -cf - . | tar -xf - -C $(DEBSRC)/src; \
+	fi
+	cp -r packaging/debian $(DEBSRC)/src/debian
+	cd $(DEBSRC)/src && dpkg-buildpackage -us -uc -b >../build.log 2>&1 \
+	    || { tail -60 ../build.log; exit 1; }
+	rm -f $(DEBDIR)/*.deb
+	mv $(DEBSRC)/*.deb $(DEBSRC)/*.changes $(DEBSRC)/*.buildinfo \
+	    $(DEBDIR)/
+	rm -rf $(DEBSRC)
+	@ls $(DEBDIR)/*.deb

@@ -123,7 +123,9 @@ sed "s|/usr/sbin/ratelimit2-fcgi|$FCGI_BIN|" \
     "$RL2_ROOT/conf/fcgi/ratelimit2-fcgi.service" \
     >"$T_DIR/units/ratelimit2-fcgi.service"
 cp "$RL2_ROOT/conf/fcgi/ratelimit2-fcgi.socket" "$T_DIR/units/"
-out=$(cd "$T_DIR/units" && timeout 30 systemd-analyze verify \
+# --man=no: the man page the units name is installed by the package, not
+# here (t_package verifies the installed units with it).
+out=$(cd "$T_DIR/units" && timeout 30 systemd-analyze verify --man=no \
     ./ratelimit2-fcgi.socket ./ratelimit2-fcgi.service 2>&1)
 is "systemd-analyze verify accepts the shipped units" "0:" "$?:$out"
 

@@ -1,0 +1,236 @@
+#!/bin/bash
+# t_package.sh -- the Debian packages, as a sysadmin meets them.
+#
+# Builds them (make deb, from a clean copy of the tree), checks them with
+# lintian, installs them with dpkg -i, enables the module with a2enmod,
+# runs apachectl configtest on the system configuration, then starts an
+# Apache of its own on a free loopback port that includes the packaged
+# mods-available files with the packaged example limit uncommented, and
+# sees a 429 from it.  The installed systemd units pass systemd-analyze
+# verify, and the installed daemon, started under systemd-socket-activate
+# with the socket unit's address and the service unit's command line,
+# answers an authorizer request.  The packages are purged on every exit
+# path, and the file lists of /etc/apache2, /etc/ratelimit2,
+# /usr/lib/apache2, /var/lib/apache2, the systemd unit directories and
+# /var/lib/dpkg/info are the same afterwards as before.
+#
+# Skipped without dpkg-buildpackage or root, and when the packages are
+# already installed on this machine (that installation is not ours to
+# purge).  Other suites run Apache with their own configuration and the
+# build tree's module: neither the packages nor their purge touch that.
+. "$(dirname "$0")/fcgi_lib.sh"
+
+PKGS="libapache2-mod-ratelimit2 ratelimit2-fcgi ratelimit2-common"
+WATCH="/etc/apache2 /etc/ratelimit2 /usr/lib/apache2 /var/lib/apache2
+/etc/systemd/system /lib/systemd/system /var/lib/dpkg/info"
+
+skip_all() {
+    echo "1..0 # SKIP $1"
+    exit 0
+}
+command -v dpkg-buildpackage >/dev/null || skip_all "no dpkg-buildpackage"
+[ "$(id -u)" -eq 0 ] || skip_all "dpkg -i needs root"
+for p in $PKGS; do
+    if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q installed; then
+        skip_all "$p is installed here already; not ours to purge"
+    fi
+done
+
+# What is there: path, type and link target, one a line.
+snapshot() {
+    # shellcheck disable=SC2086
+    find $WATCH -printf '%p %y %l\n' 2>/dev/null | sort
+}
+
+# dpkg ARGS... -- dpkg, waiting up to 5 minutes for the lock when another
+# apt-get or dpkg on this machine holds it.
+dpkg_wait() {
+    local i out rc
+    for i in $(seq 1 300); do
+        out=$(DEBIAN_FRONTEND=noninteractive dpkg "$@" 2>&1)
+        rc=$?
+        printf '%s\n' "$out" \
+            | grep -qE 'frontend lock|database is locked' || break
+        sleep 1
+    done
+    printf '%s\n' "$out"
+    return $rc
+}
+
+PURGED=0
+MADE_SHM=()
+pkg_purge() {
+    [ "$PURGED" = 1 ] && return 0
+    PURGED=1
+    # shellcheck disable=SC2086
+    dpkg_wait --purge $PKGS >"$T_DIR/purge.log" 2>&1
+}
+pkg_cleanup() {
+    local pf
+    for pf in "${RL2_PIDFILES[@]}"; do
+        [ -f "$pf" ] && kill -TERM "$(cat "$pf")" 2>/dev/null
+    done
+    for pf in "${RL2_PIDFILES[@]}"; do
+        rl2_wait_gone "$pf"
+    done
+    pkg_purge
+    for pf in "${MADE_SHM[@]}"; do
+        rm -f "$pf"
+    done
+    rl2_cleanup
+}
+trap pkg_cleanup EXIT
+
+snapshot >"$T_DIR/before.list"
+
+# ---- build and check ----
+DEB=$T_DIR/deb
+if ! make -s -C "$RL2_ROOT" deb DEBDIR="$DEB" DEBSRC="$T_DIR/debsrc" \
+        >"$T_DIR/build.log" 2>&1; then
+    not_ok "make deb builds the packages"
+    tail -40 "$T_DIR/build.log" | sed 's/^/#   /'
+    done_testing
+    exit 1
+fi
+for p in $PKGS; do
+    if ls "$DEB/${p}_"*.deb >/dev/null 2>&1; then
+        ok "make deb builds $p"
+    else
+        not_ok "make deb builds $p"
+    fi
+done
+if command -v lintian >/dev/null; then
+    out=$(lintian --allow-root --fail-on error "$DEB"/*.changes 2>&1)
+    is "lintian reports no errors" "0" "$?"
+    printf '%s\n' "$out" | grep -v '^$' | sed 's/^/# lintian: /'
+fi
+
+# ---- install ----
+debs=()
+for p in $PKGS; do
+    debs+=("$(ls "$DEB/${p}_"*.deb)")
+done
+out=$(dpkg_wait -i "${debs[@]}")
+is "dpkg -i installs the three packages" "0" "$?"
+[ -n "$out" ] && printf '%s\n' "$out" | tail -5 | sed 's/^/#   /'
+out=$(a2enmod ratelimit2 2>&1)
+is "a2enmod ratelimit2" "0" "$?"
+like "the module is enabled" 'ratelimit2' \
+    "$(ls /etc/apache2/mods-enabled/)"
+out=$(apachectl configtest 2>&1)
+like "apachectl configtest: Syntax OK" 'Syntax OK' "$out"
+like "man pages are installed" 'ratelimit2-fcgi\.8\.gz' \
+    "$(dpkg -L ratelimit2-fcgi)"
+is "the default policy is a conffile" "/etc/ratelimit2/ratelimit2.conf" \
+    "$(dpkg-query -W -f='${Conffiles}' ratelimit2-common | awk '{print $1}')"
+
+# ---- Apache with the packaged files and the example limit ----
+D=$T_DIR/apache
+P=$(free_port)
+Z=$(zone_name pkg)
+apache_conf "$D" "$P" event
+sed -i '/^LoadModule ratelimit2_module/d' "$D/httpd.conf"
+n=$(grep -cE '^[[:space:]]*#[[:space:]]*RateLimit2Limit ' \
+    /etc/apache2/mods-available/ratelimit2.conf)
+is "the packaged configuration has one example limit to uncomment" 1 "$n"
+sed -E 's/^([[:space:]]*)#[[:space:]]*(RateLimit2Limit )/\1\2/' \
+    /etc/apache2/mods-available/ratelimit2.conf >"$D/ratelimit2.conf"
+limit=$(sed -n 's/^[[:space:]]*RateLimit2Limit [^ ]* \([0-9]*\)\/min.*/\1/p' \
+    "$D/ratelimit2.conf")
+cat >"$D/site.conf" <<CONF
+Include /etc/apache2/mods-available/ratelimit2.load
+Include $D/ratelimit2.conf
+RateLimit2Zone $Z 1000
+CONF
+if apache_start "$D"; then
+    ok "Apache starts with the packaged module files"
+    H=$T_DIR/first.h
+    c=$(curl -s -D "$H" -o /dev/null -w '%{http_code}' \
+        "http://127.0.0.1:$P/index.html")
+    is "the first request is let through" 200 "$c"
+    like "the example limit is in force" \
+        "^RateLimit-Policy: \"per_client\";q=$limit;w=60" \
+        "$(tr -d '\r' <"$H")"
+    n=$(admitted $((limit + 50)) 4 "http://127.0.0.1:$P/index.html")
+    if [ "$n" -ge $((limit - 1 - limit / 10)) ] 2>/dev/null \
+            && [ "$n" -le $((limit - 1)) ]; then
+        ok "at most the example's $limit a minute are admitted ($((n + 1)))"
+    else
+        not_ok "at most the example's $limit a minute are admitted ($n + 1)"
+    fi
+    c=$(code "http://127.0.0.1:$P/index.html")
+    is "a request over the example limit gets 429" 429 "$c"
+    apache_stop "$D"
+else
+    not_ok "Apache starts with the packaged module files"
+fi
+
+# ---- systemd units and the daemon ----
+U=/lib/systemd/system
+out=$(timeout 60 systemd-analyze verify "$U/ratelimit2-fcgi.socket" \
+    "$U/ratelimit2-fcgi.service" 2>&1)
+is "systemd-analyze verify accepts the installed units" "0:" "$?:$out"
+addr=$(sed -n 's/^ListenStream=//p' "$U/ratelimit2-fcgi.socket")
+cmd=$(sed -n 's/^ExecStart=//p' "$U/ratelimit2-fcgi.service")
+user=$(sed -n 's/^User=//p' "$U/ratelimit2-fcgi.service")
+is "the socket unit listens on loopback" "127.0.0.1:9000" "$addr"
+if rl2_port_busy "${addr##*:}"; then
+    # Someone else's server has the unit's port: take a free one.
+    addr=127.0.0.1:$(free_port)
+    echo "# ${addr%%:*}:9000 is busy; the daemon listens on $addr"
+fi
+# Apache with the module leaves its default zone /ratelimit2, root's,
+# mode 0600: the daemon, as www-data, must not need it.  Made here (by
+# the installed CGI wrapper, as root) when there is none, removed after.
+if [ ! -e /dev/shm/ratelimit2 ]; then
+    env -i REQUEST_METHOD=GET REQUEST_URI=/ REMOTE_ADDR=192.0.2.1 \
+        RATELIMIT2_TARGET=/bin/true /usr/sbin/ratelimit2-cgi >/dev/null 2>&1
+    [ -e /dev/shm/ratelimit2 ] && MADE_SHM+=(/dev/shm/ratelimit2)
+fi
+uzone=$(printf '%s\n' "$cmd" | sed -n 's/.* -z \([^ ]*\).*/\1/p')
+like "the service has a zone of its own" '^/.' "$uzone"
+if [ "$uzone" != /ratelimit2 ]; then
+    ok "the service's zone is not Apache's default"
+else
+    not_ok "the service's zone is not Apache's default"
+fi
+if [ -n "$uzone" ] && [ ! -e "/dev/shm$uzone" ]; then
+    MADE_SHM+=("/dev/shm$uzone")
+    zopt=()
+else
+    zopt=(-z "$(zone_name fcgi)")     # someone's: leave it alone
+fi
+# setpriv execs, so the daemon keeps the pid systemd-socket-activate gave
+# LISTEN_PID, and runs as the unit's User=.
+# shellcheck disable=SC2086
+systemd-socket-activate -l "$addr" setpriv --reuid="$user" \
+    --regid="$user" --clear-groups $cmd "${zopt[@]}" \
+    2>"$T_DIR/daemon.log" &
+echo $! >"$T_DIR/daemon.pid"
+RL2_PIDFILES+=("$T_DIR/daemon.pid")
+wait_port "${addr##*:}"
+a=$("$FCGI_CLIENT" "$addr" REMOTE_ADDR=192.0.2.1 REQUEST_METHOD=GET \
+    REQUEST_URI=/ HTTP_HOST=example.com | head -1 | tr -d '\r')
+is "the daemon answers an authorizer request" "Status: 200 OK" "$a"
+like "the daemon got its socket from systemd" 'the socket from systemd' \
+    "$(cat "$T_DIR/daemon.log")"
+kill -TERM "$(cat "$T_DIR/daemon.pid")"
+rl2_wait_gone "$T_DIR/daemon.pid"
+
+# ---- purge: nothing left behind ----
+pkg_purge
+is "dpkg --purge removes the packages" "0" "$?"
+snapshot >"$T_DIR/after.list"
+# Another engineer's apt-get may add packages meanwhile: in dpkg's info
+# directory only our packages' files are ours to compare.  apache2's
+# maintainer-script helper keeps its state in /var/lib/apache2/module/
+# *_by_maint/MODULE: the file goes with the purge, the (shared, empty)
+# directory it first made stays, as for every module package.
+left=$(diff "$T_DIR/before.list" "$T_DIR/after.list" \
+    | grep '^[<>]' \
+    | grep -Ev '^[<>] /var/lib/dpkg/info/' \
+    | grep -Ev '^> /var/lib/apache2/module/[a-z_]+_by_maint d $' ; \
+    diff "$T_DIR/before.list" "$T_DIR/after.list" \
+    | grep -E '^[<>] /var/lib/dpkg/info/.*ratelimit2')
+is "after purge the watched directories are as before" "" "$left"
+done_testing

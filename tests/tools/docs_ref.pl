@@ -1,0 +1,133 @@
+#!/usr/bin/perl
+# docs_ref.pl -- lists, one item a line, of what the sources define and
+# what the documentation describes, for t_docs_ref.sh to compare.  Read
+# from the files each time: nothing here names a directive or a key.
+#
+#   docs_ref.pl directives FILE.c...       AP_INIT_*("Name", ...) entries
+#   docs_ref.pl doc-directives FILE.md     first words, RateLimit2*, of the
+#                                          table rows anywhere in FILE
+#   docs_ref.pl key-arrays FILE.c...       "array key" for every
+#                                          static const char *const
+#                                          rl2_*_keys[] = { ... };
+#   docs_ref.pl doc-keys FILE.md           "array key" for the tables
+#                                          marked <!-- keys: array -->
+#   docs_ref.pl man-tags PAGE              the .TP tags of a man page
+#   docs_ref.pl getopt FILE.c              the option letters of getopt()
+#   docs_ref.pl doc-options FILE.md HEAD   "-x" of table rows under HEAD
+#   docs_ref.pl env-names FILE.c           "RATELIMIT2_*" string literals
+#   docs_ref.pl doc-env FILE.md HEAD       RATELIMIT2_* of table rows under
+#                                          HEAD
+use strict;
+use warnings FATAL => 'all';
+
+sub slurp {
+    my ($f) = @_;
+    open(my $fh, '<', $f) or die "docs_ref: $f: $!\n";
+    local $/;
+    my $t = <$fh>;
+    close($fh);
+    return $t;
+}
+
+# C source without comments, so that a commented-out entry is not seen.
+sub c_source {
+    my $t = slurp($_[0]);
+    $t =~ s{/\*.*?\*/}{ }gs;
+    $t =~ s{//[^\n]*}{}g;
+    return $t;
+}
+
+# The table rows' first cells in the section under heading $head (up to
+# the next heading of the same or a higher level), or in the whole file
+# when $head is undef.
+sub first_cells {
+    my ($file, $head) = @_;
+    my ($level, $fence, @cells);
+    $level = 0 unless defined $head;     # the whole file
+    for my $l (split /\n/, slurp($file)) {
+        $fence = !$fence if $l =~ /^```/;
+        next if $fence;
+        if ($l =~ /^(#+)\s+(.*?)\s*$/) {
+            last if $level && length($1) <= $level;
+            $level = length($1) if !defined $level && $2 eq $head;
+            next;
+        }
+        next unless defined $level && $l =~ /^\|\s*`([^`]*)`/;
+        push @cells, $1;
+    }
+    die "docs_ref: no heading \"$head\" in $file\n" unless defined $level;
+    return @cells;
+}
+
+my $cmd = shift @ARGV // '';
+my %seen;
+my @out;
+if ($cmd eq 'directives') {
+    for my $f (@ARGV) {
+        push @out, c_source($f) =~ /\bAP_INIT_\w+\s*\(\s*"([^"]+)"/g;
+    }
+}
+elsif ($cmd eq 'doc-directives') {
+    @out = map { (split ' ', $_)[0] } first_cells($ARGV[0], undef);
+    @out = grep { /^RateLimit2/ } @out;
+}
+elsif ($cmd eq 'key-arrays') {
+    for my $f (@ARGV) {
+        my $t = c_source($f);
+        while ($t =~ /\bstatic\s+const\s+char\s*\*\s*const\s+
+                      (rl2_\w+_keys)\s*\[\s*\]\s*=\s*\{(.*?)\}\s*;/gsx) {
+            my ($name, $body) = ($1, $2);
+            push @out, map { "$name $_" } $body =~ /"([^"]+)"/g;
+        }
+    }
+}
+elsif ($cmd eq 'doc-keys') {
+    my ($array, $in);
+    for my $l (split /\n/, slurp($ARGV[0])) {
+        if ($l =~ /^<!--\s*keys:\s*(\S+)\s*-->/) {
+            ($array, $in) = ($1, 0);
+            next;
+        }
+        next unless defined $array;
+        if ($l =~ /^\|/) {
+            $in = 1;
+            push @out, "$array $1" if $l =~ /^\|\s*`([^`]+)`\s*\|/;
+        }
+        elsif ($in) {
+            undef $array;
+        }
+        elsif ($l =~ /\S/) {
+            die "docs_ref: <!-- keys: $array --> is not followed by a table\n";
+        }
+    }
+}
+elsif ($cmd eq 'man-tags') {
+    my @l = split /\n/, slurp($ARGV[0]);
+    for my $i (0 .. $#l - 1) {
+        next unless $l[$i] eq '.TP';
+        (my $t = $l[$i + 1]) =~ s/\\f[BIRP]//g;
+        $t =~ s/\\-/-/g;
+        $t =~ s/\\&//g;
+        push @out, (split ' ', $t)[0] // '';
+    }
+}
+elsif ($cmd eq 'getopt') {
+    my ($spec) = c_source($ARGV[0]) =~ /\bgetopt\s*\([^,]+,[^,]+,\s*"([^"]+)"/;
+    die "docs_ref: no getopt() in $ARGV[0]\n" unless defined $spec;
+    @out = map { "-$_" } grep { $_ ne ':' } split //, $spec;
+}
+elsif ($cmd eq 'doc-options') {
+    @out = grep { /^-\w$/ } map { (split ' ', $_)[0] }
+           first_cells($ARGV[0], $ARGV[1]);
+}
+elsif ($cmd eq 'env-names') {
+    @out = c_source($ARGV[0]) =~ /"(RATELIMIT2_[A-Z0-9_]+)"/g;
+}
+elsif ($cmd eq 'doc-env') {
+    @out = grep { /^RATELIMIT2_/ } first_cells($ARGV[0], $ARGV[1]);
+}
+else {
+    die "usage: docs_ref.pl directives|doc-directives|key-arrays|doc-keys|"
+        . "man-tags|getopt|doc-options|env-names|doc-env ARGS\n";
+}
+print "$_\n" for sort grep { !$seen{$_}++ } @out;
