@@ -238,7 +238,12 @@ rl2_ctl_rule_md(FILE *f, const rl2_policy_t *p, const rl2_rule_t *r)
 
     rl2_ctl_methods(r->methods, methods, sizeof(methods));
     rl2_ctl_paths(r, paths, sizeof(paths), 1);
-    snprintf(req, sizeof(req), "%s %s", methods, paths);
+    if (r->methods == 0 && r->n_paths == 0) {
+        snprintf(req, sizeof(req), "any request");
+    }
+    else {
+        snprintf(req, sizeof(req), "%s %s", methods, paths);
+    }
     snprintf(name, sizeof(name), "**%s**", r->name);
     if (r->exempt) {
         fprintf(f, "| %s | %s | every tier | - | not limited | - | - | - | "

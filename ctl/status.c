@@ -1,7 +1,9 @@
 /*
  * status.c -- ratelimit2ctl status KEY: what the client has used and has
  * left under every limit that applies to one request, read with the
- * store's peek (nothing is counted, no key is created).  With -R the
+ * store's peek (nothing is counted, no key is created).  REMAINING is
+ * what is left now, the value the client's last X-RateLimit-Remaining
+ * header showed (a window or bucket may have refilled since).  With -R the
  * answer comes from Redis, as the servers see it while the circuit is
  * closed; otherwise from the local zone.
  */
@@ -29,14 +31,21 @@ rl2_ctl_status_print(const rl2_ctl_client_t *c, const rl2_verdict_t *v,
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i];
         const rl2_algo_result_t *res = &l->result;
+        int64_t left;
 
         if (!rl2_ctl_layer_mine(c, l)) {
             continue;
         }
+        /* A peek answers as if the request were counted: what is left
+         * now, as the client's last X-RateLimit-Remaining said, is one
+         * request's cost more. */
+        left = res->allowed ? res->remaining + l->limit->cost
+                            : res->remaining;
+        left = left > res->limit ? res->limit : left;
         printf("%-20s %-24s %-22s %8" PRId64 " %8" PRId64 " %9" PRId64
                " %8" PRId64 " %s\n", l->rule != NULL ? l->rule->name : "-",
-               l->limit->name, l->client, res->limit,
-               res->limit - res->remaining, res->remaining,
+               l->limit->name, l->client, res->limit, res->limit - left,
+               left,
                (res->reset_us + 999999) / 1000000,
                l->limit->unlimited ? "unlimited"
                : l->refused ? "refused" : "allowed");
