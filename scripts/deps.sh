@@ -9,7 +9,8 @@ apache2 apache2-dev apache2-utils
 libconfig-dev libcmocka-dev libhiredis-dev libfcgi-dev spawn-fcgi
 redis-server lighttpd nginx systemd iproute2
 curl wrk valgrind
-clang libclang-rt-14-dev llvm"
+clang libclang-rt-14-dev llvm
+chromium"
 
 missing=""
 for p in $PKGS; do

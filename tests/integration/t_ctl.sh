@@ -9,9 +9,10 @@
 #     shows, for an address and an API key, locally and through Redis;
 #     `reset` lets a refused client through again;
 #   - with Redis, the entries go to the stream (XLEN grows by N);
+#   - ratelimit2-fcgi records its refusals in its zone's log too;
 #   - `check` refuses a bad policy with file:line (exit 1); `docs` renders
 #     every rule of conf/examples/saas-api.conf.
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/fcgi_lib.sh"
 
 CTL="$BUILD/ctl/ratelimit2ctl"
 CHROMIUM=$(command -v chromium || true)
@@ -192,6 +193,23 @@ is "a bad subcommand is a usage error (2)" 2 \
    "$("$CTL" frobnicate >/dev/null 2>&1; echo $?)"
 
 apache_stop "$DA"
+
+# ---- ratelimit2-fcgi records its refusals too ----
+ZF=$(zone_name ctlf)
+FP=$(free_port)
+fcgi_start fcgid -c "$POLICY" -s "127.0.0.1:$FP" -z "$ZF" -t 2
+refused=0
+for _ in $(seq 1 6); do
+    "$FCGI_CLIENT" "127.0.0.1:$FP" REMOTE_ADDR=192.0.2.9 \
+        REQUEST_METHOD=GET REQUEST_URI=/api/x >"$T_DIR/fcgi.out" 2>&1
+    grep -q '^Status: 429' "$T_DIR/fcgi.out" && refused=$((refused + 1))
+done
+is "ratelimit2-fcgi: 3 admitted, then 3 refused" 3 "$refused"
+like "ratelimit2-fcgi: each refusal is an entry" \
+     '"entries":3,.*"top_clients":\[\{"name":"192\.0\.2\.9","denials":3' \
+     "$("$CTL" -z "$ZF" report --json)"
+fcgi_stop fcgid
+is "ratelimit2-fcgi stops cleanly" 0 $?
 
 # ---- Redis ----
 RP=$(free_port)
