@@ -247,5 +247,10 @@ rl2_vlog_stream_read(const rl2_redis_conf_t *redis, const char *stream,
         *n += (size_t)rl2_stream_entry(r->element[i], &(*out)[*n]);
     }
     rl2_redis_reply_free(r);
+    if (st != RL2_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
     return st;
 }

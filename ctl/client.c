@@ -123,13 +123,12 @@ rl2_ctl_redis(const rl2_ctl_opts_t *o, int for_reset, rl2_ctl_stores_t *s)
     return RL2_CTL_OK;
 }
 
-int
-rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
-                    rl2_ctl_stores_t *s)
+static int
+rl2_ctl_stores_try(const rl2_ctl_opts_t *o, int for_reset,
+                   rl2_ctl_stores_t *s)
 {
     rl2_err_t err;
 
-    memset(s, 0, sizeof(*s));
     if (rl2_zone_attach(o->zone, &s->zone, &err) != RL2_OK) {
         s->zone = NULL;
         if (!o->backend.redis_enabled) {
@@ -145,6 +144,19 @@ rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
         return rl2_ctl_redis(o, for_reset, s);
     }
     return RL2_CTL_OK;
+}
+
+int
+rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
+                    rl2_ctl_stores_t *s)
+{
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    if ((rc = rl2_ctl_stores_try(o, for_reset, s)) != RL2_CTL_OK) {
+        rl2_ctl_stores_close(s);
+    }
+    return rc;
 }
 
 void

@@ -193,9 +193,11 @@ rl2_ctl_gather(const rl2_ctl_opts_t *o, rl2_ctl_report_t *r)
     if ((rc = rl2_ctl_policy(o, &policy)) != RL2_CTL_OK) {
         return rc;
     }
-    rl2_vlog_conf_resolve(&policy->vlog, &vc, &err);
-    rc = rl2_vlog_stream_read(&o->backend.redis, vc.stream, vc.capacity * 2,
-                              &got, &n, &err);
+    rc = rl2_vlog_conf_resolve(&policy->vlog, &vc, &err);
+    if (rc == RL2_OK) {
+        rc = rl2_vlog_stream_read(&o->backend.redis, vc.stream,
+                                  (size_t)vc.capacity * 2, &got, &n, &err);
+    }
     rl2_policy_free(policy);
     if (rc != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
