@@ -114,7 +114,7 @@ rl2_backend_open(const rl2_backend_conf_t *conf, rl2_backend_t **out,
     }
     if (st == RL2_OK) {
         st = rl2_vlog_open(&conf->vlog, conf->zone_name, conf->shm_mode,
-                           conf->redis_enabled ? &conf->redis : NULL,
+                           b->redis ? rl2_store_redis_pool(b->redis) : NULL,
                            b->circuit, &b->vlog, err);
     }
     if (st != RL2_OK) {

@@ -34,7 +34,7 @@ struct rl2_vlog {
     uint32_t          rate;
     char              stream[RL2_VLOG_STREAM_MAX];
     char              maxlen[24];
-    rl2_redis_pool_t *pool;        /* NULL: local ring only */
+    rl2_redis_pool_t *pool;        /* borrowed; NULL: local ring only */
     rl2_circuit_t    *circuit;     /* borrowed, may be NULL */
 };
 
@@ -80,7 +80,7 @@ rl2_vlog_ring_name(const char *zone_name, char *out, size_t size)
 
 rl2_status_t
 rl2_vlog_open(const rl2_vlog_conf_t *conf, const char *zone_name,
-              unsigned mode, const rl2_redis_conf_t *redis,
+              unsigned mode, rl2_redis_pool_t *redis,
               rl2_circuit_t *circuit, rl2_vlog_t **out, rl2_err_t *err)
 {
     char name[RL2_SHM_NAME_MAX + 8];
@@ -107,13 +107,10 @@ rl2_vlog_open(const rl2_vlog_conf_t *conf, const char *zone_name,
     snprintf(log->stream, sizeof(log->stream), "%s", c.stream);
     snprintf(log->maxlen, sizeof(log->maxlen), "%u", c.capacity);
     log->circuit = circuit;
+    log->pool = redis;
     st = rl2_shm_obj_open(name, log->ring_size, RL2_VLOG_MAGIC,
                           RL2_VLOG_VERSION, mode, &base, err);
-    if (st == RL2_OK && redis != NULL) {
-        st = rl2_redis_pool_create(redis, &log->pool, err);
-    }
     if (st != RL2_OK) {
-        rl2_shm_obj_close(base, log->ring_size);  /* NULL: nothing */
         free(log);
         return st;
     }
@@ -127,9 +124,6 @@ rl2_vlog_close(rl2_vlog_t *log)
 {
     if (log == NULL) {
         return;
-    }
-    if (log->pool != NULL) {
-        rl2_redis_pool_destroy(log->pool);
     }
     rl2_shm_obj_close(log->ring, log->ring_size);
     free(log);
@@ -249,7 +243,9 @@ rl2_vlog_ring_put(rl2_vlog_t *log, const rl2_vlog_entry_t *e)
 }
 
 /* XADD stream MAXLEN ~ capacity * t .. rule .. (see violation_log_read.c
- * for the fields); RL2_OK only when Redis answered with an id. */
+ * for the fields) on this thread's connection, if it has a healthy one:
+ * never a connect on a request's time.  RL2_OK only when Redis answered
+ * with an id. */
 static rl2_status_t
 rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
 {
@@ -273,9 +269,12 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
     for (int i = 0; i < 26; i++) {
         len[i] = strlen(args[i]);
     }
-    if ((st = rl2_redis_pool_get(log->pool, &conn, err)) != RL2_OK
-        || (st = rl2_redis_command(conn, 26, args, len, "XADD", &reply,
-                                   err)) != RL2_OK) {
+    if (!rl2_redis_pool_cached(log->pool, &conn)) {
+        return rl2_err_set(err, RL2_ERR_STORE, "redis: no connection on "
+                           "this thread");
+    }
+    if ((st = rl2_redis_command(conn, 26, args, len, "XADD", &reply, err))
+        != RL2_OK) {
         return st;
     }
     ok = reply->type == REDIS_REPLY_STRING;

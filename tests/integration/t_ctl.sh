@@ -8,7 +8,8 @@
 #   - `status` shows the remaining count the client's X-RateLimit-Remaining
 #     shows, for an address and an API key, locally and through Redis;
 #     `reset` lets a refused client through again;
-#   - with Redis, the entries go to the stream (XLEN grows by N);
+#   - with Redis, the entries go to the stream (XLEN grows by N), and to
+#     the local ring while Redis is down;
 #   - ratelimit2-fcgi records its refusals in its zone's log too;
 #   - `check` refuses a bad policy with file:line (exit 1); `docs` renders
 #     every rule of conf/examples/saas-api.conf.
@@ -238,6 +239,19 @@ like "report reads the stream" '"entries":4,"denials":4,.*"redis":true' \
 is "reset through Redis lets the client through" 200 "$(code "$UR/api/x")"
 is "and status shows the count again" 2 \
    "$(ctl_remaining api_ip "${CR[@]}" -p /api/x status 127.0.0.1)"
+
+# Redis gone: the local zone decides (failover local) and the refusals
+# go to the local ring, without waiting for Redis.
+kill -KILL "$(cat "$RDIR/redis.pid")"
+rm -f "$RDIR/redis.pid"
+refused=0
+for _ in $(seq 1 6); do
+    [ "$(code "$UR/api/x")" = 429 ] && refused=$((refused + 1))
+done
+is "Redis down: 3 admitted by the local zone, then 3 refused" 3 "$refused"
+like "Redis down: the refusals are in the local ring" \
+     '"entries":3,"denials":3,.*"ring":true,"redis":false' \
+     "$("$CTL" -z "$ZR" report --json)"
 apache_stop "$DR"
 
 done_testing

@@ -11,10 +11,11 @@
  *
  * Where entries go:
  *   - with Redis (and its circuit closed): XADD to a stream capped at
- *     about `capacity` entries (MAXLEN ~), on this thread's connection,
- *     waiting at most the command timeout (plus the connect timeout for a
- *     thread that must connect); on an error, or while the circuit is
- *     open, the entry goes to the local ring instead;
+ *     about `capacity` entries (MAXLEN ~), on the connection the Redis
+ *     store has just used on this thread, waiting at most the command
+ *     timeout; never connecting: with no healthy connection, on an
+ *     error, or while the circuit is open, the entry goes to the local
+ *     ring instead;
  *   - otherwise: a ring of `capacity` entries in the named shared memory
  *     object "<zone>.vlog".  Nothing unlinks it when Apache stops, so it
  *     survives graceful and full restarts (like the zone), until the host
@@ -85,15 +86,15 @@ rl2_status_t rl2_vlog_conf_resolve(const rl2_vlog_conf_t *conf,
 int rl2_vlog_ring_name(const char *zone_name, char *out, size_t size);
 
 /* Open the log of zone `zone_name`: create or attach to its ring (mode is
- * the permission of a new object); with redis not NULL, entries go to the
- * stream while `circuit` (may be NULL) is closed.  conf and redis are
- * copied; circuit is borrowed.  *out is NULL when conf->disabled.  Freed
- * by rl2_vlog_close(). */
+ * the permission of a new object); with `redis` (the Redis store's pool,
+ * rl2_store_redis_pool) not NULL, entries go to the stream while
+ * `circuit` (may be NULL) is closed.  conf is copied (its stream too);
+ * redis and circuit are borrowed and must outlive the log.  *out is NULL
+ * when conf->disabled.  Freed by rl2_vlog_close(). */
 rl2_status_t rl2_vlog_open(const rl2_vlog_conf_t *conf,
                            const char *zone_name, unsigned mode,
-                           const rl2_redis_conf_t *redis,
-                           rl2_circuit_t *circuit, rl2_vlog_t **out,
-                           rl2_err_t *err);
+                           rl2_redis_pool_t *redis, rl2_circuit_t *circuit,
+                           rl2_vlog_t **out, rl2_err_t *err);
 void rl2_vlog_close(rl2_vlog_t *log);
 
 /* Record the refusal `v` (outcome RL2_OUTCOME_DENY) of a request with
