@@ -119,15 +119,33 @@ rl2_ctl_opt(rl2_ctl_opts_t *o, int c, const char *arg)
     char *end;
 
     switch (c) {
-    case 'c': o->policy = arg; return 0;
-    case 'z': o->zone = arg; return 0;
-    case 'm': o->method = arg; return 0;
-    case 'p': o->path = arg; return 0;
-    case 'a': o->address = arg; return 0;
-    case 't': o->tier = arg; return 0;
-    case 'o': o->output = arg; return 0;
-    case 'J': o->format = RL2_CTL_JSON; return 0;
-    case 'H': o->format = RL2_CTL_HTML; return 0;
+    case 'c':
+        o->policy = arg;
+        return 0;
+    case 'z':
+        o->zone = arg;
+        return 0;
+    case 'm':
+        o->method = arg;
+        return 0;
+    case 'p':
+        o->path = arg;
+        return 0;
+    case 'a':
+        o->address = arg;
+        return 0;
+    case 't':
+        o->tier = arg;
+        return 0;
+    case 'o':
+        o->output = arg;
+        return 0;
+    case 'J':
+        o->format = RL2_CTL_JSON;
+        return 0;
+    case 'H':
+        o->format = RL2_CTL_HTML;
+        return 0;
     case 'n':
         errno = 0;
         o->top = strtol(arg, &end, 10);

@@ -80,15 +80,18 @@ for _ in $(seq 1 7); do
     [ "$(code "$U/api/x")" = 429 ] && refused=$((refused + 1))
 done
 is "2 admitted, then 5 refused" 5 "$refused"
-like "status: refused with 0 remaining" 'api_ip +127\.0\.0\.1 +3 +3 +0 .*refused' \
+like "status: refused with 0 remaining" \
+     'api_ip +127\.0\.0\.1 +3 +3 +0 .*refused' \
      "$("${C[@]}" -p /api/x status 127.0.0.1)"
 
 json=$("${C[@]}" report --json)
 like "N refusals make N entries" '"entries":5,"denials":5,' "$json"
-like "entries are by rule/limit" '"by_limit":\[\{"name":"api/api_ip","denials":5' "$json"
+like "entries are by rule/limit" \
+     '"by_limit":\[\{"name":"api/api_ip","denials":5' "$json"
 like "the breathing room: (3 + 5 in one hour) / 3" \
      '"peak_in_window":5,"breathing_room":2\.667' "$json"
-like "top client is the address" '"top_clients":\[\{"name":"127\.0\.0\.1","denials":5' "$json"
+like "top client is the address" \
+     '"top_clients":\[\{"name":"127\.0\.0\.1","denials":5' "$json"
 
 # A full stop and start on the same zone: the ring is still there.
 apache_stop "$DA"
@@ -164,8 +167,12 @@ else
 fi
 
 # ---- check and docs ----
-printf 'mode = "enforce";\nrules = (\n  { name = "x"; limits = ( { rate = "5/min"; burts = 3; } ); }\n);\n' \
-    >"$T_DIR/bad.conf"
+cat >"$T_DIR/bad.conf" <<'CONF'
+mode = "enforce";
+rules = (
+  { name = "x"; limits = ( { rate = "5/min"; burts = 3; } ); }
+);
+CONF
 err=$("$CTL" check "$T_DIR/bad.conf" 2>&1 >/dev/null)
 is "check fails with exit status 1 on a bad policy" 1 \
    "$("$CTL" check "$T_DIR/bad.conf" >/dev/null 2>&1; echo $?)"
