@@ -100,11 +100,17 @@ like "entries survive a stop and start of Apache" '"entries":5,' \
      "$("${C[@]}" report --json)"
 is "so do the counters: still refused" 429 "$(code "$U/api/x")"
 like "and a new refusal is appended" '"entries":6,' "$("${C[@]}" report --json)"
+apache_graceful "$DA"
+sleep 1
+is "after a graceful restart the address is still refused" 429 \
+   "$(code "$U/api/x")"
+like "and its refusal joins the entries that were there" '"entries":7,' \
+     "$("${C[@]}" report --json)"
 
 text=$("${C[@]}" report)
-like "report (text) counts them" 'violation log: 6 entries, 6 denials' "$text"
-like "report (text) by rule/limit" 'api/api_ip +6 +limit 3' "$text"
-like "report (text) top clients" '127\.0\.0\.1 +6' "$text"
+like "report (text) counts them" 'violation log: 7 entries, 7 denials' "$text"
+like "report (text) by rule/limit" 'api/api_ip +7 +limit 3' "$text"
+like "report (text) top clients" '127\.0\.0\.1 +7' "$text"
 
 # An API key: hashed in the log, never written plain.
 h=$(remaining_hdr -H 'X-API-Key: secret-k1' "$U/keyed/x")
