@@ -169,6 +169,24 @@ rl2_ctl_rule_text(FILE *f, const rl2_policy_t *p, const rl2_rule_t *r)
     }
 }
 
+static void
+rl2_ctl_vlog_text(FILE *f, const rl2_policy_t *p)
+{
+    rl2_vlog_conf_t vc;
+    rl2_err_t err;
+
+    if (rl2_vlog_conf_resolve(&p->vlog, &vc, &err) != RL2_OK) {
+        fprintf(f, "violation log: %s\n", err.msg);
+    }
+    else if (vc.disabled) {
+        fprintf(f, "violation log: off\n");
+    }
+    else {
+        fprintf(f, "violation log: at most %u entries/s per host, %u kept, "
+                "Redis stream \"%s\"\n", vc.rate, vc.capacity, vc.stream);
+    }
+}
+
 void
 rl2_ctl_rules_text(FILE *f, const rl2_policy_t *p)
 {
@@ -204,6 +222,7 @@ rl2_ctl_rules_text(FILE *f, const rl2_policy_t *p)
             rl2_ctl_set_text(f, rule ? rule->name : "-", &cl->rules[r].set);
         }
     }
+    rl2_ctl_vlog_text(f, p);
     fprintf(f, "valid\n");
 }
 
