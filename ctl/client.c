@@ -8,6 +8,7 @@
  * without -a, the request carries a placeholder address, and layers keyed
  * by address are left out (they would be some other client's).
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -41,6 +42,15 @@ rl2_ctl_header(void *ctx, const char *name)
     return NULL;
 }
 
+static int
+rl2_ctl_is_address(const char *text)
+{
+    unsigned char buf[16];
+
+    return inet_pton(AF_INET, text, buf) == 1
+           || inet_pton(AF_INET6, text, buf) == 1;
+}
+
 int
 rl2_ctl_client(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
                const char *key, rl2_ctl_client_t *c)
@@ -71,12 +81,16 @@ rl2_ctl_client(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
         }
         c->by_identity = 1;
     }
-    else if (strchr(key, ':') == NULL && strchr(key, '.') == NULL) {
+    else if (!rl2_ctl_is_address(key)) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "KEY \"%s\": expected an address, "
                             "user:NAME or key:APIKEY", key);
     }
     else {
         c->req.peer_ip = key;
+    }
+    if (o->address != NULL && !rl2_ctl_is_address(o->address)) {
+        return rl2_ctl_fail(RL2_CTL_USAGE, "-a \"%s\": not an address",
+                            o->address);
     }
     if (policy->tier_variable == NULL && o->tier != NULL) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "-t: the policy takes no tier "
