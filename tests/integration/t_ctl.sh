@@ -33,8 +33,10 @@ ctl_remaining() {
 }
 
 POLICY=$T_DIR/policy.conf
+# X-RateLimit-Remaining is opt-in (headers.legacy).
 cat >"$POLICY" <<'CONF'
 api_key = { header = "X-API-Key"; };
+headers = { legacy = true; };
 violation_log = { rate = 1000; capacity = 500; stream = "t:violations"; };
 rules = (
     { name = "api"; paths = [ "/api/**" ];
@@ -70,10 +72,13 @@ C=("$CTL" -c "$POLICY" -z "$Z")
 
 is "status before any request: 3 remaining" 3 \
    "$(ctl_remaining api_ip "${C[@]}" -p /api/x status 127.0.0.1)"
-h=$(remaining_hdr "$U/api/x")
+curl -s -D "$T_DIR/h1" -o /dev/null "$U/api/x"
+h=$(tr -d '\r' <"$T_DIR/h1" | sed -n 's/^X-RateLimit-Remaining: //Ip')
+r=$(tr -d '\r' <"$T_DIR/h1" | sed -n 's/^RateLimit: .*;r=\([0-9]*\).*/\1/Ip')
 is "status shows the remaining count of the header (local zone)" "$h" \
    "$(ctl_remaining api_ip "${C[@]}" -p /api/x status 127.0.0.1)"
 is "the header said 2" 2 "$h"
+is "and so did the IETF RateLimit field (r=)" 2 "$r"
 
 refused=0
 for _ in $(seq 1 7); do
