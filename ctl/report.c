@@ -177,16 +177,19 @@ rl2_ctl_gather(const rl2_ctl_opts_t *o, rl2_ctl_report_t *r)
     size_t n;
     int rc;
 
+    /* With a Cluster the servers keep the log in their rings. */
+    int stream = o->backend.redis_enabled && o->backend.redis.n_seeds == 0;
+
     if (rl2_vlog_ring_read(o->zone, &got, &n, &r->ring, &err) == RL2_OK) {
         r->have_ring = 1;
         if (rl2_ctl_append(r, got, n) != 0) {
             return rl2_ctl_fail(RL2_CTL_FAIL, "out of memory");
         }
     }
-    else if (!o->backend.redis_enabled) {
+    else if (!stream) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
-    if (!o->backend.redis_enabled) {
+    if (!stream) {
         return RL2_CTL_OK;
     }
     /* The stream's name and length come from the policy. */

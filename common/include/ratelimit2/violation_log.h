@@ -10,12 +10,13 @@
  * carries the number skipped before it.
  *
  * Where entries go:
- *   - with Redis (and its circuit closed): XADD to a stream capped at
- *     about `capacity` entries (MAXLEN ~), on the connection the Redis
- *     store has just used on this thread, waiting at most the command
- *     timeout; never connecting: with no healthy connection, on an
- *     error, or while the circuit is open, the entry goes to the local
- *     ring instead;
+ *   - with one Redis server (standalone or Sentinel's master; a Cluster
+ *     keeps the log in the rings), and its circuit closed: XADD to a
+ *     stream capped at about `capacity` entries (MAXLEN ~), on the
+ *     connection the Redis store has just used on this thread, waiting
+ *     at most the command timeout; never connecting: with no healthy
+ *     connection, on an error, or while the circuit is open, the entry
+ *     goes to the local ring instead;
  *   - otherwise: a ring of `capacity` entries in the named shared memory
  *     object "<zone>.vlog".  Nothing unlinks it when Apache stops, so it
  *     survives graceful and full restarts (like the zone), until the host
