@@ -150,7 +150,7 @@ rl2_vlog_escape(char *dst, size_t size, const char *src, int path)
     }
     for (const unsigned char *s = (const unsigned char *)src;
          s != NULL && *s != '\0' && !(path && *s == '?'); s++) {
-        int esc = *s < 0x20 || *s == 0x7f || *s == '\\' || *s == '"';
+        int esc = *s < 0x20 || *s >= 0x7f || *s == '\\' || *s == '"';
         size_t need = esc ? 4 : 1;
 
         if (o + need >= size) {

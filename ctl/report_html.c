@@ -7,9 +7,11 @@
  *
  * Charts: horizontal bars for denials by limit, by tier and top clients;
  * vertical bars for denials per minute over the last hour of the log.
+ * Then a table of the latest entries (-n of them).
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "ctl.h"
 
@@ -120,6 +122,46 @@ rl2_html_limits(FILE *f, const rl2_ctl_report_t *r)
     fputs("</table>\n", f);
 }
 
+static void
+rl2_html_cell(FILE *f, const char *text)
+{
+    fputs("<td>", f);
+    rl2_ctl_escape(f, text, 0);
+    fputs("</td>", f);
+}
+
+/* The latest entries, newest last, as the log holds them. */
+static void
+rl2_html_latest(FILE *f, const rl2_ctl_report_t *r, long top)
+{
+    char when[32];
+
+    fputs("<table id=\"latest\"><tr><th>time (UTC)</th><th>rule</th>"
+          "<th>limit</th><th>tier</th><th>client</th><th>method</th>"
+          "<th>path</th></tr>\n", f);
+    for (size_t i = r->n > (size_t)top ? r->n - (size_t)top : 0; i < r->n;
+         i++) {
+        const rl2_vlog_entry_t *e = &r->entries[i];
+        time_t t = (time_t)(e->time_us / 1000000);
+        struct tm tm;
+
+        when[0] = '\0';
+        if (gmtime_r(&t, &tm) != NULL) {
+            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+        }
+        fputs("<tr>", f);
+        rl2_html_cell(f, when);
+        rl2_html_cell(f, e->rule);
+        rl2_html_cell(f, e->limit_name);
+        rl2_html_cell(f, e->tier);
+        rl2_html_cell(f, e->client);
+        rl2_html_cell(f, e->method);
+        rl2_html_cell(f, e->path);
+        fputs("</tr>\n", f);
+    }
+    fputs("</table>\n", f);
+}
+
 void
 rl2_ctl_report_html(FILE *f, const rl2_ctl_report_t *r, long top)
 {
@@ -145,5 +187,7 @@ rl2_ctl_report_html(FILE *f, const rl2_ctl_report_t *r, long top)
     rl2_html_bars(f, "by-tier", r->by_tier, r->n_tier);
     fputs("<h2>Top clients</h2>\n", f);
     rl2_html_bars(f, "top-clients", r->by_client, n_top);
+    fputs("<h2>Latest denials</h2>\n", f);
+    rl2_html_latest(f, r, top);
     fputs("</body></html>\n", f);
 }

@@ -98,6 +98,15 @@ rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
                       1000, 1);
     rl2_ctl_rows_text(f, "denials by tier", r->by_tier, r->n_tier, 1000, 0);
     rl2_ctl_rows_text(f, "top clients", r->by_client, r->n_client, top, 0);
+    fprintf(f, "\nlatest denials\n");
+    for (size_t i = r->n > (size_t)top ? r->n - (size_t)top : 0; i < r->n;
+         i++) {
+        const rl2_vlog_entry_t *e = &r->entries[i];
+
+        rl2_ctl_time(e->time_us, from, sizeof(from));
+        fprintf(f, "  %s %s/%s tier=%s client=%s %s %s\n", from, e->rule,
+                e->limit_name, e->tier, e->client, e->method, e->path);
+    }
 }
 
 static void
@@ -121,6 +130,28 @@ rl2_ctl_rows_json(FILE *f, const char *name, const rl2_ctl_row_t *rows,
     fputc(']', f);
 }
 
+static void
+rl2_ctl_json_field(FILE *f, const char *name, const char *value)
+{
+    fprintf(f, ",\"%s\":\"", name);
+    rl2_ctl_escape(f, value, 1);
+    fputc('"', f);
+}
+
+/* One entry; last: no comma after it. */
+static void
+rl2_ctl_entry_json(FILE *f, const rl2_vlog_entry_t *e, int last)
+{
+    fprintf(f, "{\"time_us\":%" PRId64, e->time_us);
+    rl2_ctl_json_field(f, "rule", e->rule);
+    rl2_ctl_json_field(f, "limit", e->limit_name);
+    rl2_ctl_json_field(f, "tier", e->tier);
+    rl2_ctl_json_field(f, "client", e->client);
+    rl2_ctl_json_field(f, "method", e->method);
+    rl2_ctl_json_field(f, "path", e->path);
+    fprintf(f, ",\"skipped\":%" PRIu64 "}%s", e->skipped, last ? "" : ",");
+}
+
 void
 rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top)
 {
@@ -142,6 +173,12 @@ rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top)
     rl2_ctl_rows_json(f, "by_limit", r->by_limit, r->n_limit, 1000, 1);
     rl2_ctl_rows_json(f, "by_tier", r->by_tier, r->n_tier, 1000, 0);
     rl2_ctl_rows_json(f, "top_clients", r->by_client, r->n_client, top, 0);
+    fputs(",\"latest\":[", f);
+    for (size_t i = r->n > (size_t)top ? r->n - (size_t)top : 0; i < r->n;
+         i++) {
+        rl2_ctl_entry_json(f, &r->entries[i], i + 1 == r->n);
+    }
+    fputs("]", f);
     fputs(",\"per_minute\":[", f);
     for (int i = 0; i < 60; i++) {
         fprintf(f, "%s%" PRIu64, i ? "," : "", r->per_minute[i]);

@@ -142,6 +142,20 @@ is "after reset the address is let through" 200 "$(code "$U/api/x")"
 is "after reset the key is let through" 200 \
    "$(code -H 'X-API-Key: secret-k1' "$U/keyed/x")"
 
+# A path with CR, LF and a quote (Apache decodes %0D%0A%22): escaped.
+for _ in 1 2; do
+    code -H 'X-API-Key: k-esc' "$U/keyed/a%0D%0Ab%22c?q=1" >/dev/null
+done
+is "a third request of a new key is refused" 429 \
+   "$(code -H 'X-API-Key: k-esc' "$U/keyed/a%0D%0Ab%22c?q=1")"
+like "CR, LF and quote are escaped in the log, the query left out" \
+     '"method":"GET","path":"/keyed/a\\\\x0d\\\\x0ab\\\\x22c","skipped":0\}\]' \
+     "$("${C[@]}" report --json)"
+like "the text report lists the latest denials" \
+     'latest denials.*keyed/keyed_key tier=- client=key:[0-9a-f]{16} GET '\
+'/keyed/a\\x0d' \
+     "$("${C[@]}" report | tr '\n' ' ')"
+
 # HTML in headless Chromium
 "${C[@]}" report --html -o "$T_DIR/report.html"
 is "report --html writes the page" 0 $?
@@ -163,6 +177,9 @@ else
          '<svg id="by-limit".*<rect' "$(tr -d '\n' <"$T_DIR/dom.html")"
     like "the per-minute chart has a bar" '<svg id="per-minute"' \
          "$(cat "$T_DIR/dom.html")"
+    like "the latest denials are a table, their text escaped" \
+         '<table id="latest">.*/keyed/a\\x0d\\x0ab\\x22c</td>' \
+         "$(tr -d '\n' <"$T_DIR/dom.html")"
     if grep -E 'CONSOLE|Refused to|ERR_' "$T_DIR/chrome.log" \
             | grep -v 'dbus' >"$T_DIR/console.txt"; then
         not_ok "no console error and no blocked request"

@@ -240,6 +240,8 @@ static void paths_are_bounded_and_escaped(void **state)
     assert_string_equal(out, "/a\\x0d\\x0ab\\x01\\x22\\x5cc");
     rl2_vlog_escape(out, sizeof(out), "x?y", 0);
     assert_string_equal(out, "x?y");
+    rl2_vlog_escape(out, sizeof(out), "/caf\xc3\xa9\x7f", 1);
+    assert_string_equal(out, "/caf\\xc3\\xa9\\x7f");
     /* An escape never is cut in half. */
     rl2_vlog_escape(out, 8, "abcd\n", 1);
     assert_string_equal(out, "abcd");

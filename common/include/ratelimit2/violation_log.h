@@ -53,7 +53,7 @@
 #define RL2_VLOG_PATH_MAX   256
 
 /* One refused request.  Text fields are NUL-terminated, bounded, and
- * hold no control bytes (see rl2_vlog_escape). */
+ * are printable ASCII (see rl2_vlog_escape). */
 typedef struct {
     int64_t  time_us;     /* wall clock, µs since the epoch (UTC) */
     int64_t  limit;       /* the refusing limit's count */
@@ -106,7 +106,8 @@ void rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
                      const char *path, const rl2_clock_t *now);
 
 /* Copy src into dst (size bytes), stopping at '?' when `path`, with
- * control bytes, DEL, backslash and double quote as \xHH: bounded text
+ * control bytes, DEL, bytes above ASCII (a decoded path may hold any),
+ * backslash and double quote as \xHH: bounded ASCII text
  * that cannot break a log line.  Truncates on an escape boundary. */
 void rl2_vlog_escape(char *dst, size_t size, const char *src, int path);
 
