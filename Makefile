@@ -52,7 +52,7 @@ MOD_SRC  := $(sort $(wildcard mod_ratelimit2/*.c))
 
 .PHONY: all lib module fcgi tests check demo fuzz clean deps
 
-all: lib module fcgi tests
+all: lib module fcgi tests ctl
 
 deps:
 	@scripts/deps.sh
@@ -106,6 +106,23 @@ $(MODULE): $(MOD_SRC) $(LIB) $(wildcard mod_ratelimit2/*.h)
 	    >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
 	cp $(BUILD)/mod/.libs/mod_ratelimit2.so $@
+
+# ratelimit2ctl: the operator's tool; one file per subcommand.  It reads
+# -R/-O like ratelimit2-fcgi, with the same parser (fcgi/store_opts.c).
+CTL_SRC  := $(sort $(wildcard ctl/*.c))
+CTL_BIN  := $(BUILD)/ctl/ratelimit2ctl
+
+.PHONY: ctl
+ctl: $(CTL_BIN)
+
+$(BUILD)/ctl/%.o: ctl/%.c ctl/ctl.h fcgi/fcgi.h \
+                  $(wildcard common/include/ratelimit2/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_C) -c -o $@ $<
+
+$(CTL_BIN): $(CTL_SRC:ctl/%.c=$(BUILD)/ctl/%.o) $(BUILD)/fcgi/store_opts.o \
+            $(LIB)
+	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(LDSAN)
 
 check: deps
 	@$(MAKE) --no-print-directory all

@@ -17,6 +17,7 @@ struct rl2_backend {
     rl2_circuit_t *circuit;
     rl2_alert_t   *alert;
     rl2_store_t   *failover;
+    rl2_vlog_t    *vlog;
 };
 
 void
@@ -111,6 +112,11 @@ rl2_backend_open(const rl2_backend_conf_t *conf, rl2_backend_t **out,
     if (st == RL2_OK && conf->redis_enabled) {
         st = rl2_backend_redis(conf, b, err);
     }
+    if (st == RL2_OK) {
+        st = rl2_vlog_open(&conf->vlog, conf->zone_name, conf->shm_mode,
+                           b->redis ? rl2_store_redis_pool(b->redis) : NULL,
+                           b->circuit, &b->vlog, err);
+    }
     if (st != RL2_OK) {
         rl2_backend_close(b);
         return st;
@@ -126,6 +132,7 @@ rl2_backend_close(rl2_backend_t *b)
         return;
     }
     /* Wrappers before what they wrap. */
+    rl2_vlog_close(b->vlog);
     rl2_store_destroy(b->failover);
     rl2_store_destroy(b->redis);
     rl2_circuit_close(b->circuit);
@@ -139,6 +146,12 @@ rl2_store_t *
 rl2_backend_store(rl2_backend_t *b)
 {
     return b->failover != NULL ? b->failover : b->local;
+}
+
+rl2_vlog_t *
+rl2_backend_vlog(rl2_backend_t *b)
+{
+    return b->vlog;
 }
 
 rl2_zone_t *

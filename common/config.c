@@ -40,7 +40,8 @@
 static const char *const rl2_top_keys[] = {
     "mode", "match", "algorithm", "hash_secret", "ipv6_prefix",
     "trusted_proxies", "api_key", "tier_from", "tiers", "default_tier",
-    "headers", "whitelist", "clients", "rules", "default", NULL
+    "headers", "whitelist", "clients", "rules", "default",
+    "violation_log", NULL
 };
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
@@ -175,6 +176,7 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_tiers(cfg, root));
     RL2_TRY(rl2_cfg_rules(cfg, root));
     RL2_TRY(rl2_cfg_default_rule(cfg, root));
+    RL2_TRY(rl2_cfg_vlog(cfg, root));
     return rl2_cfg_clients(cfg, root);
 }
 

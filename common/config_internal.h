@@ -128,4 +128,8 @@ rl2_status_t rl2_cfg_default_rule(rl2_cfg_t *cfg,
 rl2_status_t rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root);
 rl2_status_t rl2_cfg_whitelist(rl2_cfg_t *cfg, const config_setting_t *root);
 
+/* ---- the violation log (config_vlog.c) ---- */
+
+rl2_status_t rl2_cfg_vlog(rl2_cfg_t *cfg, const config_setting_t *root);
+
 #endif /* RL2_CONFIG_INTERNAL_H */

@@ -476,6 +476,15 @@ rl2_redis_pool_get(rl2_redis_pool_t *pool, rl2_redis_conn_t **out,
     return RL2_OK;
 }
 
+int
+rl2_redis_pool_cached(rl2_redis_pool_t *pool, rl2_redis_conn_t **out)
+{
+    rl2_redis_conn_t *c = pthread_getspecific(pool->key);
+
+    *out = c != NULL && rl2_conn_usable(c) ? c : NULL;
+    return *out != NULL;
+}
+
 void
 rl2_redis_pool_destroy(rl2_redis_pool_t *pool)
 {

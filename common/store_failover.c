@@ -381,6 +381,28 @@ failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     return st != RL2_OK ? st : st2;
 }
 
+/* Both stores, whatever the circuit says (an operator's reset must not
+ * wait for Redis to come back, nor move the circuit): Redis, then the
+ * local zone's scaled counters of failover mode local. */
+static rl2_status_t
+failover_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+               const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_failover_t *f = (rl2_failover_t *)store;
+    rl2_status_t st, st2 = RL2_OK;
+
+    if (n > RL2_MAX_LAYERS) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d",
+                           n, RL2_MAX_LAYERS);
+    }
+    st = f->primary->ops->reset(f->primary, layers, n, now, err);
+    if (f->local != NULL) {
+        st2 = answer_local(f, f->local->ops->reset, layers, n, now,
+                           st == RL2_OK ? err : NULL);
+    }
+    return st != RL2_OK ? st : st2;
+}
+
 static void
 failover_destroy(rl2_store_t *store)
 {
@@ -389,7 +411,7 @@ failover_destroy(rl2_store_t *store)
 
 static const rl2_store_ops_t failover_ops = {
     "failover", failover_apply, failover_refund, failover_peek,
-    failover_destroy
+    failover_destroy, failover_reset
 };
 
 void

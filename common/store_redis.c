@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
+
 #include "ratelimit2/redis.h"
 #include "redis_scripts.h"
 
@@ -269,6 +271,55 @@ rl2_redis_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     return rl2_redis_each(store, RL2_SCRIPT_PEEK, layers, n, now, err);
 }
 
+/* DEL of one layer's two keys (they share a hash tag, so one slot). */
+static rl2_status_t
+rl2_redis_del(rl2_store_redis_t *s, const rl2_layer_t *l, rl2_err_t *err)
+{
+    char keys[2][RL2_REDIS_KEY_MAX];
+    const char *argv[3] = { "DEL", keys[0], keys[1] };
+    size_t len[3] = { 3, 0, 0 };
+    rl2_redis_conn_t *conn;
+    redisReply *reply;
+    rl2_status_t st;
+
+    rl2_redis_key(l->key, 's', keys[0]);
+    rl2_redis_key(l->key, 'o', keys[1]);
+    len[1] = strlen(keys[0]);
+    len[2] = strlen(keys[1]);
+    if (s->cluster != NULL) {
+        st = rl2_redis_cluster_command(s->cluster,
+                                       rl2_redis_key_slot(keys[0], len[1]),
+                                       3, argv, len, keys[0], &reply, NULL,
+                                       err);
+    }
+    else if ((st = rl2_redis_pool_get(s->pool, &conn, err)) == RL2_OK) {
+        st = rl2_redis_command(conn, 3, argv, len, keys[0], &reply, err);
+    }
+    if (st != RL2_OK) {
+        return st;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis DEL %s: %.100s",
+                         keys[0], reply->str);
+    }
+    rl2_redis_reply_free(reply);
+    return st;
+}
+
+/* One DEL per layer, each in its own slot in a Cluster. */
+static rl2_status_t
+rl2_redis_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+                const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_status_t st = RL2_OK;
+
+    (void)now;
+    for (size_t i = 0; i < n && st == RL2_OK; i++) {
+        st = rl2_redis_del((rl2_store_redis_t *)store, &layers[i], err);
+    }
+    return st;
+}
+
 static void
 rl2_redis_destroy(rl2_store_t *store)
 {
@@ -281,8 +332,15 @@ rl2_redis_destroy(rl2_store_t *store)
 
 static const rl2_store_ops_t rl2_redis_ops = {
     "redis", rl2_redis_apply, rl2_redis_refund, rl2_redis_peek,
-    rl2_redis_destroy
+    rl2_redis_destroy, rl2_redis_reset
 };
+
+/* NULL for a Cluster: the violation log then writes to the local ring. */
+rl2_redis_pool_t *
+rl2_store_redis_pool(rl2_store_t *store)
+{
+    return ((rl2_store_redis_t *)store)->pool;
+}
 
 /* Opens nothing: the first request of each thread connects (and, in a
  * Cluster, the first of the process loads the slot map). */

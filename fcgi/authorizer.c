@@ -189,6 +189,10 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         }
         rl2_verdict_init(&v);
     }
+    if (v.outcome == RL2_OUTCOME_DENY) {
+        rl2_vlog_record(rl2_backend_vlog(gen->zone->backend), gen->policy,
+                        &v, r.req.method, r.req.path, &now);
+    }
     rl2_fcgi_log_verdict(&v);
     rl2_fcgi_send(req, out, rl2_fcgi_answer(gen->policy, &v, &now,
                                             responder, out, sizeof(out)));

@@ -209,6 +209,7 @@ rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
     bc->zone_entries = rl2_entries();
     bc->state_size = policy->max_state_size > 8 ? policy->max_state_size
                                                 : 8;
+    bc->vlog = policy->vlog;   /* a ring of another size would be replaced */
     if (bc->zone_entries == 0) {
         rl2_err_set(err, RL2_ERR_CONFIG, "RATELIMIT2_ZONE_ENTRIES must be "
                     "a number from 16 to 67108864");
@@ -280,6 +281,8 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
         run = rl2_cgi_store_error(c, bc.zone_name, &err, v);
     }
     else if (v->outcome == RL2_OUTCOME_DENY) {
+        rl2_vlog_record(rl2_backend_vlog(c->backend), c->policy, v,
+                        r->req.method, r->req.path, now);
         fwrite(out, 1, rl2_cgi_deny(out, sizeof(out),
                                     "429 Too Many Requests", c->policy, v,
                                     now), stdout);

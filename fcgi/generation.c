@@ -96,6 +96,7 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path,
         free(gen);
         return -1;
     }
+    g->backend.vlog = gen->policy->vlog;  /* its stream is copied */
     gen->zone = rl2_gen_zone_open(g, rl2_gen_state(gen->policy), err);
     if (gen->zone == NULL) {
         rl2_policy_free(gen->policy);
@@ -130,6 +131,7 @@ rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err)
     /* Only this thread replaces the current generation, and the holder's
      * reference keeps it (and its zone) alive while we look. */
     if (state > rl2_zone_state_size(g->current->zone->zone)) {
+        g->backend.vlog = gen->policy->vlog;
         zone = rl2_gen_zone_open(g, state, err);
         if (zone == NULL) {
             rl2_policy_free(gen->policy);

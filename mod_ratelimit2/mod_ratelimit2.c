@@ -156,6 +156,8 @@ rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 
     st->fields = rl2_fields_render(r, policy, v, &st->now);
     rl2_fields_refused(r, st->fields);
+    rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method,
+                    r->uri, &st->now);
     if (ap_response_code_string(r, ap_index_of_response(
                                        HTTP_TOO_MANY_REQUESTS)) == NULL) {
         rl2_body_render(policy, v, &st->now, body, sizeof(body));
@@ -501,6 +503,8 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         state = 8;
     }
     bc->state_size = state;
+    bc->vlog = ((rl2_srv_conf_t *)ap_get_module_config(
+                    s->module_config, &ratelimit2_module))->policy->vlog;
     if (rl2_backend_open(bc, &rl2_backend, &err) != RL2_OK) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0005)
                      "cannot open the store (zone %s): %s", bc->zone_name,

@@ -52,7 +52,7 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     fi
-    rm -f "/dev/shm${ZONE}"
+    rm -f "/dev/shm${ZONE}" "/dev/shm${ZONE}.vlog"
     rm -rf "$DIR"
 }
 trap cleanup EXIT

@@ -10,7 +10,8 @@ libconfig-dev libcmocka-dev libhiredis-dev libfcgi-dev spawn-fcgi
 redis-server lighttpd nginx systemd iproute2
 curl wrk valgrind
 clang libclang-rt-14-dev llvm
-debhelper dpkg-dev lintian groff-base perl"
+debhelper dpkg-dev lintian groff-base perl
+chromium"
 
 missing=""
 for p in $PKGS; do

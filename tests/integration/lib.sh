@@ -26,10 +26,12 @@ rl2_cleanup() {
         rl2_wait_gone "$pf"
     done
     for z in "$T_DIR"/zones/*; do
-        # The zone and its companions (circuit breaker, alert state).
+        # The zone and its companions (circuit breaker, alert state,
+        # violation log).
         [ -e "$z" ] && rm -f "/dev/shm/$(basename "$z")" \
             "/dev/shm/$(basename "$z").circuit" \
-            "/dev/shm/$(basename "$z").alert"
+            "/dev/shm/$(basename "$z").alert" \
+            "/dev/shm/$(basename "$z").vlog"
     done
     rm -rf "$T_DIR"
 }

@@ -112,7 +112,8 @@ $(code "http://127.0.0.1:$PL/$alg/x")"
     is "$alg: 100 split across Apache and lighttpd admits exactly 100 \
 (2 first, then apache $a, lighttpd $l)" 100 $((2 + a + l))
 done
-keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)
+# Counter keys only: rl2:violations is the violation log's stream.
+keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)
 is "one key per limit in Redis, shared by both servers" 4 "$keys"
 
 # ---- ratelimit2-cgi counts in the same Redis (RATELIMIT2_REDIS) ----

@@ -139,8 +139,21 @@ fake_destroy(rl2_store_t *s)
     (void)s;
 }
 
+static rl2_status_t
+fake_reset(rl2_store_t *s, rl2_layer_t *layers, size_t n,
+           const rl2_clock_t *now, rl2_err_t *err)
+{
+    fake_t *f = (fake_t *)s;
+
+    (void)layers;
+    (void)n;
+    (void)now;
+    return f->fail ? rl2_err_set(err, RL2_ERR_STORE, "fake: reset failed")
+                   : RL2_OK;
+}
+
 static const rl2_store_ops_t fake_ops = {
-    "fake", fake_apply, fake_refund, fake_peek, fake_destroy
+    "fake", fake_apply, fake_refund, fake_peek, fake_destroy, fake_reset
 };
 
 /* ---- fixture ----------------------------------------------------------- */

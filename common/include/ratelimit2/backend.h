@@ -19,6 +19,7 @@
 #include "ratelimit2/redis.h"
 #include "ratelimit2/status.h"
 #include "ratelimit2/store.h"
+#include "ratelimit2/violation_log.h"
 
 #define RL2_BACKEND_NAME_MAX 200
 
@@ -37,6 +38,9 @@ typedef struct {
     char                alert_ident[33];
     int                 alert_facility;
     int64_t             alert_interval_ms;
+    rl2_vlog_conf_t     vlog;            /* the violation log (zero:
+                                            defaults); its stream string
+                                            is copied at open */
 } rl2_backend_conf_t;
 
 typedef struct rl2_backend rl2_backend_t;
@@ -59,6 +63,9 @@ void rl2_backend_close(rl2_backend_t *backend);
 rl2_store_t *rl2_backend_store(rl2_backend_t *backend);
 /* The local zone (for statistics and health). */
 rl2_zone_t *rl2_backend_zone(rl2_backend_t *backend);
+/* The violation log ("<zone>.vlog", and the Redis stream when Redis is
+ * configured), or NULL when it is disabled. */
+rl2_vlog_t *rl2_backend_vlog(rl2_backend_t *backend);
 /* After a decide() error: should the request be refused with 503, and
  * after how many seconds may it retry (closed failover mode)? */
 int rl2_backend_refusing(rl2_backend_t *backend, int64_t *retry_after_s);

@@ -137,6 +137,15 @@ typedef struct {
 
 typedef struct rl2_arena rl2_arena_t;
 
+/* The violation log's settings (violation_log.h), from the policy's
+ * `violation_log` group; zero values mean the defaults there. */
+typedef struct {
+    int         disabled;  /* enabled = false */
+    uint32_t    rate;      /* entries per second per host, then sampled */
+    uint32_t    capacity;  /* ring entries; Redis stream MAXLEN ~ */
+    const char *stream;    /* Redis stream key; in the policy's arena */
+} rl2_vlog_conf_t;
+
 typedef struct {
     rl2_arena_t   *arena;
     const char    *source;       /* main policy file, or "inline" */
@@ -183,6 +192,7 @@ typedef struct {
 
     size_t         max_state_size;   /* largest limit state_size */
     int            has_concurrency;  /* some limit is a concurrency limit */
+    rl2_vlog_conf_t vlog;            /* the violation log */
 } rl2_policy_t;
 
 /* An empty policy with defaults: enforce, first match, ipv6_prefix 64,

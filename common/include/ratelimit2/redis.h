@@ -244,6 +244,11 @@ rl2_status_t rl2_redis_pool_create(const rl2_redis_conf_t *conf,
 rl2_status_t rl2_redis_pool_get(rl2_redis_pool_t *pool,
                                 rl2_redis_conn_t **out, rl2_err_t *err);
 
+/* This thread's connection when it has a healthy one (returns 1); never
+ * connects (returns 0 with *out NULL).  For work that must not wait for a
+ * connect, such as the violation log's XADD after a decision. */
+int rl2_redis_pool_cached(rl2_redis_pool_t *pool, rl2_redis_conn_t **out);
+
 /* Close every connection of the pool.  No thread may use the pool (or a
  * connection it handed out) during or after this call. */
 void rl2_redis_pool_destroy(rl2_redis_pool_t *pool);
@@ -263,5 +268,10 @@ const char *rl2_redis_pool_name(const rl2_redis_pool_t *pool);
  * first uses it.  Freed by rl2_store_destroy(). */
 rl2_status_t rl2_store_redis_create(const rl2_redis_conf_t *conf,
                                     rl2_store_t **out, rl2_err_t *err);
+
+/* The Redis store's per-thread connections (borrowed: valid until the
+ * store is destroyed), for the violation log to send its entries on the
+ * connection a decision has just used. */
+rl2_redis_pool_t *rl2_store_redis_pool(rl2_store_t *store);
 
 #endif /* RL2_REDIS_H */

@@ -60,6 +60,11 @@ typedef struct {
     rl2_status_t (*peek)(rl2_store_t *store, rl2_layer_t *layers,
                          size_t n, const rl2_clock_t *now, rl2_err_t *err);
     void (*destroy)(rl2_store_t *store);
+    /* Forget every layer's counters, main and overflow, so that the
+     * client's next request starts afresh (operators' tools: ratelimit2ctl
+     * reset).  Keys that do not exist are not an error. */
+    rl2_status_t (*reset)(rl2_store_t *store, rl2_layer_t *layers,
+                          size_t n, const rl2_clock_t *now, rl2_err_t *err);
 } rl2_store_ops_t;
 
 struct rl2_store {

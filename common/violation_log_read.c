@@ -1,0 +1,256 @@
+/*
+ * violation_log_read.c -- reading the violation log back, for operators'
+ * tools: the ring (attached read-only, whatever its capacity) and the
+ * Redis stream (XRANGE).  Nothing here runs in a web server.
+ *
+ * Stream entries have the fields t (µs since the epoch), rule, limit,
+ * tier, client, method, path, lim (the limit's count), win (its window,
+ * µs) and skipped, written by rl2_vlog_record().
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "violation_log_internal.h"
+
+static void
+rl2_entry_terminate(rl2_vlog_entry_t *e)
+{
+    e->rule[sizeof(e->rule) - 1] = '\0';
+    e->limit_name[sizeof(e->limit_name) - 1] = '\0';
+    e->tier[sizeof(e->tier) - 1] = '\0';
+    e->client[sizeof(e->client) - 1] = '\0';
+    e->method[sizeof(e->method) - 1] = '\0';
+    e->path[sizeof(e->path) - 1] = '\0';
+}
+
+/* Copy the complete entries, oldest first; a slot being rewritten while
+ * we look is left out. */
+static size_t
+rl2_ring_copy(const rl2_vlog_ring_t *ring, uint64_t capacity,
+              rl2_vlog_entry_t *out)
+{
+    uint64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
+    uint64_t seq = head > capacity ? head - capacity : 0;
+    size_t n = 0;
+
+    for (; seq < head; seq++) {
+        const rl2_vlog_slot_t *slot = &ring->slots[seq % capacity];
+        uint64_t want = 2 * seq + 2;
+
+        if (atomic_load_explicit(&slot->stamp, memory_order_acquire)
+            != want) {
+            continue;
+        }
+        memcpy(&out[n], &slot->entry, sizeof(out[n]));
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&slot->stamp, memory_order_relaxed)
+            != want) {
+            continue;
+        }
+        rl2_entry_terminate(&out[n]);
+        n++;
+    }
+    return n;
+}
+
+static rl2_status_t
+rl2_ring_map(const char *name, const rl2_vlog_ring_t **ring, size_t *size,
+             rl2_err_t *err)
+{
+    struct stat st;
+    int fd = shm_open(name, O_RDONLY, 0);
+    void *p;
+
+    if (fd < 0) {
+        return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: %s", name,
+                           strerror(errno));
+    }
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(rl2_vlog_ring_t)
+        || ((size_t)st.st_size - sizeof(rl2_vlog_ring_t))
+               % sizeof(rl2_vlog_slot_t) != 0) {
+        close(fd);
+        return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: not a ring "
+                           "of this version", name);
+    }
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED) {
+        return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: mmap: %s",
+                           name, strerror(errno));
+    }
+    *ring = p;
+    *size = (size_t)st.st_size;
+    if (atomic_load_explicit(&(*ring)->hdr.magic, memory_order_acquire)
+            != RL2_VLOG_MAGIC
+        || (*ring)->hdr.version != RL2_VLOG_VERSION
+        || (*ring)->hdr.size != *size) {
+        munmap(p, *size);
+        return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: not a ring "
+                           "of this version", name);
+    }
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_vlog_ring_read(const char *zone_name, rl2_vlog_entry_t **out,
+                   size_t *n, rl2_vlog_stats_t *stats, rl2_err_t *err)
+{
+    char name[RL2_SHM_NAME_MAX + 8];
+    const rl2_vlog_ring_t *ring = NULL;
+    uint64_t capacity;
+    rl2_status_t st;
+    size_t size = 0;
+
+    *out = NULL;
+    *n = 0;
+    if (rl2_vlog_ring_name(zone_name, name, sizeof(name)) != 0) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "zone name too long");
+    }
+    if ((st = rl2_ring_map(name, &ring, &size, err)) != RL2_OK) {
+        return st;
+    }
+    capacity = (size - sizeof(rl2_vlog_ring_t)) / sizeof(rl2_vlog_slot_t);
+    if (capacity > 0
+        && (*out = malloc(capacity * sizeof(**out))) == NULL) {
+        munmap((void *)ring, size);
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    *n = capacity > 0 ? rl2_ring_copy(ring, capacity, *out) : 0;
+    stats->capacity = capacity;
+    stats->written = atomic_load(&ring->head);
+    stats->to_redis = atomic_load(&ring->to_redis);
+    stats->skipped = atomic_load(&ring->skipped);
+    stats->redis_errors = atomic_load(&ring->redis_errors);
+    munmap((void *)ring, size);
+    return RL2_OK;
+}
+
+/* ---- the stream ---- */
+
+static void
+rl2_field_text(char *dst, size_t size, const redisReply *v)
+{
+    rl2_vlog_escape(dst, size, v->type == REDIS_REPLY_STRING ? v->str : "-",
+                    0);
+}
+
+static int64_t
+rl2_field_num(const redisReply *v)
+{
+    return v->type == REDIS_REPLY_STRING ? strtoll(v->str, NULL, 10) : 0;
+}
+
+static void
+rl2_stream_field(rl2_vlog_entry_t *e, const char *name, const redisReply *v)
+{
+    if (strcmp(name, "t") == 0) {
+        e->time_us = rl2_field_num(v);
+    }
+    else if (strcmp(name, "lim") == 0) {
+        e->limit = rl2_field_num(v);
+    }
+    else if (strcmp(name, "win") == 0) {
+        e->window_us = rl2_field_num(v);
+    }
+    else if (strcmp(name, "skipped") == 0) {
+        e->skipped = (uint64_t)rl2_field_num(v);
+    }
+    else if (strcmp(name, "rule") == 0) {
+        rl2_field_text(e->rule, sizeof(e->rule), v);
+    }
+    else if (strcmp(name, "limit") == 0) {
+        rl2_field_text(e->limit_name, sizeof(e->limit_name), v);
+    }
+    else if (strcmp(name, "tier") == 0) {
+        rl2_field_text(e->tier, sizeof(e->tier), v);
+    }
+    else if (strcmp(name, "client") == 0) {
+        rl2_field_text(e->client, sizeof(e->client), v);
+    }
+    else if (strcmp(name, "method") == 0) {
+        rl2_field_text(e->method, sizeof(e->method), v);
+    }
+    else if (strcmp(name, "path") == 0) {
+        rl2_vlog_escape(e->path, sizeof(e->path),
+                        v->type == REDIS_REPLY_STRING ? v->str : "-", 1);
+    }
+}
+
+/* One XRANGE item: [id, [field, value, ...]]; 0 when malformed. */
+static int
+rl2_stream_entry(const redisReply *item, rl2_vlog_entry_t *e)
+{
+    const redisReply *fv;
+
+    if (item->type != REDIS_REPLY_ARRAY || item->elements != 2
+        || item->element[1]->type != REDIS_REPLY_ARRAY) {
+        return 0;
+    }
+    fv = item->element[1];
+    memset(e, 0, sizeof(*e));
+    for (size_t i = 0; i + 1 < fv->elements; i += 2) {
+        if (fv->element[i]->type == REDIS_REPLY_STRING) {
+            rl2_stream_field(e, fv->element[i]->str, fv->element[i + 1]);
+        }
+    }
+    return 1;
+}
+
+rl2_status_t
+rl2_vlog_stream_read(const rl2_redis_conf_t *redis, const char *stream,
+                     size_t max, rl2_vlog_entry_t **out, size_t *n,
+                     rl2_err_t *err)
+{
+    char count[24];
+    const char *argv[6] = { "XRANGE", stream, "-", "+", "COUNT", count };
+    size_t len[6];
+    rl2_redis_conn_t *conn;
+    redisReply *r;
+    rl2_status_t st;
+
+    *out = NULL;
+    *n = 0;
+    snprintf(count, sizeof(count), "%zu", max);
+    for (int i = 0; i < 6; i++) {
+        len[i] = strlen(argv[i]);
+    }
+    if ((st = rl2_redis_conn_open(redis, &conn, err)) != RL2_OK) {
+        return st;
+    }
+    st = rl2_redis_command(conn, 6, argv, len, "XRANGE", &r, err);
+    rl2_redis_conn_close(conn);
+    if (st != RL2_OK) {
+        return st;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis XRANGE %s: %.100s",
+                         stream, r->type == REDIS_REPLY_ERROR
+                         ? r->str : "unexpected reply");
+    }
+    else if (r->elements > 0
+             && (*out = calloc(r->elements, sizeof(**out))) == NULL) {
+        st = rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; st == RL2_OK && i < r->elements; i++) {
+        *n += (size_t)rl2_stream_entry(r->element[i], &(*out)[*n]);
+    }
+    rl2_redis_reply_free(r);
+    if (st != RL2_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return st;
+}

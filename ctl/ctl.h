@@ -1,0 +1,155 @@
+/*
+ * ctl.h -- what the files of ratelimit2ctl share (private to ctl/): the
+ * options, the exit statuses, and each subcommand's entry point.
+ *
+ *   main.c        options, --help, dispatch
+ *   client.c      a client KEY -> the request to peek, and the stores
+ *   status.c      status KEY
+ *   reset.c       reset KEY
+ *   rules.c       the effective rules, as text (check) and Markdown (docs)
+ *   check.c       check CONFIG, docs CONFIG
+ *   report.c      report: gathering and aggregating the violation log
+ *   report_out.c  report as text and JSON
+ *   report_html.c report as a self-contained HTML page with SVG charts
+ */
+#ifndef RL2_CTL_H
+#define RL2_CTL_H
+
+#include <stdio.h>
+
+#include "ratelimit2/backend.h"
+#include "ratelimit2/decide.h"
+#include "ratelimit2/policy.h"
+#include "ratelimit2/violation_log.h"
+
+/* Exit statuses (documented in --help). */
+#define RL2_CTL_OK      0
+#define RL2_CTL_INVALID 1   /* check: the policy is invalid */
+#define RL2_CTL_USAGE   2   /* bad command line */
+#define RL2_CTL_FAIL    3   /* policy unreadable, zone or Redis failed */
+
+#define RL2_CTL_DEFAULT_POLICY "/etc/ratelimit2/ratelimit2.conf"
+
+typedef enum {
+    RL2_CTL_TEXT = 0,
+    RL2_CTL_JSON,
+    RL2_CTL_HTML
+} rl2_ctl_format_t;
+
+typedef struct {
+    const char        *policy;     /* -c */
+    const char        *zone;       /* -z */
+    rl2_backend_conf_t backend;    /* -R, -O: redis_enabled, redis */
+    const char        *method;     /* -m */
+    const char        *path;       /* -p */
+    const char        *address;    /* -a, or NULL */
+    const char        *tier;       /* -t, or NULL */
+    rl2_ctl_format_t   format;     /* --json, --html */
+    const char        *output;     /* -o FILE, or NULL for stdout */
+    long               top;        /* -n */
+    const char        *prog;
+} rl2_ctl_opts_t;
+
+/* Print "ratelimit2ctl: <message>" to stderr; returns status. */
+int rl2_ctl_fail(int status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ---- client.c ---- */
+
+/* A client and the request that is peeked for it. */
+typedef struct {
+    rl2_request_t req;
+    int           by_identity;  /* KEY was user:NAME or key:APIKEY */
+    const char   *apikey;       /* key:APIKEY */
+    const char   *apikey_header;
+    char          query[1024];
+    char          label[160];   /* KEY as the operator wrote it */
+} rl2_ctl_client_t;
+
+/* KEY: ADDRESS | user:NAME | key:APIKEY, with -m, -p, -a, -t. */
+int rl2_ctl_client(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
+                   const char *key, rl2_ctl_client_t *c);
+
+/* Is this layer the client's own (not an address the tool made up for a
+ * user or key without -a)? */
+int rl2_ctl_layer_mine(const rl2_ctl_client_t *c, const rl2_layer_t *l);
+
+/* The stores the subcommands talk to; close with rl2_ctl_stores_close. */
+typedef struct {
+    rl2_zone_t    *zone;     /* NULL when the zone does not exist */
+    rl2_store_t   *local;
+    rl2_store_t   *redis;    /* -R */
+    rl2_circuit_t *circuit;  /* reset with -R */
+    rl2_store_t   *both;     /* reset with -R: Redis and local */
+} rl2_ctl_stores_t;
+
+int rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
+                        rl2_ctl_stores_t *s);
+void rl2_ctl_stores_close(rl2_ctl_stores_t *s);
+
+/* The policy -c names; RL2_CTL_FAIL with the message printed. */
+int rl2_ctl_policy(const rl2_ctl_opts_t *o, rl2_policy_t **out);
+
+/* ---- the subcommands: each returns an exit status ---- */
+
+int rl2_ctl_status(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_reset(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_check(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_docs(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_report(const rl2_ctl_opts_t *o, int argc, char **argv);
+
+/* ---- rules.c ---- */
+
+/* "5/1h", "100/10m", "20/day": a limit's rate for people. */
+void rl2_ctl_rate(const rl2_limit_t *l, char *buf, size_t size);
+/* "ip", "user", "api_key", "header:X", "route", "global" */
+const char *rl2_ctl_key_name(const rl2_limit_t *l);
+void rl2_ctl_rules_text(FILE *f, const rl2_policy_t *policy);
+void rl2_ctl_rules_markdown(FILE *f, const rl2_policy_t *policy);
+
+/* ---- report ---- */
+
+typedef struct {
+    char     name[RL2_NAME_MAX * 2 + RL2_VLOG_CLIENT_MAX]; /* rule/limit,
+                                                      tier or client */
+    uint64_t denials;      /* entries, plus those sampled out before them */
+    int64_t  limit;        /* rules: the limit's count */
+    int64_t  window_us;
+    uint64_t peak;         /* rules: most denials in one window */
+    int64_t  first_us, last_us;
+} rl2_ctl_row_t;
+
+typedef struct {
+    rl2_vlog_entry_t *entries;   /* oldest first */
+    size_t            n;
+    rl2_vlog_stats_t  ring;      /* the ring's counters */
+    int               have_ring;
+    int               have_stream;
+    uint64_t          skipped;   /* sum of the entries' skipped */
+    int64_t           first_us, last_us;
+    rl2_ctl_row_t    *by_limit;  /* rule/limit: with breathing room */
+    size_t            n_limit;
+    rl2_ctl_row_t    *by_tier;
+    size_t            n_tier;
+    rl2_ctl_row_t    *by_client; /* most denials first */
+    size_t            n_client;
+    uint64_t          per_minute[60]; /* the last hour, oldest first */
+    int64_t           hour_end_us;
+} rl2_ctl_report_t;
+
+void rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top);
+void rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top);
+void rl2_ctl_report_html(FILE *f, const rl2_ctl_report_t *r, long top);
+/* Breathing room of a by_limit row: (limit + peak) / limit, the demand
+ * one client put on the limit in its busiest window; 0 when it cannot be
+ * computed (calendar quota, concurrency). */
+double rl2_ctl_room(const rl2_ctl_row_t *row);
+/* Denials per minute over the period the log covers (at least a
+ * minute). */
+double rl2_ctl_per_minute(const rl2_ctl_report_t *r, uint64_t denials);
+/* Every denial: entries and those sampled out before them. */
+uint64_t rl2_ctl_total(const rl2_ctl_report_t *r);
+/* Write s escaped for JSON (json) or HTML (!json). */
+void rl2_ctl_escape(FILE *f, const char *s, int json);
+
+#endif /* RL2_CTL_H */

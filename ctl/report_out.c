@@ -1,0 +1,187 @@
+/*
+ * report_out.c -- the report as text (for a terminal) and as JSON (for
+ * scripts and dashboards).  Both print the same figures, computed once
+ * by report.c.  Entry text is already free of control bytes (the log
+ * escapes it); it is escaped again here for JSON and HTML.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "ctl.h"
+
+void
+rl2_ctl_escape(FILE *f, const char *s, int json)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (json && (c == '"' || c == '\\')) {
+            fprintf(f, "\\%c", c);
+        }
+        else if (json && c < 0x20) {
+            fprintf(f, "\\u%04x", c);
+        }
+        else if (!json && c == '<') {
+            fputs("&lt;", f);
+        }
+        else if (!json && c == '>') {
+            fputs("&gt;", f);
+        }
+        else if (!json && c == '&') {
+            fputs("&amp;", f);
+        }
+        else if (!json && c == '"') {
+            fputs("&quot;", f);
+        }
+        else {
+            fputc(c, f);
+        }
+    }
+}
+
+static void
+rl2_ctl_time(int64_t us, char *buf, size_t size)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+
+    if (us <= 0 || gmtime_r(&t, &tm) == NULL) {
+        snprintf(buf, size, "-");
+        return;
+    }
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void
+rl2_ctl_rows_text(FILE *f, const char *title, const rl2_ctl_row_t *rows,
+                  size_t n, long top, int room)
+{
+    fprintf(f, "\n%s\n", title);
+    for (size_t i = 0; i < n && (long)i < top; i++) {
+        fprintf(f, "  %-40s %8" PRIu64, rows[i].name, rows[i].denials);
+        if (room && rl2_ctl_room(&rows[i]) > 0) {
+            fprintf(f, "   limit %" PRId64 "  peak +%" PRIu64
+                    " in one window  breathing room %.2f", rows[i].limit,
+                    rows[i].peak, rl2_ctl_room(&rows[i]));
+        }
+        fputc('\n', f);
+    }
+    if (n == 0) {
+        fprintf(f, "  (none)\n");
+    }
+}
+
+void
+rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
+{
+    char from[32], to[32];
+
+    rl2_ctl_time(r->first_us, from, sizeof(from));
+    rl2_ctl_time(r->last_us, to, sizeof(to));
+    fprintf(f, "violation log: %zu entries, %" PRIu64 " denials (%" PRIu64
+            " sampled out), from %s to %s\n", r->n, rl2_ctl_total(r),
+            r->skipped, from, to);
+    fprintf(f, "sources: %s%s%s\n", r->have_ring ? "local ring" : "",
+            r->have_ring && r->have_stream ? " + " : "",
+            r->have_stream ? "redis stream" : "");
+    if (r->have_ring) {
+        fprintf(f, "ring: capacity %" PRIu64 ", written %" PRIu64
+                ", to redis %" PRIu64 ", redis errors %" PRIu64
+                ", sampled out %" PRIu64 "\n", r->ring.capacity,
+                r->ring.written, r->ring.to_redis, r->ring.redis_errors,
+                r->ring.skipped);
+    }
+    fprintf(f, "hit rate: %.2f denials/min\n",
+            rl2_ctl_per_minute(r, rl2_ctl_total(r)));
+    rl2_ctl_rows_text(f, "denials by rule/limit", r->by_limit, r->n_limit,
+                      1000, 1);
+    rl2_ctl_rows_text(f, "denials by tier", r->by_tier, r->n_tier, 1000, 0);
+    rl2_ctl_rows_text(f, "top clients", r->by_client, r->n_client, top, 0);
+    fprintf(f, "\nlatest denials\n");
+    for (size_t i = r->n > (size_t)top ? r->n - (size_t)top : 0; i < r->n;
+         i++) {
+        const rl2_vlog_entry_t *e = &r->entries[i];
+
+        rl2_ctl_time(e->time_us, from, sizeof(from));
+        fprintf(f, "  %s %s/%s tier=%s client=%s %s %s\n", from, e->rule,
+                e->limit_name, e->tier, e->client, e->method, e->path);
+    }
+}
+
+static void
+rl2_ctl_rows_json(FILE *f, const char *name, const rl2_ctl_row_t *rows,
+                  size_t n, long top, int room)
+{
+    fprintf(f, ",\"%s\":[", name);
+    for (size_t i = 0; i < n && (long)i < top; i++) {
+        fprintf(f, "%s{\"name\":\"", i ? "," : "");
+        rl2_ctl_escape(f, rows[i].name, 1);
+        fprintf(f, "\",\"denials\":%" PRIu64, rows[i].denials);
+        if (room) {
+            fprintf(f, ",\"limit\":%" PRId64 ",\"window_s\":%" PRId64
+                    ",\"peak_in_window\":%" PRIu64 ",\"breathing_room\":%.3f",
+                    rows[i].limit, rows[i].window_us / 1000000,
+                    rows[i].peak, rl2_ctl_room(&rows[i]));
+        }
+        fprintf(f, ",\"first\":%" PRId64 ",\"last\":%" PRId64 "}",
+                rows[i].first_us / 1000000, rows[i].last_us / 1000000);
+    }
+    fputc(']', f);
+}
+
+static void
+rl2_ctl_json_field(FILE *f, const char *name, const char *value)
+{
+    fprintf(f, ",\"%s\":\"", name);
+    rl2_ctl_escape(f, value, 1);
+    fputc('"', f);
+}
+
+/* One entry; last: no comma after it. */
+static void
+rl2_ctl_entry_json(FILE *f, const rl2_vlog_entry_t *e, int last)
+{
+    fprintf(f, "{\"time_us\":%" PRId64, e->time_us);
+    rl2_ctl_json_field(f, "rule", e->rule);
+    rl2_ctl_json_field(f, "limit", e->limit_name);
+    rl2_ctl_json_field(f, "tier", e->tier);
+    rl2_ctl_json_field(f, "client", e->client);
+    rl2_ctl_json_field(f, "method", e->method);
+    rl2_ctl_json_field(f, "path", e->path);
+    fprintf(f, ",\"skipped\":%" PRIu64 "}%s", e->skipped, last ? "" : ",");
+}
+
+void
+rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top)
+{
+    fprintf(f, "{\"entries\":%zu,\"denials\":%" PRIu64 ",\"sampled_out\":%"
+            PRIu64 ",\"first\":%" PRId64 ",\"last\":%" PRId64
+            ",\"hit_rate_per_min\":%.3f,\"sources\":{\"ring\":%s,"
+            "\"redis\":%s}", r->n, rl2_ctl_total(r), r->skipped,
+            r->first_us / 1000000, r->last_us / 1000000,
+            rl2_ctl_per_minute(r, rl2_ctl_total(r)),
+            r->have_ring ? "true" : "false",
+            r->have_stream ? "true" : "false");
+    if (r->have_ring) {
+        fprintf(f, ",\"ring\":{\"capacity\":%" PRIu64 ",\"written\":%" PRIu64
+                ",\"to_redis\":%" PRIu64 ",\"redis_errors\":%" PRIu64
+                ",\"sampled_out\":%" PRIu64 "}", r->ring.capacity,
+                r->ring.written, r->ring.to_redis, r->ring.redis_errors,
+                r->ring.skipped);
+    }
+    rl2_ctl_rows_json(f, "by_limit", r->by_limit, r->n_limit, 1000, 1);
+    rl2_ctl_rows_json(f, "by_tier", r->by_tier, r->n_tier, 1000, 0);
+    rl2_ctl_rows_json(f, "top_clients", r->by_client, r->n_client, top, 0);
+    fputs(",\"latest\":[", f);
+    for (size_t i = r->n > (size_t)top ? r->n - (size_t)top : 0; i < r->n;
+         i++) {
+        rl2_ctl_entry_json(f, &r->entries[i], i + 1 == r->n);
+    }
+    fputs("]", f);
+    fputs(",\"per_minute\":[", f);
+    for (int i = 0; i < 60; i++) {
+        fprintf(f, "%s%" PRIu64, i ? "," : "", r->per_minute[i]);
+    }
+    fputs("]}\n", f);
+}

@@ -1,0 +1,274 @@
+/*
+ * test_vlog_redis.c -- the Redis side of the violation log and of the
+ * store's reset op, against a real redis-server on loopback (started by
+ * the group setup):
+ *   - reset deletes a layer's state and overflow keys;
+ *   - an entry goes to the stream on the connection the store has used on
+ *     this thread, reads back field for field, and goes to the ring when
+ *     the thread has no connection or the circuit is open.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#include <cmocka.h>
+
+#include "rl2_redis_test.h"
+#include "ratelimit2/failover.h"
+#include "ratelimit2/violation_log.h"
+
+#define WATCHDOG_S 60
+
+static srv_t srv;
+static redisContext *admin;
+static rl2_policy_t *pol;
+static rl2_store_t *store;
+static char zone[64], circuit_name[80];
+
+static const rl2_rule_t rule = { .name = "login" };
+
+/* A refusal of `client` by `limit`, as decide() would leave it. */
+static void
+mk_refusal(rl2_verdict_t *v, const rl2_limit_t *limit, const char *client)
+{
+    rl2_verdict_init(v);
+    v->outcome = RL2_OUTCOME_DENY;
+    v->n_layers = 1;
+    v->shown = 0;
+    mk_layer(&v->layers[0], limit, client);
+    v->layers[0].rule = &rule;
+    v->layers[0].refused = 1;
+}
+
+static rl2_vlog_t *
+open_log(rl2_circuit_t *circuit)
+{
+    rl2_vlog_conf_t c = { 0, 1000, 64, "t:vlog" };
+    rl2_vlog_t *log;
+    rl2_err_t err;
+
+    if (rl2_vlog_open(&c, zone, 0600, rl2_store_redis_pool(store), circuit,
+                      &log, &err) != RL2_OK) {
+        fail_msg("%s", err.msg);
+    }
+    return log;
+}
+
+static size_t
+ring_entries(rl2_vlog_stats_t *st)
+{
+    rl2_vlog_entry_t *e;
+    size_t n;
+    rl2_err_t err;
+
+    if (rl2_vlog_ring_read(zone, &e, &n, st, &err) != RL2_OK) {
+        fail_msg("%s", err.msg);
+    }
+    free(e);
+    return n;
+}
+
+static void
+reset_deletes_state_and_overflow_keys(void **state)
+{
+    spec_t sp = { "r", RL2_ALGO_FIXED_WINDOW, 1, HOUR, 0, 0, 1, HOUR };
+    rl2_limit_t *limit = mk_limit(pol, &sp);
+    rl2_layer_t ly;
+    rl2_clock_t now;
+    rl2_err_t err;
+    char ks[64], ko[64];
+
+    (void)state;
+    mk_layer(&ly, limit, "192.0.2.1");
+    must_apply(store, &ly, 1);          /* the main limit */
+    must_apply(store, &ly, 1);          /* the overflow allowance */
+    assert_int_equal(ly.overflow_used, 1);
+    must_apply(store, &ly, 1);
+    assert_int_equal(ly.refused, 1);
+    key_of(&ly, 's', ks, sizeof(ks));
+    key_of(&ly, 'o', ko, sizeof(ko));
+    assert_int_equal(admin_int(admin, "EXISTS %s", ks), 1);
+    assert_int_equal(admin_int(admin, "EXISTS %s", ko), 1);
+    rl2_clock_now(&now);
+    assert_int_equal(store->ops->reset(store, &ly, 1, &now, &err), RL2_OK);
+    assert_int_equal(admin_int(admin, "EXISTS %s", ks), 0);
+    assert_int_equal(admin_int(admin, "EXISTS %s", ko), 0);
+    must_apply(store, &ly, 1);
+    assert_int_equal(ly.refused, 0);
+    assert_int_equal(ly.overflow_used, 0);
+}
+
+static void
+entries_go_to_the_stream_on_the_threads_connection(void **state)
+{
+    rl2_limit_t *limit = limit_of(pol, "login_ip", RL2_ALGO_FIXED_WINDOW, 5,
+                                  HOUR);
+    rl2_vlog_t *log = open_log(NULL);
+    rl2_vlog_entry_t *e;
+    rl2_vlog_stats_t st;
+    rl2_verdict_t v;
+    rl2_layer_t ly;
+    rl2_clock_t now = { 1, 1700000000123456LL };
+    rl2_redis_conf_t rc;
+    rl2_err_t err;
+    size_t n;
+
+    (void)state;
+    mk_layer(&ly, limit, "192.0.2.2");
+    must_apply(store, &ly, 1);          /* this thread now has one */
+    mk_refusal(&v, limit, "user:0123456789abcdef");
+    rl2_vlog_record(log, pol, &v, "POST", "/auth/login?x=1\r\n", &now);
+    assert_int_equal(admin_int(admin, "XLEN %s", "t:vlog"), 1);
+    rl2_redis_conf_init(&rc);
+    rc.port = srv.port;
+    assert_int_equal(rl2_vlog_stream_read(&rc, "t:vlog", 100, &e, &n, &err),
+                     RL2_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(e[0].time_us, now.wall_us);
+    assert_string_equal(e[0].rule, "login");
+    assert_string_equal(e[0].limit_name, "login_ip");
+    assert_string_equal(e[0].tier, "-");
+    assert_string_equal(e[0].client, "user:0123456789abcdef");
+    assert_string_equal(e[0].method, "POST");
+    assert_string_equal(e[0].path, "/auth/login");
+    assert_int_equal(e[0].limit, 5);
+    assert_int_equal(e[0].window_us, HOUR);
+    free(e);
+    assert_int_equal(ring_entries(&st), 0);
+    assert_int_equal(st.to_redis, 1);
+    rl2_vlog_close(log);
+}
+
+/* Another thread, which never decided anything, has no connection. */
+static void *
+record_elsewhere(void *arg)
+{
+    rl2_verdict_t *v = ((void **)arg)[0];
+    rl2_vlog_t *log = ((void **)arg)[1];
+    rl2_clock_t now;
+
+    rl2_clock_now(&now);
+    rl2_vlog_record(log, pol, v, "GET", "/", &now);
+    return NULL;
+}
+
+static void
+no_connection_or_an_open_circuit_sends_entries_to_the_ring(void **state)
+{
+    rl2_limit_t *limit = limit_of(pol, "l", RL2_ALGO_FIXED_WINDOW, 5, HOUR);
+    rl2_circuit_conf_t cc;
+    rl2_circuit_t *circuit;
+    rl2_vlog_t *log;
+    rl2_vlog_stats_t st;
+    rl2_verdict_t v;
+    rl2_layer_t ly;
+    rl2_clock_t now;
+    rl2_err_t err;
+    pthread_t t;
+    void *args[2];
+
+    (void)state;
+    rl2_circuit_conf_default(&cc);
+    if (rl2_circuit_open(circuit_name, &cc, 0600, &circuit, &err)
+        != RL2_OK) {
+        fail_msg("%s", err.msg);
+    }
+    log = open_log(circuit);
+    mk_refusal(&v, limit, "192.0.2.3");
+    args[0] = &v;
+    args[1] = log;
+    assert_int_equal(pthread_create(&t, NULL, record_elsewhere, args), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(ring_entries(&st), 1);
+    assert_int_equal(st.redis_errors, 1);
+    /* This thread has a connection, but the circuit is open. */
+    mk_layer(&ly, limit, "192.0.2.3");
+    must_apply(store, &ly, 1);
+    rl2_circuit_failure(circuit, RL2_ROUTE_PRIMARY, mono_us());
+    assert_int_equal(rl2_circuit_state(circuit), RL2_CIRCUIT_OPEN);
+    rl2_clock_now(&now);
+    rl2_vlog_record(log, pol, &v, "GET", "/", &now);
+    assert_int_equal(ring_entries(&st), 2);
+    assert_int_equal(st.redis_errors, 1);
+    assert_int_equal(admin_int(admin, "EXISTS %s", "t:vlog"), 0);
+    rl2_vlog_close(log);
+    rl2_circuit_close(circuit);
+}
+
+static int
+group_setup(void **state)
+{
+    rl2_err_t err;
+
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(zone, sizeof(zone), "/rl2test-%ld-vlogr", (long)getpid());
+    snprintf(circuit_name, sizeof(circuit_name), "%s.circuit", zone);
+    srv_start(&srv, NULL);
+    admin = srv_admin(&srv);
+    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
+        fail_msg("policy: %s", err.msg);
+    }
+    store = mk_store(&srv, 0);
+    return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    char name[96];
+
+    (void)state;
+    rl2_store_destroy(store);
+    rl2_policy_free(pol);
+    if (admin != NULL) {
+        redisFree(admin);
+    }
+    srv_stop(&srv);
+    rl2_vlog_ring_name(zone, name, sizeof(name));
+    shm_unlink(name);
+    shm_unlink(circuit_name);
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    char name[96];
+
+    (void)state;
+    alarm(WATCHDOG_S);
+    freeReplyObject(admin_cmd(admin, "FLUSHALL"));
+    rl2_vlog_ring_name(zone, name, sizeof(name));
+    shm_unlink(name);
+    shm_unlink(circuit_name);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    return 0;
+}
+
+int
+main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(reset_deletes_state_and_overflow_keys),
+        T(entries_go_to_the_stream_on_the_threads_connection),
+        T(no_connection_or_an_open_circuit_sends_entries_to_the_ring),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
