@@ -95,8 +95,8 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
 }
 
 /* One phase of the request against the server's policy and the
- * section's inline limits. */
-static rl2_status_t
+ * section's inline limits (inline: it runs on every request). */
+static APR_INLINE rl2_status_t
 rl2_decide_request(request_rec *r, const rl2_policy_t *policy,
                    const rl2_dir_conf_t *dconf, unsigned phase,
                    const rl2_clock_t *now, rl2_verdict_t *v, rl2_err_t *err)
@@ -278,8 +278,8 @@ rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 
 /* The first decision of a request.  In the common case (allowed, one
  * phase, nothing held) the verdict lives on the stack and only its
- * headers are kept: no state is allocated. */
-static int
+ * rendered fields are kept, with a small state, in one allocation. */
+static APR_INLINE int
 rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
                 const rl2_dir_conf_t *dconf, unsigned phase, int later)
 {

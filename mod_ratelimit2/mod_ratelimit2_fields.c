@@ -101,7 +101,8 @@ static int
 rl2_proxied(const request_rec *r)
 {
     return r->proxyreq != PROXYREQ_NONE
-           || (r->handler != NULL && strncmp(r->handler, "proxy:", 6) == 0);
+           || (r->handler != NULL && r->handler[0] == 'p'
+               && strncmp(r->handler, "proxy:", 6) == 0);
 }
 
 void
