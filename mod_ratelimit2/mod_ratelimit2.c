@@ -2,9 +2,11 @@
  * mod_ratelimit2.c -- the Apache httpd front end of libratelimit2.
  *
  * This file only adapts: it describes each request to the core
- * (rl2_decide) and turns the verdict into a 429 or into headers on an
- * allowed response; directives live in mod_ratelimit2_config.c.
- * Everything that decides lives in common/.
+ * (rl2_decide) and turns the verdict into a 429 or into header fields on
+ * an allowed response (placed by mod_ratelimit2_fields.c); directives
+ * live in mod_ratelimit2_config.c.  Everything that decides lives in
+ * common/.  An allowed request decided in one phase keeps only its
+ * rendered fields: the verdict itself stays on the stack.
  *
  * Phases (DESIGN §5, STYLE.md trap 1): limits keyed by address are decided
  * in check_access (run-all, before authentication) and refuse early;
@@ -198,9 +200,8 @@ rl2_request_clock(const request_rec *r, rl2_clock_t *now)
     now->wall_us = (int64_t)r->request_time;
 }
 
-/* Keep a verdict for the rest of the request: a later phase, the
- * concurrency release, the JSON error filter and "Satisfy Any" read it.
- * Only the layers in use are copied. */
+/* What the module remembers of a request (mod_ratelimit2.h), in the
+ * request's config vector. */
 static void
 rl2_state_init(request_rec *r, rl2_req_state_t *st, const rl2_clock_t *now)
 {
@@ -222,12 +223,15 @@ rl2_state_new(request_rec *r, const rl2_clock_t *now)
     return st;
 }
 
+/* Keep a verdict for the rest of the request: a later phase, the
+ * concurrency release, the JSON error filter and "Satisfy Any" read it.
+ * Only the layers in use are copied, into room for every layer (a later
+ * phase appends to it). */
 static rl2_req_state_t *
 rl2_keep(request_rec *r, const rl2_verdict_t *v, const rl2_clock_t *now)
 {
     rl2_req_state_t *st = rl2_state_new(r, now);
 
-    /* Room for every layer: a later phase appends to it. */
     st->verdict = apr_palloc(r->pool, sizeof(*st->verdict));
     memcpy(st->verdict, v, offsetof(rl2_verdict_t, layers)
                            + v->n_layers * sizeof(rl2_layer_t));
