@@ -177,7 +177,8 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_rules(cfg, root));
     RL2_TRY(rl2_cfg_default_rule(cfg, root));
     RL2_TRY(rl2_cfg_vlog(cfg, root));
-    return rl2_cfg_clients(cfg, root);
+    RL2_TRY(rl2_cfg_clients(cfg, root));
+    return rl2_rule_index_build(cfg->policy, cfg->err);
 }
 
 /* ---- reading ---- */

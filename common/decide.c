@@ -55,6 +55,55 @@ rl2_ctx_path(rl2_ctx_t *c)
     return c->path;
 }
 
+/* Add a matching rule; -1 when more apply than a request may be checked
+ * against, 1 when it ends a first-match policy's selection. */
+static int
+rl2_select_one(const rl2_policy_t *p, size_t i, rl2_applied_t *out, int *n)
+{
+    if (*n == RL2_MAX_RULES) {
+        return -1;
+    }
+    out[(*n)++] = (rl2_applied_t){ &p->rules[i], i };
+    return !p->match_all && !p->rules[i].is_continue;
+}
+
+/* The policy's own rules that match, in policy order: every rule, or, in
+ * a policy with a rule index, only those its path's first segment and the
+ * segment-less rules name (rule_index.c).  Returns 1 when a first-match
+ * rule ended the selection, -1 when too many apply. */
+static int
+rl2_select_policy_rules(rl2_ctx_t *c, rl2_applied_t *out, int *n)
+{
+    const rl2_policy_t *p = c->policy;
+    const char *host = c->req->host;
+    rl2_rule_candidates_t k;
+    size_t i = 0, j = 0, r;
+    int end;
+
+    if (p->rule_index == NULL) {
+        for (r = 0; r < p->n_rules; r++) {
+            if (rl2_rule_match(&p->rules[r], c->method_bit,
+                               p->rules[r].n_paths ? rl2_ctx_path(c) : "/",
+                               host)
+                && (end = rl2_select_one(p, r, out, n)) != 0) {
+                return end;
+            }
+        }
+        return 0;
+    }
+    rl2_rule_index_lookup(p->rule_index, rl2_ctx_path(c), &k);
+    while (i < k.n_seg || j < k.n_any) {
+        r = (j == k.n_any || (i < k.n_seg && k.seg[i] < k.any[j]))
+            ? k.seg[i++] : k.any[j++];
+        if (rl2_rule_match(&p->rules[r], c->method_bit, rl2_ctx_path(c),
+                           host)
+            && (end = rl2_select_one(p, r, out, n)) != 0) {
+            return end;
+        }
+    }
+    return 0;
+}
+
 /* Select the rules that apply (DESIGN §3 "Rules"); returns how many, or
  * -1 when more apply than a request may be checked against. */
 static int
@@ -62,20 +111,10 @@ rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra,
                  size_t n_extra, rl2_applied_t *out)
 {
     const rl2_policy_t *p = c->policy;
-    const char *host = c->req->host;
-    int n = 0, terminal = 0;
+    int n = 0, terminal;
 
-    for (size_t i = 0; i < p->n_rules && !terminal; i++) {
-        if (!rl2_rule_match(&p->rules[i], c->method_bit,
-                            p->rules[i].n_paths ? rl2_ctx_path(c) : "/",
-                            host)) {
-            continue;
-        }
-        if (n == RL2_MAX_RULES) {
-            return -1;
-        }
-        out[n++] = (rl2_applied_t){ &p->rules[i], i };
-        terminal = !p->match_all && !p->rules[i].is_continue;
+    if ((terminal = rl2_select_policy_rules(c, out, &n)) < 0) {
+        return -1;
     }
     if (!terminal && p->default_rule != NULL
         && (!p->match_all || n == 0)) {

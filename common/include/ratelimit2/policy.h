@@ -135,6 +135,7 @@ typedef struct {
     const char *upgrade_url;    /* optional, for the 429 body */
 } rl2_tier_t;
 
+typedef struct rl2_rule_index rl2_rule_index_t;
 typedef struct rl2_arena rl2_arena_t;
 
 /* The violation log's settings (violation_log.h), from the policy's
@@ -193,7 +194,27 @@ typedef struct {
     size_t         max_state_size;   /* largest limit state_size */
     int            has_concurrency;  /* some limit is a concurrency limit */
     rl2_vlog_conf_t vlog;            /* the violation log */
+    rl2_rule_index_t *rule_index;    /* rules by first path segment, or
+                                        NULL for a short policy */
 } rl2_policy_t;
+
+/* The rules a path may match (rule_index.c): rule numbers, ascending, in
+ * two lists to be merged (those filed under the path's first segment,
+ * and those tried for every path). */
+typedef struct {
+    const uint32_t *seg;
+    size_t          n_seg;
+    const uint32_t *any;
+    size_t          n_any;
+} rl2_rule_candidates_t;
+
+/* Build policy->rule_index from policy->rules (left NULL when the policy
+ * has few rules); in the policy's arena.  RL2_ERR_NOMEM. */
+rl2_status_t rl2_rule_index_build(rl2_policy_t *policy, rl2_err_t *err);
+
+/* The candidates for a normalised path (starting with '/'). */
+void rl2_rule_index_lookup(const rl2_rule_index_t *index, const char *path,
+                           rl2_rule_candidates_t *out);
 
 /* An empty policy with defaults: enforce, first match, ipv6_prefix 64,
  * no tiers, no rules, hash key from an empty secret.  source is copied. */
