@@ -214,6 +214,17 @@ install: module fcgi man
 	    || install -m 644 conf/ratelimit2.conf \
 	        $(DESTDIR)$(SYSCONFDIR)/ratelimit2/ratelimit2.conf
 
+# ratelimit2ctl is installed with the programs (in SBINDIR: an
+# administrator's tool that opens root's zone); its man page,
+# ratelimit2ctl(8), is among build/man/*.8 and includes a section of
+# docs/operations.md.
+.PHONY: install-ctl
+install: install-ctl
+install-ctl: ctl
+	install -d $(DESTDIR)$(SBINDIR)
+	install -m 755 $(CTL_BIN) $(DESTDIR)$(SBINDIR)/
+build/man/ratelimit2ctl.8: docs/operations.md
+
 # From a clean copy of the tree (the files git knows, as they are in the
 # working tree: no build products), so the working tree stays as it is.
 deb:

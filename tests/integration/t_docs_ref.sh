@@ -3,9 +3,11 @@
 # both ways: every Apache directive (AP_INIT_* in mod_ratelimit2/*.c),
 # every key the policy loader accepts (the rl2_*_keys[] lists in
 # common/*.c), every ratelimit2-fcgi option (its getopt string) and
-# every ratelimit2-cgi variable is documented, in docs/*.md and in the man
-# pages generated from them, and nothing is documented that the sources
-# do not define.  The lists are read from the files on every run.  Every
+# every ratelimit2-cgi variable, and every ratelimit2ctl subcommand (its
+# dispatch table in ctl/*.c) and option (getopt_long's string and long
+# option table) is documented, in docs/*.md and in the man pages
+# generated from them, and nothing is documented that the sources do not
+# define.  The lists are read from the files on every run.  Every
 # man page renders with groff -man -ww and no warning.
 #
 # To document: a new directive, a row in the Apache directives table of
@@ -84,4 +86,28 @@ same "every ratelimit2-cgi variable is in $FCGI and only those" "$src" \
     "$($REF doc-env $FCGI ratelimit2-cgi)"
 covered "every ratelimit2-cgi variable is in ratelimit2-fcgi(8)" "$src" \
     "$($REF man-tags build/man/ratelimit2-fcgi.8)"
+
+# ---- ratelimit2ctl: docs/operations.md and ratelimit2ctl(8) ----
+OPS=docs/operations.md
+CTL8=build/man/ratelimit2ctl.8
+src=$($REF commands ctl/*.c)
+[ -n "$src" ] && ok "subcommands found in ctl/*.c" \
+    || not_ok "subcommands found in ctl/*.c"
+same "every ratelimit2ctl subcommand is in $OPS and only those" "$src" \
+    "$($REF doc-commands $OPS Subcommands)"
+same "every ratelimit2ctl subcommand is in ratelimit2ctl(8) and only those" \
+    "$src" "$($REF man-commands $CTL8 SUBCOMMANDS)"
+src=$($REF long-options ctl/*.c)
+[ -n "$src" ] && ok "options found in ctl/*.c" \
+    || not_ok "options found in ctl/*.c"
+same "every ratelimit2ctl option is in $OPS and only those" "$src" \
+    "$($REF doc-all-options $OPS Options)"
+same "every ratelimit2ctl option is in ratelimit2ctl(8) and only those" \
+    "$src" "$($REF man-options $CTL8 OPTIONS)"
+src=$(sed -n 's/^#define RL2_CTL_[A-Z_]* *\([0-9][0-9]*\).*/\1/p' ctl/ctl.h \
+    | sort -u)
+[ -n "$src" ] && ok "exit statuses found in ctl/ctl.h" \
+    || not_ok "exit statuses found in ctl/ctl.h"
+same "every ratelimit2ctl exit status is in ratelimit2ctl(8), only those" \
+    "$src" "$($REF man-commands $CTL8 'EXIT STATUS')"
 done_testing

@@ -17,6 +17,19 @@
 #   docs_ref.pl env-names FILE.c           "RATELIMIT2_*" string literals
 #   docs_ref.pl doc-env FILE.md HEAD       RATELIMIT2_* of table rows under
 #                                          HEAD
+#   docs_ref.pl long-options FILE.c...     "-x" of getopt_long()'s option
+#                                          string and "--name" of every
+#                                          struct option table
+#   docs_ref.pl commands FILE.c...         "name" of { "name", rl2_*_fn }
+#                                          dispatch table entries
+#   docs_ref.pl doc-all-options FILE.md HEAD  every "-x" and "--name" in
+#                                          the first cells under HEAD
+#   docs_ref.pl doc-commands FILE.md HEAD  first words of the first cells
+#                                          under HEAD
+#   docs_ref.pl man-options PAGE SECTION   every "-x" and "--name" in the
+#                                          .TP tags under .SH SECTION
+#   docs_ref.pl man-commands PAGE SECTION  first words of the .TP tags
+#                                          under .SH SECTION
 use strict;
 use warnings FATAL => 'all';
 
@@ -57,6 +70,56 @@ sub first_cells {
     }
     die "docs_ref: no heading \"$head\" in $file\n" unless defined $level;
     return @cells;
+}
+
+# The whole first cells of the table rows under heading $head, with
+# every code span in them: "`-c FILE`, `--config FILE`".
+sub whole_first_cells {
+    my ($file, $head) = @_;
+    my ($level, $fence, @cells);
+    for my $l (split /\n/, slurp($file)) {
+        $fence = !$fence if $l =~ /^```/;
+        next if $fence;
+        if ($l =~ /^(#+)\s+(.*?)\s*$/) {
+            last if $level && length($1) <= $level;
+            $level = length($1) if !defined $level && $2 eq $head;
+            next;
+        }
+        next unless defined $level && $l =~ /^\|([^|]*)\|/;
+        next if $1 =~ /^\s*-+\s*$/;
+        push @cells, $1;
+    }
+    die "docs_ref: no heading \"$head\" in $file\n" unless defined $level;
+    return @cells;
+}
+
+# The .TP tags of a man page, font escapes removed; only those under
+# .SH $section (any case) when it is given.
+sub man_tags {
+    my ($page, $section) = @_;
+    my @l = split /\n/, slurp($page);
+    my ($in, $found, @tags) = (!defined $section, 0);
+    for my $i (0 .. $#l - 1) {
+        if ($l[$i] =~ /^\.SH\s+"?(.*?)"?\s*$/) {
+            $in = !defined $section || uc($1) eq uc($section);
+            $found ||= $in;
+            next;
+        }
+        next unless $in && $l[$i] eq '.TP';
+        (my $t = $l[$i + 1]) =~ s/\\f[BIRP]//g;
+        $t =~ s/\\-/-/g;
+        $t =~ s/\\&//g;
+        push @tags, $t;
+    }
+    die "docs_ref: no section \"$section\" in $page\n"
+        if defined $section && !$found;
+    return @tags;
+}
+
+# "-x" and "--name" words of a list of tags or cells.
+sub option_words {
+    return grep { /^(?:-\w|--\w[\w-]*)$/ }
+           map { my $t = $_; $t =~ s/[`,\[\]=]/ /g; split ' ', $t } @_;
 }
 
 my $cmd = shift @ARGV // '';
@@ -102,14 +165,36 @@ elsif ($cmd eq 'doc-keys') {
     }
 }
 elsif ($cmd eq 'man-tags') {
-    my @l = split /\n/, slurp($ARGV[0]);
-    for my $i (0 .. $#l - 1) {
-        next unless $l[$i] eq '.TP';
-        (my $t = $l[$i + 1]) =~ s/\\f[BIRP]//g;
-        $t =~ s/\\-/-/g;
-        $t =~ s/\\&//g;
-        push @out, (split ' ', $t)[0] // '';
+    @out = map { (split ' ', $_)[0] // '' } man_tags($ARGV[0]);
+}
+elsif ($cmd eq 'long-options') {
+    for my $f (@ARGV) {
+        my $t = c_source($f);
+        while ($t =~ /\bgetopt_long\s*\([^,]+,[^,]+,\s*"([^"]*)"/g) {
+            push @out, map { "-$_" } grep { $_ ne ':' } split //, $1;
+        }
+        while ($t =~ /\bstruct\s+option\s+\w+\s*\[\s*\]\s*=\s*\{(.*?)\}\s*;/gs) {
+            push @out, map { "--$_" } $1 =~ /\{\s*"([^"]+)"\s*,/g;
+        }
     }
+}
+elsif ($cmd eq 'commands') {
+    for my $f (@ARGV) {
+        push @out, c_source($f) =~ /\{\s*"([a-z][\w-]*)"\s*,\s*rl2_\w+\s*\}/g;
+    }
+}
+elsif ($cmd eq 'doc-all-options') {
+    @out = option_words(whole_first_cells($ARGV[0], $ARGV[1]));
+}
+elsif ($cmd eq 'doc-commands') {
+    @out = map { /`\s*([^`\s]+)/ ? $1 : () }
+           whole_first_cells($ARGV[0], $ARGV[1]);
+}
+elsif ($cmd eq 'man-options') {
+    @out = option_words(man_tags($ARGV[0], $ARGV[1]));
+}
+elsif ($cmd eq 'man-commands') {
+    @out = map { (split ' ', $_)[0] // () } man_tags($ARGV[0], $ARGV[1]);
 }
 elsif ($cmd eq 'getopt') {
     my ($spec) = c_source($ARGV[0]) =~ /\bgetopt\s*\([^,]+,[^,]+,\s*"([^"]+)"/;
@@ -128,6 +213,8 @@ elsif ($cmd eq 'doc-env') {
 }
 else {
     die "usage: docs_ref.pl directives|doc-directives|key-arrays|doc-keys|"
-        . "man-tags|getopt|doc-options|env-names|doc-env ARGS\n";
+        . "man-tags|getopt|doc-options|env-names|doc-env|long-options|"
+        . "commands|doc-all-options|doc-commands|man-options|man-commands "
+        . "ARGS\n";
 }
 print "$_\n" for sort grep { !$seen{$_}++ } @out;
