@@ -6,11 +6,17 @@
 # runs apachectl configtest on the system configuration, then starts an
 # Apache of its own on a free loopback port that includes the packaged
 # mods-available files with the packaged example limit uncommented, and
-# sees a 429 from it.  The installed systemd units pass systemd-analyze
+# sees a 429 from it.  The installed ratelimit2ctl accepts the shipped
+# policy (check), and with the packaged policy's commented example
+# uncommented into that Apache's policy it reads the client's counters
+# from the running Apache's zone (status: what is left equals the
+# RateLimit field the client was sent) and forgets them (reset).  The
+# installed systemd units pass systemd-analyze
 # verify, and the installed daemon, started under systemd-socket-activate
 # with the socket unit's address and the service unit's command line,
 # answers an authorizer request.  The packages are purged on every exit
-# path, and the file lists of /etc/apache2, /etc/ratelimit2,
+# path, every file they installed is gone, and the file lists of
+# /etc/apache2, /etc/ratelimit2,
 # /usr/lib/apache2, /var/lib/apache2, the systemd unit directories and
 # /var/lib/dpkg/info are the same afterwards as before.
 #
@@ -20,7 +26,9 @@
 # build tree's module: neither the packages nor their purge touch that.
 . "$(dirname "$0")/fcgi_lib.sh"
 
-PKGS="libapache2-mod-ratelimit2 ratelimit2-fcgi ratelimit2-common"
+PKGS="libapache2-mod-ratelimit2 ratelimit2-fcgi ratelimit2-tools
+ratelimit2-common"
+CTL=/usr/sbin/ratelimit2ctl
 WATCH="/etc/apache2 /etc/ratelimit2 /usr/lib/apache2 /var/lib/apache2
 /etc/systemd/system /lib/systemd/system /var/lib/dpkg/info"
 
@@ -111,7 +119,7 @@ for p in $PKGS; do
     debs+=("$(ls "$DEB/${p}_"*.deb)")
 done
 out=$(dpkg_wait -i "${debs[@]}")
-is "dpkg -i installs the three packages" "0" "$?"
+is "dpkg -i installs the four packages" "0" "$?"
 [ -n "$out" ] && printf '%s\n' "$out" | tail -5 | sed 's/^/#   /'
 out=$(a2enmod ratelimit2 2>&1)
 is "a2enmod ratelimit2" "0" "$?"
@@ -123,6 +131,51 @@ like "man pages are installed" 'ratelimit2-fcgi\.8\.gz' \
     "$(dpkg -L ratelimit2-fcgi)"
 is "the default policy is a conffile" "/etc/ratelimit2/ratelimit2.conf" \
     "$(dpkg-query -W -f='${Conffiles}' ratelimit2-common | awk '{print $1}')"
+# What the packages put on disk, to prove after the purge that it is gone.
+# shellcheck disable=SC2086
+dpkg -L $PKGS 2>/dev/null | while read -r f; do
+    [ -d "$f" ] || printf '%s\n' "$f"
+done | sort -u >"$T_DIR/installed.list"
+
+# ---- ratelimit2-tools ----
+like "ratelimit2-tools installs $CTL" "^$CTL\$" \
+    "$(dpkg -L ratelimit2-tools)"
+like "ratelimit2-tools installs ratelimit2ctl(8)" \
+    '^/usr/share/man/man8/ratelimit2ctl\.8\.gz$' "$(dpkg -L ratelimit2-tools)"
+like "ratelimit2-tools depends on ratelimit2-common" 'ratelimit2-common' \
+    "$(dpkg-query -W -f='${Depends}' ratelimit2-tools)"
+out=$("$CTL" check /etc/ratelimit2/ratelimit2.conf 2>&1)
+is "ratelimit2ctl check accepts the shipped policy (exit 0)" 0 "$?"
+like "ratelimit2ctl check says it is valid" '^valid$' "$out"
+out=$("$CTL" --help 2>&1)
+is "ratelimit2ctl --help exits 0" 0 "$?"
+
+# ctl_status DIR PORT ZONE -- one POST /login to the running Apache, then
+# the installed ratelimit2ctl on its zone: what it reads is what the
+# client was told, and reset forgets it.
+ctl_status() {
+    local h=$T_DIR/login.h rl st left
+    curl -s -D "$h" -o /dev/null -X POST "http://127.0.0.1:$2/login"
+    rl=$(tr -d '\r' <"$h" | sed -n 's/^RateLimit: "login";r=\([0-9]*\);.*/\1/p')
+    is "POST /login is shown its login limit, one used" "$((login - 1))" "$rl"
+    st=$("$CTL" status 127.0.0.1 -z "$3" -c "$1/policy.conf" -m POST \
+        -p /login 2>&1)
+    is "ratelimit2ctl status on the packaged Apache's zone (exit 0)" 0 "$?"
+    left=$(printf '%s\n' "$st" | awk '$1 == "login" { print $6 }')
+    is "ratelimit2ctl status: remaining is the client's RateLimit r=" \
+        "$rl" "$left"
+    like "ratelimit2ctl status reads the local zone" 'store local' "$st"
+    st=$("$CTL" status 127.0.0.1 -z "$3" 2>&1)
+    is "ratelimit2ctl status with the shipped policy (exit 0)" 0 "$?"
+    like "the shipped policy limits nothing" 'verdict no limit applies' "$st"
+    "$CTL" reset 127.0.0.1 -z "$3" -c "$1/policy.conf" -m POST -p /login \
+        >"$T_DIR/reset.out" 2>&1
+    is "ratelimit2ctl reset (exit 0)" 0 "$?"
+    st=$("$CTL" status 127.0.0.1 -z "$3" -c "$1/policy.conf" -m POST \
+        -p /login 2>&1)
+    is "after reset, nothing of the login limit is used" "0 $login" \
+        "$(printf '%s\n' "$st" | awk '$1 == "login" { print $5, $6 }')"
+}
 
 # ---- Apache with the packaged files and the example limit ----
 D=$T_DIR/apache
@@ -133,7 +186,21 @@ sed -i '/^LoadModule ratelimit2_module/d' "$D/httpd.conf"
 n=$(grep -cE '^[[:space:]]*#[[:space:]]*RateLimit2Limit ' \
     /etc/apache2/mods-available/ratelimit2.conf)
 is "the packaged configuration has one example limit to uncomment" 1 "$n"
-sed -E 's/^([[:space:]]*)#[[:space:]]*(RateLimit2Limit )/\1\2/' \
+# The shipped policy's example (commented, from "# rules = (" to the next
+# bare "#"), uncommented into a policy of this Apache's own, so that
+# ratelimit2ctl has limits to read: the inline RateLimit2Limit is not in
+# any policy file.
+awk '/^# rules = \(/ { on = 1 } on && /^#$/ { on = 0 }
+     on { sub(/^# ?/, ""); print; next } { print }' \
+    /etc/ratelimit2/ratelimit2.conf >"$D/policy.conf"
+out=$("$CTL" check "$D/policy.conf" 2>&1)
+is "ratelimit2ctl check accepts the shipped example policy" 0 "$?"
+login=$(printf '%s\n' "$out" \
+    | sed -n 's/^ *every tier *login  *\([0-9]*\)\/min .*/\1/p')
+like "the shipped example policy limits POST /login a minute" '^[0-9]+$' \
+    "$login"
+sed -E -e 's/^([[:space:]]*)#[[:space:]]*(RateLimit2Limit )/\1\2/' \
+    -e "s|^([[:space:]]*RateLimit2Policy ).*|\1$D/policy.conf|" \
     /etc/apache2/mods-available/ratelimit2.conf >"$D/ratelimit2.conf"
 limit=$(sed -n 's/^[[:space:]]*RateLimit2Limit [^ ]* \([0-9]*\)\/min.*/\1/p' \
     "$D/ratelimit2.conf")
@@ -149,14 +216,16 @@ if apache_start "$D"; then
         "http://127.0.0.1:$P/index.html")
     is "the first request is let through" 200 "$c"
     like "the example limit is in force" \
-        "^RateLimit-Policy: \"per_client\";q=$limit;w=60" \
+        "^RateLimit-Policy: .*\"per_client\";q=$limit;w=60" \
         "$(tr -d '\r' <"$H")"
+    ctl_status "$D" "$P" "$Z"
+    sent=2                              # the first request and the login
     n=$(admitted $((limit + 50)) 4 "http://127.0.0.1:$P/index.html")
-    if [ "$n" -ge $((limit - 1 - limit / 10)) ] 2>/dev/null \
-            && [ "$n" -le $((limit - 1)) ]; then
-        ok "at most the example's $limit a minute are admitted ($((n + 1)))"
+    if [ "$n" -ge $((limit - sent - limit / 10)) ] 2>/dev/null \
+            && [ "$n" -le $((limit - sent)) ]; then
+        ok "at most the example's $limit a minute are admitted ($((n + sent)))"
     else
-        not_ok "at most the example's $limit a minute are admitted ($n + 1)"
+        not_ok "at most the example's $limit a minute are admitted ($n + $sent)"
     fi
     c=$(code "http://127.0.0.1:$P/index.html")
     is "a request over the example limit gets 429" 429 "$c"
@@ -220,6 +289,10 @@ rl2_wait_gone "$T_DIR/daemon.pid"
 # ---- purge: nothing left behind ----
 pkg_purge
 is "dpkg --purge removes the packages" "0" "$?"
+left=$(while read -r f; do [ -e "$f" ] && echo "$f"; done \
+    <"$T_DIR/installed.list")
+is "after purge no file the packages installed is left" "" "$left"
+like "ratelimit2ctl was among them" "^$CTL\$" "$(cat "$T_DIR/installed.list")"
 snapshot >"$T_DIR/after.list"
 # Another engineer's apt-get may add packages meanwhile: in dpkg's info
 # directory only our packages' files are ours to compare.  apache2's
