@@ -13,7 +13,10 @@
 # To document: a new directive, a row in the Apache directives table of
 # docs/configuration.md (the man page is made from that section); a new
 # key, a row in the table marked <!-- keys: rl2_..._keys --> for its list;
-# a new list of keys, a table of its own with that marker.
+# a new list of keys, a table of its own with that marker; a new
+# ratelimit2ctl subcommand, option or exit status, a row in the
+# Subcommands, Options or Exit status table of docs/operations.md's
+# ratelimit2ctl section (ratelimit2ctl(8) includes it).
 . "$(dirname "$0")/lib.sh"
 cd "$RL2_ROOT" || exit 1
 REF="perl tests/tools/docs_ref.pl"

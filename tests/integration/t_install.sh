@@ -1,9 +1,9 @@
 #!/bin/bash
 # t_install.sh -- make install for distributions other than Debian: every
-# file lands under DESTDIR in its FHS place for the PREFIX given (the
-# installed ratelimit2ctl accepts the installed policy), the
-# systemd unit runs the installed daemon, the module loads from where it
-# was installed, and a second install keeps the administrator's policy.
+# file lands under DESTDIR in its FHS place for the PREFIX given, the
+# installed ratelimit2ctl accepts the installed policy, the systemd unit
+# runs the installed daemon, the module loads from where it was
+# installed, and a second install keeps the administrator's policy.
 . "$(dirname "$0")/lib.sh"
 cd "$RL2_ROOT" || exit 1
 
