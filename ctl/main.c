@@ -75,7 +75,7 @@ static const char rl2_ctl_manual[] =
 "\n"
 "EXIT STATUS\n"
 "    0  success (check: the policy is valid)\n"
-"    1  check: the policy is invalid\n"
+"    1  check, docs: the policy is invalid\n"
 "    2  bad command line\n"
 "    3  the policy, the zone, the violation log or Redis could not be\n"
 "       read or written\n"
