@@ -246,15 +246,6 @@ rl2_map_refresh(rl2_redis_cluster_t *cl, rl2_err_t *err)
     return st;
 }
 
-static int64_t
-rl2_mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The node serving slot.  A stale map is loaded again by the one thread
  * that takes the flag (at most every RL2_REFRESH_MIN_MS); when that fails
  * the old map still routes (and the flag is set again so that a later
@@ -263,7 +254,7 @@ static rl2_status_t
 rl2_route(rl2_redis_cluster_t *cl, unsigned slot, int *idx, rl2_err_t *err)
 {
     rl2_status_t st = RL2_OK;
-    int64_t now = rl2_mono_ms();
+    int64_t now = (rl2_mono_us() / 1000);
     int v, tried = 0;
 
     if (atomic_load_explicit(&cl->stale, memory_order_acquire)
@@ -469,7 +460,7 @@ rl2_redis_cluster_create(const rl2_redis_conf_t *conf,
              (int)sizeof(cl->name) - 9, conf->seeds[0]);
     pthread_mutex_init(&cl->lock, NULL);
     atomic_init(&cl->stale, 1);
-    atomic_init(&cl->refreshed_ms, rl2_mono_ms() - RL2_REFRESH_MIN_MS);
+    atomic_init(&cl->refreshed_ms, (rl2_mono_us() / 1000) - RL2_REFRESH_MIN_MS);
     /* The seeds are the first nodes: a refresh asks them first.  Creating
      * their pools opens nothing. */
     for (int i = 0; i < conf->n_seeds; i++) {

@@ -17,13 +17,21 @@ typedef struct {
     rl2_zone_t *zone;
 } rl2_store_local_t;
 
+int64_t
+rl2_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void
 rl2_clock_now(rl2_clock_t *now)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now->mono_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    now->mono_us = rl2_mono_us();
     clock_gettime(CLOCK_REALTIME, &ts);
     now->wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }

@@ -39,15 +39,6 @@ typedef rl2_status_t (*layer_op_t)(rl2_store_t *store, rl2_layer_t *layers,
                                    size_t n, const rl2_clock_t *now,
                                    rl2_err_t *err);
 
-static int64_t
-mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* ---- alerts on the transitions this process made --------------------- */
 
 /* local_share for people: 500000 -> "0.5", 1000000 -> "1". */
@@ -454,7 +445,7 @@ rl2_store_failover_create(rl2_store_t *primary, rl2_store_t *local,
     f->circuit = circuit;
     f->conf = *conf;
     if (f->conf.clock_us == NULL) {
-        f->conf.clock_us = mono_us;
+        f->conf.clock_us = rl2_mono_us;
     }
     snprintf(secret, sizeof(secret), "ratelimit2 failover local_share=%u",
              conf->local_share_ppm);

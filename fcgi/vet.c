@@ -117,15 +117,6 @@ rl2_scan(rl2_vet_t *v, const unsigned char *buf, size_t n)
     }
 }
 
-static int64_t
-rl2_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A request too large to pass on gets a real answer, which the server
  * sends to the client, rather than a dropped connection. */
 static void
@@ -157,14 +148,14 @@ rl2_vet_answer_large(int fd, unsigned id)
 int
 rl2_vet(rl2_vet_t *v, int fd, int timeout_ms)
 {
-    int64_t deadline = rl2_now_ms() + timeout_ms;
+    int64_t deadline = (rl2_mono_us() / 1000) + timeout_ms;
     ssize_t n, last = -1;
     struct pollfd pfd = { fd, POLLIN | POLLRDHUP, 0 };
     struct timespec nap = { 0, 1000 * 1000 };
     int rc;
 
     for (;;) {
-        int wait = (int)(deadline - rl2_now_ms());
+        int wait = (int)(deadline - (rl2_mono_us() / 1000));
 
         if (wait <= 0 || poll(&pfd, 1, wait) == 0) {
             v->why = "timed out before the request was complete";

@@ -26,6 +26,9 @@ typedef struct {
 
 void rl2_clock_now(rl2_clock_t *now);
 
+/* CLOCK_MONOTONIC in µs: for timeouts and intervals. */
+int64_t rl2_mono_us(void);
+
 /* One limit applied to one key for one request. */
 typedef struct {
     const rl2_limit_t *limit;
