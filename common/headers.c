@@ -18,7 +18,8 @@
 static long long
 rl2_ceil_s(int64_t us)
 {
-    return us <= 0 ? 0 : (long long)((us + US_PER_S - 1) / US_PER_S);
+    /* Divided first: no overflow whatever the algorithm reported. */
+    return us <= 0 ? 0 : (long long)(us / US_PER_S + (us % US_PER_S != 0));
 }
 
 long long
