@@ -31,7 +31,7 @@
 #include "shm_obj_internal.h"
 
 #define ALERT_MAGIC 0x41324c52u     /* "RL2A" read little-endian */
-#define ALERT_VERSION 1u
+#define ALERT_VERSION 2u
 
 /* One word per kind: bits 63..24 hold the monotonic time of the kind's
  * last line in ms plus one (0: never sent), bits 23..0 the lines held
@@ -62,6 +62,10 @@ static const struct {
     [RL2_ALERT_FAILOVER_ENTER] = { "failover_enter", LOG_WARNING },
     [RL2_ALERT_FAILOVER_LEAVE] = { "failover_leave", LOG_NOTICE },
     [RL2_ALERT_CONFIG_ERROR] = { "config_error", LOG_ERR },
+    [RL2_ALERT_LIMITED] = { "limited", LOG_WARNING },
+    [RL2_ALERT_BAN_CANDIDATE] = { "ban_candidate", LOG_WARNING },
+    [RL2_ALERT_ZONE_FULL] = { "zone_full", LOG_WARNING },
+    [RL2_ALERT_EVICTIONS] = { "evictions", LOG_WARNING },
 };
 
 struct rl2_alert {

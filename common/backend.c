@@ -18,6 +18,9 @@ struct rl2_backend {
     rl2_alert_t   *alert;
     rl2_store_t   *failover;
     rl2_vlog_t    *vlog;
+    rl2_metrics_t *metrics;
+    rl2_store_t   *timed;      /* Redis, timed into the metrics */
+    rl2_failover_mode_t failover_mode;
 };
 
 void
@@ -37,6 +40,8 @@ rl2_backend_conf_init(rl2_backend_conf_t *conf)
     snprintf(conf->alert_ident, sizeof(conf->alert_ident), "ratelimit2");
     conf->alert_facility = LOG_DAEMON;
     conf->alert_interval_ms = 60000;
+    conf->metrics_enabled = 1;
+    rl2_metrics_conf_default(&conf->metrics);
 }
 
 /* "<zone><suffix>", the name of a companion shm object. */
@@ -81,15 +86,21 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
     if ((st = rl2_store_redis_create(&conf->redis, &b->redis, err))
             != RL2_OK
         || (st = rl2_circuit_open(name, &conf->circuit, conf->shm_mode,
-                                  &b->circuit, err)) != RL2_OK
-        || (st = rl2_backend_alerts(conf, b, err)) != RL2_OK) {
+                                  &b->circuit, err)) != RL2_OK) {
+        return st;
+    }
+    if (b->metrics != NULL
+        && (st = rl2_store_timed_create(b->redis, b->metrics, &b->timed,
+                                        err)) != RL2_OK) {
         return st;
     }
     rl2_failover_conf_default(&fc);
     fc.mode = conf->failover_mode;
     fc.local_share_ppm = conf->local_share_ppm;
     fc.alert = b->alert;
-    return rl2_store_failover_create(b->redis, b->local, b->circuit, &fc,
+    b->failover_mode = conf->failover_mode;
+    return rl2_store_failover_create(b->timed != NULL ? b->timed : b->redis,
+                                     b->local, b->circuit, &fc,
                                      &b->failover, err);
 }
 
@@ -108,6 +119,16 @@ rl2_backend_open(const rl2_backend_conf_t *conf, rl2_backend_t **out,
                        conf->state_size, conf->shm_mode, &b->zone, err);
     if (st == RL2_OK) {
         st = rl2_store_local_create(b->zone, &b->local, err);
+    }
+    if (st == RL2_OK) {
+        st = rl2_backend_alerts(conf, b, err);
+    }
+    if (st == RL2_OK && conf->metrics_enabled) {
+        char name[RL2_BACKEND_NAME_MAX + 16];
+
+        rl2_backend_name(conf, ".metrics", name, sizeof(name));
+        st = rl2_metrics_open(name, conf->shm_mode, &conf->metrics, b->alert,
+                              b->zone, &b->metrics, err);
     }
     if (st == RL2_OK && conf->redis_enabled) {
         st = rl2_backend_redis(conf, b, err);
@@ -134,8 +155,10 @@ rl2_backend_close(rl2_backend_t *b)
     /* Wrappers before what they wrap. */
     rl2_vlog_close(b->vlog);
     rl2_store_destroy(b->failover);
+    rl2_store_destroy(b->timed);
     rl2_store_destroy(b->redis);
     rl2_circuit_close(b->circuit);
+    rl2_metrics_close(b->metrics);
     rl2_alert_close(b->alert);
     rl2_store_destroy(b->local);
     rl2_zone_close(b->zone);
@@ -175,4 +198,31 @@ rl2_backend_circuit_state(rl2_backend_t *b, rl2_circuit_state_t *state)
     }
     *state = rl2_circuit_state(b->circuit);
     return 1;
+}
+
+rl2_metrics_t *
+rl2_backend_metrics(rl2_backend_t *b)
+{
+    return b->metrics;
+}
+
+void
+rl2_backend_env(rl2_backend_t *b, rl2_metrics_env_t *env)
+{
+    rl2_circuit_stats_t cs;
+    int64_t retry;
+    rl2_err_t err;
+
+    memset(env, 0, sizeof(*env));
+    env->have_zone = rl2_zone_stats(b->zone, &env->zone, &err) == RL2_OK;
+    env->circuit = -1;
+    if (b->circuit != NULL) {
+        rl2_circuit_stats(b->circuit, &cs);
+        env->redis = 1;
+        env->circuit = (int)cs.state;
+        env->circuit_opens = cs.opens;
+        env->failover_mode = (int)b->failover_mode;
+        env->refusing = rl2_backend_refusing(b, &retry);
+    }
+    env->alert_failures = rl2_alert_failures(b->alert);
 }

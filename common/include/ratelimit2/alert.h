@@ -61,6 +61,12 @@ typedef enum {
     RL2_ALERT_FAILOVER_ENTER,   /* requests now answered per failover mode */
     RL2_ALERT_FAILOVER_LEAVE,   /* back to the shared store */
     RL2_ALERT_CONFIG_ERROR,     /* a policy or directive was refused */
+    RL2_ALERT_LIMITED,          /* a client was refused (fail2ban); one
+                                   line per client per interval, limited
+                                   by metrics_clients.c */
+    RL2_ALERT_BAN_CANDIDATE,    /* a client refused too often */
+    RL2_ALERT_ZONE_FULL,        /* the local zone passed 80% or 100% */
+    RL2_ALERT_EVICTIONS,        /* live keys evicted faster than allowed */
     RL2_ALERT_KIND_COUNT
 } rl2_alert_kind_t;
 

@@ -16,6 +16,7 @@
 
 #include "ratelimit2/alert.h"
 #include "ratelimit2/failover.h"
+#include "ratelimit2/metrics.h"
 #include "ratelimit2/redis.h"
 #include "ratelimit2/status.h"
 #include "ratelimit2/store.h"
@@ -41,6 +42,10 @@ typedef struct {
     rl2_vlog_conf_t     vlog;            /* the violation log (zero:
                                             defaults); its stream string
                                             is copied at open */
+    /* Metrics ("<zone>.metrics") and the alerts that follow from them;
+     * with alerts on, the alert state is opened for a local store too. */
+    int                 metrics_enabled;  /* 1 */
+    rl2_metrics_conf_t  metrics;
 } rl2_backend_conf_t;
 
 typedef struct rl2_backend rl2_backend_t;
@@ -74,5 +79,11 @@ int rl2_backend_refusing(rl2_backend_t *backend, int64_t *retry_after_s);
  * alone) for a local store only. */
 int rl2_backend_circuit_state(rl2_backend_t *backend,
                               rl2_circuit_state_t *state);
+
+/* The metrics object, or NULL when metrics are off. */
+rl2_metrics_t *rl2_backend_metrics(rl2_backend_t *backend);
+/* What health, metrics and status pages show of the stack (zone,
+ * circuit, failover); generation and uptime are the caller's. */
+void rl2_backend_env(rl2_backend_t *backend, rl2_metrics_env_t *env);
 
 #endif /* RL2_BACKEND_H */

@@ -1,0 +1,196 @@
+/*
+ * metrics.h -- what the limiter did, counted in shared memory, and the
+ * alerts that follow from it (event=limited for fail2ban, ban candidates,
+ * a filling zone, evictions).
+ *
+ * One metrics object per zone, a named shm object "<zone>.metrics" beside
+ * the circuit and alert objects, shared by every process of the host.  It
+ * is fixed-size (RL2_METRICS_RULES x RL2_METRICS_TIERS cells, a per-minute
+ * ring of the last hour, two small top-client tables, a latency
+ * histogram), so memory never grows with traffic.
+ *
+ * Rules and tiers are counted by name: a name gets a slot the first time
+ * any process binds a policy naming it, and keeps it for the life of the
+ * object, so a reload or graceful restart that adds, removes or reorders
+ * rules keeps every surviving rule's counts.  Names beyond the capacity
+ * are counted under rule "(other)" / tier "(other)".  An object of
+ * another layout (another build) is replaced when opened.
+ *
+ * Hot path: rl2_metrics_record() once per request, after its verdict.  It
+ * never allocates, never locks for an allowed request (relaxed atomic
+ * additions into the rule x tier cell and the minute ring), and resolves
+ * a rule to its slot by pointer through the binding made at policy load.
+ * Denied and near-limit requests also update the top-client tables and
+ * the per-client alert table under a short spin lock.
+ */
+#ifndef RL2_METRICS_H
+#define RL2_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/alert.h"
+#include "ratelimit2/decide.h"
+#include "ratelimit2/policy.h"
+#include "ratelimit2/status.h"
+#include "ratelimit2/store.h"
+#include "ratelimit2/store_local.h"
+
+#define RL2_METRICS_RULES   128  /* rule name slots, 0 and 1 reserved */
+#define RL2_METRICS_TIERS   16   /* tier name slots, 0 and 1 reserved */
+#define RL2_METRICS_MINUTES 60   /* per-minute ring: the last hour */
+#define RL2_METRICS_TOP     16   /* clients per top table */
+#define RL2_METRICS_ALERT_CLIENTS 256 /* clients with alert state */
+#define RL2_METRICS_BUCKETS 12   /* latency buckets before +Inf */
+#define RL2_METRICS_CLIENT_MAX 48 /* bytes of a client id, NUL included */
+
+/* Reserved slots. */
+#define RL2_METRICS_SLOT_BYPASS 0  /* rule "(bypass)": whitelisted, exempt */
+#define RL2_METRICS_SLOT_OTHER  1  /* rule or tier "(other)": no room */
+#define RL2_METRICS_TIER_NONE   0  /* tier "(none)": no tier resolved */
+
+typedef enum {
+    RL2_METRIC_ALLOWED = 0,   /* admitted; no dry-run layer refused */
+    RL2_METRIC_DENIED,        /* refused by this rule */
+    RL2_METRIC_DRY_RUN,       /* admitted, a dry-run layer would refuse */
+    RL2_METRIC_BYPASSED,      /* whitelisted or exempt */
+    RL2_METRIC_NEAR,          /* admitted with some limit >= 80% used */
+    RL2_METRIC_OVERFLOW,      /* admitted by an overflow allowance */
+    RL2_METRIC_KINDS
+} rl2_metric_kind_t;
+
+typedef struct {
+    int64_t  limited_interval_ms; /* one event=limited line per client per
+                                     interval; 0: no such lines.  60000 */
+    uint32_t ban_count;           /* refusals in ban_window_ms that make a
+                                     ban candidate; 0: off (default) */
+    int64_t  ban_window_ms;       /* 60000 */
+    uint32_t eviction_alert;      /* evictions per minute that raise an
+                                     alert; 0: off.  1000 */
+} rl2_metrics_conf_t;
+
+typedef struct rl2_metrics rl2_metrics_t;
+typedef struct rl2_metrics_bind rl2_metrics_bind_t;
+
+void rl2_metrics_conf_default(rl2_metrics_conf_t *conf);
+
+/* Open (or create) "<name>" with permission mode; alert may be NULL (no
+ * alerts) and zone NULL (no zone alerts); both are borrowed and must
+ * outlive the handle.  *out is freed by rl2_metrics_close(). */
+rl2_status_t rl2_metrics_open(const char *name, unsigned mode,
+                              const rl2_metrics_conf_t *conf,
+                              rl2_alert_t *alert, rl2_zone_t *zone,
+                              rl2_metrics_t **out, rl2_err_t *err);
+void rl2_metrics_close(rl2_metrics_t *m);
+rl2_status_t rl2_metrics_unlink(const char *name, rl2_err_t *err);
+
+/* Give every rule and tier of the policy, and the extra (inline) rules,
+ * their slots; the binding maps rule pointers to slots on the hot path.
+ * Rules met later that are not in the binding (inline rules of a merged
+ * <Location>) are found by name.  The binding borrows policy and extra
+ * and is freed by rl2_metrics_unbind(); m may be NULL (metrics off): then
+ * *out is NULL, which record accepts.  *unplaced gets how many names did
+ * not fit (counted as "(other)"). */
+rl2_status_t rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
+                              const rl2_rule_t *extra, size_t n_extra,
+                              rl2_metrics_bind_t **out, size_t *unplaced,
+                              rl2_err_t *err);
+void rl2_metrics_unbind(rl2_metrics_bind_t *b);
+
+/* Count one request's final verdict (once per request, after its last
+ * phase); now is the request's clock.  b may be NULL: a no-op. */
+void rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
+                        const rl2_clock_t *now);
+
+/* Store calls, for the latency histogram and the error count. */
+void rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok);
+
+/* A store that times every call of `inner` into m (inner and m
+ * borrowed). */
+rl2_status_t rl2_store_timed_create(rl2_store_t *inner, rl2_metrics_t *m,
+                                    rl2_store_t **out, rl2_err_t *err);
+
+/* ---- reading, for exposition ---- */
+
+typedef struct {
+    char     rule[RL2_NAME_MAX + 1];
+    char     tier[RL2_NAME_MAX + 1];
+    uint64_t n[RL2_METRIC_KINDS];
+} rl2_metrics_cell_t;
+
+typedef struct {
+    char     client[RL2_METRICS_CLIENT_MAX];
+    char     rule[RL2_NAME_MAX + 1];
+    uint64_t count;
+    int64_t  last_wall_s;
+} rl2_metrics_top_t;
+
+/* Latency bucket upper bounds in µs (RL2_METRICS_BUCKETS of them). */
+extern const int64_t rl2_metrics_bucket_us[RL2_METRICS_BUCKETS];
+
+typedef struct {
+    int64_t  created_wall_s;   /* when the object was created */
+    uint64_t bucket[RL2_METRICS_BUCKETS + 1]; /* not cumulative; +Inf */
+    uint64_t store_calls;
+    uint64_t store_us_sum;
+    uint64_t store_errors;
+    uint64_t limited_lines;     /* event=limited lines sent */
+    uint64_t limited_held;      /* held back by the per-client interval */
+    uint64_t ban_candidates;
+} rl2_metrics_global_t;
+
+void rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out);
+
+/* Calls fn for every (rule, tier) cell with a non-zero count. */
+void rl2_metrics_cells(const rl2_metrics_t *m,
+                       void (*fn)(void *ctx, const rl2_metrics_cell_t *c),
+                       void *ctx);
+
+/* Allowed and denied per minute for rule slot `slot`, oldest first,
+ * ending with the minute of now_wall_s: out[i][0] allowed, [1] denied.
+ * Returns 0 when the slot holds no name. */
+int rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
+                        int64_t now_wall_s,
+                        uint64_t out[RL2_METRICS_MINUTES][2],
+                        char name[RL2_NAME_MAX + 1]);
+
+/* The top tables, largest count first; return how many were written. */
+size_t rl2_metrics_top_limited(const rl2_metrics_t *m,
+                               rl2_metrics_top_t out[RL2_METRICS_TOP]);
+size_t rl2_metrics_top_near(const rl2_metrics_t *m,
+                            rl2_metrics_top_t out[RL2_METRICS_TOP]);
+
+/* ---- what the front ends show: Prometheus, health, status page ---- */
+
+/* The state only a front end knows, gathered at scrape time. */
+typedef struct {
+    int                 have_zone;
+    rl2_zone_stats_t    zone;
+    int                 redis;          /* Redis configured */
+    int                 circuit;        /* rl2_circuit_state_t, or -1 */
+    uint64_t            circuit_opens;
+    int                 failover_mode;  /* rl2_failover_mode_t */
+    int                 refusing;       /* closed mode and store down */
+    unsigned long       generation;     /* policy generation */
+    int64_t             uptime_s;
+    uint64_t            alert_failures;
+} rl2_metrics_env_t;
+
+typedef void (*rl2_out_fn)(void *ctx, const char *s, size_t n);
+
+/* Prometheus text exposition format 0.0.4. */
+void rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
+                      rl2_out_fn out, void *ctx);
+
+/* Health as one line of JSON into buf; returns the HTTP status (200, or
+ * 503 when the store refuses every request: failover closed, store
+ * down). */
+int rl2_metrics_health(const rl2_metrics_env_t *env, char *buf,
+                       size_t len);
+
+/* The status page: one self-contained HTML document (inline CSS and SVG,
+ * no script, no external reference). */
+void rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
+                      int64_t now_wall_s, rl2_out_fn out, void *ctx);
+
+#endif /* RL2_METRICS_H */

@@ -1,0 +1,425 @@
+/*
+ * metrics.c -- the metrics object: opening it, naming rule and tier
+ * slots, binding a policy to them, and counting one request (see
+ * metrics.h).  Owns the hot path of the counters; the client tables and
+ * alerts are in metrics_clients.c, reading in metrics_read.c.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics_internal.h"
+
+#define NAME_SPINS 100000     /* a writer publishes a name in nanoseconds:
+                                 one still unpublished after this many
+                                 yields died while writing it */
+
+struct rl2_metrics_bind {
+    rl2_metrics_t    *m;
+    const rl2_rule_t *rules;
+    size_t            n_rules;
+    const rl2_rule_t *dflt;
+    const rl2_rule_t *extra;
+    size_t            n_extra;
+    size_t            n_tiers;
+    uint16_t          dflt_slot;
+    uint16_t         *rule_slot;   /* [n_rules + n_extra] */
+    uint16_t         *tier_slot;   /* [n_tiers] */
+};
+
+void
+rl2_metrics_conf_default(rl2_metrics_conf_t *conf)
+{
+    conf->limited_interval_ms = 60000;
+    conf->ban_count = 0;
+    conf->ban_window_ms = 60000;
+    conf->eviction_alert = 1000;
+}
+
+/* ---- names ---------------------------------------------------------- */
+
+static uint32_t
+name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;           /* FNV-1a */
+
+    for (; *s != '\0'; s++) {
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    }
+    return h;
+}
+
+/* Publish name in a free slot; 1 when this call did. */
+static int
+name_claim(mx_name_t *slot, const char *name)
+{
+    uint32_t free_state = MX_FREE;
+
+    if (!atomic_compare_exchange_strong_explicit(&slot->state, &free_state,
+                                                 MX_WRITING,
+                                                 memory_order_acquire,
+                                                 memory_order_relaxed)) {
+        return 0;
+    }
+    size_t n = strnlen(name, RL2_NAME_MAX);
+
+    memcpy(slot->name, name, n);
+    slot->name[n] = '\0';
+    atomic_store_explicit(&slot->state, MX_NAMED, memory_order_release);
+    return 1;
+}
+
+static uint32_t
+name_wait(mx_name_t *slot)
+{
+    uint32_t st = atomic_load_explicit(&slot->state, memory_order_acquire);
+
+    for (int i = 0; st == MX_WRITING && i < NAME_SPINS; i++) {
+        sched_yield();
+        st = atomic_load_explicit(&slot->state, memory_order_acquire);
+    }
+    return st;
+}
+
+/* Every process probes the same sequence and claims the first free slot
+ * by compare-and-swap, so two processes naming the same new rule at once
+ * end up in one slot: the loser finds the winner's name there. */
+unsigned
+rl2_mx_name_slot(mx_name_t *table, unsigned cap, unsigned first,
+                 const char *name)
+{
+    unsigned span = cap - first;
+    uint32_t h = name_hash(name);
+
+    for (unsigned i = 0; i < span; i++) {
+        unsigned s = first + (h + i) % span;
+        uint32_t st = name_wait(&table[s]);
+
+        if (st == MX_FREE) {
+            if (name_claim(&table[s], name)) {
+                return s;
+            }
+            st = name_wait(&table[s]);
+        }
+        if (st == MX_NAMED && strncmp(table[s].name, name,
+                                      RL2_NAME_MAX) == 0) {
+            return s;
+        }
+    }
+    return RL2_METRICS_SLOT_OTHER;
+}
+
+static void
+names_reserve(mx_shm_t *s)
+{
+    name_claim(&s->rules[RL2_METRICS_SLOT_BYPASS], "(bypass)");
+    name_claim(&s->rules[RL2_METRICS_SLOT_OTHER], "(other)");
+    name_claim(&s->tiers[RL2_METRICS_TIER_NONE], "(none)");
+    name_claim(&s->tiers[RL2_METRICS_SLOT_OTHER], "(other)");
+}
+
+/* ---- lifetime --------------------------------------------------------- */
+
+rl2_status_t
+rl2_metrics_open(const char *name, unsigned mode,
+                 const rl2_metrics_conf_t *conf, rl2_alert_t *alert,
+                 rl2_zone_t *zone, rl2_metrics_t **out, rl2_err_t *err)
+{
+    rl2_metrics_t *m;
+    rl2_clock_t now;
+    int64_t zero = 0;
+    rl2_status_t st;
+    void *map;
+
+    *out = NULL;
+    if (conf->limited_interval_ms < 0 || conf->ban_window_ms <= 0) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "metrics %s: negative "
+                           "interval or empty ban window", name);
+    }
+    if ((m = calloc(1, sizeof(*m))) == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "metrics: out of memory");
+    }
+    st = rl2_shm_obj_open(name, sizeof(mx_shm_t), MX_MAGIC, MX_VERSION,
+                          mode, &map, err);
+    if (st != RL2_OK) {
+        free(m);
+        return st;
+    }
+    m->shm = map;
+    m->conf = *conf;
+    m->alert = alert;
+    m->zone = zone;
+    names_reserve(m->shm);
+    rl2_clock_now(&now);
+    atomic_compare_exchange_strong(&m->shm->created_wall_s, &zero,
+                                   now.wall_us / 1000000);
+    *out = m;
+    return RL2_OK;
+}
+
+void
+rl2_metrics_close(rl2_metrics_t *m)
+{
+    if (m == NULL) {
+        return;
+    }
+    rl2_shm_obj_close(m->shm, sizeof(mx_shm_t));
+    free(m);
+}
+
+rl2_status_t
+rl2_metrics_unlink(const char *name, rl2_err_t *err)
+{
+    return rl2_shm_obj_unlink(name, err);
+}
+
+/* ---- binding a policy ---------------------------------------------- */
+
+static uint16_t
+bind_rule(rl2_metrics_t *m, const rl2_rule_t *r, size_t *unplaced)
+{
+    unsigned s = rl2_mx_name_slot(m->shm->rules, RL2_METRICS_RULES, 2,
+                                  r->name);
+
+    *unplaced += s == RL2_METRICS_SLOT_OTHER;
+    return (uint16_t)s;
+}
+
+rl2_status_t
+rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
+                 const rl2_rule_t *extra, size_t n_extra,
+                 rl2_metrics_bind_t **out, size_t *unplaced, rl2_err_t *err)
+{
+    rl2_metrics_bind_t *b;
+    size_t n = policy->n_rules + n_extra, lost = 0;
+
+    *out = NULL;
+    if (m == NULL) {
+        return RL2_OK;
+    }
+    b = calloc(1, sizeof(*b) + sizeof(uint16_t) * (n + policy->n_tiers));
+    if (b == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "metrics: out of memory");
+    }
+    b->m = m;
+    b->rules = policy->rules;
+    b->n_rules = policy->n_rules;
+    b->dflt = policy->default_rule;
+    b->extra = extra;
+    b->n_extra = n_extra;
+    b->n_tiers = policy->n_tiers;
+    b->rule_slot = (uint16_t *)(b + 1);
+    b->tier_slot = b->rule_slot + n;
+    for (size_t i = 0; i < policy->n_rules; i++) {
+        b->rule_slot[i] = bind_rule(m, &policy->rules[i], &lost);
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        b->rule_slot[policy->n_rules + i] = bind_rule(m, &extra[i], &lost);
+    }
+    if (b->dflt != NULL) {
+        b->dflt_slot = bind_rule(m, b->dflt, &lost);
+    }
+    for (size_t i = 0; i < policy->n_tiers; i++) {
+        unsigned s = rl2_mx_name_slot(m->shm->tiers, RL2_METRICS_TIERS, 2,
+                                      policy->tiers[i].name);
+
+        lost += s == RL2_METRICS_SLOT_OTHER;
+        b->tier_slot[i] = (uint16_t)s;
+    }
+    if (unplaced != NULL) {
+        *unplaced = lost;
+    }
+    *out = b;
+    return RL2_OK;
+}
+
+void
+rl2_metrics_unbind(rl2_metrics_bind_t *b)
+{
+    free(b);
+}
+
+/* ---- the hot path ---------------------------------------------------- */
+
+/* A rule's slot: by its place in the bound arrays (a subtraction and a
+ * compare), else, for an inline rule copied by a per-directory merge, by
+ * name. */
+static unsigned
+rule_slot(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
+{
+    uintptr_t d = (uintptr_t)r - (uintptr_t)b->rules;
+
+    if (d < b->n_rules * sizeof(*r)) {
+        return b->rule_slot[d / sizeof(*r)];
+    }
+    if (r == b->dflt) {
+        return b->dflt_slot;
+    }
+    d = (uintptr_t)r - (uintptr_t)b->extra;
+    if (d < b->n_extra * sizeof(*r)) {
+        return b->rule_slot[b->n_rules + d / sizeof(*r)];
+    }
+    return rl2_mx_name_slot(b->m->shm->rules, RL2_METRICS_RULES, 2,
+                            r->name);
+}
+
+static inline void
+bump(_Atomic uint64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+static void
+minute_bump(_Atomic uint64_t *w, uint64_t minute)
+{
+    uint64_t stamp = minute & MX_MIN_STAMP_MASK;
+    uint64_t old = atomic_load_explicit(w, memory_order_relaxed), new;
+
+    do {
+        new = (old >> MX_MIN_COUNT_BITS) == stamp
+              ? old + ((old & MX_MIN_COUNT_MASK) < MX_MIN_COUNT_MASK)
+              : (stamp << MX_MIN_COUNT_BITS) | 1;
+    } while (!atomic_compare_exchange_weak_explicit(
+                 w, &old, new, memory_order_relaxed, memory_order_relaxed));
+}
+
+enum { F_DENIED = 1, F_DRY = 2, F_NEAR = 4, F_OVER = 8 };
+
+typedef struct {
+    uint16_t slot;
+    uint8_t  flags;
+    uint8_t  layer;    /* the first layer that set F_NEAR or F_DENIED */
+} mx_seen_t;
+
+/* Admitted with at least 80% of the limit used. */
+static int
+layer_near(const rl2_layer_t *l)
+{
+    return !l->refused && !l->limit->unlimited && l->result.limit > 0
+           && l->result.remaining * 5 <= l->result.limit;
+}
+
+static unsigned
+fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
+            mx_seen_t *seen)
+{
+    unsigned n = 0, j;
+
+    for (size_t i = 0; i < v->n_layers; i++) {
+        const rl2_layer_t *l = &v->layers[i];
+        unsigned s = rule_slot(b, l->rule);
+        uint8_t f = 0;
+
+        for (j = 0; j < n && seen[j].slot != s; j++) {
+        }
+        if (j == n) {
+            seen[n++] = (mx_seen_t){ (uint16_t)s, 0, (uint8_t)i };
+        }
+        if (l->refused) {
+            f = l->dry_run ? F_DRY : (l->limit->unlimited ? 0 : F_DENIED);
+        }
+        f |= (l->overflow_used ? F_OVER : 0) | (layer_near(l) ? F_NEAR : 0);
+        if ((f & (F_DENIED | F_NEAR)) != 0
+            && (seen[j].flags & (F_DENIED | F_NEAR)) == 0) {
+            seen[j].layer = (uint8_t)i;
+        }
+        seen[j].flags |= f;
+    }
+    return n;
+}
+
+void
+rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
+                   const rl2_clock_t *now)
+{
+    mx_seen_t seen[RL2_MAX_LAYERS];
+    mx_shm_t *sh;
+    unsigned tier, n, near = RL2_MAX_LAYERS, denied = RL2_MAX_LAYERS;
+    uint64_t minute;
+    int deny;
+
+    if (b == NULL || v->outcome == RL2_OUTCOME_NONE) {
+        return;
+    }
+    sh = b->m->shm;
+    tier = v->tier >= 0 && (size_t)v->tier < b->n_tiers
+           ? b->tier_slot[v->tier] : RL2_METRICS_TIER_NONE;
+    if (v->outcome == RL2_OUTCOME_BYPASS) {
+        bump(&sh->cells[RL2_METRICS_SLOT_BYPASS][tier]
+                  .n[RL2_METRIC_BYPASSED]);
+        goto upkeep;
+    }
+    minute = (uint64_t)(now->wall_us / 60000000);
+    deny = v->outcome == RL2_OUTCOME_DENY;
+    n = fold_layers(b, v, seen);
+    for (unsigned j = 0; j < n; j++) {
+        mx_cell_t *c = &sh->cells[seen[j].slot][tier];
+        unsigned f = seen[j].flags;
+
+        if (deny) {
+            if (f & F_DENIED) {
+                bump(&c->n[RL2_METRIC_DENIED]);
+                minute_bump(&sh->minutes[seen[j].slot]
+                                [minute % RL2_METRICS_MINUTES][1], minute);
+                denied = denied < RL2_MAX_LAYERS ? denied : j;
+            }
+            continue;
+        }
+        bump(&c->n[f & F_DRY ? RL2_METRIC_DRY_RUN : RL2_METRIC_ALLOWED]);
+        minute_bump(&sh->minutes[seen[j].slot]
+                        [minute % RL2_METRICS_MINUTES][0], minute);
+        if (f & F_NEAR) {
+            bump(&c->n[RL2_METRIC_NEAR]);
+            near = near < RL2_MAX_LAYERS ? near : j;
+        }
+        if (f & F_OVER) {
+            bump(&c->n[RL2_METRIC_OVERFLOW]);
+        }
+    }
+    if (denied < RL2_MAX_LAYERS) {
+        rl2_mx_limited(b->m, v, seen[denied].slot, tier, now);
+    }
+    else if (near < RL2_MAX_LAYERS) {
+        rl2_mx_near(b->m, v->layers[seen[near].layer].client,
+                    seen[near].slot, now);
+    }
+upkeep:
+    if (now->mono_us / 1000
+        >= atomic_load_explicit(&sh->next_check_ms, memory_order_relaxed)) {
+        rl2_mx_upkeep(b->m, now);
+    }
+}
+
+/* ---- store calls ---------------------------------------------------- */
+
+const int64_t rl2_metrics_bucket_us[RL2_METRICS_BUCKETS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
+    1000000
+};
+
+void
+rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok)
+{
+    unsigned i = 0;
+
+    if (m == NULL) {
+        return;
+    }
+    if (elapsed_us < 0) {
+        elapsed_us = 0;
+    }
+    while (i < RL2_METRICS_BUCKETS && elapsed_us > rl2_metrics_bucket_us[i]) {
+        i++;
+    }
+    bump(&m->shm->bucket[i]);
+    bump(&m->shm->store_calls);
+    atomic_fetch_add_explicit(&m->shm->store_us_sum, (uint64_t)elapsed_us,
+                              memory_order_relaxed);
+    if (!ok) {
+        bump(&m->shm->store_errors);
+    }
+}

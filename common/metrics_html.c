@@ -1,0 +1,210 @@
+/*
+ * metrics_html.c -- the status page: one self-contained HTML document
+ * (inline CSS, charts drawn here as inline SVG, no script, no external
+ * reference), in the spirit of mod_status.  Shows the store, circuit and
+ * zone, then per rule the allowed and denied requests of each minute of
+ * the last hour as a stacked bar chart, then the top limited and
+ * near-limit clients.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ratelimit2/failover.h"
+#include "ratelimit2/metrics.h"
+
+#define CHART_W 600
+#define CHART_H 120
+#define BAR_W (CHART_W / RL2_METRICS_MINUTES)
+
+typedef struct {
+    rl2_out_fn out;
+    void      *ctx;
+} page_t;
+
+static void
+put(page_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+put(page_t *p, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        p->out(p->ctx, line, (size_t)n < sizeof(line) ? (size_t)n
+                                                      : sizeof(line) - 1);
+    }
+}
+
+static const char *
+html(const char *s, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    for (; *s != '\0' && o + 7 < len; s++) {
+        const char *e = *s == '<' ? "&lt;" : *s == '>' ? "&gt;"
+                        : *s == '&' ? "&amp;" : *s == '"' ? "&quot;" : NULL;
+
+        if (e != NULL) {
+            memcpy(buf + o, e, strlen(e));
+            o += strlen(e);
+        }
+        else {
+            buf[o++] = *s;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void
+page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
+{
+    static const char *const states[] = { "closed", "open", "half_open" };
+    time_t t = (time_t)now_wall_s;
+    struct tm tm;
+    char when[32] = "";
+
+    if (gmtime_r(&t, &tm) != NULL) {
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+    }
+    put(p, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<title>ratelimit2 status</title><style>"
+        "body{font:14px sans-serif;margin:1em 2em;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
+        "svg{background:#fafafa;border:1px solid #ddd}"
+        ".a{fill:#3a7}.d{fill:#c33}.bad{color:#c33;font-weight:bold}"
+        "</style></head><body>\n<h1>ratelimit2 status</h1>\n"
+        "<p>%s &middot; up %" PRId64 " s &middot; policy generation %lu</p>"
+        "\n<table>\n", when, e->uptime_s, e->generation);
+    if (e->redis) {
+        put(p, "<tr><th>store</th><td>redis (failover %s)</td></tr>\n"
+            "<tr><th>circuit</th><td class=\"%s\">%s</td></tr>\n"
+            "<tr><th>circuit opens</th><td>%" PRIu64 "</td></tr>\n",
+            rl2_failover_mode_name((rl2_failover_mode_t)e->failover_mode),
+            e->circuit == 0 ? "" : "bad",
+            e->circuit >= 0 && e->circuit < 3 ? states[e->circuit] : "none",
+            e->circuit_opens);
+    }
+    else {
+        put(p, "<tr><th>store</th><td>local zone</td></tr>\n");
+    }
+    if (e->have_zone) {
+        uint64_t pct = e->zone.entries ? e->zone.used * 100 / e->zone.entries
+                                       : 0;
+
+        put(p, "<tr><th>zone</th><td class=\"%s\">%" PRIu64 " of %" PRIu64
+            " entries (%" PRIu64 "%%), %" PRIu64 " evictions</td></tr>\n",
+            pct >= 80 ? "bad" : "", e->zone.used, e->zone.entries, pct,
+            e->zone.evictions);
+    }
+    put(p, "</table>\n");
+}
+
+/* One rule's last hour: a bar per minute, allowed below denied. */
+static void
+page_chart(page_t *p, const char *name,
+           const uint64_t min[RL2_METRICS_MINUTES][2])
+{
+    uint64_t max = 0, sa = 0, sd = 0;
+    char n[4 * RL2_NAME_MAX + 8];
+
+    for (unsigned i = 0; i < RL2_METRICS_MINUTES; i++) {
+        max = min[i][0] + min[i][1] > max ? min[i][0] + min[i][1] : max;
+        sa += min[i][0];
+        sd += min[i][1];
+    }
+    html(name, n, sizeof(n));
+    put(p, "<h3>%s: %" PRIu64 " allowed, %" PRIu64 " denied</h3>\n"
+        "<svg class=\"chart\" role=\"img\" width=\"%d\" height=\"%d\" "
+        "viewBox=\"0 0 %d %d\" xmlns=\"http://www.w3.org/2000/svg\">"
+        "<title>%s per minute, last hour (peak %" PRIu64 ")</title>\n",
+        n, sa, sd, CHART_W, CHART_H, CHART_W, CHART_H, n, max);
+    for (unsigned i = 0; max > 0 && i < RL2_METRICS_MINUTES; i++) {
+        int ha = (int)(min[i][0] * (CHART_H - 4) / max);
+        int hd = (int)(min[i][1] * (CHART_H - 4) / max);
+        int x = (int)i * BAR_W;
+
+        if (ha > 0) {
+            put(p, "<rect class=\"a\" x=\"%d\" y=\"%d\" width=\"%d\" "
+                "height=\"%d\"/>", x, CHART_H - ha, BAR_W - 1, ha);
+        }
+        if (hd > 0) {
+            put(p, "<rect class=\"d\" x=\"%d\" y=\"%d\" width=\"%d\" "
+                "height=\"%d\"/>", x, CHART_H - ha - hd, BAR_W - 1, hd);
+        }
+    }
+    put(p, "\n</svg>\n");
+}
+
+static void
+page_top(page_t *p, const char *title, const rl2_metrics_top_t *t, size_t n,
+         int64_t now_wall_s)
+{
+    char c[4 * RL2_METRICS_CLIENT_MAX], r[4 * RL2_NAME_MAX + 8];
+
+    put(p, "<h2>%s</h2>\n", title);
+    if (n == 0) {
+        put(p, "<p>none</p>\n");
+        return;
+    }
+    put(p, "<table><tr><th>client</th><th>rule</th><th>count</th>"
+        "<th>last seen</th></tr>\n");
+    for (size_t i = 0; i < n; i++) {
+        put(p, "<tr><td>%s</td><td>%s</td><td>%" PRIu64 "</td>"
+            "<td>%" PRId64 " s ago</td></tr>\n",
+            html(t[i].client, c, sizeof(c)), html(t[i].rule, r, sizeof(r)),
+            t[i].count, now_wall_s - t[i].last_wall_s);
+    }
+    put(p, "</table>\n");
+}
+
+void
+rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
+                 int64_t now_wall_s, rl2_out_fn out, void *ctx)
+{
+    page_t p = { out, ctx };
+    uint64_t min[RL2_METRICS_MINUTES][2];
+    rl2_metrics_top_t top[RL2_METRICS_TOP];
+    char name[RL2_NAME_MAX + 1];
+    int charts = 0;
+
+    page_head(&p, env, now_wall_s);
+    put(&p, "<h2>Requests per minute, last hour</h2>\n<p>"
+        "<svg width=\"10\" height=\"10\"><rect class=\"a\" width=\"10\" "
+        "height=\"10\"/></svg> allowed "
+        "<svg width=\"10\" height=\"10\"><rect class=\"d\" width=\"10\" "
+        "height=\"10\"/></svg> denied</p>\n");
+    for (unsigned s = 0; m != NULL && s < RL2_METRICS_RULES; s++) {
+        uint64_t any = 0;
+
+        if (s == RL2_METRICS_SLOT_BYPASS
+            || !rl2_metrics_minutes(m, s, now_wall_s, min, name)) {
+            continue;
+        }
+        for (unsigned i = 0; i < RL2_METRICS_MINUTES; i++) {
+            any |= min[i][0] | min[i][1];
+        }
+        if (s == RL2_METRICS_SLOT_OTHER && any == 0) {
+            continue;               /* every rule has its own slot */
+        }
+        page_chart(&p, name, (const uint64_t (*)[2])min);
+        charts++;
+    }
+    if (charts == 0) {
+        put(&p, "<p>no rule yet</p>\n");
+    }
+    page_top(&p, "Top limited clients", top,
+             m != NULL ? rl2_metrics_top_limited(m, top) : 0, now_wall_s);
+    page_top(&p, "Clients near a limit (80% or more used)", top,
+             m != NULL ? rl2_metrics_top_near(m, top) : 0, now_wall_s);
+    put(&p, "</body></html>\n");
+}

@@ -1,0 +1,106 @@
+/*
+ * metrics_internal.h -- the layout of the metrics object in shared
+ * memory, and what metrics.c, metrics_clients.c and metrics_read.c share
+ * (private to the core).
+ *
+ * Everything in the object starts as zero bytes, which is a valid state
+ * (no names, no counts): the creator writes only the header
+ * (shm_obj_internal.h).  Counters are relaxed atomics; the top-client and
+ * alert-client tables are plain memory guarded by `lock`, a spin lock
+ * word holding its owner's pid so that a lock left by a dead process is
+ * taken over.
+ */
+#ifndef RL2_METRICS_INTERNAL_H
+#define RL2_METRICS_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ratelimit2/metrics.h"
+#include "shm_obj_internal.h"
+
+#define MX_MAGIC 0x4d324c52u      /* "RL2M" read little-endian */
+#define MX_VERSION 1u
+
+/* Minute ring words: the minute number (mod 2^24) above a 40-bit count. */
+#define MX_MIN_COUNT_BITS 40
+#define MX_MIN_COUNT_MASK ((UINT64_C(1) << MX_MIN_COUNT_BITS) - 1)
+#define MX_MIN_STAMP_MASK ((UINT64_C(1) << 24) - 1)
+
+enum { MX_FREE = 0, MX_WRITING = 1, MX_NAMED = 2 };
+
+typedef struct {
+    _Atomic uint32_t state;             /* MX_FREE, MX_WRITING, MX_NAMED */
+    char name[RL2_NAME_MAX + 1];
+} mx_name_t;
+
+typedef struct {
+    _Atomic uint64_t n[RL2_METRIC_KINDS];
+} mx_cell_t;
+
+typedef struct {
+    char     client[RL2_METRICS_CLIENT_MAX];  /* "" : free */
+    uint32_t rule;                            /* rule slot */
+    uint64_t count;
+    int64_t  last_wall_s;
+} mx_top_t;
+
+/* Alert state of one client address (event=limited, ban candidate). */
+typedef struct {
+    char     client[RL2_METRICS_CLIENT_MAX];  /* "" : free */
+    int64_t  seen_ms;                         /* last refusal, monotonic */
+    int64_t  line_ms;                         /* last limited line */
+    uint64_t held;                            /* refusals since it */
+    int64_t  win_ms;                          /* ban window start */
+    uint32_t win_count;
+    uint32_t ban_sent;                        /* in this window */
+} mx_client_t;
+
+typedef struct {
+    rl2_shm_hdr_t     hdr;
+    _Atomic int64_t   created_wall_s;
+    _Atomic uint32_t  lock;               /* pid of the holder, or 0 */
+    _Atomic uint32_t  zone_level;         /* 0, 80 or 100: last alerted */
+    _Atomic int64_t   next_check_ms;      /* next upkeep (zone, evictions) */
+    _Atomic int64_t   evict_mark_ms;
+    _Atomic uint64_t  evict_mark;
+    _Atomic uint64_t  bucket[RL2_METRICS_BUCKETS + 1];
+    _Atomic uint64_t  store_calls;
+    _Atomic uint64_t  store_us_sum;
+    _Atomic uint64_t  store_errors;
+    _Atomic uint64_t  limited_lines;
+    _Atomic uint64_t  limited_held;
+    _Atomic uint64_t  ban_candidates;
+    mx_name_t         rules[RL2_METRICS_RULES];
+    mx_name_t         tiers[RL2_METRICS_TIERS];
+    mx_cell_t         cells[RL2_METRICS_RULES][RL2_METRICS_TIERS];
+    _Atomic uint64_t  minutes[RL2_METRICS_RULES][RL2_METRICS_MINUTES][2];
+    mx_top_t          top_limited[RL2_METRICS_TOP];
+    mx_top_t          top_near[RL2_METRICS_TOP];
+    mx_client_t       clients[RL2_METRICS_ALERT_CLIENTS];
+} mx_shm_t;
+
+struct rl2_metrics {
+    mx_shm_t          *shm;
+    rl2_metrics_conf_t conf;
+    rl2_alert_t       *alert;   /* borrowed, may be NULL */
+    rl2_zone_t        *zone;    /* borrowed, may be NULL */
+};
+
+/* A name's slot in a table of cap slots (slots below `first` are
+ * reserved), given it if it has none; RL2_METRICS_SLOT_OTHER when the
+ * table is full. */
+unsigned rl2_mx_name_slot(mx_name_t *table, unsigned cap, unsigned first,
+                          const char *name);
+
+/* metrics_clients.c: a refused request (top table, limited line, ban
+ * candidate), an admitted one near its limit, and the once-a-second
+ * upkeep (zone filling, eviction rate). */
+void rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v,
+                    unsigned rule_slot, unsigned tier_slot,
+                    const rl2_clock_t *now);
+void rl2_mx_near(rl2_metrics_t *m, const char *client, unsigned rule_slot,
+                 const rl2_clock_t *now);
+void rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now);
+
+#endif /* RL2_METRICS_INTERNAL_H */

@@ -1,0 +1,266 @@
+/*
+ * metrics_prom.c -- the metrics in the Prometheus text exposition format
+ * (version 0.0.4), and the health answer as JSON.  Both front ends serve
+ * these, so a scrape or a health check reads the same wherever it goes.
+ *
+ * Conventions: every family has HELP and TYPE lines; counters end in
+ * _total; durations are in seconds (the histogram's buckets are the
+ * microsecond bounds of metrics.c divided by 10^6); label values are
+ * escaped (\\, \", \n).
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ratelimit2/failover.h"
+#include "ratelimit2/metrics.h"
+
+typedef struct {
+    rl2_out_fn out;
+    void      *ctx;
+} prom_t;
+
+static void
+put(prom_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+put(prom_t *p, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        p->out(p->ctx, line, (size_t)n < sizeof(line) ? (size_t)n
+                                                      : sizeof(line) - 1);
+    }
+}
+
+static void
+family(prom_t *p, const char *name, const char *type, const char *help)
+{
+    put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Names are letters, digits, '_', '.', '-' and the reserved "(...)", but
+ * escape anyway: the format must hold whatever a slot contains. */
+static const char *
+esc(const char *s, char *buf, size_t len)
+{
+    size_t o = 0;
+
+    for (; *s != '\0' && o + 3 < len; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[o++] = '\\';
+            buf[o++] = *s;
+        }
+        else if (*s == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        }
+        else {
+            buf[o++] = *s;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static const char *const outcome_names[] = {
+    [RL2_METRIC_ALLOWED] = "allowed",
+    [RL2_METRIC_DENIED] = "denied",
+    [RL2_METRIC_DRY_RUN] = "dry_run_denied",
+    [RL2_METRIC_BYPASSED] = "bypassed",
+};
+
+typedef struct {
+    prom_t  *p;
+    unsigned pass;   /* 0: requests, 1: near limit, 2: overflow */
+} cells_t;
+
+static void
+cell_line(void *ctx, const rl2_metrics_cell_t *c)
+{
+    cells_t *x = ctx;
+    char r[2 * RL2_NAME_MAX + 2], t[2 * RL2_NAME_MAX + 2];
+
+    esc(c->rule, r, sizeof(r));
+    esc(c->tier, t, sizeof(t));
+    if (x->pass == 0) {
+        for (unsigned k = 0; k <= RL2_METRIC_BYPASSED; k++) {
+            /* A bypass has no rule: its slot shows only bypasses. */
+            if ((k == RL2_METRIC_BYPASSED) != (strcmp(c->rule, "(bypass)")
+                                               == 0)) {
+                continue;
+            }
+            put(x->p, "ratelimit2_requests_total{rule=\"%s\",tier=\"%s\","
+                "outcome=\"%s\"} %" PRIu64 "\n", r, t, outcome_names[k],
+                c->n[k]);
+        }
+    }
+    else if (strcmp(c->rule, "(bypass)") != 0) {
+        put(x->p, "%s{rule=\"%s\",tier=\"%s\"} %" PRIu64 "\n",
+            x->pass == 1 ? "ratelimit2_near_limit_total"
+                         : "ratelimit2_overflow_total", r, t,
+            c->n[x->pass == 1 ? RL2_METRIC_NEAR : RL2_METRIC_OVERFLOW]);
+    }
+}
+
+static void
+prom_requests(prom_t *p, const rl2_metrics_t *m)
+{
+    cells_t x = { p, 0 };
+
+    family(p, "ratelimit2_requests_total", "counter",
+           "Requests by rule, tier and outcome (a request refused by one "
+           "rule is counted under that rule only).");
+    rl2_metrics_cells(m, cell_line, &x);
+    family(p, "ratelimit2_near_limit_total", "counter",
+           "Admitted requests that left a limit of the rule at least 80% "
+           "used.");
+    x.pass = 1;
+    rl2_metrics_cells(m, cell_line, &x);
+    family(p, "ratelimit2_overflow_total", "counter",
+           "Requests admitted by an overflow allowance.");
+    x.pass = 2;
+    rl2_metrics_cells(m, cell_line, &x);
+}
+
+static void
+prom_store(prom_t *p, const rl2_metrics_global_t *g)
+{
+    uint64_t cum = 0;
+
+    family(p, "ratelimit2_store_duration_seconds", "histogram",
+           "Time the shared store (Redis) took to answer one call.");
+    for (unsigned i = 0; i < RL2_METRICS_BUCKETS; i++) {
+        cum += g->bucket[i];
+        put(p, "ratelimit2_store_duration_seconds_bucket{le=\"%" PRId64
+            ".%06" PRId64 "\"} %" PRIu64 "\n",
+            rl2_metrics_bucket_us[i] / 1000000,
+            rl2_metrics_bucket_us[i] % 1000000, cum);
+    }
+    cum += g->bucket[RL2_METRICS_BUCKETS];
+    put(p, "ratelimit2_store_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64
+        "\n", cum);
+    put(p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64
+        "\n", g->store_us_sum / 1000000, g->store_us_sum % 1000000);
+    put(p, "ratelimit2_store_duration_seconds_count %" PRIu64 "\n", cum);
+    family(p, "ratelimit2_redis_errors_total", "counter",
+           "Calls to Redis that failed (error, timeout, no connection).");
+    put(p, "ratelimit2_redis_errors_total %" PRIu64 "\n", g->store_errors);
+}
+
+static void
+prom_env(prom_t *p, const rl2_metrics_env_t *e)
+{
+    static const char *const states[] = { "closed", "open", "half_open" };
+
+    if (e->redis) {
+        family(p, "ratelimit2_circuit_state", "gauge",
+               "State of the circuit breaker in front of Redis (1: the "
+               "current state).");
+        for (int i = 0; i < 3; i++) {
+            put(p, "ratelimit2_circuit_state{state=\"%s\"} %d\n", states[i],
+                e->circuit == i);
+        }
+        family(p, "ratelimit2_circuit_opens_total", "counter",
+               "Times the circuit breaker opened.");
+        put(p, "ratelimit2_circuit_opens_total %" PRIu64 "\n",
+            e->circuit_opens);
+    }
+    if (e->have_zone) {
+        family(p, "ratelimit2_zone_entries", "gauge",
+               "Keys the local zone can hold.");
+        put(p, "ratelimit2_zone_entries %" PRIu64 "\n", e->zone.entries);
+        family(p, "ratelimit2_zone_used_entries", "gauge",
+               "Keys held by the local zone.");
+        put(p, "ratelimit2_zone_used_entries %" PRIu64 "\n", e->zone.used);
+        family(p, "ratelimit2_zone_evictions_total", "counter",
+               "Live keys evicted from the local zone to make room.");
+        put(p, "ratelimit2_zone_evictions_total %" PRIu64 "\n",
+            e->zone.evictions);
+    }
+    family(p, "ratelimit2_policy_generation", "gauge",
+           "Generation of the policy in force (1 at start).");
+    put(p, "ratelimit2_policy_generation %lu\n", e->generation);
+    family(p, "ratelimit2_uptime_seconds", "gauge",
+           "Seconds since this front end started.");
+    put(p, "ratelimit2_uptime_seconds %" PRId64 "\n", e->uptime_s);
+}
+
+static void
+prom_alerts(prom_t *p, const rl2_metrics_global_t *g,
+            const rl2_metrics_env_t *e)
+{
+    family(p, "ratelimit2_limited_lines_total", "counter",
+           "event=limited syslog lines sent.");
+    put(p, "ratelimit2_limited_lines_total %" PRIu64 "\n", g->limited_lines);
+    family(p, "ratelimit2_limited_lines_held_total", "counter",
+           "Refusals with no event=limited line (per-client interval).");
+    put(p, "ratelimit2_limited_lines_held_total %" PRIu64 "\n",
+        g->limited_held);
+    family(p, "ratelimit2_ban_candidates_total", "counter",
+           "ban_candidate alerts sent.");
+    put(p, "ratelimit2_ban_candidates_total %" PRIu64 "\n",
+        g->ban_candidates);
+    family(p, "ratelimit2_alert_failures_total", "counter",
+           "Alert lines the syslog socket refused.");
+    put(p, "ratelimit2_alert_failures_total %" PRIu64 "\n",
+        e->alert_failures);
+}
+
+void
+rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
+                 rl2_out_fn out, void *ctx)
+{
+    prom_t p = { out, ctx };
+    rl2_metrics_global_t g;
+
+    if (m != NULL) {
+        rl2_metrics_global(m, &g);
+        prom_requests(&p, m);
+        prom_store(&p, &g);
+        prom_alerts(&p, &g, env);
+    }
+    prom_env(&p, env);
+}
+
+/* ---- health ---------------------------------------------------------- */
+
+int
+rl2_metrics_health(const rl2_metrics_env_t *e, char *buf, size_t len)
+{
+    static const char *const states[] = { "closed", "open", "half_open" };
+    char store[96], zone[160] = "";
+    int code = e->refusing ? 503 : 200;
+
+    if (e->redis) {
+        snprintf(store, sizeof(store), "\"redis\",\"circuit\":\"%s\","
+                 "\"failover\":\"%s\"",
+                 e->circuit >= 0 && e->circuit < 3 ? states[e->circuit]
+                                                   : "none",
+                 rl2_failover_mode_name((rl2_failover_mode_t)
+                                        e->failover_mode));
+    }
+    else {
+        snprintf(store, sizeof(store), "\"local\"");
+    }
+    if (e->have_zone) {
+        snprintf(zone, sizeof(zone), ",\"zone\":{\"entries\":%" PRIu64
+                 ",\"used\":%" PRIu64 ",\"evictions\":%" PRIu64
+                 ",\"occupancy\":%.4f}", e->zone.entries, e->zone.used,
+                 e->zone.evictions,
+                 e->zone.entries ? (double)e->zone.used
+                                   / (double)e->zone.entries : 0.0);
+    }
+    snprintf(buf, len, "{\"status\":\"%s\",\"generation\":%lu,\"store\":%s"
+             "%s,\"uptime\":%" PRId64 "}\n",
+             code == 200 ? "ok" : "unavailable", e->generation, store, zone,
+             e->uptime_s);
+    return code;
+}

@@ -1,0 +1,178 @@
+/*
+ * metrics_read.c -- reading the metrics object for exposition: the
+ * global counters, the rule x tier cells, the minute ring and the top
+ * tables (see metrics.h).  Readers never block writers: counters are
+ * read with relaxed loads, and the top tables are copied under the same
+ * short lock their writers take.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "metrics_internal.h"
+
+static uint64_t
+ld(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
+}
+
+void
+rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out)
+{
+    const mx_shm_t *s = m->shm;
+
+    memset(out, 0, sizeof(*out));
+    out->created_wall_s = atomic_load((_Atomic int64_t *)&s->created_wall_s);
+    for (unsigned i = 0; i <= RL2_METRICS_BUCKETS; i++) {
+        out->bucket[i] = ld(&s->bucket[i]);
+    }
+    out->store_calls = ld(&s->store_calls);
+    out->store_us_sum = ld(&s->store_us_sum);
+    out->store_errors = ld(&s->store_errors);
+    out->limited_lines = ld(&s->limited_lines);
+    out->limited_held = ld(&s->limited_held);
+    out->ban_candidates = ld(&s->ban_candidates);
+}
+
+/* A slot's name if it has one (published names never change). */
+static const char *
+slot_name(const mx_name_t *t, unsigned i)
+{
+    return atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
+                                memory_order_acquire) == MX_NAMED
+           ? t[i].name : NULL;
+}
+
+void
+rl2_metrics_cells(const rl2_metrics_t *m,
+                  void (*fn)(void *ctx, const rl2_metrics_cell_t *c),
+                  void *ctx)
+{
+    const mx_shm_t *s = m->shm;
+    rl2_metrics_cell_t c;
+
+    for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
+        const char *rn = slot_name(s->rules, r);
+
+        for (unsigned t = 0; rn != NULL && t < RL2_METRICS_TIERS; t++) {
+            const char *tn = slot_name(s->tiers, t);
+            uint64_t any = 0;
+
+            for (unsigned k = 0; k < RL2_METRIC_KINDS; k++) {
+                c.n[k] = ld(&s->cells[r][t].n[k]);
+                any |= c.n[k];
+            }
+            if (tn == NULL || any == 0) {
+                continue;
+            }
+            strcpy(c.rule, rn);
+            strcpy(c.tier, tn);
+            fn(ctx, &c);
+        }
+    }
+}
+
+int
+rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
+                    int64_t now_wall_s,
+                    uint64_t out[RL2_METRICS_MINUTES][2],
+                    char name[RL2_NAME_MAX + 1])
+{
+    const char *n;
+    uint64_t now_min = (uint64_t)(now_wall_s / 60);
+
+    if (slot >= RL2_METRICS_RULES
+        || (n = slot_name(m->shm->rules, slot)) == NULL) {
+        return 0;
+    }
+    strcpy(name, n);
+    for (unsigned i = 0; i < RL2_METRICS_MINUTES; i++) {
+        uint64_t minute = now_min - (RL2_METRICS_MINUTES - 1) + i;
+
+        for (unsigned k = 0; k < 2; k++) {
+            uint64_t w = ld(&m->shm->minutes[slot]
+                                [minute % RL2_METRICS_MINUTES][k]);
+
+            out[i][k] = (w >> MX_MIN_COUNT_BITS)
+                        == (minute & MX_MIN_STAMP_MASK)
+                        ? (w & MX_MIN_COUNT_MASK) : 0;
+        }
+    }
+    return 1;
+}
+
+/* The copy is taken under the writers' lock (a torn client name would
+ * otherwise be possible); a lock that cannot be had in a few
+ * milliseconds gives an empty table rather than a wait. */
+static size_t
+top_copy(const rl2_metrics_t *m, const mx_top_t *t,
+         rl2_metrics_top_t out[RL2_METRICS_TOP])
+{
+    mx_shm_t *s = m->shm;
+    mx_top_t copy[RL2_METRICS_TOP];
+    uint32_t me = (uint32_t)getpid();
+    size_t n = 0;
+    int locked = 0;
+
+    for (unsigned spins = 0; spins < 100000 && !locked; spins++) {
+        uint32_t free_word = 0;
+
+        locked = atomic_compare_exchange_weak(&s->lock, &free_word, me);
+        if (!locked && (spins & 255) == 255) {
+            sched_yield();
+        }
+    }
+    if (!locked) {
+        return 0;
+    }
+    memcpy(copy, t, sizeof(copy));
+    atomic_store_explicit(&s->lock, 0, memory_order_release);
+    for (size_t i = 0; i < RL2_METRICS_TOP; i++) {
+        const char *rn;
+
+        if (copy[i].client[0] == '\0') {
+            continue;
+        }
+        memcpy(out[n].client, copy[i].client, RL2_METRICS_CLIENT_MAX);
+        out[n].client[RL2_METRICS_CLIENT_MAX - 1] = '\0';
+        rn = copy[i].rule < RL2_METRICS_RULES
+             ? slot_name(s->rules, copy[i].rule) : NULL;
+        strcpy(out[n].rule, rn != NULL ? rn : "-");
+        out[n].count = copy[i].count;
+        out[n].last_wall_s = copy[i].last_wall_s;
+        n++;
+    }
+    /* Largest first: insertion sort of at most RL2_METRICS_TOP. */
+    for (size_t i = 1; i < n; i++) {
+        rl2_metrics_top_t x = out[i];
+        size_t j = i;
+
+        for (; j > 0 && out[j - 1].count < x.count; j--) {
+            out[j] = out[j - 1];
+        }
+        out[j] = x;
+    }
+    return n;
+}
+
+size_t
+rl2_metrics_top_limited(const rl2_metrics_t *m,
+                        rl2_metrics_top_t out[RL2_METRICS_TOP])
+{
+    return top_copy(m, m->shm->top_limited, out);
+}
+
+size_t
+rl2_metrics_top_near(const rl2_metrics_t *m,
+                     rl2_metrics_top_t out[RL2_METRICS_TOP])
+{
+    return top_copy(m, m->shm->top_near, out);
+}
