@@ -81,10 +81,12 @@ page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
         "table{border-collapse:collapse;margin:.5em 0}"
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
         "svg{background:#fafafa;border:1px solid #ddd}"
+        ".axis{width:%dpx;display:flex;justify-content:space-between;"
+        "font-size:11px;color:#666}"
         ".a{fill:#3a7}.d{fill:#c33}.bad{color:#c33;font-weight:bold}"
         "</style></head><body>\n<h1>ratelimit2 status</h1>\n"
         "<p>%s &middot; up %" PRId64 " s &middot; policy generation %lu</p>"
-        "\n<table>\n", when, e->uptime_s, e->generation);
+        "\n<table>\n", CHART_W, when, e->uptime_s, e->generation);
     if (e->redis) {
         put(p, "<tr><th>store</th><td>redis (failover %s)</td></tr>\n"
             "<tr><th>circuit</th><td class=\"%s\">%s</td></tr>\n"
@@ -125,7 +127,7 @@ page_chart(page_t *p, const char *name,
     html(name, n, sizeof(n));
     put(p, "<h3>%s: %" PRIu64 " allowed, %" PRIu64 " denied</h3>\n"
         "<svg class=\"chart\" role=\"img\" width=\"%d\" height=\"%d\" "
-        "viewBox=\"0 0 %d %d\" xmlns=\"http://www.w3.org/2000/svg\">"
+        "viewBox=\"0 0 %d %d\">"
         "<title>%s per minute, last hour (peak %" PRIu64 ")</title>\n",
         n, sa, sd, CHART_W, CHART_H, CHART_W, CHART_H, n, max);
     for (unsigned i = 0; max > 0 && i < RL2_METRICS_MINUTES; i++) {
@@ -142,7 +144,34 @@ page_chart(page_t *p, const char *name,
                 "height=\"%d\"/>", x, CHART_H - ha - hd, BAR_W - 1, hd);
         }
     }
-    put(p, "\n</svg>\n");
+    put(p, "\n</svg>\n<div class=\"axis\"><span>60 min ago</span>"
+        "<span>peak %" PRIu64 "/min</span><span>now</span></div>\n", max);
+}
+
+/* Rules known to the metrics with no request in the last hour. */
+static void
+page_quiet(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
+{
+    uint64_t min[RL2_METRICS_MINUTES][2];
+    char name[RL2_NAME_MAX + 1], h[4 * RL2_NAME_MAX + 8];
+    const char *sep = "";
+
+    put(p, "<p>No request in the last hour: ");
+    for (unsigned s = 2; s < RL2_METRICS_RULES; s++) {
+        uint64_t any = 0;
+
+        if (!rl2_metrics_minutes(m, s, now_wall_s, min, name)) {
+            continue;
+        }
+        for (unsigned i = 0; i < RL2_METRICS_MINUTES; i++) {
+            any |= min[i][0] | min[i][1];
+        }
+        if (any == 0) {
+            put(p, "%s%s", sep, html(name, h, sizeof(h)));
+            sep = ", ";
+        }
+    }
+    put(p, "</p>\n");
 }
 
 static void
@@ -175,7 +204,7 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
     uint64_t min[RL2_METRICS_MINUTES][2];
     rl2_metrics_top_t top[RL2_METRICS_TOP];
     char name[RL2_NAME_MAX + 1];
-    int charts = 0;
+    int charts = 0, quiet = 0;
 
     page_head(&p, env, now_wall_s);
     put(&p, "<h2>Requests per minute, last hour</h2>\n<p>"
@@ -193,14 +222,18 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
         for (unsigned i = 0; i < RL2_METRICS_MINUTES; i++) {
             any |= min[i][0] | min[i][1];
         }
-        if (s == RL2_METRICS_SLOT_OTHER && any == 0) {
-            continue;               /* every rule has its own slot */
+        if (any == 0) {
+            quiet++;                /* listed, not charted */
+            continue;
         }
         page_chart(&p, name, (const uint64_t (*)[2])min);
         charts++;
     }
     if (charts == 0) {
-        put(&p, "<p>no rule yet</p>\n");
+        put(&p, "<p>no request counted by a rule in the last hour</p>\n");
+    }
+    if (quiet > 0) {
+        page_quiet(&p, m, now_wall_s);
     }
     page_top(&p, "Top limited clients", top,
              m != NULL ? rl2_metrics_top_limited(m, top) : 0, now_wall_s);

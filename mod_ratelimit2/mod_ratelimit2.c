@@ -50,6 +50,12 @@
 static rl2_backend_t *rl2_backend;
 static rl2_store_t   *rl2_store;
 
+rl2_backend_t *
+rl2_module_backend(void)
+{
+    return rl2_backend;
+}
+
 /* ---- the request ---- */
 
 static const char *
@@ -545,6 +551,7 @@ rl2_register_hooks(apr_pool_t *p)
                                 APR_HOOK_MIDDLE);
     ap_register_output_filter(RL2_JSON_FILTER, rl2_json_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
+    rl2_handlers_register(p);
 }
 
 AP_DECLARE_MODULE(ratelimit2) = {

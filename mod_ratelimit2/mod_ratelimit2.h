@@ -32,6 +32,7 @@ typedef struct {
     int                  legacy;       /* RateLimit2LegacyHeaders: UNSET,
                                           0, 1 */
     unsigned             phases;       /* RL2_PHASE_* the policy uses */
+    struct rl2_metrics_bind *metrics;  /* set in post_config, or NULL */
 } rl2_srv_conf_t;
 
 /* Per directory: the engine switch and inline limits. */
@@ -110,5 +111,14 @@ const char *rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args);
 const char *rl2_set_failover(cmd_parms *cmd, void *dummy, const char *args);
 const char *rl2_set_alerts(cmd_parms *cmd, void *dummy, const char *args);
 
+/* mod_ratelimit2.c: the store stack of this process (NULL before
+ * post_config). */
+rl2_backend_t *rl2_module_backend(void);
+
+/* mod_ratelimit2_handlers.c: metrics, health and status handlers,
+ * counting, and their directives. */
+void rl2_handlers_register(apr_pool_t *p);
+const char *rl2_set_metrics(cmd_parms *cmd, void *dummy, int on);
+const char *rl2_set_events(cmd_parms *cmd, void *dummy, const char *args);
 
 #endif /* MOD_RATELIMIT2_H */

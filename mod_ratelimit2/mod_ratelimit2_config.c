@@ -459,6 +459,11 @@ const command_rec rl2_cmds[] = {
     AP_INIT_FLAG("RateLimit2Engine", rl2_set_engine, NULL,
                  RSRC_CONF | ACCESS_CONF,
                  "On to limit requests here (default), Off to skip"),
+    AP_INIT_FLAG("RateLimit2Metrics", rl2_set_metrics, NULL, RSRC_CONF,
+                 "On|Off: count requests in <zone>.metrics (default On)"),
+    AP_INIT_RAW_ARGS("RateLimit2Events", rl2_set_events, NULL, RSRC_CONF,
+                     "[limited=SECONDS|off] [ban=COUNT/SECONDS|off] "
+                     "[evictions=PER_MINUTE|off]"),
     AP_INIT_RAW_ARGS("RateLimit2Limit", rl2_add_limit, NULL,
                      RSRC_CONF | ACCESS_CONF,
                      "NAME RATE [key=ip|user|api_key|header:NAME|route|"

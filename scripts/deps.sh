@@ -9,6 +9,7 @@ apache2 apache2-dev apache2-utils
 libconfig-dev libcmocka-dev libhiredis-dev libfcgi-dev spawn-fcgi
 redis-server lighttpd nginx systemd iproute2
 curl wrk valgrind
+fail2ban prometheus file
 clang libclang-rt-14-dev llvm
 debhelper dpkg-dev lintian groff-base perl
 chromium"

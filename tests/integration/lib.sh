@@ -31,7 +31,8 @@ rl2_cleanup() {
         [ -e "$z" ] && rm -f "/dev/shm/$(basename "$z")" \
             "/dev/shm/$(basename "$z").circuit" \
             "/dev/shm/$(basename "$z").alert" \
-            "/dev/shm/$(basename "$z").vlog"
+            "/dev/shm/$(basename "$z").vlog" \
+            "/dev/shm/$(basename "$z").metrics"
     done
     rm -rf "$T_DIR"
 }

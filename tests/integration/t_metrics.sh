@@ -1,0 +1,296 @@
+#!/bin/bash
+# t_metrics.sh -- what the Apache module shows, after a scripted run of
+# known traffic: every counter of the Prometheus exposition equals the
+# value the traffic must produce, and the exposition passes promtool; the
+# status page renders its charts in headless Chromium with no console
+# error and no reference outside the page (a screenshot is kept); health
+# answers 200, and 503 in failover closed mode with Redis down; the
+# event=limited lines are matched by the shipped fail2ban filter, and
+# nothing else is; a flooding client gets at most one line per interval;
+# a client refused too often gets one ban_candidate line.
+source "$(dirname "$0")/lib.sh"
+
+sink_start
+D=$T_DIR/a
+P=$(free_port)
+apache_conf "$D" "$P" event
+cat >"$D/policy.conf" <<'POLICY'
+tiers = [ "free", "pro" ];
+tier_from = { variable = "RL2_TIER"; };
+whitelist = { addresses = [ "127.0.0.2" ]; };
+rules = (
+  { name = "docs"; paths = "/docs"; exempt = true; },
+  { name = "login"; paths = "/login"; limits = ( { rate = "3/1h"; } ); },
+  { name = "trial"; paths = "/trial"; mode = "dry_run";
+    limits = ( { rate = "2/1h"; } ); },
+  { name = "api"; paths = "/api/*";
+    tiers = { free = ( { rate = "4/1h"; } );
+              pro = ( { rate = "6/2h"; } ); }; },
+  { name = "burst"; paths = "/burst";
+    limits = ( { rate = "2/1h"; overflow = "2/1h"; } ); }
+);
+POLICY
+cat >"$D/site.conf" <<CONF
+RateLimit2Zone $(zone_name a) 1000
+RateLimit2Policy $D/policy.conf
+RateLimit2Alerts On socket=$SINK interval=60
+RateLimit2Events limited=2 ban=5/60
+SetEnvIf X-Plan "^pro\$" RL2_TIER=pro
+<Location /rl2/metrics>
+    SetHandler ratelimit2-metrics
+    Require ip 127.0.0.1
+</Location>
+<Location /rl2/health>
+    SetHandler ratelimit2-health
+</Location>
+<Location /rl2/status>
+    SetHandler ratelimit2-status
+    Require ip 127.0.0.1
+</Location>
+CONF
+for f in docs login trial burst; do echo ok >"$D/htdocs/$f"; done
+mkdir -p "$D/htdocs/api"
+echo ok >"$D/htdocs/api/x"
+apache_start "$D" || { not_ok "apache starts"; done_testing; exit 1; }
+ok "apache starts with the metrics handlers"
+U="http://127.0.0.1:$P"
+
+# hits N PATH [curl args...] -- N requests, their codes on one line.
+hits() {
+    local n=$1 path=$2 i
+    shift 2
+    for i in $(seq 1 "$n"); do code "$U$path" "$@"; echo -n " "; done
+}
+
+# ---- known traffic ----
+is "login: 3 admitted, 2 refused" "200 200 200 429 429 " "$(hits 5 /login)"
+is "trial (dry run): all 4 admitted" "200 200 200 200 " "$(hits 4 /trial)"
+is "api, free tier: 4 admitted, 2 refused" "200 200 200 200 429 429 " \
+    "$(hits 6 /api/x)"
+is "api, pro tier: 6 admitted, 1 refused" \
+    "200 200 200 200 200 200 429 " "$(hits 7 /api/x -H 'X-Plan: pro')"
+is "burst: 2 admitted, 2 by overflow, 1 refused" "200 200 200 200 429 " \
+    "$(hits 5 /burst)"
+is "whitelisted address: never refused" "200 200 200 200 200 " \
+    "$(hits 5 /login --interface 127.0.0.2)"
+is "exempt path: never refused" "200 200 " "$(hits 2 /docs)"
+
+# ---- Prometheus ----
+curl -s "$U/rl2/metrics" >"$T_DIR/metrics.txt"
+is "metrics: text/plain; version=0.0.4" \
+    "text/plain; version=0.0.4; charset=utf-8" \
+    "$(curl -s -o /dev/null -w '%{content_type}' "$U/rl2/metrics")"
+if promtool check metrics <"$T_DIR/metrics.txt" >"$T_DIR/promtool.log" 2>&1
+then
+    ok "promtool check metrics: no problem"
+else
+    not_ok "promtool check metrics: no problem"
+    sed 's/^/# /' "$T_DIR/promtool.log"
+fi
+cat >"$T_DIR/expected.txt" <<'EXP'
+ratelimit2_near_limit_total{rule="api",tier="free"} 1
+ratelimit2_near_limit_total{rule="api",tier="pro"} 2
+ratelimit2_near_limit_total{rule="burst",tier="(none)"} 0
+ratelimit2_near_limit_total{rule="burst",tier="free"} 3
+ratelimit2_near_limit_total{rule="login",tier="(none)"} 0
+ratelimit2_near_limit_total{rule="login",tier="free"} 1
+ratelimit2_near_limit_total{rule="trial",tier="free"} 1
+ratelimit2_overflow_total{rule="api",tier="free"} 0
+ratelimit2_overflow_total{rule="api",tier="pro"} 0
+ratelimit2_overflow_total{rule="burst",tier="(none)"} 0
+ratelimit2_overflow_total{rule="burst",tier="free"} 2
+ratelimit2_overflow_total{rule="login",tier="(none)"} 0
+ratelimit2_overflow_total{rule="login",tier="free"} 0
+ratelimit2_overflow_total{rule="trial",tier="free"} 0
+ratelimit2_requests_total{rule="(bypass)",tier="(none)",outcome="bypassed"} 7
+ratelimit2_requests_total{rule="api",tier="free",outcome="allowed"} 4
+ratelimit2_requests_total{rule="api",tier="free",outcome="denied"} 2
+ratelimit2_requests_total{rule="api",tier="free",outcome="dry_run_denied"} 0
+ratelimit2_requests_total{rule="api",tier="pro",outcome="allowed"} 6
+ratelimit2_requests_total{rule="api",tier="pro",outcome="denied"} 1
+ratelimit2_requests_total{rule="api",tier="pro",outcome="dry_run_denied"} 0
+ratelimit2_requests_total{rule="burst",tier="(none)",outcome="allowed"} 0
+ratelimit2_requests_total{rule="burst",tier="(none)",outcome="denied"} 1
+ratelimit2_requests_total{rule="burst",tier="(none)",outcome="dry_run_denied"} 0
+ratelimit2_requests_total{rule="burst",tier="free",outcome="allowed"} 4
+ratelimit2_requests_total{rule="burst",tier="free",outcome="denied"} 0
+ratelimit2_requests_total{rule="burst",tier="free",outcome="dry_run_denied"} 0
+ratelimit2_requests_total{rule="login",tier="(none)",outcome="allowed"} 0
+ratelimit2_requests_total{rule="login",tier="(none)",outcome="denied"} 2
+ratelimit2_requests_total{rule="login",tier="(none)",outcome="dry_run_denied"} 0
+ratelimit2_requests_total{rule="login",tier="free",outcome="allowed"} 3
+ratelimit2_requests_total{rule="login",tier="free",outcome="denied"} 0
+ratelimit2_requests_total{rule="login",tier="free",outcome="dry_run_denied"} 0
+ratelimit2_requests_total{rule="trial",tier="free",outcome="allowed"} 2
+ratelimit2_requests_total{rule="trial",tier="free",outcome="denied"} 0
+ratelimit2_requests_total{rule="trial",tier="free",outcome="dry_run_denied"} 2
+EXP
+grep -E '^ratelimit2_(requests|near_limit|overflow)_total' \
+    "$T_DIR/metrics.txt" | sort >"$T_DIR/got.txt"
+if diff "$T_DIR/expected.txt" "$T_DIR/got.txt" >"$T_DIR/diff.txt"; then
+    ok "every request counter equals the known traffic ($(wc -l \
+<"$T_DIR/expected.txt") series)"
+else
+    not_ok "every request counter equals the known traffic"
+    sed 's/^/# /' "$T_DIR/diff.txt"
+fi
+# 6 refusals of 127.0.0.1 within the 2 s interval: one line, 5 held (the
+# run above takes well under 2 s on any machine this runs on; if not, the
+# sum still holds).
+lines=$(sed -n 's/^ratelimit2_limited_lines_total \([0-9]*\)$/\1/p' \
+        "$T_DIR/metrics.txt")
+held=$(sed -n 's/^ratelimit2_limited_lines_held_total \([0-9]*\)$/\1/p' \
+       "$T_DIR/metrics.txt")
+is "every refusal is a limited line or held back (6)" 6 $((lines + held))
+is "one ban candidate (6 refusals > 5 in 60 s)" \
+    "ratelimit2_ban_candidates_total 1" \
+    "$(grep '^ratelimit2_ban_candidates_total ' "$T_DIR/metrics.txt")"
+like "zone gauges" 'ratelimit2_zone_entries 1000' \
+    "$(cat "$T_DIR/metrics.txt")"
+is "no Redis: no store call timed" \
+    'ratelimit2_store_duration_seconds_count 0' \
+    "$(grep '^ratelimit2_store_duration_seconds_count' "$T_DIR/metrics.txt")"
+is "metrics are protected by Require" 403 \
+    "$(code "$U/rl2/metrics" --interface 127.0.0.2)"
+
+# ---- health ----
+h=$(curl -s "$U/rl2/health")
+is "health: 200" 200 "$(code "$U/rl2/health")"
+like "health: JSON with generation, store, zone and uptime" \
+    '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":1000,"used":[0-9]+,"evictions":0,"occupancy":0\.[0-9]+\},"uptime":[0-9]+\}$' \
+    "$h"
+
+# ---- status page in headless Chromium ----
+curl -s "$U/rl2/status" >"$T_DIR/status.html"
+is "status page: no script, no external reference" "" \
+    "$(grep -oiE '<script|src=|href=|url\(|@import|https?://' \
+       "$T_DIR/status.html")"
+SHOT=$(mktemp "${TMPDIR:-/tmp}/rl2-status.XXXXXX")
+mv "$SHOT" "$SHOT.png"
+SHOT=$SHOT.png
+before=$(wc -l <"$D/logs/access.log")
+chromium_run() {
+    timeout 120 chromium --headless --no-sandbox --disable-gpu \
+        --disable-background-networking --disable-extensions \
+        --user-data-dir="$T_DIR/chromium" --window-size=1000,1600 \
+        --enable-logging=stderr --v=0 "$@" "$U/rl2/status"
+}
+chromium_run --screenshot="$SHOT" >"$T_DIR/chromium.out" 2>"$T_DIR/chromium.log"
+chromium_run --dump-dom >"$T_DIR/dom.html" 2>>"$T_DIR/chromium.log"
+if [ -s "$SHOT" ] && file "$SHOT" | grep -q 'PNG image'; then
+    ok "status page screenshot: $SHOT"
+else
+    not_ok "status page screenshot: $SHOT"
+fi
+is "chromium: no console error" "" \
+    "$(grep -iE 'CONSOLE|Uncaught|ERR_' "$T_DIR/chromium.log" | head -3)"
+# Four rules with counted traffic (docs is exempt): four charts.
+is "chromium renders one chart per rule with traffic" 4 \
+    "$(grep -o '<svg class="chart"' "$T_DIR/dom.html" | wc -l)"
+like "charts have bars" '<rect class="d" x=' "$(cat "$T_DIR/dom.html")"
+like "a rule without traffic is listed" 'No request in the last hour: docs' \
+    "$(cat "$T_DIR/dom.html")"
+like "top limited clients: the refused address" \
+    '<td>127\.0\.0\.1</td><td>(login|api|burst)</td><td>6</td>' \
+    "$(cat "$T_DIR/dom.html")"
+# Every request Chromium made went to this server, for the page only.
+is "chromium requested nothing but the page" "" \
+    "$(tail -n +"$((before + 1))" "$D/logs/access.log" \
+       | grep -v '"GET /rl2/status HTTP/1.1" 200' \
+       | grep -v '"GET /favicon.ico HTTP/1.1" 404')"
+
+# ---- flooding: one line per client per interval ----
+start=$(date +%s.%N)
+for _ in $(seq 1 10); do
+    ab -q -n 200 -c 4 "$U/login" >/dev/null 2>&1
+    sleep 0.5
+done
+end=$(date +%s.%N)
+sleep 0.3
+n=$(grep -c 'event=limited client=127.0.0.1 ' "$LOG")
+max=$(awk -v a="$start" -v b="$end" 'BEGIN{print int((b-a)/2)+2}')
+ok_lines=$([ "$n" -ge 2 ] && [ "$n" -le "$max" ] && echo yes)
+is "flood of 2000 over $(awk -v a="$start" -v b="$end" \
+    'BEGIN{printf "%.1f", b-a}') s: 2..$max limited lines with limited=2 \
+(got $n)" yes "$ok_lines"
+is "one ban_candidate line for 127.0.0.1" 1 \
+    "$(grep -c 'event=ban_candidate client=127.0.0.1 ' "$LOG")"
+like "a later line reports the held-back refusals" \
+    'event=limited client=127\.0\.0\.1 rule=login .* suppressed=[0-9]+' \
+    "$(cat "$LOG")"
+
+# ---- fail2ban ----
+# As rsyslog writes them to a file: date, host, tag, message.
+sed -E 's/^<[0-9]+>([A-Z][a-z]{2} [ 0-9][0-9] [0-9:]{8}) /\1 testhost /' \
+    "$LOG" >"$T_DIR/syslog"
+# Lines that must not match: other programs quoting our format, and a
+# client-controlled value that looks like a limited line.
+cat >>"$T_DIR/syslog" <<'BAD'
+Nov 23 03:00:00 testhost sshd[1]: Invalid user ratelimit2: event=limited client=6.6.6.6 from 7.7.7.7
+Nov 23 03:00:01 testhost ratelimit2[2]: ratelimit2: event=config_error error="x event=limited client=6.6.6.6"
+Nov 23 03:00:02 testhost ratelimit2[2]: ratelimit2: event=ban_candidate client=6.6.6.6 rule=login count=9 window=60s
+BAD
+want=$(grep -c 'ratelimit2: event=limited client=' "$LOG")
+# The filter includes fail2ban's common.conf, found beside it as it will
+# be once installed in /etc/fail2ban/filter.d.
+mkdir -p "$T_DIR/f2b/filter.d"
+cp "$RL2_ROOT/conf/fail2ban/filter.d/ratelimit2.conf" "$T_DIR/f2b/filter.d/"
+ln -s /etc/fail2ban/filter.d/common.conf "$T_DIR/f2b/filter.d/common.conf"
+fail2ban-regex "$T_DIR/syslog" "$T_DIR/f2b/filter.d/ratelimit2.conf" \
+    >"$T_DIR/f2b.log" 2>&1
+is "fail2ban-regex matches every limited line ($want) and nothing else" \
+    "$want matched" \
+    "$(sed -n 's/^Lines: .* \([0-9]*\) matched.*/\1 matched/p' "$T_DIR/f2b.log")"
+like "fail2ban finds the client address" '127\.0\.0\.1' \
+    "$(cat "$T_DIR/f2b.log")"
+
+apache_stop "$D"
+
+# ---- health in failover closed mode with Redis down ----
+RP=$(free_port)
+if redis_start; then
+    D2=$T_DIR/b
+    P2=$(free_port)
+    apache_conf "$D2" "$P2" event
+    cat >"$D2/site.conf" <<CONF
+RateLimit2Zone $(zone_name b) 1000
+RateLimit2Redis 127.0.0.1:$RP timeout=200
+RateLimit2Failover closed probe=60000
+RateLimit2Alerts On socket=$SINK
+RateLimit2Limit all 100000/1h
+<Location /rl2>
+    RateLimit2Engine Off
+</Location>
+<Location /rl2/health>
+    SetHandler ratelimit2-health
+</Location>
+<Location /rl2/metrics>
+    SetHandler ratelimit2-metrics
+</Location>
+CONF
+    apache_start "$D2" || not_ok "apache with redis starts"
+    U2="http://127.0.0.1:$P2"
+    is "redis up: a request passes" 200 "$(code "$U2/index.html")"
+    is "redis up: health 200" 200 "$(code "$U2/rl2/health")"
+    like "redis up: health says circuit closed" \
+        '"store":"redis","circuit":"closed","failover":"closed"' \
+        "$(curl -s "$U2/rl2/health")"
+    like "redis up: store latency is timed" \
+        'ratelimit2_store_duration_seconds_count [1-9]' \
+        "$(curl -s "$U2/rl2/metrics")"
+    kill -TERM "$(cat "$T_DIR/redis/redis.pid")"
+    rl2_wait_gone "$T_DIR/redis/redis.pid"
+    is "redis down, failover closed: 503" 503 "$(code "$U2/index.html")"
+    is "redis down, failover closed: health 503" 503 \
+        "$(code "$U2/rl2/health")"
+    like "health says unavailable, circuit open" \
+        '^\{"status":"unavailable",.*"circuit":"open"' \
+        "$(curl -s "$U2/rl2/health")"
+    like "metrics count the Redis error" 'ratelimit2_redis_errors_total [1-9]' \
+        "$(curl -s "$U2/rl2/metrics")"
+    apache_stop "$D2"
+else
+    not_ok "redis-server starts"
+fi
+
+done_testing
