@@ -1,0 +1,539 @@
+/*
+ * test_metrics.c -- the metrics object (metrics.c, metrics_clients.c,
+ * metrics_read.c, metrics_prom.c): rule and tier slots by name across
+ * rebinding, the outcome of each kind of verdict, the minute ring, the
+ * top-client table, event=limited and ban_candidate lines per client,
+ * exact counts from several processes at once, the exposition and the
+ * health answer.
+ *
+ * Verdicts are built by hand from a policy loaded from text, so each test
+ * says exactly which layers refused, ran dry or used an overflow.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ratelimit2/config.h"
+#include "ratelimit2/metrics.h"
+
+#define WATCHDOG_S 60
+#define T0_WALL_US 1704164645000000LL /* 2024-01-02 03:04:05 UTC */
+#define T0_MONO_US 5000000000LL
+
+static const char policy_text[] =
+    "tiers = [ \"free\", \"pro\" ];\n"
+    "rules = (\n"
+    "  { name = \"login\"; paths = \"/login\";\n"
+    "    limits = ( { rate = \"10/1h\"; }, { rate = \"100/1d\"; } ); },\n"
+    "  { name = \"api\"; paths = \"/api\";\n"
+    "    limits = ( { rate = \"10/1h\"; } ); }\n"
+    ");\n"
+    "default = { limits = ( { rate = \"10/1h\"; } ); };\n";
+
+static char shm_name[64];
+static char dir[64];
+static char sock_path[128];
+static int sock = -1;
+static rl2_policy_t *policy;
+static rl2_metrics_t *m;
+static rl2_metrics_bind_t *b;
+static rl2_alert_t *alert;
+static rl2_clock_t now;
+
+static int
+setup(void **state)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    rl2_metrics_conf_t mc;
+    rl2_alert_conf_t ac;
+    rl2_err_t err;
+
+    (void)state;
+    alarm(WATCHDOG_S);
+    now.mono_us = T0_MONO_US;
+    now.wall_us = T0_WALL_US;
+    snprintf(shm_name, sizeof(shm_name), "/rl2test-%ld-metrics",
+             (long)getpid());
+    rl2_metrics_unlink(shm_name, NULL);
+    snprintf(dir, sizeof(dir), "/tmp/rl2metrics.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(sock_path, sizeof(sock_path), "%s/log", dir);
+    strcpy(sa.sun_path, sock_path);
+    sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(sock >= 0);
+    assert_int_equal(bind(sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    rl2_alert_conf_default(&ac);
+    ac.socket_path = sock_path;
+    assert_int_equal(rl2_alert_open(&ac, &alert, &err), RL2_OK);
+    assert_int_equal(rl2_config_load_string(policy_text, "t.conf", NULL,
+                                            &policy, &err), RL2_OK);
+    rl2_metrics_conf_default(&mc);
+    mc.limited_interval_ms = 10000;
+    mc.ban_count = 3;
+    mc.ban_window_ms = 60000;
+    assert_int_equal(rl2_metrics_open(shm_name, 0600, &mc, alert, NULL, &m,
+                                      &err), RL2_OK);
+    assert_int_equal(rl2_metrics_bind(m, policy, NULL, 0, &b, NULL, &err),
+                     RL2_OK);
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    rl2_metrics_unbind(b);
+    rl2_metrics_close(m);
+    rl2_metrics_unlink(shm_name, NULL);
+    rl2_policy_free(policy);
+    rl2_alert_close(alert);
+    close(sock);
+    unlink(sock_path);
+    rmdir(dir);
+    return 0;
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+typedef struct {
+    const char *rule;
+    const char *tier;
+    uint64_t    n[RL2_METRIC_KINDS];
+} want_t;
+
+static want_t found;
+
+static void
+find_cell(void *ctx, const rl2_metrics_cell_t *c)
+{
+    const want_t *w = ctx;
+
+    if (strcmp(c->rule, w->rule) == 0 && strcmp(c->tier, w->tier) == 0) {
+        memcpy(found.n, c->n, sizeof(found.n));
+    }
+}
+
+/* The counts of one cell (all zero when it has none). */
+static uint64_t
+cell(const char *rule, const char *tier, rl2_metric_kind_t k)
+{
+    want_t w = { rule, tier, { 0 } };
+
+    memset(&found, 0, sizeof(found));
+    rl2_metrics_cells(m, find_cell, &w);
+    return found.n[k];
+}
+
+/* A verdict with one layer per (rule, limit) pair given. */
+static void
+verdict(rl2_verdict_t *v, rl2_outcome_t outcome, int tier)
+{
+    rl2_verdict_init(v);
+    v->outcome = outcome;
+    v->tier = tier;
+    strcpy(v->client_ip, "192.0.2.7");
+}
+
+static rl2_layer_t *
+layer(rl2_verdict_t *v, const rl2_rule_t *rule, size_t limit,
+      int64_t remaining)
+{
+    rl2_layer_t *l = &v->layers[v->n_layers++];
+
+    memset(l, 0, sizeof(*l));
+    l->rule = rule;
+    l->limit = &rule->limits.limits[limit];
+    l->result.limit = l->limit->algo.limit;
+    l->result.remaining = remaining;
+    l->result.allowed = 1;
+    l->committed = 1;
+    strcpy(l->client, v->client_ip);
+    v->shown = 0;
+    return l;
+}
+
+static int
+recv_lines(char lines[][RL2_ALERT_LINE_MAX + 1], int max)
+{
+    struct pollfd p = { .fd = sock, .events = POLLIN };
+    int n = 0;
+
+    while (n < max && poll(&p, 1, 100) == 1) {
+        ssize_t r = recv(sock, lines[n], RL2_ALERT_LINE_MAX, 0);
+
+        assert_true(r > 0);
+        lines[n++][r] = '\0';
+    }
+    return n;
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void
+test_outcomes(void **state)
+{
+    const rl2_rule_t *login = &policy->rules[0], *api = &policy->rules[1];
+    rl2_verdict_t v;
+
+    (void)state;
+    /* Allowed, two layers of one rule: counted once, near (1 of 10 left
+     * is 90% used). */
+    verdict(&v, RL2_OUTCOME_ALLOW, 0);
+    layer(&v, login, 0, 1);
+    layer(&v, login, 1, 50);
+    rl2_metrics_record(b, &v, &now);
+    assert_int_equal(cell("login", "free", RL2_METRIC_ALLOWED), 1);
+    assert_int_equal(cell("login", "free", RL2_METRIC_NEAR), 1);
+    /* 3 of 10 left: 70% used, not near. */
+    verdict(&v, RL2_OUTCOME_ALLOW, 1);
+    layer(&v, api, 0, 3);
+    rl2_metrics_record(b, &v, &now);
+    assert_int_equal(cell("api", "pro", RL2_METRIC_ALLOWED), 1);
+    assert_int_equal(cell("api", "pro", RL2_METRIC_NEAR), 0);
+    /* Denied by api: login, which passed, counts nothing. */
+    verdict(&v, RL2_OUTCOME_DENY, -1);
+    layer(&v, login, 0, 5);
+    layer(&v, api, 0, 0)->refused = 1;
+    v.shown = 1;
+    rl2_metrics_record(b, &v, &now);
+    assert_int_equal(cell("api", "(none)", RL2_METRIC_DENIED), 1);
+    assert_int_equal(cell("login", "(none)", RL2_METRIC_ALLOWED), 0);
+    assert_int_equal(cell("login", "(none)", RL2_METRIC_DENIED), 0);
+    /* Dry run that would refuse, and an overflow. */
+    verdict(&v, RL2_OUTCOME_ALLOW, 0);
+    layer(&v, api, 0, 0)->dry_run = 1;
+    v.layers[0].refused = 1;
+    layer(&v, login, 0, 0)->overflow_used = 1;
+    rl2_metrics_record(b, &v, &now);
+    assert_int_equal(cell("api", "free", RL2_METRIC_DRY_RUN), 1);
+    assert_int_equal(cell("api", "free", RL2_METRIC_ALLOWED), 0);
+    assert_int_equal(cell("login", "free", RL2_METRIC_OVERFLOW), 1);
+    assert_int_equal(cell("login", "free", RL2_METRIC_ALLOWED), 2);
+    /* Bypass and nothing applied. */
+    verdict(&v, RL2_OUTCOME_BYPASS, -1);
+    rl2_metrics_record(b, &v, &now);
+    verdict(&v, RL2_OUTCOME_NONE, -1);
+    rl2_metrics_record(b, &v, &now);
+    assert_int_equal(cell("(bypass)", "(none)", RL2_METRIC_BYPASSED), 1);
+    /* The default rule, by pointer. */
+    verdict(&v, RL2_OUTCOME_ALLOW, 0);
+    layer(&v, policy->default_rule, 0, 9);
+    rl2_metrics_record(b, &v, &now);
+    assert_int_equal(cell("default", "free", RL2_METRIC_ALLOWED), 1);
+}
+
+/* A rule copied elsewhere (a merged <Location>) is found by name; a new
+ * policy keeps the slots of the names it shares with the old one. */
+static void
+test_names_survive_rebind(void **state)
+{
+    static const char text2[] =
+        "tiers = [ \"pro\", \"gold\" ];\n"
+        "rules = ( { name = \"new\"; limits = ( { rate = \"1/1h\"; } ); },\n"
+        "  { name = \"api\"; limits = ( { rate = \"10/1h\"; } ); } );\n";
+    rl2_policy_t *p2;
+    rl2_metrics_bind_t *b2;
+    rl2_rule_t copy = policy->rules[1];
+    rl2_verdict_t v;
+    rl2_err_t err;
+
+    (void)state;
+    verdict(&v, RL2_OUTCOME_ALLOW, 1);
+    layer(&v, &copy, 0, 9);
+    rl2_metrics_record(b, &v, &now);
+    assert_int_equal(cell("api", "pro", RL2_METRIC_ALLOWED), 1);
+    assert_int_equal(rl2_config_load_string(text2, "t2.conf", NULL, &p2,
+                                            &err), RL2_OK);
+    assert_int_equal(rl2_metrics_bind(m, p2, NULL, 0, &b2, NULL, &err),
+                     RL2_OK);
+    verdict(&v, RL2_OUTCOME_ALLOW, 0);          /* "pro" is first now */
+    layer(&v, &p2->rules[1], 0, 9);
+    rl2_metrics_record(b2, &v, &now);
+    verdict(&v, RL2_OUTCOME_ALLOW, 1);
+    layer(&v, &p2->rules[0], 0, 0);
+    rl2_metrics_record(b2, &v, &now);
+    assert_int_equal(cell("api", "pro", RL2_METRIC_ALLOWED), 2);
+    assert_int_equal(cell("new", "gold", RL2_METRIC_ALLOWED), 1);
+    rl2_metrics_unbind(b2);
+    rl2_policy_free(p2);
+}
+
+static void
+test_too_many_names(void **state)
+{
+    char text[16384];
+    size_t len = 0, lost = 0;
+    rl2_policy_t *p;
+    rl2_metrics_bind_t *b2;
+    rl2_err_t err;
+
+    (void)state;
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "rules = (");
+    for (int i = 0; i < RL2_METRICS_RULES; i++) {
+        len += (size_t)snprintf(text + len, sizeof(text) - len,
+                                "%s{ name = \"r%d\"; limits = ( { rate = "
+                                "\"1/1h\"; } ); }", i ? "," : "", i);
+    }
+    snprintf(text + len, sizeof(text) - len, ");\n");
+    assert_int_equal(rl2_config_load_string(text, "big.conf", NULL, &p,
+                                            &err), RL2_OK);
+    assert_int_equal(rl2_metrics_bind(m, p, NULL, 0, &b2, &lost, &err),
+                     RL2_OK);
+    /* 2 reserved slots, and login, api and default hold 3 more. */
+    assert_int_equal(lost, 5);
+    rl2_metrics_unbind(b2);
+    rl2_policy_free(p);
+}
+
+static void
+test_minute_ring(void **state)
+{
+    uint64_t min[RL2_METRICS_MINUTES][2];
+    char name[RL2_NAME_MAX + 1];
+    rl2_verdict_t v;
+    int64_t t0 = now.wall_us / 1000000;
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        verdict(&v, RL2_OUTCOME_ALLOW, 0);
+        layer(&v, &policy->rules[1], 0, 9);
+        rl2_metrics_record(b, &v, &now);
+    }
+    now.wall_us += 61LL * 60 * 1000000;     /* an hour and a minute on */
+    verdict(&v, RL2_OUTCOME_DENY, 0);
+    layer(&v, &policy->rules[1], 0, 0)->refused = 1;
+    rl2_metrics_record(b, &v, &now);
+    /* Seen from t0, the last bucket holds t0's minute... */
+    for (unsigned s = 2; s < RL2_METRICS_RULES; s++) {
+        if (rl2_metrics_minutes(m, s, t0, min, name)
+            && strcmp(name, "api") == 0) {
+            assert_int_equal(min[RL2_METRICS_MINUTES - 1][0], 3);
+            assert_int_equal(min[RL2_METRICS_MINUTES - 1][1], 0);
+            /* ...and 61 minutes on, the new minute only: t0's slot of
+             * the ring is stale, not counted. */
+            rl2_metrics_minutes(m, s, now.wall_us / 1000000, min, name);
+            assert_int_equal(min[RL2_METRICS_MINUTES - 1][0], 0);
+            assert_int_equal(min[RL2_METRICS_MINUTES - 1][1], 1);
+            for (unsigned i = 0; i + 1 < RL2_METRICS_MINUTES; i++) {
+                assert_int_equal(min[i][0] + min[i][1], 0);
+            }
+            return;
+        }
+    }
+    fail_msg("no slot named api");
+}
+
+static void
+test_top_clients(void **state)
+{
+    rl2_metrics_top_t top[RL2_METRICS_TOP];
+    rl2_verdict_t v;
+    size_t n;
+
+    (void)state;
+    /* 40 clients refused once, one refused 30 times in between. */
+    for (int i = 0; i < 70; i++) {
+        verdict(&v, RL2_OUTCOME_DENY, 0);
+        if (i % 7 == 3 || i >= 40) {
+            strcpy(v.client_ip, "198.51.100.1");
+        }
+        else {
+            snprintf(v.client_ip, sizeof(v.client_ip), "203.0.113.%d", i);
+        }
+        layer(&v, &policy->rules[0], 0, 0)->refused = 1;
+        rl2_metrics_record(b, &v, &now);
+    }
+    n = rl2_metrics_top_limited(m, top);
+    assert_int_equal(n, RL2_METRICS_TOP);
+    assert_string_equal(top[0].client, "198.51.100.1");
+    assert_int_equal(top[0].count, 36);
+    assert_string_equal(top[0].rule, "login");
+    for (size_t i = 1; i < n; i++) {
+        assert_true(top[i].count <= top[i - 1].count);
+    }
+}
+
+/* One flooding client: one limited line per interval with the held
+ * count, one ban candidate per window; another client has its own. */
+static void
+test_limited_lines(void **state)
+{
+    char lines[16][RL2_ALERT_LINE_MAX + 1];
+    rl2_metrics_global_t g;
+    rl2_verdict_t v;
+    int n;
+
+    (void)state;
+    for (int i = 0; i < 50; i++) {
+        verdict(&v, RL2_OUTCOME_DENY, 0);
+        layer(&v, &policy->rules[0], 0, 0)->refused = 1;
+        rl2_metrics_record(b, &v, &now);
+        now.mono_us += 100000;             /* 50 x 0.1 s: 5 s < 10 s */
+    }
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 2);
+    assert_non_null(strstr(lines[0], ": ratelimit2: event=limited "
+                           "client=192.0.2.7 rule=login limit=login "
+                           "tier=free retry_after="));
+    assert_non_null(strstr(lines[1], ": ratelimit2: event=ban_candidate "
+                           "client=192.0.2.7 rule=login count=4 "
+                           "window=60s"));
+    now.mono_us += 5000000;                /* the interval has passed */
+    verdict(&v, RL2_OUTCOME_DENY, 0);
+    layer(&v, &policy->rules[0], 0, 0)->refused = 1;
+    rl2_metrics_record(b, &v, &now);
+    strcpy(v.client_ip, "2001:db8::1");
+    strcpy(v.layers[0].client, "user:0123456789abcdef");
+    rl2_metrics_record(b, &v, &now);
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 2);
+    assert_non_null(strstr(lines[0], "client=192.0.2.7 "));
+    assert_non_null(strstr(lines[0], " suppressed=49"));
+    assert_non_null(strstr(lines[1], "event=limited client=2001:db8::1 "
+                           "rule=login"));
+    assert_non_null(strstr(lines[1], " key=user:0123456789abcdef"));
+    rl2_metrics_global(m, &g);
+    assert_int_equal(g.limited_lines, 3);
+    assert_int_equal(g.limited_held, 49);
+    assert_int_equal(g.ban_candidates, 1);
+}
+
+/* Several processes at once: no count lost. */
+static void
+test_processes(void **state)
+{
+    enum { PROCS = 4, EACH = 20000 };
+    pid_t pids[PROCS];
+    int status;
+
+    (void)state;
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            rl2_verdict_t v;
+
+            for (int i = 0; i < EACH; i++) {
+                verdict(&v, RL2_OUTCOME_ALLOW, 1);
+                layer(&v, &policy->rules[1], 0, 9);
+                rl2_metrics_record(b, &v, &now);
+            }
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++) {
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_int_equal(status, 0);
+    }
+    assert_int_equal(cell("api", "pro", RL2_METRIC_ALLOWED), PROCS * EACH);
+}
+
+static char prom[65536];
+static size_t prom_len;
+
+static void
+collect(void *ctx, const char *s, size_t n)
+{
+    (void)ctx;
+    assert_true(prom_len + n < sizeof(prom));
+    memcpy(prom + prom_len, s, n);
+    prom_len += n;
+    prom[prom_len] = '\0';
+}
+
+static void
+test_prometheus(void **state)
+{
+    rl2_metrics_env_t env = { 0 };
+    rl2_verdict_t v;
+
+    (void)state;
+    verdict(&v, RL2_OUTCOME_ALLOW, 0);
+    layer(&v, &policy->rules[0], 0, 5);
+    rl2_metrics_record(b, &v, &now);
+    rl2_metrics_store_call(m, 80, 1);        /* <= 100 µs */
+    rl2_metrics_store_call(m, 3000, 1);      /* <= 5 ms */
+    rl2_metrics_store_call(m, 2000000, 0);   /* +Inf, an error */
+    env.circuit = -1;
+    env.generation = 3;
+    prom_len = 0;
+    rl2_metrics_prom(m, &env, collect, NULL);
+    assert_non_null(strstr(prom, "# HELP ratelimit2_requests_total "));
+    assert_non_null(strstr(prom, "# TYPE ratelimit2_requests_total "
+                           "counter\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_requests_total{rule=\"login\""
+                           ",tier=\"free\",outcome=\"allowed\"} 1\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_store_duration_seconds_bucket"
+                           "{le=\"0.000100\"} 1\n"));
+    assert_non_null(strstr(prom, "{le=\"0.005000\"} 2\n"));
+    assert_non_null(strstr(prom, "{le=\"1.000000\"} 2\n"));
+    assert_non_null(strstr(prom, "{le=\"+Inf\"} 3\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_store_duration_seconds_sum "
+                           "2.003080\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_redis_errors_total 1\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_policy_generation 3\n"));
+    assert_null(strstr(prom, "circuit"));     /* no Redis */
+}
+
+static void
+test_health(void **state)
+{
+    rl2_metrics_env_t env = { 0 };
+    char buf[512];
+
+    (void)state;
+    env.circuit = -1;
+    env.generation = 2;
+    env.uptime_s = 7;
+    env.have_zone = 1;
+    env.zone.entries = 100;
+    env.zone.used = 25;
+    assert_int_equal(rl2_metrics_health(&env, buf, sizeof(buf)), 200);
+    assert_string_equal(buf, "{\"status\":\"ok\",\"generation\":2,\"store\":"
+                        "\"local\",\"zone\":{\"entries\":100,\"used\":25,"
+                        "\"evictions\":0,\"occupancy\":0.2500},"
+                        "\"uptime\":7}\n");
+    env.redis = 1;
+    env.circuit = 1;
+    env.failover_mode = 2;
+    env.refusing = 1;
+    assert_int_equal(rl2_metrics_health(&env, buf, sizeof(buf)), 503);
+    assert_non_null(strstr(buf, "{\"status\":\"unavailable\",\"generation\":"
+                           "2,\"store\":\"redis\",\"circuit\":\"open\","
+                           "\"failover\":\"closed\","));
+}
+
+int
+main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_outcomes),
+        T(test_names_survive_rebind),
+        T(test_too_many_names),
+        T(test_minute_ring),
+        T(test_top_clients),
+        T(test_limited_lines),
+        T(test_processes),
+        T(test_prometheus),
+        T(test_health),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
