@@ -42,7 +42,8 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 FCGI_SHARED := fcgi/request.c fcgi/response.c fcgi/policy.c \
                fcgi/store_opts.c
 FCGI_SRC := fcgi/main.c fcgi/worker.c fcgi/vet.c fcgi/authorizer.c \
-            fcgi/generation.c fcgi/listen.c fcgi/log.c $(FCGI_SHARED)
+            fcgi/generation.c fcgi/listen.c fcgi/log.c fcgi/metrics.c \
+            $(FCGI_SHARED)
 CGI_SRC  := fcgi/cgi.c $(FCGI_SHARED)
 FCGI_BIN := $(BUILD)/fcgi/ratelimit2-fcgi
 CGI_BIN  := $(BUILD)/fcgi/ratelimit2-cgi

@@ -13,8 +13,8 @@
  *
  * Responder role (nginx auth_request, which accepts only 2xx, 401 and
  * 403 from its subrequest): the same decision, refused with 403 and the
- * same headers for nginx to map to 429; and the health path, answered
- * with the daemon's state as JSON.
+ * same headers for nginx to map to 429; and the health and metrics
+ * paths (metrics.c).
  *
  * Nothing here decides: the core does (rl2_decide, every phase at once,
  * since an authorizer sees each request exactly once).
@@ -61,40 +61,6 @@ rl2_fcgi_peer(FCGX_Request *req)
     const char *a = FCGX_GetParam("REMOTE_ADDR", req->envp);
 
     return a != NULL && a[0] != '\0' ? a : "-";
-}
-
-static void
-rl2_fcgi_health(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req)
-{
-    char body[512], out[1024], store[64];
-    rl2_zone_stats_t st;
-    rl2_clock_t now;
-    rl2_err_t err;
-
-    rl2_clock_now(&now);
-    if (rl2_zone_stats(gen->zone->zone, &st, &err) != RL2_OK) {
-        rl2_log_request(RL2_LOG_ERROR, LOG_ERR, "health: zone %s: %s",
-                        srv->gens.zone_name, err.msg);
-        rl2_fcgi_send(req, out, rl2_cgi_error(out, sizeof(out), 503,
-                                              "the zone cannot be read"));
-        return;
-    }
-    if (srv->gens.backend.redis_enabled) {
-        snprintf(store, sizeof(store), "\"redis\",\"circuit\":\"%s\"",
-                 rl2_store_circuit_name(gen->zone->backend));
-    }
-    else {
-        snprintf(store, sizeof(store), "\"local\"");
-    }
-    snprintf(body, sizeof(body),
-             "{\"status\":\"ok\",\"generation\":%lu,\"store\":%s,"
-             "\"zone\":{\"entries\":%" PRIu64 ",\"used\":%" PRIu64
-             ",\"evictions\":%" PRIu64 "},\"uptime\":%" PRId64 "}\n",
-             gen->number, store, st.entries, st.used, st.evictions,
-             (now.mono_us - srv->started_us) / 1000000);
-    rl2_fcgi_send(req, out, rl2_cgi_response(out, sizeof(out), "200 OK",
-                                             NULL, 0, NULL,
-                                             "application/json", body));
 }
 
 /* The answer to a decided request. */
@@ -180,6 +146,11 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         rl2_fcgi_health(srv, gen, req);
         return;
     }
+    if (responder && srv->metrics_path != NULL
+        && strcmp(r.req.path, srv->metrics_path) == 0) {
+        rl2_fcgi_metrics(srv, gen, req);
+        return;
+    }
     rl2_verdict_init(&v);
     rl2_clock_now(&now);
     if (rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
@@ -193,6 +164,7 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         rl2_vlog_record(rl2_backend_vlog(gen->zone->backend), gen->policy,
                         &v, r.req.method, r.req.path, &now);
     }
+    rl2_metrics_record(gen->metrics, &v, &now);
     rl2_fcgi_log_verdict(&v);
     rl2_fcgi_send(req, out, rl2_fcgi_answer(gen->policy, &v, &now,
                                             responder, out, sizeof(out)));

@@ -190,6 +190,7 @@ typedef struct {
     rl2_policy_t   *policy;
     rl2_gen_zone_t *zone;
     unsigned long   number;  /* 1 for the policy loaded at start */
+    rl2_metrics_bind_t *metrics; /* its rules' metric slots, or NULL */
     unsigned        refs;    /* under rl2_gens_t.lock */
 } rl2_gen_t;
 
@@ -252,11 +253,23 @@ int rl2_vet(rl2_vet_t *v, int fd, int timeout_ms);
 typedef struct {
     rl2_gens_t  gens;
     const char *health_path;
+    const char *metrics_path;   /* -m, or NULL: not answered */
+    char       *metrics_token;  /* from -T FILE, or NULL: no token */
     int64_t     started_us;  /* monotonic */
 } rl2_server_t;
 
 struct FCGX_Request;
 void rl2_fcgi_handle(rl2_server_t *srv, struct FCGX_Request *req);
+
+/* ---- metrics.c: health and metrics paths, -E and -T ---- */
+
+int rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text,
+                    rl2_err_t *err);
+int rl2_fcgi_token_read(const char *path, char **out, rl2_err_t *err);
+void rl2_fcgi_health(rl2_server_t *srv, rl2_gen_t *gen,
+                     struct FCGX_Request *req);
+void rl2_fcgi_metrics(rl2_server_t *srv, rl2_gen_t *gen,
+                      struct FCGX_Request *req);
 
 /* ---- worker.c: one worker thread ---- */
 

@@ -18,6 +18,7 @@
  * Redis are not affected: the new backend's Redis store finds them.
  */
 #include <stdlib.h>
+#include <syslog.h>
 
 #include "fcgi.h"
 
@@ -56,9 +57,30 @@ rl2_gen_zone_close(rl2_gen_zone_t *z)
     free(z);
 }
 
+/* Give the generation's rules and tiers their metric slots. */
+static int
+rl2_gen_bind(rl2_gen_t *gen, rl2_err_t *err)
+{
+    size_t lost = 0;
+
+    if (rl2_metrics_bind(rl2_backend_metrics(gen->zone->backend),
+                         gen->policy, NULL, 0, &gen->metrics, &lost, err)
+        != RL2_OK) {
+        return -1;
+    }
+    if (lost > 0) {
+        rl2_log(LOG_WARNING, "metrics: %zu rule or tier names found no slot "
+                "(at most %d rules and %d tiers per zone): counted as "
+                "\"(other)\"", lost, RL2_METRICS_RULES - 2,
+                RL2_METRICS_TIERS - 2);
+    }
+    return 0;
+}
+
 static void
 rl2_gen_free(rl2_gen_t *gen, int zone_too)
 {
+    rl2_metrics_unbind(gen->metrics);
     if (zone_too) {
         rl2_gen_zone_close(gen->zone);
     }
@@ -103,6 +125,10 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path,
         free(gen);
         return -1;
     }
+    if (rl2_gen_bind(gen, err) != 0) {
+        rl2_gen_free(gen, 1);
+        return -1;
+    }
     pthread_mutex_init(&g->lock, NULL);
     gen->zone->gens = 1;
     gen->refs = 1;
@@ -139,9 +165,17 @@ rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err)
             return -1;
         }
     }
+    gen->zone = zone != NULL ? zone : g->current->zone;
+    if (rl2_gen_bind(gen, err) != 0) {
+        if (zone != NULL) {
+            rl2_gen_zone_close(zone);
+        }
+        rl2_policy_free(gen->policy);
+        free(gen);
+        return -1;
+    }
     pthread_mutex_lock(&g->lock);
     old = g->current;
-    gen->zone = zone != NULL ? zone : old->zone;
     gen->zone->gens++;
     gen->refs = 1;
     gen->number = ++g->loaded;

@@ -36,6 +36,8 @@ typedef struct {
     const char *listen;
     const char *zone;
     const char *health;
+    const char *metrics;          /* -m */
+    const char *token_file;       /* -T */
     long        threads;
     long        entries;
     rl2_backend_conf_t backend;   /* -R, -O, -F, -A */
@@ -70,7 +72,14 @@ rl2_usage(FILE *f)
         "               [,probe=MS][,failures=N] (default local)\n"
         "  -A ALERTS    syslog alerts: off, or [on,]socket=PATH[,ident=NAME]"
         "\n"
-        "               [,facility=F][,interval=S] (default /dev/log)\n",
+        "               [,facility=F][,interval=S] (default /dev/log)\n"
+        "  -E EVENTS    client alerts: limited=S|off (default 60),\n"
+        "               ban=N/S|off (default off), evictions=N|off "
+        "(default 1000/min)\n"
+        "  -m PATH      metrics path answered in the responder role "
+        "(default: none)\n"
+        "  -T FILE      the metrics path needs \"Authorization: Bearer "
+        "<first line of FILE>\"\n",
         RL2_DEFAULT_THREADS, RL2_FCGI_DEFAULT_ZONE, RL2_FCGI_DEFAULT_ENTRIES,
         RL2_DEFAULT_HEALTH);
 }
@@ -106,6 +115,12 @@ rl2_opts_check(const rl2_opts_t *o)
     if (o->health[0] != '/') {
         return "-p: the health path must start with /";
     }
+    if (o->metrics != NULL && o->metrics[0] != '/') {
+        return "-m: the metrics path must start with /";
+    }
+    if (o->token_file != NULL && o->metrics == NULL) {
+        return "-T: a token protects the metrics path: give -m PATH too";
+    }
     if (o->store_bad) {
         return o->store_err.msg;
     }
@@ -129,10 +144,14 @@ rl2_opt_store(rl2_opts_t *o, int c, const char *arg)
     else if (c == 'F') {
         rc = rl2_store_opt_failover(bc, arg, &err);
     }
+    else if (c == 'E') {
+        rc = rl2_fcgi_events(&bc->metrics, arg, &err);
+    }
     else {
         rc = rl2_store_opt_alerts(bc, arg, &err);
     }
-    o->redis_opts |= c != 'R';
+    /* Alerts and events serve a local store too (event=limited). */
+    o->redis_opts |= c == 'O' || c == 'F';
     if (rc != 0 && !o->store_bad) {
         o->store_bad = 1;
         snprintf(o->store_err.msg, sizeof(o->store_err.msg), "-%c: %.240s",
@@ -169,12 +188,13 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
     o->threads = RL2_DEFAULT_THREADS;
     o->entries = RL2_FCGI_DEFAULT_ENTRIES;
     rl2_backend_conf_init(&o->backend);
-    while ((c = getopt(argc, argv, "c:s:t:z:n:p:R:O:F:A:h")) != -1) {
+    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:R:O:F:A:E:h")) != -1) {
         switch (c) {
         case 'R':
         case 'O':
         case 'F':
         case 'A':
+        case 'E':
             rl2_opt_store(o, c, optarg);
             break;
         case 'c':
@@ -188,6 +208,12 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
             break;
         case 'p':
             o->health = optarg;
+            break;
+        case 'm':
+            o->metrics = optarg;
+            break;
+        case 'T':
+            o->token_file = optarg;
             break;
         case 't':
             if (rl2_number(optarg, 1, RL2_MAX_THREADS, &o->threads) != 0) {
@@ -354,6 +380,13 @@ main(int argc, char **argv)
     rl2_log_open("ratelimit2-fcgi");
     memset(&srv, 0, sizeof(srv));
     srv.health_path = o.health;
+    srv.metrics_path = o.metrics;
+    if (o.token_file != NULL
+        && rl2_fcgi_token_read(o.token_file, &srv.metrics_token, &err)
+           != 0) {
+        rl2_log(LOG_ERR, "%s", err.msg);
+        return 1;
+    }
     if (rl2_gens_init(&srv.gens, o.policy, &o.backend, &err) != 0) {
         rl2_log(LOG_ERR, "%s", err.msg);
         return 1;
@@ -378,6 +411,7 @@ main(int argc, char **argv)
         unlink(o.listen);
     }
     rl2_gens_destroy(&srv.gens);
+    free(srv.metrics_token);
     rl2_log(LOG_INFO, "stopped");
     closelog();
     return rc == 0 ? 0 : 1;

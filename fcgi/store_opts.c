@@ -274,8 +274,8 @@ rl2_store_opt_check(const rl2_backend_conf_t *bc, int redis_options,
 {
     if (!bc->redis_enabled) {
         if (redis_options) {
-            rl2_err_set(err, RL2_ERR_CONFIG, "Redis options, failover or "
-                        "alerts given without a Redis server");
+            rl2_err_set(err, RL2_ERR_CONFIG, "Redis options or failover "
+                        "given without a Redis server");
             return -1;
         }
         return 0;
