@@ -200,7 +200,7 @@ rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
                      rl2_err_t *err)
 {
     const char *zone = getenv("RATELIMIT2_ZONE");
-    int redis = 0, others = 0;
+    int redis = 0, others = 0, alerts = 0;
 
     rl2_backend_conf_init(bc);
     if (zone != NULL && zone[0] != '\0') {
@@ -222,7 +222,7 @@ rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
         || rl2_cgi_store_env(bc, "RATELIMIT2_FAILOVER",
                              rl2_store_opt_failover, &others, err) != 0
         || rl2_cgi_store_env(bc, "RATELIMIT2_ALERTS", rl2_store_opt_alerts,
-                             &others, err) != 0) {
+                             &alerts, err) != 0) {
         return -1;
     }
     return rl2_store_opt_check(bc, others, err);
@@ -249,6 +249,21 @@ rl2_cgi_store_error(rl2_cgi_t *c, const char *zone, const rl2_err_t *err,
             "request let through\n", zone, err->msg);
     rl2_verdict_init(v);
     return 1;
+}
+
+/* Count the verdict in the zone's metrics (one request per process: the
+ * binding lives as long as the request). */
+static void
+rl2_cgi_count(rl2_cgi_t *c, const rl2_verdict_t *v, const rl2_clock_t *now)
+{
+    rl2_metrics_bind_t *b = NULL;
+
+    if (c->backend != NULL
+        && rl2_metrics_bind(rl2_backend_metrics(c->backend), c->policy,
+                            NULL, 0, &b, NULL, NULL) == RL2_OK) {
+        rl2_metrics_record(b, v, now);
+        rl2_metrics_unbind(b);
+    }
 }
 
 /* Decide; 1 when the request may run (allowed, or the store failed and
@@ -280,13 +295,16 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
                            RL2_PHASE_ALL, now, v, &err) != RL2_OK) {
         run = rl2_cgi_store_error(c, bc.zone_name, &err, v);
     }
-    else if (v->outcome == RL2_OUTCOME_DENY) {
-        rl2_vlog_record(rl2_backend_vlog(c->backend), c->policy, v,
-                        r->req.method, r->req.path, now);
-        fwrite(out, 1, rl2_cgi_deny(out, sizeof(out),
-                                    "429 Too Many Requests", c->policy, v,
-                                    now), stdout);
-        run = 0;
+    else {
+        rl2_cgi_count(c, v, now);
+        if (v->outcome == RL2_OUTCOME_DENY) {
+            rl2_vlog_record(rl2_backend_vlog(c->backend), c->policy, v,
+                            r->req.method, r->req.path, now);
+            fwrite(out, 1, rl2_cgi_deny(out, sizeof(out),
+                                        "429 Too Many Requests", c->policy,
+                                        v, now), stdout);
+            run = 0;
+        }
     }
     free(r);
     return run;

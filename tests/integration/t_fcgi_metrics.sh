@@ -108,6 +108,16 @@ sleep 0.3
 is "the fifth refusal: one ban_candidate line" 1 \
     "$(grep -c 'event=ban_candidate client=192.0.2.9 ' "$LOG")"
 
+# The CGI wrapper counts into the same zone's metrics.
+out=$(env -i RATELIMIT2_POLICY="$T_DIR/policy.conf" \
+    RATELIMIT2_ZONE="$(zone_name f)" RATELIMIT2_TARGET=/bin/echo \
+    REQUEST_METHOD=GET REQUEST_URI=/new REMOTE_ADDR=192.0.2.10 \
+    GATEWAY_INTERFACE=CGI/1.1 "$CGI_BIN" 2>&1)
+is "the CGI wrapper runs its target" "" "$out"
+like "its request is counted: new allowed 2" \
+    'ratelimit2_requests_total\{rule="new",tier="\(none\)",outcome="allowed"\} 2' \
+    "$(scrape 'HTTP_AUTHORIZATION=Bearer s3cret-token')"
+
 fcgi_stop d
 is "SIGTERM: clean exit" 0 "$?"
 done_testing
