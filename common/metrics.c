@@ -22,6 +22,8 @@ struct rl2_metrics_bind {
     rl2_metrics_t    *m;
     const rl2_rule_t *rules;
     size_t            n_rules;
+    size_t            rules_bytes;  /* n_rules * sizeof(rl2_rule_t) */
+    size_t            extra_bytes;
     const rl2_rule_t *dflt;
     const rl2_rule_t *extra;
     size_t            n_extra;
@@ -211,6 +213,8 @@ rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
     b->dflt = policy->default_rule;
     b->extra = extra;
     b->n_extra = n_extra;
+    b->rules_bytes = policy->n_rules * sizeof(rl2_rule_t);
+    b->extra_bytes = n_extra * sizeof(rl2_rule_t);
     b->n_tiers = policy->n_tiers;
     b->rule_slot = (uint16_t *)(b + 1);
     b->tier_slot = b->rule_slot + n;
@@ -253,14 +257,14 @@ rule_slot(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
 {
     uintptr_t d = (uintptr_t)r - (uintptr_t)b->rules;
 
-    if (d < b->n_rules * sizeof(*r)) {
+    if (d < b->rules_bytes) {
         return b->rule_slot[d / sizeof(*r)];
     }
     if (r == b->dflt) {
         return b->dflt_slot;
     }
     d = (uintptr_t)r - (uintptr_t)b->extra;
-    if (d < b->n_extra * sizeof(*r)) {
+    if (d < b->extra_bytes) {
         return b->rule_slot[b->n_rules + d / sizeof(*r)];
     }
     return rl2_mx_name_slot(b->m->shm->rules, RL2_METRICS_RULES, 2,
@@ -271,20 +275,6 @@ static inline void
 bump(_Atomic uint64_t *c)
 {
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-}
-
-static void
-minute_bump(_Atomic uint64_t *w, uint64_t minute)
-{
-    uint64_t stamp = minute & MX_MIN_STAMP_MASK;
-    uint64_t old = atomic_load_explicit(w, memory_order_relaxed), new;
-
-    do {
-        new = (old >> MX_MIN_COUNT_BITS) == stamp
-              ? old + ((old & MX_MIN_COUNT_MASK) < MX_MIN_COUNT_MASK)
-              : (stamp << MX_MIN_COUNT_BITS) | 1;
-    } while (!atomic_compare_exchange_weak_explicit(
-                 w, &old, new, memory_order_relaxed, memory_order_relaxed));
 }
 
 enum { F_DENIED = 1, F_DRY = 2, F_NEAR = 4, F_OVER = 8 };
@@ -332,29 +322,50 @@ fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
     return n;
 }
 
-void
-rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
-                   const rl2_clock_t *now)
+/* A near-limit admission: its counter and the top table (rare). */
+static __attribute__((noinline)) void
+record_near(rl2_metrics_t *m, mx_cell_t *c, const rl2_layer_t *l,
+            unsigned slot, const rl2_clock_t *now)
+{
+    bump(&c->n[RL2_METRIC_NEAR]);
+    rl2_mx_near(m, l->client, slot, now);
+}
+
+/* The common case, one layer admitted: no folding. */
+static void
+record_one(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
+           const rl2_clock_t *now)
+{
+    const rl2_layer_t *l = &v->layers[0];
+    mx_shm_t *sh = b->m->shm;
+    unsigned s = rule_slot(b, l->rule);
+    mx_cell_t *c = &sh->cells[s][tier];
+
+    bump(&c->n[l->refused && l->dry_run ? RL2_METRIC_DRY_RUN
+                                        : RL2_METRIC_ALLOWED]);
+    if (l->overflow_used) {
+        bump(&c->n[RL2_METRIC_OVERFLOW]);
+    }
+    if (layer_near(l)) {
+        record_near(b->m, c, l, s, now);
+    }
+}
+
+/* Several layers, a refusal or a bypass: fold the layers by rule. */
+static __attribute__((noinline)) void
+record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
+            const rl2_clock_t *now)
 {
     mx_seen_t seen[RL2_MAX_LAYERS];
-    mx_shm_t *sh;
-    unsigned tier, n, near = RL2_MAX_LAYERS, denied = RL2_MAX_LAYERS;
-    uint64_t minute;
-    int deny;
+    mx_shm_t *sh = b->m->shm;
+    unsigned n, near = RL2_MAX_LAYERS, denied = RL2_MAX_LAYERS;
+    int deny = v->outcome == RL2_OUTCOME_DENY;
 
-    if (b == NULL || v->outcome == RL2_OUTCOME_NONE) {
-        return;
-    }
-    sh = b->m->shm;
-    tier = v->tier >= 0 && (size_t)v->tier < b->n_tiers
-           ? b->tier_slot[v->tier] : RL2_METRICS_TIER_NONE;
     if (v->outcome == RL2_OUTCOME_BYPASS) {
         bump(&sh->cells[RL2_METRICS_SLOT_BYPASS][tier]
                   .n[RL2_METRIC_BYPASSED]);
-        goto upkeep;
+        return;
     }
-    minute = (uint64_t)(now->wall_us / 60000000);
-    deny = v->outcome == RL2_OUTCOME_DENY;
     n = fold_layers(b, v, seen);
     for (unsigned j = 0; j < n; j++) {
         mx_cell_t *c = &sh->cells[seen[j].slot][tier];
@@ -363,15 +374,11 @@ rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
         if (deny) {
             if (f & F_DENIED) {
                 bump(&c->n[RL2_METRIC_DENIED]);
-                minute_bump(&sh->minutes[seen[j].slot]
-                                [minute % RL2_METRICS_MINUTES][1], minute);
                 denied = denied < RL2_MAX_LAYERS ? denied : j;
             }
             continue;
         }
         bump(&c->n[f & F_DRY ? RL2_METRIC_DRY_RUN : RL2_METRIC_ALLOWED]);
-        minute_bump(&sh->minutes[seen[j].slot]
-                        [minute % RL2_METRICS_MINUTES][0], minute);
         if (f & F_NEAR) {
             bump(&c->n[RL2_METRIC_NEAR]);
             near = near < RL2_MAX_LAYERS ? near : j;
@@ -387,10 +394,29 @@ rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
         rl2_mx_near(b->m, v->layers[seen[near].layer].client,
                     seen[near].slot, now);
     }
-upkeep:
-    if (now->mono_us / 1000
-        >= atomic_load_explicit(&sh->next_check_ms, memory_order_relaxed)) {
+}
+
+void
+rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
+                   const rl2_clock_t *now)
+{
+    unsigned tier;
+
+    if (b == NULL || v->outcome == RL2_OUTCOME_NONE) {
+        return;
+    }
+    /* Upkeep first: a minute's snapshot excludes its first request. */
+    if (now->mono_us >= atomic_load_explicit(&b->m->shm->next_check_us,
+                                             memory_order_relaxed)) {
         rl2_mx_upkeep(b->m, now);
+    }
+    tier = v->tier >= 0 && (size_t)v->tier < b->n_tiers
+           ? b->tier_slot[v->tier] : RL2_METRICS_TIER_NONE;
+    if (v->outcome == RL2_OUTCOME_ALLOW && v->n_layers == 1) {
+        record_one(b, v, tier, now);
+    }
+    else {
+        record_many(b, v, tier, now);
     }
 }
 

@@ -2,7 +2,8 @@
  * metrics_clients.c -- who is refused and who is close to a limit: the
  * two top-client tables of the status page, the event=limited and
  * ban_candidate alerts per client address, and the once-a-second upkeep
- * that raises zone_full and evictions alerts.
+ * that raises zone_full and evictions alerts and snapshots the totals
+ * for the per-minute charts.
  *
  * The top tables are space-saving top-K summaries: a client not in a
  * full table replaces the one with the smallest count and inherits that
@@ -347,16 +348,17 @@ void
 rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
 {
     int64_t now_ms = now->mono_us / 1000;
-    int64_t next = atomic_load(&m->shm->next_check_ms);
+    int64_t next = atomic_load(&m->shm->next_check_us);
     rl2_zone_stats_t z;
     rl2_err_t err;
 
     /* One process a second does it; the others go on. */
-    if (now_ms < next
-        || !atomic_compare_exchange_strong(&m->shm->next_check_ms, &next,
-                                           now_ms + 1000)) {
+    if (now->mono_us < next
+        || !atomic_compare_exchange_strong(&m->shm->next_check_us, &next,
+                                           now->mono_us + 1000000)) {
         return;
     }
+    rl2_mx_snapshot(m->shm, now->wall_us);
     if (m->zone == NULL || m->alert == NULL
         || rl2_zone_stats(m->zone, &z, &err) != RL2_OK) {
         return;

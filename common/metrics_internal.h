@@ -20,12 +20,21 @@
 #include "shm_obj_internal.h"
 
 #define MX_MAGIC 0x4d324c52u      /* "RL2M" read little-endian */
-#define MX_VERSION 1u
+#define MX_VERSION 3u
 
-/* Minute ring words: the minute number (mod 2^24) above a 40-bit count. */
+/* Minute ring words: the minute number (mod 2^24) above the 40 low bits
+ * of a rule's running total (allowed or denied) when that minute began.
+ * The ring is written by the once-a-second upkeep, never by a request:
+ * a minute's count is the difference between two snapshots. */
 #define MX_MIN_COUNT_BITS 40
 #define MX_MIN_COUNT_MASK ((UINT64_C(1) << MX_MIN_COUNT_BITS) - 1)
 #define MX_MIN_STAMP_MASK ((UINT64_C(1) << 24) - 1)
+
+/* The minute ring has a power-of-two length (a mask, not a division, on
+ * the hot path), longer than the hour it shows. */
+#define MX_RING 64
+_Static_assert(MX_RING >= RL2_METRICS_MINUTES && (MX_RING & (MX_RING - 1))
+               == 0, "the minute ring is a power of two above an hour");
 
 enum { MX_FREE = 0, MX_WRITING = 1, MX_NAMED = 2 };
 
@@ -61,7 +70,9 @@ typedef struct {
     _Atomic int64_t   created_wall_s;
     _Atomic uint32_t  lock;               /* pid of the holder, or 0 */
     _Atomic uint32_t  zone_level;         /* 0, 80 or 100: last alerted */
-    _Atomic int64_t   next_check_ms;      /* next upkeep (zone, evictions) */
+    _Atomic uint64_t  snap_minute;        /* minute + 1 of the last snapshot */
+    _Atomic int64_t   next_check_us;      /* next upkeep (zone, evictions),
+                                             monotonic */
     _Atomic int64_t   evict_mark_ms;
     _Atomic uint64_t  evict_mark;
     _Atomic uint64_t  bucket[RL2_METRICS_BUCKETS + 1];
@@ -74,7 +85,7 @@ typedef struct {
     mx_name_t         rules[RL2_METRICS_RULES];
     mx_name_t         tiers[RL2_METRICS_TIERS];
     mx_cell_t         cells[RL2_METRICS_RULES][RL2_METRICS_TIERS];
-    _Atomic uint64_t  minutes[RL2_METRICS_RULES][RL2_METRICS_MINUTES][2];
+    _Atomic uint64_t  minutes[RL2_METRICS_RULES][MX_RING][2];
     mx_top_t          top_limited[RL2_METRICS_TOP];
     mx_top_t          top_near[RL2_METRICS_TOP];
     mx_client_t       clients[RL2_METRICS_ALERT_CLIENTS];
@@ -102,5 +113,11 @@ void rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v,
 void rl2_mx_near(rl2_metrics_t *m, const char *client, unsigned rule_slot,
                  const rl2_clock_t *now);
 void rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now);
+
+/* metrics_read.c: a rule slot's running totals (allowed, including dry
+ * runs, and denied), and the snapshot of every rule's totals taken at
+ * the first upkeep of a minute. */
+void rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2]);
+void rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us);
 
 #endif /* RL2_METRICS_INTERNAL_H */

@@ -80,30 +80,78 @@ rl2_metrics_cells(const rl2_metrics_t *m,
     }
 }
 
+void
+rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2])
+{
+    out[0] = out[1] = 0;
+    for (unsigned t = 0; t < RL2_METRICS_TIERS; t++) {
+        const mx_cell_t *c = &s->cells[slot][t];
+
+        out[0] += ld(&c->n[RL2_METRIC_ALLOWED]) + ld(&c->n[RL2_METRIC_DRY_RUN]);
+        out[1] += ld(&c->n[RL2_METRIC_DENIED]);
+    }
+}
+
+/* One process a minute (compare-and-swap on snap_minute) writes every
+ * named rule's totals into the ring. */
+void
+rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
+{
+    uint64_t minute = (uint64_t)wall_us / 60000000u;
+    uint64_t last = atomic_load(&s->snap_minute), t[2];
+
+    if (last == minute + 1
+        || !atomic_compare_exchange_strong(&s->snap_minute, &last,
+                                           minute + 1)) {
+        return;
+    }
+    for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
+        if (slot_name(s->rules, r) == NULL) {
+            continue;
+        }
+        rl2_mx_totals(s, r, t);
+        for (unsigned k = 0; k < 2; k++) {
+            atomic_store_explicit(&s->minutes[r][minute & (MX_RING - 1)][k],
+                                  ((minute & MX_MIN_STAMP_MASK)
+                                   << MX_MIN_COUNT_BITS)
+                                  | (t[k] & MX_MIN_COUNT_MASK),
+                                  memory_order_relaxed);
+        }
+    }
+}
+
+/* A minute's count is the next known total minus its own: minutes with
+ * no snapshot saw no upkeep, hence (within a second) no request. */
 int
 rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
                     int64_t now_wall_s,
                     uint64_t out[RL2_METRICS_MINUTES][2],
                     char name[RL2_NAME_MAX + 1])
 {
+    uint64_t now_min = (uint64_t)now_wall_s / 60, next[2], cum[2];
     const char *n;
-    uint64_t now_min = (uint64_t)(now_wall_s / 60);
 
     if (slot >= RL2_METRICS_RULES
         || (n = slot_name(m->shm->rules, slot)) == NULL) {
         return 0;
     }
     strcpy(name, n);
-    for (unsigned i = 0; i < RL2_METRICS_MINUTES; i++) {
+    rl2_mx_totals(m->shm, slot, next);
+    for (unsigned i = RL2_METRICS_MINUTES; i-- > 0;) {
         uint64_t minute = now_min - (RL2_METRICS_MINUTES - 1) + i;
+        int known = 1;
 
         for (unsigned k = 0; k < 2; k++) {
-            uint64_t w = ld(&m->shm->minutes[slot]
-                                [minute % RL2_METRICS_MINUTES][k]);
+            uint64_t w = ld(&m->shm->minutes[slot][minute & (MX_RING - 1)]
+                               [k]);
 
-            out[i][k] = (w >> MX_MIN_COUNT_BITS)
-                        == (minute & MX_MIN_STAMP_MASK)
-                        ? (w & MX_MIN_COUNT_MASK) : 0;
+            known &= (w >> MX_MIN_COUNT_BITS)
+                     == (minute & MX_MIN_STAMP_MASK);
+            cum[k] = w & MX_MIN_COUNT_MASK;
+        }
+        for (unsigned k = 0; k < 2; k++) {
+            out[i][k] = known ? ((next[k] - cum[k]) & MX_MIN_COUNT_MASK) : 0;
+            next[k] = known ? cum[k] : next[k];
         }
     }
     return 1;
