@@ -52,7 +52,10 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     fi
-    rm -f "/dev/shm${ZONE}" "/dev/shm${ZONE}.vlog"
+    # The zone and its companions (violation log, alert state, metrics,
+    # circuit).
+    rm -f "/dev/shm${ZONE}" "/dev/shm${ZONE}.vlog" "/dev/shm${ZONE}.alert" \
+        "/dev/shm${ZONE}.metrics" "/dev/shm${ZONE}.circuit"
     rm -rf "$DIR"
 }
 trap cleanup EXIT
