@@ -247,6 +247,12 @@ rl2_metrics_unbind(rl2_metrics_bind_t *b)
     free(b);
 }
 
+unsigned long
+rl2_metrics_loaded(rl2_metrics_t *m)
+{
+    return (unsigned long)atomic_fetch_add(&m->shm->loads, 1) + 1;
+}
+
 /* ---- the hot path ---------------------------------------------------- */
 
 /* A rule's slot: by its place in the bound arrays (a subtraction and a

@@ -20,7 +20,7 @@
 #include "shm_obj_internal.h"
 
 #define MX_MAGIC 0x4d324c52u      /* "RL2M" read little-endian */
-#define MX_VERSION 3u
+#define MX_VERSION 4u
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -70,6 +70,7 @@ typedef struct {
     _Atomic int64_t   created_wall_s;
     _Atomic uint32_t  lock;               /* pid of the holder, or 0 */
     _Atomic uint32_t  zone_level;         /* 0, 80 or 100: last alerted */
+    _Atomic uint64_t  loads;              /* rl2_metrics_loaded() calls */
     _Atomic uint64_t  snap_minute;        /* minute + 1 of the last snapshot */
     _Atomic int64_t   next_check_us;      /* next upkeep (zone, evictions),
                                              monotonic */

@@ -1,7 +1,8 @@
 /*
  * metrics_read.c -- reading the metrics object for exposition: the
- * global counters, the rule x tier cells, the minute ring and the top
- * tables (see metrics.h).  Readers never block writers: counters are
+ * global counters, the rule x tier cells, the minute ring (and the
+ * once-a-minute snapshot that fills it) and the top tables (see
+ * metrics.h).  Readers never block writers: counters are
  * read with relaxed loads, and the top tables are copied under the same
  * short lock their writers take.
  */
@@ -9,10 +10,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include <errno.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 

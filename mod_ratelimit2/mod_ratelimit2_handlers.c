@@ -31,8 +31,9 @@
 
 #include "mod_ratelimit2.h"
 
-/* Per restart: when the configuration was loaded, and how many times it
- * has been (the policy generation health and metrics report). */
+/* Per restart (the module is unloaded and loaded again by a restart):
+ * when the configuration was loaded, and how many loads the metrics
+ * object has seen (the policy generation health and metrics report). */
 static apr_time_t rl2_started;
 static unsigned long rl2_generation;
 
@@ -251,7 +252,7 @@ rl2_metrics_post_config(apr_pool_t *pconf, apr_pool_t *plog,
         return OK;
     }
     rl2_started = apr_time_now();
-    rl2_generation++;
+    rl2_generation = m != NULL ? rl2_metrics_loaded(m) : 1;
     for (server_rec *vs = s; vs != NULL; vs = vs->next) {
         rl2_srv_conf_t *conf = ap_get_module_config(vs->module_config,
                                                     &ratelimit2_module);

@@ -244,6 +244,21 @@ is "fail2ban-regex matches every limited line ($want) and nothing else" \
 like "fail2ban finds the client address" '127\.0\.0\.1' \
     "$(cat "$T_DIR/f2b.log")"
 
+# ---- a graceful restart keeps the counts ----
+series='ratelimit2_requests_total{rule="login",tier="(none)",outcome="denied"}'
+before=$(curl -s "$U/rl2/metrics" | grep -F "$series ")
+apache_graceful "$D"
+for _ in $(seq 1 100); do
+    curl -s "$U/rl2/metrics" | grep -q '^ratelimit2_policy_generation 2$' \
+        && break
+    sleep 0.1
+done
+m2=$(curl -s "$U/rl2/metrics")
+like "after a graceful restart: generation 2" \
+    'ratelimit2_policy_generation 2' "$m2"
+is "after a graceful restart: the counts continue" "$before" \
+    "$(printf '%s\n' "$m2" | grep -F "$series ")"
+
 apache_stop "$D"
 
 # ---- health in failover closed mode with Redis down ----

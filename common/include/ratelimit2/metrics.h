@@ -97,6 +97,12 @@ rl2_status_t rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
                               rl2_err_t *err);
 void rl2_metrics_unbind(rl2_metrics_bind_t *b);
 
+/* One more configuration load seen by the object; returns the count (1
+ * for the first).  For a front end whose own memory does not survive a
+ * reload (Apache unloads the module on restart): the policy generation
+ * it reports. */
+unsigned long rl2_metrics_loaded(rl2_metrics_t *m);
+
 /* Count one request's final verdict (once per request, after its last
  * phase); now is the request's clock.  b may be NULL: a no-op. */
 void rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
