@@ -290,7 +290,15 @@ zone_alert(rl2_metrics_t *m, const rl2_zone_stats_t *z, unsigned level)
     snprintf(pct, sizeof(pct), "%" PRIu64, z->used * 100 / z->entries);
     snprintf(used, sizeof(used), "%" PRIu64, z->used);
     snprintf(entries, sizeof(entries), "%" PRIu64, z->entries);
-    rl2_alert_send(m->alert, RL2_ALERT_ZONE_FULL, f, 4, NULL, &err);
+    /* 80% is rate-limited like any kind; 100% always gets its line (the
+     * levels already limit it: a zone must fall below 70% to alert
+     * again). */
+    if (level == 100) {
+        rl2_alert_emit(m->alert, RL2_ALERT_ZONE_FULL, f, 4, 0, &err);
+    }
+    else {
+        rl2_alert_send(m->alert, RL2_ALERT_ZONE_FULL, f, 4, NULL, &err);
+    }
 }
 
 static void

@@ -420,6 +420,72 @@ test_limited_lines(void **state)
     assert_int_equal(g.ban_candidates, 1);
 }
 
+/* The upkeep: zone_full at 80% and at 100%, then evictions above the
+ * rate, each once. */
+static void
+test_zone_alerts(void **state)
+{
+    char lines[16][RL2_ALERT_LINE_MAX + 1], zname[64];
+    rl2_metrics_conf_t mc;
+    rl2_metrics_t *mz;
+    rl2_metrics_bind_t *bz;
+    rl2_zone_t *zone;
+    rl2_verdict_t v;
+    rl2_err_t err;
+    int key = 0, n;
+
+    (void)state;
+    snprintf(zname, sizeof(zname), "/rl2test-%ld-mzone", (long)getpid());
+    rl2_zone_unlink(zname, NULL);
+    assert_int_equal(rl2_zone_open(zname, 16, 8, 0600, &zone, &err),
+                     RL2_OK);
+    rl2_metrics_unlink(shm_name, NULL);
+    rl2_metrics_conf_default(&mc);
+    mc.eviction_alert = 10;
+    assert_int_equal(rl2_metrics_open(shm_name, 0600, &mc, alert, zone, &mz,
+                                      &err), RL2_OK);
+    assert_int_equal(rl2_metrics_bind(mz, policy, NULL, 0, &bz, NULL, &err),
+                     RL2_OK);
+    verdict(&v, RL2_OUTCOME_ALLOW, 0);
+    layer(&v, &policy->rules[1], 0, 9);
+    /* fill ADD more keys, then one second on and one request */
+#define FILL(add, secs)                                                  \
+    do {                                                                 \
+        assert_int_equal(rl2_zone_lock(zone, &err), RL2_OK);             \
+        for (int i = 0; i < (add); i++, key++) {                         \
+            rl2_zone_keep_until(zone, rl2_zone_get(zone,                 \
+                                rl2_digest(&key, sizeof(key)),           \
+                                now.mono_us), now.mono_us + 3600000000LL);\
+        }                                                                \
+        rl2_zone_unlock(zone);                                           \
+        now.mono_us += (secs) * 1000000LL;                               \
+        rl2_metrics_record(bz, &v, &now);                                \
+    } while (0)
+    FILL(0, 0);                 /* the first upkeep: marks, no line */
+    FILL(12, 1);                /* 75% */
+    assert_int_equal(recv_lines(lines, 16), 0);
+    FILL(1, 1);                 /* 81% */
+    FILL(0, 1);
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(lines[0], "ratelimit2: event=zone_full level=80 "
+                           "used=13 entries=16 percent=81"));
+    FILL(3, 1);                 /* full */
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(lines[0], "event=zone_full level=100 used=16"));
+    FILL(20, 60);               /* 20 evictions within the minute */
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(lines[0], "ratelimit2: event=evictions "
+                           "evictions=20 per="));
+#undef FILL
+    rl2_metrics_unbind(bz);
+    rl2_metrics_close(mz);
+    rl2_zone_close(zone);
+    rl2_zone_unlink(zname, NULL);
+}
+
 /* Several processes at once: no count lost. */
 static void
 test_processes(void **state)
@@ -536,6 +602,7 @@ main(void)
         T(test_minute_ring),
         T(test_top_clients),
         T(test_limited_lines),
+        T(test_zone_alerts),
         T(test_processes),
         T(test_prometheus),
         T(test_health),
