@@ -322,6 +322,7 @@ rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
             block->st.fields = &block->f;
         }
     }
+    rl2_metrics_count(r, &v, &now);  /* kept verdicts: at log time */
     return DECLINED;
 }
 

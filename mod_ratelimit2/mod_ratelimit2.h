@@ -118,6 +118,10 @@ rl2_backend_t *rl2_module_backend(void);
 /* mod_ratelimit2_handlers.c: metrics, health and status handlers,
  * counting, and their directives. */
 void rl2_handlers_register(apr_pool_t *p);
+/* Count a request's final verdict (the check path calls it for a
+ * verdict it does not keep; kept ones are counted in log_transaction). */
+void rl2_metrics_count(request_rec *r, const rl2_verdict_t *v,
+                       const rl2_clock_t *now);
 const char *rl2_set_metrics(cmd_parms *cmd, void *dummy, int on);
 const char *rl2_set_events(cmd_parms *cmd, void *dummy, const char *args);
 

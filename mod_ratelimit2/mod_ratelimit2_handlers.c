@@ -5,9 +5,10 @@
  * verdict into the metrics object, and the RateLimit2Metrics and
  * RateLimit2Events directives.
  *
- * Counting happens in log_transaction, after the response, from the
- * verdict the check path left in the request config: the check path
- * itself carries no metrics code.  The handlers are enabled with
+ * Counting: a verdict the check path keeps in the request config (two
+ * phases, a refusal, a dry run, a concurrency slot) is counted in
+ * log_transaction, after the response; the common one it does not keep
+ * (allowed in its only phase) is counted by one call at its end.  The handlers are enabled with
  * SetHandler in a <Location> and protected like any other location
  * (Require ip ..., Require valid-user); docs/operations.md shows how.
  *
@@ -137,17 +138,26 @@ rl2_set_events(cmd_parms *cmd, void *dummy, const char *args)
 
 /* ---- counting ---- */
 
+void
+rl2_metrics_count(request_rec *r, const rl2_verdict_t *v,
+                  const rl2_clock_t *now)
+{
+    rl2_srv_conf_t *sconf = ap_get_module_config(r->server->module_config,
+                                                 &ratelimit2_module);
+
+    rl2_metrics_record(sconf->metrics, v, now);
+}
+
+/* A verdict kept across phases (the check path counts the others) is
+ * final once the response is sent. */
 static int
 rl2_log_transaction(request_rec *r)
 {
     rl2_req_state_t *st = ap_get_module_config(r->request_config,
                                                &ratelimit2_module);
-    rl2_srv_conf_t *sconf;
 
-    if (st != NULL) {
-        sconf = ap_get_module_config(r->server->module_config,
-                                     &ratelimit2_module);
-        rl2_metrics_record(sconf->metrics, &st->verdict, &st->now);
+    if (st != NULL && st->verdict != NULL) {
+        rl2_metrics_count(r, st->verdict, &st->now);
     }
     return DECLINED;
 }

@@ -286,6 +286,8 @@ CONF
     apache_start "$D2" || not_ok "apache with redis starts"
     U2="http://127.0.0.1:$P2"
     is "redis up: a request passes" 200 "$(code "$U2/index.html")"
+    is "one phase, verdict not kept: counted" 1 "$(curl -s "$U2/rl2/metrics" \
+        | sed -n 's/^ratelimit2_requests_total{rule="all",tier="(none)",outcome="allowed"} //p')"
     is "redis up: health 200" 200 "$(code "$U2/rl2/health")"
     like "redis up: health says circuit closed" \
         '"store":"redis","circuit":"closed","failover":"closed"' \
