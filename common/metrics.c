@@ -402,28 +402,46 @@ record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
     }
 }
 
-void
-rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
-                   const rl2_clock_t *now)
+static unsigned
+tier_slot(const rl2_metrics_bind_t *b, const rl2_verdict_t *v)
 {
-    unsigned tier;
+    return v->tier >= 0 && (size_t)v->tier < b->n_tiers
+           ? b->tier_slot[v->tier] : RL2_METRICS_TIER_NONE;
+}
 
-    if (b == NULL || v->outcome == RL2_OUTCOME_NONE) {
-        return;
-    }
-    /* Upkeep first: a minute's snapshot excludes its first request. */
+/* Everything but the common case, out of line so that the common case
+ * saves no registers: the once-a-second upkeep first (a minute's
+ * snapshot excludes its first request), then the request. */
+static __attribute__((noinline)) void
+record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
+            const rl2_clock_t *now)
+{
     if (now->mono_us >= atomic_load_explicit(&b->m->shm->next_check_us,
                                              memory_order_relaxed)) {
         rl2_mx_upkeep(b->m, now);
     }
-    tier = v->tier >= 0 && (size_t)v->tier < b->n_tiers
-           ? b->tier_slot[v->tier] : RL2_METRICS_TIER_NONE;
     if (v->outcome == RL2_OUTCOME_ALLOW && v->n_layers == 1) {
-        record_one(b, v, tier, now);
+        record_one(b, v, tier_slot(b, v), now);
     }
     else {
-        record_many(b, v, tier, now);
+        record_many(b, v, tier_slot(b, v), now);
     }
+}
+
+void
+rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
+                   const rl2_clock_t *now)
+{
+    if (b == NULL || v->outcome == RL2_OUTCOME_NONE) {
+        return;
+    }
+    if (v->outcome != RL2_OUTCOME_ALLOW || v->n_layers != 1
+        || now->mono_us >= atomic_load_explicit(&b->m->shm->next_check_us,
+                                                memory_order_relaxed)) {
+        record_slow(b, v, now);
+        return;
+    }
+    record_one(b, v, tier_slot(b, v), now);
 }
 
 /* ---- store calls ---------------------------------------------------- */
