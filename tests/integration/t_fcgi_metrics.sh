@@ -118,6 +118,13 @@ like "its request is counted: new allowed 2" \
     'ratelimit2_requests_total\{rule="new",tier="\(none\)",outcome="allowed"\} 2' \
     "$(scrape 'HTTP_AUTHORIZATION=Bearer s3cret-token')"
 
+"$FCGI_BIN" -c "$T_DIR/policy.conf" -E limited=x >/dev/null 2>"$T_DIR/e.log"
+is "-E with a bad item: exit status 2" 2 "$?"
+like "... naming it" 'events: bad item "limited=x"' "$(cat "$T_DIR/e.log")"
+"$FCGI_BIN" -c "$T_DIR/policy.conf" -T "$T_DIR/token" >/dev/null \
+    2>"$T_DIR/e.log"
+is "-T without -m: exit status 2" 2 "$?"
+
 fcgi_stop d
 is "SIGTERM: clean exit" 0 "$?"
 done_testing

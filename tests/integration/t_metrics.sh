@@ -310,4 +310,14 @@ else
     not_ok "redis-server starts"
 fi
 
+# ---- directives ----
+D3=$T_DIR/c
+apache_conf "$D3" "$(free_port)" event
+echo "RateLimit2Events limited=30 ban=5" >"$D3/site.conf"
+like "configtest names a bad RateLimit2Events option" \
+    'RateLimit2Events ban=5: expected' "$(apache_configtest "$D3")"
+echo "RateLimit2Events limited=off ban=5/60 evictions=off" >"$D3/site.conf"
+like "RateLimit2Events with every option passes configtest" 'Syntax OK' \
+    "$(apache_configtest "$D3")"
+
 done_testing
