@@ -35,7 +35,8 @@
 
 #include "metrics_internal.h"
 
-#define LOCK_SPINS (1u << 22)   /* give up (skip the update) after this */
+#define LOCK_SPINS (1u << 16)   /* give up (skip the update) after this:
+                                   the holder is stopped, not slow */
 #define CLIENT_PROBES 8
 
 /* ---- the lock ---------------------------------------------------------- */
