@@ -255,10 +255,21 @@ rl2_metrics_loaded(rl2_metrics_t *m)
 
 /* ---- the hot path ---------------------------------------------------- */
 
+/* The default rule, or an inline rule copied by a per-directory merge
+ * (found by name). */
+static __attribute__((noinline)) unsigned
+rule_slot_other(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
+{
+    if (r == b->dflt) {
+        return b->dflt_slot;
+    }
+    return rl2_mx_name_slot(b->m->shm->rules, RL2_METRICS_RULES, 2,
+                            r->name);
+}
+
 /* A rule's slot: by its place in the bound arrays (a subtraction and a
- * compare), else, for an inline rule copied by a per-directory merge, by
- * name. */
-static unsigned
+ * compare each). */
+static inline unsigned
 rule_slot(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
 {
     uintptr_t d = (uintptr_t)r - (uintptr_t)b->rules;
@@ -266,15 +277,11 @@ rule_slot(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
     if (d < b->rules_bytes) {
         return b->rule_slot[d / sizeof(*r)];
     }
-    if (r == b->dflt) {
-        return b->dflt_slot;
-    }
     d = (uintptr_t)r - (uintptr_t)b->extra;
     if (d < b->extra_bytes) {
         return b->rule_slot[b->n_rules + d / sizeof(*r)];
     }
-    return rl2_mx_name_slot(b->m->shm->rules, RL2_METRICS_RULES, 2,
-                            r->name);
+    return rule_slot_other(b, r);
 }
 
 static inline void
