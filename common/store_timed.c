@@ -65,6 +65,14 @@ timed_peek(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
                  err);
 }
 
+static rl2_status_t
+timed_reset(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
+            rl2_err_t *err)
+{
+    return timed(s, ((rl2_store_timed_t *)s)->inner->ops->reset, l, n, now,
+                 err);
+}
+
 /* Only the wrapper: the inner store is borrowed. */
 static void
 timed_destroy(rl2_store_t *s)
@@ -84,7 +92,7 @@ rl2_store_timed_create(rl2_store_t *inner, rl2_metrics_t *m,
     }
     /* Alerts and logs name the store: keep the wrapped store's name. */
     t->ops = (rl2_store_ops_t){ inner->ops->name, timed_apply, timed_refund,
-                                timed_peek, timed_destroy };
+                                timed_peek, timed_destroy, timed_reset };
     t->base.ops = &t->ops;
     t->inner = inner;
     t->m = m;
