@@ -20,6 +20,7 @@
 
 struct rl2_metrics_bind {
     rl2_metrics_t    *m;
+    mx_shm_t         *shm;          /* m->shm, one load nearer */
     const rl2_rule_t *rules;
     size_t            n_rules;
     size_t            rules_bytes;  /* n_rules * sizeof(rl2_rule_t) */
@@ -30,7 +31,8 @@ struct rl2_metrics_bind {
     size_t            n_tiers;
     uint16_t          dflt_slot;
     uint16_t         *rule_slot;   /* [n_rules + n_extra] */
-    uint16_t         *tier_slot;   /* [n_tiers] */
+    uint16_t         *tier_slot;   /* [n_tiers + 1]: [0] for "no tier"
+                                      (verdict tier -1), then each tier */
 };
 
 void
@@ -203,11 +205,13 @@ rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
     if (m == NULL) {
         return RL2_OK;
     }
-    b = calloc(1, sizeof(*b) + sizeof(uint16_t) * (n + policy->n_tiers));
+    b = calloc(1, sizeof(*b)
+                  + sizeof(uint16_t) * (n + policy->n_tiers + 1));
     if (b == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "metrics: out of memory");
     }
     b->m = m;
+    b->shm = m->shm;
     b->rules = policy->rules;
     b->n_rules = policy->n_rules;
     b->dflt = policy->default_rule;
@@ -218,6 +222,7 @@ rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
     b->n_tiers = policy->n_tiers;
     b->rule_slot = (uint16_t *)(b + 1);
     b->tier_slot = b->rule_slot + n;
+    b->tier_slot[0] = RL2_METRICS_TIER_NONE;
     for (size_t i = 0; i < policy->n_rules; i++) {
         b->rule_slot[i] = bind_rule(m, &policy->rules[i], &lost);
     }
@@ -232,7 +237,7 @@ rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
                                       policy->tiers[i].name);
 
         lost += s == RL2_METRICS_SLOT_OTHER;
-        b->tier_slot[i] = (uint16_t)s;
+        b->tier_slot[i + 1] = (uint16_t)s;
     }
     if (unplaced != NULL) {
         *unplaced = lost;
@@ -263,7 +268,7 @@ rule_slot_other(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
     if (r == b->dflt) {
         return b->dflt_slot;
     }
-    return rl2_mx_name_slot(b->m->shm->rules, RL2_METRICS_RULES, 2,
+    return rl2_mx_name_slot(b->shm->rules, RL2_METRICS_RULES, 2,
                             r->name);
 }
 
@@ -298,12 +303,13 @@ typedef struct {
     uint8_t  layer;    /* the first layer that set F_NEAR or F_DENIED */
 } mx_seen_t;
 
-/* Admitted with at least 80% of the limit used. */
+/* Admitted with at least 80% of the limit used (the usual answer, no,
+ * is known from the first test). */
 static int
 layer_near(const rl2_layer_t *l)
 {
-    return !l->refused && !l->limit->unlimited && l->result.limit > 0
-           && l->result.remaining * 5 <= l->result.limit;
+    return l->result.remaining * 5 <= l->result.limit
+           && l->result.limit > 0 && !l->refused && !l->limit->unlimited;
 }
 
 static unsigned
@@ -337,11 +343,37 @@ fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
 
 /* A near-limit admission: its counter and the top table (rare). */
 static __attribute__((noinline)) void
-record_near(rl2_metrics_t *m, mx_cell_t *c, const rl2_layer_t *l,
-            unsigned slot, const rl2_clock_t *now)
+record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
+            unsigned tier, const rl2_clock_t *now)
 {
-    bump(&c->n[RL2_METRIC_NEAR]);
-    rl2_mx_near(m, l->client, slot, now);
+    bump(&b->shm->cells[slot][tier].n[RL2_METRIC_NEAR]);
+    rl2_mx_near(b->m, l->client, slot, now);
+}
+
+/* One admitted layer into its cell.  Every call it makes is its last
+ * act, so the common case saves no registers. */
+static inline void
+count_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
+          unsigned tier, const rl2_clock_t *now)
+{
+    mx_cell_t *c = &b->shm->cells[slot][tier];
+
+    bump(&c->n[l->refused && l->dry_run ? RL2_METRIC_DRY_RUN
+                                        : RL2_METRIC_ALLOWED]);
+    if (l->overflow_used) {
+        bump(&c->n[RL2_METRIC_OVERFLOW]);
+    }
+    if (layer_near(l)) {
+        record_near(b, l, slot, tier, now);
+    }
+}
+
+/* The one layer's rule is the default rule or a merged copy. */
+static __attribute__((noinline)) void
+record_one_other(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned tier,
+                 const rl2_clock_t *now)
+{
+    count_one(b, l, rule_slot_other(b, l->rule), tier, now);
 }
 
 /* The common case, one layer admitted: no folding. */
@@ -350,18 +382,21 @@ record_one(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
            const rl2_clock_t *now)
 {
     const rl2_layer_t *l = &v->layers[0];
-    mx_shm_t *sh = b->m->shm;
-    unsigned s = rule_slot(b, l->rule);
-    mx_cell_t *c = &sh->cells[s][tier];
+    uintptr_t d = (uintptr_t)l->rule - (uintptr_t)b->rules;
+    unsigned slot;
 
-    bump(&c->n[l->refused && l->dry_run ? RL2_METRIC_DRY_RUN
-                                        : RL2_METRIC_ALLOWED]);
-    if (l->overflow_used) {
-        bump(&c->n[RL2_METRIC_OVERFLOW]);
+    if (d < b->rules_bytes) {
+        slot = b->rule_slot[d / sizeof(rl2_rule_t)];
     }
-    if (layer_near(l)) {
-        record_near(b->m, c, l, s, now);
+    else if ((d = (uintptr_t)l->rule - (uintptr_t)b->extra)
+             < b->extra_bytes) {
+        slot = b->rule_slot[b->n_rules + d / sizeof(rl2_rule_t)];
     }
+    else {
+        record_one_other(b, l, tier, now);
+        return;
+    }
+    count_one(b, l, slot, tier, now);
 }
 
 /* Several layers, a refusal or a bypass: fold the layers by rule. */
@@ -370,7 +405,7 @@ record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
             const rl2_clock_t *now)
 {
     mx_seen_t seen[RL2_MAX_LAYERS];
-    mx_shm_t *sh = b->m->shm;
+    mx_shm_t *sh = b->shm;
     unsigned n, near = RL2_MAX_LAYERS, denied = RL2_MAX_LAYERS;
     int deny = v->outcome == RL2_OUTCOME_DENY;
 
@@ -409,11 +444,14 @@ record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
     }
 }
 
+/* The verdict's tier is -1 or a tier of the policy bound (decide.c);
+ * anything else counts as no tier. */
 static unsigned
 tier_slot(const rl2_metrics_bind_t *b, const rl2_verdict_t *v)
 {
-    return v->tier >= 0 && (size_t)v->tier < b->n_tiers
-           ? b->tier_slot[v->tier] : RL2_METRICS_TIER_NONE;
+    size_t i = (size_t)((int64_t)v->tier + 1);
+
+    return i <= b->n_tiers ? b->tier_slot[i] : RL2_METRICS_TIER_NONE;
 }
 
 /* Everything but the common case, out of line so that the common case
@@ -423,9 +461,12 @@ static __attribute__((noinline)) void
 record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
             const rl2_clock_t *now)
 {
-    if (now->mono_us >= atomic_load_explicit(&b->m->shm->next_check_us,
+    if (now->mono_us >= atomic_load_explicit(&b->shm->next_check_us,
                                              memory_order_relaxed)) {
         rl2_mx_upkeep(b->m, now);
+    }
+    if (v->outcome == RL2_OUTCOME_NONE) {
+        return;
     }
     if (v->outcome == RL2_OUTCOME_ALLOW && v->n_layers == 1) {
         record_one(b, v, tier_slot(b, v), now);
@@ -439,11 +480,11 @@ void
 rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
                    const rl2_clock_t *now)
 {
-    if (b == NULL || v->outcome == RL2_OUTCOME_NONE) {
+    if (b == NULL) {
         return;
     }
     if (v->outcome != RL2_OUTCOME_ALLOW || v->n_layers != 1
-        || now->mono_us >= atomic_load_explicit(&b->m->shm->next_check_us,
+        || now->mono_us >= atomic_load_explicit(&b->shm->next_check_us,
                                                 memory_order_relaxed)) {
         record_slow(b, v, now);
         return;

@@ -162,6 +162,7 @@ rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
     const rl2_verdict_t *v = st->verdict;
     char body[RL2_BODY_MAX];
 
+    rl2_metrics_count(r, v, &st->now);
     st->fields = rl2_fields_render(r, policy, v, &st->now);
     rl2_fields_refused(r, st->fields);
     rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method,
@@ -322,7 +323,7 @@ rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
             block->st.fields = &block->f;
         }
     }
-    rl2_metrics_count(r, &v, &now);  /* kept verdicts: at log time */
+    rl2_metrics_count(r, &v, &now);  /* kept ones: refusal or fixups */
     return DECLINED;
 }
 
@@ -396,6 +397,9 @@ rl2_fixups(request_rec *r)
     }
     if (st == NULL) {
         return DECLINED;
+    }
+    if (st->verdict != NULL) {
+        rl2_metrics_count(r, st->verdict, &st->now);  /* kept, admitted */
     }
     if (st->fields == NULL && st->verdict != NULL) {
         st->fields = rl2_fields_render(r, sconf->policy, st->verdict,

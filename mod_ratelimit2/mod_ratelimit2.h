@@ -11,6 +11,7 @@
 
 #include "ratelimit2/backend.h"
 #include "ratelimit2/decide.h"
+#include "ratelimit2/metrics.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/store.h"
 
@@ -118,10 +119,17 @@ rl2_backend_t *rl2_module_backend(void);
 /* mod_ratelimit2_handlers.c: metrics, health and status handlers,
  * counting, and their directives. */
 void rl2_handlers_register(apr_pool_t *p);
-/* Count a request's final verdict (the check path calls it for a
- * verdict it does not keep; kept ones are counted in log_transaction). */
-void rl2_metrics_count(request_rec *r, const rl2_verdict_t *v,
-                       const rl2_clock_t *now);
+/* Count a request's final verdict; the check path calls it once per
+ * decided request (inline: it is on every request's path). */
+static inline void
+rl2_metrics_count(request_rec *r, const rl2_verdict_t *v,
+                  const rl2_clock_t *now)
+{
+    const rl2_srv_conf_t *sconf = ap_get_module_config(
+        r->server->module_config, &ratelimit2_module);
+
+    rl2_metrics_record(sconf->metrics, v, now);
+}
 const char *rl2_set_metrics(cmd_parms *cmd, void *dummy, int on);
 const char *rl2_set_events(cmd_parms *cmd, void *dummy, const char *args);
 

@@ -5,10 +5,9 @@
  * verdict into the metrics object, and the RateLimit2Metrics and
  * RateLimit2Events directives.
  *
- * Counting: a verdict the check path keeps in the request config (two
- * phases, a refusal, a dry run, a concurrency slot) is counted in
- * log_transaction, after the response; the common one it does not keep
- * (allowed in its only phase) is counted by one call at its end.  The handlers are enabled with
+ * Counting: the check path calls rl2_metrics_count() once per request
+ * with its final verdict: at the end of its only phase when it keeps
+ * nothing, at a refusal, or in fixups for a verdict kept across phases.  The handlers are enabled with
  * SetHandler in a <Location> and protected like any other location
  * (Require ip ..., Require valid-user); docs/operations.md shows how.
  *
@@ -136,32 +135,6 @@ rl2_set_events(cmd_parms *cmd, void *dummy, const char *args)
     return NULL;
 }
 
-/* ---- counting ---- */
-
-void
-rl2_metrics_count(request_rec *r, const rl2_verdict_t *v,
-                  const rl2_clock_t *now)
-{
-    rl2_srv_conf_t *sconf = ap_get_module_config(r->server->module_config,
-                                                 &ratelimit2_module);
-
-    rl2_metrics_record(sconf->metrics, v, now);
-}
-
-/* A verdict kept across phases (the check path counts the others) is
- * final once the response is sent. */
-static int
-rl2_log_transaction(request_rec *r)
-{
-    rl2_req_state_t *st = ap_get_module_config(r->request_config,
-                                               &ratelimit2_module);
-
-    if (st != NULL && st->verdict != NULL) {
-        rl2_metrics_count(r, st->verdict, &st->now);
-    }
-    return DECLINED;
-}
-
 /* ---- handlers ---- */
 
 static void
@@ -226,14 +199,11 @@ rl2_serve(request_rec *r, int kind)
     return OK;
 }
 
-static int
-rl2_handler(request_rec *r)
+/* One of ours, by the name after "r" (out of line, see below). */
+static __attribute__((noinline)) int
+rl2_handler_named(request_rec *r, const char *h)
 {
-    const char *h = r->handler;
-
-    /* Every response passes here (the handler of a static file is its
-     * content type): one byte tells nearly all of them apart. */
-    if (h == NULL || h[0] != 'r' || strncmp(h, "ratelimit2-", 11) != 0) {
+    if (strncmp(h, "ratelimit2-", 11) != 0) {
         return DECLINED;
     }
     h += 11;
@@ -244,6 +214,19 @@ rl2_handler(request_rec *r)
         return rl2_serve(r, 2);
     }
     return strcmp(h, "status") == 0 ? rl2_serve(r, 3) : DECLINED;
+}
+
+/* Every response passes here (the handler of a static file is its
+ * content type): one byte sends nearly all of them on, with no frame. */
+static int
+rl2_handler(request_rec *r)
+{
+    const char *h = r->handler;
+
+    if (h != NULL && h[0] == 'r') {
+        return rl2_handler_named(r, h);
+    }
+    return DECLINED;
 }
 
 /* ---- start-up ---- */
@@ -314,6 +297,4 @@ rl2_handlers_register(apr_pool_t *p)
     /* After the module's post_config (registered first, same order). */
     ap_hook_post_config(rl2_metrics_post_config, NULL, NULL, APR_HOOK_LAST);
     ap_hook_handler(rl2_handler, NULL, NULL, APR_HOOK_MIDDLE);
-    ap_hook_log_transaction(rl2_log_transaction, NULL, NULL,
-                            APR_HOOK_MIDDLE);
 }
