@@ -5,7 +5,6 @@
  * that crosses the network, and nothing else.
  */
 #include <stdlib.h>
-#include <time.h>
 
 #include "ratelimit2/metrics.h"
 
@@ -16,15 +15,6 @@ typedef struct {
     rl2_metrics_t *m;
 } rl2_store_timed_t;
 
-static int64_t
-mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 typedef rl2_status_t (*rl2_store_call_fn)(rl2_store_t *, rl2_layer_t *,
                                           size_t, const rl2_clock_t *,
                                           rl2_err_t *);
@@ -34,10 +24,10 @@ timed(rl2_store_t *store, rl2_store_call_fn fn, rl2_layer_t *layers,
       size_t n, const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_store_timed_t *t = (rl2_store_timed_t *)store;
-    int64_t start = mono_us();
+    int64_t start = rl2_mono_us();
     rl2_status_t st = fn(t->inner, layers, n, now, err);
 
-    rl2_metrics_store_call(t->m, mono_us() - start, st == RL2_OK);
+    rl2_metrics_store_call(t->m, rl2_mono_us() - start, st == RL2_OK);
     return st;
 }
 
