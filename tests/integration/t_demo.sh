@@ -49,7 +49,7 @@ else
     ok "demo stops on SIGTERM"
 fi
 left=$(comm -13 <(echo "$objects_before") <(demo_objects))
-for _ in $(seq 1 50); do
+for _ in $(seq 1 300); do
     [ -z "$left" ] && break
     sleep 0.1
     left=$(comm -13 <(echo "$objects_before") <(demo_objects))
