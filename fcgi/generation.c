@@ -97,6 +97,15 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path,
         return -1;
     }
     g->backend.vlog = gen->policy->vlog;  /* its stream is copied */
+    /* The policy file's store groups, read once: a reload keeps the
+     * backend, so changing them needs a restart. */
+    if (rl2_backend_conf_policy(&g->backend, gen->policy, err) != RL2_OK
+        || rl2_store_opt_check(&g->backend, g->backend.given != 0, err)
+           != 0) {
+        rl2_policy_free(gen->policy);
+        free(gen);
+        return -1;
+    }
     gen->zone = rl2_gen_zone_open(g, rl2_gen_state(gen->policy), err);
     if (gen->zone == NULL) {
         rl2_policy_free(gen->policy);

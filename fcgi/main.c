@@ -149,8 +149,10 @@ rl2_opts_finish(rl2_opts_t *o)
     snprintf(o->backend.zone_name, sizeof(o->backend.zone_name), "%s",
              o->zone);
     o->backend.zone_entries = (uint32_t)(o->entries > 0 ? o->entries : 0);
+    /* Options without -R are checked once the policy file's redis group
+     * is known (rl2_gens_init). */
     if (!o->store_bad
-        && rl2_store_opt_check(&o->backend, o->redis_opts, &err) != 0) {
+        && rl2_store_opt_check(&o->backend, 0, &err) != 0) {
         o->store_bad = 1;
         snprintf(o->store_err.msg, sizeof(o->store_err.msg), "%s",
                  err.msg);
