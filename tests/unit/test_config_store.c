@@ -333,6 +333,57 @@ test_tier_lookup_needs_a_redis_server(void **state)
     rl2_policy_free(p);
 }
 
+/* ---- conf/examples: one policy per Redis topology ---- */
+
+static rl2_policy_t *
+load_example(const char *name)
+{
+    char path[256];
+    rl2_policy_t *p = NULL;
+    rl2_err_t err;
+
+    snprintf(path, sizeof(path), "conf/examples/%s", name);
+    if (rl2_config_load(path, &p, &err) != RL2_OK) {
+        fail_msg("%s: %s", path, err.msg);
+    }
+    assert_non_null(p->store);
+    assert_non_null(p->tier_redis);
+    assert_int_equal(p->n_tiers, 3);
+    assert_int_equal(p->tier_redis->n_by, 2);
+    return p;
+}
+
+static void
+test_redis_examples_load(void **state)
+{
+    rl2_policy_t *p;
+    rl2_backend_conf_t bc;
+    rl2_err_t err;
+
+    (void)state;
+    p = load_example("policy-redis-standalone.conf");
+    rl2_backend_conf_init(&bc);
+    assert_int_equal(rl2_backend_conf_policy(&bc, p, &err), RL2_OK);
+    assert_string_equal(bc.redis.host, "127.0.0.1");
+    assert_int_equal(bc.redis.port, 6379);
+    assert_int_equal(bc.local_share_ppm, 500000);
+    assert_int_equal(bc.tier_cache_entries, 20000);
+    rl2_policy_free(p);
+
+    p = load_example("policy-redis-unix.conf");
+    assert_string_equal(p->store->conf.redis.unix_path,
+                        "/run/redis/redis-server.sock");
+    assert_int_equal(p->store->conf.redis.db, 1);
+    assert_int_equal(p->store->conf.alert_facility, LOG_LOCAL0);
+    rl2_policy_free(p);
+
+    p = load_example("policy-redis-sentinel.conf");
+    assert_int_equal(p->store->conf.redis.n_sentinels, 3);
+    assert_string_equal(p->store->conf.redis.master_name, "ratelimit");
+    assert_int_equal(p->store->conf.local_share_ppm, 340000);
+    rl2_policy_free(p);
+}
+
 int
 main(void)
 {
@@ -343,6 +394,7 @@ main(void)
         cmocka_unit_test(test_bad_values_name_file_and_line),
         cmocka_unit_test(test_a_directive_replaces_the_whole_group),
         cmocka_unit_test(test_tier_lookup_needs_a_redis_server),
+        cmocka_unit_test(test_redis_examples_load),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
