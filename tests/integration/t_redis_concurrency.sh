@@ -26,7 +26,7 @@ CGI
     chmod 755 "$d/cgi-bin" "$d/cgi-bin/slow"
     cat >"$d/site.conf" <<CONF
 RateLimit2Zone $(zone_name "$1") 10000
-RateLimit2Redis 127.0.0.1:$RP timeout=500
+RateLimit2Redis 127.0.0.1:$RP timeout=2000
 ScriptSock "$d/cgid.sock"
 ScriptAlias /slow/ "$d/cgi-bin/"
 <Directory "$d/cgi-bin">

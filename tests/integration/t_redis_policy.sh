@@ -14,12 +14,14 @@ sink_start
 
 POLICY=$T_DIR/policy.conf
 cat >"$POLICY" <<POLICY
-redis = { server = "127.0.0.1:$RP"; timeout = 300; };
+redis = { server = "127.0.0.1:$RP"; timeout = 1000; };
 failover = { mode = "local"; probe = 500; };
 alerts = { socket = "$SINK"; interval = 60; };
 rules = (
   { name = "fw"; paths = "/fw/**";
     limits = ( { rate = "100/hour"; algorithm = "fixed_window"; } ); },
+  { name = "hour"; paths = "/hour/**";
+    limits = ( { rate = "1000/hour"; algorithm = "fixed_window"; } ); },
   { name = "free"; paths = "/free/**";
     limits = ( { rate = "100000/hour"; algorithm = "token_bucket"; } ); }
 );
@@ -43,6 +45,10 @@ CONF
 site_dirs "$A/htdocs"
 apache_start "$A" || { not_ok "apache starts"; done_testing; exit 1; }
 ok "apache starts with the policy file only"
+for _ in $(seq 1 50); do
+    grep -q 'shared through Redis' "$A/logs/error.log" && break
+    sleep 0.1
+done
 like "apache's log says it counts through Redis" 'shared through Redis' \
      "$(cat "$A/logs/error.log")"
 
@@ -107,7 +113,7 @@ apache_conf "$B" "$PB" event
 cat >"$B/site.conf" <<CONF
 RateLimit2Zone $(zone_name apb) 10000
 RateLimit2Policy "$POLICY"
-RateLimit2Redis 127.0.0.1:$RP2 timeout=300
+RateLimit2Redis 127.0.0.1:$RP2 timeout=2000
 CONF
 site_dirs "$B/htdocs"
 apache_start "$B" || not_ok "apache b starts"
@@ -117,11 +123,12 @@ is "... and is counted in the directive's Redis" 1 \
    "$(redis-cli -p "$RP2" --scan --pattern 'rl2:*' | wc -l)"
 FP=$(free_port)
 fcgi_start opt -c "$POLICY" -z "$(zone_name opt)" -t 2 -s "127.0.0.1:$FP" \
-    -R "127.0.0.1:$RP2"
+    -R "127.0.0.1:$RP2" -O timeout=2000,connect_timeout=2000
 r=$("$FCGI_CLIENT" "127.0.0.1:$FP" REMOTE_ADDR=127.0.0.1 \
-    REQUEST_METHOD=GET REQUEST_URI=/free/x | tr -d '\r' | head -1)
+    REQUEST_METHOD=GET REQUEST_URI=/hour/x | tr -d '\r' | head -1)
 is "ratelimit2-fcgi -R wins over the file: allowed" "Status: 200 OK" "$r"
-is "... and counted in -R's Redis (fw from apache b, free from -R)" 2 \
+# (Fixed windows: a token bucket's key of 100000/hour expires in 36 ms.)
+is "... and counted in -R's Redis (fw from apache b, hour from -R)" 2 \
    "$(redis-cli -p "$RP2" --scan --pattern 'rl2:*' | wc -l)"
 is "... and not in the file's" 1 \
    "$(redis-cli -p "$RP1" --scan --pattern 'rl2:*' | wc -l)"
