@@ -244,9 +244,15 @@ rl2_tier_ask(rl2_tier_source_t *src, const char *key, size_t klen,
         return 0;
     }
     tier[0] = '\0';
-    /* A name too long for a tier is no tier; an error reply (the key is
-     * not a hash) is an answer too: the billing system wrote nothing we
-     * can use. */
+    /* WRONGTYPE (the key is not a hash) is an answer: the billing system
+     * wrote nothing we can use, as is a name too long for a tier.  Other
+     * error replies (NOPERM, NOAUTH, a Cluster's MOVED) say nothing about
+     * the client: not answers, so not cached. */
+    if (reply->type == REDIS_REPLY_ERROR
+        && strncmp(reply->str, "WRONGTYPE", 9) != 0) {
+        rl2_redis_reply_free(reply);
+        return 0;
+    }
     if (reply->type == REDIS_REPLY_STRING && reply->len > 0
         && reply->len <= RL2_NAME_MAX) {
         memcpy(tier, reply->str, reply->len);

@@ -251,6 +251,38 @@ test_wrong_type_and_long_values_are_no_tier(void **state)
     rl2_policy_free(p);
 }
 
+/* An error reply that says nothing about the client (here NOPERM: an ACL
+ * user without +hget) is a failure, not an answer: nothing is cached, and
+ * the lookup works as soon as the permission is granted. */
+static void
+test_other_error_replies_are_not_cached(void **state)
+{
+    rl2_policy_t *p = policy("tier_from = { redis = {\n"
+                             "  key = \"acl:%s\"; cache = 3600; }; };");
+    rl2_redis_conf_t conf;
+    rl2_tier_source_t *src;
+    rl2_err_t err;
+
+    (void)state;
+    hset("acl:kim", "tier", "pro");
+    freeReplyObject(admin_cmd(admin, "ACL SETUSER tiers on >pw ~* +ping"));
+    rl2_redis_conf_init(&conf);
+    conf.port = srv.port;
+    snprintf(conf.username, sizeof(conf.username), "tiers");
+    snprintf(conf.password, sizeof(conf.password), "pw");
+    if (rl2_tier_source_create(&conf, NULL, 100, &src, &err) != RL2_OK) {
+        fail_msg("tier source: %s", err.msg);
+    }
+    assert_string_equal(tier_of(src, p, "kim", NULL, NULL, SEC), "");
+    assert_int_equal(stats_of(src).failures, 1);
+    freeReplyObject(admin_cmd(admin, "ACL SETUSER tiers +hget"));
+    assert_string_equal(tier_of(src, p, "kim", NULL, NULL, 2 * SEC), "pro");
+    assert_int_equal(stats_of(src).lookups, 1);
+    freeReplyObject(admin_cmd(admin, "ACL DELUSER tiers"));
+    rl2_tier_source_destroy(src);
+    rl2_policy_free(p);
+}
+
 /* ---- Redis away ---- */
 
 static void
@@ -411,6 +443,7 @@ main(void)
         cmocka_unit_test(test_api_key_by_sha256_in_one_hash),
         cmocka_unit_test(test_cache_is_bounded),
         cmocka_unit_test(test_wrong_type_and_long_values_are_no_tier),
+        cmocka_unit_test(test_other_error_replies_are_not_cached),
         cmocka_unit_test(test_open_circuit_skips_redis),
         cmocka_unit_test(test_hung_and_dead_redis_cost_one_timeout),
         cmocka_unit_test(test_override_then_redis_then_variable_then_default),
