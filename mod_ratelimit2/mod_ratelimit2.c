@@ -49,6 +49,7 @@
  * connections are opened later, per thread, by the Redis store). */
 static rl2_backend_t *rl2_backend;
 static rl2_store_t   *rl2_store;
+static struct rl2_tier_source *rl2_tiers;  /* NULL: no tier lookup */
 
 /* ---- the request ---- */
 
@@ -94,7 +95,7 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
     }
     req->header = rl2_header_get;
     req->header_ctx = r;
-    req->tier_source = rl2_backend_tier_source(rl2_backend);
+    req->tier_source = rl2_tiers;
 }
 
 /* One phase of the request against the server's policy and the
@@ -504,6 +505,7 @@ rl2_zone_cleanup(void *data)
 {
     (void)data;
     rl2_store = NULL;
+    rl2_tiers = NULL;
     rl2_backend_close(rl2_backend);
     rl2_backend = NULL;
     return APR_SUCCESS;
@@ -562,6 +564,7 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     rl2_store = rl2_backend_store(rl2_backend);
+    rl2_tiers = rl2_backend_tier_source(rl2_backend);
     apr_pool_cleanup_register(pconf, NULL, rl2_zone_cleanup,
                               apr_pool_cleanup_null);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, RL2_LOGNO(0006)
