@@ -136,12 +136,24 @@ fcgi_stop opt
 is "the -R daemon exits 0 on SIGTERM" 0 $?
 
 # -F alone, with the file's redis group: accepted (it refines the file).
+P2=$T_DIR/policy2.conf
+cp "$POLICY" "$P2"
 FP=$(free_port)
-fcgi_start fonly -c "$POLICY" -z "$(zone_name fo)" -t 2 \
+fcgi_start fonly -c "$P2" -z "$(zone_name fo)" -t 2 \
     -s "127.0.0.1:$FP" -F open -A off
 h=$("$FCGI_CLIENT" -r responder "127.0.0.1:$FP" REMOTE_ADDR=127.0.0.1 \
     REQUEST_METHOD=GET REQUEST_URI=/ratelimit2/health | sed -n '/^{/p')
 like "-F and -A without -R use the file's Redis" '"store":"redis"' "$h"
+# A reload keeps the store: a changed redis group is reported, not applied.
+sed -i 's/timeout = 1000;/timeout = 900;/' "$P2"
+kill -HUP "$(cat "$T_DIR/fonly.pid")"
+for _ in $(seq 1 50); do
+    grep -q 'read at start only' "$T_DIR/fonly.log" && break
+    sleep 0.1
+done
+like "SIGHUP with a changed redis group: a warning to restart" \
+     'redis, failover and alerts are read at start only' \
+     "$(cat "$T_DIR/fonly.log")"
 fcgi_stop fonly
 
 # ---- the file's alerts and failover: Redis killed ----
