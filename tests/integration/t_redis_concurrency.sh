@@ -4,6 +4,9 @@
 # a limit of 3 in flight; 10 requests at once, split across both servers,
 # get exactly 3 admissions; when those end their slots are released and a
 # second batch again gets exactly 3; Redis holds no slot afterwards.
+# Then the refund: a request holding an address-keyed slot (decided before
+# authentication) and refused after it by a per-user limit gives its slot
+# back, on either server, so refused requests never use up the slots.
 source "$(dirname "$0")/lib.sh"
 
 RP=$(free_port)
@@ -35,11 +38,30 @@ ScriptAlias /slow/ "$d/cgi-bin/"
 <Location /slow/>
     RateLimit2Limit streams 3 algorithm=concurrency
 </Location>
+# The same slots (same name and count), plus a per-user limit decided
+# after authentication.
+Alias /auth/ "$d/cgi-bin/"
+<Location /auth/>
+    SetHandler cgi-script
+    Options +ExecCGI
+    AuthType Basic
+    AuthName rl2
+    AuthBasicProvider file
+    AuthUserFile "$T_DIR/users"
+    Require valid-user
+    RateLimit2Limit streams 3 algorithm=concurrency
+    RateLimit2Limit peruser 1/1h key=user
+</Location>
 CONF
     apache_start "$d" || return 1
     PORT=$p
 }
 
+htpasswd -bc "$T_DIR/users" alice pw >/dev/null 2>&1
+for u in bob carol dave; do
+    htpasswd -b "$T_DIR/users" "$u" pw >/dev/null 2>&1
+done
+chmod 644 "$T_DIR/users"
 apache_conc a || { not_ok "apache a starts"; done_testing; exit 1; }
 PA=$PORT
 apache_conc b || { not_ok "apache b starts"; done_testing; exit 1; }
@@ -98,6 +120,34 @@ is "sequential requests after the batches are all admitted" \
    " 200 200 200 200" "$codes"
 # A slot's key is deleted when its count returns to zero.
 is "no slot is left in Redis once every request ended" 0 \
+   "$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)"
+
+# ---- refund: refused after authentication, the slot comes back ----
+is "alice's first request passes both layers" 200 \
+   "$(code -u alice:pw "http://127.0.0.1:$PA/auth/slow")"
+codes=""
+for port in $PA $PB $PA $PB $PA $PB; do
+    codes="$codes $(code -u alice:pw "http://127.0.0.1:$port/auth/slow")"
+done
+is "alice's next six are refused by her per-user limit" \
+   " 429 429 429 429 429 429" "$codes"
+pids=()
+i=0
+for u in bob carol dave; do
+    i=$((i + 1))
+    port=$PA
+    [ $((i % 2)) -eq 0 ] && port=$PB
+    curl -s -o /dev/null -w '%{http_code}' --max-time 30 -u "$u:pw" \
+        "http://127.0.0.1:$port/auth/slow" >"$T_DIR/refund.$i" &
+    pids+=($!)
+done
+wait "${pids[@]}"
+is "the refused requests gave their slots back: 3 users at once, 3 admitted" \
+   3 "$(count_codes refund 200)"
+
+# Exactly 3 admitted: no slot leaked, and none released twice.
+# Only the four per-user counters are left: the slots' key is gone.
+is "only the 4 per-user counters remain in Redis, no slot" 4 \
    "$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)"
 
 apache_stop "$T_DIR/a"
