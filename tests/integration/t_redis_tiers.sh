@@ -58,12 +58,13 @@ apache_start "$D" || { not_ok "apache starts"; done_testing; exit 1; }
 ok "apache starts with Redis and the tier lookup from the policy file"
 U="http://127.0.0.1:$PA/api/x"
 
-# limit_of USER [curl args] -- X-RateLimit-Limit of one request.
+# limit_of USER [curl args] -- the quota (q=) of the RateLimit-Policy
+# of one request.
 limit_of() {
     local u=$1
     shift
-    curl -s -o /dev/null -D - -u "$u:pw" "$@" "$U" \
-        | tr -d '\r' | sed -n 's/^X-RateLimit-Limit: //p'
+    curl -s -o /dev/null -D - -u "$u:pw" "$@" "$U" | tr -d '\r' \
+        | sed -n 's/^RateLimit-Policy: .*;q=\([0-9]*\).*/\1/p'
 }
 
 redis-cli -p "$RP" HSET billing:user:alice tier pro >/dev/null
