@@ -24,12 +24,17 @@ redis = { server = "127.0.0.1:$RP"; timeout = 1000; };
 alerts = { socket = "$SINK"; };
 tiers = [ "free", "pro" ];
 default_tier = "free";
+api_key = { header = "X-API-Key"; };
 tier_from = {
     variable = "RL2_TIER";
-    redis = { key = "billing:user:%s"; field = "tier"; cache = 2; };
+    redis = { key = "billing:user:%s"; field = "tier"; cache = 2;
+              by = [ "user", "api_key" ]; };
 };
 rules = (
   { name = "api"; paths = "/api/**"; key = "user";
+    tiers = { free = ( { rate = "3/hour"; } );
+              pro = ( { rate = "10/hour"; } ); }; },
+  { name = "keyed"; paths = "/k/**"; key = "api_key";
     tiers = { free = ( { rate = "3/hour"; } );
               pro = ( { rate = "10/hour"; } ); }; }
 );
@@ -52,8 +57,9 @@ SetEnvIf X-Upstream-Tier "^(.+)\$" RL2_TIER=\$1
     Require valid-user
 </Location>
 CONF
-mkdir -p "$D/htdocs/api"
+mkdir -p "$D/htdocs/api" "$D/htdocs/k"
 echo ok >"$D/htdocs/api/x"
+echo ok >"$D/htdocs/k/x"
 apache_start "$D" || { not_ok "apache starts"; done_testing; exit 1; }
 ok "apache starts with Redis and the tier lookup from the policy file"
 U="http://127.0.0.1:$PA/api/x"
@@ -74,6 +80,23 @@ is "alice is admitted exactly 10 of 30 (pro; one request above)" 9 \
 is "bob has no entry: free's limit" 3 "$(limit_of bob)"
 is "bob is admitted exactly 3 of 20 (free; one request above)" 2 \
    "$(admitted 19 4 "$U" -A bob:pw)"
+
+# API keys: the billing system writes the SHA-256 of the key, as
+# docs/operations.md shows.
+KEY="k-$$-secret"
+redis-cli -p "$RP" HSET \
+    "billing:user:$(printf %s "$KEY" | sha256sum | cut -c1-64)" tier pro \
+    >/dev/null
+q=$(curl -s -o /dev/null -D - -H "X-API-Key: $KEY" \
+    "http://127.0.0.1:$PA/k/x" | tr -d '\r' \
+    | sed -n 's/^RateLimit-Policy: .*;q=\([0-9]*\).*/\1/p')
+is "an API key whose SHA-256 the hash lists as pro gets pro" 10 "$q"
+q=$(curl -s -o /dev/null -D - -H "X-API-Key: other-key" \
+    "http://127.0.0.1:$PA/k/x" | tr -d '\r' \
+    | sed -n 's/^RateLimit-Policy: .*;q=\([0-9]*\).*/\1/p')
+is "an unknown API key is free" 3 "$q"
+is "the key itself is nowhere in Redis" "" \
+   "$(redis-cli -p "$RP" --scan --pattern "*$KEY*")"
 
 # The billing system upgrades carol: the answer is cached for 2 s.
 redis-cli -p "$RP" HSET billing:user:carol tier free >/dev/null
