@@ -84,14 +84,18 @@ rl2_cfg_redis_server(const rl2_cfg_t *cfg, const config_setting_t *g,
     RL2_TRY(rl2_cfg_string(cfg, g, "server", &addr));
     if (addr == NULL) {
         return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "'redis' needs "
-                            "'server' (\"HOST:PORT\", \"/path/to/socket\" "
-                            "or \"sentinel:NAME@HOST:PORT,...\")");
+                            "'server' (\"HOST:PORT\", \"/path/to/socket\", "
+                            "\"sentinel:NAME@HOST:PORT,...\" or "
+                            "\"cluster:HOST:PORT,...\")");
     }
-    if (strncmp(addr, "sentinel:", 9) == 0) {
-        if (rl2_redis_sentinel_parse(rc, addr + 9, &e) != RL2_OK) {
-            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "%s", e.msg);
-        }
-        return RL2_OK;
+    if (strncmp(addr, "sentinel:", 9) == 0
+        || strncmp(addr, "cluster:", 8) == 0) {
+        rl2_status_t st = addr[0] == 's'
+                          ? rl2_redis_sentinel_parse(rc, addr + 9, &e)
+                          : rl2_redis_cluster_parse(rc, addr + 8, &e);
+
+        return st == RL2_OK ? RL2_OK
+               : rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "%s", e.msg);
     }
     if (addr[0] == '/') {
         if (strlen(addr) >= sizeof(rc->unix_path)) {
@@ -107,9 +111,9 @@ rl2_cfg_redis_server(const rl2_cfg_t *cfg, const config_setting_t *g,
     if (colon == NULL || colon == addr || *end != '\0' || port < 1
         || port > 65535 || (size_t)(colon - addr) >= sizeof(rc->host)) {
         return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'server' must be "
-                            "\"HOST:PORT\", \"/path/to/socket\" or "
-                            "\"sentinel:NAME@HOST:PORT,...\", not \"%s\"",
-                            addr);
+                            "\"HOST:PORT\", \"/path/to/socket\", "
+                            "\"sentinel:NAME@HOST:PORT,...\" or "
+                            "\"cluster:HOST:PORT,...\", not \"%s\"", addr);
     }
     /* "[::1]:6379": the brackets only delimit the address. */
     if (addr[0] == '[' && colon[-1] == ']') {

@@ -9,6 +9,8 @@
  * identities only pushes out old answers.  Sets are guarded by striped
  * mutexes, held for a scan of one set; Redis is asked with no lock held,
  * so two threads missing on the same client may both ask (harmless).
+ * In a Redis Cluster the HGET goes to the master of the hash key's slot,
+ * redirections followed by the router (redis_cluster.c).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -32,7 +34,8 @@ typedef struct {
 } rl2_tier_entry_t;
 
 struct rl2_tier_source {
-    rl2_redis_pool_t       *pool;
+    rl2_redis_pool_t       *pool;    /* one server (or Sentinel's master) */
+    rl2_redis_cluster_t    *cluster; /* or a Cluster, routed by slot */
     const rl2_circuit_t    *circuit;
     size_t                  n_sets;
     rl2_tier_entry_t       *entries; /* n_sets * RL2_TIER_WAYS */
@@ -65,7 +68,10 @@ rl2_tier_source_create(const rl2_redis_conf_t *conf,
         free(src);
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
-    if ((st = rl2_redis_pool_create(conf, &src->pool, err)) != RL2_OK) {
+    st = conf->n_seeds > 0
+         ? rl2_redis_cluster_create(conf, &src->cluster, err)
+         : rl2_redis_pool_create(conf, &src->pool, err);
+    if (st != RL2_OK) {
         free(src->entries);
         free(src);
         return st;
@@ -84,7 +90,12 @@ rl2_tier_source_destroy(rl2_tier_source_t *src)
     if (src == NULL) {
         return;
     }
-    rl2_redis_pool_destroy(src->pool);
+    if (src->cluster != NULL) {
+        rl2_redis_cluster_destroy(src->cluster);
+    }
+    else {
+        rl2_redis_pool_destroy(src->pool);
+    }
     for (int i = 0; i < RL2_TIER_LOCKS; i++) {
         pthread_mutex_destroy(&src->locks[i]);
     }
@@ -238,9 +249,17 @@ rl2_tier_ask(rl2_tier_source_t *src, const char *key, size_t klen,
     redisReply *reply;
     rl2_err_t err;
 
-    if (rl2_redis_pool_get(src->pool, &conn, &err) != RL2_OK
-        || rl2_redis_command(conn, 3, argv, argvlen, "tier lookup", &reply,
-                             &err) != RL2_OK) {
+    if (src->cluster != NULL) {
+        if (rl2_redis_cluster_command(src->cluster,
+                                      rl2_redis_key_slot(key, klen), 3, argv,
+                                      argvlen, "tier lookup", &reply, NULL,
+                                      &err) != RL2_OK) {
+            return 0;
+        }
+    }
+    else if (rl2_redis_pool_get(src->pool, &conn, &err) != RL2_OK
+             || rl2_redis_command(conn, 3, argv, argvlen, "tier lookup",
+                                  &reply, &err) != RL2_OK) {
         return 0;
     }
     tier[0] = '\0';

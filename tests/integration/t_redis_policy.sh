@@ -191,7 +191,7 @@ like "a bad failover share fails configtest with file:line" \
      "bad.conf:3: " "$(apache_configtest "$C")"
 
 # ---- the example policies for each Redis topology ----
-for ex in redis-standalone redis-unix redis-sentinel; do
+for ex in policy-redis-standalone policy-redis-unix policy-redis-sentinel; do
     echo "RateLimit2Policy \"$RL2_ROOT/conf/examples/$ex.conf\"" \
         >"$C/site.conf"
     like "conf/examples/$ex.conf passes configtest" 'Syntax OK' \

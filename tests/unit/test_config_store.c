@@ -126,6 +126,13 @@ test_server_forms(void **state)
                         "127.0.0.1:26380");
     rl2_policy_free(p);
 
+    p = load_ok("redis = { server = \"cluster:127.0.0.1:7000,"
+                "127.0.0.1:7001\"; timeout = 50; };");
+    assert_int_equal(p->store->conf.redis.n_seeds, 2);
+    assert_string_equal(p->store->conf.redis.seeds[0], "127.0.0.1:7000");
+    assert_int_equal(p->store->conf.redis.command_timeout_ms, 50);
+    rl2_policy_free(p);
+
     p = load_ok("redis = { server = \"[::1]:7000\"; };\n"
                 "failover = { share = \"0.5\"; };\n"
                 "alerts = { enabled = false; };");
@@ -198,6 +205,9 @@ test_bad_values_name_file_and_line(void **state)
         { "redis = {\n server = \"h:12x\"; };", 2, "HOST:PORT" },
         { "redis = {\n server = 6379; };", 2, "must be a string" },
         { "redis = {\n server = \"sentinel:@h:1\"; };", 2, "sentinel" },
+        { "redis = {\n server = \"cluster:h\"; };", 2, "cluster" },
+        { "redis = {\n server = \"cluster:h:1\"; db = 1; };", 1,
+          "only database 0" },
         { "redis = { server = \"h:1\";\n db = 16; };", 2,
           "'db' must be between 0 and 15" },
         { "redis = { server = \"h:1\";\n timeout = 0; };", 2,
