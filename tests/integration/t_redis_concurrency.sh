@@ -119,8 +119,10 @@ done
 is "sequential requests after the batches are all admitted" \
    " 200 200 200 200" "$codes"
 # A slot's key is deleted when its count returns to zero.
+# Counter keys are rl2:{DIGEST}:s (the violation log's stream,
+# rl2:violations, is not one).
 is "no slot is left in Redis once every request ended" 0 \
-   "$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)"
+   "$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)"
 
 # ---- refund: refused after authentication, the slot comes back ----
 is "alice's first request passes both layers" 200 \
@@ -148,7 +150,7 @@ is "the refused requests gave their slots back: 3 users at once, 3 admitted" \
 # Exactly 3 admitted: no slot leaked, and none released twice.
 # Only the four per-user counters are left: the slots' key is gone.
 is "only the 4 per-user counters remain in Redis, no slot" 4 \
-   "$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)"
+   "$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)"
 
 apache_stop "$T_DIR/a"
 apache_stop "$T_DIR/b"

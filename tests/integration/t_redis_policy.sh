@@ -90,8 +90,10 @@ a=$(cat "$T_DIR/fw.a")
 l=$(cat "$T_DIR/fw.l")
 is "100 split across Apache and lighttpd admits exactly 100 (apache $a, \
 lighttpd $l, 2 first)" 100 $((2 + a + l))
+# Counter keys are rl2:{DIGEST}:s (the violation log's stream,
+# rl2:violations, is not one).
 is "the shared counter lives in the file's Redis" 1 \
-   "$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)"
+   "$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)"
 
 # ---- a directive or option replaces the file's redis group ----
 # A second redis-server in its own directory (redis_start's is taken).
@@ -120,7 +122,7 @@ apache_start "$B" || not_ok "apache b starts"
 is "RateLimit2Redis wins over the file: b's request passes" 200 \
    "$(code "http://127.0.0.1:$PB/fw/x")"
 is "... and is counted in the directive's Redis" 1 \
-   "$(redis-cli -p "$RP2" --scan --pattern 'rl2:*' | wc -l)"
+   "$(redis-cli -p "$RP2" --scan --pattern 'rl2:{*' | wc -l)"
 FP=$(free_port)
 fcgi_start opt -c "$POLICY" -z "$(zone_name opt)" -t 2 -s "127.0.0.1:$FP" \
     -R "127.0.0.1:$RP2" -O timeout=2000,connect_timeout=2000
@@ -129,9 +131,9 @@ r=$("$FCGI_CLIENT" "127.0.0.1:$FP" REMOTE_ADDR=127.0.0.1 \
 is "ratelimit2-fcgi -R wins over the file: allowed" "Status: 200 OK" "$r"
 # (Fixed windows: a token bucket's key of 100000/hour expires in 36 ms.)
 is "... and counted in -R's Redis (fw from apache b, hour from -R)" 2 \
-   "$(redis-cli -p "$RP2" --scan --pattern 'rl2:*' | wc -l)"
+   "$(redis-cli -p "$RP2" --scan --pattern 'rl2:{*' | wc -l)"
 is "... and not in the file's" 1 \
-   "$(redis-cli -p "$RP1" --scan --pattern 'rl2:*' | wc -l)"
+   "$(redis-cli -p "$RP1" --scan --pattern 'rl2:{*' | wc -l)"
 fcgi_stop opt
 is "the -R daemon exits 0 on SIGTERM" 0 $?
 
