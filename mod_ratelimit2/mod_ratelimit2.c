@@ -460,19 +460,29 @@ rl2_server_policy(apr_pool_t *p, rl2_srv_conf_t *conf)
     return NULL;
 }
 
+/* Do two policies' store groups say the same thing (the same file read
+ * twice, or equal text)? */
+static int
+rl2_same_store(const rl2_policy_store_t *a, const rl2_policy_store_t *b)
+{
+    return a == b
+           || (a != NULL && b != NULL && a->given == b->given
+               && memcmp(&a->conf, &b->conf, sizeof(a->conf)) == 0);
+}
+
 /* The store groups of the main server's policy file where no directive
- * set them; tier lookups for any virtual host's policy.  Store groups in
- * a virtual host's own policy file would be ignored: refused. */
+ * set them; tier lookups for any virtual host's policy.  Different store
+ * groups in a virtual host's own policy file would be ignored: refused. */
 static const char *
 rl2_store_from_policies(server_rec *s, rl2_backend_conf_t *bc)
 {
     const rl2_srv_conf_t *main_conf = ap_get_module_config(s->module_config,
                                                            &ratelimit2_module);
-    static rl2_err_t err;
+    rl2_err_t err;
     uint32_t entries;
 
     if (rl2_backend_conf_policy(bc, main_conf->policy, &err) != RL2_OK) {
-        return err.msg;
+        return apr_pstrdup(s->process->pool, err.msg);
     }
     entries = bc->tier_cache_entries;
     for (server_rec *vs = s->next; vs != NULL; vs = vs->next) {
@@ -481,16 +491,17 @@ rl2_store_from_policies(server_rec *s, rl2_backend_conf_t *bc)
         rl2_backend_conf_t scratch = *bc;
 
         if (c->policy->store != NULL
-            && c->policy->store != main_conf->policy->store) {
+            && !rl2_same_store(c->policy->store, main_conf->policy->store)) {
             return apr_psprintf(s->process->pool, "%s: redis, failover and "
                                 "alerts are read from the main server's "
-                                "policy only (the store is server-wide)",
+                                "policy only (the store is server-wide), "
+                                "and this virtual host's differ",
                                 c->policy->source);
         }
         scratch.given = RL2_BACKEND_GIVEN_REDIS | RL2_BACKEND_GIVEN_FAILOVER
                         | RL2_BACKEND_GIVEN_ALERTS;
         if (rl2_backend_conf_policy(&scratch, c->policy, &err) != RL2_OK) {
-            return err.msg;
+            return apr_pstrdup(s->process->pool, err.msg);
         }
         if (scratch.tier_cache_entries > entries) {
             entries = scratch.tier_cache_entries;

@@ -192,6 +192,38 @@ printf 'failover = {\n  mode = "closed";\n  share = 7;\n};\n' >"$BAD"
 like "a bad failover share fails configtest with file:line" \
      "bad.conf:3: " "$(apache_configtest "$C")"
 
+# ---- virtual hosts: the store is the main server's ----
+V=$T_DIR/vhost
+PV=$(free_port)
+apache_conf "$V" "$PV" event
+sed "s/timeout = 1000;/timeout = 999;/" "$POLICY" >"$T_DIR/other.conf"
+cat >"$V/site.conf" <<CONF
+RateLimit2Zone $(zone_name vh) 1000
+RateLimit2Policy "$POLICY"
+<VirtualHost 127.0.0.1:$PV>
+    ServerName same.example
+    RateLimit2Policy "$POLICY"
+</VirtualHost>
+CONF
+if apache_start "$V"; then
+    ok "a virtual host reading the same policy file starts"
+else
+    not_ok "a virtual host reading the same policy file starts"
+fi
+apache_stop "$V"
+sed -i "s|^    RateLimit2Policy .*|    RateLimit2Policy \"$T_DIR/other.conf\"|" \
+    "$V/site.conf"
+: >"$V/logs/error.log"
+env $(rl2_apache_env) /usr/sbin/apache2 -f "$V/httpd.conf" -k start \
+    >/dev/null 2>&1
+for _ in $(seq 1 50); do
+    grep -q "main server's policy only" "$V/logs/error.log" && break
+    sleep 0.1
+done
+like "a virtual host's policy with other store groups stops the start" \
+     "other.conf: redis, failover and alerts are read from the main" \
+     "$(cat "$V/logs/error.log")"
+
 # ---- the example policies for each Redis topology ----
 for ex in policy-redis-standalone policy-redis-unix policy-redis-sentinel; do
     echo "RateLimit2Policy \"$RL2_ROOT/conf/examples/$ex.conf\"" \
