@@ -9,6 +9,7 @@
 #include <syslog.h>
 
 #include "ratelimit2/backend.h"
+#include "ratelimit2/tier_source.h"
 
 struct rl2_backend {
     rl2_zone_t    *zone;
@@ -21,6 +22,7 @@ struct rl2_backend {
     rl2_metrics_t *metrics;
     rl2_store_t   *timed;      /* Redis, timed into the metrics */
     rl2_failover_mode_t failover_mode;
+    rl2_tier_source_t *tiers;
 };
 
 void
@@ -98,6 +100,12 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
     fc.mode = conf->failover_mode;
     fc.local_share_ppm = conf->local_share_ppm;
     fc.alert = b->alert;
+    if (conf->tier_cache_entries > 0
+        && (st = rl2_tier_source_create(&conf->redis, b->circuit,
+                                        conf->tier_cache_entries,
+                                        &b->tiers, err)) != RL2_OK) {
+        return st;
+    }
     b->failover_mode = conf->failover_mode;
     return rl2_store_failover_create(b->timed != NULL ? b->timed : b->redis,
                                      b->local, b->circuit, &fc,
@@ -154,6 +162,7 @@ rl2_backend_close(rl2_backend_t *b)
     }
     /* Wrappers before what they wrap. */
     rl2_vlog_close(b->vlog);
+    rl2_tier_source_destroy(b->tiers);
     rl2_store_destroy(b->failover);
     rl2_store_destroy(b->timed);
     rl2_store_destroy(b->redis);
@@ -225,4 +234,61 @@ rl2_backend_env(rl2_backend_t *b, rl2_metrics_env_t *env)
         env->refusing = rl2_backend_refusing(b, &retry);
     }
     env->alert_failures = rl2_alert_failures(b->alert);
+}
+
+struct rl2_tier_source *
+rl2_backend_tier_source(rl2_backend_t *b)
+{
+    return b->tiers;
+}
+
+/* ---- the policy file's store groups ---- */
+
+static void
+rl2_backend_take(rl2_backend_conf_t *to, const rl2_backend_conf_t *from,
+                 unsigned groups)
+{
+    if (groups & RL2_BACKEND_GIVEN_REDIS) {
+        to->redis_enabled = from->redis_enabled;
+        to->redis = from->redis;
+    }
+    if (groups & RL2_BACKEND_GIVEN_FAILOVER) {
+        to->failover_mode = from->failover_mode;
+        to->local_share_ppm = from->local_share_ppm;
+        to->circuit = from->circuit;
+    }
+    if (groups & RL2_BACKEND_GIVEN_ALERTS) {
+        to->alerts_enabled = from->alerts_enabled;
+        memcpy(to->alert_socket, from->alert_socket,
+               sizeof(to->alert_socket));
+        memcpy(to->alert_ident, from->alert_ident, sizeof(to->alert_ident));
+        to->alert_facility = from->alert_facility;
+        to->alert_interval_ms = from->alert_interval_ms;
+    }
+}
+
+rl2_status_t
+rl2_backend_conf_policy(rl2_backend_conf_t *conf, const rl2_policy_t *policy,
+                        rl2_err_t *err)
+{
+    const rl2_tier_redis_t *tr;
+
+    if (policy == NULL) {
+        return RL2_OK;
+    }
+    if (policy->store != NULL) {
+        rl2_backend_take(conf, &policy->store->conf,
+                         policy->store->given & ~conf->given);
+    }
+    if ((tr = policy->tier_redis) == NULL) {
+        return RL2_OK;
+    }
+    if (!conf->redis_enabled) {
+        return rl2_err_set(err, RL2_ERR_CONFIG, "%s:%d: tier_from.redis "
+                           "needs a Redis server: a 'redis' group in the "
+                           "policy, RateLimit2Redis or -R", tr->file,
+                           tr->line);
+    }
+    conf->tier_cache_entries = tr->cache_entries;
+    return RL2_OK;
 }

@@ -11,6 +11,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "ratelimit2/tier_source.h"
+
 #include "buf.h"
 #include "decide_internal.h"
 
@@ -280,8 +282,23 @@ rl2_tier_find(const rl2_policy_t *p, const char *name)
     return -1;
 }
 
-/* DESIGN §3: client override, then a trusted variable or header, then
- * the default (anonymous) tier. */
+/* The tier the billing system's Redis hash names (tier_source.h), or -1:
+ * one lookup, only for the late phase, only when configured. */
+static int
+rl2_tier_from_source(const rl2_ctx_t *c)
+{
+    char name[RL2_NAME_MAX + 1];
+    rl2_clock_t now;
+
+    rl2_clock_now(&now);
+    return rl2_tier_source_get(c->req->tier_source, c->policy, c->req,
+                               c->apikey, now.mono_us, name)
+           ? rl2_tier_find(c->policy, name) : -1;
+}
+
+/* DESIGN §3: client override, then the billing system's Redis hash,
+ * then a trusted variable or header, then the default (anonymous)
+ * tier. */
 int
 rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
 {
@@ -294,6 +311,10 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
     }
     if (client != NULL && client->tier >= 0) {
         return client->tier;
+    }
+    if (r->tier_source != NULL
+        && (tier = rl2_tier_from_source(c)) >= 0) {
+        return tier;
     }
     if ((tier = rl2_tier_find(p, r->tier_var)) >= 0) {
         return tier;

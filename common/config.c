@@ -19,6 +19,7 @@
  *   config_limits.c   limit groups and limit sets
  *   config_rules.c    tiers, rules and the default rule
  *   config_clients.c  client overrides and the whitelist
+ *   config_store.c    redis, failover, alerts and tier_from.redis
  */
 #include <errno.h>
 #include <libconfig.h>
@@ -41,11 +42,11 @@ static const char *const rl2_top_keys[] = {
     "mode", "match", "algorithm", "hash_secret", "ipv6_prefix",
     "trusted_proxies", "api_key", "tier_from", "tiers", "default_tier",
     "headers", "whitelist", "clients", "rules", "default",
-    "violation_log", NULL
+    "violation_log", "redis", "failover", "alerts", NULL
 };
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
-                                                 NULL };
+                                                 "redis", NULL };
 static const char *const rl2_headers_keys[] = { "reset", "legacy", "scope",
                                                 "algorithm", NULL };
 static const char *const rl2_match_values[] = { "first", "all", NULL };
@@ -155,6 +156,7 @@ rl2_cfg_groups(rl2_cfg_t *cfg, const config_setting_t *root)
     if (g != NULL) {
         RL2_TRY(rl2_cfg_copy(cfg, g, "variable", &p->tier_variable));
         RL2_TRY(rl2_cfg_copy(cfg, g, "header", &p->tier_header));
+        RL2_TRY(rl2_cfg_tier_redis(cfg, g));
     }
     RL2_TRY(rl2_cfg_group(cfg, root, "headers", rl2_headers_keys, &g));
     if (g != NULL) {
@@ -177,6 +179,7 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_rules(cfg, root));
     RL2_TRY(rl2_cfg_default_rule(cfg, root));
     RL2_TRY(rl2_cfg_vlog(cfg, root));
+    RL2_TRY(rl2_cfg_store(cfg, root));
     RL2_TRY(rl2_cfg_clients(cfg, root));
     return rl2_rule_index_build(cfg->policy, cfg->err);
 }

@@ -153,6 +153,7 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     }
     rl2_verdict_init(&v);
     rl2_clock_now(&now);
+    r.req.tier_source = rl2_backend_tier_source(gen->zone->backend);
     if (rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
                    RL2_PHASE_ALL, &now, &v, &err) != RL2_OK) {
         if (rl2_fcgi_store_error(gen, &err, req, out, sizeof(out))) {

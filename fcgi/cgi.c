@@ -225,7 +225,10 @@ rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
                              &alerts, err) != 0) {
         return -1;
     }
-    return rl2_store_opt_check(bc, others, err);
+    if (rl2_backend_conf_policy(bc, policy, err) != RL2_OK) {
+        return -1;
+    }
+    return rl2_store_opt_check(bc, bc->given != 0, err);
 }
 
 /* After a decide() error: 0 when the request was answered 503 (failover
@@ -266,6 +269,22 @@ rl2_cgi_count(rl2_cgi_t *c, const rl2_verdict_t *v, const rl2_clock_t *now)
     }
 }
 
+/* Open the backend and decide the request against it. */
+static rl2_status_t
+rl2_cgi_open_decide(rl2_cgi_t *c, const rl2_backend_conf_t *bc,
+                    rl2_request_t *req, rl2_verdict_t *v,
+                    const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_status_t st = rl2_backend_open(bc, &c->backend, err);
+
+    if (st != RL2_OK) {
+        return st;
+    }
+    req->tier_source = rl2_backend_tier_source(c->backend);
+    return rl2_decide(c->policy, NULL, 0, rl2_backend_store(c->backend),
+                      req, RL2_PHASE_ALL, now, v, err);
+}
+
 /* Decide; 1 when the request may run (allowed, or the store failed and
  * we fail open), 0 when it was answered here. */
 static int
@@ -289,10 +308,7 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
     else if (rl2_cgi_describe(c->policy, rl2_env, NULL, r, &e) != 0) {
         run = rl2_answer_error(e.status, "%s", e.reason);
     }
-    else if (rl2_backend_open(&bc, &c->backend, &err) != RL2_OK
-             || rl2_decide(c->policy, NULL, 0,
-                           rl2_backend_store(c->backend), &r->req,
-                           RL2_PHASE_ALL, now, v, &err) != RL2_OK) {
+    else if (rl2_cgi_open_decide(c, &bc, &r->req, v, now, &err) != RL2_OK) {
         run = rl2_cgi_store_error(c, bc.zone_name, &err, v);
     }
     else {

@@ -18,7 +18,10 @@
  * Redis are not affected: the new backend's Redis store finds them.
  */
 #include <stdlib.h>
+#include <string.h>
 #include <syslog.h>
+
+#include "ratelimit2/tier_source.h"
 
 #include "fcgi.h"
 
@@ -119,6 +122,15 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path,
         return -1;
     }
     g->backend.vlog = gen->policy->vlog;  /* its stream is copied */
+    /* The policy file's store groups, read once: a reload keeps the
+     * backend, so changing them needs a restart. */
+    if (rl2_backend_conf_policy(&g->backend, gen->policy, err) != RL2_OK
+        || rl2_store_opt_check(&g->backend, g->backend.given != 0, err)
+           != 0) {
+        rl2_policy_free(gen->policy);
+        free(gen);
+        return -1;
+    }
     gen->zone = rl2_gen_zone_open(g, rl2_gen_state(gen->policy), err);
     if (gen->zone == NULL) {
         rl2_policy_free(gen->policy);
@@ -135,6 +147,29 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path,
     gen->number = g->loaded = 1;
     g->current = gen;
     return 0;
+}
+
+/* The store groups and the tier source are set up at start (the backend
+ * outlives reloads): say so when a reload would change them. */
+static void
+rl2_gen_store_check(const rl2_gens_t *g, const rl2_policy_t *was,
+                    const rl2_policy_t *now)
+{
+    const rl2_policy_store_t *a = was->store, *b = now->store;
+
+    if ((a == NULL) != (b == NULL)
+        || (a != NULL && (a->given != b->given
+                          || memcmp(&a->conf, &b->conf, sizeof(a->conf))
+                             != 0))) {
+        rl2_log(LOG_WARNING, "%s: redis, failover and alerts are read at "
+                "start only: restart ratelimit2-fcgi to apply the change",
+                g->policy_path);
+    }
+    if (now->tier_redis != NULL && g->backend.tier_cache_entries == 0) {
+        rl2_log(LOG_WARNING, "%s:%d: tier_from.redis is set up at start "
+                "only: restart ratelimit2-fcgi to look tiers up in Redis",
+                now->tier_redis->file, now->tier_redis->line);
+    }
 }
 
 int
@@ -156,6 +191,7 @@ rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err)
     state = rl2_gen_state(gen->policy);
     /* Only this thread replaces the current generation, and the holder's
      * reference keeps it (and its zone) alive while we look. */
+    rl2_gen_store_check(g, g->current->policy, gen->policy);
     if (state > rl2_zone_state_size(g->current->zone->zone)) {
         g->backend.vlog = gen->policy->vlog;
         zone = rl2_gen_zone_open(g, state, err);

@@ -25,6 +25,8 @@
 
 #include <fcgiapp.h>
 
+#include "ratelimit2/config.h"
+
 #include "fcgi.h"
 
 #define RL2_DEFAULT_THREADS 8
@@ -54,7 +56,9 @@ rl2_usage(FILE *f)
         "[-z ZONE] [-n ENTRIES]\n"
         "                       [-p HEALTH_PATH] [-R REDIS [-O OPTIONS]... "
         "[-F FAILOVER]\n"
-        "                       [-A ALERTS]]\n"
+        "                       [-A ALERTS]]  (or the policy file's redis,\n"
+        "                       failover and alerts groups; an option "
+        "replaces its group)\n"
         "  -c POLICY    policy file (required; reloaded on SIGHUP)\n"
         "  -s ADDRESS   listen on host:port, [v6]:port or a unix socket "
         "path,\n"
@@ -159,6 +163,25 @@ rl2_opt_store(rl2_opts_t *o, int c, const char *arg)
     }
 }
 
+/* Does the policy file name a Redis server (its redis group), which -O,
+ * -F and -A may then refine without -R?  A policy that does not load is
+ * reported with file:line when the daemon loads it for good. */
+static int
+rl2_policy_has_redis(const rl2_opts_t *o)
+{
+    rl2_policy_t *p;
+    rl2_err_t err;
+    int has;
+
+    if (o->policy == NULL
+        || rl2_config_load(o->policy, &p, &err) != RL2_OK) {
+        return 0;
+    }
+    has = p->store != NULL && (p->store->given & RL2_BACKEND_GIVEN_REDIS);
+    rl2_policy_free(p);
+    return has;
+}
+
 /* After getopt: the zone into the backend conf, then its consistency. */
 static void
 rl2_opts_finish(rl2_opts_t *o)
@@ -169,7 +192,9 @@ rl2_opts_finish(rl2_opts_t *o)
              o->zone);
     o->backend.zone_entries = (uint32_t)(o->entries > 0 ? o->entries : 0);
     if (!o->store_bad
-        && rl2_store_opt_check(&o->backend, o->redis_opts, &err) != 0) {
+        && rl2_store_opt_check(&o->backend,
+                               o->redis_opts && !rl2_policy_has_redis(o),
+                               &err) != 0) {
         o->store_bad = 1;
         snprintf(o->store_err.msg, sizeof(o->store_err.msg), "%s",
                  err.msg);

@@ -15,7 +15,8 @@
  *
  * Values are checked by the core's parsers (failover mode and share,
  * syslog facility) and rl2_redis_conf_check().  A value may not contain
- * a comma.
+ * a comma.  Each option marks its group given (bc->given): it replaces
+ * the policy file's redis, failover or alerts group as a whole.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -112,6 +113,7 @@ rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
         rc->unix_path[0] = '\0';
     }
     bc->redis_enabled = 1;
+    bc->given |= RL2_BACKEND_GIVEN_REDIS;
     return 0;
 }
 
@@ -152,6 +154,7 @@ rl2_store_opt_redis_options(rl2_backend_conf_t *bc, const char *text,
 {
     char buf[1024], *list = buf, *name, *val;
 
+    bc->given |= RL2_BACKEND_GIVEN_REDIS;
     if (rl2_so_copy(buf, sizeof(buf), text) != 0) {
         rl2_err_set(err, RL2_ERR_CONFIG, "redis options too long");
         return -1;
@@ -174,6 +177,7 @@ rl2_store_opt_failover(rl2_backend_conf_t *bc, const char *text,
     char buf[256], *list = buf, *name, *val;
     long n;
 
+    bc->given |= RL2_BACKEND_GIVEN_FAILOVER;
     if (rl2_so_copy(buf, sizeof(buf), text) != 0) {
         rl2_err_set(err, RL2_ERR_CONFIG, "failover: too long");
         return -1;
@@ -241,6 +245,7 @@ rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text,
 {
     char buf[512], *list = buf, *name, *val;
 
+    bc->given |= RL2_BACKEND_GIVEN_ALERTS;
     if (strcmp(text, "off") == 0) {
         bc->alerts_enabled = 0;
         return 0;

@@ -49,6 +49,7 @@
  * connections are opened later, per thread, by the Redis store). */
 static rl2_backend_t *rl2_backend;
 static rl2_store_t   *rl2_store;
+static struct rl2_tier_source *rl2_tiers;  /* NULL: no tier lookup */
 
 rl2_backend_t *
 rl2_module_backend(void)
@@ -100,6 +101,7 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
     }
     req->header = rl2_header_get;
     req->header_ctx = r;
+    req->tier_source = rl2_tiers;
 }
 
 /* One phase of the request against the server's policy and the
@@ -469,11 +471,63 @@ rl2_server_policy(apr_pool_t *p, rl2_srv_conf_t *conf)
     return NULL;
 }
 
+/* Do two policies' store groups say the same thing (the same file read
+ * twice, or equal text)? */
+static int
+rl2_same_store(const rl2_policy_store_t *a, const rl2_policy_store_t *b)
+{
+    return a == b
+           || (a != NULL && b != NULL && a->given == b->given
+               && memcmp(&a->conf, &b->conf, sizeof(a->conf)) == 0);
+}
+
+/* The store groups of the main server's policy file where no directive
+ * set them; tier lookups for any virtual host's policy.  Different store
+ * groups in a virtual host's own policy file would be ignored: refused. */
+static const char *
+rl2_store_from_policies(server_rec *s, rl2_backend_conf_t *bc)
+{
+    const rl2_srv_conf_t *main_conf = ap_get_module_config(s->module_config,
+                                                           &ratelimit2_module);
+    rl2_err_t err;
+    uint32_t entries;
+
+    if (rl2_backend_conf_policy(bc, main_conf->policy, &err) != RL2_OK) {
+        return apr_pstrdup(s->process->pool, err.msg);
+    }
+    entries = bc->tier_cache_entries;
+    for (server_rec *vs = s->next; vs != NULL; vs = vs->next) {
+        const rl2_srv_conf_t *c = ap_get_module_config(vs->module_config,
+                                                       &ratelimit2_module);
+        rl2_backend_conf_t scratch = *bc;
+
+        if (c->policy->store != NULL
+            && !rl2_same_store(c->policy->store, main_conf->policy->store)) {
+            return apr_psprintf(s->process->pool, "%s: redis, failover and "
+                                "alerts are read from the main server's "
+                                "policy only (the store is server-wide), "
+                                "and this virtual host's differ",
+                                c->policy->source);
+        }
+        scratch.given = RL2_BACKEND_GIVEN_REDIS | RL2_BACKEND_GIVEN_FAILOVER
+                        | RL2_BACKEND_GIVEN_ALERTS;
+        if (rl2_backend_conf_policy(&scratch, c->policy, &err) != RL2_OK) {
+            return apr_pstrdup(s->process->pool, err.msg);
+        }
+        if (scratch.tier_cache_entries > entries) {
+            entries = scratch.tier_cache_entries;
+        }
+    }
+    bc->tier_cache_entries = entries;
+    return NULL;
+}
+
 static apr_status_t
 rl2_zone_cleanup(void *data)
 {
     (void)data;
     rl2_store = NULL;
+    rl2_tiers = NULL;
     rl2_backend_close(rl2_backend);
     rl2_backend = NULL;
     return APR_SUCCESS;
@@ -520,6 +574,11 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     bc->state_size = state;
     bc->vlog = ((rl2_srv_conf_t *)ap_get_module_config(
                     s->module_config, &ratelimit2_module))->policy->vlog;
+    if ((msg = rl2_store_from_policies(s, bc)) != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0011)
+                     "%s", msg);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (rl2_backend_open(bc, &rl2_backend, &err) != RL2_OK) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0005)
                      "cannot open the store (zone %s): %s", bc->zone_name,
@@ -527,6 +586,7 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     rl2_store = rl2_backend_store(rl2_backend);
+    rl2_tiers = rl2_backend_tier_source(rl2_backend);
     apr_pool_cleanup_register(pconf, NULL, rl2_zone_cleanup,
                               apr_pool_cleanup_null);
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, RL2_LOGNO(0006)

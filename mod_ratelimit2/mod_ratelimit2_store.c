@@ -3,7 +3,9 @@
  * RateLimit2Redis, RateLimit2Failover and RateLimit2Alerts.  They fill
  * rl2_global.backend, which post_config hands to rl2_backend_open(); the
  * values go through the core's own parsers, so ratelimit2-fcgi's options
- * mean the same.
+ * mean the same.  A directive replaces the whole matching group (redis,
+ * failover, alerts) of the main server's policy file; groups no directive
+ * sets come from the file (rl2_backend_conf_policy() in post_config).
  */
 #include "httpd.h"
 #include "http_config.h"
@@ -138,6 +140,7 @@ rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
         return apr_pstrcat(cmd->pool, "RateLimit2Redis: ", err.msg, NULL);
     }
     rl2_global.backend.redis_enabled = 1;
+    rl2_global.backend.given |= RL2_BACKEND_GIVEN_REDIS;
     return NULL;
 }
 
@@ -182,6 +185,7 @@ rl2_set_failover(cmd_parms *cmd, void *dummy, const char *args)
     if (rl2_failover_mode_parse(mode, &bc->failover_mode, &err) != RL2_OK) {
         return apr_pstrcat(cmd->pool, "RateLimit2Failover: ", err.msg, NULL);
     }
+    bc->given |= RL2_BACKEND_GIVEN_FAILOVER;
     return rl2_each_option(cmd, args, rl2_failover_option);
 }
 
@@ -231,6 +235,7 @@ rl2_set_alerts(cmd_parms *cmd, void *dummy, const char *args)
         return "RateLimit2Alerts: expected On or Off first";
     }
     rl2_global.backend.alerts_enabled = strcasecmp(onoff, "on") == 0;
+    rl2_global.backend.given |= RL2_BACKEND_GIVEN_ALERTS;
     return rl2_each_option(cmd, args, rl2_alert_option);
 }
 

@@ -17,12 +17,19 @@
 #include "ratelimit2/alert.h"
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
+#include "ratelimit2/policy.h"
 #include "ratelimit2/redis.h"
 #include "ratelimit2/status.h"
 #include "ratelimit2/store.h"
 #include "ratelimit2/violation_log.h"
 
 #define RL2_BACKEND_NAME_MAX 200
+
+/* rl2_backend_conf_t.given: the groups of settings a front end's own
+ * directives or options set, which the policy file's do not replace. */
+#define RL2_BACKEND_GIVEN_REDIS    1u  /* server and its options */
+#define RL2_BACKEND_GIVEN_FAILOVER 2u  /* mode, share, probe, failures */
+#define RL2_BACKEND_GIVEN_ALERTS   4u  /* on/off, socket, ident, ... */
 
 typedef struct {
     char                zone_name[RL2_BACKEND_NAME_MAX]; /* "/ratelimit2" */
@@ -46,9 +53,29 @@ typedef struct {
      * with alerts on, the alert state is opened for a local store too. */
     int                 metrics_enabled;  /* 1 */
     rl2_metrics_conf_t  metrics;
+    unsigned            given;           /* RL2_BACKEND_GIVEN_* */
+    uint32_t            tier_cache_entries; /* > 0: a tier source (needs
+                                               Redis) with this cache */
 } rl2_backend_conf_t;
 
+/* The store groups of a policy file (redis, failover, alerts): what it
+ * sets, over the defaults of rl2_backend_conf_init(). */
+typedef struct rl2_policy_store {
+    unsigned           given;  /* RL2_BACKEND_GIVEN_* the file sets */
+    rl2_backend_conf_t conf;
+} rl2_policy_store_t;
+
 typedef struct rl2_backend rl2_backend_t;
+
+/* Complete conf with the policy's store groups, each one only where the
+ * front end's own directives or options did not set it (conf->given):
+ * a directive or option replaces the file's whole group.  Also sizes the
+ * tier source from the policy's tier_from.redis, which needs a Redis
+ * server from one side or the other (RL2_ERR_CONFIG naming file:line).
+ * policy may be NULL (nothing to add). */
+rl2_status_t rl2_backend_conf_policy(rl2_backend_conf_t *conf,
+                                     const rl2_policy_t *policy,
+                                     rl2_err_t *err);
 
 /* Defaults: zone "/ratelimit2" of 100,000 entries, local store only;
  * when Redis is enabled: failover local with share 1.0, the circuit's
@@ -79,6 +106,9 @@ int rl2_backend_refusing(rl2_backend_t *backend, int64_t *retry_after_s);
  * alone) for a local store only. */
 int rl2_backend_circuit_state(rl2_backend_t *backend,
                               rl2_circuit_state_t *state);
+/* The tier source for rl2_request_t.tier_source, or NULL when the conf
+ * asked for none (or there is no Redis). */
+struct rl2_tier_source *rl2_backend_tier_source(rl2_backend_t *backend);
 
 /* The metrics object, or NULL when metrics are off. */
 rl2_metrics_t *rl2_backend_metrics(rl2_backend_t *backend);

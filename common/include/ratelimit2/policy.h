@@ -137,6 +137,8 @@ typedef struct {
 
 typedef struct rl2_rule_index rl2_rule_index_t;
 typedef struct rl2_arena rl2_arena_t;
+struct rl2_tier_redis;    /* tier_source.h */
+struct rl2_policy_store;  /* backend.h */
 
 /* The violation log's settings (violation_log.h), from the policy's
  * `violation_log` group; zero values mean the defaults there. */
@@ -196,6 +198,11 @@ typedef struct {
     rl2_vlog_conf_t vlog;            /* the violation log */
     rl2_rule_index_t *rule_index;    /* rules by first path segment, or
                                         NULL for a short policy */
+
+    /* tier_from.redis (config_store.c), or NULL. */
+    const struct rl2_tier_redis   *tier_redis;
+    /* redis, failover and alerts groups (config_store.c), or NULL. */
+    const struct rl2_policy_store *store;
 } rl2_policy_t;
 
 /* The rules a path may match (rule_index.c): rule numbers, ascending, in
