@@ -228,7 +228,7 @@ rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
     if (rl2_backend_conf_policy(bc, policy, err) != RL2_OK) {
         return -1;
     }
-    return rl2_store_opt_check(bc, bc->given != 0, err);
+    return rl2_store_opt_check(bc, rl2_store_opt_needs_redis(bc), err);
 }
 
 /* After a decide() error: 0 when the request was answered 503 (failover

@@ -168,6 +168,8 @@ int rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text,
                          rl2_err_t *err);
 /* After every option: the Redis conf is complete and consistent, and
  * Redis-only options (redis_options != 0) came with a Redis server. */
+/* Were Redis options or a failover given (by option or variable)? */
+int rl2_store_opt_needs_redis(const rl2_backend_conf_t *bc);
 int rl2_store_opt_check(const rl2_backend_conf_t *bc, int redis_options,
                         rl2_err_t *err);
 /* "closed", "open", "half_open", or "none" without Redis. */

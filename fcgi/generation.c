@@ -125,8 +125,8 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path,
     /* The policy file's store groups, read once: a reload keeps the
      * backend, so changing them needs a restart. */
     if (rl2_backend_conf_policy(&g->backend, gen->policy, err) != RL2_OK
-        || rl2_store_opt_check(&g->backend, g->backend.given != 0, err)
-           != 0) {
+        || rl2_store_opt_check(&g->backend, rl2_store_opt_needs_redis(
+                                                &g->backend), err) != 0) {
         rl2_policy_free(gen->policy);
         free(gen);
         return -1;

@@ -273,6 +273,15 @@ rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text,
     return 0;
 }
 
+/* Options that mean nothing without Redis (alerts do: they also report
+ * the local zone and limited clients). */
+int
+rl2_store_opt_needs_redis(const rl2_backend_conf_t *bc)
+{
+    return (bc->given & (RL2_BACKEND_GIVEN_REDIS | RL2_BACKEND_GIVEN_FAILOVER))
+           != 0;
+}
+
 int
 rl2_store_opt_check(const rl2_backend_conf_t *bc, int redis_options,
                     rl2_err_t *err)
