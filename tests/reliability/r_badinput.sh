@@ -41,6 +41,12 @@ if ! apache_start "$D" || ! wait_port "$PT"; then
     exit 1
 fi
 ok "apache starts"
+# The children once the server has settled (StartServers 2).
+for _ in $(seq 1 100); do
+    [ -s "$D/httpd.pid" ] \
+        && [ "$(pgrep -c -P "$(cat "$D/httpd.pid")")" -ge 2 ] && break
+    sleep 0.05
+done
 children=$(pgrep -P "$(cat "$D/httpd.pid")" | sort | tr '\n' ' ')
 
 # raw PORT BYTES -- send BYTES (printf %b escapes) as a request; the
