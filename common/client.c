@@ -183,9 +183,17 @@ rl2_group_ip(rl2_ctx_t *c, size_t client_len)
     uint8_t masked[16];
     unsigned bits = c->policy->ipv6_prefix;
 
-    if (v->addr_family != AF_INET6 || bits >= 128) {
+    if (v->addr_family != AF_INET6) {
         c->group_ip = v->client_ip;
         c->group_len = client_len;
+        return;
+    }
+    if (bits >= 128) {
+        /* The usual spelling, not the one a header used: "2001:DB8::1"
+         * and "2001:db8:0::1" are one client. */
+        inet_ntop(AF_INET6, v->addr, c->group_buf, sizeof(c->group_buf));
+        c->group_ip = c->group_buf;
+        c->group_len = strlen(c->group_buf);
         return;
     }
     memset(masked, 0, sizeof(masked));

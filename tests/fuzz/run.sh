@@ -1,29 +1,69 @@
 #!/bin/bash
-# run.sh -- build the libFuzzer targets with ASan+UBSan and run each for
-# FUZZ_SECONDS (default 60) on its seed corpus.  A crash leaves its input
-# in build/fuzz/ and fails the run.
+# run.sh -- build the libFuzzer targets with ASan+UBSan and run each on
+# its seed corpus (replayed first) for FUZZ_SECONDS (default 60), or
+# until FUZZ_RUNS executions when that is set (FUZZ_SECONDS then caps
+# the time).  A crash leaves its input in build/fuzz/ and fails the run.
+# With FUZZ_RECORD=FILE, the executions each target reached are written
+# into FILE's fuzzing section (make fuzz: docs/PERFORMANCE.md).
 set -eu
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
+RUNS=${FUZZ_RUNS:-}
+RECORD=${FUZZ_RECORD:-}
+TARGETS="config match forwarded headers"
 OUT=build/fuzz
 mkdir -p "$OUT"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Icommon/include \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
-for t in config match; do
+for t in $TARGETS; do
     clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" common/*.c \
         -lconfig -lhiredis -lpthread -lrt
 done
 status=0
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
-for t in config match; do
+rows=""
+for t in $TARGETS; do
     work="$OUT/corpus_$t"
     mkdir -p "$work"
-    echo "fuzz_$t: ${SECONDS_EACH}s"
+    echo "fuzz_$t: ${SECONDS_EACH}s${RUNS:+, at most $RUNS runs}"
+    start=$(date +%s)
+    rc=0
     (cd "$OUT" && ./"fuzz_$t" -max_total_time="$SECONDS_EACH" \
+        ${RUNS:+-runs="$RUNS"} \
         -max_len=4096 -timeout=10 -print_final_stats=1 \
         "corpus_$t" "../../tests/fuzz/corpus/$t") >"$OUT/fuzz_$t.log" 2>&1 \
-        || status=1
+        || rc=1
+    [ "$rc" -ne 0 ] && status=1
+    secs=$(( $(date +%s) - start ))
     grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' \
         "$OUT/fuzz_$t.log" || true
+    n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/fuzz_$t.log")
+    rows="$rows| fuzz_$t | ${n:-0} | $secs | $( [ "$rc" -eq 0 ] && echo none || echo "**crash**, see build/fuzz/fuzz_$t.log" ) |
+"
 done
+if [ -n "$RECORD" ]; then
+    begin='<!-- fuzz:begin -->'
+    end='<!-- fuzz:end -->'
+    section="$begin
+## Fuzzing (written by \`make fuzz\`)
+
+Each libFuzzer target of \`tests/fuzz/\` (ASan + UBSan), run by
+\`make fuzz\` on $(date -u +%Y-%m-%d) until ${RUNS:-unbounded} executions
+or ${SECONDS_EACH} s, its seed corpus in \`tests/fuzz/corpus/\` replayed first:
+
+| target | executions | seconds | crashes |
+|---|---|---|---|
+${rows}
+$end"
+    touch "$RECORD"
+    if grep -qF "$begin" "$RECORD"; then
+        awk -v b="$begin" -v e="$end" -v s="$section" '
+            $0 == b { print s; skip = 1; next }
+            $0 == e { skip = 0; next }
+            !skip { print }' "$RECORD" >"$RECORD.tmp"
+        mv "$RECORD.tmp" "$RECORD"
+    else
+        printf '\n%s\n' "$section" >>"$RECORD"
+    fi
+fi
 exit $status

@@ -25,6 +25,13 @@ static const char *const policy_text =
     "rules = ( { name = \"one\"; paths = [ \"/**\" ];\n"
     "  limits = ( { rate = \"1/hour\"; algorithm = \"sliding_log\"; } ); } );\n";
 
+/* Every IPv6 address its own key. */
+static const char *const policy128_text =
+    "trusted_proxies = [ \"127.0.0.1\" ];\n"
+    "ipv6_prefix = 128;\n"
+    "rules = ( { name = \"one\"; paths = [ \"/**\" ];\n"
+    "  limits = ( { rate = \"1/hour\"; algorithm = \"sliding_log\"; } ); } );\n";
+
 typedef struct {
     const char *xff;
     const char *fwd;
@@ -52,13 +59,13 @@ typedef struct {
 } fixture_t;
 
 static int
-setup(void **state)
+setup_with(void **state, const char *text)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     rl2_err_t err;
 
     assert_non_null(f);
-    assert_int_equal(rl2_config_load_string(policy_text, "t.conf", NULL,
+    assert_int_equal(rl2_config_load_string(text, "t.conf", NULL,
                                             &f->policy, &err), RL2_OK);
     snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-client",
              (int)getpid());
@@ -68,6 +75,18 @@ setup(void **state)
                      RL2_OK);
     *state = f;
     return 0;
+}
+
+static int
+setup(void **state)
+{
+    return setup_with(state, policy_text);
+}
+
+static int
+setup128(void **state)
+{
+    return setup_with(state, policy128_text);
 }
 
 static int
@@ -206,6 +225,25 @@ test_zone_id_dropped(void **state)
                         "127.0.0.1");
 }
 
+/* With ipv6_prefix 128 the key is the whole address: in its usual
+ * spelling, whatever spelling a proxy's header used (found by
+ * fuzz_forwarded: "2001:DB8::1" was a key of its own). */
+static void
+test_ipv6_128_one_spelling(void **state)
+{
+    fixture_t *f = *state;
+    char ip[48];
+
+    assert_int_equal(decide(f, "127.0.0.1", "2001:DB8::1", NULL, ip),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(decide(f, "127.0.0.1", "2001:db8:0::1", NULL, ip),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(decide(f, "127.0.0.1", "2001:0db8::0:1", NULL, ip),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(decide(f, "127.0.0.1", "2001:db8::2", NULL, ip),
+                     RL2_OUTCOME_ALLOW);
+}
+
 static void
 test_forwarded_parse(void **state)
 {
@@ -251,6 +289,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_zone_id_dropped, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_128_one_spelling,
+                                        setup128, teardown),
         cmocka_unit_test(test_forwarded_parse),
     };
 
