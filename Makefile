@@ -134,9 +134,13 @@ demo: deps
 	@$(MAKE) --no-print-directory lib module
 	@SAN=$(SAN) BUILD=$(BUILD) scripts/demo.sh
 
+# Each target until a million executions (at most 15 min each); the
+# counts go into docs/PERFORMANCE.md.
 fuzz: deps
 	@$(MAKE) --no-print-directory lib
-	@BUILD=$(BUILD) tests/fuzz/run.sh
+	@BUILD=$(BUILD) FUZZ_RUNS=$${FUZZ_RUNS:-1000000} \
+	    FUZZ_SECONDS=$${FUZZ_SECONDS:-900} \
+	    FUZZ_RECORD=docs/PERFORMANCE.md tests/fuzz/run.sh
 
 # The reliability suites with their long sizes (a million-client flood).
 soak: deps

@@ -3,7 +3,8 @@
  * common/headers.c driven with arbitrary verdicts.  Any bytes choose the
  * outcome, the layers (each one of a policy's limits, of every
  * algorithm, with arbitrary 64-bit results), the shown layer, the tier,
- * the header switches and the wall clock (up to year 2200, the range the
+ * the header switches (legacy, scope, algorithm, delta reset) and the
+ * wall clock (up to year 2200, the range the
  * algorithms promise).  The renderer must never crash or overflow, and:
  *   - rl2_headers_size() is enough: nothing rendered into that many bytes
  *     is cut short (same values as with a buffer of 64 KiB);
@@ -177,6 +178,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     policy->reset_delta = switches & 1;
     policy->header_scope = (switches >> 1) & 1;
     policy->header_algorithm = (switches >> 2) & 1;
+    policy->header_legacy = (switches >> 3) & 1;
     now.mono_us = (int64_t)take(&r, 8);
     now.wall_us = (int64_t)(take(&r, 8) % 7258118400000000ULL);
     small = take(&r, 1) % 80;
