@@ -24,6 +24,15 @@ for t in $TARGETS; do
     clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" common/*.c \
         -lconfig -lhiredis -lpthread -lrt
 done
+# what TARGET -- the code a target drives, for the record.
+what() {
+    case "$1" in
+    config) echo "policy loader (libconfig text to policy)" ;;
+    match) echo "a whole decision: matcher, keys, local store, headers" ;;
+    forwarded) echo "X-Forwarded-For / Forwarded parsing, client address" ;;
+    headers) echo "RateLimit headers and 429 body from arbitrary verdicts" ;;
+    esac
+}
 status=0
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
 rows=""
@@ -51,7 +60,7 @@ for t in $TARGETS; do
     grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' \
         "$OUT/fuzz_$t.log" || true
     n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/fuzz_$t.log")
-    rows="$rows| fuzz_$t | ${n:-0} | $secs | $( [ "$rc" -eq 0 ] && echo none || echo "**crash**, see build/fuzz/fuzz_$t.log" ) |
+    rows="$rows| fuzz_$t | $(what "$t") | ${n:-0} | $secs | $( [ "$rc" -eq 0 ] && echo none || echo "**crash**, see build/fuzz/fuzz_$t.log" ) |
 "
 done
 if [ -n "$RECORD" ]; then
@@ -64,9 +73,12 @@ Each libFuzzer target of \`tests/fuzz/\` (ASan + UBSan), run by
 \`make fuzz\` on $(date -u +%Y-%m-%d) until ${RUNS:-unbounded} executions
 or ${SECONDS_EACH} s, its seed corpus in \`tests/fuzz/corpus/\` replayed first:
 
-| target | executions | seconds | crashes |
-|---|---|---|---|
+| target | drives | executions | seconds | crashes |
+|---|---|---|---|---|
 ${rows}
+Reproduce with \`make fuzz\` (\`FUZZ_RUNS\`, \`FUZZ_SECONDS\` override the
+bounds); a crash leaves its input in \`build/fuzz/\`.  \`make check\` runs
+each target for 5 s on the same corpora.
 $end"
     touch "$RECORD"
     if grep -qF "$begin" "$RECORD"; then
