@@ -6,8 +6,9 @@
  * the header switches (legacy, scope, algorithm, delta reset) and the
  * wall clock (up to year 2200, the range the
  * algorithms promise).  The renderer must never crash or overflow, and:
- *   - rl2_headers_size() is enough: nothing rendered into that many bytes
- *     is cut short (same values as with a buffer of 64 KiB);
+ *   - asked with no room, it emits nothing and says how much it needs
+ *     (at most RL2_HEADERS_MAX); given exactly that, it emits every
+ *     field, the same as with 64 KiB;
  *   - every value is one line of printable text; Retry-After is a whole
  *     number >= 1, sent exactly when the verdict is a denial;
  *   - the body is NUL-terminated in any buffer size, and a JSON object
@@ -184,12 +185,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     small = take(&r, 1) % 80;
     build(&r, &v);
 
-    need = rl2_headers_size(&v);
-    char *buf = malloc(need);
+    /* Too small a buffer: nothing emitted, the size needed returned. */
+    need = rl2_headers_render(policy, &v, &now, NULL, 0, sink, &exact);
+    if (exact.len != 0 || need > RL2_HEADERS_MAX
+        || (v.shown >= 0) != (need > 0)) {
+        abort();
+    }
+    char *buf = malloc(need ? need : 1);
 
-    rl2_headers_render(policy, &v, &now, buf, need, sink, &exact);
-    rl2_headers_render(policy, &v, &now, big, sizeof(big), sink, &roomy);
-    if (exact.len != roomy.len || memcmp(exact.seen, roomy.seen, exact.len)
+    if (rl2_headers_render(policy, &v, &now, buf, need, sink, &exact)
+            != need
+        || rl2_headers_render(policy, &v, &now, big, sizeof(big), sink,
+                              &roomy) != need
+        || exact.len != roomy.len || memcmp(exact.seen, roomy.seen, exact.len)
         || exact.retry_after
                != (v.outcome == RL2_OUTCOME_DENY && v.shown >= 0)) {
         abort();
