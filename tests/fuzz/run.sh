@@ -78,7 +78,9 @@ or ${SECONDS_EACH} s, its seed corpus in \`tests/fuzz/corpus/\` replayed first:
 ${rows}
 Reproduce with \`make fuzz\` (\`FUZZ_RUNS\`, \`FUZZ_SECONDS\` override the
 bounds); a crash leaves its input in \`build/fuzz/\`.  \`make check\` runs
-each target for 5 s on the same corpora.
+each target for 5 s on the same corpora.  fuzz_config runs without
+per-input leak checks (libconfig's own leaks on syntax errors make each
+one a full LSan scan); its whole corpus is then replayed with them.
 $end"
     touch "$RECORD"
     if grep -qF "$begin" "$RECORD"; then
