@@ -10,8 +10,9 @@
  *   - every hop and address is NUL-terminated inside its buffer.
  *
  * Input: one flag byte (bit 0: X-Forwarded-For present, bit 1: Forwarded
- * present, bit 2: the policy that keys IPv6 by whole address, /128), then the peer, the
- * X-Forwarded-For value and the Forwarded value separated by NUL bytes.
+ * present, bit 2: the policy that keys IPv6 by whole address, /128), then
+ * the peer, the X-Forwarded-For value and the Forwarded value separated
+ * by NUL bytes.
  */
 #include <arpa/inet.h>
 #include <stdint.h>

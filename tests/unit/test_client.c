@@ -23,14 +23,16 @@ static const char *const policy_text =
     "trusted_proxies = [ \"127.0.0.1\", \"::1\" ];\n"
     "whitelist = { addresses = [ \"192.0.2.128/25\" ]; };\n"
     "rules = ( { name = \"one\"; paths = [ \"/**\" ];\n"
-    "  limits = ( { rate = \"1/hour\"; algorithm = \"sliding_log\"; } ); } );\n";
+    "  limits = ( { rate = \"1/hour\";\n"
+    "               algorithm = \"sliding_log\"; } ); } );\n";
 
 /* Every IPv6 address its own key. */
 static const char *const policy128_text =
     "trusted_proxies = [ \"127.0.0.1\" ];\n"
     "ipv6_prefix = 128;\n"
     "rules = ( { name = \"one\"; paths = [ \"/**\" ];\n"
-    "  limits = ( { rate = \"1/hour\"; algorithm = \"sliding_log\"; } ); } );\n";
+    "  limits = ( { rate = \"1/hour\";\n"
+    "               algorithm = \"sliding_log\"; } ); } );\n";
 
 typedef struct {
     const char *xff;
