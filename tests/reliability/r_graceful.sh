@@ -36,9 +36,8 @@ CONF
 
     # Constant load; each graceful restart is followed at once by more
     # requests against the quota, while the old generation still serves.
-    n=$((8000 * ROUNDS))
-    ab -q -n "$n" -c 16 -s 10 "http://127.0.0.1:$P/free/x" \
-        >"$T_DIR/$mpm.ab" 2>&1 &
+    ab -q -t $((2 * ROUNDS + 2)) -n 10000000 -c 16 -s 10 \
+        "http://127.0.0.1:$P/free/x" >"$T_DIR/$mpm.ab" 2>&1 &
     jl=$!
     sleep 0.3
     gens=0
@@ -55,8 +54,13 @@ CONF
     fi
     wait "$jl"
     is "$mpm: $ROUNDS graceful restarts accepted" "$ROUNDS" "$gens"
-    is "$mpm: every request of the load answered" "$n" \
-        "$(sed -n 's/^Complete requests: *//p' "$T_DIR/$mpm.ab")"
+    n=$(sed -n 's/^Complete requests: *//p' "$T_DIR/$mpm.ab")
+    if [ "${n:-0}" -gt 1000 ]; then
+        ok "$mpm: the load ran ($n requests)"
+    else
+        not_ok "$mpm: the load ran (${n:-no} requests)"
+        sed 's/^/#   /' "$T_DIR/$mpm.ab" | tail -20
+    fi
     is "$mpm: no failed request" 0 \
         "$(sed -n 's/^Failed requests: *//p' "$T_DIR/$mpm.ab")"
     is "$mpm: no non-2xx response in the load" "" \
