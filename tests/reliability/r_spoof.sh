@@ -18,14 +18,22 @@ PT=$(free_port)
 apache_conf "$D" "$P0" event
 
 # policy FILE TAG TRUSTED -- the same rules, each server its own proxies
-# and its own limit names (so that counts are not shared).
+# and its own limit names (so that counts are not shared).  Sixteen rules
+# and more are found through the rule index (by first path segment): the
+# path spellings below go through it.
 policy() {
+    local fill="" i
+    for i in $(seq 1 14); do
+        fill="$fill    { name = \"f$i\"; paths = [ \"/f$i/**\" ];
+      limits = ( { name = \"f$i\"; rate = \"1000/1d\"; } ); },
+"
+    done
     cat >"$1" <<CONF
 $3
 tiers = [ "free", "pro" ];
 tier_from = { header = "X-Tier"; };
 rules = (
-    { name = "ip"; paths = [ "/ip/**" ];
+$fill    { name = "ip"; paths = [ "/ip/**" ];
       limits = ( { name = "ip$2"; rate = "3/1d"; key = "ip";
                    algorithm = "sliding_log"; } ); },
     { name = "t"; paths = [ "/t/**" ]; key = "ip";
