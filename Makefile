@@ -4,6 +4,7 @@
 #   make check      install dependencies, build, run every test suite
 #   make demo       build and run Apache with the module on loopback
 #   make fuzz       run the libFuzzer targets for a bounded time
+#   make soak       the reliability suites at length (RL2_SOAK=1)
 #   make SAN=1 ...  the same with AddressSanitizer + UBSan
 #   make clean
 
@@ -51,7 +52,7 @@ CGI_BIN  := $(BUILD)/fcgi/ratelimit2-cgi
 MODULE   := $(BUILD)/mod_ratelimit2.so
 MOD_SRC  := $(sort $(wildcard mod_ratelimit2/*.c))
 
-.PHONY: all lib module fcgi tests check demo fuzz clean deps
+.PHONY: all lib module fcgi tests check demo fuzz soak clean deps
 
 all: lib module fcgi tests ctl
 
@@ -133,9 +134,18 @@ demo: deps
 	@$(MAKE) --no-print-directory lib module
 	@SAN=$(SAN) BUILD=$(BUILD) scripts/demo.sh
 
+# Each target until a million executions (at most 15 min each); the
+# counts go into docs/PERFORMANCE.md.
 fuzz: deps
 	@$(MAKE) --no-print-directory lib
-	@BUILD=$(BUILD) tests/fuzz/run.sh
+	@BUILD=$(BUILD) FUZZ_RUNS=$${FUZZ_RUNS:-1000000} \
+	    FUZZ_SECONDS=$${FUZZ_SECONDS:-900} \
+	    FUZZ_RECORD=docs/PERFORMANCE.md tests/fuzz/run.sh
+
+# The reliability suites with their long sizes (a million-client flood).
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@SAN=$(SAN) BUILD=$(BUILD) RL2_SOAK=1 ONLY=reliability/ tests/run-all.sh
 
 clean:
 	rm -rf build

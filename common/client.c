@@ -15,22 +15,68 @@
 
 #include "buf.h"
 #include "decide_internal.h"
+#include "forwarded.h"
 
 /* ---- the client address ---- */
 
+/* An IPv6 zone id ("fe80::1%eth0") names an interface of the host that
+ * wrote it, not a client: it is dropped.  An IPv4-mapped IPv6 address
+ * (::ffff:192.0.2.1, as dual-stack proxies write) is that IPv4 address:
+ * same key, same whitelist and proxy ranges.  *canon is set when text is
+ * not the address's usual spelling (then rl2_addr_text gives it). */
 static int
-rl2_addr_parse(const char *text, int *family, uint8_t addr[16])
+rl2_addr_parse_canon(const char *text, int *family, uint8_t addr[16],
+                     int *canon)
 {
+    char nozone[48];
+    const char *pct;
+
     memset(addr, 0, 16);
+    *canon = 0;
     if (inet_pton(AF_INET, text, addr) == 1) {
         *family = AF_INET;
         return 0;
     }
-    if (inet_pton(AF_INET6, text, addr) == 1) {
-        *family = AF_INET6;
-        return 0;
+    if ((pct = strchr(text, '%')) != NULL) {
+        if ((size_t)(pct - text) >= sizeof(nozone)) {
+            return -1;
+        }
+        memcpy(nozone, text, (size_t)(pct - text));
+        nozone[pct - text] = '\0';
+        text = nozone;
+        *canon = 1;
     }
-    return -1;
+    if (inet_pton(AF_INET6, text, addr) != 1) {
+        return -1;
+    }
+    *family = AF_INET6;
+    if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
+        memmove(addr, addr + 12, 4);
+        memset(addr + 4, 0, 12);
+        *family = AF_INET;
+        *canon = 1;
+    }
+    return 0;
+}
+
+static int
+rl2_addr_parse(const char *text, int *family, uint8_t addr[16])
+{
+    int canon;
+
+    return rl2_addr_parse_canon(text, family, addr, &canon);
+}
+
+/* The parsed address's text into the verdict: the usual spelling when
+ * the given one was mapped or zoned, else the text as given. */
+static void
+rl2_addr_text(rl2_verdict_t *v, const char *text, int canon)
+{
+    if (!canon
+        || inet_ntop(v->addr_family, v->addr, v->client_ip,
+                     sizeof(v->client_ip)) == NULL) {
+        rl2_copy(v->client_ip, sizeof(v->client_ip), text);
+    }
 }
 
 static int
@@ -74,9 +120,30 @@ rl2_list_pop(const char *list, long len, char *out, size_t outlen)
     return start > 0 ? start - 1 : -1;
 }
 
-/* Walk X-Forwarded-For right to left while the hop we stand on is a
- * trusted proxy: the client is the right-most untrusted address.  An
- * unparsable hop stops the walk at the last good address. */
+/* Step from the hop we stand on (a trusted proxy) to the one before it:
+ * returns 1 when that is a trusted proxy too (walk on), 0 when it is the
+ * client or does not parse (stop at the last good address). */
+static int
+rl2_take_hop(rl2_ctx_t *c, const char *hop)
+{
+    const rl2_policy_t *p = c->policy;
+    rl2_verdict_t *v = c->v;
+    int family, canon;
+    uint8_t addr[16];
+
+    if (rl2_addr_parse_canon(hop, &family, addr, &canon) != 0) {
+        return 0;
+    }
+    v->addr_family = family;
+    memcpy(v->addr, addr, 16);
+    rl2_addr_text(v, hop, canon);
+    return rl2_addr_in(p->trusted, p->n_trusted, family, addr);
+}
+
+/* Walk X-Forwarded-For (or, when a proxy sent none, the for= nodes of
+ * Forwarded) right to left while the hop we stand on is a trusted proxy:
+ * the client is the right-most untrusted address.  An unparsable hop
+ * stops the walk at the last good address. */
 static void
 rl2_resolve_forwarded(rl2_ctx_t *c)
 {
@@ -84,8 +151,6 @@ rl2_resolve_forwarded(rl2_ctx_t *c)
     rl2_verdict_t *v = c->v;
     const char *xff;
     char hop[48];
-    int family;
-    uint8_t addr[16];
 
     if (p->n_trusted == 0 || c->req->header == NULL
         || !rl2_addr_in(p->trusted, p->n_trusted, v->addr_family, v->addr)) {
@@ -93,19 +158,20 @@ rl2_resolve_forwarded(rl2_ctx_t *c)
     }
     xff = c->req->header(c->req->header_ctx, "X-Forwarded-For");
     if (xff == NULL) {
+        rl2_fwd_hops_t hops;
+
+        rl2_forwarded_parse(c->req->header(c->req->header_ctx, "Forwarded"),
+                            &hops);
+        for (size_t i = hops.n; i > 0 && rl2_take_hop(c, hops.hop[i - 1]);
+             i--) {
+        }
         return;
     }
     long len = (long)strlen(xff);
 
     while (len >= 0) {
         len = rl2_list_pop(xff, len, hop, sizeof(hop));
-        if (rl2_addr_parse(hop, &family, addr) != 0) {
-            return;
-        }
-        v->addr_family = family;
-        memcpy(v->addr, addr, 16);
-        rl2_copy(v->client_ip, sizeof(v->client_ip), hop);
-        if (!rl2_addr_in(p->trusted, p->n_trusted, family, addr)) {
+        if (!rl2_take_hop(c, hop)) {
             return;
         }
     }
@@ -119,9 +185,17 @@ rl2_group_ip(rl2_ctx_t *c, size_t client_len)
     uint8_t masked[16];
     unsigned bits = c->policy->ipv6_prefix;
 
-    if (v->addr_family != AF_INET6 || bits >= 128) {
+    if (v->addr_family != AF_INET6) {
         c->group_ip = v->client_ip;
         c->group_len = client_len;
+        return;
+    }
+    if (bits >= 128) {
+        /* The usual spelling, not the one a header used: "2001:DB8::1"
+         * and "2001:db8:0::1" are one client. */
+        inet_ntop(AF_INET6, v->addr, c->group_buf, sizeof(c->group_buf));
+        c->group_ip = c->group_buf;
+        c->group_len = strlen(c->group_buf);
         return;
     }
     memset(masked, 0, sizeof(masked));
@@ -154,10 +228,14 @@ rl2_resolve_address(rl2_ctx_t *c)
         v->client_ip[n] = '\0';
         /* Parsing is needed only to compare with networks or to group
          * IPv6; a plain IPv4 key is its text. */
+        int canon;
+
         if ((p->n_trusted || p->n_wl_nets || p->n_clients
              || memchr(peer, ':', n) != NULL)
-            && rl2_addr_parse(peer, &v->addr_family, v->addr) == 0
-            && p->n_trusted > 0) {
+            && rl2_addr_parse_canon(peer, &v->addr_family, v->addr,
+                                    &canon) == 0
+            && (canon || p->n_trusted > 0)) {
+            rl2_addr_text(v, peer, canon);
             rl2_resolve_forwarded(c);
             n = strlen(v->client_ip);
         }

@@ -2,9 +2,10 @@
  * match.c -- which rules a request falls under: path normalisation, path
  * and host globs, method sets.
  *
- * Rules match the normalised path, so "/api//v2/./x", "/api/v2/y/../x"
- * and "/api/%76%32/x" all meet the rule written for "/api/v2/x": a client
- * cannot step around a limit by spelling its path differently.
+ * Rules match the normalised path, so "/api//v2/./x", "/api/v2/y/../x",
+ * "/api/%76%32/x", "/API/v2/x" and "/api/v2/x/" all meet the rule written
+ * for "/api/v2/x": a client cannot step around a limit by spelling its
+ * path differently.
  */
 #include <ctype.h>
 #include <string.h>
@@ -133,6 +134,14 @@ rl2_path_normalise(const char *path, char *out, size_t outlen)
     return 0;
 }
 
+/* ASCII case folding: "/API/login" is "/api/login" to a backend that
+ * routes without case, so it must meet the same rule. */
+static inline int
+rl2_fold(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
 int
 rl2_glob_match(const char *glob, const char *text)
 {
@@ -159,14 +168,19 @@ rl2_glob_match(const char *glob, const char *text)
                 }
             }
         }
-        if (*text == '\0' || (*glob != '?' && *glob != *text)
+        if (*text == '\0') {
+            /* One trailing slash is optional on either side: most
+             * applications serve "/auth/login/" as "/auth/login". */
+            return glob[0] == '/' && glob[1] == '\0';
+        }
+        if ((*glob != '?' && rl2_fold(*glob) != rl2_fold(*text))
             || (*glob == '?' && *text == '/')) {
             return 0;
         }
         glob++;
         text++;
     }
-    return *text == '\0';
+    return *text == '\0' || (text[0] == '/' && text[1] == '\0');
 }
 
 static int

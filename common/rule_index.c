@@ -46,13 +46,35 @@ typedef struct {
     uint32_t    rule;
 } rl2_rix_pair_t;
 
+/* Paths meet rules without ASCII case (match.c), so segments are filed
+ * and found without it too. */
+static inline int
+rl2_rix_fold(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+static int
+rl2_rix_cmp(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int d = rl2_rix_fold((unsigned char)a[i])
+                - rl2_rix_fold((unsigned char)b[i]);
+
+        if (d != 0) {
+            return d;
+        }
+    }
+    return 0;
+}
+
 static uint32_t
 rl2_rix_hash(const char *s, size_t len)
 {
     uint32_t h = 2166136261u;   /* FNV-1a */
 
     for (size_t i = 0; i < len; i++) {
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
+        h = (h ^ (uint32_t)rl2_rix_fold((unsigned char)s[i])) * 16777619u;
     }
     return h;
 }
@@ -76,7 +98,7 @@ rl2_rix_pair_cmp(const void *a, const void *b)
 {
     const rl2_rix_pair_t *x = a, *y = b;
     size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->segment, y->segment, n);
+    int c = rl2_rix_cmp(x->segment, y->segment, n);
 
     if (c != 0) {
         return c;
@@ -139,8 +161,8 @@ rl2_rix_fill(rl2_rule_index_t *ix, const rl2_rix_pair_t *pairs, size_t n)
         uint32_t first = out;
 
         for (; j < n && pairs[j].len == pairs[i].len
-               && memcmp(pairs[j].segment, pairs[i].segment,
-                         pairs[i].len) == 0; j++) {
+               && rl2_rix_cmp(pairs[j].segment, pairs[i].segment,
+                              pairs[i].len) == 0; j++) {
             if (j == i || pairs[j].rule != pairs[j - 1].rule) {
                 ix->idx[out++] = pairs[j].rule;
             }
@@ -206,7 +228,7 @@ rl2_rule_index_lookup(const rl2_rule_index_t *ix, const char *path,
     for (; ix->slots[i].segment != NULL; i = (i + 1) & ix->mask) {
         const rl2_rix_slot_t *s = &ix->slots[i];
 
-        if (s->len == len && memcmp(s->segment, path + 1, len) == 0) {
+        if (s->len == len && rl2_rix_cmp(s->segment, path + 1, len) == 0) {
             out->seg = ix->idx + s->first;
             out->n_seg = s->count;
             return;

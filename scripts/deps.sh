@@ -8,7 +8,7 @@ PKGS="build-essential pkg-config
 apache2 apache2-dev apache2-utils
 libconfig-dev libcmocka-dev libhiredis-dev libfcgi-dev spawn-fcgi
 redis-server lighttpd nginx systemd iproute2
-curl wrk valgrind
+curl wrk valgrind procps
 fail2ban prometheus file
 clang libclang-rt-14-dev llvm
 debhelper dpkg-dev lintian groff-base perl

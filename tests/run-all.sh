@@ -69,6 +69,12 @@ for t in tests/integration/t_*.sh; do
     [ -f "$t" ] || continue
     run_suite tap "integration/$(basename "$t" .sh)" bash "$t"
 done
+# Reliability suites (faults, floods, spoofing, bad input): bounded sizes
+# here, long ones with RL2_SOAK=1 (make soak).
+for t in tests/reliability/r_*.sh; do
+    [ -f "$t" ] || continue
+    run_suite tap "reliability/$(basename "$t" .sh)" bash "$t"
+done
 echo "total time $(( $(date +%s) - total_start ))s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

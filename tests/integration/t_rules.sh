@@ -80,7 +80,7 @@ GET    /files/%61.txt            $L                 l_files
 GET    /files                    $L                 l_default
 GET    /static/../files/b        $L                 l_files
 GET    /files/../api/v9/export   $L                 l_export
-GET    /FILES/b                  $L                 l_default
+GET    /FILES/b                  $L                 l_files
 POST   /auth/login               $L                 l_login
 POST   /auth/register            $L                 l_login
 GET    /auth/login               $L                 l_default

@@ -197,6 +197,25 @@ test_method_bits(void **state)
     }
 }
 
+/* Case and a trailing slash are spellings too: a backend that routes
+ * without them must not see a request that stepped around its rule. */
+static void
+test_case_and_trailing_slash(void **state)
+{
+    (void)state;
+    assert_true(rl2_glob_match("/api/*/export", "/API/v1/Export"));
+    assert_true(rl2_glob_match("/auth/login", "/auth/login/"));
+    assert_true(rl2_glob_match("/projects/", "/projects"));
+    assert_true(rl2_glob_match("/api/*", "/api/x/"));
+    assert_true(rl2_glob_match("/files/**", "/FILES/a"));
+    assert_false(rl2_glob_match("/auth/login", "/auth/login//"));
+    assert_false(rl2_glob_match("/auth/login", "/auth/loginx"));
+    assert_false(rl2_glob_match("/api/*", "/api/x/y"));
+    assert_string_equal(rule_of("POST", "/Generations/g1/EXPORT/"),
+                        "export");
+    assert_string_equal(rule_of("GET", "/x/%2e%2e/FILES/./a"), "files");
+}
+
 int
 main(void)
 {
@@ -209,6 +228,7 @@ main(void)
         cmocka_unit_test(test_short_paths_match),
         cmocka_unit_test(test_long_segment_still_matches),
         cmocka_unit_test(test_dot_padding_still_matches),
+        cmocka_unit_test(test_case_and_trailing_slash),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

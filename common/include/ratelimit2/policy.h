@@ -276,7 +276,9 @@ rl2_status_t rl2_limit_set_unlimited(rl2_policy_t *policy,
 int rl2_cidr_match(const rl2_cidr_t *net, int family, const uint8_t *addr);
 
 /* Glob match: '*' matches within one path segment (no '/'), '**' matches
- * across segments, '?' one character; everything else literally. */
+ * across segments, '?' one character; everything else literally but for
+ * ASCII case, and one trailing '/' on either side is optional ("/a/"
+ * matches "/a" and the reverse). */
 int rl2_glob_match(const char *glob, const char *text);
 
 /* Normalise a request path into out (size outlen): strip the query,

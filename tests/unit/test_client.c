@@ -1,0 +1,300 @@
+/*
+ * test_client.c -- who the client is behind proxies: X-Forwarded-For and
+ * Forwarded believed only from trusted proxies, the Forwarded parser, and
+ * addresses spelled in more than one way (IPv4-mapped IPv6, zone ids)
+ * meeting one key.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "../../common/forwarded.h"
+#include "ratelimit2/config.h"
+#include "ratelimit2/decide.h"
+#include "ratelimit2/store_local.h"
+
+static const char *const policy_text =
+    "trusted_proxies = [ \"127.0.0.1\", \"::1\" ];\n"
+    "whitelist = { addresses = [ \"192.0.2.128/25\" ]; };\n"
+    "rules = ( { name = \"one\"; paths = [ \"/**\" ];\n"
+    "  limits = ( { rate = \"1/hour\";\n"
+    "               algorithm = \"sliding_log\"; } ); } );\n";
+
+/* Every IPv6 address its own key. */
+static const char *const policy128_text =
+    "trusted_proxies = [ \"127.0.0.1\" ];\n"
+    "ipv6_prefix = 128;\n"
+    "rules = ( { name = \"one\"; paths = [ \"/**\" ];\n"
+    "  limits = ( { rate = \"1/hour\";\n"
+    "               algorithm = \"sliding_log\"; } ); } );\n";
+
+typedef struct {
+    const char *xff;
+    const char *fwd;
+} hdrs_t;
+
+static const char *
+header(void *ctx, const char *name)
+{
+    hdrs_t *h = ctx;
+
+    if (strcasecmp(name, "X-Forwarded-For") == 0) {
+        return h->xff;
+    }
+    if (strcasecmp(name, "Forwarded") == 0) {
+        return h->fwd;
+    }
+    return NULL;
+}
+
+typedef struct {
+    rl2_policy_t *policy;
+    rl2_zone_t   *zone;
+    rl2_store_t  *store;
+    char          zname[64];
+} fixture_t;
+
+static int
+setup_with(void **state, const char *text)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    rl2_err_t err;
+
+    assert_non_null(f);
+    assert_int_equal(rl2_config_load_string(text, "t.conf", NULL,
+                                            &f->policy, &err), RL2_OK);
+    snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-client",
+             (int)getpid());
+    assert_int_equal(rl2_zone_open(f->zname, 64, f->policy->max_state_size,
+                                   0600, &f->zone, &err), RL2_OK);
+    assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err),
+                     RL2_OK);
+    *state = f;
+    return 0;
+}
+
+static int
+setup(void **state)
+{
+    return setup_with(state, policy_text);
+}
+
+static int
+setup128(void **state)
+{
+    return setup_with(state, policy128_text);
+}
+
+static int
+teardown(void **state)
+{
+    fixture_t *f = *state;
+    rl2_err_t err;
+
+    rl2_store_destroy(f->store);
+    rl2_zone_close(f->zone);
+    rl2_zone_unlink(f->zname, &err);
+    rl2_policy_free(f->policy);
+    free(f);
+    return 0;
+}
+
+/* Decide one request; returns its outcome, the client into ip. */
+static rl2_outcome_t
+decide(fixture_t *f, const char *peer, const char *xff, const char *fwd,
+       char ip[48])
+{
+    hdrs_t h = { xff, fwd };
+    rl2_request_t req = { 0 };
+    rl2_verdict_t v;
+    rl2_clock_t now = { 1000000, 1700000000000000 };
+    rl2_err_t err;
+
+    req.method = "GET";
+    req.path = "/x";
+    req.peer_ip = peer;
+    req.header = header;
+    req.header_ctx = &h;
+    rl2_verdict_init(&v);
+    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
+                                RL2_PHASE_ALL, &now, &v, &err), RL2_OK);
+    strcpy(ip, v.client_ip);
+    return v.outcome;
+}
+
+static const char *
+client(fixture_t *f, const char *peer, const char *xff, const char *fwd)
+{
+    static char ip[48];
+
+    decide(f, peer, xff, fwd, ip);
+    return ip;
+}
+
+static void
+test_forwarded_from_trusted_proxy(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_string_equal(client(f, "127.0.0.1", NULL, "for=198.51.100.1"),
+                        "198.51.100.1");
+    assert_string_equal(client(f, "127.0.0.1", NULL,
+                               "for=\"[2001:db8::7]:4711\";proto=https"),
+                        "2001:db8::7");
+    assert_string_equal(client(f, "127.0.0.1", NULL,
+                               "For=\"198.51.100.2:80\""), "198.51.100.2");
+    /* Right to left over trusted hops. */
+    assert_string_equal(client(f, "127.0.0.1", NULL,
+                               "for=203.0.113.9, for=\"[::1]\";by=x, "
+                               "for=127.0.0.1"), "203.0.113.9");
+    /* X-Forwarded-For, when a proxy sent one, is what counts. */
+    assert_string_equal(client(f, "127.0.0.1", "203.0.113.5",
+                               "for=198.51.100.1"), "203.0.113.5");
+}
+
+static void
+test_forwarded_stops_at_what_it_cannot_read(void **state)
+{
+    fixture_t *f = *state;
+
+    /* Obfuscated, unknown or missing nodes: the client is the last good
+     * address, the proxy itself. */
+    assert_string_equal(client(f, "127.0.0.1", NULL, "for=_hidden"),
+                        "127.0.0.1");
+    assert_string_equal(client(f, "127.0.0.1", NULL,
+                               "for=198.51.100.1, for=unknown"), "127.0.0.1");
+    assert_string_equal(client(f, "127.0.0.1", NULL, "by=198.51.100.1"),
+                        "127.0.0.1");
+    assert_string_equal(client(f, "127.0.0.1", NULL,
+                               "for=198.51.100.1;for=198.51.100.2"),
+                        "127.0.0.1");
+}
+
+static void
+test_forwarded_untrusted_peer_ignored(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_string_equal(client(f, "192.0.2.9", NULL, "for=198.51.100.1"),
+                        "192.0.2.9");
+    assert_string_equal(client(f, "192.0.2.9", "198.51.100.1", NULL),
+                        "192.0.2.9");
+}
+
+/* ::ffff:a.b.c.d is a.b.c.d: one key, the IPv4 whitelist applies.
+ * Before, every mapped address fell into the IPv6 prefix "::/64". */
+static void
+test_mapped_ipv4_is_ipv4(void **state)
+{
+    fixture_t *f = *state;
+    char ip[48];
+
+    assert_int_equal(decide(f, "::ffff:192.0.2.1", NULL, NULL, ip),
+                     RL2_OUTCOME_ALLOW);
+    assert_string_equal(ip, "192.0.2.1");
+    assert_int_equal(decide(f, "192.0.2.1", NULL, NULL, ip),
+                     RL2_OUTCOME_DENY);
+    /* Two mapped clients are two clients. */
+    assert_int_equal(decide(f, "::ffff:192.0.2.2", NULL, NULL, ip),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(decide(f, "127.0.0.1", "::ffff:198.51.100.1", NULL, ip),
+                     RL2_OUTCOME_ALLOW);
+    assert_string_equal(ip, "198.51.100.1");
+    assert_int_equal(decide(f, "::ffff:192.0.2.200", NULL, NULL, ip),
+                     RL2_OUTCOME_BYPASS);
+    /* A mapped trusted proxy is trusted. */
+    assert_string_equal(client(f, "::ffff:127.0.0.1", "203.0.113.77", NULL),
+                        "203.0.113.77");
+}
+
+static void
+test_zone_id_dropped(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_string_equal(client(f, "127.0.0.1", "fe80::1%eth0", NULL),
+                        "fe80::1");
+    assert_string_equal(client(f, "127.0.0.1", NULL,
+                               "for=\"[fe80::2%25eth0]\""), "fe80::2");
+    /* Not an address with a zone: the walk stops at the proxy. */
+    assert_string_equal(client(f, "127.0.0.1", "198.51.100.1%eth0", NULL),
+                        "127.0.0.1");
+}
+
+/* With ipv6_prefix 128 the key is the whole address: in its usual
+ * spelling, whatever spelling a proxy's header used (found by
+ * fuzz_forwarded: "2001:DB8::1" was a key of its own). */
+static void
+test_ipv6_128_one_spelling(void **state)
+{
+    fixture_t *f = *state;
+    char ip[48];
+
+    assert_int_equal(decide(f, "127.0.0.1", "2001:DB8::1", NULL, ip),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(decide(f, "127.0.0.1", "2001:db8:0::1", NULL, ip),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(decide(f, "127.0.0.1", "2001:0db8::0:1", NULL, ip),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(decide(f, "127.0.0.1", "2001:db8::2", NULL, ip),
+                     RL2_OUTCOME_ALLOW);
+}
+
+static void
+test_forwarded_parse(void **state)
+{
+    rl2_fwd_hops_t h;
+    char big[4096] = "";
+
+    (void)state;
+    rl2_forwarded_parse("for=\"a,b\";x=\"q\\\"\", for=192.0.2.1 ,,"
+                        "for=\"[v6]:1", &h);
+    assert_int_equal(h.n, 4);
+    assert_string_equal(h.hop[0], "a,b");
+    assert_string_equal(h.hop[1], "192.0.2.1");
+    assert_string_equal(h.hop[2], "");
+    assert_string_equal(h.hop[3], "");   /* quote never closed */
+    rl2_forwarded_parse("", &h);
+    assert_int_equal(h.n, 0);
+    rl2_forwarded_parse(NULL, &h);
+    assert_int_equal(h.n, 0);
+    /* A long chain keeps the right-most hops, in order. */
+    for (int i = 0; i < 40; i++) {
+        char e[32];
+
+        snprintf(e, sizeof(e), "%sfor=10.0.0.%d", i ? ", " : "", i);
+        strcat(big, e);
+    }
+    rl2_forwarded_parse(big, &h);
+    assert_int_equal(h.n, RL2_FWD_HOPS_MAX);
+    assert_string_equal(h.hop[0], "10.0.0.24");
+    assert_string_equal(h.hop[RL2_FWD_HOPS_MAX - 1], "10.0.0.39");
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_forwarded_from_trusted_proxy,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_forwarded_stops_at_what_it_cannot_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forwarded_untrusted_peer_ignored,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mapped_ipv4_is_ipv4, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_zone_id_dropped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_128_one_spelling,
+                                        setup128, teardown),
+        cmocka_unit_test(test_forwarded_parse),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
