@@ -279,6 +279,9 @@ rl2_pick_shown(const rl2_verdict_t *v)
 {
     int best = -1;
 
+    if (v->n_layers == 1) {
+        return v->layers[0].limit->unlimited ? -1 : 0;
+    }
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i], *b;
 

@@ -108,12 +108,14 @@ sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
     for (size_t off = 0; off <= whole; off += 8) {
         m = off < whole ? load_le64(in + off) : sip_tail(in + whole, len);
         v3 ^= m;
+#pragma GCC unroll 2
         for (i = 0; i < c; i++) {
             SIP_ROUND(v0, v1, v2, v3);
         }
         v0 ^= m;
     }
     v2 ^= out128 != NULL ? 0xee : 0xff;
+#pragma GCC unroll 4
     for (i = 0; i < d; i++) {
         SIP_ROUND(v0, v1, v2, v3);
     }
@@ -122,6 +124,7 @@ sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
     }
     out128[0] = v0 ^ v1 ^ v2 ^ v3;
     v1 ^= 0xdd;
+#pragma GCC unroll 4
     for (i = 0; i < d; i++) {
         SIP_ROUND(v0, v1, v2, v3);
     }

@@ -505,6 +505,16 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
     if (limit->algo.algo == RL2_ALGO_CONCURRENCY) {
         policy->has_concurrency = 1;
     }
+    limit->ttl_us = 0;
+    if (limit->overflow.limit == 0
+        && (limit->algo.algo == RL2_ALGO_TOKEN_BUCKET
+            || limit->algo.algo == RL2_ALGO_LEAKY_BUCKET
+            || limit->algo.algo == RL2_ALGO_SLIDING_LOG
+            || limit->algo.algo == RL2_ALGO_CONCURRENCY)) {
+        /* These algorithms' key lifetime is fixed by their parameters:
+         * worked out once, not on every commit. */
+        limit->ttl_us = rl2_algo_ttl_us(&limit->algo, 0);
+    }
     rl2_limit_seed(limit);
     return rl2_limit_render(policy, limit, err);
 }

@@ -80,7 +80,8 @@ rl2_layer_commit(rl2_zone_t *zone, rl2_layer_t *l, void *state,
                                                   : &limit->algo;
     void *s = l->overflow_used ? rl2_overflow_state(limit, state) : state;
     int64_t t = rl2_clock_for(p, now);
-    int64_t ttl = rl2_algo_ttl_us(p, t);
+    int64_t ttl = limit->ttl_us > 0 && !l->overflow_used
+                  ? limit->ttl_us : rl2_algo_ttl_us(p, t);
 
     if (limit->overflow.limit != 0 && !l->overflow_used) {
         int64_t ottl = rl2_algo_ttl_us(&limit->overflow, now->mono_us);

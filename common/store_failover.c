@@ -183,6 +183,7 @@ scale_limit(const rl2_failover_t *f, const rl2_limit_t *in,
     uint32_t ppm = f->conf.local_share_ppm;
 
     *out = *in;
+    out->ttl_us = 0;  /* other parameters: worked out again */
     out->algo.limit = scale(in->algo.limit, ppm, in->cost);
     if (in->algo.burst > 0) {
         out->algo.burst = scale(in->algo.burst, ppm, in->cost);

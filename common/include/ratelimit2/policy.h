@@ -74,6 +74,13 @@ typedef struct {
     int               unlimited;  /* counted, never denied, no headers */
     unsigned          phase;      /* RL2_PHASE_EARLY or RL2_PHASE_LATE */
     size_t            state_size; /* zone bytes: main state then overflow */
+    int64_t           ttl_us;     /* how long a key outlives its last
+                                     commit, when that depends on neither
+                                     the time nor an overflow allowance
+                                     (buckets, sliding log, concurrency);
+                                     0: ask rl2_algo_ttl_us().  Set by
+                                     rl2_limit_finish; a copy with other
+                                     parameters must reset it */
     /* Rendered once by rl2_limit_finish for the response headers: the
      * quoted name ("name") and its RateLimit-Policy item
      * ("name";q=100;w=60; for a monthly quota without w, which varies). */
