@@ -24,18 +24,7 @@ RateLimit2Zone $(zone_name "$1") 10000
 RateLimit2Redis 127.0.0.1:$RP timeout=300
 RateLimit2Alerts On socket=$SINK interval=60
 ${2:-}
-<Location /fw>
-    RateLimit2Limit fw 100/1h algorithm=fixed_window
-</Location>
-<Location /sl>
-    RateLimit2Limit sl 100/1h algorithm=sliding_log
-</Location>
-<Location /tb>
-    RateLimit2Limit tb 100/1h algorithm=token_bucket
-</Location>
-<Location /lb>
-    RateLimit2Limit lb 100/1h algorithm=leaky_bucket
-</Location>
+$(algo_locations)
 <Location /sw>
     RateLimit2Limit sw 100/1h algorithm=sliding_window
 </Location>
@@ -49,10 +38,7 @@ ${2:-}
     RateLimit2Limit free 100000/1h algorithm=token_bucket
 </Location>
 CONF
-    for x in fw sl tb lb sw quota three free; do
-        mkdir -p "$d/htdocs/$x"
-        echo ok >"$d/htdocs/$x/x"
-    done
+    site_pages "$d/htdocs" fw sl tb lb sw quota three free
     apache_start "$d" || return 1
     PORT=$p
 }

@@ -57,10 +57,7 @@ RateLimit2Alerts On socket=$T_DIR/$1.sock interval=60
     RateLimit2Limit k 1000/1h algorithm=sliding_window
 </Location>
 CONF
-    for x in free q k; do
-        mkdir -p "$d/htdocs/$x"
-        echo ok >"$d/htdocs/$x/x"
-    done
+    site_pages "$d/htdocs" free q k
     apache_start "$d" || return 1
     PORT=$p
 }
