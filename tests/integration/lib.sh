@@ -303,6 +303,33 @@ zone_name() {
     echo "/$z"
 }
 
+# ---- Prometheus exposition ----
+
+# promtool_ok FILE -- a test: promtool finds no problem in FILE.
+promtool_ok() {
+    if promtool check metrics <"$1" >"$T_DIR/promtool.log" 2>&1; then
+        ok "promtool check metrics: no problem"
+    else
+        not_ok "promtool check metrics: no problem"
+        sed 's/^/# /' "$T_DIR/promtool.log"
+    fi
+}
+
+# counters_are FILE -- a test: the request, near-limit and overflow
+# counters in FILE are, sorted, exactly the lines on stdin.
+counters_are() {
+    cat >"$T_DIR/expected.txt"
+    grep -E '^ratelimit2_(requests|near_limit|overflow)_total' "$1" \
+        | sort >"$T_DIR/got.txt"
+    if diff "$T_DIR/expected.txt" "$T_DIR/got.txt" >"$T_DIR/diff.txt"; then
+        ok "every request counter equals the known traffic ($(wc -l \
+<"$T_DIR/expected.txt") series)"
+    else
+        not_ok "every request counter equals the known traffic"
+        sed 's/^/# /' "$T_DIR/diff.txt"
+    fi
+}
+
 # ---- Redis and a syslog stand-in ----
 
 # redis_start -- a redis-server on $RP (set by the caller, e.g. from
