@@ -340,6 +340,14 @@ redis_start() {
     redis_start_at "$RP" "$RDIR"
 }
 
+# redis_start_first -- redis_start on a free port ($RP) as a suite's first
+# test; the suite ends there when it does not start.
+redis_start_first() {
+    RP=$(free_port)
+    redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
+    ok "redis-server starts"
+}
+
 # redis_start_at PORT DIR -- a redis-server on PORT with its files in DIR,
 # stopped at exit; 0 once it answers PING.
 redis_start_at() {

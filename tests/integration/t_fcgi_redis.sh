@@ -7,9 +7,7 @@
 # 503 with Retry-After.
 . "$(dirname "$0")/fcgi_lib.sh"
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 
 # A syslog stand-in the alerts go to ($SINK, lines in $LOG).
 sink_start

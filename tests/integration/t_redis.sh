@@ -5,9 +5,7 @@
 # back to Redis when it returns; failover "closed" answers 503.
 source "$(dirname "$0")/lib.sh"
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 
 # A syslog stand-in the alerts go to ($SINK, lines in $LOG).
 sink_start

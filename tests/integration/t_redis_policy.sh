@@ -7,9 +7,7 @@
 # policies for each Redis topology pass configtest.
 . "$(dirname "$0")/fcgi_lib.sh"
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 sink_start
 
 POLICY=$T_DIR/policy.conf
