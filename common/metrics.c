@@ -9,6 +9,8 @@
 #endif
 
 #include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -519,5 +521,21 @@ rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok)
                               memory_order_relaxed);
     if (!ok) {
         bump(&m->shm->store_errors);
+    }
+}
+
+void
+rl2_mx_put(mx_out_t *o, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        o->out(o->ctx, line, (size_t)n < sizeof(line) ? (size_t)n
+                                                      : sizeof(line) - 1);
     }
 }

@@ -7,41 +7,19 @@
  * near-limit clients.
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
+#include "metrics_internal.h"
 
 #define CHART_W 600
 #define CHART_H 120
 #define BAR_W (CHART_W / RL2_METRICS_MINUTES)
 
-typedef struct {
-    rl2_out_fn out;
-    void      *ctx;
-} page_t;
-
-static void
-put(page_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-put(page_t *p, const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        p->out(p->ctx, line, (size_t)n < sizeof(line) ? (size_t)n
-                                                      : sizeof(line) - 1);
-    }
-}
+typedef mx_out_t page_t;
 
 static const char *
 html(const char *s, char *buf, size_t len)
@@ -75,7 +53,8 @@ page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
     if (gmtime_r(&t, &tm) != NULL) {
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
     }
-    put(p, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    rl2_mx_put(p, "<!DOCTYPE html>\n<html lang=\"en\"><head>"
+        "<meta charset=\"utf-8\">"
         "<title>ratelimit2 status</title><style>"
         "body{font:14px sans-serif;margin:1em 2em;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}"
@@ -88,7 +67,7 @@ page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
         "<p>%s &middot; up %" PRId64 " s &middot; policy generation %lu</p>"
         "\n<table>\n", CHART_W, when, e->uptime_s, e->generation);
     if (e->redis) {
-        put(p, "<tr><th>store</th><td>redis (failover %s)</td></tr>\n"
+        rl2_mx_put(p, "<tr><th>store</th><td>redis (failover %s)</td></tr>\n"
             "<tr><th>circuit</th><td class=\"%s\">%s</td></tr>\n"
             "<tr><th>circuit opens</th><td>%" PRIu64 "</td></tr>\n",
             rl2_failover_mode_name((rl2_failover_mode_t)e->failover_mode),
@@ -97,18 +76,19 @@ page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
             e->circuit_opens);
     }
     else {
-        put(p, "<tr><th>store</th><td>local zone</td></tr>\n");
+        rl2_mx_put(p, "<tr><th>store</th><td>local zone</td></tr>\n");
     }
     if (e->have_zone) {
         uint64_t pct = e->zone.entries ? e->zone.used * 100 / e->zone.entries
                                        : 0;
 
-        put(p, "<tr><th>zone</th><td class=\"%s\">%" PRIu64 " of %" PRIu64
-            " entries (%" PRIu64 "%%), %" PRIu64 " evictions</td></tr>\n",
+        rl2_mx_put(p, "<tr><th>zone</th><td class=\"%s\">%" PRIu64
+            " of %" PRIu64 " entries (%" PRIu64 "%%), %" PRIu64
+            " evictions</td></tr>\n",
             pct >= 80 ? "bad" : "", e->zone.used, e->zone.entries, pct,
             e->zone.evictions);
     }
-    put(p, "</table>\n");
+    rl2_mx_put(p, "</table>\n");
 }
 
 /* One rule's last hour: a bar per minute, allowed below denied. */
@@ -125,7 +105,7 @@ page_chart(page_t *p, const char *name,
         sd += min[i][1];
     }
     html(name, n, sizeof(n));
-    put(p, "<h3>%s: %" PRIu64 " allowed, %" PRIu64 " denied</h3>\n"
+    rl2_mx_put(p, "<h3>%s: %" PRIu64 " allowed, %" PRIu64 " denied</h3>\n"
         "<svg class=\"chart\" role=\"img\" width=\"%d\" height=\"%d\" "
         "viewBox=\"0 0 %d %d\">"
         "<title>%s per minute, last hour (peak %" PRIu64 ")</title>\n",
@@ -136,15 +116,15 @@ page_chart(page_t *p, const char *name,
         int x = (int)i * BAR_W;
 
         if (ha > 0) {
-            put(p, "<rect class=\"a\" x=\"%d\" y=\"%d\" width=\"%d\" "
+            rl2_mx_put(p, "<rect class=\"a\" x=\"%d\" y=\"%d\" width=\"%d\" "
                 "height=\"%d\"/>", x, CHART_H - ha, BAR_W - 1, ha);
         }
         if (hd > 0) {
-            put(p, "<rect class=\"d\" x=\"%d\" y=\"%d\" width=\"%d\" "
+            rl2_mx_put(p, "<rect class=\"d\" x=\"%d\" y=\"%d\" width=\"%d\" "
                 "height=\"%d\"/>", x, CHART_H - ha - hd, BAR_W - 1, hd);
         }
     }
-    put(p, "\n</svg>\n<div class=\"axis\"><span>60 min ago</span>"
+    rl2_mx_put(p, "\n</svg>\n<div class=\"axis\"><span>60 min ago</span>"
         "<span>peak %" PRIu64 "/min</span><span>now</span></div>\n", max);
 }
 
@@ -156,7 +136,7 @@ page_quiet(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
     char name[RL2_NAME_MAX + 1], h[4 * RL2_NAME_MAX + 8];
     const char *sep = "";
 
-    put(p, "<p>No request in the last hour: ");
+    rl2_mx_put(p, "<p>No request in the last hour: ");
     for (unsigned s = 2; s < RL2_METRICS_RULES; s++) {
         uint64_t any = 0;
 
@@ -167,11 +147,11 @@ page_quiet(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
             any |= min[i][0] | min[i][1];
         }
         if (any == 0) {
-            put(p, "%s%s", sep, html(name, h, sizeof(h)));
+            rl2_mx_put(p, "%s%s", sep, html(name, h, sizeof(h)));
             sep = ", ";
         }
     }
-    put(p, "</p>\n");
+    rl2_mx_put(p, "</p>\n");
 }
 
 static void
@@ -180,20 +160,20 @@ page_top(page_t *p, const char *title, const rl2_metrics_top_t *t, size_t n,
 {
     char c[4 * RL2_METRICS_CLIENT_MAX], r[4 * RL2_NAME_MAX + 8];
 
-    put(p, "<h2>%s</h2>\n", title);
+    rl2_mx_put(p, "<h2>%s</h2>\n", title);
     if (n == 0) {
-        put(p, "<p>none</p>\n");
+        rl2_mx_put(p, "<p>none</p>\n");
         return;
     }
-    put(p, "<table><tr><th>client</th><th>rule</th><th>count</th>"
+    rl2_mx_put(p, "<table><tr><th>client</th><th>rule</th><th>count</th>"
         "<th>last seen</th></tr>\n");
     for (size_t i = 0; i < n; i++) {
-        put(p, "<tr><td>%s</td><td>%s</td><td>%" PRIu64 "</td>"
+        rl2_mx_put(p, "<tr><td>%s</td><td>%s</td><td>%" PRIu64 "</td>"
             "<td>%" PRId64 " s ago</td></tr>\n",
             html(t[i].client, c, sizeof(c)), html(t[i].rule, r, sizeof(r)),
             t[i].count, now_wall_s - t[i].last_wall_s);
     }
-    put(p, "</table>\n");
+    rl2_mx_put(p, "</table>\n");
 }
 
 void
@@ -207,7 +187,7 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
     int charts = 0, quiet = 0;
 
     page_head(&p, env, now_wall_s);
-    put(&p, "<h2>Requests per minute, last hour</h2>\n<p>"
+    rl2_mx_put(&p, "<h2>Requests per minute, last hour</h2>\n<p>"
         "<svg width=\"10\" height=\"10\"><rect class=\"a\" width=\"10\" "
         "height=\"10\"/></svg> allowed "
         "<svg width=\"10\" height=\"10\"><rect class=\"d\" width=\"10\" "
@@ -230,7 +210,8 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
         charts++;
     }
     if (charts == 0) {
-        put(&p, "<p>no request counted by a rule in the last hour</p>\n");
+        rl2_mx_put(&p,
+                   "<p>no request counted by a rule in the last hour</p>\n");
     }
     if (quiet > 0) {
         page_quiet(&p, m, now_wall_s);
@@ -239,5 +220,5 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
              m != NULL ? rl2_metrics_top_limited(m, top) : 0, now_wall_s);
     page_top(&p, "Clients near a limit (80% or more used)", top,
              m != NULL ? rl2_metrics_top_near(m, top) : 0, now_wall_s);
-    put(&p, "</body></html>\n");
+    rl2_mx_put(&p, "</body></html>\n");
 }

@@ -121,4 +121,14 @@ void rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now);
 void rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2]);
 void rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us);
 
+/* metrics_html.c and metrics_prom.c: where a renderer writes, and printf
+ * to it (metrics.c; a piece longer than 1023 bytes is cut). */
+typedef struct {
+    rl2_out_fn out;
+    void      *ctx;
+} mx_out_t;
+
+void rl2_mx_put(mx_out_t *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif /* RL2_METRICS_INTERNAL_H */

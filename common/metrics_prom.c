@@ -9,41 +9,19 @@
  * escaped (\\, \", \n).
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
+#include "metrics_internal.h"
 
-typedef struct {
-    rl2_out_fn out;
-    void      *ctx;
-} prom_t;
-
-static void
-put(prom_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-put(prom_t *p, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        p->out(p->ctx, line, (size_t)n < sizeof(line) ? (size_t)n
-                                                      : sizeof(line) - 1);
-    }
-}
+typedef mx_out_t prom_t;
 
 static void
 family(prom_t *p, const char *name, const char *type, const char *help)
 {
-    put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    rl2_mx_put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* Names are letters, digits, '_', '.', '-' and the reserved "(...)", but
@@ -97,13 +75,13 @@ cell_line(void *ctx, const rl2_metrics_cell_t *c)
                                                == 0)) {
                 continue;
             }
-            put(x->p, "ratelimit2_requests_total{rule=\"%s\",tier=\"%s\","
-                "outcome=\"%s\"} %" PRIu64 "\n", r, t, outcome_names[k],
-                c->n[k]);
+            rl2_mx_put(x->p, "ratelimit2_requests_total{rule=\"%s\","
+                "tier=\"%s\",outcome=\"%s\"} %" PRIu64 "\n", r, t,
+                outcome_names[k], c->n[k]);
         }
     }
     else if (strcmp(c->rule, "(bypass)") != 0) {
-        put(x->p, "%s{rule=\"%s\",tier=\"%s\"} %" PRIu64 "\n",
+        rl2_mx_put(x->p, "%s{rule=\"%s\",tier=\"%s\"} %" PRIu64 "\n",
             x->pass == 1 ? "ratelimit2_near_limit_total"
                          : "ratelimit2_overflow_total", r, t,
             c->n[x->pass == 1 ? RL2_METRIC_NEAR : RL2_METRIC_OVERFLOW]);
@@ -139,20 +117,21 @@ prom_store(prom_t *p, const rl2_metrics_global_t *g)
            "Time the shared store (Redis) took to answer one call.");
     for (unsigned i = 0; i < RL2_METRICS_BUCKETS; i++) {
         cum += g->bucket[i];
-        put(p, "ratelimit2_store_duration_seconds_bucket{le=\"%" PRId64
+        rl2_mx_put(p, "ratelimit2_store_duration_seconds_bucket{le=\"%" PRId64
             ".%06" PRId64 "\"} %" PRIu64 "\n",
             rl2_metrics_bucket_us[i] / 1000000,
             rl2_metrics_bucket_us[i] % 1000000, cum);
     }
     cum += g->bucket[RL2_METRICS_BUCKETS];
-    put(p, "ratelimit2_store_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64
-        "\n", cum);
-    put(p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64
+    rl2_mx_put(p, "ratelimit2_store_duration_seconds_bucket{le=\"+Inf\"} "
+        "%" PRIu64 "\n", cum);
+    rl2_mx_put(p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64
         "\n", g->store_us_sum / 1000000, g->store_us_sum % 1000000);
-    put(p, "ratelimit2_store_duration_seconds_count %" PRIu64 "\n", cum);
+    rl2_mx_put(p, "ratelimit2_store_duration_seconds_count %" PRIu64 "\n", cum);
     family(p, "ratelimit2_redis_errors_total", "counter",
            "Calls to Redis that failed (error, timeout, no connection).");
-    put(p, "ratelimit2_redis_errors_total %" PRIu64 "\n", g->store_errors);
+    rl2_mx_put(p, "ratelimit2_redis_errors_total %" PRIu64 "\n",
+               g->store_errors);
 }
 
 static void
@@ -165,32 +144,33 @@ prom_env(prom_t *p, const rl2_metrics_env_t *e)
                "State of the circuit breaker in front of Redis (1: the "
                "current state).");
         for (int i = 0; i < 3; i++) {
-            put(p, "ratelimit2_circuit_state{state=\"%s\"} %d\n", states[i],
-                e->circuit == i);
+            rl2_mx_put(p, "ratelimit2_circuit_state{state=\"%s\"} %d\n",
+                       states[i], e->circuit == i);
         }
         family(p, "ratelimit2_circuit_opens_total", "counter",
                "Times the circuit breaker opened.");
-        put(p, "ratelimit2_circuit_opens_total %" PRIu64 "\n",
+        rl2_mx_put(p, "ratelimit2_circuit_opens_total %" PRIu64 "\n",
             e->circuit_opens);
     }
     if (e->have_zone) {
         family(p, "ratelimit2_zone_entries", "gauge",
                "Keys the local zone can hold.");
-        put(p, "ratelimit2_zone_entries %" PRIu64 "\n", e->zone.entries);
+        rl2_mx_put(p, "ratelimit2_zone_entries %" PRIu64 "\n", e->zone.entries);
         family(p, "ratelimit2_zone_used_entries", "gauge",
                "Keys held by the local zone.");
-        put(p, "ratelimit2_zone_used_entries %" PRIu64 "\n", e->zone.used);
+        rl2_mx_put(p, "ratelimit2_zone_used_entries %" PRIu64 "\n",
+                   e->zone.used);
         family(p, "ratelimit2_zone_evictions_total", "counter",
                "Live keys evicted from the local zone to make room.");
-        put(p, "ratelimit2_zone_evictions_total %" PRIu64 "\n",
+        rl2_mx_put(p, "ratelimit2_zone_evictions_total %" PRIu64 "\n",
             e->zone.evictions);
     }
     family(p, "ratelimit2_policy_generation", "gauge",
            "Generation of the policy in force (1 at start).");
-    put(p, "ratelimit2_policy_generation %lu\n", e->generation);
+    rl2_mx_put(p, "ratelimit2_policy_generation %lu\n", e->generation);
     family(p, "ratelimit2_uptime_seconds", "gauge",
            "Seconds since this front end started.");
-    put(p, "ratelimit2_uptime_seconds %" PRId64 "\n", e->uptime_s);
+    rl2_mx_put(p, "ratelimit2_uptime_seconds %" PRId64 "\n", e->uptime_s);
 }
 
 static void
@@ -199,18 +179,19 @@ prom_alerts(prom_t *p, const rl2_metrics_global_t *g,
 {
     family(p, "ratelimit2_limited_lines_total", "counter",
            "event=limited syslog lines sent.");
-    put(p, "ratelimit2_limited_lines_total %" PRIu64 "\n", g->limited_lines);
+    rl2_mx_put(p, "ratelimit2_limited_lines_total %" PRIu64 "\n",
+               g->limited_lines);
     family(p, "ratelimit2_limited_lines_held_total", "counter",
            "Refusals with no event=limited line (per-client interval).");
-    put(p, "ratelimit2_limited_lines_held_total %" PRIu64 "\n",
+    rl2_mx_put(p, "ratelimit2_limited_lines_held_total %" PRIu64 "\n",
         g->limited_held);
     family(p, "ratelimit2_ban_candidates_total", "counter",
            "ban_candidate alerts sent.");
-    put(p, "ratelimit2_ban_candidates_total %" PRIu64 "\n",
+    rl2_mx_put(p, "ratelimit2_ban_candidates_total %" PRIu64 "\n",
         g->ban_candidates);
     family(p, "ratelimit2_alert_failures_total", "counter",
            "Alert lines the syslog socket refused.");
-    put(p, "ratelimit2_alert_failures_total %" PRIu64 "\n",
+    rl2_mx_put(p, "ratelimit2_alert_failures_total %" PRIu64 "\n",
         e->alert_failures);
 }
 

@@ -140,6 +140,9 @@ typedef struct {
 void rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top);
 void rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top);
 void rl2_ctl_report_html(FILE *f, const rl2_ctl_report_t *r, long top);
+/* Index of the first of the `top` latest entries (each report lists
+ * them, newest last). */
+size_t rl2_ctl_latest_from(const rl2_ctl_report_t *r, long top);
 /* Breathing room of a by_limit row: (limit + peak) / limit, the demand
  * one client put on the limit in its busiest window; 0 when it cannot be
  * computed (calendar quota, concurrency). */

@@ -139,8 +139,7 @@ rl2_html_latest(FILE *f, const rl2_ctl_report_t *r, long top)
     fputs("<table id=\"latest\"><tr><th>time (UTC)</th><th>rule</th>"
           "<th>limit</th><th>tier</th><th>client</th><th>method</th>"
           "<th>path</th></tr>\n", f);
-    for (size_t i = r->n > (size_t)top ? r->n - (size_t)top : 0; i < r->n;
-         i++) {
+    for (size_t i = rl2_ctl_latest_from(r, top); i < r->n; i++) {
         const rl2_vlog_entry_t *e = &r->entries[i];
         time_t t = (time_t)(e->time_us / 1000000);
         struct tm tm;

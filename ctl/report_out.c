@@ -10,6 +10,36 @@
 
 #include "ctl.h"
 
+/* The ring's counters: "ring: capacity 1, written 2, ..." as text, or
+ * ,"ring":{"capacity":1,"written":2,...} as JSON. */
+static void
+rl2_ctl_ring_out(FILE *f, const rl2_vlog_stats_t *ring, int json)
+{
+    static const char *const text[] = { "capacity", "written", "to redis",
+                                        "redis errors", "sampled out" };
+    static const char *const key[] = { "capacity", "written", "to_redis",
+                                       "redis_errors", "sampled_out" };
+    const uint64_t v[] = { ring->capacity, ring->written, ring->to_redis,
+                           ring->redis_errors, ring->skipped };
+
+    fputs(json ? ",\"ring\":{" : "ring: ", f);
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        if (json) {
+            fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", key[i], v[i]);
+        }
+        else {
+            fprintf(f, "%s%s %" PRIu64, i ? ", " : "", text[i], v[i]);
+        }
+    }
+    fputs(json ? "}" : "\n", f);
+}
+
+size_t
+rl2_ctl_latest_from(const rl2_ctl_report_t *r, long top)
+{
+    return r->n > (size_t)top ? r->n - (size_t)top : 0;
+}
+
 void
 rl2_ctl_escape(FILE *f, const char *s, int json)
 {
@@ -86,11 +116,7 @@ rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
             r->have_ring && r->have_stream ? " + " : "",
             r->have_stream ? "redis stream" : "");
     if (r->have_ring) {
-        fprintf(f, "ring: capacity %" PRIu64 ", written %" PRIu64
-                ", to redis %" PRIu64 ", redis errors %" PRIu64
-                ", sampled out %" PRIu64 "\n", r->ring.capacity,
-                r->ring.written, r->ring.to_redis, r->ring.redis_errors,
-                r->ring.skipped);
+        rl2_ctl_ring_out(f, &r->ring, 0);
     }
     fprintf(f, "hit rate: %.2f denials/min\n",
             rl2_ctl_per_minute(r, rl2_ctl_total(r)));
@@ -99,8 +125,7 @@ rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
     rl2_ctl_rows_text(f, "denials by tier", r->by_tier, r->n_tier, 1000, 0);
     rl2_ctl_rows_text(f, "top clients", r->by_client, r->n_client, top, 0);
     fprintf(f, "\nlatest denials\n");
-    for (size_t i = r->n > (size_t)top ? r->n - (size_t)top : 0; i < r->n;
-         i++) {
+    for (size_t i = rl2_ctl_latest_from(r, top); i < r->n; i++) {
         const rl2_vlog_entry_t *e = &r->entries[i];
 
         rl2_ctl_time(e->time_us, from, sizeof(from));
@@ -164,18 +189,13 @@ rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top)
             r->have_ring ? "true" : "false",
             r->have_stream ? "true" : "false");
     if (r->have_ring) {
-        fprintf(f, ",\"ring\":{\"capacity\":%" PRIu64 ",\"written\":%" PRIu64
-                ",\"to_redis\":%" PRIu64 ",\"redis_errors\":%" PRIu64
-                ",\"sampled_out\":%" PRIu64 "}", r->ring.capacity,
-                r->ring.written, r->ring.to_redis, r->ring.redis_errors,
-                r->ring.skipped);
+        rl2_ctl_ring_out(f, &r->ring, 1);
     }
     rl2_ctl_rows_json(f, "by_limit", r->by_limit, r->n_limit, 1000, 1);
     rl2_ctl_rows_json(f, "by_tier", r->by_tier, r->n_tier, 1000, 0);
     rl2_ctl_rows_json(f, "top_clients", r->by_client, r->n_client, top, 0);
     fputs(",\"latest\":[", f);
-    for (size_t i = r->n > (size_t)top ? r->n - (size_t)top : 0; i < r->n;
-         i++) {
+    for (size_t i = rl2_ctl_latest_from(r, top); i < r->n; i++) {
         rl2_ctl_entry_json(f, &r->entries[i], i + 1 == r->n);
     }
     fputs("]", f);

@@ -48,6 +48,35 @@ fcgi_health() {
         REQUEST_METHOD=GET REQUEST_URI=/ratelimit2/health | sed -n '/^{/p'
 }
 
+# lighttpd_authorizer_conf DIR PORT PROCS MODULES ARGS [EXTRA] -- write
+# DIR/lighttpd.conf: lighttpd on 127.0.0.1:PORT serving DIR/htdocs, with
+# PROCS ratelimit2-fcgi ARGS (spawned on DIR/rl2.sock, sanitizer settings
+# passed on) as the authorizer of every path.  MODULES is the inside of
+# server.modules; EXTRA, lines of configuration of the suite's own.
+lighttpd_authorizer_conf() {
+    local dir=$1 port=$2 procs=$3 modules=$4 args=$5 extra=${6:-} san=""
+    if [ "${SAN:-0}" = 1 ]; then
+        san=$(rl2_san_env | sed 's/^\([^=]*\)=\(.*\)$/"\1" => "\2",/')
+        san="\"bin-environment\" => ( ${san%,} ),"
+    fi
+    cat >"$dir/lighttpd.conf" <<CONF
+server.port = $port
+server.bind = "127.0.0.1"
+server.document-root = "$dir/htdocs"
+server.errorlog = "$dir/error.log"
+server.modules = ( $modules )
+$extra
+fastcgi.server = ( "/" => ((
+    "socket" => "$dir/rl2.sock",
+    "bin-path" => "$FCGI_BIN $args",
+    "max-procs" => $procs,
+    $san
+    "mode" => "authorizer",
+    "check-local" => "disable"
+)) )
+CONF
+}
+
 # lighttpd_start DIR -- DIR/lighttpd.conf, in the foreground of a
 # background job (so its bin-path children write to DIR/stderr.log).
 lighttpd_start() {

@@ -17,7 +17,9 @@ T_NUM=0
 T_FAILED=0
 RL2_PIDFILES=()
 
-rl2_cleanup() {
+# rl2_stop_all -- SIGTERM every server in RL2_PIDFILES, then wait for
+# each to be gone.
+rl2_stop_all() {
     local pf
     for pf in "${RL2_PIDFILES[@]}"; do
         [ -f "$pf" ] && kill -TERM "$(cat "$pf")" 2>/dev/null
@@ -25,6 +27,10 @@ rl2_cleanup() {
     for pf in "${RL2_PIDFILES[@]}"; do
         rl2_wait_gone "$pf"
     done
+}
+
+rl2_cleanup() {
+    rl2_stop_all
     for z in "$T_DIR"/zones/*; do
         # The zone and its companions (circuit breaker, alert state,
         # violation log).
@@ -259,12 +265,69 @@ admitted() {
     echo $((complete - ${non2xx:-0}))
 }
 
+# site_pages DOCROOT NAME... -- DOCROOT/NAME/x ("ok") for each NAME, the
+# page a test requests under a limited path.
+site_pages() {
+    local root=$1 x
+    shift
+    for x in "$@"; do
+        mkdir -p "$root/$x"
+        echo ok >"$root/$x/x"
+    done
+}
+
+# algo_locations -- Apache <Location> blocks /fw, /sl, /tb and /lb, each
+# limited to 100 an hour by the algorithm its name abbreviates.
+algo_locations() {
+    cat <<CONF
+<Location /fw>
+    RateLimit2Limit fw 100/1h algorithm=fixed_window
+</Location>
+<Location /sl>
+    RateLimit2Limit sl 100/1h algorithm=sliding_log
+</Location>
+<Location /tb>
+    RateLimit2Limit tb 100/1h algorithm=token_bucket
+</Location>
+<Location /lb>
+    RateLimit2Limit lb 100/1h algorithm=leaky_bucket
+</Location>
+CONF
+}
+
 # zone_name TAG -- a shm zone name private to this suite, removed at exit.
 zone_name() {
     local z="rl2t-$$-$1"
     mkdir -p "$T_DIR/zones"
     touch "$T_DIR/zones/$z"
     echo "/$z"
+}
+
+# ---- Prometheus exposition ----
+
+# promtool_ok FILE -- a test: promtool finds no problem in FILE.
+promtool_ok() {
+    if promtool check metrics <"$1" >"$T_DIR/promtool.log" 2>&1; then
+        ok "promtool check metrics: no problem"
+    else
+        not_ok "promtool check metrics: no problem"
+        sed 's/^/# /' "$T_DIR/promtool.log"
+    fi
+}
+
+# counters_are FILE -- a test: the request, near-limit and overflow
+# counters in FILE are, sorted, exactly the lines on stdin.
+counters_are() {
+    cat >"$T_DIR/expected.txt"
+    grep -E '^ratelimit2_(requests|near_limit|overflow)_total' "$1" \
+        | sort >"$T_DIR/got.txt"
+    if diff "$T_DIR/expected.txt" "$T_DIR/got.txt" >"$T_DIR/diff.txt"; then
+        ok "every request counter equals the known traffic ($(wc -l \
+<"$T_DIR/expected.txt") series)"
+    else
+        not_ok "every request counter equals the known traffic"
+        sed 's/^/# /' "$T_DIR/diff.txt"
+    fi
 }
 
 # ---- Redis and a syslog stand-in ----
@@ -274,13 +337,28 @@ zone_name() {
 # again after a kill, it restarts on the same port.
 redis_start() {
     RDIR=$T_DIR/redis
-    mkdir -p "$RDIR"
-    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$RDIR" --daemonize yes --pidfile "$RDIR/redis.pid" \
-        --logfile "$RDIR/redis.log" >/dev/null
-    RL2_PIDFILES+=("$RDIR/redis.pid")
+    redis_start_at "$RP" "$RDIR"
+}
+
+# redis_start_first -- redis_start on a free port ($RP) as a suite's first
+# test; the suite ends there when it does not start.
+redis_start_first() {
+    RP=$(free_port)
+    redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
+    ok "redis-server starts"
+}
+
+# redis_start_at PORT DIR -- a redis-server on PORT with its files in DIR,
+# stopped at exit; 0 once it answers PING.
+redis_start_at() {
+    local port=$1 dir=$2
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$dir" --daemonize yes \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null
+    RL2_PIDFILES+=("$dir/redis.pid")
     for _ in $(seq 1 100); do
-        redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG && return 0
+        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
         sleep 0.05
     done
     return 1

@@ -34,31 +34,14 @@ rules = (
 );
 POLICY
 
-san_env=""
-if [ "${SAN:-0}" = 1 ]; then
-    san_env=$(rl2_san_env | sed 's/^\([^=]*\)=\(.*\)$/"\1" => "\2",/')
-    san_env="\"bin-environment\" => ( ${san_env%,} ),"
-fi
-cat >"$D/lighttpd.conf" <<CONF
-server.port = $P
-server.bind = "127.0.0.1"
-server.document-root = "$D/htdocs"
-server.errorlog = "$D/error.log"
-server.modules = ( "mod_setenv", "mod_fastcgi", "mod_cgi" )
-mimetype.assign = ( ".txt" => "text/plain" )
+lighttpd_authorizer_conf "$D" "$P" 2 \
+    '"mod_setenv", "mod_fastcgi", "mod_cgi"' \
+    "-c $D/policy.conf -z $Z -t 4" \
+    'mimetype.assign = ( ".txt" => "text/plain" )
 cgi.assign = ( ".cgi" => "" )
-\$HTTP["url"] =~ "^/cgi/" {
+$HTTP["url"] =~ "^/cgi/" {
     setenv.add-environment = ( "RL2_TIER" => "pro" )
-}
-fastcgi.server = ( "/" => ((
-    "socket" => "$D/rl2.sock",
-    "bin-path" => "$FCGI_BIN -c $D/policy.conf -z $Z -t 4",
-    "max-procs" => 2,
-    $san_env
-    "mode" => "authorizer",
-    "check-local" => "disable"
-)) )
-CONF
+}'
 
 if ! lighttpd_start "$D"; then
     not_ok "lighttpd starts with the authorizer"

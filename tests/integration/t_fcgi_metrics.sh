@@ -40,28 +40,14 @@ like "metrics with the token: 200, exposition content type" \
     '^Status: 200 OK.Content-Type: text/plain; version=0.0.4' \
     "$(head -2 "$T_DIR/scrape" | tr -d '\r' | tr '\n' '.')"
 sed '1,/^\r\{0,1\}$/d' "$T_DIR/scrape" >"$T_DIR/metrics.txt"
-if promtool check metrics <"$T_DIR/metrics.txt" >"$T_DIR/promtool.log" 2>&1
-then
-    ok "promtool check metrics: no problem"
-else
-    not_ok "promtool check metrics: no problem"
-    sed 's/^/# /' "$T_DIR/promtool.log"
-fi
-cat >"$T_DIR/expected.txt" <<'EXP'
+promtool_ok "$T_DIR/metrics.txt"
+counters_are "$T_DIR/metrics.txt" <<'EXP'
 ratelimit2_near_limit_total{rule="login",tier="(none)"} 1
 ratelimit2_overflow_total{rule="login",tier="(none)"} 0
 ratelimit2_requests_total{rule="login",tier="(none)",outcome="allowed"} 3
 ratelimit2_requests_total{rule="login",tier="(none)",outcome="denied"} 3
 ratelimit2_requests_total{rule="login",tier="(none)",outcome="dry_run_denied"} 0
 EXP
-grep -E '^ratelimit2_(requests|near_limit|overflow)_total' \
-    "$T_DIR/metrics.txt" | sort >"$T_DIR/got.txt"
-if diff "$T_DIR/expected.txt" "$T_DIR/got.txt" >"$T_DIR/diff.txt"; then
-    ok "every request counter equals the known traffic"
-else
-    not_ok "every request counter equals the known traffic"
-    sed 's/^/# /' "$T_DIR/diff.txt"
-fi
 is "one limited line sent, two held" \
     "ratelimit2_limited_lines_total 1 ratelimit2_limited_lines_held_total 2" \
     "$(grep -E '^ratelimit2_limited_lines(_held)?_total ' \

@@ -7,9 +7,7 @@
 # 503 with Retry-After.
 . "$(dirname "$0")/fcgi_lib.sh"
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 
 # A syslog stand-in the alerts go to ($SINK, lines in $LOG).
 sink_start
@@ -43,10 +41,7 @@ RateLimit2Policy "$POLICY"
 RateLimit2Redis 127.0.0.1:$RP timeout=300
 RateLimit2Alerts On socket=$SINK interval=60
 CONF
-for x in $DIRS; do
-    mkdir -p "$A/htdocs/$x"
-    echo ok >"$A/htdocs/$x/x"
-done
+site_pages "$A/htdocs" $DIRS
 apache_start "$A" || { not_ok "apache starts"; done_testing; exit 1; }
 ok "apache starts with RateLimit2Redis and the policy file"
 
@@ -54,33 +49,11 @@ ok "apache starts with RateLimit2Redis and the policy file"
 D=$T_DIR/lighttpd
 PL=$(free_port)
 Z=$(zone_name lt)
-for x in $DIRS; do
-    mkdir -p "$D/htdocs/$x"
-    echo ok >"$D/htdocs/$x/x"
-done
+site_pages "$D/htdocs" $DIRS
 chmod -R 755 "$D"
-san_env=""
-if [ "${SAN:-0}" = 1 ]; then
-    san_env=$(rl2_san_env | sed 's/^\([^=]*\)=\(.*\)$/"\1" => "\2",/')
-    san_env="\"bin-environment\" => ( ${san_env%,} ),"
-fi
 ARGS="-c $POLICY -z $Z -t 8 -R 127.0.0.1:$RP -O timeout=300"
 ARGS="$ARGS -F local,probe=500 -A socket=$SINK,interval=60"
-cat >"$D/lighttpd.conf" <<CONF
-server.port = $PL
-server.bind = "127.0.0.1"
-server.document-root = "$D/htdocs"
-server.errorlog = "$D/error.log"
-server.modules = ( "mod_fastcgi" )
-fastcgi.server = ( "/" => ((
-    "socket" => "$D/rl2.sock",
-    "bin-path" => "$FCGI_BIN $ARGS",
-    "max-procs" => 1,
-    $san_env
-    "mode" => "authorizer",
-    "check-local" => "disable"
-)) )
-CONF
+lighttpd_authorizer_conf "$D" "$PL" 1 '"mod_fastcgi"' "$ARGS"
 if ! lighttpd_start "$D"; then
     not_ok "lighttpd starts with ratelimit2-fcgi -R"
     done_testing

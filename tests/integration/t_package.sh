@@ -75,12 +75,7 @@ pkg_purge() {
 }
 pkg_cleanup() {
     local pf
-    for pf in "${RL2_PIDFILES[@]}"; do
-        [ -f "$pf" ] && kill -TERM "$(cat "$pf")" 2>/dev/null
-    done
-    for pf in "${RL2_PIDFILES[@]}"; do
-        rl2_wait_gone "$pf"
-    done
+    rl2_stop_all
     pkg_purge
     for pf in "${MADE_SHM[@]}"; do
         rm -f "$pf"

@@ -5,9 +5,7 @@
 # back to Redis when it returns; failover "closed" answers 503.
 source "$(dirname "$0")/lib.sh"
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 
 # A syslog stand-in the alerts go to ($SINK, lines in $LOG).
 sink_start
@@ -24,18 +22,7 @@ RateLimit2Zone $(zone_name "$1") 10000
 RateLimit2Redis 127.0.0.1:$RP timeout=300
 RateLimit2Alerts On socket=$SINK interval=60
 ${2:-}
-<Location /fw>
-    RateLimit2Limit fw 100/1h algorithm=fixed_window
-</Location>
-<Location /sl>
-    RateLimit2Limit sl 100/1h algorithm=sliding_log
-</Location>
-<Location /tb>
-    RateLimit2Limit tb 100/1h algorithm=token_bucket
-</Location>
-<Location /lb>
-    RateLimit2Limit lb 100/1h algorithm=leaky_bucket
-</Location>
+$(algo_locations)
 <Location /sw>
     RateLimit2Limit sw 100/1h algorithm=sliding_window
 </Location>
@@ -49,10 +36,7 @@ ${2:-}
     RateLimit2Limit free 100000/1h algorithm=token_bucket
 </Location>
 CONF
-    for x in fw sl tb lb sw quota three free; do
-        mkdir -p "$d/htdocs/$x"
-        echo ok >"$d/htdocs/$x/x"
-    done
+    site_pages "$d/htdocs" fw sl tb lb sw quota three free
     apache_start "$d" || return 1
     PORT=$p
 }

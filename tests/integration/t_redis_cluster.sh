@@ -128,18 +128,7 @@ apache_cluster() {
 RateLimit2Zone $(zone_name "$1") 10000
 RateLimit2Redis cluster:$SEEDS timeout=1000
 RateLimit2TrustedProxy 127.0.0.1
-<Location /fw>
-    RateLimit2Limit fw 100/1h algorithm=fixed_window
-</Location>
-<Location /sl>
-    RateLimit2Limit sl 100/1h algorithm=sliding_log
-</Location>
-<Location /tb>
-    RateLimit2Limit tb 100/1h algorithm=token_bucket
-</Location>
-<Location /lb>
-    RateLimit2Limit lb 100/1h algorithm=leaky_bucket
-</Location>
+$(algo_locations)
 <Location /spread>
     RateLimit2Limit spread 100/1h key=header:X-Client
 </Location>
@@ -168,10 +157,7 @@ RateLimit2TrustedProxy 127.0.0.1
     RateLimit2Limit ask 5/1h algorithm=sliding_log
 </Location>
 CONF
-    for x in fw sl tb lb spread both pair pbonly mv ask; do
-        mkdir -p "$d/htdocs/$x"
-        echo ok >"$d/htdocs/$x/x"
-    done
+    site_pages "$d/htdocs" fw sl tb lb spread both pair pbonly mv ask
     apache_start "$d" || return 1
     PORT=$p
 }

@@ -9,9 +9,7 @@
 # back, on either server, so refused requests never use up the slots.
 source "$(dirname "$0")/lib.sh"
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 
 SLOW_S=3
 # apache_conc NAME -- an event-MPM Apache (mod_cgid) counting in Redis;

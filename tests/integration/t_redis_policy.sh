@@ -7,9 +7,7 @@
 # policies for each Redis topology pass configtest.
 . "$(dirname "$0")/fcgi_lib.sh"
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 sink_start
 
 POLICY=$T_DIR/policy.conf
@@ -27,13 +25,6 @@ rules = (
 );
 POLICY
 
-site_dirs() {
-    for x in fw free; do
-        mkdir -p "$1/$x"
-        echo ok >"$1/$x/x"
-    done
-}
-
 # ---- Apache: RateLimit2Policy, no store directive ----
 A=$T_DIR/apache
 PA=$(free_port)
@@ -42,7 +33,7 @@ cat >"$A/site.conf" <<CONF
 RateLimit2Zone $(zone_name ap) 10000
 RateLimit2Policy "$POLICY"
 CONF
-site_dirs "$A/htdocs"
+site_pages "$A/htdocs" fw free
 apache_start "$A" || { not_ok "apache starts"; done_testing; exit 1; }
 ok "apache starts with the policy file only"
 for _ in $(seq 1 50); do
@@ -55,22 +46,10 @@ like "apache's log says it counts through Redis" 'shared through Redis' \
 # ---- lighttpd + ratelimit2-fcgi -c, no -R/-F/-A ----
 D=$T_DIR/lighttpd
 PL=$(free_port)
-site_dirs "$D/htdocs"
+site_pages "$D/htdocs" fw free
 chmod -R 755 "$D"
-cat >"$D/lighttpd.conf" <<CONF
-server.port = $PL
-server.bind = "127.0.0.1"
-server.document-root = "$D/htdocs"
-server.errorlog = "$D/error.log"
-server.modules = ( "mod_fastcgi" )
-fastcgi.server = ( "/" => ((
-    "socket" => "$D/rl2.sock",
-    "bin-path" => "$FCGI_BIN -c $POLICY -z $(zone_name lt) -t 8",
-    "max-procs" => 1,
-    "mode" => "authorizer",
-    "check-local" => "disable"
-)) )
-CONF
+lighttpd_authorizer_conf "$D" "$PL" 1 '"mod_fastcgi"' \
+    "-c $POLICY -z $(zone_name lt) -t 8"
 lighttpd_start "$D" || { not_ok "lighttpd starts"; done_testing; exit 1; }
 ok "lighttpd starts with ratelimit2-fcgi -c only"
 S="$D/rl2.sock-0"
@@ -100,15 +79,7 @@ is "the shared counter lives in the file's Redis" 1 \
 RP1=$RP
 RP2=$(free_port)
 R2=$T_DIR/redis2
-mkdir -p "$R2"
-redis-server --port "$RP2" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$R2" --daemonize yes --pidfile "$R2/redis.pid" \
-    --logfile "$R2/redis.log" >/dev/null
-RL2_PIDFILES+=("$R2/redis.pid")
-for _ in $(seq 1 100); do
-    redis-cli -p "$RP2" ping 2>/dev/null | grep -q PONG && break
-    sleep 0.05
-done
+redis_start_at "$RP2" "$R2"
 B=$T_DIR/apache-b
 PB=$(free_port)
 apache_conf "$B" "$PB" event
@@ -117,7 +88,7 @@ RateLimit2Zone $(zone_name apb) 10000
 RateLimit2Policy "$POLICY"
 RateLimit2Redis 127.0.0.1:$RP2 timeout=2000
 CONF
-site_dirs "$B/htdocs"
+site_pages "$B/htdocs" fw free
 apache_start "$B" || not_ok "apache b starts"
 is "RateLimit2Redis wins over the file: b's request passes" 200 \
    "$(code "http://127.0.0.1:$PB/fw/x")"

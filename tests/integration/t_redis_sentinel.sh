@@ -77,10 +77,7 @@ RateLimit2Redis sentinel:m@127.0.0.1:$PS timeout=300
     RateLimit2Limit after 100000/1h algorithm=fixed_window
 </Location>
 CONF
-for x in free after; do
-    mkdir -p "$D/htdocs/$x"
-    echo ok >"$D/htdocs/$x/x"
-done
+site_pages "$D/htdocs" free after
 apache_start "$D" || { not_ok "apache starts"; done_testing; exit 1; }
 ok "apache starts with RateLimit2Redis sentinel:m@127.0.0.1:$PS"
 

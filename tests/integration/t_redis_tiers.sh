@@ -7,9 +7,7 @@
 # with no 5xx and no wait beyond the command timeout.
 source "$(dirname "$0")/lib.sh"
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 sink_start
 
 D=$T_DIR/apache

@@ -31,10 +31,7 @@ Listen 127.0.0.1:$PT
     RateLimit2TrustedProxy 127.0.0.1
 </VirtualHost>
 CONF
-for x in key hdr ip api; do
-    mkdir -p "$D/htdocs/$x"
-    echo ok >"$D/htdocs/$x/x"
-done
+site_pages "$D/htdocs" key hdr ip api
 if ! apache_start "$D" || ! wait_port "$PT"; then
     not_ok "apache starts"
     done_testing

@@ -20,10 +20,7 @@ RateLimit2Zone $(zone_name "$mpm") 10000
     RateLimit2Limit q 200/1h algorithm=sliding_log
 </Location>
 CONF
-    for x in free q; do
-        mkdir -p "$D/htdocs/$x"
-        echo ok >"$D/htdocs/$x/x"
-    done
+    site_pages "$D/htdocs" free q
     if ! apache_start "$D"; then
         not_ok "$mpm: apache starts"
         continue

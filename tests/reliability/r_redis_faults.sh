@@ -18,9 +18,7 @@ TIMEOUT_MS=200
 LOAD_S=5
 [ "${RL2_SOAK:-0}" = 1 ] && LOAD_S=30
 
-RP=$(free_port)
-redis_start || { not_ok "redis-server starts"; done_testing; exit 1; }
-ok "redis-server starts"
+redis_start_first
 
 # sink_at NAME -- a syslog stand-in at $T_DIR/NAME.sock writing
 # $T_DIR/NAME.log, stopped at exit.
@@ -57,10 +55,7 @@ RateLimit2Alerts On socket=$T_DIR/$1.sock interval=60
     RateLimit2Limit k 1000/1h algorithm=sliding_window
 </Location>
 CONF
-    for x in free q k; do
-        mkdir -p "$d/htdocs/$x"
-        echo ok >"$d/htdocs/$x/x"
-    done
+    site_pages "$d/htdocs" free q k
     apache_start "$d" || return 1
     PORT=$p
 }

@@ -49,10 +49,7 @@ CONF
 policy "$D/p0.conf" 0 ""
 policy "$D/p1.conf" 1 'trusted_proxies = [ "192.0.2.1" ];'
 policy "$D/pt.conf" t 'trusted_proxies = [ "127.0.0.1" ];'
-for x in ip t; do
-    mkdir -p "$D/htdocs/$x"
-    echo ok >"$D/htdocs/$x/x"
-done
+site_pages "$D/htdocs" ip t
 cat >>"$D/site.conf" <<CONF
 RateLimit2Zone $(zone_name spoof) 10000
 RateLimit2Policy "$D/p0.conf"

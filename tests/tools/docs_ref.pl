@@ -50,12 +50,12 @@ sub c_source {
     return $t;
 }
 
-# The table rows' first cells in the section under heading $head (up to
-# the next heading of the same or a higher level), or in the whole file
-# when $head is undef.
-sub first_cells {
+# The lines of the section under heading $head (up to the next heading
+# of the same or a higher level), or of the whole file when $head is
+# undef; fenced code is left out.
+sub section_lines {
     my ($file, $head) = @_;
-    my ($level, $fence, @cells);
+    my ($level, $fence, @lines);
     $level = 0 unless defined $head;     # the whole file
     for my $l (split /\n/, slurp($file)) {
         $fence = !$fence if $l =~ /^```/;
@@ -65,32 +65,23 @@ sub first_cells {
             $level = length($1) if !defined $level && $2 eq $head;
             next;
         }
-        next unless defined $level && $l =~ /^\|\s*`([^`]*)`/;
-        push @cells, $1;
+        push @lines, $l if defined $level;
     }
     die "docs_ref: no heading \"$head\" in $file\n" unless defined $level;
-    return @cells;
+    return @lines;
+}
+
+# The table rows' first code spans in the section under heading $head,
+# or in the whole file when $head is undef.
+sub first_cells {
+    return map { /^\|\s*`([^`]*)`/ ? $1 : () } section_lines(@_);
 }
 
 # The whole first cells of the table rows under heading $head, with
 # every code span in them: "`-c FILE`, `--config FILE`".
 sub whole_first_cells {
-    my ($file, $head) = @_;
-    my ($level, $fence, @cells);
-    for my $l (split /\n/, slurp($file)) {
-        $fence = !$fence if $l =~ /^```/;
-        next if $fence;
-        if ($l =~ /^(#+)\s+(.*?)\s*$/) {
-            last if $level && length($1) <= $level;
-            $level = length($1) if !defined $level && $2 eq $head;
-            next;
-        }
-        next unless defined $level && $l =~ /^\|([^|]*)\|/;
-        next if $1 =~ /^\s*-+\s*$/;
-        push @cells, $1;
-    }
-    die "docs_ref: no heading \"$head\" in $file\n" unless defined $level;
-    return @cells;
+    return grep { !/^\s*-+\s*$/ }
+           map { /^\|([^|]*)\|/ ? $1 : () } section_lines(@_);
 }
 
 # The .TP tags of a man page, font escapes removed; only those under

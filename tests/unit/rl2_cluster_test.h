@@ -184,4 +184,54 @@ cluster_stop(void)
     }
 }
 
+/* A configuration seeded with node n alone (timeouts left to the caller). */
+TEST_FN void
+cluster_conf(rl2_redis_conf_t *conf, int n)
+{
+    rl2_redis_conf_init(conf);
+    snprintf(conf->seeds[0], sizeof(conf->seeds[0]), "127.0.0.1:%d",
+             node[n].port);
+    conf->n_seeds = 1;
+}
+
+/* The cluster started under the watchdog, and the connection settings the
+ * fixtures use, seeded with node 0 only. */
+TEST_FN void
+cluster_up(rl2_redis_conf_t *conf)
+{
+    signal(SIGPIPE, SIG_IGN);
+    alarm(WATCHDOG_S);
+    cluster_start();
+    alarm(0);
+    cluster_conf(conf, 0);
+    conf->connect_timeout_ms = 1000;
+    conf->command_timeout_ms = 2000;
+}
+
+/* Group fixture: the cluster, pol, and store seeded with node 0 only. */
+TEST_FN int
+cluster_group_setup(void **state)
+{
+    rl2_redis_conf_t conf;
+    rl2_err_t err;
+
+    (void)state;
+    cluster_up(&conf);
+    pol_create();
+    if (rl2_store_redis_create(&conf, &store, &err) != RL2_OK) {
+        fail_msg("store: %s", err.msg);
+    }
+    return 0;
+}
+
+TEST_FN int
+cluster_group_teardown(void **state)
+{
+    (void)state;
+    rl2_store_destroy(store);
+    rl2_policy_free(pol);
+    cluster_stop();
+    return 0;
+}
+
 #endif /* RL2_CLUSTER_TEST_H */

@@ -3,8 +3,10 @@
  * redis-server on a free loopback port in a temp dir, an admin connection
  * to it, limits built through the policy code, and layers.
  *
- * Included once per test program (static functions).  A redis-server
- * that is missing or does not start fails the run: these tests never skip.
+ * Included once per test program (static functions and the fixture's
+ * statics; define WATCHDOG_S first for a watchdog other than 60 s).  A
+ * redis-server that is missing or does not start fails the run: these
+ * tests never skip.
  * Servers die with the test process (PR_SET_PDEATHSIG) even when it
  * crashes, and are stopped by the teardowns on every other path.
  */
@@ -391,6 +393,97 @@ clock_at(int64_t t)
     rl2_clock_t c = { t, t };
 
     return c;
+}
+
+/* ---- fixtures ---- */
+
+#ifndef WATCHDOG_S
+#define WATCHDOG_S 60 /* a hung test kills the run */
+#endif
+
+/* What a program's tests share (each uses some): the server, an admin
+ * connection to it, the policy the limits live in, the store under test. */
+static srv_t srv __attribute__((unused));
+static redisContext *admin __attribute__((unused));
+static rl2_policy_t *pol __attribute__((unused));
+static rl2_store_t *store __attribute__((unused));
+
+/* Start srv and its admin connection. */
+TEST_FN void
+srv_up(void)
+{
+    /* hiredis writes with write(2): a closed socket must not kill us */
+    signal(SIGPIPE, SIG_IGN);
+    srv_start(&srv, NULL);
+    admin = srv_admin(&srv);
+}
+
+TEST_FN void
+srv_down(void)
+{
+    if (admin != NULL) {
+        redisFree(admin);
+        admin = NULL;
+    }
+    srv_stop(&srv);
+}
+
+/* An empty policy in pol, for mk_limit and limit_of. */
+TEST_FN void
+pol_create(void)
+{
+    rl2_err_t err;
+
+    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
+        fail_msg("policy: %s", err.msg);
+    }
+}
+
+/* Group fixture: srv, admin, pol, and store on srv with Redis TIME. */
+TEST_FN int
+store_group_setup(void **state)
+{
+    (void)state;
+    srv_up();
+    pol_create();
+    store = mk_store(&srv, 0);
+    return 0;
+}
+
+TEST_FN int
+store_group_teardown(void **state)
+{
+    (void)state;
+    rl2_store_destroy(store);
+    rl2_policy_free(pol);
+    srv_down();
+    return 0;
+}
+
+/* Per test: the watchdog (SIGALRM ends a hung run). */
+TEST_FN int
+watchdog_setup(void **state)
+{
+    (void)state;
+    alarm(WATCHDOG_S);
+    return 0;
+}
+
+TEST_FN int
+watchdog_teardown(void **state)
+{
+    (void)state;
+    alarm(0);
+    return 0;
+}
+
+/* Per test: the watchdog, and an empty server to start from. */
+TEST_FN int
+flushed_setup(void **state)
+{
+    watchdog_setup(state);
+    freeReplyObject(admin_cmd(admin, "FLUSHALL"));
+    return 0;
 }
 
 #endif /* RL2_REDIS_TEST_H */

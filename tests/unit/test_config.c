@@ -28,46 +28,15 @@
 #include "ratelimit2/config.h"
 #include "ratelimit2/policy.h"
 
+#define TEST_CONF_FILE "t.conf"
+#include "rl2_config_test.h"
+
 #define S_US  INT64_C(1000000)
 #define MIN_US (60 * S_US)
 #define HOUR_US (3600 * S_US)
 #define DAY_US (86400 * S_US)
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static rl2_policy_t *load_ok(const char *text)
-{
-    rl2_policy_t *p = NULL;
-    rl2_err_t err = { "" };
-    rl2_status_t st = rl2_config_load_string(text, "t.conf", NULL, &p, &err);
-
-    if (st != RL2_OK) {
-        fail_msg("policy should load, got: %s", err.msg);
-    }
-    assert_non_null(p);
-    return p;
-}
-
-/* Load must fail, leave *out NULL, and say "<file>:<line>: ...sub...". */
-static void expect_fail(const char *text, const char *file, int line,
-                        const char *sub)
-{
-    rl2_policy_t *p = (rl2_policy_t *)&p;  /* must be reset to NULL */
-    rl2_err_t err = { "" };
-    char prefix[256];
-    rl2_status_t st = rl2_config_load_string(text, file, NULL, &p, &err);
-
-    snprintf(prefix, sizeof(prefix), "%s:%d: ", file, line);
-    if (st == RL2_OK) {
-        rl2_policy_free(p);
-        fail_msg("policy should be refused (%s):\n%s", sub, text);
-    }
-    assert_null(p);
-    if (strncmp(err.msg, prefix, strlen(prefix)) != 0
-        || strstr(err.msg, sub) == NULL) {
-        fail_msg("expected \"%s...%s...\", got \"%s\"", prefix, sub, err.msg);
-    }
-}
 
 static const rl2_rule_t *rule_named(const rl2_policy_t *p, const char *name)
 {

@@ -26,37 +26,8 @@
 #include "ratelimit2/config.h"
 #include "ratelimit2/tier_source.h"
 
-static rl2_policy_t *
-load_ok(const char *text)
-{
-    rl2_policy_t *p = NULL;
-    rl2_err_t err = { "" };
-
-    if (rl2_config_load_string(text, "s.conf", NULL, &p, &err) != RL2_OK) {
-        fail_msg("policy should load, got: %s", err.msg);
-    }
-    assert_non_null(p);
-    return p;
-}
-
-static void
-expect_fail(const char *text, int line, const char *sub)
-{
-    rl2_policy_t *p = (rl2_policy_t *)&p;
-    rl2_err_t err = { "" };
-    char prefix[64];
-
-    snprintf(prefix, sizeof(prefix), "s.conf:%d: ", line);
-    if (rl2_config_load_string(text, "s.conf", NULL, &p, &err) == RL2_OK) {
-        rl2_policy_free(p);
-        fail_msg("policy should be refused (%s):\n%s", sub, text);
-    }
-    assert_null(p);
-    if (strncmp(err.msg, prefix, strlen(prefix)) != 0
-        || strstr(err.msg, sub) == NULL) {
-        fail_msg("expected \"%s...%s...\", got \"%s\"", prefix, sub, err.msg);
-    }
-}
+#define TEST_CONF_FILE "s.conf"
+#include "rl2_config_test.h"
 
 /* ---- valid groups ---- */
 
@@ -255,7 +226,7 @@ test_bad_values_name_file_and_line(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        expect_fail(cases[i].text, cases[i].line, cases[i].sub);
+        expect_fail(cases[i].text, "s.conf", cases[i].line, cases[i].sub);
     }
 }
 

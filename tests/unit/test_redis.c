@@ -24,12 +24,6 @@
 
 #include "rl2_redis_test.h"
 
-#define WATCHDOG_S 60
-
-static srv_t srv;          /* the shared server */
-static rl2_policy_t *pol;
-static rl2_store_t *store; /* on srv, Redis TIME */
-static redisContext *admin;
 /* ---- helpers ---- */
 
 static void
@@ -557,56 +551,8 @@ test_memory_per_key(void **state)
     assert_true(bytes[3] <= 150);  /* fixed_window */
 }
 
-/* ---- fixture ---- */
-
-static int
-group_setup(void **state)
-{
-    rl2_err_t err;
-
-    (void)state;
-    /* hiredis writes with write(2): a closed socket must not kill us */
-    signal(SIGPIPE, SIG_IGN);
-    srv_start(&srv, NULL);
-    admin = srv_admin(&srv);
-    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
-        fail_msg("policy: %s", err.msg);
-    }
-    store = mk_store(&srv, 0);
-    return 0;
-}
-
-static int
-group_teardown(void **state)
-{
-    (void)state;
-    rl2_store_destroy(store);
-    rl2_policy_free(pol);
-    if (admin != NULL) {
-        redisFree(admin);
-    }
-    srv_stop(&srv);
-    return 0;
-}
-
-static int
-setup(void **state)
-{
-    (void)state;
-    alarm(WATCHDOG_S);
-    freeReplyObject(admin_cmd(admin, "FLUSHALL"));
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    alarm(0);
-    return 0;
-}
-
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) \
+    cmocka_unit_test_setup_teardown(f, flushed_setup, watchdog_teardown)
 
 int
 main(void)
@@ -625,5 +571,6 @@ main(void)
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, store_group_setup,
+                                  store_group_teardown);
 }

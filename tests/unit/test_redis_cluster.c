@@ -27,11 +27,8 @@
 #include "rl2_redis_test.h"
 #include "rl2_cluster_test.h"
 
-#define WATCHDOG_S 60
 #define THREADS 8
 
-static rl2_policy_t *pol;
-static rl2_store_t *store;   /* seeded with node 0 only */
 
 /* ---- slots, without a server ---- */
 
@@ -332,10 +329,7 @@ test_ask_during_migration_then_moved(void **state)
     int from, to;
 
     (void)state;
-    rl2_redis_conf_init(&conf);
-    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
-             node[2].port);
-    conf.n_seeds = 1;
+    cluster_conf(&conf, 2);
     conf.command_timeout_ms = 2000;
     assert_int_equal(rl2_redis_cluster_create(&conf, &cl, &err), RL2_OK);
     from = owner_of(slot);
@@ -381,10 +375,7 @@ test_timeout_marks_the_map_stale(void **state)
     int o = owner_of(slot);
 
     (void)state;
-    rl2_redis_conf_init(&conf);
-    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
-             node[(o + 1) % NODES].port);
-    conf.n_seeds = 1;
+    cluster_conf(&conf, (o + 1) % NODES);
     conf.command_timeout_ms = 500;
     assert_int_equal(rl2_redis_cluster_create(&conf, &cl, &err), RL2_OK);
     assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
@@ -420,10 +411,7 @@ incr_everywhere(const char *user, const char *password, rl2_err_t *err)
     rl2_status_t st = RL2_OK;
     int seen = 0;
 
-    rl2_redis_conf_init(&conf);
-    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
-             node[1].port);
-    conf.n_seeds = 1;
+    cluster_conf(&conf, 1);
     snprintf(conf.username, sizeof(conf.username), "%s", user);
     snprintf(conf.password, sizeof(conf.password), "%s", password);
     assert_int_equal(rl2_redis_cluster_create(&conf, &cl, err), RL2_OK);
@@ -495,59 +483,8 @@ test_lost_script_cache_falls_back_per_node(void **state)
     assert_int_equal(left(&l[0]), 0);
 }
 
-static int
-group_setup(void **state)
-{
-    rl2_redis_conf_t conf;
-    rl2_err_t err;
-
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    alarm(WATCHDOG_S);
-    cluster_start();
-    alarm(0);
-    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
-        fail_msg("policy: %s", err.msg);
-    }
-    rl2_redis_conf_init(&conf);
-    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
-             node[0].port);
-    conf.n_seeds = 1;
-    conf.connect_timeout_ms = 1000;
-    conf.command_timeout_ms = 2000;
-    if (rl2_store_redis_create(&conf, &store, &err) != RL2_OK) {
-        fail_msg("store: %s", err.msg);
-    }
-    return 0;
-}
-
-static int
-group_teardown(void **state)
-{
-    (void)state;
-    rl2_store_destroy(store);
-    rl2_policy_free(pol);
-    cluster_stop();
-    return 0;
-}
-
-static int
-setup(void **state)
-{
-    (void)state;
-    alarm(WATCHDOG_S);
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    alarm(0);
-    return 0;
-}
-
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) \
+    cmocka_unit_test_setup_teardown(f, watchdog_setup, watchdog_teardown)
 
 int
 main(void)
@@ -566,5 +503,6 @@ main(void)
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, cluster_group_setup,
+                                  cluster_group_teardown);
 }

@@ -23,14 +23,11 @@
 
 #include <cmocka.h>
 
-#include "rl2_redis_test.h"
-
 #define WATCHDOG_S 30
 
-static srv_t srv;          /* the shared server */
+#include "rl2_redis_test.h"
+
 static srv_t own;          /* a test's own server, stopped by teardown */
-static rl2_policy_t *pol;
-static redisContext *admin;
 
 /* ---- failures: timeouts, refused connections ---- */
 
@@ -428,16 +425,9 @@ test_readonly_reply_breaks_connection(void **state)
 static int
 group_setup(void **state)
 {
-    rl2_err_t err;
-
     (void)state;
-    /* hiredis writes with write(2): a closed socket must not kill us */
-    signal(SIGPIPE, SIG_IGN);
-    srv_start(&srv, NULL);
-    admin = srv_admin(&srv);
-    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
-        fail_msg("policy: %s", err.msg);
-    }
+    srv_up();
+    pol_create();
     return 0;
 }
 
@@ -446,32 +436,19 @@ group_teardown(void **state)
 {
     (void)state;
     rl2_policy_free(pol);
-    if (admin != NULL) {
-        redisFree(admin);
-    }
-    srv_stop(&srv);
-    return 0;
-}
-
-static int
-setup(void **state)
-{
-    (void)state;
-    alarm(WATCHDOG_S);
-    freeReplyObject(admin_cmd(admin, "FLUSHALL"));
+    srv_down();
     return 0;
 }
 
 static int
 teardown(void **state)
 {
-    (void)state;
-    alarm(0);
+    watchdog_teardown(state);
     srv_stop(&own);
     return 0;
 }
 
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, flushed_setup, teardown)
 
 int
 main(void)

@@ -32,13 +32,7 @@
 #include "../../common/redis_scripts.h"
 
 #define STEPS      1200
-#define WATCHDOG_S 60
-
-static srv_t srv;
-static rl2_policy_t *pol;
-static rl2_store_t *store;
 static unsigned seed;
-static redisContext *admin;
 
 /* ---- randomness ---- */
 
@@ -755,7 +749,6 @@ test_requests_match_local_store(void **state)
 static int
 group_setup(void **state)
 {
-    rl2_err_t err;
     const char *env = getenv("RL2_SEED");
 
     (void)state;
@@ -763,46 +756,14 @@ group_setup(void **state)
                        : (unsigned)(wall_us() ^ getpid());
     rng = UINT64_C(0x9e3779b97f4a7c15) ^ seed;
     printf("seed %u (RL2_SEED=%u reproduces this run)\n", seed, seed);
-    srv_start(&srv, NULL);
-    admin = srv_admin(&srv);
-    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
-        fail_msg("policy: %s", err.msg);
-    }
+    srv_up();
+    pol_create();
     store = mk_store(&srv, 1);
     return 0;
 }
 
-static int
-group_teardown(void **state)
-{
-    (void)state;
-    rl2_store_destroy(store);
-    rl2_policy_free(pol);
-    if (admin != NULL) {
-        redisFree(admin);
-    }
-    srv_stop(&srv);
-    return 0;
-}
-
-static int
-setup(void **state)
-{
-    (void)state;
-    alarm(WATCHDOG_S);
-    freeReplyObject(admin_cmd(admin, "FLUSHALL"));
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    alarm(0);
-    return 0;
-}
-
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) \
+    cmocka_unit_test_setup_teardown(f, flushed_setup, watchdog_teardown)
 
 int
 main(void)
@@ -822,5 +783,5 @@ main(void)
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, store_group_teardown);
 }

@@ -26,9 +26,6 @@
 #include "ratelimit2/store_local.h"
 #include "ratelimit2/tier_source.h"
 
-static srv_t srv;
-static redisContext *admin;
-
 /* ---- helpers ---- */
 
 static rl2_policy_t *
@@ -93,8 +90,7 @@ static int
 setup(void **state)
 {
     (void)state;
-    srv_start(&srv, NULL);
-    admin = srv_admin(&srv);
+    srv_up();
     return 0;
 }
 
@@ -102,10 +98,7 @@ static int
 teardown(void **state)
 {
     (void)state;
-    if (admin != NULL) {
-        redisFree(admin);
-    }
-    srv_stop(&srv);
+    srv_down();
     return 0;
 }
 

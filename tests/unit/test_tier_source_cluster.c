@@ -21,10 +21,8 @@
 #include "ratelimit2/config.h"
 #include "ratelimit2/tier_source.h"
 
-#define WATCHDOG_S 60
 #define USERS 30
 
-static rl2_policy_t *pol;
 static rl2_tier_source_t *src;
 
 static const char *
@@ -100,21 +98,13 @@ group_setup(void **state)
     rl2_err_t err;
 
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    alarm(WATCHDOG_S);
-    cluster_start();
+    cluster_up(&conf);
     if (rl2_config_load_string("tier_from = { redis = {\n"
                                "  key = \"billing:user:%s\"; cache = 0; };"
                                " };", "c.conf", NULL, &pol, &err)
         != RL2_OK) {
         fail_msg("policy: %s", err.msg);
     }
-    rl2_redis_conf_init(&conf);
-    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
-             node[0].port);
-    conf.n_seeds = 1;
-    conf.connect_timeout_ms = 1000;
-    conf.command_timeout_ms = 2000;
     if (rl2_tier_source_create(&conf, NULL, 100, &src, &err) != RL2_OK) {
         fail_msg("tier source: %s", err.msg);
     }
@@ -125,19 +115,21 @@ static int
 group_teardown(void **state)
 {
     (void)state;
-    alarm(0);
     rl2_tier_source_destroy(src);
     rl2_policy_free(pol);
     cluster_stop();
     return 0;
 }
 
+#define T(f) \
+    cmocka_unit_test_setup_teardown(f, watchdog_setup, watchdog_teardown)
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_each_hash_from_the_master_of_its_slot),
-        cmocka_unit_test(test_a_moved_slot_is_followed),
+        T(test_each_hash_from_the_master_of_its_slot),
+        T(test_a_moved_slot_is_followed),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

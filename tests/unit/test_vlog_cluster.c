@@ -22,11 +22,8 @@
 #include "rl2_cluster_test.h"
 #include "ratelimit2/violation_log.h"
 
-#define WATCHDOG_S 60
 #define LAYERS 6
 
-static rl2_policy_t *pol;
-static rl2_store_t *store;
 static char zone[64];
 
 static void
@@ -111,28 +108,8 @@ a_cluster_deployment_logs_to_the_ring(void **state)
 static int
 group_setup(void **state)
 {
-    rl2_redis_conf_t conf;
-    rl2_err_t err;
-
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
     snprintf(zone, sizeof(zone), "/rl2test-%ld-vlogc", (long)getpid());
-    alarm(WATCHDOG_S);
-    cluster_start();
-    alarm(0);
-    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
-        fail_msg("policy: %s", err.msg);
-    }
-    rl2_redis_conf_init(&conf);
-    snprintf(conf.seeds[0], sizeof(conf.seeds[0]), "127.0.0.1:%d",
-             node[0].port);
-    conf.n_seeds = 1;
-    conf.connect_timeout_ms = 1000;
-    conf.command_timeout_ms = 2000;
-    if (rl2_store_redis_create(&conf, &store, &err) != RL2_OK) {
-        fail_msg("store: %s", err.msg);
-    }
-    return 0;
+    return cluster_group_setup(state);
 }
 
 static int
@@ -140,35 +117,17 @@ group_teardown(void **state)
 {
     char name[96];
 
-    (void)state;
-    rl2_store_destroy(store);
-    rl2_policy_free(pol);
-    cluster_stop();
+    cluster_group_teardown(state);
     rl2_vlog_ring_name(zone, name, sizeof(name));
     shm_unlink(name);
-    return 0;
-}
-
-static int
-setup(void **state)
-{
-    (void)state;
-    alarm(WATCHDOG_S);
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    alarm(0);
     return 0;
 }
 
 int
 main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) \
+    cmocka_unit_test_setup_teardown(f, watchdog_setup, watchdog_teardown)
     const struct CMUnitTest tests[] = {
         T(reset_deletes_each_layer_on_its_master),
         T(a_cluster_deployment_logs_to_the_ring),

@@ -24,12 +24,6 @@
 #include "ratelimit2/failover.h"
 #include "ratelimit2/violation_log.h"
 
-#define WATCHDOG_S 60
-
-static srv_t srv;
-static redisContext *admin;
-static rl2_policy_t *pol;
-static rl2_store_t *store;
 static char zone[64], circuit_name[80];
 
 static const rl2_rule_t rule = { .name = "login" };
@@ -202,68 +196,45 @@ no_connection_or_an_open_circuit_sends_entries_to_the_ring(void **state)
     rl2_circuit_close(circuit);
 }
 
+/* The ring and the circuit in shared memory, which outlive a test. */
+static void
+unlink_zone(void)
+{
+    char name[96];
+
+    rl2_vlog_ring_name(zone, name, sizeof(name));
+    shm_unlink(name);
+    shm_unlink(circuit_name);
+}
+
 static int
 group_setup(void **state)
 {
-    rl2_err_t err;
-
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
     snprintf(zone, sizeof(zone), "/rl2test-%ld-vlogr", (long)getpid());
     snprintf(circuit_name, sizeof(circuit_name), "%s.circuit", zone);
-    srv_start(&srv, NULL);
-    admin = srv_admin(&srv);
-    if (rl2_policy_create("test", &pol, &err) != RL2_OK) {
-        fail_msg("policy: %s", err.msg);
-    }
-    store = mk_store(&srv, 0);
-    return 0;
+    return store_group_setup(state);
 }
 
 static int
 group_teardown(void **state)
 {
-    char name[96];
-
-    (void)state;
-    rl2_store_destroy(store);
-    rl2_policy_free(pol);
-    if (admin != NULL) {
-        redisFree(admin);
-    }
-    srv_stop(&srv);
-    rl2_vlog_ring_name(zone, name, sizeof(name));
-    shm_unlink(name);
-    shm_unlink(circuit_name);
+    store_group_teardown(state);
+    unlink_zone();
     return 0;
 }
 
 static int
 setup(void **state)
 {
-    char name[96];
-
-    (void)state;
-    alarm(WATCHDOG_S);
-    freeReplyObject(admin_cmd(admin, "FLUSHALL"));
-    rl2_vlog_ring_name(zone, name, sizeof(name));
-    shm_unlink(name);
-    shm_unlink(circuit_name);
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    alarm(0);
+    flushed_setup(state);
+    unlink_zone();
     return 0;
 }
 
 int
 main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, watchdog_teardown)
     const struct CMUnitTest tests[] = {
         T(reset_deletes_state_and_overflow_keys),
         T(entries_go_to_the_stream_on_the_threads_connection),
