@@ -1,0 +1,284 @@
+/*
+ * rl2_core_bench.c -- nanoseconds per decision in the core, as the policy
+ * and the set of live keys grow.
+ *
+ * It calls what the front ends call for every request (rl2_clock_now,
+ * rl2_verdict_init, rl2_decide with every phase, as ratelimit2-fcgi does)
+ * against a local zone, so the figure is the core's whole decision:
+ * describe the client, select the rules, digest the key, lock the zone,
+ * look up, run the algorithm, commit, unlock.  No web server, no headers.
+ *
+ *   rl2_core_bench rules N DECISIONS
+ *       N first-match rules, each matching "/svcI/<anything>", with one per-address token
+ *       bucket that never trips; one client.  Prints
+ *       "rules N FIRST_NS LAST_NS": a request matching the first rule
+ *       (one rule tried) and the last one (all N tried).
+ *   rl2_core_bench keys K ENTRIES DECISIONS
+ *       one per-address limit, a zone of ENTRIES keys, K client addresses
+ *       made live first, then DECISIONS decisions for addresses drawn at
+ *       random among the K.  Prints "keys K ENTRIES NS ZONE_BYTES RSS_KB
+ *       EVICTIONS" (RSS of this process, zone pages included, after the
+ *       timed run).
+ *
+ * Each figure is the median of five timed runs.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ratelimit2/config.h"
+#include "ratelimit2/decide.h"
+#include "ratelimit2/store.h"
+#include "ratelimit2/store_local.h"
+
+#define RUNS 5
+#define ADDR_LEN 16
+
+typedef struct {
+    rl2_policy_t *policy;
+    rl2_zone_t   *zone;
+    rl2_store_t  *store;
+    char          zone_name[64];
+} bench_t;
+
+static void
+die(const char *what, const rl2_err_t *err)
+{
+    fprintf(stderr, "rl2_core_bench: %s: %s\n", what,
+            err != NULL ? err->msg : "failed");
+    exit(1);
+}
+
+static double
+now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* A policy of n first-match rules, or of one default rule when n == 0. */
+static char *
+policy_text(size_t n)
+{
+    static const char limit[] =
+        "limits = ( { rate = \"1000000000/1h\"; "
+        "algorithm = \"token_bucket\"; key = \"ip\"; } );";
+    size_t cap = 256 + (n + 1) * (sizeof(limit) + 64), len;
+    char *t = malloc(cap);
+
+    if (t == NULL) {
+        die("policy text", NULL);
+    }
+    len = (size_t)snprintf(t, cap, "mode = \"enforce\";\nrules = (\n");
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(t + len, cap - len,
+                                "%s{ name = \"r%zu\"; paths = [ \"/svc%zu/*\" "
+                                "]; %s }\n", i ? "," : "", i, i, limit);
+    }
+    snprintf(t + len, cap - len, ");\ndefault = { %s };\n", limit);
+    return t;
+}
+
+static void
+bench_open(bench_t *b, size_t n_rules, uint32_t entries)
+{
+    char *text = policy_text(n_rules);
+    rl2_err_t err;
+
+    if (rl2_config_load_string(text, "bench.conf", NULL, &b->policy, &err)
+        != RL2_OK) {
+        die("policy", &err);
+    }
+    free(text);
+    snprintf(b->zone_name, sizeof(b->zone_name), "/rl2-core-bench-%ld",
+             (long)getpid());
+    if (rl2_zone_open(b->zone_name, entries, b->policy->max_state_size,
+                      0600, &b->zone, &err) != RL2_OK) {
+        die("zone", &err);
+    }
+    if (rl2_store_local_create(b->zone, &b->store, &err) != RL2_OK) {
+        die("store", &err);
+    }
+}
+
+static void
+bench_close(bench_t *b)
+{
+    rl2_store_destroy(b->store);
+    rl2_zone_close(b->zone);
+    rl2_zone_unlink(b->zone_name, NULL);
+    rl2_policy_free(b->policy);
+}
+
+/* One request as a front end decides it; returns its outcome. */
+static rl2_outcome_t
+decide_one(bench_t *b, const char *path, const char *ip)
+{
+    rl2_request_t req = { .method = "GET", .path = path, .host = "bench",
+                          .peer_ip = ip };
+    rl2_verdict_t v;
+    rl2_clock_t now;
+    rl2_err_t err;
+
+    rl2_clock_now(&now);
+    rl2_verdict_init(&v);
+    if (rl2_decide(b->policy, NULL, 0, b->store, &req, RL2_PHASE_ALL, &now,
+                   &v, &err) != RL2_OK) {
+        die("decide", &err);
+    }
+    return v.outcome;
+}
+
+/* Median over RUNS of the ns per decision of `n` requests for `path`
+ * from one client. */
+static double
+time_path(bench_t *b, const char *path, size_t n)
+{
+    double runs[RUNS];
+
+    for (int r = 0; r < RUNS; r++) {
+        double t0 = now_ns();
+
+        for (size_t i = 0; i < n; i++) {
+            if (decide_one(b, path, "192.0.2.1") != RL2_OUTCOME_ALLOW) {
+                die("a request was not allowed", NULL);
+            }
+        }
+        runs[r] = (now_ns() - t0) / (double)n;
+    }
+    qsort(runs, RUNS, sizeof(runs[0]), cmp_double);
+    return runs[RUNS / 2];
+}
+
+static int
+run_rules(size_t n_rules, size_t n)
+{
+    bench_t b;
+    char last[64];
+    double first_ns, last_ns;
+
+    bench_open(&b, n_rules, 1024);
+    snprintf(last, sizeof(last), "/svc%zu/x", n_rules - 1);
+    /* warm the zone entry and the caches */
+    time_path(&b, "/svc0/x", n / 10 + 1);
+    first_ns = time_path(&b, "/svc0/x", n);
+    last_ns = time_path(&b, last, n);
+    printf("rules %zu %.1f %.1f\n", n_rules, first_ns, last_ns);
+    bench_close(&b);
+    return 0;
+}
+
+/* Resident set of this process in KiB, shared zone pages included. */
+static long
+rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kb;
+}
+
+/* Addresses 10.0.0.0 + i, as text, ADDR_LEN bytes apart. */
+static char *
+make_addrs(size_t k)
+{
+    char *a = malloc(k * ADDR_LEN);
+
+    if (a == NULL) {
+        die("addresses", NULL);
+    }
+    for (size_t i = 0; i < k; i++) {
+        uint32_t v = (uint32_t)i;
+
+        snprintf(a + i * ADDR_LEN, ADDR_LEN, "10.%u.%u.%u", (v >> 16) & 255,
+                 (v >> 8) & 255, v & 255);
+    }
+    return a;
+}
+
+/* xorshift64: cheap next index, so drawing costs next to nothing. */
+static uint64_t
+next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static int
+run_keys(size_t k, uint32_t entries, size_t n)
+{
+    bench_t b;
+    char *addrs = make_addrs(k);
+    double runs[RUNS];
+    uint64_t seed = 0x9e3779b97f4a7c15u;
+    rl2_zone_stats_t st;
+    rl2_err_t err;
+
+    bench_open(&b, 0, entries);
+    for (size_t i = 0; i < k; i++) {
+        decide_one(&b, "/x", addrs + i * ADDR_LEN);
+    }
+    for (int r = 0; r < RUNS; r++) {
+        double t0 = now_ns();
+
+        for (size_t i = 0; i < n; i++) {
+            size_t j = (size_t)(next_rand(&seed) % k);
+
+            if (decide_one(&b, "/x", addrs + j * ADDR_LEN)
+                != RL2_OUTCOME_ALLOW) {
+                die("a request was not allowed", NULL);
+            }
+        }
+        runs[r] = (now_ns() - t0) / (double)n;
+    }
+    qsort(runs, RUNS, sizeof(runs[0]), cmp_double);
+    if (rl2_zone_stats(b.zone, &st, &err) != RL2_OK) {
+        die("zone stats", &err);
+    }
+    printf("keys %zu %u %.1f %" PRIu64 " %ld %" PRIu64 "\n", k, entries,
+           runs[RUNS / 2], st.bytes, rss_kb(), st.evictions);
+    free(addrs);
+    bench_close(&b);
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc == 4 && strcmp(argv[1], "rules") == 0) {
+        return run_rules(strtoul(argv[2], NULL, 10),
+                         strtoul(argv[3], NULL, 10));
+    }
+    if (argc == 5 && strcmp(argv[1], "keys") == 0) {
+        return run_keys(strtoul(argv[2], NULL, 10),
+                        (uint32_t)strtoul(argv[3], NULL, 10),
+                        strtoul(argv[4], NULL, 10));
+    }
+    fprintf(stderr, "usage: rl2_core_bench rules N DECISIONS\n"
+                    "       rl2_core_bench keys K ENTRIES DECISIONS\n");
+    return 2;
+}
