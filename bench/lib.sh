@@ -18,24 +18,7 @@ BENCH_OUT=${BENCH_OUT:-$RL2_ROOT/build/bench}
 RAW=${RAW:-$BENCH_OUT/raw.jsonl}
 PCRE3=/usr/lib/x86_64-linux-gnu/libpcre.so.3
 
-# raw SECTION KEY=VALUE... -- append one JSON record to $RAW; a value that
-# looks like a number is written as one, anything else as a string.
-raw() {
-    local sec=$1 kv k v out
-    shift
-    out="{\"section\":\"$sec\""
-    for kv in "$@"; do
-        k=${kv%%=*}
-        v=${kv#*=}
-        if [[ "$v" =~ ^-?[0-9]+(\.[0-9]+)?$ ]]; then
-            out="$out,\"$k\":$v"
-        else
-            v=${v//\\/\\\\}
-            out="$out,\"$k\":\"${v//\"/\\\"}\""
-        fi
-    done
-    echo "$out}" >>"$RAW"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/raw.sh"
 
 # bench_redis -- a redis-server for the Redis configurations, on $RP.
 bench_redis() {
