@@ -13,7 +13,7 @@ fail2ban prometheus file
 clang libclang-rt-14-dev llvm
 debhelper dpkg-dev lintian groff-base perl
 chromium
-libapache2-mod-qos libapache2-mod-evasive"
+libapache2-mod-qos libapache2-mod-evasive python3"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""report.py RAW DOC JSON -- docs/PERFORMANCE.md and bench/results.json
+from the raw records of one `make bench` run (bench/run.sh).
+
+Every figure in both files comes from RAW; nothing is typed in here but
+the targets, the method and the peers' settings, which the scripts fix.
+Sections of an existing DOC that the benchmark does not own (see KEPT)
+are carried over verbatim, after the generated part, so that `make fuzz`
+and hand-kept notes survive a rerun; a `## Fuzzing` heading is left at the
+end when none exists yet.
+"""
+import json
+import re
+import statistics
+import sys
+
+KEPT = ("History", "Fuzzing")
+
+TARGET_INSTR = 1500
+TARGET_LOCAL_RATIO = 0.99
+TARGET_REDIS_RATIO = 0.90
+TARGET_REDIS_P99_US = 1000
+TARGET_CORE_NS = 100
+EXACT_ALGOS = ("fixed_window", "sliding_log", "sliding_window",
+               "token_bucket", "leaky_bucket", "quota")
+
+CALLGRIND = [
+    ("bare", "bare Apache, event MPM"),
+    ("local", "mod_ratelimit2, local zone, one per-address token bucket "
+              "that never trips, rate-limit headers on"),
+    ("redis", "mod_ratelimit2, the same limit counted in Redis on "
+              "loopback (Apache's instructions only, not Redis')"),
+    ("qos", "mod_qos: `QS_ClientEventLimitCount` per client address "
+            "(32,000/s, never reached), event variable set by `SetEnvIf`"),
+    ("evasive", "mod_evasive: `DOSPageCount` and `DOSSiteCount` "
+                "10^9 per second, never reached"),
+]
+
+WRK = {
+    "apache_bare": ("Apache (event MPM)", "none (reference)"),
+    "apache_local": ("Apache (event MPM)",
+                     "mod_ratelimit2, local zone, headers on"),
+    "apache_redis": ("Apache (event MPM)",
+                     "mod_ratelimit2, Redis on loopback"),
+    "apache_qos": ("Apache (event MPM)",
+                   "mod_qos `QS_ClientEventLimitCount`"),
+    "apache_evasive": ("Apache (event MPM)", "mod_evasive"),
+    "nginx_bare": ("nginx", "none (reference)"),
+    "nginx_limit_req": ("nginx", "`limit_req` (per address)"),
+    "lighttpd_bare": ("lighttpd", "none (reference)"),
+    "lighttpd_rl2_fcgi": ("lighttpd",
+                          "ratelimit2-fcgi as FastCGI authorizer, local "
+                          "zone"),
+}
+
+
+def load(path):
+    recs = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                r = json.loads(line)
+                recs.setdefault(r.pop("section"), []).append(r)
+    return recs
+
+
+def fmt_int(n):
+    return "{:,}".format(int(round(n)))
+
+
+def fmt_signed(n):
+    return "{:+,}".format(int(round(n)))
+
+
+def met(ok):
+    return "met" if ok else "**not met**"
+
+
+def table(header, rows):
+    aligns = ["---" if i == 0 else "---:" for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+    for r in rows:
+        cells = [str(c) for c in r]
+        assert all(c.strip() for c in cells), "empty cell in %r" % (r,)
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+# ---- the numbers ----
+
+def instructions(recs):
+    by = {r["config"]: r["instructions"] for r in recs.get("callgrind", [])}
+    bare = by["bare"]
+    rows = []
+    for key, what in CALLGRIND:
+        n = by[key]
+        rows.append({"config": key, "description": what,
+                     "instructions_per_request": n,
+                     "added_vs_bare": n - bare})
+    return rows
+
+
+def throughput(recs):
+    refs = {r["config"]: r["reference"] for r in recs["wrk_config"]}
+    runs = {}
+    for r in recs["wrk"]:
+        runs.setdefault(r["config"], {})[r["round"]] = r
+    rows = []
+    for cfg, ref in refs.items():
+        ratios, d50, d99 = [], [], []
+        for rnd, r in sorted(runs[cfg].items()):
+            b = runs[ref][rnd]
+            ratios.append(r["rps"] / b["rps"])
+            d50.append(r["p50_us"] - b["p50_us"])
+            d99.append(r["p99_us"] - b["p99_us"])
+        rows.append({
+            "config": cfg, "reference": ref,
+            "server": WRK[cfg][0], "limiter": WRK[cfg][1],
+            "rounds": [runs[cfg][k] for k in sorted(runs[cfg])],
+            "rps_median": statistics.median(
+                x["rps"] for x in runs[cfg].values()),
+            "ratio_median": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "added_p50_us_median": statistics.median(d50),
+            "added_p99_us_median": statistics.median(d99),
+            "non2xx": sum(x["non2xx"] for x in runs[cfg].values()),
+        })
+    return rows
+
+
+def exactness(recs):
+    rows = []
+    for r in recs["exact"]:
+        r = dict(r)
+        r["error_pct"] = 100.0 * (r["admitted"] - r["expected"]) \
+            / r["expected"]
+        rows.append(r)
+    return rows
+
+
+def core(recs):
+    return recs["core_rules"], recs["core_keys"]
+
+
+def redis_mem(recs):
+    return recs["redis_mem"]
+
+
+def targets(instr, thr, exact, rules, keys):
+    by_i = {r["config"]: r for r in instr}
+    by_t = {r["config"]: r for r in thr}
+    local_i = by_i["local"]["added_vs_bare"]
+    local_r = by_t["apache_local"]["ratio_median"]
+    redis = by_t["apache_redis"]
+    ours = [r for r in exact if r["limiter"] in EXACT_ALGOS]
+    n_exact = sum(1 for r in ours if r["admitted"] == r["expected"])
+    r1000 = [r for r in rules if r["rules"] == 1000][0]
+    k1k = [k for k in keys if k["keys"] == 1000
+           and k["entries"] == 1048576][0]
+    k1m = [k for k in keys if k["keys"] == 1000000
+           and k["entries"] == 1048576][0]
+    flat = (k1k["zone_bytes"] == k1m["zone_bytes"]
+            and k1k["zone_resident_kb"] == k1m["zone_resident_kb"])
+    return [
+        {"target": "local store: added instructions per request "
+                   "<= %s" % fmt_int(TARGET_INSTR),
+         "result": fmt_signed(local_i), "met": local_i <= TARGET_INSTR},
+        {"target": "local store: throughput >= %.2fx bare Apache"
+                   % TARGET_LOCAL_RATIO,
+         "result": "%.3fx" % local_r, "met": local_r >= TARGET_LOCAL_RATIO},
+        {"target": "Redis: throughput >= %.2fx bare Apache"
+                   % TARGET_REDIS_RATIO,
+         "result": "%.3fx" % redis["ratio_median"],
+         "met": redis["ratio_median"] >= TARGET_REDIS_RATIO},
+        {"target": "Redis: added p99 latency < 1 ms",
+         "result": "%s µs" % fmt_signed(redis["added_p99_us_median"]),
+         "met": redis["added_p99_us_median"] < TARGET_REDIS_P99_US},
+        {"target": "exactly N: a quota of 100 admits 100 (every algorithm, "
+                   "event and prefork, 16 and 64 connections)",
+         "result": "%d of %d runs exact" % (n_exact, len(ours)),
+         "met": n_exact == len(ours)},
+        {"target": "core: < %d ns per decision at 1,000 rules"
+                   % TARGET_CORE_NS,
+         "result": "%s ns matching the first rule, %s ns matching the last"
+                   % (fmt_int(r1000["first_ns"]), fmt_int(r1000["last_ns"])),
+         "met": r1000["last_ns"] < TARGET_CORE_NS},
+        {"target": "memory flat under 1M keys",
+         "result": "zone %s bytes, %s KiB resident at 1k and at 1M keys"
+                   % (fmt_int(k1m["zone_bytes"]),
+                      fmt_int(k1m["zone_resident_kb"])) if flat else
+                   "zone %s -> %s KiB resident from 1k to 1M keys"
+                   % (fmt_int(k1k["zone_resident_kb"]),
+                      fmt_int(k1m["zone_resident_kb"])),
+         "met": flat},
+    ]
+
+
+# ---- the page ----
+
+def header(m, timing, quick):
+    total = sum(t["seconds"] for t in timing)
+    lines = [
+        "# Performance",
+        "",
+        "What a request costs with mod_ratelimit2 beside what a sysadmin "
+        "would pick instead (mod_qos, mod_evasive, nginx `limit_req`), and "
+        "how exact each is under concurrency.  Every number on this page, "
+        "and the same numbers in [bench/results.json]"
+        "(../bench/results.json), come from one run of",
+        "",
+        "    make bench",
+        "",
+        "on %s, commit %s, which took %d min %02d s." % (
+            m["date_utc"].replace("T", " ").replace("Z", " UTC"),
+            m["commit"], total // 60, total % 60),
+        "",
+        "Machine: %d CPUs (`nproc`), %s, %s MiB, Linux %s; load average "
+        "%s at the start (other engineers build and test on this machine: "
+        "see below for why the ratios still hold).  Software: %s, nginx "
+        "%s, %s, Redis %s, mod_qos %s, mod_evasive %s, wrk %s, %s "
+        "(Debian 12 packages)." % (
+            m["nproc"], m["cpu"], fmt_int(m["memory_mb"]), m["kernel"],
+            m["loadavg_start"], m["apache"], m["nginx"].split("/")[-1],
+            m["lighttpd"], m["redis"].replace("v=", ""), m["mod_qos"],
+            m["mod_evasive"], m["wrk"], m["valgrind"]),
+    ]
+    if quick:
+        lines += ["", "**BENCH_QUICK=1: short runs for trying the benchmark "
+                  "out; these figures are not the published ones.**"]
+    return lines
+
+
+def how_to_read(setup):
+    return [
+        "## How to read these numbers",
+        "",
+        "- **Instructions per request** (callgrind) do not depend on the "
+        "machine's load: a rerun gives the same figure within a few hundred "
+        "instructions.  They are the figures to compare across changes.",
+        "- **Throughput** is given as a ratio to the bare server of the "
+        "same kind (Apache, nginx, lighttpd), never as a lone absolute "
+        "figure: the absolute requests per second stand beside the ratio "
+        "only to show the scale, and depend on this machine and what else "
+        "ran on it.  The runs are interleaved: each of %d rounds runs "
+        "every configuration once, in the same order, for %d s each, and "
+        "each ratio is taken against the bare server's run of the same "
+        "round; the table gives the median over rounds and the range.  "
+        "Interleaving is what makes the ratios meaningful on a shared, "
+        "noisy machine: a slow minute slows both sides of a ratio." % (
+            setup["rounds"], setup["duration_s"]),
+        "- **Added latency** is the configuration's p50 (p99) minus the "
+        "bare server's in the same round, median over rounds.  wrk keeps "
+        "%d connections busy (a closed loop), so added latency mirrors "
+        "lost throughput; a negative figure is noise." % setup["connections"],
+        "- **Exactness** counts how many of 1,000 requests one client gets "
+        "through a quota of 100; the error is (admitted - 100) / 100.",
+        "- **Core cost** is the decision alone, without a web server: what "
+        "the limiter's code costs as a policy and a key set grow.",
+    ]
+
+
+def sect_targets(tg):
+    rows = [(t["target"], t["result"], met(t["met"])) for t in tg]
+    return ["## Targets", "",
+            table(["target", "result", "status"], rows)]
+
+
+def sect_instr(instr):
+    rows = []
+    for r in instr:
+        added = "reference" if r["config"] == "bare" else \
+            fmt_signed(r["added_vs_bare"])
+        rows.append((r["description"], fmt_int(r["instructions_per_request"]),
+                     added))
+    return [
+        "## Instructions per request (callgrind)", "",
+        "`apache2 -X` (event MPM, one process) under `valgrind "
+        "--tool=callgrind` serves 5 and then 1,005 requests for the static "
+        "file with `ab -c1`; the figure is (total₁₀₀₅ − total₅) / 1000, so "
+        "start-up and configuration cancel out (both runs create the "
+        "shared-memory zone afresh).  Every configuration loads the same "
+        "modules, logs errors at `warn` and writes no access log.  "
+        "Reproduce one line: `bench/callgrind.sh bare|local|redis|qos|"
+        "evasive`.", "",
+        table(["configuration", "instructions / request", "added vs bare"],
+              rows),
+    ]
+
+
+def sect_wrk(thr, setup, redis_calls):
+    rows = []
+    for r in thr:
+        ref = r["config"] == r["reference"]
+        ratio = "1.000 (reference)" if ref else "%.3fx (%.3f–%.3f)" % (
+            r["ratio_median"], r["ratio_min"], r["ratio_max"])
+        d50 = "reference" if ref else fmt_signed(r["added_p50_us_median"])
+        d99 = "reference" if ref else fmt_signed(r["added_p99_us_median"])
+        rows.append((r["server"], r["limiter"], ratio,
+                     fmt_int(r["rps_median"]), d50, d99))
+    redis = [r for r in thr if r["config"] == "apache_redis"][0]
+    served = sum(x["rps"] for x in redis["rounds"]) * setup["duration_s"]
+    if setup["pinned"]:
+        pin = ("The servers (with Redis and the FastCGI daemon) run on CPU "
+               "%s and wrk alone on CPU %s (`taskset`), so the load "
+               "generator never takes CPU from the server it measures; "
+               "Redis shares the server's CPU, as it would on a web server "
+               "that hosts it, so its cost is counted.  nginx runs one "
+               "worker per server CPU." % (
+                   re.sub(r"^(\d+)-\1$", r"\1", str(setup["server_cpus"])),
+                   setup["load_cpu"]))
+    else:
+        pin = ("Nothing is pinned (one CPU, or BENCH_PIN=0): servers, Redis "
+               "and wrk share the machine's CPUs.")
+    return [
+        "## Throughput and latency (wrk)", "",
+        "`wrk -t1 -c%d -d%ds --latency` against the same static file "
+        "(`/index.html`, 3 bytes) on every server, connections kept alive "
+        "with no request cap, no access log; %d rounds of every "
+        "configuration in a fixed order after a 2 s warm-up of each.  "
+        "Every limiter has one per-client limit set high enough never to "
+        "trip (no run saw a non-2xx answer: %d in all).  %s" % (
+            setup["connections"], setup["duration_s"], setup["rounds"],
+            sum(r["non2xx"] for r in thr), pin), "",
+        table(["server", "limiter", "throughput vs bare (median, range)",
+               "req/s (median)", "added p50 (µs)", "added p99 (µs)"], rows),
+        "",
+        "Redis answered %s scripts (`EVALSHA`) during the measured rounds, "
+        "for about %s requests served by the Redis configuration: every "
+        "request was counted in Redis, none by the local failover."
+        % (fmt_int(redis_calls), fmt_int(served)),
+    ]
+
+
+def sect_exact(exact):
+    keyed = {}
+    for r in exact:
+        k = (r["server"], r["mpm"], r["limiter"])
+        keyed.setdefault(k, {})[r["connections"]] = r
+    rows = []
+    for (server, mpm, lim), by_c in keyed.items():
+        name = lim if lim.startswith(("mod_", "limit_req")) else \
+            "mod_ratelimit2 `%s`" % lim
+        if server == "nginx":
+            name = "nginx `limit_req` (burst 99)"
+        cells = [name, "%s %s" % (server, mpm)]
+        for c in (16, 64):
+            r = by_c[c]
+            cells += [fmt_int(r["admitted"]), "%+.1f%%" % r["error_pct"]]
+        rows.append(cells)
+    return [
+        "## Exactness: a quota of 100 per client", "",
+        "1,000 requests from one client with `ab -n 1000` at 16 and at 64 "
+        "connections (no keep-alive), after the server has run 3 s (the MPM "
+        "has grown its pool).  mod_ratelimit2: `RateLimit2Limit NAME 100/1h "
+        "algorithm=ALGO` (`100/day` for `quota`), one location per "
+        "algorithm and concurrency so every count starts at zero.  Each "
+        "peer is set so that 100 sequential requests pass and the 101st "
+        "does not: mod_qos `QS_ClientEventLimitCount 101 3600` (it refuses "
+        "the request that reaches the limit: 100 admits 99); mod_evasive "
+        "`DOSPageCount 99`, `DOSSiteCount 99`, intervals of 3600 s (it "
+        "blocks once a count passes the threshold; its tables are per "
+        "child process); nginx `limit_req` at `rate=1r/m burst=99 nodelay` "
+        "with two workers sharing the zone (nginx has no MPM).", "",
+        table(["limiter", "server", "admitted at 16", "error at 16",
+               "admitted at 64", "error at 64"], rows),
+    ]
+
+
+def sect_core(rules, keys, quick):
+    rrows = [(fmt_int(r["rules"]), fmt_int(r["first_ns"]),
+              fmt_int(r["last_ns"]), fmt_int(r["decisions"]))
+             for r in rules]
+    krows = []
+    for k in keys:
+        krows.append((fmt_int(k["keys"]), fmt_int(k["entries"]),
+                      fmt_int(k["ns"]), fmt_int(k["zone_bytes"]),
+                      fmt_int(k["zone_resident_kb"]), fmt_int(k["live"]),
+                      fmt_int(k["evictions"])))
+    return [
+        "## Cost growth in the core", "",
+        "`bench/rl2_core_bench.c`, linked with `build/libratelimit2.a`, "
+        "calls what the front ends call for each request (`rl2_clock_now`, "
+        "`rl2_verdict_init`, `rl2_decide` with every phase, as "
+        "ratelimit2-fcgi does) against a local zone: the whole decision "
+        "without a web server or headers.  Each figure is the median of "
+        "five timed runs%s." % (" (BENCH_QUICK: a tenth of the decisions)"
+                                if quick else ""), "",
+        "### As rules grow", "",
+        "First-match rules, rule *i* matching `/svc<i>/*` with one "
+        "per-address token bucket; one client.  Rules are tried in order, "
+        "so a request matching the last rule pays for all of them.", "",
+        table(["rules", "ns / decision, first rule matches",
+               "ns / decision, last rule matches", "decisions per run"],
+              rrows),
+        "",
+        "### As live keys grow", "",
+        "One per-address limit; K client addresses are made live first, "
+        "then requests come from addresses drawn at random among them "
+        "(the time to draw and write an address is measured apart and "
+        "taken out).  The zone's memory is fixed when it is created and "
+        "every page is touched then: its resident size does not move with "
+        "the number of keys.  The last line sends a million addresses "
+        "through a zone of the default size, which evicts the oldest.", "",
+        table(["live keys", "zone entries", "ns / decision", "zone bytes",
+               "zone resident (KiB)", "live entries after", "evictions"],
+              krows),
+    ]
+
+
+def sect_redis(mem):
+    rows = []
+    for r in mem:
+        a = "`%s`" % r["algorithm"]
+        if r["requests"] > 1:
+            a += ", %d entries in its window" % r["requests"]
+        if "in_flight" in r:
+            a += ", request in flight" if r["in_flight"] else \
+                ", request ended"
+        if r["keys"] == 0:
+            rows.append((a, "0", "none: the slot was released and its key "
+                         "deleted"))
+        else:
+            rows.append((a, fmt_int(r["keys"]),
+                         fmt_int(r["bytes"] / r["keys"])))
+    return [
+        "## Redis memory per key", "",
+        "Apache counting in Redis, one location per algorithm: Redis "
+        "emptied, one request (100 for the second `sliding_log` line), then "
+        "`MEMORY USAGE key SAMPLES 0` of every key it holds; for "
+        "`concurrency`, while a CGI holding the slot runs and after it "
+        "ended.  Each key has a TTL no longer than its state needs.", "",
+        table(["algorithm", "keys per client", "bytes per key"], rows),
+    ]
+
+
+def sect_repro():
+    return [
+        "## Reproducing a part", "",
+        "- `make bench` runs everything (about 15 minutes) and rewrites "
+        "this page and `bench/results.json`; `BENCH_QUICK=1 make bench` "
+        "runs 3 short rounds and fewer decisions and writes "
+        "`build/bench/PERFORMANCE.md` instead, for trying it out.",
+        "- `BENCH_ONLY=\"callgrind exact\" make bench` runs some sections "
+        "(`callgrind exact redis_mem core throughput`) and leaves their raw "
+        "records in `build/bench/raw.jsonl` without a report.",
+        "- `bench/callgrind.sh MODE` prints one instruction count; "
+        "`BENCH_ROUNDS`, `BENCH_DURATION`, `BENCH_CONNS` and `BENCH_PIN=0` "
+        "change the wrk runs.",
+    ]
+
+
+def kept_sections(path):
+    """The KEPT sections of the existing page, verbatim, in page order."""
+    try:
+        text = open(path).read()
+    except FileNotFoundError:
+        return []
+    parts = re.split(r"(?m)^(?=## )", text)
+    return [p.rstrip("\n") for p in parts
+            if p.startswith("## ") and p[3:].startswith(KEPT)]
+
+
+def main(raw, doc, out_json, keep_from=None):
+    recs = load(raw)
+    m = recs["machine"][0]
+    quick = m["quick"] == 1
+    setup = recs["wrk_setup"][0]
+    instr = instructions(recs)
+    thr = throughput(recs)
+    exact = exactness(recs)
+    rules, keys = core(recs)
+    mem = redis_mem(recs)
+    tg = targets(instr, thr, exact, rules, keys)
+    redis_calls = recs["wrk_redis"][0]["evalsha_calls"]
+
+    kept = kept_sections(keep_from or doc)
+    if not any(k.startswith("## Fuzzing") for k in kept):
+        kept.append("## Fuzzing")
+    blocks = [header(m, recs["timing"], quick), how_to_read(setup),
+              sect_targets(tg), sect_instr(instr),
+              sect_wrk(thr, setup, redis_calls), sect_exact(exact),
+              sect_core(rules, keys, quick), sect_redis(mem),
+              sect_repro()]
+    text = "\n\n".join("\n".join(b) for b in blocks)
+    text += "\n\n" + "\n\n".join(kept) + "\n"
+    with open(doc, "w") as f:
+        f.write(text)
+
+    result = {
+        "command": "make bench", "quick": quick, "machine": m,
+        "timing_s": {t["part"]: t["seconds"] for t in recs["timing"]},
+        "targets": tg, "instructions": instr,
+        "throughput": {"setup": setup, "redis_evalsha_calls": redis_calls,
+                       "configs": thr},
+        "exactness": exact,
+        "core": {"rules": rules, "keys": keys},
+        "redis_bytes_per_key": mem,
+    }
+    with open(out_json, "w") as f:
+        json.dump(result, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: report.py RAW DOC JSON [PAGE_TO_KEEP_SECTIONS_OF]")
+    main(*sys.argv[1:])
