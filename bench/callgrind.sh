@@ -43,8 +43,8 @@ total() {
     runuser -u nobody -- valgrind --tool=callgrind \
         --callgrind-out-file="$D/cg.%p.out" \
         /usr/sbin/apache2 -X -f "$D/httpd.conf" >"$D/vg.log" 2>&1 &
-    local vp=$! i
-    for i in $(seq 1 300); do rl2_port_busy "$P" && break; sleep 0.1; done
+    local vp=$!
+    for _ in $(seq 1 300); do rl2_port_busy "$P" && break; sleep 0.1; done
     ab -q -c1 -n "$1" "http://127.0.0.1:$P/index.html" >"$D/ab.log" 2>&1
     kill -TERM "$(cat "$D/httpd.pid")"
     wait "$vp"

@@ -28,7 +28,7 @@ record() {
 
 # Our algorithms: one Apache per MPM.
 ours() {
-    local mpm=$1 d=$T_DIR/rl2-$mpm p a c rate t
+    local mpm=$1 d=$T_DIR/rl2-$1 p a c rate t
     p=$(free_port)
     apache_bench "$d" "$p" "$mpm" local quota
     {

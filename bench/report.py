@@ -102,6 +102,8 @@ def instructions(recs):
 
 
 def throughput(recs):
+    """Each run against the mean of its reference's runs just before and
+    just after it (this round's and the next, closing, one)."""
     refs = {r["config"]: r["reference"] for r in recs["wrk_config"]}
     runs = {}
     for r in recs["wrk"]:
@@ -109,22 +111,27 @@ def throughput(recs):
     rows = []
     for cfg, ref in refs.items():
         ratios, d50, d99 = [], [], []
-        for rnd, r in sorted(runs[cfg].items()):
-            b = runs[ref][rnd]
-            ratios.append(r["rps"] / b["rps"])
-            d50.append(r["p50_us"] - b["p50_us"])
-            d99.append(r["p99_us"] - b["p99_us"])
+        mine = [runs[cfg][k] for k in sorted(runs[cfg])]
+        if cfg == ref:
+            mine = mine[:-1]  # the closing run only brackets the last round
+        for r in mine:
+            b = [runs[ref][r["round"]], runs[ref][r["round"] + 1]]
+
+            def mean(f):
+                return (b[0][f] + b[1][f]) / 2.0
+            ratios.append(r["rps"] / mean("rps"))
+            d50.append(r["p50_us"] - mean("p50_us"))
+            d99.append(r["p99_us"] - mean("p99_us"))
         rows.append({
             "config": cfg, "reference": ref,
             "server": WRK[cfg][0], "limiter": WRK[cfg][1],
-            "rounds": [runs[cfg][k] for k in sorted(runs[cfg])],
-            "rps_median": statistics.median(
-                x["rps"] for x in runs[cfg].values()),
+            "rounds": mine,
+            "rps_median": statistics.median(x["rps"] for x in mine),
             "ratio_median": statistics.median(ratios),
             "ratio_min": min(ratios), "ratio_max": max(ratios),
             "added_p50_us_median": statistics.median(d50),
             "added_p99_us_median": statistics.median(d99),
-            "non2xx": sum(x["non2xx"] for x in runs[cfg].values()),
+            "non2xx": sum(x["non2xx"] for x in mine),
         })
     return rows
 
@@ -198,7 +205,7 @@ def targets(instr, thr, exact, rules, keys):
 
 # ---- the page ----
 
-def header(m, timing, quick):
+def header(m, timing, quick, load_end):
     total = sum(t["seconds"] for t in timing)
     lines = [
         "# Performance",
@@ -216,12 +223,14 @@ def header(m, timing, quick):
             m["commit"], total // 60, total % 60),
         "",
         "Machine: %d CPUs (`nproc`), %s, %s MiB, Linux %s; load average "
-        "%s at the start (other engineers build and test on this machine: "
-        "see below for why the ratios still hold).  Software: %s, nginx "
+        "%s at the start and %s at the end (other engineers build and test "
+        "on this machine: see below for why the ratios still hold).  "
+        "Software: %s, nginx "
         "%s, %s, Redis %s, mod_qos %s, mod_evasive %s, wrk %s, %s "
         "(Debian 12 packages)." % (
             m["nproc"], m["cpu"], fmt_int(m["memory_mb"]), m["kernel"],
-            m["loadavg_start"], m["apache"], m["nginx"].split("/")[-1],
+            m["loadavg_start"], load_end, m["apache"],
+            m["nginx"].split("/")[-1],
             m["lighttpd"], m["redis"].replace("v=", ""), m["mod_qos"],
             m["mod_evasive"], m["wrk"], m["valgrind"]),
     ]
@@ -243,14 +252,17 @@ def how_to_read(setup):
         "figure: the absolute requests per second stand beside the ratio "
         "only to show the scale, and depend on this machine and what else "
         "ran on it.  The runs are interleaved: each of %d rounds runs "
-        "every configuration once, in the same order, for %d s each, and "
-        "each ratio is taken against the bare server's run of the same "
-        "round; the table gives the median over rounds and the range.  "
+        "every configuration once, in the same order, for %d s each, and a "
+        "last round runs the bare servers again; each run is compared with "
+        "the mean of its bare server's runs just before and just after it "
+        "(this round's and the next); the table gives the median of these "
+        "ratios over rounds, and their range.  "
         "Interleaving is what makes the ratios meaningful on a shared, "
         "noisy machine: a slow minute slows both sides of a ratio." % (
             setup["rounds"], setup["duration_s"]),
         "- **Added latency** is the configuration's p50 (p99) minus the "
-        "bare server's in the same round, median over rounds.  wrk keeps "
+        "mean of the bare server's runs around it, median over rounds.  "
+        "wrk keeps "
         "%d connections busy (a closed loop), so added latency mirrors "
         "lost throughput; a negative figure is noise." % setup["connections"],
         "- **Exactness** counts how many of 1,000 requests one client gets "
@@ -292,8 +304,12 @@ def sect_wrk(thr, setup, redis_calls):
     rows = []
     for r in thr:
         ref = r["config"] == r["reference"]
-        ratio = "1.000 (reference)" if ref else "%.3fx (%.3f–%.3f)" % (
-            r["ratio_median"], r["ratio_min"], r["ratio_max"])
+        if ref:
+            ratio = "reference (its runs vary %.3f–%.3f against their " \
+                "neighbours)" % (r["ratio_min"], r["ratio_max"])
+        else:
+            ratio = "%.3fx (%.3f–%.3f)" % (r["ratio_median"], r["ratio_min"],
+                                           r["ratio_max"])
         d50 = "reference" if ref else fmt_signed(r["added_p50_us_median"])
         d99 = "reference" if ref else fmt_signed(r["added_p99_us_median"])
         rows.append((r["server"], r["limiter"], ratio,
@@ -319,9 +335,9 @@ def sect_wrk(thr, setup, redis_calls):
         "with no request cap, no access log; %d rounds of every "
         "configuration in a fixed order after a 2 s warm-up of each.  "
         "Every limiter has one per-client limit set high enough never to "
-        "trip (no run saw a non-2xx answer: %d in all).  %s" % (
-            setup["connections"], setup["duration_s"], setup["rounds"],
-            sum(r["non2xx"] for r in thr), pin), "",
+        "trip (a run that sees a non-2xx answer fails the benchmark).  %s"
+        % (setup["connections"], setup["duration_s"], setup["rounds"], pin),
+        "",
         table(["server", "limiter", "throughput vs bare (median, range)",
                "req/s (median)", "added p50 (µs)", "added p99 (µs)"], rows),
         "",
@@ -477,7 +493,9 @@ def main(raw, doc, out_json, keep_from=None):
     kept = kept_sections(keep_from or doc)
     if not any(k.startswith("## Fuzzing") for k in kept):
         kept.append("## Fuzzing")
-    blocks = [header(m, recs["timing"], quick), how_to_read(setup),
+    load_end = recs["load_end"][0]["loadavg"]
+    blocks = [header(m, recs["timing"], quick, load_end),
+              how_to_read(setup),
               sect_targets(tg), sect_instr(instr),
               sect_wrk(thr, setup, redis_calls), sect_exact(exact),
               sect_core(rules, keys, quick), sect_redis(mem),
@@ -489,6 +507,7 @@ def main(raw, doc, out_json, keep_from=None):
 
     result = {
         "command": "make bench", "quick": quick, "machine": m,
+        "loadavg_end": load_end,
         "timing_s": {t["part"]: t["seconds"] for t in recs["timing"]},
         "targets": tg, "instructions": instr,
         "throughput": {"setup": setup, "redis_evalsha_calls": redis_calls,

@@ -8,11 +8,11 @@
 #   4. the core's cost as rules and keys grow (bench/core.sh)
 #   5. throughput and latency, interleaved rounds (bench/throughput.sh)
 #
-# Raw records go to $BUILD/bench/raw.jsonl.  A full run rewrites
-# docs/PERFORMANCE.md and bench/results.json; BENCH_QUICK=1 (3 short
-# rounds, fewer decisions) writes $BUILD/bench/PERFORMANCE.md and
-# results.json instead, so trying the benchmark out never replaces the
-# published figures.  BENCH_ONLY="callgrind exact ..." runs some sections
+# Raw records go to $BUILD/bench/raw.jsonl.  A full run (about 15 min)
+# rewrites docs/PERFORMANCE.md and bench/results.json.  BENCH_QUICK=1 (3
+# rounds of 2 s, a tenth of the core's decisions; about 4 min) writes
+# $BUILD/bench/PERFORMANCE.md and results.json instead, so trying the
+# benchmark out never replaces the published figures.  BENCH_ONLY="callgrind exact ..." runs some sections
 # and reports nothing.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,6 +94,7 @@ machine
 for s in $SECTIONS; do
     section "$s" || exit 1
 done
+raw load_end loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
 [ -n "${BENCH_ONLY:-}" ] && { echo "bench: raw records in $RAW"; exit 0; }
 # A trial run's page keeps the hand-kept sections of the published one.
 python3 bench/report.py "$RAW" "$DOC" "$JSON" docs/PERFORMANCE.md || exit 1
