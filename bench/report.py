@@ -78,12 +78,19 @@ def met(ok):
 
 
 def table(header, rows):
-    aligns = ["---" if i == 0 else "---:" for i in range(len(header))]
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+    """A Markdown table; columns whose every cell is a number (or a
+    "reference" placeholder) are right-aligned.  No cell may be empty."""
+    rows = [[str(c) for c in r] for r in rows]
     for r in rows:
-        cells = [str(c) for c in r]
-        assert all(c.strip() for c in cells), "empty cell in %r" % (r,)
-        out.append("| " + " | ".join(cells) + " |")
+        assert all(c.strip() for c in r), "empty cell in %r" % (r,)
+
+    def numeric(c):
+        return re.match(r"^[-+]?[0-9][0-9,.]*(x|%| µs)?( \(.*\))?$", c) \
+            or c == "reference"
+    aligns = ["---:" if all(numeric(r[i]) for r in rows) else "---"
+              for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
 
 
@@ -278,13 +285,41 @@ def sect_targets(tg):
             table(["target", "result", "status"], rows)]
 
 
+def instr_target(r):
+    c = r["config"]
+    if c == "bare":
+        return "reference"
+    if c == "local":
+        return "<= +%s: %s" % (fmt_int(TARGET_INSTR),
+                               met(r["added_vs_bare"] <= TARGET_INSTR))
+    if c == "redis":
+        return "none here: Redis mode is held to throughput and p99"
+    return "none: a peer, for comparison"
+
+
+def wrk_target(r):
+    c = r["config"]
+    if c == r["reference"]:
+        return "reference"
+    if c == "apache_local":
+        return ">= %.2fx: %s" % (TARGET_LOCAL_RATIO,
+                                 met(r["ratio_median"] >= TARGET_LOCAL_RATIO))
+    if c == "apache_redis":
+        return ">= %.2fx: %s; p99 added < 1 ms: %s" % (
+            TARGET_REDIS_RATIO, met(r["ratio_median"] >= TARGET_REDIS_RATIO),
+            met(r["added_p99_us_median"] < TARGET_REDIS_P99_US))
+    if c == "lighttpd_rl2_fcgi":
+        return "none set for the FastCGI authorizer"
+    return "none: a peer, for comparison"
+
+
 def sect_instr(instr):
     rows = []
     for r in instr:
         added = "reference" if r["config"] == "bare" else \
             fmt_signed(r["added_vs_bare"])
         rows.append((r["description"], fmt_int(r["instructions_per_request"]),
-                     added))
+                     added, instr_target(r)))
     return [
         "## Instructions per request (callgrind)", "",
         "`apache2 -X` (event MPM, one process) under `valgrind "
@@ -295,8 +330,8 @@ def sect_instr(instr):
         "modules, logs errors at `warn` and writes no access log.  "
         "Reproduce one line: `bench/callgrind.sh bare|local|redis|qos|"
         "evasive`.", "",
-        table(["configuration", "instructions / request", "added vs bare"],
-              rows),
+        table(["configuration", "instructions / request", "added vs bare",
+               "target"], rows),
     ]
 
 
@@ -313,7 +348,7 @@ def sect_wrk(thr, setup, redis_calls):
         d50 = "reference" if ref else fmt_signed(r["added_p50_us_median"])
         d99 = "reference" if ref else fmt_signed(r["added_p99_us_median"])
         rows.append((r["server"], r["limiter"], ratio,
-                     fmt_int(r["rps_median"]), d50, d99))
+                     fmt_int(r["rps_median"]), d50, d99, wrk_target(r)))
     redis = [r for r in thr if r["config"] == "apache_redis"][0]
     served = sum(x["rps"] for x in redis["rounds"]) * setup["duration_s"]
     if setup["pinned"]:
@@ -339,7 +374,8 @@ def sect_wrk(thr, setup, redis_calls):
         % (setup["connections"], setup["duration_s"], setup["rounds"], pin),
         "",
         table(["server", "limiter", "throughput vs bare (median, range)",
-               "req/s (median)", "added p50 (µs)", "added p99 (µs)"], rows),
+               "req/s (median)", "added p50 (µs)", "added p99 (µs)",
+               "target"], rows),
         "",
         "Redis answered %s scripts (`EVALSHA`) during the measured rounds, "
         "for about %s requests served by the Redis configuration: every "
@@ -363,6 +399,11 @@ def sect_exact(exact):
         for c in (16, 64):
             r = by_c[c]
             cells += [fmt_int(r["admitted"]), "%+.1f%%" % r["error_pct"]]
+        if lim in EXACT_ALGOS:
+            cells.append("exactly 100: %s" % met(all(
+                x["admitted"] == x["expected"] for x in by_c.values())))
+        else:
+            cells.append("none: a peer, for comparison")
         rows.append(cells)
     return [
         "## Exactness: a quota of 100 per client", "",
@@ -379,14 +420,21 @@ def sect_exact(exact):
         "child process); nginx `limit_req` at `rate=1r/m burst=99 nodelay` "
         "with two workers sharing the zone (nginx has no MPM).", "",
         table(["limiter", "server", "admitted at 16", "error at 16",
-               "admitted at 64", "error at 64"], rows),
+               "admitted at 64", "error at 64", "target"], rows),
     ]
 
 
 def sect_core(rules, keys, quick):
-    rrows = [(fmt_int(r["rules"]), fmt_int(r["first_ns"]),
-              fmt_int(r["last_ns"]), fmt_int(r["decisions"]))
-             for r in rules]
+    rrows = []
+    for r in rules:
+        if r["rules"] == 1000:
+            tgt = "< %d ns: first rule %s, last rule %s" % (
+                TARGET_CORE_NS, met(r["first_ns"] < TARGET_CORE_NS),
+                met(r["last_ns"] < TARGET_CORE_NS))
+        else:
+            tgt = "set at 1,000 rules only"
+        rrows.append((fmt_int(r["rules"]), fmt_int(r["first_ns"]),
+                      fmt_int(r["last_ns"]), fmt_int(r["decisions"]), tgt))
     krows = []
     for k in keys:
         krows.append((fmt_int(k["keys"]), fmt_int(k["entries"]),
@@ -407,8 +455,8 @@ def sect_core(rules, keys, quick):
         "per-address token bucket; one client.  Rules are tried in order, "
         "so a request matching the last rule pays for all of them.", "",
         table(["rules", "ns / decision, first rule matches",
-               "ns / decision, last rule matches", "decisions per run"],
-              rrows),
+               "ns / decision, last rule matches", "decisions per run",
+               "target"], rrows),
         "",
         "### As live keys grow", "",
         "One per-address limit; K client addresses are made live first, "
