@@ -418,7 +418,8 @@ def sect_exact(exact):
         "`DOSPageCount 99`, `DOSSiteCount 99`, intervals of 3600 s (it "
         "blocks once a count passes the threshold; its tables are per "
         "child process); nginx `limit_req` at `rate=1r/m burst=99 nodelay` "
-        "with two workers sharing the zone (nginx has no MPM).", "",
+        "with two workers sharing the zone (nginx has no MPM).  Why these "
+        "settings: see the peers' settings below.", "",
         table(["limiter", "server", "admitted at 16", "error at 16",
                "admitted at 64", "error at 64", "target"], rows),
     ]
@@ -498,6 +499,47 @@ def sect_redis(mem):
     ]
 
 
+def sect_peers():
+    return [
+        "## The peers' settings", "",
+        "Every configuration is written by `bench/lib.sh`; the limit is per "
+        "client address throughout.", "",
+        "- **mod_qos**: `QS_ClientEventLimitCount N SECONDS QS_Limit`, with "
+        "`SetEnvIf Request_URI \"^/\" QS_Limit` marking every request.  It "
+        "counts each client address's requests over a period and refuses "
+        "the rest with a status (`QS_ErrorResponseCode 429`): the closest "
+        "mod_qos has to a per-client rate limit.  `QS_LocRequestPerSecLimit` "
+        "was not used: it limits all clients of a location together and "
+        "slows requests down instead of refusing them.  Throughput and "
+        "instructions: 32,000 per second (its counts wrap as 16-bit "
+        "numbers: a limit of 10^9 becomes negative).  Exactness: 101 per "
+        "hour, since it refuses the request that reaches the limit "
+        "(`QS_ClientEventLimitCount 100` admits 99).  Debian's mod_qos "
+        "needs `LoadFile libpcre.so.3` with the current apache2-bin.",
+        "- **mod_evasive**: `DOSPageCount` and `DOSSiteCount`, both 10^9 "
+        "per second for throughput and instructions; both 99 per 3,600 s "
+        "for exactness (it blocks once a count passes the threshold: 99 "
+        "admits 100 in one process).  Its tables live in each child "
+        "process, so a client is counted separately by every child that "
+        "serves it.",
+        "- **nginx `limit_req`**: `limit_req_zone $binary_remote_addr` "
+        "with `nodelay`, `limit_req_status 429`; throughput at 10^6 "
+        "requests per second with burst 1,000; exactness at 1 request a "
+        "minute with burst 99 (the first request and 99 of burst pass at "
+        "once; the next is due a minute later, after the run).",
+        "- **ratelimit2-fcgi behind lighttpd**: spawned by lighttpd "
+        "(`bin-path`, `max-procs` 1, 8 threads), `\"mode\" => "
+        "\"authorizer\"` on every URL, as in "
+        "`conf/fcgi/lighttpd-ratelimit2.conf`; one per-address token bucket "
+        "that never trips, local zone.  Every request costs lighttpd a "
+        "FastCGI round trip to the daemon before the file is served.",
+        "- **mod_ratelimit2**: `RateLimit2Limit perip 1000000000/1h key=ip "
+        "algorithm=token_bucket` server-wide, a zone of 100,000 entries, "
+        "the rate-limit headers on (the default); with `RateLimit2Redis "
+        "127.0.0.1:PORT` for the Redis lines.",
+    ]
+
+
 def sect_repro():
     return [
         "## Reproducing a part", "",
@@ -546,7 +588,7 @@ def main(raw, doc, out_json, keep_from=None):
               how_to_read(setup),
               sect_targets(tg), sect_instr(instr),
               sect_wrk(thr, setup, redis_calls), sect_exact(exact),
-              sect_core(rules, keys, quick), sect_redis(mem),
+              sect_core(rules, keys, quick), sect_redis(mem), sect_peers(),
               sect_repro()]
     text = "\n\n".join("\n".join(b) for b in blocks)
     text += "\n\n" + "\n\n".join(kept) + "\n"
