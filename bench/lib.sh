@@ -3,8 +3,9 @@
 # fcgi_lib.sh: free ports, a temp dir, every server stopped on exit).
 #
 # Every server serves the same static file, /index.html ("ok\n", the file
-# apache_conf writes), keeps connections alive without a request cap, and
-# writes no access log: the benchmark measures the limiter, not logging.
+# apache_conf writes), keeps connections alive with no request cap that a
+# run could reach, and writes no access log: the benchmark measures the
+# limiter, not logging.
 #
 # A limiter is configured for one of two purposes:
 #   free   one per-client limit that never trips (throughput, instructions)
