@@ -31,7 +31,8 @@ bench_redis() {
 # apache_bench DIR PORT MPM KIND PURPOSE -- an Apache with one limiter:
 #   bare     no limiter (mod_ratelimit2 not loaded)
 #   local    mod_ratelimit2, local zone, one per-address token bucket
-#            (server-wide, as most sites write it), headers on (default)
+#            (server-wide, as most sites write it), the default headers
+#            (RateLimit and RateLimit-Policy)
 #   redis    the same counted in the redis-server on $RP
 #   qos      mod_qos, QS_ClientEventLimitCount: requests per client
 #            address per period, refused with 429 once spent

@@ -27,7 +27,8 @@ EXACT_ALGOS = ("fixed_window", "sliding_log", "sliding_window",
 CALLGRIND = [
     ("bare", "bare Apache, event MPM"),
     ("local", "mod_ratelimit2, local zone, one per-address token bucket "
-              "that never trips, rate-limit headers on"),
+              "that never trips, headers on (RateLimit and "
+              "RateLimit-Policy, the default)"),
     ("redis", "mod_ratelimit2, the same limit counted in Redis on "
               "loopback (Apache's instructions only, not Redis')"),
     ("qos", "mod_qos: `QS_ClientEventLimitCount` per client address "
@@ -535,7 +536,8 @@ def sect_peers():
         "FastCGI round trip to the daemon before the file is served.",
         "- **mod_ratelimit2**: `RateLimit2Limit perip 1000000000/1h key=ip "
         "algorithm=token_bucket` server-wide, a zone of 100,000 entries, "
-        "the rate-limit headers on (the default); with `RateLimit2Redis "
+        "the default headers on (`RateLimit` and `RateLimit-Policy`; the "
+        "legacy `X-RateLimit-*` are opt-in); with `RateLimit2Redis "
         "127.0.0.1:PORT` for the Redis lines.",
     ]
 

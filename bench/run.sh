@@ -97,5 +97,5 @@ done
 raw load_end loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
 [ -n "${BENCH_ONLY:-}" ] && { echo "bench: raw records in $RAW"; exit 0; }
 # A trial run's page keeps the hand-kept sections of the published one.
-python3 bench/report.py "$RAW" "$DOC" "$JSON" docs/PERFORMANCE.md || exit 1
+python3 -B bench/report.py "$RAW" "$DOC" "$JSON" docs/PERFORMANCE.md || exit 1
 echo "bench: wrote $DOC and $JSON"
