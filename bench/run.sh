@@ -12,8 +12,8 @@
 # rewrites docs/PERFORMANCE.md and bench/results.json.  BENCH_QUICK=1 (3
 # rounds of 2 s, a tenth of the core's decisions; about 4 min) writes
 # $BUILD/bench/PERFORMANCE.md and results.json instead, so trying the
-# benchmark out never replaces the published figures.  BENCH_ONLY="callgrind exact ..." runs some sections
-# and reports nothing.
+# benchmark out never replaces the published figures.  BENCH_ONLY="core
+# exact" runs the sections named and writes no report.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
