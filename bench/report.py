@@ -52,7 +52,7 @@ def main(raw, doc, out_json, keep_from=None):
     blocks = [header(m, recs["timing"], quick, load_end),
               how_to_read(setup),
               sect_targets(tg), sect_instr(instr),
-              sect_wrk(thr, setup, redis_calls), sect_exact(exact),
+              sect_wrk(thr, setup, redis_calls, tg), sect_exact(exact),
               sect_core(rules, keys, clock, quick), sect_redis(mem),
               sect_peers(),
               sect_repro()]

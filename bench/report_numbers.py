@@ -85,9 +85,14 @@ def throughput(recs):
     for r in recs["wrk"]:
         runs.setdefault(r["config"], {})[r["round"]] = r
     rows = []
+    for cfg_runs in runs.values():
+        for r in cfg_runs.values():
+            r["cpu_us_per_request"] = 1e6 * r["cpu_ticks"] / r["clk_tck"] \
+                / r["requests"]
     for cfg, ref in refs.items():
-        ratios, d50, d99 = [], [], []
+        ratios, caps, d50, d99 = [], [], [], []
         mine = [runs[cfg][k] for k in sorted(runs[cfg])]
+        p99_all = [x["p99_us"] for x in mine]
         if cfg == ref:
             mine = mine[:-1]  # the closing run only brackets the last round
         for r in mine:
@@ -96,6 +101,7 @@ def throughput(recs):
             def mean(f):
                 return (b[0][f] + b[1][f]) / 2.0
             ratios.append(r["rps"] / mean("rps"))
+            caps.append(mean("cpu_us_per_request") / r["cpu_us_per_request"])
             d50.append(r["p50_us"] - mean("p50_us"))
             d99.append(r["p99_us"] - mean("p99_us"))
         rows.append({
@@ -107,6 +113,11 @@ def throughput(recs):
             "ratio_min": min(ratios), "ratio_max": max(ratios),
             "added_p50_us_median": statistics.median(d50),
             "added_p99_us_median": statistics.median(d99),
+            "cpu_us_per_request_median": statistics.median(
+                x["cpu_us_per_request"] for x in mine),
+            "cpu_capacity_median": statistics.median(caps),
+            "cpu_capacity_min": min(caps), "cpu_capacity_max": max(caps),
+            "p99_us_min": min(p99_all), "p99_us_max": max(p99_all),
             "non2xx": sum(x["non2xx"] for x in mine),
         })
     return rows
@@ -130,6 +141,39 @@ def redis_mem(recs):
     return recs["redis_mem"]
 
 
+def busy_note(ref):
+    """What a reader must know when the bare server's own runs swung."""
+    if ref["ratio_max"] / ref["ratio_min"] <= 1.25:
+        return ""
+    return " (a busy machine: the bare server's own runs varied " \
+        "%.2f–%.2f against their neighbours)" % (ref["ratio_min"],
+                                                 ref["ratio_max"])
+
+
+def throughput_target(who, row, ref, goal):
+    return {
+        "target": "%s: throughput >= %.2fx bare Apache" % (who, goal),
+        "result": "%.3fx by requests per second (range %.3f–%.3f); %.3fx "
+                  "by server CPU time per request" % (
+                      row["ratio_median"], row["ratio_min"],
+                      row["ratio_max"], row["cpu_capacity_median"]),
+        "met": row["ratio_median"] >= goal, "note": busy_note(ref)}
+
+
+def p99_target(row, ref):
+    spread = ref["p99_us_max"] - ref["p99_us_min"]
+    t = {"target": "Redis: added p99 latency < 1 ms",
+         "result": "%s µs" % fmt_signed(row["added_p99_us_median"]),
+         "met": row["added_p99_us_median"] < TARGET_REDIS_P99_US,
+         "note": ""}
+    if spread > 10 * TARGET_REDIS_P99_US:
+        t["met"] = None
+        t["note"] = "not measurable on this run: the bare server's own p99 " \
+            "ranged %s–%s µs between rounds" % (fmt_int(ref["p99_us_min"]),
+                                                fmt_int(ref["p99_us_max"]))
+    return t
+
+
 def targets(instr, thr, exact, rules, keys):
     by_i = {r["config"]: r for r in instr}
     by_t = {r["config"]: r for r in thr}
@@ -149,16 +193,11 @@ def targets(instr, thr, exact, rules, keys):
         {"target": "local store: added instructions per request "
                    "<= %s" % fmt_int(TARGET_INSTR),
          "result": fmt_signed(local_i), "met": local_i <= TARGET_INSTR},
-        {"target": "local store: throughput >= %.2fx bare Apache"
-                   % TARGET_LOCAL_RATIO,
-         "result": "%.3fx" % local_r, "met": local_r >= TARGET_LOCAL_RATIO},
-        {"target": "Redis: throughput >= %.2fx bare Apache"
-                   % TARGET_REDIS_RATIO,
-         "result": "%.3fx" % redis["ratio_median"],
-         "met": redis["ratio_median"] >= TARGET_REDIS_RATIO},
-        {"target": "Redis: added p99 latency < 1 ms",
-         "result": "%s µs" % fmt_signed(redis["added_p99_us_median"]),
-         "met": redis["added_p99_us_median"] < TARGET_REDIS_P99_US},
+        throughput_target("local store", by_t["apache_local"],
+                          by_t["apache_bare"], TARGET_LOCAL_RATIO),
+        throughput_target("Redis", redis, by_t["apache_bare"],
+                          TARGET_REDIS_RATIO),
+        p99_target(redis, by_t["apache_bare"]),
         {"target": "exactly N: a quota of 100 admits 100 (every algorithm, "
                    "event and prefork, 16 and 64 connections)",
          "result": "%d of %d runs exact" % (n_exact, len(ours)),

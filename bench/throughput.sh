@@ -23,6 +23,7 @@ ROUNDS=${BENCH_ROUNDS:-10}
 DUR=${BENCH_DURATION:-6}
 CONNS=${BENCH_CONNS:-16}
 NCPU=$(nproc)
+CLK_TCK=$(getconf CLK_TCK)
 WRK=(wrk)
 if [ "${BENCH_PIN:-1}" = 1 ] && [ "$NCPU" -ge 2 ]; then
     # Pin this shell: every server started from here inherits it.
@@ -79,12 +80,46 @@ us() {
         else if (v ~ /s$/) print n * 1000000; else print -1 }'
 }
 
+# server_pids NAME -- the processes that serve NAME: the server's main
+# process and its children (workers, the FastCGI daemon), and Redis for
+# the Redis configuration.
+server_pids() {
+    local d=$T_DIR/$1 main
+    case "$1" in
+    apache_*) main=$(cat "$d/httpd.pid") ;;
+    nginx_*) main=$(cat "$d/nginx.pid.job") ;;
+    lighttpd_*) main=$(cat "$d/lighttpd.pid") ;;
+    esac
+    echo "$main" $(pgrep -P "$main")
+    [ "$1" = apache_redis ] && cat "$T_DIR/redis/redis.pid"
+}
+
+# cpu_ticks NAME -- clock ticks of CPU (user + system, with reaped
+# children's) those processes have used so far.  Unlike requests per
+# second, CPU time per request hardly depends on what else the machine
+# runs: it is the second, steadier view of each configuration's cost.
+cpu_ticks() {
+    local p t=0 f
+    for p in $(server_pids "$1"); do
+        # the fields after "pid (comm) ": utime is the 12th
+        read -ra f <<<"$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null)" \
+            || continue
+        [ "${#f[@]}" -gt 15 ] || continue
+        t=$((t + f[11] + f[12] + f[13] + f[14]))
+    done
+    echo "$t"
+}
+
 # run NAME ROUND SECONDS -- one wrk run; ROUND 0 is a warm-up, not kept.
 run() {
-    local name=$1 round=$2 secs=$3 out rps p50 p99 bad errs
+    local name=$1 round=$2 secs=$3 out rps p50 p99 bad errs n t0 t1
+    t0=$(cpu_ticks "$name")
     out=$("${WRK[@]}" -t1 -c"$CONNS" -d"${secs}s" --latency \
         "http://127.0.0.1:${PORT[$name]}/index.html" 2>&1)
+    t1=$(cpu_ticks "$name")
     [ "$round" = 0 ] && return 0
+    n=$(printf '%s\n' "$out" \
+        | awk '$2 == "requests" && $3 == "in" { print $1 }')
     rps=$(printf '%s\n' "$out" | sed -n 's/^Requests\/sec: *//p')
     p50=$(us "$(printf '%s\n' "$out" | awk '$1 == "50%" { print $2 }')")
     p99=$(us "$(printf '%s\n' "$out" | awk '$1 == "99%" { print $2 }')")
@@ -96,7 +131,8 @@ run() {
         return 1
     fi
     raw wrk config="$name" round="$round" rps="$rps" p50_us="$p50" \
-        p99_us="$p99" non2xx="${bad:-0}" socket_errors="${errs:-none}"
+        p99_us="$p99" non2xx="${bad:-0}" socket_errors="${errs:-none}" \
+        requests="${n:-0}" cpu_ticks=$((t1 - t0)) clk_tck="$CLK_TCK"
     echo "# round $round $name: $rps req/s, p50 ${p50}us, p99 ${p99}us" >&2
     # A limiter that trips measures its refusals, not its cost.
     if [ "${bad:-0}" != 0 ]; then
