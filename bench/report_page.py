@@ -96,8 +96,9 @@ def how_to_read(setup):
         "through a quota of 100; the error is (admitted - 100) / 100.",
         "- **Core cost** is the decision alone, without a web server: what "
         "the limiter's code costs as a policy and a key set grow.  It is "
-        "wall-clock time on a shared machine: read the growth along a "
-        "table (10 -> 10,000 rules, 1k -> 1M keys) more than one figure.",
+        "CPU time, but on a shared machine other work still evicts the "
+        "caches: read the growth along a table (10 -> 10,000 rules, "
+        "1k -> 1M keys) more than one figure.",
     ]
 
 
@@ -289,8 +290,10 @@ def sect_core(rules, keys, clock, quick):
         "ratelimit2-fcgi does) against a local zone: the whole decision "
         "without a web server or headers.  Reading the clock is the front "
         "end's part: `rl2_clock_now` (two `clock_gettime` calls) cost %s ns "
-        "here, timed apart and taken out of every figure.  Each figure is "
-        "the median of five timed runs%s." % (
+        "here, timed apart and taken out of every figure.  Times are the "
+        "CPU time of the benchmark's thread (`CLOCK_THREAD_CPUTIME_ID`), "
+        "so time spent waiting while other work runs does not count; each "
+        "figure is the median of five timed runs%s." % (
             fmt_int(clock), " (BENCH_QUICK: a tenth of the decisions)"
             if quick else ""), "",
         "### As rules grow", "",
