@@ -143,6 +143,7 @@ def wrk_target(r, p99_status):
 
 
 def sect_instr(instr):
+    mpm = instr[0]["mpm"]
     rows = []
     for r in instr:
         added = "reference" if r["config"] == "bare" else \
@@ -151,14 +152,18 @@ def sect_instr(instr):
                      added, instr_target(r)))
     return [
         "## Instructions per request (callgrind)", "",
-        "`apache2 -X` (event MPM, one process) under `valgrind "
+        "`apache2 -X` (%s) under `valgrind "
         "--tool=callgrind` serves 5 and then 1,005 requests for the static "
         "file with `ab -c1`; the figure is (total₁₀₀₅ − total₅) / 1000, so "
         "start-up and configuration cancel out (both runs create the "
         "shared-memory zone afresh).  Every configuration loads the same "
         "modules, logs errors at `warn` and writes no access log.  "
-        "Reproduce one line: `bench/callgrind.sh bare|local|redis|qos|"
-        "evasive`.", "",
+        "Reproduce one line: `MPM=%s bench/callgrind.sh bare|local|redis|"
+        "qos|evasive`.  `make check` gates the local store's figure under "
+        "3,000 (tests/integration/t_instructions.sh)." % (
+            "prefork MPM: one process, no worker threads, so a count repeats "
+            "to within a few instructions" if mpm == "prefork" else
+            "%s MPM, one process" % mpm, mpm), "",
         table(["configuration", "instructions / request", "added vs bare",
                "target"], rows),
     ]

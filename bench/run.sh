@@ -71,12 +71,12 @@ section() {
     callgrind)
         rc=0
         for m in bare local redis qos evasive; do
-            read -r _ n <<<"$(bench/callgrind.sh "$m")"
+            read -r _ n <<<"$(MPM=prefork bench/callgrind.sh "$m")"
             if [ -z "${n:-}" ]; then
                 rc=1
                 break
             fi
-            raw callgrind config="$m" instructions="$n"
+            raw callgrind config="$m" mpm=prefork instructions="$n"
             echo "# $m: $n instructions per request"
         done ;;
     exact) bench/exact.sh; rc=$? ;;
