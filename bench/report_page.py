@@ -303,8 +303,10 @@ def sect_core(rules, keys, clock, quick):
             if quick else ""), "",
         "### As rules grow", "",
         "First-match rules, rule *i* matching `/svc<i>/*` with one "
-        "per-address token bucket; one client.  Rules are tried in order, "
-        "so a request matching the last rule pays for all of them.", "",
+        "per-address token bucket; one client.  The core indexes a policy "
+        "of 16 rules or more by the first path segment, so a request tries "
+        "only the rules its path can match: the last rule costs what the "
+        "first does (a plain scan would try all of them).", "",
         table(["rules", "ns / decision, first rule matches",
                "ns / decision, last rule matches", "decisions per run",
                "target"], rrows),
