@@ -21,7 +21,7 @@ CALLGRIND = [
     ("redis", "mod_ratelimit2, the same limit counted in Redis on "
               "loopback (Apache's instructions only, not Redis')"),
     ("qos", "mod_qos: `QS_ClientEventLimitCount` per client address "
-            "(32,000/s, never reached), event variable set by `SetEnvIf`"),
+            "(32,767/s, its highest), event variable set by `SetEnvIf`"),
     ("evasive", "mod_evasive: `DOSPageCount` and `DOSSiteCount` "
                 "10^9 per second, never reached"),
 ]
