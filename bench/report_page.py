@@ -191,9 +191,9 @@ def sect_wrk(thr, setup, redis_calls, tg):
         d99 = "reference" if ref else fmt_signed(r["added_p99_us_median"])
         limiter = r["limiter"]
         if r["non2xx"]:
-            limiter += " — **tripped**: %s of %s answers were refusals (its " \
-                "highest limit, 32,767 a second, is below this server's " \
-                "rate from one client), so its figures are not its cost" % (
+            limiter += " — tripped: %s of %s answers were refusals (its " \
+                "highest limit, 32,767 a second, is within reach of one " \
+                "client of this server); the figures include them" % (
                     fmt_int(r["non2xx"]),
                     fmt_int(sum(x["requests"] for x in r["rounds"])))
         rows.append((r["server"], limiter, ratio,
@@ -406,7 +406,7 @@ def sect_peers():
 def sect_repro():
     return [
         "## Reproducing a part", "",
-        "- `make bench` runs everything (about 15 minutes) and rewrites "
+        "- `make bench` runs everything (about 12 minutes here) and rewrites "
         "this page and `bench/results.json`; `BENCH_QUICK=1 make bench` "
         "runs 3 short rounds and fewer decisions and writes "
         "`build/bench/PERFORMANCE.md` instead, for trying it out.",

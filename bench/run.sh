@@ -8,7 +8,7 @@
 #   4. the core's cost as rules and keys grow (bench/core.sh)
 #   5. throughput and latency, interleaved rounds (bench/throughput.sh)
 #
-# Raw records go to $BUILD/bench/raw.jsonl.  A full run (about 15 min)
+# Raw records go to $BUILD/bench/raw.jsonl.  A full run (about 12 min)
 # rewrites docs/PERFORMANCE.md and bench/results.json.  BENCH_QUICK=1 (3
 # rounds of 2 s, a tenth of the core's decisions; about 4 min) writes
 # $BUILD/bench/PERFORMANCE.md and results.json instead, so trying the
