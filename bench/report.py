@@ -5,9 +5,9 @@ from the raw records of one `make bench` run (bench/run.sh).
 Every figure in both files comes from RAW; nothing is typed in here but
 the targets, the method and the peers' settings, which the scripts fix.
 Sections of an existing DOC that the benchmark does not own (see KEPT)
-are carried over verbatim, after the generated part, so that `make fuzz`
-and hand-kept notes survive a rerun; a `## Fuzzing` heading is left at the
-end when none exists yet.
+are carried over verbatim, after the generated part, so that hand-kept
+notes and the block `make fuzz` writes between its markers survive a
+rerun; an empty `## Fuzzing` block is left at the end when none exists.
 """
 import json
 import re
@@ -22,15 +22,30 @@ from report_page import (header, how_to_read, sect_core, sect_exact,
 KEPT = ("History", "Fuzzing")
 
 
+FUZZ_BEGIN = "<!-- fuzz:begin -->"
+FUZZ_END = "<!-- fuzz:end -->"
+
+
 def kept_sections(path):
-    """The KEPT sections of the existing page, verbatim, in page order."""
+    """The KEPT sections of the existing page, verbatim, in page order.
+    The fuzzing section is the block `make fuzz` (tests/fuzz/run.sh)
+    writes between its markers, kept with them; with none yet, an empty
+    one is left for it."""
     try:
         text = open(path).read()
     except FileNotFoundError:
-        return []
+        text = ""
+    fuzz = FUZZ_BEGIN + "\n## Fuzzing\n" + FUZZ_END
+    b, e = text.find(FUZZ_BEGIN), text.find(FUZZ_END)
+    if 0 <= b < e:
+        fuzz = text[b:e + len(FUZZ_END)]
+        text = text[:b] + text[e + len(FUZZ_END):]
     parts = re.split(r"(?m)^(?=## )", text)
-    return [p.rstrip("\n") for p in parts
-            if p.startswith("## ") and p[3:].startswith(KEPT)]
+    kept = [p.rstrip("\n") for p in parts
+            if p.startswith("## ") and p[3:].startswith(KEPT)
+            and not p[3:].startswith("Fuzzing")]
+    return kept + [fuzz]
+
 
 def main(raw, doc, out_json, keep_from=None):
     recs = load(raw)
@@ -46,8 +61,6 @@ def main(raw, doc, out_json, keep_from=None):
     redis_calls = recs["wrk_redis"][0]["evalsha_calls"]
 
     kept = kept_sections(keep_from or doc)
-    if not any(k.startswith("## Fuzzing") for k in kept):
-        kept.append("## Fuzzing")
     load_end = recs["load_end"][0]["loadavg"]
     blocks = [header(m, recs["timing"], quick, load_end),
               how_to_read(setup),
