@@ -5,6 +5,7 @@
 #   make demo       build and run Apache with the module on loopback
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make soak       the reliability suites at length (RL2_SOAK=1)
+#   make bench      benchmarks: docs/PERFORMANCE.md, bench/results.json
 #   make SAN=1 ...  the same with AddressSanitizer + UBSan
 #   make clean
 
@@ -146,6 +147,20 @@ fuzz: deps
 soak: deps
 	@$(MAKE) --no-print-directory all
 	@SAN=$(SAN) BUILD=$(BUILD) RL2_SOAK=1 ONLY=reliability/ tests/run-all.sh
+
+# ---- make bench (issue 7): every benchmark, then docs/PERFORMANCE.md and
+# bench/results.json; BENCH_QUICK=1 for a short trial (bench/run.sh).
+# Always the plain build: sanitizers would measure themselves.
+BENCH_BIN := build/bench/rl2_core_bench
+
+$(BENCH_BIN): bench/rl2_core_bench.c build/libratelimit2.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_C) -o $@ $< build/libratelimit2.a $(LDLIBS)
+
+.PHONY: bench
+bench: deps
+	@$(MAKE) --no-print-directory SAN=0 all $(BENCH_BIN)
+	@BUILD=build bench/run.sh
 
 clean:
 	rm -rf build

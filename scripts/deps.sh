@@ -12,7 +12,8 @@ curl wrk valgrind procps
 fail2ban prometheus file
 clang libclang-rt-14-dev llvm
 debhelper dpkg-dev lintian groff-base perl
-chromium"
+chromium
+libapache2-mod-qos libapache2-mod-evasive python3"
 
 missing=""
 for p in $PKGS; do
@@ -37,3 +38,16 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing
+
+# The benchmark loads mod_qos and mod_evasive in its own configurations
+# only.  Their packages enable them in the system Apache, where mod_qos
+# cannot even load (it needs libpcre.so.3, which Debian's current
+# apache2-bin no longer links): switch them off again there.
+for m in qos evasive; do
+    case " $missing " in
+    *" libapache2-mod-$m "*)
+        if [ -e "/etc/apache2/mods-enabled/$m.load" ]; then
+            a2dismod -q "$m" >/dev/null || true
+        fi ;;
+    esac
+done

@@ -1,0 +1,194 @@
+# bench/lib.sh -- the servers the benchmark compares, one function each,
+# on top of the integration suites' helpers (tests/integration/lib.sh and
+# fcgi_lib.sh: free ports, a temp dir, every server stopped on exit).
+#
+# Every server serves the same static file, /index.html ("ok\n", the file
+# apache_conf writes), keeps connections alive with no request cap that a
+# run could reach, and writes no access log: the benchmark measures the
+# limiter, not logging.
+#
+# A limiter is configured for one of two purposes:
+#   free   one per-client limit that never trips (throughput, instructions)
+#   quota  100 requests per client per hour (exactness), set for each peer
+#          so that 100 sequential requests from one client pass and the
+#          101st does not: the peer's own off-by-one is calibrated away,
+#          so what remains is what concurrency does to it.
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/fcgi_lib.sh"
+
+BENCH_OUT=${BENCH_OUT:-$RL2_ROOT/build/bench}
+RAW=${RAW:-$BENCH_OUT/raw.jsonl}
+PCRE3=/usr/lib/x86_64-linux-gnu/libpcre.so.3
+
+source "$(dirname "${BASH_SOURCE[0]}")/raw.sh"
+
+# bench_redis -- a redis-server for the Redis configurations, on $RP.
+bench_redis() {
+    [ -n "${RP:-}" ] && return 0
+    RP=$(free_port)
+    redis_start
+}
+
+# apache_bench DIR PORT MPM KIND PURPOSE -- an Apache with one limiter:
+#   bare     no limiter (mod_ratelimit2 not loaded)
+#   local    mod_ratelimit2, local zone, one per-address token bucket
+#            (server-wide, as most sites write it), the default headers
+#            (RateLimit and RateLimit-Policy)
+#   redis    the same counted in the redis-server on $RP
+#   qos      mod_qos, QS_ClientEventLimitCount: requests per client
+#            address per period, refused with 429 once spent
+#   evasive  mod_evasive, DOSPageCount and DOSSiteCount per client
+apache_bench() {
+    local dir=$1 port=$2 mpm=$3 kind=$4 purpose=$5
+    apache_conf "$dir" "$port" "$mpm"
+    sed -i -e 's/^LogLevel info/LogLevel warn/' -e '/^CustomLog/d' \
+        "$dir/httpd.conf"
+    echo "MaxKeepAliveRequests 0" >>"$dir/httpd.conf"
+    [ "$kind" = local ] || [ "$kind" = redis ] \
+        || sed -i '/ratelimit2_module/d' "$dir/httpd.conf"
+    apache_site "$kind" "$purpose" "$(basename "$dir")" >"$dir/site.conf"
+}
+
+# apache_site KIND PURPOSE TAG -- the site.conf of apache_bench.
+apache_site() {
+    local kind=$1 purpose=$2 tag=$3 n
+    case "$kind" in
+    bare) ;;
+    local | redis)
+        n=1000000000
+        [ "$purpose" = quota ] && n=100
+        echo "RateLimit2Zone $(zone_name "$tag") 100000"
+        [ "$kind" = redis ] && echo "RateLimit2Redis 127.0.0.1:$RP"
+        echo "RateLimit2Limit perip $n/1h key=ip algorithm=token_bucket" ;;
+    qos)
+        # mod_qos refuses the request that brings the count to the limit:
+        # "QS_ClientEventLimitCount 100" admits 99.  Its limits are 16-bit
+        # (10^9 wraps negative) and its periods whole seconds: the "free"
+        # limit is the most it can say, 32,767 a second, which a fast
+        # server can still exceed from one client (bench/throughput.sh
+        # records it).
+        local period=3600
+        n=101
+        if [ "$purpose" = free ]; then
+            n=32767
+            period=1
+        fi
+        # Debian's mod_qos was built against a libpcre3 httpd; the current
+        # apache2-bin links pcre2, so the old library is loaded by hand.
+        cat <<CONF
+LoadFile $PCRE3
+LoadModule qos_module $APACHE_MODDIR/mod_qos.so
+SetEnvIf Request_URI "^/" QS_Limit
+QS_ClientEventLimitCount $n $period QS_Limit
+QS_ErrorResponseCode 429
+CONF
+        ;;
+    evasive)
+        # mod_evasive blocks once a count passes the threshold: 99 admits
+        # 100 in one process.  Its tables are per child process.
+        local interval=1
+        n=1000000000
+        if [ "$purpose" = quota ]; then
+            n=99
+            interval=3600
+        fi
+        cat <<CONF
+LoadModule evasive20_module $APACHE_MODDIR/mod_evasive20.so
+DOSHashTableSize 3097
+DOSPageCount $n
+DOSSiteCount $n
+DOSPageInterval $interval
+DOSSiteInterval $interval
+DOSBlockingPeriod 3600
+CONF
+        ;;
+    *)
+        echo "apache_site: unknown kind $kind" >&2
+        return 1 ;;
+    esac
+}
+
+# nginx_bench DIR PORT KIND PURPOSE -- nginx bare or with limit_req.  For
+# the quota, 1 request a minute with burst 99 and nodelay: the first
+# request and 99 of burst pass at once, and the next token comes a
+# minute later, long after the 1,000 requests are over.
+nginx_bench() {
+    local dir=$1 port=$2 kind=$3 purpose=$4 zone="" limit=""
+    mkdir -p "$dir/htdocs" "$dir/logs" "$dir/tmp"
+    chmod 755 "$dir" "$dir/htdocs"
+    echo ok >"$dir/htdocs/index.html"
+    if [ "$kind" = limit_req ]; then
+        if [ "$purpose" = quota ]; then
+            zone="limit_req_zone \$binary_remote_addr zone=rl:10m rate=1r/m;"
+            limit="limit_req zone=rl burst=99 nodelay;"
+        else
+            zone="limit_req_zone \$binary_remote_addr zone=rl:10m \
+rate=1000000r/s;"
+            limit="limit_req zone=rl burst=1000 nodelay;"
+        fi
+        limit="$limit limit_req_status 429;"
+    fi
+    cat >"$dir/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes ${BENCH_NGINX_WORKERS:-2};
+user nobody nogroup;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    types { text/html html; }
+    $zone
+    server {
+        listen 127.0.0.1:$port;
+        root $dir/htdocs;
+        $limit
+    }
+}
+CONF
+}
+
+# lighttpd_bench DIR PORT KIND -- lighttpd bare, or with ratelimit2-fcgi
+# as its FastCGI authorizer (spawned by lighttpd, as in
+# tests/integration/t_fcgi_lighttpd.sh; conf/fcgi/lighttpd-ratelimit2.conf)
+# enforcing one per-address token bucket that never trips.
+lighttpd_bench() {
+    local dir=$1 port=$2 kind=$3 fcgi=""
+    mkdir -p "$dir/htdocs"
+    chmod -R 755 "$dir"
+    echo ok >"$dir/htdocs/index.html"
+    if [ "$kind" = rl2_fcgi ]; then
+        cat >"$dir/policy.conf" <<'POLICY'
+default = {
+    key = "ip";
+    limits = ( { name = "perip"; rate = "1000000000/1h";
+                 algorithm = "token_bucket"; } );
+};
+POLICY
+        fcgi="fastcgi.server = ( \"/\" => ((
+    \"socket\" => \"$dir/rl2.sock\",
+    \"bin-path\" => \"$FCGI_BIN -c $dir/policy.conf -z $(zone_name lt)\",
+    \"max-procs\" => 1,
+    \"mode\" => \"authorizer\",
+    \"check-local\" => \"disable\"
+)) )"
+    fi
+    cat >"$dir/lighttpd.conf" <<CONF
+server.port = $port
+server.bind = "127.0.0.1"
+server.document-root = "$dir/htdocs"
+server.errorlog = "$dir/error.log"
+server.max-keep-alive-requests = 65535
+server.max-keep-alive-idle = 30
+server.modules = ( "mod_fastcgi" )
+index-file.names = ( "index.html" )
+mimetype.assign = ( ".html" => "text/html" )
+$fcgi
+CONF
+}

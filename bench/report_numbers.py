@@ -1,0 +1,219 @@
+"""report_numbers.py -- the figures of one `make bench` run, computed from
+its raw records (bench/run.sh writes them, one JSON object a line): medians,
+ratios to the bare server, errors, and the targets they are held to.
+Used by report.py and report_page.py."""
+import json
+import statistics
+
+TARGET_INSTR = 1500
+TARGET_LOCAL_RATIO = 0.99
+TARGET_REDIS_RATIO = 0.90
+TARGET_REDIS_P99_US = 1000
+TARGET_CORE_NS = 100
+EXACT_ALGOS = ("fixed_window", "sliding_log", "sliding_window",
+               "token_bucket", "leaky_bucket", "quota")
+
+CALLGRIND = [
+    ("bare", "bare Apache"),
+    ("local", "mod_ratelimit2, local zone, one per-address token bucket "
+              "that never trips, headers on (RateLimit and "
+              "RateLimit-Policy, the default)"),
+    ("redis", "mod_ratelimit2, the same limit counted in Redis on "
+              "loopback (Apache's instructions only, not Redis')"),
+    ("qos", "mod_qos: `QS_ClientEventLimitCount` per client address "
+            "(32,767/s, its highest), event variable set by `SetEnvIf`"),
+    ("evasive", "mod_evasive: `DOSPageCount` and `DOSSiteCount` "
+                "10^9 per second, never reached"),
+]
+
+WRK = {
+    "apache_bare": ("Apache (event MPM)", "none (reference)"),
+    "apache_local": ("Apache (event MPM)",
+                     "mod_ratelimit2, local zone, headers on"),
+    "apache_redis": ("Apache (event MPM)",
+                     "mod_ratelimit2, Redis on loopback"),
+    "apache_qos": ("Apache (event MPM)",
+                   "mod_qos `QS_ClientEventLimitCount`"),
+    "apache_evasive": ("Apache (event MPM)", "mod_evasive"),
+    "nginx_bare": ("nginx", "none (reference)"),
+    "nginx_limit_req": ("nginx", "`limit_req` (per address)"),
+    "lighttpd_bare": ("lighttpd", "none (reference)"),
+    "lighttpd_rl2_fcgi": ("lighttpd",
+                          "ratelimit2-fcgi as FastCGI authorizer, local "
+                          "zone"),
+}
+
+
+def load(path):
+    recs = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                r = json.loads(line)
+                recs.setdefault(r.pop("section"), []).append(r)
+    return recs
+
+def fmt_int(n):
+    return "{:,}".format(int(round(n)))
+
+
+def fmt_signed(n):
+    return "{:+,}".format(int(round(n)))
+
+
+def met(ok):
+    return "met" if ok else "**not met**"
+
+def instructions(recs):
+    by = {r["config"]: r for r in recs["callgrind"]}
+    bare = by["bare"]["instructions"]
+    rows = []
+    for key, what in CALLGRIND:
+        n = by[key]["instructions"]
+        rows.append({"config": key, "description": what,
+                     "mpm": by[key].get("mpm", "event"),
+                     "instructions_per_request": n,
+                     "added_vs_bare": n - bare})
+    return rows
+
+
+def throughput(recs):
+    """Each run against the mean of its reference's runs just before and
+    just after it (this round's and the next, closing, one)."""
+    refs = {r["config"]: r["reference"] for r in recs["wrk_config"]}
+    runs = {}
+    for r in recs["wrk"]:
+        runs.setdefault(r["config"], {})[r["round"]] = r
+    rows = []
+    for cfg_runs in runs.values():
+        for r in cfg_runs.values():
+            r["cpu_us_per_request"] = 1e6 * r["cpu_ticks"] / r["clk_tck"] \
+                / r["requests"]
+    for cfg, ref in refs.items():
+        ratios, caps, d50, d99 = [], [], [], []
+        mine = [runs[cfg][k] for k in sorted(runs[cfg])]
+        p99_all = [x["p99_us"] for x in mine]
+        if cfg == ref:
+            mine = mine[:-1]  # the closing run only brackets the last round
+        for r in mine:
+            b = [runs[ref][r["round"]], runs[ref][r["round"] + 1]]
+
+            def mean(f):
+                return (b[0][f] + b[1][f]) / 2.0
+            ratios.append(r["rps"] / mean("rps"))
+            caps.append(mean("cpu_us_per_request") / r["cpu_us_per_request"])
+            d50.append(r["p50_us"] - mean("p50_us"))
+            d99.append(r["p99_us"] - mean("p99_us"))
+        rows.append({
+            "config": cfg, "reference": ref,
+            "server": WRK[cfg][0], "limiter": WRK[cfg][1],
+            "rounds": mine,
+            "rps_median": statistics.median(x["rps"] for x in mine),
+            "ratio_median": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "added_p50_us_median": statistics.median(d50),
+            "added_p99_us_median": statistics.median(d99),
+            "cpu_us_per_request_median": statistics.median(
+                x["cpu_us_per_request"] for x in mine),
+            "cpu_capacity_median": statistics.median(caps),
+            "cpu_capacity_min": min(caps), "cpu_capacity_max": max(caps),
+            "p99_us_min": min(p99_all), "p99_us_max": max(p99_all),
+            "non2xx": sum(x["non2xx"] for x in mine),
+        })
+    return rows
+
+
+def exactness(recs):
+    rows = []
+    for r in recs["exact"]:
+        r = dict(r)
+        r["error_pct"] = 100.0 * (r["admitted"] - r["expected"]) \
+            / r["expected"]
+        rows.append(r)
+    return rows
+
+
+def core(recs):
+    return recs["core_rules"], recs["core_keys"], recs["core_clock"][0]["ns"]
+
+
+def redis_mem(recs):
+    return recs["redis_mem"]
+
+
+def busy_note(ref):
+    """What a reader must know when the bare server's own runs swung."""
+    if ref["ratio_max"] / ref["ratio_min"] <= 1.25:
+        return ""
+    return " (a busy machine: the bare server's own runs varied " \
+        "%.2f–%.2f against their neighbours)" % (ref["ratio_min"],
+                                                 ref["ratio_max"])
+
+
+def throughput_target(who, row, ref, goal):
+    return {
+        "target": "%s: throughput >= %.2fx bare Apache" % (who, goal),
+        "result": "%.3fx by requests per second (range %.3f–%.3f); %.3fx "
+                  "by server CPU time per request" % (
+                      row["ratio_median"], row["ratio_min"],
+                      row["ratio_max"], row["cpu_capacity_median"]),
+        "met": row["ratio_median"] >= goal, "note": busy_note(ref)}
+
+
+def p99_target(row, ref):
+    spread = ref["p99_us_max"] - ref["p99_us_min"]
+    t = {"target": "Redis: added p99 latency < 1 ms",
+         "result": "%s µs" % fmt_signed(row["added_p99_us_median"]),
+         "met": row["added_p99_us_median"] < TARGET_REDIS_P99_US,
+         "note": ""}
+    if spread > 10 * TARGET_REDIS_P99_US:
+        t["met"] = None
+        t["note"] = "not measurable on this run: the bare server's own p99 " \
+            "ranged %s–%s µs between rounds" % (fmt_int(ref["p99_us_min"]),
+                                                fmt_int(ref["p99_us_max"]))
+    return t
+
+
+def targets(instr, thr, exact, rules, keys):
+    by_i = {r["config"]: r for r in instr}
+    by_t = {r["config"]: r for r in thr}
+    local_i = by_i["local"]["added_vs_bare"]
+    local_r = by_t["apache_local"]["ratio_median"]
+    redis = by_t["apache_redis"]
+    ours = [r for r in exact if r["limiter"] in EXACT_ALGOS]
+    n_exact = sum(1 for r in ours if r["admitted"] == r["expected"])
+    r1000 = [r for r in rules if r["rules"] == 1000][0]
+    k1k = [k for k in keys if k["keys"] == 1000
+           and k["entries"] == 1048576][0]
+    k1m = [k for k in keys if k["keys"] == 1000000
+           and k["entries"] == 1048576][0]
+    flat = (k1k["zone_bytes"] == k1m["zone_bytes"]
+            and k1k["zone_resident_kb"] == k1m["zone_resident_kb"])
+    return [
+        {"target": "local store: added instructions per request "
+                   "<= %s" % fmt_int(TARGET_INSTR),
+         "result": fmt_signed(local_i), "met": local_i <= TARGET_INSTR},
+        throughput_target("local store", by_t["apache_local"],
+                          by_t["apache_bare"], TARGET_LOCAL_RATIO),
+        throughput_target("Redis", redis, by_t["apache_bare"],
+                          TARGET_REDIS_RATIO),
+        p99_target(redis, by_t["apache_bare"]),
+        {"target": "exactly N: a quota of 100 admits 100 (every algorithm, "
+                   "event and prefork, 16 and 64 connections)",
+         "result": "%d of %d runs exact" % (n_exact, len(ours)),
+         "met": n_exact == len(ours)},
+        {"target": "core: < %d ns per decision at 1,000 rules"
+                   % TARGET_CORE_NS,
+         "result": "%s ns matching the first rule, %s ns matching the last"
+                   % (fmt_int(r1000["first_ns"]), fmt_int(r1000["last_ns"])),
+         "met": r1000["last_ns"] < TARGET_CORE_NS},
+        {"target": "memory flat under 1M keys",
+         "result": "zone %s bytes, %s KiB resident at 1k and at 1M keys"
+                   % (fmt_int(k1m["zone_bytes"]),
+                      fmt_int(k1m["zone_resident_kb"])) if flat else
+                   "zone %s -> %s KiB resident from 1k to 1M keys"
+                   % (fmt_int(k1k["zone_resident_kb"]),
+                      fmt_int(k1m["zone_resident_kb"])),
+         "met": flat},
+    ]

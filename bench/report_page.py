@@ -1,0 +1,419 @@
+"""report_page.py -- the sections of docs/PERFORMANCE.md, as lists of
+Markdown lines, from the figures report_numbers.py computes."""
+import re
+
+from report_numbers import (EXACT_ALGOS, TARGET_CORE_NS, TARGET_INSTR,
+                            TARGET_LOCAL_RATIO, TARGET_REDIS_P99_US,
+                            TARGET_REDIS_RATIO, fmt_int, fmt_signed, met)
+
+
+def table(header, rows):
+    """A Markdown table; columns whose every cell is a number (or a
+    "reference" placeholder) are right-aligned.  No cell may be empty."""
+    rows = [[str(c) for c in r] for r in rows]
+    for r in rows:
+        assert all(c.strip() for c in r), "empty cell in %r" % (r,)
+
+    def numeric(c):
+        return re.match(r"^[-+]?[0-9][0-9,.]*(x|%| µs)?( \(.*\))?$", c) \
+            or c == "reference"
+    aligns = ["---:" if all(numeric(r[i]) for r in rows) else "---"
+              for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def header(m, timing, quick, load_end):
+    total = sum(t["seconds"] for t in timing)
+    lines = [
+        "# Performance",
+        "",
+        "What a request costs with mod_ratelimit2 beside what a sysadmin "
+        "would pick instead (mod_qos, mod_evasive, nginx `limit_req`), and "
+        "how exact each is under concurrency.  Every number on this page, "
+        "and the same numbers in [bench/results.json]"
+        "(../bench/results.json), come from one run of",
+        "",
+        "    make bench",
+        "",
+        "on %s, commit %s, which took %d min %02d s." % (
+            m["date_utc"].replace("T", " ").replace("Z", " UTC"),
+            m["commit"], total // 60, total % 60),
+        "",
+        "Machine: %d CPUs (`nproc`), %s, %s MiB, Linux %s; load average "
+        "%s at the start and %s at the end (other engineers build and test "
+        "on this machine: see below for why the ratios still hold).  "
+        "Software: %s, nginx "
+        "%s, %s, Redis %s, mod_qos %s, mod_evasive %s, wrk %s, %s "
+        "(Debian 12 packages)." % (
+            m["nproc"], m["cpu"], fmt_int(m["memory_mb"]), m["kernel"],
+            m["loadavg_start"], load_end, m["apache"],
+            m["nginx"].split("/")[-1],
+            m["lighttpd"], m["redis"].replace("v=", ""), m["mod_qos"],
+            m["mod_evasive"], m["wrk"], m["valgrind"]),
+    ]
+    if quick:
+        lines += ["", "**BENCH_QUICK=1: short runs for trying the benchmark "
+                  "out; these figures are not the published ones.**"]
+    return lines
+
+
+def how_to_read(setup):
+    return [
+        "## How to read these numbers",
+        "",
+        "- **Instructions per request** (callgrind) do not depend on the "
+        "machine's load: a rerun gives the same figure within a few hundred "
+        "instructions.  They are the figures to compare across changes.",
+        "- **Throughput** is given as a ratio to the bare server of the "
+        "same kind (Apache, nginx, lighttpd), never as a lone absolute "
+        "figure: the absolute requests per second stand beside the ratio "
+        "only to show the scale, and depend on this machine and what else "
+        "ran on it.  The runs are interleaved: each of %d rounds runs "
+        "every configuration once, in the same order, for %d s each, and a "
+        "last round runs the bare servers again; each run is compared with "
+        "the mean of its bare server's runs just before and just after it "
+        "(this round's and the next); the table gives the median of these "
+        "ratios over rounds, and their range.  "
+        "Interleaving is what makes the ratios meaningful on a shared, "
+        "noisy machine: a slow minute slows both sides of a ratio." % (
+            setup["rounds"], setup["duration_s"]),
+        "- **Capacity by CPU time** is the steadier view of the same runs: "
+        "the CPU time (user and system) the server's processes used per "
+        "request (with Redis for the Redis line, the FastCGI daemon for "
+        "lighttpd's), from `/proc/PID/stat` around each run; the bare "
+        "server's CPU time per request divided by the configuration's is "
+        "the throughput it would reach, relative to bare, on a CPU of its "
+        "own.  It hardly depends on how much CPU other work left the "
+        "server, which wall-clock throughput does.",
+        "- **Added latency** is the configuration's p50 (p99) minus the "
+        "mean of the bare server's runs around it, median over rounds.  "
+        "wrk keeps "
+        "%d connections busy (a closed loop), so added latency mirrors "
+        "lost throughput; a negative figure is noise." % setup["connections"],
+        "- **Exactness** counts how many of 1,000 requests one client gets "
+        "through a quota of 100; the error is (admitted - 100) / 100.",
+        "- **Core cost** is the decision alone, without a web server: what "
+        "the limiter's code costs as a policy and a key set grow.  It is "
+        "CPU time, but on a shared machine other work still evicts the "
+        "caches: read the growth along a table (10 -> 10,000 rules, "
+        "1k -> 1M keys) more than one figure.",
+    ]
+
+
+def target_status(t):
+    if t["met"] is None:
+        return t["note"]
+    return met(t["met"]) + t.get("note", "")
+
+
+def sect_targets(tg):
+    rows = [(t["target"], t["result"], target_status(t)) for t in tg]
+    return ["## Targets", "",
+            table(["target", "result", "status"], rows)]
+
+
+def instr_target(r):
+    c = r["config"]
+    if c == "bare":
+        return "reference"
+    if c == "local":
+        return "<= +%s: %s" % (fmt_int(TARGET_INSTR),
+                               met(r["added_vs_bare"] <= TARGET_INSTR))
+    if c == "redis":
+        return "none here: Redis mode is held to throughput and p99"
+    return "none: a peer, for comparison"
+
+
+def wrk_target(r, p99_status):
+    c = r["config"]
+    if c == r["reference"]:
+        return "reference"
+    if c == "apache_local":
+        return ">= %.2fx: %s" % (TARGET_LOCAL_RATIO,
+                                 met(r["ratio_median"] >= TARGET_LOCAL_RATIO))
+    if c == "apache_redis":
+        return ">= %.2fx: %s; p99 added < 1 ms: %s" % (
+            TARGET_REDIS_RATIO, met(r["ratio_median"] >= TARGET_REDIS_RATIO),
+            p99_status)
+    if c == "lighttpd_rl2_fcgi":
+        return "none set for the FastCGI authorizer"
+    return "none: a peer, for comparison"
+
+
+def sect_instr(instr):
+    mpm = instr[0]["mpm"]
+    rows = []
+    for r in instr:
+        added = "reference" if r["config"] == "bare" else \
+            fmt_signed(r["added_vs_bare"])
+        rows.append((r["description"], fmt_int(r["instructions_per_request"]),
+                     added, instr_target(r)))
+    return [
+        "## Instructions per request (callgrind)", "",
+        "`apache2 -X` (%s) under `valgrind "
+        "--tool=callgrind` serves 5 and then 1,005 requests for the static "
+        "file with `ab -c1`; the figure is (total₁₀₀₅ − total₅) / 1000, so "
+        "start-up and configuration cancel out (both runs create the "
+        "shared-memory zone afresh).  Every configuration loads the same "
+        "modules, logs errors at `warn` and writes no access log.  "
+        "Reproduce one line: `MPM=%s bench/callgrind.sh bare|local|redis|"
+        "qos|evasive`.  `make check` gates the local store's figure under "
+        "3,000 (tests/integration/t_instructions.sh)." % (
+            "prefork MPM: one process, no worker threads, so a count repeats "
+            "to within a few instructions" if mpm == "prefork" else
+            "%s MPM, one process" % mpm, mpm), "",
+        table(["configuration", "instructions / request", "added vs bare",
+               "target"], rows),
+    ]
+
+
+def sect_wrk(thr, setup, redis_calls, tg):
+    p99 = [target_status(t) for t in tg if "p99" in t["target"]][0]
+    rows = []
+    for r in thr:
+        ref = r["config"] == r["reference"]
+        if ref:
+            ratio = "reference (its runs vary %.3f–%.3f against their " \
+                "neighbours)" % (r["ratio_min"], r["ratio_max"])
+        else:
+            ratio = "%.3fx (%.3f–%.3f)" % (r["ratio_median"], r["ratio_min"],
+                                           r["ratio_max"])
+        if ref:
+            cap = "reference (runs vary %.3f–%.3f)" % (
+                r["cpu_capacity_min"], r["cpu_capacity_max"])
+        else:
+            cap = "%.3fx (%.3f–%.3f)" % (r["cpu_capacity_median"],
+                                         r["cpu_capacity_min"],
+                                         r["cpu_capacity_max"])
+        d50 = "reference" if ref else fmt_signed(r["added_p50_us_median"])
+        d99 = "reference" if ref else fmt_signed(r["added_p99_us_median"])
+        limiter = r["limiter"]
+        if r["non2xx"]:
+            limiter += " — tripped: %s of %s answers were refusals (its " \
+                "highest limit, 32,767 a second, is within reach of one " \
+                "client of this server); the figures include them" % (
+                    fmt_int(r["non2xx"]),
+                    fmt_int(sum(x["requests"] for x in r["rounds"])))
+        rows.append((r["server"], limiter, ratio,
+                     fmt_int(r["rps_median"]), cap,
+                     "%.1f" % r["cpu_us_per_request_median"], d50, d99,
+                     wrk_target(r, p99)))
+    redis = [r for r in thr if r["config"] == "apache_redis"][0]
+    served = sum(x["requests"] for x in redis["rounds"])
+    if setup["pinned"]:
+        pin = ("The servers (with Redis and the FastCGI daemon) run on CPU "
+               "%s and wrk alone on CPU %s (`taskset`), so the load "
+               "generator never takes CPU from the server it measures; "
+               "Redis shares the server's CPU, as it would on a web server "
+               "that hosts it, so its cost is counted.  nginx runs one "
+               "worker per server CPU." % (
+                   re.sub(r"^(\d+)-\1$", r"\1", str(setup["server_cpus"])),
+                   setup["load_cpu"]))
+    else:
+        pin = ("Nothing is pinned (one CPU, or BENCH_PIN=0): servers, Redis "
+               "and wrk share the machine's CPUs.")
+    return [
+        "## Throughput and latency (wrk)", "",
+        "`wrk -t1 -c%d -d%ds --latency` against the same static file "
+        "(`/index.html`, 3 bytes) on every server, connections kept alive "
+        "with no request cap, no access log; %d rounds of every "
+        "configuration in a fixed order after a 2 s warm-up of each.  "
+        "Every limiter has one per-client limit set high enough never to "
+        "trip (a run that sees a non-2xx answer fails the benchmark), "
+        "except mod_qos, whose limits stop at 32,767 a second: its "
+        "refusals, if any, are shown in its row.  %s"
+        % (setup["connections"], setup["duration_s"], setup["rounds"], pin),
+        "",
+        table(["server", "limiter", "throughput vs bare (median, range)",
+               "req/s (median)", "capacity vs bare by CPU time (median, "
+               "range)", "server CPU µs / request (median)",
+               "added p50 (µs)", "added p99 (µs)", "target"], rows),
+        "",
+        "Redis answered %s scripts (`EVALSHA`) during the measured rounds, "
+        "for %s requests served by the Redis configuration: every "
+        "request was counted in Redis, none by the local failover."
+        % (fmt_int(redis_calls), fmt_int(served)),
+    ]
+
+
+def sect_exact(exact):
+    keyed = {}
+    for r in exact:
+        k = (r["server"], r["mpm"], r["limiter"])
+        keyed.setdefault(k, {})[r["connections"]] = r
+    rows = []
+    for (server, mpm, lim), by_c in keyed.items():
+        name = lim if lim.startswith(("mod_", "limit_req")) else \
+            "mod_ratelimit2 `%s`" % lim
+        if server == "nginx":
+            name = "nginx `limit_req` (burst 99)"
+        cells = [name, "%s %s" % (server, mpm)]
+        for c in (16, 64):
+            r = by_c[c]
+            cells += [fmt_int(r["admitted"]), "%+.1f%%" % r["error_pct"]]
+        if lim in EXACT_ALGOS:
+            cells.append("exactly 100: %s" % met(all(
+                x["admitted"] == x["expected"] for x in by_c.values())))
+        else:
+            cells.append("none: a peer, for comparison")
+        rows.append(cells)
+    return [
+        "## Exactness: a quota of 100 per client", "",
+        "1,000 requests from one client with `ab -n 1000` at 16 and at 64 "
+        "connections (no keep-alive), after the server has run 3 s (the MPM "
+        "has grown its pool).  mod_ratelimit2: `RateLimit2Limit NAME 100/1h "
+        "algorithm=ALGO` (`100/day` for `quota`), one location per "
+        "algorithm and concurrency so every count starts at zero.  Each "
+        "peer is set so that 100 sequential requests pass and the 101st "
+        "does not: mod_qos `QS_ClientEventLimitCount 101 3600` (it refuses "
+        "the request that reaches the limit: 100 admits 99); mod_evasive "
+        "`DOSPageCount 99`, `DOSSiteCount 99`, intervals of 3600 s (it "
+        "blocks once a count passes the threshold; its tables are per "
+        "child process); nginx `limit_req` at `rate=1r/m burst=99 nodelay` "
+        "with two workers sharing the zone (nginx has no MPM).  Why these "
+        "settings: see the peers' settings below.", "",
+        table(["limiter", "server", "admitted at 16", "error at 16",
+               "admitted at 64", "error at 64", "target"], rows),
+    ]
+
+
+def sect_core(rules, keys, clock, quick):
+    rrows = []
+    for r in rules:
+        if r["rules"] == 1000:
+            tgt = "< %d ns: first rule %s, last rule %s" % (
+                TARGET_CORE_NS, met(r["first_ns"] < TARGET_CORE_NS),
+                met(r["last_ns"] < TARGET_CORE_NS))
+        else:
+            tgt = "set at 1,000 rules only"
+        rrows.append((fmt_int(r["rules"]), fmt_int(r["first_ns"]),
+                      fmt_int(r["last_ns"]), fmt_int(r["decisions"]), tgt))
+    krows = []
+    for k in keys:
+        krows.append((fmt_int(k["keys"]), fmt_int(k["entries"]),
+                      fmt_int(k["ns"]), fmt_int(k["zone_bytes"]),
+                      fmt_int(k["zone_resident_kb"]), fmt_int(k["live"]),
+                      fmt_int(k["evictions"])))
+    return [
+        "## Cost growth in the core", "",
+        "`bench/rl2_core_bench.c`, linked with `build/libratelimit2.a`, "
+        "calls what the front ends call for each request (`rl2_clock_now`, "
+        "`rl2_verdict_init`, `rl2_decide` with every phase, as "
+        "ratelimit2-fcgi does) against a local zone: the whole decision "
+        "without a web server or headers.  Reading the clock is the front "
+        "end's part: `rl2_clock_now` (two `clock_gettime` calls) cost %s ns "
+        "here, timed apart and taken out of every figure.  Times are the "
+        "CPU time of the benchmark's thread (`CLOCK_THREAD_CPUTIME_ID`), "
+        "so time spent waiting while other work runs does not count; each "
+        "figure is the median of five timed runs%s." % (
+            fmt_int(clock), " (BENCH_QUICK: a tenth of the decisions)"
+            if quick else ""), "",
+        "### As rules grow", "",
+        "First-match rules, rule *i* matching `/svc<i>/*` with one "
+        "per-address token bucket; one client.  The core indexes a policy "
+        "of 16 rules or more by the first path segment, so a request tries "
+        "only the rules its path can match: the last rule costs what the "
+        "first does (a plain scan would try all of them).", "",
+        table(["rules", "ns / decision, first rule matches",
+               "ns / decision, last rule matches", "decisions per run",
+               "target"], rrows),
+        "",
+        "### As live keys grow", "",
+        "One per-address limit; K client addresses are made live first, "
+        "then requests come from addresses drawn at random among them "
+        "(the time to draw and write an address is measured apart and "
+        "taken out).  The zone's memory is fixed when it is created and "
+        "every page is touched then: its resident size does not move with "
+        "the number of keys.  The last line sends a million addresses "
+        "through a zone of the default size, which evicts the oldest.", "",
+        table(["live keys", "zone entries", "ns / decision", "zone bytes",
+               "zone resident (KiB)", "live entries after", "evictions"],
+              krows),
+    ]
+
+
+def sect_redis(mem):
+    rows = []
+    for r in mem:
+        a = "`%s`" % r["algorithm"]
+        if r["requests"] > 1:
+            a += ", %d entries in its window" % r["requests"]
+        if "in_flight" in r:
+            a += ", request in flight" if r["in_flight"] else \
+                ", request ended"
+        if r["keys"] == 0:
+            rows.append((a, "0", "none: the slot was released and its key "
+                         "deleted"))
+        else:
+            rows.append((a, fmt_int(r["keys"]),
+                         fmt_int(r["bytes"] / r["keys"])))
+    return [
+        "## Redis memory per key", "",
+        "Apache counting in Redis, one location per algorithm: Redis "
+        "emptied, one request (100 for the second `sliding_log` line), then "
+        "`MEMORY USAGE key SAMPLES 0` of every key it holds; for "
+        "`concurrency`, while a CGI holding the slot runs and after it "
+        "ended.  Each key has a TTL no longer than its state needs.", "",
+        table(["algorithm", "keys per client", "bytes per key"], rows),
+    ]
+
+
+def sect_peers():
+    return [
+        "## The peers' settings", "",
+        "Every configuration is written by `bench/lib.sh`; the limit is per "
+        "client address throughout.", "",
+        "- **mod_qos**: `QS_ClientEventLimitCount N SECONDS QS_Limit`, with "
+        "`SetEnvIf Request_URI \"^/\" QS_Limit` marking every request.  It "
+        "counts each client address's requests over a period and refuses "
+        "the rest with a status (`QS_ErrorResponseCode 429`): the closest "
+        "mod_qos has to a per-client rate limit.  `QS_LocRequestPerSecLimit` "
+        "was not used: it limits all clients of a location together and "
+        "slows requests down instead of refusing them.  Throughput and "
+        "instructions: 32,767 per second, the most it can say (its limits "
+        "are 16-bit: 10^9 wraps negative; its periods whole seconds), "
+        "which one client of a fast server can exceed.  Exactness: 101 per "
+        "hour, since it refuses the request that reaches the limit "
+        "(`QS_ClientEventLimitCount 100` admits 99).  Debian's mod_qos "
+        "needs `LoadFile libpcre.so.3` with the current apache2-bin.",
+        "- **mod_evasive**: `DOSPageCount` and `DOSSiteCount`, both 10^9 "
+        "per second for throughput and instructions; both 99 per 3,600 s "
+        "for exactness (it blocks once a count passes the threshold: 99 "
+        "admits 100 in one process).  Its tables live in each child "
+        "process, so a client is counted separately by every child that "
+        "serves it.",
+        "- **nginx `limit_req`**: `limit_req_zone $binary_remote_addr` "
+        "with `nodelay`, `limit_req_status 429`; throughput at 10^6 "
+        "requests per second with burst 1,000; exactness at 1 request a "
+        "minute with burst 99 (the first request and 99 of burst pass at "
+        "once; the next is due a minute later, after the run).",
+        "- **ratelimit2-fcgi behind lighttpd**: spawned by lighttpd "
+        "(`bin-path`, `max-procs` 1, 8 threads), `\"mode\" => "
+        "\"authorizer\"` on every URL, as in "
+        "`conf/fcgi/lighttpd-ratelimit2.conf`; one per-address token bucket "
+        "that never trips, local zone.  Every request costs lighttpd a "
+        "FastCGI round trip to the daemon before the file is served.",
+        "- **mod_ratelimit2**: `RateLimit2Limit perip 1000000000/1h key=ip "
+        "algorithm=token_bucket` server-wide, a zone of 100,000 entries, "
+        "the default headers on (`RateLimit` and `RateLimit-Policy`; the "
+        "legacy `X-RateLimit-*` are opt-in); with `RateLimit2Redis "
+        "127.0.0.1:PORT` for the Redis lines.",
+    ]
+
+
+def sect_repro():
+    return [
+        "## Reproducing a part", "",
+        "- `make bench` runs everything (about 12 minutes here) and rewrites "
+        "this page and `bench/results.json`; `BENCH_QUICK=1 make bench` "
+        "runs 3 short rounds and fewer decisions and writes "
+        "`build/bench/PERFORMANCE.md` instead, for trying it out.",
+        "- `BENCH_ONLY=\"callgrind exact\" make bench` runs some sections "
+        "(`callgrind exact redis_mem core throughput`) and leaves their raw "
+        "records in `build/bench/raw.jsonl` without a report.",
+        "- `bench/callgrind.sh MODE` prints one instruction count; "
+        "`BENCH_ROUNDS`, `BENCH_DURATION`, `BENCH_CONNS` and `BENCH_PIN=0` "
+        "change the wrk runs.",
+    ]
