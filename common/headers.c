@@ -13,6 +13,8 @@
 
 #include "ratelimit2/headers.h"
 
+#include "buf.h"
+
 #define US_PER_S 1000000LL
 
 static long long
@@ -60,83 +62,11 @@ rl2_window_s(const rl2_limit_t *limit, const rl2_clock_t *now)
     }
 }
 
-/* Two decimal digits per step: "00" "01" ... "99". */
-static const char rl2_digit_pairs[201] =
-    "0001020304050607080910111213141516171819"
-    "2021222324252627282930313233343536373839"
-    "4041424344454647484950515253545556575859"
-    "6061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
-
-static const uint64_t rl2_pow10[20] = {
-    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-    10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
-    100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
-    100000000000000000ULL, 1000000000000000000ULL,
-    10000000000000000000ULL
-};
-
-/* Decimal digits of u: log10 from the bit length (1233/4096 is just
- * above log10(2)), then one comparison.  u | 1 has as many digits as u
- * and at least one bit. */
-static unsigned
-rl2_digits(uint64_t u)
-{
-    uint64_t x = u | 1;
-    unsigned t = ((64 - (unsigned)__builtin_clzll(x)) * 1233) >> 12;
-
-    return t + 1 - (x < rl2_pow10[t]);
-}
-
-/* Write v in decimal at w (at most 20 bytes); returns the end.  The
- * length is known first, so digits go straight to their place, two per
- * division. */
+/* Write v in decimal at w (at most 20 bytes); returns the end. */
 static char *
 rl2_put_i64(char *w, int64_t v)
 {
-    uint64_t u = (uint64_t)v;
-    unsigned d;
-    char *end;
-
-    if (v < 0) {
-        *w++ = '-';
-        u = (uint64_t)0 - u;
-    }
-    end = w + rl2_digits(u);
-    w = end;
-    while (u >= 100 && u > UINT32_MAX) {
-        d = (unsigned)(u % 100) * 2;
-        u /= 100;
-        *--w = rl2_digit_pairs[d + 1];
-        *--w = rl2_digit_pairs[d];
-    }
-    /* The rest in 32 bits: cheaper divisions for the usual numbers. */
-    for (uint32_t s = (uint32_t)u; ; ) {
-        if (s < 100) {
-            u = s;
-            break;
-        }
-        d = (s % 100) * 2;
-        s /= 100;
-        *--w = rl2_digit_pairs[d + 1];
-        *--w = rl2_digit_pairs[d];
-    }
-    while (u >= 100) {
-        d = (unsigned)(u % 100) * 2;
-        u /= 100;
-        *--w = rl2_digit_pairs[d + 1];
-        *--w = rl2_digit_pairs[d];
-    }
-    if (u >= 10) {
-        d = (unsigned)u * 2;
-        *--w = rl2_digit_pairs[d + 1];
-        *--w = rl2_digit_pairs[d];
-    }
-    else {
-        *--w = (char)('0' + u);
-    }
-    return end;
+    return w + rl2_i64_text(w, v);
 }
 
 static char *

@@ -18,6 +18,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "buf.h"
 #include "redis_scripts.h"
 
 /* The bound of redis_scripts.h: 2^50. */
@@ -54,11 +55,26 @@ rl2_script_name(rl2_script_t which)
                                               : "unknown";
 }
 
+/* "rl2:{32 hex digits}:s": written by hand, for every layer of every
+ * call. */
 void
 rl2_redis_key(rl2_digest_t digest, char suffix, char out[RL2_REDIS_KEY_MAX])
 {
-    snprintf(out, RL2_REDIS_KEY_MAX, "rl2:{%016" PRIx64 "%016" PRIx64 "}:%c",
-             digest.hi, digest.lo, suffix);
+    static const char hex[] = "0123456789abcdef";
+    char *w = out;
+
+    memcpy(w, "rl2:{", 5);
+    w += 5;
+    for (int i = 60; i >= 0; i -= 4) {
+        *w++ = hex[(digest.hi >> i) & 0xf];
+    }
+    for (int i = 60; i >= 0; i -= 4) {
+        *w++ = hex[(digest.lo >> i) & 0xf];
+    }
+    *w++ = '}';
+    *w++ = ':';
+    *w++ = suffix;
+    *w = '\0';
 }
 
 static int
@@ -112,9 +128,8 @@ static void
 rl2_call_num(rl2_call_t *c, int64_t v)
 {
     char *buf = c->nums[c->argc];
-    int len = snprintf(buf, sizeof(c->nums[0]), "%" PRId64, v);
 
-    rl2_call_arg(c, buf, (size_t)len);
+    rl2_call_arg(c, buf, rl2_i64_text(buf, v));
 }
 
 static void
@@ -123,7 +138,7 @@ rl2_call_key(rl2_call_t *c, rl2_digest_t digest, char suffix)
     char *buf = c->keys[c->nkeys++];
 
     rl2_redis_key(digest, suffix, buf);
-    rl2_call_arg(c, buf, strlen(buf));
+    rl2_call_arg(c, buf, RL2_REDIS_KEY_MAX - 1);
 }
 
 static void
@@ -147,6 +162,28 @@ rl2_call_layer(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *l)
     rl2_call_num(c, which == RL2_SCRIPT_REFUND ? l->committed_us : 0);
 }
 
+/* "apply on KEY (+N more layers)", for messages: built on every call, so
+ * without snprintf (the key always fits: what has room for it). */
+static void
+rl2_call_what(rl2_call_t *c, rl2_script_t which, size_t n)
+{
+    rl2_buf_t b;
+
+    rl2_buf_init(&b, c->what, sizeof(c->what));
+    rl2_buf_str(&b, rl2_script_name(which));
+    rl2_buf_mem(&b, " on ", 4);
+    if (n == 0) {
+        rl2_buf_mem(&b, "no key", 6);
+        return;
+    }
+    rl2_buf_mem(&b, c->argv[3], c->len[3]);
+    if (n > 1) {
+        rl2_buf_mem(&b, " (+", 3);
+        rl2_buf_i64(&b, (int64_t)(n - 1));
+        rl2_buf_mem(&b, " more layers)", 13);
+    }
+}
+
 /* argv[1] (the SHA1 or the source) is set when the call is sent. */
 static void
 rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
@@ -165,8 +202,7 @@ rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
             rl2_call_key(c, l->key, 'o');
         }
     }
-    c->len[2] = (size_t)snprintf(c->nums[2], sizeof(c->nums[0]), "%d",
-                                 c->nkeys);
+    c->len[2] = rl2_i64_text(c->nums[2], c->nkeys);
     if (now_us != NULL) {
         rl2_call_num(c, *now_us);
     }
@@ -177,14 +213,7 @@ rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
     for (size_t i = 0; i < n; i++) {
         rl2_call_layer(c, which, &layers[idx[i]]);
     }
-    if (n > 1) {
-        snprintf(c->what, sizeof(c->what), "%s on %s (+%zu more layers)",
-                 rl2_script_name(which), c->argv[3], n - 1);
-    }
-    else {
-        snprintf(c->what, sizeof(c->what), "%s on %s",
-                 rl2_script_name(which), n ? c->argv[3] : "no key");
-    }
+    rl2_call_what(c, which, n);
 }
 
 /* ---- sending it ---- */
