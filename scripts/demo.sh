@@ -41,6 +41,13 @@ RateLimit2Zone $ZONE 10000
 RateLimit2Policy "$ROOT/conf/demo.conf"
 CONF
 
+# The zone and its companions (violation log, alert state, metrics,
+# circuit).
+remove_objects() {
+    rm -f "/dev/shm${ZONE}" "/dev/shm${ZONE}.vlog" "/dev/shm${ZONE}.alert" \
+        "/dev/shm${ZONE}.metrics" "/dev/shm${ZONE}.circuit"
+}
+
 pid=""
 cleanup() {
     # Not under set -e: Apache's exit status after SIGTERM is non-zero.
@@ -50,12 +57,13 @@ cleanup() {
     trap '' INT TERM
     if [ -n "$pid" ]; then
         kill -TERM "$pid" 2>/dev/null
+        # Names go at once (the mappings stay valid until Apache exits,
+        # which a loaded or sanitized build may take a while to do), and
+        # again after it exits, in case it was still starting.
+        remove_objects
         wait "$pid" 2>/dev/null
     fi
-    # The zone and its companions (violation log, alert state, metrics,
-    # circuit).
-    rm -f "/dev/shm${ZONE}" "/dev/shm${ZONE}.vlog" "/dev/shm${ZONE}.alert" \
-        "/dev/shm${ZONE}.metrics" "/dev/shm${ZONE}.circuit"
+    remove_objects
     rm -rf "$DIR"
 }
 trap cleanup EXIT
