@@ -63,6 +63,13 @@ cleanup() {
         remove_objects
         wait "$pid" 2>/dev/null
     fi
+    # Children that got the signal straight from a group kill may outlive
+    # the parent for a moment, and a child still starting may reopen the
+    # objects: let them go (10 s at most) before the last removal.
+    for _ in $(seq 1 100); do
+        pgrep -f "$DIR/httpd.conf" >/dev/null 2>&1 || break
+        sleep 0.1
+    done
     remove_objects
     rm -rf "$DIR"
 }
