@@ -74,7 +74,10 @@ cleanup() {
     rm -rf "$DIR"
 }
 trap cleanup EXIT
-trap 'exit 0' INT TERM
+# The first signal ignores the rest at once: make forwards its own TERM
+# right after a group kill, and a second signal arriving before cleanup
+# ignored it would end the script with the cleanup cut short.
+trap 'trap "" INT TERM; exit 0' INT TERM
 
 # A sanitizer build of the module needs the runtime preloaded into Apache.
 if [ "${SAN:-0}" = 1 ]; then
