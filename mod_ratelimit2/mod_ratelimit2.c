@@ -134,6 +134,28 @@ rl2_release(void *data)
     return APR_SUCCESS;
 }
 
+/* The response is complete when its EOS passes: the slots are released
+ * then, before the last bytes reach the client, so a client starting its
+ * next stream the moment this one ends finds its slot free.  The pool
+ * cleanup, which runs only after logging, stays as the fallback (an
+ * aborted connection, an error path); a second release is a no-op.  A
+ * protocol filter, so that the error path keeps it. */
+static apr_status_t
+rl2_release_filter(ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    apr_bucket *b;
+
+    for (b = APR_BRIGADE_FIRST(bb); b != APR_BRIGADE_SENTINEL(bb);
+         b = APR_BUCKET_NEXT(b)) {
+        if (APR_BUCKET_IS_EOS(b)) {
+            rl2_release(f->ctx);
+            ap_remove_output_filter(f);
+            break;
+        }
+    }
+    return ap_pass_brigade(f->next, bb);
+}
+
 static const char *
 rl2_shown_name(const rl2_verdict_t *v)
 {
@@ -275,6 +297,7 @@ rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
     if (!st->cleanup_registered && rl2_decide_holds(st->verdict)) {
         apr_pool_cleanup_register(r->pool, st, rl2_release,
                                   apr_pool_cleanup_null);
+        ap_add_output_filter(RL2_RELEASE_FILTER, st, r, r->connection);
         st->cleanup_registered = 1;
     }
     if (st->verdict->dry_run_denied && !st->dry_run_logged) {
@@ -616,6 +639,8 @@ rl2_register_hooks(apr_pool_t *p)
                                 APR_HOOK_MIDDLE);
     ap_register_output_filter(RL2_JSON_FILTER, rl2_json_filter, NULL,
                               AP_FTYPE_CONTENT_SET);
+    ap_register_output_filter(RL2_RELEASE_FILTER, rl2_release_filter, NULL,
+                              AP_FTYPE_PROTOCOL);
     rl2_handlers_register(p);
 }
 

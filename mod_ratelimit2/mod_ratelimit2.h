@@ -19,6 +19,7 @@
 
 #define RL2_UNSET -1
 #define RL2_JSON_FILTER "RATELIMIT2_JSON"
+#define RL2_RELEASE_FILTER "RATELIMIT2_RELEASE"
 
 extern module AP_MODULE_DECLARE_DATA ratelimit2_module;
 
