@@ -10,13 +10,23 @@ PORT=$(free_port)
 apache_conf "$D" "$PORT" event
 POLICY="$RL2_ROOT/conf/examples/saas-api.conf"
 ZONE=$(zone_name saas)
-mkdir -p "$D/cgi"
-cat >"$D/cgi/app.sh" <<'APP'
+mkdir -p "$D/cgi" "$D/run"
+# A stream says it has started, then lasts until the test lets it end
+# (at most 30 s): no timing guess about a loaded machine.
+cat >"$D/cgi/app.sh" <<APP
 #!/bin/sh
-case "$REQUEST_URI" in */stream*) sleep 4 ;; esac
+case "\$REQUEST_URI" in
+*/stream*)
+    touch "$D/run/started.\$\$"
+    i=0
+    while [ ! -e "$D/run/end" ] && [ \$i -lt 300 ]; do
+        sleep 0.1; i=\$((i + 1))
+    done ;;
+esac
 printf 'Content-Type: text/plain\r\n\r\nok\n'
 APP
 chmod 755 "$D/cgi" "$D/cgi/app.sh"
+chmod 777 "$D/run"
 : >"$D/empty"
 users="alice paul betty erin fred fiona frank pat pam premium_user_123
 beta_tester_456 gina glen"
@@ -178,25 +188,52 @@ is "the internal network 10.0.0.0/8 is never limited" "200 200 200 200" \
 
 # ---- concurrent streams: 1 for free, 3 for pro ----
 S=/api/v2/generation/generate/s1/stream
+
+# started N -- until N streams have started (at most 10 s)
+started() {
+    local i
+    for i in $(seq 1 200); do
+        [ "$(ls "$D/run" | grep -c '^started')" -ge "$1" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# refused_by USER TIER -> the rule named by a refused stream, or the code
+refused_by() {
+    local out
+    out=$(curl -s -w ' %{http_code}' -u "$1:pw" -H "X-RateLimit-Tier: $2" \
+        "$URL$S")
+    case "$out" in
+    *' 429') printf '%s' "$out" | grep -o '"rule":"[a-z_]*"' ;;
+    *) echo "${out##* }" ;;
+    esac
+}
+
+rm -f "$D"/run/*
 req frank - GET "$S" >"$T_DIR/s1" &
-sleep 1.5
-is "free: a second concurrent stream is refused" "429" \
-   "$(req frank - GET "$S")"
+started 1 || echo "# the first stream did not start"
+is "free: a second concurrent stream is refused by concurrent_streams" \
+   '"rule":"concurrent_streams"' "$(sleep 1.1; refused_by frank free)"
+touch "$D/run/end"
 wait
 is "free: the first stream was served" "200" "$(cat "$T_DIR/s1")"
 is "free: its slot is released when it ends" "200" "$(req frank - GET "$S")"
+
+rm -f "$D"/run/*
 for i in 1 2 3; do
+    sleep 1.1   # stream_per_user allows 1/s
     req pam pro GET "$S" >"$T_DIR/p$i" &
-    sleep 1.2   # stream_per_user allows 1/s
+    started "$i" || echo "# stream $i did not start"
 done
-is "pro: a fourth concurrent stream is refused" "429" "$(req pam pro GET "$S")"
+is "pro: a fourth concurrent stream is refused by concurrent_streams" \
+   '"rule":"concurrent_streams"' "$(sleep 1.1; refused_by pam pro)"
+touch "$D/run/end"
 wait
 is "pro: three concurrent streams were served" "200 200 200" \
    "$(cat "$T_DIR/p1") $(cat "$T_DIR/p2") $(cat "$T_DIR/p3")"
-req gina pro GET "$S" >"$T_DIR/g1" &
-sleep 0.2
+first=$(req gina pro GET "$S")
 second=$(req gina pro GET "$S")
-wait
-is "stream: 1/s per user" "200 429" "$(cat "$T_DIR/g1") $second"
+is "stream: 1/s per user" "200 429" "$first $second"
 
 done_testing
