@@ -20,8 +20,9 @@
 #define RL2_RESP_BUF 4096
 
 /* Write "*argc\r\n" and "$len\r\narg\r\n" for each argument into out
- * (cap bytes).  Returns the length written, or 0 when the command does
- * not fit (out is then undefined). */
+ * (cap bytes); argvlen NULL means every argument is a C string, as in
+ * hiredis.  Returns the length written, or 0 when the command does not
+ * fit (out is then undefined). */
 size_t rl2_resp_format(char *out, size_t cap, int argc, const char **argv,
                        const size_t *argvlen);
 

@@ -1,7 +1,7 @@
 /*
  * test_redis_resp.c -- our RESP writer (redis_resp.c) against hiredis'
  * own formatting: the same bytes for empty, binary, long and many
- * arguments; 0, never an overrun, when the buffer is too small.
+ * arguments, and for C strings given without lengths; 0, never an overrun, when the buffer is too small.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,6 +41,8 @@ test_simple_commands(void **state)
     (void)state;
     assert_same_as_hiredis(1, ping, ping_len);
     assert_same_as_hiredis(3, set, set_len);
+    /* no lengths: C strings, as hiredis takes them */
+    assert_same_as_hiredis(3, set, NULL);
 }
 
 static void
