@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "ratelimit2/config.h"
 
@@ -28,6 +29,26 @@ rl2_ctl_policy(const rl2_ctl_opts_t *o, rl2_policy_t **out)
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     return RL2_CTL_OK;
+}
+
+int
+rl2_ctl_policy_store(rl2_ctl_opts_t *o, int required)
+{
+    rl2_policy_t *policy;
+    rl2_err_t err;
+    int rc;
+
+    if (!required && access(o->policy, F_OK) != 0) {
+        return RL2_CTL_OK;
+    }
+    if ((rc = rl2_ctl_policy(o, &policy)) != RL2_CTL_OK) {
+        return rc;
+    }
+    if (rl2_backend_conf_policy(&o->backend, policy, &err) != RL2_OK) {
+        rc = rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
+    }
+    rl2_policy_free(policy);
+    return rc;
 }
 
 static const char *

@@ -56,6 +56,12 @@ int rl2_ctl_fail(int status, const char *fmt, ...)
 
 /* ---- client.c ---- */
 
+/* Take the Redis server (and failover settings) of the policy's `redis`
+ * and `failover` groups where -R and -O did not name them, as the
+ * servers do.  Without required, a policy file that does not exist is no
+ * error (report can read a zone's ring alone). */
+int rl2_ctl_policy_store(rl2_ctl_opts_t *o, int required);
+
 /* A client and the request that is peeked for it. */
 typedef struct {
     rl2_request_t req;

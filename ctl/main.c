@@ -3,8 +3,8 @@
  * the manual (--help), and the dispatch to one file per subcommand.
  *
  * It reads the same policy file as the servers and talks to the same
- * stores: the named local zone (attached, never created or resized) and,
- * with -R, Redis.  Options may come before or after the subcommand.
+ * stores: the named local zone (attached, never created or resized) and
+ * Redis, named by -R or by the policy's redis group.  Options may come before or after the subcommand.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -37,9 +37,9 @@ static const char rl2_ctl_manual[] =
 "                 limit: rule, limit, client key, limit, used, remaining,\n"
 "                 seconds until reset, allowed or refused.\n"
 "    reset KEY    Forget the counters of every limit status would show,\n"
-"                 in the local zone and, with -R, in Redis (and the local\n"
-"                 zone's failover counters), so the client's next request\n"
-"                 starts afresh.\n"
+"                 in the local zone and, with Redis, in Redis (and the\n"
+"                 local zone's failover counters), so the client's next\n"
+"                 request starts afresh.\n"
 "    check CONFIG Load the policy file; print its effective rules (rules in\n"
 "                 order, then the default rule; limits per tier) or the\n"
 "                 error as FILE:LINE: message.\n"
@@ -51,7 +51,7 @@ static const char rl2_ctl_manual[] =
 "                 room of each limit (peak demand in one window, i.e. the\n"
 "                 limit plus the most denials one client met in one window,\n"
 "                 divided by the limit), then the latest -n entries.\n"
-"                 Reads the ring of the zone and, with -R, the Redis\n"
+"                 Reads the ring of the zone and, with Redis, the\n"
 "                 stream named by the policy (a Cluster keeps the log in\n"
 "                 the rings).\n"
 "\n"
@@ -60,7 +60,8 @@ static const char rl2_ctl_manual[] =
 "    -z, --zone NAME      shared-memory zone (default /ratelimit2)\n"
 "    -R, --redis ADDR     Redis at HOST:PORT, /path/to/socket,\n"
 "                         sentinel:NAME@HOST:PORT,... or\n"
-"                         cluster:HOST:PORT,... (as ratelimit2-fcgi -R)\n"
+"                         cluster:HOST:PORT,... (as ratelimit2-fcgi -R);\n"
+"                         default: the policy's redis group, if any\n"
 "    -O, --redis-options OPTS  db=N,user=U,password=P,connect_timeout=MS,\n"
 "                         timeout=MS (repeatable)\n"
 "    -m, --method M       request method for status and reset (GET)\n"
@@ -203,10 +204,11 @@ main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*run)(const rl2_ctl_opts_t *, int, char **);
+        int talks_to_store;  /* Redis from the policy unless -R */
     } cmds[] = {
-        { "status", rl2_ctl_status }, { "reset", rl2_ctl_reset },
-        { "check", rl2_ctl_check }, { "docs", rl2_ctl_docs },
-        { "report", rl2_ctl_report }
+        { "status", rl2_ctl_status, 1 }, { "reset", rl2_ctl_reset, 1 },
+        { "check", rl2_ctl_check, 0 }, { "docs", rl2_ctl_docs, 0 },
+        { "report", rl2_ctl_report, 1 }
     };
     rl2_ctl_opts_t o;
 
@@ -220,9 +222,17 @@ main(int argc, char **argv)
                             "manual)");
     }
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-        if (strcmp(argv[optind], cmds[i].name) == 0) {
-            return cmds[i].run(&o, argc - optind - 1, argv + optind + 1);
+        if (strcmp(argv[optind], cmds[i].name) != 0) {
+            continue;
         }
+        if (cmds[i].talks_to_store) {
+            int rc = rl2_ctl_policy_store(&o, cmds[i].run != rl2_ctl_report);
+
+            if (rc != RL2_CTL_OK) {
+                return rc;
+            }
+        }
+        return cmds[i].run(&o, argc - optind - 1, argv + optind + 1);
     }
     return rl2_ctl_fail(RL2_CTL_USAGE, "unknown subcommand \"%s\" (--help "
                         "for the manual)", argv[optind]);

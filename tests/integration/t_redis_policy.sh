@@ -74,6 +74,14 @@ lighttpd $l, 2 first)" 100 $((2 + a + l))
 is "the shared counter lives in the file's Redis" 1 \
    "$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)"
 
+# ---- ratelimit2ctl reads the same Redis from the file, without -R ----
+st=$("$BUILD/ctl/ratelimit2ctl" -c "$POLICY" -z "$(zone_name ap)" -p /fw/x \
+    status 127.0.0.1)
+like "ratelimit2ctl status names the file's Redis as its store" \
+     'store redis' "$st"
+is "ratelimit2ctl status sees the quota spent in Redis (remaining 0)" 0 \
+   "$(printf '%s\n' "$st" | awk '$1 == "fw" { print $6 }')"
+
 # ---- a directive or option replaces the file's redis group ----
 # A second redis-server in its own directory (redis_start's is taken).
 RP1=$RP

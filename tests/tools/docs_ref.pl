@@ -21,7 +21,8 @@
 #                                          string and "--name" of every
 #                                          struct option table
 #   docs_ref.pl commands FILE.c...         "name" of { "name", rl2_*_fn }
-#                                          dispatch table entries
+#                                          dispatch table entries (and
+#                                          { "name", rl2_*_fn, FLAG })
 #   docs_ref.pl doc-all-options FILE.md HEAD  every "-x" and "--name" in
 #                                          the first cells under HEAD
 #   docs_ref.pl doc-commands FILE.md HEAD  first words of the first cells
@@ -171,7 +172,7 @@ elsif ($cmd eq 'long-options') {
 }
 elsif ($cmd eq 'commands') {
     for my $f (@ARGV) {
-        push @out, c_source($f) =~ /\{\s*"([a-z][\w-]*)"\s*,\s*rl2_\w+\s*\}/g;
+        push @out, c_source($f) =~ /\{\s*"([a-z][\w-]*)"\s*,\s*rl2_\w+\s*(?:,\s*\d+\s*)?\}/g;
     }
 }
 elsif ($cmd eq 'doc-all-options') {
