@@ -535,14 +535,14 @@
     "  return blocked\n" \
     "end\n" \
     "local function reply(L, now)\n" \
-    "  local out = { now }\n" \
+    "  local out = { num(now) }\n" \
     "  for _, l in ipairs(L) do\n" \
-    "    for j = 1, 5 do out[#out + 1] = l.res[j] end\n" \
-    "    out[#out + 1] = l.refused and 1 or 0\n" \
-    "    out[#out + 1] = l.ov and 1 or 0\n" \
-    "    out[#out + 1] = l.done and 1 or 0\n" \
+    "    for j = 1, 5 do out[#out + 1] = num(l.res[j]) end\n" \
+    "    out[#out + 1] = l.refused and '1' or '0'\n" \
+    "    out[#out + 1] = l.ov and '1' or '0'\n" \
+    "    out[#out + 1] = l.done and '1' or '0'\n" \
     "  end\n" \
-    "  return out\n" \
+    "  return table.concat(out, ' ')\n" \
     "end\n" \
     "local L = layers()\n" \
     "if not L then\n" \

@@ -306,34 +306,66 @@ rl2_call_send(rl2_redis_target_t *to, rl2_script_t which, rl2_call_t *c,
 
 /* ---- the answer ---- */
 
+/* One decimal integer of a script's answer at *p (before end). */
 static int
-rl2_reply_ints(const redisReply *r, size_t n)
+rl2_answer_int(const char **p, const char *end, int64_t *out)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+    const char *s = *p;
+    int neg = s < end && *s == '-';
+    uint64_t v = 0;
+    int digits = 0;
+
+    s += neg;
+    for (; s < end && *s >= '0' && *s <= '9' && digits < 19; s++, digits++) {
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    if (digits == 0 || v > INT64_MAX || (s < end && *s >= '0' && *s <= '9')) {
         return 0;
     }
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    *p = s;
+    return 1;
+}
+
+/* apply and peek answer one string of n integers separated by single
+ * spaces: hiredis then builds one reply object instead of an array of
+ * 1 + 8 per layer, each allocated and freed (a third of the Redis store's
+ * own cost per request). */
+int
+rl2_redis_answer_parse(const struct redisReply *r, int64_t *vals, size_t n)
+{
+    const char *p, *end;
+
+    if (r->type != REDIS_REPLY_STRING) {
+        return 0;
+    }
+    p = r->str;
+    end = r->str + r->len;
     for (size_t i = 0; i < n; i++) {
-        if (r->element[i]->type != REDIS_REPLY_INTEGER) {
+        if (i > 0 && (p == end || *p++ != ' ')) {
+            return 0;
+        }
+        if (!rl2_answer_int(&p, end, &vals[i])) {
             return 0;
         }
     }
-    return 1;
+    return p == end;
 }
 
 /* peek, like the local store's, leaves what was committed alone. */
 static void
-rl2_layer_fill(rl2_layer_t *l, rl2_script_t which, redisReply *const *e,
+rl2_layer_fill(rl2_layer_t *l, rl2_script_t which, const int64_t *e,
                int64_t now)
 {
-    l->result.allowed = e[0]->integer != 0;
-    l->result.limit = e[1]->integer;
-    l->result.remaining = e[2]->integer;
-    l->result.reset_us = e[3]->integer;
-    l->result.retry_after_us = e[4]->integer;
-    l->refused = e[5]->integer != 0;
-    l->overflow_used = e[6]->integer != 0;
+    l->result.allowed = e[0] != 0;
+    l->result.limit = e[1];
+    l->result.remaining = e[2];
+    l->result.reset_us = e[3];
+    l->result.retry_after_us = e[4];
+    l->refused = e[5] != 0;
+    l->overflow_used = e[6] != 0;
     if (which == RL2_SCRIPT_APPLY) {
-        l->committed = e[7]->integer != 0;
+        l->committed = e[7] != 0;
         l->committed_us = l->committed ? now : 0;
     }
 }
@@ -343,6 +375,8 @@ rl2_reply_take(const rl2_redis_target_t *to, rl2_script_t which,
                const rl2_call_t *c, const redisReply *r, rl2_layer_t *layers,
                const size_t *idx, size_t n, rl2_err_t *err)
 {
+    int64_t vals[1 + 8 * RL2_MAX_LAYERS];
+
     if (r->type == REDIS_REPLY_ERROR) {
         return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %.120s",
                            to->name, c->what, r->str);
@@ -355,13 +389,12 @@ rl2_reply_take(const rl2_redis_target_t *to, rl2_script_t which,
         }
         return RL2_OK;
     }
-    if (!rl2_reply_ints(r, 1 + 8 * n)) {
+    if (!rl2_redis_answer_parse(r, vals, 1 + 8 * n)) {
         return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: unexpected "
                            "reply", to->name, c->what);
     }
     for (size_t i = 0; i < n; i++) {
-        rl2_layer_fill(&layers[idx[i]], which, r->element + 1 + 8 * i,
-                       r->element[0]->integer);
+        rl2_layer_fill(&layers[idx[i]], which, vals + 1 + 8 * i, vals[0]);
     }
     return RL2_OK;
 }

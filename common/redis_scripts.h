@@ -20,9 +20,11 @@
  *          (rl2_algo_t), limit, window_us, burst, period (rl2_period_t),
  *          cost, overflow limit (0: none), overflow window_us, overflow
  *          burst, committed_us (refund only)
- * apply and peek answer { now, then per layer: allowed, limit, remaining,
- * reset_us, retry_after_us, refused, overflow_used, committed }; refund
- * answers the number of layers.
+ * apply and peek answer one string of decimal integers separated by
+ * single spaces: now, then per layer allowed, limit, remaining, reset_us,
+ * retry_after_us, refused, overflow_used, committed (one reply object for
+ * hiredis to build, not an array of integers); refund answers the number
+ * of layers.
  *
  * Keys are "rl2:{<32 hex digits of the layer digest>}:<suffix>", suffix
  * "s" for the limit's state and "o" for its overflow allowance: the
@@ -55,6 +57,13 @@ extern const char *const rl2_lua_source[RL2_SCRIPT_COUNT];
 /* The shared prelude alone (its integer arithmetic), for its own tests. */
 extern const char rl2_lua_prelude[];
 const char *rl2_script_name(rl2_script_t which);
+
+/* The n integers of an apply or peek answer into vals: 1, or 0 when r
+ * is not exactly n decimal integers (each within int64) separated by
+ * single spaces. */
+struct redisReply;
+int rl2_redis_answer_parse(const struct redisReply *r, int64_t *vals,
+                           size_t n);
 
 /* The key of a layer's state ('s') or overflow state ('o'). */
 void rl2_redis_key(rl2_digest_t digest, char suffix,

@@ -1,7 +1,10 @@
 /*
- * test_redis_resp.c -- our RESP writer (redis_resp.c) against hiredis'
- * own formatting: the same bytes for empty, binary, long and many
- * arguments, and for C strings given without lengths; 0, never an overrun, when the buffer is too small.
+ * test_redis_resp.c -- the protocol both ways.  Our RESP writer
+ * (redis_resp.c) against hiredis' own formatting: the same bytes for
+ * empty, binary, long and many arguments, and for C strings given
+ * without lengths; 0, never an overrun, when the buffer is too small.
+ * The reading of a script's answer (redis_scripts.c): exact integers,
+ * and a refusal of anything malformed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +17,7 @@
 #include <hiredis/hiredis.h>
 
 #include "../../common/redis_resp.h"
+#include "../../common/redis_scripts.h"
 
 /* Ours and hiredis' formatting of one command must be the same bytes. */
 static void
@@ -112,6 +116,59 @@ test_negative_count_is_refused(void **state)
     assert_int_equal(rl2_resp_format(out, sizeof(out), -1, NULL, NULL), 0);
 }
 
+/* A script's answer as redis_scripts.c reads it. */
+static int
+parse(const char *text, int64_t *vals, size_t n)
+{
+    redisReply r;
+
+    memset(&r, 0, sizeof(r));
+    r.type = REDIS_REPLY_STRING;
+    r.str = (char *)text;
+    r.len = strlen(text);
+    return rl2_redis_answer_parse(&r, vals, n);
+}
+
+static void
+test_answer_parsed(void **state)
+{
+    int64_t v[4];
+
+    (void)state;
+    assert_true(parse("1700000000000000 0 -5 9223372036854775807", v, 4));
+    assert_int_equal(v[0], 1700000000000000LL);
+    assert_int_equal(v[1], 0);
+    assert_int_equal(v[2], -5);
+    assert_int_equal(v[3], INT64_MAX);
+    assert_true(parse("7", v, 1));
+    assert_int_equal(v[0], 7);
+}
+
+/* Anything but exactly n integers separated by single spaces is refused:
+ * the store then reports an unexpected reply instead of guessing. */
+static void
+test_malformed_answers_refused(void **state)
+{
+    static const char *const bad[] = {
+        "", "1 2", "1 2 3 4", "1  2 3", " 1 2 3", "1 2 3 ", "1 2 x",
+        "1 2 3x", "1 - 3", "1 2 9223372036854775808",
+        "1 2 99999999999999999999", "1,2,3", "-",
+    };
+    int64_t v[3];
+    redisReply r;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (parse(bad[i], v, 3)) {
+            fail_msg("accepted \"%s\"", bad[i]);
+        }
+    }
+    memset(&r, 0, sizeof(r));
+    r.type = REDIS_REPLY_INTEGER;
+    r.integer = 1;
+    assert_false(rl2_redis_answer_parse(&r, v, 1));
+}
+
 int
 main(void)
 {
@@ -121,6 +178,8 @@ main(void)
         cmocka_unit_test(test_many_and_long_arguments),
         cmocka_unit_test(test_too_small_buffer),
         cmocka_unit_test(test_negative_count_is_refused),
+        cmocka_unit_test(test_answer_parsed),
+        cmocka_unit_test(test_malformed_answers_refused),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
