@@ -1,7 +1,8 @@
 /*
  * redis_cluster.c -- Redis Cluster routing (redis.h): key slots (CRC16
  * and the {hash tag} rule), the slot map from CLUSTER SLOTS, one
- * connection pool per node, and -MOVED / -ASK redirections.
+ * connection pool per node, -MOVED / -ASK redirections, and -TRYAGAIN
+ * sent again after a short wait.
  *
  * hiredis 0.14 knows nothing of Cluster, so this is ours.  A router is
  * shared by every thread of a process; what threads share is plain data:
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -44,6 +46,7 @@ struct rl2_redis_cluster {
     _Atomic int64_t      refreshed_ms; /* last attempt, monotonic */
     atomic_uint_fast64_t moved;
     atomic_uint_fast64_t asked;
+    atomic_uint_fast64_t tryagain;
     atomic_uint_fast64_t refreshes;
 };
 
@@ -51,6 +54,10 @@ struct rl2_redis_cluster {
  * command to it fails and marks the map stale, and asking the others each
  * time would double the traffic for nothing. */
 #define RL2_REFRESH_MIN_MS 100
+
+/* The first wait before sending a -TRYAGAIN command again (ms); each
+ * further wait is twice the one before. */
+#define RL2_TRYAGAIN_FIRST_MS 10
 
 /* The slot map stores node index + 1 in a byte. */
 _Static_assert(RL2_REDIS_CLUSTER_NODES_MAX < 256, "node index in a byte");
@@ -357,6 +364,61 @@ rl2_node_send(rl2_redis_cluster_t *cl, int idx, int asking, int argc,
     return st;
 }
 
+static int
+rl2_is_tryagain(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && r->str != NULL
+           && strncmp(r->str, "TRYAGAIN", 8) == 0;
+}
+
+static void
+rl2_sleep_ms(int64_t ms)
+{
+    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+    /* A signal cuts the wait short: the next send only comes sooner. */
+    nanosleep(&ts, NULL);
+}
+
+/* What one command may still spend on -TRYAGAIN, across its hops. */
+typedef struct {
+    int     resends;  /* so far, up to RL2_REDIS_TRYAGAIN_MAX */
+    int64_t wait_ms;  /* the next wait */
+    int64_t left_ms;  /* sleep left of one command timeout */
+} rl2_tryagain_t;
+
+/* rl2_node_send(), and again while the node answers -TRYAGAIN: a command
+ * with several keys (a layer's state and overflow keys) caught by a slot
+ * migration between them, some on the migrating node and some already on
+ * the importing one.  MIGRATE carries the rest within milliseconds, so the
+ * command goes again to the same node, with the same ASKING, after 10, 20,
+ * 40... ms, as long as the command's budget lasts.  Then the -TRYAGAIN
+ * reply is the caller's, as any error reply.  A redirection answered to a
+ * resend (the migration finished) is the caller's to follow. */
+static rl2_status_t
+rl2_node_send_patient(rl2_redis_cluster_t *cl, int idx, int asking,
+                      int argc, const char **argv, const size_t *argvlen,
+                      const char *what, rl2_tryagain_t *ta,
+                      redisReply **reply, rl2_err_t *err)
+{
+    rl2_status_t st = rl2_node_send(cl, idx, asking, argc, argv, argvlen,
+                                    what, reply, err);
+
+    while (st == RL2_OK && rl2_is_tryagain(*reply)
+           && ta->resends < RL2_REDIS_TRYAGAIN_MAX && ta->left_ms > 0) {
+        rl2_redis_reply_free(*reply);
+        *reply = NULL;
+        rl2_sleep_ms(ta->wait_ms < ta->left_ms ? ta->wait_ms : ta->left_ms);
+        ta->left_ms -= ta->wait_ms;
+        ta->wait_ms *= 2;
+        ta->resends++;
+        atomic_fetch_add_explicit(&cl->tryagain, 1, memory_order_relaxed);
+        st = rl2_node_send(cl, idx, asking, argc, argv, argvlen, what, reply,
+                           err);
+    }
+    return st;
+}
+
 /* After a redirection: the node to send to next (*idx), and whether with
  * ASKING; RL2_ERR_STORE when the node table is full. */
 static rl2_status_t
@@ -389,6 +451,9 @@ rl2_redis_cluster_command(rl2_redis_cluster_t *cl, unsigned slot, int argc,
 {
     char host[RL2_REDIS_HOST_MAX];
     int idx = 0, port = 0, asking = 0;
+    /* resends and sleep for the whole command, not for each hop */
+    rl2_tryagain_t ta = { 0, RL2_TRYAGAIN_FIRST_MS,
+                          cl->conf.command_timeout_ms };
     unsigned rslot = 0;
     rl2_redirect_t kind;
     rl2_status_t st;
@@ -405,8 +470,8 @@ rl2_redis_cluster_command(rl2_redis_cluster_t *cl, unsigned slot, int argc,
         if (node != NULL) {
             *node = rl2_redis_pool_name(cl->nodes[idx].pool);
         }
-        st = rl2_node_send(cl, idx, asking, argc, argv, argvlen, what,
-                           reply, err);
+        st = rl2_node_send_patient(cl, idx, asking, argc, argv, argvlen,
+                                   what, &ta, reply, err);
         if (st != RL2_OK) {
             return st;
         }
@@ -479,6 +544,7 @@ rl2_redis_cluster_stats(const rl2_redis_cluster_t *cl,
 {
     out->moved = atomic_load(&cl->moved);
     out->asked = atomic_load(&cl->asked);
+    out->tryagain = atomic_load(&cl->tryagain);
     out->refreshes = atomic_load(&cl->refreshes);
 }
 

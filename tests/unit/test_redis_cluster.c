@@ -7,8 +7,9 @@
  * three masters on loopback that the group setup forms with
  * `redis-cli --cluster create`: keys spread over every master, exact
  * counts under threads, a request refused in one slot counted in no
- * other, -MOVED after a slot moved, -ASK while it moves, a timeout that
- * makes the map stale, the script cache lost on every node, and AUTH on
+ * other, -MOVED after a slot moved, -ASK while it moves, -TRYAGAIN sent
+ * again while a migration splits a command's keys, a timeout that makes
+ * the map stale, the script cache lost on every node, and AUTH on
  * every node.
  */
 #ifndef _GNU_SOURCE
@@ -358,6 +359,146 @@ test_ask_during_migration_then_moved(void **state)
     rl2_redis_cluster_destroy(cl);
 }
 
+/* ---- -TRYAGAIN ---- */
+
+/* Two keys of one {hash tag}, as a layer's state and overflow keys, read
+ * by one script: the store's EVALSHA as the nodes see it. */
+static const char *ta_argv[5] = {
+    "EVAL", "return redis.call('MGET', KEYS[1], KEYS[2])", "2",
+    "{tryagain}.s", "{tryagain}.o"
+};
+
+/* The script's reply through router cl (a store error fails the test);
+ * *ms the time it took. */
+static redisReply *
+tryagain_eval(rl2_redis_cluster_t *cl, int64_t *ms)
+{
+    size_t len[5];
+    unsigned slot = rl2_redis_key_slot(ta_argv[3], strlen(ta_argv[3]));
+    int64_t t0 = mono_us();
+    redisReply *r;
+    rl2_err_t err;
+
+    for (int i = 0; i < 5; i++) {
+        len[i] = strlen(ta_argv[i]);
+    }
+    if (rl2_redis_cluster_command(cl, slot, 5, ta_argv, len, "EVAL", &r,
+                                  NULL, &err) != RL2_OK) {
+        fail_msg("EVAL: %s", err.msg);
+    }
+    *ms = (mono_us() - t0) / 1000;
+    return r;
+}
+
+typedef struct {
+    unsigned slot;
+    int      from, to;
+    int      errors;  /* admin commands that failed (no cmocka here) */
+} finisher_t;
+
+static void
+finisher_cmd(finisher_t *f, int n, const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(adm[n], fmt, f->slot, arg);
+
+    f->errors += r == NULL || r->type == REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+}
+
+/* The end of a reshard, 30 ms after the command started: the last key
+ * carried over, then the slot given to `to` (importing node first, as
+ * slot_give).  The main thread is waiting in the router meanwhile and
+ * touches no admin connection. */
+static void *
+finisher(void *arg)
+{
+    finisher_t *f = arg;
+    struct timespec ts = { 0, 30 * 1000000L };
+    int order[NODES] = { f->to, f->from, 3 - f->to - f->from };
+    redisReply *r;
+
+    nanosleep(&ts, NULL);
+    r = redisCommand(adm[f->from], "MIGRATE 127.0.0.1 %d %s 0 5000",
+                     node[f->to].port, ta_argv[4]);
+    f->errors += r == NULL || r->type == REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    for (int n = 0; n < NODES; n++) {
+        finisher_cmd(f, order[n], "CLUSTER SETSLOT %u NODE %s",
+                     node_id[f->to]);
+    }
+    return NULL;
+}
+
+/* A slot half moved with one of the script's keys carried over and the
+ * other not: the nodes answer -TRYAGAIN until the move ends.  With nothing
+ * ending it, the router sends the script 5 more times (10 + 20 + 40 + 80 +
+ * 160 ms apart), or fewer when the command timeout is shorter than that,
+ * and then hands back the -TRYAGAIN reply; with the move ended 30 ms in,
+ * a resend gets the values. */
+static void
+test_tryagain_is_sent_again_until_the_move_ends(void **state)
+{
+    unsigned slot = rl2_redis_key_slot(ta_argv[3], strlen(ta_argv[3]));
+    int from = owner_of(slot), to = (from + 1) % NODES;
+    finisher_t f = { slot, from, to, 0 };
+    rl2_redis_cluster_stats_t st;
+    rl2_redis_cluster_t *cl, *quick;
+    rl2_redis_conf_t conf;
+    pthread_t th;
+    redisReply *r;
+    rl2_err_t err;
+    int64_t ms;
+
+    (void)state;
+    freeReplyObject(admin_cmd(adm[from], "MSET %s 1 %s 2", ta_argv[3],
+                              ta_argv[4]));
+    freeReplyObject(admin_cmd(adm[to], "CLUSTER SETSLOT %u IMPORTING %s",
+                              slot, node_id[from]));
+    freeReplyObject(admin_cmd(adm[from], "CLUSTER SETSLOT %u MIGRATING %s",
+                              slot, node_id[to]));
+    freeReplyObject(admin_cmd(adm[from], "MIGRATE 127.0.0.1 %d %s 0 5000",
+                              node[to].port, ta_argv[3]));
+    cluster_conf(&conf, from);
+    conf.command_timeout_ms = 2000;
+    assert_int_equal(rl2_redis_cluster_create(&conf, &cl, &err), RL2_OK);
+    conf.command_timeout_ms = 120;
+    assert_int_equal(rl2_redis_cluster_create(&conf, &quick, &err), RL2_OK);
+
+    /* the condition: every resend answered -TRYAGAIN */
+    r = tryagain_eval(cl, &ms);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->str, "TRYAGAIN"));
+    rl2_redis_reply_free(r);
+    rl2_redis_cluster_stats(cl, &st);
+    assert_int_equal(st.tryagain, RL2_REDIS_TRYAGAIN_MAX);
+    assert_in_range(ms, 310, 1500);
+    /* 120 ms of command timeout: 10 + 20 + 40 + 50 ms, 4 resends */
+    r = tryagain_eval(quick, &ms);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->str, "TRYAGAIN"));
+    rl2_redis_reply_free(r);
+    rl2_redis_cluster_stats(quick, &st);
+    assert_int_equal(st.tryagain, 4);
+    assert_in_range(ms, 120, 1000);
+
+    /* the move ends while the router waits */
+    assert_int_equal(pthread_create(&th, NULL, finisher, &f), 0);
+    r = tryagain_eval(cl, &ms);
+    pthread_join(th, NULL);
+    assert_int_equal(f.errors, 0);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 2);
+    assert_string_equal(r->element[0]->str, "1");
+    assert_string_equal(r->element[1]->str, "2");
+    rl2_redis_reply_free(r);
+    rl2_redis_cluster_stats(cl, &st);
+    assert_true(st.tryagain > RL2_REDIS_TRYAGAIN_MAX);
+    assert_in_range(ms, 30, 1500);
+    assert_int_equal(owner_of(slot), to);
+    rl2_redis_cluster_destroy(quick);
+    rl2_redis_cluster_destroy(cl);
+}
+
 /* A master that stops answering: the command times out (a store error,
  * not retried), the map is marked stale, and the next command, once the
  * master is back, loads the map again. */
@@ -497,6 +638,7 @@ main(void)
         T(test_threads_admit_exactly_across_slots),
         T(test_moved_slot_is_followed),
         T(test_ask_during_migration_then_moved),
+        T(test_tryagain_is_sent_again_until_the_move_ends),
         T(test_timeout_marks_the_map_stale),
         T(test_lost_script_cache_falls_back_per_node),
         T(test_auth_reaches_every_node),

@@ -168,12 +168,16 @@ int rl2_redis_reply_readonly(const struct redisReply *reply);
  * -MOVED sends the command to the named node at once and marks the map
  * stale; -ASK sends ASKING and the command to the named node, once, and
  * leaves the map alone; at most RL2_REDIS_REDIRECTS_MAX redirections per
- * command.  A command that timed out or lost its connection is not sent
- * again (it may have run). ---- */
+ * command.  -TRYAGAIN (a multi-key command whose keys a migration has
+ * split between two nodes) sends the command again to the same node after
+ * 10, 20, 40... ms, at most RL2_REDIS_TRYAGAIN_MAX times and sleeping at
+ * most one command timeout in all.  A command that timed out or lost its
+ * connection is not sent again (it may have run). ---- */
 
 #define RL2_REDIS_CLUSTER_SLOTS 16384
 #define RL2_REDIS_CLUSTER_NODES_MAX 128 /* addresses one router learns */
 #define RL2_REDIS_REDIRECTS_MAX 5
+#define RL2_REDIS_TRYAGAIN_MAX 5  /* resends of one -TRYAGAIN command */
 
 /* Parse "host1:port1,host2:port2" (up to RL2_REDIS_SEEDS_MAX seed nodes)
  * into conf's seeds; RL2_ERR_CONFIG naming the bad part. */
@@ -197,6 +201,7 @@ typedef struct rl2_redis_cluster rl2_redis_cluster_t;
 typedef struct {
     uint64_t moved;      /* -MOVED redirections followed */
     uint64_t asked;      /* -ASK redirections followed */
+    uint64_t tryagain;   /* commands sent again after -TRYAGAIN */
     uint64_t refreshes;  /* slot maps loaded */
 } rl2_redis_cluster_stats_t;
 
@@ -210,10 +215,12 @@ rl2_status_t rl2_redis_cluster_create(const rl2_redis_conf_t *conf,
 /* Send one command whose keys are all in `slot` to the master serving
  * that slot, on this thread's connection to it, following redirections.
  * As rl2_redis_command(): RL2_OK with the server's reply (possibly an
- * error reply other than a redirection; -TRYAGAIN and -CLUSTERDOWN come
- * back as such), or RL2_ERR_STORE on an I/O error, a timeout, a slot no
- * node serves, or too many redirections.  *node (when not NULL) names the
- * node that answered last ("host:port"; valid while the router lives). */
+ * error reply other than a redirection; -CLUSTERDOWN, and -TRYAGAIN once
+ * its resends are spent, come back as such), or RL2_ERR_STORE on an I/O
+ * error, a timeout, a slot no node serves, or too many redirections.
+ * Resends after -TRYAGAIN add up to one command timeout of sleep to the
+ * call.  *node (when not NULL) names the node that answered last
+ * ("host:port"; valid while the router lives). */
 rl2_status_t rl2_redis_cluster_command(rl2_redis_cluster_t *cl,
                                        unsigned slot, int argc,
                                        const char **argv,
@@ -262,8 +269,9 @@ const char *rl2_redis_pool_name(const rl2_redis_pool_t *pool);
  * TIME for every algorithm (committed_us is that clock too).  A Redis
  * error or timeout is RL2_ERR_STORE with a message naming the server and
  * the first key, after at most one command timeout (plus the connect
- * timeout when the thread had to reconnect); the caller decides
- * what to do (failover).  A request that timed out may still run when the
+ * timeout when the thread had to reconnect, and in a Cluster up to one
+ * more of waits between -TRYAGAIN resends); the caller decides what to do
+ * (failover).  A request that timed out may still run when the
  * server wakes up: it may have been counted.  Opens nothing until a thread
  * first uses it.  Freed by rl2_store_destroy(). */
 rl2_status_t rl2_store_redis_create(const rl2_redis_conf_t *conf,
