@@ -29,47 +29,51 @@
 #define SHM_WAIT_MS 1000              /* how long an attacher waits for a
                                          creator to publish */
 
-static rl2_status_t
-sys_err(rl2_err_t *err, const char *name, const char *what, int errnum)
+rl2_status_t
+rl2_shm_sys_err(rl2_err_t *err, const char *kind, const char *name,
+                const char *what, int errnum)
 {
-    return rl2_err_set(err, RL2_ERR_SYS, "shm %s: %s: %s", name, what,
+    return rl2_err_set(err, RL2_ERR_SYS, "%s %s: %s: %s", kind, name, what,
                        strerror(errnum));
 }
 
-static rl2_status_t
-name_check(const char *name, rl2_err_t *err)
+rl2_status_t
+rl2_shm_name_check(const char *kind, const char *name, size_t max,
+                   rl2_err_t *err)
 {
     size_t len;
 
     if (name == NULL) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "shm name is NULL");
+        return rl2_err_set(err, RL2_ERR_INVALID, "%s name is NULL", kind);
     }
     len = strlen(name);
     /* POSIX leaves names with a second slash implementation-defined. */
-    if (len < 2 || len > RL2_SHM_NAME_MAX || name[0] != '/'
+    if (len < 2 || len > max || name[0] != '/'
         || strchr(name + 1, '/') != NULL) {
         return rl2_err_set(err, RL2_ERR_INVALID,
-                           "shm %.*s: a name is '/' then 1..%d characters "
-                           "without '/'", RL2_SHM_NAME_MAX, name,
-                           RL2_SHM_NAME_MAX - 1);
+                           "%s %.*s: a name is '/' then 1..%d characters "
+                           "without '/'", kind, (int)max, name,
+                           (int)max - 1);
     }
     return RL2_OK;
 }
 
-static void
-sleep_ms(long ms)
+void
+rl2_shm_sleep_ms(long ms)
 {
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
     nanosleep(&ts, NULL);
 }
 
-/* Unlink name only while it still names the object open on fd: another
- * process may already have replaced the stale object with a good one,
- * which must not be unlinked in turn.  The flock makes "check, then
- * unlink" one step among the processes judging the same stale object. */
-static void
-unlink_if_same(const char *name, int fd)
+static rl2_status_t
+sys_err(rl2_err_t *err, const char *name, const char *what, int errnum)
+{
+    return rl2_shm_sys_err(err, "shm", name, what, errnum);
+}
+
+void
+rl2_shm_unlink_if_same(const char *name, int fd)
 {
     struct stat a, b;
     int fd2;
@@ -158,7 +162,7 @@ attach(const char *name, int fd, size_t size, uint32_t magic,
         if (st != RL2_OK || *out != NULL || *stale) {
             return st;
         }
-        sleep_ms(1);
+        rl2_shm_sleep_ms(1);
     }
     *stale = true;                      /* a creator that died */
     return RL2_OK;
@@ -178,7 +182,7 @@ open_once(const char *name, size_t size, uint32_t magic, uint32_t version,
     if (fd >= 0) {
         st = create(name, fd, size, magic, version, mode, out, err);
         if (st != RL2_OK) {
-            unlink_if_same(name, fd);
+            rl2_shm_unlink_if_same(name, fd);
         }
         close(fd);
         return st;
@@ -192,7 +196,7 @@ open_once(const char *name, size_t size, uint32_t magic, uint32_t version,
     }
     st = attach(name, fd, size, magic, version, out, &stale, err);
     if (st == RL2_OK && stale) {
-        unlink_if_same(name, fd);
+        rl2_shm_unlink_if_same(name, fd);
         *again = true;
     }
     close(fd);
@@ -208,7 +212,7 @@ rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
     int attempt;
 
     *out = NULL;
-    if ((st = name_check(name, err)) != RL2_OK) {
+    if ((st = rl2_shm_name_check("shm", name, RL2_SHM_NAME_MAX, err)) != RL2_OK) {
         return st;
     }
     if (mode > 0777 || size < sizeof(rl2_shm_hdr_t) || magic == 0) {
@@ -240,7 +244,7 @@ rl2_shm_obj_close(void *base, size_t size)
 rl2_status_t
 rl2_shm_obj_unlink(const char *name, rl2_err_t *err)
 {
-    rl2_status_t st = name_check(name, err);
+    rl2_status_t st = rl2_shm_name_check("shm", name, RL2_SHM_NAME_MAX, err);
 
     if (st != RL2_OK) {
         return st;

@@ -49,4 +49,25 @@ void rl2_shm_obj_close(void *base, size_t size);
 /* Remove the name; mappings stay valid until closed. */
 rl2_status_t rl2_shm_obj_unlink(const char *name, rl2_err_t *err);
 
+/* ---- shared with the local zone (store_local_shm.c) ---- */
+
+/* "KIND NAME: WHAT: strerror(errnum)" as an RL2_ERR_SYS. */
+rl2_status_t rl2_shm_sys_err(rl2_err_t *err, const char *kind,
+                             const char *name, const char *what, int errnum);
+
+/* A POSIX shared memory name: '/' then 1..max-1 characters without '/'
+ * (RL2_ERR_INVALID naming KIND otherwise). */
+rl2_status_t rl2_shm_name_check(const char *kind, const char *name,
+                                size_t max, rl2_err_t *err);
+
+/* Unlink name only while it still names the object open on fd: another
+ * process may already have replaced the stale object with a good one,
+ * which must not be unlinked in turn.  The flock on fd makes "check, then
+ * unlink" one step among the processes judging the same stale object, so
+ * only the first one unlinks. */
+void rl2_shm_unlink_if_same(const char *name, int fd);
+
+/* Wait for a creator to publish (a signal only shortens the wait). */
+void rl2_shm_sleep_ms(long ms);
+
 #endif /* RL2_SHM_OBJ_INTERNAL_H */

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shm_obj_internal.h"
 #include "store_local_internal.h"
 
 #define ZONE_STATE_MAX 65536u         /* bytes of state per entry */
@@ -172,53 +173,13 @@ rl2_zone_unlock(rl2_zone_t *z)
 static rl2_status_t
 sys_err(rl2_err_t *err, const char *name, const char *what, int errnum)
 {
-    return rl2_err_set(err, RL2_ERR_SYS, "zone %s: %s: %s", name, what,
-                       strerror(errnum));
+    return rl2_shm_sys_err(err, "zone", name, what, errnum);
 }
 
 static rl2_status_t
 name_check(const char *name, rl2_err_t *err)
 {
-    size_t len;
-
-    if (name == NULL) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "zone name is NULL");
-    }
-    len = strlen(name);
-    /* POSIX leaves names with a second slash implementation-defined. */
-    if (len < 2 || len > RL2_ZONE_NAME_MAX || name[0] != '/'
-        || strchr(name + 1, '/') != NULL) {
-        return rl2_err_set(err, RL2_ERR_INVALID,
-                           "zone %.*s: a name is '/' then 1..%d characters "
-                           "without '/'", RL2_ZONE_NAME_MAX, name,
-                           RL2_ZONE_NAME_MAX - 1);
-    }
-    return RL2_OK;
-}
-
-/* Unlink name only while it still names the object open on fd: between
- * judging a zone stale and unlinking it, another process may already have
- * replaced it with a good one, which must not be unlinked in turn.  The
- * flock on the stale object makes "check, then unlink" one step among all
- * processes judging that same object, so only the first one unlinks. */
-static void
-unlink_if_same(const char *name, int fd)
-{
-    struct stat a, b;
-    int fd2;
-
-    if (flock(fd, LOCK_EX) != 0) {
-        return;
-    }
-    fd2 = shm_open(name, O_RDONLY, 0);
-    if (fd2 >= 0) {
-        if (fstat(fd, &a) == 0 && fstat(fd2, &b) == 0
-            && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-            shm_unlink(name);
-        }
-        close(fd2);
-    }
-    flock(fd, LOCK_UN);
+    return rl2_shm_name_check("zone", name, RL2_ZONE_NAME_MAX, err);
 }
 
 static rl2_status_t
@@ -258,14 +219,6 @@ hdr_valid(const zone_hdr_t *h, uint64_t st_size, zone_geom_t *g)
         return false;
     }
     return geom_equal(g, &stored) && g->bytes == st_size;
-}
-
-static void
-sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-    nanosleep(&ts, NULL);
 }
 
 /* One look at an existing object.  *magic is what the header holds (0
@@ -325,7 +278,7 @@ map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
         if (st != RL2_OK || *hdr != NULL || magic != 0) {
             return st;                  /* an error, ours, or foreign */
         }
-        sleep_ms(1);
+        rl2_shm_sleep_ms(1);
     }
     return RL2_OK;
 }
@@ -451,7 +404,7 @@ open_once(const char *name, const zone_geom_t *g, unsigned mode,
     if (fd >= 0) {
         st = zone_create(name, fd, mode, g, out, err);
         if (st != RL2_OK) {
-            unlink_if_same(name, fd);
+            rl2_shm_unlink_if_same(name, fd);
         }
         close(fd);
         return st;
@@ -475,7 +428,7 @@ open_once(const char *name, const zone_geom_t *g, unsigned mode,
         if (h != NULL) {
             munmap(h, (size_t)found.bytes);
         }
-        unlink_if_same(name, fd);
+        rl2_shm_unlink_if_same(name, fd);
         *again = true;
     }
     close(fd);
