@@ -212,7 +212,8 @@ rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
     int attempt;
 
     *out = NULL;
-    if ((st = rl2_shm_name_check("shm", name, RL2_SHM_NAME_MAX, err)) != RL2_OK) {
+    st = rl2_shm_name_check("shm", name, RL2_SHM_NAME_MAX, err);
+    if (st != RL2_OK) {
         return st;
     }
     if (mode > 0777 || size < sizeof(rl2_shm_hdr_t) || magic == 0) {
