@@ -188,6 +188,13 @@ MAN_DATE := $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 \
 
 PREFIX   ?= /usr/local
 SBINDIR  ?= $(PREFIX)/sbin
+# The multiarch directory (lib/x86_64-linux-gnu) for PREFIX=/usr on a
+# multiarch system, as GNUInstallDirs does; PREFIX/lib elsewhere.
+MULTIARCH ?= $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null \
+                || $(CC) -print-multiarch 2>/dev/null)
+LIBDIR   ?= $(PREFIX)/lib$(if $(filter /usr,$(PREFIX)),$(MULTIARCH:%=/%))
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MANDIR   ?= $(PREFIX)/share/man
 DOCDIR   ?= $(PREFIX)/share/doc/ratelimit2
 SYSCONFDIR ?= /etc
@@ -250,6 +257,26 @@ install-ctl: ctl
 	install -d $(DESTDIR)$(SBINDIR)
 	install -m 755 $(CTL_BIN) $(DESTDIR)$(SBINDIR)/
 build/man/ratelimit2ctl.8: docs/operations.md
+
+# The core for other programs (libratelimit2-dev): the static archive the
+# front ends link, its public headers and ratelimit2.pc.  No shared
+# library: the API changes with the front ends and promises no ABI
+# (docs/library.md).  The .pc names libdir and includedir from ${prefix}
+# when they lie under PREFIX: a moved tree needs only prefix= changed.
+.PHONY: install-dev
+install: install-dev
+install-dev: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(INCLUDEDIR)/ratelimit2
+	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libratelimit2.a
+	install -m 644 common/include/ratelimit2/*.h \
+	    $(DESTDIR)$(INCLUDEDIR)/ratelimit2/
+	sed -e 's|@PREFIX@|$(PREFIX)|' \
+	    -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
+	    -e 's|@VERSION@|$(VERSION)|' \
+	    common/ratelimit2.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/ratelimit2.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/ratelimit2.pc
 
 # From a clean copy of the tree (the files git knows, as they are in the
 # working tree: no build products), so the working tree stays as it is.

@@ -303,6 +303,43 @@ zone_name() {
     echo "/$z"
 }
 
+# ---- the core library (libratelimit2-dev) ----
+
+# library_example WHAT PKG-CONFIG... -- tests: the example program of
+# docs/library.md (the ```c block under <!-- library-example -->), built
+# with `PKG-CONFIG... --static --cflags --libs ratelimit2` and nothing
+# else, runs on a zone of this suite's and prints the decisions the page
+# shows (allowed three times, then refused).  WHAT names the install.
+library_example() {
+    local what=$1 d=$T_DIR/example flags out
+    shift
+    mkdir -p "$d"
+    awk '/^<!-- library-example -->$/ { f = 1; next }
+         f && /^```c$/ { p = 1; next }
+         p && /^```$/ { exit }
+         p' "$RL2_ROOT/docs/library.md" >"$d/rl2_example.c"
+    like "docs/library.md has its example program" 'rl2_decide\(' \
+        "$(cat "$d/rl2_example.c")"
+    flags=$("$@" --static --cflags --libs ratelimit2 2>&1)
+    is "pkg-config --static --cflags --libs ratelimit2 ($what)" 0 "$?"
+    echo "# pkg-config: $flags"
+    rm -f "$d/rl2_example"
+    # shellcheck disable=SC2086
+    if ${CC:-cc} -std=c11 -Wall -Wextra -Werror -o "$d/rl2_example" \
+            "$d/rl2_example.c" $flags >"$d/cc.log" 2>&1; then
+        ok "the example compiles and links with pkg-config alone ($what)"
+    else
+        not_ok "the example compiles and links with pkg-config alone ($what)"
+        sed 's/^/#   /' "$d/cc.log"
+    fi
+    out=$("$d/rl2_example" "$(zone_name example)" 2>&1)
+    is "the example decides as docs/library.md says ($what)" \
+        "request 1: allowed
+request 2: allowed
+request 3: allowed
+request 4: refused" "$out"
+}
+
 # ---- Prometheus exposition ----
 
 # promtool_ok FILE -- a test: promtool finds no problem in FILE.

@@ -14,11 +14,15 @@
 # installed systemd units pass systemd-analyze
 # verify, and the installed daemon, started under systemd-socket-activate
 # with the socket unit's address and the service unit's command line,
-# answers an authorizer request.  The packages are purged on every exit
+# answers an authorizer request.  libratelimit2-dev installs the static
+# archive, the headers and ratelimit2.pc in the multiarch directories,
+# and the example program of docs/library.md builds against it with
+# plain pkg-config and decides.  The packages are purged on every exit
 # path, every file they installed is gone, and the file lists of
 # /etc/apache2, /etc/ratelimit2,
-# /usr/lib/apache2, /var/lib/apache2, the systemd unit directories and
-# /var/lib/dpkg/info are the same afterwards as before.
+# /usr/lib/apache2, /var/lib/apache2, the systemd unit directories,
+# /usr/include/ratelimit2, the archive, the multiarch pkgconfig directory
+# and /var/lib/dpkg/info are the same afterwards as before.
 #
 # Skipped without dpkg-buildpackage or root, and when the packages are
 # already installed on this machine (that installation is not ours to
@@ -27,10 +31,13 @@
 . "$(dirname "$0")/fcgi_lib.sh"
 
 PKGS="libapache2-mod-ratelimit2 ratelimit2-fcgi ratelimit2-tools
-ratelimit2-common"
+ratelimit2-common libratelimit2-dev"
 CTL=/usr/sbin/ratelimit2ctl
+MA=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+LIBDIR=/usr/lib/$MA
 WATCH="/etc/apache2 /etc/ratelimit2 /usr/lib/apache2 /var/lib/apache2
-/etc/systemd/system /lib/systemd/system /var/lib/dpkg/info"
+/etc/systemd/system /lib/systemd/system /var/lib/dpkg/info
+/usr/include/ratelimit2 $LIBDIR/libratelimit2.a $LIBDIR/pkgconfig"
 
 skip_all() {
     echo "1..0 # SKIP $1"
@@ -114,7 +121,7 @@ for p in $PKGS; do
     debs+=("$(ls "$DEB/${p}_"*.deb)")
 done
 out=$(dpkg_wait -i "${debs[@]}")
-is "dpkg -i installs the four packages" "0" "$?"
+is "dpkg -i installs the five packages" "0" "$?"
 [ -n "$out" ] && printf '%s\n' "$out" | tail -5 | sed 's/^/#   /'
 out=$(a2enmod ratelimit2 2>&1)
 is "a2enmod ratelimit2" "0" "$?"
@@ -171,6 +178,27 @@ ctl_status() {
     is "after reset, nothing of the login limit is used" "0 $login" \
         "$(printf '%s\n' "$st" | awk '$1 == "login" { print $5, $6 }')"
 }
+
+# ---- libratelimit2-dev ----
+dev=$(dpkg -L libratelimit2-dev 2>/dev/null)
+for f in "$LIBDIR/libratelimit2.a" "$LIBDIR/pkgconfig/ratelimit2.pc" \
+         /usr/include/ratelimit2/decide.h /usr/include/ratelimit2/config.h; do
+    like "libratelimit2-dev installs $f" "^$f\$" "$dev"
+done
+is "libratelimit2-dev installs every public header" \
+    "$(cd "$RL2_ROOT/common/include/ratelimit2" && ls -- *.h)" \
+    "$(printf '%s\n' "$dev" | sed -n 's|^/usr/include/ratelimit2/||p' \
+        | grep '\.h$' | sort)"
+like "libratelimit2-dev depends on libconfig-dev and libhiredis-dev" \
+    'libconfig-dev.*libhiredis-dev' \
+    "$(dpkg-query -W -f='${Depends}' libratelimit2-dev)"
+like "libratelimit2-dev says it is a static archive without ABI promise" \
+    'static archive only.*no ABI' \
+    "$(dpkg-query -W -f='${Description}' libratelimit2-dev | tr '\n' ' ')"
+is "pkg-config --modversion ratelimit2 is the package's version" \
+    "$(dpkg-query -W -f='${Version}' libratelimit2-dev)" \
+    "$(env -u PKG_CONFIG_PATH pkg-config --modversion ratelimit2 2>&1)"
+library_example "libratelimit2-dev" env -u PKG_CONFIG_PATH pkg-config
 
 # ---- Apache with the packaged files and the example limit ----
 D=$T_DIR/apache
@@ -290,15 +318,16 @@ is "after purge no file the packages installed is left" "" "$left"
 like "ratelimit2ctl was among them" "^$CTL\$" "$(cat "$T_DIR/installed.list")"
 snapshot >"$T_DIR/after.list"
 # Another engineer's apt-get may add packages meanwhile: in dpkg's info
-# directory only our packages' files are ours to compare.  apache2's
+# directory and the pkgconfig one only our packages' files are ours to
+# compare.  apache2's
 # maintainer-script helper keeps its state in /var/lib/apache2/module/
 # *_by_maint/MODULE: the file goes with the purge, the (shared, empty)
 # directory it first made stays, as for every module package.
 left=$(diff "$T_DIR/before.list" "$T_DIR/after.list" \
     | grep '^[<>]' \
-    | grep -Ev '^[<>] /var/lib/dpkg/info/' \
+    | grep -Ev "^[<>] (/var/lib/dpkg/info|$LIBDIR/pkgconfig)/" \
     | grep -Ev '^> /var/lib/apache2/module/[a-z_]+_by_maint d $' ; \
     diff "$T_DIR/before.list" "$T_DIR/after.list" \
-    | grep -E '^[<>] /var/lib/dpkg/info/.*ratelimit2')
+    | grep -E "^[<>] (/var/lib/dpkg/info|$LIBDIR/pkgconfig)/.*ratelimit2")
 is "after purge the watched directories are as before" "" "$left"
 done_testing
