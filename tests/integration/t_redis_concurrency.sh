@@ -152,8 +152,9 @@ is "the refused requests gave their slots back: 3 users at once, 3 admitted" \
 
 # Exactly 3 admitted: no slot leaked, and none released twice.
 # Only the four per-user counters are left: the slots' key is gone.
-# A slot is released by the request pool's cleanup, just after the
-# response is sent: give the last releases a moment (10 s at most).
+# A slot is released when the response's end passes the module (a
+# request refused with 429 gives its slot back at once); the wait is only
+# a generous cap (10 s at most).
 keys=""
 for _ in $(seq 1 100); do
     keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)
