@@ -58,7 +58,7 @@ def main(raw, doc, out_json, keep_from=None):
     rules, keys, clock = core(recs)
     mem = redis_mem(recs)
     tg = targets(instr, thr, exact, rules, keys)
-    redis_calls = recs["wrk_redis"][0]["evalsha_calls"]
+    redis_calls = recs["wrk_redis"][0]["script_calls"]
 
     kept = kept_sections(keep_from or doc)
     load_end = recs["load_end"][0]["loadavg"]
@@ -79,7 +79,7 @@ def main(raw, doc, out_json, keep_from=None):
         "loadavg_end": load_end,
         "timing_s": {t["part"]: t["seconds"] for t in recs["timing"]},
         "targets": tg, "instructions": instr,
-        "throughput": {"setup": setup, "redis_evalsha_calls": redis_calls,
+        "throughput": {"setup": setup, "redis_script_calls": redis_calls,
                        "configs": thr},
         "exactness": exact,
         "core": {"rules": rules, "keys": keys, "clock_ns": clock},

@@ -231,7 +231,8 @@ def sect_wrk(thr, setup, redis_calls, tg):
                "range)", "server CPU µs / request (median)",
                "added p50 (µs)", "added p99 (µs)", "target"], rows),
         "",
-        "Redis answered %s scripts (`EVALSHA`) during the measured rounds, "
+        "Redis answered %s calls of the store's Lua (`FCALL`, or `EVALSHA` "
+        "where functions are refused) during the measured rounds, "
         "for %s requests served by the Redis configuration: every "
         "request was counted in Redis, none by the local failover."
         % (fmt_int(redis_calls), fmt_int(served)),

@@ -163,10 +163,12 @@ for c in $CONFIGS; do
     [ "${c%%:*}" = "${c#*:}" ] || continue
     run "${c%%:*}" $((ROUNDS + 1)) "$DUR" || exit 1
 done
-# Failover would answer from the local zone: record what Redis answered.
-calls=$(redis-cli -p "$RP" info commandstats \
-    | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p')
-raw wrk_redis evalsha_calls="${calls:-0}"
+# Failover would answer from the local zone: record what Redis answered
+# (FCALL, or EVALSHA where functions are refused).
+calls=$(redis-cli -p "$RP" info commandstats | tr -d '\r' \
+    | sed -En 's/^cmdstat_(fcall|evalsha):calls=([0-9]*),.*/\2/p' \
+    | awk '{ s += $1 } END { print s + 0 }')
+raw wrk_redis script_calls="${calls:-0}"
 for c in $CONFIGS; do
     case "$c" in
     lighttpd_*) lighttpd_stop "$T_DIR/${c%%:*}" ;;

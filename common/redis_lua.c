@@ -1,8 +1,10 @@
 /*
  * redis_lua.c -- the Lua of the Redis store: one fragment per algorithm
- * family, a shared prelude and driver, and the three entry scripts (apply,
- * peek, refund) assembled from them (calling convention in
- * redis_scripts.h).
+ * family, a shared prelude and driver, and from them, in two forms, the
+ * three entries (apply, peek, refund; calling convention in
+ * redis_scripts.h): three scripts for EVALSHA and EVAL, and one function
+ * library for FUNCTION LOAD and FCALL, named after the hash of its text.
+ * Both forms hold the same definitions and the same entry bodies.
  *
  * Every fragment is the Lua twin of its C file (algo_bucket.c,
  * algo_window.c, calendar.c, algo.c): the same clamps, the same branches,
@@ -15,9 +17,12 @@
  * exact range (muldiv() computes it exactly).  Numbers are written to
  * Redis with '%d', never with tostring's "%.14g".
  *
- * Each family is wrapped in a loader (LOAD.x) that a call runs only for
- * the algorithms it meets: Redis runs the whole chunk on every call, and
- * defining every family's functions each time cost more than deciding.
+ * A script's whole chunk runs on every EVAL, so each family is wrapped in
+ * a loader (LOAD.x) that a call runs only for the algorithms it meets:
+ * defining every family's functions each time cost more than deciding.  A
+ * library's top level runs once, at FUNCTION LOAD, and its functions keep
+ * the families they loaded (FAM holds only pure functions); what is per
+ * request (KEYS, ARGV, STATES) is set again by every call.
  *
  * State of the string-valued families is "n1:n2:..." in one key, read once
  * per script and written once at the end with an absolute expiry (PXAT):
@@ -25,11 +30,16 @@
  * Redis forgets it exactly when nothing depends on it.  The clock is the
  * script's, so a test clock ahead of the real one never loses live state.
  */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "redis_scripts.h"
+#include "sha256.h"
 
 /* ---- prelude: arithmetic, results, string state ---- */
 #define RL2_LUA_PRELUDE \
-    "local floor, fmt = math.floor, string.format\n" \
+    "local floor, fmt\n" \
     "local TWO53 = 9007199254740992\n" \
     "local NOW_MAX = TWO53\n" \
     "local COUNT_MAX = 2305843009213693951\n" \
@@ -508,7 +518,7 @@
     "  end\n" \
     "  return clamp(now, 0, NOW_MAX)\n" \
     "end\n" \
-    "local STATES = {}\n" \
+    "local STATES\n" \
     "local function state(p, key)\n" \
     "  local st = STATES[key]\n" \
     "  if not st then\n" \
@@ -543,60 +553,147 @@
     "    out[#out + 1] = l.done and '1' or '0'\n" \
     "  end\n" \
     "  return table.concat(out, ' ')\n" \
-    "end\n" \
+    "end\n"
+
+#define RL2_LUA_DEFINITIONS \
+    RL2_LUA_PRELUDE RL2_LUA_BUCKETS RL2_LUA_SPANS RL2_LUA_SLIDING \
+    RL2_LUA_LOG RL2_LUA_CONCURRENCY RL2_LUA_DRIVER
+
+/* ---- per call: what every entry runs first ----
+ * math and string are bound here, not with the definitions: a library's
+ * top level runs at FUNCTION LOAD, where Redis 7.0 lets it read no global
+ * but redis.  STATES is per request. */
+#define RL2_LUA_BIND "floor, fmt = math.floor, string.format\n"
+#define RL2_LUA_BEGIN \
+    RL2_LUA_BIND \
+    "STATES = {}\n" \
     "local L = layers()\n" \
     "if not L then\n" \
     "  return redis.error_reply('ERR rl2: malformed script arguments')\n" \
     "end\n" \
     "local now = clock()\n"
 
-#define RL2_LUA_LIBRARY \
-    RL2_LUA_PRELUDE RL2_LUA_BUCKETS RL2_LUA_SPANS RL2_LUA_SLIDING \
-    RL2_LUA_LOG RL2_LUA_CONCURRENCY RL2_LUA_DRIVER
+/* ---- the bodies of the three entries, shared by both forms ---- */
 
 /* Check every layer; commit only when no enforcing layer is refused, each
  * layer that fits into its main state or, when only the overflow
  * allowance admitted it, into the overflow state. */
-static const char rl2_lua_apply[] = RL2_LUA_LIBRARY
-    "if not check_all(L, now) then\n"
-    "  for _, l in ipairs(L) do\n"
-    "    if not l.refused then\n"
-    "      local p, key = l.p, l.key\n"
-    "      if l.ov then p, key = l.op, l.okey end\n"
-    "      local cost = clamp(l.cost, 0, capacity(p))\n"
-    "      fam(p.algo).commit(p, state(p, key), now, cost)\n"
-    "      l.done = true\n"
-    "    end\n"
-    "  end\n"
-    "  save_all()\n"
-    "end\n"
-    "return reply(L, now)\n";
+#define RL2_LUA_APPLY \
+    "if not check_all(L, now) then\n" \
+    "  for _, l in ipairs(L) do\n" \
+    "    if not l.refused then\n" \
+    "      local p, key = l.p, l.key\n" \
+    "      if l.ov then p, key = l.op, l.okey end\n" \
+    "      local cost = clamp(l.cost, 0, capacity(p))\n" \
+    "      fam(p.algo).commit(p, state(p, key), now, cost)\n" \
+    "      l.done = true\n" \
+    "    end\n" \
+    "  end\n" \
+    "  save_all()\n" \
+    "end\n" \
+    "return reply(L, now)\n"
 
-/* Reads only: no key is created or touched. */
-static const char rl2_lua_peek[] = RL2_LUA_LIBRARY
-    "check_all(L, now)\n"
-    "return reply(L, now)\n";
+/* Reads only (GET, ZCARD, ZCOUNT, ZRANGE, TIME): no key is created or
+ * touched, so the function may say no-writes. */
+#define RL2_LUA_PEEK \
+    "check_all(L, now)\n" \
+    "return reply(L, now)\n"
 
 /* A key that is gone holds a state equal to none: nothing to give back. */
-static const char rl2_lua_refund[] = RL2_LUA_LIBRARY
-    "for _, l in ipairs(L) do\n"
-    "  local p, key = l.p, l.key\n"
-    "  if floor(l.flags / 2) % 2 == 1 then p, key = l.op, l.okey end\n"
-    "  if p then\n"
-    "    local st = state(p, key)\n"
-    "    if st.exists then\n"
-    "      fam(p.algo).refund(p, st, now, clamp(l.committed, 0, NOW_MAX),\n"
-    "                         clamp(l.cost, 0, capacity(p)))\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "save_all()\n"
-    "return #L\n";
+#define RL2_LUA_REFUND \
+    "for _, l in ipairs(L) do\n" \
+    "  local p, key = l.p, l.key\n" \
+    "  if floor(l.flags / 2) % 2 == 1 then p, key = l.op, l.okey end\n" \
+    "  if p then\n" \
+    "    local st = state(p, key)\n" \
+    "    if st.exists then\n" \
+    "      fam(p.algo).refund(p, st, now, clamp(l.committed, 0, NOW_MAX),\n" \
+    "                         clamp(l.cost, 0, capacity(p)))\n" \
+    "    end\n" \
+    "  end\n" \
+    "end\n" \
+    "save_all()\n" \
+    "return #L\n"
 
-const char rl2_lua_prelude[] = RL2_LUA_PRELUDE;
+/* ---- scripts (EVALSHA, EVAL): the whole chunk runs on every call ---- */
+
+static const char rl2_lua_apply[] =
+    RL2_LUA_DEFINITIONS RL2_LUA_BEGIN RL2_LUA_APPLY;
+static const char rl2_lua_peek[] =
+    RL2_LUA_DEFINITIONS RL2_LUA_BEGIN RL2_LUA_PEEK;
+static const char rl2_lua_refund[] =
+    RL2_LUA_DEFINITIONS RL2_LUA_BEGIN RL2_LUA_REFUND;
+
+const char rl2_lua_prelude[] = RL2_LUA_PRELUDE RL2_LUA_BIND;
 
 const char *const rl2_lua_source[RL2_SCRIPT_COUNT] = {
     [RL2_SCRIPT_APPLY] = rl2_lua_apply,
     [RL2_SCRIPT_PEEK] = rl2_lua_peek,
     [RL2_SCRIPT_REFUND] = rl2_lua_refund,
 };
+
+/* ---- the function library (FUNCTION LOAD, FCALL) ----
+ * The definitions run once, at load; each function takes KEYS and ARGV
+ * from its parameters into the upvalues the driver reads (a function has
+ * no KEYS or ARGV globals).  NAME is prepended at run time (the library's
+ * own hash cannot be inside the text it hashes). */
+#define RL2_LUA_FUNCTION(name, flags, body) \
+    "redis.register_function{\n" \
+    "  function_name = NAME .. '_" name "', flags = {" flags "},\n" \
+    "  callback = function(keys, args)\n" \
+    "KEYS, ARGV = keys, args\n" \
+    RL2_LUA_BEGIN body \
+    "end }\n"
+
+static const char rl2_lua_library_body[] =
+    "local KEYS, ARGV\n"
+    RL2_LUA_DEFINITIONS
+    RL2_LUA_FUNCTION("apply", "", RL2_LUA_APPLY)
+    RL2_LUA_FUNCTION("peek", "'no-writes'", RL2_LUA_PEEK)
+    RL2_LUA_FUNCTION("refund", "", RL2_LUA_REFUND);
+
+/* "#!lua name=rl2_<16 hex>\nlocal NAME = 'rl2_<16 hex>'\n" */
+#define RL2_LUA_HEAD_MAX 80
+
+static pthread_once_t rl2_library_once = PTHREAD_ONCE_INIT;
+static char rl2_library_text[RL2_LUA_HEAD_MAX + sizeof(rl2_lua_library_body)];
+static size_t rl2_library_len;
+static char rl2_function_names[RL2_SCRIPT_COUNT][RL2_LUA_FUNCTION_MAX];
+
+/* Named after the hash of its text: two versions of the module sharing one
+ * Redis (an upgrade in progress) each load and call their own library,
+ * and never replace the other's. */
+static void
+rl2_library_build(void)
+{
+    char hex[65], name[24];
+    int n;
+
+    rl2_sha256_hex(rl2_lua_library_body, sizeof(rl2_lua_library_body) - 1,
+                   hex);
+    snprintf(name, sizeof(name), "rl2_%.16s", hex);
+    n = snprintf(rl2_library_text, RL2_LUA_HEAD_MAX,
+                 "#!lua name=%s\nlocal NAME = '%s'\n", name, name);
+    memcpy(rl2_library_text + n, rl2_lua_library_body,
+           sizeof(rl2_lua_library_body));
+    rl2_library_len = (size_t)n + sizeof(rl2_lua_library_body) - 1;
+    for (int i = 0; i < RL2_SCRIPT_COUNT; i++) {
+        snprintf(rl2_function_names[i], RL2_LUA_FUNCTION_MAX, "%s_%s", name,
+                 rl2_script_name((rl2_script_t)i));
+    }
+}
+
+const char *
+rl2_lua_library(size_t *len)
+{
+    pthread_once(&rl2_library_once, rl2_library_build);
+    *len = rl2_library_len;
+    return rl2_library_text;
+}
+
+const char *
+rl2_lua_function(rl2_script_t which)
+{
+    pthread_once(&rl2_library_once, rl2_library_build);
+    return rl2_function_names[which];
+}

@@ -3,15 +3,18 @@
  * called (private to the core: redis_lua.c, redis_scripts.c,
  * store_redis.c).
  *
- * Three entry scripts -- apply, peek, refund -- are built from one Lua
- * fragment per algorithm family (buckets, spans, sliding window, sliding
- * log, concurrency) plus a shared prelude and driver.  Each call takes the
+ * Three entries -- apply, peek, refund -- are built from one Lua fragment
+ * per algorithm family (buckets, spans, sliding window, sliding log,
+ * concurrency) plus a shared prelude and driver, both as scripts (EVALSHA,
+ * EVAL) and as the functions of one Redis 7 library (FCALL), which skips
+ * re-running the definitions on every call.  Each call takes the
  * layers of one group: layers whose keys hash to one Cluster slot (on a
  * standalone server, every layer of the request), so that one atomic
  * script checks them all and commits only if no enforcing layer is
  * refused.
  *
- * Calling convention (every number a decimal integer, times in µs):
+ * Calling convention, the same for FCALL and EVALSHA (every number a
+ * decimal integer, times in µs):
  *   KEYS   per layer: its state key, then its overflow key if it has one
  *   ARGV[1] "" for Redis TIME, or a test clock
  *   ARGV[2] number of layers n
@@ -58,6 +61,16 @@ extern const char *const rl2_lua_source[RL2_SCRIPT_COUNT];
 extern const char rl2_lua_prelude[];
 const char *rl2_script_name(rl2_script_t which);
 
+/* "rl2_" + 16 hex + "_refund" + NUL */
+#define RL2_LUA_FUNCTION_MAX 32
+
+/* The function library (redis_lua.c), for FUNCTION LOAD: len bytes named
+ * "rl2_" and the first 16 hex digits of the SHA-256 of its text, so that
+ * each version of the module has its own.  Built on first use, static. */
+const char *rl2_lua_library(size_t *len);
+/* The library's function for `which`: "rl2_<16 hex>_apply" and so on. */
+const char *rl2_lua_function(rl2_script_t which);
+
 /* The n integers of an apply or peek answer into vals: 1, or 0 when r
  * is not exactly n decimal integers (each within int64) separated by
  * single spaces. */
@@ -87,14 +100,20 @@ typedef struct {
     const char          *name;     /* the server that answered last */
 } rl2_redis_target_t;
 
-/* Run `which` over layers idx[0..n) at `to`: EVALSHA, or EVAL when the
- * server has lost the script (NOSCRIPT; in a Cluster, that node).  now_us:
- * the test clock, or NULL for Redis TIME.  apply and peek fill each
- * layer's result, refused, overflow_used, committed and committed_us (the
+/* Run `which` over layers idx[0..n) at `to`: FCALL, after FUNCTION LOAD
+ * when the server does not have the library (in a Cluster, that node);
+ * EVALSHA, or EVAL when the server has lost the script (NOSCRIPT), once the
+ * server or its ACL has refused functions to this process.  now_us: the
+ * test clock, or NULL for Redis TIME.  apply and peek fill each layer's
+ * result, refused, overflow_used, committed and committed_us (the
  * script's clock). */
 rl2_status_t rl2_redis_script_run(rl2_redis_target_t *to,
                                   rl2_script_t which, rl2_layer_t *layers,
                                   const size_t *idx, size_t n,
                                   const int64_t *now_us, rl2_err_t *err);
+
+/* Tests only: call functions again, as a new process would, after a
+ * refusal switched this one to scripts. */
+void rl2_redis_functions_reset(void);
 
 #endif /* RL2_REDIS_SCRIPTS_H */

@@ -99,9 +99,11 @@ no5xx() {
         "$(grep -c '" 5[0-9][0-9]$' "$T_DIR/$1/logs/access.log")"
 }
 
+# Calls of the store's Lua: FCALL, or EVALSHA and EVAL where functions are
+# refused.
 evals() {
     redis-cli -p "$RP" info commandstats | tr -d '\r' \
-        | sed -n 's/^cmdstat_eval\(sha\)\{0,1\}:calls=\([0-9]*\).*/\2/p' \
+        | sed -En 's/^cmdstat_(fcall|evalsha|eval):calls=([0-9]*).*/\2/p' \
         | awk '{ s += $1 } END { print s + 0 }'
 }
 

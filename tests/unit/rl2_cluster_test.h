@@ -194,8 +194,16 @@ cluster_conf(rl2_redis_conf_t *conf, int n)
     conf->n_seeds = 1;
 }
 
-/* The cluster started under the watchdog, and the connection settings the
- * fixtures use, seeded with node 0 only. */
+/* The connection settings the fixtures use, seeded with node 0 only. */
+TEST_FN void
+cluster_up_conf(rl2_redis_conf_t *conf)
+{
+    cluster_conf(conf, 0);
+    conf->connect_timeout_ms = 1000;
+    conf->command_timeout_ms = 2000;
+}
+
+/* The cluster started under the watchdog, and cluster_up_conf(). */
 TEST_FN void
 cluster_up(rl2_redis_conf_t *conf)
 {
@@ -203,9 +211,7 @@ cluster_up(rl2_redis_conf_t *conf)
     alarm(WATCHDOG_S);
     cluster_start();
     alarm(0);
-    cluster_conf(conf, 0);
-    conf->connect_timeout_ms = 1000;
-    conf->command_timeout_ms = 2000;
+    cluster_up_conf(conf);
 }
 
 /* Group fixture: the cluster, pol, and store seeded with node 0 only. */

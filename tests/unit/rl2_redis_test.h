@@ -369,14 +369,20 @@ admin_int(redisContext *c, const char *fmt, const char *arg)
     return v;
 }
 
+/* A store on s, as an ACL user when user is not NULL. */
 TEST_FN rl2_store_t *
-mk_store(const srv_t *s, int test_clock)
+mk_store_as(const srv_t *s, int test_clock, const char *user,
+            const char *password)
 {
     rl2_redis_conf_t conf;
     rl2_store_t *store;
     rl2_err_t err;
 
     rl2_redis_conf_init(&conf);
+    if (user != NULL) {
+        snprintf(conf.username, sizeof(conf.username), "%s", user);
+        snprintf(conf.password, sizeof(conf.password), "%s", password);
+    }
     conf.port = s->port;
     conf.connect_timeout_ms = 1000;
     conf.command_timeout_ms = 1000;
@@ -385,6 +391,44 @@ mk_store(const srv_t *s, int test_clock)
         fail_msg("store: %s", err.msg);
     }
     return store;
+}
+
+TEST_FN rl2_store_t *
+mk_store(const srv_t *s, int test_clock)
+{
+    return mk_store_as(s, test_clock, NULL, NULL);
+}
+
+/* Calls of one command in INFO commandstats ("fcall", "evalsha",
+ * "function|load"), 0 when it never ran.  Calls refused by an ACL are not
+ * calls (rejected_calls). */
+TEST_FN long long
+cmd_calls(redisContext *c, const char *cmd)
+{
+    char pat[64];
+    redisReply *r = admin_cmd(c, "INFO commandstats");
+    const char *p;
+    long long n;
+
+    snprintf(pat, sizeof(pat), "cmdstat_%s:calls=", cmd);
+    p = strstr(r->str, pat);
+    n = p ? strtoll(p + strlen(pat), NULL, 10) : 0;
+    freeReplyObject(r);
+    return n;
+}
+
+/* An ACL user who may run anything but functions.  The first call of a
+ * store connected as it switches the whole process to scripts (EVALSHA,
+ * EVAL), for good: the tests that use it run after those that expect
+ * functions. */
+#define NOFN_USER "scripts-only"
+#define NOFN_PASS "s3cr1pts"
+
+TEST_FN void
+acl_user_without_functions(redisContext *c)
+{
+    freeReplyObject(admin_cmd(c, "ACL SETUSER %s on >%s ~* +@all -fcall "
+                              "-fcall_ro -function", NOFN_USER, NOFN_PASS));
 }
 
 TEST_FN rl2_clock_t

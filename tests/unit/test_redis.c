@@ -3,8 +3,10 @@
  * redis-server on loopback, started by the group setup.
  *
  * All-or-nothing layers, dry run, unlimited, refunds, peek, error
- * replies, exact counts under threads and processes, NOSCRIPT, TTLs and
- * memory per key.  That the scripts compute what the C algorithms compute
+ * replies, exact counts under threads and processes (racing to load the
+ * function library), the library lost (FUNCTION FLUSH), the fallback to
+ * scripts wherever functions are refused (and there, NOSCRIPT), TTLs and
+ * memory per key.  That the Lua computes what the C algorithms compute
  * is test_redis_lua.c's business; connections (timeouts, reconnection,
  * authentication, databases, sockets, the per-thread cache) are
  * test_redis_conn.c's.
@@ -23,6 +25,8 @@
 #include <cmocka.h>
 
 #include "rl2_redis_test.h"
+/* white box: rl2_redis_functions_reset() */
+#include "../../common/redis_scripts.h"
 
 /* ---- helpers ---- */
 
@@ -317,6 +321,9 @@ hammer(const rl2_limit_t *limit)
     return total;
 }
 
+/* Each round starts without the function library: every worker that
+ * meets "Function not found" loads it, all but the first are told it
+ * already exists, and none may fail or miscount. */
 static void
 test_threads_and_processes_admit_exactly_the_limit(void **state)
 {
@@ -328,52 +335,216 @@ test_threads_and_processes_admit_exactly_the_limit(void **state)
         char name[48];
         rl2_limit_t *lim;
         int64_t t0 = mono_us();
+        long long loads = cmd_calls(admin, "function|load");
         int admitted;
 
         snprintf(name, sizeof(name), "hammer %s", rl2_algo_name(algos[i]));
         lim = limit_of(pol, name, algos[i], 100, HOUR);
+        freeReplyObject(admin_cmd(admin, "FUNCTION FLUSH"));
         admitted = hammer(lim);
+        loads = cmd_calls(admin, "function|load") - loads;
         printf("  %-14s %d threads + %d processes, %d tries: %d admitted "
-               "(%.0f ms)\n", rl2_algo_name(algos[i]), THREADS, PROCS,
-               (THREADS + PROCS) * WORKER_TRIES, admitted,
-               (double)(mono_us() - t0) / 1000);
+               "(%.0f ms), %lld FUNCTION LOAD\n", rl2_algo_name(algos[i]),
+               THREADS, PROCS, (THREADS + PROCS) * WORKER_TRIES, admitted,
+               (double)(mono_us() - t0) / 1000, loads);
         assert_int_equal(admitted, 100);
+        assert_true(loads >= 1);
+        /* the losers of the race took "already exists" for success */
+        assert_int_equal(cmd_calls(admin, "evalsha"), 0);
     }
 }
 
-/* ---- the script cache ---- */
+/* ---- the function library ---- */
 
 static long long
-eval_calls(void)
+libraries(void)
 {
-    redisReply *r = admin_cmd(admin, "INFO commandstats");
-    const char *p = strstr(r->str, "cmdstat_eval:calls=");
-    long long n = p ? strtoll(p + 19, NULL, 10) : 0;
+    redisReply *r = admin_cmd(admin, "FUNCTION LIST LIBRARYNAME rl2_*");
+    long long n = (long long)r->elements;
 
     freeReplyObject(r);
     return n;
 }
 
+/* A server that lost the library (restart, failover, FUNCTION FLUSH) is
+ * given it again by the first call that misses it, and that call counts. */
+static void
+test_flushed_functions_are_loaded_again(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "noscript", RL2_ALGO_TOKEN_BUCKET, 5,
+                                MINUTE);
+    rl2_layer_t l;
+    long long fcall, loads;
+
+    (void)state;
+    mk_layer(&l, lim, "10.0.0.8");
+    must_apply(store, &l, 1);
+    assert_int_equal(libraries(), 1);
+    freeReplyObject(admin_cmd(admin, "FUNCTION FLUSH"));
+    assert_int_equal(libraries(), 0);
+    fcall = cmd_calls(admin, "fcall");
+    loads = cmd_calls(admin, "function|load");
+    must_apply(store, &l, 1);
+    assert_true(l.committed);
+    /* "Function not found", FUNCTION LOAD, then the call itself */
+    assert_int_equal(cmd_calls(admin, "fcall"), fcall + 2);
+    assert_int_equal(cmd_calls(admin, "function|load"), loads + 1);
+    assert_int_equal(libraries(), 1);
+    must_apply(store, &l, 1);
+    assert_int_equal(cmd_calls(admin, "fcall"), fcall + 3);
+    assert_int_equal(cmd_calls(admin, "function|load"), loads + 1);
+    assert_int_equal(remaining(&l), 2);
+    assert_int_equal(cmd_calls(admin, "evalsha"), 0);
+}
+
+/* ---- scripts: the fallback when functions are refused ---- */
+
+/* A store as `user` on s (admin connection a), whose server or ACL
+ * refuses it functions: its first call completes as a script and switches
+ * the process to scripts, so the second is EVALSHA too.  Then back to
+ * functions, as a new process would be. */
+static void
+expect_scripts(const srv_t *s, redisContext *a, const char *user,
+               const char *password, const char *why)
+{
+    rl2_limit_t *lim = limit_of(pol, why, RL2_ALGO_TOKEN_BUCKET, 5, MINUTE);
+    rl2_store_t *st = mk_store_as(s, 0, user, password);
+    long long evalsha = cmd_calls(a, "evalsha");
+    rl2_layer_t l;
+
+    mk_layer(&l, lim, "10.0.0.8");
+    must_apply(st, &l, 1);
+    assert_true(l.committed);
+    must_apply(st, &l, 1);
+    assert_true(l.committed);
+    printf("  %s: %lld EVALSHA\n", why, cmd_calls(a, "evalsha") - evalsha);
+    assert_int_equal(cmd_calls(a, "evalsha"), evalsha + 2);
+    rl2_store_destroy(st);
+    rl2_redis_functions_reset();
+}
+
+/* Each way a server says no: an ACL without FCALL (NOPERM), an ACL with
+ * FCALL but without FUNCTION LOAD and no library yet (NOPERM to the load),
+ * a server without FCALL at all (Redis 6: unknown command). */
+static void
+test_refused_functions_fall_back_to_scripts(void **state)
+{
+    static const char *const no_fcall[] = { "--rename-command", "FCALL",
+                                            "", NULL };
+    redisContext *a;
+    srv_t old;
+
+    (void)state;
+    acl_user_without_functions(admin);
+    expect_scripts(&srv, admin, NOFN_USER, NOFN_PASS, "no +fcall");
+    freeReplyObject(admin_cmd(admin, "ACL SETUSER fcall-only on >f0nly ~* "
+                              "+@all -function"));
+    freeReplyObject(admin_cmd(admin, "FUNCTION FLUSH"));
+    expect_scripts(&srv, admin, "fcall-only", "f0nly", "no +function|load");
+    assert_int_equal(libraries(), 0);
+    srv_start(&old, no_fcall);
+    a = srv_admin(&old);
+    expect_scripts(&old, a, NULL, NULL, "no FCALL command");
+    redisFree(a);
+    srv_stop(&old);
+}
+
+/* The ACL user of docs/operations.md (keep the two in step): the calls of
+ * the Lua and every command the Lua runs, which Redis checks against the
+ * user too.  Without +fcall +function|load: scripts. */
+#define DOC_ACL_SCRIPTS "~rl2:* +evalsha +eval +script|load +ping +select " \
+    "+time +get +set +del +zadd +zcard +zcount +zrange +zrem " \
+    "+zremrangebyscore +pexpireat"
+#define DOC_ACL "+fcall +function|load " DOC_ACL_SCRIPTS
+
+/* Every entry (apply until refused, peek, refund) of every algorithm, and
+ * an overflow allowance, as the user that acl describes; `counted`: the
+ * command that must carry them. */
+static void
+every_entry_as(const char *setuser, const char *counted)
+{
+    rl2_algo_t algos[] = { RL2_ALGO_TOKEN_BUCKET, RL2_ALGO_SLIDING_LOG,
+                           RL2_ALGO_SLIDING_WINDOW, RL2_ALGO_FIXED_WINDOW,
+                           RL2_ALGO_LEAKY_BUCKET, RL2_ALGO_CONCURRENCY,
+                           RL2_ALGO_QUOTA };
+    spec_t ov = { "doc acl fw+ov", RL2_ALGO_FIXED_WINDOW, 1, MINUTE, 0, 0,
+                  1, MINUTE };
+    long long before = cmd_calls(admin, counted);
+    rl2_store_t *s;
+    rl2_layer_t l[8];
+    rl2_clock_t now;
+    rl2_err_t err;
+
+    freeReplyObject(admin_cmd(admin, setuser));
+    s = mk_store_as(&srv, 0, "ratelimit2", "secret");
+    for (int i = 0; i < 7; i++) {
+        char name[48];
+
+        snprintf(name, sizeof(name), "doc acl %s", rl2_algo_name(algos[i]));
+        mk_layer(&l[i], limit_of(pol, name, algos[i], 1,
+                                 algos[i] == RL2_ALGO_QUOTA ? DAY : MINUTE),
+                 counted);
+    }
+    mk_layer(&l[7], mk_limit(pol, &ov), counted);
+    for (int k = 0; k < 3; k++) {
+        rl2_layer_t c[8];
+
+        memcpy(c, l, sizeof(c));
+        must_apply(s, c, 8);
+        /* the first is refunded: the second fits again */
+        assert_true(k < 2 ? c[0].committed : c[0].refused);
+        rl2_clock_now(&now);
+        if (s->ops->peek(s, c, 8, &now, &err) != RL2_OK
+            || (k == 0 && s->ops->refund(s, c, 8, &now, &err) != RL2_OK)) {
+            fail_msg("%s: %s", counted, err.msg);
+        }
+    }
+    /* 3 applies, 3 peeks, 1 refund (and FCALL's first miss) */
+    assert_true(cmd_calls(admin, counted) >= before + 7);
+    rl2_store_destroy(s);
+    rl2_redis_functions_reset();
+}
+
+static void
+test_documented_acl_user_runs_every_entry(void **state)
+{
+    (void)state;
+    freeReplyObject(admin_cmd(admin, "FUNCTION FLUSH"));
+    every_entry_as("ACL SETUSER ratelimit2 reset on >secret " DOC_ACL,
+                   "fcall");
+    every_entry_as("ACL SETUSER ratelimit2 reset on >secret "
+                   DOC_ACL_SCRIPTS, "evalsha");
+}
+
+/* Under scripts, a server that lost its script cache answers NOSCRIPT,
+ * and the call goes again as EVAL, which caches the script again. */
 static void
 test_flushed_script_cache_falls_back_to_eval(void **state)
 {
     rl2_limit_t *lim = limit_of(pol, "noscript", RL2_ALGO_TOKEN_BUCKET, 5,
                                 MINUTE);
+    rl2_store_t *s;
     rl2_layer_t l;
-    long long before;
+    long long eval, evalsha;
 
     (void)state;
+    acl_user_without_functions(admin);
+    s = mk_store_as(&srv, 0, NOFN_USER, NOFN_PASS);
     mk_layer(&l, lim, "10.0.0.8");
-    must_apply(store, &l, 1);
+    must_apply(s, &l, 1);
     freeReplyObject(admin_cmd(admin, "SCRIPT FLUSH"));
-    before = eval_calls();
-    must_apply(store, &l, 1);
+    eval = cmd_calls(admin, "eval");
+    evalsha = cmd_calls(admin, "evalsha");
+    must_apply(s, &l, 1);
     assert_true(l.committed);
-    assert_int_equal(eval_calls(), before + 1);
+    assert_int_equal(cmd_calls(admin, "eval"), eval + 1);
     /* EVAL cached it again: back to EVALSHA */
-    must_apply(store, &l, 1);
-    assert_int_equal(eval_calls(), before + 1);
+    must_apply(s, &l, 1);
+    assert_int_equal(cmd_calls(admin, "eval"), eval + 1);
+    assert_int_equal(cmd_calls(admin, "evalsha"), evalsha + 2);
     assert_int_equal(remaining(&l), 2);
+    rl2_store_destroy(s);
+    rl2_redis_functions_reset();
 }
 
 /* ---- expiry and memory ---- */
@@ -565,7 +736,10 @@ main(void)
         T(test_error_reply_names_key_and_keeps_connection),
         T(test_parameters_beyond_exact_lua_are_refused),
         T(test_threads_and_processes_admit_exactly_the_limit),
+        T(test_flushed_functions_are_loaded_again),
+        T(test_refused_functions_fall_back_to_scripts),
         T(test_flushed_script_cache_falls_back_to_eval),
+        T(test_documented_acl_user_runs_every_entry),
         T(test_every_key_expires_within_its_window),
         T(test_memory_per_key),
     };

@@ -7,9 +7,11 @@
  * three masters on loopback that the group setup forms with
  * `redis-cli --cluster create`: keys spread over every master, exact
  * counts under threads, a request refused in one slot counted in no
- * other, -MOVED after a slot moved, -ASK while it moves, -TRYAGAIN sent
+ * other, -MOVED after a slot moved, -ASK while it moves (also to a node
+ * without the function library), -TRYAGAIN sent
  * again while a migration splits a command's keys, a timeout that makes
- * the map stale, the script cache lost on every node, and AUTH on
+ * the map stale, the function library lost on every node, under an ACL
+ * without functions the script cache lost on every node, and AUTH on
  * every node.
  */
 #ifndef _GNU_SOURCE
@@ -27,6 +29,8 @@
 
 #include "rl2_redis_test.h"
 #include "rl2_cluster_test.h"
+/* white box: rl2_redis_functions_reset() */
+#include "../../common/redis_scripts.h"
 
 #define THREADS 8
 
@@ -605,23 +609,126 @@ test_auth_reaches_every_node(void **state)
     }
 }
 
+/* l[n]: a layer of lim whose keys node n serves. */
 static void
-test_lost_script_cache_falls_back_per_node(void **state)
+layer_per_node(const rl2_limit_t *lim, const char *prefix, rl2_layer_t *l)
+{
+    int have = 0;
+
+    for (int i = 0; have != (1 << NODES) - 1; i++) {
+        char client[32];
+        rl2_layer_t x;
+        int n;
+
+        snprintf(client, sizeof(client), "%s%d", prefix, i);
+        mk_layer(&x, lim, client);
+        n = owner_of(layer_slot(&x));
+        if (!(have & 1 << n)) {
+            l[n] = x;
+            have |= 1 << n;
+        }
+    }
+}
+
+/* Each node that lost the library gets it again from the first call for
+ * its slots, and that call counts. */
+static void
+test_lost_functions_are_loaded_per_node(void **state)
 {
     rl2_limit_t *lim = limit_of(pol, "flush 4/min", RL2_ALGO_TOKEN_BUCKET,
                                 4, MINUTE);
-    rl2_layer_t l[3];
+    rl2_layer_t l[NODES];
+    long long loads[NODES], evalsha[NODES];
 
     (void)state;
-    mk_layer(&l[0], lim, "f1");
-    mk_layer(&l[1], lim, "f2");
-    mk_layer(&l[2], lim, "f3");
-    assert_int_equal(admit_n(l, 3, 1), 1);
+    layer_per_node(lim, "f", l);
+    for (int n = 0; n < NODES; n++) {
+        assert_int_equal(admit_n(&l[n], 1, 1), 1);
+    }
+    for (int n = 0; n < NODES; n++) {
+        freeReplyObject(admin_cmd(adm[n], "FUNCTION FLUSH"));
+        loads[n] = cmd_calls(adm[n], "function|load");
+        evalsha[n] = cmd_calls(adm[n], "evalsha");
+    }
+    for (int n = 0; n < NODES; n++) {
+        assert_int_equal(admit_n(&l[n], 1, 5), 3);
+        assert_int_equal(left(&l[n]), 0);
+        assert_int_equal(cmd_calls(adm[n], "function|load"), loads[n] + 1);
+        assert_int_equal(cmd_calls(adm[n], "evalsha"), evalsha[n]);
+    }
+}
+
+/* Under an ACL without functions the store calls scripts (the whole
+ * process, until the reset at the end); a node that lost its script cache
+ * answers NOSCRIPT, and gets the script again by EVAL, node by node. */
+static void
+test_without_functions_lost_script_cache_falls_back_per_node(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "scripts 4/min", RL2_ALGO_TOKEN_BUCKET,
+                                4, MINUTE);
+    rl2_redis_conf_t conf;
+    rl2_store_t *saved = store;
+    rl2_layer_t l[NODES];
+    long long evals[NODES];
+    rl2_err_t err;
+
+    (void)state;
+    for (int n = 0; n < NODES; n++) {
+        acl_user_without_functions(adm[n]);
+    }
+    cluster_up_conf(&conf);
+    snprintf(conf.username, sizeof(conf.username), NOFN_USER);
+    snprintf(conf.password, sizeof(conf.password), NOFN_PASS);
+    if (rl2_store_redis_create(&conf, &store, &err) != RL2_OK) {
+        fail_msg("store: %s", err.msg);
+    }
+    layer_per_node(lim, "s", l);
+    for (int n = 0; n < NODES; n++) {
+        assert_int_equal(admit_n(&l[n], 1, 1), 1);
+    }
     for (int n = 0; n < NODES; n++) {
         freeReplyObject(admin_cmd(adm[n], "SCRIPT FLUSH"));
+        evals[n] = cmd_calls(adm[n], "eval");
     }
-    assert_int_equal(admit_n(l, 3, 5), 3);
-    assert_int_equal(left(&l[0]), 0);
+    for (int n = 0; n < NODES; n++) {
+        /* apply: NOSCRIPT once, then EVALSHA again */
+        assert_int_equal(admit_n(&l[n], 1, 5), 3);
+        assert_int_equal(cmd_calls(adm[n], "eval"), evals[n] + 1);
+        assert_true(cmd_calls(adm[n], "evalsha") > 0);
+        assert_int_equal(left(&l[n]), 0);
+    }
+    rl2_store_destroy(store);
+    store = saved;
+    rl2_redis_functions_reset();
+}
+
+/* -ASK takes a call to a node that may not have the library yet, while
+ * FUNCTION LOAD (no key) goes by the map to the slot's old master, which
+ * has it: the call is then completed as a script (-ASK followed again),
+ * and counts exactly. */
+static void
+test_ask_to_a_node_without_the_library(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "ask 5/min", RL2_ALGO_FIXED_WINDOW, 5,
+                                MINUTE);
+    rl2_layer_t l;
+    unsigned slot;
+    int from, to;
+
+    (void)state;
+    mk_layer(&l, lim, "ask-fn");
+    slot = layer_slot(&l);
+    from = owner_of(slot);
+    to = (from + 1) % NODES;
+    assert_int_equal(admit_n(&l, 1, 1), 1);
+    freeReplyObject(admin_cmd(adm[to], "FUNCTION FLUSH"));
+    move_slot(slot, from, to, 0);
+    assert_int_equal(admit_n(&l, 1, 2), 2);
+    slot_give(slot, from, to);
+    assert_int_equal(admit_n(&l, 1, 3), 2);
+    assert_int_equal(left(&l), 0);
+    /* after -MOVED the map names the new master: it gets the library */
+    assert_true(cmd_calls(adm[to], "function|load") >= 1);
 }
 
 #define T(f) \
@@ -638,9 +745,11 @@ main(void)
         T(test_threads_admit_exactly_across_slots),
         T(test_moved_slot_is_followed),
         T(test_ask_during_migration_then_moved),
+        T(test_ask_to_a_node_without_the_library),
         T(test_tryagain_is_sent_again_until_the_move_ends),
         T(test_timeout_marks_the_map_stale),
-        T(test_lost_script_cache_falls_back_per_node),
+        T(test_lost_functions_are_loaded_per_node),
+        T(test_without_functions_lost_script_cache_falls_back_per_node),
         T(test_auth_reaches_every_node),
     };
 

@@ -10,6 +10,10 @@
  * commit must agree at every step.  Then whole requests of seven layers
  * run through the local store and the Redis store side by side.
  *
+ * All of it runs twice: with the store calling the function library
+ * (FCALL, what a Redis 7 server gets), then as an ACL user without
+ * functions, which makes the store fall back to the scripts (EVALSHA).
+ *
  * The seed is printed; RL2_SEED=n reproduces a run.  The test clock starts
  * an hour ahead of the real one, so the keys' expiries (absolute, from the
  * script's clock) never fire during the run while the state still matters.
@@ -744,21 +748,68 @@ test_requests_match_local_store(void **state)
     rl2_zone_unlink(name, NULL);
 }
 
+/* ---- which Lua answered ---- */
+
+static int functions_expected; /* this group's store calls FCALL */
+
+/* Every comparison above went through the path this group is about (the
+ * muldiv batches are the admin's EVAL, counted apart). */
+static void
+test_the_store_took_its_path(void **state)
+{
+    long long fcall = cmd_calls(admin, "fcall");
+    long long evalsha = cmd_calls(admin, "evalsha");
+
+    (void)state;
+    printf("  FCALL %lld calls, EVALSHA %lld\n", fcall, evalsha);
+    if (functions_expected) {
+        assert_true(fcall > 10000);
+        assert_int_equal(evalsha, 0);
+    }
+    else {
+        assert_int_equal(fcall, 0);
+        assert_true(evalsha > 10000);
+    }
+}
+
 /* ---- fixture ---- */
 
 static int
 group_setup(void **state)
 {
+    static int seeded;
     const char *env = getenv("RL2_SEED");
 
     (void)state;
-    seed = env != NULL ? (unsigned)strtoul(env, NULL, 10)
-                       : (unsigned)(wall_us() ^ getpid());
+    if (!seeded++) {
+        seed = env != NULL ? (unsigned)strtoul(env, NULL, 10)
+                           : (unsigned)(wall_us() ^ getpid());
+    }
+    /* both groups play the same histories */
     rng = UINT64_C(0x9e3779b97f4a7c15) ^ seed;
     printf("seed %u (RL2_SEED=%u reproduces this run)\n", seed, seed);
     srv_up();
     pol_create();
+    return 0;
+}
+
+static int
+functions_group_setup(void **state)
+{
+    group_setup(state);
+    functions_expected = 1;
     store = mk_store(&srv, 1);
+    return 0;
+}
+
+/* Runs second: its first call switches this process to scripts. */
+static int
+scripts_group_setup(void **state)
+{
+    group_setup(state);
+    functions_expected = 0;
+    acl_user_without_functions(admin);
+    store = mk_store_as(&srv, 1, NOFN_USER, NOFN_PASS);
     return 0;
 }
 
@@ -780,8 +831,16 @@ main(void)
         T(test_overflow_allowance_matches_c),
         T(test_clock_going_back_matches_c),
         T(test_requests_match_local_store),
+        T(test_the_store_took_its_path),
     };
+    int failed;
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    return cmocka_run_group_tests(tests, group_setup, store_group_teardown);
+    failed = cmocka_run_group_tests_name("functions (FCALL)", tests,
+                                         functions_group_setup,
+                                         store_group_teardown);
+    failed += cmocka_run_group_tests_name("scripts (EVALSHA)", tests,
+                                          scripts_group_setup,
+                                          store_group_teardown);
+    return failed;
 }
