@@ -15,9 +15,9 @@
  * node importing the slot; the load went by the map) runs as a script.
  *
  * A server older than 7.0 (unknown command) or an ACL without FCALL or
- * FUNCTION LOAD (NOPERM), or any other refusal to load the library,
- * switches the whole process to scripts for good, and the call is
- * completed as one.  A script's SHA1 depends only on its text, so it is
+ * FUNCTION LOAD (NOPERM) switches the whole process to scripts for good,
+ * and the call is completed as one; a load that failed otherwise (a full
+ * memory) sends only this call as a script.  A script's SHA1 depends only on its text, so it is
  * learned once per process (SCRIPT LOAD on first use) and is valid on
  * every server.  A server that has lost its script cache answers
  * NOSCRIPT; the call is then sent again as EVAL, which also puts the
@@ -325,9 +325,22 @@ rl2_call_script(rl2_redis_target_t *to, rl2_script_t which, rl2_call_t *c,
                               err);
 }
 
+/* Whether this error reply means that this process may not use functions
+ * on this server: a server before 7.0, or an ACL without +fcall or
+ * +function|load. */
+static int
+rl2_functions_refused(const redisReply *r)
+{
+    return rl2_is_error(r, "ERR unknown command")
+           || rl2_is_error(r, "ERR unknown subcommand")
+           || rl2_is_error(r, "NOPERM");
+}
+
 /* FUNCTION LOAD at `to`.  *loaded: 1 when the library is there now (a
- * name, or "already exists": another process loaded it first), 0 when the
- * server refused it (NOPERM, an old server, a full memory...). */
+ * name, or "already exists": another process loaded it first); 0 when
+ * the server refuses functions to us for good (rl2_functions_refused);
+ * -1 when it failed this time (a full memory, a busy script): this call
+ * goes as a script and the next one tries again. */
 static rl2_status_t
 rl2_library_load(rl2_redis_target_t *to, int *loaded, rl2_err_t *err)
 {
@@ -341,20 +354,15 @@ rl2_library_load(rl2_redis_target_t *to, int *loaded, rl2_err_t *err)
     if (st != RL2_OK) {
         return st;
     }
-    *loaded = r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS
-              || (r->type == REDIS_REPLY_ERROR
-                  && strstr(r->str, "already exists") != NULL);
+    if (r->type != REDIS_REPLY_ERROR
+        || strstr(r->str, "already exists") != NULL) {
+        *loaded = 1;
+    }
+    else {
+        *loaded = rl2_functions_refused(r) ? 0 : -1;
+    }
     freeReplyObject(r);
     return RL2_OK;
-}
-
-/* Whether this answer to FCALL means that this process may not use
- * functions here: a server before 7.0, or an ACL without +fcall. */
-static int
-rl2_functions_refused(const redisReply *r)
-{
-    return rl2_is_error(r, "ERR unknown command")
-           || rl2_is_error(r, "NOPERM");
 }
 
 /* *reply freed when it is "Function not found" (returns 1). */
@@ -404,8 +412,11 @@ rl2_call_function(rl2_redis_target_t *to, rl2_script_t which,
     if ((st = rl2_library_load(to, &loaded, err)) != RL2_OK) {
         return st;
     }
-    if (!loaded) {
-        atomic_store_explicit(&rl2_functions_off, 1, memory_order_relaxed);
+    if (loaded <= 0) {
+        if (loaded == 0) {
+            atomic_store_explicit(&rl2_functions_off, 1,
+                                  memory_order_relaxed);
+        }
         return RL2_OK;
     }
     st = rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply,
