@@ -310,6 +310,8 @@ zone_name() {
 # with `PKG-CONFIG... --static --cflags --libs ratelimit2` and nothing
 # else, runs on a zone of this suite's and prints the decisions the page
 # shows (allowed three times, then refused).  WHAT names the install.
+# EXAMPLE_CFLAGS adds flags the archive itself needs (the sanitizers of
+# a `make check SAN=1` build, whose archive `make install` copied).
 library_example() {
     local what=$1 d=$T_DIR/example flags out
     shift
@@ -325,8 +327,9 @@ library_example() {
     echo "# pkg-config: $flags"
     rm -f "$d/rl2_example"
     # shellcheck disable=SC2086
-    if ${CC:-cc} -std=c11 -Wall -Wextra -Werror -o "$d/rl2_example" \
-            "$d/rl2_example.c" $flags >"$d/cc.log" 2>&1; then
+    if ${CC:-cc} -std=c11 -Wall -Wextra -Werror ${EXAMPLE_CFLAGS:-} \
+            -o "$d/rl2_example" "$d/rl2_example.c" $flags \
+            >"$d/cc.log" 2>&1; then
         ok "the example compiles and links with pkg-config alone ($what)"
     else
         not_ok "the example compiles and links with pkg-config alone ($what)"

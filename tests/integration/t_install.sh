@@ -92,6 +92,10 @@ like "ratelimit2.pc: the archive alone without --static" \
 mkdir -p "$T_DIR/pc"
 sed "s|^prefix=.*|prefix=$R/opt/rl2|" "$pc/ratelimit2.pc" \
     >"$T_DIR/pc/ratelimit2.pc"
+# Under `make check SAN=1` the installed archive is the sanitized build.
+EXAMPLE_CFLAGS=
+[ "${SAN:-0}" = 1 ] && EXAMPLE_CFLAGS="-fsanitize=address,undefined"
+EXAMPLE_CFLAGS=$EXAMPLE_CFLAGS \
 library_example "make install DESTDIR=... PREFIX=/opt/rl2" \
     env PKG_CONFIG_PATH="$T_DIR/pc" pkg-config
 
