@@ -245,9 +245,11 @@ key=$(comm -13 <(printf '%s\n' "$before") <(all_keys))
 from=$(holder "$key")
 to=$(other_port "$from")
 slot=$(redis-cli -p "$from" cluster keyslot "$key")
-admitted 3000 8 "http://127.0.0.1:$PA/mv/x" >"$T_DIR/mv.a" &
+# Enough requests that the load outlasts the move on a fast machine (most
+# are quick refusals: 3,000 each ended before the move once).
+admitted 15000 8 "http://127.0.0.1:$PA/mv/x" >"$T_DIR/mv.a" &
 ja=$!
-admitted 3000 8 "http://127.0.0.1:$PB/mv/x" >"$T_DIR/mv.b" &
+admitted 15000 8 "http://127.0.0.1:$PB/mv/x" >"$T_DIR/mv.b" &
 jb=$!
 sleep 0.3
 move_start "$slot" "$from" "$to"
