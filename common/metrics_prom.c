@@ -24,6 +24,15 @@ family(prom_t *p, const char *name, const char *type, const char *help)
     rl2_mx_put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A family of one sample without labels: the name written once. */
+static void
+single(prom_t *p, const char *name, const char *type, const char *help,
+       uint64_t value)
+{
+    family(p, name, type, help);
+    rl2_mx_put(p, "%s %" PRIu64 "\n", name, value);
+}
+
 /* Names are letters, digits, '_', '.', '-' and the reserved "(...)", but
  * escape anyway: the format must hold whatever a slot contains. */
 static const char *
@@ -128,10 +137,9 @@ prom_store(prom_t *p, const rl2_metrics_global_t *g)
     rl2_mx_put(p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64
         "\n", g->store_us_sum / 1000000, g->store_us_sum % 1000000);
     rl2_mx_put(p, "ratelimit2_store_duration_seconds_count %" PRIu64 "\n", cum);
-    family(p, "ratelimit2_redis_errors_total", "counter",
-           "Calls to Redis that failed (error, timeout, no connection).");
-    rl2_mx_put(p, "ratelimit2_redis_errors_total %" PRIu64 "\n",
-               g->store_errors);
+    single(p, "ratelimit2_redis_errors_total", "counter",
+           "Calls to Redis that failed (error, timeout, no connection).",
+           g->store_errors);
 }
 
 static void
@@ -147,27 +155,24 @@ prom_env(prom_t *p, const rl2_metrics_env_t *e)
             rl2_mx_put(p, "ratelimit2_circuit_state{state=\"%s\"} %d\n",
                        states[i], e->circuit == i);
         }
-        family(p, "ratelimit2_circuit_opens_total", "counter",
-               "Times the circuit breaker opened.");
-        rl2_mx_put(p, "ratelimit2_circuit_opens_total %" PRIu64 "\n",
-            e->circuit_opens);
+        single(p, "ratelimit2_circuit_opens_total", "counter",
+               "Times the circuit breaker opened.",
+               e->circuit_opens);
     }
     if (e->have_zone) {
-        family(p, "ratelimit2_zone_entries", "gauge",
-               "Keys the local zone can hold.");
-        rl2_mx_put(p, "ratelimit2_zone_entries %" PRIu64 "\n", e->zone.entries);
-        family(p, "ratelimit2_zone_used_entries", "gauge",
-               "Keys held by the local zone.");
-        rl2_mx_put(p, "ratelimit2_zone_used_entries %" PRIu64 "\n",
-                   e->zone.used);
-        family(p, "ratelimit2_zone_evictions_total", "counter",
-               "Live keys evicted from the local zone to make room.");
-        rl2_mx_put(p, "ratelimit2_zone_evictions_total %" PRIu64 "\n",
-            e->zone.evictions);
+        single(p, "ratelimit2_zone_entries", "gauge",
+               "Keys the local zone can hold.",
+               e->zone.entries);
+        single(p, "ratelimit2_zone_used_entries", "gauge",
+               "Keys held by the local zone.",
+               e->zone.used);
+        single(p, "ratelimit2_zone_evictions_total", "counter",
+               "Live keys evicted from the local zone to make room.",
+               e->zone.evictions);
     }
-    family(p, "ratelimit2_policy_generation", "gauge",
-           "Generation of the policy in force (1 at start).");
-    rl2_mx_put(p, "ratelimit2_policy_generation %lu\n", e->generation);
+    single(p, "ratelimit2_policy_generation", "gauge",
+           "Generation of the policy in force (1 at start).",
+           e->generation);
     family(p, "ratelimit2_uptime_seconds", "gauge",
            "Seconds since this front end started.");
     rl2_mx_put(p, "ratelimit2_uptime_seconds %" PRId64 "\n", e->uptime_s);
@@ -177,22 +182,18 @@ static void
 prom_alerts(prom_t *p, const rl2_metrics_global_t *g,
             const rl2_metrics_env_t *e)
 {
-    family(p, "ratelimit2_limited_lines_total", "counter",
-           "event=limited syslog lines sent.");
-    rl2_mx_put(p, "ratelimit2_limited_lines_total %" PRIu64 "\n",
-               g->limited_lines);
-    family(p, "ratelimit2_limited_lines_held_total", "counter",
-           "Refusals with no event=limited line (per-client interval).");
-    rl2_mx_put(p, "ratelimit2_limited_lines_held_total %" PRIu64 "\n",
-        g->limited_held);
-    family(p, "ratelimit2_ban_candidates_total", "counter",
-           "ban_candidate alerts sent.");
-    rl2_mx_put(p, "ratelimit2_ban_candidates_total %" PRIu64 "\n",
-        g->ban_candidates);
-    family(p, "ratelimit2_alert_failures_total", "counter",
-           "Alert lines the syslog socket refused.");
-    rl2_mx_put(p, "ratelimit2_alert_failures_total %" PRIu64 "\n",
-        e->alert_failures);
+    single(p, "ratelimit2_limited_lines_total", "counter",
+           "event=limited syslog lines sent.",
+           g->limited_lines);
+    single(p, "ratelimit2_limited_lines_held_total", "counter",
+           "Refusals with no event=limited line (per-client interval).",
+           g->limited_held);
+    single(p, "ratelimit2_ban_candidates_total", "counter",
+           "ban_candidate alerts sent.",
+           g->ban_candidates);
+    single(p, "ratelimit2_alert_failures_total", "counter",
+           "Alert lines the syslog socket refused.",
+           e->alert_failures);
 }
 
 void
