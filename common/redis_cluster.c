@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -369,15 +368,6 @@ rl2_is_tryagain(const redisReply *r)
 {
     return r->type == REDIS_REPLY_ERROR && r->str != NULL
            && strncmp(r->str, "TRYAGAIN", 8) == 0;
-}
-
-static void
-rl2_sleep_ms(int64_t ms)
-{
-    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-
-    /* A signal cuts the wait short: the next send only comes sooner. */
-    nanosleep(&ts, NULL);
 }
 
 /* What one command may still spend on -TRYAGAIN, across its hops. */

@@ -20,9 +20,9 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "ratelimit2/store.h"
 #include "shm_obj_internal.h"
 
 #define SHM_OPEN_ATTEMPTS 8
@@ -56,14 +56,6 @@ rl2_shm_name_check(const char *kind, const char *name, size_t max,
                            (int)max - 1);
     }
     return RL2_OK;
-}
-
-void
-rl2_shm_sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-    nanosleep(&ts, NULL);
 }
 
 static rl2_status_t
@@ -162,7 +154,7 @@ attach(const char *name, int fd, size_t size, uint32_t magic,
         if (st != RL2_OK || *out != NULL || *stale) {
             return st;
         }
-        rl2_shm_sleep_ms(1);
+        rl2_sleep_ms(1);
     }
     *stale = true;                      /* a creator that died */
     return RL2_OK;

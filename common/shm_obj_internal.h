@@ -67,7 +67,4 @@ rl2_status_t rl2_shm_name_check(const char *kind, const char *name,
  * only the first one unlinks. */
 void rl2_shm_unlink_if_same(const char *name, int fd);
 
-/* Wait for a creator to publish (a signal only shortens the wait). */
-void rl2_shm_sleep_ms(long ms);
-
 #endif /* RL2_SHM_OBJ_INTERNAL_H */

@@ -27,6 +27,14 @@ rl2_mono_us(void)
 }
 
 void
+rl2_sleep_ms(int64_t ms)
+{
+    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+
+    nanosleep(&ts, NULL);
+}
+
+void
 rl2_clock_now(rl2_clock_t *now)
 {
     struct timespec ts;

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ratelimit2/store.h"
 #include "shm_obj_internal.h"
 #include "store_local_internal.h"
 
@@ -278,7 +279,7 @@ map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
         if (st != RL2_OK || *hdr != NULL || magic != 0) {
             return st;                  /* an error, ours, or foreign */
         }
-        rl2_shm_sleep_ms(1);
+        rl2_sleep_ms(1);
     }
     return RL2_OK;
 }
