@@ -21,34 +21,26 @@
 #define RL2_CTL_NO_ADDRESS "0.0.0.0"
 
 int
-rl2_ctl_policy(const rl2_ctl_opts_t *o, rl2_policy_t **out)
+rl2_ctl_policy_store(rl2_ctl_opts_t *o, int required)
 {
     rl2_err_t err;
 
-    if (rl2_config_load(o->policy, out, &err) != RL2_OK) {
+    if (!required && access(o->policy, F_OK) != 0) {
+        return RL2_CTL_OK;
+    }
+    if (rl2_config_load(o->policy, &o->policy_loaded, &err) != RL2_OK
+        || rl2_backend_conf_policy(&o->backend, o->policy_loaded, &err)
+           != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     return RL2_CTL_OK;
 }
 
-int
-rl2_ctl_policy_store(rl2_ctl_opts_t *o, int required)
+void
+rl2_ctl_policy_free(rl2_ctl_opts_t *o)
 {
-    rl2_policy_t *policy;
-    rl2_err_t err;
-    int rc;
-
-    if (!required && access(o->policy, F_OK) != 0) {
-        return RL2_CTL_OK;
-    }
-    if ((rc = rl2_ctl_policy(o, &policy)) != RL2_CTL_OK) {
-        return rc;
-    }
-    if (rl2_backend_conf_policy(&o->backend, policy, &err) != RL2_OK) {
-        rc = rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
-    }
-    rl2_policy_free(policy);
-    return rc;
+    rl2_policy_free(o->policy_loaded);
+    o->policy_loaded = NULL;
 }
 
 static const char *

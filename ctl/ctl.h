@@ -48,6 +48,9 @@ typedef struct {
     const char        *output;     /* -o FILE, or NULL for stdout */
     long               top;        /* -n */
     const char        *prog;
+    rl2_policy_t      *policy_loaded; /* -c, loaded once by main for
+                                         status, reset and report (NULL:
+                                         report without the file) */
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -56,11 +59,13 @@ int rl2_ctl_fail(int status, const char *fmt, ...)
 
 /* ---- client.c ---- */
 
-/* Take the Redis server (and failover settings) of the policy's `redis`
- * and `failover` groups where -R and -O did not name them, as the
- * servers do.  Without required, a policy file that does not exist is no
- * error (report can read a zone's ring alone). */
+/* Load -c's policy into o->policy_loaded and take the Redis server (and
+ * failover settings) of its `redis` and `failover` groups where -R and -O
+ * did not name them, as the servers do.  Without required, a policy file
+ * that does not exist is no error (report can read a zone's ring alone).
+ * Freed by rl2_ctl_policy_free(). */
 int rl2_ctl_policy_store(rl2_ctl_opts_t *o, int required);
+void rl2_ctl_policy_free(rl2_ctl_opts_t *o);
 
 /* A client and the request that is peeked for it. */
 typedef struct {
@@ -92,9 +97,6 @@ typedef struct {
 int rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
                         rl2_ctl_stores_t *s);
 void rl2_ctl_stores_close(rl2_ctl_stores_t *s);
-
-/* The policy -c names; RL2_CTL_FAIL with the message printed. */
-int rl2_ctl_policy(const rl2_ctl_opts_t *o, rl2_policy_t **out);
 
 /* ---- the subcommands: each returns an exit status ---- */
 

@@ -225,14 +225,17 @@ main(int argc, char **argv)
         if (strcmp(argv[optind], cmds[i].name) != 0) {
             continue;
         }
-        if (cmds[i].talks_to_store) {
-            int rc = rl2_ctl_policy_store(&o, cmds[i].run != rl2_ctl_report);
+        /* report reads a zone's ring without a policy, but not a
+         * stream: its name is in the policy. */
+        int rc = !cmds[i].talks_to_store ? RL2_CTL_OK
+                 : rl2_ctl_policy_store(&o, cmds[i].run != rl2_ctl_report
+                                            || o.backend.redis_enabled);
 
-            if (rc != RL2_CTL_OK) {
-                return rc;
-            }
+        if (rc == RL2_CTL_OK) {
+            rc = cmds[i].run(&o, argc - optind - 1, argv + optind + 1);
         }
-        return cmds[i].run(&o, argc - optind - 1, argv + optind + 1);
+        rl2_ctl_policy_free(&o);
+        return rc;
     }
     return rl2_ctl_fail(RL2_CTL_USAGE, "unknown subcommand \"%s\" (--help "
                         "for the manual)", argv[optind]);

@@ -171,7 +171,6 @@ static int
 rl2_ctl_gather(const rl2_ctl_opts_t *o, rl2_ctl_report_t *r)
 {
     rl2_vlog_entry_t *got;
-    rl2_policy_t *policy;
     rl2_vlog_conf_t vc;
     rl2_err_t err;
     size_t n;
@@ -192,16 +191,14 @@ rl2_ctl_gather(const rl2_ctl_opts_t *o, rl2_ctl_report_t *r)
     if (!stream) {
         return RL2_CTL_OK;
     }
-    /* The stream's name and length come from the policy. */
-    if ((rc = rl2_ctl_policy(o, &policy)) != RL2_CTL_OK) {
-        return rc;
-    }
-    rc = rl2_vlog_conf_resolve(&policy->vlog, &vc, &err);
+    /* The stream's name and length come from the policy: main loaded it,
+     * since Redis is named by -R (which makes the file required) or by
+     * the file itself. */
+    rc = rl2_vlog_conf_resolve(&o->policy_loaded->vlog, &vc, &err);
     if (rc == RL2_OK) {
         rc = rl2_vlog_stream_read(&o->backend.redis, vc.stream,
                                   (size_t)vc.capacity * 2, &got, &n, &err);
     }
-    rl2_policy_free(policy);
     if (rc != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }

@@ -55,7 +55,7 @@ rl2_ctl_status_print(const rl2_ctl_client_t *c, const rl2_verdict_t *v,
 int
 rl2_ctl_status(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    rl2_policy_t *policy;
+    const rl2_policy_t *policy = o->policy_loaded;
     rl2_ctl_client_t c;
     rl2_ctl_stores_t s;
     rl2_store_t *store;
@@ -66,9 +66,6 @@ rl2_ctl_status(const rl2_ctl_opts_t *o, int argc, char **argv)
 
     if (argc != 1) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "usage: status KEY");
-    }
-    if ((rc = rl2_ctl_policy(o, &policy)) != RL2_CTL_OK) {
-        return rc;
     }
     if ((rc = rl2_ctl_client(o, policy, argv[0], &c)) == RL2_CTL_OK
         && (rc = rl2_ctl_stores_open(o, 0, &s)) == RL2_CTL_OK) {
@@ -83,6 +80,5 @@ rl2_ctl_status(const rl2_ctl_opts_t *o, int argc, char **argv)
         }
         rl2_ctl_stores_close(&s);
     }
-    rl2_policy_free(policy);
     return rc;
 }
