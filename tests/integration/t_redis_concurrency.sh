@@ -12,6 +12,19 @@ source "$(dirname "$0")/lib.sh"
 redis_start_first
 
 SLOW_S=3
+
+# counter_keys_at_most N -> the number of counter keys in Redis, once it
+# is N or less (10 s at most; then what is there).  Counter keys are
+# rl2:{DIGEST}:s (the violation log's stream, rl2:violations, is not one).
+counter_keys_at_most() {
+    local keys
+    for _ in $(seq 1 100); do
+        keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)
+        [ "$keys" -le "$1" ] && break
+        sleep 0.1
+    done
+    echo "$keys"
+}
 # apache_conc NAME -- an event-MPM Apache (mod_cgid) counting in Redis;
 # its port is left in $PORT.
 apache_conc() {
@@ -117,15 +130,8 @@ done
 is "sequential requests after the batches are all admitted" \
    " 200 200 200 200" "$codes"
 # A slot's key is deleted when its count returns to zero.
-# Counter keys are rl2:{DIGEST}:s (the violation log's stream,
-# rl2:violations, is not one).
-slots=""
-for _ in $(seq 1 100); do
-    slots=$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)
-    [ "$slots" -eq 0 ] && break
-    sleep 0.1
-done
-is "no slot is left in Redis once every request ended" 0 "$slots"
+is "no slot is left in Redis once every request ended" 0 \
+   "$(counter_keys_at_most 0)"
 
 # ---- refund: refused after authentication, the slot comes back ----
 is "alice's first request passes both layers" 200 \
@@ -155,13 +161,8 @@ is "the refused requests gave their slots back: 3 users at once, 3 admitted" \
 # A slot is released when the response's end passes the module (a
 # request refused with 429 gives its slot back at once); the wait is only
 # a generous cap (10 s at most).
-keys=""
-for _ in $(seq 1 100); do
-    keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)
-    [ "$keys" -le 4 ] && break
-    sleep 0.1
-done
-is "only the 4 per-user counters remain in Redis, no slot" 4 "$keys"
+is "only the 4 per-user counters remain in Redis, no slot" 4 \
+   "$(counter_keys_at_most 4)"
 
 apache_stop "$T_DIR/a"
 apache_stop "$T_DIR/b"
