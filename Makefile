@@ -17,6 +17,9 @@ BUILD    ?= build
 comma    := ,
 WARN     := -Wall -Wextra -Werror
 CFLAGS_C := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) -Icommon/include
+# The core's folders include each other's internal headers as
+# "folder/name.h"; only the core and its unit tests use this path.
+CORE_INC := -Icommon
 LDLIBS   := -lconfig -lhiredis -lpthread -lrt
 
 ifeq ($(SAN),1)
@@ -30,8 +33,12 @@ APXS_SAN := -Wc,-fsanitize=address -Wc,-fsanitize=undefined \
             -Wl,-fsanitize=undefined
 endif
 
-CORE_SRC := $(sort $(wildcard common/*.c))
+# The core, one folder per subsystem in the order of docs/architecture.md.
+CORE_DIRS := base algo policy store redis decide obs backend load
+CORE_SRC := $(sort $(foreach d,$(CORE_DIRS),$(wildcard common/$(d)/*.c)))
 CORE_OBJ := $(CORE_SRC:common/%.c=$(BUILD)/common/%.o)
+CORE_HDR := $(wildcard common/include/ratelimit2/*.h) \
+            $(foreach d,$(CORE_DIRS),$(wildcard common/$(d)/*.h))
 LIB      := $(BUILD)/libratelimit2.a
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -65,10 +72,9 @@ module: $(MODULE)
 fcgi: $(FCGI_BIN) $(CGI_BIN)
 tests: $(UNIT_BIN) $(TOOL_BIN)
 
-$(BUILD)/common/%.o: common/%.c $(wildcard common/include/ratelimit2/*.h) \
-                     $(wildcard common/*.h)
+$(BUILD)/common/%.o: common/%.c $(CORE_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_C) -c -o $@ $<
+	$(CC) $(CFLAGS_C) $(CORE_INC) -c -o $@ $<
 
 $(LIB): $(CORE_OBJ)
 	@mkdir -p $(dir $@)
@@ -87,9 +93,9 @@ $(FCGI_BIN): $(FCGI_SRC:fcgi/%.c=$(BUILD)/fcgi/%.o) $(LIB)
 $(CGI_BIN): $(CGI_SRC:fcgi/%.c=$(BUILD)/fcgi/%.o) $(LIB)
 	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(LDSAN)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(wildcard tests/unit/*.h)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(wildcard tests/unit/*.h) $(CORE_HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_C) -Itests/unit -o $@ $< $(LIB) -lcmocka $(LDLIBS) \
+	$(CC) $(CFLAGS_C) $(CORE_INC) -Itests/unit -o $@ $< $(LIB) -lcmocka $(LDLIBS) \
 	    $(LDSAN)
 
 $(BUILD)/tools/%: tests/tools/%.c $(LIB)

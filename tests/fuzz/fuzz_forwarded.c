@@ -21,8 +21,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../../common/decide_internal.h"
-#include "../../common/forwarded.h"
+#include "decide/decide_internal.h"
+#include "decide/forwarded.h"
 #include "ratelimit2/config.h"
 
 static const char *const policy_texts[2] = {

@@ -18,10 +18,10 @@ RECORD=${FUZZ_RECORD:-}
 TARGETS="config match forwarded headers"
 OUT=build/fuzz
 mkdir -p "$OUT"
-CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Icommon/include \
+CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Icommon/include -Icommon \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 for t in $TARGETS; do
-    clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" common/*.c \
+    clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" common/*/*.c \
         -lconfig -lhiredis -lpthread -lrt
 done
 # what TARGET -- the code a target drives, for the record.

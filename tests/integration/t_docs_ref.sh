@@ -2,7 +2,7 @@
 # t_docs_ref.sh -- the reference documentation agrees with the sources,
 # both ways: every Apache directive (AP_INIT_* in mod_ratelimit2/*.c),
 # every key the policy loader accepts (the rl2_*_keys[] lists in
-# common/*.c), every ratelimit2-fcgi option (its getopt string) and
+# common/*/*.c), every ratelimit2-fcgi option (its getopt string) and
 # every ratelimit2-cgi variable, and every ratelimit2ctl subcommand (its
 # dispatch table in ctl/*.c) and option (getopt_long's string and long
 # option table) is documented, in docs/*.md and in the man pages
@@ -69,9 +69,9 @@ same "every directive is in mod_ratelimit2(5) and only those" "$src" \
     "$($REF man-tags build/man/mod_ratelimit2.5 | grep '^RateLimit2')"
 
 # ---- policy keys ----
-src=$($REF key-arrays common/*.c)
-[ -n "$src" ] && ok "key lists found in common/*.c" \
-    || not_ok "key lists found in common/*.c"
+src=$($REF key-arrays common/*/*.c)
+[ -n "$src" ] && ok "key lists found in common/*/*.c" \
+    || not_ok "key lists found in common/*/*.c"
 same "every policy key is in $CONF (<!-- keys: --> tables), only those" \
     "$src" "$($REF doc-keys $CONF)"
 covered "every policy key is in ratelimit2.conf(5)" \

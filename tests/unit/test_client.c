@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "../../common/forwarded.h"
+#include "decide/forwarded.h"
 #include "ratelimit2/config.h"
 #include "ratelimit2/decide.h"
 #include "ratelimit2/store_local.h"

@@ -26,7 +26,7 @@
 
 #include "rl2_redis_test.h"
 /* white box: rl2_redis_functions_reset() */
-#include "../../common/redis_scripts.h"
+#include "redis/redis_scripts.h"
 
 /* ---- helpers ---- */
 

@@ -30,7 +30,7 @@
 #include "rl2_redis_test.h"
 #include "rl2_cluster_test.h"
 /* white box: rl2_redis_functions_reset() */
-#include "../../common/redis_scripts.h"
+#include "redis/redis_scripts.h"
 
 #define THREADS 8
 

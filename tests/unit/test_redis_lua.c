@@ -33,7 +33,7 @@
 #include "rl2_redis_test.h"
 #include "ratelimit2/store_local.h"
 /* white box: the scripts' arithmetic is tested on its own */
-#include "../../common/redis_scripts.h"
+#include "redis/redis_scripts.h"
 
 #define STEPS      1200
 static unsigned seed;

@@ -16,8 +16,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "../../common/redis_resp.h"
-#include "../../common/redis_scripts.h"
+#include "redis/redis_resp.h"
+#include "redis/redis_scripts.h"
 
 /* Ours and hiredis' formatting of one command must be the same bytes. */
 static void

@@ -26,6 +26,8 @@
 #include "ratelimit2/store_local.h"
 #include "ratelimit2/tier_source.h"
 
+#include "decide/decide_internal.h"
+
 /* ---- helpers ---- */
 
 static rl2_policy_t *
@@ -66,13 +68,16 @@ tier_of(rl2_tier_source_t *src, const rl2_policy_t *p, const char *user,
         const char *apikey, const char *query, int64_t now_us)
 {
     static char name[RL2_NAME_MAX + 1];
+    char idbuf[65];
     rl2_request_t req;
     int found;
 
     memset(&req, 0, sizeof(req));
     req.user = user;
     req.query = query;
-    found = rl2_tier_source_get(src, p, &req, apikey, now_us, name);
+    found = rl2_tier_source_get(src, p->tier_redis,
+                                rl2_tier_identity(p, &req, apikey, idbuf),
+                                now_us, name);
     assert_int_equal(found, name[0] != '\0');
     return name;
 }

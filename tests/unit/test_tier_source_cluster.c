@@ -21,6 +21,8 @@
 #include "ratelimit2/config.h"
 #include "ratelimit2/tier_source.h"
 
+#include "decide/decide_internal.h"
+
 #define USERS 30
 
 static rl2_tier_source_t *src;
@@ -29,11 +31,14 @@ static const char *
 tier_of(const char *user, int64_t now_us)
 {
     static char name[RL2_NAME_MAX + 1];
+    char idbuf[65];
     rl2_request_t req;
 
     memset(&req, 0, sizeof(req));
     req.user = user;
-    rl2_tier_source_get(src, pol, &req, NULL, now_us, name);
+    rl2_tier_source_get(src, pol->tier_redis,
+                        rl2_tier_identity(pol, &req, NULL, idbuf), now_us,
+                        name);
     return name;
 }
 

@@ -53,7 +53,7 @@
 #include <syslog.h>
 
 #include "ratelimit2/status.h"
-#include "ratelimit2/store.h"   /* rl2_clock_t */
+#include "ratelimit2/clock.h"
 
 typedef enum {
     RL2_ALERT_REDIS_DOWN = 0,   /* the shared store stopped answering */

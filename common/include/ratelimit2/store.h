@@ -1,5 +1,5 @@
 /*
- * store.h -- the storage interface that decide() talks to, and the clock.
+ * store.h -- the storage interface that decide() talks to.
  *
  * A store answers for all the layers of one request at once, so that it
  * can make "check every layer, commit only if every enforcing layer
@@ -12,26 +12,11 @@
 #include <stdint.h>
 
 #include "ratelimit2/algo.h"
+#include "ratelimit2/clock.h"
 #include "ratelimit2/hash.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/status.h"
 #include "ratelimit2/store_local.h"
-
-/* Both clocks, read once per request by the front end (rl2_clock_now):
- * algorithms get mono_us, except calendar quotas which get wall_us. */
-typedef struct {
-    int64_t mono_us;  /* CLOCK_MONOTONIC, µs: shared by processes of a host */
-    int64_t wall_us;  /* CLOCK_REALTIME, µs since the epoch (UTC) */
-} rl2_clock_t;
-
-void rl2_clock_now(rl2_clock_t *now);
-
-/* CLOCK_MONOTONIC in µs: for timeouts and intervals. */
-int64_t rl2_mono_us(void);
-
-/* Sleep ms milliseconds (a signal only cuts the wait short): for the
- * core's short waits, never to delay a request as a way of limiting. */
-void rl2_sleep_ms(int64_t ms);
 
 /* One limit applied to one key for one request. */
 typedef struct {

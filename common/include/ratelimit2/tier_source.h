@@ -22,7 +22,6 @@
 
 #include <stdint.h>
 
-#include "ratelimit2/decide.h"
 #include "ratelimit2/failover.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/redis.h"
@@ -60,14 +59,13 @@ rl2_status_t rl2_tier_source_create(const rl2_redis_conf_t *conf,
                                     rl2_tier_source_t **out, rl2_err_t *err);
 void rl2_tier_source_destroy(rl2_tier_source_t *src);
 
-/* The tier name Redis gives the client of req (apikey: the request's API
- * key as read from the header, "" when it came from the query string,
- * NULL when there is none), under policy->tier_redis, at `now_us`
- * (monotonic).  Returns 1 with the name in name[RL2_NAME_MAX + 1], or 0
- * when there is none: no identity, no such field, Redis unreachable. */
-int rl2_tier_source_get(rl2_tier_source_t *src, const rl2_policy_t *policy,
-                        const rl2_request_t *req, const char *apikey,
-                        int64_t now_us, char *name);
+/* The tier name Redis gives the client whose identity is id (a user
+ * name, or the hex SHA-256 of an API key: rl2_tier_identity()), under
+ * tr (the policy's tier_redis), at `now_us` (monotonic).  Returns 1 with
+ * the name in name[RL2_NAME_MAX + 1], or 0 when there is none: no such
+ * field, Redis unreachable. */
+int rl2_tier_source_get(rl2_tier_source_t *src, const rl2_tier_redis_t *tr,
+                        const char *id, int64_t now_us, char *name);
 
 /* Counters since creation, for tests and status pages. */
 typedef struct {

@@ -31,7 +31,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "redis_scripts.h"
 
 /* The bound of redis_scripts.h: 2^50. */

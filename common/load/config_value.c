@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config_internal.h"
+#include "load_internal.h"
 
 /* ---- lists in messages ---- */
 

@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ratelimit2/store.h"
+#include "ratelimit2/clock.h"
 #include "shm_obj_internal.h"
 
 #define SHM_OPEN_ATTEMPTS 8

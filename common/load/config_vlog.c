@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "ratelimit2/violation_log.h"
-#include "config_internal.h"
+#include "load_internal.h"
 
 static const char *const rl2_vlog_keys[] = { "enabled", "rate", "capacity",
                                              "stream", NULL };

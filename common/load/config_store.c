@@ -18,7 +18,7 @@
 #include "ratelimit2/backend.h"
 #include "ratelimit2/tier_source.h"
 
-#include "config_internal.h"
+#include "load_internal.h"
 
 static const char *const rl2_redis_keys[] = {
     "server", "db", "user", "password", "connect_timeout", "timeout", NULL

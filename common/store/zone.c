@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "store_local_internal.h"
+#include "store_internal.h"
 
 #define ZONE_EXPIRE_SCAN 4            /* LRU tail entries checked for an
                                          expired one before evicting */

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "redis_resp.h"
 
 /* "<mark><n>\r\n" at out + *len, if it fits in cap. */

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "ratelimit2/violation_log.h"
-#include "shm_obj_internal.h"
+#include "base/shm_obj_internal.h"
 
 #define RL2_VLOG_MAGIC   0x524c3256u    /* "RL2V" */
 #define RL2_VLOG_VERSION 1u

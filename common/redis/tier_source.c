@@ -21,7 +21,7 @@
 
 #include "ratelimit2/tier_source.h"
 
-#include "sha256.h"
+#include "base/sha256.h"
 
 #define RL2_TIER_WAYS  4
 #define RL2_TIER_LOCKS 16
@@ -171,58 +171,6 @@ rl2_tier_store(rl2_tier_source_t *src, uint64_t tag, int64_t now_us,
 
 /* ---- the question ---- */
 
-/* The value of name in a query string (not decoded: as the request
- * carried it, like the limits' key); NULL when absent or empty. */
-static const char *
-rl2_tier_query(const char *query, const char *name, size_t *len)
-{
-    size_t nlen = strlen(name);
-
-    for (const char *p = query; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '&');
-        size_t plen = end ? (size_t)(end - p) : strlen(p);
-
-        if (plen > nlen + 1 && strncmp(p, name, nlen) == 0
-            && p[nlen] == '=') {
-            *len = plen - nlen - 1;
-            return p + nlen + 1;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return NULL;
-}
-
-/* The identity to look up, by the first kind the request has: the user
- * name, or the hex SHA-256 of the API key.  NULL when it has none. */
-static const char *
-rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
-                  const char *apikey, char *buf, size_t size)
-{
-    const rl2_tier_redis_t *tr = p->tier_redis;
-
-    for (size_t i = 0; i < tr->n_by; i++) {
-        if (tr->by[i] == RL2_TIER_BY_USER && req->user != NULL
-            && req->user[0] != '\0'
-            && strlen(req->user) <= RL2_TIER_ID_MAX) {
-            return req->user;
-        }
-        if (tr->by[i] == RL2_TIER_BY_APIKEY && apikey != NULL) {
-            const char *val = apikey;
-            size_t len = strlen(apikey);
-
-            if (apikey[0] == '\0' && req->query != NULL
-                && p->apikey_query != NULL) {
-                val = rl2_tier_query(req->query, p->apikey_query, &len);
-            }
-            if (val != NULL && len > 0 && size >= 65) {
-                rl2_sha256_hex(val, len, buf);
-                return buf;
-            }
-        }
-    }
-    return NULL;
-}
-
 /* pattern with its "%s" (if any) replaced by id; -1 when too long. */
 static int
 rl2_tier_fill(const char *pattern, const char *id, char *out, size_t size)
@@ -282,20 +230,15 @@ rl2_tier_ask(rl2_tier_source_t *src, const char *key, size_t klen,
 }
 
 int
-rl2_tier_source_get(rl2_tier_source_t *src, const rl2_policy_t *policy,
-                    const rl2_request_t *req, const char *apikey,
-                    int64_t now_us, char *name)
+rl2_tier_source_get(rl2_tier_source_t *src, const rl2_tier_redis_t *tr,
+                    const char *id, int64_t now_us, char *name)
 {
-    const rl2_tier_redis_t *tr = policy->tier_redis;
-    char idbuf[65], key[RL2_TIER_ARG_MAX], field[RL2_TIER_ARG_MAX];
-    const char *id;
+    char key[RL2_TIER_ARG_MAX], field[RL2_TIER_ARG_MAX];
     int klen, flen;
     uint64_t tag;
 
     name[0] = '\0';
-    if (tr == NULL
-        || (id = rl2_tier_identity(policy, req, apikey, idbuf,
-                                   sizeof(idbuf))) == NULL
+    if (tr == NULL || id == NULL
         || (klen = rl2_tier_fill(tr->key, id, key, sizeof(key))) < 0
         || (flen = rl2_tier_fill(tr->field, id, field, sizeof(field))) < 0) {
         return 0;

@@ -17,7 +17,7 @@
 
 #include "ratelimit2/policy.h"
 
-#include "buf.h"
+#include "base/buf.h"
 
 #define RL2_ARENA_BLOCK 8192
 

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config_internal.h"
+#include "load_internal.h"
 
 static const char *const rl2_rule_keys[] = {
     "name", "methods", "paths", "hosts", "mode", "continue", "exempt",

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "ratelimit2/metrics.h"
-#include "shm_obj_internal.h"
+#include "base/shm_obj_internal.h"
 
 #define MX_MAGIC 0x4d324c52u      /* "RL2M" read little-endian */
 #define MX_VERSION 4u

@@ -58,6 +58,11 @@ const rl2_client_t *rl2_client_find(const rl2_ctx_t *c);
 /* The client's tier index (DESIGN §3 order), or -1 without tiers. */
 int rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client);
 
+/* The identity a billing system's tier is looked up by: the user name,
+ * or the hex SHA-256 of the API key into buf[65]; NULL when none. */
+const char *rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
+                              const char *apikey, char *buf);
+
 /* Does the policy whitelist anything?  (Most do not: no call then.) */
 static inline int
 rl2_has_whitelist(const rl2_policy_t *p)

@@ -15,7 +15,7 @@
 
 #include "ratelimit2/decide.h"
 
-#include "buf.h"
+#include "base/buf.h"
 #include "decide_internal.h"
 
 /* ---- rules and layers ---- */

@@ -10,7 +10,7 @@
 #include <libconfig.h>
 #include <string.h>
 
-#include "config_internal.h"
+#include "load_internal.h"
 
 static const char *const rl2_client_keys[] = {
     "user", "api_key", "address", "tier", "rules", NULL

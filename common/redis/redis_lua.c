@@ -35,7 +35,7 @@
 #include <string.h>
 
 #include "redis_scripts.h"
-#include "sha256.h"
+#include "base/sha256.h"
 
 /* ---- prelude: arithmetic, results, string state ---- */
 #define RL2_LUA_PRELUDE \

@@ -31,7 +31,7 @@
 
 #include "ratelimit2/config.h"
 
-#include "config_internal.h"
+#include "load_internal.h"
 
 /* Bigger policies are a mistake (a log file passed by accident). */
 #define RL2_CFG_MAX_BYTES (16L * 1024 * 1024)

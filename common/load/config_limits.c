@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config_internal.h"
+#include "load_internal.h"
 
 static const char *const rl2_limit_keys[] = {
     "name", "rate", "algorithm", "burst", "cost", "key", "overflow",

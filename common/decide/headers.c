@@ -13,7 +13,7 @@
 
 #include "ratelimit2/headers.h"
 
-#include "buf.h"
+#include "base/buf.h"
 
 #define US_PER_S 1000000LL
 

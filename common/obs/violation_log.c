@@ -24,7 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ratelimit2/violation_log.h"
-#include "shm_obj_internal.h"
+#include "base/shm_obj_internal.h"
 #include "violation_log_internal.h"
 
 struct rl2_vlog {

@@ -22,7 +22,7 @@
 #include <time.h>
 
 #include "ratelimit2/failover.h"
-#include "shm_obj_internal.h"
+#include "base/shm_obj_internal.h"
 
 #define CIRCUIT_MAGIC 0x43324c52u   /* "RL2C" read little-endian */
 #define CIRCUIT_VERSION 1u

@@ -40,8 +40,8 @@
 #include <unistd.h>
 
 #include "ratelimit2/store.h"
-#include "shm_obj_internal.h"
-#include "store_local_internal.h"
+#include "base/shm_obj_internal.h"
+#include "store_internal.h"
 
 #define ZONE_STATE_MAX 65536u         /* bytes of state per entry */
 #define ZONE_OPEN_ATTEMPTS 8

@@ -13,7 +13,8 @@
 
 #include "ratelimit2/tier_source.h"
 
-#include "buf.h"
+#include "base/buf.h"
+#include "base/sha256.h"
 #include "decide_internal.h"
 #include "forwarded.h"
 
@@ -267,6 +268,41 @@ rl2_query_param(const char *query, const char *name, size_t *len)
     return NULL;
 }
 
+/* The identity a billing system's tier is looked up by (tier_source.h),
+ * by the first kind the request has: the user name, or the hex SHA-256
+ * of the API key (apikey as rl2_tier_source_get's caller has it: the
+ * header's value, "" when it came from the query string), so the key
+ * itself never reaches Redis.  buf holds at least 65 bytes.  NULL when
+ * the request has none. */
+const char *
+rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
+                  const char *apikey, char *buf)
+{
+    const rl2_tier_redis_t *tr = p->tier_redis;
+
+    for (size_t i = 0; tr != NULL && i < tr->n_by; i++) {
+        if (tr->by[i] == RL2_TIER_BY_USER && req->user != NULL
+            && req->user[0] != '\0'
+            && strlen(req->user) <= RL2_TIER_ID_MAX) {
+            return req->user;
+        }
+        if (tr->by[i] == RL2_TIER_BY_APIKEY && apikey != NULL) {
+            const char *val = apikey;
+            size_t len = strlen(apikey);
+
+            if (apikey[0] == '\0' && req->query != NULL
+                && p->apikey_query != NULL) {
+                val = rl2_query_param(req->query, p->apikey_query, &len);
+            }
+            if (val != NULL && len > 0) {
+                rl2_sha256_hex(val, len, buf);
+                return buf;
+            }
+        }
+    }
+    return NULL;
+}
+
 static void
 rl2_resolve_apikey(rl2_ctx_t *c)
 {
@@ -365,12 +401,17 @@ rl2_tier_find(const rl2_policy_t *p, const char *name)
 static int
 rl2_tier_from_source(const rl2_ctx_t *c)
 {
-    char name[RL2_NAME_MAX + 1];
+    char name[RL2_NAME_MAX + 1], idbuf[65];
+    const char *id;
     rl2_clock_t now;
 
+    id = rl2_tier_identity(c->policy, c->req, c->apikey, idbuf);
+    if (id == NULL) {
+        return -1;
+    }
     rl2_clock_now(&now);
-    return rl2_tier_source_get(c->req->tier_source, c->policy, c->req,
-                               c->apikey, now.mono_us, name)
+    return rl2_tier_source_get(c->req->tier_source, c->policy->tier_redis,
+                               id, now.mono_us, name)
            ? rl2_tier_find(c->policy, name) : -1;
 }
 

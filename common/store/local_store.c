@@ -1,5 +1,5 @@
 /*
- * store.c -- the clock, and the store interface over a local zone.
+ * local_store.c -- the store interface over a local zone.
  *
  * The local store answers all layers of a request under one zone lock:
  * check every layer, then commit only when no enforcing layer is refused.
@@ -8,7 +8,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ratelimit2/store.h"
 
@@ -16,33 +15,6 @@ typedef struct {
     rl2_store_t base;
     rl2_zone_t *zone;
 } rl2_store_local_t;
-
-int64_t
-rl2_mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void
-rl2_sleep_ms(int64_t ms)
-{
-    struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-
-    nanosleep(&ts, NULL);
-}
-
-void
-rl2_clock_now(rl2_clock_t *now)
-{
-    struct timespec ts;
-
-    now->mono_us = rl2_mono_us();
-    clock_gettime(CLOCK_REALTIME, &ts);
-    now->wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Calendar quotas run on wall time, everything else on the monotonic
  * clock (immune to the wall clock being stepped). */
