@@ -154,7 +154,7 @@ soak: deps
 	@$(MAKE) --no-print-directory all
 	@SAN=$(SAN) BUILD=$(BUILD) RL2_SOAK=1 ONLY=reliability/ tests/run-all.sh
 
-# ---- make bench (issue 7): every benchmark, then docs/PERFORMANCE.md and
+# ---- make bench: every benchmark, then docs/PERFORMANCE.md and
 # bench/results.json; BENCH_QUICK=1 for a short trial (bench/run.sh).
 # Always the plain build: sanitizers would measure themselves.
 BENCH_BIN := build/bench/rl2_core_bench

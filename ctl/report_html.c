@@ -110,7 +110,7 @@ rl2_html_limits(FILE *f, const rl2_ctl_report_t *r)
         fprintf(f, "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">%"
                 PRId64 "</td><td class=\"n\">%" PRId64 "</td><td class="
                 "\"n\">+%" PRIu64 "</td><td class=\"n\">", row->denials,
-                row->limit, row->window_us / 1000000, row->peak);
+                row->limit, row->window_us / RL2_US_PER_S, row->peak);
         if (rl2_ctl_room(row) > 0) {
             fprintf(f, "%.2f", rl2_ctl_room(row));
         }
@@ -141,7 +141,7 @@ rl2_html_latest(FILE *f, const rl2_ctl_report_t *r, long top)
           "<th>path</th></tr>\n", f);
     for (size_t i = rl2_ctl_latest_from(r, top); i < r->n; i++) {
         const rl2_vlog_entry_t *e = &r->entries[i];
-        time_t t = (time_t)(e->time_us / 1000000);
+        time_t t = (time_t)(e->time_us / RL2_US_PER_S);
         struct tm tm;
 
         when[0] = '\0';

@@ -73,7 +73,7 @@ rl2_ctl_escape(FILE *f, const char *s, int json)
 static void
 rl2_ctl_time(int64_t us, char *buf, size_t size)
 {
-    time_t t = (time_t)(us / 1000000);
+    time_t t = (time_t)(us / RL2_US_PER_S);
     struct tm tm;
 
     if (us <= 0 || gmtime_r(&t, &tm) == NULL) {
@@ -146,11 +146,11 @@ rl2_ctl_rows_json(FILE *f, const char *name, const rl2_ctl_row_t *rows,
         if (room) {
             fprintf(f, ",\"limit\":%" PRId64 ",\"window_s\":%" PRId64
                     ",\"peak_in_window\":%" PRIu64 ",\"breathing_room\":%.3f",
-                    rows[i].limit, rows[i].window_us / 1000000,
+                    rows[i].limit, rows[i].window_us / RL2_US_PER_S,
                     rows[i].peak, rl2_ctl_room(&rows[i]));
         }
         fprintf(f, ",\"first\":%" PRId64 ",\"last\":%" PRId64 "}",
-                rows[i].first_us / 1000000, rows[i].last_us / 1000000);
+                rows[i].first_us / RL2_US_PER_S, rows[i].last_us / RL2_US_PER_S);
     }
     fputc(']', f);
 }
@@ -184,7 +184,7 @@ rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top)
             PRIu64 ",\"first\":%" PRId64 ",\"last\":%" PRId64
             ",\"hit_rate_per_min\":%.3f,\"sources\":{\"ring\":%s,"
             "\"redis\":%s}", r->n, rl2_ctl_total(r), r->skipped,
-            r->first_us / 1000000, r->last_us / 1000000,
+            r->first_us / RL2_US_PER_S, r->last_us / RL2_US_PER_S,
             rl2_ctl_per_minute(r, rl2_ctl_total(r)),
             r->have_ring ? "true" : "false",
             r->have_stream ? "true" : "false");

@@ -21,7 +21,7 @@ rl2_ctl_rate(const rl2_limit_t *l, char *buf, size_t size)
 {
     static const struct { int64_t us; const char *unit; } units[] = {
         { INT64_C(86400000000), "d" }, { INT64_C(3600000000), "h" },
-        { INT64_C(60000000), "min" }, { INT64_C(1000000), "s" }
+        { 60 * RL2_US_PER_S, "min" }, { RL2_US_PER_S, "s" }
     };
     const rl2_algo_params_t *p = &l->algo;
 

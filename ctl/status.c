@@ -46,7 +46,7 @@ rl2_ctl_status_print(const rl2_ctl_client_t *c, const rl2_verdict_t *v,
                " %8" PRId64 " %s\n", l->rule != NULL ? l->rule->name : "-",
                l->limit->name, l->client, res->limit, res->limit - left,
                left,
-               (res->reset_us + 999999) / 1000000,
+               (res->reset_us + 999999) / RL2_US_PER_S,
                l->limit->unlimited ? "unlimited"
                : l->refused ? "refused" : "allowed");
     }

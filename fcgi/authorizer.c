@@ -181,7 +181,8 @@ rl2_fcgi_handle(rl2_server_t *srv, FCGX_Request *req)
 
     responder = role != NULL && strcmp(role, "RESPONDER") == 0;
     if (!responder && (role == NULL || strcmp(role, "AUTHORIZER") != 0)) {
-        /* The Filter role: no server implements it (FACTS.md). */
+        /* The Filter role: neither lighttpd, nginx nor httpd implements
+         * it, so nothing could test it. */
         rl2_log_request(RL2_LOG_INPUT, LOG_WARNING, "role %.20s is not "
                         "supported: use the authorizer or responder role",
                         role != NULL ? role : "-");

@@ -4,7 +4,7 @@
  * Both: syslog for the operator, stderr for whoever started us (spawn-fcgi
  * and systemd keep it; lighttpd writes a bin-path child's stderr to its
  * error log).  openlog() is ours to call here: this is our own process,
- * not a module inside someone else's (FACTS.md "Syslog").
+ * not a module inside someone else's.
  *
  * Complaints about single requests are bounded at the source: a client
  * sending malformed requests must not flood syslog (rsyslog would drop

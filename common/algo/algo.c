@@ -3,7 +3,7 @@
  * names, parameter validation and TTLs.
  *
  * Owns the table that maps each algorithm to its state size and its check,
- * commit and refund (in algo_bucket.c and algo_window.c), the clamping of
+ * commit and refund (in bucket.c and window.c), the clamping of
  * every argument before it reaches them, the rules on which parameters an
  * algorithm takes, and the bounds that keep every expression of the
  * algorithms inside int64 (see algo_internal.h).  Everything is integer
@@ -19,12 +19,12 @@
  * normally bring them back to zero; this bounds how long a count leaked by a
  * killed process locks a client out, at the price of forgetting requests
  * that run longer than this while no new one starts. */
-#define CONCURRENCY_TTL_US (INT64_C(3600) * US_PER_S)
+#define CONCURRENCY_TTL_US (INT64_C(3600) * RL2_US_PER_S)
 
 /* A request larger than the capacity can never fit, yet its refusal must
  * name a wait: the time until the key is fully reset, and at least this, so
  * a client does not retry in a tight loop. */
-#define NEVER_FITS_RETRY_US US_PER_S
+#define NEVER_FITS_RETRY_US RL2_US_PER_S
 
 /* ---- dispatch ---- */
 typedef void (*algo_check_fn)(const rl2_algo_params_t *, const void *,
@@ -121,8 +121,8 @@ rate_str(const rl2_algo_params_t *p, char *buf, size_t size)
         int64_t     us;
         const char *unit;
     } units[] = {
-        { US_PER_DAY, "d" }, { 3600 * US_PER_S, "h" },
-        { 60 * US_PER_S, "min" }, { US_PER_S, "s" },
+        { US_PER_DAY, "d" }, { 3600 * RL2_US_PER_S, "h" },
+        { 60 * RL2_US_PER_S, "min" }, { RL2_US_PER_S, "s" },
         { 1000, "ms" }, { 1, "us" }
     };
     size_t i = 0;

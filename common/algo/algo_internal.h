@@ -7,8 +7,8 @@
  * dispatch table names.
  *
  *   algo.c         dispatch, names, parameter checks, TTLs
- *   algo_bucket.c  token_bucket (GCRA) and leaky_bucket
- *   algo_window.c  fixed_window, quota, sliding_window, sliding_log,
+ *   bucket.c  token_bucket (GCRA) and leaky_bucket
+ *   window.c  fixed_window, quota, sliding_window, sliding_log,
  *                  concurrency
  *   calendar.c     UTC calendar periods (rl2_period_bounds)
  *
@@ -31,8 +31,7 @@
 
 #include "ratelimit2/algo.h"
 
-#define US_PER_S   INT64_C(1000000)
-#define US_PER_DAY (INT64_C(86400) * US_PER_S)
+#define US_PER_DAY (INT64_C(86400) * RL2_US_PER_S)
 
 /* Latest time the arithmetic is proven for: 2^53 µs after the epoch, in the
  * year 2255, beyond the year-2200 promise of algo.h.  Monotonic clocks are
@@ -84,7 +83,7 @@ result_set(rl2_algo_result_t *out, int allowed, int64_t limit,
     out->retry_after_us = allowed ? 0 : max64(retry_us, 1);
 }
 
-/* ---- token_bucket and leaky_bucket (algo_bucket.c) ---- */
+/* ---- token_bucket and leaky_bucket (bucket.c) ---- */
 
 typedef struct {
     int64_t t_us;   /* emission interval, µs per unit */
@@ -92,7 +91,7 @@ typedef struct {
     int64_t cap_us; /* cap * t_us: the largest debt that is admitted, µs */
 } bucket_t;
 
-/* T = ceil(window / limit): see algo_bucket.c for why it rounds up. */
+/* T = ceil(window / limit): see bucket.c for why it rounds up. */
 static inline bucket_t
 bucket_of(const rl2_algo_params_t *p)
 {
@@ -114,7 +113,7 @@ typedef struct {
     int64_t last_us;  /* when level_us was measured */
 } lb_state_t;
 
-/* ---- the window algorithms (algo_window.c) ---- */
+/* ---- the window algorithms (window.c) ---- */
 
 /* fixed_window and quota: one counter per aligned span. */
 typedef struct {
@@ -175,7 +174,7 @@ _Static_assert(sizeof(tb_state_t) % 8 == 0 && sizeof(lb_state_t) % 8 == 0
  * Called by algo.c only, with usable parameters, now and committed_us in
  * [0, NOW_MAX] and cost in [0, capacity]. */
 
-/* token_bucket (algo_bucket.c) */
+/* token_bucket (bucket.c) */
 void rl2_tb_check(const rl2_algo_params_t *p, const void *state, int64_t now,
                   int64_t cost, rl2_algo_result_t *out);
 void rl2_tb_commit(const rl2_algo_params_t *p, void *state, int64_t now,
@@ -183,7 +182,7 @@ void rl2_tb_commit(const rl2_algo_params_t *p, void *state, int64_t now,
 void rl2_tb_refund(const rl2_algo_params_t *p, void *state, int64_t now,
                    int64_t committed_us, int64_t cost);
 
-/* leaky_bucket (algo_bucket.c) */
+/* leaky_bucket (bucket.c) */
 void rl2_lb_check(const rl2_algo_params_t *p, const void *state, int64_t now,
                   int64_t cost, rl2_algo_result_t *out);
 void rl2_lb_commit(const rl2_algo_params_t *p, void *state, int64_t now,
@@ -191,7 +190,7 @@ void rl2_lb_commit(const rl2_algo_params_t *p, void *state, int64_t now,
 void rl2_lb_refund(const rl2_algo_params_t *p, void *state, int64_t now,
                    int64_t committed_us, int64_t cost);
 
-/* fixed_window and quota (algo_window.c) */
+/* fixed_window and quota (window.c) */
 void rl2_span_check(const rl2_algo_params_t *p, const void *state, int64_t now,
                     int64_t cost, rl2_algo_result_t *out);
 void rl2_span_commit(const rl2_algo_params_t *p, void *state, int64_t now,
@@ -199,7 +198,7 @@ void rl2_span_commit(const rl2_algo_params_t *p, void *state, int64_t now,
 void rl2_span_refund(const rl2_algo_params_t *p, void *state, int64_t now,
                      int64_t committed_us, int64_t cost);
 
-/* sliding_window (algo_window.c) */
+/* sliding_window (window.c) */
 void rl2_sw_check(const rl2_algo_params_t *p, const void *state, int64_t now,
                   int64_t cost, rl2_algo_result_t *out);
 void rl2_sw_commit(const rl2_algo_params_t *p, void *state, int64_t now,
@@ -207,7 +206,7 @@ void rl2_sw_commit(const rl2_algo_params_t *p, void *state, int64_t now,
 void rl2_sw_refund(const rl2_algo_params_t *p, void *state, int64_t now,
                    int64_t committed_us, int64_t cost);
 
-/* sliding_log (algo_window.c) */
+/* sliding_log (window.c) */
 void rl2_sl_check(const rl2_algo_params_t *p, const void *state, int64_t now,
                   int64_t cost, rl2_algo_result_t *out);
 void rl2_sl_commit(const rl2_algo_params_t *p, void *state, int64_t now,
@@ -215,7 +214,7 @@ void rl2_sl_commit(const rl2_algo_params_t *p, void *state, int64_t now,
 void rl2_sl_refund(const rl2_algo_params_t *p, void *state, int64_t now,
                    int64_t committed_us, int64_t cost);
 
-/* concurrency (algo_window.c) */
+/* concurrency (window.c) */
 void rl2_cc_check(const rl2_algo_params_t *p, const void *state, int64_t now,
                   int64_t cost, rl2_algo_result_t *out);
 void rl2_cc_commit(const rl2_algo_params_t *p, void *state, int64_t now,

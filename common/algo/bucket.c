@@ -1,5 +1,5 @@
 /*
- * algo_bucket.c -- token_bucket (GCRA) and leaky_bucket.
+ * bucket.c -- token_bucket (GCRA) and leaky_bucket.
  *
  * Owns the decision, commit and refund arithmetic of the two buckets; their
  * state layouts and bucket_of() are in algo_internal.h, which algo.c also

@@ -1,5 +1,5 @@
 /*
- * algo_window.c -- the algorithms that count units in time windows:
+ * window.c -- the algorithms that count units in time windows:
  * fixed_window and quota (one counter per aligned span), sliding_window (two
  * fixed windows, the previous one weighted), sliding_log (one timestamp per
  * unit, exact), and concurrency (units in flight, no window at all).
@@ -13,7 +13,7 @@
 
 /* A refused concurrency request cannot know when a slot frees up (at the end
  * of somebody else's request): one second is an honest guess. */
-#define CONCURRENCY_RETRY_US US_PER_S
+#define CONCURRENCY_RETRY_US RL2_US_PER_S
 
 /* Counter algorithms: `count` units already taken out of `limit`. */
 static void

@@ -229,7 +229,7 @@ put_header(char *buf, size_t len, const rl2_alert_t *a, int severity,
         "Jan", "Feb", "Mar", "Apr", "May", "Jun",
         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
     };
-    time_t t = (time_t)(wall_us / 1000000);
+    time_t t = (time_t)(wall_us / RL2_US_PER_S);
     struct tm tm;
     int w;
 

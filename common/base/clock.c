@@ -17,7 +17,7 @@ rl2_mono_us(void)
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)ts.tv_sec * RL2_US_PER_S + ts.tv_nsec / 1000;
 }
 
 void
@@ -35,5 +35,5 @@ rl2_clock_now(rl2_clock_t *now)
 
     now->mono_us = rl2_mono_us();
     clock_gettime(CLOCK_REALTIME, &ts);
-    now->wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    now->wall_us = (int64_t)ts.tv_sec * RL2_US_PER_S + ts.tv_nsec / 1000;
 }

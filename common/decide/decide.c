@@ -104,8 +104,8 @@ rl2_select_policy_rules(rl2_ctx_t *c, rl2_applied_t *out, int *n)
     return 0;
 }
 
-/* Select the rules that apply (DESIGN §3 "Rules"); returns how many, or
- * -1 when more apply than a request may be checked against. */
+/* Select the rules that apply (docs/configuration.md, "Rules"); returns
+ * how many, or -1 when more apply than a request may be checked against. */
 static int
 rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra,
                  size_t n_extra, rl2_applied_t *out)

@@ -1,5 +1,5 @@
 /*
- * decide_internal.h -- what decide.c and client.c share (private to the
+ * decide_internal.h -- what decide.c and identity.c share (private to the
  * core): the per-request context and the client-identity steps.
  */
 #ifndef RL2_DECIDE_INTERNAL_H
@@ -55,7 +55,8 @@ void rl2_ctx_fini(rl2_ctx_t *c);
 /* The per-client override that applies to this request, or NULL. */
 const rl2_client_t *rl2_client_find(const rl2_ctx_t *c);
 
-/* The client's tier index (DESIGN §3 order), or -1 without tiers. */
+/* The client's tier index (the order of docs/tiers.md), or -1 without
+ * tiers. */
 int rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client);
 
 /* The identity a billing system's tier is looked up by: the user name,

@@ -3,7 +3,7 @@
  * commas, each a list of name=value pairs separated by semicolons, values
  * tokens or quoted strings (which may hold commas).  Only the for= node of
  * each element matters to a rate limiter; what cannot be read is kept as
- * an empty hop, so the walk in client.c stops there instead of guessing.
+ * an empty hop, so the walk in identity.c stops there instead of guessing.
  */
 #include <ctype.h>
 #include <string.h>

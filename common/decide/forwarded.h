@@ -1,7 +1,7 @@
 /*
  * forwarded.h -- the Forwarded header of RFC 7239 (private to the core):
  * the addresses its elements name in their for= parameters, so that
- * client.c can walk them right to left like X-Forwarded-For.
+ * identity.c can walk them right to left like X-Forwarded-For.
  */
 #ifndef RL2_FORWARDED_H
 #define RL2_FORWARDED_H

@@ -15,13 +15,12 @@
 
 #include "base/buf.h"
 
-#define US_PER_S 1000000LL
 
 static long long
 rl2_ceil_s(int64_t us)
 {
     /* Divided first: no overflow whatever the algorithm reported. */
-    return us <= 0 ? 0 : (long long)(us / US_PER_S + (us % US_PER_S != 0));
+    return us <= 0 ? 0 : (long long)(us / RL2_US_PER_S + (us % RL2_US_PER_S != 0));
 }
 
 long long
@@ -134,7 +133,7 @@ rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
 
     *limit = l->result.limit;
     *remaining = l->result.remaining;
-    *reset = policy->reset_delta ? t : now->wall_us / US_PER_S + t;
+    *reset = policy->reset_delta ? t : now->wall_us / RL2_US_PER_S + t;
 }
 
 /* Each number takes at most 20 bytes and its NUL; a monthly w as many. */
@@ -284,7 +283,7 @@ rl2_body_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                             l ? (long long)l->result.limit : 0LL,
                             l ? (long long)l->result.remaining : 0LL,
                             policy->reset_delta ? t
-                            : (long long)(now->wall_us / US_PER_S) + t,
+                            : (long long)(now->wall_us / RL2_US_PER_S) + t,
                             retry);
     if (v->tier >= 0 && (size_t)v->tier < policy->n_tiers
         && policy->tiers[v->tier].upgrade_url != NULL) {

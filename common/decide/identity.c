@@ -1,5 +1,5 @@
 /*
- * client.c -- who the client is: its address behind trusted proxies, its
+ * identity.c -- who the client is: its address behind trusted proxies, its
  * API key, its per-client override, its tier, and whether it is
  * whitelisted.  Everything a storage key or a tier needs to know about
  * the client, resolved once per phase and allocation-free.
@@ -415,9 +415,9 @@ rl2_tier_from_source(const rl2_ctx_t *c)
            ? rl2_tier_find(c->policy, name) : -1;
 }
 
-/* DESIGN §3: client override, then the billing system's Redis hash,
- * then a trusted variable or header, then the default (anonymous)
- * tier. */
+/* The tier sources in order (docs/tiers.md): the client's override in the
+ * policy, then the billing system's Redis hash, then a trusted variable
+ * or header, then the default (anonymous) tier. */
 int
 rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
 {

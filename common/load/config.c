@@ -14,7 +14,7 @@
  *
  * This file owns the entry points, reading the file, the @include
  * pre-check, the "file:line: message" errors and the top level.  The
- * rest of the loader, sharing config_internal.h:
+ * rest of the loader, sharing load_internal.h:
  *   config_value.c    typed access to one member of a group, and lists
  *   config_limits.c   limit groups and limit sets
  *   config_rules.c    tiers, rules and the default rule

@@ -373,7 +373,7 @@ rl2_cfg_tier_redis(rl2_cfg_t *cfg, const config_setting_t *tier_from)
     RL2_TRY(rl2_cfg_tier_by(cfg, g, tr));
     RL2_TRY(rl2_cfg_range(cfg, g, "cache", 0, 86400, &cache));
     RL2_TRY(rl2_cfg_range(cfg, g, "cache_entries", 16, 10000000, &entries));
-    tr->cache_us = cache * 1000000;
+    tr->cache_us = cache * RL2_US_PER_S;
     tr->cache_entries = (uint32_t)entries;
     cfg->policy->tier_redis = tr;
     return RL2_OK;

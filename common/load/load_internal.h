@@ -1,5 +1,5 @@
 /*
- * config_internal.h -- what the files of the policy loader share (private
+ * load_internal.h -- what the files of the policy loader share (private
  * to the core, not public API): the load's context, the typed accessors
  * and the file:line error helpers, and each file's entry points.
  *

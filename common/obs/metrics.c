@@ -162,7 +162,7 @@ rl2_metrics_open(const char *name, unsigned mode,
     names_reserve(m->shm);
     rl2_clock_now(&now);
     atomic_compare_exchange_strong(&m->shm->created_wall_s, &zero,
-                                   now.wall_us / 1000000);
+                                   now.wall_us / RL2_US_PER_S);
     *out = m;
     return RL2_OK;
 }

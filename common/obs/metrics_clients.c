@@ -109,7 +109,7 @@ rl2_mx_near(rl2_metrics_t *m, const char *client, unsigned rule_slot,
             const rl2_clock_t *now)
 {
     if (mx_lock(m->shm)) {
-        top_add(m->shm->top_near, client, rule_slot, now->wall_us / 1000000);
+        top_add(m->shm->top_near, client, rule_slot, now->wall_us / RL2_US_PER_S);
         mx_unlock(m->shm);
     }
 }
@@ -258,7 +258,7 @@ rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned rule_slot,
         return;
     }
     top_add(m->shm->top_limited, l != NULL ? l->client : v->client_ip,
-            rule_slot, now->wall_us / 1000000);
+            rule_slot, now->wall_us / RL2_US_PER_S);
     if (m->alert != NULL && v->client_ip[0] != '\0'
         && (m->conf.limited_interval_ms > 0 || m->conf.ban_count > 0)) {
         e = client_entry(m, v->client_ip, now_ms);
@@ -364,7 +364,7 @@ rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
     /* One process a second does it; the others go on. */
     if (now->mono_us < next
         || !atomic_compare_exchange_strong(&m->shm->next_check_us, &next,
-                                           now->mono_us + 1000000)) {
+                                           now->mono_us + RL2_US_PER_S)) {
         return;
     }
     rl2_mx_snapshot(m->shm, now->wall_us);

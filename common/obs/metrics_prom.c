@@ -128,14 +128,14 @@ prom_store(prom_t *p, const rl2_metrics_global_t *g)
         cum += g->bucket[i];
         rl2_mx_put(p, "ratelimit2_store_duration_seconds_bucket{le=\"%" PRId64
             ".%06" PRId64 "\"} %" PRIu64 "\n",
-            rl2_metrics_bucket_us[i] / 1000000,
-            rl2_metrics_bucket_us[i] % 1000000, cum);
+            rl2_metrics_bucket_us[i] / RL2_US_PER_S,
+            rl2_metrics_bucket_us[i] % RL2_US_PER_S, cum);
     }
     cum += g->bucket[RL2_METRICS_BUCKETS];
     rl2_mx_put(p, "ratelimit2_store_duration_seconds_bucket{le=\"+Inf\"} "
         "%" PRIu64 "\n", cum);
     rl2_mx_put(p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64
-        "\n", g->store_us_sum / 1000000, g->store_us_sum % 1000000);
+        "\n", g->store_us_sum / RL2_US_PER_S, g->store_us_sum % RL2_US_PER_S);
     rl2_mx_put(p, "ratelimit2_store_duration_seconds_count %" PRIu64 "\n", cum);
     single(p, "ratelimit2_redis_errors_total", "counter",
            "Calls to Redis that failed (error, timeout, no connection).",

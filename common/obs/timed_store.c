@@ -1,5 +1,5 @@
 /*
- * store_timed.c -- a store that times every call of the store it wraps
+ * timed_store.c -- a store that times every call of the store it wraps
  * into the metrics object: the latency histogram and the error count of
  * the shared store (Redis).  It adds two monotonic clock reads to a call
  * that crosses the network, and nothing else.

@@ -300,7 +300,7 @@ rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
         return;
     }
     ring = log->ring;
-    if (!rl2_vlog_admit(ring, (uint64_t)(now->wall_us / 1000000),
+    if (!rl2_vlog_admit(ring, (uint64_t)(now->wall_us / RL2_US_PER_S),
                         log->rate)) {
         atomic_fetch_add_explicit(&ring->pending, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&ring->skipped, 1, memory_order_relaxed);

@@ -32,7 +32,6 @@ struct rl2_arena {
     rl2_arena_block_t *head;
 };
 
-#define US_PER_S INT64_C(1000000)
 
 void *
 rl2_policy_alloc(rl2_policy_t *policy, size_t size)
@@ -134,23 +133,23 @@ typedef struct {
 } rl2_unit_t;
 
 static const rl2_unit_t rl2_units[] = {
-    { "s", US_PER_S, RL2_PERIOD_NONE },
-    { "sec", US_PER_S, RL2_PERIOD_NONE },
-    { "second", US_PER_S, RL2_PERIOD_NONE },
-    { "seconds", US_PER_S, RL2_PERIOD_NONE },
-    { "m", 60 * US_PER_S, RL2_PERIOD_NONE },
-    { "min", 60 * US_PER_S, RL2_PERIOD_NONE },
-    { "minute", 60 * US_PER_S, RL2_PERIOD_NONE },
-    { "minutes", 60 * US_PER_S, RL2_PERIOD_NONE },
-    { "h", 3600 * US_PER_S, RL2_PERIOD_NONE },
-    { "hour", 3600 * US_PER_S, RL2_PERIOD_NONE },
-    { "hours", 3600 * US_PER_S, RL2_PERIOD_NONE },
-    { "d", 86400 * US_PER_S, RL2_PERIOD_DAY },
-    { "day", 86400 * US_PER_S, RL2_PERIOD_DAY },
-    { "days", 86400 * US_PER_S, RL2_PERIOD_DAY },
-    { "w", 7 * 86400 * US_PER_S, RL2_PERIOD_NONE },
-    { "week", 7 * 86400 * US_PER_S, RL2_PERIOD_NONE },
-    { "weeks", 7 * 86400 * US_PER_S, RL2_PERIOD_NONE },
+    { "s", RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "sec", RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "second", RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "seconds", RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "m", 60 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "min", 60 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "minute", 60 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "minutes", 60 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "h", 3600 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "hour", 3600 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "hours", 3600 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "d", 86400 * RL2_US_PER_S, RL2_PERIOD_DAY },
+    { "day", 86400 * RL2_US_PER_S, RL2_PERIOD_DAY },
+    { "days", 86400 * RL2_US_PER_S, RL2_PERIOD_DAY },
+    { "w", 7 * 86400 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "week", 7 * 86400 * RL2_US_PER_S, RL2_PERIOD_NONE },
+    { "weeks", 7 * 86400 * RL2_US_PER_S, RL2_PERIOD_NONE },
     { "month", 0, RL2_PERIOD_MONTH },
     { "months", 0, RL2_PERIOD_MONTH },
 };
@@ -437,7 +436,7 @@ rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
     else if (limit->algo.algo != RL2_ALGO_QUOTA
              && limit->algo.algo != RL2_ALGO_CONCURRENCY) {
         rl2_buf_str(&b, ";w=");
-        rl2_buf_i64(&b, (limit->algo.window_us + US_PER_S - 1) / US_PER_S);
+        rl2_buf_i64(&b, (limit->algo.window_us + RL2_US_PER_S - 1) / RL2_US_PER_S);
     }
     limit->sf_policy = rl2_policy_strdup(policy, tmp);
     limit->sf_policy_len = b.len;
@@ -539,7 +538,7 @@ rl2_limit_set_unlimited(rl2_policy_t *policy, rl2_limit_set_t *set,
     limit->file = policy->source;
     limit->algo.algo = RL2_ALGO_FIXED_WINDOW;
     limit->algo.limit = RL2_UNLIMITED_COUNT;
-    limit->algo.window_us = 3600 * US_PER_S;
+    limit->algo.window_us = 3600 * RL2_US_PER_S;
     limit->key = key;
     limit->cost = 1;
     limit->unlimited = 1;

@@ -6,8 +6,8 @@
  * library for FUNCTION LOAD and FCALL, named after the hash of its text.
  * Both forms hold the same definitions and the same entry bodies.
  *
- * Every fragment is the Lua twin of its C file (algo_bucket.c,
- * algo_window.c, calendar.c, algo.c): the same clamps, the same branches,
+ * Every fragment is the Lua twin of its C file (bucket.c,
+ * window.c, calendar.c, algo.c): the same clamps, the same branches,
  * the same rounding, so that the same history of requests and clocks gives
  * the same decisions, remaining, reset and retry_after.  Keep them in step.
  *
@@ -137,7 +137,7 @@
     "  end\n" \
     "end\n"
 
-/* ---- token_bucket (0) and leaky_bucket (4): algo_bucket.c ----
+/* ---- token_bucket (0) and leaky_bucket (4): bucket.c ----
  * token_bucket keeps { tat } and expires at tat (the bucket is full
  * again); leaky_bucket keeps { level, last } and expires when drained. */
 #define RL2_LUA_BUCKETS \
@@ -205,7 +205,7 @@
     "}\n" \
     "end\n"
 
-/* ---- fixed_window (3) and quota (6): algo_window.c, calendar.c ----
+/* ---- fixed_window (3) and quota (6): window.c, calendar.c ----
  * { span start, count }, expiring at the span's end.  Quota spans are UTC
  * calendar days and months (civil-day arithmetic after Howard Hinnant). */
 #define RL2_LUA_SPANS \
@@ -281,7 +281,7 @@
     "FAM[6] = FAM[3]\n" \
     "end\n"
 
-/* ---- sliding_window (2): algo_window.c ----
+/* ---- sliding_window (2): window.c ----
  * { window start, cur, prev }, expiring two windows after the start (the
  * current window's units weigh on the next one).  The C compares
  * prev * (W - e) + (cur + cost) * W with limit * W; here the same test is
@@ -358,7 +358,7 @@
     "}\n" \
     "end\n"
 
-/* ---- sliding_log (1): algo_window.c ----
+/* ---- sliding_log (1): window.c ----
  * A sorted set scored by admission time, expiring a window after its
  * newest entry.  Members must be unique or ZADD overwrites: the k-th
  * entry stamped t is "t-k", k counting the entries already stamped t.
@@ -423,7 +423,7 @@
     "}\n" \
     "end\n"
 
-/* ---- concurrency (5): algo_window.c, algo.c ----
+/* ---- concurrency (5): window.c, algo.c ----
  * { in flight }, kept an hour after the last admission (a count leaked by
  * a killed process does not lock a client out for longer); deleted when
  * it drops to zero. */

@@ -1,7 +1,7 @@
 /*
  * redis_scripts.h -- the Lua scripts of the Redis store and how they are
  * called (private to the core: redis_lua.c, redis_scripts.c,
- * store_redis.c).
+ * redis_store.c).
  *
  * Three entries -- apply, peek, refund -- are built from one Lua fragment
  * per algorithm family (buckets, spans, sliding window, sliding log,

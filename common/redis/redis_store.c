@@ -1,5 +1,5 @@
 /*
- * store_redis.c -- the store interface (store.h) over Redis: one server
+ * redis_store.c -- the store interface (store.h) over Redis: one server
  * (standalone, or the master Sentinel names) or a Cluster.
  *
  * Each operation sends the layers of a request to one Lua script

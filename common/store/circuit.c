@@ -1,5 +1,5 @@
 /*
- * failover.c -- the circuit breaker in shared memory, the failover modes
+ * circuit.c -- the circuit breaker in shared memory, the failover modes
  * and local_share (see failover.h for the behaviour and its edge cases;
  * the store that uses them is store_failover.c).
  *

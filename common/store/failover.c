@@ -1,5 +1,5 @@
 /*
- * store_failover.c -- the failover store: Redis while the circuit is
+ * failover.c -- the failover store: Redis while the circuit is
  * closed, the failover mode while it is open (see failover.h).
  *
  * Owns routing each call through the circuit, the alerts on the

@@ -1,5 +1,5 @@
 /*
- * store_local_internal.h -- the layout of a local zone (private to the
+ * store_internal.h -- the layout of a local zone (private to the
  * core), shared by the two files that implement store_local.h:
  *
  *   store_local.c      the table: hash index, LRU and free lists, the

@@ -1,5 +1,5 @@
 /*
- * store_local.c -- the table of a local zone: per-key state found through a
+ * zone.c -- the table of a local zone: per-key state found through a
  * hash index, kept in LRU order, evicted when the zone is full.
  *
  * Owns the hash index, the LRU list and the free list, the rebuild of all

@@ -1,5 +1,5 @@
 /*
- * store_local_shm.c -- the shared memory object of a local zone: creating
+ * zone_shm.c -- the shared memory object of a local zone: creating
  * it, attaching to it, validating it, replacing it when stale, unlinking
  * it, and the robust process-shared lock.
  *
@@ -7,7 +7,7 @@
  * state_size, every step checked for overflow), the race between processes
  * that open one name at once, and the recovery of a lock whose owner died.
  * All memory is reserved here when the zone is created; the layout is in
- * store_local_internal.h, the table in store_local.c.
+ * store_internal.h, the table in zone.c.
  *
  * Creation: shm_open(O_CREAT | O_EXCL) elects one creator, which holds an
  * exclusive flock on the object while it sizes, reserves and initialises

@@ -1,7 +1,7 @@
 /*
  * fuzz_forwarded.c -- libFuzzer target: who the client is.  Any bytes
  * become a peer address, an X-Forwarded-For and a Forwarded header; the
- * Forwarded parser and the client resolution of common/client.c must
+ * Forwarded parser and the client resolution of common/identity.c must
  * never crash, and must keep their promises:
  *   - headers from a peer that is not a trusted proxy change nothing;
  *   - a client taken from a header is a real address, and its key is

@@ -1,6 +1,6 @@
 /*
  * fuzz_headers.c -- libFuzzer target: the header and body renderer of
- * common/headers.c driven with arbitrary verdicts.  Any bytes choose the
+ * common/decide/headers.c driven with arbitrary verdicts.  Any bytes choose the
  * outcome, the layers (each one of a policy's limits, of every
  * algorithm, with arbitrary 64-bit results), the shown layer, the tier,
  * the header switches (legacy, scope, algorithm, delta reset) and the

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ratelimit2/clock.h"
 #include "ratelimit2/status.h"
 
 typedef enum {

@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 
+#define RL2_US_PER_MS INT64_C(1000)     /* microseconds in a millisecond */
+#define RL2_US_PER_S  INT64_C(1000000)  /* microseconds in a second */
+
 /* Both clocks, read once per request by the front end (rl2_clock_now):
  * algorithms get mono_us, except calendar quotas which get wall_us. */
 typedef struct {

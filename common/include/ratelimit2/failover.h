@@ -2,7 +2,7 @@
  * failover.h -- what the limiter does when the shared store (Redis) fails:
  * a circuit breaker whose state every process of a host shares, and a
  * store that sends each request to Redis or, while the circuit is open,
- * answers it per failover mode (DESIGN §4).
+ * answers it per failover mode.
  *
  * Modes, while the circuit is open:
  *   local   (default) the local zone answers, each limit scaled by

@@ -33,7 +33,9 @@ typedef enum {
     RL2_KEY_GLOBAL    /* one counter per limit for everything */
 } rl2_key_kind_t;
 
-/* When a limit is decided (DESIGN §3 "When"). */
+/* When a limit is decided: limits keyed only by address before
+ * authentication, so they refuse before its cost; the others after it,
+ * when the user is known.  A request is counted once across both. */
 #define RL2_PHASE_EARLY 1u  /* before authentication: address-keyed */
 #define RL2_PHASE_LATE  2u  /* after authentication: user, key, tiers */
 #define RL2_PHASE_ALL   (RL2_PHASE_EARLY | RL2_PHASE_LATE)

@@ -1,7 +1,7 @@
 /*
  * tier_source.h -- a client's tier from a Redis hash a billing system
- * writes (DESIGN §3 "Tiers", the second source after a per-client
- * override in the policy).
+ * writes (docs/tiers.md: the second source after a per-client override
+ * in the policy).
  *
  * The policy says where to look (tier_from.redis: a hash key and a field,
  * one of them holding "%s" for the client's identity, and which identity:
