@@ -2,9 +2,9 @@
  * store_internal.h -- the layout of a local zone (private to the
  * core), shared by the two files that implement store_local.h:
  *
- *   store_local.c      the table: hash index, LRU and free lists, the
+ *   zone.c             the table: hash index, LRU and free lists, the
  *                      per-key entry points, statistics
- *   store_local_shm.c  the shm object: geometry, create / attach / validate
+ *   zone_shm.c         the shm object: geometry, create / attach / validate
  *                      and the race between them, unlink, the robust lock
  *                      and its recovery after a crash
  *
@@ -119,7 +119,7 @@ zone_mark_clean(rl2_zone_t *z)
 }
 
 /* Under the lock (or before the zone is published): rebuild the index and
- * both lists from the entries (store_local.c). */
+ * both lists from the entries (zone.c). */
 void rl2_zone_rebuild(rl2_zone_t *z);
 
 #endif

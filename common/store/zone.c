@@ -5,7 +5,7 @@
  * Owns the hash index, the LRU list and the free list, the rebuild of all
  * three from the entries, and the per-key entry points (get, peek,
  * keep_until, remove) and statistics of store_local.h.  The layout is in
- * store_local_internal.h; creating, attaching and locking the shm object
+ * store_internal.h; creating, attaching and locking the shm object
  * are in store_local_shm.c.  Nothing here allocates: every entry was
  * reserved when the zone was created.
  *
