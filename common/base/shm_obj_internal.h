@@ -4,7 +4,7 @@
  * alert rate limits (alert.c).
  *
  * Owns creating, attaching to, validating and replacing such an object.
- * Unlike a local zone (store_local_shm.c) these objects are a few hundred
+ * Unlike a local zone (zone_shm.c) these objects are a few hundred
  * bytes whose payload starts as all zero bytes, which is a valid initial
  * state (circuit closed, no alert sent yet): the creator only writes the
  * header, so creation takes microseconds and attachers can poll for it.
@@ -49,7 +49,7 @@ void rl2_shm_obj_close(void *base, size_t size);
 /* Remove the name; mappings stay valid until closed. */
 rl2_status_t rl2_shm_obj_unlink(const char *name, rl2_err_t *err);
 
-/* ---- shared with the local zone (store_local_shm.c) ---- */
+/* ---- shared with the local zone (zone_shm.c) ---- */
 
 /* "KIND NAME: WHAT: strerror(errnum)" as an RL2_ERR_SYS. */
 rl2_status_t rl2_shm_sys_err(rl2_err_t *err, const char *kind,

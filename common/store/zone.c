@@ -6,7 +6,7 @@
  * three from the entries, and the per-key entry points (get, peek,
  * keep_until, remove) and statistics of store_local.h.  The layout is in
  * store_internal.h; creating, attaching and locking the shm object
- * are in store_local_shm.c.  Nothing here allocates: every entry was
+ * are in zone_shm.c.  Nothing here allocates: every entry was
  * reserved when the zone was created.
  *
  * Every entry is on exactly one of the LRU list (in use) and the free list
