@@ -5,6 +5,7 @@
  * the client, resolved once per phase and allocation-free.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -268,6 +269,80 @@ rl2_query_param(const char *query, const char *name, size_t *len)
     return NULL;
 }
 
+/* A method name from text[0..len), percent-decoded as a framework
+ * decodes a query parameter; 0 when it is no method we know. */
+static unsigned
+rl2_method_bit_n(const char *text, size_t len)
+{
+    char name[16];
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)text[i];
+
+        if (c == '%' && i + 2 < len && isxdigit((unsigned char)text[i + 1])
+            && isxdigit((unsigned char)text[i + 2])) {
+            char hex[3] = { text[i + 1], text[i + 2], '\0' };
+
+            c = (int)strtol(hex, NULL, 16);
+            i += 2;
+        }
+        if (n + 1 >= sizeof(name)) {
+            return 0;
+        }
+        name[n++] = (char)c;
+    }
+    name[n] = '\0';
+    return n > 0 ? rl2_method_bit(name) : 0;
+}
+
+/* The methods an override asks for: the header and the query parameter
+ * both count, since a framework may read either. */
+static unsigned
+rl2_method_override(const rl2_request_t *req)
+{
+    unsigned bits = 0;
+    const char *val;
+    size_t len;
+
+    if (req->header != NULL
+        && (val = req->header(req->header_ctx,
+                              "X-HTTP-Method-Override")) != NULL) {
+        bits |= rl2_method_bit_n(val, strlen(val));
+    }
+    if (req->query != NULL
+        && (val = rl2_query_param(req->query, "_method", &len)) != NULL) {
+        bits |= rl2_method_bit_n(val, len);
+    }
+    return bits;
+}
+
+/* The methods a request may be served as, one bit each: a rule matches
+ * when it names any of them.  HEAD is GET without the body to every
+ * server and framework, so it meets the rules for GET (a client must not
+ * step around them with curl -I).  With method_override, a POST is also
+ * what X-HTTP-Method-Override or ?_method= says it is, as Rails and
+ * Laravel route it. */
+static unsigned
+rl2_method_readings(const rl2_policy_t *p, const rl2_request_t *req)
+{
+    unsigned bits = req->method_bit;
+
+    if (bits == 0 && req->method != NULL) {
+        bits = rl2_method_bit(req->method);
+    }
+    if (bits == 0) {
+        return RL2_METHOD_OTHER;
+    }
+    if (bits == RL2_METHOD_HEAD) {
+        bits |= RL2_METHOD_GET;
+    }
+    if (p->method_override && bits == RL2_METHOD_POST) {
+        bits |= rl2_method_override(req);
+    }
+    return bits;
+}
+
 /* The identity a billing system's tier is looked up by (tier_source.h),
  * by the first kind the request has: the user name, or the hex SHA-256
  * of the API key (apikey as rl2_tier_source_get's caller has it: the
@@ -493,13 +568,7 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
     c->req = req;
     c->v = v;
     c->phase = phase;
-    c->method_bit = req->method_bit;
-    if (c->method_bit == 0 && req->method != NULL) {
-        c->method_bit = rl2_method_bit(req->method);
-    }
-    if (c->method_bit == 0) {
-        c->method_bit = RL2_METHOD_OTHER;
-    }
+    c->method_bit = rl2_method_readings(policy, req);
     rl2_resolve_address(c);
     rl2_resolve_apikey(c);
     if (req->user != NULL && req->user[0] != '\0') {

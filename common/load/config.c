@@ -42,7 +42,8 @@ static const char *const rl2_top_keys[] = {
     "mode", "match", "algorithm", "hash_secret", "ipv6_prefix",
     "trusted_proxies", "api_key", "tier_from", "tiers", "default_tier",
     "headers", "whitelist", "clients", "rules", "default",
-    "violation_log", "redis", "failover", "alerts", NULL
+    "violation_log", "redis", "failover", "alerts", "method_override",
+    NULL
 };
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
@@ -125,6 +126,7 @@ rl2_cfg_scalars(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_choice(cfg, root, "match", rl2_match_values,
                            &p->match_all));
     RL2_TRY(rl2_cfg_algo(cfg, root, &cfg->algo));
+    RL2_TRY(rl2_cfg_bool(cfg, root, "method_override", &p->method_override));
     RL2_TRY(rl2_cfg_string(cfg, root, "hash_secret", &secret));
     if (secret != NULL) {
         rl2_hash_key_from_secret(secret, &p->hash_key);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "ratelimit2/policy.h"
@@ -354,14 +355,16 @@ rl2_mode_parse(const char *text, rl2_mode_t *out, rl2_err_t *err)
 }
 
 /* Every request asks this: the first letter picks the one candidate, so
- * a method costs one string comparison. */
+ * a method costs one string comparison.  Without case: Apache and the
+ * applications behind it accept "post" as POST, so a rule for POST must
+ * see it as POST too. */
 unsigned
 rl2_method_bit(const char *method)
 {
     const char *name;
     unsigned bit;
 
-    switch (method[0]) {
+    switch (method[0] & ~0x20) {
     case 'G': name = "GET";     bit = RL2_METHOD_GET;     break;
     case 'H': name = "HEAD";    bit = RL2_METHOD_HEAD;    break;
     case 'D': name = "DELETE";  bit = RL2_METHOD_DELETE;  break;
@@ -369,7 +372,7 @@ rl2_method_bit(const char *method)
     case 'C': name = "CONNECT"; bit = RL2_METHOD_CONNECT; break;
     case 'T': name = "TRACE";   bit = RL2_METHOD_TRACE;   break;
     case 'P':
-        switch (method[1]) {
+        switch (method[1] & ~0x20) {
         case 'O': name = "POST";  bit = RL2_METHOD_POST;  break;
         case 'U': name = "PUT";   bit = RL2_METHOD_PUT;   break;
         case 'A': name = "PATCH"; bit = RL2_METHOD_PATCH; break;
@@ -379,7 +382,7 @@ rl2_method_bit(const char *method)
     default:
         return 0;
     }
-    return strcmp(method, name) == 0 ? bit : 0;
+    return strcasecmp(method, name) == 0 ? bit : 0;
 }
 
 rl2_status_t

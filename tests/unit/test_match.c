@@ -187,7 +187,8 @@ test_method_bits(void **state)
         { "DELETE", RL2_METHOD_DELETE }, { "PATCH", RL2_METHOD_PATCH },
         { "OPTIONS", RL2_METHOD_OPTIONS },
         { "CONNECT", RL2_METHOD_CONNECT }, { "TRACE", RL2_METHOD_TRACE },
-        { "get", 0 }, { "GETS", 0 }, { "GE", 0 }, { "P", 0 }, { "PO", 0 },
+        { "get", RL2_METHOD_GET }, { "pOsT", RL2_METHOD_POST },
+        { "GETS", 0 }, { "GE", 0 }, { "P", 0 }, { "PO", 0 },
         { "PROPFIND", 0 }, { "", 0 }, { "HEADER", 0 }, { "PATC", 0 },
     };
 

@@ -164,6 +164,9 @@ typedef struct {
 
     rl2_mode_t     mode;         /* never RL2_MODE_INHERIT */
     int            match_all;    /* 0: first match (with continue); 1: all */
+    int            method_override; /* a POST also matches the rules of the
+                                       method in X-HTTP-Method-Override or
+                                       ?_method= (Rails, Laravel) */
 
     rl2_tier_t    *tiers;
     size_t         n_tiers;

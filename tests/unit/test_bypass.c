@@ -1,0 +1,194 @@
+/*
+ * test_bypass.c -- a client must not step around a rule by how it spells
+ * its request: each test sends the same request in two spellings and
+ * expects the second to meet the counter the first used up.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ratelimit2/config.h"
+#include "ratelimit2/decide.h"
+#include "ratelimit2/store_local.h"
+
+/* One request a rule may meet in one hour, per rule. */
+#define RL2_T_RULES                                                      \
+    "rules = ( { name = \"read\"; methods = [ \"GET\" ];\n"             \
+    "            paths = [ \"/r\" ];\n"                                   \
+    "            limits = ( { rate = \"1/hour\"; key = \"global\"; } ); },\n" \
+    "          { name = \"edit\"; methods = [ \"PUT\", \"DELETE\" ];\n"   \
+    "            paths = [ \"/e\" ];\n"                                   \
+    "            limits = ( { rate = \"1/hour\"; key = \"global\"; } ); } );\n"
+
+static const char *const plain_text = RL2_T_RULES;
+static const char *const override_text =
+    "method_override = true;\n" RL2_T_RULES;
+
+typedef struct {
+    rl2_policy_t *policy;
+    rl2_zone_t   *zone;
+    rl2_store_t  *store;
+    char          zname[64];
+} fixture_t;
+
+static int
+setup_with(void **state, const char *text)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+    rl2_err_t err;
+
+    assert_non_null(f);
+    assert_int_equal(rl2_config_load_string(text, "t.conf", NULL,
+                                            &f->policy, &err), RL2_OK);
+    snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-bypass",
+             (int)getpid());
+    assert_int_equal(rl2_zone_open(f->zname, 64, f->policy->max_state_size,
+                                   0600, &f->zone, &err), RL2_OK);
+    assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err),
+                     RL2_OK);
+    *state = f;
+    return 0;
+}
+
+static int
+setup_plain(void **state)
+{
+    return setup_with(state, plain_text);
+}
+
+static int
+setup_override(void **state)
+{
+    return setup_with(state, override_text);
+}
+
+static int
+teardown(void **state)
+{
+    fixture_t *f = *state;
+    rl2_err_t err;
+
+    rl2_store_destroy(f->store);
+    rl2_zone_close(f->zone);
+    rl2_zone_unlink(f->zname, &err);
+    rl2_policy_free(f->policy);
+    free(f);
+    return 0;
+}
+
+static const char *
+override_header(void *ctx, const char *name)
+{
+    return strcasecmp(name, "X-HTTP-Method-Override") == 0 ? ctx : NULL;
+}
+
+/* Decide method path?query (with an X-HTTP-Method-Override when
+ * override is not NULL); the outcome and the rule that decided. */
+static rl2_outcome_t
+send_req(fixture_t *f, const char *method, const char *path,
+         const char *query, const char *override, char rule[64])
+{
+    rl2_request_t req = { 0 };
+    rl2_verdict_t v;
+    rl2_clock_t now = { 1000000, 1700000000000000 };
+    rl2_err_t err;
+
+    req.method = method;
+    req.path = path;
+    req.query = query;
+    req.peer_ip = "192.0.2.1";
+    req.header = override_header;
+    req.header_ctx = (void *)override;
+    rl2_verdict_init(&v);
+    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
+                                RL2_PHASE_ALL, &now, &v, &err), RL2_OK);
+    snprintf(rule, 64, "%s", v.n_layers > 0 && v.shown >= 0
+                             ? v.layers[v.shown].rule->name : "");
+    return v.outcome;
+}
+
+/* curl -I is a GET to every server: HEAD meets the GET rule's counter. */
+static void
+test_head_is_get(void **state)
+{
+    fixture_t *f = *state;
+    char rule[64];
+
+    assert_int_equal(send_req(f, "GET", "/r", NULL, NULL, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(send_req(f, "HEAD", "/r", NULL, NULL, rule),
+                     RL2_OUTCOME_DENY);
+    assert_string_equal(rule, "read");
+}
+
+/* Apache serves "get" and "post" as GET and POST. */
+static void
+test_method_case(void **state)
+{
+    fixture_t *f = *state;
+    char rule[64];
+
+    assert_int_equal(send_req(f, "head", "/r", NULL, NULL, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(send_req(f, "Get", "/r", NULL, NULL, rule),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(send_req(f, "put", "/e", NULL, NULL, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(send_req(f, "DELETE", "/e", NULL, NULL, rule),
+                     RL2_OUTCOME_DENY);
+}
+
+/* With method_override, a POST the framework routes as PUT or DELETE
+ * meets the PUT rule: by header, or by ?_method= in any spelling. */
+static void
+test_override_considered(void **state)
+{
+    fixture_t *f = *state;
+    char rule[64];
+
+    assert_int_equal(send_req(f, "POST", "/e", NULL, "PUT", rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_string_equal(rule, "edit");
+    assert_int_equal(send_req(f, "POST", "/e", "_method=%64elete", NULL,
+                              rule), RL2_OUTCOME_DENY);
+    assert_int_equal(send_req(f, "POST", "/e", "a=1&_method=put", "junk",
+                              rule), RL2_OUTCOME_DENY);
+    /* A GET is never overridden: frameworks override POST only. */
+    assert_int_equal(send_req(f, "GET", "/e", "_method=PUT", NULL, rule),
+                     RL2_OUTCOME_NONE);
+}
+
+/* Without it, the override is the application's business: a POST stays
+ * a POST (the policy must say it wants the override read). */
+static void
+test_override_off(void **state)
+{
+    fixture_t *f = *state;
+    char rule[64];
+
+    assert_int_equal(send_req(f, "POST", "/e", "_method=PUT", "PUT", rule),
+                     RL2_OUTCOME_NONE);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_head_is_get, setup_plain,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_method_case, setup_plain,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_override_considered,
+                                        setup_override, teardown),
+        cmocka_unit_test_setup_teardown(test_override_off, setup_plain,
+                                        teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
