@@ -8,6 +8,12 @@
 #include <string.h>
 
 #include "ratelimit2/decide.h"
+#include "ratelimit2/headers.h"
+
+/* ---- moved from ratelimit2/headers.h ---- */
+
+/* Bytes rl2_headers_render needs for this verdict (an upper bound). */
+size_t rl2_headers_size(const rl2_verdict_t *v);
 
 #define RL2_PATH_MAX 2048
 

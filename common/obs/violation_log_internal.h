@@ -16,6 +16,30 @@
 
 #include "ratelimit2/violation_log.h"
 #include "base/shm_obj_internal.h"
+#include "redis/redis_internal.h"
+
+/* ---- moved from ratelimit2/violation_log.h ---- */
+
+/* "<zone>.vlog" into out (size bytes); -1 when it does not fit. */
+int rl2_vlog_ring_name(const char *zone_name, char *out, size_t size);
+
+/* Open the log of zone `zone_name`: create or attach to its ring (mode is
+ * the permission of a new object); with `redis` (the Redis store's pool,
+ * rl2_store_redis_pool) not NULL, entries go to the stream while
+ * `circuit` (may be NULL) is closed.  conf is copied (its stream too);
+ * redis and circuit are borrowed and must outlive the log.  *out is NULL
+ * when conf->disabled.  Freed by rl2_vlog_close(). */
+rl2_status_t rl2_vlog_open(const rl2_vlog_conf_t *conf,
+                           const char *zone_name, unsigned mode,
+                           rl2_redis_pool_t *redis, rl2_circuit_t *circuit,
+                           rl2_vlog_t **out, rl2_err_t *err);
+void rl2_vlog_close(rl2_vlog_t *log);
+
+/* Copy src into dst (size bytes), stopping at '?' when `path`, with
+ * control bytes, DEL, bytes above ASCII (a decoded path may hold any),
+ * backslash and double quote as \xHH: bounded ASCII text
+ * that cannot break a log line.  Truncates on an escape boundary. */
+void rl2_vlog_escape(char *dst, size_t size, const char *src, int path);
 
 #define RL2_VLOG_MAGIC   0x524c3256u    /* "RL2V" */
 #define RL2_VLOG_VERSION 1u
