@@ -6,11 +6,14 @@
  * algorithm uses, and the check/commit/refund entry points that algo.c's
  * dispatch table names.
  *
- *   algo.c         dispatch, names, parameter checks, TTLs
- *   bucket.c  token_bucket (GCRA) and leaky_bucket
- *   window.c  fixed_window, quota, sliding_window, sliding_log,
- *                  concurrency
- *   calendar.c     UTC calendar periods (rl2_period_bounds)
+ *   algo.c           dispatch, names, parameter checks, TTLs
+ *   bucket.c         token_bucket (GCRA) and leaky_bucket
+ *   window.c         fixed_window, quota, sliding_window, sliding_log,
+ *                    concurrency
+ *   calendar.c       UTC calendar periods (rl2_period_bounds)
+ *   algo_internal.h  this file; also the entry points the stores and the
+ *                    loader call (check, commit, refund, TTL, sizes),
+ *                    which libratelimit2-dev does not export
  *
  * The helpers are static inline because they run on every check: across
  * files, a plain function would add a call where there was none.  The Redis
@@ -31,7 +34,7 @@
 
 #include "ratelimit2/algo.h"
 
-/* ---- moved from ratelimit2/algo.h ---- */
+/* ---- beside ratelimit2/algo.h (not installed) ---- */
 
 /* Validate parameters at load time: limit >= 1, windows > 0, burst rules,
  * sliding_log size, and that no arithmetic the algorithm will do on them

@@ -1,5 +1,19 @@
 /*
- * base_internal.h -- (map)
+ * base_internal.h -- what the base folder gives the rest of the core and
+ * not libratelimit2-dev (private to the core): alert state and sending,
+ * the short sleep, SipHash and digests, status names.
+ *
+ *   alert.c               syslog alerts: line format, per-kind rate limit
+ *                         in shared memory, sending
+ *   buf.h                 a bounded string builder for the hot path
+ *   clock.c               the two clocks of a request, rl2_mono_us,
+ *                         rl2_sleep_ms
+ *   hash.c                SipHash and the digests built on it
+ *   sha256.c, sha256.h    SHA-256 of a short message, in hex
+ *   shm_obj.c,            small named shared memory objects: create,
+ *   shm_obj_internal.h    attach, validate, unlink
+ *   status.c              the error buffer and the names of status codes
+ *   base_internal.h       this file
  */
 #ifndef RL2_BASE_INTERNAL_H
 #define RL2_BASE_INTERNAL_H
@@ -12,7 +26,7 @@
 #include "ratelimit2/hash.h"
 #include "ratelimit2/status.h"
 
-/* ---- moved from ratelimit2/alert.h ---- */
+/* ---- beside ratelimit2/alert.h (not installed) ---- */
 
 void rl2_alert_conf_default(rl2_alert_conf_t *conf);
 
@@ -56,13 +70,13 @@ uint64_t rl2_alert_failures(const rl2_alert_t *alert);
 /* "redis_down", ...; NULL for an unknown kind. */
 const char *rl2_alert_kind_name(rl2_alert_kind_t kind);
 
-/* ---- moved from ratelimit2/clock.h ---- */
+/* ---- beside ratelimit2/clock.h (not installed) ---- */
 
 /* Sleep ms milliseconds (a signal only cuts the wait short): for the
  * core's short waits, never to delay a request as a way of limiting. */
 void rl2_sleep_ms(int64_t ms);
 
-/* ---- moved from ratelimit2/hash.h ---- */
+/* ---- beside ratelimit2/hash.h (not installed) ---- */
 
 uint64_t rl2_siphash(const rl2_hash_key_t *key, const void *data, size_t len);
 
@@ -88,7 +102,7 @@ void rl2_hash_id(const rl2_hash_key_t *key, const char *id, char out[17]);
 /* Derive a hash key from an arbitrary secret string. */
 void rl2_hash_key_from_secret(const char *secret, rl2_hash_key_t *key);
 
-/* ---- moved from ratelimit2/status.h ---- */
+/* ---- beside ratelimit2/status.h (not installed) ---- */
 
 const char *rl2_status_str(rl2_status_t status);
 

@@ -9,6 +9,22 @@
  * alert-client tables are plain memory guarded by `lock`, a spin lock
  * word holding its owner's pid so that a lock left by a dead process is
  * taken over.
+ *
+ * The obs folder (the other internal header maps it too):
+ *
+ *   metrics.c                  the metrics object: opening it, naming
+ *                              rules and tiers, recording verdicts
+ *   metrics_clients.c          who is refused and who is close to a limit
+ *   metrics_html.c             the status page
+ *   metrics_prom.c             the Prometheus text exposition
+ *   metrics_read.c             reading the metrics object for exposition
+ *   metrics_internal.h         the metrics object's layout; the metrics
+ *                              entry points kept from libratelimit2-dev
+ *   timed_store.c              a store that times every call it forwards
+ *   violation_log.c            writing the violation log
+ *   violation_log_read.c       reading it back, for operators' tools
+ *   violation_log_internal.h   the ring's layout; the violation log's
+ *                              entry points kept from libratelimit2-dev
  */
 #ifndef RL2_METRICS_INTERNAL_H
 #define RL2_METRICS_INTERNAL_H
@@ -19,7 +35,7 @@
 #include "ratelimit2/metrics.h"
 #include "base/shm_obj_internal.h"
 
-/* ---- moved from ratelimit2/metrics.h ---- */
+/* ---- beside ratelimit2/metrics.h (not installed) ---- */
 
 void rl2_metrics_conf_default(rl2_metrics_conf_t *conf);
 

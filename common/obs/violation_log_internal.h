@@ -6,6 +6,22 @@
  * capacity is implied by the object's size, which the small-object header
  * records and checks on attach.  A slot's stamp is 0 (never written),
  * 2*seq+1 (entry seq being written) or 2*seq+2 (entry seq complete).
+ *
+ * The obs folder (the other internal header maps it too):
+ *
+ *   metrics.c                  the metrics object: opening it, naming
+ *                              rules and tiers, recording verdicts
+ *   metrics_clients.c          who is refused and who is close to a limit
+ *   metrics_html.c             the status page
+ *   metrics_prom.c             the Prometheus text exposition
+ *   metrics_read.c             reading the metrics object for exposition
+ *   metrics_internal.h         the metrics object's layout; the metrics
+ *                              entry points kept from libratelimit2-dev
+ *   timed_store.c              a store that times every call it forwards
+ *   violation_log.c            writing the violation log
+ *   violation_log_read.c       reading it back, for operators' tools
+ *   violation_log_internal.h   the ring's layout; the violation log's
+ *                              entry points kept from libratelimit2-dev
  */
 #ifndef RL2_VIOLATION_LOG_INTERNAL_H
 #define RL2_VIOLATION_LOG_INTERNAL_H
@@ -18,7 +34,7 @@
 #include "base/shm_obj_internal.h"
 #include "redis/redis_internal.h"
 
-/* ---- moved from ratelimit2/violation_log.h ---- */
+/* ---- beside ratelimit2/violation_log.h (not installed) ---- */
 
 /* "<zone>.vlog" into out (size bytes); -1 when it does not fit. */
 int rl2_vlog_ring_name(const char *zone_name, char *out, size_t size);

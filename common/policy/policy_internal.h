@@ -1,5 +1,14 @@
 /*
- * policy_internal.h -- (map)
+ * policy_internal.h -- what the policy folder gives the rest of the core
+ * and not libratelimit2-dev (private to the core): the rule index, the
+ * matchers, and the small parsers only the config loader uses.
+ *
+ *   match.c               path normalisation, globs, CIDR and rule
+ *                         matching
+ *   policy.c              the policy object and its arena, the small
+ *                         parsers shared with the front ends
+ *   rule_index.c          the rules a path may match, by first segment
+ *   policy_internal.h     this file
  */
 #ifndef RL2_POLICY_INTERNAL_H
 #define RL2_POLICY_INTERNAL_H
@@ -9,7 +18,7 @@
 
 #include "ratelimit2/policy.h"
 
-/* ---- moved from ratelimit2/policy.h ---- */
+/* ---- beside ratelimit2/policy.h (not installed) ---- */
 
 /* The rules a path may match (rule_index.c): rule numbers, ascending, in
  * two lists to be merged (those filed under the path's first segment,

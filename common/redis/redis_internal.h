@@ -1,5 +1,22 @@
 /*
- * redis_internal.h -- (map)
+ * redis_internal.h -- what the redis folder gives the rest of the core
+ * and not libratelimit2-dev (private to the core): connections, the
+ * per-thread pools, Sentinel discovery and the Cluster router, the tier
+ * source's entry points.
+ *
+ *   redis_cluster.c       Redis Cluster routing: key slots, the slot map,
+ *                         redirections
+ *   redis_conn.c          connections to one server and the per-thread
+ *                         pool
+ *   redis_lua.c           the Lua of the Redis store, one fragment per
+ *                         algorithm
+ *   redis_resp.c, .h      a command in the Redis protocol (RESP)
+ *   redis_scripts.c, .h   calling the store's Lua: keys, arguments,
+ *                         EVALSHA
+ *   redis_store.c         the store interface over Redis
+ *   redis_topology.c      where the master is: Sentinel, Cluster seeds
+ *   tier_source.c         tiers from a billing system's Redis hash
+ *   redis_internal.h      this file
  */
 #ifndef RL2_REDIS_INTERNAL_H
 #define RL2_REDIS_INTERNAL_H
@@ -216,7 +233,7 @@ const char *rl2_redis_pool_name(const rl2_redis_pool_t *pool);
  * connection a decision has just used. */
 rl2_redis_pool_t *rl2_store_redis_pool(rl2_store_t *store);
 
-/* ---- moved from ratelimit2/tier_source.h ---- */
+/* ---- beside ratelimit2/tier_source.h (not installed) ---- */
 
 /* A tier source on the server conf names (copied), asking only while
  * circuit (may be NULL: always) is closed, with a cache of `entries`

@@ -1,12 +1,19 @@
 /*
- * store_internal.h -- the layout of a local zone (private to the
- * core), shared by the two files that implement store_local.h:
+ * store_internal.h -- what the store folder keeps from libratelimit2-dev
+ * (private to the core): the circuit breaker's and the zone's entry
+ * points the rest of the core calls, and the layout of a local zone.
  *
- *   store_local.c      the table: hash index, LRU and free lists, the
+ *   circuit.c          the circuit breaker in shared memory, the failover
+ *                      modes' names and parsers
+ *   failover.c         the failover store: Redis while the circuit is
+ *                      closed, the local zone (or a refusal) otherwise
+ *   local_store.c      the store interface over a local zone
+ *   zone.c             the table: hash index, LRU and free lists, the
  *                      per-key entry points, statistics
- *   store_local_shm.c  the shm object: geometry, create / attach / validate
+ *   zone_shm.c         the shm object: geometry, create / attach / validate
  *                      and the race between them, unlink, the robust lock
  *                      and its recovery after a crash
+ *   store_internal.h   this file
  *
  * Owns the shm object's layout and the per-process handle.  Layout
  * (offsets from the start of the object, never pointers, so every process
@@ -37,7 +44,7 @@
 #include "ratelimit2/failover.h"
 #include "ratelimit2/store_local.h"
 
-/* ---- moved from ratelimit2/failover.h ---- */
+/* ---- beside ratelimit2/failover.h (not installed) ---- */
 
 const char *rl2_failover_mode_name(rl2_failover_mode_t mode);
 
@@ -79,7 +86,7 @@ const rl2_circuit_conf_t *rl2_circuit_conf(const rl2_circuit_t *circuit);
  * store: the front end applies its usual store-error policy. */
 int rl2_failover_refusing(const rl2_store_t *store, int64_t *retry_after_s);
 
-/* ---- moved from ratelimit2/store_local.h ---- */
+/* ---- beside ratelimit2/store_local.h (not installed) ---- */
 
 /* Take and release the zone lock.  Lock returns RL2_OK, recovering a lock
  * whose owner died, or RL2_ERR_SYS with a message. */
