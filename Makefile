@@ -18,7 +18,8 @@ comma    := ,
 WARN     := -Wall -Wextra -Werror
 CFLAGS_C := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) -Icommon/include
 # The core's folders include each other's internal headers as
-# "folder/name.h"; only the core and its unit tests use this path.
+# "folder/name.h"; only the core, its unit tests, the test tools and the
+# benchmark use this path.
 CORE_INC := -Icommon
 LDLIBS   := -lconfig -lhiredis -lpthread -lrt
 
@@ -100,7 +101,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(wildcard tests/unit/*.h) $(CORE_HDR)
 
 $(BUILD)/tools/%: tests/tools/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_C) -o $@ $< $(LIB) $(LDLIBS) $(LDSAN)
+	$(CC) $(CFLAGS_C) $(CORE_INC) -o $@ $< $(LIB) $(LDLIBS) $(LDSAN)
 
 # apxs drives libtool; -Wc passes compiler flags, -Wl linker flags.  The
 # core is linked in statically so the module has no extra runtime path.
@@ -161,7 +162,7 @@ BENCH_BIN := build/bench/rl2_core_bench
 
 $(BENCH_BIN): bench/rl2_core_bench.c build/libratelimit2.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_C) -o $@ $< build/libratelimit2.a $(LDLIBS)
+	$(CC) $(CFLAGS_C) $(CORE_INC) -o $@ $< build/libratelimit2.a $(LDLIBS)
 
 .PHONY: bench
 bench: deps

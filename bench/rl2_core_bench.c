@@ -39,6 +39,7 @@
 #include "ratelimit2/decide.h"
 #include "ratelimit2/store.h"
 #include "ratelimit2/store_local.h"
+#include "store/store_internal.h"
 
 #define RUNS 5
 #define ADDR_LEN 16

@@ -6,11 +6,14 @@
  * algorithm uses, and the check/commit/refund entry points that algo.c's
  * dispatch table names.
  *
- *   algo.c         dispatch, names, parameter checks, TTLs
- *   bucket.c  token_bucket (GCRA) and leaky_bucket
- *   window.c  fixed_window, quota, sliding_window, sliding_log,
- *                  concurrency
- *   calendar.c     UTC calendar periods (rl2_period_bounds)
+ *   algo.c           dispatch, names, parameter checks, TTLs
+ *   bucket.c         token_bucket (GCRA) and leaky_bucket
+ *   window.c         fixed_window, quota, sliding_window, sliding_log,
+ *                    concurrency
+ *   calendar.c       UTC calendar periods (rl2_period_bounds)
+ *   algo_internal.h  this file; also the entry points the stores and the
+ *                    loader call (check, commit, refund, TTL, sizes),
+ *                    which libratelimit2-dev does not export
  *
  * The helpers are static inline because they run on every check: across
  * files, a plain function would add a call where there was none.  The Redis
@@ -30,6 +33,42 @@
 #include <stdint.h>
 
 #include "ratelimit2/algo.h"
+
+/* ---- beside ratelimit2/algo.h (not installed) ---- */
+
+/* Validate parameters at load time: limit >= 1, windows > 0, burst rules,
+ * sliding_log size, and that no arithmetic the algorithm will do on them
+ * (including with "now" up to year 2200 in µs and cost up to limit) can
+ * overflow int64.  On failure writes a message (without file:line; the
+ * caller adds it) and returns RL2_ERR_RANGE or RL2_ERR_CONFIG. */
+rl2_status_t rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err);
+
+/* Bytes of state one key needs for these parameters (a multiple of 8). */
+size_t rl2_algo_state_size(const rl2_algo_params_t *p);
+
+/* Would a request of `cost` units fit now?  Does not modify state. */
+void rl2_algo_check(const rl2_algo_params_t *p, const void *state,
+                    int64_t now_us, int64_t cost, rl2_algo_result_t *out);
+
+/* Record a request of `cost` units that rl2_algo_check() allowed. */
+void rl2_algo_commit(const rl2_algo_params_t *p, void *state,
+                     int64_t now_us, int64_t cost);
+
+/* Take back `cost` units committed at `committed_us` (the now_us that was
+ * passed to rl2_algo_commit).  Never makes the state more generous than if
+ * the request had not been made. */
+void rl2_algo_refund(const rl2_algo_params_t *p, void *state,
+                     int64_t now_us, int64_t committed_us, int64_t cost);
+
+/* How long a key's state must be kept after its last commit at now_us
+ * before it is equivalent to a fresh (all zero) state, in µs.  Used by
+ * stores for expiry.  For quota: until the end of the current period. */
+int64_t rl2_algo_ttl_us(const rl2_algo_params_t *p, int64_t now_us);
+
+/* Start of the calendar period (UTC) that contains wall time now_us, and the
+ * start of the next one, in µs since the epoch. */
+void rl2_period_bounds(rl2_period_t period, int64_t now_us,
+                       int64_t *start_us, int64_t *end_us);
 
 #define US_PER_DAY (INT64_C(86400) * RL2_US_PER_S)
 

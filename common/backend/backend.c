@@ -10,6 +10,11 @@
 
 #include "ratelimit2/backend.h"
 #include "ratelimit2/tier_source.h"
+#include "base/base_internal.h"
+#include "store/store_internal.h"
+#include "redis/redis_internal.h"
+#include "obs/metrics_internal.h"
+#include "obs/violation_log_internal.h"
 
 struct rl2_backend {
     rl2_zone_t    *zone;

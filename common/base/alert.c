@@ -29,6 +29,7 @@
 #include "ratelimit2/alert.h"
 #include "buf.h"
 #include "shm_obj_internal.h"
+#include "base_internal.h"
 
 #define ALERT_MAGIC 0x41324c52u     /* "RL2A" read little-endian */
 #define ALERT_VERSION 2u

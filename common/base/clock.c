@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "ratelimit2/clock.h"
+#include "base/base_internal.h"
 
 int64_t
 rl2_mono_us(void)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ratelimit2/hash.h"
+#include "base/base_internal.h"
 
 /* Fixed, public key: a storage digest is an index, not a secret (the
  * local zone's index rehashes it under a per-zone random seed). */

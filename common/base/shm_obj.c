@@ -24,6 +24,7 @@
 
 #include "ratelimit2/clock.h"
 #include "shm_obj_internal.h"
+#include "base_internal.h"
 
 #define SHM_OPEN_ATTEMPTS 8
 #define SHM_WAIT_MS 1000              /* how long an attacher waits for a

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "ratelimit2/status.h"
+#include "base/base_internal.h"
 
 rl2_status_t rl2_err_set(rl2_err_t *err, rl2_status_t status,
                          const char *fmt, ...)

@@ -17,6 +17,8 @@
 
 #include "base/buf.h"
 #include "decide_internal.h"
+#include "base/base_internal.h"
+#include "policy/policy_internal.h"
 
 /* ---- rules and layers ---- */
 

@@ -1,6 +1,14 @@
 /*
  * decide_internal.h -- what decide.c and identity.c share (private to the
- * core): the per-request context and the client-identity steps.
+ * core): the per-request context and the client-identity steps; and
+ * rl2_headers_size, which libratelimit2-dev does not export.
+ *
+ *   decide.c              from a request description to one verdict
+ *   forwarded.c, .h       the Forwarded header (RFC 7239)
+ *   headers.c             a verdict as header fields and a 429 JSON body
+ *   identity.c            who the client is: address behind trusted
+ *                         proxies, user, API key, tier
+ *   decide_internal.h     this file
  */
 #ifndef RL2_DECIDE_INTERNAL_H
 #define RL2_DECIDE_INTERNAL_H
@@ -8,6 +16,12 @@
 #include <string.h>
 
 #include "ratelimit2/decide.h"
+#include "ratelimit2/headers.h"
+
+/* ---- beside ratelimit2/headers.h (not installed) ---- */
+
+/* Bytes rl2_headers_render needs for this verdict (an upper bound). */
+size_t rl2_headers_size(const rl2_verdict_t *v);
 
 #define RL2_PATH_MAX 2048
 

@@ -14,6 +14,8 @@
 #include "ratelimit2/headers.h"
 
 #include "base/buf.h"
+#include "algo/algo_internal.h"
+#include "decide/decide_internal.h"
 
 
 static long long

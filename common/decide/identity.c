@@ -18,6 +18,9 @@
 #include "base/sha256.h"
 #include "decide_internal.h"
 #include "forwarded.h"
+#include "base/base_internal.h"
+#include "policy/policy_internal.h"
+#include "redis/redis_internal.h"
 
 /* ---- the client address ---- */
 

@@ -32,6 +32,8 @@
 #include "ratelimit2/config.h"
 
 #include "load_internal.h"
+#include "base/base_internal.h"
+#include "policy/policy_internal.h"
 
 /* Bigger policies are a mistake (a log file passed by accident). */
 #define RL2_CFG_MAX_BYTES (16L * 1024 * 1024)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "load_internal.h"
+#include "policy/policy_internal.h"
 
 static const char *const rl2_limit_keys[] = {
     "name", "rate", "algorithm", "burst", "cost", "key", "overflow",

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "load_internal.h"
+#include "policy/policy_internal.h"
 
 static const char *const rl2_rule_keys[] = {
     "name", "methods", "paths", "hosts", "mode", "continue", "exempt",

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "load_internal.h"
+#include "policy/policy_internal.h"
 
 /* ---- lists in messages ---- */
 

@@ -34,6 +34,8 @@
 #include "ratelimit2/headers.h"
 
 #include "metrics_internal.h"
+#include "base/base_internal.h"
+#include "store/store_internal.h"
 
 #define LOCK_SPINS (1u << 16)   /* give up (skip the update) after this:
                                    the holder is stopped, not slow */

@@ -14,6 +14,7 @@
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
 #include "metrics_internal.h"
+#include "store/store_internal.h"
 
 #define CHART_W 600
 #define CHART_H 120

@@ -9,6 +9,22 @@
  * alert-client tables are plain memory guarded by `lock`, a spin lock
  * word holding its owner's pid so that a lock left by a dead process is
  * taken over.
+ *
+ * The obs folder (the other internal header maps it too):
+ *
+ *   metrics.c                  the metrics object: opening it, naming
+ *                              rules and tiers, recording verdicts
+ *   metrics_clients.c          who is refused and who is close to a limit
+ *   metrics_html.c             the status page
+ *   metrics_prom.c             the Prometheus text exposition
+ *   metrics_read.c             reading the metrics object for exposition
+ *   metrics_internal.h         the metrics object's layout; the metrics
+ *                              entry points kept from libratelimit2-dev
+ *   timed_store.c              a store that times every call it forwards
+ *   violation_log.c            writing the violation log
+ *   violation_log_read.c       reading it back, for operators' tools
+ *   violation_log_internal.h   the ring's layout; the violation log's
+ *                              entry points kept from libratelimit2-dev
  */
 #ifndef RL2_METRICS_INTERNAL_H
 #define RL2_METRICS_INTERNAL_H
@@ -18,6 +34,49 @@
 
 #include "ratelimit2/metrics.h"
 #include "base/shm_obj_internal.h"
+
+/* ---- beside ratelimit2/metrics.h (not installed) ---- */
+
+void rl2_metrics_conf_default(rl2_metrics_conf_t *conf);
+
+/* Open (or create) "<name>" with permission mode; alert may be NULL (no
+ * alerts) and zone NULL (no zone alerts); both are borrowed and must
+ * outlive the handle.  *out is freed by rl2_metrics_close(). */
+rl2_status_t rl2_metrics_open(const char *name, unsigned mode,
+                              const rl2_metrics_conf_t *conf,
+                              rl2_alert_t *alert, rl2_zone_t *zone,
+                              rl2_metrics_t **out, rl2_err_t *err);
+void rl2_metrics_close(rl2_metrics_t *m);
+rl2_status_t rl2_metrics_unlink(const char *name, rl2_err_t *err);
+
+/* Store calls, for the latency histogram and the error count. */
+void rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok);
+
+/* A store that times every call of `inner` into m (inner and m
+ * borrowed). */
+rl2_status_t rl2_store_timed_create(rl2_store_t *inner, rl2_metrics_t *m,
+                                    rl2_store_t **out, rl2_err_t *err);
+
+void rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out);
+
+/* Calls fn for every (rule, tier) cell with a non-zero count. */
+void rl2_metrics_cells(const rl2_metrics_t *m,
+                       void (*fn)(void *ctx, const rl2_metrics_cell_t *c),
+                       void *ctx);
+
+/* Allowed and denied per minute for rule slot `slot`, oldest first,
+ * ending with the minute of now_wall_s: out[i][0] allowed, [1] denied.
+ * Returns 0 when the slot holds no name. */
+int rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
+                        int64_t now_wall_s,
+                        uint64_t out[RL2_METRICS_MINUTES][2],
+                        char name[RL2_NAME_MAX + 1]);
+
+/* The top tables, largest count first; return how many were written. */
+size_t rl2_metrics_top_limited(const rl2_metrics_t *m,
+                               rl2_metrics_top_t out[RL2_METRICS_TOP]);
+size_t rl2_metrics_top_near(const rl2_metrics_t *m,
+                            rl2_metrics_top_t out[RL2_METRICS_TOP]);
 
 #define MX_MAGIC 0x4d324c52u      /* "RL2M" read little-endian */
 #define MX_VERSION 4u

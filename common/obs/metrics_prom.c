@@ -15,6 +15,7 @@
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
 #include "metrics_internal.h"
+#include "store/store_internal.h"
 
 typedef mx_out_t prom_t;
 

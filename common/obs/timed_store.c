@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "ratelimit2/metrics.h"
+#include "obs/metrics_internal.h"
 
 typedef struct {
     rl2_store_t     base;

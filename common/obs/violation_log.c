@@ -26,6 +26,8 @@
 #include "ratelimit2/violation_log.h"
 #include "base/shm_obj_internal.h"
 #include "violation_log_internal.h"
+#include "store/store_internal.h"
+#include "redis/redis_internal.h"
 
 struct rl2_vlog {
     rl2_vlog_ring_t  *ring;

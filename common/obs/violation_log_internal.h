@@ -6,6 +6,22 @@
  * capacity is implied by the object's size, which the small-object header
  * records and checks on attach.  A slot's stamp is 0 (never written),
  * 2*seq+1 (entry seq being written) or 2*seq+2 (entry seq complete).
+ *
+ * The obs folder (the other internal header maps it too):
+ *
+ *   metrics.c                  the metrics object: opening it, naming
+ *                              rules and tiers, recording verdicts
+ *   metrics_clients.c          who is refused and who is close to a limit
+ *   metrics_html.c             the status page
+ *   metrics_prom.c             the Prometheus text exposition
+ *   metrics_read.c             reading the metrics object for exposition
+ *   metrics_internal.h         the metrics object's layout; the metrics
+ *                              entry points kept from libratelimit2-dev
+ *   timed_store.c              a store that times every call it forwards
+ *   violation_log.c            writing the violation log
+ *   violation_log_read.c       reading it back, for operators' tools
+ *   violation_log_internal.h   the ring's layout; the violation log's
+ *                              entry points kept from libratelimit2-dev
  */
 #ifndef RL2_VIOLATION_LOG_INTERNAL_H
 #define RL2_VIOLATION_LOG_INTERNAL_H
@@ -16,6 +32,30 @@
 
 #include "ratelimit2/violation_log.h"
 #include "base/shm_obj_internal.h"
+#include "redis/redis_internal.h"
+
+/* ---- beside ratelimit2/violation_log.h (not installed) ---- */
+
+/* "<zone>.vlog" into out (size bytes); -1 when it does not fit. */
+int rl2_vlog_ring_name(const char *zone_name, char *out, size_t size);
+
+/* Open the log of zone `zone_name`: create or attach to its ring (mode is
+ * the permission of a new object); with `redis` (the Redis store's pool,
+ * rl2_store_redis_pool) not NULL, entries go to the stream while
+ * `circuit` (may be NULL) is closed.  conf is copied (its stream too);
+ * redis and circuit are borrowed and must outlive the log.  *out is NULL
+ * when conf->disabled.  Freed by rl2_vlog_close(). */
+rl2_status_t rl2_vlog_open(const rl2_vlog_conf_t *conf,
+                           const char *zone_name, unsigned mode,
+                           rl2_redis_pool_t *redis, rl2_circuit_t *circuit,
+                           rl2_vlog_t **out, rl2_err_t *err);
+void rl2_vlog_close(rl2_vlog_t *log);
+
+/* Copy src into dst (size bytes), stopping at '?' when `path`, with
+ * control bytes, DEL, bytes above ASCII (a decoded path may hold any),
+ * backslash and double quote as \xHH: bounded ASCII text
+ * that cannot break a log line.  Truncates on an escape boundary. */
+void rl2_vlog_escape(char *dst, size_t size, const char *src, int path);
 
 #define RL2_VLOG_MAGIC   0x524c3256u    /* "RL2V" */
 #define RL2_VLOG_VERSION 1u

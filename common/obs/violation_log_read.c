@@ -23,6 +23,7 @@
 #include <hiredis/hiredis.h>
 
 #include "violation_log_internal.h"
+#include "redis/redis_internal.h"
 
 static void
 rl2_entry_terminate(rl2_vlog_entry_t *e)

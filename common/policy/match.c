@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ratelimit2/policy.h"
+#include "policy/policy_internal.h"
 
 static int
 rl2_hexval(int c)

@@ -19,6 +19,9 @@
 #include "ratelimit2/policy.h"
 
 #include "base/buf.h"
+#include "base/base_internal.h"
+#include "algo/algo_internal.h"
+#include "policy/policy_internal.h"
 
 #define RL2_ARENA_BLOCK 8192
 

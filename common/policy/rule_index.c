@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ratelimit2/policy.h"
+#include "policy/policy_internal.h"
 
 /* Below this many rules the plain scan is as cheap. */
 #define RL2_RULE_INDEX_MIN 16

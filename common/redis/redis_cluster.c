@@ -27,6 +27,8 @@
 #include <hiredis/hiredis.h>
 
 #include "ratelimit2/redis.h"
+#include "base/base_internal.h"
+#include "redis/redis_internal.h"
 
 typedef struct {
     char              host[RL2_REDIS_HOST_MAX];

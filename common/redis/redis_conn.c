@@ -21,6 +21,7 @@
 
 #include "ratelimit2/redis.h"
 #include "redis_resp.h"
+#include "redis/redis_internal.h"
 
 struct rl2_redis_conn {
     redisContext          *ctx;

@@ -33,6 +33,7 @@
 
 #include "base/buf.h"
 #include "redis_scripts.h"
+#include "redis/redis_internal.h"
 
 /* The bound of redis_scripts.h: 2^50. */
 #define RL2_LUA_EXACT (INT64_C(1) << 50)

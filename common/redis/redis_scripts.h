@@ -41,6 +41,7 @@
 
 #include "ratelimit2/redis.h"
 #include "ratelimit2/store.h"
+#include "redis/redis_internal.h"
 
 typedef enum {
     RL2_SCRIPT_APPLY = 0,  /* check all, commit all or none */

@@ -31,6 +31,7 @@
 
 #include "ratelimit2/redis.h"
 #include "redis_scripts.h"
+#include "redis/redis_internal.h"
 
 typedef struct {
     rl2_store_t          base;

@@ -22,6 +22,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ratelimit2/redis.h"
+#include "redis/redis_internal.h"
 
 int
 rl2_redis_addr_split(const char *addr, char *host, size_t size, int *port)

@@ -22,6 +22,9 @@
 #include "ratelimit2/tier_source.h"
 
 #include "base/sha256.h"
+#include "base/base_internal.h"
+#include "store/store_internal.h"
+#include "redis/redis_internal.h"
 
 #define RL2_TIER_WAYS  4
 #define RL2_TIER_LOCKS 16

@@ -23,6 +23,7 @@
 
 #include "ratelimit2/failover.h"
 #include "base/shm_obj_internal.h"
+#include "store/store_internal.h"
 
 #define CIRCUIT_MAGIC 0x43324c52u   /* "RL2C" read little-endian */
 #define CIRCUIT_VERSION 1u

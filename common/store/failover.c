@@ -24,6 +24,9 @@
 #include <string.h>
 
 #include "ratelimit2/failover.h"
+#include "base/base_internal.h"
+#include "algo/algo_internal.h"
+#include "store/store_internal.h"
 
 typedef struct {
     rl2_store_t base;

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "ratelimit2/store.h"
+#include "algo/algo_internal.h"
+#include "store/store_internal.h"
 
 typedef struct {
     rl2_store_t base;

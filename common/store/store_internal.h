@@ -1,12 +1,19 @@
 /*
- * store_internal.h -- the layout of a local zone (private to the
- * core), shared by the two files that implement store_local.h:
+ * store_internal.h -- what the store folder keeps from libratelimit2-dev
+ * (private to the core): the circuit breaker's and the zone's entry
+ * points the rest of the core calls, and the layout of a local zone.
  *
+ *   circuit.c          the circuit breaker in shared memory, the failover
+ *                      modes' names and parsers
+ *   failover.c         the failover store: Redis while the circuit is
+ *                      closed, the local zone (or a refusal) otherwise
+ *   local_store.c      the store interface over a local zone
  *   zone.c             the table: hash index, LRU and free lists, the
  *                      per-key entry points, statistics
  *   zone_shm.c         the shm object: geometry, create / attach / validate
  *                      and the race between them, unlink, the robust lock
  *                      and its recovery after a crash
+ *   store_internal.h   this file
  *
  * Owns the shm object's layout and the per-process handle.  Layout
  * (offsets from the start of the object, never pointers, so every process
@@ -34,7 +41,79 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "ratelimit2/failover.h"
 #include "ratelimit2/store_local.h"
+
+/* ---- beside ratelimit2/failover.h (not installed) ---- */
+
+const char *rl2_failover_mode_name(rl2_failover_mode_t mode);
+
+/* The count one instance admits on its own while the circuit is open:
+ * max(floor(count x share_ppm / 10^6), 1).  count >= 1; share_ppm is
+ * clamped to [RL2_SHARE_MIN, RL2_SHARE_ONE]. */
+int64_t rl2_failover_local_count(int64_t count, uint32_t share_ppm);
+
+void rl2_circuit_conf_default(rl2_circuit_conf_t *conf);
+
+rl2_status_t rl2_circuit_unlink(const char *name, rl2_err_t *err);
+
+/* The next three take the monotonic clock in µs (tests pass their own).
+ * Route one request; a closed circuit costs one atomic load. */
+rl2_route_t rl2_circuit_route(rl2_circuit_t *circuit, int64_t now_us);
+
+/* Report how a request routed to Redis went.  Returns 1 when this call
+ * made the transition (success: closed the circuit, *down_us, which may
+ * be NULL, set to how long it was open; failure: opened it), so that the
+ * caller, and only it, sends the alerts. */
+int rl2_circuit_success(rl2_circuit_t *circuit, rl2_route_t route,
+                        int64_t now_us, int64_t *down_us);
+int rl2_circuit_failure(rl2_circuit_t *circuit, rl2_route_t route,
+                        int64_t now_us);
+
+/* Count refunds of layers Redis counted that were not sent because the
+ * circuit was not closed (they show in stats as refunds_dropped). */
+void rl2_circuit_drop_refunds(rl2_circuit_t *circuit, uint64_t n);
+
+rl2_circuit_state_t rl2_circuit_state(const rl2_circuit_t *circuit);
+void rl2_circuit_stats(const rl2_circuit_t *circuit,
+                       rl2_circuit_stats_t *out);
+const rl2_circuit_conf_t *rl2_circuit_conf(const rl2_circuit_t *circuit);
+
+/* After rl2_decide() failed: should the front end answer 503?  True for a
+ * failover store in `closed` mode whose circuit is open or half-open, or
+ * whose last Redis call failed; *retry_after_s (may be NULL) is then the
+ * probe interval in whole seconds, rounded up.  False for any other
+ * store: the front end applies its usual store-error policy. */
+int rl2_failover_refusing(const rl2_store_t *store, int64_t *retry_after_s);
+
+/* ---- beside ratelimit2/store_local.h (not installed) ---- */
+
+/* Take and release the zone lock.  Lock returns RL2_OK, recovering a lock
+ * whose owner died, or RL2_ERR_SYS with a message. */
+rl2_status_t rl2_zone_lock(rl2_zone_t *zone, rl2_err_t *err);
+void rl2_zone_unlock(rl2_zone_t *zone);
+
+/* Under the lock: the state of `key`, state_size bytes, 8-aligned.  A key
+ * that is absent, or whose expiry is before now_us, gets zeroed state (a
+ * new entry is inserted, evicting the oldest when full).  The entry becomes
+ * the most recently used.  Never returns NULL.  The pointer is valid until
+ * the lock is released. */
+void *rl2_zone_get(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
+
+/* Under the lock: the state of key if present and not expired at now_us,
+ * else NULL.  Does not insert or change recency (for inspection). */
+void *rl2_zone_peek(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
+
+/* Under the lock: keep the entry whose state pointer rl2_zone_get returned
+ * until at least until_us (expiry never moves earlier). */
+void rl2_zone_keep_until(rl2_zone_t *zone, void *state, int64_t until_us);
+
+/* Under the lock: forget key (its next get returns fresh state). */
+void rl2_zone_remove(rl2_zone_t *zone, rl2_digest_t key);
+
+/* A consistent snapshot of the counters (takes the lock itself). */
+rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
+                            rl2_err_t *err);
 
 #define ZONE_MAGIC 0x5a324c52u        /* "RL2Z" read little-endian */
 #define ZONE_VERSION 1u

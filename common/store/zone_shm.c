@@ -42,6 +42,7 @@
 #include "ratelimit2/store.h"
 #include "base/shm_obj_internal.h"
 #include "store_internal.h"
+#include "base/base_internal.h"
 
 #define ZONE_STATE_MAX 65536u         /* bytes of state per entry */
 #define ZONE_OPEN_ATTEMPTS 8

@@ -24,6 +24,7 @@
 #include "decide/decide_internal.h"
 #include "decide/forwarded.h"
 #include "ratelimit2/config.h"
+#include "policy/policy_internal.h"
 
 static const char *const policy_texts[2] = {
     "trusted_proxies = [ \"127.0.0.1\", \"10.0.0.0/8\", \"::1\",\n"

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "ratelimit2/store_local.h"
+#include "store/store_internal.h"
 
 int
 main(int argc, char **argv)

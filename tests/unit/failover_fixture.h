@@ -36,6 +36,8 @@
 #include "ratelimit2/policy.h"
 #include "ratelimit2/store.h"
 #include "ratelimit2/store_local.h"
+#include "base/base_internal.h"
+#include "store/store_internal.h"
 
 #define WATCHDOG_S 30
 #define T0_US 1000000000LL            /* an arbitrary monotonic time */

@@ -34,6 +34,8 @@
 #include "ratelimit2/policy.h"
 #include "ratelimit2/redis.h"
 #include "ratelimit2/store.h"
+#include "base/base_internal.h"
+#include "redis/redis_internal.h"
 
 /* Each program uses some of these helpers. */
 #define TEST_FN static __attribute__((unused))

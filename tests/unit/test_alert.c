@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "ratelimit2/alert.h"
+#include "base/base_internal.h"
 
 #define WATCHDOG_S 30
 #define T0_WALL_US 1704164645000000LL /* 2024-01-02 03:04:05 UTC */

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "ratelimit2/algo.h"
+#include "algo/algo_internal.h"
 
 #define SEC       INT64_C(1000000)
 #define MINUTE    (60 * SEC)

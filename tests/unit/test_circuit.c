@@ -5,6 +5,7 @@
  * tested in test_failover.c; the fixture is failover_fixture.h.
  */
 #include "failover_fixture.h"
+#include "store/store_internal.h"
 
 /* ---- local_share and modes --------------------------------------------- */
 

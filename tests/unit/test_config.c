@@ -30,6 +30,8 @@
 
 #define TEST_CONF_FILE "t.conf"
 #include "rl2_config_test.h"
+#include "base/base_internal.h"
+#include "policy/policy_internal.h"
 
 #define S_US  INT64_C(1000000)
 #define MIN_US (60 * S_US)

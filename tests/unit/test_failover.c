@@ -6,6 +6,7 @@
  * fixture is failover_fixture.h; the circuit alone is in test_circuit.c.
  */
 #include "failover_fixture.h"
+#include "store/store_internal.h"
 
 /* ---- the failover store ------------------------------------------------ */
 

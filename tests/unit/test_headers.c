@@ -16,6 +16,7 @@
 
 #include "ratelimit2/config.h"
 #include "ratelimit2/headers.h"
+#include "decide/decide_internal.h"
 
 #define FIELDS_MAX 16
 

@@ -14,6 +14,7 @@
 #include "ratelimit2/config.h"
 #include "ratelimit2/decide.h"
 #include "ratelimit2/policy.h"
+#include "policy/policy_internal.h"
 
 static void
 expect_norm(const char *in, const char *want)

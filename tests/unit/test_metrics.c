@@ -30,6 +30,9 @@
 
 #include "ratelimit2/config.h"
 #include "ratelimit2/metrics.h"
+#include "base/base_internal.h"
+#include "store/store_internal.h"
+#include "obs/metrics_internal.h"
 
 #define WATCHDOG_S 60
 #define T0_WALL_US 1704164645000000LL /* 2024-01-02 03:04:05 UTC */

@@ -31,6 +31,7 @@
 #include "rl2_cluster_test.h"
 /* white box: rl2_redis_functions_reset() */
 #include "redis/redis_scripts.h"
+#include "redis/redis_internal.h"
 
 #define THREADS 8
 

@@ -26,6 +26,7 @@
 #define WATCHDOG_S 30
 
 #include "rl2_redis_test.h"
+#include "redis/redis_internal.h"
 
 static srv_t own;          /* a test's own server, stopped by teardown */
 

@@ -34,6 +34,8 @@
 #include "ratelimit2/store_local.h"
 /* white box: the scripts' arithmetic is tested on its own */
 #include "redis/redis_scripts.h"
+#include "algo/algo_internal.h"
+#include "policy/policy_internal.h"
 
 #define STEPS      1200
 static unsigned seed;

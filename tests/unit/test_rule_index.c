@@ -18,6 +18,7 @@
 #include "ratelimit2/config.h"
 #include "ratelimit2/decide.h"
 #include "ratelimit2/store_local.h"
+#include "policy/policy_internal.h"
 
 static const char *const globs[] = {
     "/api/v1/*", "/api/**", "/a*/x", "/ap?/y", "/", "/projects/",

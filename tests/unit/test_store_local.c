@@ -34,6 +34,8 @@
 #include "ratelimit2/hash.h"
 #include "ratelimit2/status.h"
 #include "ratelimit2/store_local.h"
+#include "base/base_internal.h"
+#include "store/store_internal.h"
 
 #define NOW 1000000LL                 /* an arbitrary monotonic time, us */
 #define HOUR_US 3600000000LL

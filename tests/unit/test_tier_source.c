@@ -27,6 +27,8 @@
 #include "ratelimit2/tier_source.h"
 
 #include "decide/decide_internal.h"
+#include "store/store_internal.h"
+#include "redis/redis_internal.h"
 
 /* ---- helpers ---- */
 

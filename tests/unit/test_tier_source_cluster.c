@@ -22,6 +22,7 @@
 #include "ratelimit2/tier_source.h"
 
 #include "decide/decide_internal.h"
+#include "redis/redis_internal.h"
 
 #define USERS 30
 

@@ -27,6 +27,7 @@
 #include "ratelimit2/decide.h"
 #include "ratelimit2/store.h"
 #include "ratelimit2/violation_log.h"
+#include "obs/violation_log_internal.h"
 
 #define SEC 1000000LL
 #define T0 (1700000000LL * SEC)      /* a wall time, µs */

@@ -21,6 +21,8 @@
 #include "rl2_redis_test.h"
 #include "rl2_cluster_test.h"
 #include "ratelimit2/violation_log.h"
+#include "redis/redis_internal.h"
+#include "obs/violation_log_internal.h"
 
 #define LAYERS 6
 

@@ -23,6 +23,9 @@
 #include "rl2_redis_test.h"
 #include "ratelimit2/failover.h"
 #include "ratelimit2/violation_log.h"
+#include "store/store_internal.h"
+#include "redis/redis_internal.h"
+#include "obs/violation_log_internal.h"
 
 static char zone[64], circuit_name[80];
 

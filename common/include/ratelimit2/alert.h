@@ -93,48 +93,6 @@ typedef struct {
 
 typedef struct rl2_alert rl2_alert_t;
 
-void rl2_alert_conf_default(rl2_alert_conf_t *conf);
-
-/* Validate conf, copy what it points to, and open (or create) the shared
- * state.  On success *out is owned by the caller, freed by
- * rl2_alert_close().  Opens no socket and never calls openlog(). */
-rl2_status_t rl2_alert_open(const rl2_alert_conf_t *conf, rl2_alert_t **out,
-                            rl2_err_t *err);
-void rl2_alert_close(rl2_alert_t *alert);
-rl2_status_t rl2_alert_unlink(const char *shm_name, rl2_err_t *err);
-
-/* Rate-limited: send this kind's line if the kind's interval has passed
- * since its last line (in any process), else count it as suppressed.
- * *sent (may be NULL) says which.  alert may be NULL (alerts off): a
- * no-op.  Safe from any thread; never blocks (a full socket queue is a
- * send failure).  A line that could not be sent is counted as suppressed
- * too, and RL2_ERR_SYS says why. */
-rl2_status_t rl2_alert_send(rl2_alert_t *alert, rl2_alert_kind_t kind,
-                            const rl2_alert_field_t *fields, size_t n,
-                            int *sent, rl2_err_t *err);
-
-/* Not rate-limited: for kinds whose caller limits them itself (such as
- * one line per client per interval), with the caller's suppressed count
- * (0: none). */
-rl2_status_t rl2_alert_emit(rl2_alert_t *alert, rl2_alert_kind_t kind,
-                            const rl2_alert_field_t *fields, size_t n,
-                            uint64_t suppressed, rl2_err_t *err);
-
-/* The message part only ("ratelimit2: event=..."), into buf of len bytes
- * (NUL-terminated); returns its length.  For front ends that also write
- * the line to their own log, and for tests. */
-size_t rl2_alert_format(char *buf, size_t len, rl2_alert_kind_t kind,
-                        const rl2_alert_field_t *fields, size_t n,
-                        uint64_t suppressed);
-
-/* Lines the socket refused (no syslog daemon, queue full), across the
- * processes sharing the state: callers that cannot report a failed alert
- * anywhere else leave it to this count (for metrics). */
-uint64_t rl2_alert_failures(const rl2_alert_t *alert);
-
-/* "redis_down", ...; NULL for an unknown kind. */
-const char *rl2_alert_kind_name(rl2_alert_kind_t kind);
-
 /* "daemon", "user", "local0".."local7", "auth", "authpriv" -> LOG_*. */
 rl2_status_t rl2_alert_facility_parse(const char *text, int *facility,
                                       rl2_err_t *err);

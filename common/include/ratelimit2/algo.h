@@ -72,42 +72,8 @@ typedef struct {
                                fit; 0 when allowed */
 } rl2_algo_result_t;
 
-/* Validate parameters at load time: limit >= 1, windows > 0, burst rules,
- * sliding_log size, and that no arithmetic the algorithm will do on them
- * (including with "now" up to year 2200 in µs and cost up to limit) can
- * overflow int64.  On failure writes a message (without file:line; the
- * caller adds it) and returns RL2_ERR_RANGE or RL2_ERR_CONFIG. */
-rl2_status_t rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err);
-
-/* Bytes of state one key needs for these parameters (a multiple of 8). */
-size_t rl2_algo_state_size(const rl2_algo_params_t *p);
-
-/* Would a request of `cost` units fit now?  Does not modify state. */
-void rl2_algo_check(const rl2_algo_params_t *p, const void *state,
-                    int64_t now_us, int64_t cost, rl2_algo_result_t *out);
-
-/* Record a request of `cost` units that rl2_algo_check() allowed. */
-void rl2_algo_commit(const rl2_algo_params_t *p, void *state,
-                     int64_t now_us, int64_t cost);
-
-/* Take back `cost` units committed at `committed_us` (the now_us that was
- * passed to rl2_algo_commit).  Never makes the state more generous than if
- * the request had not been made. */
-void rl2_algo_refund(const rl2_algo_params_t *p, void *state,
-                     int64_t now_us, int64_t committed_us, int64_t cost);
-
-/* How long a key's state must be kept after its last commit at now_us
- * before it is equivalent to a fresh (all zero) state, in µs.  Used by
- * stores for expiry.  For quota: until the end of the current period. */
-int64_t rl2_algo_ttl_us(const rl2_algo_params_t *p, int64_t now_us);
-
 const char *rl2_algo_name(rl2_algo_t algo);
 /* Returns RL2_ALGO_COUNT when the name is unknown. */
 rl2_algo_t rl2_algo_from_name(const char *name);
-
-/* Start of the calendar period (UTC) that contains wall time now_us, and the
- * start of the next one, in µs since the epoch. */
-void rl2_period_bounds(rl2_period_t period, int64_t now_us,
-                       int64_t *start_us, int64_t *end_us);
 
 #endif /* RL2_ALGO_H */

@@ -21,8 +21,4 @@ void rl2_clock_now(rl2_clock_t *now);
 /* CLOCK_MONOTONIC in µs: for timeouts and intervals. */
 int64_t rl2_mono_us(void);
 
-/* Sleep ms milliseconds (a signal only cuts the wait short): for the
- * core's short waits, never to delay a request as a way of limiting. */
-void rl2_sleep_ms(int64_t ms);
-
 #endif /* RL2_CLOCK_H */

@@ -89,17 +89,11 @@ typedef enum {
 rl2_status_t rl2_failover_mode_parse(const char *text,
                                      rl2_failover_mode_t *out,
                                      rl2_err_t *err);
-const char *rl2_failover_mode_name(rl2_failover_mode_t mode);
 
 /* A decimal fraction in [0.001, 1] ("0.5", "1", "0.125") to parts per
  * million; at most 6 decimal places.  No floating point. */
 rl2_status_t rl2_failover_share_parse(const char *text, uint32_t *ppm,
                                       rl2_err_t *err);
-
-/* The count one instance admits on its own while the circuit is open:
- * max(floor(count x share_ppm / 10^6), 1).  count >= 1; share_ppm is
- * clamped to [RL2_SHARE_MIN, RL2_SHARE_ONE]. */
-int64_t rl2_failover_local_count(int64_t count, uint32_t share_ppm);
 
 /* ---- the circuit breaker --------------------------------------------- */
 
@@ -141,8 +135,6 @@ typedef struct {
     int64_t  next_probe_us;     /* monotonic µs: earliest next probe */
 } rl2_circuit_stats_t;
 
-void rl2_circuit_conf_default(rl2_circuit_conf_t *conf);
-
 /* Create or attach to the circuit `name` (a POSIX shm name); a new one is
  * closed.  mode is the permission of a new object.  *out is owned by the
  * caller, freed by rl2_circuit_close(). */
@@ -150,29 +142,6 @@ rl2_status_t rl2_circuit_open(const char *name,
                               const rl2_circuit_conf_t *conf, unsigned mode,
                               rl2_circuit_t **out, rl2_err_t *err);
 void rl2_circuit_close(rl2_circuit_t *circuit);
-rl2_status_t rl2_circuit_unlink(const char *name, rl2_err_t *err);
-
-/* The next three take the monotonic clock in µs (tests pass their own).
- * Route one request; a closed circuit costs one atomic load. */
-rl2_route_t rl2_circuit_route(rl2_circuit_t *circuit, int64_t now_us);
-
-/* Report how a request routed to Redis went.  Returns 1 when this call
- * made the transition (success: closed the circuit, *down_us, which may
- * be NULL, set to how long it was open; failure: opened it), so that the
- * caller, and only it, sends the alerts. */
-int rl2_circuit_success(rl2_circuit_t *circuit, rl2_route_t route,
-                        int64_t now_us, int64_t *down_us);
-int rl2_circuit_failure(rl2_circuit_t *circuit, rl2_route_t route,
-                        int64_t now_us);
-
-/* Count refunds of layers Redis counted that were not sent because the
- * circuit was not closed (they show in stats as refunds_dropped). */
-void rl2_circuit_drop_refunds(rl2_circuit_t *circuit, uint64_t n);
-
-rl2_circuit_state_t rl2_circuit_state(const rl2_circuit_t *circuit);
-void rl2_circuit_stats(const rl2_circuit_t *circuit,
-                       rl2_circuit_stats_t *out);
-const rl2_circuit_conf_t *rl2_circuit_conf(const rl2_circuit_t *circuit);
 
 /* ---- the failover store ---------------------------------------------- */
 
@@ -197,12 +166,5 @@ rl2_status_t rl2_store_failover_create(rl2_store_t *primary,
                                        rl2_circuit_t *circuit,
                                        const rl2_failover_conf_t *conf,
                                        rl2_store_t **out, rl2_err_t *err);
-
-/* After rl2_decide() failed: should the front end answer 503?  True for a
- * failover store in `closed` mode whose circuit is open or half-open, or
- * whose last Redis call failed; *retry_after_s (may be NULL) is then the
- * probe interval in whole seconds, rounded up.  False for any other
- * store: the front end applies its usual store-error policy. */
-int rl2_failover_refusing(const rl2_store_t *store, int64_t *retry_after_s);
 
 #endif /* RL2_FAILOVER_H */

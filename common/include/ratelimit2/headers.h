@@ -44,9 +44,6 @@ void rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
                         const rl2_clock_t *now, int64_t *limit,
                         int64_t *remaining, int64_t *reset);
 
-/* Bytes rl2_headers_render needs for this verdict (an upper bound). */
-size_t rl2_headers_size(const rl2_verdict_t *v);
-
 /* Seconds until the denied request may be retried: the refusing layer's
  * wait rounded up, at least 1.  0 when not denied. */
 long long rl2_retry_after_s(const rl2_verdict_t *v);

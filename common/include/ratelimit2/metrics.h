@@ -72,18 +72,6 @@ typedef struct {
 typedef struct rl2_metrics rl2_metrics_t;
 typedef struct rl2_metrics_bind rl2_metrics_bind_t;
 
-void rl2_metrics_conf_default(rl2_metrics_conf_t *conf);
-
-/* Open (or create) "<name>" with permission mode; alert may be NULL (no
- * alerts) and zone NULL (no zone alerts); both are borrowed and must
- * outlive the handle.  *out is freed by rl2_metrics_close(). */
-rl2_status_t rl2_metrics_open(const char *name, unsigned mode,
-                              const rl2_metrics_conf_t *conf,
-                              rl2_alert_t *alert, rl2_zone_t *zone,
-                              rl2_metrics_t **out, rl2_err_t *err);
-void rl2_metrics_close(rl2_metrics_t *m);
-rl2_status_t rl2_metrics_unlink(const char *name, rl2_err_t *err);
-
 /* Give every rule and tier of the policy, and the extra (inline) rules,
  * their slots; the binding maps rule pointers to slots on the hot path.
  * Rules met later that are not in the binding (inline rules of a merged
@@ -107,14 +95,6 @@ unsigned long rl2_metrics_loaded(rl2_metrics_t *m);
  * phase); now is the request's clock.  b may be NULL: a no-op. */
 void rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
                         const rl2_clock_t *now);
-
-/* Store calls, for the latency histogram and the error count. */
-void rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok);
-
-/* A store that times every call of `inner` into m (inner and m
- * borrowed). */
-rl2_status_t rl2_store_timed_create(rl2_store_t *inner, rl2_metrics_t *m,
-                                    rl2_store_t **out, rl2_err_t *err);
 
 /* ---- reading, for exposition ---- */
 
@@ -144,27 +124,6 @@ typedef struct {
     uint64_t limited_held;      /* held back by the per-client interval */
     uint64_t ban_candidates;
 } rl2_metrics_global_t;
-
-void rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out);
-
-/* Calls fn for every (rule, tier) cell with a non-zero count. */
-void rl2_metrics_cells(const rl2_metrics_t *m,
-                       void (*fn)(void *ctx, const rl2_metrics_cell_t *c),
-                       void *ctx);
-
-/* Allowed and denied per minute for rule slot `slot`, oldest first,
- * ending with the minute of now_wall_s: out[i][0] allowed, [1] denied.
- * Returns 0 when the slot holds no name. */
-int rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
-                        int64_t now_wall_s,
-                        uint64_t out[RL2_METRICS_MINUTES][2],
-                        char name[RL2_NAME_MAX + 1]);
-
-/* The top tables, largest count first; return how many were written. */
-size_t rl2_metrics_top_limited(const rl2_metrics_t *m,
-                               rl2_metrics_top_t out[RL2_METRICS_TOP]);
-size_t rl2_metrics_top_near(const rl2_metrics_t *m,
-                            rl2_metrics_top_t out[RL2_METRICS_TOP]);
 
 /* ---- what the front ends show: Prometheus, health, status page ---- */
 

@@ -1,25 +1,11 @@
 /*
- * redis.h -- connections to one Redis server, and the Redis store.
+ * redis.h -- the settings of a Redis server, and the Redis store.
  *
- * A connection (rl2_redis_conn_t) wraps one hiredis context: connect with
- * a timeout over TCP or a unix socket, a command timeout on every read and
- * write, AUTH (password, or ACL user and password) and SELECT.  A hiredis
- * context is dead after its first I/O error or timeout: the connection is
- * then marked broken and is never used again.
+ * The settings (rl2_redis_conf_t) are a front end's to fill; the
+ * connections, per-thread pools and the Cluster router behind the store
+ * are the core's (redis/redis_internal.h).
  *
- * A pool (rl2_redis_pool_t) is a per-thread cache of connections: each
- * thread gets its own connection, opened lazily on its first command and
- * closed when the thread exits or the pool is destroyed; a broken one, one
- * the server has closed, or one inherited across fork() is discarded and a
- * new one opened on the next use.  So nothing is opened before Apache
- * forks its children, and no context is ever shared between threads:
- *   - prefork: one connection per child (one thread);
- *   - worker and event: one per worker thread of each child (a request
- *     whose hooks run on several threads uses each thread's own);
- *   - ratelimit2-fcgi: one per FCGX_Accept_r thread.
- * A server therefore sees up to processes x threads connections.
- *
- * hiredis writes with write(2): the process must ignore SIGPIPE (Apache
+ * The store writes with write(2): the process must ignore SIGPIPE (Apache
  * does), or a connection the server closed kills it.  Host names are
  * resolved by getaddrinfo() at every connect, outside the timeouts:
  * configure an address.  Debian 12's hiredis 0.14 has no TLS.
@@ -71,64 +57,9 @@ typedef struct {
     int  n_seeds;                       /* 0 .. RL2_REDIS_SEEDS_MAX */
 } rl2_redis_conf_t;
 
-/* 127.0.0.1:6379, db 0, no AUTH, connect 200 ms, commands 100 ms. */
-void rl2_redis_conf_init(rl2_redis_conf_t *conf);
-
 /* Ranges and combinations (a user needs a password); RL2_ERR_CONFIG. */
 rl2_status_t rl2_redis_conf_check(const rl2_redis_conf_t *conf,
                                   rl2_err_t *err);
-
-struct redisReply;
-typedef struct rl2_redis_conn rl2_redis_conn_t;
-typedef struct rl2_redis_pool rl2_redis_pool_t;
-
-/* One connection, ready for commands (connected, authenticated, database
- * selected).  With sentinels configured, the sentinels are asked in turn
- * for the master's address first (redis_topology.c), so that a connection
- * opened after a failover goes to the new master.  A Cluster conf (seeds)
- * is RL2_ERR_CONFIG: a Cluster is reached through the router below, one
- * pool per node.  Errors are
- * RL2_ERR_STORE naming host:port (or the socket, or the sentinels).
- * Freed by rl2_redis_conn_close(). */
-rl2_status_t rl2_redis_conn_open(const rl2_redis_conf_t *conf,
-                                 rl2_redis_conn_t **out, rl2_err_t *err);
-void rl2_redis_conn_close(rl2_redis_conn_t *conn);
-
-/* Did an I/O error or a timeout kill it, or did the server answer
- * -READONLY (a replica: its master was demoted by a failover)? */
-int rl2_redis_conn_broken(const rl2_redis_conn_t *conn);
-
-/* "host:port" or "unix:/path", for messages. */
-const char *rl2_redis_conn_name(const rl2_redis_conn_t *conn);
-
-/* Send one command (argv form: arguments may hold any bytes) and wait for
- * its reply, for at most the command timeout per read or write.  On
- * RL2_OK *reply is the server's answer, possibly an error reply (type
- * REDIS_REPLY_ERROR), which leaves the connection usable; the caller frees
- * it with rl2_redis_reply_free().  On an I/O error or timeout the
- * connection is marked broken and RL2_ERR_STORE is returned with
- * "redis HOST:PORT: WHAT: reason". */
-rl2_status_t rl2_redis_command(rl2_redis_conn_t *conn, int argc,
-                               const char **argv, const size_t *argvlen,
-                               const char *what, struct redisReply **reply,
-                               rl2_err_t *err);
-void rl2_redis_reply_free(struct redisReply *reply);
-
-/* ASKING, then the command, pipelined on one connection (one round trip):
- * what a Cluster node's -ASK redirection asks for.  *reply is the
- * command's; an error reply to ASKING is returned in its place. */
-rl2_status_t rl2_redis_command_asking(rl2_redis_conn_t *conn, int argc,
-                                      const char **argv,
-                                      const size_t *argvlen,
-                                      const char *what,
-                                      struct redisReply **reply,
-                                      rl2_err_t *err);
-
-/* "host:port", "[v6addr]:port", or "v6addr:port" as Redis writes it in
- * -MOVED and -ASK: the host (size bytes) and *port; 0, or -1 when it is
- * none of these. */
-int rl2_redis_addr_split(const char *addr, char *host, size_t size,
-                         int *port);
 
 /* ---- Sentinel discovery (redis_topology.c) ---- */
 
@@ -138,129 +69,12 @@ int rl2_redis_addr_split(const char *addr, char *host, size_t size,
 rl2_status_t rl2_redis_sentinel_parse(rl2_redis_conf_t *conf,
                                       const char *spec, rl2_err_t *err);
 
-/* The sentinel part of rl2_redis_conf_check(): a count in range, a master
- * name, no unix socket, every address HOST:PORT. */
-rl2_status_t rl2_redis_sentinel_check(const rl2_redis_conf_t *conf,
-                                      rl2_err_t *err);
-
-/* Ask conf's sentinels in turn, each with the connect and command
- * timeouts, "SENTINEL get-master-addr-by-name NAME"; the first answer
- * gives the master's host (copied into host, size bytes) and *port.
- * RL2_ERR_STORE when no sentinel knows the master, naming the last
- * failure. */
-rl2_status_t rl2_redis_sentinel_master(const rl2_redis_conf_t *conf,
-                                       char *host, size_t size, int *port,
-                                       rl2_err_t *err);
-
-/* Is this error reply one that means "not the master any more"? */
-int rl2_redis_reply_readonly(const struct redisReply *reply);
-
-/* ---- Redis Cluster (redis_cluster.c; the seed list redis_topology.c)
- *
- * Commands are routed by the slot of their keys: CRC16 (XMODEM) of the key,
- * or of its {hash tag} -- the part between the first '{' and the next '}'
- * when that part is not empty -- modulo 16384.  The slot map comes from
- * CLUSTER SLOTS, asked of the seeds in turn (then of the other nodes
- * known), on first use and whenever it is stale: after a -MOVED, a
- * -CLUSTERDOWN or a connection error.  Each node has a pool of its own:
- * one connection per thread, opened on first use, with the conf's
- * timeouts and AUTH (never SELECT: a Cluster has only database 0).
- * -MOVED sends the command to the named node at once and marks the map
- * stale; -ASK sends ASKING and the command to the named node, once, and
- * leaves the map alone; at most RL2_REDIS_REDIRECTS_MAX redirections per
- * command.  -TRYAGAIN (a multi-key command whose keys a migration has
- * split between two nodes) sends the command again to the same node after
- * 10, 20, 40... ms, at most RL2_REDIS_TRYAGAIN_MAX times and sleeping at
- * most one command timeout in all.  A command that timed out or lost its
- * connection is not sent again (it may have run). ---- */
-
-#define RL2_REDIS_CLUSTER_SLOTS 16384
-#define RL2_REDIS_CLUSTER_NODES_MAX 128 /* addresses one router learns */
-#define RL2_REDIS_REDIRECTS_MAX 5
-#define RL2_REDIS_TRYAGAIN_MAX 5  /* resends of one -TRYAGAIN command */
+/* ---- Redis Cluster (redis_cluster.c; the seed list redis_topology.c) ---- */
 
 /* Parse "host1:port1,host2:port2" (up to RL2_REDIS_SEEDS_MAX seed nodes)
  * into conf's seeds; RL2_ERR_CONFIG naming the bad part. */
 rl2_status_t rl2_redis_cluster_parse(rl2_redis_conf_t *conf,
                                      const char *spec, rl2_err_t *err);
-
-/* The Cluster part of rl2_redis_conf_check(): a count in range, every
- * seed HOST:PORT, no sentinels, no unix socket, database 0. */
-rl2_status_t rl2_redis_cluster_check(const rl2_redis_conf_t *conf,
-                                     rl2_err_t *err);
-
-/* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as Redis Cluster. */
-uint16_t rl2_redis_crc16(const void *buf, size_t len);
-
-/* The Cluster slot of a key (0 .. 16383), with the {hash tag} rule. */
-unsigned rl2_redis_key_slot(const char *key, size_t len);
-
-typedef struct rl2_redis_cluster rl2_redis_cluster_t;
-
-/* Counters of one router, for tests and operators. */
-typedef struct {
-    uint64_t moved;      /* -MOVED redirections followed */
-    uint64_t asked;      /* -ASK redirections followed */
-    uint64_t tryagain;   /* commands sent again after -TRYAGAIN */
-    uint64_t refreshes;  /* slot maps loaded */
-} rl2_redis_cluster_stats_t;
-
-/* A router for the Cluster conf's seeds name.  Opens nothing: the first
- * command of the process loads the slot map.  RL2_ERR_CONFIG for a conf
- * without seeds.  Freed by rl2_redis_cluster_destroy(). */
-rl2_status_t rl2_redis_cluster_create(const rl2_redis_conf_t *conf,
-                                      rl2_redis_cluster_t **out,
-                                      rl2_err_t *err);
-
-/* Send one command whose keys are all in `slot` to the master serving
- * that slot, on this thread's connection to it, following redirections.
- * As rl2_redis_command(): RL2_OK with the server's reply (possibly an
- * error reply other than a redirection; -CLUSTERDOWN, and -TRYAGAIN once
- * its resends are spent, come back as such), or RL2_ERR_STORE on an I/O
- * error, a timeout, a slot no node serves, or too many redirections.
- * Resends after -TRYAGAIN add up to one command timeout of sleep to the
- * call.  *node (when not NULL) names the node that answered last
- * ("host:port"; valid while the router lives). */
-rl2_status_t rl2_redis_cluster_command(rl2_redis_cluster_t *cl,
-                                       unsigned slot, int argc,
-                                       const char **argv,
-                                       const size_t *argvlen,
-                                       const char *what,
-                                       struct redisReply **reply,
-                                       const char **node, rl2_err_t *err);
-
-void rl2_redis_cluster_stats(const rl2_redis_cluster_t *cl,
-                             rl2_redis_cluster_stats_t *out);
-
-/* "cluster:SEED", for messages. */
-const char *rl2_redis_cluster_name(const rl2_redis_cluster_t *cl);
-
-/* Close every node's connections.  No thread may use the router during
- * or after this call. */
-void rl2_redis_cluster_destroy(rl2_redis_cluster_t *cl);
-
-/* A per-thread cache of connections to the server conf names. */
-rl2_status_t rl2_redis_pool_create(const rl2_redis_conf_t *conf,
-                                   rl2_redis_pool_t **out, rl2_err_t *err);
-
-/* This thread's connection: the cached one when it is healthy, else a new
- * one (which costs a connect, and AUTH and SELECT when configured).  The
- * connection belongs to the pool and stays valid for this thread until its
- * next rl2_redis_pool_get() or the thread's exit; never pass it to another
- * thread. */
-rl2_status_t rl2_redis_pool_get(rl2_redis_pool_t *pool,
-                                rl2_redis_conn_t **out, rl2_err_t *err);
-
-/* This thread's connection when it has a healthy one (returns 1); never
- * connects (returns 0 with *out NULL).  For work that must not wait for a
- * connect, such as the violation log's XADD after a decision. */
-int rl2_redis_pool_cached(rl2_redis_pool_t *pool, rl2_redis_conn_t **out);
-
-/* Close every connection of the pool.  No thread may use the pool (or a
- * connection it handed out) during or after this call. */
-void rl2_redis_pool_destroy(rl2_redis_pool_t *pool);
-
-const char *rl2_redis_pool_name(const rl2_redis_pool_t *pool);
 
 /* The Redis store (store_redis.c): every layer of a request is decided by
  * one atomic Lua script on the server (in a Cluster, one per slot the
@@ -276,10 +90,5 @@ const char *rl2_redis_pool_name(const rl2_redis_pool_t *pool);
  * first uses it.  Freed by rl2_store_destroy(). */
 rl2_status_t rl2_store_redis_create(const rl2_redis_conf_t *conf,
                                     rl2_store_t **out, rl2_err_t *err);
-
-/* The Redis store's per-thread connections (borrowed: valid until the
- * store is destroyed), for the violation log to send its entries on the
- * connection a decision has just used. */
-rl2_redis_pool_t *rl2_store_redis_pool(rl2_store_t *store);
 
 #endif /* RL2_REDIS_H */

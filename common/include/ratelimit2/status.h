@@ -33,6 +33,4 @@ rl2_status_t rl2_err_set(rl2_err_t *err, rl2_status_t status,
                          const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-const char *rl2_status_str(rl2_status_t status);
-
 #endif /* RL2_STATUS_H */

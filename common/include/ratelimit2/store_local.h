@@ -63,33 +63,6 @@ void rl2_zone_close(rl2_zone_t *zone);
 /* Remove the named object; mappings stay valid until closed. */
 rl2_status_t rl2_zone_unlink(const char *name, rl2_err_t *err);
 
-/* Take and release the zone lock.  Lock returns RL2_OK, recovering a lock
- * whose owner died, or RL2_ERR_SYS with a message. */
-rl2_status_t rl2_zone_lock(rl2_zone_t *zone, rl2_err_t *err);
-void rl2_zone_unlock(rl2_zone_t *zone);
-
-/* Under the lock: the state of `key`, state_size bytes, 8-aligned.  A key
- * that is absent, or whose expiry is before now_us, gets zeroed state (a
- * new entry is inserted, evicting the oldest when full).  The entry becomes
- * the most recently used.  Never returns NULL.  The pointer is valid until
- * the lock is released. */
-void *rl2_zone_get(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
-
-/* Under the lock: the state of key if present and not expired at now_us,
- * else NULL.  Does not insert or change recency (for inspection). */
-void *rl2_zone_peek(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
-
-/* Under the lock: keep the entry whose state pointer rl2_zone_get returned
- * until at least until_us (expiry never moves earlier). */
-void rl2_zone_keep_until(rl2_zone_t *zone, void *state, int64_t until_us);
-
-/* Under the lock: forget key (its next get returns fresh state). */
-void rl2_zone_remove(rl2_zone_t *zone, rl2_digest_t key);
-
-/* A consistent snapshot of the counters (takes the lock itself). */
-rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
-                            rl2_err_t *err);
-
 size_t rl2_zone_state_size(const rl2_zone_t *zone);
 
 #endif /* RL2_STORE_LOCAL_H */

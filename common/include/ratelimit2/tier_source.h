@@ -48,25 +48,6 @@ typedef struct rl2_tier_redis {
 
 typedef struct rl2_tier_source rl2_tier_source_t;
 
-/* A tier source on the server conf names (copied), asking only while
- * circuit (may be NULL: always) is closed, with a cache of `entries`
- * answers (rounded up to a multiple of the set size).  Connects to
- * nothing until a thread first looks up.  Freed by
- * rl2_tier_source_destroy(). */
-rl2_status_t rl2_tier_source_create(const rl2_redis_conf_t *conf,
-                                    const rl2_circuit_t *circuit,
-                                    uint32_t entries,
-                                    rl2_tier_source_t **out, rl2_err_t *err);
-void rl2_tier_source_destroy(rl2_tier_source_t *src);
-
-/* The tier name Redis gives the client whose identity is id (a user
- * name, or the hex SHA-256 of an API key: rl2_tier_identity()), under
- * tr (the policy's tier_redis), at `now_us` (monotonic).  Returns 1 with
- * the name in name[RL2_NAME_MAX + 1], or 0 when there is none: no such
- * field, Redis unreachable. */
-int rl2_tier_source_get(rl2_tier_source_t *src, const rl2_tier_redis_t *tr,
-                        const char *id, int64_t now_us, char *name);
-
 /* Counters since creation, for tests and status pages. */
 typedef struct {
     uint64_t hits;      /* answered from the cache */
@@ -74,8 +55,5 @@ typedef struct {
     uint64_t failures;  /* HGETs that failed (nothing cached) */
     uint64_t skipped;   /* no HGET: the circuit was not closed */
 } rl2_tier_source_stats_t;
-
-void rl2_tier_source_stats(const rl2_tier_source_t *src,
-                           rl2_tier_source_stats_t *out);
 
 #endif /* RL2_TIER_SOURCE_H */

@@ -83,33 +83,12 @@ typedef struct rl2_vlog rl2_vlog_t;
 rl2_status_t rl2_vlog_conf_resolve(const rl2_vlog_conf_t *conf,
                                    rl2_vlog_conf_t *out, rl2_err_t *err);
 
-/* "<zone>.vlog" into out (size bytes); -1 when it does not fit. */
-int rl2_vlog_ring_name(const char *zone_name, char *out, size_t size);
-
-/* Open the log of zone `zone_name`: create or attach to its ring (mode is
- * the permission of a new object); with `redis` (the Redis store's pool,
- * rl2_store_redis_pool) not NULL, entries go to the stream while
- * `circuit` (may be NULL) is closed.  conf is copied (its stream too);
- * redis and circuit are borrowed and must outlive the log.  *out is NULL
- * when conf->disabled.  Freed by rl2_vlog_close(). */
-rl2_status_t rl2_vlog_open(const rl2_vlog_conf_t *conf,
-                           const char *zone_name, unsigned mode,
-                           rl2_redis_pool_t *redis, rl2_circuit_t *circuit,
-                           rl2_vlog_t **out, rl2_err_t *err);
-void rl2_vlog_close(rl2_vlog_t *log);
-
 /* Record the refusal `v` (outcome RL2_OUTCOME_DENY) of a request with
  * this method and path; log may be NULL (disabled).  Never fails the
  * request: a Redis error sends the entry to the ring and is counted. */
 void rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
                      const rl2_verdict_t *v, const char *method,
                      const char *path, const rl2_clock_t *now);
-
-/* Copy src into dst (size bytes), stopping at '?' when `path`, with
- * control bytes, DEL, bytes above ASCII (a decoded path may hold any),
- * backslash and double quote as \xHH: bounded ASCII text
- * that cannot break a log line.  Truncates on an escape boundary. */
-void rl2_vlog_escape(char *dst, size_t size, const char *src, int path);
 
 /* ---- reading, for operators' tools (violation_log_read.c) ---- */
 

@@ -1,0 +1,75 @@
+/*
+ * policy_internal.h -- what the policy folder gives the rest of the core
+ * and not libratelimit2-dev (private to the core): the rule index, the
+ * matchers, and the small parsers only the config loader uses.
+ *
+ *   match.c               path normalisation, globs, CIDR and rule
+ *                         matching
+ *   policy.c              the policy object and its arena, the small
+ *                         parsers shared with the front ends
+ *   rule_index.c          the rules a path may match, by first segment
+ *   policy_internal.h     this file
+ */
+#ifndef RL2_POLICY_INTERNAL_H
+#define RL2_POLICY_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/policy.h"
+
+/* ---- beside ratelimit2/policy.h (not installed) ---- */
+
+/* The rules a path may match (rule_index.c): rule numbers, ascending, in
+ * two lists to be merged (those filed under the path's first segment,
+ * and those tried for every path). */
+typedef struct {
+    const uint32_t *seg;
+    size_t          n_seg;
+    const uint32_t *any;
+    size_t          n_any;
+} rl2_rule_candidates_t;
+
+
+/* Build policy->rule_index from policy->rules (left NULL when the policy
+ * has few rules); in the policy's arena.  RL2_ERR_NOMEM. */
+rl2_status_t rl2_rule_index_build(rl2_policy_t *policy, rl2_err_t *err);
+
+/* The candidates for a normalised path (starting with '/'). */
+void rl2_rule_index_lookup(const rl2_rule_index_t *index, const char *path,
+                           rl2_rule_candidates_t *out);
+
+/* One method name to its bit; 0 when unknown. */
+unsigned rl2_method_bit(const char *method);
+
+/* Validate a path glob written in a policy: must start with '/'. */
+rl2_status_t rl2_glob_check(const char *glob, rl2_err_t *err);
+
+/* Turn a limit set into "unlimited": one counting limit named
+ * "<rule>.unlimited", keyed like `key`, never denying. */
+rl2_status_t rl2_limit_set_unlimited(rl2_policy_t *policy,
+                                     rl2_limit_set_t *set,
+                                     const char *rule_name,
+                                     rl2_key_kind_t key, rl2_err_t *err);
+
+/* Does cidr contain the address (family, 4 or 16 bytes)? */
+int rl2_cidr_match(const rl2_cidr_t *net, int family, const uint8_t *addr);
+
+/* Glob match: '*' matches within one path segment (no '/'), '**' matches
+ * across segments, '?' one character; everything else literally but for
+ * ASCII case, and one trailing '/' on either side is optional ("/a/"
+ * matches "/a" and the reverse). */
+int rl2_glob_match(const char *glob, const char *text);
+
+/* Normalise a request path into out (size outlen): strip the query,
+ * decode %XX of unreserved characters, collapse "//", resolve "." and
+ * "..", never above "/".  The result never needs more than
+ * strlen(path) + 2 bytes.  Returns 0 on success, -1 when the path does
+ * not fit or is not absolute. */
+int rl2_path_normalise(const char *path, char *out, size_t outlen);
+
+/* Does the rule match this method (bit), normalised path and host? */
+int rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit,
+                   const char *path, const char *host);
+
+#endif /* RL2_POLICY_INTERNAL_H */
