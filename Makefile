@@ -6,6 +6,10 @@
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make soak       the reliability suites at length (RL2_SOAK=1)
 #   make bench      benchmarks: docs/PERFORMANCE.md, bench/results.json
+#   make format-check  fail, naming the files, if clang-format would
+#                   change a C source; make format rewrites them
+#   make coverage   gcov build in build/cov, every suite, line and branch
+#                   coverage per folder (build/cov/coverage.txt)
 #   make SAN=1 ...  the same with AddressSanitizer + UBSan
 #   make clean
 
@@ -170,6 +174,15 @@ bench: deps
 
 clean:
 	rm -rf build
+
+# ---- make format-check / make format: clang-format (.clang-format) over
+# the C sources git tracks; scripts/format.sh lists them.
+.PHONY: format format-check
+format-check:
+	@scripts/format.sh --check
+
+format:
+	@scripts/format.sh --fix
 
 # ---- man pages, install, Debian packages ----
 #
