@@ -37,6 +37,22 @@ APXS_SAN := -Wc,-fsanitize=address -Wc,-fsanitize=undefined \
             -Wl,-fsanitize=undefined
 endif
 
+# make coverage (COV=1): gcov counters in everything, at -O0 so that lines
+# and branches are the source's, in a build directory of its own.
+COV      ?= 0
+ifeq ($(COV),1)
+BUILD    := build/cov
+# Atomic counters: the threads of the unit tests and of Apache's event
+# MPM would otherwise lose updates, and gcov print negative counts.
+COVFLAGS := --coverage -fprofile-update=atomic
+CFLAGS_C += $(COVFLAGS) -O0
+LDSAN    += $(COVFLAGS)
+# libtool may drop --coverage from the module's link line: -lgcov is
+# named as well.
+APXS_SAN += $(addprefix -Wc$(comma),$(COVFLAGS)) -Wc,-O0 \
+            -Wl,--coverage -lgcov
+endif
+
 # The core, one folder per subsystem in the order of docs/architecture.md.
 CORE_DIRS := base algo policy store redis decide obs backend load
 CORE_SRC := $(sort $(foreach d,$(CORE_DIRS),$(wildcard common/$(d)/*.c)))
@@ -174,6 +190,14 @@ bench: deps
 
 clean:
 	rm -rf build
+
+# ---- make coverage: the gcov build (COV=1, build/cov), every suite with
+# it (ONLY= as for make check), then line and branch coverage per folder
+# on stdout and in build/cov/coverage.txt (scripts/coverage.sh).
+.PHONY: coverage
+coverage: deps
+	@$(MAKE) --no-print-directory COV=1 all
+	@scripts/coverage.sh build/cov
 
 # ---- make format-check / make format: clang-format (.clang-format) over
 # the C sources git tracks; scripts/format.sh lists them.
