@@ -6,6 +6,10 @@
 #   make fuzz       run the libFuzzer targets for a bounded time
 #   make soak       the reliability suites at length (RL2_SOAK=1)
 #   make bench      benchmarks: docs/PERFORMANCE.md, bench/results.json
+#   make format-check  fail, naming the files, if clang-format would
+#                   change a C source; make format rewrites them
+#   make coverage   gcov build in build/cov, every suite, line and branch
+#                   coverage per folder (build/cov/coverage.txt)
 #   make SAN=1 ...  the same with AddressSanitizer + UBSan
 #   make clean
 
@@ -32,6 +36,22 @@ LDSAN    := $(SANFLAGS)
 APXS_SAN := -Wc,-fsanitize=address -Wc,-fsanitize=undefined \
             -Wc,-fno-omit-frame-pointer -Wl,-fsanitize=address \
             -Wl,-fsanitize=undefined
+endif
+
+# make coverage (COV=1): gcov counters in everything, at -O0 so that lines
+# and branches are the source's, in a build directory of its own.
+COV      ?= 0
+ifeq ($(COV),1)
+BUILD    := build/cov
+# Atomic counters: the threads of the unit tests and of Apache's event
+# MPM would otherwise lose updates, and gcov print negative counts.
+COVFLAGS := --coverage -fprofile-update=atomic
+CFLAGS_C += $(COVFLAGS) -O0
+LDSAN    += $(COVFLAGS)
+# libtool may drop --coverage from the module's link line: -lgcov is
+# named as well.
+APXS_SAN += $(addprefix -Wc$(comma),$(COVFLAGS)) -Wc,-O0 \
+            -Wl,--coverage -lgcov
 endif
 
 # The core, one folder per subsystem in the order of docs/architecture.md.
@@ -171,6 +191,23 @@ bench: deps
 
 clean:
 	rm -rf build
+
+# ---- make coverage: the gcov build (COV=1, build/cov), every suite with
+# it (ONLY= as for make check), then line and branch coverage per folder
+# on stdout and in build/cov/coverage.txt (scripts/coverage.sh).
+.PHONY: coverage
+coverage: deps
+	@$(MAKE) --no-print-directory COV=1 all
+	@scripts/coverage.sh build/cov
+
+# ---- make format-check / make format: clang-format (.clang-format) over
+# the C sources git tracks; scripts/format.sh lists them.
+.PHONY: format format-check
+format-check:
+	@scripts/format.sh --check
+
+format:
+	@scripts/format.sh --fix
 
 # ---- man pages, install, Debian packages ----
 #

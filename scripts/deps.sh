@@ -10,7 +10,7 @@ libconfig-dev libcmocka-dev libhiredis-dev libfcgi-dev spawn-fcgi
 redis-server lighttpd nginx systemd iproute2
 curl wrk valgrind procps
 fail2ban prometheus file
-clang libclang-rt-14-dev llvm
+clang libclang-rt-14-dev llvm clang-format gcovr
 debhelper dpkg-dev lintian groff-base perl
 chromium
 libapache2-mod-qos libapache2-mod-evasive python3"
