@@ -69,8 +69,7 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 
 # ratelimit2-fcgi (the FastCGI daemon) and ratelimit2-cgi (the CGI
 # wrapper) share the CGI-variable and response code.
-FCGI_SHARED := fcgi/request.c fcgi/response.c fcgi/policy.c \
-               fcgi/store_opts.c
+FCGI_SHARED := fcgi/request.c fcgi/response.c fcgi/policy.c
 FCGI_SRC := fcgi/main.c fcgi/worker.c fcgi/vet.c fcgi/authorizer.c \
             fcgi/generation.c fcgi/listen.c fcgi/log.c fcgi/metrics.c \
             $(FCGI_SHARED)
@@ -138,20 +137,19 @@ $(MODULE): $(MOD_SRC) $(LIB) $(wildcard mod_ratelimit2/*.h)
 	cp $(BUILD)/mod/.libs/mod_ratelimit2.so $@
 
 # ratelimit2ctl: the operator's tool; one file per subcommand.  It reads
-# -R/-O like ratelimit2-fcgi, with the same parser (fcgi/store_opts.c).
+# -R/-O like ratelimit2-fcgi, with the core's parser (store_opts.h).
 CTL_SRC  := $(sort $(wildcard ctl/*.c))
 CTL_BIN  := $(BUILD)/ctl/ratelimit2ctl
 
 .PHONY: ctl
 ctl: $(CTL_BIN)
 
-$(BUILD)/ctl/%.o: ctl/%.c ctl/ctl.h fcgi/fcgi.h \
+$(BUILD)/ctl/%.o: ctl/%.c ctl/ctl.h \
                   $(wildcard common/include/ratelimit2/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_C) -c -o $@ $<
 
-$(CTL_BIN): $(CTL_SRC:ctl/%.c=$(BUILD)/ctl/%.o) $(BUILD)/fcgi/store_opts.o \
-            $(LIB)
+$(CTL_BIN): $(CTL_SRC:ctl/%.c=$(BUILD)/ctl/%.o) $(LIB)
 	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(LDSAN)
 
 check: deps

@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../fcgi/fcgi.h"
+#include "ratelimit2/store_opts.h"
+
 #include "ctl.h"
 
 static const char rl2_ctl_manual[] =
@@ -128,7 +129,8 @@ rl2_ctl_opt(rl2_ctl_opts_t *o, int c, const char *arg)
         return 0;
     case 'z':
         o->zone = arg;
-        return 0;
+        return rl2_store_opt_zone_name(&o->backend, arg, &err) == RL2_OK
+               ? 0 : rl2_ctl_fail(-1, "-z: %s", err.msg);
     case 'm':
         o->method = arg;
         return 0;
@@ -156,10 +158,10 @@ rl2_ctl_opt(rl2_ctl_opts_t *o, int c, const char *arg)
         return errno == 0 && *end == '\0' && o->top >= 1 && o->top <= 1000
                ? 0 : rl2_ctl_fail(-1, "-n: expected 1 to 1000");
     case 'R':
-        return rl2_store_opt_redis(&o->backend, arg, &err) == 0
+        return rl2_store_opt_redis(&o->backend, arg, &err) == RL2_OK
                ? 0 : rl2_ctl_fail(-1, "-R: %s", err.msg);
     case 'O':
-        return rl2_store_opt_redis_options(&o->backend, arg, &err) == 0
+        return rl2_store_opt_redis_options(&o->backend, arg, &err) == RL2_OK
                ? 0 : rl2_ctl_fail(-1, "-O: %s", err.msg);
     default:
         return -1;
@@ -169,6 +171,7 @@ rl2_ctl_opt(rl2_ctl_opts_t *o, int c, const char *arg)
 static int
 rl2_ctl_parse(int argc, char **argv, rl2_ctl_opts_t *o)
 {
+    rl2_err_t err;
     int c;
 
     memset(o, 0, sizeof(*o));
@@ -189,12 +192,11 @@ rl2_ctl_parse(int argc, char **argv, rl2_ctl_opts_t *o)
             return -1;
         }
     }
-    if (o->zone[0] != '/' || strchr(o->zone + 1, '/') != NULL
-        || strlen(o->zone) >= RL2_ZONE_NAME_MAX) {
-        return rl2_ctl_fail(-1, "-z: a zone name looks like /ratelimit2");
+    /* -O alone refines the policy's redis group: checked with it. */
+    if (o->backend.redis_enabled
+        && rl2_store_opt_check(&o->backend, 0, &err) != RL2_OK) {
+        return rl2_ctl_fail(-1, "-R: %s", err.msg);
     }
-    snprintf(o->backend.zone_name, sizeof(o->backend.zone_name), "%s",
-             o->zone);
     return 0;
 }
 

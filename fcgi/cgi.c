@@ -114,24 +114,6 @@ rl2_target(void)
     return t;
 }
 
-static uint32_t
-rl2_entries(void)
-{
-    const char *e = getenv("RATELIMIT2_ZONE_ENTRIES");
-    char *end;
-    unsigned long n;
-
-    if (e == NULL || e[0] == '\0') {
-        return RL2_FCGI_DEFAULT_ENTRIES;
-    }
-    n = strtoul(e, &end, 10);
-    if (*end != '\0' || n < RL2_ZONE_MIN_ENTRIES
-        || n > RL2_ZONE_MAX_ENTRIES) {
-        return 0;
-    }
-    return (uint32_t)n;
-}
-
 /* Hand the process to the target: the wrapper's own arguments (an
  * ISINDEX query) follow it.  Returns only on failure. */
 static int
@@ -176,8 +158,8 @@ rl2_cgi_close(rl2_cgi_t *c)
 /* One store option from the environment, if set. */
 static int
 rl2_cgi_store_env(rl2_backend_conf_t *bc, const char *name,
-                  int (*parse)(rl2_backend_conf_t *, const char *,
-                               rl2_err_t *),
+                  rl2_status_t (*parse)(rl2_backend_conf_t *, const char *,
+                                        rl2_err_t *),
                   int *seen, rl2_err_t *err)
 {
     const char *v = getenv(name);
@@ -187,7 +169,7 @@ rl2_cgi_store_env(rl2_backend_conf_t *bc, const char *name,
         return 0;
     }
     *seen = 1;
-    if (parse(bc, v, &e) != 0) {
+    if (parse(bc, v, &e) != RL2_OK) {
         rl2_err_set(err, RL2_ERR_CONFIG, "%s: %s", name, e.msg);
         return -1;
     }
@@ -199,23 +181,18 @@ static int
 rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
                      rl2_err_t *err)
 {
-    const char *zone = getenv("RATELIMIT2_ZONE");
-    int redis = 0, others = 0, alerts = 0;
+    int zone = 0, redis = 0, others = 0, alerts = 0;
 
     rl2_backend_conf_init(bc);
-    if (zone != NULL && zone[0] != '\0') {
-        snprintf(bc->zone_name, sizeof(bc->zone_name), "%s", zone);
-    }
-    bc->zone_entries = rl2_entries();
+    bc->zone_entries = RL2_FCGI_DEFAULT_ENTRIES;
     bc->state_size = policy->max_state_size > 8 ? policy->max_state_size
                                                 : 8;
     bc->vlog = policy->vlog;   /* a ring of another size would be replaced */
-    if (bc->zone_entries == 0) {
-        rl2_err_set(err, RL2_ERR_CONFIG, "RATELIMIT2_ZONE_ENTRIES must be "
-                    "a number from 16 to 67108864");
-        return -1;
-    }
-    if (rl2_cgi_store_env(bc, "RATELIMIT2_REDIS", rl2_store_opt_redis,
+    if (rl2_cgi_store_env(bc, "RATELIMIT2_ZONE", rl2_store_opt_zone_name,
+                          &zone, err) != 0
+        || rl2_cgi_store_env(bc, "RATELIMIT2_ZONE_ENTRIES",
+                             rl2_store_opt_zone_entries, &zone, err) != 0
+        || rl2_cgi_store_env(bc, "RATELIMIT2_REDIS", rl2_store_opt_redis,
                           &redis, err) != 0
         || rl2_cgi_store_env(bc, "RATELIMIT2_REDIS_OPTIONS",
                              rl2_store_opt_redis_options, &others, err) != 0
@@ -228,7 +205,8 @@ rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
     if (rl2_backend_conf_policy(bc, policy, err) != RL2_OK) {
         return -1;
     }
-    return rl2_store_opt_check(bc, rl2_store_opt_needs_redis(bc), err);
+    return rl2_store_opt_check(bc, rl2_store_opt_needs_redis(bc), err)
+           == RL2_OK ? 0 : -1;
 }
 
 /* After a decide() error: 0 when the request was answered 503 (failover

@@ -23,6 +23,7 @@
 #include "ratelimit2/policy.h"
 #include "ratelimit2/store.h"
 #include "ratelimit2/store_local.h"
+#include "ratelimit2/store_opts.h"
 
 #define RL2_FCGI_DEFAULT_ZONE    "/ratelimit2"
 #define RL2_FCGI_DEFAULT_ENTRIES 100000u
@@ -152,29 +153,6 @@ enum {
 void rl2_log_request(int kind, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* ---- store_opts.c: where to count (Redis, failover, alerts) ---- */
-
-/* The option texts of ratelimit2-fcgi (-R, -O, -F, -A) and of
- * ratelimit2-cgi (RATELIMIT2_REDIS, _REDIS_OPTIONS, _FAILOVER, _ALERTS)
- * into a backend conf; 0, or -1 with err set.  See store_opts.c for the
- * syntax. */
-int rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
-                        rl2_err_t *err);
-int rl2_store_opt_redis_options(rl2_backend_conf_t *bc, const char *text,
-                                rl2_err_t *err);
-int rl2_store_opt_failover(rl2_backend_conf_t *bc, const char *text,
-                           rl2_err_t *err);
-int rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text,
-                         rl2_err_t *err);
-/* After every option: the Redis conf is complete and consistent, and
- * Redis-only options (redis_options != 0) came with a Redis server. */
-/* Were Redis options or a failover given (by option or variable)? */
-int rl2_store_opt_needs_redis(const rl2_backend_conf_t *bc);
-int rl2_store_opt_check(const rl2_backend_conf_t *bc, int redis_options,
-                        rl2_err_t *err);
-/* "closed", "open", "half_open", or "none" without Redis. */
-const char *rl2_store_circuit_name(rl2_backend_t *backend);
-
 /* ---- generation.c: policy generations and the store ---- */
 
 /* A backend (zone, and Redis behind its circuit when configured), shared
@@ -205,10 +183,13 @@ typedef struct {
     unsigned long   loaded;  /* generations loaded so far */
 } rl2_gens_t;
 
-/* Load the first generation and open its backend (conf is copied);
- * "file:line: message" in err on failure. */
+/* The first generation, of policy (loaded from policy_path by the
+ * caller, with rl2_cgi_policy_load; owned from here on, freed on
+ * failure), and its backend (conf is copied); "file:line: message" in err
+ * on failure.  SIGHUP reloads policy_path (rl2_gens_reload). */
 int rl2_gens_init(rl2_gens_t *g, const char *policy_path,
-                  const rl2_backend_conf_t *conf, rl2_err_t *err);
+                  rl2_policy_t *policy, const rl2_backend_conf_t *conf,
+                  rl2_err_t *err);
 /* Load the policy file again and make it current; on failure the current
  * generation stays and err says why. */
 int rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err);

@@ -105,28 +105,27 @@ rl2_gen_unref(rl2_gen_t *gen, int *zone_too)
 }
 
 int
-rl2_gens_init(rl2_gens_t *g, const char *policy_path,
+rl2_gens_init(rl2_gens_t *g, const char *policy_path, rl2_policy_t *policy,
               const rl2_backend_conf_t *conf, rl2_err_t *err)
 {
     rl2_gen_t *gen = calloc(1, sizeof(*gen));
 
     if (gen == NULL) {
+        rl2_policy_free(policy);
         rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
         return -1;
     }
     g->policy_path = policy_path;
     g->backend = *conf;
     g->zone_name = g->backend.zone_name;
-    if (rl2_cgi_policy_load(policy_path, &gen->policy, err) != 0) {
-        free(gen);
-        return -1;
-    }
+    gen->policy = policy;
     g->backend.vlog = gen->policy->vlog;  /* its stream is copied */
     /* The policy file's store groups, read once: a reload keeps the
      * backend, so changing them needs a restart. */
     if (rl2_backend_conf_policy(&g->backend, gen->policy, err) != RL2_OK
         || rl2_store_opt_check(&g->backend, rl2_store_opt_needs_redis(
-                                                &g->backend), err) != 0) {
+                                                &g->backend), err)
+           != RL2_OK) {
         rl2_policy_free(gen->policy);
         free(gen);
         return -1;

@@ -4,7 +4,7 @@
  *
  *   ratelimit2-fcgi -c POLICY [-s ADDRESS] [-t THREADS] [-z ZONE]
  *                   [-n ENTRIES] [-p HEALTH_PATH] [-R REDIS [-O OPTIONS]...
- *                   [-F FAILOVER] [-A ALERTS]]
+ *                   [-F FAILOVER] [-A ALERTS]] [-C]
  *
  * Signals are taken by the main thread alone (sigwaitinfo), never in a
  * handler: a reload reads files and allocates, which no handler may do.
@@ -36,13 +36,12 @@
 typedef struct {
     const char *policy;
     const char *listen;
-    const char *zone;
     const char *health;
     const char *metrics;          /* -m */
     const char *token_file;       /* -T */
     long        threads;
-    long        entries;
-    rl2_backend_conf_t backend;   /* -R, -O, -F, -A */
+    int         check;            /* -C: check the options and exit */
+    rl2_backend_conf_t backend;   /* -z, -n, -R, -O, -F, -A */
     int         redis_opts;       /* -O, -F or -A seen */
     int         store_bad;        /* one of them did not parse */
     rl2_err_t   store_err;
@@ -83,7 +82,10 @@ rl2_usage(FILE *f)
         "  -m PATH      metrics path answered in the responder role "
         "(default: none)\n"
         "  -T FILE      the metrics path needs \"Authorization: Bearer "
-        "<first line of FILE>\"\n",
+        "<first line of FILE>\"\n"
+        "  -C           check: load the policy and the options, print the "
+        "store\n"
+        "               they give and exit 0, or the error and exit 1\n",
         RL2_DEFAULT_THREADS, RL2_FCGI_DEFAULT_ZONE, RL2_FCGI_DEFAULT_ENTRIES,
         RL2_DEFAULT_HEALTH);
 }
@@ -108,14 +110,6 @@ rl2_opts_check(const rl2_opts_t *o)
     if (o->threads < 0) {
         return "-t needs a number of threads from 1 to 256";
     }
-    if (o->entries < 0) {
-        return "-n needs a number of entries from 16 to 67108864";
-    }
-    if (o->zone[0] != '/' || strchr(o->zone + 1, '/') != NULL
-        || strlen(o->zone) > RL2_ZONE_NAME_MAX) {
-        return "-z: the zone name must look like /ratelimit2 (one leading "
-               "slash, no other)";
-    }
     if (o->health[0] != '/') {
         return "-p: the health path must start with /";
     }
@@ -131,7 +125,8 @@ rl2_opts_check(const rl2_opts_t *o)
     return NULL;
 }
 
-/* -R, -O, -F and -A into o->backend; the first error is kept. */
+/* -z, -n, -R, -O, -F, -A and -E into o->backend; the first error is
+ * kept. */
 static void
 rl2_opt_store(rl2_opts_t *o, int c, const char *arg)
 {
@@ -139,20 +134,16 @@ rl2_opt_store(rl2_opts_t *o, int c, const char *arg)
     rl2_err_t err;
     int rc;
 
-    if (c == 'R') {
-        rc = rl2_store_opt_redis(bc, arg, &err);
-    }
-    else if (c == 'O') {
-        rc = rl2_store_opt_redis_options(bc, arg, &err);
-    }
-    else if (c == 'F') {
-        rc = rl2_store_opt_failover(bc, arg, &err);
-    }
-    else if (c == 'E') {
+    if (c == 'E') {
         rc = rl2_fcgi_events(&bc->metrics, arg, &err);
     }
     else {
-        rc = rl2_store_opt_alerts(bc, arg, &err);
+        rc = (c == 'z' ? rl2_store_opt_zone_name
+              : c == 'n' ? rl2_store_opt_zone_entries
+              : c == 'R' ? rl2_store_opt_redis
+              : c == 'O' ? rl2_store_opt_redis_options
+              : c == 'F' ? rl2_store_opt_failover
+              : rl2_store_opt_alerts)(bc, arg, &err) == RL2_OK ? 0 : -1;
     }
     /* Alerts and events serve a local store too (event=limited). */
     o->redis_opts |= c == 'O' || c == 'F';
@@ -163,42 +154,18 @@ rl2_opt_store(rl2_opts_t *o, int c, const char *arg)
     }
 }
 
-/* Does the policy file name a Redis server (its redis group), which -O,
- * -F and -A may then refine without -R?  A policy that does not load is
- * reported with file:line when the daemon loads it for good. */
+/* After the policy is loaded (once: the daemon serves this one): do
+ * -O, -F and -A have a Redis server, from -R or from the policy's redis
+ * group, and is the Redis conf consistent? */
 static int
-rl2_policy_has_redis(const rl2_opts_t *o)
+rl2_opts_store_check(const rl2_opts_t *o, const rl2_policy_t *policy,
+                     rl2_err_t *err)
 {
-    rl2_policy_t *p;
-    rl2_err_t err;
-    int has;
+    int has = policy->store != NULL
+              && (policy->store->given & RL2_BACKEND_GIVEN_REDIS);
 
-    if (o->policy == NULL
-        || rl2_config_load(o->policy, &p, &err) != RL2_OK) {
-        return 0;
-    }
-    has = p->store != NULL && (p->store->given & RL2_BACKEND_GIVEN_REDIS);
-    rl2_policy_free(p);
-    return has;
-}
-
-/* After getopt: the zone into the backend conf, then its consistency. */
-static void
-rl2_opts_finish(rl2_opts_t *o)
-{
-    rl2_err_t err;
-
-    snprintf(o->backend.zone_name, sizeof(o->backend.zone_name), "%s",
-             o->zone);
-    o->backend.zone_entries = (uint32_t)(o->entries > 0 ? o->entries : 0);
-    if (!o->store_bad
-        && rl2_store_opt_check(&o->backend,
-                               o->redis_opts && !rl2_policy_has_redis(o),
-                               &err) != 0) {
-        o->store_bad = 1;
-        snprintf(o->store_err.msg, sizeof(o->store_err.msg), "%s",
-                 err.msg);
-    }
+    return rl2_store_opt_check(&o->backend, o->redis_opts && !has, err)
+           == RL2_OK ? 0 : -1;
 }
 
 static int
@@ -208,13 +175,14 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
     int c;
 
     memset(o, 0, sizeof(*o));
-    o->zone = RL2_FCGI_DEFAULT_ZONE;
     o->health = RL2_DEFAULT_HEALTH;
     o->threads = RL2_DEFAULT_THREADS;
-    o->entries = RL2_FCGI_DEFAULT_ENTRIES;
     rl2_backend_conf_init(&o->backend);
-    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:R:O:F:A:E:h")) != -1) {
+    o->backend.zone_entries = RL2_FCGI_DEFAULT_ENTRIES;
+    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:R:O:F:A:E:Ch")) != -1) {
         switch (c) {
+        case 'z':
+        case 'n':
         case 'R':
         case 'O':
         case 'F':
@@ -228,8 +196,8 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
         case 's':
             o->listen = optarg;
             break;
-        case 'z':
-            o->zone = optarg;
+        case 'C':
+            o->check = 1;
             break;
         case 'p':
             o->health = optarg;
@@ -245,12 +213,6 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
                 o->threads = -1;
             }
             break;
-        case 'n':
-            if (rl2_number(optarg, RL2_ZONE_MIN_ENTRIES,
-                           RL2_ZONE_MAX_ENTRIES, &o->entries) != 0) {
-                o->entries = -1;
-            }
-            break;
         case 'h':
             rl2_usage(stdout);
             exit(0);
@@ -264,7 +226,6 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
                 argv[optind]);
         return -1;
     }
-    rl2_opts_finish(o);
     if ((msg = rl2_opts_check(o)) != NULL) {
         fprintf(stderr, "ratelimit2-fcgi: %s\n", msg);
         rl2_usage(stderr);
@@ -376,10 +337,31 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
     return started == n ? 0 : -1;
 }
 
+/* -C: the store the policy and the options give, on stdout (exit 0), or
+ * the error on stderr (exit 1); nothing is opened or connected. */
+static int
+rl2_check(const rl2_opts_t *o, const rl2_policy_t *policy)
+{
+    rl2_backend_conf_t bc = o->backend;
+    char line[1024];
+    rl2_err_t err;
+
+    if (rl2_backend_conf_policy(&bc, policy, &err) != RL2_OK
+        || rl2_store_opt_check(&bc, rl2_store_opt_needs_redis(&bc), &err)
+           != RL2_OK) {
+        fprintf(stderr, "ratelimit2-fcgi: %s\n", err.msg);
+        return 1;
+    }
+    rl2_store_opt_describe(&bc, line, sizeof(line));
+    printf("%s\n", line);
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
     rl2_server_t srv;
+    rl2_policy_t *policy;
     rl2_opts_t o;
     rl2_clock_t now;
     rl2_err_t err;
@@ -402,6 +384,22 @@ main(int argc, char **argv)
     if (rl2_opts_parse(argc, argv, &o) != 0) {
         return 2;
     }
+    /* The policy is loaded once, here: its store groups complete the
+     * options, then the first generation serves it. */
+    if (rl2_cgi_policy_load(o.policy, &policy, &err) != 0) {
+        fprintf(stderr, "ratelimit2-fcgi: %s\n", err.msg);
+        return 1;
+    }
+    if (rl2_opts_store_check(&o, policy, &err) != 0) {
+        fprintf(stderr, "ratelimit2-fcgi: %s\n", err.msg);
+        rl2_policy_free(policy);
+        return 2;
+    }
+    if (o.check) {
+        rc = rl2_check(&o, policy);
+        rl2_policy_free(policy);
+        return rc;
+    }
     rl2_log_open("ratelimit2-fcgi");
     memset(&srv, 0, sizeof(srv));
     srv.health_path = o.health;
@@ -410,9 +408,10 @@ main(int argc, char **argv)
         && rl2_fcgi_token_read(o.token_file, &srv.metrics_token, &err)
            != 0) {
         rl2_log(LOG_ERR, "%s", err.msg);
+        rl2_policy_free(policy);
         return 1;
     }
-    if (rl2_gens_init(&srv.gens, o.policy, &o.backend, &err) != 0) {
+    if (rl2_gens_init(&srv.gens, o.policy, policy, &o.backend, &err) != 0) {
         rl2_log(LOG_ERR, "%s", err.msg);
         return 1;
     }
@@ -428,7 +427,8 @@ main(int argc, char **argv)
     rl2_clock_now(&now);
     srv.started_us = now.mono_us;
     rl2_log(LOG_INFO, "policy %s (generation 1), zone %s of %ld entries, "
-            "store %s, %ld threads on %s", o.policy, o.zone, o.entries,
+            "store %s, %ld threads on %s", o.policy, o.backend.zone_name,
+            (long)o.backend.zone_entries,
             srv.gens.current->zone->store->ops->name, o.threads, where);
     rc = rl2_run(&srv, fd, o.threads, &set);
     close(fd);

@@ -18,6 +18,7 @@
 #include "ratelimit2/config.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/store_local.h"
+#include "ratelimit2/store_opts.h"
 
 #include "mod_ratelimit2.h"
 
@@ -151,30 +152,18 @@ static const char *
 rl2_set_zone(cmd_parms *cmd, void *dummy, const char *name,
              const char *entries)
 {
-    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    char *end;
-    apr_int64_t n;
+    const char *msg = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    rl2_err_t err;
 
     (void)dummy;
-    if (err != NULL) {
-        return err;
+    if (msg != NULL) {
+        return msg;
     }
-    if (name[0] != '/' || strchr(name + 1, '/') != NULL
-        || strlen(name) > RL2_ZONE_NAME_MAX) {
-        return "RateLimit2Zone: the name must look like /ratelimit2 "
-               "(one leading slash, no other)";
-    }
-    apr_cpystrn(rl2_global.backend.zone_name, name,
-                sizeof(rl2_global.backend.zone_name));
-    if (entries != NULL) {
-        n = apr_strtoi64(entries, &end, 10);
-        if (*end != '\0' || n < RL2_ZONE_MIN_ENTRIES
-            || n > RL2_ZONE_MAX_ENTRIES) {
-            return apr_psprintf(cmd->pool, "RateLimit2Zone: entries must "
-                                "be a number from %u to %u", 
-                                RL2_ZONE_MIN_ENTRIES, RL2_ZONE_MAX_ENTRIES);
-        }
-        rl2_global.backend.zone_entries = (uint32_t)n;
+    if (rl2_store_opt_zone_name(&rl2_global.backend, name, &err) != RL2_OK
+        || (entries != NULL
+            && rl2_store_opt_zone_entries(&rl2_global.backend, entries,
+                                          &err) != RL2_OK)) {
+        return apr_pstrcat(cmd->pool, "RateLimit2Zone: ", err.msg, NULL);
     }
     return NULL;
 }

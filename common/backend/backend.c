@@ -204,16 +204,6 @@ rl2_backend_refusing(rl2_backend_t *b, int64_t *retry_after_s)
            && rl2_failover_refusing(b->failover, retry_after_s);
 }
 
-int
-rl2_backend_circuit_state(rl2_backend_t *b, rl2_circuit_state_t *state)
-{
-    if (b->circuit == NULL) {
-        return 0;
-    }
-    *state = rl2_circuit_state(b->circuit);
-    return 1;
-}
-
 rl2_metrics_t *
 rl2_backend_metrics(rl2_backend_t *b)
 {

@@ -106,4 +106,8 @@ void rl2_hash_key_from_secret(const char *secret, rl2_hash_key_t *key);
 
 const char *rl2_status_str(rl2_status_t status);
 
+/* "daemon", "user", "local0".."local7", "auth", "authpriv" -> LOG_*. */
+rl2_status_t rl2_alert_facility_parse(const char *text, int *facility,
+                                      rl2_err_t *err);
+
 #endif /* RL2_BASE_INTERNAL_H */

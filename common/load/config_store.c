@@ -5,8 +5,9 @@
  * and ratelimit2-fcgi's -R/-O, -F, -A), and tier_from.redis, the tier
  * lookup in a billing system's Redis hash.
  *
- * Values are checked with the core's own parsers and bounds, so a file
- * and a directive accept the same things; every error names file:line.
+ * Values go through the core's store option parser (store_opts.h), so a
+ * file and a directive accept the same things and refuse them with the
+ * same words; every error names file:line.
  * Front ends fold the result into their backend conf with
  * rl2_backend_conf_policy().
  */
@@ -16,8 +17,10 @@
 #include <string.h>
 
 #include "ratelimit2/backend.h"
+#include "ratelimit2/store_opts.h"
 #include "ratelimit2/tier_source.h"
 
+#include "backend/backend_internal.h"
 #include "load_internal.h"
 
 static const char *const rl2_redis_keys[] = {
@@ -50,169 +53,116 @@ rl2_cfg_range(const rl2_cfg_t *cfg, const config_setting_t *g,
     return RL2_OK;
 }
 
-/* A string key copied into dst[size]; absent: dst untouched. */
+/* A scalar setting as the text a directive or option would give. */
 static rl2_status_t
-rl2_cfg_fixed(const rl2_cfg_t *cfg, const config_setting_t *g,
-              const char *key, char *dst, size_t size)
+rl2_cfg_text(const rl2_cfg_t *cfg, const config_setting_t *s, char *text,
+             size_t size)
 {
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_FLOAT:
+        snprintf(text, size, "%.6f", config_setting_get_float(s));
+        return RL2_OK;
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        snprintf(text, size, "%lld", (long long)config_setting_get_int64(s));
+        return RL2_OK;
+    case CONFIG_TYPE_STRING:
+        if (strlen(config_setting_get_string(s)) < size) {
+            snprintf(text, size, "%s", config_setting_get_string(s));
+            return RL2_OK;
+        }
+        break;
+    default:
+        break;
+    }
+    return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must be a number or a "
+                        "string of at most %zu characters",
+                        config_setting_name(s), size - 1);
+}
+
+typedef rl2_status_t (*rl2_cfg_set_fn)(rl2_backend_conf_t *bc,
+                                       const char *name, const char *value,
+                                       rl2_err_t *err);
+
+/* keys[from..] of group g, those present, through the store option
+ * parser set (store_opts.h): a file and a directive accept the same
+ * values and refuse them with the same words, after file:line. */
+static rl2_status_t
+rl2_cfg_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
+             const char *const *keys, rl2_cfg_set_fn set,
+             rl2_backend_conf_t *bc)
+{
+    const config_setting_t *s;
+    char text[1024];
+    rl2_err_t e;
+
+    for (; *keys != NULL; keys++) {
+        if ((s = rl2_cfg_at(g, *keys)) == NULL) {
+            continue;
+        }
+        RL2_TRY(rl2_cfg_text(cfg, s, text, sizeof(text)));
+        if (set(bc, *keys, text, &e) != RL2_OK) {
+            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "%s", e.msg);
+        }
+    }
+    return RL2_OK;
+}
+
+/* One string key through a store option parser of one value. */
+static rl2_status_t
+rl2_cfg_opt(const rl2_cfg_t *cfg, const config_setting_t *g,
+            const char *key,
+            rl2_status_t (*parse)(rl2_backend_conf_t *, const char *,
+                                  rl2_err_t *),
+            rl2_backend_conf_t *bc)
+{
+    const config_setting_t *s = rl2_cfg_at(g, key);
     const char *text;
+    rl2_err_t e;
 
     RL2_TRY(rl2_cfg_string(cfg, g, key, &text));
     if (text == NULL) {
         return RL2_OK;
     }
-    if (strlen(text) >= size) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(g, key), RL2_ERR_CONFIG,
-                            "'%s' is longer than %zu bytes", key, size - 1);
+    if (parse(bc, text, &e) != RL2_OK) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "%s", e.msg);
     }
-    memcpy(dst, text, strlen(text) + 1);
     return RL2_OK;
 }
 
 /* ---- redis = { server = "HOST:PORT" | "/socket" | "sentinel:..." } ---- */
 
 static rl2_status_t
-rl2_cfg_redis_server(const rl2_cfg_t *cfg, const config_setting_t *g,
-                     rl2_redis_conf_t *rc)
-{
-    const config_setting_t *s = rl2_cfg_at(g, "server");
-    const char *addr, *colon;
-    char *end;
-    long port;
-    rl2_err_t e;
-
-    RL2_TRY(rl2_cfg_string(cfg, g, "server", &addr));
-    if (addr == NULL) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "'redis' needs "
-                            "'server' (\"HOST:PORT\", \"/path/to/socket\", "
-                            "\"sentinel:NAME@HOST:PORT,...\" or "
-                            "\"cluster:HOST:PORT,...\")");
-    }
-    if (strncmp(addr, "sentinel:", 9) == 0
-        || strncmp(addr, "cluster:", 8) == 0) {
-        rl2_status_t st = addr[0] == 's'
-                          ? rl2_redis_sentinel_parse(rc, addr + 9, &e)
-                          : rl2_redis_cluster_parse(rc, addr + 8, &e);
-
-        return st == RL2_OK ? RL2_OK
-               : rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "%s", e.msg);
-    }
-    if (addr[0] == '/') {
-        if (strlen(addr) >= sizeof(rc->unix_path)) {
-            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "redis socket path "
-                                "longer than %zu bytes",
-                                sizeof(rc->unix_path) - 1);
-        }
-        memcpy(rc->unix_path, addr, strlen(addr) + 1);
-        return RL2_OK;
-    }
-    colon = strrchr(addr, ':');
-    port = colon != NULL ? strtol(colon + 1, &end, 10) : 0;
-    if (colon == NULL || colon == addr || *end != '\0' || port < 1
-        || port > 65535 || (size_t)(colon - addr) >= sizeof(rc->host)) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'server' must be "
-                            "\"HOST:PORT\", \"/path/to/socket\", "
-                            "\"sentinel:NAME@HOST:PORT,...\" or "
-                            "\"cluster:HOST:PORT,...\", not \"%s\"", addr);
-    }
-    /* "[::1]:6379": the brackets only delimit the address. */
-    if (addr[0] == '[' && colon[-1] == ']') {
-        snprintf(rc->host, sizeof(rc->host), "%.*s",
-                 (int)(colon - addr - 2), addr + 1);
-    }
-    else {
-        snprintf(rc->host, sizeof(rc->host), "%.*s", (int)(colon - addr),
-                 addr);
-    }
-    rc->port = (int)port;
-    return RL2_OK;
-}
-
-static rl2_status_t
 rl2_cfg_redis(const rl2_cfg_t *cfg, const config_setting_t *g,
               rl2_backend_conf_t *bc)
 {
-    rl2_redis_conf_t *rc = &bc->redis;
-    int64_t db = 0, connect = rc->connect_timeout_ms;
-    int64_t timeout = rc->command_timeout_ms;
     rl2_err_t e;
 
-    RL2_TRY(rl2_cfg_redis_server(cfg, g, rc));
-    RL2_TRY(rl2_cfg_range(cfg, g, "db", 0, 15, &db));
-    RL2_TRY(rl2_cfg_fixed(cfg, g, "user", rc->username,
-                          sizeof(rc->username)));
-    RL2_TRY(rl2_cfg_fixed(cfg, g, "password", rc->password,
-                          sizeof(rc->password)));
-    RL2_TRY(rl2_cfg_range(cfg, g, "connect_timeout", 1, 60000, &connect));
-    RL2_TRY(rl2_cfg_range(cfg, g, "timeout", 1, 60000, &timeout));
-    rc->db = (int)db;
-    rc->connect_timeout_ms = (int)connect;
-    rc->command_timeout_ms = (int)timeout;
-    if (rl2_redis_conf_check(rc, &e) != RL2_OK) {
+    if (rl2_cfg_at(g, "server") == NULL) {
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "'redis' needs "
+                            "'server' (\"HOST:PORT\", \"[IPv6]:PORT\", "
+                            "\"/path/to/socket\", "
+                            "\"sentinel:NAME@HOST:PORT,...\" or "
+                            "\"cluster:HOST:PORT,...\")");
+    }
+    RL2_TRY(rl2_cfg_opt(cfg, g, "server", rl2_store_opt_redis, bc));
+    RL2_TRY(rl2_cfg_opts(cfg, g, rl2_redis_keys + 1, rl2_store_opt_redis_set,
+                         bc));
+    if (rl2_store_opt_check(bc, 0, &e) != RL2_OK) {
         return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "%s", e.msg);
     }
-    bc->redis_enabled = 1;
     return RL2_OK;
 }
 
 /* ---- failover = { mode = "local"; share = 0.5; ... } ---- */
 
-/* share as a number (0.5) or a string ("0.5"), through the same decimal
- * parser as the directive's. */
-static rl2_status_t
-rl2_cfg_share(const rl2_cfg_t *cfg, const config_setting_t *g,
-              uint32_t *ppm)
-{
-    const config_setting_t *s = rl2_cfg_at(g, "share");
-    char text[64];
-    rl2_err_t e;
-
-    if (s == NULL) {
-        return RL2_OK;
-    }
-    switch (config_setting_type(s)) {
-    case CONFIG_TYPE_FLOAT:
-        snprintf(text, sizeof(text), "%.6f", config_setting_get_float(s));
-        break;
-    case CONFIG_TYPE_INT:
-    case CONFIG_TYPE_INT64:
-        snprintf(text, sizeof(text), "%lld",
-                 (long long)config_setting_get_int64(s));
-        break;
-    case CONFIG_TYPE_STRING:
-        snprintf(text, sizeof(text), "%s", config_setting_get_string(s));
-        break;
-    default:
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'share' must be a "
-                            "number from 0.001 to 1");
-    }
-    if (rl2_failover_share_parse(text, ppm, &e) != RL2_OK) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "%s", e.msg);
-    }
-    return RL2_OK;
-}
-
 static rl2_status_t
 rl2_cfg_failover(const rl2_cfg_t *cfg, const config_setting_t *g,
                  rl2_backend_conf_t *bc)
 {
-    const char *mode;
-    int64_t probe = bc->circuit.probe_interval_ms;
-    int64_t failures = bc->circuit.failures_to_open;
-    rl2_err_t e;
-
-    RL2_TRY(rl2_cfg_string(cfg, g, "mode", &mode));
-    if (mode != NULL
-        && rl2_failover_mode_parse(mode, &bc->failover_mode, &e) != RL2_OK) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "mode"), RL2_ERR_CONFIG,
-                            "%s", e.msg);
-    }
-    RL2_TRY(rl2_cfg_share(cfg, g, &bc->local_share_ppm));
-    RL2_TRY(rl2_cfg_range(cfg, g, "probe", 1, 3600000, &probe));
-    RL2_TRY(rl2_cfg_range(cfg, g, "failures", 1, 1000, &failures));
-    bc->circuit.probe_interval_ms = probe;
-    bc->circuit.failures_to_open = (uint32_t)failures;
-    return RL2_OK;
+    RL2_TRY(rl2_cfg_opt(cfg, g, "mode", rl2_store_opt_failover_mode, bc));
+    return rl2_cfg_opts(cfg, g, rl2_failover_keys + 1,
+                        rl2_store_opt_failover_set, bc);
 }
 
 /* ---- alerts = { enabled = true; socket = "/dev/log"; ... } ---- */
@@ -221,30 +171,12 @@ static rl2_status_t
 rl2_cfg_alerts(const rl2_cfg_t *cfg, const config_setting_t *g,
                rl2_backend_conf_t *bc)
 {
-    const char *facility;
-    int64_t interval = bc->alert_interval_ms / 1000;
-    rl2_err_t e;
+    int enabled = 1;
 
-    bc->alerts_enabled = 1;
-    RL2_TRY(rl2_cfg_bool(cfg, g, "enabled", &bc->alerts_enabled));
-    RL2_TRY(rl2_cfg_fixed(cfg, g, "socket", bc->alert_socket,
-                          sizeof(bc->alert_socket)));
-    if (bc->alert_socket[0] != '/') {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "socket"), RL2_ERR_CONFIG,
-                            "'socket' must be an absolute path");
-    }
-    RL2_TRY(rl2_cfg_fixed(cfg, g, "ident", bc->alert_ident,
-                          sizeof(bc->alert_ident)));
-    RL2_TRY(rl2_cfg_string(cfg, g, "facility", &facility));
-    if (facility != NULL
-        && rl2_alert_facility_parse(facility, &bc->alert_facility, &e)
-           != RL2_OK) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "facility"), RL2_ERR_CONFIG,
-                            "%s", e.msg);
-    }
-    RL2_TRY(rl2_cfg_range(cfg, g, "interval", 1, 86400, &interval));
-    bc->alert_interval_ms = interval * 1000;
-    return RL2_OK;
+    RL2_TRY(rl2_cfg_bool(cfg, g, "enabled", &enabled));
+    bc->alerts_enabled = enabled;
+    return rl2_cfg_opts(cfg, g, rl2_alerts_keys + 1,
+                        rl2_store_opt_alerts_set, bc);
 }
 
 rl2_status_t

@@ -257,4 +257,23 @@ int rl2_tier_source_get(rl2_tier_source_t *src, const rl2_tier_redis_t *tr,
 void rl2_tier_source_stats(const rl2_tier_source_t *src,
                            rl2_tier_source_stats_t *out);
 
+/* Ranges and combinations (a user needs a password); RL2_ERR_CONFIG. */
+rl2_status_t rl2_redis_conf_check(const rl2_redis_conf_t *conf,
+                                  rl2_err_t *err);
+
+/* ---- Sentinel discovery (redis_topology.c) ---- */
+
+/* Parse "NAME@host1:port1,host2:port2" (up to RL2_REDIS_SENTINELS_MAX
+ * sentinels) into conf's master_name and sentinels; RL2_ERR_CONFIG naming
+ * the bad part. */
+rl2_status_t rl2_redis_sentinel_parse(rl2_redis_conf_t *conf,
+                                      const char *spec, rl2_err_t *err);
+
+/* ---- Redis Cluster (redis_cluster.c; the seed list redis_topology.c) ---- */
+
+/* Parse "host1:port1,host2:port2" (up to RL2_REDIS_SEEDS_MAX seed nodes)
+ * into conf's seeds; RL2_ERR_CONFIG naming the bad part. */
+rl2_status_t rl2_redis_cluster_parse(rl2_redis_conf_t *conf,
+                                     const char *spec, rl2_err_t *err);
+
 #endif /* RL2_REDIS_INTERNAL_H */

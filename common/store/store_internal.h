@@ -201,4 +201,14 @@ zone_mark_clean(rl2_zone_t *z)
  * both lists from the entries (zone.c). */
 void rl2_zone_rebuild(rl2_zone_t *z);
 
+/* "local", "open", "closed". */
+rl2_status_t rl2_failover_mode_parse(const char *text,
+                                     rl2_failover_mode_t *out,
+                                     rl2_err_t *err);
+
+/* A decimal fraction in [0.001, 1] ("0.5", "1", "0.125") to parts per
+ * million; at most 6 decimal places.  No floating point. */
+rl2_status_t rl2_failover_share_parse(const char *text, uint32_t *ppm,
+                                      rl2_err_t *err);
+
 #endif

@@ -93,8 +93,4 @@ typedef struct {
 
 typedef struct rl2_alert rl2_alert_t;
 
-/* "daemon", "user", "local0".."local7", "auth", "authpriv" -> LOG_*. */
-rl2_status_t rl2_alert_facility_parse(const char *text, int *facility,
-                                      rl2_err_t *err);
-
 #endif /* RL2_ALERT_H */

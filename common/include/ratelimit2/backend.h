@@ -101,11 +101,6 @@ rl2_vlog_t *rl2_backend_vlog(rl2_backend_t *backend);
 /* After a decide() error: should the request be refused with 503, and
  * after how many seconds may it retry (closed failover mode)? */
 int rl2_backend_refusing(rl2_backend_t *backend, int64_t *retry_after_s);
-/* The state of the circuit breaker in front of Redis (for health pages):
- * returns 1 with *state set when Redis is configured, 0 (and *state left
- * alone) for a local store only. */
-int rl2_backend_circuit_state(rl2_backend_t *backend,
-                              rl2_circuit_state_t *state);
 /* The tier source for rl2_request_t.tier_source, or NULL when the conf
  * asked for none (or there is no Redis). */
 struct rl2_tier_source *rl2_backend_tier_source(rl2_backend_t *backend);

@@ -85,16 +85,6 @@ typedef enum {
 #define RL2_COMMITTED_PRIMARY 1
 #define RL2_COMMITTED_FALLBACK 2
 
-/* "local", "open", "closed". */
-rl2_status_t rl2_failover_mode_parse(const char *text,
-                                     rl2_failover_mode_t *out,
-                                     rl2_err_t *err);
-
-/* A decimal fraction in [0.001, 1] ("0.5", "1", "0.125") to parts per
- * million; at most 6 decimal places.  No floating point. */
-rl2_status_t rl2_failover_share_parse(const char *text, uint32_t *ppm,
-                                      rl2_err_t *err);
-
 /* ---- the circuit breaker --------------------------------------------- */
 
 typedef struct rl2_circuit rl2_circuit_t;

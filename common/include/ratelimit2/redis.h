@@ -57,25 +57,6 @@ typedef struct {
     int  n_seeds;                       /* 0 .. RL2_REDIS_SEEDS_MAX */
 } rl2_redis_conf_t;
 
-/* Ranges and combinations (a user needs a password); RL2_ERR_CONFIG. */
-rl2_status_t rl2_redis_conf_check(const rl2_redis_conf_t *conf,
-                                  rl2_err_t *err);
-
-/* ---- Sentinel discovery (redis_topology.c) ---- */
-
-/* Parse "NAME@host1:port1,host2:port2" (up to RL2_REDIS_SENTINELS_MAX
- * sentinels) into conf's master_name and sentinels; RL2_ERR_CONFIG naming
- * the bad part. */
-rl2_status_t rl2_redis_sentinel_parse(rl2_redis_conf_t *conf,
-                                      const char *spec, rl2_err_t *err);
-
-/* ---- Redis Cluster (redis_cluster.c; the seed list redis_topology.c) ---- */
-
-/* Parse "host1:port1,host2:port2" (up to RL2_REDIS_SEEDS_MAX seed nodes)
- * into conf's seeds; RL2_ERR_CONFIG naming the bad part. */
-rl2_status_t rl2_redis_cluster_parse(rl2_redis_conf_t *conf,
-                                     const char *spec, rl2_err_t *err);
-
 /* The Redis store (store_redis.c): every layer of a request is decided by
  * one atomic Lua script on the server (in a Cluster, one per slot the
  * layers' keys fall in, see store_redis.c), with the semantics of the local
