@@ -51,7 +51,7 @@
 extern char **environ;
 
 static const char *
-rl2_env(void *ctx, const char *name)
+rl2_cgi_getenv(void *ctx, const char *name)
 {
     (void)ctx;
     return getenv(name);
@@ -283,7 +283,7 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
     else if (rl2_cgi_backend_conf(c->policy, &bc, &err) != 0) {
         run = rl2_answer_error(500, "%s", err.msg);
     }
-    else if (rl2_cgi_describe(c->policy, rl2_env, NULL, r, &e) != 0) {
+    else if (rl2_cgi_describe(c->policy, rl2_cgi_getenv, NULL, r, &e) != 0) {
         run = rl2_answer_error(e.status, "%s", e.reason);
     }
     else if (rl2_cgi_open_decide(c, &bc, &r->req, v, now, &err) != RL2_OK) {

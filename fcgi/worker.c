@@ -60,7 +60,7 @@ rl2_wait(int fd, int stop_fd)
 }
 
 static void
-rl2_conn_setup(int fd)
+rl2_set_socket_opts(int fd)
 {
     struct timeval tv = { RL2_IO_TIMEOUT_S, 0 };
     int on = 1;
@@ -99,7 +99,7 @@ rl2_accept(const rl2_worker_t *w)
         }
         fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
-            rl2_conn_setup(fd);
+            rl2_set_socket_opts(fd);
             return fd;
         }
         rl2_accept_failed(errno);

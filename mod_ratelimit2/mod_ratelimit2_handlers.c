@@ -144,7 +144,7 @@ rl2_out(void *ctx, const char *s, size_t n)
 }
 
 static void
-rl2_env(rl2_metrics_env_t *env)
+rl2_mod_metrics_env(rl2_metrics_env_t *env)
 {
     rl2_backend_t *b = rl2_module_backend();
 
@@ -174,7 +174,7 @@ rl2_serve(request_rec *r, int kind)
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    rl2_env(&env);
+    rl2_mod_metrics_env(&env);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     if (kind == 1) {
         ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");

@@ -74,19 +74,19 @@ static const algo_ops_t algo_ops[RL2_ALGO_COUNT] = {
 };
 
 static int
-algo_known(rl2_algo_t algo)
+rl2_algo_known(rl2_algo_t algo)
 {
     return (int)algo >= 0 && algo < RL2_ALGO_COUNT;
 }
 
 static int
-algo_is_bucket(rl2_algo_t algo)
+rl2_algo_is_bucket(rl2_algo_t algo)
 {
     return algo == RL2_ALGO_TOKEN_BUCKET || algo == RL2_ALGO_LEAKY_BUCKET;
 }
 
 static int
-algo_is_windowed(rl2_algo_t algo)
+rl2_algo_is_windowed(rl2_algo_t algo)
 {
     return algo != RL2_ALGO_CONCURRENCY && algo != RL2_ALGO_QUOTA;
 }
@@ -94,20 +94,20 @@ algo_is_windowed(rl2_algo_t algo)
 /* Enough to run without dividing by zero or indexing out of the blob, for
  * parameters that never went through the params check. */
 static int
-params_usable(const rl2_algo_params_t *p)
+rl2_params_usable(const rl2_algo_params_t *p)
 {
-    return algo_known(p->algo) && p->limit >= 1
-           && (!algo_is_windowed(p->algo) || p->window_us >= 1);
+    return rl2_algo_known(p->algo) && p->limit >= 1
+           && (!rl2_algo_is_windowed(p->algo) || p->window_us >= 1);
 }
 
 /* The most units one request can ever take. */
 static int64_t
-algo_capacity(const rl2_algo_params_t *p)
+rl2_algo_capacity(const rl2_algo_params_t *p)
 {
-    if (algo_is_bucket(p->algo) && p->burst > 0) {
+    if (rl2_algo_is_bucket(p->algo) && p->burst > 0) {
         return p->burst;
     }
-    return p->algo == RL2_ALGO_SLIDING_LOG ? sl_cap(p) : p->limit;
+    return p->algo == RL2_ALGO_SLIDING_LOG ? rl2_sl_cap(p) : p->limit;
 }
 
 /* ---- parameters ---- */
@@ -115,7 +115,7 @@ algo_capacity(const rl2_algo_params_t *p)
 /* "100/1h", "20/day", "3 in flight", "10/1s with burst 50": the rate as a
  * sysadmin would recognise it, for messages. */
 static void
-rate_str(const rl2_algo_params_t *p, char *buf, size_t size)
+rl2_rate_str(const rl2_algo_params_t *p, char *buf, size_t size)
 {
     static const struct {
         int64_t     us;
@@ -149,11 +149,11 @@ rate_str(const rl2_algo_params_t *p, char *buf, size_t size)
 
 /* Rules about which parameters belong to which algorithm. */
 static rl2_status_t
-check_shape(const rl2_algo_params_t *p, rl2_err_t *err)
+rl2_check_shape(const rl2_algo_params_t *p, rl2_err_t *err)
 {
     const char *name = rl2_algo_name(p->algo);
 
-    if (!algo_known(p->algo)) {
+    if (!rl2_algo_known(p->algo)) {
         return rl2_err_set(err, RL2_ERR_CONFIG, "unknown algorithm (%d)",
                            (int)p->algo);
     }
@@ -165,7 +165,7 @@ check_shape(const rl2_algo_params_t *p, rl2_err_t *err)
         return rl2_err_set(err, RL2_ERR_CONFIG, "burst must not be negative "
                            "(got %" PRId64 ")", p->burst);
     }
-    if (p->burst > 0 && !algo_is_bucket(p->algo)) {
+    if (p->burst > 0 && !rl2_algo_is_bucket(p->algo)) {
         return rl2_err_set(err, RL2_ERR_CONFIG, "burst applies only to "
                            "token_bucket and leaky_bucket; with %s add a "
                            "second, shorter limit instead", name);
@@ -174,7 +174,7 @@ check_shape(const rl2_algo_params_t *p, rl2_err_t *err)
         return rl2_err_set(err, RL2_ERR_CONFIG, "a calendar day or month "
                            "applies only to quota, not to %s", name);
     }
-    if (algo_is_windowed(p->algo) && p->window_us < 1) {
+    if (rl2_algo_is_windowed(p->algo) && p->window_us < 1) {
         return rl2_err_set(err, RL2_ERR_CONFIG, "%s window must be longer "
                            "than zero", name);
     }
@@ -183,7 +183,7 @@ check_shape(const rl2_algo_params_t *p, rl2_err_t *err)
 
 /* Rules of one algorithm. */
 static rl2_status_t
-check_algo(const rl2_algo_params_t *p, rl2_err_t *err)
+rl2_check_algo(const rl2_algo_params_t *p, rl2_err_t *err)
 {
     char rate[96];
 
@@ -207,8 +207,8 @@ check_algo(const rl2_algo_params_t *p, rl2_err_t *err)
                            "window, not %" PRId64 "; use sliding_window for "
                            "larger limits", RL2_SLIDING_LOG_MAX, p->limit);
     }
-    if (algo_is_bucket(p->algo) && p->limit > p->window_us) {
-        rate_str(p, rate, sizeof(rate));
+    if (rl2_algo_is_bucket(p->algo) && p->limit > p->window_us) {
+        rl2_rate_str(p, rate, sizeof(rate));
         return rl2_err_set(err, RL2_ERR_CONFIG, "%s rate %s is more than "
                            "one unit per microsecond, finer than a bucket "
                            "can drain; use a longer window or a window "
@@ -221,7 +221,7 @@ check_algo(const rl2_algo_params_t *p, rl2_err_t *err)
  * that its loaders clamp now to NOW_MAX, costs to the capacity and counts
  * to the limit. */
 static int
-range_fits(const rl2_algo_params_t *p)
+rl2_range_fits(const rl2_algo_params_t *p)
 {
     int64_t t, x, w = p->window_us;
 
@@ -233,7 +233,7 @@ range_fits(const rl2_algo_params_t *p)
     case RL2_ALGO_LEAKY_BUCKET:
         /* a TAT up to NOW_MAX + cap * T, plus a cost of up to cap units */
         t = w / p->limit + (w % p->limit != 0);
-        return !__builtin_mul_overflow(algo_capacity(p), t, &x)
+        return !__builtin_mul_overflow(rl2_algo_capacity(p), t, &x)
                && !__builtin_mul_overflow(x, 2, &x)
                && !__builtin_add_overflow(x, NOW_MAX, &x);
     case RL2_ALGO_SLIDING_WINDOW:
@@ -257,19 +257,19 @@ rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err)
     char rate[96];
     rl2_status_t st;
 
-    if ((st = check_shape(p, err)) != RL2_OK
-        || (st = check_algo(p, err)) != RL2_OK) {
+    if ((st = rl2_check_shape(p, err)) != RL2_OK
+        || (st = rl2_check_algo(p, err)) != RL2_OK) {
         return st;
     }
-    if (range_fits(p)) {
+    if (rl2_range_fits(p)) {
         return RL2_OK;
     }
-    rate_str(p, rate, sizeof(rate));
+    rl2_rate_str(p, rate, sizeof(rate));
     return rl2_err_set(err, RL2_ERR_RANGE, "%s rate %s overflows 64-bit "
                        "arithmetic; use a smaller %s",
                        rl2_algo_name(p->algo), rate,
                        p->burst > 0 ? "burst, limit or window"
-                       : algo_is_windowed(p->algo) ? "limit or window"
+                       : rl2_algo_is_windowed(p->algo) ? "limit or window"
                        : "limit");
 }
 
@@ -278,11 +278,11 @@ rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err)
 size_t
 rl2_algo_state_size(const rl2_algo_params_t *p)
 {
-    if (!algo_known(p->algo)) {
+    if (!rl2_algo_known(p->algo)) {
         return 0;
     }
     if (p->algo == RL2_ALGO_SLIDING_LOG) {
-        return sizeof(sl_state_t) + (size_t)sl_cap(p) * sizeof(int64_t);
+        return sizeof(sl_state_t) + (size_t)rl2_sl_cap(p) * sizeof(int64_t);
     }
     return algo_ops[p->algo].state_size;
 }
@@ -293,30 +293,30 @@ rl2_algo_check(const rl2_algo_params_t *p, const void *state, int64_t now_us,
 {
     const algo_ops_t *ops;
 
-    if (!params_usable(p)) {
-        result_set(out, 0, 0, 0, 0, NEVER_FITS_RETRY_US);
+    if (!rl2_params_usable(p)) {
+        rl2_result_set(out, 0, 0, 0, 0, NEVER_FITS_RETRY_US);
         return;
     }
     ops = &algo_ops[p->algo];
-    now_us = clamp64(now_us, 0, NOW_MAX);
-    cost = max64(cost, 0);
-    if (cost <= algo_capacity(p)) {
+    now_us = rl2_clamp64(now_us, 0, NOW_MAX);
+    cost = rl2_max64(cost, 0);
+    if (cost <= rl2_algo_capacity(p)) {
         ops->check(p, state, now_us, cost, out);
         return;
     }
     /* Never fits: report the key as it stands. */
     ops->check(p, state, now_us, 0, out);
     out->allowed = 0;
-    out->retry_after_us = max64(out->reset_us, NEVER_FITS_RETRY_US);
+    out->retry_after_us = rl2_max64(out->reset_us, NEVER_FITS_RETRY_US);
 }
 
 void
 rl2_algo_commit(const rl2_algo_params_t *p, void *state, int64_t now_us,
                 int64_t cost)
 {
-    if (params_usable(p)) {
-        algo_ops[p->algo].commit(p, state, clamp64(now_us, 0, NOW_MAX),
-                                 clamp64(cost, 0, algo_capacity(p)));
+    if (rl2_params_usable(p)) {
+        algo_ops[p->algo].commit(p, state, rl2_clamp64(now_us, 0, NOW_MAX),
+                                 rl2_clamp64(cost, 0, rl2_algo_capacity(p)));
     }
 }
 
@@ -324,36 +324,36 @@ void
 rl2_algo_refund(const rl2_algo_params_t *p, void *state, int64_t now_us,
                 int64_t committed_us, int64_t cost)
 {
-    if (params_usable(p)) {
-        algo_ops[p->algo].refund(p, state, clamp64(now_us, 0, NOW_MAX),
-                                 clamp64(committed_us, 0, NOW_MAX),
-                                 clamp64(cost, 0, algo_capacity(p)));
+    if (rl2_params_usable(p)) {
+        algo_ops[p->algo].refund(p, state, rl2_clamp64(now_us, 0, NOW_MAX),
+                                 rl2_clamp64(committed_us, 0, NOW_MAX),
+                                 rl2_clamp64(cost, 0, rl2_algo_capacity(p)));
     }
 }
 
 int64_t
 rl2_algo_ttl_us(const rl2_algo_params_t *p, int64_t now_us)
 {
-    int64_t now = clamp64(now_us, 0, NOW_MAX);
+    int64_t now = rl2_clamp64(now_us, 0, NOW_MAX);
     int64_t start, end;
 
-    if (!params_usable(p)) {
+    if (!rl2_params_usable(p)) {
         return 0;
     }
     switch (p->algo) {
     case RL2_ALGO_TOKEN_BUCKET:
     case RL2_ALGO_LEAKY_BUCKET:
-        return bucket_of(p).cap_us;
+        return rl2_bucket_of(p).cap_us;
     case RL2_ALGO_SLIDING_LOG:
         return p->window_us;
     case RL2_ALGO_SLIDING_WINDOW:
         /* this window's units still weigh during the next one */
-        return floor_div(now, p->window_us) * p->window_us
+        return rl2_floor_div(now, p->window_us) * p->window_us
                + 2 * p->window_us - now;
     case RL2_ALGO_CONCURRENCY:
         return CONCURRENCY_TTL_US;
     default:
-        span_bounds(p, now, &start, &end);
+        rl2_span_bounds(p, now, &start, &end);
         return end - now;
     }
 }
@@ -361,7 +361,7 @@ rl2_algo_ttl_us(const rl2_algo_params_t *p, int64_t now_us)
 const char *
 rl2_algo_name(rl2_algo_t algo)
 {
-    return algo_known(algo) ? algo_ops[algo].name : "unknown";
+    return rl2_algo_known(algo) ? algo_ops[algo].name : "unknown";
 }
 
 rl2_algo_t

@@ -84,19 +84,19 @@ void rl2_period_bounds(rl2_period_t period, int64_t now_us,
 /* ---- integer helpers ---- */
 
 static inline int64_t
-min64(int64_t a, int64_t b)
+rl2_min64(int64_t a, int64_t b)
 {
     return a < b ? a : b;
 }
 
 static inline int64_t
-max64(int64_t a, int64_t b)
+rl2_max64(int64_t a, int64_t b)
 {
     return a > b ? a : b;
 }
 
 static inline int64_t
-clamp64(int64_t v, int64_t lo, int64_t hi)
+rl2_clamp64(int64_t v, int64_t lo, int64_t hi)
 {
     return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -104,7 +104,7 @@ clamp64(int64_t v, int64_t lo, int64_t hi)
 /* Division rounding down (b > 0); C's rounds towards zero, which would put a
  * negative time into the window after its own. */
 static inline int64_t
-floor_div(int64_t a, int64_t b)
+rl2_floor_div(int64_t a, int64_t b)
 {
     int64_t q = a / b;
 
@@ -112,14 +112,14 @@ floor_div(int64_t a, int64_t b)
 }
 
 static inline void
-result_set(rl2_algo_result_t *out, int allowed, int64_t limit,
+rl2_result_set(rl2_algo_result_t *out, int allowed, int64_t limit,
            int64_t remaining, int64_t reset_us, int64_t retry_us)
 {
     out->allowed = allowed;
     out->limit = limit;
-    out->remaining = max64(remaining, 0);
-    out->reset_us = max64(reset_us, 0);
-    out->retry_after_us = allowed ? 0 : max64(retry_us, 1);
+    out->remaining = rl2_max64(remaining, 0);
+    out->reset_us = rl2_max64(reset_us, 0);
+    out->retry_after_us = allowed ? 0 : rl2_max64(retry_us, 1);
 }
 
 /* ---- token_bucket and leaky_bucket (bucket.c) ---- */
@@ -132,7 +132,7 @@ typedef struct {
 
 /* T = ceil(window / limit): see bucket.c for why it rounds up. */
 static inline bucket_t
-bucket_of(const rl2_algo_params_t *p)
+rl2_bucket_of(const rl2_algo_params_t *p)
 {
     bucket_t b;
 
@@ -163,14 +163,14 @@ typedef struct {
 /* fixed_window spans are the multiples of window_us on the monotonic clock;
  * quota spans are UTC calendar days or months of wall time. */
 static inline void
-span_bounds(const rl2_algo_params_t *p, int64_t t, int64_t *start,
+rl2_span_bounds(const rl2_algo_params_t *p, int64_t t, int64_t *start,
             int64_t *end)
 {
     if (p->algo == RL2_ALGO_QUOTA) {
         rl2_period_bounds(p->period, t, start, end);
     }
     else {
-        *start = floor_div(t, p->window_us) * p->window_us;
+        *start = rl2_floor_div(t, p->window_us) * p->window_us;
         *end = *start + p->window_us;
     }
 }
@@ -191,9 +191,9 @@ typedef struct {
 
 /* Entries in the ring, whatever the parameters. */
 static inline int64_t
-sl_cap(const rl2_algo_params_t *p)
+rl2_sl_cap(const rl2_algo_params_t *p)
 {
-    return clamp64(p->limit, 1, RL2_SLIDING_LOG_MAX);
+    return rl2_clamp64(p->limit, 1, RL2_SLIDING_LOG_MAX);
 }
 
 /* concurrency: units in flight. */

@@ -11,12 +11,12 @@
 #include "algo_internal.h"
 
 static int64_t
-days_from_civil(int64_t y, int64_t m, int64_t d)
+rl2_days_from_civil(int64_t y, int64_t m, int64_t d)
 {
     int64_t era, yoe, doy, doe;
 
     y -= m <= 2;
-    era = floor_div(y, 400);
+    era = rl2_floor_div(y, 400);
     yoe = y - era * 400;
     doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
     doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
@@ -24,12 +24,12 @@ days_from_civil(int64_t y, int64_t m, int64_t d)
 }
 
 static void
-civil_from_days(int64_t z, int64_t *y, int64_t *m)
+rl2_civil_from_days(int64_t z, int64_t *y, int64_t *m)
 {
     int64_t era, doe, yoe, doy, mp;
 
     z += 719468;
-    era = floor_div(z, 146097);
+    era = rl2_floor_div(z, 146097);
     doe = z - era * 146097;
     yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
     doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
@@ -44,8 +44,8 @@ void
 rl2_period_bounds(rl2_period_t period, int64_t now_us, int64_t *start_us,
                   int64_t *end_us)
 {
-    int64_t now = clamp64(now_us, -NOW_MAX, NOW_MAX);
-    int64_t days = floor_div(now, US_PER_DAY);
+    int64_t now = rl2_clamp64(now_us, -NOW_MAX, NOW_MAX);
+    int64_t days = rl2_floor_div(now, US_PER_DAY);
     int64_t y, m;
 
     if (period == RL2_PERIOD_DAY) {
@@ -53,10 +53,10 @@ rl2_period_bounds(rl2_period_t period, int64_t now_us, int64_t *start_us,
         *end_us = *start_us + US_PER_DAY;
     }
     else if (period == RL2_PERIOD_MONTH) {
-        civil_from_days(days, &y, &m);
-        *start_us = days_from_civil(y, m, 1) * US_PER_DAY;
-        *end_us = (m == 12 ? days_from_civil(y + 1, 1, 1)
-                           : days_from_civil(y, m + 1, 1)) * US_PER_DAY;
+        rl2_civil_from_days(days, &y, &m);
+        *start_us = rl2_days_from_civil(y, m, 1) * US_PER_DAY;
+        *end_us = (m == 12 ? rl2_days_from_civil(y + 1, 1, 1)
+                           : rl2_days_from_civil(y, m + 1, 1)) * US_PER_DAY;
     }
     else {
         *start_us = now;

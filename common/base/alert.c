@@ -93,7 +93,7 @@ rl2_alert_kind_name(rl2_alert_kind_t kind)
 }
 
 static int
-key_ok(const char *key)
+rl2_alert_key_ok(const char *key)
 {
     size_t i;
 
@@ -114,7 +114,7 @@ key_ok(const char *key)
 
 /* The two-character escapes; NULL for every other byte. */
 static const char *
-short_escape(unsigned char c)
+rl2_alert_short_escape(unsigned char c)
 {
     switch (c) {
     case '\\':
@@ -133,10 +133,10 @@ short_escape(unsigned char c)
 }
 
 static void
-put_escaped(rl2_buf_t *b, unsigned char c)
+rl2_alert_put_escaped(rl2_buf_t *b, unsigned char c)
 {
     static const char hex[] = "0123456789abcdef";
-    const char *s = short_escape(c);
+    const char *s = rl2_alert_short_escape(c);
 
     if (s != NULL) {
         rl2_buf_str(b, s);
@@ -154,7 +154,7 @@ put_escaped(rl2_buf_t *b, unsigned char c)
 /* Escape so that nothing a client sends can end the line, forge a field
  * or look like one: see alert.h for the rules. */
 static void
-put_value(rl2_buf_t *b, const char *v)
+rl2_alert_put_value(rl2_buf_t *b, const char *v)
 {
     size_t n = v != NULL ? strlen(v) : 0, cut, i;
     int quote;
@@ -166,7 +166,7 @@ put_value(rl2_buf_t *b, const char *v)
         rl2_buf_char(b, '"');
     }
     for (i = 0; i < cut; i++) {
-        put_escaped(b, (unsigned char)v[i]);
+        rl2_alert_put_escaped(b, (unsigned char)v[i]);
     }
     if (cut < n) {
         rl2_buf_str(b, "...");
@@ -194,14 +194,14 @@ rl2_alert_format(char *buf, size_t len, rl2_alert_kind_t kind,
     rl2_buf_str(&b, "ratelimit2: event=");
     rl2_buf_str(&b, name != NULL ? name : "unknown");
     for (size_t i = 0; i < n; i++) {
-        if (!key_ok(fields[i].key)) {
+        if (!rl2_alert_key_ok(fields[i].key)) {
             continue;                   /* rl2_alert_send refuses these */
         }
         rl2_buf_init(&f, tmp, sizeof(tmp));
         rl2_buf_char(&f, ' ');
         rl2_buf_str(&f, fields[i].key);
         rl2_buf_char(&f, '=');
-        put_value(&f, fields[i].value);
+        rl2_alert_put_value(&f, fields[i].value);
         if (b.len + f.len + ALERT_TAIL_RESERVE >= b.cap) {
             truncated = 1;
             break;
@@ -223,7 +223,7 @@ rl2_alert_format(char *buf, size_t len, rl2_alert_kind_t kind,
  * /dev/log.  Month names are spelled here, not by strftime, so that the
  * server's locale cannot change them. */
 static size_t
-put_header(char *buf, size_t len, const rl2_alert_t *a, int severity,
+rl2_alert_put_header(char *buf, size_t len, const rl2_alert_t *a, int severity,
            int64_t wall_us)
 {
     static const char mon[12][4] = {
@@ -247,7 +247,7 @@ put_header(char *buf, size_t len, const rl2_alert_t *a, int severity,
 /* ---- the datagram ------------------------------------------------------ */
 
 static rl2_status_t
-deliver(rl2_alert_t *a, rl2_alert_kind_t kind,
+rl2_alert_deliver(rl2_alert_t *a, rl2_alert_kind_t kind,
         const rl2_alert_field_t *fields, size_t n, uint64_t suppressed,
         const rl2_clock_t *now, rl2_err_t *err)
 {
@@ -256,7 +256,7 @@ deliver(rl2_alert_t *a, rl2_alert_kind_t kind,
     ssize_t sent;
     int fd, e;
 
-    len = put_header(line, sizeof(line), a, alert_kinds[kind].severity,
+    len = rl2_alert_put_header(line, sizeof(line), a, alert_kinds[kind].severity,
                      now->wall_us);
     len += rl2_alert_format(line + len, sizeof(line) - len, kind, fields, n,
                             suppressed);
@@ -287,7 +287,7 @@ deliver(rl2_alert_t *a, rl2_alert_kind_t kind,
  * at now and *suppressed gets the count it held; if not the word counts
  * one more line held back. */
 static int
-slot_take(_Atomic uint64_t *slot, int64_t now_ms, int64_t interval_ms,
+rl2_alert_slot_take(_Atomic uint64_t *slot, int64_t now_ms, int64_t interval_ms,
           uint64_t *suppressed)
 {
     uint64_t stamp = ((uint64_t)now_ms + 1) & SLOT_TIME_MAX;
@@ -318,7 +318,7 @@ slot_take(_Atomic uint64_t *slot, int64_t now_ms, int64_t interval_ms,
 
 /* A line that could not be sent: its count, and itself, go to the next. */
 static void
-slot_give_back(_Atomic uint64_t *slot, uint64_t lines)
+rl2_alert_slot_give_back(_Atomic uint64_t *slot, uint64_t lines)
 {
     uint64_t old = atomic_load_explicit(slot, memory_order_relaxed), new;
 
@@ -332,7 +332,7 @@ slot_give_back(_Atomic uint64_t *slot, uint64_t lines)
 }
 
 static rl2_status_t
-check_call(rl2_alert_kind_t kind, const rl2_alert_field_t *fields, size_t n,
+rl2_alert_check_call(rl2_alert_kind_t kind, const rl2_alert_field_t *fields, size_t n,
            rl2_err_t *err)
 {
     if ((unsigned)kind >= RL2_ALERT_KIND_COUNT) {
@@ -340,7 +340,7 @@ check_call(rl2_alert_kind_t kind, const rl2_alert_field_t *fields, size_t n,
                            (int)kind);
     }
     for (size_t i = 0; i < n; i++) {
-        if (!key_ok(fields[i].key)) {
+        if (!rl2_alert_key_ok(fields[i].key)) {
             return rl2_err_set(err, RL2_ERR_INVALID, "alert %s: field %zu: "
                                "a key is 1..%d of [a-z0-9_]",
                                alert_kinds[kind].name, i, ALERT_KEY_MAX);
@@ -365,20 +365,20 @@ rl2_alert_send(rl2_alert_t *a, rl2_alert_kind_t kind,
     if (a == NULL) {
         return RL2_OK;
     }
-    if ((st = check_call(kind, fields, n, err)) != RL2_OK) {
+    if ((st = rl2_alert_check_call(kind, fields, n, err)) != RL2_OK) {
         return st;
     }
     a->clock(&now);
     now_ms = now.mono_us > 0 ? now.mono_us / 1000 : 0;
     if (a->interval_ms > 0
-        && !slot_take(&a->slots[kind], now_ms, a->interval_ms,
+        && !rl2_alert_slot_take(&a->slots[kind], now_ms, a->interval_ms,
                       &suppressed)) {
         return RL2_OK;
     }
-    st = deliver(a, kind, fields, n, suppressed, &now, err);
+    st = rl2_alert_deliver(a, kind, fields, n, suppressed, &now, err);
     if (st != RL2_OK) {
         if (a->interval_ms > 0) {
-            slot_give_back(&a->slots[kind], suppressed + 1);
+            rl2_alert_slot_give_back(&a->slots[kind], suppressed + 1);
         }
         return st;
     }
@@ -399,11 +399,11 @@ rl2_alert_emit(rl2_alert_t *a, rl2_alert_kind_t kind,
     if (a == NULL) {
         return RL2_OK;
     }
-    if ((st = check_call(kind, fields, n, err)) != RL2_OK) {
+    if ((st = rl2_alert_check_call(kind, fields, n, err)) != RL2_OK) {
         return st;
     }
     a->clock(&now);
-    return deliver(a, kind, fields, n, suppressed, &now, err);
+    return rl2_alert_deliver(a, kind, fields, n, suppressed, &now, err);
 }
 
 /* ---- configuration and lifetime ---------------------------------------- */
@@ -448,7 +448,7 @@ rl2_alert_facility_parse(const char *text, int *facility, rl2_err_t *err)
 }
 
 static rl2_status_t
-conf_check(const rl2_alert_conf_t *c, rl2_err_t *err)
+rl2_alert_conf_check(const rl2_alert_conf_t *c, rl2_err_t *err)
 {
     size_t i, n;
 
@@ -494,7 +494,7 @@ rl2_alert_open(const rl2_alert_conf_t *conf, rl2_alert_t **out,
     void *map;
 
     *out = NULL;
-    if ((st = conf_check(conf, err)) != RL2_OK) {
+    if ((st = rl2_alert_conf_check(conf, err)) != RL2_OK) {
         return st;
     }
     if ((a = calloc(1, sizeof(*a))) == NULL) {

@@ -29,14 +29,14 @@ static const rl2_hash_key_t derive_key_b = {{
     0x72, 0x6c, 0x32, 0x2d, 0x73, 0x65, 0x63, 0x72,
     0x65, 0x74, 0x2d, 0x62, 0xc2, 0xb2, 0xae, 0x35 }};
 
-static inline uint64_t rotl64(uint64_t x, unsigned b)
+static inline uint64_t rl2_rotl64(uint64_t x, unsigned b)
 {
     return (x << b) | (x >> (64 - b));
 }
 
 /* memcpy + le64toh: unaligned input and big-endian hosts give the same
  * answer as the reference implementation, in one load on x86. */
-static uint64_t load_le64(const uint8_t *p)
+static uint64_t rl2_load_le64(const uint8_t *p)
 {
     uint64_t v;
 
@@ -44,7 +44,7 @@ static uint64_t load_le64(const uint8_t *p)
     return le64toh(v);
 }
 
-static void store_le64(uint8_t *p, uint64_t v)
+static void rl2_store_le64(uint8_t *p, uint64_t v)
 {
     int i;
 
@@ -57,16 +57,16 @@ static void store_le64(uint8_t *p, uint64_t v)
  * registers (every storage key is hashed once per request). */
 #define SIP_ROUND(v0, v1, v2, v3)                                        \
     do {                                                                 \
-        v0 += v1; v1 = rotl64(v1, 13); v1 ^= v0; v0 = rotl64(v0, 32);    \
-        v2 += v3; v3 = rotl64(v3, 16); v3 ^= v2;                         \
-        v0 += v3; v3 = rotl64(v3, 21); v3 ^= v0;                         \
-        v2 += v1; v1 = rotl64(v1, 17); v1 ^= v2; v2 = rotl64(v2, 32);    \
+        v0 += v1; v1 = rl2_rotl64(v1, 13); v1 ^= v0; v0 = rl2_rotl64(v0, 32);    \
+        v2 += v3; v3 = rl2_rotl64(v3, 16); v3 ^= v2;                         \
+        v0 += v3; v3 = rl2_rotl64(v3, 21); v3 ^= v0;                         \
+        v2 += v1; v1 = rl2_rotl64(v1, 17); v1 ^= v2; v2 = rl2_rotl64(v2, 32);    \
     } while (0)
 
 /* The last word: the remaining bytes (little-endian) and, in the top
  * byte, the message length mod 256. */
 static uint64_t
-sip_tail(const uint8_t *in, size_t len)
+rl2_sip_tail(const uint8_t *in, size_t len)
 {
     uint64_t b = (uint64_t)len << 56;
 
@@ -88,12 +88,12 @@ sip_tail(const uint8_t *in, size_t len)
  * 0xee/0xdd finalisation) writes both halves there.  Inlined into each
  * caller with constant c and d, so every variant is straight-line. */
 static inline __attribute__((always_inline)) uint64_t
-sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
+rl2_sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
          uint64_t *out128, int c, int d)
 {
     const uint8_t *in = data;
-    uint64_t k0 = load_le64(key->k);
-    uint64_t k1 = load_le64(key->k + 8);
+    uint64_t k0 = rl2_load_le64(key->k);
+    uint64_t k1 = rl2_load_le64(key->k + 8);
     /* "somepseudorandomlygeneratedbytes", the paper's initialisation. */
     uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
     uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
@@ -107,7 +107,7 @@ sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
         v1 ^= 0xee;
     }
     for (size_t off = 0; off <= whole; off += 8) {
-        m = off < whole ? load_le64(in + off) : sip_tail(in + whole, len);
+        m = off < whole ? rl2_load_le64(in + off) : rl2_sip_tail(in + whole, len);
         v3 ^= m;
 #pragma GCC unroll 2
         for (i = 0; i < c; i++) {
@@ -135,7 +135,7 @@ sip_hash(const rl2_hash_key_t *key, const void *data, size_t len,
 
 uint64_t rl2_siphash(const rl2_hash_key_t *key, const void *data, size_t len)
 {
-    return sip_hash(key, data, len, NULL, 2, 4);
+    return rl2_sip_hash(key, data, len, NULL, 2, 4);
 }
 
 /* Tests only: the 128-bit SipHash-2-4, to check the shared code against
@@ -143,7 +143,7 @@ uint64_t rl2_siphash(const rl2_hash_key_t *key, const void *data, size_t len)
 void rl2_siphash128_24(const rl2_hash_key_t *key, const void *data,
                        size_t len, uint64_t out[2])
 {
-    sip_hash(key, data, len, out, 2, 4);
+    rl2_sip_hash(key, data, len, out, 2, 4);
 }
 
 /* Storage digests use SipHash-1-3-128 (the rounds Python's and Rust's
@@ -155,7 +155,7 @@ rl2_digest_t rl2_digest(const void *data, size_t len)
     uint64_t out[2];
     rl2_digest_t d;
 
-    sip_hash(&digest_key_hi, data, len, out, 1, 3);
+    rl2_sip_hash(&digest_key_hi, data, len, out, 1, 3);
     d.hi = out[0];
     d.lo = out[1];
     return d;
@@ -167,7 +167,7 @@ rl2_digest_t rl2_digest_keyed(const rl2_hash_key_t *key, const void *data,
     uint64_t out[2];
     rl2_digest_t d;
 
-    sip_hash(key, data, len, out, 1, 3);
+    rl2_sip_hash(key, data, len, out, 1, 3);
     d.hi = out[0];
     d.lo = out[1];
     return d;
@@ -194,6 +194,6 @@ void rl2_hash_key_from_secret(const char *secret, rl2_hash_key_t *key)
 
     /* Two independent 64-bit hashes make the 128-bit key; every byte of
      * the secret affects every byte of the key. */
-    store_le64(key->k, rl2_siphash(&derive_key_a, s, len));
-    store_le64(key->k + 8, rl2_siphash(&derive_key_b, s, len));
+    rl2_store_le64(key->k, rl2_siphash(&derive_key_a, s, len));
+    rl2_store_le64(key->k + 8, rl2_siphash(&derive_key_b, s, len));
 }

@@ -60,7 +60,7 @@ rl2_shm_name_check(const char *kind, const char *name, size_t max,
 }
 
 static rl2_status_t
-sys_err(rl2_err_t *err, const char *name, const char *what, int errnum)
+rl2_shm_obj_err(rl2_err_t *err, const char *name, const char *what, int errnum)
 {
     return rl2_shm_sys_err(err, "shm", name, what, errnum);
 }
@@ -86,20 +86,20 @@ rl2_shm_unlink_if_same(const char *name, int fd)
 }
 
 static rl2_status_t
-create(const char *name, int fd, size_t size, uint32_t magic,
+rl2_shm_obj_create(const char *name, int fd, size_t size, uint32_t magic,
        uint32_t version, unsigned mode, void **out, rl2_err_t *err)
 {
     rl2_shm_hdr_t *h;
 
     if (fchmod(fd, (mode_t)mode) != 0) {  /* shm_open applied the umask */
-        return sys_err(err, name, "fchmod", errno);
+        return rl2_shm_obj_err(err, name, "fchmod", errno);
     }
     if (ftruncate(fd, (off_t)size) != 0) {
-        return sys_err(err, name, "ftruncate", errno);
+        return rl2_shm_obj_err(err, name, "ftruncate", errno);
     }
     h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (h == MAP_FAILED) {
-        return sys_err(err, name, "mmap", errno);
+        return rl2_shm_obj_err(err, name, "mmap", errno);
     }
     h->version = version;
     h->size = size;
@@ -111,7 +111,7 @@ create(const char *name, int fd, size_t size, uint32_t magic,
 /* One look at an existing object: *out set when it is published and
  * valid, *stale set when it is published but describes something else. */
 static rl2_status_t
-look(const char *name, int fd, size_t size, uint32_t magic,
+rl2_shm_obj_look(const char *name, int fd, size_t size, uint32_t magic,
      uint32_t version, void **out, bool *stale, rl2_err_t *err)
 {
     struct stat st;
@@ -119,7 +119,7 @@ look(const char *name, int fd, size_t size, uint32_t magic,
     uint32_t m;
 
     if (fstat(fd, &st) != 0) {
-        return sys_err(err, name, "fstat", errno);
+        return rl2_shm_obj_err(err, name, "fstat", errno);
     }
     if (st.st_size == 0) {
         return RL2_OK;                  /* the creator has not sized it */
@@ -130,7 +130,7 @@ look(const char *name, int fd, size_t size, uint32_t magic,
     }
     h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (h == MAP_FAILED) {
-        return sys_err(err, name, "mmap", errno);
+        return rl2_shm_obj_err(err, name, "mmap", errno);
     }
     m = atomic_load_explicit(&h->magic, memory_order_acquire);
     if (m == magic && h->version == version && h->size == size) {
@@ -144,14 +144,14 @@ look(const char *name, int fd, size_t size, uint32_t magic,
 
 /* Attach to an existing object, waiting for its creator to publish. */
 static rl2_status_t
-attach(const char *name, int fd, size_t size, uint32_t magic,
+rl2_shm_obj_attach(const char *name, int fd, size_t size, uint32_t magic,
        uint32_t version, void **out, bool *stale, rl2_err_t *err)
 {
     rl2_status_t st;
     int waited;
 
     for (waited = 0; waited <= SHM_WAIT_MS; waited++) {
-        st = look(name, fd, size, magic, version, out, stale, err);
+        st = rl2_shm_obj_look(name, fd, size, magic, version, out, stale, err);
         if (st != RL2_OK || *out != NULL || *stale) {
             return st;
         }
@@ -164,7 +164,7 @@ attach(const char *name, int fd, size_t size, uint32_t magic,
 /* One round: create exclusively, else attach.  *again is set when the
  * name must be tried once more (it vanished, or was stale). */
 static rl2_status_t
-open_once(const char *name, size_t size, uint32_t magic, uint32_t version,
+rl2_shm_obj_open_once(const char *name, size_t size, uint32_t magic, uint32_t version,
           unsigned mode, void **out, bool *again, rl2_err_t *err)
 {
     rl2_status_t st;
@@ -173,7 +173,7 @@ open_once(const char *name, size_t size, uint32_t magic, uint32_t version,
 
     *again = false;
     if (fd >= 0) {
-        st = create(name, fd, size, magic, version, mode, out, err);
+        st = rl2_shm_obj_create(name, fd, size, magic, version, mode, out, err);
         if (st != RL2_OK) {
             rl2_shm_unlink_if_same(name, fd);
         }
@@ -181,13 +181,13 @@ open_once(const char *name, size_t size, uint32_t magic, uint32_t version,
         return st;
     }
     if (errno != EEXIST) {
-        return sys_err(err, name, "shm_open", errno);
+        return rl2_shm_obj_err(err, name, "shm_open", errno);
     }
     if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
         *again = errno == ENOENT;       /* unlinked in between */
-        return *again ? RL2_OK : sys_err(err, name, "shm_open", errno);
+        return *again ? RL2_OK : rl2_shm_obj_err(err, name, "shm_open", errno);
     }
-    st = attach(name, fd, size, magic, version, out, &stale, err);
+    st = rl2_shm_obj_attach(name, fd, size, magic, version, out, &stale, err);
     if (st == RL2_OK && stale) {
         rl2_shm_unlink_if_same(name, fd);
         *again = true;
@@ -214,7 +214,7 @@ rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
                            "size %zu or magic", name, mode, size);
     }
     for (attempt = 0; again && attempt < SHM_OPEN_ATTEMPTS; attempt++) {
-        st = open_once(name, size, magic, version, mode, out, &again, err);
+        st = rl2_shm_obj_open_once(name, size, magic, version, mode, out, &again, err);
         if (st != RL2_OK) {
             return st;
         }
@@ -244,7 +244,7 @@ rl2_shm_obj_unlink(const char *name, rl2_err_t *err)
         return st;
     }
     if (shm_unlink(name) != 0) {
-        return sys_err(err, name, "shm_unlink", errno);
+        return rl2_shm_obj_err(err, name, "shm_unlink", errno);
     }
     return RL2_OK;
 }

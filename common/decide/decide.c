@@ -323,8 +323,8 @@ rl2_refund_committed(rl2_store_t *store, rl2_layer_t *layers, size_t n,
 }
 
 static rl2_status_t
-rl2_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
-         const rl2_clock_t *now, rl2_err_t *err)
+rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
+                 const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_verdict_t *v = c->v;
     int denied = 0;
@@ -437,7 +437,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra,
         v->n_layers = first;
         return st;
     }
-    return rl2_fold(&c, store, first, now, err);
+    return rl2_verdict_fold(&c, store, first, now, err);
 }
 
 rl2_status_t

@@ -11,7 +11,7 @@
 #include "forwarded.h"
 
 static const char *
-skip_ows(const char *p)
+rl2_fwd_skip_ows(const char *p)
 {
     while (*p == ' ' || *p == '\t') {
         p++;
@@ -21,7 +21,7 @@ skip_ows(const char *p)
 
 /* Past a quoted string starting at p (on its opening quote). */
 static const char *
-skip_quoted(const char *p)
+rl2_fwd_skip_quoted(const char *p)
 {
     for (p++; *p != '\0' && *p != '"'; p++) {
         if (*p == '\\' && p[1] != '\0') {
@@ -34,7 +34,7 @@ skip_quoted(const char *p)
 /* A token or quoted string at p into val (unquoted, unescaped); *bad when
  * it does not fit or a quote is not closed.  Returns what follows it. */
 static const char *
-read_value(const char *p, char *val, size_t len, int *bad)
+rl2_fwd_read_value(const char *p, char *val, size_t len, int *bad)
 {
     size_t n = 0;
 
@@ -74,7 +74,7 @@ read_value(const char *p, char *val, size_t len, int *bad)
 /* The address in a node: "[v6]" or "[v6]:port" without brackets and
  * port, "v4:port" without port; anything else as it is. */
 static int
-strip_node(const char *val, char *node, size_t len)
+rl2_fwd_strip_node(const char *val, char *node, size_t len)
 {
     const char *s = val, *e;
     size_t n;
@@ -104,7 +104,7 @@ strip_node(const char *val, char *node, size_t len)
 /* One element at p; its for= node into node ("" when none or bad).
  * Returns the start of the next element, or the end of the string. */
 static const char *
-parse_element(const char *p, char *node)
+rl2_fwd_parse_element(const char *p, char *node)
 {
     int bad = 0, seen_for = 0;
 
@@ -113,7 +113,7 @@ parse_element(const char *p, char *node)
         char name[8], val[RL2_FWD_HOP_MAX];
         size_t nl = 0;
 
-        p = skip_ows(p);
+        p = rl2_fwd_skip_ows(p);
         for (; *p != '\0' && strchr("=;,", *p) == NULL; p++) {
             if (nl + 1 < sizeof(name)) {
                 name[nl++] = (char)tolower((unsigned char)*p);
@@ -123,14 +123,14 @@ parse_element(const char *p, char *node)
         if (*p == '=') {
             int is_for = strcmp(name, "for") == 0, vbad = 0;
 
-            p = read_value(p + 1, val, sizeof(val), &vbad);
+            p = rl2_fwd_read_value(p + 1, val, sizeof(val), &vbad);
             if (is_for) {
                 /* Two for= in one element: which one is meant? */
                 bad |= vbad || seen_for
-                       || strip_node(val, node, RL2_FWD_HOP_MAX) != 0;
+                       || rl2_fwd_strip_node(val, node, RL2_FWD_HOP_MAX) != 0;
                 seen_for = 1;
             }
-            p = skip_ows(p);
+            p = rl2_fwd_skip_ows(p);
         }
         else {
             bad = 1;
@@ -142,7 +142,7 @@ parse_element(const char *p, char *node)
         if (*p != ',' && *p != '\0') {
             bad = 1;
             while (*p != '\0' && *p != ',') {
-                p = *p == '"' ? skip_quoted(p) : p + 1;
+                p = *p == '"' ? rl2_fwd_skip_quoted(p) : p + 1;
             }
         }
         break;
@@ -165,7 +165,7 @@ rl2_forwarded_parse(const char *value, rl2_fwd_hops_t *out)
     /* Keep the right-most RL2_FWD_HOPS_MAX in a ring, then put them in
      * order. */
     for (const char *p = value; *p != '\0';) {
-        p = parse_element(p, out->hop[count % RL2_FWD_HOPS_MAX]);
+        p = rl2_fwd_parse_element(p, out->hop[count % RL2_FWD_HOPS_MAX]);
         count++;
     }
     if (count > RL2_FWD_HOPS_MAX) {

@@ -49,7 +49,7 @@ rl2_metrics_conf_default(rl2_metrics_conf_t *conf)
 /* ---- names ---------------------------------------------------------- */
 
 static uint32_t
-name_hash(const char *s)
+rl2_mx_name_hash(const char *s)
 {
     uint32_t h = 2166136261u;           /* FNV-1a */
 
@@ -61,7 +61,7 @@ name_hash(const char *s)
 
 /* Publish name in a free slot; 1 when this call did. */
 static int
-name_claim(mx_name_t *slot, const char *name)
+rl2_mx_name_claim(mx_name_t *slot, const char *name)
 {
     uint32_t free_state = MX_FREE;
 
@@ -80,7 +80,7 @@ name_claim(mx_name_t *slot, const char *name)
 }
 
 static uint32_t
-name_wait(mx_name_t *slot)
+rl2_mx_name_wait(mx_name_t *slot)
 {
     uint32_t st = atomic_load_explicit(&slot->state, memory_order_acquire);
 
@@ -99,17 +99,17 @@ rl2_mx_name_slot(mx_name_t *table, unsigned cap, unsigned first,
                  const char *name)
 {
     unsigned span = cap - first;
-    uint32_t h = name_hash(name);
+    uint32_t h = rl2_mx_name_hash(name);
 
     for (unsigned i = 0; i < span; i++) {
         unsigned s = first + (h + i) % span;
-        uint32_t st = name_wait(&table[s]);
+        uint32_t st = rl2_mx_name_wait(&table[s]);
 
         if (st == MX_FREE) {
-            if (name_claim(&table[s], name)) {
+            if (rl2_mx_name_claim(&table[s], name)) {
                 return s;
             }
-            st = name_wait(&table[s]);
+            st = rl2_mx_name_wait(&table[s]);
         }
         if (st == MX_NAMED && strncmp(table[s].name, name,
                                       RL2_NAME_MAX) == 0) {
@@ -120,12 +120,12 @@ rl2_mx_name_slot(mx_name_t *table, unsigned cap, unsigned first,
 }
 
 static void
-names_reserve(mx_shm_t *s)
+rl2_mx_names_reserve(mx_shm_t *s)
 {
-    name_claim(&s->rules[RL2_METRICS_SLOT_BYPASS], "(bypass)");
-    name_claim(&s->rules[RL2_METRICS_SLOT_OTHER], "(other)");
-    name_claim(&s->tiers[RL2_METRICS_TIER_NONE], "(none)");
-    name_claim(&s->tiers[RL2_METRICS_SLOT_OTHER], "(other)");
+    rl2_mx_name_claim(&s->rules[RL2_METRICS_SLOT_BYPASS], "(bypass)");
+    rl2_mx_name_claim(&s->rules[RL2_METRICS_SLOT_OTHER], "(other)");
+    rl2_mx_name_claim(&s->tiers[RL2_METRICS_TIER_NONE], "(none)");
+    rl2_mx_name_claim(&s->tiers[RL2_METRICS_SLOT_OTHER], "(other)");
 }
 
 /* ---- lifetime --------------------------------------------------------- */
@@ -159,7 +159,7 @@ rl2_metrics_open(const char *name, unsigned mode,
     m->conf = *conf;
     m->alert = alert;
     m->zone = zone;
-    names_reserve(m->shm);
+    rl2_mx_names_reserve(m->shm);
     rl2_clock_now(&now);
     atomic_compare_exchange_strong(&m->shm->created_wall_s, &zero,
                                    now.wall_us / RL2_US_PER_S);
@@ -186,7 +186,7 @@ rl2_metrics_unlink(const char *name, rl2_err_t *err)
 /* ---- binding a policy ---------------------------------------------- */
 
 static uint16_t
-bind_rule(rl2_metrics_t *m, const rl2_rule_t *r, size_t *unplaced)
+rl2_mx_bind_rule(rl2_metrics_t *m, const rl2_rule_t *r, size_t *unplaced)
 {
     unsigned s = rl2_mx_name_slot(m->shm->rules, RL2_METRICS_RULES, 2,
                                   r->name);
@@ -226,13 +226,13 @@ rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
     b->tier_slot = b->rule_slot + n;
     b->tier_slot[0] = RL2_METRICS_TIER_NONE;
     for (size_t i = 0; i < policy->n_rules; i++) {
-        b->rule_slot[i] = bind_rule(m, &policy->rules[i], &lost);
+        b->rule_slot[i] = rl2_mx_bind_rule(m, &policy->rules[i], &lost);
     }
     for (size_t i = 0; i < n_extra; i++) {
-        b->rule_slot[policy->n_rules + i] = bind_rule(m, &extra[i], &lost);
+        b->rule_slot[policy->n_rules + i] = rl2_mx_bind_rule(m, &extra[i], &lost);
     }
     if (b->dflt != NULL) {
-        b->dflt_slot = bind_rule(m, b->dflt, &lost);
+        b->dflt_slot = rl2_mx_bind_rule(m, b->dflt, &lost);
     }
     for (size_t i = 0; i < policy->n_tiers; i++) {
         unsigned s = rl2_mx_name_slot(m->shm->tiers, RL2_METRICS_TIERS, 2,
@@ -265,7 +265,7 @@ rl2_metrics_loaded(rl2_metrics_t *m)
 /* The default rule, or an inline rule copied by a per-directory merge
  * (found by name). */
 static __attribute__((noinline)) unsigned
-rule_slot_other(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
+rl2_mx_rule_slot_other(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
 {
     if (r == b->dflt) {
         return b->dflt_slot;
@@ -277,7 +277,7 @@ rule_slot_other(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
 /* A rule's slot: by its place in the bound arrays (a subtraction and a
  * compare each). */
 static inline unsigned
-rule_slot(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
+rl2_mx_rule_slot(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
 {
     uintptr_t d = (uintptr_t)r - (uintptr_t)b->rules;
 
@@ -288,11 +288,11 @@ rule_slot(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
     if (d < b->extra_bytes) {
         return b->rule_slot[b->n_rules + d / sizeof(*r)];
     }
-    return rule_slot_other(b, r);
+    return rl2_mx_rule_slot_other(b, r);
 }
 
 static inline void
-bump(_Atomic uint64_t *c)
+rl2_mx_bump(_Atomic uint64_t *c)
 {
     atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
@@ -308,21 +308,21 @@ typedef struct {
 /* Admitted with at least 80% of the limit used (the usual answer, no,
  * is known from the first test). */
 static int
-layer_near(const rl2_layer_t *l)
+rl2_mx_layer_near(const rl2_layer_t *l)
 {
     return l->result.remaining * 5 <= l->result.limit
            && l->result.limit > 0 && !l->refused && !l->limit->unlimited;
 }
 
 static unsigned
-fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
+rl2_mx_fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
             mx_seen_t *seen)
 {
     unsigned n = 0, j;
 
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i];
-        unsigned s = rule_slot(b, l->rule);
+        unsigned s = rl2_mx_rule_slot(b, l->rule);
         uint8_t f = 0;
 
         for (j = 0; j < n && seen[j].slot != s; j++) {
@@ -333,7 +333,7 @@ fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
         if (l->refused) {
             f = l->dry_run ? F_DRY : (l->limit->unlimited ? 0 : F_DENIED);
         }
-        f |= (l->overflow_used ? F_OVER : 0) | (layer_near(l) ? F_NEAR : 0);
+        f |= (l->overflow_used ? F_OVER : 0) | (rl2_mx_layer_near(l) ? F_NEAR : 0);
         if ((f & (F_DENIED | F_NEAR)) != 0
             && (seen[j].flags & (F_DENIED | F_NEAR)) == 0) {
             seen[j].layer = (uint8_t)i;
@@ -345,42 +345,42 @@ fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
 
 /* A near-limit admission: its counter and the top table (rare). */
 static __attribute__((noinline)) void
-record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
+rl2_mx_record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
             unsigned tier, const rl2_clock_t *now)
 {
-    bump(&b->shm->cells[slot][tier].n[RL2_METRIC_NEAR]);
+    rl2_mx_bump(&b->shm->cells[slot][tier].n[RL2_METRIC_NEAR]);
     rl2_mx_near(b->m, l->client, slot, now);
 }
 
 /* One admitted layer into its cell.  Every call it makes is its last
  * act, so the common case saves no registers. */
 static inline void
-count_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
+rl2_mx_count_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
           unsigned tier, const rl2_clock_t *now)
 {
     mx_cell_t *c = &b->shm->cells[slot][tier];
 
-    bump(&c->n[l->refused && l->dry_run ? RL2_METRIC_DRY_RUN
+    rl2_mx_bump(&c->n[l->refused && l->dry_run ? RL2_METRIC_DRY_RUN
                                         : RL2_METRIC_ALLOWED]);
     if (l->overflow_used) {
-        bump(&c->n[RL2_METRIC_OVERFLOW]);
+        rl2_mx_bump(&c->n[RL2_METRIC_OVERFLOW]);
     }
-    if (layer_near(l)) {
-        record_near(b, l, slot, tier, now);
+    if (rl2_mx_layer_near(l)) {
+        rl2_mx_record_near(b, l, slot, tier, now);
     }
 }
 
 /* The one layer's rule is the default rule or a merged copy. */
 static __attribute__((noinline)) void
-record_one_other(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned tier,
+rl2_mx_record_one_other(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned tier,
                  const rl2_clock_t *now)
 {
-    count_one(b, l, rule_slot_other(b, l->rule), tier, now);
+    rl2_mx_count_one(b, l, rl2_mx_rule_slot_other(b, l->rule), tier, now);
 }
 
 /* The common case, one layer admitted: no folding. */
 static void
-record_one(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
+rl2_mx_record_one(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
            const rl2_clock_t *now)
 {
     const rl2_layer_t *l = &v->layers[0];
@@ -395,15 +395,15 @@ record_one(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
         slot = b->rule_slot[b->n_rules + d / sizeof(rl2_rule_t)];
     }
     else {
-        record_one_other(b, l, tier, now);
+        rl2_mx_record_one_other(b, l, tier, now);
         return;
     }
-    count_one(b, l, slot, tier, now);
+    rl2_mx_count_one(b, l, slot, tier, now);
 }
 
 /* Several layers, a refusal or a bypass: fold the layers by rule. */
 static __attribute__((noinline)) void
-record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
+rl2_mx_record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
             const rl2_clock_t *now)
 {
     mx_seen_t seen[RL2_MAX_LAYERS];
@@ -412,29 +412,29 @@ record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
     int deny = v->outcome == RL2_OUTCOME_DENY;
 
     if (v->outcome == RL2_OUTCOME_BYPASS) {
-        bump(&sh->cells[RL2_METRICS_SLOT_BYPASS][tier]
+        rl2_mx_bump(&sh->cells[RL2_METRICS_SLOT_BYPASS][tier]
                   .n[RL2_METRIC_BYPASSED]);
         return;
     }
-    n = fold_layers(b, v, seen);
+    n = rl2_mx_fold_layers(b, v, seen);
     for (unsigned j = 0; j < n; j++) {
         mx_cell_t *c = &sh->cells[seen[j].slot][tier];
         unsigned f = seen[j].flags;
 
         if (deny) {
             if (f & F_DENIED) {
-                bump(&c->n[RL2_METRIC_DENIED]);
+                rl2_mx_bump(&c->n[RL2_METRIC_DENIED]);
                 denied = denied < RL2_MAX_LAYERS ? denied : j;
             }
             continue;
         }
-        bump(&c->n[f & F_DRY ? RL2_METRIC_DRY_RUN : RL2_METRIC_ALLOWED]);
+        rl2_mx_bump(&c->n[f & F_DRY ? RL2_METRIC_DRY_RUN : RL2_METRIC_ALLOWED]);
         if (f & F_NEAR) {
-            bump(&c->n[RL2_METRIC_NEAR]);
+            rl2_mx_bump(&c->n[RL2_METRIC_NEAR]);
             near = near < RL2_MAX_LAYERS ? near : j;
         }
         if (f & F_OVER) {
-            bump(&c->n[RL2_METRIC_OVERFLOW]);
+            rl2_mx_bump(&c->n[RL2_METRIC_OVERFLOW]);
         }
     }
     if (denied < RL2_MAX_LAYERS) {
@@ -449,7 +449,7 @@ record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
 /* The verdict's tier is -1 or a tier of the policy bound (decide.c);
  * anything else counts as no tier. */
 static unsigned
-tier_slot(const rl2_metrics_bind_t *b, const rl2_verdict_t *v)
+rl2_mx_tier_slot(const rl2_metrics_bind_t *b, const rl2_verdict_t *v)
 {
     size_t i = (size_t)((int64_t)v->tier + 1);
 
@@ -460,7 +460,7 @@ tier_slot(const rl2_metrics_bind_t *b, const rl2_verdict_t *v)
  * saves no registers: the once-a-second upkeep first (a minute's
  * snapshot excludes its first request), then the request. */
 static __attribute__((noinline)) void
-record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
+rl2_mx_record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
             const rl2_clock_t *now)
 {
     if (now->mono_us >= atomic_load_explicit(&b->shm->next_check_us,
@@ -471,10 +471,10 @@ record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
         return;
     }
     if (v->outcome == RL2_OUTCOME_ALLOW && v->n_layers == 1) {
-        record_one(b, v, tier_slot(b, v), now);
+        rl2_mx_record_one(b, v, rl2_mx_tier_slot(b, v), now);
     }
     else {
-        record_many(b, v, tier_slot(b, v), now);
+        rl2_mx_record_many(b, v, rl2_mx_tier_slot(b, v), now);
     }
 }
 
@@ -488,10 +488,10 @@ rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
     if (v->outcome != RL2_OUTCOME_ALLOW || v->n_layers != 1
         || now->mono_us >= atomic_load_explicit(&b->shm->next_check_us,
                                                 memory_order_relaxed)) {
-        record_slow(b, v, now);
+        rl2_mx_record_slow(b, v, now);
         return;
     }
-    record_one(b, v, tier_slot(b, v), now);
+    rl2_mx_record_one(b, v, rl2_mx_tier_slot(b, v), now);
 }
 
 /* ---- store calls ---------------------------------------------------- */
@@ -515,12 +515,12 @@ rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok)
     while (i < RL2_METRICS_BUCKETS && elapsed_us > rl2_metrics_bucket_us[i]) {
         i++;
     }
-    bump(&m->shm->bucket[i]);
-    bump(&m->shm->store_calls);
+    rl2_mx_bump(&m->shm->bucket[i]);
+    rl2_mx_bump(&m->shm->store_calls);
     atomic_fetch_add_explicit(&m->shm->store_us_sum, (uint64_t)elapsed_us,
                               memory_order_relaxed);
     if (!ok) {
-        bump(&m->shm->store_errors);
+        rl2_mx_bump(&m->shm->store_errors);
     }
 }
 

@@ -44,7 +44,7 @@
 /* ---- the lock ---------------------------------------------------------- */
 
 static int
-mx_lock(mx_shm_t *s)
+rl2_mx_lock(mx_shm_t *s)
 {
     uint32_t me = (uint32_t)getpid(), holder;
 
@@ -70,7 +70,7 @@ mx_lock(mx_shm_t *s)
 }
 
 static void
-mx_unlock(mx_shm_t *s)
+rl2_mx_unlock(mx_shm_t *s)
 {
     atomic_store_explicit(&s->lock, 0, memory_order_release);
 }
@@ -78,7 +78,7 @@ mx_unlock(mx_shm_t *s)
 /* ---- top tables -------------------------------------------------------- */
 
 static void
-top_add(mx_top_t *t, const char *client, unsigned rule, int64_t wall_s)
+rl2_mx_top_add(mx_top_t *t, const char *client, unsigned rule, int64_t wall_s)
 {
     size_t min = 0, n;
 
@@ -110,16 +110,16 @@ void
 rl2_mx_near(rl2_metrics_t *m, const char *client, unsigned rule_slot,
             const rl2_clock_t *now)
 {
-    if (mx_lock(m->shm)) {
-        top_add(m->shm->top_near, client, rule_slot, now->wall_us / RL2_US_PER_S);
-        mx_unlock(m->shm);
+    if (rl2_mx_lock(m->shm)) {
+        rl2_mx_top_add(m->shm->top_near, client, rule_slot, now->wall_us / RL2_US_PER_S);
+        rl2_mx_unlock(m->shm);
     }
 }
 
 /* ---- per-client alerts ------------------------------------------------- */
 
 static uint32_t
-addr_hash(const char *s)
+rl2_mx_addr_hash(const char *s)
 {
     uint32_t h = 2166136261u;
 
@@ -132,12 +132,12 @@ addr_hash(const char *s)
 /* The client's entry, a free one, or one whose client went quiet; NULL
  * when every probed entry belongs to an active client. */
 static mx_client_t *
-client_entry(rl2_metrics_t *m, const char *addr, int64_t now_ms)
+rl2_mx_client_entry(rl2_metrics_t *m, const char *addr, int64_t now_ms)
 {
     mx_client_t *t = m->shm->clients, *reuse = NULL;
     int64_t quiet = m->conf.limited_interval_ms > m->conf.ban_window_ms
                     ? m->conf.limited_interval_ms : m->conf.ban_window_ms;
-    uint32_t h = addr_hash(addr);
+    uint32_t h = rl2_mx_addr_hash(addr);
 
     for (unsigned i = 0; i < CLIENT_PROBES; i++) {
         mx_client_t *e = &t[(h + i) % RL2_METRICS_ALERT_CLIENTS];
@@ -168,7 +168,7 @@ typedef struct {
 } mx_due_t;
 
 static void
-client_refused(rl2_metrics_t *m, mx_client_t *e, int64_t now_ms,
+rl2_mx_client_refused(rl2_metrics_t *m, mx_client_t *e, int64_t now_ms,
                mx_due_t *due)
 {
     const rl2_metrics_conf_t *c = &m->conf;
@@ -208,7 +208,7 @@ client_refused(rl2_metrics_t *m, mx_client_t *e, int64_t now_ms,
  * after "event=limited" (fail2ban's <HOST>); every other value is a name
  * from the policy or a number. */
 static void
-send_lines(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned tier,
+rl2_mx_send_lines(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned tier,
            const mx_due_t *due)
 {
     const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
@@ -256,32 +256,32 @@ rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned rule_slot,
     mx_due_t due = { 0, 0, 0, 0 };
     mx_client_t *e;
 
-    if (!mx_lock(m->shm)) {
+    if (!rl2_mx_lock(m->shm)) {
         return;
     }
-    top_add(m->shm->top_limited, l != NULL ? l->client : v->client_ip,
+    rl2_mx_top_add(m->shm->top_limited, l != NULL ? l->client : v->client_ip,
             rule_slot, now->wall_us / RL2_US_PER_S);
     if (m->alert != NULL && v->client_ip[0] != '\0'
         && (m->conf.limited_interval_ms > 0 || m->conf.ban_count > 0)) {
-        e = client_entry(m, v->client_ip, now_ms);
+        e = rl2_mx_client_entry(m, v->client_ip, now_ms);
         if (e != NULL) {
-            client_refused(m, e, now_ms, &due);
+            rl2_mx_client_refused(m, e, now_ms, &due);
         }
         else {
             atomic_fetch_add_explicit(&m->shm->limited_held, 1,
                                       memory_order_relaxed);
         }
     }
-    mx_unlock(m->shm);
+    rl2_mx_unlock(m->shm);
     if (due.line || due.ban) {
-        send_lines(m, v, tier, &due);
+        rl2_mx_send_lines(m, v, tier, &due);
     }
 }
 
 /* ---- upkeep: the zone ------------------------------------------------- */
 
 static void
-zone_alert(rl2_metrics_t *m, const rl2_zone_stats_t *z, unsigned level)
+rl2_mx_zone_alert(rl2_metrics_t *m, const rl2_zone_stats_t *z, unsigned level)
 {
     char pct[24], used[24], entries[24];
     rl2_alert_field_t f[4] = {
@@ -305,7 +305,7 @@ zone_alert(rl2_metrics_t *m, const rl2_zone_stats_t *z, unsigned level)
 }
 
 static void
-upkeep_zone(rl2_metrics_t *m, const rl2_zone_stats_t *z)
+rl2_mx_upkeep_zone(rl2_metrics_t *m, const rl2_zone_stats_t *z)
 {
     uint32_t was = atomic_load(&m->shm->zone_level), level;
 
@@ -317,7 +317,7 @@ upkeep_zone(rl2_metrics_t *m, const rl2_zone_stats_t *z)
     if (level > was) {
         if (atomic_compare_exchange_strong(&m->shm->zone_level, &was,
                                            level)) {
-            zone_alert(m, z, level);
+            rl2_mx_zone_alert(m, z, level);
         }
     }
     else if (was > 0 && z->used * 10 < z->entries * 7) {
@@ -327,7 +327,7 @@ upkeep_zone(rl2_metrics_t *m, const rl2_zone_stats_t *z)
 }
 
 static void
-upkeep_evictions(rl2_metrics_t *m, const rl2_zone_stats_t *z,
+rl2_mx_upkeep_evictions(rl2_metrics_t *m, const rl2_zone_stats_t *z,
                  int64_t now_ms)
 {
     int64_t mark_ms = atomic_load(&m->shm->evict_mark_ms);
@@ -374,6 +374,6 @@ rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
         || rl2_zone_stats(m->zone, &z, &err) != RL2_OK) {
         return;
     }
-    upkeep_zone(m, &z);
-    upkeep_evictions(m, &z, now_ms);
+    rl2_mx_upkeep_zone(m, &z);
+    rl2_mx_upkeep_evictions(m, &z, now_ms);
 }

@@ -23,7 +23,7 @@
 typedef mx_out_t page_t;
 
 static const char *
-html(const char *s, char *buf, size_t len)
+rl2_html_escape(const char *s, char *buf, size_t len)
 {
     size_t o = 0;
 
@@ -44,7 +44,7 @@ html(const char *s, char *buf, size_t len)
 }
 
 static void
-page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
+rl2_page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
 {
     static const char *const states[] = { "closed", "open", "half_open" };
     time_t t = (time_t)now_wall_s;
@@ -94,7 +94,7 @@ page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
 
 /* One rule's last hour: a bar per minute, allowed below denied. */
 static void
-page_chart(page_t *p, const char *name,
+rl2_page_chart(page_t *p, const char *name,
            const uint64_t min[RL2_METRICS_MINUTES][2])
 {
     uint64_t max = 0, sa = 0, sd = 0;
@@ -105,7 +105,7 @@ page_chart(page_t *p, const char *name,
         sa += min[i][0];
         sd += min[i][1];
     }
-    html(name, n, sizeof(n));
+    rl2_html_escape(name, n, sizeof(n));
     rl2_mx_put(p, "<h3>%s: %" PRIu64 " allowed, %" PRIu64 " denied</h3>\n"
         "<svg class=\"chart\" role=\"img\" width=\"%d\" height=\"%d\" "
         "viewBox=\"0 0 %d %d\">"
@@ -131,7 +131,7 @@ page_chart(page_t *p, const char *name,
 
 /* Rules known to the metrics with no request in the last hour. */
 static void
-page_quiet(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
+rl2_page_quiet(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
 {
     uint64_t min[RL2_METRICS_MINUTES][2];
     char name[RL2_NAME_MAX + 1], h[4 * RL2_NAME_MAX + 8];
@@ -148,7 +148,7 @@ page_quiet(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
             any |= min[i][0] | min[i][1];
         }
         if (any == 0) {
-            rl2_mx_put(p, "%s%s", sep, html(name, h, sizeof(h)));
+            rl2_mx_put(p, "%s%s", sep, rl2_html_escape(name, h, sizeof(h)));
             sep = ", ";
         }
     }
@@ -156,7 +156,7 @@ page_quiet(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
 }
 
 static void
-page_top(page_t *p, const char *title, const rl2_metrics_top_t *t, size_t n,
+rl2_page_top(page_t *p, const char *title, const rl2_metrics_top_t *t, size_t n,
          int64_t now_wall_s)
 {
     char c[4 * RL2_METRICS_CLIENT_MAX], r[4 * RL2_NAME_MAX + 8];
@@ -171,7 +171,7 @@ page_top(page_t *p, const char *title, const rl2_metrics_top_t *t, size_t n,
     for (size_t i = 0; i < n; i++) {
         rl2_mx_put(p, "<tr><td>%s</td><td>%s</td><td>%" PRIu64 "</td>"
             "<td>%" PRId64 " s ago</td></tr>\n",
-            html(t[i].client, c, sizeof(c)), html(t[i].rule, r, sizeof(r)),
+            rl2_html_escape(t[i].client, c, sizeof(c)), rl2_html_escape(t[i].rule, r, sizeof(r)),
             t[i].count, now_wall_s - t[i].last_wall_s);
     }
     rl2_mx_put(p, "</table>\n");
@@ -187,7 +187,7 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
     char name[RL2_NAME_MAX + 1];
     int charts = 0, quiet = 0;
 
-    page_head(&p, env, now_wall_s);
+    rl2_page_head(&p, env, now_wall_s);
     rl2_mx_put(&p, "<h2>Requests per minute, last hour</h2>\n<p>"
         "<svg width=\"10\" height=\"10\"><rect class=\"a\" width=\"10\" "
         "height=\"10\"/></svg> allowed "
@@ -207,7 +207,7 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
             quiet++;                /* listed, not charted */
             continue;
         }
-        page_chart(&p, name, (const uint64_t (*)[2])min);
+        rl2_page_chart(&p, name, (const uint64_t (*)[2])min);
         charts++;
     }
     if (charts == 0) {
@@ -215,11 +215,11 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
                    "<p>no request counted by a rule in the last hour</p>\n");
     }
     if (quiet > 0) {
-        page_quiet(&p, m, now_wall_s);
+        rl2_page_quiet(&p, m, now_wall_s);
     }
-    page_top(&p, "Top limited clients", top,
+    rl2_page_top(&p, "Top limited clients", top,
              m != NULL ? rl2_metrics_top_limited(m, top) : 0, now_wall_s);
-    page_top(&p, "Clients near a limit (80% or more used)", top,
+    rl2_page_top(&p, "Clients near a limit (80% or more used)", top,
              m != NULL ? rl2_metrics_top_near(m, top) : 0, now_wall_s);
     rl2_mx_put(&p, "</body></html>\n");
 }

@@ -20,24 +20,24 @@
 typedef mx_out_t prom_t;
 
 static void
-family(prom_t *p, const char *name, const char *type, const char *help)
+rl2_prom_family(prom_t *p, const char *name, const char *type, const char *help)
 {
     rl2_mx_put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* A family of one sample without labels: the name written once. */
 static void
-single(prom_t *p, const char *name, const char *type, const char *help,
+rl2_prom_single(prom_t *p, const char *name, const char *type, const char *help,
        uint64_t value)
 {
-    family(p, name, type, help);
+    rl2_prom_family(p, name, type, help);
     rl2_mx_put(p, "%s %" PRIu64 "\n", name, value);
 }
 
 /* Names are letters, digits, '_', '.', '-' and the reserved "(...)", but
  * escape anyway: the format must hold whatever a slot contains. */
 static const char *
-esc(const char *s, char *buf, size_t len)
+rl2_prom_escape(const char *s, char *buf, size_t len)
 {
     size_t o = 0;
 
@@ -71,13 +71,13 @@ typedef struct {
 } cells_t;
 
 static void
-cell_line(void *ctx, const rl2_metrics_cell_t *c)
+rl2_prom_cell_line(void *ctx, const rl2_metrics_cell_t *c)
 {
     cells_t *x = ctx;
     char r[2 * RL2_NAME_MAX + 2], t[2 * RL2_NAME_MAX + 2];
 
-    esc(c->rule, r, sizeof(r));
-    esc(c->tier, t, sizeof(t));
+    rl2_prom_escape(c->rule, r, sizeof(r));
+    rl2_prom_escape(c->tier, t, sizeof(t));
     if (x->pass == 0) {
         for (unsigned k = 0; k <= RL2_METRIC_BYPASSED; k++) {
             /* A bypass has no rule: its slot shows only bypasses. */
@@ -99,31 +99,31 @@ cell_line(void *ctx, const rl2_metrics_cell_t *c)
 }
 
 static void
-prom_requests(prom_t *p, const rl2_metrics_t *m)
+rl2_prom_requests(prom_t *p, const rl2_metrics_t *m)
 {
     cells_t x = { p, 0 };
 
-    family(p, "ratelimit2_requests_total", "counter",
+    rl2_prom_family(p, "ratelimit2_requests_total", "counter",
            "Requests by rule, tier and outcome (a request refused by one "
            "rule is counted under that rule only).");
-    rl2_metrics_cells(m, cell_line, &x);
-    family(p, "ratelimit2_near_limit_total", "counter",
+    rl2_metrics_cells(m, rl2_prom_cell_line, &x);
+    rl2_prom_family(p, "ratelimit2_near_limit_total", "counter",
            "Admitted requests that left a limit of the rule at least 80% "
            "used.");
     x.pass = 1;
-    rl2_metrics_cells(m, cell_line, &x);
-    family(p, "ratelimit2_overflow_total", "counter",
+    rl2_metrics_cells(m, rl2_prom_cell_line, &x);
+    rl2_prom_family(p, "ratelimit2_overflow_total", "counter",
            "Requests admitted by an overflow allowance.");
     x.pass = 2;
-    rl2_metrics_cells(m, cell_line, &x);
+    rl2_metrics_cells(m, rl2_prom_cell_line, &x);
 }
 
 static void
-prom_store(prom_t *p, const rl2_metrics_global_t *g)
+rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
 {
     uint64_t cum = 0;
 
-    family(p, "ratelimit2_store_duration_seconds", "histogram",
+    rl2_prom_family(p, "ratelimit2_store_duration_seconds", "histogram",
            "Time the shared store (Redis) took to answer one call.");
     for (unsigned i = 0; i < RL2_METRICS_BUCKETS; i++) {
         cum += g->bucket[i];
@@ -138,61 +138,61 @@ prom_store(prom_t *p, const rl2_metrics_global_t *g)
     rl2_mx_put(p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64
         "\n", g->store_us_sum / RL2_US_PER_S, g->store_us_sum % RL2_US_PER_S);
     rl2_mx_put(p, "ratelimit2_store_duration_seconds_count %" PRIu64 "\n", cum);
-    single(p, "ratelimit2_redis_errors_total", "counter",
+    rl2_prom_single(p, "ratelimit2_redis_errors_total", "counter",
            "Calls to Redis that failed (error, timeout, no connection).",
            g->store_errors);
 }
 
 static void
-prom_env(prom_t *p, const rl2_metrics_env_t *e)
+rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
 {
     static const char *const states[] = { "closed", "open", "half_open" };
 
     if (e->redis) {
-        family(p, "ratelimit2_circuit_state", "gauge",
+        rl2_prom_family(p, "ratelimit2_circuit_state", "gauge",
                "State of the circuit breaker in front of Redis (1: the "
                "current state).");
         for (int i = 0; i < 3; i++) {
             rl2_mx_put(p, "ratelimit2_circuit_state{state=\"%s\"} %d\n",
                        states[i], e->circuit == i);
         }
-        single(p, "ratelimit2_circuit_opens_total", "counter",
+        rl2_prom_single(p, "ratelimit2_circuit_opens_total", "counter",
                "Times the circuit breaker opened.",
                e->circuit_opens);
     }
     if (e->have_zone) {
-        single(p, "ratelimit2_zone_entries", "gauge",
+        rl2_prom_single(p, "ratelimit2_zone_entries", "gauge",
                "Keys the local zone can hold.",
                e->zone.entries);
-        single(p, "ratelimit2_zone_used_entries", "gauge",
+        rl2_prom_single(p, "ratelimit2_zone_used_entries", "gauge",
                "Keys held by the local zone.",
                e->zone.used);
-        single(p, "ratelimit2_zone_evictions_total", "counter",
+        rl2_prom_single(p, "ratelimit2_zone_evictions_total", "counter",
                "Live keys evicted from the local zone to make room.",
                e->zone.evictions);
     }
-    single(p, "ratelimit2_policy_generation", "gauge",
+    rl2_prom_single(p, "ratelimit2_policy_generation", "gauge",
            "Generation of the policy in force (1 at start).",
            e->generation);
-    family(p, "ratelimit2_uptime_seconds", "gauge",
+    rl2_prom_family(p, "ratelimit2_uptime_seconds", "gauge",
            "Seconds since this front end started.");
     rl2_mx_put(p, "ratelimit2_uptime_seconds %" PRId64 "\n", e->uptime_s);
 }
 
 static void
-prom_alerts(prom_t *p, const rl2_metrics_global_t *g,
+rl2_prom_alerts(prom_t *p, const rl2_metrics_global_t *g,
             const rl2_metrics_env_t *e)
 {
-    single(p, "ratelimit2_limited_lines_total", "counter",
+    rl2_prom_single(p, "ratelimit2_limited_lines_total", "counter",
            "event=limited syslog lines sent.",
            g->limited_lines);
-    single(p, "ratelimit2_limited_lines_held_total", "counter",
+    rl2_prom_single(p, "ratelimit2_limited_lines_held_total", "counter",
            "Refusals with no event=limited line (per-client interval).",
            g->limited_held);
-    single(p, "ratelimit2_ban_candidates_total", "counter",
+    rl2_prom_single(p, "ratelimit2_ban_candidates_total", "counter",
            "ban_candidate alerts sent.",
            g->ban_candidates);
-    single(p, "ratelimit2_alert_failures_total", "counter",
+    rl2_prom_single(p, "ratelimit2_alert_failures_total", "counter",
            "Alert lines the syslog socket refused.",
            e->alert_failures);
 }
@@ -206,11 +206,11 @@ rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
 
     if (m != NULL) {
         rl2_metrics_global(m, &g);
-        prom_requests(&p, m);
-        prom_store(&p, &g);
-        prom_alerts(&p, &g, env);
+        rl2_prom_requests(&p, m);
+        rl2_prom_store(&p, &g);
+        rl2_prom_alerts(&p, &g, env);
     }
-    prom_env(&p, env);
+    rl2_prom_env(&p, env);
 }
 
 /* ---- health ---------------------------------------------------------- */

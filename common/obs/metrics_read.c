@@ -17,7 +17,7 @@
 #include "metrics_internal.h"
 
 static uint64_t
-ld(const _Atomic uint64_t *c)
+rl2_mx_load(const _Atomic uint64_t *c)
 {
     return atomic_load_explicit((_Atomic uint64_t *)c, memory_order_relaxed);
 }
@@ -30,19 +30,19 @@ rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out)
     memset(out, 0, sizeof(*out));
     out->created_wall_s = atomic_load((_Atomic int64_t *)&s->created_wall_s);
     for (unsigned i = 0; i <= RL2_METRICS_BUCKETS; i++) {
-        out->bucket[i] = ld(&s->bucket[i]);
+        out->bucket[i] = rl2_mx_load(&s->bucket[i]);
     }
-    out->store_calls = ld(&s->store_calls);
-    out->store_us_sum = ld(&s->store_us_sum);
-    out->store_errors = ld(&s->store_errors);
-    out->limited_lines = ld(&s->limited_lines);
-    out->limited_held = ld(&s->limited_held);
-    out->ban_candidates = ld(&s->ban_candidates);
+    out->store_calls = rl2_mx_load(&s->store_calls);
+    out->store_us_sum = rl2_mx_load(&s->store_us_sum);
+    out->store_errors = rl2_mx_load(&s->store_errors);
+    out->limited_lines = rl2_mx_load(&s->limited_lines);
+    out->limited_held = rl2_mx_load(&s->limited_held);
+    out->ban_candidates = rl2_mx_load(&s->ban_candidates);
 }
 
 /* A slot's name if it has one (published names never change). */
 static const char *
-slot_name(const mx_name_t *t, unsigned i)
+rl2_mx_slot_name(const mx_name_t *t, unsigned i)
 {
     return atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
                                 memory_order_acquire) == MX_NAMED
@@ -58,14 +58,14 @@ rl2_metrics_cells(const rl2_metrics_t *m,
     rl2_metrics_cell_t c;
 
     for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
-        const char *rn = slot_name(s->rules, r);
+        const char *rn = rl2_mx_slot_name(s->rules, r);
 
         for (unsigned t = 0; rn != NULL && t < RL2_METRICS_TIERS; t++) {
-            const char *tn = slot_name(s->tiers, t);
+            const char *tn = rl2_mx_slot_name(s->tiers, t);
             uint64_t any = 0;
 
             for (unsigned k = 0; k < RL2_METRIC_KINDS; k++) {
-                c.n[k] = ld(&s->cells[r][t].n[k]);
+                c.n[k] = rl2_mx_load(&s->cells[r][t].n[k]);
                 any |= c.n[k];
             }
             if (tn == NULL || any == 0) {
@@ -85,8 +85,8 @@ rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2])
     for (unsigned t = 0; t < RL2_METRICS_TIERS; t++) {
         const mx_cell_t *c = &s->cells[slot][t];
 
-        out[0] += ld(&c->n[RL2_METRIC_ALLOWED]) + ld(&c->n[RL2_METRIC_DRY_RUN]);
-        out[1] += ld(&c->n[RL2_METRIC_DENIED]);
+        out[0] += rl2_mx_load(&c->n[RL2_METRIC_ALLOWED]) + rl2_mx_load(&c->n[RL2_METRIC_DRY_RUN]);
+        out[1] += rl2_mx_load(&c->n[RL2_METRIC_DENIED]);
     }
 }
 
@@ -104,7 +104,7 @@ rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
         return;
     }
     for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
-        if (slot_name(s->rules, r) == NULL) {
+        if (rl2_mx_slot_name(s->rules, r) == NULL) {
             continue;
         }
         rl2_mx_totals(s, r, t);
@@ -130,7 +130,7 @@ rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
     const char *n;
 
     if (slot >= RL2_METRICS_RULES
-        || (n = slot_name(m->shm->rules, slot)) == NULL) {
+        || (n = rl2_mx_slot_name(m->shm->rules, slot)) == NULL) {
         return 0;
     }
     strcpy(name, n);
@@ -140,7 +140,7 @@ rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
         int known = 1;
 
         for (unsigned k = 0; k < 2; k++) {
-            uint64_t w = ld(&m->shm->minutes[slot][minute & (MX_RING - 1)]
+            uint64_t w = rl2_mx_load(&m->shm->minutes[slot][minute & (MX_RING - 1)]
                                [k]);
 
             known &= (w >> MX_MIN_COUNT_BITS)
@@ -159,7 +159,7 @@ rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
  * otherwise be possible); a lock that cannot be had in a few
  * milliseconds gives an empty table rather than a wait. */
 static size_t
-top_copy(const rl2_metrics_t *m, const mx_top_t *t,
+rl2_mx_top_copy(const rl2_metrics_t *m, const mx_top_t *t,
          rl2_metrics_top_t out[RL2_METRICS_TOP])
 {
     mx_shm_t *s = m->shm;
@@ -190,7 +190,7 @@ top_copy(const rl2_metrics_t *m, const mx_top_t *t,
         memcpy(out[n].client, copy[i].client, RL2_METRICS_CLIENT_MAX);
         out[n].client[RL2_METRICS_CLIENT_MAX - 1] = '\0';
         rn = copy[i].rule < RL2_METRICS_RULES
-             ? slot_name(s->rules, copy[i].rule) : NULL;
+             ? rl2_mx_slot_name(s->rules, copy[i].rule) : NULL;
         strcpy(out[n].rule, rn != NULL ? rn : "-");
         out[n].count = copy[i].count;
         out[n].last_wall_s = copy[i].last_wall_s;
@@ -213,12 +213,12 @@ size_t
 rl2_metrics_top_limited(const rl2_metrics_t *m,
                         rl2_metrics_top_t out[RL2_METRICS_TOP])
 {
-    return top_copy(m, m->shm->top_limited, out);
+    return rl2_mx_top_copy(m, m->shm->top_limited, out);
 }
 
 size_t
 rl2_metrics_top_near(const rl2_metrics_t *m,
                      rl2_metrics_top_t out[RL2_METRICS_TOP])
 {
-    return top_copy(m, m->shm->top_near, out);
+    return rl2_mx_top_copy(m, m->shm->top_near, out);
 }

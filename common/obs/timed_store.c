@@ -21,7 +21,7 @@ typedef rl2_status_t (*rl2_store_call_fn)(rl2_store_t *, rl2_layer_t *,
                                           rl2_err_t *);
 
 static rl2_status_t
-timed(rl2_store_t *store, rl2_store_call_fn fn, rl2_layer_t *layers,
+rl2_timed_call(rl2_store_t *store, rl2_store_call_fn fn, rl2_layer_t *layers,
       size_t n, const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_store_timed_t *t = (rl2_store_timed_t *)store;
@@ -33,40 +33,40 @@ timed(rl2_store_t *store, rl2_store_call_fn fn, rl2_layer_t *layers,
 }
 
 static rl2_status_t
-timed_apply(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
+rl2_timed_apply(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
             rl2_err_t *err)
 {
-    return timed(s, ((rl2_store_timed_t *)s)->inner->ops->apply, l, n, now,
+    return rl2_timed_call(s, ((rl2_store_timed_t *)s)->inner->ops->apply, l, n, now,
                  err);
 }
 
 static rl2_status_t
-timed_refund(rl2_store_t *s, rl2_layer_t *l, size_t n,
+rl2_timed_refund(rl2_store_t *s, rl2_layer_t *l, size_t n,
              const rl2_clock_t *now, rl2_err_t *err)
 {
-    return timed(s, ((rl2_store_timed_t *)s)->inner->ops->refund, l, n, now,
+    return rl2_timed_call(s, ((rl2_store_timed_t *)s)->inner->ops->refund, l, n, now,
                  err);
 }
 
 static rl2_status_t
-timed_peek(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
+rl2_timed_peek(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
            rl2_err_t *err)
 {
-    return timed(s, ((rl2_store_timed_t *)s)->inner->ops->peek, l, n, now,
+    return rl2_timed_call(s, ((rl2_store_timed_t *)s)->inner->ops->peek, l, n, now,
                  err);
 }
 
 static rl2_status_t
-timed_reset(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
+rl2_timed_reset(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
             rl2_err_t *err)
 {
-    return timed(s, ((rl2_store_timed_t *)s)->inner->ops->reset, l, n, now,
+    return rl2_timed_call(s, ((rl2_store_timed_t *)s)->inner->ops->reset, l, n, now,
                  err);
 }
 
 /* Only the wrapper: the inner store is borrowed. */
 static void
-timed_destroy(rl2_store_t *s)
+rl2_timed_destroy(rl2_store_t *s)
 {
     free(s);
 }
@@ -82,8 +82,8 @@ rl2_store_timed_create(rl2_store_t *inner, rl2_metrics_t *m,
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
     /* Alerts and logs name the store: keep the wrapped store's name. */
-    t->ops = (rl2_store_ops_t){ inner->ops->name, timed_apply, timed_refund,
-                                timed_peek, timed_destroy, timed_reset };
+    t->ops = (rl2_store_ops_t){ inner->ops->name, rl2_timed_apply, rl2_timed_refund,
+                                rl2_timed_peek, rl2_timed_destroy, rl2_timed_reset };
     t->base.ops = &t->ops;
     t->inner = inner;
     t->m = m;

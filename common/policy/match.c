@@ -13,6 +13,8 @@
 #include "ratelimit2/policy.h"
 #include "policy/policy_internal.h"
 
+#include "policy_internal.h"
+
 static int
 rl2_hexval(int c)
 {
@@ -135,14 +137,6 @@ rl2_path_normalise(const char *path, char *out, size_t outlen)
     return 0;
 }
 
-/* ASCII case folding: "/API/login" is "/api/login" to a backend that
- * routes without case, so it must meet the same rule. */
-static inline int
-rl2_fold(int c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
 int
 rl2_glob_match(const char *glob, const char *text)
 {
@@ -174,7 +168,7 @@ rl2_glob_match(const char *glob, const char *text)
              * applications serve "/auth/login/" as "/auth/login". */
             return glob[0] == '/' && glob[1] == '\0';
         }
-        if ((*glob != '?' && rl2_fold(*glob) != rl2_fold(*text))
+        if ((*glob != '?' && rl2_ascii_fold(*glob) != rl2_ascii_fold(*text))
             || (*glob == '?' && *text == '/')) {
             return 0;
         }

@@ -72,4 +72,13 @@ int rl2_path_normalise(const char *path, char *out, size_t outlen);
 int rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit,
                    const char *path, const char *host);
 
+/* ASCII case folding: "/API/login" is "/api/login" to a backend that
+ * routes without case, so it must meet the same rule (match.c) and be
+ * filed under the same segment (rule_index.c). */
+static inline int
+rl2_ascii_fold(int c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
 #endif /* RL2_POLICY_INTERNAL_H */

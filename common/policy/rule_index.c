@@ -22,6 +22,8 @@
 #include "ratelimit2/policy.h"
 #include "policy/policy_internal.h"
 
+#include "policy_internal.h"
+
 /* Below this many rules the plain scan is as cheap. */
 #define RL2_RULE_INDEX_MIN 16
 
@@ -47,20 +49,12 @@ typedef struct {
     uint32_t    rule;
 } rl2_rix_pair_t;
 
-/* Paths meet rules without ASCII case (match.c), so segments are filed
- * and found without it too. */
-static inline int
-rl2_rix_fold(unsigned char c)
-{
-    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
-}
-
 static int
 rl2_rix_cmp(const char *a, const char *b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        int d = rl2_rix_fold((unsigned char)a[i])
-                - rl2_rix_fold((unsigned char)b[i]);
+        int d = rl2_ascii_fold((unsigned char)a[i])
+                - rl2_ascii_fold((unsigned char)b[i]);
 
         if (d != 0) {
             return d;
@@ -75,7 +69,7 @@ rl2_rix_hash(const char *s, size_t len)
     uint32_t h = 2166136261u;   /* FNV-1a */
 
     for (size_t i = 0; i < len; i++) {
-        h = (h ^ (uint32_t)rl2_rix_fold((unsigned char)s[i])) * 16777619u;
+        h = (h ^ (uint32_t)rl2_ascii_fold((unsigned char)s[i])) * 16777619u;
     }
     return h;
 }

@@ -20,6 +20,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ratelimit2/redis.h"
+#include "redis_internal.h"
 #include "redis_resp.h"
 #include "redis/redis_internal.h"
 
@@ -120,8 +121,8 @@ rl2_conf_name(const rl2_redis_conf_t *conf, char *buf, size_t size)
     }
 }
 
-static struct timeval
-rl2_ms_tv(int ms)
+struct timeval
+rl2_ms_timeval(int ms)
 {
     struct timeval tv;
 
@@ -253,8 +254,8 @@ rl2_redis_reply_free(struct redisReply *reply)
 
 /* AUTH and SELECT, pipelined: one round trip, one timeout at most. */
 static rl2_status_t
-rl2_conn_setup(rl2_redis_conn_t *c, const rl2_redis_conf_t *conf,
-               rl2_err_t *err)
+rl2_redis_auth_select(rl2_redis_conn_t *c, const rl2_redis_conf_t *conf,
+                      rl2_err_t *err)
 {
     int user = conf->username[0] != '\0';
     /* AUTH pass, or AUTH user pass (Redis 6 ACL) */
@@ -346,7 +347,7 @@ rl2_redis_conn_open(const rl2_redis_conf_t *given, rl2_redis_conn_t **out,
     if ((st = rl2_conn_target(given, &master, &conf, err)) != RL2_OK) {
         return st;
     }
-    ctv = rl2_ms_tv(conf->connect_timeout_ms);
+    ctv = rl2_ms_timeval(conf->connect_timeout_ms);
     if ((c = calloc(1, sizeof(*c))) == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
@@ -364,13 +365,13 @@ rl2_redis_conn_open(const rl2_redis_conf_t *given, rl2_redis_conn_t **out,
         st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: connect: %s",
                          c->name, c->ctx->errstr);
     }
-    else if (redisSetTimeout(c->ctx, rl2_ms_tv(conf->command_timeout_ms))
+    else if (redisSetTimeout(c->ctx, rl2_ms_timeval(conf->command_timeout_ms))
              != REDIS_OK) {
         st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: setting the "
                          "command timeout: %s", c->name, c->ctx->errstr);
     }
     else {
-        st = rl2_conn_setup(c, conf, err);
+        st = rl2_redis_auth_select(c, conf, err);
     }
     if (st != RL2_OK) {
         rl2_redis_conn_close(c);

@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 
 #include "ratelimit2/redis.h"
 #include "ratelimit2/tier_source.h"
@@ -275,5 +276,8 @@ rl2_status_t rl2_redis_sentinel_parse(rl2_redis_conf_t *conf,
  * into conf's seeds; RL2_ERR_CONFIG naming the bad part. */
 rl2_status_t rl2_redis_cluster_parse(rl2_redis_conf_t *conf,
                                      const char *spec, rl2_err_t *err);
+
+/* A timeout of ms milliseconds, as hiredis takes it (redis_conn.c). */
+struct timeval rl2_ms_timeval(int ms);
 
 #endif /* RL2_REDIS_INTERNAL_H */

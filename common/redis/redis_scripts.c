@@ -107,7 +107,7 @@ rl2_params_exact(const rl2_algo_params_t *p)
     if (p->algo != RL2_ALGO_TOKEN_BUCKET && p->algo != RL2_ALGO_LEAKY_BUCKET) {
         return 1;
     }
-    /* the capacity in µs, as bucket_of() computes it */
+    /* the capacity in µs, as rl2_bucket_of() computes it */
     t = p->window_us / p->limit + (p->window_us % p->limit != 0);
     return (p->burst > 0 ? p->burst : p->limit) <= RL2_LUA_EXACT / t;
 }

@@ -200,16 +200,6 @@ rl2_redis_cluster_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
     return RL2_OK;
 }
 
-static struct timeval
-rl2_tv(int ms)
-{
-    struct timeval tv;
-
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    return tv;
-}
-
 /* The reply [host, port] -> host, port; else a message in err. */
 static rl2_status_t
 rl2_sentinel_reply(const rl2_redis_conf_t *conf, const char *addr,
@@ -260,12 +250,12 @@ rl2_sentinel_ask(const rl2_redis_conf_t *conf, const char *addr, char *host,
                            "not HOST:PORT", addr);
     }
     ctx = redisConnectWithTimeout(shost, sport,
-                                  rl2_tv(conf->connect_timeout_ms));
+                                  rl2_ms_timeval(conf->connect_timeout_ms));
     if (ctx == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
     if (ctx->err == 0
-        && redisSetTimeout(ctx, rl2_tv(conf->command_timeout_ms))
+        && redisSetTimeout(ctx, rl2_ms_timeval(conf->command_timeout_ms))
            == REDIS_OK) {
         r = redisCommandArgv(ctx, 3, argv, argvlen);
     }

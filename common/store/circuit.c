@@ -190,7 +190,7 @@ rl2_circuit_unlink(const char *name, rl2_err_t *err)
 }
 
 static int
-state_cas(circuit_shm_t *s, uint32_t from, uint32_t to)
+rl2_circuit_state_cas(circuit_shm_t *s, uint32_t from, uint32_t to)
 {
     return atomic_compare_exchange_strong_explicit(
         &s->state, &from, to, memory_order_acq_rel, memory_order_acquire);
@@ -218,7 +218,7 @@ rl2_circuit_route(rl2_circuit_t *c, int64_t now_us)
             memory_order_acq_rel, memory_order_relaxed)) {
         return RL2_ROUTE_FALLBACK;
     }
-    state_cas(s, RL2_CIRCUIT_OPEN, RL2_CIRCUIT_HALF_OPEN);
+    rl2_circuit_state_cas(s, RL2_CIRCUIT_OPEN, RL2_CIRCUIT_HALF_OPEN);
     atomic_fetch_add_explicit(&s->probes, 1, memory_order_relaxed);
     return RL2_ROUTE_PROBE;
 }
@@ -232,8 +232,8 @@ rl2_circuit_success(rl2_circuit_t *c, rl2_route_t route, int64_t now_us,
     if (route == RL2_ROUTE_PROBE) {
         atomic_store_explicit(&s->failures, 0, memory_order_relaxed);
         /* OPEN too: a slow probe may answer after a later probe failed. */
-        if (state_cas(s, RL2_CIRCUIT_HALF_OPEN, RL2_CIRCUIT_CLOSED)
-            || state_cas(s, RL2_CIRCUIT_OPEN, RL2_CIRCUIT_CLOSED)) {
+        if (rl2_circuit_state_cas(s, RL2_CIRCUIT_HALF_OPEN, RL2_CIRCUIT_CLOSED)
+            || rl2_circuit_state_cas(s, RL2_CIRCUIT_OPEN, RL2_CIRCUIT_CLOSED)) {
             if (down_us != NULL) {
                 *down_us = now_us - atomic_load_explicit(
                                         &s->opened_us, memory_order_relaxed);
@@ -263,7 +263,7 @@ rl2_circuit_failure(rl2_circuit_t *c, rl2_route_t route, int64_t now_us)
         atomic_fetch_add_explicit(&s->probe_failures, 1,
                                   memory_order_relaxed);
         /* The next probe time was set when this one was elected. */
-        if (state_cas(s, RL2_CIRCUIT_HALF_OPEN, RL2_CIRCUIT_OPEN)
+        if (rl2_circuit_state_cas(s, RL2_CIRCUIT_HALF_OPEN, RL2_CIRCUIT_OPEN)
             || atomic_load_explicit(&s->state, memory_order_acquire)
                    != RL2_CIRCUIT_CLOSED) {
             return 0;
@@ -282,7 +282,7 @@ rl2_circuit_failure(rl2_circuit_t *c, rl2_route_t route, int64_t now_us)
      * probe time of an earlier outage and probes at once. */
     atomic_store_explicit(&s->next_probe_us, now_us + c->probe_interval_us,
                           memory_order_release);
-    if (!state_cas(s, RL2_CIRCUIT_CLOSED, RL2_CIRCUIT_OPEN)) {
+    if (!rl2_circuit_state_cas(s, RL2_CIRCUIT_CLOSED, RL2_CIRCUIT_OPEN)) {
         return 0;
     }
     atomic_store_explicit(&s->opened_us, now_us, memory_order_relaxed);

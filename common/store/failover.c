@@ -45,7 +45,7 @@ typedef rl2_status_t (*layer_op_t)(rl2_store_t *store, rl2_layer_t *layers,
 
 /* local_share for people: 500000 -> "0.5", 1000000 -> "1". */
 static void
-share_text(uint32_t ppm, char *buf, size_t len)
+rl2_failover_share_text(uint32_t ppm, char *buf, size_t len)
 {
     char frac[16];
     int places = 6;
@@ -64,7 +64,7 @@ share_text(uint32_t ppm, char *buf, size_t len)
 
 /* A failed alert is counted by alert.c; the request goes on regardless. */
 static void
-alert_opened(rl2_failover_t *f, const char *why)
+rl2_failover_alert_opened(rl2_failover_t *f, const char *why)
 {
     const rl2_circuit_conf_t *cc = rl2_circuit_conf(f->circuit);
     char share[32], probe[24];
@@ -76,7 +76,7 @@ alert_opened(rl2_failover_t *f, const char *why)
         { "local_share", share }, { "probe_interval_ms", probe }
     };
 
-    share_text(f->conf.local_share_ppm, share, sizeof(share));
+    rl2_failover_share_text(f->conf.local_share_ppm, share, sizeof(share));
     snprintf(probe, sizeof(probe), "%" PRId64, cc->probe_interval_ms);
     rl2_alert_send(f->conf.alert, RL2_ALERT_REDIS_DOWN, down, 2, NULL,
                    NULL);
@@ -85,7 +85,7 @@ alert_opened(rl2_failover_t *f, const char *why)
 }
 
 static void
-alert_closed(rl2_failover_t *f, int64_t down_us)
+rl2_failover_alert_closed(rl2_failover_t *f, int64_t down_us)
 {
     char ms[24];
     rl2_alert_field_t up[] = {
@@ -102,17 +102,17 @@ alert_closed(rl2_failover_t *f, int64_t down_us)
 }
 
 static void
-report(rl2_failover_t *f, rl2_route_t route, int64_t t, const char *why)
+rl2_failover_report(rl2_failover_t *f, rl2_route_t route, int64_t t, const char *why)
 {
     int64_t down_us = 0;
 
     if (why != NULL) {
         if (rl2_circuit_failure(f->circuit, route, t)) {
-            alert_opened(f, why);
+            rl2_failover_alert_opened(f, why);
         }
     }
     else if (rl2_circuit_success(f->circuit, route, t, &down_us)) {
-        alert_closed(f, down_us);
+        rl2_failover_alert_closed(f, down_us);
     }
 }
 
@@ -123,7 +123,7 @@ report(rl2_failover_t *f, rl2_route_t route, int64_t t, const char *why)
  * the fallback.  Errors other than RL2_ERR_STORE are the caller's (a
  * malformed request), not Redis failing: returned, not counted. */
 static rl2_status_t
-try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, size_t n,
+rl2_failover_try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, size_t n,
             const rl2_clock_t *now, int *answered, rl2_err_t *err)
 {
     int64_t t0 = f->conf.clock_us(), t1, slow_us;
@@ -142,7 +142,7 @@ try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, size_t n,
         for (size_t i = 0; i < n; i++) {
             layers[i].committed = 0;    /* answered afresh by the fallback */
         }
-        report(f, route, t1, perr.msg);
+        rl2_failover_report(f, route, t1, perr.msg);
         return RL2_OK;
     }
     *answered = 1;
@@ -158,10 +158,10 @@ try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, size_t n,
     if (slow_us > 0 && t1 - t0 > slow_us) {
         snprintf(why, sizeof(why), "answer took %" PRId64 " ms (slow_ms %"
                  PRId64 ")", (t1 - t0) / 1000, slow_us / 1000);
-        report(f, route, t1, why);
+        rl2_failover_report(f, route, t1, why);
     }
     else {
-        report(f, route, t1, NULL);
+        rl2_failover_report(f, route, t1, NULL);
     }
     return RL2_OK;
 }
@@ -169,7 +169,7 @@ try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, size_t n,
 /* ---- the fallbacks ----------------------------------------------------- */
 
 static int64_t
-scale(int64_t count, uint32_t ppm, int64_t cost)
+rl2_failover_scale(int64_t count, uint32_t ppm, int64_t cost)
 {
     int64_t v = rl2_failover_local_count(count, ppm);
     int64_t floor = count < cost ? count : cost;
@@ -180,36 +180,36 @@ scale(int64_t count, uint32_t ppm, int64_t cost)
 /* Every count of the limit scaled, none below one request's cost (or the
  * request could never pass), none above what it was. */
 static void
-scale_limit(const rl2_failover_t *f, const rl2_limit_t *in,
+rl2_failover_scale_limit(const rl2_failover_t *f, const rl2_limit_t *in,
             rl2_limit_t *out)
 {
     uint32_t ppm = f->conf.local_share_ppm;
 
     *out = *in;
     out->ttl_us = 0;  /* other parameters: worked out again */
-    out->algo.limit = scale(in->algo.limit, ppm, in->cost);
+    out->algo.limit = rl2_failover_scale(in->algo.limit, ppm, in->cost);
     if (in->algo.burst > 0) {
-        out->algo.burst = scale(in->algo.burst, ppm, in->cost);
+        out->algo.burst = rl2_failover_scale(in->algo.burst, ppm, in->cost);
     }
     out->state_size = rl2_algo_state_size(&out->algo);
     if (in->overflow.limit > 0) {
-        out->overflow.limit = scale(in->overflow.limit, ppm, in->cost);
+        out->overflow.limit = rl2_failover_scale(in->overflow.limit, ppm, in->cost);
         if (in->overflow.burst > 0) {
-            out->overflow.burst = scale(in->overflow.burst, ppm, in->cost);
+            out->overflow.burst = rl2_failover_scale(in->overflow.burst, ppm, in->cost);
         }
         out->state_size += rl2_algo_state_size(&out->overflow);
     }
 }
 
 static rl2_digest_t
-local_key(const rl2_failover_t *f, rl2_digest_t key)
+rl2_failover_local_key(const rl2_failover_t *f, rl2_digest_t key)
 {
     return rl2_digest_keyed(&f->share_key, &key, sizeof(key));
 }
 
 /* The local store answers with every limit scaled by local_share. */
 static rl2_status_t
-answer_local(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
+rl2_failover_answer_local(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
              size_t n, const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_limit_t scaled[RL2_MAX_LAYERS];
@@ -220,9 +220,9 @@ answer_local(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
     for (size_t i = 0; i < n; i++) {
         limits[i] = layers[i].limit;
         keys[i] = layers[i].key;
-        scale_limit(f, limits[i], &scaled[i]);
+        rl2_failover_scale_limit(f, limits[i], &scaled[i]);
         layers[i].limit = &scaled[i];
-        layers[i].key = local_key(f, keys[i]);
+        layers[i].key = rl2_failover_local_key(f, keys[i]);
     }
     st = op(f->local, layers, n, now, err);
     for (size_t i = 0; i < n; i++) {
@@ -237,7 +237,7 @@ answer_local(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
 
 /* `open`: everything passes and nothing is counted. */
 static void
-answer_open(rl2_layer_t *layers, size_t n)
+rl2_failover_answer_open(rl2_layer_t *layers, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         rl2_layer_t *l = &layers[i];
@@ -254,26 +254,26 @@ answer_open(rl2_layer_t *layers, size_t n)
 }
 
 static rl2_status_t
-answer_fallback(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
+rl2_failover_answer_fallback(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
                 size_t n, const rl2_clock_t *now, rl2_err_t *err)
 {
     switch (f->conf.mode) {
     case RL2_FAILOVER_OPEN:
-        answer_open(layers, n);
+        rl2_failover_answer_open(layers, n);
         return RL2_OK;
     case RL2_FAILOVER_CLOSED:
         return rl2_err_set(err, RL2_ERR_STORE, "store %s unavailable and "
                            "failover mode is closed: refusing",
                            f->primary->ops->name);
     default:
-        return answer_local(f, op, layers, n, now, err);
+        return rl2_failover_answer_local(f, op, layers, n, now, err);
     }
 }
 
 /* ---- the store interface ----------------------------------------------- */
 
 static rl2_status_t
-route_call(rl2_failover_t *f, int peek, rl2_layer_t *layers, size_t n,
+rl2_failover_route_call(rl2_failover_t *f, int peek, rl2_layer_t *layers, size_t n,
            const rl2_clock_t *now, rl2_err_t *err)
 {
     layer_op_t primary_op = peek ? f->primary->ops->peek
@@ -286,34 +286,34 @@ route_call(rl2_failover_t *f, int peek, rl2_layer_t *layers, size_t n,
         return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d",
                            n, RL2_MAX_LAYERS);
     }
-    st = try_primary(f, primary_op, layers, n, now, &answered, err);
+    st = rl2_failover_try_primary(f, primary_op, layers, n, now, &answered, err);
     if (st != RL2_OK || answered) {
         return st;
     }
     if (f->local != NULL) {
         local_op = peek ? f->local->ops->peek : f->local->ops->apply;
     }
-    return answer_fallback(f, local_op, layers, n, now, err);
+    return rl2_failover_answer_fallback(f, local_op, layers, n, now, err);
 }
 
 static rl2_status_t
-failover_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+rl2_failover_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                const rl2_clock_t *now, rl2_err_t *err)
 {
-    return route_call((rl2_failover_t *)store, 0, layers, n, now, err);
+    return rl2_failover_route_call((rl2_failover_t *)store, 0, layers, n, now, err);
 }
 
 static rl2_status_t
-failover_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+rl2_failover_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
               const rl2_clock_t *now, rl2_err_t *err)
 {
-    return route_call((rl2_failover_t *)store, 1, layers, n, now, err);
+    return rl2_failover_route_call((rl2_failover_t *)store, 1, layers, n, now, err);
 }
 
 /* Layers Redis counted go back to Redis only while the circuit is
  * closed: while it is open no request touches Redis. */
 static rl2_status_t
-refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
+rl2_failover_refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
                const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_err_t perr = { "" };
@@ -325,7 +325,7 @@ refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
     }
     st = f->primary->ops->refund(f->primary, layers, n, now, &perr);
     if (st == RL2_ERR_STORE) {
-        report(f, RL2_ROUTE_PRIMARY, f->conf.clock_us(), perr.msg);
+        rl2_failover_report(f, RL2_ROUTE_PRIMARY, f->conf.clock_us(), perr.msg);
     }
     return st == RL2_OK ? st : rl2_err_set(err, st, "%s", perr.msg);
 }
@@ -333,7 +333,7 @@ refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
 /* Split the committed layers by the mark: fallback ones to the front of
  * `sel`, Redis ones to the back, each copy marked plain 1 again. */
 static rl2_status_t
-failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+rl2_failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                 const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_failover_t *f = (rl2_failover_t *)store;
@@ -355,9 +355,9 @@ failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         if (layers[i].committed == RL2_COMMITTED_FALLBACK) {
             l = &sel[nl++];
             *l = layers[i];
-            scale_limit(f, layers[i].limit, &scaled[nl - 1]);
+            rl2_failover_scale_limit(f, layers[i].limit, &scaled[nl - 1]);
             l->limit = &scaled[nl - 1];
-            l->key = local_key(f, l->key);
+            l->key = rl2_failover_local_key(f, l->key);
         }
         else {
             l = &sel[RL2_MAX_LAYERS - ++np];
@@ -369,7 +369,7 @@ failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         st = f->local->ops->refund(f->local, sel, nl, now, err);
     }
     if (np > 0) {
-        st2 = refund_primary(f, sel + RL2_MAX_LAYERS - np, np, now,
+        st2 = rl2_failover_refund_primary(f, sel + RL2_MAX_LAYERS - np, np, now,
                              st == RL2_OK ? err : NULL);
     }
     return st != RL2_OK ? st : st2;
@@ -379,7 +379,7 @@ failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
  * wait for Redis to come back, nor move the circuit): Redis, then the
  * local zone's scaled counters of failover mode local. */
 static rl2_status_t
-failover_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+rl2_failover_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_failover_t *f = (rl2_failover_t *)store;
@@ -391,21 +391,21 @@ failover_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     }
     st = f->primary->ops->reset(f->primary, layers, n, now, err);
     if (f->local != NULL) {
-        st2 = answer_local(f, f->local->ops->reset, layers, n, now,
+        st2 = rl2_failover_answer_local(f, f->local->ops->reset, layers, n, now,
                            st == RL2_OK ? err : NULL);
     }
     return st != RL2_OK ? st : st2;
 }
 
 static void
-failover_destroy(rl2_store_t *store)
+rl2_failover_destroy(rl2_store_t *store)
 {
     free(store);
 }
 
 static const rl2_store_ops_t failover_ops = {
-    "failover", failover_apply, failover_refund, failover_peek,
-    failover_destroy, failover_reset
+    "failover", rl2_failover_apply, rl2_failover_refund, rl2_failover_peek,
+    rl2_failover_destroy, rl2_failover_reset
 };
 
 void

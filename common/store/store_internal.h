@@ -184,14 +184,14 @@ struct rl2_zone {
  * mutex hand-over orders them for the next locker.  Inline: both run on
  * every rl2_zone_get(). */
 static inline void
-zone_mark_dirty(rl2_zone_t *z)
+rl2_zone_mark_dirty(rl2_zone_t *z)
 {
     atomic_store_explicit(&z->hdr->dirty, 1, memory_order_relaxed);
     atomic_signal_fence(memory_order_seq_cst);
 }
 
 static inline void
-zone_mark_clean(rl2_zone_t *z)
+rl2_zone_mark_clean(rl2_zone_t *z)
 {
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&z->hdr->dirty, 0, memory_order_relaxed);

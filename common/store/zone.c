@@ -24,19 +24,19 @@
 /* ---- entries, index, lists (all under the lock) ----------------------- */
 
 static zone_entry_t *
-entry_at(const rl2_zone_t *z, uint32_t ref)
+rl2_zone_entry_at(const rl2_zone_t *z, uint32_t ref)
 {
     return (zone_entry_t *)(z->table + (uint64_t)(ref - 1) * z->geom.stride);
 }
 
 static void *
-entry_state(zone_entry_t *e)
+rl2_zone_entry_state(zone_entry_t *e)
 {
     return e + 1;
 }
 
 static uint32_t
-key_hash(const rl2_zone_t *z, rl2_digest_t key)
+rl2_zone_key_hash(const rl2_zone_t *z, rl2_digest_t key)
 {
     /* Keyed with a per-zone random seed: the digest keys are public, so
      * an attacker could otherwise choose keys that pile into one probe run
@@ -57,22 +57,22 @@ key_hash(const rl2_zone_t *z, rl2_digest_t key)
 }
 
 static bool
-key_equal(rl2_digest_t a, rl2_digest_t b)
+rl2_zone_key_equal(rl2_digest_t a, rl2_digest_t b)
 {
     return a.hi == b.hi && a.lo == b.lo;
 }
 
 static uint32_t
-index_find(const rl2_zone_t *z, rl2_digest_t key, uint32_t hash, uint32_t *pos)
+rl2_zone_index_find(const rl2_zone_t *z, rl2_digest_t key, uint32_t hash, uint32_t *pos)
 {
     uint32_t i = hash & z->mask;
     uint32_t ref;
 
     /* Terminates: at most half the slots are ever occupied. */
     while ((ref = z->index[i]) != ZONE_NIL) {
-        zone_entry_t *e = entry_at(z, ref);
+        zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
-        if (e->hash == hash && key_equal(e->key, key)) {
+        if (e->hash == hash && rl2_zone_key_equal(e->key, key)) {
             *pos = i;
             return ref;
         }
@@ -82,7 +82,7 @@ index_find(const rl2_zone_t *z, rl2_digest_t key, uint32_t hash, uint32_t *pos)
 }
 
 static void
-index_insert(rl2_zone_t *z, uint32_t ref, uint32_t hash)
+rl2_zone_index_insert(rl2_zone_t *z, uint32_t ref, uint32_t hash)
 {
     uint32_t i = hash & z->mask;
 
@@ -93,9 +93,9 @@ index_insert(rl2_zone_t *z, uint32_t ref, uint32_t hash)
 }
 
 static uint32_t
-index_pos_of(const rl2_zone_t *z, uint32_t ref)
+rl2_zone_index_pos_of(const rl2_zone_t *z, uint32_t ref)
 {
-    uint32_t i = entry_at(z, ref)->hash & z->mask;
+    uint32_t i = rl2_zone_entry_at(z, ref)->hash & z->mask;
 
     while (z->index[i] != ref) {
         i = (i + 1) & z->mask;
@@ -107,7 +107,7 @@ index_pos_of(const rl2_zone_t *z, uint32_t ref)
  * run and move back every member whose home is not cyclically within
  * (hole, member], so that no lookup ever stops early at the new hole. */
 static void
-index_delete(rl2_zone_t *z, uint32_t hole)
+rl2_zone_index_delete(rl2_zone_t *z, uint32_t hole)
 {
     uint32_t j = hole;
     uint32_t ref;
@@ -119,7 +119,7 @@ index_delete(rl2_zone_t *z, uint32_t hole)
         if (ref == ZONE_NIL) {
             return;
         }
-        uint32_t home = entry_at(z, ref)->hash & z->mask;
+        uint32_t home = rl2_zone_entry_at(z, ref)->hash & z->mask;
         if (((j - home) & z->mask) >= ((j - hole) & z->mask)) {
             z->index[hole] = ref;
             z->index[j] = ZONE_NIL;
@@ -129,19 +129,19 @@ index_delete(rl2_zone_t *z, uint32_t hole)
 }
 
 static void
-lru_unlink(rl2_zone_t *z, uint32_t ref)
+rl2_zone_lru_unlink(rl2_zone_t *z, uint32_t ref)
 {
     zone_hdr_t *h = z->hdr;
-    zone_entry_t *e = entry_at(z, ref);
+    zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
     if (e->prev != ZONE_NIL) {
-        entry_at(z, e->prev)->next = e->next;
+        rl2_zone_entry_at(z, e->prev)->next = e->next;
     }
     else {
         h->lru_head = e->next;
     }
     if (e->next != ZONE_NIL) {
-        entry_at(z, e->next)->prev = e->prev;
+        rl2_zone_entry_at(z, e->next)->prev = e->prev;
     }
     else {
         h->lru_tail = e->prev;
@@ -150,15 +150,15 @@ lru_unlink(rl2_zone_t *z, uint32_t ref)
 }
 
 static void
-lru_push_head(rl2_zone_t *z, uint32_t ref)
+rl2_zone_lru_push_head(rl2_zone_t *z, uint32_t ref)
 {
     zone_hdr_t *h = z->hdr;
-    zone_entry_t *e = entry_at(z, ref);
+    zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
     e->prev = ZONE_NIL;
     e->next = h->lru_head;
     if (h->lru_head != ZONE_NIL) {
-        entry_at(z, h->lru_head)->prev = ref;
+        rl2_zone_entry_at(z, h->lru_head)->prev = ref;
     }
     else {
         h->lru_tail = ref;
@@ -167,9 +167,9 @@ lru_push_head(rl2_zone_t *z, uint32_t ref)
 }
 
 static void
-free_push(rl2_zone_t *z, uint32_t ref)
+rl2_zone_free_push(rl2_zone_t *z, uint32_t ref)
 {
-    zone_entry_t *e = entry_at(z, ref);
+    zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
     e->in_use = 0;
     e->prev = ZONE_NIL;
@@ -191,19 +191,19 @@ rl2_zone_rebuild(rl2_zone_t *z)
     h->lru_head = h->lru_tail = h->free_head = ZONE_NIL;
     h->used = 0;
     for (ref = z->geom.entries; ref != ZONE_NIL; ref--) {
-        zone_entry_t *e = entry_at(z, ref);
+        zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
         if (e->in_use != 1) {
-            free_push(z, ref);
+            rl2_zone_free_push(z, ref);
             continue;
         }
-        e->hash = key_hash(z, e->key);
-        if (index_find(z, e->key, e->hash, &pos) != ZONE_NIL) {
-            free_push(z, ref);      /* a duplicate cannot be trusted */
+        e->hash = rl2_zone_key_hash(z, e->key);
+        if (rl2_zone_index_find(z, e->key, e->hash, &pos) != ZONE_NIL) {
+            rl2_zone_free_push(z, ref);      /* a duplicate cannot be trusted */
             continue;
         }
-        index_insert(z, ref, e->hash);
-        lru_push_head(z, ref);
+        rl2_zone_index_insert(z, ref, e->hash);
+        rl2_zone_lru_push_head(z, ref);
         h->used++;
     }
 }
@@ -211,7 +211,7 @@ rl2_zone_rebuild(rl2_zone_t *z)
 /* An entry for a new key: a free one, else an expired one near the LRU
  * tail, else the tail itself, which counts as an eviction. */
 static uint32_t
-zone_reclaim(rl2_zone_t *z, int64_t now_us)
+rl2_zone_reclaim(rl2_zone_t *z, int64_t now_us)
 {
     zone_hdr_t *h = z->hdr;
     uint32_t ref = h->free_head;
@@ -219,14 +219,14 @@ zone_reclaim(rl2_zone_t *z, int64_t now_us)
     int i;
 
     if (ref != ZONE_NIL) {
-        h->free_head = entry_at(z, ref)->next;
-        entry_at(z, ref)->next = ZONE_NIL;
+        h->free_head = rl2_zone_entry_at(z, ref)->next;
+        rl2_zone_entry_at(z, ref)->next = ZONE_NIL;
         h->used++;
         return ref;
     }
     for (ref = h->lru_tail, i = 0; ref != ZONE_NIL && i < ZONE_EXPIRE_SCAN;
-         ref = entry_at(z, ref)->prev, i++) {
-        if (entry_at(z, ref)->expires_us < now_us) {
+         ref = rl2_zone_entry_at(z, ref)->prev, i++) {
+        if (rl2_zone_entry_at(z, ref)->expires_us < now_us) {
             victim = ref;
             break;
         }
@@ -234,18 +234,18 @@ zone_reclaim(rl2_zone_t *z, int64_t now_us)
     if (ref == ZONE_NIL || i == ZONE_EXPIRE_SCAN) {
         h->evictions++;
     }
-    index_delete(z, index_pos_of(z, victim));
-    lru_unlink(z, victim);
+    rl2_zone_index_delete(z, rl2_zone_index_pos_of(z, victim));
+    rl2_zone_lru_unlink(z, victim);
     return victim;
 }
 
 static void
-entry_reset(rl2_zone_t *z, zone_entry_t *e, int64_t now_us)
+rl2_zone_entry_reset(rl2_zone_t *z, zone_entry_t *e, int64_t now_us)
 {
     /* expires_us = now: an entry nobody keeps is reclaimable from the next
      * microsecond on, and never counted as an eviction. */
     e->expires_us = now_us;
-    memset(entry_state(e), 0, z->geom.state_size);
+    memset(rl2_zone_entry_state(e), 0, z->geom.state_size);
 }
 
 /* ---- the hot path ------------------------------------------------------ */
@@ -253,49 +253,49 @@ entry_reset(rl2_zone_t *z, zone_entry_t *e, int64_t now_us)
 void *
 rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
 {
-    uint32_t hash = key_hash(z, key);
+    uint32_t hash = rl2_zone_key_hash(z, key);
     uint32_t pos;
-    uint32_t ref = index_find(z, key, hash, &pos);
+    uint32_t ref = rl2_zone_index_find(z, key, hash, &pos);
     zone_entry_t *e;
 
     if (ref != ZONE_NIL && ref == z->hdr->lru_head
-        && entry_at(z, ref)->expires_us >= now_us) {
+        && rl2_zone_entry_at(z, ref)->expires_us >= now_us) {
         /* A live key that is already the most recent (a busy client
          * asking again): nothing moves, so no dirty mark either. */
-        return entry_state(entry_at(z, ref));
+        return rl2_zone_entry_state(rl2_zone_entry_at(z, ref));
     }
-    zone_mark_dirty(z);
+    rl2_zone_mark_dirty(z);
     if (ref != ZONE_NIL) {
-        e = entry_at(z, ref);
+        e = rl2_zone_entry_at(z, ref);
         if (e->expires_us < now_us) {
-            entry_reset(z, e, now_us);
+            rl2_zone_entry_reset(z, e, now_us);
         }
-        lru_unlink(z, ref);
+        rl2_zone_lru_unlink(z, ref);
     }
     else {
-        ref = zone_reclaim(z, now_us);
-        e = entry_at(z, ref);
+        ref = rl2_zone_reclaim(z, now_us);
+        e = rl2_zone_entry_at(z, ref);
         e->key = key;
         e->hash = hash;
         e->in_use = 1;
-        entry_reset(z, e, now_us);
-        index_insert(z, ref, hash);
+        rl2_zone_entry_reset(z, e, now_us);
+        rl2_zone_index_insert(z, ref, hash);
     }
-    lru_push_head(z, ref);
-    zone_mark_clean(z);
-    return entry_state(e);
+    rl2_zone_lru_push_head(z, ref);
+    rl2_zone_mark_clean(z);
+    return rl2_zone_entry_state(e);
 }
 
 void *
 rl2_zone_peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
 {
     uint32_t pos;
-    uint32_t ref = index_find(z, key, key_hash(z, key), &pos);
+    uint32_t ref = rl2_zone_index_find(z, key, rl2_zone_key_hash(z, key), &pos);
 
-    if (ref == ZONE_NIL || entry_at(z, ref)->expires_us < now_us) {
+    if (ref == ZONE_NIL || rl2_zone_entry_at(z, ref)->expires_us < now_us) {
         return NULL;
     }
-    return entry_state(entry_at(z, ref));
+    return rl2_zone_entry_state(rl2_zone_entry_at(z, ref));
 }
 
 void
@@ -321,17 +321,17 @@ void
 rl2_zone_remove(rl2_zone_t *z, rl2_digest_t key)
 {
     uint32_t pos;
-    uint32_t ref = index_find(z, key, key_hash(z, key), &pos);
+    uint32_t ref = rl2_zone_index_find(z, key, rl2_zone_key_hash(z, key), &pos);
 
     if (ref == ZONE_NIL) {
         return;
     }
-    zone_mark_dirty(z);
-    index_delete(z, pos);
-    lru_unlink(z, ref);
-    free_push(z, ref);
+    rl2_zone_mark_dirty(z);
+    rl2_zone_index_delete(z, pos);
+    rl2_zone_lru_unlink(z, ref);
+    rl2_zone_free_push(z, ref);
     z->hdr->used--;
-    zone_mark_clean(z);
+    rl2_zone_mark_clean(z);
 }
 
 /* ---- statistics -------------------------------------------------------- */

@@ -52,7 +52,7 @@
 /* ---- geometry ---------------------------------------------------------- */
 
 static bool
-mul_u64(uint64_t a, uint64_t b, uint64_t *out)
+rl2_zone_mul_u64(uint64_t a, uint64_t b, uint64_t *out)
 {
     if (b != 0 && a > UINT64_MAX / b) {
         return false;
@@ -62,7 +62,7 @@ mul_u64(uint64_t a, uint64_t b, uint64_t *out)
 }
 
 static bool
-add_u64(uint64_t a, uint64_t b, uint64_t *out)
+rl2_zone_add_u64(uint64_t a, uint64_t b, uint64_t *out)
 {
     if (a > UINT64_MAX - b) {
         return false;
@@ -72,13 +72,13 @@ add_u64(uint64_t a, uint64_t b, uint64_t *out)
 }
 
 static uint64_t
-align64(uint64_t v)
+rl2_zone_align64(uint64_t v)
 {
     return (v + 63) & ~(uint64_t)63;
 }
 
 static rl2_status_t
-geom_compute(const char *name, uint64_t entries, uint64_t state_size,
+rl2_zone_geom_compute(const char *name, uint64_t entries, uint64_t state_size,
              zone_geom_t *g, rl2_err_t *err)
 {
     uint64_t slots = 1, index_bytes, table_bytes, total;
@@ -101,14 +101,14 @@ geom_compute(const char *name, uint64_t entries, uint64_t state_size,
     g->index_slots = (uint32_t)slots;
     g->state_size = (state_size + 7) & ~(uint64_t)7;
     g->stride = sizeof(zone_entry_t) + g->state_size;
-    g->index_off = align64(sizeof(zone_hdr_t));
+    g->index_off = rl2_zone_align64(sizeof(zone_hdr_t));
     /* The bounds above keep this far from 2^64, but a 32-bit size_t is
      * easily exceeded, so every step is checked. */
-    if (!mul_u64(slots, sizeof(uint32_t), &index_bytes)
-        || !add_u64(g->index_off, index_bytes, &total)
-        || (g->entries_off = align64(total)) < total
-        || !mul_u64(entries, g->stride, &table_bytes)
-        || !add_u64(g->entries_off, table_bytes, &total)
+    if (!rl2_zone_mul_u64(slots, sizeof(uint32_t), &index_bytes)
+        || !rl2_zone_add_u64(g->index_off, index_bytes, &total)
+        || (g->entries_off = rl2_zone_align64(total)) < total
+        || !rl2_zone_mul_u64(entries, g->stride, &table_bytes)
+        || !rl2_zone_add_u64(g->entries_off, table_bytes, &total)
         || total > (uint64_t)SIZE_MAX || total > (uint64_t)INT64_MAX) {
         return rl2_err_set(err, RL2_ERR_RANGE,
                            "zone %s: %llu entries of %llu bytes do not fit "
@@ -120,7 +120,7 @@ geom_compute(const char *name, uint64_t entries, uint64_t state_size,
 }
 
 static bool
-geom_equal(const zone_geom_t *a, const zone_geom_t *b)
+rl2_zone_geom_equal(const zone_geom_t *a, const zone_geom_t *b)
 {
     return a->entries == b->entries && a->index_slots == b->index_slots
            && a->state_size == b->state_size && a->stride == b->stride
@@ -131,7 +131,7 @@ geom_equal(const zone_geom_t *a, const zone_geom_t *b)
 /* ---- locking ----------------------------------------------------------- */
 
 static rl2_status_t
-zone_recover(rl2_zone_t *z, rl2_err_t *err)
+rl2_zone_recover(rl2_zone_t *z, rl2_err_t *err)
 {
     int rc = pthread_mutex_consistent(&z->hdr->lock);
 
@@ -143,7 +143,7 @@ zone_recover(rl2_zone_t *z, rl2_err_t *err)
     }
     if (atomic_load_explicit(&z->hdr->dirty, memory_order_relaxed)) {
         rl2_zone_rebuild(z);
-        zone_mark_clean(z);
+        rl2_zone_mark_clean(z);
     }
     z->hdr->lock_recoveries++;
     return RL2_OK;
@@ -158,7 +158,7 @@ rl2_zone_lock(rl2_zone_t *z, rl2_err_t *err)
         return RL2_OK;
     }
     if (rc == EOWNERDEAD) {
-        return zone_recover(z, err);
+        return rl2_zone_recover(z, err);
     }
     return rl2_err_set(err, RL2_ERR_SYS, "zone %s: lock: %s", z->name,
                        strerror(rc));
@@ -173,19 +173,19 @@ rl2_zone_unlock(rl2_zone_t *z)
 /* ---- creating and attaching -------------------------------------------- */
 
 static rl2_status_t
-sys_err(rl2_err_t *err, const char *name, const char *what, int errnum)
+rl2_zone_sys_err(rl2_err_t *err, const char *name, const char *what, int errnum)
 {
     return rl2_shm_sys_err(err, "zone", name, what, errnum);
 }
 
 static rl2_status_t
-name_check(const char *name, rl2_err_t *err)
+rl2_zone_name_check(const char *name, rl2_err_t *err)
 {
     return rl2_shm_name_check("zone", name, RL2_ZONE_NAME_MAX, err);
 }
 
 static rl2_status_t
-handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
+rl2_zone_handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
            rl2_zone_t **out, rl2_err_t *err)
 {
     rl2_zone_t *z = calloc(1, sizeof(*z));
@@ -200,7 +200,7 @@ handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
     z->table = (unsigned char *)hdr + g->entries_off;
     z->mask = g->index_slots - 1;
     z->seed = hdr->seed;
-    strcpy(z->name, name);          /* length checked by name_check */
+    strcpy(z->name, name);          /* length checked by rl2_zone_name_check */
     *out = z;
     return RL2_OK;
 }
@@ -209,7 +209,7 @@ handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
  * object it sits in: the geometry recomputed from its entries and
  * state_size must match every stored offset, and the object's size too. */
 static bool
-hdr_valid(const zone_hdr_t *h, uint64_t st_size, zone_geom_t *g)
+rl2_zone_hdr_valid(const zone_hdr_t *h, uint64_t st_size, zone_geom_t *g)
 {
     zone_geom_t stored = {
         h->entries, h->index_slots, h->state_size, h->stride,
@@ -217,16 +217,16 @@ hdr_valid(const zone_hdr_t *h, uint64_t st_size, zone_geom_t *g)
     };
 
     if (h->version != ZONE_VERSION || h->hdr_size != sizeof(zone_hdr_t)
-        || geom_compute("", h->entries, h->state_size, g, NULL) != RL2_OK) {
+        || rl2_zone_geom_compute("", h->entries, h->state_size, g, NULL) != RL2_OK) {
         return false;
     }
-    return geom_equal(g, &stored) && g->bytes == st_size;
+    return rl2_zone_geom_equal(g, &stored) && g->bytes == st_size;
 }
 
 /* One look at an existing object.  *magic is what the header holds (0
  * while a creator is at work); *hdr is set only for a valid zone. */
 static rl2_status_t
-map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
+rl2_zone_map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
         uint32_t *magic, rl2_err_t *err)
 {
     struct stat st;
@@ -234,7 +234,7 @@ map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
 
     *magic = 0;
     if (fstat(fd, &st) != 0) {
-        return sys_err(err, name, "fstat", errno);
+        return rl2_zone_sys_err(err, name, "fstat", errno);
     }
     if ((uint64_t)st.st_size < sizeof(zone_hdr_t)) {
         return RL2_OK;
@@ -242,11 +242,11 @@ map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
     base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
                 fd, 0);
     if (base == MAP_FAILED) {
-        return sys_err(err, name, "mmap", errno);
+        return rl2_zone_sys_err(err, name, "mmap", errno);
     }
     *magic = atomic_load_explicit(&((zone_hdr_t *)base)->magic,
                                   memory_order_acquire);
-    if (*magic == ZONE_MAGIC && hdr_valid(base, (uint64_t)st.st_size, g)) {
+    if (*magic == ZONE_MAGIC && rl2_zone_hdr_valid(base, (uint64_t)st.st_size, g)) {
         *hdr = base;
     }
     else {
@@ -262,7 +262,7 @@ map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
  * shared flock waits for a slow creation however long it takes; the
  * bounded polling only covers the instant before the creator's flock. */
 static rl2_status_t
-map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
+rl2_zone_map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
              rl2_err_t *err)
 {
     rl2_status_t st;
@@ -273,7 +273,7 @@ map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
     for (waited = 0; waited <= ZONE_WAIT_MS; waited++) {
         bool locked = flock(fd, LOCK_SH) == 0;
 
-        st = map_try(name, fd, hdr, g, &magic, err);
+        st = rl2_zone_map_try(name, fd, hdr, g, &magic, err);
         if (locked) {
             flock(fd, LOCK_UN);
         }
@@ -286,7 +286,7 @@ map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
 }
 
 static rl2_status_t
-mutex_init(const char *name, pthread_mutex_t *m, rl2_err_t *err)
+rl2_zone_mutex_init(const char *name, pthread_mutex_t *m, rl2_err_t *err)
 {
     pthread_mutexattr_t attr;
     int rc = pthread_mutexattr_init(&attr);
@@ -301,34 +301,34 @@ mutex_init(const char *name, pthread_mutex_t *m, rl2_err_t *err)
         }
         pthread_mutexattr_destroy(&attr);
     }
-    return rc == 0 ? RL2_OK : sys_err(err, name, "mutex init", rc);
+    return rc == 0 ? RL2_OK : rl2_zone_sys_err(err, name, "mutex init", rc);
 }
 
 /* Reserve the memory now, so that a full /dev/shm fails here with a
  * message rather than with SIGBUS on some later request. */
 static rl2_status_t
-reserve(const char *name, int fd, uint64_t bytes, rl2_err_t *err)
+rl2_zone_reserve(const char *name, int fd, uint64_t bytes, rl2_err_t *err)
 {
     struct statvfs vfs;
     uint64_t avail;
     int rc;
 
     if (fstatvfs(fd, &vfs) == 0 && vfs.f_frsize != 0
-        && mul_u64(vfs.f_bavail, vfs.f_frsize, &avail) && bytes > avail) {
+        && rl2_zone_mul_u64(vfs.f_bavail, vfs.f_frsize, &avail) && bytes > avail) {
         return rl2_err_set(err, RL2_ERR_NOMEM,
                            "zone %s: needs %llu bytes, shared memory has "
                            "%llu free", name, (unsigned long long)bytes,
                            (unsigned long long)avail);
     }
     if (ftruncate(fd, (off_t)bytes) != 0) {
-        return sys_err(err, name, "ftruncate", errno);
+        return rl2_zone_sys_err(err, name, "ftruncate", errno);
     }
     rc = posix_fallocate(fd, 0, (off_t)bytes);
-    return rc == 0 ? RL2_OK : sys_err(err, name, "posix_fallocate", rc);
+    return rc == 0 ? RL2_OK : rl2_zone_sys_err(err, name, "posix_fallocate", rc);
 }
 
 static void
-seed_init(rl2_hash_key_t *seed)
+rl2_zone_seed_init(rl2_hash_key_t *seed)
 {
     struct timespec ts;
     uint64_t mix[2];
@@ -347,7 +347,7 @@ seed_init(rl2_hash_key_t *seed)
 /* The creator owns the new object exclusively (O_EXCL) until it publishes
  * the magic; attachers wait for that release store. */
 static rl2_status_t
-zone_create(const char *name, int fd, unsigned mode, const zone_geom_t *g,
+rl2_zone_create_new(const char *name, int fd, unsigned mode, const zone_geom_t *g,
             rl2_zone_t **out, rl2_err_t *err)
 {
     zone_hdr_t *h;
@@ -355,18 +355,18 @@ zone_create(const char *name, int fd, unsigned mode, const zone_geom_t *g,
 
     /* Held until the magic is published (or this process dies). */
     if (flock(fd, LOCK_EX) != 0) {
-        return sys_err(err, name, "flock", errno);
+        return rl2_zone_sys_err(err, name, "flock", errno);
     }
     if (fchmod(fd, mode) != 0) {        /* shm_open applied the umask */
-        return sys_err(err, name, "fchmod", errno);
+        return rl2_zone_sys_err(err, name, "fchmod", errno);
     }
-    if ((st = reserve(name, fd, g->bytes, err)) != RL2_OK) {
+    if ((st = rl2_zone_reserve(name, fd, g->bytes, err)) != RL2_OK) {
         return st;
     }
     h = mmap(NULL, (size_t)g->bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
              fd, 0);
     if (h == MAP_FAILED) {
-        return sys_err(err, name, "mmap", errno);
+        return rl2_zone_sys_err(err, name, "mmap", errno);
     }
     h->version = ZONE_VERSION;
     h->hdr_size = sizeof(zone_hdr_t);
@@ -377,9 +377,9 @@ zone_create(const char *name, int fd, unsigned mode, const zone_geom_t *g,
     h->index_off = g->index_off;
     h->entries_off = g->entries_off;
     h->bytes = g->bytes;
-    seed_init(&h->seed);
-    if ((st = mutex_init(name, &h->lock, err)) != RL2_OK
-        || (st = handle_new(name, h, g, out, err)) != RL2_OK) {
+    rl2_zone_seed_init(&h->seed);
+    if ((st = rl2_zone_mutex_init(name, &h->lock, err)) != RL2_OK
+        || (st = rl2_zone_handle_new(name, h, g, out, err)) != RL2_OK) {
         munmap(h, (size_t)g->bytes);
         return st;
     }
@@ -394,7 +394,7 @@ zone_create(const char *name, int fd, unsigned mode, const zone_geom_t *g,
 /* One round of open: create exclusively, else attach.  *again is set when
  * the name must be tried once more (it vanished or was stale). */
 static rl2_status_t
-open_once(const char *name, const zone_geom_t *g, unsigned mode,
+rl2_zone_open_once(const char *name, const zone_geom_t *g, unsigned mode,
           rl2_zone_t **out, bool *again, rl2_err_t *err)
 {
     zone_geom_t found;
@@ -404,7 +404,7 @@ open_once(const char *name, const zone_geom_t *g, unsigned mode,
 
     *again = false;
     if (fd >= 0) {
-        st = zone_create(name, fd, mode, g, out, err);
+        st = rl2_zone_create_new(name, fd, mode, g, out, err);
         if (st != RL2_OK) {
             rl2_shm_unlink_if_same(name, fd);
         }
@@ -412,15 +412,15 @@ open_once(const char *name, const zone_geom_t *g, unsigned mode,
         return st;
     }
     if (errno != EEXIST) {
-        return sys_err(err, name, "shm_open", errno);
+        return rl2_zone_sys_err(err, name, "shm_open", errno);
     }
     if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
         *again = errno == ENOENT;       /* unlinked in between */
-        return *again ? RL2_OK : sys_err(err, name, "shm_open", errno);
+        return *again ? RL2_OK : rl2_zone_sys_err(err, name, "shm_open", errno);
     }
-    st = map_existing(name, fd, &h, &found, err);
-    if (st == RL2_OK && h != NULL && geom_equal(&found, g)) {
-        if ((st = handle_new(name, h, g, out, err)) != RL2_OK) {
+    st = rl2_zone_map_existing(name, fd, &h, &found, err);
+    if (st == RL2_OK && h != NULL && rl2_zone_geom_equal(&found, g)) {
+        if ((st = rl2_zone_handle_new(name, h, g, out, err)) != RL2_OK) {
             munmap(h, (size_t)found.bytes);
         }
     }
@@ -447,8 +447,8 @@ rl2_zone_open(const char *name, uint32_t entries, size_t state_size,
     int attempt;
 
     *out = NULL;
-    if ((st = name_check(name, err)) != RL2_OK
-        || (st = geom_compute(name, entries, state_size, &g, err))
+    if ((st = rl2_zone_name_check(name, err)) != RL2_OK
+        || (st = rl2_zone_geom_compute(name, entries, state_size, &g, err))
                != RL2_OK) {
         return st;
     }
@@ -457,7 +457,7 @@ rl2_zone_open(const char *name, uint32_t entries, size_t state_size,
                            "a permission", name, mode);
     }
     for (attempt = 0; again && attempt < ZONE_OPEN_ATTEMPTS; attempt++) {
-        st = open_once(name, &g, mode, out, &again, err);
+        st = rl2_zone_open_once(name, &g, mode, out, &again, err);
         if (st != RL2_OK) {
             return st;
         }
@@ -479,13 +479,13 @@ rl2_zone_attach(const char *name, rl2_zone_t **out, rl2_err_t *err)
     int fd;
 
     *out = NULL;
-    if ((st = name_check(name, err)) != RL2_OK) {
+    if ((st = rl2_zone_name_check(name, err)) != RL2_OK) {
         return st;
     }
     if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
-        return sys_err(err, name, "shm_open", errno);
+        return rl2_zone_sys_err(err, name, "shm_open", errno);
     }
-    st = map_existing(name, fd, &h, &g, err);
+    st = rl2_zone_map_existing(name, fd, &h, &g, err);
     close(fd);
     if (st != RL2_OK) {
         return st;
@@ -495,7 +495,7 @@ rl2_zone_attach(const char *name, rl2_zone_t **out, rl2_err_t *err)
                            "ratelimit2 zone of layout version %u", name,
                            ZONE_VERSION);
     }
-    st = handle_new(name, h, &g, out, err);
+    st = rl2_zone_handle_new(name, h, &g, out, err);
     if (st != RL2_OK) {
         munmap(h, (size_t)g.bytes);
     }
@@ -515,13 +515,13 @@ rl2_zone_close(rl2_zone_t *z)
 rl2_status_t
 rl2_zone_unlink(const char *name, rl2_err_t *err)
 {
-    rl2_status_t st = name_check(name, err);
+    rl2_status_t st = rl2_zone_name_check(name, err);
 
     if (st != RL2_OK) {
         return st;
     }
     if (shm_unlink(name) != 0) {
-        return sys_err(err, name, "shm_unlink", errno);
+        return rl2_zone_sys_err(err, name, "shm_unlink", errno);
     }
     return RL2_OK;
 }
