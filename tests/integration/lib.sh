@@ -143,7 +143,21 @@ rl2_wait_gone() {
         kill -0 "$pid" 2>/dev/null || return 0
         sleep 0.05
     done
+    # A daemon that would not stop: its whole process group (a detached
+    # Apache leads its own), or children it never reaped would live on
+    # and keep its listening socket.
+    kill -KILL -- "-$pid" 2>/dev/null
     kill -KILL "$pid" 2>/dev/null
+}
+
+# wait_port_free PORT -- until nothing accepts on PORT (10 s at most).
+wait_port_free() {
+    local i
+    for i in $(seq 1 200); do
+        rl2_port_busy "$1" || return 0
+        sleep 0.05
+    done
+    return 1
 }
 
 # ---- Apache ----
@@ -226,10 +240,15 @@ apache_start() {
     wait_port "$port" || { cat "$dir/logs/error.log"; return 1; }
 }
 
+# The port is free when this returns: a restart on the same port must
+# not find the old server's children still answering on it (the new
+# server's bind would fail after it detached, with the port "up").
 apache_stop() {
-    local dir=$1
+    local dir=$1 port
+    port=$(sed -n 's/^Listen 127.0.0.1:\([0-9]*\)$/\1/p' "$dir/httpd.conf")
     [ -f "$dir/httpd.pid" ] && kill -TERM "$(cat "$dir/httpd.pid")"
     rl2_wait_gone "$dir/httpd.pid"
+    [ -z "$port" ] || wait_port_free "$port"
 }
 
 apache_graceful() {

@@ -160,12 +160,14 @@ C=$T_DIR/cfg
 apache_conf "$C" "$(free_port)" event
 echo "RateLimit2Policy \"$BAD\"" >"$C/site.conf"
 like "a bad redis server fails configtest with file:line" \
-     "bad.conf:3: 'server' must be" "$(apache_configtest "$C")"
+     "bad.conf:3: redis: .127.0.0.1:0.: the port must be a number" \
+     "$(apache_configtest "$C")"
 "$FCGI_BIN" -c "$BAD" -s 127.0.0.1:1 2>"$T_DIR/bad.log"
 rc=$?
 if [ "$rc" -ne 0 ]; then ok "ratelimit2-fcgi refuses it (exit $rc)"
 else not_ok "ratelimit2-fcgi refuses it (exit $rc)"; fi
-like "... naming file:line" "bad.conf:3: 'server' must be" \
+like "... naming file:line" \
+     "bad.conf:3: redis: .127.0.0.1:0.: the port must be a number" \
      "$(cat "$T_DIR/bad.log")"
 printf 'failover = {\n  mode = "closed";\n  share = 7;\n};\n' >"$BAD"
 like "a bad failover share fails configtest with file:line" \
