@@ -59,7 +59,7 @@ static const char rl2_ctl_manual[] =
 "OPTIONS\n"
 "    -c, --config FILE    policy file (default " RL2_CTL_DEFAULT_POLICY ")\n"
 "    -z, --zone NAME      shared-memory zone (default /ratelimit2)\n"
-"    -R, --redis ADDR     Redis at HOST:PORT, /path/to/socket,\n"
+"    -R, --redis ADDR     Redis at HOST:PORT, [IPv6]:PORT, /path/to/socket,\n"
 "                         sentinel:NAME@HOST:PORT,... or\n"
 "                         cluster:HOST:PORT,... (as ratelimit2-fcgi -R);\n"
 "                         default: the policy's redis group, if any\n"

@@ -67,7 +67,7 @@ rl2_usage(FILE *f)
         "  -n ENTRIES   keys the zone holds (default %u)\n"
         "  -p PATH      health path answered in the responder role "
         "(default %s)\n"
-        "  -R REDIS     count in Redis at HOST:PORT or /path/to/socket\n"
+        "  -R REDIS     count in Redis at HOST:PORT, [IPv6]:PORT or /path/to/socket\n"
         "               (or sentinel:NAME@H:P,..., cluster:H:P,...)\n"
         "  -O OPTIONS   Redis options, comma-separated, repeatable: db=N,\n"
         "               user=U, password=P, connect_timeout=MS, timeout=MS\n"
