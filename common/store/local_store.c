@@ -16,6 +16,8 @@
 typedef struct {
     rl2_store_t base;
     rl2_zone_t *zone;
+    const void *fresh;  /* the zone's state size of zeros, never written:
+                           what a key the zone does not hold reads as */
 } rl2_store_local_t;
 
 /* Calendar quotas run on wall time, everything else on the monotonic
@@ -34,7 +36,7 @@ rl2_overflow_state(const rl2_limit_t *limit, void *state)
 }
 
 static void
-rl2_layer_check(rl2_layer_t *l, void *state, const rl2_clock_t *now)
+rl2_layer_check(rl2_layer_t *l, const void *state, const rl2_clock_t *now)
 {
     const rl2_limit_t *limit = l->limit;
     rl2_algo_result_t ov;
@@ -44,7 +46,9 @@ rl2_layer_check(rl2_layer_t *l, void *state, const rl2_clock_t *now)
     l->refused = !l->result.allowed;
     l->overflow_used = 0;
     if (l->refused && limit->overflow.limit != 0) {
-        rl2_algo_check(&limit->overflow, rl2_overflow_state(limit, state),
+        rl2_algo_check(&limit->overflow,
+                       (const char *)state
+                       + rl2_algo_state_size(&limit->algo),
                        now->mono_us, limit->cost, &ov);
         if (ov.allowed) {
             l->refused = 0;
@@ -76,12 +80,18 @@ rl2_layer_commit(rl2_zone_t *zone, rl2_layer_t *l, void *state,
     l->committed_us = t;
 }
 
+/* Every layer is checked against the state the zone holds, or fresh
+ * state for a key it does not hold, before any entry is created: only a
+ * request that every enforcing layer admits takes entries, so a flood of
+ * refused requests with made-up keys never creates or evicts one. */
 static rl2_status_t
 rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                 const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_zone_t *zone = ((rl2_store_local_t *)store)->zone;
+    rl2_store_local_t *ls = (rl2_store_local_t *)store;
+    rl2_zone_t *zone = ls->zone;
     void *states[RL2_MAX_LAYERS];
+    uint32_t refs[RL2_MAX_LAYERS];
     int refused = 0;
     rl2_status_t st;
 
@@ -99,17 +109,27 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         return st;
     }
     for (size_t i = 0; i < n; i++) {
-        states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
-        rl2_layer_check(&layers[i], states[i], now);
+        states[i] = rl2_zone_lookup(zone, layers[i].key, now->mono_us,
+                                    &refs[i]);
+        rl2_layer_check(&layers[i], states[i] ? states[i] : ls->fresh, now);
         /* Unlimited layers never refuse (decide.c and the Redis
          * scripts agree). */
         refused |= layers[i].refused && !layers[i].dry_run
                    && !layers[i].limit->unlimited;
     }
+    /* One layer at a time: the entry just committed is the most recent,
+     * so the next layer's new entry can never evict it. */
     for (size_t i = 0; !refused && i < n; i++) {
-        if (!layers[i].refused) {
-            rl2_layer_commit(zone, &layers[i], states[i], now);
+        if (layers[i].refused) {
+            continue;
         }
+        if (states[i] != NULL) {
+            rl2_zone_touch(zone, refs[i]);
+        }
+        else {
+            states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
+        }
+        rl2_layer_commit(zone, &layers[i], states[i], now);
     }
     rl2_zone_unlock(zone);
     return RL2_OK;
@@ -135,10 +155,14 @@ rl2_local_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         if (!l->committed) {
             continue;
         }
-        void *state = rl2_zone_get(zone, l->key, now->mono_us);
+        /* A key gone since (reset, expired) has nothing to give back. */
+        void *state = rl2_zone_peek(zone, l->key, now->mono_us);
         const rl2_algo_params_t *p = l->overflow_used ? &limit->overflow
                                                       : &limit->algo;
 
+        if (state == NULL) {
+            continue;
+        }
         if (l->overflow_used) {
             state = rl2_overflow_state(limit, state);
         }
@@ -153,25 +177,18 @@ static rl2_status_t
 rl2_local_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_zone_t *zone = ((rl2_store_local_t *)store)->zone;
-    /* A key the zone does not hold reads as fresh state. */
-    void *fresh = calloc(1, rl2_zone_state_size(zone));
+    rl2_store_local_t *ls = (rl2_store_local_t *)store;
     rl2_status_t st;
 
-    if (fresh == NULL) {
-        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
-    }
-    if ((st = rl2_zone_lock(zone, err)) != RL2_OK) {
-        free(fresh);
+    if ((st = rl2_zone_lock(ls->zone, err)) != RL2_OK) {
         return st;
     }
     for (size_t i = 0; i < n; i++) {
-        void *state = rl2_zone_peek(zone, layers[i].key, now->mono_us);
+        void *state = rl2_zone_peek(ls->zone, layers[i].key, now->mono_us);
 
-        rl2_layer_check(&layers[i], state ? state : fresh, now);
+        rl2_layer_check(&layers[i], state ? state : ls->fresh, now);
     }
-    rl2_zone_unlock(zone);
-    free(fresh);
+    rl2_zone_unlock(ls->zone);
     return RL2_OK;
 }
 
@@ -197,6 +214,7 @@ rl2_local_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
 static void
 rl2_local_destroy(rl2_store_t *store)
 {
+    free((void *)((rl2_store_local_t *)store)->fresh);
     free(store);
 }
 
@@ -212,6 +230,11 @@ rl2_store_local_create(rl2_zone_t *zone, rl2_store_t **out, rl2_err_t *err)
 
     *out = NULL;
     if (s == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    s->fresh = calloc(1, rl2_zone_state_size(zone));
+    if (s->fresh == NULL) {
+        free(s);
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
     s->base.ops = &rl2_local_ops;

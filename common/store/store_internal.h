@@ -104,6 +104,15 @@ void *rl2_zone_get(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
  * else NULL.  Does not insert or change recency (for inspection). */
 void *rl2_zone_peek(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
 
+/* Under the lock: rl2_zone_peek, and the entry's reference in *ref for
+ * rl2_zone_touch when the state is returned. */
+void *rl2_zone_lookup(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us,
+                      uint32_t *ref);
+
+/* Under the lock: make the entry rl2_zone_lookup found the most recently
+ * used, as rl2_zone_get would, without a second lookup. */
+void rl2_zone_touch(rl2_zone_t *zone, uint32_t ref);
+
 /* Under the lock: keep the entry whose state pointer rl2_zone_get returned
  * until at least until_us (expiry never moves earlier). */
 void rl2_zone_keep_until(rl2_zone_t *zone, void *state, int64_t until_us);

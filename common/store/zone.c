@@ -287,7 +287,8 @@ rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
 }
 
 void *
-rl2_zone_peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
+rl2_zone_lookup(rl2_zone_t *z, rl2_digest_t key, int64_t now_us,
+                uint32_t *ref_out)
 {
     uint32_t pos;
     uint32_t ref = rl2_zone_index_find(z, key, rl2_zone_key_hash(z, key), &pos);
@@ -295,24 +296,52 @@ rl2_zone_peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
     if (ref == ZONE_NIL || rl2_zone_entry_at(z, ref)->expires_us < now_us) {
         return NULL;
     }
+    *ref_out = ref;
     return rl2_zone_entry_state(rl2_zone_entry_at(z, ref));
+}
+
+void *
+rl2_zone_peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
+{
+    uint32_t ref;
+
+    return rl2_zone_lookup(z, key, now_us, &ref);
+}
+
+void
+rl2_zone_touch(rl2_zone_t *z, uint32_t ref)
+{
+    if (ref == z->hdr->lru_head) {
+        return;
+    }
+    rl2_zone_mark_dirty(z);
+    rl2_zone_lru_unlink(z, ref);
+    rl2_zone_lru_push_head(z, ref);
+    rl2_zone_mark_clean(z);
+}
+
+/* The entry whose state is at `state`, or NULL for any pointer that is
+ * not the state of one of the zone's entries: a caller's mistake must
+ * not let it scribble over the shared table. */
+static zone_entry_t *
+rl2_zone_entry_of(const rl2_zone_t *z, void *state)
+{
+    uintptr_t p = (uintptr_t)state - sizeof(zone_entry_t);
+    uintptr_t base = (uintptr_t)z->table;
+
+    if (state == NULL || p < base || (p - base) % z->geom.stride != 0
+        || (p - base) / z->geom.stride >= z->geom.entries) {
+        return NULL;
+    }
+    return (zone_entry_t *)p;
 }
 
 void
 rl2_zone_keep_until(rl2_zone_t *z, void *state, int64_t until_us)
 {
-    uintptr_t p = (uintptr_t)state - sizeof(zone_entry_t);
-    uintptr_t base = (uintptr_t)z->table;
-    zone_entry_t *e;
+    zone_entry_t *e = rl2_zone_entry_of(z, state);
 
-    /* Only a pointer rl2_zone_get returned is accepted; anything else
-     * would let a caller scribble over the shared table. */
-    if (p < base || (p - base) % z->geom.stride != 0
-        || (p - base) / z->geom.stride >= z->geom.entries) {
-        return;
-    }
-    e = (zone_entry_t *)p;
-    if (until_us > e->expires_us) {
+    if (e != NULL && until_us > e->expires_us) {
         e->expires_us = until_us;
     }
 }

@@ -17,6 +17,8 @@
 #include "ratelimit2/decide.h"
 #include "ratelimit2/store_local.h"
 
+#include "store/store_internal.h"
+
 /* One request a rule may meet in one hour, per rule. */
 #define RL2_T_RULES                                                      \
     "rules = ( { name = \"read\"; methods = [ \"GET\" ];\n"             \
@@ -27,6 +29,14 @@
     "            limits = ( { rate = \"1/hour\"; key = \"global\"; } ); } );\n"
 
 static const char *const plain_text = RL2_T_RULES;
+
+/* A site-wide budget, spent, in front of a per-key one. */
+static const char *const flood_text =
+    "api_key = { header = \"X-API-Key\"; };\n"
+    "rules = ( { name = \"api\"; paths = [ \"/api/**\" ];\n"
+    "  limits = ( { name = \"site\"; rate = \"1/hour\"; key = \"global\"; },\n"
+    "             { name = \"per_key\"; rate = \"5/hour\";\n"
+    "               key = \"api_key\"; } ); } );\n";
 static const char *const override_text =
     "method_override = true;\n" RL2_T_RULES;
 
@@ -69,6 +79,12 @@ setup_override(void **state)
 }
 
 static int
+setup_flood(void **state)
+{
+    return setup_with(state, flood_text);
+}
+
+static int
 teardown(void **state)
 {
     fixture_t *f = *state;
@@ -86,6 +102,12 @@ static const char *
 override_header(void *ctx, const char *name)
 {
     return strcasecmp(name, "X-HTTP-Method-Override") == 0 ? ctx : NULL;
+}
+
+static const char *
+apikey_header(void *ctx, const char *name)
+{
+    return strcasecmp(name, "X-API-Key") == 0 ? ctx : NULL;
 }
 
 /* Decide method path?query (with an X-HTTP-Method-Override when
@@ -176,6 +198,43 @@ test_override_off(void **state)
                      RL2_OUTCOME_NONE);
 }
 
+/* A request one layer refuses takes no entry in the zone: a flood of
+ * refused requests with made-up keys creates none and evicts none, so
+ * the zone's live counters stay as they were. */
+static void
+test_refused_creates_no_entry(void **state)
+{
+    fixture_t *f = *state;
+    rl2_zone_stats_t before, after;
+    rl2_clock_t now = { 1000000, 1700000000000000 };
+    rl2_err_t err;
+    char key[32];
+
+    for (int i = 0; i < 2 + 200; i++) {
+        rl2_request_t req = { 0 };
+        rl2_verdict_t v;
+
+        snprintf(key, sizeof(key), "made-up-%d", i);
+        req.method = "GET";
+        req.path = "/api/x";
+        req.peer_ip = "192.0.2.1";
+        req.header = apikey_header;
+        req.header_ctx = key;
+        rl2_verdict_init(&v);
+        assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
+                                    RL2_PHASE_ALL, &now, &v, &err), RL2_OK);
+        assert_int_equal(v.outcome, i == 0 ? RL2_OUTCOME_ALLOW
+                                           : RL2_OUTCOME_DENY);
+        if (i == 1) {
+            assert_int_equal(rl2_zone_stats(f->zone, &before, &err), RL2_OK);
+        }
+    }
+    assert_int_equal(rl2_zone_stats(f->zone, &after, &err), RL2_OK);
+    assert_int_equal(before.used, 2);   /* the site and the first key */
+    assert_int_equal(after.used, before.used);
+    assert_int_equal(after.evictions, 0);
+}
+
 int
 main(void)
 {
@@ -188,6 +247,8 @@ main(void)
                                         setup_override, teardown),
         cmocka_unit_test_setup_teardown(test_override_off, setup_plain,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_refused_creates_no_entry,
+                                        setup_flood, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

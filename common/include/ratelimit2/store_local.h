@@ -8,7 +8,9 @@
  * slots of `state_size` bytes plus a fixed header and index.  When the table
  * is full, inserting a new key evicts the least recently used entry
  * (oldest first) and counts an eviction; expired entries are reused first
- * and are not counted as evictions.
+ * and are not counted as evictions.  The local store inserts a key only
+ * when a request that every enforcing layer admits commits to it: a
+ * refused request never creates nor evicts an entry.
  *
  * Locking: one robust, process-shared mutex in the zone.  A process killed
  * while holding it never wedges the others: the next locker recovers the
