@@ -8,6 +8,7 @@
  * path differently.
  */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ratelimit2/policy.h"
@@ -178,18 +179,48 @@ rl2_glob_match(const char *glob, const char *text)
     return *text == '\0' || (text[0] == '/' && text[1] == '\0');
 }
 
+/* The length of the name in a Host value as servers route on it: without
+ * the port ("api.example.com:8443", "[2001:db8::1]:443") and without
+ * trailing dots ("api.example.com." is the same name, fully qualified).
+ * Case is left to the glob, which folds ASCII case. */
+static size_t
+rl2_host_name_len(const char *host)
+{
+    size_t n;
+
+    if (host[0] == '[') {
+        const char *close = strchr(host, ']');
+
+        n = close != NULL ? (size_t)(close - host) + 1 : strlen(host);
+    }
+    else {
+        n = strcspn(host, ":");
+    }
+    while (n > 1 && host[n - 1] == '.') {
+        n--;
+    }
+    return n;
+}
+
+/* A host longer than the buffer is matched whole from its own copy:
+ * truncating it could make it meet a glob its full name does not. */
 static int
 rl2_host_match(const char *glob, const char *host)
 {
-    char lower[256];
-    size_t i;
+    char name[256], *buf = name;
+    size_t n = rl2_host_name_len(host);
+    int match;
 
-    for (i = 0; host[i] != '\0' && host[i] != ':' && i + 1 < sizeof(lower);
-         i++) {
-        lower[i] = (char)tolower((unsigned char)host[i]);
+    if (n >= sizeof(name) && (buf = malloc(n + 1)) == NULL) {
+        return 0;
     }
-    lower[i] = '\0';
-    return rl2_glob_match(glob, lower);
+    memcpy(buf, host, n);
+    buf[n] = '\0';
+    match = rl2_glob_match(glob, buf);
+    if (buf != name) {
+        free(buf);
+    }
+    return match;
 }
 
 int

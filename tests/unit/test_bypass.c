@@ -30,6 +30,11 @@
 
 static const char *const plain_text = RL2_T_RULES;
 
+/* One request an hour to the API host, whatever else the host says. */
+static const char *const host_text =
+    "rules = ( { name = \"api\"; hosts = [ \"api.example.com\" ];\n"
+    "  limits = ( { rate = \"1/hour\"; key = \"global\"; } ); } );\n";
+
 /* A site-wide budget, spent, in front of a per-key one. */
 static const char *const flood_text =
     "api_key = { header = \"X-API-Key\"; };\n"
@@ -76,6 +81,12 @@ static int
 setup_override(void **state)
 {
     return setup_with(state, override_text);
+}
+
+static int
+setup_host(void **state)
+{
+    return setup_with(state, host_text);
 }
 
 static int
@@ -198,6 +209,52 @@ test_override_off(void **state)
                      RL2_OUTCOME_NONE);
 }
 
+/* Decide GET / on host. */
+static rl2_outcome_t
+send_host(fixture_t *f, const char *host)
+{
+    rl2_request_t req = { 0 };
+    rl2_verdict_t v;
+    rl2_clock_t now = { 1000000, 1700000000000000 };
+    rl2_err_t err;
+
+    req.method = "GET";
+    req.path = "/";
+    req.host = host;
+    req.peer_ip = "192.0.2.1";
+    rl2_verdict_init(&v);
+    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
+                                RL2_PHASE_ALL, &now, &v, &err), RL2_OK);
+    return v.outcome;
+}
+
+/* Every server routes these to api.example.com: its case, its port and
+ * a trailing dot are spellings, and all meet the one counter. */
+static void
+test_host_spellings(void **state)
+{
+    fixture_t *f = *state;
+    static const char *const spellings[] = {
+        "API.Example.COM.", "api.example.com:8443", "api.example.com..:80",
+        "api.example.com",
+    };
+    char longhost[400];
+
+    assert_int_equal(send_host(f, "api.example.com"), RL2_OUTCOME_ALLOW);
+    for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+        assert_int_equal(send_host(f, spellings[i]), RL2_OUTCOME_DENY);
+    }
+    /* Other names are other hosts, however long. */
+    assert_int_equal(send_host(f, "api.example.com.evil"), RL2_OUTCOME_NONE);
+    memset(longhost, 'a', sizeof(longhost) - 1);
+    longhost[sizeof(longhost) - 1] = '\0';
+    memcpy(longhost + sizeof(longhost) - 1 - 16, ".api.example.com", 16);
+    assert_int_equal(send_host(f, longhost), RL2_OUTCOME_NONE);
+    memcpy(longhost, "api.example.com", 15);
+    assert_int_equal(send_host(f, longhost), RL2_OUTCOME_NONE);
+    assert_int_equal(send_host(f, "[2001:db8::1]:443"), RL2_OUTCOME_NONE);
+}
+
 /* A request one layer refuses takes no entry in the zone: a flood of
  * refused requests with made-up keys creates none and evicts none, so
  * the zone's live counters stay as they were. */
@@ -246,6 +303,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_override_considered,
                                         setup_override, teardown),
         cmocka_unit_test_setup_teardown(test_override_off, setup_plain,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_host_spellings, setup_host,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refused_creates_no_entry,
                                         setup_flood, teardown),
