@@ -251,6 +251,23 @@ rl2_range_fits(const rl2_algo_params_t *p)
     }
 }
 
+int
+rl2_algo_params_exact(const rl2_algo_params_t *p)
+{
+    int64_t t;
+
+    if (p->limit >= RL2_ALGO_EXACT || p->window_us >= RL2_ALGO_EXACT
+        || p->burst >= RL2_ALGO_EXACT) {
+        return 0;
+    }
+    if (p->algo != RL2_ALGO_TOKEN_BUCKET && p->algo != RL2_ALGO_LEAKY_BUCKET) {
+        return 1;
+    }
+    /* the capacity in µs, as rl2_bucket_of() computes it */
+    t = p->window_us / p->limit + (p->window_us % p->limit != 0);
+    return (p->burst > 0 ? p->burst : p->limit) <= RL2_ALGO_EXACT / t;
+}
+
 rl2_status_t
 rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err)
 {
@@ -262,7 +279,18 @@ rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err)
         return st;
     }
     if (rl2_range_fits(p)) {
-        return RL2_OK;
+        if (rl2_algo_params_exact(p)) {
+            return RL2_OK;
+        }
+        /* The Redis scripts compute in Lua numbers (doubles): a value
+         * the local store takes but Redis could not would pass configtest
+         * and fail every request at run time. */
+        rl2_rate_str(p, rate, sizeof(rate));
+        return rl2_err_set(err, RL2_ERR_RANGE, "%s rate %s is beyond what "
+                           "every store computes exactly (2^50); use a "
+                           "smaller %s", rl2_algo_name(p->algo), rate,
+                           p->burst > 0 ? "burst, limit or window"
+                           : "limit or window");
     }
     rl2_rate_str(p, rate, sizeof(rate));
     return rl2_err_set(err, RL2_ERR_RANGE, "%s rate %s overflows 64-bit "

@@ -261,4 +261,12 @@ void rl2_cc_commit(const rl2_algo_params_t *p, void *state, int64_t now,
 void rl2_cc_refund(const rl2_algo_params_t *p, void *state, int64_t now,
                    int64_t committed_us, int64_t cost);
 
+/* Integers the Lua of the Redis store (doubles, exact below 2^53)
+ * computes exactly, with room for its intermediate products: every
+ * limit, window, burst and cost stays below it, in both stores. */
+#define RL2_ALGO_EXACT (INT64_C(1) << 50)
+
+/* Are p's values within RL2_ALGO_EXACT, so both stores agree? */
+int rl2_algo_params_exact(const rl2_algo_params_t *p);
+
 #endif

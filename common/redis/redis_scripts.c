@@ -31,12 +31,12 @@
 
 #include <hiredis/hiredis.h>
 
+#include "algo/algo_internal.h"
 #include "base/buf.h"
 #include "redis_scripts.h"
 #include "redis/redis_internal.h"
 
 /* The bound of redis_scripts.h: 2^50. */
-#define RL2_LUA_EXACT (INT64_C(1) << 50)
 
 /* "FCALL" function (or "EVALSHA" sha) numkeys, the keys, ARGV[1],
  * ARGV[2], the layers. */
@@ -95,23 +95,6 @@ rl2_redis_key(rl2_digest_t digest, char suffix, char out[RL2_REDIS_KEY_MAX])
     *w = '\0';
 }
 
-static int
-rl2_params_exact(const rl2_algo_params_t *p)
-{
-    int64_t t;
-
-    if (p->limit >= RL2_LUA_EXACT || p->window_us >= RL2_LUA_EXACT
-        || p->burst >= RL2_LUA_EXACT) {
-        return 0;
-    }
-    if (p->algo != RL2_ALGO_TOKEN_BUCKET && p->algo != RL2_ALGO_LEAKY_BUCKET) {
-        return 1;
-    }
-    /* the capacity in µs, as rl2_bucket_of() computes it */
-    t = p->window_us / p->limit + (p->window_us % p->limit != 0);
-    return (p->burst > 0 ? p->burst : p->limit) <= RL2_LUA_EXACT / t;
-}
-
 rl2_status_t
 rl2_redis_layers_check(const rl2_layer_t *layers, const size_t *idx,
                        size_t n, rl2_err_t *err)
@@ -119,10 +102,10 @@ rl2_redis_layers_check(const rl2_layer_t *layers, const size_t *idx,
     for (size_t i = 0; i < n; i++) {
         const rl2_limit_t *limit = layers[idx[i]].limit;
 
-        if (!rl2_params_exact(&limit->algo) || limit->cost < 1
-            || limit->cost >= RL2_LUA_EXACT
+        if (!rl2_algo_params_exact(&limit->algo) || limit->cost < 1
+            || limit->cost >= RL2_ALGO_EXACT
             || (limit->overflow.limit != 0
-                && !rl2_params_exact(&limit->overflow))) {
+                && !rl2_algo_params_exact(&limit->overflow))) {
             return rl2_err_set(err, RL2_ERR_INVALID, "limit \"%s\": its "
                                "window, limit, burst or cost is beyond what "
                                "the Redis scripts compute exactly (2^50)",

@@ -265,7 +265,7 @@ test_size_bound_with_long_names(void **state)
         name[0] = (char)('a' + i);
         pos += (size_t)snprintf(text + pos, sizeof(text) - pos,
                                 "%s{ name = \"%s\"; rate = "
-                                "\"9223372036854775/1000000000s\"; }",
+                                "\"1125899906842623/1125899906s\"; }",
                                 i ? "," : "", name);
         rem[i] = INT64_MIN;
         reset[i] = INT64_MAX;

@@ -214,12 +214,21 @@ static void
 test_parameters_beyond_exact_lua_are_refused(void **state)
 {
     rl2_limit_t *lim = limit_of(pol, "huge window", RL2_ALGO_FIXED_WINDOW, 1,
-                                INT64_C(1) << 51);
+                                60 * RL2_US_PER_S);
+    rl2_limit_t bad = *lim;
     rl2_layer_t l;
     rl2_err_t err;
 
     (void)state;
-    mk_layer(&l, lim, "10.0.0.7");
+    /* Loading refuses such a limit for every store (configtest fails)... */
+    bad.algo.window_us = INT64_C(1) << 51;
+    assert_int_equal(rl2_limit_finish(pol, &bad, 0, &err), RL2_ERR_RANGE);
+    assert_non_null(strstr(err.msg, "beyond what every store computes "
+                                    "exactly (2^50)"));
+    /* ...and the Redis store still refuses one that was not loaded. */
+    bad = *lim;
+    bad.algo.window_us = INT64_C(1) << 51;
+    mk_layer(&l, &bad, "10.0.0.7");
     assert_int_equal(apply_now(store, &l, 1, &err), RL2_ERR_INVALID);
     assert_non_null(strstr(err.msg, "huge window"));
 }
