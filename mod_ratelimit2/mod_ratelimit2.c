@@ -5,8 +5,9 @@
  * (rl2_decide) and turns the verdict into a 429 or into header fields on
  * an allowed response (placed by mod_ratelimit2_fields.c); directives
  * live in mod_ratelimit2_config.c.  Everything that decides lives in
- * common/.  An allowed request decided in one phase keeps only its
- * rendered fields: the verdict itself stays on the stack.
+ * common/.  A verdict is counted and its fields rendered once it is
+ * final, in rl2_conclude.  An allowed request decided in one phase keeps
+ * only its rendered fields: the verdict itself stays on the stack.
  *
  * Phases (DESIGN §5, STYLE.md trap 1): limits keyed by address are decided
  * in check_access (run-all, before authentication) and refuse early;
@@ -186,9 +187,7 @@ rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
     const rl2_verdict_t *v = st->verdict;
     char body[RL2_BODY_MAX];
 
-    rl2_metrics_count(r, v, &st->now);
-    st->fields = rl2_fields_render(r, policy, v, &st->now);
-    rl2_fields_refused(r, st->fields);
+    rl2_fields_place(r, st->fields, RL2_FIELDS_AT_REFUSAL);
     rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method,
                     r->uri, &st->now);
     if (ap_response_code_string(r, ap_index_of_response(
@@ -213,7 +212,7 @@ rl2_insert_error_filter(request_rec *r)
     if (st == NULL) {
         return;
     }
-    rl2_fields_error(r, st->fields);
+    rl2_fields_place(r, st->fields, RL2_FIELDS_AT_ERROR);
     if (st->json_body && r->status == HTTP_TOO_MANY_REQUESTS) {
         ap_add_output_filter(RL2_JSON_FILTER, NULL, r, r->connection);
     }
@@ -233,9 +232,11 @@ rl2_request_clock(const request_rec *r, rl2_clock_t *now)
 
 /* What the module remembers of a request (mod_ratelimit2.h), in the
  * request's config vector. */
-static void
-rl2_state_init(request_rec *r, rl2_req_state_t *st, const rl2_clock_t *now)
+static rl2_req_state_t *
+rl2_state_new(request_rec *r, const rl2_clock_t *now)
 {
+    rl2_req_state_t *st = apr_palloc(r->pool, sizeof(*st));
+
     st->verdict = NULL;
     st->fields = NULL;
     st->now = *now;
@@ -243,14 +244,6 @@ rl2_state_init(request_rec *r, rl2_req_state_t *st, const rl2_clock_t *now)
     st->dry_run_logged = 0;
     st->json_body = 0;
     ap_set_module_config(r->request_config, &ratelimit2_module, st);
-}
-
-static rl2_req_state_t *
-rl2_state_new(request_rec *r, const rl2_clock_t *now)
-{
-    rl2_req_state_t *st = apr_palloc(r->pool, sizeof(*st));
-
-    rl2_state_init(r, st, now);
     return st;
 }
 
@@ -289,10 +282,10 @@ rl2_store_failed(request_rec *r, const rl2_err_t *err)
     return DECLINED;
 }
 
-/* What a kept verdict asks for after a phase: the release of its
- * concurrency slots, one dry-run line, the refusal. */
-static int
-rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
+/* What a kept verdict asks for after each phase that decides it: the
+ * release of its concurrency slots, one dry-run line. */
+static void
+rl2_hold(request_rec *r, rl2_req_state_t *st)
 {
     if (!st->cleanup_registered && rl2_decide_holds(st->verdict)) {
         apr_pool_cleanup_register(r->pool, st, rl2_release,
@@ -306,21 +299,57 @@ rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
                       "dry_run: would limit client=%s",
                       st->verdict->client_ip);
     }
-    if (st->verdict->outcome == RL2_OUTCOME_DENY) {
-        return rl2_refuse(r, policy, st);
+}
+
+/* Where a phase leaves its verdict. */
+typedef enum {
+    RL2_END_OPEN,    /* a later phase decides it */
+    RL2_END_ADMIT,   /* final: the request goes on */
+    RL2_END_REFUSE   /* final: 429 */
+} rl2_end_t;
+
+/* A verdict is final when it refuses, or after its last phase: the one
+ * that decided it if nothing keeps it, else the late phase. */
+static APR_INLINE rl2_end_t
+rl2_end_of(const rl2_verdict_t *v, int last)
+{
+    if (v->outcome == RL2_OUTCOME_DENY) {
+        return RL2_END_REFUSE;
     }
-    return DECLINED;
+    return last ? RL2_END_ADMIT : RL2_END_OPEN;
+}
+
+/* Every phase with a verdict ends here: a final one is counted and its
+ * fields rendered here and nowhere else.  A verdict nothing kept gets
+ * its state now, if it has fields to keep. */
+static APR_INLINE int
+rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st,
+             const rl2_verdict_t *v, const rl2_clock_t *now, rl2_end_t end)
+{
+    if (end == RL2_END_OPEN) {
+        return DECLINED;
+    }
+    rl2_metrics_count(r, v, now);
+    if (v->shown >= 0) {
+        if (st == NULL) {
+            st = rl2_state_new(r, now);
+        }
+        st->fields = rl2_fields_render(r, policy, v, now, &st->rendered,
+                                       st->values, sizeof(st->values));
+    }
+    return end == RL2_END_REFUSE ? rl2_refuse(r, policy, st) : DECLINED;
 }
 
 /* The first decision of a request.  In the common case (allowed, one
- * phase, nothing held) the verdict lives on the stack and only its
- * rendered fields are kept, with a small state, in one allocation. */
+ * phase, nothing held) nothing keeps the verdict: it lives on the stack
+ * and is final at once. */
 static APR_INLINE int
 rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
                 const rl2_dir_conf_t *dconf, unsigned phase, int later)
 {
     rl2_verdict_t v;
     rl2_clock_t now;
+    rl2_req_state_t *st = NULL;
     rl2_err_t err;
 
     rl2_verdict_init(&v);
@@ -331,28 +360,48 @@ rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
     }
     if (later || v.outcome == RL2_OUTCOME_DENY || v.dry_run_denied
         || rl2_decide_holds(&v)) {
-        return rl2_conclude(r, policy, rl2_keep(r, &v, &now));
+        st = rl2_keep(r, &v, &now);  /* v and now stay equal to it */
+        rl2_hold(r, st);
     }
-    /* Rendered now, placed in fixups once the handler is known; the state
-     * and the fields in one allocation. */
-    if (v.shown >= 0) {
-        struct {
-            rl2_req_state_t st;
-            rl2_fields_t    f;
-            char            buf[RL2_FIELDS_FIRST];
-        } *block = apr_palloc(r->pool, sizeof(*block));
-
-        rl2_state_init(r, &block->st, &now);
-        if (rl2_fields_fill(r, policy, &v, &now, &block->f, block->buf,
-                            sizeof(block->buf))) {
-            block->st.fields = &block->f;
-        }
-    }
-    rl2_metrics_count(r, &v, &now);  /* kept ones: refusal or fixups */
-    return DECLINED;
+    return rl2_conclude(r, policy, st, &v, &now,
+                        rl2_end_of(&v, st == NULL || phase == RL2_PHASE_LATE));
 }
 
-/* Decide one phase; returns DECLINED to let the request on, or 429. */
+/* A later phase of a verdict kept from the first. */
+static int
+rl2_next_phase(request_rec *r, const rl2_policy_t *policy,
+               const rl2_dir_conf_t *dconf, unsigned phase, int decide,
+               rl2_req_state_t *st)
+{
+    int last = phase == RL2_PHASE_LATE;
+    rl2_end_t end;
+    rl2_err_t err;
+    int status;
+
+    if (st->verdict->outcome == RL2_OUTCOME_DENY) {
+        /* Refused in the access phase but let through by "Satisfy Any":
+         * refuse again now. */
+        return HTTP_TOO_MANY_REQUESTS;
+    }
+    if (!decide || rl2_decide_request(r, policy, dconf, phase, &st->now,
+                                      st->verdict, &err) == RL2_OK) {
+        rl2_hold(r, st);
+        end = rl2_end_of(st->verdict, last);
+    }
+    else if ((status = rl2_store_failed(r, &err)) != DECLINED) {
+        return status;
+    }
+    else {
+        /* The store's failure mode let the request on: the verdict
+         * stands as the failed phase left it, even one it turned to a
+         * refusal. */
+        end = last ? RL2_END_ADMIT : RL2_END_OPEN;
+    }
+    return rl2_conclude(r, policy, st, st->verdict, &st->now, end);
+}
+
+/* Decide one phase; returns DECLINED to let the request on, or the status
+ * that answers it (429, 503). */
 static int
 rl2_run_phase(request_rec *r, unsigned phase)
 {
@@ -363,34 +412,24 @@ rl2_run_phase(request_rec *r, unsigned phase)
     const rl2_policy_t *policy = sconf->policy;
     unsigned phases = sconf->phases | dconf->phases;
     rl2_req_state_t *st;
-    rl2_err_t err;
 
     if (r->main != NULL || r->prev != NULL || dconf->engine == 0
         || rl2_store == NULL || policy == NULL) {
         return DECLINED;
     }
     st = ap_get_module_config(r->request_config, &ratelimit2_module);
-    if (st != NULL && st->verdict != NULL
-        && st->verdict->outcome == RL2_OUTCOME_DENY) {
-        /* Refused in the access phase but let through by "Satisfy Any":
-         * refuse again now. */
-        return HTTP_TOO_MANY_REQUESTS;
+    if (st != NULL && st->verdict != NULL) {
+        return rl2_next_phase(r, policy, dconf, phase,
+                              (phases & phase) != 0, st);
     }
     /* Nothing to decide in this phase: the common case of the late phase
      * on a site with address-keyed limits only costs one test. */
     if ((phases & phase) == 0) {
         return DECLINED;
     }
-    if (st == NULL || st->verdict == NULL) {
-        return rl2_first_phase(r, policy, dconf, phase,
-                               phase == RL2_PHASE_EARLY
-                               && (phases & RL2_PHASE_LATE));
-    }
-    if (rl2_decide_request(r, policy, dconf, phase, &st->now, st->verdict,
-                           &err) != RL2_OK) {
-        return rl2_store_failed(r, &err);
-    }
-    return rl2_conclude(r, policy, st);
+    return rl2_first_phase(r, policy, dconf, phase,
+                           phase == RL2_PHASE_EARLY
+                           && (phases & RL2_PHASE_LATE));
 }
 
 static int
@@ -400,7 +439,7 @@ rl2_check_access(request_rec *r)
 }
 
 /* Limits keyed by identity are decided here, after authentication; then
- * the verdict's fields go to their table, now that the handler is known
+ * the fields go to their table, now that the handler is known
  * (mod_ratelimit2_fields.c). */
 static int
 rl2_fixups(request_rec *r)
@@ -420,17 +459,9 @@ rl2_fixups(request_rec *r)
         }
         st = ap_get_module_config(r->request_config, &ratelimit2_module);
     }
-    if (st == NULL) {
-        return DECLINED;
+    if (st != NULL) {
+        rl2_fields_place(r, st->fields, RL2_FIELDS_AT_FIXUPS);
     }
-    if (st->verdict != NULL) {
-        rl2_metrics_count(r, st->verdict, &st->now);  /* kept, admitted */
-    }
-    if (st->fields == NULL && st->verdict != NULL) {
-        st->fields = rl2_fields_render(r, sconf->policy, st->verdict,
-                                       &st->now);
-    }
-    rl2_fields_place(r, st->fields);
     return DECLINED;
 }
 

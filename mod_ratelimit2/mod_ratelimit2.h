@@ -49,6 +49,9 @@ typedef struct {
  * (mod_ratelimit2_fields.c): RateLimit-Policy, RateLimit, three
  * X-RateLimit-*, Scope, Algorithm, Retry-After. */
 #define RL2_FIELDS_MAX 8
+/* Most verdicts' values fit in this; a larger buffer is taken from the
+ * pool when not. */
+#define RL2_FIELDS_FIRST 256
 
 typedef enum {
     RL2_FIELDS_PENDING,  /* in no table yet */
@@ -63,6 +66,13 @@ typedef struct {
     const char        *value[RL2_FIELDS_MAX];
 } rl2_fields_t;
 
+/* The moments the fields are placed at (rl2_fields_place). */
+typedef enum {
+    RL2_FIELDS_AT_REFUSAL,  /* the request is refused with 429 */
+    RL2_FIELDS_AT_FIXUPS,   /* it goes on, its handler known */
+    RL2_FIELDS_AT_ERROR     /* an error response replaces the response */
+} rl2_fields_at_t;
+
 /* What the module remembers of a request it decided. */
 typedef struct {
     rl2_verdict_t *verdict;    /* kept across phases, or NULL when the
@@ -72,6 +82,9 @@ typedef struct {
     int            cleanup_registered;
     int            dry_run_logged;
     int            json_body;  /* our 429 body is the response */
+    rl2_fields_t   rendered;   /* what fields points to: the state and
+                                  the fields in one allocation */
+    char           values[RL2_FIELDS_FIRST];  /* their first room */
 } rl2_req_state_t;
 
 /* Server-wide store settings gathered while the configuration is read
@@ -94,19 +107,11 @@ void *rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
 apr_status_t rl2_policy_cleanup(void *data);
 
 /* mod_ratelimit2_fields.c: the fields of a response and their table. */
-/* Most verdicts' values fit in this; a larger buffer is taken from the
- * pool when not. */
-#define RL2_FIELDS_FIRST 256
-
-int rl2_fields_fill(request_rec *r, const rl2_policy_t *policy,
-                    const rl2_verdict_t *v, const rl2_clock_t *now,
-                    rl2_fields_t *f, char *buf, apr_size_t len);
 rl2_fields_t *rl2_fields_render(request_rec *r, const rl2_policy_t *policy,
                                 const rl2_verdict_t *v,
-                                const rl2_clock_t *now);
-void rl2_fields_refused(request_rec *r, rl2_fields_t *f);
-void rl2_fields_place(request_rec *r, rl2_fields_t *f);
-void rl2_fields_error(request_rec *r, rl2_fields_t *f);
+                                const rl2_clock_t *now, rl2_fields_t *f,
+                                char *buf, apr_size_t len);
+void rl2_fields_place(request_rec *r, rl2_fields_t *f, rl2_fields_at_t at);
 
 /* mod_ratelimit2_store.c: the store directives. */
 const char *rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args);
@@ -120,8 +125,8 @@ rl2_backend_t *rl2_module_backend(void);
 /* mod_ratelimit2_handlers.c: metrics, health and status handlers,
  * counting, and their directives. */
 void rl2_handlers_register(apr_pool_t *p);
-/* Count a request's final verdict; the check path calls it once per
- * decided request (inline: it is on every request's path). */
+/* Count a request's final verdict; rl2_conclude (mod_ratelimit2.c) is
+ * its only caller (inline: it is on every request's path). */
 static inline void
 rl2_metrics_count(request_rec *r, const rl2_verdict_t *v,
                   const rl2_clock_t *now)

@@ -2,19 +2,20 @@
  * mod_ratelimit2_fields.c -- where the rate-limit fields of a response
  * go.
  *
- * A verdict is rendered once, when it is known, into strings from the
- * request pool (rl2_fields_render).  A refusal puts them on
- * r->err_headers_out.  An allowed request gets them in fixups, once its
- * handler is known: on r->headers_out, the response's own table, unless
- * the response will come from a proxied server (mod_proxy_http replaces
- * r->headers_out with the backend's fields), in which case on
- * r->err_headers_out, which every response keeps.  Why not always
- * err_headers_out: Apache then merges the two tables for every response,
- * a few hundred instructions, more than the rest of a decision's
- * bookkeeping.  An error response starts over with an empty
- * r->headers_out (ap_send_error_response): the insert_error_filter hook
- * moves the fields to r->err_headers_out, except for 304 and 204, which
- * keep r->headers_out.
+ * A verdict is rendered once, when it is final, into the request's state
+ * (rl2_fields_render).  rl2_fields_place puts the fields in a table,
+ * nothing else does, and each moment that calls it picks the table.  A
+ * refusal puts them on r->err_headers_out.  An allowed request gets them
+ * in fixups, once its handler is known: on r->headers_out, the
+ * response's own table, unless the response will come from a proxied
+ * server (mod_proxy_http replaces r->headers_out with the backend's
+ * fields), in which case on r->err_headers_out, which every response
+ * keeps.  Why not always err_headers_out: Apache then merges the two
+ * tables for every response, a few hundred instructions, more than the
+ * rest of a decision's bookkeeping.  An error response starts over with
+ * an empty r->headers_out (ap_send_error_response): the
+ * insert_error_filter hook moves the fields to r->err_headers_out,
+ * except for 304 and 204, which keep r->headers_out.
  */
 #include <string.h>
 
@@ -40,10 +41,12 @@ rl2_field_collect(void *ctx, const char *name, const char *value)
     }
 }
 
-int
-rl2_fields_fill(request_rec *r, const rl2_policy_t *policy,
-                const rl2_verdict_t *v, const rl2_clock_t *now,
-                rl2_fields_t *f, char *buf, apr_size_t len)
+/* The verdict must show a layer (v->shown >= 0).  Returns f, or NULL
+ * when the policy sends no field. */
+rl2_fields_t *
+rl2_fields_render(request_rec *r, const rl2_policy_t *policy,
+                  const rl2_verdict_t *v, const rl2_clock_t *now,
+                  rl2_fields_t *f, char *buf, apr_size_t len)
 {
     apr_size_t need;
 
@@ -55,26 +58,7 @@ rl2_fields_fill(request_rec *r, const rl2_policy_t *policy,
         rl2_headers_render(policy, v, now, apr_palloc(r->pool, need), need,
                            rl2_field_collect, f);
     }
-    return f->n > 0;
-}
-
-rl2_fields_t *
-rl2_fields_render(request_rec *r, const rl2_policy_t *policy,
-                  const rl2_verdict_t *v, const rl2_clock_t *now)
-{
-    /* One allocation: the fields and the first buffer their values go
-     * to. */
-    struct {
-        rl2_fields_t f;
-        char         buf[RL2_FIELDS_FIRST];
-    } *block;
-
-    if (v->shown < 0) {
-        return NULL;
-    }
-    block = apr_palloc(r->pool, sizeof(*block));
-    return rl2_fields_fill(r, policy, v, now, &block->f, block->buf,
-                           sizeof(block->buf)) ? &block->f : NULL;
+    return f->n > 0 ? f : NULL;
 }
 
 /* Names are constants and values live in the request pool: added, not
@@ -87,15 +71,6 @@ rl2_fields_add(const rl2_fields_t *f, apr_table_t *table)
     }
 }
 
-void
-rl2_fields_refused(request_rec *r, rl2_fields_t *f)
-{
-    if (f != NULL && f->table == RL2_FIELDS_PENDING) {
-        rl2_fields_add(f, r->err_headers_out);
-        f->table = RL2_FIELDS_ERR;
-    }
-}
-
 /* Will the response's fields come from another server? */
 static int
 rl2_proxied(const request_rec *r)
@@ -105,32 +80,36 @@ rl2_proxied(const request_rec *r)
                && strncmp(r->handler, "proxy:", 6) == 0);
 }
 
-void
-rl2_fields_place(request_rec *r, rl2_fields_t *f)
+/* The table the fields belong in at `at`. */
+static rl2_fields_table_t
+rl2_fields_table(const request_rec *r, const rl2_fields_t *f,
+                 rl2_fields_at_t at)
 {
-    if (f == NULL || f->table != RL2_FIELDS_PENDING) {
-        return;
+    if (at == RL2_FIELDS_AT_FIXUPS) {
+        return rl2_proxied(r) ? RL2_FIELDS_ERR : RL2_FIELDS_OUT;
     }
-    if (rl2_proxied(r)) {
-        rl2_fields_add(f, r->err_headers_out);
-        f->table = RL2_FIELDS_ERR;
+    /* A 429 or an error response; but 304 and 204 are sent from
+     * r->headers_out as it stands. */
+    if (at == RL2_FIELDS_AT_ERROR && f->table == RL2_FIELDS_OUT
+        && AP_STATUS_IS_HEADER_ONLY(r->status)) {
+        return RL2_FIELDS_OUT;
     }
-    else {
-        rl2_fields_add(f, r->headers_out);
-        f->table = RL2_FIELDS_OUT;
-    }
+    return RL2_FIELDS_ERR;
 }
 
+/* Fields in r->err_headers_out stay there: every response sends it. */
 void
-rl2_fields_error(request_rec *r, rl2_fields_t *f)
+rl2_fields_place(request_rec *r, rl2_fields_t *f, rl2_fields_at_t at)
 {
+    rl2_fields_table_t to;
+
     if (f == NULL || f->table == RL2_FIELDS_ERR) {
         return;
     }
-    /* 304 and 204 are sent from r->headers_out as it stands. */
-    if (f->table == RL2_FIELDS_OUT && AP_STATUS_IS_HEADER_ONLY(r->status)) {
-        return;
+    to = rl2_fields_table(r, f, at);
+    if (to != f->table) {
+        rl2_fields_add(f, to == RL2_FIELDS_OUT ? r->headers_out
+                                               : r->err_headers_out);
+        f->table = to;
     }
-    rl2_fields_add(f, r->err_headers_out);
-    f->table = RL2_FIELDS_ERR;
 }

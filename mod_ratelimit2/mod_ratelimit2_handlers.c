@@ -5,9 +5,8 @@
  * verdict into the metrics object, and the RateLimit2Metrics and
  * RateLimit2Events directives.
  *
- * Counting: the check path calls rl2_metrics_count() once per request
- * with its final verdict: at the end of its only phase when it keeps
- * nothing, at a refusal, or in fixups for a verdict kept across phases.  The handlers are enabled with
+ * Counting: rl2_conclude (mod_ratelimit2.c) calls rl2_metrics_count()
+ * with each request's final verdict.  The handlers are enabled with
  * SetHandler in a <Location> and protected like any other location
  * (Require ip ..., Require valid-user); docs/operations.md shows how.
  *
