@@ -9,8 +9,8 @@
  * final, in rl2_conclude.  An allowed request decided in one phase keeps
  * only its rendered fields: the verdict itself stays on the stack.
  *
- * Phases (DESIGN §5, STYLE.md trap 1): limits keyed by address are decided
- * in check_access (run-all, before authentication) and refuse early;
+ * Phases: limits keyed by address are decided in check_access (run-all,
+ * before authentication, where r->user is still empty) and refuse early;
  * limits keyed by user, API key or tier are decided in fixups, after
  * authentication and after mod_env/mod_setenvif have set variables.  A
  * request refused late has its early counts refunded by the core.
@@ -598,7 +598,8 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
 
     (void)plog;
     (void)ptemp;
-    /* The first pass only checks the configuration (STYLE.md trap 5). */
+    /* post_config runs twice at start-up; the first pass only checks the
+     * configuration, so shared memory is made on the second. */
     if (ap_state_query(AP_SQ_MAIN_STATE) == AP_SQ_MS_CREATE_PRE_CONFIG) {
         return OK;
     }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # format.sh [--check|--fix] [ROOT] -- clang-format over the project's C
-# sources (.clang-format at ROOT's top, STYLE.md).
+# sources (.clang-format at ROOT's top).
 #
 #   --check  (the default) change nothing; list every file clang-format
 #            would change and exit 1 if there is one (make format-check,

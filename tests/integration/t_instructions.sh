@@ -8,7 +8,7 @@
 # load, so unlike a speed they can be asserted.  The prefork MPM is used:
 # with one process and no worker threads the count repeats to within a
 # few instructions, where the event MPM's thread wake-ups move it by a few
-# hundred.  The budget (issue 7): under 3,000 added instructions per
+# hundred.  The budget: under 3,000 added instructions per
 # request; the figure is printed for the record.
 source "$(dirname "$0")/lib.sh"
 

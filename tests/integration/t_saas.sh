@@ -1,8 +1,8 @@
 #!/bin/bash
-# t_saas.sh -- conf/examples/saas-api.conf, the reference policy of
-# DESIGN §3, enforced by a real Apache: one test per row of the table,
-# the per-route limits, the endpoint overrides, the special users and the
-# exemptions.
+# t_saas.sh -- conf/examples/saas-api.conf, the reference policy
+# (docs/tiers.md), enforced by a real Apache: one test per row of the
+# table, the per-route limits, the endpoint overrides, the special users
+# and the exemptions.
 source "$(dirname "$0")/lib.sh"
 
 D=$T_DIR/saas
