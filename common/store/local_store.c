@@ -124,7 +124,10 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
             continue;
         }
         if (states[i] != NULL) {
-            rl2_zone_touch(zone, refs[i]);
+            /* A busy client is already the most recent: nothing moves. */
+            if (refs[i] != zone->hdr->lru_head) {
+                rl2_zone_touch(zone, refs[i]);
+            }
         }
         else {
             states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
