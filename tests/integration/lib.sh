@@ -16,6 +16,7 @@ chmod 755 "$T_DIR"
 T_NUM=0
 T_FAILED=0
 RL2_PIDFILES=()
+RL2_TEST_CLOCK=""   # the real clock, until fake_clock_on
 
 # rl2_stop_all -- SIGTERM every server in RL2_PIDFILES, then wait for
 # each to be gone.
@@ -162,11 +163,22 @@ wait_port_free() {
 
 # ---- Apache ----
 
-# Sanitizer builds: the module carries ASan/UBSan, the server does not;
-# preload the runtime so the module can load.
+# The environment of a server (and of a tool that reads its zone): the
+# suite's clock when fake_clock_on was called, and for sanitizer builds
+# the runtime, which the module carries but the server does not (it must
+# come first in LD_PRELOAD).
 rl2_apache_env() {
+    local preload=""
     if [ "${SAN:-0}" = 1 ]; then
-        echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+        preload="$(gcc -print-file-name=libasan.so)"
+        preload="$preload:$(gcc -print-file-name=libubsan.so)"
+    fi
+    if [ -n "${RL2_TEST_CLOCK:-}" ]; then
+        preload="${preload:+$preload:}$RL2_TEST_CLOCK.so"
+        echo "RL2_TEST_CLOCK=$RL2_TEST_CLOCK"
+    fi
+    [ -z "$preload" ] || echo "LD_PRELOAD=$preload"
+    if [ "${SAN:-0}" = 1 ]; then
         # Children run as nobody: the log directory must be theirs too.
         mkdir -p "$T_DIR/san"
         chmod 1777 "$T_DIR/san"
@@ -174,6 +186,37 @@ rl2_apache_env() {
 log_path=$T_DIR/san/asan"
         echo "UBSAN_OPTIONS=print_stacktrace=1:log_path=$T_DIR/san/ubsan"
     fi
+}
+
+# ---- a clock the suite sets ----
+
+# fake_clock_on -- from here on, the servers the suite starts (with
+# rl2_apache_env) read CLOCK_MONOTONIC, the clock of every limit but the
+# calendar quotas, from the file $RL2_TEST_CLOCK: a time in µs that only
+# clock_advance moves (tests/integration/fake_clock.c, preloaded; in
+# Apache only mod_ratelimit2 reads that clock).  A bucket then refills
+# when the suite says so, never because a loaded machine ran the suite
+# slowly.  0 once the preload is built.
+fake_clock_on() {
+    RL2_TEST_CLOCK=$T_DIR/clock
+    ${CC:-cc} -std=c11 -O2 -Wall -Wextra -Werror -shared -fPIC \
+        -o "$RL2_TEST_CLOCK.so" "$RL2_ROOT/tests/integration/fake_clock.c" \
+        -ldl >"$T_DIR/fake_clock.log" 2>&1 \
+        || { cat "$T_DIR/fake_clock.log"; RL2_TEST_CLOCK=""; return 1; }
+    # Any start will do: 10^12 µs is some 11.6 days of uptime.
+    clock_set 1000000000000
+}
+
+# clock_set US -- the suite's clock reads US µs from now on.
+clock_set() {
+    echo "$1" >"$RL2_TEST_CLOCK.new"
+    chmod 644 "$RL2_TEST_CLOCK.new"
+    mv -f "$RL2_TEST_CLOCK.new" "$RL2_TEST_CLOCK"
+}
+
+# clock_advance US -- move the suite's clock US µs forward.
+clock_advance() {
+    clock_set $(($(cat "$RL2_TEST_CLOCK") + $1))
 }
 
 # apache_conf DIR PORT MPM -- write DIR/httpd.conf with the common part;

@@ -3,6 +3,13 @@
 # (docs/tiers.md), enforced by a real Apache: one test per row of the
 # table, the per-route limits, the endpoint overrides, the special users
 # and the exemptions.
+#
+# The limiter runs on the suite's clock (fake_clock_on): it stands still
+# while the requests of a test are sent, however slowly a loaded machine
+# sends them, and moves only where a test moves it.  Most limits here
+# refill in seconds (api_requests one unit per 3.6 s and its overflow one
+# per 6 s, refresh_user one per 6 s, stream_per_user one a second): on the
+# real clock, what a test admits would depend on how long it took.
 source "$(dirname "$0")/lib.sh"
 
 D=$T_DIR/saas
@@ -62,6 +69,7 @@ ScriptAliasMatch "^/.*" "$D/cgi/app.sh"
     </Else>
 </Location>
 CONF
+fake_clock_on || { not_ok "the suite's clock builds"; done_testing; exit 1; }
 apache_start "$D" || { not_ok "apache starts"; done_testing; exit 1; }
 URL="http://127.0.0.1:$PORT"
 
@@ -131,8 +139,9 @@ else
 fi
 # used LIMIT-NAME: units counted so far for beta_tester_456
 used() {
-    "$BUILD/tools/rl2_peek" "$ZONE" "$POLICY" POST /ai/generate \
-        127.0.0.1 beta_tester_456 \
+    # The peek reads the zone on the suite's clock too.
+    env $(rl2_apache_env) "$BUILD/tools/rl2_peek" "$ZONE" "$POLICY" \
+        POST /ai/generate 127.0.0.1 beta_tester_456 \
         | awk -v n="$1" '$1 == n { print $2 - $3 }'
 }
 before=$(used ai_generation.unlimited)
@@ -158,6 +167,12 @@ is "free file_operations: 100/hour + overflow 20" "120" \
    "$(burst 150 8 glen - GET /generations/g1/files)"
 is "free api_requests (default rule): 1000/hour + overflow 50" "1050" \
    "$(burst 1100 16 alice - GET /v1/things)"
+clock_advance 3600000
+is "api_requests: 3.6 s later, one unit more (1000/hour)" "200 429" \
+   "$(codes 2 alice - GET /v1/things)"
+clock_advance 2400000
+is "api_requests: 6 s after it began, the overflow has one unit (50/5min)" \
+   "200 429" "$(codes 2 alice - GET /v1/things)"
 is "free auth_operations: 10 per 10 min" "10" \
    "$(burst 12 1 gina - POST /auth/refresh)"
 like "the refusal names the tightest layer, auth_operations" \
@@ -213,8 +228,9 @@ refused_by() {
 rm -f "$D"/run/*
 req frank - GET "$S" >"$T_DIR/s1" &
 started 1 || echo "# the first stream did not start"
+clock_advance 1000000   # stream_per_user allows 1/s
 is "free: a second concurrent stream is refused by concurrent_streams" \
-   '"rule":"concurrent_streams"' "$(sleep 1.1; refused_by frank free)"
+   '"rule":"concurrent_streams"' "$(refused_by frank free)"
 touch "$D/run/end"
 wait
 is "free: the first stream was served" "200" "$(cat "$T_DIR/s1")"
@@ -222,12 +238,13 @@ is "free: its slot is released when it ends" "200" "$(req frank - GET "$S")"
 
 rm -f "$D"/run/*
 for i in 1 2 3; do
-    sleep 1.1   # stream_per_user allows 1/s
+    clock_advance 1000000   # stream_per_user allows 1/s
     req pam pro GET "$S" >"$T_DIR/p$i" &
     started "$i" || echo "# stream $i did not start"
 done
+clock_advance 1000000
 is "pro: a fourth concurrent stream is refused by concurrent_streams" \
-   '"rule":"concurrent_streams"' "$(sleep 1.1; refused_by pam pro)"
+   '"rule":"concurrent_streams"' "$(refused_by pam pro)"
 touch "$D/run/end"
 wait
 is "pro: three concurrent streams were served" "200 200 200" \
