@@ -41,7 +41,7 @@
 #include "ratelimit2/store_local.h"
 #include "store/store_internal.h"
 
-#define RUNS 5
+#define RUNS     5
 #define ADDR_LEN 16
 
 typedef struct {
@@ -86,7 +86,7 @@ policy_text(size_t n)
         "limits = ( { rate = \"1000000000/1h\"; "
         "algorithm = \"token_bucket\"; key = \"ip\"; } );";
     size_t cap = 256 + (n + 1) * (sizeof(limit) + 64), len;
-    char *t = malloc(cap);
+    char  *t = malloc(cap);
 
     if (t == NULL) {
         die("policy text", NULL);
@@ -95,7 +95,8 @@ policy_text(size_t n)
     for (size_t i = 0; i < n; i++) {
         len += (size_t)snprintf(t + len, cap - len,
                                 "%s{ name = \"r%zu\"; paths = [ \"/svc%zu/*\" "
-                                "]; %s }\n", i ? "," : "", i, i, limit);
+                                "]; %s }\n",
+                                i ? "," : "", i, i, limit);
     }
     snprintf(t + len, cap - len, ");\ndefault = { %s };\n", limit);
     return t;
@@ -104,7 +105,7 @@ policy_text(size_t n)
 static void
 bench_open(bench_t *b, size_t n_rules, uint32_t entries)
 {
-    char *text = policy_text(n_rules);
+    char     *text = policy_text(n_rules);
     rl2_err_t err;
 
     if (rl2_config_load_string(text, "bench.conf", NULL, &b->policy, &err)
@@ -114,8 +115,9 @@ bench_open(bench_t *b, size_t n_rules, uint32_t entries)
     free(text);
     snprintf(b->zone_name, sizeof(b->zone_name), "/rl2-core-bench-%ld",
              (long)getpid());
-    if (rl2_zone_open(b->zone_name, entries, b->policy->max_state_size,
-                      0600, &b->zone, &err) != RL2_OK) {
+    if (rl2_zone_open(b->zone_name, entries, b->policy->max_state_size, 0600,
+                      &b->zone, &err)
+        != RL2_OK) {
         die("zone", &err);
     }
     if (rl2_store_local_create(b->zone, &b->store, &err) != RL2_OK) {
@@ -136,16 +138,18 @@ bench_close(bench_t *b)
 static rl2_outcome_t
 decide_one(bench_t *b, const char *path, const char *ip)
 {
-    rl2_request_t req = { .method = "GET", .path = path, .host = "bench",
-                          .peer_ip = ip };
+    rl2_request_t req = {
+        .method = "GET", .path = path, .host = "bench", .peer_ip = ip
+    };
     rl2_verdict_t v;
-    rl2_clock_t now;
-    rl2_err_t err;
+    rl2_clock_t   now;
+    rl2_err_t     err;
 
     rl2_clock_now(&now);
     rl2_verdict_init(&v);
-    if (rl2_decide(b->policy, NULL, 0, b->store, &req, RL2_PHASE_ALL, &now,
-                   &v, &err) != RL2_OK) {
+    if (rl2_decide(b->policy, NULL, 0, b->store, &req, RL2_PHASE_ALL, &now, &v,
+                   &err)
+        != RL2_OK) {
         die("decide", &err);
     }
     return v.outcome;
@@ -156,8 +160,8 @@ static double
 clock_ns(size_t n)
 {
     volatile int64_t sink = 0;
-    rl2_clock_t now;
-    double t0 = now_ns();
+    rl2_clock_t      now;
+    double           t0 = now_ns();
 
     for (size_t i = 0; i < n; i++) {
         rl2_clock_now(&now);
@@ -199,8 +203,8 @@ static int
 run_rules(size_t n_rules, size_t n)
 {
     bench_t b;
-    char last[64];
-    double first_ns, last_ns;
+    char    last[64];
+    double  first_ns, last_ns;
 
     bench_open(&b, n_rules, 1024);
     snprintf(last, sizeof(last), "/svc%zu/x", n_rules - 1);
@@ -219,8 +223,8 @@ static long
 shmem_kb(void)
 {
     FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
+    char  line[256];
+    long  kb = -1;
 
     while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
         if (strncmp(line, "RssShmem:", 9) == 0) {
@@ -273,10 +277,10 @@ addr_of(uint32_t i, char *buf)
 static double
 draw_ns(size_t k, size_t n)
 {
-    uint64_t seed = 0x9e3779b97f4a7c15u;
+    uint64_t      seed = 0x9e3779b97f4a7c15u;
     volatile char sink = 0;
-    char buf[ADDR_LEN];
-    double t0 = now_ns();
+    char          buf[ADDR_LEN];
+    double        t0 = now_ns();
 
     for (size_t i = 0; i < n; i++) {
         sink ^= addr_of((uint32_t)(next_rand(&seed) % k), buf)[4];
@@ -287,9 +291,9 @@ draw_ns(size_t k, size_t n)
 static double
 time_keys(bench_t *b, size_t k, size_t n)
 {
-    double runs[RUNS];
+    double   runs[RUNS];
     uint64_t seed = 0x9e3779b97f4a7c15u;
-    char buf[ADDR_LEN];
+    char     buf[ADDR_LEN];
 
     for (int r = 0; r < RUNS; r++) {
         double t0 = now_ns(), dt;
@@ -310,11 +314,11 @@ time_keys(bench_t *b, size_t k, size_t n)
 static int
 run_keys(size_t k, uint32_t entries, size_t n)
 {
-    bench_t b;
-    char buf[ADDR_LEN];
+    bench_t          b;
+    char             buf[ADDR_LEN];
     rl2_zone_stats_t st;
-    rl2_err_t err;
-    double ns;
+    rl2_err_t        err;
+    double           ns;
 
     if (k == 0 || k > (1u << 24)) {
         die("keys must be 1..16777216", NULL);

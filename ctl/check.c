@@ -30,7 +30,7 @@ int
 rl2_ctl_check(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
     rl2_policy_t *policy;
-    int rc;
+    int           rc;
 
     (void)o;
     if ((rc = rl2_ctl_load(argc, argv, "check", &policy)) != RL2_CTL_OK) {
@@ -45,7 +45,7 @@ int
 rl2_ctl_docs(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
     rl2_policy_t *policy;
-    int rc;
+    int           rc;
 
     (void)o;
     if ((rc = rl2_ctl_load(argc, argv, "docs", &policy)) != RL2_CTL_OK) {

@@ -30,7 +30,7 @@ rl2_ctl_policy_store(rl2_ctl_opts_t *o, int required)
     }
     if (rl2_config_load(o->policy, &o->policy_loaded, &err) != RL2_OK
         || rl2_backend_conf_policy(&o->backend, o->policy_loaded, &err)
-           != RL2_OK) {
+               != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     return RL2_CTL_OK;
@@ -82,21 +82,25 @@ rl2_ctl_client(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
     }
     else if (strncmp(key, "key:", 4) == 0 && key[4] != '\0') {
         if (policy->apikey_header == NULL && policy->apikey_query == NULL) {
-            return rl2_ctl_fail(RL2_CTL_USAGE, "%s: the policy reads no API "
-                                "key (api_key)", key);
+            return rl2_ctl_fail(RL2_CTL_USAGE,
+                                "%s: the policy reads no API "
+                                "key (api_key)",
+                                key);
         }
         c->apikey = key + 4;
         c->apikey_header = policy->apikey_header;
         if (c->apikey_header == NULL) {
-            snprintf(c->query, sizeof(c->query), "%s=%s",
-                     policy->apikey_query, c->apikey);
+            snprintf(c->query, sizeof(c->query), "%s=%s", policy->apikey_query,
+                     c->apikey);
             c->req.query = c->query;
         }
         c->by_identity = 1;
     }
     else if (!rl2_ctl_is_address(key)) {
-        return rl2_ctl_fail(RL2_CTL_USAGE, "KEY \"%s\": expected an address, "
-                            "user:NAME or key:APIKEY", key);
+        return rl2_ctl_fail(RL2_CTL_USAGE,
+                            "KEY \"%s\": expected an address, "
+                            "user:NAME or key:APIKEY",
+                            key);
     }
     else {
         c->req.peer_ip = key;
@@ -107,7 +111,7 @@ rl2_ctl_client(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
     }
     if (policy->tier_variable == NULL && o->tier != NULL) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "-t: the policy takes no tier "
-                            "from a variable (tier_from)");
+                                           "from a variable (tier_from)");
     }
     return RL2_CTL_OK;
 }
@@ -124,12 +128,11 @@ rl2_ctl_layer_mine(const rl2_ctl_client_t *c, const rl2_layer_t *l)
 static int
 rl2_ctl_redis(const rl2_ctl_opts_t *o, int for_reset, rl2_ctl_stores_t *s)
 {
-    char name[RL2_BACKEND_NAME_MAX + 16];
+    char                name[RL2_BACKEND_NAME_MAX + 16];
     rl2_failover_conf_t fc;
-    rl2_err_t err;
+    rl2_err_t           err;
 
-    if (rl2_store_redis_create(&o->backend.redis, &s->redis, &err)
-        != RL2_OK) {
+    if (rl2_store_redis_create(&o->backend.redis, &s->redis, &err) != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "redis: %s", err.msg);
     }
     if (!for_reset || s->local == NULL) {
@@ -139,29 +142,31 @@ rl2_ctl_redis(const rl2_ctl_opts_t *o, int for_reset, rl2_ctl_stores_t *s)
      * counters of failover mode local, which only it can name. */
     snprintf(name, sizeof(name), "%s.circuit", o->zone);
     if (rl2_circuit_open(name, &o->backend.circuit, o->backend.shm_mode,
-                         &s->circuit, &err) != RL2_OK) {
+                         &s->circuit, &err)
+        != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     rl2_failover_conf_default(&fc);
-    if (rl2_store_failover_create(s->redis, s->local, s->circuit, &fc,
-                                  &s->both, &err) != RL2_OK) {
+    if (rl2_store_failover_create(s->redis, s->local, s->circuit, &fc, &s->both,
+                                  &err)
+        != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     return RL2_CTL_OK;
 }
 
 static int
-rl2_ctl_stores_try(const rl2_ctl_opts_t *o, int for_reset,
-                   rl2_ctl_stores_t *s)
+rl2_ctl_stores_try(const rl2_ctl_opts_t *o, int for_reset, rl2_ctl_stores_t *s)
 {
     rl2_err_t err;
 
     if (rl2_zone_attach(o->zone, &s->zone, &err) != RL2_OK) {
         s->zone = NULL;
         if (!o->backend.redis_enabled) {
-            return rl2_ctl_fail(RL2_CTL_FAIL, "zone %s: %s (has a server "
-                                "created it? -z names another)", o->zone,
-                                err.msg);
+            return rl2_ctl_fail(RL2_CTL_FAIL,
+                                "zone %s: %s (has a server "
+                                "created it? -z names another)",
+                                o->zone, err.msg);
         }
     }
     else if (rl2_store_local_create(s->zone, &s->local, &err) != RL2_OK) {
@@ -174,8 +179,7 @@ rl2_ctl_stores_try(const rl2_ctl_opts_t *o, int for_reset,
 }
 
 int
-rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
-                    rl2_ctl_stores_t *s)
+rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset, rl2_ctl_stores_t *s)
 {
     int rc;
 

@@ -24,29 +24,25 @@
 
 /* Exit statuses (documented in --help). */
 #define RL2_CTL_OK      0
-#define RL2_CTL_INVALID 1   /* check: the policy is invalid */
-#define RL2_CTL_USAGE   2   /* bad command line */
-#define RL2_CTL_FAIL    3   /* policy unreadable, zone or Redis failed */
+#define RL2_CTL_INVALID 1 /* check: the policy is invalid */
+#define RL2_CTL_USAGE   2 /* bad command line */
+#define RL2_CTL_FAIL    3 /* policy unreadable, zone or Redis failed */
 
 #define RL2_CTL_DEFAULT_POLICY "/etc/ratelimit2/ratelimit2.conf"
 
-typedef enum {
-    RL2_CTL_TEXT = 0,
-    RL2_CTL_JSON,
-    RL2_CTL_HTML
-} rl2_ctl_format_t;
+typedef enum { RL2_CTL_TEXT = 0, RL2_CTL_JSON, RL2_CTL_HTML } rl2_ctl_format_t;
 
 typedef struct {
-    const char        *policy;     /* -c */
-    const char        *zone;       /* -z */
-    rl2_backend_conf_t backend;    /* -R, -O: redis_enabled, redis */
-    const char        *method;     /* -m */
-    const char        *path;       /* -p */
-    const char        *address;    /* -a, or NULL */
-    const char        *tier;       /* -t, or NULL */
-    rl2_ctl_format_t   format;     /* --json, --html */
-    const char        *output;     /* -o FILE, or NULL for stdout */
-    long               top;        /* -n */
+    const char        *policy;  /* -c */
+    const char        *zone;    /* -z */
+    rl2_backend_conf_t backend; /* -R, -O: redis_enabled, redis */
+    const char        *method;  /* -m */
+    const char        *path;    /* -p */
+    const char        *address; /* -a, or NULL */
+    const char        *tier;    /* -t, or NULL */
+    rl2_ctl_format_t   format;  /* --json, --html */
+    const char        *output;  /* -o FILE, or NULL for stdout */
+    long               top;     /* -n */
     const char        *prog;
     rl2_policy_t      *policy_loaded; /* -c, loaded once by main for
                                          status, reset and report (NULL:
@@ -64,17 +60,17 @@ int rl2_ctl_fail(int status, const char *fmt, ...)
  * did not name them, as the servers do.  Without required, a policy file
  * that does not exist is no error (report can read a zone's ring alone).
  * Freed by rl2_ctl_policy_free(). */
-int rl2_ctl_policy_store(rl2_ctl_opts_t *o, int required);
+int  rl2_ctl_policy_store(rl2_ctl_opts_t *o, int required);
 void rl2_ctl_policy_free(rl2_ctl_opts_t *o);
 
 /* A client and the request that is peeked for it. */
 typedef struct {
     rl2_request_t req;
-    int           by_identity;  /* KEY was user:NAME or key:APIKEY */
-    const char   *apikey;       /* key:APIKEY */
+    int           by_identity; /* KEY was user:NAME or key:APIKEY */
+    const char   *apikey;      /* key:APIKEY */
     const char   *apikey_header;
     char          query[1024];
-    char          label[160];   /* KEY as the operator wrote it */
+    char          label[160]; /* KEY as the operator wrote it */
 } rl2_ctl_client_t;
 
 /* KEY: ADDRESS | user:NAME | key:APIKEY, with -m, -p, -a, -t. */
@@ -87,15 +83,15 @@ int rl2_ctl_layer_mine(const rl2_ctl_client_t *c, const rl2_layer_t *l);
 
 /* The stores the subcommands talk to; close with rl2_ctl_stores_close. */
 typedef struct {
-    rl2_zone_t    *zone;     /* NULL when the zone does not exist */
+    rl2_zone_t    *zone; /* NULL when the zone does not exist */
     rl2_store_t   *local;
-    rl2_store_t   *redis;    /* -R */
-    rl2_circuit_t *circuit;  /* reset with -R */
-    rl2_store_t   *both;     /* reset with -R: Redis and local */
+    rl2_store_t   *redis;   /* -R */
+    rl2_circuit_t *circuit; /* reset with -R */
+    rl2_store_t   *both;    /* reset with -R: Redis and local */
 } rl2_ctl_stores_t;
 
-int rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
-                        rl2_ctl_stores_t *s);
+int  rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
+                         rl2_ctl_stores_t *s);
 void rl2_ctl_stores_close(rl2_ctl_stores_t *s);
 
 /* ---- the subcommands: each returns an exit status ---- */
@@ -112,30 +108,30 @@ int rl2_ctl_report(const rl2_ctl_opts_t *o, int argc, char **argv);
 void rl2_ctl_rate(const rl2_limit_t *l, char *buf, size_t size);
 /* "ip", "user", "api_key", "header:X", "route", "global" */
 const char *rl2_ctl_key_name(const rl2_limit_t *l);
-void rl2_ctl_rules_text(FILE *f, const rl2_policy_t *policy);
-void rl2_ctl_rules_markdown(FILE *f, const rl2_policy_t *policy);
+void        rl2_ctl_rules_text(FILE *f, const rl2_policy_t *policy);
+void        rl2_ctl_rules_markdown(FILE *f, const rl2_policy_t *policy);
 
 /* ---- report ---- */
 
 typedef struct {
-    char     name[RL2_NAME_MAX * 2 + RL2_VLOG_CLIENT_MAX]; /* rule/limit,
-                                                      tier or client */
-    uint64_t denials;      /* entries, plus those sampled out before them */
-    int64_t  limit;        /* rules: the limit's count */
+    char name[RL2_NAME_MAX * 2 + RL2_VLOG_CLIENT_MAX]; /* rule/limit,
+                                                  tier or client */
+    uint64_t denials; /* entries, plus those sampled out before them */
+    int64_t  limit;   /* rules: the limit's count */
     int64_t  window_us;
-    uint64_t peak;         /* rules: most denials in one window */
+    uint64_t peak; /* rules: most denials in one window */
     int64_t  first_us, last_us;
 } rl2_ctl_row_t;
 
 typedef struct {
-    rl2_vlog_entry_t *entries;   /* oldest first */
+    rl2_vlog_entry_t *entries; /* oldest first */
     size_t            n;
-    rl2_vlog_stats_t  ring;      /* the ring's counters */
+    rl2_vlog_stats_t  ring; /* the ring's counters */
     int               have_ring;
     int               have_stream;
-    uint64_t          skipped;   /* sum of the entries' skipped */
+    uint64_t          skipped; /* sum of the entries' skipped */
     int64_t           first_us, last_us;
-    rl2_ctl_row_t    *by_limit;  /* rule/limit: with breathing room */
+    rl2_ctl_row_t    *by_limit; /* rule/limit: with breathing room */
     size_t            n_limit;
     rl2_ctl_row_t    *by_tier;
     size_t            n_tier;

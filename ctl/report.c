@@ -34,7 +34,7 @@ static int
 rl2_ctl_by_key(const void *a, const void *b)
 {
     const rl2_ctl_item_t *x = a, *y = b;
-    int c = strcmp(x->key, y->key);
+    int                   c = strcmp(x->key, y->key);
 
     if (c == 0) {
         c = strcmp(x->e->client, y->e->client);
@@ -62,7 +62,7 @@ static uint64_t
 rl2_ctl_peak(const rl2_ctl_item_t *it, size_t n, int64_t window)
 {
     uint64_t best = 0;
-    size_t lo = 0;
+    size_t   lo = 0;
 
     if (window <= 0) {
         return 0;
@@ -86,8 +86,8 @@ rl2_ctl_group(rl2_ctl_report_t *r, int which, rl2_ctl_row_t **out,
               size_t *n_out)
 {
     rl2_ctl_item_t *it = calloc(r->n ? r->n : 1, sizeof(*it));
-    rl2_ctl_row_t *rows = calloc(r->n ? r->n : 1, sizeof(*rows));
-    size_t n = 0;
+    rl2_ctl_row_t  *rows = calloc(r->n ? r->n : 1, sizeof(*rows));
+    size_t          n = 0;
 
     if (it == NULL || rows == NULL) {
         free(it);
@@ -99,7 +99,9 @@ rl2_ctl_group(rl2_ctl_report_t *r, int which, rl2_ctl_row_t **out,
 
         it[i].e = e;
         snprintf(it[i].key, sizeof(it[i].key), "%s%s%s",
-                 which == 0 ? e->rule : which == 1 ? e->tier : e->client,
+                 which == 0   ? e->rule
+                 : which == 1 ? e->tier
+                              : e->client,
                  which == 0 ? "/" : "", which == 0 ? e->limit_name : "");
     }
     qsort(it, r->n, sizeof(*it), rl2_ctl_by_key);
@@ -112,10 +114,10 @@ rl2_ctl_group(rl2_ctl_report_t *r, int which, rl2_ctl_row_t **out,
         row->first_us = it[i].e->time_us;
         for (j = i; j < r->n && strcmp(it[j].key, it[i].key) == 0; j++) {
             row->denials += 1 + it[j].e->skipped;
-            row->first_us = it[j].e->time_us < row->first_us
-                            ? it[j].e->time_us : row->first_us;
-            row->last_us = it[j].e->time_us > row->last_us
-                           ? it[j].e->time_us : row->last_us;
+            row->first_us = it[j].e->time_us < row->first_us ? it[j].e->time_us
+                                                             : row->first_us;
+            row->last_us = it[j].e->time_us > row->last_us ? it[j].e->time_us
+                                                           : row->last_us;
         }
         if (which == 0) {
             row->peak = rl2_ctl_peak(it + i, j - i, row->window_us);
@@ -136,8 +138,8 @@ rl2_ctl_minutes(rl2_ctl_report_t *r)
     }
     r->hour_end_us = (r->last_us / RL2_MINUTE_US + 1) * RL2_MINUTE_US;
     for (size_t i = 0; i < r->n; i++) {
-        int64_t ago = (r->hour_end_us - 1 - r->entries[i].time_us)
-                      / RL2_MINUTE_US;
+        int64_t ago =
+            (r->hour_end_us - 1 - r->entries[i].time_us) / RL2_MINUTE_US;
 
         if (ago >= 0 && ago < 60) {
             r->per_minute[59 - ago]++;
@@ -171,10 +173,10 @@ static int
 rl2_ctl_gather(const rl2_ctl_opts_t *o, rl2_ctl_report_t *r)
 {
     rl2_vlog_entry_t *got;
-    rl2_vlog_conf_t vc;
-    rl2_err_t err;
-    size_t n;
-    int rc;
+    rl2_vlog_conf_t   vc;
+    rl2_err_t         err;
+    size_t            n;
+    int               rc;
 
     /* With a Cluster the servers keep the log in their rings. */
     int stream = o->backend.redis_enabled && o->backend.redis.n_seeds == 0;
@@ -204,7 +206,8 @@ rl2_ctl_gather(const rl2_ctl_opts_t *o, rl2_ctl_report_t *r)
     }
     r->have_stream = 1;
     return rl2_ctl_append(r, got, n) == 0
-           ? RL2_CTL_OK : rl2_ctl_fail(RL2_CTL_FAIL, "out of memory");
+               ? RL2_CTL_OK
+               : rl2_ctl_fail(RL2_CTL_FAIL, "out of memory");
 }
 
 static int
@@ -247,8 +250,8 @@ rl2_ctl_per_minute(const rl2_ctl_report_t *r, uint64_t denials)
 {
     int64_t span = r->last_us - r->first_us;
 
-    return (double)denials * 60e6 / (double)(span > RL2_MINUTE_US
-                                             ? span : RL2_MINUTE_US);
+    return (double)denials * 60e6
+           / (double)(span > RL2_MINUTE_US ? span : RL2_MINUTE_US);
 }
 
 static void
@@ -264,13 +267,13 @@ int
 rl2_ctl_report(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
     rl2_ctl_report_t r;
-    FILE *f = stdout;
-    int rc;
+    FILE            *f = stdout;
+    int              rc;
 
     (void)argv;
     if (argc != 0) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "usage: report [--json | --html] "
-                            "[-o FILE]");
+                                           "[-o FILE]");
     }
     memset(&r, 0, sizeof(r));
     if ((rc = rl2_ctl_gather(o, &r)) == RL2_CTL_OK

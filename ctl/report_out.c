@@ -73,7 +73,7 @@ rl2_ctl_escape(FILE *f, const char *s, int json)
 static void
 rl2_ctl_time(int64_t us, char *buf, size_t size)
 {
-    time_t t = (time_t)(us / RL2_US_PER_S);
+    time_t    t = (time_t)(us / RL2_US_PER_S);
     struct tm tm;
 
     if (us <= 0 || gmtime_r(&t, &tm) == NULL) {
@@ -91,9 +91,10 @@ rl2_ctl_rows_text(FILE *f, const char *title, const rl2_ctl_row_t *rows,
     for (size_t i = 0; i < n && (long)i < top; i++) {
         fprintf(f, "  %-40s %8" PRIu64, rows[i].name, rows[i].denials);
         if (room && rl2_ctl_room(&rows[i]) > 0) {
-            fprintf(f, "   limit %" PRId64 "  peak +%" PRIu64
-                    " in one window  breathing room %.2f", rows[i].limit,
-                    rows[i].peak, rl2_ctl_room(&rows[i]));
+            fprintf(f,
+                    "   limit %" PRId64 "  peak +%" PRIu64
+                    " in one window  breathing room %.2f",
+                    rows[i].limit, rows[i].peak, rl2_ctl_room(&rows[i]));
         }
         fputc('\n', f);
     }
@@ -109,9 +110,10 @@ rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
 
     rl2_ctl_time(r->first_us, from, sizeof(from));
     rl2_ctl_time(r->last_us, to, sizeof(to));
-    fprintf(f, "violation log: %zu entries, %" PRIu64 " denials (%" PRIu64
-            " sampled out), from %s to %s\n", r->n, rl2_ctl_total(r),
-            r->skipped, from, to);
+    fprintf(f,
+            "violation log: %zu entries, %" PRIu64 " denials (%" PRIu64
+            " sampled out), from %s to %s\n",
+            r->n, rl2_ctl_total(r), r->skipped, from, to);
     fprintf(f, "sources: %s%s%s\n", r->have_ring ? "local ring" : "",
             r->have_ring && r->have_stream ? " + " : "",
             r->have_stream ? "redis stream" : "");
@@ -120,8 +122,8 @@ rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
     }
     fprintf(f, "hit rate: %.2f denials/min\n",
             rl2_ctl_per_minute(r, rl2_ctl_total(r)));
-    rl2_ctl_rows_text(f, "denials by rule/limit", r->by_limit, r->n_limit,
-                      1000, 1);
+    rl2_ctl_rows_text(f, "denials by rule/limit", r->by_limit, r->n_limit, 1000,
+                      1);
     rl2_ctl_rows_text(f, "denials by tier", r->by_tier, r->n_tier, 1000, 0);
     rl2_ctl_rows_text(f, "top clients", r->by_client, r->n_client, top, 0);
     fprintf(f, "\nlatest denials\n");
@@ -144,13 +146,15 @@ rl2_ctl_rows_json(FILE *f, const char *name, const rl2_ctl_row_t *rows,
         rl2_ctl_escape(f, rows[i].name, 1);
         fprintf(f, "\",\"denials\":%" PRIu64, rows[i].denials);
         if (room) {
-            fprintf(f, ",\"limit\":%" PRId64 ",\"window_s\":%" PRId64
+            fprintf(f,
+                    ",\"limit\":%" PRId64 ",\"window_s\":%" PRId64
                     ",\"peak_in_window\":%" PRIu64 ",\"breathing_room\":%.3f",
                     rows[i].limit, rows[i].window_us / RL2_US_PER_S,
                     rows[i].peak, rl2_ctl_room(&rows[i]));
         }
         fprintf(f, ",\"first\":%" PRId64 ",\"last\":%" PRId64 "}",
-                rows[i].first_us / RL2_US_PER_S, rows[i].last_us / RL2_US_PER_S);
+                rows[i].first_us / RL2_US_PER_S,
+                rows[i].last_us / RL2_US_PER_S);
     }
     fputc(']', f);
 }
@@ -180,14 +184,14 @@ rl2_ctl_entry_json(FILE *f, const rl2_vlog_entry_t *e, int last)
 void
 rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top)
 {
-    fprintf(f, "{\"entries\":%zu,\"denials\":%" PRIu64 ",\"sampled_out\":%"
-            PRIu64 ",\"first\":%" PRId64 ",\"last\":%" PRId64
+    fprintf(f,
+            "{\"entries\":%zu,\"denials\":%" PRIu64 ",\"sampled_out\":%" PRIu64
+            ",\"first\":%" PRId64 ",\"last\":%" PRId64
             ",\"hit_rate_per_min\":%.3f,\"sources\":{\"ring\":%s,"
-            "\"redis\":%s}", r->n, rl2_ctl_total(r), r->skipped,
-            r->first_us / RL2_US_PER_S, r->last_us / RL2_US_PER_S,
-            rl2_ctl_per_minute(r, rl2_ctl_total(r)),
-            r->have_ring ? "true" : "false",
-            r->have_stream ? "true" : "false");
+            "\"redis\":%s}",
+            r->n, rl2_ctl_total(r), r->skipped, r->first_us / RL2_US_PER_S,
+            r->last_us / RL2_US_PER_S, rl2_ctl_per_minute(r, rl2_ctl_total(r)),
+            r->have_ring ? "true" : "false", r->have_stream ? "true" : "false");
     if (r->have_ring) {
         rl2_ctl_ring_out(f, &r->ring, 1);
     }

@@ -15,8 +15,8 @@ rl2_ctl_reset_layers(const rl2_ctl_client_t *c, rl2_verdict_t *v,
 {
     rl2_layer_t mine[RL2_MAX_LAYERS];
     rl2_clock_t now;
-    rl2_err_t err;
-    size_t n = 0;
+    rl2_err_t   err;
+    size_t      n = 0;
 
     for (size_t i = 0; i < v->n_layers; i++) {
         if (rl2_ctl_layer_mine(c, &v->layers[i])) {
@@ -32,8 +32,8 @@ rl2_ctl_reset_layers(const rl2_ctl_client_t *c, rl2_verdict_t *v,
                mine[i].limit->name, mine[i].client);
     }
     if (n == 0) {
-        printf("no limit applies to %s for %s %s: nothing to reset\n",
-               c->label, c->req.method, c->req.path);
+        printf("no limit applies to %s for %s %s: nothing to reset\n", c->label,
+               c->req.method, c->req.path);
     }
     return RL2_CTL_OK;
 }
@@ -42,13 +42,13 @@ int
 rl2_ctl_reset(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
     const rl2_policy_t *policy = o->policy_loaded;
-    rl2_ctl_client_t c;
-    rl2_ctl_stores_t s;
-    rl2_store_t *store, *peek;
-    rl2_verdict_t v;
-    rl2_clock_t now;
-    rl2_err_t err;
-    int rc;
+    rl2_ctl_client_t    c;
+    rl2_ctl_stores_t    s;
+    rl2_store_t        *store, *peek;
+    rl2_verdict_t       v;
+    rl2_clock_t         now;
+    rl2_err_t           err;
+    int                 rc;
 
     if (argc != 1) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "usage: reset KEY");

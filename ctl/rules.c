@@ -11,18 +11,21 @@
 
 #include "ctl.h"
 
-static const char *const rl2_method_names[] = {
-    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT",
-    "TRACE", "other"
-};
+static const char *const rl2_method_names[] = { "GET",     "HEAD",    "POST",
+                                                "PUT",     "DELETE",  "PATCH",
+                                                "OPTIONS", "CONNECT", "TRACE",
+                                                "other" };
 
 void
 rl2_ctl_rate(const rl2_limit_t *l, char *buf, size_t size)
 {
-    static const struct { int64_t us; const char *unit; } units[] = {
-        { INT64_C(86400000000), "d" }, { INT64_C(3600000000), "h" },
-        { 60 * RL2_US_PER_S, "min" }, { RL2_US_PER_S, "s" }
-    };
+    static const struct {
+        int64_t     us;
+        const char *unit;
+    } units[] = { { INT64_C(86400000000), "d" },
+                  { INT64_C(3600000000), "h" },
+                  { 60 * RL2_US_PER_S, "min" },
+                  { RL2_US_PER_S, "s" } };
     const rl2_algo_params_t *p = &l->algo;
 
     if (p->algo == RL2_ALGO_CONCURRENCY) {
@@ -39,12 +42,11 @@ rl2_ctl_rate(const rl2_limit_t *l, char *buf, size_t size)
             int64_t k = p->window_us / units[i].us;
 
             if (k == 1) {
-                snprintf(buf, size, "%" PRId64 "/%s", p->limit,
-                         units[i].unit);
+                snprintf(buf, size, "%" PRId64 "/%s", p->limit, units[i].unit);
             }
             else {
-                snprintf(buf, size, "%" PRId64 "/%" PRId64 "%s", p->limit,
-                         k, units[i].unit);
+                snprintf(buf, size, "%" PRId64 "/%" PRId64 "%s", p->limit, k,
+                         units[i].unit);
             }
             return;
         }
@@ -55,11 +57,11 @@ rl2_ctl_rate(const rl2_limit_t *l, char *buf, size_t size)
 const char *
 rl2_ctl_key_name(const rl2_limit_t *l)
 {
-    static const char *const names[] = { "ip", "user", "api_key", "header",
-                                         "route", "global" };
+    static const char *const names[] = { "ip",     "user",  "api_key",
+                                         "header", "route", "global" };
 
-    return (size_t)l->key < sizeof(names) / sizeof(names[0])
-           ? names[l->key] : "?";
+    return (size_t)l->key < sizeof(names) / sizeof(names[0]) ? names[l->key]
+                                                             : "?";
 }
 
 static void
@@ -130,9 +132,10 @@ rl2_ctl_set_text(FILE *f, const char *who, const rl2_limit_set_t *set)
 
         rl2_ctl_rate(l, rate, sizeof(rate));
         rl2_ctl_extras(l, burst, over, sizeof(burst));
-        fprintf(f, "    %-12s %-28s %-14s %-15s key=%s%s%s burst=%s "
-                "overflow=%s cost=%" PRId64 "\n", i == 0 ? who : "",
-                l->name, rate, rl2_algo_name(l->algo.algo),
+        fprintf(f,
+                "    %-12s %-28s %-14s %-15s key=%s%s%s burst=%s "
+                "overflow=%s cost=%" PRId64 "\n",
+                i == 0 ? who : "", l->name, rate, rl2_algo_name(l->algo.algo),
                 rl2_ctl_key_name(l), l->key_header ? ":" : "",
                 l->key_header ? l->key_header : "", burst, over, l->cost);
     }
@@ -142,8 +145,9 @@ static const char *
 rl2_ctl_mode(const rl2_policy_t *p, rl2_mode_t m)
 {
     m = m == RL2_MODE_INHERIT ? p->mode : m;
-    return m == RL2_MODE_DRY_RUN ? "dry_run" : m == RL2_MODE_OFF ? "off"
-                                                                 : "enforce";
+    return m == RL2_MODE_DRY_RUN ? "dry_run"
+           : m == RL2_MODE_OFF   ? "off"
+                                 : "enforce";
 }
 
 static void
@@ -153,8 +157,8 @@ rl2_ctl_rule_text(FILE *f, const rl2_policy_t *p, const rl2_rule_t *r)
 
     rl2_ctl_methods(r->methods, methods, sizeof(methods));
     rl2_ctl_paths(r, paths, sizeof(paths), 0);
-    fprintf(f, "rule %s (%s:%d)\n    match %s %s%s%s  mode %s%s%s\n",
-            r->name, r->file ? r->file : "-", r->line, methods, paths,
+    fprintf(f, "rule %s (%s:%d)\n    match %s %s%s%s  mode %s%s%s\n", r->name,
+            r->file ? r->file : "-", r->line, methods, paths,
             r->n_hosts ? "  host " : "", r->n_hosts ? r->hosts[0] : "",
             rl2_ctl_mode(p, r->mode), r->is_continue ? "  continue" : "",
             r->exempt ? "  exempt" : "");
@@ -173,7 +177,7 @@ static void
 rl2_ctl_vlog_text(FILE *f, const rl2_policy_t *p)
 {
     rl2_vlog_conf_t vc;
-    rl2_err_t err;
+    rl2_err_t       err;
 
     if (rl2_vlog_conf_resolve(&p->vlog, &vc, &err) != RL2_OK) {
         fprintf(f, "violation log: %s\n", err.msg);
@@ -182,8 +186,10 @@ rl2_ctl_vlog_text(FILE *f, const rl2_policy_t *p)
         fprintf(f, "violation log: off\n");
     }
     else {
-        fprintf(f, "violation log: at most %u entries/s per host, %u kept, "
-                "Redis stream \"%s\"\n", vc.rate, vc.capacity, vc.stream);
+        fprintf(f,
+                "violation log: at most %u entries/s per host, %u kept, "
+                "Redis stream \"%s\"\n",
+                vc.rate, vc.capacity, vc.stream);
     }
 }
 
@@ -191,9 +197,8 @@ void
 rl2_ctl_rules_text(FILE *f, const rl2_policy_t *p)
 {
     fprintf(f, "policy %s: mode %s, match %s, %zu rules%s, %zu tiers",
-            p->source, rl2_ctl_mode(p, p->mode),
-            p->match_all ? "all" : "first", p->n_rules,
-            p->default_rule ? " + default" : "", p->n_tiers);
+            p->source, rl2_ctl_mode(p, p->mode), p->match_all ? "all" : "first",
+            p->n_rules, p->default_rule ? " + default" : "", p->n_tiers);
     for (size_t t = 0; t < p->n_tiers; t++) {
         fprintf(f, "%s%s%s", t ? ", " : " (", p->tiers[t].name,
                 (int)t == p->default_tier ? " [default]" : "");
@@ -209,15 +214,16 @@ rl2_ctl_rules_text(FILE *f, const rl2_policy_t *p)
         const rl2_client_t *cl = &p->clients[c];
 
         fprintf(f, "client %s%s (%s:%d): tier %s, %zu rule overrides\n",
-                cl->by == RL2_KEY_USER ? "user " : cl->by == RL2_KEY_APIKEY
-                ? "api key " : "network ",
+                cl->by == RL2_KEY_USER     ? "user "
+                : cl->by == RL2_KEY_APIKEY ? "api key "
+                                           : "network ",
                 cl->by == RL2_KEY_IP ? "(cidr)" : cl->id,
                 cl->file ? cl->file : "-", cl->line,
                 cl->tier >= 0 ? p->tiers[cl->tier].name : "-", cl->n_rules);
         for (size_t r = 0; r < cl->n_rules; r++) {
             const rl2_rule_t *rule = cl->rules[r].rule < p->n_rules
-                                     ? &p->rules[cl->rules[r].rule]
-                                     : p->default_rule;
+                                         ? &p->rules[cl->rules[r].rule]
+                                         : p->default_rule;
 
             rl2_ctl_set_text(f, rule ? rule->name : "-", &cl->rules[r].set);
         }
@@ -229,14 +235,14 @@ rl2_ctl_rules_text(FILE *f, const rl2_policy_t *p)
 /* ---- Markdown ---- */
 
 static void
-rl2_ctl_md_rows(FILE *f, const char *rule, const char *req,
-                const char *tier, const rl2_limit_set_t *set)
+rl2_ctl_md_rows(FILE *f, const char *rule, const char *req, const char *tier,
+                const rl2_limit_set_t *set)
 {
     char rate[64], burst[32], over[64];
 
     if (set->unlimited) {
-        fprintf(f, "| %s | %s | %s | - | unlimited | - | - | - | - |\n",
-                rule, req, tier);
+        fprintf(f, "| %s | %s | %s | - | unlimited | - | - | - | - |\n", rule,
+                req, tier);
         return;
     }
     for (size_t i = 0; i < set->n; i++) {
@@ -244,9 +250,9 @@ rl2_ctl_md_rows(FILE *f, const char *rule, const char *req,
 
         rl2_ctl_rate(l, rate, sizeof(rate));
         rl2_ctl_extras(l, burst, over, sizeof(burst));
-        fprintf(f, "| %s | %s | %s | `%s` | %s | %s | %s | %s | %s |\n",
-                rule, req, tier, l->name, rate, burst, over,
-                rl2_ctl_key_name(l), rl2_algo_name(l->algo.algo));
+        fprintf(f, "| %s | %s | %s | `%s` | %s | %s | %s | %s | %s |\n", rule,
+                req, tier, l->name, rate, burst, over, rl2_ctl_key_name(l),
+                rl2_algo_name(l->algo.algo));
     }
 }
 
@@ -265,8 +271,10 @@ rl2_ctl_rule_md(FILE *f, const rl2_policy_t *p, const rl2_rule_t *r)
     }
     snprintf(name, sizeof(name), "**%s**", r->name);
     if (r->exempt) {
-        fprintf(f, "| %s | %s | every tier | - | not limited | - | - | - | "
-                "- |\n", name, req);
+        fprintf(f,
+                "| %s | %s | every tier | - | not limited | - | - | - | "
+                "- |\n",
+                name, req);
         return;
     }
     if (r->limits.n > 0 || r->limits.unlimited) {
@@ -291,14 +299,16 @@ rl2_ctl_rules_markdown(FILE *f, const rl2_policy_t *p)
         }
         fprintf(f, ".\n\n");
     }
-    fprintf(f, "A request must pass every limit listed for the rules it "
+    fprintf(f,
+            "A request must pass every limit listed for the rules it "
             "%s.  A refused request gets `429 Too Many Requests` with "
             "`Retry-After` and `RateLimit` headers.\n\n",
-            p->match_all ? "matches" : "matches first (and those marked "
-            "continue)");
+            p->match_all ? "matches"
+                         : "matches first (and those marked "
+                           "continue)");
     fprintf(f, "| Rule | Requests | Tier | Limit | Rate | Burst | "
-            "Overflow | Counted per | Algorithm |\n"
-            "|---|---|---|---|---|---|---|---|---|\n");
+               "Overflow | Counted per | Algorithm |\n"
+               "|---|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < p->n_rules; i++) {
         rl2_ctl_rule_md(f, p, &p->rules[i]);
     }

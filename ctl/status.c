@@ -19,19 +19,19 @@ rl2_ctl_status_print(const rl2_ctl_client_t *c, const rl2_verdict_t *v,
     printf("client %s  request %s %s  tier %s  store %s  verdict %s\n",
            c->label, c->req.method, c->req.path,
            v->tier >= 0 ? policy->tiers[v->tier].name : "-", store,
-           v->outcome == RL2_OUTCOME_DENY ? "refused"
+           v->outcome == RL2_OUTCOME_DENY     ? "refused"
            : v->outcome == RL2_OUTCOME_BYPASS ? "whitelisted or exempt"
-           : v->outcome == RL2_OUTCOME_NONE ? "no limit applies"
-           : "allowed");
+           : v->outcome == RL2_OUTCOME_NONE   ? "no limit applies"
+                                              : "allowed");
     if (v->n_layers == 0) {
         return;
     }
-    printf("%-20s %-24s %-22s %8s %8s %9s %8s %s\n", "RULE", "LIMIT",
-           "KEY", "LIMIT", "USED", "REMAINING", "RESET_S", "STATE");
+    printf("%-20s %-24s %-22s %8s %8s %9s %8s %s\n", "RULE", "LIMIT", "KEY",
+           "LIMIT", "USED", "REMAINING", "RESET_S", "STATE");
     for (size_t i = 0; i < v->n_layers; i++) {
-        const rl2_layer_t *l = &v->layers[i];
+        const rl2_layer_t       *l = &v->layers[i];
         const rl2_algo_result_t *res = &l->result;
-        int64_t left;
+        int64_t                  left;
 
         if (!rl2_ctl_layer_mine(c, l)) {
             continue;
@@ -39,16 +39,16 @@ rl2_ctl_status_print(const rl2_ctl_client_t *c, const rl2_verdict_t *v,
         /* A peek answers as if the request were counted: what is left
          * now, as the client's last X-RateLimit-Remaining said, is one
          * request's cost more. */
-        left = res->allowed ? res->remaining + l->limit->cost
-                            : res->remaining;
+        left = res->allowed ? res->remaining + l->limit->cost : res->remaining;
         left = left > res->limit ? res->limit : left;
         printf("%-20s %-24s %-22s %8" PRId64 " %8" PRId64 " %9" PRId64
-               " %8" PRId64 " %s\n", l->rule != NULL ? l->rule->name : "-",
-               l->limit->name, l->client, res->limit, res->limit - left,
-               left,
+               " %8" PRId64 " %s\n",
+               l->rule != NULL ? l->rule->name : "-", l->limit->name, l->client,
+               res->limit, res->limit - left, left,
                (res->reset_us + 999999) / RL2_US_PER_S,
                l->limit->unlimited ? "unlimited"
-               : l->refused ? "refused" : "allowed");
+               : l->refused        ? "refused"
+                                   : "allowed");
     }
 }
 
@@ -56,13 +56,13 @@ int
 rl2_ctl_status(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
     const rl2_policy_t *policy = o->policy_loaded;
-    rl2_ctl_client_t c;
-    rl2_ctl_stores_t s;
-    rl2_store_t *store;
-    rl2_verdict_t v;
-    rl2_clock_t now;
-    rl2_err_t err;
-    int rc;
+    rl2_ctl_client_t    c;
+    rl2_ctl_stores_t    s;
+    rl2_store_t        *store;
+    rl2_verdict_t       v;
+    rl2_clock_t         now;
+    rl2_err_t           err;
+    int                 rc;
 
     if (argc != 1) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "usage: status KEY");

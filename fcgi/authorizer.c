@@ -48,7 +48,8 @@ rl2_fcgi_send(FCGX_Request *req, const char *buf, size_t len)
         len = sizeof(fallback) - 1;
     }
     if (FCGX_PutStr(buf, (int)len, req->out) < 0) {
-        rl2_log_request(RL2_LOG_ERROR, LOG_WARNING, "could not send an "
+        rl2_log_request(RL2_LOG_ERROR, LOG_WARNING,
+                        "could not send an "
                         "answer: the web server closed the connection");
     }
 }
@@ -66,23 +67,22 @@ rl2_fcgi_peer(FCGX_Request *req)
 /* The answer to a decided request. */
 static size_t
 rl2_fcgi_answer(const rl2_policy_t *policy, const rl2_verdict_t *v,
-                const rl2_clock_t *now, int responder, char *out,
-                size_t len)
+                const rl2_clock_t *now, int responder, char *out, size_t len)
 {
     rl2_cgi_fields_t fields;
-    rl2_field_t vars[5];
-    size_t n_vars;
+    rl2_field_t      vars[5];
+    size_t           n_vars;
 
     if (v->outcome == RL2_OUTCOME_DENY) {
-        return rl2_cgi_deny(out, len, responder ? "403 Forbidden"
-                                                : "429 Too Many Requests",
-                            policy, v, now);
+        return rl2_cgi_deny(
+            out, len, responder ? "403 Forbidden" : "429 Too Many Requests",
+            policy, v, now);
     }
     rl2_cgi_fields(policy, v, now, &fields);
     /* Variable-* means something only to an authorizer's server. */
     n_vars = responder ? 0 : rl2_cgi_vars(policy, v, &fields, vars);
-    return rl2_cgi_response(out, len, "200 OK", vars, n_vars, &fields,
-                            NULL, NULL);
+    return rl2_cgi_response(out, len, "200 OK", vars, n_vars, &fields, NULL,
+                            NULL);
 }
 
 static void
@@ -91,10 +91,11 @@ rl2_fcgi_log_verdict(const rl2_verdict_t *v)
     const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
 
     if (v->outcome == RL2_OUTCOME_DENY) {
-        rl2_log_request(RL2_LOG_REFUSAL, LOG_INFO, "limited: client=%s "
+        rl2_log_request(RL2_LOG_REFUSAL, LOG_INFO,
+                        "limited: client=%s "
                         "limit=%s retry_after=%lld",
-                        l ? l->client : v->client_ip,
-                        l ? l->limit->name : "-", rl2_retry_after_s(v));
+                        l ? l->client : v->client_ip, l ? l->limit->name : "-",
+                        rl2_retry_after_s(v));
     }
     else if (v->dry_run_denied) {
         rl2_log_request(RL2_LOG_REFUSAL, LOG_NOTICE,
@@ -105,21 +106,25 @@ rl2_fcgi_log_verdict(const rl2_verdict_t *v)
 /* After a decide() error: 1 when the request was answered 503 (failover
  * closed while Redis is down), 0 when it goes on as allowed. */
 static int
-rl2_fcgi_store_error(rl2_gen_t *gen, const rl2_err_t *err,
-                     FCGX_Request *req, char *out, size_t len)
+rl2_fcgi_store_error(rl2_gen_t *gen, const rl2_err_t *err, FCGX_Request *req,
+                     char *out, size_t len)
 {
     int64_t retry = 1;
 
     if (rl2_backend_refusing(gen->zone->backend, &retry)) {
-        rl2_log_request(RL2_LOG_ERROR, LOG_ERR, "store error, request "
-                        "refused with 503 (failover closed): %s", err->msg);
+        rl2_log_request(RL2_LOG_ERROR, LOG_ERR,
+                        "store error, request "
+                        "refused with 503 (failover closed): %s",
+                        err->msg);
         rl2_fcgi_send(req, out, rl2_cgi_unavailable(out, len, retry));
         return 1;
     }
     /* Fail open, as the Apache module does: a broken store must not take
      * the site down. */
-    rl2_log_request(RL2_LOG_ERROR, LOG_ERR, "store error, request let "
-                    "through: %s", err->msg);
+    rl2_log_request(RL2_LOG_ERROR, LOG_ERR,
+                    "store error, request let "
+                    "through: %s",
+                    err->msg);
     return 0;
 }
 
@@ -127,19 +132,20 @@ static void
 rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
                 int responder)
 {
-    char out[RL2_CGI_RESPONSE_MAX];
-    rl2_cgi_req_t r;
+    char            out[RL2_CGI_RESPONSE_MAX];
+    rl2_cgi_req_t   r;
     rl2_cgi_error_t e;
-    rl2_verdict_t v;
-    rl2_clock_t now;
-    rl2_err_t err;
+    rl2_verdict_t   v;
+    rl2_clock_t     now;
+    rl2_err_t       err;
 
     if (rl2_cgi_describe(gen->policy, rl2_fcgi_param, req, &r, &e) != 0) {
-        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING, "answered %d to a "
-                        "request from %.47s: %s", e.status,
-                        rl2_fcgi_peer(req), e.reason);
-        rl2_fcgi_send(req, out, rl2_cgi_error(out, sizeof(out), e.status,
-                                              e.reason));
+        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
+                        "answered %d to a "
+                        "request from %.47s: %s",
+                        e.status, rl2_fcgi_peer(req), e.reason);
+        rl2_fcgi_send(req, out,
+                      rl2_cgi_error(out, sizeof(out), e.status, e.reason));
         return;
     }
     if (responder && strcmp(r.req.path, srv->health_path) == 0) {
@@ -155,39 +161,43 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     rl2_clock_now(&now);
     r.req.tier_source = rl2_backend_tier_source(gen->zone->backend);
     if (rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
-                   RL2_PHASE_ALL, &now, &v, &err) != RL2_OK) {
+                   RL2_PHASE_ALL, &now, &v, &err)
+        != RL2_OK) {
         if (rl2_fcgi_store_error(gen, &err, req, out, sizeof(out))) {
             return;
         }
         rl2_verdict_init(&v);
     }
     if (v.outcome == RL2_OUTCOME_DENY) {
-        rl2_vlog_record(rl2_backend_vlog(gen->zone->backend), gen->policy,
-                        &v, r.req.method, r.req.path, &now);
+        rl2_vlog_record(rl2_backend_vlog(gen->zone->backend), gen->policy, &v,
+                        r.req.method, r.req.path, &now);
     }
     rl2_metrics_record(gen->metrics, &v, &now);
     rl2_fcgi_log_verdict(&v);
-    rl2_fcgi_send(req, out, rl2_fcgi_answer(gen->policy, &v, &now,
-                                            responder, out, sizeof(out)));
+    rl2_fcgi_send(
+        req, out,
+        rl2_fcgi_answer(gen->policy, &v, &now, responder, out, sizeof(out)));
 }
 
 void
 rl2_fcgi_handle(rl2_server_t *srv, FCGX_Request *req)
 {
     const char *role = FCGX_GetParam("FCGI_ROLE", req->envp);
-    char out[512];
-    rl2_gen_t *gen;
-    int responder;
+    char        out[512];
+    rl2_gen_t  *gen;
+    int         responder;
 
     responder = role != NULL && strcmp(role, "RESPONDER") == 0;
     if (!responder && (role == NULL || strcmp(role, "AUTHORIZER") != 0)) {
         /* The Filter role: neither lighttpd, nginx nor httpd implements
          * it, so nothing could test it. */
-        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING, "role %.20s is not "
+        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
+                        "role %.20s is not "
                         "supported: use the authorizer or responder role",
                         role != NULL ? role : "-");
-        rl2_fcgi_send(req, out, rl2_cgi_error(out, sizeof(out), 500,
-                                              "FastCGI role not supported"));
+        rl2_fcgi_send(
+            req, out,
+            rl2_cgi_error(out, sizeof(out), 500, "FastCGI role not supported"));
         return;
     }
     gen = rl2_gens_acquire(&srv->gens);

@@ -59,16 +59,15 @@ rl2_cgi_getenv(void *ctx, const char *name)
 
 /* An error answer on stdout, its reason on stderr (the server's error
  * log); the process exits 0 after it, as a CGI that answered. */
-static int
-rl2_answer_error(int status, const char *fmt, ...)
+static int rl2_answer_error(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static int
 rl2_answer_error(int status, const char *fmt, ...)
 {
-    char msg[RL2_ERR_MAX + 256], out[1024];
+    char    msg[RL2_ERR_MAX + 256], out[1024];
     va_list ap;
-    size_t n;
+    size_t  n;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -96,8 +95,8 @@ rl2_target(void)
     }
     if (t == NULL || t[0] == '\0') {
         rl2_answer_error(500, "no target: set RATELIMIT2_TARGET (or run "
-                         "the wrapper as a handler, which sets "
-                         "PATH_TRANSLATED and REDIRECT_STATUS)");
+                              "the wrapper as a handler, which sets "
+                              "PATH_TRANSLATED and REDIRECT_STATUS)");
         return NULL;
     }
     if (t[0] != '/') {
@@ -106,9 +105,10 @@ rl2_target(void)
     }
     errno = 0;
     if (stat(t, &st) != 0 || !S_ISREG(st.st_mode) || access(t, X_OK) != 0) {
-        rl2_answer_error(500, "target %.200s is not an executable regular "
-                         "file%s%s", t, errno ? ": " : "",
-                         errno ? strerror(errno) : "");
+        rl2_answer_error(500,
+                         "target %.200s is not an executable regular "
+                         "file%s%s",
+                         t, errno ? ": " : "", errno ? strerror(errno) : "");
         return NULL;
     }
     return t;
@@ -120,9 +120,9 @@ static int
 rl2_exec(const char *target, char **argv, const rl2_field_t *vars,
          size_t n_vars)
 {
-    static const char *const names[] = { "LIMIT", "REMAINING", "RESET",
-                                         "RULE", "TIER" };
-    char name[32];
+    static const char *const names[] = { "LIMIT", "REMAINING", "RESET", "RULE",
+                                         "TIER" };
+    char                     name[32];
 
     /* Only this request's values: none inherited from the server. */
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -163,7 +163,7 @@ rl2_cgi_store_env(rl2_backend_conf_t *bc, const char *name,
                   int *seen, rl2_err_t *err)
 {
     const char *v = getenv(name);
-    rl2_err_t e;
+    rl2_err_t   e;
 
     if (v == NULL || v[0] == '\0') {
         return 0;
@@ -185,28 +185,34 @@ rl2_cgi_backend_conf(const rl2_policy_t *policy, rl2_backend_conf_t *bc,
 
     rl2_backend_conf_init(bc);
     bc->zone_entries = RL2_FCGI_DEFAULT_ENTRIES;
-    bc->state_size = policy->max_state_size > 8 ? policy->max_state_size
-                                                : 8;
-    bc->vlog = policy->vlog;   /* a ring of another size would be replaced */
-    if (rl2_cgi_store_env(bc, "RATELIMIT2_ZONE", rl2_store_opt_zone_name,
-                          &zone, err) != 0
+    bc->state_size = policy->max_state_size > 8 ? policy->max_state_size : 8;
+    bc->vlog = policy->vlog; /* a ring of another size would be replaced */
+    if (rl2_cgi_store_env(bc, "RATELIMIT2_ZONE", rl2_store_opt_zone_name, &zone,
+                          err)
+            != 0
         || rl2_cgi_store_env(bc, "RATELIMIT2_ZONE_ENTRIES",
-                             rl2_store_opt_zone_entries, &zone, err) != 0
+                             rl2_store_opt_zone_entries, &zone, err)
+               != 0
         || rl2_cgi_store_env(bc, "RATELIMIT2_REDIS", rl2_store_opt_redis,
-                          &redis, err) != 0
+                             &redis, err)
+               != 0
         || rl2_cgi_store_env(bc, "RATELIMIT2_REDIS_OPTIONS",
-                             rl2_store_opt_redis_options, &others, err) != 0
-        || rl2_cgi_store_env(bc, "RATELIMIT2_FAILOVER",
-                             rl2_store_opt_failover, &others, err) != 0
+                             rl2_store_opt_redis_options, &others, err)
+               != 0
+        || rl2_cgi_store_env(bc, "RATELIMIT2_FAILOVER", rl2_store_opt_failover,
+                             &others, err)
+               != 0
         || rl2_cgi_store_env(bc, "RATELIMIT2_ALERTS", rl2_store_opt_alerts,
-                             &alerts, err) != 0) {
+                             &alerts, err)
+               != 0) {
         return -1;
     }
     if (rl2_backend_conf_policy(bc, policy, err) != RL2_OK) {
         return -1;
     }
-    return rl2_store_opt_check(bc, rl2_store_opt_needs_redis(bc), err)
-           == RL2_OK ? 0 : -1;
+    return rl2_store_opt_check(bc, rl2_store_opt_needs_redis(bc), err) == RL2_OK
+               ? 0
+               : -1;
 }
 
 /* After a decide() error: 0 when the request was answered 503 (failover
@@ -216,18 +222,21 @@ static int
 rl2_cgi_store_error(rl2_cgi_t *c, const char *zone, const rl2_err_t *err,
                     rl2_verdict_t *v)
 {
-    char out[1024];
+    char    out[1024];
     int64_t retry = 1;
 
     if (c->backend != NULL && rl2_backend_refusing(c->backend, &retry)) {
-        fprintf(stderr, "ratelimit2-cgi: store error, request refused "
-                "with 503 (failover closed): %s\n", err->msg);
-        fwrite(out, 1, rl2_cgi_unavailable(out, sizeof(out), retry),
-               stdout);
+        fprintf(stderr,
+                "ratelimit2-cgi: store error, request refused "
+                "with 503 (failover closed): %s\n",
+                err->msg);
+        fwrite(out, 1, rl2_cgi_unavailable(out, sizeof(out), retry), stdout);
         return 0;
     }
-    fprintf(stderr, "ratelimit2-cgi: cannot decide with zone %s: %s; "
-            "request let through\n", zone, err->msg);
+    fprintf(stderr,
+            "ratelimit2-cgi: cannot decide with zone %s: %s; "
+            "request let through\n",
+            zone, err->msg);
     rl2_verdict_init(v);
     return 1;
 }
@@ -240,8 +249,9 @@ rl2_cgi_count(rl2_cgi_t *c, const rl2_verdict_t *v, const rl2_clock_t *now)
     rl2_metrics_bind_t *b = NULL;
 
     if (c->backend != NULL
-        && rl2_metrics_bind(rl2_backend_metrics(c->backend), c->policy,
-                            NULL, 0, &b, NULL, NULL) == RL2_OK) {
+        && rl2_metrics_bind(rl2_backend_metrics(c->backend), c->policy, NULL, 0,
+                            &b, NULL, NULL)
+               == RL2_OK) {
         rl2_metrics_record(b, v, now);
         rl2_metrics_unbind(b);
     }
@@ -259,8 +269,8 @@ rl2_cgi_open_decide(rl2_cgi_t *c, const rl2_backend_conf_t *bc,
         return st;
     }
     req->tier_source = rl2_backend_tier_source(c->backend);
-    return rl2_decide(c->policy, NULL, 0, rl2_backend_store(c->backend),
-                      req, RL2_PHASE_ALL, now, v, err);
+    return rl2_decide(c->policy, NULL, 0, rl2_backend_store(c->backend), req,
+                      RL2_PHASE_ALL, now, v, err);
 }
 
 /* Decide; 1 when the request may run (allowed, or the store failed and
@@ -268,12 +278,12 @@ rl2_cgi_open_decide(rl2_cgi_t *c, const rl2_backend_conf_t *bc,
 static int
 rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
 {
-    rl2_cgi_req_t *r = malloc(sizeof(*r));
-    char out[RL2_CGI_RESPONSE_MAX];
+    rl2_cgi_req_t     *r = malloc(sizeof(*r));
+    char               out[RL2_CGI_RESPONSE_MAX];
     rl2_backend_conf_t bc;
-    rl2_cgi_error_t e;
-    rl2_err_t err;
-    int run = 1;
+    rl2_cgi_error_t    e;
+    rl2_err_t          err;
+    int                run = 1;
 
     rl2_verdict_init(v);
     rl2_clock_now(now);
@@ -294,9 +304,10 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
         if (v->outcome == RL2_OUTCOME_DENY) {
             rl2_vlog_record(rl2_backend_vlog(c->backend), c->policy, v,
                             r->req.method, r->req.path, now);
-            fwrite(out, 1, rl2_cgi_deny(out, sizeof(out),
-                                        "429 Too Many Requests", c->policy,
-                                        v, now), stdout);
+            fwrite(out, 1,
+                   rl2_cgi_deny(out, sizeof(out), "429 Too Many Requests",
+                                c->policy, v, now),
+                   stdout);
             run = 0;
         }
     }
@@ -307,15 +318,15 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
 int
 main(int argc, char **argv)
 {
-    const char *path = getenv("RATELIMIT2_POLICY");
-    const char *target;
-    rl2_cgi_t c = { NULL, NULL };
+    const char      *path = getenv("RATELIMIT2_POLICY");
+    const char      *target;
+    rl2_cgi_t        c = { NULL, NULL };
     rl2_cgi_fields_t fields;
-    rl2_field_t vars[5];
-    rl2_verdict_t v;
-    rl2_clock_t now;
-    rl2_err_t err;
-    size_t n_vars;
+    rl2_field_t      vars[5];
+    rl2_verdict_t    v;
+    rl2_clock_t      now;
+    rl2_err_t        err;
+    size_t           n_vars;
 
     (void)argc;
     /* hiredis writes with write(2): a connection Redis closed must not

@@ -34,13 +34,13 @@
  * normalisation buffer (decide_internal.h RL2_PATH_MAX): a longer path
  * could not be normalised and would meet only the default rule, so it is
  * refused rather than let past the rules written for it. */
-#define RL2_CGI_PATH_MAX   2048   /* bytes of the path, NUL included */
-#define RL2_CGI_URI_MAX    8192   /* path + '?' + query, NUL included */
+#define RL2_CGI_PATH_MAX   2048 /* bytes of the path, NUL included */
+#define RL2_CGI_URI_MAX    8192 /* path + '?' + query, NUL included */
 #define RL2_CGI_METHOD_MAX 32
 #define RL2_CGI_HOST_MAX   256
-#define RL2_CGI_ADDR_MAX   48     /* INET6_ADDRSTRLEN-sized */
+#define RL2_CGI_ADDR_MAX   48 /* INET6_ADDRSTRLEN-sized */
 #define RL2_CGI_USER_MAX   1024
-#define RL2_CGI_HNAME_MAX  128    /* "HTTP_" + a header name */
+#define RL2_CGI_HNAME_MAX  128 /* "HTTP_" + a header name */
 
 /* Look up one meta-variable (FCGX_GetParam, getenv); NULL when absent. */
 typedef const char *(*rl2_param_fn)(void *ctx, const char *name);
@@ -53,7 +53,7 @@ typedef struct {
     rl2_param_fn  param;
     void         *param_ctx;
     char          method[RL2_CGI_METHOD_MAX];
-    char          uri[RL2_CGI_URI_MAX];     /* path, NUL, query */
+    char          uri[RL2_CGI_URI_MAX]; /* path, NUL, query */
     char          host[RL2_CGI_HOST_MAX];
     char          addr[RL2_CGI_ADDR_MAX];
     char          user[RL2_CGI_USER_MAX];
@@ -64,14 +64,13 @@ typedef struct {
 /* Why a request could not be described: the HTTP status to answer and
  * a message for the log. */
 typedef struct {
-    int         status;     /* 400, 414, 500, ... */
-    const char *reason;     /* static text */
+    int         status; /* 400, 414, 500, ... */
+    const char *reason; /* static text */
 } rl2_cgi_error_t;
 
 /* Fill `out` from the meta-variables; returns 0, or -1 with *e set. */
 int rl2_cgi_describe(const rl2_policy_t *policy, rl2_param_fn param,
-                     void *param_ctx, rl2_cgi_req_t *out,
-                     rl2_cgi_error_t *e);
+                     void *param_ctx, rl2_cgi_req_t *out, rl2_cgi_error_t *e);
 
 /* ---- response.c: verdict -> CGI response and RATELIMIT_* ---- */
 
@@ -134,8 +133,7 @@ const rl2_limit_t *rl2_cgi_concurrency(const rl2_policy_t *policy);
 /* rl2_config_load, refusing a policy with a concurrency limit (neither
  * the authorizer nor the CGI wrapper could release its slots) with the
  * limit's file:line.  0, or -1 with err set and *out NULL. */
-int rl2_cgi_policy_load(const char *path, rl2_policy_t **out,
-                        rl2_err_t *err);
+int rl2_cgi_policy_load(const char *path, rl2_policy_t **out, rl2_err_t *err);
 
 /* ---- log.c: syslog and stderr ---- */
 
@@ -145,9 +143,9 @@ void rl2_log(int prio, const char *fmt, ...)
 /* Lines about single requests, by kind: at most a burst per window and
  * kind, then one line saying how many were suppressed. */
 enum {
-    RL2_LOG_REFUSAL = 0,   /* limited, dry run */
-    RL2_LOG_INPUT,         /* malformed requests */
-    RL2_LOG_ERROR,         /* store, accept, write failures */
+    RL2_LOG_REFUSAL = 0, /* limited, dry run */
+    RL2_LOG_INPUT,       /* malformed requests */
+    RL2_LOG_ERROR,       /* store, accept, write failures */
     RL2_LOG_KINDS
 };
 void rl2_log_request(int kind, int prio, const char *fmt, ...)
@@ -159,42 +157,41 @@ void rl2_log_request(int kind, int prio, const char *fmt, ...)
  * by the generations whose entries fit its zone. */
 typedef struct {
     rl2_backend_t *backend;
-    rl2_zone_t    *zone;     /* its local zone */
-    rl2_store_t   *store;    /* what decide() talks to */
-    unsigned       gens;     /* generations using it */
+    rl2_zone_t    *zone;  /* its local zone */
+    rl2_store_t   *store; /* what decide() talks to */
+    unsigned       gens;  /* generations using it */
 } rl2_gen_zone_t;
 
 /* One loaded policy.  In-flight requests hold a reference; the holder
  * holds one while it is current.  Freed when the last one is dropped. */
 typedef struct {
-    rl2_policy_t   *policy;
-    rl2_gen_zone_t *zone;
-    unsigned long   number;  /* 1 for the policy loaded at start */
+    rl2_policy_t       *policy;
+    rl2_gen_zone_t     *zone;
+    unsigned long       number;  /* 1 for the policy loaded at start */
     rl2_metrics_bind_t *metrics; /* its rules' metric slots, or NULL */
-    unsigned        refs;    /* under rl2_gens_t.lock */
+    unsigned            refs;    /* under rl2_gens_t.lock */
 } rl2_gen_t;
 
 typedef struct {
-    pthread_mutex_t lock;
-    rl2_gen_t      *current;
-    const char     *policy_path;
-    const char     *zone_name;
-    rl2_backend_conf_t backend;  /* state_size set per backend opened */
-    unsigned long   loaded;  /* generations loaded so far */
+    pthread_mutex_t    lock;
+    rl2_gen_t         *current;
+    const char        *policy_path;
+    const char        *zone_name;
+    rl2_backend_conf_t backend; /* state_size set per backend opened */
+    unsigned long      loaded;  /* generations loaded so far */
 } rl2_gens_t;
 
 /* The first generation, of policy (loaded from policy_path by the
  * caller, with rl2_cgi_policy_load; owned from here on, freed on
  * failure), and its backend (conf is copied); "file:line: message" in err
  * on failure.  SIGHUP reloads policy_path (rl2_gens_reload). */
-int rl2_gens_init(rl2_gens_t *g, const char *policy_path,
-                  rl2_policy_t *policy, const rl2_backend_conf_t *conf,
-                  rl2_err_t *err);
+int rl2_gens_init(rl2_gens_t *g, const char *policy_path, rl2_policy_t *policy,
+                  const rl2_backend_conf_t *conf, rl2_err_t *err);
 /* Load the policy file again and make it current; on failure the current
  * generation stays and err says why. */
-int rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err);
+int        rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err);
 rl2_gen_t *rl2_gens_acquire(rl2_gens_t *g);
-void rl2_gens_release(rl2_gens_t *g, rl2_gen_t *gen);
+void       rl2_gens_release(rl2_gens_t *g, rl2_gen_t *gen);
 /* At exit, once no request runs. */
 void rl2_gens_destroy(rl2_gens_t *g);
 
@@ -219,10 +216,10 @@ int rl2_listen_prepare(int fd, rl2_err_t *err);
 enum { RL2_VET_OK, RL2_VET_CLOSED, RL2_VET_BAD };
 
 typedef struct {
-    unsigned char peek[RL2_PARAMS_MAX + 4096];  /* records, headers too */
-    unsigned char params[RL2_PARAMS_MAX];       /* the params stream */
+    unsigned char peek[RL2_PARAMS_MAX + 4096]; /* records, headers too */
+    unsigned char params[RL2_PARAMS_MAX];      /* the params stream */
     unsigned      request_id;
-    const char   *why;                          /* RL2_VET_BAD: static */
+    const char   *why; /* RL2_VET_BAD: static */
 } rl2_vet_t;
 
 /* Wait (at most timeout_ms) until fd holds a whole BEGIN_REQUEST and
@@ -236,9 +233,9 @@ int rl2_vet(rl2_vet_t *v, int fd, int timeout_ms);
 typedef struct {
     rl2_gens_t  gens;
     const char *health_path;
-    const char *metrics_path;   /* -m, or NULL: not answered */
-    char       *metrics_token;  /* from -T FILE, or NULL: no token */
-    int64_t     started_us;  /* monotonic */
+    const char *metrics_path;  /* -m, or NULL: not answered */
+    char       *metrics_token; /* from -T FILE, or NULL: no token */
+    int64_t     started_us;    /* monotonic */
 } rl2_server_t;
 
 struct FCGX_Request;
@@ -246,9 +243,8 @@ void rl2_fcgi_handle(rl2_server_t *srv, struct FCGX_Request *req);
 
 /* ---- metrics.c: health and metrics paths, -E and -T ---- */
 
-int rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text,
-                    rl2_err_t *err);
-int rl2_fcgi_token_read(const char *path, char **out, rl2_err_t *err);
+int  rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err);
+int  rl2_fcgi_token_read(const char *path, char **out, rl2_err_t *err);
 void rl2_fcgi_health(rl2_server_t *srv, rl2_gen_t *gen,
                      struct FCGX_Request *req);
 void rl2_fcgi_metrics(rl2_server_t *srv, rl2_gen_t *gen,
@@ -259,9 +255,9 @@ void rl2_fcgi_metrics(rl2_server_t *srv, rl2_gen_t *gen,
 typedef struct {
     rl2_server_t *srv;
     int           listen_fd;
-    int           stop_fd;   /* readable once we are stopping */
+    int           stop_fd; /* readable once we are stopping */
     pthread_t     tid;
-    rl2_vet_t    *vet;       /* its own, 132 KiB */
+    rl2_vet_t    *vet; /* its own, 132 KiB */
 } rl2_worker_t;
 
 void *rl2_worker_main(void *arg);

@@ -36,7 +36,7 @@ rl2_gen_state(const rl2_policy_t *policy)
 static rl2_gen_zone_t *
 rl2_gen_zone_open(const rl2_gens_t *g, size_t state, rl2_err_t *err)
 {
-    rl2_gen_zone_t *z = calloc(1, sizeof(*z));
+    rl2_gen_zone_t    *z = calloc(1, sizeof(*z));
     rl2_backend_conf_t conf = g->backend;
 
     if (z == NULL) {
@@ -66,16 +66,17 @@ rl2_gen_bind(rl2_gen_t *gen, rl2_err_t *err)
 {
     size_t lost = 0;
 
-    if (rl2_metrics_bind(rl2_backend_metrics(gen->zone->backend),
-                         gen->policy, NULL, 0, &gen->metrics, &lost, err)
+    if (rl2_metrics_bind(rl2_backend_metrics(gen->zone->backend), gen->policy,
+                         NULL, 0, &gen->metrics, &lost, err)
         != RL2_OK) {
         return -1;
     }
     if (lost > 0) {
-        rl2_log(LOG_WARNING, "metrics: %zu rule or tier names found no slot "
+        rl2_log(LOG_WARNING,
+                "metrics: %zu rule or tier names found no slot "
                 "(at most %d rules and %d tiers per zone): counted as "
-                "\"(other)\"", lost, RL2_METRICS_RULES - 2,
-                RL2_METRICS_TIERS - 2);
+                "\"(other)\"",
+                lost, RL2_METRICS_RULES - 2, RL2_METRICS_TIERS - 2);
     }
     return 0;
 }
@@ -119,13 +120,13 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path, rl2_policy_t *policy,
     g->backend = *conf;
     g->zone_name = g->backend.zone_name;
     gen->policy = policy;
-    g->backend.vlog = gen->policy->vlog;  /* its stream is copied */
+    g->backend.vlog = gen->policy->vlog; /* its stream is copied */
     /* The policy file's store groups, read once: a reload keeps the
      * backend, so changing them needs a restart. */
     if (rl2_backend_conf_policy(&g->backend, gen->policy, err) != RL2_OK
-        || rl2_store_opt_check(&g->backend, rl2_store_opt_needs_redis(
-                                                &g->backend), err)
-           != RL2_OK) {
+        || rl2_store_opt_check(&g->backend,
+                               rl2_store_opt_needs_redis(&g->backend), err)
+               != RL2_OK) {
         rl2_policy_free(gen->policy);
         free(gen);
         return -1;
@@ -157,15 +158,17 @@ rl2_gen_store_check(const rl2_gens_t *g, const rl2_policy_t *was,
     const rl2_policy_store_t *a = was->store, *b = now->store;
 
     if ((a == NULL) != (b == NULL)
-        || (a != NULL && (a->given != b->given
-                          || memcmp(&a->conf, &b->conf, sizeof(a->conf))
-                             != 0))) {
-        rl2_log(LOG_WARNING, "%s: redis, failover and alerts are read at "
+        || (a != NULL
+            && (a->given != b->given
+                || memcmp(&a->conf, &b->conf, sizeof(a->conf)) != 0))) {
+        rl2_log(LOG_WARNING,
+                "%s: redis, failover and alerts are read at "
                 "start only: restart ratelimit2-fcgi to apply the change",
                 g->policy_path);
     }
     if (now->tier_redis != NULL && g->backend.tier_cache_entries == 0) {
-        rl2_log(LOG_WARNING, "%s:%d: tier_from.redis is set up at start "
+        rl2_log(LOG_WARNING,
+                "%s:%d: tier_from.redis is set up at start "
                 "only: restart ratelimit2-fcgi to look tiers up in Redis",
                 now->tier_redis->file, now->tier_redis->line);
     }
@@ -174,10 +177,10 @@ rl2_gen_store_check(const rl2_gens_t *g, const rl2_policy_t *was,
 int
 rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err)
 {
-    rl2_gen_t *gen = calloc(1, sizeof(*gen)), *old;
+    rl2_gen_t      *gen = calloc(1, sizeof(*gen)), *old;
     rl2_gen_zone_t *zone = NULL;
-    size_t state;
-    int drop, zone_too;
+    size_t          state;
+    int             drop, zone_too;
 
     if (gen == NULL) {
         rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");

@@ -22,13 +22,13 @@
 
 #include "fcgi.h"
 
-#define RL2_LISTEN_BACKLOG 1024
+#define RL2_LISTEN_BACKLOG      1024
 #define RL2_SD_LISTEN_FDS_START 3
 
 static int
 rl2_is_listening(int fd)
 {
-    int on = 0;
+    int       on = 0;
     socklen_t len = sizeof(on);
 
     return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
@@ -47,13 +47,16 @@ rl2_listen_inherited(rl2_err_t *err)
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_FDNAMES");
         if (n != 1) {
-            rl2_err_set(err, RL2_ERR_INVALID, "systemd passed %ld sockets "
+            rl2_err_set(err, RL2_ERR_INVALID,
+                        "systemd passed %ld sockets "
                         "(LISTEN_FDS); ratelimit2-fcgi listens on exactly "
-                        "one", n);
+                        "one",
+                        n);
             return -2;
         }
         if (!rl2_is_listening(RL2_SD_LISTEN_FDS_START)) {
-            rl2_err_set(err, RL2_ERR_INVALID, "the socket systemd passed is "
+            rl2_err_set(err, RL2_ERR_INVALID,
+                        "the socket systemd passed is "
                         "not a listening stream socket");
             return -2;
         }
@@ -75,7 +78,7 @@ static int
 rl2_unix_stale(const struct sockaddr_un *sun, rl2_err_t *err)
 {
     struct stat st;
-    int fd, live;
+    int         fd, live;
 
     if (stat(sun->sun_path, &st) != 0) {
         return 0;
@@ -86,8 +89,8 @@ rl2_unix_stale(const struct sockaddr_un *sun, rl2_err_t *err)
         return -1;
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    live = fd >= 0 && connect(fd, (const struct sockaddr *)sun,
-                              sizeof(*sun)) == 0;
+    live =
+        fd >= 0 && connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
     if (fd >= 0) {
         close(fd);
     }
@@ -104,7 +107,7 @@ static int
 rl2_listen_unix(const char *path, rl2_err_t *err)
 {
     struct sockaddr_un sun;
-    int fd;
+    int                fd;
 
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
@@ -131,11 +134,10 @@ rl2_listen_unix(const char *path, rl2_err_t *err)
 
 /* "host:port", "[v6]:port", ":port" or "*:port" (every address). */
 static int
-rl2_split_hostport(const char *addr, char *host, size_t hlen,
-                   const char **port)
+rl2_split_hostport(const char *addr, char *host, size_t hlen, const char **port)
 {
     const char *colon = strrchr(addr, ':');
-    size_t n;
+    size_t      n;
 
     if (colon == NULL || colon[1] == '\0') {
         return -1;
@@ -161,13 +163,15 @@ static int
 rl2_listen_tcp(const char *addr, rl2_err_t *err)
 {
     struct addrinfo hints, *res, *ai;
-    char host[256];
-    const char *port;
-    int fd = -1, rc, on = 1, saved = 0;
+    char            host[256];
+    const char     *port;
+    int             fd = -1, rc, on = 1, saved = 0;
 
     if (rl2_split_hostport(addr, host, sizeof(host), &port) != 0) {
-        rl2_err_set(err, RL2_ERR_INVALID, "invalid listen address \"%s\": "
-                    "expected host:port or a unix socket path", addr);
+        rl2_err_set(err, RL2_ERR_INVALID,
+                    "invalid listen address \"%s\": "
+                    "expected host:port or a unix socket path",
+                    addr);
         return -1;
     }
     memset(&hints, 0, sizeof(hints));
@@ -221,8 +225,10 @@ rl2_listen_prepare(int fd, rl2_err_t *err)
         return -1;
     }
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-        rl2_err_set(err, RL2_ERR_SYS, "cannot make the socket non-blocking: "
-                    "%s", strerror(errno));
+        rl2_err_set(err, RL2_ERR_SYS,
+                    "cannot make the socket non-blocking: "
+                    "%s",
+                    strerror(errno));
         return -1;
     }
     return 0;

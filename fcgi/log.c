@@ -18,17 +18,17 @@
 
 #include "fcgi.h"
 
-#define RL2_LOG_BURST      20   /* request lines per window and kind */
-#define RL2_LOG_WINDOW_S   10
+#define RL2_LOG_BURST    20 /* request lines per window and kind */
+#define RL2_LOG_WINDOW_S 10
 
-static const char *rl2_log_ident = "ratelimit2";
+static const char     *rl2_log_ident = "ratelimit2";
 static pthread_mutex_t rl2_log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Each kind has its own budget: a flood of refusals must not hide the
  * one line that says a request was malformed. */
 static struct {
-    time_t        window;      /* start of the current window */
-    unsigned      count;       /* lines in it */
+    time_t        window; /* start of the current window */
+    unsigned      count;  /* lines in it */
     unsigned long suppressed;
 } rl2_log_kinds[RL2_LOG_KINDS];
 
@@ -67,9 +67,9 @@ void
 rl2_log_request(int kind, int prio, const char *fmt, ...)
 {
     struct timespec ts;
-    unsigned long suppressed = 0;
-    int emit;
-    va_list ap;
+    unsigned long   suppressed = 0;
+    int             emit;
+    va_list         ap;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     pthread_mutex_lock(&rl2_log_lock);
@@ -88,9 +88,11 @@ rl2_log_request(int kind, int prio, const char *fmt, ...)
     }
     pthread_mutex_unlock(&rl2_log_lock);
     if (suppressed > 0) {
-        rl2_log(prio, "suppressed %lu %s messages (more than %d in %d "
-                "seconds)", suppressed, rl2_log_kind_names[kind],
-                RL2_LOG_BURST, RL2_LOG_WINDOW_S);
+        rl2_log(prio,
+                "suppressed %lu %s messages (more than %d in %d "
+                "seconds)",
+                suppressed, rl2_log_kind_names[kind], RL2_LOG_BURST,
+                RL2_LOG_WINDOW_S);
     }
     if (emit) {
         va_start(ap, fmt);

@@ -34,23 +34,24 @@
 #define RL2_DEFAULT_HEALTH  "/ratelimit2/health"
 
 typedef struct {
-    const char *policy;
-    const char *listen;
-    const char *health;
-    const char *metrics;          /* -m */
-    const char *token_file;       /* -T */
-    long        threads;
-    int         check;            /* -C: check the options and exit */
-    rl2_backend_conf_t backend;   /* -z, -n, -R, -O, -F, -A */
-    int         redis_opts;       /* -O, -F or -A seen */
-    int         store_bad;        /* one of them did not parse */
-    rl2_err_t   store_err;
+    const char        *policy;
+    const char        *listen;
+    const char        *health;
+    const char        *metrics;    /* -m */
+    const char        *token_file; /* -T */
+    long               threads;
+    int                check;      /* -C: check the options and exit */
+    rl2_backend_conf_t backend;    /* -z, -n, -R, -O, -F, -A */
+    int                redis_opts; /* -O, -F or -A seen */
+    int                store_bad;  /* one of them did not parse */
+    rl2_err_t          store_err;
 } rl2_opts_t;
 
 static void
 rl2_usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: ratelimit2-fcgi -c POLICY [-s ADDRESS] [-t THREADS] "
         "[-z ZONE] [-n ENTRIES]\n"
         "                       [-p HEALTH_PATH] [-R REDIS [-O OPTIONS]... "
@@ -67,7 +68,8 @@ rl2_usage(FILE *f)
         "  -n ENTRIES   keys the zone holds (default %u)\n"
         "  -p PATH      health path answered in the responder role "
         "(default %s)\n"
-        "  -R REDIS     count in Redis at HOST:PORT, [IPv6]:PORT or /path/to/socket\n"
+        "  -R REDIS     count in Redis at HOST:PORT, [IPv6]:PORT or "
+        "/path/to/socket\n"
         "               (or sentinel:NAME@H:P,..., cluster:H:P,...)\n"
         "  -O OPTIONS   Redis options, comma-separated, repeatable: db=N,\n"
         "               user=U, password=P, connect_timeout=MS, timeout=MS\n"
@@ -97,8 +99,9 @@ rl2_number(const char *text, long lo, long hi, long *out)
 
     errno = 0;
     *out = strtol(text, &end, 10);
-    return errno == 0 && end != text && *end == '\0' && *out >= lo
-           && *out <= hi ? 0 : -1;
+    return errno == 0 && end != text && *end == '\0' && *out >= lo && *out <= hi
+               ? 0
+               : -1;
 }
 
 static const char *
@@ -131,26 +134,29 @@ static void
 rl2_opt_store(rl2_opts_t *o, int c, const char *arg)
 {
     rl2_backend_conf_t *bc = &o->backend;
-    rl2_err_t err;
-    int rc;
+    rl2_err_t           err;
+    int                 rc;
 
     if (c == 'E') {
         rc = rl2_fcgi_events(&bc->metrics, arg, &err);
     }
     else {
-        rc = (c == 'z' ? rl2_store_opt_zone_name
+        rc = (c == 'z'   ? rl2_store_opt_zone_name
               : c == 'n' ? rl2_store_opt_zone_entries
               : c == 'R' ? rl2_store_opt_redis
               : c == 'O' ? rl2_store_opt_redis_options
               : c == 'F' ? rl2_store_opt_failover
-              : rl2_store_opt_alerts)(bc, arg, &err) == RL2_OK ? 0 : -1;
+                         : rl2_store_opt_alerts)(bc, arg, &err)
+                     == RL2_OK
+                 ? 0
+                 : -1;
     }
     /* Alerts and events serve a local store too (event=limited). */
     o->redis_opts |= c == 'O' || c == 'F';
     if (rc != 0 && !o->store_bad) {
         o->store_bad = 1;
-        snprintf(o->store_err.msg, sizeof(o->store_err.msg), "-%c: %.240s",
-                 c, err.msg);
+        snprintf(o->store_err.msg, sizeof(o->store_err.msg), "-%c: %.240s", c,
+                 err.msg);
     }
 }
 
@@ -165,14 +171,16 @@ rl2_opts_store_check(const rl2_opts_t *o, const rl2_policy_t *policy,
               && (policy->store->given & RL2_BACKEND_GIVEN_REDIS);
 
     return rl2_store_opt_check(&o->backend, o->redis_opts && !has, err)
-           == RL2_OK ? 0 : -1;
+                   == RL2_OK
+               ? 0
+               : -1;
 }
 
 static int
 rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
 {
     const char *msg;
-    int c;
+    int         c;
 
     memset(o, 0, sizeof(*o));
     o->health = RL2_DEFAULT_HEALTH;
@@ -239,20 +247,22 @@ static int
 rl2_socket(const rl2_opts_t *o, const char **what)
 {
     rl2_err_t err;
-    int fd = rl2_listen_inherited(&err);
+    int       fd = rl2_listen_inherited(&err);
 
     if (fd == -2) {
         rl2_log(LOG_ERR, "%s", err.msg);
         return -1;
     }
     if (fd >= 0 && o->listen != NULL) {
-        rl2_log(LOG_ERR, "-s %s given, but a listening socket was passed "
-                "(systemd or spawn-fcgi): use one or the other", o->listen);
+        rl2_log(LOG_ERR,
+                "-s %s given, but a listening socket was passed "
+                "(systemd or spawn-fcgi): use one or the other",
+                o->listen);
         return -1;
     }
     if (fd < 0 && o->listen == NULL) {
         rl2_log(LOG_ERR, "no socket: give -s ADDRESS, or start under "
-                "spawn-fcgi or systemd socket activation");
+                         "spawn-fcgi or systemd socket activation");
         return -1;
     }
     if (fd < 0) {
@@ -274,7 +284,7 @@ static void
 rl2_signal_loop(rl2_server_t *srv, const sigset_t *set)
 {
     rl2_err_t err;
-    int sig;
+    int       sig;
 
     for (;;) {
         sig = sigwaitinfo(set, NULL);
@@ -282,8 +292,10 @@ rl2_signal_loop(rl2_server_t *srv, const sigset_t *set)
             continue;
         }
         if (sig != SIGHUP) {
-            rl2_log(LOG_INFO, "%s: finishing requests in flight, then "
-                    "exiting", strsignal(sig));
+            rl2_log(LOG_INFO,
+                    "%s: finishing requests in flight, then "
+                    "exiting",
+                    strsignal(sig));
             return;
         }
         if (rl2_gens_reload(&srv->gens, &err) != 0) {
@@ -301,8 +313,8 @@ static int
 rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
 {
     rl2_worker_t *w = calloc((size_t)n, sizeof(*w));
-    int stop[2] = { -1, -1 };
-    long started = 0;
+    int           stop[2] = { -1, -1 };
+    long          started = 0;
 
     if (w == NULL || pipe2(stop, O_CLOEXEC) != 0) {
         rl2_log(LOG_ERR, "cannot start: %s", strerror(errno));
@@ -310,11 +322,12 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
         return -1;
     }
     for (; started < n; started++) {
-        w[started] = (rl2_worker_t){ srv, fd, stop[0], 0,
-                                     malloc(sizeof(rl2_vet_t)) };
+        w[started] =
+            (rl2_worker_t){ srv, fd, stop[0], 0, malloc(sizeof(rl2_vet_t)) };
         if (w[started].vet == NULL
             || pthread_create(&w[started].tid, NULL, rl2_worker_main,
-                              &w[started]) != 0) {
+                              &w[started])
+                   != 0) {
             rl2_log(LOG_ERR, "cannot start thread %ld", started + 1);
             free(w[started].vet);
             break;
@@ -343,12 +356,12 @@ static int
 rl2_check(const rl2_opts_t *o, const rl2_policy_t *policy)
 {
     rl2_backend_conf_t bc = o->backend;
-    char line[1024];
-    rl2_err_t err;
+    char               line[1024];
+    rl2_err_t          err;
 
     if (rl2_backend_conf_policy(&bc, policy, &err) != RL2_OK
         || rl2_store_opt_check(&bc, rl2_store_opt_needs_redis(&bc), &err)
-           != RL2_OK) {
+               != RL2_OK) {
         fprintf(stderr, "ratelimit2-fcgi: %s\n", err.msg);
         return 1;
     }
@@ -360,14 +373,14 @@ rl2_check(const rl2_opts_t *o, const rl2_policy_t *policy)
 int
 main(int argc, char **argv)
 {
-    rl2_server_t srv;
+    rl2_server_t  srv;
     rl2_policy_t *policy;
-    rl2_opts_t o;
-    rl2_clock_t now;
-    rl2_err_t err;
-    sigset_t set;
-    const char *where = NULL;
-    int fd, rc;
+    rl2_opts_t    o;
+    rl2_clock_t   now;
+    rl2_err_t     err;
+    sigset_t      set;
+    const char   *where = NULL;
+    int           fd, rc;
 
     /* Before anything else: a SIGHUP during start-up must not kill us,
      * and every thread inherits this mask. */
@@ -405,8 +418,7 @@ main(int argc, char **argv)
     srv.health_path = o.health;
     srv.metrics_path = o.metrics;
     if (o.token_file != NULL
-        && rl2_fcgi_token_read(o.token_file, &srv.metrics_token, &err)
-           != 0) {
+        && rl2_fcgi_token_read(o.token_file, &srv.metrics_token, &err) != 0) {
         rl2_log(LOG_ERR, "%s", err.msg);
         rl2_policy_free(policy);
         return 1;
@@ -426,9 +438,10 @@ main(int argc, char **argv)
     }
     rl2_clock_now(&now);
     srv.started_us = now.mono_us;
-    rl2_log(LOG_INFO, "policy %s (generation 1), zone %s of %ld entries, "
-            "store %s, %ld threads on %s", o.policy, o.backend.zone_name,
-            (long)o.backend.zone_entries,
+    rl2_log(LOG_INFO,
+            "policy %s (generation 1), zone %s of %ld entries, "
+            "store %s, %ld threads on %s",
+            o.policy, o.backend.zone_name, (long)o.backend.zone_entries,
             srv.gens.current->zone->store->ops->name, o.threads, where);
     rc = rl2_run(&srv, fd, o.threads, &set);
     close(fd);

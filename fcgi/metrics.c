@@ -26,9 +26,9 @@
 int
 rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
 {
-    char buf[256], *save = NULL, *item;
+    char      buf[256], *save = NULL, *item;
     long long n, w;
-    char tail;
+    char      tail;
 
     if (snprintf(buf, sizeof(buf), "%s", text) >= (int)sizeof(buf)) {
         rl2_err_set(err, RL2_ERR_CONFIG, "events: too long");
@@ -46,8 +46,8 @@ rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
         else if (strcmp(item, "ban=off") == 0) {
             mc->ban_count = 0;
         }
-        else if (sscanf(item, "ban=%lld/%lld%c", &n, &w, &tail) == 2
-                 && n > 0 && n <= 1000000 && w > 0 && w <= 86400) {
+        else if (sscanf(item, "ban=%lld/%lld%c", &n, &w, &tail) == 2 && n > 0
+                 && n <= 1000000 && w > 0 && w <= 86400) {
             mc->ban_count = (uint32_t)n;
             mc->ban_window_ms = w * 1000;
         }
@@ -59,9 +59,11 @@ rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
             mc->eviction_alert = (uint32_t)n;
         }
         else {
-            rl2_err_set(err, RL2_ERR_CONFIG, "events: bad item \"%.60s\" "
+            rl2_err_set(err, RL2_ERR_CONFIG,
+                        "events: bad item \"%.60s\" "
                         "(expected limited=S|off, ban=N/S|off, "
-                        "evictions=N|off)", item);
+                        "evictions=N|off)",
+                        item);
             return -1;
         }
     }
@@ -72,8 +74,8 @@ rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
 int
 rl2_fcgi_token_read(const char *path, char **out, rl2_err_t *err)
 {
-    char buf[RL2_TOKEN_MAX + 2];
-    FILE *f = fopen(path, "re");
+    char   buf[RL2_TOKEN_MAX + 2];
+    FILE  *f = fopen(path, "re");
     size_t n;
 
     if (f == NULL) {
@@ -87,8 +89,10 @@ rl2_fcgi_token_read(const char *path, char **out, rl2_err_t *err)
     n = strcspn(buf, "\r\n");
     buf[n] = '\0';
     if (n == 0 || n > RL2_TOKEN_MAX) {
-        rl2_err_set(err, RL2_ERR_CONFIG, "-T %s: the first line must be a "
-                    "token of 1 to %d bytes", path, RL2_TOKEN_MAX);
+        rl2_err_set(err, RL2_ERR_CONFIG,
+                    "-T %s: the first line must be a "
+                    "token of 1 to %d bytes",
+                    path, RL2_TOKEN_MAX);
         return -1;
     }
     *out = strdup(buf);
@@ -99,8 +103,8 @@ static int
 rl2_token_ok(const char *want, const char *auth)
 {
     static const char bearer[] = "Bearer ";
-    size_t n = strlen(want), i;
-    unsigned char diff = 0;
+    size_t            n = strlen(want), i;
+    unsigned char     diff = 0;
 
     if (auth == NULL || strncmp(auth, bearer, sizeof(bearer) - 1) != 0
         || strlen(auth + sizeof(bearer) - 1) != n) {
@@ -128,7 +132,8 @@ static void
 rl2_put(FCGX_Request *req, const char *s, size_t n)
 {
     if (FCGX_PutStr(s, (int)n, req->out) < 0) {
-        rl2_log_request(RL2_LOG_ERROR, LOG_WARNING, "could not send an "
+        rl2_log_request(RL2_LOG_ERROR, LOG_WARNING,
+                        "could not send an "
                         "answer: the web server closed the connection");
     }
 }
@@ -136,16 +141,16 @@ rl2_put(FCGX_Request *req, const char *s, size_t n)
 void
 rl2_fcgi_health(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req)
 {
-    char body[1024], out[2048];
+    char              body[1024], out[2048];
     rl2_metrics_env_t env;
-    int code;
+    int               code;
 
     rl2_env_of(srv, gen, &env);
     code = rl2_metrics_health(&env, body, sizeof(body));
-    rl2_put(req, out, rl2_cgi_response(out, sizeof(out),
-                                       code == 200 ? "200 OK"
-                                       : "503 Service Unavailable", NULL, 0,
-                                       NULL, "application/json", body));
+    rl2_put(req, out,
+            rl2_cgi_response(out, sizeof(out),
+                             code == 200 ? "200 OK" : "503 Service Unavailable",
+                             NULL, 0, NULL, "application/json", body));
 }
 
 static void
@@ -162,15 +167,17 @@ rl2_fcgi_metrics(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req)
                                "charset=utf-8\r\n"
                                "Cache-Control: no-store\r\n\r\n";
     rl2_metrics_env_t env;
-    char out[512];
+    char              out[512];
 
     if (srv->metrics_token != NULL
         && !rl2_token_ok(srv->metrics_token,
                          FCGX_GetParam("HTTP_AUTHORIZATION", req->envp))) {
-        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING, "metrics path: a "
+        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
+                        "metrics path: a "
                         "request without the token was refused");
-        rl2_put(req, out, rl2_cgi_error(out, sizeof(out), 403,
-                                        "a bearer token is required"));
+        rl2_put(
+            req, out,
+            rl2_cgi_error(out, sizeof(out), 403, "a bearer token is required"));
         return;
     }
     rl2_env_of(srv, gen, &env);

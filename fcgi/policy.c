@@ -31,8 +31,8 @@ rl2_rule_concurrency(const rl2_policy_t *policy, const rl2_rule_t *rule)
 {
     const rl2_limit_t *l = rl2_set_concurrency(&rule->limits);
 
-    for (size_t t = 0; l == NULL && rule->tiers != NULL
-                       && t < policy->n_tiers; t++) {
+    for (size_t t = 0; l == NULL && rule->tiers != NULL && t < policy->n_tiers;
+         t++) {
         l = rl2_set_concurrency(&rule->tiers[t]);
     }
     return l;
@@ -50,8 +50,7 @@ rl2_cgi_concurrency(const rl2_policy_t *policy)
         l = rl2_rule_concurrency(policy, policy->default_rule);
     }
     for (size_t c = 0; l == NULL && c < policy->n_clients; c++) {
-        for (size_t r = 0; l == NULL && r < policy->clients[c].n_rules;
-             r++) {
+        for (size_t r = 0; l == NULL && r < policy->clients[c].n_rules; r++) {
             l = rl2_set_concurrency(&policy->clients[c].rules[r].set);
         }
     }
@@ -69,16 +68,19 @@ rl2_cgi_policy_load(const char *path, rl2_policy_t **out, rl2_err_t *err)
     }
     l = rl2_cgi_concurrency(*out);
     if (l != NULL) {
-        rl2_err_set(err, RL2_ERR_CONFIG, "%s:%d: limit '%s' is a "
+        rl2_err_set(err, RL2_ERR_CONFIG,
+                    "%s:%d: limit '%s' is a "
                     "concurrency limit, which needs to see each request "
                     "end: only mod_ratelimit2 in Apache can enforce it",
                     l->file != NULL ? l->file : path, l->line, l->name);
     }
     else if ((*out)->has_concurrency) {
         /* Flagged by the loader where the walk above does not look. */
-        rl2_err_set(err, RL2_ERR_CONFIG, "%s: the policy has a concurrency "
+        rl2_err_set(err, RL2_ERR_CONFIG,
+                    "%s: the policy has a concurrency "
                     "limit, which only mod_ratelimit2 in Apache can "
-                    "enforce", path);
+                    "enforce",
+                    path);
     }
     else {
         return 0;

@@ -40,7 +40,7 @@ static const char *
 rl2_cgi_header(void *ctx, const char *name)
 {
     rl2_cgi_req_t *r = ctx;
-    size_t n = strlen(name), off = 5;
+    size_t         n = strlen(name), off = 5;
 
     if (strcasecmp(name, "Content-Type") == 0) {
         return r->param(r->param_ctx, "CONTENT_TYPE");
@@ -55,9 +55,9 @@ rl2_cgi_header(void *ctx, const char *name)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)name[i];
 
-        r->hname[off + i] = c == '-' ? '_'
+        r->hname[off + i] = c == '-'                 ? '_'
                             : (c >= 'a' && c <= 'z') ? (char)(c - 32)
-                            : (char)c;
+                                                     : (char)c;
     }
     r->hname[off + n] = '\0';
     return r->param(r->param_ctx, r->hname);
@@ -70,8 +70,8 @@ rl2_cgi_uri(rl2_cgi_req_t *r, rl2_cgi_error_t *e)
 {
     const char *uri = r->param(r->param_ctx, "REQUEST_URI");
     const char *sn, *pi, *qs;
-    char *q;
-    size_t a, b;
+    char       *q;
+    size_t      a, b;
 
     if (uri != NULL && uri[0] != '\0') {
         if (rl2_cgi_copy(r->uri, sizeof(r->uri), uri) != 0) {
@@ -96,8 +96,9 @@ rl2_cgi_uri(rl2_cgi_req_t *r, rl2_cgi_error_t *e)
         memcpy(r->uri + a, pi ? pi : "", b);
         r->uri[a + b] = '\0';
         if (qs != NULL && qs[0] != '\0') {
-            if (rl2_cgi_copy(r->uri + a + b + 1,
-                             sizeof(r->uri) - (a + b + 1), qs) != 0) {
+            if (rl2_cgi_copy(r->uri + a + b + 1, sizeof(r->uri) - (a + b + 1),
+                             qs)
+                != 0) {
                 return rl2_cgi_fail(e, 414, "QUERY_STRING too long");
             }
             r->req.query = r->uri + a + b + 1;
@@ -115,8 +116,8 @@ rl2_cgi_uri(rl2_cgi_req_t *r, rl2_cgi_error_t *e)
 
 /* An optional variable into a bounded buffer; absent gives NULL. */
 static int
-rl2_cgi_optional(rl2_cgi_req_t *r, const char *name, char *buf,
-                 size_t len, const char **out)
+rl2_cgi_optional(rl2_cgi_req_t *r, const char *name, char *buf, size_t len,
+                 const char **out)
 {
     const char *v = r->param(r->param_ctx, name);
 
@@ -166,12 +167,13 @@ rl2_cgi_describe(const rl2_policy_t *policy, rl2_param_fn param,
     if (rl2_cgi_uri(r, e) != 0) {
         return -1;
     }
-    if (rl2_cgi_optional(r, "HTTP_HOST", r->host, sizeof(r->host),
-                         &r->req.host) != 0) {
+    if (rl2_cgi_optional(r, "HTTP_HOST", r->host, sizeof(r->host), &r->req.host)
+        != 0) {
         return rl2_cgi_fail(e, 400, "Host header too long");
     }
     if (rl2_cgi_optional(r, "REMOTE_USER", r->user, sizeof(r->user),
-                         &r->req.user) != 0) {
+                         &r->req.user)
+        != 0) {
         return rl2_cgi_fail(e, 400, "REMOTE_USER too long");
     }
     /* A value longer than any tier name names no tier: ignored, as an

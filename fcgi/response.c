@@ -48,7 +48,7 @@ rl2_cgi_vars(const rl2_policy_t *policy, const rl2_verdict_t *v,
              const rl2_cgi_fields_t *fields, rl2_field_t out[5])
 {
     static const char *const names[3] = { "LIMIT", "REMAINING", "RESET" };
-    size_t n = 0;
+    size_t                   n = 0;
 
     if (v->shown < 0) {
         return 0;
@@ -75,7 +75,7 @@ static void
 rl2_text_add(rl2_text_t *t, const char *fmt, ...)
 {
     va_list ap;
-    int n;
+    int     n;
 
     if (t->overflow) {
         return;
@@ -130,7 +130,7 @@ rl2_cgi_deny(char *buf, size_t len, const char *status,
              const rl2_clock_t *now)
 {
     rl2_cgi_fields_t fields;
-    char body[RL2_BODY_MAX];
+    char             body[RL2_BODY_MAX];
 
     rl2_cgi_fields(policy, v, now, &fields);
     rl2_body_render(policy, v, now, body, sizeof(body));
@@ -142,13 +142,20 @@ static const char *
 rl2_reason_phrase(int status)
 {
     switch (status) {
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 414: return "URI Too Long";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default:  return "Error";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 414:
+        return "URI Too Long";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Error";
     }
 }
 
@@ -159,8 +166,7 @@ rl2_cgi_error(char *buf, size_t len, int status, const char *text)
 
     snprintf(line, sizeof(line), "%d %s", status, rl2_reason_phrase(status));
     snprintf(body, sizeof(body), "%s\n", text);
-    return rl2_cgi_response(buf, len, line, NULL, 0, NULL, "text/plain",
-                            body);
+    return rl2_cgi_response(buf, len, line, NULL, 0, NULL, "text/plain", body);
 }
 
 size_t

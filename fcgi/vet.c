@@ -67,12 +67,12 @@ static int
 rl2_scan(rl2_vet_t *v, const unsigned char *buf, size_t n)
 {
     size_t at = 0, plen = 0;
-    int began = 0;
+    int    began = 0;
 
     for (;;) {
         const unsigned char *h = buf + at;
-        size_t clen, rlen;
-        unsigned id;
+        size_t               clen, rlen;
+        unsigned             id;
 
         if (n - at < FCGI_HEADER_LEN) {
             return RL2_SCAN_MORE;
@@ -106,8 +106,7 @@ rl2_scan(rl2_vet_t *v, const unsigned char *buf, size_t n)
         }
         else if (clen == 0) {
             v->why = "a parameter's length runs past the params";
-            return rl2_pairs_ok(v->params, plen) ? RL2_SCAN_DONE
-                                                 : RL2_SCAN_BAD;
+            return rl2_pairs_ok(v->params, plen) ? RL2_SCAN_DONE : RL2_SCAN_BAD;
         }
         else {
             memcpy(v->params + plen, h + FCGI_HEADER_LEN, clen);
@@ -122,12 +121,12 @@ rl2_scan(rl2_vet_t *v, const unsigned char *buf, size_t n)
 static void
 rl2_vet_answer_large(int fd, unsigned id)
 {
-    static const char text[] = "Status: 431 Request Header Fields Too "
-                               "Large\r\nContent-Type: text/plain\r\n\r\n"
-                               "ratelimit2-fcgi: request too large\n";
-    unsigned char out[256];
-    size_t len = sizeof(text) - 1, at;
-    unsigned char hi = (unsigned char)(id >> 8), lo = (unsigned char)id;
+    static const char   text[] = "Status: 431 Request Header Fields Too "
+                                 "Large\r\nContent-Type: text/plain\r\n\r\n"
+                                 "ratelimit2-fcgi: request too large\n";
+    unsigned char       out[256];
+    size_t              len = sizeof(text) - 1, at;
+    unsigned char       hi = (unsigned char)(id >> 8), lo = (unsigned char)id;
     const unsigned char hdrs[3][8] = {
         { 1, FCGI_STDOUT, hi, lo, 0, (unsigned char)len, 0, 0 },
         { 1, FCGI_STDOUT, hi, lo, 0, 0, 0, 0 },
@@ -148,11 +147,11 @@ rl2_vet_answer_large(int fd, unsigned id)
 int
 rl2_vet(rl2_vet_t *v, int fd, int timeout_ms)
 {
-    int64_t deadline = (rl2_mono_us() / 1000) + timeout_ms;
-    ssize_t n, last = -1;
-    struct pollfd pfd = { fd, POLLIN | POLLRDHUP, 0 };
+    int64_t         deadline = (rl2_mono_us() / 1000) + timeout_ms;
+    ssize_t         n, last = -1;
+    struct pollfd   pfd = { fd, POLLIN | POLLRDHUP, 0 };
     struct timespec nap = { 0, 1000 * 1000 };
-    int rc;
+    int             rc;
 
     for (;;) {
         int wait = (int)(deadline - (rl2_mono_us() / 1000));

@@ -63,7 +63,7 @@ static void
 rl2_set_socket_opts(int fd)
 {
     struct timeval tv = { RL2_IO_TIMEOUT_S, 0 };
-    int on = 1;
+    int            on = 1;
 
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -132,16 +132,18 @@ void *
 rl2_worker_main(void *arg)
 {
     rl2_worker_t *w = arg;
-    FCGX_Request req;
-    int fd, vet;
+    FCGX_Request  req;
+    int           fd, vet;
 
     FCGX_InitRequest(&req, -1, FCGI_FAIL_ACCEPT_ON_INTR);
     while ((fd = rl2_next(w, &req)) >= 0) {
         vet = rl2_vet(w->vet, fd, RL2_IO_TIMEOUT_S * 1000);
         if (vet != RL2_VET_OK) {
             if (vet == RL2_VET_BAD) {
-                rl2_log_request(RL2_LOG_INPUT, LOG_WARNING, "dropped a "
-                                "FastCGI connection: %s", w->vet->why);
+                rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
+                                "dropped a "
+                                "FastCGI connection: %s",
+                                w->vet->why);
             }
             rl2_drop(&req, fd);
             continue;

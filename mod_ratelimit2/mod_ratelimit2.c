@@ -48,9 +48,9 @@
 
 /* Per process, set in post_config (children inherit the mappings; Redis
  * connections are opened later, per thread, by the Redis store). */
-static rl2_backend_t *rl2_backend;
-static rl2_store_t   *rl2_store;
-static struct rl2_tier_source *rl2_tiers;  /* NULL: no tier lookup */
+static rl2_backend_t          *rl2_backend;
+static rl2_store_t            *rl2_store;
+static struct rl2_tier_source *rl2_tiers; /* NULL: no tier lookup */
 
 rl2_backend_t *
 rl2_module_backend(void)
@@ -73,15 +73,24 @@ static unsigned
 rl2_method_bit_of(const request_rec *r)
 {
     switch (r->method_number) {
-    case M_GET:     return r->header_only ? RL2_METHOD_HEAD : RL2_METHOD_GET;
-    case M_POST:    return RL2_METHOD_POST;
-    case M_PUT:     return RL2_METHOD_PUT;
-    case M_DELETE:  return RL2_METHOD_DELETE;
-    case M_PATCH:   return RL2_METHOD_PATCH;
-    case M_OPTIONS: return RL2_METHOD_OPTIONS;
-    case M_CONNECT: return RL2_METHOD_CONNECT;
-    case M_TRACE:   return RL2_METHOD_TRACE;
-    default:        return 0;
+    case M_GET:
+        return r->header_only ? RL2_METHOD_HEAD : RL2_METHOD_GET;
+    case M_POST:
+        return RL2_METHOD_POST;
+    case M_PUT:
+        return RL2_METHOD_PUT;
+    case M_DELETE:
+        return RL2_METHOD_DELETE;
+    case M_PATCH:
+        return RL2_METHOD_PATCH;
+    case M_OPTIONS:
+        return RL2_METHOD_OPTIONS;
+    case M_CONNECT:
+        return RL2_METHOD_CONNECT;
+    case M_TRACE:
+        return RL2_METHOD_TRACE;
+    default:
+        return 0;
     }
 }
 
@@ -97,8 +106,7 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
     req->peer_ip = r->useragent_ip;
     req->user = r->user;
     if (policy->tier_variable != NULL) {
-        req->tier_var = apr_table_get(r->subprocess_env,
-                                      policy->tier_variable);
+        req->tier_var = apr_table_get(r->subprocess_env, policy->tier_variable);
     }
     req->header = rl2_header_get;
     req->header_ctx = r;
@@ -116,21 +124,22 @@ rl2_decide_request(request_rec *r, const rl2_policy_t *policy,
 
     rl2_describe(r, policy, &req);
     return rl2_decide(policy, (const rl2_rule_t *)dconf->rules->elts,
-                      (size_t)dconf->rules->nelts, rl2_store, &req, phase,
-                      now, v, err);
+                      (size_t)dconf->rules->nelts, rl2_store, &req, phase, now,
+                      v, err);
 }
 
 static apr_status_t
 rl2_release(void *data)
 {
     rl2_req_state_t *st = data;
-    rl2_clock_t now;
-    rl2_err_t err;
+    rl2_clock_t      now;
+    rl2_err_t        err;
 
     rl2_clock_now(&now);
     if (rl2_decide_end(rl2_store, st->verdict, &now, &err) != RL2_OK) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, NULL, RL2_LOGNO(0010)
-                     "releasing a concurrency slot failed: %s", err.msg);
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, NULL,
+                     RL2_LOGNO(0010) "releasing a concurrency slot failed: %s",
+                     err.msg);
     }
     return APR_SUCCESS;
 }
@@ -185,29 +194,31 @@ static int
 rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 {
     const rl2_verdict_t *v = st->verdict;
-    char body[RL2_BODY_MAX];
+    char                 body[RL2_BODY_MAX];
 
     rl2_fields_place(r, st->fields, RL2_FIELDS_AT_REFUSAL);
-    rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method,
-                    r->uri, &st->now);
-    if (ap_response_code_string(r, ap_index_of_response(
-                                       HTTP_TOO_MANY_REQUESTS)) == NULL) {
+    rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method, r->uri,
+                    &st->now);
+    if (ap_response_code_string(r, ap_index_of_response(HTTP_TOO_MANY_REQUESTS))
+        == NULL) {
         rl2_body_render(policy, v, &st->now, body, sizeof(body));
         ap_custom_response(r, HTTP_TOO_MANY_REQUESTS, body);
         st->json_body = 1;
     }
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, RL2_LOGNO(0001)
-                  "limited: client=%s limit=%s retry_after=%"
-                  APR_INT64_T_FMT, rl2_shown_client(v), rl2_shown_name(v),
-                  (apr_int64_t)rl2_retry_after_s(v));
+    ap_log_rerror(
+        APLOG_MARK, APLOG_INFO, 0, r,
+        RL2_LOGNO(
+            0001) "limited: client=%s limit=%s retry_after=%" APR_INT64_T_FMT,
+        rl2_shown_client(v), rl2_shown_name(v),
+        (apr_int64_t)rl2_retry_after_s(v));
     return HTTP_TOO_MANY_REQUESTS;
 }
 
 static void
 rl2_insert_error_filter(request_rec *r)
 {
-    rl2_req_state_t *st = ap_get_module_config(r->request_config,
-                                               &ratelimit2_module);
+    rl2_req_state_t *st =
+        ap_get_module_config(r->request_config, &ratelimit2_module);
 
     if (st == NULL) {
         return;
@@ -257,8 +268,8 @@ rl2_keep(request_rec *r, const rl2_verdict_t *v, const rl2_clock_t *now)
     rl2_req_state_t *st = rl2_state_new(r, now);
 
     st->verdict = apr_palloc(r->pool, sizeof(*st->verdict));
-    memcpy(st->verdict, v, offsetof(rl2_verdict_t, layers)
-                           + v->n_layers * sizeof(rl2_layer_t));
+    memcpy(st->verdict, v,
+           offsetof(rl2_verdict_t, layers) + v->n_layers * sizeof(rl2_layer_t));
     return st;
 }
 
@@ -277,8 +288,9 @@ rl2_store_failed(request_rec *r, const rl2_err_t *err)
                                     (apr_int64_t)(retry > 0 ? retry : 1)));
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, RL2_LOGNO(0002)
-                  "store error, request let through: %s", err->msg);
+    ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                  RL2_LOGNO(0002) "store error, request let through: %s",
+                  err->msg);
     return DECLINED;
 }
 
@@ -295,17 +307,17 @@ rl2_hold(request_rec *r, rl2_req_state_t *st)
     }
     if (st->verdict->dry_run_denied && !st->dry_run_logged) {
         st->dry_run_logged = 1;
-        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r, RL2_LOGNO(0003)
-                      "dry_run: would limit client=%s",
+        ap_log_rerror(APLOG_MARK, APLOG_NOTICE, 0, r,
+                      RL2_LOGNO(0003) "dry_run: would limit client=%s",
                       st->verdict->client_ip);
     }
 }
 
 /* Where a phase leaves its verdict. */
 typedef enum {
-    RL2_END_OPEN,    /* a later phase decides it */
-    RL2_END_ADMIT,   /* final: the request goes on */
-    RL2_END_REFUSE   /* final: 429 */
+    RL2_END_OPEN,  /* a later phase decides it */
+    RL2_END_ADMIT, /* final: the request goes on */
+    RL2_END_REFUSE /* final: 429 */
 } rl2_end_t;
 
 /* A verdict is final when it refuses, or after its last phase: the one
@@ -347,20 +359,19 @@ static APR_INLINE int
 rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
                 const rl2_dir_conf_t *dconf, unsigned phase, int later)
 {
-    rl2_verdict_t v;
-    rl2_clock_t now;
+    rl2_verdict_t    v;
+    rl2_clock_t      now;
     rl2_req_state_t *st = NULL;
-    rl2_err_t err;
+    rl2_err_t        err;
 
     rl2_verdict_init(&v);
     rl2_request_clock(r, &now);
-    if (rl2_decide_request(r, policy, dconf, phase, &now, &v, &err)
-        != RL2_OK) {
+    if (rl2_decide_request(r, policy, dconf, phase, &now, &v, &err) != RL2_OK) {
         return rl2_store_failed(r, &err);
     }
     if (later || v.outcome == RL2_OUTCOME_DENY || v.dry_run_denied
         || rl2_decide_holds(&v)) {
-        st = rl2_keep(r, &v, &now);  /* v and now stay equal to it */
+        st = rl2_keep(r, &v, &now); /* v and now stay equal to it */
         rl2_hold(r, st);
     }
     return rl2_conclude(r, policy, st, &v, &now,
@@ -373,18 +384,20 @@ rl2_next_phase(request_rec *r, const rl2_policy_t *policy,
                const rl2_dir_conf_t *dconf, unsigned phase, int decide,
                rl2_req_state_t *st)
 {
-    int last = phase == RL2_PHASE_LATE;
+    int       last = phase == RL2_PHASE_LATE;
     rl2_end_t end;
     rl2_err_t err;
-    int status;
+    int       status;
 
     if (st->verdict->outcome == RL2_OUTCOME_DENY) {
         /* Refused in the access phase but let through by "Satisfy Any":
          * refuse again now. */
         return HTTP_TOO_MANY_REQUESTS;
     }
-    if (!decide || rl2_decide_request(r, policy, dconf, phase, &st->now,
-                                      st->verdict, &err) == RL2_OK) {
+    if (!decide
+        || rl2_decide_request(r, policy, dconf, phase, &st->now, st->verdict,
+                              &err)
+               == RL2_OK) {
         rl2_hold(r, st);
         end = rl2_end_of(st->verdict, last);
     }
@@ -405,13 +418,13 @@ rl2_next_phase(request_rec *r, const rl2_policy_t *policy,
 static int
 rl2_run_phase(request_rec *r, unsigned phase)
 {
-    rl2_srv_conf_t *sconf = ap_get_module_config(r->server->module_config,
-                                                 &ratelimit2_module);
-    rl2_dir_conf_t *dconf = ap_get_module_config(r->per_dir_config,
-                                                 &ratelimit2_module);
+    rl2_srv_conf_t *sconf =
+        ap_get_module_config(r->server->module_config, &ratelimit2_module);
+    rl2_dir_conf_t *dconf =
+        ap_get_module_config(r->per_dir_config, &ratelimit2_module);
     const rl2_policy_t *policy = sconf->policy;
-    unsigned phases = sconf->phases | dconf->phases;
-    rl2_req_state_t *st;
+    unsigned            phases = sconf->phases | dconf->phases;
+    rl2_req_state_t    *st;
 
     if (r->main != NULL || r->prev != NULL || dconf->engine == 0
         || rl2_store == NULL || policy == NULL) {
@@ -419,8 +432,8 @@ rl2_run_phase(request_rec *r, unsigned phase)
     }
     st = ap_get_module_config(r->request_config, &ratelimit2_module);
     if (st != NULL && st->verdict != NULL) {
-        return rl2_next_phase(r, policy, dconf, phase,
-                              (phases & phase) != 0, st);
+        return rl2_next_phase(r, policy, dconf, phase, (phases & phase) != 0,
+                              st);
     }
     /* Nothing to decide in this phase: the common case of the late phase
      * on a site with address-keyed limits only costs one test. */
@@ -429,7 +442,7 @@ rl2_run_phase(request_rec *r, unsigned phase)
     }
     return rl2_first_phase(r, policy, dconf, phase,
                            phase == RL2_PHASE_EARLY
-                           && (phases & RL2_PHASE_LATE));
+                               && (phases & RL2_PHASE_LATE));
 }
 
 static int
@@ -444,12 +457,12 @@ rl2_check_access(request_rec *r)
 static int
 rl2_fixups(request_rec *r)
 {
-    rl2_srv_conf_t *sconf = ap_get_module_config(r->server->module_config,
-                                                 &ratelimit2_module);
-    rl2_dir_conf_t *dconf = ap_get_module_config(r->per_dir_config,
-                                                 &ratelimit2_module);
-    rl2_req_state_t *st = ap_get_module_config(r->request_config,
-                                               &ratelimit2_module);
+    rl2_srv_conf_t *sconf =
+        ap_get_module_config(r->server->module_config, &ratelimit2_module);
+    rl2_dir_conf_t *dconf =
+        ap_get_module_config(r->per_dir_config, &ratelimit2_module);
+    rl2_req_state_t *st =
+        ap_get_module_config(r->request_config, &ratelimit2_module);
     int status;
 
     if (((sconf->phases | dconf->phases) & RL2_PHASE_LATE) != 0
@@ -486,7 +499,7 @@ static const char *
 rl2_server_policy(apr_pool_t *p, rl2_srv_conf_t *conf)
 {
     rl2_policy_t *copy = apr_palloc(p, sizeof(*copy));
-    rl2_err_t err;
+    rl2_err_t     err;
 
     if (conf->policy == NULL) {
         rl2_policy_t *empty;
@@ -500,9 +513,9 @@ rl2_server_policy(apr_pool_t *p, rl2_srv_conf_t *conf)
     }
     *copy = *conf->policy;
     if (conf->trusted->nelts > 0) {
-        rl2_cidr_t *all = apr_palloc(p, sizeof(rl2_cidr_t)
-                                        * (copy->n_trusted
-                                           + (size_t)conf->trusted->nelts));
+        rl2_cidr_t *all = apr_palloc(
+            p, sizeof(rl2_cidr_t)
+                   * (copy->n_trusted + (size_t)conf->trusted->nelts));
 
         if (copy->n_trusted > 0) {
             memcpy(all, copy->trusted, sizeof(rl2_cidr_t) * copy->n_trusted);
@@ -541,23 +554,24 @@ rl2_same_store(const rl2_policy_store_t *a, const rl2_policy_store_t *b)
 static const char *
 rl2_store_from_policies(server_rec *s, rl2_backend_conf_t *bc)
 {
-    const rl2_srv_conf_t *main_conf = ap_get_module_config(s->module_config,
-                                                           &ratelimit2_module);
+    const rl2_srv_conf_t *main_conf =
+        ap_get_module_config(s->module_config, &ratelimit2_module);
     rl2_err_t err;
-    uint32_t entries;
+    uint32_t  entries;
 
     if (rl2_backend_conf_policy(bc, main_conf->policy, &err) != RL2_OK) {
         return apr_pstrdup(s->process->pool, err.msg);
     }
     entries = bc->tier_cache_entries;
     for (server_rec *vs = s->next; vs != NULL; vs = vs->next) {
-        const rl2_srv_conf_t *c = ap_get_module_config(vs->module_config,
-                                                       &ratelimit2_module);
+        const rl2_srv_conf_t *c =
+            ap_get_module_config(vs->module_config, &ratelimit2_module);
         rl2_backend_conf_t scratch = *bc;
 
         if (c->policy->store != NULL
             && !rl2_same_store(c->policy->store, main_conf->policy->store)) {
-            return apr_psprintf(s->process->pool, "%s: redis, failover and "
+            return apr_psprintf(s->process->pool,
+                                "%s: redis, failover and "
                                 "alerts are read from the main server's "
                                 "policy only (the store is server-wide), "
                                 "and this virtual host's differ",
@@ -591,10 +605,10 @@ static int
 rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
                 server_rec *s)
 {
-    size_t state = rl2_global.inline_state_max;
+    size_t              state = rl2_global.inline_state_max;
     rl2_backend_conf_t *bc = &rl2_global.backend;
-    rl2_err_t err;
-    const char *msg;
+    rl2_err_t           err;
+    const char         *msg;
 
     (void)plog;
     (void)ptemp;
@@ -604,12 +618,12 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         return OK;
     }
     for (server_rec *vs = s; vs != NULL; vs = vs->next) {
-        rl2_srv_conf_t *conf = ap_get_module_config(vs->module_config,
-                                                    &ratelimit2_module);
+        rl2_srv_conf_t *conf =
+            ap_get_module_config(vs->module_config, &ratelimit2_module);
 
         if ((msg = rl2_server_policy(pconf, conf)) != NULL) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0004)
-                         "%s", msg);
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0004) "%s",
+                         msg);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         conf->phases = 0;
@@ -627,27 +641,27 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
         state = 8;
     }
     bc->state_size = state;
-    bc->vlog = ((rl2_srv_conf_t *)ap_get_module_config(
-                    s->module_config, &ratelimit2_module))->policy->vlog;
+    bc->vlog = ((rl2_srv_conf_t *)ap_get_module_config(s->module_config,
+                                                       &ratelimit2_module))
+                   ->policy->vlog;
     if ((msg = rl2_store_from_policies(s, bc)) != NULL) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0011)
-                     "%s", msg);
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0011) "%s", msg);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     if (rl2_backend_open(bc, &rl2_backend, &err) != RL2_OK) {
-        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0005)
-                     "cannot open the store (zone %s): %s", bc->zone_name,
-                     err.msg);
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                     RL2_LOGNO(0005) "cannot open the store (zone %s): %s",
+                     bc->zone_name, err.msg);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     rl2_store = rl2_backend_store(rl2_backend);
     rl2_tiers = rl2_backend_tier_source(rl2_backend);
     apr_pool_cleanup_register(pconf, NULL, rl2_zone_cleanup,
                               apr_pool_cleanup_null);
-    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s, RL2_LOGNO(0006)
-                 "zone %s: %u entries of %" APR_SIZE_T_FMT " bytes%s",
-                 bc->zone_name, (unsigned)bc->zone_entries,
-                 (apr_size_t)state,
+    ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
+                 RL2_LOGNO(0006) "zone %s: %u entries of %" APR_SIZE_T_FMT
+                                 " bytes%s",
+                 bc->zone_name, (unsigned)bc->zone_entries, (apr_size_t)state,
                  bc->redis_enabled ? ", shared through Redis" : "");
     return OK;
 }
@@ -677,12 +691,7 @@ rl2_register_hooks(apr_pool_t *p)
 }
 
 AP_DECLARE_MODULE(ratelimit2) = {
-    STANDARD20_MODULE_STUFF,
-    rl2_create_dir_conf,
-    rl2_merge_dir_conf,
-    rl2_create_srv_conf,
-    rl2_merge_srv_conf,
-    rl2_cmds,
-    rl2_register_hooks,
-    AP_MODULE_FLAG_NONE
+    STANDARD20_MODULE_STUFF, rl2_create_dir_conf, rl2_merge_dir_conf,
+    rl2_create_srv_conf,     rl2_merge_srv_conf,  rl2_cmds,
+    rl2_register_hooks,      AP_MODULE_FLAG_NONE
 };

@@ -17,8 +17,8 @@
 
 #define RL2_LOGNO(n) "RL2" #n ": "
 
-#define RL2_UNSET -1
-#define RL2_JSON_FILTER "RATELIMIT2_JSON"
+#define RL2_UNSET          -1
+#define RL2_JSON_FILTER    "RATELIMIT2_JSON"
 #define RL2_RELEASE_FILTER "RATELIMIT2_RELEASE"
 
 extern module AP_MODULE_DECLARE_DATA ratelimit2_module;
@@ -26,23 +26,23 @@ extern module AP_MODULE_DECLARE_DATA ratelimit2_module;
 /* Server-wide: the policy and identity settings.  The zone directives are
  * global (main server only). */
 typedef struct {
-    const char          *policy_file;  /* RateLimit2Policy, or NULL */
-    rl2_policy_t        *policy;       /* loaded or default; pconf-owned */
-    apr_array_header_t  *trusted;      /* rl2_cidr_t from directives */
-    int                  mode;         /* rl2_mode_t or RL2_UNSET */
-    int                  reset_delta;  /* RL2_UNSET, 0, 1 */
-    int                  legacy;       /* RateLimit2LegacyHeaders: UNSET,
-                                          0, 1 */
-    unsigned             phases;       /* RL2_PHASE_* the policy uses */
-    struct rl2_metrics_bind *metrics;  /* set in post_config, or NULL */
+    const char         *policy_file;  /* RateLimit2Policy, or NULL */
+    rl2_policy_t       *policy;       /* loaded or default; pconf-owned */
+    apr_array_header_t *trusted;      /* rl2_cidr_t from directives */
+    int                 mode;         /* rl2_mode_t or RL2_UNSET */
+    int                 reset_delta;  /* RL2_UNSET, 0, 1 */
+    int                 legacy;       /* RateLimit2LegacyHeaders: UNSET,
+                                         0, 1 */
+    unsigned                 phases;  /* RL2_PHASE_* the policy uses */
+    struct rl2_metrics_bind *metrics; /* set in post_config, or NULL */
 } rl2_srv_conf_t;
 
 /* Per directory: the engine switch and inline limits. */
 typedef struct {
-    int                 engine;     /* RL2_UNSET, 0, 1 */
-    int                 mode;       /* mode of inline limits, or UNSET */
-    apr_array_header_t *rules;      /* rl2_rule_t: one per inline limit */
-    unsigned            phases;     /* RL2_PHASE_* the inline limits use */
+    int                 engine; /* RL2_UNSET, 0, 1 */
+    int                 mode;   /* mode of inline limits, or UNSET */
+    apr_array_header_t *rules;  /* rl2_rule_t: one per inline limit */
+    unsigned            phases; /* RL2_PHASE_* the inline limits use */
 } rl2_dir_conf_t;
 
 /* The rate-limit fields of a response, rendered once
@@ -54,9 +54,9 @@ typedef struct {
 #define RL2_FIELDS_FIRST 256
 
 typedef enum {
-    RL2_FIELDS_PENDING,  /* in no table yet */
-    RL2_FIELDS_OUT,      /* in r->headers_out */
-    RL2_FIELDS_ERR       /* in r->err_headers_out */
+    RL2_FIELDS_PENDING, /* in no table yet */
+    RL2_FIELDS_OUT,     /* in r->headers_out */
+    RL2_FIELDS_ERR      /* in r->err_headers_out */
 } rl2_fields_table_t;
 
 typedef struct {
@@ -68,23 +68,23 @@ typedef struct {
 
 /* The moments the fields are placed at (rl2_fields_place). */
 typedef enum {
-    RL2_FIELDS_AT_REFUSAL,  /* the request is refused with 429 */
-    RL2_FIELDS_AT_FIXUPS,   /* it goes on, its handler known */
-    RL2_FIELDS_AT_ERROR     /* an error response replaces the response */
+    RL2_FIELDS_AT_REFUSAL, /* the request is refused with 429 */
+    RL2_FIELDS_AT_FIXUPS,  /* it goes on, its handler known */
+    RL2_FIELDS_AT_ERROR    /* an error response replaces the response */
 } rl2_fields_at_t;
 
 /* What the module remembers of a request it decided. */
 typedef struct {
-    rl2_verdict_t *verdict;    /* kept across phases, or NULL when the
-                                  first phase needed nothing more */
-    rl2_fields_t  *fields;     /* rendered, or NULL */
-    rl2_clock_t    now;
-    int            cleanup_registered;
-    int            dry_run_logged;
-    int            json_body;  /* our 429 body is the response */
-    rl2_fields_t   rendered;   /* what fields points to: the state and
-                                  the fields in one allocation */
-    char           values[RL2_FIELDS_FIRST];  /* their first room */
+    rl2_verdict_t *verdict; /* kept across phases, or NULL when the
+                               first phase needed nothing more */
+    rl2_fields_t *fields;   /* rendered, or NULL */
+    rl2_clock_t   now;
+    int           cleanup_registered;
+    int           dry_run_logged;
+    int           json_body;       /* our 429 body is the response */
+    rl2_fields_t  rendered;        /* what fields points to: the state and
+                                      the fields in one allocation */
+    char values[RL2_FIELDS_FIRST]; /* their first room */
 } rl2_req_state_t;
 
 /* Server-wide store settings gathered while the configuration is read
@@ -100,17 +100,16 @@ extern rl2_global_conf_t rl2_global;
 
 /* mod_ratelimit2_config.c */
 extern const command_rec rl2_cmds[];
-void *rl2_create_srv_conf(apr_pool_t *p, server_rec *s);
-void *rl2_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
-void *rl2_create_dir_conf(apr_pool_t *p, char *dir);
-void *rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
+void                    *rl2_create_srv_conf(apr_pool_t *p, server_rec *s);
+void        *rl2_merge_srv_conf(apr_pool_t *p, void *basev, void *addv);
+void        *rl2_create_dir_conf(apr_pool_t *p, char *dir);
+void        *rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv);
 apr_status_t rl2_policy_cleanup(void *data);
 
 /* mod_ratelimit2_fields.c: the fields of a response and their table. */
 rl2_fields_t *rl2_fields_render(request_rec *r, const rl2_policy_t *policy,
-                                const rl2_verdict_t *v,
-                                const rl2_clock_t *now, rl2_fields_t *f,
-                                char *buf, apr_size_t len);
+                                const rl2_verdict_t *v, const rl2_clock_t *now,
+                                rl2_fields_t *f, char *buf, apr_size_t len);
 void rl2_fields_place(request_rec *r, rl2_fields_t *f, rl2_fields_at_t at);
 
 /* mod_ratelimit2_store.c: the store directives. */
@@ -131,8 +130,8 @@ static inline void
 rl2_metrics_count(request_rec *r, const rl2_verdict_t *v,
                   const rl2_clock_t *now)
 {
-    const rl2_srv_conf_t *sconf = ap_get_module_config(
-        r->server->module_config, &ratelimit2_module);
+    const rl2_srv_conf_t *sconf =
+        ap_get_module_config(r->server->module_config, &ratelimit2_module);
 
     rl2_metrics_record(sconf->metrics, v, now);
 }

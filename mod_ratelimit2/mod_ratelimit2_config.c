@@ -45,13 +45,12 @@ rl2_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     rl2_srv_conf_t *base = basev, *add = addv;
     rl2_srv_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
 
-    conf->policy_file = add->policy_file ? add->policy_file
-                                         : base->policy_file;
+    conf->policy_file = add->policy_file ? add->policy_file : base->policy_file;
     conf->policy = add->policy ? add->policy : base->policy;
     conf->trusted = apr_array_append(p, base->trusted, add->trusted);
     conf->mode = add->mode != RL2_UNSET ? add->mode : base->mode;
-    conf->reset_delta = add->reset_delta != RL2_UNSET ? add->reset_delta
-                                                      : base->reset_delta;
+    conf->reset_delta =
+        add->reset_delta != RL2_UNSET ? add->reset_delta : base->reset_delta;
     conf->legacy = add->legacy != RL2_UNSET ? add->legacy : base->legacy;
     return conf;
 }
@@ -73,8 +72,8 @@ rl2_create_dir_conf(apr_pool_t *p, char *dir)
 void *
 rl2_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
 {
-    rl2_dir_conf_t *base = basev, *add = addv;
-    rl2_dir_conf_t *conf = apr_pcalloc(p, sizeof(*conf));
+    rl2_dir_conf_t   *base = basev, *add = addv;
+    rl2_dir_conf_t   *conf = apr_pcalloc(p, sizeof(*conf));
     const rl2_rule_t *b = (const rl2_rule_t *)base->rules->elts;
     const rl2_rule_t *a = (const rl2_rule_t *)add->rules->elts;
 
@@ -127,11 +126,11 @@ rl2_policy_cleanup(void *data)
 static const char *
 rl2_set_policy(cmd_parms *cmd, void *dummy, const char *arg)
 {
-    rl2_srv_conf_t *conf = ap_get_module_config(cmd->server->module_config,
-                                                &ratelimit2_module);
-    const char *path = ap_server_root_relative(cmd->pool, arg);
+    rl2_srv_conf_t *conf =
+        ap_get_module_config(cmd->server->module_config, &ratelimit2_module);
+    const char   *path = ap_server_root_relative(cmd->pool, arg);
     rl2_policy_t *policy;
-    rl2_err_t err;
+    rl2_err_t     err;
 
     (void)dummy;
     if (path == NULL) {
@@ -149,11 +148,10 @@ rl2_set_policy(cmd_parms *cmd, void *dummy, const char *arg)
 }
 
 static const char *
-rl2_set_zone(cmd_parms *cmd, void *dummy, const char *name,
-             const char *entries)
+rl2_set_zone(cmd_parms *cmd, void *dummy, const char *name, const char *entries)
 {
     const char *msg = ap_check_cmd_context(cmd, GLOBAL_ONLY);
-    rl2_err_t err;
+    rl2_err_t   err;
 
     (void)dummy;
     if (msg != NULL) {
@@ -161,8 +159,8 @@ rl2_set_zone(cmd_parms *cmd, void *dummy, const char *name,
     }
     if (rl2_store_opt_zone_name(&rl2_global.backend, name, &err) != RL2_OK
         || (entries != NULL
-            && rl2_store_opt_zone_entries(&rl2_global.backend, entries,
-                                          &err) != RL2_OK)) {
+            && rl2_store_opt_zone_entries(&rl2_global.backend, entries, &err)
+                   != RL2_OK)) {
         return apr_pstrcat(cmd->pool, "RateLimit2Zone: ", err.msg, NULL);
     }
     return NULL;
@@ -171,15 +169,14 @@ rl2_set_zone(cmd_parms *cmd, void *dummy, const char *name,
 static const char *
 rl2_add_trusted(cmd_parms *cmd, void *dummy, const char *arg)
 {
-    rl2_srv_conf_t *conf = ap_get_module_config(cmd->server->module_config,
-                                                &ratelimit2_module);
+    rl2_srv_conf_t *conf =
+        ap_get_module_config(cmd->server->module_config, &ratelimit2_module);
     rl2_cidr_t *net = apr_array_push(conf->trusted);
-    rl2_err_t err;
+    rl2_err_t   err;
 
     (void)dummy;
     if (rl2_cidr_parse(arg, net, &err) != RL2_OK) {
-        return apr_psprintf(cmd->pool, "RateLimit2TrustedProxy: %s",
-                            err.msg);
+        return apr_psprintf(cmd->pool, "RateLimit2TrustedProxy: %s", err.msg);
     }
     return NULL;
 }
@@ -188,15 +185,14 @@ static const char *
 rl2_set_mode(cmd_parms *cmd, void *dirconf, const char *arg)
 {
     rl2_mode_t mode;
-    rl2_err_t err;
+    rl2_err_t  err;
 
     if (rl2_mode_parse(arg, &mode, &err) != RL2_OK) {
         return apr_psprintf(cmd->pool, "RateLimit2Mode: %s", err.msg);
     }
     if (cmd->path == NULL) {
-        rl2_srv_conf_t *conf =
-            ap_get_module_config(cmd->server->module_config,
-                                 &ratelimit2_module);
+        rl2_srv_conf_t *conf = ap_get_module_config(cmd->server->module_config,
+                                                    &ratelimit2_module);
         conf->mode = mode;
     }
     else {
@@ -208,8 +204,8 @@ rl2_set_mode(cmd_parms *cmd, void *dirconf, const char *arg)
 static const char *
 rl2_set_legacy(cmd_parms *cmd, void *dummy, int on)
 {
-    rl2_srv_conf_t *conf = ap_get_module_config(cmd->server->module_config,
-                                                &ratelimit2_module);
+    rl2_srv_conf_t *conf =
+        ap_get_module_config(cmd->server->module_config, &ratelimit2_module);
 
     (void)dummy;
     conf->legacy = on;
@@ -219,8 +215,8 @@ rl2_set_legacy(cmd_parms *cmd, void *dummy, int on)
 static const char *
 rl2_set_reset(cmd_parms *cmd, void *dummy, const char *arg)
 {
-    rl2_srv_conf_t *conf = ap_get_module_config(cmd->server->module_config,
-                                                &ratelimit2_module);
+    rl2_srv_conf_t *conf =
+        ap_get_module_config(cmd->server->module_config, &ratelimit2_module);
 
     (void)dummy;
     if (strcasecmp(arg, "epoch") == 0) {
@@ -250,8 +246,8 @@ rl2_inline_option(apr_pool_t *p, rl2_policy_t *arena, rl2_limit_t *limit,
 {
     const char *eq = strchr(word, '=');
     const char *name, *val;
-    rl2_err_t err;
-    char *end;
+    rl2_err_t   err;
+    char       *end;
 
     if (eq == NULL) {
         return apr_psprintf(p, "expected key=value, got \"%s\"", word);
@@ -259,8 +255,8 @@ rl2_inline_option(apr_pool_t *p, rl2_policy_t *arena, rl2_limit_t *limit,
     name = apr_pstrmemdup(p, word, (apr_size_t)(eq - word));
     val = eq + 1;
     if (strcmp(name, "key") == 0) {
-        if (rl2_key_parse(arena, val, &limit->key, &limit->key_header,
-                          &err) != RL2_OK) {
+        if (rl2_key_parse(arena, val, &limit->key, &limit->key_header, &err)
+            != RL2_OK) {
             return apr_pstrdup(p, err.msg);
         }
     }
@@ -288,8 +284,10 @@ rl2_inline_option(apr_pool_t *p, rl2_policy_t *arena, rl2_limit_t *limit,
         }
     }
     else {
-        return apr_psprintf(p, "unknown option \"%s\" (expected key, "
-                            "algorithm, burst, cost or overflow)", name);
+        return apr_psprintf(p,
+                            "unknown option \"%s\" (expected key, "
+                            "algorithm, burst, cost or overflow)",
+                            name);
     }
     return NULL;
 }
@@ -300,7 +298,7 @@ static const char *
 rl2_inline_rate(apr_pool_t *p, rl2_limit_t *limit, const char *rate)
 {
     rl2_err_t err;
-    char *end;
+    char     *end;
 
     if (strchr(rate, '/') == NULL) {
         limit->algo.limit = apr_strtoi64(rate, &end, 10);
@@ -310,7 +308,8 @@ rl2_inline_rate(apr_pool_t *p, rl2_limit_t *limit, const char *rate)
         return NULL;
     }
     if (rl2_rate_parse(rate, &limit->algo.limit, &limit->algo.window_us,
-                       &limit->algo.period, &err) != RL2_OK) {
+                       &limit->algo.period, &err)
+        != RL2_OK) {
         return apr_pstrdup(p, err.msg);
     }
     return NULL;
@@ -357,7 +356,8 @@ rl2_name_valid(const char *name)
         return 0;
     }
     return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                        "0123456789_.-") == n;
+                        "0123456789_.-")
+           == n;
 }
 
 /* RateLimit2Limit NAME RATE [key=..] [algorithm=..] [burst=N] [cost=N]
@@ -366,13 +366,13 @@ static const char *
 rl2_add_limit(cmd_parms *cmd, void *dirconf, const char *args)
 {
     rl2_dir_conf_t *conf = dirconf;
-    const char *name = ap_getword_conf(cmd->pool, &args);
-    const char *rate = ap_getword_conf(cmd->pool, &args);
-    rl2_policy_t *arena;
-    rl2_rule_t *rule;
-    rl2_limit_t *limit;
-    const char *msg, *word;
-    rl2_err_t err;
+    const char     *name = ap_getword_conf(cmd->pool, &args);
+    const char     *rate = ap_getword_conf(cmd->pool, &args);
+    rl2_policy_t   *arena;
+    rl2_rule_t     *rule;
+    rl2_limit_t    *limit;
+    const char     *msg, *word;
+    rl2_err_t       err;
 
     if (!rl2_name_valid(name) || *rate == '\0') {
         return "RateLimit2Limit: expected NAME RATE [key=..] "
@@ -409,8 +409,8 @@ rl2_add_limit(cmd_parms *cmd, void *dirconf, const char *args)
     rule->name = limit->name;
     rule->file = limit->file;
     rule->line = limit->line;
-    rule->mode = conf->mode == RL2_UNSET ? RL2_MODE_INHERIT
-                                         : (rl2_mode_t)conf->mode;
+    rule->mode =
+        conf->mode == RL2_UNSET ? RL2_MODE_INHERIT : (rl2_mode_t)conf->mode;
     rule->limits = (rl2_limit_set_t){ limit, 1, 1, 0 };
     conf->phases |= limit->phase;
     if (limit->state_size > rl2_global.inline_state_max) {
@@ -424,8 +424,8 @@ const command_rec rl2_cmds[] = {
                   "Policy file (libconfig) to enforce"),
     AP_INIT_TAKE12("RateLimit2Zone", rl2_set_zone, NULL, RSRC_CONF,
                    "Shared-memory zone name (/name) and number of entries"),
-    AP_INIT_ITERATE("RateLimit2TrustedProxy", rl2_add_trusted, NULL,
-                    RSRC_CONF, "Addresses or CIDRs of proxies whose "
+    AP_INIT_ITERATE("RateLimit2TrustedProxy", rl2_add_trusted, NULL, RSRC_CONF,
+                    "Addresses or CIDRs of proxies whose "
                     "X-Forwarded-For is believed"),
     AP_INIT_TAKE1("RateLimit2Mode", rl2_set_mode, NULL, RSRC_CONF | ACCESS_CONF,
                   "enforce, dry_run or off"),
@@ -434,8 +434,8 @@ const command_rec rl2_cmds[] = {
                      "cluster:H:P,..., "
                      "then db=, user=, password=, "
                      "connect_timeout=MS, timeout=MS: count in Redis"),
-    AP_INIT_RAW_ARGS("RateLimit2Failover", rl2_set_failover, NULL,
-                     RSRC_CONF, "local|open|closed [share=F] [probe=MS] "
+    AP_INIT_RAW_ARGS("RateLimit2Failover", rl2_set_failover, NULL, RSRC_CONF,
+                     "local|open|closed [share=F] [probe=MS] "
                      "[failures=N]: what to do while Redis is down"),
     AP_INIT_RAW_ARGS("RateLimit2Alerts", rl2_set_alerts, NULL, RSRC_CONF,
                      "On|Off [socket=PATH] [ident=NAME] [facility=F] "
@@ -460,4 +460,3 @@ const command_rec rl2_cmds[] = {
                      "[overflow=K/W]"),
     { NULL }
 };
-

@@ -52,8 +52,7 @@ rl2_fields_render(request_rec *r, const rl2_policy_t *policy,
 
     f->n = 0;
     f->table = RL2_FIELDS_PENDING;
-    need = rl2_headers_render(policy, v, now, buf, len, rl2_field_collect,
-                              f);
+    need = rl2_headers_render(policy, v, now, buf, len, rl2_field_collect, f);
     if (need > len) {
         rl2_headers_render(policy, v, now, apr_palloc(r->pool, need), need,
                            rl2_field_collect, f);

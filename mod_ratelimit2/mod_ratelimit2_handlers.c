@@ -33,7 +33,7 @@
 /* Per restart (the module is unloaded and loaded again by a restart):
  * when the configuration was loaded, and how many loads the metrics
  * object has seen (the policy generation health and metrics report). */
-static apr_time_t rl2_started;
+static apr_time_t    rl2_started;
 static unsigned long rl2_generation;
 
 /* ---- directives ---- */
@@ -55,7 +55,7 @@ rl2_set_metrics(cmd_parms *cmd, void *dummy, int on)
 static int
 rl2_count(const char *text, apr_int64_t max, apr_int64_t *out)
 {
-    char *end;
+    char       *end;
     apr_int64_t v = apr_strtoi64(text, &end, 10);
 
     if (end == text || *end != '\0' || v < 0 || v > max) {
@@ -88,7 +88,7 @@ rl2_event_option(apr_pool_t *p, rl2_metrics_conf_t *mc, const char *name,
                  const char *val)
 {
     apr_int64_t n;
-    int off = strcmp(val, "off") == 0;
+    int         off = strcmp(val, "off") == 0;
 
     if (strcmp(name, "limited") == 0 && (off || rl2_count(val, 86400, &n))) {
         mc->limited_interval_ms = off ? 0 : n * 1000;
@@ -121,11 +121,12 @@ rl2_set_events(cmd_parms *cmd, void *dummy, const char *args)
     }
     while (*(word = ap_getword_conf(cmd->pool, &args)) != '\0') {
         eq = strchr(word, '=');
-        msg = eq == NULL ? "expected NAME=VALUE"
-              : rl2_event_option(cmd->pool, mc,
-                                 apr_pstrmemdup(cmd->pool, word,
-                                                (apr_size_t)(eq - word)),
-                                 eq + 1);
+        msg = eq == NULL
+                  ? "expected NAME=VALUE"
+                  : rl2_event_option(
+                      cmd->pool, mc,
+                      apr_pstrmemdup(cmd->pool, word, (apr_size_t)(eq - word)),
+                      eq + 1);
         if (msg != NULL) {
             return apr_psprintf(cmd->pool, "RateLimit2Events %s: %s", word,
                                 msg);
@@ -164,10 +165,10 @@ rl2_mod_metrics_env(rl2_metrics_env_t *env)
 static __attribute__((noinline)) int
 rl2_serve(request_rec *r, int kind)
 {
-    rl2_backend_t *b = rl2_module_backend();
-    rl2_metrics_t *m = b != NULL ? rl2_backend_metrics(b) : NULL;
+    rl2_backend_t    *b = rl2_module_backend();
+    rl2_metrics_t    *m = b != NULL ? rl2_backend_metrics(b) : NULL;
     rl2_metrics_env_t env;
-    char body[1024];
+    char              body[1024];
 
     r->allowed |= (AP_METHOD_BIT << M_GET);
     if (r->method_number != M_GET) {
@@ -191,8 +192,7 @@ rl2_serve(request_rec *r, int kind)
     else {
         ap_set_content_type(r, "text/html; charset=utf-8");
         if (!r->header_only) {
-            rl2_metrics_html(m, &env, apr_time_sec(apr_time_now()), rl2_out,
-                             r);
+            rl2_metrics_html(m, &env, apr_time_sec(apr_time_now()), rl2_out, r);
         }
     }
     return OK;
@@ -243,13 +243,13 @@ rl2_unbind(void *data)
 /* After the module's own post_config has opened the backend: bind each
  * server's policy and server-wide inline limits. */
 static int
-rl2_metrics_post_config(apr_pool_t *pconf, apr_pool_t *plog,
-                        apr_pool_t *ptemp, server_rec *s)
+rl2_metrics_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
+                        server_rec *s)
 {
     rl2_backend_t *b = rl2_module_backend();
     rl2_metrics_t *m = b != NULL ? rl2_backend_metrics(b) : NULL;
-    rl2_err_t err;
-    size_t lost;
+    rl2_err_t      err;
+    size_t         lost;
 
     (void)plog;
     (void)ptemp;
@@ -259,31 +259,34 @@ rl2_metrics_post_config(apr_pool_t *pconf, apr_pool_t *plog,
     rl2_started = apr_time_now();
     rl2_generation = m != NULL ? rl2_metrics_loaded(m) : 1;
     for (server_rec *vs = s; vs != NULL; vs = vs->next) {
-        rl2_srv_conf_t *conf = ap_get_module_config(vs->module_config,
-                                                    &ratelimit2_module);
-        rl2_dir_conf_t *dconf = ap_get_module_config(vs->lookup_defaults,
-                                                     &ratelimit2_module);
+        rl2_srv_conf_t *conf =
+            ap_get_module_config(vs->module_config, &ratelimit2_module);
+        rl2_dir_conf_t *dconf =
+            ap_get_module_config(vs->lookup_defaults, &ratelimit2_module);
 
         conf->metrics = NULL;
         if (m == NULL || conf->policy == NULL) {
             continue;
         }
-        if (rl2_metrics_bind(m, conf->policy,
-                             (const rl2_rule_t *)dconf->rules->elts,
-                             (size_t)dconf->rules->nelts, &conf->metrics,
-                             &lost, &err) != RL2_OK) {
-            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0020)
-                         "metrics: %s", err.msg);
+        if (rl2_metrics_bind(
+                m, conf->policy, (const rl2_rule_t *)dconf->rules->elts,
+                (size_t)dconf->rules->nelts, &conf->metrics, &lost, &err)
+            != RL2_OK) {
+            ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s,
+                         RL2_LOGNO(0020) "metrics: %s", err.msg);
             return HTTP_INTERNAL_SERVER_ERROR;
         }
         apr_pool_cleanup_register(pconf, conf, rl2_unbind,
                                   apr_pool_cleanup_null);
         if (lost > 0) {
-            ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs, RL2_LOGNO(0021)
-                         "metrics: %lu rule or tier names found no slot "
-                         "(at most %d rules and %d tiers per zone): they "
-                         "are counted as \"(other)\"", (unsigned long)lost,
-                         RL2_METRICS_RULES - 2, RL2_METRICS_TIERS - 2);
+            ap_log_error(
+                APLOG_MARK, APLOG_WARNING, 0, vs,
+                RL2_LOGNO(
+                    0021) "metrics: %lu rule or tier names found no slot "
+                          "(at most %d rules and %d tiers per zone): they "
+                          "are counted as \"(other)\"",
+                (unsigned long)lost, RL2_METRICS_RULES - 2,
+                RL2_METRICS_TIERS - 2);
         }
     }
     return OK;

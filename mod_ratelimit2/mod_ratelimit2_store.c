@@ -4,9 +4,10 @@
  * rl2_global.backend, which post_config hands to rl2_backend_open(); the
  * values go through the core's store option parser (store_opts.h), so
  * ratelimit2-fcgi's options, the CGI environment, the policy file and
- * ratelimit2ctl accept the same and refuse with the same words.  A directive replaces the whole matching group (redis,
- * failover, alerts) of the main server's policy file; groups no directive
- * sets come from the file (rl2_backend_conf_policy() in post_config).
+ * ratelimit2ctl accept the same and refuse with the same words.  A directive
+ * replaces the whole matching group (redis, failover, alerts) of the main
+ * server's policy file; groups no directive sets come from the file
+ * (rl2_backend_conf_policy() in post_config).
  */
 #include "httpd.h"
 #include "http_config.h"
@@ -35,7 +36,7 @@ static const char *
 rl2_each_item(cmd_parms *cmd, const char *args, rl2_item_fn fn)
 {
     const char *word;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     while (*(word = ap_getword_conf(cmd->pool, &args)) != '\0') {
         if (fn(&rl2_global.backend, word, &err) != RL2_OK) {
@@ -53,8 +54,8 @@ const char *
 rl2_set_redis(cmd_parms *cmd, void *dummy, const char *args)
 {
     rl2_backend_conf_t *bc = &rl2_global.backend;
-    const char *addr = ap_getword_conf(cmd->pool, &args), *msg;
-    rl2_err_t err;
+    const char         *addr = ap_getword_conf(cmd->pool, &args), *msg;
+    rl2_err_t           err;
 
     (void)dummy;
     if ((msg = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
@@ -78,7 +79,7 @@ const char *
 rl2_set_failover(cmd_parms *cmd, void *dummy, const char *args)
 {
     const char *mode = ap_getword_conf(cmd->pool, &args), *msg;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     (void)dummy;
     if ((msg = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {
@@ -97,7 +98,7 @@ const char *
 rl2_set_alerts(cmd_parms *cmd, void *dummy, const char *args)
 {
     const char *onoff = ap_getword_conf(cmd->pool, &args), *msg;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     (void)dummy;
     if ((msg = ap_check_cmd_context(cmd, GLOBAL_ONLY)) != NULL) {

@@ -27,50 +27,37 @@
 #define NEVER_FITS_RETRY_US RL2_US_PER_S
 
 /* ---- dispatch ---- */
-typedef void (*algo_check_fn)(const rl2_algo_params_t *, const void *,
-                              int64_t, int64_t, rl2_algo_result_t *);
+typedef void (*algo_check_fn)(const rl2_algo_params_t *, const void *, int64_t,
+                              int64_t, rl2_algo_result_t *);
 typedef void (*algo_commit_fn)(const rl2_algo_params_t *, void *, int64_t,
                                int64_t);
 typedef void (*algo_refund_fn)(const rl2_algo_params_t *, void *, int64_t,
                                int64_t, int64_t);
 
 typedef struct {
-    const char     *name;
-    size_t          state_size; /* fixed part; sliding_log adds its ring */
-    algo_check_fn   check;
-    algo_commit_fn  commit;
-    algo_refund_fn  refund;
+    const char    *name;
+    size_t         state_size; /* fixed part; sliding_log adds its ring */
+    algo_check_fn  check;
+    algo_commit_fn commit;
+    algo_refund_fn refund;
 } algo_ops_t;
 
 static const algo_ops_t algo_ops[RL2_ALGO_COUNT] = {
-    [RL2_ALGO_TOKEN_BUCKET] = {
-        "token_bucket", sizeof(tb_state_t),
-        rl2_tb_check, rl2_tb_commit, rl2_tb_refund
-    },
-    [RL2_ALGO_SLIDING_LOG] = {
-        "sliding_log", sizeof(sl_state_t),
-        rl2_sl_check, rl2_sl_commit, rl2_sl_refund
-    },
-    [RL2_ALGO_SLIDING_WINDOW] = {
-        "sliding_window", sizeof(sw_state_t),
-        rl2_sw_check, rl2_sw_commit, rl2_sw_refund
-    },
-    [RL2_ALGO_FIXED_WINDOW] = {
-        "fixed_window", sizeof(span_state_t),
-        rl2_span_check, rl2_span_commit, rl2_span_refund
-    },
-    [RL2_ALGO_LEAKY_BUCKET] = {
-        "leaky_bucket", sizeof(lb_state_t),
-        rl2_lb_check, rl2_lb_commit, rl2_lb_refund
-    },
-    [RL2_ALGO_CONCURRENCY] = {
-        "concurrency", sizeof(cc_state_t),
-        rl2_cc_check, rl2_cc_commit, rl2_cc_refund
-    },
-    [RL2_ALGO_QUOTA] = {
-        "quota", sizeof(span_state_t),
-        rl2_span_check, rl2_span_commit, rl2_span_refund
-    },
+    [RL2_ALGO_TOKEN_BUCKET] = { "token_bucket", sizeof(tb_state_t),
+                                rl2_tb_check, rl2_tb_commit, rl2_tb_refund },
+    [RL2_ALGO_SLIDING_LOG] = { "sliding_log", sizeof(sl_state_t), rl2_sl_check,
+                               rl2_sl_commit, rl2_sl_refund },
+    [RL2_ALGO_SLIDING_WINDOW] = { "sliding_window", sizeof(sw_state_t),
+                                  rl2_sw_check, rl2_sw_commit, rl2_sw_refund },
+    [RL2_ALGO_FIXED_WINDOW] = { "fixed_window", sizeof(span_state_t),
+                                rl2_span_check, rl2_span_commit,
+                                rl2_span_refund },
+    [RL2_ALGO_LEAKY_BUCKET] = { "leaky_bucket", sizeof(lb_state_t),
+                                rl2_lb_check, rl2_lb_commit, rl2_lb_refund },
+    [RL2_ALGO_CONCURRENCY] = { "concurrency", sizeof(cc_state_t), rl2_cc_check,
+                               rl2_cc_commit, rl2_cc_refund },
+    [RL2_ALGO_QUOTA] = { "quota", sizeof(span_state_t), rl2_span_check,
+                         rl2_span_commit, rl2_span_refund },
 };
 
 static int
@@ -120,13 +107,14 @@ rl2_rate_str(const rl2_algo_params_t *p, char *buf, size_t size)
     static const struct {
         int64_t     us;
         const char *unit;
-    } units[] = {
-        { US_PER_DAY, "d" }, { 3600 * RL2_US_PER_S, "h" },
-        { 60 * RL2_US_PER_S, "min" }, { RL2_US_PER_S, "s" },
-        { 1000, "ms" }, { 1, "us" }
-    };
+    } units[] = { { US_PER_DAY, "d" },
+                  { 3600 * RL2_US_PER_S, "h" },
+                  { 60 * RL2_US_PER_S, "min" },
+                  { RL2_US_PER_S, "s" },
+                  { 1000, "ms" },
+                  { 1, "us" } };
     size_t i = 0;
-    int n;
+    int    n;
 
     if (p->algo == RL2_ALGO_CONCURRENCY) {
         snprintf(buf, size, "%" PRId64 " in flight", p->limit);
@@ -158,25 +146,35 @@ rl2_check_shape(const rl2_algo_params_t *p, rl2_err_t *err)
                            (int)p->algo);
     }
     if (p->limit < 1) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s limit must be at least "
-                           "1, not %" PRId64, name, p->limit);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s limit must be at least "
+                           "1, not %" PRId64,
+                           name, p->limit);
     }
     if (p->burst < 0) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "burst must not be negative "
-                           "(got %" PRId64 ")", p->burst);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "burst must not be negative "
+                           "(got %" PRId64 ")",
+                           p->burst);
     }
     if (p->burst > 0 && !rl2_algo_is_bucket(p->algo)) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "burst applies only to "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "burst applies only to "
                            "token_bucket and leaky_bucket; with %s add a "
-                           "second, shorter limit instead", name);
+                           "second, shorter limit instead",
+                           name);
     }
     if (p->algo != RL2_ALGO_QUOTA && p->period != RL2_PERIOD_NONE) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "a calendar day or month "
-                           "applies only to quota, not to %s", name);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "a calendar day or month "
+                           "applies only to quota, not to %s",
+                           name);
     }
     if (rl2_algo_is_windowed(p->algo) && p->window_us < 1) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s window must be longer "
-                           "than zero", name);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s window must be longer "
+                           "than zero",
+                           name);
     }
     return RL2_OK;
 }
@@ -189,30 +187,36 @@ rl2_check_algo(const rl2_algo_params_t *p, rl2_err_t *err)
 
     if (p->algo == RL2_ALGO_QUOTA) {
         if (p->period != RL2_PERIOD_DAY && p->period != RL2_PERIOD_MONTH) {
-            return rl2_err_set(err, RL2_ERR_CONFIG, "quota needs a calendar "
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "quota needs a calendar "
                                "period: per day or per month");
         }
         /* The rate parser gives "20/day" a 24-hour window: that one agrees
          * with the period; any other window would be silently ignored. */
-        if (p->window_us != 0 && !(p->period == RL2_PERIOD_DAY
-                                   && p->window_us == US_PER_DAY)) {
-            return rl2_err_set(err, RL2_ERR_CONFIG, "quota counts per "
+        if (p->window_us != 0
+            && !(p->period == RL2_PERIOD_DAY && p->window_us == US_PER_DAY)) {
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "quota counts per "
                                "calendar day or month and takes no other "
                                "window");
         }
     }
     if (p->algo == RL2_ALGO_SLIDING_LOG && p->limit > RL2_SLIDING_LOG_MAX) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "sliding_log keeps one "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "sliding_log keeps one "
                            "timestamp per unit and allows at most %d per "
                            "window, not %" PRId64 "; use sliding_window for "
-                           "larger limits", RL2_SLIDING_LOG_MAX, p->limit);
+                           "larger limits",
+                           RL2_SLIDING_LOG_MAX, p->limit);
     }
     if (rl2_algo_is_bucket(p->algo) && p->limit > p->window_us) {
         rl2_rate_str(p, rate, sizeof(rate));
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s rate %s is more than "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s rate %s is more than "
                            "one unit per microsecond, finer than a bucket "
                            "can drain; use a longer window or a window "
-                           "algorithm", rl2_algo_name(p->algo), rate);
+                           "algorithm",
+                           rl2_algo_name(p->algo), rate);
     }
     return RL2_OK;
 }
@@ -271,7 +275,7 @@ rl2_algo_params_exact(const rl2_algo_params_t *p)
 rl2_status_t
 rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err)
 {
-    char rate[96];
+    char         rate[96];
     rl2_status_t st;
 
     if ((st = rl2_check_shape(p, err)) != RL2_OK
@@ -286,19 +290,22 @@ rl2_algo_params_check(const rl2_algo_params_t *p, rl2_err_t *err)
          * the local store takes but Redis could not would pass configtest
          * and fail every request at run time. */
         rl2_rate_str(p, rate, sizeof(rate));
-        return rl2_err_set(err, RL2_ERR_RANGE, "%s rate %s is beyond what "
+        return rl2_err_set(err, RL2_ERR_RANGE,
+                           "%s rate %s is beyond what "
                            "every store computes exactly (2^50); use a "
-                           "smaller %s", rl2_algo_name(p->algo), rate,
+                           "smaller %s",
+                           rl2_algo_name(p->algo), rate,
                            p->burst > 0 ? "burst, limit or window"
-                           : "limit or window");
+                                        : "limit or window");
     }
     rl2_rate_str(p, rate, sizeof(rate));
-    return rl2_err_set(err, RL2_ERR_RANGE, "%s rate %s overflows 64-bit "
+    return rl2_err_set(err, RL2_ERR_RANGE,
+                       "%s rate %s overflows 64-bit "
                        "arithmetic; use a smaller %s",
                        rl2_algo_name(p->algo), rate,
                        p->burst > 0 ? "burst, limit or window"
                        : rl2_algo_is_windowed(p->algo) ? "limit or window"
-                       : "limit");
+                                                       : "limit");
 }
 
 /* ---- the public entry points ---- */

@@ -51,14 +51,14 @@ void rl2_algo_check(const rl2_algo_params_t *p, const void *state,
                     int64_t now_us, int64_t cost, rl2_algo_result_t *out);
 
 /* Record a request of `cost` units that rl2_algo_check() allowed. */
-void rl2_algo_commit(const rl2_algo_params_t *p, void *state,
-                     int64_t now_us, int64_t cost);
+void rl2_algo_commit(const rl2_algo_params_t *p, void *state, int64_t now_us,
+                     int64_t cost);
 
 /* Take back `cost` units committed at `committed_us` (the now_us that was
  * passed to rl2_algo_commit).  Never makes the state more generous than if
  * the request had not been made. */
-void rl2_algo_refund(const rl2_algo_params_t *p, void *state,
-                     int64_t now_us, int64_t committed_us, int64_t cost);
+void rl2_algo_refund(const rl2_algo_params_t *p, void *state, int64_t now_us,
+                     int64_t committed_us, int64_t cost);
 
 /* How long a key's state must be kept after its last commit at now_us
  * before it is equivalent to a fresh (all zero) state, in µs.  Used by
@@ -67,8 +67,8 @@ int64_t rl2_algo_ttl_us(const rl2_algo_params_t *p, int64_t now_us);
 
 /* Start of the calendar period (UTC) that contains wall time now_us, and the
  * start of the next one, in µs since the epoch. */
-void rl2_period_bounds(rl2_period_t period, int64_t now_us,
-                       int64_t *start_us, int64_t *end_us);
+void rl2_period_bounds(rl2_period_t period, int64_t now_us, int64_t *start_us,
+                       int64_t *end_us);
 
 #define US_PER_DAY (INT64_C(86400) * RL2_US_PER_S)
 
@@ -113,7 +113,7 @@ rl2_floor_div(int64_t a, int64_t b)
 
 static inline void
 rl2_result_set(rl2_algo_result_t *out, int allowed, int64_t limit,
-           int64_t remaining, int64_t reset_us, int64_t retry_us)
+               int64_t remaining, int64_t reset_us, int64_t retry_us)
 {
     out->allowed = allowed;
     out->limit = limit;
@@ -164,7 +164,7 @@ typedef struct {
  * quota spans are UTC calendar days or months of wall time. */
 static inline void
 rl2_span_bounds(const rl2_algo_params_t *p, int64_t t, int64_t *start,
-            int64_t *end)
+                int64_t *end)
 {
     if (p->algo == RL2_ALGO_QUOTA) {
         rl2_period_bounds(p->period, t, start, end);
@@ -202,10 +202,9 @@ typedef struct {
 } cc_state_t;
 
 _Static_assert(sizeof(tb_state_t) % 8 == 0 && sizeof(lb_state_t) % 8 == 0
-               && sizeof(span_state_t) % 8 == 0
-               && sizeof(sw_state_t) % 8 == 0
-               && sizeof(sl_state_t) % 8 == 0
-               && sizeof(cc_state_t) % 8 == 0,
+                   && sizeof(span_state_t) % 8 == 0
+                   && sizeof(sw_state_t) % 8 == 0 && sizeof(sl_state_t) % 8 == 0
+                   && sizeof(cc_state_t) % 8 == 0,
                "state sizes are multiples of 8");
 
 /* ---- the entry points of the dispatch table ----

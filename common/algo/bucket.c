@@ -17,7 +17,7 @@
 
 static void
 rl2_bucket_decide(const bucket_t *b, int64_t debt_us, int64_t cost,
-              rl2_algo_result_t *out)
+                  rl2_algo_result_t *out)
 {
     int64_t after = debt_us + cost * b->t_us;
 
@@ -26,8 +26,9 @@ rl2_bucket_decide(const bucket_t *b, int64_t debt_us, int64_t cost,
     }
     else {
         /* the debt exceeds cap_us only after the clock went back */
-        rl2_result_set(out, 0, b->cap, rl2_max64(b->cap_us - debt_us, 0) / b->t_us,
-                   debt_us, after - b->cap_us);
+        rl2_result_set(out, 0, b->cap,
+                       rl2_max64(b->cap_us - debt_us, 0) / b->t_us, debt_us,
+                       after - b->cap_us);
     }
 }
 
@@ -40,7 +41,7 @@ rl2_bucket_decide(const bucket_t *b, int64_t debt_us, int64_t cost,
  * usual refund that follows its commit at once. */
 static int64_t
 rl2_bucket_refund_us(const bucket_t *b, int64_t now, int64_t committed_us,
-                 int64_t cost)
+                     int64_t cost)
 {
     return rl2_max64(cost * b->t_us - rl2_max64(now - committed_us, 0), 0);
 }
@@ -70,7 +71,7 @@ void
 rl2_tb_commit(const rl2_algo_params_t *p, void *state, int64_t now,
               int64_t cost)
 {
-    bucket_t b = rl2_bucket_of(p);
+    bucket_t    b = rl2_bucket_of(p);
     tb_state_t *s = state;
 
     s->tat_us = rl2_max64(rl2_tb_tat(&b, state), now) + cost * b.t_us;
@@ -80,10 +81,10 @@ void
 rl2_tb_refund(const rl2_algo_params_t *p, void *state, int64_t now,
               int64_t committed_us, int64_t cost)
 {
-    bucket_t b = rl2_bucket_of(p);
+    bucket_t    b = rl2_bucket_of(p);
     tb_state_t *s = state;
-    int64_t tat = rl2_tb_tat(&b, state);
-    int64_t forgive = rl2_bucket_refund_us(&b, now, committed_us, cost);
+    int64_t     tat = rl2_tb_tat(&b, state);
+    int64_t     forgive = rl2_bucket_refund_us(&b, now, committed_us, cost);
 
     /* A TAT in the past already means "full"; lowering it further would
      * only favour a clock that later steps back. */
@@ -97,8 +98,8 @@ static int64_t
 rl2_lb_level(const bucket_t *b, const void *state, int64_t now)
 {
     const lb_state_t *s = state;
-    int64_t level = rl2_clamp64(s->level_us, 0, b->cap_us);
-    int64_t last = rl2_clamp64(s->last_us, 0, NOW_MAX);
+    int64_t           level = rl2_clamp64(s->level_us, 0, b->cap_us);
+    int64_t           last = rl2_clamp64(s->last_us, 0, NOW_MAX);
 
     return rl2_max64(level - rl2_max64(now - last, 0), 0);
 }
@@ -116,9 +117,9 @@ void
 rl2_lb_commit(const rl2_algo_params_t *p, void *state, int64_t now,
               int64_t cost)
 {
-    bucket_t b = rl2_bucket_of(p);
+    bucket_t    b = rl2_bucket_of(p);
     lb_state_t *s = state;
-    int64_t level = rl2_lb_level(&b, state, now);
+    int64_t     level = rl2_lb_level(&b, state, now);
 
     s->level_us = level + cost * b.t_us;
     s->last_us = rl2_max64(rl2_clamp64(s->last_us, 0, NOW_MAX), now);
@@ -128,11 +129,11 @@ void
 rl2_lb_refund(const rl2_algo_params_t *p, void *state, int64_t now,
               int64_t committed_us, int64_t cost)
 {
-    bucket_t b = rl2_bucket_of(p);
+    bucket_t    b = rl2_bucket_of(p);
     lb_state_t *s = state;
-    int64_t level = rl2_lb_level(&b, state, now);
+    int64_t     level = rl2_lb_level(&b, state, now);
 
-    s->level_us = rl2_max64(level - rl2_bucket_refund_us(&b, now, committed_us, cost),
-                        0);
+    s->level_us =
+        rl2_max64(level - rl2_bucket_refund_us(&b, now, committed_us, cost), 0);
     s->last_us = rl2_max64(rl2_clamp64(s->last_us, 0, NOW_MAX), now);
 }

@@ -56,7 +56,8 @@ rl2_period_bounds(rl2_period_t period, int64_t now_us, int64_t *start_us,
         rl2_civil_from_days(days, &y, &m);
         *start_us = rl2_days_from_civil(y, m, 1) * US_PER_DAY;
         *end_us = (m == 12 ? rl2_days_from_civil(y + 1, 1, 1)
-                           : rl2_days_from_civil(y, m + 1, 1)) * US_PER_DAY;
+                           : rl2_days_from_civil(y, m + 1, 1))
+                  * US_PER_DAY;
     }
     else {
         *start_us = now;

@@ -18,11 +18,11 @@
 /* Counter algorithms: `count` units already taken out of `limit`. */
 static void
 rl2_counter_decide(int64_t limit, int64_t count, int64_t cost, int64_t reset_us,
-               int64_t retry_us, rl2_algo_result_t *out)
+                   int64_t retry_us, rl2_algo_result_t *out)
 {
     if (count + cost <= limit) {
         rl2_result_set(out, 1, limit, limit - count - cost,
-                   count + cost > 0 ? reset_us : 0, 0);
+                       count + cost > 0 ? reset_us : 0, 0);
     }
     else {
         rl2_result_set(out, 0, limit, limit - count, reset_us, retry_us);
@@ -44,8 +44,8 @@ static inline span_view_t
 rl2_span_view(const rl2_algo_params_t *p, const void *state, int64_t now)
 {
     const span_state_t *s = state;
-    int64_t stored = rl2_clamp64(s->start_us, 0, NOW_MAX);
-    span_view_t v;
+    int64_t             stored = rl2_clamp64(s->start_us, 0, NOW_MAX);
+    span_view_t         v;
 
     rl2_span_bounds(p, now, &v.start, &v.end);
     if (v.start > stored) {
@@ -72,7 +72,7 @@ rl2_span_commit(const rl2_algo_params_t *p, void *state, int64_t now,
                 int64_t cost)
 {
     span_state_t *s = state;
-    span_view_t v = rl2_span_view(p, state, now);
+    span_view_t   v = rl2_span_view(p, state, now);
 
     s->start_us = v.start;
     s->count = v.count + cost;
@@ -85,7 +85,7 @@ rl2_span_refund(const rl2_algo_params_t *p, void *state, int64_t now,
                 int64_t committed_us, int64_t cost)
 {
     span_state_t *s = state;
-    int64_t start, end;
+    int64_t       start, end;
 
     (void)now;
     rl2_span_bounds(p, committed_us, &start, &end);
@@ -107,10 +107,10 @@ static sw_view_t
 rl2_sw_view(const rl2_algo_params_t *p, const void *state, int64_t now)
 {
     const sw_state_t *s = state;
-    int64_t w = p->window_us;
-    int64_t stored = rl2_clamp64(s->start_us, 0, NOW_MAX);
-    int64_t start = rl2_floor_div(now, w) * w;
-    sw_view_t v;
+    int64_t           w = p->window_us;
+    int64_t           stored = rl2_clamp64(s->start_us, 0, NOW_MAX);
+    int64_t           start = rl2_floor_div(now, w) * w;
+    sw_view_t         v;
 
     v.cur = rl2_clamp64(s->cur, 0, p->limit);
     v.prev = rl2_clamp64(s->prev, 0, p->limit);
@@ -154,7 +154,7 @@ rl2_sw_reset_us(int64_t w, const sw_view_t *v, int64_t now)
  * one (prev' = cur, cur' = 0) once cur * (2W - t) <= (limit - cost) * W. */
 static int64_t
 rl2_sw_retry_us(const rl2_algo_params_t *p, const sw_view_t *v, int64_t now,
-            int64_t cost)
+                int64_t cost)
 {
     int64_t w = p->window_us;
     int64_t room = p->limit - v->cur - cost;
@@ -177,20 +177,20 @@ void
 rl2_sw_check(const rl2_algo_params_t *p, const void *state, int64_t now,
              int64_t cost, rl2_algo_result_t *out)
 {
-    int64_t w = p->window_us;
-    int64_t room = p->limit * w;
+    int64_t   w = p->window_us;
+    int64_t   room = p->limit * w;
     sw_view_t v = rl2_sw_view(p, state, now);
-    int64_t used = rl2_sw_used(w, &v, cost);
+    int64_t   used = rl2_sw_used(w, &v, cost);
 
     if (used <= room) {
         v.cur += cost;
         rl2_result_set(out, 1, p->limit, (room - used) / w,
-                   rl2_sw_reset_us(w, &v, now), 0);
+                       rl2_sw_reset_us(w, &v, now), 0);
     }
     else {
-        rl2_result_set(out, 0, p->limit,
-                   rl2_max64(room - rl2_sw_used(w, &v, 0), 0) / w,
-                   rl2_sw_reset_us(w, &v, now), rl2_sw_retry_us(p, &v, now, cost));
+        rl2_result_set(
+            out, 0, p->limit, rl2_max64(room - rl2_sw_used(w, &v, 0), 0) / w,
+            rl2_sw_reset_us(w, &v, now), rl2_sw_retry_us(p, &v, now, cost));
     }
 }
 
@@ -199,7 +199,7 @@ rl2_sw_commit(const rl2_algo_params_t *p, void *state, int64_t now,
               int64_t cost)
 {
     sw_state_t *s = state;
-    sw_view_t v = rl2_sw_view(p, state, now);
+    sw_view_t   v = rl2_sw_view(p, state, now);
 
     s->start_us = v.start;
     s->cur = v.cur + cost;
@@ -215,9 +215,9 @@ rl2_sw_refund(const rl2_algo_params_t *p, void *state, int64_t now,
               int64_t committed_us, int64_t cost)
 {
     sw_state_t *s = state;
-    int64_t w = p->window_us;
-    int64_t stored = rl2_clamp64(s->start_us, 0, NOW_MAX);
-    int64_t start = rl2_floor_div(committed_us, w) * w;
+    int64_t     w = p->window_us;
+    int64_t     stored = rl2_clamp64(s->start_us, 0, NOW_MAX);
+    int64_t     start = rl2_floor_div(committed_us, w) * w;
 
     if (start == stored) {
         s->cur = rl2_max64(rl2_clamp64(s->cur, 0, p->limit) - cost, 0);
@@ -235,14 +235,14 @@ rl2_sw_refund(const rl2_algo_params_t *p, void *state, int64_t now,
  * before now - W, are always a prefix. */
 typedef struct {
     const int64_t *ts;
-    int64_t cap, head, count;
+    int64_t        cap, head, count;
 } sl_view_t;
 
 static sl_view_t
 rl2_sl_view(const rl2_algo_params_t *p, const void *state)
 {
     const sl_state_t *s = state;
-    sl_view_t v;
+    sl_view_t         v;
 
     v.ts = s->ts;
     v.cap = rl2_sl_cap(p);
@@ -288,22 +288,22 @@ rl2_sl_check(const rl2_algo_params_t *p, const void *state, int64_t now,
              int64_t cost, rl2_algo_result_t *out)
 {
     sl_view_t v = rl2_sl_view(p, state);
-    int64_t w = p->window_us;
-    int64_t gone = rl2_sl_count_le(&v, now - w);
-    int64_t live = v.count - gone;
-    int64_t newest = live > 0 ? rl2_sl_at(&v, v.count - 1) : now;
-    int64_t need;
+    int64_t   w = p->window_us;
+    int64_t   gone = rl2_sl_count_le(&v, now - w);
+    int64_t   live = v.count - gone;
+    int64_t   newest = live > 0 ? rl2_sl_at(&v, v.count - 1) : now;
+    int64_t   need;
 
     if (live + cost <= v.cap) {
         newest = cost > 0 ? rl2_max64(newest, now) : newest;
         rl2_result_set(out, 1, v.cap, v.cap - live - cost,
-                   live + cost > 0 ? newest + w - now : 0, 0);
+                       live + cost > 0 ? newest + w - now : 0, 0);
         return;
     }
     /* the request fits once the need-th oldest live entry has expired */
     need = live + cost - v.cap;
     rl2_result_set(out, 0, v.cap, v.cap - live, newest + w - now,
-               rl2_sl_at(&v, gone + need - 1) + w - now);
+                   rl2_sl_at(&v, gone + need - 1) + w - now);
 }
 
 void
@@ -311,8 +311,8 @@ rl2_sl_commit(const rl2_algo_params_t *p, void *state, int64_t now,
               int64_t cost)
 {
     sl_state_t *s = state;
-    sl_view_t v = rl2_sl_view(p, state);
-    int64_t gone = rl2_sl_count_le(&v, now - p->window_us);
+    sl_view_t   v = rl2_sl_view(p, state);
+    int64_t     gone = rl2_sl_count_le(&v, now - p->window_us);
     int64_t t = v.count > 0 ? rl2_max64(now, rl2_sl_at(&v, v.count - 1)) : now;
     int64_t i;
 
@@ -337,8 +337,8 @@ rl2_sl_refund(const rl2_algo_params_t *p, void *state, int64_t now,
               int64_t committed_us, int64_t cost)
 {
     sl_state_t *s = state;
-    sl_view_t v = rl2_sl_view(p, state);
-    int64_t end = rl2_sl_count_le(&v, committed_us);
+    sl_view_t   v = rl2_sl_view(p, state);
+    int64_t     end = rl2_sl_count_le(&v, committed_us);
     int64_t n = rl2_min64(cost, end - rl2_sl_count_le(&v, committed_us - 1));
     int64_t i;
 
@@ -365,8 +365,8 @@ rl2_cc_check(const rl2_algo_params_t *p, const void *state, int64_t now,
              int64_t cost, rl2_algo_result_t *out)
 {
     (void)now;
-    rl2_counter_decide(p->limit, rl2_cc_count(state), cost, 0, CONCURRENCY_RETRY_US,
-                   out);
+    rl2_counter_decide(p->limit, rl2_cc_count(state), cost, 0,
+                       CONCURRENCY_RETRY_US, out);
 }
 
 void
@@ -391,4 +391,3 @@ rl2_cc_refund(const rl2_algo_params_t *p, void *state, int64_t now,
     (void)committed_us;
     s->count = rl2_max64(rl2_cc_count(state) - cost, 0);
 }
-

@@ -17,17 +17,17 @@
 #include "obs/violation_log_internal.h"
 
 struct rl2_backend {
-    rl2_zone_t    *zone;
-    rl2_store_t   *local;
-    rl2_store_t   *redis;
-    rl2_circuit_t *circuit;
-    rl2_alert_t   *alert;
-    rl2_store_t   *failover;
-    rl2_vlog_t    *vlog;
-    rl2_metrics_t *metrics;
-    rl2_store_t   *timed;      /* Redis, timed into the metrics */
+    rl2_zone_t         *zone;
+    rl2_store_t        *local;
+    rl2_store_t        *redis;
+    rl2_circuit_t      *circuit;
+    rl2_alert_t        *alert;
+    rl2_store_t        *failover;
+    rl2_vlog_t         *vlog;
+    rl2_metrics_t      *metrics;
+    rl2_store_t        *timed; /* Redis, timed into the metrics */
     rl2_failover_mode_t failover_mode;
-    rl2_tier_source_t *tiers;
+    rl2_tier_source_t  *tiers;
 };
 
 void
@@ -53,8 +53,8 @@ rl2_backend_conf_init(rl2_backend_conf_t *conf)
 
 /* "<zone><suffix>", the name of a companion shm object. */
 static void
-rl2_backend_name(const rl2_backend_conf_t *conf, const char *suffix,
-                 char *out, size_t len)
+rl2_backend_name(const rl2_backend_conf_t *conf, const char *suffix, char *out,
+                 size_t len)
 {
     snprintf(out, len, "%.*s%s", (int)(len - strlen(suffix) - 1),
              conf->zone_name, suffix);
@@ -65,7 +65,7 @@ rl2_backend_alerts(const rl2_backend_conf_t *conf, rl2_backend_t *b,
                    rl2_err_t *err)
 {
     rl2_alert_conf_t ac;
-    char name[RL2_BACKEND_NAME_MAX + 16];
+    char             name[RL2_BACKEND_NAME_MAX + 16];
 
     if (!conf->alerts_enabled) {
         return RL2_OK;
@@ -86,19 +86,19 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
                   rl2_err_t *err)
 {
     rl2_failover_conf_t fc;
-    char name[RL2_BACKEND_NAME_MAX + 16];
-    rl2_status_t st;
+    char                name[RL2_BACKEND_NAME_MAX + 16];
+    rl2_status_t        st;
 
     rl2_backend_name(conf, ".circuit", name, sizeof(name));
-    if ((st = rl2_store_redis_create(&conf->redis, &b->redis, err))
-            != RL2_OK
+    if ((st = rl2_store_redis_create(&conf->redis, &b->redis, err)) != RL2_OK
         || (st = rl2_circuit_open(name, &conf->circuit, conf->shm_mode,
-                                  &b->circuit, err)) != RL2_OK) {
+                                  &b->circuit, err))
+               != RL2_OK) {
         return st;
     }
     if (b->metrics != NULL
-        && (st = rl2_store_timed_create(b->redis, b->metrics, &b->timed,
-                                        err)) != RL2_OK) {
+        && (st = rl2_store_timed_create(b->redis, b->metrics, &b->timed, err))
+               != RL2_OK) {
         return st;
     }
     rl2_failover_conf_default(&fc);
@@ -107,14 +107,15 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
     fc.alert = b->alert;
     if (conf->tier_cache_entries > 0
         && (st = rl2_tier_source_create(&conf->redis, b->circuit,
-                                        conf->tier_cache_entries,
-                                        &b->tiers, err)) != RL2_OK) {
+                                        conf->tier_cache_entries, &b->tiers,
+                                        err))
+               != RL2_OK) {
         return st;
     }
     b->failover_mode = conf->failover_mode;
     return rl2_store_failover_create(b->timed != NULL ? b->timed : b->redis,
-                                     b->local, b->circuit, &fc,
-                                     &b->failover, err);
+                                     b->local, b->circuit, &fc, &b->failover,
+                                     err);
 }
 
 rl2_status_t
@@ -122,14 +123,14 @@ rl2_backend_open(const rl2_backend_conf_t *conf, rl2_backend_t **out,
                  rl2_err_t *err)
 {
     rl2_backend_t *b = calloc(1, sizeof(*b));
-    rl2_status_t st;
+    rl2_status_t   st;
 
     *out = NULL;
     if (b == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
-    st = rl2_zone_open(conf->zone_name, conf->zone_entries,
-                       conf->state_size, conf->shm_mode, &b->zone, err);
+    st = rl2_zone_open(conf->zone_name, conf->zone_entries, conf->state_size,
+                       conf->shm_mode, &b->zone, err);
     if (st == RL2_OK) {
         st = rl2_store_local_create(b->zone, &b->local, err);
     }
@@ -214,8 +215,8 @@ void
 rl2_backend_env(rl2_backend_t *b, rl2_metrics_env_t *env)
 {
     rl2_circuit_stats_t cs;
-    int64_t retry;
-    rl2_err_t err;
+    int64_t             retry;
+    rl2_err_t           err;
 
     memset(env, 0, sizeof(*env));
     env->have_zone = rl2_zone_stats(b->zone, &env->zone, &err) == RL2_OK;
@@ -254,8 +255,7 @@ rl2_backend_take(rl2_backend_conf_t *to, const rl2_backend_conf_t *from,
     }
     if (groups & RL2_BACKEND_GIVEN_ALERTS) {
         to->alerts_enabled = from->alerts_enabled;
-        memcpy(to->alert_socket, from->alert_socket,
-               sizeof(to->alert_socket));
+        memcpy(to->alert_socket, from->alert_socket, sizeof(to->alert_socket));
         memcpy(to->alert_ident, from->alert_ident, sizeof(to->alert_ident));
         to->alert_facility = from->alert_facility;
         to->alert_interval_ms = from->alert_interval_ms;
@@ -279,10 +279,11 @@ rl2_backend_conf_policy(rl2_backend_conf_t *conf, const rl2_policy_t *policy,
         return RL2_OK;
     }
     if (!conf->redis_enabled) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s:%d: tier_from.redis "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s:%d: tier_from.redis "
                            "needs a Redis server: a 'redis' group in the "
-                           "policy, RateLimit2Redis or -R", tr->file,
-                           tr->line);
+                           "policy, RateLimit2Redis or -R",
+                           tr->file, tr->line);
     }
     conf->tier_cache_entries = tr->cache_entries;
     return RL2_OK;

@@ -16,14 +16,12 @@
 /* One option of a group by name and value, as the policy file's groups
  * give them ("db", "2"; "share", "0.5"; "facility", "local0"): the same
  * checks and error texts as the "name=value" forms of store_opts.h. */
-rl2_status_t rl2_store_opt_redis_set(rl2_backend_conf_t *bc,
-                                     const char *name, const char *value,
-                                     rl2_err_t *err);
+rl2_status_t rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
+                                     const char *value, rl2_err_t *err);
 rl2_status_t rl2_store_opt_failover_set(rl2_backend_conf_t *bc,
                                         const char *name, const char *value,
                                         rl2_err_t *err);
-rl2_status_t rl2_store_opt_alerts_set(rl2_backend_conf_t *bc,
-                                      const char *name, const char *value,
-                                      rl2_err_t *err);
+rl2_status_t rl2_store_opt_alerts_set(rl2_backend_conf_t *bc, const char *name,
+                                      const char *value, rl2_err_t *err);
 
 #endif /* RL2_BACKEND_INTERNAL_H */

@@ -21,22 +21,22 @@
 #include "redis/redis_internal.h"
 #include "store/store_internal.h"
 
-#define RL2_SO_LIST_MAX 1024   /* one comma-separated list */
+#define RL2_SO_LIST_MAX 1024 /* one comma-separated list */
 
 /* The first refusal is the one the caller reports. */
-#define RL2_SO_TRY(expr)                   \
-    do {                                   \
-        rl2_status_t rl2_so_st_ = (expr);  \
-        if (rl2_so_st_ != RL2_OK) {        \
-            return rl2_so_st_;             \
-        }                                  \
+#define RL2_SO_TRY(expr) \
+    do { \
+        rl2_status_t rl2_so_st_ = (expr); \
+        if (rl2_so_st_ != RL2_OK) { \
+            return rl2_so_st_; \
+        } \
     } while (0)
 
 /* A number of digits only, in [lo, hi]; 0, or -1. */
 static int
 rl2_so_number(const char *text, long lo, long hi, long *out)
 {
-    long n = 0;
+    long        n = 0;
     const char *p;
 
     if (text[0] == '\0' || strlen(text) > 9) {
@@ -54,13 +54,14 @@ rl2_so_number(const char *text, long lo, long hi, long *out)
 
 /* name=value, a number in [lo, hi], or the error naming both. */
 static rl2_status_t
-rl2_so_range(const char *group, const char *name, const char *value,
-             long lo, long hi, long *out, rl2_err_t *err)
+rl2_so_range(const char *group, const char *name, const char *value, long lo,
+             long hi, long *out, rl2_err_t *err)
 {
     if (rl2_so_number(value, lo, hi, out) != 0) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s: %s=%.40s: expected a "
-                           "number from %ld to %ld", group, name, value, lo,
-                           hi);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s: %s=%.40s: expected a "
+                           "number from %ld to %ld",
+                           group, name, value, lo, hi);
     }
     return RL2_OK;
 }
@@ -68,14 +69,16 @@ rl2_so_range(const char *group, const char *name, const char *value,
 /* Copy a non-empty value whole into dst[size]; the error names the
  * option, never the value (it may be a password). */
 static rl2_status_t
-rl2_so_copy(const char *group, const char *name, const char *value,
-            char *dst, size_t size, rl2_err_t *err)
+rl2_so_copy(const char *group, const char *name, const char *value, char *dst,
+            size_t size, rl2_err_t *err)
 {
     size_t len = strlen(value);
 
     if (len == 0 || len >= size) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s: %s= needs 1 to %zu "
-                           "characters", group, name, size - 1);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s: %s= needs 1 to %zu "
+                           "characters",
+                           group, name, size - 1);
     }
     memcpy(dst, value, len + 1);
     return RL2_OK;
@@ -86,7 +89,8 @@ rl2_so_copy(const char *group, const char *name, const char *value,
 static rl2_status_t
 rl2_so_addr_error(const char *addr, rl2_err_t *err)
 {
-    return rl2_err_set(err, RL2_ERR_CONFIG, "redis: expected HOST:PORT, "
+    return rl2_err_set(err, RL2_ERR_CONFIG,
+                       "redis: expected HOST:PORT, "
                        "[IPv6]:PORT, /path/to/socket, sentinel:NAME@HOST:"
                        "PORT,... or cluster:HOST:PORT,..., not \"%.200s\"",
                        addr);
@@ -100,7 +104,7 @@ rl2_so_hostport(const char *addr, char *host, size_t size, int *port,
                 rl2_err_t *err)
 {
     const char *colon = strrchr(addr, ':'), *start = addr, *end = colon;
-    long p;
+    long        p;
 
     if (colon == NULL) {
         return rl2_so_addr_error(addr, err);
@@ -113,20 +117,28 @@ rl2_so_hostport(const char *addr, char *host, size_t size, int *port,
         end = colon - 1;
     }
     else if (memchr(addr, ':', (size_t)(colon - addr)) != NULL) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: \"%.200s\": an IPv6 "
-                           "address takes brackets, as [::1]:6379", addr);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: \"%.200s\": an IPv6 "
+                           "address takes brackets, as [::1]:6379",
+                           addr);
     }
     if (end == start) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: \"%.200s\" has no "
-                           "host", addr);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: \"%.200s\" has no "
+                           "host",
+                           addr);
     }
     if (rl2_so_number(colon + 1, 1, 65535, &p) != 0) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: \"%.200s\": the port "
-                           "must be a number from 1 to 65535", addr);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: \"%.200s\": the port "
+                           "must be a number from 1 to 65535",
+                           addr);
     }
     if ((size_t)(end - start) >= size) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: \"%.40s...\": the "
-                           "host is longer than %zu bytes", addr, size - 1);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: \"%.40s...\": the "
+                           "host is longer than %zu bytes",
+                           addr, size - 1);
     }
     memcpy(host, start, (size_t)(end - start));
     host[end - start] = '\0';
@@ -140,7 +152,7 @@ static rl2_status_t
 rl2_so_list_check(char (*list)[RL2_REDIS_HOST_MAX], int n, rl2_err_t *err)
 {
     char host[RL2_REDIS_HOST_MAX];
-    int port;
+    int  port;
 
     for (int i = 0; i < n; i++) {
         RL2_SO_TRY(rl2_so_hostport(list[i], host, sizeof(host), &port, err));
@@ -163,13 +175,11 @@ rl2_so_redis_addr(rl2_redis_conf_t *rc, const char *addr, rl2_err_t *err)
         return rl2_so_copy("redis", "socket", addr, rc->unix_path,
                            sizeof(rc->unix_path), err);
     }
-    return rl2_so_hostport(addr, rc->host, sizeof(rc->host), &rc->port,
-                           err);
+    return rl2_so_hostport(addr, rc->host, sizeof(rc->host), &rc->port, err);
 }
 
 rl2_status_t
-rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
-                    rl2_err_t *err)
+rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr, rl2_err_t *err)
 {
     rl2_redis_conf_t *rc = &bc->redis;
 
@@ -188,7 +198,7 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
                         const char *value, rl2_err_t *err)
 {
     rl2_redis_conf_t *rc = &bc->redis;
-    long n;
+    long              n;
 
     bc->given |= RL2_BACKEND_GIVEN_REDIS;
     if (strcmp(name, "db") == 0) {
@@ -212,7 +222,8 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
         rc->command_timeout_ms = (int)n;
     }
     else {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: unknown option "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: unknown option "
                            "\"%.60s\" (expected db=0..15, user=U, "
                            "password=P, connect_timeout=MS, timeout=MS)",
                            name);
@@ -222,9 +233,8 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
 
 /* ---- name=value items and comma-separated lists ---- */
 
-typedef rl2_status_t (*rl2_so_set_fn)(rl2_backend_conf_t *bc,
-                                      const char *name, const char *value,
-                                      rl2_err_t *err);
+typedef rl2_status_t (*rl2_so_set_fn)(rl2_backend_conf_t *bc, const char *name,
+                                      const char *value, rl2_err_t *err);
 
 /* "name=value" split and handed to set; group names the options. */
 static rl2_status_t
@@ -232,11 +242,13 @@ rl2_so_item(rl2_backend_conf_t *bc, const char *group, const char *item,
             rl2_so_set_fn set, rl2_err_t *err)
 {
     const char *eq = strchr(item, '=');
-    char name[64];
+    char        name[64];
 
     if (eq == NULL || eq == item || (size_t)(eq - item) >= sizeof(name)) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s: expected name=value, "
-                           "not \"%.60s\"", group, item);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s: expected name=value, "
+                           "not \"%.60s\"",
+                           group, item);
     }
     memcpy(name, item, (size_t)(eq - item));
     name[eq - item] = '\0';
@@ -251,8 +263,10 @@ rl2_so_list(rl2_backend_conf_t *bc, const char *group, const char *list,
     char buf[RL2_SO_LIST_MAX], *item, *save = NULL;
 
     if (strlen(list) >= sizeof(buf)) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s: the option list is "
-                           "longer than %zu bytes", group, sizeof(buf) - 1);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s: the option list is "
+                           "longer than %zu bytes",
+                           group, sizeof(buf) - 1);
     }
     memcpy(buf, list, strlen(list) + 1);
     for (item = strtok_r(buf, ",", &save); item != NULL;
@@ -303,9 +317,10 @@ rl2_store_opt_zone_entries(rl2_backend_conf_t *bc, const char *text,
 
     if (rl2_so_number(text, RL2_ZONE_MIN_ENTRIES, RL2_ZONE_MAX_ENTRIES, &n)
         != 0) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "zone: entries \"%.40s\": "
-                           "expected a number from %u to %u", text,
-                           RL2_ZONE_MIN_ENTRIES, RL2_ZONE_MAX_ENTRIES);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "zone: entries \"%.40s\": "
+                           "expected a number from %u to %u",
+                           text, RL2_ZONE_MIN_ENTRIES, RL2_ZONE_MAX_ENTRIES);
     }
     bc->zone_entries = (uint32_t)n;
     return RL2_OK;
@@ -319,8 +334,10 @@ rl2_store_opt_failover_mode(rl2_backend_conf_t *bc, const char *mode,
 {
     bc->given |= RL2_BACKEND_GIVEN_FAILOVER;
     if (rl2_failover_mode_parse(mode, &bc->failover_mode, err) != RL2_OK) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "failover: expected local, "
-                           "open or closed, not \"%.60s\"", mode);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "failover: expected local, "
+                           "open or closed, not \"%.60s\"",
+                           mode);
     }
     return RL2_OK;
 }
@@ -330,14 +347,16 @@ rl2_store_opt_failover_set(rl2_backend_conf_t *bc, const char *name,
                            const char *value, rl2_err_t *err)
 {
     rl2_err_t e;
-    long n;
+    long      n;
 
     bc->given |= RL2_BACKEND_GIVEN_FAILOVER;
     if (strcmp(name, "share") == 0) {
         if (rl2_failover_share_parse(value, &bc->local_share_ppm, &e)
             != RL2_OK) {
-            return rl2_err_set(err, RL2_ERR_CONFIG, "failover: share=%.40s: "
-                               "expected a number from 0.001 to 1", value);
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "failover: share=%.40s: "
+                               "expected a number from 0.001 to 1",
+                               value);
         }
     }
     else if (strcmp(name, "probe") == 0) {
@@ -349,9 +368,11 @@ rl2_store_opt_failover_set(rl2_backend_conf_t *bc, const char *name,
         bc->circuit.failures_to_open = (uint32_t)n;
     }
     else {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "failover: unknown option "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "failover: unknown option "
                            "\"%.60s\" (expected share=0.001..1, probe=MS, "
-                           "failures=N)", name);
+                           "failures=N)",
+                           name);
     }
     return RL2_OK;
 }
@@ -360,21 +381,18 @@ rl2_status_t
 rl2_store_opt_failover_item(rl2_backend_conf_t *bc, const char *item,
                             rl2_err_t *err)
 {
-    return rl2_so_item(bc, "failover", item, rl2_store_opt_failover_set,
-                       err);
+    return rl2_so_item(bc, "failover", item, rl2_store_opt_failover_set, err);
 }
 
 rl2_status_t
-rl2_store_opt_failover(rl2_backend_conf_t *bc, const char *text,
-                       rl2_err_t *err)
+rl2_store_opt_failover(rl2_backend_conf_t *bc, const char *text, rl2_err_t *err)
 {
-    char mode[16];
+    char   mode[16];
     size_t len = strcspn(text, ",");
 
     snprintf(mode, sizeof(mode), "%.*s", (int)len, text);
-    RL2_SO_TRY(rl2_store_opt_failover_mode(bc, len < sizeof(mode) ? mode
-                                                                : text,
-                                        err));
+    RL2_SO_TRY(
+        rl2_store_opt_failover_mode(bc, len < sizeof(mode) ? mode : text, err));
     return rl2_so_list(bc, "failover", text, 1, rl2_store_opt_failover_set,
                        err);
 }
@@ -387,8 +405,10 @@ rl2_store_opt_alerts_switch(rl2_backend_conf_t *bc, const char *onoff,
 {
     bc->given |= RL2_BACKEND_GIVEN_ALERTS;
     if (strcasecmp(onoff, "on") != 0 && strcasecmp(onoff, "off") != 0) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "alerts: expected on or "
-                           "off, not \"%.60s\"", onoff);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "alerts: expected on or "
+                           "off, not \"%.60s\"",
+                           onoff);
     }
     bc->alerts_enabled = strcasecmp(onoff, "on") == 0;
     return RL2_OK;
@@ -399,12 +419,13 @@ rl2_store_opt_alerts_set(rl2_backend_conf_t *bc, const char *name,
                          const char *value, rl2_err_t *err)
 {
     rl2_err_t e;
-    long n;
+    long      n;
 
     bc->given |= RL2_BACKEND_GIVEN_ALERTS;
     if (strcmp(name, "socket") == 0) {
         if (value[0] != '/') {
-            return rl2_err_set(err, RL2_ERR_CONFIG, "alerts: socket= must "
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "alerts: socket= must "
                                "be an absolute path");
         }
         return rl2_so_copy("alerts", name, value, bc->alert_socket,
@@ -426,9 +447,11 @@ rl2_store_opt_alerts_set(rl2_backend_conf_t *bc, const char *name,
         bc->alert_interval_ms = n * 1000;
         return RL2_OK;
     }
-    return rl2_err_set(err, RL2_ERR_CONFIG, "alerts: unknown option "
+    return rl2_err_set(err, RL2_ERR_CONFIG,
+                       "alerts: unknown option "
                        "\"%.60s\" (expected socket=/PATH, ident=NAME, "
-                       "facility=daemon|local0.., interval=S)", name);
+                       "facility=daemon|local0.., interval=S)",
+                       name);
 }
 
 rl2_status_t
@@ -439,11 +462,10 @@ rl2_store_opt_alerts_item(rl2_backend_conf_t *bc, const char *item,
 }
 
 rl2_status_t
-rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text,
-                     rl2_err_t *err)
+rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text, rl2_err_t *err)
 {
     size_t len = strcspn(text, ",");
-    int skip = 0;
+    int    skip = 0;
 
     /* "on," may be left out: a list of options turns alerts on. */
     bc->alerts_enabled = 1;
@@ -452,13 +474,11 @@ rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text,
         char word[8];
 
         snprintf(word, sizeof(word), "%.*s", (int)len, text);
-        RL2_SO_TRY(rl2_store_opt_alerts_switch(bc, len < sizeof(word) ? word
-                                                                    : text,
-                                            err));
+        RL2_SO_TRY(rl2_store_opt_alerts_switch(
+            bc, len < sizeof(word) ? word : text, err));
         skip = 1;
     }
-    return rl2_so_list(bc, "alerts", text, skip, rl2_store_opt_alerts_set,
-                       err);
+    return rl2_so_list(bc, "alerts", text, skip, rl2_store_opt_alerts_set, err);
 }
 
 /* ---- the whole ---- */
@@ -476,7 +496,8 @@ rl2_store_opt_check(const rl2_backend_conf_t *bc, int redis_options,
 {
     if (!bc->redis_enabled) {
         if (redis_options) {
-            return rl2_err_set(err, RL2_ERR_CONFIG, "Redis options or "
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "Redis options or "
                                "failover given without a Redis server");
         }
         return RL2_OK;
@@ -503,16 +524,17 @@ rl2_store_opt_describe(const rl2_backend_conf_t *bc, char *buf, size_t size)
                       rc->seeds[0], rc->n_seeds);
     }
     else if (rc->unix_path[0] != '\0') {
-        n += snprintf(buf + n, size - (size_t)n, " socket=%s",
-                      rc->unix_path);
+        n += snprintf(buf + n, size - (size_t)n, " socket=%s", rc->unix_path);
     }
     else {
-        n += snprintf(buf + n, size - (size_t)n, " host=%s port=%d",
-                      rc->host, rc->port);
+        n += snprintf(buf + n, size - (size_t)n, " host=%s port=%d", rc->host,
+                      rc->port);
     }
     if (n >= 0 && (size_t)n < size) {
-        snprintf(buf + n, size - (size_t)n, " db=%d user=%s timeout=%d/%d "
-                 "failover=%s", rc->db, rc->username[0] ? rc->username : "-",
+        snprintf(buf + n, size - (size_t)n,
+                 " db=%d user=%s timeout=%d/%d "
+                 "failover=%s",
+                 rc->db, rc->username[0] ? rc->username : "-",
                  rc->connect_timeout_ms, rc->command_timeout_ms,
                  rl2_failover_mode_name(bc->failover_mode));
     }

@@ -31,7 +31,7 @@
 #include "shm_obj_internal.h"
 #include "base_internal.h"
 
-#define ALERT_MAGIC 0x41324c52u     /* "RL2A" read little-endian */
+#define ALERT_MAGIC   0x41324c52u /* "RL2A" read little-endian */
 #define ALERT_VERSION 2u
 
 /* One word per kind: bits 63..24 hold the monotonic time of the kind's
@@ -40,23 +40,23 @@
  * new interval" is a single compare-and-swap: a count can be neither lost
  * nor reported twice.  40 bits of ms is 34 years of uptime. */
 #define SLOT_COUNT_BITS 24
-#define SLOT_COUNT_MAX ((UINT64_C(1) << SLOT_COUNT_BITS) - 1)
-#define SLOT_TIME_MAX ((UINT64_C(1) << (64 - SLOT_COUNT_BITS)) - 1)
+#define SLOT_COUNT_MAX  ((UINT64_C(1) << SLOT_COUNT_BITS) - 1)
+#define SLOT_TIME_MAX   ((UINT64_C(1) << (64 - SLOT_COUNT_BITS)) - 1)
 
 /* The bytes kept free after the fields for " truncated=1" and
  * " suppressed=" with 20 digits. */
 #define ALERT_TAIL_RESERVE 44
-#define ALERT_KEY_MAX 32
+#define ALERT_KEY_MAX      32
 
 typedef struct {
-    rl2_shm_hdr_t hdr;
-    _Atomic uint64_t failures;          /* lines the socket refused */
+    rl2_shm_hdr_t    hdr;
+    _Atomic uint64_t failures; /* lines the socket refused */
     _Atomic uint64_t slot[RL2_ALERT_KIND_COUNT];
 } alert_shm_t;
 
 static const struct {
     const char *name;
-    int severity;
+    int         severity;
 } alert_kinds[RL2_ALERT_KIND_COUNT] = {
     [RL2_ALERT_REDIS_DOWN] = { "redis_down", LOG_ERR },
     [RL2_ALERT_REDIS_UP] = { "redis_up", LOG_NOTICE },
@@ -71,16 +71,16 @@ static const struct {
 
 struct rl2_alert {
     struct sockaddr_un addr;
-    socklen_t addr_len;
-    char ident[RL2_ALERT_IDENT_MAX + 1];
-    int facility;
-    int64_t interval_ms;
+    socklen_t          addr_len;
+    char               ident[RL2_ALERT_IDENT_MAX + 1];
+    int                facility;
+    int64_t            interval_ms;
     void (*clock)(rl2_clock_t *now);
-    _Atomic uint64_t *slots;        /* shm->slot, or private_slots */
-    _Atomic uint64_t *failures;     /* shm->failures, or private_failures */
-    alert_shm_t *shm;               /* NULL: state private to the process */
-    _Atomic uint64_t private_slots[RL2_ALERT_KIND_COUNT];
-    _Atomic uint64_t private_failures;
+    _Atomic uint64_t *slots;    /* shm->slot, or private_slots */
+    _Atomic uint64_t *failures; /* shm->failures, or private_failures */
+    alert_shm_t      *shm;      /* NULL: state private to the process */
+    _Atomic uint64_t  private_slots[RL2_ALERT_KIND_COUNT];
+    _Atomic uint64_t  private_failures;
 };
 
 /* ---- the line ---------------------------------------------------------- */
@@ -136,7 +136,7 @@ static void
 rl2_alert_put_escaped(rl2_buf_t *b, unsigned char c)
 {
     static const char hex[] = "0123456789abcdef";
-    const char *s = rl2_alert_short_escape(c);
+    const char       *s = rl2_alert_short_escape(c);
 
     if (s != NULL) {
         rl2_buf_str(b, s);
@@ -157,7 +157,7 @@ static void
 rl2_alert_put_value(rl2_buf_t *b, const char *v)
 {
     size_t n = v != NULL ? strlen(v) : 0, cut, i;
-    int quote;
+    int    quote;
 
     cut = n > RL2_ALERT_VALUE_MAX ? RL2_ALERT_VALUE_MAX : n;
     quote = cut == 0 || memchr(v, ' ', cut) != NULL
@@ -178,14 +178,13 @@ rl2_alert_put_value(rl2_buf_t *b, const char *v)
 
 size_t
 rl2_alert_format(char *buf, size_t len, rl2_alert_kind_t kind,
-                 const rl2_alert_field_t *fields, size_t n,
-                 uint64_t suppressed)
+                 const rl2_alert_field_t *fields, size_t n, uint64_t suppressed)
 {
     /* One field at most: a key, '=', quotes, 4 bytes per value byte. */
-    char tmp[ALERT_KEY_MAX + 8 + 4 * RL2_ALERT_VALUE_MAX];
+    char        tmp[ALERT_KEY_MAX + 8 + 4 * RL2_ALERT_VALUE_MAX];
     const char *name = rl2_alert_kind_name(kind);
-    rl2_buf_t b, f;
-    int truncated = 0;
+    rl2_buf_t   b, f;
+    int         truncated = 0;
 
     if (len == 0) {
         return 0;
@@ -195,7 +194,7 @@ rl2_alert_format(char *buf, size_t len, rl2_alert_kind_t kind,
     rl2_buf_str(&b, name != NULL ? name : "unknown");
     for (size_t i = 0; i < n; i++) {
         if (!rl2_alert_key_ok(fields[i].key)) {
-            continue;                   /* rl2_alert_send refuses these */
+            continue; /* rl2_alert_send refuses these */
         }
         rl2_buf_init(&f, tmp, sizeof(tmp));
         rl2_buf_char(&f, ' ');
@@ -213,8 +212,8 @@ rl2_alert_format(char *buf, size_t len, rl2_alert_kind_t kind,
     }
     if (suppressed > 0) {
         rl2_buf_str(&b, " suppressed=");
-        rl2_buf_i64(&b, suppressed > INT64_MAX ? INT64_MAX
-                                               : (int64_t)suppressed);
+        rl2_buf_i64(&b,
+                    suppressed > INT64_MAX ? INT64_MAX : (int64_t)suppressed);
     }
     return b.len;
 }
@@ -224,23 +223,21 @@ rl2_alert_format(char *buf, size_t len, rl2_alert_kind_t kind,
  * server's locale cannot change them. */
 static size_t
 rl2_alert_put_header(char *buf, size_t len, const rl2_alert_t *a, int severity,
-           int64_t wall_us)
+                     int64_t wall_us)
 {
-    static const char mon[12][4] = {
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"
-    };
-    time_t t = (time_t)(wall_us / RL2_US_PER_S);
-    struct tm tm;
-    int w;
+    static const char mon[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    time_t            t = (time_t)(wall_us / RL2_US_PER_S);
+    struct tm         tm;
+    int               w;
 
     if (localtime_r(&t, &tm) == NULL) {
         memset(&tm, 0, sizeof(tm));
     }
-    w = snprintf(buf, len, "<%d>%s %2d %02d:%02d:%02d %s[%ld]: ",
-                 a->facility | severity, mon[tm.tm_mon % 12], tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, a->ident,
-                 (long)getpid());
+    w = snprintf(buf, len,
+                 "<%d>%s %2d %02d:%02d:%02d %s[%ld]: ", a->facility | severity,
+                 mon[tm.tm_mon % 12], tm.tm_mday, tm.tm_hour, tm.tm_min,
+                 tm.tm_sec, a->ident, (long)getpid());
     return w < 0 ? 0 : ((size_t)w < len ? (size_t)w : len - 1);
 }
 
@@ -248,16 +245,16 @@ rl2_alert_put_header(char *buf, size_t len, const rl2_alert_t *a, int severity,
 
 static rl2_status_t
 rl2_alert_deliver(rl2_alert_t *a, rl2_alert_kind_t kind,
-        const rl2_alert_field_t *fields, size_t n, uint64_t suppressed,
-        const rl2_clock_t *now, rl2_err_t *err)
+                  const rl2_alert_field_t *fields, size_t n,
+                  uint64_t suppressed, const rl2_clock_t *now, rl2_err_t *err)
 {
-    char line[RL2_ALERT_LINE_MAX + 1];
-    size_t len;
+    char    line[RL2_ALERT_LINE_MAX + 1];
+    size_t  len;
     ssize_t sent;
-    int fd, e;
+    int     fd, e;
 
-    len = rl2_alert_put_header(line, sizeof(line), a, alert_kinds[kind].severity,
-                     now->wall_us);
+    len = rl2_alert_put_header(line, sizeof(line), a,
+                               alert_kinds[kind].severity, now->wall_us);
     len += rl2_alert_format(line + len, sizeof(line) - len, kind, fields, n,
                             suppressed);
     fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -288,16 +285,16 @@ rl2_alert_deliver(rl2_alert_t *a, rl2_alert_kind_t kind,
  * one more line held back. */
 static int
 rl2_alert_slot_take(_Atomic uint64_t *slot, int64_t now_ms, int64_t interval_ms,
-          uint64_t *suppressed)
+                    uint64_t *suppressed)
 {
     uint64_t stamp = ((uint64_t)now_ms + 1) & SLOT_TIME_MAX;
     uint64_t old = atomic_load_explicit(slot, memory_order_relaxed), new;
-    int due;
+    int      due;
 
     do {
         uint64_t last = old >> SLOT_COUNT_BITS;
         uint64_t count = old & SLOT_COUNT_MAX;
-        int64_t since = (int64_t)stamp - (int64_t)last;
+        int64_t  since = (int64_t)stamp - (int64_t)last;
 
         /* A stamp more than an interval ahead of now was not written by
          * this clock (the state outlived a reboot): start afresh rather
@@ -311,8 +308,7 @@ rl2_alert_slot_take(_Atomic uint64_t *slot, int64_t now_ms, int64_t interval_ms,
             new = count < SLOT_COUNT_MAX ? old + 1 : old;
         }
     } while (!atomic_compare_exchange_weak_explicit(
-                 slot, &old, new, memory_order_acq_rel,
-                 memory_order_relaxed));
+        slot, &old, new, memory_order_acq_rel, memory_order_relaxed));
     return due;
 }
 
@@ -327,13 +323,12 @@ rl2_alert_slot_give_back(_Atomic uint64_t *slot, uint64_t lines)
 
         new = old + (lines < room ? lines : room);
     } while (!atomic_compare_exchange_weak_explicit(
-                 slot, &old, new, memory_order_acq_rel,
-                 memory_order_relaxed));
+        slot, &old, new, memory_order_acq_rel, memory_order_relaxed));
 }
 
 static rl2_status_t
-rl2_alert_check_call(rl2_alert_kind_t kind, const rl2_alert_field_t *fields, size_t n,
-           rl2_err_t *err)
+rl2_alert_check_call(rl2_alert_kind_t kind, const rl2_alert_field_t *fields,
+                     size_t n, rl2_err_t *err)
 {
     if ((unsigned)kind >= RL2_ALERT_KIND_COUNT) {
         return rl2_err_set(err, RL2_ERR_INVALID, "alert: unknown kind %d",
@@ -341,7 +336,8 @@ rl2_alert_check_call(rl2_alert_kind_t kind, const rl2_alert_field_t *fields, siz
     }
     for (size_t i = 0; i < n; i++) {
         if (!rl2_alert_key_ok(fields[i].key)) {
-            return rl2_err_set(err, RL2_ERR_INVALID, "alert %s: field %zu: "
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "alert %s: field %zu: "
                                "a key is 1..%d of [a-z0-9_]",
                                alert_kinds[kind].name, i, ALERT_KEY_MAX);
         }
@@ -354,10 +350,10 @@ rl2_alert_send(rl2_alert_t *a, rl2_alert_kind_t kind,
                const rl2_alert_field_t *fields, size_t n, int *sent,
                rl2_err_t *err)
 {
-    rl2_clock_t now;
-    uint64_t suppressed = 0;
+    rl2_clock_t  now;
+    uint64_t     suppressed = 0;
     rl2_status_t st;
-    int64_t now_ms;
+    int64_t      now_ms;
 
     if (sent != NULL) {
         *sent = 0;
@@ -372,7 +368,7 @@ rl2_alert_send(rl2_alert_t *a, rl2_alert_kind_t kind,
     now_ms = now.mono_us > 0 ? now.mono_us / 1000 : 0;
     if (a->interval_ms > 0
         && !rl2_alert_slot_take(&a->slots[kind], now_ms, a->interval_ms,
-                      &suppressed)) {
+                                &suppressed)) {
         return RL2_OK;
     }
     st = rl2_alert_deliver(a, kind, fields, n, suppressed, &now, err);
@@ -390,10 +386,10 @@ rl2_alert_send(rl2_alert_t *a, rl2_alert_kind_t kind,
 
 rl2_status_t
 rl2_alert_emit(rl2_alert_t *a, rl2_alert_kind_t kind,
-               const rl2_alert_field_t *fields, size_t n,
-               uint64_t suppressed, rl2_err_t *err)
+               const rl2_alert_field_t *fields, size_t n, uint64_t suppressed,
+               rl2_err_t *err)
 {
-    rl2_clock_t now;
+    rl2_clock_t  now;
     rl2_status_t st;
 
     if (a == NULL) {
@@ -422,9 +418,9 @@ rl2_alert_conf_default(rl2_alert_conf_t *conf)
 
 static const struct {
     const char *name;
-    int facility;
+    int         facility;
 } alert_facilities[] = {
-    { "auth", LOG_AUTH }, { "authpriv", LOG_AUTHPRIV },
+    { "auth", LOG_AUTH },     { "authpriv", LOG_AUTHPRIV },
     { "daemon", LOG_DAEMON }, { "user", LOG_USER },
     { "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
     { "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
@@ -435,16 +431,18 @@ static const struct {
 rl2_status_t
 rl2_alert_facility_parse(const char *text, int *facility, rl2_err_t *err)
 {
-    for (size_t i = 0; i < sizeof(alert_facilities)
-                               / sizeof(alert_facilities[0]); i++) {
+    for (size_t i = 0;
+         i < sizeof(alert_facilities) / sizeof(alert_facilities[0]); i++) {
         if (text != NULL && strcmp(text, alert_facilities[i].name) == 0) {
             *facility = alert_facilities[i].facility;
             return RL2_OK;
         }
     }
-    return rl2_err_set(err, RL2_ERR_CONFIG, "unknown syslog facility "
+    return rl2_err_set(err, RL2_ERR_CONFIG,
+                       "unknown syslog facility "
                        "\"%.40s\" (daemon, user, auth, authpriv, "
-                       "local0..local7)", text != NULL ? text : "");
+                       "local0..local7)",
+                       text != NULL ? text : "");
 }
 
 static rl2_status_t
@@ -453,11 +451,12 @@ rl2_alert_conf_check(const rl2_alert_conf_t *c, rl2_err_t *err)
     size_t i, n;
 
     if (c->socket_path == NULL || c->socket_path[0] == '\0'
-        || strlen(c->socket_path) >= sizeof(((struct sockaddr_un *)0)
-                                                ->sun_path)) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "alert socket path must "
-                           "be 1..%zu bytes", sizeof(((struct sockaddr_un *)0)
-                                                         ->sun_path) - 1);
+        || strlen(c->socket_path)
+               >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "alert socket path must "
+                           "be 1..%zu bytes",
+                           sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
     }
     n = c->ident != NULL ? strlen(c->ident) : 0;
     for (i = 0; i < n; i++) {
@@ -470,28 +469,32 @@ rl2_alert_conf_check(const rl2_alert_conf_t *c, rl2_err_t *err)
         }
     }
     if (n == 0 || n > RL2_ALERT_IDENT_MAX || i < n) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "alert ident must be "
-                           "1..%d of [A-Za-z0-9_.-]", RL2_ALERT_IDENT_MAX);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "alert ident must be "
+                           "1..%d of [A-Za-z0-9_.-]",
+                           RL2_ALERT_IDENT_MAX);
     }
     if (c->facility < 0 || c->facility > LOG_LOCAL7
         || (c->facility & LOG_PRIMASK) != 0) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "alert facility %d is not "
-                           "a LOG_* facility", c->facility);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "alert facility %d is not "
+                           "a LOG_* facility",
+                           c->facility);
     }
     if (c->interval_ms < 0 || c->interval_ms > (int64_t)(SLOT_TIME_MAX / 2)) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "alert interval %" PRId64
-                           " ms out of range", c->interval_ms);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "alert interval %" PRId64 " ms out of range",
+                           c->interval_ms);
     }
     return RL2_OK;
 }
 
 rl2_status_t
-rl2_alert_open(const rl2_alert_conf_t *conf, rl2_alert_t **out,
-               rl2_err_t *err)
+rl2_alert_open(const rl2_alert_conf_t *conf, rl2_alert_t **out, rl2_err_t *err)
 {
     rl2_alert_t *a;
     rl2_status_t st;
-    void *map;
+    void        *map;
 
     *out = NULL;
     if ((st = rl2_alert_conf_check(conf, err)) != RL2_OK) {
@@ -501,19 +504,18 @@ rl2_alert_open(const rl2_alert_conf_t *conf, rl2_alert_t **out,
         return rl2_err_set(err, RL2_ERR_NOMEM, "alert: out of memory");
     }
     a->addr.sun_family = AF_UNIX;
-    strcpy(a->addr.sun_path, conf->socket_path);  /* length checked */
+    strcpy(a->addr.sun_path, conf->socket_path); /* length checked */
     a->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path)
                               + strlen(conf->socket_path) + 1);
-    strcpy(a->ident, conf->ident);                /* length checked */
+    strcpy(a->ident, conf->ident); /* length checked */
     a->facility = conf->facility;
     a->interval_ms = conf->interval_ms;
     a->clock = conf->clock != NULL ? conf->clock : rl2_clock_now;
     a->slots = a->private_slots;
     a->failures = &a->private_failures;
     if (conf->shm_name != NULL) {
-        st = rl2_shm_obj_open(conf->shm_name, sizeof(alert_shm_t),
-                              ALERT_MAGIC, ALERT_VERSION, conf->mode, &map,
-                              err);
+        st = rl2_shm_obj_open(conf->shm_name, sizeof(alert_shm_t), ALERT_MAGIC,
+                              ALERT_VERSION, conf->mode, &map, err);
         if (st != RL2_OK) {
             free(a);
             return st;

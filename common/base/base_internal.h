@@ -35,7 +35,7 @@ void rl2_alert_conf_default(rl2_alert_conf_t *conf);
  * rl2_alert_close().  Opens no socket and never calls openlog(). */
 rl2_status_t rl2_alert_open(const rl2_alert_conf_t *conf, rl2_alert_t **out,
                             rl2_err_t *err);
-void rl2_alert_close(rl2_alert_t *alert);
+void         rl2_alert_close(rl2_alert_t *alert);
 rl2_status_t rl2_alert_unlink(const char *shm_name, rl2_err_t *err);
 
 /* Rate-limited: send this kind's line if the kind's interval has passed
@@ -82,8 +82,8 @@ uint64_t rl2_siphash(const rl2_hash_key_t *key, const void *data, size_t len);
 
 /* SipHash-2-4 with 128-bit output, for tests against the reference
  * vectors (storage digests run the same code with 1-3 rounds). */
-void rl2_siphash128_24(const rl2_hash_key_t *key, const void *data,
-                       size_t len, uint64_t out[2]);
+void rl2_siphash128_24(const rl2_hash_key_t *key, const void *data, size_t len,
+                       uint64_t out[2]);
 
 /* 128-bit digest of a storage key (fixed, public hash keys: a digest is an
  * index, not a secret). */

@@ -13,9 +13,9 @@
 
 typedef struct {
     char  *p;
-    size_t len;   /* bytes written, excluding the NUL */
-    size_t cap;   /* size of p, including room for the NUL */
-    int    full;  /* something did not fit */
+    size_t len;  /* bytes written, excluding the NUL */
+    size_t cap;  /* size of p, including room for the NUL */
+    int    full; /* something did not fit */
 } rl2_buf_t;
 
 static inline void
@@ -60,14 +60,27 @@ static const char rl2_digit_pairs[201] __attribute__((unused)) =
     "6061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
-static const uint64_t rl2_pow10[20] __attribute__((unused)) = {
-    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL,
-    10000000ULL, 100000000ULL, 1000000000ULL, 10000000000ULL,
-    100000000000ULL, 1000000000000ULL, 10000000000000ULL,
-    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
-    100000000000000000ULL, 1000000000000000000ULL,
-    10000000000000000000ULL
-};
+static const uint64_t rl2_pow10[20]
+    __attribute__((unused)) = { 1ULL,
+                                10ULL,
+                                100ULL,
+                                1000ULL,
+                                10000ULL,
+                                100000ULL,
+                                1000000ULL,
+                                10000000ULL,
+                                100000000ULL,
+                                1000000000ULL,
+                                10000000000ULL,
+                                100000000000ULL,
+                                1000000000000ULL,
+                                10000000000000ULL,
+                                100000000000000ULL,
+                                1000000000000000ULL,
+                                10000000000000000ULL,
+                                100000000000000000ULL,
+                                1000000000000000000ULL,
+                                10000000000000000000ULL };
 
 /* Decimal digits of u: log10 from the bit length (1233/4096 is just
  * above log10(2)), then one comparison.  u | 1 has as many digits as u
@@ -87,10 +100,10 @@ rl2_digits(uint64_t u)
 static inline size_t
 rl2_i64_text(char *out, int64_t v)
 {
-    char *w = out;
+    char    *w = out;
     uint64_t u = (uint64_t)v;
     unsigned d;
-    char *end;
+    char    *end;
 
     if (v < 0) {
         *w++ = '-';
@@ -105,7 +118,7 @@ rl2_i64_text(char *out, int64_t v)
         *--w = rl2_digit_pairs[d];
     }
     /* The rest in 32 bits: cheaper divisions for the usual numbers. */
-    for (uint32_t s = (uint32_t)u; ; ) {
+    for (uint32_t s = (uint32_t)u;;) {
         if (s < 100) {
             u = s;
             break;

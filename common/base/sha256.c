@@ -39,10 +39,10 @@ rl2_sha256_block(uint32_t h[8], const uint8_t *p)
                | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
     }
     for (int i = 16; i < 64; i++) {
-        uint32_t s0 = rl2_ror(w[i - 15], 7) ^ rl2_ror(w[i - 15], 18)
-                      ^ (w[i - 15] >> 3);
-        uint32_t s1 = rl2_ror(w[i - 2], 17) ^ rl2_ror(w[i - 2], 19)
-                      ^ (w[i - 2] >> 10);
+        uint32_t s0 =
+            rl2_ror(w[i - 15], 7) ^ rl2_ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 =
+            rl2_ror(w[i - 2], 17) ^ rl2_ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
 
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
@@ -67,12 +67,12 @@ void
 rl2_sha256_hex(const void *data, size_t len, char out[65])
 {
     static const char hex[] = "0123456789abcdef";
-    uint32_t h[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
-    const uint8_t *p = data;
-    uint8_t tail[128];
-    size_t rest = len % 64, n_tail = rest < 56 ? 64 : 128;
-    uint64_t bits = (uint64_t)len * 8;
+    uint32_t          h[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
+    const uint8_t    *p = data;
+    uint8_t           tail[128];
+    size_t            rest = len % 64, n_tail = rest < 56 ? 64 : 128;
+    uint64_t          bits = (uint64_t)len * 8;
 
     for (size_t off = 0; off + 64 <= len; off += 64) {
         rl2_sha256_block(h, p + off);

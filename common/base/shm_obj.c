@@ -27,8 +27,9 @@
 #include "base_internal.h"
 
 #define SHM_OPEN_ATTEMPTS 8
-#define SHM_WAIT_MS 1000              /* how long an attacher waits for a
-                                         creator to publish */
+#define SHM_WAIT_MS \
+    1000 /* how long an attacher waits for a \
+            creator to publish */
 
 rl2_status_t
 rl2_shm_sys_err(rl2_err_t *err, const char *kind, const char *name,
@@ -53,8 +54,8 @@ rl2_shm_name_check(const char *kind, const char *name, size_t max,
         || strchr(name + 1, '/') != NULL) {
         return rl2_err_set(err, RL2_ERR_INVALID,
                            "%s %.*s: a name is '/' then 1..%d characters "
-                           "without '/'", kind, (int)max, name,
-                           (int)max - 1);
+                           "without '/'",
+                           kind, (int)max, name, (int)max - 1);
     }
     return RL2_OK;
 }
@@ -69,15 +70,15 @@ void
 rl2_shm_unlink_if_same(const char *name, int fd)
 {
     struct stat a, b;
-    int fd2;
+    int         fd2;
 
     if (flock(fd, LOCK_EX) != 0) {
         return;
     }
     fd2 = shm_open(name, O_RDONLY, 0);
     if (fd2 >= 0) {
-        if (fstat(fd, &a) == 0 && fstat(fd2, &b) == 0
-            && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
+        if (fstat(fd, &a) == 0 && fstat(fd2, &b) == 0 && a.st_dev == b.st_dev
+            && a.st_ino == b.st_ino) {
             shm_unlink(name);
         }
         close(fd2);
@@ -87,11 +88,11 @@ rl2_shm_unlink_if_same(const char *name, int fd)
 
 static rl2_status_t
 rl2_shm_obj_create(const char *name, int fd, size_t size, uint32_t magic,
-       uint32_t version, unsigned mode, void **out, rl2_err_t *err)
+                   uint32_t version, unsigned mode, void **out, rl2_err_t *err)
 {
     rl2_shm_hdr_t *h;
 
-    if (fchmod(fd, (mode_t)mode) != 0) {  /* shm_open applied the umask */
+    if (fchmod(fd, (mode_t)mode) != 0) { /* shm_open applied the umask */
         return rl2_shm_obj_err(err, name, "fchmod", errno);
     }
     if (ftruncate(fd, (off_t)size) != 0) {
@@ -112,17 +113,17 @@ rl2_shm_obj_create(const char *name, int fd, size_t size, uint32_t magic,
  * valid, *stale set when it is published but describes something else. */
 static rl2_status_t
 rl2_shm_obj_look(const char *name, int fd, size_t size, uint32_t magic,
-     uint32_t version, void **out, bool *stale, rl2_err_t *err)
+                 uint32_t version, void **out, bool *stale, rl2_err_t *err)
 {
-    struct stat st;
+    struct stat    st;
     rl2_shm_hdr_t *h;
-    uint32_t m;
+    uint32_t       m;
 
     if (fstat(fd, &st) != 0) {
         return rl2_shm_obj_err(err, name, "fstat", errno);
     }
     if (st.st_size == 0) {
-        return RL2_OK;                  /* the creator has not sized it */
+        return RL2_OK; /* the creator has not sized it */
     }
     if ((uint64_t)st.st_size != (uint64_t)size) {
         *stale = true;
@@ -145,10 +146,10 @@ rl2_shm_obj_look(const char *name, int fd, size_t size, uint32_t magic,
 /* Attach to an existing object, waiting for its creator to publish. */
 static rl2_status_t
 rl2_shm_obj_attach(const char *name, int fd, size_t size, uint32_t magic,
-       uint32_t version, void **out, bool *stale, rl2_err_t *err)
+                   uint32_t version, void **out, bool *stale, rl2_err_t *err)
 {
     rl2_status_t st;
-    int waited;
+    int          waited;
 
     for (waited = 0; waited <= SHM_WAIT_MS; waited++) {
         st = rl2_shm_obj_look(name, fd, size, magic, version, out, stale, err);
@@ -157,19 +158,20 @@ rl2_shm_obj_attach(const char *name, int fd, size_t size, uint32_t magic,
         }
         rl2_sleep_ms(1);
     }
-    *stale = true;                      /* a creator that died */
+    *stale = true; /* a creator that died */
     return RL2_OK;
 }
 
 /* One round: create exclusively, else attach.  *again is set when the
  * name must be tried once more (it vanished, or was stale). */
 static rl2_status_t
-rl2_shm_obj_open_once(const char *name, size_t size, uint32_t magic, uint32_t version,
-          unsigned mode, void **out, bool *again, rl2_err_t *err)
+rl2_shm_obj_open_once(const char *name, size_t size, uint32_t magic,
+                      uint32_t version, unsigned mode, void **out, bool *again,
+                      rl2_err_t *err)
 {
     rl2_status_t st;
-    bool stale = false;
-    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, (mode_t)mode);
+    bool         stale = false;
+    int          fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, (mode_t)mode);
 
     *again = false;
     if (fd >= 0) {
@@ -184,7 +186,7 @@ rl2_shm_obj_open_once(const char *name, size_t size, uint32_t magic, uint32_t ve
         return rl2_shm_obj_err(err, name, "shm_open", errno);
     }
     if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
-        *again = errno == ENOENT;       /* unlinked in between */
+        *again = errno == ENOENT; /* unlinked in between */
         return *again ? RL2_OK : rl2_shm_obj_err(err, name, "shm_open", errno);
     }
     st = rl2_shm_obj_attach(name, fd, size, magic, version, out, &stale, err);
@@ -201,8 +203,8 @@ rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
                  uint32_t version, unsigned mode, void **out, rl2_err_t *err)
 {
     rl2_status_t st;
-    bool again = true;
-    int attempt;
+    bool         again = true;
+    int          attempt;
 
     *out = NULL;
     st = rl2_shm_name_check("shm", name, RL2_SHM_NAME_MAX, err);
@@ -210,19 +212,24 @@ rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
         return st;
     }
     if (mode > 0777 || size < sizeof(rl2_shm_hdr_t) || magic == 0) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "shm %s: bad mode %o, "
-                           "size %zu or magic", name, mode, size);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "shm %s: bad mode %o, "
+                           "size %zu or magic",
+                           name, mode, size);
     }
     for (attempt = 0; again && attempt < SHM_OPEN_ATTEMPTS; attempt++) {
-        st = rl2_shm_obj_open_once(name, size, magic, version, mode, out, &again, err);
+        st = rl2_shm_obj_open_once(name, size, magic, version, mode, out,
+                                   &again, err);
         if (st != RL2_OK) {
             return st;
         }
     }
     if (*out == NULL) {
-        return rl2_err_set(err, RL2_ERR_SYS, "shm %s: still replaced by "
+        return rl2_err_set(err, RL2_ERR_SYS,
+                           "shm %s: still replaced by "
                            "other processes after %d attempts (do they run "
-                           "another version?)", name, attempt);
+                           "another version?)",
+                           name, attempt);
     }
     return RL2_OK;
 }

@@ -30,8 +30,8 @@ _Static_assert(ATOMIC_INT_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2,
 
 typedef struct {
     _Atomic uint32_t magic;   /* stored last by the creator (release) */
-    uint32_t version;         /* layout version of the payload */
-    uint64_t size;            /* bytes of the whole object, header included */
+    uint32_t         version; /* layout version of the payload */
+    uint64_t         size;    /* bytes of the whole object, header included */
 } rl2_shm_hdr_t;
 
 /* Longest object name, as for zones: '/' then up to 199 characters. */
@@ -52,13 +52,13 @@ rl2_status_t rl2_shm_obj_unlink(const char *name, rl2_err_t *err);
 /* ---- shared with the local zone (zone_shm.c) ---- */
 
 /* "KIND NAME: WHAT: strerror(errnum)" as an RL2_ERR_SYS. */
-rl2_status_t rl2_shm_sys_err(rl2_err_t *err, const char *kind,
-                             const char *name, const char *what, int errnum);
+rl2_status_t rl2_shm_sys_err(rl2_err_t *err, const char *kind, const char *name,
+                             const char *what, int errnum);
 
 /* A POSIX shared memory name: '/' then 1..max-1 characters without '/'
  * (RL2_ERR_INVALID naming KIND otherwise). */
-rl2_status_t rl2_shm_name_check(const char *kind, const char *name,
-                                size_t max, rl2_err_t *err);
+rl2_status_t rl2_shm_name_check(const char *kind, const char *name, size_t max,
+                                rl2_err_t *err);
 
 /* Unlink name only while it still names the object open on fd: another
  * process may already have replaced the stale object with a good one,

@@ -10,8 +10,8 @@
 #include "ratelimit2/status.h"
 #include "base/base_internal.h"
 
-rl2_status_t rl2_err_set(rl2_err_t *err, rl2_status_t status,
-                         const char *fmt, ...)
+rl2_status_t
+rl2_err_set(rl2_err_t *err, rl2_status_t status, const char *fmt, ...)
 {
     va_list ap;
 
@@ -28,7 +28,8 @@ rl2_status_t rl2_err_set(rl2_err_t *err, rl2_status_t status,
     return status;
 }
 
-const char *rl2_status_str(rl2_status_t status)
+const char *
+rl2_status_str(rl2_status_t status)
 {
     switch (status) {
     case RL2_OK:

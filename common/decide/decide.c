@@ -26,8 +26,8 @@
 
 typedef struct {
     const rl2_rule_t *rule;
-    size_t            index;   /* in policy->rules; n_rules: default;
-                                  SIZE_MAX: an extra (inline) rule */
+    size_t            index; /* in policy->rules; n_rules: default;
+                                SIZE_MAX: an extra (inline) rule */
 } rl2_applied_t;
 
 /* The normalised path, computed on first use: policies whose rules all
@@ -36,7 +36,7 @@ static const char *
 rl2_ctx_path(rl2_ctx_t *c)
 {
     const char *raw = c->req->path ? c->req->path : "/";
-    size_t need, cap = sizeof(c->path_buf);
+    size_t      need, cap = sizeof(c->path_buf);
 
     if (c->path_ready) {
         return c->path;
@@ -76,11 +76,11 @@ rl2_select_one(const rl2_policy_t *p, size_t i, rl2_applied_t *out, int *n)
 static int
 rl2_select_policy_rules(rl2_ctx_t *c, rl2_applied_t *out, int *n)
 {
-    const rl2_policy_t *p = c->policy;
-    const char *host = c->req->host;
+    const rl2_policy_t   *p = c->policy;
+    const char           *host = c->req->host;
     rl2_rule_candidates_t k;
-    size_t i = 0, j = 0, r;
-    int end;
+    size_t                i = 0, j = 0, r;
+    int                   end;
 
     if (p->rule_index == NULL) {
         for (r = 0; r < p->n_rules; r++) {
@@ -95,10 +95,9 @@ rl2_select_policy_rules(rl2_ctx_t *c, rl2_applied_t *out, int *n)
     }
     rl2_rule_index_lookup(p->rule_index, rl2_ctx_path(c), &k);
     while (i < k.n_seg || j < k.n_any) {
-        r = (j == k.n_any || (i < k.n_seg && k.seg[i] < k.any[j]))
-            ? k.seg[i++] : k.any[j++];
-        if (rl2_rule_match(&p->rules[r], c->method_bit, rl2_ctx_path(c),
-                           host)
+        r = (j == k.n_any || (i < k.n_seg && k.seg[i] < k.any[j])) ? k.seg[i++]
+                                                                   : k.any[j++];
+        if (rl2_rule_match(&p->rules[r], c->method_bit, rl2_ctx_path(c), host)
             && (end = rl2_select_one(p, r, out, n)) != 0) {
             return end;
         }
@@ -109,17 +108,16 @@ rl2_select_policy_rules(rl2_ctx_t *c, rl2_applied_t *out, int *n)
 /* Select the rules that apply (docs/configuration.md, "Rules"); returns
  * how many, or -1 when more apply than a request may be checked against. */
 static int
-rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra,
-                 size_t n_extra, rl2_applied_t *out)
+rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
+                 rl2_applied_t *out)
 {
     const rl2_policy_t *p = c->policy;
-    int n = 0, terminal;
+    int                 n = 0, terminal;
 
     if ((terminal = rl2_select_policy_rules(c, out, &n)) < 0) {
         return -1;
     }
-    if (!terminal && p->default_rule != NULL
-        && (!p->match_all || n == 0)) {
+    if (!terminal && p->default_rule != NULL && (!p->match_all || n == 0)) {
         if (n == RL2_MAX_RULES) {
             return -1;
         }
@@ -165,7 +163,7 @@ rl2_key_value(const rl2_ctx_t *c, const rl2_rule_t *rule,
               const rl2_limit_t *limit, rl2_buf_t *b, size_t *id)
 {
     const char *hv;
-    char h[17];
+    char        h[17];
 
     switch (limit->key) {
     case RL2_KEY_USER:
@@ -184,7 +182,8 @@ rl2_key_value(const rl2_ctx_t *c, const rl2_rule_t *rule,
         break;
     case RL2_KEY_HEADER:
         hv = (limit->key_header && c->req->header)
-             ? c->req->header(c->req->header_ctx, limit->key_header) : NULL;
+                 ? c->req->header(c->req->header_ctx, limit->key_header)
+                 : NULL;
         if (hv != NULL && hv[0] != '\0') {
             /* Long or odd values are hashed: keys stay bounded. */
             rl2_hash_id(&c->policy->hash_key, hv, h);
@@ -220,8 +219,8 @@ rl2_layer_key(const rl2_ctx_t *c, const rl2_rule_t *rule,
 {
     rl2_hash_key_t seed = limit->key_seed;
     rl2_key_kind_t kind;
-    rl2_buf_t b;
-    size_t id;
+    rl2_buf_t      b;
+    size_t         id;
 
     rl2_buf_init(&b, layer->client, sizeof(layer->client));
     kind = rl2_key_value(c, rule, limit, &b, &id);
@@ -231,16 +230,16 @@ rl2_layer_key(const rl2_ctx_t *c, const rl2_rule_t *rule,
 
 /* Append this phase's layers of one applied rule. */
 static int
-rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a,
-             const rl2_client_t *client, rl2_mode_t mode)
+rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
+             rl2_mode_t mode)
 {
-    rl2_verdict_t *v = c->v;
-    int identity;
+    rl2_verdict_t         *v = c->v;
+    int                    identity;
     const rl2_limit_set_t *set = rl2_rule_set(c, a, client, &identity);
 
     for (size_t i = 0; i < set->n; i++) {
         const rl2_limit_t *limit = &set->limits[i];
-        unsigned phase = identity ? RL2_PHASE_LATE : limit->phase;
+        unsigned           phase = identity ? RL2_PHASE_LATE : limit->phase;
 
         if ((phase & c->phase) == 0) {
             continue;
@@ -296,8 +295,9 @@ rl2_pick_shown(const rl2_verdict_t *v)
         }
         b = &v->layers[best];
         if (v->outcome == RL2_OUTCOME_DENY) {
-            if (rl2_layer_denies(l) && (!rl2_layer_denies(b)
-                || l->result.retry_after_us > b->result.retry_after_us)) {
+            if (rl2_layer_denies(l)
+                && (!rl2_layer_denies(b)
+                    || l->result.retry_after_us > b->result.retry_after_us)) {
                 best = (int)i;
             }
         }
@@ -327,7 +327,7 @@ rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
                  const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_verdict_t *v = c->v;
-    int denied = 0;
+    int            denied = 0;
 
     for (size_t i = first; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i];
@@ -340,8 +340,8 @@ rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
         v->outcome = RL2_OUTCOME_DENY;
         /* Refused now: what an earlier phase counted is taken back. */
         if (first > 0) {
-            rl2_status_t st = rl2_refund_committed(store, v->layers, first,
-                                                   now, err);
+            rl2_status_t st =
+                rl2_refund_committed(store, v->layers, first, now, err);
             if (st != RL2_OK) {
                 return st;
             }
@@ -359,15 +359,17 @@ static rl2_status_t
 rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                  int *bypass, rl2_err_t *err)
 {
-    rl2_applied_t applied[RL2_MAX_RULES];
-    const rl2_client_t *client = c->policy->n_clients > 0
-                                 ? rl2_client_find(c) : NULL;
+    rl2_applied_t       applied[RL2_MAX_RULES];
+    const rl2_client_t *client =
+        c->policy->n_clients > 0 ? rl2_client_find(c) : NULL;
     int n = rl2_select_rules(c, extra, n_extra, applied);
 
     *bypass = 0;
     if (n < 0) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "more than %d rules apply "
-                           "to %s", RL2_MAX_RULES, rl2_ctx_path(c));
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "more than %d rules apply "
+                           "to %s",
+                           RL2_MAX_RULES, rl2_ctx_path(c));
     }
     for (int i = 0; i < n; i++) {
         if (applied[i].rule->exempt) {
@@ -380,35 +382,35 @@ rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
     }
     for (int i = 0; i < n; i++) {
         rl2_mode_t mode = applied[i].rule->mode == RL2_MODE_INHERIT
-                          ? c->policy->mode : applied[i].rule->mode;
+                              ? c->policy->mode
+                              : applied[i].rule->mode;
 
         if (mode == RL2_MODE_OFF) {
             continue;
         }
         if (rl2_add_rule(c, &applied[i], client, mode) != 0) {
-            return rl2_err_set(err, RL2_ERR_INVALID, "more than %d limits "
-                               "apply to %s", RL2_MAX_LAYERS,
-                               rl2_ctx_path(c));
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "more than %d limits "
+                               "apply to %s",
+                               RL2_MAX_LAYERS, rl2_ctx_path(c));
         }
     }
     return RL2_OK;
 }
 
 rl2_status_t
-rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra,
-           size_t n_extra, rl2_store_t *store, const rl2_request_t *req,
-           unsigned phase, const rl2_clock_t *now, rl2_verdict_t *v,
-           rl2_err_t *err)
+rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
+           rl2_store_t *store, const rl2_request_t *req, unsigned phase,
+           const rl2_clock_t *now, rl2_verdict_t *v, rl2_err_t *err)
 {
-    rl2_ctx_t c;
-    size_t first = v->n_layers;
-    int bypass;
+    rl2_ctx_t    c;
+    size_t       first = v->n_layers;
+    int          bypass;
     rl2_status_t st;
 
     phase &= ~v->phases;
     if (phase == 0 || v->outcome == RL2_OUTCOME_DENY
-        || v->outcome == RL2_OUTCOME_BYPASS
-        || policy->mode == RL2_MODE_OFF) {
+        || v->outcome == RL2_OUTCOME_BYPASS || policy->mode == RL2_MODE_OFF) {
         return RL2_OK;
     }
     rl2_ctx_init(&c, policy, req, phase, v);
@@ -419,7 +421,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra,
     }
     st = rl2_build_layers(&c, extra, n_extra, &bypass, err);
     if (c.path_heap != NULL) {
-        rl2_ctx_fini(&c);  /* the path is not needed past rule selection */
+        rl2_ctx_fini(&c); /* the path is not needed past rule selection */
     }
     if (st != RL2_OK || bypass) {
         v->n_layers = first;
@@ -431,8 +433,8 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra,
     if (v->n_layers == first) {
         return RL2_OK;
     }
-    st = store->ops->apply(store, v->layers + first, v->n_layers - first,
-                           now, err);
+    st = store->ops->apply(store, v->layers + first, v->n_layers - first, now,
+                           err);
     if (st != RL2_OK) {
         v->n_layers = first;
         return st;
@@ -445,8 +447,8 @@ rl2_decide_peek(const rl2_policy_t *policy, const rl2_rule_t *extra,
                 size_t n_extra, rl2_store_t *store, const rl2_request_t *req,
                 const rl2_clock_t *now, rl2_verdict_t *v, rl2_err_t *err)
 {
-    rl2_ctx_t c;
-    int bypass;
+    rl2_ctx_t    c;
+    int          bypass;
     rl2_status_t st;
 
     rl2_verdict_init(v);
@@ -494,7 +496,7 @@ rl2_decide_end(rl2_store_t *store, rl2_verdict_t *v, const rl2_clock_t *now,
                rl2_err_t *err)
 {
     rl2_layer_t held[RL2_MAX_LAYERS];
-    size_t n = 0;
+    size_t      n = 0;
 
     for (size_t i = 0; i < v->n_layers; i++) {
         rl2_layer_t *l = &v->layers[i];
@@ -540,8 +542,8 @@ rl2_policy_has_phase(const rl2_policy_t *policy, const rl2_rule_t *extra,
                      size_t n_extra, unsigned phase)
 {
     /* Client overrides and tiers are identity: always late. */
-    if ((phase & RL2_PHASE_LATE) && (policy->n_clients > 0
-                                     || policy->n_wl_users > 0)) {
+    if ((phase & RL2_PHASE_LATE)
+        && (policy->n_clients > 0 || policy->n_wl_users > 0)) {
         return 1;
     }
     for (size_t i = 0; i < policy->n_rules; i++) {

@@ -32,20 +32,20 @@ typedef struct {
     rl2_verdict_t       *v;
     unsigned             phase;
     unsigned             method_bit;
-    int                  path_ready;      /* path normalised yet? */
-    char                *path;            /* path_buf, or path_heap */
-    char                *path_heap;       /* for paths longer than the
-                                             buffer; freed by
-                                             rl2_ctx_fini */
-    char                 path_buf[RL2_PATH_MAX];
-    const char          *apikey;          /* plain, from header or query */
-    char                 user_hash[17];
-    char                 apikey_hash[17];
-    const char          *group_ip;        /* address as keys use it:
-                                             v->client_ip, or group_buf
-                                             for a grouped IPv6 client */
-    size_t               group_len;
-    char                 group_buf[48];
+    int                  path_ready; /* path normalised yet? */
+    char                *path;       /* path_buf, or path_heap */
+    char                *path_heap;  /* for paths longer than the
+                                        buffer; freed by
+                                        rl2_ctx_fini */
+    char        path_buf[RL2_PATH_MAX];
+    const char *apikey; /* plain, from header or query */
+    char        user_hash[17];
+    char        apikey_hash[17];
+    const char *group_ip; /* address as keys use it:
+                             v->client_ip, or group_buf
+                             for a grouped IPv6 client */
+    size_t group_len;
+    char   group_buf[48];
 } rl2_ctx_t;
 
 /* Copy src into dst, truncating: log forms of keys are bounded. */

@@ -77,7 +77,7 @@ static int
 rl2_fwd_strip_node(const char *val, char *node, size_t len)
 {
     const char *s = val, *e;
-    size_t n;
+    size_t      n;
 
     if (*s == '[') {
         s++;
@@ -89,7 +89,7 @@ rl2_fwd_strip_node(const char *val, char *node, size_t len)
     else {
         e = strchr(s, ':');
         if (e == NULL || strchr(e + 1, ':') != NULL) {
-            e = s + strlen(s);   /* no port, or an unbracketed IPv6 */
+            e = s + strlen(s); /* no port, or an unbracketed IPv6 */
         }
     }
     n = (size_t)(e - s);
@@ -110,7 +110,7 @@ rl2_fwd_parse_element(const char *p, char *node)
 
     node[0] = '\0';
     for (;;) {
-        char name[8], val[RL2_FWD_HOP_MAX];
+        char   name[8], val[RL2_FWD_HOP_MAX];
         size_t nl = 0;
 
         p = rl2_fwd_skip_ows(p);
@@ -169,7 +169,7 @@ rl2_forwarded_parse(const char *value, rl2_fwd_hops_t *out)
         count++;
     }
     if (count > RL2_FWD_HOPS_MAX) {
-        char tmp[RL2_FWD_HOPS_MAX][RL2_FWD_HOP_MAX];
+        char   tmp[RL2_FWD_HOPS_MAX][RL2_FWD_HOP_MAX];
         size_t first = count % RL2_FWD_HOPS_MAX;
 
         for (size_t i = 0; i < RL2_FWD_HOPS_MAX; i++) {

@@ -16,7 +16,7 @@
 #define RL2_FWD_HOP_MAX 64
 
 typedef struct {
-    size_t n;                                  /* hops, left to right */
+    size_t n; /* hops, left to right */
     char   hop[RL2_FWD_HOPS_MAX][RL2_FWD_HOP_MAX];
 } rl2_fwd_hops_t;
 

@@ -17,12 +17,12 @@
 #include "algo/algo_internal.h"
 #include "decide/decide_internal.h"
 
-
 static long long
 rl2_ceil_s(int64_t us)
 {
     /* Divided first: no overflow whatever the algorithm reported. */
-    return us <= 0 ? 0 : (long long)(us / RL2_US_PER_S + (us % RL2_US_PER_S != 0));
+    return us <= 0 ? 0
+                   : (long long)(us / RL2_US_PER_S + (us % RL2_US_PER_S != 0));
 }
 
 long long
@@ -84,8 +84,8 @@ static const char *
 rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
 {
     const rl2_limit_t *only = NULL;
-    char *start = *w, *p = start;
-    size_t visible = 0;
+    char              *start = *w, *p = start;
+    size_t             visible = 0;
 
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_limit_t *limit = v->layers[i].limit;
@@ -95,8 +95,9 @@ rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
             only = limit;
         }
     }
-    if (visible == 1 && !(only->algo.algo == RL2_ALGO_QUOTA
-                          && only->algo.period == RL2_PERIOD_MONTH)) {
+    if (visible == 1
+        && !(only->algo.algo == RL2_ALGO_QUOTA
+             && only->algo.period == RL2_PERIOD_MONTH)) {
         return only->sf_policy;
     }
     for (size_t i = 0; i < v->n_layers; i++) {
@@ -121,17 +122,16 @@ rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
     return start;
 }
 
-static const char *const rl2_key_names[] = {
-    "ip", "user", "api_key", "header", "route", "global"
-};
+static const char *const rl2_key_names[] = { "ip",     "user",  "api_key",
+                                             "header", "route", "global" };
 
 void
 rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
-                   const rl2_clock_t *now, int64_t *limit,
-                   int64_t *remaining, int64_t *reset)
+                   const rl2_clock_t *now, int64_t *limit, int64_t *remaining,
+                   int64_t *reset)
 {
     const rl2_layer_t *l = &v->layers[v->shown];
-    long long t = rl2_reset_s(v);
+    long long          t = rl2_reset_s(v);
 
     *limit = l->result.limit;
     *remaining = l->result.remaining;
@@ -164,9 +164,9 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                    rl2_header_set_fn set, void *ctx)
 {
     const rl2_layer_t *l;
-    char *w = buf, *value;
-    size_t need;
-    long long t;
+    char              *w = buf, *value;
+    size_t             need;
+    long long          t;
 
     if (v->shown < 0) {
         return 0;
@@ -225,8 +225,8 @@ rl2_json_escape(char *buf, size_t len, size_t pos, const char *s)
 {
     for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        char tmp[8];
-        int n;
+        char          tmp[8];
+        int           n;
 
         if (ch == '"' || ch == '\\') {
             n = snprintf(tmp, sizeof(tmp), "\\%c", ch);
@@ -265,28 +265,28 @@ rl2_body_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                 const rl2_clock_t *now, char *buf, size_t len)
 {
     const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
-    long long retry = rl2_retry_after_s(v), t = l ? rl2_reset_s(v) : 0;
-    char msg[256];
-    size_t pos;
+    long long          retry = rl2_retry_after_s(v), t = l ? rl2_reset_s(v) : 0;
+    char               msg[256];
+    size_t             pos;
 
     if (len == 0) {
         return 0;
     }
-    snprintf(msg, sizeof(msg), "Too many requests: the limit \"%s\" is "
-             "used up. Retry in %lld second%s.", l ? l->limit->name : "",
-             retry, retry == 1 ? "" : "s");
+    snprintf(msg, sizeof(msg),
+             "Too many requests: the limit \"%s\" is "
+             "used up. Retry in %lld second%s.",
+             l ? l->limit->name : "", retry, retry == 1 ? "" : "s");
     pos = (size_t)snprintf(buf, len, "{\"error\":\"too_many_requests\"");
     pos = rl2_json_field(buf, len, pos, "message", msg);
     pos = rl2_json_field(buf, len, pos, "rule", l ? l->rule->name : "");
-    pos += (size_t)snprintf(pos < len ? buf + pos : NULL,
-                            pos < len ? len - pos : 0,
-                            ",\"limit\":%lld,\"remaining\":%lld,"
-                            "\"reset\":%lld,\"retry_after\":%lld",
-                            l ? (long long)l->result.limit : 0LL,
-                            l ? (long long)l->result.remaining : 0LL,
-                            policy->reset_delta ? t
-                            : (long long)(now->wall_us / RL2_US_PER_S) + t,
-                            retry);
+    pos += (size_t)snprintf(
+        pos < len ? buf + pos : NULL, pos < len ? len - pos : 0,
+        ",\"limit\":%lld,\"remaining\":%lld,"
+        "\"reset\":%lld,\"retry_after\":%lld",
+        l ? (long long)l->result.limit : 0LL,
+        l ? (long long)l->result.remaining : 0LL,
+        policy->reset_delta ? t : (long long)(now->wall_us / RL2_US_PER_S) + t,
+        retry);
     if (v->tier >= 0 && (size_t)v->tier < policy->n_tiers
         && policy->tiers[v->tier].upgrade_url != NULL) {
         pos = rl2_json_field(buf, len, pos, "upgrade_url",

@@ -33,7 +33,7 @@ static int
 rl2_addr_parse_canon(const char *text, int *family, uint8_t addr[16],
                      int *canon)
 {
-    char nozone[48];
+    char        nozone[48];
     const char *pct;
 
     memset(addr, 0, 16);
@@ -79,14 +79,14 @@ rl2_addr_text(rl2_verdict_t *v, const char *text, int canon)
 {
     if (!canon
         || inet_ntop(v->addr_family, v->addr, v->client_ip,
-                     sizeof(v->client_ip)) == NULL) {
+                     sizeof(v->client_ip))
+               == NULL) {
         rl2_copy(v->client_ip, sizeof(v->client_ip), text);
     }
 }
 
 static int
-rl2_addr_in(const rl2_cidr_t *nets, size_t n, int family,
-            const uint8_t *addr)
+rl2_addr_in(const rl2_cidr_t *nets, size_t n, int family, const uint8_t *addr)
 {
     for (size_t i = 0; i < n; i++) {
         if (rl2_cidr_match(&nets[i], family, addr)) {
@@ -132,9 +132,9 @@ static int
 rl2_take_hop(rl2_ctx_t *c, const char *hop)
 {
     const rl2_policy_t *p = c->policy;
-    rl2_verdict_t *v = c->v;
-    int family, canon;
-    uint8_t addr[16];
+    rl2_verdict_t      *v = c->v;
+    int                 family, canon;
+    uint8_t             addr[16];
 
     if (rl2_addr_parse_canon(hop, &family, addr, &canon) != 0) {
         return 0;
@@ -153,9 +153,9 @@ static void
 rl2_resolve_forwarded(rl2_ctx_t *c)
 {
     const rl2_policy_t *p = c->policy;
-    rl2_verdict_t *v = c->v;
-    const char *xff;
-    char hop[48];
+    rl2_verdict_t      *v = c->v;
+    const char         *xff;
+    char                hop[48];
 
     if (p->n_trusted == 0 || c->req->header == NULL
         || !rl2_addr_in(p->trusted, p->n_trusted, v->addr_family, v->addr)) {
@@ -187,8 +187,8 @@ static void
 rl2_group_ip(rl2_ctx_t *c, size_t client_len)
 {
     rl2_verdict_t *v = c->v;
-    uint8_t masked[16];
-    unsigned bits = c->policy->ipv6_prefix;
+    uint8_t        masked[16];
+    unsigned       bits = c->policy->ipv6_prefix;
 
     if (v->addr_family != AF_INET6) {
         c->group_ip = v->client_ip;
@@ -206,12 +206,12 @@ rl2_group_ip(rl2_ctx_t *c, size_t client_len)
     memset(masked, 0, sizeof(masked));
     memcpy(masked, v->addr, bits / 8);
     if (bits % 8) {
-        masked[bits / 8] = v->addr[bits / 8]
-                           & (uint8_t)(0xff << (8 - bits % 8));
+        masked[bits / 8] =
+            v->addr[bits / 8] & (uint8_t)(0xff << (8 - bits % 8));
     }
     inet_ntop(AF_INET6, masked, c->group_buf, sizeof(c->group_buf));
-    rl2_buf_t b = { c->group_buf, strlen(c->group_buf),
-                    sizeof(c->group_buf), 0 };
+    rl2_buf_t b = { c->group_buf, strlen(c->group_buf), sizeof(c->group_buf),
+                    0 };
 
     rl2_buf_char(&b, '/');
     rl2_buf_i64(&b, bits);
@@ -225,9 +225,9 @@ rl2_resolve_address(rl2_ctx_t *c)
     rl2_verdict_t *v = c->v;
 
     if (v->client_ip[0] == '\0') {
-        const char *peer = c->req->peer_ip ? c->req->peer_ip : "";
+        const char         *peer = c->req->peer_ip ? c->req->peer_ip : "";
         const rl2_policy_t *p = c->policy;
-        size_t n = strnlen(peer, sizeof(v->client_ip) - 1);
+        size_t              n = strnlen(peer, sizeof(v->client_ip) - 1);
 
         memcpy(v->client_ip, peer, n);
         v->client_ip[n] = '\0';
@@ -237,8 +237,7 @@ rl2_resolve_address(rl2_ctx_t *c)
 
         if ((p->n_trusted || p->n_wl_nets || p->n_clients
              || memchr(peer, ':', n) != NULL)
-            && rl2_addr_parse_canon(peer, &v->addr_family, v->addr,
-                                    &canon) == 0
+            && rl2_addr_parse_canon(peer, &v->addr_family, v->addr, &canon) == 0
             && (canon || p->n_trusted > 0)) {
             rl2_addr_text(v, peer, canon);
             rl2_resolve_forwarded(c);
@@ -261,7 +260,7 @@ rl2_query_param(const char *query, const char *name, size_t *len)
 
     for (const char *p = query; p != NULL && *p != '\0';) {
         const char *end = strchr(p, '&');
-        size_t plen = end ? (size_t)(end - p) : strlen(p);
+        size_t      plen = end ? (size_t)(end - p) : strlen(p);
 
         if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
             *len = plen - nlen - 1;
@@ -277,7 +276,7 @@ rl2_query_param(const char *query, const char *name, size_t *len)
 static unsigned
 rl2_method_bit_n(const char *text, size_t len)
 {
-    char name[16];
+    char   name[16];
     size_t n = 0;
 
     for (size_t i = 0; i < len; i++) {
@@ -304,13 +303,13 @@ rl2_method_bit_n(const char *text, size_t len)
 static unsigned
 rl2_method_override(const rl2_request_t *req)
 {
-    unsigned bits = 0;
+    unsigned    bits = 0;
     const char *val;
-    size_t len;
+    size_t      len;
 
     if (req->header != NULL
-        && (val = req->header(req->header_ctx,
-                              "X-HTTP-Method-Override")) != NULL) {
+        && (val = req->header(req->header_ctx, "X-HTTP-Method-Override"))
+               != NULL) {
         bits |= rl2_method_bit_n(val, strlen(val));
     }
     if (req->query != NULL
@@ -360,13 +359,12 @@ rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
 
     for (size_t i = 0; tr != NULL && i < tr->n_by; i++) {
         if (tr->by[i] == RL2_TIER_BY_USER && req->user != NULL
-            && req->user[0] != '\0'
-            && strlen(req->user) <= RL2_TIER_ID_MAX) {
+            && req->user[0] != '\0' && strlen(req->user) <= RL2_TIER_ID_MAX) {
             return req->user;
         }
         if (tr->by[i] == RL2_TIER_BY_APIKEY && apikey != NULL) {
             const char *val = apikey;
-            size_t len = strlen(apikey);
+            size_t      len = strlen(apikey);
 
             if (apikey[0] == '\0' && req->query != NULL
                 && p->apikey_query != NULL) {
@@ -384,10 +382,10 @@ rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
 static void
 rl2_resolve_apikey(rl2_ctx_t *c)
 {
-    const rl2_policy_t *p = c->policy;
+    const rl2_policy_t  *p = c->policy;
     const rl2_request_t *r = c->req;
-    char buf[256];
-    size_t len;
+    char                 buf[256];
+    size_t               len;
 
     c->apikey = NULL;
     if (p->apikey_header == NULL && p->apikey_query == NULL) {
@@ -403,7 +401,7 @@ rl2_resolve_apikey(rl2_ctx_t *c)
             memcpy(buf, val, len);
             buf[len] = '\0';
             rl2_hash_id(&p->hash_key, buf, c->apikey_hash);
-            c->apikey = "";  /* present; only its hash is used below */
+            c->apikey = ""; /* present; only its hash is used below */
             return;
         }
     }
@@ -445,7 +443,7 @@ rl2_apikey_listed(const rl2_ctx_t *c, const char *const *list, size_t n)
 const rl2_client_t *
 rl2_client_find(const rl2_ctx_t *c)
 {
-    const rl2_policy_t *p = c->policy;
+    const rl2_policy_t  *p = c->policy;
     const rl2_verdict_t *v = c->v;
 
     for (size_t i = 0; i < p->n_clients; i++) {
@@ -453,8 +451,7 @@ rl2_client_find(const rl2_ctx_t *c)
 
         if ((cl->by == RL2_KEY_USER && c->req->user != NULL
              && strcmp(cl->id, c->req->user) == 0)
-            || (cl->by == RL2_KEY_APIKEY
-                && rl2_apikey_listed(c, &cl->id, 1))
+            || (cl->by == RL2_KEY_APIKEY && rl2_apikey_listed(c, &cl->id, 1))
             || (cl->by == RL2_KEY_IP
                 && rl2_cidr_match(&cl->net, v->addr_family, v->addr))) {
             return cl;
@@ -479,7 +476,7 @@ rl2_tier_find(const rl2_policy_t *p, const char *name)
 static int
 rl2_tier_from_source(const rl2_ctx_t *c)
 {
-    char name[RL2_NAME_MAX + 1], idbuf[65];
+    char        name[RL2_NAME_MAX + 1], idbuf[65];
     const char *id;
     rl2_clock_t now;
 
@@ -488,9 +485,10 @@ rl2_tier_from_source(const rl2_ctx_t *c)
         return -1;
     }
     rl2_clock_now(&now);
-    return rl2_tier_source_get(c->req->tier_source, c->policy->tier_redis,
-                               id, now.mono_us, name)
-           ? rl2_tier_find(c->policy, name) : -1;
+    return rl2_tier_source_get(c->req->tier_source, c->policy->tier_redis, id,
+                               now.mono_us, name)
+               ? rl2_tier_find(c->policy, name)
+               : -1;
 }
 
 /* The tier sources in order (docs/tiers.md): the client's override in the
@@ -499,9 +497,9 @@ rl2_tier_from_source(const rl2_ctx_t *c)
 int
 rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
 {
-    const rl2_policy_t *p = c->policy;
+    const rl2_policy_t  *p = c->policy;
     const rl2_request_t *r = c->req;
-    int tier;
+    int                  tier;
 
     if (p->n_tiers == 0) {
         return -1;
@@ -509,21 +507,19 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
     if (client != NULL && client->tier >= 0) {
         return client->tier;
     }
-    if (r->tier_source != NULL
-        && (tier = rl2_tier_from_source(c)) >= 0) {
+    if (r->tier_source != NULL && (tier = rl2_tier_from_source(c)) >= 0) {
         return tier;
     }
     if ((tier = rl2_tier_find(p, r->tier_var)) >= 0) {
         return tier;
     }
     if (p->tier_header != NULL && r->header != NULL && r->peer_ip != NULL) {
-        int family;
+        int     family;
         uint8_t addr[16];
 
         if (rl2_addr_parse(r->peer_ip, &family, addr) == 0
             && rl2_addr_in(p->trusted, p->n_trusted, family, addr)) {
-            tier = rl2_tier_find(p, r->header(r->header_ctx,
-                                              p->tier_header));
+            tier = rl2_tier_find(p, r->header(r->header_ctx, p->tier_header));
             if (tier >= 0) {
                 return tier;
             }
@@ -535,7 +531,7 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
 int
 rl2_whitelisted(const rl2_ctx_t *c)
 {
-    const rl2_policy_t *p = c->policy;
+    const rl2_policy_t  *p = c->policy;
     const rl2_verdict_t *v = c->v;
 
     if (!rl2_has_whitelist(p)) {
@@ -554,8 +550,8 @@ rl2_whitelisted(const rl2_ctx_t *c)
 }
 
 void
-rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
-             const rl2_request_t *req, unsigned phase, rl2_verdict_t *v)
+rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy, const rl2_request_t *req,
+             unsigned phase, rl2_verdict_t *v)
 {
     /* Field by field: the context holds a path buffer of kilobytes that
      * is filled only when a rule needs it. */

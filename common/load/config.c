@@ -41,15 +41,16 @@
 #define RL2_CFG_MAX_DEPTH 10
 
 static const char *const rl2_top_keys[] = {
-    "mode", "match", "algorithm", "hash_secret", "ipv6_prefix",
-    "trusted_proxies", "api_key", "tier_from", "tiers", "default_tier",
-    "headers", "whitelist", "clients", "rules", "default",
-    "violation_log", "redis", "failover", "alerts", "method_override",
+    "mode",        "match",           "algorithm", "hash_secret",
+    "ipv6_prefix", "trusted_proxies", "api_key",   "tier_from",
+    "tiers",       "default_tier",    "headers",   "whitelist",
+    "clients",     "rules",           "default",   "violation_log",
+    "redis",       "failover",        "alerts",    "method_override",
     NULL
 };
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
-static const char *const rl2_tierfrom_keys[] = { "variable", "header",
-                                                 "redis", NULL };
+static const char *const rl2_tierfrom_keys[] = { "variable", "header", "redis",
+                                                 NULL };
 static const char *const rl2_headers_keys[] = { "reset", "legacy", "scope",
                                                 "algorithm", NULL };
 static const char *const rl2_match_values[] = { "first", "all", NULL };
@@ -76,10 +77,10 @@ rl2_cfg_file(const rl2_cfg_t *cfg, const char *src, char *buf, size_t size)
 
 /* "file:line: message" for the setting s. */
 rl2_status_t
-rl2_cfg_fail(const rl2_cfg_t *cfg, const config_setting_t *s,
-             rl2_status_t st, const char *fmt, ...)
+rl2_cfg_fail(const rl2_cfg_t *cfg, const config_setting_t *s, rl2_status_t st,
+             const char *fmt, ...)
 {
-    char file[512], msg[RL2_ERR_MAX];
+    char    file[512], msg[RL2_ERR_MAX];
     va_list ap;
 
     rl2_cfg_file(cfg, config_setting_source_file(s), file, sizeof(file));
@@ -102,7 +103,7 @@ const char *
 rl2_cfg_source(rl2_cfg_t *cfg, const config_setting_t *s)
 {
     const char *src = config_setting_source_file(s);
-    char buf[512];
+    char        buf[512];
 
     if (src == NULL) {
         return cfg->policy->source;
@@ -121,12 +122,12 @@ static rl2_status_t
 rl2_cfg_scalars(rl2_cfg_t *cfg, const config_setting_t *root)
 {
     rl2_policy_t *p = cfg->policy;
-    const char *secret;
-    int64_t prefix = p->ipv6_prefix;
+    const char   *secret;
+    int64_t       prefix = p->ipv6_prefix;
 
     RL2_TRY(rl2_cfg_mode(cfg, root, &p->mode));
-    RL2_TRY(rl2_cfg_choice(cfg, root, "match", rl2_match_values,
-                           &p->match_all));
+    RL2_TRY(
+        rl2_cfg_choice(cfg, root, "match", rl2_match_values, &p->match_all));
     RL2_TRY(rl2_cfg_algo(cfg, root, &cfg->algo));
     RL2_TRY(rl2_cfg_bool(cfg, root, "method_override", &p->method_override));
     RL2_TRY(rl2_cfg_string(cfg, root, "hash_secret", &secret));
@@ -136,7 +137,8 @@ rl2_cfg_scalars(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_int(cfg, root, "ipv6_prefix", &prefix));
     if (prefix < 1 || prefix > 128) {
         return rl2_cfg_fail(cfg, rl2_cfg_at(root, "ipv6_prefix"),
-                            RL2_ERR_CONFIG, "'ipv6_prefix' must be between "
+                            RL2_ERR_CONFIG,
+                            "'ipv6_prefix' must be between "
                             "1 and 128");
     }
     p->ipv6_prefix = (unsigned)prefix;
@@ -148,7 +150,7 @@ rl2_cfg_scalars(rl2_cfg_t *cfg, const config_setting_t *root)
 static rl2_status_t
 rl2_cfg_groups(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    rl2_policy_t *p = cfg->policy;
+    rl2_policy_t           *p = cfg->policy;
     const config_setting_t *g;
 
     RL2_TRY(rl2_cfg_group(cfg, root, "api_key", rl2_apikey_keys, &g));
@@ -164,8 +166,8 @@ rl2_cfg_groups(rl2_cfg_t *cfg, const config_setting_t *root)
     }
     RL2_TRY(rl2_cfg_group(cfg, root, "headers", rl2_headers_keys, &g));
     if (g != NULL) {
-        RL2_TRY(rl2_cfg_choice(cfg, g, "reset", rl2_reset_values,
-                               &p->reset_delta));
+        RL2_TRY(
+            rl2_cfg_choice(cfg, g, "reset", rl2_reset_values, &p->reset_delta));
         RL2_TRY(rl2_cfg_bool(cfg, g, "legacy", &p->header_legacy));
         RL2_TRY(rl2_cfg_bool(cfg, g, "scope", &p->header_scope));
         RL2_TRY(rl2_cfg_bool(cfg, g, "algorithm", &p->header_algorithm));
@@ -194,9 +196,9 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
 static rl2_status_t
 rl2_cfg_slurp(const char *path, char **out, rl2_err_t *err)
 {
-    FILE *fp = fopen(path, "r");
+    FILE       *fp = fopen(path, "r");
     struct stat st;
-    size_t got;
+    size_t      got;
 
     *out = NULL;
     if (fp == NULL) {
@@ -205,13 +207,14 @@ rl2_cfg_slurp(const char *path, char **out, rl2_err_t *err)
     }
     if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(fp);
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s: not a regular file",
-                           path);
+        return rl2_err_set(err, RL2_ERR_CONFIG, "%s: not a regular file", path);
     }
     if (st.st_size > RL2_CFG_MAX_BYTES) {
         fclose(fp);
-        return rl2_err_set(err, RL2_ERR_CONFIG, "%s: larger than %ld "
-                           "bytes", path, RL2_CFG_MAX_BYTES);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s: larger than %ld "
+                           "bytes",
+                           path, RL2_CFG_MAX_BYTES);
     }
     *out = malloc((size_t)st.st_size + 1);
     if (*out == NULL) {
@@ -234,9 +237,9 @@ static rl2_status_t
 rl2_cfg_include(const rl2_cfg_t *cfg, const char *src, int line,
                 const char *name, int depth)
 {
-    char path[1024], *text;
-    struct stat sb;
-    rl2_err_t scratch;
+    char         path[1024], *text;
+    struct stat  sb;
+    rl2_err_t    scratch;
     rl2_status_t st;
 
     rl2_cfg_file(cfg, name, path, sizeof(path));
@@ -244,9 +247,10 @@ rl2_cfg_include(const rl2_cfg_t *cfg, const char *src, int line,
         return RL2_OK;
     }
     if (!S_ISREG(sb.st_mode)) {
-        return rl2_err_set(cfg->err, RL2_ERR_CONFIG, "%s:%d: @include "
-                           "\"%s\": %s is not a regular file", src, line,
-                           name, path);
+        return rl2_err_set(cfg->err, RL2_ERR_CONFIG,
+                           "%s:%d: @include "
+                           "\"%s\": %s is not a regular file",
+                           src, line, name, path);
     }
     if (depth + 1 >= RL2_CFG_MAX_DEPTH
         || rl2_cfg_slurp(path, &text, &scratch) != RL2_OK) {
@@ -264,7 +268,7 @@ rl2_cfg_includes(const rl2_cfg_t *cfg, const char *text, const char *src,
                  int depth)
 {
     char name[512];
-    int line = 1;
+    int  line = 1;
 
     for (const char *p = text; *p != '\0'; line++) {
         const char *q = p + strspn(p, " \t");
@@ -284,10 +288,11 @@ static rl2_status_t
 rl2_cfg_run(const char *text, const char *name, const char *dir,
             rl2_policy_t **out, rl2_err_t *err)
 {
-    rl2_cfg_t cfg = { .name = name, .dir = dir, .err = err,
-                      .algo = RL2_ALGO_FIXED_WINDOW };
-    config_t c;
-    char file[512];
+    rl2_cfg_t cfg = {
+        .name = name, .dir = dir, .err = err, .algo = RL2_ALGO_FIXED_WINDOW
+    };
+    config_t     c;
+    char         file[512];
     rl2_status_t st;
 
     *out = NULL;
@@ -298,10 +303,9 @@ rl2_cfg_run(const char *text, const char *name, const char *dir,
     }
     if (!config_read_string(&c, text)) {
         rl2_cfg_file(&cfg, config_error_file(&c), file, sizeof(file));
-        st = rl2_err_set(err, RL2_ERR_CONFIG, "%s:%d: %s", file,
-                         config_error_line(&c),
-                         config_error_text(&c) ? config_error_text(&c)
-                                               : "cannot be read");
+        st = rl2_err_set(
+            err, RL2_ERR_CONFIG, "%s:%d: %s", file, config_error_line(&c),
+            config_error_text(&c) ? config_error_text(&c) : "cannot be read");
     }
     else if ((st = rl2_policy_create(name, &cfg.policy, err)) == RL2_OK) {
         st = rl2_cfg_root(&cfg, config_root_setting(&c));
@@ -319,15 +323,17 @@ rl2_cfg_run(const char *text, const char *name, const char *dir,
 rl2_status_t
 rl2_config_load(const char *path, rl2_policy_t **out, rl2_err_t *err)
 {
-    char dir[1024];
-    const char *slash = strrchr(path, '/');
-    char *text;
+    char         dir[1024];
+    const char  *slash = strrchr(path, '/');
+    char        *text;
     rl2_status_t st;
 
     *out = NULL;
     if (strlen(path) >= sizeof(dir)) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "policy file name longer "
-                           "than %zu bytes", sizeof(dir) - 1);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "policy file name longer "
+                           "than %zu bytes",
+                           sizeof(dir) - 1);
     }
     /* @include is relative to the main file, not to the working
      * directory (which for Apache is "/"). */
@@ -335,8 +341,8 @@ rl2_config_load(const char *path, rl2_policy_t **out, rl2_err_t *err)
         snprintf(dir, sizeof(dir), ".");
     }
     else {
-        snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1
-                 : (int)(slash - path), path);
+        snprintf(dir, sizeof(dir), "%.*s",
+                 slash == path ? 1 : (int)(slash - path), path);
     }
     RL2_TRY(rl2_cfg_slurp(path, &text, err));
     st = rl2_cfg_run(text, path, dir, out, err);

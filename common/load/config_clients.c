@@ -12,22 +12,20 @@
 
 #include "load_internal.h"
 
-static const char *const rl2_client_keys[] = {
-    "user", "api_key", "address", "tier", "rules", NULL
-};
-static const char *const rl2_whitelist_keys[] = {
-    "addresses", "users", "api_keys", "internal", NULL
-};
+static const char *const rl2_client_keys[] = { "user", "api_key", "address",
+                                               "tier", "rules",   NULL };
+static const char *const rl2_whitelist_keys[] = { "addresses", "users",
+                                                  "api_keys", "internal",
+                                                  NULL };
 
 /* ---- clients ---- */
 
 /* rules = { ai_generation = ( ... ); default = "unlimited"; } */
 static rl2_status_t
-rl2_cfg_client_rules(rl2_cfg_t *cfg, const config_setting_t *s,
-                     rl2_client_t *c)
+rl2_cfg_client_rules(rl2_cfg_t *cfg, const config_setting_t *s, rl2_client_t *c)
 {
     rl2_policy_t *p = cfg->policy;
-    unsigned n = (unsigned)config_setting_length(s);
+    unsigned      n = (unsigned)config_setting_length(s);
     rl2_cfg_set_t sc;
 
     c->rules = rl2_policy_alloc(p, (n ? n : 1) * sizeof(*c->rules));
@@ -36,9 +34,9 @@ rl2_cfg_client_rules(rl2_cfg_t *cfg, const config_setting_t *s,
     }
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *m = config_setting_get_elem(s, i);
-        const char *name = config_setting_name(m);
-        rl2_rule_override_t *o = &c->rules[i];
-        rl2_rule_t *rule = NULL;
+        const char             *name = config_setting_name(m);
+        rl2_rule_override_t    *o = &c->rules[i];
+        rl2_rule_t             *rule = NULL;
 
         for (o->rule = 0; o->rule < p->n_rules; o->rule++) {
             if (strcmp(p->rules[o->rule].name, name) == 0) {
@@ -50,8 +48,10 @@ rl2_cfg_client_rules(rl2_cfg_t *cfg, const config_setting_t *s,
             rule = p->default_rule;
         }
         if (rule == NULL) {
-            return rl2_cfg_fail(cfg, m, RL2_ERR_CONFIG, "client override "
-                                "names unknown rule '%s'", name);
+            return rl2_cfg_fail(cfg, m, RL2_ERR_CONFIG,
+                                "client override "
+                                "names unknown rule '%s'",
+                                name);
         }
         sc.rule = rule->name;
         sc.key = cfg->rule_keys[o->rule];
@@ -64,22 +64,23 @@ rl2_cfg_client_rules(rl2_cfg_t *cfg, const config_setting_t *s,
 
 /* Exactly one identity: user, api_key or address. */
 static rl2_status_t
-rl2_cfg_client_id(rl2_cfg_t *cfg, const config_setting_t *g,
-                  rl2_client_t *c)
+rl2_cfg_client_id(rl2_cfg_t *cfg, const config_setting_t *g, rl2_client_t *c)
 {
-    const char *address;
-    rl2_err_t e;
+    const char  *address;
+    rl2_err_t    e;
     rl2_status_t st;
-    int ids = (rl2_cfg_at(g, "user") != NULL)
+    int          ids = (rl2_cfg_at(g, "user") != NULL)
               + (rl2_cfg_at(g, "api_key") != NULL)
               + (rl2_cfg_at(g, "address") != NULL);
 
     if (ids != 1) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "a client needs exactly "
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "a client needs exactly "
                             "one of 'user', 'api_key' or 'address'");
     }
-    c->by = rl2_cfg_at(g, "user") ? RL2_KEY_USER
-            : rl2_cfg_at(g, "api_key") ? RL2_KEY_APIKEY : RL2_KEY_IP;
+    c->by = rl2_cfg_at(g, "user")      ? RL2_KEY_USER
+            : rl2_cfg_at(g, "api_key") ? RL2_KEY_APIKEY
+                                       : RL2_KEY_IP;
     RL2_TRY(rl2_cfg_copy(cfg, g, "user", &c->id));
     if (c->id == NULL) {
         RL2_TRY(rl2_cfg_copy(cfg, g, "api_key", &c->id));
@@ -95,10 +96,10 @@ rl2_cfg_client_id(rl2_cfg_t *cfg, const config_setting_t *g,
 static rl2_status_t
 rl2_cfg_client(rl2_cfg_t *cfg, const config_setting_t *g, rl2_client_t *c)
 {
-    const rl2_policy_t *p = cfg->policy;
+    const rl2_policy_t     *p = cfg->policy;
     const config_setting_t *rules = rl2_cfg_at(g, "rules");
-    const char *tier;
-    char list[160];
+    const char             *tier;
+    char                    list[160];
 
     RL2_TRY(rl2_cfg_keys(cfg, g, "client", rl2_client_keys));
     RL2_TRY(rl2_cfg_client_id(cfg, g, c));
@@ -113,17 +114,20 @@ rl2_cfg_client(rl2_cfg_t *cfg, const config_setting_t *g, rl2_client_t *c)
         rl2_cfg_tier_list(p, list, sizeof(list));
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "tier"), RL2_ERR_CONFIG,
                             "unknown tier '%s' for client; declared tiers: "
-                            "%s", tier, list);
+                            "%s",
+                            tier, list);
     }
     if (tier == NULL && rules == NULL) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "a client override "
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "a client override "
                             "needs 'tier' or 'rules'");
     }
     if (rules == NULL) {
         return RL2_OK;
     }
     if (config_setting_type(rules) != CONFIG_TYPE_GROUP) {
-        return rl2_cfg_fail(cfg, rules, RL2_ERR_CONFIG, "'rules' of a client "
+        return rl2_cfg_fail(cfg, rules, RL2_ERR_CONFIG,
+                            "'rules' of a client "
                             "must be a group { rule_name = ( ... ); }");
     }
     return rl2_cfg_client_rules(cfg, rules, c);
@@ -156,16 +160,19 @@ rl2_cfg_client_dup(const rl2_cfg_t *cfg, const config_setting_t *g,
     const rl2_policy_t *p = cfg->policy;
 
     for (const rl2_client_t *o = p->clients; o < c; o++) {
-        if (o->by != c->by || (c->by == RL2_KEY_IP
-                               ? memcmp(&o->net, &c->net, sizeof(c->net))
-                               : strcmp(o->id, c->id)) != 0) {
+        if (o->by != c->by
+            || (c->by == RL2_KEY_IP ? memcmp(&o->net, &c->net, sizeof(c->net))
+                                    : strcmp(o->id, c->id))
+                   != 0) {
             continue;
         }
         /* API keys are secrets: not repeated in a message. */
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "duplicate client: "
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "duplicate client: "
                             "the same %s as at %s:%d",
-                            c->by == RL2_KEY_USER ? "user"
-                            : c->by == RL2_KEY_APIKEY ? "api_key" : "address",
+                            c->by == RL2_KEY_USER     ? "user"
+                            : c->by == RL2_KEY_APIKEY ? "api_key"
+                                                      : "address",
                             o->file, o->line);
     }
     return RL2_OK;
@@ -174,9 +181,9 @@ rl2_cfg_client_dup(const rl2_cfg_t *cfg, const config_setting_t *g,
 rl2_status_t
 rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    rl2_policy_t *p = cfg->policy;
+    rl2_policy_t           *p = cfg->policy;
     const config_setting_t *s = rl2_cfg_at(root, "clients");
-    unsigned n;
+    unsigned                n;
 
     if (s == NULL) {
         return RL2_OK;
@@ -188,10 +195,11 @@ rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root)
     }
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *g = config_setting_get_elem(s, i);
-        rl2_client_t *c = &p->clients[i];
+        rl2_client_t           *c = &p->clients[i];
 
         if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
-            return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "each entry of "
+            return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                                "each entry of "
                                 "'clients' must be a group { user = ...; }");
         }
         RL2_TRY(rl2_cfg_client(cfg, g, c));
@@ -211,7 +219,7 @@ rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root)
 rl2_status_t
 rl2_cfg_whitelist(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    rl2_policy_t *p = cfg->policy;
+    rl2_policy_t           *p = cfg->policy;
     const config_setting_t *g;
 
     RL2_TRY(rl2_cfg_group(cfg, root, "whitelist", rl2_whitelist_keys, &g));

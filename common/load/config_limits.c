@@ -15,10 +15,9 @@
 #include "load_internal.h"
 #include "policy/policy_internal.h"
 
-static const char *const rl2_limit_keys[] = {
-    "name", "rate", "algorithm", "burst", "cost", "key", "overflow",
-    "limit", NULL
-};
+static const char *const rl2_limit_keys[] = { "name",     "rate",  "algorithm",
+                                              "burst",    "cost",  "key",
+                                              "overflow", "limit", NULL };
 
 /* rate, or limit for concurrency; a quota's rate names its period. */
 static rl2_status_t
@@ -26,18 +25,20 @@ rl2_cfg_limit_rate(const rl2_cfg_t *cfg, const config_setting_t *g,
                    rl2_algo_params_t *a)
 {
     const config_setting_t *rs = rl2_cfg_at(g, "rate");
-    const char *rate;
-    rl2_err_t e;
-    rl2_status_t st;
+    const char             *rate;
+    rl2_err_t               e;
+    rl2_status_t            st;
 
     if (a->algo == RL2_ALGO_CONCURRENCY) {
         if (rs != NULL) {
-            return rl2_cfg_fail(cfg, rs, RL2_ERR_CONFIG, "a concurrency "
+            return rl2_cfg_fail(cfg, rs, RL2_ERR_CONFIG,
+                                "a concurrency "
                                 "limit takes 'limit' (requests in flight), "
                                 "not 'rate'");
         }
         if (rl2_cfg_at(g, "limit") == NULL) {
-            return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "a concurrency limit "
+            return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                                "a concurrency limit "
                                 "needs 'limit' (requests in flight)");
         }
         return rl2_cfg_int(cfg, g, "limit", &a->limit);
@@ -49,7 +50,8 @@ rl2_cfg_limit_rate(const rl2_cfg_t *cfg, const config_setting_t *g,
     }
     RL2_TRY(rl2_cfg_string(cfg, g, "rate", &rate));
     if (rate == NULL) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "limit without 'rate' "
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "limit without 'rate' "
                             "(e.g. rate = \"100/hour\")");
     }
     st = rl2_rate_parse(rate, &a->limit, &a->window_us, &a->period, &e);
@@ -57,16 +59,19 @@ rl2_cfg_limit_rate(const rl2_cfg_t *cfg, const config_setting_t *g,
         return rl2_cfg_fail(cfg, rs, st, "%s", e.msg);
     }
     if (a->algo == RL2_ALGO_QUOTA && a->period == RL2_PERIOD_NONE) {
-        return rl2_cfg_fail(cfg, rs, RL2_ERR_CONFIG, "algorithm quota needs "
+        return rl2_cfg_fail(cfg, rs, RL2_ERR_CONFIG,
+                            "algorithm quota needs "
                             "a rate per day or per month (e.g. \"20/day\", "
-                            "\"1000/month\"), not \"%s\"", rate);
+                            "\"1000/month\"), not \"%s\"",
+                            rate);
     }
     if (a->algo != RL2_ALGO_QUOTA && a->period == RL2_PERIOD_MONTH) {
-        return rl2_cfg_fail(cfg, rs, RL2_ERR_CONFIG, "a rate per month "
+        return rl2_cfg_fail(cfg, rs, RL2_ERR_CONFIG,
+                            "a rate per month "
                             "needs algorithm = \"quota\"");
     }
     if (a->algo != RL2_ALGO_QUOTA) {
-        a->period = RL2_PERIOD_NONE;   /* "/day" is a plain 24h window */
+        a->period = RL2_PERIOD_NONE; /* "/day" is a plain 24h window */
     }
     return RL2_OK;
 }
@@ -78,22 +83,25 @@ rl2_cfg_limit_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
 {
     const config_setting_t *bs = rl2_cfg_at(g, "burst");
     const config_setting_t *os = rl2_cfg_at(g, "overflow");
-    rl2_algo_t algo = lim->algo.algo;
-    rl2_cfg_key_t key = { lim->key, lim->key_header };
-    const char *text;
-    rl2_period_t period;
-    rl2_err_t e;
-    rl2_status_t st;
+    rl2_algo_t              algo = lim->algo.algo;
+    rl2_cfg_key_t           key = { lim->key, lim->key_header };
+    const char             *text;
+    rl2_period_t            period;
+    rl2_err_t               e;
+    rl2_status_t            st;
 
     if (bs != NULL && algo != RL2_ALGO_TOKEN_BUCKET
         && algo != RL2_ALGO_LEAKY_BUCKET) {
-        return rl2_cfg_fail(cfg, bs, RL2_ERR_CONFIG, "'burst' is only for "
+        return rl2_cfg_fail(cfg, bs, RL2_ERR_CONFIG,
+                            "'burst' is only for "
                             "token_bucket and leaky_bucket; with %s add a "
-                            "second, shorter limit", rl2_algo_name(algo));
+                            "second, shorter limit",
+                            rl2_algo_name(algo));
     }
     RL2_TRY(rl2_cfg_int(cfg, g, "burst", &lim->algo.burst));
     if (bs != NULL && lim->algo.burst < 1) {
-        return rl2_cfg_fail(cfg, bs, RL2_ERR_CONFIG, "'burst' must be at "
+        return rl2_cfg_fail(cfg, bs, RL2_ERR_CONFIG,
+                            "'burst' must be at "
                             "least 1 (leave it out for a burst equal to the "
                             "limit)");
     }
@@ -110,7 +118,8 @@ rl2_cfg_limit_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
         return RL2_OK;
     }
     if (algo == RL2_ALGO_CONCURRENCY) {
-        return rl2_cfg_fail(cfg, os, RL2_ERR_CONFIG, "'overflow' is not "
+        return rl2_cfg_fail(cfg, os, RL2_ERR_CONFIG,
+                            "'overflow' is not "
                             "allowed with concurrency");
     }
     st = rl2_rate_parse(text, &lim->overflow.limit, &lim->overflow.window_us,
@@ -119,11 +128,12 @@ rl2_cfg_limit_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
         return rl2_cfg_fail(cfg, os, st, "'overflow': %s", e.msg);
     }
     if (period == RL2_PERIOD_MONTH) {
-        return rl2_cfg_fail(cfg, os, RL2_ERR_CONFIG, "'overflow' needs a "
+        return rl2_cfg_fail(cfg, os, RL2_ERR_CONFIG,
+                            "'overflow' needs a "
                             "window in time units (e.g. \"2/5min\"), not "
                             "a month");
     }
-    return RL2_OK;     /* rl2_limit_finish() picks its algorithm */
+    return RL2_OK; /* rl2_limit_finish() picks its algorithm */
 }
 
 /* One limit group; idx is its place in the set, for its default name. */
@@ -131,9 +141,9 @@ static rl2_status_t
 rl2_cfg_limit(rl2_cfg_t *cfg, const config_setting_t *g,
               const rl2_cfg_set_t *sc, size_t idx, rl2_limit_t *lim)
 {
-    const char *name;
-    char buf[RL2_NAME_MAX + 24];
-    rl2_err_t e;
+    const char  *name;
+    char         buf[RL2_NAME_MAX + 24];
+    rl2_err_t    e;
     rl2_status_t st;
 
     RL2_TRY(rl2_cfg_keys(cfg, g, "limit", rl2_limit_keys));
@@ -173,11 +183,10 @@ static rl2_status_t
 rl2_cfg_unlimited(rl2_cfg_t *cfg, const config_setting_t *s,
                   const rl2_cfg_set_t *sc, rl2_limit_set_t *set)
 {
-    rl2_err_t e;
+    rl2_err_t    e;
     rl2_status_t st;
 
-    st = rl2_limit_set_unlimited(cfg->policy, set, sc->rule, sc->key.kind,
-                                 &e);
+    st = rl2_limit_set_unlimited(cfg->policy, set, sc->rule, sc->key.kind, &e);
     if (st != RL2_OK) {
         return rl2_cfg_fail(cfg, s, st, "%s", e.msg);
     }
@@ -191,11 +200,11 @@ rl2_cfg_unlimited(rl2_cfg_t *cfg, const config_setting_t *s,
 
 /* A limit set: a list of limit groups, or "unlimited". */
 rl2_status_t
-rl2_cfg_set(rl2_cfg_t *cfg, const config_setting_t *s,
-            const rl2_cfg_set_t *sc, rl2_limit_set_t *set)
+rl2_cfg_set(rl2_cfg_t *cfg, const config_setting_t *s, const rl2_cfg_set_t *sc,
+            rl2_limit_set_t *set)
 {
     const char *key = config_setting_name(s);
-    unsigned n;
+    unsigned    n;
 
     if (config_setting_type(s) == CONFIG_TYPE_STRING
         && strcmp(config_setting_get_string(s), "unlimited") == 0) {
@@ -203,14 +212,18 @@ rl2_cfg_set(rl2_cfg_t *cfg, const config_setting_t *s,
     }
     if (config_setting_type(s) == CONFIG_TYPE_STRING
         || config_setting_type(s) == CONFIG_TYPE_GROUP) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must be a list "
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "'%s' must be a list "
                             "of limits ( { rate = ...; }, ... ) or "
-                            "\"unlimited\"", key);
+                            "\"unlimited\"",
+                            key);
     }
     RL2_TRY(rl2_cfg_list(cfg, s, key, &n));
     if (n > RL2_MAX_LAYERS) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "too many limits in "
-                            "'%s' (%u); at most %d", key, n, RL2_MAX_LAYERS);
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "too many limits in "
+                            "'%s' (%u); at most %d",
+                            key, n, RL2_MAX_LAYERS);
     }
     set->defined = 1;
     if (n == 0) {
@@ -224,14 +237,17 @@ rl2_cfg_set(rl2_cfg_t *cfg, const config_setting_t *s,
         const config_setting_t *g = config_setting_get_elem(s, i);
 
         if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
-            return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "each limit in '%s' "
-                                "must be a group { rate = ...; }", key);
+            return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                                "each limit in '%s' "
+                                "must be a group { rate = ...; }",
+                                key);
         }
         RL2_TRY(rl2_cfg_limit(cfg, g, sc, i, &set->limits[i]));
         /* Names tell layers apart in headers and storage keys. */
         for (unsigned j = 0; j < i; j++) {
             if (strcmp(set->limits[j].name, set->limits[i].name) == 0) {
-                return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "duplicate "
+                return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                                    "duplicate "
                                     "limit name '%s' in '%s'",
                                     set->limits[i].name, key);
             }

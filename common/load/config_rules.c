@@ -17,13 +17,12 @@
 #include "load_internal.h"
 #include "policy/policy_internal.h"
 
-static const char *const rl2_rule_keys[] = {
-    "name", "methods", "paths", "hosts", "mode", "continue", "exempt",
-    "key", "limits", "tiers", NULL
-};
-static const char *const rl2_default_keys[] = {
-    "key", "mode", "limits", "tiers", NULL
-};
+static const char *const rl2_rule_keys[] = { "name",   "methods", "paths",
+                                             "hosts",  "mode",    "continue",
+                                             "exempt", "key",     "limits",
+                                             "tiers",  NULL };
+static const char *const rl2_default_keys[] = { "key", "mode", "limits",
+                                                "tiers", NULL };
 static const char *const rl2_tier_keys[] = { "name", "upgrade_url", NULL };
 
 /* ---- tiers ---- */
@@ -54,8 +53,8 @@ static rl2_status_t
 rl2_cfg_tier(rl2_cfg_t *cfg, const config_setting_t *s, rl2_tier_t *t)
 {
     const config_setting_t *at = s;
-    const char *name = NULL;
-    int ok;
+    const char             *name = NULL;
+    int                     ok;
 
     if (config_setting_type(s) == CONFIG_TYPE_STRING) {
         name = config_setting_get_string(s);
@@ -65,13 +64,15 @@ rl2_cfg_tier(rl2_cfg_t *cfg, const config_setting_t *s, rl2_tier_t *t)
         RL2_TRY(rl2_cfg_copy(cfg, s, "upgrade_url", &t->upgrade_url));
         RL2_TRY(rl2_cfg_string(cfg, s, "name", &name));
         if (name == NULL) {
-            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "tier without "
+            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                                "tier without "
                                 "'name'");
         }
         at = rl2_cfg_at(s, "name");
     }
     else {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "each tier must be a "
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "each tier must be a "
                             "name or a group { name = ...; }");
     }
     ok = isalpha((unsigned char)name[0]) && strlen(name) <= RL2_NAME_MAX;
@@ -79,9 +80,11 @@ rl2_cfg_tier(rl2_cfg_t *cfg, const config_setting_t *s, rl2_tier_t *t)
         ok = isalnum((unsigned char)*c) || *c == '_' || *c == '-';
     }
     if (!ok) {
-        return rl2_cfg_fail(cfg, at, RL2_ERR_CONFIG, "invalid tier name "
+        return rl2_cfg_fail(cfg, at, RL2_ERR_CONFIG,
+                            "invalid tier name "
                             "\"%s\": use a letter, then up to %d letters, "
-                            "digits, '_' or '-'", name, RL2_NAME_MAX - 1);
+                            "digits, '_' or '-'",
+                            name, RL2_NAME_MAX - 1);
     }
     t->name = rl2_policy_strdup(cfg->policy, name);
     return t->name ? RL2_OK : rl2_cfg_nomem(cfg);
@@ -91,8 +94,8 @@ static rl2_status_t
 rl2_cfg_default_tier(rl2_cfg_t *cfg, const config_setting_t *root)
 {
     rl2_policy_t *p = cfg->policy;
-    const char *name;
-    char list[160];
+    const char   *name;
+    char          list[160];
 
     p->default_tier = p->n_tiers > 0 ? 0 : -1;
     RL2_TRY(rl2_cfg_string(cfg, root, "default_tier", &name));
@@ -103,8 +106,10 @@ rl2_cfg_default_tier(rl2_cfg_t *cfg, const config_setting_t *root)
     if (p->default_tier < 0) {
         rl2_cfg_tier_list(p, list, sizeof(list));
         return rl2_cfg_fail(cfg, rl2_cfg_at(root, "default_tier"),
-                            RL2_ERR_CONFIG, "default_tier \"%s\" is not a "
-                            "declared tier; declared tiers: %s", name, list);
+                            RL2_ERR_CONFIG,
+                            "default_tier \"%s\" is not a "
+                            "declared tier; declared tiers: %s",
+                            name, list);
     }
     return RL2_OK;
 }
@@ -113,17 +118,19 @@ rl2_cfg_default_tier(rl2_cfg_t *cfg, const config_setting_t *root)
 rl2_status_t
 rl2_cfg_tiers(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    rl2_policy_t *p = cfg->policy;
+    rl2_policy_t           *p = cfg->policy;
     const config_setting_t *s = rl2_cfg_at(root, "tiers");
-    unsigned n;
+    unsigned                n;
 
     if (s == NULL) {
         return rl2_cfg_default_tier(cfg, root);
     }
     n = (unsigned)config_setting_length(s);
     if ((config_setting_type(s) != CONFIG_TYPE_LIST
-         && config_setting_type(s) != CONFIG_TYPE_ARRAY) || n == 0) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'tiers' must be a "
+         && config_setting_type(s) != CONFIG_TYPE_ARRAY)
+        || n == 0) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "'tiers' must be a "
                             "non-empty list: [ \"free\", \"pro\" ] or "
                             "( { name = \"free\"; }, ... )");
     }
@@ -138,8 +145,10 @@ rl2_cfg_tiers(rl2_cfg_t *cfg, const config_setting_t *root)
         /* A tier named by a header or variable is found without case. */
         for (unsigned j = 0; j < i; j++) {
             if (strcasecmp(p->tiers[j].name, p->tiers[i].name) == 0) {
-                return rl2_cfg_fail(cfg, t, RL2_ERR_CONFIG, "duplicate "
-                                    "tier name '%s'", p->tiers[i].name);
+                return rl2_cfg_fail(cfg, t, RL2_ERR_CONFIG,
+                                    "duplicate "
+                                    "tier name '%s'",
+                                    p->tiers[i].name);
             }
         }
         p->n_tiers = i + 1;
@@ -155,20 +164,23 @@ rl2_cfg_rule_tiers(rl2_cfg_t *cfg, const config_setting_t *s,
                    const rl2_cfg_set_t *sc, rl2_rule_t *rule)
 {
     const rl2_policy_t *p = cfg->policy;
-    unsigned n = (unsigned)config_setting_length(s);
-    char list[160];
+    unsigned            n = (unsigned)config_setting_length(s);
+    char                list[160];
 
     if (p->n_tiers == 0) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'tiers' in rule '%s' "
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "'tiers' in rule '%s' "
                             "but no tiers are declared (tiers = [ ... ] at "
-                            "the top level)", rule->name);
+                            "the top level)",
+                            rule->name);
     }
     if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'tiers' must be a "
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "'tiers' must be a "
                             "group { free = ( ... ); pro = \"unlimited\"; }");
     }
-    rule->tiers = rl2_policy_alloc(cfg->policy,
-                                   p->n_tiers * sizeof(*rule->tiers));
+    rule->tiers =
+        rl2_policy_alloc(cfg->policy, p->n_tiers * sizeof(*rule->tiers));
     if (rule->tiers == NULL) {
         return rl2_cfg_nomem(cfg);
     }
@@ -178,7 +190,8 @@ rl2_cfg_rule_tiers(rl2_cfg_t *cfg, const config_setting_t *s,
 
         if (t < 0) {
             rl2_cfg_tier_list(p, list, sizeof(list));
-            return rl2_cfg_fail(cfg, m, RL2_ERR_CONFIG, "unknown tier '%s' "
+            return rl2_cfg_fail(cfg, m, RL2_ERR_CONFIG,
+                                "unknown tier '%s' "
                                 "in rule '%s'; declared tiers: %s",
                                 config_setting_name(m), rule->name, list);
         }
@@ -189,8 +202,8 @@ rl2_cfg_rule_tiers(rl2_cfg_t *cfg, const config_setting_t *s,
 
 /* What a rule and the default rule share: mode, flags, key, limits. */
 static rl2_status_t
-rl2_cfg_rule_body(rl2_cfg_t *cfg, const config_setting_t *g,
-                  rl2_rule_t *rule, rl2_cfg_key_t *key)
+rl2_cfg_rule_body(rl2_cfg_t *cfg, const config_setting_t *g, rl2_rule_t *rule,
+                  rl2_cfg_key_t *key)
 {
     const config_setting_t *limits = rl2_cfg_at(g, "limits");
     const config_setting_t *tiers = rl2_cfg_at(g, "tiers");
@@ -213,8 +226,10 @@ rl2_cfg_rule_body(rl2_cfg_t *cfg, const config_setting_t *g,
                             "an exempt rule takes no 'limits' or 'tiers'");
     }
     if (!rule->exempt && limits == NULL && tiers == NULL) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "rule '%s' has no "
-                            "'limits', 'tiers' or 'exempt'", rule->name);
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "rule '%s' has no "
+                            "'limits', 'tiers' or 'exempt'",
+                            rule->name);
     }
     if (limits != NULL) {
         RL2_TRY(rl2_cfg_set(cfg, limits, &sc, &rule->limits));
@@ -231,9 +246,11 @@ static rl2_status_t
 rl2_cfg_host_check(const char *host, rl2_err_t *err)
 {
     if (strpbrk(host, ":/[]") != NULL) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid host \"%s\": "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid host \"%s\": "
                            "write a host name or glob, without port or "
-                           "path", host);
+                           "path",
+                           host);
     }
     return RL2_OK;
 }
@@ -262,20 +279,19 @@ rl2_cfg_rule(rl2_cfg_t *cfg, const config_setting_t *g, rl2_rule_t *rule,
     }
     rule->line = (int)config_setting_source_line(g);
     RL2_TRY(rl2_cfg_methods(cfg, g, &rule->methods));
-    RL2_TRY(rl2_cfg_strings(cfg, g, "paths", rl2_glob_check, 0,
-                            &rule->paths, &rule->n_paths));
+    RL2_TRY(rl2_cfg_strings(cfg, g, "paths", rl2_glob_check, 0, &rule->paths,
+                            &rule->n_paths));
     RL2_TRY(rl2_cfg_strings(cfg, g, "hosts", rl2_cfg_host_check, 1,
-                            &rule->hosts,
-                            &rule->n_hosts));
+                            &rule->hosts, &rule->n_hosts));
     return rl2_cfg_rule_body(cfg, g, rule, key);
 }
 
 rl2_status_t
 rl2_cfg_rules(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    rl2_policy_t *p = cfg->policy;
+    rl2_policy_t           *p = cfg->policy;
     const config_setting_t *s = rl2_cfg_at(root, "rules");
-    unsigned n = 0;
+    unsigned                n = 0;
 
     if (s != NULL) {
         RL2_TRY(rl2_cfg_list(cfg, s, "rules", &n));
@@ -290,14 +306,15 @@ rl2_cfg_rules(rl2_cfg_t *cfg, const config_setting_t *root)
         const config_setting_t *g = config_setting_get_elem(s, i);
 
         if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
-            return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "each entry of "
+            return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                                "each entry of "
                                 "'rules' must be a group { name = ...; }");
         }
         RL2_TRY(rl2_cfg_rule(cfg, g, &p->rules[i], &cfg->rule_keys[i]));
         for (unsigned j = 0; j < i; j++) {
             if (strcmp(p->rules[j].name, p->rules[i].name) == 0) {
-                return rl2_cfg_fail(cfg, rl2_cfg_at(g, "name"),
-                                    RL2_ERR_CONFIG, "duplicate rule name "
+                return rl2_cfg_fail(cfg, rl2_cfg_at(g, "name"), RL2_ERR_CONFIG,
+                                    "duplicate rule name "
                                     "'%s' (first at %s:%d)",
                                     p->rules[i].name, p->rules[j].file,
                                     p->rules[j].line);
@@ -312,9 +329,9 @@ rl2_cfg_rules(rl2_cfg_t *cfg, const config_setting_t *root)
 rl2_status_t
 rl2_cfg_default_rule(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    rl2_policy_t *p = cfg->policy;
+    rl2_policy_t           *p = cfg->policy;
     const config_setting_t *g;
-    rl2_rule_t *rule;
+    rl2_rule_t             *rule;
 
     RL2_TRY(rl2_cfg_group(cfg, root, "default", rl2_default_keys, &g));
     if (g == NULL) {

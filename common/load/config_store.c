@@ -26,20 +26,18 @@
 static const char *const rl2_redis_keys[] = {
     "server", "db", "user", "password", "connect_timeout", "timeout", NULL
 };
-static const char *const rl2_failover_keys[] = {
-    "mode", "share", "probe", "failures", NULL
-};
-static const char *const rl2_alerts_keys[] = {
-    "enabled", "socket", "ident", "facility", "interval", NULL
-};
+static const char *const rl2_failover_keys[] = { "mode", "share", "probe",
+                                                 "failures", NULL };
+static const char *const rl2_alerts_keys[] = { "enabled",  "socket",   "ident",
+                                               "facility", "interval", NULL };
 static const char *const rl2_tier_redis_keys[] = {
     "key", "field", "by", "cache", "cache_entries", NULL
 };
 
 /* An integer key in [lo, hi], *out untouched when absent. */
 static rl2_status_t
-rl2_cfg_range(const rl2_cfg_t *cfg, const config_setting_t *g,
-              const char *key, int64_t lo, int64_t hi, int64_t *out)
+rl2_cfg_range(const rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
+              int64_t lo, int64_t hi, int64_t *out)
 {
     int64_t v = *out;
 
@@ -75,14 +73,14 @@ rl2_cfg_text(const rl2_cfg_t *cfg, const config_setting_t *s, char *text,
     default:
         break;
     }
-    return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must be a number or a "
+    return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                        "'%s' must be a number or a "
                         "string of at most %zu characters",
                         config_setting_name(s), size - 1);
 }
 
-typedef rl2_status_t (*rl2_cfg_set_fn)(rl2_backend_conf_t *bc,
-                                       const char *name, const char *value,
-                                       rl2_err_t *err);
+typedef rl2_status_t (*rl2_cfg_set_fn)(rl2_backend_conf_t *bc, const char *name,
+                                       const char *value, rl2_err_t *err);
 
 /* keys[from..] of group g, those present, through the store option
  * parser set (store_opts.h): a file and a directive accept the same
@@ -93,8 +91,8 @@ rl2_cfg_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
              rl2_backend_conf_t *bc)
 {
     const config_setting_t *s;
-    char text[1024];
-    rl2_err_t e;
+    char                    text[1024];
+    rl2_err_t               e;
 
     for (; *keys != NULL; keys++) {
         if ((s = rl2_cfg_at(g, *keys)) == NULL) {
@@ -110,15 +108,14 @@ rl2_cfg_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
 
 /* One string key through a store option parser of one value. */
 static rl2_status_t
-rl2_cfg_opt(const rl2_cfg_t *cfg, const config_setting_t *g,
-            const char *key,
+rl2_cfg_opt(const rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
             rl2_status_t (*parse)(rl2_backend_conf_t *, const char *,
                                   rl2_err_t *),
             rl2_backend_conf_t *bc)
 {
     const config_setting_t *s = rl2_cfg_at(g, key);
-    const char *text;
-    rl2_err_t e;
+    const char             *text;
+    rl2_err_t               e;
 
     RL2_TRY(rl2_cfg_string(cfg, g, key, &text));
     if (text == NULL) {
@@ -139,15 +136,16 @@ rl2_cfg_redis(const rl2_cfg_t *cfg, const config_setting_t *g,
     rl2_err_t e;
 
     if (rl2_cfg_at(g, "server") == NULL) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "'redis' needs "
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "'redis' needs "
                             "'server' (\"HOST:PORT\", \"[IPv6]:PORT\", "
                             "\"/path/to/socket\", "
                             "\"sentinel:NAME@HOST:PORT,...\" or "
                             "\"cluster:HOST:PORT,...\")");
     }
     RL2_TRY(rl2_cfg_opt(cfg, g, "server", rl2_store_opt_redis, bc));
-    RL2_TRY(rl2_cfg_opts(cfg, g, rl2_redis_keys + 1, rl2_store_opt_redis_set,
-                         bc));
+    RL2_TRY(
+        rl2_cfg_opts(cfg, g, rl2_redis_keys + 1, rl2_store_opt_redis_set, bc));
     if (rl2_store_opt_check(bc, 0, &e) != RL2_OK) {
         return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "%s", e.msg);
     }
@@ -175,14 +173,14 @@ rl2_cfg_alerts(const rl2_cfg_t *cfg, const config_setting_t *g,
 
     RL2_TRY(rl2_cfg_bool(cfg, g, "enabled", &enabled));
     bc->alerts_enabled = enabled;
-    return rl2_cfg_opts(cfg, g, rl2_alerts_keys + 1,
-                        rl2_store_opt_alerts_set, bc);
+    return rl2_cfg_opts(cfg, g, rl2_alerts_keys + 1, rl2_store_opt_alerts_set,
+                        bc);
 }
 
 rl2_status_t
 rl2_cfg_store(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    rl2_policy_store_t *ps;
+    rl2_policy_store_t     *ps;
     const config_setting_t *r, *f, *a;
 
     RL2_TRY(rl2_cfg_group(cfg, root, "redis", rl2_redis_keys, &r));
@@ -219,33 +217,36 @@ rl2_cfg_tier_pattern(const rl2_cfg_t *cfg, const config_setting_t *g,
                      const rl2_tier_redis_t *tr)
 {
     const char *texts[2] = { tr->key, tr->field };
-    int holes = 0;
+    int         holes = 0;
 
     for (int i = 0; i < 2; i++) {
         for (const char *p = strchr(texts[i], '%'); p != NULL;
              p = strchr(p + 2, '%')) {
             if (p[1] != 's') {
-                return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "'%s' may hold "
+                return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                                    "'%s' may hold "
                                     "'%%s' (the client's identity) and no "
-                                    "other '%%'", i == 0 ? "key" : "field");
+                                    "other '%%'",
+                                    i == 0 ? "key" : "field");
             }
             holes++;
         }
     }
     if (holes != 1) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "exactly one of 'key' "
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "exactly one of 'key' "
                             "and 'field' must hold '%%s', once, for the "
-                            "client's identity (found %d)", holes);
+                            "client's identity (found %d)",
+                            holes);
     }
     return RL2_OK;
 }
 
 static rl2_status_t
-rl2_cfg_tier_by(rl2_cfg_t *cfg, const config_setting_t *g,
-                rl2_tier_redis_t *tr)
+rl2_cfg_tier_by(rl2_cfg_t *cfg, const config_setting_t *g, rl2_tier_redis_t *tr)
 {
     const char **by;
-    size_t n;
+    size_t       n;
 
     tr->by[0] = RL2_TIER_BY_USER;
     tr->n_by = 1;
@@ -255,14 +256,15 @@ rl2_cfg_tier_by(rl2_cfg_t *cfg, const config_setting_t *g,
                             "'by' names at most \"user\" and \"api_key\"");
     }
     for (size_t i = 0; i < n; i++) {
-        unsigned kind = strcmp(by[i], "user") == 0 ? RL2_TIER_BY_USER
+        unsigned kind = strcmp(by[i], "user") == 0      ? RL2_TIER_BY_USER
                         : strcmp(by[i], "api_key") == 0 ? RL2_TIER_BY_APIKEY
-                        : 0;
+                                                        : 0;
 
         if (kind == 0 || (i == 1 && kind == tr->by[0])) {
             return rl2_cfg_fail(cfg, rl2_cfg_at(g, "by"), RL2_ERR_CONFIG,
                                 "'by' must be \"user\", \"api_key\" or "
-                                "both, each once, not \"%s\"", by[i]);
+                                "both, each once, not \"%s\"",
+                                by[i]);
         }
         if (kind == RL2_TIER_BY_APIKEY && cfg->policy->apikey_header == NULL
             && cfg->policy->apikey_query == NULL) {
@@ -281,8 +283,8 @@ rl2_status_t
 rl2_cfg_tier_redis(rl2_cfg_t *cfg, const config_setting_t *tier_from)
 {
     const config_setting_t *g;
-    rl2_tier_redis_t *tr;
-    int64_t cache = 60, entries = 10000;
+    rl2_tier_redis_t       *tr;
+    int64_t                 cache = 60, entries = 10000;
 
     RL2_TRY(rl2_cfg_group(cfg, tier_from, "redis", rl2_tier_redis_keys, &g));
     if (g == NULL) {
@@ -295,7 +297,8 @@ rl2_cfg_tier_redis(rl2_cfg_t *cfg, const config_setting_t *tier_from)
     tr->line = (int)config_setting_source_line(g);
     RL2_TRY(rl2_cfg_copy(cfg, g, "key", &tr->key));
     if (tr->key == NULL) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "tier_from.redis needs "
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "tier_from.redis needs "
                             "'key', the Redis hash (e.g. \"billing:user:%%s\" "
                             "or \"billing:tiers\")");
     }

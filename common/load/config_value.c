@@ -65,14 +65,15 @@ rl2_cfg_keys(const rl2_cfg_t *cfg, const config_setting_t *group,
              const char *what, const char *const *allowed)
 {
     unsigned n = (unsigned)config_setting_length(group);
-    char list[200];
+    char     list[200];
 
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *m = config_setting_get_elem(group, i);
 
         if (!rl2_cfg_in(config_setting_name(m), allowed)) {
             rl2_cfg_join(allowed, list, sizeof(list));
-            return rl2_cfg_fail(cfg, m, RL2_ERR_CONFIG, "unknown key '%s' "
+            return rl2_cfg_fail(cfg, m, RL2_ERR_CONFIG,
+                                "unknown key '%s' "
                                 "in %s; expected one of: %s",
                                 config_setting_name(m), what, list);
         }
@@ -92,13 +93,13 @@ rl2_cfg_string(const rl2_cfg_t *cfg, const config_setting_t *group,
         return RL2_OK;
     }
     if (config_setting_type(s) != CONFIG_TYPE_STRING) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "'%s' must be a string", key);
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must be a string",
+                            key);
     }
     *out = config_setting_get_string(s);
     if (**out == '\0') {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "'%s' must not be empty", key);
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must not be empty",
+                            key);
     }
     return RL2_OK;
 }
@@ -135,8 +136,8 @@ rl2_cfg_int(const rl2_cfg_t *cfg, const config_setting_t *group,
     }
     if (config_setting_type(s) != CONFIG_TYPE_INT
         && config_setting_type(s) != CONFIG_TYPE_INT64) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "'%s' must be an integer", key);
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must be an integer",
+                            key);
     }
     *out = config_setting_get_int64(s);
     return RL2_OK;
@@ -165,7 +166,7 @@ rl2_cfg_choice(const rl2_cfg_t *cfg, const config_setting_t *group,
                const char *key, const char *const *values, int *out)
 {
     const char *text;
-    char list[100];
+    char        list[100];
 
     RL2_TRY(rl2_cfg_string(cfg, group, key, &text));
     if (text == NULL) {
@@ -187,14 +188,13 @@ rl2_status_t
 rl2_cfg_mode(const rl2_cfg_t *cfg, const config_setting_t *group,
              rl2_mode_t *out)
 {
-    const char *text;
-    rl2_err_t e;
+    const char  *text;
+    rl2_err_t    e;
     rl2_status_t st;
 
     RL2_TRY(rl2_cfg_string(cfg, group, "mode", &text));
     if (text != NULL && (st = rl2_mode_parse(text, out, &e)) != RL2_OK) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(group, "mode"), st, "%s",
-                            e.msg);
+        return rl2_cfg_fail(cfg, rl2_cfg_at(group, "mode"), st, "%s", e.msg);
     }
     return RL2_OK;
 }
@@ -204,7 +204,7 @@ rl2_cfg_algo(const rl2_cfg_t *cfg, const config_setting_t *group,
              rl2_algo_t *out)
 {
     const char *text;
-    char list[160] = "";
+    char        list[160] = "";
 
     RL2_TRY(rl2_cfg_string(cfg, group, "algorithm", &text));
     if (text == NULL) {
@@ -217,25 +217,25 @@ rl2_cfg_algo(const rl2_cfg_t *cfg, const config_setting_t *group,
     for (int a = 0; a < RL2_ALGO_COUNT; a++) {
         rl2_cfg_append(list, sizeof(list), rl2_algo_name((rl2_algo_t)a));
     }
-    return rl2_cfg_fail(cfg, rl2_cfg_at(group, "algorithm"),
-                        RL2_ERR_CONFIG, "unknown algorithm \"%s\"; "
-                        "expected one of: %s", text, list);
+    return rl2_cfg_fail(cfg, rl2_cfg_at(group, "algorithm"), RL2_ERR_CONFIG,
+                        "unknown algorithm \"%s\"; "
+                        "expected one of: %s",
+                        text, list);
 }
 
 rl2_status_t
 rl2_cfg_key(const rl2_cfg_t *cfg, const config_setting_t *group,
             rl2_cfg_key_t *out)
 {
-    const char *text;
-    rl2_err_t e;
+    const char  *text;
+    rl2_err_t    e;
     rl2_status_t st;
 
     RL2_TRY(rl2_cfg_string(cfg, group, "key", &text));
     if (text != NULL) {
         st = rl2_key_parse(cfg->policy, text, &out->kind, &out->header, &e);
         if (st != RL2_OK) {
-            return rl2_cfg_fail(cfg, rl2_cfg_at(group, "key"), st, "%s",
-                                e.msg);
+            return rl2_cfg_fail(cfg, rl2_cfg_at(group, "key"), st, "%s", e.msg);
         }
     }
     return RL2_OK;
@@ -243,17 +243,18 @@ rl2_cfg_key(const rl2_cfg_t *cfg, const config_setting_t *group,
 
 /* Names show in headers, storage keys and logs: short, no separators. */
 rl2_status_t
-rl2_cfg_name(const rl2_cfg_t *cfg, const config_setting_t *s,
-             const char *what, const char *name)
+rl2_cfg_name(const rl2_cfg_t *cfg, const config_setting_t *s, const char *what,
+             const char *name)
 {
     size_t len = strlen(name);
-    int ok = len >= 1 && len <= RL2_NAME_MAX;
+    int    ok = len >= 1 && len <= RL2_NAME_MAX;
 
     for (const char *c = name; ok && *c != '\0'; c++) {
         ok = isalnum((unsigned char)*c) || strchr("_.-", *c) != NULL;
     }
     if (!ok) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "invalid %s name \"%s\": "
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "invalid %s name \"%s\": "
                             "use 1 to %d letters, digits, '_', '.' or '-'",
                             what, name, RL2_NAME_MAX);
     }
@@ -264,8 +265,8 @@ rl2_cfg_name(const rl2_cfg_t *cfg, const config_setting_t *s,
 
 /* A list of groups, ( { ... }, ... ), or an empty [ ]: its length. */
 rl2_status_t
-rl2_cfg_list(const rl2_cfg_t *cfg, const config_setting_t *s,
-             const char *key, unsigned *n)
+rl2_cfg_list(const rl2_cfg_t *cfg, const config_setting_t *s, const char *key,
+             unsigned *n)
 {
     int type = config_setting_type(s);
 
@@ -273,8 +274,10 @@ rl2_cfg_list(const rl2_cfg_t *cfg, const config_setting_t *s,
     if (type == CONFIG_TYPE_LIST || (type == CONFIG_TYPE_ARRAY && *n == 0)) {
         return RL2_OK;
     }
-    return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must be a list of "
-                        "groups: ( { ... }, { ... } )", key);
+    return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                        "'%s' must be a list of "
+                        "groups: ( { ... }, { ... } )",
+                        key);
 }
 
 static const config_setting_t *
@@ -293,7 +296,7 @@ rl2_cfg_strlist(const rl2_cfg_t *cfg, const config_setting_t *group,
                 const char *key, const config_setting_t **list, size_t *n)
 {
     const config_setting_t *s = rl2_cfg_at(group, key);
-    int type;
+    int                     type;
 
     *list = NULL;
     *n = 0;
@@ -303,20 +306,24 @@ rl2_cfg_strlist(const rl2_cfg_t *cfg, const config_setting_t *group,
     type = config_setting_type(s);
     if (type != CONFIG_TYPE_STRING && type != CONFIG_TYPE_ARRAY
         && type != CONFIG_TYPE_LIST) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must be a string "
-                            "or a list of strings", key);
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "'%s' must be a string "
+                            "or a list of strings",
+                            key);
     }
     *n = type == CONFIG_TYPE_STRING ? 1 : (size_t)config_setting_length(s);
     if (*n == 0) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "'%s' must not be empty", key);
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must not be empty",
+                            key);
     }
     for (size_t i = 0; i < *n; i++) {
         const config_setting_t *item = rl2_cfg_item(s, i);
 
         if (config_setting_type(item) != CONFIG_TYPE_STRING) {
-            return rl2_cfg_fail(cfg, item, RL2_ERR_CONFIG, "'%s' must be a "
-                                "string or a list of strings", key);
+            return rl2_cfg_fail(cfg, item, RL2_ERR_CONFIG,
+                                "'%s' must be a "
+                                "string or a list of strings",
+                                key);
         }
         if (config_setting_get_string(item)[0] == '\0') {
             return rl2_cfg_fail(cfg, item, RL2_ERR_CONFIG,
@@ -331,14 +338,14 @@ rl2_cfg_strlist(const rl2_cfg_t *cfg, const config_setting_t *group,
  * lower-cased when asked (host names). */
 rl2_status_t
 rl2_cfg_strings(const rl2_cfg_t *cfg, const config_setting_t *group,
-                const char *key, rl2_status_t (*check)(const char *,
-                                                       rl2_err_t *),
-                int lower, const char ***out, size_t *n)
+                const char *key,
+                rl2_status_t (*check)(const char *, rl2_err_t *), int lower,
+                const char ***out, size_t *n)
 {
     const config_setting_t *list;
-    const char **v;
-    rl2_err_t e;
-    rl2_status_t st;
+    const char            **v;
+    rl2_err_t               e;
+    rl2_status_t            st;
 
     RL2_TRY(rl2_cfg_strlist(cfg, group, key, &list, n));
     if (list == NULL) {
@@ -350,8 +357,8 @@ rl2_cfg_strings(const rl2_cfg_t *cfg, const config_setting_t *group,
     }
     for (size_t i = 0; i < *n; i++) {
         const config_setting_t *item = rl2_cfg_item(list, i);
-        const char *text = config_setting_get_string(item);
-        char *copy;
+        const char             *text = config_setting_get_string(item);
+        char                   *copy;
 
         if (check != NULL && (st = check(text, &e)) != RL2_OK) {
             return rl2_cfg_fail(cfg, item, st, "%s", e.msg);
@@ -374,8 +381,8 @@ rl2_cfg_nets(const rl2_cfg_t *cfg, const config_setting_t *group,
              const char *key, rl2_cidr_t **out, size_t *n)
 {
     const config_setting_t *list;
-    rl2_err_t e;
-    rl2_status_t st;
+    rl2_err_t               e;
+    rl2_status_t            st;
 
     RL2_TRY(rl2_cfg_strlist(cfg, group, key, &list, n));
     if (list == NULL) {
@@ -401,7 +408,7 @@ rl2_cfg_methods(const rl2_cfg_t *cfg, const config_setting_t *group,
                 unsigned *bits)
 {
     const config_setting_t *list;
-    size_t n;
+    size_t                  n;
 
     RL2_TRY(rl2_cfg_strlist(cfg, group, "methods", &list, &n));
     for (size_t i = 0; i < n; i++) {
@@ -409,7 +416,8 @@ rl2_cfg_methods(const rl2_cfg_t *cfg, const config_setting_t *group,
         unsigned bit = rl2_method_bit(config_setting_get_string(item));
 
         if (bit == 0) {
-            return rl2_cfg_fail(cfg, item, RL2_ERR_CONFIG, "unknown method "
+            return rl2_cfg_fail(cfg, item, RL2_ERR_CONFIG,
+                                "unknown method "
                                 "\"%s\"; expected one of: GET, HEAD, POST, "
                                 "PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE",
                                 config_setting_get_string(item));
@@ -432,8 +440,10 @@ rl2_cfg_group(const rl2_cfg_t *cfg, const config_setting_t *parent,
         return RL2_OK;
     }
     if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG, "'%s' must be a group "
-                            "{ ... }", key);
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "'%s' must be a group "
+                            "{ ... }",
+                            key);
     }
     RL2_TRY(rl2_cfg_keys(cfg, s, key, allowed));
     *out = s;

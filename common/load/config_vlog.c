@@ -21,8 +21,8 @@ static const char *const rl2_vlog_keys[] = { "enabled", "rate", "capacity",
                                              "stream", NULL };
 
 static rl2_status_t
-rl2_cfg_vlog_range(rl2_cfg_t *cfg, const config_setting_t *g,
-                   const char *key, int64_t lo, int64_t hi, uint32_t *out)
+rl2_cfg_vlog_range(rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
+                   int64_t lo, int64_t hi, uint32_t *out)
 {
     int64_t v = *out;
 
@@ -39,9 +39,9 @@ rl2_cfg_vlog_range(rl2_cfg_t *cfg, const config_setting_t *g,
 rl2_status_t
 rl2_cfg_vlog(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    rl2_vlog_conf_t *vc = &cfg->policy->vlog;
+    rl2_vlog_conf_t        *vc = &cfg->policy->vlog;
     const config_setting_t *g;
-    int enabled = 1;
+    int                     enabled = 1;
 
     RL2_TRY(rl2_cfg_group(cfg, root, "violation_log", rl2_vlog_keys, &g));
     if (g == NULL) {
@@ -49,14 +49,14 @@ rl2_cfg_vlog(rl2_cfg_t *cfg, const config_setting_t *root)
     }
     RL2_TRY(rl2_cfg_bool(cfg, g, "enabled", &enabled));
     vc->disabled = !enabled;
-    RL2_TRY(rl2_cfg_vlog_range(cfg, g, "rate", 1, RL2_VLOG_RATE_MAX,
-                               &vc->rate));
+    RL2_TRY(
+        rl2_cfg_vlog_range(cfg, g, "rate", 1, RL2_VLOG_RATE_MAX, &vc->rate));
     RL2_TRY(rl2_cfg_vlog_range(cfg, g, "capacity", RL2_VLOG_CAPACITY_MIN,
                                RL2_VLOG_CAPACITY_MAX, &vc->capacity));
     RL2_TRY(rl2_cfg_copy(cfg, g, "stream", &vc->stream));
-    if (vc->stream != NULL && (vc->stream[0] == '\0'
-                               || strlen(vc->stream)
-                                  >= RL2_VLOG_STREAM_MAX)) {
+    if (vc->stream != NULL
+        && (vc->stream[0] == '\0'
+            || strlen(vc->stream) >= RL2_VLOG_STREAM_MAX)) {
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "stream"), RL2_ERR_CONFIG,
                             "violation_log: 'stream' must be 1 to %d bytes",
                             RL2_VLOG_STREAM_MAX - 1);

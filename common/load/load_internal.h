@@ -25,12 +25,12 @@
 #include "ratelimit2/config.h"
 
 /* Stop at the first failure: its message is the one the sysadmin needs. */
-#define RL2_TRY(expr)                      \
-    do {                                   \
-        rl2_status_t rl2_try_ = (expr);    \
-        if (rl2_try_ != RL2_OK) {          \
-            return rl2_try_;               \
-        }                                  \
+#define RL2_TRY(expr) \
+    do { \
+        rl2_status_t rl2_try_ = (expr); \
+        if (rl2_try_ != RL2_OK) { \
+            return rl2_try_; \
+        } \
     } while (0)
 
 /* A rule's own default key.  rl2_rule_t does not record it, yet the
@@ -55,9 +55,9 @@ typedef struct {
 
 /* Where a limit set belongs and what its limits default to. */
 typedef struct {
-    const char    *rule;      /* default limit names derive from it */
-    rl2_cfg_key_t  key;
-    int            in_tier;   /* depends on identity: decided late */
+    const char   *rule; /* default limit names derive from it */
+    rl2_cfg_key_t key;
+    int           in_tier; /* depends on identity: decided late */
 } rl2_cfg_set_t;
 
 /* ---- messages (config.c) ---- */
@@ -66,26 +66,25 @@ rl2_status_t rl2_cfg_fail(const rl2_cfg_t *cfg, const config_setting_t *s,
                           rl2_status_t st, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 rl2_status_t rl2_cfg_nomem(const rl2_cfg_t *cfg);
-const char *rl2_cfg_source(rl2_cfg_t *cfg, const config_setting_t *s);
+const char  *rl2_cfg_source(rl2_cfg_t *cfg, const config_setting_t *s);
 
 /* ---- typed access (config_value.c) ---- */
 
-void rl2_cfg_append(char *buf, size_t size, const char *s);
+void              rl2_cfg_append(char *buf, size_t size, const char *s);
 config_setting_t *rl2_cfg_at(const config_setting_t *group, const char *key);
 rl2_status_t rl2_cfg_keys(const rl2_cfg_t *cfg, const config_setting_t *group,
                           const char *what, const char *const *allowed);
-rl2_status_t rl2_cfg_string(const rl2_cfg_t *cfg,
-                            const config_setting_t *group, const char *key,
-                            const char **out);
+rl2_status_t rl2_cfg_string(const rl2_cfg_t *cfg, const config_setting_t *group,
+                            const char *key, const char **out);
 rl2_status_t rl2_cfg_copy(const rl2_cfg_t *cfg, const config_setting_t *group,
                           const char *key, const char **out);
 rl2_status_t rl2_cfg_int(const rl2_cfg_t *cfg, const config_setting_t *group,
                          const char *key, int64_t *out);
 rl2_status_t rl2_cfg_bool(const rl2_cfg_t *cfg, const config_setting_t *group,
                           const char *key, int *out);
-rl2_status_t rl2_cfg_choice(const rl2_cfg_t *cfg,
-                            const config_setting_t *group, const char *key,
-                            const char *const *values, int *out);
+rl2_status_t rl2_cfg_choice(const rl2_cfg_t *cfg, const config_setting_t *group,
+                            const char *key, const char *const *values,
+                            int *out);
 rl2_status_t rl2_cfg_mode(const rl2_cfg_t *cfg, const config_setting_t *group,
                           rl2_mode_t *out);
 rl2_status_t rl2_cfg_algo(const rl2_cfg_t *cfg, const config_setting_t *group,
@@ -96,18 +95,16 @@ rl2_status_t rl2_cfg_name(const rl2_cfg_t *cfg, const config_setting_t *s,
                           const char *what, const char *name);
 rl2_status_t rl2_cfg_list(const rl2_cfg_t *cfg, const config_setting_t *s,
                           const char *key, unsigned *n);
-rl2_status_t rl2_cfg_strings(const rl2_cfg_t *cfg,
+rl2_status_t rl2_cfg_strings(const rl2_cfg_t        *cfg,
                              const config_setting_t *group, const char *key,
-                             rl2_status_t (*check)(const char *,
-                                                   rl2_err_t *),
+                             rl2_status_t (*check)(const char *, rl2_err_t *),
                              int lower, const char ***out, size_t *n);
 rl2_status_t rl2_cfg_nets(const rl2_cfg_t *cfg, const config_setting_t *group,
                           const char *key, rl2_cidr_t **out, size_t *n);
-rl2_status_t rl2_cfg_methods(const rl2_cfg_t *cfg,
+rl2_status_t rl2_cfg_methods(const rl2_cfg_t        *cfg,
                              const config_setting_t *group, unsigned *bits);
-rl2_status_t rl2_cfg_group(const rl2_cfg_t *cfg,
-                           const config_setting_t *parent, const char *key,
-                           const char *const *allowed,
+rl2_status_t rl2_cfg_group(const rl2_cfg_t *cfg, const config_setting_t *parent,
+                           const char *key, const char *const *allowed,
                            const config_setting_t **out);
 
 /* ---- limit sets (config_limits.c) ---- */
@@ -117,12 +114,11 @@ rl2_status_t rl2_cfg_set(rl2_cfg_t *cfg, const config_setting_t *s,
 
 /* ---- tiers and rules (config_rules.c) ---- */
 
-int rl2_cfg_tier_find(const rl2_policy_t *p, const char *name);
-void rl2_cfg_tier_list(const rl2_policy_t *p, char *buf, size_t size);
+int          rl2_cfg_tier_find(const rl2_policy_t *p, const char *name);
+void         rl2_cfg_tier_list(const rl2_policy_t *p, char *buf, size_t size);
 rl2_status_t rl2_cfg_tiers(rl2_cfg_t *cfg, const config_setting_t *root);
 rl2_status_t rl2_cfg_rules(rl2_cfg_t *cfg, const config_setting_t *root);
-rl2_status_t rl2_cfg_default_rule(rl2_cfg_t *cfg,
-                                  const config_setting_t *root);
+rl2_status_t rl2_cfg_default_rule(rl2_cfg_t *cfg, const config_setting_t *root);
 
 /* ---- clients and whitelist (config_clients.c) ---- */
 
@@ -135,7 +131,7 @@ rl2_status_t rl2_cfg_vlog(rl2_cfg_t *cfg, const config_setting_t *root);
 /* ---- store settings and the tier lookup (config_store.c) ---- */
 
 rl2_status_t rl2_cfg_store(rl2_cfg_t *cfg, const config_setting_t *root);
-rl2_status_t rl2_cfg_tier_redis(rl2_cfg_t *cfg,
+rl2_status_t rl2_cfg_tier_redis(rl2_cfg_t              *cfg,
                                 const config_setting_t *tier_from);
 
 #endif /* RL2_CONFIG_INTERNAL_H */

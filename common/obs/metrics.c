@@ -16,25 +16,26 @@
 
 #include "metrics_internal.h"
 
-#define NAME_SPINS 100000     /* a writer publishes a name in nanoseconds:
-                                 one still unpublished after this many
-                                 yields died while writing it */
+#define NAME_SPINS \
+    100000 /* a writer publishes a name in nanoseconds: \
+              one still unpublished after this many \
+              yields died while writing it */
 
 struct rl2_metrics_bind {
     rl2_metrics_t    *m;
-    mx_shm_t         *shm;          /* m->shm, one load nearer */
+    mx_shm_t         *shm; /* m->shm, one load nearer */
     const rl2_rule_t *rules;
     size_t            n_rules;
-    size_t            rules_bytes;  /* n_rules * sizeof(rl2_rule_t) */
+    size_t            rules_bytes; /* n_rules * sizeof(rl2_rule_t) */
     size_t            extra_bytes;
     const rl2_rule_t *dflt;
     const rl2_rule_t *extra;
     size_t            n_extra;
     size_t            n_tiers;
     uint16_t          dflt_slot;
-    uint16_t         *rule_slot;   /* [n_rules + n_extra] */
-    uint16_t         *tier_slot;   /* [n_tiers + 1]: [0] for "no tier"
-                                      (verdict tier -1), then each tier */
+    uint16_t         *rule_slot; /* [n_rules + n_extra] */
+    uint16_t         *tier_slot; /* [n_tiers + 1]: [0] for "no tier"
+                                    (verdict tier -1), then each tier */
 };
 
 void
@@ -51,7 +52,7 @@ rl2_metrics_conf_default(rl2_metrics_conf_t *conf)
 static uint32_t
 rl2_mx_name_hash(const char *s)
 {
-    uint32_t h = 2166136261u;           /* FNV-1a */
+    uint32_t h = 2166136261u; /* FNV-1a */
 
     for (; *s != '\0'; s++) {
         h = (h ^ (unsigned char)*s) * 16777619u;
@@ -65,10 +66,9 @@ rl2_mx_name_claim(mx_name_t *slot, const char *name)
 {
     uint32_t free_state = MX_FREE;
 
-    if (!atomic_compare_exchange_strong_explicit(&slot->state, &free_state,
-                                                 MX_WRITING,
-                                                 memory_order_acquire,
-                                                 memory_order_relaxed)) {
+    if (!atomic_compare_exchange_strong_explicit(
+            &slot->state, &free_state, MX_WRITING, memory_order_acquire,
+            memory_order_relaxed)) {
         return 0;
     }
     size_t n = strnlen(name, RL2_NAME_MAX);
@@ -111,8 +111,7 @@ rl2_mx_name_slot(mx_name_t *table, unsigned cap, unsigned first,
             }
             st = rl2_mx_name_wait(&table[s]);
         }
-        if (st == MX_NAMED && strncmp(table[s].name, name,
-                                      RL2_NAME_MAX) == 0) {
+        if (st == MX_NAMED && strncmp(table[s].name, name, RL2_NAME_MAX) == 0) {
             return s;
         }
     }
@@ -136,21 +135,23 @@ rl2_metrics_open(const char *name, unsigned mode,
                  rl2_zone_t *zone, rl2_metrics_t **out, rl2_err_t *err)
 {
     rl2_metrics_t *m;
-    rl2_clock_t now;
-    int64_t zero = 0;
-    rl2_status_t st;
-    void *map;
+    rl2_clock_t    now;
+    int64_t        zero = 0;
+    rl2_status_t   st;
+    void          *map;
 
     *out = NULL;
     if (conf->limited_interval_ms < 0 || conf->ban_window_ms <= 0) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "metrics %s: negative "
-                           "interval or empty ban window", name);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "metrics %s: negative "
+                           "interval or empty ban window",
+                           name);
     }
     if ((m = calloc(1, sizeof(*m))) == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "metrics: out of memory");
     }
-    st = rl2_shm_obj_open(name, sizeof(mx_shm_t), MX_MAGIC, MX_VERSION,
-                          mode, &map, err);
+    st = rl2_shm_obj_open(name, sizeof(mx_shm_t), MX_MAGIC, MX_VERSION, mode,
+                          &map, err);
     if (st != RL2_OK) {
         free(m);
         return st;
@@ -188,8 +189,7 @@ rl2_metrics_unlink(const char *name, rl2_err_t *err)
 static uint16_t
 rl2_mx_bind_rule(rl2_metrics_t *m, const rl2_rule_t *r, size_t *unplaced)
 {
-    unsigned s = rl2_mx_name_slot(m->shm->rules, RL2_METRICS_RULES, 2,
-                                  r->name);
+    unsigned s = rl2_mx_name_slot(m->shm->rules, RL2_METRICS_RULES, 2, r->name);
 
     *unplaced += s == RL2_METRICS_SLOT_OTHER;
     return (uint16_t)s;
@@ -201,14 +201,13 @@ rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
                  rl2_metrics_bind_t **out, size_t *unplaced, rl2_err_t *err)
 {
     rl2_metrics_bind_t *b;
-    size_t n = policy->n_rules + n_extra, lost = 0;
+    size_t              n = policy->n_rules + n_extra, lost = 0;
 
     *out = NULL;
     if (m == NULL) {
         return RL2_OK;
     }
-    b = calloc(1, sizeof(*b)
-                  + sizeof(uint16_t) * (n + policy->n_tiers + 1));
+    b = calloc(1, sizeof(*b) + sizeof(uint16_t) * (n + policy->n_tiers + 1));
     if (b == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "metrics: out of memory");
     }
@@ -229,7 +228,8 @@ rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
         b->rule_slot[i] = rl2_mx_bind_rule(m, &policy->rules[i], &lost);
     }
     for (size_t i = 0; i < n_extra; i++) {
-        b->rule_slot[policy->n_rules + i] = rl2_mx_bind_rule(m, &extra[i], &lost);
+        b->rule_slot[policy->n_rules + i] =
+            rl2_mx_bind_rule(m, &extra[i], &lost);
     }
     if (b->dflt != NULL) {
         b->dflt_slot = rl2_mx_bind_rule(m, b->dflt, &lost);
@@ -270,8 +270,7 @@ rl2_mx_rule_slot_other(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
     if (r == b->dflt) {
         return b->dflt_slot;
     }
-    return rl2_mx_name_slot(b->shm->rules, RL2_METRICS_RULES, 2,
-                            r->name);
+    return rl2_mx_name_slot(b->shm->rules, RL2_METRICS_RULES, 2, r->name);
 }
 
 /* A rule's slot: by its place in the bound arrays (a subtraction and a
@@ -302,7 +301,7 @@ enum { F_DENIED = 1, F_DRY = 2, F_NEAR = 4, F_OVER = 8 };
 typedef struct {
     uint16_t slot;
     uint8_t  flags;
-    uint8_t  layer;    /* the first layer that set F_NEAR or F_DENIED */
+    uint8_t  layer; /* the first layer that set F_NEAR or F_DENIED */
 } mx_seen_t;
 
 /* Admitted with at least 80% of the limit used (the usual answer, no,
@@ -310,20 +309,20 @@ typedef struct {
 static int
 rl2_mx_layer_near(const rl2_layer_t *l)
 {
-    return l->result.remaining * 5 <= l->result.limit
-           && l->result.limit > 0 && !l->refused && !l->limit->unlimited;
+    return l->result.remaining * 5 <= l->result.limit && l->result.limit > 0
+           && !l->refused && !l->limit->unlimited;
 }
 
 static unsigned
 rl2_mx_fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
-            mx_seen_t *seen)
+                   mx_seen_t *seen)
 {
     unsigned n = 0, j;
 
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i];
-        unsigned s = rl2_mx_rule_slot(b, l->rule);
-        uint8_t f = 0;
+        unsigned           s = rl2_mx_rule_slot(b, l->rule);
+        uint8_t            f = 0;
 
         for (j = 0; j < n && seen[j].slot != s; j++) {
         }
@@ -333,7 +332,8 @@ rl2_mx_fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
         if (l->refused) {
             f = l->dry_run ? F_DRY : (l->limit->unlimited ? 0 : F_DENIED);
         }
-        f |= (l->overflow_used ? F_OVER : 0) | (rl2_mx_layer_near(l) ? F_NEAR : 0);
+        f |= (l->overflow_used ? F_OVER : 0)
+             | (rl2_mx_layer_near(l) ? F_NEAR : 0);
         if ((f & (F_DENIED | F_NEAR)) != 0
             && (seen[j].flags & (F_DENIED | F_NEAR)) == 0) {
             seen[j].layer = (uint8_t)i;
@@ -346,7 +346,7 @@ rl2_mx_fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
 /* A near-limit admission: its counter and the top table (rare). */
 static __attribute__((noinline)) void
 rl2_mx_record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
-            unsigned tier, const rl2_clock_t *now)
+                   unsigned tier, const rl2_clock_t *now)
 {
     rl2_mx_bump(&b->shm->cells[slot][tier].n[RL2_METRIC_NEAR]);
     rl2_mx_near(b->m, l->client, slot, now);
@@ -356,12 +356,12 @@ rl2_mx_record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
  * act, so the common case saves no registers. */
 static inline void
 rl2_mx_count_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
-          unsigned tier, const rl2_clock_t *now)
+                 unsigned tier, const rl2_clock_t *now)
 {
     mx_cell_t *c = &b->shm->cells[slot][tier];
 
     rl2_mx_bump(&c->n[l->refused && l->dry_run ? RL2_METRIC_DRY_RUN
-                                        : RL2_METRIC_ALLOWED]);
+                                               : RL2_METRIC_ALLOWED]);
     if (l->overflow_used) {
         rl2_mx_bump(&c->n[RL2_METRIC_OVERFLOW]);
     }
@@ -372,8 +372,8 @@ rl2_mx_count_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
 
 /* The one layer's rule is the default rule or a merged copy. */
 static __attribute__((noinline)) void
-rl2_mx_record_one_other(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned tier,
-                 const rl2_clock_t *now)
+rl2_mx_record_one_other(rl2_metrics_bind_t *b, const rl2_layer_t *l,
+                        unsigned tier, const rl2_clock_t *now)
 {
     rl2_mx_count_one(b, l, rl2_mx_rule_slot_other(b, l->rule), tier, now);
 }
@@ -381,17 +381,16 @@ rl2_mx_record_one_other(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned ti
 /* The common case, one layer admitted: no folding. */
 static void
 rl2_mx_record_one(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
-           const rl2_clock_t *now)
+                  const rl2_clock_t *now)
 {
     const rl2_layer_t *l = &v->layers[0];
-    uintptr_t d = (uintptr_t)l->rule - (uintptr_t)b->rules;
-    unsigned slot;
+    uintptr_t          d = (uintptr_t)l->rule - (uintptr_t)b->rules;
+    unsigned           slot;
 
     if (d < b->rules_bytes) {
         slot = b->rule_slot[d / sizeof(rl2_rule_t)];
     }
-    else if ((d = (uintptr_t)l->rule - (uintptr_t)b->extra)
-             < b->extra_bytes) {
+    else if ((d = (uintptr_t)l->rule - (uintptr_t)b->extra) < b->extra_bytes) {
         slot = b->rule_slot[b->n_rules + d / sizeof(rl2_rule_t)];
     }
     else {
@@ -404,22 +403,22 @@ rl2_mx_record_one(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
 /* Several layers, a refusal or a bypass: fold the layers by rule. */
 static __attribute__((noinline)) void
 rl2_mx_record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
-            const rl2_clock_t *now)
+                   const rl2_clock_t *now)
 {
     mx_seen_t seen[RL2_MAX_LAYERS];
     mx_shm_t *sh = b->shm;
-    unsigned n, near = RL2_MAX_LAYERS, denied = RL2_MAX_LAYERS;
-    int deny = v->outcome == RL2_OUTCOME_DENY;
+    unsigned  n, near = RL2_MAX_LAYERS, denied = RL2_MAX_LAYERS;
+    int       deny = v->outcome == RL2_OUTCOME_DENY;
 
     if (v->outcome == RL2_OUTCOME_BYPASS) {
-        rl2_mx_bump(&sh->cells[RL2_METRICS_SLOT_BYPASS][tier]
-                  .n[RL2_METRIC_BYPASSED]);
+        rl2_mx_bump(
+            &sh->cells[RL2_METRICS_SLOT_BYPASS][tier].n[RL2_METRIC_BYPASSED]);
         return;
     }
     n = rl2_mx_fold_layers(b, v, seen);
     for (unsigned j = 0; j < n; j++) {
         mx_cell_t *c = &sh->cells[seen[j].slot][tier];
-        unsigned f = seen[j].flags;
+        unsigned   f = seen[j].flags;
 
         if (deny) {
             if (f & F_DENIED) {
@@ -441,8 +440,8 @@ rl2_mx_record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
         rl2_mx_limited(b->m, v, seen[denied].slot, tier, now);
     }
     else if (near < RL2_MAX_LAYERS) {
-        rl2_mx_near(b->m, v->layers[seen[near].layer].client,
-                    seen[near].slot, now);
+        rl2_mx_near(b->m, v->layers[seen[near].layer].client, seen[near].slot,
+                    now);
     }
 }
 
@@ -461,10 +460,10 @@ rl2_mx_tier_slot(const rl2_metrics_bind_t *b, const rl2_verdict_t *v)
  * snapshot excludes its first request), then the request. */
 static __attribute__((noinline)) void
 rl2_mx_record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
-            const rl2_clock_t *now)
+                   const rl2_clock_t *now)
 {
-    if (now->mono_us >= atomic_load_explicit(&b->shm->next_check_us,
-                                             memory_order_relaxed)) {
+    if (now->mono_us
+        >= atomic_load_explicit(&b->shm->next_check_us, memory_order_relaxed)) {
         rl2_mx_upkeep(b->m, now);
     }
     if (v->outcome == RL2_OUTCOME_NONE) {
@@ -497,8 +496,8 @@ rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
 /* ---- store calls ---------------------------------------------------- */
 
 const int64_t rl2_metrics_bucket_us[RL2_METRICS_BUCKETS] = {
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
-    1000000
+    100,   250,   500,   1000,   2500,   5000,
+    10000, 25000, 50000, 100000, 250000, 1000000
 };
 
 void
@@ -527,15 +526,15 @@ rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok)
 void
 rl2_mx_put(mx_out_t *o, const char *fmt, ...)
 {
-    char line[1024];
+    char    line[1024];
     va_list ap;
-    int n;
+    int     n;
 
     va_start(ap, fmt);
     n = vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     if (n > 0) {
-        o->out(o->ctx, line, (size_t)n < sizeof(line) ? (size_t)n
-                                                      : sizeof(line) - 1);
+        o->out(o->ctx, line,
+               (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     }
 }

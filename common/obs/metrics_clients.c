@@ -37,8 +37,9 @@
 #include "base/base_internal.h"
 #include "store/store_internal.h"
 
-#define LOCK_SPINS (1u << 16)   /* give up (skip the update) after this:
-                                   the holder is stopped, not slow */
+#define LOCK_SPINS \
+    (1u << 16) /* give up (skip the update) after this: \
+                  the holder is stopped, not slow */
 #define CLIENT_PROBES 8
 
 /* ---- the lock ---------------------------------------------------------- */
@@ -59,8 +60,7 @@ rl2_mx_lock(mx_shm_t *s)
         if ((spins & 1023) == 0) {
             holder = atomic_load_explicit(&s->lock, memory_order_relaxed);
             /* The holder died inside the lock: take the word back. */
-            if (holder != 0 && kill((pid_t)holder, 0) != 0
-                && errno == ESRCH) {
+            if (holder != 0 && kill((pid_t)holder, 0) != 0 && errno == ESRCH) {
                 atomic_compare_exchange_strong(&s->lock, &holder, 0);
             }
             sched_yield();
@@ -90,8 +90,8 @@ rl2_mx_top_add(mx_top_t *t, const char *client, unsigned rule, int64_t wall_s)
             t[i].last_wall_s = wall_s;
             return;
         }
-        if (t[i].client[0] == '\0' || (t[min].client[0] != '\0'
-                                       && t[i].count < t[min].count)) {
+        if (t[i].client[0] == '\0'
+            || (t[min].client[0] != '\0' && t[i].count < t[min].count)) {
             min = i;
         }
     }
@@ -111,7 +111,8 @@ rl2_mx_near(rl2_metrics_t *m, const char *client, unsigned rule_slot,
             const rl2_clock_t *now)
 {
     if (rl2_mx_lock(m->shm)) {
-        rl2_mx_top_add(m->shm->top_near, client, rule_slot, now->wall_us / RL2_US_PER_S);
+        rl2_mx_top_add(m->shm->top_near, client, rule_slot,
+                       now->wall_us / RL2_US_PER_S);
         rl2_mx_unlock(m->shm);
     }
 }
@@ -135,9 +136,10 @@ static mx_client_t *
 rl2_mx_client_entry(rl2_metrics_t *m, const char *addr, int64_t now_ms)
 {
     mx_client_t *t = m->shm->clients, *reuse = NULL;
-    int64_t quiet = m->conf.limited_interval_ms > m->conf.ban_window_ms
-                    ? m->conf.limited_interval_ms : m->conf.ban_window_ms;
-    uint32_t h = rl2_mx_addr_hash(addr);
+    int64_t      quiet = m->conf.limited_interval_ms > m->conf.ban_window_ms
+                             ? m->conf.limited_interval_ms
+                             : m->conf.ban_window_ms;
+    uint32_t     h = rl2_mx_addr_hash(addr);
 
     for (unsigned i = 0; i < CLIENT_PROBES; i++) {
         mx_client_t *e = &t[(h + i) % RL2_METRICS_ALERT_CLIENTS];
@@ -161,15 +163,15 @@ rl2_mx_client_entry(rl2_metrics_t *m, const char *addr, int64_t now_ms)
 }
 
 typedef struct {
-    int      line;         /* send event=limited */
+    int      line; /* send event=limited */
     uint64_t suppressed;
-    int      ban;          /* send ban_candidate */
+    int      ban; /* send ban_candidate */
     uint32_t ban_count;
 } mx_due_t;
 
 static void
 rl2_mx_client_refused(rl2_metrics_t *m, mx_client_t *e, int64_t now_ms,
-               mx_due_t *due)
+                      mx_due_t *due)
 {
     const rl2_metrics_conf_t *c = &m->conf;
 
@@ -209,33 +211,36 @@ rl2_mx_client_refused(rl2_metrics_t *m, mx_client_t *e, int64_t now_ms,
  * from the policy or a number. */
 static void
 rl2_mx_send_lines(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned tier,
-           const mx_due_t *due)
+                  const mx_due_t *due)
 {
     const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
-    char retry[24], count[24], window[24];
-    const char *tier_name = m->shm->tiers[tier].name;
-    rl2_alert_field_t f[6] = {
-        { "client", v->client_ip },
-        { "rule", l != NULL ? l->rule->name : "-" },
-        { "limit", l != NULL ? l->limit->name : "-" },
-        { "tier", tier_name },
-        { "retry_after", retry },
-        { "key", l != NULL ? l->client : "-" },
+    char               retry[24], count[24], window[24];
+    const char        *tier_name = m->shm->tiers[tier].name;
+    rl2_alert_field_t  f[6] = {
+         { "client", v->client_ip },
+         { "rule", l != NULL ? l->rule->name : "-" },
+         { "limit", l != NULL ? l->limit->name : "-" },
+         { "tier", tier_name },
+         { "retry_after", retry },
+         { "key", l != NULL ? l->client : "-" },
     };
-    size_t n = l != NULL && strcmp(l->client, v->client_ip) != 0 ? 6 : 5;
+    size_t    n = l != NULL && strcmp(l->client, v->client_ip) != 0 ? 6 : 5;
     rl2_err_t err;
 
     snprintf(retry, sizeof(retry), "%lld", (long long)rl2_retry_after_s(v));
     if (due->line
-        && rl2_alert_emit(m->alert, RL2_ALERT_LIMITED, f, n,
-                          due->suppressed, &err) == RL2_OK) {
+        && rl2_alert_emit(m->alert, RL2_ALERT_LIMITED, f, n, due->suppressed,
+                          &err)
+               == RL2_OK) {
         atomic_fetch_add_explicit(&m->shm->limited_lines, 1,
                                   memory_order_relaxed);
     }
     if (due->ban) {
         rl2_alert_field_t b[4] = {
-            { "client", v->client_ip }, { "rule", f[1].value },
-            { "count", count }, { "window", window },
+            { "client", v->client_ip },
+            { "rule", f[1].value },
+            { "count", count },
+            { "window", window },
         };
 
         snprintf(count, sizeof(count), "%" PRIu32, due->ban_count);
@@ -252,15 +257,15 @@ rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned rule_slot,
                unsigned tier, const rl2_clock_t *now)
 {
     const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
-    int64_t now_ms = now->mono_us / 1000;
-    mx_due_t due = { 0, 0, 0, 0 };
-    mx_client_t *e;
+    int64_t            now_ms = now->mono_us / 1000;
+    mx_due_t           due = { 0, 0, 0, 0 };
+    mx_client_t       *e;
 
     if (!rl2_mx_lock(m->shm)) {
         return;
     }
     rl2_mx_top_add(m->shm->top_limited, l != NULL ? l->client : v->client_ip,
-            rule_slot, now->wall_us / RL2_US_PER_S);
+                   rule_slot, now->wall_us / RL2_US_PER_S);
     if (m->alert != NULL && v->client_ip[0] != '\0'
         && (m->conf.limited_interval_ms > 0 || m->conf.ban_count > 0)) {
         e = rl2_mx_client_entry(m, v->client_ip, now_ms);
@@ -283,10 +288,12 @@ rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned rule_slot,
 static void
 rl2_mx_zone_alert(rl2_metrics_t *m, const rl2_zone_stats_t *z, unsigned level)
 {
-    char pct[24], used[24], entries[24];
+    char              pct[24], used[24], entries[24];
     rl2_alert_field_t f[4] = {
-        { "level", level == 100 ? "100" : "80" }, { "used", used },
-        { "entries", entries }, { "percent", pct },
+        { "level", level == 100 ? "100" : "80" },
+        { "used", used },
+        { "entries", entries },
+        { "percent", pct },
     };
     rl2_err_t err;
 
@@ -312,11 +319,10 @@ rl2_mx_upkeep_zone(rl2_metrics_t *m, const rl2_zone_stats_t *z)
     if (z->entries == 0) {
         return;
     }
-    level = z->used >= z->entries ? 100
-            : (z->used * 5 >= z->entries * 4 ? 80 : 0);
+    level =
+        z->used >= z->entries ? 100 : (z->used * 5 >= z->entries * 4 ? 80 : 0);
     if (level > was) {
-        if (atomic_compare_exchange_strong(&m->shm->zone_level, &was,
-                                           level)) {
+        if (atomic_compare_exchange_strong(&m->shm->zone_level, &was, level)) {
             rl2_mx_zone_alert(m, z, level);
         }
     }
@@ -328,11 +334,11 @@ rl2_mx_upkeep_zone(rl2_metrics_t *m, const rl2_zone_stats_t *z)
 
 static void
 rl2_mx_upkeep_evictions(rl2_metrics_t *m, const rl2_zone_stats_t *z,
-                 int64_t now_ms)
+                        int64_t now_ms)
 {
-    int64_t mark_ms = atomic_load(&m->shm->evict_mark_ms);
-    uint64_t delta;
-    char n[24], per[24];
+    int64_t   mark_ms = atomic_load(&m->shm->evict_mark_ms);
+    uint64_t  delta;
+    char      n[24], per[24];
     rl2_err_t err;
 
     if (mark_ms != 0 && now_ms - mark_ms < 60000 && now_ms >= mark_ms) {
@@ -342,8 +348,7 @@ rl2_mx_upkeep_evictions(rl2_metrics_t *m, const rl2_zone_stats_t *z,
                                         now_ms)) {
         return;
     }
-    delta = z->evictions - atomic_exchange(&m->shm->evict_mark,
-                                           z->evictions);
+    delta = z->evictions - atomic_exchange(&m->shm->evict_mark, z->evictions);
     if (mark_ms != 0 && m->conf.eviction_alert > 0
         && delta >= m->conf.eviction_alert && delta <= z->evictions) {
         rl2_alert_field_t f[2] = { { "evictions", n }, { "per", per } };
@@ -358,10 +363,10 @@ rl2_mx_upkeep_evictions(rl2_metrics_t *m, const rl2_zone_stats_t *z,
 void
 rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
 {
-    int64_t now_ms = now->mono_us / 1000;
-    int64_t next = atomic_load(&m->shm->next_check_us);
+    int64_t          now_ms = now->mono_us / 1000;
+    int64_t          next = atomic_load(&m->shm->next_check_us);
     rl2_zone_stats_t z;
-    rl2_err_t err;
+    rl2_err_t        err;
 
     /* One process a second does it; the others go on. */
     if (now->mono_us < next

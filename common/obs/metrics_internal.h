@@ -46,7 +46,7 @@ rl2_status_t rl2_metrics_open(const char *name, unsigned mode,
                               const rl2_metrics_conf_t *conf,
                               rl2_alert_t *alert, rl2_zone_t *zone,
                               rl2_metrics_t **out, rl2_err_t *err);
-void rl2_metrics_close(rl2_metrics_t *m);
+void         rl2_metrics_close(rl2_metrics_t *m);
 rl2_status_t rl2_metrics_unlink(const char *name, rl2_err_t *err);
 
 /* Store calls, for the latency histogram and the error count. */
@@ -68,17 +68,17 @@ void rl2_metrics_cells(const rl2_metrics_t *m,
  * ending with the minute of now_wall_s: out[i][0] allowed, [1] denied.
  * Returns 0 when the slot holds no name. */
 int rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
-                        int64_t now_wall_s,
+                        int64_t  now_wall_s,
                         uint64_t out[RL2_METRICS_MINUTES][2],
-                        char name[RL2_NAME_MAX + 1]);
+                        char     name[RL2_NAME_MAX + 1]);
 
 /* The top tables, largest count first; return how many were written. */
 size_t rl2_metrics_top_limited(const rl2_metrics_t *m,
-                               rl2_metrics_top_t out[RL2_METRICS_TOP]);
+                               rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 size_t rl2_metrics_top_near(const rl2_metrics_t *m,
-                            rl2_metrics_top_t out[RL2_METRICS_TOP]);
+                            rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
-#define MX_MAGIC 0x4d324c52u      /* "RL2M" read little-endian */
+#define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
 #define MX_VERSION 4u
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
@@ -92,14 +92,14 @@ size_t rl2_metrics_top_near(const rl2_metrics_t *m,
 /* The minute ring has a power-of-two length (a mask, not a division, on
  * the hot path), longer than the hour it shows. */
 #define MX_RING 64
-_Static_assert(MX_RING >= RL2_METRICS_MINUTES && (MX_RING & (MX_RING - 1))
-               == 0, "the minute ring is a power of two above an hour");
+_Static_assert(MX_RING >= RL2_METRICS_MINUTES && (MX_RING & (MX_RING - 1)) == 0,
+               "the minute ring is a power of two above an hour");
 
 enum { MX_FREE = 0, MX_WRITING = 1, MX_NAMED = 2 };
 
 typedef struct {
-    _Atomic uint32_t state;             /* MX_FREE, MX_WRITING, MX_NAMED */
-    char name[RL2_NAME_MAX + 1];
+    _Atomic uint32_t state; /* MX_FREE, MX_WRITING, MX_NAMED */
+    char             name[RL2_NAME_MAX + 1];
 } mx_name_t;
 
 typedef struct {
@@ -107,55 +107,55 @@ typedef struct {
 } mx_cell_t;
 
 typedef struct {
-    char     client[RL2_METRICS_CLIENT_MAX];  /* "" : free */
-    uint32_t rule;                            /* rule slot */
+    char     client[RL2_METRICS_CLIENT_MAX]; /* "" : free */
+    uint32_t rule;                           /* rule slot */
     uint64_t count;
     int64_t  last_wall_s;
 } mx_top_t;
 
 /* Alert state of one client address (event=limited, ban candidate). */
 typedef struct {
-    char     client[RL2_METRICS_CLIENT_MAX];  /* "" : free */
-    int64_t  seen_ms;                         /* last refusal, monotonic */
-    int64_t  line_ms;                         /* last limited line */
-    uint64_t held;                            /* refusals since it */
-    int64_t  win_ms;                          /* ban window start */
+    char     client[RL2_METRICS_CLIENT_MAX]; /* "" : free */
+    int64_t  seen_ms;                        /* last refusal, monotonic */
+    int64_t  line_ms;                        /* last limited line */
+    uint64_t held;                           /* refusals since it */
+    int64_t  win_ms;                         /* ban window start */
     uint32_t win_count;
-    uint32_t ban_sent;                        /* in this window */
+    uint32_t ban_sent; /* in this window */
 } mx_client_t;
 
 typedef struct {
-    rl2_shm_hdr_t     hdr;
-    _Atomic int64_t   created_wall_s;
-    _Atomic uint32_t  lock;               /* pid of the holder, or 0 */
-    _Atomic uint32_t  zone_level;         /* 0, 80 or 100: last alerted */
-    _Atomic uint64_t  loads;              /* rl2_metrics_loaded() calls */
-    _Atomic uint64_t  snap_minute;        /* minute + 1 of the last snapshot */
-    _Atomic int64_t   next_check_us;      /* next upkeep (zone, evictions),
-                                             monotonic */
-    _Atomic int64_t   evict_mark_ms;
-    _Atomic uint64_t  evict_mark;
-    _Atomic uint64_t  bucket[RL2_METRICS_BUCKETS + 1];
-    _Atomic uint64_t  store_calls;
-    _Atomic uint64_t  store_us_sum;
-    _Atomic uint64_t  store_errors;
-    _Atomic uint64_t  limited_lines;
-    _Atomic uint64_t  limited_held;
-    _Atomic uint64_t  ban_candidates;
-    mx_name_t         rules[RL2_METRICS_RULES];
-    mx_name_t         tiers[RL2_METRICS_TIERS];
-    mx_cell_t         cells[RL2_METRICS_RULES][RL2_METRICS_TIERS];
-    _Atomic uint64_t  minutes[RL2_METRICS_RULES][MX_RING][2];
-    mx_top_t          top_limited[RL2_METRICS_TOP];
-    mx_top_t          top_near[RL2_METRICS_TOP];
-    mx_client_t       clients[RL2_METRICS_ALERT_CLIENTS];
+    rl2_shm_hdr_t    hdr;
+    _Atomic int64_t  created_wall_s;
+    _Atomic uint32_t lock;          /* pid of the holder, or 0 */
+    _Atomic uint32_t zone_level;    /* 0, 80 or 100: last alerted */
+    _Atomic uint64_t loads;         /* rl2_metrics_loaded() calls */
+    _Atomic uint64_t snap_minute;   /* minute + 1 of the last snapshot */
+    _Atomic int64_t  next_check_us; /* next upkeep (zone, evictions),
+                                       monotonic */
+    _Atomic int64_t  evict_mark_ms;
+    _Atomic uint64_t evict_mark;
+    _Atomic uint64_t bucket[RL2_METRICS_BUCKETS + 1];
+    _Atomic uint64_t store_calls;
+    _Atomic uint64_t store_us_sum;
+    _Atomic uint64_t store_errors;
+    _Atomic uint64_t limited_lines;
+    _Atomic uint64_t limited_held;
+    _Atomic uint64_t ban_candidates;
+    mx_name_t        rules[RL2_METRICS_RULES];
+    mx_name_t        tiers[RL2_METRICS_TIERS];
+    mx_cell_t        cells[RL2_METRICS_RULES][RL2_METRICS_TIERS];
+    _Atomic uint64_t minutes[RL2_METRICS_RULES][MX_RING][2];
+    mx_top_t         top_limited[RL2_METRICS_TOP];
+    mx_top_t         top_near[RL2_METRICS_TOP];
+    mx_client_t      clients[RL2_METRICS_ALERT_CLIENTS];
 } mx_shm_t;
 
 struct rl2_metrics {
     mx_shm_t          *shm;
     rl2_metrics_conf_t conf;
-    rl2_alert_t       *alert;   /* borrowed, may be NULL */
-    rl2_zone_t        *zone;    /* borrowed, may be NULL */
+    rl2_alert_t       *alert; /* borrowed, may be NULL */
+    rl2_zone_t        *zone;  /* borrowed, may be NULL */
 };
 
 /* A name's slot in a table of cap slots (slots below `first` are

@@ -28,7 +28,7 @@ rl2_prom_family(prom_t *p, const char *name, const char *type, const char *help)
 /* A family of one sample without labels: the name written once. */
 static void
 rl2_prom_single(prom_t *p, const char *name, const char *type, const char *help,
-       uint64_t value)
+                uint64_t value)
 {
     rl2_prom_family(p, name, type, help);
     rl2_mx_put(p, "%s %" PRIu64 "\n", name, value);
@@ -67,34 +67,36 @@ static const char *const outcome_names[] = {
 
 typedef struct {
     prom_t  *p;
-    unsigned pass;   /* 0: requests, 1: near limit, 2: overflow */
+    unsigned pass; /* 0: requests, 1: near limit, 2: overflow */
 } cells_t;
 
 static void
 rl2_prom_cell_line(void *ctx, const rl2_metrics_cell_t *c)
 {
     cells_t *x = ctx;
-    char r[2 * RL2_NAME_MAX + 2], t[2 * RL2_NAME_MAX + 2];
+    char     r[2 * RL2_NAME_MAX + 2], t[2 * RL2_NAME_MAX + 2];
 
     rl2_prom_escape(c->rule, r, sizeof(r));
     rl2_prom_escape(c->tier, t, sizeof(t));
     if (x->pass == 0) {
         for (unsigned k = 0; k <= RL2_METRIC_BYPASSED; k++) {
             /* A bypass has no rule: its slot shows only bypasses. */
-            if ((k == RL2_METRIC_BYPASSED) != (strcmp(c->rule, "(bypass)")
-                                               == 0)) {
+            if ((k == RL2_METRIC_BYPASSED)
+                != (strcmp(c->rule, "(bypass)") == 0)) {
                 continue;
             }
-            rl2_mx_put(x->p, "ratelimit2_requests_total{rule=\"%s\","
-                "tier=\"%s\",outcome=\"%s\"} %" PRIu64 "\n", r, t,
-                outcome_names[k], c->n[k]);
+            rl2_mx_put(x->p,
+                       "ratelimit2_requests_total{rule=\"%s\","
+                       "tier=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+                       r, t, outcome_names[k], c->n[k]);
         }
     }
     else if (strcmp(c->rule, "(bypass)") != 0) {
         rl2_mx_put(x->p, "%s{rule=\"%s\",tier=\"%s\"} %" PRIu64 "\n",
-            x->pass == 1 ? "ratelimit2_near_limit_total"
-                         : "ratelimit2_overflow_total", r, t,
-            c->n[x->pass == 1 ? RL2_METRIC_NEAR : RL2_METRIC_OVERFLOW]);
+                   x->pass == 1 ? "ratelimit2_near_limit_total"
+                                : "ratelimit2_overflow_total",
+                   r, t,
+                   c->n[x->pass == 1 ? RL2_METRIC_NEAR : RL2_METRIC_OVERFLOW]);
     }
 }
 
@@ -103,17 +105,19 @@ rl2_prom_requests(prom_t *p, const rl2_metrics_t *m)
 {
     cells_t x = { p, 0 };
 
-    rl2_prom_family(p, "ratelimit2_requests_total", "counter",
-           "Requests by rule, tier and outcome (a request refused by one "
-           "rule is counted under that rule only).");
+    rl2_prom_family(
+        p, "ratelimit2_requests_total", "counter",
+        "Requests by rule, tier and outcome (a request refused by one "
+        "rule is counted under that rule only).");
     rl2_metrics_cells(m, rl2_prom_cell_line, &x);
-    rl2_prom_family(p, "ratelimit2_near_limit_total", "counter",
-           "Admitted requests that left a limit of the rule at least 80% "
-           "used.");
+    rl2_prom_family(
+        p, "ratelimit2_near_limit_total", "counter",
+        "Admitted requests that left a limit of the rule at least 80% "
+        "used.");
     x.pass = 1;
     rl2_metrics_cells(m, rl2_prom_cell_line, &x);
     rl2_prom_family(p, "ratelimit2_overflow_total", "counter",
-           "Requests admitted by an overflow allowance.");
+                    "Requests admitted by an overflow allowance.");
     x.pass = 2;
     rl2_metrics_cells(m, rl2_prom_cell_line, &x);
 }
@@ -124,23 +128,28 @@ rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
     uint64_t cum = 0;
 
     rl2_prom_family(p, "ratelimit2_store_duration_seconds", "histogram",
-           "Time the shared store (Redis) took to answer one call.");
+                    "Time the shared store (Redis) took to answer one call.");
     for (unsigned i = 0; i < RL2_METRICS_BUCKETS; i++) {
         cum += g->bucket[i];
-        rl2_mx_put(p, "ratelimit2_store_duration_seconds_bucket{le=\"%" PRId64
-            ".%06" PRId64 "\"} %" PRIu64 "\n",
-            rl2_metrics_bucket_us[i] / RL2_US_PER_S,
-            rl2_metrics_bucket_us[i] % RL2_US_PER_S, cum);
+        rl2_mx_put(p,
+                   "ratelimit2_store_duration_seconds_bucket{le=\"%" PRId64
+                   ".%06" PRId64 "\"} %" PRIu64 "\n",
+                   rl2_metrics_bucket_us[i] / RL2_US_PER_S,
+                   rl2_metrics_bucket_us[i] % RL2_US_PER_S, cum);
     }
     cum += g->bucket[RL2_METRICS_BUCKETS];
-    rl2_mx_put(p, "ratelimit2_store_duration_seconds_bucket{le=\"+Inf\"} "
-        "%" PRIu64 "\n", cum);
-    rl2_mx_put(p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64
-        "\n", g->store_us_sum / RL2_US_PER_S, g->store_us_sum % RL2_US_PER_S);
+    rl2_mx_put(p,
+               "ratelimit2_store_duration_seconds_bucket{le=\"+Inf\"} "
+               "%" PRIu64 "\n",
+               cum);
+    rl2_mx_put(
+        p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
+        g->store_us_sum / RL2_US_PER_S, g->store_us_sum % RL2_US_PER_S);
     rl2_mx_put(p, "ratelimit2_store_duration_seconds_count %" PRIu64 "\n", cum);
-    rl2_prom_single(p, "ratelimit2_redis_errors_total", "counter",
-           "Calls to Redis that failed (error, timeout, no connection).",
-           g->store_errors);
+    rl2_prom_single(
+        p, "ratelimit2_redis_errors_total", "counter",
+        "Calls to Redis that failed (error, timeout, no connection).",
+        g->store_errors);
 }
 
 static void
@@ -149,59 +158,56 @@ rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
     static const char *const states[] = { "closed", "open", "half_open" };
 
     if (e->redis) {
-        rl2_prom_family(p, "ratelimit2_circuit_state", "gauge",
-               "State of the circuit breaker in front of Redis (1: the "
-               "current state).");
+        rl2_prom_family(
+            p, "ratelimit2_circuit_state", "gauge",
+            "State of the circuit breaker in front of Redis (1: the "
+            "current state).");
         for (int i = 0; i < 3; i++) {
             rl2_mx_put(p, "ratelimit2_circuit_state{state=\"%s\"} %d\n",
                        states[i], e->circuit == i);
         }
         rl2_prom_single(p, "ratelimit2_circuit_opens_total", "counter",
-               "Times the circuit breaker opened.",
-               e->circuit_opens);
+                        "Times the circuit breaker opened.", e->circuit_opens);
     }
     if (e->have_zone) {
         rl2_prom_single(p, "ratelimit2_zone_entries", "gauge",
-               "Keys the local zone can hold.",
-               e->zone.entries);
+                        "Keys the local zone can hold.", e->zone.entries);
         rl2_prom_single(p, "ratelimit2_zone_used_entries", "gauge",
-               "Keys held by the local zone.",
-               e->zone.used);
+                        "Keys held by the local zone.", e->zone.used);
         rl2_prom_single(p, "ratelimit2_zone_evictions_total", "counter",
-               "Live keys evicted from the local zone to make room.",
-               e->zone.evictions);
+                        "Live keys evicted from the local zone to make room.",
+                        e->zone.evictions);
     }
     rl2_prom_single(p, "ratelimit2_policy_generation", "gauge",
-           "Generation of the policy in force (1 at start).",
-           e->generation);
+                    "Generation of the policy in force (1 at start).",
+                    e->generation);
     rl2_prom_family(p, "ratelimit2_uptime_seconds", "gauge",
-           "Seconds since this front end started.");
+                    "Seconds since this front end started.");
     rl2_mx_put(p, "ratelimit2_uptime_seconds %" PRId64 "\n", e->uptime_s);
 }
 
 static void
 rl2_prom_alerts(prom_t *p, const rl2_metrics_global_t *g,
-            const rl2_metrics_env_t *e)
+                const rl2_metrics_env_t *e)
 {
     rl2_prom_single(p, "ratelimit2_limited_lines_total", "counter",
-           "event=limited syslog lines sent.",
-           g->limited_lines);
-    rl2_prom_single(p, "ratelimit2_limited_lines_held_total", "counter",
-           "Refusals with no event=limited line (per-client interval).",
-           g->limited_held);
+                    "event=limited syslog lines sent.", g->limited_lines);
+    rl2_prom_single(
+        p, "ratelimit2_limited_lines_held_total", "counter",
+        "Refusals with no event=limited line (per-client interval).",
+        g->limited_held);
     rl2_prom_single(p, "ratelimit2_ban_candidates_total", "counter",
-           "ban_candidate alerts sent.",
-           g->ban_candidates);
+                    "ban_candidate alerts sent.", g->ban_candidates);
     rl2_prom_single(p, "ratelimit2_alert_failures_total", "counter",
-           "Alert lines the syslog socket refused.",
-           e->alert_failures);
+                    "Alert lines the syslog socket refused.",
+                    e->alert_failures);
 }
 
 void
 rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
                  rl2_out_fn out, void *ctx)
 {
-    prom_t p = { out, ctx };
+    prom_t               p = { out, ctx };
     rl2_metrics_global_t g;
 
     if (m != NULL) {
@@ -219,29 +225,31 @@ int
 rl2_metrics_health(const rl2_metrics_env_t *e, char *buf, size_t len)
 {
     static const char *const states[] = { "closed", "open", "half_open" };
-    char store[96], zone[160] = "";
-    int code = e->refusing ? 503 : 200;
+    char                     store[96], zone[160] = "";
+    int                      code = e->refusing ? 503 : 200;
 
     if (e->redis) {
-        snprintf(store, sizeof(store), "\"redis\",\"circuit\":\"%s\","
+        snprintf(store, sizeof(store),
+                 "\"redis\",\"circuit\":\"%s\","
                  "\"failover\":\"%s\"",
                  e->circuit >= 0 && e->circuit < 3 ? states[e->circuit]
                                                    : "none",
-                 rl2_failover_mode_name((rl2_failover_mode_t)
-                                        e->failover_mode));
+                 rl2_failover_mode_name((rl2_failover_mode_t)e->failover_mode));
     }
     else {
         snprintf(store, sizeof(store), "\"local\"");
     }
     if (e->have_zone) {
-        snprintf(zone, sizeof(zone), ",\"zone\":{\"entries\":%" PRIu64
-                 ",\"used\":%" PRIu64 ",\"evictions\":%" PRIu64
-                 ",\"occupancy\":%.4f}", e->zone.entries, e->zone.used,
-                 e->zone.evictions,
-                 e->zone.entries ? (double)e->zone.used
-                                   / (double)e->zone.entries : 0.0);
+        snprintf(zone, sizeof(zone),
+                 ",\"zone\":{\"entries\":%" PRIu64 ",\"used\":%" PRIu64
+                 ",\"evictions\":%" PRIu64 ",\"occupancy\":%.4f}",
+                 e->zone.entries, e->zone.used, e->zone.evictions,
+                 e->zone.entries
+                     ? (double)e->zone.used / (double)e->zone.entries
+                     : 0.0);
     }
-    snprintf(buf, len, "{\"status\":\"%s\",\"generation\":%lu,\"store\":%s"
+    snprintf(buf, len,
+             "{\"status\":\"%s\",\"generation\":%lu,\"store\":%s"
              "%s,\"uptime\":%" PRId64 "}\n",
              code == 200 ? "ok" : "unavailable", e->generation, store, zone,
              e->uptime_s);

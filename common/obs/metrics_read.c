@@ -45,16 +45,17 @@ static const char *
 rl2_mx_slot_name(const mx_name_t *t, unsigned i)
 {
     return atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
-                                memory_order_acquire) == MX_NAMED
-           ? t[i].name : NULL;
+                                memory_order_acquire)
+                   == MX_NAMED
+               ? t[i].name
+               : NULL;
 }
 
 void
 rl2_metrics_cells(const rl2_metrics_t *m,
-                  void (*fn)(void *ctx, const rl2_metrics_cell_t *c),
-                  void *ctx)
+                  void (*fn)(void *ctx, const rl2_metrics_cell_t *c), void *ctx)
 {
-    const mx_shm_t *s = m->shm;
+    const mx_shm_t    *s = m->shm;
     rl2_metrics_cell_t c;
 
     for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
@@ -62,7 +63,7 @@ rl2_metrics_cells(const rl2_metrics_t *m,
 
         for (unsigned t = 0; rn != NULL && t < RL2_METRICS_TIERS; t++) {
             const char *tn = rl2_mx_slot_name(s->tiers, t);
-            uint64_t any = 0;
+            uint64_t    any = 0;
 
             for (unsigned k = 0; k < RL2_METRIC_KINDS; k++) {
                 c.n[k] = rl2_mx_load(&s->cells[r][t].n[k]);
@@ -85,7 +86,8 @@ rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2])
     for (unsigned t = 0; t < RL2_METRICS_TIERS; t++) {
         const mx_cell_t *c = &s->cells[slot][t];
 
-        out[0] += rl2_mx_load(&c->n[RL2_METRIC_ALLOWED]) + rl2_mx_load(&c->n[RL2_METRIC_DRY_RUN]);
+        out[0] += rl2_mx_load(&c->n[RL2_METRIC_ALLOWED])
+                  + rl2_mx_load(&c->n[RL2_METRIC_DRY_RUN]);
         out[1] += rl2_mx_load(&c->n[RL2_METRIC_DENIED]);
     }
 }
@@ -109,11 +111,11 @@ rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
         }
         rl2_mx_totals(s, r, t);
         for (unsigned k = 0; k < 2; k++) {
-            atomic_store_explicit(&s->minutes[r][minute & (MX_RING - 1)][k],
-                                  ((minute & MX_MIN_STAMP_MASK)
-                                   << MX_MIN_COUNT_BITS)
-                                  | (t[k] & MX_MIN_COUNT_MASK),
-                                  memory_order_relaxed);
+            atomic_store_explicit(
+                &s->minutes[r][minute & (MX_RING - 1)][k],
+                ((minute & MX_MIN_STAMP_MASK) << MX_MIN_COUNT_BITS)
+                    | (t[k] & MX_MIN_COUNT_MASK),
+                memory_order_relaxed);
         }
     }
 }
@@ -121,12 +123,11 @@ rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
 /* A minute's count is the next known total minus its own: minutes with
  * no snapshot saw no upkeep, hence (within a second) no request. */
 int
-rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
-                    int64_t now_wall_s,
+rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot, int64_t now_wall_s,
                     uint64_t out[RL2_METRICS_MINUTES][2],
-                    char name[RL2_NAME_MAX + 1])
+                    char     name[RL2_NAME_MAX + 1])
 {
-    uint64_t now_min = (uint64_t)now_wall_s / 60, next[2], cum[2];
+    uint64_t    now_min = (uint64_t)now_wall_s / 60, next[2], cum[2];
     const char *n;
 
     if (slot >= RL2_METRICS_RULES
@@ -137,14 +138,13 @@ rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
     rl2_mx_totals(m->shm, slot, next);
     for (unsigned i = RL2_METRICS_MINUTES; i-- > 0;) {
         uint64_t minute = now_min - (RL2_METRICS_MINUTES - 1) + i;
-        int known = 1;
+        int      known = 1;
 
         for (unsigned k = 0; k < 2; k++) {
-            uint64_t w = rl2_mx_load(&m->shm->minutes[slot][minute & (MX_RING - 1)]
-                               [k]);
+            uint64_t w =
+                rl2_mx_load(&m->shm->minutes[slot][minute & (MX_RING - 1)][k]);
 
-            known &= (w >> MX_MIN_COUNT_BITS)
-                     == (minute & MX_MIN_STAMP_MASK);
+            known &= (w >> MX_MIN_COUNT_BITS) == (minute & MX_MIN_STAMP_MASK);
             cum[k] = w & MX_MIN_COUNT_MASK;
         }
         for (unsigned k = 0; k < 2; k++) {
@@ -160,13 +160,13 @@ rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot,
  * milliseconds gives an empty table rather than a wait. */
 static size_t
 rl2_mx_top_copy(const rl2_metrics_t *m, const mx_top_t *t,
-         rl2_metrics_top_t out[RL2_METRICS_TOP])
+                rl2_metrics_top_t out[RL2_METRICS_TOP])
 {
     mx_shm_t *s = m->shm;
-    mx_top_t copy[RL2_METRICS_TOP];
-    uint32_t me = (uint32_t)getpid();
-    size_t n = 0;
-    int locked = 0;
+    mx_top_t  copy[RL2_METRICS_TOP];
+    uint32_t  me = (uint32_t)getpid();
+    size_t    n = 0;
+    int       locked = 0;
 
     for (unsigned spins = 0; spins < 100000 && !locked; spins++) {
         uint32_t free_word = 0;
@@ -190,7 +190,8 @@ rl2_mx_top_copy(const rl2_metrics_t *m, const mx_top_t *t,
         memcpy(out[n].client, copy[i].client, RL2_METRICS_CLIENT_MAX);
         out[n].client[RL2_METRICS_CLIENT_MAX - 1] = '\0';
         rn = copy[i].rule < RL2_METRICS_RULES
-             ? rl2_mx_slot_name(s->rules, copy[i].rule) : NULL;
+                 ? rl2_mx_slot_name(s->rules, copy[i].rule)
+                 : NULL;
         strcpy(out[n].rule, rn != NULL ? rn : "-");
         out[n].count = copy[i].count;
         out[n].last_wall_s = copy[i].last_wall_s;
@@ -199,7 +200,7 @@ rl2_mx_top_copy(const rl2_metrics_t *m, const mx_top_t *t,
     /* Largest first: insertion sort of at most RL2_METRICS_TOP. */
     for (size_t i = 1; i < n; i++) {
         rl2_metrics_top_t x = out[i];
-        size_t j = i;
+        size_t            j = i;
 
         for (; j > 0 && out[j - 1].count < x.count; j--) {
             out[j] = out[j - 1];
@@ -211,14 +212,14 @@ rl2_mx_top_copy(const rl2_metrics_t *m, const mx_top_t *t,
 
 size_t
 rl2_metrics_top_limited(const rl2_metrics_t *m,
-                        rl2_metrics_top_t out[RL2_METRICS_TOP])
+                        rl2_metrics_top_t    out[RL2_METRICS_TOP])
 {
     return rl2_mx_top_copy(m, m->shm->top_limited, out);
 }
 
 size_t
 rl2_metrics_top_near(const rl2_metrics_t *m,
-                     rl2_metrics_top_t out[RL2_METRICS_TOP])
+                     rl2_metrics_top_t    out[RL2_METRICS_TOP])
 {
     return rl2_mx_top_copy(m, m->shm->top_near, out);
 }

@@ -31,13 +31,13 @@
 
 struct rl2_vlog {
     rl2_vlog_ring_t  *ring;
-    size_t            ring_size;   /* bytes mapped */
+    size_t            ring_size; /* bytes mapped */
     uint64_t          capacity;
     uint32_t          rate;
     char              stream[RL2_VLOG_STREAM_MAX];
     char              maxlen[24];
-    rl2_redis_pool_t *pool;        /* borrowed; NULL: local ring only */
-    rl2_circuit_t    *circuit;     /* borrowed, may be NULL */
+    rl2_redis_pool_t *pool;    /* borrowed; NULL: local ring only */
+    rl2_circuit_t    *circuit; /* borrowed, may be NULL */
 };
 
 rl2_status_t
@@ -55,19 +55,23 @@ rl2_vlog_conf_resolve(const rl2_vlog_conf_t *conf, rl2_vlog_conf_t *out,
         out->stream = RL2_VLOG_STREAM_DEFAULT;
     }
     if (out->rate > RL2_VLOG_RATE_MAX) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "violation_log: rate must "
-                           "be from 1 to %u", RL2_VLOG_RATE_MAX);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "violation_log: rate must "
+                           "be from 1 to %u",
+                           RL2_VLOG_RATE_MAX);
     }
     if (out->capacity < RL2_VLOG_CAPACITY_MIN
         || out->capacity > RL2_VLOG_CAPACITY_MAX) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "violation_log: capacity "
-                           "must be from %u to %u", RL2_VLOG_CAPACITY_MIN,
-                           RL2_VLOG_CAPACITY_MAX);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "violation_log: capacity "
+                           "must be from %u to %u",
+                           RL2_VLOG_CAPACITY_MIN, RL2_VLOG_CAPACITY_MAX);
     }
-    if (out->stream[0] == '\0'
-        || strlen(out->stream) >= RL2_VLOG_STREAM_MAX) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "violation_log: stream "
-                           "must be 1 to %d bytes", RL2_VLOG_STREAM_MAX - 1);
+    if (out->stream[0] == '\0' || strlen(out->stream) >= RL2_VLOG_STREAM_MAX) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "violation_log: stream "
+                           "must be 1 to %d bytes",
+                           RL2_VLOG_STREAM_MAX - 1);
     }
     return RL2_OK;
 }
@@ -81,24 +85,25 @@ rl2_vlog_ring_name(const char *zone_name, char *out, size_t size)
 }
 
 rl2_status_t
-rl2_vlog_open(const rl2_vlog_conf_t *conf, const char *zone_name,
-              unsigned mode, rl2_redis_pool_t *redis,
-              rl2_circuit_t *circuit, rl2_vlog_t **out, rl2_err_t *err)
+rl2_vlog_open(const rl2_vlog_conf_t *conf, const char *zone_name, unsigned mode,
+              rl2_redis_pool_t *redis, rl2_circuit_t *circuit, rl2_vlog_t **out,
+              rl2_err_t *err)
 {
-    char name[RL2_SHM_NAME_MAX + 8];
+    char            name[RL2_SHM_NAME_MAX + 8];
     rl2_vlog_conf_t c;
-    rl2_vlog_t *log;
-    rl2_status_t st;
-    void *base = NULL;
+    rl2_vlog_t     *log;
+    rl2_status_t    st;
+    void           *base = NULL;
 
     *out = NULL;
-    if ((st = rl2_vlog_conf_resolve(conf, &c, err)) != RL2_OK
-        || c.disabled) {
+    if ((st = rl2_vlog_conf_resolve(conf, &c, err)) != RL2_OK || c.disabled) {
         return st;
     }
     if (rl2_vlog_ring_name(zone_name, name, sizeof(name)) != 0) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "violation log: zone name "
-                           "too long for \"%s\"", RL2_VLOG_SUFFIX);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "violation log: zone name "
+                           "too long for \"%s\"",
+                           RL2_VLOG_SUFFIX);
     }
     if ((log = calloc(1, sizeof(*log))) == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
@@ -152,7 +157,7 @@ rl2_vlog_escape(char *dst, size_t size, const char *src, int path)
     }
     for (const unsigned char *s = (const unsigned char *)src;
          s != NULL && *s != '\0' && !(path && *s == '?'); s++) {
-        int esc = *s < 0x20 || *s >= 0x7f || *s == '\\' || *s == '"';
+        int    esc = *s < 0x20 || *s >= 0x7f || *s == '\\' || *s == '"';
         size_t need = esc ? 4 : 1;
 
         if (o + need >= size) {
@@ -213,8 +218,8 @@ rl2_vlog_fill(rl2_vlog_entry_t *e, const rl2_policy_t *policy,
         e->window_us = l->limit->algo.window_us;
         rl2_vlog_escape(e->rule, sizeof(e->rule),
                         l->rule != NULL ? l->rule->name : "-", 0);
-        rl2_vlog_escape(e->limit_name, sizeof(e->limit_name),
-                        l->limit->name, 0);
+        rl2_vlog_escape(e->limit_name, sizeof(e->limit_name), l->limit->name,
+                        0);
         rl2_vlog_escape(e->client, sizeof(e->client), l->client, 0);
     }
     else {
@@ -224,9 +229,11 @@ rl2_vlog_fill(rl2_vlog_entry_t *e, const rl2_policy_t *policy,
     }
     rl2_vlog_escape(e->tier, sizeof(e->tier),
                     v->tier >= 0 && (size_t)v->tier < policy->n_tiers
-                    ? policy->tiers[v->tier].name : "-", 0);
-    rl2_vlog_escape(e->method, sizeof(e->method),
-                    method != NULL ? method : "-", 0);
+                        ? policy->tiers[v->tier].name
+                        : "-",
+                    0);
+    rl2_vlog_escape(e->method, sizeof(e->method), method != NULL ? method : "-",
+                    0);
     rl2_vlog_escape(e->path, sizeof(e->path), path != NULL ? path : "-", 1);
 }
 
@@ -234,8 +241,8 @@ static void
 rl2_vlog_ring_put(rl2_vlog_t *log, const rl2_vlog_entry_t *e)
 {
     rl2_vlog_ring_t *ring = log->ring;
-    uint64_t seq = atomic_fetch_add_explicit(&ring->head, 1,
-                                             memory_order_relaxed);
+    uint64_t         seq =
+        atomic_fetch_add_explicit(&ring->head, 1, memory_order_relaxed);
     rl2_vlog_slot_t *slot = &ring->slots[seq % log->capacity];
 
     atomic_store_explicit(&slot->stamp, 2 * seq + 1, memory_order_relaxed);
@@ -251,18 +258,19 @@ rl2_vlog_ring_put(rl2_vlog_t *log, const rl2_vlog_entry_t *e)
 static rl2_status_t
 rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
 {
-    char t[24], lim[24], win[24], skip[24];
-    const char *args[26] = {
-        "XADD", log->stream, "MAXLEN", "~", log->maxlen, "*",
-        "t", t, "rule", e->rule, "limit", e->limit_name, "tier", e->tier,
-        "client", e->client, "method", e->method, "path", e->path,
-        "lim", lim, "win", win, "skipped", skip
-    };
-    size_t len[26];
+    char              t[24], lim[24], win[24], skip[24];
+    const char       *args[26] = { "XADD",      log->stream, "MAXLEN", "~",
+                                   log->maxlen, "*",         "t",      t,
+                                   "rule",      e->rule,     "limit",  e->limit_name,
+                                   "tier",      e->tier,     "client", e->client,
+                                   "method",    e->method,   "path",   e->path,
+                                   "lim",       lim,         "win",    win,
+                                   "skipped",   skip };
+    size_t            len[26];
     rl2_redis_conn_t *conn;
-    redisReply *reply;
-    rl2_status_t st;
-    int ok;
+    redisReply       *reply;
+    rl2_status_t      st;
+    int               ok;
 
     snprintf(t, sizeof(t), "%" PRId64, e->time_us);
     snprintf(lim, sizeof(lim), "%" PRId64, e->limit);
@@ -272,7 +280,8 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
         len[i] = strlen(args[i]);
     }
     if (!rl2_redis_pool_cached(log->pool, &conn)) {
-        return rl2_err_set(err, RL2_ERR_STORE, "redis: no connection on "
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "redis: no connection on "
                            "this thread");
     }
     if ((st = rl2_redis_command(conn, 26, args, len, "XADD", &reply, err))
@@ -291,12 +300,12 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
 
 void
 rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
-                const rl2_verdict_t *v, const char *method,
-                const char *path, const rl2_clock_t *now)
+                const rl2_verdict_t *v, const char *method, const char *path,
+                const rl2_clock_t *now)
 {
     rl2_vlog_ring_t *ring;
     rl2_vlog_entry_t e;
-    rl2_err_t err;
+    rl2_err_t        err;
 
     if (log == NULL || v->outcome != RL2_OUTCOME_DENY) {
         return;
@@ -309,18 +318,16 @@ rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
         return;
     }
     rl2_vlog_fill(&e, policy, v, method, path, now);
-    e.skipped = atomic_exchange_explicit(&ring->pending, 0,
-                                         memory_order_relaxed);
+    e.skipped =
+        atomic_exchange_explicit(&ring->pending, 0, memory_order_relaxed);
     if (log->pool != NULL
         && (log->circuit == NULL
             || rl2_circuit_state(log->circuit) == RL2_CIRCUIT_CLOSED)) {
         if (rl2_vlog_xadd(log, &e, &err) == RL2_OK) {
-            atomic_fetch_add_explicit(&ring->to_redis, 1,
-                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&ring->to_redis, 1, memory_order_relaxed);
             return;
         }
-        atomic_fetch_add_explicit(&ring->redis_errors, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&ring->redis_errors, 1, memory_order_relaxed);
     }
     rl2_vlog_ring_put(log, &e);
 }

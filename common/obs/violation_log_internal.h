@@ -45,11 +45,11 @@ int rl2_vlog_ring_name(const char *zone_name, char *out, size_t size);
  * `circuit` (may be NULL) is closed.  conf is copied (its stream too);
  * redis and circuit are borrowed and must outlive the log.  *out is NULL
  * when conf->disabled.  Freed by rl2_vlog_close(). */
-rl2_status_t rl2_vlog_open(const rl2_vlog_conf_t *conf,
-                           const char *zone_name, unsigned mode,
-                           rl2_redis_pool_t *redis, rl2_circuit_t *circuit,
-                           rl2_vlog_t **out, rl2_err_t *err);
-void rl2_vlog_close(rl2_vlog_t *log);
+rl2_status_t rl2_vlog_open(const rl2_vlog_conf_t *conf, const char *zone_name,
+                           unsigned mode, rl2_redis_pool_t *redis,
+                           rl2_circuit_t *circuit, rl2_vlog_t **out,
+                           rl2_err_t *err);
+void         rl2_vlog_close(rl2_vlog_t *log);
 
 /* Copy src into dst (size bytes), stopping at '?' when `path`, with
  * control bytes, DEL, bytes above ASCII (a decoded path may hold any),
@@ -57,7 +57,7 @@ void rl2_vlog_close(rl2_vlog_t *log);
  * that cannot break a log line.  Truncates on an escape boundary. */
 void rl2_vlog_escape(char *dst, size_t size, const char *src, int path);
 
-#define RL2_VLOG_MAGIC   0x524c3256u    /* "RL2V" */
+#define RL2_VLOG_MAGIC   0x524c3256u /* "RL2V" */
 #define RL2_VLOG_VERSION 1u
 
 /* The sampling window word: second << BITS | entries in that second. */
@@ -73,10 +73,10 @@ typedef struct {
 
 typedef struct {
     rl2_shm_hdr_t    hdr;
-    _Atomic uint64_t head;          /* entries ever claimed */
-    _Atomic uint64_t window;        /* sampling, see above */
-    _Atomic uint64_t pending;       /* skipped since the last entry */
-    _Atomic uint64_t skipped;       /* skipped in all */
+    _Atomic uint64_t head;    /* entries ever claimed */
+    _Atomic uint64_t window;  /* sampling, see above */
+    _Atomic uint64_t pending; /* skipped since the last entry */
+    _Atomic uint64_t skipped; /* skipped in all */
     _Atomic uint64_t to_redis;
     _Atomic uint64_t redis_errors;
     rl2_vlog_slot_t  slots[];
@@ -85,8 +85,7 @@ typedef struct {
 static inline size_t
 rl2_vlog_ring_bytes(uint64_t capacity)
 {
-    return sizeof(rl2_vlog_ring_t) + (size_t)capacity
-                                     * sizeof(rl2_vlog_slot_t);
+    return sizeof(rl2_vlog_ring_t) + (size_t)capacity * sizeof(rl2_vlog_slot_t);
 }
 
 #endif /* RL2_VIOLATION_LOG_INTERNAL_H */

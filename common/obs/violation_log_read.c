@@ -44,20 +44,18 @@ rl2_ring_copy(const rl2_vlog_ring_t *ring, uint64_t capacity,
 {
     uint64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
     uint64_t seq = head > capacity ? head - capacity : 0;
-    size_t n = 0;
+    size_t   n = 0;
 
     for (; seq < head; seq++) {
         const rl2_vlog_slot_t *slot = &ring->slots[seq % capacity];
-        uint64_t want = 2 * seq + 2;
+        uint64_t               want = 2 * seq + 2;
 
-        if (atomic_load_explicit(&slot->stamp, memory_order_acquire)
-            != want) {
+        if (atomic_load_explicit(&slot->stamp, memory_order_acquire) != want) {
             continue;
         }
         memcpy(&out[n], &slot->entry, sizeof(out[n]));
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&slot->stamp, memory_order_relaxed)
-            != want) {
+        if (atomic_load_explicit(&slot->stamp, memory_order_relaxed) != want) {
             continue;
         }
         rl2_entry_terminate(&out[n]);
@@ -71,8 +69,8 @@ rl2_ring_map(const char *name, const rl2_vlog_ring_t **ring, size_t *size,
              rl2_err_t *err)
 {
     struct stat st;
-    int fd = shm_open(name, O_RDONLY, 0);
-    void *p;
+    int         fd = shm_open(name, O_RDONLY, 0);
+    void       *p;
 
     if (fd < 0) {
         return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: %s", name,
@@ -80,16 +78,19 @@ rl2_ring_map(const char *name, const rl2_vlog_ring_t **ring, size_t *size,
     }
     if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(rl2_vlog_ring_t)
         || ((size_t)st.st_size - sizeof(rl2_vlog_ring_t))
-               % sizeof(rl2_vlog_slot_t) != 0) {
+                   % sizeof(rl2_vlog_slot_t)
+               != 0) {
         close(fd);
-        return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: not a ring "
-                           "of this version", name);
+        return rl2_err_set(err, RL2_ERR_SYS,
+                           "violation log %s: not a ring "
+                           "of this version",
+                           name);
     }
     p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (p == MAP_FAILED) {
-        return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: mmap: %s",
-                           name, strerror(errno));
+        return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: mmap: %s", name,
+                           strerror(errno));
     }
     *ring = p;
     *size = (size_t)st.st_size;
@@ -98,21 +99,23 @@ rl2_ring_map(const char *name, const rl2_vlog_ring_t **ring, size_t *size,
         || (*ring)->hdr.version != RL2_VLOG_VERSION
         || (*ring)->hdr.size != *size) {
         munmap(p, *size);
-        return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: not a ring "
-                           "of this version", name);
+        return rl2_err_set(err, RL2_ERR_SYS,
+                           "violation log %s: not a ring "
+                           "of this version",
+                           name);
     }
     return RL2_OK;
 }
 
 rl2_status_t
-rl2_vlog_ring_read(const char *zone_name, rl2_vlog_entry_t **out,
-                   size_t *n, rl2_vlog_stats_t *stats, rl2_err_t *err)
+rl2_vlog_ring_read(const char *zone_name, rl2_vlog_entry_t **out, size_t *n,
+                   rl2_vlog_stats_t *stats, rl2_err_t *err)
 {
-    char name[RL2_SHM_NAME_MAX + 8];
+    char                   name[RL2_SHM_NAME_MAX + 8];
     const rl2_vlog_ring_t *ring = NULL;
-    uint64_t capacity;
-    rl2_status_t st;
-    size_t size = 0;
+    uint64_t               capacity;
+    rl2_status_t           st;
+    size_t                 size = 0;
 
     *out = NULL;
     *n = 0;
@@ -123,8 +126,7 @@ rl2_vlog_ring_read(const char *zone_name, rl2_vlog_entry_t **out,
         return st;
     }
     capacity = (size - sizeof(rl2_vlog_ring_t)) / sizeof(rl2_vlog_slot_t);
-    if (capacity > 0
-        && (*out = malloc(capacity * sizeof(**out))) == NULL) {
+    if (capacity > 0 && (*out = malloc(capacity * sizeof(**out))) == NULL) {
         munmap((void *)ring, size);
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
@@ -143,8 +145,7 @@ rl2_vlog_ring_read(const char *zone_name, rl2_vlog_entry_t **out,
 static void
 rl2_field_text(char *dst, size_t size, const redisReply *v)
 {
-    rl2_vlog_escape(dst, size, v->type == REDIS_REPLY_STRING ? v->str : "-",
-                    0);
+    rl2_vlog_escape(dst, size, v->type == REDIS_REPLY_STRING ? v->str : "-", 0);
 }
 
 static int64_t
@@ -214,12 +215,12 @@ rl2_vlog_stream_read(const rl2_redis_conf_t *redis, const char *stream,
                      size_t max, rl2_vlog_entry_t **out, size_t *n,
                      rl2_err_t *err)
 {
-    char count[24];
-    const char *argv[6] = { "XRANGE", stream, "-", "+", "COUNT", count };
-    size_t len[6];
+    char              count[24];
+    const char       *argv[6] = { "XRANGE", stream, "-", "+", "COUNT", count };
+    size_t            len[6];
     rl2_redis_conn_t *conn;
-    redisReply *r;
-    rl2_status_t st;
+    redisReply       *r;
+    rl2_status_t      st;
 
     *out = NULL;
     *n = 0;
@@ -236,9 +237,9 @@ rl2_vlog_stream_read(const rl2_redis_conf_t *redis, const char *stream,
         return st;
     }
     if (r->type != REDIS_REPLY_ARRAY) {
-        st = rl2_err_set(err, RL2_ERR_STORE, "redis XRANGE %s: %.100s",
-                         stream, r->type == REDIS_REPLY_ERROR
-                         ? r->str : "unexpected reply");
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis XRANGE %s: %.100s", stream,
+                         r->type == REDIS_REPLY_ERROR ? r->str
+                                                      : "unexpected reply");
     }
     else if (r->elements > 0
              && (*out = calloc(r->elements, sizeof(**out))) == NULL) {

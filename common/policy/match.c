@@ -55,7 +55,7 @@ static long
 rl2_path_segment(const char **pp, char *seg, size_t segmax)
 {
     const char *p = *pp;
-    size_t n = 0;
+    size_t      n = 0;
 
     while (*p == '/') {
         p++;
@@ -87,7 +87,9 @@ static int
 rl2_dots(const char *seg, long n)
 {
     return (n == 1 && seg[0] == '.')
-           || (n == 2 && seg[0] == '.' && seg[1] == '.') ? (int)n : 0;
+                   || (n == 2 && seg[0] == '.' && seg[1] == '.')
+               ? (int)n
+               : 0;
 }
 
 /* Segments are decoded straight into out: the result is never longer
@@ -98,7 +100,7 @@ int
 rl2_path_normalise(const char *path, char *out, size_t outlen)
 {
     size_t len = 1;
-    int trailing = 0;
+    int    trailing = 0;
 
     if (path == NULL || path[0] != '/' || outlen < 2) {
         return -1;
@@ -107,8 +109,8 @@ rl2_path_normalise(const char *path, char *out, size_t outlen)
     while (*path == '/') {
         /* A kept segment goes after a separating slash. */
         size_t start = len > 1 ? len + 1 : len;
-        long n;
-        int dots;
+        long   n;
+        int    dots;
 
         if (start >= outlen) {
             return -1;
@@ -207,9 +209,9 @@ rl2_host_name_len(const char *host)
 static int
 rl2_host_match(const char *glob, const char *host)
 {
-    char name[256], *buf = name;
+    char   name[256], *buf = name;
     size_t n = rl2_host_name_len(host);
-    int match;
+    int    match;
 
     if (n >= sizeof(name) && (buf = malloc(n + 1)) == NULL) {
         return 0;
@@ -224,8 +226,8 @@ rl2_host_match(const char *glob, const char *host)
 }
 
 int
-rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit,
-               const char *path, const char *host)
+rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit, const char *path,
+               const char *host)
 {
     size_t i;
 

@@ -27,8 +27,8 @@
 
 typedef struct rl2_arena_block {
     struct rl2_arena_block *next;
-    size_t used;
-    size_t size;
+    size_t                  used;
+    size_t                  size;
     _Alignas(16) unsigned char data[];
 } rl2_arena_block_t;
 
@@ -36,11 +36,10 @@ struct rl2_arena {
     rl2_arena_block_t *head;
 };
 
-
 void *
 rl2_policy_alloc(rl2_policy_t *policy, size_t size)
 {
-    rl2_arena_t *arena = policy->arena;
+    rl2_arena_t       *arena = policy->arena;
     rl2_arena_block_t *b = arena->head;
 
     size = (size + 15) & ~(size_t)15;
@@ -70,7 +69,7 @@ char *
 rl2_policy_strdup(rl2_policy_t *policy, const char *s)
 {
     size_t len = strlen(s);
-    char *copy = rl2_policy_alloc(policy, len + 1);
+    char  *copy = rl2_policy_alloc(policy, len + 1);
 
     if (copy != NULL) {
         memcpy(copy, s, len + 1);
@@ -81,7 +80,7 @@ rl2_policy_strdup(rl2_policy_t *policy, const char *s)
 rl2_status_t
 rl2_policy_create(const char *source, rl2_policy_t **out, rl2_err_t *err)
 {
-    rl2_arena_t *arena = calloc(1, sizeof(*arena));
+    rl2_arena_t  *arena = calloc(1, sizeof(*arena));
     rl2_policy_t *policy;
 
     *out = NULL;
@@ -116,7 +115,7 @@ rl2_policy_free(rl2_policy_t *policy)
     if (policy == NULL) {
         return;
     }
-    rl2_arena_t *arena = policy->arena;
+    rl2_arena_t       *arena = policy->arena;
     rl2_arena_block_t *b = arena->head;
 
     while (b != NULL) {
@@ -163,7 +162,7 @@ static int
 rl2_parse_count(const char **p, int64_t *out)
 {
     const char *s = *p;
-    int64_t v = 0;
+    int64_t     v = 0;
 
     if (!isdigit((unsigned char)*s)) {
         return -1;
@@ -195,43 +194,57 @@ rl2_status_t
 rl2_rate_parse(const char *text, int64_t *count, int64_t *window_us,
                rl2_period_t *period, rl2_err_t *err)
 {
-    const char *p = text;
-    int64_t n, mult = 1;
+    const char       *p = text;
+    int64_t           n, mult = 1;
     const rl2_unit_t *unit;
 
     /* rl2_parse_count fails on digits only when they overflow. */
     if (isdigit((unsigned char)*p) && rl2_parse_count(&p, &n) != 0) {
-        return rl2_err_set(err, RL2_ERR_RANGE, "invalid rate \"%s\": "
-                           "count too large", text);
+        return rl2_err_set(err, RL2_ERR_RANGE,
+                           "invalid rate \"%s\": "
+                           "count too large",
+                           text);
     }
     if (p == text || *p != '/') {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid rate \"%s\": "
                            "expected COUNT/WINDOW such as 100/60s or "
-                           "5/hour", text);
+                           "5/hour",
+                           text);
     }
     p++;
     if (isdigit((unsigned char)*p) && rl2_parse_count(&p, &mult) != 0) {
-        return rl2_err_set(err, RL2_ERR_RANGE, "invalid rate \"%s\": "
-                           "window multiplier too large", text);
+        return rl2_err_set(err, RL2_ERR_RANGE,
+                           "invalid rate \"%s\": "
+                           "window multiplier too large",
+                           text);
     }
     unit = rl2_unit_find(p);
     if (unit == NULL) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid rate \"%s\": "
                            "unknown unit \"%s\" (use s, min, hour, day, "
-                           "week or month)", text, p);
+                           "week or month)",
+                           text, p);
     }
     if (n < 1 || mult < 1) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
-                           "count and window must be at least 1", text);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid rate \"%s\": "
+                           "count and window must be at least 1",
+                           text);
     }
     *period = mult == 1 ? unit->period : RL2_PERIOD_NONE;
     if (unit->period == RL2_PERIOD_MONTH && mult != 1) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid rate \"%s\": "
-                           "a month window cannot be multiplied", text);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid rate \"%s\": "
+                           "a month window cannot be multiplied",
+                           text);
     }
     if (__builtin_mul_overflow(unit->us, mult, window_us)) {
-        return rl2_err_set(err, RL2_ERR_RANGE, "invalid rate \"%s\": "
-                           "window overflows 64-bit microseconds", text);
+        return rl2_err_set(err, RL2_ERR_RANGE,
+                           "invalid rate \"%s\": "
+                           "window overflows 64-bit microseconds",
+                           text);
     }
     *count = n;
     return RL2_OK;
@@ -242,15 +255,14 @@ rl2_rate_parse(const char *text, int64_t *count, int64_t *window_us,
 rl2_status_t
 rl2_cidr_parse(const char *text, rl2_cidr_t *out, rl2_err_t *err)
 {
-    char buf[INET6_ADDRSTRLEN + 8];
+    char        buf[INET6_ADDRSTRLEN + 8];
     const char *slash = strchr(text, '/');
-    size_t alen = slash ? (size_t)(slash - text) : strlen(text);
-    unsigned max;
+    size_t      alen = slash ? (size_t)(slash - text) : strlen(text);
+    unsigned    max;
 
     memset(out, 0, sizeof(*out));
     if (alen == 0 || alen >= sizeof(buf)) {
-        return rl2_err_set(err, RL2_ERR_CONFIG,
-                           "invalid address \"%s\"", text);
+        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid address \"%s\"", text);
     }
     memcpy(buf, text, alen);
     buf[alen] = '\0';
@@ -263,18 +275,21 @@ rl2_cidr_parse(const char *text, rl2_cidr_t *out, rl2_err_t *err)
         max = 128;
     }
     else {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid address \"%s\": "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid address \"%s\": "
                            "expected IPv4 or IPv6, optionally /prefix",
                            text);
     }
     out->prefix = max;
     if (slash != NULL) {
         const char *p = slash + 1;
-        int64_t bits;
+        int64_t     bits;
 
         if (rl2_parse_count(&p, &bits) != 0 || *p != '\0' || bits > max) {
-            return rl2_err_set(err, RL2_ERR_CONFIG, "invalid prefix in "
-                               "\"%s\": expected 0 to %u", text, max);
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "invalid prefix in "
+                               "\"%s\": expected 0 to %u",
+                               text, max);
         }
         out->prefix = (unsigned)bits;
     }
@@ -306,8 +321,11 @@ rl2_status_t
 rl2_key_parse(rl2_policy_t *policy, const char *text, rl2_key_kind_t *kind,
               const char **header, rl2_err_t *err)
 {
-    static const struct { const char *name; rl2_key_kind_t kind; } keys[] = {
-        { "ip", RL2_KEY_IP }, { "user", RL2_KEY_USER },
+    static const struct {
+        const char    *name;
+        rl2_key_kind_t kind;
+    } keys[] = {
+        { "ip", RL2_KEY_IP },          { "user", RL2_KEY_USER },
         { "api_key", RL2_KEY_APIKEY }, { "route", RL2_KEY_ROUTE },
         { "global", RL2_KEY_GLOBAL },
     };
@@ -322,8 +340,10 @@ rl2_key_parse(rl2_policy_t *policy, const char *text, rl2_key_kind_t *kind,
     if (strncmp(text, "header:", 7) == 0 && text[7] != '\0') {
         for (const char *p = text + 7; *p; p++) {
             if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_') {
-                return rl2_err_set(err, RL2_ERR_CONFIG, "invalid header "
-                                   "name in key \"%s\"", text);
+                return rl2_err_set(err, RL2_ERR_CONFIG,
+                                   "invalid header "
+                                   "name in key \"%s\"",
+                                   text);
             }
         }
         *kind = RL2_KEY_HEADER;
@@ -333,7 +353,8 @@ rl2_key_parse(rl2_policy_t *policy, const char *text, rl2_key_kind_t *kind,
         }
         return RL2_OK;
     }
-    return rl2_err_set(err, RL2_ERR_CONFIG, "unknown key \"%s\": expected "
+    return rl2_err_set(err, RL2_ERR_CONFIG,
+                       "unknown key \"%s\": expected "
                        "ip, user, api_key, route, global or header:NAME",
                        text);
 }
@@ -351,8 +372,10 @@ rl2_mode_parse(const char *text, rl2_mode_t *out, rl2_err_t *err)
         *out = RL2_MODE_OFF;
     }
     else {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "unknown mode \"%s\": "
-                           "expected enforce, dry_run or off", text);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "unknown mode \"%s\": "
+                           "expected enforce, dry_run or off",
+                           text);
     }
     return RL2_OK;
 }
@@ -365,21 +388,49 @@ unsigned
 rl2_method_bit(const char *method)
 {
     const char *name;
-    unsigned bit;
+    unsigned    bit;
 
     switch (method[0] & ~0x20) {
-    case 'G': name = "GET";     bit = RL2_METHOD_GET;     break;
-    case 'H': name = "HEAD";    bit = RL2_METHOD_HEAD;    break;
-    case 'D': name = "DELETE";  bit = RL2_METHOD_DELETE;  break;
-    case 'O': name = "OPTIONS"; bit = RL2_METHOD_OPTIONS; break;
-    case 'C': name = "CONNECT"; bit = RL2_METHOD_CONNECT; break;
-    case 'T': name = "TRACE";   bit = RL2_METHOD_TRACE;   break;
+    case 'G':
+        name = "GET";
+        bit = RL2_METHOD_GET;
+        break;
+    case 'H':
+        name = "HEAD";
+        bit = RL2_METHOD_HEAD;
+        break;
+    case 'D':
+        name = "DELETE";
+        bit = RL2_METHOD_DELETE;
+        break;
+    case 'O':
+        name = "OPTIONS";
+        bit = RL2_METHOD_OPTIONS;
+        break;
+    case 'C':
+        name = "CONNECT";
+        bit = RL2_METHOD_CONNECT;
+        break;
+    case 'T':
+        name = "TRACE";
+        bit = RL2_METHOD_TRACE;
+        break;
     case 'P':
         switch (method[1] & ~0x20) {
-        case 'O': name = "POST";  bit = RL2_METHOD_POST;  break;
-        case 'U': name = "PUT";   bit = RL2_METHOD_PUT;   break;
-        case 'A': name = "PATCH"; bit = RL2_METHOD_PATCH; break;
-        default:  return 0;
+        case 'O':
+            name = "POST";
+            bit = RL2_METHOD_POST;
+            break;
+        case 'U':
+            name = "PUT";
+            bit = RL2_METHOD_PUT;
+            break;
+        case 'A':
+            name = "PATCH";
+            bit = RL2_METHOD_PATCH;
+            break;
+        default:
+            return 0;
         }
         break;
     default:
@@ -392,12 +443,16 @@ rl2_status_t
 rl2_glob_check(const char *glob, rl2_err_t *err)
 {
     if (glob[0] != '/') {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "invalid path \"%s\": "
-                           "must start with '/'", glob);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid path \"%s\": "
+                           "must start with '/'",
+                           glob);
     }
     if (strlen(glob) > 1024) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "path \"%.40s...\" is "
-                           "longer than 1024 bytes", glob);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "path \"%.40s...\" is "
+                           "longer than 1024 bytes",
+                           glob);
     }
     return RL2_OK;
 }
@@ -426,7 +481,7 @@ rl2_sf_string(rl2_buf_t *b, const char *s)
 static rl2_status_t
 rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
 {
-    char tmp[3 * RL2_NAME_MAX + 64];
+    char      tmp[3 * RL2_NAME_MAX + 64];
     rl2_buf_t b;
 
     rl2_buf_init(&b, tmp, sizeof(tmp));
@@ -442,7 +497,8 @@ rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
     else if (limit->algo.algo != RL2_ALGO_QUOTA
              && limit->algo.algo != RL2_ALGO_CONCURRENCY) {
         rl2_buf_str(&b, ";w=");
-        rl2_buf_i64(&b, (limit->algo.window_us + RL2_US_PER_S - 1) / RL2_US_PER_S);
+        rl2_buf_i64(&b,
+                    (limit->algo.window_us + RL2_US_PER_S - 1) / RL2_US_PER_S);
     }
     limit->sf_policy = rl2_policy_strdup(policy, tmp);
     limit->sf_policy_len = b.len;
@@ -455,7 +511,7 @@ rl2_limit_render(rl2_policy_t *policy, rl2_limit_t *limit, rl2_err_t *err)
 static void
 rl2_limit_seed(rl2_limit_t *limit)
 {
-    char tmp[RL2_NAME_MAX + 64];
+    char      tmp[RL2_NAME_MAX + 64];
     rl2_buf_t b;
 
     rl2_buf_init(&b, tmp, sizeof(tmp));
@@ -474,20 +530,22 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
                  rl2_err_t *err)
 {
     rl2_status_t st = rl2_algo_params_check(&limit->algo, err);
-    rl2_err_t oerr;
+    rl2_err_t    oerr;
 
     if (st != RL2_OK) {
         return st;
     }
     if (limit->cost < 1 || limit->cost > limit->algo.limit) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "cost %" PRId64 " must be "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "cost %" PRId64 " must be "
                            "between 1 and the limit (%" PRId64 ")",
                            limit->cost, limit->algo.limit);
     }
     limit->state_size = rl2_algo_state_size(&limit->algo);
     if (limit->overflow.limit != 0) {
         if (limit->algo.algo == RL2_ALGO_CONCURRENCY) {
-            return rl2_err_set(err, RL2_ERR_CONFIG, "a concurrency limit "
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "a concurrency limit "
                                "cannot have an overflow allowance");
         }
         /* A bucket of K refilling over W: "K more per W" without the
@@ -501,9 +559,10 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
         }
         limit->state_size += rl2_algo_state_size(&limit->overflow);
     }
-    limit->phase = (in_tier || limit->key == RL2_KEY_USER
-                    || limit->key == RL2_KEY_APIKEY)
-                   ? RL2_PHASE_LATE : RL2_PHASE_EARLY;
+    limit->phase =
+        (in_tier || limit->key == RL2_KEY_USER || limit->key == RL2_KEY_APIKEY)
+            ? RL2_PHASE_LATE
+            : RL2_PHASE_EARLY;
     if (limit->state_size > policy->max_state_size) {
         policy->max_state_size = limit->state_size;
     }
@@ -533,7 +592,7 @@ rl2_limit_set_unlimited(rl2_policy_t *policy, rl2_limit_set_t *set,
                         const char *rule_name, rl2_key_kind_t key,
                         rl2_err_t *err)
 {
-    char name[RL2_NAME_MAX + 16];
+    char         name[RL2_NAME_MAX + 16];
     rl2_limit_t *limit = rl2_policy_alloc(policy, sizeof(*limit));
 
     if (limit == NULL) {

@@ -30,7 +30,6 @@ typedef struct {
     size_t          n_any;
 } rl2_rule_candidates_t;
 
-
 /* Build policy->rule_index from policy->rules (left NULL when the policy
  * has few rules); in the policy's arena.  RL2_ERR_NOMEM. */
 rl2_status_t rl2_rule_index_build(rl2_policy_t *policy, rl2_err_t *err);
@@ -47,10 +46,9 @@ rl2_status_t rl2_glob_check(const char *glob, rl2_err_t *err);
 
 /* Turn a limit set into "unlimited": one counting limit named
  * "<rule>.unlimited", keyed like `key`, never denying. */
-rl2_status_t rl2_limit_set_unlimited(rl2_policy_t *policy,
-                                     rl2_limit_set_t *set,
-                                     const char *rule_name,
-                                     rl2_key_kind_t key, rl2_err_t *err);
+rl2_status_t rl2_limit_set_unlimited(rl2_policy_t *policy, rl2_limit_set_t *set,
+                                     const char *rule_name, rl2_key_kind_t key,
+                                     rl2_err_t *err);
 
 /* Does cidr contain the address (family, 4 or 16 bytes)? */
 int rl2_cidr_match(const rl2_cidr_t *net, int family, const uint8_t *addr);

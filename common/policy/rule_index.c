@@ -8,12 +8,12 @@
  * glob can only match a path whose first segment is that literal.  At
  * load the rules are filed by those first segments; a rule with no
  * literal first segment (no paths at all, a wildcard in the first
- * segment) goes to a list tried for every path.  A request tries only its first segment's rules and that list,
- * merged in policy order, so first-match and all-match mean what they
- * mean without the index.  Everything lives in the policy's arena and is
- * read-only after load, so every thread shares it without locks.  The
- * first segment is looked up in an open-addressed table built from the
- * configuration alone: a client choosing paths can make a lookup miss,
+ * segment) goes to a list tried for every path.  A request tries only its first
+ * segment's rules and that list, merged in policy order, so first-match and
+ * all-match mean what they mean without the index.  Everything lives in the
+ * policy's arena and is read-only after load, so every thread shares it without
+ * locks.  The first segment is looked up in an open-addressed table built from
+ * the configuration alone: a client choosing paths can make a lookup miss,
  * never make it long.
  */
 #include <stdlib.h>
@@ -28,17 +28,17 @@
 #define RL2_RULE_INDEX_MIN 16
 
 typedef struct {
-    const char *segment;   /* in the policy's arena; NULL: empty slot */
+    const char *segment; /* in the policy's arena; NULL: empty slot */
     size_t      len;
-    uint32_t    first;     /* into idx */
+    uint32_t    first; /* into idx */
     uint32_t    count;
 } rl2_rix_slot_t;
 
 struct rl2_rule_index {
     rl2_rix_slot_t *slots;
-    uint32_t        mask;     /* slots - 1 (a power of two) */
-    uint32_t       *idx;      /* rule numbers, ascending per segment */
-    uint32_t       *any;      /* rules tried for every path, ascending */
+    uint32_t        mask; /* slots - 1 (a power of two) */
+    uint32_t       *idx;  /* rule numbers, ascending per segment */
+    uint32_t       *any;  /* rules tried for every path, ascending */
     size_t          n_any;
 };
 
@@ -66,7 +66,7 @@ rl2_rix_cmp(const char *a, const char *b, size_t n)
 static uint32_t
 rl2_rix_hash(const char *s, size_t len)
 {
-    uint32_t h = 2166136261u;   /* FNV-1a */
+    uint32_t h = 2166136261u; /* FNV-1a */
 
     for (size_t i = 0; i < len; i++) {
         h = (h ^ (uint32_t)rl2_ascii_fold((unsigned char)s[i])) * 16777619u;
@@ -92,8 +92,8 @@ static int
 rl2_rix_pair_cmp(const void *a, const void *b)
 {
     const rl2_rix_pair_t *x = a, *y = b;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = rl2_rix_cmp(x->segment, y->segment, n);
+    size_t                n = x->len < y->len ? x->len : y->len;
+    int                   c = rl2_rix_cmp(x->segment, y->segment, n);
 
     if (c != 0) {
         return c;
@@ -115,8 +115,8 @@ rl2_rix_pairs(const rl2_policy_t *p, rl2_rix_pair_t *pairs, uint32_t *any,
     *n_any = 0;
     for (size_t r = 0; r < p->n_rules; r++) {
         const rl2_rule_t *rule = &p->rules[r];
-        size_t start = n;
-        int literal = rule->n_paths > 0;
+        size_t            start = n;
+        int               literal = rule->n_paths > 0;
 
         for (size_t i = 0; literal && i < rule->n_paths; i++) {
             literal = rl2_glob_first(rule->paths[i], &pairs[n].segment,
@@ -133,16 +133,15 @@ rl2_rix_pairs(const rl2_policy_t *p, rl2_rix_pair_t *pairs, uint32_t *any,
 }
 
 static void
-rl2_rix_insert(rl2_rule_index_t *ix, const rl2_rix_pair_t *pair,
-               uint32_t first, uint32_t count)
+rl2_rix_insert(rl2_rule_index_t *ix, const rl2_rix_pair_t *pair, uint32_t first,
+               uint32_t count)
 {
     uint32_t i = rl2_rix_hash(pair->segment, pair->len) & ix->mask;
 
     while (ix->slots[i].segment != NULL) {
         i = (i + 1) & ix->mask;
     }
-    ix->slots[i] = (rl2_rix_slot_t){ pair->segment, pair->len, first,
-                                     count };
+    ix->slots[i] = (rl2_rix_slot_t){ pair->segment, pair->len, first, count };
 }
 
 /* Fill the table from the sorted pairs, dropping repeats. */
@@ -152,12 +151,13 @@ rl2_rix_fill(rl2_rule_index_t *ix, const rl2_rix_pair_t *pairs, size_t n)
     uint32_t out = 0;
 
     for (size_t i = 0; i < n;) {
-        size_t j = i;
+        size_t   j = i;
         uint32_t first = out;
 
         for (; j < n && pairs[j].len == pairs[i].len
-               && rl2_rix_cmp(pairs[j].segment, pairs[i].segment,
-                              pairs[i].len) == 0; j++) {
+               && rl2_rix_cmp(pairs[j].segment, pairs[i].segment, pairs[i].len)
+                      == 0;
+             j++) {
             if (j == i || pairs[j].rule != pairs[j - 1].rule) {
                 ix->idx[out++] = pairs[j].rule;
             }
@@ -170,8 +170,8 @@ rl2_rix_fill(rl2_rule_index_t *ix, const rl2_rix_pair_t *pairs, size_t n)
 rl2_status_t
 rl2_rule_index_build(rl2_policy_t *p, rl2_err_t *err)
 {
-    size_t n_paths = 0, n_pairs, n_any, slots = 2;
-    rl2_rix_pair_t *pairs;
+    size_t            n_paths = 0, n_pairs, n_any, slots = 2;
+    rl2_rix_pair_t   *pairs;
     rl2_rule_index_t *ix;
 
     p->rule_index = NULL;
@@ -185,9 +185,9 @@ rl2_rule_index_build(rl2_policy_t *p, rl2_err_t *err)
     pairs = malloc((n_paths + 1) * sizeof(*pairs));
     if (ix == NULL || pairs == NULL
         || (ix->any = rl2_policy_alloc(p, p->n_rules * sizeof(uint32_t)))
-           == NULL
+               == NULL
         || (ix->idx = rl2_policy_alloc(p, (n_paths + 1) * sizeof(uint32_t)))
-           == NULL) {
+               == NULL) {
         free(pairs);
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
@@ -213,7 +213,7 @@ void
 rl2_rule_index_lookup(const rl2_rule_index_t *ix, const char *path,
                       rl2_rule_candidates_t *out)
 {
-    size_t len = strcspn(path + 1, "/");
+    size_t   len = strcspn(path + 1, "/");
     uint32_t i = rl2_rix_hash(path + 1, len) & ix->mask;
 
     out->any = ix->any;

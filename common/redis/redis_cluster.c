@@ -33,22 +33,22 @@
 typedef struct {
     char              host[RL2_REDIS_HOST_MAX];
     int               port;
-    rl2_redis_pool_t *pool;   /* this node's connections, one per thread */
+    rl2_redis_pool_t *pool; /* this node's connections, one per thread */
 } rl2_cnode_t;
 
 struct rl2_redis_cluster {
-    rl2_redis_conf_t     conf;  /* seeds, timeouts, AUTH: each node's */
-    char                 name[RL2_REDIS_NAME_MAX];
-    pthread_mutex_t      lock;  /* adding a node, writing a whole map */
-    rl2_cnode_t          nodes[RL2_REDIS_CLUSTER_NODES_MAX];
-    atomic_int           n_nodes;
+    rl2_redis_conf_t      conf; /* seeds, timeouts, AUTH: each node's */
+    char                  name[RL2_REDIS_NAME_MAX];
+    pthread_mutex_t       lock; /* adding a node, writing a whole map */
+    rl2_cnode_t           nodes[RL2_REDIS_CLUSTER_NODES_MAX];
+    atomic_int            n_nodes;
     _Atomic unsigned char slots[RL2_REDIS_CLUSTER_SLOTS];
-    atomic_int           stale; /* load the map before the next command */
-    _Atomic int64_t      refreshed_ms; /* last attempt, monotonic */
-    atomic_uint_fast64_t moved;
-    atomic_uint_fast64_t asked;
-    atomic_uint_fast64_t tryagain;
-    atomic_uint_fast64_t refreshes;
+    atomic_int            stale; /* load the map before the next command */
+    _Atomic int64_t       refreshed_ms; /* last attempt, monotonic */
+    atomic_uint_fast64_t  moved;
+    atomic_uint_fast64_t  asked;
+    atomic_uint_fast64_t  tryagain;
+    atomic_uint_fast64_t  refreshes;
 };
 
 /* A stale map is loaded at most this often: while a master is down every
@@ -69,7 +69,7 @@ uint16_t
 rl2_redis_crc16(const void *buf, size_t len)
 {
     const unsigned char *p = buf;
-    unsigned crc = 0;
+    unsigned             crc = 0;
 
     for (size_t i = 0; i < len; i++) {
         crc ^= (unsigned)p[i] << 8;
@@ -105,20 +105,21 @@ rl2_node_find(rl2_redis_cluster_t *cl, const char *host, int port,
               rl2_err_t *err)
 {
     rl2_redis_conf_t nc;
-    rl2_cnode_t *n;
-    int count, idx = -1;
+    rl2_cnode_t     *n;
+    int              count, idx = -1;
 
     pthread_mutex_lock(&cl->lock);
     count = atomic_load_explicit(&cl->n_nodes, memory_order_relaxed);
     for (int i = 0; i < count && idx < 0; i++) {
-        if (cl->nodes[i].port == port
-            && strcmp(cl->nodes[i].host, host) == 0) {
+        if (cl->nodes[i].port == port && strcmp(cl->nodes[i].host, host) == 0) {
             idx = i;
         }
     }
     if (idx < 0 && count >= RL2_REDIS_CLUSTER_NODES_MAX) {
-        rl2_err_set(err, RL2_ERR_STORE, "redis %s: more than %d node "
-                    "addresses", cl->name, RL2_REDIS_CLUSTER_NODES_MAX);
+        rl2_err_set(err, RL2_ERR_STORE,
+                    "redis %s: more than %d node "
+                    "addresses",
+                    cl->name, RL2_REDIS_CLUSTER_NODES_MAX);
     }
     else if (idx < 0) {
         n = &cl->nodes[count];
@@ -147,15 +148,17 @@ rl2_map_master(rl2_redis_cluster_t *cl, const rl2_cnode_t *asked,
                const redisReply *m, rl2_err_t *err)
 {
     const char *host;
-    int idx;
+    int         idx;
 
     if (m->type != REDIS_REPLY_ARRAY || m->elements < 2
         || m->element[0]->type != REDIS_REPLY_STRING
         || m->element[1]->type != REDIS_REPLY_INTEGER
         || m->element[0]->len >= RL2_REDIS_HOST_MAX
         || m->element[1]->integer < 1 || m->element[1]->integer > 65535) {
-        rl2_err_set(err, RL2_ERR_STORE, "redis %s:%d: CLUSTER SLOTS: "
-                    "unexpected reply", asked->host, asked->port);
+        rl2_err_set(err, RL2_ERR_STORE,
+                    "redis %s:%d: CLUSTER SLOTS: "
+                    "unexpected reply",
+                    asked->host, asked->port);
         return -1;
     }
     host = m->element[0]->len == 0 ? asked->host : m->element[0]->str;
@@ -174,15 +177,17 @@ rl2_map_parse(rl2_redis_cluster_t *cl, const rl2_cnode_t *asked,
 {
     if (r->type == REDIS_REPLY_ERROR || r->type != REDIS_REPLY_ARRAY
         || r->elements == 0) {
-        return rl2_err_set(err, RL2_ERR_STORE, "redis %s:%d: CLUSTER SLOTS: "
-                           "%.120s", asked->host, asked->port,
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "redis %s:%d: CLUSTER SLOTS: "
+                           "%.120s",
+                           asked->host, asked->port,
                            r->type == REDIS_REPLY_ERROR ? r->str
-                           : "no slot is served");
+                                                        : "no slot is served");
     }
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
-        long long lo, hi;
-        int v;
+        long long         lo, hi;
+        int               v;
 
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 3
             || e->element[0]->type != REDIS_REPLY_INTEGER
@@ -190,9 +195,10 @@ rl2_map_parse(rl2_redis_cluster_t *cl, const rl2_cnode_t *asked,
             || (lo = e->element[0]->integer) < 0
             || (hi = e->element[1]->integer) < lo
             || hi >= RL2_REDIS_CLUSTER_SLOTS) {
-            return rl2_err_set(err, RL2_ERR_STORE, "redis %s:%d: CLUSTER "
-                               "SLOTS: unexpected reply", asked->host,
-                               asked->port);
+            return rl2_err_set(err, RL2_ERR_STORE,
+                               "redis %s:%d: CLUSTER "
+                               "SLOTS: unexpected reply",
+                               asked->host, asked->port);
         }
         if ((v = rl2_map_master(cl, asked, e->element[2], err)) < 0) {
             return RL2_ERR_STORE;
@@ -207,15 +213,16 @@ static rl2_status_t
 rl2_map_ask(rl2_redis_cluster_t *cl, int idx, unsigned char *map,
             rl2_err_t *err)
 {
-    const char *argv[2] = { "CLUSTER", "SLOTS" };
-    size_t len[2] = { 7, 5 };
+    const char       *argv[2] = { "CLUSTER", "SLOTS" };
+    size_t            len[2] = { 7, 5 };
     rl2_redis_conn_t *conn;
-    redisReply *r;
-    rl2_status_t st;
+    redisReply       *r;
+    rl2_status_t      st;
 
     if ((st = rl2_redis_pool_get(cl->nodes[idx].pool, &conn, err)) != RL2_OK
-        || (st = rl2_redis_command(conn, 2, argv, len, "CLUSTER SLOTS", &r,
-                                   err)) != RL2_OK) {
+        || (st =
+                rl2_redis_command(conn, 2, argv, len, "CLUSTER SLOTS", &r, err))
+               != RL2_OK) {
         return st;
     }
     memset(map, 0, RL2_REDIS_CLUSTER_SLOTS);
@@ -230,21 +237,21 @@ static rl2_status_t
 rl2_map_refresh(rl2_redis_cluster_t *cl, rl2_err_t *err)
 {
     unsigned char *map = malloc(RL2_REDIS_CLUSTER_SLOTS);
-    rl2_status_t st = RL2_ERR_STORE;
+    rl2_status_t   st = RL2_ERR_STORE;
 
     if (map == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
-    for (int i = 0; st != RL2_OK
-                    && i < atomic_load_explicit(&cl->n_nodes,
-                                                memory_order_acquire); i++) {
+    for (int i = 0;
+         st != RL2_OK
+         && i < atomic_load_explicit(&cl->n_nodes, memory_order_acquire);
+         i++) {
         st = rl2_map_ask(cl, i, map, err);
     }
     if (st == RL2_OK) {
         pthread_mutex_lock(&cl->lock);
         for (size_t s = 0; s < RL2_REDIS_CLUSTER_SLOTS; s++) {
-            atomic_store_explicit(&cl->slots[s], map[s],
-                                  memory_order_release);
+            atomic_store_explicit(&cl->slots[s], map[s], memory_order_release);
         }
         pthread_mutex_unlock(&cl->lock);
         atomic_fetch_add_explicit(&cl->refreshes, 1, memory_order_relaxed);
@@ -261,13 +268,12 @@ static rl2_status_t
 rl2_route(rl2_redis_cluster_t *cl, unsigned slot, int *idx, rl2_err_t *err)
 {
     rl2_status_t st = RL2_OK;
-    int64_t now = (rl2_mono_us() / 1000);
-    int v, tried = 0;
+    int64_t      now = (rl2_mono_us() / 1000);
+    int          v, tried = 0;
 
     if (atomic_load_explicit(&cl->stale, memory_order_acquire)
-        && now - atomic_load_explicit(&cl->refreshed_ms,
-                                      memory_order_relaxed)
-           >= RL2_REFRESH_MIN_MS
+        && now - atomic_load_explicit(&cl->refreshed_ms, memory_order_relaxed)
+               >= RL2_REFRESH_MIN_MS
         && atomic_exchange_explicit(&cl->stale, 0, memory_order_acq_rel)) {
         tried = 1;
         atomic_store_explicit(&cl->refreshed_ms, now, memory_order_relaxed);
@@ -282,8 +288,10 @@ rl2_route(rl2_redis_cluster_t *cl, unsigned slot, int *idx, rl2_err_t *err)
     }
     if (v == 0) {
         return st != RL2_OK ? st
-               : rl2_err_set(err, RL2_ERR_STORE, "redis %s: no node serves "
-                             "slot %u", cl->name, slot);
+                            : rl2_err_set(err, RL2_ERR_STORE,
+                                          "redis %s: no node serves "
+                                          "slot %u",
+                                          cl->name, slot);
     }
     *idx = v - 1;
     return RL2_OK;
@@ -291,19 +299,22 @@ rl2_route(rl2_redis_cluster_t *cl, unsigned slot, int *idx, rl2_err_t *err)
 
 /* ---- commands ---- */
 
-typedef enum { RL2_REDIRECT_NONE, RL2_REDIRECT_MOVED, RL2_REDIRECT_ASK }
-    rl2_redirect_t;
+typedef enum {
+    RL2_REDIRECT_NONE,
+    RL2_REDIRECT_MOVED,
+    RL2_REDIRECT_ASK
+} rl2_redirect_t;
 
 /* "-MOVED slot host:port" or "-ASK slot host:port" -> the slot and node;
  * an empty host (":port") is the host of the node that answered. */
 static rl2_redirect_t
-rl2_redirect_of(const redisReply *r, const rl2_cnode_t *from,
-                unsigned *slot, char *host, int *port)
+rl2_redirect_of(const redisReply *r, const rl2_cnode_t *from, unsigned *slot,
+                char *host, int *port)
 {
     rl2_redirect_t kind;
-    const char *p;
-    char *end;
-    unsigned long s;
+    const char    *p;
+    char          *end;
+    unsigned long  s;
 
     if (r->type != REDIS_REPLY_ERROR || r->str == NULL) {
         return RL2_REDIRECT_NONE;
@@ -329,11 +340,11 @@ rl2_redirect_of(const redisReply *r, const rl2_cnode_t *from,
 
         snprintf(host, RL2_REDIS_HOST_MAX, "%s", from->host);
         *port = (int)pn;
-        return *end == '\0' && pn > 0 && pn <= 65535 ? kind
-                                                    : RL2_REDIRECT_NONE;
+        return *end == '\0' && pn > 0 && pn <= 65535 ? kind : RL2_REDIRECT_NONE;
     }
     return rl2_redis_addr_split(end + 1, host, RL2_REDIS_HOST_MAX, port) == 0
-           ? kind : RL2_REDIRECT_NONE;
+               ? kind
+               : RL2_REDIRECT_NONE;
 }
 
 static int
@@ -350,13 +361,13 @@ rl2_node_send(rl2_redis_cluster_t *cl, int idx, int asking, int argc,
               redisReply **reply, rl2_err_t *err)
 {
     rl2_redis_conn_t *conn;
-    rl2_status_t st = rl2_redis_pool_get(cl->nodes[idx].pool, &conn, err);
+    rl2_status_t      st = rl2_redis_pool_get(cl->nodes[idx].pool, &conn, err);
 
     if (st == RL2_OK) {
-        st = asking ? rl2_redis_command_asking(conn, argc, argv, argvlen,
-                                               what, reply, err)
-                    : rl2_redis_command(conn, argc, argv, argvlen, what,
-                                        reply, err);
+        st = asking ? rl2_redis_command_asking(conn, argc, argv, argvlen, what,
+                                               reply, err)
+                    : rl2_redis_command(conn, argc, argv, argvlen, what, reply,
+                                        err);
     }
     if (st != RL2_OK) {
         /* The node may have died and a replica taken its slots. */
@@ -374,9 +385,9 @@ rl2_is_tryagain(const redisReply *r)
 
 /* What one command may still spend on -TRYAGAIN, across its hops. */
 typedef struct {
-    int     resends;  /* so far, up to RL2_REDIS_TRYAGAIN_MAX */
-    int64_t wait_ms;  /* the next wait */
-    int64_t left_ms;  /* sleep left of one command timeout */
+    int     resends; /* so far, up to RL2_REDIS_TRYAGAIN_MAX */
+    int64_t wait_ms; /* the next wait */
+    int64_t left_ms; /* sleep left of one command timeout */
 } rl2_tryagain_t;
 
 /* rl2_node_send(), and again while the node answers -TRYAGAIN: a command
@@ -388,13 +399,13 @@ typedef struct {
  * reply is the caller's, as any error reply.  A redirection answered to a
  * resend (the migration finished) is the caller's to follow. */
 static rl2_status_t
-rl2_node_send_patient(rl2_redis_cluster_t *cl, int idx, int asking,
-                      int argc, const char **argv, const size_t *argvlen,
-                      const char *what, rl2_tryagain_t *ta,
-                      redisReply **reply, rl2_err_t *err)
+rl2_node_send_patient(rl2_redis_cluster_t *cl, int idx, int asking, int argc,
+                      const char **argv, const size_t *argvlen,
+                      const char *what, rl2_tryagain_t *ta, redisReply **reply,
+                      rl2_err_t *err)
 {
-    rl2_status_t st = rl2_node_send(cl, idx, asking, argc, argv, argvlen,
-                                    what, reply, err);
+    rl2_status_t st =
+        rl2_node_send(cl, idx, asking, argc, argv, argvlen, what, reply, err);
 
     while (st == RL2_OK && rl2_is_tryagain(*reply)
            && ta->resends < RL2_REDIS_TRYAGAIN_MAX && ta->left_ms > 0) {
@@ -442,28 +453,28 @@ rl2_redis_cluster_command(rl2_redis_cluster_t *cl, unsigned slot, int argc,
                           const char **node, rl2_err_t *err)
 {
     char host[RL2_REDIS_HOST_MAX];
-    int idx = 0, port = 0, asking = 0;
+    int  idx = 0, port = 0, asking = 0;
     /* resends and sleep for the whole command, not for each hop */
     rl2_tryagain_t ta = { 0, RL2_TRYAGAIN_FIRST_MS,
                           cl->conf.command_timeout_ms };
-    unsigned rslot = 0;
+    unsigned       rslot = 0;
     rl2_redirect_t kind;
-    rl2_status_t st;
+    rl2_status_t   st;
 
     *reply = NULL;
     if (slot >= RL2_REDIS_CLUSTER_SLOTS) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "redis %s: slot %u",
-                           cl->name, slot);
+        return rl2_err_set(err, RL2_ERR_INVALID, "redis %s: slot %u", cl->name,
+                           slot);
     }
     if ((st = rl2_route(cl, slot, &idx, err)) != RL2_OK) {
         return st;
     }
-    for (int hops = 0; ; hops++) {
+    for (int hops = 0;; hops++) {
         if (node != NULL) {
             *node = rl2_redis_pool_name(cl->nodes[idx].pool);
         }
-        st = rl2_node_send_patient(cl, idx, asking, argc, argv, argvlen,
-                                   what, &ta, reply, err);
+        st = rl2_node_send_patient(cl, idx, asking, argc, argv, argvlen, what,
+                                   &ta, reply, err);
         if (st != RL2_OK) {
             return st;
         }
@@ -475,15 +486,18 @@ rl2_redis_cluster_command(rl2_redis_cluster_t *cl, unsigned slot, int argc,
             return RL2_OK;
         }
         if (hops == RL2_REDIS_REDIRECTS_MAX) {
-            st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: more than "
-                             "%d redirections (last: %.100s)", cl->name,
-                             what, RL2_REDIS_REDIRECTS_MAX, (*reply)->str);
+            st = rl2_err_set(err, RL2_ERR_STORE,
+                             "redis %s: %s: more than "
+                             "%d redirections (last: %.100s)",
+                             cl->name, what, RL2_REDIS_REDIRECTS_MAX,
+                             (*reply)->str);
         }
         rl2_redis_reply_free(*reply);
         *reply = NULL;
         if (st != RL2_OK
             || (st = rl2_redirect_follow(cl, kind, rslot, host, port, &idx,
-                                         &asking, err)) != RL2_OK) {
+                                         &asking, err))
+                   != RL2_OK) {
             return st;
         }
     }
@@ -496,16 +510,17 @@ rl2_redis_cluster_create(const rl2_redis_conf_t *conf,
                          rl2_redis_cluster_t **out, rl2_err_t *err)
 {
     rl2_redis_cluster_t *cl;
-    char host[RL2_REDIS_HOST_MAX];
-    rl2_status_t st;
-    int port;
+    char                 host[RL2_REDIS_HOST_MAX];
+    rl2_status_t         st;
+    int                  port;
 
     *out = NULL;
     if ((st = rl2_redis_conf_check(conf, err)) != RL2_OK) {
         return st;
     }
     if (conf->n_seeds < 1) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: a Cluster needs "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: a Cluster needs "
                            "seed nodes");
     }
     if ((cl = calloc(1, sizeof(*cl))) == NULL) {

@@ -26,19 +26,19 @@
 
 struct rl2_redis_conn {
     redisContext          *ctx;
-    pid_t                  pid;     /* process that opened it */
-    int                    broken;  /* an I/O error or timeout killed it */
+    pid_t                  pid;    /* process that opened it */
+    int                    broken; /* an I/O error or timeout killed it */
     int                    timeout_ms;
     char                   name[RL2_REDIS_NAME_MAX];
-    rl2_redis_pool_t      *pool;    /* NULL when opened on its own */
-    struct rl2_redis_conn *next;    /* the pool's list */
+    rl2_redis_pool_t      *pool; /* NULL when opened on its own */
+    struct rl2_redis_conn *next; /* the pool's list */
     struct rl2_redis_conn *prev;
 };
 
 struct rl2_redis_pool {
-    rl2_redis_conf_t  conf;
-    char              name[RL2_REDIS_NAME_MAX];
-    pthread_key_t     key;   /* this thread's rl2_redis_conn_t */
+    rl2_redis_conf_t conf;
+    char             name[RL2_REDIS_NAME_MAX];
+    pthread_key_t    key; /* this thread's rl2_redis_conn_t */
     /* Every connection handed out, so that destroy closes those of threads
      * still running; held only to link and unlink. */
     pthread_mutex_t   lock;
@@ -70,28 +70,35 @@ rl2_redis_conf_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
         || !rl2_terminated(conf->unix_path, sizeof(conf->unix_path))
         || !rl2_terminated(conf->username, sizeof(conf->username))
         || !rl2_terminated(conf->password, sizeof(conf->password))) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: a host, socket, "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: a host, socket, "
                            "user or password is not terminated");
     }
     if (conf->unix_path[0] == '\0'
         && (conf->host[0] == '\0' || conf->port < 1 || conf->port > 65535)) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: a host and a port "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: a host and a port "
                            "between 1 and 65535, or a unix socket, are "
-                           "needed (port %d)", conf->port);
+                           "needed (port %d)",
+                           conf->port);
     }
     if (conf->db < 0) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: database %d is "
-                           "negative", conf->db);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: database %d is "
+                           "negative",
+                           conf->db);
     }
     if (conf->connect_timeout_ms < 1 || conf->command_timeout_ms < 1) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: timeouts must be at "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: timeouts must be at "
                            "least 1 ms (connect %d, command %d)",
-                           conf->connect_timeout_ms,
-                           conf->command_timeout_ms);
+                           conf->connect_timeout_ms, conf->command_timeout_ms);
     }
     if (conf->username[0] != '\0' && conf->password[0] == '\0') {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: user \"%s\" needs a "
-                           "password (AUTH takes both)", conf->username);
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: user \"%s\" needs a "
+                           "password (AUTH takes both)",
+                           conf->username);
     }
     if (rl2_redis_sentinel_check(conf, err) != RL2_OK) {
         return RL2_ERR_CONFIG;
@@ -116,8 +123,7 @@ rl2_conf_name(const rl2_redis_conf_t *conf, char *buf, size_t size)
                  conf->port);
     }
     else {
-        snprintf(buf, size, "%.*s:%d", (int)(size - 8), conf->host,
-                 conf->port);
+        snprintf(buf, size, "%.*s:%d", (int)(size - 8), conf->host, conf->port);
     }
 }
 
@@ -142,12 +148,13 @@ rl2_io_error(rl2_redis_conn_t *c, const char *what, int saved_errno,
     c->broken = 1;
     if (c->ctx->err == REDIS_ERR_IO
         && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
-        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: no answer "
-                           "within %d ms", c->name, what, c->timeout_ms);
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "redis %s: %s: no answer "
+                           "within %d ms",
+                           c->name, what, c->timeout_ms);
     }
-    return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %s", c->name,
-                       what, c->ctx->errstr[0] ? c->ctx->errstr
-                                               : "connection lost");
+    return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %s", c->name, what,
+                       c->ctx->errstr[0] ? c->ctx->errstr : "connection lost");
 }
 
 /* Queue one command on the context's output buffer, formatted by
@@ -157,7 +164,7 @@ static int
 rl2_redis_append(redisContext *ctx, int argc, const char **argv,
                  const size_t *argvlen)
 {
-    char buf[RL2_RESP_BUF];
+    char   buf[RL2_RESP_BUF];
     size_t n = rl2_resp_format(buf, sizeof(buf), argc, argv, argvlen);
 
     if (n == 0) {
@@ -190,8 +197,10 @@ rl2_redis_command(rl2_redis_conn_t *c, int argc, const char **argv,
 
     *reply = NULL;
     if (c->broken) {
-        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: connection "
-                           "already failed", c->name, what);
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "redis %s: %s: connection "
+                           "already failed",
+                           c->name, what);
     }
     errno = 0;
     r = rl2_redis_roundtrip(c->ctx, argc, argv, argvlen);
@@ -213,13 +222,15 @@ rl2_redis_command_asking(rl2_redis_conn_t *c, int argc, const char **argv,
                          struct redisReply **reply, rl2_err_t *err)
 {
     const char *asking[1] = { "ASKING" };
-    size_t asking_len[1] = { 6 };
+    size_t      asking_len[1] = { 6 };
     redisReply *r[2] = { NULL, NULL };
 
     *reply = NULL;
     if (c->broken) {
-        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: connection "
-                           "already failed", c->name, what);
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "redis %s: %s: connection "
+                           "already failed",
+                           c->name, what);
     }
     errno = 0;
     if (rl2_redis_append(c->ctx, 1, asking, asking_len) != REDIS_OK
@@ -228,8 +239,7 @@ rl2_redis_command_asking(rl2_redis_conn_t *c, int argc, const char **argv,
     }
     for (int i = 0; i < 2; i++) {
         errno = 0;
-        if (redisGetReply(c->ctx, (void **)&r[i]) != REDIS_OK
-            || r[i] == NULL) {
+        if (redisGetReply(c->ctx, (void **)&r[i]) != REDIS_OK || r[i] == NULL) {
             rl2_redis_reply_free(r[0]);
             return rl2_io_error(c, what, errno, err);
         }
@@ -261,19 +271,19 @@ rl2_redis_auth_select(rl2_redis_conn_t *c, const rl2_redis_conf_t *conf,
     /* AUTH pass, or AUTH user pass (Redis 6 ACL) */
     const char *auth[3] = { "AUTH", user ? conf->username : conf->password,
                             conf->password };
-    size_t auth_len[3] = { 4, strlen(auth[1]), strlen(conf->password) };
-    char db[16], what[2][RL2_REDIS_USER_MAX + 24];
+    size_t      auth_len[3] = { 4, strlen(auth[1]), strlen(conf->password) };
+    char        db[16], what[2][RL2_REDIS_USER_MAX + 24];
     const char *sel[2] = { "SELECT", db };
-    size_t sel_len[2] = { 6, 0 };
-    int n = 0;
+    size_t      sel_len[2] = { 6, 0 };
+    int         n = 0;
 
     if (conf->password[0] != '\0') {
         if (redisAppendCommandArgv(c->ctx, 2 + user, auth, auth_len)
             != REDIS_OK) {
             return rl2_io_error(c, "AUTH", errno, err);
         }
-        snprintf(what[n++], sizeof(what[0]), "AUTH%s%s%s",
-                 user ? " as \"" : "", conf->username, user ? "\"" : "");
+        snprintf(what[n++], sizeof(what[0]), "AUTH%s%s%s", user ? " as \"" : "",
+                 conf->username, user ? "\"" : "");
     }
     if (conf->db != 0) {
         sel_len[1] = (size_t)snprintf(db, sizeof(db), "%d", conf->db);
@@ -283,7 +293,7 @@ rl2_redis_auth_select(rl2_redis_conn_t *c, const rl2_redis_conf_t *conf,
         snprintf(what[n++], sizeof(what[0]), "SELECT %d", conf->db);
     }
     for (int i = 0; i < n; i++) {
-        redisReply *r = NULL;
+        redisReply  *r = NULL;
         rl2_status_t st = RL2_OK;
 
         errno = 0;
@@ -292,8 +302,10 @@ rl2_redis_auth_select(rl2_redis_conn_t *c, const rl2_redis_conf_t *conf,
         }
         if (r->type == REDIS_REPLY_ERROR) {
             c->broken = 1;
-            st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s refused: "
-                             "%.120s", c->name, what[i], r->str);
+            st = rl2_err_set(err, RL2_ERR_STORE,
+                             "redis %s: %s refused: "
+                             "%.120s",
+                             c->name, what[i], r->str);
         }
         freeReplyObject(r);
         if (st != RL2_OK) {
@@ -329,18 +341,19 @@ rl2_status_t
 rl2_redis_conn_open(const rl2_redis_conf_t *given, rl2_redis_conn_t **out,
                     rl2_err_t *err)
 {
-    rl2_redis_conf_t master;
+    rl2_redis_conf_t        master;
     const rl2_redis_conf_t *conf;
-    struct timeval ctv;
-    rl2_redis_conn_t *c;
-    rl2_status_t st;
+    struct timeval          ctv;
+    rl2_redis_conn_t       *c;
+    rl2_status_t            st;
 
     *out = NULL;
     if ((st = rl2_redis_conf_check(given, err)) != RL2_OK) {
         return st;
     }
     if (given->n_seeds > 0) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "redis: a Cluster is "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: a Cluster is "
                            "reached through rl2_redis_cluster_command(), "
                            "not one connection");
     }
@@ -355,20 +368,22 @@ rl2_redis_conn_open(const rl2_redis_conf_t *given, rl2_redis_conn_t **out,
     c->timeout_ms = conf->command_timeout_ms;
     rl2_conf_name(conf, c->name, sizeof(c->name));
     c->ctx = conf->unix_path[0] != '\0'
-             ? redisConnectUnixWithTimeout(conf->unix_path, ctv)
-             : redisConnectWithTimeout(conf->host, conf->port, ctv);
+                 ? redisConnectUnixWithTimeout(conf->unix_path, ctv)
+                 : redisConnectWithTimeout(conf->host, conf->port, ctv);
     if (c->ctx == NULL) {
         free(c);
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
     if (c->ctx->err != 0) {
-        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: connect: %s",
-                         c->name, c->ctx->errstr);
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: connect: %s", c->name,
+                         c->ctx->errstr);
     }
     else if (redisSetTimeout(c->ctx, rl2_ms_timeval(conf->command_timeout_ms))
              != REDIS_OK) {
-        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: setting the "
-                         "command timeout: %s", c->name, c->ctx->errstr);
+        st = rl2_err_set(err, RL2_ERR_STORE,
+                         "redis %s: setting the "
+                         "command timeout: %s",
+                         c->name, c->ctx->errstr);
     }
     else {
         st = rl2_redis_auth_select(c, conf, err);
@@ -454,8 +469,8 @@ rl2_redis_pool_create(const rl2_redis_conf_t *conf, rl2_redis_pool_t **out,
                       rl2_err_t *err)
 {
     rl2_redis_pool_t *pool;
-    rl2_status_t st;
-    int rc;
+    rl2_status_t      st;
+    int               rc;
 
     *out = NULL;
     if ((st = rl2_redis_conf_check(conf, err)) != RL2_OK) {
@@ -467,8 +482,10 @@ rl2_redis_pool_create(const rl2_redis_conf_t *conf, rl2_redis_pool_t **out,
     pool->conf = *conf;
     rl2_conf_name(conf, pool->name, sizeof(pool->name));
     if ((rc = pthread_key_create(&pool->key, rl2_pool_thread_exit)) != 0) {
-        st = rl2_err_set(err, RL2_ERR_SYS, "redis %s: pthread_key_create: "
-                         "%s", pool->name, strerror(rc));
+        st = rl2_err_set(err, RL2_ERR_SYS,
+                         "redis %s: pthread_key_create: "
+                         "%s",
+                         pool->name, strerror(rc));
         free(pool);
         return st;
     }
@@ -482,7 +499,7 @@ rl2_redis_pool_get(rl2_redis_pool_t *pool, rl2_redis_conn_t **out,
                    rl2_err_t *err)
 {
     rl2_redis_conn_t *c = pthread_getspecific(pool->key);
-    rl2_status_t st;
+    rl2_status_t      st;
 
     *out = NULL;
     if (c != NULL && rl2_conn_usable(c)) {

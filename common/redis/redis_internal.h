@@ -57,8 +57,6 @@ struct redisReply;
 typedef struct rl2_redis_conn rl2_redis_conn_t;
 typedef struct rl2_redis_pool rl2_redis_pool_t;
 
-
-
 /* 127.0.0.1:6379, db 0, no AUTH, connect 200 ms, commands 100 ms. */
 void rl2_redis_conf_init(rl2_redis_conf_t *conf);
 
@@ -72,7 +70,7 @@ void rl2_redis_conf_init(rl2_redis_conf_t *conf);
  * Freed by rl2_redis_conn_close(). */
 rl2_status_t rl2_redis_conn_open(const rl2_redis_conf_t *conf,
                                  rl2_redis_conn_t **out, rl2_err_t *err);
-void rl2_redis_conn_close(rl2_redis_conn_t *conn);
+void         rl2_redis_conn_close(rl2_redis_conn_t *conn);
 
 /* Did an I/O error or a timeout kill it, or did the server answer
  * -READONLY (a replica: its master was demoted by a failover)? */
@@ -92,37 +90,34 @@ rl2_status_t rl2_redis_command(rl2_redis_conn_t *conn, int argc,
                                const char **argv, const size_t *argvlen,
                                const char *what, struct redisReply **reply,
                                rl2_err_t *err);
-void rl2_redis_reply_free(struct redisReply *reply);
+void         rl2_redis_reply_free(struct redisReply *reply);
 
 /* ASKING, then the command, pipelined on one connection (one round trip):
  * what a Cluster node's -ASK redirection asks for.  *reply is the
  * command's; an error reply to ASKING is returned in its place. */
 rl2_status_t rl2_redis_command_asking(rl2_redis_conn_t *conn, int argc,
-                                      const char **argv,
-                                      const size_t *argvlen,
-                                      const char *what,
+                                      const char **argv, const size_t *argvlen,
+                                      const char         *what,
                                       struct redisReply **reply,
-                                      rl2_err_t *err);
+                                      rl2_err_t          *err);
 
 /* "host:port", "[v6addr]:port", or "v6addr:port" as Redis writes it in
  * -MOVED and -ASK: the host (size bytes) and *port; 0, or -1 when it is
  * none of these. */
-int rl2_redis_addr_split(const char *addr, char *host, size_t size,
-                         int *port);
+int rl2_redis_addr_split(const char *addr, char *host, size_t size, int *port);
 
 /* The sentinel part of rl2_redis_conf_check(): a count in range, a master
  * name, no unix socket, every address HOST:PORT. */
 rl2_status_t rl2_redis_sentinel_check(const rl2_redis_conf_t *conf,
-                                      rl2_err_t *err);
+                                      rl2_err_t              *err);
 
 /* Ask conf's sentinels in turn, each with the connect and command
  * timeouts, "SENTINEL get-master-addr-by-name NAME"; the first answer
  * gives the master's host (copied into host, size bytes) and *port.
  * RL2_ERR_STORE when no sentinel knows the master, naming the last
  * failure. */
-rl2_status_t rl2_redis_sentinel_master(const rl2_redis_conf_t *conf,
-                                       char *host, size_t size, int *port,
-                                       rl2_err_t *err);
+rl2_status_t rl2_redis_sentinel_master(const rl2_redis_conf_t *conf, char *host,
+                                       size_t size, int *port, rl2_err_t *err);
 
 /* Is this error reply one that means "not the master any more"? */
 int rl2_redis_reply_readonly(const struct redisReply *reply);
@@ -146,25 +141,25 @@ int rl2_redis_reply_readonly(const struct redisReply *reply);
  * most one command timeout in all.  A command that timed out or lost its
  * connection is not sent again (it may have run). ---- */
 
-#define RL2_REDIS_CLUSTER_SLOTS 16384
+#define RL2_REDIS_CLUSTER_SLOTS     16384
 #define RL2_REDIS_CLUSTER_NODES_MAX 128 /* addresses one router learns */
-#define RL2_REDIS_REDIRECTS_MAX 5
-#define RL2_REDIS_TRYAGAIN_MAX 5  /* resends of one -TRYAGAIN command */
+#define RL2_REDIS_REDIRECTS_MAX     5
+#define RL2_REDIS_TRYAGAIN_MAX      5 /* resends of one -TRYAGAIN command */
 
 typedef struct rl2_redis_cluster rl2_redis_cluster_t;
 
 /* Counters of one router, for tests and operators. */
 typedef struct {
-    uint64_t moved;      /* -MOVED redirections followed */
-    uint64_t asked;      /* -ASK redirections followed */
-    uint64_t tryagain;   /* commands sent again after -TRYAGAIN */
-    uint64_t refreshes;  /* slot maps loaded */
+    uint64_t moved;     /* -MOVED redirections followed */
+    uint64_t asked;     /* -ASK redirections followed */
+    uint64_t tryagain;  /* commands sent again after -TRYAGAIN */
+    uint64_t refreshes; /* slot maps loaded */
 } rl2_redis_cluster_stats_t;
 
 /* The Cluster part of rl2_redis_conf_check(): a count in range, every
  * seed HOST:PORT, no sentinels, no unix socket, database 0. */
 rl2_status_t rl2_redis_cluster_check(const rl2_redis_conf_t *conf,
-                                     rl2_err_t *err);
+                                     rl2_err_t              *err);
 
 /* CRC16-CCITT (XMODEM: polynomial 0x1021, initial 0), as Redis Cluster. */
 uint16_t rl2_redis_crc16(const void *buf, size_t len);
@@ -176,8 +171,8 @@ unsigned rl2_redis_key_slot(const char *key, size_t len);
  * command of the process loads the slot map.  RL2_ERR_CONFIG for a conf
  * without seeds.  Freed by rl2_redis_cluster_destroy(). */
 rl2_status_t rl2_redis_cluster_create(const rl2_redis_conf_t *conf,
-                                      rl2_redis_cluster_t **out,
-                                      rl2_err_t *err);
+                                      rl2_redis_cluster_t   **out,
+                                      rl2_err_t              *err);
 
 /* Send one command whose keys are all in `slot` to the master serving
  * that slot, on this thread's connection to it, following redirections.
@@ -188,11 +183,9 @@ rl2_status_t rl2_redis_cluster_create(const rl2_redis_conf_t *conf,
  * Resends after -TRYAGAIN add up to one command timeout of sleep to the
  * call.  *node (when not NULL) names the node that answered last
  * ("host:port"; valid while the router lives). */
-rl2_status_t rl2_redis_cluster_command(rl2_redis_cluster_t *cl,
-                                       unsigned slot, int argc,
-                                       const char **argv,
-                                       const size_t *argvlen,
-                                       const char *what,
+rl2_status_t rl2_redis_cluster_command(rl2_redis_cluster_t *cl, unsigned slot,
+                                       int argc, const char **argv,
+                                       const size_t *argvlen, const char *what,
                                        struct redisReply **reply,
                                        const char **node, rl2_err_t *err);
 
@@ -215,8 +208,8 @@ rl2_status_t rl2_redis_pool_create(const rl2_redis_conf_t *conf,
  * connection belongs to the pool and stays valid for this thread until its
  * next rl2_redis_pool_get() or the thread's exit; never pass it to another
  * thread. */
-rl2_status_t rl2_redis_pool_get(rl2_redis_pool_t *pool,
-                                rl2_redis_conn_t **out, rl2_err_t *err);
+rl2_status_t rl2_redis_pool_get(rl2_redis_pool_t *pool, rl2_redis_conn_t **out,
+                                rl2_err_t *err);
 
 /* This thread's connection when it has a healthy one (returns 1); never
  * connects (returns 0 with *out NULL).  For work that must not wait for a
@@ -242,10 +235,10 @@ rl2_redis_pool_t *rl2_store_redis_pool(rl2_store_t *store);
  * nothing until a thread first looks up.  Freed by
  * rl2_tier_source_destroy(). */
 rl2_status_t rl2_tier_source_create(const rl2_redis_conf_t *conf,
-                                    const rl2_circuit_t *circuit,
-                                    uint32_t entries,
-                                    rl2_tier_source_t **out, rl2_err_t *err);
-void rl2_tier_source_destroy(rl2_tier_source_t *src);
+                                    const rl2_circuit_t    *circuit,
+                                    uint32_t entries, rl2_tier_source_t **out,
+                                    rl2_err_t *err);
+void         rl2_tier_source_destroy(rl2_tier_source_t *src);
 
 /* The tier name Redis gives the client whose identity is id (a user
  * name, or the hex SHA-256 of an API key: rl2_tier_identity()), under
@@ -259,23 +252,22 @@ void rl2_tier_source_stats(const rl2_tier_source_t *src,
                            rl2_tier_source_stats_t *out);
 
 /* Ranges and combinations (a user needs a password); RL2_ERR_CONFIG. */
-rl2_status_t rl2_redis_conf_check(const rl2_redis_conf_t *conf,
-                                  rl2_err_t *err);
+rl2_status_t rl2_redis_conf_check(const rl2_redis_conf_t *conf, rl2_err_t *err);
 
 /* ---- Sentinel discovery (redis_topology.c) ---- */
 
 /* Parse "NAME@host1:port1,host2:port2" (up to RL2_REDIS_SENTINELS_MAX
  * sentinels) into conf's master_name and sentinels; RL2_ERR_CONFIG naming
  * the bad part. */
-rl2_status_t rl2_redis_sentinel_parse(rl2_redis_conf_t *conf,
-                                      const char *spec, rl2_err_t *err);
+rl2_status_t rl2_redis_sentinel_parse(rl2_redis_conf_t *conf, const char *spec,
+                                      rl2_err_t *err);
 
 /* ---- Redis Cluster (redis_cluster.c; the seed list redis_topology.c) ---- */
 
 /* Parse "host1:port1,host2:port2" (up to RL2_REDIS_SEEDS_MAX seed nodes)
  * into conf's seeds; RL2_ERR_CONFIG naming the bad part. */
-rl2_status_t rl2_redis_cluster_parse(rl2_redis_conf_t *conf,
-                                     const char *spec, rl2_err_t *err);
+rl2_status_t rl2_redis_cluster_parse(rl2_redis_conf_t *conf, const char *spec,
+                                     rl2_err_t *err);
 
 /* A timeout of ms milliseconds, as hiredis takes it (redis_conn.c). */
 struct timeval rl2_ms_timeval(int ms);

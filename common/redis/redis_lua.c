@@ -38,6 +38,10 @@
 #include "base/sha256.h"
 
 /* ---- prelude: arithmetic, results, string state ---- */
+/* The Lua is kept one Lua line to a C line, and the fragments are
+ * spliced where the Lua needs them: clang-format would join and re-wrap
+ * them, which Lua does not mind but a reader would. */
+/* clang-format off */
 #define RL2_LUA_PRELUDE \
     "local floor, fmt\n" \
     "local TWO53 = 9007199254740992\n" \
@@ -652,13 +656,15 @@ static const char rl2_lua_library_body[] =
     RL2_LUA_FUNCTION("peek", "'no-writes'", RL2_LUA_PEEK)
     RL2_LUA_FUNCTION("refund", "", RL2_LUA_REFUND);
 
+/* clang-format on */
+
 /* "#!lua name=rl2_<16 hex>\nlocal NAME = 'rl2_<16 hex>'\n" */
 #define RL2_LUA_HEAD_MAX 80
 
 static pthread_once_t rl2_library_once = PTHREAD_ONCE_INIT;
-static char rl2_library_text[RL2_LUA_HEAD_MAX + sizeof(rl2_lua_library_body)];
+static char   rl2_library_text[RL2_LUA_HEAD_MAX + sizeof(rl2_lua_library_body)];
 static size_t rl2_library_len;
-static char rl2_function_names[RL2_SCRIPT_COUNT][RL2_LUA_FUNCTION_MAX];
+static char   rl2_function_names[RL2_SCRIPT_COUNT][RL2_LUA_FUNCTION_MAX];
 
 /* Named after the hash of its text: two versions of the module sharing one
  * Redis (an upgrade in progress) each load and call their own library,
@@ -667,10 +673,9 @@ static void
 rl2_library_build(void)
 {
     char hex[65], name[24];
-    int n;
+    int  n;
 
-    rl2_sha256_hex(rl2_lua_library_body, sizeof(rl2_lua_library_body) - 1,
-                   hex);
+    rl2_sha256_hex(rl2_lua_library_body, sizeof(rl2_lua_library_body) - 1, hex);
     snprintf(name, sizeof(name), "rl2_%.16s", hex);
     n = snprintf(rl2_library_text, RL2_LUA_HEAD_MAX,
                  "#!lua name=%s\nlocal NAME = '%s'\n", name, name);

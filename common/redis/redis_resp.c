@@ -37,8 +37,7 @@ rl2_resp_format(char *out, size_t cap, int argc, const char **argv,
     for (int i = 0; i < argc; i++) {
         size_t n = argvlen != NULL ? argvlen[i] : strlen(argv[i]);
 
-        if (n > (size_t)INT64_MAX
-            || !rl2_resp_header(out, cap, &len, '$', n)
+        if (n > (size_t)INT64_MAX || !rl2_resp_header(out, cap, &len, '$', n)
             || cap - len < n + 2) {
             return 0;
         }

@@ -17,9 +17,9 @@
  * A server older than 7.0 (unknown command) or an ACL without FCALL or
  * FUNCTION LOAD (NOPERM) switches the whole process to scripts for good,
  * and the call is completed as one; a load that failed otherwise (a full
- * memory) sends only this call as a script.  A script's SHA1 depends only on its text, so it is
- * learned once per process (SCRIPT LOAD on first use) and is valid on
- * every server.  A server that has lost its script cache answers
+ * memory) sends only this call as a script.  A script's SHA1 depends only on
+ * its text, so it is learned once per process (SCRIPT LOAD on first use) and is
+ * valid on every server.  A server that has lost its script cache answers
  * NOSCRIPT; the call is then sent again as EVAL, which also puts the
  * script back into that server's cache (per node in a Cluster).
  */
@@ -40,17 +40,16 @@
 
 /* "FCALL" function (or "EVALSHA" sha) numkeys, the keys, ARGV[1],
  * ARGV[2], the layers. */
-#define RL2_ARGC_MAX (3 + 2 * RL2_MAX_LAYERS + 2 \
-                      + RL2_SCRIPT_FIELDS * RL2_MAX_LAYERS)
+#define RL2_ARGC_MAX \
+    (3 + 2 * RL2_MAX_LAYERS + 2 + RL2_SCRIPT_FIELDS * RL2_MAX_LAYERS)
 #define RL2_NUM_MAX 24
 
-static const char *const rl2_script_names[RL2_SCRIPT_COUNT] = {
-    "apply", "peek", "refund"
-};
+static const char *const rl2_script_names[RL2_SCRIPT_COUNT] = { "apply", "peek",
+                                                                "refund" };
 
 static pthread_mutex_t rl2_sha_lock = PTHREAD_MUTEX_INITIALIZER;
-static char rl2_sha[RL2_SCRIPT_COUNT][41];
-static atomic_int rl2_sha_known[RL2_SCRIPT_COUNT];
+static char            rl2_sha[RL2_SCRIPT_COUNT][41];
+static atomic_int      rl2_sha_known[RL2_SCRIPT_COUNT];
 /* Set once functions were refused: from then on, scripts only.  Only a
  * flag, published by nothing else: relaxed is enough. */
 static atomic_int rl2_functions_off;
@@ -63,7 +62,7 @@ typedef struct {
     int         nkeys;
     char        keys[2 * RL2_MAX_LAYERS][RL2_REDIS_KEY_MAX];
     char        nums[RL2_ARGC_MAX][RL2_NUM_MAX]; /* by argument index */
-    char        what[RL2_REDIS_KEY_MAX + 48];   /* for messages */
+    char        what[RL2_REDIS_KEY_MAX + 48];    /* for messages */
 } rl2_call_t;
 
 const char *
@@ -79,7 +78,7 @@ void
 rl2_redis_key(rl2_digest_t digest, char suffix, char out[RL2_REDIS_KEY_MAX])
 {
     static const char hex[] = "0123456789abcdef";
-    char *w = out;
+    char             *w = out;
 
     memcpy(w, "rl2:{", 5);
     w += 5;
@@ -96,8 +95,8 @@ rl2_redis_key(rl2_digest_t digest, char suffix, char out[RL2_REDIS_KEY_MAX])
 }
 
 rl2_status_t
-rl2_redis_layers_check(const rl2_layer_t *layers, const size_t *idx,
-                       size_t n, rl2_err_t *err)
+rl2_redis_layers_check(const rl2_layer_t *layers, const size_t *idx, size_t n,
+                       rl2_err_t *err)
 {
     for (size_t i = 0; i < n; i++) {
         const rl2_limit_t *limit = layers[idx[i]].limit;
@@ -106,7 +105,8 @@ rl2_redis_layers_check(const rl2_layer_t *layers, const size_t *idx,
             || limit->cost >= RL2_ALGO_EXACT
             || (limit->overflow.limit != 0
                 && !rl2_algo_params_exact(&limit->overflow))) {
-            return rl2_err_set(err, RL2_ERR_INVALID, "limit \"%s\": its "
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "limit \"%s\": its "
                                "window, limit, burst or cost is beyond what "
                                "the Redis scripts compute exactly (2^50)",
                                limit->name);
@@ -145,9 +145,9 @@ rl2_call_key(rl2_call_t *c, rl2_digest_t digest, char suffix)
 static void
 rl2_call_layer(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *l)
 {
-    const rl2_limit_t *limit = l->limit;
+    const rl2_limit_t       *limit = l->limit;
     const rl2_algo_params_t *p = &limit->algo, *o = &limit->overflow;
-    int flags = (l->dry_run || limit->unlimited)
+    int                      flags = (l->dry_run || limit->unlimited)
                 | (which == RL2_SCRIPT_REFUND && l->overflow_used) << 1;
 
     rl2_call_num(c, flags);
@@ -227,8 +227,7 @@ rl2_target_command(rl2_redis_target_t *to, int argc, const char **argv,
 {
     if (to->conn != NULL) {
         to->name = rl2_redis_conn_name(to->conn);
-        return rl2_redis_command(to->conn, argc, argv, len, what, reply,
-                                 err);
+        return rl2_redis_command(to->conn, argc, argv, len, what, reply, err);
     }
     to->name = rl2_redis_cluster_name(to->cluster);
     return rl2_redis_cluster_command(to->cluster, to->slot, argc, argv, len,
@@ -238,10 +237,10 @@ rl2_target_command(rl2_redis_target_t *to, int argc, const char **argv,
 static rl2_status_t
 rl2_script_sha(rl2_redis_target_t *to, rl2_script_t which, rl2_err_t *err)
 {
-    const char *src = rl2_lua_source[which];
-    const char *argv[3] = { "SCRIPT", "LOAD", src };
-    size_t len[3] = { 6, 4, strlen(src) };
-    redisReply *r;
+    const char  *src = rl2_lua_source[which];
+    const char  *argv[3] = { "SCRIPT", "LOAD", src };
+    size_t       len[3] = { 6, 4, strlen(src) };
+    redisReply  *r;
     rl2_status_t st;
 
     if (atomic_load_explicit(&rl2_sha_known[which], memory_order_acquire)) {
@@ -252,9 +251,10 @@ rl2_script_sha(rl2_redis_target_t *to, rl2_script_t which, rl2_err_t *err)
         return st;
     }
     if (r->type != REDIS_REPLY_STRING || r->len != 40) {
-        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: SCRIPT LOAD %s: "
-                         "%.120s", to->name,
-                         rl2_script_name(which),
+        st = rl2_err_set(err, RL2_ERR_STORE,
+                         "redis %s: SCRIPT LOAD %s: "
+                         "%.120s",
+                         to->name, rl2_script_name(which),
                          r->type == REDIS_REPLY_ERROR ? r->str
                                                       : "unexpected reply");
     }
@@ -295,8 +295,7 @@ rl2_call_script(rl2_redis_target_t *to, rl2_script_t which, rl2_call_t *c,
     c->len[0] = 7;
     c->argv[1] = rl2_sha[which];
     c->len[1] = 40;
-    st = rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply,
-                            err);
+    st = rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply, err);
     if (st != RL2_OK || !rl2_is_error(*reply, "NOSCRIPT")) {
         return st;
     }
@@ -328,9 +327,9 @@ rl2_functions_refused(const redisReply *r)
 static rl2_status_t
 rl2_library_load(rl2_redis_target_t *to, int *loaded, rl2_err_t *err)
 {
-    const char *argv[3] = { "FUNCTION", "LOAD", NULL };
-    size_t len[3] = { 8, 4, 0 };
-    redisReply *r;
+    const char  *argv[3] = { "FUNCTION", "LOAD", NULL };
+    size_t       len[3] = { 8, 4, 0 };
+    redisReply  *r;
     rl2_status_t st;
 
     argv[2] = rl2_lua_library(&len[2]);
@@ -369,18 +368,17 @@ rl2_drop_not_found(redisReply **reply)
  * map to the slot's old master).  Any other error reply (the script's
  * own, a full memory) is the call's answer. */
 static rl2_status_t
-rl2_call_function(rl2_redis_target_t *to, rl2_script_t which,
-                  rl2_call_t *c, redisReply **reply, rl2_err_t *err)
+rl2_call_function(rl2_redis_target_t *to, rl2_script_t which, rl2_call_t *c,
+                  redisReply **reply, rl2_err_t *err)
 {
     rl2_status_t st;
-    int loaded = 0;
+    int          loaded = 0;
 
     c->argv[0] = "FCALL";
     c->len[0] = 5;
     c->argv[1] = rl2_lua_function(which);
     c->len[1] = strlen(c->argv[1]);
-    st = rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply,
-                            err);
+    st = rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply, err);
     if (st != RL2_OK || (*reply)->type != REDIS_REPLY_ERROR) {
         return st;
     }
@@ -398,13 +396,11 @@ rl2_call_function(rl2_redis_target_t *to, rl2_script_t which,
     }
     if (loaded <= 0) {
         if (loaded == 0) {
-            atomic_store_explicit(&rl2_functions_off, 1,
-                                  memory_order_relaxed);
+            atomic_store_explicit(&rl2_functions_off, 1, memory_order_relaxed);
         }
         return RL2_OK;
     }
-    st = rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply,
-                            err);
+    st = rl2_target_command(to, c->argc, c->argv, c->len, c->what, reply, err);
     if (st == RL2_OK) {
         rl2_drop_not_found(reply);
     }
@@ -440,9 +436,9 @@ static int
 rl2_answer_int(const char **p, const char *end, int64_t *out)
 {
     const char *s = *p;
-    int neg = s < end && *s == '-';
-    uint64_t v = 0;
-    int digits = 0;
+    int         neg = s < end && *s == '-';
+    uint64_t    v = 0;
+    int         digits = 0;
 
     s += neg;
     for (; s < end && *s >= '0' && *s <= '9' && digits < 19; s++, digits++) {
@@ -507,20 +503,23 @@ rl2_reply_take(const rl2_redis_target_t *to, rl2_script_t which,
     int64_t vals[1 + 8 * RL2_MAX_LAYERS];
 
     if (r->type == REDIS_REPLY_ERROR) {
-        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %.120s",
-                           to->name, c->what, r->str);
+        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %.120s", to->name,
+                           c->what, r->str);
     }
     if (which == RL2_SCRIPT_REFUND) {
         if (r->type != REDIS_REPLY_INTEGER || r->integer != (long long)n) {
-            return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: "
-                               "unexpected reply", to->name,
-                               c->what);
+            return rl2_err_set(err, RL2_ERR_STORE,
+                               "redis %s: %s: "
+                               "unexpected reply",
+                               to->name, c->what);
         }
         return RL2_OK;
     }
     if (!rl2_redis_answer_parse(r, vals, 1 + 8 * n)) {
-        return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: unexpected "
-                           "reply", to->name, c->what);
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "redis %s: %s: unexpected "
+                           "reply",
+                           to->name, c->what);
     }
     for (size_t i = 0; i < n; i++) {
         rl2_layer_fill(&layers[idx[i]], which, vals + 1 + 8 * i, vals[0]);
@@ -533,13 +532,15 @@ rl2_redis_script_run(rl2_redis_target_t *to, rl2_script_t which,
                      rl2_layer_t *layers, const size_t *idx, size_t n,
                      const int64_t *now_us, rl2_err_t *err)
 {
-    rl2_call_t c;
-    redisReply *r = NULL;
+    rl2_call_t   c;
+    redisReply  *r = NULL;
     rl2_status_t st;
 
     if ((unsigned)which >= RL2_SCRIPT_COUNT || n > RL2_MAX_LAYERS) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "redis: script %d with %zu "
-                           "layers", (int)which, n);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "redis: script %d with %zu "
+                           "layers",
+                           (int)which, n);
     }
     if ((st = rl2_redis_layers_check(layers, idx, n, err)) != RL2_OK) {
         return st;

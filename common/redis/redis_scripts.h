@@ -44,9 +44,9 @@
 #include "redis/redis_internal.h"
 
 typedef enum {
-    RL2_SCRIPT_APPLY = 0,  /* check all, commit all or none */
-    RL2_SCRIPT_PEEK,       /* check all, write nothing */
-    RL2_SCRIPT_REFUND,     /* take back committed layers */
+    RL2_SCRIPT_APPLY = 0, /* check all, commit all or none */
+    RL2_SCRIPT_PEEK,      /* check all, write nothing */
+    RL2_SCRIPT_REFUND,    /* take back committed layers */
     RL2_SCRIPT_COUNT
 } rl2_script_t;
 
@@ -60,7 +60,7 @@ typedef enum {
 extern const char *const rl2_lua_source[RL2_SCRIPT_COUNT];
 /* The shared prelude alone (its integer arithmetic), for its own tests. */
 extern const char rl2_lua_prelude[];
-const char *rl2_script_name(rl2_script_t which);
+const char       *rl2_script_name(rl2_script_t which);
 
 /* "rl2_" + 16 hex + "_refund" + NUL */
 #define RL2_LUA_FUNCTION_MAX 32
@@ -76,8 +76,7 @@ const char *rl2_lua_function(rl2_script_t which);
  * is not exactly n decimal integers (each within int64) separated by
  * single spaces. */
 struct redisReply;
-int rl2_redis_answer_parse(const struct redisReply *r, int64_t *vals,
-                           size_t n);
+int rl2_redis_answer_parse(const struct redisReply *r, int64_t *vals, size_t n);
 
 /* The key of a layer's state ('s') or overflow state ('o'). */
 void rl2_redis_key(rl2_digest_t digest, char suffix,
@@ -95,10 +94,10 @@ rl2_status_t rl2_redis_layers_check(const rl2_layer_t *layers,
  * Sentinel), or a Cluster router and the slot of the call's keys, which
  * takes the call to that slot's master and follows redirections. */
 typedef struct {
-    rl2_redis_conn_t    *conn;     /* NULL: cluster */
+    rl2_redis_conn_t    *conn; /* NULL: cluster */
     rl2_redis_cluster_t *cluster;
     unsigned             slot;
-    const char          *name;     /* the server that answered last */
+    const char          *name; /* the server that answered last */
 } rl2_redis_target_t;
 
 /* Run `which` over layers idx[0..n) at `to`: FCALL, after FUNCTION LOAD
@@ -108,10 +107,10 @@ typedef struct {
  * test clock, or NULL for Redis TIME.  apply and peek fill each layer's
  * result, refused, overflow_used, committed and committed_us (the
  * script's clock). */
-rl2_status_t rl2_redis_script_run(rl2_redis_target_t *to,
-                                  rl2_script_t which, rl2_layer_t *layers,
-                                  const size_t *idx, size_t n,
-                                  const int64_t *now_us, rl2_err_t *err);
+rl2_status_t rl2_redis_script_run(rl2_redis_target_t *to, rl2_script_t which,
+                                  rl2_layer_t *layers, const size_t *idx,
+                                  size_t n, const int64_t *now_us,
+                                  rl2_err_t *err);
 
 /* Tests only: call functions again, as a new process would, after a
  * refusal switched this one to scripts. */

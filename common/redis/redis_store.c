@@ -58,9 +58,9 @@ static void
 rl2_group(const rl2_store_redis_t *s, const rl2_layer_t *layers, size_t n,
           int committed_only, rl2_redis_groups_t *gs)
 {
-    char key[RL2_REDIS_KEY_MAX];
+    char     key[RL2_REDIS_KEY_MAX];
     unsigned slot = 0;
-    size_t k;
+    size_t   k;
 
     gs->n = 0;
     for (size_t i = 0; i < n; i++) {
@@ -90,7 +90,7 @@ rl2_group_run(rl2_store_redis_t *s, rl2_script_t which, rl2_layer_t *layers,
               rl2_err_t *err)
 {
     rl2_redis_target_t to = { NULL, s->cluster, g->slot, NULL };
-    rl2_status_t st;
+    rl2_status_t       st;
 
     if (s->cluster == NULL
         && (st = rl2_redis_pool_get(s->pool, &to.conn, err)) != RL2_OK) {
@@ -109,8 +109,10 @@ rl2_prepare(rl2_store_redis_t *s, const rl2_layer_t *layers, size_t n,
     rl2_status_t st;
 
     if (n > RL2_MAX_LAYERS) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "redis: %zu layers, more "
-                           "than %d", n, RL2_MAX_LAYERS);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "redis: %zu layers, more "
+                           "than %d",
+                           n, RL2_MAX_LAYERS);
     }
     rl2_group(s, layers, n, committed_only, gs);
     for (size_t k = 0; k < gs->n; k++) {
@@ -130,11 +132,11 @@ rl2_redis_each(rl2_store_t *store, rl2_script_t which, rl2_layer_t *layers,
 {
     rl2_store_redis_t *s = (rl2_store_redis_t *)store;
     rl2_redis_groups_t gs;
-    rl2_status_t st, first = RL2_OK;
-    rl2_err_t e;
+    rl2_status_t       st, first = RL2_OK;
+    rl2_err_t          e;
 
-    if ((st = rl2_prepare(s, layers, n, which == RL2_SCRIPT_REFUND, &gs,
-                          err)) != RL2_OK) {
+    if ((st = rl2_prepare(s, layers, n, which == RL2_SCRIPT_REFUND, &gs, err))
+        != RL2_OK) {
         return st;
     }
     for (size_t k = 0; k < gs.n; k++) {
@@ -166,9 +168,9 @@ rl2_undo(rl2_store_redis_t *s, rl2_layer_t *layers,
          const rl2_redis_groups_t *gs, size_t upto, const rl2_clock_t *now,
          rl2_err_t *err)
 {
-    rl2_status_t st, first = RL2_OK;
+    rl2_status_t      st, first = RL2_OK;
     rl2_redis_group_t g;
-    rl2_err_t e;
+    rl2_err_t         e;
 
     for (size_t k = 0; k < upto; k++) {
         g = gs->g[k];
@@ -202,8 +204,8 @@ rl2_redis_groups_apply(rl2_store_redis_t *s, rl2_layer_t *layers,
                        rl2_err_t *err)
 {
     rl2_status_t st;
-    rl2_err_t e;
-    size_t k;
+    rl2_err_t    e;
+    size_t       k;
 
     for (k = 0; k < gs->n; k++) {
         st = rl2_group_run(s, RL2_SCRIPT_APPLY, layers, &gs->g[k], now, err);
@@ -237,7 +239,7 @@ rl2_redis_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
 {
     rl2_store_redis_t *s = (rl2_store_redis_t *)store;
     rl2_redis_groups_t gs;
-    rl2_status_t st;
+    rl2_status_t       st;
 
     /* On an error nothing may look counted. */
     for (size_t i = 0; i < n && i < RL2_MAX_LAYERS; i++) {
@@ -247,13 +249,11 @@ rl2_redis_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         layers[i].committed = 0;
         layers[i].committed_us = 0;
     }
-    if ((st = rl2_prepare(s, layers, n, 0, &gs, err)) != RL2_OK
-        || gs.n == 0) {
+    if ((st = rl2_prepare(s, layers, n, 0, &gs, err)) != RL2_OK || gs.n == 0) {
         return st;
     }
     if (gs.n == 1) {
-        return rl2_group_run(s, RL2_SCRIPT_APPLY, layers, &gs.g[0], now,
-                             err);
+        return rl2_group_run(s, RL2_SCRIPT_APPLY, layers, &gs.g[0], now, err);
     }
     return rl2_redis_groups_apply(s, layers, &gs, now, err);
 }
@@ -276,12 +276,12 @@ rl2_redis_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
 static rl2_status_t
 rl2_redis_del(rl2_store_redis_t *s, const rl2_layer_t *l, rl2_err_t *err)
 {
-    char keys[2][RL2_REDIS_KEY_MAX];
-    const char *argv[3] = { "DEL", keys[0], keys[1] };
-    size_t len[3] = { 3, 0, 0 };
+    char              keys[2][RL2_REDIS_KEY_MAX];
+    const char       *argv[3] = { "DEL", keys[0], keys[1] };
+    size_t            len[3] = { 3, 0, 0 };
     rl2_redis_conn_t *conn;
-    redisReply *reply;
-    rl2_status_t st;
+    redisReply       *reply;
+    rl2_status_t      st;
 
     rl2_redis_key(l->key, 's', keys[0]);
     rl2_redis_key(l->key, 'o', keys[1]);
@@ -289,9 +289,8 @@ rl2_redis_del(rl2_store_redis_t *s, const rl2_layer_t *l, rl2_err_t *err)
     len[2] = strlen(keys[1]);
     if (s->cluster != NULL) {
         st = rl2_redis_cluster_command(s->cluster,
-                                       rl2_redis_key_slot(keys[0], len[1]),
-                                       3, argv, len, keys[0], &reply, NULL,
-                                       err);
+                                       rl2_redis_key_slot(keys[0], len[1]), 3,
+                                       argv, len, keys[0], &reply, NULL, err);
     }
     else if ((st = rl2_redis_pool_get(s->pool, &conn, err)) == RL2_OK) {
         st = rl2_redis_command(conn, 3, argv, len, keys[0], &reply, err);
@@ -300,8 +299,8 @@ rl2_redis_del(rl2_store_redis_t *s, const rl2_layer_t *l, rl2_err_t *err)
         return st;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        st = rl2_err_set(err, RL2_ERR_STORE, "redis DEL %s: %.100s",
-                         keys[0], reply->str);
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis DEL %s: %.100s", keys[0],
+                         reply->str);
     }
     rl2_redis_reply_free(reply);
     return st;
@@ -332,8 +331,8 @@ rl2_redis_destroy(rl2_store_t *store)
 }
 
 static const rl2_store_ops_t rl2_redis_ops = {
-    "redis", rl2_redis_apply, rl2_redis_refund, rl2_redis_peek,
-    rl2_redis_destroy, rl2_redis_reset
+    "redis",        rl2_redis_apply,   rl2_redis_refund,
+    rl2_redis_peek, rl2_redis_destroy, rl2_redis_reset
 };
 
 /* NULL for a Cluster: the violation log then writes to the local ring. */
@@ -350,7 +349,7 @@ rl2_store_redis_create(const rl2_redis_conf_t *conf, rl2_store_t **out,
                        rl2_err_t *err)
 {
     rl2_store_redis_t *s;
-    rl2_status_t st;
+    rl2_status_t       st;
 
     *out = NULL;
     if ((s = calloc(1, sizeof(*s))) == NULL) {

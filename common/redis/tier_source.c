@@ -26,8 +26,8 @@
 #include "store/store_internal.h"
 #include "redis/redis_internal.h"
 
-#define RL2_TIER_WAYS  4
-#define RL2_TIER_LOCKS 16
+#define RL2_TIER_WAYS    4
+#define RL2_TIER_LOCKS   16
 #define RL2_TIER_ARG_MAX (RL2_TIER_ID_MAX + 512)
 
 typedef struct {
@@ -43,13 +43,12 @@ struct rl2_tier_source {
     size_t                  n_sets;
     rl2_tier_entry_t       *entries; /* n_sets * RL2_TIER_WAYS */
     pthread_mutex_t         locks[RL2_TIER_LOCKS];
-    rl2_tier_source_stats_t stats;   /* updated atomically */
+    rl2_tier_source_stats_t stats; /* updated atomically */
 };
 
-static const rl2_hash_key_t rl2_tier_tag_key = {
-    { 't', 'i', 'e', 'r', '-', 's', 'o', 'u', 'r', 'c', 'e', '-', 't', 'a',
-      'g', '1' }
-};
+static const rl2_hash_key_t rl2_tier_tag_key = { { 't', 'i', 'e', 'r', '-', 's',
+                                                   'o', 'u', 'r', 'c', 'e', '-',
+                                                   't', 'a', 'g', '1' } };
 
 rl2_status_t
 rl2_tier_source_create(const rl2_redis_conf_t *conf,
@@ -57,7 +56,7 @@ rl2_tier_source_create(const rl2_redis_conf_t *conf,
                        rl2_tier_source_t **out, rl2_err_t *err)
 {
     rl2_tier_source_t *src = calloc(1, sizeof(*src));
-    rl2_status_t st;
+    rl2_status_t       st;
 
     *out = NULL;
     if (src == NULL) {
@@ -65,15 +64,13 @@ rl2_tier_source_create(const rl2_redis_conf_t *conf,
     }
     src->n_sets = (entries + RL2_TIER_WAYS - 1) / RL2_TIER_WAYS;
     src->n_sets = src->n_sets > 0 ? src->n_sets : 1;
-    src->entries = calloc(src->n_sets * RL2_TIER_WAYS,
-                          sizeof(*src->entries));
+    src->entries = calloc(src->n_sets * RL2_TIER_WAYS, sizeof(*src->entries));
     if (src->entries == NULL) {
         free(src);
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
-    st = conf->n_seeds > 0
-         ? rl2_redis_cluster_create(conf, &src->cluster, err)
-         : rl2_redis_pool_create(conf, &src->pool, err);
+    st = conf->n_seeds > 0 ? rl2_redis_cluster_create(conf, &src->cluster, err)
+                           : rl2_redis_pool_create(conf, &src->pool, err);
     if (st != RL2_OK) {
         free(src->entries);
         free(src);
@@ -129,10 +126,10 @@ static int
 rl2_tier_cached(rl2_tier_source_t *src, uint64_t tag, int64_t now_us,
                 int64_t ttl_us, char *tier)
 {
-    size_t set = tag % src->n_sets;
+    size_t            set = tag % src->n_sets;
     rl2_tier_entry_t *e = &src->entries[set * RL2_TIER_WAYS];
-    pthread_mutex_t *lock = &src->locks[set % RL2_TIER_LOCKS];
-    int found = 0;
+    pthread_mutex_t  *lock = &src->locks[set % RL2_TIER_LOCKS];
+    int               found = 0;
 
     pthread_mutex_lock(lock);
     for (int w = 0; w < RL2_TIER_WAYS; w++) {
@@ -151,10 +148,10 @@ static void
 rl2_tier_store(rl2_tier_source_t *src, uint64_t tag, int64_t now_us,
                const char *tier)
 {
-    size_t set = tag % src->n_sets;
+    size_t            set = tag % src->n_sets;
     rl2_tier_entry_t *e = &src->entries[set * RL2_TIER_WAYS];
-    pthread_mutex_t *lock = &src->locks[set % RL2_TIER_LOCKS];
-    int victim = 0;
+    pthread_mutex_t  *lock = &src->locks[set % RL2_TIER_LOCKS];
+    int               victim = 0;
 
     pthread_mutex_lock(lock);
     for (int w = 0; w < RL2_TIER_WAYS; w++) {
@@ -179,12 +176,11 @@ static int
 rl2_tier_fill(const char *pattern, const char *id, char *out, size_t size)
 {
     const char *pct = strstr(pattern, "%s");
-    int n;
+    int         n;
 
-    n = pct == NULL
-        ? snprintf(out, size, "%s", pattern)
-        : snprintf(out, size, "%.*s%s%s", (int)(pct - pattern), pattern, id,
-                   pct + 2);
+    n = pct == NULL ? snprintf(out, size, "%s", pattern)
+                    : snprintf(out, size, "%.*s%s%s", (int)(pct - pattern),
+                               pattern, id, pct + 2);
     return n < 0 || (size_t)n >= size ? -1 : n;
 }
 
@@ -194,23 +190,24 @@ static int
 rl2_tier_ask(rl2_tier_source_t *src, const char *key, size_t klen,
              const char *field, size_t flen, char *tier)
 {
-    const char *argv[3] = { "HGET", key, field };
-    size_t argvlen[3] = { 4, klen, flen };
+    const char       *argv[3] = { "HGET", key, field };
+    size_t            argvlen[3] = { 4, klen, flen };
     rl2_redis_conn_t *conn;
-    redisReply *reply;
-    rl2_err_t err;
+    redisReply       *reply;
+    rl2_err_t         err;
 
     if (src->cluster != NULL) {
-        if (rl2_redis_cluster_command(src->cluster,
-                                      rl2_redis_key_slot(key, klen), 3, argv,
-                                      argvlen, "tier lookup", &reply, NULL,
-                                      &err) != RL2_OK) {
+        if (rl2_redis_cluster_command(
+                src->cluster, rl2_redis_key_slot(key, klen), 3, argv, argvlen,
+                "tier lookup", &reply, NULL, &err)
+            != RL2_OK) {
             return 0;
         }
     }
     else if (rl2_redis_pool_get(src->pool, &conn, &err) != RL2_OK
-             || rl2_redis_command(conn, 3, argv, argvlen, "tier lookup",
-                                  &reply, &err) != RL2_OK) {
+             || rl2_redis_command(conn, 3, argv, argvlen, "tier lookup", &reply,
+                                  &err)
+                    != RL2_OK) {
         return 0;
     }
     tier[0] = '\0';
@@ -236,8 +233,8 @@ int
 rl2_tier_source_get(rl2_tier_source_t *src, const rl2_tier_redis_t *tr,
                     const char *id, int64_t now_us, char *name)
 {
-    char key[RL2_TIER_ARG_MAX], field[RL2_TIER_ARG_MAX];
-    int klen, flen;
+    char     key[RL2_TIER_ARG_MAX], field[RL2_TIER_ARG_MAX];
+    int      klen, flen;
     uint64_t tag;
 
     name[0] = '\0';

@@ -25,16 +25,16 @@
 #include "base/shm_obj_internal.h"
 #include "store/store_internal.h"
 
-#define CIRCUIT_MAGIC 0x43324c52u   /* "RL2C" read little-endian */
+#define CIRCUIT_MAGIC   0x43324c52u /* "RL2C" read little-endian */
 #define CIRCUIT_VERSION 1u
 
 /* The shared part; all zero bytes is a closed circuit with no history. */
 typedef struct {
-    rl2_shm_hdr_t hdr;
-    _Atomic uint32_t state;             /* rl2_circuit_state_t */
-    _Atomic uint32_t failures;          /* consecutive, while closed */
-    _Atomic int64_t next_probe_us;      /* monotonic µs */
-    _Atomic int64_t opened_us;          /* monotonic µs */
+    rl2_shm_hdr_t    hdr;
+    _Atomic uint32_t state;         /* rl2_circuit_state_t */
+    _Atomic uint32_t failures;      /* consecutive, while closed */
+    _Atomic int64_t  next_probe_us; /* monotonic µs */
+    _Atomic int64_t  opened_us;     /* monotonic µs */
     _Atomic uint64_t opens;
     _Atomic uint64_t probes;
     _Atomic uint64_t probe_failures;
@@ -42,10 +42,10 @@ typedef struct {
 } circuit_shm_t;
 
 struct rl2_circuit {
-    circuit_shm_t *shm;
+    circuit_shm_t     *shm;
     rl2_circuit_conf_t conf;
-    int64_t probe_interval_us;
-    int64_t slow_us;                    /* 0: off */
+    int64_t            probe_interval_us;
+    int64_t            slow_us; /* 0: off */
 };
 
 /* ---- modes and local_share ------------------------------------------- */
@@ -68,7 +68,8 @@ rl2_failover_mode_parse(const char *text, rl2_failover_mode_t *out,
             return RL2_OK;
         }
     }
-    return rl2_err_set(err, RL2_ERR_CONFIG, "unknown failover mode "
+    return rl2_err_set(err, RL2_ERR_CONFIG,
+                       "unknown failover mode "
                        "\"%.40s\" (local, open or closed)",
                        text != NULL ? text : "");
 }
@@ -77,8 +78,8 @@ rl2_status_t
 rl2_failover_share_parse(const char *text, uint32_t *ppm, rl2_err_t *err)
 {
     const char *p = text != NULL ? text : "";
-    uint64_t whole = 0, frac = 0;
-    int digits = 0, places = 0;
+    uint64_t    whole = 0, frac = 0;
+    int         digits = 0, places = 0;
 
     for (; *p >= '0' && *p <= '9' && whole <= 1; p++, digits++) {
         whole = whole * 10 + (uint64_t)(*p - '0');
@@ -86,7 +87,8 @@ rl2_failover_share_parse(const char *text, uint32_t *ppm, rl2_err_t *err)
     if (*p == '.') {
         for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
             if (places == 6 && *p != '0') {
-                return rl2_err_set(err, RL2_ERR_CONFIG, "local_share "
+                return rl2_err_set(err, RL2_ERR_CONFIG,
+                                   "local_share "
                                    "\"%.40s\": at most 6 decimal places",
                                    text);
             }
@@ -102,7 +104,8 @@ rl2_failover_share_parse(const char *text, uint32_t *ppm, rl2_err_t *err)
     if (*p != '\0' || digits == 0 || whole > 1
         || whole * RL2_SHARE_ONE + frac > RL2_SHARE_ONE
         || whole * RL2_SHARE_ONE + frac < RL2_SHARE_MIN) {
-        return rl2_err_set(err, RL2_ERR_CONFIG, "local_share \"%.40s\" "
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "local_share \"%.40s\" "
                            "must be a decimal number from 0.001 to 1",
                            text != NULL ? text : "");
     }
@@ -115,8 +118,9 @@ rl2_failover_local_count(int64_t count, uint32_t share_ppm)
 {
     int64_t q, r, v;
 
-    share_ppm = share_ppm < RL2_SHARE_MIN ? RL2_SHARE_MIN
-              : share_ppm > RL2_SHARE_ONE ? RL2_SHARE_ONE : share_ppm;
+    share_ppm = share_ppm < RL2_SHARE_MIN   ? RL2_SHARE_MIN
+                : share_ppm > RL2_SHARE_ONE ? RL2_SHARE_ONE
+                                            : share_ppm;
     if (count < 1) {
         return 1;
     }
@@ -143,19 +147,21 @@ rl2_circuit_open(const char *name, const rl2_circuit_conf_t *conf,
                  unsigned mode, rl2_circuit_t **out, rl2_err_t *err)
 {
     /* A day bounds both: an interval longer than that is a typo. */
-    const int64_t day_ms = 86400000;
+    const int64_t  day_ms = 86400000;
     rl2_circuit_t *c;
-    rl2_status_t st;
-    void *map;
+    rl2_status_t   st;
+    void          *map;
 
     *out = NULL;
     if (conf->failures_to_open < 1 || conf->failures_to_open > 1000000
         || conf->probe_interval_ms < 1 || conf->probe_interval_ms > day_ms
         || conf->slow_ms < 0 || conf->slow_ms > day_ms) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "circuit %s: failures "
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "circuit %s: failures "
                            "1..1000000, probe interval 1..%lld ms and slow "
-                           "0..%lld ms", name != NULL ? name : "",
-                           (long long)day_ms, (long long)day_ms);
+                           "0..%lld ms",
+                           name != NULL ? name : "", (long long)day_ms,
+                           (long long)day_ms);
     }
     if ((c = calloc(1, sizeof(*c))) == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "circuit: out of memory");
@@ -200,7 +206,7 @@ rl2_route_t
 rl2_circuit_route(rl2_circuit_t *c, int64_t now_us)
 {
     circuit_shm_t *s = c->shm;
-    int64_t next;
+    int64_t        next;
 
     if (atomic_load_explicit(&s->state, memory_order_acquire)
         == RL2_CIRCUIT_CLOSED) {
@@ -235,8 +241,9 @@ rl2_circuit_success(rl2_circuit_t *c, rl2_route_t route, int64_t now_us,
         if (rl2_circuit_state_cas(s, RL2_CIRCUIT_HALF_OPEN, RL2_CIRCUIT_CLOSED)
             || rl2_circuit_state_cas(s, RL2_CIRCUIT_OPEN, RL2_CIRCUIT_CLOSED)) {
             if (down_us != NULL) {
-                *down_us = now_us - atomic_load_explicit(
-                                        &s->opened_us, memory_order_relaxed);
+                *down_us =
+                    now_us
+                    - atomic_load_explicit(&s->opened_us, memory_order_relaxed);
             }
             return 1;
         }
@@ -257,11 +264,10 @@ int
 rl2_circuit_failure(rl2_circuit_t *c, rl2_route_t route, int64_t now_us)
 {
     circuit_shm_t *s = c->shm;
-    uint32_t n;
+    uint32_t       n;
 
     if (route == RL2_ROUTE_PROBE) {
-        atomic_fetch_add_explicit(&s->probe_failures, 1,
-                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->probe_failures, 1, memory_order_relaxed);
         /* The next probe time was set when this one was elected. */
         if (rl2_circuit_state_cas(s, RL2_CIRCUIT_HALF_OPEN, RL2_CIRCUIT_OPEN)
             || atomic_load_explicit(&s->state, memory_order_acquire)
@@ -272,7 +278,7 @@ rl2_circuit_failure(rl2_circuit_t *c, rl2_route_t route, int64_t now_us)
     }
     if (atomic_load_explicit(&s->state, memory_order_acquire)
         != RL2_CIRCUIT_CLOSED) {
-        return 0;           /* a request sent before the circuit opened */
+        return 0; /* a request sent before the circuit opened */
     }
     n = atomic_fetch_add_explicit(&s->failures, 1, memory_order_relaxed) + 1;
     if (n < c->conf.failures_to_open) {

@@ -29,12 +29,12 @@
 #include "store/store_internal.h"
 
 typedef struct {
-    rl2_store_t base;
-    rl2_store_t *primary;
-    rl2_store_t *local;
-    rl2_circuit_t *circuit;
+    rl2_store_t         base;
+    rl2_store_t        *primary;
+    rl2_store_t        *local;
+    rl2_circuit_t      *circuit;
     rl2_failover_conf_t conf;
-    rl2_hash_key_t share_key;   /* derives the keys of scaled counters */
+    rl2_hash_key_t      share_key; /* derives the keys of scaled counters */
 } rl2_failover_t;
 
 typedef rl2_status_t (*layer_op_t)(rl2_store_t *store, rl2_layer_t *layers,
@@ -48,7 +48,7 @@ static void
 rl2_failover_share_text(uint32_t ppm, char *buf, size_t len)
 {
     char frac[16];
-    int places = 6;
+    int  places = 6;
 
     snprintf(frac, sizeof(frac), "%06u", ppm % RL2_SHARE_ONE);
     while (places > 0 && frac[places - 1] == '0') {
@@ -67,19 +67,17 @@ static void
 rl2_failover_alert_opened(rl2_failover_t *f, const char *why)
 {
     const rl2_circuit_conf_t *cc = rl2_circuit_conf(f->circuit);
-    char share[32], probe[24];
-    rl2_alert_field_t down[] = {
-        { "store", f->primary->ops->name }, { "error", why }
-    };
-    rl2_alert_field_t enter[] = {
-        { "mode", rl2_failover_mode_name(f->conf.mode) },
-        { "local_share", share }, { "probe_interval_ms", probe }
-    };
+    char                      share[32], probe[24];
+    rl2_alert_field_t         down[] = { { "store", f->primary->ops->name },
+                                         { "error", why } };
+    rl2_alert_field_t         enter[] = { { "mode",
+                                            rl2_failover_mode_name(f->conf.mode) },
+                                          { "local_share", share },
+                                          { "probe_interval_ms", probe } };
 
     rl2_failover_share_text(f->conf.local_share_ppm, share, sizeof(share));
     snprintf(probe, sizeof(probe), "%" PRId64, cc->probe_interval_ms);
-    rl2_alert_send(f->conf.alert, RL2_ALERT_REDIS_DOWN, down, 2, NULL,
-                   NULL);
+    rl2_alert_send(f->conf.alert, RL2_ALERT_REDIS_DOWN, down, 2, NULL, NULL);
     rl2_alert_send(f->conf.alert, RL2_ALERT_FAILOVER_ENTER, enter,
                    f->conf.mode == RL2_FAILOVER_LOCAL ? 3 : 1, NULL, NULL);
 }
@@ -87,10 +85,9 @@ rl2_failover_alert_opened(rl2_failover_t *f, const char *why)
 static void
 rl2_failover_alert_closed(rl2_failover_t *f, int64_t down_us)
 {
-    char ms[24];
-    rl2_alert_field_t up[] = {
-        { "store", f->primary->ops->name }, { "down_ms", ms }
-    };
+    char              ms[24];
+    rl2_alert_field_t up[] = { { "store", f->primary->ops->name },
+                               { "down_ms", ms } };
     rl2_alert_field_t leave[] = {
         { "mode", rl2_failover_mode_name(f->conf.mode) }, { "down_ms", ms }
     };
@@ -102,7 +99,8 @@ rl2_failover_alert_closed(rl2_failover_t *f, int64_t down_us)
 }
 
 static void
-rl2_failover_report(rl2_failover_t *f, rl2_route_t route, int64_t t, const char *why)
+rl2_failover_report(rl2_failover_t *f, rl2_route_t route, int64_t t,
+                    const char *why)
 {
     int64_t down_us = 0;
 
@@ -123,14 +121,15 @@ rl2_failover_report(rl2_failover_t *f, rl2_route_t route, int64_t t, const char 
  * the fallback.  Errors other than RL2_ERR_STORE are the caller's (a
  * malformed request), not Redis failing: returned, not counted. */
 static rl2_status_t
-rl2_failover_try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, size_t n,
-            const rl2_clock_t *now, int *answered, rl2_err_t *err)
+rl2_failover_try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
+                         size_t n, const rl2_clock_t *now, int *answered,
+                         rl2_err_t *err)
 {
-    int64_t t0 = f->conf.clock_us(), t1, slow_us;
-    rl2_route_t route = rl2_circuit_route(f->circuit, t0);
-    rl2_err_t perr = { "" };
+    int64_t      t0 = f->conf.clock_us(), t1, slow_us;
+    rl2_route_t  route = rl2_circuit_route(f->circuit, t0);
+    rl2_err_t    perr = { "" };
     rl2_status_t st;
-    char why[64];
+    char         why[64];
 
     *answered = 0;
     if (route == RL2_ROUTE_FALLBACK) {
@@ -140,7 +139,7 @@ rl2_failover_try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, 
     t1 = f->conf.clock_us();
     if (st == RL2_ERR_STORE) {
         for (size_t i = 0; i < n; i++) {
-            layers[i].committed = 0;    /* answered afresh by the fallback */
+            layers[i].committed = 0; /* answered afresh by the fallback */
         }
         rl2_failover_report(f, route, t1, perr.msg);
         return RL2_OK;
@@ -156,8 +155,9 @@ rl2_failover_try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers, 
     }
     slow_us = rl2_circuit_conf(f->circuit)->slow_ms * 1000;
     if (slow_us > 0 && t1 - t0 > slow_us) {
-        snprintf(why, sizeof(why), "answer took %" PRId64 " ms (slow_ms %"
-                 PRId64 ")", (t1 - t0) / 1000, slow_us / 1000);
+        snprintf(why, sizeof(why),
+                 "answer took %" PRId64 " ms (slow_ms %" PRId64 ")",
+                 (t1 - t0) / 1000, slow_us / 1000);
         rl2_failover_report(f, route, t1, why);
     }
     else {
@@ -181,21 +181,23 @@ rl2_failover_scale(int64_t count, uint32_t ppm, int64_t cost)
  * request could never pass), none above what it was. */
 static void
 rl2_failover_scale_limit(const rl2_failover_t *f, const rl2_limit_t *in,
-            rl2_limit_t *out)
+                         rl2_limit_t *out)
 {
     uint32_t ppm = f->conf.local_share_ppm;
 
     *out = *in;
-    out->ttl_us = 0;  /* other parameters: worked out again */
+    out->ttl_us = 0; /* other parameters: worked out again */
     out->algo.limit = rl2_failover_scale(in->algo.limit, ppm, in->cost);
     if (in->algo.burst > 0) {
         out->algo.burst = rl2_failover_scale(in->algo.burst, ppm, in->cost);
     }
     out->state_size = rl2_algo_state_size(&out->algo);
     if (in->overflow.limit > 0) {
-        out->overflow.limit = rl2_failover_scale(in->overflow.limit, ppm, in->cost);
+        out->overflow.limit =
+            rl2_failover_scale(in->overflow.limit, ppm, in->cost);
         if (in->overflow.burst > 0) {
-            out->overflow.burst = rl2_failover_scale(in->overflow.burst, ppm, in->cost);
+            out->overflow.burst =
+                rl2_failover_scale(in->overflow.burst, ppm, in->cost);
         }
         out->state_size += rl2_algo_state_size(&out->overflow);
     }
@@ -210,12 +212,12 @@ rl2_failover_local_key(const rl2_failover_t *f, rl2_digest_t key)
 /* The local store answers with every limit scaled by local_share. */
 static rl2_status_t
 rl2_failover_answer_local(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
-             size_t n, const rl2_clock_t *now, rl2_err_t *err)
+                          size_t n, const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_limit_t scaled[RL2_MAX_LAYERS];
+    rl2_limit_t        scaled[RL2_MAX_LAYERS];
     const rl2_limit_t *limits[RL2_MAX_LAYERS];
-    rl2_digest_t keys[RL2_MAX_LAYERS];
-    rl2_status_t st;
+    rl2_digest_t       keys[RL2_MAX_LAYERS];
+    rl2_status_t       st;
 
     for (size_t i = 0; i < n; i++) {
         limits[i] = layers[i].limit;
@@ -254,15 +256,17 @@ rl2_failover_answer_open(rl2_layer_t *layers, size_t n)
 }
 
 static rl2_status_t
-rl2_failover_answer_fallback(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
-                size_t n, const rl2_clock_t *now, rl2_err_t *err)
+rl2_failover_answer_fallback(rl2_failover_t *f, layer_op_t op,
+                             rl2_layer_t *layers, size_t n,
+                             const rl2_clock_t *now, rl2_err_t *err)
 {
     switch (f->conf.mode) {
     case RL2_FAILOVER_OPEN:
         rl2_failover_answer_open(layers, n);
         return RL2_OK;
     case RL2_FAILOVER_CLOSED:
-        return rl2_err_set(err, RL2_ERR_STORE, "store %s unavailable and "
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "store %s unavailable and "
                            "failover mode is closed: refusing",
                            f->primary->ops->name);
     default:
@@ -273,20 +277,21 @@ rl2_failover_answer_fallback(rl2_failover_t *f, layer_op_t op, rl2_layer_t *laye
 /* ---- the store interface ----------------------------------------------- */
 
 static rl2_status_t
-rl2_failover_route_call(rl2_failover_t *f, int peek, rl2_layer_t *layers, size_t n,
-           const rl2_clock_t *now, rl2_err_t *err)
+rl2_failover_route_call(rl2_failover_t *f, int peek, rl2_layer_t *layers,
+                        size_t n, const rl2_clock_t *now, rl2_err_t *err)
 {
-    layer_op_t primary_op = peek ? f->primary->ops->peek
-                                 : f->primary->ops->apply;
-    layer_op_t local_op = NULL;
-    int answered;
+    layer_op_t primary_op =
+        peek ? f->primary->ops->peek : f->primary->ops->apply;
+    layer_op_t   local_op = NULL;
+    int          answered;
     rl2_status_t st;
 
     if (n > RL2_MAX_LAYERS) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d",
-                           n, RL2_MAX_LAYERS);
+        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d", n,
+                           RL2_MAX_LAYERS);
     }
-    st = rl2_failover_try_primary(f, primary_op, layers, n, now, &answered, err);
+    st =
+        rl2_failover_try_primary(f, primary_op, layers, n, now, &answered, err);
     if (st != RL2_OK || answered) {
         return st;
     }
@@ -298,25 +303,27 @@ rl2_failover_route_call(rl2_failover_t *f, int peek, rl2_layer_t *layers, size_t
 
 static rl2_status_t
 rl2_failover_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
-               const rl2_clock_t *now, rl2_err_t *err)
+                   const rl2_clock_t *now, rl2_err_t *err)
 {
-    return rl2_failover_route_call((rl2_failover_t *)store, 0, layers, n, now, err);
+    return rl2_failover_route_call((rl2_failover_t *)store, 0, layers, n, now,
+                                   err);
 }
 
 static rl2_status_t
 rl2_failover_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
-              const rl2_clock_t *now, rl2_err_t *err)
+                  const rl2_clock_t *now, rl2_err_t *err)
 {
-    return rl2_failover_route_call((rl2_failover_t *)store, 1, layers, n, now, err);
+    return rl2_failover_route_call((rl2_failover_t *)store, 1, layers, n, now,
+                                   err);
 }
 
 /* Layers Redis counted go back to Redis only while the circuit is
  * closed: while it is open no request touches Redis. */
 static rl2_status_t
 rl2_failover_refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
-               const rl2_clock_t *now, rl2_err_t *err)
+                            const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_err_t perr = { "" };
+    rl2_err_t    perr = { "" };
     rl2_status_t st;
 
     if (rl2_circuit_state(f->circuit) != RL2_CIRCUIT_CLOSED) {
@@ -334,17 +341,17 @@ rl2_failover_refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
  * `sel`, Redis ones to the back, each copy marked plain 1 again. */
 static rl2_status_t
 rl2_failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
-                const rl2_clock_t *now, rl2_err_t *err)
+                    const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_failover_t *f = (rl2_failover_t *)store;
-    rl2_layer_t sel[RL2_MAX_LAYERS];
-    rl2_limit_t scaled[RL2_MAX_LAYERS];
-    size_t nl = 0, np = 0;
-    rl2_status_t st = RL2_OK, st2 = RL2_OK;
+    rl2_layer_t     sel[RL2_MAX_LAYERS];
+    rl2_limit_t     scaled[RL2_MAX_LAYERS];
+    size_t          nl = 0, np = 0;
+    rl2_status_t    st = RL2_OK, st2 = RL2_OK;
 
     if (n > RL2_MAX_LAYERS) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d",
-                           n, RL2_MAX_LAYERS);
+        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d", n,
+                           RL2_MAX_LAYERS);
     }
     for (size_t i = 0; i < n; i++) {
         rl2_layer_t *l;
@@ -370,7 +377,7 @@ rl2_failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     }
     if (np > 0) {
         st2 = rl2_failover_refund_primary(f, sel + RL2_MAX_LAYERS - np, np, now,
-                             st == RL2_OK ? err : NULL);
+                                          st == RL2_OK ? err : NULL);
     }
     return st != RL2_OK ? st : st2;
 }
@@ -380,19 +387,19 @@ rl2_failover_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
  * local zone's scaled counters of failover mode local. */
 static rl2_status_t
 rl2_failover_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
-               const rl2_clock_t *now, rl2_err_t *err)
+                   const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_failover_t *f = (rl2_failover_t *)store;
-    rl2_status_t st, st2 = RL2_OK;
+    rl2_status_t    st, st2 = RL2_OK;
 
     if (n > RL2_MAX_LAYERS) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d",
-                           n, RL2_MAX_LAYERS);
+        return rl2_err_set(err, RL2_ERR_INVALID, "%zu layers, at most %d", n,
+                           RL2_MAX_LAYERS);
     }
     st = f->primary->ops->reset(f->primary, layers, n, now, err);
     if (f->local != NULL) {
         st2 = rl2_failover_answer_local(f, f->local->ops->reset, layers, n, now,
-                           st == RL2_OK ? err : NULL);
+                                        st == RL2_OK ? err : NULL);
     }
     return st != RL2_OK ? st : st2;
 }
@@ -404,8 +411,8 @@ rl2_failover_destroy(rl2_store_t *store)
 }
 
 static const rl2_store_ops_t failover_ops = {
-    "failover", rl2_failover_apply, rl2_failover_refund, rl2_failover_peek,
-    rl2_failover_destroy, rl2_failover_reset
+    "failover",        rl2_failover_apply,   rl2_failover_refund,
+    rl2_failover_peek, rl2_failover_destroy, rl2_failover_reset
 };
 
 void
@@ -419,25 +426,27 @@ rl2_failover_conf_default(rl2_failover_conf_t *conf)
 
 rl2_status_t
 rl2_store_failover_create(rl2_store_t *primary, rl2_store_t *local,
-                          rl2_circuit_t *circuit,
-                          const rl2_failover_conf_t *conf,
-                          rl2_store_t **out, rl2_err_t *err)
+                          rl2_circuit_t             *circuit,
+                          const rl2_failover_conf_t *conf, rl2_store_t **out,
+                          rl2_err_t *err)
 {
     rl2_failover_t *f;
-    char secret[64];
+    char            secret[64];
 
     *out = NULL;
     if (primary == NULL || circuit == NULL || (unsigned)conf->mode > 2
         || (conf->mode == RL2_FAILOVER_LOCAL && local == NULL)) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "failover store needs a "
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "failover store needs a "
                            "primary store, a circuit, a mode, and a local "
                            "store in mode local");
     }
     if (conf->local_share_ppm < RL2_SHARE_MIN
         || conf->local_share_ppm > RL2_SHARE_ONE) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "local_share %u ppm "
-                           "outside %u..%u", conf->local_share_ppm,
-                           RL2_SHARE_MIN, RL2_SHARE_ONE);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "local_share %u ppm "
+                           "outside %u..%u",
+                           conf->local_share_ppm, RL2_SHARE_MIN, RL2_SHARE_ONE);
     }
     if ((f = calloc(1, sizeof(*f))) == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
@@ -461,7 +470,7 @@ int
 rl2_failover_refusing(const rl2_store_t *store, int64_t *retry_after_s)
 {
     const rl2_failover_t *f = (const rl2_failover_t *)store;
-    rl2_circuit_stats_t cs;
+    rl2_circuit_stats_t   cs;
 
     if (store == NULL || store->ops != &failover_ops
         || f->conf.mode != RL2_FAILOVER_CLOSED) {

@@ -16,8 +16,8 @@
 typedef struct {
     rl2_store_t base;
     rl2_zone_t *zone;
-    const void *fresh;  /* the zone's state size of zeros, never written:
-                           what a key the zone does not hold reads as */
+    const void *fresh; /* the zone's state size of zeros, never written:
+                          what a key the zone does not hold reads as */
 } rl2_store_local_t;
 
 /* Calendar quotas run on wall time, everything else on the monotonic
@@ -39,7 +39,7 @@ static void
 rl2_layer_check(rl2_layer_t *l, const void *state, const rl2_clock_t *now)
 {
     const rl2_limit_t *limit = l->limit;
-    rl2_algo_result_t ov;
+    rl2_algo_result_t  ov;
 
     rl2_algo_check(&limit->algo, state, rl2_clock_for(&limit->algo, now),
                    limit->cost, &l->result);
@@ -47,8 +47,7 @@ rl2_layer_check(rl2_layer_t *l, const void *state, const rl2_clock_t *now)
     l->overflow_used = 0;
     if (l->refused && limit->overflow.limit != 0) {
         rl2_algo_check(&limit->overflow,
-                       (const char *)state
-                       + rl2_algo_state_size(&limit->algo),
+                       (const char *)state + rl2_algo_state_size(&limit->algo),
                        now->mono_us, limit->cost, &ov);
         if (ov.allowed) {
             l->refused = 0;
@@ -61,13 +60,14 @@ static void
 rl2_layer_commit(rl2_zone_t *zone, rl2_layer_t *l, void *state,
                  const rl2_clock_t *now)
 {
-    const rl2_limit_t *limit = l->limit;
-    const rl2_algo_params_t *p = l->overflow_used ? &limit->overflow
-                                                  : &limit->algo;
-    void *s = l->overflow_used ? rl2_overflow_state(limit, state) : state;
+    const rl2_limit_t       *limit = l->limit;
+    const rl2_algo_params_t *p =
+        l->overflow_used ? &limit->overflow : &limit->algo;
+    void   *s = l->overflow_used ? rl2_overflow_state(limit, state) : state;
     int64_t t = rl2_clock_for(p, now);
     int64_t ttl = limit->ttl_us > 0 && !l->overflow_used
-                  ? limit->ttl_us : rl2_algo_ttl_us(p, t);
+                      ? limit->ttl_us
+                      : rl2_algo_ttl_us(p, t);
 
     if (limit->overflow.limit != 0 && !l->overflow_used) {
         int64_t ottl = rl2_algo_ttl_us(&limit->overflow, now->mono_us);
@@ -89,15 +89,16 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                 const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_store_local_t *ls = (rl2_store_local_t *)store;
-    rl2_zone_t *zone = ls->zone;
-    void *states[RL2_MAX_LAYERS];
-    uint32_t refs[RL2_MAX_LAYERS];
-    int refused = 0;
-    rl2_status_t st;
+    rl2_zone_t        *zone = ls->zone;
+    void              *states[RL2_MAX_LAYERS];
+    uint32_t           refs[RL2_MAX_LAYERS];
+    int                refused = 0;
+    rl2_status_t       st;
 
     for (size_t i = 0; i < n; i++) {
         if (layers[i].limit->state_size > rl2_zone_state_size(zone)) {
-            return rl2_err_set(err, RL2_ERR_STORE, "limit \"%s\" needs %zu "
+            return rl2_err_set(err, RL2_ERR_STORE,
+                               "limit \"%s\" needs %zu "
                                "bytes of state per key but the zone holds "
                                "%zu: the zone must be recreated",
                                layers[i].limit->name,
@@ -109,8 +110,8 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         return st;
     }
     for (size_t i = 0; i < n; i++) {
-        states[i] = rl2_zone_lookup(zone, layers[i].key, now->mono_us,
-                                    &refs[i]);
+        states[i] =
+            rl2_zone_lookup(zone, layers[i].key, now->mono_us, &refs[i]);
         rl2_layer_check(&layers[i], states[i] ? states[i] : ls->fresh, now);
         /* Unlimited layers never refuse (decide.c and the Redis
          * scripts agree). */
@@ -142,7 +143,7 @@ static rl2_status_t
 rl2_local_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                  const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_zone_t *zone = ((rl2_store_local_t *)store)->zone;
+    rl2_zone_t  *zone = ((rl2_store_local_t *)store)->zone;
     rl2_status_t st;
 
     if (n == 0) {
@@ -160,8 +161,8 @@ rl2_local_refund(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         }
         /* A key gone since (reset, expired) has nothing to give back. */
         void *state = rl2_zone_peek(zone, l->key, now->mono_us);
-        const rl2_algo_params_t *p = l->overflow_used ? &limit->overflow
-                                                      : &limit->algo;
+        const rl2_algo_params_t *p =
+            l->overflow_used ? &limit->overflow : &limit->algo;
 
         if (state == NULL) {
             continue;
@@ -181,7 +182,7 @@ rl2_local_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_store_local_t *ls = (rl2_store_local_t *)store;
-    rl2_status_t st;
+    rl2_status_t       st;
 
     if ((st = rl2_zone_lock(ls->zone, err)) != RL2_OK) {
         return st;
@@ -199,7 +200,7 @@ static rl2_status_t
 rl2_local_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                 const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_zone_t *zone = ((rl2_store_local_t *)store)->zone;
+    rl2_zone_t  *zone = ((rl2_store_local_t *)store)->zone;
     rl2_status_t st;
 
     (void)now;
@@ -222,8 +223,8 @@ rl2_local_destroy(rl2_store_t *store)
 }
 
 static const rl2_store_ops_t rl2_local_ops = {
-    "local", rl2_local_apply, rl2_local_refund, rl2_local_peek,
-    rl2_local_destroy, rl2_local_reset
+    "local",        rl2_local_apply,   rl2_local_refund,
+    rl2_local_peek, rl2_local_destroy, rl2_local_reset
 };
 
 rl2_status_t

@@ -75,8 +75,7 @@ int rl2_circuit_failure(rl2_circuit_t *circuit, rl2_route_t route,
 void rl2_circuit_drop_refunds(rl2_circuit_t *circuit, uint64_t n);
 
 rl2_circuit_state_t rl2_circuit_state(const rl2_circuit_t *circuit);
-void rl2_circuit_stats(const rl2_circuit_t *circuit,
-                       rl2_circuit_stats_t *out);
+void rl2_circuit_stats(const rl2_circuit_t *circuit, rl2_circuit_stats_t *out);
 const rl2_circuit_conf_t *rl2_circuit_conf(const rl2_circuit_t *circuit);
 
 /* After rl2_decide() failed: should the front end answer 503?  True for a
@@ -91,7 +90,7 @@ int rl2_failover_refusing(const rl2_store_t *store, int64_t *retry_after_s);
 /* Take and release the zone lock.  Lock returns RL2_OK, recovering a lock
  * whose owner died, or RL2_ERR_SYS with a message. */
 rl2_status_t rl2_zone_lock(rl2_zone_t *zone, rl2_err_t *err);
-void rl2_zone_unlock(rl2_zone_t *zone);
+void         rl2_zone_unlock(rl2_zone_t *zone);
 
 /* Under the lock: the state of `key`, state_size bytes, 8-aligned.  A key
  * that is absent, or whose expiry is before now_us, gets zeroed state (a
@@ -124,45 +123,45 @@ void rl2_zone_remove(rl2_zone_t *zone, rl2_digest_t key);
 rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
                             rl2_err_t *err);
 
-#define ZONE_MAGIC 0x5a324c52u        /* "RL2Z" read little-endian */
+#define ZONE_MAGIC   0x5a324c52u /* "RL2Z" read little-endian */
 #define ZONE_VERSION 1u
-#define ZONE_NIL 0u                   /* no entry */
+#define ZONE_NIL     0u /* no entry */
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2,
                "shared memory needs address-free 32-bit atomics");
 
 typedef struct {
     rl2_digest_t key;
-    int64_t expires_us;               /* state is fresh when before now */
-    uint32_t prev;                    /* LRU: towards the head (newer) */
-    uint32_t next;                    /* LRU: towards the tail; free list */
-    uint32_t hash;                    /* index hash; home = hash & mask */
-    uint32_t in_use;                  /* 1 on the LRU list, 0 free */
+    int64_t      expires_us; /* state is fresh when before now */
+    uint32_t     prev;       /* LRU: towards the head (newer) */
+    uint32_t     next;       /* LRU: towards the tail; free list */
+    uint32_t     hash;       /* index hash; home = hash & mask */
+    uint32_t     in_use;     /* 1 on the LRU list, 0 free */
 } zone_entry_t;
 
 _Static_assert(sizeof(zone_entry_t) % 8 == 0, "state must stay 8-aligned");
 
 typedef struct {
-    _Atomic uint32_t magic;           /* ZONE_MAGIC, stored last */
-    uint32_t version;                 /* ZONE_VERSION */
-    uint32_t hdr_size;                /* sizeof(zone_hdr_t): ABI check */
-    uint32_t entries;                 /* capacity in keys */
-    uint32_t index_slots;             /* power of two >= 2 * entries */
-    uint32_t pad;
-    uint64_t state_size;              /* bytes, multiple of 8 */
-    uint64_t stride;                  /* bytes per entry with its state */
-    uint64_t index_off;               /* bytes from the object's start */
-    uint64_t entries_off;
-    uint64_t bytes;                   /* size of the whole object */
-    rl2_hash_key_t seed;              /* per-zone index key (anti-flood) */
-    uint64_t used;                    /* entries on the LRU list */
-    uint64_t evictions;
-    uint64_t lock_recoveries;
-    uint32_t lru_head;                /* most recently used */
-    uint32_t lru_tail;                /* least recently used */
-    uint32_t free_head;
-    _Atomic uint32_t dirty;           /* 1 while the index or lists change */
-    pthread_mutex_t lock;
+    _Atomic uint32_t magic;       /* ZONE_MAGIC, stored last */
+    uint32_t         version;     /* ZONE_VERSION */
+    uint32_t         hdr_size;    /* sizeof(zone_hdr_t): ABI check */
+    uint32_t         entries;     /* capacity in keys */
+    uint32_t         index_slots; /* power of two >= 2 * entries */
+    uint32_t         pad;
+    uint64_t         state_size; /* bytes, multiple of 8 */
+    uint64_t         stride;     /* bytes per entry with its state */
+    uint64_t         index_off;  /* bytes from the object's start */
+    uint64_t         entries_off;
+    uint64_t         bytes; /* size of the whole object */
+    rl2_hash_key_t   seed;  /* per-zone index key (anti-flood) */
+    uint64_t         used;  /* entries on the LRU list */
+    uint64_t         evictions;
+    uint64_t         lock_recoveries;
+    uint32_t         lru_head; /* most recently used */
+    uint32_t         lru_tail; /* least recently used */
+    uint32_t         free_head;
+    _Atomic uint32_t dirty; /* 1 while the index or lists change */
+    pthread_mutex_t  lock;
 } zone_hdr_t;
 
 typedef struct {
@@ -178,13 +177,13 @@ typedef struct {
 /* The per-process handle.  Geometry is copied out of the validated header
  * so that bounds never depend on what another process writes later. */
 struct rl2_zone {
-    zone_hdr_t *hdr;
-    uint32_t *index;
+    zone_hdr_t    *hdr;
+    uint32_t      *index;
     unsigned char *table;
-    zone_geom_t geom;
-    uint32_t mask;
+    zone_geom_t    geom;
+    uint32_t       mask;
     rl2_hash_key_t seed;
-    char name[RL2_ZONE_NAME_MAX + 1];
+    char           name[RL2_ZONE_NAME_MAX + 1];
 };
 
 /* The dirty flag brackets every change to the index and lists: a process
@@ -211,8 +210,7 @@ rl2_zone_mark_clean(rl2_zone_t *z)
 void rl2_zone_rebuild(rl2_zone_t *z);
 
 /* "local", "open", "closed". */
-rl2_status_t rl2_failover_mode_parse(const char *text,
-                                     rl2_failover_mode_t *out,
+rl2_status_t rl2_failover_mode_parse(const char *text, rl2_failover_mode_t *out,
                                      rl2_err_t *err);
 
 /* A decimal fraction in [0.001, 1] ("0.5", "1", "0.125") to parts per

@@ -18,8 +18,9 @@
 
 #include "store_internal.h"
 
-#define ZONE_EXPIRE_SCAN 4            /* LRU tail entries checked for an
-                                         expired one before evicting */
+#define ZONE_EXPIRE_SCAN \
+    4 /* LRU tail entries checked for an \
+         expired one before evicting */
 
 /* ---- entries, index, lists (all under the lock) ----------------------- */
 
@@ -63,7 +64,8 @@ rl2_zone_key_equal(rl2_digest_t a, rl2_digest_t b)
 }
 
 static uint32_t
-rl2_zone_index_find(const rl2_zone_t *z, rl2_digest_t key, uint32_t hash, uint32_t *pos)
+rl2_zone_index_find(const rl2_zone_t *z, rl2_digest_t key, uint32_t hash,
+                    uint32_t *pos)
 {
     uint32_t i = hash & z->mask;
     uint32_t ref;
@@ -131,7 +133,7 @@ rl2_zone_index_delete(rl2_zone_t *z, uint32_t hole)
 static void
 rl2_zone_lru_unlink(rl2_zone_t *z, uint32_t ref)
 {
-    zone_hdr_t *h = z->hdr;
+    zone_hdr_t   *h = z->hdr;
     zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
     if (e->prev != ZONE_NIL) {
@@ -152,7 +154,7 @@ rl2_zone_lru_unlink(rl2_zone_t *z, uint32_t ref)
 static void
 rl2_zone_lru_push_head(rl2_zone_t *z, uint32_t ref)
 {
-    zone_hdr_t *h = z->hdr;
+    zone_hdr_t   *h = z->hdr;
     zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
     e->prev = ZONE_NIL;
@@ -185,7 +187,7 @@ void
 rl2_zone_rebuild(rl2_zone_t *z)
 {
     zone_hdr_t *h = z->hdr;
-    uint32_t ref, pos;
+    uint32_t    ref, pos;
 
     memset(z->index, 0, (size_t)z->geom.index_slots * sizeof(uint32_t));
     h->lru_head = h->lru_tail = h->free_head = ZONE_NIL;
@@ -199,7 +201,7 @@ rl2_zone_rebuild(rl2_zone_t *z)
         }
         e->hash = rl2_zone_key_hash(z, e->key);
         if (rl2_zone_index_find(z, e->key, e->hash, &pos) != ZONE_NIL) {
-            rl2_zone_free_push(z, ref);      /* a duplicate cannot be trusted */
+            rl2_zone_free_push(z, ref); /* a duplicate cannot be trusted */
             continue;
         }
         rl2_zone_index_insert(z, ref, e->hash);
@@ -214,9 +216,9 @@ static uint32_t
 rl2_zone_reclaim(rl2_zone_t *z, int64_t now_us)
 {
     zone_hdr_t *h = z->hdr;
-    uint32_t ref = h->free_head;
-    uint32_t victim = h->lru_tail;
-    int i;
+    uint32_t    ref = h->free_head;
+    uint32_t    victim = h->lru_tail;
+    int         i;
 
     if (ref != ZONE_NIL) {
         h->free_head = rl2_zone_entry_at(z, ref)->next;
@@ -253,9 +255,9 @@ rl2_zone_entry_reset(rl2_zone_t *z, zone_entry_t *e, int64_t now_us)
 void *
 rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
 {
-    uint32_t hash = rl2_zone_key_hash(z, key);
-    uint32_t pos;
-    uint32_t ref = rl2_zone_index_find(z, key, hash, &pos);
+    uint32_t      hash = rl2_zone_key_hash(z, key);
+    uint32_t      pos;
+    uint32_t      ref = rl2_zone_index_find(z, key, hash, &pos);
     zone_entry_t *e;
 
     if (ref != ZONE_NIL && ref == z->hdr->lru_head

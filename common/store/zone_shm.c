@@ -44,10 +44,11 @@
 #include "store_internal.h"
 #include "base/base_internal.h"
 
-#define ZONE_STATE_MAX 65536u         /* bytes of state per entry */
+#define ZONE_STATE_MAX     65536u /* bytes of state per entry */
 #define ZONE_OPEN_ATTEMPTS 8
-#define ZONE_WAIT_MS 1000             /* how long an attacher polls for a
-                                         creator to take its flock */
+#define ZONE_WAIT_MS \
+    1000 /* how long an attacher polls for a \
+            creator to take its flock */
 
 /* ---- geometry ---------------------------------------------------------- */
 
@@ -79,15 +80,15 @@ rl2_zone_align64(uint64_t v)
 
 static rl2_status_t
 rl2_zone_geom_compute(const char *name, uint64_t entries, uint64_t state_size,
-             zone_geom_t *g, rl2_err_t *err)
+                      zone_geom_t *g, rl2_err_t *err)
 {
     uint64_t slots = 1, index_bytes, table_bytes, total;
 
     if (entries < RL2_ZONE_MIN_ENTRIES || entries > RL2_ZONE_MAX_ENTRIES) {
         return rl2_err_set(err, RL2_ERR_INVALID,
                            "zone %s: entries %llu outside %u..%u", name,
-                           (unsigned long long)entries,
-                           RL2_ZONE_MIN_ENTRIES, RL2_ZONE_MAX_ENTRIES);
+                           (unsigned long long)entries, RL2_ZONE_MIN_ENTRIES,
+                           RL2_ZONE_MAX_ENTRIES);
     }
     if (state_size > ZONE_STATE_MAX) {
         return rl2_err_set(err, RL2_ERR_INVALID,
@@ -112,7 +113,8 @@ rl2_zone_geom_compute(const char *name, uint64_t entries, uint64_t state_size,
         || total > (uint64_t)SIZE_MAX || total > (uint64_t)INT64_MAX) {
         return rl2_err_set(err, RL2_ERR_RANGE,
                            "zone %s: %llu entries of %llu bytes do not fit "
-                           "in memory", name, (unsigned long long)entries,
+                           "in memory",
+                           name, (unsigned long long)entries,
                            (unsigned long long)g->state_size);
     }
     g->bytes = total;
@@ -124,8 +126,8 @@ rl2_zone_geom_equal(const zone_geom_t *a, const zone_geom_t *b)
 {
     return a->entries == b->entries && a->index_slots == b->index_slots
            && a->state_size == b->state_size && a->stride == b->stride
-           && a->index_off == b->index_off
-           && a->entries_off == b->entries_off && a->bytes == b->bytes;
+           && a->index_off == b->index_off && a->entries_off == b->entries_off
+           && a->bytes == b->bytes;
 }
 
 /* ---- locking ----------------------------------------------------------- */
@@ -139,7 +141,8 @@ rl2_zone_recover(rl2_zone_t *z, rl2_err_t *err)
         pthread_mutex_unlock(&z->hdr->lock);
         return rl2_err_set(err, RL2_ERR_SYS,
                            "zone %s: recovering the lock of a dead process: "
-                           "%s", z->name, strerror(rc));
+                           "%s",
+                           z->name, strerror(rc));
     }
     if (atomic_load_explicit(&z->hdr->dirty, memory_order_relaxed)) {
         rl2_zone_rebuild(z);
@@ -186,13 +189,12 @@ rl2_zone_name_check(const char *name, rl2_err_t *err)
 
 static rl2_status_t
 rl2_zone_handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
-           rl2_zone_t **out, rl2_err_t *err)
+                    rl2_zone_t **out, rl2_err_t *err)
 {
     rl2_zone_t *z = calloc(1, sizeof(*z));
 
     if (z == NULL) {
-        return rl2_err_set(err, RL2_ERR_NOMEM, "zone %s: out of memory",
-                           name);
+        return rl2_err_set(err, RL2_ERR_NOMEM, "zone %s: out of memory", name);
     }
     z->hdr = hdr;
     z->geom = *g;
@@ -200,7 +202,7 @@ rl2_zone_handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
     z->table = (unsigned char *)hdr + g->entries_off;
     z->mask = g->index_slots - 1;
     z->seed = hdr->seed;
-    strcpy(z->name, name);          /* length checked by rl2_zone_name_check */
+    strcpy(z->name, name); /* length checked by rl2_zone_name_check */
     *out = z;
     return RL2_OK;
 }
@@ -211,13 +213,13 @@ rl2_zone_handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
 static bool
 rl2_zone_hdr_valid(const zone_hdr_t *h, uint64_t st_size, zone_geom_t *g)
 {
-    zone_geom_t stored = {
-        h->entries, h->index_slots, h->state_size, h->stride,
-        h->index_off, h->entries_off, h->bytes
-    };
+    zone_geom_t stored = { h->entries, h->index_slots, h->state_size,
+                           h->stride,  h->index_off,   h->entries_off,
+                           h->bytes };
 
     if (h->version != ZONE_VERSION || h->hdr_size != sizeof(zone_hdr_t)
-        || rl2_zone_geom_compute("", h->entries, h->state_size, g, NULL) != RL2_OK) {
+        || rl2_zone_geom_compute("", h->entries, h->state_size, g, NULL)
+               != RL2_OK) {
         return false;
     }
     return rl2_zone_geom_equal(g, &stored) && g->bytes == st_size;
@@ -227,10 +229,10 @@ rl2_zone_hdr_valid(const zone_hdr_t *h, uint64_t st_size, zone_geom_t *g)
  * while a creator is at work); *hdr is set only for a valid zone. */
 static rl2_status_t
 rl2_zone_map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
-        uint32_t *magic, rl2_err_t *err)
+                 uint32_t *magic, rl2_err_t *err)
 {
     struct stat st;
-    void *base;
+    void       *base;
 
     *magic = 0;
     if (fstat(fd, &st) != 0) {
@@ -246,7 +248,8 @@ rl2_zone_map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
     }
     *magic = atomic_load_explicit(&((zone_hdr_t *)base)->magic,
                                   memory_order_acquire);
-    if (*magic == ZONE_MAGIC && rl2_zone_hdr_valid(base, (uint64_t)st.st_size, g)) {
+    if (*magic == ZONE_MAGIC
+        && rl2_zone_hdr_valid(base, (uint64_t)st.st_size, g)) {
         *hdr = base;
     }
     else {
@@ -262,12 +265,12 @@ rl2_zone_map_try(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
  * shared flock waits for a slow creation however long it takes; the
  * bounded polling only covers the instant before the creator's flock. */
 static rl2_status_t
-rl2_zone_map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g,
-             rl2_err_t *err)
+rl2_zone_map_existing(const char *name, int fd, zone_hdr_t **hdr,
+                      zone_geom_t *g, rl2_err_t *err)
 {
     rl2_status_t st;
-    uint32_t magic;
-    int waited;
+    uint32_t     magic;
+    int          waited;
 
     *hdr = NULL;
     for (waited = 0; waited <= ZONE_WAIT_MS; waited++) {
@@ -278,7 +281,7 @@ rl2_zone_map_existing(const char *name, int fd, zone_hdr_t **hdr, zone_geom_t *g
             flock(fd, LOCK_UN);
         }
         if (st != RL2_OK || *hdr != NULL || magic != 0) {
-            return st;                  /* an error, ours, or foreign */
+            return st; /* an error, ours, or foreign */
         }
         rl2_sleep_ms(1);
     }
@@ -289,7 +292,7 @@ static rl2_status_t
 rl2_zone_mutex_init(const char *name, pthread_mutex_t *m, rl2_err_t *err)
 {
     pthread_mutexattr_t attr;
-    int rc = pthread_mutexattr_init(&attr);
+    int                 rc = pthread_mutexattr_init(&attr);
 
     if (rc == 0) {
         rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
@@ -310,28 +313,31 @@ static rl2_status_t
 rl2_zone_reserve(const char *name, int fd, uint64_t bytes, rl2_err_t *err)
 {
     struct statvfs vfs;
-    uint64_t avail;
-    int rc;
+    uint64_t       avail;
+    int            rc;
 
     if (fstatvfs(fd, &vfs) == 0 && vfs.f_frsize != 0
-        && rl2_zone_mul_u64(vfs.f_bavail, vfs.f_frsize, &avail) && bytes > avail) {
+        && rl2_zone_mul_u64(vfs.f_bavail, vfs.f_frsize, &avail)
+        && bytes > avail) {
         return rl2_err_set(err, RL2_ERR_NOMEM,
                            "zone %s: needs %llu bytes, shared memory has "
-                           "%llu free", name, (unsigned long long)bytes,
+                           "%llu free",
+                           name, (unsigned long long)bytes,
                            (unsigned long long)avail);
     }
     if (ftruncate(fd, (off_t)bytes) != 0) {
         return rl2_zone_sys_err(err, name, "ftruncate", errno);
     }
     rc = posix_fallocate(fd, 0, (off_t)bytes);
-    return rc == 0 ? RL2_OK : rl2_zone_sys_err(err, name, "posix_fallocate", rc);
+    return rc == 0 ? RL2_OK
+                   : rl2_zone_sys_err(err, name, "posix_fallocate", rc);
 }
 
 static void
 rl2_zone_seed_init(rl2_hash_key_t *seed)
 {
     struct timespec ts;
-    uint64_t mix[2];
+    uint64_t        mix[2];
 
     if (getrandom(seed->k, sizeof(seed->k), GRND_NONBLOCK)
         == (ssize_t)sizeof(seed->k)) {
@@ -347,24 +353,23 @@ rl2_zone_seed_init(rl2_hash_key_t *seed)
 /* The creator owns the new object exclusively (O_EXCL) until it publishes
  * the magic; attachers wait for that release store. */
 static rl2_status_t
-rl2_zone_create_new(const char *name, int fd, unsigned mode, const zone_geom_t *g,
-            rl2_zone_t **out, rl2_err_t *err)
+rl2_zone_create_new(const char *name, int fd, unsigned mode,
+                    const zone_geom_t *g, rl2_zone_t **out, rl2_err_t *err)
 {
-    zone_hdr_t *h;
+    zone_hdr_t  *h;
     rl2_status_t st;
 
     /* Held until the magic is published (or this process dies). */
     if (flock(fd, LOCK_EX) != 0) {
         return rl2_zone_sys_err(err, name, "flock", errno);
     }
-    if (fchmod(fd, mode) != 0) {        /* shm_open applied the umask */
+    if (fchmod(fd, mode) != 0) { /* shm_open applied the umask */
         return rl2_zone_sys_err(err, name, "fchmod", errno);
     }
     if ((st = rl2_zone_reserve(name, fd, g->bytes, err)) != RL2_OK) {
         return st;
     }
-    h = mmap(NULL, (size_t)g->bytes, PROT_READ | PROT_WRITE, MAP_SHARED,
-             fd, 0);
+    h = mmap(NULL, (size_t)g->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (h == MAP_FAILED) {
         return rl2_zone_sys_err(err, name, "mmap", errno);
     }
@@ -383,7 +388,7 @@ rl2_zone_create_new(const char *name, int fd, unsigned mode, const zone_geom_t *
         munmap(h, (size_t)g->bytes);
         return st;
     }
-    rl2_zone_rebuild(*out);         /* all entries onto the free list */
+    rl2_zone_rebuild(*out); /* all entries onto the free list */
     atomic_store_explicit(&h->magic, ZONE_MAGIC, memory_order_release);
     /* Explicitly: the mapping keeps the open file, and so the flock, alive
      * after close(fd). */
@@ -395,12 +400,12 @@ rl2_zone_create_new(const char *name, int fd, unsigned mode, const zone_geom_t *
  * the name must be tried once more (it vanished or was stale). */
 static rl2_status_t
 rl2_zone_open_once(const char *name, const zone_geom_t *g, unsigned mode,
-          rl2_zone_t **out, bool *again, rl2_err_t *err)
+                   rl2_zone_t **out, bool *again, rl2_err_t *err)
 {
-    zone_geom_t found;
-    zone_hdr_t *h;
+    zone_geom_t  found;
+    zone_hdr_t  *h;
     rl2_status_t st;
-    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, (mode_t)mode);
+    int          fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, (mode_t)mode);
 
     *again = false;
     if (fd >= 0) {
@@ -415,7 +420,7 @@ rl2_zone_open_once(const char *name, const zone_geom_t *g, unsigned mode,
         return rl2_zone_sys_err(err, name, "shm_open", errno);
     }
     if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
-        *again = errno == ENOENT;       /* unlinked in between */
+        *again = errno == ENOENT; /* unlinked in between */
         return *again ? RL2_OK : rl2_zone_sys_err(err, name, "shm_open", errno);
     }
     st = rl2_zone_map_existing(name, fd, &h, &found, err);
@@ -441,10 +446,10 @@ rl2_status_t
 rl2_zone_open(const char *name, uint32_t entries, size_t state_size,
               unsigned mode, rl2_zone_t **out, rl2_err_t *err)
 {
-    zone_geom_t g;
+    zone_geom_t  g;
     rl2_status_t st;
-    bool again = true;
-    int attempt;
+    bool         again = true;
+    int          attempt;
 
     *out = NULL;
     if ((st = rl2_zone_name_check(name, err)) != RL2_OK
@@ -453,8 +458,10 @@ rl2_zone_open(const char *name, uint32_t entries, size_t state_size,
         return st;
     }
     if (mode > 0777) {
-        return rl2_err_set(err, RL2_ERR_INVALID, "zone %s: mode %o is not "
-                           "a permission", name, mode);
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "zone %s: mode %o is not "
+                           "a permission",
+                           name, mode);
     }
     for (attempt = 0; again && attempt < ZONE_OPEN_ATTEMPTS; attempt++) {
         st = rl2_zone_open_once(name, &g, mode, out, &again, err);
@@ -463,9 +470,11 @@ rl2_zone_open(const char *name, uint32_t entries, size_t state_size,
         }
     }
     if (*out == NULL) {
-        return rl2_err_set(err, RL2_ERR_STORE, "zone %s: still replaced by "
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "zone %s: still replaced by "
                            "other processes after %d attempts (do they ask "
-                           "for another geometry?)", name, attempt);
+                           "for another geometry?)",
+                           name, attempt);
     }
     return RL2_OK;
 }
@@ -473,10 +482,10 @@ rl2_zone_open(const char *name, uint32_t entries, size_t state_size,
 rl2_status_t
 rl2_zone_attach(const char *name, rl2_zone_t **out, rl2_err_t *err)
 {
-    zone_geom_t g;
-    zone_hdr_t *h;
+    zone_geom_t  g;
+    zone_hdr_t  *h;
     rl2_status_t st;
-    int fd;
+    int          fd;
 
     *out = NULL;
     if ((st = rl2_zone_name_check(name, err)) != RL2_OK) {
@@ -491,9 +500,10 @@ rl2_zone_attach(const char *name, rl2_zone_t **out, rl2_err_t *err)
         return st;
     }
     if (h == NULL) {
-        return rl2_err_set(err, RL2_ERR_STORE, "zone %s: not a valid "
-                           "ratelimit2 zone of layout version %u", name,
-                           ZONE_VERSION);
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "zone %s: not a valid "
+                           "ratelimit2 zone of layout version %u",
+                           name, ZONE_VERSION);
     }
     st = rl2_zone_handle_new(name, h, &g, out, err);
     if (st != RL2_OK) {

@@ -63,7 +63,8 @@ setup(void)
 
     for (int i = 0; i < 2; i++) {
         if (rl2_config_load_string(policy_texts[i], "fuzz-policy", NULL,
-                                   &policies[i], &err) != RL2_OK) {
+                                   &policies[i], &err)
+            != RL2_OK) {
             fprintf(stderr, "fuzz setup: %s\n", err.msg);
             abort();
         }
@@ -87,7 +88,7 @@ static void
 check_canonical(const char *group)
 {
     uint8_t a[16];
-    char ip[48], back[48];
+    char    ip[48], back[48];
 
     snprintf(ip, sizeof(ip), "%s", group);
     ip[strcspn(ip, "/")] = '\0';
@@ -107,7 +108,7 @@ resolve(const rl2_policy_t *p, const char *peer, const hdrs_t *h,
         rl2_verdict_t *v, char group[48])
 {
     rl2_request_t req = { 0 };
-    rl2_ctx_t *c = malloc(sizeof(*c));
+    rl2_ctx_t    *c = malloc(sizeof(*c));
 
     req.method = "GET";
     req.path = "/";
@@ -129,14 +130,14 @@ resolve(const rl2_policy_t *p, const char *peer, const hdrs_t *h,
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int ready;
-    char *text, *f[3];
-    size_t k = 0;
-    unsigned flags;
-    hdrs_t none = { NULL, NULL }, h;
+    static int     ready;
+    char          *text, *f[3];
+    size_t         k = 0;
+    unsigned       flags;
+    hdrs_t         none = { NULL, NULL }, h;
     rl2_fwd_hops_t hops;
-    rl2_verdict_t v0, v1;
-    char g0[48], g1[48];
+    rl2_verdict_t  v0, v1;
+    char           g0[48], g1[48];
 
     if (!ready) {
         setup();
@@ -177,8 +178,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     resolve(p, f[0], &h, &v1, g1);
     if (v0.addr_family == 0 || !trusted(p, &v0)) {
         /* Not from a trusted proxy: the headers changed nothing. */
-        if (strcmp(v0.client_ip, v1.client_ip) != 0
-            || strcmp(g0, g1) != 0) {
+        if (strcmp(v0.client_ip, v1.client_ip) != 0 || strcmp(g0, g1) != 0) {
             abort();
         }
     }

@@ -46,10 +46,10 @@ static const char *const policy_text =
 
 #define MAX_LIMITS 32
 
-static rl2_policy_t *policy;
+static rl2_policy_t      *policy;
 static const rl2_limit_t *limits[MAX_LIMITS];
-static const rl2_rule_t *rules[MAX_LIMITS];
-static size_t n_limits;
+static const rl2_rule_t  *rules[MAX_LIMITS];
+static size_t             n_limits;
 
 static void
 add_set(const rl2_rule_t *rule, const rl2_limit_set_t *set)
@@ -65,8 +65,8 @@ setup(void)
 {
     rl2_err_t err;
 
-    if (rl2_config_load_string(policy_text, "fuzz-policy", NULL, &policy,
-                               &err) != RL2_OK) {
+    if (rl2_config_load_string(policy_text, "fuzz-policy", NULL, &policy, &err)
+        != RL2_OK) {
         fprintf(stderr, "fuzz setup: %s\n", err.msg);
         abort();
     }
@@ -101,7 +101,7 @@ take(reader_t *r, size_t bytes)
 }
 
 typedef struct {
-    char   seen[4096];  /* "name: value\n" of every header, in order */
+    char   seen[4096]; /* "name: value\n" of every header, in order */
     size_t len;
     int    retry_after;
 } capture_t;
@@ -126,10 +126,10 @@ sink(void *ctx, const char *name, const char *value)
         }
         c->retry_after++;
     }
-    c->len += (size_t)snprintf(c->seen + c->len,
-                               c->len < sizeof(c->seen)
-                                   ? sizeof(c->seen) - c->len : 0,
-                               "%s: %s\n", name, value);
+    c->len += (size_t)snprintf(
+        c->seen + c->len,
+        c->len < sizeof(c->seen) ? sizeof(c->seen) - c->len : 0, "%s: %s\n",
+        name, value);
     if (c->len >= sizeof(c->seen)) {
         c->len = sizeof(c->seen) - 1;
     }
@@ -145,7 +145,7 @@ build(reader_t *r, rl2_verdict_t *v)
     v->tier = (int)(take(r, 1) % (policy->n_tiers + 2)) - 1;
     for (size_t i = 0; i < v->n_layers; i++) {
         rl2_layer_t *l = &v->layers[i];
-        size_t k = take(r, 1) % n_limits;
+        size_t       k = take(r, 1) % n_limits;
 
         l->limit = limits[k];
         l->rule = rules[k];
@@ -161,15 +161,15 @@ build(reader_t *r, rl2_verdict_t *v)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int ready;
-    reader_t r = { data, size };
+    static int    ready;
+    reader_t      r = { data, size };
     rl2_verdict_t v;
-    rl2_clock_t now;
-    capture_t exact = { .len = 0 }, roomy = { .len = 0 };
-    static char big[65536];
-    char body[RL2_BODY_MAX];
-    unsigned switches;
-    size_t need, n, small;
+    rl2_clock_t   now;
+    capture_t     exact = { .len = 0 }, roomy = { .len = 0 };
+    static char   big[65536];
+    char          body[RL2_BODY_MAX];
+    unsigned      switches;
+    size_t        need, n, small;
 
     if (!ready) {
         setup();
@@ -193,10 +193,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     char *buf = malloc(need ? need : 1);
 
-    if (rl2_headers_render(policy, &v, &now, buf, need, sink, &exact)
-            != need
-        || rl2_headers_render(policy, &v, &now, big, sizeof(big), sink,
-                              &roomy) != need
+    if (rl2_headers_render(policy, &v, &now, buf, need, sink, &exact) != need
+        || rl2_headers_render(policy, &v, &now, big, sizeof(big), sink, &roomy)
+               != need
         || exact.len != roomy.len || memcmp(exact.seen, roomy.seen, exact.len)
         || exact.retry_after
                != (v.outcome == RL2_OUTCOME_DENY && v.shown >= 0)) {

@@ -37,8 +37,8 @@ static const char *const policy_text =
     "algorithm = \"sliding_window\"; } ); };\n";
 
 static rl2_policy_t *policy;
-static rl2_store_t *store;
-static rl2_zone_t *zone;
+static rl2_store_t  *store;
+static rl2_zone_t   *zone;
 
 /* Split the input into NUL-separated fields (missing ones are empty). */
 typedef struct {
@@ -87,14 +87,14 @@ sink(void *ctx, const char *name, const char *value)
 static int
 setup(void)
 {
-    char name[64];
+    char      name[64];
     rl2_err_t err;
 
     snprintf(name, sizeof(name), "/rl2-fuzz-%d", (int)getpid());
-    if (rl2_config_load_string(policy_text, "fuzz-policy", NULL, &policy,
-                               &err) != RL2_OK
-        || rl2_zone_open(name, 64, policy->max_state_size, 0600, &zone,
-                         &err) != RL2_OK
+    if (rl2_config_load_string(policy_text, "fuzz-policy", NULL, &policy, &err)
+            != RL2_OK
+        || rl2_zone_open(name, 64, policy->max_state_size, 0600, &zone, &err)
+               != RL2_OK
         || rl2_store_local_create(zone, &store, &err) != RL2_OK) {
         fprintf(stderr, "fuzz setup: %s\n", err.msg);
         abort();
@@ -106,14 +106,14 @@ setup(void)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static int ready;
-    char *text = malloc(size + 1);
-    fields_t f;
+    static int    ready;
+    char         *text = malloc(size + 1);
+    fields_t      f;
     rl2_request_t req = { 0 };
     rl2_verdict_t v;
-    rl2_clock_t now = { 1000000000, 1700000000000000 };
-    rl2_err_t err;
-    char body[RL2_BODY_MAX];
+    rl2_clock_t   now = { 1000000000, 1700000000000000 };
+    rl2_err_t     err;
+    char          body[RL2_BODY_MAX];
 
     if (!ready) {
         ready = !setup();
@@ -130,8 +130,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.header = header;
     req.header_ctx = &f;
     rl2_verdict_init(&v);
-    if (rl2_decide(policy, NULL, 0, store, &req, RL2_PHASE_ALL, &now, &v,
-                   &err) == RL2_OK) {
+    if (rl2_decide(policy, NULL, 0, store, &req, RL2_PHASE_ALL, &now, &v, &err)
+        == RL2_OK) {
         char hdrs[RL2_HEADERS_MAX];
 
         rl2_headers_render(policy, &v, &now, hdrs, sizeof(hdrs), sink, NULL);

@@ -16,9 +16,9 @@ int
 main(int argc, char **argv)
 {
     struct sockaddr_un sa;
-    char buf[4096];
-    FILE *out;
-    int fd;
+    char               buf[4096];
+    FILE              *out;
+    int                fd;
 
     if (argc != 3 || strlen(argv[1]) >= sizeof(sa.sun_path)) {
         fprintf(stderr, "usage: rl2_dgram_sink SOCKET OUTPUT\n");

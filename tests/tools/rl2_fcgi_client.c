@@ -77,9 +77,14 @@ put_len(buf_t *b, size_t n)
 static void
 record(buf_t *out, int type, const void *data, size_t len)
 {
-    unsigned char h[8] = { 1, (unsigned char)type, 0, 1,
-                           (unsigned char)(len >> 8), (unsigned char)len,
-                           0, 0 };
+    unsigned char h[8] = { 1,
+                           (unsigned char)type,
+                           0,
+                           1,
+                           (unsigned char)(len >> 8),
+                           (unsigned char)len,
+                           0,
+                           0 };
 
     put(out, h, 8);
     put(out, data, len);
@@ -102,10 +107,10 @@ static int
 dial(const char *addr)
 {
     struct addrinfo hints = { 0 }, *res;
-    struct timeval tv = { 10, 0 };
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    int fd;
+    struct timeval  tv = { 10, 0 };
+    char            host[256];
+    const char     *colon = strrchr(addr, ':');
+    int             fd;
 
     if (addr[0] == '/') {
         struct sockaddr_un sun = { 0 };
@@ -184,8 +189,8 @@ answer(int fd)
 static void
 broken(buf_t *out, const char *fault)
 {
-    static const unsigned char huge[] = { 0xff, 0xff, 0xff, 0xfe,
-                                          0xff, 0xff, 0xff, 0xfe, 'A' };
+    static const unsigned char huge[] = { 0xff, 0xff, 0xff, 0xfe, 0xff,
+                                          0xff, 0xff, 0xfe, 'A' };
     unsigned char h[8] = { 1, FCGI_PARAMS, 0, 1, 0x03, 0xe8, 0, 0 };
 
     if (strcmp(fault, "truncated") == 0) {
@@ -229,11 +234,12 @@ options(int argc, char **argv, unsigned char *role, const char **fault,
     while ((c = getopt(argc, argv, "r:b:d:x:")) != -1) {
         if (c == 'r') {
             *role = strcmp(optarg, "responder") == 0 ? 1
-                    : strcmp(optarg, "filter") == 0 ? 3 : 2;
+                    : strcmp(optarg, "filter") == 0  ? 3
+                                                     : 2;
         }
         else if (c == 'b') {
             size_t n = strtoul(optarg, NULL, 10);
-            char *v = malloc(n + 1), *name = strchr(optarg, ':');
+            char  *v = malloc(n + 1), *name = strchr(optarg, ':');
 
             if (v == NULL || name == NULL) {
                 exit(2);
@@ -254,7 +260,7 @@ options(int argc, char **argv, unsigned char *role, const char **fault,
     }
     if (optind >= argc) {
         fprintf(stderr, "usage: rl2_fcgi_client [-r ROLE] [-b SIZE:NAME] "
-                "[-d MS] [-x FAULT] ADDRESS [NAME=VALUE ...]\n");
+                        "[-d MS] [-x FAULT] ADDRESS [NAME=VALUE ...]\n");
         exit(2);
     }
     for (int i = optind + 1; i < argc; i++) {
@@ -274,10 +280,10 @@ static void
 send_all(int fd, const unsigned char *p, size_t len, long delay_ms)
 {
     struct timespec pause = { delay_ms / 1000, delay_ms % 1000 * 1000000 };
-    size_t half = delay_ms > 0 ? len / 2 : len;
+    size_t          half = delay_ms > 0 ? len / 2 : len;
 
     for (size_t off = 0; off < len;) {
-        size_t end = off < half ? half : len;
+        size_t  end = off < half ? half : len;
         ssize_t n = write(fd, p + off, end - off);
 
         if (n <= 0) {
@@ -293,10 +299,10 @@ send_all(int fd, const unsigned char *p, size_t len, long delay_ms)
 int
 main(int argc, char **argv)
 {
-    buf_t out = { 0 }, params = { 0 };
+    buf_t         out = { 0 }, params = { 0 };
     unsigned char begin[8] = { 0, 2, 0, 0, 0, 0, 0, 0 };
-    const char *fault = NULL;
-    long delay_ms = 0;
+    const char   *fault = NULL;
+    long          delay_ms = 0;
     int at = options(argc, argv, &begin[1], &fault, &delay_ms, &params);
     int fd, rc;
 

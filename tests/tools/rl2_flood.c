@@ -31,15 +31,15 @@
 #define RL2_FLOOD_THREADS_MAX 64
 
 typedef struct {
-    int           port;
-    const char   *path;
-    long          start;
-    long          total;      /* flood + steady requests */
-    long          steady_n;
-    const char   *steady_ip;
-    atomic_long   next;
-    atomic_long   flood_ok, flood_other, steady_ok, steady_429;
-    atomic_long   steady_other, status_5xx, errors, max_us;
+    int         port;
+    const char *path;
+    long        start;
+    long        total; /* flood + steady requests */
+    long        steady_n;
+    const char *steady_ip;
+    atomic_long next;
+    atomic_long flood_ok, flood_other, steady_ok, steady_429;
+    atomic_long steady_other, status_5xx, errors, max_us;
 } flood_t;
 
 static long
@@ -55,8 +55,8 @@ static int
 dial(int port)
 {
     struct sockaddr_in sa;
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int                one = 1;
+    int                fd = socket(AF_INET, SOCK_STREAM, 0);
 
     if (fd < 0) {
         return -1;
@@ -103,11 +103,11 @@ address(long k, char *out, size_t len)
 static int
 exchange(int *fd, const char *req, size_t reqlen)
 {
-    char buf[8192];
+    char   buf[8192];
     size_t have = 0;
-    char *end = NULL;
-    long clen = 0;
-    int status, keep = 1;
+    char  *end = NULL;
+    long   clen = 0;
+    int    status, keep = 1;
 
     if (send(*fd, req, reqlen, MSG_NOSIGNAL) != (ssize_t)reqlen) {
         return 0;
@@ -165,14 +165,13 @@ count(flood_t *f, int steady, int status, long us)
         atomic_fetch_add(&f->status_5xx, 1);
     }
     if (steady) {
-        atomic_fetch_add(status / 100 == 2   ? &f->steady_ok
-                         : status == 429     ? &f->steady_429
-                                             : &f->steady_other,
+        atomic_fetch_add(status / 100 == 2 ? &f->steady_ok
+                         : status == 429   ? &f->steady_429
+                                           : &f->steady_other,
                          1);
     }
     else {
-        atomic_fetch_add(status / 100 == 2 ? &f->flood_ok : &f->flood_other,
-                         1);
+        atomic_fetch_add(status / 100 == 2 ? &f->flood_ok : &f->flood_other, 1);
     }
 }
 
@@ -180,12 +179,12 @@ static void *
 worker(void *arg)
 {
     flood_t *f = arg;
-    int fd = -1;
-    char addr[64], req[512];
+    int      fd = -1;
+    char     addr[64], req[512];
 
     for (;;) {
         long i = atomic_fetch_add(&f->next, 1);
-        int steady, status = 0, len;
+        int  steady, status = 0, len;
 
         if (i >= f->total) {
             break;
@@ -228,8 +227,8 @@ int
 main(int argc, char **argv)
 {
     static flood_t f;
-    pthread_t tid[RL2_FLOOD_THREADS_MAX];
-    long threads;
+    pthread_t      tid[RL2_FLOOD_THREADS_MAX];
+    long           threads;
 
     if (argc != 5 && argc != 6 && argc != 8) {
         fprintf(stderr, "usage: rl2_flood PORT PATH COUNT THREADS "

@@ -24,12 +24,12 @@ int
 main(int argc, char **argv)
 {
     rl2_policy_t *policy;
-    rl2_zone_t *zone;
-    rl2_store_t *store;
+    rl2_zone_t   *zone;
+    rl2_store_t  *store;
     rl2_verdict_t v;
     rl2_request_t req = { 0 };
-    rl2_clock_t now;
-    rl2_err_t err;
+    rl2_clock_t   now;
+    rl2_err_t     err;
 
     if (argc < 6) {
         fprintf(stderr, "usage: rl2_peek ZONE POLICY METHOD PATH IP "
@@ -61,8 +61,8 @@ main(int argc, char **argv)
     for (size_t i = 0; i < v.n_layers; i++) {
         const rl2_layer_t *l = &v.layers[i];
 
-        printf("%s %lld %lld %s\n", l->limit->name,
-               (long long)l->result.limit, (long long)l->result.remaining,
+        printf("%s %lld %lld %s\n", l->limit->name, (long long)l->result.limit,
+               (long long)l->result.remaining,
                l->refused ? "refused" : "allowed");
     }
     rl2_store_destroy(store);

@@ -15,8 +15,8 @@ int
 main(int argc, char **argv)
 {
     rl2_policy_t *p;
-    rl2_err_t err;
-    int rc = 0;
+    rl2_err_t     err;
+    int           rc = 0;
 
     if (argc < 2) {
         fprintf(stderr, "usage: rl2_policy_check POLICY...\n");
@@ -29,9 +29,9 @@ main(int argc, char **argv)
             continue;
         }
         printf("%s: ok: %zu rules, default rule %s, %zu tiers, %zu "
-               "clients\n", argv[i], p->n_rules,
-               p->default_rule != NULL ? "yes" : "no", p->n_tiers,
-               p->n_clients);
+               "clients\n",
+               argv[i], p->n_rules, p->default_rule != NULL ? "yes" : "no",
+               p->n_tiers, p->n_clients);
         rl2_policy_free(p);
     }
     return rc;

@@ -13,9 +13,9 @@
 int
 main(int argc, char **argv)
 {
-    rl2_zone_t *zone;
+    rl2_zone_t      *zone;
     rl2_zone_stats_t st;
-    rl2_err_t err;
+    rl2_err_t        err;
 
     if (argc != 2) {
         fprintf(stderr, "usage: rl2_zone_stats ZONE\n");

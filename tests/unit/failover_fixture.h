@@ -40,11 +40,11 @@
 #include "store/store_internal.h"
 
 #define WATCHDOG_S 30
-#define T0_US 1000000000LL            /* an arbitrary monotonic time */
-#define WALL_US 1704164645000000LL
-#define SEC_US 1000000LL
-#define MIN_US (60 * SEC_US)
-#define PROBE_US SEC_US               /* the default probe interval */
+#define T0_US      1000000000LL /* an arbitrary monotonic time */
+#define WALL_US    1704164645000000LL
+#define SEC_US     1000000LL
+#define MIN_US     (60 * SEC_US)
+#define PROBE_US   SEC_US /* the default probe interval */
 
 /* Not every program that includes this uses every helper. */
 #define HELPER static __attribute__((unused))
@@ -67,12 +67,12 @@ fake_clock(rl2_clock_t *now)
 }
 
 typedef struct {
-    rl2_store_t base;
-    int fail;                 /* every call: RL2_ERR_STORE */
-    rl2_status_t other;       /* else this status when not RL2_OK */
-    int64_t delay_us;         /* the fake clock moves this much per call */
-    int applies, peeks, refunds;
-    size_t refunded;          /* layers handed to refund */
+    rl2_store_t  base;
+    int          fail;     /* every call: RL2_ERR_STORE */
+    rl2_status_t other;    /* else this status when not RL2_OK */
+    int64_t      delay_us; /* the fake clock moves this much per call */
+    int          applies, peeks, refunds;
+    size_t       refunded; /* layers handed to refund */
 } fake_t;
 
 static rl2_status_t
@@ -120,14 +120,14 @@ fake_peek(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
 }
 
 static rl2_status_t
-fake_refund(rl2_store_t *s, rl2_layer_t *l, size_t n,
-            const rl2_clock_t *now, rl2_err_t *err)
+fake_refund(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
+            rl2_err_t *err)
 {
     fake_t *f = (fake_t *)s;
 
     (void)now;
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(l[i].committed, 1);   /* the mark is ours */
+        assert_int_equal(l[i].committed, 1); /* the mark is ours */
     }
     f->refunds++;
     f->refunded += n;
@@ -154,30 +154,29 @@ fake_reset(rl2_store_t *s, rl2_layer_t *layers, size_t n,
                    : RL2_OK;
 }
 
-static const rl2_store_ops_t fake_ops = {
-    "fake", fake_apply, fake_refund, fake_peek, fake_destroy, fake_reset
-};
+static const rl2_store_ops_t fake_ops = { "fake",    fake_apply,   fake_refund,
+                                          fake_peek, fake_destroy, fake_reset };
 
 /* ---- fixture ----------------------------------------------------------- */
 
 static struct {
-    char dir[64], sock_path[128];
-    char zone_name[64], circuit_name[64], alert_name[64];
-    int sock;
-    rl2_policy_t *policy;
-    rl2_zone_t *zone;
-    rl2_store_t *local;
+    char           dir[64], sock_path[128];
+    char           zone_name[64], circuit_name[64], alert_name[64];
+    int            sock;
+    rl2_policy_t  *policy;
+    rl2_zone_t    *zone;
+    rl2_store_t   *local;
     rl2_circuit_t *circuit;
-    rl2_alert_t *alert;
-    fake_t primary;
-    rl2_store_t *store;          /* the failover store under test */
+    rl2_alert_t   *alert;
+    fake_t         primary;
+    rl2_store_t   *store; /* the failover store under test */
 } fx;
 
 static rl2_alert_t *
 alert_open(void)
 {
     rl2_alert_conf_t conf;
-    rl2_alert_t *a = NULL;
+    rl2_alert_t     *a = NULL;
 
     rl2_alert_conf_default(&conf);
     conf.socket_path = fx.sock_path;
@@ -190,21 +189,22 @@ static rl2_circuit_t *
 circuit_open(uint32_t failures, int64_t probe_ms, int64_t slow_ms)
 {
     rl2_circuit_conf_t conf;
-    rl2_circuit_t *c = NULL;
+    rl2_circuit_t     *c = NULL;
 
     rl2_circuit_conf_default(&conf);
     conf.failures_to_open = failures;
     conf.probe_interval_ms = probe_ms;
     conf.slow_ms = slow_ms;
-    return rl2_circuit_open(fx.circuit_name, &conf, 0600, &c, NULL)
-           == RL2_OK ? c : NULL;
+    return rl2_circuit_open(fx.circuit_name, &conf, 0600, &c, NULL) == RL2_OK
+               ? c
+               : NULL;
 }
 
 static int
 setup(void **state)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    long pid = (long)getpid();
+    long               pid = (long)getpid();
 
     (void)state;
     alarm(WATCHDOG_S);
@@ -223,10 +223,9 @@ setup(void **state)
     fx.sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_int_equal(bind(fx.sock, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(rl2_policy_create("test", &fx.policy, NULL), RL2_OK);
-    assert_int_equal(rl2_zone_open(fx.zone_name, 64, 1024, 0600, &fx.zone,
-                                   NULL), RL2_OK);
-    assert_int_equal(rl2_store_local_create(fx.zone, &fx.local, NULL),
-                     RL2_OK);
+    assert_int_equal(
+        rl2_zone_open(fx.zone_name, 64, 1024, 0600, &fx.zone, NULL), RL2_OK);
+    assert_int_equal(rl2_store_local_create(fx.zone, &fx.local, NULL), RL2_OK);
     assert_non_null(fx.circuit = circuit_open(1, 1000, 0));
     assert_non_null(fx.alert = alert_open());
     return 0;
@@ -256,7 +255,7 @@ HELPER void
 make_store(rl2_failover_mode_t mode, uint32_t share_ppm)
 {
     rl2_failover_conf_t conf;
-    rl2_err_t err = { "" };
+    rl2_err_t           err = { "" };
 
     rl2_store_destroy(fx.store);
     fx.store = NULL;
@@ -265,8 +264,9 @@ make_store(rl2_failover_mode_t mode, uint32_t share_ppm)
     conf.local_share_ppm = share_ppm;
     conf.alert = fx.alert;
     conf.clock_us = fake_clock_us;
-    if (rl2_store_failover_create(&fx.primary.base, fx.local, fx.circuit,
-                                  &conf, &fx.store, &err) != RL2_OK) {
+    if (rl2_store_failover_create(&fx.primary.base, fx.local, fx.circuit, &conf,
+                                  &fx.store, &err)
+        != RL2_OK) {
         fail_msg("%s", err.msg);
     }
 }
@@ -319,7 +319,7 @@ HELPER int
 admitted(const rl2_limit_t *limit, const char *key, int tries)
 {
     rl2_layer_t l;
-    int n = 0;
+    int         n = 0;
 
     for (int i = 0; i < tries; i++) {
         make_layer(&l, limit, key);
@@ -333,13 +333,13 @@ admitted(const rl2_limit_t *limit, const char *key, int tries)
 HELPER void
 alerts(char *out, size_t len)
 {
-    char buf[RL2_ALERT_LINE_MAX + 1];
+    char          buf[RL2_ALERT_LINE_MAX + 1];
     struct pollfd p = { .fd = fx.sock, .events = POLLIN };
-    size_t used = 0;
+    size_t        used = 0;
 
     out[0] = '\0';
     while (poll(&p, 1, 100) == 1) {
-        ssize_t n = recv(fx.sock, buf, sizeof(buf) - 1, 0);
+        ssize_t     n = recv(fx.sock, buf, sizeof(buf) - 1, 0);
         const char *msg;
 
         assert_true(n >= 0);

@@ -11,16 +11,16 @@
 
 #define NODES 3
 
-static srv_t node[NODES];
+static srv_t         node[NODES];
 static redisContext *adm[NODES];
-static char node_id[NODES][48];
+static char          node_id[NODES][48];
 
 /* Which node serves slot (index in node[]), from node 0's CLUSTER SLOTS. */
 TEST_FN int
 owner_of(unsigned slot)
 {
     redisReply *r = admin_cmd(adm[0], "CLUSTER SLOTS");
-    int owner = -1;
+    int         owner = -1;
 
     for (size_t i = 0; i < r->elements; i++) {
         redisReply *e = r->element[i];
@@ -47,8 +47,10 @@ slot_give(unsigned slot, int from, int to)
     int order[NODES] = { to, from, 3 - to - from };
 
     for (int n = 0; n < NODES; n++) {
-        freeReplyObject(admin_cmd(adm[order[n]], "CLUSTER SETSLOT %u NODE "
-                                  "%s", slot, node_id[to]));
+        freeReplyObject(admin_cmd(adm[order[n]],
+                                  "CLUSTER SETSLOT %u NODE "
+                                  "%s",
+                                  slot, node_id[to]));
     }
 }
 
@@ -59,15 +61,16 @@ move_slot(unsigned slot, int from, int to, int finish)
 {
     redisReply *keys;
 
-    freeReplyObject(admin_cmd(adm[to], "CLUSTER SETSLOT %u IMPORTING %s",
-                              slot, node_id[from]));
+    freeReplyObject(admin_cmd(adm[to], "CLUSTER SETSLOT %u IMPORTING %s", slot,
+                              node_id[from]));
     freeReplyObject(admin_cmd(adm[from], "CLUSTER SETSLOT %u MIGRATING %s",
                               slot, node_id[to]));
     keys = admin_cmd(adm[from], "CLUSTER GETKEYSINSLOT %u 1000", slot);
     for (size_t i = 0; i < keys->elements; i++) {
-        freeReplyObject(admin_cmd(adm[from], "MIGRATE 127.0.0.1 %d %s 0 "
-                                  "5000", node[to].port,
-                                  keys->element[i]->str));
+        freeReplyObject(admin_cmd(adm[from],
+                                  "MIGRATE 127.0.0.1 %d %s 0 "
+                                  "5000",
+                                  node[to].port, keys->element[i]->str));
     }
     freeReplyObject(keys);
     if (finish) {
@@ -82,7 +85,7 @@ exists_on(int n, const char *key)
 {
     redisReply *r = admin_cmd(adm[n], "CLUSTER GETKEYSINSLOT %u 1000",
                               rl2_redis_key_slot(key, strlen(key)));
-    int found = 0;
+    int         found = 0;
 
     for (size_t i = 0; i < r->elements; i++) {
         found |= strcmp(r->element[i]->str, key) == 0;
@@ -94,10 +97,10 @@ exists_on(int n, const char *key)
 TEST_FN void
 cluster_form(void)
 {
-    char addr[NODES][32];
+    char        addr[NODES][32];
     const char *argv[8 + NODES];
-    int n = 0, status, ok = 0;
-    pid_t pid;
+    int         n = 0, status, ok = 0;
+    pid_t       pid;
 
     argv[n++] = "redis-cli";
     argv[n++] = "--cluster";
@@ -143,11 +146,15 @@ cluster_start(void)
     char bus[NODES][16];
 
     for (int i = 0; i < NODES; i++) {
-        const char *extra[] = { "--cluster-enabled", "yes",
-                                "--cluster-config-file", "nodes.conf",
-                                "--cluster-port", bus[i], NULL };
+        const char *extra[] = { "--cluster-enabled",
+                                "yes",
+                                "--cluster-config-file",
+                                "nodes.conf",
+                                "--cluster-port",
+                                bus[i],
+                                NULL };
         redisReply *r;
-        srv_t s;
+        srv_t       s;
 
         snprintf(bus[i], sizeof(bus[i]), "%d", free_port());
         /* started in a local: GCC's -Wrestrict takes node[i].dir and
@@ -219,7 +226,7 @@ TEST_FN int
 cluster_group_setup(void **state)
 {
     rl2_redis_conf_t conf;
-    rl2_err_t err;
+    rl2_err_t        err;
 
     (void)state;
     cluster_up(&conf);

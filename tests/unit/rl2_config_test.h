@@ -19,7 +19,7 @@ static rl2_policy_t *
 load_ok(const char *text)
 {
     rl2_policy_t *p = NULL;
-    rl2_err_t err = { "" };
+    rl2_err_t     err = { "" };
 
     if (rl2_config_load_string(text, TEST_CONF_FILE, NULL, &p, &err)
         != RL2_OK) {
@@ -33,10 +33,10 @@ load_ok(const char *text)
 static void
 expect_fail(const char *text, const char *file, int line, const char *sub)
 {
-    rl2_policy_t *p = (rl2_policy_t *)&p;  /* must be reset to NULL */
-    rl2_err_t err = { "" };
-    char prefix[256];
-    rl2_status_t st = rl2_config_load_string(text, file, NULL, &p, &err);
+    rl2_policy_t *p = (rl2_policy_t *)&p; /* must be reset to NULL */
+    rl2_err_t     err = { "" };
+    char          prefix[256];
+    rl2_status_t  st = rl2_config_load_string(text, file, NULL, &p, &err);
 
     snprintf(prefix, sizeof(prefix), "%s:%d: ", file, line);
     if (st == RL2_OK) {

@@ -76,8 +76,8 @@ TEST_FN int
 free_port(void)
 {
     struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    socklen_t          len = sizeof(a);
+    int                fd = socket(AF_INET, SOCK_STREAM, 0), port;
 
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
@@ -94,7 +94,7 @@ free_port(void)
 TEST_FN void
 srv_log_tail(const srv_t *s)
 {
-    char path[128], line[256];
+    char  path[128], line[256];
     FILE *f;
 
     snprintf(path, sizeof(path), "%s/redis.log", s->dir);
@@ -110,8 +110,8 @@ TEST_FN redisContext *
 srv_admin(const srv_t *s)
 {
     struct timeval tv = { 2, 0 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
-    redisReply *r;
+    redisContext  *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    redisReply    *r;
 
     if (c == NULL || c->err) {
         fail_msg("admin connect to port %d: %s", s->port,
@@ -132,7 +132,7 @@ srv_admin(const srv_t *s)
 TEST_FN redisReply *
 admin_cmd(redisContext *c, const char *fmt, ...)
 {
-    va_list ap;
+    va_list     ap;
     redisReply *r;
 
     va_start(ap, fmt);
@@ -151,16 +151,16 @@ TEST_FN int
 srv_answers(const srv_t *s)
 {
     struct timeval tv = { 0, 200000 };
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
-    redisReply *r = NULL;
-    int ok = 0;
+    redisContext  *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    redisReply    *r = NULL;
+    int            ok = 0;
 
     if (c != NULL && !c->err) {
         redisSetTimeout(c, tv);
         r = redisCommand(c, "PING");
         /* PONG, or NOAUTH from a server that wants a password */
-        ok = r != NULL && (r->type == REDIS_REPLY_STATUS
-                           || r->type == REDIS_REPLY_ERROR);
+        ok = r != NULL
+             && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR);
     }
     if (r != NULL) {
         freeReplyObject(r);
@@ -175,8 +175,8 @@ TEST_FN void
 srv_exec(const srv_t *s, const char *const *extra)
 {
     const char *argv[32];
-    char port[16], log[128];
-    int n = 0, fd;
+    char        port[16], log[128];
+    int         n = 0, fd;
 
     snprintf(port, sizeof(port), "%d", s->port);
     snprintf(log, sizeof(log), "%s/redis.log", s->dir);
@@ -216,7 +216,7 @@ TEST_FN void
 srv_start(srv_t *s, const char *const *extra)
 {
     int64_t deadline;
-    int status;
+    int     status;
 
     memset(s, 0, sizeof(*s));
     snprintf(s->dir, sizeof(s->dir), "/tmp/rl2-redis-XXXXXX");
@@ -241,8 +241,7 @@ srv_start(srv_t *s, const char *const *extra)
         }
         if (mono_us() > deadline) {
             srv_log_tail(s);
-            fail_msg("redis-server on port %d did not answer in 10 s",
-                     s->port);
+            fail_msg("redis-server on port %d did not answer in 10 s", s->port);
         }
         usleep(10000);
     }
@@ -277,7 +276,7 @@ typedef struct {
     int64_t      window_us;
     int64_t      burst;
     rl2_period_t period;
-    int64_t      ov_limit;  /* overflow allowance, 0: none */
+    int64_t      ov_limit; /* overflow allowance, 0: none */
     int64_t      ov_window_us;
 } spec_t;
 
@@ -286,7 +285,7 @@ TEST_FN rl2_limit_t *
 mk_limit(rl2_policy_t *pol, const spec_t *sp)
 {
     rl2_limit_t *l = rl2_policy_alloc(pol, sizeof(*l));
-    rl2_err_t err;
+    rl2_err_t    err;
 
     assert_non_null(l);
     l->name = rl2_policy_strdup(pol, sp->name);
@@ -310,7 +309,7 @@ TEST_FN void
 mk_layer(rl2_layer_t *ly, const rl2_limit_t *limit, const char *client)
 {
     char buf[160];
-    int n = snprintf(buf, sizeof(buf), "%s|%s", limit->name, client);
+    int  n = snprintf(buf, sizeof(buf), "%s|%s", limit->name, client);
 
     memset(ly, 0, sizeof(*ly));
     ly->limit = limit;
@@ -365,7 +364,7 @@ TEST_FN long long
 admin_int(redisContext *c, const char *fmt, const char *arg)
 {
     redisReply *r = admin_cmd(c, fmt, arg);
-    long long v = r->integer;
+    long long   v = r->integer;
 
     freeReplyObject(r);
     return v;
@@ -377,8 +376,8 @@ mk_store_as(const srv_t *s, int test_clock, const char *user,
             const char *password)
 {
     rl2_redis_conf_t conf;
-    rl2_store_t *store;
-    rl2_err_t err;
+    rl2_store_t     *store;
+    rl2_err_t        err;
 
     rl2_redis_conf_init(&conf);
     if (user != NULL) {
@@ -407,10 +406,10 @@ mk_store(const srv_t *s, int test_clock)
 TEST_FN long long
 cmd_calls(redisContext *c, const char *cmd)
 {
-    char pat[64];
+    char        pat[64];
     redisReply *r = admin_cmd(c, "INFO commandstats");
     const char *p;
-    long long n;
+    long long   n;
 
     snprintf(pat, sizeof(pat), "cmdstat_%s:calls=", cmd);
     p = strstr(r->str, pat);
@@ -429,8 +428,10 @@ cmd_calls(redisContext *c, const char *cmd)
 TEST_FN void
 acl_user_without_functions(redisContext *c)
 {
-    freeReplyObject(admin_cmd(c, "ACL SETUSER %s on >%s ~* +@all -fcall "
-                              "-fcall_ro -function", NOFN_USER, NOFN_PASS));
+    freeReplyObject(admin_cmd(c,
+                              "ACL SETUSER %s on >%s ~* +@all -fcall "
+                              "-fcall_ro -function",
+                              NOFN_USER, NOFN_PASS));
 }
 
 TEST_FN rl2_clock_t
@@ -449,10 +450,10 @@ clock_at(int64_t t)
 
 /* What a program's tests share (each uses some): the server, an admin
  * connection to it, the policy the limits live in, the store under test. */
-static srv_t srv __attribute__((unused));
+static srv_t         srv __attribute__((unused));
 static redisContext *admin __attribute__((unused));
 static rl2_policy_t *pol __attribute__((unused));
-static rl2_store_t *store __attribute__((unused));
+static rl2_store_t  *store __attribute__((unused));
 
 /* Start srv and its admin connection. */
 TEST_FN void

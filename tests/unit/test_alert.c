@@ -32,9 +32,9 @@
 #include "ratelimit2/alert.h"
 #include "base/base_internal.h"
 
-#define WATCHDOG_S 30
-#define T0_WALL_US 1704164645000000LL /* 2024-01-02 03:04:05 UTC */
-#define T0_MONO_US 5000000000LL       /* an arbitrary monotonic time */
+#define WATCHDOG_S  30
+#define T0_WALL_US  1704164645000000LL /* 2024-01-02 03:04:05 UTC */
+#define T0_MONO_US  5000000000LL       /* an arbitrary monotonic time */
 #define INTERVAL_MS 60000
 
 /* ---- openlog() and syslog() must never be called ---------------------- */
@@ -82,7 +82,7 @@ fake_clock(rl2_clock_t *now)
 static char dir[64];
 static char sock_path[128];
 static char shm_name[64];
-static int sock = -1;
+static int  sock = -1;
 
 static int
 setup(void **state)
@@ -96,8 +96,7 @@ setup(void **state)
     snprintf(dir, sizeof(dir), "/tmp/rl2alert.XXXXXX");
     assert_non_null(mkdtemp(dir));
     snprintf(sock_path, sizeof(sock_path), "%s/log", dir);
-    snprintf(shm_name, sizeof(shm_name), "/rl2test-%ld-alert",
-             (long)getpid());
+    snprintf(shm_name, sizeof(shm_name), "/rl2test-%ld-alert", (long)getpid());
     strcpy(sa.sun_path, sock_path);
     sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_true(sock >= 0);
@@ -122,7 +121,7 @@ static int
 recv_line(char *buf, size_t len, int timeout_ms)
 {
     struct pollfd p = { .fd = sock, .events = POLLIN };
-    ssize_t n;
+    ssize_t       n;
 
     if (poll(&p, 1, timeout_ms) != 1) {
         return -1;
@@ -137,7 +136,7 @@ static int
 count_lines(void)
 {
     char buf[RL2_ALERT_LINE_MAX + 8];
-    int n = 0;
+    int  n = 0;
 
     while (recv_line(buf, sizeof(buf), 100) >= 0) {
         n++;
@@ -149,8 +148,8 @@ static rl2_alert_t *
 must_open(const char *shm)
 {
     rl2_alert_conf_t conf;
-    rl2_alert_t *a = NULL;
-    rl2_err_t err = { "" };
+    rl2_alert_t     *a = NULL;
+    rl2_err_t        err = { "" };
 
     rl2_alert_conf_default(&conf);
     conf.socket_path = sock_path;
@@ -168,18 +167,18 @@ expect_line(int pri, const char *msg)
 {
     char buf[RL2_ALERT_LINE_MAX + 8], want[RL2_ALERT_LINE_MAX + 128];
 
-    snprintf(want, sizeof(want), "<%d>Jan  2 03:04:05 ratelimit2[%ld]: %s",
-             pri, (long)getpid(), msg);
+    snprintf(want, sizeof(want), "<%d>Jan  2 03:04:05 ratelimit2[%ld]: %s", pri,
+             (long)getpid(), msg);
     assert_true(recv_line(buf, sizeof(buf), 1000) >= 0);
     assert_string_equal(buf, want);
 }
 
 static void
-send_ok(rl2_alert_t *a, rl2_alert_kind_t kind,
-        const rl2_alert_field_t *f, size_t n, int want_sent)
+send_ok(rl2_alert_t *a, rl2_alert_kind_t kind, const rl2_alert_field_t *f,
+        size_t n, int want_sent)
 {
     rl2_err_t err = { "" };
-    int sent = -1;
+    int       sent = -1;
 
     assert_int_equal(rl2_alert_send(a, kind, f, n, &sent, &err), RL2_OK);
     assert_int_equal(sent, want_sent);
@@ -190,10 +189,9 @@ send_ok(rl2_alert_t *a, rl2_alert_kind_t kind,
 static void
 test_line_is_exact_rfc3164_datagram_with_fixed_prefix(void **state)
 {
-    rl2_alert_field_t f[] = {
-        { "store", "redis" }, { "error", "connection refused" }
-    };
-    rl2_alert_t *a = must_open(NULL);
+    rl2_alert_field_t f[] = { { "store", "redis" },
+                              { "error", "connection refused" } };
+    rl2_alert_t      *a = must_open(NULL);
 
     (void)state;
     send_ok(a, RL2_ALERT_REDIS_DOWN, f, 2, 1);
@@ -201,9 +199,9 @@ test_line_is_exact_rfc3164_datagram_with_fixed_prefix(void **state)
     expect_line(27, "ratelimit2: event=redis_down store=redis "
                     "error=\"connection refused\"");
     send_ok(a, RL2_ALERT_REDIS_UP, f, 1, 1);
-    expect_line(29, "ratelimit2: event=redis_up store=redis");  /* notice */
+    expect_line(29, "ratelimit2: event=redis_up store=redis"); /* notice */
     send_ok(a, RL2_ALERT_FAILOVER_ENTER, NULL, 0, 1);
-    expect_line(28, "ratelimit2: event=failover_enter");        /* warning */
+    expect_line(28, "ratelimit2: event=failover_enter"); /* warning */
     assert_int_equal(libc_syslog_calls, 0);
     rl2_alert_close(a);
 }
@@ -212,9 +210,9 @@ static void
 test_facility_and_ident_are_configurable(void **state)
 {
     rl2_alert_conf_t conf;
-    rl2_alert_t *a = NULL;
-    char buf[RL2_ALERT_LINE_MAX + 8], want[256];
-    int facility = -1;
+    rl2_alert_t     *a = NULL;
+    char             buf[RL2_ALERT_LINE_MAX + 8], want[256];
+    int              facility = -1;
 
     (void)state;
     assert_int_equal(rl2_alert_facility_parse("local3", &facility, NULL),
@@ -229,8 +227,10 @@ test_facility_and_ident_are_configurable(void **state)
     conf.clock = fake_clock;
     assert_int_equal(rl2_alert_open(&conf, &a, NULL), RL2_OK);
     send_ok(a, RL2_ALERT_CONFIG_ERROR, NULL, 0, 1);
-    snprintf(want, sizeof(want), "<155>Jan  2 03:04:05 apache2[%ld]: "
-             "ratelimit2: event=config_error", (long)getpid());
+    snprintf(want, sizeof(want),
+             "<155>Jan  2 03:04:05 apache2[%ld]: "
+             "ratelimit2: event=config_error",
+             (long)getpid());
     assert_true(recv_line(buf, sizeof(buf), 1000) >= 0);
     assert_string_equal(buf, want);
     rl2_alert_close(a);
@@ -239,7 +239,7 @@ test_facility_and_ident_are_configurable(void **state)
 static void
 test_values_are_escaped_and_quoted(void **state)
 {
-    char buf[RL2_ALERT_LINE_MAX];
+    char              buf[RL2_ALERT_LINE_MAX];
     rl2_alert_field_t f[] = {
         { "path", "/a\r\nevent=limited client=6.6.6.6" },
         { "q", "say \"hi\"\\" },
@@ -251,12 +251,11 @@ test_values_are_escaped_and_quoted(void **state)
 
     (void)state;
     rl2_alert_format(buf, sizeof(buf), RL2_ALERT_CONFIG_ERROR, f, 6, 0);
-    assert_string_equal(buf,
-        "ratelimit2: event=config_error "
-        "path=\"/a\\r\\nevent=limited client=6.6.6.6\" "
-        "q=\"say \\\"hi\\\"\\\\\" "
-        "ctl=\\x01\\x7f\\xff\\tx "
-        "empty=\"\" null=\"\" plain=/api/v2");
+    assert_string_equal(buf, "ratelimit2: event=config_error "
+                             "path=\"/a\\r\\nevent=limited client=6.6.6.6\" "
+                             "q=\"say \\\"hi\\\"\\\\\" "
+                             "ctl=\\x01\\x7f\\xff\\tx "
+                             "empty=\"\" null=\"\" plain=/api/v2");
     assert_null(strchr(buf, '\n'));
     assert_null(strchr(buf, '\r'));
 }
@@ -264,10 +263,10 @@ test_values_are_escaped_and_quoted(void **state)
 static void
 test_long_values_and_lines_are_cut_visibly(void **state)
 {
-    char big[600], buf[RL2_ALERT_LINE_MAX + 8], want[400];
+    char              big[600], buf[RL2_ALERT_LINE_MAX + 8], want[400];
     rl2_alert_field_t f[8];
-    rl2_alert_t *a = must_open(NULL);
-    int len;
+    rl2_alert_t      *a = must_open(NULL);
+    int               len;
 
     (void)state;
     memset(big, 'a', sizeof(big) - 1);
@@ -293,17 +292,19 @@ static void
 test_bad_keys_kinds_and_conf_are_refused(void **state)
 {
     rl2_alert_field_t bad[] = { { "Client-IP", "1.2.3.4" } };
-    rl2_alert_conf_t conf;
-    rl2_alert_t *a = must_open(NULL);
-    rl2_err_t err = { "" };
-    char longpath[200];
+    rl2_alert_conf_t  conf;
+    rl2_alert_t      *a = must_open(NULL);
+    rl2_err_t         err = { "" };
+    char              longpath[200];
 
     (void)state;
-    assert_int_equal(rl2_alert_send(a, RL2_ALERT_REDIS_DOWN, bad, 1, NULL,
-                                    &err), RL2_ERR_INVALID);
+    assert_int_equal(
+        rl2_alert_send(a, RL2_ALERT_REDIS_DOWN, bad, 1, NULL, &err),
+        RL2_ERR_INVALID);
     assert_non_null(strstr(err.msg, "[a-z0-9_]"));
-    assert_int_equal(rl2_alert_send(a, RL2_ALERT_KIND_COUNT, NULL, 0, NULL,
-                                    NULL), RL2_ERR_INVALID);
+    assert_int_equal(
+        rl2_alert_send(a, RL2_ALERT_KIND_COUNT, NULL, 0, NULL, NULL),
+        RL2_ERR_INVALID);
     assert_int_equal(count_lines(), 0);
     rl2_alert_close(a);
 
@@ -356,10 +357,10 @@ static void
 test_a_line_that_could_not_be_sent_is_counted(void **state)
 {
     rl2_alert_conf_t conf;
-    rl2_alert_t *a = NULL;
-    rl2_err_t err = { "" };
-    char nowhere[160];
-    int sent = -1;
+    rl2_alert_t     *a = NULL;
+    rl2_err_t        err = { "" };
+    char             nowhere[160];
+    int              sent = -1;
 
     (void)state;
     rl2_alert_conf_default(&conf);
@@ -368,8 +369,9 @@ test_a_line_that_could_not_be_sent_is_counted(void **state)
     conf.clock = fake_clock;
     conf.shm_name = shm_name;
     assert_int_equal(rl2_alert_open(&conf, &a, NULL), RL2_OK);
-    assert_int_equal(rl2_alert_send(a, RL2_ALERT_REDIS_DOWN, NULL, 0, &sent,
-                                    &err), RL2_ERR_SYS);
+    assert_int_equal(
+        rl2_alert_send(a, RL2_ALERT_REDIS_DOWN, NULL, 0, &sent, &err),
+        RL2_ERR_SYS);
     assert_int_equal(sent, 0);
     assert_non_null(strstr(err.msg, "nobody-listens"));
     assert_int_equal(rl2_alert_failures(a), 1);
@@ -389,7 +391,7 @@ static void
 test_interval_zero_sends_every_line(void **state)
 {
     rl2_alert_conf_t conf;
-    rl2_alert_t *a = NULL;
+    rl2_alert_t     *a = NULL;
 
     (void)state;
     rl2_alert_conf_default(&conf);
@@ -411,10 +413,10 @@ static void
 test_processes_share_the_rate_limit(void **state)
 {
     enum { PROCS = 8, EACH = 100 };
-    pid_t pids[PROCS];
-    int go[2], status, lines_sent = 0;
+    pid_t        pids[PROCS];
+    int          go[2], status, lines_sent = 0;
     rl2_alert_t *a;
-    char c;
+    char         c;
 
     (void)state;
     assert_int_equal(pipe(go), 0);
@@ -423,7 +425,7 @@ test_processes_share_the_rate_limit(void **state)
         assert_true(pids[i] >= 0);
         if (pids[i] == 0) {
             rl2_alert_conf_t conf;
-            int sent, total = 0;
+            int              sent, total = 0;
 
             /* No cmocka assertions in a child: it would go on to run the
              * remaining tests.  Exit statuses say what happened. */
@@ -435,10 +437,11 @@ test_processes_share_the_rate_limit(void **state)
             if (rl2_alert_open(&conf, &a, NULL) != RL2_OK) {
                 _exit(101);
             }
-            (void)!read(go[0], &c, 1);    /* EOF: everyone starts */
+            (void)!read(go[0], &c, 1); /* EOF: everyone starts */
             for (int k = 0; k < EACH; k++) {
                 if (rl2_alert_send(a, RL2_ALERT_REDIS_DOWN, NULL, 0, &sent,
-                                   NULL) != RL2_OK) {
+                                   NULL)
+                    != RL2_OK) {
                     _exit(100);
                 }
                 total += sent;
@@ -469,7 +472,7 @@ test_processes_share_the_rate_limit(void **state)
 static void
 test_stale_shared_state_is_replaced(void **state)
 {
-    int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    int          fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL, 0600);
     rl2_alert_t *a;
 
     (void)state;

@@ -30,20 +30,21 @@
 #define MINUTE    (60 * SEC)
 #define HOUR      (3600 * SEC)
 #define DAY       (86400 * SEC)
-#define YEAR_2200 (INT64_C(7258118400) * SEC)   /* 2200-01-01T00:00:00Z */
-#define BASE      (100000 * SEC + 123457)       /* a monotonic now */
-#define WALL_BASE (INT64_C(1710074096) * SEC + 789012) /* 2024-03-10
-                                                          12:34:56.789012Z */
+#define YEAR_2200 (INT64_C(7258118400) * SEC) /* 2200-01-01T00:00:00Z */
+#define BASE      (100000 * SEC + 123457)     /* a monotonic now */
+/* 2024-03-10T12:34:56.789012Z */
+#define WALL_BASE (INT64_C(1710074096) * SEC + 789012)
 
 /* ---- fixture ----------------------------------------------------------- */
 
 typedef struct {
     rl2_algo_params_t p;
-    int64_t now;                            /* the fake clock, µs */
-    int64_t state[2 + RL2_SLIDING_LOG_MAX]; /* zeroed: a fresh key */
+    int64_t           now;                            /* the fake clock, µs */
+    int64_t           state[2 + RL2_SLIDING_LOG_MAX]; /* zeroed: a fresh key */
 } fx_t;
 
-static void fx_init(fx_t *f, rl2_algo_params_t p, int64_t now)
+static void
+fx_init(fx_t *f, rl2_algo_params_t p, int64_t now)
 {
     rl2_err_t err;
 
@@ -57,7 +58,8 @@ static void fx_init(fx_t *f, rl2_algo_params_t p, int64_t now)
     assert_true(rl2_algo_state_size(&p) <= sizeof(f->state));
 }
 
-static rl2_algo_result_t fx_check(const fx_t *f, int64_t cost)
+static rl2_algo_result_t
+fx_check(const fx_t *f, int64_t cost)
 {
     rl2_algo_result_t r;
 
@@ -66,7 +68,8 @@ static rl2_algo_result_t fx_check(const fx_t *f, int64_t cost)
 }
 
 /* What a store does for one request: check, and commit if allowed. */
-static rl2_algo_result_t fx_take(fx_t *f, int64_t cost)
+static rl2_algo_result_t
+fx_take(fx_t *f, int64_t cost)
 {
     rl2_algo_result_t r = fx_check(f, cost);
 
@@ -77,10 +80,11 @@ static rl2_algo_result_t fx_take(fx_t *f, int64_t cost)
 }
 
 /* Requests of `cost` at f->now until one is refused: how many passed. */
-static int64_t fx_drain(fx_t *f, int64_t cost, rl2_algo_result_t *refused)
+static int64_t
+fx_drain(fx_t *f, int64_t cost, rl2_algo_result_t *refused)
 {
     rl2_algo_result_t r;
-    int64_t n = 0;
+    int64_t           n = 0;
 
     while ((r = fx_take(f, cost)).allowed) {
         n++;
@@ -92,13 +96,14 @@ static int64_t fx_drain(fx_t *f, int64_t cost, rl2_algo_result_t *refused)
     return n;
 }
 
-static void fx_refund(fx_t *f, int64_t committed_us, int64_t cost)
+static void
+fx_refund(fx_t *f, int64_t committed_us, int64_t cost)
 {
     rl2_algo_refund(&f->p, f->state, f->now, committed_us, cost);
 }
 
-static void assert_same_result(const rl2_algo_result_t *a,
-                               const rl2_algo_result_t *b)
+static void
+assert_same_result(const rl2_algo_result_t *a, const rl2_algo_result_t *b)
 {
     assert_int_equal(a->allowed, b->allowed);
     assert_int_equal(a->limit, b->limit);
@@ -108,7 +113,8 @@ static void assert_same_result(const rl2_algo_result_t *a,
 }
 
 /* The two keys answer every cost alike at their (equal) now. */
-static void assert_same_answers(const fx_t *a, const fx_t *b, int64_t cap)
+static void
+assert_same_answers(const fx_t *a, const fx_t *b, int64_t cap)
 {
     int64_t cost;
 
@@ -120,7 +126,8 @@ static void assert_same_answers(const fx_t *a, const fx_t *b, int64_t cap)
     }
 }
 
-static uint64_t rng_next(uint64_t *s)
+static uint64_t
+rng_next(uint64_t *s)
 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
@@ -129,13 +136,15 @@ static uint64_t rng_next(uint64_t *s)
 }
 
 /* Uniform enough in [0, n). */
-static int64_t rng_below(uint64_t *s, int64_t n)
+static int64_t
+rng_below(uint64_t *s, int64_t n)
 {
     return n > 0 ? (int64_t)(rng_next(s) % (uint64_t)n) : 0;
 }
 
 /* Wall time of a UTC date, µs. */
-static int64_t utc(int y, int mon, int d, int h, int min, int s)
+static int64_t
+utc(int y, int mon, int d, int h, int min, int s)
 {
     struct tm tm;
 
@@ -153,45 +162,61 @@ static int64_t utc(int y, int mon, int d, int h, int min, int s)
 
 typedef struct {
     rl2_algo_params_t p;
-    int64_t base;  /* a "now" of the algorithm's clock */
-    int64_t scale; /* its time scale: the window, a day, ... */
+    int64_t           base;  /* a "now" of the algorithm's clock */
+    int64_t           scale; /* its time scale: the window, a day, ... */
 } case_t;
 
 static case_t cases[RL2_ALGO_COUNT] = {
-    [RL2_ALGO_TOKEN_BUCKET] = {
-        { RL2_ALGO_TOKEN_BUCKET, 10, SEC, 0, RL2_PERIOD_NONE }, BASE, SEC },
-    [RL2_ALGO_SLIDING_LOG] = {
-        { RL2_ALGO_SLIDING_LOG, 10, SEC, 0, RL2_PERIOD_NONE }, BASE, SEC },
-    [RL2_ALGO_SLIDING_WINDOW] = {
-        { RL2_ALGO_SLIDING_WINDOW, 10, SEC, 0, RL2_PERIOD_NONE }, BASE, SEC },
-    [RL2_ALGO_FIXED_WINDOW] = {
-        { RL2_ALGO_FIXED_WINDOW, 10, SEC, 0, RL2_PERIOD_NONE }, BASE, SEC },
-    [RL2_ALGO_LEAKY_BUCKET] = {
-        { RL2_ALGO_LEAKY_BUCKET, 10, SEC, 0, RL2_PERIOD_NONE }, BASE, SEC },
-    [RL2_ALGO_CONCURRENCY] = {
-        { RL2_ALGO_CONCURRENCY, 10, 0, 0, RL2_PERIOD_NONE }, BASE, SEC },
-    [RL2_ALGO_QUOTA] = {
-        { RL2_ALGO_QUOTA, 10, 0, 0, RL2_PERIOD_DAY }, WALL_BASE, DAY },
+    [RL2_ALGO_TOKEN_BUCKET] = { { RL2_ALGO_TOKEN_BUCKET, 10, SEC, 0,
+                                  RL2_PERIOD_NONE },
+                                BASE,
+                                SEC },
+    [RL2_ALGO_SLIDING_LOG] = { { RL2_ALGO_SLIDING_LOG, 10, SEC, 0,
+                                 RL2_PERIOD_NONE },
+                               BASE,
+                               SEC },
+    [RL2_ALGO_SLIDING_WINDOW] = { { RL2_ALGO_SLIDING_WINDOW, 10, SEC, 0,
+                                    RL2_PERIOD_NONE },
+                                  BASE,
+                                  SEC },
+    [RL2_ALGO_FIXED_WINDOW] = { { RL2_ALGO_FIXED_WINDOW, 10, SEC, 0,
+                                  RL2_PERIOD_NONE },
+                                BASE,
+                                SEC },
+    [RL2_ALGO_LEAKY_BUCKET] = { { RL2_ALGO_LEAKY_BUCKET, 10, SEC, 0,
+                                  RL2_PERIOD_NONE },
+                                BASE,
+                                SEC },
+    [RL2_ALGO_CONCURRENCY] = { { RL2_ALGO_CONCURRENCY, 10, 0, 0,
+                                 RL2_PERIOD_NONE },
+                               BASE,
+                               SEC },
+    [RL2_ALGO_QUOTA] = { { RL2_ALGO_QUOTA, 10, 0, 0, RL2_PERIOD_DAY },
+                         WALL_BASE,
+                         DAY },
 };
 
-static const case_t *case_of(void **state)
+static const case_t *
+case_of(void **state)
 {
     return *state;
 }
 
-static int timed(const case_t *c)
+static int
+timed(const case_t *c)
 {
     return c->p.algo != RL2_ALGO_CONCURRENCY;
 }
 
 /* ---- behaviour of every algorithm -------------------------------------- */
 
-static void test_fresh_key_admits_exactly_limit_then_refuses(void **state)
+static void
+test_fresh_key_admits_exactly_limit_then_refuses(void **state)
 {
-    const case_t *c = case_of(state);
+    const case_t     *c = case_of(state);
     rl2_algo_result_t r;
-    fx_t f;
-    int64_t i;
+    fx_t              f;
+    int64_t           i;
 
     fx_init(&f, c->p, c->base);
     for (i = 0; i < c->p.limit; i++) {
@@ -207,13 +232,14 @@ static void test_fresh_key_admits_exactly_limit_then_refuses(void **state)
     assert_true(r.retry_after_us > 0);
 }
 
-static void test_zero_state_is_fresh_at_any_time(void **state)
+static void
+test_zero_state_is_fresh_at_any_time(void **state)
 {
     const case_t *c = case_of(state);
     const int64_t nows[] = { 0, 1, c->base, c->base + 7 * c->scale + 3,
                              YEAR_2200 };
-    size_t i;
-    fx_t f;
+    size_t        i;
+    fx_t          f;
 
     for (i = 0; i < sizeof(nows) / sizeof(nows[0]); i++) {
         fx_init(&f, c->p, nows[i]);
@@ -221,14 +247,15 @@ static void test_zero_state_is_fresh_at_any_time(void **state)
     }
 }
 
-static void test_check_alone_never_changes_state(void **state)
+static void
+test_check_alone_never_changes_state(void **state)
 {
     const case_t *c = case_of(state);
     const int64_t offsets[] = { 0, -c->scale, c->scale / 2, 3 * c->scale };
-    int64_t saved[sizeof(((fx_t *)0)->state) / sizeof(int64_t)];
-    size_t i;
-    int64_t cost, now;
-    fx_t f;
+    int64_t       saved[sizeof(((fx_t *)0)->state) / sizeof(int64_t)];
+    size_t        i;
+    int64_t       cost, now;
+    fx_t          f;
 
     fx_init(&f, c->p, c->base + 5 * c->scale);
     fx_take(&f, 3);
@@ -243,16 +270,17 @@ static void test_check_alone_never_changes_state(void **state)
         }
         f.now = now;
         assert_memory_equal(saved, f.state, sizeof(saved));
-        fx_drain(&f, 1, NULL);   /* the second round: a full key */
+        fx_drain(&f, 1, NULL); /* the second round: a full key */
     }
 }
 
-static void test_retry_after_is_never_early(void **state)
+static void
+test_retry_after_is_never_early(void **state)
 {
-    const case_t *c = case_of(state);
+    const case_t     *c = case_of(state);
     rl2_algo_result_t r;
-    int64_t cost;
-    fx_t f, g;
+    int64_t           cost;
+    fx_t              f, g;
 
     fx_init(&f, c->p, c->base);
     for (int round = 0; round < 12; round++) {
@@ -273,11 +301,12 @@ static void test_retry_after_is_never_early(void **state)
     }
 }
 
-static void test_full_limit_is_back_after_reset_us(void **state)
+static void
+test_full_limit_is_back_after_reset_us(void **state)
 {
-    const case_t *c = case_of(state);
+    const case_t     *c = case_of(state);
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     fx_init(&f, c->p, c->base);
     fx_take(&f, 2);
@@ -294,14 +323,15 @@ static void test_full_limit_is_back_after_reset_us(void **state)
     assert_int_equal(fx_drain(&f, 1, NULL), c->p.limit);
 }
 
-static void test_clock_going_back_grants_nothing_extra(void **state)
+static void
+test_clock_going_back_grants_nothing_extra(void **state)
 {
     const case_t *c = case_of(state);
     const int64_t backs[] = { 1, c->scale / 2, c->scale, 3 * c->scale,
                               10 * c->scale };
-    int64_t half = c->p.limit / 2;
-    size_t i;
-    fx_t f, g;
+    int64_t       half = c->p.limit / 2;
+    size_t        i;
+    fx_t          f, g;
 
     fx_init(&f, c->p, c->base + 20 * c->scale);
     for (int64_t n = 0; n < half; n++) {
@@ -320,13 +350,14 @@ static void test_clock_going_back_grants_nothing_extra(void **state)
     }
 }
 
-static void test_cost_above_one_takes_that_many_units(void **state)
+static void
+test_cost_above_one_takes_that_many_units(void **state)
 {
-    const case_t *c = case_of(state);
+    const case_t     *c = case_of(state);
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
-    fx_init(&f, c->p, c->base);  /* limit 10 */
+    fx_init(&f, c->p, c->base); /* limit 10 */
     assert_int_equal(fx_take(&f, 3).remaining, 7);
     assert_int_equal(fx_take(&f, 3).remaining, 4);
     assert_int_equal(fx_take(&f, 3).remaining, 1);
@@ -339,12 +370,13 @@ static void test_cost_above_one_takes_that_many_units(void **state)
     assert_false(fx_take(&f, 1).allowed);
 }
 
-static void test_cost_above_capacity_never_fits(void **state)
+static void
+test_cost_above_capacity_never_fits(void **state)
 {
-    const case_t *c = case_of(state);
-    int64_t zero[sizeof(((fx_t *)0)->state) / sizeof(int64_t)];
+    const case_t     *c = case_of(state);
+    int64_t           zero[sizeof(((fx_t *)0)->state) / sizeof(int64_t)];
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     fx_init(&f, c->p, c->base);
     memset(zero, 0, sizeof(zero));
@@ -357,12 +389,13 @@ static void test_cost_above_capacity_never_fits(void **state)
     assert_true(fx_take(&f, c->p.limit).allowed);
 }
 
-static void test_refund_right_after_commit_restores_fresh(void **state)
+static void
+test_refund_right_after_commit_restores_fresh(void **state)
 {
     const case_t *c = case_of(state);
     const int64_t later[] = { 0, 1, c->scale / 3, 2 * c->scale };
-    size_t i;
-    fx_t a, b;
+    size_t        i;
+    fx_t          a, b;
 
     fx_init(&a, c->p, c->base);
     fx_init(&b, c->p, c->base);
@@ -378,14 +411,16 @@ static void test_refund_right_after_commit_restores_fresh(void **state)
  * the key more generous than a twin key that never saw the request.  Both
  * keys get the same other requests and refunds; key a also gets request X,
  * refunded some steps later. */
-static void refund_twin_run(const case_t *c, uint64_t seed, int x_at,
-                            int x_delay)
+static void
+refund_twin_run(const case_t *c, uint64_t seed, int x_at, int x_delay)
 {
-    struct { int64_t t, cost; } other[64];
-    int n_other = 0, x_done = 0;
-    int64_t x_t = 0, x_cost = 1 + (int64_t)(seed % 3), cost;
+    struct {
+        int64_t t, cost;
+    } other[64];
+    int               n_other = 0, x_done = 0;
+    int64_t           x_t = 0, x_cost = 1 + (int64_t)(seed % 3), cost;
     rl2_algo_result_t ra, rb;
-    fx_t a, b;
+    fx_t              a, b;
 
     fx_init(&a, c->p, c->base);
     fx_init(&b, c->p, c->base);
@@ -425,7 +460,8 @@ static void refund_twin_run(const case_t *c, uint64_t seed, int x_at,
     assert_int_equal(x_done, 2);
 }
 
-static void test_refund_is_never_more_generous_than_no_request(void **state)
+static void
+test_refund_is_never_more_generous_than_no_request(void **state)
 {
     const case_t *c = case_of(state);
 
@@ -435,11 +471,12 @@ static void test_refund_is_never_more_generous_than_no_request(void **state)
     }
 }
 
-static void test_state_is_fresh_again_after_ttl(void **state)
+static void
+test_state_is_fresh_again_after_ttl(void **state)
 {
     const case_t *c = case_of(state);
-    fx_t f, g;
-    int64_t ttl;
+    fx_t          f, g;
+    int64_t       ttl;
 
     fx_init(&f, c->p, c->base);
     fx_take(&f, 4);
@@ -462,11 +499,12 @@ static void test_state_is_fresh_again_after_ttl(void **state)
 
 /* ---- token_bucket and leaky_bucket ------------------------------------- */
 
-static void test_bucket_refills_one_unit_per_interval(void **state)
+static void
+test_bucket_refills_one_unit_per_interval(void **state)
 {
-    const case_t *c = case_of(state);   /* 10/1s: T = 100 ms */
+    const case_t *c = case_of(state); /* 10/1s: T = 100 ms */
     const int64_t t = SEC / 10;
-    fx_t f;
+    fx_t          f;
 
     fx_init(&f, c->p, c->base);
     assert_int_equal(fx_drain(&f, 1, NULL), 10);
@@ -477,17 +515,18 @@ static void test_bucket_refills_one_unit_per_interval(void **state)
     f.now += 5 * t;
     assert_int_equal(fx_drain(&f, 1, NULL), 5);
     f.now += 100 * SEC;
-    assert_int_equal(fx_drain(&f, 1, NULL), 10);   /* never above capacity */
+    assert_int_equal(fx_drain(&f, 1, NULL), 10); /* never above capacity */
 }
 
-static void test_bucket_burst_admits_burst_then_steady_rate(void **state)
+static void
+test_bucket_burst_admits_burst_then_steady_rate(void **state)
 {
-    const case_t *c = case_of(state);
+    const case_t     *c = case_of(state);
     rl2_algo_params_t p = c->p;
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
-    p.burst = 3;                               /* below the limit of 10 */
+    p.burst = 3; /* below the limit of 10 */
     fx_init(&f, p, c->base);
     assert_int_equal(fx_take(&f, 1).remaining, 2);
     assert_int_equal(fx_take(&f, 1).remaining, 1);
@@ -496,11 +535,11 @@ static void test_bucket_burst_admits_burst_then_steady_rate(void **state)
     assert_int_equal(r.limit, 3);
     assert_int_equal(r.reset_us, 3 * SEC / 10);
     assert_false(fx_check(&f, 1).allowed);
-    assert_false(fx_check(&f, 4).allowed);    /* above the burst: never */
+    assert_false(fx_check(&f, 4).allowed); /* above the burst: never */
     f.now += SEC / 10;
     assert_int_equal(fx_drain(&f, 1, NULL), 1);
 
-    p.burst = 25;                              /* above the limit */
+    p.burst = 25; /* above the limit */
     fx_init(&f, p, c->base);
     assert_int_equal(fx_drain(&f, 1, NULL), 25);
     f.now += 2 * SEC / 10;
@@ -508,14 +547,15 @@ static void test_bucket_burst_admits_burst_then_steady_rate(void **state)
     assert_true(fx_take(&f, 0).allowed);
 }
 
-static void test_bucket_rounds_interval_up_never_over_admits(void **state)
+static void
+test_bucket_rounds_interval_up_never_over_admits(void **state)
 {
-    const case_t *c = case_of(state);
+    const case_t     *c = case_of(state);
     rl2_algo_params_t p = c->p;
-    int64_t admitted = 0;
-    fx_t f;
+    int64_t           admitted = 0;
+    fx_t              f;
 
-    p.limit = 3;                     /* T = ceil(1s / 3) = 333334 µs */
+    p.limit = 3; /* T = ceil(1s / 3) = 333334 µs */
     fx_init(&f, p, c->base);
     for (int64_t i = 0; i < 100 * 1000; i++) {
         admitted += fx_take(&f, 1).allowed;
@@ -525,23 +565,24 @@ static void test_bucket_rounds_interval_up_never_over_admits(void **state)
     assert_true(admitted <= 3 + 300);
     assert_true(admitted >= 300);
 
-    p.window_us = 10;                /* T = ceil(10 / 3) = 4 µs, not 3 */
+    p.window_us = 10; /* T = ceil(10 / 3) = 4 µs, not 3 */
     fx_init(&f, p, c->base);
     admitted = 0;
     for (int64_t i = 0; i < 100 * 1000; i++) {
         admitted += fx_take(&f, 1).allowed;
         f.now += 1;
     }
-    assert_true(admitted <= 3 + 30000);   /* the rate is never exceeded */
+    assert_true(admitted <= 3 + 30000); /* the rate is never exceeded */
     assert_int_equal(admitted, 3 + 100000 / 4 - 1);
 }
 
 /* Negative elapsed time is clamped to zero: the level neither drains nor
  * grows while the clock is behind the last measurement. */
-static void test_leaky_bucket_clock_going_back_drains_nothing(void **state)
+static void
+test_leaky_bucket_clock_going_back_drains_nothing(void **state)
 {
     rl2_algo_params_t p = cases[RL2_ALGO_LEAKY_BUCKET].p;
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, BASE);
@@ -552,14 +593,15 @@ static void test_leaky_bucket_clock_going_back_drains_nothing(void **state)
     assert_int_equal(fx_drain(&f, 1, NULL), 1);
 }
 
-static void test_leaky_bucket_answers_like_token_bucket(void **state)
+static void
+test_leaky_bucket_answers_like_token_bucket(void **state)
 {
-    uint64_t seed = 42;
+    uint64_t          seed = 42;
     rl2_algo_params_t p = { RL2_ALGO_TOKEN_BUCKET, 7, SEC, 12,
                             RL2_PERIOD_NONE };
     rl2_algo_result_t ra, rb;
-    int64_t cost, last_t = BASE, last_cost = 0;
-    fx_t a, b;
+    int64_t           cost, last_t = BASE, last_cost = 0;
+    fx_t              a, b;
 
     (void)state;
     fx_init(&a, p, BASE);
@@ -584,33 +626,34 @@ static void test_leaky_bucket_answers_like_token_bucket(void **state)
 
 /* The refund of a request followed by another commit: forgiving the whole
  * cost * T would admit more than if the request had never been made. */
-static void test_token_bucket_late_refund_is_not_generous(void **state)
+static void
+test_token_bucket_late_refund_is_not_generous(void **state)
 {
     /* T = 10 µs, capacity 2 */
-    rl2_algo_params_t p = { RL2_ALGO_TOKEN_BUCKET, 2, 20, 0,
-                            RL2_PERIOD_NONE };
-    fx_t a, b;
+    rl2_algo_params_t p = { RL2_ALGO_TOKEN_BUCKET, 2, 20, 0, RL2_PERIOD_NONE };
+    fx_t              a, b;
 
     (void)state;
     fx_init(&a, p, 100);
     fx_init(&b, p, 100);
-    assert_true(fx_take(&a, 1).allowed);    /* X at 100 */
+    assert_true(fx_take(&a, 1).allowed); /* X at 100 */
     a.now = b.now = 105;
-    assert_true(fx_take(&a, 1).allowed);    /* Y at 105, on both */
+    assert_true(fx_take(&a, 1).allowed); /* Y at 105, on both */
     assert_true(fx_take(&b, 1).allowed);
-    fx_refund(&a, 100, 1);                  /* X refunded at 105 */
+    fx_refund(&a, 100, 1); /* X refunded at 105 */
     a.now = b.now = 110;
     assert_int_equal(fx_drain(&a, 1, NULL), fx_drain(&b, 1, NULL));
 }
 
 /* ---- fixed_window ------------------------------------------------------ */
 
-static void test_fixed_window_resets_exactly_at_aligned_boundary(void **state)
+static void
+test_fixed_window_resets_exactly_at_aligned_boundary(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_FIXED_WINDOW, 10, MINUTE, 0,
                             RL2_PERIOD_NONE };
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, 5 * MINUTE + 30 * SEC);
@@ -623,11 +666,12 @@ static void test_fixed_window_resets_exactly_at_aligned_boundary(void **state)
     assert_int_equal(fx_drain(&f, 1, NULL), 10);
 }
 
-static void test_fixed_window_refund_only_in_same_window(void **state)
+static void
+test_fixed_window_refund_only_in_same_window(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_FIXED_WINDOW, 10, MINUTE, 0,
                             RL2_PERIOD_NONE };
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, 5 * MINUTE + 30 * SEC);
@@ -637,26 +681,27 @@ static void test_fixed_window_refund_only_in_same_window(void **state)
     assert_int_equal(fx_drain(&f, 1, NULL), 2);
     f.now = 6 * MINUTE + 1;
     assert_int_equal(fx_drain(&f, 1, NULL), 10);
-    fx_refund(&f, 5 * MINUTE + 30 * SEC, 5);    /* the old window's: none */
+    fx_refund(&f, 5 * MINUTE + 30 * SEC, 5); /* the old window's: none */
     assert_false(fx_check(&f, 1).allowed);
 }
 
 /* ---- sliding_window ---------------------------------------------------- */
 
-static void test_sliding_window_weighs_previous_window(void **state)
+static void
+test_sliding_window_weighs_previous_window(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_SLIDING_WINDOW, 10, 1000, 0,
                             RL2_PERIOD_NONE };
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, 1000 * 1000 + 500);
     assert_int_equal(fx_drain(&f, 1, NULL), 10);
-    f.now = 1001 * 1000;           /* next window, previous weighs fully */
+    f.now = 1001 * 1000; /* next window, previous weighs fully */
     r = fx_check(&f, 1);
     assert_false(r.allowed);
-    assert_int_equal(r.retry_after_us, 100);   /* 10 * 900 + 1000 fits */
+    assert_int_equal(r.retry_after_us, 100); /* 10 * 900 + 1000 fits */
     assert_int_equal(r.reset_us, 1000);
     f.now += 99;
     assert_false(fx_check(&f, 1).allowed);
@@ -664,14 +709,15 @@ static void test_sliding_window_weighs_previous_window(void **state)
     r = fx_take(&f, 1);
     assert_true(r.allowed);
     assert_int_equal(r.remaining, 0);
-    assert_int_equal(r.reset_us, 1900);  /* this unit weighs on next window */
+    assert_int_equal(r.reset_us, 1900); /* this unit weighs on next window */
     r = fx_check(&f, 1);
-    assert_int_equal(r.retry_after_us, 100);   /* 10 * 800 + 2000 fits */
+    assert_int_equal(r.retry_after_us, 100); /* 10 * 800 + 2000 fits */
 }
 
 /* Counts of admitted units per window index, from a list of admissions. */
-static int64_t units_in_window(const int64_t *ts, const int64_t *costs,
-                               int n, int64_t start, int64_t w)
+static int64_t
+units_in_window(const int64_t *ts, const int64_t *costs, int n, int64_t start,
+                int64_t w)
 {
     int64_t sum = 0;
 
@@ -683,15 +729,16 @@ static int64_t units_in_window(const int64_t *ts, const int64_t *costs,
     return sum;
 }
 
-static void test_sliding_window_matches_weighted_estimate(void **state)
+static void
+test_sliding_window_matches_weighted_estimate(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_SLIDING_WINDOW, 10, 1000, 0,
                             RL2_PERIOD_NONE };
-    static int64_t ts[4000], costs[4000];
-    uint64_t seed = 7;
-    int n = 0;
+    static int64_t    ts[4000], costs[4000];
+    uint64_t          seed = 7;
+    int               n = 0;
     rl2_algo_result_t r;
-    fx_t f, g;
+    fx_t              f, g;
 
     (void)state;
     fx_init(&f, p, 0);
@@ -719,37 +766,39 @@ static void test_sliding_window_matches_weighted_estimate(void **state)
     }
 }
 
-static void test_sliding_window_refund_reaches_previous_window(void **state)
+static void
+test_sliding_window_refund_reaches_previous_window(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_SLIDING_WINDOW, 10, 1000, 0,
                             RL2_PERIOD_NONE };
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, 1000 * 1000 + 500);
     fx_drain(&f, 1, NULL);
-    f.now = 1001 * 1000 + 600;     /* 10 * 400 + 1000 fits */
+    f.now = 1001 * 1000 + 600; /* 10 * 400 + 1000 fits */
     assert_true(fx_take(&f, 1).allowed);
     assert_int_equal(fx_check(&f, 1).remaining, 4);
-    fx_refund(&f, 1000 * 1000 + 500, 5);      /* previous: 10 -> 5 */
+    fx_refund(&f, 1000 * 1000 + 500, 5); /* previous: 10 -> 5 */
     assert_int_equal(fx_check(&f, 1).remaining, 6);
-    fx_refund(&f, 999 * 1000 + 1, 5);         /* no longer tracked */
+    fx_refund(&f, 999 * 1000 + 1, 5); /* no longer tracked */
     assert_int_equal(fx_check(&f, 1).remaining, 6);
-    fx_refund(&f, f.now, 1);                  /* current: 1 -> 0 */
+    fx_refund(&f, f.now, 1); /* current: 1 -> 0 */
     assert_int_equal(fx_check(&f, 1).remaining, 7);
 }
 
 /* ---- sliding_log ------------------------------------------------------- */
 
-static void test_sliding_log_matches_exact_oracle(void **state)
+static void
+test_sliding_log_matches_exact_oracle(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_SLIDING_LOG, 10, 1000, 0,
                             RL2_PERIOD_NONE };
-    static int64_t ts[40000];
-    uint64_t seed = 99;
-    int n = 0, first = 0;
+    static int64_t    ts[40000];
+    uint64_t          seed = 99;
+    int               n = 0, first = 0;
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, 5000);
@@ -757,7 +806,7 @@ static void test_sliding_log_matches_exact_oracle(void **state)
         int64_t cost = 1 + rng_below(&seed, 3), live;
 
         while (first < n && ts[first] <= f.now - 1000) {
-            first++;                   /* expired: at or before now - W */
+            first++; /* expired: at or before now - W */
         }
         live = n - first;
         r = fx_take(&f, cost);
@@ -779,11 +828,12 @@ static void test_sliding_log_matches_exact_oracle(void **state)
     }
 }
 
-static void test_sliding_log_refund_removes_entries_of_that_time(void **state)
+static void
+test_sliding_log_refund_removes_entries_of_that_time(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_SLIDING_LOG, 10, 1000, 0,
                             RL2_PERIOD_NONE };
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, 5000);
@@ -793,12 +843,12 @@ static void test_sliding_log_refund_removes_entries_of_that_time(void **state)
     f.now = 5200;
     fx_take(&f, 4);
     assert_int_equal(fx_check(&f, 0).remaining, 1);
-    fx_refund(&f, 5100, 5);                  /* only 2 carry that time */
+    fx_refund(&f, 5100, 5); /* only 2 carry that time */
     assert_int_equal(fx_check(&f, 0).remaining, 3);
-    fx_refund(&f, 5100, 1);                  /* none left */
-    fx_refund(&f, 5150, 1);                  /* never committed */
+    fx_refund(&f, 5100, 1); /* none left */
+    fx_refund(&f, 5150, 1); /* never committed */
     assert_int_equal(fx_check(&f, 0).remaining, 3);
-    f.now = 6000;                            /* 5000's three expire */
+    f.now = 6000; /* 5000's three expire */
     assert_int_equal(fx_check(&f, 0).remaining, 6);
     f.now = 6199;
     assert_int_equal(fx_check(&f, 0).remaining, 6);
@@ -806,17 +856,18 @@ static void test_sliding_log_refund_removes_entries_of_that_time(void **state)
     assert_int_equal(fx_check(&f, 0).remaining, 10);
 }
 
-static void test_sliding_log_keeps_future_entries_counted(void **state)
+static void
+test_sliding_log_keeps_future_entries_counted(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_SLIDING_LOG, 10, 1000, 0,
                             RL2_PERIOD_NONE };
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, 50000);
     assert_int_equal(fx_drain(&f, 1, NULL), 10);
-    f.now = 50000 - 5000;                    /* the clock went back */
+    f.now = 50000 - 5000; /* the clock went back */
     r = fx_check(&f, 1);
     assert_false(r.allowed);
     assert_int_equal(r.retry_after_us, 6000);
@@ -824,18 +875,19 @@ static void test_sliding_log_keeps_future_entries_counted(void **state)
     fx_init(&f, p, 50000);
     fx_take(&f, 5);
     f.now = 50000 - 2000;
-    assert_true(fx_take(&f, 5).allowed);     /* stamped 50000, not earlier */
+    assert_true(fx_take(&f, 5).allowed); /* stamped 50000, not earlier */
     f.now = 50000 + 999;
     assert_false(fx_check(&f, 1).allowed);
     f.now = 50000 + 1000;
     assert_int_equal(fx_drain(&f, 1, NULL), 10);
 }
 
-static void test_sliding_log_at_max_limit_wraps_its_ring(void **state)
+static void
+test_sliding_log_at_max_limit_wraps_its_ring(void **state)
 {
-    rl2_algo_params_t p = { RL2_ALGO_SLIDING_LOG, RL2_SLIDING_LOG_MAX, 1000,
-                            0, RL2_PERIOD_NONE };
-    fx_t f;
+    rl2_algo_params_t p = { RL2_ALGO_SLIDING_LOG, RL2_SLIDING_LOG_MAX, 1000, 0,
+                            RL2_PERIOD_NONE };
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, 10000);
@@ -844,20 +896,20 @@ static void test_sliding_log_at_max_limit_wraps_its_ring(void **state)
         assert_int_equal(fx_drain(&f, 7, NULL), RL2_SLIDING_LOG_MAX / 7);
         f.now += 500;
         assert_int_equal(fx_drain(&f, 1, NULL), RL2_SLIDING_LOG_MAX % 7);
-        f.now += 500;          /* the first batch expires, the rest stays */
-        assert_int_equal(fx_drain(&f, 1, NULL),
-                         RL2_SLIDING_LOG_MAX / 7 * 7);
+        f.now += 500; /* the first batch expires, the rest stays */
+        assert_int_equal(fx_drain(&f, 1, NULL), RL2_SLIDING_LOG_MAX / 7 * 7);
         f.now += 1000;
     }
 }
 
 /* ---- concurrency ------------------------------------------------------- */
 
-static void test_concurrency_refund_releases_slots(void **state)
+static void
+test_concurrency_refund_releases_slots(void **state)
 {
-    const case_t *c = &cases[RL2_ALGO_CONCURRENCY];
+    const case_t     *c = &cases[RL2_ALGO_CONCURRENCY];
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, c->p, c->base);
@@ -872,10 +924,11 @@ static void test_concurrency_refund_releases_slots(void **state)
     assert_int_equal(rl2_algo_ttl_us(&f.p, f.now), HOUR);
 }
 
-static void test_concurrency_refund_never_goes_below_zero(void **state)
+static void
+test_concurrency_refund_never_goes_below_zero(void **state)
 {
     const case_t *c = &cases[RL2_ALGO_CONCURRENCY];
-    fx_t f;
+    fx_t          f;
 
     (void)state;
     fx_init(&f, c->p, c->base);
@@ -887,11 +940,11 @@ static void test_concurrency_refund_never_goes_below_zero(void **state)
 
 /* ---- quota and the calendar -------------------------------------------- */
 
-static void assert_quota_rolls_over(rl2_algo_params_t p, int64_t inside,
-                                    int64_t next_start)
+static void
+assert_quota_rolls_over(rl2_algo_params_t p, int64_t inside, int64_t next_start)
 {
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     fx_init(&f, p, inside);
     assert_int_equal(fx_drain(&f, 1, &r), p.limit);
@@ -905,7 +958,8 @@ static void assert_quota_rolls_over(rl2_algo_params_t p, int64_t inside,
     assert_int_equal(fx_drain(&f, 1, NULL), p.limit);
 }
 
-static void test_quota_day_rolls_over_at_midnight_utc(void **state)
+static void
+test_quota_day_rolls_over_at_midnight_utc(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_QUOTA, 20, 0, 0, RL2_PERIOD_DAY };
 
@@ -918,22 +972,23 @@ static void test_quota_day_rolls_over_at_midnight_utc(void **state)
                             utc(2024, 3, 1, 0, 0, 0));
     assert_quota_rolls_over(p, utc(2023, 12, 31, 23, 59, 59),
                             utc(2024, 1, 1, 0, 0, 0));
-    p.window_us = DAY;             /* what the rate parser gives "20/day" */
+    p.window_us = DAY; /* what the rate parser gives "20/day" */
     assert_quota_rolls_over(p, utc(2024, 3, 10, 0, 0, 0),
                             utc(2024, 3, 11, 0, 0, 0));
 }
 
-static void test_quota_month_rolls_over_at_month_end(void **state)
+static void
+test_quota_month_rolls_over_at_month_end(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_QUOTA, 5, 0, 0, RL2_PERIOD_MONTH };
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     assert_quota_rolls_over(p, utc(2023, 1, 31, 23, 0, 0),
                             utc(2023, 2, 1, 0, 0, 0));
     assert_quota_rolls_over(p, utc(2023, 2, 28, 0, 0, 0),
                             utc(2023, 3, 1, 0, 0, 0));
-    assert_quota_rolls_over(p, utc(2024, 2, 1, 0, 0, 0),   /* leap year */
+    assert_quota_rolls_over(p, utc(2024, 2, 1, 0, 0, 0), /* leap year */
                             utc(2024, 3, 1, 0, 0, 0));
     assert_quota_rolls_over(p, utc(2023, 12, 31, 23, 59, 59),
                             utc(2024, 1, 1, 0, 0, 0));
@@ -951,27 +1006,29 @@ static void test_quota_month_rolls_over_at_month_end(void **state)
     assert_true(fx_check(&f, 1).allowed);
 }
 
-static void test_quota_keeps_stored_period_when_clock_goes_back(void **state)
+static void
+test_quota_keeps_stored_period_when_clock_goes_back(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_QUOTA, 3, 0, 0, RL2_PERIOD_DAY };
     rl2_algo_result_t r;
-    fx_t f;
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, utc(2024, 3, 10, 0, 0, 5));
     fx_take(&f, 2);
-    f.now = utc(2024, 3, 9, 23, 59, 59);     /* back into yesterday */
+    f.now = utc(2024, 3, 9, 23, 59, 59); /* back into yesterday */
     assert_int_equal(fx_drain(&f, 1, &r), 1);
     assert_int_equal(r.reset_us, DAY + SEC);
     f.now = utc(2024, 3, 10, 12, 0, 0);
     assert_false(fx_check(&f, 1).allowed);
 }
 
-static void test_quota_refund_only_in_same_period(void **state)
+static void
+test_quota_refund_only_in_same_period(void **state)
 {
     rl2_algo_params_t p = { RL2_ALGO_QUOTA, 3, 0, 0, RL2_PERIOD_MONTH };
-    int64_t t = utc(2024, 1, 31, 23, 0, 0);
-    fx_t f;
+    int64_t           t = utc(2024, 1, 31, 23, 0, 0);
+    fx_t              f;
 
     (void)state;
     fx_init(&f, p, t);
@@ -981,21 +1038,21 @@ static void test_quota_refund_only_in_same_period(void **state)
     assert_int_equal(fx_drain(&f, 1, NULL), 1);
     f.now = utc(2024, 2, 1, 0, 0, 0);
     fx_drain(&f, 1, NULL);
-    fx_refund(&f, t, 3);                     /* January's: no effect */
+    fx_refund(&f, t, 3); /* January's: no effect */
     assert_false(fx_check(&f, 1).allowed);
 }
 
 /* Against libc's own calendar, for every day from 1900 to 2200. */
-static void test_period_bounds_match_libc_for_every_day(void **state)
+static void
+test_period_bounds_match_libc_for_every_day(void **state)
 {
-    int64_t start, end;
+    int64_t   start, end;
     struct tm tm;
-    time_t t;
+    time_t    t;
 
     (void)state;
     for (int64_t day = -25567; day < 84000; day++) {
-        int64_t now = day * DAY + ((day % 86400 + 86400) % 86400) * SEC
-                      + 123;
+        int64_t now = day * DAY + ((day % 86400 + 86400) % 86400) * SEC + 123;
 
         t = (time_t)(day * 86400);
         gmtime_r(&t, &tm);
@@ -1003,18 +1060,18 @@ static void test_period_bounds_match_libc_for_every_day(void **state)
         assert_int_equal(start, day * DAY);
         assert_int_equal(end, (day + 1) * DAY);
         rl2_period_bounds(RL2_PERIOD_MONTH, now, &start, &end);
-        assert_int_equal(start, utc(tm.tm_year + 1900, tm.tm_mon + 1, 1,
-                                    0, 0, 0));
-        assert_int_equal(end, utc(tm.tm_year + 1900, tm.tm_mon + 2, 1,
-                                  0, 0, 0));   /* timegm normalises 13 */
+        assert_int_equal(start,
+                         utc(tm.tm_year + 1900, tm.tm_mon + 1, 1, 0, 0, 0));
+        assert_int_equal(end, utc(tm.tm_year + 1900, tm.tm_mon + 2, 1, 0, 0,
+                                  0)); /* timegm normalises 13 */
     }
 }
 
 /* ---- rl2_algo_params_check --------------------------------------------- */
 
-static rl2_status_t params_status(rl2_algo_t algo, int64_t limit,
-                                  int64_t window_us, int64_t burst,
-                                  rl2_period_t period, rl2_err_t *err)
+static rl2_status_t
+params_status(rl2_algo_t algo, int64_t limit, int64_t window_us, int64_t burst,
+              rl2_period_t period, rl2_err_t *err)
 {
     rl2_algo_params_t p = { algo, limit, window_us, burst, period };
 
@@ -1023,33 +1080,33 @@ static rl2_status_t params_status(rl2_algo_t algo, int64_t limit,
 }
 
 /* Refused with `status`, and a plain message that names `word`. */
-static void assert_refused(rl2_algo_t algo, int64_t limit, int64_t window_us,
-                           int64_t burst, rl2_period_t period,
-                           rl2_status_t status, const char *word)
+static void
+assert_refused(rl2_algo_t algo, int64_t limit, int64_t window_us, int64_t burst,
+               rl2_period_t period, rl2_status_t status, const char *word)
 {
     rl2_err_t err;
 
-    assert_int_equal(params_status(algo, limit, window_us, burst, period,
-                                   &err), status);
+    assert_int_equal(params_status(algo, limit, window_us, burst, period, &err),
+                     status);
     if (strstr(err.msg, word) == NULL) {
         fail_msg("message \"%s\" lacks \"%s\"", err.msg, word);
     }
-    assert_true(err.msg[0] >= 'a' && err.msg[0] <= 'z');  /* no file:line */
+    assert_true(err.msg[0] >= 'a' && err.msg[0] <= 'z'); /* no file:line */
 }
 
-static void assert_accepted(rl2_algo_t algo, int64_t limit,
-                            int64_t window_us, int64_t burst,
-                            rl2_period_t period)
+static void
+assert_accepted(rl2_algo_t algo, int64_t limit, int64_t window_us,
+                int64_t burst, rl2_period_t period)
 {
     rl2_err_t err;
 
-    if (params_status(algo, limit, window_us, burst, period, &err)
-        != RL2_OK) {
+    if (params_status(algo, limit, window_us, burst, period, &err) != RL2_OK) {
         fail_msg("refused: %s", err.msg);
     }
 }
 
-static void test_params_check_refuses_limit_below_one(void **state)
+static void
+test_params_check_refuses_limit_below_one(void **state)
 {
     (void)state;
     for (int a = 0; a < RL2_ALGO_COUNT; a++) {
@@ -1063,7 +1120,8 @@ static void test_params_check_refuses_limit_below_one(void **state)
     }
 }
 
-static void test_params_check_burst_only_for_buckets(void **state)
+static void
+test_params_check_burst_only_for_buckets(void **state)
 {
     (void)state;
     assert_refused(RL2_ALGO_TOKEN_BUCKET, 10, SEC, -1, RL2_PERIOD_NONE,
@@ -1076,13 +1134,14 @@ static void test_params_check_burst_only_for_buckets(void **state)
         rl2_algo_params_t p = cases[a].p;
 
         if (a != RL2_ALGO_TOKEN_BUCKET && a != RL2_ALGO_LEAKY_BUCKET) {
-            assert_refused(p.algo, 10, p.window_us, 5, p.period,
-                           RL2_ERR_CONFIG, "shorter limit");
+            assert_refused(p.algo, 10, p.window_us, 5, p.period, RL2_ERR_CONFIG,
+                           "shorter limit");
         }
     }
 }
 
-static void test_params_check_sliding_log_size_is_bounded(void **state)
+static void
+test_params_check_sliding_log_size_is_bounded(void **state)
 {
     (void)state;
     assert_accepted(RL2_ALGO_SLIDING_LOG, RL2_SLIDING_LOG_MAX, SEC, 0,
@@ -1091,7 +1150,8 @@ static void test_params_check_sliding_log_size_is_bounded(void **state)
                    RL2_PERIOD_NONE, RL2_ERR_CONFIG, "sliding_window");
 }
 
-static void test_params_check_windows_and_periods(void **state)
+static void
+test_params_check_windows_and_periods(void **state)
 {
     (void)state;
     for (int a = 0; a < RL2_ALGO_COUNT; a++) {
@@ -1105,19 +1165,20 @@ static void test_params_check_windows_and_periods(void **state)
         }
     }
     assert_accepted(RL2_ALGO_CONCURRENCY, 3, 0, 0, RL2_PERIOD_NONE);
-    assert_refused(RL2_ALGO_QUOTA, 10, 0, 0, RL2_PERIOD_NONE,
-                   RL2_ERR_CONFIG, "per day or per month");
-    assert_refused(RL2_ALGO_QUOTA, 10, HOUR, 0, RL2_PERIOD_DAY,
-                   RL2_ERR_CONFIG, "window");
-    assert_refused(RL2_ALGO_QUOTA, 10, DAY, 0, RL2_PERIOD_MONTH,
-                   RL2_ERR_CONFIG, "window");
+    assert_refused(RL2_ALGO_QUOTA, 10, 0, 0, RL2_PERIOD_NONE, RL2_ERR_CONFIG,
+                   "per day or per month");
+    assert_refused(RL2_ALGO_QUOTA, 10, HOUR, 0, RL2_PERIOD_DAY, RL2_ERR_CONFIG,
+                   "window");
+    assert_refused(RL2_ALGO_QUOTA, 10, DAY, 0, RL2_PERIOD_MONTH, RL2_ERR_CONFIG,
+                   "window");
     assert_accepted(RL2_ALGO_QUOTA, 10, DAY, 0, RL2_PERIOD_DAY);
     assert_accepted(RL2_ALGO_QUOTA, 10, 0, 0, RL2_PERIOD_MONTH);
-    assert_refused(RL2_ALGO_COUNT, 10, SEC, 0, RL2_PERIOD_NONE,
-                   RL2_ERR_CONFIG, "unknown algorithm");
+    assert_refused(RL2_ALGO_COUNT, 10, SEC, 0, RL2_PERIOD_NONE, RL2_ERR_CONFIG,
+                   "unknown algorithm");
 }
 
-static void test_params_check_refuses_bucket_finer_than_1us(void **state)
+static void
+test_params_check_refuses_bucket_finer_than_1us(void **state)
 {
     (void)state;
     assert_accepted(RL2_ALGO_TOKEN_BUCKET, 1000000, SEC, 0, RL2_PERIOD_NONE);
@@ -1127,7 +1188,8 @@ static void test_params_check_refuses_bucket_finer_than_1us(void **state)
                    RL2_ERR_CONFIG, "microsecond");
 }
 
-static void test_params_check_refuses_64bit_overflow(void **state)
+static void
+test_params_check_refuses_64bit_overflow(void **state)
 {
     const char *word = "overflows 64-bit arithmetic";
 
@@ -1137,18 +1199,18 @@ static void test_params_check_refuses_64bit_overflow(void **state)
                    "rate 10000000000000/1s overflows 64-bit arithmetic");
     assert_refused(RL2_ALGO_SLIDING_WINDOW, 1000, INT64_MAX / 1000, 0,
                    RL2_PERIOD_NONE, RL2_ERR_RANGE, word);
-    assert_refused(RL2_ALGO_TOKEN_BUCKET, 1, INT64_MAX / 2, 0,
-                   RL2_PERIOD_NONE, RL2_ERR_RANGE, word);
+    assert_refused(RL2_ALGO_TOKEN_BUCKET, 1, INT64_MAX / 2, 0, RL2_PERIOD_NONE,
+                   RL2_ERR_RANGE, word);
     assert_refused(RL2_ALGO_TOKEN_BUCKET, 10, SEC, INT64_C(1) << 50,
                    RL2_PERIOD_NONE, RL2_ERR_RANGE, "burst");
-    assert_refused(RL2_ALGO_LEAKY_BUCKET, 10, INT64_MAX, 0,
-                   RL2_PERIOD_NONE, RL2_ERR_RANGE, word);
-    assert_refused(RL2_ALGO_FIXED_WINDOW, 10, INT64_MAX - 5, 0,
-                   RL2_PERIOD_NONE, RL2_ERR_RANGE, word);
-    assert_refused(RL2_ALGO_FIXED_WINDOW, INT64_MAX, SEC, 0,
-                   RL2_PERIOD_NONE, RL2_ERR_RANGE, word);
-    assert_refused(RL2_ALGO_SLIDING_LOG, 10, INT64_MAX - 5, 0,
-                   RL2_PERIOD_NONE, RL2_ERR_RANGE, word);
+    assert_refused(RL2_ALGO_LEAKY_BUCKET, 10, INT64_MAX, 0, RL2_PERIOD_NONE,
+                   RL2_ERR_RANGE, word);
+    assert_refused(RL2_ALGO_FIXED_WINDOW, 10, INT64_MAX - 5, 0, RL2_PERIOD_NONE,
+                   RL2_ERR_RANGE, word);
+    assert_refused(RL2_ALGO_FIXED_WINDOW, INT64_MAX, SEC, 0, RL2_PERIOD_NONE,
+                   RL2_ERR_RANGE, word);
+    assert_refused(RL2_ALGO_SLIDING_LOG, 10, INT64_MAX - 5, 0, RL2_PERIOD_NONE,
+                   RL2_ERR_RANGE, word);
     assert_refused(RL2_ALGO_CONCURRENCY, INT64_MAX, 0, 0, RL2_PERIOD_NONE,
                    RL2_ERR_RANGE, "in flight");
     assert_refused(RL2_ALGO_QUOTA, INT64_MAX, 0, 0, RL2_PERIOD_MONTH,
@@ -1162,10 +1224,11 @@ static void test_params_check_refuses_64bit_overflow(void **state)
 
 /* Run accepted extreme parameters through every entry point at the edges of
  * time; the sanitizer build turns any overflow into a failure. */
-static void exercise_extreme(rl2_algo_params_t p, int64_t now)
+static void
+exercise_extreme(rl2_algo_params_t p, int64_t now)
 {
-    static int64_t st[2 + RL2_SLIDING_LOG_MAX];
-    int64_t cap = p.burst > 0 ? p.burst : p.limit;
+    static int64_t    st[2 + RL2_SLIDING_LOG_MAX];
+    int64_t           cap = p.burst > 0 ? p.burst : p.limit;
     rl2_algo_result_t r;
 
     memset(st, 0, sizeof(st));
@@ -1182,7 +1245,7 @@ static void exercise_extreme(rl2_algo_params_t p, int64_t now)
     rl2_algo_check(&p, st, now, cap, &r);
     assert_true(r.allowed);
     rl2_algo_commit(&p, st, now, cap);
-    rl2_algo_commit(&p, st, now, cap);          /* unchecked: still safe */
+    rl2_algo_commit(&p, st, now, cap); /* unchecked: still safe */
     rl2_algo_check(&p, st, INT64_MAX, 1, &r);
     rl2_algo_check(&p, st, INT64_MIN, 1, &r);
     rl2_algo_check(&p, st, now, INT64_MAX, &r);
@@ -1193,14 +1256,16 @@ static void exercise_extreme(rl2_algo_params_t p, int64_t now)
     assert_true(rl2_algo_ttl_us(&p, INT64_MAX) >= 0);
 }
 
-static int accepted(rl2_algo_params_t p)
+static int
+accepted(rl2_algo_params_t p)
 {
     return rl2_algo_params_check(&p, NULL) == RL2_OK;
 }
 
 /* The largest value of *field (inside *p) that the check accepts, found by
  * binary search, or 0. */
-static int64_t largest_accepted(rl2_algo_params_t *p, int64_t *field)
+static int64_t
+largest_accepted(rl2_algo_params_t *p, int64_t *field)
 {
     int64_t lo = 0, hi = INT64_MAX;
 
@@ -1219,10 +1284,12 @@ static int64_t largest_accepted(rl2_algo_params_t *p, int64_t *field)
     return lo;
 }
 
-static void test_accepted_extremes_never_overflow(void **state)
+static void
+test_accepted_extremes_never_overflow(void **state)
 {
-    const int64_t windows[] = { 1, 1000, SEC, DAY, 100 * 365 * DAY,
-                                INT64_MAX / 8, INT64_MAX / 2 };
+    const int64_t windows[] = {
+        1, 1000, SEC, DAY, 100 * 365 * DAY, INT64_MAX / 8, INT64_MAX / 2
+    };
     const int64_t nows[] = { 0, YEAR_2200, YEAR_2200 + 1234567 };
 
     (void)state;
@@ -1253,12 +1320,13 @@ static void test_accepted_extremes_never_overflow(void **state)
 
 /* Shared memory may hold anything (another version, other parameters):
  * no byte pattern may crash, overflow or produce a nonsense answer. */
-static void test_garbage_state_is_harmless(void **state)
+static void
+test_garbage_state_is_harmless(void **state)
 {
-    static int64_t st[2 + RL2_SLIDING_LOG_MAX];
-    const int64_t nows[] = { 0, BASE, WALL_BASE, YEAR_2200, INT64_MAX };
-    const int fills[] = { 0xff, 0x7f, 0x80, 0x01, -1 };
-    uint64_t seed = 3;
+    static int64_t    st[2 + RL2_SLIDING_LOG_MAX];
+    const int64_t     nows[] = { 0, BASE, WALL_BASE, YEAR_2200, INT64_MAX };
+    const int         fills[] = { 0xff, 0x7f, 0x80, 0x01, -1 };
+    uint64_t          seed = 3;
     rl2_algo_result_t r;
 
     (void)state;
@@ -1296,9 +1364,10 @@ static void test_garbage_state_is_harmless(void **state)
 
 /* ---- names and sizes --------------------------------------------------- */
 
-static void test_algo_names_round_trip(void **state)
+static void
+test_algo_names_round_trip(void **state)
 {
-    const char *names[] = { "token_bucket", "sliding_log", "sliding_window",
+    const char *names[] = { "token_bucket", "sliding_log",  "sliding_window",
                             "fixed_window", "leaky_bucket", "concurrency",
                             "quota" };
 
@@ -1313,12 +1382,13 @@ static void test_algo_names_round_trip(void **state)
     assert_string_equal(rl2_algo_name(RL2_ALGO_COUNT), "unknown");
 }
 
-static void test_state_sizes_are_small_multiples_of_8(void **state)
+static void
+test_state_sizes_are_small_multiples_of_8(void **state)
 {
     const size_t expect[RL2_ALGO_COUNT] = {
-        [RL2_ALGO_TOKEN_BUCKET] = 8, [RL2_ALGO_SLIDING_LOG] = 16 + 8 * 10,
+        [RL2_ALGO_TOKEN_BUCKET] = 8,    [RL2_ALGO_SLIDING_LOG] = 16 + 8 * 10,
         [RL2_ALGO_SLIDING_WINDOW] = 24, [RL2_ALGO_FIXED_WINDOW] = 16,
-        [RL2_ALGO_LEAKY_BUCKET] = 16, [RL2_ALGO_CONCURRENCY] = 8,
+        [RL2_ALGO_LEAKY_BUCKET] = 16,   [RL2_ALGO_CONCURRENCY] = 8,
         [RL2_ALGO_QUOTA] = 16
     };
 
@@ -1334,18 +1404,21 @@ static void test_state_sizes_are_small_multiples_of_8(void **state)
 /* ---- registration ------------------------------------------------------ */
 
 #define CASE(a) ((void *)&cases[a])
-#define ONE(label, fn, a) { label, fn, NULL, NULL, CASE(a) }
+#define ONE(label, fn, a) \
+    { \
+        label, fn, NULL, NULL, CASE(a) \
+    }
 #define EACH_ALGO(fn, what) \
     ONE("token_bucket: " what, fn, RL2_ALGO_TOKEN_BUCKET), \
-    ONE("sliding_log: " what, fn, RL2_ALGO_SLIDING_LOG), \
-    ONE("sliding_window: " what, fn, RL2_ALGO_SLIDING_WINDOW), \
-    ONE("fixed_window: " what, fn, RL2_ALGO_FIXED_WINDOW), \
-    ONE("leaky_bucket: " what, fn, RL2_ALGO_LEAKY_BUCKET), \
-    ONE("concurrency: " what, fn, RL2_ALGO_CONCURRENCY), \
-    ONE("quota: " what, fn, RL2_ALGO_QUOTA)
+        ONE("sliding_log: " what, fn, RL2_ALGO_SLIDING_LOG), \
+        ONE("sliding_window: " what, fn, RL2_ALGO_SLIDING_WINDOW), \
+        ONE("fixed_window: " what, fn, RL2_ALGO_FIXED_WINDOW), \
+        ONE("leaky_bucket: " what, fn, RL2_ALGO_LEAKY_BUCKET), \
+        ONE("concurrency: " what, fn, RL2_ALGO_CONCURRENCY), \
+        ONE("quota: " what, fn, RL2_ALGO_QUOTA)
 #define BUCKETS(fn, what) \
     ONE("token_bucket: " what, fn, RL2_ALGO_TOKEN_BUCKET), \
-    ONE("leaky_bucket: " what, fn, RL2_ALGO_LEAKY_BUCKET)
+        ONE("leaky_bucket: " what, fn, RL2_ALGO_LEAKY_BUCKET)
 
 static const struct CMUnitTest tests[] = {
     EACH_ALGO(test_fresh_key_admits_exactly_limit_then_refuses,
@@ -1354,8 +1427,7 @@ static const struct CMUnitTest tests[] = {
               "zero state is fresh at any time"),
     EACH_ALGO(test_check_alone_never_changes_state,
               "check alone never changes state"),
-    EACH_ALGO(test_retry_after_is_never_early,
-              "retry_after is never early"),
+    EACH_ALGO(test_retry_after_is_never_early, "retry_after is never early"),
     EACH_ALGO(test_full_limit_is_back_after_reset_us,
               "full limit is back after reset_us"),
     EACH_ALGO(test_clock_going_back_grants_nothing_extra,
@@ -1407,7 +1479,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_state_sizes_are_small_multiples_of_8),
 };
 
-int main(void)
+int
+main(void)
 {
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

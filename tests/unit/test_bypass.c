@@ -20,13 +20,14 @@
 #include "store/store_internal.h"
 
 /* One request a rule may meet in one hour, per rule. */
-#define RL2_T_RULES                                                      \
-    "rules = ( { name = \"read\"; methods = [ \"GET\" ];\n"             \
-    "            paths = [ \"/r\" ];\n"                                   \
+#define RL2_T_RULES \
+    "rules = ( { name = \"read\"; methods = [ \"GET\" ];\n" \
+    "            paths = [ \"/r\" ];\n" \
     "            limits = ( { rate = \"1/hour\"; key = \"global\"; } ); },\n" \
-    "          { name = \"edit\"; methods = [ \"PUT\", \"DELETE\" ];\n"   \
-    "            paths = [ \"/e\" ];\n"                                   \
-    "            limits = ( { rate = \"1/hour\"; key = \"global\"; } ); } );\n"
+    "          { name = \"edit\"; methods = [ \"PUT\", \"DELETE\" ];\n" \
+    "            paths = [ \"/e\" ];\n" \
+    "            limits = ( { rate = \"1/hour\"; key = \"global\"; } ); } " \
+    ");\n"
 
 static const char *const plain_text = RL2_T_RULES;
 
@@ -56,17 +57,16 @@ static int
 setup_with(void **state, const char *text)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    rl2_err_t err;
+    rl2_err_t  err;
 
     assert_non_null(f);
-    assert_int_equal(rl2_config_load_string(text, "t.conf", NULL,
-                                            &f->policy, &err), RL2_OK);
-    snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-bypass",
-             (int)getpid());
+    assert_int_equal(
+        rl2_config_load_string(text, "t.conf", NULL, &f->policy, &err), RL2_OK);
+    snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-bypass", (int)getpid());
     assert_int_equal(rl2_zone_open(f->zname, 64, f->policy->max_state_size,
-                                   0600, &f->zone, &err), RL2_OK);
-    assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err),
+                                   0600, &f->zone, &err),
                      RL2_OK);
+    assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err), RL2_OK);
     *state = f;
     return 0;
 }
@@ -99,7 +99,7 @@ static int
 teardown(void **state)
 {
     fixture_t *f = *state;
-    rl2_err_t err;
+    rl2_err_t  err;
 
     rl2_store_destroy(f->store);
     rl2_zone_close(f->zone);
@@ -124,25 +124,27 @@ apikey_header(void *ctx, const char *name)
 /* Decide method path?query (with an X-HTTP-Method-Override when
  * override is not NULL); the outcome and the rule that decided. */
 static rl2_outcome_t
-send_req(fixture_t *f, const char *method, const char *path,
-         const char *query, const char *override, char rule[64])
+send_req(fixture_t *f, const char *method, const char *path, const char *query,
+         const char *override, char rule[64])
 {
     rl2_request_t req = { 0 };
     rl2_verdict_t v;
-    rl2_clock_t now = { 1000000, 1700000000000000 };
-    rl2_err_t err;
+    rl2_clock_t   now = { 1000000, 1700000000000000 };
+    rl2_err_t     err;
 
     req.method = method;
     req.path = path;
     req.query = query;
     req.peer_ip = "192.0.2.1";
     req.header = override_header;
-    req.header_ctx = (void *)override;
+    req.header_ctx = (void *) override;
     rl2_verdict_init(&v);
     assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                RL2_PHASE_ALL, &now, &v, &err), RL2_OK);
-    snprintf(rule, 64, "%s", v.n_layers > 0 && v.shown >= 0
-                             ? v.layers[v.shown].rule->name : "");
+                                RL2_PHASE_ALL, &now, &v, &err),
+                     RL2_OK);
+    snprintf(rule, 64, "%s",
+             v.n_layers > 0 && v.shown >= 0 ? v.layers[v.shown].rule->name
+                                            : "");
     return v.outcome;
 }
 
@@ -151,7 +153,7 @@ static void
 test_head_is_get(void **state)
 {
     fixture_t *f = *state;
-    char rule[64];
+    char       rule[64];
 
     assert_int_equal(send_req(f, "GET", "/r", NULL, NULL, rule),
                      RL2_OUTCOME_ALLOW);
@@ -165,7 +167,7 @@ static void
 test_method_case(void **state)
 {
     fixture_t *f = *state;
-    char rule[64];
+    char       rule[64];
 
     assert_int_equal(send_req(f, "head", "/r", NULL, NULL, rule),
                      RL2_OUTCOME_ALLOW);
@@ -183,15 +185,15 @@ static void
 test_override_considered(void **state)
 {
     fixture_t *f = *state;
-    char rule[64];
+    char       rule[64];
 
     assert_int_equal(send_req(f, "POST", "/e", NULL, "PUT", rule),
                      RL2_OUTCOME_ALLOW);
     assert_string_equal(rule, "edit");
-    assert_int_equal(send_req(f, "POST", "/e", "_method=%64elete", NULL,
-                              rule), RL2_OUTCOME_DENY);
-    assert_int_equal(send_req(f, "POST", "/e", "a=1&_method=put", "junk",
-                              rule), RL2_OUTCOME_DENY);
+    assert_int_equal(send_req(f, "POST", "/e", "_method=%64elete", NULL, rule),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(send_req(f, "POST", "/e", "a=1&_method=put", "junk", rule),
+                     RL2_OUTCOME_DENY);
     /* A GET is never overridden: frameworks override POST only. */
     assert_int_equal(send_req(f, "GET", "/e", "_method=PUT", NULL, rule),
                      RL2_OUTCOME_NONE);
@@ -203,7 +205,7 @@ static void
 test_override_off(void **state)
 {
     fixture_t *f = *state;
-    char rule[64];
+    char       rule[64];
 
     assert_int_equal(send_req(f, "POST", "/e", "_method=PUT", "PUT", rule),
                      RL2_OUTCOME_NONE);
@@ -215,8 +217,8 @@ send_host(fixture_t *f, const char *host)
 {
     rl2_request_t req = { 0 };
     rl2_verdict_t v;
-    rl2_clock_t now = { 1000000, 1700000000000000 };
-    rl2_err_t err;
+    rl2_clock_t   now = { 1000000, 1700000000000000 };
+    rl2_err_t     err;
 
     req.method = "GET";
     req.path = "/";
@@ -224,7 +226,8 @@ send_host(fixture_t *f, const char *host)
     req.peer_ip = "192.0.2.1";
     rl2_verdict_init(&v);
     assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                RL2_PHASE_ALL, &now, &v, &err), RL2_OK);
+                                RL2_PHASE_ALL, &now, &v, &err),
+                     RL2_OK);
     return v.outcome;
 }
 
@@ -233,9 +236,11 @@ send_host(fixture_t *f, const char *host)
 static void
 test_host_spellings(void **state)
 {
-    fixture_t *f = *state;
+    fixture_t               *f = *state;
     static const char *const spellings[] = {
-        "API.Example.COM.", "api.example.com:8443", "api.example.com..:80",
+        "API.Example.COM.",
+        "api.example.com:8443",
+        "api.example.com..:80",
         "api.example.com",
     };
     char longhost[400];
@@ -261,11 +266,11 @@ test_host_spellings(void **state)
 static void
 test_refused_creates_no_entry(void **state)
 {
-    fixture_t *f = *state;
+    fixture_t       *f = *state;
     rl2_zone_stats_t before, after;
-    rl2_clock_t now = { 1000000, 1700000000000000 };
-    rl2_err_t err;
-    char key[32];
+    rl2_clock_t      now = { 1000000, 1700000000000000 };
+    rl2_err_t        err;
+    char             key[32];
 
     for (int i = 0; i < 2 + 200; i++) {
         rl2_request_t req = { 0 };
@@ -279,15 +284,16 @@ test_refused_creates_no_entry(void **state)
         req.header_ctx = key;
         rl2_verdict_init(&v);
         assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                    RL2_PHASE_ALL, &now, &v, &err), RL2_OK);
-        assert_int_equal(v.outcome, i == 0 ? RL2_OUTCOME_ALLOW
-                                           : RL2_OUTCOME_DENY);
+                                    RL2_PHASE_ALL, &now, &v, &err),
+                         RL2_OK);
+        assert_int_equal(v.outcome,
+                         i == 0 ? RL2_OUTCOME_ALLOW : RL2_OUTCOME_DENY);
         if (i == 1) {
             assert_int_equal(rl2_zone_stats(f->zone, &before, &err), RL2_OK);
         }
     }
     assert_int_equal(rl2_zone_stats(f->zone, &after, &err), RL2_OK);
-    assert_int_equal(before.used, 2);   /* the site and the first key */
+    assert_int_equal(before.used, 2); /* the site and the first key */
     assert_int_equal(after.used, before.used);
     assert_int_equal(after.evictions, 0);
 }

@@ -64,17 +64,16 @@ static int
 setup_with(void **state, const char *text)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    rl2_err_t err;
+    rl2_err_t  err;
 
     assert_non_null(f);
-    assert_int_equal(rl2_config_load_string(text, "t.conf", NULL,
-                                            &f->policy, &err), RL2_OK);
-    snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-client",
-             (int)getpid());
+    assert_int_equal(
+        rl2_config_load_string(text, "t.conf", NULL, &f->policy, &err), RL2_OK);
+    snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-client", (int)getpid());
     assert_int_equal(rl2_zone_open(f->zname, 64, f->policy->max_state_size,
-                                   0600, &f->zone, &err), RL2_OK);
-    assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err),
+                                   0600, &f->zone, &err),
                      RL2_OK);
+    assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err), RL2_OK);
     *state = f;
     return 0;
 }
@@ -95,7 +94,7 @@ static int
 teardown(void **state)
 {
     fixture_t *f = *state;
-    rl2_err_t err;
+    rl2_err_t  err;
 
     rl2_store_destroy(f->store);
     rl2_zone_close(f->zone);
@@ -110,11 +109,11 @@ static rl2_outcome_t
 decide(fixture_t *f, const char *peer, const char *xff, const char *fwd,
        char ip[48])
 {
-    hdrs_t h = { xff, fwd };
+    hdrs_t        h = { xff, fwd };
     rl2_request_t req = { 0 };
     rl2_verdict_t v;
-    rl2_clock_t now = { 1000000, 1700000000000000 };
-    rl2_err_t err;
+    rl2_clock_t   now = { 1000000, 1700000000000000 };
+    rl2_err_t     err;
 
     req.method = "GET";
     req.path = "/x";
@@ -123,7 +122,8 @@ decide(fixture_t *f, const char *peer, const char *xff, const char *fwd,
     req.header_ctx = &h;
     rl2_verdict_init(&v);
     assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                RL2_PHASE_ALL, &now, &v, &err), RL2_OK);
+                                RL2_PHASE_ALL, &now, &v, &err),
+                     RL2_OK);
     strcpy(ip, v.client_ip);
     return v.outcome;
 }
@@ -144,18 +144,20 @@ test_forwarded_from_trusted_proxy(void **state)
 
     assert_string_equal(client(f, "127.0.0.1", NULL, "for=198.51.100.1"),
                         "198.51.100.1");
-    assert_string_equal(client(f, "127.0.0.1", NULL,
-                               "for=\"[2001:db8::7]:4711\";proto=https"),
-                        "2001:db8::7");
-    assert_string_equal(client(f, "127.0.0.1", NULL,
-                               "For=\"198.51.100.2:80\""), "198.51.100.2");
+    assert_string_equal(
+        client(f, "127.0.0.1", NULL, "for=\"[2001:db8::7]:4711\";proto=https"),
+        "2001:db8::7");
+    assert_string_equal(client(f, "127.0.0.1", NULL, "For=\"198.51.100.2:80\""),
+                        "198.51.100.2");
     /* Right to left over trusted hops. */
     assert_string_equal(client(f, "127.0.0.1", NULL,
                                "for=203.0.113.9, for=\"[::1]\";by=x, "
-                               "for=127.0.0.1"), "203.0.113.9");
+                               "for=127.0.0.1"),
+                        "203.0.113.9");
     /* X-Forwarded-For, when a proxy sent one, is what counts. */
-    assert_string_equal(client(f, "127.0.0.1", "203.0.113.5",
-                               "for=198.51.100.1"), "203.0.113.5");
+    assert_string_equal(
+        client(f, "127.0.0.1", "203.0.113.5", "for=198.51.100.1"),
+        "203.0.113.5");
 }
 
 static void
@@ -167,13 +169,14 @@ test_forwarded_stops_at_what_it_cannot_read(void **state)
      * address, the proxy itself. */
     assert_string_equal(client(f, "127.0.0.1", NULL, "for=_hidden"),
                         "127.0.0.1");
-    assert_string_equal(client(f, "127.0.0.1", NULL,
-                               "for=198.51.100.1, for=unknown"), "127.0.0.1");
+    assert_string_equal(
+        client(f, "127.0.0.1", NULL, "for=198.51.100.1, for=unknown"),
+        "127.0.0.1");
     assert_string_equal(client(f, "127.0.0.1", NULL, "by=198.51.100.1"),
                         "127.0.0.1");
-    assert_string_equal(client(f, "127.0.0.1", NULL,
-                               "for=198.51.100.1;for=198.51.100.2"),
-                        "127.0.0.1");
+    assert_string_equal(
+        client(f, "127.0.0.1", NULL, "for=198.51.100.1;for=198.51.100.2"),
+        "127.0.0.1");
 }
 
 static void
@@ -193,13 +196,12 @@ static void
 test_mapped_ipv4_is_ipv4(void **state)
 {
     fixture_t *f = *state;
-    char ip[48];
+    char       ip[48];
 
     assert_int_equal(decide(f, "::ffff:192.0.2.1", NULL, NULL, ip),
                      RL2_OUTCOME_ALLOW);
     assert_string_equal(ip, "192.0.2.1");
-    assert_int_equal(decide(f, "192.0.2.1", NULL, NULL, ip),
-                     RL2_OUTCOME_DENY);
+    assert_int_equal(decide(f, "192.0.2.1", NULL, NULL, ip), RL2_OUTCOME_DENY);
     /* Two mapped clients are two clients. */
     assert_int_equal(decide(f, "::ffff:192.0.2.2", NULL, NULL, ip),
                      RL2_OUTCOME_ALLOW);
@@ -220,8 +222,8 @@ test_zone_id_dropped(void **state)
 
     assert_string_equal(client(f, "127.0.0.1", "fe80::1%eth0", NULL),
                         "fe80::1");
-    assert_string_equal(client(f, "127.0.0.1", NULL,
-                               "for=\"[fe80::2%25eth0]\""), "fe80::2");
+    assert_string_equal(
+        client(f, "127.0.0.1", NULL, "for=\"[fe80::2%25eth0]\""), "fe80::2");
     /* Not an address with a zone: the walk stops at the proxy. */
     assert_string_equal(client(f, "127.0.0.1", "198.51.100.1%eth0", NULL),
                         "127.0.0.1");
@@ -234,7 +236,7 @@ static void
 test_ipv6_128_one_spelling(void **state)
 {
     fixture_t *f = *state;
-    char ip[48];
+    char       ip[48];
 
     assert_int_equal(decide(f, "127.0.0.1", "2001:DB8::1", NULL, ip),
                      RL2_OUTCOME_ALLOW);
@@ -250,16 +252,17 @@ static void
 test_forwarded_parse(void **state)
 {
     rl2_fwd_hops_t h;
-    char big[4096] = "";
+    char           big[4096] = "";
 
     (void)state;
     rl2_forwarded_parse("for=\"a,b\";x=\"q\\\"\", for=192.0.2.1 ,,"
-                        "for=\"[v6]:1", &h);
+                        "for=\"[v6]:1",
+                        &h);
     assert_int_equal(h.n, 4);
     assert_string_equal(h.hop[0], "a,b");
     assert_string_equal(h.hop[1], "192.0.2.1");
     assert_string_equal(h.hop[2], "");
-    assert_string_equal(h.hop[3], "");   /* quote never closed */
+    assert_string_equal(h.hop[3], ""); /* quote never closed */
     rl2_forwarded_parse("", &h);
     assert_int_equal(h.n, 0);
     rl2_forwarded_parse(NULL, &h);
@@ -289,10 +292,9 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapped_ipv4_is_ipv4, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_zone_id_dropped, setup,
+        cmocka_unit_test_setup_teardown(test_zone_id_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_128_one_spelling, setup128,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_ipv6_128_one_spelling,
-                                        setup128, teardown),
         cmocka_unit_test(test_forwarded_parse),
     };
 

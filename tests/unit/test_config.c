@@ -33,14 +33,15 @@
 #include "base/base_internal.h"
 #include "policy/policy_internal.h"
 
-#define S_US  INT64_C(1000000)
-#define MIN_US (60 * S_US)
+#define S_US    INT64_C(1000000)
+#define MIN_US  (60 * S_US)
 #define HOUR_US (3600 * S_US)
-#define DAY_US (86400 * S_US)
+#define DAY_US  (86400 * S_US)
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static const rl2_rule_t *rule_named(const rl2_policy_t *p, const char *name)
+static const rl2_rule_t *
+rule_named(const rl2_policy_t *p, const char *name)
 {
     for (size_t i = 0; i < p->n_rules; i++) {
         if (strcmp(p->rules[i].name, name) == 0) {
@@ -51,9 +52,10 @@ static const rl2_rule_t *rule_named(const rl2_policy_t *p, const char *name)
     return NULL;
 }
 
-static void write_file(const char *dir, const char *name, const char *text)
+static void
+write_file(const char *dir, const char *name, const char *text)
 {
-    char path[512];
+    char  path[512];
     FILE *fp;
 
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -63,7 +65,8 @@ static void write_file(const char *dir, const char *name, const char *text)
     fclose(fp);
 }
 
-static void remove_file(const char *dir, const char *name)
+static void
+remove_file(const char *dir, const char *name)
 {
     char path[512];
 
@@ -74,11 +77,11 @@ static void remove_file(const char *dir, const char *name)
 /* ---- the valid policy -------------------------------------------------- */
 
 static const char full_policy[] =
-    "mode = \"dry_run\";\n"                                          /* 1 */
+    "mode = \"dry_run\";\n" /* 1 */
     "match = \"first\";\n"
     "algorithm = \"token_bucket\";\n"
     "hash_secret = \"s3cret\";\n"
-    "ipv6_prefix = 56;\n"                                            /* 5 */
+    "ipv6_prefix = 56;\n" /* 5 */
     "trusted_proxies = [ \"127.0.0.1\", \"10.0.0.0/8\", \"::1\" ];\n"
     "api_key = { header = \"X-API-Key\"; query = \"api_key\"; };\n"
     "tier_from = { variable = \"RL2_TIER\";"
@@ -86,25 +89,25 @@ static const char full_policy[] =
     "tiers = ( { name = \"free\"; upgrade_url = \"https://e.com/p\"; },\n"
     "          { name = \"pro\"; }, { name = \"business\"; },"
     " \"enterprise\" );\n"
-    "default_tier = \"pro\";\n"                                      /* 11 */
+    "default_tier = \"pro\";\n" /* 11 */
     "headers = { reset = \"delta\"; scope = true; algorithm = true;"
     " legacy = true; };\n"
     "whitelist = { addresses = [ \"10.0.0.0/8\", \"2001:db8::/32\" ];\n"
     "              users = [ \"ops\" ]; api_keys = \"k1\";"
     " internal = true; };\n"
-    "rules = (\n"                                                    /* 15 */
-    "  { name = \"health\"; paths = [ \"/health\", \"/docs\" ];\n"  /* 16 */
+    "rules = (\n"                                                  /* 15 */
+    "  { name = \"health\"; paths = [ \"/health\", \"/docs\" ];\n" /* 16 */
     "    exempt = true; },\n"
     "  { name = \"login\"; methods = \"POST\"; paths = \"/auth/login\";\n"
     "    hosts = [ \"API.Example.com\" ]; mode = \"enforce\";\n"
-    "    continue = true; key = \"ip\";\n"                           /* 20 */
+    "    continue = true; key = \"ip\";\n" /* 20 */
     "    limits = ( { rate = \"5/min\"; algorithm = \"fixed_window\"; },\n"
     "               { rate = \"100/hour\"; burst = 10; cost = 2;\n"
     "                 overflow = \"2/5min\"; },\n"
     "               { name = \"login_global\"; rate = \"1000/hour\";\n"
     "                 key = \"global\"; algorithm = \"sliding_window\"; } );\n"
     "  },\n"
-    "  { name = \"ai\"; methods = [ \"POST\", \"PUT\" ];\n"         /* 27 */
+    "  { name = \"ai\"; methods = [ \"POST\", \"PUT\" ];\n" /* 27 */
     "    paths = [ \"/ai/*\" ]; key = \"user\";\n"
     "    limits = ( { rate = \"5/hour\"; algorithm = \"sliding_log\"; },\n"
     "               { rate = \"20/day\"; algorithm = \"quota\"; } );\n"
@@ -113,7 +116,7 @@ static const char full_policy[] =
     " algorithm = \"quota\"; } );\n"
     "              enterprise = \"unlimited\"; };\n"
     "  },\n"
-    "  { name = \"stream\"; paths = \"/stream/**\";\n"              /* 35 */
+    "  { name = \"stream\"; paths = \"/stream/**\";\n" /* 35 */
     "    limits = ( { algorithm = \"concurrency\"; limit = 3;\n"
     "                 key = \"header:X-Session\"; } ); },\n"
     "  { name = \"big\"; paths = \"/big\"; key = \"header:X-Tenant\";\n"
@@ -122,11 +125,11 @@ static const char full_policy[] =
     "                 cost = 3000000000L; } );\n"
     "    tiers = { free = \"unlimited\"; }; }\n"
     ");\n"
-    "default = { key = \"ip\"; mode = \"off\";\n"                   /* 44 */
+    "default = { key = \"ip\"; mode = \"off\";\n" /* 44 */
     "            limits = ( { rate = \"1000/hour\"; } );\n"
     "            tiers = { free = ( { rate = \"100/hour\"; } ); }; };\n"
     "clients = (\n"
-    "  { user = \"premium_user_123\"; tier = \"business\";\n"       /* 48 */
+    "  { user = \"premium_user_123\"; tier = \"business\";\n" /* 48 */
     "    rules = { ai = ( { rate = \"100/hour\"; overflow = \"25/5min\"; },\n"
     "                     { rate = \"2000/day\"; algorithm = \"quota\"; } );\n"
     "            }; },\n"
@@ -135,11 +138,12 @@ static const char full_policy[] =
     "    rules = { default = \"unlimited\"; }; }\n"
     ");\n";
 
-static void test_full_policy_top_level_fields(void **state)
+static void
+test_full_policy_top_level_fields(void **state)
 {
-    rl2_policy_t *p = load_ok(full_policy);
+    rl2_policy_t  *p = load_ok(full_policy);
     rl2_hash_key_t key;
-    uint8_t v4[4];
+    uint8_t        v4[4];
 
     (void)state;
     assert_string_equal(p->source, "t.conf");
@@ -179,7 +183,8 @@ static void test_full_policy_top_level_fields(void **state)
     rl2_policy_free(p);
 }
 
-static void test_full_policy_tiers(void **state)
+static void
+test_full_policy_tiers(void **state)
 {
     rl2_policy_t *p = load_ok(full_policy);
 
@@ -195,9 +200,10 @@ static void test_full_policy_tiers(void **state)
     rl2_policy_free(p);
 }
 
-static void test_full_policy_exempt_and_match_keys(void **state)
+static void
+test_full_policy_exempt_and_match_keys(void **state)
 {
-    rl2_policy_t *p = load_ok(full_policy);
+    rl2_policy_t     *p = load_ok(full_policy);
     const rl2_rule_t *h, *r;
 
     (void)state;
@@ -229,10 +235,11 @@ static void test_full_policy_exempt_and_match_keys(void **state)
     rl2_policy_free(p);
 }
 
-static void test_full_policy_limits_and_default_names(void **state)
+static void
+test_full_policy_limits_and_default_names(void **state)
 {
-    rl2_policy_t *p = load_ok(full_policy);
-    const rl2_rule_t *r = rule_named(p, "login");
+    rl2_policy_t      *p = load_ok(full_policy);
+    const rl2_rule_t  *r = rule_named(p, "login");
     const rl2_limit_t *l = r->limits.limits;
 
     (void)state;
@@ -268,10 +275,11 @@ static void test_full_policy_limits_and_default_names(void **state)
     rl2_policy_free(p);
 }
 
-static void test_full_policy_tier_sets_and_quota(void **state)
+static void
+test_full_policy_tier_sets_and_quota(void **state)
 {
-    rl2_policy_t *p = load_ok(full_policy);
-    const rl2_rule_t *r = rule_named(p, "ai");
+    rl2_policy_t          *p = load_ok(full_policy);
+    const rl2_rule_t      *r = rule_named(p, "ai");
     const rl2_limit_set_t *pro, *ent;
 
     (void)state;
@@ -285,8 +293,8 @@ static void test_full_policy_tier_sets_and_quota(void **state)
     assert_string_equal(r->limits.limits[1].name, "ai.2");
 
     assert_non_null(r->tiers);
-    assert_int_equal(r->tiers[0].defined, 0);   /* free: uses limits */
-    assert_int_equal(r->tiers[2].defined, 0);   /* business: likewise */
+    assert_int_equal(r->tiers[0].defined, 0); /* free: uses limits */
+    assert_int_equal(r->tiers[2].defined, 0); /* business: likewise */
     pro = &r->tiers[1];
     assert_int_equal(pro->defined, 1);
     assert_int_equal(pro->n, 2);
@@ -307,10 +315,11 @@ static void test_full_policy_tier_sets_and_quota(void **state)
     rl2_policy_free(p);
 }
 
-static void test_full_policy_scopes_int64_and_concurrency(void **state)
+static void
+test_full_policy_scopes_int64_and_concurrency(void **state)
 {
-    rl2_policy_t *p = load_ok(full_policy);
-    const rl2_rule_t *s = rule_named(p, "stream"), *b = rule_named(p, "big");
+    rl2_policy_t      *p = load_ok(full_policy);
+    const rl2_rule_t  *s = rule_named(p, "stream"), *b = rule_named(p, "big");
     const rl2_limit_t *l = &s->limits.limits[0];
 
     (void)state;
@@ -333,9 +342,10 @@ static void test_full_policy_scopes_int64_and_concurrency(void **state)
     rl2_policy_free(p);
 }
 
-static void test_full_policy_default_rule(void **state)
+static void
+test_full_policy_default_rule(void **state)
 {
-    rl2_policy_t *p = load_ok(full_policy);
+    rl2_policy_t     *p = load_ok(full_policy);
     const rl2_rule_t *d = p->default_rule;
 
     (void)state;
@@ -354,12 +364,13 @@ static void test_full_policy_default_rule(void **state)
     rl2_policy_free(p);
 }
 
-static void test_full_policy_clients(void **state)
+static void
+test_full_policy_clients(void **state)
 {
-    rl2_policy_t *p = load_ok(full_policy);
+    rl2_policy_t       *p = load_ok(full_policy);
     const rl2_client_t *c = p->clients;
-    const rl2_rule_t *ai = rule_named(p, "ai");
-    uint8_t v4[4];
+    const rl2_rule_t   *ai = rule_named(p, "ai");
+    uint8_t             v4[4];
 
     (void)state;
     assert_int_equal(p->n_clients, 3);
@@ -376,8 +387,7 @@ static void test_full_policy_clients(void **state)
     assert_int_equal(c[0].rules[0].set.limits[0].overflow.limit, 25);
     /* limits of an override default to the overridden rule's key */
     assert_int_equal(c[0].rules[0].set.limits[0].key, RL2_KEY_USER);
-    assert_int_equal(c[0].rules[0].set.limits[1].algo.period,
-                     RL2_PERIOD_DAY);
+    assert_int_equal(c[0].rules[0].set.limits[1].algo.period, RL2_PERIOD_DAY);
 
     assert_int_equal(c[1].by, RL2_KEY_APIKEY);
     assert_string_equal(c[1].id, "abc");
@@ -390,20 +400,20 @@ static void test_full_policy_clients(void **state)
     inet_pton(AF_INET, "192.0.2.77", v4);
     assert_true(rl2_cidr_match(&c[2].net, AF_INET, v4));
     assert_int_equal(c[2].n_rules, 1);
-    assert_int_equal(c[2].rules[0].rule, p->n_rules);   /* default rule */
+    assert_int_equal(c[2].rules[0].rule, p->n_rules); /* default rule */
     assert_int_equal(c[2].rules[0].set.unlimited, 1);
     rl2_policy_free(p);
 }
 
-static void test_full_policy_max_state_size(void **state)
+static void
+test_full_policy_max_state_size(void **state)
 {
     rl2_policy_t *p = load_ok(full_policy);
-    size_t max = 0;
+    size_t        max = 0;
 
     (void)state;
     for (size_t i = 0; i <= p->n_rules; i++) {
-        const rl2_rule_t *r = i < p->n_rules ? &p->rules[i]
-                                             : p->default_rule;
+        const rl2_rule_t *r = i < p->n_rules ? &p->rules[i] : p->default_rule;
 
         for (size_t j = 0; j < r->limits.n; j++) {
             if (r->limits.limits[j].state_size > max) {
@@ -425,7 +435,8 @@ static void test_full_policy_max_state_size(void **state)
 
 /* ---- smaller valid policies -------------------------------------------- */
 
-static void test_empty_policy_has_defaults(void **state)
+static void
+test_empty_policy_has_defaults(void **state)
 {
     rl2_policy_t *p = load_ok("# nothing but a comment\n");
 
@@ -444,14 +455,15 @@ static void test_empty_policy_has_defaults(void **state)
     rl2_policy_free(p);
 }
 
-static void test_tier_array_and_first_is_default(void **state)
+static void
+test_tier_array_and_first_is_default(void **state)
 {
-    rl2_policy_t *p = load_ok(
-        "tiers = [ \"free\", \"pro\" ];\n"
-        "match = \"all\";\n"
-        "rules = ( { name = \"a.b-c_1\"; paths = \"/x\";\n"
-        "            limits = \"unlimited\";\n"
-        "            tiers = { pro = ( ); }; } );\n");
+    rl2_policy_t *p =
+        load_ok("tiers = [ \"free\", \"pro\" ];\n"
+                "match = \"all\";\n"
+                "rules = ( { name = \"a.b-c_1\"; paths = \"/x\";\n"
+                "            limits = \"unlimited\";\n"
+                "            tiers = { pro = ( ); }; } );\n");
     const rl2_rule_t *r = &p->rules[0];
 
     (void)state;
@@ -471,7 +483,8 @@ static void test_tier_array_and_first_is_default(void **state)
 
 /* A user's override makes the whole rule depend on identity, so even its
  * address-keyed limits must wait until after authentication. */
-static void test_user_override_makes_rule_late(void **state)
+static void
+test_user_override_makes_rule_late(void **state)
 {
     rl2_policy_t *p = load_ok(
         "rules = ( { name = \"a\"; paths = \"/a\";\n"
@@ -491,12 +504,14 @@ static void test_user_override_makes_rule_late(void **state)
 
 /* The loader reads in dependency order: a match = "all" written after
  * the rules still makes a continue rule an error. */
-static void test_keys_are_read_in_dependency_order(void **state)
+static void
+test_keys_are_read_in_dependency_order(void **state)
 {
     (void)state;
     expect_fail("rules = ( { name = \"a\"; continue = true;\n"
                 "            limits = ( ); } );\n"
-                "match = \"all\";\n", "o.conf", 1, "'continue' means nothing");
+                "match = \"all\";\n",
+                "o.conf", 1, "'continue' means nothing");
     rl2_policy_free(load_ok(
         "clients = ( { user = \"u\"; tier = \"pro\";\n"
         "              rules = { r = \"unlimited\"; }; } );\n"
@@ -506,12 +521,13 @@ static void test_keys_are_read_in_dependency_order(void **state)
 
 /* ---- files and @include ------------------------------------------------ */
 
-static void test_include_is_relative_to_the_main_file(void **state)
+static void
+test_include_is_relative_to_the_main_file(void **state)
 {
-    char tmpl[] = "/tmp/rl2-config-XXXXXX", path[512], want[512];
-    char *dir = mkdtemp(tmpl);
+    char          tmpl[] = "/tmp/rl2-config-XXXXXX", path[512], want[512];
+    char         *dir = mkdtemp(tmpl);
     rl2_policy_t *p = NULL;
-    rl2_err_t err = { "" };
+    rl2_err_t     err = { "" };
 
     (void)state;
     assert_non_null(dir);
@@ -523,7 +539,7 @@ static void test_include_is_relative_to_the_main_file(void **state)
                "# rules live here\n"
                "rules = ( { name = \"inc\"; paths = \"/inc\";\n"
                "            limits = ( { rate = \"1/s\"; } ); } );\n");
-    assert_int_equal(chdir("/"), 0);   /* as Apache does */
+    assert_int_equal(chdir("/"), 0); /* as Apache does */
     snprintf(path, sizeof(path), "%s/main.conf", dir);
     if (rl2_config_load(path, &p, &err) != RL2_OK) {
         fail_msg("%s", err.msg);
@@ -542,8 +558,10 @@ static void test_include_is_relative_to_the_main_file(void **state)
     write_file(dir, "rules.conf",
                "\nrules = ( { name = \"x\"; burst = 1; } );\n");
     assert_int_not_equal(rl2_config_load(path, &p, &err), RL2_OK);
-    snprintf(want, sizeof(want), "%s/rules.conf:2: unknown key 'burst' in "
-             "rule", dir);
+    snprintf(want, sizeof(want),
+             "%s/rules.conf:2: unknown key 'burst' in "
+             "rule",
+             dir);
     assert_null(p);
     assert_non_null(strstr(err.msg, want));
 
@@ -556,8 +574,9 @@ static void test_include_is_relative_to_the_main_file(void **state)
     /* the string loader takes the include directory as an argument */
     write_file(dir, "rules.conf",
                "rules = ( { name = \"s\"; exempt = true; } );\n");
-    assert_int_equal(rl2_config_load_string("@include \"rules.conf\"\n",
-                                            "str", dir, &p, &err), RL2_OK);
+    assert_int_equal(rl2_config_load_string("@include \"rules.conf\"\n", "str",
+                                            dir, &p, &err),
+                     RL2_OK);
     assert_string_equal(p->rules[0].name, "s");
     rl2_policy_free(p);
 
@@ -566,12 +585,13 @@ static void test_include_is_relative_to_the_main_file(void **state)
     rmdir(dir);
 }
 
-static void test_missing_and_bad_files_are_errors(void **state)
+static void
+test_missing_and_bad_files_are_errors(void **state)
 {
-    char tmpl[] = "/tmp/rl2-config-XXXXXX", path[512], want[600];
-    char *dir = mkdtemp(tmpl);
+    char          tmpl[] = "/tmp/rl2-config-XXXXXX", path[512], want[600];
+    char         *dir = mkdtemp(tmpl);
     rl2_policy_t *p = NULL;
-    rl2_err_t err = { "" };
+    rl2_err_t     err = { "" };
 
     (void)state;
     assert_non_null(dir);
@@ -588,8 +608,10 @@ static void test_missing_and_bad_files_are_errors(void **state)
     snprintf(path, sizeof(path), "%s/main.conf", dir);
     write_file(dir, "main.conf", "\n  @include \"none.conf\"\n");
     assert_int_not_equal(rl2_config_load(path, &p, &err), RL2_OK);
-    snprintf(want, sizeof(want), "%s:2: @include \"none.conf\": %s/none.conf "
-             "is not a regular file", path, dir);
+    snprintf(want, sizeof(want),
+             "%s:2: @include \"none.conf\": %s/none.conf "
+             "is not a regular file",
+             path, dir);
     assert_string_equal(err.msg, want);
     snprintf(want, sizeof(want), "%s/none.conf", dir);
     rmdir(want);
@@ -631,8 +653,10 @@ static const bad_case_t bad_cases[] = {
     { "unknown key in limit", LIM("rate = \"5/min\"; burts = 3;"), 1,
       "unknown key 'burts' in limit; expected one of: name, rate, "
       "algorithm, burst, cost, key, overflow, limit" },
-    { "wrong type", LIM("rate = \"5/min\"; algorithm = \"token_bucket\"; "
-                        "burst = \"10\";"), 1, "'burst' must be an integer" },
+    { "wrong type",
+      LIM("rate = \"5/min\"; algorithm = \"token_bucket\"; "
+          "burst = \"10\";"),
+      1, "'burst' must be an integer" },
     { "rate not a string", LIM("rate = 5;"), 1, "'rate' must be a string" },
     { "bad rate unit", LIM("rate = \"5/fortnight\";"), 1,
       "invalid rate \"5/fortnight\": unknown unit" },
@@ -642,9 +666,8 @@ static const bad_case_t bad_cases[] = {
       1, "rate 9223372036854775807/1s overflows 64-bit arithmetic" },
     { "window overflowing 64 bits", LIM("rate = \"5/9223372036854775807s\";"),
       1, "window overflows 64-bit microseconds" },
-    { "count too large for 64 bits",
-      LIM("rate = \"99999999999999999999/s\";"), 1,
-      "invalid rate \"99999999999999999999/s\": count too large" },
+    { "count too large for 64 bits", LIM("rate = \"99999999999999999999/s\";"),
+      1, "invalid rate \"99999999999999999999/s\": count too large" },
     { "bucket finer than a microsecond",
       LIM("rate = \"9223372036854775807/1s\"; algorithm = \"token_bucket\";"),
       1, "more than one unit per microsecond" },
@@ -659,13 +682,13 @@ static const bad_case_t bad_cases[] = {
     { "burst zero",
       LIM("rate = \"5/min\"; algorithm = \"leaky_bucket\"; burst = 0;"), 1,
       "'burst' must be at least 1" },
-    { "overflow per month", LIM("rate = \"5/min\"; overflow = \"5/month\";"),
-      1, "'overflow' needs a window in time units" },
+    { "overflow per month", LIM("rate = \"5/min\"; overflow = \"5/month\";"), 1,
+      "'overflow' needs a window in time units" },
     { "limit on a rate algorithm", LIM("rate = \"5/min\"; limit = 5;"), 1,
       "'limit' is only for algorithm concurrency" },
     { "overflow with concurrency",
-      LIM("algorithm = \"concurrency\"; limit = 2; overflow = \"2/5min\";"),
-      1, "'overflow' is not allowed with concurrency" },
+      LIM("algorithm = \"concurrency\"; limit = 2; overflow = \"2/5min\";"), 1,
+      "'overflow' is not allowed with concurrency" },
     { "quota per hour", LIM("rate = \"5/hour\"; algorithm = \"quota\";"), 1,
       "quota needs a rate per day or per month" },
     { "quota per two days", LIM("rate = \"20/2day\"; algorithm = \"quota\";"),
@@ -697,8 +720,8 @@ static const bad_case_t bad_cases[] = {
       "invalid address \"10.0.0.300\"" },
     { "unknown tier in a rule",
       "tiers = [ \"free\" ];\nrules = ( { name = \"r\";\n"
-      "  tiers = { gold = \"unlimited\"; }; } );\n", 3,
-      "unknown tier 'gold' in rule 'r'; declared tiers: free" },
+      "  tiers = { gold = \"unlimited\"; }; } );\n",
+      3, "unknown tier 'gold' in rule 'r'; declared tiers: free" },
     { "rule tiers without declared tiers",
       "rules = ( { name = \"r\"; tiers = { free = ( ); }; } );\n", 1,
       "no tiers are declared" },
@@ -711,8 +734,8 @@ static const bad_case_t bad_cases[] = {
       "default_tier \"gold\" is not a declared tier" },
     { "duplicate rule name",
       "rules = ( { name = \"a\"; exempt = true; },\n"
-      "          { name = \"a\"; exempt = true; } );\n", 2,
-      "duplicate rule name 'a' (first at bad.conf:1)" },
+      "          { name = \"a\"; exempt = true; } );\n",
+      2, "duplicate rule name 'a' (first at bad.conf:1)" },
     { "rule without name",
       "rules = (\n { paths = \"/x\"; exempt = true; } );\n", 2,
       "rule without 'name'" },
@@ -724,19 +747,19 @@ static const bad_case_t bad_cases[] = {
     { "exempt with limits",
       "rules = ( { name = \"a\";\n exempt = true; limits = ( ); } );\n", 2,
       "an exempt rule takes no 'limits' or 'tiers'" },
-    { "rule without limits",
-      "rules = ( { name = \"a\"; paths = \"/a\"; } );\n", 1,
-      "rule 'a' has no 'limits', 'tiers' or 'exempt'" },
+    { "rule without limits", "rules = ( { name = \"a\"; paths = \"/a\"; } );\n",
+      1, "rule 'a' has no 'limits', 'tiers' or 'exempt'" },
     { "continue with match all",
       "match = \"all\";\nrules = ( { name = \"a\"; limits = ( );\n"
-      "  continue = true; } );\n", 3, "'continue' means nothing with match" },
+      "  continue = true; } );\n",
+      3, "'continue' means nothing with match" },
     { "continue not a bool",
-      "rules = ( { name = \"a\"; continue = \"yes\"; exempt = true; } );\n",
-      1, "'continue' must be true or false" },
+      "rules = ( { name = \"a\"; continue = \"yes\"; exempt = true; } );\n", 1,
+      "'continue' must be true or false" },
     { "bad method",
       "rules = ( { name = \"a\"; exempt = true;\n"
-      "  methods = [ \"GET\", \"FETCH\" ]; } );\n", 2,
-      "unknown method \"FETCH\"" },
+      "  methods = [ \"GET\", \"FETCH\" ]; } );\n",
+      2, "unknown method \"FETCH\"" },
     { "empty methods",
       "rules = ( { name = \"a\"; exempt = true; methods = [ ]; } );\n", 1,
       "'methods' must not be empty" },
@@ -745,8 +768,8 @@ static const bad_case_t bad_cases[] = {
       "'paths' must not be empty" },
     { "relative path",
       "rules = ( { name = \"a\"; exempt = true;\n"
-      "  paths = [ \"/ok\",\n \"api/*\" ]; } );\n", 3,
-      "invalid path \"api/*\": must start with '/'" },
+      "  paths = [ \"/ok\",\n \"api/*\" ]; } );\n",
+      3, "invalid path \"api/*\": must start with '/'" },
     { "paths not strings",
       "rules = ( { name = \"a\"; exempt = true; paths = 5; } );\n", 1,
       "'paths' must be a string or a list of strings" },
@@ -759,7 +782,9 @@ static const bad_case_t bad_cases[] = {
       "{rate=\"1/s\";},{rate=\"1/s\";},{rate=\"1/s\";},{rate=\"1/s\";},"
       "{rate=\"1/s\";},{rate=\"1/s\";},{rate=\"1/s\";},{rate=\"1/s\";},"
       "{rate=\"1/s\";},{rate=\"1/s\";},{rate=\"1/s\";},{rate=\"1/s\";},"
-      "{rate=\"1/s\";} ); } );\n", 1, "too many limits in 'limits' (17); at "
+      "{rate=\"1/s\";} ); } );\n",
+      1,
+      "too many limits in 'limits' (17); at "
       "most 16" },
     { "duplicate limit name",
       LIM("rate = \"1/s\"; }, { name = \"r\"; rate = \"2/s\";"), 1,
@@ -789,8 +814,8 @@ static const bad_case_t bad_cases[] = {
     { "empty string", "api_key = { header = \"\"; };\n", 1,
       "'header' must not be empty" },
     { "client with two identities",
-      "clients = (\n { user = \"u\"; api_key = \"k\"; tier = \"t\"; } );\n",
-      2, "a client needs exactly one of 'user', 'api_key' or 'address'" },
+      "clients = (\n { user = \"u\"; api_key = \"k\"; tier = \"t\"; } );\n", 2,
+      "a client needs exactly one of 'user', 'api_key' or 'address'" },
     { "client with no identity", "clients = ( { tier = \"t\"; } );\n", 1,
       "exactly one of" },
     { "client naming unknown rule",
@@ -821,12 +846,12 @@ static const bad_case_t bad_cases[] = {
       "clients = ( { user = \"u\"; tier = \"t\"; },\n"
       "            { user = \"u\"; tier = \"t\"; } );\ntiers = [ \"t\" ];\n",
       2, "duplicate client: the same user as at bad.conf:1" },
-    { "duplicate tier differing in case",
-      "tiers = [ \"pro\", \"Pro\" ];\n", 1, "duplicate tier name 'Pro'" },
+    { "duplicate tier differing in case", "tiers = [ \"pro\", \"Pro\" ];\n", 1,
+      "duplicate tier name 'Pro'" },
     { "host with a port",
       "rules = ( { name = \"a\"; exempt = true;\n"
-      "  hosts = \"api.example.com:8080\"; } );\n", 2,
-      "invalid host \"api.example.com:8080\"" },
+      "  hosts = \"api.example.com:8080\"; } );\n",
+      2, "invalid host \"api.example.com:8080\"" },
     { "duplicate setting", "mode = \"off\";\nmode = \"off\";\n", 2,
       "duplicate setting name" },
     { "missing @include", "\n@include \"/nonexistent/rl2-none.conf\"\n", 2,
@@ -838,7 +863,8 @@ static const bad_case_t bad_cases[] = {
       "each limit in 'limits' must be a group" },
 };
 
-static void test_malformed_policies_are_refused_with_file_line(void **state)
+static void
+test_malformed_policies_are_refused_with_file_line(void **state)
 {
     (void)state;
     for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
@@ -850,21 +876,21 @@ static void test_malformed_policies_are_refused_with_file_line(void **state)
 
 /* Every prefix of the valid policy is either valid or refused with a
  * message: truncated files never crash the loader. */
-static void test_truncated_policies_never_crash(void **state)
+static void
+test_truncated_policies_never_crash(void **state)
 {
     size_t len = strlen(full_policy);
-    char *buf = malloc(len + 1);
+    char  *buf = malloc(len + 1);
 
     (void)state;
     assert_non_null(buf);
     for (size_t n = 0; n <= len; n += 7) {
         rl2_policy_t *p = NULL;
-        rl2_err_t err = { "" };
+        rl2_err_t     err = { "" };
 
         memcpy(buf, full_policy, n);
         buf[n] = '\0';
-        if (rl2_config_load_string(buf, "cut.conf", NULL, &p, &err)
-            == RL2_OK) {
+        if (rl2_config_load_string(buf, "cut.conf", NULL, &p, &err) == RL2_OK) {
             rl2_policy_free(p);
         }
         else {
@@ -875,7 +901,8 @@ static void test_truncated_policies_never_crash(void **state)
     free(buf);
 }
 
-int main(void)
+int
+main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_policy_top_level_fields),

@@ -46,13 +46,14 @@ static const char *const full =
 static void
 test_every_store_key_is_read(void **state)
 {
-    rl2_policy_t *p = load_ok(full);
+    rl2_policy_t             *p = load_ok(full);
     const rl2_backend_conf_t *c;
 
     (void)state;
     assert_non_null(p->store);
     assert_int_equal(p->store->given, RL2_BACKEND_GIVEN_REDIS
-                     | RL2_BACKEND_GIVEN_FAILOVER | RL2_BACKEND_GIVEN_ALERTS);
+                                          | RL2_BACKEND_GIVEN_FAILOVER
+                                          | RL2_BACKEND_GIVEN_ALERTS);
     c = &p->store->conf;
     assert_int_equal(c->redis_enabled, 1);
     assert_string_equal(c->redis.host, "10.1.2.3");
@@ -93,8 +94,7 @@ test_server_forms(void **state)
                 "127.0.0.1:26380\"; };");
     assert_int_equal(p->store->conf.redis.n_sentinels, 2);
     assert_string_equal(p->store->conf.redis.master_name, "mymaster");
-    assert_string_equal(p->store->conf.redis.sentinels[1],
-                        "127.0.0.1:26380");
+    assert_string_equal(p->store->conf.redis.sentinels[1], "127.0.0.1:26380");
     rl2_policy_free(p);
 
     p = load_ok("redis = { server = \"cluster:127.0.0.1:7000,"
@@ -122,7 +122,7 @@ test_server_forms(void **state)
 static void
 test_tier_redis_keys(void **state)
 {
-    rl2_policy_t *p;
+    rl2_policy_t           *p;
     const rl2_tier_redis_t *tr;
 
     (void)state;
@@ -192,13 +192,15 @@ test_bad_values_name_file_and_line(void **state)
         { "failover = {\n mode = \"sideways\"; };", 2, "sideways" },
         { "failover = {\n share = 0.0001; };", 2, "share" },
         { "failover = {\n share = 2; };", 2, "share" },
-        { "failover = {\n share = true; };", 2, "'share' must be a number or a string" },
-        { "failover = {\n probe = 0; };", 2, "failover: probe=0: expected a number" },
+        { "failover = {\n share = true; };", 2,
+          "'share' must be a number or a string" },
+        { "failover = {\n probe = 0; };", 2,
+          "failover: probe=0: expected a number" },
         { "failover = {\n failures = 1001; };", 2,
           "failover: failures=1001: expected" },
         { "alerts = {\n socket = \"dev/log\"; };", 2, "absolute path" },
-        { "alerts = {\n ident = \"0123456789012345678901234567890123\"; };",
-          2, "alerts: ident= needs 1 to 32 characters" },
+        { "alerts = {\n ident = \"0123456789012345678901234567890123\"; };", 2,
+          "alerts: ident= needs 1 to 32 characters" },
         { "alerts = {\n facility = \"kern2\"; };", 2, "kern2" },
         { "alerts = {\n interval = 0; };", 2, "alerts: interval=0: expected" },
         { "alerts = {\n enabled = \"yes\"; };", 2, "true or false" },
@@ -206,20 +208,22 @@ test_bad_values_name_file_and_line(void **state)
           "needs 'key'" },
         { "tier_from = {\n redis = { key = \"billing\"; }; };", 2,
           "exactly one of 'key' and 'field' must hold '%s'" },
-        { "tier_from = {\n redis = { key = \"b:%s\"; field = \"%s\"; }; };",
-          2, "found 2" },
+        { "tier_from = {\n redis = { key = \"b:%s\"; field = \"%s\"; }; };", 2,
+          "found 2" },
         { "tier_from = {\n redis = { key = \"b:%d\"; }; };", 2,
           "no other '%'" },
         { "tier_from = { redis = { key = \"b:%s\";\n by = \"ip\"; }; };", 2,
           "'by' must be" },
         { "tier_from = { redis = { key = \"b:%s\";\n"
-          " by = [\"user\", \"user\"]; }; };", 2, "each once" },
+          " by = [\"user\", \"user\"]; }; };",
+          2, "each once" },
         { "tier_from = { redis = { key = \"b:%s\";\n by = \"api_key\"; }; };",
           2, "reads no API key" },
         { "tier_from = { redis = { key = \"b:%s\";\n cache = -1; }; };", 2,
           "'cache' must be between 0 and 86400" },
         { "tier_from = { redis = { key = \"b:%s\";\n"
-          " cache_entries = 8; }; };", 2, "'cache_entries' must be between" },
+          " cache_entries = 8; }; };",
+          2, "'cache_entries' must be between" },
         { "tier_from = { redis = { key = \"b:%s\";\n ttl = 5; }; };", 2,
           "unknown key 'ttl'" },
     };
@@ -235,9 +239,9 @@ test_bad_values_name_file_and_line(void **state)
 static void
 test_a_directive_replaces_the_whole_group(void **state)
 {
-    rl2_policy_t *p = load_ok(full);
+    rl2_policy_t      *p = load_ok(full);
     rl2_backend_conf_t bc;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     /* Nothing given by the front end: everything from the file. */
@@ -285,13 +289,13 @@ test_a_directive_replaces_the_whole_group(void **state)
 static void
 test_tier_lookup_needs_a_redis_server(void **state)
 {
-    rl2_policy_t *p = load_ok("mode = \"enforce\";\n"
-                              "tier_from = {\n"
-                              "  redis = { key = \"u:%s\";\n"
-                              "            cache_entries = 100; };\n"
-                              "};");
+    rl2_policy_t      *p = load_ok("mode = \"enforce\";\n"
+                                        "tier_from = {\n"
+                                        "  redis = { key = \"u:%s\";\n"
+                                        "            cache_entries = 100; };\n"
+                                        "};");
     rl2_backend_conf_t bc;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     rl2_backend_conf_init(&bc);
@@ -319,9 +323,9 @@ test_tier_lookup_needs_a_redis_server(void **state)
 static rl2_policy_t *
 load_example(const char *name)
 {
-    char path[256];
+    char          path[256];
     rl2_policy_t *p = NULL;
-    rl2_err_t err;
+    rl2_err_t     err;
 
     snprintf(path, sizeof(path), "conf/examples/%s", name);
     if (rl2_config_load(path, &p, &err) != RL2_OK) {
@@ -337,9 +341,9 @@ load_example(const char *name)
 static void
 test_redis_examples_load(void **state)
 {
-    rl2_policy_t *p;
+    rl2_policy_t      *p;
     rl2_backend_conf_t bc;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     p = load_example("policy-redis-standalone.conf");

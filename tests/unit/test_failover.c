@@ -13,8 +13,8 @@
 static void
 test_closed_circuit_goes_to_primary_and_marks_commits(void **state)
 {
-    rl2_limit_t lim;
-    rl2_layer_t l;
+    rl2_limit_t      lim;
+    rl2_layer_t      l;
     rl2_zone_stats_t zs = { 0 };
 
     (void)state;
@@ -34,10 +34,10 @@ test_closed_circuit_goes_to_primary_and_marks_commits(void **state)
 static void
 test_failure_answers_locally_and_spares_the_primary(void **state)
 {
-    rl2_limit_t lim;
-    rl2_layer_t l;
+    rl2_limit_t  lim;
+    rl2_layer_t  l;
     rl2_digest_t key;
-    char got[2048];
+    char         got[2048];
 
     (void)state;
     make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
@@ -56,11 +56,11 @@ test_failure_answers_locally_and_spares_the_primary(void **state)
     assert_int_equal(admitted(&lim, "a", 5), 2);
     assert_int_equal(fx.primary.applies, 1);
     alerts(got, sizeof(got));
-    assert_string_equal(got,
-        "ratelimit2: event=redis_down store=fake "
-        "error=\"fake: connection refused\"|"
-        "ratelimit2: event=failover_enter mode=local local_share=1 "
-        "probe_interval_ms=1000");
+    assert_string_equal(
+        got, "ratelimit2: event=redis_down store=fake "
+             "error=\"fake: connection refused\"|"
+             "ratelimit2: event=failover_enter mode=local local_share=1 "
+             "probe_interval_ms=1000");
     /* The probe: still failing, so one call, still open, no alert. */
     fake_us += PROBE_US;
     assert_int_equal(admitted(&lim, "b", 3), 3);
@@ -75,7 +75,7 @@ test_successful_probe_closes_and_alerts_once(void **state)
 {
     rl2_limit_t lim;
     rl2_layer_t l;
-    char got[2048];
+    char        got[2048];
 
     (void)state;
     make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
@@ -85,27 +85,27 @@ test_successful_probe_closes_and_alerts_once(void **state)
     make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 1);
     fake_us += PROBE_US / 2;
     assert_int_equal(admitted(&lim, "a", 1), 1);
-    assert_int_equal(fx.primary.applies, 1);       /* not yet */
+    assert_int_equal(fx.primary.applies, 1); /* not yet */
     fake_us += PROBE_US / 2;
     make_layer(&l, &lim, "a");
     assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
-    assert_int_equal(fx.primary.applies, 2);       /* the probe */
+    assert_int_equal(fx.primary.applies, 2); /* the probe */
     assert_int_equal(l.committed, RL2_COMMITTED_PRIMARY);
     assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
     assert_int_equal(admitted(&lim, "a", 3), 3);
     assert_int_equal(fx.primary.applies, 5);
     alerts(got, sizeof(got));
-    assert_string_equal(got,
-        "ratelimit2: event=redis_up store=fake down_ms=1000|"
-        "ratelimit2: event=failover_leave mode=local down_ms=1000");
+    assert_string_equal(
+        got, "ratelimit2: event=redis_up store=fake down_ms=1000|"
+             "ratelimit2: event=failover_leave mode=local down_ms=1000");
 }
 
 static void
 test_local_share_half_admits_floor_half(void **state)
 {
     static const int64_t counts[] = { 1, 2, 3, 7, 10, 11, 100 };
-    rl2_limit_t lim;
-    char key[16];
+    rl2_limit_t          lim;
+    char                 key[16];
 
     (void)state;
     make_store(RL2_FAILOVER_LOCAL, 500000);
@@ -167,10 +167,10 @@ test_failover_counters_are_apart_from_direct_zone_use(void **state)
 static void
 test_mode_open_passes_everything_uncounted(void **state)
 {
-    rl2_limit_t lim;
-    rl2_layer_t l;
+    rl2_limit_t      lim;
+    rl2_layer_t      l;
     rl2_zone_stats_t zs = { 0 };
-    char got[2048];
+    char             got[2048];
 
     (void)state;
     make_store(RL2_FAILOVER_OPEN, RL2_SHARE_ONE);
@@ -191,10 +191,9 @@ test_mode_open_passes_everything_uncounted(void **state)
     assert_int_equal(fx.primary.applies, 1);
     assert_int_equal(fx.primary.refunds, 0);
     alerts(got, sizeof(got));
-    assert_string_equal(got,
-        "ratelimit2: event=redis_down store=fake "
-        "error=\"fake: connection refused\"|"
-        "ratelimit2: event=failover_enter mode=open");
+    assert_string_equal(got, "ratelimit2: event=redis_down store=fake "
+                             "error=\"fake: connection refused\"|"
+                             "ratelimit2: event=failover_enter mode=open");
     assert_false(rl2_failover_refusing(fx.store, NULL));
 }
 
@@ -204,8 +203,8 @@ test_mode_closed_refuses_with_retry_after(void **state)
     rl2_limit_t lim;
     rl2_layer_t l;
     rl2_clock_t now = { 0, WALL_US };
-    rl2_err_t err = { "" };
-    int64_t retry = 0;
+    rl2_err_t   err = { "" };
+    int64_t     retry = 0;
 
     (void)state;
     make_store(RL2_FAILOVER_CLOSED, RL2_SHARE_ONE);
@@ -220,7 +219,7 @@ test_mode_closed_refuses_with_retry_after(void **state)
     assert_int_equal(l.committed, 0);
     assert_true(rl2_failover_refusing(fx.store, &retry));
     assert_int_equal(retry, 1);
-    assert_false(rl2_failover_refusing(fx.local, &retry));  /* not ours */
+    assert_false(rl2_failover_refusing(fx.local, &retry)); /* not ours */
     /* Back: the probe answers, nothing refused any more. */
     fx.primary.fail = 0;
     fake_us += PROBE_US;
@@ -232,8 +231,8 @@ test_mode_closed_refuses_with_retry_after(void **state)
     rl2_circuit_close(fx.circuit);
     fx.circuit = circuit_open(1, 1500, 0);
     make_store(RL2_FAILOVER_CLOSED, RL2_SHARE_ONE);
-    assert_int_equal(rl2_circuit_failure(fx.circuit, RL2_ROUTE_PRIMARY,
-                                         fake_us), 1);
+    assert_int_equal(
+        rl2_circuit_failure(fx.circuit, RL2_ROUTE_PRIMARY, fake_us), 1);
     assert_true(rl2_failover_refusing(fx.store, &retry));
     assert_int_equal(retry, 2);
 }
@@ -243,8 +242,8 @@ test_mode_closed_refuses_with_retry_after(void **state)
 static void
 test_refund_goes_to_the_store_that_counted(void **state)
 {
-    rl2_limit_t conc, fw;
-    rl2_layer_t a, b, mixed[2];
+    rl2_limit_t         conc, fw;
+    rl2_layer_t         a, b, mixed[2];
     rl2_circuit_stats_t cs;
 
     (void)state;
@@ -254,7 +253,7 @@ test_refund_goes_to_the_store_that_counted(void **state)
     /* Counted by Redis, refunded while closed: Redis. */
     make_layer(&a, &fw, "r");
     assert_int_equal(apply(fx.store, &a, 1), RL2_OK);
-    mixed[0] = a;                       /* Redis counted it */
+    mixed[0] = a; /* Redis counted it */
     assert_int_equal(refund(fx.store, &a, 1), RL2_OK);
     assert_int_equal(fx.primary.refunded, 1);
     /* Counted locally while open: refunded locally, and a copy of the
@@ -289,7 +288,7 @@ test_refund_goes_to_the_store_that_counted(void **state)
     fx.primary.fail = 1;
     fake_us += PROBE_US;
     outage();
-    assert_int_equal(admitted(&conc, "slot2", 2), 1);  /* it was freed */
+    assert_int_equal(admitted(&conc, "slot2", 2), 1); /* it was freed */
 }
 
 /* A refund Redis fails counts as a failure of the circuit. */
@@ -314,7 +313,7 @@ test_slow_answer_opens_the_circuit_but_is_used(void **state)
 {
     rl2_limit_t lim;
     rl2_layer_t l;
-    char got[2048];
+    char        got[2048];
 
     (void)state;
     rl2_circuit_close(fx.circuit);
@@ -322,7 +321,7 @@ test_slow_answer_opens_the_circuit_but_is_used(void **state)
     make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
     make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 10, 1);
     make_layer(&l, &lim, "a");
-    fx.primary.delay_us = 200000;       /* not more than slow_ms */
+    fx.primary.delay_us = 200000; /* not more than slow_ms */
     assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
     assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
     fx.primary.delay_us = 300000;
@@ -342,7 +341,7 @@ test_other_errors_pass_through_without_a_failure(void **state)
     rl2_limit_t lim;
     rl2_layer_t l;
     rl2_clock_t now = { T0_US, WALL_US };
-    rl2_err_t err = { "" };
+    rl2_err_t   err = { "" };
 
     (void)state;
     make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
@@ -353,8 +352,7 @@ test_other_errors_pass_through_without_a_failure(void **state)
                      RL2_ERR_INVALID);
     assert_string_equal(err.msg, "fake: malformed");
     assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
-    assert_int_equal(apply(fx.store, &l, RL2_MAX_LAYERS + 1),
-                     RL2_ERR_INVALID);
+    assert_int_equal(apply(fx.store, &l, RL2_MAX_LAYERS + 1), RL2_ERR_INVALID);
 }
 
 static void
@@ -369,16 +367,14 @@ test_peek_follows_the_circuit_and_counts_nothing(void **state)
     make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 3, 1);
     make_layer(&l, &lim, "a");
     now.mono_us = fake_us;
-    assert_int_equal(fx.store->ops->peek(fx.store, &l, 1, &now, NULL),
-                     RL2_OK);
+    assert_int_equal(fx.store->ops->peek(fx.store, &l, 1, &now, NULL), RL2_OK);
     assert_int_equal(fx.primary.peeks, 1);
     outage();
     assert_int_equal(admitted(&lim, "a", 1), 1);
     make_layer(&l, &lim, "a");
-    assert_int_equal(fx.store->ops->peek(fx.store, &l, 1, &now, NULL),
-                     RL2_OK);
+    assert_int_equal(fx.store->ops->peek(fx.store, &l, 1, &now, NULL), RL2_OK);
     assert_int_equal(fx.primary.peeks, 1);
-    assert_int_equal(l.result.remaining, 1);  /* after this one, if made */
+    assert_int_equal(l.result.remaining, 1); /* after this one, if made */
     assert_int_equal(l.committed, 0);
     assert_int_equal(admitted(&lim, "a", 5), 2);
 }
@@ -391,8 +387,8 @@ test_one_outage_seen_by_8_processes_gives_one_alert(void **state)
 {
     enum { PROCS = 8 };
     pid_t pids[PROCS];
-    int go[2], status;
-    char c, got[4096];
+    int   go[2], status;
+    char  c, got[4096];
 
     rl2_limit_t lim;
 
@@ -404,11 +400,11 @@ test_one_outage_seen_by_8_processes_gives_one_alert(void **state)
         pids[i] = fork();
         assert_true(pids[i] >= 0);
         if (pids[i] == 0) {
-            rl2_circuit_t *circuit = circuit_open(1, 1000, 0);
-            rl2_alert_t *alert = alert_open();
+            rl2_circuit_t      *circuit = circuit_open(1, 1000, 0);
+            rl2_alert_t        *alert = alert_open();
             rl2_failover_conf_t conf;
-            rl2_store_t *store = NULL;
-            rl2_layer_t l;
+            rl2_store_t        *store = NULL;
+            rl2_layer_t         l;
 
             /* No cmocka assertions in a child: exit statuses. */
             close(go[1]);
@@ -418,11 +414,11 @@ test_one_outage_seen_by_8_processes_gives_one_alert(void **state)
             make_layer(&l, &lim, "x");
             if (circuit == NULL || alert == NULL
                 || rl2_store_failover_create(&fx.primary.base, fx.local,
-                                            circuit, &conf, &store, NULL)
-                   != RL2_OK) {
+                                             circuit, &conf, &store, NULL)
+                       != RL2_OK) {
                 _exit(2);
             }
-            (void)!read(go[0], &c, 1);    /* EOF: everyone starts */
+            (void)!read(go[0], &c, 1); /* EOF: everyone starts */
             _exit(apply(store, &l, 1) == RL2_OK && !l.refused ? 0 : 3);
         }
     }
@@ -434,11 +430,11 @@ test_one_outage_seen_by_8_processes_gives_one_alert(void **state)
     }
     assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
     alerts(got, sizeof(got));
-    assert_string_equal(got,
-        "ratelimit2: event=redis_down store=fake "
-        "error=\"fake: connection refused\"|"
-        "ratelimit2: event=failover_enter mode=local local_share=1 "
-        "probe_interval_ms=1000");
+    assert_string_equal(
+        got, "ratelimit2: event=redis_down store=fake "
+             "error=\"fake: connection refused\"|"
+             "ratelimit2: event=failover_enter mode=local local_share=1 "
+             "probe_interval_ms=1000");
 }
 
 int

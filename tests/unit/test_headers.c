@@ -52,10 +52,9 @@ static rl2_policy_t *
 load(const char *text)
 {
     rl2_policy_t *p = NULL;
-    rl2_err_t err;
+    rl2_err_t     err;
 
-    if (rl2_config_load_string(text, "test.conf", NULL, &p, &err)
-        != RL2_OK) {
+    if (rl2_config_load_string(text, "test.conf", NULL, &p, &err) != RL2_OK) {
         fail_msg("%s", err.msg);
     }
     return p;
@@ -89,8 +88,8 @@ render(const rl2_policy_t *p, const rl2_verdict_t *v, int64_t wall_s,
        fields_t *f)
 {
     rl2_clock_t now = { 5000000, wall_s * 1000000 };
-    size_t len = rl2_headers_size(v);
-    char *buf = malloc(len);
+    size_t      len = rl2_headers_size(v);
+    char       *buf = malloc(len);
 
     assert_non_null(buf);
     memset(f, 0, sizeof(*f));
@@ -109,9 +108,9 @@ test_one_layer_every_field(void **state)
     rl2_policy_t *p = load("headers = { legacy = true; };"
                            "default = { limits = ( { name = \"api\"; "
                            "rate = \"100/60s\"; } ); };");
-    int64_t rem[] = { 42 }, reset[] = { 30000001 };
+    int64_t       rem[] = { 42 }, reset[] = { 30000001 };
     rl2_verdict_t v;
-    fields_t f;
+    fields_t      f;
 
     (void)state;
     verdict_of(p, &v, 1, rem, reset);
@@ -135,10 +134,10 @@ test_default_is_the_ietf_pair(void **state)
 {
     rl2_policy_t *p = load("default = { limits = ( { name = \"api\"; "
                            "rate = \"100/60s\"; } ); };");
-    int64_t rem[] = { 7 }, reset[] = { 1 }, limit, remaining, at;
+    int64_t       rem[] = { 7 }, reset[] = { 1 }, limit, remaining, at;
     rl2_verdict_t v;
-    rl2_clock_t now = { 0, 1700000000LL * 1000000 };
-    fields_t f;
+    rl2_clock_t   now = { 0, 1700000000LL * 1000000 };
+    fields_t      f;
 
     (void)state;
     verdict_of(p, &v, 1, rem, reset);
@@ -161,16 +160,15 @@ test_numbers_at_digit_boundaries(void **state)
     rl2_policy_t *p = load("headers = { legacy = true; };"
                            "default = { limits = ( { name = \"n\"; "
                            "rate = \"1000000000000/1h\"; } ); };");
-    int64_t reset[] = { 0 };
-    char want[32];
+    int64_t       reset[] = { 0 };
+    char          want[32];
     rl2_verdict_t v;
-    fields_t f;
-    uint64_t pow = 1;
+    fields_t      f;
+    uint64_t      pow = 1;
 
     (void)state;
     for (int digits = 1; digits <= 19; digits++) {
-        int64_t cases[3] = { (int64_t)pow - 1, (int64_t)pow,
-                             (int64_t)pow + 7 };
+        int64_t cases[3] = { (int64_t)pow - 1, (int64_t)pow, (int64_t)pow + 7 };
 
         for (int i = 0; i < 3; i++) {
             int64_t rem[] = { cases[i] };
@@ -202,9 +200,9 @@ test_layers_listed_and_least_room_shown(void **state)
         "default = { limits = ( { name = \"a\"; rate = \"10/1s\"; },"
         " { name = \"b\"; rate = \"5/day\"; algorithm = \"quota\"; },"
         " { name = \"m\"; rate = \"7/month\"; algorithm = \"quota\"; } ); };");
-    int64_t rem[] = { 9, 4, 6 }, reset[] = { 100000, 3600000000LL, 1 };
+    int64_t       rem[] = { 9, 4, 6 }, reset[] = { 100000, 3600000000LL, 1 };
     rl2_verdict_t v;
-    fields_t f;
+    fields_t      f;
 
     (void)state;
     verdict_of(p, &v, 3, rem, reset);
@@ -226,9 +224,9 @@ test_delta_reset_and_retry_after(void **state)
                            "algorithm = true; };"
                            "default = { limits = ( { name = \"x\"; "
                            "rate = \"3/10s\"; } ); };");
-    int64_t rem[] = { 0 }, reset[] = { 0 };
+    int64_t       rem[] = { 0 }, reset[] = { 0 };
     rl2_verdict_t v;
-    fields_t f;
+    fields_t      f;
 
     (void)state;
     verdict_of(p, &v, 1, rem, reset);
@@ -250,12 +248,12 @@ test_delta_reset_and_retry_after(void **state)
 static void
 test_size_bound_with_long_names(void **state)
 {
-    char text[16384], name[64];
-    size_t pos;
+    char          text[16384], name[64];
+    size_t        pos;
     rl2_policy_t *p;
-    int64_t rem[16], reset[16];
+    int64_t       rem[16], reset[16];
     rl2_verdict_t v;
-    fields_t f;
+    fields_t      f;
 
     (void)state;
     pos = (size_t)snprintf(text, sizeof(text), "default = { limits = (");

@@ -42,14 +42,15 @@ test_retry_after_near_int64_max(void **state)
 {
     rl2_policy_t *policy;
     rl2_verdict_t v;
-    rl2_clock_t now = { 1, 1700000000000000 };
-    rl2_err_t err;
-    char buf[RL2_HEADERS_MAX], body[RL2_BODY_MAX];
-    seen_t seen = { "", "" };
+    rl2_clock_t   now = { 1, 1700000000000000 };
+    rl2_err_t     err;
+    char          buf[RL2_HEADERS_MAX], body[RL2_BODY_MAX];
+    seen_t        seen = { "", "" };
 
     (void)state;
-    assert_int_equal(rl2_config_load_string(policy_text, "t.conf", NULL,
-                                            &policy, &err), RL2_OK);
+    assert_int_equal(
+        rl2_config_load_string(policy_text, "t.conf", NULL, &policy, &err),
+        RL2_OK);
     rl2_verdict_init(&v);
     v.outcome = RL2_OUTCOME_DENY;
     v.n_layers = 1;

@@ -37,7 +37,7 @@ test_normalise_spellings(void **state)
     expect_norm("/projects/", "/projects/");
     expect_norm("/a/b/..", "/a/");
     expect_norm("/a?x=1", "/a");
-    expect_norm("/a%2Fb", "/a%2Fb");   /* reserved: stays encoded */
+    expect_norm("/a%2Fb", "/a%2Fb"); /* reserved: stays encoded */
 }
 
 static void
@@ -61,7 +61,7 @@ test_normalise_fits_input_plus_two(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
         size_t cap = strlen(inputs[i]) + 2;
-        char *out = malloc(cap);
+        char  *out = malloc(cap);
 
         assert_non_null(out);
         assert_int_equal(rl2_path_normalise(inputs[i], out, cap), 0);
@@ -97,27 +97,29 @@ static const char *const policy_text =
 static const char *
 rule_of(const char *method, const char *path)
 {
-    static char name[64];
-    char zname[64];
+    static char   name[64];
+    char          zname[64];
     rl2_policy_t *policy;
-    rl2_zone_t *zone;
-    rl2_store_t *store;
+    rl2_zone_t   *zone;
+    rl2_store_t  *store;
     rl2_request_t req = { 0 };
     rl2_verdict_t v;
-    rl2_clock_t now = { 1000000, 1700000000000000 };
-    rl2_err_t err;
+    rl2_clock_t   now = { 1000000, 1700000000000000 };
+    rl2_err_t     err;
 
-    assert_int_equal(rl2_config_load_string(policy_text, "t.conf", NULL,
-                                            &policy, &err), RL2_OK);
+    assert_int_equal(
+        rl2_config_load_string(policy_text, "t.conf", NULL, &policy, &err),
+        RL2_OK);
     snprintf(zname, sizeof(zname), "/rl2test-%d-match", (int)getpid());
-    assert_int_equal(rl2_zone_open(zname, 64, policy->max_state_size,
-                                   0600, &zone, &err), RL2_OK);
+    assert_int_equal(
+        rl2_zone_open(zname, 64, policy->max_state_size, 0600, &zone, &err),
+        RL2_OK);
     assert_int_equal(rl2_store_local_create(zone, &store, &err), RL2_OK);
     req.method = method;
     req.path = path;
     req.peer_ip = "192.0.2.1";
-    assert_int_equal(rl2_decide_peek(policy, NULL, 0, store, &req, &now,
-                                     &v, &err), RL2_OK);
+    assert_int_equal(
+        rl2_decide_peek(policy, NULL, 0, store, &req, &now, &v, &err), RL2_OK);
     assert_int_equal(v.n_layers, 1);
     snprintf(name, sizeof(name), "%s", v.layers[0].limit->name);
     rl2_store_destroy(store);
@@ -133,7 +135,7 @@ long_path(const char *prefix, const char *fill, size_t times,
           const char *suffix)
 {
     size_t len = strlen(prefix) + strlen(fill) * times + strlen(suffix);
-    char *p = malloc(len + 1);
+    char  *p = malloc(len + 1);
 
     assert_non_null(p);
     strcpy(p, prefix);
@@ -168,8 +170,7 @@ static void
 test_short_paths_match(void **state)
 {
     (void)state;
-    assert_string_equal(rule_of("POST", "/generations/g1/export"),
-                        "export");
+    assert_string_equal(rule_of("POST", "/generations/g1/export"), "export");
     assert_string_equal(rule_of("GET", "/files//a/../b"), "files");
     assert_string_equal(rule_of("GET", "/other"), "default");
 }
@@ -183,14 +184,25 @@ test_method_bits(void **state)
         const char *name;
         unsigned    bit;
     } cases[] = {
-        { "GET", RL2_METHOD_GET }, { "HEAD", RL2_METHOD_HEAD },
-        { "POST", RL2_METHOD_POST }, { "PUT", RL2_METHOD_PUT },
-        { "DELETE", RL2_METHOD_DELETE }, { "PATCH", RL2_METHOD_PATCH },
+        { "GET", RL2_METHOD_GET },
+        { "HEAD", RL2_METHOD_HEAD },
+        { "POST", RL2_METHOD_POST },
+        { "PUT", RL2_METHOD_PUT },
+        { "DELETE", RL2_METHOD_DELETE },
+        { "PATCH", RL2_METHOD_PATCH },
         { "OPTIONS", RL2_METHOD_OPTIONS },
-        { "CONNECT", RL2_METHOD_CONNECT }, { "TRACE", RL2_METHOD_TRACE },
-        { "get", RL2_METHOD_GET }, { "pOsT", RL2_METHOD_POST },
-        { "GETS", 0 }, { "GE", 0 }, { "P", 0 }, { "PO", 0 },
-        { "PROPFIND", 0 }, { "", 0 }, { "HEADER", 0 }, { "PATC", 0 },
+        { "CONNECT", RL2_METHOD_CONNECT },
+        { "TRACE", RL2_METHOD_TRACE },
+        { "get", RL2_METHOD_GET },
+        { "pOsT", RL2_METHOD_POST },
+        { "GETS", 0 },
+        { "GE", 0 },
+        { "P", 0 },
+        { "PO", 0 },
+        { "PROPFIND", 0 },
+        { "", 0 },
+        { "HEADER", 0 },
+        { "PATC", 0 },
     };
 
     (void)state;
@@ -213,8 +225,7 @@ test_case_and_trailing_slash(void **state)
     assert_false(rl2_glob_match("/auth/login", "/auth/login//"));
     assert_false(rl2_glob_match("/auth/login", "/auth/loginx"));
     assert_false(rl2_glob_match("/api/*", "/api/x/y"));
-    assert_string_equal(rule_of("POST", "/Generations/g1/EXPORT/"),
-                        "export");
+    assert_string_equal(rule_of("POST", "/Generations/g1/EXPORT/"), "export");
     assert_string_equal(rule_of("GET", "/x/%2e%2e/FILES/./a"), "files");
 }
 

@@ -48,23 +48,23 @@ static const char policy_text[] =
     ");\n"
     "default = { limits = ( { rate = \"10/1h\"; } ); };\n";
 
-static char shm_name[64];
-static char dir[64];
-static char sock_path[128];
-static int sock = -1;
-static rl2_policy_t *policy;
-static rl2_metrics_t *m;
+static char                shm_name[64];
+static char                dir[64];
+static char                sock_path[128];
+static int                 sock = -1;
+static rl2_policy_t       *policy;
+static rl2_metrics_t      *m;
 static rl2_metrics_bind_t *b;
-static rl2_alert_t *alert;
-static rl2_clock_t now;
+static rl2_alert_t        *alert;
+static rl2_clock_t         now;
 
 static int
 setup(void **state)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     rl2_metrics_conf_t mc;
-    rl2_alert_conf_t ac;
-    rl2_err_t err;
+    rl2_alert_conf_t   ac;
+    rl2_err_t          err;
 
     (void)state;
     alarm(WATCHDOG_S);
@@ -83,14 +83,15 @@ setup(void **state)
     rl2_alert_conf_default(&ac);
     ac.socket_path = sock_path;
     assert_int_equal(rl2_alert_open(&ac, &alert, &err), RL2_OK);
-    assert_int_equal(rl2_config_load_string(policy_text, "t.conf", NULL,
-                                            &policy, &err), RL2_OK);
+    assert_int_equal(
+        rl2_config_load_string(policy_text, "t.conf", NULL, &policy, &err),
+        RL2_OK);
     rl2_metrics_conf_default(&mc);
     mc.limited_interval_ms = 10000;
     mc.ban_count = 3;
     mc.ban_window_ms = 60000;
-    assert_int_equal(rl2_metrics_open(shm_name, 0600, &mc, alert, NULL, &m,
-                                      &err), RL2_OK);
+    assert_int_equal(
+        rl2_metrics_open(shm_name, 0600, &mc, alert, NULL, &m, &err), RL2_OK);
     assert_int_equal(rl2_metrics_bind(m, policy, NULL, 0, &b, NULL, &err),
                      RL2_OK);
     return 0;
@@ -154,8 +155,7 @@ verdict(rl2_verdict_t *v, rl2_outcome_t outcome, int tier)
 }
 
 static rl2_layer_t *
-layer(rl2_verdict_t *v, const rl2_rule_t *rule, size_t limit,
-      int64_t remaining)
+layer(rl2_verdict_t *v, const rl2_rule_t *rule, size_t limit, int64_t remaining)
 {
     rl2_layer_t *l = &v->layers[v->n_layers++];
 
@@ -175,7 +175,7 @@ static int
 recv_lines(char lines[][RL2_ALERT_LINE_MAX + 1], int max)
 {
     struct pollfd p = { .fd = sock, .events = POLLIN };
-    int n = 0;
+    int           n = 0;
 
     while (n < max && poll(&p, 1, 100) == 1) {
         ssize_t r = recv(sock, lines[n], RL2_ALERT_LINE_MAX, 0);
@@ -192,7 +192,7 @@ static void
 test_outcomes(void **state)
 {
     const rl2_rule_t *login = &policy->rules[0], *api = &policy->rules[1];
-    rl2_verdict_t v;
+    rl2_verdict_t     v;
 
     (void)state;
     /* Allowed, two layers of one rule: counted once, near (1 of 10 left
@@ -250,22 +250,21 @@ test_names_survive_rebind(void **state)
         "tiers = [ \"pro\", \"gold\" ];\n"
         "rules = ( { name = \"new\"; limits = ( { rate = \"1/1h\"; } ); },\n"
         "  { name = \"api\"; limits = ( { rate = \"10/1h\"; } ); } );\n";
-    rl2_policy_t *p2;
+    rl2_policy_t       *p2;
     rl2_metrics_bind_t *b2;
-    rl2_rule_t copy = policy->rules[1];
-    rl2_verdict_t v;
-    rl2_err_t err;
+    rl2_rule_t          copy = policy->rules[1];
+    rl2_verdict_t       v;
+    rl2_err_t           err;
 
     (void)state;
     verdict(&v, RL2_OUTCOME_ALLOW, 1);
     layer(&v, &copy, 0, 9);
     rl2_metrics_record(b, &v, &now);
     assert_int_equal(cell("api", "pro", RL2_METRIC_ALLOWED), 1);
-    assert_int_equal(rl2_config_load_string(text2, "t2.conf", NULL, &p2,
-                                            &err), RL2_OK);
-    assert_int_equal(rl2_metrics_bind(m, p2, NULL, 0, &b2, NULL, &err),
+    assert_int_equal(rl2_config_load_string(text2, "t2.conf", NULL, &p2, &err),
                      RL2_OK);
-    verdict(&v, RL2_OUTCOME_ALLOW, 0);          /* "pro" is first now */
+    assert_int_equal(rl2_metrics_bind(m, p2, NULL, 0, &b2, NULL, &err), RL2_OK);
+    verdict(&v, RL2_OUTCOME_ALLOW, 0); /* "pro" is first now */
     layer(&v, &p2->rules[1], 0, 9);
     rl2_metrics_record(b2, &v, &now);
     verdict(&v, RL2_OUTCOME_ALLOW, 1);
@@ -280,24 +279,24 @@ test_names_survive_rebind(void **state)
 static void
 test_too_many_names(void **state)
 {
-    char text[16384];
-    size_t len = 0, lost = 0;
-    rl2_policy_t *p;
+    char                text[16384];
+    size_t              len = 0, lost = 0;
+    rl2_policy_t       *p;
     rl2_metrics_bind_t *b2;
-    rl2_err_t err;
+    rl2_err_t           err;
 
     (void)state;
     len += (size_t)snprintf(text + len, sizeof(text) - len, "rules = (");
     for (int i = 0; i < RL2_METRICS_RULES; i++) {
         len += (size_t)snprintf(text + len, sizeof(text) - len,
                                 "%s{ name = \"r%d\"; limits = ( { rate = "
-                                "\"1/1h\"; } ); }", i ? "," : "", i);
+                                "\"1/1h\"; } ); }",
+                                i ? "," : "", i);
     }
     snprintf(text + len, sizeof(text) - len, ");\n");
-    assert_int_equal(rl2_config_load_string(text, "big.conf", NULL, &p,
-                                            &err), RL2_OK);
-    assert_int_equal(rl2_metrics_bind(m, p, NULL, 0, &b2, &lost, &err),
+    assert_int_equal(rl2_config_load_string(text, "big.conf", NULL, &p, &err),
                      RL2_OK);
+    assert_int_equal(rl2_metrics_bind(m, p, NULL, 0, &b2, &lost, &err), RL2_OK);
     /* 2 reserved slots, and login, api and default hold 3 more. */
     assert_int_equal(lost, 5);
     rl2_metrics_unbind(b2);
@@ -309,11 +308,11 @@ test_too_many_names(void **state)
 static void
 test_minute_ring(void **state)
 {
-    uint64_t min[RL2_METRICS_MINUTES][2];
-    char name[RL2_NAME_MAX + 1];
+    uint64_t      min[RL2_METRICS_MINUTES][2];
+    char          name[RL2_NAME_MAX + 1];
     rl2_verdict_t v;
-    int64_t t0 = now.wall_us / 1000000;
-    unsigned api = 0;
+    int64_t       t0 = now.wall_us / 1000000;
+    unsigned      api = 0;
 
     (void)state;
     for (int i = 0; i < 3; i++) {
@@ -352,8 +351,8 @@ static void
 test_top_clients(void **state)
 {
     rl2_metrics_top_t top[RL2_METRICS_TOP];
-    rl2_verdict_t v;
-    size_t n;
+    rl2_verdict_t     v;
+    size_t            n;
 
     (void)state;
     /* 40 clients refused once, one refused 30 times in between. */
@@ -383,27 +382,27 @@ test_top_clients(void **state)
 static void
 test_limited_lines(void **state)
 {
-    char lines[16][RL2_ALERT_LINE_MAX + 1];
+    char                 lines[16][RL2_ALERT_LINE_MAX + 1];
     rl2_metrics_global_t g;
-    rl2_verdict_t v;
-    int n;
+    rl2_verdict_t        v;
+    int                  n;
 
     (void)state;
     for (int i = 0; i < 50; i++) {
         verdict(&v, RL2_OUTCOME_DENY, 0);
         layer(&v, &policy->rules[0], 0, 0)->refused = 1;
         rl2_metrics_record(b, &v, &now);
-        now.mono_us += 100000;             /* 50 x 0.1 s: 5 s < 10 s */
+        now.mono_us += 100000; /* 50 x 0.1 s: 5 s < 10 s */
     }
     n = recv_lines(lines, 16);
     assert_int_equal(n, 2);
     assert_non_null(strstr(lines[0], ": ratelimit2: event=limited "
-                           "client=192.0.2.7 rule=login limit=login "
-                           "tier=free retry_after="));
+                                     "client=192.0.2.7 rule=login limit=login "
+                                     "tier=free retry_after="));
     assert_non_null(strstr(lines[1], ": ratelimit2: event=ban_candidate "
-                           "client=192.0.2.7 rule=login count=4 "
-                           "window=60s"));
-    now.mono_us += 5000000;                /* the interval has passed */
+                                     "client=192.0.2.7 rule=login count=4 "
+                                     "window=60s"));
+    now.mono_us += 5000000; /* the interval has passed */
     verdict(&v, RL2_OUTCOME_DENY, 0);
     layer(&v, &policy->rules[0], 0, 0)->refused = 1;
     rl2_metrics_record(b, &v, &now);
@@ -415,7 +414,7 @@ test_limited_lines(void **state)
     assert_non_null(strstr(lines[0], "client=192.0.2.7 "));
     assert_non_null(strstr(lines[0], " suppressed=49"));
     assert_non_null(strstr(lines[1], "event=limited client=2001:db8::1 "
-                           "rule=login"));
+                                     "rule=login"));
     assert_non_null(strstr(lines[1], " key=user:0123456789abcdef"));
     rl2_metrics_global(m, &g);
     assert_int_equal(g.limited_lines, 3);
@@ -428,60 +427,61 @@ test_limited_lines(void **state)
 static void
 test_zone_alerts(void **state)
 {
-    char lines[16][RL2_ALERT_LINE_MAX + 1], zname[64];
-    rl2_metrics_conf_t mc;
-    rl2_metrics_t *mz;
+    char                lines[16][RL2_ALERT_LINE_MAX + 1], zname[64];
+    rl2_metrics_conf_t  mc;
+    rl2_metrics_t      *mz;
     rl2_metrics_bind_t *bz;
-    rl2_zone_t *zone;
-    rl2_verdict_t v;
-    rl2_err_t err;
-    int key = 0, n;
+    rl2_zone_t         *zone;
+    rl2_verdict_t       v;
+    rl2_err_t           err;
+    int                 key = 0, n;
 
     (void)state;
     snprintf(zname, sizeof(zname), "/rl2test-%ld-mzone", (long)getpid());
     rl2_zone_unlink(zname, NULL);
-    assert_int_equal(rl2_zone_open(zname, 16, 8, 0600, &zone, &err),
-                     RL2_OK);
+    assert_int_equal(rl2_zone_open(zname, 16, 8, 0600, &zone, &err), RL2_OK);
     rl2_metrics_unlink(shm_name, NULL);
     rl2_metrics_conf_default(&mc);
     mc.eviction_alert = 10;
-    assert_int_equal(rl2_metrics_open(shm_name, 0600, &mc, alert, zone, &mz,
-                                      &err), RL2_OK);
+    assert_int_equal(
+        rl2_metrics_open(shm_name, 0600, &mc, alert, zone, &mz, &err), RL2_OK);
     assert_int_equal(rl2_metrics_bind(mz, policy, NULL, 0, &bz, NULL, &err),
                      RL2_OK);
     verdict(&v, RL2_OUTCOME_ALLOW, 0);
     layer(&v, &policy->rules[1], 0, 9);
     /* fill ADD more keys, then one second on and one request */
-#define FILL(add, secs)                                                  \
-    do {                                                                 \
-        assert_int_equal(rl2_zone_lock(zone, &err), RL2_OK);             \
-        for (int i = 0; i < (add); i++, key++) {                         \
-            rl2_zone_keep_until(zone, rl2_zone_get(zone,                 \
-                                rl2_digest(&key, sizeof(key)),           \
-                                now.mono_us), now.mono_us + 3600000000LL);\
-        }                                                                \
-        rl2_zone_unlock(zone);                                           \
-        now.mono_us += (secs) * 1000000LL;                               \
-        rl2_metrics_record(bz, &v, &now);                                \
+#define FILL(add, secs) \
+    do { \
+        assert_int_equal(rl2_zone_lock(zone, &err), RL2_OK); \
+        for (int i = 0; i < (add); i++, key++) { \
+            rl2_zone_keep_until(zone, \
+                                rl2_zone_get(zone, \
+                                             rl2_digest(&key, sizeof(key)), \
+                                             now.mono_us), \
+                                now.mono_us + 3600000000LL); \
+        } \
+        rl2_zone_unlock(zone); \
+        now.mono_us += (secs)*1000000LL; \
+        rl2_metrics_record(bz, &v, &now); \
     } while (0)
-    FILL(0, 0);                 /* the first upkeep: marks, no line */
-    FILL(12, 1);                /* 75% */
+    FILL(0, 0);  /* the first upkeep: marks, no line */
+    FILL(12, 1); /* 75% */
     assert_int_equal(recv_lines(lines, 16), 0);
-    FILL(1, 1);                 /* 81% */
+    FILL(1, 1); /* 81% */
     FILL(0, 1);
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);
     assert_non_null(strstr(lines[0], "ratelimit2: event=zone_full level=80 "
-                           "used=13 entries=16 percent=81"));
-    FILL(3, 1);                 /* full */
+                                     "used=13 entries=16 percent=81"));
+    FILL(3, 1); /* full */
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);
     assert_non_null(strstr(lines[0], "event=zone_full level=100 used=16"));
-    FILL(20, 60);               /* 20 evictions within the minute */
+    FILL(20, 60); /* 20 evictions within the minute */
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);
     assert_non_null(strstr(lines[0], "ratelimit2: event=evictions "
-                           "evictions=20 per="));
+                                     "evictions=20 per="));
 #undef FILL
     rl2_metrics_unbind(bz);
     rl2_metrics_close(mz);
@@ -495,7 +495,7 @@ test_processes(void **state)
 {
     enum { PROCS = 4, EACH = 20000 };
     pid_t pids[PROCS];
-    int status;
+    int   status;
 
     (void)state;
     for (int p = 0; p < PROCS; p++) {
@@ -519,7 +519,7 @@ test_processes(void **state)
     assert_int_equal(cell("api", "pro", RL2_METRIC_ALLOWED), PROCS * EACH);
 }
 
-static char prom[65536];
+static char   prom[65536];
 static size_t prom_len;
 
 static void
@@ -536,41 +536,41 @@ static void
 test_prometheus(void **state)
 {
     rl2_metrics_env_t env = { 0 };
-    rl2_verdict_t v;
+    rl2_verdict_t     v;
 
     (void)state;
     verdict(&v, RL2_OUTCOME_ALLOW, 0);
     layer(&v, &policy->rules[0], 0, 5);
     rl2_metrics_record(b, &v, &now);
-    rl2_metrics_store_call(m, 80, 1);        /* <= 100 µs */
-    rl2_metrics_store_call(m, 3000, 1);      /* <= 5 ms */
-    rl2_metrics_store_call(m, 2000000, 0);   /* +Inf, an error */
+    rl2_metrics_store_call(m, 80, 1);      /* <= 100 µs */
+    rl2_metrics_store_call(m, 3000, 1);    /* <= 5 ms */
+    rl2_metrics_store_call(m, 2000000, 0); /* +Inf, an error */
     env.circuit = -1;
     env.generation = 3;
     prom_len = 0;
     rl2_metrics_prom(m, &env, collect, NULL);
     assert_non_null(strstr(prom, "# HELP ratelimit2_requests_total "));
     assert_non_null(strstr(prom, "# TYPE ratelimit2_requests_total "
-                           "counter\n"));
+                                 "counter\n"));
     assert_non_null(strstr(prom, "\nratelimit2_requests_total{rule=\"login\""
-                           ",tier=\"free\",outcome=\"allowed\"} 1\n"));
+                                 ",tier=\"free\",outcome=\"allowed\"} 1\n"));
     assert_non_null(strstr(prom, "\nratelimit2_store_duration_seconds_bucket"
-                           "{le=\"0.000100\"} 1\n"));
+                                 "{le=\"0.000100\"} 1\n"));
     assert_non_null(strstr(prom, "{le=\"0.005000\"} 2\n"));
     assert_non_null(strstr(prom, "{le=\"1.000000\"} 2\n"));
     assert_non_null(strstr(prom, "{le=\"+Inf\"} 3\n"));
     assert_non_null(strstr(prom, "\nratelimit2_store_duration_seconds_sum "
-                           "2.003080\n"));
+                                 "2.003080\n"));
     assert_non_null(strstr(prom, "\nratelimit2_redis_errors_total 1\n"));
     assert_non_null(strstr(prom, "\nratelimit2_policy_generation 3\n"));
-    assert_null(strstr(prom, "circuit"));     /* no Redis */
+    assert_null(strstr(prom, "circuit")); /* no Redis */
 }
 
 static void
 test_health(void **state)
 {
     rl2_metrics_env_t env = { 0 };
-    char buf[512];
+    char              buf[512];
 
     (void)state;
     env.circuit = -1;
@@ -581,17 +581,17 @@ test_health(void **state)
     env.zone.used = 25;
     assert_int_equal(rl2_metrics_health(&env, buf, sizeof(buf)), 200);
     assert_string_equal(buf, "{\"status\":\"ok\",\"generation\":2,\"store\":"
-                        "\"local\",\"zone\":{\"entries\":100,\"used\":25,"
-                        "\"evictions\":0,\"occupancy\":0.2500},"
-                        "\"uptime\":7}\n");
+                             "\"local\",\"zone\":{\"entries\":100,\"used\":25,"
+                             "\"evictions\":0,\"occupancy\":0.2500},"
+                             "\"uptime\":7}\n");
     env.redis = 1;
     env.circuit = 1;
     env.failover_mode = 2;
     env.refusing = 1;
     assert_int_equal(rl2_metrics_health(&env, buf, sizeof(buf)), 503);
     assert_non_null(strstr(buf, "{\"status\":\"unavailable\",\"generation\":"
-                           "2,\"store\":\"redis\",\"circuit\":\"open\","
-                           "\"failover\":\"closed\","));
+                                "2,\"store\":\"redis\",\"circuit\":\"open\","
+                                "\"failover\":\"closed\","));
 }
 
 int
@@ -599,16 +599,11 @@ main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_outcomes),
-        T(test_names_survive_rebind),
-        T(test_too_many_names),
-        T(test_minute_ring),
-        T(test_top_clients),
-        T(test_limited_lines),
-        T(test_zone_alerts),
-        T(test_processes),
-        T(test_prometheus),
-        T(test_health),
+        T(test_outcomes),       T(test_names_survive_rebind),
+        T(test_too_many_names), T(test_minute_ring),
+        T(test_top_clients),    T(test_limited_lines),
+        T(test_zone_alerts),    T(test_processes),
+        T(test_prometheus),     T(test_health),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

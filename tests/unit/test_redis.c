@@ -34,7 +34,7 @@ static void
 must_peek(rl2_layer_t *l, size_t n)
 {
     rl2_clock_t now;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     rl2_clock_now(&now);
     if (store->ops->peek(store, l, n, &now, &err) != RL2_OK) {
@@ -46,7 +46,7 @@ static void
 must_refund(rl2_layer_t *l, size_t n)
 {
     rl2_clock_t now;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     rl2_clock_now(&now);
     if (store->ops->refund(store, l, n, &now, &err) != RL2_OK) {
@@ -64,16 +64,15 @@ remaining(const rl2_layer_t *l)
     return p.result.allowed ? p.result.remaining + p.limit->cost : 0;
 }
 
-
 /* ---- all or nothing ---- */
 
 static void
 test_request_refused_by_one_layer_is_counted_by_none(void **state)
 {
-    rl2_limit_t *per_ip = limit_of(pol, "ip 3/min", RL2_ALGO_FIXED_WINDOW, 3,
-                                   MINUTE);
-    rl2_limit_t *per_user = limit_of(pol, "user 2/min", RL2_ALGO_SLIDING_LOG, 2,
-                                     MINUTE);
+    rl2_limit_t *per_ip =
+        limit_of(pol, "ip 3/min", RL2_ALGO_FIXED_WINDOW, 3, MINUTE);
+    rl2_limit_t *per_user =
+        limit_of(pol, "user 2/min", RL2_ALGO_SLIDING_LOG, 2, MINUTE);
     rl2_layer_t l[2], again[2];
 
     (void)state;
@@ -103,12 +102,12 @@ test_request_refused_by_one_layer_is_counted_by_none(void **state)
 static void
 test_dry_run_and_unlimited_layers_never_refuse(void **state)
 {
-    rl2_limit_t *tight = limit_of(pol, "tight 1/min", RL2_ALGO_FIXED_WINDOW, 1,
-                                  MINUTE);
-    rl2_limit_t *unl = limit_of(pol, "counted 1/min", RL2_ALGO_TOKEN_BUCKET, 1,
-                                MINUTE);
-    rl2_limit_t *user = limit_of(pol, "user 5/min", RL2_ALGO_FIXED_WINDOW, 5,
-                                 MINUTE);
+    rl2_limit_t *tight =
+        limit_of(pol, "tight 1/min", RL2_ALGO_FIXED_WINDOW, 1, MINUTE);
+    rl2_limit_t *unl =
+        limit_of(pol, "counted 1/min", RL2_ALGO_TOKEN_BUCKET, 1, MINUTE);
+    rl2_limit_t *user =
+        limit_of(pol, "user 5/min", RL2_ALGO_FIXED_WINDOW, 5, MINUTE);
     rl2_layer_t l[3];
 
     (void)state;
@@ -130,11 +129,12 @@ test_dry_run_and_unlimited_layers_never_refuse(void **state)
 static void
 test_refund_gives_back_main_and_overflow(void **state)
 {
-    spec_t sp = { "fw 1/min + 1/min", RL2_ALGO_FIXED_WINDOW, 1, MINUTE, 0,
-                  0, 1, MINUTE };
+    spec_t sp = {
+        "fw 1/min + 1/min", RL2_ALGO_FIXED_WINDOW, 1, MINUTE, 0, 0, 1, MINUTE
+    };
     rl2_limit_t *lim = mk_limit(pol, &sp);
-    rl2_limit_t *other = limit_of(pol, "other 4/min", RL2_ALGO_LEAKY_BUCKET, 4,
-                                  MINUTE);
+    rl2_limit_t *other =
+        limit_of(pol, "other 4/min", RL2_ALGO_LEAKY_BUCKET, 4, MINUTE);
     rl2_layer_t first[2], second[2], third[2];
 
     (void)state;
@@ -165,10 +165,10 @@ test_refund_gives_back_main_and_overflow(void **state)
 static void
 test_peek_writes_nothing(void **state)
 {
-    rl2_algo_t algos[] = { RL2_ALGO_TOKEN_BUCKET, RL2_ALGO_SLIDING_LOG,
-                           RL2_ALGO_SLIDING_WINDOW, RL2_ALGO_FIXED_WINDOW,
-                           RL2_ALGO_LEAKY_BUCKET, RL2_ALGO_CONCURRENCY,
-                           RL2_ALGO_QUOTA };
+    rl2_algo_t  algos[] = { RL2_ALGO_TOKEN_BUCKET,   RL2_ALGO_SLIDING_LOG,
+                            RL2_ALGO_SLIDING_WINDOW, RL2_ALGO_FIXED_WINDOW,
+                            RL2_ALGO_LEAKY_BUCKET,   RL2_ALGO_CONCURRENCY,
+                            RL2_ALGO_QUOTA };
     rl2_layer_t l[7];
 
     (void)state;
@@ -176,8 +176,9 @@ test_peek_writes_nothing(void **state)
         char name[32];
 
         snprintf(name, sizeof(name), "peek %s", rl2_algo_name(algos[i]));
-        mk_layer(&l[i], limit_of(pol, name, algos[i], 5,
-                                 algos[i] == RL2_ALGO_QUOTA ? DAY : MINUTE),
+        mk_layer(&l[i],
+                 limit_of(pol, name, algos[i], 5,
+                          algos[i] == RL2_ALGO_QUOTA ? DAY : MINUTE),
                  "10.0.0.4");
     }
     must_peek(l, 7);
@@ -193,10 +194,11 @@ test_peek_writes_nothing(void **state)
 static void
 test_error_reply_names_key_and_keeps_connection(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "wrongtype", RL2_ALGO_SLIDING_LOG, 5, MINUTE);
+    rl2_limit_t *lim =
+        limit_of(pol, "wrongtype", RL2_ALGO_SLIDING_LOG, 5, MINUTE);
     rl2_layer_t l, ok;
-    rl2_err_t err;
-    char key[64];
+    rl2_err_t   err;
+    char        key[64];
 
     (void)state;
     mk_layer(&l, lim, "10.0.0.5");
@@ -215,9 +217,9 @@ test_parameters_beyond_exact_lua_are_refused(void **state)
 {
     rl2_limit_t *lim = limit_of(pol, "huge window", RL2_ALGO_FIXED_WINDOW, 1,
                                 60 * RL2_US_PER_S);
-    rl2_limit_t bad = *lim;
-    rl2_layer_t l;
-    rl2_err_t err;
+    rl2_limit_t  bad = *lim;
+    rl2_layer_t  l;
+    rl2_err_t    err;
 
     (void)state;
     /* Loading refuses such a limit for every store (configtest fails)... */
@@ -241,7 +243,7 @@ test_parameters_beyond_exact_lua_are_refused(void **state)
 
 typedef struct {
     const rl2_limit_t *limit;
-    int                go;       /* read end: EOF means start */
+    int                go; /* read end: EOF means start */
     int                admitted;
     int                errors;
 } worker_t;
@@ -256,13 +258,12 @@ worker_run(worker_t *w)
     }
     for (int i = 0; i < WORKER_TRIES; i++) {
         rl2_layer_t l;
-        rl2_err_t err;
+        rl2_err_t   err;
 
         mk_layer(&l, w->limit, "one key for all");
         if (apply_now(store, &l, 1, &err) != RL2_OK) {
             if (w->errors++ == 0) {
-                fprintf(stderr, "  worker %d: %s\n", (int)getpid(),
-                        err.msg);
+                fprintf(stderr, "  worker %d: %s\n", (int)getpid(), err.msg);
             }
             continue;
         }
@@ -282,17 +283,17 @@ worker_thread(void *arg)
 static int
 hammer(const rl2_limit_t *limit)
 {
-    int go[2], res[2], total = 0, errors = 0;
-    pid_t pids[PROCS];
+    int       go[2], res[2], total = 0, errors = 0;
+    pid_t     pids[PROCS];
     pthread_t th[THREADS];
-    worker_t w[THREADS];
+    worker_t  w[THREADS];
 
     assert_int_equal(pipe(go), 0);
     assert_int_equal(pipe(res), 0);
     for (int p = 0; p < PROCS; p++) {
         if ((pids[p] = fork()) == 0) {
             worker_t me = { limit, go[0], 0, 0 };
-            int out[2];
+            int      out[2];
 
             close(go[1]);
             worker_run(&me);
@@ -305,8 +306,7 @@ hammer(const rl2_limit_t *limit)
     }
     for (int t = 0; t < THREADS; t++) {
         w[t] = (worker_t){ limit, go[0], 0, 0 };
-        assert_int_equal(pthread_create(&th[t], NULL, worker_thread, &w[t]),
-                         0);
+        assert_int_equal(pthread_create(&th[t], NULL, worker_thread, &w[t]), 0);
     }
     close(go[1]);
     for (int t = 0; t < THREADS; t++) {
@@ -341,11 +341,11 @@ test_threads_and_processes_admit_exactly_the_limit(void **state)
 
     (void)state;
     for (int i = 0; i < 4; i++) {
-        char name[48];
+        char         name[48];
         rl2_limit_t *lim;
-        int64_t t0 = mono_us();
-        long long loads = cmd_calls(admin, "function|load");
-        int admitted;
+        int64_t      t0 = mono_us();
+        long long    loads = cmd_calls(admin, "function|load");
+        int          admitted;
 
         snprintf(name, sizeof(name), "hammer %s", rl2_algo_name(algos[i]));
         lim = limit_of(pol, name, algos[i], 100, HOUR);
@@ -353,8 +353,9 @@ test_threads_and_processes_admit_exactly_the_limit(void **state)
         admitted = hammer(lim);
         loads = cmd_calls(admin, "function|load") - loads;
         printf("  %-14s %d threads + %d processes, %d tries: %d admitted "
-               "(%.0f ms), %lld FUNCTION LOAD\n", rl2_algo_name(algos[i]),
-               THREADS, PROCS, (THREADS + PROCS) * WORKER_TRIES, admitted,
+               "(%.0f ms), %lld FUNCTION LOAD\n",
+               rl2_algo_name(algos[i]), THREADS, PROCS,
+               (THREADS + PROCS) * WORKER_TRIES, admitted,
                (double)(mono_us() - t0) / 1000, loads);
         assert_int_equal(admitted, 100);
         assert_true(loads >= 1);
@@ -369,7 +370,7 @@ static long long
 libraries(void)
 {
     redisReply *r = admin_cmd(admin, "FUNCTION LIST LIBRARYNAME rl2_*");
-    long long n = (long long)r->elements;
+    long long   n = (long long)r->elements;
 
     freeReplyObject(r);
     return n;
@@ -380,10 +381,10 @@ libraries(void)
 static void
 test_flushed_functions_are_loaded_again(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "noscript", RL2_ALGO_TOKEN_BUCKET, 5,
-                                MINUTE);
+    rl2_limit_t *lim =
+        limit_of(pol, "noscript", RL2_ALGO_TOKEN_BUCKET, 5, MINUTE);
     rl2_layer_t l;
-    long long fcall, loads;
+    long long   fcall, loads;
 
     (void)state;
     mk_layer(&l, lim, "10.0.0.8");
@@ -418,8 +419,8 @@ expect_scripts(const srv_t *s, redisContext *a, const char *user,
 {
     rl2_limit_t *lim = limit_of(pol, why, RL2_ALGO_TOKEN_BUCKET, 5, MINUTE);
     rl2_store_t *st = mk_store_as(s, 0, user, password);
-    long long evalsha = cmd_calls(a, "evalsha");
-    rl2_layer_t l;
+    long long    evalsha = cmd_calls(a, "evalsha");
+    rl2_layer_t  l;
 
     mk_layer(&l, lim, "10.0.0.8");
     must_apply(st, &l, 1);
@@ -438,16 +439,16 @@ expect_scripts(const srv_t *s, redisContext *a, const char *user,
 static void
 test_refused_functions_fall_back_to_scripts(void **state)
 {
-    static const char *const no_fcall[] = { "--rename-command", "FCALL",
-                                            "", NULL };
-    redisContext *a;
-    srv_t old;
+    static const char *const no_fcall[] = { "--rename-command", "FCALL", "",
+                                            NULL };
+    redisContext            *a;
+    srv_t                    old;
 
     (void)state;
     acl_user_without_functions(admin);
     expect_scripts(&srv, admin, NOFN_USER, NOFN_PASS, "no +fcall");
     freeReplyObject(admin_cmd(admin, "ACL SETUSER fcall-only on >f0nly ~* "
-                              "+@all -function"));
+                                     "+@all -function"));
     freeReplyObject(admin_cmd(admin, "FUNCTION FLUSH"));
     expect_scripts(&srv, admin, "fcall-only", "f0nly", "no +function|load");
     assert_int_equal(libraries(), 0);
@@ -461,7 +462,8 @@ test_refused_functions_fall_back_to_scripts(void **state)
 /* The ACL user of docs/operations.md (keep the two in step): the calls of
  * the Lua and every command the Lua runs, which Redis checks against the
  * user too.  Without +fcall +function|load: scripts. */
-#define DOC_ACL_SCRIPTS "~rl2:* +evalsha +eval +script|load +ping +select " \
+#define DOC_ACL_SCRIPTS \
+    "~rl2:* +evalsha +eval +script|load +ping +select " \
     "+time +get +set +del +zadd +zcard +zcount +zrange +zrem " \
     "+zremrangebyscore +pexpireat"
 #define DOC_ACL "+fcall +function|load " DOC_ACL_SCRIPTS
@@ -472,17 +474,17 @@ test_refused_functions_fall_back_to_scripts(void **state)
 static void
 every_entry_as(const char *setuser, const char *counted)
 {
-    rl2_algo_t algos[] = { RL2_ALGO_TOKEN_BUCKET, RL2_ALGO_SLIDING_LOG,
+    rl2_algo_t algos[] = { RL2_ALGO_TOKEN_BUCKET,   RL2_ALGO_SLIDING_LOG,
                            RL2_ALGO_SLIDING_WINDOW, RL2_ALGO_FIXED_WINDOW,
-                           RL2_ALGO_LEAKY_BUCKET, RL2_ALGO_CONCURRENCY,
+                           RL2_ALGO_LEAKY_BUCKET,   RL2_ALGO_CONCURRENCY,
                            RL2_ALGO_QUOTA };
-    spec_t ov = { "doc acl fw+ov", RL2_ALGO_FIXED_WINDOW, 1, MINUTE, 0, 0,
-                  1, MINUTE };
+    spec_t    ov = { "doc acl fw+ov", RL2_ALGO_FIXED_WINDOW, 1, MINUTE, 0, 0, 1,
+                     MINUTE };
     long long before = cmd_calls(admin, counted);
     rl2_store_t *s;
-    rl2_layer_t l[8];
-    rl2_clock_t now;
-    rl2_err_t err;
+    rl2_layer_t  l[8];
+    rl2_clock_t  now;
+    rl2_err_t    err;
 
     freeReplyObject(admin_cmd(admin, setuser));
     s = mk_store_as(&srv, 0, "ratelimit2", "secret");
@@ -490,8 +492,9 @@ every_entry_as(const char *setuser, const char *counted)
         char name[48];
 
         snprintf(name, sizeof(name), "doc acl %s", rl2_algo_name(algos[i]));
-        mk_layer(&l[i], limit_of(pol, name, algos[i], 1,
-                                 algos[i] == RL2_ALGO_QUOTA ? DAY : MINUTE),
+        mk_layer(&l[i],
+                 limit_of(pol, name, algos[i], 1,
+                          algos[i] == RL2_ALGO_QUOTA ? DAY : MINUTE),
                  counted);
     }
     mk_layer(&l[7], mk_limit(pol, &ov), counted);
@@ -519,10 +522,9 @@ test_documented_acl_user_runs_every_entry(void **state)
 {
     (void)state;
     freeReplyObject(admin_cmd(admin, "FUNCTION FLUSH"));
-    every_entry_as("ACL SETUSER ratelimit2 reset on >secret " DOC_ACL,
-                   "fcall");
-    every_entry_as("ACL SETUSER ratelimit2 reset on >secret "
-                   DOC_ACL_SCRIPTS, "evalsha");
+    every_entry_as("ACL SETUSER ratelimit2 reset on >secret " DOC_ACL, "fcall");
+    every_entry_as("ACL SETUSER ratelimit2 reset on >secret " DOC_ACL_SCRIPTS,
+                   "evalsha");
 }
 
 /* Under scripts, a server that lost its script cache answers NOSCRIPT,
@@ -530,11 +532,11 @@ test_documented_acl_user_runs_every_entry(void **state)
 static void
 test_flushed_script_cache_falls_back_to_eval(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "noscript", RL2_ALGO_TOKEN_BUCKET, 5,
-                                MINUTE);
+    rl2_limit_t *lim =
+        limit_of(pol, "noscript", RL2_ALGO_TOKEN_BUCKET, 5, MINUTE);
     rl2_store_t *s;
-    rl2_layer_t l;
-    long long eval, evalsha;
+    rl2_layer_t  l;
+    long long    eval, evalsha;
 
     (void)state;
     acl_user_without_functions(admin);
@@ -560,8 +562,8 @@ test_flushed_script_cache_falls_back_to_eval(void **state)
 
 typedef struct {
     rl2_layer_t layer;
-    int64_t     main_us;  /* longest TTL the state key may have */
-    int64_t     ov_us;    /* same for the overflow key */
+    int64_t     main_us; /* longest TTL the state key may have */
+    int64_t     ov_us;   /* same for the overflow key */
 } ttl_case_t;
 
 static int64_t
@@ -638,9 +640,9 @@ ttl_cases(ttl_case_t *tc, size_t *n)
 static void
 test_every_key_expires_within_its_window(void **state)
 {
-    ttl_case_t tc[8];
-    size_t n, seen = 0;
-    char cursor[32] = "0";
+    ttl_case_t  tc[8];
+    size_t      n, seen = 0;
+    char        cursor[32] = "0";
     redisReply *r;
 
     (void)state;
@@ -663,11 +665,11 @@ test_every_key_expires_within_its_window(void **state)
         r = admin_cmd(admin, "SCAN %s COUNT 1000", cursor);
         for (size_t j = 0; j < r->element[1]->elements; j++) {
             const char *key = r->element[1]->element[j]->str;
-            int64_t bound = key_ttl_bound(tc, n, key);
-            long long pttl = admin_int(admin, "PTTL %s", key);
+            int64_t     bound = key_ttl_bound(tc, n, key);
+            long long   pttl = admin_int(admin, "PTTL %s", key);
 
-            printf("  %s PTTL %lld ms (window needs %" PRId64 ")\n", key,
-                   pttl, bound / 1000);
+            printf("  %s PTTL %lld ms (window needs %" PRId64 ")\n", key, pttl,
+                   bound / 1000);
             /* PXAT rounds up to the next ms */
             assert_true(pttl > 0);
             assert_true(pttl <= bound / 1000 + 1);
@@ -700,11 +702,11 @@ memory_usage(const rl2_layer_t *l)
 static void
 test_memory_per_key(void **state)
 {
-    rl2_algo_t algos[] = { RL2_ALGO_TOKEN_BUCKET, RL2_ALGO_SLIDING_LOG,
-                           RL2_ALGO_SLIDING_WINDOW, RL2_ALGO_FIXED_WINDOW,
-                           RL2_ALGO_LEAKY_BUCKET, RL2_ALGO_CONCURRENCY,
-                           RL2_ALGO_QUOTA };
-    long long bytes[7];
+    rl2_algo_t  algos[] = { RL2_ALGO_TOKEN_BUCKET,   RL2_ALGO_SLIDING_LOG,
+                            RL2_ALGO_SLIDING_WINDOW, RL2_ALGO_FIXED_WINDOW,
+                            RL2_ALGO_LEAKY_BUCKET,   RL2_ALGO_CONCURRENCY,
+                            RL2_ALGO_QUOTA };
+    long long   bytes[7];
     rl2_layer_t l;
 
     (void)state;
@@ -712,8 +714,9 @@ test_memory_per_key(void **state)
         char name[48];
 
         snprintf(name, sizeof(name), "mem %s", rl2_algo_name(algos[i]));
-        mk_layer(&l, limit_of(pol, name, algos[i], 1000,
-                              algos[i] == RL2_ALGO_QUOTA ? DAY : HOUR),
+        mk_layer(&l,
+                 limit_of(pol, name, algos[i], 1000,
+                          algos[i] == RL2_ALGO_QUOTA ? DAY : HOUR),
                  "2001:db8::/64");
         must_apply(store, &l, 1);
         bytes[i] = memory_usage(&l);
@@ -727,8 +730,8 @@ test_memory_per_key(void **state)
                    "sliding_log", memory_usage(&l));
         }
     }
-    assert_true(bytes[0] <= 150);  /* token_bucket */
-    assert_true(bytes[3] <= 150);  /* fixed_window */
+    assert_true(bytes[0] <= 150); /* token_bucket */
+    assert_true(bytes[3] <= 150); /* fixed_window */
 }
 
 #define T(f) \

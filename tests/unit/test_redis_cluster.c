@@ -35,7 +35,6 @@
 
 #define THREADS 8
 
-
 /* ---- slots, without a server ---- */
 
 static void
@@ -66,14 +65,16 @@ test_crc16_and_key_slot_vectors(void **state)
 static void
 test_seed_syntax_and_checks(void **state)
 {
-    rl2_redis_conf_t conf;
+    rl2_redis_conf_t  conf;
     rl2_redis_conn_t *c;
-    rl2_err_t err;
+    rl2_err_t         err;
 
     (void)state;
     rl2_redis_conf_init(&conf);
-    assert_int_equal(rl2_redis_cluster_parse(&conf, "10.0.0.1:7000,"
-                                             "[::1]:7001,h:7002", &err),
+    assert_int_equal(rl2_redis_cluster_parse(&conf,
+                                             "10.0.0.1:7000,"
+                                             "[::1]:7001,h:7002",
+                                             &err),
                      RL2_OK);
     assert_int_equal(conf.n_seeds, 3);
     assert_string_equal(conf.seeds[1], "[::1]:7001");
@@ -84,24 +85,23 @@ test_seed_syntax_and_checks(void **state)
     conf.db = 0;
     /* a Cluster is not one connection */
     assert_int_equal(rl2_redis_conn_open(&conf, &c, &err), RL2_ERR_CONFIG);
-    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@h:1", &err),
-                     RL2_OK);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@h:1", &err), RL2_OK);
     assert_int_equal(rl2_redis_conf_check(&conf, &err), RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "neither sentinels"));
 
     rl2_redis_conf_init(&conf);
-    assert_int_equal(rl2_redis_cluster_parse(&conf, "", &err),
-                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_redis_cluster_parse(&conf, "", &err), RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "cluster:HOST:PORT"));
-    assert_int_equal(rl2_redis_cluster_parse(&conf, "h", &err),
-                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_redis_cluster_parse(&conf, "h", &err), RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "cluster seed \"h\" is not HOST:PORT"));
     assert_int_equal(rl2_redis_cluster_parse(&conf, "h:1,", &err),
                      RL2_ERR_CONFIG);
     assert_int_equal(rl2_redis_cluster_parse(&conf, "h:0", &err),
                      RL2_ERR_CONFIG);
-    assert_int_equal(rl2_redis_cluster_parse(&conf, "a:1,a:2,a:3,a:4,a:5,"
-                                             "a:6,a:7,a:8,a:9", &err),
+    assert_int_equal(rl2_redis_cluster_parse(&conf,
+                                             "a:1,a:2,a:3,a:4,a:5,"
+                                             "a:6,a:7,a:8,a:9",
+                                             &err),
                      RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "more than 8 cluster seeds"));
 }
@@ -122,7 +122,7 @@ static int
 admit_n(rl2_layer_t *l, size_t n, int tries)
 {
     rl2_layer_t c[4];
-    int ok = 0;
+    int         ok = 0;
 
     for (int t = 0; t < tries; t++) {
         int denied = 0;
@@ -143,7 +143,7 @@ left(const rl2_layer_t *l)
 {
     rl2_layer_t p = *l;
     rl2_clock_t now;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     rl2_clock_now(&now);
     if (store->ops->peek(store, &p, 1, &now, &err) != RL2_OK) {
@@ -155,11 +155,11 @@ left(const rl2_layer_t *l)
 static void
 test_slots_match_the_servers_and_keys_spread(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "spread 5/min", RL2_ALGO_FIXED_WINDOW,
-                                5, MINUTE);
+    rl2_limit_t *lim =
+        limit_of(pol, "spread 5/min", RL2_ALGO_FIXED_WINDOW, 5, MINUTE);
     rl2_layer_t l;
-    char client[32], key[64];
-    int total = 0;
+    char        client[32], key[64];
+    int         total = 0;
 
     (void)state;
     for (int i = 0; i < 60; i++) {
@@ -167,8 +167,7 @@ test_slots_match_the_servers_and_keys_spread(void **state)
         mk_layer(&l, lim, client);
         key_of(&l, 's', key, sizeof(key));
         assert_int_equal(layer_slot(&l),
-                         admin_int(adm[i % NODES], "CLUSTER KEYSLOT %s",
-                                   key));
+                         admin_int(adm[i % NODES], "CLUSTER KEYSLOT %s", key));
         total += admit_n(&l, 1, 7);
     }
     assert_int_equal(total, 60 * 5);
@@ -186,10 +185,10 @@ test_slots_match_the_servers_and_keys_spread(void **state)
 static void
 test_refused_in_one_slot_is_counted_in_none(void **state)
 {
-    rl2_limit_t *ip = limit_of(pol, "ip 3/min", RL2_ALGO_FIXED_WINDOW, 3,
-                               MINUTE);
-    rl2_limit_t *user = limit_of(pol, "user 2/min", RL2_ALGO_SLIDING_LOG, 2,
-                                 MINUTE);
+    rl2_limit_t *ip =
+        limit_of(pol, "ip 3/min", RL2_ALGO_FIXED_WINDOW, 3, MINUTE);
+    rl2_limit_t *user =
+        limit_of(pol, "user 2/min", RL2_ALGO_SLIDING_LOG, 2, MINUTE);
     rl2_layer_t l[2];
 
     (void)state;
@@ -229,14 +228,14 @@ static void *
 worker(void *arg)
 {
     worker_t *w = arg;
-    char b;
+    char      b;
 
     if (read(w->go, &b, 1) < 0) {
         w->errors++;
     }
     for (int i = 0; i < 50; i++) {
         rl2_layer_t c[2] = { w->l[0], w->l[1] };
-        rl2_err_t err;
+        rl2_err_t   err;
 
         if (apply_now(store, c, 2, &err) != RL2_OK) {
             w->errors++;
@@ -253,19 +252,19 @@ worker(void *arg)
 static void
 test_threads_admit_exactly_across_slots(void **state)
 {
-    rl2_algo_t algos[] = { RL2_ALGO_FIXED_WINDOW, RL2_ALGO_SLIDING_LOG,
-                           RL2_ALGO_TOKEN_BUCKET, RL2_ALGO_LEAKY_BUCKET };
-    rl2_limit_t *wide = limit_of(pol, "wide", RL2_ALGO_FIXED_WINDOW, 1000,
-                                 HOUR);
+    rl2_algo_t   algos[] = { RL2_ALGO_FIXED_WINDOW, RL2_ALGO_SLIDING_LOG,
+                             RL2_ALGO_TOKEN_BUCKET, RL2_ALGO_LEAKY_BUCKET };
+    rl2_limit_t *wide =
+        limit_of(pol, "wide", RL2_ALGO_FIXED_WINDOW, 1000, HOUR);
     int go[2];
 
     (void)state;
     for (size_t a = 0; a < sizeof(algos) / sizeof(algos[0]); a++) {
         rl2_limit_t *tight = limit_of(pol, "tight", algos[a], 100, HOUR);
-        pthread_t th[THREADS];
-        worker_t w[THREADS];
-        char client[32];
-        int total = 0, errors = 0;
+        pthread_t    th[THREADS];
+        worker_t     w[THREADS];
+        char         client[32];
+        int          total = 0, errors = 0;
 
         snprintf(client, sizeof(client), "algo-%zu", a);
         assert_int_equal(pipe(go), 0);
@@ -295,12 +294,12 @@ test_threads_admit_exactly_across_slots(void **state)
 static void
 test_moved_slot_is_followed(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "moving 5/min", RL2_ALGO_SLIDING_LOG,
-                                5, MINUTE);
+    rl2_limit_t *lim =
+        limit_of(pol, "moving 5/min", RL2_ALGO_SLIDING_LOG, 5, MINUTE);
     rl2_layer_t l;
-    char key[64];
-    unsigned slot;
-    int from, to;
+    char        key[64];
+    unsigned    slot;
+    int         from, to;
 
     (void)state;
     mk_layer(&l, lim, "mover");
@@ -324,15 +323,15 @@ test_moved_slot_is_followed(void **state)
 static void
 test_ask_during_migration_then_moved(void **state)
 {
-    const char *argv[2] = { "INCR", "{ask-test}.n" };
-    size_t len[2] = { 4, strlen(argv[1]) };
-    unsigned slot = rl2_redis_key_slot(argv[1], len[1]);
+    const char               *argv[2] = { "INCR", "{ask-test}.n" };
+    size_t                    len[2] = { 4, strlen(argv[1]) };
+    unsigned                  slot = rl2_redis_key_slot(argv[1], len[1]);
     rl2_redis_cluster_stats_t st;
-    rl2_redis_cluster_t *cl;
-    rl2_redis_conf_t conf;
-    redisReply *r;
-    rl2_err_t err;
-    int from, to;
+    rl2_redis_cluster_t      *cl;
+    rl2_redis_conf_t          conf;
+    redisReply               *r;
+    rl2_err_t                 err;
+    int                       from, to;
 
     (void)state;
     cluster_conf(&conf, 2);
@@ -347,8 +346,9 @@ test_ask_during_migration_then_moved(void **state)
         if (i == 4) {
             slot_give(slot, from, to);
         }
-        if (rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR", &r,
-                                      NULL, &err) != RL2_OK) {
+        if (rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR", &r, NULL,
+                                      &err)
+            != RL2_OK) {
             fail_msg("INCR %d: %s", i, err.msg);
         }
         assert_int_equal(r->type, REDIS_REPLY_INTEGER);
@@ -356,8 +356,8 @@ test_ask_during_migration_then_moved(void **state)
         rl2_redis_reply_free(r);
     }
     rl2_redis_cluster_stats(cl, &st);
-    assert_int_equal(st.asked, 2);   /* requests 2 and 3 */
-    assert_int_equal(st.moved, 1);   /* request 4 */
+    assert_int_equal(st.asked, 2); /* requests 2 and 3 */
+    assert_int_equal(st.moved, 1); /* request 4 */
     assert_true(st.refreshes >= 1);
     assert_int_equal(exists_on(to, argv[1]), 1);
     assert_int_equal(exists_on(from, argv[1]), 0);
@@ -368,27 +368,27 @@ test_ask_during_migration_then_moved(void **state)
 
 /* Two keys of one {hash tag}, as a layer's state and overflow keys, read
  * by one script: the store's EVALSHA as the nodes see it. */
-static const char *ta_argv[5] = {
-    "EVAL", "return redis.call('MGET', KEYS[1], KEYS[2])", "2",
-    "{tryagain}.s", "{tryagain}.o"
-};
+static const char *ta_argv[5] = { "EVAL",
+                                  "return redis.call('MGET', KEYS[1], KEYS[2])",
+                                  "2", "{tryagain}.s", "{tryagain}.o" };
 
 /* The script's reply through router cl (a store error fails the test);
  * *ms the time it took. */
 static redisReply *
 tryagain_eval(rl2_redis_cluster_t *cl, int64_t *ms)
 {
-    size_t len[5];
-    unsigned slot = rl2_redis_key_slot(ta_argv[3], strlen(ta_argv[3]));
-    int64_t t0 = mono_us();
+    size_t      len[5];
+    unsigned    slot = rl2_redis_key_slot(ta_argv[3], strlen(ta_argv[3]));
+    int64_t     t0 = mono_us();
     redisReply *r;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     for (int i = 0; i < 5; i++) {
         len[i] = strlen(ta_argv[i]);
     }
-    if (rl2_redis_cluster_command(cl, slot, 5, ta_argv, len, "EVAL", &r,
-                                  NULL, &err) != RL2_OK) {
+    if (rl2_redis_cluster_command(cl, slot, 5, ta_argv, len, "EVAL", &r, NULL,
+                                  &err)
+        != RL2_OK) {
         fail_msg("EVAL: %s", err.msg);
     }
     *ms = (mono_us() - t0) / 1000;
@@ -398,7 +398,7 @@ tryagain_eval(rl2_redis_cluster_t *cl, int64_t *ms)
 typedef struct {
     unsigned slot;
     int      from, to;
-    int      errors;  /* admin commands that failed (no cmocka here) */
+    int      errors; /* admin commands that failed (no cmocka here) */
 } finisher_t;
 
 static void
@@ -417,10 +417,10 @@ finisher_cmd(finisher_t *f, int n, const char *fmt, const char *arg)
 static void *
 finisher(void *arg)
 {
-    finisher_t *f = arg;
+    finisher_t     *f = arg;
     struct timespec ts = { 0, 30 * 1000000L };
-    int order[NODES] = { f->to, f->from, 3 - f->to - f->from };
-    redisReply *r;
+    int             order[NODES] = { f->to, f->from, 3 - f->to - f->from };
+    redisReply     *r;
 
     nanosleep(&ts, NULL);
     r = redisCommand(adm[f->from], "MIGRATE 127.0.0.1 %d %s 0 5000",
@@ -428,8 +428,7 @@ finisher(void *arg)
     f->errors += r == NULL || r->type == REDIS_REPLY_ERROR;
     freeReplyObject(r);
     for (int n = 0; n < NODES; n++) {
-        finisher_cmd(f, order[n], "CLUSTER SETSLOT %u NODE %s",
-                     node_id[f->to]);
+        finisher_cmd(f, order[n], "CLUSTER SETSLOT %u NODE %s", node_id[f->to]);
     }
     return NULL;
 }
@@ -443,22 +442,22 @@ finisher(void *arg)
 static void
 test_tryagain_is_sent_again_until_the_move_ends(void **state)
 {
-    unsigned slot = rl2_redis_key_slot(ta_argv[3], strlen(ta_argv[3]));
-    int from = owner_of(slot), to = (from + 1) % NODES;
+    unsigned   slot = rl2_redis_key_slot(ta_argv[3], strlen(ta_argv[3]));
+    int        from = owner_of(slot), to = (from + 1) % NODES;
     finisher_t f = { slot, from, to, 0 };
     rl2_redis_cluster_stats_t st;
-    rl2_redis_cluster_t *cl, *quick;
-    rl2_redis_conf_t conf;
-    pthread_t th;
-    redisReply *r;
-    rl2_err_t err;
-    int64_t ms;
+    rl2_redis_cluster_t      *cl, *quick;
+    rl2_redis_conf_t          conf;
+    pthread_t                 th;
+    redisReply               *r;
+    rl2_err_t                 err;
+    int64_t                   ms;
 
     (void)state;
-    freeReplyObject(admin_cmd(adm[from], "MSET %s 1 %s 2", ta_argv[3],
-                              ta_argv[4]));
-    freeReplyObject(admin_cmd(adm[to], "CLUSTER SETSLOT %u IMPORTING %s",
-                              slot, node_id[from]));
+    freeReplyObject(
+        admin_cmd(adm[from], "MSET %s 1 %s 2", ta_argv[3], ta_argv[4]));
+    freeReplyObject(admin_cmd(adm[to], "CLUSTER SETSLOT %u IMPORTING %s", slot,
+                              node_id[from]));
     freeReplyObject(admin_cmd(adm[from], "CLUSTER SETSLOT %u MIGRATING %s",
                               slot, node_id[to]));
     freeReplyObject(admin_cmd(adm[from], "MIGRATE 127.0.0.1 %d %s 0 5000",
@@ -510,34 +509,34 @@ test_tryagain_is_sent_again_until_the_move_ends(void **state)
 static void
 test_timeout_marks_the_map_stale(void **state)
 {
-    const char *argv[2] = { "INCR", "{stale-test}.n" };
-    size_t len[2] = { 4, strlen(argv[1]) };
-    unsigned slot = rl2_redis_key_slot(argv[1], len[1]);
+    const char               *argv[2] = { "INCR", "{stale-test}.n" };
+    size_t                    len[2] = { 4, strlen(argv[1]) };
+    unsigned                  slot = rl2_redis_key_slot(argv[1], len[1]);
     rl2_redis_cluster_stats_t st;
-    rl2_redis_cluster_t *cl;
-    rl2_redis_conf_t conf;
-    redisReply *r;
-    rl2_err_t err;
-    int o = owner_of(slot);
+    rl2_redis_cluster_t      *cl;
+    rl2_redis_conf_t          conf;
+    redisReply               *r;
+    rl2_err_t                 err;
+    int                       o = owner_of(slot);
 
     (void)state;
     cluster_conf(&conf, (o + 1) % NODES);
     conf.command_timeout_ms = 500;
     assert_int_equal(rl2_redis_cluster_create(&conf, &cl, &err), RL2_OK);
-    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
-                                               "INCR", &r, NULL, &err),
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR",
+                                               &r, NULL, &err),
                      RL2_OK);
     rl2_redis_reply_free(r);
     kill(node[o].pid, SIGSTOP);
-    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
-                                               "INCR", &r, NULL, &err),
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR",
+                                               &r, NULL, &err),
                      RL2_ERR_STORE);
     kill(node[o].pid, SIGCONT);
     assert_non_null(strstr(err.msg, "no answer within 500 ms"));
     rl2_redis_cluster_stats(cl, &st);
     assert_int_equal(st.refreshes, 1);
-    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len,
-                                               "INCR", &r, NULL, &err),
+    assert_int_equal(rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR",
+                                               &r, NULL, &err),
                      RL2_OK);
     /* the timed-out INCR ran when the master woke up */
     assert_int_equal(r->integer, 3);
@@ -553,25 +552,25 @@ static rl2_status_t
 incr_everywhere(const char *user, const char *password, rl2_err_t *err)
 {
     rl2_redis_cluster_t *cl;
-    rl2_redis_conf_t conf;
-    rl2_status_t st = RL2_OK;
-    int seen = 0;
+    rl2_redis_conf_t     conf;
+    rl2_status_t         st = RL2_OK;
+    int                  seen = 0;
 
     cluster_conf(&conf, 1);
     snprintf(conf.username, sizeof(conf.username), "%s", user);
     snprintf(conf.password, sizeof(conf.password), "%s", password);
     assert_int_equal(rl2_redis_cluster_create(&conf, &cl, err), RL2_OK);
     for (int i = 0; st == RL2_OK && seen != (1 << NODES) - 1; i++) {
-        char key[32];
+        char        key[32];
         const char *argv[2] = { "INCR", key };
-        size_t len[2] = { 4, 0 };
-        unsigned slot;
+        size_t      len[2] = { 4, 0 };
+        unsigned    slot;
         redisReply *r;
 
         len[1] = (size_t)snprintf(key, sizeof(key), "{auth-%d}", i);
         slot = rl2_redis_key_slot(key, len[1]);
-        st = rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR", &r,
-                                       NULL, err);
+        st = rl2_redis_cluster_command(cl, slot, 2, argv, len, "INCR", &r, NULL,
+                                       err);
         if (st == RL2_OK) {
             assert_int_equal(r->type, REDIS_REPLY_INTEGER);
             rl2_redis_reply_free(r);
@@ -595,7 +594,7 @@ test_auth_reaches_every_node(void **state)
         /* the router needs CLUSTER SLOTS (and ASKING) beyond the
          * commands it carries */
         freeReplyObject(admin_cmd(adm[n], "ACL SETUSER rl2 on >pw2 ~* "
-                                  "+incr +cluster|slots +asking"));
+                                          "+incr +cluster|slots +asking"));
     }
     assert_int_equal(incr_everywhere("", "", &err), RL2_ERR_STORE);
     assert_non_null(strstr(err.msg, "NOAUTH"));
@@ -617,9 +616,9 @@ layer_per_node(const rl2_limit_t *lim, const char *prefix, rl2_layer_t *l)
     int have = 0;
 
     for (int i = 0; have != (1 << NODES) - 1; i++) {
-        char client[32];
+        char        client[32];
         rl2_layer_t x;
-        int n;
+        int         n;
 
         snprintf(client, sizeof(client), "%s%d", prefix, i);
         mk_layer(&x, lim, client);
@@ -636,10 +635,10 @@ layer_per_node(const rl2_limit_t *lim, const char *prefix, rl2_layer_t *l)
 static void
 test_lost_functions_are_loaded_per_node(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "flush 4/min", RL2_ALGO_TOKEN_BUCKET,
-                                4, MINUTE);
+    rl2_limit_t *lim =
+        limit_of(pol, "flush 4/min", RL2_ALGO_TOKEN_BUCKET, 4, MINUTE);
     rl2_layer_t l[NODES];
-    long long loads[NODES], evalsha[NODES];
+    long long   loads[NODES], evalsha[NODES];
 
     (void)state;
     layer_per_node(lim, "f", l);
@@ -665,13 +664,13 @@ test_lost_functions_are_loaded_per_node(void **state)
 static void
 test_without_functions_lost_script_cache_falls_back_per_node(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "scripts 4/min", RL2_ALGO_TOKEN_BUCKET,
-                                4, MINUTE);
+    rl2_limit_t *lim =
+        limit_of(pol, "scripts 4/min", RL2_ALGO_TOKEN_BUCKET, 4, MINUTE);
     rl2_redis_conf_t conf;
-    rl2_store_t *saved = store;
-    rl2_layer_t l[NODES];
-    long long evals[NODES];
-    rl2_err_t err;
+    rl2_store_t     *saved = store;
+    rl2_layer_t      l[NODES];
+    long long        evals[NODES];
+    rl2_err_t        err;
 
     (void)state;
     for (int n = 0; n < NODES; n++) {
@@ -710,11 +709,11 @@ test_without_functions_lost_script_cache_falls_back_per_node(void **state)
 static void
 test_ask_to_a_node_without_the_library(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "ask 5/min", RL2_ALGO_FIXED_WINDOW, 5,
-                                MINUTE);
+    rl2_limit_t *lim =
+        limit_of(pol, "ask 5/min", RL2_ALGO_FIXED_WINDOW, 5, MINUTE);
     rl2_layer_t l;
-    unsigned slot;
-    int from, to;
+    unsigned    slot;
+    int         from, to;
 
     (void)state;
     mk_layer(&l, lim, "ask-fn");

@@ -28,7 +28,7 @@
 #include "rl2_redis_test.h"
 #include "redis/redis_internal.h"
 
-static srv_t own;          /* a test's own server, stopped by teardown */
+static srv_t own; /* a test's own server, stopped by teardown */
 
 /* ---- failures: timeouts, refused connections ---- */
 
@@ -36,8 +36,8 @@ static rl2_store_t *
 store_with(const srv_t *s, const rl2_redis_conf_t *tweak)
 {
     rl2_redis_conf_t conf = *tweak;
-    rl2_store_t *st;
-    rl2_err_t err;
+    rl2_store_t     *st;
+    rl2_err_t        err;
 
     conf.port = s->port;
     if (rl2_store_redis_create(&conf, &st, &err) != RL2_OK) {
@@ -50,8 +50,8 @@ static void
 expect_store_error(rl2_store_t *s, const char *part, int64_t max_ms)
 {
     rl2_layer_t l;
-    rl2_err_t err;
-    int64_t t0 = mono_us(), ms;
+    rl2_err_t   err;
+    int64_t     t0 = mono_us(), ms;
 
     mk_layer(&l, limit_of(pol, "failing", RL2_ALGO_FIXED_WINDOW, 5, MINUTE),
              "10.0.0.10");
@@ -68,9 +68,9 @@ static void
 test_stopped_server_times_out_then_reconnects(void **state)
 {
     rl2_redis_conf_t conf;
-    rl2_store_t *s;
-    rl2_layer_t l;
-    char name[32];
+    rl2_store_t     *s;
+    rl2_layer_t      l;
+    char             name[32];
 
     (void)state;
     srv_start(&own, NULL);
@@ -95,9 +95,9 @@ static void
 test_refused_connection_fails_fast_naming_server(void **state)
 {
     rl2_redis_conf_t conf;
-    rl2_store_t *s;
-    srv_t none;
-    char name[48];
+    rl2_store_t     *s;
+    srv_t            none;
+    char             name[48];
 
     (void)state;
     memset(&none, 0, sizeof(none));
@@ -115,10 +115,10 @@ static void
 test_password_auth(void **state)
 {
     static const char *const extra[] = { "--requirepass", "s3cret", NULL };
-    rl2_redis_conf_t conf;
-    rl2_store_t *s;
-    rl2_layer_t l;
-    char name[64];
+    rl2_redis_conf_t         conf;
+    rl2_store_t             *s;
+    rl2_layer_t              l;
+    char                     name[64];
 
     (void)state;
     srv_start(&own, extra);
@@ -146,19 +146,20 @@ static void
 test_acl_user_auth(void **state)
 {
     static const char *const extra[] = { "--requirepass", "s3cret", NULL };
-    spec_t ov = { "acl fw+ov", RL2_ALGO_FIXED_WINDOW, 1, MINUTE, 0, 0, 1,
-                  MINUTE };
+    spec_t                   ov = {
+                          "acl fw+ov", RL2_ALGO_FIXED_WINDOW, 1, MINUTE, 0, 0, 1, MINUTE
+    };
     rl2_redis_conf_t conf;
-    rl2_store_t *s;
-    rl2_layer_t l[2];
-    redisContext *a;
+    rl2_store_t     *s;
+    rl2_layer_t      l[2];
+    redisContext    *a;
 
     (void)state;
     srv_start(&own, extra);
     snprintf(own.password, sizeof(own.password), "s3cret");
     a = srv_admin(&own);
     freeReplyObject(admin_cmd(a, "ACL SETUSER limiter on >l1m1t ~rl2:* "
-                              "+@all"));
+                                 "+@all"));
     redisFree(a);
     rl2_redis_conf_init(&conf);
     snprintf(conf.username, sizeof(conf.username), "limiter");
@@ -181,8 +182,8 @@ static void
 test_select_database(void **state)
 {
     rl2_redis_conf_t conf;
-    rl2_store_t *s;
-    rl2_layer_t l;
+    rl2_store_t     *s;
+    rl2_layer_t      l;
 
     (void)state;
     rl2_redis_conf_init(&conf);
@@ -202,8 +203,8 @@ static void
 test_unix_socket(void **state)
 {
     rl2_redis_conf_t conf;
-    rl2_store_t *s;
-    rl2_layer_t l;
+    rl2_store_t     *s;
+    rl2_layer_t      l;
 
     (void)state;
     rl2_redis_conf_init(&conf);
@@ -221,13 +222,12 @@ test_unix_socket(void **state)
 static long long
 client_id(rl2_redis_conn_t *c)
 {
-    const char *argv[2] = { "CLIENT", "ID" };
+    const char        *argv[2] = { "CLIENT", "ID" };
     struct redisReply *r;
-    long long id;
-    rl2_err_t err;
+    long long          id;
+    rl2_err_t          err;
 
-    if (rl2_redis_command(c, 2, argv, NULL, "CLIENT ID", &r, &err)
-        != RL2_OK) {
+    if (rl2_redis_command(c, 2, argv, NULL, "CLIENT ID", &r, &err) != RL2_OK) {
         fail_msg("%s", err.msg);
     }
     id = r->integer;
@@ -244,9 +244,9 @@ typedef struct {
 static void *
 pool_thread(void *arg)
 {
-    pool_arg_t *a = arg;
+    pool_arg_t       *a = arg;
     rl2_redis_conn_t *c, *again;
-    rl2_err_t err;
+    rl2_err_t         err;
 
     if (rl2_redis_pool_get(a->pool, &c, &err) != RL2_OK
         || rl2_redis_pool_get(a->pool, &again, &err) != RL2_OK) {
@@ -263,16 +263,16 @@ pool_thread(void *arg)
 static void
 test_pool_gives_each_thread_and_process_its_own_connection(void **state)
 {
-    rl2_redis_conf_t conf;
+    rl2_redis_conf_t  conf;
     rl2_redis_pool_t *pool;
     rl2_redis_conn_t *c;
     pthread_barrier_t all_in;
-    pthread_t th[4];
-    pool_arg_t args[4];
-    rl2_err_t err;
-    long long mine;
-    int status;
-    pid_t pid;
+    pthread_t         th[4];
+    pool_arg_t        args[4];
+    rl2_err_t         err;
+    long long         mine;
+    int               status;
+    pid_t             pid;
 
     (void)state;
     rl2_redis_conf_init(&conf);
@@ -298,7 +298,9 @@ test_pool_gives_each_thread_and_process_its_own_connection(void **state)
         rl2_redis_conn_t *cc;
 
         _exit(rl2_redis_pool_get(pool, &cc, &err) == RL2_OK
-              && client_id(cc) != mine ? 0 : 1);
+                      && client_id(cc) != mine
+                  ? 0
+                  : 1);
     }
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -315,15 +317,14 @@ static void
 test_conf_check_rejects_bad_settings(void **state)
 {
     rl2_redis_conf_t conf;
-    rl2_store_t *s;
-    rl2_err_t err;
+    rl2_store_t     *s;
+    rl2_err_t        err;
 
     (void)state;
     rl2_redis_conf_init(&conf);
     assert_int_equal(rl2_redis_conf_check(&conf, &err), RL2_OK);
     snprintf(conf.username, sizeof(conf.username), "limiter");
-    assert_int_equal(rl2_store_redis_create(&conf, &s, &err),
-                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_store_redis_create(&conf, &s, &err), RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "limiter"));
     rl2_redis_conf_init(&conf);
     conf.port = 0;
@@ -347,12 +348,15 @@ static void
 test_sentinel_spec_parsed_and_checked(void **state)
 {
     rl2_redis_conf_t conf;
-    rl2_err_t err;
+    rl2_err_t        err;
 
     (void)state;
     rl2_redis_conf_init(&conf);
-    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@10.0.0.1:26379,"
-                                              "[::1]:26380", &err), RL2_OK);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf,
+                                              "m@10.0.0.1:26379,"
+                                              "[::1]:26380",
+                                              &err),
+                     RL2_OK);
     assert_string_equal(conf.master_name, "m");
     assert_int_equal(conf.n_sentinels, 2);
     assert_string_equal(conf.sentinels[1], "[::1]:26380");
@@ -370,8 +374,10 @@ test_sentinel_spec_parsed_and_checked(void **state)
                      RL2_ERR_CONFIG);
     assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@h:70000", &err),
                      RL2_ERR_CONFIG);
-    assert_int_equal(rl2_redis_sentinel_parse(&conf, "m@a:1,a:2,a:3,a:4,"
-                                              "a:5,a:6,a:7,a:8,a:9", &err),
+    assert_int_equal(rl2_redis_sentinel_parse(&conf,
+                                              "m@a:1,a:2,a:3,a:4,"
+                                              "a:5,a:6,a:7,a:8,a:9",
+                                              &err),
                      RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "more than 8"));
 }
@@ -379,10 +385,10 @@ test_sentinel_spec_parsed_and_checked(void **state)
 static void
 test_sentinel_unreachable_names_it(void **state)
 {
-    rl2_redis_conf_t conf;
+    rl2_redis_conf_t  conf;
     rl2_redis_conn_t *c;
-    rl2_err_t err;
-    char spec[64];
+    rl2_err_t         err;
+    char              spec[64];
 
     (void)state;
     rl2_redis_conf_init(&conf);
@@ -398,14 +404,14 @@ test_sentinel_unreachable_names_it(void **state)
 static void
 test_readonly_reply_breaks_connection(void **state)
 {
-    const char *argv[3] = { "SET", "k", "v" };
-    size_t len[3] = { 3, 1, 1 };
-    char port[16];
-    const char *extra[4] = { "--replicaof", "127.0.0.1", port, NULL };
-    rl2_redis_conf_t conf;
-    rl2_redis_conn_t *c;
+    const char        *argv[3] = { "SET", "k", "v" };
+    size_t             len[3] = { 3, 1, 1 };
+    char               port[16];
+    const char        *extra[4] = { "--replicaof", "127.0.0.1", port, NULL };
+    rl2_redis_conf_t   conf;
+    rl2_redis_conn_t  *c;
     struct redisReply *r;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     snprintf(port, sizeof(port), "%d", srv.port);

@@ -37,7 +37,7 @@
 #include "algo/algo_internal.h"
 #include "policy/policy_internal.h"
 
-#define STEPS      1200
+#define STEPS 1200
 static unsigned seed;
 
 /* ---- randomness ---- */
@@ -109,7 +109,7 @@ static void
 ref_check(ref_t *r, int64_t now, rl2_layer_t *out)
 {
     const rl2_limit_t *lim = r->limit;
-    rl2_algo_result_t ov;
+    rl2_algo_result_t  ov;
 
     rl2_algo_check(&lim->algo, r->st, now, lim->cost, &out->result);
     out->refused = !out->result.allowed;
@@ -133,8 +133,7 @@ ref_apply(ref_t *r, int64_t now, rl2_layer_t *out)
     out->committed_us = 0;
     if (!out->refused) {
         rl2_algo_commit(out->overflow_used ? &lim->overflow : &lim->algo,
-                        out->overflow_used ? ref_ov(r) : r->st, now,
-                        lim->cost);
+                        out->overflow_used ? ref_ov(r) : r->st, now, lim->cost);
         out->committed = 1;
         out->committed_us = now;
     }
@@ -146,8 +145,8 @@ ref_refund(ref_t *r, const rl2_layer_t *l, int64_t now)
     const rl2_limit_t *lim = r->limit;
 
     rl2_algo_refund(l->overflow_used ? &lim->overflow : &lim->algo,
-                    l->overflow_used ? ref_ov(r) : r->st, now,
-                    l->committed_us, lim->cost);
+                    l->overflow_used ? ref_ov(r) : r->st, now, l->committed_us,
+                    lim->cost);
 }
 
 /* ---- comparing ---- */
@@ -160,11 +159,11 @@ expect_same(const char *what, int step, int64_t now, const rl2_layer_t *c,
 
     if (a->allowed == b->allowed && a->limit == b->limit
         && a->remaining == b->remaining && a->reset_us == b->reset_us
-        && a->retry_after_us == b->retry_after_us
-        && c->refused == lua->refused
+        && a->retry_after_us == b->retry_after_us && c->refused == lua->refused
         && c->overflow_used == lua->overflow_used
-        && (!with_commit || (c->committed == lua->committed
-                             && c->committed_us == lua->committed_us))) {
+        && (!with_commit
+            || (c->committed == lua->committed
+                && c->committed_us == lua->committed_us))) {
         return;
     }
     fail_msg("%s (%s) step %d now %" PRId64 " cost %" PRId64 " seed %u:\n"
@@ -173,14 +172,13 @@ expect_same(const char *what, int step, int64_t now, const rl2_layer_t *c,
              "committed %d@%" PRId64 "\n"
              "  Lua allowed %d limit %" PRId64 " remaining %" PRId64
              " reset %" PRId64 " retry %" PRId64 " refused %d ov %d "
-             "committed %d@%" PRId64, what, c->client, step, now,
-             c->limit->cost, seed,
-             a->allowed, a->limit, a->remaining, a->reset_us,
-             a->retry_after_us, c->refused, c->overflow_used, c->committed,
-             c->committed_us,
-             b->allowed, b->limit, b->remaining, b->reset_us,
-             b->retry_after_us, lua->refused, lua->overflow_used,
-             lua->committed, lua->committed_us);
+             "committed %d@%" PRId64,
+             what, c->client, step, now, c->limit->cost, seed, a->allowed,
+             a->limit, a->remaining, a->reset_us, a->retry_after_us, c->refused,
+             c->overflow_used, c->committed, c->committed_us, b->allowed,
+             b->limit, b->remaining, b->reset_us, b->retry_after_us,
+             lua->refused, lua->overflow_used, lua->committed,
+             lua->committed_us);
 }
 
 static void
@@ -203,7 +201,8 @@ pick_cost(const rl2_limit_t *lim)
 {
     /* large limits take large costs, or they would never be reached */
     int64_t lo = lim->algo.limit >= 1000 ? lim->algo.limit / 3
-                 : lim->algo.limit < 3 ? lim->algo.limit : 3;
+                 : lim->algo.limit < 3   ? lim->algo.limit
+                                         : 3;
 
     if (rnd_below(100) < 8) {
         /* up to the limit: beyond a burst it never fits */
@@ -217,7 +216,7 @@ typedef struct {
     const spec_t *sp;
     rl2_limit_t  *lim;
     ref_t         ref;
-    held_t        held[64];   /* committed, not yet refunded */
+    held_t        held[64]; /* committed, not yet refunded */
     int           nheld;
     int           step;
     int           admitted;
@@ -238,7 +237,7 @@ hist_apply(hist_t *h, int64_t now, int64_t cost)
 {
     rl2_layer_t c, lua;
     rl2_clock_t clk = clock_at(now);
-    rl2_err_t err;
+    rl2_err_t   err;
 
     h->lim->cost = cost;
     mk_layer(&c, h->lim, h->sp->name);
@@ -262,7 +261,7 @@ hist_peek(hist_t *h, int64_t now, int64_t cost)
 {
     rl2_layer_t c, lua;
     rl2_clock_t clk = clock_at(now);
-    rl2_err_t err;
+    rl2_err_t   err;
 
     h->lim->cost = cost;
     mk_layer(&c, h->lim, h->sp->name);
@@ -277,12 +276,11 @@ static void
 hist_refund(hist_t *h, int i, int64_t now)
 {
     rl2_clock_t clk = clock_at(now);
-    rl2_err_t err;
+    rl2_err_t   err;
 
     h->lim->cost = h->held[i].cost;
     ref_refund(&h->ref, &h->held[i].layer, now);
-    must(store->ops->refund(store, &h->held[i].layer, 1, &clk, &err),
-         &err);
+    must(store->ops->refund(store, &h->held[i].layer, 1, &clk, &err), &err);
     h->held[i] = h->held[--h->nheld];
     h->step++;
 }
@@ -290,14 +288,13 @@ hist_refund(hist_t *h, int i, int64_t now)
 static void
 run_history(const spec_t *sp, int refund_pct)
 {
-    hist_t h;
+    hist_t  h;
     int64_t now = wall_us() + HOUR;
     int64_t window = sp->algo == RL2_ALGO_CONCURRENCY ? MINUTE
                      : sp->algo == RL2_ALGO_QUOTA
-                       ? (sp->period == RL2_PERIOD_DAY ? DAY : 31 * DAY)
-                       : sp->window_us;
-    int64_t unit = sp->algo == RL2_ALGO_CONCURRENCY ? SEC
-                                                     : window / sp->limit;
+                         ? (sp->period == RL2_PERIOD_DAY ? DAY : 31 * DAY)
+                         : sp->window_us;
+    int64_t unit = sp->algo == RL2_ALGO_CONCURRENCY ? SEC : window / sp->limit;
 
     hist_init(&h, sp);
     while (h.step < STEPS) {
@@ -334,12 +331,11 @@ test_token_bucket_matches_c(void **state)
 {
     static const spec_t specs[] = {
         { "tb 5/1s", RL2_ALGO_TOKEN_BUCKET, 5, SEC, 0, 0, 0, 0 },
-        { "tb 10/1min burst 3", RL2_ALGO_TOKEN_BUCKET, 10, MINUTE, 3, 0,
+        { "tb 10/1min burst 3", RL2_ALGO_TOKEN_BUCKET, 10, MINUTE, 3, 0, 0, 0 },
+        { "tb 7/10s burst 20", RL2_ALGO_TOKEN_BUCKET, 7, 10 * SEC, 20, 0, 0,
+          0 },
+        { "tb 3/7s (T rounds up)", RL2_ALGO_TOKEN_BUCKET, 3, 7 * SEC + 1, 0, 0,
           0, 0 },
-        { "tb 7/10s burst 20", RL2_ALGO_TOKEN_BUCKET, 7, 10 * SEC, 20, 0,
-          0, 0 },
-        { "tb 3/7s (T rounds up)", RL2_ALGO_TOKEN_BUCKET, 3, 7 * SEC + 1,
-          0, 0, 0, 0 },
         { "tb 3/20us", RL2_ALGO_TOKEN_BUCKET, 3, 20, 0, 0, 0, 0 },
         { "tb 4/30us burst 2", RL2_ALGO_TOKEN_BUCKET, 4, 30, 2, 0, 0, 0 },
     };
@@ -353,10 +349,8 @@ test_leaky_bucket_matches_c(void **state)
 {
     static const spec_t specs[] = {
         { "lb 5/1s", RL2_ALGO_LEAKY_BUCKET, 5, SEC, 0, 0, 0, 0 },
-        { "lb 10/1min burst 4", RL2_ALGO_LEAKY_BUCKET, 10, MINUTE, 4, 0,
-          0, 0 },
-        { "lb 6/9s burst 15", RL2_ALGO_LEAKY_BUCKET, 6, 9 * SEC, 15, 0,
-          0, 0 },
+        { "lb 10/1min burst 4", RL2_ALGO_LEAKY_BUCKET, 10, MINUTE, 4, 0, 0, 0 },
+        { "lb 6/9s burst 15", RL2_ALGO_LEAKY_BUCKET, 6, 9 * SEC, 15, 0, 0, 0 },
         { "lb 3/10us", RL2_ALGO_LEAKY_BUCKET, 3, 10, 0, 0, 0, 0 },
         { "lb 4/30us burst 2", RL2_ALGO_LEAKY_BUCKET, 4, 30, 2, 0, 0, 0 },
     };
@@ -392,8 +386,8 @@ test_sliding_window_matches_c(void **state)
         { "sw 7/13s", RL2_ALGO_SLIDING_WINDOW, 7, 13 * SEC, 0, 0, 0, 0 },
         { "sw 5/7us", RL2_ALGO_SLIDING_WINDOW, 5, 7, 0, 0, 0, 0 },
         { "sw 3/10us", RL2_ALGO_SLIDING_WINDOW, 3, 10, 0, 0, 0, 0 },
-        { "sw 1000000/30d", RL2_ALGO_SLIDING_WINDOW, 1000000, 30 * DAY, 0,
-          0, 0, 0 },
+        { "sw 1000000/30d", RL2_ALGO_SLIDING_WINDOW, 1000000, 30 * DAY, 0, 0, 0,
+          0 },
     };
 
     (void)state;
@@ -432,10 +426,8 @@ static void
 test_quota_matches_c(void **state)
 {
     static const spec_t specs[] = {
-        { "quota 20/day", RL2_ALGO_QUOTA, 20, DAY, 0, RL2_PERIOD_DAY, 0,
-          0 },
-        { "quota 50/month", RL2_ALGO_QUOTA, 50, 0, 0, RL2_PERIOD_MONTH, 0,
-          0 },
+        { "quota 20/day", RL2_ALGO_QUOTA, 20, DAY, 0, RL2_PERIOD_DAY, 0, 0 },
+        { "quota 50/month", RL2_ALGO_QUOTA, 50, 0, 0, RL2_PERIOD_MONTH, 0, 0 },
     };
 
     (void)state;
@@ -454,8 +446,8 @@ test_overflow_allowance_matches_c(void **state)
           10 * SEC },
         { "sw 6/3s + 3/20s", RL2_ALGO_SLIDING_WINDOW, 6, 3 * SEC, 0, 0, 3,
           20 * SEC },
-        { "quota 10/day + 2/1h", RL2_ALGO_QUOTA, 10, DAY, 0, RL2_PERIOD_DAY,
-          2, HOUR },
+        { "quota 10/day + 2/1h", RL2_ALGO_QUOTA, 10, DAY, 0, RL2_PERIOD_DAY, 2,
+          HOUR },
         { "fw 2/5us + 1/13us", RL2_ALGO_FIXED_WINDOW, 2, 5, 0, 0, 1, 13 },
     };
 
@@ -476,18 +468,18 @@ test_clock_going_back_matches_c(void **state)
         { "back lb 5/10us", RL2_ALGO_LEAKY_BUCKET, 5, 10, 0, 0, 0, 0 },
     };
     /* times relative to a base that is a multiple of every window */
-    static const int64_t at[] = { 100, 112, 105, 106, 111, 99, 95, 121,
-                                  108, 109, 130 };
+    static const int64_t at[] = { 100, 112, 105, 106, 111, 99,
+                                  95,  121, 108, 109, 130 };
 
     (void)state;
     for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
         int64_t base = (wall_us() + HOUR) / 1000 * 1000;
-        hist_t h;
+        hist_t  h;
 
         hist_init(&h, &specs[i]);
-        hist_apply(&h, base + at[0], 1);      /* window 100 */
-        hist_apply(&h, base + at[1], 1);      /* window 110 */
-        hist_apply(&h, base + at[2], 1);      /* back into 100 */
+        hist_apply(&h, base + at[0], 1);            /* window 100 */
+        hist_apply(&h, base + at[1], 1);            /* window 110 */
+        hist_apply(&h, base + at[2], 1);            /* back into 100 */
         hist_refund(&h, h.nheld - 1, base + at[3]); /* still behind */
         hist_apply(&h, base + at[4], 1);
         hist_peek(&h, base + at[5], 2);
@@ -517,7 +509,7 @@ test_clock_going_back_matches_c(void **state)
 static uint64_t
 pick_operand(uint64_t c)
 {
-    int bits = 1 + (int)rnd_below(50);
+    int      bits = 1 + (int)rnd_below(50);
     uint64_t p = UINT64_C(1) << bits;
 
     switch (rnd_below(6)) {
@@ -548,11 +540,11 @@ muldiv_batch(void)
         "  out[#out + 1] = r\n"
         "end\n"
         "return out\n";
-    char script[16384], num[3 * BATCH][24];
+    char        script[16384], num[3 * BATCH][24];
     const char *argv[3 + 3 * BATCH];
-    uint64_t v[3 * BATCH];
+    uint64_t    v[3 * BATCH];
     redisReply *r;
-    int n = 0;
+    int         n = 0;
 
     snprintf(script, sizeof(script), "%s%s", rl2_lua_prelude, body);
     argv[0] = "EVAL";
@@ -577,21 +569,21 @@ muldiv_batch(void)
     r = redisCommandArgv(admin, 3 + n, argv, NULL);
     assert_non_null(r);
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 * BATCH) {
-        fail_msg("muldiv script: %s", r->type == REDIS_REPLY_ERROR
-                                      ? r->str : "bad reply");
+        fail_msg("muldiv script: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
     }
     for (int i = 0; i < BATCH; i++) {
         unsigned __int128 p = (unsigned __int128)v[3 * i] * v[3 * i + 1];
-        uint64_t q = (uint64_t)(p / v[3 * i + 2]);
-        uint64_t m = (uint64_t)(p % v[3 * i + 2]);
+        uint64_t          q = (uint64_t)(p / v[3 * i + 2]);
+        uint64_t          m = (uint64_t)(p % v[3 * i + 2]);
 
         if ((uint64_t)r->element[2 * i]->integer != q
             || (uint64_t)r->element[2 * i + 1]->integer != m) {
             fail_msg("muldiv(%" PRIu64 ", %" PRIu64 ", %" PRIu64 ") = %lld "
                      "rem %lld, not %" PRIu64 " rem %" PRIu64 " (seed %u)",
                      v[3 * i], v[3 * i + 1], v[3 * i + 2],
-                     r->element[2 * i]->integer,
-                     r->element[2 * i + 1]->integer, q, m, seed);
+                     r->element[2 * i]->integer, r->element[2 * i + 1]->integer,
+                     q, m, seed);
         }
     }
     freeReplyObject(r);
@@ -623,21 +615,17 @@ static void
 shape_init(request_shape_t *sh)
 {
     static const spec_t specs[NLAYERS - 1] = {
-        { "ml ip fw 5/10s", RL2_ALGO_FIXED_WINDOW, 5, 10 * SEC, 0, 0, 0,
+        { "ml ip fw 5/10s", RL2_ALGO_FIXED_WINDOW, 5, 10 * SEC, 0, 0, 0, 0 },
+        { "ml user tb 3/2s b2", RL2_ALGO_TOKEN_BUCKET, 3, 2 * SEC, 2, 0, 0, 0 },
+        { "ml ip sl 6/5s +2/30s", RL2_ALGO_SLIDING_LOG, 6, 5 * SEC, 0, 0, 2,
+          30 * SEC },
+        { "ml dry sw 4/3s", RL2_ALGO_SLIDING_WINDOW, 4, 3 * SEC, 0, 0, 0, 0 },
+        { "ml user lb 4/4s", RL2_ALGO_LEAKY_BUCKET, 4, 4 * SEC, 0, 0, 0, 0 },
+        { "ml user quota 40/day", RL2_ALGO_QUOTA, 40, DAY, 0, RL2_PERIOD_DAY, 0,
           0 },
-        { "ml user tb 3/2s b2", RL2_ALGO_TOKEN_BUCKET, 3, 2 * SEC, 2, 0, 0,
-          0 },
-        { "ml ip sl 6/5s +2/30s", RL2_ALGO_SLIDING_LOG, 6, 5 * SEC, 0, 0,
-          2, 30 * SEC },
-        { "ml dry sw 4/3s", RL2_ALGO_SLIDING_WINDOW, 4, 3 * SEC, 0, 0, 0,
-          0 },
-        { "ml user lb 4/4s", RL2_ALGO_LEAKY_BUCKET, 4, 4 * SEC, 0, 0, 0,
-          0 },
-        { "ml user quota 40/day", RL2_ALGO_QUOTA, 40, DAY, 0,
-          RL2_PERIOD_DAY, 0, 0 },
     };
     rl2_limit_set_t set;
-    rl2_err_t err;
+    rl2_err_t       err;
 
     memset(sh, 0, sizeof(*sh));
     for (int i = 0; i < NLAYERS - 1; i++) {
@@ -646,8 +634,7 @@ shape_init(request_shape_t *sh)
         sh->dry_run[i] = i == 3;
     }
     memset(&set, 0, sizeof(set));
-    if (rl2_limit_set_unlimited(pol, &set, "ml", RL2_KEY_IP, &err)
-        != RL2_OK) {
+    if (rl2_limit_set_unlimited(pol, &set, "ml", RL2_KEY_IP, &err) != RL2_OK) {
         fail_msg("unlimited: %s", err.msg);
     }
     sh->limit[NLAYERS - 1] = set.limits;
@@ -686,8 +673,8 @@ one_request(rl2_store_t *local, const request_shape_t *sh, int step,
 {
     rl2_layer_t a[NLAYERS], b[NLAYERS];
     rl2_clock_t clk = clock_at(now);
-    rl2_err_t err;
-    int64_t r = rnd_below(100);
+    rl2_err_t   err;
+    int64_t     r = rnd_below(100);
 
     if (*nheld > 0 && r < 10) {
         int i = (int)rnd_below(*nheld);
@@ -721,20 +708,21 @@ one_request(rl2_store_t *local, const request_shape_t *sh, int step,
 static void
 test_requests_match_local_store(void **state)
 {
-    char name[64];
+    char            name[64];
     request_shape_t sh;
-    held_req_t held[32];
-    int nheld = 0;
-    rl2_zone_t *zone;
-    rl2_store_t *local;
-    rl2_err_t err;
-    int64_t now = wall_us() + HOUR;
+    held_req_t      held[32];
+    int             nheld = 0;
+    rl2_zone_t     *zone;
+    rl2_store_t    *local;
+    rl2_err_t       err;
+    int64_t         now = wall_us() + HOUR;
 
     (void)state;
     shape_init(&sh);
     snprintf(name, sizeof(name), "/rl2test-redis-%ld", (long)getpid());
     if (rl2_zone_open(name, 1024, pol->max_state_size, 0600, &zone, &err)
-        != RL2_OK || rl2_store_local_create(zone, &local, &err) != RL2_OK) {
+            != RL2_OK
+        || rl2_store_local_create(zone, &local, &err) != RL2_OK) {
         fail_msg("local store: %s", err.msg);
     }
     for (int step = 0; step < 2 * STEPS; step++) {
@@ -743,8 +731,8 @@ test_requests_match_local_store(void **state)
         one_request(local, &sh, step, now, held, &nheld);
         now += dt > 0 ? dt : 0;
     }
-    printf("  %d requests of %d layers agree with the local store\n",
-           2 * STEPS, NLAYERS);
+    printf("  %d requests of %d layers agree with the local store\n", 2 * STEPS,
+           NLAYERS);
     rl2_store_destroy(local);
     rl2_zone_close(zone);
     rl2_zone_unlink(name, NULL);
@@ -779,7 +767,7 @@ test_the_store_took_its_path(void **state)
 static int
 group_setup(void **state)
 {
-    static int seeded;
+    static int  seeded;
     const char *env = getenv("RL2_SEED");
 
     (void)state;
@@ -841,8 +829,7 @@ main(void)
     failed = cmocka_run_group_tests_name("functions (FCALL)", tests,
                                          functions_group_setup,
                                          store_group_teardown);
-    failed += cmocka_run_group_tests_name("scripts (EVALSHA)", tests,
-                                          scripts_group_setup,
-                                          store_group_teardown);
+    failed += cmocka_run_group_tests_name(
+        "scripts (EVALSHA)", tests, scripts_group_setup, store_group_teardown);
     return failed;
 }

@@ -23,9 +23,9 @@
 static void
 assert_same_as_hiredis(int argc, const char **argv, const size_t *len)
 {
-    char ours[RL2_RESP_BUF];
-    char *theirs = NULL;
-    int n_theirs = redisFormatCommandArgv(&theirs, argc, argv, len);
+    char   ours[RL2_RESP_BUF];
+    char  *theirs = NULL;
+    int    n_theirs = redisFormatCommandArgv(&theirs, argc, argv, len);
     size_t n_ours = rl2_resp_format(ours, sizeof(ours), argc, argv, len);
 
     assert_true(n_theirs > 0);
@@ -38,9 +38,9 @@ static void
 test_simple_commands(void **state)
 {
     const char *ping[] = { "PING" };
-    size_t ping_len[] = { 4 };
+    size_t      ping_len[] = { 4 };
     const char *set[] = { "SET", "rl2:{k}:s", "" };
-    size_t set_len[] = { 3, 9, 0 };
+    size_t      set_len[] = { 3, 9, 0 };
 
     (void)state;
     assert_same_as_hiredis(1, ping, ping_len);
@@ -52,9 +52,9 @@ test_simple_commands(void **state)
 static void
 test_binary_arguments(void **state)
 {
-    const char bin[] = { 'a', '\0', '\r', '\n', '$', '*', (char)0xff };
+    const char  bin[] = { 'a', '\0', '\r', '\n', '$', '*', (char)0xff };
     const char *argv[] = { "SET", "k", bin };
-    size_t len[] = { 3, 1, sizeof(bin) };
+    size_t      len[] = { 3, 1, sizeof(bin) };
 
     (void)state;
     assert_same_as_hiredis(3, argv, len);
@@ -66,7 +66,7 @@ test_many_and_long_arguments(void **state)
 {
     static char big[1000];
     const char *argv[40];
-    size_t len[40];
+    size_t      len[40];
 
     (void)state;
     memset(big, 'x', sizeof(big));
@@ -84,9 +84,9 @@ static void
 test_too_small_buffer(void **state)
 {
     const char *argv[] = { "EVALSHA", "0123456789abcdef", "2", "a", "b" };
-    size_t len[] = { 7, 16, 1, 1, 1 };
-    char full[RL2_RESP_BUF];
-    size_t need = rl2_resp_format(full, sizeof(full), 5, argv, len);
+    size_t      len[] = { 7, 16, 1, 1, 1 };
+    char        full[RL2_RESP_BUF];
+    size_t      need = rl2_resp_format(full, sizeof(full), 5, argv, len);
 
     (void)state;
     assert_true(need > 0);
@@ -150,11 +150,21 @@ static void
 test_malformed_answers_refused(void **state)
 {
     static const char *const bad[] = {
-        "", "1 2", "1 2 3 4", "1  2 3", " 1 2 3", "1 2 3 ", "1 2 x",
-        "1 2 3x", "1 - 3", "1 2 9223372036854775808",
-        "1 2 99999999999999999999", "1,2,3", "-",
+        "",
+        "1 2",
+        "1 2 3 4",
+        "1  2 3",
+        " 1 2 3",
+        "1 2 3 ",
+        "1 2 x",
+        "1 2 3x",
+        "1 - 3",
+        "1 2 9223372036854775808",
+        "1 2 99999999999999999999",
+        "1,2,3",
+        "-",
     };
-    int64_t v[3];
+    int64_t    v[3];
     redisReply r;
 
     (void)state;

@@ -21,15 +21,35 @@
 #include "policy/policy_internal.h"
 
 static const char *const globs[] = {
-    "/api/v1/*", "/api/**", "/a*/x", "/ap?/y", "/", "/projects/",
-    "/projects/*/files", "/b/**", "/c", "/c/", "/**", "/d/*/e/**",
-    "/api", "/x/y/z", "/*/z", "/q/**",
+    "/api/v1/*",  "/api/**",           "/a*/x", "/ap?/y", "/",
+    "/projects/", "/projects/*/files", "/b/**", "/c",     "/c/",
+    "/**",        "/d/*/e/**",         "/api",  "/x/y/z", "/*/z",
+    "/q/**",
 };
 static const char *const paths[] = {
-    "/", "/api", "/api/", "/api/v1/a", "/api/v1/a/b", "/apx/y", "/ab/x",
-    "/app/y", "/projects/", "/projects", "/projects/7/files", "/b",
-    "/b/c/d", "/c", "/c/", "/d/1/e/f", "/x/y/z", "/k/z", "/q", "/q/r",
-    "/nothing/here", "/api//v1/./a", "/API/v1/a",
+    "/",
+    "/api",
+    "/api/",
+    "/api/v1/a",
+    "/api/v1/a/b",
+    "/apx/y",
+    "/ab/x",
+    "/app/y",
+    "/projects/",
+    "/projects",
+    "/projects/7/files",
+    "/b",
+    "/b/c/d",
+    "/c",
+    "/c/",
+    "/d/1/e/f",
+    "/x/y/z",
+    "/k/z",
+    "/q",
+    "/q/r",
+    "/nothing/here",
+    "/api//v1/./a",
+    "/API/v1/a",
 };
 
 typedef struct {
@@ -42,7 +62,7 @@ static int
 setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof(*f));
-    rl2_err_t err;
+    rl2_err_t  err;
 
     snprintf(f->name, sizeof(f->name), "/rl2test-%d-rix", (int)getpid());
     if (f == NULL
@@ -58,7 +78,7 @@ static int
 teardown(void **state)
 {
     fixture_t *f = *state;
-    rl2_err_t err;
+    rl2_err_t  err;
 
     rl2_store_destroy(f->store);
     rl2_zone_close(f->zone);
@@ -72,10 +92,10 @@ teardown(void **state)
 static rl2_policy_t *
 policy_of(unsigned n, int match_all, unsigned seed)
 {
-    size_t cap = 256 + n * 256, pos;
-    char *text = malloc(cap);
+    size_t        cap = 256 + n * 256, pos;
+    char         *text = malloc(cap);
     rl2_policy_t *p = NULL;
-    rl2_err_t err;
+    rl2_err_t     err;
 
     pos = (size_t)snprintf(text, cap, "match = \"%s\";\nrules = (\n",
                            match_all ? "all" : "first");
@@ -83,8 +103,8 @@ policy_of(unsigned n, int match_all, unsigned seed)
         unsigned k = (seed = seed * 1103515245u + 12345u) >> 16;
         unsigned np = k % 4;
 
-        pos += (size_t)snprintf(text + pos, cap - pos,
-                                "%s{ name = \"r%u\";", i ? "," : "", i);
+        pos += (size_t)snprintf(text + pos, cap - pos, "%s{ name = \"r%u\";",
+                                i ? "," : "", i);
         if (np > 0) {
             pos += (size_t)snprintf(text + pos, cap - pos, " paths = [");
             for (unsigned j = 0; j < np; j++) {
@@ -99,16 +119,15 @@ policy_of(unsigned n, int match_all, unsigned seed)
                                     " methods = [ \"POST\" ];");
         }
         if (!match_all && k % 3 == 0) {
-            pos += (size_t)snprintf(text + pos, cap - pos,
-                                    " continue = true;");
+            pos += (size_t)snprintf(text + pos, cap - pos, " continue = true;");
         }
         pos += (size_t)snprintf(text + pos, cap - pos,
                                 " limits = ( { name = \"l%u\"; "
-                                "rate = \"1000/1h\"; } ); }\n", i);
+                                "rate = \"1000/1h\"; } ); }\n",
+                                i);
     }
     snprintf(text + pos, cap - pos, ");\n");
-    if (rl2_config_load_string(text, "rix.conf", NULL, &p, &err)
-        != RL2_OK) {
+    if (rl2_config_load_string(text, "rix.conf", NULL, &p, &err) != RL2_OK) {
         fail_msg("%s", err.msg);
     }
     free(text);
@@ -120,16 +139,16 @@ static void
 selected(fixture_t *f, const rl2_policy_t *p, const char *method,
          const char *path, char *out, size_t len)
 {
-    rl2_request_t req = { .method = method, .path = path,
+    rl2_request_t req = { .method = method,
+                          .path = path,
                           .peer_ip = "192.0.2.1" };
-    rl2_clock_t now = { 1000000, 1700000000LL * 1000000 };
+    rl2_clock_t   now = { 1000000, 1700000000LL * 1000000 };
     rl2_verdict_t v;
-    rl2_err_t err;
-    size_t pos = 0;
+    rl2_err_t     err;
+    size_t        pos = 0;
 
     out[0] = '\0';
-    if (rl2_decide_peek(p, NULL, 0, f->store, &req, &now, &v, &err)
-        != RL2_OK) {
+    if (rl2_decide_peek(p, NULL, 0, f->store, &req, &now, &v, &err) != RL2_OK) {
         snprintf(out, len, "error: %s", err.msg);
         return;
     }
@@ -143,8 +162,8 @@ static void
 compare(fixture_t *f, rl2_policy_t *p)
 {
     static const char *const methods[] = { "GET", "POST" };
-    rl2_rule_index_t *ix = p->rule_index;
-    char with[2048], without[2048];
+    rl2_rule_index_t        *ix = p->rule_index;
+    char                     with[2048], without[2048];
 
     assert_non_null(ix);
     for (size_t m = 0; m < 2; m++) {
@@ -155,8 +174,8 @@ compare(fixture_t *f, rl2_policy_t *p)
             selected(f, p, methods[m], paths[i], without, sizeof(without));
             p->rule_index = ix;
             if (strcmp(with, without) != 0) {
-                fail_msg("%s %s: index [%s], scan [%s]", methods[m],
-                         paths[i], with, without);
+                fail_msg("%s %s: index [%s], scan [%s]", methods[m], paths[i],
+                         with, without);
             }
         }
     }
@@ -201,11 +220,11 @@ test_short_policy_has_no_index(void **state)
 static void
 test_candidates_stay_few(void **state)
 {
-    size_t cap = 10000 * 96 + 64, pos;
-    char *text = malloc(cap);
-    rl2_policy_t *p = NULL;
+    size_t                cap = 10000 * 96 + 64, pos;
+    char                 *text = malloc(cap);
+    rl2_policy_t         *p = NULL;
     rl2_rule_candidates_t k;
-    rl2_err_t err;
+    rl2_err_t             err;
 
     (void)state;
     pos = (size_t)snprintf(text, cap, "rules = (\n");
@@ -216,8 +235,8 @@ test_candidates_stay_few(void **state)
                                 i ? "," : "", i, i);
     }
     snprintf(text + pos, cap - pos, ");\n");
-    assert_int_equal(rl2_config_load_string(text, "big.conf", NULL, &p,
-                                            &err), RL2_OK);
+    assert_int_equal(rl2_config_load_string(text, "big.conf", NULL, &p, &err),
+                     RL2_OK);
     free(text);
     rl2_rule_index_lookup(p->rule_index, "/e4242/x", &k);
     assert_int_equal(k.n_seg, 1);

@@ -37,29 +37,30 @@
 #include "base/base_internal.h"
 #include "store/store_internal.h"
 
-#define NOW 1000000LL                 /* an arbitrary monotonic time, us */
-#define HOUR_US 3600000000LL
-#define WATCHDOG_S 30                 /* a hung test kills the run */
+#define NOW        1000000LL /* an arbitrary monotonic time, us */
+#define HOUR_US    3600000000LL
+#define WATCHDOG_S 30 /* a hung test kills the run */
 
 /* ---- helpers ----------------------------------------------------------- */
 
 /* Names handed out in the running test; teardown unlinks them even when
  * an assertion ended the test early. */
 static char made_names[8][64];
-static int made_count;
+static int  made_count;
 
-static void zone_name(char *buf, size_t len, const char *tag)
+static void
+zone_name(char *buf, size_t len, const char *tag)
 {
     snprintf(buf, len, "/rl2test-%ld-%s", (long)getpid(), tag);
     if (made_count < 8) {
-        snprintf(made_names[made_count++], sizeof(made_names[0]), "%s",
-                 buf);
+        snprintf(made_names[made_count++], sizeof(made_names[0]), "%s", buf);
     }
 }
 
 /* A wedged lock or a looping table must fail the run, not hang it:
  * SIGALRM's default action ends the process. */
-static int setup(void **state)
+static int
+setup(void **state)
 {
     (void)state;
     made_count = 0;
@@ -67,7 +68,8 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
+static int
+teardown(void **state)
 {
     (void)state;
     alarm(0);
@@ -77,13 +79,12 @@ static int teardown(void **state)
     return 0;
 }
 
-static rl2_zone_t *must_open(const char *name, uint32_t entries,
-                             size_t state_size)
+static rl2_zone_t *
+must_open(const char *name, uint32_t entries, size_t state_size)
 {
-    rl2_zone_t *z = NULL;
-    rl2_err_t err = { "" };
-    rl2_status_t st = rl2_zone_open(name, entries, state_size, 0600, &z,
-                                    &err);
+    rl2_zone_t  *z = NULL;
+    rl2_err_t    err = { "" };
+    rl2_status_t st = rl2_zone_open(name, entries, state_size, 0600, &z, &err);
 
     if (st != RL2_OK) {
         fail_msg("open %s: %s", name, err.msg);
@@ -91,18 +92,21 @@ static rl2_zone_t *must_open(const char *name, uint32_t entries,
     return z;
 }
 
-static void drop(rl2_zone_t *z, const char *name)
+static void
+drop(rl2_zone_t *z, const char *name)
 {
     rl2_zone_close(z);
     rl2_zone_unlink(name, NULL);
 }
 
-static rl2_digest_t key_of(uint64_t i)
+static rl2_digest_t
+key_of(uint64_t i)
 {
     return rl2_digest(&i, sizeof(i));
 }
 
-static double now_s(void)
+static double
+now_s(void)
 {
     struct timespec ts;
 
@@ -112,8 +116,8 @@ static double now_s(void)
 
 /* Lock, add one to key's counter, keep it until keep_us, unlock; returns
  * the new count, or 0 when the lock failed. */
-static uint64_t bump(rl2_zone_t *z, rl2_digest_t key, int64_t now_us,
-                     int64_t keep_us)
+static uint64_t
+bump(rl2_zone_t *z, rl2_digest_t key, int64_t now_us, int64_t keep_us)
 {
     uint64_t *c, v;
 
@@ -128,10 +132,11 @@ static uint64_t bump(rl2_zone_t *z, rl2_digest_t key, int64_t now_us,
 }
 
 /* The counter of key at now_us, or -1 if absent or expired. */
-static int64_t peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
+static int64_t
+peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
 {
     uint64_t *c;
-    int64_t v;
+    int64_t   v;
 
     assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
     c = rl2_zone_peek(z, key, now_us);
@@ -140,7 +145,8 @@ static int64_t peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
     return v;
 }
 
-static rl2_zone_stats_t stats_of(rl2_zone_t *z)
+static rl2_zone_stats_t
+stats_of(rl2_zone_t *z)
 {
     rl2_zone_stats_t s = { 0 };
 
@@ -148,9 +154,10 @@ static rl2_zone_stats_t stats_of(rl2_zone_t *z)
     return s;
 }
 
-static off_t shm_size(const char *name)
+static off_t
+shm_size(const char *name)
 {
-    char path[256];
+    char        path[256];
     struct stat st;
 
     snprintf(path, sizeof(path), "/dev/shm%s", name);
@@ -159,17 +166,21 @@ static off_t shm_size(const char *name)
 
 /* ---- hash.c and status.c ----------------------------------------------- */
 
-static void test_siphash_matches_reference_vectors(void **state)
+static void
+test_siphash_matches_reference_vectors(void **state)
 {
     /* Key 00..0f, message 00..(len-1): the paper's vectors. */
-    static const struct { size_t len; uint64_t want; } v[] = {
-        { 0, 0x726fdb47dd0e0e31ULL }, { 1, 0x74f839c593dc67fdULL },
-        { 7, 0xab0200f58b01d137ULL }, { 8, 0x93f5f5799a932462ULL },
+    static const struct {
+        size_t   len;
+        uint64_t want;
+    } v[] = {
+        { 0, 0x726fdb47dd0e0e31ULL },  { 1, 0x74f839c593dc67fdULL },
+        { 7, 0xab0200f58b01d137ULL },  { 8, 0x93f5f5799a932462ULL },
         { 15, 0xa129ca6149be45e5ULL },
     };
     rl2_hash_key_t key;
-    uint8_t msg[16];
-    size_t i;
+    uint8_t        msg[16];
+    size_t         i;
 
     (void)state;
     for (i = 0; i < 16; i++) {
@@ -184,17 +195,17 @@ static void test_siphash_matches_reference_vectors(void **state)
         uint8_t buf[32];
 
         memcpy(buf + 3, msg, 15);
-        assert_int_equal(rl2_siphash(&key, buf + 3, 15),
-                         0xa129ca6149be45e5ULL);
+        assert_int_equal(rl2_siphash(&key, buf + 3, 15), 0xa129ca6149be45e5ULL);
     }
 }
 
 /* The reference's 128-bit vector for the empty message under key
  * 00..0f: the code path storage digests share (with 1-3 rounds). */
-static void test_siphash128_matches_reference(void **state)
+static void
+test_siphash128_matches_reference(void **state)
 {
     rl2_hash_key_t key;
-    uint64_t out[2];
+    uint64_t       out[2];
 
     (void)state;
     for (int i = 0; i < 16; i++) {
@@ -207,12 +218,13 @@ static void test_siphash128_matches_reference(void **state)
 
 /* Digests of inputs of every length up to three words differ from one
  * another and from the 2-4 variant's (the round counts are in use). */
-static void test_digest_lengths_distinct(void **state)
+static void
+test_digest_lengths_distinct(void **state)
 {
     rl2_hash_key_t key;
-    uint8_t msg[24];
-    rl2_digest_t d[25];
-    uint64_t ref[2];
+    uint8_t        msg[24];
+    rl2_digest_t   d[25];
+    uint64_t       ref[2];
 
     (void)state;
     for (int i = 0; i < 16; i++) {
@@ -231,7 +243,8 @@ static void test_digest_lengths_distinct(void **state)
     }
 }
 
-static void test_digest_is_stable_with_independent_halves(void **state)
+static void
+test_digest_is_stable_with_independent_halves(void **state)
 {
     rl2_digest_t a = rl2_digest("client:10.0.0.1", 15);
     rl2_digest_t b = rl2_digest("client:10.0.0.1", 15);
@@ -243,12 +256,13 @@ static void test_digest_is_stable_with_independent_halves(void **state)
     assert_true(a.hi != c.hi && a.lo != c.lo);
 }
 
-static void test_hash_id_is_16_lowercase_hex_and_keyed(void **state)
+static void
+test_hash_id_is_16_lowercase_hex_and_keyed(void **state)
 {
     rl2_hash_key_t k1, k2;
-    char a[17], b[17], c[17];
-    uint64_t back;
-    int i;
+    char           a[17], b[17], c[17];
+    uint64_t       back;
+    int            i;
 
     (void)state;
     rl2_hash_key_from_secret("site secret one", &k1);
@@ -268,16 +282,17 @@ static void test_hash_id_is_16_lowercase_hex_and_keyed(void **state)
     assert_int_equal(back, rl2_siphash(&k1, "alice", 5));
 }
 
-static void test_err_set_formats_truncates_and_accepts_null(void **state)
+static void
+test_err_set_formats_truncates_and_accepts_null(void **state)
 {
     rl2_err_t err;
-    char big[400];
+    char      big[400];
 
     (void)state;
     assert_int_equal(rl2_err_set(NULL, RL2_ERR_STORE, "x %d", 1),
                      RL2_ERR_STORE);
-    assert_int_equal(rl2_err_set(&err, RL2_ERR_CONFIG, "%s:%d: bad", "f",
-                                 3), RL2_ERR_CONFIG);
+    assert_int_equal(rl2_err_set(&err, RL2_ERR_CONFIG, "%s:%d: bad", "f", 3),
+                     RL2_ERR_CONFIG);
     assert_string_equal(err.msg, "f:3: bad");
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
@@ -289,20 +304,23 @@ static void test_err_set_formats_truncates_and_accepts_null(void **state)
 
 /* ---- opening, attaching, geometry --------------------------------------- */
 
-static void test_open_rejects_bad_arguments_with_message(void **state)
+static void
+test_open_rejects_bad_arguments_with_message(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z = (rl2_zone_t *)&z;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     (void)state;
     zone_name(name, sizeof(name), "bad");
-    assert_int_equal(rl2_zone_open(name, RL2_ZONE_MIN_ENTRIES - 1, 8, 0600,
-                                   &z, &err), RL2_ERR_INVALID);
+    assert_int_equal(
+        rl2_zone_open(name, RL2_ZONE_MIN_ENTRIES - 1, 8, 0600, &z, &err),
+        RL2_ERR_INVALID);
     assert_null(z);
     assert_non_null(strstr(err.msg, name));
-    assert_int_equal(rl2_zone_open(name, RL2_ZONE_MAX_ENTRIES + 1, 8, 0600,
-                                   &z, &err), RL2_ERR_INVALID);
+    assert_int_equal(
+        rl2_zone_open(name, RL2_ZONE_MAX_ENTRIES + 1, 8, 0600, &z, &err),
+        RL2_ERR_INVALID);
     assert_int_equal(rl2_zone_open(name, 64, 65537, 0600, &z, &err),
                      RL2_ERR_INVALID);
     assert_non_null(strstr(err.msg, "state_size"));
@@ -316,14 +334,15 @@ static void test_open_rejects_bad_arguments_with_message(void **state)
     assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_SYS);
     assert_non_null(strstr(err.msg, name));
     assert_non_null(strstr(err.msg, strerror(ENOENT)));
-    assert_int_equal(shm_size(name), -1);   /* nothing was created */
+    assert_int_equal(shm_size(name), -1); /* nothing was created */
 }
 
-static void test_state_is_rounded_to_8_and_aligned(void **state)
+static void
+test_state_is_rounded_to_8_and_aligned(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    void *p;
+    void       *p;
 
     (void)state;
     zone_name(name, sizeof(name), "align");
@@ -337,17 +356,18 @@ static void test_state_is_rounded_to_8_and_aligned(void **state)
     drop(z, name);
 }
 
-static void test_reopen_same_geometry_keeps_counters(void **state)
+static void
+test_reopen_same_geometry_keeps_counters(void **state)
 {
-    char name[64];
-    rl2_zone_t *z;
+    char             name[64];
+    rl2_zone_t      *z;
     rl2_zone_stats_t s = { 0 };
-    int i;
+    int              i;
 
     (void)state;
     zone_name(name, sizeof(name), "reopen");
     z = must_open(name, 16, 8);
-    for (i = 0; i < 20; i++) {            /* 4 evictions */
+    for (i = 0; i < 20; i++) { /* 4 evictions */
         bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
     }
     bump(z, key_of(19), NOW, NOW + HOUR_US);
@@ -361,17 +381,18 @@ static void test_reopen_same_geometry_keeps_counters(void **state)
     drop(z, name);
 }
 
-static void test_reopen_other_geometry_recreates(void **state)
+static void
+test_reopen_other_geometry_recreates(void **state)
 {
-    char name[64];
-    rl2_zone_t *z, *old;
+    char             name[64];
+    rl2_zone_t      *z, *old;
     rl2_zone_stats_t s = { 0 };
 
     (void)state;
     zone_name(name, sizeof(name), "regeom");
     old = must_open(name, 16, 8);
     bump(old, key_of(1), NOW, NOW + HOUR_US);
-    z = must_open(name, 32, 8);           /* another capacity */
+    z = must_open(name, 32, 8); /* another capacity */
     s = stats_of(z);
     assert_int_equal(s.entries, 32);
     assert_int_equal(s.used, 0);
@@ -379,18 +400,19 @@ static void test_reopen_other_geometry_recreates(void **state)
     /* The old mapping still works for its holder. */
     assert_int_equal(bump(old, key_of(1), NOW, NOW + HOUR_US), 2);
     rl2_zone_close(z);
-    z = must_open(name, 32, 24);          /* another state size */
+    z = must_open(name, 32, 24); /* another state size */
     assert_int_equal(stats_of(z).state_size, 24);
     assert_int_equal(shm_size(name), (off_t)stats_of(z).bytes);
     rl2_zone_close(old);
     drop(z, name);
 }
 
-static void test_attach_takes_any_geometry(void **state)
+static void
+test_attach_takes_any_geometry(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z, *a;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     (void)state;
     zone_name(name, sizeof(name), "attach");
@@ -405,11 +427,12 @@ static void test_attach_takes_any_geometry(void **state)
 }
 
 /* Write raw bytes into a new shm object, as a foreign program would. */
-static void make_foreign(const char *name, size_t size, unsigned char fill)
+static void
+make_foreign(const char *name, size_t size, unsigned char fill)
 {
-    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    int           fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
     unsigned char buf[4096];
-    size_t done;
+    size_t        done;
 
     assert_true(fd >= 0);
     memset(buf, fill, sizeof(buf));
@@ -420,16 +443,16 @@ static void make_foreign(const char *name, size_t size, unsigned char fill)
     close(fd);
 }
 
-static void test_invalid_object_is_refused_by_attach_replaced_by_open(
-    void **state)
+static void
+test_invalid_object_is_refused_by_attach_replaced_by_open(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    rl2_err_t err;
+    rl2_err_t   err;
 
     (void)state;
     zone_name(name, sizeof(name), "foreign");
-    make_foreign(name, 8192, 0xab);       /* garbage magic */
+    make_foreign(name, 8192, 0xab); /* garbage magic */
     assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_STORE);
     assert_non_null(strstr(err.msg, name));
     z = must_open(name, 16, 8);
@@ -437,12 +460,13 @@ static void test_invalid_object_is_refused_by_attach_replaced_by_open(
     drop(z, name);
 }
 
-static void test_object_size_must_match_header(void **state)
+static void
+test_object_size_must_match_header(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    rl2_err_t err;
-    int fd;
+    rl2_err_t   err;
+    int         fd;
 
     (void)state;
     zone_name(name, sizeof(name), "size");
@@ -454,22 +478,22 @@ static void test_object_size_must_match_header(void **state)
     assert_int_equal(ftruncate(fd, shm_size(name) + 4096), 0);
     close(fd);
     assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_STORE);
-    z = must_open(name, 16, 8);           /* recreated, not trusted */
+    z = must_open(name, 16, 8); /* recreated, not trusted */
     assert_int_equal(peek(z, key_of(1), NOW), -1);
     assert_int_equal(shm_size(name), (off_t)stats_of(z).bytes);
     drop(z, name);
 }
 
-static void test_half_created_zone_is_replaced_after_a_bounded_wait(
-    void **state)
+static void
+test_half_created_zone_is_replaced_after_a_bounded_wait(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    double t0;
+    double      t0;
 
     (void)state;
     zone_name(name, sizeof(name), "halfmade");
-    make_foreign(name, 8192, 0);          /* magic never published */
+    make_foreign(name, 8192, 0); /* magic never published */
     t0 = now_s();
     z = must_open(name, 16, 8);
     assert_true(now_s() - t0 < 3.0);
@@ -479,13 +503,14 @@ static void test_half_created_zone_is_replaced_after_a_bounded_wait(
 }
 
 /* The bytes of a valid zone holding key 5 with count 1. */
-static unsigned char *zone_image(size_t *len)
+static unsigned char *
+zone_image(size_t *len)
 {
-    char tmpl[64];
-    rl2_zone_t *z;
+    char           tmpl[64];
+    rl2_zone_t    *z;
     unsigned char *buf;
-    struct stat st;
-    int fd;
+    struct stat    st;
+    int            fd;
 
     zone_name(tmpl, sizeof(tmpl), "template");
     z = must_open(tmpl, 16, 8);
@@ -506,15 +531,16 @@ static unsigned char *zone_image(size_t *len)
 /* A creator that takes long (a big zone being reserved) is waited for,
  * not replaced: a child holds the creator's flock for 1.5 s before it
  * writes a valid zone. */
-static void test_slow_creator_is_waited_for_not_replaced(void **state)
+static void
+test_slow_creator_is_waited_for_not_replaced(void **state)
 {
-    char name[64], c;
-    size_t len;
+    char           name[64], c;
+    size_t         len;
     unsigned char *image = zone_image(&len);
-    rl2_zone_t *z;
-    int fds[2], fd, status;
-    double t0;
-    pid_t pid;
+    rl2_zone_t    *z;
+    int            fds[2], fd, status;
+    double         t0;
+    pid_t          pid;
 
     (void)state;
     zone_name(name, sizeof(name), "slow");
@@ -528,7 +554,7 @@ static void test_slow_creator_is_waited_for_not_replaced(void **state)
         }
         usleep(1500000);
         status = write(fd, image, len) == (ssize_t)len ? 0 : 1;
-        free(image);                      /* for valgrind in the child */
+        free(image); /* for valgrind in the child */
         _exit(status);
     }
     assert_int_equal(read(fds[0], &c, 1), 1);
@@ -544,12 +570,13 @@ static void test_slow_creator_is_waited_for_not_replaced(void **state)
     drop(z, name);
 }
 
-static void test_mode_bits_are_applied_despite_umask(void **state)
+static void
+test_mode_bits_are_applied_despite_umask(void **state)
 {
-    char name[64], path[128];
+    char        name[64], path[128];
     rl2_zone_t *z = NULL;
     struct stat st;
-    mode_t old = umask(077);
+    mode_t      old = umask(077);
 
     (void)state;
     zone_name(name, sizeof(name), "mode");
@@ -563,11 +590,12 @@ static void test_mode_bits_are_applied_despite_umask(void **state)
 
 /* ---- entries: fresh state, expiry, removal ------------------------------ */
 
-static void test_new_and_expired_keys_get_zeroed_state(void **state)
+static void
+test_new_and_expired_keys_get_zeroed_state(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    uint64_t *c;
+    uint64_t   *c;
 
     (void)state;
     zone_name(name, sizeof(name), "zero");
@@ -577,11 +605,11 @@ static void test_new_and_expired_keys_get_zeroed_state(void **state)
     assert_true(c[0] == 0 && c[1] == 0 && c[2] == 0 && c[3] == 0);
     memset(c, 0xff, 32);
     rl2_zone_keep_until(z, c, 200);
-    c = rl2_zone_get(z, key_of(1), 200);  /* expiry not before now */
+    c = rl2_zone_get(z, key_of(1), 200); /* expiry not before now */
     assert_true(c[3] == UINT64_MAX);
-    c = rl2_zone_get(z, key_of(1), 201);  /* expired: fresh */
+    c = rl2_zone_get(z, key_of(1), 201); /* expired: fresh */
     assert_true(c[0] == 0 && c[1] == 0 && c[2] == 0 && c[3] == 0);
-    c[0] = 7;                             /* never kept */
+    c[0] = 7; /* never kept */
     assert_int_equal(*(uint64_t *)rl2_zone_get(z, key_of(1), 201), 7);
     assert_int_equal(*(uint64_t *)rl2_zone_get(z, key_of(1), 202), 0);
     rl2_zone_unlock(z);
@@ -589,11 +617,12 @@ static void test_new_and_expired_keys_get_zeroed_state(void **state)
     drop(z, name);
 }
 
-static void test_keep_until_never_moves_expiry_earlier(void **state)
+static void
+test_keep_until_never_moves_expiry_earlier(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    uint64_t *c;
+    uint64_t   *c;
 
     (void)state;
     zone_name(name, sizeof(name), "keep");
@@ -603,7 +632,7 @@ static void test_keep_until_never_moves_expiry_earlier(void **state)
     *c = 5;
     rl2_zone_keep_until(z, c, 300);
     rl2_zone_keep_until(z, c, 200);
-    rl2_zone_keep_until(z, (char *)c + 1, 900);   /* not a state pointer */
+    rl2_zone_keep_until(z, (char *)c + 1, 900); /* not a state pointer */
     rl2_zone_unlock(z);
     assert_int_equal(peek(z, key_of(1), 250), 5);
     assert_int_equal(peek(z, key_of(1), 300), 5);
@@ -611,11 +640,12 @@ static void test_keep_until_never_moves_expiry_earlier(void **state)
     drop(z, name);
 }
 
-static void test_peek_neither_inserts_nor_touches(void **state)
+static void
+test_peek_neither_inserts_nor_touches(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    int i;
+    int         i;
 
     (void)state;
     zone_name(name, sizeof(name), "peek");
@@ -625,19 +655,20 @@ static void test_peek_neither_inserts_nor_touches(void **state)
     for (i = 0; i < 16; i++) {
         bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
     }
-    assert_int_equal(peek(z, key_of(0), NOW), 1);  /* oldest, peeked */
+    assert_int_equal(peek(z, key_of(0), NOW), 1); /* oldest, peeked */
     bump(z, key_of(16), NOW, NOW + HOUR_US);
     assert_int_equal(peek(z, key_of(0), NOW), -1); /* still evicted */
     assert_int_equal(peek(z, key_of(1), NOW), 1);
     drop(z, name);
 }
 
-static void test_remove_forgets_key_and_frees_its_entry(void **state)
+static void
+test_remove_forgets_key_and_frees_its_entry(void **state)
 {
-    char name[64];
-    rl2_zone_t *z;
+    char             name[64];
+    rl2_zone_t      *z;
     rl2_zone_stats_t s = { 0 };
-    int i;
+    int              i;
 
     (void)state;
     zone_name(name, sizeof(name), "remove");
@@ -647,7 +678,7 @@ static void test_remove_forgets_key_and_frees_its_entry(void **state)
     }
     assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
     rl2_zone_remove(z, key_of(5));
-    rl2_zone_remove(z, key_of(5));        /* absent: no effect */
+    rl2_zone_remove(z, key_of(5)); /* absent: no effect */
     rl2_zone_remove(z, key_of(1000));
     rl2_zone_unlock(z);
     assert_int_equal(stats_of(z).used, 15);
@@ -656,7 +687,7 @@ static void test_remove_forgets_key_and_frees_its_entry(void **state)
     bump(z, key_of(5), NOW, NOW + HOUR_US);
     s = stats_of(z);
     assert_int_equal(s.used, 16);
-    assert_int_equal(s.evictions, 0);     /* the freed entry was reused */
+    assert_int_equal(s.evictions, 0); /* the freed entry was reused */
     for (i = 0; i < 16; i++) {
         assert_int_equal(peek(z, key_of((uint64_t)i), NOW), i == 5 ? 2 : 1);
     }
@@ -665,11 +696,12 @@ static void test_remove_forgets_key_and_frees_its_entry(void **state)
 
 /* ---- eviction ----------------------------------------------------------- */
 
-static void test_lru_evicts_oldest_first_and_counts(void **state)
+static void
+test_lru_evicts_oldest_first_and_counts(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    int i;
+    int         i;
 
     (void)state;
     zone_name(name, sizeof(name), "lru");
@@ -692,20 +724,21 @@ static void test_lru_evicts_oldest_first_and_counts(void **state)
     drop(z, name);
 }
 
-static void test_expired_reuse_is_not_an_eviction(void **state)
+static void
+test_expired_reuse_is_not_an_eviction(void **state)
 {
-    char name[64];
-    rl2_zone_t *z;
+    char             name[64];
+    rl2_zone_t      *z;
     rl2_zone_stats_t s = { 0 };
-    int i;
+    int              i;
 
     (void)state;
     zone_name(name, sizeof(name), "expreuse");
     z = must_open(name, 16, 8);
-    for (i = 0; i < 16; i++) {            /* kept 10 us only */
+    for (i = 0; i < 16; i++) { /* kept 10 us only */
         bump(z, key_of((uint64_t)i), NOW, NOW + 10);
     }
-    for (i = 0; i < 16; i++) {            /* 1 s later: all expired */
+    for (i = 0; i < 16; i++) { /* 1 s later: all expired */
         bump(z, key_of((uint64_t)(100 + i)), NOW + 1000000, NOW + HOUR_US);
     }
     s = stats_of(z);
@@ -717,27 +750,28 @@ static void test_expired_reuse_is_not_an_eviction(void **state)
         rl2_zone_get(z, key_of((uint64_t)(200 + i)), NOW + 2000000);
         rl2_zone_unlock(z);
     }
-    assert_int_equal(stats_of(z).evictions, 16);   /* the kept ones */
+    assert_int_equal(stats_of(z).evictions, 16); /* the kept ones */
     for (i = 0; i < 16; i++) {
         assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
         rl2_zone_get(z, key_of((uint64_t)(300 + i)), NOW + 2000001);
         rl2_zone_unlock(z);
     }
-    assert_int_equal(stats_of(z).evictions, 16);   /* unkept: free */
+    assert_int_equal(stats_of(z).evictions, 16); /* unkept: free */
     drop(z, name);
 }
 
-static void test_expired_entry_near_tail_beats_live_tail(void **state)
+static void
+test_expired_entry_near_tail_beats_live_tail(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    int i;
+    int         i;
 
     (void)state;
     zone_name(name, sizeof(name), "neartail");
     z = must_open(name, 16, 8);
-    bump(z, key_of(0), NOW, NOW + HOUR_US);        /* tail, live */
-    bump(z, key_of(1), NOW, NOW + 5);              /* next, expires */
+    bump(z, key_of(0), NOW, NOW + HOUR_US); /* tail, live */
+    bump(z, key_of(1), NOW, NOW + 5);       /* next, expires */
     for (i = 2; i < 16; i++) {
         bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
     }
@@ -751,13 +785,14 @@ static void test_expired_entry_near_tail_beats_live_tail(void **state)
 /* The index and LRU against a tiny model: many collisions in a small
  * index exercise probing and backward-shift deletion. */
 typedef struct {
-    int order[16];                        /* key ids, most recent first */
-    int n;
+    int      order[16]; /* key ids, most recent first */
+    int      n;
     uint64_t val[48];
     uint64_t evictions;
 } model_t;
 
-static int model_pos(const model_t *m, int k)
+static int
+model_pos(const model_t *m, int k)
 {
     int i;
 
@@ -769,7 +804,8 @@ static int model_pos(const model_t *m, int k)
     return -1;
 }
 
-static void model_get(model_t *m, int k)
+static void
+model_get(model_t *m, int k)
 {
     int p = model_pos(m, k);
 
@@ -786,7 +822,8 @@ static void model_get(model_t *m, int k)
     m->val[k]++;
 }
 
-static void model_remove(model_t *m, int k)
+static void
+model_remove(model_t *m, int k)
 {
     int p = model_pos(m, k);
 
@@ -797,13 +834,14 @@ static void model_remove(model_t *m, int k)
     }
 }
 
-static void test_index_and_lru_match_a_model(void **state)
+static void
+test_index_and_lru_match_a_model(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    model_t m = { .n = 0 };
-    uint64_t rng = 88172645463325252ULL;
-    int op, k;
+    model_t     m = { .n = 0 };
+    uint64_t    rng = 88172645463325252ULL;
+    int         op, k;
 
     (void)state;
     zone_name(name, sizeof(name), "model");
@@ -835,20 +873,20 @@ static void test_index_and_lru_match_a_model(void **state)
 
 /* ---- bounded memory under a flood of keys ----------------------------- */
 
-static void test_million_keys_keep_memory_fixed_and_hot_key_exact(
-    void **state)
+static void
+test_million_keys_keep_memory_fixed_and_hot_key_exact(void **state)
 {
     enum { ENTRIES = 10000, KEYS = 1000000, WARMUP = 10000, HOT_EVERY = 100 };
-    char name[64];
-    rl2_zone_t *z;
+    char             name[64];
+    rl2_zone_t      *z;
     rl2_zone_stats_t s = { 0 };
-    rl2_digest_t hot = rl2_digest("hot", 3);
+    rl2_digest_t     hot = rl2_digest("hot", 3);
     struct mallinfo2 before = { 0 }, after;
-    uint64_t hot_count = 0, hot_seen = 0, size_changes = 0;
-    uint64_t bytes;
-    off_t st_size;
-    double t0 = now_s();
-    int i;
+    uint64_t         hot_count = 0, hot_seen = 0, size_changes = 0;
+    uint64_t         bytes;
+    off_t            st_size;
+    double           t0 = now_s();
+    int              i;
 
     (void)state;
     zone_name(name, sizeof(name), "million");
@@ -886,19 +924,21 @@ static void test_million_keys_keep_memory_fixed_and_hot_key_exact(
     assert_int_equal(s.evictions, KEYS - (ENTRIES - 1));
     assert_int_equal(s.used, ENTRIES);
     print_message("    1e6 keys through %d entries: %.2f s, %" PRIu64
-                  " bytes\n", ENTRIES, now_s() - t0, bytes);
+                  " bytes\n",
+                  ENTRIES, now_s() - t0, bytes);
     drop(z, name);
 }
 
 /* ---- the robust lock ---------------------------------------------------- */
 
-static void test_killed_lock_holder_does_not_block(void **state)
+static void
+test_killed_lock_holder_does_not_block(void **state)
 {
-    char name[64], c;
+    char        name[64], c;
     rl2_zone_t *z;
-    int fds[2];
-    pid_t pid;
-    double t0;
+    int         fds[2];
+    pid_t       pid;
+    double      t0;
 
     (void)state;
     zone_name(name, sizeof(name), "robust");
@@ -912,13 +952,13 @@ static void test_killed_lock_holder_does_not_block(void **state)
             c = 'L';
             (void)!write(fds[1], &c, 1);
         }
-        pause();                          /* hold it until killed */
+        pause(); /* hold it until killed */
         _exit(1);
     }
     assert_int_equal(read(fds[0], &c, 1), 1);
     assert_int_equal(kill(pid, SIGKILL), 0);
     assert_int_equal(waitpid(pid, NULL, 0), pid);
-    alarm(5);                             /* a wedged lock fails fast */
+    alarm(5); /* a wedged lock fails fast */
     t0 = now_s();
     assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
     rl2_zone_unlock(z);
@@ -934,11 +974,12 @@ static void test_killed_lock_holder_does_not_block(void **state)
 }
 
 /* Insert and remove under the lock forever, until killed. */
-static _Noreturn void churn_until_killed(rl2_zone_t *z, int fd, int round)
+static _Noreturn void
+churn_until_killed(rl2_zone_t *z, int fd, int round)
 {
     uint64_t k = (uint64_t)round << 40;
-    char c = 'S';
-    int i;
+    char     c = 'S';
+    int      i;
 
     (void)!write(fd, &c, 1);
     for (;;) {
@@ -958,10 +999,11 @@ static _Noreturn void churn_until_killed(rl2_zone_t *z, int fd, int round)
 
 /* Through the API only: every entry holds a findable key with its exact
  * count, removal frees every entry, and nothing is lost or duplicated. */
-static void assert_table_consistent(rl2_zone_t *z, int entries)
+static void
+assert_table_consistent(rl2_zone_t *z, int entries)
 {
     uint64_t base = 1ULL << 60, evictions;
-    int i;
+    int      i;
 
     for (i = 0; i < entries; i++) {
         bump(z, key_of(base + (uint64_t)i), NOW, NOW + HOUR_US);
@@ -978,7 +1020,7 @@ static void assert_table_consistent(rl2_zone_t *z, int entries)
     rl2_zone_unlock(z);
     assert_int_equal(stats_of(z).used, 0);
     evictions = stats_of(z).evictions;
-    for (i = 0; i < entries; i++) {       /* every entry is free again */
+    for (i = 0; i < entries; i++) { /* every entry is free again */
         bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
     }
     assert_int_equal(stats_of(z).evictions, evictions);
@@ -986,14 +1028,15 @@ static void assert_table_consistent(rl2_zone_t *z, int entries)
 
 /* Children killed at random points while changing the table under the
  * lock, some of them mid-change: the table must come back consistent. */
-static void test_killed_mid_update_leaves_table_consistent(void **state)
+static void
+test_killed_mid_update_leaves_table_consistent(void **state)
 {
     enum { ENTRIES = 64, ROUNDS = 60 };
-    char name[64], c;
-    rl2_zone_t *z;
+    char             name[64], c;
+    rl2_zone_t      *z;
     rl2_zone_stats_t s = { 0 };
-    int fds[2], r;
-    pid_t pid;
+    int              fds[2], r;
+    pid_t            pid;
 
     (void)state;
     zone_name(name, sizeof(name), "midupdate");
@@ -1023,10 +1066,11 @@ static void test_killed_mid_update_leaves_table_consistent(void **state)
 
 enum { THREADS = 4, PER_THREAD = 100000 };
 
-static void *count_thread(void *arg)
+static void *
+count_thread(void *arg)
 {
     rl2_zone_t *z = arg;
-    int i;
+    int         i;
 
     for (i = 0; i < PER_THREAD; i++) {
         if (bump(z, key_of(42), NOW, NOW + HOUR_US) == 0) {
@@ -1036,13 +1080,14 @@ static void *count_thread(void *arg)
     return NULL;
 }
 
-static void test_threads_count_exactly(void **state)
+static void
+test_threads_count_exactly(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    pthread_t t[THREADS];
-    void *ret;
-    int i;
+    pthread_t   t[THREADS];
+    void       *ret;
+    int         i;
 
     (void)state;
     zone_name(name, sizeof(name), "threads");
@@ -1058,12 +1103,13 @@ static void test_threads_count_exactly(void **state)
     drop(z, name);
 }
 
-static void test_processes_count_exactly(void **state)
+static void
+test_processes_count_exactly(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    pid_t pid;
-    int status;
+    pid_t       pid;
+    int         status;
 
     (void)state;
     zone_name(name, sizeof(name), "procs");
@@ -1087,12 +1133,13 @@ static void test_processes_count_exactly(void **state)
 }
 
 /* Processes started at once, each opening by name (the FastCGI case). */
-static void open_race(const char *name, uint32_t entries)
+static void
+open_race(const char *name, uint32_t entries)
 {
     enum { PROCS = 4 };
-    int go[2], i, status;
+    int   go[2], i, status;
     pid_t pids[PROCS];
-    char c;
+    char  c;
 
     assert_int_equal(pipe(go), 0);
     for (i = 0; i < PROCS; i++) {
@@ -1100,10 +1147,10 @@ static void open_race(const char *name, uint32_t entries)
         assert_true(pids[i] >= 0);
         if (pids[i] == 0) {
             rl2_zone_t *z = NULL;
-            rl2_err_t err = { "" };
+            rl2_err_t   err = { "" };
 
             close(go[1]);
-            (void)!read(go[0], &c, 1);    /* EOF: everyone starts */
+            (void)!read(go[0], &c, 1); /* EOF: everyone starts */
             if (rl2_zone_open(name, entries, 8, 0600, &z, &err) != RL2_OK
                 || bump(z, key_of(9), NOW, NOW + HOUR_US) == 0) {
                 fprintf(stderr, "child %d: %s\n", i, err.msg);
@@ -1121,20 +1168,21 @@ static void open_race(const char *name, uint32_t entries)
     }
 }
 
-static void test_processes_opening_at_once_share_one_zone(void **state)
+static void
+test_processes_opening_at_once_share_one_zone(void **state)
 {
-    char name[64];
+    char        name[64];
     rl2_zone_t *z;
-    int round;
+    int         round;
 
     (void)state;
     zone_name(name, sizeof(name), "race");
     for (round = 0; round < 5; round++) {
-        open_race(name, 64);              /* nothing there yet */
+        open_race(name, 64); /* nothing there yet */
         z = must_open(name, 64, 8);
         assert_int_equal(peek(z, key_of(9), NOW), 4);
         drop(z, name);
-        z = must_open(name, 32, 8);       /* a zone of another geometry */
+        z = must_open(name, 32, 8); /* a zone of another geometry */
         rl2_zone_close(z);
         open_race(name, 64);
         z = must_open(name, 64, 8);
@@ -1143,7 +1191,8 @@ static void test_processes_opening_at_once_share_one_zone(void **state)
     }
 }
 
-int main(void)
+int
+main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {

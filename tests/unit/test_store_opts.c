@@ -15,12 +15,11 @@ static void
 test_address_forms(void **state)
 {
     rl2_backend_conf_t bc;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     rl2_backend_conf_init(&bc);
-    assert_int_equal(rl2_store_opt_redis(&bc, "10.0.0.1:6380", &err),
-                     RL2_OK);
+    assert_int_equal(rl2_store_opt_redis(&bc, "10.0.0.1:6380", &err), RL2_OK);
     assert_string_equal(bc.redis.host, "10.0.0.1");
     assert_int_equal(bc.redis.port, 6380);
     assert_true(bc.redis_enabled);
@@ -28,8 +27,8 @@ test_address_forms(void **state)
     assert_string_equal(bc.redis.host, "::1");
     assert_int_equal(rl2_store_opt_redis(&bc, "/run/r.sock", &err), RL2_OK);
     assert_string_equal(bc.redis.unix_path, "/run/r.sock");
-    assert_int_equal(rl2_store_opt_redis(&bc, "sentinel:m@h:1,[::1]:2",
-                                         &err), RL2_OK);
+    assert_int_equal(rl2_store_opt_redis(&bc, "sentinel:m@h:1,[::1]:2", &err),
+                     RL2_OK);
     assert_int_equal(bc.redis.n_sentinels, 2);
     assert_int_equal(rl2_store_opt_redis(&bc, "cluster:h:1", &err), RL2_OK);
     assert_int_equal(bc.redis.n_seeds, 1);
@@ -40,12 +39,21 @@ static void
 test_bad_addresses(void **state)
 {
     static const char *const bad[] = {
-        "::1:6379", "h:6379x", ":6379", "h:0", "h:65536", "h:+1", "h",
-        "[::1:6379", "sentinel:m@h:1,h:2,h:3,h:4,h:5,h:6,h:7,h:8,h:9",
-        "sentinel:m@::1:1", "cluster:", NULL
+        "::1:6379",
+        "h:6379x",
+        ":6379",
+        "h:0",
+        "h:65536",
+        "h:+1",
+        "h",
+        "[::1:6379",
+        "sentinel:m@h:1,h:2,h:3,h:4,h:5,h:6,h:7,h:8,h:9",
+        "sentinel:m@::1:1",
+        "cluster:",
+        NULL
     };
     rl2_backend_conf_t bc;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     for (int i = 0; bad[i] != NULL; i++) {
@@ -59,21 +67,21 @@ static void
 test_options_and_check(void **state)
 {
     rl2_backend_conf_t bc;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     rl2_backend_conf_init(&bc);
     assert_int_equal(rl2_store_opt_redis(&bc, "cluster:h:1", &err), RL2_OK);
-    assert_int_equal(rl2_store_opt_redis_options(&bc, "db=2,timeout=50",
-                                                 &err), RL2_OK);
+    assert_int_equal(rl2_store_opt_redis_options(&bc, "db=2,timeout=50", &err),
+                     RL2_OK);
     assert_int_equal(bc.redis.command_timeout_ms, 50);
     assert_int_equal(rl2_store_opt_check(&bc, 0, &err), RL2_ERR_CONFIG);
     assert_string_equal(err.msg, "redis: Redis Cluster has only database 0 "
-                        "(db=2 given)");
+                                 "(db=2 given)");
     assert_int_equal(rl2_store_opt_redis_item(&bc, "db=16", &err),
                      RL2_ERR_CONFIG);
     assert_string_equal(err.msg, "redis: db=16: expected a number from 0 "
-                        "to 15");
+                                 "to 15");
     assert_int_equal(rl2_store_opt_redis_item(&bc, "tls=1", &err),
                      RL2_ERR_CONFIG);
 }
@@ -82,14 +90,13 @@ static void
 test_zone_failover_alerts(void **state)
 {
     rl2_backend_conf_t bc;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     rl2_backend_conf_init(&bc);
     assert_int_equal(rl2_store_opt_zone_name(&bc, "/z1", &err), RL2_OK);
     assert_string_equal(bc.zone_name, "/z1");
-    assert_int_equal(rl2_store_opt_zone_name(&bc, "z1", &err),
-                     RL2_ERR_CONFIG);
+    assert_int_equal(rl2_store_opt_zone_name(&bc, "z1", &err), RL2_ERR_CONFIG);
     assert_int_equal(rl2_store_opt_zone_name(&bc, "/a/b", &err),
                      RL2_ERR_CONFIG);
     assert_int_equal(rl2_store_opt_zone_entries(&bc, "15", &err),

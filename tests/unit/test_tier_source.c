@@ -36,10 +36,9 @@ static rl2_policy_t *
 policy(const char *text)
 {
     rl2_policy_t *p;
-    rl2_err_t err;
+    rl2_err_t     err;
 
-    if (rl2_config_load_string(text, "tier.conf", NULL, &p, &err)
-        != RL2_OK) {
+    if (rl2_config_load_string(text, "tier.conf", NULL, &p, &err) != RL2_OK) {
         fail_msg("policy: %s", err.msg);
     }
     return p;
@@ -49,16 +48,15 @@ static rl2_tier_source_t *
 mk_source(const srv_t *s, const rl2_circuit_t *circuit, uint32_t entries,
           int timeout_ms)
 {
-    rl2_redis_conf_t conf;
+    rl2_redis_conf_t   conf;
     rl2_tier_source_t *src;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     rl2_redis_conf_init(&conf);
     conf.port = s->port;
     conf.connect_timeout_ms = timeout_ms;
     conf.command_timeout_ms = timeout_ms;
-    if (rl2_tier_source_create(&conf, circuit, entries, &src, &err)
-        != RL2_OK) {
+    if (rl2_tier_source_create(&conf, circuit, entries, &src, &err) != RL2_OK) {
         fail_msg("tier source: %s", err.msg);
     }
     return src;
@@ -69,10 +67,10 @@ static const char *
 tier_of(rl2_tier_source_t *src, const rl2_policy_t *p, const char *user,
         const char *apikey, const char *query, int64_t now_us)
 {
-    static char name[RL2_NAME_MAX + 1];
-    char idbuf[65];
+    static char   name[RL2_NAME_MAX + 1];
+    char          idbuf[65];
     rl2_request_t req;
-    int found;
+    int           found;
 
     memset(&req, 0, sizeof(req));
     req.user = user;
@@ -120,10 +118,10 @@ hset(const char *key, const char *field, const char *value)
 static void
 test_user_hash_and_cache_expiry(void **state)
 {
-    rl2_policy_t *p = policy("tier_from = { redis = {\n"
-                             "  key = \"billing:user:%s\"; cache = 60; }; };");
+    rl2_policy_t      *p = policy("tier_from = { redis = {\n"
+                                       "  key = \"billing:user:%s\"; cache = 60; }; };");
     rl2_tier_source_t *src = mk_source(&srv, NULL, 1000, 1000);
-    int64_t t0 = 1000 * SEC;
+    int64_t            t0 = 1000 * SEC;
 
     (void)state;
     hset("billing:user:alice", "tier", "pro");
@@ -132,12 +130,12 @@ test_user_hash_and_cache_expiry(void **state)
     /* The billing system upgrades alice: the cached answer holds for the
      * configured 60 s, then the new one is read. */
     hset("billing:user:alice", "tier", "business");
-    assert_string_equal(tier_of(src, p, "alice", NULL, NULL,
-                                t0 + 59 * SEC), "pro");
+    assert_string_equal(tier_of(src, p, "alice", NULL, NULL, t0 + 59 * SEC),
+                        "pro");
     assert_int_equal(stats_of(src).hits, 1);
     assert_int_equal(stats_of(src).lookups, 1);
-    assert_string_equal(tier_of(src, p, "alice", NULL, NULL,
-                                t0 + 60 * SEC), "business");
+    assert_string_equal(tier_of(src, p, "alice", NULL, NULL, t0 + 60 * SEC),
+                        "business");
     assert_int_equal(stats_of(src).lookups, 2);
     /* Unknown users have no tier, and that answer is cached too. */
     assert_string_equal(tier_of(src, p, "bob", NULL, NULL, t0), "");
@@ -155,8 +153,8 @@ test_user_hash_and_cache_expiry(void **state)
 static void
 test_cache_zero_asks_every_time(void **state)
 {
-    rl2_policy_t *p = policy("tier_from = { redis = {\n"
-                             "  key = \"billing:user:%s\"; cache = 0; }; };");
+    rl2_policy_t      *p = policy("tier_from = { redis = {\n"
+                                       "  key = \"billing:user:%s\"; cache = 0; }; };");
     rl2_tier_source_t *src = mk_source(&srv, NULL, 1000, 1000);
 
     (void)state;
@@ -175,11 +173,11 @@ test_cache_zero_asks_every_time(void **state)
 static void
 test_api_key_by_sha256_in_one_hash(void **state)
 {
-    rl2_policy_t *p = policy("api_key = { header = \"X-API-Key\";"
-                             " query = \"api_key\"; };\n"
-                             "tier_from = { redis = {\n"
-                             "  key = \"billing:tiers\"; field = \"%s\";\n"
-                             "  by = [ \"user\", \"api_key\" ]; }; };");
+    rl2_policy_t      *p = policy("api_key = { header = \"X-API-Key\";"
+                                       " query = \"api_key\"; };\n"
+                                       "tier_from = { redis = {\n"
+                                       "  key = \"billing:tiers\"; field = \"%s\";\n"
+                                       "  by = [ \"user\", \"api_key\" ]; }; };");
     rl2_tier_source_t *src = mk_source(&srv, NULL, 1000, 1000);
 
     (void)state;
@@ -188,8 +186,7 @@ test_api_key_by_sha256_in_one_hash(void **state)
          "3605a9e4358da4302f8acea41f0f52cef85d0e3f727c7b020fc7305aec8d56b4",
          "business");
     hset("billing:tiers", "dave", "pro");
-    assert_string_equal(tier_of(src, p, NULL, "k-123", NULL, SEC),
-                        "business");
+    assert_string_equal(tier_of(src, p, NULL, "k-123", NULL, SEC), "business");
     /* From the query string (the header value is then ""). */
     assert_string_equal(tier_of(src, p, NULL, "", "a=1&api_key=k-123", SEC),
                         "business");
@@ -197,8 +194,7 @@ test_api_key_by_sha256_in_one_hash(void **state)
     /* The user comes first when the request has both. */
     assert_string_equal(tier_of(src, p, "dave", "k-123", NULL, SEC), "pro");
     /* The plain key never reaches Redis. */
-    assert_int_equal(admin_int(admin, "HEXISTS billing:tiers %s", "k-123"),
-                     0);
+    assert_int_equal(admin_int(admin, "HEXISTS billing:tiers %s", "k-123"), 0);
     rl2_tier_source_destroy(src);
     rl2_policy_free(p);
 }
@@ -208,10 +204,10 @@ test_api_key_by_sha256_in_one_hash(void **state)
 static void
 test_cache_is_bounded(void **state)
 {
-    rl2_policy_t *p = policy("tier_from = { redis = {\n"
-                             "  key = \"flood:%s\"; cache = 3600; }; };");
+    rl2_policy_t      *p = policy("tier_from = { redis = {\n"
+                                       "  key = \"flood:%s\"; cache = 3600; }; };");
     rl2_tier_source_t *src = mk_source(&srv, NULL, 64, 1000);
-    char user[32];
+    char               user[32];
 
     (void)state;
     for (int i = 0; i < 2000; i++) {
@@ -223,8 +219,7 @@ test_cache_is_bounded(void **state)
     assert_string_equal(tier_of(src, p, "u0", NULL, NULL, 3000 * SEC), "");
     assert_int_equal(stats_of(src).lookups, 2001);
     /* The last one is still cached. */
-    assert_string_equal(tier_of(src, p, "u1999", NULL, NULL, 3000 * SEC),
-                        "");
+    assert_string_equal(tier_of(src, p, "u1999", NULL, NULL, 3000 * SEC), "");
     assert_int_equal(stats_of(src).hits, 1);
     rl2_tier_source_destroy(src);
     rl2_policy_free(p);
@@ -233,10 +228,10 @@ test_cache_is_bounded(void **state)
 static void
 test_wrong_type_and_long_values_are_no_tier(void **state)
 {
-    rl2_policy_t *p = policy("tier_from = { redis = {\n"
-                             "  key = \"odd:%s\"; }; };");
+    rl2_policy_t      *p = policy("tier_from = { redis = {\n"
+                                       "  key = \"odd:%s\"; }; };");
     rl2_tier_source_t *src = mk_source(&srv, NULL, 100, 1000);
-    char longname[100];
+    char               longname[100];
 
     (void)state;
     freeReplyObject(admin_cmd(admin, "SET odd:str pro"));
@@ -257,11 +252,11 @@ test_wrong_type_and_long_values_are_no_tier(void **state)
 static void
 test_other_error_replies_are_not_cached(void **state)
 {
-    rl2_policy_t *p = policy("tier_from = { redis = {\n"
-                             "  key = \"acl:%s\"; cache = 3600; }; };");
-    rl2_redis_conf_t conf;
+    rl2_policy_t      *p = policy("tier_from = { redis = {\n"
+                                       "  key = \"acl:%s\"; cache = 3600; }; };");
+    rl2_redis_conf_t   conf;
     rl2_tier_source_t *src;
-    rl2_err_t err;
+    rl2_err_t          err;
 
     (void)state;
     hset("acl:kim", "tier", "pro");
@@ -288,13 +283,13 @@ test_other_error_replies_are_not_cached(void **state)
 static void
 test_open_circuit_skips_redis(void **state)
 {
-    rl2_policy_t *p = policy("tier_from = { redis = {\n"
-                             "  key = \"billing:user:%s\"; }; };");
+    rl2_policy_t      *p = policy("tier_from = { redis = {\n"
+                                       "  key = \"billing:user:%s\"; }; };");
     rl2_circuit_conf_t cc;
-    rl2_circuit_t *circuit;
+    rl2_circuit_t     *circuit;
     rl2_tier_source_t *src;
-    rl2_err_t err;
-    char name[64];
+    rl2_err_t          err;
+    char               name[64];
 
     (void)state;
     snprintf(name, sizeof(name), "/rl2-tier-test-%d.circuit", (int)getpid());
@@ -324,12 +319,12 @@ test_open_circuit_skips_redis(void **state)
 static void
 test_hung_and_dead_redis_cost_one_timeout(void **state)
 {
-    rl2_policy_t *p = policy("tier_from = { redis = {\n"
-                             "  key = \"billing:user:%s\"; }; };");
-    srv_t own;
+    rl2_policy_t      *p = policy("tier_from = { redis = {\n"
+                                       "  key = \"billing:user:%s\"; }; };");
+    srv_t              own;
     rl2_tier_source_t *src;
-    redisContext *c;
-    int64_t t;
+    redisContext      *c;
+    int64_t            t;
 
     (void)state;
     srv_start(&own, NULL);
@@ -371,13 +366,13 @@ static const char *const tiered =
     "clients = ( { user = \"vip\"; tier = \"business\"; } );\n";
 
 static int
-decided_tier(const rl2_policy_t *p, rl2_store_t *store,
-             rl2_tier_source_t *src, const char *user, const char *var)
+decided_tier(const rl2_policy_t *p, rl2_store_t *store, rl2_tier_source_t *src,
+             const char *user, const char *var)
 {
     rl2_request_t req;
     rl2_verdict_t v;
-    rl2_clock_t now;
-    rl2_err_t err;
+    rl2_clock_t   now;
+    rl2_err_t     err;
 
     memset(&req, 0, sizeof(req));
     req.method = "GET";
@@ -398,12 +393,12 @@ decided_tier(const rl2_policy_t *p, rl2_store_t *store,
 static void
 test_override_then_redis_then_variable_then_default(void **state)
 {
-    rl2_policy_t *p = policy(tiered);
+    rl2_policy_t      *p = policy(tiered);
     rl2_tier_source_t *src = mk_source(&srv, NULL, 100, 1000);
-    rl2_zone_t *zone;
-    rl2_store_t *store;
-    rl2_err_t err;
-    char name[64];
+    rl2_zone_t        *zone;
+    rl2_store_t       *store;
+    rl2_err_t          err;
+    char               name[64];
 
     (void)state;
     snprintf(name, sizeof(name), "/rl2-tier-test-%d", (int)getpid());

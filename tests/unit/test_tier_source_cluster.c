@@ -31,8 +31,8 @@ static rl2_tier_source_t *src;
 static const char *
 tier_of(const char *user, int64_t now_us)
 {
-    static char name[RL2_NAME_MAX + 1];
-    char idbuf[65];
+    static char   name[RL2_NAME_MAX + 1];
+    char          idbuf[65];
     rl2_request_t req;
 
     memset(&req, 0, sizeof(req));
@@ -50,15 +50,15 @@ hset_tier(const char *user, const char *tier)
     char key[64];
 
     snprintf(key, sizeof(key), "billing:user:%s", user);
-    freeReplyObject(admin_cmd(adm[owner_of(rl2_redis_key_slot(key,
-                                                             strlen(key)))],
-                              "HSET %s tier %s", key, tier));
+    freeReplyObject(
+        admin_cmd(adm[owner_of(rl2_redis_key_slot(key, strlen(key)))],
+                  "HSET %s tier %s", key, tier));
 }
 
 static void
 test_each_hash_from_the_master_of_its_slot(void **state)
 {
-    int on[NODES] = { 0 };
+    int  on[NODES] = { 0 };
     char user[16], key[64];
 
     (void)state;
@@ -69,7 +69,7 @@ test_each_hash_from_the_master_of_its_slot(void **state)
         on[owner_of(rl2_redis_key_slot(key, strlen(key)))]++;
     }
     for (int n = 0; n < NODES; n++) {
-        assert_true(on[n] > 0);  /* the users are spread over all three */
+        assert_true(on[n] > 0); /* the users are spread over all three */
     }
     for (int i = 0; i < USERS; i++) {
         snprintf(user, sizeof(user), "u%d", i);
@@ -82,8 +82,8 @@ static void
 test_a_moved_slot_is_followed(void **state)
 {
     const char *key = "billing:user:mover";
-    unsigned slot = rl2_redis_key_slot(key, strlen(key));
-    int from, to;
+    unsigned    slot = rl2_redis_key_slot(key, strlen(key));
+    int         from, to;
 
     (void)state;
     hset_tier("mover", "pro");
@@ -101,13 +101,14 @@ static int
 group_setup(void **state)
 {
     rl2_redis_conf_t conf;
-    rl2_err_t err;
+    rl2_err_t        err;
 
     (void)state;
     cluster_up(&conf);
     if (rl2_config_load_string("tier_from = { redis = {\n"
                                "  key = \"billing:user:%s\"; cache = 0; };"
-                               " };", "c.conf", NULL, &pol, &err)
+                               " };",
+                               "c.conf", NULL, &pol, &err)
         != RL2_OK) {
         fail_msg("policy: %s", err.msg);
     }

@@ -30,7 +30,7 @@
 #include "obs/violation_log_internal.h"
 
 #define SEC 1000000LL
-#define T0 (1700000000LL * SEC)      /* a wall time, µs */
+#define T0  (1700000000LL * SEC) /* a wall time, µs */
 
 static const char policy_text[] =
     "tiers = ( { name = \"free\"; }, { name = \"pro\"; } );\n"
@@ -47,19 +47,20 @@ typedef struct {
     rl2_store_t  *store;
 } fx_t;
 
-static int setup(void **state)
+static int
+setup(void **state)
 {
-    fx_t *fx = calloc(1, sizeof(*fx));
+    fx_t     *fx = calloc(1, sizeof(*fx));
     rl2_err_t err;
 
     snprintf(fx->zone_name, sizeof(fx->zone_name), "/rl2test-%ld-vlog",
              (long)getpid());
-    if (rl2_config_load_string(policy_text, "t.conf", NULL, &fx->policy,
-                               &err) != RL2_OK) {
+    if (rl2_config_load_string(policy_text, "t.conf", NULL, &fx->policy, &err)
+        != RL2_OK) {
         fail_msg("%s", err.msg);
     }
-    assert_int_equal(rl2_zone_open(fx->zone_name, 64, 64, 0600, &fx->zone,
-                                   &err), RL2_OK);
+    assert_int_equal(
+        rl2_zone_open(fx->zone_name, 64, 64, 0600, &fx->zone, &err), RL2_OK);
     assert_int_equal(rl2_store_local_create(fx->zone, &fx->store, &err),
                      RL2_OK);
     *state = fx;
@@ -67,10 +68,11 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
+static int
+teardown(void **state)
 {
     fx_t *fx = *state;
-    char name[96];
+    char  name[96];
 
     alarm(0);
     rl2_store_destroy(fx->store);
@@ -83,11 +85,12 @@ static int teardown(void **state)
     return 0;
 }
 
-static rl2_vlog_t *open_log(fx_t *fx, uint32_t rate, uint32_t capacity)
+static rl2_vlog_t *
+open_log(fx_t *fx, uint32_t rate, uint32_t capacity)
 {
     rl2_vlog_conf_t c = { 0, rate, capacity, NULL };
-    rl2_vlog_t *log;
-    rl2_err_t err;
+    rl2_vlog_t     *log;
+    rl2_err_t       err;
 
     if (rl2_vlog_open(&c, fx->zone_name, 0600, NULL, NULL, &log, &err)
         != RL2_OK) {
@@ -98,12 +101,13 @@ static rl2_vlog_t *open_log(fx_t *fx, uint32_t rate, uint32_t capacity)
 }
 
 /* Decide one request of `user` on `path` at wall time `wall`. */
-static void decide(fx_t *fx, const char *user, const char *path,
-                   int64_t wall, rl2_verdict_t *v)
+static void
+decide(fx_t *fx, const char *user, const char *path, int64_t wall,
+       rl2_verdict_t *v)
 {
     rl2_request_t req = { 0 };
-    rl2_clock_t now = { wall - T0 + SEC, wall };
-    rl2_err_t err;
+    rl2_clock_t   now = { wall - T0 + SEC, wall };
+    rl2_err_t     err;
 
     req.method = "GET";
     req.path = path;
@@ -111,15 +115,17 @@ static void decide(fx_t *fx, const char *user, const char *path,
     req.user = user;
     rl2_verdict_init(v);
     assert_int_equal(rl2_decide(fx->policy, NULL, 0, fx->store, &req,
-                                RL2_PHASE_ALL, &now, v, &err), RL2_OK);
+                                RL2_PHASE_ALL, &now, v, &err),
+                     RL2_OK);
 }
 
 /* Refuse `user` (its first request passes) and record the refusal. */
-static void refuse(fx_t *fx, rl2_vlog_t *log, const char *user,
-                   const char *path, int64_t wall)
+static void
+refuse(fx_t *fx, rl2_vlog_t *log, const char *user, const char *path,
+       int64_t wall)
 {
     rl2_verdict_t v;
-    rl2_clock_t now = { wall - T0 + SEC, wall };
+    rl2_clock_t   now = { wall - T0 + SEC, wall };
 
     decide(fx, user, path, wall, &v);
     if (v.outcome != RL2_OUTCOME_DENY) {
@@ -129,9 +135,10 @@ static void refuse(fx_t *fx, rl2_vlog_t *log, const char *user,
     rl2_vlog_record(log, fx->policy, &v, "GET", path, &now);
 }
 
-static size_t read_ring(fx_t *fx, rl2_vlog_entry_t **e, rl2_vlog_stats_t *st)
+static size_t
+read_ring(fx_t *fx, rl2_vlog_entry_t **e, rl2_vlog_stats_t *st)
 {
-    size_t n;
+    size_t    n;
     rl2_err_t err;
 
     if (rl2_vlog_ring_read(fx->zone_name, e, &n, st, &err) != RL2_OK) {
@@ -140,13 +147,14 @@ static size_t read_ring(fx_t *fx, rl2_vlog_entry_t **e, rl2_vlog_stats_t *st)
     return n;
 }
 
-static void each_denial_becomes_one_entry_with_a_hashed_user(void **state)
+static void
+each_denial_becomes_one_entry_with_a_hashed_user(void **state)
 {
-    fx_t *fx = *state;
-    rl2_vlog_t *log = open_log(fx, 100, 64);
+    fx_t             *fx = *state;
+    rl2_vlog_t       *log = open_log(fx, 100, 64);
     rl2_vlog_entry_t *e;
-    rl2_vlog_stats_t st;
-    size_t n;
+    rl2_vlog_stats_t  st;
+    size_t            n;
 
     for (int i = 0; i < 5; i++) {
         refuse(fx, log, "alice", "/api/x", T0 + i);
@@ -170,13 +178,14 @@ static void each_denial_becomes_one_entry_with_a_hashed_user(void **state)
     rl2_vlog_close(log);
 }
 
-static void above_the_rate_denials_are_counted_not_written(void **state)
+static void
+above_the_rate_denials_are_counted_not_written(void **state)
 {
-    fx_t *fx = *state;
-    rl2_vlog_t *log = open_log(fx, 3, 64);
+    fx_t             *fx = *state;
+    rl2_vlog_t       *log = open_log(fx, 3, 64);
     rl2_vlog_entry_t *e;
-    rl2_vlog_stats_t st;
-    size_t n;
+    rl2_vlog_stats_t  st;
+    size_t            n;
 
     for (int i = 0; i < 10; i++) {
         refuse(fx, log, "bob", "/api/y", T0 + 10 * SEC + i);
@@ -191,13 +200,14 @@ static void above_the_rate_denials_are_counted_not_written(void **state)
     rl2_vlog_close(log);
 }
 
-static void a_full_ring_keeps_the_newest_in_order(void **state)
+static void
+a_full_ring_keeps_the_newest_in_order(void **state)
 {
-    fx_t *fx = *state;
-    rl2_vlog_t *log = open_log(fx, 1000, 16);
+    fx_t             *fx = *state;
+    rl2_vlog_t       *log = open_log(fx, 1000, 16);
     rl2_vlog_entry_t *e;
-    rl2_vlog_stats_t st;
-    size_t n;
+    rl2_vlog_stats_t  st;
+    size_t            n;
 
     for (int i = 0; i < 40; i++) {
         refuse(fx, log, "carol", "/api/z", T0 + i);
@@ -213,17 +223,18 @@ static void a_full_ring_keeps_the_newest_in_order(void **state)
     rl2_vlog_close(log);
 }
 
-static void entries_outlive_every_process_that_wrote_them(void **state)
+static void
+entries_outlive_every_process_that_wrote_them(void **state)
 {
-    fx_t *fx = *state;
-    rl2_vlog_t *log = open_log(fx, 100, 32);
+    fx_t             *fx = *state;
+    rl2_vlog_t       *log = open_log(fx, 100, 32);
     rl2_vlog_entry_t *e;
-    rl2_vlog_stats_t st;
+    rl2_vlog_stats_t  st;
 
     refuse(fx, log, "dave", "/api/a", T0);
     refuse(fx, log, "dave", "/api/b", T0 + 1);
     rl2_vlog_close(log);
-    log = open_log(fx, 100, 32);          /* a restarted server */
+    log = open_log(fx, 100, 32); /* a restarted server */
     refuse(fx, log, "dave", "/api/c", T0 + 2);
     rl2_vlog_close(log);
     assert_int_equal(read_ring(fx, &e, &st), 3);
@@ -232,7 +243,8 @@ static void entries_outlive_every_process_that_wrote_them(void **state)
     free(e);
 }
 
-static void paths_are_bounded_and_escaped(void **state)
+static void
+paths_are_bounded_and_escaped(void **state)
 {
     char out[32], big[600];
 
@@ -253,59 +265,68 @@ static void paths_are_bounded_and_escaped(void **state)
     assert_int_equal(strlen(out), sizeof(out) - 1);
 }
 
-static void disabled_log_records_nothing(void **state)
+static void
+disabled_log_records_nothing(void **state)
 {
-    fx_t *fx = *state;
-    static char sentinel;
+    fx_t           *fx = *state;
+    static char     sentinel;
     rl2_vlog_conf_t c = { 1, 0, 0, NULL };
-    rl2_vlog_t *log = (rl2_vlog_t *)&sentinel;   /* must become NULL */
-    rl2_err_t err;
+    rl2_vlog_t     *log = (rl2_vlog_t *)&sentinel; /* must become NULL */
+    rl2_err_t       err;
 
-    assert_int_equal(rl2_vlog_open(&c, fx->zone_name, 0600, NULL, NULL,
-                                   &log, &err), RL2_OK);
+    assert_int_equal(
+        rl2_vlog_open(&c, fx->zone_name, 0600, NULL, NULL, &log, &err), RL2_OK);
     assert_null(log);
-    refuse(fx, NULL, "erin", "/api/q", T0);    /* NULL: a no-op */
+    refuse(fx, NULL, "erin", "/api/q", T0); /* NULL: a no-op */
 }
 
-static void policy_group_sets_the_log_and_names_bad_lines(void **state)
+static void
+policy_group_sets_the_log_and_names_bad_lines(void **state)
 {
     rl2_policy_t *p;
-    rl2_err_t err;
+    rl2_err_t     err;
 
     (void)state;
-    assert_int_equal(rl2_config_load_string(
-        "violation_log = { rate = 5; capacity = 200; stream = \"v\"; };\n",
-        "v.conf", NULL, &p, &err), RL2_OK);
+    assert_int_equal(
+        rl2_config_load_string(
+            "violation_log = { rate = 5; capacity = 200; stream = \"v\"; };\n",
+            "v.conf", NULL, &p, &err),
+        RL2_OK);
     assert_int_equal(p->vlog.rate, 5);
     assert_int_equal(p->vlog.capacity, 200);
     assert_string_equal(p->vlog.stream, "v");
     assert_int_equal(p->vlog.disabled, 0);
     rl2_policy_free(p);
-    assert_int_equal(rl2_config_load_string(
-        "mode = \"enforce\";\nviolation_log = {\n  rate = 0;\n};\n",
-        "v.conf", NULL, &p, &err), RL2_ERR_CONFIG);
+    assert_int_equal(
+        rl2_config_load_string(
+            "mode = \"enforce\";\nviolation_log = {\n  rate = 0;\n};\n",
+            "v.conf", NULL, &p, &err),
+        RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "v.conf:3:"));
-    assert_int_equal(rl2_config_load_string(
-        "violation_log = { capacity = 3; };\n", "v.conf", NULL, &p, &err),
+    assert_int_equal(
+        rl2_config_load_string("violation_log = { capacity = 3; };\n", "v.conf",
+                               NULL, &p, &err),
         RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "v.conf:1:"));
-    assert_int_equal(rl2_config_load_string(
-        "violation_log = { rates = 3; };\n", "v.conf", NULL, &p, &err),
-        RL2_ERR_CONFIG);
+    assert_int_equal(rl2_config_load_string("violation_log = { rates = 3; };\n",
+                                            "v.conf", NULL, &p, &err),
+                     RL2_ERR_CONFIG);
     assert_non_null(strstr(err.msg, "rates"));
-    assert_int_equal(rl2_config_load_string(
-        "violation_log = { enabled = false; };\n", "v.conf", NULL, &p,
-        &err), RL2_OK);
+    assert_int_equal(
+        rl2_config_load_string("violation_log = { enabled = false; };\n",
+                               "v.conf", NULL, &p, &err),
+        RL2_OK);
     assert_int_equal(p->vlog.disabled, 1);
     rl2_policy_free(p);
 }
 
-static void reset_lets_a_refused_client_through_and_no_other(void **state)
+static void
+reset_lets_a_refused_client_through_and_no_other(void **state)
 {
-    fx_t *fx = *state;
+    fx_t         *fx = *state;
     rl2_verdict_t v, w;
-    rl2_clock_t now = { SEC, T0 };
-    rl2_err_t err;
+    rl2_clock_t   now = { SEC, T0 };
+    rl2_err_t     err;
 
     decide(fx, "frank", "/api/r", T0, &v);
     assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
@@ -313,21 +334,25 @@ static void reset_lets_a_refused_client_through_and_no_other(void **state)
     assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
     decide(fx, "grace", "/api/r", T0, &w);
     assert_int_equal(w.outcome, RL2_OUTCOME_ALLOW);
-    assert_int_equal(fx->store->ops->reset(fx->store, v.layers, v.n_layers,
-                                           &now, &err), RL2_OK);
+    assert_int_equal(
+        fx->store->ops->reset(fx->store, v.layers, v.n_layers, &now, &err),
+        RL2_OK);
     decide(fx, "frank", "/api/r", T0, &v);
     assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
     decide(fx, "grace", "/api/r", T0, &w);
     assert_int_equal(w.outcome, RL2_OUTCOME_DENY);
     /* A key the zone does not hold: nothing to do, no error. */
     decide(fx, "heidi", "/api/r", T0, &w);
-    assert_int_equal(fx->store->ops->reset(fx->store, w.layers, w.n_layers,
-                                           &now, &err), RL2_OK);
-    assert_int_equal(fx->store->ops->reset(fx->store, w.layers, w.n_layers,
-                                           &now, &err), RL2_OK);
+    assert_int_equal(
+        fx->store->ops->reset(fx->store, w.layers, w.n_layers, &now, &err),
+        RL2_OK);
+    assert_int_equal(
+        fx->store->ops->reset(fx->store, w.layers, w.n_layers, &now, &err),
+        RL2_OK);
 }
 
-int main(void)
+int
+main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {

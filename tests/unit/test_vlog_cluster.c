@@ -31,19 +31,19 @@ static char zone[64];
 static void
 reset_deletes_each_layer_on_its_master(void **state)
 {
-    spec_t sp = { "c", RL2_ALGO_FIXED_WINDOW, 1, HOUR, 0, 0, 1, HOUR };
+    spec_t       sp = { "c", RL2_ALGO_FIXED_WINDOW, 1, HOUR, 0, 0, 1, HOUR };
     rl2_limit_t *limit = mk_limit(pol, &sp);
-    rl2_layer_t ly[LAYERS];
-    int owners[NODES] = { 0 };
-    char key[64], client[32];
-    rl2_clock_t now;
-    rl2_err_t err;
+    rl2_layer_t  ly[LAYERS];
+    int          owners[NODES] = { 0 };
+    char         key[64], client[32];
+    rl2_clock_t  now;
+    rl2_err_t    err;
 
     (void)state;
     for (int i = 0; i < LAYERS; i++) {
         snprintf(client, sizeof(client), "192.0.2.%d", i + 1);
         mk_layer(&ly[i], limit, client);
-        for (int k = 0; k < 3; k++) {        /* main, overflow, refused */
+        for (int k = 0; k < 3; k++) { /* main, overflow, refused */
             must_apply(store, &ly[i], 1);
         }
         assert_int_equal(ly[i].refused, 1);
@@ -74,19 +74,20 @@ static void
 a_cluster_deployment_logs_to_the_ring(void **state)
 {
     rl2_vlog_conf_t c = { 0, 100, 32, NULL };
-    rl2_limit_t *limit = limit_of(pol, "x", RL2_ALGO_FIXED_WINDOW, 1, HOUR);
+    rl2_limit_t    *limit = limit_of(pol, "x", RL2_ALGO_FIXED_WINDOW, 1, HOUR);
     rl2_vlog_entry_t *e;
-    rl2_vlog_stats_t st;
-    rl2_verdict_t v;
-    rl2_vlog_t *log;
-    rl2_clock_t now;
-    rl2_err_t err;
-    size_t n;
+    rl2_vlog_stats_t  st;
+    rl2_verdict_t     v;
+    rl2_vlog_t       *log;
+    rl2_clock_t       now;
+    rl2_err_t         err;
+    size_t            n;
 
     (void)state;
     assert_null(rl2_store_redis_pool(store));
-    if (rl2_vlog_open(&c, zone, 0600, rl2_store_redis_pool(store), NULL,
-                      &log, &err) != RL2_OK) {
+    if (rl2_vlog_open(&c, zone, 0600, rl2_store_redis_pool(store), NULL, &log,
+                      &err)
+        != RL2_OK) {
         fail_msg("%s", err.msg);
     }
     rl2_verdict_init(&v);

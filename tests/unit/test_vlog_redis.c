@@ -48,11 +48,12 @@ static rl2_vlog_t *
 open_log(rl2_circuit_t *circuit)
 {
     rl2_vlog_conf_t c = { 0, 1000, 64, "t:vlog" };
-    rl2_vlog_t *log;
-    rl2_err_t err;
+    rl2_vlog_t     *log;
+    rl2_err_t       err;
 
     if (rl2_vlog_open(&c, zone, 0600, rl2_store_redis_pool(store), circuit,
-                      &log, &err) != RL2_OK) {
+                      &log, &err)
+        != RL2_OK) {
         fail_msg("%s", err.msg);
     }
     return log;
@@ -62,8 +63,8 @@ static size_t
 ring_entries(rl2_vlog_stats_t *st)
 {
     rl2_vlog_entry_t *e;
-    size_t n;
-    rl2_err_t err;
+    size_t            n;
+    rl2_err_t         err;
 
     if (rl2_vlog_ring_read(zone, &e, &n, st, &err) != RL2_OK) {
         fail_msg("%s", err.msg);
@@ -75,17 +76,17 @@ ring_entries(rl2_vlog_stats_t *st)
 static void
 reset_deletes_state_and_overflow_keys(void **state)
 {
-    spec_t sp = { "r", RL2_ALGO_FIXED_WINDOW, 1, HOUR, 0, 0, 1, HOUR };
+    spec_t       sp = { "r", RL2_ALGO_FIXED_WINDOW, 1, HOUR, 0, 0, 1, HOUR };
     rl2_limit_t *limit = mk_limit(pol, &sp);
-    rl2_layer_t ly;
-    rl2_clock_t now;
-    rl2_err_t err;
-    char ks[64], ko[64];
+    rl2_layer_t  ly;
+    rl2_clock_t  now;
+    rl2_err_t    err;
+    char         ks[64], ko[64];
 
     (void)state;
     mk_layer(&ly, limit, "192.0.2.1");
-    must_apply(store, &ly, 1);          /* the main limit */
-    must_apply(store, &ly, 1);          /* the overflow allowance */
+    must_apply(store, &ly, 1); /* the main limit */
+    must_apply(store, &ly, 1); /* the overflow allowance */
     assert_int_equal(ly.overflow_used, 1);
     must_apply(store, &ly, 1);
     assert_int_equal(ly.refused, 1);
@@ -105,21 +106,21 @@ reset_deletes_state_and_overflow_keys(void **state)
 static void
 entries_go_to_the_stream_on_the_threads_connection(void **state)
 {
-    rl2_limit_t *limit = limit_of(pol, "login_ip", RL2_ALGO_FIXED_WINDOW, 5,
-                                  HOUR);
-    rl2_vlog_t *log = open_log(NULL);
+    rl2_limit_t *limit =
+        limit_of(pol, "login_ip", RL2_ALGO_FIXED_WINDOW, 5, HOUR);
+    rl2_vlog_t       *log = open_log(NULL);
     rl2_vlog_entry_t *e;
-    rl2_vlog_stats_t st;
-    rl2_verdict_t v;
-    rl2_layer_t ly;
-    rl2_clock_t now = { 1, 1700000000123456LL };
-    rl2_redis_conf_t rc;
-    rl2_err_t err;
-    size_t n;
+    rl2_vlog_stats_t  st;
+    rl2_verdict_t     v;
+    rl2_layer_t       ly;
+    rl2_clock_t       now = { 1, 1700000000123456LL };
+    rl2_redis_conf_t  rc;
+    rl2_err_t         err;
+    size_t            n;
 
     (void)state;
     mk_layer(&ly, limit, "192.0.2.2");
-    must_apply(store, &ly, 1);          /* this thread now has one */
+    must_apply(store, &ly, 1); /* this thread now has one */
     mk_refusal(&v, limit, "user:0123456789abcdef");
     rl2_vlog_record(log, pol, &v, "POST", "/auth/login?x=1\r\n", &now);
     assert_int_equal(admin_int(admin, "XLEN %s", "t:vlog"), 1);
@@ -148,8 +149,8 @@ static void *
 record_elsewhere(void *arg)
 {
     rl2_verdict_t *v = ((void **)arg)[0];
-    rl2_vlog_t *log = ((void **)arg)[1];
-    rl2_clock_t now;
+    rl2_vlog_t    *log = ((void **)arg)[1];
+    rl2_clock_t    now;
 
     rl2_clock_now(&now);
     rl2_vlog_record(log, pol, v, "GET", "/", &now);
@@ -161,20 +162,19 @@ no_connection_or_an_open_circuit_sends_entries_to_the_ring(void **state)
 {
     rl2_limit_t *limit = limit_of(pol, "l", RL2_ALGO_FIXED_WINDOW, 5, HOUR);
     rl2_circuit_conf_t cc;
-    rl2_circuit_t *circuit;
-    rl2_vlog_t *log;
-    rl2_vlog_stats_t st;
-    rl2_verdict_t v;
-    rl2_layer_t ly;
-    rl2_clock_t now;
-    rl2_err_t err;
-    pthread_t t;
-    void *args[2];
+    rl2_circuit_t     *circuit;
+    rl2_vlog_t        *log;
+    rl2_vlog_stats_t   st;
+    rl2_verdict_t      v;
+    rl2_layer_t        ly;
+    rl2_clock_t        now;
+    rl2_err_t          err;
+    pthread_t          t;
+    void              *args[2];
 
     (void)state;
     rl2_circuit_conf_default(&cc);
-    if (rl2_circuit_open(circuit_name, &cc, 0600, &circuit, &err)
-        != RL2_OK) {
+    if (rl2_circuit_open(circuit_name, &cc, 0600, &circuit, &err) != RL2_OK) {
         fail_msg("%s", err.msg);
     }
     log = open_log(circuit);

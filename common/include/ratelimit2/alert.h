@@ -56,39 +56,39 @@
 #include "ratelimit2/clock.h"
 
 typedef enum {
-    RL2_ALERT_REDIS_DOWN = 0,   /* the shared store stopped answering */
-    RL2_ALERT_REDIS_UP,         /* it answers again */
-    RL2_ALERT_FAILOVER_ENTER,   /* requests now answered per failover mode */
-    RL2_ALERT_FAILOVER_LEAVE,   /* back to the shared store */
-    RL2_ALERT_CONFIG_ERROR,     /* a policy or directive was refused */
-    RL2_ALERT_LIMITED,          /* a client was refused (fail2ban); one
-                                   line per client per interval, limited
-                                   by metrics_clients.c */
-    RL2_ALERT_BAN_CANDIDATE,    /* a client refused too often */
-    RL2_ALERT_ZONE_FULL,        /* the local zone passed 80% or 100% */
-    RL2_ALERT_EVICTIONS,        /* live keys evicted faster than allowed */
+    RL2_ALERT_REDIS_DOWN = 0, /* the shared store stopped answering */
+    RL2_ALERT_REDIS_UP,       /* it answers again */
+    RL2_ALERT_FAILOVER_ENTER, /* requests now answered per failover mode */
+    RL2_ALERT_FAILOVER_LEAVE, /* back to the shared store */
+    RL2_ALERT_CONFIG_ERROR,   /* a policy or directive was refused */
+    RL2_ALERT_LIMITED,        /* a client was refused (fail2ban); one
+                                 line per client per interval, limited
+                                 by metrics_clients.c */
+    RL2_ALERT_BAN_CANDIDATE,  /* a client refused too often */
+    RL2_ALERT_ZONE_FULL,      /* the local zone passed 80% or 100% */
+    RL2_ALERT_EVICTIONS,      /* live keys evicted faster than allowed */
     RL2_ALERT_KIND_COUNT
 } rl2_alert_kind_t;
 
-#define RL2_ALERT_LINE_MAX 1024    /* bytes per datagram (RFC 3164) */
-#define RL2_ALERT_VALUE_MAX 256    /* bytes of one value before escaping */
-#define RL2_ALERT_IDENT_MAX 32     /* RFC 3164 TAG length */
+#define RL2_ALERT_LINE_MAX  1024 /* bytes per datagram (RFC 3164) */
+#define RL2_ALERT_VALUE_MAX 256  /* bytes of one value before escaping */
+#define RL2_ALERT_IDENT_MAX 32   /* RFC 3164 TAG length */
 
 typedef struct {
-    const char *socket_path;  /* unix datagram socket; "/dev/log" */
-    const char *ident;        /* "ratelimit2"; 1..32 of [A-Za-z0-9_.-] */
-    int         facility;     /* LOG_DAEMON: a LOG_* facility value */
-    int64_t     interval_ms;  /* per kind, ms; 60000; 0: no rate limit */
-    const char *shm_name;     /* shared rate-limit state ("/ratelimit2.alert");
-                                 NULL: private to this process (tools,
-                                 configtest) */
-    unsigned    mode;         /* permission of a new shm object: 0600 */
-    void      (*clock)(rl2_clock_t *now); /* rl2_clock_now; tests fake it */
+    const char *socket_path; /* unix datagram socket; "/dev/log" */
+    const char *ident;       /* "ratelimit2"; 1..32 of [A-Za-z0-9_.-] */
+    int         facility;    /* LOG_DAEMON: a LOG_* facility value */
+    int64_t     interval_ms; /* per kind, ms; 60000; 0: no rate limit */
+    const char *shm_name;    /* shared rate-limit state ("/ratelimit2.alert");
+                                NULL: private to this process (tools,
+                                configtest) */
+    unsigned mode;           /* permission of a new shm object: 0600 */
+    void (*clock)(rl2_clock_t *now); /* rl2_clock_now; tests fake it */
 } rl2_alert_conf_t;
 
 typedef struct {
-    const char *key;          /* [a-z0-9_]+ */
-    const char *value;        /* any bytes, NUL-terminated; NULL reads "" */
+    const char *key;   /* [a-z0-9_]+ */
+    const char *value; /* any bytes, NUL-terminated; NULL reads "" */
 } rl2_alert_field_t;
 
 typedef struct rl2_alert rl2_alert_t;

@@ -50,14 +50,14 @@ typedef enum {
 #define RL2_SLIDING_LOG_MAX 4096
 
 typedef struct {
-    rl2_algo_t   algo;
-    int64_t      limit;     /* units per window; in flight for concurrency */
-    int64_t      window_us; /* window length, µs (unused by concurrency and
-                               quota) */
-    int64_t      burst;     /* token/leaky bucket: units that may arrive at
-                               once; 0 means "equal to limit".  Must be 0 for
-                               the other algorithms. */
-    rl2_period_t period;    /* quota only: calendar day or month */
+    rl2_algo_t algo;
+    int64_t    limit;     /* units per window; in flight for concurrency */
+    int64_t    window_us; /* window length, µs (unused by concurrency and
+                             quota) */
+    int64_t burst;        /* token/leaky bucket: units that may arrive at
+                             once; 0 means "equal to limit".  Must be 0 for
+                             the other algorithms. */
+    rl2_period_t period;  /* quota only: calendar day or month */
 } rl2_algo_params_t;
 
 typedef struct {

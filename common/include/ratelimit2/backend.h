@@ -27,41 +27,41 @@
 
 /* rl2_backend_conf_t.given: the groups of settings a front end's own
  * directives or options set, which the policy file's do not replace. */
-#define RL2_BACKEND_GIVEN_REDIS    1u  /* server and its options */
-#define RL2_BACKEND_GIVEN_FAILOVER 2u  /* mode, share, probe, failures */
-#define RL2_BACKEND_GIVEN_ALERTS   4u  /* on/off, socket, ident, ... */
+#define RL2_BACKEND_GIVEN_REDIS    1u /* server and its options */
+#define RL2_BACKEND_GIVEN_FAILOVER 2u /* mode, share, probe, failures */
+#define RL2_BACKEND_GIVEN_ALERTS   4u /* on/off, socket, ident, ... */
 
 typedef struct {
     char                zone_name[RL2_BACKEND_NAME_MAX]; /* "/ratelimit2" */
-    uint32_t            zone_entries;    /* keys the local zone holds */
-    size_t              state_size;      /* bytes per key (policy max) */
-    unsigned            shm_mode;        /* permission of new objects */
-    int                 redis_enabled;   /* 0: local store only */
+    uint32_t            zone_entries;  /* keys the local zone holds */
+    size_t              state_size;    /* bytes per key (policy max) */
+    unsigned            shm_mode;      /* permission of new objects */
+    int                 redis_enabled; /* 0: local store only */
     rl2_redis_conf_t    redis;
     rl2_failover_mode_t failover_mode;   /* when Redis fails */
     uint32_t            local_share_ppm; /* local mode: share of a limit */
     rl2_circuit_conf_t  circuit;
-    int                 alerts_enabled;  /* syslog alerts (Redis mode) */
+    int                 alerts_enabled; /* syslog alerts (Redis mode) */
     char                alert_socket[108];
     char                alert_ident[33];
     int                 alert_facility;
     int64_t             alert_interval_ms;
-    rl2_vlog_conf_t     vlog;            /* the violation log (zero:
-                                            defaults); its stream string
-                                            is copied at open */
+    rl2_vlog_conf_t     vlog; /* the violation log (zero:
+                                 defaults); its stream string
+                                 is copied at open */
     /* Metrics ("<zone>.metrics") and the alerts that follow from them;
      * with alerts on, the alert state is opened for a local store too. */
-    int                 metrics_enabled;  /* 1 */
-    rl2_metrics_conf_t  metrics;
-    unsigned            given;           /* RL2_BACKEND_GIVEN_* */
-    uint32_t            tier_cache_entries; /* > 0: a tier source (needs
-                                               Redis) with this cache */
+    int                metrics_enabled; /* 1 */
+    rl2_metrics_conf_t metrics;
+    unsigned           given;              /* RL2_BACKEND_GIVEN_* */
+    uint32_t           tier_cache_entries; /* > 0: a tier source (needs
+                                              Redis) with this cache */
 } rl2_backend_conf_t;
 
 /* The store groups of a policy file (redis, failover, alerts): what it
  * sets, over the defaults of rl2_backend_conf_init(). */
 typedef struct rl2_policy_store {
-    unsigned           given;  /* RL2_BACKEND_GIVEN_* the file sets */
+    unsigned           given; /* RL2_BACKEND_GIVEN_* the file sets */
     rl2_backend_conf_t conf;
 } rl2_policy_store_t;
 
@@ -75,7 +75,7 @@ typedef struct rl2_backend rl2_backend_t;
  * policy may be NULL (nothing to add). */
 rl2_status_t rl2_backend_conf_policy(rl2_backend_conf_t *conf,
                                      const rl2_policy_t *policy,
-                                     rl2_err_t *err);
+                                     rl2_err_t          *err);
 
 /* Defaults: zone "/ratelimit2" of 100,000 entries, local store only;
  * when Redis is enabled: failover local with share 1.0, the circuit's
@@ -89,7 +89,7 @@ void rl2_backend_conf_init(rl2_backend_conf_t *conf);
  * rl2_backend_close(). */
 rl2_status_t rl2_backend_open(const rl2_backend_conf_t *conf,
                               rl2_backend_t **out, rl2_err_t *err);
-void rl2_backend_close(rl2_backend_t *backend);
+void         rl2_backend_close(rl2_backend_t *backend);
 
 /* The store decide() talks to (failover over Redis, or the local store). */
 rl2_store_t *rl2_backend_store(rl2_backend_t *backend);

@@ -22,7 +22,7 @@ rl2_status_t rl2_config_load(const char *path, rl2_policy_t **out,
  * `name` stands for the file name in messages, include_dir (may be NULL)
  * is where @include looks. */
 rl2_status_t rl2_config_load_string(const char *text, const char *name,
-                                    const char *include_dir,
-                                    rl2_policy_t **out, rl2_err_t *err);
+                                    const char *include_dir, rl2_policy_t **out,
+                                    rl2_err_t *err);
 
 #endif /* RL2_CONFIG_H */

@@ -78,11 +78,11 @@ typedef enum {
 } rl2_failover_mode_t;
 
 /* local_share is fixed point in parts per million. */
-#define RL2_SHARE_ONE 1000000u       /* 1.0, the default */
-#define RL2_SHARE_MIN 1000u          /* 0.001 */
+#define RL2_SHARE_ONE 1000000u /* 1.0, the default */
+#define RL2_SHARE_MIN 1000u    /* 0.001 */
 
 /* Values of rl2_layer_t.committed set by the failover store. */
-#define RL2_COMMITTED_PRIMARY 1
+#define RL2_COMMITTED_PRIMARY  1
 #define RL2_COMMITTED_FALLBACK 2
 
 /* ---- the circuit breaker --------------------------------------------- */
@@ -90,17 +90,17 @@ typedef enum {
 typedef struct rl2_circuit rl2_circuit_t;
 
 typedef enum {
-    RL2_CIRCUIT_CLOSED = 0,     /* requests go to Redis */
-    RL2_CIRCUIT_OPEN,           /* they do not */
-    RL2_CIRCUIT_HALF_OPEN       /* one probe in flight */
+    RL2_CIRCUIT_CLOSED = 0, /* requests go to Redis */
+    RL2_CIRCUIT_OPEN,       /* they do not */
+    RL2_CIRCUIT_HALF_OPEN   /* one probe in flight */
 } rl2_circuit_state_t;
 
 /* Where one request goes. */
 typedef enum {
-    RL2_ROUTE_PRIMARY = 0,      /* circuit closed: Redis */
-    RL2_ROUTE_PROBE,            /* circuit open and this request won the
-                                   probe: Redis, and report the outcome */
-    RL2_ROUTE_FALLBACK          /* circuit open: the failover mode */
+    RL2_ROUTE_PRIMARY = 0, /* circuit closed: Redis */
+    RL2_ROUTE_PROBE,       /* circuit open and this request won the
+                              probe: Redis, and report the outcome */
+    RL2_ROUTE_FALLBACK     /* circuit open: the failover mode */
 } rl2_route_t;
 
 /* Per process; processes of a host should agree but need not. */
@@ -116,33 +116,33 @@ typedef struct {
 
 typedef struct {
     rl2_circuit_state_t state;
-    uint64_t failures;          /* consecutive, while closed */
-    uint64_t opens;             /* closed -> open transitions */
-    uint64_t probes;            /* probes started */
-    uint64_t probe_failures;
-    uint64_t refunds_dropped;   /* Redis refunds not sent while open */
-    int64_t  opened_us;         /* monotonic µs of the last opening */
-    int64_t  next_probe_us;     /* monotonic µs: earliest next probe */
+    uint64_t            failures; /* consecutive, while closed */
+    uint64_t            opens;    /* closed -> open transitions */
+    uint64_t            probes;   /* probes started */
+    uint64_t            probe_failures;
+    uint64_t            refunds_dropped; /* Redis refunds not sent while open */
+    int64_t             opened_us;       /* monotonic µs of the last opening */
+    int64_t             next_probe_us; /* monotonic µs: earliest next probe */
 } rl2_circuit_stats_t;
 
 /* Create or attach to the circuit `name` (a POSIX shm name); a new one is
  * closed.  mode is the permission of a new object.  *out is owned by the
  * caller, freed by rl2_circuit_close(). */
-rl2_status_t rl2_circuit_open(const char *name,
-                              const rl2_circuit_conf_t *conf, unsigned mode,
-                              rl2_circuit_t **out, rl2_err_t *err);
-void rl2_circuit_close(rl2_circuit_t *circuit);
+rl2_status_t rl2_circuit_open(const char *name, const rl2_circuit_conf_t *conf,
+                              unsigned mode, rl2_circuit_t **out,
+                              rl2_err_t *err);
+void         rl2_circuit_close(rl2_circuit_t *circuit);
 
 /* ---- the failover store ---------------------------------------------- */
 
 typedef struct {
-    rl2_failover_mode_t mode;   /* RL2_FAILOVER_LOCAL */
-    uint32_t local_share_ppm;   /* RL2_SHARE_ONE */
-    rl2_alert_t *alert;         /* borrowed; NULL: no alerts */
-    int64_t (*clock_us)(void);  /* monotonic µs, read before and after
-                                   each Redis call for the circuit (the
-                                   request's clock may be old by then);
-                                   NULL: CLOCK_MONOTONIC; tests fake it */
+    rl2_failover_mode_t mode;            /* RL2_FAILOVER_LOCAL */
+    uint32_t            local_share_ppm; /* RL2_SHARE_ONE */
+    rl2_alert_t        *alert;           /* borrowed; NULL: no alerts */
+    int64_t (*clock_us)(void);           /* monotonic µs, read before and after
+                                            each Redis call for the circuit (the
+                                            request's clock may be old by then);
+                                            NULL: CLOCK_MONOTONIC; tests fake it */
 } rl2_failover_conf_t;
 
 void rl2_failover_conf_default(rl2_failover_conf_t *conf);
@@ -151,9 +151,8 @@ void rl2_failover_conf_default(rl2_failover_conf_t *conf);
  * local store; may be NULL unless the mode is local), switched by
  * `circuit`.  All three are borrowed: the caller keeps them until after
  * rl2_store_destroy() of this store.  conf is copied. */
-rl2_status_t rl2_store_failover_create(rl2_store_t *primary,
-                                       rl2_store_t *local,
-                                       rl2_circuit_t *circuit,
+rl2_status_t rl2_store_failover_create(rl2_store_t *primary, rl2_store_t *local,
+                                       rl2_circuit_t             *circuit,
                                        const rl2_failover_conf_t *conf,
                                        rl2_store_t **out, rl2_err_t *err);
 

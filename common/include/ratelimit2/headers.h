@@ -19,18 +19,17 @@ typedef void (*rl2_header_set_fn)(void *ctx, const char *name,
 
 /* Emit the header fields of the verdict and return the buffer size they
  * need; nothing is emitted when no layer is shown (0 is returned) or when
- * len is less than that size (call again with a buffer that large): RateLimit-Policy and
- * RateLimit always; X-RateLimit-Limit, -Remaining and -Reset when the
- * policy's header_legacy is set; X-RateLimit-Scope and -Algorithm when
- * their switches are; Retry-After when the verdict is a denial.  The values are written into buf and the callback
- * gets pointers into it, or to strings of the policy (rendered at load):
- * they live as long as both buf and the policy, so a caller that
- * allocates buf from its request's memory can keep them without copying.
- * Names are string constants. */
-size_t rl2_headers_render(const rl2_policy_t *policy,
-                          const rl2_verdict_t *v, const rl2_clock_t *now,
-                          char *buf, size_t len, rl2_header_set_fn set,
-                          void *ctx);
+ * len is less than that size (call again with a buffer that large):
+ * RateLimit-Policy and RateLimit always; X-RateLimit-Limit, -Remaining and
+ * -Reset when the policy's header_legacy is set; X-RateLimit-Scope and
+ * -Algorithm when their switches are; Retry-After when the verdict is a denial.
+ * The values are written into buf and the callback gets pointers into it, or to
+ * strings of the policy (rendered at load): they live as long as both buf and
+ * the policy, so a caller that allocates buf from its request's memory can keep
+ * them without copying. Names are string constants. */
+size_t rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                          const rl2_clock_t *now, char *buf, size_t len,
+                          rl2_header_set_fn set, void *ctx);
 
 /* Always enough: a name renders to at most 128 bytes and a policy item
  * to 174, so 16 layers need at most about 3.5 KiB. */

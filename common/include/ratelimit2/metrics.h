@@ -36,40 +36,40 @@
 #include "ratelimit2/store.h"
 #include "ratelimit2/store_local.h"
 
-#define RL2_METRICS_RULES   128  /* rule name slots, 0 and 1 reserved */
-#define RL2_METRICS_TIERS   16   /* tier name slots, 0 and 1 reserved */
-#define RL2_METRICS_MINUTES 60   /* per-minute ring: the last hour */
-#define RL2_METRICS_TOP     16   /* clients per top table */
+#define RL2_METRICS_RULES         128 /* rule name slots, 0 and 1 reserved */
+#define RL2_METRICS_TIERS         16  /* tier name slots, 0 and 1 reserved */
+#define RL2_METRICS_MINUTES       60  /* per-minute ring: the last hour */
+#define RL2_METRICS_TOP           16  /* clients per top table */
 #define RL2_METRICS_ALERT_CLIENTS 256 /* clients with alert state */
-#define RL2_METRICS_BUCKETS 12   /* latency buckets before +Inf */
-#define RL2_METRICS_CLIENT_MAX 48 /* bytes of a client id, NUL included */
+#define RL2_METRICS_BUCKETS       12  /* latency buckets before +Inf */
+#define RL2_METRICS_CLIENT_MAX    48  /* bytes of a client id, NUL included */
 
 /* Reserved slots. */
-#define RL2_METRICS_SLOT_BYPASS 0  /* rule "(bypass)": whitelisted, exempt */
-#define RL2_METRICS_SLOT_OTHER  1  /* rule or tier "(other)": no room */
-#define RL2_METRICS_TIER_NONE   0  /* tier "(none)": no tier resolved */
+#define RL2_METRICS_SLOT_BYPASS 0 /* rule "(bypass)": whitelisted, exempt */
+#define RL2_METRICS_SLOT_OTHER  1 /* rule or tier "(other)": no room */
+#define RL2_METRICS_TIER_NONE   0 /* tier "(none)": no tier resolved */
 
 typedef enum {
-    RL2_METRIC_ALLOWED = 0,   /* admitted; no dry-run layer refused */
-    RL2_METRIC_DENIED,        /* refused by this rule */
-    RL2_METRIC_DRY_RUN,       /* admitted, a dry-run layer would refuse */
-    RL2_METRIC_BYPASSED,      /* whitelisted or exempt */
-    RL2_METRIC_NEAR,          /* admitted with some limit >= 80% used */
-    RL2_METRIC_OVERFLOW,      /* admitted by an overflow allowance */
+    RL2_METRIC_ALLOWED = 0, /* admitted; no dry-run layer refused */
+    RL2_METRIC_DENIED,      /* refused by this rule */
+    RL2_METRIC_DRY_RUN,     /* admitted, a dry-run layer would refuse */
+    RL2_METRIC_BYPASSED,    /* whitelisted or exempt */
+    RL2_METRIC_NEAR,        /* admitted with some limit >= 80% used */
+    RL2_METRIC_OVERFLOW,    /* admitted by an overflow allowance */
     RL2_METRIC_KINDS
 } rl2_metric_kind_t;
 
 typedef struct {
-    int64_t  limited_interval_ms; /* one event=limited line per client per
-                                     interval; 0: no such lines.  60000 */
-    uint32_t ban_count;           /* refusals in ban_window_ms that make a
-                                     ban candidate; 0: off (default) */
-    int64_t  ban_window_ms;       /* 60000 */
-    uint32_t eviction_alert;      /* evictions per minute that raise an
-                                     alert; 0: off.  1000 */
+    int64_t limited_interval_ms; /* one event=limited line per client per
+                                    interval; 0: no such lines.  60000 */
+    uint32_t ban_count;          /* refusals in ban_window_ms that make a
+                                    ban candidate; 0: off (default) */
+    int64_t  ban_window_ms;      /* 60000 */
+    uint32_t eviction_alert;     /* evictions per minute that raise an
+                                    alert; 0: off.  1000 */
 } rl2_metrics_conf_t;
 
-typedef struct rl2_metrics rl2_metrics_t;
+typedef struct rl2_metrics      rl2_metrics_t;
 typedef struct rl2_metrics_bind rl2_metrics_bind_t;
 
 /* Give every rule and tier of the policy, and the extra (inline) rules,
@@ -83,7 +83,7 @@ rl2_status_t rl2_metrics_bind(rl2_metrics_t *m, const rl2_policy_t *policy,
                               const rl2_rule_t *extra, size_t n_extra,
                               rl2_metrics_bind_t **out, size_t *unplaced,
                               rl2_err_t *err);
-void rl2_metrics_unbind(rl2_metrics_bind_t *b);
+void         rl2_metrics_unbind(rl2_metrics_bind_t *b);
 
 /* One more configuration load seen by the object; returns the count (1
  * for the first).  For a front end whose own memory does not survive a
@@ -115,13 +115,13 @@ typedef struct {
 extern const int64_t rl2_metrics_bucket_us[RL2_METRICS_BUCKETS];
 
 typedef struct {
-    int64_t  created_wall_s;   /* when the object was created */
+    int64_t  created_wall_s;                  /* when the object was created */
     uint64_t bucket[RL2_METRICS_BUCKETS + 1]; /* not cumulative; +Inf */
     uint64_t store_calls;
     uint64_t store_us_sum;
     uint64_t store_errors;
-    uint64_t limited_lines;     /* event=limited lines sent */
-    uint64_t limited_held;      /* held back by the per-client interval */
+    uint64_t limited_lines; /* event=limited lines sent */
+    uint64_t limited_held;  /* held back by the per-client interval */
     uint64_t ban_candidates;
 } rl2_metrics_global_t;
 
@@ -129,16 +129,16 @@ typedef struct {
 
 /* The state only a front end knows, gathered at scrape time. */
 typedef struct {
-    int                 have_zone;
-    rl2_zone_stats_t    zone;
-    int                 redis;          /* Redis configured */
-    int                 circuit;        /* rl2_circuit_state_t, or -1 */
-    uint64_t            circuit_opens;
-    int                 failover_mode;  /* rl2_failover_mode_t */
-    int                 refusing;       /* closed mode and store down */
-    unsigned long       generation;     /* policy generation */
-    int64_t             uptime_s;
-    uint64_t            alert_failures;
+    int              have_zone;
+    rl2_zone_stats_t zone;
+    int              redis;   /* Redis configured */
+    int              circuit; /* rl2_circuit_state_t, or -1 */
+    uint64_t         circuit_opens;
+    int              failover_mode; /* rl2_failover_mode_t */
+    int              refusing;      /* closed mode and store down */
+    unsigned long    generation;    /* policy generation */
+    int64_t          uptime_s;
+    uint64_t         alert_failures;
 } rl2_metrics_env_t;
 
 typedef void (*rl2_out_fn)(void *ctx, const char *s, size_t n);
@@ -150,8 +150,7 @@ void rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
 /* Health as one line of JSON into buf; returns the HTTP status (200, or
  * 503 when the store refuses every request: failover closed, store
  * down). */
-int rl2_metrics_health(const rl2_metrics_env_t *env, char *buf,
-                       size_t len);
+int rl2_metrics_health(const rl2_metrics_env_t *env, char *buf, size_t len);
 
 /* The status page: one self-contained HTML document (inline CSS and SVG,
  * no script, no external reference). */

@@ -18,35 +18,40 @@
 #include "ratelimit2/status.h"
 
 typedef enum {
-    RL2_MODE_INHERIT = 0,  /* per rule: take the policy's mode */
+    RL2_MODE_INHERIT = 0, /* per rule: take the policy's mode */
     RL2_MODE_ENFORCE,
-    RL2_MODE_DRY_RUN,      /* evaluate, log, add headers, never deny */
+    RL2_MODE_DRY_RUN, /* evaluate, log, add headers, never deny */
     RL2_MODE_OFF
 } rl2_mode_t;
 
 typedef enum {
-    RL2_KEY_IP = 0,   /* client address (IPv6 grouped by ipv6_prefix) */
-    RL2_KEY_USER,     /* authenticated user; anonymous clients by address */
-    RL2_KEY_APIKEY,   /* API key from header or query; none: by address */
-    RL2_KEY_HEADER,   /* value of a request header; absent: by address */
-    RL2_KEY_ROUTE,    /* one counter per rule, shared by all clients */
-    RL2_KEY_GLOBAL    /* one counter per limit for everything */
+    RL2_KEY_IP = 0, /* client address (IPv6 grouped by ipv6_prefix) */
+    RL2_KEY_USER,   /* authenticated user; anonymous clients by address */
+    RL2_KEY_APIKEY, /* API key from header or query; none: by address */
+    RL2_KEY_HEADER, /* value of a request header; absent: by address */
+    RL2_KEY_ROUTE,  /* one counter per rule, shared by all clients */
+    RL2_KEY_GLOBAL  /* one counter per limit for everything */
 } rl2_key_kind_t;
 
 /* When a limit is decided: limits keyed only by address before
  * authentication, so they refuse before its cost; the others after it,
  * when the user is known.  A request is counted once across both. */
-#define RL2_PHASE_EARLY 1u  /* before authentication: address-keyed */
-#define RL2_PHASE_LATE  2u  /* after authentication: user, key, tiers */
+#define RL2_PHASE_EARLY 1u /* before authentication: address-keyed */
+#define RL2_PHASE_LATE  2u /* after authentication: user, key, tiers */
 #define RL2_PHASE_ALL   (RL2_PHASE_EARLY | RL2_PHASE_LATE)
 
 /* Method bits for rl2_rule_t.methods. */
 enum {
-    RL2_METHOD_GET = 1u << 0, RL2_METHOD_HEAD = 1u << 1,
-    RL2_METHOD_POST = 1u << 2, RL2_METHOD_PUT = 1u << 3,
-    RL2_METHOD_DELETE = 1u << 4, RL2_METHOD_PATCH = 1u << 5,
-    RL2_METHOD_OPTIONS = 1u << 6, RL2_METHOD_CONNECT = 1u << 7,
-    RL2_METHOD_TRACE = 1u << 8, RL2_METHOD_OTHER = 1u << 9
+    RL2_METHOD_GET = 1u << 0,
+    RL2_METHOD_HEAD = 1u << 1,
+    RL2_METHOD_POST = 1u << 2,
+    RL2_METHOD_PUT = 1u << 3,
+    RL2_METHOD_DELETE = 1u << 4,
+    RL2_METHOD_PATCH = 1u << 5,
+    RL2_METHOD_OPTIONS = 1u << 6,
+    RL2_METHOD_CONNECT = 1u << 7,
+    RL2_METHOD_TRACE = 1u << 8,
+    RL2_METHOD_OTHER = 1u << 9
 };
 
 /* The most limits one request is checked against (all rules together). */
@@ -61,40 +66,40 @@ typedef struct {
 } rl2_cidr_t;
 
 typedef struct {
-    const char       *name;       /* policy name in headers and keys */
-    const char       *file;       /* where it was written (for messages) */
+    const char       *name; /* policy name in headers and keys */
+    const char       *file; /* where it was written (for messages) */
     int               line;
     rl2_algo_params_t algo;
-    rl2_algo_params_t overflow;   /* overflow allowance: a token bucket of
-                                     overflow.limit per overflow.window_us
-                                     (set by rl2_limit_finish), used only
-                                     once the main limit is spent;
-                                     limit == 0 means none */
-    rl2_key_kind_t    key;
-    const char       *key_header; /* RL2_KEY_HEADER: header name */
-    int64_t           cost;       /* units per request, >= 1 */
-    int               unlimited;  /* counted, never denied, no headers */
-    unsigned          phase;      /* RL2_PHASE_EARLY or RL2_PHASE_LATE */
-    size_t            state_size; /* zone bytes: main state then overflow */
-    int64_t           ttl_us;     /* how long a key outlives its last
-                                     commit, when that depends on neither
-                                     the time nor an overflow allowance
-                                     (buckets, sliding log, concurrency);
-                                     0: ask rl2_algo_ttl_us().  Set by
-                                     rl2_limit_finish; a copy with other
-                                     parameters must reset it */
+    rl2_algo_params_t overflow; /* overflow allowance: a token bucket of
+                                   overflow.limit per overflow.window_us
+                                   (set by rl2_limit_finish), used only
+                                   once the main limit is spent;
+                                   limit == 0 means none */
+    rl2_key_kind_t key;
+    const char    *key_header; /* RL2_KEY_HEADER: header name */
+    int64_t        cost;       /* units per request, >= 1 */
+    int            unlimited;  /* counted, never denied, no headers */
+    unsigned       phase;      /* RL2_PHASE_EARLY or RL2_PHASE_LATE */
+    size_t         state_size; /* zone bytes: main state then overflow */
+    int64_t        ttl_us;     /* how long a key outlives its last
+                                  commit, when that depends on neither
+                                  the time nor an overflow allowance
+                                  (buckets, sliding log, concurrency);
+                                  0: ask rl2_algo_ttl_us().  Set by
+                                  rl2_limit_finish; a copy with other
+                                  parameters must reset it */
     /* Rendered once by rl2_limit_finish for the response headers: the
      * quoted name ("name") and its RateLimit-Policy item
      * ("name";q=100;w=60; for a monthly quota without w, which varies). */
-    const char       *sf_name;
-    const char       *sf_policy;
-    size_t            sf_name_len;
-    size_t            sf_policy_len;
+    const char *sf_name;
+    const char *sf_policy;
+    size_t      sf_name_len;
+    size_t      sf_policy_len;
     /* Digest key of this limit's counters, derived by rl2_limit_finish
      * from name, algorithm and window: limits that share all three share
      * counters; a limit whose definition changes never reads state
      * written under another. */
-    rl2_hash_key_t    key_seed;
+    rl2_hash_key_t key_seed;
 } rl2_limit_t;
 
 typedef struct {
@@ -105,34 +110,34 @@ typedef struct {
 } rl2_limit_set_t;
 
 typedef struct {
-    const char     *name;
-    const char     *file;
-    int             line;
-    unsigned        methods;    /* RL2_METHOD_* bits; 0 = any method */
-    const char    **paths;      /* globs on the normalised path; 0 = any */
-    size_t          n_paths;
-    const char    **hosts;      /* lower-case globs; 0 = any host */
-    size_t          n_hosts;
-    rl2_mode_t      mode;
-    int             is_continue;/* first-match: go on after this rule */
-    int             exempt;     /* matching requests are never limited */
-    rl2_limit_set_t limits;     /* for every tier without its own set */
-    rl2_limit_set_t *tiers;     /* [policy->n_tiers] or NULL */
+    const char      *name;
+    const char      *file;
+    int              line;
+    unsigned         methods; /* RL2_METHOD_* bits; 0 = any method */
+    const char     **paths;   /* globs on the normalised path; 0 = any */
+    size_t           n_paths;
+    const char     **hosts; /* lower-case globs; 0 = any host */
+    size_t           n_hosts;
+    rl2_mode_t       mode;
+    int              is_continue; /* first-match: go on after this rule */
+    int              exempt;      /* matching requests are never limited */
+    rl2_limit_set_t  limits;      /* for every tier without its own set */
+    rl2_limit_set_t *tiers;       /* [policy->n_tiers] or NULL */
 } rl2_rule_t;
 
 typedef struct {
-    size_t          rule;       /* index into policy->rules, or
-                                   policy->n_rules for the default rule */
+    size_t rule; /* index into policy->rules, or
+                    policy->n_rules for the default rule */
     rl2_limit_set_t set;
 } rl2_rule_override_t;
 
 /* A per-client override: tier and/or limits for one user, API key or
  * address range. */
 typedef struct {
-    rl2_key_kind_t       by;    /* RL2_KEY_USER, RL2_KEY_APIKEY, RL2_KEY_IP */
-    const char          *id;    /* user or API key (plain, from config) */
-    rl2_cidr_t           net;   /* RL2_KEY_IP */
-    int                  tier;  /* index into tiers, or -1 */
+    rl2_key_kind_t       by;   /* RL2_KEY_USER, RL2_KEY_APIKEY, RL2_KEY_IP */
+    const char          *id;   /* user or API key (plain, from config) */
+    rl2_cidr_t           net;  /* RL2_KEY_IP */
+    int                  tier; /* index into tiers, or -1 */
     rl2_rule_override_t *rules;
     size_t               n_rules;
     const char          *file;
@@ -141,78 +146,78 @@ typedef struct {
 
 typedef struct {
     const char *name;
-    const char *upgrade_url;    /* optional, for the 429 body */
+    const char *upgrade_url; /* optional, for the 429 body */
 } rl2_tier_t;
 
 typedef struct rl2_rule_index rl2_rule_index_t;
-typedef struct rl2_arena rl2_arena_t;
-struct rl2_tier_redis;    /* tier_source.h */
-struct rl2_policy_store;  /* backend.h */
+typedef struct rl2_arena      rl2_arena_t;
+struct rl2_tier_redis;   /* tier_source.h */
+struct rl2_policy_store; /* backend.h */
 
 /* The violation log's settings (violation_log.h), from the policy's
  * `violation_log` group; zero values mean the defaults there. */
 typedef struct {
-    int         disabled;  /* enabled = false */
-    uint32_t    rate;      /* entries per second per host, then sampled */
-    uint32_t    capacity;  /* ring entries; Redis stream MAXLEN ~ */
-    const char *stream;    /* Redis stream key; in the policy's arena */
+    int         disabled; /* enabled = false */
+    uint32_t    rate;     /* entries per second per host, then sampled */
+    uint32_t    capacity; /* ring entries; Redis stream MAXLEN ~ */
+    const char *stream;   /* Redis stream key; in the policy's arena */
 } rl2_vlog_conf_t;
 
 typedef struct {
-    rl2_arena_t   *arena;
-    const char    *source;       /* main policy file, or "inline" */
+    rl2_arena_t *arena;
+    const char  *source; /* main policy file, or "inline" */
 
-    rl2_mode_t     mode;         /* never RL2_MODE_INHERIT */
-    int            match_all;    /* 0: first match (with continue); 1: all */
-    int            method_override; /* a POST also matches the rules of the
-                                       method in X-HTTP-Method-Override or
-                                       ?_method= (Rails, Laravel) */
+    rl2_mode_t mode;            /* never RL2_MODE_INHERIT */
+    int        match_all;       /* 0: first match (with continue); 1: all */
+    int        method_override; /* a POST also matches the rules of the
+                                   method in X-HTTP-Method-Override or
+                                   ?_method= (Rails, Laravel) */
 
-    rl2_tier_t    *tiers;
-    size_t         n_tiers;
-    int            default_tier; /* index, or -1 when there are no tiers */
+    rl2_tier_t *tiers;
+    size_t      n_tiers;
+    int         default_tier; /* index, or -1 when there are no tiers */
 
-    rl2_rule_t    *rules;
-    size_t         n_rules;
-    rl2_rule_t    *default_rule; /* NULL when none */
+    rl2_rule_t *rules;
+    size_t      n_rules;
+    rl2_rule_t *default_rule; /* NULL when none */
 
-    rl2_client_t  *clients;
-    size_t         n_clients;
+    rl2_client_t *clients;
+    size_t        n_clients;
 
-    rl2_cidr_t    *wl_nets;      /* whitelist */
-    size_t         n_wl_nets;
-    const char   **wl_users;
-    size_t         n_wl_users;
-    const char   **wl_keys;
-    size_t         n_wl_keys;
-    int            wl_internal;  /* requests flagged internal bypass */
+    rl2_cidr_t  *wl_nets; /* whitelist */
+    size_t       n_wl_nets;
+    const char **wl_users;
+    size_t       n_wl_users;
+    const char **wl_keys;
+    size_t       n_wl_keys;
+    int          wl_internal; /* requests flagged internal bypass */
 
-    const char    *apikey_header;  /* NULL: not read */
-    const char    *apikey_query;   /* NULL: not read */
-    const char    *tier_variable;  /* request variable naming the tier */
-    const char    *tier_header;    /* header naming the tier; trusted only
-                                      from a trusted proxy */
+    const char *apikey_header; /* NULL: not read */
+    const char *apikey_query;  /* NULL: not read */
+    const char *tier_variable; /* request variable naming the tier */
+    const char *tier_header;   /* header naming the tier; trusted only
+                                  from a trusted proxy */
 
-    rl2_cidr_t    *trusted;      /* proxies whose X-Forwarded-For and
-                                    Forwarded are believed */
+    rl2_cidr_t *trusted; /* proxies whose X-Forwarded-For and
+                            Forwarded are believed */
     size_t         n_trusted;
-    unsigned       ipv6_prefix;  /* group IPv6 clients by this prefix */
-    rl2_hash_key_t hash_key;     /* for user ids and API keys */
+    unsigned       ipv6_prefix; /* group IPv6 clients by this prefix */
+    rl2_hash_key_t hash_key;    /* for user ids and API keys */
 
-    int            reset_delta;      /* X-RateLimit-Reset as delta secs */
-    int            header_legacy;    /* send X-RateLimit-Limit, -Remaining
-                                        and -Reset (off by default) */
-    int            header_scope;     /* send X-RateLimit-Scope */
-    int            header_algorithm; /* send X-RateLimit-Algorithm */
+    int reset_delta;      /* X-RateLimit-Reset as delta secs */
+    int header_legacy;    /* send X-RateLimit-Limit, -Remaining
+                             and -Reset (off by default) */
+    int header_scope;     /* send X-RateLimit-Scope */
+    int header_algorithm; /* send X-RateLimit-Algorithm */
 
-    size_t         max_state_size;   /* largest limit state_size */
-    int            has_concurrency;  /* some limit is a concurrency limit */
-    rl2_vlog_conf_t vlog;            /* the violation log */
-    rl2_rule_index_t *rule_index;    /* rules by first path segment, or
-                                        NULL for a short policy */
+    size_t            max_state_size;  /* largest limit state_size */
+    int               has_concurrency; /* some limit is a concurrency limit */
+    rl2_vlog_conf_t   vlog;            /* the violation log */
+    rl2_rule_index_t *rule_index;      /* rules by first path segment, or
+                                          NULL for a short policy */
 
     /* tier_from.redis (config_store.c), or NULL. */
-    const struct rl2_tier_redis   *tier_redis;
+    const struct rl2_tier_redis *tier_redis;
     /* redis, failover and alerts groups (config_store.c), or NULL. */
     const struct rl2_policy_store *store;
 } rl2_policy_t;
@@ -221,7 +226,7 @@ typedef struct {
  * no tiers, no rules, hash key from an empty secret.  source is copied. */
 rl2_status_t rl2_policy_create(const char *source, rl2_policy_t **out,
                                rl2_err_t *err);
-void rl2_policy_free(rl2_policy_t *policy);
+void         rl2_policy_free(rl2_policy_t *policy);
 
 /* Arena allocation: zeroed, 16-aligned, freed with the policy.  Returns
  * NULL only when memory is exhausted. */
@@ -237,14 +242,12 @@ char *rl2_policy_strdup(rl2_policy_t *policy, const char *s);
 rl2_status_t rl2_rate_parse(const char *text, int64_t *count,
                             int64_t *window_us, rl2_period_t *period,
                             rl2_err_t *err);
-rl2_status_t rl2_cidr_parse(const char *text, rl2_cidr_t *out,
-                            rl2_err_t *err);
+rl2_status_t rl2_cidr_parse(const char *text, rl2_cidr_t *out, rl2_err_t *err);
 /* "ip", "user", "api_key", "route", "global", "header:NAME". */
 rl2_status_t rl2_key_parse(rl2_policy_t *policy, const char *text,
                            rl2_key_kind_t *kind, const char **header,
                            rl2_err_t *err);
-rl2_status_t rl2_mode_parse(const char *text, rl2_mode_t *out,
-                            rl2_err_t *err);
+rl2_status_t rl2_mode_parse(const char *text, rl2_mode_t *out, rl2_err_t *err);
 
 /* Finish a limit filled in by a parser: check the algorithm parameters
  * and overflow for range and overflow, then set state_size and phase.

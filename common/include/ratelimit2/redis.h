@@ -19,14 +19,14 @@
 #include "ratelimit2/status.h"
 #include "ratelimit2/store.h"
 
-#define RL2_REDIS_HOST_MAX 256
-#define RL2_REDIS_PATH_MAX 108 /* sun_path */
-#define RL2_REDIS_USER_MAX 128
-#define RL2_REDIS_PASS_MAX 256
-#define RL2_REDIS_NAME_MAX (RL2_REDIS_PATH_MAX + 8)
+#define RL2_REDIS_HOST_MAX      256
+#define RL2_REDIS_PATH_MAX      108 /* sun_path */
+#define RL2_REDIS_USER_MAX      128
+#define RL2_REDIS_PASS_MAX      256
+#define RL2_REDIS_NAME_MAX      (RL2_REDIS_PATH_MAX + 8)
 #define RL2_REDIS_SENTINELS_MAX 8
-#define RL2_REDIS_MASTER_MAX 64
-#define RL2_REDIS_SEEDS_MAX 8
+#define RL2_REDIS_MASTER_MAX    64
+#define RL2_REDIS_SEEDS_MAX     8
 
 /* Everything is copied in: the caller may free its strings afterwards. */
 typedef struct {
@@ -46,15 +46,15 @@ typedef struct {
     /* Sentinel discovery: when n_sentinels > 0, host and port are ignored
      * and every connection goes to the master the sentinels name. */
     char sentinels[RL2_REDIS_SENTINELS_MAX][RL2_REDIS_HOST_MAX];
-                                        /* "host:port" or "[v6]:port" */
-    int  n_sentinels;                   /* 0 .. RL2_REDIS_SENTINELS_MAX */
+    /* "host:port" or "[v6]:port" */
+    int  n_sentinels;                       /* 0 .. RL2_REDIS_SENTINELS_MAX */
     char master_name[RL2_REDIS_MASTER_MAX]; /* as in "sentinel monitor" */
     /* Redis Cluster: when n_seeds > 0, host and port are ignored; the
      * seeds are asked for the slot map and every command goes to the
      * master of its key's slot (redis_cluster.c). */
     char seeds[RL2_REDIS_SEEDS_MAX][RL2_REDIS_HOST_MAX];
-                                        /* "host:port" or "[v6]:port" */
-    int  n_seeds;                       /* 0 .. RL2_REDIS_SEEDS_MAX */
+    /* "host:port" or "[v6]:port" */
+    int n_seeds; /* 0 .. RL2_REDIS_SEEDS_MAX */
 } rl2_redis_conf_t;
 
 /* The Redis store (store_redis.c): every layer of a request is decided by

@@ -12,12 +12,12 @@
 
 typedef enum {
     RL2_OK = 0,
-    RL2_ERR_CONFIG,     /* bad policy: message carries file:line */
-    RL2_ERR_NOMEM,      /* allocation failed (load time only) */
-    RL2_ERR_SYS,        /* a system call failed: message carries errno text */
-    RL2_ERR_RANGE,      /* a value would overflow 64-bit arithmetic */
-    RL2_ERR_STORE,      /* the store could not answer */
-    RL2_ERR_INVALID     /* a caller passed something malformed */
+    RL2_ERR_CONFIG, /* bad policy: message carries file:line */
+    RL2_ERR_NOMEM,  /* allocation failed (load time only) */
+    RL2_ERR_SYS,    /* a system call failed: message carries errno text */
+    RL2_ERR_RANGE,  /* a value would overflow 64-bit arithmetic */
+    RL2_ERR_STORE,  /* the store could not answer */
+    RL2_ERR_INVALID /* a caller passed something malformed */
 } rl2_status_t;
 
 #define RL2_ERR_MAX 256
@@ -29,8 +29,7 @@ typedef struct {
 
 /* printf into err->msg (err may be NULL); returns status unchanged, so that
  * "return rl2_err_set(err, RL2_ERR_CONFIG, ...)" reads naturally. */
-rl2_status_t rl2_err_set(rl2_err_t *err, rl2_status_t status,
-                         const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+rl2_status_t rl2_err_set(rl2_err_t *err, rl2_status_t status, const char *fmt,
+                         ...) __attribute__((format(printf, 3, 4)));
 
 #endif /* RL2_STATUS_H */

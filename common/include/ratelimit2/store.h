@@ -26,11 +26,11 @@ typedef struct {
     char               client[80]; /* address or hashed id: for logs */
     int                dry_run;    /* never denies */
     /* filled by the store */
-    rl2_algo_result_t  result;     /* of the main limit */
-    int                refused;    /* main limit and overflow both full */
-    int                overflow_used; /* admitted by the overflow */
-    int                committed;  /* counted */
-    int64_t            committed_us; /* clock passed to commit */
+    rl2_algo_result_t result;        /* of the main limit */
+    int               refused;       /* main limit and overflow both full */
+    int               overflow_used; /* admitted by the overflow */
+    int               committed;     /* counted */
+    int64_t           committed_us;  /* clock passed to commit */
 } rl2_layer_t;
 
 typedef struct rl2_store rl2_store_t;
@@ -40,23 +40,22 @@ typedef struct {
     /* Check every layer; when no enforcing layer is refused, commit every
      * layer that fits (a refused dry-run layer is not committed).  Sets
      * each layer's result, refused, overflow_used, committed. */
-    rl2_status_t (*apply)(rl2_store_t *store, rl2_layer_t *layers,
-                          size_t n, const rl2_clock_t *now, rl2_err_t *err);
+    rl2_status_t (*apply)(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+                          const rl2_clock_t *now, rl2_err_t *err);
     /* Take back the committed layers (a later phase refused the request,
      * or a concurrency limit's request ended). */
-    rl2_status_t (*refund)(rl2_store_t *store, rl2_layer_t *layers,
-                           size_t n, const rl2_clock_t *now,
-                           rl2_err_t *err);
+    rl2_status_t (*refund)(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+                           const rl2_clock_t *now, rl2_err_t *err);
     /* Check every layer without counting anything and without creating
      * keys (for operators' tools): sets result and refused only. */
-    rl2_status_t (*peek)(rl2_store_t *store, rl2_layer_t *layers,
-                         size_t n, const rl2_clock_t *now, rl2_err_t *err);
+    rl2_status_t (*peek)(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+                         const rl2_clock_t *now, rl2_err_t *err);
     void (*destroy)(rl2_store_t *store);
     /* Forget every layer's counters, main and overflow, so that the
      * client's next request starts afresh (operators' tools: ratelimit2ctl
      * reset).  Keys that do not exist are not an error. */
-    rl2_status_t (*reset)(rl2_store_t *store, rl2_layer_t *layers,
-                          size_t n, const rl2_clock_t *now, rl2_err_t *err);
+    rl2_status_t (*reset)(rl2_store_t *store, rl2_layer_t *layers, size_t n,
+                          const rl2_clock_t *now, rl2_err_t *err);
 } rl2_store_ops_t;
 
 struct rl2_store {
@@ -68,6 +67,6 @@ struct rl2_store {
  * after rl2_store_destroy(). */
 rl2_status_t rl2_store_local_create(rl2_zone_t *zone, rl2_store_t **out,
                                     rl2_err_t *err);
-void rl2_store_destroy(rl2_store_t *store);
+void         rl2_store_destroy(rl2_store_t *store);
 
 #endif /* RL2_STORE_H */

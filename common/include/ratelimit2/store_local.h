@@ -30,7 +30,7 @@ typedef struct rl2_zone rl2_zone_t;
 
 #define RL2_ZONE_MIN_ENTRIES 16u
 #define RL2_ZONE_MAX_ENTRIES (1u << 26)
-#define RL2_ZONE_NAME_MAX 200
+#define RL2_ZONE_NAME_MAX    200
 
 typedef struct {
     uint64_t entries;         /* capacity in keys */
@@ -51,8 +51,8 @@ typedef struct {
  * new shm object (e.g. 0600).  On success *out is a handle owned by the
  * caller, freed by rl2_zone_close(). */
 rl2_status_t rl2_zone_open(const char *name, uint32_t entries,
-                           size_t state_size, unsigned mode,
-                           rl2_zone_t **out, rl2_err_t *err);
+                           size_t state_size, unsigned mode, rl2_zone_t **out,
+                           rl2_err_t *err);
 
 /* Attach to an existing zone whatever its geometry (for tools that
  * inspect a zone).  Fails if it does not exist or its header is invalid. */

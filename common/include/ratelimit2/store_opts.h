@@ -39,14 +39,14 @@
 rl2_status_t rl2_store_opt_redis(rl2_backend_conf_t *bc, const char *addr,
                                  rl2_err_t *err);
 /* One "name=value" Redis option, or a comma-separated list of them. */
-rl2_status_t rl2_store_opt_redis_item(rl2_backend_conf_t *bc,
-                                      const char *item, rl2_err_t *err);
+rl2_status_t rl2_store_opt_redis_item(rl2_backend_conf_t *bc, const char *item,
+                                      rl2_err_t *err);
 rl2_status_t rl2_store_opt_redis_options(rl2_backend_conf_t *bc,
                                          const char *list, rl2_err_t *err);
 
 /* The zone's name ("/ratelimit2") and its entries ("100000"). */
-rl2_status_t rl2_store_opt_zone_name(rl2_backend_conf_t *bc,
-                                     const char *name, rl2_err_t *err);
+rl2_status_t rl2_store_opt_zone_name(rl2_backend_conf_t *bc, const char *name,
+                                     rl2_err_t *err);
 rl2_status_t rl2_store_opt_zone_entries(rl2_backend_conf_t *bc,
                                         const char *text, rl2_err_t *err);
 
@@ -57,16 +57,16 @@ rl2_status_t rl2_store_opt_failover_mode(rl2_backend_conf_t *bc,
                                          const char *mode, rl2_err_t *err);
 rl2_status_t rl2_store_opt_failover_item(rl2_backend_conf_t *bc,
                                          const char *item, rl2_err_t *err);
-rl2_status_t rl2_store_opt_failover(rl2_backend_conf_t *bc,
-                                    const char *text, rl2_err_t *err);
+rl2_status_t rl2_store_opt_failover(rl2_backend_conf_t *bc, const char *text,
+                                    rl2_err_t *err);
 
 /* Alerts: on or off (any case), one option (socket, ident, facility,
  * interval) by name and value or as "name=value", or
  * "off" | "[on,]name=value,...".  Each marks the alerts group given. */
 rl2_status_t rl2_store_opt_alerts_switch(rl2_backend_conf_t *bc,
                                          const char *onoff, rl2_err_t *err);
-rl2_status_t rl2_store_opt_alerts_item(rl2_backend_conf_t *bc,
-                                       const char *item, rl2_err_t *err);
+rl2_status_t rl2_store_opt_alerts_item(rl2_backend_conf_t *bc, const char *item,
+                                       rl2_err_t *err);
 rl2_status_t rl2_store_opt_alerts(rl2_backend_conf_t *bc, const char *text,
                                   rl2_err_t *err);
 
@@ -83,6 +83,6 @@ rl2_status_t rl2_store_opt_check(const rl2_backend_conf_t *bc,
 /* One line saying what the conf holds ("zone=/ratelimit2 entries=100000
  * redis=127.0.0.1 port=6379 db=0 ..."), no password, for check modes. */
 void rl2_store_opt_describe(const rl2_backend_conf_t *bc, char *buf,
-                           size_t size);
+                            size_t size);
 
 #endif /* RL2_STORE_OPTS_H */

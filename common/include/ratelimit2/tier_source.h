@@ -32,17 +32,17 @@
 #define RL2_TIER_BY_APIKEY 2u
 #define RL2_TIER_BY_MAX    2
 
-#define RL2_TIER_ID_MAX 256  /* longest user name looked up, bytes */
+#define RL2_TIER_ID_MAX 256 /* longest user name looked up, bytes */
 
 /* tier_from.redis in the policy (config_store.c). */
 typedef struct rl2_tier_redis {
-    const char *key;        /* hash key, maybe with one "%s" */
-    const char *field;      /* field, maybe with one "%s" ("tier") */
+    const char *key;                 /* hash key, maybe with one "%s" */
+    const char *field;               /* field, maybe with one "%s" ("tier") */
     unsigned    by[RL2_TIER_BY_MAX]; /* identities in order of preference */
     size_t      n_by;
-    int64_t     cache_us;   /* how long an answer is kept, 0..1 day */
+    int64_t     cache_us;      /* how long an answer is kept, 0..1 day */
     uint32_t    cache_entries; /* per process, >= 16 */
-    const char *file;       /* where it was written */
+    const char *file;          /* where it was written */
     int         line;
 } rl2_tier_redis_t;
 
@@ -50,10 +50,10 @@ typedef struct rl2_tier_source rl2_tier_source_t;
 
 /* Counters since creation, for tests and status pages. */
 typedef struct {
-    uint64_t hits;      /* answered from the cache */
-    uint64_t lookups;   /* HGETs answered by Redis */
-    uint64_t failures;  /* HGETs that failed (nothing cached) */
-    uint64_t skipped;   /* no HGET: the circuit was not closed */
+    uint64_t hits;     /* answered from the cache */
+    uint64_t lookups;  /* HGETs answered by Redis */
+    uint64_t failures; /* HGETs that failed (nothing cached) */
+    uint64_t skipped;  /* no HGET: the circuit was not closed */
 } rl2_tier_source_stats_t;
 
 #endif /* RL2_TIER_SOURCE_H */

@@ -48,23 +48,23 @@
 #define RL2_VLOG_STREAM_MAX       128
 #define RL2_VLOG_SUFFIX           ".vlog"
 
-#define RL2_VLOG_CLIENT_MAX 80   /* as rl2_layer_t.client */
+#define RL2_VLOG_CLIENT_MAX 80 /* as rl2_layer_t.client */
 #define RL2_VLOG_METHOD_MAX 16
 #define RL2_VLOG_PATH_MAX   256
 
 /* One refused request.  Text fields are NUL-terminated, bounded, and
  * are printable ASCII (see rl2_vlog_escape). */
 typedef struct {
-    int64_t  time_us;     /* wall clock, µs since the epoch (UTC) */
-    int64_t  limit;       /* the refusing limit's count */
-    int64_t  window_us;   /* its window; 0 for a calendar quota */
-    uint64_t skipped;     /* denials sampled out just before this one */
+    int64_t  time_us;   /* wall clock, µs since the epoch (UTC) */
+    int64_t  limit;     /* the refusing limit's count */
+    int64_t  window_us; /* its window; 0 for a calendar quota */
+    uint64_t skipped;   /* denials sampled out just before this one */
     char     rule[RL2_NAME_MAX + 1];
     char     limit_name[RL2_NAME_MAX + 1];
-    char     tier[RL2_NAME_MAX + 1];        /* "-" without tiers */
-    char     client[RL2_VLOG_CLIENT_MAX];   /* address, user:HASH, ... */
+    char     tier[RL2_NAME_MAX + 1];      /* "-" without tiers */
+    char     client[RL2_VLOG_CLIENT_MAX]; /* address, user:HASH, ... */
     char     method[RL2_VLOG_METHOD_MAX];
-    char     path[RL2_VLOG_PATH_MAX];       /* without the query */
+    char     path[RL2_VLOG_PATH_MAX]; /* without the query */
 } rl2_vlog_entry_t;
 
 /* The ring's counters, shared by the host's processes. */
@@ -95,9 +95,9 @@ void rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
 /* Every entry of the ring of zone `zone_name`, oldest first, in a
  * malloc()ed array (*out, *n; free() it), and the counters.  Attaches
  * read-only; RL2_ERR_SYS when there is no ring. */
-rl2_status_t rl2_vlog_ring_read(const char *zone_name,
-                                rl2_vlog_entry_t **out, size_t *n,
-                                rl2_vlog_stats_t *stats, rl2_err_t *err);
+rl2_status_t rl2_vlog_ring_read(const char *zone_name, rl2_vlog_entry_t **out,
+                                size_t *n, rl2_vlog_stats_t *stats,
+                                rl2_err_t *err);
 
 /* Every entry of the stream `stream` (at most max), oldest first, as
  * above.  An absent stream is empty. */
