@@ -28,10 +28,71 @@
 
 #include "fcgi.h"
 
+/* Repeated params joined, for one request: room for the lists. */
+#define RL2_FCGI_JOIN_MAX 8192
+
+typedef struct {
+    FCGX_Request *req;
+    size_t        used;     /* bytes of join taken */
+    int           overflow; /* a list did not fit: answer 400 */
+    char          join[RL2_FCGI_JOIN_MAX];
+} rl2_fcgi_params_t;
+
+/* Append the values of every param `name` to p->join, ", " between them,
+ * as Apache and lighttpd join a repeated header; NULL when they do not
+ * fit. */
+static const char *
+rl2_fcgi_join(rl2_fcgi_params_t *p, const char *name, size_t nlen)
+{
+    char  *out = p->join + p->used;
+    size_t room = sizeof(p->join) - p->used, n = 0;
+
+    for (char **e = p->req->envp; *e != NULL; e++) {
+        if (strncmp(*e, name, nlen) == 0 && (*e)[nlen] == '=') {
+            const char *v = *e + nlen + 1;
+            size_t      vlen = strlen(v), sep = n > 0 ? 2 : 0;
+
+            if (n + sep + vlen + 1 > room) {
+                return NULL;
+            }
+            memcpy(out + n, ", ", sep);
+            memcpy(out + n + sep, v, vlen);
+            n += sep + vlen;
+        }
+    }
+    out[n] = '\0';
+    p->used += n + 1;
+    return out;
+}
+
+/* A param as the core reads it.  nginx before 1.23 passes a repeated
+ * request header as several params of one name, and FCGX_GetParam
+ * returns the first: a client's own X-Forwarded-For line before the one
+ * its proxy appends would be believed, and of two X-API-Key lines the
+ * limiter would count the first while PHP takes the last.  Joined, the
+ * core sees the one list a proxy would pass on. */
 static const char *
 rl2_fcgi_param(void *ctx, const char *name)
 {
-    return FCGX_GetParam(name, ((FCGX_Request *)ctx)->envp);
+    rl2_fcgi_params_t *p = ctx;
+    size_t             nlen = strlen(name);
+    const char        *first = NULL, *list;
+    int                count = 0;
+
+    for (char **e = p->req->envp; *e != NULL && count < 2; e++) {
+        if (strncmp(*e, name, nlen) == 0 && (*e)[nlen] == '=') {
+            first = first != NULL ? first : *e + nlen + 1;
+            count++;
+        }
+    }
+    if (count < 2) {
+        return first;
+    }
+    if ((list = rl2_fcgi_join(p, name, nlen)) == NULL) {
+        p->overflow = 1;
+        return first;
+    }
+    return list;
 }
 
 static void
@@ -132,14 +193,19 @@ static void
 rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
                 int responder)
 {
-    char            out[RL2_CGI_RESPONSE_MAX];
-    rl2_cgi_req_t   r;
-    rl2_cgi_error_t e;
-    rl2_verdict_t   v;
-    rl2_clock_t     now;
-    rl2_err_t       err;
+    char              out[RL2_CGI_RESPONSE_MAX];
+    rl2_cgi_req_t     r;
+    rl2_cgi_error_t   e;
+    rl2_verdict_t     v;
+    rl2_clock_t       now;
+    rl2_err_t         err;
+    rl2_status_t      st;
+    rl2_fcgi_params_t params;
 
-    if (rl2_cgi_describe(gen->policy, rl2_fcgi_param, req, &r, &e) != 0) {
+    params.req = req;
+    params.used = 0;
+    params.overflow = 0;
+    if (rl2_cgi_describe(gen->policy, rl2_fcgi_param, &params, &r, &e) != 0) {
         rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
                         "answered %d to a "
                         "request from %.47s: %s",
@@ -160,13 +226,35 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     rl2_verdict_init(&v);
     rl2_clock_now(&now);
     r.req.tier_source = rl2_backend_tier_source(gen->zone->backend);
-    if (rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
-                   RL2_PHASE_ALL, &now, &v, &err)
+    if ((st = rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
+                         RL2_PHASE_ALL, &now, &v, &err))
         != RL2_OK) {
+        if (st == RL2_ERR_REQUEST) {
+            /* Two API keys: counting it under either would let the
+             * client choose whose counter it spends. */
+            rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
+                            "answered 400 to a request from %.47s: %s",
+                            rl2_fcgi_peer(req), err.msg);
+            rl2_fcgi_send(req, out,
+                          rl2_cgi_error(out, sizeof(out), 400, err.msg));
+            return;
+        }
         if (rl2_fcgi_store_error(gen, &err, req, out, sizeof(out))) {
             return;
         }
         rl2_verdict_init(&v);
+    }
+    if (params.overflow) {
+        /* Repeated headers longer than any proxy would pass: the core
+         * read one of them only, so its verdict cannot stand. */
+        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
+                        "answered 400 to a request from %.47s: repeated "
+                        "headers too long",
+                        rl2_fcgi_peer(req));
+        rl2_fcgi_send(
+            req, out,
+            rl2_cgi_error(out, sizeof(out), 400, "repeated headers too long"));
+        return;
     }
     if (v.outcome == RL2_OUTCOME_DENY) {
         rl2_vlog_record(rl2_backend_vlog(gen->zone->backend), gen->policy, &v,

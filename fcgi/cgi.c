@@ -283,6 +283,7 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
     rl2_backend_conf_t bc;
     rl2_cgi_error_t    e;
     rl2_err_t          err;
+    rl2_status_t       st;
     int                run = 1;
 
     rl2_verdict_init(v);
@@ -296,7 +297,11 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
     else if (rl2_cgi_describe(c->policy, rl2_cgi_getenv, NULL, r, &e) != 0) {
         run = rl2_answer_error(e.status, "%s", e.reason);
     }
-    else if (rl2_cgi_open_decide(c, &bc, &r->req, v, now, &err) != RL2_OK) {
+    else if ((st = rl2_cgi_open_decide(c, &bc, &r->req, v, now, &err))
+             == RL2_ERR_REQUEST) {
+        run = rl2_answer_error(400, "%s", err.msg);
+    }
+    else if (st != RL2_OK) {
         run = rl2_cgi_store_error(c, bc.zone_name, &err, v);
     }
     else {

@@ -278,10 +278,18 @@ rl2_keep(request_rec *r, const rl2_verdict_t *v, const rl2_clock_t *now)
  * store must not take the site down; failover "local" already answered
  * from the local zone, so this is a local-zone failure). */
 static int
-rl2_store_failed(request_rec *r, const rl2_err_t *err)
+rl2_store_failed(request_rec *r, rl2_status_t st, const rl2_err_t *err)
 {
     int64_t retry = 0;
 
+    /* Not the store: a request the core cannot read one way only (two
+     * API keys).  Counting it under either would let the client choose
+     * whose counter it spends. */
+    if (st == RL2_ERR_REQUEST) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      RL2_LOGNO(0021) "refused as malformed: %s", err->msg);
+        return HTTP_BAD_REQUEST;
+    }
     if (rl2_backend_refusing(rl2_backend, &retry)) {
         apr_table_setn(r->err_headers_out, "Retry-After",
                        apr_psprintf(r->pool, "%" APR_INT64_T_FMT,
@@ -363,11 +371,13 @@ rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
     rl2_clock_t      now;
     rl2_req_state_t *st = NULL;
     rl2_err_t        err;
+    rl2_status_t     dst;
 
     rl2_verdict_init(&v);
     rl2_request_clock(r, &now);
-    if (rl2_decide_request(r, policy, dconf, phase, &now, &v, &err) != RL2_OK) {
-        return rl2_store_failed(r, &err);
+    if ((dst = rl2_decide_request(r, policy, dconf, phase, &now, &v, &err))
+        != RL2_OK) {
+        return rl2_store_failed(r, dst, &err);
     }
     if (later || v.outcome == RL2_OUTCOME_DENY || v.dry_run_denied
         || rl2_decide_holds(&v)) {
@@ -384,10 +394,11 @@ rl2_next_phase(request_rec *r, const rl2_policy_t *policy,
                const rl2_dir_conf_t *dconf, unsigned phase, int decide,
                rl2_req_state_t *st)
 {
-    int       last = phase == RL2_PHASE_LATE;
-    rl2_end_t end;
-    rl2_err_t err;
-    int       status;
+    int          last = phase == RL2_PHASE_LATE;
+    rl2_end_t    end;
+    rl2_err_t    err;
+    rl2_status_t dst = RL2_OK;
+    int          status;
 
     if (st->verdict->outcome == RL2_OUTCOME_DENY) {
         /* Refused in the access phase but let through by "Satisfy Any":
@@ -395,13 +406,13 @@ rl2_next_phase(request_rec *r, const rl2_policy_t *policy,
         return HTTP_TOO_MANY_REQUESTS;
     }
     if (!decide
-        || rl2_decide_request(r, policy, dconf, phase, &st->now, st->verdict,
-                              &err)
+        || (dst = rl2_decide_request(r, policy, dconf, phase, &st->now,
+                                     st->verdict, &err))
                == RL2_OK) {
         rl2_hold(r, st);
         end = rl2_end_of(st->verdict, last);
     }
-    else if ((status = rl2_store_failed(r, &err)) != DECLINED) {
+    else if ((status = rl2_store_failed(r, dst, &err)) != DECLINED) {
         return status;
     }
     else {

@@ -46,6 +46,8 @@ rl2_status_str(rl2_status_t status)
         return "store error";
     case RL2_ERR_INVALID:
         return "invalid argument";
+    case RL2_ERR_REQUEST:
+        return "malformed request";
     }
     /* Not a default label, so -Wswitch flags a new enum value here. */
     return "unknown status";

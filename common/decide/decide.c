@@ -413,7 +413,12 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
         || v->outcome == RL2_OUTCOME_BYPASS || policy->mode == RL2_MODE_OFF) {
         return RL2_OK;
     }
-    rl2_ctx_init(&c, policy, req, phase, v);
+    if (rl2_ctx_init(&c, policy, req, phase, v) != 0) {
+        rl2_ctx_fini(&c);
+        return rl2_err_set(err, RL2_ERR_REQUEST,
+                           "the request names two "
+                           "different API keys");
+    }
     v->phases |= phase;
     if (rl2_has_whitelist(policy) && rl2_whitelisted(&c)) {
         v->outcome = RL2_OUTCOME_BYPASS;
@@ -452,7 +457,12 @@ rl2_decide_peek(const rl2_policy_t *policy, const rl2_rule_t *extra,
     rl2_status_t st;
 
     rl2_verdict_init(v);
-    rl2_ctx_init(&c, policy, req, RL2_PHASE_ALL, v);
+    if (rl2_ctx_init(&c, policy, req, RL2_PHASE_ALL, v) != 0) {
+        rl2_ctx_fini(&c);
+        return rl2_err_set(err, RL2_ERR_REQUEST,
+                           "the request names two "
+                           "different API keys");
+    }
     v->phases = RL2_PHASE_ALL;
     if (rl2_whitelisted(&c)) {
         v->outcome = RL2_OUTCOME_BYPASS;

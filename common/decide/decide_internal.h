@@ -16,6 +16,9 @@
 #include <string.h>
 
 #include "ratelimit2/decide.h"
+
+/* The longest API key, bytes: a longer value is no key. */
+#define RL2_APIKEY_MAX 255
 #include "ratelimit2/headers.h"
 
 /* ---- beside ratelimit2/headers.h (not installed) ---- */
@@ -38,7 +41,8 @@ typedef struct {
                                         buffer; freed by
                                         rl2_ctx_fini */
     char        path_buf[RL2_PATH_MAX];
-    const char *apikey; /* plain, from header or query */
+    const char *apikey; /* apikey_buf when the request has a key */
+    char        apikey_buf[RL2_APIKEY_MAX + 1]; /* the key, decoded */
     char        user_hash[17];
     char        apikey_hash[17];
     const char *group_ip; /* address as keys use it:
@@ -59,9 +63,10 @@ rl2_copy(char *dst, size_t len, const char *src)
 }
 
 /* Fill the context: method, client address (behind trusted proxies), API
- * key, user hash.  The path is normalised later, on first need. */
-void rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
-                  const rl2_request_t *req, unsigned phase, rl2_verdict_t *v);
+ * key, user hash.  The path is normalised later, on first need.  -1 when
+ * the request names two different API keys (refused as malformed). */
+int rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy,
+                 const rl2_request_t *req, unsigned phase, rl2_verdict_t *v);
 
 /* Release what the context allocated (a long path's buffer). */
 void rl2_ctx_fini(rl2_ctx_t *c);

@@ -347,9 +347,8 @@ rl2_method_readings(const rl2_policy_t *p, const rl2_request_t *req)
 
 /* The identity a billing system's tier is looked up by (tier_source.h),
  * by the first kind the request has: the user name, or the hex SHA-256
- * of the API key (apikey as rl2_tier_source_get's caller has it: the
- * header's value, "" when it came from the query string), so the key
- * itself never reaches Redis.  buf holds at least 65 bytes.  NULL when
+ * of the API key (as the request's reading found it), so the key itself
+ * never reaches Redis.  buf holds at least 65 bytes.  NULL when
  * the request has none. */
 const char *
 rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
@@ -362,55 +361,132 @@ rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
             && req->user[0] != '\0' && strlen(req->user) <= RL2_TIER_ID_MAX) {
             return req->user;
         }
-        if (tr->by[i] == RL2_TIER_BY_APIKEY && apikey != NULL) {
-            const char *val = apikey;
-            size_t      len = strlen(apikey);
-
-            if (apikey[0] == '\0' && req->query != NULL
-                && p->apikey_query != NULL) {
-                val = rl2_query_param(req->query, p->apikey_query, &len);
-            }
-            if (val != NULL && len > 0) {
-                rl2_sha256_hex(val, len, buf);
-                return buf;
-            }
+        if (tr->by[i] == RL2_TIER_BY_APIKEY && apikey != NULL
+            && apikey[0] != '\0') {
+            rl2_sha256_hex(apikey, strlen(apikey), buf);
+            return buf;
         }
     }
     return NULL;
 }
 
-static void
+/* One value of the API key, percent-decoded as frameworks decode a
+ * query parameter ('+' is a space) when `form`, as is when it came from a
+ * header; trimmed of spaces.  Into c->apikey_buf when it is the first,
+ * else compared with it.  0: taken or equal; 1: another key than the one
+ * before; -1: too long to be a key (such a value is no key). */
+static int
+rl2_apikey_value(rl2_ctx_t *c, const char *v, size_t len, int form, int *seen)
+{
+    char   key[RL2_APIKEY_MAX + 1];
+    size_t n = 0;
+
+    while (len > 0 && (*v == ' ' || *v == '\t')) {
+        v++, len--;
+    }
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t')) {
+        len--;
+    }
+    for (size_t i = 0; i < len; i++) {
+        int ch = (unsigned char)v[i];
+
+        if (form && ch == '+') {
+            ch = ' ';
+        }
+        else if (form && ch == '%' && i + 2 < len
+                 && isxdigit((unsigned char)v[i + 1])
+                 && isxdigit((unsigned char)v[i + 2])) {
+            char hex[3] = { v[i + 1], v[i + 2], '\0' };
+
+            ch = (int)strtol(hex, NULL, 16);
+            i += 2;
+        }
+        if (n == RL2_APIKEY_MAX) {
+            return -1;
+        }
+        key[n++] = (char)ch;
+    }
+    key[n] = '\0';
+    if (n == 0 || memchr(key, '\0', n) != NULL) {
+        return n == 0 ? 0 : 1;
+    }
+    if (!*seen) {
+        memcpy(c->apikey_buf, key, n + 1);
+        *seen = 1;
+        return 0;
+    }
+    return strcmp(c->apikey_buf, key) != 0;
+}
+
+/* Every value the header carries: a repeated header reaches the core as
+ * one list ("junk, REAL": Apache and lighttpd join them so, and
+ * ratelimit2-fcgi joins nginx's repeated params the same way). */
+static int
+rl2_apikey_header(rl2_ctx_t *c, const char *v, int *seen)
+{
+    int differ = 0;
+
+    for (const char *p = v; p != NULL;) {
+        const char *comma = strchr(p, ',');
+        size_t      len = comma ? (size_t)(comma - p) : strlen(p);
+
+        differ |= rl2_apikey_value(c, p, len, 0, seen) > 0;
+        p = comma ? comma + 1 : NULL;
+    }
+    return differ;
+}
+
+/* Every occurrence of the parameter: PHP and Rails take the last, other
+ * frameworks the first, so the core takes the key only when all agree. */
+static int
+rl2_apikey_query(rl2_ctx_t *c, const char *query, const char *name, int *seen)
+{
+    size_t nlen = strlen(name);
+    int    differ = 0;
+
+    for (const char *p = query; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, '&');
+        size_t      plen = end ? (size_t)(end - p) : strlen(p);
+
+        if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            differ |=
+                rl2_apikey_value(c, p + nlen + 1, plen - nlen - 1, 1, seen) > 0;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return differ;
+}
+
+/* The request's API key, from the header and the query parameter the
+ * policy names.  A request that names two different keys (the header
+ * twice, the parameter twice, or one in each) is refused: the limiter
+ * cannot know which one the application will take, and counting it
+ * under either would let a client choose whose counter it spends.
+ * Returns 0, or -1 for such a request. */
+static int
 rl2_resolve_apikey(rl2_ctx_t *c)
 {
     const rl2_policy_t  *p = c->policy;
     const rl2_request_t *r = c->req;
-    char                 buf[256];
-    size_t               len;
+    const char          *hv;
+    int                  seen = 0, differ = 0;
 
     c->apikey = NULL;
-    if (p->apikey_header == NULL && p->apikey_query == NULL) {
-        return;
+    if (p->apikey_header != NULL && r->header != NULL
+        && (hv = r->header(r->header_ctx, p->apikey_header)) != NULL) {
+        differ |= rl2_apikey_header(c, hv, &seen);
     }
-    if (p->apikey_header != NULL && r->header != NULL) {
-        c->apikey = r->header(r->header_ctx, p->apikey_header);
+    if (p->apikey_query != NULL && r->query != NULL) {
+        differ |= rl2_apikey_query(c, r->query, p->apikey_query, &seen);
     }
-    if (c->apikey == NULL && p->apikey_query != NULL && r->query != NULL) {
-        const char *val = rl2_query_param(r->query, p->apikey_query, &len);
-
-        if (val != NULL && len > 0 && len < sizeof(buf)) {
-            memcpy(buf, val, len);
-            buf[len] = '\0';
-            rl2_hash_id(&p->hash_key, buf, c->apikey_hash);
-            c->apikey = ""; /* present; only its hash is used below */
-            return;
-        }
+    if (differ) {
+        return -1;
     }
-    if (c->apikey != NULL && c->apikey[0] != '\0') {
+    if (seen) {
+        c->apikey = c->apikey_buf;
         rl2_hash_id(&p->hash_key, c->apikey, c->apikey_hash);
     }
-    else {
-        c->apikey = NULL;
-    }
+    return 0;
 }
 
 static int
@@ -549,7 +625,7 @@ rl2_whitelisted(const rl2_ctx_t *c)
            && rl2_id_in(p->wl_users, p->n_wl_users, c->req->user);
 }
 
-void
+int
 rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy, const rl2_request_t *req,
              unsigned phase, rl2_verdict_t *v)
 {
@@ -569,10 +645,10 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy, const rl2_request_t *req,
     c->phase = phase;
     c->method_bit = rl2_method_readings(policy, req);
     rl2_resolve_address(c);
-    rl2_resolve_apikey(c);
     if (req->user != NULL && req->user[0] != '\0') {
         rl2_hash_id(&policy->hash_key, req->user, c->user_hash);
     }
+    return rl2_resolve_apikey(c);
 }
 
 void

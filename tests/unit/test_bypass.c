@@ -36,6 +36,12 @@ static const char *const host_text =
     "rules = ( { name = \"api\"; hosts = [ \"api.example.com\" ];\n"
     "  limits = ( { rate = \"1/hour\"; key = \"global\"; } ); } );\n";
 
+/* One request an hour per API key, from a header or the query. */
+static const char *const apikey_text =
+    "api_key = { header = \"X-API-Key\"; query = \"api_key\"; };\n"
+    "rules = ( { name = \"api\"; paths = [ \"/api/**\" ];\n"
+    "  limits = ( { rate = \"1/hour\"; key = \"api_key\"; } ); } );\n";
+
 /* A site-wide budget, spent, in front of a per-key one. */
 static const char *const flood_text =
     "api_key = { header = \"X-API-Key\"; };\n"
@@ -87,6 +93,12 @@ static int
 setup_host(void **state)
 {
     return setup_with(state, host_text);
+}
+
+static int
+setup_apikey(void **state)
+{
+    return setup_with(state, apikey_text);
 }
 
 static int
@@ -260,6 +272,73 @@ test_host_spellings(void **state)
     assert_int_equal(send_host(f, "[2001:db8::1]:443"), RL2_OUTCOME_NONE);
 }
 
+/* Decide GET /api/x with an X-API-Key header (NULL: none) and a query;
+ * the status, and the outcome in *out. */
+static rl2_status_t
+send_key(fixture_t *f, const char *header, const char *query,
+         rl2_outcome_t *out)
+{
+    rl2_request_t req = { 0 };
+    rl2_verdict_t v;
+    rl2_clock_t   now = { 1000000, 1700000000000000 };
+    rl2_err_t     err;
+    rl2_status_t  st;
+
+    req.method = "GET";
+    req.path = "/api/x";
+    req.query = query;
+    req.peer_ip = "192.0.2.1";
+    req.header = apikey_header;
+    req.header_ctx = (void *)header;
+    rl2_verdict_init(&v);
+    st = rl2_decide(f->policy, NULL, 0, f->store, &req, RL2_PHASE_ALL, &now, &v,
+                    &err);
+    *out = v.outcome;
+    return st;
+}
+
+/* A key is one key however it is spelled: percent-encoded in the query
+ * ("%41BC" is "ABC" to every framework), in the header, or both. */
+static void
+test_apikey_spellings(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_outcome_t o;
+
+    assert_int_equal(send_key(f, NULL, "api_key=%41BC", &o), RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_ALLOW);
+    assert_int_equal(send_key(f, NULL, "api_key=ABC", &o), RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_DENY);
+    assert_int_equal(send_key(f, "ABC", NULL, &o), RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_DENY);
+    assert_int_equal(send_key(f, "ABC", "x=1&api_key=ABC&api_key=A%42C", &o),
+                     RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_DENY);
+    /* An empty header hides nothing: the query's key counts. */
+    assert_int_equal(send_key(f, "", "api_key=ABC", &o), RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_DENY);
+    assert_int_equal(send_key(f, "ABC, ABC", NULL, &o), RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_DENY);
+}
+
+/* Two different keys in one request: the application takes one of them
+ * (PHP the last parameter, others the first), so the limiter must not
+ * pick: the request is refused as malformed, and counts nowhere. */
+static void
+test_apikey_twice_refused(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_outcome_t o;
+
+    assert_int_equal(send_key(f, "junk, REAL", NULL, &o), RL2_ERR_REQUEST);
+    assert_int_equal(send_key(f, NULL, "api_key=junk&api_key=REAL", &o),
+                     RL2_ERR_REQUEST);
+    assert_int_equal(send_key(f, "junk", "api_key=REAL", &o), RL2_ERR_REQUEST);
+    /* None of them spent REAL's request. */
+    assert_int_equal(send_key(f, "REAL", NULL, &o), RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_ALLOW);
+}
+
 /* A request one layer refuses takes no entry in the zone: a flood of
  * refused requests with made-up keys creates none and evicts none, so
  * the zone's live counters stay as they were. */
@@ -311,6 +390,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_override_off, setup_plain,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_host_spellings, setup_host,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_spellings, setup_apikey,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_twice_refused, setup_apikey,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refused_creates_no_entry,
                                         setup_flood, teardown),

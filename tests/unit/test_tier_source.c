@@ -187,9 +187,12 @@ test_api_key_by_sha256_in_one_hash(void **state)
          "business");
     hset("billing:tiers", "dave", "pro");
     assert_string_equal(tier_of(src, p, NULL, "k-123", NULL, SEC), "business");
-    /* From the query string (the header value is then ""). */
-    assert_string_equal(tier_of(src, p, NULL, "", "a=1&api_key=k-123", SEC),
-                        "business");
+    /* The key as the request's reading gives it, wherever it came from
+     * (the header or the decoded query): the same identity. */
+    assert_string_equal(
+        tier_of(src, p, NULL, "k-123", "a=1&api_key=k-12%33", SEC), "business");
+    /* No key, no identity: nothing is asked. */
+    assert_string_equal(tier_of(src, p, NULL, "", NULL, SEC), "");
     assert_int_equal(stats_of(src).hits, 1);
     /* The user comes first when the request has both. */
     assert_string_equal(tier_of(src, p, "dave", "k-123", NULL, SEC), "pro");

@@ -12,12 +12,13 @@
 
 typedef enum {
     RL2_OK = 0,
-    RL2_ERR_CONFIG, /* bad policy: message carries file:line */
-    RL2_ERR_NOMEM,  /* allocation failed (load time only) */
-    RL2_ERR_SYS,    /* a system call failed: message carries errno text */
-    RL2_ERR_RANGE,  /* a value would overflow 64-bit arithmetic */
-    RL2_ERR_STORE,  /* the store could not answer */
-    RL2_ERR_INVALID /* a caller passed something malformed */
+    RL2_ERR_CONFIG,  /* bad policy: message carries file:line */
+    RL2_ERR_NOMEM,   /* allocation failed (load time only) */
+    RL2_ERR_SYS,     /* a system call failed: message carries errno text */
+    RL2_ERR_RANGE,   /* a value would overflow 64-bit arithmetic */
+    RL2_ERR_STORE,   /* the store could not answer */
+    RL2_ERR_INVALID, /* a caller passed something malformed */
+    RL2_ERR_REQUEST  /* the client's request is ambiguous: answer 400 */
 } rl2_status_t;
 
 #define RL2_ERR_MAX 256
