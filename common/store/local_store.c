@@ -80,6 +80,38 @@ rl2_layer_commit(rl2_zone_t *zone, rl2_layer_t *l, void *state,
     l->committed_us = t;
 }
 
+/* A new entry may evict the least recently used one: the request's own
+ * entries are made the most recent before any new one is taken, so no
+ * new entry can be one whose state a later layer is about to count into
+ * (a zone holds at least as many entries as a request has layers). */
+_Static_assert(RL2_MAX_LAYERS <= RL2_ZONE_MIN_ENTRIES,
+               "a request's layers must fit in the smallest zone");
+
+/* Commit every admitted layer: the entries found first, then new ones,
+ * then the arithmetic, with every state pointer final. */
+static void
+rl2_local_take(rl2_zone_t *zone, rl2_layer_t *layers, size_t n, void **states,
+               const uint32_t *refs, const rl2_clock_t *now)
+{
+    for (size_t i = 0; i < n; i++) {
+        /* A busy client is already the most recent: nothing moves. */
+        if (!layers[i].refused && states[i] != NULL
+            && refs[i] != zone->hdr->lru_head) {
+            rl2_zone_touch(zone, refs[i]);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!layers[i].refused && states[i] == NULL) {
+            states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!layers[i].refused) {
+            rl2_layer_commit(zone, &layers[i], states[i], now);
+        }
+    }
+}
+
 /* Every layer is checked against the state the zone holds, or fresh
  * state for a key it does not hold, before any entry is created: only a
  * request that every enforcing layer admits takes entries, so a flood of
@@ -118,22 +150,8 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         refused |= layers[i].refused && !layers[i].dry_run
                    && !layers[i].limit->unlimited;
     }
-    /* One layer at a time: the entry just committed is the most recent,
-     * so the next layer's new entry can never evict it. */
-    for (size_t i = 0; !refused && i < n; i++) {
-        if (layers[i].refused) {
-            continue;
-        }
-        if (states[i] != NULL) {
-            /* A busy client is already the most recent: nothing moves. */
-            if (refs[i] != zone->hdr->lru_head) {
-                rl2_zone_touch(zone, refs[i]);
-            }
-        }
-        else {
-            states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
-        }
-        rl2_layer_commit(zone, &layers[i], states[i], now);
+    if (!refused) {
+        rl2_local_take(zone, layers, n, states, refs, now);
     }
     rl2_zone_unlock(zone);
     return RL2_OK;

@@ -60,7 +60,7 @@ typedef struct {
 } fixture_t;
 
 static int
-setup_with(void **state, const char *text)
+setup_sized(void **state, const char *text, uint32_t entries)
 {
     fixture_t *f = calloc(1, sizeof(*f));
     rl2_err_t  err;
@@ -69,12 +69,35 @@ setup_with(void **state, const char *text)
     assert_int_equal(
         rl2_config_load_string(text, "t.conf", NULL, &f->policy, &err), RL2_OK);
     snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-bypass", (int)getpid());
-    assert_int_equal(rl2_zone_open(f->zname, 64, f->policy->max_state_size,
+    assert_int_equal(rl2_zone_open(f->zname, entries, f->policy->max_state_size,
                                    0600, &f->zone, &err),
                      RL2_OK);
     assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err), RL2_OK);
     *state = f;
     return 0;
+}
+
+static int
+setup_with(void **state, const char *text)
+{
+    return setup_sized(state, text, 64);
+}
+
+/* Two rules share a per-address limit; the second adds a site-wide one
+ * before it, in the smallest zone there is. */
+static const char *const small_text =
+    "rules = ( { name = \"a\"; paths = [ \"/a\" ];\n"
+    "  limits = ( { name = \"ipl\"; rate = \"3/hour\"; key = \"ip\"; } ); },\n"
+    "  { name = \"b\"; paths = [ \"/b\" ];\n"
+    "  limits = ( { name = \"site\"; rate = \"100/hour\"; key = \"global\"; "
+    "},\n"
+    "             { name = \"ipl\"; rate = \"3/hour\"; key = \"ip\"; } ); } "
+    ");\n";
+
+static int
+setup_small(void **state)
+{
+    return setup_sized(state, small_text, RL2_ZONE_MIN_ENTRIES);
 }
 
 static int
@@ -339,6 +362,50 @@ test_apikey_twice_refused(void **state)
     assert_int_equal(o, RL2_OUTCOME_ALLOW);
 }
 
+/* Decide GET path from peer; the verdict into *v. */
+static void
+send_from(fixture_t *f, const char *path, const char *peer, rl2_verdict_t *v)
+{
+    rl2_request_t req = { 0 };
+    rl2_clock_t   now = { 1000000, 1700000000000000 };
+    rl2_err_t     err;
+
+    req.method = "GET";
+    req.path = path;
+    req.peer_ip = peer;
+    rl2_verdict_init(v);
+    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
+                                RL2_PHASE_ALL, &now, v, &err),
+                     RL2_OK);
+}
+
+/* A full zone whose least recently used entry is the one a layer of the
+ * request found: the request's new entry for its other layer must not
+ * take it (each layer counts into its own key's state). */
+static void
+test_new_entry_never_takes_a_found_one(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_verdict_t v;
+    char          ip[32];
+
+    send_from(f, "/a", "192.0.2.1", &v);
+    send_from(f, "/a", "192.0.2.1", &v); /* its entry: 2 of 3 used */
+    for (int i = 0; i < (int)RL2_ZONE_MIN_ENTRIES - 1; i++) {
+        snprintf(ip, sizeof(ip), "198.51.100.%d", i + 1);
+        send_from(f, "/a", ip, &v); /* the zone is full, 192.0.2.1 last */
+    }
+    send_from(f, "/b", "192.0.2.1", &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_int_equal(v.n_layers, 2);
+    assert_int_equal(v.layers[0].result.remaining, 99); /* site */
+    assert_int_equal(v.layers[1].result.remaining, 0);  /* ipl: 3 of 3 */
+    send_from(f, "/b", "192.0.2.2", &v);
+    assert_int_equal(v.layers[0].result.remaining, 98); /* one site count */
+    send_from(f, "/a", "192.0.2.1", &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY); /* its 3 were kept */
+}
+
 /* A request one layer refuses takes no entry in the zone: a flood of
  * refused requests with made-up keys creates none and evicts none, so
  * the zone's live counters stay as they were. */
@@ -395,6 +462,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_apikey_twice_refused, setup_apikey,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_new_entry_never_takes_a_found_one,
+                                        setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_refused_creates_no_entry,
                                         setup_flood, teardown),
     };
