@@ -105,11 +105,36 @@ rl2_select_policy_rules(rl2_ctx_t *c, rl2_applied_t *out, int *n)
     return 0;
 }
 
-/* Select the rules that apply (docs/configuration.md, "Rules"); returns
- * how many, or -1 when more apply than a request may be checked against. */
+/* Add the rules of one more reading to out[0..*n), keeping policy order
+ * and each rule once; -1 when more apply than a request may be checked
+ * against. */
 static int
-rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
-                 rl2_applied_t *out)
+rl2_select_merge(rl2_applied_t *out, int *n, const rl2_applied_t *more,
+                 int n_more)
+{
+    for (int j = 0; j < n_more; j++) {
+        int at = 0;
+
+        while (at < *n && out[at].index < more[j].index) {
+            at++;
+        }
+        if (at < *n && out[at].index == more[j].index) {
+            continue;
+        }
+        if (*n == RL2_MAX_RULES) {
+            return -1;
+        }
+        memmove(&out[at + 1], &out[at], (size_t)(*n - at) * sizeof(*out));
+        out[at] = more[j];
+        (*n)++;
+    }
+    return 0;
+}
+
+/* The policy's rules and default for one method reading; returns how
+ * many, or -1 when too many apply. */
+static int
+rl2_select_reading(rl2_ctx_t *c, rl2_applied_t *out)
 {
     const rl2_policy_t *p = c->policy;
     int                 n = 0, terminal;
@@ -123,7 +148,44 @@ rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
         }
         out[n++] = (rl2_applied_t){ p->default_rule, p->n_rules };
     }
-    for (size_t i = 0; i < n_extra; i++) {
+    return n;
+}
+
+/* Select the rules that apply (docs/configuration.md, "Rules"); returns
+ * how many, or -1 when more apply than a request may be checked against.
+ * A request that may be served as more than one method (HEAD is GET too;
+ * an override) is selected once per method, and meets every rule any of
+ * them meets: a first-match rule for one reading must not end the
+ * selection of another. */
+static int
+rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
+                 rl2_applied_t *out)
+{
+    unsigned readings = c->method_bit;
+    int      n;
+
+    if ((readings & (readings - 1)) == 0) {
+        n = rl2_select_reading(c, out);
+    }
+    else {
+        rl2_applied_t one[RL2_MAX_RULES];
+        int           n_one;
+
+        n = 0;
+        for (unsigned bit = 1; bit != 0 && bit <= readings; bit <<= 1) {
+            if ((readings & bit) == 0) {
+                continue;
+            }
+            c->method_bit = bit;
+            n_one = rl2_select_reading(c, one);
+            if (n_one < 0 || rl2_select_merge(out, &n, one, n_one) < 0) {
+                c->method_bit = readings;
+                return -1;
+            }
+        }
+        c->method_bit = readings;
+    }
+    for (size_t i = 0; n >= 0 && i < n_extra; i++) {
         if (n == RL2_MAX_RULES) {
             return -1;
         }

@@ -289,7 +289,8 @@ rl2_method_bit_n(const char *text, size_t len)
             c = (int)strtol(hex, NULL, 16);
             i += 2;
         }
-        if (n + 1 >= sizeof(name)) {
+        /* Letters only: "GET%00" is no method to a framework. */
+        if (n + 1 >= sizeof(name) || !isalpha(c)) {
             return 0;
         }
         name[n++] = (char)c;
@@ -312,8 +313,10 @@ rl2_method_override(const rl2_request_t *req)
                != NULL) {
         bits |= rl2_method_bit_n(val, strlen(val));
     }
-    if (req->query != NULL
-        && (val = rl2_query_param(req->query, "_method", &len)) != NULL) {
+    /* Every occurrence: frameworks differ on which one they take. */
+    for (const char *q = req->query;
+         q != NULL && (val = rl2_query_param(q, "_method", &len)) != NULL;
+         q = strchr(val, '&')) {
         bits |= rl2_method_bit_n(val, len);
     }
     return bits;
@@ -336,11 +339,11 @@ rl2_method_readings(const rl2_policy_t *p, const rl2_request_t *req)
     if (bits == 0) {
         return RL2_METHOD_OTHER;
     }
-    if (bits == RL2_METHOD_HEAD) {
-        bits |= RL2_METHOD_GET;
-    }
     if (p->method_override && bits == RL2_METHOD_POST) {
         bits |= rl2_method_override(req);
+    }
+    if (bits & RL2_METHOD_HEAD) {
+        bits |= RL2_METHOD_GET;
     }
     return bits;
 }

@@ -204,25 +204,25 @@ rl2_host_name_len(const char *host)
     return n;
 }
 
-/* A host longer than the buffer is matched whole from its own copy:
- * truncating it could make it meet a glob its full name does not. */
+/* The longest name DNS has (253 bytes, 255 with brackets for an IPv6
+ * literal).  A longer Host names no host a rule could be written for
+ * (Apache serves it from the default virtual host), and matching it
+ * against a glob of several '*' would cost time that grows with its
+ * length: it meets no host glob. */
+#define RL2_HOST_NAME_MAX 255
+
 static int
 rl2_host_match(const char *glob, const char *host)
 {
-    char   name[256], *buf = name;
+    char   name[RL2_HOST_NAME_MAX + 1];
     size_t n = rl2_host_name_len(host);
-    int    match;
 
-    if (n >= sizeof(name) && (buf = malloc(n + 1)) == NULL) {
+    if (n > RL2_HOST_NAME_MAX) {
         return 0;
     }
-    memcpy(buf, host, n);
-    buf[n] = '\0';
-    match = rl2_glob_match(glob, buf);
-    if (buf != name) {
-        free(buf);
-    }
-    return match;
+    memcpy(name, host, n);
+    name[n] = '\0';
+    return rl2_glob_match(glob, name);
 }
 
 int

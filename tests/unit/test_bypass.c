@@ -31,6 +31,17 @@
 
 static const char *const plain_text = RL2_T_RULES;
 
+/* First match: a lax rule for one method before a strict one for
+ * another, on the same path. */
+static const char *const order_text =
+    "method_override = true;\n"
+    "rules = ( { name = \"lax\"; methods = [ \"GET\" ]; paths = \"/x\";\n"
+    "            limits = ( { rate = \"1000/hour\"; } ); },\n"
+    "          { name = \"head\"; methods = [ \"HEAD\" ]; paths = \"/x\";\n"
+    "            limits = ( { rate = \"1/hour\"; } ); },\n"
+    "          { name = \"post\"; methods = [ \"POST\" ]; paths = \"/x\";\n"
+    "            limits = ( { rate = \"1/hour\"; } ); } );\n";
+
 /* One request an hour to the API host, whatever else the host says. */
 static const char *const host_text =
     "rules = ( { name = \"api\"; hosts = [ \"api.example.com\" ];\n"
@@ -110,6 +121,12 @@ static int
 setup_override(void **state)
 {
     return setup_with(state, override_text);
+}
+
+static int
+setup_order(void **state)
+{
+    return setup_with(state, order_text);
 }
 
 static int
@@ -244,6 +261,50 @@ test_override_off(void **state)
 
     assert_int_equal(send_req(f, "POST", "/e", "_method=PUT", "PUT", rule),
                      RL2_OUTCOME_NONE);
+}
+
+/* A reading that meets a first-match rule does not end the selection of
+ * the request's other readings: HEAD still meets the rule for HEAD after
+ * a rule for GET, and a POST that says it is a GET still meets the
+ * rule for POST. */
+static void
+test_readings_do_not_shadow(void **state)
+{
+    fixture_t *f = *state;
+    char       rule[64];
+
+    assert_int_equal(send_req(f, "HEAD", "/x", NULL, NULL, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(send_req(f, "HEAD", "/x", NULL, NULL, rule),
+                     RL2_OUTCOME_DENY);
+    assert_string_equal(rule, "head");
+    assert_int_equal(send_req(f, "POST", "/x", "_method=GET", NULL, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(send_req(f, "POST", "/x", NULL, "GET", rule),
+                     RL2_OUTCOME_DENY);
+    assert_string_equal(rule, "post");
+}
+
+/* An override is a method only when it spells one in letters, and an
+ * override to HEAD is a GET too. */
+static void
+test_override_spellings(void **state)
+{
+    fixture_t *f = *state;
+    char       rule[64];
+
+    /* "GET\0" is no method: the POST is a POST only (the rule "read" is
+     * not met, "edit" neither). */
+    assert_int_equal(send_req(f, "POST", "/r", "_method=GET%00", NULL, rule),
+                     RL2_OUTCOME_NONE);
+    assert_int_equal(send_req(f, "POST", "/r", "_method=HEAD", NULL, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_string_equal(rule, "read");
+    /* Every occurrence counts: the second names PUT. */
+    assert_int_equal(
+        send_req(f, "POST", "/e", "_method=GET&_method=PUT", NULL, rule),
+        RL2_OUTCOME_ALLOW);
+    assert_string_equal(rule, "edit");
 }
 
 /* Decide GET / on host. */
@@ -455,6 +516,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_override_considered,
                                         setup_override, teardown),
         cmocka_unit_test_setup_teardown(test_override_off, setup_plain,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_readings_do_not_shadow,
+                                        setup_order, teardown),
+        cmocka_unit_test_setup_teardown(test_override_spellings, setup_override,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_host_spellings, setup_host,
                                         teardown),
