@@ -95,6 +95,8 @@ rl2_cgi_uri(rl2_cgi_req_t *r, rl2_cgi_error_t *e)
         memcpy(r->uri, sn ? sn : "", a);
         memcpy(r->uri + a, pi ? pi : "", b);
         r->uri[a + b] = '\0';
+        /* CGI's SCRIPT_NAME and PATH_INFO come decoded by the server. */
+        r->req.path_decoded = 1;
         if (qs != NULL && qs[0] != '\0') {
             if (rl2_cgi_copy(r->uri + a + b + 1, sizeof(r->uri) - (a + b + 1),
                              qs)

@@ -100,7 +100,10 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
     memset(req, 0, sizeof(*req));
     req->method = r->method;
     req->method_bit = rl2_method_bit_of(r);
+    /* Decoded once and dot segments resolved by Apache: what it routes
+     * on, never to be decoded again. */
     req->path = r->uri;
+    req->path_decoded = 1;
     req->query = r->args;
     req->host = r->hostname;
     req->peer_ip = r->useragent_ip;

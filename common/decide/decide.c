@@ -50,7 +50,7 @@ rl2_ctx_path(rl2_ctx_t *c)
         c->path = c->path_heap;
         cap = need;
     }
-    if (rl2_path_normalise(raw, c->path, cap) != 0) {
+    if (rl2_path_normalise(raw, c->path, cap, !c->req->path_decoded) != 0) {
         /* Not absolute ("*", a proxy URL), or out of memory. */
         memcpy(c->path, "/", 2);
     }

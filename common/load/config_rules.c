@@ -19,8 +19,8 @@
 
 static const char *const rl2_rule_keys[] = { "name",   "methods", "paths",
                                              "hosts",  "mode",    "continue",
-                                             "exempt", "key",     "limits",
-                                             "tiers",  NULL };
+                                             "exempt", "exact",   "key",
+                                             "limits", "tiers",   NULL };
 static const char *const rl2_default_keys[] = { "key", "mode", "limits",
                                                 "tiers", NULL };
 static const char *const rl2_tier_keys[] = { "name", "upgrade_url", NULL };
@@ -219,6 +219,7 @@ rl2_cfg_rule_body(rl2_cfg_t *cfg, const config_setting_t *g, rl2_rule_t *rule,
                             "(every matching rule applies already)");
     }
     RL2_TRY(rl2_cfg_bool(cfg, g, "exempt", &rule->exempt));
+    RL2_TRY(rl2_cfg_bool(cfg, g, "exact", &rule->exact));
     RL2_TRY(rl2_cfg_key(cfg, g, &sc.key));
     *key = sc.key;
     if (rule->exempt && (limits != NULL || tiers != NULL)) {

@@ -3,9 +3,13 @@
  * and host globs, method sets.
  *
  * Rules match the normalised path, so "/api//v2/./x", "/api/v2/y/../x",
- * "/api/%76%32/x", "/API/v2/x" and "/api/v2/x/" all meet the rule written
- * for "/api/v2/x": a client cannot step around a limit by spelling its
- * path differently.
+ * "/api/%76%32/x", "/api%2Fv2/x", "/api/v2;jsessionid=1/x", "/API/v2/x"
+ * and "/api/v2/x/" all meet the rule written for "/api/v2/x": a client
+ * cannot step around a limit by spelling its path differently.  A path
+ * is decoded exactly once: from the form the front end received (the
+ * raw REQUEST_URI of a FastCGI server), or not at all when the front end
+ * has decoded it already (Apache's r->uri): a second decoding would read
+ * "%252e%252e" as "..", which no server does.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -29,12 +33,18 @@ rl2_hexval(int c)
     return -1;
 }
 
-/* RFC 3986 unreserved characters may be percent-decoded without changing
- * what the path means; everything else stays encoded. */
-static int
-rl2_unreserved(int c)
+/* The length of the separator at p, or 0: '/', and in a path not yet
+ * decoded "%2F" too, since nginx and the frameworks behind it decode it
+ * before they route ("/x/..%2Fauth/login" is "/auth/login" to them). */
+static size_t
+rl2_path_sep(const char *p, int decode)
 {
-    return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
+    if (p[0] == '/') {
+        return 1;
+    }
+    return decode && p[0] == '%' && p[1] == '2' && (p[2] == 'F' || p[2] == 'f')
+               ? 3
+               : 0;
 }
 
 /* Drop the last segment of out[0..*len), never going above "/". */
@@ -49,32 +59,38 @@ rl2_path_pop(char *out, size_t *len)
     }
 }
 
-/* Copy the next segment of path (after any run of '/') decoding
- * unreserved escapes; returns the segment length or -1 on overflow. */
+/* Copy the next segment of path (after any run of separators) into
+ * seg, decoding every escape but %00 when `decode`, and leaving out a
+ * ";parameter" (Tomcat and other servlet containers route "/login;x" and
+ * "/x/..;/admin" as "/login" and "/admin"); returns the segment length or
+ * -1 on overflow. */
 static long
-rl2_path_segment(const char **pp, char *seg, size_t segmax)
+rl2_path_segment(const char **pp, char *seg, size_t segmax, int decode)
 {
     const char *p = *pp;
-    size_t      n = 0;
+    size_t      n = 0, s;
+    int         param = 0;
 
-    while (*p == '/') {
-        p++;
+    while ((s = rl2_path_sep(p, decode)) != 0) {
+        p += s;
     }
-    while (*p != '\0' && *p != '/' && *p != '?' && *p != '#') {
+    while (*p != '\0' && *p != '?' && *p != '#' && !rl2_path_sep(p, decode)) {
         int c = (unsigned char)*p;
 
-        if (c == '%' && rl2_hexval(p[1]) >= 0 && rl2_hexval(p[2]) >= 0) {
-            int d = rl2_hexval(p[1]) * 16 + rl2_hexval(p[2]);
-
-            if (rl2_unreserved(d)) {
-                c = d;
-                p += 2;
+        if (c == ';') {
+            param = 1;
+        }
+        else if (decode && c == '%' && rl2_hexval(p[1]) >= 0
+                 && rl2_hexval(p[2]) >= 0 && (p[1] != '0' || p[2] != '0')) {
+            c = rl2_hexval(p[1]) * 16 + rl2_hexval(p[2]);
+            p += 2;
+        }
+        if (!param) {
+            if (n + 1 >= segmax) {
+                return -1;
             }
+            seg[n++] = (char)c;
         }
-        if (n + 1 >= segmax) {
-            return -1;
-        }
-        seg[n++] = (char)c;
         p++;
     }
     seg[n] = '\0';
@@ -97,7 +113,7 @@ rl2_dots(const char *seg, long n)
  * never sees a failure (a failure that mapped a path to "/" would let a
  * long path slip past the rules written for it). */
 int
-rl2_path_normalise(const char *path, char *out, size_t outlen)
+rl2_path_normalise(const char *path, char *out, size_t outlen, int decode)
 {
     size_t len = 1;
     int    trailing = 0;
@@ -106,7 +122,7 @@ rl2_path_normalise(const char *path, char *out, size_t outlen)
         return -1;
     }
     out[0] = '/';
-    while (*path == '/') {
+    while (rl2_path_sep(path, decode)) {
         /* A kept segment goes after a separating slash. */
         size_t start = len > 1 ? len + 1 : len;
         long   n;
@@ -115,7 +131,7 @@ rl2_path_normalise(const char *path, char *out, size_t outlen)
         if (start >= outlen) {
             return -1;
         }
-        n = rl2_path_segment(&path, out + start, outlen - start);
+        n = rl2_path_segment(&path, out + start, outlen - start, decode);
         if (n < 0) {
             return -1;
         }
@@ -225,6 +241,28 @@ rl2_host_match(const char *glob, const char *host)
     return rl2_glob_match(glob, name);
 }
 
+/* Does path name the script `glob` with a PATH_INFO after it?  A path
+ * written without a wildcard whose last segment names a file
+ * ("/wp-login.php", "/cgi-bin/app.cgi") is run by the server for
+ * "/wp-login.php/x" too, with "/x" as PATH_INFO: the rule meets both. */
+static int
+rl2_path_info_match(const char *glob, const char *path)
+{
+    const char *last = strrchr(glob, '/');
+    size_t      n = strlen(glob);
+
+    if (last == NULL || strchr(last, '.') == NULL || strpbrk(glob, "*?")) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (rl2_ascii_fold((unsigned char)glob[i])
+            != rl2_ascii_fold((unsigned char)path[i])) {
+            return 0;
+        }
+    }
+    return path[n] == '/';
+}
+
 int
 rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit, const char *path,
                const char *host)
@@ -251,7 +289,8 @@ rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit, const char *path,
         return 1;
     }
     for (i = 0; i < rule->n_paths; i++) {
-        if (rl2_glob_match(rule->paths[i], path)) {
+        if (rl2_glob_match(rule->paths[i], path)
+            || (!rule->exact && rl2_path_info_match(rule->paths[i], path))) {
             return 1;
         }
     }

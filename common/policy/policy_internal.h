@@ -60,11 +60,12 @@ int rl2_cidr_match(const rl2_cidr_t *net, int family, const uint8_t *addr);
 int rl2_glob_match(const char *glob, const char *text);
 
 /* Normalise a request path into out (size outlen): strip the query,
- * decode %XX of unreserved characters, collapse "//", resolve "." and
- * "..", never above "/".  The result never needs more than
- * strlen(path) + 2 bytes.  Returns 0 on success, -1 when the path does
- * not fit or is not absolute. */
-int rl2_path_normalise(const char *path, char *out, size_t outlen);
+ * decode every %XX but %00 once when `decode` (a path as received; 0 for
+ * one the server decoded already), with "%2F" a separator, leave out
+ * ";parameters", collapse "//", resolve "." and "..", never above "/".
+ * The result never needs more than strlen(path) + 2 bytes.  Returns 0 on
+ * success, -1 when the path does not fit or is not absolute. */
+int rl2_path_normalise(const char *path, char *out, size_t outlen, int decode);
 
 /* Does the rule match this method (bit), normalised path and host? */
 int rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit,

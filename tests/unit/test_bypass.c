@@ -42,6 +42,16 @@ static const char *const order_text =
     "          { name = \"post\"; methods = [ \"POST\" ]; paths = \"/x\";\n"
     "            limits = ( { rate = \"1/hour\"; } ); } );\n";
 
+/* A script, once an hour; the same with exact; /health exempt, the rest
+ * once an hour. */
+static const char *const path_text =
+    "rules = ( { name = \"login\"; paths = \"/wp-login.php\";\n"
+    "            limits = ( { rate = \"1/hour\"; } ); },\n"
+    "          { name = \"exact\"; paths = \"/x.cgi\"; exact = true;\n"
+    "            limits = ( { rate = \"1/hour\"; } ); },\n"
+    "          { name = \"health\"; paths = \"/health\"; exempt = true; } );\n"
+    "default = { limits = ( { rate = \"1/hour\"; key = \"global\"; } ); };\n";
+
 /* One request an hour to the API host, whatever else the host says. */
 static const char *const host_text =
     "rules = ( { name = \"api\"; hosts = [ \"api.example.com\" ];\n"
@@ -127,6 +137,12 @@ static int
 setup_order(void **state)
 {
     return setup_with(state, order_text);
+}
+
+static int
+setup_path(void **state)
+{
+    return setup_with(state, path_text);
 }
 
 static int
@@ -305,6 +321,67 @@ test_override_spellings(void **state)
         send_req(f, "POST", "/e", "_method=GET&_method=PUT", NULL, rule),
         RL2_OUTCOME_ALLOW);
     assert_string_equal(rule, "edit");
+}
+
+/* Decide GET path, as received (decoded 0) or decoded by the server. */
+static rl2_outcome_t
+send_path(fixture_t *f, const char *path, int decoded, char rule[64])
+{
+    rl2_request_t req = { 0 };
+    rl2_verdict_t v;
+    rl2_clock_t   now = { 1000000, 1700000000000000 };
+    rl2_err_t     err;
+
+    req.method = "GET";
+    req.path = path;
+    req.path_decoded = decoded;
+    req.peer_ip = "192.0.2.1";
+    rl2_verdict_init(&v);
+    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
+                                RL2_PHASE_ALL, &now, &v, &err),
+                     RL2_OK);
+    snprintf(rule, 64, "%s",
+             v.n_layers > 0 && v.shown >= 0 ? v.layers[v.shown].rule->name
+                                            : "");
+    return v.outcome;
+}
+
+/* The script with a PATH_INFO is the script; "exact" says it is not. */
+static void
+test_path_info(void **state)
+{
+    fixture_t *f = *state;
+    char       rule[64];
+
+    assert_int_equal(send_path(f, "/wp-login.php", 0, rule), RL2_OUTCOME_ALLOW);
+    assert_int_equal(send_path(f, "/WP-LOGIN.php/x/y", 0, rule),
+                     RL2_OUTCOME_DENY);
+    assert_string_equal(rule, "login");
+    assert_int_equal(send_path(f, "/x.cgi/y", 0, rule), RL2_OUTCOME_ALLOW);
+    assert_string_equal(rule, "default");
+    assert_int_equal(send_path(f, "/x.cgi", 0, rule), RL2_OUTCOME_ALLOW);
+    assert_string_equal(rule, "exact");
+}
+
+/* A path is decoded once: what Apache decoded is not decoded again, so
+ * "%252e%252e" sent to Apache is not ".." to the limiter; as received by
+ * a FastCGI server, "..%2F" climbs like "../". */
+static void
+test_path_decoded_once(void **state)
+{
+    fixture_t *f = *state;
+    char       rule[64];
+
+    assert_int_equal(send_path(f, "/app.php/%2e%2e/health", 1, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_string_equal(rule, "default");
+    assert_int_equal(send_path(f, "/docs/..%2Fwp-login.php", 0, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_string_equal(rule, "login");
+    assert_int_equal(send_path(f, "/a/..;/wp-login.php;x", 0, rule),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(send_path(f, "/x/%2e%2e/health", 0, rule),
+                     RL2_OUTCOME_BYPASS);
 }
 
 /* Decide GET / on host. */
@@ -520,6 +597,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_readings_do_not_shadow,
                                         setup_order, teardown),
         cmocka_unit_test_setup_teardown(test_override_spellings, setup_override,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_path_info, setup_path, teardown),
+        cmocka_unit_test_setup_teardown(test_path_decoded_once, setup_path,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_host_spellings, setup_host,
                                         teardown),

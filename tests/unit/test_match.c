@@ -21,7 +21,7 @@ expect_norm(const char *in, const char *want)
 {
     char out[256];
 
-    assert_int_equal(rl2_path_normalise(in, out, sizeof(out)), 0);
+    assert_int_equal(rl2_path_normalise(in, out, sizeof(out), 1), 0);
     assert_string_equal(out, want);
 }
 
@@ -37,7 +37,34 @@ test_normalise_spellings(void **state)
     expect_norm("/projects/", "/projects/");
     expect_norm("/a/b/..", "/a/");
     expect_norm("/a?x=1", "/a");
-    expect_norm("/a%2Fb", "/a%2Fb"); /* reserved: stays encoded */
+    /* Decoded once, as nginx and the frameworks behind it route: %2F
+     * separates segments, and ".." that way is resolved too. */
+    expect_norm("/a%2Fb", "/a/b");
+    expect_norm("/x/..%2Fauth/login", "/auth/login");
+    expect_norm("/docs/..%2Fapi/v2/generation/generate",
+                "/api/v2/generation/generate");
+    expect_norm("/%2e%2e/%2E%2E/admin", "/admin");
+    expect_norm("/a/%252e%252e/b", "/a/%2e%2e/b"); /* once, not twice */
+    expect_norm("/a%00b", "/a%00b");               /* no NUL */
+    /* ";parameters" are left out, as servlet containers route. */
+    expect_norm("/login;jsessionid=1", "/login");
+    expect_norm("/x/..;/admin", "/admin");
+    expect_norm("/a;b/c;d/", "/a/c/");
+}
+
+/* A path the server decoded already (Apache's r->uri) is not decoded
+ * again: "%2e%2e" in it is what "%252e%252e" was on the wire. */
+static void
+test_normalise_decoded_once(void **state)
+{
+    char out[64];
+
+    (void)state;
+    assert_int_equal(
+        rl2_path_normalise("/app.php/%2e%2e/health", out, sizeof(out), 0), 0);
+    assert_string_equal(out, "/app.php/%2e%2e/health");
+    assert_int_equal(rl2_path_normalise("/a/%2F/b;x", out, sizeof(out), 0), 0);
+    assert_string_equal(out, "/a/%2F/b");
 }
 
 static void
@@ -46,8 +73,8 @@ test_normalise_refuses_relative(void **state)
     char out[16];
 
     (void)state;
-    assert_int_equal(rl2_path_normalise("api", out, sizeof(out)), -1);
-    assert_int_equal(rl2_path_normalise("*", out, sizeof(out)), -1);
+    assert_int_equal(rl2_path_normalise("api", out, sizeof(out), 1), -1);
+    assert_int_equal(rl2_path_normalise("*", out, sizeof(out), 1), -1);
 }
 
 /* The result fits in strlen(input) + 2 bytes, whatever the input. */
@@ -64,7 +91,7 @@ test_normalise_fits_input_plus_two(void **state)
         char  *out = malloc(cap);
 
         assert_non_null(out);
-        assert_int_equal(rl2_path_normalise(inputs[i], out, cap), 0);
+        assert_int_equal(rl2_path_normalise(inputs[i], out, cap, 1), 0);
         free(out);
     }
 }
@@ -235,6 +262,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_method_bits),
         cmocka_unit_test(test_normalise_spellings),
+        cmocka_unit_test(test_normalise_decoded_once),
         cmocka_unit_test(test_normalise_refuses_relative),
         cmocka_unit_test(test_normalise_fits_input_plus_two),
         cmocka_unit_test(test_glob),

@@ -110,19 +110,21 @@ typedef struct {
 } rl2_limit_set_t;
 
 typedef struct {
-    const char      *name;
-    const char      *file;
-    int              line;
-    unsigned         methods; /* RL2_METHOD_* bits; 0 = any method */
-    const char     **paths;   /* globs on the normalised path; 0 = any */
-    size_t           n_paths;
-    const char     **hosts; /* lower-case globs; 0 = any host */
-    size_t           n_hosts;
-    rl2_mode_t       mode;
-    int              is_continue; /* first-match: go on after this rule */
-    int              exempt;      /* matching requests are never limited */
-    rl2_limit_set_t  limits;      /* for every tier without its own set */
-    rl2_limit_set_t *tiers;       /* [policy->n_tiers] or NULL */
+    const char  *name;
+    const char  *file;
+    int          line;
+    unsigned     methods; /* RL2_METHOD_* bits; 0 = any method */
+    const char **paths;   /* globs on the normalised path; 0 = any */
+    size_t       n_paths;
+    const char **hosts; /* lower-case globs; 0 = any host */
+    size_t       n_hosts;
+    rl2_mode_t   mode;
+    int          is_continue; /* first-match: go on after this rule */
+    int          exempt;      /* matching requests are never limited */
+    int          exact;       /* a script's path does not also meet
+                                 it with a PATH_INFO after it */
+    rl2_limit_set_t  limits;  /* for every tier without its own set */
+    rl2_limit_set_t *tiers;   /* [policy->n_tiers] or NULL */
 } rl2_rule_t;
 
 typedef struct {
