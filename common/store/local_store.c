@@ -87,6 +87,21 @@ rl2_layer_commit(rl2_zone_t *zone, rl2_layer_t *l, void *state,
 _Static_assert(RL2_MAX_LAYERS <= RL2_ZONE_MIN_ENTRIES,
                "a request's layers must fit in the smallest zone");
 
+/* A refused request creates nothing, but the counters that refused it
+ * are in use: they become the most recent, so a flood of new keys evicts
+ * idle entries before a client that is being refused right now (whose
+ * counter, evicted, would start afresh). */
+static void
+rl2_local_touch_found(rl2_zone_t *zone, size_t n, void **states,
+                      const uint32_t *refs)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (states[i] != NULL && refs[i] != zone->hdr->lru_head) {
+            rl2_zone_touch(zone, refs[i]);
+        }
+    }
+}
+
 /* Commit every admitted layer: the entries found first, then new ones,
  * then the arithmetic, with every state pointer final. */
 static void
@@ -152,6 +167,9 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     }
     if (!refused) {
         rl2_local_take(zone, layers, n, states, refs, now);
+    }
+    else {
+        rl2_local_touch_found(zone, n, states, refs);
     }
     rl2_zone_unlock(zone);
     return RL2_OK;

@@ -133,7 +133,7 @@ apache_conf "$D" "$(free_port)" event
 echo "RateLimit2Redis 127.0.0.1:6379 dbx=1" >"$D/site.conf"
 out=$(apache_configtest "$D")
 like "a bad RateLimit2Redis option fails configtest, naming it" \
-     'RateLimit2Redis: bad option "dbx=1"' "$out"
+     'RateLimit2Redis: redis: unknown option "dbx"' "$out"
 echo "RateLimit2Failover sideways" >"$D/site.conf"
 like "a bad failover mode fails configtest" 'RateLimit2Failover: ' \
      "$(apache_configtest "$D")"

@@ -544,6 +544,29 @@ test_new_entry_never_takes_a_found_one(void **state)
     assert_int_equal(v.outcome, RL2_OUTCOME_DENY); /* its 3 were kept */
 }
 
+/* A client being refused keeps its counter under a flood of new keys:
+ * its refused requests keep the entry recent, as its admitted ones do. */
+static void
+test_refused_client_stays_counted(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_verdict_t v;
+    char          ip[32];
+
+    for (int i = 0; i < 3; i++) {
+        send_from(f, "/a", "192.0.2.1", &v);
+    }
+    for (int i = 0; i < 200; i++) {
+        snprintf(ip, sizeof(ip), "198.51.%d.%d", i / 250, i % 250 + 1);
+        send_from(f, "/a", ip, &v);
+        assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+        if (i % 4 == 3) {
+            send_from(f, "/a", "192.0.2.1", &v);
+            assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+        }
+    }
+}
+
 /* A request one layer refuses takes no entry in the zone: a flood of
  * refused requests with made-up keys creates none and evicts none, so
  * the zone's live counters stay as they were. */
@@ -608,6 +631,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_apikey_twice_refused, setup_apikey,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_new_entry_never_takes_a_found_one,
+                                        setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_client_stays_counted,
                                         setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_refused_creates_no_entry,
                                         setup_flood, teardown),
