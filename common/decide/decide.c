@@ -73,7 +73,7 @@ rl2_select_one(const rl2_policy_t *p, size_t i, rl2_applied_t *out, int *n)
  * a policy with a rule index, only those its path's first segment and the
  * segment-less rules name (rule_index.c).  Returns 1 when a first-match
  * rule ended the selection, -1 when too many apply. */
-static int
+static inline __attribute__((always_inline)) int
 rl2_select_policy_rules(rl2_ctx_t *c, rl2_applied_t *out, int *n)
 {
     const rl2_policy_t   *p = c->policy;
@@ -133,7 +133,7 @@ rl2_select_merge(rl2_applied_t *out, int *n, const rl2_applied_t *more,
 
 /* The policy's rules and default for one method reading; returns how
  * many, or -1 when too many apply. */
-static int
+static inline __attribute__((always_inline)) int
 rl2_select_reading(rl2_ctx_t *c, rl2_applied_t *out)
 {
     const rl2_policy_t *p = c->policy;
@@ -151,40 +151,43 @@ rl2_select_reading(rl2_ctx_t *c, rl2_applied_t *out)
     return n;
 }
 
+/* A request that may be served as more than one method (HEAD is GET
+ * too; an override) is selected once per method and meets every rule any
+ * of them meets: a first-match rule for one reading must not end the
+ * selection of another.  Out of line: most requests have one reading,
+ * and their path stays as short as it was. */
+static __attribute__((noinline)) int
+rl2_select_readings(rl2_ctx_t *c, rl2_applied_t *out)
+{
+    unsigned      readings = c->method_bit;
+    rl2_applied_t one[RL2_MAX_RULES];
+    int           n = 0, n_one = 0;
+
+    for (unsigned bit = 1; bit != 0 && bit <= readings; bit <<= 1) {
+        if ((readings & bit) == 0) {
+            continue;
+        }
+        c->method_bit = bit;
+        n_one = rl2_select_reading(c, one);
+        if (n_one < 0 || rl2_select_merge(out, &n, one, n_one) < 0) {
+            n = -1;
+            break;
+        }
+    }
+    c->method_bit = readings;
+    return n;
+}
+
 /* Select the rules that apply (docs/configuration.md, "Rules"); returns
- * how many, or -1 when more apply than a request may be checked against.
- * A request that may be served as more than one method (HEAD is GET too;
- * an override) is selected once per method, and meets every rule any of
- * them meets: a first-match rule for one reading must not end the
- * selection of another. */
+ * how many, or -1 when more apply than a request may be checked against. */
 static int
 rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                  rl2_applied_t *out)
 {
-    unsigned readings = c->method_bit;
-    int      n;
+    int n = (c->method_bit & (c->method_bit - 1)) == 0
+                ? rl2_select_reading(c, out)
+                : rl2_select_readings(c, out);
 
-    if ((readings & (readings - 1)) == 0) {
-        n = rl2_select_reading(c, out);
-    }
-    else {
-        rl2_applied_t one[RL2_MAX_RULES];
-        int           n_one;
-
-        n = 0;
-        for (unsigned bit = 1; bit != 0 && bit <= readings; bit <<= 1) {
-            if ((readings & bit) == 0) {
-                continue;
-            }
-            c->method_bit = bit;
-            n_one = rl2_select_reading(c, one);
-            if (n_one < 0 || rl2_select_merge(out, &n, one, n_one) < 0) {
-                c->method_bit = readings;
-                return -1;
-            }
-        }
-        c->method_bit = readings;
-    }
     for (size_t i = 0; n >= 0 && i < n_extra; i++) {
         if (n == RL2_MAX_RULES) {
             return -1;

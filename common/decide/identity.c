@@ -475,6 +475,9 @@ rl2_resolve_apikey(rl2_ctx_t *c)
     int                  seen = 0, differ = 0;
 
     c->apikey = NULL;
+    if (p->apikey_header == NULL && p->apikey_query == NULL) {
+        return 0;
+    }
     if (p->apikey_header != NULL && r->header != NULL
         && (hv = r->header(r->header_ctx, p->apikey_header)) != NULL) {
         differ |= rl2_apikey_header(c, hv, &seen);

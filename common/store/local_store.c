@@ -102,27 +102,17 @@ rl2_local_touch_found(rl2_zone_t *zone, size_t n, void **states,
     }
 }
 
-/* Commit every admitted layer: the entries found first, then new ones,
- * then the arithmetic, with every state pointer final. */
+/* Entries for the admitted layers whose keys the zone does not hold,
+ * after the ones it holds are made the most recent. */
 static void
-rl2_local_take(rl2_zone_t *zone, rl2_layer_t *layers, size_t n, void **states,
-               const uint32_t *refs, const rl2_clock_t *now)
+rl2_local_make_room(rl2_zone_t *zone, const rl2_layer_t *layers, size_t n,
+                    void **states, uint32_t *refs, const rl2_clock_t *now)
 {
-    for (size_t i = 0; i < n; i++) {
-        /* A busy client is already the most recent: nothing moves. */
-        if (!layers[i].refused && states[i] != NULL
-            && refs[i] != zone->hdr->lru_head) {
-            rl2_zone_touch(zone, refs[i]);
-        }
-    }
+    rl2_local_touch_found(zone, n, states, refs);
     for (size_t i = 0; i < n; i++) {
         if (!layers[i].refused && states[i] == NULL) {
             states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!layers[i].refused) {
-            rl2_layer_commit(zone, &layers[i], states[i], now);
+            refs[i] = zone->hdr->lru_head;
         }
     }
 }
@@ -139,7 +129,7 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     rl2_zone_t        *zone = ls->zone;
     void              *states[RL2_MAX_LAYERS];
     uint32_t           refs[RL2_MAX_LAYERS];
-    int                refused = 0;
+    int                refused = 0, missing = 0;
     rl2_status_t       st;
 
     for (size_t i = 0; i < n; i++) {
@@ -159,17 +149,30 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     for (size_t i = 0; i < n; i++) {
         states[i] =
             rl2_zone_lookup(zone, layers[i].key, now->mono_us, &refs[i]);
+        missing |= states[i] == NULL;
         rl2_layer_check(&layers[i], states[i] ? states[i] : ls->fresh, now);
         /* Unlimited layers never refuse (decide.c and the Redis
          * scripts agree). */
         refused |= layers[i].refused && !layers[i].dry_run
                    && !layers[i].limit->unlimited;
     }
-    if (!refused) {
-        rl2_local_take(zone, layers, n, states, refs, now);
+    if (refused) {
+        rl2_local_touch_found(zone, n, states, refs);
     }
     else {
-        rl2_local_touch_found(zone, n, states, refs);
+        if (missing) {
+            rl2_local_make_room(zone, layers, n, states, refs, now);
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (layers[i].refused) {
+                continue;
+            }
+            /* A busy client is already the most recent: nothing moves. */
+            if (refs[i] != zone->hdr->lru_head) {
+                rl2_zone_touch(zone, refs[i]);
+            }
+            rl2_layer_commit(zone, &layers[i], states[i], now);
+        }
     }
     rl2_zone_unlock(zone);
     return RL2_OK;
