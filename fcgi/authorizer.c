@@ -70,23 +70,29 @@ rl2_fcgi_join(rl2_fcgi_params_t *p, const char *name, size_t nlen)
  * returns the first: a client's own X-Forwarded-For line before the one
  * its proxy appends would be believed, and of two X-API-Key lines the
  * limiter would count the first while PHP takes the last.  Joined, the
- * core sees the one list a proxy would pass on. */
+ * core sees the one list a proxy would pass on.  A server's own param
+ * given twice (fastcgi_params and a later fastcgi_param both setting
+ * REQUEST_URI) is the last one, as PHP-FPM reads it. */
 static const char *
 rl2_fcgi_param(void *ctx, const char *name)
 {
     rl2_fcgi_params_t *p = ctx;
     size_t             nlen = strlen(name);
-    const char        *first = NULL, *list;
+    const char        *first = NULL, *last = NULL, *list;
     int                count = 0;
 
-    for (char **e = p->req->envp; *e != NULL && count < 2; e++) {
+    for (char **e = p->req->envp; *e != NULL; e++) {
         if (strncmp(*e, name, nlen) == 0 && (*e)[nlen] == '=') {
-            first = first != NULL ? first : *e + nlen + 1;
+            last = *e + nlen + 1;
+            first = first != NULL ? first : last;
             count++;
         }
     }
     if (count < 2) {
         return first;
+    }
+    if (strncmp(name, "HTTP_", 5) != 0) {
+        return last;
     }
     if ((list = rl2_fcgi_join(p, name, nlen)) == NULL) {
         p->overflow = 1;
@@ -201,6 +207,8 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     rl2_err_t         err;
     rl2_status_t      st;
     rl2_fcgi_params_t params;
+    const char       *id;
+    size_t            len;
 
     params.req = req;
     params.used = 0;
@@ -223,8 +231,15 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         rl2_fcgi_metrics(srv, gen, req);
         return;
     }
-    rl2_verdict_init(&v);
     rl2_clock_now(&now);
+    id = rl2_fcgi_param(&params, "RATELIMIT2_REQUEST_ID");
+    if ((len = rl2_once_find(id, now.mono_us, out, sizeof(out))) > 0) {
+        /* The same client request again (nginx after an internal
+         * redirect): the same answer, counted once. */
+        rl2_fcgi_send(req, out, len);
+        return;
+    }
+    rl2_verdict_init(&v);
     r.req.tier_source = rl2_backend_tier_source(gen->zone->backend);
     if ((st = rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
                          RL2_PHASE_ALL, &now, &v, &err))
@@ -235,8 +250,9 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
             rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
                             "answered 400 to a request from %.47s: %s",
                             rl2_fcgi_peer(req), err.msg);
-            rl2_fcgi_send(req, out,
-                          rl2_cgi_error(out, sizeof(out), 400, err.msg));
+            len = rl2_cgi_error(out, sizeof(out), 400, err.msg);
+            rl2_once_keep(id, now.mono_us, out, len);
+            rl2_fcgi_send(req, out, len);
             return;
         }
         if (rl2_fcgi_store_error(gen, &err, req, out, sizeof(out))) {
@@ -251,9 +267,9 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
                         "answered 400 to a request from %.47s: repeated "
                         "headers too long",
                         rl2_fcgi_peer(req));
-        rl2_fcgi_send(
-            req, out,
-            rl2_cgi_error(out, sizeof(out), 400, "repeated headers too long"));
+        len = rl2_cgi_error(out, sizeof(out), 400, "repeated headers too long");
+        rl2_once_keep(id, now.mono_us, out, len);
+        rl2_fcgi_send(req, out, len);
         return;
     }
     if (v.outcome == RL2_OUTCOME_DENY) {
@@ -262,9 +278,9 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     }
     rl2_metrics_record(gen->metrics, &v, &now);
     rl2_fcgi_log_verdict(&v);
-    rl2_fcgi_send(
-        req, out,
-        rl2_fcgi_answer(gen->policy, &v, &now, responder, out, sizeof(out)));
+    len = rl2_fcgi_answer(gen->policy, &v, &now, responder, out, sizeof(out));
+    rl2_once_keep(id, now.mono_us, out, len);
+    rl2_fcgi_send(req, out, len);
 }
 
 void

@@ -228,6 +228,19 @@ typedef struct {
  * request too large has been answered 431). */
 int rl2_vet(rl2_vet_t *v, int fd, int timeout_ms);
 
+/* ---- once.c: one answer per client request ---- */
+
+/* The longest request id kept (nginx's $request_id has 32). */
+#define RL2_ONCE_ID_MAX 64
+
+/* The answer kept for request id, copied into out[size]: its length, or
+ * 0 when there is none (or it is older than a redirect can be). */
+size_t rl2_once_find(const char *id, int64_t now_us, char *out, size_t size);
+
+/* Keep answer[0..len) as the one for request id. */
+void rl2_once_keep(const char *id, int64_t now_us, const char *answer,
+                   size_t len);
+
 /* ---- authorizer.c: one FastCGI request ---- */
 
 typedef struct {
