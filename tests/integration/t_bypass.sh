@@ -62,10 +62,13 @@ CONF
         not_ok "apache ($mpm) starts"
         return
     fi
-    # Decoded once: %252e%252e is "%2e%2e" to Apache, never "..".
+    # Decoded once: %252e%252e is "%2e%2e" to Apache, never "..": the
+    # request is counted (the default rule's fields), not exempt.
+    like "apache $mpm: /app.php/%252e%252e/health is not /health" \
+        '^RateLimit-Policy: "default"' \
+        "$(curl -s -D - -o /dev/null --path-as-is \
+            "$U/app.php/%252e%252e/health" | tr -d '\r')"
     status GET "$U/wp-login.php" >/dev/null
-    trick "apache $mpm: /app.php/%252e%252e/health is not /health" 200 \
-        GET "$U/app.php/%252e%252e/health"
     trick "apache $mpm: the script with a PATH_INFO meets its rule" 429 \
         GET "$U/wp-login.php/x"
     status GET "$U/stream" >/dev/null
@@ -152,6 +155,12 @@ CONF
     fi
     trick "nginx: and REAL's request is still there" 200 \
         GET "$U/k?api_key=REAL"
+    # ratelimit2-fcgi reads the Host header as sent: the core reads the
+    # name in it as servers route on it.
+    trick "nginx: GET /h on api.example.com admitted once" 200 \
+        GET "$U/h" -H "Host: api.example.com"
+    trick "nginx: Host with a trailing dot, a port and capitals" 429 \
+        GET "$U/h" -H "Host: API.example.com.:$P"
     trick "nginx: GET /stream admitted once" 200 GET "$U/stream"
     trick "nginx: HEAD meets the GET rule" 429 HEAD "$U/stream" -I
     # An internal redirect (try_files to /index.php) is not a second
