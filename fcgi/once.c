@@ -69,8 +69,8 @@ rl2_once_keep(const char *id, int64_t now_us, const char *answer, size_t len)
 {
     rl2_once_slot_t *s;
 
-    if (id == NULL || id[0] == '\0' || strlen(id) > RL2_ONCE_ID_MAX
-        || len == 0 || len > sizeof(s->answer)) {
+    if (id == NULL || id[0] == '\0' || strlen(id) > RL2_ONCE_ID_MAX || len == 0
+        || len > sizeof(s->answer)) {
         return;
     }
     s = rl2_once_slot(id);

@@ -189,30 +189,45 @@ apikey_header(void *ctx, const char *name)
     return strcasecmp(name, "X-API-Key") == 0 ? ctx : NULL;
 }
 
+/* Decide req on every phase at the suite's fixed time; the status, the
+ * verdict in *v, and in rule[64] the name of the rule that decided. */
+static rl2_status_t
+decide_one(fixture_t *f, rl2_request_t *req, rl2_verdict_t *v, char rule[64])
+{
+    rl2_clock_t  now = { 1000000, 1700000000000000 };
+    rl2_err_t    err;
+    rl2_status_t st;
+
+    if (req->method == NULL) {
+        req->method = "GET";
+    }
+    if (req->peer_ip == NULL) {
+        req->peer_ip = "192.0.2.1";
+    }
+    rl2_verdict_init(v);
+    st = rl2_decide(f->policy, NULL, 0, f->store, req, RL2_PHASE_ALL, &now, v,
+                    &err);
+    if (rule != NULL) {
+        snprintf(rule, 64, "%s",
+                 v->n_layers > 0 && v->shown >= 0
+                     ? v->layers[v->shown].rule->name
+                     : "");
+    }
+    return st;
+}
+
 /* Decide method path?query (with an X-HTTP-Method-Override when
  * override is not NULL); the outcome and the rule that decided. */
 static rl2_outcome_t
 send_req(fixture_t *f, const char *method, const char *path, const char *query,
          const char *override, char rule[64])
 {
-    rl2_request_t req = { 0 };
+    rl2_request_t req = { .method = method, .path = path, .query = query };
     rl2_verdict_t v;
-    rl2_clock_t   now = { 1000000, 1700000000000000 };
-    rl2_err_t     err;
 
-    req.method = method;
-    req.path = path;
-    req.query = query;
-    req.peer_ip = "192.0.2.1";
     req.header = override_header;
     req.header_ctx = (void *) override;
-    rl2_verdict_init(&v);
-    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                RL2_PHASE_ALL, &now, &v, &err),
-                     RL2_OK);
-    snprintf(rule, 64, "%s",
-             v.n_layers > 0 && v.shown >= 0 ? v.layers[v.shown].rule->name
-                                            : "");
+    assert_int_equal(decide_one(f, &req, &v, rule), RL2_OK);
     return v.outcome;
 }
 
@@ -327,22 +342,10 @@ test_override_spellings(void **state)
 static rl2_outcome_t
 send_path(fixture_t *f, const char *path, int decoded, char rule[64])
 {
-    rl2_request_t req = { 0 };
+    rl2_request_t req = { .path = path, .path_decoded = decoded };
     rl2_verdict_t v;
-    rl2_clock_t   now = { 1000000, 1700000000000000 };
-    rl2_err_t     err;
 
-    req.method = "GET";
-    req.path = path;
-    req.path_decoded = decoded;
-    req.peer_ip = "192.0.2.1";
-    rl2_verdict_init(&v);
-    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                RL2_PHASE_ALL, &now, &v, &err),
-                     RL2_OK);
-    snprintf(rule, 64, "%s",
-             v.n_layers > 0 && v.shown >= 0 ? v.layers[v.shown].rule->name
-                                            : "");
+    assert_int_equal(decide_one(f, &req, &v, rule), RL2_OK);
     return v.outcome;
 }
 
@@ -388,19 +391,10 @@ test_path_decoded_once(void **state)
 static rl2_outcome_t
 send_host(fixture_t *f, const char *host)
 {
-    rl2_request_t req = { 0 };
+    rl2_request_t req = { .path = "/", .host = host };
     rl2_verdict_t v;
-    rl2_clock_t   now = { 1000000, 1700000000000000 };
-    rl2_err_t     err;
 
-    req.method = "GET";
-    req.path = "/";
-    req.host = host;
-    req.peer_ip = "192.0.2.1";
-    rl2_verdict_init(&v);
-    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                RL2_PHASE_ALL, &now, &v, &err),
-                     RL2_OK);
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
     return v.outcome;
 }
 
@@ -439,21 +433,13 @@ static rl2_status_t
 send_key(fixture_t *f, const char *header, const char *query,
          rl2_outcome_t *out)
 {
-    rl2_request_t req = { 0 };
+    rl2_request_t req = { .path = "/api/x", .query = query };
     rl2_verdict_t v;
-    rl2_clock_t   now = { 1000000, 1700000000000000 };
-    rl2_err_t     err;
     rl2_status_t  st;
 
-    req.method = "GET";
-    req.path = "/api/x";
-    req.query = query;
-    req.peer_ip = "192.0.2.1";
     req.header = apikey_header;
     req.header_ctx = (void *)header;
-    rl2_verdict_init(&v);
-    st = rl2_decide(f->policy, NULL, 0, f->store, &req, RL2_PHASE_ALL, &now, &v,
-                    &err);
+    st = decide_one(f, &req, &v, NULL);
     *out = v.outcome;
     return st;
 }
@@ -504,17 +490,9 @@ test_apikey_twice_refused(void **state)
 static void
 send_from(fixture_t *f, const char *path, const char *peer, rl2_verdict_t *v)
 {
-    rl2_request_t req = { 0 };
-    rl2_clock_t   now = { 1000000, 1700000000000000 };
-    rl2_err_t     err;
+    rl2_request_t req = { .path = path, .peer_ip = peer };
 
-    req.method = "GET";
-    req.path = path;
-    req.peer_ip = peer;
-    rl2_verdict_init(v);
-    assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                RL2_PHASE_ALL, &now, v, &err),
-                     RL2_OK);
+    assert_int_equal(decide_one(f, &req, v, NULL), RL2_OK);
 }
 
 /* A full zone whose least recently used entry is the one a layer of the
@@ -575,26 +553,15 @@ test_refused_creates_no_entry(void **state)
 {
     fixture_t       *f = *state;
     rl2_zone_stats_t before, after;
-    rl2_clock_t      now = { 1000000, 1700000000000000 };
     rl2_err_t        err;
     char             key[32];
 
     for (int i = 0; i < 2 + 200; i++) {
-        rl2_request_t req = { 0 };
-        rl2_verdict_t v;
+        rl2_outcome_t o;
 
         snprintf(key, sizeof(key), "made-up-%d", i);
-        req.method = "GET";
-        req.path = "/api/x";
-        req.peer_ip = "192.0.2.1";
-        req.header = apikey_header;
-        req.header_ctx = key;
-        rl2_verdict_init(&v);
-        assert_int_equal(rl2_decide(f->policy, NULL, 0, f->store, &req,
-                                    RL2_PHASE_ALL, &now, &v, &err),
-                         RL2_OK);
-        assert_int_equal(v.outcome,
-                         i == 0 ? RL2_OUTCOME_ALLOW : RL2_OUTCOME_DENY);
+        assert_int_equal(send_key(f, key, NULL, &o), RL2_OK);
+        assert_int_equal(o, i == 0 ? RL2_OUTCOME_ALLOW : RL2_OUTCOME_DENY);
         if (i == 1) {
             assert_int_equal(rl2_zone_stats(f->zone, &before, &err), RL2_OK);
         }
