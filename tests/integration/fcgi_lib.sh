@@ -104,6 +104,41 @@ lighttpd_stop() {
     done
 }
 
+# nginx_conf DIR PORT FCGI_PORT -- DIR/nginx.conf: one server on PORT
+# with the shipped auth_request snippet (its daemon on FCGI_PORT) and a
+# root DIR/htdocs; the server block's own lines are read from stdin.
+nginx_conf() {
+    local dir=$1 port=$2 fport=$3
+    mkdir -p "$dir/htdocs" "$dir/logs" "$dir/tmp"
+    chmod -R 755 "$dir"
+    sed "s|127\.0\.0\.1:9000|127.0.0.1:$fport|" \
+        "$RL2_ROOT/conf/fcgi/nginx-auth-request.conf" >"$dir/ratelimit2.conf"
+    cat >"$dir/nginx.conf" <<CONF
+daemon off;
+master_process on;
+worker_processes 2;
+user nobody nogroup;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log info;
+events { worker_connections 512; }
+http {
+    access_log $dir/logs/access.log;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    types { text/plain txt php; }
+    server {
+        listen 127.0.0.1:$port;
+        root $dir/htdocs;
+        include $dir/ratelimit2.conf;
+$(cat)
+    }
+}
+CONF
+}
+
 # nginx_start DIR -- DIR/nginx.conf (which says "daemon off;"), logs and
 # temp paths inside DIR.
 nginx_start() {

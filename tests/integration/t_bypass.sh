@@ -100,39 +100,14 @@ nginx_suite() {
     FP=$(free_port)
     Z=$(zone_name bpng)
     U="http://127.0.0.1:$P"
-    mkdir -p "$D/htdocs" "$D/logs" "$D/tmp"
-    chmod -R 755 "$D"
-    echo ok >"$D/htdocs/index.php"
     fcgi_start daemon -c "$T_DIR/policy.conf" -s "127.0.0.1:$FP" -z "$Z" -t 4
-    sed "s|127\.0\.0\.1:9000|127.0.0.1:$FP|" \
-        "$RL2_ROOT/conf/fcgi/nginx-auth-request.conf" >"$D/ratelimit2.conf"
     # Every path no file answers goes to the "application" (a file
     # here, standing for index.php behind FastCGI): what nginx and PHP
     # route on is the decoded path.
-    cat >"$D/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 1;
-user nobody nogroup;
-pid $D/nginx.pid;
-error_log $D/logs/error.log info;
-events { worker_connections 256; }
-http {
-    access_log $D/logs/access.log;
-    client_body_temp_path $D/tmp/body;
-    proxy_temp_path $D/tmp/proxy;
-    fastcgi_temp_path $D/tmp/fastcgi;
-    uwsgi_temp_path $D/tmp/uwsgi;
-    scgi_temp_path $D/tmp/scgi;
-    types { text/plain php; }
-    server {
-        listen 127.0.0.1:$P;
-        root $D/htdocs;
-        include $D/ratelimit2.conf;
-        location / { try_files \$uri /index.php; }
-    }
-}
+    nginx_conf "$D" "$P" "$FP" <<'CONF'
+        location / { try_files $uri /index.php; }
 CONF
+    echo ok >"$D/htdocs/index.php"
     if ! nginx_start "$D"; then
         not_ok "nginx starts"
         return

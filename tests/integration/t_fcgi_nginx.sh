@@ -12,9 +12,6 @@ D=$T_DIR/nginx
 P=$(free_port)
 FP=$(free_port)
 Z=$(zone_name ng)
-mkdir -p "$D/htdocs"
-chmod -R 755 "$D"
-echo hello >"$D/htdocs/a.txt"
 
 cat >"$T_DIR/policy.conf" <<'POLICY'
 headers = { legacy = true; };
@@ -25,32 +22,10 @@ rules = (
 POLICY
 
 fcgi_start daemon -c "$T_DIR/policy.conf" -s "127.0.0.1:$FP" -z "$Z" -t 4
-sed "s|127\.0\.0\.1:9000|127.0.0.1:$FP|" \
-    "$RL2_ROOT/conf/fcgi/nginx-auth-request.conf" >"$D/ratelimit2.conf"
-cat >"$D/nginx.conf" <<CONF
-daemon off;
-master_process on;
-worker_processes 2;
-user nobody nogroup;
-pid $D/nginx.pid;
-error_log $D/logs/error.log info;
-events { worker_connections 512; }
-http {
-    access_log $D/logs/access.log;
-    client_body_temp_path $D/tmp/body;
-    proxy_temp_path $D/tmp/proxy;
-    fastcgi_temp_path $D/tmp/fastcgi;
-    uwsgi_temp_path $D/tmp/uwsgi;
-    scgi_temp_path $D/tmp/scgi;
-    types { text/plain txt; }
-    server {
-        listen 127.0.0.1:$P;
-        root $D/htdocs;
-        include $D/ratelimit2.conf;
+nginx_conf "$D" "$P" "$FP" <<'CONF'
         location /forbidden { deny all; }
-    }
-}
 CONF
+echo hello >"$D/htdocs/a.txt"
 if ! nginx_start "$D"; then
     not_ok "nginx starts with the snippet"
     done_testing
