@@ -19,16 +19,25 @@ rl2_fwd_skip_ows(const char *p)
     return p;
 }
 
-/* Past a quoted string starting at p (on its opening quote). */
+/* Past a quoted string starting at p (on its opening quote).  A quote
+ * never closed ends at the next comma: a client's own `for="x` before the
+ * element its proxy appends must not swallow that element (the walk
+ * would then stop at the proxy, and every client share its address). */
 static const char *
 rl2_fwd_skip_quoted(const char *p)
 {
+    const char *open = p;
+
     for (p++; *p != '\0' && *p != '"'; p++) {
         if (*p == '\\' && p[1] != '\0') {
             p++;
         }
     }
-    return *p == '"' ? p + 1 : p;
+    if (*p == '"') {
+        return p + 1;
+    }
+    p = strchr(open, ',');
+    return p != NULL ? p : open + strlen(open);
 }
 
 /* A token or quoted string at p into val (unquoted, unescaped); *bad when
@@ -39,8 +48,16 @@ rl2_fwd_read_value(const char *p, char *val, size_t len, int *bad)
     size_t n = 0;
 
     if (*p == '"') {
-        for (p++; *p != '\0' && *p != '"'; p++) {
-            if (*p == '\\' && p[1] != '\0') {
+        const char *end = rl2_fwd_skip_quoted(p);
+
+        if (end[-1] != '"' || end == p + 1) {
+            /* Not closed: bad, and the element ends at the next comma. */
+            *bad = 1;
+            val[0] = '\0';
+            return end;
+        }
+        for (p++; p < end - 1; p++) {
+            if (*p == '\\' && p + 1 < end - 1) {
                 p++;
             }
             if (n + 1 < len) {
@@ -50,12 +67,7 @@ rl2_fwd_read_value(const char *p, char *val, size_t len, int *bad)
                 *bad = 1;
             }
         }
-        if (*p == '"') {
-            p++;
-        }
-        else {
-            *bad = 1;
-        }
+        p = end;
     }
     else {
         for (; *p != '\0' && strchr(";, \t\"", *p) == NULL; p++) {
@@ -71,10 +83,8 @@ rl2_fwd_read_value(const char *p, char *val, size_t len, int *bad)
     return p;
 }
 
-/* The address in a node: "[v6]" or "[v6]:port" without brackets and
- * port, "v4:port" without port; anything else as it is. */
-static int
-rl2_fwd_strip_node(const char *val, char *node, size_t len)
+int
+rl2_forwarded_node(const char *val, char *node, size_t len)
 {
     const char *s = val, *e;
     size_t      n;
@@ -127,7 +137,7 @@ rl2_fwd_parse_element(const char *p, char *node)
             if (is_for) {
                 /* Two for= in one element: which one is meant? */
                 bad |= vbad || seen_for
-                       || rl2_fwd_strip_node(val, node, RL2_FWD_HOP_MAX) != 0;
+                       || rl2_forwarded_node(val, node, RL2_FWD_HOP_MAX) != 0;
                 seen_for = 1;
             }
             p = rl2_fwd_skip_ows(p);

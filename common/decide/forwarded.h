@@ -28,4 +28,9 @@ typedef struct {
  * the NUL. */
 void rl2_forwarded_parse(const char *value, rl2_fwd_hops_t *out);
 
+/* The address in a node into node[len]: "[v6]" or "[v6]:port" without
+ * brackets and port, "v4:port" without port; anything else as it is.
+ * -1 when it does not fit or a bracket is not closed. */
+int rl2_forwarded_node(const char *val, char *node, size_t len);
+
 #endif /* RL2_FORWARDED_H */

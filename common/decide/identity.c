@@ -125,9 +125,36 @@ rl2_list_pop(const char *list, long len, char *out, size_t outlen)
     return start > 0 ? start - 1 : -1;
 }
 
-/* Step from the hop we stand on (a trusted proxy) to the one before it:
+/* The client, when the hop a trusted proxy wrote for it is no address
+ * ("unknown", an obfuscated "_node", a port we cannot read): that text,
+ * as the proxy gave it, without an address.  Never the proxy's own
+ * address: it may be whitelisted, and every such client would share its
+ * count. */
+static void
+rl2_unknown_client(rl2_verdict_t *v, const char *hop)
+{
+    size_t n = 0;
+
+    v->addr_family = 0;
+    memset(v->addr, 0, sizeof(v->addr));
+    if (hop[0] == '\0') {
+        memcpy(v->client_ip, "unknown", sizeof("unknown"));
+        return;
+    }
+    memcpy(v->client_ip, "unknown:", 8);
+    for (const char *s = hop; *s != '\0' && n + 9 < sizeof(v->client_ip); s++) {
+        /* Printable, no space: the text reaches logs and keys. */
+        if (*s > ' ' && *s < 0x7f) {
+            v->client_ip[8 + n++] = *s;
+        }
+    }
+    v->client_ip[8 + n] = '\0';
+}
+
+/* Step from the hop we stand on (a trusted proxy) to the one before it,
+ * "ip", "ip:port" or "[v6]:port" (as Azure's gateway writes them):
  * returns 1 when that is a trusted proxy too (walk on), 0 when it is the
- * client or does not parse (stop at the last good address). */
+ * client, or no address (then the client is its text). */
 static int
 rl2_take_hop(rl2_ctx_t *c, const char *hop)
 {
@@ -135,13 +162,18 @@ rl2_take_hop(rl2_ctx_t *c, const char *hop)
     rl2_verdict_t      *v = c->v;
     int                 family, canon;
     uint8_t             addr[16];
+    char                node[48];
 
-    if (rl2_addr_parse_canon(hop, &family, addr, &canon) != 0) {
+    node[0] = '\0';
+
+    if (rl2_forwarded_node(hop, node, sizeof(node)) != 0
+        || rl2_addr_parse_canon(node, &family, addr, &canon) != 0) {
+        rl2_unknown_client(v, node[0] != '\0' ? node : hop);
         return 0;
     }
     v->addr_family = family;
     memcpy(v->addr, addr, 16);
-    rl2_addr_text(v, hop, canon);
+    rl2_addr_text(v, node, canon);
     return rl2_addr_in(p->trusted, p->n_trusted, family, addr);
 }
 

@@ -165,18 +165,39 @@ test_forwarded_stops_at_what_it_cannot_read(void **state)
 {
     fixture_t *f = *state;
 
-    /* Obfuscated, unknown or missing nodes: the client is the last good
-     * address, the proxy itself. */
+    /* Obfuscated, unknown or missing nodes: the client is the text the
+     * proxy gave, never the proxy itself (whose address may be
+     * whitelisted, and whose count every such client would share). */
     assert_string_equal(client(f, "127.0.0.1", NULL, "for=_hidden"),
-                        "127.0.0.1");
+                        "unknown:_hidden");
     assert_string_equal(
         client(f, "127.0.0.1", NULL, "for=198.51.100.1, for=unknown"),
-        "127.0.0.1");
+        "unknown:unknown");
     assert_string_equal(client(f, "127.0.0.1", NULL, "by=198.51.100.1"),
-                        "127.0.0.1");
+                        "unknown");
     assert_string_equal(
         client(f, "127.0.0.1", NULL, "for=198.51.100.1;for=198.51.100.2"),
-        "127.0.0.1");
+        "unknown");
+}
+
+/* A client's own unclosed quote before the element its proxy appends
+ * does not swallow it; "ip:port" and "[v6]:port" (Azure's gateway) are
+ * addresses. */
+static void
+test_forwarded_hostile_and_ported(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_string_equal(
+        client(f, "127.0.0.1", NULL, "for=\"x, for=198.51.100.7"),
+        "198.51.100.7");
+    assert_string_equal(client(f, "127.0.0.1", "198.51.100.8:4711", NULL),
+                        "198.51.100.8");
+    assert_string_equal(
+        client(f, "127.0.0.1", "203.0.113.1, [2001:db8::9]:443", NULL),
+        "2001:db8::9");
+    assert_string_equal(client(f, "127.0.0.1", "garbage", NULL),
+                        "unknown:garbage");
 }
 
 static void
@@ -224,9 +245,9 @@ test_zone_id_dropped(void **state)
                         "fe80::1");
     assert_string_equal(
         client(f, "127.0.0.1", NULL, "for=\"[fe80::2%25eth0]\""), "fe80::2");
-    /* Not an address with a zone: the walk stops at the proxy. */
+    /* Not an address with a zone: the client is that text. */
     assert_string_equal(client(f, "127.0.0.1", "198.51.100.1%eth0", NULL),
-                        "127.0.0.1");
+                        "unknown:198.51.100.1%eth0");
 }
 
 /* With ipv6_prefix 128 the key is the whole address: in its usual
@@ -288,6 +309,8 @@ main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_forwarded_stops_at_what_it_cannot_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forwarded_hostile_and_ported,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_forwarded_untrusted_peer_ignored,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_mapped_ipv4_is_ipv4, setup,
