@@ -632,7 +632,7 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
         uint8_t addr[16];
 
         if (rl2_addr_parse(r->peer_ip, &family, addr) == 0
-            && rl2_addr_in(p->trusted, p->n_trusted, family, addr)) {
+            && rl2_addr_in(p->tier_nets, p->n_tier_nets, family, addr)) {
             tier = rl2_tier_find(p, r->header(r->header_ctx, p->tier_header));
             if (tier >= 0) {
                 return tier;

@@ -49,8 +49,8 @@ static const char *const rl2_top_keys[] = {
     NULL
 };
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
-static const char *const rl2_tierfrom_keys[] = { "variable", "header", "redis",
-                                                 NULL };
+static const char *const rl2_tierfrom_keys[] = { "variable", "header",
+                                                 "header_from", "redis", NULL };
 static const char *const rl2_headers_keys[] = { "reset", "legacy", "scope",
                                                 "algorithm", NULL };
 static const char *const rl2_match_values[] = { "first", "all", NULL };
@@ -162,6 +162,18 @@ rl2_cfg_groups(rl2_cfg_t *cfg, const config_setting_t *root)
     if (g != NULL) {
         RL2_TRY(rl2_cfg_copy(cfg, g, "variable", &p->tier_variable));
         RL2_TRY(rl2_cfg_copy(cfg, g, "header", &p->tier_header));
+        RL2_TRY(rl2_cfg_nets(cfg, g, "header_from", &p->tier_nets,
+                             &p->n_tier_nets));
+        /* Load balancers pass their clients' own headers through: a
+         * trusted proxy is no reason to believe a tier header.  Only the
+         * upstream that sets it (an auth gateway) is. */
+        if (p->tier_header != NULL && p->n_tier_nets == 0) {
+            return rl2_cfg_fail(cfg, rl2_cfg_at(g, "header"), RL2_ERR_CONFIG,
+                                "tier_from.header needs 'header_from': the "
+                                "addresses of the upstreams that set it (a "
+                                "proxy passes its clients' own headers "
+                                "through)");
+        }
         RL2_TRY(rl2_cfg_tier_redis(cfg, g));
     }
     RL2_TRY(rl2_cfg_group(cfg, root, "headers", rl2_headers_keys, &g));

@@ -17,7 +17,8 @@ P1=$(free_port)
 PT=$(free_port)
 apache_conf "$D" "$P0" event
 
-# policy FILE TAG TRUSTED -- the same rules, each server its own proxies
+# policy FILE TAG TRUSTED TIER_FROM -- the same rules, each server its own
+# proxies and tier-header senders
 # and its own limit names (so that counts are not shared).  Sixteen rules
 # and more are found through the rule index (by first path segment): the
 # path spellings below go through it.
@@ -31,7 +32,7 @@ policy() {
     cat >"$1" <<CONF
 $3
 tiers = [ "free", "pro" ];
-tier_from = { header = "X-Tier"; };
+tier_from = { header = "X-Tier"; $4 };
 rules = (
 $fill    { name = "ip"; paths = [ "/ip/**" ];
       limits = ( { name = "ip$2"; rate = "3/1d"; key = "ip";
@@ -46,9 +47,11 @@ $fill    { name = "ip"; paths = [ "/ip/**" ];
 );
 CONF
 }
-policy "$D/p0.conf" 0 ""
-policy "$D/p1.conf" 1 'trusted_proxies = [ "192.0.2.1" ];'
-policy "$D/pt.conf" t 'trusted_proxies = [ "127.0.0.1" ];'
+policy "$D/p0.conf" 0 "" 'header_from = [ "192.0.2.1" ];'
+policy "$D/p1.conf" 1 'trusted_proxies = [ "192.0.2.1" ];' \
+    'header_from = [ "192.0.2.1" ];'
+policy "$D/pt.conf" t 'trusted_proxies = [ "127.0.0.1" ];' \
+    'header_from = [ "127.0.0.1" ];'
 site_pages "$D/htdocs" ip t
 cat >>"$D/site.conf" <<CONF
 RateLimit2Zone $(zone_name spoof) 10000

@@ -52,6 +52,16 @@ static const char *const path_text =
     "          { name = \"health\"; paths = \"/health\"; exempt = true; } );\n"
     "default = { limits = ( { rate = \"1/hour\"; key = \"global\"; } ); };\n";
 
+/* Plans from a header, believed from the auth gateway only, behind a
+ * trusted load balancer. */
+static const char *const tierhdr_text =
+    "trusted_proxies = [ \"127.0.0.1\" ];\n"
+    "tiers = [ \"free\", \"pro\" ];\n"
+    "tier_from = { header = \"X-Tier\"; header_from = [ \"10.0.0.5\" ]; };\n"
+    "rules = ( { name = \"r\"; paths = \"/**\";\n"
+    "  tiers = { free = ( { name = \"f\"; rate = \"1/hour\"; } );\n"
+    "            pro = ( { name = \"p\"; rate = \"5/hour\"; } ); }; } );\n";
+
 /* One request an hour to the API host, whatever else the host says. */
 static const char *const host_text =
     "rules = ( { name = \"api\"; hosts = [ \"api.example.com\" ];\n"
@@ -143,6 +153,18 @@ static int
 setup_path(void **state)
 {
     return setup_with(state, path_text);
+}
+
+static int
+setup_tierhdr(void **state)
+{
+    return setup_with(state, tierhdr_text);
+}
+
+static const char *
+tier_header(void *ctx, const char *name)
+{
+    return strcasecmp(name, "X-Tier") == 0 ? ctx : NULL;
 }
 
 static int
@@ -545,6 +567,35 @@ test_refused_client_stays_counted(void **state)
     }
 }
 
+/* A load balancer passes its clients' own headers through: the tier
+ * header is believed from the upstreams named in header_from only, and
+ * a policy that names none is refused at load. */
+static void
+test_tier_header_senders(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_request_t lb = { .path = "/x", .peer_ip = "127.0.0.1" };
+    rl2_request_t gw = { .path = "/x", .peer_ip = "10.0.0.5" };
+    rl2_verdict_t v;
+    rl2_policy_t *p;
+    rl2_err_t     err;
+    char          rule[64];
+
+    lb.header = gw.header = tier_header;
+    lb.header_ctx = gw.header_ctx = (void *)"pro";
+    assert_int_equal(decide_one(f, &lb, &v, rule), RL2_OK);
+    assert_string_equal(v.layers[v.shown].limit->name, "f");
+    assert_int_equal(decide_one(f, &gw, &v, rule), RL2_OK);
+    assert_string_equal(v.layers[v.shown].limit->name, "p");
+    assert_int_equal(
+        rl2_config_load_string("tiers = [ \"free\" ];\n"
+                               "tier_from = { header = \"X-Tier\"; };\n",
+                               "t.conf", NULL, &p, &err),
+        RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "t.conf:2: tier_from.header needs "
+                                    "'header_from'"));
+}
+
 /* A request one layer refuses takes no entry in the zone: a flood of
  * refused requests with made-up keys creates none and evicts none, so
  * the zone's live counters stay as they were. */
@@ -590,6 +641,8 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_path_info, setup_path, teardown),
         cmocka_unit_test_setup_teardown(test_path_decoded_once, setup_path,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_tier_header_senders, setup_tierhdr,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_host_spellings, setup_host,
                                         teardown),

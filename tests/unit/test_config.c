@@ -85,7 +85,7 @@ static const char full_policy[] =
     "trusted_proxies = [ \"127.0.0.1\", \"10.0.0.0/8\", \"::1\" ];\n"
     "api_key = { header = \"X-API-Key\"; query = \"api_key\"; };\n"
     "tier_from = { variable = \"RL2_TIER\";"
-    " header = \"X-RateLimit-Tier\"; };\n"
+    " header = \"X-RateLimit-Tier\"; header_from = \"10.0.0.5\"; };\n"
     "tiers = ( { name = \"free\"; upgrade_url = \"https://e.com/p\"; },\n"
     "          { name = \"pro\"; }, { name = \"business\"; },"
     " \"enterprise\" );\n"

@@ -197,8 +197,11 @@ typedef struct {
     const char *apikey_header; /* NULL: not read */
     const char *apikey_query;  /* NULL: not read */
     const char *tier_variable; /* request variable naming the tier */
-    const char *tier_header;   /* header naming the tier; trusted only
-                                  from a trusted proxy */
+    const char *tier_header;   /* header naming the tier; believed only
+                                  from tier_nets */
+    rl2_cidr_t *tier_nets;     /* tier_from.header_from: the upstreams
+                                  whose tier header is believed */
+    size_t n_tier_nets;
 
     rl2_cidr_t *trusted; /* proxies whose X-Forwarded-For and
                             Forwarded are believed */
