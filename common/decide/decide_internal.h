@@ -17,8 +17,11 @@
 
 #include "ratelimit2/decide.h"
 
-/* The longest API key, bytes: a longer value is no key. */
-#define RL2_APIKEY_MAX 255
+/* The longest API key in a header, bytes (Apache's longest header line);
+ * a longer value is no key.  One in the query string is no key beyond
+ * RL2_APIKEY_QUERY_MAX. */
+#define RL2_APIKEY_MAX       8192
+#define RL2_APIKEY_QUERY_MAX 255
 #include "ratelimit2/headers.h"
 
 /* ---- beside ratelimit2/headers.h (not installed) ---- */

@@ -406,14 +406,16 @@ rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
 }
 
 /* One value of the API key, percent-decoded as frameworks decode a
- * query parameter ('+' is a space) when `form`, as is when it came from a
- * header; trimmed of spaces.  Into c->apikey_buf when it is the first,
- * else compared with it.  0: taken or equal; 1: another key than the one
- * before; -1: too long to be a key (such a value is no key). */
+ * query parameter ('+' is a space, %00 is left as it is) when `form`, as
+ * is when it came from a header; trimmed of spaces.  Into c->apikey_buf
+ * when it is the first, else compared with it.  0: taken or equal; 1:
+ * another key than the one before; -1: longer than max bytes, no key. */
 static int
-rl2_apikey_value(rl2_ctx_t *c, const char *v, size_t len, int form, int *seen)
+rl2_apikey_value(rl2_ctx_t *c, const char *v, size_t len, int form, size_t max,
+                 int *seen)
 {
     char   key[RL2_APIKEY_MAX + 1];
+    char  *out = *seen ? key : c->apikey_buf;
     size_t n = 0;
 
     while (len > 0 && (*v == ' ' || *v == '\t')) {
@@ -430,23 +432,23 @@ rl2_apikey_value(rl2_ctx_t *c, const char *v, size_t len, int form, int *seen)
         }
         else if (form && ch == '%' && i + 2 < len
                  && isxdigit((unsigned char)v[i + 1])
-                 && isxdigit((unsigned char)v[i + 2])) {
+                 && isxdigit((unsigned char)v[i + 2])
+                 && (v[i + 1] != '0' || v[i + 2] != '0')) {
             char hex[3] = { v[i + 1], v[i + 2], '\0' };
 
             ch = (int)strtol(hex, NULL, 16);
             i += 2;
         }
-        if (n == RL2_APIKEY_MAX) {
+        if (n == max) {
             return -1;
         }
-        key[n++] = (char)ch;
+        out[n++] = (char)ch;
     }
-    key[n] = '\0';
-    if (n == 0 || memchr(key, '\0', n) != NULL) {
-        return n == 0 ? 0 : 1;
+    out[n] = '\0';
+    if (n == 0) {
+        return 0;
     }
     if (!*seen) {
-        memcpy(c->apikey_buf, key, n + 1);
         *seen = 1;
         return 0;
     }
@@ -465,7 +467,7 @@ rl2_apikey_header(rl2_ctx_t *c, const char *v, int *seen)
         const char *comma = strchr(p, ',');
         size_t      len = comma ? (size_t)(comma - p) : strlen(p);
 
-        differ |= rl2_apikey_value(c, p, len, 0, seen) > 0;
+        differ |= rl2_apikey_value(c, p, len, 0, RL2_APIKEY_MAX, seen) > 0;
         p = comma ? comma + 1 : NULL;
     }
     return differ;
@@ -484,8 +486,9 @@ rl2_apikey_query(rl2_ctx_t *c, const char *query, const char *name, int *seen)
         size_t      plen = end ? (size_t)(end - p) : strlen(p);
 
         if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            differ |=
-                rl2_apikey_value(c, p + nlen + 1, plen - nlen - 1, 1, seen) > 0;
+            differ |= rl2_apikey_value(c, p + nlen + 1, plen - nlen - 1, 1,
+                                       RL2_APIKEY_QUERY_MAX, seen)
+                      > 0;
         }
         p = end ? end + 1 : NULL;
     }
