@@ -77,6 +77,12 @@ rl2_cgi_uri(rl2_cgi_req_t *r, rl2_cgi_error_t *e)
         if (rl2_cgi_copy(r->uri, sizeof(r->uri), uri) != 0) {
             return rl2_cgi_fail(e, 414, "REQUEST_URI too long");
         }
+        /* A fragment is no part of the request: nginx ends the query
+         * there (PHP never sees it), so it must not end a key. */
+        q = strchr(r->uri, '#');
+        if (q != NULL) {
+            *q = '\0';
+        }
         q = strchr(r->uri, '?');
         if (q != NULL) {
             *q = '\0';

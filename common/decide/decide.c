@@ -50,7 +50,15 @@ rl2_ctx_path(rl2_ctx_t *c)
         c->path = c->path_heap;
         cap = need;
     }
-    if (rl2_path_normalise(raw, c->path, cap, !c->req->path_decoded) != 0) {
+    switch (rl2_path_normalise(raw, c->path, cap, !c->req->path_decoded)) {
+    case 0:
+        break;
+    case -2:
+        /* Read two ways by two kinds of server: refused (rl2_decide). */
+        c->path_ambiguous = 1;
+        memcpy(c->path, "/", 2);
+        break;
+    default:
         /* Not absolute ("*", a proxy URL), or out of memory. */
         memcpy(c->path, "/", 2);
     }
@@ -492,6 +500,12 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
     st = rl2_build_layers(&c, extra, n_extra, &bypass, err);
     if (c.path_heap != NULL) {
         rl2_ctx_fini(&c); /* the path is not needed past rule selection */
+    }
+    if (c.path_ambiguous) {
+        v->n_layers = first;
+        return rl2_err_set(err, RL2_ERR_REQUEST,
+                           "a dot segment of the path "
+                           "carries a ;parameter");
     }
     if (st != RL2_OK || bypass) {
         v->n_layers = first;

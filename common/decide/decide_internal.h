@@ -39,10 +39,11 @@ typedef struct {
     unsigned             phase;
     unsigned             method_bit;
     int                  path_ready; /* path normalised yet? */
-    char                *path;       /* path_buf, or path_heap */
-    char                *path_heap;  /* for paths longer than the
-                                        buffer; freed by
-                                        rl2_ctx_fini */
+    int   path_ambiguous; /* "..;x" in it: servers read it two ways */
+    char *path;           /* path_buf, or path_heap */
+    char *path_heap;      /* for paths longer than the
+                             buffer; freed by
+                             rl2_ctx_fini */
     char        path_buf[RL2_PATH_MAX];
     const char *apikey; /* apikey_buf when the request has a key */
     char        apikey_buf[RL2_APIKEY_MAX + 1]; /* the key, decoded */

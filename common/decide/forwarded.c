@@ -19,25 +19,29 @@ rl2_fwd_skip_ows(const char *p)
     return p;
 }
 
-/* Past a quoted string starting at p (on its opening quote).  A quote
- * never closed ends at the next comma: a client's own `for="x` before the
- * element its proxy appends must not swallow that element (the walk
- * would then stop at the proxy, and every client share its address). */
+/* Past a quoted string starting at p (on its opening quote); *closed
+ * says whether it was.  A comma ends it too, closed or not: no node a
+ * proxy writes holds one, and a client's own `for="x` before the element
+ * its proxy appends must not swallow that element (the walk would then
+ * stop at the proxy, and every client share its address). */
 static const char *
-rl2_fwd_skip_quoted(const char *p)
+rl2_fwd_quoted_end(const char *p, int *closed)
 {
-    const char *open = p;
-
-    for (p++; *p != '\0' && *p != '"'; p++) {
-        if (*p == '\\' && p[1] != '\0') {
+    for (p++; *p != '\0' && *p != '"' && *p != ','; p++) {
+        if (*p == '\\' && p[1] != '\0' && p[1] != ',') {
             p++;
         }
     }
-    if (*p == '"') {
-        return p + 1;
-    }
-    p = strchr(open, ',');
-    return p != NULL ? p : open + strlen(open);
+    *closed = *p == '"';
+    return *closed ? p + 1 : p;
+}
+
+static const char *
+rl2_fwd_skip_quoted(const char *p)
+{
+    int closed;
+
+    return rl2_fwd_quoted_end(p, &closed);
 }
 
 /* A token or quoted string at p into val (unquoted, unescaped); *bad when
@@ -48,9 +52,10 @@ rl2_fwd_read_value(const char *p, char *val, size_t len, int *bad)
     size_t n = 0;
 
     if (*p == '"') {
-        const char *end = rl2_fwd_skip_quoted(p);
+        int         closed;
+        const char *end = rl2_fwd_quoted_end(p, &closed);
 
-        if (end[-1] != '"' || end == p + 1) {
+        if (!closed) {
             /* Not closed: bad, and the element ends at the next comma. */
             *bad = 1;
             val[0] = '\0';

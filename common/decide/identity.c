@@ -455,11 +455,25 @@ rl2_apikey_value(rl2_ctx_t *c, const char *v, size_t len, int form, size_t max,
     return strcmp(c->apikey_buf, key) != 0;
 }
 
+/* What one value does to the reading: 1 when it names another key than
+ * the one before, and *unread set when it was too long to compare. */
+static int
+rl2_apikey_take(rl2_ctx_t *c, const char *v, size_t len, int form, size_t max,
+                int *seen, int *unread)
+{
+    int r = rl2_apikey_value(c, v, len, form, max, seen);
+
+    if (r < 0) {
+        *unread = 1;
+    }
+    return r > 0;
+}
+
 /* Every value the header carries: a repeated header reaches the core as
  * one list ("junk, REAL": Apache and lighttpd join them so, and
  * ratelimit2-fcgi joins nginx's repeated params the same way). */
 static int
-rl2_apikey_header(rl2_ctx_t *c, const char *v, int *seen)
+rl2_apikey_header(rl2_ctx_t *c, const char *v, int *seen, int *unread)
 {
     int differ = 0;
 
@@ -467,47 +481,90 @@ rl2_apikey_header(rl2_ctx_t *c, const char *v, int *seen)
         const char *comma = strchr(p, ',');
         size_t      len = comma ? (size_t)(comma - p) : strlen(p);
 
-        differ |= rl2_apikey_value(c, p, len, 0, RL2_APIKEY_MAX, seen) > 0;
+        differ |= rl2_apikey_take(c, p, len, 0, RL2_APIKEY_MAX, seen, unread);
         p = comma ? comma + 1 : NULL;
     }
     return differ;
 }
 
-/* Every occurrence of the parameter: PHP and Rails take the last, other
- * frameworks the first, so the core takes the key only when all agree. */
+/* Does the query parameter name n[0..len) name `want`, as frameworks
+ * read names?  Percent-decoded, '+' a space; PHP drops leading spaces,
+ * reads ' ', '.' and an unclosed '[' as '_' and "name[...]" as name (so
+ * "api.key" and "api_key[]" are its api_key); ASP.NET compares without
+ * case. */
 static int
-rl2_apikey_query(rl2_ctx_t *c, const char *query, const char *name, int *seen)
+rl2_apikey_name(const char *n, size_t len, const char *want)
 {
-    size_t nlen = strlen(name);
-    int    differ = 0;
+    char   name[128];
+    size_t k = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int ch = (unsigned char)n[i];
+
+        if (ch == '+') {
+            ch = ' ';
+        }
+        else if (ch == '%' && i + 2 < len && isxdigit((unsigned char)n[i + 1])
+                 && isxdigit((unsigned char)n[i + 2])) {
+            char hex[3] = { n[i + 1], n[i + 2], '\0' };
+
+            ch = (int)strtol(hex, NULL, 16);
+            i += 2;
+        }
+        if (ch == ' ' && k == 0) {
+            continue;
+        }
+        if (ch == '[' && k > 0 && memchr(n + i + 1, ']', len - i - 1)) {
+            break;
+        }
+        if (ch == ' ' || ch == '.' || ch == '[') {
+            ch = '_';
+        }
+        if (k + 1 >= sizeof(name)) {
+            return 0;
+        }
+        name[k++] = (char)ch;
+    }
+    name[k] = '\0';
+    return strcasecmp(name, want) == 0;
+}
+
+/* Every parameter that a framework may read as the key: PHP and Rails
+ * take the last, others the first, and Rack before 3 also splits on ';',
+ * so the core takes the key only when all agree. */
+static int
+rl2_apikey_query(rl2_ctx_t *c, const char *query, const char *name, int *seen,
+                 int *unread)
+{
+    int differ = 0;
 
     for (const char *p = query; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '&');
-        size_t      plen = end ? (size_t)(end - p) : strlen(p);
+        size_t      plen = strcspn(p, "&;");
+        const char *eq = memchr(p, '=', plen);
 
-        if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            differ |= rl2_apikey_value(c, p + nlen + 1, plen - nlen - 1, 1,
-                                       RL2_APIKEY_QUERY_MAX, seen)
-                      > 0;
+        if (eq != NULL && rl2_apikey_name(p, (size_t)(eq - p), name)) {
+            differ |= rl2_apikey_take(c, eq + 1, plen - (size_t)(eq - p) - 1, 1,
+                                      RL2_APIKEY_QUERY_MAX, seen, unread);
         }
-        p = end ? end + 1 : NULL;
+        p = p[plen] != '\0' ? p + plen + 1 : NULL;
     }
     return differ;
 }
 
 /* The request's API key, from the header and the query parameter the
  * policy names.  A request that names two different keys (the header
- * twice, the parameter twice, or one in each) is refused: the limiter
- * cannot know which one the application will take, and counting it
- * under either would let a client choose whose counter it spends.
- * Returns 0, or -1 for such a request. */
+ * twice, the parameter twice, or one in each), or a key too long to
+ * compare beside another, is refused: the limiter cannot know which one
+ * the application will take, and counting it under either would let a
+ * client choose whose counter it spends.  Returns 0, or -1 for such a
+ * request. */
 static int
 rl2_resolve_apikey(rl2_ctx_t *c)
 {
     const rl2_policy_t  *p = c->policy;
     const rl2_request_t *r = c->req;
     const char          *hv;
-    int                  seen = 0, differ = 0;
+    int                  seen = 0, differ = 0, unread = 0;
 
     c->apikey = NULL;
     if (p->apikey_header == NULL && p->apikey_query == NULL) {
@@ -515,12 +572,13 @@ rl2_resolve_apikey(rl2_ctx_t *c)
     }
     if (p->apikey_header != NULL && r->header != NULL
         && (hv = r->header(r->header_ctx, p->apikey_header)) != NULL) {
-        differ |= rl2_apikey_header(c, hv, &seen);
+        differ |= rl2_apikey_header(c, hv, &seen, &unread);
     }
     if (p->apikey_query != NULL && r->query != NULL) {
-        differ |= rl2_apikey_query(c, r->query, p->apikey_query, &seen);
+        differ |=
+            rl2_apikey_query(c, r->query, p->apikey_query, &seen, &unread);
     }
-    if (differ) {
+    if (differ || (unread && seen)) {
         return -1;
     }
     if (seen) {
@@ -673,6 +731,7 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy, const rl2_request_t *req,
     /* Field by field: the context holds a path buffer of kilobytes that
      * is filled only when a rule needs it. */
     c->path_ready = 0;
+    c->path_ambiguous = 0;
     c->path = c->path_buf;
     c->path_heap = NULL;
     c->apikey = NULL;

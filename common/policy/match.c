@@ -59,6 +59,16 @@ rl2_path_pop(char *out, size_t *len)
     }
 }
 
+/* Is seg[0..n) "." or ".."? */
+static int
+rl2_dots(const char *seg, long n)
+{
+    return (n == 1 && seg[0] == '.')
+                   || (n == 2 && seg[0] == '.' && seg[1] == '.')
+               ? (int)n
+               : 0;
+}
+
 /* Copy the next segment of path (after any run of separators) into
  * seg, decoding every escape but %00 when `decode`, and leaving out a
  * ";parameter" (Tomcat and other servlet containers route "/login;x" and
@@ -95,17 +105,13 @@ rl2_path_segment(const char **pp, char *seg, size_t segmax, int decode)
     }
     seg[n] = '\0';
     *pp = p;
+    /* "..;x" is ".." to a servlet container and a plain name to nginx,
+     * Apache and PHP: two servers would route the path two ways, and a
+     * rule could meet only the one the limiter did not take. */
+    if (param && rl2_dots(seg, (long)n)) {
+        return -2;
+    }
     return (long)n;
-}
-
-/* Is seg[0..n) "." or ".."? */
-static int
-rl2_dots(const char *seg, long n)
-{
-    return (n == 1 && seg[0] == '.')
-                   || (n == 2 && seg[0] == '.' && seg[1] == '.')
-               ? (int)n
-               : 0;
 }
 
 /* Segments are decoded straight into out: the result is never longer
@@ -133,7 +139,7 @@ rl2_path_normalise(const char *path, char *out, size_t outlen, int decode)
         }
         n = rl2_path_segment(&path, out + start, outlen - start, decode);
         if (n < 0) {
-            return -1;
+            return (int)n;
         }
         dots = rl2_dots(out + start, n);
         trailing = (n == 0 || dots != 0);

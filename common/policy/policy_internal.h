@@ -64,7 +64,8 @@ int rl2_glob_match(const char *glob, const char *text);
  * one the server decoded already), with "%2F" a separator, leave out
  * ";parameters", collapse "//", resolve "." and "..", never above "/".
  * The result never needs more than strlen(path) + 2 bytes.  Returns 0 on
- * success, -1 when the path does not fit or is not absolute. */
+ * success, -1 when the path does not fit or is not absolute, -2 when a
+ * dot segment carries a ";parameter" ("..;x": servers read it two ways). */
 int rl2_path_normalise(const char *path, char *out, size_t outlen, int decode);
 
 /* Does the rule match this method (bit), normalised path and host? */

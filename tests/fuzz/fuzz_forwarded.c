@@ -83,12 +83,26 @@ trusted(const rl2_policy_t *p, const rl2_verdict_t *v)
 }
 
 /* The key of a client named by a header ("ADDR" or "ADDR/PREFIX"): an
- * address in its usual spelling. */
+ * address in its usual spelling, or, for a hop a trusted proxy wrote that
+ * is no address, "unknown" or "unknown:TEXT" with TEXT printable and
+ * without spaces. */
 static void
 check_canonical(const char *group)
 {
     uint8_t a[16];
     char    ip[48], back[48];
+
+    if (strncmp(group, "unknown", 7) == 0) {
+        if (group[7] != '\0' && group[7] != ':') {
+            abort();
+        }
+        for (const char *s = group + 7; *s != '\0'; s++) {
+            if (*s <= ' ' || *s >= 0x7f) {
+                abort();
+            }
+        }
+        return;
+    }
 
     snprintf(ip, sizeof(ip), "%s", group);
     ip[strcspn(ip, "/")] = '\0';

@@ -18,7 +18,7 @@ static const char *const policy_text =
     "match = \"first\";\n"
     "trusted_proxies = [ \"127.0.0.1\", \"::1\" ];\n"
     "api_key = { header = \"X-API-Key\"; query = \"api_key\"; };\n"
-    "tier_from = { header = \"X-Tier\"; };\n"
+    "tier_from = { header = \"X-Tier\"; header_from = \"127.0.0.1\"; };\n"
     "tiers = [ \"free\", \"pro\" ];\n"
     "whitelist = { addresses = [ \"10.0.0.0/8\" ]; };\n"
     "rules = (\n"

@@ -33,6 +33,17 @@ status() {
     curl -s -o /dev/null -w '%{http_code}' -X "$m" --path-as-is "$@" "$u"
 }
 
+# raw_status PORT TARGET -- the status of "GET TARGET" sent as written
+# (curl drops a fragment; a client need not).
+raw_status() {
+    local reply
+    reply=$(exec 3<>"/dev/tcp/127.0.0.1/$1" \
+        && printf 'GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' \
+            "$2" >&3 \
+        && head -1 <&3)
+    printf '%s' "$reply" | awk '{ print $2 }'
+}
+
 # second NAME EXPECT FIRST... -- the first request (FIRST: method, url,
 # curl args) admitted, then the trick ($TRICK: method, url, args) is
 # not: EXPECT is its status.
@@ -76,7 +87,9 @@ CONF
     status POST "$U/auth/login" >/dev/null
     trick "apache $mpm: 'post' is POST" 429 post "$U/auth/login"
     trick "apache $mpm: ;params and dot segments" 429 \
-        POST "$U/x/..;/auth/login;jsessionid=1"
+        POST "$U/x/../auth/login;jsessionid=1"
+    trick "apache $mpm: a dot segment with a ;param is refused" 400 \
+        GET "$U/wp-login.php/..;/health"
     status GET "$U/h" -H "Host: api.example.com" >/dev/null
     trick "apache $mpm: Host with a trailing dot and a port" 429 \
         GET "$U/h" -H "Host: API.example.com.:$P"
@@ -121,6 +134,11 @@ CONF
     status GET "$U/k?api_key=ABC" >/dev/null
     trick "nginx: a percent-encoded query key is the same key" 429 \
         GET "$U/k?api_key=%41BC"
+    # A fragment ends the query for nginx and PHP: not a new key.
+    is "nginx: a key with a fragment admitted once" 200 \
+        "$(raw_status "$P" '/k?api_key=FRAG#1')"
+    is "nginx: the same key with another fragment is the same key" 429 \
+        "$(raw_status "$P" '/k?api_key=FRAG#2')"
     # nginx 1.22 passes the repeated header as two params.
     c=$(status GET "$U/k" -H "X-API-Key: junk" -H "X-API-Key: REAL")
     if [ "$c" != 200 ] && [ "$c" != 429 ]; then

@@ -403,8 +403,16 @@ test_path_decoded_once(void **state)
     assert_int_equal(send_path(f, "/docs/..%2Fwp-login.php", 0, rule),
                      RL2_OUTCOME_ALLOW);
     assert_string_equal(rule, "login");
-    assert_int_equal(send_path(f, "/a/..;/wp-login.php;x", 0, rule),
+    assert_int_equal(send_path(f, "/a/b/../wp-login.php;x", 0, rule),
                      RL2_OUTCOME_DENY);
+    /* A dot segment with a ;parameter is ".." to Tomcat and a name to
+     * nginx: refused as malformed, counted nowhere. */
+    {
+        rl2_request_t req = { .path = "/wp-login.php/..;/health" };
+        rl2_verdict_t v;
+
+        assert_int_equal(decide_one(f, &req, &v, rule), RL2_ERR_REQUEST);
+    }
     assert_int_equal(send_path(f, "/x/%2e%2e/health", 0, rule),
                      RL2_OUTCOME_BYPASS);
 }
@@ -488,6 +496,11 @@ test_apikey_spellings(void **state)
     assert_int_equal(o, RL2_OUTCOME_DENY);
     assert_int_equal(send_key(f, "ABC, ABC", NULL, &o), RL2_OK);
     assert_int_equal(o, RL2_OUTCOME_DENY);
+    /* PHP's, Rack's and ASP.NET's spellings of the name are the key. */
+    assert_int_equal(send_key(f, NULL, "API.Key=ABC", &o), RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_DENY);
+    assert_int_equal(send_key(f, NULL, "x=1;%20api_key=ABC", &o), RL2_OK);
+    assert_int_equal(o, RL2_OUTCOME_DENY);
 }
 
 /* Two different keys in one request: the application takes one of them
@@ -503,6 +516,24 @@ test_apikey_twice_refused(void **state)
     assert_int_equal(send_key(f, NULL, "api_key=junk&api_key=REAL", &o),
                      RL2_ERR_REQUEST);
     assert_int_equal(send_key(f, "junk", "api_key=REAL", &o), RL2_ERR_REQUEST);
+    /* However the parameter's name is spelled for PHP, Rack or ASP.NET,
+     * and a key too long to compare beside another. */
+    assert_int_equal(send_key(f, NULL, "api_key=RANDOM&api.key=REAL", &o),
+                     RL2_ERR_REQUEST);
+    assert_int_equal(send_key(f, NULL, "api_key=RANDOM&api%5Fkey=REAL", &o),
+                     RL2_ERR_REQUEST);
+    assert_int_equal(send_key(f, NULL, "api_key[]=REAL&api_key=RANDOM", &o),
+                     RL2_ERR_REQUEST);
+    assert_int_equal(send_key(f, NULL, "x=1;api_key=REAL&API_KEY=RANDOM", &o),
+                     RL2_ERR_REQUEST);
+    {
+        char q[400] = "api_key=";
+
+        memset(q + 8, 'L', 300);
+        q[308] = '\0';
+        strcat(q, "&api_key=RANDOM");
+        assert_int_equal(send_key(f, NULL, q, &o), RL2_ERR_REQUEST);
+    }
     /* None of them spent REAL's request. */
     assert_int_equal(send_key(f, "REAL", NULL, &o), RL2_OK);
     assert_int_equal(o, RL2_OUTCOME_ALLOW);

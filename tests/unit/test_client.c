@@ -279,11 +279,14 @@ test_forwarded_parse(void **state)
     rl2_forwarded_parse("for=\"a,b\";x=\"q\\\"\", for=192.0.2.1 ,,"
                         "for=\"[v6]:1",
                         &h);
-    assert_int_equal(h.n, 4);
-    assert_string_equal(h.hop[0], "a,b");
-    assert_string_equal(h.hop[1], "192.0.2.1");
-    assert_string_equal(h.hop[2], "");
-    assert_string_equal(h.hop[3], ""); /* quote never closed */
+    /* A comma ends a quoted value too (no node holds one): "a,b" is two
+     * bad elements, and no open quote can swallow the elements after. */
+    assert_int_equal(h.n, 5);
+    assert_string_equal(h.hop[0], "");
+    assert_string_equal(h.hop[1], "");
+    assert_string_equal(h.hop[2], "192.0.2.1");
+    assert_string_equal(h.hop[3], "");
+    assert_string_equal(h.hop[4], ""); /* quote never closed */
     rl2_forwarded_parse("", &h);
     assert_int_equal(h.n, 0);
     rl2_forwarded_parse(NULL, &h);
