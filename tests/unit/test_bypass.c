@@ -19,6 +19,8 @@
 
 #include "store/store_internal.h"
 
+#include "rl2_decide_test.h"
+
 /* One request a rule may meet in one hour, per rule. */
 #define RL2_T_RULES \
     "rules = ( { name = \"read\"; methods = [ \"GET\" ];\n" \
@@ -83,35 +85,10 @@ static const char *const flood_text =
 static const char *const override_text =
     "method_override = true;\n" RL2_T_RULES;
 
-typedef struct {
-    rl2_policy_t *policy;
-    rl2_zone_t   *zone;
-    rl2_store_t  *store;
-    char          zname[64];
-} fixture_t;
-
-static int
-setup_sized(void **state, const char *text, uint32_t entries)
-{
-    fixture_t *f = calloc(1, sizeof(*f));
-    rl2_err_t  err;
-
-    assert_non_null(f);
-    assert_int_equal(
-        rl2_config_load_string(text, "t.conf", NULL, &f->policy, &err), RL2_OK);
-    snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-bypass", (int)getpid());
-    assert_int_equal(rl2_zone_open(f->zname, entries, f->policy->max_state_size,
-                                   0600, &f->zone, &err),
-                     RL2_OK);
-    assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err), RL2_OK);
-    *state = f;
-    return 0;
-}
-
 static int
 setup_with(void **state, const char *text)
 {
-    return setup_sized(state, text, 64);
+    return setup_sized(state, text, 64, "bypass");
 }
 
 /* Two rules share a per-address limit; the second adds a site-wide one
@@ -128,7 +105,7 @@ static const char *const small_text =
 static int
 setup_small(void **state)
 {
-    return setup_sized(state, small_text, RL2_ZONE_MIN_ENTRIES);
+    return setup_sized(state, small_text, RL2_ZONE_MIN_ENTRIES, "bypass");
 }
 
 static int
@@ -183,20 +160,6 @@ static int
 setup_flood(void **state)
 {
     return setup_with(state, flood_text);
-}
-
-static int
-teardown(void **state)
-{
-    fixture_t *f = *state;
-    rl2_err_t  err;
-
-    rl2_store_destroy(f->store);
-    rl2_zone_close(f->zone);
-    rl2_zone_unlink(f->zname, &err);
-    rl2_policy_free(f->policy);
-    free(f);
-    return 0;
 }
 
 static const char *

@@ -19,6 +19,8 @@
 #include "ratelimit2/decide.h"
 #include "ratelimit2/store_local.h"
 
+#include "rl2_decide_test.h"
+
 static const char *const policy_text =
     "trusted_proxies = [ \"127.0.0.1\", \"::1\" ];\n"
     "whitelist = { addresses = [ \"192.0.2.128/25\" ]; };\n"
@@ -53,29 +55,10 @@ header(void *ctx, const char *name)
     return NULL;
 }
 
-typedef struct {
-    rl2_policy_t *policy;
-    rl2_zone_t   *zone;
-    rl2_store_t  *store;
-    char          zname[64];
-} fixture_t;
-
 static int
 setup_with(void **state, const char *text)
 {
-    fixture_t *f = calloc(1, sizeof(*f));
-    rl2_err_t  err;
-
-    assert_non_null(f);
-    assert_int_equal(
-        rl2_config_load_string(text, "t.conf", NULL, &f->policy, &err), RL2_OK);
-    snprintf(f->zname, sizeof(f->zname), "/rl2test-%d-client", (int)getpid());
-    assert_int_equal(rl2_zone_open(f->zname, 64, f->policy->max_state_size,
-                                   0600, &f->zone, &err),
-                     RL2_OK);
-    assert_int_equal(rl2_store_local_create(f->zone, &f->store, &err), RL2_OK);
-    *state = f;
-    return 0;
+    return setup_sized(state, text, 64, "client");
 }
 
 static int
@@ -88,20 +71,6 @@ static int
 setup128(void **state)
 {
     return setup_with(state, policy128_text);
-}
-
-static int
-teardown(void **state)
-{
-    fixture_t *f = *state;
-    rl2_err_t  err;
-
-    rl2_store_destroy(f->store);
-    rl2_zone_close(f->zone);
-    rl2_zone_unlink(f->zname, &err);
-    rl2_policy_free(f->policy);
-    free(f);
-    return 0;
 }
 
 /* Decide one request; returns its outcome, the client into ip. */
