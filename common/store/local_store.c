@@ -80,39 +80,40 @@ rl2_layer_commit(rl2_zone_t *zone, rl2_layer_t *l, void *state,
     l->committed_us = t;
 }
 
-/* A new entry may evict the least recently used one: the request's own
- * entries are made the most recent before any new one is taken, so no
- * new entry can be one whose state a later layer is about to count into
- * (a zone holds at least as many entries as a request has layers). */
-_Static_assert(RL2_MAX_LAYERS <= RL2_ZONE_MIN_ENTRIES,
-               "a request's layers must fit in the smallest zone");
+/* A new entry never takes one a request is using: the request's found
+ * entries are promoted first (the most recent protected ones; a demotion
+ * takes the least recent of more than half the zone), and a new entry
+ * takes the least recent on probation, which then holds at least half the
+ * zone, while the request created at most RL2_MAX_LAYERS - 1 before it. */
+_Static_assert(4 * RL2_MAX_LAYERS <= RL2_ZONE_MIN_ENTRIES,
+               "a request's layers must fit in either half of the "
+               "smallest zone");
 
-/* A refused request creates nothing, but the counters that refused it
- * are in use: they become the most recent, so a flood of new keys evicts
- * idle entries before a client that is being refused right now (whose
- * counter, evicted, would start afresh). */
+/* The counters a request found are in use, whether they admit it (a
+ * second request: the key is no longer new) or refuse it (a client being
+ * refused right now, whose counter, evicted, would start afresh): they
+ * are promoted to protected, out of the reach of a flood of new keys. */
 static void
 rl2_local_touch_found(rl2_zone_t *zone, size_t n, void **states,
                       const uint32_t *refs)
 {
     for (size_t i = 0; i < n; i++) {
-        if (states[i] != NULL && refs[i] != zone->hdr->lru_head) {
+        /* A busy client is already the most recent: nothing moves. */
+        if (states[i] != NULL && !rl2_zone_is_hot(zone, refs[i])) {
             rl2_zone_touch(zone, refs[i]);
         }
     }
 }
 
-/* Entries for the admitted layers whose keys the zone does not hold,
- * after the ones it holds are made the most recent. */
+/* Entries, on probation, for the admitted layers whose keys the zone does
+ * not hold. */
 static void
 rl2_local_make_room(rl2_zone_t *zone, const rl2_layer_t *layers, size_t n,
-                    void **states, uint32_t *refs, const rl2_clock_t *now)
+                    void **states, const rl2_clock_t *now)
 {
-    rl2_local_touch_found(zone, n, states, refs);
     for (size_t i = 0; i < n; i++) {
         if (!layers[i].refused && states[i] == NULL) {
             states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
-            refs[i] = zone->hdr->lru_head;
         }
     }
 }
@@ -156,19 +157,19 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         refused |= layers[i].refused && !layers[i].dry_run
                    && !layers[i].limit->unlimited;
     }
-    if (refused) {
+    if (refused || missing) {
         rl2_local_touch_found(zone, n, states, refs);
     }
-    else {
+    if (!refused) {
         if (missing) {
-            rl2_local_make_room(zone, layers, n, states, refs, now);
+            rl2_local_make_room(zone, layers, n, states, now);
         }
         for (size_t i = 0; i < n; i++) {
             if (layers[i].refused) {
                 continue;
             }
-            /* A busy client is already the most recent: nothing moves. */
-            if (refs[i] != zone->hdr->lru_head) {
+            /* The common case, every key found: promote as we go. */
+            if (!missing && !rl2_zone_is_hot(zone, refs[i])) {
                 rl2_zone_touch(zone, refs[i]);
             }
             rl2_layer_commit(zone, &layers[i], states[i], now);

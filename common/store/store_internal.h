@@ -8,8 +8,9 @@
  *   failover.c         the failover store: Redis while the circuit is
  *                      closed, the local zone (or a refusal) otherwise
  *   local_store.c      the store interface over a local zone
- *   zone.c             the table: hash index, LRU and free lists, the
- *                      per-key entry points, statistics
+ *   zone.c             the table: hash index, the probation and
+ *                      protected LRU lists, the free list, the per-key
+ *                      entry points, statistics
  *   zone_shm.c         the shm object: geometry, create / attach / validate
  *                      and the race between them, unlink, the robust lock
  *                      and its recovery after a crash
@@ -19,8 +20,9 @@
  * (offsets from the start of the object, never pointers, so every process
  * may map it at a different address):
  *
- *   0            zone_hdr_t: magic, version, geometry, counters, LRU head
- *                and tail, free list head, robust mutex
+ *   0            zone_hdr_t: magic, version, geometry, counters, the heads
+ *                and tails of the two LRU lists, free list head, robust
+ *                mutex
  *   index_off    uint32_t index[index_slots]: open addressing with linear
  *                probing; 0 = empty slot, else an entry reference.
  *                index_slots is a power of two >= 2 * entries, so the load
@@ -93,10 +95,10 @@ rl2_status_t rl2_zone_lock(rl2_zone_t *zone, rl2_err_t *err);
 void         rl2_zone_unlock(rl2_zone_t *zone);
 
 /* Under the lock: the state of `key`, state_size bytes, 8-aligned.  A key
- * that is absent, or whose expiry is before now_us, gets zeroed state (a
- * new entry is inserted, evicting the oldest when full).  The entry becomes
- * the most recently used.  Never returns NULL.  The pointer is valid until
- * the lock is released. */
+ * that is absent, or whose expiry is before now_us, gets zeroed state in
+ * an entry at the head of probation (taken as zone.c's rule says when
+ * the zone is full); a live key is promoted, as by rl2_zone_touch.  Never
+ * returns NULL.  The pointer is valid until the lock is released. */
 void *rl2_zone_get(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
 
 /* Under the lock: the state of key if present and not expired at now_us,
@@ -108,8 +110,10 @@ void *rl2_zone_peek(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
 void *rl2_zone_lookup(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us,
                       uint32_t *ref);
 
-/* Under the lock: make the entry rl2_zone_lookup found the most recently
- * used, as rl2_zone_get would, without a second lookup. */
+/* Under the lock: promote the entry rl2_zone_lookup found (it counts a
+ * second request, or it refuses one): it becomes the most recently used
+ * protected entry, as rl2_zone_get would make it, without a second
+ * lookup. */
 void rl2_zone_touch(rl2_zone_t *zone, uint32_t ref);
 
 /* Under the lock: keep the entry whose state pointer rl2_zone_get returned
@@ -124,8 +128,15 @@ rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
                             rl2_err_t *err);
 
 #define ZONE_MAGIC   0x5a324c52u /* "RL2Z" read little-endian */
-#define ZONE_VERSION 1u
+#define ZONE_VERSION 2u
 #define ZONE_NIL     0u /* no entry */
+
+/* Which list an entry is on (zone_entry_t.list).  Probation holds keys
+ * that have counted one admitted request; protected holds keys that have
+ * counted a second one or refused a request (zone.c says why). */
+#define ZONE_FREE      0u
+#define ZONE_PROBATION 1u
+#define ZONE_PROTECTED 2u
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2,
                "shared memory needs address-free 32-bit atomics");
@@ -136,7 +147,7 @@ typedef struct {
     uint32_t     prev;       /* LRU: towards the head (newer) */
     uint32_t     next;       /* LRU: towards the tail; free list */
     uint32_t     hash;       /* index hash; home = hash & mask */
-    uint32_t     in_use;     /* 1 on the LRU list, 0 free */
+    uint32_t     list;       /* ZONE_FREE, _PROBATION or _PROTECTED */
 } zone_entry_t;
 
 _Static_assert(sizeof(zone_entry_t) % 8 == 0, "state must stay 8-aligned");
@@ -154,11 +165,12 @@ typedef struct {
     uint64_t         entries_off;
     uint64_t         bytes; /* size of the whole object */
     rl2_hash_key_t   seed;  /* per-zone index key (anti-flood) */
-    uint64_t         used;  /* entries on the LRU list */
+    uint64_t         used;  /* entries on either LRU list */
     uint64_t         evictions;
     uint64_t         lock_recoveries;
-    uint32_t         lru_head; /* most recently used */
-    uint32_t         lru_tail; /* least recently used */
+    uint32_t         lru_head[2];    /* [list - 1]: most recently used */
+    uint32_t         lru_tail[2];    /* [list - 1]: least recently used */
+    uint32_t         protected_used; /* entries on the protected list */
     uint32_t         free_head;
     _Atomic uint32_t dirty; /* 1 while the index or lists change */
     pthread_mutex_t  lock;
@@ -203,6 +215,15 @@ rl2_zone_mark_clean(rl2_zone_t *z)
 {
     atomic_signal_fence(memory_order_seq_cst);
     atomic_store_explicit(&z->hdr->dirty, 0, memory_order_relaxed);
+}
+
+/* Under the lock: is ref the most recent protected entry?  Then a touch
+ * has nothing to move (a busy client asking again).  Inline: it runs for
+ * every layer of every admitted request. */
+static inline int
+rl2_zone_is_hot(const rl2_zone_t *z, uint32_t ref)
+{
+    return ref == z->hdr->lru_head[ZONE_PROTECTED - 1];
 }
 
 /* Under the lock (or before the zone is published): rebuild the index and

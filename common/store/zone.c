@@ -1,17 +1,44 @@
 /*
  * zone.c -- the table of a local zone: per-key state found through a
- * hash index, kept in LRU order, evicted when the zone is full.
+ * hash index, kept on two LRU lists, evicted when the zone is full.
  *
- * Owns the hash index, the LRU list and the free list, the rebuild of all
- * three from the entries, and the per-key entry points (get, peek,
- * keep_until, remove) and statistics of store_local.h.  The layout is in
- * store_internal.h; creating, attaching and locking the shm object
- * are in zone_shm.c.  Nothing here allocates: every entry was
- * reserved when the zone was created.
+ * Owns the hash index, the probation and protected lists, the free list,
+ * the rebuild of all of them from the entries, and the per-key entry
+ * points (get, lookup, touch, keep_until, remove) and statistics of
+ * store_local.h.  The layout is in store_internal.h; creating, attaching
+ * and locking the shm object are in zone_shm.c.  Nothing here allocates:
+ * every entry was reserved when the zone was created.
  *
- * Every entry is on exactly one of the LRU list (in use) and the free list
- * (not).  Index positions come from a keyed mix of the digest under a
+ * Every entry is on exactly one of three lists: free, probation or
+ * protected.  Index positions come from a keyed mix of the digest under a
  * random per-zone seed, so nobody outside can aim keys at one slot.
+ *
+ * Eviction (a segmented LRU).  A plain LRU lets anyone with a supply of
+ * new keys (made-up API keys, fresh IPv6 /64s) flush every counter: a
+ * zone of E entries forgets a used-up login limit or monthly quota after
+ * E admitted requests with new keys.  So:
+ *
+ *   - A new key's entry starts at the head of probation.  An entry moves
+ *     to the head of protected when it counts a second admitted request
+ *     or refuses one (rl2_zone_touch, or rl2_zone_get of a live key).
+ *   - Protected holds at most half the zone: a promotion beyond that
+ *     moves the least recently used protected entry to the head of
+ *     probation (a demotion, not an eviction).
+ *   - A new key takes, in this order: a free entry; an expired entry
+ *     among the ZONE_EXPIRE_SCAN least recent of probation, then of
+ *     protected (not an eviction); the least recently used entry on
+ *     probation (an eviction).  A protected entry is never evicted
+ *     directly: when the zone is full, probation holds at least half of
+ *     it.
+ *
+ * Hence the rule: keys that each make one request evict only entries on
+ * probation, however many they are, so a live counter that has counted
+ * twice or refused a request outlives any flood of new keys.  To evict
+ * it, an attacker must first push half a zone of its own keys through
+ * protected with two admitted requests each, then another half a zone of
+ * new keys through probation: three times the zone in requests, all of
+ * them admitted by the other limits.  A new client's entry survives half
+ * a zone of other new keys before its second request.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -130,42 +157,68 @@ rl2_zone_index_delete(rl2_zone_t *z, uint32_t hole)
     }
 }
 
+/* Off its LRU list (probation or protected, as e->list says). */
 static void
 rl2_zone_lru_unlink(rl2_zone_t *z, uint32_t ref)
 {
     zone_hdr_t   *h = z->hdr;
     zone_entry_t *e = rl2_zone_entry_at(z, ref);
+    uint32_t      l = e->list - 1;
 
     if (e->prev != ZONE_NIL) {
         rl2_zone_entry_at(z, e->prev)->next = e->next;
     }
     else {
-        h->lru_head = e->next;
+        h->lru_head[l] = e->next;
     }
     if (e->next != ZONE_NIL) {
         rl2_zone_entry_at(z, e->next)->prev = e->prev;
     }
     else {
-        h->lru_tail = e->prev;
+        h->lru_tail[l] = e->prev;
     }
     e->prev = e->next = ZONE_NIL;
+    h->protected_used -= e->list == ZONE_PROTECTED;
 }
 
+/* Onto the head of `list` (ZONE_PROBATION or ZONE_PROTECTED). */
 static void
-rl2_zone_lru_push_head(rl2_zone_t *z, uint32_t ref)
+rl2_zone_lru_push_head(rl2_zone_t *z, uint32_t ref, uint32_t list)
 {
     zone_hdr_t   *h = z->hdr;
     zone_entry_t *e = rl2_zone_entry_at(z, ref);
+    uint32_t      l = list - 1;
 
+    e->list = list;
     e->prev = ZONE_NIL;
-    e->next = h->lru_head;
-    if (h->lru_head != ZONE_NIL) {
-        rl2_zone_entry_at(z, h->lru_head)->prev = ref;
+    e->next = h->lru_head[l];
+    if (h->lru_head[l] != ZONE_NIL) {
+        rl2_zone_entry_at(z, h->lru_head[l])->prev = ref;
     }
     else {
-        h->lru_tail = ref;
+        h->lru_tail[l] = ref;
     }
-    h->lru_head = ref;
+    h->lru_head[l] = ref;
+    h->protected_used += list == ZONE_PROTECTED;
+}
+
+/* Make ref the most recent protected entry; past half the zone, the least
+ * recent protected entry goes back to the head of probation.  That one is
+ * never ref, nor any entry a request holds: protected then holds more
+ * than RL2_MAX_LAYERS entries newer than it (RL2_ZONE_MIN_ENTRIES). */
+static void
+rl2_zone_promote(rl2_zone_t *z, uint32_t ref)
+{
+    zone_hdr_t *h = z->hdr;
+    uint32_t    demoted;
+
+    rl2_zone_lru_unlink(z, ref);
+    rl2_zone_lru_push_head(z, ref, ZONE_PROTECTED);
+    if (h->protected_used > z->geom.entries / 2) {
+        demoted = h->lru_tail[ZONE_PROTECTED - 1];
+        rl2_zone_lru_unlink(z, demoted);
+        rl2_zone_lru_push_head(z, demoted, ZONE_PROBATION);
+    }
 }
 
 static void
@@ -173,29 +226,33 @@ rl2_zone_free_push(rl2_zone_t *z, uint32_t ref)
 {
     zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
-    e->in_use = 0;
+    e->list = ZONE_FREE;
     e->prev = ZONE_NIL;
     e->next = z->hdr->free_head;
     z->hdr->free_head = ref;
 }
 
-/* Rebuild the index and both lists from the entries' in_use flags and
- * keys.  Used to initialise a new zone and after a process died mid-change;
- * recency is lost then (array order), which only shifts who is evicted
- * next, while a half-linked list could loop forever. */
+/* Rebuild the index and the lists from the entries' list fields and
+ * keys.  Used to initialise a new zone and after a process died
+ * mid-change; recency is lost then (array order), which only shifts who
+ * is evicted next, while a half-linked list could loop forever.  An entry
+ * keeps its list unless protected would pass half the zone. */
 void
 rl2_zone_rebuild(rl2_zone_t *z)
 {
     zone_hdr_t *h = z->hdr;
-    uint32_t    ref, pos;
+    uint32_t    ref, pos, list;
 
     memset(z->index, 0, (size_t)z->geom.index_slots * sizeof(uint32_t));
-    h->lru_head = h->lru_tail = h->free_head = ZONE_NIL;
+    memset(h->lru_head, 0, sizeof(h->lru_head));
+    memset(h->lru_tail, 0, sizeof(h->lru_tail));
+    h->free_head = ZONE_NIL;
+    h->protected_used = 0;
     h->used = 0;
     for (ref = z->geom.entries; ref != ZONE_NIL; ref--) {
         zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
-        if (e->in_use != 1) {
+        if (e->list != ZONE_PROBATION && e->list != ZONE_PROTECTED) {
             rl2_zone_free_push(z, ref);
             continue;
         }
@@ -204,21 +261,44 @@ rl2_zone_rebuild(rl2_zone_t *z)
             rl2_zone_free_push(z, ref); /* a duplicate cannot be trusted */
             continue;
         }
+        list =
+            e->list == ZONE_PROTECTED && h->protected_used < z->geom.entries / 2
+                ? ZONE_PROTECTED
+                : ZONE_PROBATION;
         rl2_zone_index_insert(z, ref, e->hash);
-        rl2_zone_lru_push_head(z, ref);
+        rl2_zone_lru_push_head(z, ref, list);
         h->used++;
     }
 }
 
-/* An entry for a new key: a free one, else an expired one near the LRU
- * tail, else the tail itself, which counts as an eviction. */
+/* An expired entry among the ZONE_EXPIRE_SCAN least recent of list, or
+ * ZONE_NIL. */
+static uint32_t
+rl2_zone_expired_near_tail(const rl2_zone_t *z, uint32_t list, int64_t now_us)
+{
+    uint32_t ref = z->hdr->lru_tail[list - 1];
+    int      i;
+
+    for (i = 0; ref != ZONE_NIL && i < ZONE_EXPIRE_SCAN; i++) {
+        const zone_entry_t *e = rl2_zone_entry_at(z, ref);
+
+        if (e->expires_us < now_us) {
+            return ref;
+        }
+        ref = e->prev;
+    }
+    return ZONE_NIL;
+}
+
+/* An entry for a new key, off every list and out of the index: a free
+ * one, else an expired one, else the least recent on probation (an
+ * eviction).  Probation is never empty when no entry is free: protected
+ * holds at most half the zone. */
 static uint32_t
 rl2_zone_reclaim(rl2_zone_t *z, int64_t now_us)
 {
     zone_hdr_t *h = z->hdr;
     uint32_t    ref = h->free_head;
-    uint32_t    victim = h->lru_tail;
-    int         i;
 
     if (ref != ZONE_NIL) {
         h->free_head = rl2_zone_entry_at(z, ref)->next;
@@ -226,19 +306,17 @@ rl2_zone_reclaim(rl2_zone_t *z, int64_t now_us)
         h->used++;
         return ref;
     }
-    for (ref = h->lru_tail, i = 0; ref != ZONE_NIL && i < ZONE_EXPIRE_SCAN;
-         ref = rl2_zone_entry_at(z, ref)->prev, i++) {
-        if (rl2_zone_entry_at(z, ref)->expires_us < now_us) {
-            victim = ref;
-            break;
-        }
+    ref = rl2_zone_expired_near_tail(z, ZONE_PROBATION, now_us);
+    if (ref == ZONE_NIL) {
+        ref = rl2_zone_expired_near_tail(z, ZONE_PROTECTED, now_us);
     }
-    if (ref == ZONE_NIL || i == ZONE_EXPIRE_SCAN) {
+    if (ref == ZONE_NIL) {
+        ref = h->lru_tail[ZONE_PROBATION - 1];
         h->evictions++;
     }
-    rl2_zone_index_delete(z, rl2_zone_index_pos_of(z, victim));
-    rl2_zone_lru_unlink(z, victim);
-    return victim;
+    rl2_zone_index_delete(z, rl2_zone_index_pos_of(z, ref));
+    rl2_zone_lru_unlink(z, ref);
+    return ref;
 }
 
 static void
@@ -260,30 +338,33 @@ rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
     uint32_t      ref = rl2_zone_index_find(z, key, hash, &pos);
     zone_entry_t *e;
 
-    if (ref != ZONE_NIL && ref == z->hdr->lru_head
+    if (ref != ZONE_NIL && rl2_zone_is_hot(z, ref)
         && rl2_zone_entry_at(z, ref)->expires_us >= now_us) {
         /* A live key that is already the most recent (a busy client
          * asking again): nothing moves, so no dirty mark either. */
         return rl2_zone_entry_state(rl2_zone_entry_at(z, ref));
     }
     rl2_zone_mark_dirty(z);
-    if (ref != ZONE_NIL) {
+    if (ref != ZONE_NIL && rl2_zone_entry_at(z, ref)->expires_us >= now_us) {
         e = rl2_zone_entry_at(z, ref);
-        if (e->expires_us < now_us) {
-            rl2_zone_entry_reset(z, e, now_us);
-        }
+        rl2_zone_promote(z, ref);
+    }
+    else if (ref != ZONE_NIL) {
+        /* Expired: the key starts again, as a new one would. */
+        e = rl2_zone_entry_at(z, ref);
+        rl2_zone_entry_reset(z, e, now_us);
         rl2_zone_lru_unlink(z, ref);
+        rl2_zone_lru_push_head(z, ref, ZONE_PROBATION);
     }
     else {
         ref = rl2_zone_reclaim(z, now_us);
         e = rl2_zone_entry_at(z, ref);
         e->key = key;
         e->hash = hash;
-        e->in_use = 1;
         rl2_zone_entry_reset(z, e, now_us);
         rl2_zone_index_insert(z, ref, hash);
+        rl2_zone_lru_push_head(z, ref, ZONE_PROBATION);
     }
-    rl2_zone_lru_push_head(z, ref);
     rl2_zone_mark_clean(z);
     return rl2_zone_entry_state(e);
 }
@@ -313,12 +394,11 @@ rl2_zone_peek(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
 void
 rl2_zone_touch(rl2_zone_t *z, uint32_t ref)
 {
-    if (ref == z->hdr->lru_head) {
+    if (rl2_zone_is_hot(z, ref)) {
         return;
     }
     rl2_zone_mark_dirty(z);
-    rl2_zone_lru_unlink(z, ref);
-    rl2_zone_lru_push_head(z, ref);
+    rl2_zone_promote(z, ref);
     rl2_zone_mark_clean(z);
 }
 

@@ -82,6 +82,17 @@ static const char *const flood_text =
     "  limits = ( { name = \"site\"; rate = \"1/hour\"; key = \"global\"; },\n"
     "             { name = \"per_key\"; rate = \"5/hour\";\n"
     "               key = \"api_key\"; } ); } );\n";
+/* A login limit per address, and per API key a rate and a monthly
+ * quota, in a zone of 100,000 entries. */
+static const char *const quota_text =
+    "api_key = { header = \"X-API-Key\"; };\n"
+    "rules = ( { name = \"login\"; paths = [ \"/login\" ];\n"
+    "  limits = ( { rate = \"5/15min\"; key = \"ip\"; } ); },\n"
+    "  { name = \"api\"; paths = [ \"/api/**\" ];\n"
+    "  limits = ( { name = \"per_key\"; rate = \"100/min\";\n"
+    "               key = \"api_key\"; },\n"
+    "             { name = \"monthly\"; rate = \"50/month\";\n"
+    "               algorithm = \"quota\"; key = \"api_key\"; } ); } );\n";
 static const char *const override_text =
     "method_override = true;\n" RL2_T_RULES;
 
@@ -160,6 +171,12 @@ static int
 setup_flood(void **state)
 {
     return setup_with(state, flood_text);
+}
+
+static int
+setup_quota(void **state)
+{
+    return setup_sized(state, quota_text, 100000, "bypass");
 }
 
 static const char *
@@ -617,6 +634,58 @@ test_refused_creates_no_entry(void **state)
     assert_int_equal(after.evictions, 0);
 }
 
+/* Decide path for peer with API key `key`; the outcome. */
+static rl2_outcome_t
+send_api(fixture_t *f, const char *path, const char *peer, const char *key)
+{
+    rl2_request_t req = { .path = path, .peer_ip = peer };
+    rl2_verdict_t v;
+
+    req.header = apikey_header;
+    req.header_ctx = (void *)key;
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
+    return v.outcome;
+}
+
+/* Half a million admitted requests, each with a new API key (two new
+ * entries each, live for the rest of the month), through a zone of
+ * 100,000 entries: the victim's spent login limit and spent monthly
+ * quota are protected counters, which new keys never evict. */
+static void
+test_flood_of_new_keys_keeps_spent_counters(void **state)
+{
+    fixture_t       *f = *state;
+    rl2_zone_stats_t zs;
+    rl2_err_t        err;
+    char             key[32];
+    int              i;
+
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(send_api(f, "/login", "192.0.2.1", NULL),
+                         RL2_OUTCOME_ALLOW);
+    }
+    for (i = 0; i < 50; i++) {
+        assert_int_equal(send_api(f, "/api/x", "192.0.2.1", "VICTIM"),
+                         RL2_OUTCOME_ALLOW);
+    }
+    assert_int_equal(send_api(f, "/login", "192.0.2.1", NULL),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(send_api(f, "/api/x", "192.0.2.1", "VICTIM"),
+                     RL2_OUTCOME_DENY);
+    for (i = 0; i < 500000; i++) {
+        snprintf(key, sizeof(key), "flood-%d", i);
+        if (send_api(f, "/api/x", "198.51.100.7", key) != RL2_OUTCOME_ALLOW) {
+            fail_msg("flood request %d refused", i);
+        }
+    }
+    assert_int_equal(rl2_zone_stats(f->zone, &zs, &err), RL2_OK);
+    assert_true(zs.evictions >= 2 * 500000 - 100000);
+    assert_int_equal(send_api(f, "/login", "192.0.2.1", NULL),
+                     RL2_OUTCOME_DENY);
+    assert_int_equal(send_api(f, "/api/x", "192.0.2.1", "VICTIM"),
+                     RL2_OUTCOME_DENY);
+}
+
 int
 main(void)
 {
@@ -650,6 +719,8 @@ main(void)
                                         setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_refused_creates_no_entry,
                                         setup_flood, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_flood_of_new_keys_keeps_spent_counters, setup_quota, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

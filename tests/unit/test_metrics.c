@@ -439,7 +439,7 @@ test_zone_alerts(void **state)
     (void)state;
     snprintf(zname, sizeof(zname), "/rl2test-%ld-mzone", (long)getpid());
     rl2_zone_unlink(zname, NULL);
-    assert_int_equal(rl2_zone_open(zname, 16, 8, 0600, &zone, &err), RL2_OK);
+    assert_int_equal(rl2_zone_open(zname, 64, 8, 0600, &zone, &err), RL2_OK);
     rl2_metrics_unlink(shm_name, NULL);
     rl2_metrics_conf_default(&mc);
     mc.eviction_alert = 10;
@@ -465,18 +465,18 @@ test_zone_alerts(void **state)
         rl2_metrics_record(bz, &v, &now); \
     } while (0)
     FILL(0, 0);  /* the first upkeep: marks, no line */
-    FILL(12, 1); /* 75% */
+    FILL(48, 1); /* 75% */
     assert_int_equal(recv_lines(lines, 16), 0);
-    FILL(1, 1); /* 81% */
+    FILL(4, 1); /* 81% */
     FILL(0, 1);
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);
     assert_non_null(strstr(lines[0], "ratelimit2: event=zone_full level=80 "
-                                     "used=13 entries=16 percent=81"));
-    FILL(3, 1); /* full */
+                                     "used=52 entries=64 percent=81"));
+    FILL(12, 1); /* full */
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);
-    assert_non_null(strstr(lines[0], "event=zone_full level=100 used=16"));
+    assert_non_null(strstr(lines[0], "event=zone_full level=100 used=64"));
     FILL(20, 60); /* 20 evictions within the minute */
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);

@@ -39,7 +39,8 @@
 
 #define NOW        1000000LL /* an arbitrary monotonic time, us */
 #define HOUR_US    3600000000LL
-#define WATCHDOG_S 30 /* a hung test kills the run */
+#define WATCHDOG_S 30                          /* a hung test kills the run */
+#define ZE         ((int)RL2_ZONE_MIN_ENTRIES) /* the smallest zone */
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -346,7 +347,7 @@ test_state_is_rounded_to_8_and_aligned(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "align");
-    z = must_open(name, 16, 13);
+    z = must_open(name, ZE, 13);
     assert_int_equal(rl2_zone_state_size(z), 16);
     assert_int_equal(stats_of(z).state_size, 16);
     assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
@@ -366,17 +367,17 @@ test_reopen_same_geometry_keeps_counters(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "reopen");
-    z = must_open(name, 16, 8);
-    for (i = 0; i < 20; i++) { /* 4 evictions */
+    z = must_open(name, ZE, 8);
+    for (i = 0; i < ZE + 4; i++) { /* 4 evictions */
         bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
     }
-    bump(z, key_of(19), NOW, NOW + HOUR_US);
+    bump(z, key_of(ZE + 3), NOW, NOW + HOUR_US);
     rl2_zone_close(z);
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     s = stats_of(z);
     assert_int_equal(s.evictions, 4);
-    assert_int_equal(s.used, 16);
-    assert_int_equal(peek(z, key_of(19), NOW), 2);
+    assert_int_equal(s.used, ZE);
+    assert_int_equal(peek(z, key_of(ZE + 3), NOW), 2);
     assert_int_equal(peek(z, key_of(0), NOW), -1);
     drop(z, name);
 }
@@ -390,17 +391,17 @@ test_reopen_other_geometry_recreates(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "regeom");
-    old = must_open(name, 16, 8);
+    old = must_open(name, ZE, 8);
     bump(old, key_of(1), NOW, NOW + HOUR_US);
-    z = must_open(name, 32, 8); /* another capacity */
+    z = must_open(name, 2 * ZE, 8); /* another capacity */
     s = stats_of(z);
-    assert_int_equal(s.entries, 32);
+    assert_int_equal(s.entries, 2 * ZE);
     assert_int_equal(s.used, 0);
     assert_int_equal(peek(z, key_of(1), NOW), -1);
     /* The old mapping still works for its holder. */
     assert_int_equal(bump(old, key_of(1), NOW, NOW + HOUR_US), 2);
     rl2_zone_close(z);
-    z = must_open(name, 32, 24); /* another state size */
+    z = must_open(name, 2 * ZE, 24); /* another state size */
     assert_int_equal(stats_of(z).state_size, 24);
     assert_int_equal(shm_size(name), (off_t)stats_of(z).bytes);
     rl2_zone_close(old);
@@ -416,10 +417,10 @@ test_attach_takes_any_geometry(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "attach");
-    z = must_open(name, 48, 40);
+    z = must_open(name, 3 * ZE, 40);
     bump(z, key_of(7), NOW, NOW + HOUR_US);
     assert_int_equal(rl2_zone_attach(name, &a, &err), RL2_OK);
-    assert_int_equal(stats_of(a).entries, 48);
+    assert_int_equal(stats_of(a).entries, 3 * ZE);
     assert_int_equal(rl2_zone_state_size(a), 40);
     assert_int_equal(peek(a, key_of(7), NOW), 1);
     rl2_zone_close(a);
@@ -455,7 +456,7 @@ test_invalid_object_is_refused_by_attach_replaced_by_open(void **state)
     make_foreign(name, 8192, 0xab); /* garbage magic */
     assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_STORE);
     assert_non_null(strstr(err.msg, name));
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     assert_int_equal(stats_of(z).used, 0);
     drop(z, name);
 }
@@ -470,7 +471,7 @@ test_object_size_must_match_header(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "size");
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     bump(z, key_of(1), NOW, NOW + HOUR_US);
     rl2_zone_close(z);
     fd = shm_open(name, O_RDWR, 0);
@@ -478,7 +479,7 @@ test_object_size_must_match_header(void **state)
     assert_int_equal(ftruncate(fd, shm_size(name) + 4096), 0);
     close(fd);
     assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_STORE);
-    z = must_open(name, 16, 8); /* recreated, not trusted */
+    z = must_open(name, ZE, 8); /* recreated, not trusted */
     assert_int_equal(peek(z, key_of(1), NOW), -1);
     assert_int_equal(shm_size(name), (off_t)stats_of(z).bytes);
     drop(z, name);
@@ -495,7 +496,7 @@ test_half_created_zone_is_replaced_after_a_bounded_wait(void **state)
     zone_name(name, sizeof(name), "halfmade");
     make_foreign(name, 8192, 0); /* magic never published */
     t0 = now_s();
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     assert_true(now_s() - t0 < 3.0);
     assert_int_equal(stats_of(z).used, 0);
     assert_int_equal(shm_size(name), (off_t)stats_of(z).bytes);
@@ -513,7 +514,7 @@ zone_image(size_t *len)
     int            fd;
 
     zone_name(tmpl, sizeof(tmpl), "template");
-    z = must_open(tmpl, 16, 8);
+    z = must_open(tmpl, ZE, 8);
     bump(z, key_of(5), NOW, NOW + HOUR_US);
     rl2_zone_close(z);
     fd = shm_open(tmpl, O_RDONLY, 0);
@@ -559,7 +560,7 @@ test_slow_creator_is_waited_for_not_replaced(void **state)
     }
     assert_int_equal(read(fds[0], &c, 1), 1);
     t0 = now_s();
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     assert_true(now_s() - t0 > 1.2);
     assert_int_equal(peek(z, key_of(5), NOW), 1);
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -580,7 +581,7 @@ test_mode_bits_are_applied_despite_umask(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "mode");
-    assert_int_equal(rl2_zone_open(name, 16, 8, 0640, &z, NULL), RL2_OK);
+    assert_int_equal(rl2_zone_open(name, ZE, 8, 0640, &z, NULL), RL2_OK);
     umask(old);
     snprintf(path, sizeof(path), "/dev/shm%s", name);
     assert_int_equal(stat(path, &st), 0);
@@ -599,7 +600,7 @@ test_new_and_expired_keys_get_zeroed_state(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "zero");
-    z = must_open(name, 16, 32);
+    z = must_open(name, ZE, 32);
     assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
     c = rl2_zone_get(z, key_of(1), 100);
     assert_true(c[0] == 0 && c[1] == 0 && c[2] == 0 && c[3] == 0);
@@ -626,7 +627,7 @@ test_keep_until_never_moves_expiry_earlier(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "keep");
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
     c = rl2_zone_get(z, key_of(1), 100);
     *c = 5;
@@ -649,14 +650,14 @@ test_peek_neither_inserts_nor_touches(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "peek");
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     assert_int_equal(peek(z, key_of(99), NOW), -1);
     assert_int_equal(stats_of(z).used, 0);
-    for (i = 0; i < 16; i++) {
+    for (i = 0; i < ZE; i++) {
         bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
     }
     assert_int_equal(peek(z, key_of(0), NOW), 1); /* oldest, peeked */
-    bump(z, key_of(16), NOW, NOW + HOUR_US);
+    bump(z, key_of(ZE), NOW, NOW + HOUR_US);
     assert_int_equal(peek(z, key_of(0), NOW), -1); /* still evicted */
     assert_int_equal(peek(z, key_of(1), NOW), 1);
     drop(z, name);
@@ -672,8 +673,8 @@ test_remove_forgets_key_and_frees_its_entry(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "remove");
-    z = must_open(name, 16, 8);
-    for (i = 0; i < 16; i++) {
+    z = must_open(name, ZE, 8);
+    for (i = 0; i < ZE; i++) {
         bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
     }
     assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
@@ -681,14 +682,14 @@ test_remove_forgets_key_and_frees_its_entry(void **state)
     rl2_zone_remove(z, key_of(5)); /* absent: no effect */
     rl2_zone_remove(z, key_of(1000));
     rl2_zone_unlock(z);
-    assert_int_equal(stats_of(z).used, 15);
+    assert_int_equal(stats_of(z).used, ZE - 1);
     assert_int_equal(peek(z, key_of(5), NOW), -1);
     assert_int_equal(bump(z, key_of(5), NOW, NOW + HOUR_US), 1);
     bump(z, key_of(5), NOW, NOW + HOUR_US);
     s = stats_of(z);
-    assert_int_equal(s.used, 16);
+    assert_int_equal(s.used, ZE);
     assert_int_equal(s.evictions, 0); /* the freed entry was reused */
-    for (i = 0; i < 16; i++) {
+    for (i = 0; i < ZE; i++) {
         assert_int_equal(peek(z, key_of((uint64_t)i), NOW), i == 5 ? 2 : 1);
     }
     drop(z, name);
@@ -696,8 +697,27 @@ test_remove_forgets_key_and_frees_its_entry(void **state)
 
 /* ---- eviction ----------------------------------------------------------- */
 
+/* Lock, find key, promote it as a refused request does; returns whether
+ * the zone held it. */
+static int
+touch(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
+{
+    uint32_t ref;
+    int      found;
+
+    if (rl2_zone_lock(z, NULL) != RL2_OK) {
+        return 0;
+    }
+    found = rl2_zone_lookup(z, key, now_us, &ref) != NULL;
+    if (found) {
+        rl2_zone_touch(z, ref);
+    }
+    rl2_zone_unlock(z);
+    return found;
+}
+
 static void
-test_lru_evicts_oldest_first_and_counts(void **state)
+test_new_keys_evict_probation_oldest_first(void **state)
 {
     char        name[64];
     rl2_zone_t *z;
@@ -705,22 +725,68 @@ test_lru_evicts_oldest_first_and_counts(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "lru");
-    z = must_open(name, 16, 8);
-    for (i = 0; i < 16; i++) {
+    z = must_open(name, ZE, 8);
+    for (i = 0; i < ZE; i++) {
         bump(z, key_of((uint64_t)i), NOW + i, NOW + HOUR_US);
     }
-    bump(z, key_of(0), NOW + 20, NOW + HOUR_US);   /* 0 is now newest */
-    bump(z, key_of(100), NOW + 21, NOW + HOUR_US); /* evicts 1 */
-    assert_int_equal(peek(z, key_of(1), NOW + 21), -1);
-    assert_int_equal(peek(z, key_of(0), NOW + 21), 2);
-    assert_int_equal(stats_of(z).evictions, 1);
-    bump(z, key_of(101), NOW + 22, NOW + HOUR_US); /* evicts 2 */
-    bump(z, key_of(102), NOW + 23, NOW + HOUR_US); /* evicts 3 */
-    assert_int_equal(peek(z, key_of(2), NOW + 23), -1);
-    assert_int_equal(peek(z, key_of(3), NOW + 23), -1);
-    assert_int_equal(peek(z, key_of(4), NOW + 23), 1);
-    assert_int_equal(stats_of(z).evictions, 3);
-    assert_int_equal(stats_of(z).used, 16);
+    bump(z, key_of(100), NOW + 100, NOW + HOUR_US); /* evicts 0 */
+    bump(z, key_of(101), NOW + 101, NOW + HOUR_US); /* evicts 1 */
+    assert_int_equal(peek(z, key_of(0), NOW + 101), -1);
+    assert_int_equal(peek(z, key_of(1), NOW + 101), -1);
+    assert_int_equal(peek(z, key_of(2), NOW + 101), 1);
+    assert_int_equal(stats_of(z).evictions, 2);
+    assert_int_equal(stats_of(z).used, ZE);
+    drop(z, name);
+}
+
+/* The rule of zone.c: a key that counted twice, or refused a request, is
+ * protected from any number of keys that each count once; it goes back
+ * to probation only when half a zone of keys is promoted after it, and is
+ * evicted only after half a zone of new keys more. */
+static void
+test_flood_of_new_keys_never_evicts_a_protected_entry(void **state)
+{
+    char        name[64];
+    rl2_zone_t *z;
+    uint64_t    flood = 1000000;
+    int         i;
+
+    (void)state;
+    zone_name(name, sizeof(name), "slru");
+    z = must_open(name, ZE, 8);
+    for (i = 0; i < ZE; i++) {
+        bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
+    }
+    bump(z, key_of(0), NOW, NOW + HOUR_US); /* counted twice */
+    assert_true(touch(z, key_of(1), NOW));  /* refused a request */
+    for (i = 0; i < 100 * ZE; i++) {
+        bump(z, key_of(flood++), NOW, NOW + HOUR_US);
+    }
+    assert_int_equal(peek(z, key_of(0), NOW), 2);
+    assert_int_equal(peek(z, key_of(1), NOW), 1);
+    assert_int_equal(peek(z, key_of(2), NOW), -1);
+    assert_int_equal(stats_of(z).evictions, 100 * ZE);
+    /* Half a zone of promotions, less the two: both still protected. */
+    for (i = 0; i < ZE / 2 - 2; i++) {
+        bump(z, key_of(flood), NOW, NOW + HOUR_US);
+        bump(z, key_of(flood++), NOW, NOW + HOUR_US);
+    }
+    for (i = 0; i < 10 * ZE; i++) {
+        bump(z, key_of(flood++), NOW, NOW + HOUR_US);
+    }
+    assert_int_equal(peek(z, key_of(0), NOW), 2);
+    assert_int_equal(peek(z, key_of(1), NOW), 1);
+    /* One more promotion demotes key 0, the least recent protected, to
+     * the head of probation: it lasts ZE / 2 - 1 new keys, not ZE / 2. */
+    bump(z, key_of(flood), NOW, NOW + HOUR_US);
+    bump(z, key_of(flood++), NOW, NOW + HOUR_US);
+    for (i = 0; i < ZE / 2 - 1; i++) {
+        bump(z, key_of(flood++), NOW, NOW + HOUR_US);
+    }
+    assert_int_equal(peek(z, key_of(0), NOW), 2);
+    bump(z, key_of(flood++), NOW, NOW + HOUR_US);
+    assert_int_equal(peek(z, key_of(0), NOW), -1);
+    assert_int_equal(peek(z, key_of(1), NOW), 1);
     drop(z, name);
 }
 
@@ -734,32 +800,34 @@ test_expired_reuse_is_not_an_eviction(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "expreuse");
-    z = must_open(name, 16, 8);
-    for (i = 0; i < 16; i++) { /* kept 10 us only */
+    z = must_open(name, ZE, 8);
+    for (i = 0; i < ZE; i++) { /* kept 10 us only */
         bump(z, key_of((uint64_t)i), NOW, NOW + 10);
     }
-    for (i = 0; i < 16; i++) { /* 1 s later: all expired */
+    for (i = 0; i < ZE; i++) { /* 1 s later: all expired */
         bump(z, key_of((uint64_t)(100 + i)), NOW + 1000000, NOW + HOUR_US);
     }
     s = stats_of(z);
     assert_int_equal(s.evictions, 0);
-    assert_int_equal(s.used, 16);
+    assert_int_equal(s.used, ZE);
     /* Entries never kept expire as soon as time moves. */
-    for (i = 0; i < 16; i++) {
+    for (i = 0; i < ZE; i++) {
         assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
         rl2_zone_get(z, key_of((uint64_t)(200 + i)), NOW + 2000000);
         rl2_zone_unlock(z);
     }
-    assert_int_equal(stats_of(z).evictions, 16); /* the kept ones */
-    for (i = 0; i < 16; i++) {
+    assert_int_equal(stats_of(z).evictions, ZE); /* the kept ones */
+    for (i = 0; i < ZE; i++) {
         assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
         rl2_zone_get(z, key_of((uint64_t)(300 + i)), NOW + 2000001);
         rl2_zone_unlock(z);
     }
-    assert_int_equal(stats_of(z).evictions, 16); /* unkept: free */
+    assert_int_equal(stats_of(z).evictions, ZE); /* unkept: free */
     drop(z, name);
 }
 
+/* An expired entry near the tail of probation, then of protected, is
+ * taken before a live one is evicted. */
 static void
 test_expired_entry_near_tail_beats_live_tail(void **state)
 {
@@ -769,35 +837,44 @@ test_expired_entry_near_tail_beats_live_tail(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "neartail");
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     bump(z, key_of(0), NOW, NOW + HOUR_US); /* tail, live */
     bump(z, key_of(1), NOW, NOW + 5);       /* next, expires */
-    for (i = 2; i < 16; i++) {
+    bump(z, key_of(2), NOW, NOW + 5);       /* protected, expires */
+    bump(z, key_of(2), NOW, NOW + 5);
+    for (i = 3; i < ZE; i++) {
         bump(z, key_of((uint64_t)i), NOW, NOW + HOUR_US);
     }
-    bump(z, key_of(50), NOW + 10, NOW + HOUR_US);
+    bump(z, key_of(1000), NOW + 10, NOW + HOUR_US); /* takes 1 */
+    bump(z, key_of(1001), NOW + 10, NOW + HOUR_US); /* takes 2 */
     assert_int_equal(stats_of(z).evictions, 0);
     assert_int_equal(peek(z, key_of(0), NOW + 10), 1);
     assert_int_equal(peek(z, key_of(1), NOW + 10), -1);
+    assert_int_equal(peek(z, key_of(2), NOW + 10), -1);
+    bump(z, key_of(1002), NOW + 10, NOW + HOUR_US); /* evicts 0 */
+    assert_int_equal(stats_of(z).evictions, 1);
+    assert_int_equal(peek(z, key_of(0), NOW + 10), -1);
     drop(z, name);
 }
 
-/* The index and LRU against a tiny model: many collisions in a small
- * index exercise probing and backward-shift deletion. */
+/* The index and both lists against a small model: many collisions in a
+ * small index exercise probing and backward-shift deletion; more keys
+ * than entries exercise promotion, demotion and eviction. */
+enum { MODEL_KEYS = 3 * ZE / 2 };
+
 typedef struct {
-    int      order[16]; /* key ids, most recent first */
-    int      n;
-    uint64_t val[48];
+    int      prob[ZE]; /* probation: key ids, most recent first */
+    int      prot[ZE]; /* protected */
+    int      nprob, nprot;
+    uint64_t val[MODEL_KEYS];
     uint64_t evictions;
 } model_t;
 
 static int
-model_pos(const model_t *m, int k)
+model_find(const int *list, int n, int k)
 {
-    int i;
-
-    for (i = 0; i < m->n; i++) {
-        if (m->order[i] == k) {
+    for (int i = 0; i < n; i++) {
+        if (list[i] == k) {
             return i;
         }
     }
@@ -805,51 +882,83 @@ model_pos(const model_t *m, int k)
 }
 
 static void
+model_cut(int *list, int *n, int p)
+{
+    memmove(&list[p], &list[p + 1], (size_t)(*n - p - 1) * sizeof(int));
+    (*n)--;
+}
+
+static void
+model_push(int *list, int *n, int k)
+{
+    memmove(&list[1], &list[0], (size_t)*n * sizeof(int));
+    list[0] = k;
+    (*n)++;
+}
+
+static void
 model_get(model_t *m, int k)
 {
-    int p = model_pos(m, k);
+    int p;
 
-    if (p < 0) {
-        if (m->n == 16) {
-            m->n--;
+    if ((p = model_find(m->prot, m->nprot, k)) >= 0) {
+        model_cut(m->prot, &m->nprot, p);
+    }
+    else if ((p = model_find(m->prob, m->nprob, k)) >= 0) {
+        model_cut(m->prob, &m->nprob, p);
+    }
+    else {
+        if (m->nprob + m->nprot == ZE) {
+            m->nprob--; /* the least recent on probation */
             m->evictions++;
         }
-        m->val[k] = 0;
-        p = m->n++;
+        m->val[k] = 1;
+        model_push(m->prob, &m->nprob, k);
+        return;
     }
-    memmove(&m->order[1], &m->order[0], (size_t)p * sizeof(int));
-    m->order[0] = k;
     m->val[k]++;
+    model_push(m->prot, &m->nprot, k);
+    if (m->nprot > ZE / 2) {
+        model_push(m->prob, &m->nprob, m->prot[--m->nprot]);
+    }
 }
 
 static void
 model_remove(model_t *m, int k)
 {
-    int p = model_pos(m, k);
+    int p;
 
-    if (p >= 0) {
-        memmove(&m->order[p], &m->order[p + 1],
-                (size_t)(m->n - p - 1) * sizeof(int));
-        m->n--;
+    if ((p = model_find(m->prot, m->nprot, k)) >= 0) {
+        model_cut(m->prot, &m->nprot, p);
+    }
+    else if ((p = model_find(m->prob, m->nprob, k)) >= 0) {
+        model_cut(m->prob, &m->nprob, p);
     }
 }
 
+static int
+model_holds(const model_t *m, int k)
+{
+    return model_find(m->prot, m->nprot, k) >= 0
+           || model_find(m->prob, m->nprob, k) >= 0;
+}
+
 static void
-test_index_and_lru_match_a_model(void **state)
+test_index_and_lists_match_a_model(void **state)
 {
     char        name[64];
     rl2_zone_t *z;
-    model_t     m = { .n = 0 };
+    model_t     m = { .nprob = 0 };
     uint64_t    rng = 88172645463325252ULL;
     int         op, k;
 
     (void)state;
     zone_name(name, sizeof(name), "model");
-    z = must_open(name, 16, 8);
-    for (op = 0; op < 40000; op++) {
+    z = must_open(name, ZE, 8);
+    for (op = 0; op < 100000; op++) {
         rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-        k = (int)(rng % 48);
-        if ((rng >> 32) % 4 == 0) {
+        k = (int)(rng % MODEL_KEYS);
+        if ((rng >> 32) % 8 == 0) {
             assert_int_equal(rl2_zone_lock(z, NULL), RL2_OK);
             rl2_zone_remove(z, key_of((uint64_t)k));
             rl2_zone_unlock(z);
@@ -860,11 +969,11 @@ test_index_and_lru_match_a_model(void **state)
             model_get(&m, k);
         }
         if (op % 97 == 0) {
-            for (k = 0; k < 48; k++) {
-                int64_t want = model_pos(&m, k) >= 0 ? (int64_t)m.val[k] : -1;
+            for (k = 0; k < MODEL_KEYS; k++) {
+                int64_t want = model_holds(&m, k) ? (int64_t)m.val[k] : -1;
                 assert_int_equal(peek(z, key_of((uint64_t)k), NOW), want);
             }
-            assert_int_equal(stats_of(z).used, m.n);
+            assert_int_equal(stats_of(z).used, m.nprob + m.nprot);
             assert_int_equal(stats_of(z).evictions, m.evictions);
         }
     }
@@ -942,7 +1051,7 @@ test_killed_lock_holder_does_not_block(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "robust");
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     bump(z, key_of(1), NOW, NOW + HOUR_US);
     assert_int_equal(pipe(fds), 0);
     pid = fork();
@@ -1091,7 +1200,7 @@ test_threads_count_exactly(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "threads");
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     for (i = 0; i < THREADS; i++) {
         assert_int_equal(pthread_create(&t[i], NULL, count_thread, z), 0);
     }
@@ -1113,7 +1222,7 @@ test_processes_count_exactly(void **state)
 
     (void)state;
     zone_name(name, sizeof(name), "procs");
-    z = must_open(name, 16, 8);
+    z = must_open(name, ZE, 8);
     pid = fork();
     assert_true(pid >= 0);
     if (count_thread(z) != NULL) {
@@ -1178,14 +1287,14 @@ test_processes_opening_at_once_share_one_zone(void **state)
     (void)state;
     zone_name(name, sizeof(name), "race");
     for (round = 0; round < 5; round++) {
-        open_race(name, 64); /* nothing there yet */
-        z = must_open(name, 64, 8);
+        open_race(name, 2 * ZE); /* nothing there yet */
+        z = must_open(name, 2 * ZE, 8);
         assert_int_equal(peek(z, key_of(9), NOW), 4);
         drop(z, name);
-        z = must_open(name, 32, 8); /* a zone of another geometry */
+        z = must_open(name, ZE, 8); /* a zone of another geometry */
         rl2_zone_close(z);
-        open_race(name, 64);
-        z = must_open(name, 64, 8);
+        open_race(name, 2 * ZE);
+        z = must_open(name, 2 * ZE, 8);
         assert_int_equal(peek(z, key_of(9), NOW), 4);
         drop(z, name);
     }
@@ -1216,10 +1325,11 @@ main(void)
         T(test_keep_until_never_moves_expiry_earlier),
         T(test_peek_neither_inserts_nor_touches),
         T(test_remove_forgets_key_and_frees_its_entry),
-        T(test_lru_evicts_oldest_first_and_counts),
+        T(test_new_keys_evict_probation_oldest_first),
+        T(test_flood_of_new_keys_never_evicts_a_protected_entry),
         T(test_expired_reuse_is_not_an_eviction),
         T(test_expired_entry_near_tail_beats_live_tail),
-        T(test_index_and_lru_match_a_model),
+        T(test_index_and_lists_match_a_model),
         T(test_million_keys_keep_memory_fixed_and_hot_key_exact),
         T(test_killed_lock_holder_does_not_block),
         T(test_killed_mid_update_leaves_table_consistent),

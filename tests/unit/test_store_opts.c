@@ -99,7 +99,7 @@ test_zone_failover_alerts(void **state)
     assert_int_equal(rl2_store_opt_zone_name(&bc, "z1", &err), RL2_ERR_CONFIG);
     assert_int_equal(rl2_store_opt_zone_name(&bc, "/a/b", &err),
                      RL2_ERR_CONFIG);
-    assert_int_equal(rl2_store_opt_zone_entries(&bc, "15", &err),
+    assert_int_equal(rl2_store_opt_zone_entries(&bc, "63", &err),
                      RL2_ERR_CONFIG);
     assert_int_equal(rl2_store_opt_zone_entries(&bc, "5000", &err), RL2_OK);
     assert_int_equal(bc.zone_entries, 5000);

@@ -5,12 +5,14 @@
  * One zone is shared by every thread and process of one host that opens it
  * by name (Apache children inherit it; FastCGI workers and the CGI wrapper
  * attach by name).  Memory is fixed when the zone is created: `entries`
- * slots of `state_size` bytes plus a fixed header and index.  When the table
- * is full, inserting a new key evicts the least recently used entry
- * (oldest first) and counts an eviction; expired entries are reused first
- * and are not counted as evictions.  The local store inserts a key only
- * when a request that every enforcing layer admits commits to it: a
- * refused request never creates nor evicts an entry.
+ * slots of `state_size` bytes plus a fixed header and index.  A new key's
+ * entry is on probation; one that counts a second request or refuses one
+ * is protected (at most half the zone).  When the table is full, a new key
+ * takes an expired entry (not counted as an eviction), else evicts the
+ * least recently used entry on probation: a flood of new keys cannot
+ * evict a protected counter.  The local store inserts a key only when a
+ * request that every enforcing layer admits commits to it: a refused
+ * request never creates nor evicts an entry.
  *
  * Locking: one robust, process-shared mutex in the zone.  A process killed
  * while holding it never wedges the others: the next locker recovers the
@@ -28,7 +30,7 @@
 
 typedef struct rl2_zone rl2_zone_t;
 
-#define RL2_ZONE_MIN_ENTRIES 16u
+#define RL2_ZONE_MIN_ENTRIES 64u
 #define RL2_ZONE_MAX_ENTRIES (1u << 26)
 #define RL2_ZONE_NAME_MAX    200
 

@@ -16,7 +16,7 @@
  *             | cluster:HOST:PORT,... (1 to 8 seed nodes)
  *   options   db=0..15, user=U, password=P, connect_timeout=1..60000 (ms),
  *             timeout=1..60000 (ms)
- *   zone      /NAME (one leading slash, no other), entries 16..67108864
+ *   zone      /NAME (one leading slash, no other), entries 64..67108864
  *   failover  local|open|closed, share=0.001..1, probe=1..3600000 (ms),
  *             failures=1..1000
  *   alerts    on|off, socket=/PATH, ident=NAME, facility=F,
