@@ -1,7 +1,7 @@
 /*
  * base_internal.h -- what the base folder gives the rest of the core and
  * not libratelimit2-dev (private to the core): alert state and sending,
- * the short sleep, SipHash and digests, status names.
+ * the short sleep, SipHash and digests, status names, percent-decoding.
  *
  *   alert.c               syslog alerts: line format, per-kind rate limit
  *                         in shared memory, sending
@@ -25,6 +25,34 @@
 #include "ratelimit2/clock.h"
 #include "ratelimit2/hash.h"
 #include "ratelimit2/status.h"
+
+/* ---- percent-decoding: one reading for paths, queries, keys ---- */
+
+static inline int
+rl2_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    c |= 0x20; /* ASCII lower case */
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The byte "%XY" at p stands for (0..255), or -1 when p does not start
+ * one within its `left` bytes.  On a NUL-terminated string `left` may be
+ * 3: a NUL ends the test before the byte after it is read.  Callers
+ * decide what %00 means to them (a path or key keeps it as it is). */
+static inline int
+rl2_pct_byte(const char *p, size_t left)
+{
+    int hi, lo;
+
+    if (left < 3 || p[0] != '%' || (hi = rl2_hex_digit((unsigned char)p[1])) < 0
+        || (lo = rl2_hex_digit((unsigned char)p[2])) < 0) {
+        return -1;
+    }
+    return hi * 16 + lo;
+}
 
 /* ---- beside ratelimit2/alert.h (not installed) ---- */
 

@@ -283,24 +283,65 @@ rl2_resolve_address(rl2_ctx_t *c)
 
 /* ---- identity: API key, tier, whitelist ---- */
 
-/* Find name=value in a query string; copies nothing: returns a pointer
- * into the query and the value's length. */
-static const char *
-rl2_query_param(const char *query, const char *name, size_t *len)
+/* Does the query parameter name n[0..len) name `want`, as frameworks
+ * read names?  Percent-decoded, '+' a space; PHP drops leading spaces,
+ * reads ' ', '.' and an unclosed '[' as '_' and "name[...]" as name (so
+ * "api.key" and "api_key[]" are its api_key); ASP.NET compares without
+ * case. */
+static int
+rl2_query_name_is(const char *n, size_t len, const char *want)
 {
-    size_t nlen = strlen(name);
+    char   name[128];
+    size_t k = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        int ch = (unsigned char)n[i], d;
+
+        if (ch == '+') {
+            ch = ' ';
+        }
+        else if ((d = rl2_pct_byte(n + i, len - i)) >= 0) {
+            ch = d;
+            i += 2;
+        }
+        if (ch == ' ' && k == 0) {
+            continue;
+        }
+        if (ch == '[' && k > 0 && memchr(n + i + 1, ']', len - i - 1)) {
+            break;
+        }
+        if (ch == ' ' || ch == '.' || ch == '[') {
+            ch = '_';
+        }
+        if (k + 1 >= sizeof(name)) {
+            return 0;
+        }
+        name[k++] = (char)ch;
+    }
+    name[k] = '\0';
+    return strcasecmp(name, want) == 0;
+}
+
+/* Call fn(ctx, value, length) for every parameter of query that a
+ * framework may read as `name` (rl2_query_name_is), in order; values are
+ * raw (not decoded).  Rack before 3 also splits on ';', so both separate
+ * parameters.  Returns the OR of fn's results. */
+static int
+rl2_query_each(const char *query, const char                           *name,
+               int (*fn)(void *ctx, const char *val, size_t len), void *ctx)
+{
+    int r = 0;
 
     for (const char *p = query; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '&');
-        size_t      plen = end ? (size_t)(end - p) : strlen(p);
+        size_t      plen = strcspn(p, "&;");
+        const char *eq = memchr(p, '=', plen);
 
-        if (plen > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            *len = plen - nlen - 1;
-            return p + nlen + 1;
+        if (eq != NULL && rl2_query_name_is(p, (size_t)(eq - p), name)) {
+            r |= fn(ctx, eq + 1, plen - (size_t)(eq - p) - 1);
         }
-        p = end ? end + 1 : NULL;
+        p = p[plen] != '\0' ? p + plen + 1 : NULL;
     }
-    return NULL;
+    return r;
 }
 
 /* A method name from text[0..len), percent-decoded as a framework
@@ -314,11 +355,10 @@ rl2_method_bit_n(const char *text, size_t len)
     for (size_t i = 0; i < len; i++) {
         int c = (unsigned char)text[i];
 
-        if (c == '%' && i + 2 < len && isxdigit((unsigned char)text[i + 1])
-            && isxdigit((unsigned char)text[i + 2])) {
-            char hex[3] = { text[i + 1], text[i + 2], '\0' };
+        int d = rl2_pct_byte(text + i, len - i);
 
-            c = (int)strtol(hex, NULL, 16);
+        if (d >= 0) {
+            c = d;
             i += 2;
         }
         /* Letters only: "GET%00" is no method to a framework. */
@@ -331,25 +371,29 @@ rl2_method_bit_n(const char *text, size_t len)
     return n > 0 ? rl2_method_bit(name) : 0;
 }
 
-/* The methods an override asks for: the header and the query parameter
- * both count, since a framework may read either. */
+static int
+rl2_method_take(void *ctx, const char *val, size_t len)
+{
+    *(unsigned *)ctx |= rl2_method_bit_n(val, len);
+    return 0;
+}
+
+/* The methods an override asks for: the header and every _method
+ * parameter a framework may read (rl2_query_each), since a framework may
+ * read either and frameworks differ on which occurrence they take. */
 static unsigned
 rl2_method_override(const rl2_request_t *req)
 {
     unsigned    bits = 0;
     const char *val;
-    size_t      len;
 
     if (req->header != NULL
         && (val = req->header(req->header_ctx, "X-HTTP-Method-Override"))
                != NULL) {
         bits |= rl2_method_bit_n(val, strlen(val));
     }
-    /* Every occurrence: frameworks differ on which one they take. */
-    for (const char *q = req->query;
-         q != NULL && (val = rl2_query_param(q, "_method", &len)) != NULL;
-         q = strchr(val, '&')) {
-        bits |= rl2_method_bit_n(val, len);
+    if (req->query != NULL) {
+        rl2_query_each(req->query, "_method", rl2_method_take, &bits);
     }
     return bits;
 }
@@ -425,18 +469,13 @@ rl2_apikey_value(rl2_ctx_t *c, const char *v, size_t len, int form, size_t max,
         len--;
     }
     for (size_t i = 0; i < len; i++) {
-        int ch = (unsigned char)v[i];
+        int ch = (unsigned char)v[i], d;
 
         if (form && ch == '+') {
             ch = ' ';
         }
-        else if (form && ch == '%' && i + 2 < len
-                 && isxdigit((unsigned char)v[i + 1])
-                 && isxdigit((unsigned char)v[i + 2])
-                 && (v[i + 1] != '0' || v[i + 2] != '0')) {
-            char hex[3] = { v[i + 1], v[i + 2], '\0' };
-
-            ch = (int)strtol(hex, NULL, 16);
+        else if (form && (d = rl2_pct_byte(v + i, len - i)) > 0) {
+            ch = d; /* %00 is left as it is */
             i += 2;
         }
         if (n == max) {
@@ -487,68 +526,31 @@ rl2_apikey_header(rl2_ctx_t *c, const char *v, int *seen, int *unread)
     return differ;
 }
 
-/* Does the query parameter name n[0..len) name `want`, as frameworks
- * read names?  Percent-decoded, '+' a space; PHP drops leading spaces,
- * reads ' ', '.' and an unclosed '[' as '_' and "name[...]" as name (so
- * "api.key" and "api_key[]" are its api_key); ASP.NET compares without
- * case. */
+typedef struct {
+    rl2_ctx_t *c;
+    int       *seen;
+    int       *unread;
+} rl2_apikey_walk_t;
+
 static int
-rl2_apikey_name(const char *n, size_t len, const char *want)
+rl2_apikey_query_take(void *ctx, const char *val, size_t len)
 {
-    char   name[128];
-    size_t k = 0;
+    rl2_apikey_walk_t *w = ctx;
 
-    for (size_t i = 0; i < len; i++) {
-        int ch = (unsigned char)n[i];
-
-        if (ch == '+') {
-            ch = ' ';
-        }
-        else if (ch == '%' && i + 2 < len && isxdigit((unsigned char)n[i + 1])
-                 && isxdigit((unsigned char)n[i + 2])) {
-            char hex[3] = { n[i + 1], n[i + 2], '\0' };
-
-            ch = (int)strtol(hex, NULL, 16);
-            i += 2;
-        }
-        if (ch == ' ' && k == 0) {
-            continue;
-        }
-        if (ch == '[' && k > 0 && memchr(n + i + 1, ']', len - i - 1)) {
-            break;
-        }
-        if (ch == ' ' || ch == '.' || ch == '[') {
-            ch = '_';
-        }
-        if (k + 1 >= sizeof(name)) {
-            return 0;
-        }
-        name[k++] = (char)ch;
-    }
-    name[k] = '\0';
-    return strcasecmp(name, want) == 0;
+    return rl2_apikey_take(w->c, val, len, 1, RL2_APIKEY_QUERY_MAX, w->seen,
+                           w->unread);
 }
 
 /* Every parameter that a framework may read as the key: PHP and Rails
- * take the last, others the first, and Rack before 3 also splits on ';',
- * so the core takes the key only when all agree. */
+ * take the last, others the first, so the core takes the key only when
+ * all agree. */
 static int
 rl2_apikey_query(rl2_ctx_t *c, const char *query, const char *name, int *seen,
                  int *unread)
 {
-    int differ = 0;
+    rl2_apikey_walk_t w = { c, seen, unread };
 
-    for (const char *p = query; p != NULL && *p != '\0';) {
-        size_t      plen = strcspn(p, "&;");
-        const char *eq = memchr(p, '=', plen);
-
-        if (eq != NULL && rl2_apikey_name(p, (size_t)(eq - p), name)) {
-            differ |= rl2_apikey_take(c, eq + 1, plen - (size_t)(eq - p) - 1, 1,
-                                      RL2_APIKEY_QUERY_MAX, seen, unread);
-        }
-        p = p[plen] != '\0' ? p + plen + 1 : NULL;
-    }
-    return differ;
+    return rl2_query_each(query, name, rl2_apikey_query_take, &w);
 }
 
 /* The request's API key, from the header and the query parameter the

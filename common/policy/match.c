@@ -11,27 +11,14 @@
  * has decoded it already (Apache's r->uri): a second decoding would read
  * "%252e%252e" as "..", which no server does.
  */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ratelimit2/policy.h"
+#include "base/base_internal.h"
 #include "policy/policy_internal.h"
 
 #include "policy_internal.h"
-
-static int
-rl2_hexval(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    return -1;
-}
 
 /* The length of the separator at p, or 0: '/', and in a path not yet
  * decoded "%2F" too, since nginx and the frameworks behind it decode it
@@ -42,9 +29,7 @@ rl2_path_sep(const char *p, int decode)
     if (p[0] == '/') {
         return 1;
     }
-    return decode && p[0] == '%' && p[1] == '2' && (p[2] == 'F' || p[2] == 'f')
-               ? 3
-               : 0;
+    return decode && p[0] == '%' && rl2_pct_byte(p, 3) == '/' ? 3 : 0;
 }
 
 /* Drop the last segment of out[0..*len), never going above "/". */
@@ -79,7 +64,7 @@ rl2_path_segment(const char **pp, char *seg, size_t segmax, int decode)
 {
     const char *p = *pp;
     size_t      n = 0, s;
-    int         param = 0;
+    int         param = 0, d;
 
     while ((s = rl2_path_sep(p, decode)) != 0) {
         p += s;
@@ -90,9 +75,9 @@ rl2_path_segment(const char **pp, char *seg, size_t segmax, int decode)
         if (c == ';') {
             param = 1;
         }
-        else if (decode && c == '%' && rl2_hexval(p[1]) >= 0
-                 && rl2_hexval(p[2]) >= 0 && (p[1] != '0' || p[2] != '0')) {
-            c = rl2_hexval(p[1]) * 16 + rl2_hexval(p[2]);
+        else if (decode && c == '%'
+                 && (d = rl2_pct_byte(p, 3)) > 0) { /* %00 kept */
+            c = d;
             p += 2;
         }
         if (!param) {

@@ -338,6 +338,15 @@ test_override_spellings(void **state)
         send_req(f, "POST", "/e", "_method=GET&_method=PUT", NULL, rule),
         RL2_OUTCOME_ALLOW);
     assert_string_equal(rule, "edit");
+    /* The name is read as the API key's is: PHP decodes "_me%74hod" and
+     * Rack splits on ';'.  Either names DELETE: "edit" is spent. */
+    assert_int_equal(send_req(f, "POST", "/e", "_me%74hod=DELETE", NULL, rule),
+                     RL2_OUTCOME_DENY);
+    assert_string_equal(rule, "edit");
+    assert_int_equal(
+        send_req(f, "POST", "/e", "x=1;_method=delete", NULL, rule),
+        RL2_OUTCOME_DENY);
+    assert_string_equal(rule, "edit");
 }
 
 /* Decide GET path, as received (decoded 0) or decoded by the server. */
