@@ -107,6 +107,9 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
     req->query = r->args;
     req->host = r->hostname;
     req->peer_ip = r->useragent_ip;
+    /* mod_remoteip rewrites useragent_ip to the client a proxy names; the
+     * gateway that sets the tier header is the one that connected. */
+    req->conn_ip = r->connection->client_ip;
     req->user = r->user;
     if (policy->tier_variable != NULL) {
         req->tier_var = apr_table_get(r->subprocess_env, policy->tier_variable);

@@ -690,11 +690,12 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
     if ((tier = rl2_tier_find(p, r->tier_var)) >= 0) {
         return tier;
     }
-    if (p->tier_header != NULL && r->header != NULL && r->peer_ip != NULL) {
-        int     family;
-        uint8_t addr[16];
+    if (p->tier_header != NULL && r->header != NULL) {
+        const char *sender = r->conn_ip != NULL ? r->conn_ip : r->peer_ip;
+        int         family;
+        uint8_t     addr[16];
 
-        if (rl2_addr_parse(r->peer_ip, &family, addr) == 0
+        if (sender != NULL && rl2_addr_parse(sender, &family, addr) == 0
             && rl2_addr_in(p->tier_nets, p->n_tier_nets, family, addr)) {
             tier = rl2_tier_find(p, r->header(r->header_ctx, p->tier_header));
             if (tier >= 0) {

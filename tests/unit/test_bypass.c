@@ -607,6 +607,16 @@ test_tier_header_senders(void **state)
     assert_string_equal(v.layers[v.shown].limit->name, "f");
     assert_int_equal(decide_one(f, &gw, &v, rule), RL2_OK);
     assert_string_equal(v.layers[v.shown].limit->name, "p");
+    /* Behind mod_remoteip: the sender is who connected, not the client
+     * a proxy named, whichever address that client claims. */
+    gw.peer_ip = "203.0.113.9";
+    gw.conn_ip = "10.0.0.5";
+    assert_int_equal(decide_one(f, &gw, &v, rule), RL2_OK);
+    assert_string_equal(v.layers[v.shown].limit->name, "p");
+    lb.peer_ip = "10.0.0.5";
+    lb.conn_ip = "127.0.0.1";
+    assert_int_equal(decide_one(f, &lb, &v, rule), RL2_OK);
+    assert_string_equal(v.layers[v.shown].limit->name, "f");
     assert_int_equal(
         rl2_config_load_string("tiers = [ \"free\" ];\n"
                                "tier_from = { header = \"X-Tier\"; };\n",
