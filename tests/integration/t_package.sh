@@ -84,8 +84,9 @@ pkg_cleanup() {
     local pf
     rl2_stop_all
     pkg_purge
+    # A zone comes with its alert, metrics and violation-log objects.
     for pf in "${MADE_SHM[@]}"; do
-        rm -f "$pf"
+        rm -f "$pf" "$pf.alert" "$pf.metrics" "$pf.vlog"
     done
     rl2_cleanup
 }
