@@ -28,15 +28,37 @@
 
 #include "fcgi.h"
 
-/* Repeated params joined, for one request: room for the lists. */
-#define RL2_FCGI_JOIN_MAX 8192
+/* Repeated params joined, for one request: room for the lists, and how
+ * many distinct names keep their list for the next lookup (the core
+ * reads X-Forwarded-For, the key and the tier header more than once). */
+#define RL2_FCGI_JOIN_MAX   8192
+#define RL2_FCGI_JOINED_MAX 8
 
 typedef struct {
-    FCGX_Request *req;
-    size_t        used;     /* bytes of join taken */
-    int           overflow; /* a list did not fit: answer 400 */
-    char          join[RL2_FCGI_JOIN_MAX];
+    char        name[64]; /* a copy: callers build names in buffers */
+    const char *list;     /* in join */
+} rl2_fcgi_joined_t;
+
+typedef struct {
+    FCGX_Request     *req;
+    size_t            used;     /* bytes of join taken */
+    int               overflow; /* a list did not fit: answer 400 */
+    size_t            n_joined;
+    rl2_fcgi_joined_t joined[RL2_FCGI_JOINED_MAX];
+    char              join[RL2_FCGI_JOIN_MAX];
 } rl2_fcgi_params_t;
+
+/* The list joined for name by an earlier lookup, or NULL. */
+static const char *
+rl2_fcgi_joined(const rl2_fcgi_params_t *p, const char *name)
+{
+    for (size_t i = 0; i < p->n_joined; i++) {
+        if (strcmp(p->joined[i].name, name) == 0) {
+            return p->joined[i].list;
+        }
+    }
+    return NULL;
+}
 
 /* Append the values of every param `name` to p->join, ", " between them,
  * as Apache and lighttpd join a repeated header; NULL when they do not
@@ -94,9 +116,16 @@ rl2_fcgi_param(void *ctx, const char *name)
     if (strncmp(name, "HTTP_", 5) != 0) {
         return last;
     }
+    if ((list = rl2_fcgi_joined(p, name)) != NULL) {
+        return list;
+    }
     if ((list = rl2_fcgi_join(p, name, nlen)) == NULL) {
         p->overflow = 1;
         return first;
+    }
+    if (p->n_joined < RL2_FCGI_JOINED_MAX && nlen < sizeof(p->joined[0].name)) {
+        memcpy(p->joined[p->n_joined].name, name, nlen + 1);
+        p->joined[p->n_joined++].list = list;
     }
     return list;
 }
@@ -213,6 +242,7 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     params.req = req;
     params.used = 0;
     params.overflow = 0;
+    params.n_joined = 0;
     if (rl2_cgi_describe(gen->policy, rl2_fcgi_param, &params, &r, &e) != 0) {
         rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
                         "answered %d to a "
