@@ -63,6 +63,48 @@ rl2_cgi_header(void *ctx, const char *name)
     return r->param(r->param_ctx, r->hname);
 }
 
+/* An absolute-form target ("http://api.example.com/h?x", which Apache
+ * passes on as the request line wrote it in REQUEST_URI) is served as its
+ * path on the host its authority names, whatever Host says: uri becomes
+ * that path and query ("/" when it has none) and r->host that host.  An
+ * origin-form target is left as it is.  -1 when the host is too long. */
+static int
+rl2_cgi_absolute_form(rl2_cgi_req_t *r, rl2_cgi_error_t *e)
+{
+    char       *uri = r->uri, *rest;
+    const char *auth;
+    size_t      n = strspn(uri, "abcdefghijklmnopqrstuvwxyz"
+                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+
+    if (n == 0 || strncmp(uri + n, "://", 3) != 0) {
+        return 0;
+    }
+    auth = uri + n + 3;
+    rest = uri + n + 3 + strcspn(auth, "/?");
+    /* user:password@ is no part of the host. */
+    for (const char *c = auth; c < rest; c++) {
+        if (*c == '@') {
+            auth = c + 1;
+        }
+    }
+    n = (size_t)(rest - auth);
+    if (n >= sizeof(r->host)) {
+        return rl2_cgi_fail(e, 400, "the request line's host is too long");
+    }
+    memcpy(r->host, auth, n);
+    r->host[n] = '\0';
+    r->req.host = n > 0 ? r->host : NULL;
+    n = strlen(rest);
+    if (rest[0] == '/') {
+        memmove(uri, rest, n + 1);
+    }
+    else {
+        memmove(uri + 1, rest, n + 1);
+        uri[0] = '/';
+    }
+    return 0;
+}
+
 /* REQUEST_URI when the server gives one (FastCGI servers do); otherwise
  * the CGI parts SCRIPT_NAME + PATH_INFO and QUERY_STRING. */
 static int
@@ -82,6 +124,9 @@ rl2_cgi_uri(rl2_cgi_req_t *r, rl2_cgi_error_t *e)
         q = strchr(r->uri, '#');
         if (q != NULL) {
             *q = '\0';
+        }
+        if (rl2_cgi_absolute_form(r, e) != 0) {
+            return -1;
         }
         q = strchr(r->uri, '?');
         if (q != NULL) {
@@ -175,8 +220,10 @@ rl2_cgi_describe(const rl2_policy_t *policy, rl2_param_fn param,
     if (rl2_cgi_uri(r, e) != 0) {
         return -1;
     }
-    if (rl2_cgi_optional(r, "HTTP_HOST", r->host, sizeof(r->host), &r->req.host)
-        != 0) {
+    if (r->req.host == NULL
+        && rl2_cgi_optional(r, "HTTP_HOST", r->host, sizeof(r->host),
+                            &r->req.host)
+               != 0) {
         return rl2_cgi_fail(e, 400, "Host header too long");
     }
     if (rl2_cgi_optional(r, "REMOTE_USER", r->user, sizeof(r->user),
