@@ -1,15 +1,23 @@
 #!/bin/bash
 # t_bypass.sh -- the ways a client could make the limiter see another
 # request than the one the server routes, each driven through real
-# servers: Apache (event and prefork) with mod_ratelimit2, and nginx
-# 1.22 with ratelimit2-fcgi behind auth_request and a PHP-style
-# try_files to a FastCGI index.  Every rule admits one request an hour;
-# the trick is the second request, which must not be admitted (or, for
-# two API keys, is refused as malformed).
+# servers: Apache (event and prefork) with mod_ratelimit2; nginx 1.22
+# with ratelimit2-fcgi behind auth_request and a PHP-style try_files to
+# a FastCGI index; lighttpd with ratelimit2-fcgi as its FastCGI
+# authorizer and a PHP-style rewrite to a CGI index; and the CGI wrapper
+# ratelimit2-cgi as the handler of Apache's PHP-style front controller.
+# Every rule admits one request an hour; the trick is the second
+# request, which must not be admitted (or, for two API keys, is refused
+# as malformed).
 . "$(dirname "$0")/fcgi_lib.sh"
 
 cat >"$T_DIR/policy.conf" <<'POLICY'
 api_key = { header = "X-API-Key"; query = "api_key"; };
+method_override = true;
+# 127.0.0.2 stands for a load balancer, whose own requests (health
+# checks) are never limited.
+trusted_proxies = [ "127.0.0.2" ];
+whitelist = { addresses = [ "127.0.0.2" ]; };
 rules = (
   { name = "health"; paths = "/health"; exempt = true; },
   { name = "login"; methods = "POST"; paths = "/auth/login";
@@ -21,7 +29,9 @@ rules = (
   { name = "host"; hosts = "api.example.com"; paths = "/h";
     limits = ( { rate = "1/hour"; key = "global"; } ); },
   { name = "keyed"; paths = "/k";
-    limits = ( { rate = "1/hour"; key = "api_key"; } ); }
+    limits = ( { rate = "1/hour"; key = "api_key"; } ); },
+  { name = "client"; paths = "/ip";
+    limits = ( { rate = "1/hour"; key = "ip"; } ); }
 );
 default = { limits = ( { rate = "100000/hour"; key = "global"; } ); };
 POLICY
@@ -33,25 +43,72 @@ status() {
     curl -s -o /dev/null -w '%{http_code}' -X "$m" --path-as-is "$@" "$u"
 }
 
-# raw_status PORT TARGET -- the status of "GET TARGET" sent as written
-# (curl drops a fragment; a client need not).
+# raw_status PORT TARGET [HOST] -- the status of "GET TARGET" sent as
+# written (curl drops a fragment and rewrites an absolute-form target; a
+# client need not), with "Host: HOST" (x by default, none for -).
 raw_status() {
-    local reply
+    local host="Host: ${3:-x}"$'\r\n' reply
+    [ "${3:-}" = - ] && host=""
     reply=$(exec 3<>"/dev/tcp/127.0.0.1/$1" \
-        && printf 'GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' \
-            "$2" >&3 \
+        && printf 'GET %s HTTP/1.1\r\n%sConnection: close\r\n\r\n' \
+            "$2" "$host" >&3 \
         && head -1 <&3)
     printf '%s' "$reply" | awk '{ print $2 }'
 }
 
-# second NAME EXPECT FIRST... -- the first request (FIRST: method, url,
-# curl args) admitted, then the trick ($TRICK: method, url, args) is
-# not: EXPECT is its status.
+# trick NAME EXPECT METHOD URL [curl args...] -- a test: the request's
+# status is EXPECT.
 trick() {
     local name=$1 want=$2 got
     shift 2
     got=$(status "$@")
     is "$name" "$want" "$got"
+}
+
+# not_admitted NAME STATUS -- a test: STATUS is a refusal (4xx or 5xx),
+# whoever refused it.
+not_admitted() {
+    case "$2" in
+    [45][0-9][0-9]) ok "$1 ($2)" ;;
+    *) not_ok "$1 ($2)" ;;
+    esac
+}
+
+# proxy_tricks LABEL URL -- through the trusted, whitelisted proxy
+# (curl from 127.0.0.2), the client is the right-most address the proxy
+# wrote, whatever the client's own headers say.
+proxy_tricks() {
+    local l=$1 u=$2/ip a b
+    local -a lb=(--interface 127.0.0.2)
+    trick "$l: 192.0.2.77 behind the proxy admitted once" 200 \
+        GET "$u" "${lb[@]}" -H "X-Forwarded-For: 192.0.2.77"
+    trick "$l: the client's own X-Forwarded-For line before its proxy's" \
+        429 GET "$u" "${lb[@]}" -H "X-Forwarded-For: 198.51.100.1" \
+        -H "X-Forwarded-For: 192.0.2.77"
+    trick "$l: the client's open quote in Forwarded" 429 \
+        GET "$u" "${lb[@]}" -H 'Forwarded: for="198.51.100.2' \
+        -H "Forwarded: for=192.0.2.77"
+    # A hop that is no address is a client of its own, not the proxy
+    # (whose address is whitelisted).
+    a=$(status GET "$u" "${lb[@]}" -H "X-Forwarded-For: _hidden")
+    b=$(status GET "$u" "${lb[@]}" -H "X-Forwarded-For: _hidden")
+    is "$l: a hop that is no address is limited" "200 429" "$a $b"
+}
+
+# app_script FILE -- FILE: a CGI program standing for the application
+# (PHP): it answers 200 and names the rule the limiter applied.
+app_script() {
+    cat >"$1" <<'APP'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\nX-Rule: %s\r\n\r\nok\n' "$RATELIMIT_RULE"
+APP
+    chmod 755 "$1"
+}
+
+# rule_of URL -- the rule the application was told of (app_script).
+rule_of() {
+    curl -s -D - -o /dev/null --path-as-is "$1" | tr -d '\r' \
+        | sed -n 's/^X-Rule: //p'
 }
 
 apache_suite() {
@@ -60,7 +117,7 @@ apache_suite() {
     U="http://127.0.0.1:$P"
     apache_conf "$D" "$P" "$mpm"
     mkdir -p "$D/htdocs/auth"
-    for f in wp-login.php stream h k health app.php; do
+    for f in wp-login.php stream h k ip health app.php; do
         echo ok >"$D/htdocs/$f"
     done
     echo ok >"$D/htdocs/auth/login"
@@ -84,6 +141,8 @@ CONF
         GET "$U/wp-login.php/x"
     status GET "$U/stream" >/dev/null
     trick "apache $mpm: HEAD meets the GET rule" 429 HEAD "$U/stream" -I
+    trick "apache $mpm: a POST overridden to GET meets the GET rule" 429 \
+        POST "$U/stream" -H "X-HTTP-Method-Override: GET"
     status POST "$U/auth/login" >/dev/null
     trick "apache $mpm: 'post' is POST" 429 post "$U/auth/login"
     trick "apache $mpm: ;params and dot segments" 429 \
@@ -93,6 +152,8 @@ CONF
     status GET "$U/h" -H "Host: api.example.com" >/dev/null
     trick "apache $mpm: Host with a trailing dot and a port" 429 \
         GET "$U/h" -H "Host: API.example.com.:$P"
+    is "apache $mpm: the request line's host, not Host" 429 \
+        "$(raw_status "$P" http://api.example.com/h other)"
     status GET "$U/k?api_key=ABC" >/dev/null
     trick "apache $mpm: a percent-encoded query key is the same key" 429 \
         GET "$U/k?api_key=%41BC"
@@ -104,6 +165,7 @@ CONF
         GET "$U/k?api_key=REAL" -H "X-API-Key: junk"
     trick "apache $mpm: the refused ones spent nothing of REAL's" 200 \
         GET "$U/k?api_key=REAL"
+    proxy_tricks "apache $mpm" "$U"
     apache_stop "$D"
 }
 
@@ -154,18 +216,191 @@ CONF
         GET "$U/h" -H "Host: api.example.com"
     trick "nginx: Host with a trailing dot, a port and capitals" 429 \
         GET "$U/h" -H "Host: API.example.com.:$P"
+    is "nginx: the request line's host, not Host" 429 \
+        "$(raw_status "$P" http://api.example.com/h other)"
     trick "nginx: GET /stream admitted once" 200 GET "$U/stream"
     trick "nginx: HEAD meets the GET rule" 429 HEAD "$U/stream" -I
+    trick "nginx: a POST overridden to GET meets the GET rule" 429 \
+        POST "$U/stream" -H "X-HTTP-Method-Override: GET"
     # An internal redirect (try_files to /index.php) is not a second
     # request, though nginx runs auth_request again after it.
     trick "nginx: try_files to the index counts once (first admitted)" 200 \
         GET "$U/wp-login.php"
     trick "nginx: ... and the second refused" 429 GET "$U/wp-login.php"
+    proxy_tricks nginx "$U"
     nginx_stop "$D"
     fcgi_stop daemon
+}
+
+# lighttpd spawns ratelimit2-fcgi as its authorizer for every path; a
+# path no file answers is rewritten to the "application" index.php (a
+# CGI here, standing for PHP), as PHP sites on lighttpd are set up.
+# lighttpd decodes the path (%2F too), removes dot segments, lowercases
+# Host and joins a repeated header itself; the authorizer gets the raw
+# REQUEST_URI, fragment included.
+lighttpd_suite() {
+    local D=$T_DIR/lighttpd P U a b
+    P=$(free_port)
+    U="http://127.0.0.1:$P"
+    mkdir -p "$D/htdocs"
+    chmod 755 "$D" "$D/htdocs"
+    for f in index.php app.php wp-login.php; do
+        app_script "$D/htdocs/$f"
+    done
+    lighttpd_authorizer_conf "$D" "$P" 1 \
+        '"mod_rewrite", "mod_fastcgi", "mod_cgi"' \
+        "-c $T_DIR/policy.conf -z $(zone_name bplt) -t 4" \
+        'cgi.assign = ( ".php" => "" )
+url.rewrite-if-not-file = ( "" => "/index.php${url.path}${qsa}" )'
+    if ! lighttpd_start "$D"; then
+        not_ok "lighttpd starts"
+        return
+    fi
+    is "lighttpd: /app.php/%252e%252e/health is not /health" default \
+        "$(rule_of "$U/app.php/%252e%252e/health")"
+    # The rewrite to the index does not ask the authorizer again.  (A
+    # POST without a body needs Content-Length: 0 in lighttpd.)
+    trick "lighttpd: POST /auth/login admitted once" 200 \
+        POST "$U/auth/login" -d ""
+    trick "lighttpd: /x/..%2Fauth/login is /auth/login" 429 \
+        POST "$U/x/..%2Fauth/login" -d ""
+    trick "lighttpd: /x/%2e%2e/auth/login is /auth/login" 429 \
+        POST "$U/x/%2e%2e/auth/login" -d ""
+    trick "lighttpd: ;params and dot segments" 429 \
+        POST "$U/x/../auth/login;jsessionid=1" -d ""
+    not_admitted "lighttpd: 'post' is not admitted" \
+        "$(status post "$U/auth/login" -d "")"
+    trick "lighttpd: GET /wp-login.php admitted once" 200 GET "$U/wp-login.php"
+    trick "lighttpd: the script with a PATH_INFO meets its rule" 429 \
+        GET "$U/wp-login.php/x"
+    trick "lighttpd: a dot segment with a ;param is refused" 400 \
+        GET "$U/wp-login.php/..;/health"
+    trick "lighttpd: GET /stream admitted once" 200 GET "$U/stream"
+    trick "lighttpd: HEAD meets the GET rule" 429 HEAD "$U/stream" -I
+    trick "lighttpd: a POST overridden to GET meets the GET rule" 429 \
+        POST "$U/stream" -d "" -H "X-HTTP-Method-Override: GET"
+    trick "lighttpd: GET /h on api.example.com admitted once" 200 \
+        GET "$U/h" -H "Host: api.example.com"
+    trick "lighttpd: Host with a trailing dot, a port and capitals" 429 \
+        GET "$U/h" -H "Host: API.example.com.:$P"
+    is "lighttpd: the request line's host" 429 \
+        "$(raw_status "$P" http://api.example.com/h -)"
+    not_admitted "lighttpd: the request line's host beside another Host" \
+        "$(raw_status "$P" http://api.example.com/h other)"
+    # A server that passes the absolute form on in REQUEST_URI (Apache
+    # does) beside the client's own Host: the request line's host is read.
+    like "ratelimit2-fcgi: an absolute-form REQUEST_URI names the host" \
+        '^Status: 429' "$("$FCGI_CLIENT" "$D/rl2.sock-0" \
+            REMOTE_ADDR=192.0.2.9 REQUEST_METHOD=GET HTTP_HOST=other \
+            REQUEST_URI=http://api.example.com/h | head -1)"
+    trick "lighttpd: GET /k?api_key=ABC admitted once" 200 \
+        GET "$U/k?api_key=ABC"
+    trick "lighttpd: a percent-encoded query key is the same key" 429 \
+        GET "$U/k?api_key=%41BC"
+    trick "lighttpd: the key in the header is the same key" 429 \
+        GET "$U/k" -H "X-API-Key: ABC"
+    trick "lighttpd: an empty header does not hide the query's key" 429 \
+        GET "$U/k?api_key=ABC" -H "X-API-Key;"
+    trick "lighttpd: two X-API-Key lines naming two keys are refused" 400 \
+        GET "$U/k" -H "X-API-Key: junk" -H "X-API-Key: REAL"
+    trick "lighttpd: header and query naming two keys are refused" 400 \
+        GET "$U/k?api_key=REAL" -H "X-API-Key: junk"
+    trick "lighttpd: the parameter twice with two keys is refused" 400 \
+        GET "$U/k?api_key=junk&api_key=REAL"
+    trick "lighttpd: the refused ones spent nothing of REAL's" 200 \
+        GET "$U/k?api_key=REAL"
+    # lighttpd passes the fragment in REQUEST_URI: it is no part of the key.
+    a=$(raw_status "$P" '/k?api_key=FRAG#1')
+    b=$(raw_status "$P" '/k?api_key=FRAG#2')
+    is "lighttpd: a key with another fragment is the same key" "200 429" \
+        "$a $b"
+    proxy_tricks lighttpd "$U"
+    lighttpd_stop "$D"
+}
+
+# The CGI wrapper under Apache (prefork, mod_cgi, no mod_ratelimit2):
+# the front controller of every path (ScriptAliasMatch), and a script
+# of its own name (ScriptAlias /wp-login.php), running the "application"
+# when allowed.  It reads the raw REQUEST_URI (the request line's target,
+# absolute form included; Apache refuses a fragment itself) and the
+# HTTP_* variables, which Apache joins for a repeated header.
+cgi_suite() {
+    local D=$T_DIR/cgi P U W
+    P=$(free_port)
+    U="http://127.0.0.1:$P"
+    W=$D/bin/ratelimit2-cgi
+    apache_conf "$D" "$P" prefork
+    sed -i '/^LoadModule ratelimit2_module/d' "$D/httpd.conf"
+    mkdir -p "$D/bin"
+    chmod 755 "$D/bin"
+    cp "$CGI_BIN" "$W"
+    app_script "$D/bin/app"
+    {
+        [ "${SAN:-0}" = 1 ] && echo "PassEnv ASAN_OPTIONS UBSAN_OPTIONS"
+        cat <<CONF
+SetEnv RATELIMIT2_POLICY "$T_DIR/policy.conf"
+SetEnv RATELIMIT2_ZONE "$(zone_name bpcgi)"
+SetEnv RATELIMIT2_TARGET "$D/bin/app"
+# A framework routes the path it decodes, %2F included.
+AllowEncodedSlashes NoDecode
+ScriptAlias /wp-login.php "$W"
+ScriptAliasMatch "^/" "$W"
+<Directory "$D/bin">
+    Require all granted
+</Directory>
+CONF
+    } >"$D/site.conf"
+    if ! apache_start "$D"; then
+        not_ok "apache with the CGI wrapper starts"
+        return
+    fi
+    is "cgi: /app.php/%252e%252e/health is not /health" default \
+        "$(rule_of "$U/app.php/%252e%252e/health")"
+    trick "cgi: POST /auth/login admitted once" 200 POST "$U/auth/login"
+    trick "cgi: /x/..%2Fauth/login is /auth/login" 429 \
+        POST "$U/x/..%2Fauth/login"
+    trick "cgi: /x/%2e%2e/auth/login is /auth/login" 429 \
+        POST "$U/x/%2e%2e/auth/login"
+    trick "cgi: ;params and dot segments" 429 \
+        POST "$U/x/../auth/login;jsessionid=1"
+    trick "cgi: 'post' is POST" 429 post "$U/auth/login"
+    trick "cgi: GET /wp-login.php admitted once" 200 GET "$U/wp-login.php"
+    trick "cgi: the script with a PATH_INFO meets its rule" 429 \
+        GET "$U/wp-login.php/x"
+    trick "cgi: a dot segment with a ;param is refused" 400 \
+        GET "$U/app.php/..;/health"
+    trick "cgi: GET /stream admitted once" 200 GET "$U/stream"
+    trick "cgi: HEAD meets the GET rule" 429 HEAD "$U/stream" -I
+    trick "cgi: a POST overridden to GET meets the GET rule" 429 \
+        POST "$U/stream" -H "X-HTTP-Method-Override: GET"
+    trick "cgi: GET /h on api.example.com admitted once" 200 \
+        GET "$U/h" -H "Host: api.example.com"
+    trick "cgi: Host with a trailing dot, a port and capitals" 429 \
+        GET "$U/h" -H "Host: API.example.com.:$P"
+    is "cgi: the request line's host, not Host" 429 \
+        "$(raw_status "$P" http://api.example.com/h other)"
+    trick "cgi: GET /k?api_key=ABC admitted once" 200 GET "$U/k?api_key=ABC"
+    trick "cgi: a percent-encoded query key is the same key" 429 \
+        GET "$U/k?api_key=%41BC"
+    trick "cgi: the key in the header is the same key" 429 \
+        GET "$U/k" -H "X-API-Key: ABC"
+    trick "cgi: an empty header does not hide the query's key" 429 \
+        GET "$U/k?api_key=ABC" -H "X-API-Key;"
+    trick "cgi: two X-API-Key lines naming two keys are refused" 400 \
+        GET "$U/k" -H "X-API-Key: junk" -H "X-API-Key: REAL"
+    trick "cgi: header and query naming two keys are refused" 400 \
+        GET "$U/k?api_key=REAL" -H "X-API-Key: junk"
+    trick "cgi: the parameter twice with two keys is refused" 400 \
+        GET "$U/k?api_key=junk&api_key=REAL"
+    trick "cgi: the refused ones spent nothing of REAL's" 200 \
+        GET "$U/k?api_key=REAL"
+    proxy_tricks cgi "$U"
+    apache_stop "$D"
 }
 
 apache_suite event
 apache_suite prefork
 nginx_suite
+lighttpd_suite
+cgi_suite
 done_testing
