@@ -226,10 +226,10 @@ rl2_backend_env(rl2_backend_t *b, rl2_metrics_env_t *env)
         env->redis = 1;
         env->circuit = (int)cs.state;
         env->circuit_opens = cs.opens;
-        env->refunds[0] = cs.refunds_queued;
-        env->refunds[1] = cs.refunds_replayed;
-        env->refunds[2] = cs.refunds_dropped;
-        env->refunds[3] = cs.refunds_failed;
+        env->refunds_queued = cs.refunds_queued;
+        env->refunds_replayed = cs.refunds_replayed;
+        env->refunds_dropped = cs.refunds_dropped;
+        env->refunds_failed = cs.refunds_failed;
         env->refunds_pending = cs.refunds_pending;
         env->failover_mode = (int)b->failover_mode;
         env->refusing = rl2_backend_refusing(b, &retry);

@@ -85,9 +85,9 @@ rl2_page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
             rl2_failover_mode_name((rl2_failover_mode_t)e->failover_mode),
             e->circuit == 0 ? "" : "bad",
             e->circuit >= 0 && e->circuit < 3 ? states[e->circuit] : "none",
-            e->circuit_opens, e->refunds[2] > 0 ? "bad" : "",
-            e->refunds_pending, e->refunds[0], e->refunds[1], e->refunds[2],
-            e->refunds[3]);
+            e->circuit_opens, e->refunds_dropped > 0 ? "bad" : "",
+            e->refunds_pending, e->refunds_queued, e->refunds_replayed,
+            e->refunds_dropped, e->refunds_failed);
     }
     else {
         rl2_mx_put(p, "<tr><th>store</th><td>local zone</td></tr>\n");
