@@ -74,7 +74,7 @@ int rl2_circuit_failure(rl2_circuit_t *circuit, rl2_route_t route,
                         int64_t now_us);
 
 /* The queue of refunds owed to Redis, in the circuit's shared memory
- * (refund_queue.c); valid while the circuit is open. */
+ * (refund_queue.c); valid until rl2_circuit_close(circuit). */
 typedef struct rl2_refund_queue rl2_refund_queue_t;
 
 rl2_refund_queue_t *rl2_circuit_refunds(rl2_circuit_t *circuit);
