@@ -226,6 +226,11 @@ rl2_backend_env(rl2_backend_t *b, rl2_metrics_env_t *env)
         env->redis = 1;
         env->circuit = (int)cs.state;
         env->circuit_opens = cs.opens;
+        env->refunds_queued = cs.refunds_queued;
+        env->refunds_replayed = cs.refunds_replayed;
+        env->refunds_dropped = cs.refunds_dropped;
+        env->refunds_failed = cs.refunds_failed;
+        env->refunds_pending = cs.refunds_pending;
         env->failover_mode = (int)b->failover_mode;
         env->refusing = rl2_backend_refusing(b, &retry);
     }

@@ -78,11 +78,16 @@ rl2_page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
             p,
             "<tr><th>store</th><td>redis (failover %s)</td></tr>\n"
             "<tr><th>circuit</th><td class=\"%s\">%s</td></tr>\n"
-            "<tr><th>circuit opens</th><td>%" PRIu64 "</td></tr>\n",
+            "<tr><th>circuit opens</th><td>%" PRIu64 "</td></tr>\n"
+            "<tr><th>refunds for redis</th><td class=\"%s\">%" PRIu64
+            " queued now; %" PRIu64 " queued, %" PRIu64 " replayed, %" PRIu64
+            " dropped, %" PRIu64 " failed</td></tr>\n",
             rl2_failover_mode_name((rl2_failover_mode_t)e->failover_mode),
             e->circuit == 0 ? "" : "bad",
             e->circuit >= 0 && e->circuit < 3 ? states[e->circuit] : "none",
-            e->circuit_opens);
+            e->circuit_opens, e->refunds_dropped > 0 ? "bad" : "",
+            e->refunds_pending, e->refunds_queued, e->refunds_replayed,
+            e->refunds_dropped, e->refunds_failed);
     }
     else {
         rl2_mx_put(p, "<tr><th>store</th><td>local zone</td></tr>\n");

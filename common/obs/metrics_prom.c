@@ -152,6 +152,32 @@ rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
         g->store_errors);
 }
 
+/* The refunds Redis was owed while the circuit was not closed. */
+static void
+rl2_prom_refunds(prom_t *p, const rl2_metrics_env_t *e)
+{
+    const struct {
+        const char *outcome;
+        uint64_t    n;
+    } rows[] = { { "queued", e->refunds_queued },
+                 { "replayed", e->refunds_replayed },
+                 { "dropped", e->refunds_dropped },
+                 { "failed", e->refunds_failed } };
+
+    rl2_prom_family(
+        p, "ratelimit2_redis_refunds_total", "counter",
+        "Refunds of counts Redis holds (one per limit): queued while the "
+        "circuit was not closed, replayed to Redis since, dropped (queue "
+        "full or too old), failed (sent without an answer, not resent).");
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        rl2_mx_put(
+            p, "ratelimit2_redis_refunds_total{outcome=\"%s\"} %" PRIu64 "\n",
+            rows[i].outcome, rows[i].n);
+    }
+    rl2_prom_single(p, "ratelimit2_redis_refunds_pending", "gauge",
+                    "Refunds queued for Redis now.", e->refunds_pending);
+}
+
 static void
 rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
 {
@@ -168,6 +194,7 @@ rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
         }
         rl2_prom_single(p, "ratelimit2_circuit_opens_total", "counter",
                         "Times the circuit breaker opened.", e->circuit_opens);
+        rl2_prom_refunds(p, e);
     }
     if (e->have_zone) {
         rl2_prom_single(p, "ratelimit2_zone_entries", "gauge",

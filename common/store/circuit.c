@@ -4,7 +4,9 @@
  * the store that uses them is store_failover.c).
  *
  * Owns the circuit's shared state and its transitions, the election of
- * the probe, and the parsing and arithmetic of local_share.  The circuit
+ * the probe, and the parsing and arithmetic of local_share.  The same
+ * shm object holds the queue of refunds owed to Redis (refund_queue.c
+ * works on it).  The circuit
  * is lock-free: every transition is one compare-and-swap on the state
  * word, so it happens once however many processes race for it, and no
  * lock is ever held while Redis is asked anything.  A closed circuit,
@@ -26,19 +28,19 @@
 #include "store/store_internal.h"
 
 #define CIRCUIT_MAGIC   0x43324c52u /* "RL2C" read little-endian */
-#define CIRCUIT_VERSION 1u
+#define CIRCUIT_VERSION 2u          /* 2: the refund queue */
 
 /* The shared part; all zero bytes is a closed circuit with no history. */
 typedef struct {
-    rl2_shm_hdr_t    hdr;
-    _Atomic uint32_t state;         /* rl2_circuit_state_t */
-    _Atomic uint32_t failures;      /* consecutive, while closed */
-    _Atomic int64_t  next_probe_us; /* monotonic µs */
-    _Atomic int64_t  opened_us;     /* monotonic µs */
-    _Atomic uint64_t opens;
-    _Atomic uint64_t probes;
-    _Atomic uint64_t probe_failures;
-    _Atomic uint64_t refunds_dropped;
+    rl2_shm_hdr_t      hdr;
+    _Atomic uint32_t   state;         /* rl2_circuit_state_t */
+    _Atomic uint32_t   failures;      /* consecutive, while closed */
+    _Atomic int64_t    next_probe_us; /* monotonic µs */
+    _Atomic int64_t    opened_us;     /* monotonic µs */
+    _Atomic uint64_t   opens;
+    _Atomic uint64_t   probes;
+    _Atomic uint64_t   probe_failures;
+    rl2_refund_queue_t refunds;
 } circuit_shm_t;
 
 struct rl2_circuit {
@@ -296,11 +298,10 @@ rl2_circuit_failure(rl2_circuit_t *c, rl2_route_t route, int64_t now_us)
     return 1;
 }
 
-void
-rl2_circuit_drop_refunds(rl2_circuit_t *c, uint64_t n)
+rl2_refund_queue_t *
+rl2_circuit_refunds(rl2_circuit_t *c)
 {
-    atomic_fetch_add_explicit(&c->shm->refunds_dropped, n,
-                              memory_order_relaxed);
+    return &c->shm->refunds;
 }
 
 rl2_circuit_state_t
@@ -326,7 +327,7 @@ rl2_circuit_stats(const rl2_circuit_t *c, rl2_circuit_stats_t *out)
     out->opens = atomic_load(&s->opens);
     out->probes = atomic_load(&s->probes);
     out->probe_failures = atomic_load(&s->probe_failures);
-    out->refunds_dropped = atomic_load(&s->refunds_dropped);
+    rl2_refunds_stats(&s->refunds, out);
     out->opened_us = atomic_load(&s->opened_us);
     out->next_probe_us = atomic_load(&s->next_probe_us);
 }

@@ -3,8 +3,11 @@
  * closed, the failover mode while it is open (see failover.h).
  *
  * Owns routing each call through the circuit, the alerts on the
- * transitions this process makes, the local_share scaling and the mark
- * in rl2_layer_t.committed that sends a refund to the store that counted.
+ * transitions this process makes, the local_share scaling, the mark
+ * in rl2_layer_t.committed that sends a refund to the store that counted,
+ * and when the refunds owed to Redis (refund_queue.c) are queued and
+ * replayed.  A closed circuit's admissions never look at that queue: it
+ * is replayed by a successful probe and by refunds Redis answers.
  *
  * Scaling costs no allocation: for the local store's call each layer's
  * limit pointer is swapped for a scaled copy on the stack, and its key for
@@ -116,6 +119,8 @@ rl2_failover_report(rl2_failover_t *f, rl2_route_t route, int64_t t,
 
 /* ---- Redis through the circuit ---------------------------------------- */
 
+static void rl2_failover_replay(rl2_failover_t *f, const rl2_clock_t *now);
+
 /* Ask Redis if the circuit lets this call through.  *answered says
  * whether its answer stands; when it does not, the caller answers from
  * the fallback.  Errors other than RL2_ERR_STORE are the caller's (a
@@ -162,6 +167,9 @@ rl2_failover_try_primary(rl2_failover_t *f, layer_op_t op, rl2_layer_t *layers,
     }
     else {
         rl2_failover_report(f, route, t1, NULL);
+        if (route == RL2_ROUTE_PROBE) {
+            rl2_failover_replay(f, now); /* Redis is back */
+        }
     }
     return RL2_OK;
 }
@@ -317,8 +325,64 @@ rl2_failover_peek(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                                    err);
 }
 
-/* Layers Redis counted go back to Redis only while the circuit is
- * closed: while it is open no request touches Redis. */
+/* ---- refunds owed to Redis ---------------------------------------------- */
+
+/* Send what the queue holds, RL2_MAX_LAYERS layers a call, while the
+ * circuit stays closed; at most RL2_REFUND_SLOTS / RL2_MAX_LAYERS calls
+ * (64), once per outage in the common case.  A call that fails is
+ * reported to the circuit (which may open it again) and ends the replay;
+ * its layers are not sent again (see failover.h).  Another process
+ * replaying at the same time claims other slots. */
+static void
+rl2_failover_replay(rl2_failover_t *f, const rl2_clock_t *now)
+{
+    rl2_refund_queue_t *q = rl2_circuit_refunds(f->circuit);
+    rl2_layer_t         layers[RL2_MAX_LAYERS];
+    rl2_limit_t         limits[RL2_MAX_LAYERS];
+    uint32_t            slots[RL2_MAX_LAYERS];
+    size_t              pos = 0, n;
+    rl2_status_t        st;
+
+    if (rl2_refunds_pending(q) == 0) {
+        return;
+    }
+    while (rl2_circuit_state(f->circuit) == RL2_CIRCUIT_CLOSED
+           && (n = rl2_refunds_claim(q, &pos, layers, limits, slots,
+                                     RL2_MAX_LAYERS, f->conf.clock_us()))
+                  > 0) {
+        rl2_err_t perr = { "" };
+
+        st = f->primary->ops->refund(f->primary, layers, n, now, &perr);
+        rl2_refunds_finish(q, slots, n,
+                           st == RL2_OK          ? RL2_REFUND_REPLAYED
+                           : st == RL2_ERR_STORE ? RL2_REFUND_FAILED
+                                                 : RL2_REFUND_DROPPED);
+        if (st == RL2_ERR_STORE) {
+            rl2_failover_report(f, RL2_ROUTE_PRIMARY, f->conf.clock_us(),
+                                perr.msg);
+            return;
+        }
+    }
+}
+
+/* While the circuit is not closed no request touches Redis: queue.  A
+ * probe may have closed it and replayed between the test and the push:
+ * then nobody would replay this until the next outage, so look again. */
+static void
+rl2_failover_defer(rl2_failover_t *f, const rl2_layer_t *layers, size_t n,
+                   const rl2_clock_t *now)
+{
+    rl2_refunds_push(rl2_circuit_refunds(f->circuit), layers, n,
+                     f->conf.clock_us());
+    if (rl2_circuit_state(f->circuit) == RL2_CIRCUIT_CLOSED) {
+        rl2_failover_replay(f, now);
+    }
+}
+
+/* Layers Redis counted go back to Redis while the circuit is closed,
+ * else to the queue.  Redis answering is also the moment to send what
+ * the queue holds (a process whose own probe did not close the circuit
+ * may have queued some). */
 static rl2_status_t
 rl2_failover_refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
                             const rl2_clock_t *now, rl2_err_t *err)
@@ -327,14 +391,19 @@ rl2_failover_refund_primary(rl2_failover_t *f, rl2_layer_t *layers, size_t n,
     rl2_status_t st;
 
     if (rl2_circuit_state(f->circuit) != RL2_CIRCUIT_CLOSED) {
-        rl2_circuit_drop_refunds(f->circuit, n);
+        rl2_failover_defer(f, layers, n, now);
         return RL2_OK;
     }
     st = f->primary->ops->refund(f->primary, layers, n, now, &perr);
+    if (st == RL2_OK) {
+        rl2_failover_replay(f, now);
+        return RL2_OK;
+    }
     if (st == RL2_ERR_STORE) {
+        rl2_refunds_failed(rl2_circuit_refunds(f->circuit), n);
         rl2_failover_report(f, RL2_ROUTE_PRIMARY, f->conf.clock_us(), perr.msg);
     }
-    return st == RL2_OK ? st : rl2_err_set(err, st, "%s", perr.msg);
+    return rl2_err_set(err, st, "%s", perr.msg);
 }
 
 /* Split the committed layers by the mark: fallback ones to the front of

@@ -7,6 +7,8 @@
  *                      modes' names and parsers
  *   failover.c         the failover store: Redis while the circuit is
  *                      closed, the local zone (or a refusal) otherwise
+ *   refund_queue.c     the refunds Redis is owed while the circuit is
+ *                      not closed, kept in the circuit's shm object
  *   local_store.c      the store interface over a local zone
  *   zone.c             the table: hash index, the probation and
  *                      protected LRU lists, the free list, the per-key
@@ -44,6 +46,7 @@
 #include <stdint.h>
 
 #include "ratelimit2/failover.h"
+#include "ratelimit2/store.h"
 #include "ratelimit2/store_local.h"
 
 /* ---- beside ratelimit2/failover.h (not installed) ---- */
@@ -72,9 +75,11 @@ int rl2_circuit_success(rl2_circuit_t *circuit, rl2_route_t route,
 int rl2_circuit_failure(rl2_circuit_t *circuit, rl2_route_t route,
                         int64_t now_us);
 
-/* Count refunds of layers Redis counted that were not sent because the
- * circuit was not closed (they show in stats as refunds_dropped). */
-void rl2_circuit_drop_refunds(rl2_circuit_t *circuit, uint64_t n);
+/* The queue of refunds owed to Redis, in the circuit's shared memory
+ * (refund_queue.c); valid until rl2_circuit_close(circuit). */
+typedef struct rl2_refund_queue rl2_refund_queue_t;
+
+rl2_refund_queue_t *rl2_circuit_refunds(rl2_circuit_t *circuit);
 
 rl2_circuit_state_t rl2_circuit_state(const rl2_circuit_t *circuit);
 void rl2_circuit_stats(const rl2_circuit_t *circuit, rl2_circuit_stats_t *out);
@@ -86,6 +91,102 @@ const rl2_circuit_conf_t *rl2_circuit_conf(const rl2_circuit_t *circuit);
  * probe interval in whole seconds, rounded up.  False for any other
  * store: the front end applies its usual store-error policy. */
 int rl2_failover_refusing(const rl2_store_t *store, int64_t *retry_after_s);
+
+/* ---- the refund queue (refund_queue.c) ----
+ *
+ * Refunds of layers Redis counted, issued while the circuit is not closed
+ * (no request touches Redis then), wait here until Redis answers again
+ * and are then sent once.  The queue lives in the circuit's shm object,
+ * so it is one per host, like the circuit: any process that finds Redis
+ * back replays what every process queued, and a child that exits leaves
+ * its refunds to the others.  A fixed array of RL2_REFUND_SLOTS
+ * one-layer records; no lock: each slot has an owner word that a
+ * compare-and-swap moves
+ *
+ *     FREE -> FILLING(pid) -> READY -> SENDING(pid) -> FREE
+ *
+ * so a record is written by one process and sent by one process, once.
+ * A slot left FILLING or SENDING by a process that died is taken back
+ * by the next replay (the record is counted dropped, or failed: it may
+ * have been sent).  Never blocks and never allocates: when every slot is
+ * taken the refund is counted dropped.  A record older than
+ * RL2_REFUND_MAX_AGE_US is not sent (counted dropped): a concurrency
+ * slot's key lives an hour after its last admission, and a release must
+ * reach the key that counted it, not a later one of the same client. */
+
+#define RL2_REFUND_SLOTS      1024
+#define RL2_REFUND_MAX_AGE_US (600 * INT64_C(1000000)) /* 10 minutes */
+
+/* What the Redis refund script needs of a layer, copied out of it: the
+ * limit's parameters, never a pointer (another process replays it). */
+typedef struct {
+    rl2_digest_t      key;
+    rl2_algo_params_t algo;
+    rl2_algo_params_t overflow;
+    int64_t           cost;
+    int64_t           committed_us; /* Redis' clock at the commit */
+    int64_t           queued_us;    /* monotonic, when queued */
+    uint32_t          flags;        /* RL2_REFUND_F_* */
+    uint32_t          pad;
+} rl2_refund_rec_t;
+
+#define RL2_REFUND_F_DRY_RUN   1u
+#define RL2_REFUND_F_UNLIMITED 2u
+#define RL2_REFUND_F_OVERFLOW  4u /* the overflow allowance counted it */
+
+typedef struct {
+    _Atomic uint64_t owner; /* state << 32 | pid (refund_queue.c) */
+    rl2_refund_rec_t rec;
+} rl2_refund_slot_t;
+
+/* Part of the circuit's shm object: all zero bytes is an empty queue. */
+struct rl2_refund_queue {
+    _Atomic uint64_t  queued;   /* records put in */
+    _Atomic uint64_t  replayed; /* sent, and Redis answered */
+    _Atomic uint64_t  dropped;  /* never sent: full, too old, writer died */
+    _Atomic uint64_t  failed;   /* sent without an answer (also direct) */
+    _Atomic uint32_t  pending;  /* slots READY */
+    _Atomic uint32_t  cursor;   /* where the next push starts looking */
+    rl2_refund_slot_t slot[RL2_REFUND_SLOTS];
+};
+
+/* How one claimed batch went. */
+typedef enum {
+    RL2_REFUND_REPLAYED = 0, /* Redis answered: applied */
+    RL2_REFUND_FAILED,       /* sent, no answer: Redis may still apply
+                                it, so it is not sent again */
+    RL2_REFUND_DROPPED       /* never applied (a malformed record) */
+} rl2_refund_outcome_t;
+
+/* Queue the layers (Redis counted each of them; the limit and key of
+ * each are copied, the layers are not kept).  now_us is the monotonic
+ * clock.  Returns how many were queued; the others are counted dropped. */
+size_t rl2_refunds_push(rl2_refund_queue_t *q, const rl2_layer_t *layers,
+                        size_t n, int64_t now_us);
+
+/* Slots READY now: 0 says that there is nothing to replay (one load). */
+uint32_t rl2_refunds_pending(const rl2_refund_queue_t *q);
+
+/* Claim up to max READY records, scanning from *pos (0 on the first
+ * call; moved past what was scanned), into layers[] with their limits in
+ * limits[] (both max long, owned by the caller) and their slots in
+ * slots[].  Records past RL2_REFUND_MAX_AGE_US are freed and counted
+ * dropped; slots a dead process left are taken back.  Returns how many
+ * were claimed: the caller sends them, then hands them back with
+ * rl2_refunds_finish(). */
+size_t rl2_refunds_claim(rl2_refund_queue_t *q, size_t *pos,
+                         rl2_layer_t *layers, rl2_limit_t *limits,
+                         uint32_t *slots, size_t max, int64_t now_us);
+
+/* Free claimed slots, counting them as `outcome` says. */
+void rl2_refunds_finish(rl2_refund_queue_t *q, const uint32_t *slots, size_t n,
+                        rl2_refund_outcome_t outcome);
+
+/* Count refunds sent straight to Redis that got no answer. */
+void rl2_refunds_failed(rl2_refund_queue_t *q, size_t n);
+
+/* The counters, into the refund part of *out. */
+void rl2_refunds_stats(const rl2_refund_queue_t *q, rl2_circuit_stats_t *out);
 
 /* ---- beside ratelimit2/store_local.h (not installed) ---- */
 

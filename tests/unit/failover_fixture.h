@@ -68,11 +68,18 @@ fake_clock(rl2_clock_t *now)
 
 typedef struct {
     rl2_store_t  base;
-    int          fail;     /* every call: RL2_ERR_STORE */
-    rl2_status_t other;    /* else this status when not RL2_OK */
-    int64_t      delay_us; /* the fake clock moves this much per call */
+    int          fail;         /* every call: RL2_ERR_STORE */
+    rl2_status_t other;        /* else this status when not RL2_OK */
+    int64_t      delay_us;     /* the fake clock moves this much per call */
+    int          fail_refunds; /* refunds only: RL2_ERR_STORE */
     int          applies, peeks, refunds;
     size_t       refunded; /* layers handed to refund */
+    struct {               /* the last layer handed to refund */
+        rl2_digest_t key;
+        int64_t      committed_us;
+        rl2_algo_t   limit_algo;
+        int64_t      limit_count;
+    } last_refund;
 } fake_t;
 
 static rl2_status_t
@@ -131,8 +138,15 @@ fake_refund(rl2_store_t *s, rl2_layer_t *l, size_t n, const rl2_clock_t *now,
     }
     f->refunds++;
     f->refunded += n;
-    return f->fail ? rl2_err_set(err, RL2_ERR_STORE, "fake: refund failed")
-                   : RL2_OK;
+    if (n > 0) {
+        f->last_refund.key = l[n - 1].key;
+        f->last_refund.committed_us = l[n - 1].committed_us;
+        f->last_refund.limit_algo = l[n - 1].limit->algo.algo;
+        f->last_refund.limit_count = l[n - 1].limit->algo.limit;
+    }
+    return f->fail || f->fail_refunds
+               ? rl2_err_set(err, RL2_ERR_STORE, "fake: refund failed")
+               : RL2_OK;
 }
 
 static void

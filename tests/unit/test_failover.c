@@ -2,7 +2,8 @@
  * test_failover.c -- the failover store (store_failover.c) over a fake
  * primary store and a real local zone: routing through the circuit, the
  * alerts of one outage, the modes local (with local_share), open and
- * closed, refunds to the store that counted, slow answers, peeks.  The
+ * closed, refunds to the store that counted and the queue of refunds
+ * owed to Redis, slow answers, peeks.  The
  * fixture is failover_fixture.h; the circuit alone is in test_circuit.c.
  */
 #include "failover_fixture.h"
@@ -268,11 +269,12 @@ test_refund_goes_to_the_store_that_counted(void **state)
     b = a;
     assert_int_equal(refund(fx.store, &b, 1), RL2_OK);
     assert_int_equal(admitted(&conc, "slot", 2), 1);
-    /* Counted by Redis, refunded while open: dropped and counted. */
+    /* Counted by Redis, refunded while open: queued, not sent. */
     assert_int_equal(refund(fx.store, &mixed[0], 1), RL2_OK);
     assert_int_equal(fx.primary.refunded, 1);
     rl2_circuit_stats(fx.circuit, &cs);
-    assert_int_equal(cs.refunds_dropped, 1);
+    assert_int_equal(cs.refunds_queued, 1);
+    assert_int_equal(cs.refunds_pending, 1);
     /* Counted locally, refunded after the circuit closed: still local. */
     make_layer(&mixed[1], &conc, "slot2");
     assert_int_equal(apply(fx.store, &mixed[1], 1), RL2_OK);
@@ -281,10 +283,11 @@ test_refund_goes_to_the_store_that_counted(void **state)
     fake_us += PROBE_US;
     assert_int_equal(admitted(&fw, "probe", 1), 1);
     assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
+    assert_int_equal(fx.primary.refunded, 2); /* the probe replayed it */
     /* One call with both: one layer to each store. */
     assert_int_equal(refund(fx.store, mixed, 2), RL2_OK);
-    assert_int_equal(fx.primary.refunds, 2);
-    assert_int_equal(fx.primary.refunded, 2);
+    assert_int_equal(fx.primary.refunds, 3);
+    assert_int_equal(fx.primary.refunded, 3);
     fx.primary.fail = 1;
     fake_us += PROBE_US;
     outage();
@@ -306,6 +309,239 @@ test_failed_redis_refund_opens_the_circuit(void **state)
     fx.primary.fail = 1;
     assert_int_equal(refund(fx.store, &l, 1), RL2_ERR_STORE);
     assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
+}
+
+/* ---- refunds owed to Redis ---------------------------------------------- */
+
+static void
+stats(rl2_circuit_stats_t *cs)
+{
+    rl2_circuit_stats(fx.circuit, cs);
+}
+
+/* A probe, one interval on: the fake primary answers it when ok. */
+static void
+probe(int ok)
+{
+    rl2_limit_t lim;
+    rl2_layer_t l;
+
+    make_limit(&lim, RL2_ALGO_FIXED_WINDOW, 1000, 1);
+    make_layer(&l, &lim, "probe");
+    fx.primary.fail = !ok;
+    fake_us += PROBE_US;
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+}
+
+/* A concurrency slot Redis counted, released while the circuit is open:
+ * queued with what the refund script needs, sent by the probe that
+ * closes the circuit, and only once. */
+static void
+test_release_while_open_is_queued_and_replayed_once(void **state)
+{
+    rl2_limit_t         conc;
+    rl2_layer_t         l, other;
+    rl2_circuit_stats_t cs;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
+    make_layer(&l, &conc, "stream");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(l.committed, RL2_COMMITTED_PRIMARY);
+    outage();
+    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    assert_int_equal(fx.primary.refunds, 0);
+    stats(&cs);
+    assert_int_equal(cs.refunds_queued, 1);
+    assert_int_equal(cs.refunds_pending, 1);
+    assert_int_equal(cs.refunds_dropped, 0);
+    /* Still open (a failed probe): nothing sent. */
+    probe(0);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
+    assert_int_equal(fx.primary.refunds, 0);
+    probe(1);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
+    assert_int_equal(fx.primary.refunds, 1);
+    assert_int_equal(fx.primary.refunded, 1);
+    assert_memory_equal(&fx.primary.last_refund.key, &l.key, sizeof(l.key));
+    assert_int_equal(fx.primary.last_refund.committed_us, l.committed_us);
+    assert_int_equal(fx.primary.last_refund.limit_algo, RL2_ALGO_CONCURRENCY);
+    assert_int_equal(fx.primary.last_refund.limit_count, 1);
+    stats(&cs);
+    assert_int_equal(cs.refunds_replayed, 1);
+    assert_int_equal(cs.refunds_pending, 0);
+    /* Later probes and refunds Redis answers send nothing again. */
+    make_layer(&other, &conc, "other");
+    assert_int_equal(apply(fx.store, &other, 1), RL2_OK);
+    assert_int_equal(refund(fx.store, &other, 1), RL2_OK);
+    assert_int_equal(fx.primary.refunded, 2);
+    fx.primary.fail = 1;
+    outage();
+    probe(1);
+    assert_int_equal(fx.primary.refunded, 2);
+    stats(&cs);
+    assert_int_equal(cs.refunds_replayed, 1);
+}
+
+/* The queue holds RL2_REFUND_SLOTS layers; past that a refund is counted
+ * dropped at once, without waiting or touching Redis.  The replay sends
+ * RL2_MAX_LAYERS layers a call. */
+static void
+test_full_queue_drops_and_counts(void **state)
+{
+    enum { EXTRA = 5 };
+    rl2_limit_t         conc;
+    rl2_layer_t         l;
+    rl2_circuit_stats_t cs;
+    char                key[32];
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
+    outage();
+    fx.primary.fail = 0;
+    for (int i = 0; i < RL2_REFUND_SLOTS + EXTRA; i++) {
+        snprintf(key, sizeof(key), "c%d", i);
+        make_layer(&l, &conc, key);
+        l.committed = RL2_COMMITTED_PRIMARY;
+        l.committed_us = fake_us;
+        assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    }
+    assert_int_equal(fx.primary.refunds, 0);
+    stats(&cs);
+    assert_int_equal(cs.refunds_queued, RL2_REFUND_SLOTS);
+    assert_int_equal(cs.refunds_pending, RL2_REFUND_SLOTS);
+    assert_int_equal(cs.refunds_dropped, EXTRA);
+    probe(1);
+    assert_int_equal(fx.primary.refunds, RL2_REFUND_SLOTS / RL2_MAX_LAYERS);
+    assert_int_equal(fx.primary.refunded, RL2_REFUND_SLOTS);
+    stats(&cs);
+    assert_int_equal(cs.refunds_replayed, RL2_REFUND_SLOTS);
+    assert_int_equal(cs.refunds_pending, 0);
+}
+
+/* A replay Redis does not answer was sent: it is counted failed and not
+ * sent again (Redis may still run it), and it opens the circuit again. */
+static void
+test_failed_replay_is_not_sent_again(void **state)
+{
+    rl2_limit_t         conc;
+    rl2_layer_t         l;
+    rl2_circuit_stats_t cs;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
+    make_layer(&l, &conc, "s");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    outage();
+    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    fx.primary.fail_refunds = 1;
+    probe(1);
+    assert_int_equal(fx.primary.refunds, 1);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_OPEN);
+    stats(&cs);
+    assert_int_equal(cs.refunds_failed, 1);
+    assert_int_equal(cs.refunds_pending, 0);
+    fx.primary.fail_refunds = 0;
+    probe(1);
+    assert_int_equal(fx.primary.refunds, 1);
+}
+
+/* A refund sent to Redis while the circuit is closed that gets no
+ * answer is counted failed and not queued. */
+static void
+test_unanswered_refund_is_counted_not_queued(void **state)
+{
+    rl2_limit_t         conc;
+    rl2_layer_t         l;
+    rl2_circuit_stats_t cs;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
+    make_layer(&l, &conc, "s");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    fx.primary.fail = 1;
+    assert_int_equal(refund(fx.store, &l, 1), RL2_ERR_STORE);
+    stats(&cs);
+    assert_int_equal(cs.refunds_failed, 1);
+    assert_int_equal(cs.refunds_queued, 0);
+    assert_int_equal(cs.refunds_pending, 0);
+    probe(1);
+    assert_int_equal(fx.primary.refunds, 1);
+}
+
+/* A refund that waited longer than RL2_REFUND_MAX_AGE_US is not sent: the
+ * key that counted it may be gone and another in its place. */
+static void
+test_refund_too_old_is_dropped(void **state)
+{
+    rl2_limit_t         conc;
+    rl2_layer_t         l;
+    rl2_circuit_stats_t cs;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
+    make_layer(&l, &conc, "s");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    outage();
+    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    fake_us += RL2_REFUND_MAX_AGE_US;
+    probe(1);
+    assert_int_equal(fx.primary.refunds, 0);
+    stats(&cs);
+    assert_int_equal(cs.refunds_dropped, 1);
+    assert_int_equal(cs.refunds_pending, 0);
+}
+
+/* A process that dies holding a slot (claimed, not finished) does not
+ * keep it: the next replay takes it back and counts it failed, since it
+ * may have been sent. */
+static void
+test_slot_of_a_dead_process_is_taken_back(void **state)
+{
+    rl2_limit_t         conc, limits[1];
+    rl2_layer_t         l, claimed[1];
+    rl2_circuit_stats_t cs;
+    uint32_t            slots[1];
+    size_t              pos = 0;
+    pid_t               pid;
+    int                 status;
+
+    (void)state;
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
+    make_layer(&l, &conc, "s");
+    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    outage();
+    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rl2_circuit_t *c = circuit_open(1, 1000, 0);
+
+        _exit(c != NULL
+                      && rl2_refunds_claim(rl2_circuit_refunds(c), &pos,
+                                           claimed, limits, slots, 1, fake_us)
+                             == 1
+                  ? 0
+                  : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    stats(&cs);
+    assert_int_equal(cs.refunds_pending, 0);
+    /* The next replay with something to send takes the slot back. */
+    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    probe(1);
+    stats(&cs);
+    assert_int_equal(cs.refunds_failed, 1);
+    assert_int_equal(cs.refunds_replayed, 1);
+    assert_int_equal(fx.primary.refunds, 1);
+    assert_int_equal(fx.primary.refunded, 1);
 }
 
 static void
@@ -452,6 +688,12 @@ main(void)
         T(test_mode_closed_refuses_with_retry_after),
         T(test_refund_goes_to_the_store_that_counted),
         T(test_failed_redis_refund_opens_the_circuit),
+        T(test_release_while_open_is_queued_and_replayed_once),
+        T(test_full_queue_drops_and_counts),
+        T(test_failed_replay_is_not_sent_again),
+        T(test_unanswered_refund_is_counted_not_queued),
+        T(test_refund_too_old_is_dropped),
+        T(test_slot_of_a_dead_process_is_taken_back),
         T(test_slow_answer_opens_the_circuit_but_is_used),
         T(test_other_errors_pass_through_without_a_failure),
         T(test_peek_follows_the_circuit_and_counts_nothing),

@@ -46,11 +46,22 @@
  *   - counted by the local zone: refunded there, even after the circuit
  *     closed, with the same scaling (the zone is always reachable);
  *   - counted by Redis while the circuit is now open or half-open: not
- *     sent (no request touches Redis while it is open), but counted in
- *     refunds_dropped; Redis forgets it when the key's TTL ends (for a
- *     concurrency slot: the slot stays taken until then);
+ *     sent (no request touches Redis while it is open) but queued, in the
+ *     circuit's shm object, for the whole host: at most 1,024 layers
+ *     (RL2_REFUND_SLOTS); when full, or after 10 minutes unsent, a refund
+ *     is counted in refunds_dropped and Redis forgets the count when the
+ *     key's TTL ends (a concurrency slot: an hour).  The queue is
+ *     replayed, each refund sent once, by the request whose probe finds
+ *     Redis back, and by any refund that Redis answers while the circuit
+ *     is closed.  A late refund gives back what is still counted: the
+ *     scripts leave a key that is gone alone and never count below zero,
+ *     a bucket forgives less the later it comes, a window only its own
+ *     window (refunds_queued, refunds_replayed);
  *   - counted by Redis, circuit closed, refund fails: a failure for the
- *     circuit like any other, and the error is returned;
+ *     circuit like any other, and the error is returned.  It is not
+ *     queued: the call was sent, and a server that was stopped or slow
+ *     runs what it received when it resumes, so sending it again would
+ *     release a concurrency slot twice (refunds_failed);
  *   - one call with layers from both (the early phase in Redis, the late
  *     phase local after the circuit opened between): split by mark;
  *   - `open` mode counts nothing, so there is nothing to refund; `closed`
@@ -114,13 +125,22 @@ typedef struct {
                                    server an error) */
 } rl2_circuit_conf_t;
 
+/* The refunds_* count layers Redis counted, for the whole host (the
+ * queue is in the circuit's shm object): queued while the circuit was
+ * not closed; replayed, those Redis has applied since; dropped, never
+ * sent (the queue was full, or one waited over 10 minutes); failed, sent
+ * without an answer and not sent again (Redis may still apply it). */
 typedef struct {
     rl2_circuit_state_t state;
     uint64_t            failures; /* consecutive, while closed */
     uint64_t            opens;    /* closed -> open transitions */
     uint64_t            probes;   /* probes started */
     uint64_t            probe_failures;
-    uint64_t            refunds_dropped; /* Redis refunds not sent while open */
+    uint64_t            refunds_queued;
+    uint64_t            refunds_replayed;
+    uint64_t            refunds_dropped;
+    uint64_t            refunds_failed;
+    uint64_t            refunds_pending; /* in the queue now */
     int64_t             opened_us;       /* monotonic µs of the last opening */
     int64_t             next_probe_us; /* monotonic µs: earliest next probe */
 } rl2_circuit_stats_t;

@@ -134,6 +134,11 @@ typedef struct {
     int              redis;   /* Redis configured */
     int              circuit; /* rl2_circuit_state_t, or -1 */
     uint64_t         circuit_opens;
+    uint64_t         refunds_queued; /* rl2_circuit_stats_t's refunds_* */
+    uint64_t         refunds_replayed;
+    uint64_t         refunds_dropped;
+    uint64_t         refunds_failed;
+    uint64_t         refunds_pending;
     int              failover_mode; /* rl2_failover_mode_t */
     int              refusing;      /* closed mode and store down */
     unsigned long    generation;    /* policy generation */
