@@ -304,6 +304,9 @@ rl2_query_name_is(const char *n, size_t len, const char *want)
             ch = d;
             i += 2;
         }
+        if (ch == '\0') {
+            break; /* PHP reads the decoded name up to its first NUL */
+        }
         if (ch == ' ' && k == 0) {
             continue;
         }

@@ -93,6 +93,20 @@ static const char *const quota_text =
     "               key = \"api_key\"; },\n"
     "             { name = \"monthly\"; rate = \"50/month\";\n"
     "               algorithm = \"quota\"; key = \"api_key\"; } ); } );\n";
+/* Two rules that match /api/upload share the limit "per_key" (same name,
+ * algorithm and window: one budget, as configuration.md allows), and a
+ * login limit per address, in a zone of 1,000 entries. */
+static const char *const shared_text =
+    "match = \"all\";\n"
+    "api_key = { header = \"X-API-Key\"; };\n"
+    "rules = ( { name = \"login\"; paths = [ \"/login\" ];\n"
+    "  limits = ( { rate = \"5/15min\"; key = \"ip\"; } ); },\n"
+    "  { name = \"api\"; paths = [ \"/api/**\" ];\n"
+    "  limits = ( { name = \"per_key\"; rate = \"100/min\";\n"
+    "               key = \"api_key\"; } ); },\n"
+    "  { name = \"upload\"; paths = [ \"/api/upload\" ];\n"
+    "  limits = ( { name = \"per_key\"; rate = \"100/min\";\n"
+    "               key = \"api_key\"; } ); } );\n";
 static const char *const override_text =
     "method_override = true;\n" RL2_T_RULES;
 
@@ -177,6 +191,12 @@ static int
 setup_quota(void **state)
 {
     return setup_sized(state, quota_text, 100000, "bypass");
+}
+
+static int
+setup_shared(void **state)
+{
+    return setup_sized(state, shared_text, 1000, "bypass");
 }
 
 static const char *
@@ -705,6 +725,71 @@ test_flood_of_new_keys_keeps_spent_counters(void **state)
                      RL2_OUTCOME_DENY);
 }
 
+/* PHP truncates a parameter name at its first NUL byte (strlen() in
+ * php_register_variable_ex): "api_key%00<anything>" is api_key to it,
+ * however long <anything> is.  The core reads a short tail so, but a
+ * name of 128 bytes or more is no name at all to it: PHP takes REAL
+ * (the last), the core counts RANDOM only. */
+static void
+test_apikey_nul_truncated_long_name(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_outcome_t o;
+    char          q[400] = "api_key=RANDOM&api_key%00";
+
+    assert_int_equal(send_key(f, NULL, "api_key=RANDOM&api_key%00x=REAL", &o),
+                     RL2_ERR_REQUEST);
+    memset(q + strlen(q), 'x', 130);
+    strcat(q, "=REAL");
+    assert_int_equal(send_key(f, NULL, q, &o), RL2_ERR_REQUEST);
+}
+
+/* The same for _method: Laravel (Symfony) routes this POST as a DELETE. */
+static void
+test_override_nul_truncated_long_name(void **state)
+{
+    fixture_t *f = *state;
+    char       rule[64];
+    char       q[400] = "_method%00";
+
+    memset(q + strlen(q), 'x', 130);
+    strcat(q, "=DELETE");
+    assert_int_equal(send_req(f, "POST", "/e", q, NULL, rule),
+                     RL2_OUTCOME_ALLOW);
+    assert_string_equal(rule, "edit");
+    assert_int_equal(send_req(f, "POST", "/e", q, NULL, rule),
+                     RL2_OUTCOME_DENY);
+}
+
+/* Two layers of one request with the same storage key (a budget two
+ * matching rules share): the second get() finds the entry the first just
+ * created, live (expires_us == now), and promotes it.  So every new key
+ * that makes one request lands in protected, and a flood of them evicts
+ * a spent counter after about one zone of requests. */
+static void
+test_shared_budget_new_keys_keep_spent_counters(void **state)
+{
+    fixture_t *f = *state;
+    char       key[32];
+    int        i;
+
+    for (i = 0; i < 5; i++) {
+        assert_int_equal(send_api(f, "/login", "192.0.2.1", NULL),
+                         RL2_OUTCOME_ALLOW);
+    }
+    assert_int_equal(send_api(f, "/login", "192.0.2.1", NULL),
+                     RL2_OUTCOME_DENY);
+    for (i = 0; i < 2000; i++) {
+        snprintf(key, sizeof(key), "flood-%d", i);
+        if (send_api(f, "/api/upload", "198.51.100.7", key)
+            != RL2_OUTCOME_ALLOW) {
+            fail_msg("flood request %d refused", i);
+        }
+    }
+    assert_int_equal(send_api(f, "/login", "192.0.2.1", NULL),
+                     RL2_OUTCOME_DENY);
+}
+
 int
 main(void)
 {
@@ -740,6 +825,13 @@ main(void)
                                         setup_flood, teardown),
         cmocka_unit_test_setup_teardown(
             test_flood_of_new_keys_keeps_spent_counters, setup_quota, teardown),
+        cmocka_unit_test_setup_teardown(test_apikey_nul_truncated_long_name,
+                                        setup_apikey, teardown),
+        cmocka_unit_test_setup_teardown(test_override_nul_truncated_long_name,
+                                        setup_override, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_shared_budget_new_keys_keep_spent_counters, setup_shared,
+            teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
