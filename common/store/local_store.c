@@ -35,6 +35,14 @@ rl2_overflow_state(const rl2_limit_t *limit, void *state)
     return (char *)state + rl2_algo_state_size(&limit->algo);
 }
 
+/* Did this checked layer refuse the request?  Dry-run and unlimited
+ * layers never do (decide.c and the Redis scripts agree). */
+static int
+rl2_layer_enforces_refusal(const rl2_layer_t *l)
+{
+    return l->refused && !l->dry_run && !l->limit->unlimited;
+}
+
 static void
 rl2_layer_check(rl2_layer_t *l, const void *state, const rl2_clock_t *now)
 {
@@ -89,10 +97,9 @@ _Static_assert(4 * RL2_MAX_LAYERS <= RL2_ZONE_MIN_ENTRIES,
                "a request's layers must fit in either half of the "
                "smallest zone");
 
-/* The counters a request found are in use, whether they admit it (a
- * second request: the key is no longer new) or refuse it (a client being
- * refused right now, whose counter, evicted, would start afresh): they
- * are promoted to protected, out of the reach of a flood of new keys. */
+/* The counters an admitted request found count their key's second
+ * request: the key is no longer new, and they are promoted to protected,
+ * out of the reach of a flood of new keys. */
 static void
 rl2_local_touch_found(rl2_zone_t *zone, size_t n, void **states,
                       const uint32_t *refs)
@@ -100,6 +107,22 @@ rl2_local_touch_found(rl2_zone_t *zone, size_t n, void **states,
     for (size_t i = 0; i < n; i++) {
         /* A busy client is already the most recent: nothing moves. */
         if (states[i] != NULL && !rl2_zone_is_hot(zone, refs[i])) {
+            rl2_zone_touch(zone, refs[i]);
+        }
+    }
+}
+
+/* A refused request promotes only the counters that refused it (a client
+ * being refused right now, whose counter, evicted, would start afresh).
+ * Its other layers' entries stay where they are: a refusal by one
+ * counter must not protect the keys a client chose for the others. */
+static void
+rl2_local_touch_refusing(rl2_zone_t *zone, const rl2_layer_t *layers, size_t n,
+                         void **states, const uint32_t *refs)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (states[i] != NULL && rl2_layer_enforces_refusal(&layers[i])
+            && !rl2_zone_is_hot(zone, refs[i])) {
             rl2_zone_touch(zone, refs[i]);
         }
     }
@@ -165,16 +188,14 @@ rl2_local_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
             rl2_zone_lookup(zone, layers[i].key, now->mono_us, &refs[i]);
         missing |= states[i] == NULL;
         rl2_layer_check(&layers[i], states[i] ? states[i] : ls->fresh, now);
-        /* Unlimited layers never refuse (decide.c and the Redis
-         * scripts agree). */
-        refused |= layers[i].refused && !layers[i].dry_run
-                   && !layers[i].limit->unlimited;
+        refused |= rl2_layer_enforces_refusal(&layers[i]);
     }
-    if (refused || missing) {
-        rl2_local_touch_found(zone, n, states, refs);
+    if (refused) {
+        rl2_local_touch_refusing(zone, layers, n, states, refs);
     }
-    if (!refused) {
+    else {
         if (missing) {
+            rl2_local_touch_found(zone, n, states, refs);
             rl2_local_make_room(zone, layers, n, states, now);
         }
         for (size_t i = 0; i < n; i++) {

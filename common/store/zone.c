@@ -33,12 +33,17 @@
  *
  * Hence the rule: keys that each make one request evict only entries on
  * probation, however many they are, so a live counter that has counted
- * twice or refused a request outlives any flood of new keys.  To evict
- * it, an attacker must first push half a zone of its own keys through
- * protected with two admitted requests each, then another half a zone of
- * new keys through probation: three times the zone in requests, all of
- * them admitted by the other limits.  A new client's entry survives half
- * a zone of other new keys before its second request.
+ * two admitted requests, or refused one, outlives any flood of new keys.
+ * A refused request promotes only the counters that refused it, and two
+ * layers of one key share one entry, so an entry is promoted only by a
+ * second admitted request for its key or by refusing.  To evict a
+ * protected counter, an attacker must first promote half a zone of
+ * entries of its own (each needs a second admitted request for a key it
+ * chose, or a counter of its own spent), which demotes the counter to
+ * probation, then bring ceil(E/2) - 1 new keys more: about 1.5 times the
+ * zone in entries, fewer requests when each request counts several keys
+ * of the attacker's choosing.  A new client's entry survives
+ * ceil(E/2) - 1 other new keys before its second request.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -359,9 +364,12 @@ rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
     else {
         ref = rl2_zone_reclaim(z, now_us);
         e = rl2_zone_entry_at(z, ref);
+        /* State first: a process killed between the two leaves the old
+         * key with fresh state (as if evicted), never the new key with
+         * the old key's count, for the rebuild to keep. */
+        rl2_zone_entry_reset(z, e, now_us);
         e->key = key;
         e->hash = hash;
-        rl2_zone_entry_reset(z, e, now_us);
         rl2_zone_index_insert(z, ref, hash);
         rl2_zone_lru_push_head(z, ref, ZONE_PROBATION);
     }

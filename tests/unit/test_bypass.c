@@ -107,6 +107,14 @@ static const char *const shared_text =
     "  { name = \"upload\"; paths = [ \"/api/upload\" ];\n"
     "  limits = ( { name = \"per_key\"; rate = \"100/min\";\n"
     "               key = \"api_key\"; } ); } );\n";
+/* A spent per-address limit in front of a per-key one, in the smallest
+ * zone. */
+static const char *const promote_text =
+    "api_key = { header = \"X-API-Key\"; };\n"
+    "rules = ( { name = \"api\"; paths = [ \"/api/**\" ];\n"
+    "  limits = ( { name = \"per_ip\"; rate = \"1/hour\"; key = \"ip\"; },\n"
+    "             { name = \"per_key\"; rate = \"100/hour\";\n"
+    "               key = \"api_key\"; } ); } );\n";
 static const char *const override_text =
     "method_override = true;\n" RL2_T_RULES;
 
@@ -197,6 +205,12 @@ static int
 setup_shared(void **state)
 {
     return setup_sized(state, shared_text, 1000, "bypass");
+}
+
+static int
+setup_promote(void **state)
+{
+    return setup_sized(state, promote_text, RL2_ZONE_MIN_ENTRIES, "bypass");
 }
 
 static const char *
@@ -790,6 +804,38 @@ test_shared_budget_new_keys_keep_spent_counters(void **state)
                      RL2_OUTCOME_DENY);
 }
 
+/* A request refused by its address's counter promotes that counter
+ * only: the key it carried, counted once, stays on probation, where new
+ * keys evict it.  Else one admitted and one refused request would
+ * protect any key a client chose. */
+static void
+test_refusal_promotes_only_the_refusing_counter(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_verdict_t v;
+    rl2_request_t req = { .path = "/api/x", .peer_ip = "192.0.2.1" };
+    char          ip[32], key[32];
+
+    req.header = apikey_header;
+    req.header_ctx = (void *)"CHOSEN";
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY); /* per_ip spent */
+    for (int i = 0; i < (int)RL2_ZONE_MIN_ENTRIES; i++) {
+        snprintf(ip, sizeof(ip), "198.51.100.%d", i + 1);
+        snprintf(key, sizeof(key), "new-%d", i);
+        assert_int_equal(send_api(f, "/api/x", ip, key), RL2_OUTCOME_ALLOW);
+    }
+    /* The refusing counter was kept; CHOSEN's count of one was not. */
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    req.peer_ip = "203.0.113.1";
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_int_equal(v.layers[1].result.remaining, 99);
+}
+
 int
 main(void)
 {
@@ -825,6 +871,9 @@ main(void)
                                         setup_flood, teardown),
         cmocka_unit_test_setup_teardown(
             test_flood_of_new_keys_keeps_spent_counters, setup_quota, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_refusal_promotes_only_the_refusing_counter, setup_promote,
+            teardown),
         cmocka_unit_test_setup_teardown(test_apikey_nul_truncated_long_name,
                                         setup_apikey, teardown),
         cmocka_unit_test_setup_teardown(test_override_nul_truncated_long_name,
