@@ -301,6 +301,25 @@ rl2_layer_key(const rl2_ctx_t *c, const rl2_rule_t *rule,
     layer->key = rl2_digest_keyed(&seed, layer->client + id, b.len - id);
 }
 
+/* A limit two matching rules share (same name, algorithm and window:
+ * one storage key) is one budget: the request counts against it once.
+ * The layer just added goes if an earlier one has its key, which then
+ * enforces if either did. */
+static void
+rl2_layer_merge_shared(rl2_verdict_t *v)
+{
+    rl2_layer_t *last = &v->layers[v->n_layers - 1];
+
+    for (size_t j = 0; j + 1 < v->n_layers; j++) {
+        if (v->layers[j].key.hi == last->key.hi
+            && v->layers[j].key.lo == last->key.lo) {
+            v->layers[j].dry_run &= last->dry_run;
+            v->n_layers--;
+            return;
+        }
+    }
+}
+
 /* Append this phase's layers of one applied rule. */
 static int
 rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
@@ -333,6 +352,7 @@ rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
         layer->committed = 0;
         layer->committed_us = 0;
         rl2_layer_key(c, a->rule, limit, layer);
+        rl2_layer_merge_shared(v);
     }
     return 0;
 }

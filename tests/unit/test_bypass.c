@@ -804,6 +804,26 @@ test_shared_budget_new_keys_keep_spent_counters(void **state)
                      RL2_OUTCOME_DENY);
 }
 
+/* Two matching rules that share a limit (one name, algorithm and
+ * window) share one budget: a request meeting both counts once. */
+static void
+test_shared_budget_counts_a_request_once(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_verdict_t v;
+    rl2_request_t req = { .path = "/api/upload", .peer_ip = "192.0.2.1" };
+
+    req.header = apikey_header;
+    req.header_ctx = (void *)"ONE";
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_int_equal(v.n_layers, 1);
+    assert_int_equal(v.layers[0].result.remaining, 99);
+    req.path = "/api/x";
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
+    assert_int_equal(v.layers[0].result.remaining, 98);
+}
+
 /* A request refused by its address's counter promotes that counter
  * only: the key it carried, counted once, stays on probation, where new
  * keys evict it.  Else one admitted and one refused request would
@@ -874,6 +894,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_refusal_promotes_only_the_refusing_counter, setup_promote,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            test_shared_budget_counts_a_request_once, setup_shared, teardown),
         cmocka_unit_test_setup_teardown(test_apikey_nul_truncated_long_name,
                                         setup_apikey, teardown),
         cmocka_unit_test_setup_teardown(test_override_nul_truncated_long_name,
