@@ -53,7 +53,7 @@
  * loader gives up: a second or so.  Twice the pairs of the largest group
  * compared at once. */
 #define RL2_BOUND_WORK (UINT64_C(1) << 24)
-#define RL2_BOUND_SLOW "too many and too alike to compare in that time"
+#define RL2_BOUND_SLOW "too many and too alike to compare in the time allowed"
 
 #define RL2_METHODS_ALL   ((RL2_METHOD_OTHER << 1) - 1)
 #define RL2_BOUND_READING 9

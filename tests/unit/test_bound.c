@@ -585,6 +585,20 @@ static const char *const rnd_paths[] = {
     "/*.php", "/app.php/q", "/",        "/app.php/q*"
 };
 
+/* A client `who` overriding one of the n rules. */
+static size_t
+random_client(uint64_t *seed, unsigned n, const char *who, char *buf,
+              size_t size)
+{
+    char   name[16];
+    size_t len;
+
+    snprintf(name, sizeof(name), "r%u", rnd(seed, n));
+    len = (size_t)snprintf(buf, size, " { %s; rules = { ", who);
+    len += random_limits(seed, name, buf + len, size - len);
+    return len + (size_t)snprintf(buf + len, size - len, "}; }");
+}
+
 static char *
 random_policy(uint64_t *seed)
 {
@@ -637,14 +651,14 @@ random_policy(uint64_t *seed)
         len += (size_t)snprintf(t + len, size - len, "};\n");
     }
     if (rnd(seed, 3) == 0) {
-        char name[16];
-
-        snprintf(name, sizeof(name), "r%u", rnd(seed, n));
-        len += (size_t)snprintf(
-            t + len, size - len, "clients = ( { %s; rules = { ",
-            rnd(seed, 2) ? "user = \"alice\"" : "address = \"10.0.0.0/8\"");
-        len += random_limits(seed, name, t + len, size - len);
-        len += (size_t)snprintf(t + len, size - len, "}; } );\n");
+        /* A user's entry first: the late phase may find it where the
+         * early one found the address's. */
+        len += (size_t)snprintf(t + len, size - len, "clients = (");
+        len += random_client(seed, n, "user = \"alice\"", t + len, size - len);
+        len += (size_t)snprintf(t + len, size - len, ",");
+        len += random_client(seed, n, "address = \"10.0.0.0/8\"", t + len,
+                             size - len);
+        len += (size_t)snprintf(t + len, size - len, ");\n");
     }
     assert_true(len < size);
     return t;
@@ -690,14 +704,19 @@ random_request(fixture_t *f, const rl2_policy_t *p, uint64_t *seed)
     rl2_verdict_t v;
     rl2_err_t     err;
     rl2_status_t  st;
+    const char   *user;
 
     rl2_verdict_init(&v);
     if (rnd(seed, 2)) {
         return rl2_decide(p, NULL, 0, f->store, &req, RL2_PHASE_ALL, &now, &v,
                           &err);
     }
+    /* As Apache decides: the user is known after authentication only. */
+    user = req.user;
+    req.user = NULL;
     st =
         rl2_decide(p, NULL, 0, f->store, &req, RL2_PHASE_EARLY, &now, &v, &err);
+    req.user = user;
     return st != RL2_OK ? st
                         : rl2_decide(p, NULL, 0, f->store, &req, RL2_PHASE_LATE,
                                      &now, &v, &err);
