@@ -33,7 +33,7 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* "( { rate = "1/min"; name = "PREFIX1"; }, ... )": n limits. */
+/* n limits: "( { name = "PREFIX0"; rate = "1/min"; }, ... )". */
 static void
 limits_of(char *buf, size_t size, const char *prefix, unsigned n)
 {
@@ -44,6 +44,7 @@ limits_of(char *buf, size_t size, const char *prefix, unsigned n)
                                 "%s{ name = \"%s%u\"; rate = \"%u/min\"; }",
                                 i ? ", " : " ", prefix, i, i + 1);
     }
+    assert_true(len + 3 <= size);
     snprintf(buf + len, size - len, " )");
 }
 
@@ -277,8 +278,8 @@ test_first_match_ends_the_selection(void **state)
 static void
 test_default_rule(void **state)
 {
-    char        l[512];
-    char        rule[1024], tail[1024];
+    char        l[1024];
+    char        rule[2048], tail[2048];
     const char *rules[1] = { rule };
 
     (void)state;
@@ -314,7 +315,7 @@ test_default_rule(void **state)
 static void
 test_tiers_and_clients_count_their_largest_set(void **state)
 {
-    char        a[1536], b[1024], t[512], l[512], tail[1024];
+    char        a[3072], b[2048], t[1024], l[1024], tail[2048];
     const char *rules[2] = { a, b };
 
     (void)state;
@@ -494,8 +495,8 @@ test_decide_refuses_over_the_bound(void **state)
     assert_int_equal(decide(f, inline_rules->rules, 1, RL2_PHASE_LATE, &v),
                      RL2_ERR_BOUND);
     assert_false(v.layers[0].committed);
-    /* Nothing stays counted: the same request without the inline rule
-     * passes every limit of one a minute. */
+    /* Nothing stays counted: without the inline rule the same request
+     * passes, the address limit of one a minute included. */
     rl2_verdict_init(&v);
     assert_int_equal(decide(f, NULL, 0, RL2_PHASE_ALL, &v), RL2_OK);
     assert_int_equal(v.n_layers, 16);
