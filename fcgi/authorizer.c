@@ -285,6 +285,18 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
             rl2_fcgi_send(req, out, len);
             return;
         }
+        if (st == RL2_ERR_BOUND) {
+            /* More limits than one request takes: refused, never let
+             * through with some unchecked (the loader keeps a policy
+             * file from this). */
+            rl2_log_request(RL2_LOG_ERROR, LOG_ERR,
+                            "answered 500 to a request from %.47s: %s",
+                            rl2_fcgi_peer(req), err.msg);
+            rl2_fcgi_send(req, out,
+                          rl2_cgi_error(out, sizeof(out), 500,
+                                        "too many limits for one request"));
+            return;
+        }
         if (rl2_fcgi_store_error(gen, &err, req, out, sizeof(out))) {
             return;
         }

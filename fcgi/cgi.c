@@ -301,6 +301,11 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
              == RL2_ERR_REQUEST) {
         run = rl2_answer_error(400, "%s", err.msg);
     }
+    else if (st == RL2_ERR_BOUND) {
+        /* More limits than one request takes: refused, never run with
+         * some unchecked (the loader keeps a policy file from this). */
+        run = rl2_answer_error(500, "%s", err.msg);
+    }
     else if (st != RL2_OK) {
         run = rl2_cgi_store_error(c, bc.zone_name, &err, v);
     }

@@ -296,6 +296,14 @@ rl2_store_failed(request_rec *r, rl2_status_t st, const rl2_err_t *err)
                       RL2_LOGNO(0021) "refused as malformed: %s", err->msg);
         return HTTP_BAD_REQUEST;
     }
+    /* Nor the store: inline limits on top of the policy's rules ask more
+     * of this request than the core checks at once.  Refused, never let
+     * through with some limits unchecked. */
+    if (st == RL2_ERR_BOUND) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r,
+                      RL2_LOGNO(0022) "refused with 500: %s", err->msg);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     if (rl2_backend_refusing(rl2_backend, &retry)) {
         apr_table_setn(r->err_headers_out, "Retry-After",
                        apr_psprintf(r->pool, "%" APR_INT64_T_FMT,

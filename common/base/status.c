@@ -48,6 +48,8 @@ rl2_status_str(rl2_status_t status)
         return "invalid argument";
     case RL2_ERR_REQUEST:
         return "malformed request";
+    case RL2_ERR_BOUND:
+        return "too many rules or limits for one request";
     }
     /* Not a default label, so -Wswitch flags a new enum value here. */
     return "unknown status";

@@ -22,8 +22,6 @@
 
 /* ---- rules and layers ---- */
 
-#define RL2_MAX_RULES (2 * RL2_MAX_LAYERS)
-
 typedef struct {
     const rl2_rule_t *rule;
     size_t            index; /* in policy->rules; n_rules: default;
@@ -458,8 +456,12 @@ rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
     int n = rl2_select_rules(c, extra, n_extra, applied);
 
     *bypass = 0;
+    /* Over a bound, the request is refused, never let through with
+     * some of its limits unchecked.  A policy file never gets here (the
+     * loader refuses one that could: bound.c); a front end's inline rules
+     * added to one can. */
     if (n < 0) {
-        return rl2_err_set(err, RL2_ERR_INVALID,
+        return rl2_err_set(err, RL2_ERR_BOUND,
                            "more than %d rules apply "
                            "to %s",
                            RL2_MAX_RULES, rl2_ctx_path(c));
@@ -482,7 +484,7 @@ rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
             continue;
         }
         if (rl2_add_rule(c, &applied[i], client, mode) != 0) {
-            return rl2_err_set(err, RL2_ERR_INVALID,
+            return rl2_err_set(err, RL2_ERR_BOUND,
                                "more than %d limits "
                                "apply to %s",
                                RL2_MAX_LAYERS, rl2_ctx_path(c));
@@ -531,6 +533,13 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
         v->n_layers = first;
         if (bypass) {
             v->outcome = RL2_OUTCOME_BYPASS;
+        }
+        if (st == RL2_ERR_BOUND && first > 0) {
+            rl2_err_t lost;
+
+            /* Refused: what an earlier phase counted is taken back (a
+             * failed refund leaves it counted; the refusal stands). */
+            (void)rl2_refund_committed(store, v->layers, first, now, &lost);
         }
         return st;
     }

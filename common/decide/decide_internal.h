@@ -8,6 +8,8 @@
  *   headers.c             a verdict as header fields and a 429 JSON body
  *   identity.c            who the client is: address behind trusted
  *                         proxies, user, API key, tier
+ *   bound.c               the most rules and limits one request of a
+ *                         policy can meet (for the loader)
  *   decide_internal.h     this file
  */
 #ifndef RL2_DECIDE_INTERNAL_H
@@ -30,6 +32,18 @@
 size_t rl2_headers_size(const rl2_verdict_t *v);
 
 #define RL2_PATH_MAX 2048
+
+/* The most rules one request is selected under, the default rule and a
+ * front end's inline rules included (and RL2_MAX_LAYERS limits). */
+#define RL2_MAX_RULES (2 * RL2_MAX_LAYERS)
+
+/* Refuse, with RL2_ERR_CONFIG and "file:line: message" naming the rule
+ * that tips it over, a policy one of whose requests could match more
+ * than RL2_MAX_RULES rules or be checked against more than
+ * RL2_MAX_LAYERS limits (bound.c; docs/configuration.md, "Rules and
+ * limits per request").  Called by the loader once the policy is
+ * complete; RL2_ERR_NOMEM when memory runs out. */
+rl2_status_t rl2_bound_check(const rl2_policy_t *policy, rl2_err_t *err);
 
 /* Everything known about the client and request while deciding. */
 typedef struct {

@@ -10,7 +10,10 @@
  *
  * Top-level keys are read in dependency order, not file order: tiers
  * before rules (rules name tiers), rules before clients (clients name
- * rules).  The first error stops the load.
+ * rules).  The first error stops the load.  A complete policy is last
+ * checked against what the core takes of one request: no request may
+ * match more rules or limits than rl2_decide checks at once
+ * (decide/bound.c).
  *
  * This file owns the entry points, reading the file, the @include
  * pre-check, the "file:line: message" errors and the top level.  The
@@ -33,6 +36,7 @@
 
 #include "load_internal.h"
 #include "base/base_internal.h"
+#include "decide/decide_internal.h"
 #include "policy/policy_internal.h"
 
 /* Bigger policies are a mistake (a log file passed by accident). */
@@ -199,7 +203,9 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_vlog(cfg, root));
     RL2_TRY(rl2_cfg_store(cfg, root));
     RL2_TRY(rl2_cfg_clients(cfg, root));
-    return rl2_rule_index_build(cfg->policy, cfg->err);
+    RL2_TRY(rl2_rule_index_build(cfg->policy, cfg->err));
+    /* Last: a rule's limits include its tiers' and clients' sets. */
+    return rl2_bound_check(cfg->policy, cfg->err);
 }
 
 /* ---- reading ---- */

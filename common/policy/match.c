@@ -232,17 +232,26 @@ rl2_host_match(const char *glob, const char *host)
     return rl2_glob_match(glob, name);
 }
 
-/* Does path name the script `glob` with a PATH_INFO after it?  A path
- * written without a wildcard whose last segment names a file
- * ("/wp-login.php", "/cgi-bin/app.cgi") is run by the server for
- * "/wp-login.php/x" too, with "/x" as PATH_INFO: the rule meets both. */
+/* Is glob a script path: written without a wildcard, its last segment
+ * naming a file ("/wp-login.php", "/cgi-bin/app.cgi")?  The server runs
+ * it for "/wp-login.php/x" too, with "/x" as PATH_INFO. */
+static int
+rl2_glob_names_script(const char *glob)
+{
+    const char *last = strrchr(glob, '/');
+
+    return last != NULL && strchr(last, '.') != NULL
+           && strpbrk(glob, "*?") == NULL;
+}
+
+/* Does path name the script `glob` with a PATH_INFO after it?  The
+ * rule meets both. */
 static int
 rl2_path_info_match(const char *glob, const char *path)
 {
-    const char *last = strrchr(glob, '/');
-    size_t      n = strlen(glob);
+    size_t n = strlen(glob);
 
-    if (last == NULL || strchr(last, '.') == NULL || strpbrk(glob, "*?")) {
+    if (!rl2_glob_names_script(glob)) {
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
@@ -286,4 +295,181 @@ rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit, const char *path,
         }
     }
     return 0;
+}
+
+/* ---- may two rules meet one request? (decide/bound.c) ----
+ *
+ * The loader adds up the limits of the rules one request may meet, so a
+ * "no" here must be a proof: whenever a case is not worked out exactly,
+ * the answer is "they may". */
+
+/* Bytes of s[0..n) before its trailing slashes. */
+static size_t
+rl2_unslashed_len(const char *s, size_t n)
+{
+    while (n > 0 && s[n - 1] == '/') {
+        n--;
+    }
+    return n;
+}
+
+static int
+rl2_fold_eq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rl2_ascii_fold((unsigned char)a[i])
+            != rl2_ascii_fold((unsigned char)b[i])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int
+rl2_glob_is_literal(const char *glob)
+{
+    return strpbrk(glob, "*?") == NULL;
+}
+
+/* A literal glob matches, of the texts a rule ever sees (normalised
+ * paths, which end in one '/' at most, and host names), only itself
+ * without its trailing slashes and that with one: two literals share a
+ * text only when those agree. */
+static int
+rl2_literals_meet(const char *a, const char *b)
+{
+    size_t na = rl2_unslashed_len(a, strlen(a));
+
+    return na == rl2_unslashed_len(b, strlen(b)) && rl2_fold_eq(a, b, na);
+}
+
+/* The longest literal tried as a text against a glob; a longer one is
+ * taken to meet it (no rule is written that long). */
+#define RL2_MEET_TEXT_MAX 1024
+
+/* Does glob g match one of the texts literal l matches (above)? */
+static int
+rl2_glob_meets_literal(const char *g, const char *l)
+{
+    char   text[RL2_MEET_TEXT_MAX];
+    size_t n = rl2_unslashed_len(l, strlen(l));
+
+    if (n + 2 > sizeof(text)) {
+        return 1;
+    }
+    memcpy(text, l, n);
+    text[n] = '\0';
+    if (rl2_glob_match(g, text)) {
+        return 1;
+    }
+    text[n] = '/';
+    text[n + 1] = '\0';
+    return rl2_glob_match(g, text);
+}
+
+/* What follows the last wildcard of glob. */
+static const char *
+rl2_glob_tail(const char *glob)
+{
+    const char *tail = glob;
+
+    for (const char *c = glob; *c != '\0'; c++) {
+        if (*c == '*' || *c == '?') {
+            tail = c + 1;
+        }
+    }
+    return tail;
+}
+
+/* Two globs with wildcards: a text either matches starts with the glob's
+ * literal head (up to its first wildcard) and, trailing slashes aside,
+ * ends with its literal tail (after its last): heads that disagree, or
+ * tails that disagree, share no text.  Any other pair may meet: "/api/"
+ * then "**", and "/api/v1/" then "*", do; so, by this test, do "/api/"
+ * then "*" and "/api/v1/" then "*", which never meet (one segment after
+ * "/api/", or two): the sum is then larger than it needs to be, never
+ * smaller. */
+static int
+rl2_globs_meet(const char *a, const char *b)
+{
+    size_t      ha = strcspn(a, "*?"), hb = strcspn(b, "*?");
+    const char *ta = rl2_glob_tail(a), *tb = rl2_glob_tail(b);
+    size_t      la = rl2_unslashed_len(ta, strlen(ta));
+    size_t      lb = rl2_unslashed_len(tb, strlen(tb));
+    size_t      t = la < lb ? la : lb;
+
+    return rl2_fold_eq(a, b, ha < hb ? ha : hb)
+           && rl2_fold_eq(ta + la - t, tb + lb - t, t);
+}
+
+/* Can a path under script s ("/app.php/x": s, a '/', anything) match
+ * the path glob q? */
+static int
+rl2_script_meets(const char *s, const char *q)
+{
+    size_t ns = strlen(s), hq;
+
+    if (rl2_glob_is_literal(q)) {
+        size_t nq = rl2_unslashed_len(q, strlen(q));
+
+        return nq > ns && q[ns] == '/' && rl2_fold_eq(s, q, ns);
+    }
+    /* q's head and "s/" agree as far as both go; its tail can always
+     * be met by what follows the slash. */
+    hq = strcspn(q, "*?");
+    return rl2_fold_eq(s, q, hq < ns ? hq : ns) && (hq <= ns || q[ns] == '/');
+}
+
+/* May one text match glob a and glob b?  a_script: a also meets a
+ * PATH_INFO after it (a path glob of a rule without `exact`). */
+static int
+rl2_globs_may_meet(const char *a, int a_script, const char *b, int b_script)
+{
+    int la = rl2_glob_is_literal(a), lb = rl2_glob_is_literal(b);
+    int meet = la && lb ? rl2_literals_meet(a, b)
+               : la     ? rl2_glob_meets_literal(b, a)
+               : lb     ? rl2_glob_meets_literal(a, b)
+                        : rl2_globs_meet(a, b);
+
+    return meet
+           || (a_script && rl2_glob_names_script(a) && rl2_script_meets(a, b))
+           || (b_script && rl2_glob_names_script(b) && rl2_script_meets(b, a));
+}
+
+/* May one text match a glob of list a and one of list b?  An empty list
+ * matches every text. */
+static int
+rl2_lists_may_meet(const char *const *a, size_t na, int a_script,
+                   const char *const *b, size_t nb, int b_script)
+{
+    if (na == 0 || nb == 0) {
+        return 1;
+    }
+    for (size_t i = 0; i < na; i++) {
+        for (size_t j = 0; j < nb; j++) {
+            if (rl2_globs_may_meet(a[i], a_script, b[j], b_script)) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int
+rl2_rules_may_meet(const rl2_rule_t *a, const rl2_rule_t *b)
+{
+    return rl2_lists_may_meet(a->hosts, a->n_hosts, 0, b->hosts, b->n_hosts, 0)
+           && rl2_lists_may_meet(a->paths, a->n_paths, !a->exact, b->paths,
+                                 b->n_paths, !b->exact);
+}
+
+int
+rl2_rule_path_literal(const rl2_rule_t *rule, const char *glob, size_t *len)
+{
+    if (!rl2_glob_is_literal(glob)
+        || (!rule->exact && rl2_glob_names_script(glob))) {
+        return 0;
+    }
+    *len = rl2_unslashed_len(glob, strlen(glob));
+    return 1;
 }

@@ -72,6 +72,26 @@ int rl2_path_normalise(const char *path, char *out, size_t outlen, int decode);
 int rl2_rule_match(const rl2_rule_t *rule, unsigned method_bit,
                    const char *path, const char *host);
 
+/* May one request match both rules, as far as hosts and paths tell?
+ * 0 only when no host name or normalised path matches both: two literal
+ * hosts or paths that differ (case and trailing slashes aside), a glob
+ * that matches neither spelling of a literal, two globs whose literal
+ * heads or tails disagree; a script path's PATH_INFO counted.  Methods
+ * are left to the caller (decide/bound.c). */
+int rl2_rules_may_meet(const rl2_rule_t *a, const rl2_rule_t *b);
+
+/* The one normalised path a path glob of `rule` matches, trailing
+ * slashes aside: 1 and its length without them in *len, or 0 when the
+ * glob has a wildcard or also meets a PATH_INFO after it.  Every path
+ * the glob matches is glob[0..*len), with or without a '/' after it. */
+int rl2_rule_path_literal(const rl2_rule_t *rule, const char *glob,
+                          size_t *len);
+
+/* The literal first segment of a path glob ("api" of "/api/v1/x?"), or 0
+ * when it has none (a wildcard in it): every path the glob matches has
+ * that first segment, ASCII case aside (rule_index.c). */
+int rl2_glob_first(const char *glob, const char **seg, size_t *len);
+
 /* ASCII case folding: "/API/login" is "/api/login" to a backend that
  * routes without case, so it must meet the same rule (match.c) and be
  * filed under the same segment (rule_index.c). */

@@ -74,8 +74,7 @@ rl2_rix_hash(const char *s, size_t len)
     return h;
 }
 
-/* The literal first segment of a glob, or 0 when it has none. */
-static int
+int
 rl2_glob_first(const char *glob, const char **seg, size_t *len)
 {
     size_t n = strcspn(glob + 1, "/");

@@ -228,6 +228,28 @@ like "bad policy: the message names file:line" \
     "$D3/bad-policy.conf:3:" "$out"
 like "bad policy: the message names the key" 'bogus_key' "$out"
 
+# A policy one of whose requests would meet 17 limits (one rule a line
+# from line 3): configtest names the rule that tips it over.
+{
+    printf 'match = "all";\nrules = (\n'
+    for i in $(seq 0 16); do
+        printf '%s{ name = "r%d"; limits = ( { rate = "5/min"; } ); }\n' \
+            "$([ "$i" -gt 0 ] && echo ,)" "$i"
+    done
+    printf ');\n'
+} >"$D3/bound-policy.conf"
+cat >"$D3/site.conf" <<CONF
+RateLimit2Zone $(zone_name bad3) 10000
+RateLimit2Policy "$D3/bound-policy.conf"
+CONF
+out=$(apache_configtest "$D3")
+rc=$?
+is "17 limits for one request: configtest fails" 1 \
+    "$([ "$rc" -ne 0 ] && echo 1 || echo 0)"
+like "17 limits for one request: file:line of the rule, and the numbers" \
+    "$D3/bound-policy.conf:19: rule 'r16' can bring one request to 17 limits, more than the 16" \
+    "$out"
+
 cat >"$D3/site.conf" <<CONF
 RateLimit2Zone $(zone_name bad2) 10000
 <Location /x>

@@ -40,6 +40,20 @@ cat >"$D/site.conf" <<CONF
 RateLimit2Zone $(zone_name rules) 10000
 RateLimit2Policy "$POLICY"
 CONF
+# Inline limits add to the policy's: under /crowd/ a request meets the
+# default rule's limit and fifteen inline ones (16, the most one request
+# takes); under /crowd/more/ one more, which is refused, never let
+# through with some unchecked.
+{
+    echo "<Location /crowd/>"
+    for i in $(seq 1 15); do
+        echo "    RateLimit2Limit crowd$i 1000/hour"
+    done
+    echo "</Location>"
+    echo "<Location /crowd/more/>"
+    echo "    RateLimit2Limit crowd16 1000/hour"
+    echo "</Location>"
+} >>"$D/site.conf"
 # No documents: every case is a 404, which carries the headers too.
 
 if ! apache_start "$D"; then
@@ -119,5 +133,14 @@ fi
 h=$(headers GET /api/v1/export $L)
 like "first match: /api/v1/export has only l_export" \
     '^RateLimit-Policy: "l_export";q=1000;w=3600$' "$h"
+
+# Sixteen limits in all pass; seventeen are refused with 500 and logged.
+is "policy and inline limits: 16 for one request are checked" 404 \
+    "$(code "http://127.0.0.1:$P/crowd/x")"
+is "policy and inline limits: 17 for one request are refused with 500" 500 \
+    "$(code "http://127.0.0.1:$P/crowd/more/x")"
+like "the refusal is logged as RL20022" \
+    'RL20022: refused with 500: more than 16 limits apply to /crowd/more/x' \
+    "$(cat "$D/logs/error.log")"
 
 done_testing
