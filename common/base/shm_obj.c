@@ -8,6 +8,10 @@
  * object has its size and its magic (acquire); one that never gets there,
  * or whose header describes another layout, is stale and replaced.  The
  * wait is short because a creator does no more than those few steps.
+ *
+ * An object that already exists is vetted before it is read, here and
+ * for the local zone (rl2_shm_open_vetted): anyone may create a name in
+ * /dev/shm, and an object another user made or may write is refused.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -16,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
@@ -64,6 +69,78 @@ static rl2_status_t
 rl2_shm_obj_err(rl2_err_t *err, const char *name, const char *what, int errnum)
 {
     return rl2_shm_sys_err(err, "shm", name, what, errnum);
+}
+
+/* Root is trusted as well as ourselves: Apache makes its objects as root
+ * before its children drop to their user, and an object only root could
+ * have made is not an attacker's.  Any other owner could have planted the
+ * object before we started, and keeps the right to chmod it later. */
+static rl2_status_t
+rl2_shm_vet(const char *kind, const char *name, int fd, unsigned mode,
+            rl2_err_t *err)
+{
+    struct stat st;
+    uid_t       self = geteuid();
+
+    if (fstat(fd, &st) != 0) {
+        return rl2_shm_sys_err(err, kind, name, "fstat", errno);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "%s %s: refusing " RL2_SHM_DIR "%s: not a "
+                           "regular file; remove it",
+                           kind, name, name);
+    }
+    if (st.st_uid != self && st.st_uid != 0) {
+        char mine[32] = "";
+
+        if (self != 0) {
+            snprintf(mine, sizeof(mine), "uid %lu or ", (unsigned long)self);
+        }
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "%s %s: refusing " RL2_SHM_DIR "%s, owned by uid "
+                           "%lu, not by %sroot: remove it (rm " RL2_SHM_DIR
+                           "%s), and open it only from processes of one "
+                           "user",
+                           kind, name, name, (unsigned long)st.st_uid, mine,
+                           name);
+    }
+    if ((st.st_mode & 07777 & ~(mode_t)mode) != 0) {
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "%s %s: refusing " RL2_SHM_DIR "%s, mode %04o "
+                           "(at most %04o: other users could read or change "
+                           "it): remove it (rm " RL2_SHM_DIR "%s)",
+                           kind, name, name, (unsigned)(st.st_mode & 07777),
+                           mode, name);
+    }
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_shm_open_vetted(const char *kind, const char *name, unsigned mode, int *fd,
+                    rl2_err_t *err)
+{
+    rl2_status_t st;
+
+    *fd = shm_open(name, O_RDWR, 0);
+    if (*fd < 0) {
+        if (errno == ENOENT) {
+            return RL2_OK;
+        }
+        if (errno == EACCES) {
+            return rl2_err_set(err, RL2_ERR_SYS,
+                               "%s %s: " RL2_SHM_DIR "%s: %s (another "
+                               "user's: every process sharing it must run "
+                               "as its owner)",
+                               kind, name, name, strerror(EACCES));
+        }
+        return rl2_shm_sys_err(err, kind, name, "shm_open", errno);
+    }
+    if ((st = rl2_shm_vet(kind, name, *fd, mode, err)) != RL2_OK) {
+        close(*fd);
+        *fd = -1;
+    }
+    return st;
 }
 
 void
@@ -185,9 +262,12 @@ rl2_shm_obj_open_once(const char *name, size_t size, uint32_t magic,
     if (errno != EEXIST) {
         return rl2_shm_obj_err(err, name, "shm_open", errno);
     }
-    if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
-        *again = errno == ENOENT; /* unlinked in between */
-        return *again ? RL2_OK : rl2_shm_obj_err(err, name, "shm_open", errno);
+    if ((st = rl2_shm_open_vetted("shm", name, mode, &fd, err)) != RL2_OK) {
+        return st;
+    }
+    if (fd < 0) {
+        *again = true; /* unlinked in between */
+        return RL2_OK;
     }
     st = rl2_shm_obj_attach(name, fd, size, magic, version, out, &stale, err);
     if (st == RL2_OK && stale) {

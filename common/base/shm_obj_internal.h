@@ -60,6 +60,21 @@ rl2_status_t rl2_shm_sys_err(rl2_err_t *err, const char *kind, const char *name,
 rl2_status_t rl2_shm_name_check(const char *kind, const char *name, size_t max,
                                 rl2_err_t *err);
 
+/* Where glibc keeps named shared memory, for messages. */
+#define RL2_SHM_DIR "/dev/shm"
+
+/* Open the existing object `name` (O_RDWR) and vet it before anything is
+ * read from it: it must be a regular file owned by this process's
+ * effective user or by root, with no permission bit beyond `mode`.
+ * Anyone may create names in /dev/shm, so an object someone else made
+ * (or may write) could feed us a hostile image or watch and steer the
+ * state; it is refused, never unlinked, with a message that says how to
+ * clear it.  RL2_OK with *fd >= 0 (the caller closes it), or with *fd ==
+ * -1 when the name does not exist (ENOENT); else an error naming KIND
+ * and the object. */
+rl2_status_t rl2_shm_open_vetted(const char *kind, const char *name,
+                                 unsigned mode, int *fd, rl2_err_t *err);
+
 /* Unlink name only while it still names the object open on fd: another
  * process may already have replaced the stale object with a good one,
  * which must not be unlinked in turn.  The flock on fd makes "check, then

@@ -297,6 +297,9 @@ struct rl2_zone {
     uint32_t       mask;
     rl2_hash_key_t seed;
     char           name[RL2_ZONE_NAME_MAX + 1];
+    /* geom.state_size bytes of state private to this handle, for a request
+     * that finds the zone written without its lock (zone.c). */
+    uint64_t scratch[];
 };
 
 /* The dirty flag brackets every change to the index and lists: a process

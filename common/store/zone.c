@@ -3,11 +3,12 @@
  * hash index, kept on two LRU lists, evicted when the zone is full.
  *
  * Owns the hash index, the probation and protected lists, the free list,
- * the rebuild of all of them from the entries, and the per-key entry
- * points (get, lookup, touch, keep_until, remove) and statistics of
- * store_local.h.  The layout is in store_internal.h; creating, attaching
- * and locking the shm object are in zone_shm.c.  Nothing here allocates:
- * every entry was reserved when the zone was created.
+ * the rebuild of all of them from the entries (also the repair of a zone
+ * found unsound), and the per-key entry points (get, lookup, touch,
+ * keep_until, remove) and statistics of store_local.h.  The layout is in
+ * store_internal.h; creating, attaching and locking the shm object are in
+ * zone_shm.c.  Nothing here allocates: every entry was reserved when the
+ * zone was created.
  *
  * Every entry is on exactly one of three lists: free, probation or
  * protected.  Index positions come from a keyed mix of the digest under a
@@ -54,8 +55,49 @@
     4 /* LRU tail entries checked for an \
          expired one before evicting */
 
+/* What a probe returns when the index cannot be sound (see below). */
+#define ZONE_BAD UINT32_MAX
+
+/* Trusting the zone.  Every process sharing it can write all of it, and
+ * an image left by a crash, a bug or a hostile process of the owner's
+ * user must not make us touch memory outside the mapping, nor loop.  So
+ * the geometry is the handle's copy, checked at attach (zone_shm.c), and
+ * every reference read from the zone (an index slot, an LRU or free link,
+ * a list head or tail, an entry's list) is read once and checked before
+ * it is used; every walk is bounded by the size of what it walks.  A
+ * check that fails means a zone that is not sound: the operation stops,
+ * the zone is rebuilt from its entries (rl2_zone_repair) and the
+ * operation runs once more.  Unsound again right after a rebuild, the
+ * zone is being written by someone who ignores its lock: the operation
+ * gives up rather than loop (a lookup finds nothing, a get counts in the
+ * handle's private state).  On the hot path this costs a compare per
+ * probe step and a probe count. */
+
 /* ---- entries, index, lists (all under the lock) ----------------------- */
 
+/* One read of a word others may write: the value checked is the value
+ * used (a plain load on every target we build for). */
+static inline uint32_t
+rl2_zone_read(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* ref names an entry (not ZONE_NIL). */
+static inline bool
+rl2_zone_ref_ok(const rl2_zone_t *z, uint32_t ref)
+{
+    return ref - 1 < z->geom.entries; /* ZONE_NIL wraps round */
+}
+
+/* ref names an entry or is ZONE_NIL (a link at the end of its list). */
+static inline bool
+rl2_zone_link_ok(const rl2_zone_t *z, uint32_t ref)
+{
+    return ref <= z->geom.entries;
+}
+
+/* ref must satisfy rl2_zone_ref_ok. */
 static zone_entry_t *
 rl2_zone_entry_at(const rl2_zone_t *z, uint32_t ref)
 {
@@ -95,135 +137,183 @@ rl2_zone_key_equal(rl2_digest_t a, rl2_digest_t b)
     return a.hi == b.hi && a.lo == b.lo;
 }
 
-static uint32_t
-rl2_zone_index_find(const rl2_zone_t *z, rl2_digest_t key, uint32_t hash,
-                    uint32_t *pos)
+/* The entry holding key, its slot in *pos; ZONE_NIL when there is none;
+ * ZONE_BAD for a reference out of range, or a probe that went round the
+ * whole index, which a sound zone never has: at most half its slots are
+ * taken.  Always inlined, so that the hot caller, rl2_zone_index_find,
+ * keeps key and hash in registers and repairs through a tail call. */
+__attribute__((always_inline)) static inline uint32_t
+rl2_zone_index_probe(const rl2_zone_t *z, rl2_digest_t key, uint32_t hash,
+                     uint32_t *pos)
 {
     uint32_t i = hash & z->mask;
+    uint32_t left = z->mask;
     uint32_t ref;
 
-    /* Terminates: at most half the slots are ever occupied. */
-    while ((ref = z->index[i]) != ZONE_NIL) {
+    while ((ref = rl2_zone_read(&z->index[i])) != ZONE_NIL) {
+        if (!rl2_zone_link_ok(z, ref)) {
+            return ZONE_BAD;
+        }
         zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
         if (e->hash == hash && rl2_zone_key_equal(e->key, key)) {
             *pos = i;
             return ref;
         }
+        if (left-- == 0) {
+            return ZONE_BAD;
+        }
         i = (i + 1) & z->mask;
     }
     return ZONE_NIL;
 }
 
-static void
+/* False when no slot is free, which a sound zone never has. */
+static bool
 rl2_zone_index_insert(rl2_zone_t *z, uint32_t ref, uint32_t hash)
 {
     uint32_t i = hash & z->mask;
+    uint32_t left = z->mask;
 
-    while (z->index[i] != ZONE_NIL) {
+    while (rl2_zone_read(&z->index[i]) != ZONE_NIL) {
+        if (left-- == 0) {
+            return false;
+        }
         i = (i + 1) & z->mask;
     }
     z->index[i] = ref;
+    return true;
 }
 
-static uint32_t
-rl2_zone_index_pos_of(const rl2_zone_t *z, uint32_t ref)
+/* The slot of ref (an entry on an LRU list), or false when its probe run
+ * ends without it: then the index and the lists disagree. */
+static bool
+rl2_zone_index_pos_of(const rl2_zone_t *z, uint32_t ref, uint32_t *pos)
 {
     uint32_t i = rl2_zone_entry_at(z, ref)->hash & z->mask;
+    uint32_t left = z->mask;
+    uint32_t found;
 
-    while (z->index[i] != ref) {
+    while ((found = rl2_zone_read(&z->index[i])) != ref) {
+        if (found == ZONE_NIL || left-- == 0) {
+            return false;
+        }
         i = (i + 1) & z->mask;
     }
-    return i;
+    *pos = i;
+    return true;
 }
 
 /* Backward-shift deletion: empty the slot, then walk the rest of the probe
  * run and move back every member whose home is not cyclically within
- * (hole, member], so that no lookup ever stops early at the new hole. */
-static void
+ * (hole, member], so that no lookup ever stops early at the new hole.
+ * False when the run holds a bad reference or never ends. */
+static bool
 rl2_zone_index_delete(rl2_zone_t *z, uint32_t hole)
 {
     uint32_t j = hole;
-    uint32_t ref;
+    uint32_t left = z->mask;
+    uint32_t ref, home;
 
     z->index[hole] = ZONE_NIL;
-    for (;;) {
+    while (left-- != 0) {
         j = (j + 1) & z->mask;
-        ref = z->index[j];
+        ref = rl2_zone_read(&z->index[j]);
         if (ref == ZONE_NIL) {
-            return;
+            return true;
         }
-        uint32_t home = rl2_zone_entry_at(z, ref)->hash & z->mask;
+        if (!rl2_zone_link_ok(z, ref)) {
+            return false;
+        }
+        home = rl2_zone_entry_at(z, ref)->hash & z->mask;
         if (((j - home) & z->mask) >= ((j - hole) & z->mask)) {
             z->index[hole] = ref;
             z->index[j] = ZONE_NIL;
             hole = j;
         }
     }
+    return false;
 }
 
-/* Off its LRU list (probation or protected, as e->list says). */
-static void
+/* Off its LRU list (probation or protected, as e->list says).  False,
+ * with nothing changed, when the entry is on neither or a link is out of
+ * range. */
+static bool
 rl2_zone_lru_unlink(rl2_zone_t *z, uint32_t ref)
 {
     zone_hdr_t   *h = z->hdr;
     zone_entry_t *e = rl2_zone_entry_at(z, ref);
-    uint32_t      l = e->list - 1;
+    uint32_t      list = rl2_zone_read(&e->list);
+    uint32_t      prev = rl2_zone_read(&e->prev);
+    uint32_t      next = rl2_zone_read(&e->next);
 
-    if (e->prev != ZONE_NIL) {
-        rl2_zone_entry_at(z, e->prev)->next = e->next;
+    if ((list != ZONE_PROBATION && list != ZONE_PROTECTED)
+        || !rl2_zone_link_ok(z, prev) || !rl2_zone_link_ok(z, next)) {
+        return false;
+    }
+    if (prev != ZONE_NIL) {
+        rl2_zone_entry_at(z, prev)->next = next;
     }
     else {
-        h->lru_head[l] = e->next;
+        h->lru_head[list - 1] = next;
     }
-    if (e->next != ZONE_NIL) {
-        rl2_zone_entry_at(z, e->next)->prev = e->prev;
+    if (next != ZONE_NIL) {
+        rl2_zone_entry_at(z, next)->prev = prev;
     }
     else {
-        h->lru_tail[l] = e->prev;
+        h->lru_tail[list - 1] = prev;
     }
     e->prev = e->next = ZONE_NIL;
-    h->protected_used -= e->list == ZONE_PROTECTED;
+    h->protected_used -= list == ZONE_PROTECTED;
+    return true;
 }
 
-/* Onto the head of `list` (ZONE_PROBATION or ZONE_PROTECTED). */
-static void
+/* Onto the head of `list` (ZONE_PROBATION or ZONE_PROTECTED).  False, with
+ * nothing changed, when the list's head is out of range. */
+static bool
 rl2_zone_lru_push_head(rl2_zone_t *z, uint32_t ref, uint32_t list)
 {
     zone_hdr_t   *h = z->hdr;
     zone_entry_t *e = rl2_zone_entry_at(z, ref);
-    uint32_t      l = list - 1;
+    uint32_t      head = rl2_zone_read(&h->lru_head[list - 1]);
 
+    if (!rl2_zone_link_ok(z, head)) {
+        return false;
+    }
     e->list = list;
     e->prev = ZONE_NIL;
-    e->next = h->lru_head[l];
-    if (h->lru_head[l] != ZONE_NIL) {
-        rl2_zone_entry_at(z, h->lru_head[l])->prev = ref;
+    e->next = head;
+    if (head != ZONE_NIL) {
+        rl2_zone_entry_at(z, head)->prev = ref;
     }
     else {
-        h->lru_tail[l] = ref;
+        h->lru_tail[list - 1] = ref;
     }
-    h->lru_head[l] = ref;
+    h->lru_head[list - 1] = ref;
     h->protected_used += list == ZONE_PROTECTED;
+    return true;
 }
 
 /* Make ref the most recent protected entry; past half the zone, the least
  * recent protected entry goes back to the head of probation.  That one is
  * never ref, nor any entry a request holds: protected then holds more
  * than RL2_MAX_LAYERS entries newer than it (RL2_ZONE_MIN_ENTRIES). */
-static void
+static bool
 rl2_zone_promote(rl2_zone_t *z, uint32_t ref)
 {
     zone_hdr_t *h = z->hdr;
     uint32_t    demoted;
 
-    rl2_zone_lru_unlink(z, ref);
-    rl2_zone_lru_push_head(z, ref, ZONE_PROTECTED);
-    if (h->protected_used > z->geom.entries / 2) {
-        demoted = h->lru_tail[ZONE_PROTECTED - 1];
-        rl2_zone_lru_unlink(z, demoted);
-        rl2_zone_lru_push_head(z, demoted, ZONE_PROBATION);
+    if (!rl2_zone_lru_unlink(z, ref)
+        || !rl2_zone_lru_push_head(z, ref, ZONE_PROTECTED)) {
+        return false;
     }
+    if (h->protected_used <= z->geom.entries / 2) {
+        return true;
+    }
+    demoted = rl2_zone_read(&h->lru_tail[ZONE_PROTECTED - 1]);
+    return rl2_zone_ref_ok(z, demoted) && rl2_zone_lru_unlink(z, demoted)
+           && rl2_zone_lru_push_head(z, demoted, ZONE_PROBATION);
 }
 
 static void
@@ -233,15 +323,18 @@ rl2_zone_free_push(rl2_zone_t *z, uint32_t ref)
 
     e->list = ZONE_FREE;
     e->prev = ZONE_NIL;
-    e->next = z->hdr->free_head;
+    e->next = z->hdr->free_head; /* checked when it is popped */
     z->hdr->free_head = ref;
 }
 
 /* Rebuild the index and the lists from the entries' list fields and
- * keys.  Used to initialise a new zone and after a process died
- * mid-change; recency is lost then (array order), which only shifts who
- * is evicted next, while a half-linked list could loop forever.  An entry
- * keeps its list unless protected would pass half the zone. */
+ * keys.  Used to initialise a new zone, after a process died mid-change,
+ * and to repair a zone found unsound; recency is lost then (array order),
+ * which only shifts who is evicted next, while a half-linked list could
+ * loop forever.  An entry keeps its list unless protected would pass half
+ * the zone.  Nothing it reads can lead it astray: it walks the entries by
+ * position, starts from an empty index, and checks a list field before
+ * believing it. */
 void
 rl2_zone_rebuild(rl2_zone_t *z)
 {
@@ -257,71 +350,154 @@ rl2_zone_rebuild(rl2_zone_t *z)
     for (ref = z->geom.entries; ref != ZONE_NIL; ref--) {
         zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
-        if (e->list != ZONE_PROBATION && e->list != ZONE_PROTECTED) {
+        list = rl2_zone_read(&e->list);
+        if (list != ZONE_PROBATION && list != ZONE_PROTECTED) {
             rl2_zone_free_push(z, ref);
             continue;
         }
         e->hash = rl2_zone_key_hash(z, e->key);
-        if (rl2_zone_index_find(z, e->key, e->hash, &pos) != ZONE_NIL) {
-            rl2_zone_free_push(z, ref); /* a duplicate cannot be trusted */
+        /* A duplicate cannot be trusted; the other two fail only while
+         * someone writes the zone without its lock. */
+        if (rl2_zone_index_probe(z, e->key, e->hash, &pos) != ZONE_NIL
+            || !rl2_zone_index_insert(z, ref, e->hash)) {
+            rl2_zone_free_push(z, ref);
             continue;
         }
-        list =
-            e->list == ZONE_PROTECTED && h->protected_used < z->geom.entries / 2
-                ? ZONE_PROTECTED
-                : ZONE_PROBATION;
-        rl2_zone_index_insert(z, ref, e->hash);
-        rl2_zone_lru_push_head(z, ref, list);
+        list = list == ZONE_PROTECTED && h->protected_used < z->geom.entries / 2
+                   ? ZONE_PROTECTED
+                   : ZONE_PROBATION;
+        if (!rl2_zone_lru_push_head(z, ref, list)) {
+            continue;
+        }
         h->used++;
     }
 }
 
-/* An expired entry among the ZONE_EXPIRE_SCAN least recent of list, or
- * ZONE_NIL. */
-static uint32_t
-rl2_zone_expired_near_tail(const rl2_zone_t *z, uint32_t list, int64_t now_us)
+/* Under the lock: rebuild a zone found unsound.  Cold: a sound zone never
+ * gets here. */
+__attribute__((cold, noinline)) static void
+rl2_zone_repair(rl2_zone_t *z)
 {
-    uint32_t ref = z->hdr->lru_tail[list - 1];
+    rl2_zone_mark_dirty(z);
+    rl2_zone_rebuild(z);
+    rl2_zone_mark_clean(z);
+}
+
+/* rl2_zone_index_find on a zone its probe found unsound: repair, look
+ * again.  Still unsound right after a rebuild, the zone is being written
+ * without its lock: the key is not found. */
+__attribute__((cold, noinline)) static uint32_t
+rl2_zone_find_repaired(rl2_zone_t *z, rl2_digest_t key, uint32_t hash,
+                       uint32_t *pos)
+{
+    uint32_t ref;
+
+    rl2_zone_repair(z);
+    ref = rl2_zone_index_probe(z, key, hash, pos);
+    return ref == ZONE_BAD ? ZONE_NIL : ref;
+}
+
+/* The entry holding key, its slot in *pos, or ZONE_NIL; a zone found
+ * unsound on the way is repaired first. */
+static uint32_t
+rl2_zone_index_find(rl2_zone_t *z, rl2_digest_t key, uint32_t hash,
+                    uint32_t *pos)
+{
+    uint32_t ref = rl2_zone_index_probe(z, key, hash, pos);
+
+    if (ref == ZONE_BAD) {
+        return rl2_zone_find_repaired(z, key, hash, pos);
+    }
+    return ref;
+}
+
+/* An expired entry among the ZONE_EXPIRE_SCAN least recent of list into
+ * *out, or ZONE_NIL.  False on a link out of range. */
+static bool
+rl2_zone_expired_near_tail(const rl2_zone_t *z, uint32_t list, int64_t now_us,
+                           uint32_t *out)
+{
+    uint32_t ref = rl2_zone_read(&z->hdr->lru_tail[list - 1]);
     int      i;
 
+    *out = ZONE_NIL;
     for (i = 0; ref != ZONE_NIL && i < ZONE_EXPIRE_SCAN; i++) {
+        if (!rl2_zone_link_ok(z, ref)) {
+            return false;
+        }
         const zone_entry_t *e = rl2_zone_entry_at(z, ref);
 
         if (e->expires_us < now_us) {
-            return ref;
+            *out = ref;
+            return true;
         }
-        ref = e->prev;
+        ref = rl2_zone_read(&e->prev);
     }
-    return ZONE_NIL;
+    return true;
 }
 
-/* An entry for a new key, off every list and out of the index: a free
- * one, else an expired one, else the least recent on probation (an
+/* A free entry off the free list into *out, or ZONE_NIL when the list is
+ * empty.  False when its head is out of range or not free. */
+static bool
+rl2_zone_free_pop(rl2_zone_t *z, uint32_t *out)
+{
+    zone_hdr_t   *h = z->hdr;
+    uint32_t      ref = rl2_zone_read(&h->free_head);
+    zone_entry_t *e;
+    uint32_t      next;
+
+    *out = ZONE_NIL;
+    if (ref == ZONE_NIL) {
+        return true;
+    }
+    if (!rl2_zone_link_ok(z, ref)) {
+        return false;
+    }
+    e = rl2_zone_entry_at(z, ref);
+    next = rl2_zone_read(&e->next);
+    if (rl2_zone_read(&e->list) != ZONE_FREE || !rl2_zone_link_ok(z, next)) {
+        return false;
+    }
+    h->free_head = next;
+    e->next = ZONE_NIL;
+    h->used++;
+    *out = ref;
+    return true;
+}
+
+/* An entry for a new key into *out, off every list and out of the index:
+ * a free one, else an expired one, else the least recent on probation (an
  * eviction).  Probation is never empty when no entry is free: protected
- * holds at most half the zone. */
-static uint32_t
-rl2_zone_reclaim(rl2_zone_t *z, int64_t now_us)
+ * holds at most half the zone.  False when the zone is found unsound. */
+static bool
+rl2_zone_reclaim(rl2_zone_t *z, int64_t now_us, uint32_t *out)
 {
     zone_hdr_t *h = z->hdr;
-    uint32_t    ref = h->free_head;
+    uint32_t    ref, pos;
+    bool        evicted = false;
 
-    if (ref != ZONE_NIL) {
-        h->free_head = rl2_zone_entry_at(z, ref)->next;
-        rl2_zone_entry_at(z, ref)->next = ZONE_NIL;
-        h->used++;
-        return ref;
+    if (!rl2_zone_free_pop(z, out)) {
+        return false;
     }
-    ref = rl2_zone_expired_near_tail(z, ZONE_PROBATION, now_us);
+    if (*out != ZONE_NIL) {
+        return true;
+    }
+    if (!rl2_zone_expired_near_tail(z, ZONE_PROBATION, now_us, &ref)
+        || (ref == ZONE_NIL
+            && !rl2_zone_expired_near_tail(z, ZONE_PROTECTED, now_us, &ref))) {
+        return false;
+    }
     if (ref == ZONE_NIL) {
-        ref = rl2_zone_expired_near_tail(z, ZONE_PROTECTED, now_us);
+        ref = rl2_zone_read(&h->lru_tail[ZONE_PROBATION - 1]);
+        evicted = true;
     }
-    if (ref == ZONE_NIL) {
-        ref = h->lru_tail[ZONE_PROBATION - 1];
-        h->evictions++;
+    if (!rl2_zone_ref_ok(z, ref) || !rl2_zone_index_pos_of(z, ref, &pos)
+        || !rl2_zone_index_delete(z, pos) || !rl2_zone_lru_unlink(z, ref)) {
+        return false;
     }
-    rl2_zone_index_delete(z, rl2_zone_index_pos_of(z, ref));
-    rl2_zone_lru_unlink(z, ref);
-    return ref;
+    h->evictions += evicted;
+    *out = ref;
+    return true;
 }
 
 static void
@@ -335,10 +511,11 @@ rl2_zone_entry_reset(rl2_zone_t *z, zone_entry_t *e, int64_t now_us)
 
 /* ---- the hot path ------------------------------------------------------ */
 
-void *
-rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
+/* rl2_zone_get, or false, part done, on a zone found unsound. */
+static bool
+rl2_zone_get_once(rl2_zone_t *z, rl2_digest_t key, uint32_t hash,
+                  int64_t now_us, void **state)
 {
-    uint32_t      hash = rl2_zone_key_hash(z, key);
     uint32_t      pos;
     uint32_t      ref = rl2_zone_index_find(z, key, hash, &pos);
     zone_entry_t *e;
@@ -347,22 +524,29 @@ rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
         && rl2_zone_entry_at(z, ref)->expires_us >= now_us) {
         /* A live key that is already the most recent (a busy client
          * asking again): nothing moves, so no dirty mark either. */
-        return rl2_zone_entry_state(rl2_zone_entry_at(z, ref));
+        *state = rl2_zone_entry_state(rl2_zone_entry_at(z, ref));
+        return true;
     }
     rl2_zone_mark_dirty(z);
     if (ref != ZONE_NIL && rl2_zone_entry_at(z, ref)->expires_us >= now_us) {
         e = rl2_zone_entry_at(z, ref);
-        rl2_zone_promote(z, ref);
+        if (!rl2_zone_promote(z, ref)) {
+            return false;
+        }
     }
     else if (ref != ZONE_NIL) {
         /* Expired: the key starts again, as a new one would. */
         e = rl2_zone_entry_at(z, ref);
+        if (!rl2_zone_lru_unlink(z, ref)
+            || !rl2_zone_lru_push_head(z, ref, ZONE_PROBATION)) {
+            return false;
+        }
         rl2_zone_entry_reset(z, e, now_us);
-        rl2_zone_lru_unlink(z, ref);
-        rl2_zone_lru_push_head(z, ref, ZONE_PROBATION);
     }
     else {
-        ref = rl2_zone_reclaim(z, now_us);
+        if (!rl2_zone_reclaim(z, now_us, &ref)) {
+            return false;
+        }
         e = rl2_zone_entry_at(z, ref);
         /* State first: a process killed between the two leaves the old
          * key with fresh state (as if evicted), never the new key with
@@ -370,11 +554,35 @@ rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
         rl2_zone_entry_reset(z, e, now_us);
         e->key = key;
         e->hash = hash;
-        rl2_zone_index_insert(z, ref, hash);
-        rl2_zone_lru_push_head(z, ref, ZONE_PROBATION);
+        if (!rl2_zone_index_insert(z, ref, hash)
+            || !rl2_zone_lru_push_head(z, ref, ZONE_PROBATION)) {
+            return false;
+        }
     }
     rl2_zone_mark_clean(z);
-    return rl2_zone_entry_state(e);
+    *state = rl2_zone_entry_state(e);
+    return true;
+}
+
+void *
+rl2_zone_get(rl2_zone_t *z, rl2_digest_t key, int64_t now_us)
+{
+    uint32_t hash = rl2_zone_key_hash(z, key);
+    void    *state;
+
+    if (rl2_zone_get_once(z, key, hash, now_us, &state)) {
+        return state;
+    }
+    rl2_zone_repair(z);
+    if (rl2_zone_get_once(z, key, hash, now_us, &state)) {
+        return state;
+    }
+    /* Unsound again right after a rebuild: someone writes the zone
+     * without its lock.  This request counts alone, in the handle's own
+     * state, which no other request shares. */
+    rl2_zone_repair(z);
+    memset(z->scratch, 0, z->geom.state_size);
+    return z->scratch;
 }
 
 void *
@@ -406,7 +614,10 @@ rl2_zone_touch(rl2_zone_t *z, uint32_t ref)
         return;
     }
     rl2_zone_mark_dirty(z);
-    rl2_zone_promote(z, ref);
+    if (!rl2_zone_promote(z, ref)) {
+        /* Recency is all a touch changes, and a rebuild has reset it. */
+        rl2_zone_repair(z);
+    }
     rl2_zone_mark_clean(z);
 }
 
@@ -436,21 +647,37 @@ rl2_zone_keep_until(rl2_zone_t *z, void *state, int64_t until_us)
     }
 }
 
-void
-rl2_zone_remove(rl2_zone_t *z, rl2_digest_t key)
+/* rl2_zone_remove, or false, part done, on a zone found unsound. */
+static bool
+rl2_zone_remove_once(rl2_zone_t *z, rl2_digest_t key, uint32_t hash)
 {
     uint32_t pos;
-    uint32_t ref = rl2_zone_index_find(z, key, rl2_zone_key_hash(z, key), &pos);
+    uint32_t ref = rl2_zone_index_find(z, key, hash, &pos);
 
     if (ref == ZONE_NIL) {
-        return;
+        return true;
     }
     rl2_zone_mark_dirty(z);
-    rl2_zone_index_delete(z, pos);
-    rl2_zone_lru_unlink(z, ref);
+    if (!rl2_zone_index_delete(z, pos) || !rl2_zone_lru_unlink(z, ref)) {
+        return false;
+    }
     rl2_zone_free_push(z, ref);
     z->hdr->used--;
     rl2_zone_mark_clean(z);
+    return true;
+}
+
+void
+rl2_zone_remove(rl2_zone_t *z, rl2_digest_t key)
+{
+    uint32_t hash = rl2_zone_key_hash(z, key);
+
+    if (!rl2_zone_remove_once(z, key, hash)) {
+        rl2_zone_repair(z);
+        if (!rl2_zone_remove_once(z, key, hash)) {
+            rl2_zone_repair(z); /* written without the lock: give up */
+        }
+    }
 }
 
 /* ---- statistics -------------------------------------------------------- */

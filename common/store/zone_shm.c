@@ -15,6 +15,13 @@
  * flock and reads the magic (acquire); an object whose header does not
  * describe exactly itself is stale and replaced.
  *
+ * Trust: anyone may create a name in /dev/shm, so an existing object is
+ * vetted before a byte of it is read (rl2_shm_open_vetted): it must
+ * belong to this process's user or to root and grant no permission beyond
+ * the mode asked for; otherwise the open fails, naming the object, and
+ * the object is left alone.  What a vetted zone holds is still only
+ * believed once checked: the header here, every reference in zone.c.
+ *
  * Crashes: a dirty flag brackets every change to the index and lists.  A
  * process killed while holding the lock leaves the robust mutex to the
  * next locker, which rebuilds the index and lists from the entries if the
@@ -46,6 +53,7 @@
 
 #define ZONE_STATE_MAX     65536u /* bytes of state per entry */
 #define ZONE_OPEN_ATTEMPTS 8
+#define ZONE_ATTACH_MODE   0600u /* what every front end creates */
 #define ZONE_WAIT_MS \
     1000 /* how long an attacher polls for a \
             creator to take its flock */
@@ -191,7 +199,7 @@ static rl2_status_t
 rl2_zone_handle_new(const char *name, zone_hdr_t *hdr, const zone_geom_t *g,
                     rl2_zone_t **out, rl2_err_t *err)
 {
-    rl2_zone_t *z = calloc(1, sizeof(*z));
+    rl2_zone_t *z = calloc(1, sizeof(*z) + (size_t)g->state_size);
 
     if (z == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "zone %s: out of memory", name);
@@ -419,9 +427,14 @@ rl2_zone_open_once(const char *name, const zone_geom_t *g, unsigned mode,
     if (errno != EEXIST) {
         return rl2_zone_sys_err(err, name, "shm_open", errno);
     }
-    if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
-        *again = errno == ENOENT; /* unlinked in between */
-        return *again ? RL2_OK : rl2_zone_sys_err(err, name, "shm_open", errno);
+    /* Vetted before it is read, and before a stale one is unlinked: a
+     * stranger's object is refused, not judged by its contents. */
+    if ((st = rl2_shm_open_vetted("zone", name, mode, &fd, err)) != RL2_OK) {
+        return st;
+    }
+    if (fd < 0) {
+        *again = true; /* unlinked in between */
+        return RL2_OK;
     }
     st = rl2_zone_map_existing(name, fd, &h, &found, err);
     if (st == RL2_OK && h != NULL && rl2_zone_geom_equal(&found, g)) {
@@ -491,8 +504,12 @@ rl2_zone_attach(const char *name, rl2_zone_t **out, rl2_err_t *err)
     if ((st = rl2_zone_name_check(name, err)) != RL2_OK) {
         return st;
     }
-    if ((fd = shm_open(name, O_RDWR, 0)) < 0) {
-        return rl2_zone_sys_err(err, name, "shm_open", errno);
+    if ((st = rl2_shm_open_vetted("zone", name, ZONE_ATTACH_MODE, &fd, err))
+        != RL2_OK) {
+        return st;
+    }
+    if (fd < 0) {
+        return rl2_zone_sys_err(err, name, "shm_open", ENOENT);
     }
     st = rl2_zone_map_existing(name, fd, &h, &g, err);
     close(fd);

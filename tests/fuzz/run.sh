@@ -5,6 +5,8 @@
 # the time).  A crash leaves its input in build/fuzz/ and fails the run.
 # With FUZZ_RECORD=FILE, the executions each target reached are written
 # into FILE's fuzzing section (make fuzz: docs/PERFORMANCE.md).
+# FUZZ_TARGETS="zone ..." runs only those targets; the record keeps the
+# other targets' rows as they were.
 #
 # fuzz_config runs without per-input leak checks: libconfig leaks on some
 # syntax errors (lsan.supp), and each suppressed leak costs a full LSan
@@ -15,7 +17,14 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 RUNS=${FUZZ_RUNS:-}
 RECORD=${FUZZ_RECORD:-}
-TARGETS="config match forwarded headers"
+ALL_TARGETS="config match forwarded headers zone"
+TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
+for t in $TARGETS; do
+    case " $ALL_TARGETS " in
+    *" $t "*) ;;
+    *) echo "run.sh: no fuzz target '$t' (targets: $ALL_TARGETS)" >&2; exit 2 ;;
+    esac
+done
 OUT=build/fuzz
 mkdir -p "$OUT"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Icommon/include -Icommon \
@@ -31,9 +40,12 @@ what() {
     match) echo "a whole decision: matcher, keys, local store, headers" ;;
     forwarded) echo "X-Forwarded-For / Forwarded parsing, client address" ;;
     headers) echo "RateLimit headers and 429 body from arbitrary verdicts" ;;
+    zone) echo "local zone images: attach, then lookups, gets, removals, rebuilds" ;;
     esac
 }
 status=0
+today=$(date -u +%Y-%m-%d)
+declare -A row
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
 rows=""
 for t in $TARGETS; do
@@ -60,21 +72,27 @@ for t in $TARGETS; do
     grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' \
         "$OUT/fuzz_$t.log" || true
     n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/fuzz_$t.log")
-    rows="$rows| fuzz_$t | $(what "$t") | ${n:-0} | $secs | $( [ "$rc" -eq 0 ] && echo none || echo "**crash**, see build/fuzz/fuzz_$t.log" ) |
-"
+    row[$t]="| fuzz_$t | $(what "$t") | ${n:-0} | $secs | $( [ "$rc" -eq 0 ] && echo none || echo "**crash**, see build/fuzz/fuzz_$t.log" ) | $today |"
 done
 if [ -n "$RECORD" ]; then
+    touch "$RECORD"
+    rows=""
+    for t in $ALL_TARGETS; do
+        r=${row[$t]:-$(grep -F "| fuzz_$t |" "$RECORD" | head -1)}
+        [ -n "$r" ] && rows="$rows$r
+"
+    done
     begin='<!-- fuzz:begin -->'
     end='<!-- fuzz:end -->'
     section="$begin
 ## Fuzzing (written by \`make fuzz\`)
 
 Each libFuzzer target of \`tests/fuzz/\` (ASan + UBSan), run by
-\`make fuzz\` on $(date -u +%Y-%m-%d) until ${RUNS:-unbounded} executions
-or ${SECONDS_EACH} s, its seed corpus in \`tests/fuzz/corpus/\` replayed first:
+\`make fuzz\` until ${RUNS:-unbounded} executions or ${SECONDS_EACH} s,
+its seed corpus in \`tests/fuzz/corpus/\` replayed first:
 
-| target | drives | executions | seconds | crashes |
-|---|---|---|---|---|
+| target | drives | executions | seconds | crashes | run on |
+|---|---|---|---|---|---|
 ${rows}
 Reproduce with \`make fuzz\` (\`FUZZ_RUNS\`, \`FUZZ_SECONDS\` override the
 bounds); a crash leaves its input in \`build/fuzz/\`.  \`make check\` runs
@@ -82,7 +100,6 @@ each target for 5 s on the same corpora.  fuzz_config runs without
 per-input leak checks (libconfig's own leaks on syntax errors make each
 one a full LSan scan); its whole corpus is then replayed with them.
 $end"
-    touch "$RECORD"
     if grep -qF "$begin" "$RECORD"; then
         awk -v b="$begin" -v e="$end" -v s="$section" '
             $0 == b { print s; skip = 1; next }

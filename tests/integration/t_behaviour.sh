@@ -267,4 +267,42 @@ like "bad RateLimit2Limit: the message names the bad rate" 'fortnight' \
 like "bad RateLimit2Limit: the message names site.conf:3" \
     "site.conf.*3|line 3" "$out"
 
+# ---- (f) a zone object someone else made is refused at start ----
+# Anyone may create /dev/shm/NAME before the server starts.  An object
+# open to other users, or owned by one, must not become Apache's zone
+# (they could read and steer its counters in the children): the start
+# fails with a message saying how to clear it, and the object is left
+# alone.  In the foreground, so that the failing post_config ends the
+# command itself.
+D4=$T_DIR/d
+apache_conf "$D4" "$(free_port)" event
+Z4=$(zone_name planted)
+echo "RateLimit2Zone $Z4 10000" >"$D4/site.conf"
+# start_refused WHAT EXPECT -- apache does not start; the log says EXPECT.
+start_refused() {
+    local rc
+    : >"$D4/logs/error.log"
+    timeout 30 env $(rl2_apache_env) /usr/sbin/apache2 -f "$D4/httpd.conf" \
+        -DFOREGROUND >"$D4/logs/start.log" 2>&1
+    rc=$?
+    is "$1: apache refuses to start" 1 "$([ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && echo 1 || echo 0)"
+    like "$1: the log names the object and the fault" "$2" \
+        "$(cat "$D4/logs/error.log" "$D4/logs/start.log")"
+}
+: >"/dev/shm$Z4"
+chmod 666 "/dev/shm$Z4"
+start_refused "a world-writable zone" \
+    "cannot open the store \(zone $Z4\): zone $Z4: refusing /dev/shm$Z4, mode 0666 .*rm /dev/shm$Z4"
+is "a world-writable zone is left as it was" "666 0" \
+    "$(stat -c '%a %s' "/dev/shm$Z4")"
+if [ "$(id -u)" = 0 ]; then
+    chown nobody "/dev/shm$Z4"
+    chmod 600 "/dev/shm$Z4"
+    start_refused "another user's zone" \
+        "refusing /dev/shm$Z4, owned by uid $(id -u nobody), not by root"
+    is "another user's zone is left as it was" "$(id -u nobody) 600" \
+        "$(stat -c '%u %a' "/dev/shm$Z4")"
+fi
+rm -f "/dev/shm$Z4"
+
 done_testing

@@ -158,6 +158,21 @@ wrap() {
         REQUEST_URI=/wrapped/x RATELIMIT2_POLICY="$D/policy.conf" \
         RATELIMIT2_ZONE="$Z" "$@" "$W" >"$T_DIR/w.out" 2>"$T_DIR/w.err"
 }
+
+# ---- a zone of another user ----
+# Apache ran the wrapper as nobody, so the zone is nobody's: run as root,
+# the wrapper must not map it (nobody could read and steer its counters),
+# and lets the request through with the reason on stderr.  Then it goes,
+# for the root processes below.
+if [ "$(id -u)" = 0 ]; then
+    wrap RATELIMIT2_TARGET="$D/cgi/hello.sh"
+    is "a wrapper facing another user's zone still runs the script" 3 "$?"
+    like "a wrapper facing another user's zone says whose it is" \
+        "refusing /dev/shm$Z, owned by uid $(id -u nobody)" \
+        "$(cat "$T_DIR/w.err")"
+    rm -f "/dev/shm$Z" "/dev/shm$Z".*
+fi
+
 wrap RATELIMIT2_TARGET="$D/cgi/hello.sh"
 is "the wrapper exits with the script's status" 3 "$?"
 is "the wrapper's output is the script's" "$("$D/cgi/hello.sh")" \

@@ -589,6 +589,147 @@ test_mode_bits_are_applied_despite_umask(void **state)
     drop(z, name);
 }
 
+/* ---- objects this process did not make ---------------------------------- */
+
+/* An object as another user would plant it: the image of a valid zone
+ * holding key 5 at count 1, owned by uid (and gid) with mode. */
+static void
+plant(const char *name, uid_t uid, mode_t mode)
+{
+    size_t         len;
+    unsigned char *image = zone_image(&len);
+    int            fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, image, len), (ssize_t)len);
+    assert_int_equal(fchown(fd, uid, (gid_t)uid), 0);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+    free(image);
+}
+
+static void
+shm_path(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "/dev/shm%s", name);
+}
+
+/* The threat: a local user creates the name before the server starts, and
+ * the server (Apache's parent, as root) would map it and let the owner
+ * read and steer every counter.  Refused, left in place, and the message
+ * says how to clear it; the same bytes owned by us are a zone again. */
+static void
+test_object_of_another_user_is_refused_and_left(void **state)
+{
+    char        name[64], path[128], want[160];
+    rl2_zone_t *z = NULL;
+    rl2_err_t   err;
+    struct stat st;
+
+    (void)state;
+    if (geteuid() != 0) {
+        skip(); /* giving an object away needs root */
+    }
+    zone_name(name, sizeof(name), "planted");
+    shm_path(path, sizeof(path), name);
+    plant(name, 65534, 0600);
+    assert_int_equal(rl2_zone_open(name, ZE, 8, 0600, &z, &err), RL2_ERR_STORE);
+    assert_null(z);
+    assert_non_null(strstr(err.msg, "owned by uid 65534"));
+    snprintf(want, sizeof(want), "rm %s", path);
+    assert_non_null(strstr(err.msg, want));
+    assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "owned by uid 65534"));
+    assert_int_equal(stat(path, &st), 0); /* neither unlinked nor resized */
+    assert_int_equal(st.st_uid, 65534);
+    assert_int_equal(chown(path, 0, 0), 0);
+    z = must_open(name, ZE, 8);
+    assert_int_equal(peek(z, key_of(5), NOW), 1);
+    drop(z, name);
+}
+
+/* Run as another user, the zone root made cannot be opened at all; the
+ * message says why. */
+static void
+test_zone_of_root_is_closed_to_other_users(void **state)
+{
+    char        name[64];
+    rl2_zone_t *z;
+    int         status;
+    pid_t       pid;
+
+    (void)state;
+    if (geteuid() != 0) {
+        skip();
+    }
+    zone_name(name, sizeof(name), "rootzone");
+    z = must_open(name, ZE, 8);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        rl2_zone_t *mine = NULL;
+        rl2_err_t   err;
+
+        if (setgid(65534) != 0 || setuid(65534) != 0) {
+            _exit(2);
+        }
+        _exit(rl2_zone_open(name, ZE, 8, 0600, &mine, &err) == RL2_ERR_SYS
+                      && strstr(err.msg, "another user's") != NULL
+                  ? 0
+                  : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    drop(z, name);
+}
+
+/* Our own object with permissions wider than asked: others could read or
+ * write it.  Refused by open and attach; a mode the opener asks for is
+ * taken. */
+static void
+test_object_open_to_others_is_refused(void **state)
+{
+    char        name[64], path[128];
+    rl2_zone_t *z;
+    rl2_err_t   err;
+
+    (void)state;
+    zone_name(name, sizeof(name), "wide");
+    shm_path(path, sizeof(path), name);
+    z = must_open(name, ZE, 8);
+    bump(z, key_of(5), NOW, NOW + HOUR_US);
+    rl2_zone_close(z);
+    assert_int_equal(chmod(path, 0666), 0);
+    assert_int_equal(rl2_zone_open(name, ZE, 8, 0600, &z, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "mode 0666"));
+    assert_non_null(strstr(err.msg, "at most 0600"));
+    assert_int_equal(rl2_zone_attach(name, &z, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "mode 0666"));
+    assert_int_equal(chmod(path, 0640), 0);
+    assert_int_equal(rl2_zone_open(name, ZE, 8, 0600, &z, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "mode 0640"));
+    assert_int_equal(rl2_zone_open(name, ZE, 8, 0640, &z, &err), RL2_OK);
+    assert_int_equal(peek(z, key_of(5), NOW), 1); /* the same zone */
+    drop(z, name);
+}
+
+static void
+test_object_that_is_no_file_is_refused(void **state)
+{
+    char        name[64], path[128];
+    rl2_zone_t *z;
+    rl2_err_t   err;
+
+    (void)state;
+    zone_name(name, sizeof(name), "fifo");
+    shm_path(path, sizeof(path), name);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    assert_int_equal(rl2_zone_open(name, ZE, 8, 0600, &z, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    assert_int_equal(unlink(path), 0);
+}
+
 /* ---- entries: fresh state, expiry, removal ------------------------------ */
 
 static void
@@ -1171,6 +1312,96 @@ test_killed_mid_update_leaves_table_consistent(void **state)
     drop(z, name);
 }
 
+/* ---- a corrupt zone ------------------------------------------------------ */
+
+static zone_entry_t *
+entry_at(rl2_zone_t *z, uint32_t ref)
+{
+    return (zone_entry_t *)(z->table + (uint64_t)(ref - 1) * z->geom.stride);
+}
+
+/* The reference of the listed entry holding key (0 if none). */
+static uint32_t
+ref_of(rl2_zone_t *z, uint64_t k)
+{
+    rl2_digest_t key = key_of(k);
+
+    for (uint32_t ref = 1; ref <= z->geom.entries; ref++) {
+        zone_entry_t *e = entry_at(z, ref);
+
+        if (e->list != ZONE_FREE && e->key.hi == key.hi
+            && e->key.lo == key.lo) {
+            return ref;
+        }
+    }
+    return 0;
+}
+
+static uint32_t
+slot_of(rl2_zone_t *z, uint32_t ref)
+{
+    for (uint32_t i = 0; i < z->geom.index_slots; i++) {
+        if (z->index[i] == ref) {
+            return i;
+        }
+    }
+    fail_msg("entry %u is not indexed", ref);
+    return 0;
+}
+
+/* Each reference the table reads from the zone, made bad in turn: the
+ * operation that meets it stops, the zone is rebuilt from its entries and
+ * the operation runs again, so that every key keeps its count; only an
+ * entry whose own list field names no list is dropped, because a rebuild
+ * trusts nothing else about it.  The watchdog fails a loop. */
+static void
+test_corrupt_references_are_repaired_not_followed(void **state)
+{
+    static const int64_t want[10] = { 2, 2, 2, 2, 2, 1, -1, 1, 2, 1 };
+    char                 name[64];
+    rl2_zone_t          *z;
+    uint64_t             k;
+
+    (void)state;
+    zone_name(name, sizeof(name), "corrupt");
+    z = must_open(name, ZE, 8);
+    for (k = 0; k < 10; k++) {
+        bump(z, key_of(k), NOW, NOW + HOUR_US);
+    }
+    for (k = 0; k < 5; k++) { /* 0..4 protected */
+        bump(z, key_of(k), NOW, NOW + HOUR_US);
+    }
+    /* An index slot out of range. */
+    z->index[slot_of(z, ref_of(z, 7))] = ZE + 1000;
+    assert_int_equal(peek(z, key_of(7), NOW), 1);
+    /* An index with no empty slot: the probe for an absent key ends. */
+    for (uint32_t i = 0; i < z->geom.index_slots; i++) {
+        z->index[i] = ref_of(z, 3);
+    }
+    assert_int_equal(peek(z, key_of(1000), NOW), -1);
+    assert_int_equal(peek(z, key_of(7), NOW), 1);
+    /* LRU links out of range, met by a promotion and by a touch. */
+    entry_at(z, ref_of(z, 8))->next = ZE + 1;
+    assert_int_equal(bump(z, key_of(8), NOW, NOW + HOUR_US), 2);
+    entry_at(z, ref_of(z, 2))->prev = UINT32_MAX - 15;
+    assert_true(touch(z, key_of(2), NOW));
+    /* The free list's head and a list head out of range, met by a new
+     * key. */
+    z->hdr->free_head = ZE + 5;
+    z->hdr->lru_head[ZONE_PROTECTED - 1] = UINT32_MAX;
+    assert_int_equal(bump(z, key_of(20), NOW, NOW + HOUR_US), 1);
+    /* An entry on no list: dropped when the touch meets it. */
+    entry_at(z, ref_of(z, 6))->list = 7;
+    touch(z, key_of(6), NOW);
+    for (k = 0; k < 10; k++) {
+        assert_int_equal(peek(z, key_of(k), NOW), want[k]);
+    }
+    assert_int_equal(peek(z, key_of(20), NOW), 1);
+    assert_int_equal(stats_of(z).used, 10);
+    assert_table_consistent(z, ZE);
+    drop(z, name);
+}
+
 /* ---- concurrency -------------------------------------------------------- */
 
 enum { THREADS = 4, PER_THREAD = 100000 };
@@ -1321,6 +1552,10 @@ main(void)
         T(test_half_created_zone_is_replaced_after_a_bounded_wait),
         T(test_slow_creator_is_waited_for_not_replaced),
         T(test_mode_bits_are_applied_despite_umask),
+        T(test_object_of_another_user_is_refused_and_left),
+        T(test_zone_of_root_is_closed_to_other_users),
+        T(test_object_open_to_others_is_refused),
+        T(test_object_that_is_no_file_is_refused),
         T(test_new_and_expired_keys_get_zeroed_state),
         T(test_keep_until_never_moves_expiry_earlier),
         T(test_peek_neither_inserts_nor_touches),
@@ -1333,6 +1568,7 @@ main(void)
         T(test_million_keys_keep_memory_fixed_and_hot_key_exact),
         T(test_killed_lock_holder_does_not_block),
         T(test_killed_mid_update_leaves_table_consistent),
+        T(test_corrupt_references_are_repaired_not_followed),
         T(test_threads_count_exactly),
         T(test_processes_count_exactly),
         T(test_processes_opening_at_once_share_one_zone),

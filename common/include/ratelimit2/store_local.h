@@ -50,14 +50,19 @@ typedef struct {
  * existing zone of another geometry or version is unlinked and created anew
  * (processes still mapping the old one keep it until they close it).
  * state_size is rounded up to a multiple of 8.  mode is the permission of a
- * new shm object (e.g. 0600).  On success *out is a handle owned by the
- * caller, freed by rl2_zone_close(). */
+ * new shm object (e.g. 0600).  An existing object is used only when it
+ * belongs to the caller's effective user or to root and grants no
+ * permission beyond mode: otherwise RL2_ERR_STORE, with a message that
+ * names it, and it is left in place (someone else could read or steer
+ * the counters in it).  On success *out is a handle owned by the caller,
+ * freed by rl2_zone_close(). */
 rl2_status_t rl2_zone_open(const char *name, uint32_t entries,
                            size_t state_size, unsigned mode, rl2_zone_t **out,
                            rl2_err_t *err);
 
 /* Attach to an existing zone whatever its geometry (for tools that
- * inspect a zone).  Fails if it does not exist or its header is invalid. */
+ * inspect a zone).  Fails if it does not exist, its header is invalid, or
+ * it is not vetted as by rl2_zone_open() with mode 0600. */
 rl2_status_t rl2_zone_attach(const char *name, rl2_zone_t **out,
                              rl2_err_t *err);
 
