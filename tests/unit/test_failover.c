@@ -421,6 +421,17 @@ test_full_queue_drops_and_counts(void **state)
     assert_int_equal(cs.refunds_pending, 0);
 }
 
+/* A failover store whose Redis holds one slot of a concurrency limit of
+ * one for the layer l. */
+static void
+hold_one_slot(rl2_limit_t *conc, rl2_layer_t *l)
+{
+    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
+    make_limit(conc, RL2_ALGO_CONCURRENCY, 1, 1);
+    make_layer(l, conc, "s");
+    assert_int_equal(apply(fx.store, l, 1), RL2_OK);
+}
+
 /* A replay Redis does not answer was sent: it is counted failed and not
  * sent again (Redis may still run it), and it opens the circuit again. */
 static void
@@ -431,10 +442,7 @@ test_failed_replay_is_not_sent_again(void **state)
     rl2_circuit_stats_t cs;
 
     (void)state;
-    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
-    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
-    make_layer(&l, &conc, "s");
-    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    hold_one_slot(&conc, &l);
     outage();
     assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
     fx.primary.fail_refunds = 1;
@@ -459,10 +467,7 @@ test_unanswered_refund_is_counted_not_queued(void **state)
     rl2_circuit_stats_t cs;
 
     (void)state;
-    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
-    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
-    make_layer(&l, &conc, "s");
-    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    hold_one_slot(&conc, &l);
     fx.primary.fail = 1;
     assert_int_equal(refund(fx.store, &l, 1), RL2_ERR_STORE);
     stats(&cs);
@@ -483,10 +488,7 @@ test_refund_too_old_is_dropped(void **state)
     rl2_circuit_stats_t cs;
 
     (void)state;
-    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
-    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
-    make_layer(&l, &conc, "s");
-    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    hold_one_slot(&conc, &l);
     outage();
     assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
     fake_us += RL2_REFUND_MAX_AGE_US;
@@ -512,10 +514,7 @@ test_slot_of_a_dead_process_is_taken_back(void **state)
     int                 status;
 
     (void)state;
-    make_store(RL2_FAILOVER_LOCAL, RL2_SHARE_ONE);
-    make_limit(&conc, RL2_ALGO_CONCURRENCY, 1, 1);
-    make_layer(&l, &conc, "s");
-    assert_int_equal(apply(fx.store, &l, 1), RL2_OK);
+    hold_one_slot(&conc, &l);
     outage();
     assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
     pid = fork();
