@@ -12,7 +12,8 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${1:-build/cov}
-export BUILD
+COV=1 # suites that measure the release build skip themselves
+export BUILD COV
 
 if ! command -v gcovr >/dev/null 2>&1; then
     echo "coverage: gcovr not found (apt-get install gcovr)" >&2
