@@ -91,10 +91,13 @@ rl2_refund_push_one(rl2_refund_queue_t *q, const rl2_layer_t *l, pid_t self,
                                 rl2_refund_word(SLOT_FILLING, self))) {
             continue;
         }
-        rl2_refund_rec_fill(&s->rec, l, now_us);
-        /* Counted before it can be claimed, so that pending never drops
-         * below zero; release: a claimer sees the whole record. */
+        /* Pending counts FILLING and READY slots: counted as the slot is
+         * taken, before it can be claimed (pending never drops below
+         * zero), and taken off again by whoever takes back a FILLING slot
+         * whose writer died, wherever in FILLING it died. */
         atomic_fetch_add_explicit(&q->pending, 1, memory_order_relaxed);
+        rl2_refund_rec_fill(&s->rec, l, now_us);
+        /* Release: a claimer sees the whole record. */
         atomic_store_explicit(&s->owner, rl2_refund_word(SLOT_READY, 0),
                               memory_order_release);
         return 1;
@@ -125,20 +128,34 @@ rl2_refunds_pending(const rl2_refund_queue_t *q)
 
 /* A slot some other process holds, FILLING or SENDING: taken back when
  * that process is gone (kill(pid, 0) fails with ESRCH), and counted as
- * what it may have been (SENDING: possibly sent). */
+ * what it may have been (SENDING: possibly sent).  A pid outlives its
+ * process (reused, or another user's: EPERM), so a SENDING slot is also
+ * taken back once its record is past any send: claimed at most
+ * RL2_REFUND_MAX_AGE_US after it was queued, answered or timed out within
+ * RL2_REFUND_SEND_GRACE_US; its sender, should it still finish, finds the
+ * slot no longer its own (rl2_refunds_finish). */
 static void
 rl2_refund_reclaim(rl2_refund_queue_t *q, rl2_refund_slot_t *s, uint64_t word,
-                   pid_t self)
+                   pid_t self, int64_t now_us)
 {
-    pid_t owner = (pid_t)(uint32_t)word;
+    pid_t    owner = (pid_t)(uint32_t)word;
+    uint32_t state = rl2_refund_word_state(word);
+    int      stale = state == SLOT_SENDING
+                && now_us - s->rec.queued_us
+                       > RL2_REFUND_MAX_AGE_US + RL2_REFUND_SEND_GRACE_US;
 
-    if (owner == self || owner <= 0 || kill(owner, 0) == 0 || errno != ESRCH
-        || !rl2_refund_take(s, word, rl2_refund_word(SLOT_FREE, 0))) {
+    if (!stale
+        && (owner == self || owner <= 0 || kill(owner, 0) == 0
+            || errno != ESRCH)) {
         return;
     }
-    rl2_refund_count(rl2_refund_word_state(word) == SLOT_SENDING ? &q->failed
-                                                                 : &q->dropped,
-                     1);
+    if (!rl2_refund_take(s, word, rl2_refund_word(SLOT_FREE, 0))) {
+        return;
+    }
+    if (state == SLOT_FILLING) {
+        atomic_fetch_sub_explicit(&q->pending, 1, memory_order_relaxed);
+    }
+    rl2_refund_count(state == SLOT_SENDING ? &q->failed : &q->dropped, 1);
 }
 
 /* The record as a layer the Redis store's refund takes, its limit in
@@ -176,7 +193,7 @@ rl2_refunds_claim(rl2_refund_queue_t *q, size_t *pos, rl2_layer_t *layers,
 
         if (rl2_refund_word_state(w) == SLOT_FILLING
             || rl2_refund_word_state(w) == SLOT_SENDING) {
-            rl2_refund_reclaim(q, s, w, self);
+            rl2_refund_reclaim(q, s, w, self, now_us);
             continue;
         }
         if (w != rl2_refund_word(SLOT_READY, 0)
@@ -195,17 +212,24 @@ rl2_refunds_claim(rl2_refund_queue_t *q, size_t *pos, rl2_layer_t *layers,
     return n;
 }
 
+/* Only a slot still this process's SENDING is freed and counted: one
+ * taken back meanwhile (rl2_refund_reclaim) was counted by who took it,
+ * and may already hold another record. */
 void
 rl2_refunds_finish(rl2_refund_queue_t *q, const uint32_t *slots, size_t n,
                    rl2_refund_outcome_t outcome)
 {
+    uint64_t mine = rl2_refund_word(SLOT_SENDING, getpid());
+    size_t   freed = 0;
+
     for (size_t i = 0; i < n; i++) {
-        rl2_refund_release(&q->slot[slots[i] % RL2_REFUND_SLOTS]);
+        freed += (size_t)rl2_refund_take(&q->slot[slots[i] % RL2_REFUND_SLOTS],
+                                         mine, rl2_refund_word(SLOT_FREE, 0));
     }
     rl2_refund_count(outcome == RL2_REFUND_REPLAYED ? &q->replayed
                      : outcome == RL2_REFUND_FAILED ? &q->failed
                                                     : &q->dropped,
-                     n);
+                     freed);
 }
 
 void

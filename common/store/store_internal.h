@@ -116,6 +116,11 @@ int rl2_failover_refusing(const rl2_store_t *store, int64_t *retry_after_s);
 
 #define RL2_REFUND_SLOTS      1024
 #define RL2_REFUND_MAX_AGE_US (600 * INT64_C(1000000)) /* 10 minutes */
+/* Longer than any Redis call of a replay takes to be answered or to time
+ * out (connect and command timeouts are at most 60 s each): a slot
+ * SENDING for longer than RL2_REFUND_MAX_AGE_US plus this is taken back
+ * whatever its owner's pid says (refund_queue.c). */
+#define RL2_REFUND_SEND_GRACE_US (600 * INT64_C(1000000))
 
 /* What the Redis refund script needs of a layer, copied out of it: the
  * limit's parameters, never a pointer (another process replays it). */
@@ -145,7 +150,7 @@ struct rl2_refund_queue {
     _Atomic uint64_t  replayed; /* sent, and Redis answered */
     _Atomic uint64_t  dropped;  /* never sent: full, too old, writer died */
     _Atomic uint64_t  failed;   /* sent without an answer (also direct) */
-    _Atomic uint32_t  pending;  /* slots READY */
+    _Atomic uint32_t  pending;  /* slots FILLING or READY */
     _Atomic uint32_t  cursor;   /* where the next push starts looking */
     rl2_refund_slot_t slot[RL2_REFUND_SLOTS];
 };
