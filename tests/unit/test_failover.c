@@ -6,6 +6,9 @@
  * owed to Redis, slow answers, peeks.  The
  * fixture is failover_fixture.h; the circuit alone is in test_circuit.c.
  */
+#include <signal.h>
+#include <stdatomic.h>
+
 #include "failover_fixture.h"
 #include "store/store_internal.h"
 
@@ -543,6 +546,109 @@ test_slot_of_a_dead_process_is_taken_back(void **state)
     assert_int_equal(fx.primary.refunded, 1);
 }
 
+/* Owner words as refund_queue.c writes them: state << 32 | pid. */
+enum { QSLOT_FILLING = 1, QSLOT_SENDING = 3 };
+
+static uint64_t
+qword(uint32_t state, pid_t pid)
+{
+    return (uint64_t)state << 32 | (uint32_t)pid;
+}
+
+/* A process id nobody has any more. */
+static pid_t
+gone_pid(void)
+{
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+/* A pusher killed between counting its record pending and publishing it
+ * (the two stores at the end of rl2_refund_push_one) leaves its slot
+ * FILLING and pending one up.  The replay takes the slot back and counts
+ * it dropped, so pending must come back down: else it never reaches 0
+ * again, and every refund Redis answers on a closed circuit, the hot
+ * path's, scans all RL2_REFUND_SLOTS slots for nothing, for the life of
+ * the circuit's shm object. */
+static void
+test_writer_killed_after_counting_leaves_nothing_pending(void **state)
+{
+    rl2_limit_t         conc;
+    rl2_layer_t         l;
+    rl2_refund_queue_t *q;
+    rl2_circuit_stats_t cs;
+
+    (void)state;
+    hold_one_slot(&conc, &l);
+    outage();
+    q = rl2_circuit_refunds(fx.circuit);
+    /* The queue as the killed pusher left it. */
+    atomic_fetch_add(&q->pending, 1);
+    atomic_store(&q->slot[7].owner, qword(QSLOT_FILLING, gone_pid()));
+    probe(1);
+    assert_int_equal(rl2_circuit_state(fx.circuit), RL2_CIRCUIT_CLOSED);
+    assert_int_equal(atomic_load(&q->slot[7].owner), 0);
+    stats(&cs);
+    assert_int_equal(cs.refunds_dropped, 1);
+    assert_int_equal(cs.refunds_pending, 0);
+}
+
+/* A replayer that dies while sending leaves its slot SENDING under its
+ * pid; once that pid belongs to another process (reused, or a process
+ * of another user: kill() says EPERM), kill(pid, 0) succeeds and the
+ * slot is never taken back: one slot fewer for as long as that process
+ * lives, and a record counted neither replayed, failed, dropped nor
+ * pending.  A record is claimed at most RL2_REFUND_MAX_AGE_US after it
+ * was queued and its send is over within RL2_REFUND_SEND_GRACE_US, so
+ * past both the slot must be free and counted. */
+static void
+test_slot_of_a_reused_pid_is_taken_back_in_time(void **state)
+{
+    rl2_limit_t         conc, limits[1];
+    rl2_layer_t         l, claimed[1], other;
+    rl2_refund_queue_t *q;
+    rl2_circuit_stats_t cs;
+    uint32_t            slots[1];
+    size_t              pos = 0;
+    pid_t               reused;
+
+    (void)state;
+    hold_one_slot(&conc, &l);
+    outage();
+    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    q = rl2_circuit_refunds(fx.circuit);
+    assert_int_equal(
+        rl2_refunds_claim(q, &pos, claimed, limits, slots, 1, fake_us), 1);
+    /* The claimer died; its pid now names a live process. */
+    reused = fork();
+    assert_true(reused >= 0);
+    if (reused == 0) {
+        pause();
+        _exit(0);
+    }
+    atomic_store(&q->slot[slots[0]].owner, qword(QSLOT_SENDING, reused));
+    fake_us += RL2_REFUND_MAX_AGE_US + RL2_REFUND_SEND_GRACE_US + SEC_US;
+    /* Replays with something to send, well past the age limit. */
+    make_layer(&other, &conc, "other");
+    other.committed = RL2_COMMITTED_PRIMARY;
+    other.committed_us = fake_us;
+    assert_int_equal(refund(fx.store, &other, 1), RL2_OK);
+    probe(1);
+    kill(reused, SIGKILL);
+    waitpid(reused, NULL, 0);
+    stats(&cs);
+    assert_int_equal(atomic_load(&q->slot[slots[0]].owner), 0);
+    assert_int_equal(cs.refunds_queued, cs.refunds_replayed + cs.refunds_failed
+                                            + cs.refunds_dropped
+                                            + cs.refunds_pending);
+}
+
 static void
 test_slow_answer_opens_the_circuit_but_is_used(void **state)
 {
@@ -693,6 +799,8 @@ main(void)
         T(test_unanswered_refund_is_counted_not_queued),
         T(test_refund_too_old_is_dropped),
         T(test_slot_of_a_dead_process_is_taken_back),
+        T(test_writer_killed_after_counting_leaves_nothing_pending),
+        T(test_slot_of_a_reused_pid_is_taken_back_in_time),
         T(test_slow_answer_opens_the_circuit_but_is_used),
         T(test_other_errors_pass_through_without_a_failure),
         T(test_peek_follows_the_circuit_and_counts_nothing),
