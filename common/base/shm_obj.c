@@ -134,6 +134,15 @@ rl2_shm_open_vetted(const char *kind, const char *name, unsigned mode, int *fd,
                                "as its owner)",
                                kind, name, name, strerror(EACCES));
         }
+        if (errno == ELOOP || errno == EISDIR || errno == EINVAL) {
+            /* glibc opens with O_NOFOLLOW: a symbolic link, or a
+             * directory, someone put in the name's place. */
+            return rl2_err_set(
+                err, RL2_ERR_STORE,
+                "%s %s: refusing " RL2_SHM_DIR "%s, which "
+                "is no regular file (%s): remove it (rm " RL2_SHM_DIR "%s)",
+                kind, name, name, strerror(errno), name);
+        }
         return rl2_shm_sys_err(err, kind, name, "shm_open", errno);
     }
     if ((st = rl2_shm_vet(kind, name, *fd, mode, err)) != RL2_OK) {
@@ -152,7 +161,9 @@ rl2_shm_unlink_if_same(const char *name, int fd)
     if (flock(fd, LOCK_EX) != 0) {
         return;
     }
-    fd2 = shm_open(name, O_RDONLY, 0);
+    /* Non-blocking: a FIFO put in the name's place meanwhile must not
+     * hang the start. */
+    fd2 = shm_open(name, O_RDONLY | O_NONBLOCK, 0);
     if (fd2 >= 0) {
         if (fstat(fd, &a) == 0 && fstat(fd2, &b) == 0 && a.st_dev == b.st_dev
             && a.st_ino == b.st_ino) {

@@ -728,6 +728,17 @@ test_object_that_is_no_file_is_refused(void **state)
     assert_int_equal(rl2_zone_open(name, ZE, 8, 0600, &z, &err), RL2_ERR_STORE);
     assert_non_null(strstr(err.msg, "not a regular file"));
     assert_int_equal(unlink(path), 0);
+    /* A symbolic link or a directory in the name's place: the message
+     * says what to remove, not only the C library's word for it. */
+    assert_int_equal(symlink("/etc/passwd", path), 0);
+    assert_int_equal(rl2_zone_open(name, ZE, 8, 0600, &z, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "is no regular file"));
+    assert_non_null(strstr(err.msg, "remove it"));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(rl2_zone_open(name, ZE, 8, 0600, &z, &err), RL2_ERR_STORE);
+    assert_non_null(strstr(err.msg, "remove it"));
+    assert_int_equal(rmdir(path), 0);
 }
 
 /* ---- entries: fresh state, expiry, removal ------------------------------ */
