@@ -328,7 +328,8 @@ def sect_core(rules, keys, clock, quick):
         "taken out).  The zone's memory is fixed when it is created and "
         "every page is touched then: its resident size does not move with "
         "the number of keys.  The last line sends a million addresses "
-        "through a zone of the default size, which evicts the oldest.", "",
+        "through a zone of the default size, which evicts the least recent "
+        "of those seen once.", "",
         table(["live keys", "zone entries", "ns / decision", "zone bytes",
                "zone resident (KiB)", "live entries after", "evictions"],
               krows),
