@@ -473,7 +473,13 @@ rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
         }
     }
     if (c->phase & RL2_PHASE_LATE) {
-        c->v->tier = rl2_resolve_tier(c, client);
+        int tier = rl2_resolve_tier(c, client);
+
+        if (tier == RL2_TIER_CONFLICT) {
+            return rl2_err_set(err, RL2_ERR_REQUEST,
+                               "the tier header names two different tiers");
+        }
+        c->v->tier = tier;
     }
     for (int i = 0; i < n; i++) {
         rl2_mode_t mode = applied[i].rule->mode == RL2_MODE_INHERIT
@@ -534,7 +540,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
         if (bypass) {
             v->outcome = RL2_OUTCOME_BYPASS;
         }
-        if (st == RL2_ERR_BOUND && first > 0) {
+        if ((st == RL2_ERR_BOUND || st == RL2_ERR_REQUEST) && first > 0) {
             rl2_err_t lost;
 
             /* Refused: what an earlier phase counted is taken back (a

@@ -93,7 +93,9 @@ void rl2_ctx_fini(rl2_ctx_t *c);
 const rl2_client_t *rl2_client_find(const rl2_ctx_t *c);
 
 /* The client's tier index (the order of docs/tiers.md), or -1 without
- * tiers. */
+ * tiers, or RL2_TIER_CONFLICT when the trusted tier header names two
+ * different tiers (the request is refused with 400). */
+#define RL2_TIER_CONFLICT (-2)
 int rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client);
 
 /* The identity a billing system's tier is looked up by: the user name,

@@ -640,15 +640,59 @@ rl2_client_find(const rl2_ctx_t *c)
     return NULL;
 }
 
+/* The tier named name[0..len), compared without case, or -1. */
 static int
-rl2_tier_find(const rl2_policy_t *p, const char *name)
+rl2_tier_find_n(const rl2_policy_t *p, const char *name, size_t len)
 {
     for (size_t i = 0; name != NULL && i < p->n_tiers; i++) {
-        if (strcasecmp(p->tiers[i].name, name) == 0) {
+        if (strlen(p->tiers[i].name) == len
+            && strncasecmp(p->tiers[i].name, name, len) == 0) {
             return (int)i;
         }
     }
     return -1;
+}
+
+static int
+rl2_tier_find(const rl2_policy_t *p, const char *name)
+{
+    return name != NULL ? rl2_tier_find_n(p, name, strlen(name)) : -1;
+}
+
+/* The tier a header names.  A repeated header reaches the core as one
+ * list ("pro, enterprise": Apache and lighttpd join it so, and
+ * ratelimit2-fcgi joins nginx's params the same way): the tier when every
+ * element names the same one, -1 when none names a tier, and
+ * RL2_TIER_CONFLICT when two differ, since the limiter cannot know which
+ * one the application reads. */
+static int
+rl2_tier_from_header(const rl2_policy_t *p, const char *value)
+{
+    int tier = -1, seen = 0;
+
+    for (const char *e = value; e != NULL;) {
+        const char *comma = strchr(e, ',');
+        size_t      len = comma ? (size_t)(comma - e) : strlen(e);
+        const char *next = comma ? comma + 1 : NULL;
+
+        while (len > 0 && (*e == ' ' || *e == '\t')) {
+            e++, len--;
+        }
+        while (len > 0 && (e[len - 1] == ' ' || e[len - 1] == '\t')) {
+            len--;
+        }
+        if (len > 0) {
+            int t = rl2_tier_find_n(p, e, len);
+
+            if (seen && t != tier) {
+                return RL2_TIER_CONFLICT;
+            }
+            tier = t;
+            seen = 1;
+        }
+        e = next;
+    }
+    return tier;
 }
 
 /* The tier the billing system's Redis hash names (tier_source.h), or -1:
@@ -700,8 +744,9 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
 
         if (sender != NULL && rl2_addr_parse(sender, &family, addr) == 0
             && rl2_addr_in(p->tier_nets, p->n_tier_nets, family, addr)) {
-            tier = rl2_tier_find(p, r->header(r->header_ctx, p->tier_header));
-            if (tier >= 0) {
+            tier = rl2_tier_from_header(
+                p, r->header(r->header_ctx, p->tier_header));
+            if (tier >= 0 || tier == RL2_TIER_CONFLICT) {
                 return tier;
             }
         }

@@ -651,6 +651,18 @@ test_tier_header_senders(void **state)
     lb.conn_ip = "127.0.0.1";
     assert_int_equal(decide_one(f, &lb, &v, rule), RL2_OK);
     assert_string_equal(v.layers[v.shown].limit->name, "f");
+    /* A repeated header, joined: one tier twice is that tier; two tiers
+     * from the gateway are refused (400); from anyone else, ignored. */
+    gw.header_ctx = (void *)"pro, PRO ";
+    assert_int_equal(decide_one(f, &gw, &v, rule), RL2_OK);
+    assert_string_equal(v.layers[v.shown].limit->name, "p");
+    gw.header_ctx = (void *)"free, pro";
+    assert_int_equal(decide_one(f, &gw, &v, rule), RL2_ERR_REQUEST);
+    gw.header_ctx = (void *)"pro, gold";
+    assert_int_equal(decide_one(f, &gw, &v, rule), RL2_ERR_REQUEST);
+    lb.header_ctx = (void *)"free, pro";
+    assert_int_equal(decide_one(f, &lb, &v, rule), RL2_OK);
+    assert_string_equal(v.layers[v.shown].limit->name, "f");
     assert_int_equal(
         rl2_config_load_string("tiers = [ \"free\" ];\n"
                                "tier_from = { header = \"X-Tier\"; };\n",
