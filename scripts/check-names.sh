@@ -55,6 +55,9 @@ out=$(for o in "${objs[@]}"; do
                 sub(/\..*/, "", name)
                 where = (NF >= 4) ? $4 : obj
                 if (name == "main" || where ~ /^\/usr\//) next
+                # Module constructors and destructors of the sanitizers
+                # (SAN=1): the compiler names them, in every object.
+                if (name ~ /^_sub_[ID]_[0-9]+_[0-9]+$/) next
                 print name, obj, where
             }'
 done | sort -u | awk '
