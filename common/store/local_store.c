@@ -129,26 +129,15 @@ rl2_local_touch_refusing(rl2_zone_t *zone, const rl2_layer_t *layers, size_t n,
 }
 
 /* Entries, on probation, for the admitted layers whose keys the zone does
- * not hold. */
+ * not hold.  The layers' keys are distinct (store.h): a second get() of a
+ * key created here would find it live and promote it, and a new key would
+ * be protected after one request. */
 static void
 rl2_local_make_room(rl2_zone_t *zone, const rl2_layer_t *layers, size_t n,
                     void **states, const rl2_clock_t *now)
 {
     for (size_t i = 0; i < n; i++) {
-        if (layers[i].refused || states[i] != NULL) {
-            continue;
-        }
-        /* Two layers of one key (a budget two matching rules share): the
-         * entry the first created is the second's too.  A second get()
-         * would find it live and promote it: a new key would be
-         * protected after one request. */
-        for (size_t j = 0; j < i && states[i] == NULL; j++) {
-            if (states[j] != NULL && layers[j].key.hi == layers[i].key.hi
-                && layers[j].key.lo == layers[i].key.lo) {
-                states[i] = states[j];
-            }
-        }
-        if (states[i] == NULL) {
+        if (!layers[i].refused && states[i] == NULL) {
             states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
         }
     }

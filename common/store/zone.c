@@ -35,9 +35,10 @@
  * Hence the rule: keys that each make one request evict only entries on
  * probation, however many they are, so a live counter that has counted
  * two admitted requests, or refused one, outlives any flood of new keys.
- * A refused request promotes only the counters that refused it, and two
- * layers of one key share one entry, so an entry is promoted only by a
- * second admitted request for its key or by refusing.  To evict a
+ * A refused request promotes only the counters that refused it, and a
+ * request has one layer per key (decide.c merges a shared limit), so an
+ * entry is promoted only by a second admitted request for its key or by
+ * refusing.  To evict a
  * protected counter, an attacker must first promote half a zone of
  * entries of its own (each needs a second admitted request for a key it
  * chose, or a counter of its own spent), which demotes the counter to

@@ -39,7 +39,9 @@ typedef struct {
     const char *name;
     /* Check every layer; when no enforcing layer is refused, commit every
      * layer that fits (a refused dry-run layer is not committed).  Sets
-     * each layer's result, refused, overflow_used, committed. */
+     * each layer's result, refused, overflow_used, committed.  The layers'
+     * keys are distinct: rl2_decide makes one layer of a limit that two
+     * matching rules share. */
     rl2_status_t (*apply)(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                           const rl2_clock_t *now, rl2_err_t *err);
     /* Take back the committed layers (a later phase refused the request,
