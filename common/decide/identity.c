@@ -511,20 +511,40 @@ rl2_apikey_take(rl2_ctx_t *c, const char *v, size_t len, int form, size_t max,
     return r > 0;
 }
 
-/* Every value the header carries: a repeated header reaches the core as
- * one list ("junk, REAL": Apache and lighttpd join them so, and
- * ratelimit2-fcgi joins nginx's repeated params the same way). */
+/* The next element of a header list at *pos, trimmed of spaces and tabs
+ * (it may be empty), its length in *len; *pos moves past it, to NULL
+ * after the last.  A repeated header reaches the core as one such list
+ * ("junk, REAL": Apache and lighttpd join them so, and ratelimit2-fcgi
+ * joins nginx's repeated params the same way). */
+static const char *
+rl2_list_next(const char **pos, size_t *len)
+{
+    const char *e = *pos;
+    const char *comma = strchr(e, ',');
+    size_t      n = comma ? (size_t)(comma - e) : strlen(e);
+
+    *pos = comma ? comma + 1 : NULL;
+    while (n > 0 && (*e == ' ' || *e == '\t')) {
+        e++, n--;
+    }
+    while (n > 0 && (e[n - 1] == ' ' || e[n - 1] == '\t')) {
+        n--;
+    }
+    *len = n;
+    return e;
+}
+
+/* Every value the header carries (rl2_list_next). */
 static int
 rl2_apikey_header(rl2_ctx_t *c, const char *v, int *seen, int *unread)
 {
     int differ = 0;
 
-    for (const char *p = v; p != NULL;) {
-        const char *comma = strchr(p, ',');
-        size_t      len = comma ? (size_t)(comma - p) : strlen(p);
+    for (const char *pos = v; pos != NULL;) {
+        size_t      len;
+        const char *e = rl2_list_next(&pos, &len);
 
-        differ |= rl2_apikey_take(c, p, len, 0, RL2_APIKEY_MAX, seen, unread);
-        p = comma ? comma + 1 : NULL;
+        differ |= rl2_apikey_take(c, e, len, 0, RL2_APIKEY_MAX, seen, unread);
     }
     return differ;
 }
@@ -659,28 +679,19 @@ rl2_tier_find(const rl2_policy_t *p, const char *name)
     return name != NULL ? rl2_tier_find_n(p, name, strlen(name)) : -1;
 }
 
-/* The tier a header names.  A repeated header reaches the core as one
- * list ("pro, enterprise": Apache and lighttpd join it so, and
- * ratelimit2-fcgi joins nginx's params the same way): the tier when every
- * element names the same one, -1 when none names a tier, and
- * RL2_TIER_CONFLICT when two differ, since the limiter cannot know which
- * one the application reads. */
+/* The tier a header names, every element of its list (rl2_list_next)
+ * alike: the tier when every element names the same one, -1 when none
+ * names a tier, and RL2_TIER_CONFLICT when two differ, since the limiter
+ * cannot know which one the application reads. */
 static int
 rl2_tier_from_header(const rl2_policy_t *p, const char *value)
 {
     int tier = -1, seen = 0;
 
-    for (const char *e = value; e != NULL;) {
-        const char *comma = strchr(e, ',');
-        size_t      len = comma ? (size_t)(comma - e) : strlen(e);
-        const char *next = comma ? comma + 1 : NULL;
+    for (const char *pos = value; pos != NULL;) {
+        size_t      len;
+        const char *e = rl2_list_next(&pos, &len);
 
-        while (len > 0 && (*e == ' ' || *e == '\t')) {
-            e++, len--;
-        }
-        while (len > 0 && (e[len - 1] == ' ' || e[len - 1] == '\t')) {
-            len--;
-        }
         if (len > 0) {
             int t = rl2_tier_find_n(p, e, len);
 
@@ -690,7 +701,6 @@ rl2_tier_from_header(const rl2_policy_t *p, const char *value)
             tier = t;
             seen = 1;
         }
-        e = next;
     }
     return tier;
 }
