@@ -435,6 +435,16 @@ hold_one_slot(rl2_limit_t *conc, rl2_layer_t *l)
     assert_int_equal(apply(fx.store, l, 1), RL2_OK);
 }
 
+/* hold_one_slot, then Redis goes away and the slot's release is queued
+ * for it. */
+static void
+queue_one_release(rl2_limit_t *conc, rl2_layer_t *l)
+{
+    hold_one_slot(conc, l);
+    outage();
+    assert_int_equal(refund(fx.store, l, 1), RL2_OK);
+}
+
 /* A replay Redis does not answer was sent: it is counted failed and not
  * sent again (Redis may still run it), and it opens the circuit again. */
 static void
@@ -445,9 +455,7 @@ test_failed_replay_is_not_sent_again(void **state)
     rl2_circuit_stats_t cs;
 
     (void)state;
-    hold_one_slot(&conc, &l);
-    outage();
-    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    queue_one_release(&conc, &l);
     fx.primary.fail_refunds = 1;
     probe(1);
     assert_int_equal(fx.primary.refunds, 1);
@@ -491,9 +499,7 @@ test_refund_too_old_is_dropped(void **state)
     rl2_circuit_stats_t cs;
 
     (void)state;
-    hold_one_slot(&conc, &l);
-    outage();
-    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    queue_one_release(&conc, &l);
     fake_us += RL2_REFUND_MAX_AGE_US;
     probe(1);
     assert_int_equal(fx.primary.refunds, 0);
@@ -517,9 +523,7 @@ test_slot_of_a_dead_process_is_taken_back(void **state)
     int                 status;
 
     (void)state;
-    hold_one_slot(&conc, &l);
-    outage();
-    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    queue_one_release(&conc, &l);
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -619,9 +623,7 @@ test_slot_of_a_reused_pid_is_taken_back_in_time(void **state)
     pid_t               reused;
 
     (void)state;
-    hold_one_slot(&conc, &l);
-    outage();
-    assert_int_equal(refund(fx.store, &l, 1), RL2_OK);
+    queue_one_release(&conc, &l);
     q = rl2_circuit_refunds(fx.circuit);
     assert_int_equal(
         rl2_refunds_claim(q, &pos, claimed, limits, slots, 1, fake_us), 1);
