@@ -103,6 +103,10 @@ rl2_fcgi_param(void *ctx, const char *name)
     const char        *first = NULL, *last = NULL, *list;
     int                count = 0;
 
+    /* Joined by an earlier lookup: no second walk of the params. */
+    if ((list = rl2_fcgi_joined(p, name)) != NULL) {
+        return list;
+    }
     for (char **e = p->req->envp; *e != NULL; e++) {
         if (strncmp(*e, name, nlen) == 0 && (*e)[nlen] == '=') {
             last = *e + nlen + 1;
@@ -115,9 +119,6 @@ rl2_fcgi_param(void *ctx, const char *name)
     }
     if (strncmp(name, "HTTP_", 5) != 0) {
         return last;
-    }
-    if ((list = rl2_fcgi_joined(p, name)) != NULL) {
-        return list;
     }
     if ((list = rl2_fcgi_join(p, name, nlen)) == NULL) {
         p->overflow = 1;
