@@ -20,7 +20,12 @@ BUILD    ?= build
 
 comma    := ,
 WARN     := -Wall -Wextra -Werror
-CFLAGS_C := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC $(WARN) -Icommon/include
+# Hidden visibility: the core is a static archive linked into the module
+# and the programs; in the module, calls between its functions are then
+# direct, not through the PLT, and may be inlined (the module exports
+# ratelimit2_module alone: mod_ratelimit2.h).
+CFLAGS_C := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden $(WARN) \
+            -Icommon/include
 # The core's folders include each other's internal headers as
 # "folder/name.h"; only the core, its unit tests, the test tools and the
 # benchmark use this path.
@@ -129,7 +134,8 @@ $(MODULE): $(MOD_SRC) $(LIB) $(wildcard mod_ratelimit2/*.h)
 	@mkdir -p $(BUILD)/mod
 	cp $(MOD_SRC) $(wildcard mod_ratelimit2/*.h) $(BUILD)/mod/
 	cd $(BUILD)/mod && $(APXS) -c -o mod_ratelimit2.so \
-	    -Wc,-std=gnu11 $(addprefix -Wc$(comma),$(WARN)) \
+	    -Wc,-std=gnu11 -Wc,-fvisibility=hidden \
+	    $(addprefix -Wc$(comma),$(WARN)) \
 	    -I$(CURDIR)/common/include \
 	    $(APXS_SAN) \
 	    $(notdir $(MOD_SRC)) $(abspath $(LIB)) -lconfig -lhiredis -lrt \

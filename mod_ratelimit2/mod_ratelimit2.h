@@ -21,7 +21,12 @@
 #define RL2_JSON_FILTER    "RATELIMIT2_JSON"
 #define RL2_RELEASE_FILTER "RATELIMIT2_RELEASE"
 
-extern module AP_MODULE_DECLARE_DATA ratelimit2_module;
+/* The one symbol the module exports: Apache finds it with dlsym().
+ * Everything else, the core included, is built with hidden visibility,
+ * so that calls inside the module are direct (no PLT) and the compiler
+ * may inline them. */
+extern module AP_MODULE_DECLARE_DATA
+    __attribute__((visibility("default"))) ratelimit2_module;
 
 /* Server-wide: the policy and identity settings.  The zone directives are
  * global (main server only). */
