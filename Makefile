@@ -60,7 +60,7 @@ APXS_SAN += $(addprefix -Wc$(comma),$(COVFLAGS)) -Wc,-O0 \
 endif
 
 # The core, one folder per subsystem in the order of docs/architecture.md.
-CORE_DIRS := base algo policy store redis decide obs backend load
+CORE_DIRS := base algo policy store redis control decide obs backend load
 CORE_SRC := $(sort $(foreach d,$(CORE_DIRS),$(wildcard common/$(d)/*.c)))
 CORE_OBJ := $(CORE_SRC:common/%.c=$(BUILD)/common/%.o)
 CORE_HDR := $(wildcard common/include/ratelimit2/*.h) \

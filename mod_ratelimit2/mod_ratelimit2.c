@@ -196,28 +196,48 @@ rl2_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
     return ap_pass_brigade(f->next, bb);
 }
 
+/* The status of a refusal: 429 for a limit; for a runtime ban what the
+ * policy says (429 or 403); 503 under the emergency allow-list. */
+static int
+rl2_refusal_status(const rl2_policy_t *policy, const rl2_verdict_t *v)
+{
+    switch (v->refusal) {
+    case RL2_REFUSAL_BAN:
+        return policy->ban_status == HTTP_FORBIDDEN ? HTTP_FORBIDDEN
+                                                    : HTTP_TOO_MANY_REQUESTS;
+    case RL2_REFUSAL_EMERGENCY:
+        return HTTP_SERVICE_UNAVAILABLE;
+    default:
+        return HTTP_TOO_MANY_REQUESTS;
+    }
+}
+
 static int
 rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 {
     const rl2_verdict_t *v = st->verdict;
     char                 body[RL2_BODY_MAX];
+    int                  status = rl2_refusal_status(policy, v);
 
+    st->status = status;
     rl2_fields_place(r, st->fields, RL2_FIELDS_AT_REFUSAL);
     rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method, r->uri,
                     &st->now);
-    if (ap_response_code_string(r, ap_index_of_response(HTTP_TOO_MANY_REQUESTS))
-        == NULL) {
+    if (ap_response_code_string(r, ap_index_of_response(status)) == NULL) {
         rl2_body_render(policy, v, &st->now, body, sizeof(body));
-        ap_custom_response(r, HTTP_TOO_MANY_REQUESTS, body);
+        ap_custom_response(r, status, body);
         st->json_body = 1;
     }
     ap_log_rerror(
         APLOG_MARK, APLOG_INFO, 0, r,
         RL2_LOGNO(
             0001) "limited: client=%s limit=%s retry_after=%" APR_INT64_T_FMT,
-        rl2_shown_client(v), rl2_shown_name(v),
+        rl2_shown_client(v),
+        v->refusal == RL2_REFUSAL_BAN         ? "(banned)"
+        : v->refusal == RL2_REFUSAL_EMERGENCY ? "(emergency)"
+                                              : rl2_shown_name(v),
         (apr_int64_t)rl2_retry_after_s(v));
-    return HTTP_TOO_MANY_REQUESTS;
+    return status;
 }
 
 static void
@@ -230,7 +250,7 @@ rl2_insert_error_filter(request_rec *r)
         return;
     }
     rl2_fields_place(r, st->fields, RL2_FIELDS_AT_ERROR);
-    if (st->json_body && r->status == HTTP_TOO_MANY_REQUESTS) {
+    if (st->json_body && r->status == st->status) {
         ap_add_output_filter(RL2_JSON_FILTER, NULL, r, r->connection);
     }
 }
@@ -260,6 +280,7 @@ rl2_state_new(request_rec *r, const rl2_clock_t *now)
     st->cleanup_registered = 0;
     st->dry_run_logged = 0;
     st->json_body = 0;
+    st->status = 0;
     ap_set_module_config(r->request_config, &ratelimit2_module, st);
     return st;
 }
@@ -274,8 +295,7 @@ rl2_keep(request_rec *r, const rl2_verdict_t *v, const rl2_clock_t *now)
     rl2_req_state_t *st = rl2_state_new(r, now);
 
     st->verdict = apr_palloc(r->pool, sizeof(*st->verdict));
-    memcpy(st->verdict, v,
-           offsetof(rl2_verdict_t, layers) + v->n_layers * sizeof(rl2_layer_t));
+    rl2_verdict_copy(st->verdict, v);
     return st;
 }
 
@@ -364,7 +384,7 @@ rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st,
         return DECLINED;
     }
     rl2_metrics_count(r, v, now);
-    if (v->shown >= 0) {
+    if (v->shown >= 0 || v->outcome == RL2_OUTCOME_DENY) {
         if (st == NULL) {
             st = rl2_state_new(r, now);
         }
@@ -417,7 +437,7 @@ rl2_next_phase(request_rec *r, const rl2_policy_t *policy,
     if (st->verdict->outcome == RL2_OUTCOME_DENY) {
         /* Refused in the access phase but let through by "Satisfy Any":
          * refuse again now. */
-        return HTTP_TOO_MANY_REQUESTS;
+        return st->status != 0 ? st->status : HTTP_TOO_MANY_REQUESTS;
     }
     if (!decide
         || (dst = rl2_decide_request(r, policy, dconf, phase, &st->now,
@@ -454,6 +474,13 @@ rl2_run_phase(request_rec *r, unsigned phase)
     if (r->main != NULL || r->prev != NULL || dconf->engine == 0
         || rl2_store == NULL || policy == NULL) {
         return DECLINED;
+    }
+    /* A runtime ban of a user or an API key is known only after
+     * authentication, whatever the limits need: the early phase keeps
+     * its verdict for the late one (fixups then runs it). */
+    if (phase == RL2_PHASE_EARLY && (phases & RL2_PHASE_LATE) == 0
+        && rl2_decide_needs_late(policy)) {
+        phases |= RL2_PHASE_LATE;
     }
     st = ap_get_module_config(r->request_config, &ratelimit2_module);
     if (st != NULL && st->verdict != NULL) {

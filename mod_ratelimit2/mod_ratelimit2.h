@@ -25,8 +25,8 @@
  * Everything else, the core included, is built with hidden visibility,
  * so that calls inside the module are direct (no PLT) and the compiler
  * may inline them. */
-extern module AP_MODULE_DECLARE_DATA
-    __attribute__((visibility("default"))) ratelimit2_module;
+extern module AP_MODULE_DECLARE_DATA __attribute__((visibility("default")))
+ratelimit2_module;
 
 /* Server-wide: the policy and identity settings.  The zone directives are
  * global (main server only). */
@@ -86,8 +86,10 @@ typedef struct {
     rl2_clock_t   now;
     int           cleanup_registered;
     int           dry_run_logged;
-    int           json_body;       /* our 429 body is the response */
-    rl2_fields_t  rendered;        /* what fields points to: the state and
+    int           json_body;       /* our refusal body is the response */
+    int           status;          /* the refusal's status (429, 403,
+                                      503), or 0 */
+    rl2_fields_t rendered;         /* what fields points to: the state and
                                       the fields in one allocation */
     char values[RL2_FIELDS_FIRST]; /* their first room */
 } rl2_req_state_t;

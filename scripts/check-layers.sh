@@ -11,7 +11,7 @@
 set -u
 cd "${1:-$(dirname "$0")/..}"
 
-LAYERS="base algo policy store redis decide obs backend load"
+LAYERS="base algo policy store redis control decide obs backend load"
 
 # Public header -> the folder that implements it.
 declare -A PUBLIC=(
@@ -20,6 +20,7 @@ declare -A PUBLIC=(
     [policy.h]=policy
     [store.h]=store [store_local.h]=store [failover.h]=store
     [redis.h]=redis [tier_source.h]=redis
+    [overrides.h]=control
     [decide.h]=decide [headers.h]=decide
     [metrics.h]=obs [violation_log.h]=obs
     [backend.h]=backend [store_opts.h]=backend

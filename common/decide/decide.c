@@ -341,7 +341,7 @@ rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
 
         /* Field by field: the client text is written by rl2_layer_key,
          * so the layer is not cleared as a whole. */
-        layer->limit = limit;
+        layer->limit = limit; /* a runtime factor scales it later */
         layer->rule = a->rule;
         layer->dry_run = (mode == RL2_MODE_DRY_RUN);
         layer->result = (rl2_algo_result_t){ 0 };
@@ -486,6 +486,9 @@ rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                               ? c->policy->mode
                               : applied[i].rule->mode;
 
+        if (__builtin_expect(c->ovr_read, 0)) {
+            mode = rl2_runtime_mode(c, applied[i].rule, mode);
+        }
         if (mode == RL2_MODE_OFF) {
             continue;
         }
@@ -521,6 +524,22 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
                            "different API keys");
     }
     v->phases |= phase;
+    if (!rl2_overrides_idle(policy->overrides)) {
+        c.now = now;
+        switch (rl2_runtime_client(&c)) {
+        case RL2_RUNTIME_REFUSE:
+            /* Refused before any rule: what an earlier phase counted is
+             * taken back, as for any refusal. */
+            v->outcome = RL2_OUTCOME_DENY;
+            v->shown = -1;
+            return rl2_refund_committed(store, v->layers, first, now, err);
+        case RL2_RUNTIME_BYPASS:
+            v->outcome = RL2_OUTCOME_BYPASS;
+            return rl2_refund_committed(store, v->layers, first, now, err);
+        default:
+            break;
+        }
+    }
     if (rl2_has_whitelist(policy) && rl2_whitelisted(&c)) {
         v->outcome = RL2_OUTCOME_BYPASS;
         return rl2_refund_committed(store, v->layers, first, now, err);
@@ -551,6 +570,9 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
     }
     if (v->n_layers == first) {
         return RL2_OK;
+    }
+    if (c.ovr_read) {
+        rl2_runtime_layers(&c, first);
     }
     st = store->ops->apply(store, v->layers + first, v->n_layers - first, now,
                            err);

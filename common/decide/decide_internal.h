@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "ratelimit2/decide.h"
+#include "ratelimit2/overrides.h"
 
 /* The longest API key in a header, bytes (Apache's longest header line);
  * a longer value is no key.  One in the query string is no key beyond
@@ -68,6 +69,11 @@ typedef struct {
                              for a grouped IPv6 client */
     size_t group_len;
     char   group_buf[48];
+    /* The runtime override table's answer for this client (runtime.c),
+     * when ovr_read. */
+    int                ovr_read;
+    rl2_ovr_client_t   ovr;
+    const rl2_clock_t *now; /* set with ovr */
 } rl2_ctx_t;
 
 /* Copy src into dst, truncating: log forms of keys are bounded. */
@@ -102,6 +108,31 @@ int rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client);
  * or the hex SHA-256 of the API key into buf[65]; NULL when none. */
 const char *rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
                               const char *apikey, char *buf);
+
+/* Who the client is, as the override table matches it: the address
+ * (parsed now if the fast path left it as text), user, API key hash. */
+void rl2_ctx_who(rl2_ctx_t *c, rl2_ovr_who_t *who);
+
+/* ---- runtime overrides (runtime.c) ---- */
+
+enum {
+    RL2_RUNTIME_DECIDE = 0, /* go on with the rules */
+    RL2_RUNTIME_BYPASS,     /* allowed at run time */
+    RL2_RUNTIME_REFUSE      /* banned, or the emergency allow-list: the
+                               verdict's refusal says which */
+};
+
+/* Read the table for this client into c->ovr; one of the above. */
+int rl2_runtime_client(rl2_ctx_t *c);
+
+/* A rule's mode as the table sets it, else mode. */
+rl2_mode_t rl2_runtime_mode(const rl2_ctx_t *c, const rl2_rule_t *rule,
+                            rl2_mode_t mode);
+
+/* Layers first.. of the verdict with their limits as boosts and the
+ * emergency factor scale them for this client: a scaled copy in the
+ * verdict where a factor applies (keys stay those of the limits). */
+void rl2_runtime_layers(rl2_ctx_t *c, size_t first);
 
 /* Does the policy whitelist anything?  (Most do not: no call then.) */
 static inline int

@@ -28,6 +28,9 @@ rl2_ceil_s(int64_t us)
 long long
 rl2_retry_after_s(const rl2_verdict_t *v)
 {
+    if (v->outcome == RL2_OUTCOME_DENY && v->refusal != RL2_REFUSAL_LIMIT) {
+        return v->refusal_retry_s > 0 ? v->refusal_retry_s : 1;
+    }
     if (v->outcome != RL2_OUTCOME_DENY || v->shown < 0) {
         return 0;
     }
@@ -77,6 +80,37 @@ rl2_put_mem(char *w, const char *s, size_t n)
     return w + n;
 }
 
+/* Is the limit's item the load-time string?  Not for a monthly quota
+ * (a month's length varies) nor for a limit a runtime factor scaled (its
+ * q is another: runtime.c leaves sf_policy NULL). */
+static int
+rl2_item_fixed(const rl2_limit_t *limit)
+{
+    return limit->sf_policy != NULL
+           && !(limit->algo.algo == RL2_ALGO_QUOTA
+                && limit->algo.period == RL2_PERIOD_MONTH);
+}
+
+/* The item of a limit whose item is not fixed, rendered now. */
+static char *
+rl2_put_item(char *p, const rl2_limit_t *limit, const rl2_clock_t *now)
+{
+    if (limit->sf_policy != NULL) {
+        /* A monthly quota: the fixed part, then this month's w. */
+        p = rl2_put_mem(p, limit->sf_policy, limit->sf_policy_len);
+        p = rl2_put_mem(p, ";w=", 3);
+        return rl2_put_i64(p, rl2_window_s(limit, now));
+    }
+    p = rl2_put_mem(p, limit->sf_name, limit->sf_name_len);
+    p = rl2_put_mem(p, ";q=", 3);
+    p = rl2_put_i64(p, limit->algo.limit);
+    if (limit->algo.algo != RL2_ALGO_CONCURRENCY) {
+        p = rl2_put_mem(p, ";w=", 3);
+        p = rl2_put_i64(p, rl2_window_s(limit, now));
+    }
+    return p;
+}
+
 /* RateLimit-Policy: every visible layer's item, comma-separated.  The
  * common case, one layer whose item is fixed, is the load-time string
  * itself (no copy). */
@@ -95,9 +129,7 @@ rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
             only = limit;
         }
     }
-    if (visible == 1
-        && !(only->algo.algo == RL2_ALGO_QUOTA
-             && only->algo.period == RL2_PERIOD_MONTH)) {
+    if (visible == 1 && rl2_item_fixed(only)) {
         return only->sf_policy;
     }
     for (size_t i = 0; i < v->n_layers; i++) {
@@ -109,13 +141,9 @@ rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
         if (p != start) {
             p = rl2_put_mem(p, ", ", 2);
         }
-        p = rl2_put_mem(p, limit->sf_policy, limit->sf_policy_len);
-        if (limit->algo.algo == RL2_ALGO_QUOTA
-            && limit->algo.period == RL2_PERIOD_MONTH) {
-            /* A month's length depends on the month: rendered now. */
-            p = rl2_put_mem(p, ";w=", 3);
-            p = rl2_put_i64(p, rl2_window_s(limit, now));
-        }
+        p = rl2_item_fixed(limit)
+                ? rl2_put_mem(p, limit->sf_policy, limit->sf_policy_len)
+                : rl2_put_item(p, limit, now);
     }
     *p++ = '\0';
     *w = p;
@@ -146,13 +174,34 @@ rl2_headers_size(const rl2_verdict_t *v)
 {
     size_t need = 6 * RL2_NUM_ROOM + 16;
 
+    /* Each item: its load-time length, a separator, and room for a w
+     * rendered now (a month) or a q rendered now (a scaled copy keeps the
+     * length of the item it was copied from). */
     for (size_t i = 0; i < v->n_layers; i++) {
-        need += v->layers[i].limit->sf_policy_len + 2 + 3 + RL2_NUM_ROOM;
+        need += v->layers[i].limit->sf_policy_len + 2 + 3 + 2 * RL2_NUM_ROOM;
     }
     if (v->shown >= 0) {
         need += v->layers[v->shown].limit->sf_name_len;
     }
     return need;
+}
+
+/* Refused before any limit (a ban, the emergency switch): when to come
+ * back is all there is to say.  Nothing for a verdict that shows no
+ * layer otherwise. */
+static size_t
+rl2_headers_refusal(const rl2_verdict_t *v, char *buf, size_t len,
+                    rl2_header_set_fn set, void *ctx)
+{
+    if (v->outcome != RL2_OUTCOME_DENY || v->refusal == RL2_REFUSAL_LIMIT) {
+        return 0;
+    }
+    if (len < RL2_NUM_ROOM) {
+        return RL2_NUM_ROOM;
+    }
+    *rl2_put_i64(buf, rl2_retry_after_s(v)) = '\0';
+    set(ctx, "Retry-After", buf);
+    return RL2_NUM_ROOM;
 }
 
 /* One value after another in buf, each NUL-terminated; the room was
@@ -169,7 +218,7 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
     long long          t;
 
     if (v->shown < 0) {
-        return 0;
+        return rl2_headers_refusal(v, buf, len, set, ctx);
     }
     if (len < (need = rl2_headers_size(v))) {
         return need;
@@ -260,6 +309,24 @@ rl2_json_field(char *buf, size_t len, size_t pos, const char *name,
     return pos + 1;
 }
 
+/* The body of a refusal that came before any limit. */
+static size_t
+rl2_body_refusal(const rl2_verdict_t *v, long long retry, char *buf, size_t len)
+{
+    int ban = v->refusal == RL2_REFUSAL_BAN;
+    int n =
+        snprintf(buf, len,
+                 "{\"error\":\"%s\",\"message\":\"%s Retry in %lld second%s.\","
+                 "\"retry_after\":%lld}\n",
+                 ban ? "banned" : "unavailable",
+                 ban ? "This client is banned."
+                     : "The service admits listed clients "
+                       "only for now.",
+                 retry, retry == 1 ? "" : "s", retry);
+
+    return n < 0 ? 0 : (size_t)n;
+}
+
 size_t
 rl2_body_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                 const rl2_clock_t *now, char *buf, size_t len)
@@ -271,6 +338,9 @@ rl2_body_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
 
     if (len == 0) {
         return 0;
+    }
+    if (v->refusal != RL2_REFUSAL_LIMIT) {
+        return rl2_body_refusal(v, retry, buf, len);
     }
     snprintf(msg, sizeof(msg),
              "Too many requests: the limit \"%s\" is "

@@ -738,6 +738,10 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
     if (p->n_tiers == 0) {
         return -1;
     }
+    /* The operator's decision of the moment comes first. */
+    if (c->ovr_read && c->ovr.tier >= 0) {
+        return c->ovr.tier;
+    }
     if (client != NULL && client->tier >= 0) {
         return client->tier;
     }
@@ -804,12 +808,28 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy, const rl2_request_t *req,
     c->req = req;
     c->v = v;
     c->phase = phase;
+    c->ovr_read = 0;
     c->method_bit = rl2_method_readings(policy, req);
     rl2_resolve_address(c);
     if (req->user != NULL && req->user[0] != '\0') {
         rl2_hash_id(&policy->hash_key, req->user, c->user_hash);
     }
     return rl2_resolve_apikey(c);
+}
+
+void
+rl2_ctx_who(rl2_ctx_t *c, rl2_ovr_who_t *who)
+{
+    rl2_verdict_t *v = c->v;
+
+    if (v->addr_family == 0
+        && rl2_addr_parse(v->client_ip, &v->addr_family, v->addr) != 0) {
+        v->addr_family = 0;
+    }
+    who->family = v->addr_family;
+    who->addr = v->addr;
+    who->user = c->req->user;
+    who->key_hash = c->apikey != NULL ? c->apikey_hash : NULL;
 }
 
 void

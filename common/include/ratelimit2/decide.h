@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "ratelimit2/overrides.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/status.h"
 #include "ratelimit2/store.h"
@@ -56,6 +57,13 @@ typedef enum {
     RL2_OUTCOME_BYPASS    /* whitelisted or exempt */
 } rl2_outcome_t;
 
+typedef enum {
+    RL2_REFUSAL_LIMIT = 0, /* a limit refused (or nothing refused) */
+    RL2_REFUSAL_BAN,       /* banned at run time */
+    RL2_REFUSAL_EMERGENCY  /* the emergency switch admits allowed clients
+                              only */
+} rl2_refusal_t;
+
 typedef struct {
     rl2_outcome_t outcome;
     int           dry_run_denied; /* a dry-run layer would have refused */
@@ -66,8 +74,17 @@ typedef struct {
     int           addr_family;    /* resolved client address */
     uint8_t       addr[16];
     char          client_ip[48]; /* its text (after trusted proxies) */
+    /* Why a refusal came before any limit was checked: a runtime ban
+     * (the front end answers policy->ban_status) or the emergency
+     * switch's allow-list (503); retry_s says when to come back. */
+    rl2_refusal_t refusal;
+    int64_t       refusal_retry_s;
+    size_t        n_scaled; /* of scaled[] */
     size_t        n_layers;
     rl2_layer_t   layers[RL2_MAX_LAYERS];
+    /* Limits a runtime factor scaled for this request: layers point
+     * here (rl2_verdict_copy keeps them pointing at the copy's). */
+    rl2_limit_t scaled[RL2_MAX_LAYERS];
 } rl2_verdict_t;
 
 /* An empty verdict.  Only the head is cleared (layers are written as they
@@ -79,6 +96,22 @@ rl2_verdict_init(rl2_verdict_t *v)
     memset(v, 0, offsetof(rl2_verdict_t, layers));
     v->shown = -1;
     v->tier = -1;
+}
+
+/* Copy src's head, its layers and the limits scaled for them into dst
+ * (which outlives src: a front end keeps a verdict for a later phase);
+ * dst's layers then point at dst's scaled limits. */
+void rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src);
+
+/* Does a decision of this policy need the late phase now, though none
+ * of its limits does?  Yes while the runtime override table holds a
+ * ban, allow or tier for a user or API key, which only the late phase
+ * knows.  Front ends that decide in two phases ask on every request
+ * (one load when no override is set). */
+static inline int
+rl2_decide_needs_late(const rl2_policy_t *policy)
+{
+    return rl2_overrides_name_identities(policy->overrides);
 }
 
 /* Decide `phase` of the request against the policy's rules plus `extra`

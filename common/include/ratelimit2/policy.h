@@ -225,6 +225,10 @@ typedef struct {
     const struct rl2_tier_redis *tier_redis;
     /* redis, failover and alerts groups (config_store.c), or NULL. */
     const struct rl2_policy_store *store;
+    /* The runtime override table (overrides.h) the front end attached
+     * for this policy's decisions, or NULL: none.  Not owned. */
+    struct rl2_overrides *overrides;
+    int ban_status; /* a banned client's answer: 429 (default) or 403 */
 } rl2_policy_t;
 
 /* An empty policy with defaults: enforce, first match, ipv6_prefix 64,

@@ -1,0 +1,286 @@
+/*
+ * override_file.c -- the state file that keeps overrides across restarts
+ * and reboots.
+ *
+ * Shared memory goes with a reboot (and with `ratelimit2ctl` removing a
+ * zone); the state file does not.  Every change rewrites it whole: the
+ * active entries go to "<file>.tmp", which is flushed to disk and renamed
+ * over the file, so a crash leaves the old file or the new one, never
+ * half of one.  Writers hold the table's lock, so two never write it at
+ * once.
+ *
+ * One line per entry, tab-separated:
+ *   KIND TARGET VALUE EXPIRES_US CREATED_US AUTHOR REASON
+ * VALUE is the tier name (tier), the factor in ppm (boost, emergency;
+ * 0: allow-list only), the mode (mode), "-" otherwise.  AUTHOR and REASON
+ * have tab, newline, carriage return and backslash escaped as \t \n \r
+ * \\.  Lines starting with '#' are comments.  A line that does not read
+ * is an error naming the file and line: the file is ours, and a damaged
+ * one must be looked at, not half-trusted.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/base_internal.h"
+#include "control_internal.h"
+
+#define OVR_FILE_HEAD "# ratelimit2 overrides 1"
+#define OVR_LINE_MAX  1024
+
+static const char *const mode_names[] = { [RL2_MODE_ENFORCE] = "enforce",
+                                          [RL2_MODE_DRY_RUN] = "dry_run",
+                                          [RL2_MODE_OFF] = "off" };
+
+static void
+rl2_ovr_put_escaped(FILE *f, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        switch (*s) {
+        case '\t':
+            fputs("\\t", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        default:
+            fputc(*s, f);
+        }
+    }
+}
+
+/* Undo rl2_ovr_put_escaped into out[max]; -1 on a bad escape or no room. */
+static int
+rl2_ovr_unescape(const char *s, char *out, size_t max)
+{
+    size_t n = 0;
+
+    for (; *s != '\0'; s++) {
+        char c = *s;
+
+        if (c == '\\') {
+            switch (*++s) {
+            case 't':
+                c = '\t';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case '\\':
+                c = '\\';
+                break;
+            default:
+                return -1;
+            }
+        }
+        if (n + 1 >= max) {
+            return -1;
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static void
+rl2_ovr_write_entry(FILE *f, const rl2_override_t *o)
+{
+    fprintf(f, "%s\t%s\t", rl2_ovr_kind_name(o->kind), o->target);
+    switch (o->kind) {
+    case RL2_OVR_TIER:
+        fputs(o->tier, f);
+        break;
+    case RL2_OVR_BOOST:
+    case RL2_OVR_EMERGENCY:
+        fprintf(f, "%" PRIu32, o->factor_ppm);
+        break;
+    case RL2_OVR_MODE:
+        fputs(mode_names[o->mode], f);
+        break;
+    default:
+        fputc('-', f);
+    }
+    fprintf(f, "\t%" PRId64 "\t%" PRId64 "\t", o->expires_us, o->created_us);
+    rl2_ovr_put_escaped(f, o->author);
+    fputc('\t', f);
+    rl2_ovr_put_escaped(f, o->reason);
+    fputc('\n', f);
+}
+
+rl2_status_t
+rl2_ovr_file_save(const rl2_overrides_t *t, const char *path,
+                  const rl2_clock_t *now, rl2_err_t *err)
+{
+    char  tmp[4096];
+    FILE *f;
+    int   fd, ok;
+
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "state file name too long");
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+        int e = errno;
+
+        if (fd >= 0) {
+            close(fd);
+        }
+        return rl2_err_set(err, RL2_ERR_SYS, "overrides state file %s: %s", tmp,
+                           strerror(e));
+    }
+    fprintf(f, "%s\n", OVR_FILE_HEAD);
+    for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+        const ovr_slot_t *slot = &t->shm->slots[i];
+
+        if (atomic_load_explicit(&slot->state, memory_order_relaxed) == OVR_USED
+            && (slot->o.expires_us == 0 || slot->o.expires_us > now->wall_us)) {
+            rl2_ovr_write_entry(f, &slot->o);
+        }
+    }
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+
+        unlink(tmp);
+        return rl2_err_set(err, RL2_ERR_SYS, "overrides state file %s: %s",
+                           path, strerror(e));
+    }
+    return RL2_OK;
+}
+
+/* Split line at tabs into at most max fields; returns how many. */
+static int
+rl2_ovr_split(char *line, char **field, int max)
+{
+    int n = 0;
+
+    field[n++] = line;
+    for (char *p = line; *p != '\0' && n < max; p++) {
+        if (*p == '\t') {
+            *p = '\0';
+            field[n++] = p + 1;
+        }
+    }
+    return n;
+}
+
+static int
+rl2_ovr_value_parse(rl2_override_t *o, const char *value)
+{
+    char *end;
+
+    switch (o->kind) {
+    case RL2_OVR_TIER:
+        return snprintf(o->tier, sizeof(o->tier), "%s", value)
+                       < (int)sizeof(o->tier)
+                   ? 0
+                   : -1;
+    case RL2_OVR_BOOST:
+    case RL2_OVR_EMERGENCY: {
+        unsigned long v = strtoul(value, &end, 10);
+
+        if (*end != '\0' || end == value || v > RL2_OVR_FACTOR_MAX) {
+            return -1;
+        }
+        o->factor_ppm = (uint32_t)v;
+        return 0;
+    }
+    case RL2_OVR_MODE:
+        for (int m = RL2_MODE_ENFORCE; m <= RL2_MODE_OFF; m++) {
+            if (strcmp(value, mode_names[m]) == 0) {
+                o->mode = (rl2_mode_t)m;
+                return 0;
+            }
+        }
+        return -1;
+    default:
+        return strcmp(value, "-") == 0 ? 0 : -1;
+    }
+}
+
+/* One line into o; -1 when it does not read. */
+static int
+rl2_ovr_parse_line(char *line, rl2_override_t *o)
+{
+    char     *f[7], *end;
+    rl2_err_t err;
+
+    memset(o, 0, sizeof(*o));
+    if (rl2_ovr_split(line, f, 7) != 7
+        || (o->kind = rl2_ovr_kind_from_name(f[0])) == 0
+        || rl2_override_target(NULL, o->kind, f[1], o, &err) != RL2_OK
+        || strcmp(o->target, f[1]) != 0 || rl2_ovr_value_parse(o, f[2]) != 0) {
+        return -1;
+    }
+    o->expires_us = strtoll(f[3], &end, 10);
+    if (*end != '\0' || end == f[3] || o->expires_us < 0) {
+        return -1;
+    }
+    o->created_us = strtoll(f[4], &end, 10);
+    if (*end != '\0' || end == f[4]) {
+        return -1;
+    }
+    return rl2_ovr_unescape(f[5], o->author, sizeof(o->author)) == 0
+                   && rl2_ovr_unescape(f[6], o->reason, sizeof(o->reason)) == 0
+               ? 0
+               : -1;
+}
+
+rl2_status_t
+rl2_ovr_file_load(rl2_overrides_t *t, const char *path, const rl2_clock_t *now,
+                  rl2_err_t *err)
+{
+    FILE          *f = fopen(path, "re");
+    char           line[OVR_LINE_MAX];
+    int            lineno = 0;
+    rl2_override_t o, before;
+    rl2_status_t   st = RL2_OK;
+
+    if (f == NULL) {
+        return errno == ENOENT ? RL2_OK
+                               : rl2_err_set(err, RL2_ERR_SYS,
+                                             "overrides state file %s: %s",
+                                             path, strerror(errno));
+    }
+    while (st == RL2_OK && fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line);
+
+        lineno++;
+        if (len == 0 || line[len - 1] != '\n') {
+            st = rl2_err_set(err, RL2_ERR_INVALID,
+                             "%s:%d: line too long or not ended", path, lineno);
+            break;
+        }
+        line[len - 1] = '\0';
+        if (line[0] == '#' || line[0] == '\0') {
+            continue;
+        }
+        if (rl2_ovr_parse_line(line, &o) != 0) {
+            st = rl2_err_set(err, RL2_ERR_INVALID,
+                             "%s:%d: not an override this version reads; "
+                             "fix or remove the line (the file is "
+                             "rewritten on every change)",
+                             path, lineno);
+            break;
+        }
+        if (o.expires_us == 0 || o.expires_us > now->wall_us) {
+            st = rl2_ovr_put(t, &o, &before, err);
+        }
+    }
+    fclose(f);
+    return st;
+}

@@ -1,0 +1,531 @@
+/*
+ * overrides.c -- the runtime override table in shared memory.
+ *
+ * Owns the table's slots (open addressing, linear probing, keyed by
+ * override_target.c's digest of kind and target), the writers' lock and
+ * the readers' sequence counter.
+ *
+ * Writers (ratelimit2ctl, the admin interface, automatic bans) are rare:
+ * they take an exclusive flock on the object (released by the kernel if
+ * the writer dies, so a killed ratelimit2ctl never wedges the table) and,
+ * within a process, a mutex (flock does not exclude threads sharing one
+ * open file).  A writer makes the sequence counter odd, changes slots,
+ * and makes it even again.  Readers (every request, override_read.c)
+ * take no lock: they read the counter, copy what they need, and read it
+ * again; a change in between sends them round once more.  A reader never
+ * waits on a writer that died half-way: the next writer repairs the
+ * counter (an odd counter under a free flock is a writer that died).
+ *
+ * Expired entries are ignored by readers at once; a writer removes them
+ * (purge) and saves the state file without them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/base_internal.h"
+#include "base/shm_obj_internal.h"
+#include "control_internal.h"
+
+#define OVR_MAGIC   0x4f565231u /* "OVR1" */
+#define OVR_VERSION 1u
+
+static int
+rl2_ovr_expired(const rl2_override_t *o, int64_t now_us)
+{
+    return o->expires_us != 0 && o->expires_us <= now_us;
+}
+
+long
+rl2_ovr_find(const ovr_shm_t *s, rl2_digest_t key)
+{
+    for (uint32_t i = 0, at = (uint32_t)key.lo & OVR_MASK; i < OVR_SLOTS;
+         i++, at = (at + 1) & OVR_MASK) {
+        uint32_t state =
+            atomic_load_explicit(&s->slots[at].state, memory_order_relaxed);
+
+        if (state == OVR_EMPTY) {
+            return -1;
+        }
+        if (state == OVR_USED && s->slots[at].key.hi == key.hi
+            && s->slots[at].key.lo == key.lo) {
+            return (long)at;
+        }
+    }
+    return -1;
+}
+
+/* ---- the writers' lock -------------------------------------------------- */
+
+static rl2_status_t
+rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
+{
+    uint64_t seq;
+
+    pthread_mutex_lock(&t->thread_lock);
+    while (flock(t->lock_fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            int e = errno;
+
+            pthread_mutex_unlock(&t->thread_lock);
+            return rl2_err_set(err, RL2_ERR_SYS, "overrides %s: lock: %s",
+                               t->name, strerror(e));
+        }
+    }
+    /* A writer that died between the two increments left it odd. */
+    seq = atomic_load_explicit(&t->shm->seq, memory_order_relaxed);
+    if (seq & 1) {
+        atomic_store_explicit(&t->shm->seq, seq + 1, memory_order_release);
+    }
+    return RL2_OK;
+}
+
+static void
+rl2_ovr_unlock(rl2_overrides_t *t)
+{
+    flock(t->lock_fd, LOCK_UN);
+    pthread_mutex_unlock(&t->thread_lock);
+}
+
+static void
+rl2_ovr_write_begin(ovr_shm_t *s)
+{
+    atomic_fetch_add_explicit(&s->seq, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+}
+
+static void
+rl2_ovr_write_end(ovr_shm_t *s)
+{
+    atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+    atomic_fetch_add_explicit(&s->version, 1, memory_order_relaxed);
+}
+
+/* ---- slots --------------------------------------------------------------- */
+
+static void
+rl2_ovr_prefix_mark(ovr_shm_t *s, const ovr_slot_t *slot)
+{
+    int      family;
+    uint8_t  addr[16];
+    unsigned prefix;
+
+    if (slot->o.target_kind != RL2_OVT_ADDR
+        || rl2_ovr_addr_parse(slot->o.target, &family, addr, &prefix) != 0) {
+        return;
+    }
+    if (family == AF_INET) {
+        s->v4_prefixes |= 1ULL << prefix;
+    }
+    else {
+        s->v6_prefixes[prefix / 64] |= 1ULL << (prefix % 64);
+    }
+}
+
+/* Counts, prefixes in use and the next expiry, worked out again from the
+ * slots after a removal (writers only; a few thousand slots at most). */
+static void
+rl2_ovr_recount(ovr_shm_t *s)
+{
+    uint32_t used = 0, identity = 0;
+
+    memset(s->n_kind, 0, sizeof(s->n_kind));
+    s->v4_prefixes = 0;
+    memset(s->v6_prefixes, 0, sizeof(s->v6_prefixes));
+    s->next_expiry_us = 0;
+    for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+        const ovr_slot_t *slot = &s->slots[i];
+
+        if (atomic_load_explicit(&slot->state, memory_order_relaxed)
+            != OVR_USED) {
+            continue;
+        }
+        used++;
+        s->n_kind[slot->o.kind]++;
+        identity += slot->o.target_kind == RL2_OVT_USER
+                    || slot->o.target_kind == RL2_OVT_KEY;
+        rl2_ovr_prefix_mark(s, slot);
+        if (slot->o.expires_us != 0
+            && (s->next_expiry_us == 0
+                || slot->o.expires_us < s->next_expiry_us)) {
+            s->next_expiry_us = slot->o.expires_us;
+        }
+    }
+    atomic_store_explicit(&s->used, used, memory_order_relaxed);
+    atomic_store_explicit(&s->n_identity, identity, memory_order_relaxed);
+}
+
+/* Rewrite the slots without tombstones, so that misses stay short.
+ * Without memory for the copy the tombstones stay: slower misses, the
+ * same answers. */
+static void
+rl2_ovr_compact(ovr_shm_t *s)
+{
+    uint32_t n = 0, used = atomic_load_explicit(&s->used, memory_order_relaxed);
+    ovr_slot_t *keep = malloc((used > 0 ? used : 1) * sizeof(*keep));
+
+    if (keep == NULL) {
+        return;
+    }
+    for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+        uint32_t state =
+            atomic_load_explicit(&s->slots[i].state, memory_order_relaxed);
+
+        if (state == OVR_USED && n < used) {
+            keep[n++] = s->slots[i];
+        }
+        atomic_store_explicit(&s->slots[i].state, OVR_EMPTY,
+                              memory_order_relaxed);
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t at = (uint32_t)keep[k].key.lo & OVR_MASK;
+
+        while (atomic_load_explicit(&s->slots[at].state, memory_order_relaxed)
+               != OVR_EMPTY) {
+            at = (at + 1) & OVR_MASK;
+        }
+        s->slots[at] = keep[k];
+    }
+    s->gone = 0;
+    free(keep);
+}
+
+/* Remove expired entries; 1 if any went. */
+static int
+rl2_ovr_purge(ovr_shm_t *s, int64_t now_us)
+{
+    int any = 0;
+
+    if (s->next_expiry_us == 0 || s->next_expiry_us > now_us) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+        ovr_slot_t *slot = &s->slots[i];
+
+        if (atomic_load_explicit(&slot->state, memory_order_relaxed) == OVR_USED
+            && rl2_ovr_expired(&slot->o, now_us)) {
+            atomic_store_explicit(&slot->state, OVR_GONE, memory_order_relaxed);
+            s->gone++;
+            any = 1;
+        }
+    }
+    rl2_ovr_recount(s);
+    return any;
+}
+
+rl2_status_t
+rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o, rl2_override_t *before,
+            rl2_err_t *err)
+{
+    ovr_shm_t   *s = t->shm;
+    rl2_digest_t key = rl2_ovr_key(o->kind, o->target_kind, o->target);
+    long         at = rl2_ovr_find(s, key);
+    uint32_t     free_at;
+
+    if (at >= 0) {
+        *before = s->slots[at].o;
+        s->slots[at].o = *o;
+        rl2_ovr_recount(s);
+        return RL2_OK;
+    }
+    before->kind = 0;
+    if (atomic_load_explicit(&s->used, memory_order_relaxed)
+        >= OVR_MAX_ENTRIES) {
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "overrides %s: full (%u entries): remove some "
+                           "first",
+                           t->name, OVR_MAX_ENTRIES);
+    }
+    if (s->gone > OVR_SLOTS / 4) {
+        rl2_ovr_compact(s);
+    }
+    free_at = (uint32_t)key.lo & OVR_MASK;
+    while (atomic_load_explicit(&s->slots[free_at].state, memory_order_relaxed)
+           == OVR_USED) {
+        free_at = (free_at + 1) & OVR_MASK;
+    }
+    if (atomic_load_explicit(&s->slots[free_at].state, memory_order_relaxed)
+        == OVR_GONE) {
+        s->gone--;
+    }
+    s->slots[free_at].key = key;
+    s->slots[free_at].o = *o;
+    atomic_store_explicit(&s->slots[free_at].state, OVR_USED,
+                          memory_order_relaxed);
+    rl2_ovr_recount(s);
+    return RL2_OK;
+}
+
+/* ---- the interface --------------------------------------------------------
+ */
+
+/* Take back a change the state file could not keep: `made` goes, `was`
+ * (kind 0: nothing) comes back. */
+static void
+rl2_ovr_undo(rl2_overrides_t *t, const rl2_override_t *made,
+             const rl2_override_t *was)
+{
+    rl2_override_t ignored;
+    rl2_err_t      lost;
+    long           at;
+
+    rl2_ovr_write_begin(t->shm);
+    if (was->kind != 0) {
+        (void)rl2_ovr_put(t, was, &ignored, &lost);
+    }
+    else if ((at = rl2_ovr_find(
+                  t->shm,
+                  rl2_ovr_key(made->kind, made->target_kind, made->target)))
+             >= 0) {
+        atomic_store_explicit(&t->shm->slots[at].state, OVR_GONE,
+                              memory_order_relaxed);
+        t->shm->gone++;
+        rl2_ovr_recount(t->shm);
+    }
+    rl2_ovr_write_end(t->shm);
+}
+
+static rl2_status_t
+rl2_ovr_save(rl2_overrides_t *t, const rl2_clock_t *now, rl2_err_t *err)
+{
+    return t->state_file != NULL ? rl2_ovr_file_save(t, t->state_file, now, err)
+                                 : RL2_OK;
+}
+
+static int
+rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err)
+{
+    if (o->kind <= 0 || o->kind >= RL2_OVR_KINDS) {
+        rl2_err_set(err, RL2_ERR_INVALID, "unknown override kind");
+        return 0;
+    }
+    if ((o->kind == RL2_OVR_BOOST
+         || (o->kind == RL2_OVR_EMERGENCY && o->factor_ppm != 0))
+        && (o->factor_ppm < RL2_OVR_FACTOR_MIN
+            || o->factor_ppm > RL2_OVR_FACTOR_MAX)) {
+        rl2_err_set(err, RL2_ERR_INVALID, "factor out of range: 0.001 to 1000");
+        return 0;
+    }
+    if (o->kind == RL2_OVR_MODE && o->mode != RL2_MODE_ENFORCE
+        && o->mode != RL2_MODE_DRY_RUN && o->mode != RL2_MODE_OFF) {
+        rl2_err_set(err, RL2_ERR_INVALID,
+                    "mode must be enforce, dry_run or off");
+        return 0;
+    }
+    if (o->kind == RL2_OVR_TIER && o->tier[0] == '\0') {
+        rl2_err_set(err, RL2_ERR_INVALID, "no tier named");
+        return 0;
+    }
+    return 1;
+}
+
+rl2_status_t
+rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
+                  const rl2_clock_t *now, rl2_override_t *before,
+                  rl2_err_t *err)
+{
+    rl2_override_t was;
+    rl2_status_t   st;
+
+    if (!rl2_ovr_value_ok(o, err)) {
+        return RL2_ERR_INVALID;
+    }
+    if (rl2_ovr_expired(o, now->wall_us)) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "already expired");
+    }
+    if ((st = rl2_ovr_lock(t, err)) != RL2_OK) {
+        return st;
+    }
+    rl2_ovr_write_begin(t->shm);
+    rl2_ovr_purge(t->shm, now->wall_us);
+    st = rl2_ovr_put(t, o, &was, err);
+    rl2_ovr_write_end(t->shm);
+    if (st == RL2_OK && (st = rl2_ovr_save(t, now, err)) != RL2_OK) {
+        /* Not kept, so not made: a change that a restart would undo is
+         * refused rather than half made. */
+        rl2_ovr_undo(t, o, &was);
+    }
+    rl2_ovr_unlock(t);
+    if (before != NULL) {
+        *before = was;
+    }
+    return st;
+}
+
+rl2_status_t
+rl2_overrides_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
+                     rl2_ovr_target_t target_kind, const char *target,
+                     const rl2_clock_t *now, rl2_override_t *before,
+                     rl2_err_t *err)
+{
+    rl2_digest_t   key = rl2_ovr_key(kind, target_kind, target);
+    rl2_status_t   st;
+    rl2_override_t was;
+    long           at;
+
+    if (before != NULL) {
+        before->kind = 0;
+    }
+    if ((st = rl2_ovr_lock(t, err)) != RL2_OK) {
+        return st;
+    }
+    rl2_ovr_write_begin(t->shm);
+    rl2_ovr_purge(t->shm, now->wall_us);
+    was.kind = 0;
+    if ((at = rl2_ovr_find(t->shm, key)) >= 0) {
+        was = t->shm->slots[at].o;
+        atomic_store_explicit(&t->shm->slots[at].state, OVR_GONE,
+                              memory_order_relaxed);
+        t->shm->gone++;
+        rl2_ovr_recount(t->shm);
+    }
+    rl2_ovr_write_end(t->shm);
+    if (was.kind != 0 && (st = rl2_ovr_save(t, now, err)) != RL2_OK) {
+        rl2_ovr_undo(t, &was, &was); /* the removed entry comes back */
+    }
+    rl2_ovr_unlock(t);
+    if (before != NULL) {
+        *before = was;
+    }
+    return st;
+}
+
+size_t
+rl2_overrides_list(rl2_overrides_t *t, rl2_ovr_kind_t kind,
+                   const rl2_clock_t *now, rl2_override_t *out, size_t max)
+{
+    size_t   n = 0;
+    uint64_t seq;
+
+    /* Read like a request does: a listing never waits for a writer. */
+    do {
+        n = 0;
+        while ((seq = atomic_load_explicit(&t->shm->seq, memory_order_acquire))
+               & 1) {
+            sched_yield();
+        }
+        for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+            const ovr_slot_t *slot = &t->shm->slots[i];
+
+            if (atomic_load_explicit(&slot->state, memory_order_relaxed)
+                    != OVR_USED
+                || (kind != 0 && slot->o.kind != kind)
+                || rl2_ovr_expired(&slot->o, now->wall_us)) {
+                continue;
+            }
+            if (n < max) {
+                out[n] = slot->o;
+            }
+            n++;
+        }
+        atomic_thread_fence(memory_order_acquire);
+    } while (atomic_load_explicit(&t->shm->seq, memory_order_relaxed) != seq);
+    return n;
+}
+
+uint64_t
+rl2_overrides_version(const rl2_overrides_t *t)
+{
+    return atomic_load_explicit(&t->shm->version, memory_order_acquire);
+}
+
+/* ---- opening --------------------------------------------------------------
+ */
+
+static rl2_status_t
+rl2_ovr_fill(rl2_overrides_t *t, rl2_err_t *err)
+{
+    rl2_clock_t  now;
+    rl2_status_t st;
+
+    if (atomic_load_explicit(&t->shm->loaded, memory_order_acquire)) {
+        return RL2_OK;
+    }
+    rl2_clock_now(&now);
+    if ((st = rl2_ovr_lock(t, err)) != RL2_OK) {
+        return st;
+    }
+    /* Another process may have filled it while this one waited. */
+    if (!atomic_load_explicit(&t->shm->loaded, memory_order_relaxed)) {
+        rl2_ovr_write_begin(t->shm);
+        st = t->state_file != NULL
+                 ? rl2_ovr_file_load(t, t->state_file, &now, err)
+                 : RL2_OK;
+        rl2_ovr_write_end(t->shm);
+        if (st == RL2_OK) {
+            atomic_store_explicit(&t->shm->loaded, 1, memory_order_release);
+        }
+    }
+    rl2_ovr_unlock(t);
+    return st;
+}
+
+rl2_status_t
+rl2_overrides_open(const char *zone, const char *state_file, unsigned mode,
+                   rl2_overrides_t **out, rl2_err_t *err)
+{
+    rl2_overrides_t *t = calloc(1, sizeof(*t));
+    void            *base = NULL;
+    rl2_status_t     st;
+
+    *out = NULL;
+    if (t == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "overrides: out of memory");
+    }
+    t->lock_fd = -1;
+    pthread_mutex_init(&t->thread_lock, NULL);
+    if ((size_t)snprintf(t->name, sizeof(t->name), "%s.overrides", zone)
+        >= sizeof(t->name)) {
+        free(t);
+        return rl2_err_set(err, RL2_ERR_INVALID, "zone name too long: %s",
+                           zone);
+    }
+    if (state_file != NULL && (t->state_file = strdup(state_file)) == NULL) {
+        free(t);
+        return rl2_err_set(err, RL2_ERR_NOMEM, "overrides: out of memory");
+    }
+    st = rl2_shm_obj_open(t->name, sizeof(ovr_shm_t), OVR_MAGIC, OVR_VERSION,
+                          mode, &base, err);
+    if (st == RL2_OK) {
+        t->shm = base;
+        t->head.used = &t->shm->used;
+        t->head.n_identity = &t->shm->n_identity;
+        t->lock_fd = shm_open(t->name, O_RDWR | O_CLOEXEC, 0);
+        if (t->lock_fd < 0) {
+            st = rl2_shm_sys_err(err, "overrides", t->name, "open", errno);
+        }
+    }
+    if (st == RL2_OK) {
+        st = rl2_ovr_fill(t, err);
+    }
+    if (st != RL2_OK) {
+        rl2_overrides_close(t);
+        return st;
+    }
+    *out = t;
+    return RL2_OK;
+}
+
+void
+rl2_overrides_close(rl2_overrides_t *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    if (t->shm != NULL) {
+        rl2_shm_obj_close(t->shm, sizeof(ovr_shm_t));
+    }
+    if (t->lock_fd >= 0) {
+        close(t->lock_fd);
+    }
+    pthread_mutex_destroy(&t->thread_lock);
+    free(t->state_file);
+    free(t);
+}

@@ -1,0 +1,156 @@
+/*
+ * runtime.c -- what the runtime override table (overrides.h) changes in a
+ * decision: bans and the emergency switch refuse before any rule, allows
+ * let through, a tier override names the client's tier, rule modes and
+ * boosts change the layers.
+ *
+ * With no override set, a decision pays one load (rl2_overrides_idle).
+ * A factor scales a limit's counts (limit, burst, overflow), never below
+ * one request's cost; the scaled copy keeps the limit's name, algorithm
+ * and window, so it counts on the same key as the limit itself: a boost
+ * that starts or ends neither refunds nor double-counts what was counted
+ * (docs/algorithms.md says how each algorithm's state reads under a new
+ * count).  A sliding log is never scaled: its state in the zone is a
+ * ring of as many timestamps as its count, which another count would
+ * read wrongly.
+ */
+#include <string.h>
+
+#include "ratelimit2/overrides.h"
+
+#include "decide_internal.h"
+#include "algo/algo_internal.h"
+
+/* Retry-After of the emergency switch when it has no end. */
+#define RL2_EMERGENCY_RETRY_S 60
+
+static int64_t
+rl2_runtime_retry_s(int64_t until_us, int64_t now_us, int64_t dflt_s)
+{
+    if (until_us == 0) {
+        return dflt_s;
+    }
+    int64_t left = until_us - now_us;
+
+    return left <= 0 ? 1 : (left + RL2_US_PER_S - 1) / RL2_US_PER_S;
+}
+
+int
+rl2_runtime_client(rl2_ctx_t *c)
+{
+    const rl2_clock_t *now = c->now;
+    rl2_ovr_who_t      who;
+    rl2_ovr_client_t  *o = &c->ovr;
+    rl2_verdict_t     *v = c->v;
+
+    rl2_ctx_who(c, &who);
+    rl2_overrides_client(c->policy->overrides, c->policy, &who, now->wall_us,
+                         o);
+    c->ovr_read = 1;
+    if (o->banned) {
+        v->refusal = RL2_REFUSAL_BAN;
+        /* A ban without an end still says when to ask again: a day. */
+        v->refusal_retry_s =
+            rl2_runtime_retry_s(o->ban_until_us, now->wall_us, 86400);
+        return RL2_RUNTIME_REFUSE;
+    }
+    if (o->allowed) {
+        return RL2_RUNTIME_BYPASS;
+    }
+    if (o->emergency && o->emergency_ppm == 0
+        && !(rl2_has_whitelist(c->policy) && rl2_whitelisted(c))) {
+        v->refusal = RL2_REFUSAL_EMERGENCY;
+        v->refusal_retry_s = rl2_runtime_retry_s(
+            o->emergency_until_us, now->wall_us, RL2_EMERGENCY_RETRY_S);
+        return RL2_RUNTIME_REFUSE;
+    }
+    return RL2_RUNTIME_DECIDE;
+}
+
+rl2_mode_t
+rl2_runtime_mode(const rl2_ctx_t *c, const rl2_rule_t *rule, rl2_mode_t mode)
+{
+    return rl2_overrides_mode(c->policy->overrides, rule->name, mode,
+                              c->now->wall_us);
+}
+
+/* n scaled by f (ppm), at least `floor` and at most INT64_MAX / 2. */
+static int64_t
+rl2_runtime_scale(int64_t n, uint32_t f, int64_t floor)
+{
+    __int128 v = (__int128)n * f / RL2_OVR_FACTOR_ONE;
+
+    if (v < floor) {
+        return floor;
+    }
+    return v > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)v;
+}
+
+static void
+rl2_runtime_scale_params(rl2_algo_params_t *p, uint32_t f, int64_t cost)
+{
+    p->limit = rl2_runtime_scale(p->limit, f, cost);
+    if (p->burst > 0) {
+        p->burst = rl2_runtime_scale(p->burst, f, cost);
+    }
+}
+
+static const rl2_limit_t *
+rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
+                  const rl2_limit_t *limit)
+{
+    const rl2_policy_t *p = c->policy;
+    const char  *tier = c->v->tier >= 0 && (size_t)c->v->tier < p->n_tiers
+                            ? p->tiers[c->v->tier].name
+                            : NULL;
+    uint32_t     f;
+    rl2_limit_t *s;
+
+    if (limit->unlimited || limit->algo.algo == RL2_ALGO_SLIDING_LOG
+        || c->v->n_scaled == RL2_MAX_LAYERS) {
+        return limit;
+    }
+    f = rl2_overrides_factor(p->overrides, rule->name, tier, c->now->wall_us);
+    if (f == RL2_OVR_FACTOR_ONE) {
+        return limit;
+    }
+    s = &c->v->scaled[c->v->n_scaled++];
+    *s = *limit;
+    s->ttl_us = 0; /* worked out again from the new parameters */
+    rl2_runtime_scale_params(&s->algo, f, limit->cost);
+    if (s->overflow.limit > 0) {
+        rl2_runtime_scale_params(&s->overflow, f, limit->cost);
+    }
+    /* Its RateLimit-Policy item is rendered with the scaled count. */
+    s->sf_policy = NULL;
+    return s;
+}
+
+void
+rl2_runtime_layers(rl2_ctx_t *c, size_t first)
+{
+    rl2_verdict_t *v = c->v;
+
+    /* A limit two rules share is one layer: it takes the factor of the
+     * first rule that met it. */
+    for (size_t i = first; i < v->n_layers; i++) {
+        v->layers[i].limit =
+            rl2_runtime_limit(c, v->layers[i].rule, v->layers[i].limit);
+    }
+}
+
+void
+rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src)
+{
+    memcpy(dst, src,
+           offsetof(rl2_verdict_t, layers)
+               + src->n_layers * sizeof(rl2_layer_t));
+    memcpy(dst->scaled, src->scaled, src->n_scaled * sizeof(rl2_limit_t));
+    for (size_t i = 0; i < dst->n_layers; i++) {
+        const rl2_limit_t *l = dst->layers[i].limit;
+
+        if (l >= src->scaled && l < src->scaled + src->n_scaled) {
+            dst->layers[i].limit = dst->scaled + (l - src->scaled);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+/*
+ * overrides.h -- runtime overrides: bans, allows, tier assignments, boosts,
+ * rule modes and the emergency switch, changed while the servers run.
+ *
+ * An override table is a fixed-size object in named shared memory beside
+ * the zone ("<zone>.overrides"), shared by every process of a host: the
+ * web server's children, ratelimit2-fcgi, ratelimit2ctl.  Readers (every
+ * request) never lock: a sequence counter tells them a write overlapped
+ * their read, and they read again.  Writers take an exclusive flock on
+ * the object, which the kernel releases if a writer dies.  Every change
+ * is also written to a state file (rewritten whole, atomically), from
+ * which a new object is filled: overrides survive a restart and a reboot.
+ *
+ * An entry is keyed by what it targets; an address target may be a
+ * network (CIDR).  Entries carry an expiry in wall-clock time; an expired
+ * entry is ignored at once and removed by the next write.
+ */
+#ifndef RL2_OVERRIDES_H
+#define RL2_OVERRIDES_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit2/clock.h"
+#include "ratelimit2/policy.h"
+#include "ratelimit2/status.h"
+
+typedef enum {
+    RL2_OVR_BAN = 1,   /* refuse the client before any rule */
+    RL2_OVR_ALLOW,     /* the runtime whitelist */
+    RL2_OVR_TIER,      /* the client's tier */
+    RL2_OVR_BOOST,     /* scale the limits of a rule, a tier, or all */
+    RL2_OVR_MODE,      /* a rule's mode: enforce, dry_run, off */
+    RL2_OVR_EMERGENCY, /* everything: a factor, or allow-list only */
+    RL2_OVR_KINDS
+} rl2_ovr_kind_t;
+
+/* What an entry names. */
+typedef enum {
+    RL2_OVT_ADDR =
+        1,        /* an address or a network: "192.0.2.9", "2001:db8::/48" */
+    RL2_OVT_USER, /* "user:NAME", the authenticated user */
+    RL2_OVT_KEY,  /* "key#HASH", an API key's hash under the policy's
+                     secret (rl2_hash_id): keys are never stored */
+    RL2_OVT_RULE, /* "rule:NAME" */
+    RL2_OVT_TIER, /* "tier:NAME" */
+    RL2_OVT_ALL   /* "*": every limit (boost), the site (emergency) */
+} rl2_ovr_target_t;
+
+#define RL2_OVR_TARGET_MAX 96 /* canonical target text, NUL included */
+#define RL2_OVR_REASON_MAX 160
+#define RL2_OVR_AUTHOR_MAX 64
+#define RL2_OVR_NAME_MAX   64 /* tier name of a tier override */
+
+/* Factors in parts per million: 2000000 is x2.  Bounded so that a limit
+ * scaled by every factor at once stays a 63-bit count. */
+#define RL2_OVR_FACTOR_ONE 1000000u
+#define RL2_OVR_FACTOR_MIN 1000u       /* x0.001 */
+#define RL2_OVR_FACTOR_MAX 1000000000u /* x1000 */
+
+/* One override as written and listed. */
+typedef struct {
+    rl2_ovr_kind_t   kind;
+    rl2_ovr_target_t target_kind;
+    char             target[RL2_OVR_TARGET_MAX]; /* canonical text */
+    /* the value, by kind */
+    char     tier[RL2_OVR_NAME_MAX]; /* TIER */
+    uint32_t factor_ppm;             /* BOOST; EMERGENCY (0: allow-list
+                                        only) */
+    rl2_mode_t mode;                 /* MODE */
+    int64_t    expires_us;           /* wall clock; 0: never */
+    int64_t    created_us;           /* wall clock */
+    char       reason[RL2_OVR_REASON_MAX];
+    char       author[RL2_OVR_AUTHOR_MAX];
+} rl2_override_t;
+
+typedef struct rl2_overrides rl2_overrides_t;
+
+/* The start of every table handle: the two counters a request reads
+ * before anything else, so that the test is inline (overrides.c). */
+typedef struct {
+    const _Atomic uint32_t *used;       /* entries set, expired included */
+    const _Atomic uint32_t *n_identity; /* of them, naming a user or key */
+} rl2_overrides_head_t;
+
+/* Parse a target as an operator writes it ("192.0.2.0/24", "user:alice",
+ * "key:APIKEY" or, as listed, "key#HASH", "rule:login", "tier:free",
+ * "*") for `kind`, into
+ * o->target_kind and o->target (canonical: a network masked and in its
+ * usual spelling; an API key replaced by its hash under `policy`'s
+ * secret).  RL2_ERR_INVALID with a message saying what is wrong: a bad
+ * address or prefix, a target this kind does not take, a rule or tier
+ * the policy does not have (policy may be NULL: then not checked). */
+rl2_status_t rl2_override_target(const rl2_policy_t *policy,
+                                 rl2_ovr_kind_t kind, const char *text,
+                                 rl2_override_t *o, rl2_err_t *err);
+
+/* "ban", "allow", ... and back; NULL / 0 for unknown. */
+const char    *rl2_ovr_kind_name(rl2_ovr_kind_t kind);
+rl2_ovr_kind_t rl2_ovr_kind_from_name(const char *name);
+
+/* Attach to the override table "<zone>.overrides" (created if missing,
+ * with `mode` permissions) and remember `state_file` (NULL: none) as
+ * where changes are kept.  A table created now is filled from the state
+ * file, so what was set before a restart or a reboot is back.
+ * *out is released by rl2_overrides_close(). */
+rl2_status_t rl2_overrides_open(const char *zone, const char *state_file,
+                                unsigned mode, rl2_overrides_t **out,
+                                rl2_err_t *err);
+void         rl2_overrides_close(rl2_overrides_t *o);
+
+/* Set (add or replace) the override with o's kind and target; *before
+ * gets what it replaced (kind 0 when nothing).  Saved to the state file
+ * before it returns.  RL2_ERR_FULL when the table has no room. */
+rl2_status_t rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
+                               const rl2_clock_t *now, rl2_override_t *before,
+                               rl2_err_t *err);
+
+/* Remove the override of this kind and target; *before gets it (kind 0
+ * when there was none: not an error). */
+rl2_status_t rl2_overrides_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
+                                  rl2_ovr_target_t target_kind,
+                                  const char *target, const rl2_clock_t *now,
+                                  rl2_override_t *before, rl2_err_t *err);
+
+/* Copy up to `max` active entries into out (kind 0: every kind), in no
+ * particular order; returns how many there are in all. */
+size_t rl2_overrides_list(rl2_overrides_t *t, rl2_ovr_kind_t kind,
+                          const rl2_clock_t *now, rl2_override_t *out,
+                          size_t max);
+
+/* Changes so far (every set and remove, and every purge of expired
+ * entries, adds one): caches of the table compare it. */
+uint64_t rl2_overrides_version(const rl2_overrides_t *t);
+
+/* ---- what a request sees (decide.c) ---------------------------------- */
+
+/* Who a request comes from, as the table can match it. */
+typedef struct {
+    int            family;   /* AF_INET, AF_INET6; 0: no address */
+    const uint8_t *addr;     /* 16 bytes, IPv4 in the first 4 */
+    const char    *user;     /* authenticated user, or NULL */
+    const char    *key_hash; /* the API key's rl2_hash_id, or NULL */
+} rl2_ovr_who_t;
+
+/* The table's answer for one client, read once per request. */
+typedef struct {
+    int      banned;             /* refuse before any rule */
+    int64_t  ban_until_us;       /* wall clock; 0: no end */
+    int      allowed;            /* bypass every rule */
+    int      tier;               /* policy tier index, or -1: none */
+    int      emergency;          /* the switch is on */
+    uint32_t emergency_ppm;      /* its factor; 0: allow-list only */
+    int64_t  emergency_until_us; /* wall clock; 0: until switched off */
+} rl2_ovr_client_t;
+
+/* Nothing set (t may be NULL): the one test a request pays then. */
+static inline int
+rl2_overrides_idle(const rl2_overrides_t *t)
+{
+    const rl2_overrides_head_t *h = (const rl2_overrides_head_t *)t;
+
+    return h == NULL
+           || atomic_load_explicit(h->used, memory_order_relaxed) == 0;
+}
+
+/* Does some entry name a user or an API key (which a front end knows
+ * only after authentication)? */
+static inline int
+rl2_overrides_name_identities(const rl2_overrides_t *t)
+{
+    const rl2_overrides_head_t *h = (const rl2_overrides_head_t *)t;
+
+    return h != NULL
+           && atomic_load_explicit(h->n_identity, memory_order_relaxed) > 0;
+}
+
+void rl2_overrides_client(const rl2_overrides_t *t, const rl2_policy_t *p,
+                          const rl2_ovr_who_t *who, int64_t now_us,
+                          rl2_ovr_client_t *out);
+
+/* The factor (ppm) on the limits of `rule` for a client of `tier` (NULL:
+ * none): the boosts of the rule, of the tier and of "*", and the
+ * emergency factor, multiplied. */
+uint32_t rl2_overrides_factor(const rl2_overrides_t *t, const char *rule,
+                              const char *tier, int64_t now_us);
+
+/* A rule's mode as set at run time, else `mode`. */
+rl2_mode_t rl2_overrides_mode(const rl2_overrides_t *t, const char *rule,
+                              rl2_mode_t mode, int64_t now_us);
+
+#endif /* RL2_OVERRIDES_H */
