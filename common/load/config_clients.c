@@ -26,9 +26,9 @@ static const char *const rl2_whitelist_keys[] = { "addresses",
                                                   "internal_header_from",
                                                   NULL };
 /* The keys that say how a request is flagged internal. */
-static const char *const rl2_internal_keys[] = { "internal_variable",
-                                                 "internal_header",
-                                                 "internal_header_from", NULL };
+static const char *const rl2_internal_settings[] = {
+    "internal_variable", "internal_header", "internal_header_from", NULL
+};
 
 /* ---- clients ---- */
 
@@ -327,14 +327,14 @@ rl2_cfg_internal(rl2_cfg_t *cfg, const config_setting_t *g)
 {
     RL2_TRY(rl2_cfg_bool(cfg, g, "internal", &cfg->policy->wl_internal));
     if (!cfg->policy->wl_internal) {
-        for (int i = 0; rl2_internal_keys[i] != NULL; i++) {
-            const config_setting_t *s = rl2_cfg_at(g, rl2_internal_keys[i]);
+        for (int i = 0; rl2_internal_settings[i] != NULL; i++) {
+            const config_setting_t *s = rl2_cfg_at(g, rl2_internal_settings[i]);
 
             if (s != NULL) {
                 return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
                                     "whitelist.%s means nothing without "
                                     "internal = true",
-                                    rl2_internal_keys[i]);
+                                    rl2_internal_settings[i]);
             }
         }
         return RL2_OK;

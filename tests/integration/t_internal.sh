@@ -11,6 +11,8 @@
 #     SetEnv (fixups) is not: on a server whose policy decides nothing
 #     after authentication an address-keyed limit counts the request,
 #     while a limit keyed by user (decided in fixups) sees the variable
+#   Apache mod_authnz_fcgi with ratelimit2-fcgi: SetEnvIf reaches the
+#     authorizer, SetEnv (fixups, after authentication) does not
 #   nginx with ratelimit2-fcgi behind auth_request: fastcgi_param
 #   lighttpd with ratelimit2-fcgi as its authorizer: setenv.add-environment
 #   ratelimit2-cgi under Apache mod_cgi: SetEnvIf
@@ -30,7 +32,7 @@ whitelist = { internal = true; internal_header = "X-Internal-Request";
               internal_header_from = [ "127.0.0.2" ]; };
 rules = (
 POLICY
-    for r in internal pub forged hdr gw twice rw dir late; do
+    for r in internal pub forged hdr gw twice rw dir expr late; do
         rule "$r"
     done
     rule lateuser user
@@ -45,7 +47,7 @@ POLICY
     echo ');'
 } >"$T_DIR/early.conf"
 
-PAGES="internal pub forged hdr gw twice rw dir late lateuser"
+PAGES="internal pub forged hdr gw twice rw dir expr late lateuser"
 GW=(--interface 127.0.0.2)
 
 # codes N URL [curl args...] -- the status codes of N requests.
@@ -102,6 +104,8 @@ RateLimit2Zone $(zone_name ap) 1000
 RateLimit2Policy "$T_DIR/policy.conf"
 # post_read_request: before check_access.
 SetEnvIf Request_URI ^/internal/ RATELIMIT2_INTERNAL=1
+# The example of docs/configuration.md: the path from some addresses.
+SetEnvIfExpr "-R '127.0.0.2' && %{REQUEST_URI} =~ m#^/expr/#" RATELIMIT2_INTERNAL=1
 # translate_name: before check_access.
 RewriteEngine On
 RewriteRule ^/rw/ - [E=RATELIMIT2_INTERNAL:1]
@@ -135,11 +139,49 @@ CONF
         "$(codes 5 "$U/rw/x")"
     is "apache: SetEnvIf in <Location> bypasses" "$ALL5" \
         "$(codes 5 "$U/dir/x")"
+    is "apache: SetEnvIfExpr on address and path: 127.0.0.2 bypasses" \
+        "$ALL5" "$(codes 5 "$U/expr/x" "${GW[@]}")"
+    is "apache: SetEnvIfExpr on address and path: 127.0.0.1 is limited" \
+        "$LIMITED" "$(codes 3 "$U/expr/x")"
     is "apache: SetEnv comes too late for a limit keyed by address" \
         "$LIMITED" "$(codes 3 "http://127.0.0.1:$PE/late/x")"
     is "apache: SetEnv is seen by a limit keyed by user (fixups)" "$ALL5" \
         "$(codes 5 "$U/lateuser/x" -u alice:alicepw)"
     apache_stop "$D"
+}
+
+# ---- Apache mod_authnz_fcgi with ratelimit2-fcgi (no mod_ratelimit2) ----
+authnz_suite() {
+    local D=$T_DIR/authnz P FP U
+    P=$(free_port)
+    FP=$(free_port)
+    U="http://127.0.0.1:$P"
+    fcgi_start authnz-daemon -c "$T_DIR/policy.conf" -s "127.0.0.1:$FP" \
+        -z "$(zone_name az)" -t 2
+    apache_conf "$D" "$P" event
+    sed -i '/^LoadModule ratelimit2_module/d' "$D/httpd.conf"
+    site_pages "$D/htdocs" $PAGES
+    {
+        echo "LoadModule authnz_fcgi_module $APACHE_MODDIR/mod_authnz_fcgi.so"
+        sed "s|127\.0\.0\.1:9000|127.0.0.1:$FP|" \
+            "$RL2_ROOT/conf/fcgi/apache-authnz-fcgi.conf"
+        cat <<'CONF'
+SetEnvIf Request_URI ^/internal/ RATELIMIT2_INTERNAL=1
+<Location /late/>
+    SetEnv RATELIMIT2_INTERNAL 1
+</Location>
+CONF
+    } >"$D/site.conf"
+    if ! apache_start "$D"; then
+        not_ok "apache with mod_authnz_fcgi starts"
+        fcgi_stop authnz-daemon
+        return
+    fi
+    client_tricks authnz_fcgi "$U"
+    is "authnz_fcgi: SetEnv comes too late for the authorizer" "$LIMITED" \
+        "$(codes 3 "$U/late/x")"
+    apache_stop "$D"
+    fcgi_stop authnz-daemon
 }
 
 # ---- nginx with ratelimit2-fcgi (auth_request) ----
@@ -239,6 +281,7 @@ like "ratelimit2-fcgi -C: ... with its file:line" \
     "$out"
 
 apache_suite
+authnz_suite
 nginx_suite
 lighttpd_suite
 cgi_suite

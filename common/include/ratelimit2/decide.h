@@ -38,8 +38,9 @@ typedef struct {
                                  mod_remoteip), textual */
     const char *conn_ip;      /* the address that connected, before
                                  mod_remoteip replaced it; NULL: peer_ip.
-                                 The tier header's senders are compared
-                                 with it: they connect themselves */
+                                 The senders of the tier and internal
+                                 headers are compared with it: they
+                                 connect themselves */
     const char *user;         /* authenticated user, or NULL */
     const char *tier_var;     /* value of policy->tier_variable, or NULL */
     int         internal;     /* flagged internal by the server's own
