@@ -25,8 +25,8 @@
  * Everything else, the core included, is built with hidden visibility,
  * so that calls inside the module are direct (no PLT) and the compiler
  * may inline them. */
-extern module AP_MODULE_DECLARE_DATA
-    __attribute__((visibility("default"))) ratelimit2_module;
+extern module AP_MODULE_DECLARE_DATA __attribute__((visibility("default")))
+ratelimit2_module;
 
 /* Server-wide: the policy and identity settings.  The zone directives are
  * global (main server only). */
