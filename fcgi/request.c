@@ -237,5 +237,15 @@ rl2_cgi_describe(const rl2_policy_t *policy, rl2_param_fn param,
         (void)rl2_cgi_optional(r, policy->tier_variable, r->tier,
                                sizeof(r->tier), &r->req.tier_var);
     }
+    /* whitelist.internal: a variable only the server's configuration sets
+     * (nginx fastcgi_param, lighttpd setenv.add-environment, Apache
+     * SetEnvIf).  A client cannot write one of that name: nginx, lighttpd
+     * and Apache (mod_authnz_fcgi, mod_cgi) pass every request header as
+     * HTTP_<NAME>, Content-Type and Content-Length as CONTENT_TYPE and
+     * CONTENT_LENGTH, and the loader refuses those names. */
+    if (policy->wl_internal) {
+        r->req.internal =
+            rl2_internal_value(param(param_ctx, policy->wl_internal_var));
+    }
     return 0;
 }

@@ -114,6 +114,16 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
     if (policy->tier_variable != NULL) {
         req->tier_var = apr_table_get(r->subprocess_env, policy->tier_variable);
     }
+    /* whitelist.internal: a variable of the server's own configuration.
+     * A client's headers reach subprocess_env only as HTTP_* (names the
+     * loader refuses), copied by modules that run CGI or FastCGI
+     * programs.  Before check_access it is set by SetEnvIf and a
+     * server-context RewriteRule [E=]; SetEnv and a per-directory
+     * RewriteRule run in fixups, seen by the late phase alone. */
+    if (policy->wl_internal) {
+        req->internal = rl2_internal_value(
+            apr_table_get(r->subprocess_env, policy->wl_internal_var));
+    }
     req->header = rl2_header_get;
     req->header_ctx = r;
     req->tier_source = rl2_tiers;

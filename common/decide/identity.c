@@ -660,6 +660,23 @@ rl2_client_find(const rl2_ctx_t *c)
     return NULL;
 }
 
+/* Did the request come from one of nets, itself?  The sender of a header
+ * that raises a client's standing (its tier, a bypass) is the address
+ * that connected (conn_ip: before mod_remoteip put the client a proxy
+ * names in its place), else the peer.  Only an upstream that sets the
+ * header is listed, never a load balancer in trusted_proxies: that one
+ * passes its clients' own headers through. */
+static int
+rl2_sent_by(const rl2_request_t *r, const rl2_cidr_t *nets, size_t n)
+{
+    const char *sender = r->conn_ip != NULL ? r->conn_ip : r->peer_ip;
+    int         family;
+    uint8_t     addr[16];
+
+    return n > 0 && sender != NULL && rl2_addr_parse(sender, &family, addr) == 0
+           && rl2_addr_in(nets, n, family, addr);
+}
+
 /* The tier named name[0..len), compared without case, or -1. */
 static int
 rl2_tier_find_n(const rl2_policy_t *p, const char *name, size_t len)
@@ -751,21 +768,45 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
     if ((tier = rl2_tier_find(p, r->tier_var)) >= 0) {
         return tier;
     }
-    if (p->tier_header != NULL && r->header != NULL) {
-        const char *sender = r->conn_ip != NULL ? r->conn_ip : r->peer_ip;
-        int         family;
-        uint8_t     addr[16];
-
-        if (sender != NULL && rl2_addr_parse(sender, &family, addr) == 0
-            && rl2_addr_in(p->tier_nets, p->n_tier_nets, family, addr)) {
-            tier = rl2_tier_from_header(
-                p, r->header(r->header_ctx, p->tier_header));
-            if (tier >= 0 || tier == RL2_TIER_CONFLICT) {
-                return tier;
-            }
+    if (p->tier_header != NULL && r->header != NULL
+        && rl2_sent_by(r, p->tier_nets, p->n_tier_nets)) {
+        tier =
+            rl2_tier_from_header(p, r->header(r->header_ctx, p->tier_header));
+        if (tier >= 0 || tier == RL2_TIER_CONFLICT) {
+            return tier;
         }
     }
     return p->default_tier;
+}
+
+/* The internal header, every element of its list (rl2_list_next): the
+ * request is internal only when each element says so.  A sender that
+ * appended its value to a client's own ("1, 0") or an empty element
+ * ("1,") is never read in the client's favour: the application may read
+ * either value.  Believed only from the upstreams that set it
+ * (rl2_sent_by). */
+static int
+rl2_internal_header(const rl2_ctx_t *c)
+{
+    const rl2_policy_t  *p = c->policy;
+    const rl2_request_t *r = c->req;
+    const char          *value;
+
+    if (p->wl_internal_header == NULL || r->header == NULL
+        || (value = r->header(r->header_ctx, p->wl_internal_header)) == NULL
+        || !rl2_sent_by(r, p->wl_internal_nets, p->n_wl_internal_nets)) {
+        return 0;
+    }
+    for (const char *pos = value; pos != NULL;) {
+        size_t      len;
+        const char *e = rl2_list_next(&pos, &len);
+
+        /* rl2_internal_value's rule: empty and "0" say no. */
+        if (len == 0 || (len == 1 && e[0] == '0')) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 int
@@ -777,7 +818,7 @@ rl2_whitelisted(const rl2_ctx_t *c)
     if (!rl2_has_whitelist(p)) {
         return 0;
     }
-    if (p->wl_internal && c->req->internal) {
+    if (p->wl_internal && (c->req->internal || rl2_internal_header(c))) {
         return 1;
     }
     if (rl2_addr_in(p->wl_nets, p->n_wl_nets, v->addr_family, v->addr)

@@ -4,19 +4,31 @@
  *
  * Owns clients = ( ... ): one identity (user, API key or address) given
  * a tier or its own limit sets for named rules, and whitelist = { ... }:
- * the addresses, users and API keys no limit applies to.  Clients are
+ * the addresses, users and API keys no limit applies to, and how a
+ * request the server flags as its own is recognised.  Clients are
  * read last, because they name rules and tiers.
  */
+#include <ctype.h>
 #include <libconfig.h>
 #include <string.h>
+#include <strings.h>
 
 #include "load_internal.h"
 
 static const char *const rl2_client_keys[] = { "user", "api_key", "address",
                                                "tier", "rules",   NULL };
-static const char *const rl2_whitelist_keys[] = { "addresses", "users",
-                                                  "api_keys", "internal",
+static const char *const rl2_whitelist_keys[] = { "addresses",
+                                                  "users",
+                                                  "api_keys",
+                                                  "internal",
+                                                  "internal_variable",
+                                                  "internal_header",
+                                                  "internal_header_from",
                                                   NULL };
+/* The keys that say how a request is flagged internal. */
+static const char *const rl2_internal_settings[] = {
+    "internal_variable", "internal_header", "internal_header_from", NULL
+};
 
 /* ---- clients ---- */
 
@@ -214,6 +226,123 @@ rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root)
 
 /* ---- whitelist ---- */
 
+/* Could a client give a variable of this name a value?  Every server a
+ * front end runs behind (Apache, nginx, lighttpd) hands a client's
+ * headers to FastCGI and CGI programs as HTTP_*, and Content-Type and
+ * Content-Length as CONTENT_TYPE and CONTENT_LENGTH.  Without case:
+ * Apache's tables compare names so. */
+static int
+rl2_cfg_client_var(const char *name)
+{
+    return strncasecmp(name, "HTTP_", 5) == 0
+           || strcasecmp(name, "CONTENT_TYPE") == 0
+           || strcasecmp(name, "CONTENT_LENGTH") == 0;
+}
+
+/* Letters, digits and '_', not starting with a digit: Apache hands a CGI
+ * program any other character as '_', so ratelimit2-cgi would look for
+ * another name than the one the server sets. */
+static int
+rl2_cfg_var_name_ok(const char *name)
+{
+    if (isdigit((unsigned char)name[0])) {
+        return 0;
+    }
+    for (const char *c = name; *c != '\0'; c++) {
+        if (!isalnum((unsigned char)*c) && *c != '_') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* internal_variable: the variable only the server's own configuration
+ * sets (SetEnvIf, fastcgi_param, setenv.add-environment), never one a
+ * client's request fills in. */
+static rl2_status_t
+rl2_cfg_internal_var(rl2_cfg_t *cfg, const config_setting_t *g)
+{
+    rl2_policy_t *p = cfg->policy;
+    const char   *name;
+
+    RL2_TRY(rl2_cfg_copy(cfg, g, "internal_variable", &name));
+    if (name == NULL) {
+        p->wl_internal_var = RL2_INTERNAL_VARIABLE;
+        return RL2_OK;
+    }
+    if (rl2_cfg_client_var(name)) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "internal_variable"),
+                            RL2_ERR_CONFIG,
+                            "whitelist.internal_variable \"%s\" is a "
+                            "variable a client sets: HTTP_* (and "
+                            "CONTENT_TYPE, CONTENT_LENGTH) carry its request "
+                            "headers; name one only the server's "
+                            "configuration sets",
+                            name);
+    }
+    if (!rl2_cfg_var_name_ok(name)) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "internal_variable"),
+                            RL2_ERR_CONFIG,
+                            "whitelist.internal_variable \"%s\": letters, "
+                            "digits and '_' only, not starting with a digit",
+                            name);
+    }
+    p->wl_internal_var = name;
+    return RL2_OK;
+}
+
+/* internal_header and its senders, internal_header_from: as
+ * tier_from.header, believed from the upstreams that set it only, since
+ * a load balancer passes its clients' own headers through. */
+static rl2_status_t
+rl2_cfg_internal_header(rl2_cfg_t *cfg, const config_setting_t *g)
+{
+    rl2_policy_t *p = cfg->policy;
+
+    RL2_TRY(rl2_cfg_copy(cfg, g, "internal_header", &p->wl_internal_header));
+    RL2_TRY(rl2_cfg_nets(cfg, g, "internal_header_from", &p->wl_internal_nets,
+                         &p->n_wl_internal_nets));
+    if (p->wl_internal_header != NULL && p->n_wl_internal_nets == 0) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "internal_header"),
+                            RL2_ERR_CONFIG,
+                            "whitelist.internal_header needs "
+                            "'internal_header_from': the addresses of the "
+                            "upstreams that set it (a proxy passes its "
+                            "clients' own headers through)");
+    }
+    if (p->wl_internal_header == NULL
+        && rl2_cfg_at(g, "internal_header_from") != NULL) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "internal_header_from"),
+                            RL2_ERR_CONFIG,
+                            "whitelist.internal_header_from means nothing "
+                            "without internal_header");
+    }
+    return RL2_OK;
+}
+
+/* How a request is flagged internal: each key only with internal = true,
+ * where it means something. */
+static rl2_status_t
+rl2_cfg_internal(rl2_cfg_t *cfg, const config_setting_t *g)
+{
+    RL2_TRY(rl2_cfg_bool(cfg, g, "internal", &cfg->policy->wl_internal));
+    if (!cfg->policy->wl_internal) {
+        for (int i = 0; rl2_internal_settings[i] != NULL; i++) {
+            const config_setting_t *s = rl2_cfg_at(g, rl2_internal_settings[i]);
+
+            if (s != NULL) {
+                return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                                    "whitelist.%s means nothing without "
+                                    "internal = true",
+                                    rl2_internal_settings[i]);
+            }
+        }
+        return RL2_OK;
+    }
+    RL2_TRY(rl2_cfg_internal_var(cfg, g));
+    return rl2_cfg_internal_header(cfg, g);
+}
+
 /* whitelist = { addresses = [ ... ]; users = [ ... ]; ... }: who is
  * never limited. */
 rl2_status_t
@@ -231,5 +360,5 @@ rl2_cfg_whitelist(rl2_cfg_t *cfg, const config_setting_t *root)
                             &p->n_wl_users));
     RL2_TRY(rl2_cfg_strings(cfg, g, "api_keys", NULL, 0, &p->wl_keys,
                             &p->n_wl_keys));
-    return rl2_cfg_bool(cfg, g, "internal", &p->wl_internal);
+    return rl2_cfg_internal(cfg, g);
 }

@@ -1,7 +1,8 @@
 /*
  * test_bypass.c -- a client must not step around a rule by how it spells
  * its request: each test sends the same request in two spellings and
- * expects the second to meet the counter the first used up.
+ * expects the second to meet the counter the first used up.  And a
+ * client must not pass for the server's own request (whitelist.internal).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -63,6 +64,17 @@ static const char *const tierhdr_text =
     "rules = ( { name = \"r\"; paths = \"/**\";\n"
     "  tiers = { free = ( { name = \"f\"; rate = \"1/hour\"; } );\n"
     "            pro = ( { name = \"p\"; rate = \"5/hour\"; } ); }; } );\n";
+
+/* Internal requests: flagged by the server's variable, or by a header
+ * believed from the gateway that sets it only, behind a trusted load
+ * balancer.  Everything else is counted (and allowed: the limit is far
+ * away, so a bypass and an allowed request differ in outcome only). */
+static const char *const internal_text =
+    "trusted_proxies = [ \"127.0.0.1\" ];\n"
+    "whitelist = { internal = true; internal_header = \"X-Internal\";\n"
+    "              internal_header_from = [ \"10.0.0.5\" ]; };\n"
+    "rules = ( { name = \"r\"; paths = \"/**\";\n"
+    "  limits = ( { rate = \"1000/hour\"; key = \"global\"; } ); } );\n";
 
 /* One request an hour to the API host, whatever else the host says. */
 static const char *const host_text =
@@ -169,6 +181,29 @@ static int
 setup_tierhdr(void **state)
 {
     return setup_with(state, tierhdr_text);
+}
+
+static int
+setup_internal(void **state)
+{
+    return setup_with(state, internal_text);
+}
+
+/* The headers a request of test_internal_* carries. */
+typedef struct {
+    const char *internal; /* X-Internal */
+    const char *xff;      /* X-Forwarded-For */
+} internal_hdrs_t;
+
+static const char *
+internal_header(void *ctx, const char *name)
+{
+    const internal_hdrs_t *h = ctx;
+
+    if (strcasecmp(name, "X-Internal") == 0) {
+        return h->internal;
+    }
+    return strcasecmp(name, "X-Forwarded-For") == 0 ? h->xff : NULL;
 }
 
 static const char *
@@ -672,6 +707,112 @@ test_tier_header_senders(void **state)
                                     "'header_from'"));
 }
 
+/* The outcome of GET /x from peer (conn: who connected, NULL for the
+ * peer) with the X-Internal value internal (NULL: none), the variable's
+ * flag var, and X-Forwarded-For xff (NULL: none). */
+static rl2_outcome_t
+internal_outcome(fixture_t *f, const char *peer, const char *conn,
+                 const char *internal, int var, const char *xff)
+{
+    internal_hdrs_t h = { internal, xff };
+    rl2_request_t   req = { .path = "/x", .peer_ip = peer, .conn_ip = conn };
+    rl2_verdict_t   v;
+
+    req.internal = var;
+    req.header = internal_header;
+    req.header_ctx = &h;
+    assert_int_equal(decide_one(f, &req, &v, NULL), RL2_OK);
+    return v.outcome;
+}
+
+/* The internal header is believed from the gateway in
+ * internal_header_from alone, the one that connected: never from the
+ * load balancer (a trusted proxy, which passes its clients' headers on),
+ * nor from a client that names the gateway's address in X-Forwarded-For
+ * or through mod_remoteip. */
+static void
+test_internal_header_senders(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_int_equal(internal_outcome(f, "10.0.0.5", NULL, "1", 0, NULL),
+                     RL2_OUTCOME_BYPASS);
+    assert_int_equal(internal_outcome(f, "127.0.0.1", NULL, "1", 0, NULL),
+                     RL2_OUTCOME_ALLOW);
+    assert_int_equal(internal_outcome(f, "192.0.2.7", NULL, "1", 0, NULL),
+                     RL2_OUTCOME_ALLOW);
+    /* Behind the load balancer, a client naming the gateway. */
+    assert_int_equal(internal_outcome(f, "127.0.0.1", NULL, "1", 0, "10.0.0.5"),
+                     RL2_OUTCOME_ALLOW);
+    /* Behind mod_remoteip: the one that connected, not the client a
+     * proxy named. */
+    assert_int_equal(
+        internal_outcome(f, "203.0.113.9", "10.0.0.5", "1", 0, NULL),
+        RL2_OUTCOME_BYPASS);
+    assert_int_equal(internal_outcome(f, "10.0.0.5", "127.0.0.1", "1", 0, NULL),
+                     RL2_OUTCOME_ALLOW);
+    /* From the gateway, without the header: counted. */
+    assert_int_equal(internal_outcome(f, "10.0.0.5", NULL, NULL, 0, NULL),
+                     RL2_OUTCOME_ALLOW);
+}
+
+/* Each element of the header must say internal: a value appended to a
+ * client's own, or an empty element, is never read in the client's
+ * favour.  Empty and "0" say no, anything else yes. */
+static void
+test_internal_header_values(void **state)
+{
+    fixture_t        *f = *state;
+    const char *const no[] = {
+        "0", "", " ", "1, 0", "0, 1", "1,", ",1", "1,,1"
+    };
+    const char *const yes[] = { "1", " 1 ", "yes", "1, 1", "1,true" };
+
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        print_message("  no: \"%s\"\n", no[i]);
+        assert_int_equal(internal_outcome(f, "10.0.0.5", NULL, no[i], 0, NULL),
+                         RL2_OUTCOME_ALLOW);
+    }
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        print_message("  yes: \"%s\"\n", yes[i]);
+        assert_int_equal(internal_outcome(f, "10.0.0.5", NULL, yes[i], 0, NULL),
+                         RL2_OUTCOME_BYPASS);
+    }
+}
+
+/* The front end's flag (the server's variable) bypasses from any peer
+ * when the policy says whitelist.internal, and nothing otherwise; the
+ * variable's values read as the header's. */
+static void
+test_internal_variable(void **state)
+{
+    fixture_t    *f = *state;
+    rl2_policy_t *p;
+    rl2_err_t     err;
+
+    assert_int_equal(internal_outcome(f, "192.0.2.7", NULL, NULL, 1, NULL),
+                     RL2_OUTCOME_BYPASS);
+    assert_int_equal(internal_outcome(f, "192.0.2.7", NULL, "0", 1, NULL),
+                     RL2_OUTCOME_BYPASS);
+    assert_false(rl2_internal_value(NULL));
+    assert_false(rl2_internal_value(""));
+    assert_false(rl2_internal_value("0"));
+    assert_true(rl2_internal_value("1"));
+    assert_true(rl2_internal_value("yes"));
+    assert_true(rl2_internal_value("00"));
+    /* Without whitelist.internal neither the flag nor the header does
+     * anything. */
+    assert_int_equal(rl2_config_load_string(
+                         "rules = ( { name = \"r\"; paths = \"/**\";\n"
+                         "  limits = ( { rate = \"1000/hour\"; } ); } );\n",
+                         "t.conf", NULL, &p, &err),
+                     RL2_OK);
+    rl2_policy_free(f->policy);
+    f->policy = p;
+    assert_int_equal(internal_outcome(f, "10.0.0.5", NULL, "1", 1, NULL),
+                     RL2_OUTCOME_ALLOW);
+}
+
 /* A request one layer refuses takes no entry in the zone: a flood of
  * refused requests with made-up keys creates none and evicts none, so
  * the zone's live counters stay as they were. */
@@ -886,6 +1027,12 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_path_info, setup_path, teardown),
         cmocka_unit_test_setup_teardown(test_path_decoded_once, setup_path,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_internal_header_senders,
+                                        setup_internal, teardown),
+        cmocka_unit_test_setup_teardown(test_internal_header_values,
+                                        setup_internal, teardown),
+        cmocka_unit_test_setup_teardown(test_internal_variable, setup_internal,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_tier_header_senders, setup_tierhdr,
                                         teardown),

@@ -94,7 +94,9 @@ static const char full_policy[] =
     " legacy = true; };\n"
     "whitelist = { addresses = [ \"10.0.0.0/8\", \"2001:db8::/32\" ];\n"
     "              users = [ \"ops\" ]; api_keys = \"k1\";"
-    " internal = true; };\n"
+    " internal = true; internal_variable = \"RL2_INTERNAL\";"
+    " internal_header = \"X-Internal\";"
+    " internal_header_from = [ \"10.0.0.6\", \"2001:db8::/48\" ]; };\n"
     "rules = (\n"                                                  /* 15 */
     "  { name = \"health\"; paths = [ \"/health\", \"/docs\" ];\n" /* 16 */
     "    exempt = true; },\n"
@@ -180,6 +182,14 @@ test_full_policy_top_level_fields(void **state)
     assert_int_equal(p->n_wl_keys, 1);
     assert_string_equal(p->wl_keys[0], "k1");
     assert_int_equal(p->wl_internal, 1);
+    assert_string_equal(p->wl_internal_var, "RL2_INTERNAL");
+    assert_string_equal(p->wl_internal_header, "X-Internal");
+    assert_int_equal(p->n_wl_internal_nets, 2);
+    inet_pton(AF_INET, "10.0.0.6", v4);
+    assert_true(rl2_cidr_match(&p->wl_internal_nets[0], AF_INET, v4));
+    assert_int_equal(p->wl_internal_nets[0].prefix, 32);
+    assert_int_equal(p->wl_internal_nets[1].family, AF_INET6);
+    assert_int_equal(p->wl_internal_nets[1].prefix, 48);
     rl2_policy_free(p);
 }
 
@@ -452,6 +462,29 @@ test_empty_policy_has_defaults(void **state)
     assert_int_equal(p->header_legacy, 0);
     assert_null(p->apikey_header);
     assert_int_equal(p->has_concurrency, 0);
+    assert_int_equal(p->wl_internal, 0);
+    assert_null(p->wl_internal_var);
+    assert_null(p->wl_internal_header);
+    rl2_policy_free(p);
+}
+
+/* whitelist.internal alone reads the default variable and no header;
+ * internal = false reads nothing, so no front end looks for either. */
+static void
+test_internal_defaults(void **state)
+{
+    rl2_policy_t *p = load_ok("whitelist = { internal = true; };\n");
+
+    (void)state;
+    assert_int_equal(p->wl_internal, 1);
+    assert_string_equal(p->wl_internal_var, "RATELIMIT2_INTERNAL");
+    assert_string_equal(p->wl_internal_var, RL2_INTERNAL_VARIABLE);
+    assert_null(p->wl_internal_header);
+    assert_int_equal(p->n_wl_internal_nets, 0);
+    rl2_policy_free(p);
+    p = load_ok("whitelist = { internal = false; };\n");
+    assert_int_equal(p->wl_internal, 0);
+    assert_null(p->wl_internal_var);
     rl2_policy_free(p);
 }
 
@@ -811,6 +844,60 @@ static const bad_case_t bad_cases[] = {
       "'api_key' must be a group" },
     { "unknown key in whitelist", "whitelist = { ips = [ ]; };\n", 1,
       "unknown key 'ips' in whitelist" },
+    { "internal variable a client sets (a header)",
+      "whitelist = { internal = true;\n"
+      "  internal_variable = \"HTTP_X_INTERNAL\"; };\n",
+      2,
+      "whitelist.internal_variable \"HTTP_X_INTERNAL\" is a variable a "
+      "client sets" },
+    { "internal variable a client sets, in lower case",
+      "whitelist = { internal = true; internal_variable = \"http_x\"; };\n", 1,
+      "\"http_x\" is a variable a client sets" },
+    { "internal variable a client sets (Content-Length)",
+      "whitelist = { internal = true;\n\n"
+      "  internal_variable = \"CONTENT_LENGTH\"; };\n",
+      3, "\"CONTENT_LENGTH\" is a variable a client sets" },
+    { "internal variable with a dash",
+      "whitelist = { internal = true; internal_variable = \"RL2-INT\"; };\n", 1,
+      "whitelist.internal_variable \"RL2-INT\": letters, digits and '_' "
+      "only" },
+    { "internal variable starting with a digit",
+      "whitelist = { internal = true; internal_variable = \"2X\"; };\n", 1,
+      "not starting with a digit" },
+    { "empty internal variable",
+      "whitelist = { internal = true; internal_variable = \"\"; };\n", 1,
+      "'internal_variable' must not be empty" },
+    { "internal header without its senders",
+      "whitelist = { internal = true;\n"
+      "  internal_header = \"X-Internal\"; };\n",
+      2,
+      "whitelist.internal_header needs 'internal_header_from': the "
+      "addresses of the upstreams that set it" },
+    { "internal header with no sender",
+      "whitelist = { internal = true; internal_header = \"X-Internal\";\n"
+      "  internal_header_from = [ ]; };\n",
+      2, "'internal_header_from' must not be empty" },
+    { "internal header senders without the header",
+      "whitelist = { internal = true;\n"
+      "  internal_header_from = \"10.0.0.5\"; };\n",
+      2,
+      "whitelist.internal_header_from means nothing without "
+      "internal_header" },
+    { "internal header sender not an address",
+      "whitelist = { internal = true; internal_header = \"X-I\";\n"
+      "  internal_header_from = [ \"10.0.0.5\", \"gateway\" ]; };\n",
+      2, "invalid address \"gateway\"" },
+    { "internal variable without internal",
+      "whitelist = { addresses = \"10.0.0.0/8\";\n"
+      "  internal_variable = \"RL2_INTERNAL\"; };\n",
+      2, "whitelist.internal_variable means nothing without internal = true" },
+    { "internal header with internal = false",
+      "whitelist = { internal = false;\n"
+      "  internal_header = \"X-Internal\";\n"
+      "  internal_header_from = \"10.0.0.5\"; };\n",
+      2, "whitelist.internal_header means nothing without internal = true" },
+    { "internal not a bool", "whitelist = { internal = \"yes\"; };\n", 1,
+      "'internal' must be true or false" },
     { "empty string", "api_key = { header = \"\"; };\n", 1,
       "'header' must not be empty" },
     { "client with two identities",
@@ -915,6 +1002,7 @@ main(void)
         cmocka_unit_test(test_full_policy_clients),
         cmocka_unit_test(test_full_policy_max_state_size),
         cmocka_unit_test(test_empty_policy_has_defaults),
+        cmocka_unit_test(test_internal_defaults),
         cmocka_unit_test(test_tier_array_and_first_is_default),
         cmocka_unit_test(test_user_override_makes_rule_late),
         cmocka_unit_test(test_keys_are_read_in_dependency_order),

@@ -59,6 +59,10 @@ enum {
 /* Longest name (rule, limit, tier) in bytes, NUL excluded. */
 #define RL2_NAME_MAX 63
 
+/* The variable that flags a request internal (whitelist.internal) when
+ * whitelist.internal_variable names none. */
+#define RL2_INTERNAL_VARIABLE "RATELIMIT2_INTERNAL"
+
 typedef struct {
     int      family;   /* AF_INET or AF_INET6 */
     uint8_t  addr[16]; /* network byte order; IPv4 in the first 4 bytes */
@@ -192,7 +196,15 @@ typedef struct {
     size_t       n_wl_users;
     const char **wl_keys;
     size_t       n_wl_keys;
-    int          wl_internal; /* requests flagged internal bypass */
+    int          wl_internal;       /* requests flagged internal bypass */
+    const char  *wl_internal_var;   /* the server's own variable that
+                                       flags a request internal (set when
+                                       wl_internal is) */
+    const char *wl_internal_header; /* a header flagging it, believed
+                                       only from wl_internal_nets; or
+                                       NULL */
+    rl2_cidr_t *wl_internal_nets;   /* whitelist.internal_header_from */
+    size_t      n_wl_internal_nets;
 
     const char *apikey_header; /* NULL: not read */
     const char *apikey_query;  /* NULL: not read */
