@@ -65,6 +65,7 @@ static const struct {
     [RL2_ALERT_CONFIG_ERROR] = { "config_error", LOG_ERR },
     [RL2_ALERT_LIMITED] = { "limited", LOG_WARNING },
     [RL2_ALERT_BAN_CANDIDATE] = { "ban_candidate", LOG_WARNING },
+    [RL2_ALERT_BANNED] = { "banned", LOG_WARNING },
     [RL2_ALERT_ZONE_FULL] = { "zone_full", LOG_WARNING },
     [RL2_ALERT_EVICTIONS] = { "evictions", LOG_WARNING },
 };

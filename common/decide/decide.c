@@ -580,7 +580,13 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
         v->n_layers = first;
         return st;
     }
-    return rl2_verdict_fold(&c, store, first, now, err);
+    st = rl2_verdict_fold(&c, store, first, now, err);
+    if (st == RL2_OK && v->outcome == RL2_OUTCOME_DENY
+        && policy->abuse.denials > 0 && policy->overrides != NULL
+        && v->shown >= 0) {
+        rl2_runtime_abuse(&c, store, now);
+    }
+    return st;
 }
 
 rl2_status_t

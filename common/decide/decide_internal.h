@@ -134,6 +134,13 @@ rl2_mode_t rl2_runtime_mode(const rl2_ctx_t *c, const rl2_rule_t *rule,
  * verdict where a factor applies (keys stay those of the limits). */
 void rl2_runtime_layers(rl2_ctx_t *c, size_t first);
 
+/* After a refusal by the limits: count it against the policy's `abuse`
+ * denials and, past them, ban the client (an override with an expiry),
+ * setting v->banned_for_s and v->banned_target.  Needs policy->abuse
+ * and an override table. */
+void rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store,
+                       const rl2_clock_t *now);
+
 /* Does the policy whitelist anything?  (Most do not: no call then.) */
 static inline int
 rl2_has_whitelist(const rl2_policy_t *p)

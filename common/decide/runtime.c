@@ -14,12 +14,14 @@
  * ring of as many timestamps as its count, which another count would
  * read wrongly.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "ratelimit2/overrides.h"
 
 #include "decide_internal.h"
 #include "algo/algo_internal.h"
+#include "base/base_internal.h"
 
 /* Retry-After of the emergency switch when it has no end. */
 #define RL2_EMERGENCY_RETRY_S 60
@@ -146,11 +148,125 @@ rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src)
            offsetof(rl2_verdict_t, layers)
                + src->n_layers * sizeof(rl2_layer_t));
     memcpy(dst->scaled, src->scaled, src->n_scaled * sizeof(rl2_limit_t));
+    if (src->banned_for_s > 0) {
+        memcpy(dst->banned_target, src->banned_target,
+               sizeof(dst->banned_target));
+    }
     for (size_t i = 0; i < dst->n_layers; i++) {
         const rl2_limit_t *l = dst->layers[i].limit;
 
         if (l >= src->scaled && l < src->scaled + src->n_scaled) {
             dst->layers[i].limit = dst->scaled + (l - src->scaled);
         }
+    }
+}
+
+/* ---- automatic bans ------------------------------------------------------ */
+
+/* Whom a refusal by layer l bans, as an override target: the identity
+ * the limit counted (an address, or an IPv6 network as keys group it; a
+ * user; an API key's hash), else the client's address.  0, or -1 when
+ * there is no one to name. */
+static int
+rl2_abuse_target(const rl2_ctx_t *c, const rl2_layer_t *l, char *out,
+                 size_t size)
+{
+    switch (l->limit->key) {
+    case RL2_KEY_USER:
+        if (c->req->user != NULL && c->req->user[0] != '\0') {
+            return (size_t)snprintf(out, size, "user:%s", c->req->user) < size
+                       ? 0
+                       : -1;
+        }
+        break;
+    case RL2_KEY_APIKEY:
+        if (c->apikey != NULL) {
+            snprintf(out, size, "key#%s", c->apikey_hash);
+            return 0;
+        }
+        break;
+    default:
+        break;
+    }
+    if (c->group_len == 0 || c->group_len >= size) {
+        return -1;
+    }
+    memcpy(out, c->group_ip, c->group_len);
+    out[c->group_len] = '\0';
+    return 0;
+}
+
+/* Count one event of `limit` for target in the store; returns the count
+ * so far in its window (this one included), or -1 when the store did
+ * not answer.  *over: the count went past the limit. */
+static int64_t
+rl2_abuse_count(rl2_store_t *store, const rl2_limit_t *limit,
+                const char *target, const rl2_clock_t *now, int *over)
+{
+    rl2_layer_t    l;
+    rl2_err_t      err;
+    rl2_hash_key_t seed = limit->key_seed;
+
+    memset(&l, 0, sizeof(l));
+    l.limit = limit;
+    snprintf(l.client, sizeof(l.client), "%s", target);
+    seed.k[15] ^= 0xff; /* never the key of a limit of the rules */
+    l.key = rl2_digest_keyed(&seed, target, strlen(target));
+    if (store->ops->apply(store, &l, 1, now, &err) != RL2_OK) {
+        return -1;
+    }
+    *over = l.refused;
+    return l.result.limit - l.result.remaining;
+}
+
+/* The length of a client's next ban: ban × escalate^(bans it had in the
+ * last max_ban), at most max_ban. */
+static int64_t
+rl2_abuse_ban_us(const rl2_abuse_conf_t *a, int64_t earlier)
+{
+    int64_t us = a->ban_us;
+
+    for (int64_t i = 0; i < earlier && us < a->max_ban_us; i++) {
+        if (__builtin_mul_overflow(us, a->escalate, &us)) {
+            return a->max_ban_us;
+        }
+    }
+    return us < a->max_ban_us ? us : a->max_ban_us;
+}
+
+void
+rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
+{
+    const rl2_abuse_conf_t *a = &c->policy->abuse;
+    rl2_verdict_t          *v = c->v;
+    const rl2_layer_t      *l = &v->layers[v->shown];
+    rl2_override_t          o, before;
+    rl2_err_t               err;
+    int                     over = 0;
+    int64_t                 bans;
+
+    if (rl2_abuse_target(c, l, v->banned_target, sizeof(v->banned_target)) != 0
+        || rl2_abuse_count(store, a->denied, v->banned_target, now, &over) < 0
+        || !over) {
+        return;
+    }
+    /* Past the limit of refusals: this is an offence, counted with the
+     * earlier ones to set the length of the ban. */
+    bans = rl2_abuse_count(store, a->offences, v->banned_target, now, &over);
+    memset(&o, 0, sizeof(o));
+    if (rl2_override_target(c->policy, RL2_OVR_BAN, v->banned_target, &o, &err)
+        != RL2_OK) {
+        return;
+    }
+    o.created_us = now->wall_us;
+    o.expires_us = now->wall_us + rl2_abuse_ban_us(a, bans > 0 ? bans - 1 : 0);
+    snprintf(o.author, sizeof(o.author), "abuse");
+    snprintf(o.reason, sizeof(o.reason),
+             "more than %lld refusals in %llds (rule %s, limit %s)",
+             (long long)a->denials, (long long)(a->window_us / RL2_US_PER_S),
+             l->rule->name, l->limit->name);
+    if (rl2_overrides_set(c->policy->overrides, &o, now, &before, &err)
+        == RL2_OK) {
+        v->banned_for_s = (o.expires_us - now->wall_us) / RL2_US_PER_S;
     }
 }

@@ -44,14 +44,17 @@
 /* libconfig 1.5 refuses deeper nesting of @include itself. */
 #define RL2_CFG_MAX_DEPTH 10
 
-static const char *const rl2_top_keys[] = {
-    "mode",        "match",           "algorithm", "hash_secret",
-    "ipv6_prefix", "trusted_proxies", "api_key",   "tier_from",
-    "tiers",       "default_tier",    "headers",   "whitelist",
-    "clients",     "rules",           "default",   "violation_log",
-    "redis",       "failover",        "alerts",    "method_override",
-    NULL
-};
+static const char *const rl2_top_keys[] = { "mode",        "match",
+                                            "algorithm",   "hash_secret",
+                                            "ipv6_prefix", "trusted_proxies",
+                                            "api_key",     "tier_from",
+                                            "tiers",       "default_tier",
+                                            "headers",     "whitelist",
+                                            "clients",     "rules",
+                                            "default",     "violation_log",
+                                            "redis",       "failover",
+                                            "alerts",      "method_override",
+                                            "abuse",       NULL };
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
                                                  "header_from", "redis", NULL };
@@ -201,6 +204,7 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_rules(cfg, root));
     RL2_TRY(rl2_cfg_default_rule(cfg, root));
     RL2_TRY(rl2_cfg_vlog(cfg, root));
+    RL2_TRY(rl2_cfg_abuse(cfg, root));
     RL2_TRY(rl2_cfg_store(cfg, root));
     RL2_TRY(rl2_cfg_clients(cfg, root));
     RL2_TRY(rl2_rule_index_build(cfg->policy, cfg->err));

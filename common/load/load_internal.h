@@ -128,6 +128,10 @@ rl2_status_t rl2_cfg_whitelist(rl2_cfg_t *cfg, const config_setting_t *root);
 /* ---- the violation log (config_vlog.c) ---- */
 
 rl2_status_t rl2_cfg_vlog(rl2_cfg_t *cfg, const config_setting_t *root);
+
+/* ---- automatic bans (config_abuse.c) ---- */
+
+rl2_status_t rl2_cfg_abuse(rl2_cfg_t *cfg, const config_setting_t *root);
 /* ---- store settings and the tier lookup (config_store.c) ---- */
 
 rl2_status_t rl2_cfg_store(rl2_cfg_t *cfg, const config_setting_t *root);

@@ -382,3 +382,24 @@ rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
     rl2_mx_upkeep_zone(m, &z);
     rl2_mx_upkeep_evictions(m, &z, now_ms);
 }
+
+/* One line per ban, the address first after the event (fail2ban's
+ * <HOST>), then what was banned (an address, a network, user:NAME or
+ * key#HASH) and for how long. */
+void
+rl2_mx_banned(rl2_metrics_t *m, const rl2_verdict_t *v)
+{
+    const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
+    char               secs[24];
+    rl2_alert_field_t  f[4] = {
+         { "client", v->client_ip },
+         { "target", v->banned_target },
+         { "seconds", secs },
+         { "rule", l != NULL ? l->rule->name : "-" },
+    };
+    rl2_err_t err;
+
+    snprintf(secs, sizeof(secs), "%lld", (long long)v->banned_for_s);
+    atomic_fetch_add_explicit(&m->shm->bans, 1, memory_order_relaxed);
+    rl2_alert_emit(m->alert, RL2_ALERT_BANNED, f, 4, 0, &err);
+}

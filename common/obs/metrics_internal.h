@@ -79,7 +79,7 @@ size_t rl2_metrics_top_near(const rl2_metrics_t *m,
                             rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
 #define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
-#define MX_VERSION 4u
+#define MX_VERSION 5u
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -142,6 +142,7 @@ typedef struct {
     _Atomic uint64_t limited_lines;
     _Atomic uint64_t limited_held;
     _Atomic uint64_t ban_candidates;
+    _Atomic uint64_t bans; /* automatic bans made (policy `abuse`) */
     mx_name_t        rules[RL2_METRICS_RULES];
     mx_name_t        tiers[RL2_METRICS_TIERS];
     mx_cell_t        cells[RL2_METRICS_RULES][RL2_METRICS_TIERS];
@@ -167,6 +168,10 @@ unsigned rl2_mx_name_slot(mx_name_t *table, unsigned cap, unsigned first,
 /* metrics_clients.c: a refused request (top table, limited line, ban
  * candidate), an admitted one near its limit, and the once-a-second
  * upkeep (zone filling, eviction rate). */
+/* An automatic ban this verdict made: counted, and one event=banned line
+ * (metrics_clients.c). */
+void rl2_mx_banned(rl2_metrics_t *m, const rl2_verdict_t *v);
+
 void rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v,
                     unsigned rule_slot, unsigned tier_slot,
                     const rl2_clock_t *now);

@@ -225,6 +225,9 @@ rl2_prom_alerts(prom_t *p, const rl2_metrics_global_t *g,
         g->limited_held);
     rl2_prom_single(p, "ratelimit2_ban_candidates_total", "counter",
                     "ban_candidate alerts sent.", g->ban_candidates);
+    rl2_prom_single(p, "ratelimit2_bans_total", "counter",
+                    "Automatic bans made on this host (policy abuse).",
+                    g->bans);
     rl2_prom_single(p, "ratelimit2_alert_failures_total", "counter",
                     "Alert lines the syslog socket refused.",
                     e->alert_failures);

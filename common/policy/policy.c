@@ -250,6 +250,24 @@ rl2_rate_parse(const char *text, int64_t *count, int64_t *window_us,
     return RL2_OK;
 }
 
+rl2_status_t
+rl2_duration_parse(const char *text, int64_t *us, rl2_err_t *err)
+{
+    const char       *p = text;
+    int64_t           mult;
+    const rl2_unit_t *unit;
+
+    if (rl2_parse_count(&p, &mult) != 0 || mult < 1
+        || (unit = rl2_unit_find(p)) == NULL || unit->us == 0
+        || __builtin_mul_overflow(unit->us, mult, us)) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid duration \"%s\": expected a count and "
+                           "a unit such as 30s, 10min, 2h or 7d",
+                           text);
+    }
+    return RL2_OK;
+}
+
 /* ---- addresses ---- */
 
 rl2_status_t

@@ -215,10 +215,14 @@ Nov 23 03:00:00 testhost sshd[1]: Invalid user ratelimit2: event=limited client=
 Nov 23 03:00:01 testhost ratelimit2[2]: ratelimit2: event=config_error error="x event=limited client=6.6.6.6"
 Nov 23 03:00:02 testhost ratelimit2[2]: ratelimit2: event=ban_candidate client=6.6.6.6 rule=login count=9 window=60s
 BAD
-# And an IPv6 client, as the module writes it.
+# And an IPv6 client, as the module writes it; and an automatic ban's
+# line (test_abuse makes the ban; the line is the one rl2_mx_banned
+# writes).
 echo 'Nov 23 03:00:03 testhost ratelimit2[2]: ratelimit2: event=limited client=2001:db8::7 rule=login limit=login tier=free retry_after=5' \
     >>"$T_DIR/syslog"
-want=$(( $(grep -c 'ratelimit2: event=limited client=' "$LOG") + 1 ))
+echo 'Nov 23 03:00:04 testhost ratelimit2[2]: ratelimit2: event=banned client=192.0.2.77 target=user:mallory seconds=600 rule=login' \
+    >>"$T_DIR/syslog"
+want=$(( $(grep -c 'ratelimit2: event=limited client=' "$LOG") + 2 ))
 # The filter includes fail2ban's common.conf, found beside it as it will
 # be once installed in /etc/fail2ban/filter.d.
 mkdir -p "$T_DIR/f2b/filter.d"
@@ -226,12 +230,14 @@ cp "$RL2_ROOT/conf/fail2ban/filter.d/ratelimit2.conf" "$T_DIR/f2b/filter.d/"
 ln -s /etc/fail2ban/filter.d/common.conf "$T_DIR/f2b/filter.d/common.conf"
 fail2ban-regex -v --print-no-missed "$T_DIR/syslog" "$T_DIR/f2b/filter.d/ratelimit2.conf" \
     >"$T_DIR/f2b.log" 2>&1
-is "fail2ban-regex matches every limited line ($want) and nothing else" \
+is "fail2ban-regex matches every limited and banned line ($want) and nothing else" \
     "$want matched" \
     "$(sed -n 's/^Lines: .* \([0-9]*\) matched.*/\1 matched/p' "$T_DIR/f2b.log")"
 like "fail2ban finds the client address" '127\.0\.0\.1' \
     "$(cat "$T_DIR/f2b.log")"
 like "fail2ban finds an IPv6 client" '2001:db8::7' "$(cat "$T_DIR/f2b.log")"
+like "fail2ban finds the address of a banned client" '192\.0\.2\.77' \
+    "$(cat "$T_DIR/f2b.log")"
 is "fail2ban finds no other host" "" \
     "$(grep -oE '6\.6\.6\.6|7\.7\.7\.7' "$T_DIR/f2b.log")"
 

@@ -65,6 +65,7 @@ typedef enum {
                                  line per client per interval, limited
                                  by metrics_clients.c */
     RL2_ALERT_BAN_CANDIDATE,  /* a client refused too often */
+    RL2_ALERT_BANNED,         /* ... and banned (policy `abuse`) */
     RL2_ALERT_ZONE_FULL,      /* the local zone passed 80% or 100% */
     RL2_ALERT_EVICTIONS,      /* live keys evicted faster than allowed */
     RL2_ALERT_KIND_COUNT

@@ -91,12 +91,16 @@ typedef struct {
      * switch's allow-list (503); retry_s says when to come back. */
     rl2_refusal_t refusal;
     int64_t       refusal_retry_s;
-    size_t        n_scaled; /* of scaled[] */
-    size_t        n_layers;
-    rl2_layer_t   layers[RL2_MAX_LAYERS];
+    /* This refusal made the client's automatic ban (policy `abuse`):
+     * for how long, and banned_target says whom. */
+    int64_t     banned_for_s;
+    size_t      n_scaled; /* of scaled[] */
+    size_t      n_layers;
+    rl2_layer_t layers[RL2_MAX_LAYERS];
     /* Limits a runtime factor scaled for this request: layers point
      * here (rl2_verdict_copy keeps them pointing at the copy's). */
     rl2_limit_t scaled[RL2_MAX_LAYERS];
+    char        banned_target[RL2_OVR_TARGET_MAX]; /* when banned_for_s */
 } rl2_verdict_t;
 
 /* An empty verdict.  Only the head is cleared (layers are written as they

@@ -123,6 +123,7 @@ typedef struct {
     uint64_t limited_lines; /* event=limited lines sent */
     uint64_t limited_held;  /* held back by the per-client interval */
     uint64_t ban_candidates;
+    uint64_t bans; /* automatic bans made here */
 } rl2_metrics_global_t;
 
 /* ---- what the front ends show: Prometheus, health, status page ---- */

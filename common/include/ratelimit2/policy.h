@@ -155,6 +155,21 @@ typedef struct {
     const char *upgrade_url; /* optional, for the 429 body */
 } rl2_tier_t;
 
+/* The policy's `abuse` group: a client refused more than `denials`
+ * times in `window_us` is banned for ban_us, times `escalate` for each
+ * ban it had in the last max_ban_us, at most max_ban_us.  The two
+ * counters are limits of their own (fixed windows), so they live in the
+ * same store as every other count: in Redis, the whole fleet agrees. */
+typedef struct {
+    int64_t      denials; /* 0: no automatic bans */
+    int64_t      window_us;
+    int64_t      ban_us;
+    int64_t      max_ban_us;
+    int64_t      escalate;
+    rl2_limit_t *denied;   /* refusals per client per window */
+    rl2_limit_t *offences; /* bans per client per max_ban */
+} rl2_abuse_conf_t;
+
 typedef struct rl2_rule_index rl2_rule_index_t;
 typedef struct rl2_arena      rl2_arena_t;
 struct rl2_tier_redis;   /* tier_source.h */
@@ -240,7 +255,8 @@ typedef struct {
     /* The runtime override table (overrides.h) the front end attached
      * for this policy's decisions, or NULL: none.  Not owned. */
     struct rl2_overrides *overrides;
-    int ban_status; /* a banned client's answer: 429 (default) or 403 */
+    int ban_status;         /* a banned client's answer: 429 (default) or 403 */
+    rl2_abuse_conf_t abuse; /* automatic bans; off when denials is 0 */
 } rl2_policy_t;
 
 /* An empty policy with defaults: enforce, first match, ipv6_prefix 64,
@@ -263,6 +279,9 @@ char *rl2_policy_strdup(rl2_policy_t *policy, const char *s);
 rl2_status_t rl2_rate_parse(const char *text, int64_t *count,
                             int64_t *window_us, rl2_period_t *period,
                             rl2_err_t *err);
+/* "30s", "10min", "2h", "7d", "1w": a duration in µs (the units of a
+ * rate's window, without a month). */
+rl2_status_t rl2_duration_parse(const char *text, int64_t *us, rl2_err_t *err);
 rl2_status_t rl2_cidr_parse(const char *text, rl2_cidr_t *out, rl2_err_t *err);
 /* "ip", "user", "api_key", "route", "global", "header:NAME". */
 rl2_status_t rl2_key_parse(rl2_policy_t *policy, const char *text,

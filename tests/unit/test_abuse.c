@@ -1,0 +1,267 @@
+/*
+ * test_abuse.c -- automatic bans (policy `abuse`, decide/runtime.c): a
+ * client refused more than `denials` times in the window is banned, as
+ * the runtime override table bans; a second offence within max_ban is
+ * banned `escalate` times as long; the ban names what the refusing limit
+ * counted (an address, a user); refusals in dry run or by a ban do not
+ * count; and the loader checks the group with file:line.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ratelimit2/overrides.h"
+#include "base/shm_obj_internal.h"
+
+#include "rl2_decide_test.h"
+
+#define POLICY \
+    "abuse = { denials = \"3/1min\"; ban = \"10s\"; escalate = 2; " \
+    "max_ban = \"1h\"; };\n" \
+    "rules = ( { name = \"login\"; paths = [ \"/login\" ]; " \
+    "limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); }, " \
+    "{ name = \"acct\"; paths = [ \"/acct\" ]; " \
+    "limits = ( { rate = \"1/1h\"; key = \"user\"; } ); }, " \
+    "{ name = \"try\"; paths = [ \"/try\" ]; mode = \"dry_run\"; " \
+    "limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); } );\n"
+
+typedef struct {
+    fixture_t        base;
+    rl2_overrides_t *table;
+    char             state_file[128];
+} abuse_fixture_t;
+
+static int
+setup(void **state)
+{
+    abuse_fixture_t *a;
+    rl2_err_t        err;
+    fixture_t       *f;
+
+    setup_sized(state, POLICY, 1024, "abuse");
+    f = *state;
+    a = realloc(f, sizeof(*a));
+    assert_non_null(a);
+    snprintf(a->state_file, sizeof(a->state_file), "/tmp/rl2-abuse-%d.state",
+             (int)getpid());
+    unlink(a->state_file);
+    assert_int_equal(rl2_overrides_open(a->base.zname, a->state_file, 0600,
+                                        &a->table, &err),
+                     RL2_OK);
+    a->base.policy->overrides = a->table;
+    *state = a;
+    return 0;
+}
+
+static int
+teardown_abuse(void **state)
+{
+    abuse_fixture_t *a = *state;
+    char             name[128];
+    rl2_err_t        err;
+
+    rl2_overrides_close(a->table);
+    snprintf(name, sizeof(name), "%s.overrides", a->base.zname);
+    rl2_shm_obj_unlink(name, &err);
+    unlink(a->state_file);
+    return teardown(state);
+}
+
+/* One request at `at_s` seconds on both clocks. */
+static void
+request(abuse_fixture_t *a, const char *path, const char *ip, const char *user,
+        int64_t at_s, rl2_verdict_t *v)
+{
+    rl2_request_t req = { .method = "POST",
+                          .path = path,
+                          .peer_ip = ip,
+                          .user = user };
+    rl2_clock_t   now = { .mono_us = (1000 + at_s) * RL2_US_PER_S,
+                          .wall_us = (1700000000 + at_s) * RL2_US_PER_S };
+    rl2_err_t     err;
+
+    rl2_verdict_init(v);
+    assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store, &req,
+                                RL2_PHASE_ALL, &now, v, &err),
+                     RL2_OK);
+}
+
+static int64_t
+ban_left_s(abuse_fixture_t *a, const char *target, int64_t at_s)
+{
+    rl2_override_t o[8];
+    rl2_clock_t    now = { .wall_us = (1700000000 + at_s) * RL2_US_PER_S };
+    size_t         n = rl2_overrides_list(a->table, RL2_OVR_BAN, &now, o, 8);
+
+    for (size_t i = 0; i < n && i < 8; i++) {
+        if (strcmp(o[i].target, target) == 0) {
+            return (o[i].expires_us - now.wall_us) / RL2_US_PER_S;
+        }
+    }
+    return -1;
+}
+
+/* 1 admitted, 3 refusals are tolerated, the 4th bans for 10 s; the ban
+ * refuses before any rule; it ends by itself; the next offence within
+ * the hour is banned for 20 s. */
+static void
+test_ban_then_escalate(void **state)
+{
+    abuse_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    request(a, "/login", "192.0.2.1", NULL, 0, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    for (int i = 1; i <= 3; i++) {
+        request(a, "/login", "192.0.2.1", NULL, i, &v);
+        assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+        assert_int_equal(v.refusal, RL2_REFUSAL_LIMIT);
+        assert_int_equal(v.banned_for_s, 0);
+    }
+    assert_int_equal(ban_left_s(a, "192.0.2.1", 3), -1);
+    request(a, "/login", "192.0.2.1", NULL, 4, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    assert_int_equal(v.banned_for_s, 10);
+    assert_string_equal(v.banned_target, "192.0.2.1");
+    assert_int_equal(ban_left_s(a, "192.0.2.1", 4), 10);
+
+    /* Banned: refused before any rule, even on a path with no limit. */
+    request(a, "/elsewhere", "192.0.2.1", NULL, 5, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+    assert_int_equal(v.refusal_retry_s, 9);
+    /* Another client is not. */
+    request(a, "/login", "192.0.2.2", NULL, 5, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+
+    /* The ban ends by itself; the login limit still refuses, and four
+     * more refusals in a new minute ban again, twice as long. */
+    request(a, "/elsewhere", "192.0.2.1", NULL, 15, &v);
+    assert_int_not_equal(v.refusal, RL2_REFUSAL_BAN);
+    for (int i = 0; i < 3; i++) {
+        request(a, "/login", "192.0.2.1", NULL, 70 + i, &v);
+        assert_int_equal(v.refusal, RL2_REFUSAL_LIMIT);
+        assert_int_equal(v.banned_for_s, 0);
+    }
+    request(a, "/login", "192.0.2.1", NULL, 73, &v);
+    assert_int_equal(v.banned_for_s, 20);
+    assert_int_equal(ban_left_s(a, "192.0.2.1", 73), 20);
+}
+
+/* A limit keyed by user bans the user, not the address. */
+static void
+test_ban_names_the_user(void **state)
+{
+    abuse_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    for (int i = 0; i <= 4; i++) {
+        request(a, "/acct", "192.0.2.9", "mallory", i, &v);
+    }
+    assert_int_equal(v.banned_for_s, 10);
+    assert_string_equal(v.banned_target, "user:mallory");
+    /* The user is banned from another address; the address is not. */
+    request(a, "/elsewhere", "198.51.100.1", "mallory", 5, &v);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+    request(a, "/elsewhere", "192.0.2.9", "alice", 5, &v);
+    assert_int_not_equal(v.outcome, RL2_OUTCOME_DENY);
+}
+
+/* Dry-run refusals refuse nobody: they never count towards a ban. */
+static void
+test_dry_run_never_bans(void **state)
+{
+    abuse_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    for (int i = 0; i < 10; i++) {
+        request(a, "/try", "192.0.2.5", NULL, i, &v);
+        assert_int_not_equal(v.outcome, RL2_OUTCOME_DENY);
+        assert_int_equal(v.banned_for_s, 0);
+    }
+    assert_int_equal(ban_left_s(a, "192.0.2.5", 10), -1);
+}
+
+/* Without an override table the policy loads and nothing is banned. */
+static void
+test_no_table_no_ban(void **state)
+{
+    abuse_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    a->base.policy->overrides = NULL;
+    for (int i = 0; i < 10; i++) {
+        request(a, "/login", "192.0.2.7", NULL, i, &v);
+        assert_int_equal(v.banned_for_s, 0);
+    }
+    a->base.policy->overrides = a->table;
+    assert_int_equal(ban_left_s(a, "192.0.2.7", 10), -1);
+}
+
+static void
+expect_refused(const char *text, const char *msg)
+{
+    rl2_policy_t *p = NULL;
+    rl2_err_t     err;
+
+    assert_int_equal(rl2_config_load_string(text, "t.conf", NULL, &p, &err),
+                     RL2_ERR_CONFIG);
+    if (strstr(err.msg, msg) == NULL) {
+        fail_msg("\"%s\" not in \"%s\"", msg, err.msg);
+    }
+}
+
+static void
+test_loader(void **state)
+{
+    rl2_policy_t *p = NULL;
+    rl2_err_t     err;
+
+    (void)state;
+    expect_refused("abuse = { ban = \"10s\"; };\n",
+                   "t.conf:1: abuse: 'denials' is required");
+    expect_refused("abuse = { denials = \"3/1month\"; };\n",
+                   "t.conf:1: abuse: 'denials': a calendar window");
+    expect_refused("abuse = { denials = \"3/1min\"; ban = \"ten\"; };\n",
+                   "t.conf:1: abuse: 'ban': invalid duration");
+    expect_refused("abuse = { denials = \"3/1min\"; escalate = 0; };\n",
+                   "t.conf:1: abuse: 'escalate' must be from 1 to 100");
+    expect_refused("abuse = { denials = \"3/1min\"; ban = \"2h\"; "
+                   "max_ban = \"1h\"; };\n",
+                   "t.conf:1: abuse: 'max_ban' is shorter than 'ban'");
+    expect_refused("abuse = { denials = \"3/1min\"; bans = 2; };\n", "bans");
+    assert_int_equal(rl2_config_load_string("abuse = { denials = \"20/1min\"; "
+                                            "};\n",
+                                            "t.conf", NULL, &p, &err),
+                     RL2_OK);
+    assert_int_equal(p->abuse.denials, 20);
+    assert_int_equal(p->abuse.window_us, 60 * RL2_US_PER_S);
+    assert_int_equal(p->abuse.ban_us, 600 * RL2_US_PER_S);
+    assert_int_equal(p->abuse.escalate, 2);
+    assert_int_equal(p->abuse.max_ban_us, 86400 * RL2_US_PER_S);
+    rl2_policy_free(p);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ban_then_escalate, setup,
+                                        teardown_abuse),
+        cmocka_unit_test_setup_teardown(test_ban_names_the_user, setup,
+                                        teardown_abuse),
+        cmocka_unit_test_setup_teardown(test_dry_run_never_bans, setup,
+                                        teardown_abuse),
+        cmocka_unit_test_setup_teardown(test_no_table_no_ban, setup,
+                                        teardown_abuse),
+        cmocka_unit_test(test_loader),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
