@@ -17,6 +17,7 @@
 
 #include "ratelimit2/hash.h"
 #include "ratelimit2/overrides.h"
+#include "base/shm_obj_internal.h"
 
 /* Slots of a table: 10,000 bans fill 61% of it, where linear probing
  * still finds an entry in under two probes on average. */
@@ -35,9 +36,12 @@ typedef struct {
     rl2_override_t   o;
 } ovr_slot_t;
 
-/* The shared object.  All zero is an empty table that has not read its
- * state file yet. */
+/* The shared object.  All zero after the header is an empty table that
+ * has not read its state file yet. */
 typedef struct {
+    /* rl2_shm_obj_open() writes and checks it: the counters below must
+     * not overlap it, or the next open takes the table for stale. */
+    rl2_shm_hdr_t hdr;
     /* Odd while a writer changes slots: a reader that saw it odd, or saw
      * it change across its read, reads again. */
     _Atomic uint64_t seq;
