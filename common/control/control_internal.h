@@ -79,6 +79,14 @@ rl2_digest_t rl2_ovr_addr_key(rl2_ovr_kind_t kind, int family,
 int rl2_ovr_addr_parse(const char *target, int *family, uint8_t addr[16],
                        unsigned *prefix);
 
+/* How many turns a reader waits on an odd counter before it looks
+ * whether the writer is still there (a non-blocking flock). */
+#define OVR_MEND_SPINS 256
+
+/* overrides.c: the sequence counter once even, for a reader to start
+ * at; one left odd by a writer that died is mended on the way. */
+uint64_t rl2_ovr_wait_even(const rl2_overrides_t *t);
+
 /* overrides.c: under the writer's lock.  Find the slot of key; -1. */
 long rl2_ovr_find(const ovr_shm_t *s, rl2_digest_t key);
 
