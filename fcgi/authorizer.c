@@ -9,7 +9,8 @@
  * the client, lighttpd drops them); any other status is the client's
  * answer, so a refusal is "Status: 429" first (lighttpd drops every
  * header it sees before a non-200 status), then Retry-After, the headers
- * and the JSON body.
+ * and the JSON body.  A runtime ban answers the policy's ban_status (429
+ * or 403) and the emergency allow-list 503, each with Retry-After.
  *
  * Responder role (nginx auth_request, which accepts only 2xx, 401 and
  * 403 from its subrequest): the same decision, refused with 403 and the
@@ -171,9 +172,9 @@ rl2_fcgi_answer(const rl2_policy_t *policy, const rl2_verdict_t *v,
     size_t           n_vars;
 
     if (v->outcome == RL2_OUTCOME_DENY) {
-        return rl2_cgi_deny(
-            out, len, responder ? "403 Forbidden" : "429 Too Many Requests",
-            policy, v, now);
+        return rl2_cgi_deny(out, len,
+                            rl2_cgi_refusal_status(policy, v, responder),
+                            policy, v, now);
     }
     rl2_cgi_fields(policy, v, now, &fields);
     /* Variable-* means something only to an authorizer's server. */
@@ -191,7 +192,11 @@ rl2_fcgi_log_verdict(const rl2_verdict_t *v)
         rl2_log_request(RL2_LOG_REFUSAL, LOG_INFO,
                         "limited: client=%s "
                         "limit=%s retry_after=%lld",
-                        l ? l->client : v->client_ip, l ? l->limit->name : "-",
+                        l ? l->client : v->client_ip,
+                        v->refusal == RL2_REFUSAL_BAN         ? "(banned)"
+                        : v->refusal == RL2_REFUSAL_EMERGENCY ? "(emergency)"
+                        : l                                   ? l->limit->name
+                                                              : "-",
                         rl2_retry_after_s(v));
     }
     else if (v->dry_run_denied) {

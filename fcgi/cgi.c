@@ -22,8 +22,10 @@
  * stdout and the process are handed over untouched, so the target's
  * output and exit status are exactly what they would be without the
  * wrapper.  Refused: it prints a CGI 429 response with the headers and
- * the JSON body.  Counters live in the named zone, shared by every
- * wrapper process (and by ratelimit2-fcgi or Apache given the same name).
+ * the JSON body (a runtime ban: the policy's ban_status, 429 or 403; the
+ * emergency allow-list: 503; both with Retry-After).  Counters live in
+ * the named zone, shared by every wrapper process (and by
+ * ratelimit2-fcgi or Apache given the same name).
  *
  * Without RATELIMIT2_TARGET the target is PATH_TRANSLATED, but only when
  * REDIRECT_STATUS is set, i.e. when the server ran the wrapper as the
@@ -144,15 +146,35 @@ rl2_exec(const char *target, char **argv, const rl2_field_t *vars,
 }
 
 typedef struct {
-    rl2_policy_t  *policy;
-    rl2_backend_t *backend;
+    rl2_policy_t    *policy;
+    rl2_backend_t   *backend;
+    rl2_overrides_t *overrides; /* NULL: none */
 } rl2_cgi_t;
 
 static void
 rl2_cgi_close(rl2_cgi_t *c)
 {
+    rl2_overrides_close(c->overrides);
     rl2_backend_close(c->backend);
     rl2_policy_free(c->policy);
+}
+
+/* The runtime override table beside the zone, as the daemon and Apache
+ * attach it.  Without it the request is decided on, the reason on
+ * stderr (the server's error log): the table is an operator's tool, not
+ * something a request needs.  A missing state directory is not repeated
+ * on every request: ratelimit2ctl says it when a change is refused. */
+static void
+rl2_cgi_overrides(rl2_cgi_t *c, const rl2_backend_conf_t *bc)
+{
+    rl2_err_t note, err;
+
+    if (rl2_backend_overrides_open(bc, c->policy, &c->overrides, &note, &err)
+        != RL2_OK) {
+        fprintf(stderr, "ratelimit2-cgi: runtime overrides are off: %s\n",
+                err.msg);
+    }
+    c->policy->overrides = c->overrides;
 }
 
 /* One store option from the environment, if set. */
@@ -268,6 +290,7 @@ rl2_cgi_open_decide(rl2_cgi_t *c, const rl2_backend_conf_t *bc,
     if (st != RL2_OK) {
         return st;
     }
+    rl2_cgi_overrides(c, bc);
     req->tier_source = rl2_backend_tier_source(c->backend);
     return rl2_decide(c->policy, NULL, 0, rl2_backend_store(c->backend), req,
                       RL2_PHASE_ALL, now, v, err);
@@ -315,7 +338,8 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
             rl2_vlog_record(rl2_backend_vlog(c->backend), c->policy, v,
                             r->req.method, r->req.path, now);
             fwrite(out, 1,
-                   rl2_cgi_deny(out, sizeof(out), "429 Too Many Requests",
+                   rl2_cgi_deny(out, sizeof(out),
+                                rl2_cgi_refusal_status(c->policy, v, 0),
                                 c->policy, v, now),
                    stdout);
             run = 0;
@@ -330,7 +354,7 @@ main(int argc, char **argv)
 {
     const char      *path = getenv("RATELIMIT2_POLICY");
     const char      *target;
-    rl2_cgi_t        c = { NULL, NULL };
+    rl2_cgi_t        c = { NULL, NULL, NULL };
     rl2_cgi_fields_t fields;
     rl2_field_t      vars[5];
     rl2_verdict_t    v;

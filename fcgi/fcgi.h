@@ -112,7 +112,14 @@ size_t rl2_cgi_response(char *buf, size_t len, const char *status,
                         const rl2_cgi_fields_t *fields,
                         const char *content_type, const char *body);
 
-/* The 429 (or 403 for nginx) answer of a denied request. */
+/* The status line of a refusal: a limit's 429, a runtime ban's
+ * policy->ban_status (429 or 403), the emergency allow-list's 503; in
+ * the responder role 403 whatever refused (nginx's auth_request takes
+ * no other refusal, and the shipped snippet answers 429 for it). */
+const char *rl2_cgi_refusal_status(const rl2_policy_t  *policy,
+                                   const rl2_verdict_t *v, int responder);
+
+/* The answer of a denied request, with the status above. */
 size_t rl2_cgi_deny(char *buf, size_t len, const char *status,
                     const rl2_policy_t *policy, const rl2_verdict_t *v,
                     const rl2_clock_t *now);
@@ -179,6 +186,12 @@ typedef struct {
     const char        *zone_name;
     rl2_backend_conf_t backend; /* state_size set per backend opened */
     unsigned long      loaded;  /* generations loaded so far */
+    /* The runtime override table, opened once and kept across reloads
+     * (backends come and go with the zone's geometry; what an operator
+     * set does not); NULL while no policy enabled it or it could not be
+     * opened.  Its state file, to say when a reload names another. */
+    rl2_overrides_t *overrides;
+    char             overrides_state[4096];
 } rl2_gens_t;
 
 /* The first generation, of policy (loaded from policy_path by the

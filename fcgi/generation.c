@@ -16,6 +16,10 @@
  * geometry replaces it under the same name, and generations still
  * running on the old one keep it until they are freed.  Counters in
  * Redis are not affected: the new backend's Redis store finds them.
+ *
+ * The runtime override table is opened once, beside the zone, and kept
+ * across reloads and backends: every generation whose policy enables it
+ * reads the same table.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +109,46 @@ rl2_gen_unref(rl2_gen_t *gen, int *zone_too)
     return 1;
 }
 
+/* Attach the runtime override table to a generation's policy, opening
+ * it when a policy enables it first (at start, or at the reload after an
+ * operator fixed what kept it from opening).  Without it the daemon
+ * serves on: the table is an operator's tool, not something a request
+ * needs. */
+static void
+rl2_gens_overrides(rl2_gens_t *g, rl2_policy_t *policy)
+{
+    char      path[sizeof(g->overrides_state)];
+    rl2_err_t note, err;
+
+    if (policy->overrides_disabled
+        || rl2_policy_overrides_state(policy, g->zone_name, path, sizeof(path))
+               != 0) {
+        policy->overrides = NULL;
+        return;
+    }
+    if (g->overrides == NULL) {
+        if (rl2_backend_overrides_open(&g->backend, policy, &g->overrides,
+                                       &note, &err)
+            != RL2_OK) {
+            rl2_log(LOG_ERR, "runtime overrides are off: %s", err.msg);
+        }
+        else {
+            if (note.msg[0] != '\0') {
+                rl2_log(LOG_WARNING, "%s", note.msg);
+            }
+            memcpy(g->overrides_state, path, sizeof(path));
+        }
+    }
+    else if (strcmp(path, g->overrides_state) != 0) {
+        rl2_log(LOG_WARNING,
+                "%s: overrides.state_file is read at start only: the "
+                "table stays kept in %s; restart ratelimit2-fcgi to "
+                "keep it in %s",
+                g->policy_path, g->overrides_state, path);
+    }
+    policy->overrides = g->overrides;
+}
+
 int
 rl2_gens_init(rl2_gens_t *g, const char *policy_path, rl2_policy_t *policy,
               const rl2_backend_conf_t *conf, rl2_err_t *err)
@@ -141,6 +185,7 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path, rl2_policy_t *policy,
         rl2_gen_free(gen, 1);
         return -1;
     }
+    rl2_gens_overrides(g, gen->policy);
     pthread_mutex_init(&g->lock, NULL);
     gen->zone->gens = 1;
     gen->refs = 1;
@@ -212,6 +257,7 @@ rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err)
         free(gen);
         return -1;
     }
+    rl2_gens_overrides(g, gen->policy);
     pthread_mutex_lock(&g->lock);
     old = g->current;
     gen->zone->gens++;
@@ -261,4 +307,8 @@ rl2_gens_destroy(rl2_gens_t *g)
     }
     g->current = NULL;
     pthread_mutex_destroy(&g->lock);
+    /* Only this process's mapping: the table and its entries stay for
+     * the next start. */
+    rl2_overrides_close(g->overrides);
+    g->overrides = NULL;
 }

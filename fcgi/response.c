@@ -29,9 +29,13 @@ rl2_cgi_fields(const rl2_policy_t *policy, const rl2_verdict_t *v,
     int64_t num[3];
 
     out->n = 0;
-    if (v->shown >= 0) {
+    /* A refusal before any limit (a runtime ban, the emergency switch)
+     * shows no limit, but says when to come back: Retry-After alone. */
+    if (v->shown >= 0 || v->outcome == RL2_OUTCOME_DENY) {
         rl2_headers_render(policy, v, now, out->buf, sizeof(out->buf),
                            rl2_field_add, out);
+    }
+    if (v->shown >= 0) {
         rl2_headers_legacy(policy, v, now, &num[0], &num[1], &num[2]);
         for (size_t i = 0; i < 3; i++) {
             snprintf(out->numbers[i], sizeof(out->numbers[i]), "%lld",
@@ -122,6 +126,24 @@ rl2_cgi_response(char *buf, size_t len, const char *status,
         rl2_text_add(&t, "\r\n");
     }
     return t.overflow ? 0 : t.len;
+}
+
+const char *
+rl2_cgi_refusal_status(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                       int responder)
+{
+    if (responder) {
+        return "403 Forbidden";
+    }
+    switch (v->refusal) {
+    case RL2_REFUSAL_BAN:
+        return policy->ban_status == 403 ? "403 Forbidden"
+                                         : "429 Too Many Requests";
+    case RL2_REFUSAL_EMERGENCY:
+        return "503 Service Unavailable";
+    default:
+        return "429 Too Many Requests";
+    }
 }
 
 size_t

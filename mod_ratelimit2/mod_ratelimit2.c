@@ -51,6 +51,7 @@
 static rl2_backend_t          *rl2_backend;
 static rl2_store_t            *rl2_store;
 static struct rl2_tier_source *rl2_tiers; /* NULL: no tier lookup */
+static rl2_overrides_t        *rl2_ovr;   /* NULL: none attached */
 
 rl2_backend_t *
 rl2_module_backend(void)
@@ -468,8 +469,27 @@ rl2_next_phase(request_rec *r, const rl2_policy_t *policy,
     return rl2_conclude(r, policy, st, st->verdict, &st->now, end);
 }
 
+/* The phases a request is decided in, with the runtime override table's
+ * needs: it applies to every request, limited or not, so a server
+ * without address-keyed limits decides the early phase while the table
+ * holds something; and a ban of a user or an API key is known only
+ * after authentication, whatever the limits need, so the early phase
+ * then keeps its verdict for the late one (fixups runs it).  An idle
+ * table (every request, nearly always) costs the one test. */
+static APR_INLINE unsigned
+rl2_runtime_phases(const rl2_policy_t *policy, unsigned phases)
+{
+    if (__builtin_expect(rl2_overrides_idle(policy->overrides), 1)) {
+        return phases;
+    }
+    if ((phases & RL2_PHASE_LATE) == 0 && rl2_decide_needs_late(policy)) {
+        phases |= RL2_PHASE_LATE;
+    }
+    return phases | RL2_PHASE_EARLY;
+}
+
 /* Decide one phase; returns DECLINED to let the request on, or the status
- * that answers it (429, 503). */
+ * that answers it (429, 403, 503). */
 static int
 rl2_run_phase(request_rec *r, unsigned phase)
 {
@@ -485,13 +505,7 @@ rl2_run_phase(request_rec *r, unsigned phase)
         || rl2_store == NULL || policy == NULL) {
         return DECLINED;
     }
-    /* A runtime ban of a user or an API key is known only after
-     * authentication, whatever the limits need: the early phase keeps
-     * its verdict for the late one (fixups then runs it). */
-    if (phase == RL2_PHASE_EARLY && (phases & RL2_PHASE_LATE) == 0
-        && rl2_decide_needs_late(policy)) {
-        phases |= RL2_PHASE_LATE;
-    }
+    phases = rl2_runtime_phases(policy, phases);
     st = ap_get_module_config(r->request_config, &ratelimit2_module);
     if (st != NULL && st->verdict != NULL) {
         return rl2_next_phase(r, policy, dconf, phase, (phases & phase) != 0,
@@ -660,7 +674,88 @@ rl2_zone_cleanup(void *data)
     rl2_tiers = NULL;
     rl2_backend_close(rl2_backend);
     rl2_backend = NULL;
+    /* Only this process's mapping goes: the table stays in shared memory
+     * for the next generation's post_config (a graceful restart) and for
+     * the next start. */
+    rl2_overrides_close(rl2_ovr);
+    rl2_ovr = NULL;
     return APR_SUCCESS;
+}
+
+/* A server's policy, once post_config has made it its own copy. */
+static rl2_policy_t *
+rl2_policy_of(const server_rec *s)
+{
+    return ((rl2_srv_conf_t *)ap_get_module_config(s->module_config,
+                                                   &ratelimit2_module))
+        ->policy;
+}
+
+/* The state file every server's table is kept in: the main server's
+ * policy says where.  One table per zone, so a virtual host's policy
+ * that names another file is refused rather than silently ignored. */
+static const char *
+rl2_overrides_check(server_rec *s, const rl2_backend_conf_t *bc, int *any)
+{
+    const rl2_policy_t *main_policy = rl2_policy_of(s);
+    char                want[4096];
+
+    *any = 0;
+    if (rl2_policy_overrides_state(main_policy, bc->zone_name, want,
+                                   sizeof(want))
+        != 0) {
+        return "overrides: the state file name is too long";
+    }
+    for (server_rec *vs = s; vs != NULL; vs = vs->next) {
+        const rl2_policy_t *p = rl2_policy_of(vs);
+
+        if (p->overrides_state != NULL
+            && strcmp(p->overrides_state, want) != 0) {
+            return apr_psprintf(s->process->pool,
+                                "%s: overrides.state_file is read from the "
+                                "main server's policy only (one table per "
+                                "zone, kept in %s), and this virtual host's "
+                                "differs",
+                                p->source, want);
+        }
+        *any |= !p->overrides_disabled;
+    }
+    return NULL;
+}
+
+/* Open the runtime override table in the parent, so that every child
+ * inherits it, and attach it to every server's policy that has it
+ * enabled.  Failing to open it leaves the servers serving without it:
+ * the table is an operator's tool, not something a request needs. */
+static const char *
+rl2_overrides_attach(server_rec *s, const rl2_backend_conf_t *bc)
+{
+    rl2_policy_t table;
+    rl2_err_t    note, err;
+    const char  *msg;
+    int          any;
+
+    if ((msg = rl2_overrides_check(s, bc, &any)) != NULL) {
+        return msg;
+    }
+    /* The main server's settings, enabled when any policy wants it. */
+    table = *rl2_policy_of(s);
+    table.overrides_disabled = !any;
+    if (rl2_backend_overrides_open(bc, &table, &rl2_ovr, &note, &err)
+        != RL2_OK) {
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     RL2_LOGNO(0023) "runtime overrides are off: %s", err.msg);
+    }
+    else if (note.msg[0] != '\0') {
+        ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, RL2_LOGNO(0024) "%s",
+                     note.msg);
+    }
+    for (server_rec *vs = s; vs != NULL; vs = vs->next) {
+        rl2_policy_t *p = rl2_policy_of(vs);
+
+        p->overrides = p->overrides_disabled ? NULL : rl2_ovr;
+    }
+    return NULL;
 }
 
 static int
@@ -720,6 +815,10 @@ rl2_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp,
     rl2_tiers = rl2_backend_tier_source(rl2_backend);
     apr_pool_cleanup_register(pconf, NULL, rl2_zone_cleanup,
                               apr_pool_cleanup_null);
+    if ((msg = rl2_overrides_attach(s, bc)) != NULL) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, RL2_LOGNO(0011) "%s", msg);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
     ap_log_error(APLOG_MARK, APLOG_INFO, 0, s,
                  RL2_LOGNO(0006) "zone %s: %u entries of %" APR_SIZE_T_FMT
                                  " bytes%s",

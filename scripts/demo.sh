@@ -42,10 +42,11 @@ RateLimit2Policy "$ROOT/conf/demo.conf"
 CONF
 
 # The zone and its companions (violation log, alert state, metrics,
-# circuit).
+# circuit, runtime override table).
 remove_objects() {
     rm -f "/dev/shm${ZONE}" "/dev/shm${ZONE}.vlog" "/dev/shm${ZONE}.alert" \
-        "/dev/shm${ZONE}.metrics" "/dev/shm${ZONE}.circuit"
+        "/dev/shm${ZONE}.metrics" "/dev/shm${ZONE}.circuit" \
+        "/dev/shm${ZONE}.overrides"
 }
 
 pid=""

@@ -6,6 +6,8 @@
  *                 violation log a front end's settings ask for
  *   store_opts.c  the one parser of the store options (store_opts.h),
  *                 from text into an rl2_backend_conf_t
+ *   backend_overrides.c  the runtime override table as the front ends
+ *                 attach it beside their zone
  */
 #ifndef RL2_BACKEND_INTERNAL_H
 #define RL2_BACKEND_INTERNAL_H

@@ -17,6 +17,7 @@
 
 #include "ratelimit2/hash.h"
 #include "ratelimit2/overrides.h"
+#include "base/shm_obj_internal.h"
 
 /* Slots of a table: 10,000 bans fill 61% of it, where linear probing
  * still finds an entry in under two probes on average. */
@@ -35,9 +36,12 @@ typedef struct {
     rl2_override_t   o;
 } ovr_slot_t;
 
-/* The shared object.  All zero is an empty table that has not read its
- * state file yet. */
+/* The shared object.  All zero after the header is an empty table that
+ * has not read its state file yet. */
 typedef struct {
+    /* rl2_shm_obj_open() writes and checks it: the counters below must
+     * not overlap it, or the next open takes the table for stale. */
+    rl2_shm_hdr_t hdr;
     /* Odd while a writer changes slots: a reader that saw it odd, or saw
      * it change across its read, reads again. */
     _Atomic uint64_t seq;
@@ -74,6 +78,14 @@ rl2_digest_t rl2_ovr_addr_key(rl2_ovr_kind_t kind, int family,
 /* Parse a canonical address target back ("192.0.2.0/24"). */
 int rl2_ovr_addr_parse(const char *target, int *family, uint8_t addr[16],
                        unsigned *prefix);
+
+/* How many turns a reader waits on an odd counter before it looks
+ * whether the writer is still there (a non-blocking flock). */
+#define OVR_MEND_SPINS 256
+
+/* overrides.c: the sequence counter once even, for a reader to start
+ * at; one left odd by a writer that died is mended on the way. */
+uint64_t rl2_ovr_wait_even(const rl2_overrides_t *t);
 
 /* overrides.c: under the writer's lock.  Find the slot of key; -1. */
 long rl2_ovr_find(const ovr_shm_t *s, rl2_digest_t key);

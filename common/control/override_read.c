@@ -8,23 +8,11 @@
  * of single addresses cost one probe, as one ban does.  Expired entries
  * count as absent from the moment they expire.
  */
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "control_internal.h"
-
-static uint64_t
-rl2_ovr_read_begin(const ovr_shm_t *s)
-{
-    uint64_t seq;
-
-    while ((seq = atomic_load_explicit(&s->seq, memory_order_acquire)) & 1) {
-        sched_yield();
-    }
-    return seq;
-}
 
 static int
 rl2_ovr_read_again(const ovr_shm_t *s, uint64_t seq)
@@ -140,7 +128,7 @@ rl2_overrides_client(const rl2_overrides_t *t, const rl2_policy_t *p,
     uint64_t seq;
 
     do {
-        seq = rl2_ovr_read_begin(t->shm);
+        seq = rl2_ovr_wait_even(t);
         rl2_ovr_client_once(t->shm, p, who, now_us, out);
     } while (rl2_ovr_read_again(t->shm, seq));
 }
@@ -208,7 +196,7 @@ rl2_overrides_factor(const rl2_overrides_t *t, const char *rule,
         return RL2_OVR_FACTOR_ONE;
     }
     do {
-        seq = rl2_ovr_read_begin(t->shm);
+        seq = rl2_ovr_wait_even(t);
         f = rl2_ovr_factor_once(t->shm, rule, tier, now_us);
     } while (rl2_ovr_read_again(t->shm, seq));
     return f;
@@ -229,7 +217,7 @@ rl2_overrides_mode(const rl2_overrides_t *t, const char *rule, rl2_mode_t mode,
         return mode;
     }
     do {
-        seq = rl2_ovr_read_begin(t->shm);
+        seq = rl2_ovr_wait_even(t);
         o = rl2_ovr_get(t->shm, rl2_ovr_key(RL2_OVR_MODE, RL2_OVT_RULE, target),
                         now_us);
         m = o != NULL ? o->mode : mode;

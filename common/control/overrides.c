@@ -13,8 +13,9 @@
  * and makes it even again.  Readers (every request, override_read.c)
  * take no lock: they read the counter, copy what they need, and read it
  * again; a change in between sends them round once more.  A reader never
- * waits on a writer that died half-way: the next writer repairs the
- * counter (an odd counter under a free flock is a writer that died).
+ * waits on a writer that died half-way: an odd counter under a free flock
+ * is a writer that died, and the next writer, or a reader that finds the
+ * lock free, repairs it (rl2_ovr_wait_even).
  *
  * Expired entries are ignored by readers at once; a writer removes them
  * (purge) and saves the state file without them.
@@ -92,6 +93,35 @@ rl2_ovr_unlock(rl2_overrides_t *t)
 {
     flock(t->lock_fd, LOCK_UN);
     pthread_mutex_unlock(&t->thread_lock);
+}
+
+uint64_t
+rl2_ovr_wait_even(const rl2_overrides_t *t)
+{
+    /* Readers take no lock, but the mending below must not overtake a
+     * writer of this process (its flock is this handle's, so the
+     * non-blocking flock would not see it): its mutex is tried first. */
+    pthread_mutex_t *mutex = (pthread_mutex_t *)&t->thread_lock;
+    unsigned         spins = 0;
+    uint64_t         seq;
+
+    while ((seq = atomic_load_explicit(&t->shm->seq, memory_order_acquire))
+           & 1) {
+        if (++spins % OVR_MEND_SPINS == 0
+            && pthread_mutex_trylock(mutex) == 0) {
+            if (flock(t->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+                /* No writer holds the lock: the one that made it odd
+                 * died.  Of several readers mending it, one does. */
+                atomic_compare_exchange_strong_explicit(
+                    &t->shm->seq, &seq, seq + 1, memory_order_release,
+                    memory_order_relaxed);
+                flock(t->lock_fd, LOCK_UN);
+            }
+            pthread_mutex_unlock(mutex);
+        }
+        sched_yield();
+    }
+    return seq;
 }
 
 static void
@@ -407,10 +437,7 @@ rl2_overrides_list(rl2_overrides_t *t, rl2_ovr_kind_t kind,
     /* Read like a request does: a listing never waits for a writer. */
     do {
         n = 0;
-        while ((seq = atomic_load_explicit(&t->shm->seq, memory_order_acquire))
-               & 1) {
-            sched_yield();
-        }
+        seq = rl2_ovr_wait_even(t);
         for (uint32_t i = 0; i < OVR_SLOTS; i++) {
             const ovr_slot_t *slot = &t->shm->slots[i];
 

@@ -23,6 +23,7 @@
  *   config_rules.c    tiers, rules and the default rule
  *   config_clients.c  client overrides and the whitelist
  *   config_store.c    redis, failover, alerts and tier_from.redis
+ *   config_overrides.c the runtime override table's group
  */
 #include <errno.h>
 #include <libconfig.h>
@@ -44,17 +45,14 @@
 /* libconfig 1.5 refuses deeper nesting of @include itself. */
 #define RL2_CFG_MAX_DEPTH 10
 
-static const char *const rl2_top_keys[] = { "mode",        "match",
-                                            "algorithm",   "hash_secret",
-                                            "ipv6_prefix", "trusted_proxies",
-                                            "api_key",     "tier_from",
-                                            "tiers",       "default_tier",
-                                            "headers",     "whitelist",
-                                            "clients",     "rules",
-                                            "default",     "violation_log",
-                                            "redis",       "failover",
-                                            "alerts",      "method_override",
-                                            "abuse",       NULL };
+static const char *const rl2_top_keys[] = {
+    "mode",        "match",           "algorithm", "hash_secret",
+    "ipv6_prefix", "trusted_proxies", "api_key",   "tier_from",
+    "tiers",       "default_tier",    "headers",   "whitelist",
+    "clients",     "rules",           "default",   "violation_log",
+    "redis",       "failover",        "alerts",    "method_override",
+    "overrides",   "abuse",           NULL,
+};
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
                                                  "header_from", "redis", NULL };
@@ -206,6 +204,7 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_vlog(cfg, root));
     RL2_TRY(rl2_cfg_abuse(cfg, root));
     RL2_TRY(rl2_cfg_store(cfg, root));
+    RL2_TRY(rl2_cfg_overrides(cfg, root));
     RL2_TRY(rl2_cfg_clients(cfg, root));
     RL2_TRY(rl2_rule_index_build(cfg->policy, cfg->err));
     /* Last: a rule's limits include its tiers' and clients' sets. */

@@ -10,6 +10,7 @@
  *   config_rules.c    tiers, rules and the default rule
  *   config_clients.c  client overrides and the whitelist
  *   config_store.c    redis, failover, alerts and tier_from.redis
+ *   config_overrides.c the runtime override table's group
  *
  * Every function taking a config_setting_t reports a failure as
  * "file:line: message" in cfg->err and returns its status; the first
@@ -132,6 +133,11 @@ rl2_status_t rl2_cfg_vlog(rl2_cfg_t *cfg, const config_setting_t *root);
 /* ---- automatic bans (config_abuse.c) ---- */
 
 rl2_status_t rl2_cfg_abuse(rl2_cfg_t *cfg, const config_setting_t *root);
+
+/* ---- the runtime override table (config_overrides.c) ---- */
+
+rl2_status_t rl2_cfg_overrides(rl2_cfg_t *cfg, const config_setting_t *root);
+
 /* ---- store settings and the tier lookup (config_store.c) ---- */
 
 rl2_status_t rl2_cfg_store(rl2_cfg_t *cfg, const config_setting_t *root);

@@ -100,6 +100,7 @@ rl2_policy_create(const char *source, rl2_policy_t **out, rl2_err_t *err)
     policy->mode = RL2_MODE_ENFORCE;
     policy->default_tier = -1;
     policy->ipv6_prefix = 64;
+    policy->ban_status = 429;
     rl2_hash_key_from_secret("", &policy->hash_key);
     if (policy->source == NULL) {
         rl2_policy_free(policy);
@@ -125,6 +126,23 @@ rl2_policy_free(rl2_policy_t *policy)
         b = next;
     }
     free(arena);
+}
+
+int
+rl2_policy_overrides_state(const rl2_policy_t *policy, const char *zone,
+                           char *buf, size_t size)
+{
+    int n;
+
+    if (policy != NULL && policy->overrides_state != NULL) {
+        n = snprintf(buf, size, "%s", policy->overrides_state);
+    }
+    else {
+        /* One file per zone: processes sharing a zone share its table. */
+        n = snprintf(buf, size, RL2_STATE_DIR "/%s.overrides",
+                     zone[0] == '/' ? zone + 1 : zone);
+    }
+    return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
 /* ---- rates ---- */

@@ -84,9 +84,10 @@ pkg_cleanup() {
     local pf
     rl2_stop_all
     pkg_purge
-    # A zone comes with its alert, metrics and violation-log objects.
+    # A zone comes with its alert, metrics and violation-log objects,
+    # and the runtime override table.
     for pf in "${MADE_SHM[@]}"; do
-        rm -f "$pf" "$pf.alert" "$pf.metrics" "$pf.vlog"
+        rm -f "$pf" "$pf.alert" "$pf.metrics" "$pf.vlog" "$pf.overrides"
     done
     rl2_cleanup
 }

@@ -51,9 +51,9 @@ setup(void **state)
     snprintf(a->state_file, sizeof(a->state_file), "/tmp/rl2-abuse-%d.state",
              (int)getpid());
     unlink(a->state_file);
-    assert_int_equal(rl2_overrides_open(a->base.zname, a->state_file, 0600,
-                                        &a->table, &err),
-                     RL2_OK);
+    assert_int_equal(
+        rl2_overrides_open(a->base.zname, a->state_file, 0600, &a->table, &err),
+        RL2_OK);
     a->base.policy->overrides = a->table;
     *state = a;
     return 0;
@@ -78,13 +78,12 @@ static void
 request(abuse_fixture_t *a, const char *path, const char *ip, const char *user,
         int64_t at_s, rl2_verdict_t *v)
 {
-    rl2_request_t req = { .method = "POST",
-                          .path = path,
-                          .peer_ip = ip,
-                          .user = user };
-    rl2_clock_t   now = { .mono_us = (1000 + at_s) * RL2_US_PER_S,
-                          .wall_us = (1700000000 + at_s) * RL2_US_PER_S };
-    rl2_err_t     err;
+    rl2_request_t req = {
+        .method = "POST", .path = path, .peer_ip = ip, .user = user
+    };
+    rl2_clock_t now = { .mono_us = (1000 + at_s) * RL2_US_PER_S,
+                        .wall_us = (1700000000 + at_s) * RL2_US_PER_S };
+    rl2_err_t   err;
 
     rl2_verdict_init(v);
     assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store, &req,

@@ -535,6 +535,35 @@ test_user_override_makes_rule_late(void **state)
     rl2_policy_free(p);
 }
 
+/* The runtime override table: on by default, kept in a state file named
+ * after the zone, a ban answered 429; the group changes each. */
+static void
+test_overrides_group(void **state)
+{
+    rl2_policy_t *p = load_ok("");
+    char          path[256];
+
+    (void)state;
+    assert_int_equal(p->overrides_disabled, 0);
+    assert_null(p->overrides_state);
+    assert_int_equal(p->ban_status, 429);
+    assert_null(p->overrides);
+    assert_int_equal(
+        rl2_policy_overrides_state(p, "/ratelimit2", path, sizeof(path)), 0);
+    assert_string_equal(path, RL2_STATE_DIR "/ratelimit2.overrides");
+    assert_int_equal(rl2_policy_overrides_state(p, "/ratelimit2", path, 10),
+                     -1);
+    rl2_policy_free(p);
+    p = load_ok("overrides = { enabled = false; ban_status = 403;\n"
+                "  state_file = \"/srv/rl2/site.overrides\"; };\n");
+    assert_int_equal(p->overrides_disabled, 1);
+    assert_int_equal(p->ban_status, 403);
+    assert_int_equal(
+        rl2_policy_overrides_state(p, "/ratelimit2", path, sizeof(path)), 0);
+    assert_string_equal(path, "/srv/rl2/site.overrides");
+    rl2_policy_free(p);
+}
+
 /* The loader reads in dependency order: a match = "all" written after
  * the rules still makes a continue rule an error. */
 static void
@@ -948,6 +977,20 @@ static const bad_case_t bad_cases[] = {
     { "limit not a group",
       "rules = ( { name = \"a\"; limits = ( \"5/min\" ); } );\n", 1,
       "each limit in 'limits' must be a group" },
+    { "overrides: ban_status other than 429 or 403",
+      "overrides = {\n  ban_status = 503;\n};\n", 2,
+      "overrides: 'ban_status' must be 429 or 403" },
+    { "overrides: a relative state_file",
+      "overrides = { enabled = true;\n state_file = \"state/x\"; };\n", 2,
+      "overrides: 'state_file' must be the absolute path of a file" },
+    { "overrides: a directory as state_file",
+      "\noverrides = { state_file = \"/var/lib/\"; };\n", 2,
+      "overrides: 'state_file' must be the absolute path of a file" },
+    { "overrides: enabled not a bool", "overrides = { enabled = 1; };\n", 1,
+      "'enabled' must be true or false" },
+    { "overrides: unknown key", "overrides = { ban_stauts = 403; };\n", 1,
+      "unknown key 'ban_stauts' in overrides; expected one of: enabled, "
+      "state_file, ban_status" },
 };
 
 static void
@@ -1005,6 +1048,7 @@ main(void)
         cmocka_unit_test(test_internal_defaults),
         cmocka_unit_test(test_tier_array_and_first_is_default),
         cmocka_unit_test(test_user_override_makes_rule_late),
+        cmocka_unit_test(test_overrides_group),
         cmocka_unit_test(test_keys_are_read_in_dependency_order),
         cmocka_unit_test(test_include_is_relative_to_the_main_file),
         cmocka_unit_test(test_missing_and_bad_files_are_errors),

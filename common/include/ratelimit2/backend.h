@@ -17,6 +17,7 @@
 #include "ratelimit2/alert.h"
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
+#include "ratelimit2/overrides.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/redis.h"
 #include "ratelimit2/status.h"
@@ -104,6 +105,18 @@ int rl2_backend_refusing(rl2_backend_t *backend, int64_t *retry_after_s);
 /* The tier source for rl2_request_t.tier_source, or NULL when the conf
  * asked for none (or there is no Redis). */
 struct rl2_tier_source *rl2_backend_tier_source(rl2_backend_t *backend);
+
+/* The runtime override table for `policy`'s decisions, beside conf's
+ * zone (its name and shm mode) with the policy's state file: *out NULL
+ * and RL2_OK when the policy disables it.  On success *note may say
+ * something the operator should know (msg empty: nothing), such as a
+ * state directory that does not exist.  Released by
+ * rl2_overrides_close(); independent of any backend, so that a front end
+ * may keep it while backends come and go. */
+rl2_status_t rl2_backend_overrides_open(const rl2_backend_conf_t *conf,
+                                        const rl2_policy_t       *policy,
+                                        rl2_overrides_t **out, rl2_err_t *note,
+                                        rl2_err_t *err);
 
 /* The metrics object, or NULL when metrics are off. */
 rl2_metrics_t *rl2_backend_metrics(rl2_backend_t *backend);

@@ -255,9 +255,25 @@ typedef struct {
     /* The runtime override table (overrides.h) the front end attached
      * for this policy's decisions, or NULL: none.  Not owned. */
     struct rl2_overrides *overrides;
-    int ban_status;         /* a banned client's answer: 429 (default) or 403 */
+    int ban_status; /* a banned client's answer: 429 (default) or 403 */
+    /* The `overrides` group: whether front ends attach the table, and
+     * where its state file is (NULL: rl2_policy_overrides_state()'s
+     * default for the zone). */
+    int              overrides_disabled;
+    const char      *overrides_state;
     rl2_abuse_conf_t abuse; /* automatic bans; off when denials is 0 */
 } rl2_policy_t;
+
+/* Where runtime overrides are kept across reboots when the policy names
+ * no state_file: RL2_STATE_DIR/<zone name without its '/'>.overrides. */
+#ifndef RL2_STATE_DIR
+#define RL2_STATE_DIR "/var/lib/ratelimit2"
+#endif
+
+/* The state file of the override table beside `zone` ("/ratelimit2")
+ * for this policy, into buf; -1 when it does not fit. */
+int rl2_policy_overrides_state(const rl2_policy_t *policy, const char *zone,
+                               char *buf, size_t size);
 
 /* An empty policy with defaults: enforce, first match, ipv6_prefix 64,
  * no tiers, no rules, hash key from an empty secret.  source is copied. */

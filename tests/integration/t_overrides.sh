@@ -1,0 +1,371 @@
+#!/bin/bash
+# t_overrides.sh -- the runtime override table (overrides.h) as the real
+# servers read it: Apache (event MPM) and lighttpd with ratelimit2-fcgi
+# attach the table beside their zone, and a change made from outside
+# (tests/tools/rl2_override_set, which sets one entry as ratelimit2ctl
+# does) holds from the next request.  A ban is refused with 429 and
+# Retry-After (or the policy's ban_status, 403), ends by itself when its
+# time is up and at once when removed; a boost of x2 admits twice a
+# rule's limit, and the rule's own limit holds again once it is gone; a
+# rule put in dry run stops refusing; the emergency allow-list answers
+# 503 with Retry-After to everyone but the clients allowed at run time; a
+# ban of a user is refused though the policy counts by address only.
+# A virtual host without limits refuses a ban with its own ban_status;
+# one whose policy disables the table serves the banned client; in the
+# responder role (nginx) a refusal is a 403 with Retry-After.  The table
+# survives a graceful restart, a stop and start (from shared memory, and
+# from the state file once the object is gone), a SIGHUP reload and a
+# restart of ratelimit2-fcgi; the CGI wrapper reads it too.  Without
+# its state directory a server starts, serves and says so, and a change
+# is refused rather than made and lost.
+. "$(dirname "$0")/fcgi_lib.sh"
+
+SET="$BUILD/tools/rl2_override_set"
+
+# codes N URL [curl args] -- N status codes, space-separated.
+codes() {
+    local n=$1 out=""
+    shift
+    for _ in $(seq 1 "$n"); do
+        out="$out $(code "$@")"
+    done
+    echo "${out# }"
+}
+
+# repeat WORD N -- WORD N times, space-separated.
+repeat() {
+    local out=""
+    for _ in $(seq 1 "$2"); do
+        out="$out $1"
+    done
+    echo "${out# }"
+}
+
+# fetch URL [curl args] -- one request: its status in $C, its header
+# lines (CR dropped) in $H, its body in $B.
+fetch() {
+    C=$(curl -s -D "$T_DIR/f.h" -o "$T_DIR/f.b" -w '%{http_code}' "$@")
+    H=$(tr -d '\r' <"$T_DIR/f.h")
+    B=$(cat "$T_DIR/f.b")
+}
+
+# wait_code CODE URL [curl args] -- until URL answers CODE (5 s at most);
+# the last code seen.
+wait_code() {
+    local want=$1 c
+    shift
+    for _ in $(seq 1 100); do
+        c=$(code "$@")
+        [ "$c" = "$want" ] && break
+        sleep 0.05
+    done
+    echo "$c"
+}
+
+# retry_between NAME LO HI -- a test: $H has a Retry-After from LO to HI.
+retry_between() {
+    local ra
+    ra=$(retry_after "$H")
+    if [ -n "$ra" ] && [ "$ra" -ge "$2" ] 2>/dev/null && [ "$ra" -le "$3" ]; then
+        ok "$1 has Retry-After $ra (from $2 to $3)"
+    else
+        not_ok "$1 has Retry-After from $2 to $3 (got '$ra')"
+    fi
+}
+
+# ======================= Apache ==========================================
+D=$T_DIR/apache
+P=$(free_port)
+Z=$(zone_name ap)
+AS=$T_DIR/apache.overrides
+A="http://127.0.0.1:$P"
+apache_conf "$D" "$P" event
+site_pages "$D/htdocs" api dr private
+htpasswd -cbB "$D/htpasswd" alice alice-pw >/dev/null 2>&1
+htpasswd -bB "$D/htpasswd" bob bob-pw >/dev/null 2>&1
+
+# policy BAN_STATUS -- the Apache policy; every limit is keyed by address.
+policy() {
+    cat >"$D/policy.conf" <<POL
+overrides = { state_file = "$AS"; ban_status = $1; };
+rules = (
+  { name = "api"; paths = "/api/**"; limits = ( { rate = "3/hour"; } ); },
+  { name = "dr"; paths = "/dr/**"; limits = ( { rate = "1/hour"; } ); },
+  { name = "site"; paths = "/**"; limits = ( { rate = "100000/hour"; } ); }
+);
+POL
+}
+policy 429
+# Two more virtual hosts: one whose policy limits nothing and answers a
+# ban with 403, one whose policy leaves the table alone.
+echo 'overrides = { ban_status = 403; };' >"$D/quiet.conf"
+echo 'overrides = { enabled = false; };' >"$D/off.conf"
+cat >>"$D/site.conf" <<CONF
+RateLimit2Zone $Z 1000
+RateLimit2Policy "$D/policy.conf"
+<Location /private>
+    AuthType Basic
+    AuthName private
+    AuthUserFile "$D/htpasswd"
+    Require valid-user
+</Location>
+<VirtualHost 127.0.0.1:$P>
+    ServerName 127.0.0.1
+</VirtualHost>
+<VirtualHost 127.0.0.1:$P>
+    ServerName quiet.test
+    RateLimit2Policy "$D/quiet.conf"
+</VirtualHost>
+<VirtualHost 127.0.0.1:$P>
+    ServerName off.test
+    RateLimit2Policy "$D/off.conf"
+</VirtualHost>
+CONF
+if ! apache_start "$D"; then
+    not_ok "Apache starts with the override table attached"
+    done_testing
+    exit 1
+fi
+ok "Apache starts with the override table attached"
+like "the table is in shared memory beside the zone" '^-rw-------' \
+    "$(ls -l "/dev/shm$Z.overrides" 2>&1)"
+
+# ---- a ban: refused from the next request, with Retry-After ----
+is "before any override, 127.0.0.1 is served" 200 "$(code "$A/index.html")"
+t0=$(date +%s%N)
+"$SET" "$Z" "$AS" set ban 127.0.0.1
+fetch "$A/index.html"
+ms=$((($(date +%s%N) - t0) / 1000000))
+is "a ban of 127.0.0.1 is refused with 429" 429 "$C"
+if [ "$ms" -lt 1000 ]; then
+    ok "the refusal came ${ms} ms after the ban was set (< 1 s)"
+else
+    not_ok "the refusal came within 1 s of the ban (${ms} ms)"
+fi
+retry_between "the ban's 429" 86400 86400
+like "the ban's body says banned" '"error":"banned"' "$B"
+like "the ban's body is JSON" '^Content-Type: application/json' "$H"
+is "every path is refused to the banned client" "429 429" \
+    "$(codes 1 "$A/api/x") $(codes 1 "$A/private/x" -u alice:alice-pw)"
+like "the state file keeps the ban" "^ban	127\.0\.0\.1	" "$(cat "$AS")"
+fetch "$A/index.html" -H 'Host: quiet.test'
+is "a virtual host without limits refuses the ban with its 403" 403 "$C"
+retry_between "its 403" 86400 86400
+is "a virtual host with overrides disabled serves the banned client" 200 \
+    "$(code -H 'Host: off.test' "$A/index.html")"
+"$SET" "$Z" "$AS" remove ban 127.0.0.1
+is "the ban removed, the client is served at once" 200 \
+    "$(code "$A/index.html")"
+
+# ---- a ban that ends by itself ----
+"$SET" "$Z" "$AS" set ban 127.0.0.0/8 - 2
+fetch "$A/index.html"
+is "a 2 s ban of 127.0.0.0/8 is refused" 429 "$C"
+retry_between "the 2 s ban's 429" 1 2
+sleep 2.1
+is "2 s later, the client is served with no command" 200 \
+    "$(code "$A/index.html")"
+
+# ---- a boost of x2 on a rule, then its own limit again ----
+"$SET" "$Z" "$AS" set boost rule:api 2
+is "boosted x2, rule api (3/hour) admits 6, then refuses" \
+    "$(repeat 200 6) 429" "$(codes 7 "$A/api/x")"
+fetch "$A/api/x"
+like "the boosted limit is the one shown" '^RateLimit-Policy: "api";q=6;' "$H"
+"$SET" "$Z" "$AS" remove boost rule:api
+fetch "$A/api/x"
+is "the boost removed, rule api refuses (6 counted, 3 allowed)" 429 "$C"
+like "the rule's own limit is shown again" '^RateLimit-Policy: "api";q=3;' \
+    "$H"
+
+# ---- a rule in dry run ----
+is "rule dr (1/hour) admits one, then refuses" "200 429" \
+    "$(codes 2 "$A/dr/x")"
+"$SET" "$Z" "$AS" set mode rule:dr dry_run
+is "rule dr in dry run at run time refuses nothing" "200 200 200" \
+    "$(codes 3 "$A/dr/x")"
+like "the dry run is logged" 'dry_run: would limit client=127\.0\.0\.1' \
+    "$(cat "$D/logs/error.log")"
+"$SET" "$Z" "$AS" remove mode rule:dr
+is "the mode removed, rule dr refuses again" 429 "$(code "$A/dr/x")"
+
+# ---- the emergency allow-list ----
+"$SET" "$Z" "$AS" set emergency '*' 0 30
+fetch "$A/index.html"
+is "emergency allow-list: a client not allowed gets 503" 503 "$C"
+retry_between "the emergency 503" 29 30
+like "the 503's body says unavailable" '"error":"unavailable"' "$B"
+"$SET" "$Z" "$AS" set allow 127.0.0.1
+is "a client allowed at run time is served" 200 "$(code "$A/index.html")"
+is "another client (127.0.0.2) still gets 503" 503 \
+    "$(code --interface 127.0.0.2 "$A/index.html")"
+"$SET" "$Z" "$AS" remove emergency '*'
+"$SET" "$Z" "$AS" remove allow 127.0.0.1
+is "the switch off, everyone is served" "200 200" \
+    "$(code "$A/index.html") $(code --interface 127.0.0.2 "$A/index.html")"
+
+# ---- a user's ban, though the policy counts by address only ----
+is "alice is served before her ban" 200 \
+    "$(code -u alice:alice-pw "$A/private/x")"
+"$SET" "$Z" "$AS" set ban user:alice
+fetch "$A/private/x" -u alice:alice-pw
+is "a ban of user:alice refuses her after authentication" 429 "$C"
+like "her 429 says banned" '"error":"banned"' "$B"
+is "bob, from the same address, is served" 200 \
+    "$(code -u bob:bob-pw "$A/private/x")"
+is "without credentials the server still asks for them" 401 \
+    "$(code "$A/private/x")"
+"$SET" "$Z" "$AS" remove ban user:alice
+is "her ban removed, alice is served" 200 \
+    "$(code -u alice:alice-pw "$A/private/x")"
+
+# ---- graceful restart, stop and start ----
+"$SET" "$Z" "$AS" set ban 127.0.0.1
+policy 403
+apache_graceful "$D"
+is "after a graceful restart (ban_status = 403) the ban answers 403" 403 \
+    "$(wait_code 403 "$A/index.html")"
+fetch "$A/index.html"
+retry_between "the 403" 86400 86400
+apache_stop "$D"
+apache_start "$D"
+is "after a stop and start the ban holds (shared memory kept it)" 403 \
+    "$(code "$A/index.html")"
+apache_stop "$D"
+rm -f "/dev/shm$Z.overrides"
+apache_start "$D"
+is "with the table's object removed, the ban is back from the state file" \
+    403 "$(code "$A/index.html")"
+"$SET" "$Z" "$AS" remove ban 127.0.0.1
+is "and it is removed as before" 200 "$(code "$A/index.html")"
+apache_stop "$D"
+
+# ======================= lighttpd + ratelimit2-fcgi =======================
+L=$T_DIR/lighttpd
+LP=$(free_port)
+FP=$(free_port)
+FZ=$(zone_name fc)
+FS=$T_DIR/fcgi.overrides
+F="http://127.0.0.1:$LP"
+mkdir -p "$L/htdocs"
+chmod -R 755 "$L"
+echo hello >"$L/htdocs/a.txt"
+fpolicy() {
+    cat >"$T_DIR/fpolicy.conf" <<POL
+overrides = { state_file = "$FS"; ban_status = $1; };
+rules = ( { name = "site"; paths = "/**";
+            limits = ( { rate = "100000/hour"; } ); } );
+POL
+}
+fpolicy 429
+fcgi_start daemon -c "$T_DIR/fpolicy.conf" -s "127.0.0.1:$FP" -z "$FZ" -t 4
+sed "s|\"port\" *=> 9000|\"port\" => $FP|" \
+    "$RL2_ROOT/conf/fcgi/lighttpd-ratelimit2.conf" >"$L/ratelimit2.conf"
+cat >"$L/lighttpd.conf" <<CONF
+server.port = $LP
+server.bind = "127.0.0.1"
+server.document-root = "$L/htdocs"
+server.errorlog = "$L/error.log"
+mimetype.assign = ( ".txt" => "text/plain" )
+include "$L/ratelimit2.conf"
+CONF
+if ! lighttpd_start "$L"; then
+    not_ok "lighttpd starts with ratelimit2-fcgi as its authorizer"
+    done_testing
+    exit 1
+fi
+ok "lighttpd starts with ratelimit2-fcgi as its authorizer"
+
+is "lighttpd: 127.0.0.1 is served before any override" 200 \
+    "$(code "$F/a.txt")"
+"$SET" "$FZ" "$FS" set ban 127.0.0.1
+fetch "$F/a.txt"
+is "lighttpd: a ban of 127.0.0.1 is refused with 429" 429 "$C"
+retry_between "lighttpd: the ban's 429" 86400 86400
+like "lighttpd: the ban's body says banned" '"error":"banned"' "$B"
+like "ratelimit2-fcgi logs the ban" 'limit=\(banned\)' \
+    "$(cat "$T_DIR/daemon.log")"
+"$SET" "$FZ" "$FS" remove ban 127.0.0.1
+is "lighttpd: the ban removed, the client is served at once" 200 \
+    "$(code "$F/a.txt")"
+"$SET" "$FZ" "$FS" set ban 127.0.0.1 - 2
+is "lighttpd: a 2 s ban is refused" 429 "$(code "$F/a.txt")"
+sleep 2.1
+is "lighttpd: 2 s later, the client is served with no command" 200 \
+    "$(code "$F/a.txt")"
+
+"$SET" "$FZ" "$FS" set emergency '*' 0
+fetch "$F/a.txt"
+is "lighttpd: the emergency allow-list answers 503" 503 "$C"
+retry_between "lighttpd: the emergency 503" 60 60
+# nginx asks in the responder role, where auth_request takes no refusal
+# but 403: the snippet turns a 403 with Retry-After into its 429.
+H=$("$FCGI_CLIENT" -r responder "127.0.0.1:$FP" REMOTE_ADDR=127.0.0.1 \
+    REQUEST_METHOD=GET REQUEST_URI=/a.txt | tr -d '\r')
+like "responder role (nginx): the emergency refusal is a 403" \
+    '^Status: 403 Forbidden' "$H"
+retry_between "responder role (nginx): the 403" 60 60
+"$SET" "$FZ" "$FS" set allow 127.0.0.1
+is "lighttpd: a client allowed at run time is served" 200 \
+    "$(code "$F/a.txt")"
+"$SET" "$FZ" "$FS" remove emergency '*'
+"$SET" "$FZ" "$FS" remove allow 127.0.0.1
+
+# ---- reload, restart ----
+"$SET" "$FZ" "$FS" set ban 127.0.0.1
+fpolicy 403
+kill -HUP "$(cat "$T_DIR/daemon.pid")"
+is "after a SIGHUP reload (ban_status = 403) the ban answers 403" 403 \
+    "$(wait_code 403 "$F/a.txt")"
+fcgi_stop daemon
+is "ratelimit2-fcgi stops with exit status 0" 0 "$?"
+fcgi_start daemon -c "$T_DIR/fpolicy.conf" -s "127.0.0.1:$FP" -z "$FZ" -t 4
+is "after ratelimit2-fcgi restarts the ban holds" 403 \
+    "$(wait_code 403 "$F/a.txt")"
+
+# ---- the CGI wrapper, on the daemon's zone and table ----
+printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\nran\\n"\n' \
+    >"$T_DIR/hello.sh"
+chmod 755 "$T_DIR/hello.sh"
+wrap() {
+    env -i $(rl2_san_env) REQUEST_METHOD=GET REMOTE_ADDR=127.0.0.1 \
+        REQUEST_URI=/a.txt RATELIMIT2_POLICY="$T_DIR/fpolicy.conf" \
+        RATELIMIT2_ZONE="$FZ" RATELIMIT2_TARGET="$T_DIR/hello.sh" \
+        "$CGI_BIN" 2>"$T_DIR/wrap.err" | tr -d '\r'
+}
+out=$(wrap)
+like "ratelimit2-cgi answers the ban with the policy's 403" \
+    '^Status: 403 Forbidden' "$out"
+like "ratelimit2-cgi's 403 has Retry-After" '^Retry-After: 86400$' "$out"
+"$SET" "$FZ" "$FS" remove ban 127.0.0.1
+is "the ban removed, ratelimit2-cgi runs the script" "ran" \
+    "$(wrap | tail -1)"
+is "the ban removed, lighttpd serves the client" 200 "$(code "$F/a.txt")"
+
+lighttpd_stop "$L"
+fcgi_stop daemon
+
+# ---- a state directory that does not exist ----
+NP=$(free_port)
+NZ=$(zone_name no)
+NS=$T_DIR/missing/dir/x.overrides
+cat >"$T_DIR/npolicy.conf" <<POL
+overrides = { state_file = "$NS"; };
+POL
+fcgi_start nodir -c "$T_DIR/npolicy.conf" -s "127.0.0.1:$NP" -z "$NZ" -t 2
+ask() {
+    "$FCGI_CLIENT" "127.0.0.1:$NP" REMOTE_ADDR=192.0.2.1 REQUEST_METHOD=GET \
+        REQUEST_URI=/ | head -1 | tr -d '\r'
+}
+is "without its state directory ratelimit2-fcgi starts and serves" \
+    "Status: 200 OK" "$(ask)"
+like "and says at start that changes will be refused" \
+    "overrides: $T_DIR/missing/dir does not exist: .*changes will be refused" \
+    "$(cat "$T_DIR/nodir.log")"
+out=$("$SET" "$NZ" "$NS" set ban 192.0.2.1 2>&1)
+is "a ban that cannot be kept is refused" 1 "$?"
+like "with the state file's error" \
+    "state file $NS\.tmp: No such file or directory" "$out"
+is "and is not made" "Status: 200 OK" "$(ask)"
+fcgi_stop nodir
+done_testing
