@@ -12,6 +12,7 @@
 #define RL2_CONTROL_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -65,6 +66,7 @@ struct rl2_overrides {
     char                 name[256];   /* "<zone>.overrides" */
     char                *state_file;  /* NULL: none */
     int                  lock_fd;     /* the object, for flock */
+    pid_t                lock_pid;    /* the process that opened lock_fd */
     pthread_mutex_t      thread_lock; /* flock does not exclude threads */
 };
 

@@ -65,13 +65,47 @@ rl2_ovr_find(const ovr_shm_t *s, rl2_digest_t key)
 
 /* ---- the writers' lock -------------------------------------------------- */
 
+/* With the handle's mutex held: this process's own open of the object.
+ * A flock belongs to an open file, which a fork shares: Apache's
+ * children inherit the parent's handle, and two children writing (an
+ * automatic ban each) would both "hold" one lock.  So a process that
+ * did not open the object itself opens it again before locking. */
+static int
+rl2_ovr_lock_fd(rl2_overrides_t *t)
+{
+    pid_t pid = getpid();
+    int   fd;
+
+    if (t->lock_pid == pid) {
+        return t->lock_fd;
+    }
+    fd = shm_open(t->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    if (t->lock_fd >= 0) {
+        close(t->lock_fd);
+    }
+    t->lock_fd = fd;
+    t->lock_pid = pid;
+    return fd;
+}
+
 static rl2_status_t
 rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
 {
     uint64_t seq;
+    int      fd;
 
     pthread_mutex_lock(&t->thread_lock);
-    while (flock(t->lock_fd, LOCK_EX) != 0) {
+    if ((fd = rl2_ovr_lock_fd(t)) < 0) {
+        int e = errno;
+
+        pthread_mutex_unlock(&t->thread_lock);
+        return rl2_err_set(err, RL2_ERR_SYS, "overrides %s: open: %s", t->name,
+                           strerror(e));
+    }
+    while (flock(fd, LOCK_EX) != 0) {
         if (errno != EINTR) {
             int e = errno;
 
@@ -109,13 +143,15 @@ rl2_ovr_wait_even(const rl2_overrides_t *t)
            & 1) {
         if (++spins % OVR_MEND_SPINS == 0
             && pthread_mutex_trylock(mutex) == 0) {
-            if (flock(t->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+            int fd = rl2_ovr_lock_fd((rl2_overrides_t *)t);
+
+            if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
                 /* No writer holds the lock: the one that made it odd
                  * died.  Of several readers mending it, one does. */
                 atomic_compare_exchange_strong_explicit(
                     &t->shm->seq, &seq, seq + 1, memory_order_release,
                     memory_order_relaxed);
-                flock(t->lock_fd, LOCK_UN);
+                flock(fd, LOCK_UN);
             }
             pthread_mutex_unlock(mutex);
         }
@@ -524,7 +560,8 @@ rl2_overrides_open(const char *zone, const char *state_file, unsigned mode,
         t->shm = base;
         t->head.used = &t->shm->used;
         t->head.n_identity = &t->shm->n_identity;
-        t->lock_fd = shm_open(t->name, O_RDWR | O_CLOEXEC, 0);
+        t->lock_fd = shm_open(t->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
+        t->lock_pid = getpid();
         if (t->lock_fd < 0) {
             st = rl2_shm_sys_err(err, "overrides", t->name, "open", errno);
         }

@@ -300,6 +300,64 @@ test_a_live_writer_is_waited_for(void **state)
     rl2_overrides_close(t);
 }
 
+/* Children of the process that opened the table write through the handle
+ * they inherited, as Apache's children do for automatic bans: a flock on
+ * the inherited open file would be every child's at once, so each must
+ * take its own.  Four children add 150 bans each at the same time; every
+ * one of the 600 is in the table and in the state file afterwards. */
+static void
+test_forked_writers_exclude_each_other(void **state)
+{
+    fixture_t       *f = *state;
+    rl2_overrides_t *t;
+    rl2_override_t   out[700];
+    rl2_clock_t      now;
+    rl2_err_t        err;
+    pid_t            kids[4];
+    char             line[256];
+    FILE            *fp;
+    int              lines = 0;
+
+    assert_int_equal(rl2_overrides_open(f->zone, f->state, 0600, &t, &err),
+                     RL2_OK);
+    for (int k = 0; k < 4; k++) {
+        kids[k] = fork();
+        assert_true(kids[k] >= 0);
+        if (kids[k] == 0) {
+            for (int i = 0; i < 150; i++) {
+                char           ip[32];
+                rl2_override_t o, before;
+
+                snprintf(ip, sizeof(ip), "10.%d.%d.%d", k, i / 250, i % 250);
+                o = ban_of(ip);
+                rl2_clock_now(&now);
+                o.created_us = now.wall_us;
+                if (rl2_overrides_set(t, &o, &now, &before, &err) != RL2_OK) {
+                    _exit(1);
+                }
+            }
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        int status;
+
+        assert_int_equal(waitpid(kids[k], &status, 0), kids[k]);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    rl2_clock_now(&now);
+    assert_int_equal(rl2_overrides_list(t, RL2_OVR_BAN, &now, out, 700), 600);
+    assert_true(banned(t, "10.3.0.149"));
+    fp = fopen(f->state, "r");
+    assert_non_null(fp);
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        lines += strncmp(line, "ban\t", 4) == 0;
+    }
+    fclose(fp);
+    assert_int_equal(lines, 600);
+    rl2_overrides_close(t);
+}
+
 int
 main(void)
 {
@@ -310,6 +368,7 @@ main(void)
         T(test_a_new_object_is_filled_from_the_state_file),
         T(test_a_writer_that_died_does_not_stop_readers),
         T(test_a_live_writer_is_waited_for),
+        T(test_forked_writers_exclude_each_other),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
