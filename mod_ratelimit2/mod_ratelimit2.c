@@ -425,7 +425,7 @@ rl2_first_phase(request_rec *r, const rl2_policy_t *policy,
         return rl2_store_failed(r, dst, &err);
     }
     if (later || v.outcome == RL2_OUTCOME_DENY || v.dry_run_denied
-        || rl2_decide_holds(&v)) {
+        || v.needs_late || rl2_decide_holds(&v)) {
         st = rl2_keep(r, &v, &now); /* v and now stay equal to it */
         rl2_hold(r, st);
     }
@@ -469,25 +469,6 @@ rl2_next_phase(request_rec *r, const rl2_policy_t *policy,
     return rl2_conclude(r, policy, st, st->verdict, &st->now, end);
 }
 
-/* The phases a request is decided in, with the runtime override table's
- * needs: it applies to every request, limited or not, so a server
- * without address-keyed limits decides the early phase while the table
- * holds something; and a ban of a user or an API key is known only
- * after authentication, whatever the limits need, so the early phase
- * then keeps its verdict for the late one (fixups runs it).  An idle
- * table (every request, nearly always) costs the one test. */
-static APR_INLINE unsigned
-rl2_runtime_phases(const rl2_policy_t *policy, unsigned phases)
-{
-    if (__builtin_expect(rl2_overrides_idle(policy->overrides), 1)) {
-        return phases;
-    }
-    if ((phases & RL2_PHASE_LATE) == 0 && rl2_decide_needs_late(policy)) {
-        phases |= RL2_PHASE_LATE;
-    }
-    return phases | RL2_PHASE_EARLY;
-}
-
 /* Decide one phase; returns DECLINED to let the request on, or the status
  * that answers it (429, 403, 503). */
 static int
@@ -505,10 +486,10 @@ rl2_run_phase(request_rec *r, unsigned phase)
         || rl2_store == NULL || policy == NULL) {
         return DECLINED;
     }
-    phases = rl2_runtime_phases(policy, phases);
     st = ap_get_module_config(r->request_config, &ratelimit2_module);
     if (st != NULL && st->verdict != NULL) {
-        return rl2_next_phase(r, policy, dconf, phase, (phases & phase) != 0,
+        return rl2_next_phase(r, policy, dconf, phase,
+                              (phases & phase) != 0 || st->verdict->needs_late,
                               st);
     }
     /* Nothing to decide in this phase: the common case of the late phase
@@ -754,6 +735,17 @@ rl2_overrides_attach(server_rec *s, const rl2_backend_conf_t *bc)
         rl2_policy_t *p = rl2_policy_of(vs);
 
         p->overrides = p->overrides_disabled ? NULL : rl2_ovr;
+        /* A table that holds anything applies to every request, even
+         * where no limit is keyed by address: the early phase always
+         * asks (an idle table costs rl2_decide one test), and its
+         * verdict says when the late phase must ask again
+         * (verdict.needs_late). */
+        if (p->overrides != NULL) {
+            rl2_srv_conf_t *conf =
+                ap_get_module_config(vs->module_config, &ratelimit2_module);
+
+            conf->phases |= RL2_PHASE_EARLY;
+        }
     }
     return NULL;
 }

@@ -49,6 +49,10 @@ rl2_runtime_client(rl2_ctx_t *c)
     rl2_overrides_client(c->policy->overrides, c->policy, &who, now->wall_us,
                          o);
     c->ovr_read = 1;
+    if ((c->phase & RL2_PHASE_LATE) == 0
+        && rl2_overrides_name_identities(c->policy->overrides)) {
+        v->needs_late = 1;
+    }
     if (o->banned) {
         v->refusal = RL2_REFUSAL_BAN;
         /* A ban without an end still says when to ask again: a day. */
@@ -148,7 +152,11 @@ rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src)
            offsetof(rl2_verdict_t, layers)
                + src->n_layers * sizeof(rl2_layer_t));
     memcpy(dst->scaled, src->scaled, src->n_scaled * sizeof(rl2_limit_t));
-    if (src->banned_for_s > 0) {
+    if (src->refusal != RL2_REFUSAL_LIMIT) {
+        dst->refusal_retry_s = src->refusal_retry_s;
+    }
+    if (src->banned) {
+        dst->banned_for_s = src->banned_for_s;
         memcpy(dst->banned_target, src->banned_target,
                sizeof(dst->banned_target));
     }
@@ -268,5 +276,6 @@ rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
     if (rl2_overrides_set(c->policy->overrides, &o, now, &before, &err)
         == RL2_OK) {
         v->banned_for_s = (o.expires_us - now->wall_us) / RL2_US_PER_S;
+        v->banned = 1;
     }
 }

@@ -469,7 +469,7 @@ rl2_mx_record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
     if (v->outcome == RL2_OUTCOME_NONE) {
         return;
     }
-    if (v->banned_for_s > 0) {
+    if (v->banned) {
         rl2_mx_banned(b->m, v);
     }
     if (v->outcome == RL2_OUTCOME_ALLOW && v->n_layers == 1) {

@@ -8,11 +8,20 @@
 # load, so unlike a speed they can be asserted.  The prefork MPM is used:
 # with one process and no worker threads the count repeats to within a
 # few instructions, where the event MPM's thread wake-ups move it by a few
-# hundred.  The budget: under 3,000 added instructions per
+# hundred.  The budget: under 3,050 added instructions per
 # request; the figure is printed for the record.
+#
+# Why 3,050 and not the 3,000 this gate started with: the same tree
+# counts differently on another CPU, because glibc picks its string
+# functions (memcpy, strlen, memchr) by CPU and callgrind counts the ones
+# it picked.  The project's CI measured 3,002 for a tree (8eca731) that
+# measures 2,980 here: a 1% margin was inside that spread, so the gate
+# failed on a machine, not on a change.  At 3,050 it still stops any
+# change that adds 2.5% to a request (the figure in docs/PERFORMANCE.md
+# is the one to compare; the target there is 1,500).
 source "$(dirname "$0")/lib.sh"
 
-BUDGET=3000
+BUDGET=3050
 
 # Sanitizers and gcov counters multiply every count: the budget is for
 # the release build.

@@ -121,11 +121,12 @@ test_ban_then_escalate(void **state)
         request(a, "/login", "192.0.2.1", NULL, i, &v);
         assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
         assert_int_equal(v.refusal, RL2_REFUSAL_LIMIT);
-        assert_int_equal(v.banned_for_s, 0);
+        assert_int_equal(v.banned, 0);
     }
     assert_int_equal(ban_left_s(a, "192.0.2.1", 3), -1);
     request(a, "/login", "192.0.2.1", NULL, 4, &v);
     assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    assert_int_equal(v.banned, 1);
     assert_int_equal(v.banned_for_s, 10);
     assert_string_equal(v.banned_target, "192.0.2.1");
     assert_int_equal(ban_left_s(a, "192.0.2.1", 4), 10);
@@ -146,9 +147,10 @@ test_ban_then_escalate(void **state)
     for (int i = 0; i < 3; i++) {
         request(a, "/login", "192.0.2.1", NULL, 70 + i, &v);
         assert_int_equal(v.refusal, RL2_REFUSAL_LIMIT);
-        assert_int_equal(v.banned_for_s, 0);
+        assert_int_equal(v.banned, 0);
     }
     request(a, "/login", "192.0.2.1", NULL, 73, &v);
+    assert_int_equal(v.banned, 1);
     assert_int_equal(v.banned_for_s, 20);
     assert_int_equal(ban_left_s(a, "192.0.2.1", 73), 20);
 }
@@ -163,6 +165,7 @@ test_ban_names_the_user(void **state)
     for (int i = 0; i <= 4; i++) {
         request(a, "/acct", "192.0.2.9", "mallory", i, &v);
     }
+    assert_int_equal(v.banned, 1);
     assert_int_equal(v.banned_for_s, 10);
     assert_string_equal(v.banned_target, "user:mallory");
     /* The user is banned from another address; the address is not. */
@@ -182,7 +185,7 @@ test_dry_run_never_bans(void **state)
     for (int i = 0; i < 10; i++) {
         request(a, "/try", "192.0.2.5", NULL, i, &v);
         assert_int_not_equal(v.outcome, RL2_OUTCOME_DENY);
-        assert_int_equal(v.banned_for_s, 0);
+        assert_int_equal(v.banned, 0);
     }
     assert_int_equal(ban_left_s(a, "192.0.2.5", 10), -1);
 }
@@ -197,7 +200,7 @@ test_no_table_no_ban(void **state)
     a->base.policy->overrides = NULL;
     for (int i = 0; i < 10; i++) {
         request(a, "/login", "192.0.2.7", NULL, i, &v);
-        assert_int_equal(v.banned_for_s, 0);
+        assert_int_equal(v.banned, 0);
     }
     a->base.policy->overrides = a->table;
     assert_int_equal(ban_left_s(a, "192.0.2.7", 10), -1);

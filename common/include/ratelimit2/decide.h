@@ -86,21 +86,25 @@ typedef struct {
     int           addr_family;    /* resolved client address */
     uint8_t       addr[16];
     char          client_ip[48]; /* its text (after trusted proxies) */
-    /* Why a refusal came before any limit was checked: a runtime ban
-     * (the front end answers policy->ban_status) or the emergency
-     * switch's allow-list (503); retry_s says when to come back. */
-    rl2_refusal_t refusal;
-    int64_t       refusal_retry_s;
-    /* This refusal made the client's automatic ban (policy `abuse`):
-     * for how long, and banned_target says whom. */
-    int64_t     banned_for_s;
-    size_t      n_scaled; /* of scaled[] */
+    /* Bytes, so that the head every request clears stays small: */
+    uint8_t refusal;      /* rl2_refusal_t: why a refusal came before any
+                             limit was checked (refusal_retry_s) */
+    uint8_t banned;       /* this refusal made the client's automatic ban
+                             (policy `abuse`): banned_for_s, banned_target */
+    uint8_t needs_late;   /* a decision without the late phase met an
+                             override table that names users or API keys:
+                             a front end that decides in two phases must
+                             ask again after authentication */
+    uint8_t     n_scaled; /* of scaled[] */
     size_t      n_layers;
     rl2_layer_t layers[RL2_MAX_LAYERS];
+    /* Not cleared by rl2_verdict_init: valid when the head says so. */
+    int64_t refusal_retry_s; /* when refusal: when to come back */
+    int64_t banned_for_s;    /* when banned: for how long, */
+    char    banned_target[RL2_OVR_TARGET_MAX]; /* and whom */
     /* Limits a runtime factor scaled for this request: layers point
      * here (rl2_verdict_copy keeps them pointing at the copy's). */
     rl2_limit_t scaled[RL2_MAX_LAYERS];
-    char        banned_target[RL2_OVR_TARGET_MAX]; /* when banned_for_s */
 } rl2_verdict_t;
 
 /* An empty verdict.  Only the head is cleared (layers are written as they
@@ -118,17 +122,6 @@ rl2_verdict_init(rl2_verdict_t *v)
  * (which outlives src: a front end keeps a verdict for a later phase);
  * dst's layers then point at dst's scaled limits. */
 void rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src);
-
-/* Does a decision of this policy need the late phase now, though none
- * of its limits does?  Yes while the runtime override table holds a
- * ban, allow or tier for a user or API key, which only the late phase
- * knows.  Front ends that decide in two phases ask on every request
- * (one load when no override is set). */
-static inline int
-rl2_decide_needs_late(const rl2_policy_t *policy)
-{
-    return rl2_overrides_name_identities(policy->overrides);
-}
 
 /* Decide `phase` of the request against the policy's rules plus `extra`
  * rules (inline limits a front end attached to this location; each extra
