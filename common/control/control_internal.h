@@ -17,6 +17,7 @@
 
 #include "ratelimit2/hash.h"
 #include "ratelimit2/overrides.h"
+#include "base/shm_obj_internal.h"
 
 /* Slots of a table: 10,000 bans fill 61% of it, where linear probing
  * still finds an entry in under two probes on average. */
@@ -35,9 +36,14 @@ typedef struct {
     rl2_override_t   o;
 } ovr_slot_t;
 
-/* The shared object.  All zero is an empty table that has not read its
- * state file yet. */
+/* The shared object.  All zero after the header is an empty table that
+ * has not read its state file yet. */
 typedef struct {
+    /* shm_obj.c's: the creator writes it and an opener checks it, so it
+     * must be the table's own, not overlaid on the counters below (a
+     * writer's sequence counter in its place is a stale object to the
+     * next opener, which replaces it). */
+    rl2_shm_hdr_t hdr;
     /* Odd while a writer changes slots: a reader that saw it odd, or saw
      * it change across its read, reads again. */
     _Atomic uint64_t seq;

@@ -35,7 +35,7 @@
 #include "control_internal.h"
 
 #define OVR_MAGIC   0x4f565231u /* "OVR1" */
-#define OVR_VERSION 1u
+#define OVR_VERSION 2u          /* 2: the shm_obj header of its own */
 
 static int
 rl2_ovr_expired(const rl2_override_t *o, int64_t now_us)

@@ -807,6 +807,49 @@ test_state_file_round_trip(void **state)
     rl2_overrides_close(t);
 }
 
+/* Two handles on one zone, as two processes have: what one sets the
+ * other sees, with or without a state file. */
+static void
+test_handles_share_the_table(void **state)
+{
+    rl2_overrides_t *a = open_table(NULL), *b = open_table(NULL), *c;
+    rl2_override_t   o = ovr(RL2_OVR_BAN, "192.0.2.44");
+
+    (void)state;
+    set_ok(a, &o, T0_US, NULL);
+    assert_true(banned(b, "192.0.2.44", T0_US));
+    assert_int_equal(rl2_overrides_version(a), rl2_overrides_version(b));
+    c = open_table(NULL);
+    assert_true(banned(c, "192.0.2.44", T0_US));
+    remove_ok(c, RL2_OVR_BAN, "192.0.2.44", T0_US);
+    assert_false(banned(a, "192.0.2.44", T0_US));
+    rl2_overrides_close(c);
+    /* Closed and opened again: the object outlives its handles. */
+    rl2_overrides_close(b);
+    set_ok(a, &o, T0_US, NULL);
+    rl2_overrides_close(a);
+    a = open_table(NULL);
+    assert_true(banned(a, "192.0.2.44", T0_US));
+    rl2_overrides_close(a);
+}
+
+/* The file is read only into a new table: an existing one is already
+ * what the file says, and maybe more recent. */
+static void
+test_state_file_fills_only_a_new_table(void **state)
+{
+    rl2_overrides_t *t = open_table(state_path), *again;
+    rl2_override_t   o = ovr(RL2_OVR_BAN, "192.0.2.1");
+
+    (void)state;
+    set_ok(t, &o, T0_US, NULL);
+    write_file(state_path, "# ratelimit2 overrides 1\n");
+    again = open_table(state_path);
+    assert_true(banned(again, "192.0.2.1", T0_US));
+    rl2_overrides_close(again);
+    rl2_overrides_close(t);
+}
+
 static void
 test_state_file_entries_already_expired_are_skipped(void **state)
 {
@@ -1317,6 +1360,8 @@ main(void)
         T(test_expired_entries_are_ignored_at_once_and_purged_by_the_next_write),
         T(test_expired_entries_count_until_purged),
         T(test_state_file_round_trip),
+        T(test_handles_share_the_table),
+        T(test_state_file_fills_only_a_new_table),
         T(test_state_file_entries_already_expired_are_skipped),
         T(test_state_file_damaged_line_names_file_and_line),
         T(test_unwritable_state_file_fails_and_changes_nothing),
