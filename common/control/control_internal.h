@@ -92,6 +92,11 @@ rl2_status_t rl2_ovr_file_save(const rl2_overrides_t *t, const char *path,
 rl2_status_t rl2_ovr_file_load(rl2_overrides_t *t, const char *path,
                                const rl2_clock_t *now, rl2_err_t *err);
 
+/* overrides.c: is o's value one a writer may set (kind known, factor in
+ * bounds, a mode, a tier named)?  The setter and the state file's reader
+ * both ask, so a file cannot bring back what no writer could set. */
+int rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err);
+
 /* overrides.c: add or replace an entry without saving (the loader). */
 rl2_status_t rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o,
                          rl2_override_t *before, rl2_err_t *err);

@@ -299,7 +299,7 @@ rl2_ovr_save(rl2_overrides_t *t, const rl2_clock_t *now, rl2_err_t *err)
                                  : RL2_OK;
 }
 
-static int
+int
 rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err)
 {
     if (o->kind <= 0 || o->kind >= RL2_OVR_KINDS) {

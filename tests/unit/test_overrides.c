@@ -915,7 +915,10 @@ test_state_file_damaged_line_names_file_and_line(void **state)
     damaged_line("boost\trule:login\tlots\t0\t0\ta\tr\n", 3);
     damaged_line("boost\trule:login\t1000000001\t0\t0\ta\tr\n", 3);
     damaged_line("mode\trule:login\tfast\t0\t0\ta\tr\n", 3);
+    damaged_line("boost\trule:login\t0\t0\t0\ta\tr\n", 3);
+    damaged_line("tier\tuser:x\t\t0\t0\ta\tr\n", 3);  /* no tier */
     damaged_line("ban\t192.0.2.3\t-\t0\t0\ta\tr", 3); /* not ended */
+    damaged_line("\n\nban\t192.0.2.3\t-\t0\t0\ta\tr\tmore\n", 5);
 }
 
 /* A change the state file cannot keep is not made: the table is left as
