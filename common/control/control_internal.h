@@ -7,6 +7,9 @@
  *   override_file.c   the state file that outlives the shared memory
  *   override_read.c   what one request sees: bans, allows, tiers, modes,
  *                     factors
+ *   audit.c           the audit trail: a change as a JSON line appended
+ *                     to a file, and as a syslog line
+ *   audit_read.c      the audit file read back
  */
 #ifndef RL2_CONTROL_INTERNAL_H
 #define RL2_CONTROL_INTERNAL_H
@@ -15,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "ratelimit2/audit.h"
 #include "ratelimit2/hash.h"
 #include "ratelimit2/overrides.h"
 #include "base/shm_obj_internal.h"
@@ -100,5 +104,25 @@ int rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err);
 /* overrides.c: add or replace an entry without saving (the loader). */
 rl2_status_t rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o,
                          rl2_override_t *before, rl2_err_t *err);
+
+/* ---- beside ratelimit2/audit.h ---- */
+
+/* audit.c: the origin named ("ctl", "admin", "auto"); 0 for unknown. */
+rl2_audit_origin_t rl2_audit_origin_from_name(const char *name);
+
+/* audit_read.c: one line (without its newline) back into e;
+ * RL2_ERR_INVALID saying what does not read.  Keys may come in any order;
+ * unknown keys are refused, as is anything rl2_audit_format would not
+ * write. */
+rl2_status_t rl2_audit_parse(const char *line, rl2_audit_entry_t *e,
+                             rl2_err_t *err);
+
+/* audit_read.c: "2026-12-06T10:00:00.123456Z" back into µs; -1 for
+ * anything else, a day that does not exist included. */
+int rl2_audit_time_parse(const char *text, int64_t *wall_us);
+
+/* audit.c: what the entry set had left when it was set, in seconds
+ * rounded up; -1 when it has no end or nothing was set (ttl_s). */
+int64_t rl2_audit_ttl_s(const rl2_audit_entry_t *e);
 
 #endif /* RL2_CONTROL_INTERNAL_H */
