@@ -105,6 +105,10 @@ int rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err);
 rl2_status_t rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o,
                          rl2_override_t *before, rl2_err_t *err);
 
+/* override_target.c: ppm as the shortest decimal: 2500000 is "2.5",
+ * 2000000 is "2" (rl2_ovr_value_text's factors). */
+void rl2_ovr_factor_format(uint32_t ppm, char *buf, size_t size);
+
 /* ---- beside ratelimit2/audit.h ---- */
 
 /* audit.c: the origin named ("ctl", "admin", "auto"); 0 for unknown. */

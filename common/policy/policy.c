@@ -263,6 +263,12 @@ rl2_duration_parse(const char *text, int64_t *us, rl2_err_t *err)
                            "a unit such as 30s, 10min, 2h or 7d",
                            text);
     }
+    if (*p == '\0') {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid duration \"%s\": a count needs a unit "
+                           "(%ss, %smin, %sh, %sd)",
+                           text, text, text, text, text);
+    }
     /* A month has no fixed length: a duration is a count of µs. */
     unit = rl2_unit_find(p);
     if (unit == NULL || unit->us == 0) {

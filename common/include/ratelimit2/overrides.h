@@ -101,8 +101,6 @@ rl2_status_t rl2_override_target(const rl2_policy_t *policy,
  * anything else or outside RL2_OVR_FACTOR_MIN..MAX. */
 rl2_status_t rl2_ovr_factor_parse(const char *text, uint32_t *ppm,
                                   rl2_err_t *err);
-/* ppm as the shortest decimal: 2500000 is "2.5", 2000000 is "2". */
-void rl2_ovr_factor_format(uint32_t ppm, char *buf, size_t size);
 
 /* An override's value for people and logs: "banned", "allowed", the tier
  * name, "x2.5" (boost, emergency), "allow-list-only" (emergency without
