@@ -11,6 +11,11 @@
  *   report.c      report: gathering and aggregating the violation log
  *   report_out.c  report as text and JSON
  *   report_html.c report as a self-contained HTML page with SVG charts
+ *   override.c    ban, unban, allow, disallow, tier, untier, boost,
+ *                 unboost, mode, emergency: one change to the runtime
+ *                 override table, recorded in the audit trail
+ *   override_list.c overrides: the entries in force, with time left
+ *   audit.c       audit: the audit trail read back
  */
 #ifndef RL2_CTL_H
 #define RL2_CTL_H
@@ -29,6 +34,9 @@
 #define RL2_CTL_FAIL    3 /* policy unreadable, zone or Redis failed */
 
 #define RL2_CTL_DEFAULT_POLICY "/etc/ratelimit2/ratelimit2.conf"
+/* Where the override table's state file and audit trail are by default:
+ * "<dir>/<zone without its '/'>.overrides" and ".audit". */
+#define RL2_CTL_STATE_DIR "/var/lib/ratelimit2"
 
 typedef enum { RL2_CTL_TEXT = 0, RL2_CTL_JSON, RL2_CTL_HTML } rl2_ctl_format_t;
 
@@ -46,7 +54,19 @@ typedef struct {
     const char        *prog;
     rl2_policy_t      *policy_loaded; /* -c, loaded once by main for
                                          status, reset and report (NULL:
-                                         report without the file) */
+                                         report without the file) and
+                                         for the override verbs when
+                                         the file exists */
+    /* The runtime overrides (override.c, audit.c); each option is
+     * refused by the subcommands that do not take it. */
+    int64_t     ttl_us;          /* --ttl; 0: not given */
+    const char *reason;          /* --reason, or NULL */
+    const char *state_file;      /* --state, or NULL: the default */
+    const char *audit_file;      /* --audit, or NULL: the default */
+    const char *factor;          /* --factor, or NULL */
+    int         allow_list_only; /* --allow-list-only */
+    int64_t     since_us;        /* --since; 0: not given */
+    int         clear;           /* --clear */
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -101,6 +121,43 @@ int rl2_ctl_reset(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_check(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_docs(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_report(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_ban(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_unban(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_allow(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_disallow(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_tier(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_untier(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_boost(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_unboost(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_rule_mode(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_emergency(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_overrides(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv);
+
+/* ---- override.c: what override_list.c and audit.c share ---- */
+
+/* The options each subcommand of the runtime overrides takes (an enum:
+ * t_docs_ref reads every #define RL2_CTL_... number here as an exit
+ * status). */
+enum {
+    RL2_CTL_TAKES_TTL = 1u << 0,
+    RL2_CTL_TAKES_REASON = 1u << 1,
+    RL2_CTL_TAKES_FACTOR = 1u << 2, /* --factor, --allow-list-only */
+    RL2_CTL_TAKES_SINCE = 1u << 3,
+    RL2_CTL_TAKES_CLEAR = 1u << 4,
+    RL2_CTL_TAKES_JSON = 1u << 5
+};
+
+/* RL2_CTL_OK, or RL2_CTL_USAGE naming an option `cmd` does not take. */
+int rl2_ctl_takes(const rl2_ctl_opts_t *o, const char *cmd, unsigned takes);
+
+/* The state file and the audit file: --state and --audit, or the
+ * defaults under RL2_CTL_STATE_DIR. */
+void rl2_ctl_ovr_paths(const rl2_ctl_opts_t *o, char *state, char *audit,
+                       size_t size);
+
+/* "3d04h", "1h02m", "59m58s", "45s": time left, rounded up. */
+void rl2_ctl_left(int64_t left_us, char *buf, size_t size);
 
 /* ---- rules.c ---- */
 

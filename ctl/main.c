@@ -4,8 +4,9 @@
  *
  * It reads the same policy file as the servers and talks to the same
  * stores: the named local zone (attached, never created or resized) and
- * Redis, named by -R or by the policy's redis group.  Options may come before
- * or after the subcommand.
+ * Redis, named by -R or by the policy's redis group; and to the zone's
+ * runtime override table.  Options may come before or after the
+ * subcommand.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ratelimit2/overrides.h"
+#include "ratelimit2/policy.h"
 #include "ratelimit2/store_opts.h"
 
 #include "ctl.h"
@@ -29,6 +32,19 @@ static const char rl2_ctl_manual[] =
     "    ratelimit2ctl check CONFIG\n"
     "    ratelimit2ctl docs CONFIG\n"
     "    ratelimit2ctl [OPTIONS] report [--json | --html] [-o FILE]\n"
+    "    ratelimit2ctl [OPTIONS] ban|allow TARGET [--ttl D] [--reason T]\n"
+    "    ratelimit2ctl [OPTIONS] unban|disallow|untier TARGET [--reason T]\n"
+    "    ratelimit2ctl [OPTIONS] tier TARGET TIER [--ttl D] [--reason T]\n"
+    "    ratelimit2ctl [OPTIONS] boost rule:NAME|tier:NAME|'*' FACTOR "
+    "[--ttl D]\n"
+    "    ratelimit2ctl [OPTIONS] unboost rule:NAME|tier:NAME|'*'\n"
+    "    ratelimit2ctl [OPTIONS] mode RULE enforce|dry_run|off [--ttl D]\n"
+    "    ratelimit2ctl [OPTIONS] mode RULE --clear\n"
+    "    ratelimit2ctl [OPTIONS] emergency on --factor F | --allow-list-only "
+    "[--ttl D]\n"
+    "    ratelimit2ctl [OPTIONS] emergency off\n"
+    "    ratelimit2ctl [OPTIONS] overrides [--json]\n"
+    "    ratelimit2ctl [OPTIONS] audit [--json] [--since D]\n"
     "\n"
     "DESCRIPTION\n"
     "    status KEY   Usage and remaining count of every limit that applies "
@@ -63,6 +79,41 @@ static const char rl2_ctl_manual[] =
     "                 stream named by the policy (a Cluster keeps the log in\n"
     "                 the rings).\n"
     "\n"
+    "  Runtime overrides, on this host (the zone's .overrides table; not\n"
+    "  Redis), in force at once for every server sharing the zone:\n"
+    "    ban TARGET   Refuse the client before any rule (429, or the\n"
+    "                 policy's ban_status).  TARGET is an address or a\n"
+    "                 network (203.0.113.0/24, 2001:db8::/48), user:NAME or\n"
+    "                 key:APIKEY (kept as key#HASH, its hash under the\n"
+    "                 policy's hash_secret; key#HASH as listed names it too).\n"
+    "    unban TARGET Remove the ban.\n"
+    "    allow TARGET, disallow TARGET\n"
+    "                 Let the client past every limit; take that back.\n"
+    "    tier TARGET TIER, untier TARGET\n"
+    "                 Give the client one of the policy's tiers; take it\n"
+    "                 back.\n"
+    "    boost rule:NAME|tier:NAME|'*' FACTOR, unboost ...\n"
+    "                 Multiply the limits of a rule, of a tier, or of all\n"
+    "                 ('*') by FACTOR (0.001 to 1000: 2, 0.5, 1.25); boosts\n"
+    "                 that meet multiply.\n"
+    "    mode RULE MODE, mode RULE --clear\n"
+    "                 Run a rule in enforce, dry_run or off mode; --clear\n"
+    "                 gives it back the policy's mode.\n"
+    "    emergency on --factor F | --allow-list-only, emergency off\n"
+    "                 Scale every limit by F, or refuse every client but\n"
+    "                 the policy's whitelist and the allowed; switch it off.\n"
+    "    overrides    The entries in force: kind, target, value, time left,\n"
+    "                 end, author, reason.\n"
+    "    audit        Every change, oldest first, from the audit file.\n"
+    "                 Each change is one line there (JSON) and one syslog\n"
+    "                 line (facility authpriv, event=override).\n"
+    "  Every change may end by itself (--ttl) and says why (--reason); its\n"
+    "  author is the user running ratelimit2ctl.  A change is kept in the\n"
+    "  state file, and brought back from it when the table is made again\n"
+    "  (a reboot); one that cannot be kept or recorded is not made.  The\n"
+    "  policy (-c) is read when it exists; rule:, tier:, key: targets, TIER\n"
+    "  and RULE need it.\n"
+    "\n"
     "OPTIONS\n"
     "    -c, --config FILE    policy file (default " RL2_CTL_DEFAULT_POLICY
     ")\n"
@@ -81,21 +132,41 @@ static const char rl2_ctl_manual[] =
     "    -t, --tier NAME      the tier a trusted upstream would name\n"
     "    -n, --top N          clients and latest entries listed by report "
     "(10)\n"
-    "    --json, --html       report format (default text)\n"
+    "    --json, --html       report format (default text); overrides and\n"
+    "                         audit take --json\n"
     "    -o, --output FILE    write the report to FILE\n"
+    "    --ttl D              the change ends by itself after D: 30s, 10min,\n"
+    "                         2h, 7d, 1w (default: no end)\n"
+    "    --reason TEXT        why, for the audit trail (default empty; at\n"
+    "                         most 159 bytes, no control characters)\n"
+    "    --factor F           emergency on: scale every limit by F\n"
+    "    --allow-list-only    emergency on: refuse all but the whitelist and\n"
+    "                         the allowed\n"
+    "    --clear              mode RULE: back to the policy's mode\n"
+    "    --since D            audit: only the changes of the last D\n"
+    "    --state FILE         the overrides' state file (default\n"
+    "                         " RL2_CTL_STATE_DIR "/ZONE.overrides, ZONE\n"
+    "                         the -z name without its '/')\n"
+    "    --audit FILE         the audit file (default\n"
+    "                         " RL2_CTL_STATE_DIR "/ZONE.audit)\n"
     "    -h, --help           this manual\n"
     "\n"
     "EXIT STATUS\n"
     "    0  success (check: the policy is valid)\n"
     "    1  check, docs: the policy is invalid\n"
-    "    2  bad command line\n"
-    "    3  the policy, the zone, the violation log or Redis could not be\n"
-    "       read or written\n"
+    "    2  bad command line, or a target, tier, rule, factor or duration\n"
+    "       that does not read: nothing was changed\n"
+    "    3  the policy, the zone, the violation log, Redis, the override\n"
+    "       table, its state file or the audit file could not be read or\n"
+    "       written\n"
     "\n"
     "NOTES\n"
     "    Limits written inline in Apache (RateLimit2Limit) are not in the\n"
     "    policy file and are not shown.  The zone is attached, never created:\n"
-    "    status and reset need a server to have created it (or -R).\n";
+    "    status and reset need a server to have created it (or -R).  The\n"
+    "    override table is created if missing: run ratelimit2ctl as the user\n"
+    "    the servers run as (root for Apache).  Overrides are local to the\n"
+    "    host: with Redis, each host has its own.\n";
 
 int
 rl2_ctl_fail(int status, const char *fmt, ...)
@@ -110,6 +181,18 @@ rl2_ctl_fail(int status, const char *fmt, ...)
     return status;
 }
 
+/* Long options without a letter. */
+enum {
+    RL2_CTL_OPT_TTL = 256,
+    RL2_CTL_OPT_REASON,
+    RL2_CTL_OPT_FACTOR,
+    RL2_CTL_OPT_ALLOW_LIST,
+    RL2_CTL_OPT_CLEAR,
+    RL2_CTL_OPT_SINCE,
+    RL2_CTL_OPT_STATE,
+    RL2_CTL_OPT_AUDIT
+};
+
 static const struct option rl2_ctl_longopts[] = {
     { "config", required_argument, NULL, 'c' },
     { "zone", required_argument, NULL, 'z' },
@@ -123,9 +206,81 @@ static const struct option rl2_ctl_longopts[] = {
     { "output", required_argument, NULL, 'o' },
     { "json", no_argument, NULL, 'J' },
     { "html", no_argument, NULL, 'H' },
+    { "ttl", required_argument, NULL, RL2_CTL_OPT_TTL },
+    { "reason", required_argument, NULL, RL2_CTL_OPT_REASON },
+    { "factor", required_argument, NULL, RL2_CTL_OPT_FACTOR },
+    { "allow-list-only", no_argument, NULL, RL2_CTL_OPT_ALLOW_LIST },
+    { "clear", no_argument, NULL, RL2_CTL_OPT_CLEAR },
+    { "since", required_argument, NULL, RL2_CTL_OPT_SINCE },
+    { "state", required_argument, NULL, RL2_CTL_OPT_STATE },
+    { "audit", required_argument, NULL, RL2_CTL_OPT_AUDIT },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
+
+/* A duration option: at least a second, so that it is not "already
+ * over" by the time it is written. */
+static int
+rl2_ctl_duration(const char *opt, const char *arg, int64_t *us)
+{
+    rl2_err_t err;
+
+    if (rl2_duration_parse(arg, us, &err) != RL2_OK) {
+        return rl2_ctl_fail(-1, "%s: %s", opt, err.msg);
+    }
+    return *us >= RL2_US_PER_S
+               ? 0
+               : rl2_ctl_fail(-1, "%s: at least 1s, not \"%s\"", opt, arg);
+}
+
+/* --reason: what fits the table's field and one line of the logs. */
+static int
+rl2_ctl_reason(rl2_ctl_opts_t *o, const char *arg)
+{
+    if (strlen(arg) >= RL2_OVR_REASON_MAX) {
+        return rl2_ctl_fail(-1, "--reason: at most %d bytes",
+                            RL2_OVR_REASON_MAX - 1);
+    }
+    for (const char *p = arg; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            return rl2_ctl_fail(-1, "--reason: no control characters "
+                                    "(tab, newline, ...)");
+        }
+    }
+    o->reason = arg;
+    return 0;
+}
+
+/* The options of the runtime overrides (override.c, audit.c). */
+static int
+rl2_ctl_opt_override(rl2_ctl_opts_t *o, int c, const char *arg)
+{
+    switch (c) {
+    case RL2_CTL_OPT_TTL:
+        return rl2_ctl_duration("--ttl", arg, &o->ttl_us);
+    case RL2_CTL_OPT_REASON:
+        return rl2_ctl_reason(o, arg);
+    case RL2_CTL_OPT_FACTOR:
+        o->factor = arg;
+        return 0;
+    case RL2_CTL_OPT_ALLOW_LIST:
+        o->allow_list_only = 1;
+        return 0;
+    case RL2_CTL_OPT_CLEAR:
+        o->clear = 1;
+        return 0;
+    case RL2_CTL_OPT_SINCE:
+        return rl2_ctl_duration("--since", arg, &o->since_us);
+    case RL2_CTL_OPT_STATE:
+        o->state_file = arg;
+        return 0;
+    case RL2_CTL_OPT_AUDIT:
+        o->audit_file = arg;
+        return 0;
+    default:
+        return -1;
+    }
+}
 
 static int
 rl2_ctl_opt(rl2_ctl_opts_t *o, int c, const char *arg)
@@ -178,7 +333,7 @@ rl2_ctl_opt(rl2_ctl_opts_t *o, int c, const char *arg)
                    ? 0
                    : rl2_ctl_fail(-1, "-O: %s", err.msg);
     default:
-        return -1;
+        return rl2_ctl_opt_override(o, c, arg);
     }
 }
 
@@ -218,20 +373,40 @@ rl2_ctl_parse(int argc, char **argv, rl2_ctl_opts_t *o)
 int
 main(int argc, char **argv)
 {
+    /* policy: 0 not read (check and docs take a file of their own;
+     * overrides and audit read no policy, so they work whatever state
+     * it is in); 1 read, with Redis from it unless -R (report goes
+     * without it when the file does not exist, and has no -R); 2 read
+     * when the file exists (the override verbs: an address needs no
+     * policy, a rule, tier or API key does). */
     static const struct {
         const char *name;
         int (*run)(const rl2_ctl_opts_t *, int, char **);
-        int talks_to_store; /* Redis from the policy unless -R */
+        int policy;
     } cmds[] = { { "status", rl2_ctl_status, 1 },
                  { "reset", rl2_ctl_reset, 1 },
                  { "check", rl2_ctl_check, 0 },
                  { "docs", rl2_ctl_docs, 0 },
-                 { "report", rl2_ctl_report, 1 } };
+                 { "report", rl2_ctl_report, 1 },
+                 { "ban", rl2_ctl_ban, 2 },
+                 { "unban", rl2_ctl_unban, 2 },
+                 { "allow", rl2_ctl_allow, 2 },
+                 { "disallow", rl2_ctl_disallow, 2 },
+                 { "tier", rl2_ctl_tier, 2 },
+                 { "untier", rl2_ctl_untier, 2 },
+                 { "boost", rl2_ctl_boost, 2 },
+                 { "unboost", rl2_ctl_unboost, 2 },
+                 { "mode", rl2_ctl_rule_mode, 2 },
+                 { "emergency", rl2_ctl_emergency, 2 },
+                 { "overrides", rl2_ctl_overrides, 0 },
+                 { "audit", rl2_ctl_audit, 0 } };
     rl2_ctl_opts_t o;
 
     if (rl2_ctl_parse(argc, argv, &o) != 0) {
         fputs("usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
-              "report ...  (--help for the manual)\n",
+              "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
+              "mode|emergency|overrides|audit ...  (--help for the "
+              "manual)\n",
               stderr);
         return RL2_CTL_USAGE;
     }
@@ -245,10 +420,12 @@ main(int argc, char **argv)
         }
         /* report reads a zone's ring without a policy, but not a
          * stream: its name is in the policy. */
-        int rc = !cmds[i].talks_to_store
-                     ? RL2_CTL_OK
-                     : rl2_ctl_policy_store(&o, cmds[i].run != rl2_ctl_report
-                                                    || o.backend.redis_enabled);
+        int rc =
+            cmds[i].policy == 0
+                ? RL2_CTL_OK
+                : rl2_ctl_policy_store(&o, cmds[i].policy == 1
+                                               && (cmds[i].run != rl2_ctl_report
+                                                   || o.backend.redis_enabled));
 
         if (rc == RL2_CTL_OK) {
             rc = cmds[i].run(&o, argc - optind - 1, argv + optind + 1);

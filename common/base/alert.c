@@ -68,6 +68,7 @@ static const struct {
     [RL2_ALERT_BANNED] = { "banned", LOG_WARNING },
     [RL2_ALERT_ZONE_FULL] = { "zone_full", LOG_WARNING },
     [RL2_ALERT_EVICTIONS] = { "evictions", LOG_WARNING },
+    [RL2_ALERT_OVERRIDE] = { "override", LOG_NOTICE },
 };
 
 struct rl2_alert {

@@ -7,6 +7,9 @@
  *   override_file.c   the state file that outlives the shared memory
  *   override_read.c   what one request sees: bans, allows, tiers, modes,
  *                     factors
+ *   audit.c           the audit trail: a change as a JSON line appended
+ *                     to a file, and as a syslog line
+ *   audit_read.c      the audit file read back
  */
 #ifndef RL2_CONTROL_INTERNAL_H
 #define RL2_CONTROL_INTERNAL_H
@@ -16,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "ratelimit2/audit.h"
 #include "ratelimit2/hash.h"
 #include "ratelimit2/overrides.h"
 #include "base/shm_obj_internal.h"
@@ -40,8 +44,10 @@ typedef struct {
 /* The shared object.  All zero after the header is an empty table that
  * has not read its state file yet. */
 typedef struct {
-    /* rl2_shm_obj_open() writes and checks it: the counters below must
-     * not overlap it, or the next open takes the table for stale. */
+    /* shm_obj.c's: the creator writes it and an opener checks it, so it
+     * must be the table's own, not overlaid on the counters below (a
+     * writer's sequence counter in its place is a stale object to the
+     * next opener, which replaces it). */
     rl2_shm_hdr_t hdr;
     /* Odd while a writer changes slots: a reader that saw it odd, or saw
      * it change across its read, reads again. */
@@ -100,8 +106,37 @@ rl2_status_t rl2_ovr_file_save(const rl2_overrides_t *t, const char *path,
 rl2_status_t rl2_ovr_file_load(rl2_overrides_t *t, const char *path,
                                const rl2_clock_t *now, rl2_err_t *err);
 
+/* overrides.c: is o's value one a writer may set (kind known, factor in
+ * bounds, a mode, a tier named)?  The setter and the state file's reader
+ * both ask, so a file cannot bring back what no writer could set. */
+int rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err);
+
 /* overrides.c: add or replace an entry without saving (the loader). */
 rl2_status_t rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o,
                          rl2_override_t *before, rl2_err_t *err);
+
+/* override_target.c: ppm as the shortest decimal: 2500000 is "2.5",
+ * 2000000 is "2" (rl2_ovr_value_text's factors). */
+void rl2_ovr_factor_format(uint32_t ppm, char *buf, size_t size);
+
+/* ---- beside ratelimit2/audit.h ---- */
+
+/* audit.c: the origin named ("ctl", "admin", "auto"); 0 for unknown. */
+rl2_audit_origin_t rl2_audit_origin_from_name(const char *name);
+
+/* audit_read.c: one line (without its newline) back into e;
+ * RL2_ERR_INVALID saying what does not read.  Keys may come in any order;
+ * unknown keys are refused, as is anything rl2_audit_format would not
+ * write. */
+rl2_status_t rl2_audit_parse(const char *line, rl2_audit_entry_t *e,
+                             rl2_err_t *err);
+
+/* audit_read.c: "2026-12-06T10:00:00.123456Z" back into µs; -1 for
+ * anything else, a day that does not exist included. */
+int rl2_audit_time_parse(const char *text, int64_t *wall_us);
+
+/* audit.c: what the entry set had left when it was set, in seconds
+ * rounded up; -1 when it has no end or nothing was set (ttl_s). */
+int64_t rl2_audit_ttl_s(const rl2_audit_entry_t *e);
 
 #endif /* RL2_CONTROL_INTERNAL_H */

@@ -216,14 +216,17 @@ rl2_ovr_value_parse(rl2_override_t *o, const char *value)
 static int
 rl2_ovr_parse_line(char *line, rl2_override_t *o)
 {
-    char     *f[7], *end;
+    char     *f[8], *end;
     rl2_err_t err;
 
     memset(o, 0, sizeof(*o));
-    if (rl2_ovr_split(line, f, 7) != 7
+    /* Split into one field more than a line has, so that an eighth (a
+     * tab the writer would have escaped) is seen, not left in REASON. */
+    if (rl2_ovr_split(line, f, 8) != 7
         || (o->kind = rl2_ovr_kind_from_name(f[0])) == 0
         || rl2_override_target(NULL, o->kind, f[1], o, &err) != RL2_OK
-        || strcmp(o->target, f[1]) != 0 || rl2_ovr_value_parse(o, f[2]) != 0) {
+        || strcmp(o->target, f[1]) != 0 || rl2_ovr_value_parse(o, f[2]) != 0
+        || !rl2_ovr_value_ok(o, &err)) {
         return -1;
     }
     o->expires_us = strtoll(f[3], &end, 10);

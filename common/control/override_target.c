@@ -1,6 +1,7 @@
 /*
  * override_target.c -- what an override names, as an operator writes it,
- * in the one canonical form the table keys on.
+ * in the one canonical form the table keys on; and its value (a factor,
+ * a tier, a mode) as people read and write it.
  *
  * Addresses: "192.0.2.9", "192.0.2.0/24", "2001:db8::/48"; the host bits
  * of a network are cleared and the address is written back in its usual
@@ -13,6 +14,8 @@
  * "rule:NAME", "tier:NAME", checked against the policy.  "*": all.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -287,4 +290,144 @@ rl2_override_target(const rl2_policy_t *policy, rl2_ovr_kind_t kind,
     }
     o->kind = kind;
     return RL2_OK;
+}
+
+/* ---- values ---------------------------------------------------------------
+ */
+
+rl2_status_t
+rl2_ovr_factor_parse(const char *text, uint32_t *ppm, rl2_err_t *err)
+{
+    const char *p = text != NULL && text[0] == 'x' ? text + 1 : text;
+    uint64_t    v = 0, scale = RL2_OVR_FACTOR_ONE;
+    int         digits = 0;
+
+    /* Digits past what fits only make it larger: it stays out of range,
+     * and is said so. */
+    for (; p != NULL && isdigit((unsigned char)*p); p++, digits++) {
+        v = v <= UINT32_MAX ? v * 10 + (uint64_t)(*p - '0') : v;
+    }
+    v *= RL2_OVR_FACTOR_ONE;
+    if (p != NULL && *p == '.' && digits > 0) {
+        p++;
+        digits = isdigit((unsigned char)*p) ? digits : 0;
+        for (; isdigit((unsigned char)*p) && scale > 1; p++) {
+            scale /= 10;
+            v += (uint64_t)(*p - '0') * scale;
+        }
+    }
+    if (p == NULL || digits == 0 || *p != '\0') {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "factor \"%.40s\": expected a number such as 2, "
+                           "0.5 or 1.25 (at most 6 decimals)",
+                           text != NULL ? text : "");
+    }
+    if (v < RL2_OVR_FACTOR_MIN || v > RL2_OVR_FACTOR_MAX) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "factor \"%.40s\" out of range: 0.001 to 1000",
+                           text);
+    }
+    *ppm = (uint32_t)v;
+    return RL2_OK;
+}
+
+void
+rl2_ovr_factor_format(uint32_t ppm, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%" PRIu32 ".%06" PRIu32,
+                     ppm / RL2_OVR_FACTOR_ONE, ppm % RL2_OVR_FACTOR_ONE);
+
+    /* The shortest decimal: "2.500000" is "2.5", "2.000000" is "2". */
+    if (n > 0 && (size_t)n < size) {
+        while (buf[n - 1] == '0') {
+            buf[--n] = '\0';
+        }
+        if (buf[n - 1] == '.') {
+            buf[n - 1] = '\0';
+        }
+    }
+}
+
+static const char *const mode_words[] = { [RL2_MODE_ENFORCE] = "enforce",
+                                          [RL2_MODE_DRY_RUN] = "dry_run",
+                                          [RL2_MODE_OFF] = "off" };
+
+void
+rl2_ovr_value_text(const rl2_override_t *o, char *buf, size_t size)
+{
+    char f[32];
+
+    switch (o->kind) {
+    case RL2_OVR_BAN:
+        snprintf(buf, size, "banned");
+        break;
+    case RL2_OVR_ALLOW:
+        snprintf(buf, size, "allowed");
+        break;
+    case RL2_OVR_TIER:
+        snprintf(buf, size, "%s", o->tier);
+        break;
+    case RL2_OVR_BOOST:
+    case RL2_OVR_EMERGENCY:
+        if (o->factor_ppm == 0) {
+            snprintf(buf, size, "allow-list-only");
+            break;
+        }
+        rl2_ovr_factor_format(o->factor_ppm, f, sizeof(f));
+        snprintf(buf, size, "x%s", f);
+        break;
+    case RL2_OVR_MODE:
+        snprintf(buf, size, "%s",
+                 o->mode >= RL2_MODE_ENFORCE && o->mode <= RL2_MODE_OFF
+                     ? mode_words[o->mode]
+                     : "?");
+        break;
+    default:
+        snprintf(buf, size, "-");
+    }
+}
+
+rl2_status_t
+rl2_ovr_value_parse_text(rl2_override_t *o, const char *text, rl2_err_t *err)
+{
+    rl2_mode_t mode;
+
+    switch (o->kind) {
+    case RL2_OVR_BAN:
+    case RL2_OVR_ALLOW:
+        return strcmp(text, rl2_ovr_kind_name(o->kind)) == 0
+                       || strcmp(text,
+                                 o->kind == RL2_OVR_BAN ? "banned" : "allowed")
+                              == 0
+                   ? RL2_OK
+                   : rl2_err_set(err, RL2_ERR_INVALID, "value \"%.40s\" for %s",
+                                 text, rl2_ovr_kind_name(o->kind));
+    case RL2_OVR_TIER:
+        if (!rl2_ovr_name_ok(text, RL2_OVR_NAME_MAX - 1)) {
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "tier \"%.40s\": 1 to %d printable "
+                               "characters without spaces",
+                               text, RL2_OVR_NAME_MAX - 1);
+        }
+        snprintf(o->tier, sizeof(o->tier), "%s", text);
+        return RL2_OK;
+    case RL2_OVR_EMERGENCY:
+        if (strcmp(text, "allow-list-only") == 0) {
+            o->factor_ppm = 0;
+            return RL2_OK;
+        }
+        return rl2_ovr_factor_parse(text, &o->factor_ppm, err);
+    case RL2_OVR_BOOST:
+        return rl2_ovr_factor_parse(text, &o->factor_ppm, err);
+    case RL2_OVR_MODE:
+        if (rl2_mode_parse(text, &mode, err) != RL2_OK
+            || mode == RL2_MODE_INHERIT) {
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "mode \"%.40s\": enforce, dry_run or off", text);
+        }
+        o->mode = mode;
+        return RL2_OK;
+    default:
+        return rl2_err_set(err, RL2_ERR_INVALID, "unknown override kind");
+    }
 }

@@ -36,7 +36,7 @@
 #include "control_internal.h"
 
 #define OVR_MAGIC   0x4f565231u /* "OVR1" */
-#define OVR_VERSION 1u
+#define OVR_VERSION 2u          /* 2: the shm_obj header of its own */
 
 static int
 rl2_ovr_expired(const rl2_override_t *o, int64_t now_us)
@@ -365,7 +365,7 @@ rl2_ovr_save(rl2_overrides_t *t, const rl2_clock_t *now, rl2_err_t *err)
                                  : RL2_OK;
 }
 
-static int
+int
 rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err)
 {
     if (o->kind <= 0 || o->kind >= RL2_OVR_KINDS) {

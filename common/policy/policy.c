@@ -272,16 +272,36 @@ rl2_status_t
 rl2_duration_parse(const char *text, int64_t *us, rl2_err_t *err)
 {
     const char       *p = text;
-    int64_t           mult;
+    int64_t           n;
     const rl2_unit_t *unit;
 
-    if (rl2_parse_count(&p, &mult) != 0 || mult < 1
-        || (unit = rl2_unit_find(p)) == NULL || unit->us == 0
-        || __builtin_mul_overflow(unit->us, mult, us)) {
+    if (!isdigit((unsigned char)*p) || rl2_parse_count(&p, &n) != 0) {
         return rl2_err_set(err, RL2_ERR_CONFIG,
                            "invalid duration \"%s\": expected a count and "
                            "a unit such as 30s, 10min, 2h or 7d",
                            text);
+    }
+    if (*p == '\0') {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid duration \"%s\": a count needs a unit "
+                           "(%ss, %smin, %sh, %sd)",
+                           text, text, text, text, text);
+    }
+    /* A month has no fixed length: a duration is a count of µs. */
+    unit = rl2_unit_find(p);
+    if (unit == NULL || unit->us == 0) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid duration \"%s\": unknown unit \"%s\" "
+                           "(use s, min, h, d or w)",
+                           text, p);
+    }
+    if (n < 1) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "invalid duration \"%s\": must be at least 1", text);
+    }
+    if (__builtin_mul_overflow(unit->us, n, us)) {
+        return rl2_err_set(err, RL2_ERR_RANGE,
+                           "invalid duration \"%s\": too long", text);
     }
     return RL2_OK;
 }

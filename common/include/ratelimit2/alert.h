@@ -68,6 +68,8 @@ typedef enum {
     RL2_ALERT_BANNED,         /* ... and banned (policy `abuse`) */
     RL2_ALERT_ZONE_FULL,      /* the local zone passed 80% or 100% */
     RL2_ALERT_EVICTIONS,      /* live keys evicted faster than allowed */
+    RL2_ALERT_OVERRIDE,       /* a runtime override changed (audit.h);
+                                 every change, never rate-limited */
     RL2_ALERT_KIND_COUNT
 } rl2_alert_kind_t;
 

@@ -96,6 +96,20 @@ rl2_status_t rl2_override_target(const rl2_policy_t *policy,
                                  rl2_ovr_kind_t kind, const char *text,
                                  rl2_override_t *o, rl2_err_t *err);
 
+/* A factor as people write it ("2", "0.5", "x1.25": at most 6 decimals,
+ * an optional leading 'x') to ppm; RL2_ERR_INVALID, saying why, for
+ * anything else or outside RL2_OVR_FACTOR_MIN..MAX. */
+rl2_status_t rl2_ovr_factor_parse(const char *text, uint32_t *ppm,
+                                  rl2_err_t *err);
+
+/* An override's value for people and logs: "banned", "allowed", the tier
+ * name, "x2.5" (boost, emergency), "allow-list-only" (emergency without
+ * a factor), "dry_run" (mode).  And back, by o->kind, into o's value
+ * fields (RL2_ERR_INVALID when it does not read). */
+void rl2_ovr_value_text(const rl2_override_t *o, char *buf, size_t size);
+rl2_status_t rl2_ovr_value_parse_text(rl2_override_t *o, const char *text,
+                                      rl2_err_t *err);
+
 /* "ban", "allow", ... and back; NULL / 0 for unknown. */
 const char    *rl2_ovr_kind_name(rl2_ovr_kind_t kind);
 rl2_ovr_kind_t rl2_ovr_kind_from_name(const char *name);
