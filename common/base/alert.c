@@ -67,6 +67,7 @@ static const struct {
     [RL2_ALERT_BAN_CANDIDATE] = { "ban_candidate", LOG_WARNING },
     [RL2_ALERT_ZONE_FULL] = { "zone_full", LOG_WARNING },
     [RL2_ALERT_EVICTIONS] = { "evictions", LOG_WARNING },
+    [RL2_ALERT_OVR_RESTORED] = { "overrides_restored", LOG_WARNING },
 };
 
 struct rl2_alert {

@@ -67,6 +67,8 @@ typedef enum {
     RL2_ALERT_BAN_CANDIDATE,  /* a client refused too often */
     RL2_ALERT_ZONE_FULL,      /* the local zone passed 80% or 100% */
     RL2_ALERT_EVICTIONS,      /* live keys evicted faster than allowed */
+    RL2_ALERT_OVR_RESTORED,   /* a host wrote its override table back
+                                 to a Redis that had lost it */
     RL2_ALERT_KIND_COUNT
 } rl2_alert_kind_t;
 

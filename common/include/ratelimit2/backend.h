@@ -17,6 +17,7 @@
 #include "ratelimit2/alert.h"
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
+#include "ratelimit2/overrides.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/redis.h"
 #include "ratelimit2/status.h"
@@ -104,6 +105,18 @@ int rl2_backend_refusing(rl2_backend_t *backend, int64_t *retry_after_s);
 /* The tier source for rl2_request_t.tier_source, or NULL when the conf
  * asked for none (or there is no Redis). */
 struct rl2_tier_source *rl2_backend_tier_source(rl2_backend_t *backend);
+
+/* Make the runtime override table (the policy's, overrides.h) the
+ * fleet's when the backend counts in Redis: changes go to Redis first,
+ * and the table mirrors the Redis hash (keys from the redis options'
+ * overrides_key), synced by rl2_decide() on the request path.
+ * The table borrows the Redis store's connections, the circuit (no sync
+ * while it is open) and the alerts: close the table before the backend.
+ * Without Redis, or with table NULL, nothing to do (RL2_OK).  Once per
+ * table, before requests use it. */
+rl2_status_t rl2_backend_overrides_attach(rl2_backend_t   *backend,
+                                          rl2_overrides_t *table,
+                                          rl2_err_t       *err);
 
 /* The metrics object, or NULL when metrics are off. */
 rl2_metrics_t *rl2_backend_metrics(rl2_backend_t *backend);
