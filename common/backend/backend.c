@@ -13,6 +13,7 @@
 #include "base/base_internal.h"
 #include "store/store_internal.h"
 #include "redis/redis_internal.h"
+#include "control/control_internal.h"
 #include "obs/metrics_internal.h"
 #include "obs/violation_log_internal.h"
 
@@ -28,6 +29,7 @@ struct rl2_backend {
     rl2_store_t        *timed; /* Redis, timed into the metrics */
     rl2_failover_mode_t failover_mode;
     rl2_tier_source_t  *tiers;
+    char overrides_key[RL2_REDIS_OVR_KEY_MAX]; /* the Redis conf's */
 };
 
 void
@@ -113,6 +115,8 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
         return st;
     }
     b->failover_mode = conf->failover_mode;
+    memcpy(b->overrides_key, conf->redis.overrides_key,
+           sizeof(b->overrides_key));
     return rl2_store_failover_create(b->timed != NULL ? b->timed : b->redis,
                                      b->local, b->circuit, &fc, &b->failover,
                                      err);
@@ -241,6 +245,23 @@ struct rl2_tier_source *
 rl2_backend_tier_source(rl2_backend_t *b)
 {
     return b->tiers;
+}
+
+rl2_status_t
+rl2_backend_overrides_attach(rl2_backend_t *b, rl2_overrides_t *table,
+                             rl2_err_t *err)
+{
+    rl2_ovr_redis_conf_t rc = { .key = b->overrides_key,
+                                .circuit = b->circuit,
+                                .alert = b->alert };
+
+    if (b->redis == NULL || table == NULL) {
+        return RL2_OK; /* one host: the table is its own */
+    }
+    /* The store's connections: the mirror opens none of its own. */
+    rc.pool = rl2_store_redis_pool(b->redis);
+    rc.cluster = rl2_store_redis_cluster(b->redis);
+    return rl2_ovr_redis_attach(table, &rc, err);
 }
 
 /* ---- the policy file's store groups ---- */

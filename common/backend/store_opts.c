@@ -221,11 +221,16 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
         RL2_SO_TRY(rl2_so_range("redis", name, value, 1, 60000, &n, err));
         rc->command_timeout_ms = (int)n;
     }
+    else if (strcmp(name, "overrides_key") == 0) {
+        return rl2_so_copy("redis", name, value, rc->overrides_key,
+                           sizeof(rc->overrides_key), err);
+    }
     else {
         return rl2_err_set(err, RL2_ERR_CONFIG,
                            "redis: unknown option "
                            "\"%.60s\" (expected db=0..15, user=U, "
-                           "password=P, connect_timeout=MS, timeout=MS)",
+                           "password=P, connect_timeout=MS, timeout=MS, "
+                           "overrides_key=NAME)",
                            name);
     }
     return RL2_OK;

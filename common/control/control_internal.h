@@ -4,12 +4,19 @@
  *   overrides.c       the table in shared memory: slots, the writers' lock,
  *                     the readers' sequence counter, set/remove/list
  *   override_target.c targets as operators write them, and their keys
- *   override_file.c   the state file that outlives the shared memory
+ *   override_file.c   the state file that outlives the shared memory, and
+ *                     the one line format of an entry (the file's, and
+ *                     the value of a field of the Redis hash)
  *   override_read.c   what one request sees: bans, allows, tiers, modes,
  *                     factors
  *   audit.c           the audit trail: a change as a JSON line appended
  *                     to a file, and as a syslog line
  *   audit_read.c      the audit file read back
+ *   override_redis.c  the fleet-wide table: writes through Redis first,
+ *                     each host's table a mirror of the Redis hash
+ *
+ * decide/ takes the request path's sync from here, and backend/ the
+ * Redis side it lends its store's connections to.
  */
 #ifndef RL2_CONTROL_INTERNAL_H
 #define RL2_CONTROL_INTERNAL_H
@@ -19,10 +26,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "ratelimit2/alert.h"
 #include "ratelimit2/audit.h"
+#include "ratelimit2/failover.h"
 #include "ratelimit2/hash.h"
 #include "ratelimit2/overrides.h"
+#include "ratelimit2/redis.h"
 #include "base/shm_obj_internal.h"
+#include "redis/redis_internal.h"
 
 /* Slots of a table: 10,000 bans fill 61% of it, where linear probing
  * still finds an entry in under two probes on average. */
@@ -60,11 +71,35 @@ typedef struct {
     _Atomic uint32_t n_identity; /* entries naming a user or an API key */
     /* Prefix lengths of address entries in use, so that a request probes
      * only those: bit p of v4 for /p, bits of v6[p / 64]. */
-    uint64_t   v4_prefixes;
-    uint64_t   v6_prefixes[3];
-    int64_t    next_expiry_us; /* earliest expiry among used slots; 0: none */
-    ovr_slot_t slots[OVR_SLOTS];
+    uint64_t v4_prefixes;
+    uint64_t v6_prefixes[3];
+    int64_t  next_expiry_us; /* earliest expiry among used slots; 0: none */
+    /* The Redis mirror (override_redis.c).  The next sync is due at
+     * next_sync_us (monotonic, shared by the host's processes): the one
+     * process whose compare-and-swap moves it on syncs. */
+    _Atomic int64_t next_sync_us;
+    /* Which state of the Redis hash the slots mirror: the epoch (set
+     * when an empty Redis first takes a change, so that one that lost
+     * everything is told apart from one that did not, whatever its
+     * counter says) and the version counter; 0, 0: none yet.  Written
+     * under the writers' lock, kept in the state file. */
+    _Atomic uint64_t redis_epoch;
+    _Atomic uint64_t redis_version;
+    /* What the health output shows of the last sync: */
+    _Atomic int64_t  tried_us;   /* wall clock of the last attempt */
+    _Atomic int64_t  synced_us;  /* ... of the last that reached Redis */
+    _Atomic uint32_t reachable;  /* the last attempt reached Redis */
+    _Atomic uint32_t unreadable; /* entries it could not read */
+    _Atomic uint64_t restores;   /* mirrors written back to Redis */
+    /* The last failure's text, "" after a success: written under the
+     * writers' lock between two increments of error_seq, read without
+     * a lock (as the slots are, by seq). */
+    _Atomic uint32_t error_seq;
+    char             error[RL2_ERR_MAX];
+    ovr_slot_t       slots[OVR_SLOTS];
 } ovr_shm_t;
+
+typedef struct rl2_ovr_redis rl2_ovr_redis_t;
 
 struct rl2_overrides {
     rl2_overrides_head_t head; /* first: read inline (overrides.h) */
@@ -74,6 +109,10 @@ struct rl2_overrides {
     int                  lock_fd;     /* the object, for flock */
     pid_t                lock_pid;    /* the process that opened lock_fd */
     pthread_mutex_t      thread_lock; /* flock does not exclude threads */
+    rl2_ovr_redis_t     *redis;       /* NULL: this host's table only */
+    /* When the host's next Redis sync is due (monotonic µs), read by
+     * every request; NULL without a Redis side. */
+    const _Atomic int64_t *sync_due_us;
 };
 
 /* override_target.c: the key of an entry of `kind` with this target. */
@@ -99,12 +138,24 @@ uint64_t rl2_ovr_wait_even(const rl2_overrides_t *t);
 long rl2_ovr_find(const ovr_shm_t *s, rl2_digest_t key);
 
 /* override_file.c: the table's active entries, written whole to path
- * (a temporary file renamed over it); and read back into an empty
- * table (entries already expired are skipped). */
+ * (a temporary file renamed over it), with the Redis version they
+ * mirror; and read back into an empty table (entries already expired
+ * are skipped). */
 rl2_status_t rl2_ovr_file_save(const rl2_overrides_t *t, const char *path,
                                const rl2_clock_t *now, rl2_err_t *err);
 rl2_status_t rl2_ovr_file_load(rl2_overrides_t *t, const char *path,
                                const rl2_clock_t *now, rl2_err_t *err);
+
+/* override_file.c: one entry as one line, without its newline (the
+ * state file's line; the value of the entry's field in the Redis hash):
+ *   KIND TARGET VALUE EXPIRES_US CREATED_US AUTHOR REASON
+ * Returns its length, or -1 when it does not fit in size bytes. */
+#define RL2_OVR_LINE_MAX 1024
+int rl2_ovr_line_format(const rl2_override_t *o, char *buf, size_t size);
+
+/* ... and back: line (changed in place) into *o; -1 when it does not
+ * read, or holds a value no writer may set (rl2_ovr_value_ok). */
+int rl2_ovr_line_parse(char *line, rl2_override_t *o);
 
 /* overrides.c: is o's value one a writer may set (kind known, factor in
  * bounds, a mode, a tier named)?  The setter and the state file's reader
@@ -138,5 +189,89 @@ int rl2_audit_time_parse(const char *text, int64_t *wall_us);
 /* audit.c: what the entry set had left when it was set, in seconds
  * rounded up; -1 when it has no end or nothing was set (ttl_s). */
 int64_t rl2_audit_ttl_s(const rl2_audit_entry_t *e);
+
+/* ---- for override_redis.c (overrides.c) ---- */
+
+/* The writers' lock: flock on the object and a mutex within the
+ * process. */
+rl2_status_t rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err);
+void         rl2_ovr_unlock(rl2_overrides_t *t);
+
+/* Under the lock: expired entries out, then o in (*was: what it
+ * replaced, kind 0 when nothing); or the entry of this kind and target
+ * out (*was: it, kind 0 when there was none).  The state file is not
+ * written. */
+rl2_status_t rl2_ovr_apply_set(rl2_overrides_t *t, const rl2_override_t *o,
+                               int64_t now_us, rl2_override_t *was,
+                               rl2_err_t *err);
+void         rl2_ovr_apply_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
+                                  rl2_ovr_target_t target_kind, const char *target,
+                                  int64_t now_us, rl2_override_t *was);
+
+/* Under the lock: make the slots hold exactly o[0..n) (the Redis hash,
+ * read whole), changing only the slots that differ, so readers retry
+ * little.  Entries past the table's room are left out: *dropped says
+ * how many. */
+void rl2_ovr_mirror(rl2_overrides_t *t, const rl2_override_t *o, size_t n,
+                    uint32_t *dropped);
+
+/* Under the lock: the state file written again (none: RL2_OK). */
+rl2_status_t rl2_ovr_save(rl2_overrides_t *t, const rl2_clock_t *now,
+                          rl2_err_t *err);
+
+/* ---- override_redis.c, for overrides.c ---- */
+
+/* rl2_overrides_set / remove with a Redis side: Redis first, then this
+ * host's table and state file. */
+rl2_status_t rl2_ovr_redis_set(rl2_overrides_t *t, const rl2_override_t *o,
+                               const rl2_clock_t *now, rl2_override_t *before,
+                               rl2_err_t *err);
+rl2_status_t rl2_ovr_redis_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
+                                  rl2_ovr_target_t target_kind,
+                                  const char *target, const rl2_clock_t *now,
+                                  rl2_override_t *before, rl2_err_t *err);
+
+/* Free the Redis side (rl2_overrides_close). */
+void rl2_ovr_redis_free(rl2_ovr_redis_t *r);
+
+/* ---- beside ratelimit2/overrides.h, for decide/ (not installed) ---- */
+
+/* The out-of-line part of rl2_overrides_sync(): elect this process
+ * (one compare-and-swap on the host's next due time) and sync. */
+void rl2_overrides_sync_due(rl2_overrides_t *t, const rl2_clock_t *now);
+
+/* Every decision, before rl2_overrides_idle() (a table idle here may
+ * have entries in Redis): sync when due, at most once a second per
+ * host, by one process.  Without a Redis side (t may be NULL) it costs
+ * a test or two; with one, one load and a compare until it is due. */
+static inline void
+rl2_overrides_sync(rl2_overrides_t *t, const rl2_clock_t *now)
+{
+    if (t != NULL && t->sync_due_us != NULL
+        && atomic_load_explicit(t->sync_due_us, memory_order_relaxed)
+               <= now->mono_us) {
+        rl2_overrides_sync_due(t, now);
+    }
+}
+
+/* ---- beside ratelimit2/overrides.h, for backend/ (not installed) ---- */
+
+/* What a Redis side talks to.  pool or cluster (one of them) are lent
+ * by the caller, which keeps them, and circuit and alert, until the
+ * table is closed; with neither, the side makes connections of its own
+ * to conf's server. */
+typedef struct {
+    const char             *key;  /* NAME of the keys; NULL, "": default */
+    const rl2_redis_conf_t *conf; /* the server, for connections of its own */
+    rl2_redis_pool_t       *pool; /* lent: a server, Sentinel's master */
+    rl2_redis_cluster_t    *cluster; /* lent: a Cluster */
+    const rl2_circuit_t    *circuit; /* NULL: always ask Redis */
+    rl2_alert_t            *alert;   /* NULL: no syslog line */
+} rl2_ovr_redis_conf_t;
+
+/* Give t its Redis side (before any request uses t; once). */
+rl2_status_t rl2_ovr_redis_attach(rl2_overrides_t            *t,
+                                  const rl2_ovr_redis_conf_t *rc,
+                                  rl2_err_t                  *err);
 
 #endif /* RL2_CONTROL_INTERNAL_H */

@@ -16,7 +16,14 @@
  * have tab, newline, carriage return and backslash escaped as \t \n \r
  * \\.  Lines starting with '#' are comments.  A line that does not read
  * is an error naming the file and line: the file is ours, and a damaged
- * one must be looked at, not half-trusted.
+ * one must be looked at, not half-trusted.  The same line is the value
+ * of an entry's field in the Redis hash (override_redis.c): one writer
+ * and one parser for both.
+ *
+ * A table that mirrors Redis also keeps which state of the hash it
+ * mirrors, as the comment line "# redis_mirror EPOCH VERSION" (older
+ * readers skip it): after a reboot the host knows whether Redis has
+ * changed since, or has lost what the file holds.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,34 +34,35 @@
 #include <unistd.h>
 
 #include "base/base_internal.h"
+#include "base/buf.h"
 #include "control_internal.h"
 
-#define OVR_FILE_HEAD "# ratelimit2 overrides 1"
-#define OVR_LINE_MAX  1024
+#define OVR_FILE_HEAD   "# ratelimit2 overrides 1"
+#define OVR_FILE_MIRROR "# redis_mirror "
 
 static const char *const mode_names[] = { [RL2_MODE_ENFORCE] = "enforce",
                                           [RL2_MODE_DRY_RUN] = "dry_run",
                                           [RL2_MODE_OFF] = "off" };
 
 static void
-rl2_ovr_put_escaped(FILE *f, const char *s)
+rl2_ovr_put_escaped(rl2_buf_t *b, const char *s)
 {
     for (; *s != '\0'; s++) {
         switch (*s) {
         case '\t':
-            fputs("\\t", f);
+            rl2_buf_str(b, "\\t");
             break;
         case '\n':
-            fputs("\\n", f);
+            rl2_buf_str(b, "\\n");
             break;
         case '\r':
-            fputs("\\r", f);
+            rl2_buf_str(b, "\\r");
             break;
         case '\\':
-            fputs("\\\\", f);
+            rl2_buf_str(b, "\\\\");
             break;
         default:
-            fputc(*s, f);
+            rl2_buf_char(b, *s);
         }
     }
 }
@@ -95,29 +103,39 @@ rl2_ovr_unescape(const char *s, char *out, size_t max)
     return 0;
 }
 
-static void
-rl2_ovr_write_entry(FILE *f, const rl2_override_t *o)
+int
+rl2_ovr_line_format(const rl2_override_t *o, char *buf, size_t size)
 {
-    fprintf(f, "%s\t%s\t", rl2_ovr_kind_name(o->kind), o->target);
+    char      num[48];
+    rl2_buf_t b;
+
+    rl2_buf_init(&b, buf, size);
+    rl2_buf_str(&b, rl2_ovr_kind_name(o->kind));
+    rl2_buf_char(&b, '\t');
+    rl2_buf_str(&b, o->target);
+    rl2_buf_char(&b, '\t');
     switch (o->kind) {
     case RL2_OVR_TIER:
-        fputs(o->tier, f);
+        rl2_buf_str(&b, o->tier);
         break;
     case RL2_OVR_BOOST:
     case RL2_OVR_EMERGENCY:
-        fprintf(f, "%" PRIu32, o->factor_ppm);
+        snprintf(num, sizeof(num), "%" PRIu32, o->factor_ppm);
+        rl2_buf_str(&b, num);
         break;
     case RL2_OVR_MODE:
-        fputs(mode_names[o->mode], f);
+        rl2_buf_str(&b, mode_names[o->mode]);
         break;
     default:
-        fputc('-', f);
+        rl2_buf_char(&b, '-');
     }
-    fprintf(f, "\t%" PRId64 "\t%" PRId64 "\t", o->expires_us, o->created_us);
-    rl2_ovr_put_escaped(f, o->author);
-    fputc('\t', f);
-    rl2_ovr_put_escaped(f, o->reason);
-    fputc('\n', f);
+    snprintf(num, sizeof(num), "\t%" PRId64 "\t%" PRId64 "\t", o->expires_us,
+             o->created_us);
+    rl2_buf_str(&b, num);
+    rl2_ovr_put_escaped(&b, o->author);
+    rl2_buf_char(&b, '\t');
+    rl2_ovr_put_escaped(&b, o->reason);
+    return b.full ? -1 : (int)b.len;
 }
 
 rl2_status_t
@@ -142,12 +160,18 @@ rl2_ovr_file_save(const rl2_overrides_t *t, const char *path,
                            strerror(e));
     }
     fprintf(f, "%s\n", OVR_FILE_HEAD);
+    if (t->shm->redis_epoch != 0 || t->shm->redis_version != 0) {
+        fprintf(f, "%s%" PRIu64 " %" PRIu64 "\n", OVR_FILE_MIRROR,
+                (uint64_t)t->shm->redis_epoch, (uint64_t)t->shm->redis_version);
+    }
     for (uint32_t i = 0; i < OVR_SLOTS; i++) {
         const ovr_slot_t *slot = &t->shm->slots[i];
+        char              line[RL2_OVR_LINE_MAX];
 
         if (atomic_load_explicit(&slot->state, memory_order_relaxed) == OVR_USED
-            && (slot->o.expires_us == 0 || slot->o.expires_us > now->wall_us)) {
-            rl2_ovr_write_entry(f, &slot->o);
+            && (slot->o.expires_us == 0 || slot->o.expires_us > now->wall_us)
+            && rl2_ovr_line_format(&slot->o, line, sizeof(line)) >= 0) {
+            fprintf(f, "%s\n", line);
         }
     }
     ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
@@ -212,9 +236,8 @@ rl2_ovr_value_parse(rl2_override_t *o, const char *value)
     }
 }
 
-/* One line into o; -1 when it does not read. */
-static int
-rl2_ovr_parse_line(char *line, rl2_override_t *o)
+int
+rl2_ovr_line_parse(char *line, rl2_override_t *o)
 {
     char     *f[8], *end;
     rl2_err_t err;
@@ -243,12 +266,31 @@ rl2_ovr_parse_line(char *line, rl2_override_t *o)
                : -1;
 }
 
+/* "# redis_mirror EPOCH VERSION": which state of the Redis hash the
+ * entries mirror.  Numbers that do not read are taken as none: the next
+ * sync then offers the entries back to Redis, as those of a table that
+ * never saw it. */
+static void
+rl2_ovr_file_mirror(rl2_overrides_t *t, const char *text)
+{
+    unsigned long long e, v;
+    int                end = 0;
+
+    if (sscanf(text, "%llu %llu%n", &e, &v, &end) != 2 || text[end] != '\0') {
+        e = v = 0;
+    }
+    atomic_store_explicit(&t->shm->redis_epoch, (uint64_t)e,
+                          memory_order_relaxed);
+    atomic_store_explicit(&t->shm->redis_version, (uint64_t)v,
+                          memory_order_relaxed);
+}
+
 rl2_status_t
 rl2_ovr_file_load(rl2_overrides_t *t, const char *path, const rl2_clock_t *now,
                   rl2_err_t *err)
 {
     FILE          *f = fopen(path, "re");
-    char           line[OVR_LINE_MAX];
+    char           line[RL2_OVR_LINE_MAX];
     int            lineno = 0;
     rl2_override_t o, before;
     rl2_status_t   st = RL2_OK;
@@ -269,10 +311,14 @@ rl2_ovr_file_load(rl2_overrides_t *t, const char *path, const rl2_clock_t *now,
             break;
         }
         line[len - 1] = '\0';
+        if (strncmp(line, OVR_FILE_MIRROR, strlen(OVR_FILE_MIRROR)) == 0) {
+            rl2_ovr_file_mirror(t, line + strlen(OVR_FILE_MIRROR));
+            continue;
+        }
         if (line[0] == '#' || line[0] == '\0') {
             continue;
         }
-        if (rl2_ovr_parse_line(line, &o) != 0) {
+        if (rl2_ovr_line_parse(line, &o) != 0) {
             st = rl2_err_set(err, RL2_ERR_INVALID,
                              "%s:%d: not an override this version reads; "
                              "fix or remove the line (the file is "

@@ -19,6 +19,10 @@
  *
  * Expired entries are ignored by readers at once; a writer removes them
  * (purge) and saves the state file without them.
+ *
+ * With a Redis side (override_redis.c) a set or a remove goes to Redis
+ * first, and the slots follow; the mirror's sync rewrites only the slots
+ * that differ from the Redis hash (rl2_ovr_mirror).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,8 +39,9 @@
 #include "base/shm_obj_internal.h"
 #include "control_internal.h"
 
-#define OVR_MAGIC   0x4f565231u /* "OVR1" */
-#define OVR_VERSION 2u          /* 2: the shm_obj header of its own */
+#define OVR_MAGIC 0x4f565231u /* "OVR1" */
+/* 3: the shm_obj header of its own, and the Redis mirror's fields */
+#define OVR_VERSION 3u
 
 static int
 rl2_ovr_expired(const rl2_override_t *o, int64_t now_us)
@@ -91,7 +96,7 @@ rl2_ovr_lock_fd(rl2_overrides_t *t)
     return fd;
 }
 
-static rl2_status_t
+rl2_status_t
 rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
 {
     uint64_t seq;
@@ -122,7 +127,7 @@ rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
     return RL2_OK;
 }
 
-static void
+void
 rl2_ovr_unlock(rl2_overrides_t *t)
 {
     flock(t->lock_fd, LOCK_UN);
@@ -329,6 +334,102 @@ rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o, rl2_override_t *before,
     return RL2_OK;
 }
 
+/* ---- the mirror of the Redis hash ----------------------------------------
+ */
+
+/* Mark in keep[] the slots whose entries o[0..n) holds. */
+static void
+rl2_ovr_mirror_mark(const ovr_shm_t *s, const rl2_override_t *o, size_t n,
+                    uint8_t *keep)
+{
+    for (size_t i = 0; i < n; i++) {
+        long at = rl2_ovr_find(
+            s, rl2_ovr_key(o[i].kind, o[i].target_kind, o[i].target));
+
+        if (at >= 0) {
+            keep[at] = 1;
+        }
+    }
+}
+
+/* The slots keep[] does not mark go (tombstones, as a remove leaves). */
+static void
+rl2_ovr_mirror_drop(ovr_shm_t *s, const uint8_t *keep)
+{
+    for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+        if (!keep[i]
+            && atomic_load_explicit(&s->slots[i].state, memory_order_relaxed)
+                   == OVR_USED) {
+            atomic_store_explicit(&s->slots[i].state, OVR_GONE,
+                                  memory_order_relaxed);
+            s->gone++;
+        }
+    }
+}
+
+/* o in: its slot rewritten only when it differs; 0, or -1 when the
+ * table has no room for a new entry. */
+static int
+rl2_ovr_mirror_one(ovr_shm_t *s, const rl2_override_t *o, uint32_t *used)
+{
+    rl2_digest_t key = rl2_ovr_key(o->kind, o->target_kind, o->target);
+    long         at = rl2_ovr_find(s, key);
+    uint32_t     free_at;
+
+    if (at >= 0) {
+        if (memcmp(&s->slots[at].o, o, sizeof(*o)) != 0) {
+            s->slots[at].o = *o;
+        }
+        return 0;
+    }
+    if (*used >= OVR_MAX_ENTRIES) {
+        return -1;
+    }
+    free_at = (uint32_t)key.lo & OVR_MASK;
+    while (atomic_load_explicit(&s->slots[free_at].state, memory_order_relaxed)
+           == OVR_USED) {
+        free_at = (free_at + 1) & OVR_MASK;
+    }
+    if (atomic_load_explicit(&s->slots[free_at].state, memory_order_relaxed)
+        == OVR_GONE) {
+        s->gone--;
+    }
+    s->slots[free_at].key = key;
+    s->slots[free_at].o = *o;
+    atomic_store_explicit(&s->slots[free_at].state, OVR_USED,
+                          memory_order_relaxed);
+    (*used)++;
+    return 0;
+}
+
+void
+rl2_ovr_mirror(rl2_overrides_t *t, const rl2_override_t *o, size_t n,
+               uint32_t *dropped)
+{
+    ovr_shm_t *s = t->shm;
+    uint8_t    keep[OVR_SLOTS];
+    uint32_t   used;
+
+    *dropped = 0;
+    memset(keep, 0, sizeof(keep));
+    rl2_ovr_write_begin(s);
+    /* What goes first, so that the entries that replace it have room. */
+    rl2_ovr_mirror_mark(s, o, n, keep);
+    rl2_ovr_mirror_drop(s, keep);
+    rl2_ovr_recount(s);
+    if (s->gone > OVR_SLOTS / 4) {
+        rl2_ovr_compact(s);
+    }
+    used = atomic_load_explicit(&s->used, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        if (rl2_ovr_mirror_one(s, &o[i], &used) != 0) {
+            (*dropped)++;
+        }
+    }
+    rl2_ovr_recount(s);
+    rl2_ovr_write_end(s);
+}
+
 /* ---- the interface --------------------------------------------------------
  */
 
@@ -358,7 +459,7 @@ rl2_ovr_undo(rl2_overrides_t *t, const rl2_override_t *made,
     rl2_ovr_write_end(t->shm);
 }
 
-static rl2_status_t
+rl2_status_t
 rl2_ovr_save(rl2_overrides_t *t, const rl2_clock_t *now, rl2_err_t *err)
 {
     return t->state_file != NULL ? rl2_ovr_file_save(t, t->state_file, now, err)
@@ -389,7 +490,50 @@ rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err)
         rl2_err_set(err, RL2_ERR_INVALID, "no tier named");
         return 0;
     }
+    /* The state file's line (and the Redis hash's field and value) is
+     * tab-separated and does not escape these two. */
+    if (strpbrk(o->target, "\t\r\n") != NULL
+        || strpbrk(o->tier, "\t\r\n") != NULL) {
+        rl2_err_set(err, RL2_ERR_INVALID,
+                    "a target or a tier name may not hold a tab or a line "
+                    "break");
+        return 0;
+    }
     return 1;
+}
+
+rl2_status_t
+rl2_ovr_apply_set(rl2_overrides_t *t, const rl2_override_t *o, int64_t now_us,
+                  rl2_override_t *was, rl2_err_t *err)
+{
+    rl2_status_t st;
+
+    rl2_ovr_write_begin(t->shm);
+    rl2_ovr_purge(t->shm, now_us);
+    st = rl2_ovr_put(t, o, was, err);
+    rl2_ovr_write_end(t->shm);
+    return st;
+}
+
+void
+rl2_ovr_apply_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
+                     rl2_ovr_target_t target_kind, const char *target,
+                     int64_t now_us, rl2_override_t *was)
+{
+    long at;
+
+    rl2_ovr_write_begin(t->shm);
+    rl2_ovr_purge(t->shm, now_us);
+    was->kind = 0;
+    if ((at = rl2_ovr_find(t->shm, rl2_ovr_key(kind, target_kind, target)))
+        >= 0) {
+        *was = t->shm->slots[at].o;
+        atomic_store_explicit(&t->shm->slots[at].state, OVR_GONE,
+                              memory_order_relaxed);
+        t->shm->gone++;
+        rl2_ovr_recount(t->shm);
+    }
+    rl2_ovr_write_end(t->shm);
 }
 
 rl2_status_t
@@ -406,13 +550,13 @@ rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
     if (rl2_ovr_expired(o, now->wall_us)) {
         return rl2_err_set(err, RL2_ERR_INVALID, "already expired");
     }
+    if (t->redis != NULL) {
+        return rl2_ovr_redis_set(t, o, now, before, err);
+    }
     if ((st = rl2_ovr_lock(t, err)) != RL2_OK) {
         return st;
     }
-    rl2_ovr_write_begin(t->shm);
-    rl2_ovr_purge(t->shm, now->wall_us);
-    st = rl2_ovr_put(t, o, &was, err);
-    rl2_ovr_write_end(t->shm);
+    st = rl2_ovr_apply_set(t, o, now->wall_us, &was, err);
     if (st == RL2_OK && (st = rl2_ovr_save(t, now, err)) != RL2_OK) {
         /* Not kept, so not made: a change that a restart would undo is
          * refused rather than half made. */
@@ -431,28 +575,20 @@ rl2_overrides_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
                      const rl2_clock_t *now, rl2_override_t *before,
                      rl2_err_t *err)
 {
-    rl2_digest_t   key = rl2_ovr_key(kind, target_kind, target);
     rl2_status_t   st;
     rl2_override_t was;
-    long           at;
 
     if (before != NULL) {
         before->kind = 0;
     }
+    if (t->redis != NULL) {
+        return rl2_ovr_redis_remove(t, kind, target_kind, target, now, before,
+                                    err);
+    }
     if ((st = rl2_ovr_lock(t, err)) != RL2_OK) {
         return st;
     }
-    rl2_ovr_write_begin(t->shm);
-    rl2_ovr_purge(t->shm, now->wall_us);
-    was.kind = 0;
-    if ((at = rl2_ovr_find(t->shm, key)) >= 0) {
-        was = t->shm->slots[at].o;
-        atomic_store_explicit(&t->shm->slots[at].state, OVR_GONE,
-                              memory_order_relaxed);
-        t->shm->gone++;
-        rl2_ovr_recount(t->shm);
-    }
-    rl2_ovr_write_end(t->shm);
+    rl2_ovr_apply_remove(t, kind, target_kind, target, now->wall_us, &was);
     if (was.kind != 0 && (st = rl2_ovr_save(t, now, err)) != RL2_OK) {
         rl2_ovr_undo(t, &was, &was); /* the removed entry comes back */
     }
@@ -583,6 +719,7 @@ rl2_overrides_close(rl2_overrides_t *t)
     if (t == NULL) {
         return;
     }
+    rl2_ovr_redis_free(t->redis);
     if (t->shm != NULL) {
         rl2_shm_obj_close(t->shm, sizeof(ovr_shm_t));
     }

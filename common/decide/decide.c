@@ -19,6 +19,7 @@
 #include "decide_internal.h"
 #include "base/base_internal.h"
 #include "policy/policy_internal.h"
+#include "control/control_internal.h"
 
 /* ---- rules and layers ---- */
 
@@ -524,6 +525,9 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
                            "different API keys");
     }
     v->phases |= phase;
+    /* Before the idle test: a table idle here may have entries in Redis
+     * that this host has not mirrored yet. */
+    rl2_overrides_sync(policy->overrides, now);
     if (!rl2_overrides_idle(policy->overrides)) {
         c.now = now;
         switch (rl2_runtime_client(&c)) {

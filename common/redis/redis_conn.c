@@ -94,6 +94,14 @@ rl2_redis_conf_check(const rl2_redis_conf_t *conf, rl2_err_t *err)
                            "least 1 ms (connect %d, command %d)",
                            conf->connect_timeout_ms, conf->command_timeout_ms);
     }
+    if (!rl2_terminated(conf->overrides_key, sizeof(conf->overrides_key))
+        || strpbrk(conf->overrides_key, "{} \t\r\n") != NULL) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "redis: overrides_key must be at most %d bytes "
+                           "without '{', '}' or white space (it is put in "
+                           "a hash tag)",
+                           RL2_REDIS_OVR_KEY_MAX - 1);
+    }
     if (conf->username[0] != '\0' && conf->password[0] == '\0') {
         return rl2_err_set(err, RL2_ERR_CONFIG,
                            "redis: user \"%s\" needs a "

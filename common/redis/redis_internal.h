@@ -227,6 +227,10 @@ const char *rl2_redis_pool_name(const rl2_redis_pool_t *pool);
  * connection a decision has just used. */
 rl2_redis_pool_t *rl2_store_redis_pool(rl2_store_t *store);
 
+/* ... and its Cluster router (NULL when it counts on one server), for
+ * the runtime override table to read and write its hash through. */
+rl2_redis_cluster_t *rl2_store_redis_cluster(rl2_store_t *store);
+
 /* ---- beside ratelimit2/tier_source.h (not installed) ---- */
 
 /* A tier source on the server conf names (copied), asking only while

@@ -342,6 +342,13 @@ rl2_store_redis_pool(rl2_store_t *store)
     return ((rl2_store_redis_t *)store)->pool;
 }
 
+/* NULL for one server or Sentinel's master. */
+rl2_redis_cluster_t *
+rl2_store_redis_cluster(rl2_store_t *store)
+{
+    return ((rl2_store_redis_t *)store)->cluster;
+}
+
 /* Opens nothing: the first request of each thread connects (and, in a
  * Cluster, the first of the process loads the slot map). */
 rl2_status_t

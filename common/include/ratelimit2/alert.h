@@ -70,6 +70,8 @@ typedef enum {
     RL2_ALERT_EVICTIONS,      /* live keys evicted faster than allowed */
     RL2_ALERT_OVERRIDE,       /* a runtime override changed (audit.h);
                                  every change, never rate-limited */
+    RL2_ALERT_OVR_RESTORED,   /* a host wrote its override table back
+                                 to a Redis that had lost it */
     RL2_ALERT_KIND_COUNT
 } rl2_alert_kind_t;
 

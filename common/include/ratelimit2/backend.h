@@ -118,6 +118,18 @@ rl2_status_t rl2_backend_overrides_open(const rl2_backend_conf_t *conf,
                                         rl2_overrides_t **out, rl2_err_t *note,
                                         rl2_err_t *err);
 
+/* Make the runtime override table (the policy's, overrides.h) the
+ * fleet's when the backend counts in Redis: changes go to Redis first,
+ * and the table mirrors the Redis hash (keys from the redis options'
+ * overrides_key), synced by rl2_decide() on the request path.
+ * The table borrows the Redis store's connections, the circuit (no sync
+ * while it is open) and the alerts: close the table before the backend.
+ * Without Redis, or with table NULL, nothing to do (RL2_OK).  Once per
+ * table, before requests use it. */
+rl2_status_t rl2_backend_overrides_attach(rl2_backend_t   *backend,
+                                          rl2_overrides_t *table,
+                                          rl2_err_t       *err);
+
 /* The metrics object, or NULL when metrics are off. */
 rl2_metrics_t *rl2_backend_metrics(rl2_backend_t *backend);
 /* What health, metrics and status pages show of the stack (zone,

@@ -14,6 +14,12 @@
  * An entry is keyed by what it targets; an address target may be a
  * network (CIDR).  Entries carry an expiry in wall-clock time; an expired
  * entry is ignored at once and removed by the next write.
+ *
+ * With a Redis side (rl2_overrides_redis_attach, or a front end's
+ * rl2_backend_overrides_attach) the table is the fleet's: a change goes
+ * to a hash in Redis first, then to this host's table; every host's
+ * table is a mirror of that hash, brought up to date by the requests
+ * themselves at most once a second per host (decide.c).
  */
 #ifndef RL2_OVERRIDES_H
 #define RL2_OVERRIDES_H
@@ -24,6 +30,7 @@
 
 #include "ratelimit2/clock.h"
 #include "ratelimit2/policy.h"
+#include "ratelimit2/redis.h"
 #include "ratelimit2/status.h"
 
 typedef enum {
@@ -126,13 +133,19 @@ void         rl2_overrides_close(rl2_overrides_t *o);
 
 /* Set (add or replace) the override with o's kind and target; *before
  * gets what it replaced (kind 0 when nothing).  Saved to the state file
- * before it returns.  RL2_ERR_FULL when the table has no room. */
+ * before it returns.  RL2_ERR_STORE when the table has no room.
+ * With a Redis side: written to Redis first (*before is what Redis
+ * held), then to this table; when Redis cannot be reached,
+ * RL2_ERR_STORE and nothing changes anywhere.  Once Redis has it, a
+ * state file that cannot keep it is RL2_ERR_SYS saying so, and the
+ * change stands (every host's mirror follows Redis). */
 rl2_status_t rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
                                const rl2_clock_t *now, rl2_override_t *before,
                                rl2_err_t *err);
 
 /* Remove the override of this kind and target; *before gets it (kind 0
- * when there was none: not an error). */
+ * when there was none: not an error).  With a Redis side, as for a set:
+ * Redis first, and nothing removed when it cannot be reached. */
 rl2_status_t rl2_overrides_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
                                   rl2_ovr_target_t target_kind,
                                   const char *target, const rl2_clock_t *now,
@@ -147,6 +160,68 @@ size_t rl2_overrides_list(rl2_overrides_t *t, rl2_ovr_kind_t kind,
 /* Changes so far (every set and remove, and every purge of expired
  * entries, adds one): caches of the table compare it. */
 uint64_t rl2_overrides_version(const rl2_overrides_t *t);
+
+/* ---- one table for the fleet, through Redis (override_redis.c) -------
+ *
+ * In Redis: a hash "{NAME}" (NAME: conf->overrides_key, default
+ * "rl2:overrides"), one field per entry, "KIND<TAB>TARGET" ("ban\t
+ * 192.0.2.9"), whose value is the entry as a line of the state file; a
+ * counter "{NAME}:version" that every change increments; and
+ * "{NAME}:epoch", set by the first change an empty Redis takes (the
+ * writer's clock in µs).  One hash tag: in a Cluster all three live on
+ * one node, and a change is one atomic script (HSET or HDEL, expired
+ * entries out, INCR).
+ *
+ * Each host's table mirrors the hash: when Redis's epoch or counter
+ * differs from those the table mirrors, the hash is read whole and the
+ * table made to match it (under the writers' lock; readers never
+ * wait), then the state file is written.  While Redis cannot be reached
+ * the table keeps what it last saw (expiries still apply) and changes
+ * are refused.
+ *
+ * When Redis has lost what the table mirrors -- another epoch, or none
+ * (restarted empty, whether or not it took changes since), or the same
+ * epoch with a lower counter (restarted from an older snapshot, a
+ * replica behind its master took over) -- or a table that never saw
+ * Redis holds entries, the host writes its entries back (each one Redis
+ * lacks; what Redis holds wins), moves the counter on and says so in
+ * syslog (event=overrides_restored): no override is lost silently.  An
+ * entry removed during the changes Redis lost comes back, as the mirror
+ * still holds it. */
+
+/* Give t a Redis side with connections of its own to conf's server
+ * (standalone, Sentinel or Cluster; conf is copied), opened per thread
+ * on first use.  For ratelimit2ctl and programs of one's own; a front
+ * end's table borrows its backend's (rl2_backend_overrides_attach).
+ * Call it once, before requests use t.  Connects to nothing. */
+rl2_status_t rl2_overrides_redis_attach(rl2_overrides_t        *t,
+                                        const rl2_redis_conf_t *conf,
+                                        rl2_err_t              *err);
+
+/* Sync now, due or not (ratelimit2ctl, tests): RL2_OK when the table
+ * mirrors Redis; RL2_ERR_STORE when Redis could not be reached (the
+ * table keeps what it had); RL2_ERR_SYS when the table follows Redis
+ * but the state file could not be written.  RL2_ERR_INVALID without a
+ * Redis side. */
+rl2_status_t rl2_overrides_redis_sync(rl2_overrides_t   *t,
+                                      const rl2_clock_t *now, rl2_err_t *err);
+
+/* What the health output shows of the mirror, for the whole host. */
+typedef struct {
+    int      redis;          /* a Redis side is attached */
+    int      reachable;      /* the last attempt reached Redis */
+    int64_t  tried_us;       /* wall clock of the last attempt; 0: none */
+    int64_t  synced_us;      /* ... of the last that reached Redis */
+    uint64_t redis_epoch;    /* which life of the hash the table holds */
+    uint64_t redis_version;  /* ... and which version of it */
+    uint64_t restores;       /* times a host's mirror went back to Redis */
+    uint32_t unreadable;     /* entries of Redis the last read skipped: not
+                                lines this version reads, or no room */
+    char error[RL2_ERR_MAX]; /* the last failure; "" after a success */
+} rl2_overrides_sync_t;
+
+void rl2_overrides_sync_status(const rl2_overrides_t *t,
+                               rl2_overrides_sync_t  *out);
 
 /* ---- what a request sees (decide.c) ---------------------------------- */
 

@@ -27,6 +27,12 @@
 #define RL2_REDIS_SENTINELS_MAX 8
 #define RL2_REDIS_MASTER_MAX    64
 #define RL2_REDIS_SEEDS_MAX     8
+#define RL2_REDIS_OVR_KEY_MAX   128 /* NUL included */
+
+/* NAME of the runtime override table's keys (overrides.h): the hash
+ * "{NAME}", "{NAME}:version" and "{NAME}:epoch", one hash tag so that a
+ * Cluster keeps them on one node. */
+#define RL2_REDIS_OVERRIDES_KEY_DEFAULT "rl2:overrides"
 
 /* Everything is copied in: the caller may free its strings afterwards. */
 typedef struct {
@@ -55,6 +61,10 @@ typedef struct {
     char seeds[RL2_REDIS_SEEDS_MAX][RL2_REDIS_HOST_MAX];
     /* "host:port" or "[v6]:port" */
     int n_seeds; /* 0 .. RL2_REDIS_SEEDS_MAX */
+    /* NAME of the override table's keys (no '{' or '}'); "" means
+     * RL2_REDIS_OVERRIDES_KEY_DEFAULT.  Fleets that share one Redis
+     * server but not their overrides give each its own. */
+    char overrides_key[RL2_REDIS_OVR_KEY_MAX];
 } rl2_redis_conf_t;
 
 /* The Redis store (store_redis.c): every layer of a request is decided by
