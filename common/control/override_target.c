@@ -13,6 +13,7 @@
  * "rule:NAME", "tier:NAME", checked against the policy.  "*": all.
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -126,6 +127,16 @@ rl2_ovr_addr_parse(const char *target, int *family, uint8_t addr[16],
     *family = net.family;
     memcpy(addr, net.addr, 16);
     *prefix = net.prefix;
+    /* A request from ::ffff:a.b.c.d counts as a.b.c.d (identity.c), so
+     * a target written so is that IPv4 address or network: else it is an
+     * entry no request ever matches. */
+    if (net.family == AF_INET6 && net.prefix >= 96
+        && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)net.addr)) {
+        *family = AF_INET;
+        memset(addr, 0, 16);
+        memcpy(addr, net.addr + 12, 4);
+        *prefix = net.prefix - 96;
+    }
     rl2_ovr_mask(*family, addr, *prefix);
     return 0;
 }
