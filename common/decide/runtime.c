@@ -97,6 +97,27 @@ rl2_runtime_scale_params(rl2_algo_params_t *p, uint32_t f, int64_t cost)
     }
 }
 
+/* limit's parameters scaled by f into s; 0 when a scaled count is one
+ * the algorithm cannot compute (the loader checked the limit as written,
+ * not 1000 times it: a sliding window's limit * window overflows, a
+ * bucket drains faster than a unit per microsecond, Redis loses
+ * exactness past 2^50). */
+static int
+rl2_runtime_scaled(rl2_limit_t *s, const rl2_limit_t *limit, uint32_t f)
+{
+    rl2_err_t ignored;
+
+    s->algo = limit->algo;
+    s->overflow = limit->overflow;
+    rl2_runtime_scale_params(&s->algo, f, limit->cost);
+    if (s->overflow.limit > 0) {
+        rl2_runtime_scale_params(&s->overflow, f, limit->cost);
+    }
+    return rl2_algo_params_check(&s->algo, &ignored) == RL2_OK
+           && (s->overflow.limit == 0
+               || rl2_algo_params_check(&s->overflow, &ignored) == RL2_OK);
+}
+
 static const rl2_limit_t *
 rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
                   const rl2_limit_t *limit)
@@ -119,9 +140,16 @@ rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
     s = &c->v->scaled[c->v->n_scaled++];
     *s = *limit;
     s->ttl_us = 0; /* worked out again from the new parameters */
-    rl2_runtime_scale_params(&s->algo, f, limit->cost);
-    if (s->overflow.limit > 0) {
-        rl2_runtime_scale_params(&s->overflow, f, limit->cost);
+    /* Too large a boost is taken as the largest that computes: halved
+     * towards x1 (the limit as the loader checked it) until it does.
+     * The loop goes past its first check only for a growing factor on a
+     * limit near the arithmetic's edge. */
+    while (!rl2_runtime_scaled(s, limit, f)) {
+        if (f <= RL2_OVR_FACTOR_ONE) {
+            c->v->n_scaled--; /* no factor then */
+            return limit;
+        }
+        f = RL2_OVR_FACTOR_ONE + (f - RL2_OVR_FACTOR_ONE) / 2;
     }
     /* Its RateLimit-Policy item is rendered with the scaled count. */
     s->sf_policy = NULL;

@@ -1,7 +1,9 @@
 /*
  * test_runtime.c -- what the runtime override table does to a decision
  * (decide/runtime.c), as an attacker and an operator see it: a target
- * written in another spelling of the same client.
+ * written in another spelling of the same client, a boost that scales a
+ * limit past what its algorithm computes, the emergency switch and the
+ * allows in Apache's two phases.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 
 #include "ratelimit2/overrides.h"
 #include "base/shm_obj_internal.h"
+#include "algo/algo_internal.h"
 
 #include "rl2_decide_test.h"
 
@@ -135,11 +138,45 @@ test_mapped_ban(void **state)
     assert_string_equal(o.target, "192.0.2.1");
 }
 
+/* A boost scales a limit at run time, past the checks the loader made on
+ * it: 100,000,000 an hour is a sliding window the loader takes, but 100
+ * times that overflows its arithmetic (limit * window), and the limit
+ * then refused every request it was boosted to admit.  A scaled limit
+ * must stay one its algorithm computes (and Redis exactly). */
+static void
+test_boost_stays_computable(void **state)
+{
+    rt_fixture_t *a = *state;
+    rl2_verdict_t v;
+    rl2_err_t     err;
+
+    set(a, RL2_OVR_BOOST, "*", 100 * RL2_OVR_FACTOR_ONE);
+    rl2_verdict_init(&v);
+    decide(a, "/big", "192.0.2.5", NULL, RL2_PHASE_ALL, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_int_equal(v.n_layers, 1);
+    assert_true(v.layers[0].limit->algo.limit > 100000000);
+    assert_int_equal(rl2_algo_params_check(&v.layers[0].limit->algo, &err),
+                     RL2_OK);
+
+    /* A bucket of 1000/s boosted 1000 times would drain faster than one
+     * unit per microsecond, which a bucket cannot. */
+    set(a, RL2_OVR_BOOST, "*", 1000 * RL2_OVR_FACTOR_ONE);
+    rl2_verdict_init(&v);
+    decide(a, "/tb", "192.0.2.5", NULL, RL2_PHASE_ALL, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_true(v.layers[0].limit->algo.limit > 1000);
+    assert_int_equal(rl2_algo_params_check(&v.layers[0].limit->algo, &err),
+                     RL2_OK);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mapped_ban, setup, teardown_rt),
+        cmocka_unit_test_setup_teardown(test_boost_stays_computable, setup,
+                                        teardown_rt),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
