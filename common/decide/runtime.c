@@ -191,6 +191,28 @@ rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src)
 
 /* ---- automatic bans ------------------------------------------------------ */
 
+/* The refusing layer that counted this client itself, the shown one
+ * first; NULL when only limits the client shares with others refused it
+ * (global, route, or a header, whose value any client may send): those
+ * refuse a client for what others did, and an attacker who spends them
+ * must not get the clients that retry banned. */
+static const rl2_layer_t *
+rl2_abuse_layer(const rl2_verdict_t *v)
+{
+    for (size_t i = 0; i <= v->n_layers; i++) {
+        /* i == 0 looks at the shown layer, then every layer in order. */
+        const rl2_layer_t *l =
+            i == 0 ? &v->layers[v->shown] : &v->layers[i - 1];
+
+        if (l->refused && !l->dry_run && !l->limit->unlimited
+            && (l->limit->key == RL2_KEY_IP || l->limit->key == RL2_KEY_USER
+                || l->limit->key == RL2_KEY_APIKEY)) {
+            return l;
+        }
+    }
+    return NULL;
+}
+
 /* Whom a refusal by layer l bans, as an override target: the identity
  * the limit counted (an address, or an IPv6 network as keys group it; a
  * user; an API key's hash), else the client's address.  0, or -1 when
@@ -267,13 +289,15 @@ rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
 {
     const rl2_abuse_conf_t *a = &c->policy->abuse;
     rl2_verdict_t          *v = c->v;
-    const rl2_layer_t      *l = &v->layers[v->shown];
+    const rl2_layer_t      *l = rl2_abuse_layer(v);
     rl2_override_t          o, before;
     rl2_err_t               err;
     int                     over = 0;
     int64_t                 bans;
 
-    if (rl2_abuse_target(c, l, v->banned_target, sizeof(v->banned_target)) != 0
+    if (l == NULL
+        || rl2_abuse_target(c, l, v->banned_target, sizeof(v->banned_target))
+               != 0
         || rl2_abuse_count(store, a->denied, v->banned_target, now, &over) < 0
         || !over) {
         return;

@@ -29,7 +29,11 @@
     "{ name = \"acct\"; paths = [ \"/acct\" ]; " \
     "limits = ( { rate = \"1/1h\"; key = \"user\"; } ); }, " \
     "{ name = \"try\"; paths = [ \"/try\" ]; mode = \"dry_run\"; " \
-    "limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); } );\n"
+    "limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); }, " \
+    "{ name = \"search\"; paths = [ \"/search\" ]; " \
+    "limits = ( { rate = \"1/1h\"; key = \"global\"; } ); }, " \
+    "{ name = \"feed\"; paths = [ \"/feed\" ]; " \
+    "limits = ( { rate = \"1/1h\"; key = \"route\"; } ); } );\n"
 
 typedef struct {
     fixture_t        base;
@@ -51,9 +55,9 @@ setup(void **state)
     snprintf(a->state_file, sizeof(a->state_file), "/tmp/rl2-abuse-%d.state",
              (int)getpid());
     unlink(a->state_file);
-    assert_int_equal(rl2_overrides_open(a->base.zname, a->state_file, 0600,
-                                        &a->table, &err),
-                     RL2_OK);
+    assert_int_equal(
+        rl2_overrides_open(a->base.zname, a->state_file, 0600, &a->table, &err),
+        RL2_OK);
     a->base.policy->overrides = a->table;
     *state = a;
     return 0;
@@ -78,13 +82,12 @@ static void
 request(abuse_fixture_t *a, const char *path, const char *ip, const char *user,
         int64_t at_s, rl2_verdict_t *v)
 {
-    rl2_request_t req = { .method = "POST",
-                          .path = path,
-                          .peer_ip = ip,
-                          .user = user };
-    rl2_clock_t   now = { .mono_us = (1000 + at_s) * RL2_US_PER_S,
-                          .wall_us = (1700000000 + at_s) * RL2_US_PER_S };
-    rl2_err_t     err;
+    rl2_request_t req = {
+        .method = "POST", .path = path, .peer_ip = ip, .user = user
+    };
+    rl2_clock_t now = { .mono_us = (1000 + at_s) * RL2_US_PER_S,
+                        .wall_us = (1700000000 + at_s) * RL2_US_PER_S };
+    rl2_err_t   err;
 
     rl2_verdict_init(v);
     assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store, &req,
@@ -188,6 +191,29 @@ test_dry_run_never_bans(void **state)
     assert_int_equal(ban_left_s(a, "192.0.2.5", 10), -1);
 }
 
+/* A limit every client shares (global, route) refuses a client for what
+ * others did: an attacker who spends it would get every client that
+ * retries banned, escalating to max_ban.  Only a limit that counts the
+ * client itself bans it. */
+static void
+test_shared_limit_bans_nobody(void **state)
+{
+    abuse_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    request(a, "/search", "192.0.2.66", NULL, 0, &v);
+    request(a, "/feed", "192.0.2.66", NULL, 0, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    for (int i = 1; i <= 6; i++) {
+        request(a, i % 2 ? "/search" : "/feed", "192.0.2.7", NULL, i, &v);
+        assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+        assert_int_equal(v.banned_for_s, 0);
+    }
+    assert_int_equal(ban_left_s(a, "192.0.2.7", 7), -1);
+    request(a, "/elsewhere", "192.0.2.7", NULL, 7, &v);
+    assert_int_not_equal(v.outcome, RL2_OUTCOME_DENY);
+}
+
 /* Without an override table the policy loads and nothing is banned. */
 static void
 test_no_table_no_ban(void **state)
@@ -259,6 +285,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_dry_run_never_bans, setup,
                                         teardown_abuse),
         cmocka_unit_test_setup_teardown(test_no_table_no_ban, setup,
+                                        teardown_abuse),
+        cmocka_unit_test_setup_teardown(test_shared_limit_bans_nobody, setup,
                                         teardown_abuse),
         cmocka_unit_test(test_loader),
     };
