@@ -246,27 +246,25 @@ rl2_abuse_target(const rl2_ctx_t *c, const rl2_layer_t *l, char *out,
     return 0;
 }
 
-/* Count one event of `limit` for target in the store; returns the count
- * so far in its window (this one included), or -1 when the store did
- * not answer.  *over: the count went past the limit. */
-static int64_t
+/* One event of `limit` for target, counted in the store (peek: only
+ * looked at), into *l; -1 when the store did not answer. */
+static int
 rl2_abuse_count(rl2_store_t *store, const rl2_limit_t *limit,
-                const char *target, const rl2_clock_t *now, int *over)
+                const char *target, const rl2_clock_t *now, int peek,
+                rl2_layer_t *l)
 {
-    rl2_layer_t    l;
     rl2_err_t      err;
     rl2_hash_key_t seed = limit->key_seed;
 
-    memset(&l, 0, sizeof(l));
-    l.limit = limit;
-    snprintf(l.client, sizeof(l.client), "%s", target);
+    memset(l, 0, sizeof(*l));
+    l->limit = limit;
+    snprintf(l->client, sizeof(l->client), "%s", target);
     seed.k[15] ^= 0xff; /* never the key of a limit of the rules */
-    l.key = rl2_digest_keyed(&seed, target, strlen(target));
-    if (store->ops->apply(store, &l, 1, now, &err) != RL2_OK) {
-        return -1;
-    }
-    *over = l.refused;
-    return l.result.limit - l.result.remaining;
+    l->key = rl2_digest_keyed(&seed, target, strlen(target));
+    return (peek ? store->ops->peek : store->ops->apply)(store, l, 1, now, &err)
+                   == RL2_OK
+               ? 0
+               : -1;
 }
 
 /* The length of a client's next ban: ban × escalate^(bans it had in the
@@ -292,26 +290,37 @@ rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
     const rl2_layer_t      *l = rl2_abuse_layer(v);
     rl2_override_t          o, before;
     rl2_err_t               err;
-    int                     over = 0;
-    int64_t                 bans;
+    rl2_layer_t             d, b;
+    int                     crossed;
+    int64_t                 n = 0;
 
     if (l == NULL
         || rl2_abuse_target(c, l, v->banned_target, sizeof(v->banned_target))
                != 0
-        || rl2_abuse_count(store, a->denied, v->banned_target, now, &over) < 0
-        || !over) {
+        || rl2_abuse_count(store, a->denied, v->banned_target, now, 0, &d) != 0
+        || (!d.refused && d.result.remaining > 0)) {
         return;
     }
-    /* Past the limit of refusals: this is an offence, counted with the
-     * earlier ones to set the length of the ban. */
-    bans = rl2_abuse_count(store, a->offences, v->banned_target, now, &over);
+    /* The refusals' counter holds denials + 1 (config_abuse.c): the
+     * refusal that fills it crosses the threshold, once a window whatever
+     * process or server counts it, and is the offence, counted with the
+     * earlier ones to set the ban's length.  A refusal after it in the
+     * same window (a request in flight meanwhile, the client on another
+     * server, or the ban lifted) bans for that same offence: counting it
+     * again made a burst of parallel requests escalate a first ban. */
+    crossed = !d.refused;
+    if (rl2_abuse_count(store, a->offences, v->banned_target, now, !crossed, &b)
+        == 0) {
+        /* A peek reports what would be left after one more. */
+        n = b.result.limit - b.result.remaining - (crossed ? 0 : 1);
+    }
     memset(&o, 0, sizeof(o));
     if (rl2_override_target(c->policy, RL2_OVR_BAN, v->banned_target, &o, &err)
         != RL2_OK) {
         return;
     }
     o.created_us = now->wall_us;
-    o.expires_us = now->wall_us + rl2_abuse_ban_us(a, bans > 0 ? bans - 1 : 0);
+    o.expires_us = now->wall_us + rl2_abuse_ban_us(a, n > 1 ? n - 1 : 0);
     snprintf(o.author, sizeof(o.author), "abuse");
     snprintf(o.reason, sizeof(o.reason),
              "more than %lld refusals in %llds (rule %s, limit %s)",

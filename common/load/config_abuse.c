@@ -10,7 +10,7 @@
  *
  * The two counters behind it are built here as limits of their own, so
  * that the stores count them like any other: "abuse" (fixed window of
- * `denials`, keyed per client) and "abuse_bans" (the bans of the last
+ * `denials` + 1, keyed per client) and "abuse_bans" (the bans of the last
  * max_ban).  Every value is checked with file:line.
  */
 #include <string.h>
@@ -38,9 +38,8 @@ rl2_cfg_duration(rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
 /* A fixed-window limit of n per window_us named name, finished as the
  * loader finishes any limit (its key, digest seed and state size). */
 static rl2_status_t
-rl2_cfg_abuse_limit(rl2_cfg_t *cfg, const config_setting_t *g,
-                    const char *name, int64_t n, int64_t window_us,
-                    rl2_limit_t **out)
+rl2_cfg_abuse_limit(rl2_cfg_t *cfg, const config_setting_t *g, const char *name,
+                    int64_t n, int64_t window_us, rl2_limit_t **out)
 {
     rl2_limit_t *l = rl2_policy_alloc(cfg->policy, sizeof(*l));
     rl2_err_t    err;
@@ -94,8 +93,8 @@ rl2_cfg_abuse(rl2_cfg_t *cfg, const config_setting_t *root)
     a->ban_us = 10 * 60 * RL2_US_PER_S;
     a->escalate = 2;
     RL2_TRY(rl2_cfg_duration(cfg, g, "ban", &a->ban_us));
-    a->max_ban_us = a->ban_us > 86400 * RL2_US_PER_S ? a->ban_us
-                                                     : 86400 * RL2_US_PER_S;
+    a->max_ban_us =
+        a->ban_us > 86400 * RL2_US_PER_S ? a->ban_us : 86400 * RL2_US_PER_S;
     RL2_TRY(rl2_cfg_duration(cfg, g, "max_ban", &a->max_ban_us));
     RL2_TRY(rl2_cfg_int(cfg, g, "escalate", &a->escalate));
     if (a->escalate < 1 || a->escalate > 100) {
@@ -106,11 +105,14 @@ rl2_cfg_abuse(rl2_cfg_t *cfg, const config_setting_t *root)
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "max_ban"), RL2_ERR_CONFIG,
                             "abuse: 'max_ban' is shorter than 'ban'");
     }
-    RL2_TRY(rl2_cfg_abuse_limit(cfg, g, "abuse", a->denials, a->window_us,
+    /* denials + 1: the refusal that fills it is the one past the
+     * threshold, which no other refusal of the window can also be
+     * (runtime.c). */
+    RL2_TRY(rl2_cfg_abuse_limit(cfg, g, "abuse", a->denials + 1, a->window_us,
                                 &a->denied));
     /* Bans counted over max_ban: no client is banned more often than
      * once a second, so this count never refuses. */
     return rl2_cfg_abuse_limit(cfg, g, "abuse_bans",
-                               a->max_ban_us / RL2_US_PER_S + 1,
-                               a->max_ban_us, &a->offences);
+                               a->max_ban_us / RL2_US_PER_S + 1, a->max_ban_us,
+                               &a->offences);
 }

@@ -214,6 +214,45 @@ test_shared_limit_bans_nobody(void **state)
     assert_int_not_equal(v.outcome, RL2_OUTCOME_DENY);
 }
 
+/* One crossing of `denials` is one offence.  Refusals that come after it
+ * in the same window (requests already in flight, or the client on
+ * another server of a fleet that shares the counters but not the table,
+ * modelled here by lifting the ban) ban it again for as long, not
+ * `escalate` times longer each: a browser's six parallel requests made a
+ * first offender's ban 2^5 times as long. */
+static void
+test_one_offence_per_crossing(void **state)
+{
+    abuse_fixture_t *a = *state;
+    rl2_clock_t      now = { .wall_us = (1700000000 + 4) * RL2_US_PER_S };
+    rl2_override_t   before;
+    rl2_verdict_t    v;
+    rl2_err_t        err;
+
+    for (int i = 0; i <= 4; i++) {
+        request(a, "/login", "192.0.2.3", NULL, i, &v);
+    }
+    assert_int_equal(v.banned_for_s, 10);
+    for (int i = 5; i <= 7; i++) {
+        assert_int_equal(rl2_overrides_remove(a->table, RL2_OVR_BAN,
+                                              RL2_OVT_ADDR, "192.0.2.3", &now,
+                                              &before, &err),
+                         RL2_OK);
+        assert_int_equal(before.kind, RL2_OVR_BAN);
+        request(a, "/login", "192.0.2.3", NULL, i, &v);
+        assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+        assert_int_equal(v.banned_for_s, 10);
+    }
+    /* The next minute's crossing is the second offence: twice as long. */
+    for (int i = 0; i < 3; i++) {
+        request(a, "/login", "192.0.2.3", NULL, 70 + i, &v);
+        assert_int_equal(v.refusal, RL2_REFUSAL_LIMIT);
+        assert_int_equal(v.banned_for_s, 0);
+    }
+    request(a, "/login", "192.0.2.3", NULL, 73, &v);
+    assert_int_equal(v.banned_for_s, 20);
+}
+
 /* Without an override table the policy loads and nothing is banned. */
 static void
 test_no_table_no_ban(void **state)
@@ -287,6 +326,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_no_table_no_ban, setup,
                                         teardown_abuse),
         cmocka_unit_test_setup_teardown(test_shared_limit_bans_nobody, setup,
+                                        teardown_abuse),
+        cmocka_unit_test_setup_teardown(test_one_offence_per_crossing, setup,
                                         teardown_abuse),
         cmocka_unit_test(test_loader),
     };
