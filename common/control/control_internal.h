@@ -26,6 +26,13 @@
 /* How many entries a table may hold, so that a miss stays short. */
 #define OVR_MAX_ENTRIES 12288u
 
+/* Of them, how many automatic bans may never take: a flood of offenders
+ * must leave operators room to ban, allow and switch the emergency on. */
+#define OVR_RESERVED 2048u
+
+/* Automatic bans rewrite the state file at most this often. */
+#define OVR_AUTO_SAVE_US 1000000
+
 enum { OVR_EMPTY = 0, OVR_USED = 1, OVR_GONE = 2 };
 
 typedef struct {
@@ -53,6 +60,8 @@ typedef struct {
     uint64_t   v6_prefixes[3];
     int64_t    next_expiry_us; /* earliest expiry among used slots; 0: none */
     ovr_slot_t slots[OVR_SLOTS];
+    /* When the state file was last written (wall clock; writers only). */
+    int64_t saved_us;
 } ovr_shm_t;
 
 struct rl2_overrides {

@@ -64,19 +64,29 @@ rl2_ovr_find(const ovr_shm_t *s, rl2_digest_t key)
 
 /* ---- the writers' lock -------------------------------------------------- */
 
+/* Take the writers' lock; without `wait`, RL2_ERR_STORE at once when
+ * another writer holds it. */
 static rl2_status_t
-rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
+rl2_ovr_lock_as(rl2_overrides_t *t, int wait, rl2_err_t *err)
 {
     uint64_t seq;
 
-    pthread_mutex_lock(&t->thread_lock);
-    while (flock(t->lock_fd, LOCK_EX) != 0) {
+    if (!wait && pthread_mutex_trylock(&t->thread_lock) != 0) {
+        return rl2_err_set(err, RL2_ERR_STORE, "overrides %s: busy", t->name);
+    }
+    if (wait) {
+        pthread_mutex_lock(&t->thread_lock);
+    }
+    while (flock(t->lock_fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
         if (errno != EINTR) {
             int e = errno;
 
             pthread_mutex_unlock(&t->thread_lock);
-            return rl2_err_set(err, RL2_ERR_SYS, "overrides %s: lock: %s",
-                               t->name, strerror(e));
+            return e == EWOULDBLOCK
+                       ? rl2_err_set(err, RL2_ERR_STORE, "overrides %s: busy",
+                                     t->name)
+                       : rl2_err_set(err, RL2_ERR_SYS, "overrides %s: lock: %s",
+                                     t->name, strerror(e));
         }
     }
     /* A writer that died between the two increments left it odd. */
@@ -85,6 +95,12 @@ rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
         atomic_store_explicit(&t->shm->seq, seq + 1, memory_order_release);
     }
     return RL2_OK;
+}
+
+static rl2_status_t
+rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
+{
+    return rl2_ovr_lock_as(t, 1, err);
 }
 
 static void
@@ -295,8 +311,14 @@ rl2_ovr_undo(rl2_overrides_t *t, const rl2_override_t *made,
 static rl2_status_t
 rl2_ovr_save(rl2_overrides_t *t, const rl2_clock_t *now, rl2_err_t *err)
 {
-    return t->state_file != NULL ? rl2_ovr_file_save(t, t->state_file, now, err)
-                                 : RL2_OK;
+    rl2_status_t st = t->state_file != NULL
+                          ? rl2_ovr_file_save(t, t->state_file, now, err)
+                          : RL2_OK;
+
+    if (st == RL2_OK) {
+        t->shm->saved_us = now->wall_us;
+    }
+    return st;
 }
 
 static int
@@ -356,6 +378,51 @@ rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
     if (before != NULL) {
         *before = was;
     }
+    return st;
+}
+
+rl2_status_t
+rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
+                       const rl2_clock_t *now, int *made, rl2_err_t *err)
+{
+    ovr_shm_t     *s = t->shm;
+    rl2_override_t was;
+    rl2_status_t   st = RL2_OK;
+
+    *made = 0;
+    if (o->kind != RL2_OVR_BAN || !rl2_ovr_value_ok(o, err)
+        || rl2_ovr_expired(o, now->wall_us)) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "not a ban to set");
+    }
+    /* A request never queues behind another writer's file write. */
+    if ((st = rl2_ovr_lock_as(t, 0, err)) != RL2_OK) {
+        return st;
+    }
+    rl2_ovr_write_begin(s);
+    rl2_ovr_purge(s, now->wall_us);
+    if (rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target)) >= 0) {
+        st = RL2_OK;
+    }
+    else if (atomic_load_explicit(&s->used, memory_order_relaxed)
+             >= OVR_MAX_ENTRIES - OVR_RESERVED) {
+        st = rl2_err_set(err, RL2_ERR_STORE,
+                         "overrides %s: full for automatic bans (%u entries; "
+                         "the rest is left to operators)",
+                         t->name, OVR_MAX_ENTRIES - OVR_RESERVED);
+    }
+    else if ((st = rl2_ovr_put(t, o, &was, err)) == RL2_OK) {
+        *made = 1;
+    }
+    rl2_ovr_write_end(s);
+    /* Within a second of the last write the file waits for the next. */
+    if (*made
+        && !(now->wall_us >= s->saved_us
+             && now->wall_us - s->saved_us < OVR_AUTO_SAVE_US)
+        && (st = rl2_ovr_save(t, now, err)) != RL2_OK) {
+        rl2_ovr_undo(t, o, &was);
+        *made = 0;
+    }
+    rl2_ovr_unlock(t);
     return st;
 }
 

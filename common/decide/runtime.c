@@ -288,10 +288,10 @@ rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
     const rl2_abuse_conf_t *a = &c->policy->abuse;
     rl2_verdict_t          *v = c->v;
     const rl2_layer_t      *l = rl2_abuse_layer(v);
-    rl2_override_t          o, before;
+    rl2_override_t          o;
     rl2_err_t               err;
     rl2_layer_t             d, b;
-    int                     crossed;
+    int                     crossed, made = 0;
     int64_t                 n = 0;
 
     if (l == NULL
@@ -326,8 +326,9 @@ rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
              "more than %lld refusals in %llds (rule %s, limit %s)",
              (long long)a->denials, (long long)(a->window_us / RL2_US_PER_S),
              l->rule->name, l->limit->name);
-    if (rl2_overrides_set(c->policy->overrides, &o, now, &before, &err)
-        == RL2_OK) {
+    if (rl2_overrides_ban_auto(c->policy->overrides, &o, now, &made, &err)
+            == RL2_OK
+        && made) {
         v->banned_for_s = (o.expires_us - now->wall_us) / RL2_US_PER_S;
     }
 }
