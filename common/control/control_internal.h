@@ -69,8 +69,8 @@ struct rl2_overrides {
     ovr_shm_t           *shm;
     char                 name[256];   /* "<zone>.overrides" */
     char                *state_file;  /* NULL: none */
-    int                  lock_fd;     /* the object, for flock */
-    pthread_mutex_t      thread_lock; /* flock does not exclude threads */
+    int                  lock_fd;     /* the object mapped: record lock */
+    pthread_mutex_t      thread_lock; /* which excludes no thread */
 };
 
 /* override_target.c: the key of an entry of `kind` with this target. */

@@ -6,15 +6,15 @@
  * the readers' sequence counter.
  *
  * Writers (ratelimit2ctl, the admin interface, automatic bans) are rare:
- * they take an exclusive flock on the object (released by the kernel if
- * the writer dies, so a killed ratelimit2ctl never wedges the table) and,
- * within a process, a mutex (flock does not exclude threads sharing one
- * open file).  A writer makes the sequence counter odd, changes slots,
- * and makes it even again.  Readers (every request, override_read.c)
- * take no lock: they read the counter, copy what they need, and read it
- * again; a change in between sends them round once more.  A reader never
- * waits on a writer that died half-way: the next writer repairs the
- * counter (an odd counter under a free flock is a writer that died).
+ * they take a record lock on the object (a process's own, released by
+ * the kernel if the writer dies, so a killed ratelimit2ctl never wedges
+ * the table) and, within a process, a mutex (a record lock does not
+ * exclude the process's own threads).  A writer makes the sequence counter odd,
+ * changes slots, and makes it even again.  Readers (every request,
+ * override_read.c) take no lock: they read the counter, copy what they need,
+ * and read it again; a change in between sends them round once more.  A reader
+ * never waits on a writer that died half-way: the next writer repairs the
+ * counter (an odd counter under a free lock is a writer that died).
  *
  * Expired entries are ignored by readers at once; a writer removes them
  * (purge) and saves the state file without them.
@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -64,6 +63,19 @@ rl2_ovr_find(const ovr_shm_t *s, rl2_digest_t key)
 
 /* ---- the writers' lock -------------------------------------------------- */
 
+/* The writers' lock between processes: a POSIX record lock on the whole
+ * object (F_WRLCK, or F_UNLCK).  Not flock: a flock belongs to the open
+ * file, which every child shares with the parent that opened the table
+ * (Apache), so it would exclude none of them; a record lock belongs to
+ * the process, is not inherited, and goes when the process dies. */
+static int
+rl2_ovr_record_lock(int fd, short type, int wait)
+{
+    struct flock l = { .l_type = type, .l_whence = SEEK_SET };
+
+    return fcntl(fd, wait ? F_SETLKW : F_SETLK, &l);
+}
+
 /* Take the writers' lock; without `wait`, RL2_ERR_STORE at once when
  * another writer holds it. */
 static rl2_status_t
@@ -77,12 +89,12 @@ rl2_ovr_lock_as(rl2_overrides_t *t, int wait, rl2_err_t *err)
     if (wait) {
         pthread_mutex_lock(&t->thread_lock);
     }
-    while (flock(t->lock_fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) != 0) {
+    while (rl2_ovr_record_lock(t->lock_fd, F_WRLCK, wait) != 0) {
         if (errno != EINTR) {
             int e = errno;
 
             pthread_mutex_unlock(&t->thread_lock);
-            return e == EWOULDBLOCK
+            return e == EAGAIN || e == EACCES
                        ? rl2_err_set(err, RL2_ERR_STORE, "overrides %s: busy",
                                      t->name)
                        : rl2_err_set(err, RL2_ERR_SYS, "overrides %s: lock: %s",
@@ -106,7 +118,7 @@ rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
 static void
 rl2_ovr_unlock(rl2_overrides_t *t)
 {
-    flock(t->lock_fd, LOCK_UN);
+    rl2_ovr_record_lock(t->lock_fd, F_UNLCK, 0);
     pthread_mutex_unlock(&t->thread_lock);
 }
 
@@ -558,16 +570,14 @@ rl2_overrides_open(const char *zone, const char *state_file, unsigned mode,
         free(t);
         return rl2_err_set(err, RL2_ERR_NOMEM, "overrides: out of memory");
     }
-    st = rl2_shm_obj_open(t->name, sizeof(ovr_shm_t), OVR_MAGIC, OVR_VERSION,
-                          mode, &base, err);
+    /* The lock is taken on the object mapped, not on whatever the name
+     * names by the time it would be opened again. */
+    st = rl2_shm_obj_open_fd(t->name, sizeof(ovr_shm_t), OVR_MAGIC, OVR_VERSION,
+                             mode, &base, &t->lock_fd, err);
     if (st == RL2_OK) {
         t->shm = base;
         t->head.used = &t->shm->used;
         t->head.n_identity = &t->shm->n_identity;
-        t->lock_fd = shm_open(t->name, O_RDWR | O_CLOEXEC, 0);
-        if (t->lock_fd < 0) {
-            st = rl2_shm_sys_err(err, "overrides", t->name, "open", errno);
-        }
     }
     if (st == RL2_OK) {
         st = rl2_ovr_fill(t, err);

@@ -18,7 +18,6 @@
 #include <string.h>
 #include <signal.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -388,13 +387,14 @@ test_ban_never_waits(void **state)
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        char name[128];
-        int  fd;
+        struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+        char         name[128];
+        int          fd;
 
-        /* Another process's writer, holding the writers' lock (a flock
-         * on the table's object, through a file of its own). */
+        /* Another process's writer, holding the writers' lock (a record
+         * lock on the table's object). */
         snprintf(name, sizeof(name), "%s.overrides", a->base.zname);
-        if ((fd = shm_open(name, O_RDWR, 0)) < 0 || flock(fd, LOCK_EX) != 0
+        if ((fd = shm_open(name, O_RDWR, 0)) < 0 || fcntl(fd, F_SETLK, &l) != 0
             || write(ready[1], "x", 1) != 1) {
             _exit(1);
         }
