@@ -56,11 +56,24 @@ rl2_runtime_client(rl2_ctx_t *c)
             rl2_runtime_retry_s(o->ban_until_us, now->wall_us, 86400);
         return RL2_RUNTIME_REFUSE;
     }
+    /* Apache's access phase does not know the user yet, and this verdict
+     * goes on to fixups, which does: an allow must not let through a
+     * client a ban of its user refuses, and the emergency allow-list must
+     * not refuse a user it admits.  Either waits for that phase, as if
+     * this one had nothing to decide; a front end that decides every
+     * phase at once (ratelimit2-fcgi) never waits. */
+    int user_later = !(c->phase & RL2_PHASE_LATE)
+                     && rl2_overrides_name_identities(c->policy->overrides);
+
     if (o->allowed) {
-        return RL2_RUNTIME_BYPASS;
+        return user_later ? RL2_RUNTIME_LATER : RL2_RUNTIME_BYPASS;
     }
     if (o->emergency && o->emergency_ppm == 0
         && !(rl2_has_whitelist(c->policy) && rl2_whitelisted(c))) {
+        if (user_later
+            || (!(c->phase & RL2_PHASE_LATE) && c->policy->n_wl_users > 0)) {
+            return RL2_RUNTIME_LATER;
+        }
         v->refusal = RL2_REFUSAL_EMERGENCY;
         v->refusal_retry_s = rl2_runtime_retry_s(
             o->emergency_until_us, now->wall_us, RL2_EMERGENCY_RETRY_S);

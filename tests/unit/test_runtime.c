@@ -170,6 +170,67 @@ test_boost_stays_computable(void **state)
                      RL2_OK);
 }
 
+/* Apache decides a request in two phases: the access phase before
+ * authentication, without the user, then fixups with it.  Both phases go
+ * to one verdict, and it must come out as the one decision of a front end
+ * that knows everything at once (ratelimit2-fcgi). */
+static void
+decide_two_phases(rt_fixture_t *a, const char *ip, const char *user,
+                  rl2_verdict_t *v)
+{
+    rl2_verdict_init(v);
+    decide(a, "/x", ip, NULL, RL2_PHASE_EARLY, v);
+    decide(a, "/x", ip, user, RL2_PHASE_LATE, v);
+}
+
+/* The emergency switch's allow-list admits the whitelisted and the
+ * allowed; a user is one only once known: refused in the access phase,
+ * a whitelisted or allowed user was refused with 503 before logging in. */
+static void
+test_emergency_admits_users_in_two_phases(void **state)
+{
+    rt_fixture_t *a = *state;
+    rl2_verdict_t v;
+
+    set(a, RL2_OVR_EMERGENCY, "*", 0);
+    set(a, RL2_OVR_ALLOW, "user:carol", 0);
+    rl2_verdict_init(&v);
+    decide(a, "/x", "192.0.2.9", "alice", RL2_PHASE_ALL, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_BYPASS);
+
+    decide_two_phases(a, "192.0.2.9", "alice", &v); /* policy whitelist */
+    assert_int_equal(v.outcome, RL2_OUTCOME_BYPASS);
+    decide_two_phases(a, "192.0.2.9", "carol", &v); /* runtime allow */
+    assert_int_equal(v.outcome, RL2_OUTCOME_BYPASS);
+    decide_two_phases(a, "192.0.2.9", "bob", &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    assert_int_equal(v.refusal, RL2_REFUSAL_EMERGENCY);
+    decide_two_phases(a, "192.0.2.9", NULL, &v);
+    assert_int_equal(v.refusal, RL2_REFUSAL_EMERGENCY);
+}
+
+/* A ban outranks an allow (rl2_runtime_client).  An allow by address
+ * ended the decision in the access phase, so a banned user behind an
+ * allowed network (an office, a VPN) was let through by Apache and
+ * refused by ratelimit2-fcgi. */
+static void
+test_address_allow_keeps_user_ban(void **state)
+{
+    rt_fixture_t *a = *state;
+    rl2_verdict_t v;
+
+    set(a, RL2_OVR_ALLOW, "192.0.2.0/24", 0);
+    set(a, RL2_OVR_BAN, "user:mallory", 0);
+    rl2_verdict_init(&v);
+    decide(a, "/x", "192.0.2.9", "mallory", RL2_PHASE_ALL, &v);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+    decide_two_phases(a, "192.0.2.9", "mallory", &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+    decide_two_phases(a, "192.0.2.9", "alice", &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_BYPASS);
+}
+
 int
 main(void)
 {
@@ -177,6 +238,10 @@ main(void)
         cmocka_unit_test_setup_teardown(test_mapped_ban, setup, teardown_rt),
         cmocka_unit_test_setup_teardown(test_boost_stays_computable, setup,
                                         teardown_rt),
+        cmocka_unit_test_setup_teardown(
+            test_emergency_admits_users_in_two_phases, setup, teardown_rt),
+        cmocka_unit_test_setup_teardown(test_address_allow_keeps_user_ban,
+                                        setup, teardown_rt),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
