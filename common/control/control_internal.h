@@ -62,6 +62,10 @@ typedef struct {
     ovr_slot_t slots[OVR_SLOTS];
     /* When the state file was last written (wall clock; writers only). */
     int64_t saved_us;
+    /* Set while a writer changes slots, under the writers' lock: found
+     * set by the next writer, the one before died half-way (a reader may
+     * have mended the counter since, but not the slots). */
+    uint32_t writing;
 } ovr_shm_t;
 
 struct rl2_overrides {

@@ -9,12 +9,13 @@
  * they take a record lock on the object (a process's own, released by
  * the kernel if the writer dies, so a killed ratelimit2ctl never wedges
  * the table) and, within a process, a mutex (a record lock does not
- * exclude the process's own threads).  A writer makes the sequence counter odd,
- * changes slots, and makes it even again.  Readers (every request,
- * override_read.c) take no lock: they read the counter, copy what they need,
- * and read it again; a change in between sends them round once more.  A reader
- * never waits on a writer that died half-way: the next writer repairs the
- * counter (an odd counter under a free lock is a writer that died).
+ * exclude the process's own threads).  A writer makes the sequence
+ * counter odd, changes slots, and makes it even again.  Readers (every
+ * request, override_read.c) take no lock: they read the counter, copy
+ * what they need, and read it again; a change in between sends them
+ * round once more.  A writer that died half-way left the counter odd
+ * and its slots half-changed: the next writer makes the table again
+ * from the state file (rl2_ovr_repair).
  *
  * Expired entries are ignored by readers at once; a writer removes them
  * (purge) and saves the state file without them.
@@ -76,6 +77,8 @@ rl2_ovr_record_lock(int fd, short type, int wait)
     return fcntl(fd, wait ? F_SETLKW : F_SETLK, &l);
 }
 
+static void rl2_ovr_repair(rl2_overrides_t *t, uint64_t seq);
+
 /* Take the writers' lock; without `wait`, RL2_ERR_STORE at once when
  * another writer holds it. */
 static rl2_status_t
@@ -103,8 +106,8 @@ rl2_ovr_lock_as(rl2_overrides_t *t, int wait, rl2_err_t *err)
     }
     /* A writer that died between the two increments left it odd. */
     seq = atomic_load_explicit(&t->shm->seq, memory_order_relaxed);
-    if (seq & 1) {
-        atomic_store_explicit(&t->shm->seq, seq + 1, memory_order_release);
+    if ((seq & 1) || t->shm->writing) {
+        rl2_ovr_repair(t, seq);
     }
     return RL2_OK;
 }
@@ -125,6 +128,7 @@ rl2_ovr_unlock(rl2_overrides_t *t)
 static void
 rl2_ovr_write_begin(ovr_shm_t *s)
 {
+    s->writing = 1;
     atomic_fetch_add_explicit(&s->seq, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
 }
@@ -134,6 +138,7 @@ rl2_ovr_write_end(ovr_shm_t *s)
 {
     atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
     atomic_fetch_add_explicit(&s->version, 1, memory_order_relaxed);
+    s->writing = 0;
 }
 
 /* ---- slots --------------------------------------------------------------- */
@@ -246,6 +251,40 @@ rl2_ovr_purge(ovr_shm_t *s, int64_t now_us)
     }
     rl2_ovr_recount(s);
     return any;
+}
+
+/* Under the writers' lock, after a writer died half-way through a change
+ * (seq as found): its slots may be half-moved (a compaction empties
+ * every slot before it puts the entries back) or half-copied, and
+ * readers would take what is left for the table.  The state file has
+ * every change made before it (a change is saved after its slots are
+ * done, and the dead one was not): the table is made again from it.
+ * Without a state file the slots are all there is; they are recounted. */
+static void
+rl2_ovr_repair(rl2_overrides_t *t, uint64_t seq)
+{
+    ovr_shm_t  *s = t->shm;
+    rl2_clock_t now;
+    rl2_err_t   lost;
+
+    if (!(seq & 1)) {
+        atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
+    }
+    atomic_thread_fence(memory_order_release);
+    s->writing = 1;
+    if (t->state_file != NULL
+        && atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
+        for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+            atomic_store_explicit(&s->slots[i].state, OVR_EMPTY,
+                                  memory_order_relaxed);
+        }
+        s->gone = 0;
+        rl2_ovr_recount(s);
+        rl2_clock_now(&now);
+        (void)rl2_ovr_file_load(t, t->state_file, &now, &lost);
+    }
+    rl2_ovr_recount(s);
+    rl2_ovr_write_end(s);
 }
 
 rl2_status_t

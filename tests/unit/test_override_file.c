@@ -142,8 +142,8 @@ test_tmp_made_anew(void **state)
     struct stat      st;
 
     write_state(f->tmp, "", 0666);
-    assert_int_equal(
-        rl2_overrides_open(f->zone, f->state_file, 0600, &t, &err), RL2_OK);
+    assert_int_equal(rl2_overrides_open(f->zone, f->state_file, 0600, &t, &err),
+                     RL2_OK);
     memset(&o, 0, sizeof(o));
     assert_int_equal(
         rl2_override_target(NULL, RL2_OVR_BAN, "192.0.2.1", &o, &err), RL2_OK);

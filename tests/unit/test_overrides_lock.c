@@ -2,7 +2,8 @@
  * test_overrides_lock.c -- the override table's writers' lock across
  * processes, as the front ends use it: Apache opens the table in its
  * parent and every child inherits the handle, and any child may write
- * (an automatic ban) while others do.
+ * (an automatic ban) while others do; and a writer may be killed half
+ * way through a change.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 
 #include "ratelimit2/overrides.h"
 #include "base/shm_obj_internal.h"
+#include "control/control_internal.h"
 
 #define CHILDREN 4
 #define BANS     60 /* per child */
@@ -126,11 +128,54 @@ test_children_exclude_each_other(void **state)
                      CHILDREN * BANS);
 }
 
+static void
+ban(rl2_overrides_t *t, const char *target)
+{
+    rl2_clock_t    now = { .wall_us = 1700000000 * RL2_US_PER_S };
+    rl2_override_t o, before;
+    rl2_err_t      err;
+
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(rl2_override_target(NULL, RL2_OVR_BAN, target, &o, &err),
+                     RL2_OK);
+    if (rl2_overrides_set(t, &o, &now, &before, &err) != RL2_OK) {
+        fail_msg("%s: %s", target, err.msg);
+    }
+}
+
+/* A writer killed half-way through a change (ratelimit2ctl, a child
+ * banning) leaves its slots as they were at that moment: a compaction
+ * empties every slot before it puts the entries back.  The next writer
+ * mended the counter only, and the bans the dead one had not put back
+ * were gone until the next restart; the table is made again from the
+ * state file, which has every change made before the dead one. */
+static void
+test_dead_writer_slots_mended(void **state)
+{
+    lock_fixture_t *f = *state;
+    rl2_clock_t     now = { .wall_us = 1700000000 * RL2_US_PER_S };
+    ovr_shm_t      *s = f->table->shm;
+    rl2_override_t  o[4];
+
+    ban(f->table, "192.0.2.1");
+    ban(f->table, "2001:db8::/48");
+    /* What a compaction killed after its first pass leaves. */
+    atomic_fetch_add(&s->seq, 1);
+    for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+        atomic_store(&s->slots[i].state, OVR_EMPTY);
+    }
+    ban(f->table, "198.51.100.7");
+    assert_int_equal(rl2_overrides_list(f->table, RL2_OVR_BAN, &now, o, 4), 3);
+    assert_int_equal(atomic_load(&s->seq) & 1, 0);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_children_exclude_each_other, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_dead_writer_slots_mended, setup,
                                         teardown),
     };
 
