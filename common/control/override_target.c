@@ -166,14 +166,18 @@ rl2_ovr_target_addr(const char *text, rl2_override_t *o, rl2_err_t *err)
     return RL2_OK;
 }
 
-/* A name as it may appear in a target: printable, no space. */
+/* A name as it may appear in a target: no control byte (the state file
+ * is lines of tab-separated fields), else anything.  A user name is what
+ * the web server authenticated ("Mallory X", "josé"): a target that took
+ * printable ASCII only could not name such a user, whom no ban, an
+ * operator's or an automatic one, then ever reached. */
 static int
 rl2_ovr_name_ok(const char *s, size_t max)
 {
     size_t n = 0;
 
     for (; s[n] != '\0'; n++) {
-        if ((unsigned char)s[n] <= ' ' || (unsigned char)s[n] >= 0x7f) {
+        if ((unsigned char)s[n] < ' ' || (unsigned char)s[n] == 0x7f) {
             return 0;
         }
     }
@@ -214,7 +218,7 @@ rl2_ovr_target_named(const rl2_policy_t *policy, const char *text,
     if (!rl2_ovr_name_ok(name, RL2_OVR_TARGET_MAX - 6)) {
         return rl2_err_set(err, RL2_ERR_INVALID,
                            "\"%.100s\": the name after ':' must be 1 to %d "
-                           "printable characters without spaces",
+                           "bytes without control characters",
                            text, RL2_OVR_TARGET_MAX - 6);
     }
     if (strncmp(text, "user:", 5) == 0) {

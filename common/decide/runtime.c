@@ -234,12 +234,18 @@ static int
 rl2_abuse_target(const rl2_ctx_t *c, const rl2_layer_t *l, char *out,
                  size_t size)
 {
+    rl2_override_t o;
+    rl2_err_t      err;
+
     switch (l->limit->key) {
     case RL2_KEY_USER:
-        if (c->req->user != NULL && c->req->user[0] != '\0') {
-            return (size_t)snprintf(out, size, "user:%s", c->req->user) < size
-                       ? 0
-                       : -1;
+        /* A user no target can hold (too long, control bytes) is banned
+         * by the address it came from rather than not at all. */
+        if (c->req->user != NULL && c->req->user[0] != '\0'
+            && (size_t)snprintf(out, size, "user:%s", c->req->user) < size
+            && rl2_override_target(NULL, RL2_OVR_BAN, out, &o, &err)
+                   == RL2_OK) {
+            return 0;
         }
         break;
     case RL2_KEY_APIKEY:

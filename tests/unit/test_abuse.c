@@ -226,6 +226,43 @@ test_ban_names_the_user(void **state)
     assert_int_not_equal(v.outcome, RL2_OUTCOME_DENY);
 }
 
+/* A user name is what the web server authenticated: a single sign-on's
+ * "Mallory X", "josé", a long e-mail address.  A target took printable
+ * ASCII without spaces only, so such a user was never banned at all (the
+ * ban failed silently) and could go on for ever.  Names with a space or
+ * beyond ASCII are targets; one no target can hold (too long, control
+ * bytes) bans the address that sent it. */
+static void
+test_any_user_is_banned(void **state)
+{
+    abuse_fixture_t *a = *state;
+    rl2_verdict_t    v;
+    char             longname[128];
+
+    for (int i = 0; i <= 4; i++) {
+        request(a, "/acct", "192.0.2.9", "Mallory X", i, &v);
+    }
+    assert_int_equal(v.banned_for_s, 10);
+    assert_string_equal(v.banned_target, "user:Mallory X");
+    request(a, "/elsewhere", "198.51.100.1", "Mallory X", 5, &v);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+
+    for (int i = 0; i <= 4; i++) {
+        request(a, "/acct", "192.0.2.10", "jos\xc3\xa9", i, &v);
+    }
+    assert_int_equal(v.banned_for_s, 10);
+    request(a, "/elsewhere", "198.51.100.2", "jos\xc3\xa9", 5, &v);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+
+    memset(longname, 'm', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    for (int i = 0; i <= 4; i++) {
+        request(a, "/acct", "192.0.2.11", longname, i, &v);
+    }
+    assert_int_equal(v.banned_for_s, 10);
+    assert_string_equal(v.banned_target, "192.0.2.11");
+}
+
 /* Dry-run refusals refuse nobody: they never count towards a ban. */
 static void
 test_dry_run_never_bans(void **state)
@@ -515,6 +552,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ban_then_escalate, setup,
                                         teardown_abuse),
         cmocka_unit_test_setup_teardown(test_ban_names_the_user, setup,
+                                        teardown_abuse),
+        cmocka_unit_test_setup_teardown(test_any_user_is_banned, setup,
                                         teardown_abuse),
         cmocka_unit_test_setup_teardown(test_dry_run_never_bans, setup,
                                         teardown_abuse),
