@@ -22,6 +22,7 @@
 #include "decide_internal.h"
 #include "algo/algo_internal.h"
 #include "base/base_internal.h"
+#include "control/control_internal.h"
 
 /* Retry-After of the emergency switch when it has no end. */
 #define RL2_EMERGENCY_RETRY_S 60

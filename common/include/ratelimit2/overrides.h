@@ -117,25 +117,6 @@ rl2_status_t rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
                                const rl2_clock_t *now, rl2_override_t *before,
                                rl2_err_t *err);
 
-/* An automatic ban (policy `abuse`), set from the request path: as
- * rl2_overrides_set, except that it
- *  - never waits for another writer: RL2_ERR_STORE ("busy") at once, and
- *    the client's next refusal tries again;
- *  - only adds: an entry already there (an operator's ban, or this one
- *    set by a request in flight) stays as it is, *made 0;
- *  - never takes the table's last entries, which are left to operators
- *    (RL2_ERR_STORE, "full");
- *  - rewrites the state file at most once a second, so that a flood of
- *    offenders costs one file write a second, not one per ban, each of
- *    the whole table, synced, under the writers' lock.  A ban not yet in
- *    the file goes into it with the next change that writes it (an
- *    automatic ban a second later, an operator's change); a reboot
- *    before that forgets it, as it forgets the counters that made it.
- * *made: the ban was added. */
-rl2_status_t rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
-                                    const rl2_clock_t *now, int *made,
-                                    rl2_err_t *err);
-
 /* Remove the override of this kind and target; *before gets it (kind 0
  * when there was none: not an error). */
 rl2_status_t rl2_overrides_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
