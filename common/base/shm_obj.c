@@ -252,10 +252,30 @@ rl2_shm_obj_attach(const char *name, int fd, size_t size, uint32_t magic,
 
 /* One round: create exclusively, else attach.  *again is set when the
  * name must be tried once more (it vanished, or was stale). */
+/* The object's fd, for a caller that asked for it (keep != NULL): a
+ * duplicate of the one it was mapped from, so the very object mapped
+ * even if the name is replaced meanwhile. */
+static rl2_status_t
+rl2_shm_obj_keep_fd(const char *name, int fd, void **out, size_t size,
+                    int *keep, rl2_err_t *err)
+{
+    if (keep == NULL || *out == NULL) {
+        return RL2_OK;
+    }
+    if ((*keep = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        int e = errno;
+
+        munmap(*out, size);
+        *out = NULL;
+        return rl2_shm_obj_err(err, name, "dup", e);
+    }
+    return RL2_OK;
+}
+
 static rl2_status_t
 rl2_shm_obj_open_once(const char *name, size_t size, uint32_t magic,
                       uint32_t version, unsigned mode, void **out, bool *again,
-                      rl2_err_t *err)
+                      int *keep, rl2_err_t *err)
 {
     rl2_status_t st;
     bool         stale = false;
@@ -264,6 +284,9 @@ rl2_shm_obj_open_once(const char *name, size_t size, uint32_t magic,
     *again = false;
     if (fd >= 0) {
         st = rl2_shm_obj_create(name, fd, size, magic, version, mode, out, err);
+        if (st == RL2_OK) {
+            st = rl2_shm_obj_keep_fd(name, fd, out, size, keep, err);
+        }
         if (st != RL2_OK) {
             rl2_shm_unlink_if_same(name, fd);
         }
@@ -285,6 +308,9 @@ rl2_shm_obj_open_once(const char *name, size_t size, uint32_t magic,
         rl2_shm_unlink_if_same(name, fd);
         *again = true;
     }
+    if (st == RL2_OK) {
+        st = rl2_shm_obj_keep_fd(name, fd, out, size, keep, err);
+    }
     close(fd);
     return st;
 }
@@ -293,11 +319,23 @@ rl2_status_t
 rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
                  uint32_t version, unsigned mode, void **out, rl2_err_t *err)
 {
+    return rl2_shm_obj_open_fd(name, size, magic, version, mode, out, NULL,
+                               err);
+}
+
+rl2_status_t
+rl2_shm_obj_open_fd(const char *name, size_t size, uint32_t magic,
+                    uint32_t version, unsigned mode, void **out, int *fd,
+                    rl2_err_t *err)
+{
     rl2_status_t st;
     bool         again = true;
     int          attempt;
 
     *out = NULL;
+    if (fd != NULL) {
+        *fd = -1;
+    }
     st = rl2_shm_name_check("shm", name, RL2_SHM_NAME_MAX, err);
     if (st != RL2_OK) {
         return st;
@@ -310,7 +348,7 @@ rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
     }
     for (attempt = 0; again && attempt < SHM_OPEN_ATTEMPTS; attempt++) {
         st = rl2_shm_obj_open_once(name, size, magic, version, mode, out,
-                                   &again, err);
+                                   &again, fd, err);
         if (st != RL2_OK) {
             return st;
         }

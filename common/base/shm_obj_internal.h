@@ -44,6 +44,13 @@ rl2_status_t rl2_shm_obj_open(const char *name, size_t size, uint32_t magic,
                               uint32_t version, unsigned mode, void **out,
                               rl2_err_t *err);
 
+/* As rl2_shm_obj_open, and *fd an open file (O_RDWR, close-on-exec) of
+ * the very object mapped, for a caller that locks it: one opened again
+ * by name could be another object by then. */
+rl2_status_t rl2_shm_obj_open_fd(const char *name, size_t size, uint32_t magic,
+                                 uint32_t version, unsigned mode, void **out,
+                                 int *fd, rl2_err_t *err);
+
 void rl2_shm_obj_close(void *base, size_t size);
 
 /* Remove the name; mappings stay valid until closed. */

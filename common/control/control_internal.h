@@ -43,6 +43,13 @@
 /* How many entries a table may hold, so that a miss stays short. */
 #define OVR_MAX_ENTRIES 12288u
 
+/* Of them, how many automatic bans may never take: a flood of offenders
+ * must leave operators room to ban, allow and switch the emergency on. */
+#define OVR_RESERVED 2048u
+
+/* Automatic bans rewrite the state file at most this often. */
+#define OVR_AUTO_SAVE_US 1000000
+
 enum { OVR_EMPTY = 0, OVR_USED = 1, OVR_GONE = 2 };
 
 typedef struct {
@@ -96,7 +103,13 @@ typedef struct {
      * a lock (as the slots are, by seq). */
     _Atomic uint32_t error_seq;
     char             error[RL2_ERR_MAX];
-    ovr_slot_t       slots[OVR_SLOTS];
+    /* When the state file was last written (wall clock; writers only). */
+    int64_t saved_us;
+    /* Set while a writer changes slots, under the writers' lock: found
+     * set by the next writer, the one before died half-way (a reader may
+     * have mended the counter since, but not the slots). */
+    uint32_t   writing;
+    ovr_slot_t slots[OVR_SLOTS];
 } ovr_shm_t;
 
 typedef struct rl2_ovr_redis rl2_ovr_redis_t;
@@ -106,14 +119,33 @@ struct rl2_overrides {
     ovr_shm_t           *shm;
     char                 name[256];   /* "<zone>.overrides" */
     char                *state_file;  /* NULL: none */
-    int                  lock_fd;     /* the object, for flock */
-    pid_t                lock_pid;    /* the process that opened lock_fd */
-    pthread_mutex_t      thread_lock; /* flock does not exclude threads */
+    int                  lock_fd;     /* the object mapped: record lock */
+    pthread_mutex_t      thread_lock; /* which excludes no thread */
     rl2_ovr_redis_t     *redis;       /* NULL: this host's table only */
     /* When the host's next Redis sync is due (monotonic µs), read by
      * every request; NULL without a Redis side. */
     const _Atomic int64_t *sync_due_us;
 };
+
+/* overrides.c, for decide/runtime.c (no front end calls it): an
+ * automatic ban (policy `abuse`), set from the request path, as
+ * rl2_overrides_set except that it
+ *  - never waits for another writer: RL2_ERR_STORE ("busy") at once, and
+ *    the client's next refusal tries again;
+ *  - only adds: an entry already there (an operator's ban, or this one
+ *    set by a request in flight) stays as it is, *made 0;
+ *  - never takes the table's last entries, which are left to operators
+ *    (RL2_ERR_STORE, "full");
+ *  - rewrites the state file at most once a second, so that a flood of
+ *    offenders costs one file write a second, not one per ban, each of
+ *    the whole table, synced, under the writers' lock.  A ban not yet in
+ *    the file goes into it with the next change that writes it (an
+ *    automatic ban a second later, an operator's change); a reboot
+ *    before that forgets it, as it forgets the counters that made it.
+ * *made: the ban was added. */
+rl2_status_t rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
+                                    const rl2_clock_t *now, int *made,
+                                    rl2_err_t *err);
 
 /* override_target.c: the key of an entry of `kind` with this target. */
 rl2_digest_t rl2_ovr_key(rl2_ovr_kind_t kind, rl2_ovr_target_t target_kind,

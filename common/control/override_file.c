@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/base_internal.h"
@@ -149,7 +150,13 @@ rl2_ovr_file_save(const rl2_overrides_t *t, const char *path,
     if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
         return rl2_err_set(err, RL2_ERR_INVALID, "state file name too long");
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+    /* Made anew (O_EXCL): one found there, whoever left it with whatever
+     * mode, would be renamed over the state file and stay theirs. */
+    if (unlink(tmp) != 0 && errno != ENOENT) {
+        return rl2_err_set(err, RL2_ERR_SYS, "overrides state file %s: %s", tmp,
+                           strerror(errno));
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
         int e = errno;
 
@@ -266,6 +273,59 @@ rl2_ovr_line_parse(char *line, rl2_override_t *o)
                : -1;
 }
 
+/* Open the state file to read, if it is the writers' own: a regular file
+ * (not a FIFO, which would block the first process of the host, nor a
+ * symbolic link, which may name any file) that no other user may write,
+ * and in a directory others may write (/tmp), owned by this user or
+ * root.  What it says is trusted: "allow 0.0.0.0/0" lets everyone by.
+ * NULL with *st RL2_OK when there is none. */
+static FILE *
+rl2_ovr_file_open(const char *path, rl2_status_t *st, rl2_err_t *err)
+{
+    char        dir[4096];
+    char       *slash;
+    struct stat fs, ds;
+    int         fd;
+    FILE       *f;
+    const char *bad = NULL;
+
+    *st = RL2_OK;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno != ENOENT) {
+            *st = rl2_err_set(err, RL2_ERR_SYS, "overrides state file %s: %s",
+                              path, strerror(errno));
+        }
+        return NULL;
+    }
+    snprintf(dir, sizeof(dir), "%s", path);
+    slash = strrchr(dir, '/');
+    if (slash != NULL) {
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    }
+    if (fstat(fd, &fs) != 0 || stat(slash != NULL ? dir : ".", &ds) != 0) {
+        bad = strerror(errno);
+    }
+    else if (!S_ISREG(fs.st_mode)) {
+        bad = "not a regular file";
+    }
+    else if (fs.st_mode & S_IWOTH) {
+        bad = "any user may write it";
+    }
+    else if ((ds.st_mode & S_IWOTH) && fs.st_uid != geteuid()
+             && fs.st_uid != 0) {
+        bad = "another user's, in a directory any user may write";
+    }
+    if (bad != NULL || (f = fdopen(fd, "r")) == NULL) {
+        *st = rl2_err_set(err, RL2_ERR_STORE,
+                          "overrides state file %s: refused: %s", path,
+                          bad != NULL ? bad : strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    return f;
+}
+
 /* "# redis_mirror EPOCH VERSION": which state of the Redis hash the
  * entries mirror.  Numbers that do not read are taken as none: the next
  * sync then offers the entries back to Redis, as those of a table that
@@ -289,17 +349,14 @@ rl2_status_t
 rl2_ovr_file_load(rl2_overrides_t *t, const char *path, const rl2_clock_t *now,
                   rl2_err_t *err)
 {
-    FILE          *f = fopen(path, "re");
     char           line[RL2_OVR_LINE_MAX];
     int            lineno = 0;
     rl2_override_t o, before;
     rl2_status_t   st = RL2_OK;
+    FILE          *f = rl2_ovr_file_open(path, &st, err);
 
     if (f == NULL) {
-        return errno == ENOENT ? RL2_OK
-                               : rl2_err_set(err, RL2_ERR_SYS,
-                                             "overrides state file %s: %s",
-                                             path, strerror(errno));
+        return st;
     }
     while (st == RL2_OK && fgets(line, sizeof(line), f) != NULL) {
         size_t len = strlen(line);

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -129,6 +130,16 @@ rl2_ovr_addr_parse(const char *target, int *family, uint8_t addr[16],
     *family = net.family;
     memcpy(addr, net.addr, 16);
     *prefix = net.prefix;
+    /* A request from ::ffff:a.b.c.d counts as a.b.c.d (identity.c), so
+     * a target written so is that IPv4 address or network: else it is an
+     * entry no request ever matches. */
+    if (net.family == AF_INET6 && net.prefix >= 96
+        && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)net.addr)) {
+        *family = AF_INET;
+        memset(addr, 0, 16);
+        memcpy(addr, net.addr + 12, 4);
+        *prefix = net.prefix - 96;
+    }
     rl2_ovr_mask(*family, addr, *prefix);
     return 0;
 }
@@ -158,14 +169,18 @@ rl2_ovr_target_addr(const char *text, rl2_override_t *o, rl2_err_t *err)
     return RL2_OK;
 }
 
-/* A name as it may appear in a target: printable, no space. */
+/* A name as it may appear in a target: no control byte (the state file
+ * is lines of tab-separated fields), else anything.  A user name is what
+ * the web server authenticated ("Mallory X", "josé"): a target that took
+ * printable ASCII only could not name such a user, whom no ban, an
+ * operator's or an automatic one, then ever reached. */
 static int
 rl2_ovr_name_ok(const char *s, size_t max)
 {
     size_t n = 0;
 
     for (; s[n] != '\0'; n++) {
-        if ((unsigned char)s[n] <= ' ' || (unsigned char)s[n] >= 0x7f) {
+        if ((unsigned char)s[n] < ' ' || (unsigned char)s[n] == 0x7f) {
             return 0;
         }
     }
@@ -206,7 +221,7 @@ rl2_ovr_target_named(const rl2_policy_t *policy, const char *text,
     if (!rl2_ovr_name_ok(name, RL2_OVR_TARGET_MAX - 6)) {
         return rl2_err_set(err, RL2_ERR_INVALID,
                            "\"%.100s\": the name after ':' must be 1 to %d "
-                           "printable characters without spaces",
+                           "bytes without control characters",
                            text, RL2_OVR_TARGET_MAX - 6);
     }
     if (strncmp(text, "user:", 5) == 0) {
@@ -403,7 +418,9 @@ rl2_ovr_value_parse_text(rl2_override_t *o, const char *text, rl2_err_t *err)
                    : rl2_err_set(err, RL2_ERR_INVALID, "value \"%.40s\" for %s",
                                  text, rl2_ovr_kind_name(o->kind));
     case RL2_OVR_TIER:
-        if (!rl2_ovr_name_ok(text, RL2_OVR_NAME_MAX - 1)) {
+        /* A tier's name, as the policy's are: no spaces. */
+        if (!rl2_ovr_name_ok(text, RL2_OVR_NAME_MAX - 1)
+            || strchr(text, ' ') != NULL) {
             return rl2_err_set(err, RL2_ERR_INVALID,
                                "tier \"%.40s\": 1 to %d printable "
                                "characters without spaces",

@@ -6,16 +6,16 @@
  * the readers' sequence counter.
  *
  * Writers (ratelimit2ctl, the admin interface, automatic bans) are rare:
- * they take an exclusive flock on the object (released by the kernel if
- * the writer dies, so a killed ratelimit2ctl never wedges the table) and,
- * within a process, a mutex (flock does not exclude threads sharing one
- * open file).  A writer makes the sequence counter odd, changes slots,
- * and makes it even again.  Readers (every request, override_read.c)
- * take no lock: they read the counter, copy what they need, and read it
- * again; a change in between sends them round once more.  A reader never
- * waits on a writer that died half-way: an odd counter under a free flock
- * is a writer that died, and the next writer, or a reader that finds the
- * lock free, repairs it (rl2_ovr_wait_even).
+ * they take a record lock on the object (a process's own, released by
+ * the kernel if the writer dies, so a killed ratelimit2ctl never wedges
+ * the table) and, within a process, a mutex (a record lock does not
+ * exclude the process's own threads).  A writer makes the sequence
+ * counter odd, changes slots, and makes it even again.  Readers (every
+ * request, override_read.c) take no lock: they read the counter, copy
+ * what they need, and read it again; a change in between sends them
+ * round once more.  A writer that died half-way left the counter odd
+ * and its slots half-changed: the next writer makes the table again
+ * from the state file (rl2_ovr_repair).
  *
  * Expired entries are ignored by readers at once; a writer removes them
  * (purge) and saves the state file without them.
@@ -30,7 +30,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -70,67 +69,64 @@ rl2_ovr_find(const ovr_shm_t *s, rl2_digest_t key)
 
 /* ---- the writers' lock -------------------------------------------------- */
 
-/* With the handle's mutex held: this process's own open of the object.
- * A flock belongs to an open file, which a fork shares: Apache's
- * children inherit the parent's handle, and two children writing (an
- * automatic ban each) would both "hold" one lock.  So a process that
- * did not open the object itself opens it again before locking. */
+/* The writers' lock between processes: a POSIX record lock on the whole
+ * object (F_WRLCK, or F_UNLCK).  Not flock: a flock belongs to the open
+ * file, which every child shares with the parent that opened the table
+ * (Apache), so it would exclude none of them; a record lock belongs to
+ * the process, is not inherited, and goes when the process dies. */
 static int
-rl2_ovr_lock_fd(rl2_overrides_t *t)
+rl2_ovr_record_lock(int fd, short type, int wait)
 {
-    pid_t pid = getpid();
-    int   fd;
+    struct flock l = { .l_type = type, .l_whence = SEEK_SET };
 
-    if (t->lock_pid == pid) {
-        return t->lock_fd;
+    return fcntl(fd, wait ? F_SETLKW : F_SETLK, &l);
+}
+
+static void rl2_ovr_repair(rl2_overrides_t *t, uint64_t seq);
+
+/* Take the writers' lock; without `wait`, RL2_ERR_STORE at once when
+ * another writer holds it. */
+static rl2_status_t
+rl2_ovr_lock_as(rl2_overrides_t *t, int wait, rl2_err_t *err)
+{
+    uint64_t seq;
+
+    if (!wait && pthread_mutex_trylock(&t->thread_lock) != 0) {
+        return rl2_err_set(err, RL2_ERR_STORE, "overrides %s: busy", t->name);
     }
-    fd = shm_open(t->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
-    if (fd < 0) {
-        return -1;
+    if (wait) {
+        pthread_mutex_lock(&t->thread_lock);
     }
-    if (t->lock_fd >= 0) {
-        close(t->lock_fd);
+    while (rl2_ovr_record_lock(t->lock_fd, F_WRLCK, wait) != 0) {
+        if (errno != EINTR) {
+            int e = errno;
+
+            pthread_mutex_unlock(&t->thread_lock);
+            return e == EAGAIN || e == EACCES
+                       ? rl2_err_set(err, RL2_ERR_STORE, "overrides %s: busy",
+                                     t->name)
+                       : rl2_err_set(err, RL2_ERR_SYS, "overrides %s: lock: %s",
+                                     t->name, strerror(e));
+        }
     }
-    t->lock_fd = fd;
-    t->lock_pid = pid;
-    return fd;
+    /* A writer that died between the two increments left it odd. */
+    seq = atomic_load_explicit(&t->shm->seq, memory_order_relaxed);
+    if ((seq & 1) || t->shm->writing) {
+        rl2_ovr_repair(t, seq);
+    }
+    return RL2_OK;
 }
 
 rl2_status_t
 rl2_ovr_lock(rl2_overrides_t *t, rl2_err_t *err)
 {
-    uint64_t seq;
-    int      fd;
-
-    pthread_mutex_lock(&t->thread_lock);
-    if ((fd = rl2_ovr_lock_fd(t)) < 0) {
-        int e = errno;
-
-        pthread_mutex_unlock(&t->thread_lock);
-        return rl2_err_set(err, RL2_ERR_SYS, "overrides %s: open: %s", t->name,
-                           strerror(e));
-    }
-    while (flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            int e = errno;
-
-            pthread_mutex_unlock(&t->thread_lock);
-            return rl2_err_set(err, RL2_ERR_SYS, "overrides %s: lock: %s",
-                               t->name, strerror(e));
-        }
-    }
-    /* A writer that died between the two increments left it odd. */
-    seq = atomic_load_explicit(&t->shm->seq, memory_order_relaxed);
-    if (seq & 1) {
-        atomic_store_explicit(&t->shm->seq, seq + 1, memory_order_release);
-    }
-    return RL2_OK;
+    return rl2_ovr_lock_as(t, 1, err);
 }
 
 void
 rl2_ovr_unlock(rl2_overrides_t *t)
 {
-    flock(t->lock_fd, LOCK_UN);
+    rl2_ovr_record_lock(t->lock_fd, F_UNLCK, 0);
     pthread_mutex_unlock(&t->thread_lock);
 }
 
@@ -138,8 +134,8 @@ uint64_t
 rl2_ovr_wait_even(const rl2_overrides_t *t)
 {
     /* Readers take no lock, but the mending below must not overtake a
-     * writer of this process (its flock is this handle's, so the
-     * non-blocking flock would not see it): its mutex is tried first. */
+     * writer of this process (a record lock does not exclude the
+     * process's own threads): its mutex is tried first. */
     pthread_mutex_t *mutex = (pthread_mutex_t *)&t->thread_lock;
     unsigned         spins = 0;
     uint64_t         seq;
@@ -148,15 +144,15 @@ rl2_ovr_wait_even(const rl2_overrides_t *t)
            & 1) {
         if (++spins % OVR_MEND_SPINS == 0
             && pthread_mutex_trylock(mutex) == 0) {
-            int fd = rl2_ovr_lock_fd((rl2_overrides_t *)t);
-
-            if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            if (rl2_ovr_record_lock(t->lock_fd, F_WRLCK, 0) == 0) {
                 /* No writer holds the lock: the one that made it odd
-                 * died.  Of several readers mending it, one does. */
+                 * died.  Of several readers mending it, one does (the
+                 * slots it left are the next writer's to mend:
+                 * rl2_ovr_repair). */
                 atomic_compare_exchange_strong_explicit(
                     &t->shm->seq, &seq, seq + 1, memory_order_release,
                     memory_order_relaxed);
-                flock(fd, LOCK_UN);
+                rl2_ovr_record_lock(t->lock_fd, F_UNLCK, 0);
             }
             pthread_mutex_unlock(mutex);
         }
@@ -168,6 +164,7 @@ rl2_ovr_wait_even(const rl2_overrides_t *t)
 static void
 rl2_ovr_write_begin(ovr_shm_t *s)
 {
+    s->writing = 1;
     atomic_fetch_add_explicit(&s->seq, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
 }
@@ -177,6 +174,7 @@ rl2_ovr_write_end(ovr_shm_t *s)
 {
     atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
     atomic_fetch_add_explicit(&s->version, 1, memory_order_relaxed);
+    s->writing = 0;
 }
 
 /* ---- slots --------------------------------------------------------------- */
@@ -289,6 +287,40 @@ rl2_ovr_purge(ovr_shm_t *s, int64_t now_us)
     }
     rl2_ovr_recount(s);
     return any;
+}
+
+/* Under the writers' lock, after a writer died half-way through a change
+ * (seq as found): its slots may be half-moved (a compaction empties
+ * every slot before it puts the entries back) or half-copied, and
+ * readers would take what is left for the table.  The state file has
+ * every change made before it (a change is saved after its slots are
+ * done, and the dead one was not): the table is made again from it.
+ * Without a state file the slots are all there is; they are recounted. */
+static void
+rl2_ovr_repair(rl2_overrides_t *t, uint64_t seq)
+{
+    ovr_shm_t  *s = t->shm;
+    rl2_clock_t now;
+    rl2_err_t   lost;
+
+    if (!(seq & 1)) {
+        atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
+    }
+    atomic_thread_fence(memory_order_release);
+    s->writing = 1;
+    if (t->state_file != NULL
+        && atomic_load_explicit(&s->loaded, memory_order_relaxed)) {
+        for (uint32_t i = 0; i < OVR_SLOTS; i++) {
+            atomic_store_explicit(&s->slots[i].state, OVR_EMPTY,
+                                  memory_order_relaxed);
+        }
+        s->gone = 0;
+        rl2_ovr_recount(s);
+        rl2_clock_now(&now);
+        (void)rl2_ovr_file_load(t, t->state_file, &now, &lost);
+    }
+    rl2_ovr_recount(s);
+    rl2_ovr_write_end(s);
 }
 
 rl2_status_t
@@ -462,8 +494,14 @@ rl2_ovr_undo(rl2_overrides_t *t, const rl2_override_t *made,
 rl2_status_t
 rl2_ovr_save(rl2_overrides_t *t, const rl2_clock_t *now, rl2_err_t *err)
 {
-    return t->state_file != NULL ? rl2_ovr_file_save(t, t->state_file, now, err)
-                                 : RL2_OK;
+    rl2_status_t st = t->state_file != NULL
+                          ? rl2_ovr_file_save(t, t->state_file, now, err)
+                          : RL2_OK;
+
+    if (st == RL2_OK) {
+        t->shm->saved_us = now->wall_us;
+    }
+    return st;
 }
 
 int
@@ -566,6 +604,51 @@ rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
     if (before != NULL) {
         *before = was;
     }
+    return st;
+}
+
+rl2_status_t
+rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
+                       const rl2_clock_t *now, int *made, rl2_err_t *err)
+{
+    ovr_shm_t     *s = t->shm;
+    rl2_override_t was;
+    rl2_status_t   st = RL2_OK;
+
+    *made = 0;
+    if (o->kind != RL2_OVR_BAN || !rl2_ovr_value_ok(o, err)
+        || rl2_ovr_expired(o, now->wall_us)) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "not a ban to set");
+    }
+    /* A request never queues behind another writer's file write. */
+    if ((st = rl2_ovr_lock_as(t, 0, err)) != RL2_OK) {
+        return st;
+    }
+    rl2_ovr_write_begin(s);
+    rl2_ovr_purge(s, now->wall_us);
+    if (rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target)) >= 0) {
+        st = RL2_OK;
+    }
+    else if (atomic_load_explicit(&s->used, memory_order_relaxed)
+             >= OVR_MAX_ENTRIES - OVR_RESERVED) {
+        st = rl2_err_set(err, RL2_ERR_STORE,
+                         "overrides %s: full for automatic bans (%u entries; "
+                         "the rest is left to operators)",
+                         t->name, OVR_MAX_ENTRIES - OVR_RESERVED);
+    }
+    else if ((st = rl2_ovr_put(t, o, &was, err)) == RL2_OK) {
+        *made = 1;
+    }
+    rl2_ovr_write_end(s);
+    /* Within a second of the last write the file waits for the next. */
+    if (*made
+        && !(now->wall_us >= s->saved_us
+             && now->wall_us - s->saved_us < OVR_AUTO_SAVE_US)
+        && (st = rl2_ovr_save(t, now, err)) != RL2_OK) {
+        rl2_ovr_undo(t, o, &was);
+        *made = 0;
+    }
+    rl2_ovr_unlock(t);
     return st;
 }
 
@@ -690,17 +773,14 @@ rl2_overrides_open(const char *zone, const char *state_file, unsigned mode,
         free(t);
         return rl2_err_set(err, RL2_ERR_NOMEM, "overrides: out of memory");
     }
-    st = rl2_shm_obj_open(t->name, sizeof(ovr_shm_t), OVR_MAGIC, OVR_VERSION,
-                          mode, &base, err);
+    /* The lock is taken on the object mapped, not on whatever the name
+     * names by the time it would be opened again. */
+    st = rl2_shm_obj_open_fd(t->name, sizeof(ovr_shm_t), OVR_MAGIC, OVR_VERSION,
+                             mode, &base, &t->lock_fd, err);
     if (st == RL2_OK) {
         t->shm = base;
         t->head.used = &t->shm->used;
         t->head.n_identity = &t->shm->n_identity;
-        t->lock_fd = shm_open(t->name, O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0);
-        t->lock_pid = getpid();
-        if (t->lock_fd < 0) {
-            st = rl2_shm_sys_err(err, "overrides", t->name, "open", errno);
-        }
     }
     if (st == RL2_OK) {
         st = rl2_ovr_fill(t, err);

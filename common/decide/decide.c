@@ -540,6 +540,8 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
         case RL2_RUNTIME_BYPASS:
             v->outcome = RL2_OUTCOME_BYPASS;
             return rl2_refund_committed(store, v->layers, first, now, err);
+        case RL2_RUNTIME_LATER:
+            return RL2_OK;
         default:
             break;
         }

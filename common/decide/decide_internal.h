@@ -118,8 +118,10 @@ void rl2_ctx_who(rl2_ctx_t *c, rl2_ovr_who_t *who);
 enum {
     RL2_RUNTIME_DECIDE = 0, /* go on with the rules */
     RL2_RUNTIME_BYPASS,     /* allowed at run time */
-    RL2_RUNTIME_REFUSE      /* banned, or the emergency allow-list: the
+    RL2_RUNTIME_REFUSE,     /* banned, or the emergency allow-list: the
                                verdict's refusal says which */
+    RL2_RUNTIME_LATER       /* nothing to decide before the user is known:
+                               the late phase decides it all */
 };
 
 /* Read the table for this client into c->ovr; one of the above. */

@@ -22,6 +22,7 @@
 #include "decide_internal.h"
 #include "algo/algo_internal.h"
 #include "base/base_internal.h"
+#include "control/control_internal.h"
 
 /* Retry-After of the emergency switch when it has no end. */
 #define RL2_EMERGENCY_RETRY_S 60
@@ -60,11 +61,24 @@ rl2_runtime_client(rl2_ctx_t *c)
             rl2_runtime_retry_s(o->ban_until_us, now->wall_us, 86400);
         return RL2_RUNTIME_REFUSE;
     }
+    /* Apache's access phase does not know the user yet, and this verdict
+     * goes on to fixups, which does: an allow must not let through a
+     * client a ban of its user refuses, and the emergency allow-list must
+     * not refuse a user it admits.  Either waits for that phase, as if
+     * this one had nothing to decide; a front end that decides every
+     * phase at once (ratelimit2-fcgi) never waits. */
+    int user_later = !(c->phase & RL2_PHASE_LATE)
+                     && rl2_overrides_name_identities(c->policy->overrides);
+
     if (o->allowed) {
-        return RL2_RUNTIME_BYPASS;
+        return user_later ? RL2_RUNTIME_LATER : RL2_RUNTIME_BYPASS;
     }
     if (o->emergency && o->emergency_ppm == 0
         && !(rl2_has_whitelist(c->policy) && rl2_whitelisted(c))) {
+        if (user_later
+            || (!(c->phase & RL2_PHASE_LATE) && c->policy->n_wl_users > 0)) {
+            return RL2_RUNTIME_LATER;
+        }
         v->refusal = RL2_REFUSAL_EMERGENCY;
         v->refusal_retry_s = rl2_runtime_retry_s(
             o->emergency_until_us, now->wall_us, RL2_EMERGENCY_RETRY_S);
@@ -101,6 +115,27 @@ rl2_runtime_scale_params(rl2_algo_params_t *p, uint32_t f, int64_t cost)
     }
 }
 
+/* limit's parameters scaled by f into s; 0 when a scaled count is one
+ * the algorithm cannot compute (the loader checked the limit as written,
+ * not 1000 times it: a sliding window's limit * window overflows, a
+ * bucket drains faster than a unit per microsecond, Redis loses
+ * exactness past 2^50). */
+static int
+rl2_runtime_scaled(rl2_limit_t *s, const rl2_limit_t *limit, uint32_t f)
+{
+    rl2_err_t ignored;
+
+    s->algo = limit->algo;
+    s->overflow = limit->overflow;
+    rl2_runtime_scale_params(&s->algo, f, limit->cost);
+    if (s->overflow.limit > 0) {
+        rl2_runtime_scale_params(&s->overflow, f, limit->cost);
+    }
+    return rl2_algo_params_check(&s->algo, &ignored) == RL2_OK
+           && (s->overflow.limit == 0
+               || rl2_algo_params_check(&s->overflow, &ignored) == RL2_OK);
+}
+
 static const rl2_limit_t *
 rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
                   const rl2_limit_t *limit)
@@ -123,9 +158,16 @@ rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
     s = &c->v->scaled[c->v->n_scaled++];
     *s = *limit;
     s->ttl_us = 0; /* worked out again from the new parameters */
-    rl2_runtime_scale_params(&s->algo, f, limit->cost);
-    if (s->overflow.limit > 0) {
-        rl2_runtime_scale_params(&s->overflow, f, limit->cost);
+    /* Too large a boost is taken as the largest that computes: halved
+     * towards x1 (the limit as the loader checked it) until it does.
+     * The loop goes past its first check only for a growing factor on a
+     * limit near the arithmetic's edge. */
+    while (!rl2_runtime_scaled(s, limit, f)) {
+        if (f <= RL2_OVR_FACTOR_ONE) {
+            c->v->n_scaled--; /* no factor then */
+            return limit;
+        }
+        f = RL2_OVR_FACTOR_ONE + (f - RL2_OVR_FACTOR_ONE) / 2;
     }
     /* Its RateLimit-Policy item is rendered with the scaled count. */
     s->sf_policy = NULL;
@@ -171,6 +213,28 @@ rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src)
 
 /* ---- automatic bans ------------------------------------------------------ */
 
+/* The refusing layer that counted this client itself, the shown one
+ * first; NULL when only limits the client shares with others refused it
+ * (global, route, or a header, whose value any client may send): those
+ * refuse a client for what others did, and an attacker who spends them
+ * must not get the clients that retry banned. */
+static const rl2_layer_t *
+rl2_abuse_layer(const rl2_verdict_t *v)
+{
+    for (size_t i = 0; i <= v->n_layers; i++) {
+        /* i == 0 looks at the shown layer, then every layer in order. */
+        const rl2_layer_t *l =
+            i == 0 ? &v->layers[v->shown] : &v->layers[i - 1];
+
+        if (l->refused && !l->dry_run && !l->limit->unlimited
+            && (l->limit->key == RL2_KEY_IP || l->limit->key == RL2_KEY_USER
+                || l->limit->key == RL2_KEY_APIKEY)) {
+            return l;
+        }
+    }
+    return NULL;
+}
+
 /* Whom a refusal by layer l bans, as an override target: the identity
  * the limit counted (an address, or an IPv6 network as keys group it; a
  * user; an API key's hash), else the client's address.  0, or -1 when
@@ -179,12 +243,18 @@ static int
 rl2_abuse_target(const rl2_ctx_t *c, const rl2_layer_t *l, char *out,
                  size_t size)
 {
+    rl2_override_t o;
+    rl2_err_t      err;
+
     switch (l->limit->key) {
     case RL2_KEY_USER:
-        if (c->req->user != NULL && c->req->user[0] != '\0') {
-            return (size_t)snprintf(out, size, "user:%s", c->req->user) < size
-                       ? 0
-                       : -1;
+        /* A user no target can hold (too long, control bytes) is banned
+         * by the address it came from rather than not at all. */
+        if (c->req->user != NULL && c->req->user[0] != '\0'
+            && (size_t)snprintf(out, size, "user:%s", c->req->user) < size
+            && rl2_override_target(NULL, RL2_OVR_BAN, out, &o, &err)
+                   == RL2_OK) {
+            return 0;
         }
         break;
     case RL2_KEY_APIKEY:
@@ -204,27 +274,25 @@ rl2_abuse_target(const rl2_ctx_t *c, const rl2_layer_t *l, char *out,
     return 0;
 }
 
-/* Count one event of `limit` for target in the store; returns the count
- * so far in its window (this one included), or -1 when the store did
- * not answer.  *over: the count went past the limit. */
-static int64_t
+/* One event of `limit` for target, counted in the store (peek: only
+ * looked at), into *l; -1 when the store did not answer. */
+static int
 rl2_abuse_count(rl2_store_t *store, const rl2_limit_t *limit,
-                const char *target, const rl2_clock_t *now, int *over)
+                const char *target, const rl2_clock_t *now, int peek,
+                rl2_layer_t *l)
 {
-    rl2_layer_t    l;
     rl2_err_t      err;
     rl2_hash_key_t seed = limit->key_seed;
 
-    memset(&l, 0, sizeof(l));
-    l.limit = limit;
-    snprintf(l.client, sizeof(l.client), "%s", target);
+    memset(l, 0, sizeof(*l));
+    l->limit = limit;
+    snprintf(l->client, sizeof(l->client), "%s", target);
     seed.k[15] ^= 0xff; /* never the key of a limit of the rules */
-    l.key = rl2_digest_keyed(&seed, target, strlen(target));
-    if (store->ops->apply(store, &l, 1, now, &err) != RL2_OK) {
-        return -1;
-    }
-    *over = l.refused;
-    return l.result.limit - l.result.remaining;
+    l->key = rl2_digest_keyed(&seed, target, strlen(target));
+    return (peek ? store->ops->peek : store->ops->apply)(store, l, 1, now, &err)
+                   == RL2_OK
+               ? 0
+               : -1;
 }
 
 /* The length of a client's next ban: ban × escalate^(bans it had in the
@@ -247,34 +315,48 @@ rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
 {
     const rl2_abuse_conf_t *a = &c->policy->abuse;
     rl2_verdict_t          *v = c->v;
-    const rl2_layer_t      *l = &v->layers[v->shown];
-    rl2_override_t          o, before;
+    const rl2_layer_t      *l = rl2_abuse_layer(v);
+    rl2_override_t          o;
     rl2_err_t               err;
-    int                     over = 0;
-    int64_t                 bans;
+    rl2_layer_t             d, b;
+    int                     crossed, made = 0;
+    int64_t                 n = 0;
 
-    if (rl2_abuse_target(c, l, v->banned_target, sizeof(v->banned_target)) != 0
-        || rl2_abuse_count(store, a->denied, v->banned_target, now, &over) < 0
-        || !over) {
+    if (l == NULL
+        || rl2_abuse_target(c, l, v->banned_target, sizeof(v->banned_target))
+               != 0
+        || rl2_abuse_count(store, a->denied, v->banned_target, now, 0, &d) != 0
+        || (!d.refused && d.result.remaining > 0)) {
         return;
     }
-    /* Past the limit of refusals: this is an offence, counted with the
-     * earlier ones to set the length of the ban. */
-    bans = rl2_abuse_count(store, a->offences, v->banned_target, now, &over);
+    /* The refusals' counter holds denials + 1 (config_abuse.c): the
+     * refusal that fills it crosses the threshold, once a window whatever
+     * process or server counts it, and is the offence, counted with the
+     * earlier ones to set the ban's length.  A refusal after it in the
+     * same window (a request in flight meanwhile, the client on another
+     * server, or the ban lifted) bans for that same offence: counting it
+     * again made a burst of parallel requests escalate a first ban. */
+    crossed = !d.refused;
+    if (rl2_abuse_count(store, a->offences, v->banned_target, now, !crossed, &b)
+        == 0) {
+        /* A peek reports what would be left after one more. */
+        n = b.result.limit - b.result.remaining - (crossed ? 0 : 1);
+    }
     memset(&o, 0, sizeof(o));
     if (rl2_override_target(c->policy, RL2_OVR_BAN, v->banned_target, &o, &err)
         != RL2_OK) {
         return;
     }
     o.created_us = now->wall_us;
-    o.expires_us = now->wall_us + rl2_abuse_ban_us(a, bans > 0 ? bans - 1 : 0);
+    o.expires_us = now->wall_us + rl2_abuse_ban_us(a, n > 1 ? n - 1 : 0);
     snprintf(o.author, sizeof(o.author), "abuse");
     snprintf(o.reason, sizeof(o.reason),
              "more than %lld refusals in %llds (rule %s, limit %s)",
              (long long)a->denials, (long long)(a->window_us / RL2_US_PER_S),
              l->rule->name, l->limit->name);
-    if (rl2_overrides_set(c->policy->overrides, &o, now, &before, &err)
-        == RL2_OK) {
+    if (rl2_overrides_ban_auto(c->policy->overrides, &o, now, &made, &err)
+            == RL2_OK
+        && made) {
         v->banned_for_s = (o.expires_us - now->wall_us) / RL2_US_PER_S;
         v->banned = 1;
     }

@@ -10,7 +10,7 @@
  *
  * The two counters behind it are built here as limits of their own, so
  * that the stores count them like any other: "abuse" (fixed window of
- * `denials`, keyed per client) and "abuse_bans" (the bans of the last
+ * `denials` + 1, keyed per client) and "abuse_bans" (the bans of the last
  * max_ban).  Every value is checked with file:line.
  */
 #include <string.h>
@@ -105,7 +105,10 @@ rl2_cfg_abuse(rl2_cfg_t *cfg, const config_setting_t *root)
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "max_ban"), RL2_ERR_CONFIG,
                             "abuse: 'max_ban' is shorter than 'ban'");
     }
-    RL2_TRY(rl2_cfg_abuse_limit(cfg, g, "abuse", a->denials, a->window_us,
+    /* denials + 1: the refusal that fills it is the one past the
+     * threshold, which no other refusal of the window can also be
+     * (runtime.c). */
+    RL2_TRY(rl2_cfg_abuse_limit(cfg, g, "abuse", a->denials + 1, a->window_us,
                                 &a->denied));
     /* Bans counted over max_ban: no client is banned more often than
      * once a second, so this count never refuses. */

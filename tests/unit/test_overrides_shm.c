@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -204,9 +205,11 @@ writer(const fixture_t *f, int hold_ms, int dies)
     if (pid == 0) {
         rl2_overrides_t *t;
         rl2_err_t        err;
+        /* The writers' lock: a record lock on the whole object. */
+        struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 
         if (rl2_overrides_open(f->zone, f->state, 0600, &t, &err) != RL2_OK
-            || flock(t->lock_fd, LOCK_EX) != 0) {
+            || fcntl(t->lock_fd, F_SETLKW, &l) != 0) {
             _exit(1);
         }
         atomic_fetch_add(&t->shm->seq, 1);
@@ -302,9 +305,10 @@ test_a_live_writer_is_waited_for(void **state)
 
 /* Children of the process that opened the table write through the handle
  * they inherited, as Apache's children do for automatic bans: a flock on
- * the inherited open file would be every child's at once, so each must
- * take its own.  Four children add 150 bans each at the same time; every
- * one of the 600 is in the table and in the state file afterwards. */
+ * the inherited open file would be every child's at once; the writers'
+ * lock is a record lock, which is each process's own.  Four children add 150
+ * bans each at the same time; every one of the 600 is in the table and in the
+ * state file afterwards. */
 static void
 test_forked_writers_exclude_each_other(void **state)
 {

@@ -6,8 +6,8 @@
  * the zone ("<zone>.overrides"), shared by every process of a host: the
  * web server's children, ratelimit2-fcgi, ratelimit2ctl.  Readers (every
  * request) never lock: a sequence counter tells them a write overlapped
- * their read, and they read again.  Writers take an exclusive flock on
- * the object, which the kernel releases if a writer dies.  Every change
+ * their read, and they read again.  Writers take an exclusive record lock
+ * on the object, which the kernel releases if a writer dies.  Every change
  * is also written to a state file (rewritten whole, atomically), from
  * which a new object is filled: overrides survive a restart and a reboot.
  *

@@ -1,0 +1,248 @@
+/*
+ * test_runtime.c -- what the runtime override table does to a decision
+ * (decide/runtime.c), as an attacker and an operator see it: a target
+ * written in another spelling of the same client, a boost that scales a
+ * limit past what its algorithm computes, the emergency switch and the
+ * allows in Apache's two phases.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "ratelimit2/overrides.h"
+#include "base/shm_obj_internal.h"
+#include "algo/algo_internal.h"
+
+#include "rl2_decide_test.h"
+
+#define POLICY \
+    "whitelist = { users = [ \"alice\" ]; };\n" \
+    "rules = ( { name = \"login\"; paths = [ \"/login\" ]; " \
+    "limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); }, " \
+    "{ name = \"big\"; paths = [ \"/big\" ]; " \
+    "limits = ( { rate = \"100000000/1h\"; algorithm = \"sliding_window\"; " \
+    "key = \"ip\"; } ); }, " \
+    "{ name = \"tb\"; paths = [ \"/tb\" ]; " \
+    "limits = ( { rate = \"1000/1s\"; algorithm = \"token_bucket\"; " \
+    "key = \"ip\"; } ); } );\n"
+
+typedef struct {
+    fixture_t        base;
+    rl2_overrides_t *table;
+} rt_fixture_t;
+
+static int
+setup(void **state)
+{
+    rt_fixture_t *a;
+    rl2_err_t     err;
+
+    setup_sized(state, POLICY, 1024, "runtime");
+    a = realloc(*state, sizeof(*a));
+    assert_non_null(a);
+    assert_int_equal(
+        rl2_overrides_open(a->base.zname, NULL, 0600, &a->table, &err), RL2_OK);
+    a->base.policy->overrides = a->table;
+    *state = a;
+    return 0;
+}
+
+static int
+teardown_rt(void **state)
+{
+    rt_fixture_t *a = *state;
+    char          name[128];
+    rl2_err_t     err;
+
+    rl2_overrides_close(a->table);
+    snprintf(name, sizeof(name), "%s.overrides", a->base.zname);
+    rl2_shm_obj_unlink(name, &err);
+    return teardown(state);
+}
+
+static const rl2_clock_t now = { .mono_us = 1000 * RL2_US_PER_S,
+                                 .wall_us = 1700000000 * RL2_US_PER_S };
+
+static void
+set(rt_fixture_t *a, rl2_ovr_kind_t kind, const char *target,
+    uint32_t factor_ppm)
+{
+    rl2_override_t o, before;
+    rl2_err_t      err;
+
+    memset(&o, 0, sizeof(o));
+    if (rl2_override_target(a->base.policy, kind, target, &o, &err) != RL2_OK) {
+        fail_msg("%s: %s", target, err.msg);
+    }
+    o.factor_ppm = factor_ppm;
+    if (rl2_overrides_set(a->table, &o, &now, &before, &err) != RL2_OK) {
+        fail_msg("%s: %s", target, err.msg);
+    }
+}
+
+static void
+decide(rt_fixture_t *a, const char *path, const char *ip, const char *user,
+       unsigned phase, rl2_verdict_t *v)
+{
+    rl2_request_t req = {
+        .method = "GET", .path = path, .peer_ip = ip, .user = user
+    };
+    rl2_err_t err;
+
+    if (rl2_decide(a->base.policy, NULL, 0, a->base.store, &req, phase, &now, v,
+                   &err)
+        != RL2_OK) {
+        fail_msg("%s", err.msg);
+    }
+}
+
+/* "::ffff:192.0.2.1" is how a dual-stack socket or a proxy may write an
+ * IPv4 client, and requests from it count as 192.0.2.1 (identity.c): a
+ * ban written so must refuse that client, and be listed in the one
+ * spelling, not be a second entry no request can ever match. */
+static void
+test_mapped_ban(void **state)
+{
+    rt_fixture_t  *a = *state;
+    rl2_verdict_t  v;
+    rl2_override_t o;
+    rl2_err_t      err;
+
+    set(a, RL2_OVR_BAN, "::ffff:192.0.2.1", 0);
+    rl2_verdict_init(&v);
+    decide(a, "/x", "192.0.2.1", NULL, RL2_PHASE_ALL, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+    rl2_verdict_init(&v);
+    decide(a, "/x", "::ffff:192.0.2.1", NULL, RL2_PHASE_ALL, &v);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+
+    /* A mapped network is the IPv4 network. */
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(rl2_override_target(NULL, RL2_OVR_BAN,
+                                         "::FFFF:198.51.100.77/120", &o, &err),
+                     RL2_OK);
+    assert_string_equal(o.target, "198.51.100.0/24");
+    assert_int_equal(
+        rl2_override_target(NULL, RL2_OVR_BAN, "::ffff:0:0/96", &o, &err),
+        RL2_OK);
+    assert_string_equal(o.target, "0.0.0.0/0");
+    /* ... and the listed spelling is IPv4's. */
+    assert_int_equal(rl2_overrides_list(a->table, RL2_OVR_BAN, &now, &o, 1), 1);
+    assert_string_equal(o.target, "192.0.2.1");
+}
+
+/* A boost scales a limit at run time, past the checks the loader made on
+ * it: 100,000,000 an hour is a sliding window the loader takes, but 100
+ * times that overflows its arithmetic (limit * window), and the limit
+ * then refused every request it was boosted to admit.  A scaled limit
+ * must stay one its algorithm computes (and Redis exactly). */
+static void
+test_boost_stays_computable(void **state)
+{
+    rt_fixture_t *a = *state;
+    rl2_verdict_t v;
+    rl2_err_t     err;
+
+    set(a, RL2_OVR_BOOST, "*", 100 * RL2_OVR_FACTOR_ONE);
+    rl2_verdict_init(&v);
+    decide(a, "/big", "192.0.2.5", NULL, RL2_PHASE_ALL, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_int_equal(v.n_layers, 1);
+    assert_true(v.layers[0].limit->algo.limit > 100000000);
+    assert_int_equal(rl2_algo_params_check(&v.layers[0].limit->algo, &err),
+                     RL2_OK);
+
+    /* A bucket of 1000/s boosted 1000 times would drain faster than one
+     * unit per microsecond, which a bucket cannot. */
+    set(a, RL2_OVR_BOOST, "*", 1000 * RL2_OVR_FACTOR_ONE);
+    rl2_verdict_init(&v);
+    decide(a, "/tb", "192.0.2.5", NULL, RL2_PHASE_ALL, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_true(v.layers[0].limit->algo.limit > 1000);
+    assert_int_equal(rl2_algo_params_check(&v.layers[0].limit->algo, &err),
+                     RL2_OK);
+}
+
+/* Apache decides a request in two phases: the access phase before
+ * authentication, without the user, then fixups with it.  Both phases go
+ * to one verdict, and it must come out as the one decision of a front end
+ * that knows everything at once (ratelimit2-fcgi). */
+static void
+decide_two_phases(rt_fixture_t *a, const char *ip, const char *user,
+                  rl2_verdict_t *v)
+{
+    rl2_verdict_init(v);
+    decide(a, "/x", ip, NULL, RL2_PHASE_EARLY, v);
+    decide(a, "/x", ip, user, RL2_PHASE_LATE, v);
+}
+
+/* The emergency switch's allow-list admits the whitelisted and the
+ * allowed; a user is one only once known: refused in the access phase,
+ * a whitelisted or allowed user was refused with 503 before logging in. */
+static void
+test_emergency_admits_users_in_two_phases(void **state)
+{
+    rt_fixture_t *a = *state;
+    rl2_verdict_t v;
+
+    set(a, RL2_OVR_EMERGENCY, "*", 0);
+    set(a, RL2_OVR_ALLOW, "user:carol", 0);
+    rl2_verdict_init(&v);
+    decide(a, "/x", "192.0.2.9", "alice", RL2_PHASE_ALL, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_BYPASS);
+
+    decide_two_phases(a, "192.0.2.9", "alice", &v); /* policy whitelist */
+    assert_int_equal(v.outcome, RL2_OUTCOME_BYPASS);
+    decide_two_phases(a, "192.0.2.9", "carol", &v); /* runtime allow */
+    assert_int_equal(v.outcome, RL2_OUTCOME_BYPASS);
+    decide_two_phases(a, "192.0.2.9", "bob", &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    assert_int_equal(v.refusal, RL2_REFUSAL_EMERGENCY);
+    decide_two_phases(a, "192.0.2.9", NULL, &v);
+    assert_int_equal(v.refusal, RL2_REFUSAL_EMERGENCY);
+}
+
+/* A ban outranks an allow (rl2_runtime_client).  An allow by address
+ * ended the decision in the access phase, so a banned user behind an
+ * allowed network (an office, a VPN) was let through by Apache and
+ * refused by ratelimit2-fcgi. */
+static void
+test_address_allow_keeps_user_ban(void **state)
+{
+    rt_fixture_t *a = *state;
+    rl2_verdict_t v;
+
+    set(a, RL2_OVR_ALLOW, "192.0.2.0/24", 0);
+    set(a, RL2_OVR_BAN, "user:mallory", 0);
+    rl2_verdict_init(&v);
+    decide(a, "/x", "192.0.2.9", "mallory", RL2_PHASE_ALL, &v);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+    decide_two_phases(a, "192.0.2.9", "mallory", &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+    decide_two_phases(a, "192.0.2.9", "alice", &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_BYPASS);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_mapped_ban, setup, teardown_rt),
+        cmocka_unit_test_setup_teardown(test_boost_stays_computable, setup,
+                                        teardown_rt),
+        cmocka_unit_test_setup_teardown(
+            test_emergency_admits_users_in_two_phases, setup, teardown_rt),
+        cmocka_unit_test_setup_teardown(test_address_allow_keeps_user_ban,
+                                        setup, teardown_rt),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
