@@ -223,6 +223,13 @@ rl2_ctl_change_table(const rl2_ctl_opts_t *o, const char *state,
         != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
+    /* With Redis (-R, or the policy's redis group), the fleet's table:
+     * the change goes to Redis first, or is refused. */
+    if (o->backend.redis_enabled
+        && rl2_overrides_redis_attach(t, &o->backend.redis, &err) != RL2_OK) {
+        rl2_overrides_close(t);
+        return rl2_ctl_fail(RL2_CTL_FAIL, "%s (nothing was changed)", err.msg);
+    }
     st = ch->remove ? rl2_overrides_remove(t, ch->o.kind, ch->o.target_kind,
                                            ch->o.target, now, before, &err)
                     : rl2_overrides_set(t, &ch->o, now, before, &err);

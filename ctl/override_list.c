@@ -146,6 +146,16 @@ rl2_ctl_overrides(const rl2_ctl_opts_t *o, int argc, char **argv)
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     rl2_clock_now(&now);
+    /* With Redis, what the fleet holds: the table synced first.  Redis
+     * out of reach: this host's last copy, said so on stderr. */
+    if (o->backend.redis_enabled
+        && (rl2_overrides_redis_attach(t, &o->backend.redis, &err) != RL2_OK
+            || rl2_overrides_redis_sync(t, &now, &err) != RL2_OK)) {
+        fprintf(stderr,
+                "ratelimit2ctl: overrides: %s: listing this host's last "
+                "copy\n",
+                err.msg);
+    }
     n = rl2_ctl_ovr_all(t, &now, &all);
     rl2_overrides_close(t);
     if (n < 0) {

@@ -174,6 +174,13 @@ rl2_cgi_overrides(rl2_cgi_t *c, const rl2_backend_conf_t *bc)
         fprintf(stderr, "ratelimit2-cgi: runtime overrides are off: %s\n",
                 err.msg);
     }
+    /* With Redis, the fleet's table, through this run's connections
+     * (the table is closed before the backend). */
+    else if (rl2_backend_overrides_attach(c->backend, c->overrides, &err)
+             != RL2_OK) {
+        fprintf(stderr, "ratelimit2-cgi: runtime overrides through Redis: %s\n",
+                err.msg);
+    }
     c->policy->overrides = c->overrides;
 }
 

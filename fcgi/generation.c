@@ -137,6 +137,15 @@ rl2_gens_overrides(rl2_gens_t *g, rl2_policy_t *policy)
                 rl2_log(LOG_WARNING, "%s", note.msg);
             }
             memcpy(g->overrides_state, path, sizeof(path));
+            /* With Redis, the fleet's table.  Its connections are its
+             * own: the table outlives the stores a reload replaces. */
+            if (g->backend.redis_enabled
+                && rl2_overrides_redis_attach(g->overrides, &g->backend.redis,
+                                              &err)
+                       != RL2_OK) {
+                rl2_log(LOG_ERR, "runtime overrides through Redis: %s",
+                        err.msg);
+            }
         }
     }
     else if (strcmp(path, g->overrides_state) != 0) {

@@ -653,13 +653,14 @@ rl2_zone_cleanup(void *data)
     (void)data;
     rl2_store = NULL;
     rl2_tiers = NULL;
-    rl2_backend_close(rl2_backend);
-    rl2_backend = NULL;
     /* Only this process's mapping goes: the table stays in shared memory
      * for the next generation's post_config (a graceful restart) and for
-     * the next start. */
+     * the next start.  Before the backend, whose Redis connections the
+     * table borrows. */
     rl2_overrides_close(rl2_ovr);
     rl2_ovr = NULL;
+    rl2_backend_close(rl2_backend);
+    rl2_backend = NULL;
     return APR_SUCCESS;
 }
 
@@ -730,6 +731,13 @@ rl2_overrides_attach(server_rec *s, const rl2_backend_conf_t *bc)
     else if (note.msg[0] != '\0') {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s, RL2_LOGNO(0024) "%s",
                      note.msg);
+    }
+    /* With Redis, the fleet's table: changes go to Redis first, and the
+     * requests keep this host's table a mirror of it (once a second). */
+    if (rl2_ovr != NULL
+        && rl2_backend_overrides_attach(rl2_backend, rl2_ovr, &err) != RL2_OK) {
+        return apr_psprintf(s->process->pool,
+                            "runtime overrides through Redis: %s", err.msg);
     }
     for (server_rec *vs = s; vs != NULL; vs = vs->next) {
         rl2_policy_t *p = rl2_policy_of(vs);

@@ -306,4 +306,87 @@ rl2_status_t rl2_ovr_redis_attach(rl2_overrides_t            *t,
                                   const rl2_ovr_redis_conf_t *rc,
                                   rl2_err_t                  *err);
 
+/* ---- beside ratelimit2/overrides.h, for decide/ and the tests: what
+ * the request path and the health output read (not installed) ---- */
+
+/* A kind's name back ("ban" ...); 0 for unknown. */
+rl2_ovr_kind_t rl2_ovr_kind_from_name(const char *name);
+
+/* Changes so far (every set and remove, and every purge of expired
+ * entries, adds one): caches of the table compare it. */
+uint64_t rl2_overrides_version(const rl2_overrides_t *t);
+
+/* What the health output shows of the mirror, for the whole host. */
+typedef struct {
+    int      redis;          /* a Redis side is attached */
+    int      reachable;      /* the last attempt reached Redis */
+    int64_t  tried_us;       /* wall clock of the last attempt; 0: none */
+    int64_t  synced_us;      /* ... of the last that reached Redis */
+    uint64_t redis_epoch;    /* which life of the hash the table holds */
+    uint64_t redis_version;  /* ... and which version of it */
+    uint64_t restores;       /* times a host's mirror went back to Redis */
+    uint32_t unreadable;     /* entries of Redis the last read skipped: not
+                                lines this version reads, or no room */
+    char error[RL2_ERR_MAX]; /* the last failure; "" after a success */
+} rl2_overrides_sync_t;
+
+void rl2_overrides_sync_status(const rl2_overrides_t *t,
+                               rl2_overrides_sync_t  *out);
+
+/* ---- what a request sees (decide.c) ---------------------------------- */
+
+/* Who a request comes from, as the table can match it. */
+typedef struct {
+    int            family;   /* AF_INET, AF_INET6; 0: no address */
+    const uint8_t *addr;     /* 16 bytes, IPv4 in the first 4 */
+    const char    *user;     /* authenticated user, or NULL */
+    const char    *key_hash; /* the API key's rl2_hash_id, or NULL */
+} rl2_ovr_who_t;
+
+/* The table's answer for one client, read once per request. */
+typedef struct {
+    int      banned;             /* refuse before any rule */
+    int64_t  ban_until_us;       /* wall clock; 0: no end */
+    int      allowed;            /* bypass every rule */
+    int      tier;               /* policy tier index, or -1: none */
+    int      emergency;          /* the switch is on */
+    uint32_t emergency_ppm;      /* its factor; 0: allow-list only */
+    int64_t  emergency_until_us; /* wall clock; 0: until switched off */
+} rl2_ovr_client_t;
+
+/* Nothing set (t may be NULL): the one test a request pays then. */
+static inline int
+rl2_overrides_idle(const rl2_overrides_t *t)
+{
+    const rl2_overrides_head_t *h = (const rl2_overrides_head_t *)t;
+
+    return h == NULL
+           || atomic_load_explicit(h->used, memory_order_relaxed) == 0;
+}
+
+/* Does some entry name a user or an API key (which a front end knows
+ * only after authentication)? */
+static inline int
+rl2_overrides_name_identities(const rl2_overrides_t *t)
+{
+    const rl2_overrides_head_t *h = (const rl2_overrides_head_t *)t;
+
+    return h != NULL
+           && atomic_load_explicit(h->n_identity, memory_order_relaxed) > 0;
+}
+
+void rl2_overrides_client(const rl2_overrides_t *t, const rl2_policy_t *p,
+                          const rl2_ovr_who_t *who, int64_t now_us,
+                          rl2_ovr_client_t *out);
+
+/* The factor (ppm) on the limits of `rule` for a client of `tier` (NULL:
+ * none): the boosts of the rule, of the tier and of "*", and the
+ * emergency factor, multiplied. */
+uint32_t rl2_overrides_factor(const rl2_overrides_t *t, const char *rule,
+                              const char *tier, int64_t now_us);
+
+/* A rule's mode as set at run time, else `mode`. */
+rl2_mode_t rl2_overrides_mode(const rl2_overrides_t *t, const char *rule,
+                              rl2_mode_t mode, int64_t now_us);
+
 #endif /* RL2_CONTROL_INTERNAL_H */

@@ -19,6 +19,7 @@
 
 #include "ratelimit2/decide.h"
 #include "ratelimit2/overrides.h"
+#include "control/control_internal.h"
 
 /* The longest API key in a header, bytes (Apache's longest header line);
  * a longer value is no key.  One in the query string is no key beyond

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "ratelimit2/overrides.h"
+#include "control/control_internal.h"
 
 /* "2", "0.5", "1.25" in ppm; -1 when it does not read. */
 static long long

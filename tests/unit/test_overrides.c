@@ -32,6 +32,7 @@
 
 #include "ratelimit2/config.h"
 #include "ratelimit2/overrides.h"
+#include "control/control_internal.h"
 #include "base/base_internal.h"
 #include "base/shm_obj_internal.h"
 
