@@ -323,6 +323,26 @@ rl2_ovr_repair(rl2_overrides_t *t, uint64_t seq)
     rl2_ovr_write_end(s);
 }
 
+/* Writers: o under key in the first slot its probe finds free (the
+ * caller checked there is room and that key is not there). */
+static void
+rl2_ovr_slot_insert(ovr_shm_t *s, rl2_digest_t key, const rl2_override_t *o)
+{
+    uint32_t at = (uint32_t)key.lo & OVR_MASK;
+
+    while (atomic_load_explicit(&s->slots[at].state, memory_order_relaxed)
+           == OVR_USED) {
+        at = (at + 1) & OVR_MASK;
+    }
+    if (atomic_load_explicit(&s->slots[at].state, memory_order_relaxed)
+        == OVR_GONE) {
+        s->gone--;
+    }
+    s->slots[at].key = key;
+    s->slots[at].o = *o;
+    atomic_store_explicit(&s->slots[at].state, OVR_USED, memory_order_relaxed);
+}
+
 rl2_status_t
 rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o, rl2_override_t *before,
             rl2_err_t *err)
@@ -330,7 +350,6 @@ rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o, rl2_override_t *before,
     ovr_shm_t   *s = t->shm;
     rl2_digest_t key = rl2_ovr_key(o->kind, o->target_kind, o->target);
     long         at = rl2_ovr_find(s, key);
-    uint32_t     free_at;
 
     if (at >= 0) {
         *before = s->slots[at].o;
@@ -349,19 +368,7 @@ rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o, rl2_override_t *before,
     if (s->gone > OVR_SLOTS / 4) {
         rl2_ovr_compact(s);
     }
-    free_at = (uint32_t)key.lo & OVR_MASK;
-    while (atomic_load_explicit(&s->slots[free_at].state, memory_order_relaxed)
-           == OVR_USED) {
-        free_at = (free_at + 1) & OVR_MASK;
-    }
-    if (atomic_load_explicit(&s->slots[free_at].state, memory_order_relaxed)
-        == OVR_GONE) {
-        s->gone--;
-    }
-    s->slots[free_at].key = key;
-    s->slots[free_at].o = *o;
-    atomic_store_explicit(&s->slots[free_at].state, OVR_USED,
-                          memory_order_relaxed);
+    rl2_ovr_slot_insert(s, key, o);
     rl2_ovr_recount(s);
     return RL2_OK;
 }
@@ -406,7 +413,6 @@ rl2_ovr_mirror_one(ovr_shm_t *s, const rl2_override_t *o, uint32_t *used)
 {
     rl2_digest_t key = rl2_ovr_key(o->kind, o->target_kind, o->target);
     long         at = rl2_ovr_find(s, key);
-    uint32_t     free_at;
 
     if (at >= 0) {
         if (memcmp(&s->slots[at].o, o, sizeof(*o)) != 0) {
@@ -417,19 +423,7 @@ rl2_ovr_mirror_one(ovr_shm_t *s, const rl2_override_t *o, uint32_t *used)
     if (*used >= OVR_MAX_ENTRIES) {
         return -1;
     }
-    free_at = (uint32_t)key.lo & OVR_MASK;
-    while (atomic_load_explicit(&s->slots[free_at].state, memory_order_relaxed)
-           == OVR_USED) {
-        free_at = (free_at + 1) & OVR_MASK;
-    }
-    if (atomic_load_explicit(&s->slots[free_at].state, memory_order_relaxed)
-        == OVR_GONE) {
-        s->gone--;
-    }
-    s->slots[free_at].key = key;
-    s->slots[free_at].o = *o;
-    atomic_store_explicit(&s->slots[free_at].state, OVR_USED,
-                          memory_order_relaxed);
+    rl2_ovr_slot_insert(s, key, o);
     (*used)++;
     return 0;
 }
