@@ -165,8 +165,10 @@ static const char rl2_ctl_manual[] =
     "    policy file and are not shown.  The zone is attached, never created:\n"
     "    status and reset need a server to have created it (or -R).  The\n"
     "    override table is created if missing: run ratelimit2ctl as the user\n"
-    "    the servers run as (root for Apache).  Overrides are local to the\n"
-    "    host: with Redis, each host has its own.\n";
+    "    the servers run as (root for Apache).  With Redis (-R, or the\n"
+    "    policy's redis group) the table is the fleet's: a change goes to\n"
+    "    Redis first, or is refused, and every server follows within about\n"
+    "    a second.\n";
 
 int
 rl2_ctl_fail(int status, const char *fmt, ...)

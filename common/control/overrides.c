@@ -614,6 +614,27 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
         || rl2_ovr_expired(o, now->wall_us)) {
         return rl2_err_set(err, RL2_ERR_INVALID, "not a ban to set");
     }
+    /* The fleet's table: the ban goes to Redis first, as an operator's
+     * does, so that every server refuses the client (a ban made here
+     * only would go at this host's next sync).  A ban already there, or
+     * a table left to operators, stays as it is. */
+    if (t->redis != NULL) {
+        rl2_override_t before;
+
+        if (rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target))
+            >= 0) {
+            return RL2_OK;
+        }
+        if (atomic_load_explicit(&s->used, memory_order_relaxed)
+            >= OVR_MAX_ENTRIES - OVR_RESERVED) {
+            return rl2_err_set(err, RL2_ERR_STORE,
+                               "overrides %s: full for automatic bans",
+                               t->name);
+        }
+        st = rl2_ovr_redis_set(t, o, now, &before, err);
+        *made = st == RL2_OK;
+        return st;
+    }
     /* A request never queues behind another writer's file write. */
     if ((st = rl2_ovr_lock_as(t, 0, err)) != RL2_OK) {
         return st;

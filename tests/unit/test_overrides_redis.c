@@ -572,6 +572,73 @@ test_decision_sees_a_ban_from_another_host(void **state)
     rl2_policy_free(p);
 }
 
+/* An automatic ban made on one host holds on another: it goes to Redis
+ * first, as an operator's does (made only in the host's own table, the
+ * next sync would take it away again). */
+static void
+test_automatic_ban_holds_on_another_host(void **state)
+{
+    static const char *text =
+        "abuse = { denials = \"1/1min\"; ban = \"10min\"; };\n"
+        "rules = ( { name = \"login\"; paths = [ \"/\" ];\n"
+        "            limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); }"
+        " );\n";
+    rl2_overrides_t *a = table("a"), *b = table("b");
+    rl2_policy_t    *p;
+    rl2_zone_t      *zone;
+    rl2_store_t     *local;
+    rl2_request_t    req = { .method = "POST",
+                             .path = "/",
+                             .peer_ip = "192.0.2.77" };
+    rl2_verdict_t    v;
+    rl2_clock_t      now = now_plus(0);
+    rl2_err_t        err;
+    char             zname[64];
+
+    (void)state;
+    zone_of("auto", zname, sizeof(zname));
+    assert_int_equal(rl2_config_load_string(text, "t.conf", NULL, &p, &err),
+                     RL2_OK);
+    assert_int_equal(
+        rl2_zone_open(zname, 1000, p->max_state_size, 0600, &zone, &err),
+        RL2_OK);
+    assert_int_equal(rl2_store_local_create(zone, &local, &err), RL2_OK);
+    p->overrides = a;
+    /* One admitted, then refusals until the second crosses "1/1min". */
+    for (int i = 0; i < 3; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(
+            rl2_decide(p, NULL, 0, local, &req, RL2_PHASE_ALL, &now, &v, &err),
+            RL2_OK);
+        now.mono_us += 1000;
+    }
+    assert_int_equal(v.banned, 1);
+    assert_string_equal(v.banned_target, "192.0.2.77");
+    /* In Redis, and so, at its next sync, on the other host. */
+    {
+        redisReply *r =
+            admin_cmd(admin, "HEXISTS %s %s", HASH, "ban\t192.0.2.77");
+
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
+    now.mono_us += SEC;
+    assert_int_equal(rl2_overrides_redis_sync(b, &now, &err), RL2_OK);
+    p->overrides = b;
+    req.path = "/elsewhere";
+    rl2_verdict_init(&v);
+    assert_int_equal(
+        rl2_decide(p, NULL, 0, local, &req, RL2_PHASE_ALL, &now, &v, &err),
+        RL2_OK);
+    assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+
+    p->overrides = NULL;
+    rl2_store_destroy(local);
+    rl2_zone_close(zone);
+    rl2_zone_unlink(zname, &err);
+    rl2_policy_free(p);
+}
+
 /* Through the backend: the table uses the Redis store's connection of
  * this thread (no connection of its own) and its circuit (no sync while
  * it is open). */
@@ -763,6 +830,7 @@ main(void)
         T(test_state_file_remembers_the_mirror),
         T(test_unreadable_entries_are_skipped_and_counted),
         T(test_decision_sees_a_ban_from_another_host),
+        T(test_automatic_ban_holds_on_another_host),
         T(test_backend_lends_connections_and_circuit),
         T(test_overrides_key_option),
         T(test_sentinel_master_shared_with_a_direct_host),
