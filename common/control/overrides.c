@@ -601,6 +601,30 @@ rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
     return st;
 }
 
+/* May an automatic ban add o?  Not when the table has it already (*st
+ * RL2_OK: the ban stands as it is) nor when only the room left to
+ * operators remains (*st RL2_ERR_STORE). */
+static int
+rl2_ovr_auto_room(const rl2_overrides_t *t, const rl2_override_t *o,
+                  rl2_status_t *st, rl2_err_t *err)
+{
+    const ovr_shm_t *s = t->shm;
+
+    *st = RL2_OK;
+    if (rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target)) >= 0) {
+        return 0;
+    }
+    if (atomic_load_explicit(&s->used, memory_order_relaxed)
+        >= OVR_MAX_ENTRIES - OVR_RESERVED) {
+        *st = rl2_err_set(err, RL2_ERR_STORE,
+                          "overrides %s: full for automatic bans (%u "
+                          "entries; the rest is left to operators)",
+                          t->name, OVR_MAX_ENTRIES - OVR_RESERVED);
+        return 0;
+    }
+    return 1;
+}
+
 rl2_status_t
 rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
                        const rl2_clock_t *now, int *made, rl2_err_t *err)
@@ -621,15 +645,8 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
     if (t->redis != NULL) {
         rl2_override_t before;
 
-        if (rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target))
-            >= 0) {
-            return RL2_OK;
-        }
-        if (atomic_load_explicit(&s->used, memory_order_relaxed)
-            >= OVR_MAX_ENTRIES - OVR_RESERVED) {
-            return rl2_err_set(err, RL2_ERR_STORE,
-                               "overrides %s: full for automatic bans",
-                               t->name);
+        if (!rl2_ovr_auto_room(t, o, &st, err)) {
+            return st;
         }
         st = rl2_ovr_redis_set(t, o, now, &before, err);
         *made = st == RL2_OK;
@@ -641,17 +658,8 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
     }
     rl2_ovr_write_begin(s);
     rl2_ovr_purge(s, now->wall_us);
-    if (rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target)) >= 0) {
-        st = RL2_OK;
-    }
-    else if (atomic_load_explicit(&s->used, memory_order_relaxed)
-             >= OVR_MAX_ENTRIES - OVR_RESERVED) {
-        st = rl2_err_set(err, RL2_ERR_STORE,
-                         "overrides %s: full for automatic bans (%u entries; "
-                         "the rest is left to operators)",
-                         t->name, OVR_MAX_ENTRIES - OVR_RESERVED);
-    }
-    else if ((st = rl2_ovr_put(t, o, &was, err)) == RL2_OK) {
+    if (rl2_ovr_auto_room(t, o, &st, err)
+        && (st = rl2_ovr_put(t, o, &was, err)) == RL2_OK) {
         *made = 1;
     }
     rl2_ovr_write_end(s);
