@@ -29,8 +29,19 @@ OUT=build/fuzz
 mkdir -p "$OUT"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -Icommon/include -Icommon \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
+# The core is compiled once, on every CPU, and linked into each target:
+# five targets each compiling the whole core took two minutes of make
+# check.  -fsanitize=fuzzer with -c instruments without linking
+# libFuzzer's main, which only the targets' link adds.
+OBJ="$OUT/obj"
+rm -rf "$OBJ"
+mkdir -p "$OBJ"
+export CFLAGS OBJ
+printf '%s\n' common/*/*.c | xargs -P "$(nproc)" -I{} sh -c \
+    'o="$OBJ/$(echo "$1" | tr / _ | sed "s/\.c\$/.o/")"; clang $CFLAGS -c -o "$o" "$1"' \
+    sh {}
 for t in $TARGETS; do
-    clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" common/*/*.c \
+    clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" "$OBJ"/*.o \
         -lconfig -lhiredis -lpthread -lrt
 done
 # what TARGET -- the code a target drives, for the record.
