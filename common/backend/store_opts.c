@@ -222,6 +222,15 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
         rc->command_timeout_ms = (int)n;
     }
     else if (strcmp(name, "overrides_key") == 0) {
+        /* Checked here too, not only with the whole connection, so that a
+         * policy file's error names the key's own line. */
+        if (value[0] == '\0' || strpbrk(value, "{} \t\r\n") != NULL) {
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "redis: overrides_key=\"%.60s\": expected a "
+                               "name without '{', '}' or white space (it is "
+                               "put in a hash tag)",
+                               value);
+        }
         return rl2_so_copy("redis", name, value, rc->overrides_key,
                            sizeof(rc->overrides_key), err);
     }

@@ -24,7 +24,8 @@
 #include "load_internal.h"
 
 static const char *const rl2_redis_keys[] = {
-    "server", "db", "user", "password", "connect_timeout", "timeout", NULL
+    "server",          "db",      "user",          "password",
+    "connect_timeout", "timeout", "overrides_key", NULL
 };
 static const char *const rl2_failover_keys[] = { "mode", "share", "probe",
                                                  "failures", NULL };

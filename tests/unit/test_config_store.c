@@ -36,6 +36,7 @@ static const char *const full =
     "  server = \"10.1.2.3:6380\";\n"
     "  db = 3; user = \"rl\"; password = \"s3cret\";\n"
     "  connect_timeout = 250; timeout = 40;\n"
+    "  overrides_key = \"site1:overrides\";\n"
     "};\n"
     "failover = { mode = \"closed\"; share = 0.25; probe = 500;\n"
     "             failures = 4; };\n"
@@ -63,6 +64,7 @@ test_every_store_key_is_read(void **state)
     assert_string_equal(c->redis.password, "s3cret");
     assert_int_equal(c->redis.connect_timeout_ms, 250);
     assert_int_equal(c->redis.command_timeout_ms, 40);
+    assert_string_equal(c->redis.overrides_key, "site1:overrides");
     assert_int_equal(c->failover_mode, RL2_FAILOVER_CLOSED);
     assert_int_equal(c->local_share_ppm, 250000);
     assert_int_equal(c->circuit.probe_interval_ms, 500);
@@ -187,6 +189,8 @@ test_bad_values_name_file_and_line(void **state)
           "redis: connect_timeout=60001: expected" },
         { "redis = {\n server = \"h:1\"; user = \"u\"; };", 1,
           "needs a password" },
+        { "redis = { server = \"h:1\";\n overrides_key = \"a{b}\"; };", 2,
+          "overrides_key" },
         { "redis = { server = \"h:1\";\n tls = true; };", 2,
           "unknown key 'tls'" },
         { "failover = {\n mode = \"sideways\"; };", 2, "sideways" },
