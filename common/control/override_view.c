@@ -6,7 +6,8 @@
  * Read as rl2_overrides_list() reads: without a lock, again when a
  * writer came in between.  A scrape or a page copies only what it
  * shows (at most `max` entries), never the whole table: 12,288 entries
- * are about 5 MB.
+ * are about 5 MB.  A table that holds nothing is not scanned: its slots'
+ * pages, never written, take no memory until something reads them.
  */
 #include <string.h>
 
@@ -67,6 +68,11 @@ rl2_overrides_count_bans(rl2_overrides_t *t, const rl2_clock_t *now,
 {
     uint64_t seq;
 
+    *operator_n = 0;
+    *auto_n = 0;
+    if (rl2_overrides_idle(t)) {
+        return;
+    }
     do {
         *operator_n = 0;
         *auto_n = 0;
@@ -121,6 +127,10 @@ rl2_overrides_newest(rl2_overrides_t *t, int automatic, const rl2_clock_t *now,
     uint64_t       seq;
 
     max = max < RL2_OVR_NEWEST_MAX ? max : RL2_OVR_NEWEST_MAX;
+    *shown = 0;
+    if (rl2_overrides_idle(t)) {
+        return 0;
+    }
     do {
         n = 0;
         kept = 0;

@@ -298,7 +298,9 @@ rl2_health_overrides(rl2_overrides_t *t, char *buf, size_t len)
     rl2_clock_now(&now);
     rl2_overrides_sync(t, &now);
     rl2_overrides_sync_status(t, &st);
-    entries = rl2_overrides_list(t, 0, &now, NULL, 0);
+    /* An idle table is not scanned (its pages take no memory). */
+    entries =
+        rl2_overrides_idle(t) ? 0 : rl2_overrides_list(t, 0, &now, NULL, 0);
     if (!st.redis) {
         snprintf(buf, len,
                  ",\"overrides\":{\"source\":\"local\",\"entries\":%zu}",
