@@ -143,10 +143,14 @@ rl2_out(void *ctx, const char *s, size_t n)
     ap_rwrite(s, (int)n, ctx);
 }
 
+/* The state the pages show; the override table is the one r's server
+ * decides with (NULL where its policy turns overrides off). */
 static void
-rl2_mod_metrics_env(rl2_metrics_env_t *env)
+rl2_mod_metrics_env(request_rec *r, rl2_metrics_env_t *env)
 {
-    rl2_backend_t *b = rl2_module_backend();
+    rl2_backend_t  *b = rl2_module_backend();
+    rl2_srv_conf_t *conf =
+        ap_get_module_config(r->server->module_config, &ratelimit2_module);
 
     if (b != NULL) {
         rl2_backend_env(b, env);
@@ -157,6 +161,7 @@ rl2_mod_metrics_env(rl2_metrics_env_t *env)
     }
     env->generation = rl2_generation;
     env->uptime_s = apr_time_sec(apr_time_now() - rl2_started);
+    env->overrides = conf->policy != NULL ? conf->policy->overrides : NULL;
 }
 
 /* Answer one of the three pages (kind 1: metrics, 2: health, 3: status);
@@ -174,7 +179,7 @@ rl2_serve(request_rec *r, int kind)
     if (r->method_number != M_GET) {
         return HTTP_METHOD_NOT_ALLOWED;
     }
-    rl2_mod_metrics_env(&env);
+    rl2_mod_metrics_env(r, &env);
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     if (kind == 1) {
         ap_set_content_type(r, "text/plain; version=0.0.4; charset=utf-8");

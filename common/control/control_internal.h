@@ -14,6 +14,8 @@
  *   audit_read.c      the audit file read back
  *   override_redis.c  the fleet-wide table: writes through Redis first,
  *                     each host's table a mirror of the Redis hash
+ *   override_view.c   what the status page, metrics and health read: bans
+ *                     by origin, the newest entries
  *
  * decide/ takes the request path's sync from here, and backend/ the
  * Redis side it lends its store's connections to.
@@ -332,6 +334,33 @@ typedef struct {
 
 void rl2_overrides_sync_status(const rl2_overrides_t *t,
                                rl2_overrides_sync_t  *out);
+
+/* ---- override_view.c: for the status page and the metrics (obs/) ---- */
+
+/* The author of every automatic ban (decide/runtime.c), which marks it
+ * so: its reason ends "(rule RULE, limit LIMIT)". */
+#define RL2_OVR_AUTO_AUTHOR "abuse"
+
+/* Is o an automatic ban? */
+int rl2_override_is_auto(const rl2_override_t *o);
+
+/* The rule an automatic ban names in its reason into buf ("" when o is
+ * not one, or names none); cut to size. */
+void rl2_ovr_auto_rule(const rl2_override_t *o, char *buf, size_t size);
+
+/* Bans in force now: those of operators (every author but the
+ * automatic one) and the automatic ones. */
+void rl2_overrides_count_bans(rl2_overrides_t *t, const rl2_clock_t *now,
+                              size_t *operator_n, size_t *auto_n);
+
+/* The newest active entries of one origin (automatic: the automatic
+ * bans; else every other entry), newest first: at most max of them, and
+ * at most RL2_OVR_NEWEST_MAX, into out (*shown: how many).  Returns how
+ * many there are in all. */
+#define RL2_OVR_NEWEST_MAX 500
+size_t rl2_overrides_newest(rl2_overrides_t *t, int automatic,
+                            const rl2_clock_t *now, rl2_override_t *out,
+                            size_t max, size_t *shown);
 
 /* ---- what a request sees (decide.c) ---------------------------------- */
 

@@ -349,7 +349,7 @@ rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
     }
     o.created_us = now->wall_us;
     o.expires_us = now->wall_us + rl2_abuse_ban_us(a, n > 1 ? n - 1 : 0);
-    snprintf(o.author, sizeof(o.author), "abuse");
+    snprintf(o.author, sizeof(o.author), "%s", RL2_OVR_AUTO_AUTHOR);
     snprintf(o.reason, sizeof(o.reason),
              "more than %lld refusals in %llds (rule %s, limit %s)",
              (long long)a->denials, (long long)(a->window_us / RL2_US_PER_S),

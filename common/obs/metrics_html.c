@@ -4,21 +4,33 @@
  * reference), in the spirit of mod_status.  Shows the store, circuit and
  * zone, then per rule the allowed and denied requests of each minute of
  * the last hour as a stacked bar chart, then the top limited and
- * near-limit clients.
+ * near-limit clients, then the runtime overrides in force and the newest
+ * automatic bans.  Whatever a client or an operator wrote (a user name
+ * in a target, a reason) is escaped.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
 #include "metrics_internal.h"
+#include "control/control_internal.h"
 #include "store/store_internal.h"
 
 #define CHART_W 600
 #define CHART_H 120
 #define BAR_W   (CHART_W / RL2_METRICS_MINUTES)
+
+/* Entries the page lists: operators' overrides and automatic bans, the
+ * newest first; ratelimit2ctl lists them all. */
+#define PAGE_OVERRIDES 200
+#define PAGE_AUTO_BANS 50
+
+/* A text escaped, at most 6 bytes for one ("&quot;"), and its NUL. */
+#define ESCAPED(n) (6 * (n) + 8)
 
 typedef mx_out_t page_t;
 
@@ -28,11 +40,12 @@ rl2_html_escape(const char *s, char *buf, size_t len)
     size_t o = 0;
 
     for (; *s != '\0' && o + 7 < len; s++) {
-        const char *e = *s == '<'   ? "&lt;"
-                        : *s == '>' ? "&gt;"
-                        : *s == '&' ? "&amp;"
-                        : *s == '"' ? "&quot;"
-                                    : NULL;
+        const char *e = *s == '<'    ? "&lt;"
+                        : *s == '>'  ? "&gt;"
+                        : *s == '&'  ? "&amp;"
+                        : *s == '"'  ? "&quot;"
+                        : *s == '\'' ? "&#39;"
+                                     : NULL;
 
         if (e != NULL) {
             memcpy(buf + o, e, strlen(e));
@@ -200,6 +213,167 @@ rl2_page_top(page_t *p, const char *title, const rl2_metrics_top_t *t, size_t n,
     rl2_mx_put(p, "</table>\n");
 }
 
+/* ---- runtime overrides ---- */
+
+/* What an entry has left: "no end", or "N s". */
+static const char *
+rl2_page_left(const rl2_override_t *o, int64_t now_us, char *buf, size_t len)
+{
+    if (o->expires_us == 0) {
+        return "no end";
+    }
+    snprintf(buf, len, "%" PRId64 " s",
+             (o->expires_us - now_us + RL2_US_PER_S - 1) / RL2_US_PER_S);
+    return buf;
+}
+
+/* One table cell holding text escaped (a piece of its own: the longest,
+ * a reason, is under rl2_mx_put's 1023 bytes once escaped). */
+static void
+rl2_page_cell(page_t *p, const char *text)
+{
+    char h[ESCAPED(RL2_OVR_REASON_MAX)];
+
+    rl2_mx_put(p, "<td>%s</td>", rl2_html_escape(text, h, sizeof(h)));
+}
+
+/* The mirror of the fleet's table: in sync, or stale since when. */
+static void
+rl2_page_mirror(page_t *p, rl2_overrides_t *t, int64_t now_wall_s)
+{
+    rl2_overrides_sync_t st;
+    char                 cut[150], h[ESCAPED(sizeof(cut))];
+
+    rl2_overrides_sync_status(t, &st);
+    if (!st.redis) {
+        rl2_mx_put(p, "<p>This host's table (no Redis side).</p>\n");
+        return;
+    }
+    if (st.reachable && st.synced_us != 0) {
+        rl2_mx_put(p,
+                   "<p>Mirror of the fleet's table in Redis: in sync "
+                   "(last sync %" PRId64 " s ago).</p>\n",
+                   now_wall_s - st.synced_us / RL2_US_PER_S);
+        return;
+    }
+    if (st.synced_us != 0) {
+        rl2_mx_put(p,
+                   "<p class=\"bad\">Mirror of the fleet's table in Redis: "
+                   "stale since %" PRId64 " s ago",
+                   now_wall_s - st.synced_us / RL2_US_PER_S);
+    }
+    else {
+        rl2_mx_put(p, "<p class=\"bad\">Mirror of the fleet's table in "
+                      "Redis: never synced");
+    }
+    /* Cut before it is escaped, to stay one piece of rl2_mx_put. */
+    snprintf(cut, sizeof(cut), "%.*s", (int)sizeof(cut) - 1, st.error);
+    rl2_mx_put(p, "%s%s.</p>\n", cut[0] != '\0' ? ": " : "",
+               rl2_html_escape(cut, h, sizeof(h)));
+}
+
+static void
+rl2_page_more(page_t *p, size_t all, size_t shown)
+{
+    if (all > shown) {
+        rl2_mx_put(p,
+                   "<p>%zu more not shown (the newest %zu are); "
+                   "<code>ratelimit2ctl overrides</code> lists them "
+                   "all.</p>\n",
+                   all - shown, shown);
+    }
+}
+
+/* Operators' overrides: kind, target, value, time left, reason,
+ * author. */
+static void
+rl2_page_set(page_t *p, rl2_overrides_t *t, const rl2_clock_t *now,
+             rl2_override_t *o)
+{
+    size_t shown,
+        all = rl2_overrides_newest(t, 0, now, o, PAGE_OVERRIDES, &shown);
+    char value[RL2_OVR_NAME_MAX + 16], left[32];
+
+    rl2_mx_put(p, "<h3>Set by operators (%zu)</h3>\n", all);
+    if (all == 0) {
+        rl2_mx_put(p, "<p>none</p>\n");
+        return;
+    }
+    rl2_mx_put(p, "<table class=\"overrides\"><tr><th>kind</th>"
+                  "<th>target</th><th>value</th><th>time left</th>"
+                  "<th>reason</th><th>author</th></tr>\n");
+    for (size_t i = 0; i < shown; i++) {
+        const char *kind = rl2_ovr_kind_name(o[i].kind);
+
+        rl2_ovr_value_text(&o[i], value, sizeof(value));
+        rl2_mx_put(p, "<tr>");
+        rl2_page_cell(p, kind != NULL ? kind : "?");
+        rl2_page_cell(p, o[i].target);
+        rl2_page_cell(p, value);
+        rl2_page_cell(p,
+                      rl2_page_left(&o[i], now->wall_us, left, sizeof(left)));
+        rl2_page_cell(p, o[i].reason);
+        rl2_page_cell(p, o[i].author);
+        rl2_mx_put(p, "</tr>\n");
+    }
+    rl2_mx_put(p, "</table>\n");
+    rl2_page_more(p, all, shown);
+}
+
+/* Automatic bans: target, rule, time left, when made. */
+static void
+rl2_page_auto(page_t *p, rl2_overrides_t *t, const rl2_clock_t *now,
+              rl2_override_t *o)
+{
+    size_t shown,
+        all = rl2_overrides_newest(t, 1, now, o, PAGE_AUTO_BANS, &shown);
+    char rule[RL2_NAME_MAX + 1], left[32];
+
+    rl2_mx_put(p, "<h3>Automatic bans (%zu)</h3>\n", all);
+    if (all == 0) {
+        rl2_mx_put(p, "<p>none</p>\n");
+        return;
+    }
+    rl2_mx_put(p, "<table class=\"auto-bans\"><tr><th>target</th>"
+                  "<th>rule</th><th>time left</th><th>banned</th></tr>\n");
+    for (size_t i = 0; i < shown; i++) {
+        rl2_ovr_auto_rule(&o[i], rule, sizeof(rule));
+        rl2_mx_put(p, "<tr>");
+        rl2_page_cell(p, o[i].target);
+        rl2_page_cell(p, rule);
+        rl2_page_cell(p,
+                      rl2_page_left(&o[i], now->wall_us, left, sizeof(left)));
+        rl2_mx_put(p, "<td>%" PRId64 " s ago</td></tr>\n",
+                   (now->wall_us - o[i].created_us) / RL2_US_PER_S);
+    }
+    rl2_mx_put(p, "</table>\n");
+    rl2_page_more(p, all, shown);
+}
+
+static void
+rl2_page_overrides(page_t *p, rl2_overrides_t *t)
+{
+    rl2_clock_t     now;
+    rl2_override_t *o;
+
+    rl2_mx_put(p, "<h2>Runtime overrides</h2>\n");
+    if (t == NULL) {
+        rl2_mx_put(p, "<p>off</p>\n");
+        return;
+    }
+    /* About 80 KiB: not on a thread's stack. */
+    o = malloc(PAGE_OVERRIDES * sizeof(*o));
+    if (o == NULL) {
+        rl2_mx_put(p, "<p class=\"bad\">not shown: out of memory</p>\n");
+        return;
+    }
+    rl2_clock_now(&now);
+    rl2_page_mirror(p, t, now.wall_us / RL2_US_PER_S);
+    rl2_page_set(p, t, &now, o);
+    rl2_page_auto(p, t, &now, o);
+    free(o);
+}
+
 void
 rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
                  int64_t now_wall_s, rl2_out_fn out, void *ctx)
@@ -245,5 +419,6 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
                  m != NULL ? rl2_metrics_top_limited(m, top) : 0, now_wall_s);
     rl2_page_top(&p, "Clients near a limit (80% or more used)", top,
                  m != NULL ? rl2_metrics_top_near(m, top) : 0, now_wall_s);
+    rl2_page_overrides(&p, env->overrides);
     rl2_mx_put(&p, "</body></html>\n");
 }

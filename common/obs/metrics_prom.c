@@ -15,6 +15,7 @@
 #include "ratelimit2/failover.h"
 #include "ratelimit2/metrics.h"
 #include "metrics_internal.h"
+#include "control/control_internal.h"
 #include "store/store_internal.h"
 
 typedef mx_out_t prom_t;
@@ -178,6 +179,29 @@ rl2_prom_refunds(prom_t *p, const rl2_metrics_env_t *e)
                     "Refunds queued for Redis now.", e->refunds_pending);
 }
 
+/* Bans in force, counted from the table when scraped: a request never
+ * pays for the gauge. */
+static void
+rl2_prom_bans(prom_t *p, const rl2_metrics_env_t *e)
+{
+    size_t      op = 0, au = 0;
+    rl2_clock_t now;
+
+    if (e->overrides != NULL) {
+        rl2_clock_now(&now);
+        rl2_overrides_count_bans(e->overrides, &now, &op, &au);
+    }
+    rl2_prom_family(
+        p, "ratelimit2_bans_active", "gauge",
+        "Bans in force now in the runtime override table, by origin "
+        "(operator: ratelimit2ctl or the admin interface; auto: policy "
+        "abuse).");
+    rl2_mx_put(p,
+               "ratelimit2_bans_active{origin=\"operator\"} %zu\n"
+               "ratelimit2_bans_active{origin=\"auto\"} %zu\n",
+               op, au);
+}
+
 static void
 rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
 {
@@ -205,6 +229,7 @@ rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
                         "Live keys evicted from the local zone to make room.",
                         e->zone.evictions);
     }
+    rl2_prom_bans(p, e);
     rl2_prom_single(p, "ratelimit2_policy_generation", "gauge",
                     "Generation of the policy in force (1 at start).",
                     e->generation);
@@ -251,12 +276,55 @@ rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
 
 /* ---- health ---------------------------------------------------------- */
 
+/* The override table's part of the health answer into buf ("" without
+ * a table); returns whether the mirror is stale (a Redis side whose
+ * last sync did not reach Redis). */
+static int
+rl2_health_overrides(rl2_overrides_t *t, char *buf, size_t len)
+{
+    rl2_overrides_sync_t st;
+    rl2_clock_t          now;
+    char                 at[28], when[32] = "null";
+    size_t               entries;
+    int                  in_sync;
+
+    buf[0] = '\0';
+    if (t == NULL) {
+        return 0;
+    }
+    /* A host no request reaches syncs no more: the check brings the
+     * mirror up to date when a sync is due, as a request would, so that
+     * what it says is now's. */
+    rl2_clock_now(&now);
+    rl2_overrides_sync(t, &now);
+    rl2_overrides_sync_status(t, &st);
+    /* An idle table is not scanned (its pages take no memory). */
+    entries =
+        rl2_overrides_idle(t) ? 0 : rl2_overrides_list(t, 0, &now, NULL, 0);
+    if (!st.redis) {
+        snprintf(buf, len,
+                 ",\"overrides\":{\"source\":\"local\",\"entries\":%zu}",
+                 entries);
+        return 0;
+    }
+    in_sync = st.reachable && st.synced_us != 0;
+    if (st.synced_us != 0) {
+        rl2_audit_time_format(st.synced_us, at);
+        snprintf(when, sizeof(when), "\"%s\"", at);
+    }
+    snprintf(buf, len,
+             ",\"overrides\":{\"source\":\"redis\",\"in_sync\":%s,"
+             "\"last_sync\":%s,\"entries\":%zu}",
+             in_sync ? "true" : "false", when, entries);
+    return !in_sync;
+}
+
 int
 rl2_metrics_health(const rl2_metrics_env_t *e, char *buf, size_t len)
 {
     static const char *const states[] = { "closed", "open", "half_open" };
-    char                     store[96], zone[160] = "";
-    int                      code = e->refusing ? 503 : 200;
+    char                     store[96], zone[160] = "", ovr[160];
+    int                      stale, code = e->refusing ? 503 : 200;
 
     if (e->redis) {
         snprintf(store, sizeof(store),
@@ -278,10 +346,13 @@ rl2_metrics_health(const rl2_metrics_env_t *e, char *buf, size_t len)
                      ? (double)e->zone.used / (double)e->zone.entries
                      : 0.0);
     }
+    stale = rl2_health_overrides(e->overrides, ovr, sizeof(ovr));
     snprintf(buf, len,
              "{\"status\":\"%s\",\"generation\":%lu,\"store\":%s"
-             "%s,\"uptime\":%" PRId64 "}\n",
-             code == 200 ? "ok" : "unavailable", e->generation, store, zone,
-             e->uptime_s);
+             "%s%s,\"uptime\":%" PRId64 "}\n",
+             code != 200 ? "unavailable"
+             : stale     ? "degraded"
+                         : "ok",
+             e->generation, store, zone, ovr, e->uptime_s);
     return code;
 }

@@ -4,7 +4,10 @@
 # file: a quota of 100 split across both admits exactly 100.  Then Redis
 # is SIGKILLed: the authorizer keeps answering on local counters
 # (failover local), with no 5xx; and a daemon in failover "closed" answers
-# 503 with Retry-After.
+# 503 with Retry-After.  The authorizer's health says its runtime
+# override table mirrors Redis, in sync; while Redis is down, not in sync
+# since the last sync (status "degraded"); in sync again once Redis is
+# back.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 redis_start_first
@@ -66,6 +69,23 @@ for _ in $(seq 1 100); do [ -S "$S" ] && break; sleep 0.05; done
 h=$(fcgi_health "$S")
 like "health says the store is redis, circuit closed" \
     '"store":"redis","circuit":"closed"' "$h"
+like "health: the override table mirrors Redis, in sync" \
+    '^\{"status":"ok",.*"overrides":\{"source":"redis","in_sync":true,"last_sync":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{15}Z","entries":0\}' \
+    "$h"
+
+# health_until REGEX -- the health JSON once it matches REGEX (5 s at
+# most; a sync is due once a second), else the last one; requests go
+# through lighttpd meanwhile, so that the circuit moves on.
+health_until() {
+    local h
+    for _ in $(seq 1 50); do
+        h=$(fcgi_health "$S")
+        printf '%s\n' "$h" | grep -Eq -- "$1" && break
+        code "http://127.0.0.1:$PL/free/x" >/dev/null
+        sleep 0.1
+    done
+    printf '%s\n' "$h"
+}
 
 # ---- one quota across Apache and lighttpd ----
 quota_guard
@@ -118,6 +138,11 @@ is "redis down: the local zone enforces 100 (local failover)" 100 "$n"
 h=$(fcgi_health "$S")
 like "health shows the circuit open" \
     '"store":"redis","circuit":"(open|half_open)"' "$h"
+h=$(health_until '"in_sync":false')
+like "redis down: the overrides mirror is not in sync, since its last sync" \
+    '"overrides":\{"source":"redis","in_sync":false,"last_sync":"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{15}Z","entries":0\}' \
+    "$h"
+like "redis down: health says degraded" '^\{"status":"degraded",' "$h"
 sleep 0.5
 like "a redis_down alert was sent" 'event=redis_down' "$(cat "$LOG")"
 
@@ -147,6 +172,12 @@ is "-O without -R: exit 2" 2 $?
 is "-F with a bad mode: exit 2" 2 $?
 like "-F error names the option" '^ratelimit2-fcgi: -F: failover' \
     "$(cat "$T_DIR/bad2.log")"
+
+# ---- Redis back: the mirror in sync again ----
+redis_start || not_ok "redis-server starts again"
+h=$(health_until '"in_sync":true')
+like "redis back: the overrides mirror is in sync again" \
+    '^\{"status":"ok",.*"overrides":\{"source":"redis","in_sync":true,' "$h"
 
 lighttpd_stop "$D"
 apache_stop "$A"

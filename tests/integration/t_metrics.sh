@@ -141,8 +141,8 @@ is "metrics are protected by Require" 403 \
 # ---- health ----
 h=$(curl -s "$U/rl2/health")
 is "health: 200" 200 "$(code "$U/rl2/health")"
-like "health: JSON with generation, store, zone and uptime" \
-    '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":1000,"used":[0-9]+,"evictions":0,"occupancy":0\.[0-9]+\},"uptime":[0-9]+\}$' \
+like "health: JSON with generation, store, zone, overrides and uptime" \
+    '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":1000,"used":[0-9]+,"evictions":0,"occupancy":0\.[0-9]+\},"overrides":\{"source":"local","entries":0\},"uptime":[0-9]+\}$' \
     "$h"
 
 # ---- status page in headless Chromium ----

@@ -17,7 +17,12 @@
 # from the state file once the object is gone), a SIGHUP reload and a
 # restart of ratelimit2-fcgi; the CGI wrapper reads it too.  Without
 # its state directory a server starts, serves and says so, and a change
-# is refused rather than made and lost.
+# is refused rather than made and lost.  What the servers show of the
+# table: Apache's status page lists an operator's ban of a user named
+# <script> (escaped) and, apart, an automatic ban a client earned (policy
+# abuse) with its rule; ratelimit2_bans_active counts each origin in
+# Apache's and ratelimit2-fcgi's metrics; health says the table is the
+# host's own ("source":"local") and how many entries it holds.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 SET="$BUILD/tools/rl2_override_set"
@@ -77,10 +82,15 @@ retry_between() {
 D=$T_DIR/apache
 P=$(free_port)
 Z=$(zone_name ap)
-AS=$T_DIR/apache.overrides
+# The state file's folder is writable by Apache's children (User
+# nobody), which write automatic bans to it; a ban of ours (root)
+# replaces the file they wrote, hence no sticky bit.
+mkdir -p "$T_DIR/astate"
+chmod 777 "$T_DIR/astate"
+AS=$T_DIR/astate/apache.overrides
 A="http://127.0.0.1:$P"
 apache_conf "$D" "$P" event
-site_pages "$D/htdocs" api dr private
+site_pages "$D/htdocs" api dr ab private
 htpasswd -cbB "$D/htpasswd" alice alice-pw >/dev/null 2>&1
 htpasswd -bB "$D/htpasswd" bob bob-pw >/dev/null 2>&1
 
@@ -88,9 +98,11 @@ htpasswd -bB "$D/htpasswd" bob bob-pw >/dev/null 2>&1
 policy() {
     cat >"$D/policy.conf" <<POL
 overrides = { state_file = "$AS"; ban_status = $1; };
+abuse = { denials = "20/1min"; ban = "10min"; };
 rules = (
   { name = "api"; paths = "/api/**"; limits = ( { rate = "3/hour"; } ); },
   { name = "dr"; paths = "/dr/**"; limits = ( { rate = "1/hour"; } ); },
+  { name = "ab"; paths = "/ab/**"; limits = ( { rate = "1/hour"; } ); },
   { name = "site"; paths = "/**"; limits = ( { rate = "100000/hour"; } ); }
 );
 POL
@@ -103,6 +115,18 @@ echo 'overrides = { enabled = false; };' >"$D/off.conf"
 cat >>"$D/site.conf" <<CONF
 RateLimit2Zone $Z 1000
 RateLimit2Policy "$D/policy.conf"
+<Location /rl2>
+    RateLimit2Engine Off
+</Location>
+<Location /rl2/status>
+    SetHandler ratelimit2-status
+</Location>
+<Location /rl2/metrics>
+    SetHandler ratelimit2-metrics
+</Location>
+<Location /rl2/health>
+    SetHandler ratelimit2-health
+</Location>
 <Location /private>
     AuthType Basic
     AuthName private
@@ -219,6 +243,45 @@ is "without credentials the server still asks for them" 401 \
 is "her ban removed, alice is served" 200 \
     "$(code -u alice:alice-pw "$A/private/x")"
 
+# ---- what Apache shows: status page, metrics, health ----
+# bans_active ORIGIN URL -- the gauge's value for ORIGIN.
+bans_active() {
+    curl -s "$2" | sed -n "s/^ratelimit2_bans_active{origin=\"$1\"} //p"
+}
+is "no ban yet: bans_active 0 for operators and automatic bans" "0 0" \
+    "$(bans_active operator "$A/rl2/metrics") $(bans_active auto "$A/rl2/metrics")"
+"$SET" "$Z" "$AS" set ban 'user:<script>alert(1)</script>'
+# 127.0.0.3 is refused by rule ab (1/hour) more than 20 times a minute:
+# the 21st refusal bans it (policy abuse), and the next request says so.
+# Up to 50 tries: the refusals' window may turn over on the way.
+for _ in $(seq 1 50); do
+    fetch "$A/ab/x" --interface 127.0.0.3
+    case $B in *'"error":"banned"'*) break ;; esac
+done
+like "a client refused too often is banned automatically" '"error":"banned"' \
+    "$B"
+is "bans_active: the operator's ban and the automatic one" "1 1" \
+    "$(bans_active operator "$A/rl2/metrics") $(bans_active auto "$A/rl2/metrics")"
+curl -s "$A/rl2/status" >"$T_DIR/status.html"
+is "the status page holds no markup of the user's name" "" \
+    "$(grep -o '<script' "$T_DIR/status.html")"
+like "the status page lists the operator's ban, its target escaped" \
+    '<tr><td>ban</td><td>user:&lt;script&gt;alert\(1\)&lt;/script&gt;</td><td>banned</td><td>no end</td><td>test</td><td>rl2_override_set</td></tr>' \
+    "$(cat "$T_DIR/status.html")"
+like "the status page lists the automatic ban apart, with its rule" \
+    '<h3>Automatic bans \(1\)</h3>.*<tr><td>127\.0\.0\.3</td><td>ab</td><td>(599|600) s</td>' \
+    "$(tr -d '\n' <"$T_DIR/status.html")"
+like "the status page says the table is the host's own" \
+    "<p>This host's table \(no Redis side\)\.</p>" \
+    "$(cat "$T_DIR/status.html")"
+like "health: the table is the host's own, with its 2 entries" \
+    '^\{"status":"ok",.*"overrides":\{"source":"local","entries":2\},"uptime":[0-9]+\}$' \
+    "$(curl -s "$A/rl2/health")"
+"$SET" "$Z" "$AS" remove ban 'user:<script>alert(1)</script>'
+"$SET" "$Z" "$AS" remove ban 127.0.0.3
+is "both bans removed: bans_active 0 and 0" "0 0" \
+    "$(bans_active operator "$A/rl2/metrics") $(bans_active auto "$A/rl2/metrics")"
+
 # ---- graceful restart, stop and start ----
 "$SET" "$Z" "$AS" set ban 127.0.0.1
 policy 403
@@ -258,7 +321,8 @@ rules = ( { name = "site"; paths = "/**";
 POL
 }
 fpolicy 429
-fcgi_start daemon -c "$T_DIR/fpolicy.conf" -s "127.0.0.1:$FP" -z "$FZ" -t 4
+fcgi_start daemon -c "$T_DIR/fpolicy.conf" -s "127.0.0.1:$FP" -z "$FZ" -t 4 \
+    -m /rl2/metrics
 sed "s|\"port\" *=> 9000|\"port\" => $FP|" \
     "$RL2_ROOT/conf/fcgi/lighttpd-ratelimit2.conf" >"$L/ratelimit2.conf"
 cat >"$L/lighttpd.conf" <<CONF
@@ -281,6 +345,11 @@ is "lighttpd: 127.0.0.1 is served before any override" 200 \
 "$SET" "$FZ" "$FS" set ban 127.0.0.1
 fetch "$F/a.txt"
 is "lighttpd: a ban of 127.0.0.1 is refused with 429" 429 "$C"
+is "ratelimit2-fcgi's metrics: bans_active 1 for operators, 0 automatic" \
+    "1 0" "$("$FCGI_CLIENT" -r responder "127.0.0.1:$FP" \
+    REMOTE_ADDR=127.0.0.1 REQUEST_METHOD=GET REQUEST_URI=/rl2/metrics \
+    | sed -n 's/^ratelimit2_bans_active{origin="\(operator\|auto\)"} //p' \
+    | tr '\n' ' ' | sed 's/ $//')"
 retry_between "lighttpd: the ban's 429" 86400 86400
 like "lighttpd: the ban's body says banned" '"error":"banned"' "$B"
 like "ratelimit2-fcgi logs the ban" 'limit=\(banned\)' \

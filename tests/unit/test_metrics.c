@@ -4,7 +4,9 @@
  * rebinding, the outcome of each kind of verdict, the minute ring, the
  * top-client table, event=limited and ban_candidate lines per client,
  * exact counts from several processes at once, the exposition and the
- * health answer.
+ * health answer; the runtime overrides in the exposition, the health
+ * answer and the status page (escaped), and a mirror that cannot reach
+ * Redis shown as such.
  *
  * Verdicts are built by hand from a policy loaded from text, so each test
  * says exactly which layers refused, ran dry or used an overflow.
@@ -33,6 +35,8 @@
 #include "base/base_internal.h"
 #include "store/store_internal.h"
 #include "obs/metrics_internal.h"
+#include "control/control_internal.h"
+#include "base/shm_obj_internal.h"
 
 #define WATCHDOG_S 60
 #define T0_WALL_US 1704164645000000LL /* 2024-01-02 03:04:05 UTC */
@@ -594,16 +598,161 @@ test_health(void **state)
                                 "\"failover\":\"closed\","));
 }
 
+/* ---- the runtime overrides shown ---- */
+
+static char ovr_zone[64], ovr_shm[80];
+
+static rl2_overrides_t *
+ovr_table(void)
+{
+    rl2_overrides_t *t = NULL;
+    rl2_err_t        err;
+
+    snprintf(ovr_zone, sizeof(ovr_zone), "/rl2test-%ld-mxovr", (long)getpid());
+    snprintf(ovr_shm, sizeof(ovr_shm), "%s.overrides", ovr_zone);
+    rl2_shm_obj_unlink(ovr_shm, NULL);
+    assert_int_equal(rl2_overrides_open(ovr_zone, NULL, 0600, &t, &err),
+                     RL2_OK);
+    return t;
+}
+
+static void
+ovr_close(rl2_overrides_t *t)
+{
+    rl2_overrides_close(t);
+    rl2_shm_obj_unlink(ovr_shm, NULL);
+}
+
+/* An operator's ban of a user whose name is markup, with a reason that
+ * is too, and an automatic ban as decide/runtime.c makes one. */
+static void
+ovr_fill(rl2_overrides_t *t, const rl2_clock_t *at)
+{
+    rl2_override_t o, before;
+    rl2_err_t      err;
+    int            made = 0;
+
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(rl2_override_target(policy, RL2_OVR_BAN,
+                                         "user:<script>alert(1)</script>", &o,
+                                         &err),
+                     RL2_OK);
+    o.created_us = at->wall_us;
+    snprintf(o.reason, sizeof(o.reason), "spam \"<b>\" & 'more'");
+    snprintf(o.author, sizeof(o.author), "<i>root</i>");
+    assert_int_equal(rl2_overrides_set(t, &o, at, &before, &err), RL2_OK);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(
+        rl2_override_target(policy, RL2_OVR_BAN, "203.0.113.9", &o, &err),
+        RL2_OK);
+    o.created_us = at->wall_us;
+    o.expires_us = at->wall_us + 600 * RL2_US_PER_S;
+    snprintf(o.author, sizeof(o.author), "%s", RL2_OVR_AUTO_AUTHOR);
+    snprintf(o.reason, sizeof(o.reason),
+             "more than 5 refusals in 60s (rule login, limit login)");
+    assert_int_equal(rl2_overrides_ban_auto(t, &o, at, &made, &err), RL2_OK);
+    assert_int_equal(made, 1);
+}
+
+static void
+test_overrides_shown(void **state)
+{
+    rl2_overrides_t  *t = ovr_table();
+    rl2_metrics_env_t env = { 0 };
+    rl2_clock_t       real;
+    char              buf[1024];
+
+    (void)state;
+    env.circuit = -1;
+    prom_len = 0;
+    rl2_metrics_prom(m, &env, collect, NULL);
+    assert_non_null(strstr(prom, "# TYPE ratelimit2_bans_active gauge\n"
+                                 "ratelimit2_bans_active{origin=\"operator\"} "
+                                 "0\nratelimit2_bans_active{origin=\"auto\"} "
+                                 "0\n"));
+    prom_len = 0;
+    rl2_metrics_html(m, &env, T0_WALL_US / RL2_US_PER_S, collect, NULL);
+    assert_non_null(strstr(prom, "<h2>Runtime overrides</h2>\n<p>off</p>"));
+
+    rl2_clock_now(&real);
+    ovr_fill(t, &real);
+    env.overrides = t;
+    prom_len = 0;
+    rl2_metrics_prom(m, &env, collect, NULL);
+    assert_non_null(strstr(prom, "\nratelimit2_bans_active{origin=\"operator\"}"
+                                 " 1\nratelimit2_bans_active{origin=\"auto\"} "
+                                 "1\n"));
+    assert_int_equal(rl2_metrics_health(&env, buf, sizeof(buf)), 200);
+    assert_string_equal(buf, "{\"status\":\"ok\",\"generation\":0,\"store\":"
+                             "\"local\",\"overrides\":{\"source\":\"local\","
+                             "\"entries\":2},\"uptime\":0}\n");
+
+    prom_len = 0;
+    rl2_metrics_html(m, &env, real.wall_us / RL2_US_PER_S, collect, NULL);
+    /* Nothing a client or an operator wrote comes out as markup. */
+    assert_null(strstr(prom, "<script"));
+    assert_null(strstr(prom, "<b>"));
+    assert_null(strstr(prom, "<i>"));
+    assert_non_null(strstr(prom, "<p>This host's table (no Redis side).</p>"));
+    assert_non_null(strstr(prom, "<h3>Set by operators (1)</h3>"));
+    assert_non_null(strstr(prom,
+                           "<tr><td>ban</td><td>user:&lt;script&gt;alert(1)"
+                           "&lt;/script&gt;</td><td>banned</td>"
+                           "<td>no end</td><td>spam &quot;&lt;b&gt;&quot; "
+                           "&amp; &#39;more&#39;</td>"
+                           "<td>&lt;i&gt;root&lt;/i&gt;</td></tr>"));
+    assert_non_null(strstr(prom, "<h3>Automatic bans (1)</h3>"));
+    assert_non_null(strstr(prom, "<tr><td>203.0.113.9</td><td>login</td>"
+                                 "<td>600 s</td><td>0 s ago</td></tr>"));
+    ovr_close(t);
+}
+
+/* A table whose Redis side cannot be reached: the health check's sync
+ * fails, and the answer says the mirror is stale (200, "degraded"). */
+static void
+test_overrides_mirror_unreachable(void **state)
+{
+    rl2_overrides_t  *t = ovr_table();
+    rl2_metrics_env_t env = { 0 };
+    rl2_redis_conf_t  rc;
+    rl2_err_t         err;
+    char              buf[1024];
+
+    (void)state;
+    rl2_redis_conf_init(&rc);
+    snprintf(rc.host, sizeof(rc.host), "127.0.0.1");
+    rc.port = 1; /* nothing listens */
+    rc.connect_timeout_ms = 200;
+    assert_int_equal(rl2_overrides_redis_attach(t, &rc, &err), RL2_OK);
+    env.circuit = -1;
+    env.overrides = t;
+    assert_int_equal(rl2_metrics_health(&env, buf, sizeof(buf)), 200);
+    assert_string_equal(buf, "{\"status\":\"degraded\",\"generation\":0,"
+                             "\"store\":\"local\",\"overrides\":{\"source\":"
+                             "\"redis\",\"in_sync\":false,\"last_sync\":null,"
+                             "\"entries\":0},\"uptime\":0}\n");
+    /* The store refusing every request says more: 503. */
+    env.refusing = 1;
+    assert_int_equal(rl2_metrics_health(&env, buf, sizeof(buf)), 503);
+    assert_non_null(strstr(buf, "{\"status\":\"unavailable\","));
+    prom_len = 0;
+    rl2_metrics_html(m, &env, T0_WALL_US / RL2_US_PER_S, collect, NULL);
+    assert_non_null(strstr(prom, "<p class=\"bad\">Mirror of the fleet's table "
+                                 "in Redis: never synced: redis 127.0.0.1:1"));
+    ovr_close(t);
+}
+
 int
 main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_outcomes),       T(test_names_survive_rebind),
-        T(test_too_many_names), T(test_minute_ring),
-        T(test_top_clients),    T(test_limited_lines),
-        T(test_zone_alerts),    T(test_processes),
-        T(test_prometheus),     T(test_health),
+        T(test_outcomes),        T(test_names_survive_rebind),
+        T(test_too_many_names),  T(test_minute_ring),
+        T(test_top_clients),     T(test_limited_lines),
+        T(test_zone_alerts),     T(test_processes),
+        T(test_prometheus),      T(test_health),
+        T(test_overrides_shown), T(test_overrides_mirror_unreachable),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,9 @@
  * remove and list with what each change replaced; expiry; the state file
  * (round trip, a damaged line, a save that fails and leaves the table as
  * it was); address lookups by longest prefix, 10,000 bans included;
- * factors, rule modes, and the two counters a request reads first.
+ * factors, rule modes, and the two counters a request reads first; what
+ * the status page and the metrics read: bans by origin, the newest
+ * entries of one origin, an automatic ban's rule.
  *
  * Every test has a zone name of its own ("/rl2test-PID-ovrN") and a
  * temporary directory for its state file; both are removed afterwards.
@@ -1350,6 +1352,186 @@ test_idle_and_identity_counters(void **state)
     rl2_overrides_close(t);
 }
 
+/* ---- what the status page and the metrics read (override_view.c) ---- */
+
+/* An automatic ban of target, made at made_us for ttl_s, as
+ * decide/runtime.c makes one. */
+static void
+auto_ban(rl2_overrides_t *t, const char *target, int64_t made_us, int64_t ttl_s)
+{
+    rl2_override_t o = ovr(RL2_OVR_BAN, target);
+    rl2_clock_t    now = at(made_us);
+    rl2_err_t      err = { "" };
+    int            made = 0;
+
+    o.created_us = made_us;
+    o.expires_us = made_us + ttl_s * S;
+    snprintf(o.author, sizeof(o.author), "%s", RL2_OVR_AUTO_AUTHOR);
+    snprintf(o.reason, sizeof(o.reason),
+             "more than 5 refusals in 60s (rule login, limit login)");
+    if (rl2_overrides_ban_auto(t, &o, &now, &made, &err) != RL2_OK) {
+        fail_msg("automatic ban %s: %s", target, err.msg);
+    }
+    assert_int_equal(made, 1);
+}
+
+static void
+test_bans_counted_by_origin(void **state)
+{
+    rl2_overrides_t *t = open_table(NULL);
+    rl2_override_t   o;
+    rl2_clock_t      now = at(T0_US);
+    size_t           op = 99, au = 99;
+
+    (void)state;
+    rl2_overrides_count_bans(t, &now, &op, &au);
+    assert_int_equal(op, 0);
+    assert_int_equal(au, 0);
+    o = ovr(RL2_OVR_BAN, "192.0.2.1");
+    set_ok(t, &o, T0_US, NULL);
+    o = ovr(RL2_OVR_BAN, "user:mallory");
+    set_ok(t, &o, T0_US, NULL);
+    o = ovr(RL2_OVR_BAN, "198.51.100.0/24");
+    o.expires_us = T0_US + 10 * S;
+    set_ok(t, &o, T0_US, NULL);
+    o = ovr(RL2_OVR_ALLOW, "192.0.2.2"); /* not a ban */
+    set_ok(t, &o, T0_US, NULL);
+    auto_ban(t, "203.0.113.1", T0_US, 60);
+    auto_ban(t, "203.0.113.2", T0_US, 60);
+    auto_ban(t, "203.0.113.3", T0_US, 5);
+    rl2_overrides_count_bans(t, &now, &op, &au);
+    assert_int_equal(op, 3);
+    assert_int_equal(au, 3);
+    /* Expired entries count no more, before any write purges them. */
+    now = at(T0_US + 10 * S);
+    rl2_overrides_count_bans(t, &now, &op, &au);
+    assert_int_equal(op, 2);
+    assert_int_equal(au, 2);
+    /* An operator's ban of the same target replaces the automatic one,
+     * and counts as the operator's. */
+    o = ovr(RL2_OVR_BAN, "203.0.113.1");
+    set_ok(t, &o, T0_US + 10 * S, NULL);
+    rl2_overrides_count_bans(t, &now, &op, &au);
+    assert_int_equal(op, 3);
+    assert_int_equal(au, 1);
+    rl2_overrides_close(t);
+}
+
+static void
+test_newest_entries_of_one_origin(void **state)
+{
+    rl2_overrides_t *t = open_table(NULL);
+    rl2_override_t   o, out[RL2_OVR_NEWEST_MAX + 1];
+    rl2_clock_t      now = at(T0_US + 100 * S);
+    char             a[32];
+    size_t           shown = 99;
+
+    (void)state;
+    assert_int_equal(rl2_overrides_newest(t, 1, &now, out, 50, &shown), 0);
+    assert_int_equal(shown, 0);
+    /* 60 automatic bans, one a second, in an order unlike their slots'. */
+    for (int i = 0; i < 60; i++) {
+        int k = (i * 37) % 60;
+
+        addr_of(k, a, sizeof(a));
+        auto_ban(t, a, T0_US + k * S, 3600);
+    }
+    o = ovr(RL2_OVR_TIER, "user:alice");
+    snprintf(o.tier, sizeof(o.tier), "pro");
+    o.created_us = T0_US + 30 * S;
+    set_ok(t, &o, T0_US + 30 * S, NULL);
+    o = ovr(RL2_OVR_BAN, "user:<script>");
+    o.created_us = T0_US + 40 * S;
+    set_ok(t, &o, T0_US + 40 * S, NULL);
+
+    assert_int_equal(rl2_overrides_newest(t, 1, &now, out, 50, &shown), 60);
+    assert_int_equal(shown, 50);
+    for (size_t i = 0; i < shown; i++) {
+        assert_true(rl2_override_is_auto(&out[i]));
+        assert_int_equal(out[i].created_us, T0_US + (int64_t)(59 - i) * S);
+    }
+    addr_of(59, a, sizeof(a));
+    assert_string_equal(out[0].target, a);
+
+    /* The operators' entries: every other one, newest first. */
+    assert_int_equal(rl2_overrides_newest(t, 0, &now, out, 50, &shown), 2);
+    assert_int_equal(shown, 2);
+    assert_string_equal(out[0].target, "user:<script>");
+    assert_int_equal(out[0].kind, RL2_OVR_BAN);
+    assert_false(rl2_override_is_auto(&out[0]));
+    assert_string_equal(out[1].target, "user:alice");
+
+    /* Never more than RL2_OVR_NEWEST_MAX, whatever max says. */
+    assert_int_equal(
+        rl2_overrides_newest(t, 1, &now, out, RL2_OVR_NEWEST_MAX + 1, &shown),
+        60);
+    assert_int_equal(shown, 60);
+    assert_int_equal(rl2_overrides_newest(t, 1, &now, out, 0, &shown), 60);
+    assert_int_equal(shown, 0);
+    rl2_overrides_close(t);
+}
+
+static void
+test_newest_is_bounded(void **state)
+{
+    rl2_overrides_t      *t = open_table(NULL);
+    static rl2_override_t out[RL2_OVR_NEWEST_MAX];
+    rl2_clock_t           now = at(T0_US + 1000 * S);
+    char                  a[32];
+    size_t                shown = 0;
+
+    (void)state;
+    for (int i = 0; i < RL2_OVR_NEWEST_MAX + 20; i++) {
+        rl2_override_t o;
+
+        addr_of(i, a, sizeof(a));
+        o = ovr(RL2_OVR_BAN, a);
+        o.created_us = T0_US + i * 1000;
+        set_ok(t, &o, T0_US, NULL);
+    }
+    assert_int_equal(
+        rl2_overrides_newest(t, 0, &now, out, RL2_OVR_NEWEST_MAX + 100, &shown),
+        RL2_OVR_NEWEST_MAX + 20);
+    assert_int_equal(shown, RL2_OVR_NEWEST_MAX);
+    assert_int_equal(out[0].created_us,
+                     T0_US + (RL2_OVR_NEWEST_MAX + 19) * 1000);
+    assert_int_equal(out[RL2_OVR_NEWEST_MAX - 1].created_us, T0_US + 20 * 1000);
+    rl2_overrides_close(t);
+}
+
+static void
+test_auto_ban_rule_from_its_reason(void **state)
+{
+    rl2_override_t o = ovr(RL2_OVR_BAN, "192.0.2.1");
+    char           rule[8];
+
+    (void)state;
+    snprintf(o.author, sizeof(o.author), "%s", RL2_OVR_AUTO_AUTHOR);
+    snprintf(o.reason, sizeof(o.reason),
+             "more than 5 refusals in 60s (rule login, limit login)");
+    assert_true(rl2_override_is_auto(&o));
+    rl2_ovr_auto_rule(&o, rule, sizeof(rule));
+    assert_string_equal(rule, "login");
+    /* Cut to the buffer. */
+    snprintf(o.reason, sizeof(o.reason), "x (rule a-very-long-rule, limit l)");
+    rl2_ovr_auto_rule(&o, rule, sizeof(rule));
+    assert_string_equal(rule, "a-very-");
+    /* A reason that names no rule. */
+    snprintf(o.reason, sizeof(o.reason), "by hand");
+    rl2_ovr_auto_rule(&o, rule, sizeof(rule));
+    assert_string_equal(rule, "");
+    /* An operator's ban, whatever its reason says, is not automatic. */
+    snprintf(o.author, sizeof(o.author), "root");
+    snprintf(o.reason, sizeof(o.reason), "(rule login, limit login)");
+    assert_false(rl2_override_is_auto(&o));
+    rl2_ovr_auto_rule(&o, rule, sizeof(rule));
+    assert_string_equal(rule, "");
+    /* Nor an allow with the automatic author. */
+    o = ovr(RL2_OVR_ALLOW, "192.0.2.1");
+    snprintf(o.author, sizeof(o.author), "%s", RL2_OVR_AUTO_AUTHOR);
+    assert_false(rl2_override_is_auto(&o));
+}
+
 int
 main(void)
 {
@@ -1380,6 +1562,10 @@ main(void)
         T(test_factors_multiply_within_bounds),
         T(test_rule_modes),
         T(test_idle_and_identity_counters),
+        T(test_bans_counted_by_origin),
+        T(test_newest_entries_of_one_origin),
+        T(test_newest_is_bounded),
+        T(test_auto_ban_rule_from_its_reason),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

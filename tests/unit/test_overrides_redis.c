@@ -8,6 +8,7 @@
  * what is set or removed on one reaches the other at its next sync; a
  * change Redis cannot take is refused and changes nothing; a Redis that
  * comes back empty gets the mirror written back, with a syslog line.
+ * The health answer says whether a mirror is in sync.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -26,6 +27,7 @@
 #include "ratelimit2/backend.h"
 #include "ratelimit2/config.h"
 #include "ratelimit2/decide.h"
+#include "ratelimit2/metrics.h"
 #include "ratelimit2/store_local.h"
 #include "ratelimit2/store_opts.h"
 
@@ -324,14 +326,25 @@ test_redis_down_refuses_changes_mirror_stays(void **state)
     rl2_overrides_sync_t st;
     rl2_clock_t          now;
     rl2_err_t            err;
-    char                 file_before[8192];
+    char                 file_before[8192], health[1024];
     int64_t              synced;
+    rl2_metrics_env_t    env = { 0 };
 
     (void)state;
     must_set(a, &o1);
     must_sync(b);
     rl2_overrides_sync_status(b, &st);
     assert_true(st.redis && st.reachable && st.error[0] == '\0');
+    /* What health says of b's mirror: in sync (the check syncs when a
+     * sync is due by the real clock, which may move synced_us on). */
+    env.circuit = -1;
+    env.overrides = b;
+    assert_int_equal(rl2_metrics_health(&env, health, sizeof(health)), 200);
+    assert_non_null(strstr(health, "{\"status\":\"ok\","));
+    assert_non_null(strstr(health, ",\"overrides\":{\"source\":\"redis\","
+                                   "\"in_sync\":true,\"last_sync\":\""));
+    assert_non_null(strstr(health, "\",\"entries\":1}"));
+    rl2_overrides_sync_status(b, &st);
     synced = st.synced_us;
     snprintf(file_before, sizeof(file_before), "%s", state_text("a"));
     kill(srv.pid, SIGKILL);
@@ -359,6 +372,11 @@ test_redis_down_refuses_changes_mirror_stays(void **state)
     assert_non_null(strstr(st.error, "redis 127.0.0.1:"));
     assert_int_equal(st.synced_us, synced);
     assert_true(st.tried_us >= synced);
+    /* ... and health: not in sync, since the last sync; degraded. */
+    assert_int_equal(rl2_metrics_health(&env, health, sizeof(health)), 200);
+    assert_non_null(strstr(health, "{\"status\":\"degraded\","));
+    assert_non_null(strstr(health, ",\"overrides\":{\"source\":\"redis\","
+                                   "\"in_sync\":false,\"last_sync\":\""));
 
     srv_restart_empty(&srv); /* for the tests after this one */
 }

@@ -31,6 +31,7 @@
 
 #include "ratelimit2/alert.h"
 #include "ratelimit2/decide.h"
+#include "ratelimit2/overrides.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/status.h"
 #include "ratelimit2/store.h"
@@ -145,6 +146,11 @@ typedef struct {
     unsigned long    generation;    /* policy generation */
     int64_t          uptime_s;
     uint64_t         alert_failures;
+    /* The runtime override table the front end's requests see (NULL:
+     * none), borrowed: read when a page is asked for, never by a
+     * request.  rl2_backend_env() leaves it NULL: the table is the
+     * front end's, not the backend's. */
+    rl2_overrides_t *overrides;
 } rl2_metrics_env_t;
 
 typedef void (*rl2_out_fn)(void *ctx, const char *s, size_t n);
@@ -155,11 +161,15 @@ void rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
 
 /* Health as one line of JSON into buf; returns the HTTP status (200, or
  * 503 when the store refuses every request: failover closed, store
- * down). */
+ * down).  With an override table that has a Redis side, its mirror is
+ * synced first when a sync is due (as a request would), and a mirror
+ * whose last sync did not reach Redis makes the status "degraded" (still
+ * 200: the host serves, with the overrides it last saw). */
 int rl2_metrics_health(const rl2_metrics_env_t *env, char *buf, size_t len);
 
 /* The status page: one self-contained HTML document (inline CSS and SVG,
- * no script, no external reference). */
+ * no script, no external reference), the runtime overrides in force and
+ * the newest automatic bans included. */
 void rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
                       int64_t now_wall_s, rl2_out_fn out, void *ctx);
 
