@@ -110,7 +110,7 @@ rl2_utf8_len(const unsigned char *s)
     return n;
 }
 
-static void
+void
 rl2_json_string(rl2_buf_t *b, const char *str)
 {
     static const char    hex[] = "0123456789abcdef";
@@ -177,7 +177,7 @@ rl2_json_time_or_null(rl2_buf_t *b, int64_t wall_us)
 
 /* One side of a change: null, or the entry's value, end, reason and
  * author. */
-static void
+void
 rl2_json_side(rl2_buf_t *b, const rl2_override_t *o)
 {
     char value[RL2_OVR_NAME_MAX + 16];

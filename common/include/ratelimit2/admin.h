@@ -57,6 +57,7 @@
 #define RL2_ADMIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ratelimit2/audit.h"
 #include "ratelimit2/clock.h"
@@ -83,8 +84,81 @@ typedef struct {
  * entry and says "truncated":true) and returns the HTTP status. */
 #define RL2_ADMIN_ANSWER_MIN 1024
 int rl2_admin_http(const rl2_admin_t *a, const char *method,
-                   const char *content_type, const char *body,
-                   size_t body_len, const rl2_clock_t *now, char *out,
-                   size_t out_size);
+                   const char *content_type, const char *body, size_t body_len,
+                   const rl2_clock_t *now, char *out, size_t out_size);
+
+/* ---- one change, read and made in one place -------------------------
+ *
+ * Each front end gathers what a verb is given as text (ratelimit2ctl
+ * from its arguments and options, the HTTP form from the members of the
+ * object), and rl2_admin_read() reads it the one way there is:
+ * rl2_admin_apply() then makes it and records it. */
+
+/* What a verb is given; NULL, 0: not given. */
+typedef struct {
+    const char *verb;            /* "ban", ..., "mode", "emergency" */
+    const char *target;          /* TARGET; mode's RULE ("api", "rule:api") */
+    const char *tier;            /* tier's TIER */
+    const char *factor;          /* boost's FACTOR; emergency on's */
+    const char *mode;            /* mode's enforce|dry_run|off */
+    const char *state;           /* emergency's "on" or "off" */
+    int         clear;           /* mode: remove the rule's mode */
+    int         allow_list_only; /* emergency on */
+    int64_t     ttl_us;          /* the change ends by itself; 0: never */
+    const char *reason;          /* why; NULL: "" */
+} rl2_admin_args_t;
+
+/* What a verb takes besides its target and value, by what it is given
+ * (mode --clear, emergency off take less): rl2_admin_takes(). */
+enum {
+    RL2_ADMIN_TAKES_TTL = 1u << 0,
+    RL2_ADMIN_TAKES_REASON = 1u << 1,
+    RL2_ADMIN_TAKES_FACTOR = 1u << 2,
+    RL2_ADMIN_TAKES_ALLOW_LIST_ONLY = 1u << 3,
+    RL2_ADMIN_TAKES_CLEAR = 1u << 4
+};
+
+/* One change, read whole. */
+typedef struct {
+    char verb[RL2_AUDIT_VERB_MAX]; /* for the audit trail: "ban",
+                                      "mode-clear", "emergency-on" */
+    rl2_override_t o;              /* kind, target, value */
+    int64_t        ttl_us;         /* 0: no end */
+    int            remove;
+} rl2_admin_change_t;
+
+/* The RL2_ADMIN_TAKES_* bits of a->verb given a->clear and a->state; 0
+ * for a verb that changes nothing or is unknown. */
+unsigned rl2_admin_takes(const rl2_admin_args_t *a);
+
+/* A TTL as people write it ("30s", "10min", "7d") into µs: at least a
+ * second, so that it is not over by the time it is written.  A reason:
+ * at most RL2_OVR_REASON_MAX - 1 bytes, no control byte (one line of
+ * the logs).  RL2_ERR_INVALID saying why, without the option's name. */
+rl2_status_t rl2_admin_ttl_parse(const char *text, int64_t *us, rl2_err_t *err);
+rl2_status_t rl2_admin_reason_check(const char *text, rl2_err_t *err);
+
+/* a read into *ch, checked against policy (NULL: only what needs none;
+ * a target or a tier that needs the policy is then refused):
+ * RL2_ERR_INVALID saying what is wrong (an unknown verb, a bad target,
+ * a rule or tier the policy does not have, a bad factor or mode, a
+ * missing value, emergency on with neither or both of factor and
+ * allow_list_only, a TTL or reason a verb does not take). */
+rl2_status_t rl2_admin_read(const rl2_policy_t     *policy,
+                            const rl2_admin_args_t *a, rl2_admin_change_t *ch,
+                            rl2_err_t *err);
+
+/* Make ch in a->table (now: its start and end), then record it in
+ * a->audit as a->author from a->origin.  *before gets what the change
+ * replaced or removed (kind 0: nothing; a removal of nothing is no
+ * change and records nothing).  Errors, in err's message: the table's
+ * ("... (nothing was changed)": RL2_ERR_INVALID, RL2_ERR_STORE when
+ * Redis cannot be reached or the table is full, RL2_ERR_SYS), *made 0;
+ * the audit's ("...: the change WAS made but is not in the audit
+ * file"), *made 1.  The caller says whether syslog took the line
+ * (rl2_audit_syslog_error). */
+rl2_status_t rl2_admin_apply(const rl2_admin_t *a, rl2_admin_change_t *ch,
+                             const rl2_clock_t *now, rl2_override_t *before,
+                             int *made, rl2_err_t *err);
 
 #endif /* RL2_ADMIN_H */
