@@ -11,9 +11,10 @@
 #   - the audit file ratelimit2ctl (root) made is appended to by Apache's
 #     children (nobody, of the state directory's group): 0660;
 #   - an unknown verb, a bad duration, a bad CIDR, an unknown rule or
-#     tier, a body over 8 KiB: each 400 with a JSON error, the table and
-#     the audit file as they were; GET 405 with Allow: POST; text/plain
-#     415; a policy without the table 404.
+#     tier, a body over 8 KiB (with a Content-Length, which is not read,
+#     or chunked, read to one byte past the bound): each 400 with a JSON
+#     error, the table and the audit file as they were; GET 405 with
+#     Allow: POST; text/plain 415; a policy without the table 404.
 source "$(dirname "$0")/lib.sh"
 
 CTL="$BUILD/ctl/ratelimit2ctl"
@@ -153,9 +154,12 @@ like "syslog has the change, by alice" \
 # ---- bad inputs: 400, nothing changed, no line ----
 before_list=$(listing)
 before_audit=$(md5sum <"$AUDIT")
+# bad NAME BODY [curl args] -- 400 with a JSON error.
 bad() {
-    post "$2"
-    is "$1: 400" 400 "$C"
+    local name=$1 body=$2
+    shift 2
+    post "$body" "$@"
+    is "$name: 400" 400 "$C"
     like "... with a JSON error" '^\{"ok":false,"error":"[^"]' "$B"
 }
 bad "an unknown verb" '{"verb":"bann","target":"192.0.2.9"}'
@@ -165,6 +169,9 @@ bad "an unknown rule" '{"verb":"mode","rule":"nope","mode":"dry_run"}'
 bad "an unknown tier" '{"verb":"tier","target":"user:carol","tier":"platinum"}'
 big=$(python3 -c 'print("{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"reason\":\"" + "a" * 9000 + "\"}")')
 bad "a body over 8 KiB" "$big"
+like "... which says so" 'over 8192 bytes' "$B"
+bad "a body over 8 KiB, chunked (no Content-Length)" "$big" \
+    -H 'Transfer-Encoding: chunked'
 like "... which says so" 'over 8192 bytes' "$B"
 is "after the 400s, the table is as it was" "$before_list" "$(listing)"
 is "... and the audit file too" "$before_audit" "$(md5sum <"$AUDIT")"
