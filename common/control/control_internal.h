@@ -16,6 +16,11 @@
  *                     each host's table a mirror of the Redis hash
  *   override_view.c   what the status page, metrics and health read: bans
  *                     by origin, the newest entries
+ *   admin.c           the verbs that change the table, read and made in
+ *                     one place for ratelimit2ctl and the HTTP admin
+ *                     interface (admin.h)
+ *   admin_json.c      the HTTP admin interface's JSON body: one flat
+ *                     object, read strictly
  *
  * decide/ takes the request path's sync from here, and backend/ the
  * Redis side it lends its store's connections to.
@@ -34,6 +39,7 @@
 #include "ratelimit2/hash.h"
 #include "ratelimit2/overrides.h"
 #include "ratelimit2/redis.h"
+#include "base/buf.h"
 #include "base/shm_obj_internal.h"
 #include "redis/redis_internal.h"
 
@@ -223,6 +229,54 @@ int rl2_audit_time_parse(const char *text, int64_t *wall_us);
 /* audit.c: what the entry set had left when it was set, in seconds
  * rounded up; -1 when it has no end or nothing was set (ttl_s). */
 int64_t rl2_audit_ttl_s(const rl2_audit_entry_t *e);
+
+/* audit.c, for admin.c's answers (one escaper for every JSON the
+ * control layer writes): str as a JSON string (control bytes escaped, a
+ * byte that is not valid UTF-8 as \ufffd); and one side of a change as
+ * the audit line has it: null, or {"value","expires","reason","author"}. */
+void rl2_json_string(rl2_buf_t *b, const char *str);
+void rl2_json_side(rl2_buf_t *b, const rl2_override_t *o);
+
+/* ---- admin_json.c: the HTTP admin interface's body ---- */
+
+#define RL2_JSON_TEXT_MAX    8192 /* RL2_ADMIN_BODY_MAX */
+#define RL2_JSON_MEMBERS_MAX 16
+
+typedef enum {
+    RL2_JSON_STRING = 1,
+    RL2_JSON_NUMBER,
+    RL2_JSON_TRUE,
+    RL2_JSON_FALSE,
+    RL2_JSON_NULL
+} rl2_json_type_t;
+
+typedef struct {
+    const char *name;  /* decoded, in the object's buf */
+    const char *value; /* a string decoded to UTF-8; a number's text;
+                          "true", "false", "null" */
+    rl2_json_type_t type;
+} rl2_json_member_t;
+
+/* One flat object.  A decoded string (and its NUL) is never longer than
+ * its JSON form, quotes included; a number takes one byte more than its
+ * text: buf cannot overflow. */
+typedef struct {
+    rl2_json_member_t m[RL2_JSON_MEMBERS_MAX];
+    size_t            n;
+    char              buf[RL2_JSON_TEXT_MAX + RL2_JSON_MEMBERS_MAX];
+} rl2_json_object_t;
+
+/* text (len bytes, at most RL2_JSON_TEXT_MAX, not NUL-terminated) as one
+ * JSON object of strings, numbers, true, false and null, and nothing
+ * else around it but white space.  RL2_ERR_INVALID saying what and at
+ * which byte: anything else, a name given twice, a string that is not
+ * UTF-8 or holds a control byte or \u0000, a bad escape or number. */
+rl2_status_t rl2_json_object_read(const char *text, size_t len,
+                                  rl2_json_object_t *obj, rl2_err_t *err);
+
+/* The member called name, or NULL. */
+const rl2_json_member_t *rl2_json_object_get(const rl2_json_object_t *obj,
+                                             const char              *name);
 
 /* ---- for override_redis.c (overrides.c) ---- */
 
