@@ -1,10 +1,14 @@
 /*
  * audit.c -- ratelimit2ctl audit: the changes to the runtime overrides,
- * oldest first, from the audit file (--audit, or the zone's default).
+ * oldest first, from the fleet's audit stream with Redis (-R, or the
+ * policy's redis group), else, or with --local, from the audit file
+ * (--audit, or the zone's default).
  *
- * The file is read whole before anything is printed, so that a damaged
- * line gives an error and no half listing (nor half a JSON array).
- * --json prints the entries as the file has them, in one array.
+ * The trail is read whole before anything is printed, so that a damaged
+ * entry gives an error and no half listing (nor half a JSON array).
+ * --json prints the entries as the file has them, in one array.  --since
+ * is a bound on the file's times, and on the stream's ids (Redis's
+ * clock).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,22 +112,36 @@ rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv)
     rl2_ctl_audit_t a;
     rl2_clock_t     now;
     rl2_err_t       err;
+    rl2_status_t    st;
+    int64_t         since_us;
     int             rc;
 
     (void)argv;
     if (argc != 0) {
-        return rl2_ctl_fail(RL2_CTL_USAGE, "usage: audit [--json] [--since D]");
+        return rl2_ctl_fail(RL2_CTL_USAGE,
+                            "usage: audit [--json] [--since D] [--local]");
     }
     if ((rc = rl2_ctl_takes(o, "audit",
-                            RL2_CTL_TAKES_JSON | RL2_CTL_TAKES_SINCE))
+                            RL2_CTL_TAKES_JSON | RL2_CTL_TAKES_SINCE
+                                | RL2_CTL_TAKES_LOCAL))
         != RL2_CTL_OK) {
         return rc;
     }
     rl2_ctl_ovr_paths(o, state, path, sizeof(path));
     memset(&a, 0, sizeof(a));
     rl2_clock_now(&now);
-    a.since_us = o->since_us != 0 ? now.wall_us - o->since_us : 0;
-    if (rl2_audit_read(path, rl2_ctl_audit_keep, &a, NULL, &err) != RL2_OK) {
+    since_us = o->since_us != 0 ? now.wall_us - o->since_us : 0;
+    if (o->backend.redis_enabled && !o->audit_local) {
+        /* The stream's ids bound it; every entry after the bound is
+         * kept. */
+        st = rl2_audit_read_redis(&o->backend.redis, since_us / 1000,
+                                  rl2_ctl_audit_keep, &a, NULL, &err);
+    }
+    else {
+        a.since_us = since_us;
+        st = rl2_audit_read(path, rl2_ctl_audit_keep, &a, NULL, &err);
+    }
+    if (st != RL2_OK) {
         rc = rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     else if (a.nomem) {

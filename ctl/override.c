@@ -41,14 +41,16 @@ rl2_ctl_takes(const rl2_ctl_opts_t *o, const char *cmd, unsigned takes)
                  { RL2_CTL_TAKES_FACTOR, "--factor or --allow-list-only" },
                  { RL2_CTL_TAKES_SINCE, "--since" },
                  { RL2_CTL_TAKES_CLEAR, "--clear" },
-                 { RL2_CTL_TAKES_JSON, "--json or --html" } };
+                 { RL2_CTL_TAKES_JSON, "--json or --html" },
+                 { RL2_CTL_TAKES_LOCAL, "--local" } };
     const unsigned given =
         (o->ttl_us != 0 ? RL2_CTL_TAKES_TTL : 0)
         | (o->reason != NULL ? RL2_CTL_TAKES_REASON : 0)
         | (o->factor != NULL || o->allow_list_only ? RL2_CTL_TAKES_FACTOR : 0)
         | (o->since_us != 0 ? RL2_CTL_TAKES_SINCE : 0)
         | (o->clear ? RL2_CTL_TAKES_CLEAR : 0)
-        | (o->format != RL2_CTL_TEXT ? RL2_CTL_TAKES_JSON : 0);
+        | (o->format != RL2_CTL_TEXT ? RL2_CTL_TAKES_JSON : 0)
+        | (o->audit_local ? RL2_CTL_TAKES_LOCAL : 0);
 
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         if ((given & opts[i].bit) && !(takes & opts[i].bit)) {
@@ -203,6 +205,7 @@ rl2_ctl_open_audit(const rl2_ctl_opts_t *o, const char *path,
     /* Syslog where the policy sends its alerts (alerts.socket, ident). */
     conf.syslog_socket = o->backend.alert_socket;
     conf.ident = o->backend.alert_ident;
+    conf.redis = o->backend.redis_enabled ? &o->backend.redis : NULL;
     if (rl2_audit_open(&conf, audit, &err) != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s (nothing was changed)", err.msg);
     }
@@ -266,7 +269,7 @@ rl2_ctl_record(const rl2_ctl_opts_t *o, rl2_audit_t *audit,
     if (rl2_audit_record(audit, &e, &err) != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL,
                             "%s: the change WAS made but is not in the "
-                            "audit file",
+                            "whole audit trail",
                             err.msg);
     }
     if ((why = rl2_audit_syslog_error(audit)) != NULL) {

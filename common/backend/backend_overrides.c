@@ -9,12 +9,49 @@
  * missing state directory is only noted: the table works, and changes
  * (ratelimit2ctl) are refused by the table itself, since it keeps no
  * change it could not save.
+ *
+ * The table's automatic bans are audited (audit.h) into the zone's
+ * audit file, "<zone>.audit" in the state file's directory (with the
+ * default state file, RL2_STATE_DIR/<zone>.audit, the one ratelimit2ctl
+ * writes by default), and syslog where the alerts go; with a Redis
+ * side, into the fleet's stream as well.  The file is opened by the
+ * first ban of each process, not here.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "ratelimit2/audit.h"
 #include "ratelimit2/backend.h"
+
+/* The trail of t's automatic bans: "<zone>.audit" beside the state
+ * file, syslog as the alerts. */
+static rl2_status_t
+rl2_backend_overrides_audit(const rl2_backend_conf_t *conf, const char *state,
+                            rl2_overrides_t *t, rl2_err_t *err)
+{
+    const char      *zone = conf->zone_name;
+    const char      *slash = strrchr(state, '/');
+    char             path[4096];
+    rl2_audit_conf_t ac;
+    int              n;
+
+    n = snprintf(path, sizeof(path), "%.*s%s.audit",
+                 slash != NULL ? (int)(slash - state + 1) : 0, state,
+                 zone[0] == '/' ? zone + 1 : zone);
+    if (n < 0 || (size_t)n >= sizeof(path)) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "overrides: the audit file name for zone %s is "
+                           "too long",
+                           zone);
+    }
+    rl2_audit_conf_default(&ac);
+    ac.path = path;
+    ac.syslog_socket = conf->alert_socket;
+    ac.ident = conf->alert_ident;
+    return rl2_overrides_audit_attach(t, &ac, err);
+}
 
 rl2_status_t
 rl2_backend_overrides_open(const rl2_backend_conf_t *conf,
@@ -38,6 +75,12 @@ rl2_backend_overrides_open(const rl2_backend_conf_t *conf,
                            conf->zone_name);
     }
     st = rl2_overrides_open(conf->zone_name, path, conf->shm_mode, out, err);
+    if (st == RL2_OK
+        && (st = rl2_backend_overrides_audit(conf, path, *out, err))
+               != RL2_OK) {
+        rl2_overrides_close(*out);
+        *out = NULL;
+    }
     if (st != RL2_OK) {
         return st;
     }

@@ -17,7 +17,8 @@
 # from the state file once the object is gone), a SIGHUP reload and a
 # restart of ratelimit2-fcgi; the CGI wrapper reads it too.  Without
 # its state directory a server starts, serves and says so, and a change
-# is refused rather than made and lost.
+# is refused rather than made and lost.  An automatic ban is one entry of
+# the audit file (origin auto).
 . "$(dirname "$0")/fcgi_lib.sh"
 
 SET="$BUILD/tools/rl2_override_set"
@@ -368,4 +369,43 @@ like "with the state file's error" \
     "state file $NS\.tmp: No such file or directory" "$out"
 is "and is not made" "Status: 200 OK" "$(ask)"
 fcgi_stop nodir
+
+# ======================= the audit of automatic bans ======================
+# Without Redis, an automatic ban made by ratelimit2-fcgi is one line of
+# the zone's audit file ("<zone>.audit" beside the state file), origin
+# auto, which ratelimit2ctl audit reads; the refusals of the ban in force
+# add none.
+BP=$(free_port)
+BZ=$(zone_name ab)
+BS=$T_DIR/abuse.overrides
+BA=$T_DIR/${BZ#/}.audit
+cat >"$T_DIR/bpolicy.conf" <<POL
+overrides = { state_file = "$BS"; };
+abuse = { denials = "1/1min"; ban = "10min"; };
+rules = ( { name = "login"; paths = "/login";
+            limits = ( { rate = "1/hour"; } ); } );
+POL
+fcgi_start abuse -c "$T_DIR/bpolicy.conf" -s "127.0.0.1:$BP" -z "$BZ" -t 2
+login() {
+    "$FCGI_CLIENT" "127.0.0.1:$BP" REMOTE_ADDR=192.0.2.9 \
+        REQUEST_METHOD=POST REQUEST_URI=/login | head -1 | tr -d '\r'
+}
+out=""
+for _ in 1 2 3 4 5 6; do
+    out="$out $(login)"
+done
+like "ratelimit2-fcgi: admitted once, then refused (banned on the way)" \
+    "^ Status: 200 OK( Status: 429 Too Many Requests){5}$" "$out"
+fcgi_stop abuse
+AJ=$("$BUILD/ctl/ratelimit2ctl" -c /nonexistent -z "$BZ" --state "$BS" \
+    --audit "$BA" audit --json)
+is "the automatic ban is one audit entry, origin auto" \
+    "1 auto abuse ban 192.0.2.9 600" \
+    "$(printf '%s' "$AJ" | python3 -c '
+import json, sys
+a = json.load(sys.stdin)
+e = a[-1]
+print(len(a), e["origin"], e["author"], e["verb"], e["target"], e["ttl_s"])')"
+like "its reason names the rule" '"reason":"more than 1 refusals in 60s \(rule login' \
+    "$AJ"
 done_testing
