@@ -1,11 +1,15 @@
 /*
  * audit.c -- ratelimit2ctl audit: the changes to the runtime overrides,
- * oldest first, from the audit file (--audit, else the policy's
- * overrides.audit_file, else the zone's default).
+ * oldest first, from the fleet's audit stream with Redis (-R, or the
+ * policy's redis group), else, or with --local, from the audit file
+ * (--audit, else the policy's overrides.audit_file, else the zone's
+ * default).
  *
- * The file is read whole before anything is printed, so that a damaged
- * line gives an error and no half listing (nor half a JSON array).
- * --json prints the entries as the file has them, in one array.
+ * The trail is read whole before anything is printed, so that a damaged
+ * entry gives an error and no half listing (nor half a JSON array).
+ * --json prints the entries as the file has them, in one array.  --since
+ * is a bound on the file's times, and on the stream's ids (Redis's
+ * clock).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,8 +119,15 @@ rl2_ctl_audit_path(const rl2_ctl_opts_t *o, char *path, size_t size)
     char           state[4096];
     rl2_err_t      err;
 
+    if (o->policy_loaded != NULL || o->audit_file != NULL) {
+        rl2_ctl_ovr_paths(o, state, path,
+                          size < sizeof(state) ? size : sizeof(state));
+        return;
+    }
+    /* audit --local reads no policy first: read it here for its files
+     * alone, and go on without it. */
     with.policy_loaded = NULL;
-    if (o->audit_file == NULL && access(o->policy, F_OK) == 0
+    if (access(o->policy, F_OK) == 0
         && rl2_config_load(o->policy, &with.policy_loaded, &err) != RL2_OK) {
         with.policy_loaded = NULL;
         fprintf(stderr,
@@ -136,22 +147,36 @@ rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv)
     rl2_ctl_audit_t a;
     rl2_clock_t     now;
     rl2_err_t       err;
+    rl2_status_t    st;
+    int64_t         since_us;
     int             rc;
 
     (void)argv;
     if (argc != 0) {
-        return rl2_ctl_fail(RL2_CTL_USAGE, "usage: audit [--json] [--since D]");
+        return rl2_ctl_fail(RL2_CTL_USAGE,
+                            "usage: audit [--json] [--since D] [--local]");
     }
     if ((rc = rl2_ctl_takes(o, "audit",
-                            RL2_CTL_TAKES_JSON | RL2_CTL_TAKES_SINCE))
+                            RL2_CTL_TAKES_JSON | RL2_CTL_TAKES_SINCE
+                                | RL2_CTL_TAKES_LOCAL))
         != RL2_CTL_OK) {
         return rc;
     }
     rl2_ctl_audit_path(o, path, sizeof(path));
     memset(&a, 0, sizeof(a));
     rl2_clock_now(&now);
-    a.since_us = o->since_us != 0 ? now.wall_us - o->since_us : 0;
-    if (rl2_audit_read(path, rl2_ctl_audit_keep, &a, NULL, &err) != RL2_OK) {
+    since_us = o->since_us != 0 ? now.wall_us - o->since_us : 0;
+    if (o->backend.redis_enabled && !o->audit_local) {
+        /* The stream's ids bound it; every entry after the bound is
+         * kept. */
+        st = rl2_audit_read_redis(&o->backend.redis, since_us / 1000,
+                                  rl2_ctl_audit_keep, &a, NULL, &err);
+    }
+    else {
+        a.since_us = since_us;
+        st = rl2_audit_read(path, rl2_ctl_audit_keep, &a, NULL, &err);
+    }
+    if (st != RL2_OK) {
         rc = rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     else if (a.nomem) {

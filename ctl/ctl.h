@@ -67,6 +67,7 @@ typedef struct {
     int         allow_list_only; /* --allow-list-only */
     int64_t     since_us;        /* --since; 0: not given */
     int         clear;           /* --clear */
+    int         audit_local;     /* --local: audit reads the file */
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -145,7 +146,8 @@ enum {
     RL2_CTL_TAKES_FACTOR = 1u << 2, /* --factor, --allow-list-only */
     RL2_CTL_TAKES_SINCE = 1u << 3,
     RL2_CTL_TAKES_CLEAR = 1u << 4,
-    RL2_CTL_TAKES_JSON = 1u << 5
+    RL2_CTL_TAKES_JSON = 1u << 5,
+    RL2_CTL_TAKES_LOCAL = 1u << 6
 };
 
 /* RL2_CTL_OK, or RL2_CTL_USAGE naming an option `cmd` does not take. */

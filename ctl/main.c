@@ -45,7 +45,7 @@ static const char rl2_ctl_manual[] =
     "[--ttl D]\n"
     "    ratelimit2ctl [OPTIONS] emergency off\n"
     "    ratelimit2ctl [OPTIONS] overrides [--json]\n"
-    "    ratelimit2ctl [OPTIONS] audit [--json] [--since D]\n"
+    "    ratelimit2ctl [OPTIONS] audit [--json] [--since D] [--local]\n"
     "\n"
     "DESCRIPTION\n"
     "    status KEY   Usage and remaining count of every limit that applies "
@@ -105,9 +105,13 @@ static const char rl2_ctl_manual[] =
     "                 the policy's whitelist and the allowed; switch it off.\n"
     "    overrides    The entries in force: kind, target, value, time left,\n"
     "                 end, author, reason.\n"
-    "    audit        Every change, oldest first, from the audit file.\n"
-    "                 Each change is one line there (JSON) and one syslog\n"
-    "                 line (facility authpriv, event=override).\n"
+    "    audit        Every change, oldest first: with Redis (-R, or the\n"
+    "                 policy's redis group) from the fleet's audit stream\n"
+    "                 ({rl2:overrides}:audit), else (or with --local) from\n"
+    "                 this host's audit file.  Each change is one entry\n"
+    "                 there (JSON), one line in the file of the host that\n"
+    "                 made it, and one syslog line (facility authpriv,\n"
+    "                 event=override); automatic bans too (origin auto).\n"
     "  Every change may end by itself (--ttl) and says why (--reason); its\n"
     "  author is the user running ratelimit2ctl.  A change is kept in the\n"
     "  state file, and brought back from it when the table is made again\n"
@@ -145,11 +149,15 @@ static const char rl2_ctl_manual[] =
     "                         the allowed\n"
     "    --clear              mode RULE: back to the policy's mode\n"
     "    --since D            audit: only the changes of the last D\n"
-    "    --state FILE         the overrides' state file (default\n"
+    "    --local              audit: read this host's audit file, even with\n"
+    "                         Redis\n"
+    "    --state FILE         the overrides' state file (default: the\n"
+    "                         policy's overrides.state_file, else\n"
     "                         " RL2_CTL_STATE_DIR "/ZONE.overrides, ZONE\n"
     "                         the -z name without its '/')\n"
     "    --audit FILE         the audit file (default: the policy's\n"
-    "                         overrides.audit_file, else\n"
+    "                         overrides.audit_file, else ZONE.audit in\n"
+    "                         the state_file's folder, else\n"
     "                         " RL2_CTL_STATE_DIR "/ZONE.audit)\n"
     "    -h, --help           this manual\n"
     "\n"
@@ -194,7 +202,8 @@ enum {
     RL2_CTL_OPT_CLEAR,
     RL2_CTL_OPT_SINCE,
     RL2_CTL_OPT_STATE,
-    RL2_CTL_OPT_AUDIT
+    RL2_CTL_OPT_AUDIT,
+    RL2_CTL_OPT_LOCAL
 };
 
 static const struct option rl2_ctl_longopts[] = {
@@ -218,6 +227,7 @@ static const struct option rl2_ctl_longopts[] = {
     { "since", required_argument, NULL, RL2_CTL_OPT_SINCE },
     { "state", required_argument, NULL, RL2_CTL_OPT_STATE },
     { "audit", required_argument, NULL, RL2_CTL_OPT_AUDIT },
+    { "local", no_argument, NULL, RL2_CTL_OPT_LOCAL },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -273,6 +283,9 @@ rl2_ctl_opt_override(rl2_ctl_opts_t *o, int c, const char *arg)
         return 0;
     case RL2_CTL_OPT_AUDIT:
         o->audit_file = arg;
+        return 0;
+    case RL2_CTL_OPT_LOCAL:
+        o->audit_local = 1;
         return 0;
     default:
         return -1;
@@ -371,12 +384,14 @@ int
 main(int argc, char **argv)
 {
     /* policy: 0 not read (check and docs take a file of their own;
-     * overrides and audit read no policy, so they work whatever state
-     * it is in: audit reads it for its audit_file alone, and goes on
-     * without it); 1 read, with Redis from it unless -R (report goes
+     * overrides and audit --local read no policy, so they work whatever
+     * state it is in (audit --local reads it for its audit_file alone,
+     * and goes on without it); 1 read, with Redis from it unless -R
+     * (report goes
      * without it when the file does not exist, and has no -R); 2 read
      * when the file exists (the override verbs: an address needs no
-     * policy, a rule, tier or API key does). */
+     * policy, a rule, tier or API key does; audit: the stream is where
+     * the verbs write it). */
     static const struct {
         const char *name;
         int (*run)(const rl2_ctl_opts_t *, int, char **);
@@ -397,7 +412,7 @@ main(int argc, char **argv)
                  { "mode", rl2_ctl_rule_mode, 2 },
                  { "emergency", rl2_ctl_emergency, 2 },
                  { "overrides", rl2_ctl_overrides, 0 },
-                 { "audit", rl2_ctl_audit, 0 } };
+                 { "audit", rl2_ctl_audit, 2 } };
     rl2_ctl_opts_t o;
 
     if (rl2_ctl_parse(argc, argv, &o) != 0) {
@@ -420,6 +435,7 @@ main(int argc, char **argv)
          * stream: its name is in the policy. */
         int rc =
             cmds[i].policy == 0
+                    || (cmds[i].run == rl2_ctl_audit && o.audit_local)
                 ? RL2_CTL_OK
                 : rl2_ctl_policy_store(&o, cmds[i].policy == 1
                                                && (cmds[i].run != rl2_ctl_report

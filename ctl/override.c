@@ -38,14 +38,16 @@ rl2_ctl_takes(const rl2_ctl_opts_t *o, const char *cmd, unsigned takes)
                  { RL2_CTL_TAKES_FACTOR, "--factor or --allow-list-only" },
                  { RL2_CTL_TAKES_SINCE, "--since" },
                  { RL2_CTL_TAKES_CLEAR, "--clear" },
-                 { RL2_CTL_TAKES_JSON, "--json or --html" } };
+                 { RL2_CTL_TAKES_JSON, "--json or --html" },
+                 { RL2_CTL_TAKES_LOCAL, "--local" } };
     const unsigned given =
         (o->ttl_us != 0 ? RL2_CTL_TAKES_TTL : 0)
         | (o->reason != NULL ? RL2_CTL_TAKES_REASON : 0)
         | (o->factor != NULL || o->allow_list_only ? RL2_CTL_TAKES_FACTOR : 0)
         | (o->since_us != 0 ? RL2_CTL_TAKES_SINCE : 0)
         | (o->clear ? RL2_CTL_TAKES_CLEAR : 0)
-        | (o->format != RL2_CTL_TEXT ? RL2_CTL_TAKES_JSON : 0);
+        | (o->format != RL2_CTL_TEXT ? RL2_CTL_TAKES_JSON : 0)
+        | (o->audit_local ? RL2_CTL_TAKES_LOCAL : 0);
 
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         if ((given & opts[i].bit) && !(takes & opts[i].bit)) {
@@ -63,24 +65,16 @@ void
 rl2_ctl_ovr_paths(const rl2_ctl_opts_t *o, char *state, char *audit,
                   size_t size)
 {
-    const char *zone = o->zone[0] == '/' ? o->zone + 1 : o->zone;
-
+    /* The policy's files when it was read (where the servers sharing the
+     * zone keep the table and append their trail), the options over
+     * them. */
+    rl2_policy_overrides_state(o->policy_loaded, o->zone, state, size);
+    rl2_policy_overrides_audit(o->policy_loaded, o->zone, audit, size);
     if (o->state_file != NULL) {
         snprintf(state, size, "%s", o->state_file);
     }
-    else {
-        snprintf(state, size, "%s/%s.overrides", RL2_CTL_STATE_DIR, zone);
-    }
     if (o->audit_file != NULL) {
         snprintf(audit, size, "%s", o->audit_file);
-    }
-    else if (o->policy_loaded != NULL
-             && o->policy_loaded->overrides_audit != NULL) {
-        /* Where the servers' admin interface appends too. */
-        snprintf(audit, size, "%s", o->policy_loaded->overrides_audit);
-    }
-    else {
-        snprintf(audit, size, "%s/%s.audit", RL2_CTL_STATE_DIR, zone);
     }
 }
 
@@ -201,6 +195,7 @@ rl2_ctl_open_audit(const rl2_ctl_opts_t *o, const char *path,
     /* Syslog where the policy sends its alerts (alerts.socket, ident). */
     conf.syslog_socket = o->backend.alert_socket;
     conf.ident = o->backend.alert_ident;
+    conf.redis = o->backend.redis_enabled ? &o->backend.redis : NULL;
     if (rl2_audit_open(&conf, audit, &err) != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s (nothing was changed)", err.msg);
     }

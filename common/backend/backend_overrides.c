@@ -9,12 +9,46 @@
  * missing state directory is only noted: the table works, and changes
  * (ratelimit2ctl) are refused by the table itself, since it keeps no
  * change it could not save.
+ *
+ * The table's automatic bans are audited (audit.h) into the zone's
+ * audit file, "<zone>.audit" in the state file's directory (with the
+ * default state file, RL2_STATE_DIR/<zone>.audit, the one ratelimit2ctl
+ * writes by default), and syslog where the alerts go; with a Redis
+ * side, into the fleet's stream as well.  The file is opened by the
+ * first ban of each process, not here.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "ratelimit2/audit.h"
 #include "ratelimit2/backend.h"
+
+/* The trail of t's automatic bans: the policy's audit file, where
+ * ratelimit2ctl and the admin interface write theirs; syslog as the
+ * alerts. */
+static rl2_status_t
+rl2_backend_overrides_audit(const rl2_backend_conf_t *conf,
+                            const rl2_policy_t *policy, rl2_overrides_t *t,
+                            rl2_err_t *err)
+{
+    char             path[4096];
+    rl2_audit_conf_t ac;
+
+    if (rl2_policy_overrides_audit(policy, conf->zone_name, path, sizeof(path))
+        != 0) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "overrides: the audit file name for zone %s is "
+                           "too long",
+                           conf->zone_name);
+    }
+    rl2_audit_conf_default(&ac);
+    ac.path = path;
+    ac.syslog_socket = conf->alert_socket;
+    ac.ident = conf->alert_ident;
+    return rl2_overrides_audit_attach(t, &ac, err);
+}
 
 rl2_status_t
 rl2_backend_overrides_open(const rl2_backend_conf_t *conf,
@@ -38,6 +72,12 @@ rl2_backend_overrides_open(const rl2_backend_conf_t *conf,
                            conf->zone_name);
     }
     st = rl2_overrides_open(conf->zone_name, path, conf->shm_mode, out, err);
+    if (st == RL2_OK
+        && (st = rl2_backend_overrides_audit(conf, policy, *out, err))
+               != RL2_OK) {
+        rl2_overrides_close(*out);
+        *out = NULL;
+    }
     if (st != RL2_OK) {
         return st;
     }

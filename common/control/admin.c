@@ -361,8 +361,8 @@ rl2_admin_record(const rl2_admin_t *a, const rl2_admin_change_t *ch,
     snprintf(e.reason, sizeof(e.reason), "%s", ch->o.reason);
     if (rl2_audit_record(a->audit, &e, &why) != RL2_OK) {
         return rl2_err_set(err, RL2_ERR_SYS,
-                           "%s: the change WAS made but is not in the audit "
-                           "file",
+                           "%s: the change WAS made but is not in the whole "
+                           "audit trail",
                            why.msg);
     }
     return RL2_OK;

@@ -9,9 +9,15 @@
  * facility (base/alert.c): its own datagram per line, never openlog(),
  * so an audit from inside a web server leaves the server's own log ident
  * alone; not rate-limited, since every change must be seen.
+ *
+ * With Redis the entry goes first to the stream beside the override
+ * hash (override_redis.c writes it), the fleet's one trail; the file is
+ * then the host's copy.  A part that does not take the entry does not
+ * keep it from the others, and its syslog line says what it misses.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +32,23 @@
 #include "control_internal.h"
 
 struct rl2_audit {
-    int          fd;    /* the file, O_APPEND; -1: none */
-    char        *path;  /* for messages */
-    rl2_alert_t *alert; /* syslog; NULL: none */
-    rl2_err_t    syslog_err;
-    int          syslog_failed;
+    int              fd;    /* the file, O_APPEND; -1: none */
+    char            *path;  /* for messages */
+    rl2_alert_t     *alert; /* syslog; NULL: none */
+    rl2_ovr_redis_t *redis; /* the stream, connections of its own; NULL */
+    rl2_err_t        syslog_err;
+    int              syslog_failed;
+};
+
+/* The trail of a table's automatic bans: what to open, opened by the
+ * first ban of the process (rl2_ovr_audit_auto), under lock. */
+struct rl2_ovr_audit {
+    pthread_mutex_t lock;
+    char           *path; /* NULL: no file */
+    char           *syslog_socket;
+    char           *ident;
+    int             facility;
+    rl2_audit_t    *a; /* NULL until the first ban */
 };
 
 static const char *const origin_names[RL2_AUDIT_ORIGINS] = {
@@ -262,7 +280,8 @@ rl2_audit_format(const rl2_audit_entry_t *e, char *buf, size_t size)
  */
 
 static void
-rl2_audit_syslog(rl2_audit_t *a, const rl2_audit_entry_t *e)
+rl2_audit_syslog(rl2_audit_t *a, const rl2_audit_entry_t *e,
+                 const char *missing)
 {
     char before[RL2_OVR_NAME_MAX + 16] = "-", after[sizeof(before)] = "-";
     char expires[28] = "-";
@@ -289,12 +308,15 @@ rl2_audit_syslog(rl2_audit_t *a, const rl2_audit_entry_t *e)
         { "verb", e->verb },     { "origin", rl2_audit_origin_name(e->origin) },
         { "author", e->author }, { "before", before },
         { "after", after },      { "expires", expires },
-        { "reason", e->reason },
+        { "reason", e->reason }, { "audit_error", missing },
     };
 
+    /* audit_error only when a part of the trail did not take the
+     * entry. */
     a->syslog_failed =
         rl2_alert_emit(a->alert, RL2_ALERT_OVERRIDE, f,
-                       sizeof(f) / sizeof(f[0]), 0, &a->syslog_err)
+                       sizeof(f) / sizeof(f[0]) - (missing == NULL), 0,
+                       &a->syslog_err)
         != RL2_OK;
 }
 
@@ -316,12 +338,31 @@ rl2_audit_verb_ok(const char *verb)
            && strspn(verb, "abcdefghijklmnopqrstuvwxyz_-") == n;
 }
 
-rl2_status_t
-rl2_audit_record(rl2_audit_t *a, const rl2_audit_entry_t *e, rl2_err_t *err)
+/* One write() of the line: a signal may not cut a regular file's write,
+ * and anything short of the whole line is an error to report. */
+static rl2_status_t
+rl2_audit_append(rl2_audit_t *a, const char *line, size_t len, rl2_err_t *err)
 {
-    char    line[RL2_AUDIT_LINE_MAX];
-    size_t  len;
     ssize_t w;
+
+    do {
+        w = write(a->fd, line, len);
+    } while (w < 0 && errno == EINTR);
+    if (w != (ssize_t)len) {
+        return rl2_err_set(err, RL2_ERR_SYS, "audit file %s: %s", a->path,
+                           w < 0 ? strerror(errno) : "short write");
+    }
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_audit_record_to(rl2_audit_t *a, const rl2_audit_entry_t *e,
+                    rl2_ovr_redis_t *stream, const char *note, rl2_err_t *err)
+{
+    char         line[RL2_AUDIT_LINE_MAX], missing[2 * RL2_ERR_MAX + 64];
+    size_t       len;
+    rl2_err_t    s_err, f_err;
+    rl2_status_t s_st = RL2_OK, f_st = RL2_OK;
 
     if (rl2_ovr_kind_name(e->kind) == NULL
         || rl2_audit_origin_name(e->origin) == NULL
@@ -334,19 +375,42 @@ rl2_audit_record(rl2_audit_t *a, const rl2_audit_entry_t *e, rl2_err_t *err)
     if ((len = rl2_audit_format(e, line, sizeof(line))) == 0) {
         return rl2_err_set(err, RL2_ERR_INVALID, "audit: entry too long");
     }
-    if (a->fd >= 0) {
-        /* One write(): a signal may not cut a regular file's write, and
-         * anything short of the whole line is an error to report. */
-        do {
-            w = write(a->fd, line, len);
-        } while (w < 0 && errno == EINTR);
-        if (w != (ssize_t)len) {
-            return rl2_err_set(err, RL2_ERR_SYS, "audit file %s: %s", a->path,
-                               w < 0 ? strerror(errno) : "short write");
-        }
+    if (stream == NULL) {
+        stream = a->redis;
     }
-    rl2_audit_syslog(a, e);
+    /* The stream first: with Redis it is the trail the fleet reads. */
+    if (stream != NULL) {
+        s_st = rl2_ovr_redis_audit_add(stream, line, len - 1, &s_err);
+    }
+    if (a->fd >= 0) {
+        f_st = rl2_audit_append(a, line, len, &f_err);
+    }
+    /* The change was made: syslog has it whatever the rest took. */
+    snprintf(missing, sizeof(missing), "%s%s%s%s%s", note != NULL ? note : "",
+             note != NULL && s_st != RL2_OK ? "; " : "",
+             s_st != RL2_OK ? s_err.msg : "",
+             (note != NULL || s_st != RL2_OK) && f_st != RL2_OK ? "; " : "",
+             f_st != RL2_OK ? f_err.msg : "");
+    rl2_audit_syslog(a, e, missing[0] != '\0' ? missing : NULL);
+    if (s_st != RL2_OK) {
+        return rl2_err_set(err, s_st, "audit stream: %s (%s)", s_err.msg,
+                           a->fd >= 0 && f_st == RL2_OK
+                               ? "the entry is in the audit file"
+                               : "the entry is in no audit file");
+    }
+    if (f_st != RL2_OK) {
+        return rl2_err_set(err, f_st, "%s%s", f_err.msg,
+                           stream != NULL ? " (the entry is in the audit "
+                                            "stream)"
+                                          : "");
+    }
     return RL2_OK;
+}
+
+rl2_status_t
+rl2_audit_record(rl2_audit_t *a, const rl2_audit_entry_t *e, rl2_err_t *err)
+{
+    return rl2_audit_record_to(a, e, NULL, NULL, err);
 }
 
 void
@@ -356,6 +420,7 @@ rl2_audit_conf_default(rl2_audit_conf_t *conf)
     conf->syslog_socket = "/dev/log";
     conf->ident = "ratelimit2";
     conf->facility = LOG_AUTHPRIV;
+    conf->redis = NULL;
 }
 
 static rl2_status_t
@@ -428,6 +493,16 @@ rl2_audit_open(const rl2_audit_conf_t *conf, rl2_audit_t **out, rl2_err_t *err)
         rl2_audit_close(a);
         return st;
     }
+    if (conf->redis != NULL) {
+        /* Connections of its own, made at the first entry. */
+        rl2_ovr_redis_conf_t rc = { .key = conf->redis->overrides_key,
+                                    .conf = conf->redis };
+
+        if ((st = rl2_ovr_redis_new(&rc, &a->redis, err)) != RL2_OK) {
+            rl2_audit_close(a);
+            return st;
+        }
+    }
     *out = a;
     return RL2_OK;
 }
@@ -442,6 +517,121 @@ rl2_audit_close(rl2_audit_t *a)
         close(a->fd);
     }
     rl2_alert_close(a->alert);
+    rl2_ovr_redis_free(a->redis);
     free(a->path);
     free(a);
+}
+
+/* ---- a table's automatic bans ---------------------------------------------
+ */
+
+static char *
+rl2_strdup_or_null(const char *s, int *failed)
+{
+    char *d = s != NULL ? strdup(s) : NULL;
+
+    *failed |= s != NULL && d == NULL;
+    return d;
+}
+
+rl2_status_t
+rl2_overrides_audit_attach(rl2_overrides_t *t, const rl2_audit_conf_t *conf,
+                           rl2_err_t *err)
+{
+    rl2_ovr_audit_t *au;
+    int              failed = 0;
+
+    if (t->audit != NULL) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "overrides %s: already has an audit trail", t->name);
+    }
+    if ((au = calloc(1, sizeof(*au))) == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "audit: out of memory");
+    }
+    pthread_mutex_init(&au->lock, NULL);
+    au->path = rl2_strdup_or_null(conf->path, &failed);
+    au->syslog_socket = rl2_strdup_or_null(conf->syslog_socket, &failed);
+    au->ident = rl2_strdup_or_null(conf->ident, &failed);
+    au->facility = conf->facility;
+    if (failed) {
+        rl2_ovr_audit_free(au);
+        return rl2_err_set(err, RL2_ERR_NOMEM, "audit: out of memory");
+    }
+    t->audit = au;
+    return RL2_OK;
+}
+
+void
+rl2_ovr_audit_free(rl2_ovr_audit_t *au)
+{
+    if (au == NULL) {
+        return;
+    }
+    rl2_audit_close(au->a);
+    pthread_mutex_destroy(&au->lock);
+    free(au->path);
+    free(au->syslog_socket);
+    free(au->ident);
+    free(au);
+}
+
+/* Under au->lock: the trail opened, or, when its file cannot be, one
+ * without the file for this entry only (*once, the caller's to close),
+ * *why saying what the file said. */
+static rl2_audit_t *
+rl2_ovr_audit_get(rl2_ovr_audit_t *au, rl2_audit_t **once, rl2_err_t *why)
+{
+    rl2_audit_conf_t conf;
+    rl2_err_t        ignored;
+
+    *once = NULL;
+    if (au->a != NULL) {
+        return au->a;
+    }
+    rl2_audit_conf_default(&conf);
+    conf.path = au->path;
+    conf.syslog_socket = au->syslog_socket;
+    conf.ident = au->ident;
+    conf.facility = au->facility;
+    if (rl2_audit_open(&conf, &au->a, why) == RL2_OK) {
+        return au->a;
+    }
+    /* Tried again at the next ban: the file may be made writable. */
+    conf.path = NULL;
+    return rl2_audit_open(&conf, once, &ignored) == RL2_OK ? *once : NULL;
+}
+
+void
+rl2_ovr_audit_auto(rl2_overrides_t *t, const rl2_override_t *before,
+                   const rl2_override_t *after, const rl2_clock_t *now)
+{
+    rl2_ovr_audit_t  *au = t->audit;
+    rl2_audit_entry_t e;
+    rl2_audit_t      *a, *once;
+    rl2_err_t         why, err;
+
+    if (au == NULL) {
+        return;
+    }
+    memset(&e, 0, sizeof(e));
+    e.time_us = now->wall_us;
+    snprintf(e.author, sizeof(e.author), "%s", after->author);
+    e.origin = RL2_AUDIT_AUTO;
+    snprintf(e.verb, sizeof(e.verb), "ban");
+    e.kind = after->kind;
+    snprintf(e.target, sizeof(e.target), "%s", after->target);
+    e.before = *before;
+    e.after = *after;
+    snprintf(e.reason, sizeof(e.reason), "%s", after->reason);
+    why.msg[0] = '\0';
+    /* Bans are rare: the lock orders the lazy open and the writes of
+     * this process's threads; a request that bans nothing never comes
+     * here. */
+    pthread_mutex_lock(&au->lock);
+    if ((a = rl2_ovr_audit_get(au, &once, &why)) != NULL) {
+        (void)rl2_audit_record_to(a, &e, t->redis,
+                                  once != NULL ? why.msg : NULL, &err);
+    }
+    pthread_mutex_unlock(&au->lock);
+    rl2_audit_close(once);
 }

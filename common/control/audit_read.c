@@ -7,7 +7,8 @@
  * or an object of their four keys.  The file is ours; a line that does not
  * read is damage someone must look at, so it is an error naming the file
  * and line, except a last line without its newline, which is what a writer
- * stopped half-way leaves.
+ * stopped half-way leaves.  The stream (with Redis) is read the same
+ * way, an entry at a time, each its own line.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -15,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <hiredis/hiredis.h>
 
 #include "ratelimit2/audit.h"
 #include "base/base_internal.h"
@@ -564,6 +567,147 @@ rl2_audit_read(const char *path, rl2_audit_each_fn each, void *ctx, size_t *n,
     }
     free(line);
     fclose(f);
+    if (n != NULL) {
+        *n = count;
+    }
+    return st;
+}
+
+/* ---- the stream ------------------------------------------------------------
+ */
+
+/* XRANGE's batch: bounded memory however long the stream. */
+#define RL2_AUDIT_BATCH 1000
+
+/* The id after "MS-SEQ" (XRANGE's start is inclusive); -1 when id is
+ * not one. */
+static int
+rl2_audit_next_id(const char *id, size_t len, char *out, size_t size)
+{
+    unsigned long long ms, seq;
+    char               text[48];
+    int                end = 0;
+
+    if (len >= sizeof(text)) {
+        return -1;
+    }
+    memcpy(text, id, len);
+    text[len] = '\0';
+    if (sscanf(text, "%llu-%llu%n", &ms, &seq, &end) != 2
+        || (size_t)end != len) {
+        return -1;
+    }
+    if (seq == ~0ULL) {
+        snprintf(out, size, "%llu-0", ms + 1);
+    }
+    else {
+        snprintf(out, size, "%llu-%llu", ms, seq + 1);
+    }
+    return 0;
+}
+
+/* One stream entry, [id, [field, value, ...]], into e: its field
+ * "entry", a line as the file holds it. */
+static rl2_status_t
+rl2_audit_stream_entry(const redisReply *r, rl2_audit_entry_t *e,
+                       rl2_err_t *err)
+{
+    const redisReply *f = r->element[1];
+    char              line[RL2_AUDIT_LINE_MAX];
+
+    for (size_t i = 0; f->type == REDIS_REPLY_ARRAY && i + 1 < f->elements;
+         i += 2) {
+        const redisReply *k = f->element[i], *v = f->element[i + 1];
+
+        if (k->type != REDIS_REPLY_STRING || k->len != 5
+            || memcmp(k->str, "entry", 5) != 0) {
+            continue;
+        }
+        if (v->type != REDIS_REPLY_STRING || v->len >= sizeof(line)
+            || memchr(v->str, '\0', v->len) != NULL) {
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "entry too long, or "
+                               "not text");
+        }
+        memcpy(line, v->str, v->len);
+        line[v->len] = '\0';
+        return rl2_audit_parse(line, e, err);
+    }
+    return rl2_err_set(err, RL2_ERR_INVALID, "no field \"entry\"");
+}
+
+/* One batch from start: each entry handed over; *next the id after the
+ * last; *more 0 when the stream has no more (or each() stopped). */
+static rl2_status_t
+rl2_audit_batch(rl2_ovr_redis_t *r, const char *start, rl2_audit_each_fn each,
+                void *ctx, size_t *count, char *next, size_t size, int *more,
+                rl2_err_t *err)
+{
+    redisReply       *reply;
+    rl2_audit_entry_t e;
+    rl2_err_t         why;
+    rl2_status_t      st;
+
+    *more = 0;
+    st = rl2_ovr_redis_audit_range(r, start, RL2_AUDIT_BATCH, &reply, err);
+    if (st != RL2_OK) {
+        return st;
+    }
+    for (size_t i = 0; st == RL2_OK && i < reply->elements; i++) {
+        const redisReply *x = reply->element[i];
+
+        if (x->type != REDIS_REPLY_ARRAY || x->elements != 2
+            || x->element[0]->type != REDIS_REPLY_STRING
+            || rl2_audit_next_id(x->element[0]->str, x->element[0]->len, next,
+                                 size)
+                   != 0) {
+            st = rl2_err_set(err, RL2_ERR_STORE,
+                             "redis %s: XRANGE %s: unexpected reply",
+                             rl2_ovr_redis_name(r), rl2_ovr_redis_audit_key(r));
+            break;
+        }
+        if (rl2_audit_stream_entry(x, &e, &why) != RL2_OK) {
+            st = rl2_err_set(
+                err, RL2_ERR_INVALID, "%s %.*s: %s", rl2_ovr_redis_audit_key(r),
+                (int)x->element[0]->len, x->element[0]->str, why.msg);
+            break;
+        }
+        (*count)++;
+        if (each != NULL && each(&e, ctx) != 0) {
+            rl2_redis_reply_free(reply);
+            return RL2_OK;
+        }
+    }
+    *more = st == RL2_OK && reply->elements == RL2_AUDIT_BATCH;
+    rl2_redis_reply_free(reply);
+    return st;
+}
+
+rl2_status_t
+rl2_audit_read_redis(const rl2_redis_conf_t *conf, int64_t since_ms,
+                     rl2_audit_each_fn each, void *ctx, size_t *n,
+                     rl2_err_t *err)
+{
+    rl2_ovr_redis_conf_t rc = { .key = conf->overrides_key, .conf = conf };
+    rl2_ovr_redis_t     *r;
+    char                 start[48];
+    size_t               count = 0;
+    rl2_status_t         st;
+    int                  more = 1;
+
+    if (n != NULL) {
+        *n = 0;
+    }
+    if ((st = rl2_ovr_redis_new(&rc, &r, err)) != RL2_OK) {
+        return st;
+    }
+    snprintf(start, sizeof(start), "%lld",
+             (long long)(since_ms > 0 ? since_ms : 0));
+    while (st == RL2_OK && more) {
+        st = rl2_audit_batch(r, start, each, ctx, &count, start, sizeof(start),
+                             &more, err);
+    }
+    rl2_ovr_redis_free(r);
     if (n != NULL) {
         *n = count;
     }

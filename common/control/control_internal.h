@@ -121,6 +121,7 @@ typedef struct {
 } ovr_shm_t;
 
 typedef struct rl2_ovr_redis rl2_ovr_redis_t;
+typedef struct rl2_ovr_audit rl2_ovr_audit_t;
 
 struct rl2_overrides {
     rl2_overrides_head_t head; /* first: read inline (overrides.h) */
@@ -130,6 +131,7 @@ struct rl2_overrides {
     int                  lock_fd;     /* the object mapped: record lock */
     pthread_mutex_t      thread_lock; /* which excludes no thread */
     rl2_ovr_redis_t     *redis;       /* NULL: this host's table only */
+    rl2_ovr_audit_t     *audit;       /* automatic bans' trail; NULL: none */
     /* When the host's next Redis sync is due (monotonic µs), read by
      * every request; NULL without a Redis side. */
     const _Atomic int64_t *sync_due_us;
@@ -150,6 +152,9 @@ struct rl2_overrides {
  *    the file goes into it with the next change that writes it (an
  *    automatic ban a second later, an operator's change); a reboot
  *    before that forgets it, as it forgets the counters that made it.
+ * A ban Redis or the table took is one entry of the table's audit trail
+ * (rl2_overrides_audit_attach; none attached: none), written after the
+ * writers' lock is released.
  * *made: the ban was added. */
 rl2_status_t rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
                                     const rl2_clock_t *now, int *made,
@@ -277,6 +282,23 @@ rl2_status_t rl2_json_object_read(const char *text, size_t len,
 /* The member called name, or NULL. */
 const rl2_json_member_t *rl2_json_object_get(const rl2_json_object_t *obj,
                                              const char              *name);
+/* audit.c: rl2_audit_record, the entry going to `stream` (NULL: the
+ * audit's own, if it has one) rather than to a's.  note (may be NULL):
+ * why the entry misses a part of the trail already, said in its syslog
+ * line as the other failures are. */
+rl2_status_t rl2_audit_record_to(rl2_audit_t *a, const rl2_audit_entry_t *e,
+                                 rl2_ovr_redis_t *stream, const char *note,
+                                 rl2_err_t *err);
+
+/* audit.c, for overrides.c: the one entry of an automatic ban Redis or
+ * the table took (after; before: what it replaced, kind 0: nothing),
+ * origin "auto", into t's trail (none attached: nothing), through t's
+ * Redis side when it has one.  Opens the trail the first time, in the
+ * process that bans.  Never fails the ban: a part of the trail that does
+ * not take the entry is said in its syslog line. */
+void rl2_ovr_audit_auto(rl2_overrides_t *t, const rl2_override_t *before,
+                        const rl2_override_t *after, const rl2_clock_t *now);
+void rl2_ovr_audit_free(rl2_ovr_audit_t *au);
 
 /* ---- for override_redis.c (overrides.c) ---- */
 
@@ -310,10 +332,11 @@ rl2_status_t rl2_ovr_save(rl2_overrides_t *t, const rl2_clock_t *now,
 /* ---- override_redis.c, for overrides.c ---- */
 
 /* rl2_overrides_set / remove with a Redis side: Redis first, then this
- * host's table and state file. */
+ * host's table and state file.  *taken (may be NULL): Redis took the
+ * change, which then stands whatever this host made of it. */
 rl2_status_t rl2_ovr_redis_set(rl2_overrides_t *t, const rl2_override_t *o,
                                const rl2_clock_t *now, rl2_override_t *before,
-                               rl2_err_t *err);
+                               int *taken, rl2_err_t *err);
 rl2_status_t rl2_ovr_redis_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
                                   rl2_ovr_target_t target_kind,
                                   const char *target, const rl2_clock_t *now,
@@ -321,6 +344,31 @@ rl2_status_t rl2_ovr_redis_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
 
 /* Free the Redis side (rl2_overrides_close). */
 void rl2_ovr_redis_free(rl2_ovr_redis_t *r);
+
+/* ---- override_redis.c, for audit.c and audit_read.c ---- */
+
+/* A Redis side on its own, not attached to a table (an audit's stream):
+ * as rl2_ovr_redis_attach makes one; rl2_ovr_redis_free frees it. */
+typedef struct rl2_ovr_redis_conf rl2_ovr_redis_conf_t;
+rl2_status_t rl2_ovr_redis_new(const rl2_ovr_redis_conf_t *rc,
+                               rl2_ovr_redis_t **out, rl2_err_t *err);
+
+/* The audit stream's key, "{NAME}:audit" (the hash's tag, so its slot),
+ * and the server, for messages. */
+const char *rl2_ovr_redis_audit_key(const rl2_ovr_redis_t *r);
+const char *rl2_ovr_redis_name(const rl2_ovr_redis_t *r);
+
+/* XADD {NAME}:audit * entry LINE (len bytes, no newline), untrimmed;
+ * RL2_OK only when Redis answered with the entry's id. */
+rl2_status_t rl2_ovr_redis_audit_add(rl2_ovr_redis_t *r, const char *line,
+                                     size_t len, rl2_err_t *err);
+
+/* XRANGE {NAME}:audit START + COUNT count: *reply an array (the
+ * caller's to free with rl2_redis_reply_free), else an error. */
+rl2_status_t rl2_ovr_redis_audit_range(rl2_ovr_redis_t *r, const char *start,
+                                       unsigned            count,
+                                       struct redisReply **reply,
+                                       rl2_err_t          *err);
 
 /* ---- beside ratelimit2/overrides.h, for decide/ (not installed) ---- */
 
@@ -348,14 +396,14 @@ rl2_overrides_sync(rl2_overrides_t *t, const rl2_clock_t *now)
  * by the caller, which keeps them, and circuit and alert, until the
  * table is closed; with neither, the side makes connections of its own
  * to conf's server. */
-typedef struct {
+struct rl2_ovr_redis_conf {
     const char             *key;  /* NAME of the keys; NULL, "": default */
     const rl2_redis_conf_t *conf; /* the server, for connections of its own */
     rl2_redis_pool_t       *pool; /* lent: a server, Sentinel's master */
     rl2_redis_cluster_t    *cluster; /* lent: a Cluster */
     const rl2_circuit_t    *circuit; /* NULL: always ask Redis */
     rl2_alert_t            *alert;   /* NULL: no syslog line */
-} rl2_ovr_redis_conf_t;
+};
 
 /* Give t its Redis side (before any request uses t; once). */
 rl2_status_t rl2_ovr_redis_attach(rl2_overrides_t            *t,

@@ -57,7 +57,8 @@ struct rl2_ovr_redis {
     char                 key[RL2_REDIS_OVR_KEY_MAX + 2]; /* "{NAME}" */
     char                 version_key[RL2_REDIS_OVR_KEY_MAX + 10];
     char                 epoch_key[RL2_REDIS_OVR_KEY_MAX + 8];
-    unsigned             slot; /* of the three keys: one hash tag */
+    char                 audit_key[RL2_REDIS_OVR_KEY_MAX + 8]; /* stream */
+    unsigned             slot; /* of the four keys: one hash tag */
     const char          *name; /* the server, for messages */
 };
 
@@ -838,13 +839,16 @@ rl2_ovr_apply_set_fn(rl2_overrides_t *t, const void *arg,
 
 rl2_status_t
 rl2_ovr_redis_set(rl2_overrides_t *t, const rl2_override_t *o,
-                  const rl2_clock_t *now, rl2_override_t *before,
+                  const rl2_clock_t *now, rl2_override_t *before, int *taken,
                   rl2_err_t *err)
 {
     char              field[RL2_OVR_FIELD_MAX], line[RL2_OVR_LINE_MAX];
     rl2_ovr_changed_t c;
     rl2_status_t      st;
 
+    if (taken != NULL) {
+        *taken = 0;
+    }
     if (rl2_ovr_field(o, field, sizeof(field)) < 0
         || rl2_ovr_line_format(o, line, sizeof(line)) < 0) {
         return rl2_err_set(err, RL2_ERR_INVALID, "overrides: entry too long");
@@ -854,6 +858,9 @@ rl2_ovr_redis_set(rl2_overrides_t *t, const rl2_override_t *o,
     }
     if (before != NULL) {
         *before = c.old;
+    }
+    if (taken != NULL) {
+        *taken = 1;
     }
     return rl2_ovr_follow_change(t, &c, rl2_ovr_apply_set_fn, o, now, err);
 }
@@ -905,10 +912,75 @@ rl2_ovr_redis_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
     return rl2_ovr_follow_change(t, &c, rl2_ovr_apply_remove_fn, &w, now, err);
 }
 
+/* ---- the audit stream (audit.c, audit_read.c) --------------------------- */
+
+const char *
+rl2_ovr_redis_audit_key(const rl2_ovr_redis_t *r)
+{
+    return r->audit_key;
+}
+
+const char *
+rl2_ovr_redis_name(const rl2_ovr_redis_t *r)
+{
+    return r->name;
+}
+
+rl2_status_t
+rl2_ovr_redis_audit_add(rl2_ovr_redis_t *r, const char *line, size_t len,
+                        rl2_err_t *err)
+{
+    /* No MAXLEN: N changes are N entries for as long as the stream is
+     * kept (audit.h). */
+    const char  *argv[5] = { "XADD", r->audit_key, "*", "entry", line };
+    size_t       lens[5] = { 4, strlen(r->audit_key), 1, 5, len };
+    redisReply  *reply;
+    rl2_status_t st;
+
+    st = rl2_ovr_command(r, 5, argv, lens, "audit XADD", &reply, err);
+    if (st != RL2_OK) {
+        return st;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: XADD %s: %.160s",
+                         r->name, r->audit_key,
+                         reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                          : "unexpected reply");
+    }
+    rl2_redis_reply_free(reply);
+    return st;
+}
+
+rl2_status_t
+rl2_ovr_redis_audit_range(rl2_ovr_redis_t *r, const char *start, unsigned count,
+                          redisReply **reply, rl2_err_t *err)
+{
+    char         n[16];
+    const char  *argv[6] = { "XRANGE", r->audit_key, start, "+", "COUNT", n };
+    size_t       lens[6];
+    rl2_status_t st;
+
+    snprintf(n, sizeof(n), "%u", count);
+    for (int i = 0; i < 6; i++) {
+        lens[i] = strlen(argv[i]);
+    }
+    st = rl2_ovr_command(r, 6, argv, lens, "audit XRANGE", reply, err);
+    if (st == RL2_OK && (*reply)->type != REDIS_REPLY_ARRAY) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: XRANGE %s: %.160s",
+                         r->name, r->audit_key,
+                         (*reply)->type == REDIS_REPLY_ERROR
+                             ? (*reply)->str
+                             : "unexpected reply");
+        rl2_redis_reply_free(*reply);
+        *reply = NULL;
+    }
+    return st;
+}
+
 /* ---- attaching -------------------------------------------------------- */
 
-/* "{NAME}", "{NAME}:version" and "{NAME}:epoch", the slot of all
- * three. */
+/* "{NAME}", "{NAME}:version", "{NAME}:epoch" and the audit stream
+ * "{NAME}:audit", the slot of all four. */
 static rl2_status_t
 rl2_ovr_keys(rl2_ovr_redis_t *r, const char *name, rl2_err_t *err)
 {
@@ -924,6 +996,7 @@ rl2_ovr_keys(rl2_ovr_redis_t *r, const char *name, rl2_err_t *err)
     snprintf(r->key, sizeof(r->key), "{%s}", name);
     snprintf(r->version_key, sizeof(r->version_key), "{%s}:version", name);
     snprintf(r->epoch_key, sizeof(r->epoch_key), "{%s}:epoch", name);
+    snprintf(r->audit_key, sizeof(r->audit_key), "{%s}:audit", name);
     r->slot = rl2_redis_key_slot(r->key, strlen(r->key));
     return RL2_OK;
 }
@@ -946,16 +1019,13 @@ rl2_ovr_connections(rl2_ovr_redis_t *r, const rl2_redis_conf_t *conf,
 }
 
 rl2_status_t
-rl2_ovr_redis_attach(rl2_overrides_t *t, const rl2_ovr_redis_conf_t *rc,
-                     rl2_err_t *err)
+rl2_ovr_redis_new(const rl2_ovr_redis_conf_t *rc, rl2_ovr_redis_t **out,
+                  rl2_err_t *err)
 {
     rl2_ovr_redis_t *r;
     rl2_status_t     st;
 
-    if (t->redis != NULL) {
-        return rl2_err_set(err, RL2_ERR_INVALID,
-                           "overrides %s: already has a Redis side", t->name);
-    }
+    *out = NULL;
     if ((r = calloc(1, sizeof(*r))) == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "overrides: out of memory");
     }
@@ -973,6 +1043,24 @@ rl2_ovr_redis_attach(rl2_overrides_t *t, const rl2_ovr_redis_conf_t *rc,
     }
     r->name = r->cluster != NULL ? rl2_redis_cluster_name(r->cluster)
                                  : rl2_redis_pool_name(r->pool);
+    *out = r;
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_ovr_redis_attach(rl2_overrides_t *t, const rl2_ovr_redis_conf_t *rc,
+                     rl2_err_t *err)
+{
+    rl2_ovr_redis_t *r;
+    rl2_status_t     st;
+
+    if (t->redis != NULL) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "overrides %s: already has a Redis side", t->name);
+    }
+    if ((st = rl2_ovr_redis_new(rc, &r, err)) != RL2_OK) {
+        return st;
+    }
     t->redis = r;
     t->sync_due_us = &t->shm->next_sync_us;
     return RL2_OK;

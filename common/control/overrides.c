@@ -583,7 +583,7 @@ rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
         return rl2_err_set(err, RL2_ERR_INVALID, "already expired");
     }
     if (t->redis != NULL) {
-        return rl2_ovr_redis_set(t, o, now, before, err);
+        return rl2_ovr_redis_set(t, o, now, before, NULL, err);
     }
     if ((st = rl2_ovr_lock(t, err)) != RL2_OK) {
         return st;
@@ -603,15 +603,18 @@ rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
 
 /* May an automatic ban add o?  Not when the table has it already (*st
  * RL2_OK: the ban stands as it is) nor when only the room left to
- * operators remains (*st RL2_ERR_STORE). */
+ * operators remains (*st RL2_ERR_STORE).  A ban there that has ended
+ * (a mirror purges only when Redis changes) is none: the client's next
+ * offence bans it again, escalated. */
 static int
 rl2_ovr_auto_room(const rl2_overrides_t *t, const rl2_override_t *o,
-                  rl2_status_t *st, rl2_err_t *err)
+                  int64_t now_us, rl2_status_t *st, rl2_err_t *err)
 {
     const ovr_shm_t *s = t->shm;
+    long at = rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target));
 
     *st = RL2_OK;
-    if (rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target)) >= 0) {
+    if (at >= 0 && !rl2_ovr_expired(&s->slots[at].o, now_us)) {
         return 0;
     }
     if (atomic_load_explicit(&s->used, memory_order_relaxed)
@@ -644,12 +647,17 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
      * a table left to operators, stays as it is. */
     if (t->redis != NULL) {
         rl2_override_t before;
+        int            taken;
 
-        if (!rl2_ovr_auto_room(t, o, &st, err)) {
+        if (!rl2_ovr_auto_room(t, o, now->wall_us, &st, err)) {
             return st;
         }
-        st = rl2_ovr_redis_set(t, o, now, &before, err);
+        st = rl2_ovr_redis_set(t, o, now, &before, &taken, err);
         *made = st == RL2_OK;
+        /* Redis has it (whatever this host made of it): one entry. */
+        if (taken) {
+            rl2_ovr_audit_auto(t, &before, o, now);
+        }
         return st;
     }
     /* A request never queues behind another writer's file write. */
@@ -658,7 +666,7 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
     }
     rl2_ovr_write_begin(s);
     rl2_ovr_purge(s, now->wall_us);
-    if (rl2_ovr_auto_room(t, o, &st, err)
+    if (rl2_ovr_auto_room(t, o, now->wall_us, &st, err)
         && (st = rl2_ovr_put(t, o, &was, err)) == RL2_OK) {
         *made = 1;
     }
@@ -672,6 +680,11 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
         *made = 0;
     }
     rl2_ovr_unlock(t);
+    /* Out of the writers' lock: the trail's write waits for no one's
+     * change, nor a change for it. */
+    if (*made) {
+        rl2_ovr_audit_auto(t, &was, o, now);
+    }
     return st;
 }
 
@@ -823,6 +836,7 @@ rl2_overrides_close(rl2_overrides_t *t)
         return;
     }
     rl2_ovr_redis_free(t->redis);
+    rl2_ovr_audit_free(t->audit);
     if (t->shm != NULL) {
         rl2_shm_obj_close(t->shm, sizeof(ovr_shm_t));
     }

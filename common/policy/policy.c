@@ -149,10 +149,18 @@ int
 rl2_policy_overrides_audit(const rl2_policy_t *policy, const char *zone,
                            char *buf, size_t size)
 {
-    int n;
+    const char *state = policy != NULL ? policy->overrides_state : NULL;
+    const char *slash = state != NULL ? strrchr(state, '/') : NULL;
+    int         n;
 
     if (policy != NULL && policy->overrides_audit != NULL) {
         n = snprintf(buf, size, "%s", policy->overrides_audit);
+    }
+    else if (slash != NULL) {
+        /* Beside a state file of the policy's own: a site that keeps its
+         * overrides elsewhere keeps their trail with them. */
+        n = snprintf(buf, size, "%.*s%s.audit", (int)(slash - state + 1), state,
+                     zone[0] == '/' ? zone + 1 : zone);
     }
     else {
         n = snprintf(buf, size, RL2_STATE_DIR "/%s.audit",

@@ -1,13 +1,14 @@
 #!/bin/bash
 # t_fcgi_redis.sh -- Apache (mod_ratelimit2) and lighttpd (ratelimit2-fcgi
 # as its authorizer, -R) counting in one redis-server under one policy
-# file: a quota of 100 split across both admits exactly 100.  Then Redis
-# is SIGKILLed: the authorizer keeps answering on local counters
-# (failover local), with no 5xx; and a daemon in failover "closed" answers
-# 503 with Retry-After.  The authorizer's health says its runtime
-# override table mirrors Redis, in sync; while Redis is down, not in sync
-# since the last sync (status "degraded"); in sync again once Redis is
-# back.
+# file: a quota of 100 split across both admits exactly 100; two
+# ratelimit2ctl -R changes and an automatic ban are three entries of the
+# audit stream.  Then Redis is SIGKILLed: the authorizer keeps answering
+# on local counters (failover local), with no 5xx; and a daemon in
+# failover "closed" answers 503 with Retry-After.  The authorizer's health
+# says its runtime override table mirrors Redis, in sync; while Redis is
+# down, not in sync since the last sync (status "degraded"); in sync
+# again once Redis is back.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 redis_start_first
@@ -124,6 +125,44 @@ is "cgi wrapper: the quota used up in Redis refuses it" \
     "Status: 429 Too Many Requests" "$(cgi_run REQUEST_URI=/fw/x)"
 is "cgi wrapper: a limit with room runs the target" "Status: 200 OK" \
     "$(cgi_run REQUEST_URI=/free/x)"
+
+# ---- the fleet's audit stream ----
+# Two ratelimit2ctl changes with -R and an automatic ban by a
+# ratelimit2-fcgi -R are exactly three entries of the stream, which
+# ratelimit2ctl audit -R reads.
+CTL="$BUILD/ctl/ratelimit2ctl"
+AC=("$CTL" -c /nonexistent -R "127.0.0.1:$RP" -z "$(zone_name actl)"
+    --state "$T_DIR/actl.overrides" --audit "$T_DIR/actl.audit")
+# (No syslog here: its warning goes to ctl.err.)
+"${AC[@]}" ban 198.51.100.1 --ttl 1h --reason "audit one" \
+    >/dev/null 2>>"$T_DIR/ctl.err"
+"${AC[@]}" unban 198.51.100.1 --reason "audit two" \
+    >/dev/null 2>>"$T_DIR/ctl.err"
+cat >"$T_DIR/abuse.conf" <<POL
+overrides = { state_file = "$T_DIR/abuse.overrides"; };
+abuse = { denials = "1/1min"; ban = "10min"; };
+rules = ( { name = "login"; paths = "/login";
+            limits = ( { rate = "1/hour"; } ); } );
+POL
+BP=$(free_port)
+fcgi_start abuse -c "$T_DIR/abuse.conf" -s "127.0.0.1:$BP" \
+    -z "$(zone_name ab)" -t 2 -R "127.0.0.1:$RP"
+for _ in 1 2 3 4 5; do
+    "$FCGI_CLIENT" "127.0.0.1:$BP" REMOTE_ADDR=198.51.100.9 \
+        REQUEST_METHOD=POST REQUEST_URI=/login >/dev/null
+done
+fcgi_stop abuse
+is "two ratelimit2ctl changes and an automatic ban: three entries" \
+    "3 ctl:ban ctl:unban auto:ban 198.51.100.9" \
+    "$("${AC[@]}" audit --json | python3 -c '
+import json, sys
+a = json.load(sys.stdin)
+print(len(a), " ".join(e["origin"] + ":" + e["verb"] for e in a),
+      a[-1]["target"])')"
+is "the stream holds them beside the override hash" 3 \
+    "$(redis-cli -p "$RP" XLEN '{rl2:overrides}:audit')"
+is "audit --local reads this host's file: the two ratelimit2ctl made" 2 \
+    "$("${AC[@]}" audit --local --json | grep -c '"origin":"ctl"')"
 
 # ---- Redis killed: the authorizer goes on, local counters ----
 kill -KILL "$(cat "$RDIR/redis.pid")"

@@ -22,7 +22,8 @@
 # <script> (escaped) and, apart, an automatic ban a client earned (policy
 # abuse) with its rule; ratelimit2_bans_active counts each origin in
 # Apache's and ratelimit2-fcgi's metrics; health says the table is the
-# host's own ("source":"local") and how many entries it holds.
+# host's own ("source":"local") and how many entries it holds.  An
+# automatic ban is one entry of the audit file (origin auto).
 . "$(dirname "$0")/fcgi_lib.sh"
 
 SET="$BUILD/tools/rl2_override_set"
@@ -437,4 +438,75 @@ like "with the state file's error" \
     "state file $NS\.tmp: No such file or directory" "$out"
 is "and is not made" "Status: 200 OK" "$(ask)"
 fcgi_stop nodir
+
+# ======================= the audit of automatic bans ======================
+# Without Redis, an automatic ban made by ratelimit2-fcgi, or by an
+# Apache child, is one line of the zone's audit file ("<zone>.audit"
+# beside the state file), origin auto, which ratelimit2ctl audit reads;
+# the refusals of the ban in force add none.
+BP=$(free_port)
+BZ=$(zone_name ab)
+BS=$T_DIR/abuse.overrides
+BA=$T_DIR/${BZ#/}.audit
+cat >"$T_DIR/bpolicy.conf" <<POL
+overrides = { state_file = "$BS"; };
+abuse = { denials = "1/1min"; ban = "10min"; };
+rules = ( { name = "login"; paths = "/login";
+            limits = ( { rate = "1/hour"; } ); } );
+POL
+fcgi_start abuse -c "$T_DIR/bpolicy.conf" -s "127.0.0.1:$BP" -z "$BZ" -t 2
+login() {
+    "$FCGI_CLIENT" "127.0.0.1:$BP" REMOTE_ADDR=192.0.2.9 \
+        REQUEST_METHOD=POST REQUEST_URI=/login | head -1 | tr -d '\r'
+}
+out=""
+for _ in 1 2 3 4 5 6; do
+    out="$out $(login)"
+done
+like "ratelimit2-fcgi: admitted once, then refused (banned on the way)" \
+    "^ Status: 200 OK( Status: 429 Too Many Requests){5}$" "$out"
+fcgi_stop abuse
+AJ=$("$BUILD/ctl/ratelimit2ctl" -c /nonexistent -z "$BZ" --state "$BS" \
+    --audit "$BA" audit --json)
+is "the automatic ban is one audit entry, origin auto" \
+    "1 auto abuse ban 192.0.2.9 600" \
+    "$(printf '%s' "$AJ" | python3 -c '
+import json, sys
+a = json.load(sys.stdin)
+e = a[-1]
+print(len(a), e["origin"], e["author"], e["verb"], e["target"], e["ttl_s"])')"
+like "its reason names the rule" '"reason":"more than 1 refusals in 60s \(rule login' \
+    "$AJ"
+
+# Apache: the child that bans (User nobody) makes and appends the file.
+W=$T_DIR/abuse-apache
+WP=$(free_port)
+WZ=$(zone_name aw)
+mkdir -p "$W/state"
+chmod 1777 "$W/state"
+sed "s|$BS|$W/state/x.overrides|" "$T_DIR/bpolicy.conf" >"$T_DIR/wpolicy.conf"
+apache_conf "$W" "$WP" event
+echo ok >"$W/htdocs/login"
+cat >"$W/site.conf" <<CONF
+RateLimit2Zone $WZ 1000
+RateLimit2Policy "$T_DIR/wpolicy.conf"
+CONF
+if apache_start "$W"; then
+    is "Apache: admitted once, then refused" "200 429 429 429 429 429" \
+        "$(codes 6 "http://127.0.0.1:$WP/login")"
+    apache_stop "$W"
+    WJ=$("$BUILD/ctl/ratelimit2ctl" -c /nonexistent -z "$WZ" \
+        --state "$W/state/x.overrides" --audit "$W/state/${WZ#/}.audit" \
+        audit --json)
+    is "Apache: its child's automatic ban is one audit entry, origin auto" \
+        "1 auto ban 127.0.0.1" \
+        "$(printf '%s' "$WJ" | python3 -c '
+import json, sys
+a = json.load(sys.stdin)
+print(len(a), a[-1]["origin"], a[-1]["verb"], a[-1]["target"])')"
+    is "made by the child's user" nobody \
+        "$(stat -c %U "$W/state/${WZ#/}.audit")"
+else
+    not_ok "Apache starts with an abuse policy"
+fi
 done_testing

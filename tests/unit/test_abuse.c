@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "ratelimit2/audit.h"
 #include "ratelimit2/overrides.h"
 #include "base/shm_obj_internal.h"
 
@@ -84,6 +85,30 @@ teardown_abuse(void **state)
     rl2_shm_obj_unlink(name, &err);
     unlink(a->state_file);
     return teardown(state);
+}
+
+/* The trail of the table's automatic bans (no Redis: the audit file). */
+static void
+audit_path(char *out, size_t size)
+{
+    snprintf(out, size, "/tmp/rl2-abuse-%d.audit", (int)getpid());
+}
+
+typedef struct {
+    rl2_audit_entry_t e[4];
+    size_t            n;
+} audited_t;
+
+static int
+audited_keep(const rl2_audit_entry_t *e, void *ctx)
+{
+    audited_t *r = ctx;
+
+    if (r->n < 4) {
+        r->e[r->n] = *e;
+    }
+    r->n++;
+    return 0;
 }
 
 /* A flood of distinct offenders: banned at the second refusal, in a zone
@@ -158,6 +183,61 @@ ban_left_s(abuse_fixture_t *a, const char *target, int64_t at_s)
         }
     }
     return -1;
+}
+
+/* Without Redis, each automatic ban is one line of the audit file
+ * (origin auto, the ban's author, the rule in the reason), the first and
+ * its escalation alike; the refusals of a ban in force write none. */
+static void
+test_each_ban_one_audit_line(void **state)
+{
+    abuse_fixture_t *a = *state;
+    rl2_audit_conf_t ac;
+    audited_t        r;
+    rl2_verdict_t    v;
+    rl2_err_t        err;
+    char             path[128];
+    size_t           n;
+
+    audit_path(path, sizeof(path));
+    unlink(path);
+    rl2_audit_conf_default(&ac);
+    ac.path = path;
+    ac.syslog_socket = NULL;
+    assert_int_equal(rl2_overrides_audit_attach(a->table, &ac, &err), RL2_OK);
+    for (int i = 0; i <= 4; i++) {
+        request(a, "/login", "192.0.2.1", NULL, i, &v);
+    }
+    assert_int_equal(v.banned, 1);
+    for (int i = 5; i < 10; i++) {
+        request(a, "/login", "192.0.2.1", NULL, i, &v);
+        assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
+    }
+    assert_int_equal(rl2_audit_read(path, NULL, NULL, &n, &err), RL2_OK);
+    assert_int_equal(n, 1);
+    for (int i = 0; i < 4; i++) {
+        request(a, "/login", "192.0.2.1", NULL, 70 + i, &v);
+    }
+    assert_int_equal(v.banned, 1);
+    assert_int_equal(v.banned_for_s, 20);
+
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(rl2_audit_read(path, audited_keep, &r, &n, &err), RL2_OK);
+    assert_int_equal(n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(r.e[i].origin, RL2_AUDIT_AUTO);
+        assert_string_equal(r.e[i].author, "abuse");
+        assert_string_equal(r.e[i].verb, "ban");
+        assert_string_equal(r.e[i].target, "192.0.2.1");
+        assert_non_null(strstr(r.e[i].reason, "(rule login, limit"));
+        assert_int_equal(r.e[i].before.kind, 0);
+        assert_int_equal(r.e[i].after.kind, RL2_OVR_BAN);
+    }
+    assert_int_equal(r.e[0].after.expires_us - r.e[0].time_us,
+                     10 * RL2_US_PER_S);
+    assert_int_equal(r.e[1].after.expires_us - r.e[1].time_us,
+                     20 * RL2_US_PER_S);
+    unlink(path);
 }
 
 /* 1 admitted, 3 refusals are tolerated, the 4th bans for 10 s; the ban
@@ -553,6 +633,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ban_then_escalate, setup,
+                                        teardown_abuse),
+        cmocka_unit_test_setup_teardown(test_each_ban_one_audit_line, setup,
                                         teardown_abuse),
         cmocka_unit_test_setup_teardown(test_ban_names_the_user, setup,
                                         teardown_abuse),

@@ -3,7 +3,8 @@
  * side (override_redis.c) over a Redis Cluster of three masters on
  * loopback: the hash, its version and its epoch live on the master of
  * their one slot, a moved slot is followed, and a master that lost its
- * data gets the mirror written back.
+ * data gets the mirror written back; the audit stream is on the same
+ * master.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -19,6 +20,8 @@
 #include "rl2_redis_test.h"
 #include "rl2_cluster_test.h"
 #include "rl2_overrides_test.h"
+
+#include "ratelimit2/audit.h"
 
 static unsigned
 hash_slot(void)
@@ -107,6 +110,61 @@ test_cluster_owner_lost_its_data(void **state)
 }
 
 static int
+audit_count(const rl2_audit_entry_t *e, void *ctx)
+{
+    size_t *autos = ctx;
+
+    *autos += e->origin == RL2_AUDIT_AUTO;
+    return 0;
+}
+
+/* The audit stream lives beside the hash, on the master of its slot:
+ * what ratelimit2ctl records there (connections of the audit's own) and
+ * an automatic ban's entry (through the table's Redis side) are read
+ * back, from the slot's master, in one walk. */
+static void
+test_cluster_audit_stream_beside_the_hash(void **state)
+{
+    rl2_overrides_t  *a = table("a");
+    rl2_override_t    o = ban("192.0.2.61", wall_us() + MINUTE, "auto");
+    rl2_audit_conf_t  conf;
+    rl2_audit_t      *audit;
+    rl2_audit_entry_t e;
+    rl2_clock_t       now = now_plus(0);
+    rl2_err_t         err;
+    size_t            n, autos = 0;
+    int               made, owner = owner_of(hash_slot());
+
+    (void)state;
+    rl2_audit_conf_default(&conf);
+    conf.syslog_socket = NULL;
+    conf.redis = &rconf;
+    assert_int_equal(rl2_audit_open(&conf, &audit, &err), RL2_OK);
+    for (int i = 0; i < 3; i++) {
+        memset(&e, 0, sizeof(e));
+        e.time_us = wall_us();
+        snprintf(e.author, sizeof(e.author), "test");
+        e.origin = RL2_AUDIT_CTL;
+        snprintf(e.verb, sizeof(e.verb), "ban");
+        e.kind = RL2_OVR_BAN;
+        e.after = ban("192.0.2.60", 0, "ctl");
+        snprintf(e.target, sizeof(e.target), "%s", e.after.target);
+        if (rl2_audit_record(audit, &e, &err) != RL2_OK) {
+            fail_msg("record: %s", err.msg);
+        }
+    }
+    rl2_audit_close(audit);
+    assert_int_equal(rl2_overrides_audit_attach(a, &conf, &err), RL2_OK);
+    assert_int_equal(rl2_overrides_ban_auto(a, &o, &now, &made, &err), RL2_OK);
+    assert_int_equal(made, 1);
+    assert_int_equal(admin_int(adm[owner], "XLEN %s", HASH ":audit"), 4);
+    assert_int_equal(
+        rl2_audit_read_redis(&rconf, 0, audit_count, &autos, &n, &err), RL2_OK);
+    assert_int_equal(n, 4);
+    assert_int_equal(autos, 1);
+}
+
+static int
 cluster_setup(void **state)
 {
     (void)state;
@@ -146,6 +204,7 @@ main(void)
         C(test_cluster_set_and_remove_reach_another_host),
         C(test_cluster_follows_a_moved_slot),
         C(test_cluster_owner_lost_its_data),
+        C(test_cluster_audit_stream_beside_the_hash),
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);

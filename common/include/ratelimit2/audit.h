@@ -37,6 +37,20 @@
  * (rl2_audit_syslog_error says why), while a line the file does not take
  * is.
  *
+ * With Redis (conf.redis, or a table's Redis side for its automatic
+ * bans), every entry is first added to a stream beside the override
+ * hash, "{NAME}:audit" where NAME is the redis option overrides_key
+ * (default "{rl2:overrides}:audit"): the hash's tag, so the same Cluster
+ * slot.  Each stream entry has one field, "entry", the line above
+ * without its newline.  The stream is the fleet's one trail; it is
+ * never trimmed (an entry takes about 500 bytes of Redis's memory; a
+ * million changes, about 500 MB: XTRIM what has been archived).  The file, when
+ * a path is given, is still written: the host's copy of the changes made from
+ * that host.  A part that does not take an entry (the stream, the file) does
+ * not keep it from the others; rl2_audit_record returns the first
+ * failure, saying where the entry is, and the syslog line gets
+ * audit_error=WHY.
+ *
  * An entry that expires is not a change and writes no line; nor does a
  * removal of what was not there.
  */
@@ -77,6 +91,10 @@ typedef struct {
     const char *syslog_socket; /* "/dev/log"; NULL: no syslog */
     const char *ident;         /* "ratelimit2" */
     int         facility;      /* LOG_AUTHPRIV */
+    /* The stream's server (its overrides_key names the stream); NULL:
+     * no stream.  Connections of the audit's own, made at the first
+     * entry; kept by the caller until rl2_audit_close. */
+    const rl2_redis_conf_t *redis;
 } rl2_audit_conf_t;
 
 typedef struct rl2_audit rl2_audit_t;
@@ -117,6 +135,29 @@ typedef int (*rl2_audit_each_fn)(const rl2_audit_entry_t *e, void *ctx);
 
 rl2_status_t rl2_audit_read(const char *path, rl2_audit_each_fn each, void *ctx,
                             size_t *n, rl2_err_t *err);
+
+/* Every entry of the stream of conf's server (see above), oldest
+ * first, from the stream id since_ms (Redis's clock, ms since the
+ * epoch; 0: all), as rl2_audit_read does with the file: read in batches
+ * of 1,000 (XRANGE), an entry that does not read stopping the walk with
+ * RL2_ERR_INVALID "STREAM ID: what"; no stream has none. */
+rl2_status_t rl2_audit_read_redis(const rl2_redis_conf_t *conf,
+                                  int64_t since_ms, rl2_audit_each_fn each,
+                                  void *ctx, size_t *n, rl2_err_t *err);
+
+/* Make conf (path, syslog; its redis is not used) the trail of t's
+ * automatic bans (rl2_overrides_ban_auto, policy `abuse`): each ban it
+ * makes writes one entry, origin "auto", author and reason the ban's,
+ * verb "ban", to the stream through t's Redis side when it has one
+ * (attached before or after this), to the file and to syslog.  Nothing
+ * is opened here: the first ban of each process opens the file, so a
+ * process that bans nothing pays nothing; a file it cannot open (tried
+ * again at the next ban) leaves the entry to the stream and syslog,
+ * whose line then says audit_error=WHY.  The strings are copied; t owns
+ * the trail until rl2_overrides_close. */
+rl2_status_t rl2_overrides_audit_attach(rl2_overrides_t        *t,
+                                        const rl2_audit_conf_t *conf,
+                                        rl2_err_t              *err);
 
 /* "2026-12-06T10:00:00.123456Z" (27 bytes and a NUL). */
 void rl2_audit_time_format(int64_t wall_us, char buf[28]);

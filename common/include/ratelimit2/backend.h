@@ -110,7 +110,10 @@ struct rl2_tier_source *rl2_backend_tier_source(rl2_backend_t *backend);
  * zone (its name and shm mode) with the policy's state file: *out NULL
  * and RL2_OK when the policy disables it.  On success *note may say
  * something the operator should know (msg empty: nothing), such as a
- * state directory that does not exist.  Released by
+ * state directory that does not exist.  The table's automatic bans are
+ * audited (rl2_overrides_audit_attach) into "<zone>.audit" in the state
+ * file's directory and syslog (the alerts' socket and ident), and, once
+ * the table has a Redis side, the fleet's audit stream.  Released by
  * rl2_overrides_close(); independent of any backend, so that a front end
  * may keep it while backends come and go. */
 rl2_status_t rl2_backend_overrides_open(const rl2_backend_conf_t *conf,

@@ -279,8 +279,10 @@ int rl2_policy_overrides_state(const rl2_policy_t *policy, const char *zone,
 
 /* The audit file of the runtime overrides (audit.h) beside `zone` for
  * this policy (NULL: the default), into buf: its audit_file, else
- * RL2_STATE_DIR/<zone name without its '/'>.audit, where ratelimit2ctl
- * and the HTTP admin interface both append; -1 when it does not fit. */
+ * <zone name without its '/'>.audit in the folder of its state_file
+ * when it names one, else in RL2_STATE_DIR; where ratelimit2ctl, the
+ * HTTP admin interface and automatic bans all append; -1 when it does
+ * not fit. */
 int rl2_policy_overrides_audit(const rl2_policy_t *policy, const char *zone,
                                char *buf, size_t size);
 
