@@ -567,7 +567,7 @@ rl2_admin_change(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
                         "admin path: %s: the runtime override table is not "
                         "open (see the log at start or reload)",
                         author);
-        rl2_admin_fail(req, 503,
+        rl2_admin_fail(req, 500,
                        "the runtime override table is not open: see "
                        "ratelimit2-fcgi's log");
         return;
