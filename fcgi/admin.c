@@ -42,8 +42,8 @@
 
 /* What a worker reads and drops of a body it does not use. */
 #define RL2_ADMIN_DRAIN_MAX (1024 * 1024)
-#define RL2_ADMIN_STR_(x) #x
-#define RL2_ADMIN_STR(x)  RL2_ADMIN_STR_(x)
+#define RL2_ADMIN_STR_(x)   #x
+#define RL2_ADMIN_STR(x)    RL2_ADMIN_STR_(x)
 /* The answer: a list of overrides is cut to fit (admin.h). */
 #define RL2_ADMIN_ANSWER_MAX (64 * 1024)
 
@@ -302,7 +302,8 @@ rl2_fcgi_admin_reload(rl2_server_t *srv)
         return;
     }
     if (rl2_admin_tokens_read(srv->admin_file, &ts, &err) != 0) {
-        rl2_log(LOG_ERR, "admin tokens not reloaded, the previous ones stay: %s",
+        rl2_log(LOG_ERR,
+                "admin tokens not reloaded, the previous ones stay: %s",
                 err.msg);
         return;
     }
@@ -431,16 +432,16 @@ rl2_admin_send(FCGX_Request *req, int status, const char *body)
     char head[512];
     int  n;
 
-    n = snprintf(
-        head, sizeof(head),
-        "Status: %s\r\n"
-        "Content-Type: application/json; charset=utf-8\r\n"
-        "Cache-Control: no-store\r\n"
-        "%s%s\r\n",
-        rl2_admin_reason(status), status == 405 ? "Allow: POST\r\n" : "",
-        status == 401
-            ? "WWW-Authenticate: Bearer realm=\"ratelimit2-admin\"\r\n"
-            : "");
+    n = snprintf(head, sizeof(head),
+                 "Status: %s\r\n"
+                 "Content-Type: application/json; charset=utf-8\r\n"
+                 "Cache-Control: no-store\r\n"
+                 "%s%s\r\n",
+                 rl2_admin_reason(status),
+                 status == 405 ? "Allow: POST\r\n" : "",
+                 status == 401
+                     ? "WWW-Authenticate: Bearer realm=\"ratelimit2-admin\"\r\n"
+                     : "");
     if (FCGX_PutStr(head, n, req->out) < 0
         || FCGX_PutStr(body, (int)strlen(body), req->out) < 0
         || FCGX_PutStr("\n", 1, req->out) < 0) {
@@ -589,8 +590,8 @@ rl2_admin_change(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     }
     rl2_clock_now(&now);
     status = rl2_admin_http(&a, FCGX_GetParam("REQUEST_METHOD", req->envp),
-                            FCGX_GetParam("CONTENT_TYPE", req->envp), body,
-                            len, &now, out, RL2_ADMIN_ANSWER_MAX);
+                            FCGX_GetParam("CONTENT_TYPE", req->envp), body, len,
+                            &now, out, RL2_ADMIN_ANSWER_MAX);
     rl2_audit_close(a.audit);
     /* Only a token's holder gets here: no flood to bound. */
     rl2_log(status == 200 ? LOG_INFO : LOG_WARNING,

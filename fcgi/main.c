@@ -380,19 +380,29 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
 }
 
 /* -C: the store the policy and the options give, on stdout (exit 0), or
- * the error on stderr (exit 1); nothing is opened or connected. */
+ * the error on stderr (exit 1); nothing is opened or connected but the
+ * admin token file (-K), read and checked as at start. */
 static int
 rl2_check(const rl2_opts_t *o, const rl2_policy_t *policy)
 {
-    rl2_backend_conf_t bc = o->backend;
-    char               line[1024];
-    rl2_err_t          err;
+    rl2_backend_conf_t  bc = o->backend;
+    rl2_admin_tokens_t *tokens;
+    char                line[1024];
+    rl2_err_t           err;
 
     if (rl2_backend_conf_policy(&bc, policy, &err) != RL2_OK
         || rl2_store_opt_check(&bc, rl2_store_opt_needs_redis(&bc), &err)
                != RL2_OK) {
         fprintf(stderr, "ratelimit2-fcgi: %s\n", err.msg);
         return 1;
+    }
+    /* The admin tokens too: a file the daemon would refuse at start. */
+    if (o->admin_file != NULL) {
+        if (rl2_admin_tokens_read(o->admin_file, &tokens, &err) != 0) {
+            fprintf(stderr, "ratelimit2-fcgi: -K %s\n", err.msg);
+            return 1;
+        }
+        rl2_admin_tokens_free(tokens);
     }
     rl2_store_opt_describe(&bc, line, sizeof(line));
     printf("%s\n", line);
