@@ -1,6 +1,7 @@
 /*
  * audit.c -- ratelimit2ctl audit: the changes to the runtime overrides,
- * oldest first, from the audit file (--audit, or the zone's default).
+ * oldest first, from the audit file (--audit, else the policy's
+ * overrides.audit_file, else the zone's default).
  *
  * The file is read whole before anything is printed, so that a damaged
  * line gives an error and no half listing (nor half a JSON array).
@@ -9,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ratelimit2/audit.h"
+#include "ratelimit2/config.h"
 #include "ratelimit2/overrides.h"
 
 #include "ctl.h"
@@ -101,10 +104,35 @@ rl2_ctl_audit_json(const rl2_ctl_audit_t *a)
     printf("%s]\n", a->n > 0 ? "\n" : "");
 }
 
+/* The audit file the changes went to: --audit, else the policy's
+ * audit_file.  The policy is read here for that key only: one that does
+ * not load must not keep the trail from being read (the default file is
+ * read then, and stderr says so). */
+static void
+rl2_ctl_audit_path(const rl2_ctl_opts_t *o, char *path, size_t size)
+{
+    rl2_ctl_opts_t with = *o;
+    char           state[4096];
+    rl2_err_t      err;
+
+    with.policy_loaded = NULL;
+    if (o->audit_file == NULL && access(o->policy, F_OK) == 0
+        && rl2_config_load(o->policy, &with.policy_loaded, &err) != RL2_OK) {
+        with.policy_loaded = NULL;
+        fprintf(stderr,
+                "ratelimit2ctl: warning: %s: reading the default audit "
+                "file\n",
+                err.msg);
+    }
+    rl2_ctl_ovr_paths(&with, state, path,
+                      size < sizeof(state) ? size : sizeof(state));
+    rl2_policy_free(with.policy_loaded);
+}
+
 int
 rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    char            state[4096], path[4096];
+    char            path[4096];
     rl2_ctl_audit_t a;
     rl2_clock_t     now;
     rl2_err_t       err;
@@ -119,7 +147,7 @@ rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv)
         != RL2_CTL_OK) {
         return rc;
     }
-    rl2_ctl_ovr_paths(o, state, path, sizeof(path));
+    rl2_ctl_audit_path(o, path, sizeof(path));
     memset(&a, 0, sizeof(a));
     rl2_clock_now(&now);
     a.since_us = o->since_us != 0 ? now.wall_us - o->since_us : 0;

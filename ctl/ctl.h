@@ -151,8 +151,9 @@ enum {
 /* RL2_CTL_OK, or RL2_CTL_USAGE naming an option `cmd` does not take. */
 int rl2_ctl_takes(const rl2_ctl_opts_t *o, const char *cmd, unsigned takes);
 
-/* The state file and the audit file: --state and --audit, or the
- * defaults under RL2_CTL_STATE_DIR. */
+/* The state file and the audit file: --state and --audit, or (the
+ * audit file) the loaded policy's overrides.audit_file, or the defaults
+ * under RL2_CTL_STATE_DIR. */
 void rl2_ctl_ovr_paths(const rl2_ctl_opts_t *o, char *state, char *audit,
                        size_t size);
 

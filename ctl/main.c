@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ratelimit2/admin.h"
 #include "ratelimit2/overrides.h"
 #include "ratelimit2/policy.h"
 #include "ratelimit2/store_opts.h"
@@ -221,33 +222,26 @@ static const struct option rl2_ctl_longopts[] = {
 };
 
 /* A duration option: at least a second, so that it is not "already
- * over" by the time it is written. */
+ * over" by the time it is written (the core's reading of a TTL). */
 static int
 rl2_ctl_duration(const char *opt, const char *arg, int64_t *us)
 {
     rl2_err_t err;
 
-    if (rl2_duration_parse(arg, us, &err) != RL2_OK) {
+    if (rl2_admin_ttl_parse(arg, us, &err) != RL2_OK) {
         return rl2_ctl_fail(-1, "%s: %s", opt, err.msg);
     }
-    return *us >= RL2_US_PER_S
-               ? 0
-               : rl2_ctl_fail(-1, "%s: at least 1s, not \"%s\"", opt, arg);
+    return 0;
 }
 
 /* --reason: what fits the table's field and one line of the logs. */
 static int
 rl2_ctl_reason(rl2_ctl_opts_t *o, const char *arg)
 {
-    if (strlen(arg) >= RL2_OVR_REASON_MAX) {
-        return rl2_ctl_fail(-1, "--reason: at most %d bytes",
-                            RL2_OVR_REASON_MAX - 1);
-    }
-    for (const char *p = arg; *p != '\0'; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            return rl2_ctl_fail(-1, "--reason: no control characters "
-                                    "(tab, newline, ...)");
-        }
+    rl2_err_t err;
+
+    if (rl2_admin_reason_check(arg, &err) != RL2_OK) {
+        return rl2_ctl_fail(-1, "--reason: %s", err.msg);
     }
     o->reason = arg;
     return 0;
@@ -377,7 +371,8 @@ main(int argc, char **argv)
 {
     /* policy: 0 not read (check and docs take a file of their own;
      * overrides and audit read no policy, so they work whatever state
-     * it is in); 1 read, with Redis from it unless -R (report goes
+     * it is in: audit reads it for its audit_file alone, and goes on
+     * without it); 1 read, with Redis from it unless -R (report goes
      * without it when the file does not exist, and has no -R); 2 read
      * when the file exists (the override verbs: an address needs no
      * policy, a rule, tier or API key does). */

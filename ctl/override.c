@@ -2,11 +2,14 @@
  * override.c -- the verbs that change the runtime override table: ban,
  * unban, allow, disallow, tier, untier, boost, unboost, mode, emergency.
  *
- * Each verb reads its arguments into one change (a kind, a target in the
- * table's canonical form, a value) before anything is opened, so a bad
- * input changes nothing; then it opens the audit file (a file that cannot
- * be written stops the change before it is made), the table, makes the
- * change (which the core keeps in the state file, or does not make), and
+ * The command line around the core's verbs (admin.h), which the HTTP
+ * admin interface shares: each verb checks its arguments' number and
+ * options and hands them to rl2_admin_read(), which reads them into one
+ * change (a kind, a target in the table's canonical form, a value)
+ * before anything is opened, so a bad input changes nothing; then the
+ * audit file is opened (a file that cannot be written stops the change
+ * before it is made), and the table, and rl2_admin_apply() makes the
+ * change (which the core keeps in the state file, or does not make) and
  * records it.  A removal of what is not there is no change: nothing is
  * recorded, and the exit status is 0, so that scripts may repeat one.
  */
@@ -16,17 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ratelimit2/admin.h"
 #include "ratelimit2/audit.h"
 #include "ratelimit2/overrides.h"
 
 #include "ctl.h"
-
-/* One change, as the command line asks for it. */
-typedef struct {
-    const char    *verb; /* the subcommand, for the audit trail */
-    rl2_override_t o;    /* kind, target, value */
-    int            remove;
-} rl2_ctl_change_t;
 
 /* ---- what the verbs share with override_list.c and audit.c -------------- */
 
@@ -77,6 +74,11 @@ rl2_ctl_ovr_paths(const rl2_ctl_opts_t *o, char *state, char *audit,
     if (o->audit_file != NULL) {
         snprintf(audit, size, "%s", o->audit_file);
     }
+    else if (o->policy_loaded != NULL
+             && o->policy_loaded->overrides_audit != NULL) {
+        /* Where the servers' admin interface appends too. */
+        snprintf(audit, size, "%s", o->policy_loaded->overrides_audit);
+    }
     else {
         snprintf(audit, size, "%s/%s.audit", RL2_CTL_STATE_DIR, zone);
     }
@@ -105,15 +107,39 @@ rl2_ctl_left(int64_t left_us, char *buf, size_t size)
 
 /* ---- reading the command line -------------------------------------------- */
 
-/* A target for kind, canonical; rule:, tier: and key: need the policy,
- * which is only read when its file exists. */
-static int
-rl2_ctl_target(const rl2_ctl_opts_t *o, rl2_ovr_kind_t kind, const char *text,
-               rl2_override_t *ov)
+/* What the verb is given besides its arguments: the options. */
+static rl2_admin_args_t
+rl2_ctl_args(const rl2_ctl_opts_t *o, const char *verb)
 {
-    rl2_err_t err;
+    rl2_admin_args_t a = { .verb = verb,
+                           .factor = o->factor,
+                           .clear = o->clear,
+                           .allow_list_only = o->allow_list_only,
+                           .ttl_us = o->ttl_us,
+                           .reason = o->reason };
 
-    memset(ov, 0, sizeof(*ov));
+    return a;
+}
+
+/* The options that give what the core says the verb takes. */
+static unsigned
+rl2_ctl_takes_of(const rl2_admin_args_t *a)
+{
+    const unsigned t = rl2_admin_takes(a);
+
+    return (t & RL2_ADMIN_TAKES_TTL ? RL2_CTL_TAKES_TTL : 0)
+           | (t & RL2_ADMIN_TAKES_REASON ? RL2_CTL_TAKES_REASON : 0)
+           | (t & (RL2_ADMIN_TAKES_FACTOR | RL2_ADMIN_TAKES_ALLOW_LIST_ONLY)
+                  ? RL2_CTL_TAKES_FACTOR
+                  : 0)
+           | (t & RL2_ADMIN_TAKES_CLEAR ? RL2_CTL_TAKES_CLEAR : 0);
+}
+
+/* rule:, tier: and key: targets need the policy, which is only read
+ * when its file exists: say which file. */
+static int
+rl2_ctl_needs_policy(const rl2_ctl_opts_t *o, const char *text)
+{
     if (o->policy_loaded == NULL
         && (strncmp(text, "rule:", 5) == 0 || strncmp(text, "tier:", 5) == 0
             || strncmp(text, "key:", 4) == 0)) {
@@ -123,35 +149,7 @@ rl2_ctl_target(const rl2_ctl_opts_t *o, rl2_ovr_kind_t kind, const char *text,
                             "does not exist)",
                             text, o->policy);
     }
-    if (rl2_override_target(o->policy_loaded, kind, text, ov, &err) != RL2_OK) {
-        return rl2_ctl_fail(RL2_CTL_USAGE, "%s", err.msg);
-    }
     return RL2_CTL_OK;
-}
-
-/* TIER of `tier TARGET TIER`: one of the policy's. */
-static int
-rl2_ctl_tier_name(const rl2_ctl_opts_t *o, const char *name, rl2_override_t *ov)
-{
-    const rl2_policy_t *p = o->policy_loaded;
-    rl2_err_t           err;
-
-    if (p == NULL) {
-        return rl2_ctl_fail(RL2_CTL_USAGE,
-                            "tier %s: needs the policy, which names the "
-                            "tiers (-c; %s does not exist)",
-                            name, o->policy);
-    }
-    if (rl2_ovr_value_parse_text(ov, name, &err) != RL2_OK) {
-        return rl2_ctl_fail(RL2_CTL_USAGE, "%s", err.msg);
-    }
-    for (size_t i = 0; i < p->n_tiers; i++) {
-        if (strcmp(p->tiers[i].name, name) == 0) {
-            return RL2_CTL_OK;
-        }
-    }
-    return rl2_ctl_fail(RL2_CTL_USAGE, "the policy has no tier \"%s\"%s", name,
-                        p->n_tiers == 0 ? " (it has no tiers)" : "");
 }
 
 /* ---- making the change ----------------------------------------------------
@@ -209,192 +207,187 @@ rl2_ctl_open_audit(const rl2_ctl_opts_t *o, const char *path,
     return RL2_CTL_OK;
 }
 
-/* Set or remove in the table; *before gets what was there. */
 static int
-rl2_ctl_change_table(const rl2_ctl_opts_t *o, const char *state,
-                     const rl2_ctl_change_t *ch, const rl2_clock_t *now,
-                     rl2_override_t *before)
+rl2_ctl_open_table(const rl2_ctl_opts_t *o, const char *state,
+                   rl2_overrides_t **t)
 {
-    rl2_overrides_t *t;
-    rl2_err_t        err;
-    rl2_status_t     st;
+    rl2_err_t err;
 
-    if (rl2_overrides_open(o->zone, state, o->backend.shm_mode, &t, &err)
+    if (rl2_overrides_open(o->zone, state, o->backend.shm_mode, t, &err)
         != RL2_OK) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s", err.msg);
     }
     /* With Redis (-R, or the policy's redis group), the fleet's table:
      * the change goes to Redis first, or is refused. */
     if (o->backend.redis_enabled
-        && rl2_overrides_redis_attach(t, &o->backend.redis, &err) != RL2_OK) {
-        rl2_overrides_close(t);
+        && rl2_overrides_redis_attach(*t, &o->backend.redis, &err) != RL2_OK) {
+        rl2_overrides_close(*t);
         return rl2_ctl_fail(RL2_CTL_FAIL, "%s (nothing was changed)", err.msg);
-    }
-    st = ch->remove ? rl2_overrides_remove(t, ch->o.kind, ch->o.target_kind,
-                                           ch->o.target, now, before, &err)
-                    : rl2_overrides_set(t, &ch->o, now, before, &err);
-    rl2_overrides_close(t);
-    if (st != RL2_OK) {
-        return rl2_ctl_fail(st == RL2_ERR_INVALID ? RL2_CTL_USAGE
-                                                  : RL2_CTL_FAIL,
-                            "%s (nothing was changed)", err.msg);
     }
     return RL2_CTL_OK;
 }
 
-static int
-rl2_ctl_record(const rl2_ctl_opts_t *o, rl2_audit_t *audit,
-               const rl2_ctl_change_t *ch, const rl2_override_t *before,
-               const rl2_clock_t *now)
+/* What was made, on stdout; and a syslog line that was not sent. */
+static void
+rl2_ctl_said(const rl2_admin_change_t *ch, const rl2_override_t *before,
+             const rl2_clock_t *now)
 {
-    rl2_audit_entry_t e;
-    rl2_err_t         err;
-    const char       *why;
+    char was[256], now_is[256];
 
-    memset(&e, 0, sizeof(e));
-    e.time_us = now->wall_us;
-    rl2_ctl_author(e.author, sizeof(e.author));
-    e.origin = RL2_AUDIT_CTL;
-    snprintf(e.verb, sizeof(e.verb), "%s", ch->verb);
-    e.kind = ch->o.kind;
-    snprintf(e.target, sizeof(e.target), "%s", ch->o.target);
-    e.before = *before;
+    rl2_ctl_describe(before, now->wall_us, was, sizeof(was));
+    snprintf(now_is, sizeof(now_is), "removed");
     if (!ch->remove) {
-        e.after = ch->o;
+        rl2_ctl_describe(&ch->o, now->wall_us, now_is, sizeof(now_is));
     }
-    snprintf(e.reason, sizeof(e.reason), "%s", o->reason ? o->reason : "");
-    if (rl2_audit_record(audit, &e, &err) != RL2_OK) {
-        return rl2_ctl_fail(RL2_CTL_FAIL,
-                            "%s: the change WAS made but is not in the "
-                            "audit file",
-                            err.msg);
+    printf("%s %s: %s (was: %s)\n", ch->verb, ch->o.target, now_is, was);
+}
+
+/* Read the change (the core's reading: admin.h), open the audit file (a
+ * file that cannot be written stops the change before it is made) and
+ * the table, make it, record it. */
+static int
+rl2_ctl_apply(const rl2_ctl_opts_t *o, const rl2_admin_args_t *args)
+{
+    char               state[4096], path[4096], author[RL2_OVR_AUTHOR_MAX];
+    rl2_admin_t        admin = { .policy = o->policy_loaded,
+                                 .author = author,
+                                 .origin = RL2_AUDIT_CTL };
+    rl2_admin_change_t ch;
+    rl2_override_t     before;
+    rl2_clock_t        now;
+    rl2_err_t          err;
+    rl2_status_t       st;
+    const char        *why;
+    int                rc, made;
+
+    if (rl2_admin_read(o->policy_loaded, args, &ch, &err) != RL2_OK) {
+        return rl2_ctl_fail(RL2_CTL_USAGE, "%s", err.msg);
     }
-    if ((why = rl2_audit_syslog_error(audit)) != NULL) {
+    rl2_ctl_ovr_paths(o, state, path, sizeof(state));
+    if ((rc = rl2_ctl_open_audit(o, path, &admin.audit)) != RL2_CTL_OK) {
+        return rc;
+    }
+    if ((rc = rl2_ctl_open_table(o, state, &admin.table)) != RL2_CTL_OK) {
+        rl2_audit_close(admin.audit);
+        return rc;
+    }
+    rl2_ctl_author(author, sizeof(author));
+    rl2_clock_now(&now);
+    st = rl2_admin_apply(&admin, &ch, &now, &before, &made, &err);
+    rl2_overrides_close(admin.table);
+    if (st != RL2_OK) {
+        rc = rl2_ctl_fail(st == RL2_ERR_INVALID && !made ? RL2_CTL_USAGE
+                                                         : RL2_CTL_FAIL,
+                          "%s", err.msg);
+    }
+    else if (ch.remove && before.kind == 0) {
+        printf("%s %s: no %s was set; nothing changed\n", ch.verb, ch.o.target,
+               rl2_ovr_kind_name(ch.o.kind));
+    }
+    else if ((why = rl2_audit_syslog_error(admin.audit)) != NULL) {
         fprintf(stderr,
                 "ratelimit2ctl: warning: the change is in the audit file "
                 "but not in syslog: %s\n",
                 why);
     }
-    return RL2_CTL_OK;
-}
-
-static int
-rl2_ctl_apply(const rl2_ctl_opts_t *o, rl2_ctl_change_t *ch)
-{
-    char           state[4096], path[4096], was[256], now_is[256];
-    rl2_audit_t   *audit;
-    rl2_override_t before;
-    rl2_clock_t    now;
-    int            rc;
-
-    rl2_ctl_ovr_paths(o, state, path, sizeof(state));
-    if ((rc = rl2_ctl_open_audit(o, path, &audit)) != RL2_CTL_OK) {
-        return rc;
+    if (made) {
+        rl2_ctl_said(&ch, &before, &now);
     }
-    rl2_clock_now(&now);
-    ch->o.created_us = now.wall_us;
-    ch->o.expires_us = o->ttl_us != 0 ? now.wall_us + o->ttl_us : 0;
-    snprintf(ch->o.reason, sizeof(ch->o.reason), "%s",
-             o->reason ? o->reason : "");
-    rl2_ctl_author(ch->o.author, sizeof(ch->o.author));
-    rc = rl2_ctl_change_table(o, state, ch, &now, &before);
-    if (rc == RL2_CTL_OK && ch->remove && before.kind == 0) {
-        printf("%s %s: no %s was set; nothing changed\n", ch->verb,
-               ch->o.target, rl2_ovr_kind_name(ch->o.kind));
-    }
-    else if (rc == RL2_CTL_OK) {
-        rc = rl2_ctl_record(o, audit, ch, &before, &now);
-        rl2_ctl_describe(&before, now.wall_us, was, sizeof(was));
-        snprintf(now_is, sizeof(now_is), "removed");
-        if (!ch->remove) {
-            rl2_ctl_describe(&ch->o, now.wall_us, now_is, sizeof(now_is));
-        }
-        printf("%s %s: %s (was: %s)\n", ch->verb, ch->o.target, now_is, was);
-    }
-    rl2_audit_close(audit);
+    rl2_audit_close(admin.audit);
     return rc;
 }
 
 /* ---- the verbs ------------------------------------------------------------
  */
 
-/* ban, allow: TARGET; unban, disallow, untier: TARGET, removed. */
+/* ban, allow, unban, disallow, untier, unboost: TARGET. */
 static int
 rl2_ctl_client_verb(const rl2_ctl_opts_t *o, int argc, char **argv,
-                    const char *verb, rl2_ovr_kind_t kind, int remove)
+                    const char *verb)
 {
-    rl2_ctl_change_t ch = { .verb = verb, .remove = remove };
+    rl2_admin_args_t a = rl2_ctl_args(o, verb);
+    const unsigned   takes = rl2_ctl_takes_of(&a);
     int              rc;
 
     if (argc != 1) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "usage: %s TARGET%s", verb,
-                            remove ? " [--reason T]"
-                                   : " [--ttl D] [--reason T]");
+                            takes & RL2_CTL_TAKES_TTL
+                                ? " [--ttl D] [--reason T]"
+                                : " [--reason T]");
     }
-    if ((rc = rl2_ctl_takes(
-             o, verb, RL2_CTL_TAKES_REASON | (remove ? 0 : RL2_CTL_TAKES_TTL)))
-            != RL2_CTL_OK
-        || (rc = rl2_ctl_target(o, kind, argv[0], &ch.o)) != RL2_CTL_OK) {
+    if ((rc = rl2_ctl_takes(o, verb, takes)) != RL2_CTL_OK
+        || (rc = rl2_ctl_needs_policy(o, argv[0])) != RL2_CTL_OK) {
         return rc;
     }
-    return rl2_ctl_apply(o, &ch);
+    a.target = argv[0];
+    return rl2_ctl_apply(o, &a);
 }
 
 int
 rl2_ctl_ban(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    return rl2_ctl_client_verb(o, argc, argv, "ban", RL2_OVR_BAN, 0);
+    return rl2_ctl_client_verb(o, argc, argv, "ban");
 }
 
 int
 rl2_ctl_unban(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    return rl2_ctl_client_verb(o, argc, argv, "unban", RL2_OVR_BAN, 1);
+    return rl2_ctl_client_verb(o, argc, argv, "unban");
 }
 
 int
 rl2_ctl_allow(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    return rl2_ctl_client_verb(o, argc, argv, "allow", RL2_OVR_ALLOW, 0);
+    return rl2_ctl_client_verb(o, argc, argv, "allow");
 }
 
 int
 rl2_ctl_disallow(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    return rl2_ctl_client_verb(o, argc, argv, "disallow", RL2_OVR_ALLOW, 1);
+    return rl2_ctl_client_verb(o, argc, argv, "disallow");
 }
 
 int
 rl2_ctl_untier(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    return rl2_ctl_client_verb(o, argc, argv, "untier", RL2_OVR_TIER, 1);
+    return rl2_ctl_client_verb(o, argc, argv, "untier");
+}
+
+int
+rl2_ctl_unboost(const rl2_ctl_opts_t *o, int argc, char **argv)
+{
+    return rl2_ctl_client_verb(o, argc, argv, "unboost");
 }
 
 int
 rl2_ctl_tier(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    rl2_ctl_change_t ch = { .verb = "tier" };
+    rl2_admin_args_t a = rl2_ctl_args(o, "tier");
     int              rc;
 
     if (argc != 2) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "usage: tier TARGET TIER [--ttl D] "
                                            "[--reason T]");
     }
-    if ((rc =
-             rl2_ctl_takes(o, "tier", RL2_CTL_TAKES_TTL | RL2_CTL_TAKES_REASON))
-            != RL2_CTL_OK
-        || (rc = rl2_ctl_target(o, RL2_OVR_TIER, argv[0], &ch.o)) != RL2_CTL_OK
-        || (rc = rl2_ctl_tier_name(o, argv[1], &ch.o)) != RL2_CTL_OK) {
+    if ((rc = rl2_ctl_takes(o, "tier", rl2_ctl_takes_of(&a))) != RL2_CTL_OK
+        || (rc = rl2_ctl_needs_policy(o, argv[0])) != RL2_CTL_OK) {
         return rc;
     }
-    return rl2_ctl_apply(o, &ch);
+    if (o->policy_loaded == NULL) {
+        return rl2_ctl_fail(RL2_CTL_USAGE,
+                            "tier %s: needs the policy, which names the "
+                            "tiers (-c; %s does not exist)",
+                            argv[1], o->policy);
+    }
+    a.target = argv[0];
+    a.tier = argv[1];
+    return rl2_ctl_apply(o, &a);
 }
 
 int
 rl2_ctl_boost(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    rl2_ctl_change_t ch = { .verb = "boost" };
-    rl2_err_t        err;
+    rl2_admin_args_t a = rl2_ctl_args(o, "boost");
     int              rc;
 
     if (argc != 2) {
@@ -402,43 +395,21 @@ rl2_ctl_boost(const rl2_ctl_opts_t *o, int argc, char **argv)
                             "usage: boost rule:NAME|tier:NAME|'*' FACTOR "
                             "[--ttl D] [--reason T]");
     }
-    if ((rc = rl2_ctl_takes(o, "boost",
-                            RL2_CTL_TAKES_TTL | RL2_CTL_TAKES_REASON))
-            != RL2_CTL_OK
-        || (rc = rl2_ctl_target(o, RL2_OVR_BOOST, argv[0], &ch.o))
-               != RL2_CTL_OK) {
+    /* FACTOR is an argument here, never --factor. */
+    if ((rc = rl2_ctl_takes(o, "boost", rl2_ctl_takes_of(&a))) != RL2_CTL_OK
+        || (rc = rl2_ctl_needs_policy(o, argv[0])) != RL2_CTL_OK) {
         return rc;
     }
-    if (rl2_ovr_factor_parse(argv[1], &ch.o.factor_ppm, &err) != RL2_OK) {
-        return rl2_ctl_fail(RL2_CTL_USAGE, "%s", err.msg);
-    }
-    return rl2_ctl_apply(o, &ch);
-}
-
-int
-rl2_ctl_unboost(const rl2_ctl_opts_t *o, int argc, char **argv)
-{
-    return rl2_ctl_client_verb(o, argc, argv, "unboost", RL2_OVR_BOOST, 1);
-}
-
-/* RULE as "login" or "rule:login". */
-static int
-rl2_ctl_rule_target(const rl2_ctl_opts_t *o, const char *rule,
-                    rl2_override_t *ov)
-{
-    char text[RL2_OVR_TARGET_MAX + 8];
-
-    snprintf(text, sizeof(text), "%s%s",
-             strncmp(rule, "rule:", 5) == 0 ? "" : "rule:", rule);
-    return rl2_ctl_target(o, RL2_OVR_MODE, text, ov);
+    a.target = argv[0];
+    a.factor = argv[1];
+    return rl2_ctl_apply(o, &a);
 }
 
 int
 rl2_ctl_rule_mode(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
-    rl2_ctl_change_t ch = { .verb = o->clear ? "mode-clear" : "mode",
-                            .remove = o->clear };
-    rl2_err_t        err;
+    rl2_admin_args_t a = rl2_ctl_args(o, "mode");
+    char             rule[RL2_OVR_TARGET_MAX + 8];
     int              rc;
 
     if (argc != (o->clear ? 1 : 2)) {
@@ -446,26 +417,25 @@ rl2_ctl_rule_mode(const rl2_ctl_opts_t *o, int argc, char **argv)
                             "usage: mode RULE enforce|dry_run|off [--ttl D] "
                             "[--reason T], or mode RULE --clear");
     }
+    /* RULE as "login" or "rule:login". */
+    snprintf(rule, sizeof(rule), "%s%s",
+             strncmp(argv[0], "rule:", 5) == 0 ? "" : "rule:", argv[0]);
     if ((rc = rl2_ctl_takes(o, o->clear ? "mode --clear" : "mode",
-                            RL2_CTL_TAKES_REASON | RL2_CTL_TAKES_CLEAR
-                                | (o->clear ? 0 : RL2_CTL_TAKES_TTL)))
+                            rl2_ctl_takes_of(&a)))
             != RL2_CTL_OK
-        || (rc = rl2_ctl_rule_target(o, argv[0], &ch.o)) != RL2_CTL_OK) {
+        || (rc = rl2_ctl_needs_policy(o, rule)) != RL2_CTL_OK) {
         return rc;
     }
-    if (!o->clear && rl2_ovr_value_parse_text(&ch.o, argv[1], &err) != RL2_OK) {
-        return rl2_ctl_fail(RL2_CTL_USAGE, "%s", err.msg);
-    }
-    return rl2_ctl_apply(o, &ch);
+    a.target = rule;
+    a.mode = o->clear ? NULL : argv[1];
+    return rl2_ctl_apply(o, &a);
 }
 
 int
 rl2_ctl_emergency(const rl2_ctl_opts_t *o, int argc, char **argv)
 {
     int              on = argc == 1 && strcmp(argv[0], "on") == 0;
-    rl2_ctl_change_t ch = { .verb = on ? "emergency-on" : "emergency-off",
-                            .remove = !on };
-    rl2_err_t        err;
+    rl2_admin_args_t a = rl2_ctl_args(o, "emergency");
     int              rc;
 
     if (argc != 1 || (!on && strcmp(argv[0], "off") != 0)
@@ -475,18 +445,11 @@ rl2_ctl_emergency(const rl2_ctl_opts_t *o, int argc, char **argv)
                             "--allow-list-only [--ttl D] [--reason T], or "
                             "emergency off [--reason T]");
     }
-    if ((rc = rl2_ctl_takes(
-             o, on ? "emergency on" : "emergency off",
-             RL2_CTL_TAKES_REASON
-                 | (on ? RL2_CTL_TAKES_TTL | RL2_CTL_TAKES_FACTOR : 0)))
-            != RL2_CTL_OK
-        || (rc = rl2_ctl_target(o, RL2_OVR_EMERGENCY, "*", &ch.o))
-               != RL2_CTL_OK) {
+    a.state = argv[0];
+    if ((rc = rl2_ctl_takes(o, on ? "emergency on" : "emergency off",
+                            rl2_ctl_takes_of(&a)))
+        != RL2_CTL_OK) {
         return rc;
     }
-    if (o->factor != NULL
-        && rl2_ovr_factor_parse(o->factor, &ch.o.factor_ppm, &err) != RL2_OK) {
-        return rl2_ctl_fail(RL2_CTL_USAGE, "%s", err.msg);
-    }
-    return rl2_ctl_apply(o, &ch);
+    return rl2_ctl_apply(o, &a);
 }

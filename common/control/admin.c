@@ -69,8 +69,9 @@ static const rl2_admin_verb_t rl2_admin_verbs[] = {
 static const rl2_admin_verb_t *
 rl2_admin_verb(const char *name)
 {
-    for (size_t i = 0; name != NULL && i < sizeof(rl2_admin_verbs)
-                                                / sizeof(rl2_admin_verbs[0]);
+    for (size_t i = 0;
+         name != NULL
+         && i < sizeof(rl2_admin_verbs) / sizeof(rl2_admin_verbs[0]);
          i++) {
         if (strcmp(rl2_admin_verbs[i].name, name) == 0) {
             return &rl2_admin_verbs[i];
@@ -173,8 +174,7 @@ rl2_admin_given(const rl2_admin_verb_t *v, const rl2_admin_args_t *a,
     for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
         if ((given & opts[i].bit) && !(takes & opts[i].bit)) {
             return rl2_err_set(err, RL2_ERR_INVALID, "%s%s takes no %s",
-                               v->name, rl2_admin_variant(v, a),
-                               opts[i].name);
+                               v->name, rl2_admin_variant(v, a), opts[i].name);
         }
     }
     return RL2_OK;
@@ -198,8 +198,8 @@ rl2_admin_target(const rl2_policy_t *policy, const rl2_admin_verb_t *v,
     }
     else if (v->kind == RL2_OVR_MODE) {
         snprintf(text, sizeof(text), "%s%.*s",
-                 strncmp(t, "rule:", 5) == 0 ? "" : "rule:",
-                 RL2_OVR_TARGET_MAX, t);
+                 strncmp(t, "rule:", 5) == 0 ? "" : "rule:", RL2_OVR_TARGET_MAX,
+                 t);
         t = text;
     }
     if (policy == NULL
@@ -236,8 +236,8 @@ rl2_admin_tier(const rl2_policy_t *policy, const char *name,
         }
     }
     return rl2_err_set(err, RL2_ERR_INVALID, "the policy has no tier \"%s\"%s",
-                       ch->o.tier, policy->n_tiers == 0 ? " (it has no tiers)"
-                                                        : "");
+                       ch->o.tier,
+                       policy->n_tiers == 0 ? " (it has no tiers)" : "");
 }
 
 /* The value of v: a tier, a factor, a mode, an emergency's factor. */
@@ -271,9 +271,9 @@ rl2_admin_value(const rl2_policy_t *policy, const rl2_admin_verb_t *v,
                                "allow_list_only, one of them");
         }
         /* Without a factor: 0, allow-list only. */
-        return a->factor == NULL ? RL2_OK
-                                 : rl2_ovr_factor_parse(
-                                       a->factor, &ch->o.factor_ppm, err);
+        return a->factor == NULL
+                   ? RL2_OK
+                   : rl2_ovr_factor_parse(a->factor, &ch->o.factor_ppm, err);
     default:
         return RL2_OK;
     }
@@ -375,8 +375,7 @@ rl2_admin_apply(const rl2_admin_t *a, rl2_admin_change_t *ch,
     /* A change nobody could account for is not made. */
     if (a->table == NULL || a->audit == NULL || a->author == NULL
         || a->author[0] == '\0') {
-        return rl2_err_set(err, RL2_ERR_SYS,
-                           "no %s (nothing was changed)",
+        return rl2_err_set(err, RL2_ERR_SYS, "no %s (nothing was changed)",
                            a->table == NULL   ? "override table"
                            : a->audit == NULL ? "audit file"
                                               : "author");
@@ -384,10 +383,10 @@ rl2_admin_apply(const rl2_admin_t *a, rl2_admin_change_t *ch,
     ch->o.created_us = now->wall_us;
     ch->o.expires_us = ch->ttl_us != 0 ? now->wall_us + ch->ttl_us : 0;
     snprintf(ch->o.author, sizeof(ch->o.author), "%s", a->author);
-    st = ch->remove ? rl2_overrides_remove(a->table, ch->o.kind,
-                                           ch->o.target_kind, ch->o.target,
-                                           now, before, &why)
-                    : rl2_overrides_set(a->table, &ch->o, now, before, &why);
+    st = ch->remove
+             ? rl2_overrides_remove(a->table, ch->o.kind, ch->o.target_kind,
+                                    ch->o.target, now, before, &why)
+             : rl2_overrides_set(a->table, &ch->o, now, before, &why);
     if (st != RL2_OK) {
         return rl2_err_set(err, st, "%s (nothing was changed)", why.msg);
     }
@@ -434,7 +433,7 @@ static const rl2_admin_member_t rl2_admin_members[] = {
     { "reason", RL2_AM_STRING, AT(reason), 0, RL2_ADMIN_TAKES_REASON },
 };
 
-#define RL2_ADMIN_N_MEMBERS                                                    \
+#define RL2_ADMIN_N_MEMBERS \
     (sizeof(rl2_admin_members) / sizeof(rl2_admin_members[0]))
 
 static const rl2_admin_member_t *
@@ -467,14 +466,13 @@ rl2_admin_member_value(const rl2_admin_member_t *d, const rl2_json_member_t *m,
     case RL2_AM_FACTOR:
         if (m->type != RL2_JSON_STRING && m->type != RL2_JSON_NUMBER) {
             return rl2_err_set(err, RL2_ERR_INVALID,
-                               "\"%s\" must be a string or a number",
-                               d->name);
+                               "\"%s\" must be a string or a number", d->name);
         }
         break;
     default:
         if (m->type != RL2_JSON_STRING) {
-            return rl2_err_set(err, RL2_ERR_INVALID,
-                               "\"%s\" must be a string", d->name);
+            return rl2_err_set(err, RL2_ERR_INVALID, "\"%s\" must be a string",
+                               d->name);
         }
         break;
     }
@@ -509,8 +507,8 @@ rl2_admin_args_json(const rl2_json_object_t *obj, rl2_admin_args_t *a,
             continue;
         }
         if ((d = rl2_admin_member(obj->m[i].name)) == NULL) {
-            return rl2_err_set(err, RL2_ERR_INVALID,
-                               "unknown member \"%.40s\"", obj->m[i].name);
+            return rl2_err_set(err, RL2_ERR_INVALID, "unknown member \"%.40s\"",
+                               obj->m[i].name);
         }
         if ((st = rl2_admin_member_value(d, &obj->m[i], a, err)) != RL2_OK) {
             return st;
@@ -607,7 +605,8 @@ rl2_admin_entry(rl2_buf_t *b, const rl2_override_t *o, int64_t now_us)
         rl2_buf_str(b, ",\"expires\":");
         rl2_json_string(b, t);
         rl2_buf_str(b, ",\"seconds_left\":");
-        rl2_buf_i64(b, left <= 0 ? 0 : (left + RL2_US_PER_S - 1) / RL2_US_PER_S);
+        rl2_buf_i64(b,
+                    left <= 0 ? 0 : (left + RL2_US_PER_S - 1) / RL2_US_PER_S);
     }
     else {
         rl2_buf_str(b, ",\"expires\":null,\"seconds_left\":null");
@@ -721,7 +720,8 @@ rl2_admin_is_json(const char *ct)
         while (nlen > 0 && (name[nlen - 1] == ' ' || name[nlen - 1] == '\t')) {
             nlen--;
         }
-        while (vlen > 0 && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t')) {
+        while (vlen > 0
+               && (value[vlen - 1] == ' ' || value[vlen - 1] == '\t')) {
             vlen--;
         }
         if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
@@ -751,14 +751,14 @@ rl2_admin_http(const rl2_admin_t *a, const char *method,
                const char *content_type, const char *body, size_t body_len,
                const rl2_clock_t *now, char *out, size_t out_size)
 {
-    rl2_json_object_t        *obj;
-    const rl2_json_member_t  *verb;
-    rl2_admin_args_t          args;
-    rl2_admin_change_t        ch;
-    rl2_override_t            before;
-    rl2_err_t                 err;
-    rl2_status_t              st;
-    int                       made, status;
+    rl2_json_object_t       *obj;
+    const rl2_json_member_t *verb;
+    rl2_admin_args_t         args;
+    rl2_admin_change_t       ch;
+    rl2_override_t           before;
+    rl2_err_t                err;
+    rl2_status_t             st;
+    int                      made, status;
 
     if (method == NULL || strcmp(method, "POST") != 0) {
         return rl2_admin_error(out, out_size, 405, "only POST is taken");
@@ -798,9 +798,8 @@ rl2_admin_http(const rl2_admin_t *a, const char *method,
     }
     else if ((st = rl2_admin_apply(a, &ch, now, &before, &made, &err))
              != RL2_OK) {
-        status =
-            rl2_admin_error(out, out_size, rl2_admin_status_of(st, made),
-                            err.msg);
+        status = rl2_admin_error(out, out_size, rl2_admin_status_of(st, made),
+                                 err.msg);
     }
     else {
         status = rl2_admin_changed(out, out_size, &ch, &before);

@@ -38,8 +38,8 @@ static void
 rl2_json_space(rl2_json_reader_t *r)
 {
     while (r->at < r->len
-           && (r->p[r->at] == ' ' || r->p[r->at] == '\t'
-               || r->p[r->at] == '\n' || r->p[r->at] == '\r')) {
+           && (r->p[r->at] == ' ' || r->p[r->at] == '\t' || r->p[r->at] == '\n'
+               || r->p[r->at] == '\r')) {
         r->at++;
     }
 }
@@ -297,7 +297,8 @@ rl2_json_word(rl2_json_reader_t *r, rl2_json_member_t *m)
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
         size_t n = strlen(words[i].word);
 
-        if (r->len - r->at >= n && memcmp(r->p + r->at, words[i].word, n) == 0) {
+        if (r->len - r->at >= n
+            && memcmp(r->p + r->at, words[i].word, n) == 0) {
             r->at += n;
             m->type = words[i].type;
             m->value = words[i].word;

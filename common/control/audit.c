@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -375,6 +376,30 @@ rl2_audit_open_syslog(const rl2_audit_conf_t *conf, rl2_audit_t *a,
     return rl2_alert_open(&ac, &a->alert, err);
 }
 
+/* The file for appending; -1 with errno.  One this call makes is
+ * group-writable (0660) whatever the umask (root's 022 would leave
+ * 0640): ratelimit2ctl (root) and the web server's HTTP admin interface
+ * (its group, which the setgid state directory gives the file) append
+ * to the same file, whichever of them made it. */
+static int
+rl2_audit_open_file(const char *path)
+{
+    const int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW;
+    int       fd = open(path, flags | O_CREAT | O_EXCL, 0660);
+
+    if (fd < 0) {
+        return errno == EEXIST ? open(path, flags) : -1;
+    }
+    if (fchmod(fd, 0660) != 0) {
+        int e = errno;
+
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 rl2_status_t
 rl2_audit_open(const rl2_audit_conf_t *conf, rl2_audit_t **out, rl2_err_t *err)
 {
@@ -391,9 +416,7 @@ rl2_audit_open(const rl2_audit_conf_t *conf, rl2_audit_t **out, rl2_err_t *err)
             rl2_audit_close(a);
             return rl2_err_set(err, RL2_ERR_NOMEM, "audit: out of memory");
         }
-        a->fd =
-            open(conf->path,
-                 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+        a->fd = rl2_audit_open_file(conf->path);
         if (a->fd < 0) {
             st = rl2_err_set(err, RL2_ERR_SYS, "audit file %s: %s", conf->path,
                              strerror(errno));

@@ -8,6 +8,8 @@
  *                            # read the table
  *       state_file = "/var/lib/ratelimit2/ratelimit2.overrides";
  *                            # default: RL2_STATE_DIR/<zone>.overrides
+ *       audit_file = "/var/lib/ratelimit2/ratelimit2.audit";
+ *                            # default: RL2_STATE_DIR/<zone>.audit
  *       ban_status = 429;    # a banned client's answer: 429 or 403
  *   };
  *
@@ -23,15 +25,18 @@
 #define RL2_CFG_STATE_MAX 4000
 
 static const char *const rl2_overrides_keys[] = { "enabled", "state_file",
-                                                  "ban_status", NULL };
+                                                  "audit_file", "ban_status",
+                                                  NULL };
 
+/* state_file, audit_file: *out stays NULL when the key is not there. */
 static rl2_status_t
-rl2_cfg_state_file(rl2_cfg_t *cfg, const config_setting_t *g)
+rl2_cfg_file(rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
+             const char **out)
 {
     const char *path;
     size_t      len;
 
-    RL2_TRY(rl2_cfg_copy(cfg, g, "state_file", &path));
+    RL2_TRY(rl2_cfg_copy(cfg, g, key, &path));
     if (path == NULL) {
         return RL2_OK;
     }
@@ -39,12 +44,12 @@ rl2_cfg_state_file(rl2_cfg_t *cfg, const config_setting_t *g)
     /* Apache runs from "/": a relative name would depend on who reads
      * it, and the servers and ratelimit2ctl must agree on the file. */
     if (path[0] != '/' || path[len - 1] == '/' || len > RL2_CFG_STATE_MAX) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "state_file"), RL2_ERR_CONFIG,
-                            "overrides: 'state_file' must be the absolute "
-                            "path of a file, at most %d bytes",
-                            RL2_CFG_STATE_MAX);
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, key), RL2_ERR_CONFIG,
+                            "overrides: '%s' must be the absolute path of "
+                            "a file, at most %d bytes",
+                            key, RL2_CFG_STATE_MAX);
     }
-    cfg->policy->overrides_state = path;
+    *out = path;
     return RL2_OK;
 }
 
@@ -62,7 +67,8 @@ rl2_cfg_overrides(rl2_cfg_t *cfg, const config_setting_t *root)
     }
     RL2_TRY(rl2_cfg_bool(cfg, g, "enabled", &enabled));
     p->overrides_disabled = !enabled;
-    RL2_TRY(rl2_cfg_state_file(cfg, g));
+    RL2_TRY(rl2_cfg_file(cfg, g, "state_file", &p->overrides_state));
+    RL2_TRY(rl2_cfg_file(cfg, g, "audit_file", &p->overrides_audit));
     RL2_TRY(rl2_cfg_int(cfg, g, "ban_status", &status));
     /* 429 says "come back later" (Retry-After holds); 403 says "no". */
     if (status != 429 && status != 403) {

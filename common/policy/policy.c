@@ -145,6 +145,22 @@ rl2_policy_overrides_state(const rl2_policy_t *policy, const char *zone,
     return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
+int
+rl2_policy_overrides_audit(const rl2_policy_t *policy, const char *zone,
+                           char *buf, size_t size)
+{
+    int n;
+
+    if (policy != NULL && policy->overrides_audit != NULL) {
+        n = snprintf(buf, size, "%s", policy->overrides_audit);
+    }
+    else {
+        n = snprintf(buf, size, RL2_STATE_DIR "/%s.audit",
+                     zone[0] == '/' ? zone + 1 : zone);
+    }
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
 /* ---- rates ---- */
 
 typedef struct {

@@ -96,8 +96,7 @@ setup(void **state)
     (void)state;
     alarm(WATCHDOG_S);
     test_no++;
-    snprintf(zone, sizeof(zone), "/rl2test-%ld-adm%d", (long)getpid(),
-             test_no);
+    snprintf(zone, sizeof(zone), "/rl2test-%ld-adm%d", (long)getpid(), test_no);
     snprintf(shm_name, sizeof(shm_name), "%s.overrides", zone);
     snprintf(dir, sizeof(dir), "/tmp/rl2adm.XXXXXX");
     assert_non_null(mkdtemp(dir));
@@ -383,8 +382,9 @@ test_emergency_on_and_off(void **state)
     assert_int_equal(entry(RL2_OVR_EMERGENCY, "*").factor_ppm, 500000);
     expect("{\"verb\":\"emergency\",\"state\":\"on\","
            "\"allow_list_only\":true}",
-           200, "\"value\":\"allow-list-only\"", "\"before\":{\"value\":"
-                                                 "\"x0.5\"",
+           200, "\"value\":\"allow-list-only\"",
+           "\"before\":{\"value\":"
+           "\"x0.5\"",
            NULL);
     assert_int_equal(entry(RL2_OVR_EMERGENCY, "*").factor_ppm, 0);
     expect("{\"verb\":\"emergency\",\"state\":\"off\"}", 200,
@@ -443,7 +443,8 @@ test_bad_inputs_are_400_and_change_nothing(void **state)
         { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":5000}", "" },
         { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":1e2}", "" },
         { "{\"verb\":\"emergency\",\"state\":\"on\",\"factor\":0}", "" },
-        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"target\":\"192.0.2.8\"}",
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"target\":\"192.0.2."
+          "8\"}",
           "twice" },
         { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"tier\":\"gold\"}",
           "ban takes no \\\"tier\\\"" },
@@ -542,13 +543,16 @@ static void
 test_method_and_media_type(void **state)
 {
     static const char body[] = "{\"verb\":\"ban\",\"target\":\"192.0.2.9\"}";
-    static const char *const refused[] = {
-        NULL, "text/plain", "application/jsonx", "application/json; charset=latin1",
-        "application/x-www-form-urlencoded", ""
+    static const char *const refused[] = { NULL,
+                                           "text/plain",
+                                           "application/jsonx",
+                                           "application/json; charset=latin1",
+                                           "application/x-www-form-urlencoded",
+                                           "" };
+    static const char *const taken[] = {
+        "application/json; charset=utf-8", "Application/JSON",
+        " application/json ;charset=\"UTF-8\""
     };
-    static const char *const taken[] = { "application/json; charset=utf-8",
-                                         "Application/JSON",
-                                         " application/json ;charset=\"UTF-8\"" };
     rl2_clock_t now = at(T0_US);
 
     (void)state;
@@ -598,7 +602,7 @@ test_list(void **state)
     static const char list[] = "{\"verb\":\"overrides\"}";
     rl2_clock_t       now = at(T0_US);
     char              small[RL2_ADMIN_ANSWER_MIN];
-    char        body[128];
+    char              body[128];
 
     (void)state;
     expect("{\"verb\":\"overrides\"}", 200,
@@ -639,10 +643,10 @@ test_list(void **state)
 static void
 test_json_reader(void **state)
 {
-    rl2_json_object_t        *o = malloc(sizeof(*o));
-    const rl2_json_member_t  *m;
-    rl2_err_t                 err = { "" };
-    static const char         text[] =
+    rl2_json_object_t       *o = malloc(sizeof(*o));
+    const rl2_json_member_t *m;
+    rl2_err_t                err = { "" };
+    static const char        text[] =
         " {\"s\" : \"a\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\u20ac\\uD83D\\uDE00\","
         "\"n\":-0.5e+3,\"t\":true,\"f\":false,\"z\":null,\"e\":\"\"}\r\n";
 

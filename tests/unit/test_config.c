@@ -553,14 +553,27 @@ test_overrides_group(void **state)
     assert_string_equal(path, RL2_STATE_DIR "/ratelimit2.overrides");
     assert_int_equal(rl2_policy_overrides_state(p, "/ratelimit2", path, 10),
                      -1);
+    assert_null(p->overrides_audit);
+    assert_int_equal(
+        rl2_policy_overrides_audit(p, "/ratelimit2", path, sizeof(path)), 0);
+    assert_string_equal(path, RL2_STATE_DIR "/ratelimit2.audit");
+    assert_int_equal(
+        rl2_policy_overrides_audit(NULL, "/site", path, sizeof(path)), 0);
+    assert_string_equal(path, RL2_STATE_DIR "/site.audit");
+    assert_int_equal(rl2_policy_overrides_audit(p, "/ratelimit2", path, 10),
+                     -1);
     rl2_policy_free(p);
     p = load_ok("overrides = { enabled = false; ban_status = 403;\n"
-                "  state_file = \"/srv/rl2/site.overrides\"; };\n");
+                "  state_file = \"/srv/rl2/site.overrides\";\n"
+                "  audit_file = \"/srv/rl2/site.audit\"; };\n");
     assert_int_equal(p->overrides_disabled, 1);
     assert_int_equal(p->ban_status, 403);
     assert_int_equal(
         rl2_policy_overrides_state(p, "/ratelimit2", path, sizeof(path)), 0);
     assert_string_equal(path, "/srv/rl2/site.overrides");
+    assert_int_equal(
+        rl2_policy_overrides_audit(p, "/ratelimit2", path, sizeof(path)), 0);
+    assert_string_equal(path, "/srv/rl2/site.audit");
     rl2_policy_free(p);
 }
 
@@ -990,7 +1003,10 @@ static const bad_case_t bad_cases[] = {
       "'enabled' must be true or false" },
     { "overrides: unknown key", "overrides = { ban_stauts = 403; };\n", 1,
       "unknown key 'ban_stauts' in overrides; expected one of: enabled, "
-      "state_file, ban_status" },
+      "state_file, audit_file, ban_status" },
+    { "overrides: a relative audit_file",
+      "overrides = {\n audit_file = \"audit\"; };\n", 2,
+      "overrides: 'audit_file' must be the absolute path of a file" },
 };
 
 static void

@@ -20,7 +20,10 @@
  * bytes; a byte that is not part of valid UTF-8 becomes \ufffd), so one
  * change is always one line.  A line is written with one write() on a
  * file opened with O_APPEND, so lines of processes writing at once never
- * mix.  The file is made with mode 0640: it names clients.
+ * mix.  The file is made with mode 0660, whatever the umask: it names
+ * clients, so others may not read it, and both ratelimit2ctl (root) and
+ * the web server's HTTP admin interface (the group of the setgid state
+ * directory, /var/lib/ratelimit2, root:www-data 2770) append to it.
  *
  * The same change goes to syslog as one line, facility authpriv (the
  * conf may say otherwise), severity notice, in the format of the alerts
@@ -83,7 +86,7 @@ const char *rl2_audit_origin_name(rl2_audit_origin_t origin);
 
 void rl2_audit_conf_default(rl2_audit_conf_t *conf);
 
-/* Open (create, mode 0640) the file for appending now, so that a file
+/* Open (create, mode 0660) the file for appending now, so that a file
  * that cannot be written is known before any change is made.  *out is
  * freed by rl2_audit_close(). */
 rl2_status_t rl2_audit_open(const rl2_audit_conf_t *conf, rl2_audit_t **out,

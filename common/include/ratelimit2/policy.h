@@ -257,10 +257,12 @@ typedef struct {
     struct rl2_overrides *overrides;
     int ban_status; /* a banned client's answer: 429 (default) or 403 */
     /* The `overrides` group: whether front ends attach the table, and
-     * where its state file is (NULL: rl2_policy_overrides_state()'s
-     * default for the zone). */
+     * where its state file and its audit file are (NULL:
+     * rl2_policy_overrides_state()'s and _audit()'s defaults for the
+     * zone). */
     int              overrides_disabled;
     const char      *overrides_state;
+    const char      *overrides_audit;
     rl2_abuse_conf_t abuse; /* automatic bans; off when denials is 0 */
 } rl2_policy_t;
 
@@ -273,6 +275,13 @@ typedef struct {
 /* The state file of the override table beside `zone` ("/ratelimit2")
  * for this policy, into buf; -1 when it does not fit. */
 int rl2_policy_overrides_state(const rl2_policy_t *policy, const char *zone,
+                               char *buf, size_t size);
+
+/* The audit file of the runtime overrides (audit.h) beside `zone` for
+ * this policy (NULL: the default), into buf: its audit_file, else
+ * RL2_STATE_DIR/<zone name without its '/'>.audit, where ratelimit2ctl
+ * and the HTTP admin interface both append; -1 when it does not fit. */
+int rl2_policy_overrides_audit(const rl2_policy_t *policy, const char *zone,
                                char *buf, size_t size);
 
 /* An empty policy with defaults: enforce, first match, ipv6_prefix 64,
