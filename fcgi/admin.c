@@ -414,6 +414,8 @@ rl2_admin_reason(int status)
         return "400 Bad Request";
     case 401:
         return "401 Unauthorized";
+    case 404:
+        return "404 Not Found";
     case 405:
         return "405 Method Not Allowed";
     case 415:
@@ -513,29 +515,22 @@ rl2_admin_content_length(FCGX_Request *req)
     return *cl == '\0' ? n : -2;
 }
 
-/* The audit file of the policy's table: RL2_STATE_DIR/<zone>.audit,
- * beside the state file, as ratelimit2ctl writes it. */
-static int
-rl2_admin_audit_path(const rl2_gens_t *g, char *buf, size_t size)
-{
-    const char *zone = g->zone_name[0] == '/' ? g->zone_name + 1 : g->zone_name;
-    int         n = snprintf(buf, size, RL2_STATE_DIR "/%s.audit", zone);
-
-    return n < 0 || (size_t)n >= size ? -1 : 0;
-}
-
 /* The audit trail, opened for this request (admin requests are rare);
  * NULL when it cannot be, which the core answers by refusing changes
  * (listing still works). */
 static rl2_audit_t *
-rl2_admin_audit(const rl2_gens_t *g, char *err_out, size_t size)
+rl2_admin_audit(const rl2_gens_t *g, const rl2_policy_t *policy, char *err_out,
+                size_t size)
 {
     char             path[4096];
     rl2_audit_conf_t conf;
     rl2_audit_t     *audit;
     rl2_err_t        err;
 
-    if (rl2_admin_audit_path(g, path, sizeof(path)) != 0) {
+    /* overrides.audit_file, else beside the state file, where
+     * ratelimit2ctl writes too. */
+    if (rl2_policy_overrides_audit(policy, g->zone_name, path, sizeof(path))
+        != 0) {
         snprintf(err_out, size, "the audit file's path is too long");
         return NULL;
     }
@@ -563,6 +558,13 @@ rl2_admin_change(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     rl2_clock_t now;
     int         status;
 
+    if (gen->policy->overrides_disabled) {
+        /* As Apache's ratelimit2-admin answers it. */
+        rl2_admin_fail(req, 404,
+                       "runtime overrides are off in the policy "
+                       "(overrides.enabled = false)");
+        return;
+    }
     if (srv->gens.overrides == NULL || gen->policy->overrides == NULL) {
         rl2_log_request(RL2_LOG_ERROR, LOG_ERR,
                         "admin path: %s: the runtime override table is not "
@@ -579,7 +581,7 @@ rl2_admin_change(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     }
     a.policy = gen->policy;
     a.table = srv->gens.overrides;
-    a.audit = rl2_admin_audit(&srv->gens, why, sizeof(why));
+    a.audit = rl2_admin_audit(&srv->gens, gen->policy, why, sizeof(why));
     a.author = author;
     a.origin = RL2_AUDIT_ADMIN;
     if (a.audit == NULL) {
