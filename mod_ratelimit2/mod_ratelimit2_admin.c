@@ -191,8 +191,8 @@ rl2_admin_serve(request_rec *r)
     }
     rl2_clock_now(&now);
     status = rl2_admin_http(&admin, r->method,
-                            apr_table_get(r->headers_in, "Content-Type"),
-                            body, len, &now, out, RL2_ADMIN_ANSWER_SIZE);
+                            apr_table_get(r->headers_in, "Content-Type"), body,
+                            len, &now, out, RL2_ADMIN_ANSWER_SIZE);
     if (admin.audit != NULL
         && (why = rl2_audit_syslog_error(admin.audit)) != NULL) {
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,

@@ -197,9 +197,15 @@ rl2_admin_target(const rl2_policy_t *policy, const rl2_admin_verb_t *v,
                            v->kind == RL2_OVR_MODE ? "rule" : "target");
     }
     else if (v->kind == RL2_OVR_MODE) {
-        snprintf(text, sizeof(text), "%s%.*s",
-                 strncmp(t, "rule:", 5) == 0 ? "" : "rule:", RL2_OVR_TARGET_MAX,
-                 t);
+        /* Whole or refused: a name cut short could be another rule's. */
+        if ((size_t)snprintf(text, sizeof(text), "%s%s",
+                             strncmp(t, "rule:", 5) == 0 ? "" : "rule:", t)
+            >= sizeof(text)) {
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "mode: the rule \"%.40s...\" has a name too "
+                               "long to be the policy's",
+                               t);
+        }
         t = text;
     }
     if (policy == NULL

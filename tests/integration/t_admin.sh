@@ -8,12 +8,16 @@
 #     policy names (overrides.audit_file) with the authenticated user as
 #     its author; the admin location itself stays open to the banned
 #     address (RateLimit2Engine off in it); unban lifts it at once;
+#   - a location without authentication names the connection's address
+#     as the author; one the limiter decides says so once in the error
+#     log (RL20031), and refuses a banned address before the handler;
 #   - the audit file ratelimit2ctl (root) made is appended to by Apache's
 #     children (nobody, of the state directory's group): 0660;
 #   - an unknown verb, a bad duration, a bad CIDR, an unknown rule or
-#     tier, a body over 8 KiB: each 400 with a JSON error, the table and
-#     the audit file as they were; GET 405 with Allow: POST; text/plain
-#     415; a policy without the table 404.
+#     tier, a body over 8 KiB (with a Content-Length, which is not read,
+#     or chunked, read to one byte past the bound): each 400 with a JSON
+#     error, the table and the audit file as they were; GET 405 with
+#     Allow: POST; text/plain 415; a policy without the table 404.
 source "$(dirname "$0")/lib.sh"
 
 CTL="$BUILD/ctl/ratelimit2ctl"
@@ -56,6 +60,10 @@ RateLimit2Policy "$D/policy.conf"
     AuthName admin
     AuthUserFile "$D/htpasswd"
     Require valid-user
+</Location>
+# Without authentication, and left to the limiter.
+<Location /rl2-open>
+    SetHandler ratelimit2-admin
 </Location>
 <VirtualHost 127.0.0.1:$P>
     ServerName 127.0.0.1
@@ -126,6 +134,17 @@ is "without credentials: 401" 401 "$C"
 like "... and nothing is banned" '"user:bob"' "$(listing)"
 is "... nor recorded" 1 "$(wc -l <"$AUDIT" | tr -d ' ')"
 
+# ---- without authentication: the address is the author ----
+C=$(curl -s -o "$T_DIR/b" -w '%{http_code}' -H 'Content-Type: application/json' \
+    --data-binary '{"verb":"allow","target":"user:carol"}' "$A/rl2-open")
+is "an open location takes a change" 200 "$C"
+like "... whose author is the connection's address" \
+    '"kind":"allow","target":"user:carol".*"author":"address 127.0.0.1"' \
+    "$(listing)"
+like "... and the error log says the limiter decides it" \
+    'RL20031: admin: the limiter decides the requests of /rl2-open' \
+    "$(cat "$D/logs/error.log")"
+
 # ---- a ban through the admin interface, enforced by the same Apache ----
 is "before the ban, 127.0.0.1 is served" 200 "$(code "$A/index.html")"
 post '{"verb":"ban","target":"127.0.0.1","ttl":"10min","reason":"INC-7"}'
@@ -141,7 +160,7 @@ is "the same Apache refuses the banned address at once" 429 \
 like "ratelimit2ctl overrides lists the ban, by alice" \
     '"kind":"ban","target":"127.0.0.1","value":"banned".*"author":"alice","reason":"INC-7"' \
     "$(listing)"
-is "the audit file took Apache's line (the file root made)" 2 \
+is "the audit file took Apache's lines (the file root made)" 3 \
     "$(wc -l <"$AUDIT" | tr -d ' ')"
 like "ratelimit2ctl audit (the policy's file): alice, from the admin interface" \
     '"author":"alice","origin":"admin","verb":"ban","kind":"ban","target":"127.0.0.1"' \
@@ -149,13 +168,20 @@ like "ratelimit2ctl audit (the policy's file): alice, from the admin interface" 
 like "syslog has the change, by alice" \
     'event=override target=127.0.0.1 kind=ban verb=ban origin=admin author=alice' \
     "$(cat "$T_DIR/syslog" 2>/dev/null)"
+C=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+    --data-binary '{"verb":"unban","target":"127.0.0.1"}' "$A/rl2-open")
+is "a location left to the limiter refuses the banned address (documented)" \
+    429 "$C"
 
 # ---- bad inputs: 400, nothing changed, no line ----
 before_list=$(listing)
 before_audit=$(md5sum <"$AUDIT")
+# bad NAME BODY [curl args] -- 400 with a JSON error.
 bad() {
-    post "$2"
-    is "$1: 400" 400 "$C"
+    local name=$1 body=$2
+    shift 2
+    post "$body" "$@"
+    is "$name: 400" 400 "$C"
     like "... with a JSON error" '^\{"ok":false,"error":"[^"]' "$B"
 }
 bad "an unknown verb" '{"verb":"bann","target":"192.0.2.9"}'
@@ -165,6 +191,9 @@ bad "an unknown rule" '{"verb":"mode","rule":"nope","mode":"dry_run"}'
 bad "an unknown tier" '{"verb":"tier","target":"user:carol","tier":"platinum"}'
 big=$(python3 -c 'print("{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"reason\":\"" + "a" * 9000 + "\"}")')
 bad "a body over 8 KiB" "$big"
+like "... which says so" 'over 8192 bytes' "$B"
+bad "a body over 8 KiB, chunked (no Content-Length)" "$big" \
+    -H 'Transfer-Encoding: chunked'
 like "... which says so" 'over 8192 bytes' "$B"
 is "after the 400s, the table is as it was" "$before_list" "$(listing)"
 is "... and the audit file too" "$before_audit" "$(md5sum <"$AUDIT")"
@@ -192,8 +221,8 @@ like "unban: 200, what it removed" \
     '^\{"ok":true,"verb":"unban","target":"127.0.0.1","changed":true,"before":\{"value":"banned".*"after":null\}$' \
     "$B"
 is "the address is served again at once" 200 "$(code "$A/index.html")"
-is "three changes, three lines" 3 "$(wc -l <"$AUDIT" | tr -d ' ')"
-is "no admin error or warning in Apache's log" "" \
-    "$(grep -E 'RL2003[0-9]|AH00052' "$D/logs/error.log")"
+is "four changes, four lines" 4 "$(wc -l <"$AUDIT" | tr -d ' ')"
+is "no admin error in Apache's log" "" \
+    "$(grep -E 'RL2003[02]|AH00052' "$D/logs/error.log")"
 
 done_testing

@@ -13,7 +13,9 @@
 #define _GNU_SOURCE
 #endif
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +33,7 @@
 #include "ratelimit2/config.h"
 #include "control/control_internal.h"
 #include "base/shm_obj_internal.h"
+#include "redis/redis_internal.h"
 
 #define WATCHDOG_S 60
 /* A wall-clock time far ahead, so that what a test sets has not expired
@@ -593,6 +597,38 @@ test_no_audit_refuses_changes(void **state)
     admin.audit = audit;
 }
 
+/* With a Redis side that cannot be reached: 503, and nothing anywhere. */
+static void
+test_redis_down_is_503_and_changes_nothing(void **state)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    socklen_t          len = sizeof(sa);
+    rl2_redis_conf_t   conf;
+    rl2_err_t          err = { "" };
+    int                fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    (void)state;
+    /* A loopback port nothing listens on: bound, then let go. */
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    rl2_redis_conf_init(&conf);
+    snprintf(conf.host, sizeof(conf.host), "127.0.0.1");
+    conf.port = ntohs(sa.sin_port);
+    conf.connect_timeout_ms = 200;
+    conf.command_timeout_ms = 200;
+    if (rl2_overrides_redis_attach(table, &conf, &err) != RL2_OK) {
+        fail_msg("attach: %s", err.msg);
+    }
+    expect("{\"verb\":\"ban\",\"target\":\"192.0.2.9\"}", 503,
+           "{\"ok\":false,\"error\":\"", "nothing was changed", NULL);
+    expect("{\"verb\":\"emergency\",\"state\":\"off\"}", 503, NULL);
+    assert_int_equal(entries(), 0);
+    assert_int_equal(audit_size(), 0);
+}
+
 /* ---- the list ------------------------------------------------------------
  */
 
@@ -761,6 +797,7 @@ main(void)
         T(test_a_400_writes_no_audit_line),
         T(test_method_and_media_type),
         T(test_no_audit_refuses_changes),
+        T(test_redis_down_is_503_and_changes_nothing),
         T(test_list),
         T(test_json_reader),
         T(test_read_without_policy),
