@@ -15,7 +15,7 @@
  * Responder role (nginx auth_request, which accepts only 2xx, 401 and
  * 403 from its subrequest): the same decision, refused with 403 and the
  * same headers for nginx to map to 429; and the health and metrics
- * paths (metrics.c).
+ * paths (metrics.c) and the admin path (admin.c).
  *
  * Nothing here decides: the core does (rl2_decide, every phase at once,
  * since an authorizer sees each request exactly once).
@@ -256,6 +256,11 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
                         e.status, rl2_fcgi_peer(req), e.reason);
         rl2_fcgi_send(req, out,
                       rl2_cgi_error(out, sizeof(out), e.status, e.reason));
+        return;
+    }
+    /* Never counted, in either role (admin.c). */
+    if (srv->admin_path != NULL && strcmp(r.req.path, srv->admin_path) == 0) {
+        rl2_fcgi_admin(srv, gen, req, responder);
         return;
     }
     if (responder && strcmp(r.req.path, srv->health_path) == 0) {

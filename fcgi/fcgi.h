@@ -254,6 +254,36 @@ size_t rl2_once_find(const char *id, int64_t now_us, char *out, size_t size);
 void rl2_once_keep(const char *id, int64_t now_us, const char *answer,
                    size_t len);
 
+/* ---- admin.c: the admin path's bearer tokens (-K FILE) ---- */
+
+/* A token file: lines "NAME TOKEN".  NAME becomes the author
+ * "token:NAME" of a change, which the table keeps in
+ * RL2_OVR_AUTHOR_MAX bytes: hence 57, not more. */
+#define RL2_ADMIN_NAME_MAX       57
+#define RL2_ADMIN_TOKEN_MIN      32
+#define RL2_ADMIN_TOKEN_MAX      256
+#define RL2_ADMIN_TOKENS_MAX     64
+#define RL2_ADMIN_TOKEN_FILE_MAX (64 * 1024)
+
+typedef struct {
+    char          name[RL2_ADMIN_NAME_MAX + 1];
+    unsigned char token[RL2_ADMIN_TOKEN_MAX]; /* zero-padded */
+    size_t        len;
+} rl2_admin_token_t;
+
+typedef struct {
+    size_t            n;
+    rl2_admin_token_t t[RL2_ADMIN_TOKENS_MAX];
+} rl2_admin_tokens_t;
+
+/* Read a token file: a regular file, owned by this process's user or by
+ * root, neither readable nor writable by others.  0, or -1 with "FILE:
+ * what" or "FILE:LINE: what" in err and *out NULL.  *out is freed by
+ * rl2_admin_tokens_free (which wipes it). */
+int  rl2_admin_tokens_read(const char *path, rl2_admin_tokens_t **out,
+                           rl2_err_t *err);
+void rl2_admin_tokens_free(rl2_admin_tokens_t *ts);
+
 /* ---- authorizer.c: one FastCGI request ---- */
 
 typedef struct {
@@ -262,6 +292,13 @@ typedef struct {
     const char *metrics_path;  /* -m, or NULL: not answered */
     char       *metrics_token; /* from -T FILE, or NULL: no token */
     int64_t     started_us;    /* monotonic */
+    /* The admin path (-a, or NULL: not answered) and its tokens, read
+     * from admin_file (-K) at start and on SIGHUP; a worker reads them
+     * under admin_lock, the signal thread swaps them under it. */
+    const char         *admin_path;
+    const char         *admin_file;
+    rl2_admin_tokens_t *admin_tokens;
+    pthread_mutex_t     admin_lock;
 } rl2_server_t;
 
 struct FCGX_Request;
@@ -275,6 +312,20 @@ void rl2_fcgi_health(rl2_server_t *srv, rl2_gen_t *gen,
                      struct FCGX_Request *req);
 void rl2_fcgi_metrics(rl2_server_t *srv, rl2_gen_t *gen,
                       struct FCGX_Request *req);
+
+/* ---- admin.c: the admin path ---- */
+
+/* Read srv->admin_file into srv->admin_tokens (at start); -1 with err
+ * set when it cannot be used. */
+int rl2_fcgi_admin_init(rl2_server_t *srv, rl2_err_t *err);
+/* SIGHUP: read the token file again; on failure the tokens in use stay
+ * and the log says why. */
+void rl2_fcgi_admin_reload(rl2_server_t *srv);
+void rl2_fcgi_admin_destroy(rl2_server_t *srv);
+/* A request for the admin path, in either role (the authorizer role is
+ * refused: it carries no body). */
+void rl2_fcgi_admin(rl2_server_t *srv, rl2_gen_t *gen, struct FCGX_Request *req,
+                    int responder);
 
 /* ---- worker.c: one worker thread ---- */
 

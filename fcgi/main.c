@@ -4,7 +4,8 @@
  *
  *   ratelimit2-fcgi -c POLICY [-s ADDRESS] [-t THREADS] [-z ZONE]
  *                   [-n ENTRIES] [-p HEALTH_PATH] [-R REDIS [-O OPTIONS]...
- *                   [-F FAILOVER] [-A ALERTS]] [-C]
+ *                   [-F FAILOVER] [-A ALERTS]] [-a ADMIN_PATH -K TOKENS]
+ *                   [-C]
  *
  * Signals are taken by the main thread alone (sigwaitinfo), never in a
  * handler: a reload reads files and allocates, which no handler may do.
@@ -39,6 +40,8 @@ typedef struct {
     const char        *health;
     const char        *metrics;    /* -m */
     const char        *token_file; /* -T */
+    const char        *admin;      /* -a */
+    const char        *admin_file; /* -K */
     long               threads;
     int                check;      /* -C: check the options and exit */
     rl2_backend_conf_t backend;    /* -z, -n, -R, -O, -F, -A */
@@ -85,6 +88,11 @@ rl2_usage(FILE *f)
         "(default: none)\n"
         "  -T FILE      the metrics path needs \"Authorization: Bearer "
         "<first line of FILE>\"\n"
+        "  -a PATH      admin path answered in the responder role: runtime\n"
+        "               overrides changed by POSTed JSON (default: none)\n"
+        "  -K FILE      the admin path's bearer tokens, lines \"NAME TOKEN\" "
+        "(required\n"
+        "               with -a; mode 0600 or 0640; reloaded on SIGHUP)\n"
         "  -C           check: load the policy and the options, print the "
         "store\n"
         "               they give and exit 0, or the error and exit 1\n",
@@ -121,6 +129,20 @@ rl2_opts_check(const rl2_opts_t *o)
     }
     if (o->token_file != NULL && o->metrics == NULL) {
         return "-T: a token protects the metrics path: give -m PATH too";
+    }
+    if (o->admin != NULL && o->admin[0] != '/') {
+        return "-a: the admin path must start with /";
+    }
+    if ((o->admin != NULL) != (o->admin_file != NULL)) {
+        return o->admin != NULL
+                   ? "-a: the admin path needs its tokens: give -K FILE too"
+                   : "-K: tokens are for the admin path: give -a PATH too";
+    }
+    if (o->admin != NULL
+        && (strcmp(o->admin, o->health) == 0
+            || (o->metrics != NULL && strcmp(o->admin, o->metrics) == 0))) {
+        return "-a: the admin path must differ from the health and metrics "
+               "paths";
     }
     if (o->store_bad) {
         return o->store_err.msg;
@@ -187,7 +209,7 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
     o->threads = RL2_DEFAULT_THREADS;
     rl2_backend_conf_init(&o->backend);
     o->backend.zone_entries = RL2_FCGI_DEFAULT_ENTRIES;
-    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:R:O:F:A:E:Ch")) != -1) {
+    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:a:K:R:O:F:A:E:Ch")) != -1) {
         switch (c) {
         case 'z':
         case 'n':
@@ -215,6 +237,12 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
             break;
         case 'T':
             o->token_file = optarg;
+            break;
+        case 'a':
+            o->admin = optarg;
+            break;
+        case 'K':
+            o->admin_file = optarg;
             break;
         case 't':
             if (rl2_number(optarg, 1, RL2_MAX_THREADS, &o->threads) != 0) {
@@ -298,6 +326,7 @@ rl2_signal_loop(rl2_server_t *srv, const sigset_t *set)
                     strsignal(sig));
             return;
         }
+        rl2_fcgi_admin_reload(srv);
         if (rl2_gens_reload(&srv->gens, &err) != 0) {
             rl2_log(LOG_ERR, "reload refused, generation %lu stays: %s",
                     srv->gens.current->number, err.msg);
@@ -351,19 +380,29 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
 }
 
 /* -C: the store the policy and the options give, on stdout (exit 0), or
- * the error on stderr (exit 1); nothing is opened or connected. */
+ * the error on stderr (exit 1); nothing is opened or connected but the
+ * admin token file (-K), read and checked as at start. */
 static int
 rl2_check(const rl2_opts_t *o, const rl2_policy_t *policy)
 {
-    rl2_backend_conf_t bc = o->backend;
-    char               line[1024];
-    rl2_err_t          err;
+    rl2_backend_conf_t  bc = o->backend;
+    rl2_admin_tokens_t *tokens;
+    char                line[1024];
+    rl2_err_t           err;
 
     if (rl2_backend_conf_policy(&bc, policy, &err) != RL2_OK
         || rl2_store_opt_check(&bc, rl2_store_opt_needs_redis(&bc), &err)
                != RL2_OK) {
         fprintf(stderr, "ratelimit2-fcgi: %s\n", err.msg);
         return 1;
+    }
+    /* The admin tokens too: a file the daemon would refuse at start. */
+    if (o->admin_file != NULL) {
+        if (rl2_admin_tokens_read(o->admin_file, &tokens, &err) != 0) {
+            fprintf(stderr, "ratelimit2-fcgi: -K %s\n", err.msg);
+            return 1;
+        }
+        rl2_admin_tokens_free(tokens);
     }
     rl2_store_opt_describe(&bc, line, sizeof(line));
     printf("%s\n", line);
@@ -417,23 +456,35 @@ main(int argc, char **argv)
     memset(&srv, 0, sizeof(srv));
     srv.health_path = o.health;
     srv.metrics_path = o.metrics;
+    srv.admin_path = o.admin;
+    srv.admin_file = o.admin_file;
     if (o.token_file != NULL
         && rl2_fcgi_token_read(o.token_file, &srv.metrics_token, &err) != 0) {
         rl2_log(LOG_ERR, "%s", err.msg);
         rl2_policy_free(policy);
         return 1;
     }
+    if (rl2_fcgi_admin_init(&srv, &err) != 0) {
+        rl2_log(LOG_ERR, "-K %s", err.msg);
+        rl2_fcgi_admin_destroy(&srv);
+        free(srv.metrics_token);
+        rl2_policy_free(policy);
+        return 1;
+    }
     if (rl2_gens_init(&srv.gens, o.policy, policy, &o.backend, &err) != 0) {
         rl2_log(LOG_ERR, "%s", err.msg);
+        rl2_fcgi_admin_destroy(&srv);
+        free(srv.metrics_token);
         return 1;
     }
-    if ((fd = rl2_socket(&o, &where)) < 0) {
+    if ((fd = rl2_socket(&o, &where)) < 0 || FCGX_Init() != 0) {
+        if (fd >= 0) {
+            rl2_log(LOG_ERR, "libfcgi failed to initialise");
+            close(fd);
+        }
         rl2_gens_destroy(&srv.gens);
-        return 1;
-    }
-    if (FCGX_Init() != 0) {
-        rl2_log(LOG_ERR, "libfcgi failed to initialise");
-        rl2_gens_destroy(&srv.gens);
+        rl2_fcgi_admin_destroy(&srv);
+        free(srv.metrics_token);
         return 1;
     }
     rl2_clock_now(&now);
@@ -449,6 +500,7 @@ main(int argc, char **argv)
         unlink(o.listen);
     }
     rl2_gens_destroy(&srv.gens);
+    rl2_fcgi_admin_destroy(&srv);
     free(srv.metrics_token);
     rl2_log(LOG_INFO, "stopped");
     closelog();
