@@ -24,6 +24,7 @@
 
 #include "ratelimit2/audit.h"
 #include "ratelimit2/backend.h"
+#include "control/control_internal.h"
 
 /* The trail of t's automatic bans: the policy's audit file, where
  * ratelimit2ctl and the admin interface write theirs; syslog as the

@@ -21,6 +21,7 @@
 
 #include "ratelimit2/admin.h"
 #include "control_internal.h"
+#include "policy/policy_internal.h"
 
 /* What a verb needs as its value (the members of the HTTP form; the
  * arguments of ratelimit2ctl).  Beside them, what it takes is in

@@ -520,4 +520,72 @@ uint32_t rl2_overrides_factor(const rl2_overrides_t *t, const char *rule,
 rl2_mode_t rl2_overrides_mode(const rl2_overrides_t *t, const char *rule,
                               rl2_mode_t mode, int64_t now_us);
 
+/* ---- the core's own writers of the table and the trail: ratelimit2ctl
+ * and the admin interfaces go through admin.h, requests through
+ * decide/ ---- */
+
+/* Parse a target as an operator writes it ("192.0.2.0/24", "user:alice",
+ * "key:APIKEY" or, as listed, "key#HASH", "rule:login", "tier:free",
+ * "*") for `kind`, into
+ * o->target_kind and o->target (canonical: a network masked and in its
+ * usual spelling; an API key replaced by its hash under `policy`'s
+ * secret).  RL2_ERR_INVALID with a message saying what is wrong: a bad
+ * address or prefix, a target this kind does not take, a rule or tier
+ * the policy does not have (policy may be NULL: then not checked). */
+rl2_status_t rl2_override_target(const rl2_policy_t *policy,
+                                 rl2_ovr_kind_t kind, const char *text,
+                                 rl2_override_t *o, rl2_err_t *err);
+
+/* A factor as people write it ("2", "0.5", "x1.25": at most 6 decimals,
+ * an optional leading 'x') to ppm; RL2_ERR_INVALID, saying why, for
+ * anything else or outside RL2_OVR_FACTOR_MIN..MAX. */
+rl2_status_t rl2_ovr_factor_parse(const char *text, uint32_t *ppm,
+                                  rl2_err_t *err);
+
+/* Set (add or replace) the override with o's kind and target; *before
+ * gets what it replaced (kind 0 when nothing).  Saved to the state file
+ * before it returns.  RL2_ERR_STORE when the table has no room.
+ * With a Redis side: written to Redis first (*before is what Redis
+ * held), then to this table; when Redis cannot be reached,
+ * RL2_ERR_STORE and nothing changes anywhere.  Once Redis has it, a
+ * state file that cannot keep it is RL2_ERR_SYS saying so, and the
+ * change stands (every host's mirror follows Redis). */
+rl2_status_t rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
+                               const rl2_clock_t *now, rl2_override_t *before,
+                               rl2_err_t *err);
+
+/* Remove the override of this kind and target; *before gets it (kind 0
+ * when there was none: not an error).  With a Redis side, as for a set:
+ * Redis first, and nothing removed when it cannot be reached. */
+rl2_status_t rl2_overrides_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
+                                  rl2_ovr_target_t target_kind,
+                                  const char *target, const rl2_clock_t *now,
+                                  rl2_override_t *before, rl2_err_t *err);
+
+/* Append e's line to the file (one write()) and send it to syslog.
+ * RL2_ERR_INVALID for an entry that cannot be written (no kind, an
+ * unknown origin, a verb not of [a-z_-]); RL2_ERR_SYS when the file did
+ * not take the whole line. */
+rl2_status_t rl2_audit_record(rl2_audit_t *a, const rl2_audit_entry_t *e,
+                              rl2_err_t *err);
+
+/* Make conf (path, syslog; its redis is not used) the trail of t's
+ * automatic bans (rl2_overrides_ban_auto, policy `abuse`): each ban it
+ * makes writes one entry, origin "auto", author and reason the ban's,
+ * verb "ban", to the stream through t's Redis side when it has one
+ * (attached before or after this), to the file and to syslog.  Nothing
+ * is opened here: the first ban of each process opens the file, so a
+ * process that bans nothing pays nothing; a file it cannot open (tried
+ * again at the next ban) leaves the entry to the stream and syslog,
+ * whose line then says audit_error=WHY.  The strings are copied; t owns
+ * the trail until rl2_overrides_close. */
+rl2_status_t rl2_overrides_audit_attach(rl2_overrides_t        *t,
+                                        const rl2_audit_conf_t *conf,
+                                        rl2_err_t              *err);
+
+/* rl2_ovr_value_text() back, by o->kind, into o's value fields
+ * (RL2_ERR_INVALID when it does not read). */
+rl2_status_t rl2_ovr_value_parse_text(rl2_override_t *o, const char *text,
+                                      rl2_err_t *err);
+
 #endif /* RL2_CONTROL_INTERNAL_H */

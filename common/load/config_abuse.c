@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "load_internal.h"
+#include "policy/policy_internal.h"
 
 static const char *const rl2_abuse_keys[] = { "denials", "ban", "escalate",
                                               "max_ban", NULL };

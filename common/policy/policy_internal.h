@@ -101,4 +101,9 @@ rl2_ascii_fold(int c)
     return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
 }
 
+/* "30s", "10min", "2h", "7d", "1w": a count of one of the rate's units
+ * but month (which has no fixed length), at least 1, into µs (the
+ * loader's abuse group; admin.h's TTLs). */
+rl2_status_t rl2_duration_parse(const char *text, int64_t *us, rl2_err_t *err);
+
 #endif /* RL2_POLICY_INTERNAL_H */

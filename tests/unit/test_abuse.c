@@ -30,6 +30,7 @@
 #include "base/shm_obj_internal.h"
 
 #include "rl2_decide_test.h"
+#include "control/control_internal.h"
 
 #define POLICY \
     "abuse = { denials = \"3/1min\"; ban = \"10s\"; escalate = 2; " \

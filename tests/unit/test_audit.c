@@ -37,6 +37,7 @@
 #include "ratelimit2/overrides.h"
 #include "ratelimit2/policy.h"
 #include "control/control_internal.h"
+#include "policy/policy_internal.h"
 
 #define WATCHDOG_S 60
 #define S          RL2_US_PER_S

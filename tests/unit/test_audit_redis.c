@@ -28,6 +28,7 @@
 #include "ratelimit2/config.h"
 #include "ratelimit2/decide.h"
 #include "ratelimit2/store_local.h"
+#include "control/control_internal.h"
 
 #define STREAM "{rl2:overrides}:audit"
 

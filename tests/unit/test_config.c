@@ -32,6 +32,7 @@
 #include "rl2_config_test.h"
 #include "base/base_internal.h"
 #include "policy/policy_internal.h"
+#include "control/control_internal.h"
 
 #define S_US    INT64_C(1000000)
 #define MIN_US  (60 * S_US)

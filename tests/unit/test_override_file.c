@@ -20,6 +20,7 @@
 
 #include "ratelimit2/overrides.h"
 #include "base/shm_obj_internal.h"
+#include "control/control_internal.h"
 
 typedef struct {
     char zone[64];

@@ -22,6 +22,7 @@
 #include "rl2_overrides_test.h"
 
 #include "ratelimit2/audit.h"
+#include "control/control_internal.h"
 
 static unsigned
 hash_slot(void)

@@ -20,6 +20,7 @@
 #include "algo/algo_internal.h"
 
 #include "rl2_decide_test.h"
+#include "control/control_internal.h"
 
 #define POLICY \
     "whitelist = { users = [ \"alice\" ]; };\n" \

@@ -47,7 +47,7 @@
  * million changes, about 500 MB: XTRIM what has been archived).  The file, when
  * a path is given, is still written: the host's copy of the changes made from
  * that host.  A part that does not take an entry (the stream, the file) does
- * not keep it from the others; rl2_audit_record returns the first
+ * not keep it from the others; the record of a change returns the first
  * failure, saying where the entry is, and the syslog line gets
  * audit_error=WHY.
  *
@@ -111,13 +111,6 @@ rl2_status_t rl2_audit_open(const rl2_audit_conf_t *conf, rl2_audit_t **out,
                             rl2_err_t *err);
 void         rl2_audit_close(rl2_audit_t *a);
 
-/* Append e's line to the file (one write()) and send it to syslog.
- * RL2_ERR_INVALID for an entry that cannot be written (no kind, an
- * unknown origin, a verb not of [a-z_-]); RL2_ERR_SYS when the file did
- * not take the whole line. */
-rl2_status_t rl2_audit_record(rl2_audit_t *a, const rl2_audit_entry_t *e,
-                              rl2_err_t *err);
-
 /* Why syslog did not take the last line, or NULL when it did. */
 const char *rl2_audit_syslog_error(const rl2_audit_t *a);
 
@@ -144,20 +137,6 @@ rl2_status_t rl2_audit_read(const char *path, rl2_audit_each_fn each, void *ctx,
 rl2_status_t rl2_audit_read_redis(const rl2_redis_conf_t *conf,
                                   int64_t since_ms, rl2_audit_each_fn each,
                                   void *ctx, size_t *n, rl2_err_t *err);
-
-/* Make conf (path, syslog; its redis is not used) the trail of t's
- * automatic bans (rl2_overrides_ban_auto, policy `abuse`): each ban it
- * makes writes one entry, origin "auto", author and reason the ban's,
- * verb "ban", to the stream through t's Redis side when it has one
- * (attached before or after this), to the file and to syslog.  Nothing
- * is opened here: the first ban of each process opens the file, so a
- * process that bans nothing pays nothing; a file it cannot open (tried
- * again at the next ban) leaves the entry to the stream and syslog,
- * whose line then says audit_error=WHY.  The strings are copied; t owns
- * the trail until rl2_overrides_close. */
-rl2_status_t rl2_overrides_audit_attach(rl2_overrides_t        *t,
-                                        const rl2_audit_conf_t *conf,
-                                        rl2_err_t              *err);
 
 /* "2026-12-06T10:00:00.123456Z" (27 bytes and a NUL). */
 void rl2_audit_time_format(int64_t wall_us, char buf[28]);

@@ -91,31 +91,10 @@ typedef struct {
     const _Atomic uint32_t *n_identity; /* of them, naming a user or key */
 } rl2_overrides_head_t;
 
-/* Parse a target as an operator writes it ("192.0.2.0/24", "user:alice",
- * "key:APIKEY" or, as listed, "key#HASH", "rule:login", "tier:free",
- * "*") for `kind`, into
- * o->target_kind and o->target (canonical: a network masked and in its
- * usual spelling; an API key replaced by its hash under `policy`'s
- * secret).  RL2_ERR_INVALID with a message saying what is wrong: a bad
- * address or prefix, a target this kind does not take, a rule or tier
- * the policy does not have (policy may be NULL: then not checked). */
-rl2_status_t rl2_override_target(const rl2_policy_t *policy,
-                                 rl2_ovr_kind_t kind, const char *text,
-                                 rl2_override_t *o, rl2_err_t *err);
-
-/* A factor as people write it ("2", "0.5", "x1.25": at most 6 decimals,
- * an optional leading 'x') to ppm; RL2_ERR_INVALID, saying why, for
- * anything else or outside RL2_OVR_FACTOR_MIN..MAX. */
-rl2_status_t rl2_ovr_factor_parse(const char *text, uint32_t *ppm,
-                                  rl2_err_t *err);
-
 /* An override's value for people and logs: "banned", "allowed", the tier
  * name, "x2.5" (boost, emergency), "allow-list-only" (emergency without
- * a factor), "dry_run" (mode).  And back, by o->kind, into o's value
- * fields (RL2_ERR_INVALID when it does not read). */
+ * a factor), "dry_run" (mode). */
 void rl2_ovr_value_text(const rl2_override_t *o, char *buf, size_t size);
-rl2_status_t rl2_ovr_value_parse_text(rl2_override_t *o, const char *text,
-                                      rl2_err_t *err);
 
 /* "ban", "allow", ...; NULL for unknown. */
 const char *rl2_ovr_kind_name(rl2_ovr_kind_t kind);
@@ -129,26 +108,6 @@ rl2_status_t rl2_overrides_open(const char *zone, const char *state_file,
                                 unsigned mode, rl2_overrides_t **out,
                                 rl2_err_t *err);
 void         rl2_overrides_close(rl2_overrides_t *o);
-
-/* Set (add or replace) the override with o's kind and target; *before
- * gets what it replaced (kind 0 when nothing).  Saved to the state file
- * before it returns.  RL2_ERR_STORE when the table has no room.
- * With a Redis side: written to Redis first (*before is what Redis
- * held), then to this table; when Redis cannot be reached,
- * RL2_ERR_STORE and nothing changes anywhere.  Once Redis has it, a
- * state file that cannot keep it is RL2_ERR_SYS saying so, and the
- * change stands (every host's mirror follows Redis). */
-rl2_status_t rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
-                               const rl2_clock_t *now, rl2_override_t *before,
-                               rl2_err_t *err);
-
-/* Remove the override of this kind and target; *before gets it (kind 0
- * when there was none: not an error).  With a Redis side, as for a set:
- * Redis first, and nothing removed when it cannot be reached. */
-rl2_status_t rl2_overrides_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
-                                  rl2_ovr_target_t target_kind,
-                                  const char *target, const rl2_clock_t *now,
-                                  rl2_override_t *before, rl2_err_t *err);
 
 /* Copy up to `max` active entries into out (kind 0: every kind), in no
  * particular order; returns how many there are in all. */

@@ -306,9 +306,6 @@ char *rl2_policy_strdup(rl2_policy_t *policy, const char *s);
 rl2_status_t rl2_rate_parse(const char *text, int64_t *count,
                             int64_t *window_us, rl2_period_t *period,
                             rl2_err_t *err);
-/* "30s", "10min", "2h", "7d", "1w": a count of one of the rate's units
- * but month (which has no fixed length), at least 1, into µs. */
-rl2_status_t rl2_duration_parse(const char *text, int64_t *us, rl2_err_t *err);
 rl2_status_t rl2_cidr_parse(const char *text, rl2_cidr_t *out, rl2_err_t *err);
 /* "ip", "user", "api_key", "route", "global", "header:NAME". */
 rl2_status_t rl2_key_parse(rl2_policy_t *policy, const char *text,
