@@ -849,7 +849,6 @@ rl2_register_hooks(apr_pool_t *p)
     ap_register_output_filter(RL2_RELEASE_FILTER, rl2_release_filter, NULL,
                               AP_FTYPE_PROTOCOL);
     rl2_handlers_register(p);
-    rl2_admin_register(p);
 }
 
 AP_DECLARE_MODULE(ratelimit2) = {

@@ -131,7 +131,9 @@ rl2_backend_t *rl2_module_backend(void);
 /* mod_ratelimit2_handlers.c: metrics, health and status handlers,
  * counting, and their directives. */
 void rl2_handlers_register(apr_pool_t *p);
-void rl2_admin_register(apr_pool_t *p); /* mod_ratelimit2_admin.c */
+/* mod_ratelimit2_admin.c: SetHandler ratelimit2-admin, dispatched by the
+ * handlers above (one handler hook for every request, not two). */
+int rl2_admin_serve(request_rec *r);
 /* Count a request's final verdict; rl2_conclude (mod_ratelimit2.c) is
  * its only caller (inline: it is on every request's path). */
 static inline void

@@ -154,7 +154,9 @@ rl2_admin_engine_note(request_rec *r)
     }
 }
 
-static __attribute__((noinline)) int
+/* SetHandler ratelimit2-admin (rl2_handler_named, mod_ratelimit2_handlers.c).
+ */
+int
 rl2_admin_serve(request_rec *r)
 {
     const rl2_srv_conf_t *sconf =
@@ -202,23 +204,4 @@ rl2_admin_serve(request_rec *r)
     }
     rl2_audit_close(admin.audit);
     return rl2_admin_send(r, status, out);
-}
-
-/* Every response passes here: one byte sends nearly all of them on. */
-static int
-rl2_admin_handler(request_rec *r)
-{
-    const char *h = r->handler;
-
-    if (h != NULL && h[0] == 'r' && strcmp(h, "ratelimit2-admin") == 0) {
-        return rl2_admin_serve(r);
-    }
-    return DECLINED;
-}
-
-void
-rl2_admin_register(apr_pool_t *p)
-{
-    (void)p;
-    ap_hook_handler(rl2_admin_handler, NULL, NULL, APR_HOOK_MIDDLE);
 }

@@ -217,6 +217,9 @@ rl2_handler_named(request_rec *r, const char *h)
     if (strcmp(h, "health") == 0) {
         return rl2_serve(r, 2);
     }
+    if (strcmp(h, "admin") == 0) {
+        return rl2_admin_serve(r); /* mod_ratelimit2_admin.c */
+    }
     return strcmp(h, "status") == 0 ? rl2_serve(r, 3) : DECLINED;
 }
 
