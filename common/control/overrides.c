@@ -603,15 +603,19 @@ rl2_overrides_set(rl2_overrides_t *t, const rl2_override_t *o,
 
 /* May an automatic ban add o?  Not when the table has it already (*st
  * RL2_OK: the ban stands as it is) nor when only the room left to
- * operators remains (*st RL2_ERR_STORE). */
+ * operators remains (*st RL2_ERR_STORE).  An entry past its end is no
+ * ban: the Redis path purges nothing first, and every mirror keeps an
+ * ended ban until the next change, so a client whose ban had ended was
+ * never banned again there (nor its ban escalated). */
 static int
 rl2_ovr_auto_room(const rl2_overrides_t *t, const rl2_override_t *o,
-                  rl2_status_t *st, rl2_err_t *err)
+                  int64_t now_us, rl2_status_t *st, rl2_err_t *err)
 {
     const ovr_shm_t *s = t->shm;
+    long at = rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target));
 
     *st = RL2_OK;
-    if (rl2_ovr_find(s, rl2_ovr_key(o->kind, o->target_kind, o->target)) >= 0) {
+    if (at >= 0 && !rl2_ovr_expired(&s->slots[at].o, now_us)) {
         return 0;
     }
     if (atomic_load_explicit(&s->used, memory_order_relaxed)
@@ -645,7 +649,7 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
     if (t->redis != NULL) {
         rl2_override_t before;
 
-        if (!rl2_ovr_auto_room(t, o, &st, err)) {
+        if (!rl2_ovr_auto_room(t, o, now->wall_us, &st, err)) {
             return st;
         }
         st = rl2_ovr_redis_set(t, o, now, &before, err);
@@ -658,7 +662,7 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
     }
     rl2_ovr_write_begin(s);
     rl2_ovr_purge(s, now->wall_us);
-    if (rl2_ovr_auto_room(t, o, &st, err)
+    if (rl2_ovr_auto_room(t, o, now->wall_us, &st, err)
         && (st = rl2_ovr_put(t, o, &was, err)) == RL2_OK) {
         *made = 1;
     }

@@ -632,6 +632,35 @@ test_automatic_ban_holds_on_another_host(void **state)
         RL2_OK);
     assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
 
+    /* Its ban over (both tables still hold the ended entry), the client
+     * offends again on host b: banned again, for twice as long, and in
+     * Redis.  An ended entry once passed there for a ban in force. */
+    now.wall_us += 11 * 60 * SEC;
+    now.mono_us += 11 * 60 * SEC;
+    req.path = "/";
+    v.banned = 0;
+    for (int i = 0; i < 3 && !v.banned; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(
+            rl2_decide(p, NULL, 0, local, &req, RL2_PHASE_ALL, &now, &v, &err),
+            RL2_OK);
+        now.mono_us += 1000;
+    }
+    assert_int_equal(v.banned, 1);
+    assert_int_equal(v.banned_for_s, 20 * 60);
+    {
+        redisReply *r = admin_cmd(admin, "HGET %s %s", HASH, "ban\t192.0.2.77");
+        char        want[64];
+
+        snprintf(want, sizeof(want), "ban\t192.0.2.77\t-\t");
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_int_equal(strncmp(r->str, want, strlen(want)), 0);
+        /* Its end: 20 minutes from the offence. */
+        assert_true(strtoll(r->str + strlen(want), NULL, 10)
+                    > now.wall_us + 19 * 60 * SEC);
+        freeReplyObject(r);
+    }
+
     p->overrides = NULL;
     rl2_store_destroy(local);
     rl2_zone_close(zone);
