@@ -325,7 +325,7 @@ rl2_ovr_repair(rl2_overrides_t *t, uint64_t seq)
 
 /* Writers: o under key in the first slot its probe finds free (the
  * caller checked there is room and that key is not there). */
-static void
+static uint32_t
 rl2_ovr_slot_insert(ovr_shm_t *s, rl2_digest_t key, const rl2_override_t *o)
 {
     uint32_t at = (uint32_t)key.lo & OVR_MASK;
@@ -341,6 +341,27 @@ rl2_ovr_slot_insert(ovr_shm_t *s, rl2_digest_t key, const rl2_override_t *o)
     s->slots[at].key = key;
     s->slots[at].o = *o;
     atomic_store_explicit(&s->slots[at].state, OVR_USED, memory_order_relaxed);
+    return at;
+}
+
+/* What rl2_ovr_recount would find once slot is added: the counts of one
+ * entry more, without walking every slot (a state file of 10,000 entries
+ * walked the 7 MB of slots 10,000 times when it was loaded: seconds for
+ * every server's start, minutes under valgrind). */
+static void
+rl2_ovr_count_one(ovr_shm_t *s, const ovr_slot_t *slot)
+{
+    atomic_fetch_add_explicit(&s->used, 1, memory_order_relaxed);
+    s->n_kind[slot->o.kind]++;
+    if (slot->o.target_kind == RL2_OVT_USER
+        || slot->o.target_kind == RL2_OVT_KEY) {
+        atomic_fetch_add_explicit(&s->n_identity, 1, memory_order_relaxed);
+    }
+    rl2_ovr_prefix_mark(s, slot);
+    if (slot->o.expires_us != 0
+        && (s->next_expiry_us == 0 || slot->o.expires_us < s->next_expiry_us)) {
+        s->next_expiry_us = slot->o.expires_us;
+    }
 }
 
 rl2_status_t
@@ -368,8 +389,7 @@ rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o, rl2_override_t *before,
     if (s->gone > OVR_SLOTS / 4) {
         rl2_ovr_compact(s);
     }
-    rl2_ovr_slot_insert(s, key, o);
-    rl2_ovr_recount(s);
+    rl2_ovr_count_one(s, &s->slots[rl2_ovr_slot_insert(s, key, o)]);
     return RL2_OK;
 }
 
