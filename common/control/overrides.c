@@ -649,6 +649,18 @@ rl2_ovr_auto_room(const rl2_overrides_t *t, const rl2_override_t *o,
     return 1;
 }
 
+/* Does the table hold o itself (the entry this ban wrote, not an older
+ * one of the same target)? */
+static int
+rl2_ovr_auto_held(const rl2_overrides_t *t, const rl2_override_t *o)
+{
+    long at =
+        rl2_ovr_find(t->shm, rl2_ovr_key(o->kind, o->target_kind, o->target));
+
+    return at >= 0 && t->shm->slots[at].o.created_us == o->created_us
+           && t->shm->slots[at].o.expires_us == o->expires_us;
+}
+
 rl2_status_t
 rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
                        const rl2_clock_t *now, int *made, rl2_err_t *err)
@@ -673,7 +685,10 @@ rl2_overrides_ban_auto(rl2_overrides_t *t, const rl2_override_t *o,
             return st;
         }
         st = rl2_ovr_redis_set(t, o, now, &before, err);
-        *made = st == RL2_OK;
+        /* Redis took it and this host's table has it, though its state
+         * file may not (a read-only /var/lib): the ban is in force on
+         * every server, and counted and alerted as one. */
+        *made = st == RL2_OK || rl2_ovr_auto_held(t, o);
         return st;
     }
     /* A request never queues behind another writer's file write. */
