@@ -6,6 +6,9 @@
 #            headers on
 #   redis    the same counted in a redis-server started here (only
 #            Apache's instructions are counted, not Redis')
+#   bans     local, with 10,000 bans in the runtime override table (a
+#            state file read when the table is made, before the first
+#            request; none of them the client's); BENCH_BANS=N for N
 #   qos      mod_qos, QS_ClientEventLimitCount per client address
 #   evasive  mod_evasive, DOSPageCount and DOSSiteCount
 # Method (DEVELOPERS): apache2 -X under valgrind --tool=callgrind, serve 5
@@ -19,7 +22,7 @@ MODE=${1:-local}
 source "$(dirname "$0")/lib.sh"
 
 case "$MODE" in
-bare | local | qos | evasive) ;;
+bare | local | bans | qos | evasive) ;;
 redis) bench_redis || { echo "redis-server did not start" >&2; exit 1; } ;;
 *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac
@@ -127,11 +130,20 @@ up() {
 }
 
 # total N -- instructions of one apache2 -X run serving N requests
+# (bans: and one more, in both runs, from a banned address, which must be
+# refused: the bans are in the table)
 total() {
+    local banned=429
     up || return
     ab -q -c1 -n "$1" "http://127.0.0.1:$P/index.html" >"$D/ab.log" 2>&1
+    if [ "$MODE" = bans ]; then
+        banned=$(code --interface 127.1.0.1 "http://127.0.0.1:$P/index.html")
+    fi
     stop TERM "$AP"
-    if ! grep -q '^Non-2xx' "$D/ab.log" \
+    if [ "$banned" != 429 ]; then
+        echo "$MODE: a banned address was answered $banned, not 429" >&2
+        why
+    elif ! grep -q '^Non-2xx' "$D/ab.log" \
             && grep -q "^Complete requests: *$1\$" "$D/ab.log"; then
         grep -h '^summary:' "$D"/cg.*.out | awk '{ s += $2 } END { print s }'
     else

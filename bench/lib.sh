@@ -34,6 +34,8 @@ bench_redis() {
 #            (server-wide, as most sites write it), the default headers
 #            (RateLimit and RateLimit-Policy)
 #   redis    the same counted in the redis-server on $RP
+#   bans     local, with 10,000 bans (BENCH_BANS=N: N) in the runtime
+#            override table, none of them the client's (bans_state)
 #   qos      mod_qos, QS_ClientEventLimitCount: requests per client
 #            address per period, refused with 429 once spent
 #   evasive  mod_evasive, DOSPageCount and DOSSiteCount per client
@@ -43,9 +45,36 @@ apache_bench() {
     sed -i -e 's/^LogLevel info/LogLevel warn/' -e '/^CustomLog/d' \
         "$dir/httpd.conf"
     echo "MaxKeepAliveRequests 0" >>"$dir/httpd.conf"
-    [ "$kind" = local ] || [ "$kind" = redis ] \
-        || sed -i '/ratelimit2_module/d' "$dir/httpd.conf"
-    apache_site "$kind" "$purpose" "$(basename "$dir")" >"$dir/site.conf"
+    case "$kind" in
+    local | redis | bans) ;;
+    *) sed -i '/ratelimit2_module/d' "$dir/httpd.conf" ;;
+    esac
+    if [ "$kind" = bans ]; then
+        apache_site local "$purpose" "$(basename "$dir")" >"$dir/site.conf"
+        bans_state "$T_DIR/bans.overrides" "${BENCH_BANS:-10000}"
+        echo "overrides = { state_file = \"$T_DIR/bans.overrides\"; };" \
+            >"$T_DIR/bans.conf"
+        echo "RateLimit2Policy \"$T_DIR/bans.conf\"" >>"$dir/site.conf"
+    else
+        apache_site "$kind" "$purpose" "$(basename "$dir")" >"$dir/site.conf"
+    fi
+}
+
+# bans_state FILE N -- a state file of the runtime override table
+# (common/control/override_file.c) holding N bans without an end, of
+# 127.1.0.1, 127.1.0.2, ...: loopback addresses a test can send from,
+# none of them 127.0.0.1.  Outside the server's directory, which the
+# benchmark opens to everyone, and 0644: a server refuses a state file
+# another user may write.
+bans_state() {
+    local file=$1 n=$2
+    awk -v n="$n" -v now="$(date +%s%6N)" 'BEGIN {
+        print "# ratelimit2 overrides 1"
+        for (i = 1; i <= n; i++)
+            printf "ban\t127.1.%d.%d\t-\t0\t%s\tbench\tone of many\n",
+                int(i / 256), i % 256, now
+    }' >"$file"
+    chmod 644 "$file"
 }
 
 # apache_site KIND PURPOSE TAG -- the site.conf of apache_bench.

@@ -439,8 +439,7 @@ like "with the state file's error" \
 is "and is not made" "Status: 200 OK" "$(ask)"
 fcgi_stop nodir
 
-# ======================= the audit of automatic bans ======================
-# Without Redis, an automatic ban made by ratelimit2-fcgi, or by an
+# ======================= the audit of automatic bans ===============# Without Redis, an automatic ban made by ratelimit2-fcgi, or by an
 # Apache child, is one line of the zone's audit file ("<zone>.audit"
 # beside the state file), origin auto, which ratelimit2ctl audit reads;
 # the refusals of the ban in force add none.
@@ -509,4 +508,146 @@ print(len(a), a[-1]["origin"], a[-1]["verb"], a[-1]["target"])')"
 else
     not_ok "Apache starts with an abuse policy"
 fi
+=======
+# ======================= every kind survives restarts ======================
+# (Added after the checks above, which follow a ban alone.)  One of each
+# kind at once -- a ban (127.0.0.3), an allow (127.0.0.4, over rule one's
+# 1/hour), a tier (127.0.0.5, gold), a boost (rule b x3), a mode (rule dr
+# in dry run, 127.0.0.7 over its 1/hour) and the emergency switch (every
+# limit x0.5) -- on an Apache and a ratelimit2-fcgi of their own, each
+# still in force, and still doing what it did, after a graceful restart
+# and a stop and start of Apache, and a SIGHUP and a restart of
+# ratelimit2-fcgi (the policy changed before each reload).  The counts
+# shown (RateLimit-Policy q=) tell each factor apart: t gold 8 x0.5 = 4
+# (2 x0.5 = 1 without the tier), b 4 x3 x0.5 = 6, e 4 x0.5 = 2.
+SV_SF=$T_DIR/survive.overrides
+SV_FS=$T_DIR/survive-fcgi.overrides
+# sv_policy STATE_FILE [E] -- the policy of this block's servers; rule e
+# allows E an hour (4): a reload that changes it shows the new
+# generation serves.
+sv_policy() {
+    cat <<POL
+overrides = { state_file = "$1"; };
+tiers = [ "free", "gold" ];
+rules = (
+  { name = "b"; paths = "/b/**"; limits = ( { rate = "4/hour"; } ); },
+  { name = "e"; paths = "/e/**"; limits = ( { rate = "${2:-4}/hour"; } ); },
+  { name = "t"; paths = "/t/**"; limits = ( { rate = "2/hour"; } );
+    tiers = { gold = ( { rate = "8/hour"; } ); }; },
+  { name = "dr"; paths = "/dr/**"; limits = ( { rate = "1/hour"; } ); },
+  { name = "one"; paths = "/one/**"; limits = ( { rate = "1/hour"; } ); }
+);
+POL
+}
+SV=$T_DIR/survive
+SVP=$(free_port)
+SVZ=$(zone_name sv)
+apache_conf "$SV" "$SVP" event
+site_pages "$SV/htdocs" b e t dr one
+sv_policy "$SV_SF" >"$SV/policy.conf"
+cat >>"$SV/site.conf" <<CONF
+RateLimit2Zone $SVZ 1000
+RateLimit2Policy "$SV/policy.conf"
+CONF
+SVFP=$(free_port)
+SVFZ=$(zone_name svf)
+sv_policy "$SV_FS" >"$T_DIR/sv-fcgi.conf"
+
+# sv_ask FRONT ADDR PATH -- "CODE Q": the status of PATH for client ADDR
+# from Apache (ap) or ratelimit2-fcgi (fc, as an authorizer), and the
+# count its RateLimit-Policy shows (- when none).
+sv_ask() {
+    local out c q
+    if [ "$1" = ap ]; then
+        out=$(curl -s -D - -o /dev/null --interface "$2" \
+            "http://127.0.0.1:$SVP$3" | tr -d '\r')
+        c=$(printf '%s\n' "$out" | sed -n '1s/^HTTP\/[0-9.]* \([0-9]*\).*/\1/p')
+    else
+        out=$("$FCGI_CLIENT" "127.0.0.1:$SVFP" REMOTE_ADDR="$2" \
+            REQUEST_METHOD=GET REQUEST_URI="$3" | tr -d '\r')
+        c=$(printf '%s\n' "$out" | sed -n 's/^Status: \([0-9]*\).*/\1/p' \
+            | head -1)
+    fi
+    q=$(printf '%s\n' "$out" \
+        | sed -n 's/^RateLimit-Policy: "[^"]*";q=\([0-9]*\).*/\1/p' | head -1)
+    echo "$c ${q:--}"
+}
+
+# sv_state FRONT -- what each override makes of a request, one word each.
+sv_state() {
+    local a1 a2
+    a1=$(sv_ask "$1" 127.0.0.4 /one/x)
+    a2=$(sv_ask "$1" 127.0.0.4 /one/x)
+    echo "ban=$(sv_ask "$1" 127.0.0.3 /index.html | cut -d' ' -f1)" \
+        "allow=${a1%% *},${a2%% *}" \
+        "tier=$(sv_ask "$1" 127.0.0.5 /t/x | cut -d' ' -f2)" \
+        "boost=$(sv_ask "$1" 127.0.0.6 /b/x | cut -d' ' -f2)" \
+        "emergency=$(sv_ask "$1" 127.0.0.6 /e/x | cut -d' ' -f2)" \
+        "mode=$(sv_ask "$1" 127.0.0.7 /dr/x | cut -d' ' -f1)"
+}
+SV_NONE="ban=200 allow=200,429 tier=2 boost=4 emergency=4 mode=429"
+SV_ALL="ban=429 allow=200,200 tier=4 boost=6 emergency=2 mode=200"
+# ... once rule e allows 6 an hour: 6 x0.5 = 3.
+SV_NEW="ban=429 allow=200,200 tier=4 boost=6 emergency=3 mode=200"
+
+# sv_set ZONE STATE -- the six overrides.
+sv_set() {
+    "$SET" "$1" "$2" set ban 127.0.0.3 &&
+        "$SET" "$1" "$2" set allow 127.0.0.4 &&
+        "$SET" "$1" "$2" set tier 127.0.0.5 gold &&
+        "$SET" "$1" "$2" set boost rule:b 3 &&
+        "$SET" "$1" "$2" set mode rule:dr dry_run &&
+        "$SET" "$1" "$2" set emergency '*' 0.5
+}
+
+# sv_wait FRONT -- the state once it is $SV_NEW (5 s at most: a restarted
+# or reloaded server may take a moment to answer).
+sv_wait() {
+    local s
+    for _ in $(seq 1 50); do
+        s=$(sv_state "$1")
+        [ "$s" = "$SV_NEW" ] && break
+        sleep 0.1
+    done
+    echo "$s"
+}
+
+if apache_start "$SV"; then
+    ok "Apache starts (this block's zone and state file)"
+else
+    not_ok "Apache starts (this block's zone and state file)"
+fi
+sv_ask ap 127.0.0.7 /dr/x >/dev/null
+is "Apache, no override: what each request gets" "$SV_NONE" "$(sv_state ap)"
+sv_set "$SVZ" "$SV_SF"
+is "Apache: all six overrides set" 0 "$?"
+is "Apache: each override in force" "$SV_ALL" "$(sv_state ap)"
+sv_policy "$SV_SF" 6 >"$SV/policy.conf"
+apache_graceful "$SV"
+is "Apache: each override in force after a graceful restart (e: 6/hour)" \
+    "$SV_NEW" \
+    "$(sv_wait ap)"
+apache_stop "$SV"
+apache_start "$SV"
+is "Apache: each override in force after a stop and start" "$SV_NEW" \
+    "$(sv_wait ap)"
+apache_stop "$SV"
+
+fcgi_start svf -c "$T_DIR/sv-fcgi.conf" -s "127.0.0.1:$SVFP" -z "$SVFZ" -t 2
+sv_ask fc 127.0.0.7 /dr/x >/dev/null
+is "ratelimit2-fcgi, no override: what each request gets" "$SV_NONE" \
+    "$(sv_state fc)"
+sv_set "$SVFZ" "$SV_FS"
+is "ratelimit2-fcgi: all six overrides set" 0 "$?"
+is "ratelimit2-fcgi: each override in force" "$SV_ALL" "$(sv_state fc)"
+sv_policy "$SV_FS" 6 >"$T_DIR/sv-fcgi.conf"
+kill -HUP "$(cat "$T_DIR/svf.pid")"
+is "ratelimit2-fcgi: each override in force after a SIGHUP reload (e: 6/hour)" \
+    "$SV_NEW" "$(sv_wait fc)"
+fcgi_stop svf
+is "ratelimit2-fcgi stops with exit status 0" 0 "$?"
+fcgi_start svf -c "$T_DIR/sv-fcgi.conf" -s "127.0.0.1:$SVFP" -z "$SVFZ" -t 2
+is "ratelimit2-fcgi: each override in force after a restart" "$SV_NEW" \
+    "$(sv_wait fc)"
+fcgi_stop svf
 done_testing

@@ -651,11 +651,85 @@ test_automatic_ban_holds_on_another_host(void **state)
         RL2_OK);
     assert_int_equal(v.refusal, RL2_REFUSAL_BAN);
 
+    /* Its ban over (both tables still hold the ended entry), the client
+     * offends again on host b: banned again, for twice as long, and in
+     * Redis.  An ended entry once passed there for a ban in force. */
+    now.wall_us += 11 * 60 * SEC;
+    now.mono_us += 11 * 60 * SEC;
+    req.path = "/";
+    v.banned = 0;
+    for (int i = 0; i < 3 && !v.banned; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(
+            rl2_decide(p, NULL, 0, local, &req, RL2_PHASE_ALL, &now, &v, &err),
+            RL2_OK);
+        now.mono_us += 1000;
+    }
+    assert_int_equal(v.banned, 1);
+    assert_int_equal(v.banned_for_s, 20 * 60);
+    {
+        redisReply *r = admin_cmd(admin, "HGET %s %s", HASH, "ban\t192.0.2.77");
+        char        want[64];
+
+        snprintf(want, sizeof(want), "ban\t192.0.2.77\t-\t");
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_int_equal(strncmp(r->str, want, strlen(want)), 0);
+        /* Its end: 20 minutes from the offence. */
+        assert_true(strtoll(r->str + strlen(want), NULL, 10)
+                    > now.wall_us + 19 * 60 * SEC);
+        freeReplyObject(r);
+    }
+
     p->overrides = NULL;
     rl2_store_destroy(local);
     rl2_zone_close(zone);
     rl2_zone_unlink(zname, &err);
     rl2_policy_free(p);
+}
+
+/* With Redis, an automatic ban this host cannot write to its state file
+ * (a read-only /var/lib, as the packaged ratelimit2-fcgi sees it) is
+ * made all the same: Redis and this host's table hold it, so it counts as
+ * made (its alert, ratelimit2_bans_total).  It once counted as not made,
+ * though every server refused the client. */
+static void
+test_automatic_ban_made_without_state_file(void **state)
+{
+    rl2_overrides_t *t = table("nosave");
+    rl2_clock_t      now = now_plus(0);
+    rl2_override_t   o = ban("192.0.2.88", now.wall_us + 600 * SEC, "auto");
+    rl2_override_t   other, was;
+    rl2_err_t        err;
+    char             path[128], tmp[140];
+    int              made = 0;
+
+    (void)state;
+    /* The table mirrors Redis as it is, one change made (a table behind
+     * it, or an empty Redis's first change, which sets its epoch, is
+     * followed by a sync, which leaves a failed save to the next). */
+    other = ban("192.0.2.89", 0, "first");
+    assert_int_equal(rl2_overrides_set(t, &other, &now, &was, &err), RL2_OK);
+    assert_int_equal(rl2_overrides_redis_sync(t, &now, &err), RL2_OK);
+    /* A directory where the state file's temporary copy goes: every
+     * save fails. */
+    state_of("nosave", path, sizeof(path));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    assert_int_not_equal(rl2_overrides_ban_auto(t, &o, &now, &made, &err),
+                         RL2_OK);
+    assert_int_equal(made, 1);
+    {
+        redisReply *r =
+            admin_cmd(admin, "HEXISTS %s %s", HASH, "ban\t192.0.2.88");
+
+        assert_int_equal(r->integer, 1);
+        freeReplyObject(r);
+    }
+    /* Not made: a ban the table already holds. */
+    o.created_us += 1;
+    assert_int_equal(rl2_overrides_ban_auto(t, &o, &now, &made, &err), RL2_OK);
+    assert_int_equal(made, 0);
+    assert_int_equal(rmdir(tmp), 0);
 }
 
 /* Through the backend: the table uses the Redis store's connection of
@@ -850,6 +924,7 @@ main(void)
         T(test_unreadable_entries_are_skipped_and_counted),
         T(test_decision_sees_a_ban_from_another_host),
         T(test_automatic_ban_holds_on_another_host),
+        T(test_automatic_ban_made_without_state_file),
         T(test_backend_lends_connections_and_circuit),
         T(test_overrides_key_option),
         T(test_sentinel_master_shared_with_a_direct_host),
