@@ -154,4 +154,8 @@ rl2_has_whitelist(const rl2_policy_t *p)
 /* Whitelisted by address, API key, or (late phase) user? */
 int rl2_whitelisted(const rl2_ctx_t *c);
 
+/* identity.c: a dotted quad, as inet_pton(AF_INET) reads it, into
+ * addr[0..3]; -1 when text is not one (test_client compares the two). */
+int rl2_ipv4_parse(const char *text, uint8_t addr[4]);
+
 #endif /* RL2_DECIDE_INTERNAL_H */

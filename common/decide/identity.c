@@ -24,6 +24,32 @@
 
 /* ---- the client address ---- */
 
+/* The usual dotted quad ("192.0.2.9": four decimal numbers 0..255, no
+ * leading zero) into addr[0..3]: what inet_pton(AF_INET) reads, in a
+ * quarter of its instructions, as every request of a table with entries
+ * reads its client's address.  -1 for anything else, which inet_pton
+ * then reads (or refuses) as before (decide_internal.h). */
+int
+rl2_ipv4_parse(const char *text, uint8_t addr[4])
+{
+    for (int part = 0; part < 4; part++) {
+        unsigned v = 0, digits = 0;
+
+        while (*text >= '0' && *text <= '9' && digits < 4) {
+            v = v * 10 + (unsigned)(*text++ - '0');
+            digits++;
+        }
+        if (digits == 0 || digits > 3 || v > 255
+            || (digits > 1 && text[-(int)digits] == '0')
+            || *text != (part < 3 ? '.' : '\0')) {
+            return -1;
+        }
+        addr[part] = (uint8_t)v;
+        text++;
+    }
+    return 0;
+}
+
 /* An IPv6 zone id ("fe80::1%eth0") names an interface of the host that
  * wrote it, not a client: it is dropped.  An IPv4-mapped IPv6 address
  * (::ffff:192.0.2.1, as dual-stack proxies write) is that IPv4 address:
@@ -38,7 +64,8 @@ rl2_addr_parse_canon(const char *text, int *family, uint8_t addr[16],
 
     memset(addr, 0, 16);
     *canon = 0;
-    if (inet_pton(AF_INET, text, addr) == 1) {
+    if (rl2_ipv4_parse(text, addr) == 0
+        || inet_pton(AF_INET, text, addr) == 1) {
         *family = AF_INET;
         return 0;
     }

@@ -14,6 +14,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+
+#include "decide/decide_internal.h"
 #include "decide/forwarded.h"
 #include "ratelimit2/config.h"
 #include "ratelimit2/decide.h"
@@ -273,6 +276,69 @@ test_forwarded_parse(void **state)
     assert_string_equal(h.hop[RL2_FWD_HOPS_MAX - 1], "10.0.0.39");
 }
 
+/* The dotted-quad reader accepts exactly what inet_pton(AF_INET) does,
+ * with the same bytes: edge cases, then a million strings of digits and
+ * dots. */
+static int
+ipv4_same(const char *text)
+{
+    uint8_t mine[4] = { 0 }, libc[4] = { 0 };
+    int     ok_mine = rl2_ipv4_parse(text, mine) == 0;
+    int     ok_libc = inet_pton(AF_INET, text, libc) == 1;
+
+    if (ok_mine && (!ok_libc || memcmp(mine, libc, 4) != 0)) {
+        print_error("rl2_ipv4_parse(\"%s\") differs from inet_pton\n", text);
+        return 0;
+    }
+    return 1;
+}
+
+static void
+test_ipv4_parse_as_inet_pton(void **state)
+{
+    static const char *const edge[] = {
+        "0.0.0.0",    "255.255.255.255", "192.0.2.9",
+        "1.2.3.4",    "01.2.3.4",        "1.2.3.04",
+        "00.0.0.0",   "256.1.1.1",       "1.2.3.256",
+        "1.2.3",      "1.2.3.4.",        "1.2.3.4.5",
+        ".1.2.3",     "1..2.3",          "1.2.3.4 ",
+        " 1.2.3.4",   "1.2.3.-4",        "1.2.3.+4",
+        "1.2.3.1000", "1.2.3.0x1",       "",
+        ".",          "1.2.3.4%eth",     "::ffff:1.2.3.4",
+        "999.0.0.0",  "1.2.3.4\n",       "1.2.3.255x",
+        "0000.0.0.0"
+    };
+    unsigned seed = 12345;
+    char     text[24];
+    uint8_t  addr[4];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+        assert_true(ipv4_same(edge[i]));
+    }
+    /* Every accepted well-formed quad is accepted by both. */
+    assert_int_equal(rl2_ipv4_parse("203.0.113.255", addr), 0);
+    assert_memory_equal(addr, "\xcb\x00\x71\xff", 4);
+    for (int n = 0; n < 1000000; n++) {
+        size_t len = 0, want;
+
+        seed = seed * 1103515245u + 12345u;
+        want = 7 + (seed >> 16) % 10;
+        while (len < want) {
+            seed = seed * 1103515245u + 12345u;
+            text[len++] = "0123456789.0125."[(seed >> 16) % 16];
+        }
+        text[len] = '\0';
+        assert_true(ipv4_same(text));
+        if (rl2_ipv4_parse(text, addr) != 0
+            && inet_pton(AF_INET, text, addr) == 1) {
+            /* Refused here, read by inet_pton: only forms it alone
+             * takes would be; it takes none that this does not. */
+            fail_msg("\"%s\": inet_pton reads a quad this refuses", text);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -291,6 +357,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_ipv6_128_one_spelling, setup128,
                                         teardown),
         cmocka_unit_test(test_forwarded_parse),
+        cmocka_unit_test(test_ipv4_parse_as_inet_pton),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1055,6 +1055,35 @@ test_longest_prefix_wins(void **state)
     rl2_overrides_close(t);
 }
 
+/* IPv6 lengths on each side of the 64-bit words the lengths in use are
+ * kept in (63, 64, 65, 127, 128): the walk from the longest finds each. */
+static void
+test_longest_ipv6_prefix_across_words(void **state)
+{
+    static const char *const nets[] = { "2001:db8::/32",  "2001:db8::/63",
+                                        "2001:db8::/64",  "2001:db8::/65",
+                                        "2001:db8::/127", "2001:db8::/128" };
+    static const char *const tiers[] = { "free", "pro", "gold" };
+    rl2_overrides_t         *t = open_table(NULL);
+    rl2_override_t           o;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(nets) / sizeof(nets[0]); i++) {
+        o = tier_ovr(nets[i], tiers[i % 3]);
+        set_ok(t, &o, T0_US, NULL);
+    }
+    assert_int_equal(tier_of(t, "2001:db8::"), 2);          /* /128 */
+    assert_int_equal(tier_of(t, "2001:db8::1"), 1);         /* /127 */
+    assert_int_equal(tier_of(t, "2001:db8::2"), 0);         /* /65 */
+    assert_int_equal(tier_of(t, "2001:db8:0:0:8000::"), 2); /* /64 */
+    assert_int_equal(tier_of(t, "2001:db8:0:1::"), 1);      /* /63 */
+    assert_int_equal(tier_of(t, "2001:db8:0:2::"), 0);      /* /32 */
+    assert_int_equal(tier_of(t, "2001:db9::"), -1);
+    remove_ok(t, RL2_OVR_TIER, "2001:db8::/65", T0_US);
+    assert_int_equal(tier_of(t, "2001:db8::2"), 2); /* now /64 */
+    rl2_overrides_close(t);
+}
+
 static void
 test_prefix_zero_and_ipv6_networks(void **state)
 {
@@ -1555,6 +1584,7 @@ main(void)
         T(test_unwritable_state_file_fails_and_changes_nothing),
         T(test_missing_state_folder_fails_every_change),
         T(test_longest_prefix_wins),
+        T(test_longest_ipv6_prefix_across_words),
         T(test_prefix_zero_and_ipv6_networks),
         T(test_ten_thousand_bans),
         T(test_full_table_is_refused),
