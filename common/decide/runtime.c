@@ -9,8 +9,9 @@
  * one request's cost; the scaled copy keeps the limit's name, algorithm
  * and window, so it counts on the same key as the limit itself: a boost
  * that starts or ends neither refunds nor double-counts what was counted
- * (docs/algorithms.md says how each algorithm's state reads under a new
- * count).  A sliding log is never scaled: its state in the zone is a
+ * (docs/algorithms.md, "Under a boost", says how each algorithm's state
+ * reads under a new count: a window keeps its count, a bucket its debt
+ * in µs, so the share of the bucket it used).  A sliding log is never scaled: its state in the zone is a
  * ring of as many timestamps as its count, which another count would
  * read wrongly.
  */
