@@ -359,7 +359,12 @@ rl2_admin_record(const rl2_admin_t *a, const rl2_admin_change_t *ch,
         e.after = ch->o;
     }
     snprintf(e.reason, sizeof(e.reason), "%s", ch->o.reason);
-    if (rl2_audit_record(a->audit, &e, &why) != RL2_OK) {
+    /* The stream beside the table's Redis hash, as for automatic bans:
+     * the front ends open their audit with a file and syslog only, and
+     * the fleet's trail must have their changes too.  Without a Redis
+     * side, the audit's own stream (ratelimit2ctl's conf.redis), if any. */
+    if (rl2_audit_record_to(a->audit, &e, a->table->redis, NULL, &why)
+        != RL2_OK) {
         return rl2_err_set(err, RL2_ERR_SYS,
                            "%s: the change WAS made but is not in the whole "
                            "audit trail",
