@@ -391,6 +391,16 @@ rl2_admin_apply(const rl2_admin_t *a, rl2_admin_change_t *ch,
                            : a->audit == NULL ? "audit file"
                                               : "author");
     }
+    /* The front end's name for who asks (Apache's r->user, as an auth
+     * module took it from the client): ratelimit2ctl overrides and audit
+     * print it as it is, where a newline would forge a line. */
+    for (const char *p = a->author; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "the author (the authenticated user) has "
+                               "control characters (nothing was changed)");
+        }
+    }
     ch->o.created_us = now->wall_us;
     ch->o.expires_us = ch->ttl_us != 0 ? now->wall_us + ch->ttl_us : 0;
     snprintf(ch->o.author, sizeof(ch->o.author), "%s", a->author);

@@ -781,12 +781,44 @@ test_read_without_policy(void **state)
     assert_string_equal(ch.verb, "mode-clear");
 }
 
+/* The author is the front end's (Apache's r->user, which an auth module
+ * may have taken as the client typed it): one with a control byte would
+ * forge a line in ratelimit2ctl overrides and audit, which print it as
+ * it is.  Refused, 400, nothing set and nothing in the audit file; a
+ * name of printable UTF-8 is taken. */
+static void
+test_author_with_control_bytes_refused(void **state)
+{
+    static const char *const bad[] = {
+        "mallory\n2100-01-01T00:00:00.000000Z bob (admin) unban 192.0.2.9",
+        "eve\r",
+        "tab\tuser",
+        "esc\x1b[2J",
+        "del\x7f",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        admin.author = bad[i];
+        expect("{\"verb\":\"ban\",\"target\":\"192.0.2.9\"}", 400,
+               "\"ok\":false", "author", NULL);
+    }
+    assert_int_equal(entries(), 0);
+    assert_int_equal(audit_size(), 0);
+    admin.author = "j\xc3\xbcrgen";
+    expect("{\"verb\":\"ban\",\"target\":\"192.0.2.9\"}", 200, NULL);
+    assert_string_equal(entry(RL2_OVR_BAN, "192.0.2.9").author,
+                        "j\xc3\xbcrgen");
+    assert_int_equal(audit_lines(NULL), 1);
+}
+
 int
 main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_ban_and_unban),
+        T(test_author_with_control_bytes_refused),
         T(test_allow_and_disallow),
         T(test_tier_and_untier),
         T(test_boost_and_unboost),

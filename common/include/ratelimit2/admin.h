@@ -149,10 +149,11 @@ rl2_status_t rl2_admin_read(const rl2_policy_t     *policy,
                             rl2_err_t *err);
 
 /* Make ch in a->table (now: its start and end), then record it in
- * a->audit as a->author (its first RL2_OVR_AUTHOR_MAX - 1 bytes) from
- * a->origin.  *before gets what the change
- * replaced or removed (kind 0: nothing; a removal of nothing is no
- * change and records nothing).  Errors, in err's message: the table's
+ * a->audit as a->author (its first RL2_OVR_AUTHOR_MAX - 1 bytes; one
+ * with a control byte is refused, RL2_ERR_INVALID) from a->origin.  *before
+ * gets what the change replaced or removed (kind 0: nothing; a removal of
+ * nothing is no change and records nothing).  Errors, in err's message: the
+ * table's
  * ("... (nothing was changed)": RL2_ERR_INVALID, RL2_ERR_STORE when
  * Redis cannot be reached or the table is full, RL2_ERR_SYS), *made 0;
  * the audit's ("...: the change WAS made but is not in the audit
