@@ -127,6 +127,12 @@ rl2_admin_ttl_parse(const char *text, int64_t *us, rl2_err_t *err)
         return rl2_err_set(err, RL2_ERR_INVALID, "at least 1s, not \"%.40s\"",
                            text);
     }
+    if (*us / RL2_US_PER_S > RL2_ADMIN_TTL_MAX_S) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "at most 36500d (100 years), not \"%.40s\"; "
+                           "without a ttl it has no end",
+                           text);
+    }
     return RL2_OK;
 }
 
@@ -312,6 +318,9 @@ rl2_admin_read(const rl2_policy_t *policy, const rl2_admin_args_t *a,
     }
     if (a->ttl_us != 0 && a->ttl_us < RL2_US_PER_S) {
         return rl2_err_set(err, RL2_ERR_INVALID, "ttl: at least 1s");
+    }
+    if (a->ttl_us / RL2_US_PER_S > RL2_ADMIN_TTL_MAX_S) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "ttl: at most 36500d");
     }
     if (a->reason != NULL && rl2_admin_reason_check(a->reason, err) != RL2_OK) {
         char why[RL2_ERR_MAX];

@@ -485,6 +485,35 @@ test_bad_inputs_are_400_and_change_nothing(void **state)
         { "{\"verb\":\"ban\",\"target\":\"\\udc00\\ud800\"}", "surrogate" },
         { "{\"verb\":\"ban\",\"target\":\"\\u12\"}", "four hex" },
         { "{\"verb\":\"ban\",\"target\":\"\\u0000\"}", "u0000" },
+        /* A name given twice in two spellings is one name twice. */
+        { "{\"verb\":\"unban\",\"ver\\u0062\":\"ban\",\"target\":\"192."
+          "0.2.9\"}",
+          "twice" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":1e400}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":-0}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":-2}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":\"0x10\"}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":2.0000001}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":"
+          "99999999999999999999999}",
+          "" },
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":\"-1h\"}",
+          "ttl" },
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":"
+          "\"99999999999999999999s\"}",
+          "ttl" },
+        /* Within 64-bit µs, but now + ttl would not be. */
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":"
+          "\"15250000w\"}",
+          "ttl" },
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":"
+          "\"36501d\"}",
+          "ttl" },
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"reason\":"
+          "\"a\\u001b[2Jb\"}",
+          "control characters" },
+        { "{\"verb\":\"ban\",\"target\":\"user:a\\tb\"}", "" },
+        { "{\"verb\":\"ban\",\"target\":\"user:a\\u007fb\"}", "" },
         { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"reason\":\"a\\nb\"}",
           "control characters" },
         { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":01}", "" },

@@ -131,8 +131,13 @@ typedef struct {
  * for a verb that changes nothing or is unknown. */
 unsigned rl2_admin_takes(const rl2_admin_args_t *a);
 
+/* The longest TTL: 100 years, so that now + TTL is a time (a TTL near
+ * 64-bit µs would wrap it into the past).  No TTL: no end. */
+#define RL2_ADMIN_TTL_MAX_S (36500LL * 86400)
+
 /* A TTL as people write it ("30s", "10min", "7d") into µs: at least a
- * second, so that it is not over by the time it is written.  A reason:
+ * second, so that it is not over by the time it is written, at most
+ * RL2_ADMIN_TTL_MAX_S.  A reason:
  * at most RL2_OVR_REASON_MAX - 1 bytes, no control byte (one line of
  * the logs).  RL2_ERR_INVALID saying why, without the option's name. */
 rl2_status_t rl2_admin_ttl_parse(const char *text, int64_t *us, rl2_err_t *err);
