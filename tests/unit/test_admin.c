@@ -841,6 +841,37 @@ test_author_with_control_bytes_refused(void **state)
     assert_int_equal(audit_lines(NULL), 1);
 }
 
+/* An entry whose every text is at its longest and escapes to six bytes
+ * a byte ("\\ufffd" for bytes that are not UTF-8, which ratelimit2ctl's
+ * arguments and an auth module's user name may hold): it is listed
+ * whole, not taken for a list over the answer's size, which would hide
+ * it and every entry after it. */
+static void
+test_list_longest_entry(void **state)
+{
+    rl2_override_t o, before;
+    rl2_clock_t    now = at(T0_US);
+    rl2_err_t      err = { "" };
+    char           target[RL2_OVR_TARGET_MAX];
+
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    memcpy(target, "user:", 5);
+    memset(target + 5, 0xff, sizeof(target) - 6);
+    target[sizeof(target) - 1] = '\0';
+    assert_int_equal(rl2_override_target(policy, RL2_OVR_BAN, target, &o, &err),
+                     RL2_OK);
+    memset(o.reason, 0xff, sizeof(o.reason) - 1);
+    memset(o.author, 0xff, sizeof(o.author) - 1);
+    o.created_us = T0_US;
+    o.expires_us = T0_US + 3600 * S;
+    assert_int_equal(rl2_overrides_set(table, &o, &now, &before, &err), RL2_OK);
+    expect("{\"verb\":\"ban\",\"target\":\"192.0.2.9\"}", 200, NULL);
+    expect("{\"verb\":\"overrides\"}", 200, "\"target\":\"192.0.2.9\"",
+           "\"target\":\"user:\\ufffd", NULL);
+    assert_null(strstr(answer, "truncated"));
+}
+
 int
 main(void)
 {
@@ -860,6 +891,7 @@ main(void)
         T(test_no_audit_refuses_changes),
         T(test_redis_down_is_503_and_changes_nothing),
         T(test_list),
+        T(test_list_longest_entry),
         T(test_json_reader),
         T(test_read_without_policy),
     };
