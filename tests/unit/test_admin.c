@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -872,6 +873,86 @@ test_list_longest_entry(void **state)
     assert_null(strstr(answer, "truncated"));
 }
 
+/* ---- one process, two threads ---------------------------------------- */
+
+#define RACE_N 100
+
+/* RACE_N automatic bans of 198.51.100.0..99 (the abuse policy's path). */
+static void *
+race_auto(void *arg)
+{
+    rl2_clock_t now = at(T0_US);
+    rl2_err_t   err = { "" };
+
+    (void)arg;
+    for (int i = 0; i < RACE_N; i++) {
+        rl2_override_t o;
+        char           target[32];
+        int            made;
+
+        memset(&o, 0, sizeof(o));
+        snprintf(target, sizeof(target), "198.51.100.%d", i);
+        if (rl2_override_target(policy, RL2_OVR_BAN, target, &o, &err)
+            != RL2_OK) {
+            return (void *)1;
+        }
+        snprintf(o.author, sizeof(o.author), "%s", RL2_OVR_AUTO_AUTHOR);
+        snprintf(o.reason, sizeof(o.reason), "rule login");
+        o.created_us = now.wall_us;
+        o.expires_us = now.wall_us + 600 * S;
+        /* A ban never waits for the writers' lock: while an admin change
+         * holds it, "busy", and the next offence bans (here: again). */
+        for (int tries = 0;; tries++) {
+            rl2_status_t st =
+                rl2_overrides_ban_auto(table, &o, &now, &made, &err);
+
+            if (st == RL2_OK && made) {
+                break;
+            }
+            if (st != RL2_ERR_STORE || strstr(err.msg, "busy") == NULL
+                || tries == 100000) {
+                fprintf(stderr, "automatic ban %d: %s\n", i, err.msg);
+                return (void *)1;
+            }
+            usleep(100);
+        }
+    }
+    return NULL;
+}
+
+/* An Apache child's threads: automatic bans in one, admin changes in
+ * another, one table, one audit file (two descriptors, O_APPEND).  Every
+ * change is in the table and is one whole line of the file (a ban that
+ * found the lock taken said "busy" and was made again). */
+static void
+test_admin_beside_automatic_bans(void **state)
+{
+    rl2_audit_conf_t ac;
+    rl2_err_t        err = { "" };
+    pthread_t        th;
+    void            *failed;
+    char             body[96];
+    size_t           n = 0;
+
+    (void)state;
+    rl2_audit_conf_default(&ac);
+    ac.path = audit_path;
+    ac.syslog_socket = NULL;
+    assert_int_equal(rl2_overrides_audit_attach(table, &ac, &err), RL2_OK);
+    assert_int_equal(pthread_create(&th, NULL, race_auto, NULL), 0);
+    for (int i = 0; i < RACE_N; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"verb\":\"ban\",\"target\":\"203.0.113.%d\"}", i);
+        expect(body, 200, NULL);
+    }
+    assert_int_equal(pthread_join(th, &failed), 0);
+    assert_null(failed);
+    assert_int_equal(entries(), 2 * RACE_N);
+    /* rl2_audit_read refuses a line that is not one whole entry. */
+    assert_int_equal(rl2_audit_read(audit_path, NULL, NULL, &n, &err), RL2_OK);
+    assert_int_equal(n, 2 * RACE_N);
+}
+
 int
 main(void)
 {
@@ -892,6 +973,7 @@ main(void)
         T(test_redis_down_is_503_and_changes_nothing),
         T(test_list),
         T(test_list_longest_entry),
+        T(test_admin_beside_automatic_bans),
         T(test_json_reader),
         T(test_read_without_policy),
     };
