@@ -10,9 +10,11 @@
  *   - every entry a body put in the table formats as one line of the
  *     state file: seven tab-separated fields, no newline (a target,
  *     author or reason that added a field or a line would be read back
- *     as another entry).
- * Every 256 inputs the table is emptied, so that a full table does not
- * turn every later change into a 503.
+ *     as another entry);
+ *   - the audit file the changes wrote reads back whole (rl2_audit_read
+ *     stops at a line that does not read, as ratelimit2ctl audit would).
+ * Every 256 inputs that file is read and emptied, and so is the table,
+ * so that a full table does not turn every later change into a 503.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -133,9 +135,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     admin.author = "fuzz";
     admin.origin = RL2_AUDIT_ADMIN;
     rl2_clock_now(&now);
-    status = rl2_admin_http(&admin, "POST", "application/json",
-                            (const char *)data, size, &now, answer,
-                            sizeof(answer));
+    status =
+        rl2_admin_http(&admin, "POST", "application/json", (const char *)data,
+                       size, &now, answer, sizeof(answer));
     if (status != 200 && status != 400 && status != 500 && status != 503) {
         abort();
     }
@@ -149,6 +151,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
     }
-    check_table(&now, ++runs % 256 == 0);
+    if (++runs % 256 == 0) {
+        rl2_err_t err;
+        size_t    n;
+
+        if (rl2_audit_read(audit_path, NULL, NULL, &n, &err) != RL2_OK) {
+            fprintf(stderr, "fuzz_admin: audit: %s\n", err.msg);
+            abort();
+        }
+        if (truncate(audit_path, 0) != 0) {
+            abort();
+        }
+    }
+    check_table(&now, runs % 256 == 0);
     return 0;
 }
