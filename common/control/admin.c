@@ -128,6 +128,12 @@ rl2_admin_ttl_parse(const char *text, int64_t *us, rl2_err_t *err)
         return rl2_err_set(err, RL2_ERR_INVALID, "at least 1s, not \"%.40s\"",
                            text);
     }
+    if (*us / RL2_US_PER_S > RL2_ADMIN_TTL_MAX_S) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "at most 36500d (100 years), not \"%.40s\"; "
+                           "without a ttl it has no end",
+                           text);
+    }
     return RL2_OK;
 }
 
@@ -314,6 +320,9 @@ rl2_admin_read(const rl2_policy_t *policy, const rl2_admin_args_t *a,
     if (a->ttl_us != 0 && a->ttl_us < RL2_US_PER_S) {
         return rl2_err_set(err, RL2_ERR_INVALID, "ttl: at least 1s");
     }
+    if (a->ttl_us / RL2_US_PER_S > RL2_ADMIN_TTL_MAX_S) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "ttl: at most 36500d");
+    }
     if (a->reason != NULL && rl2_admin_reason_check(a->reason, err) != RL2_OK) {
         char why[RL2_ERR_MAX];
 
@@ -360,7 +369,12 @@ rl2_admin_record(const rl2_admin_t *a, const rl2_admin_change_t *ch,
         e.after = ch->o;
     }
     snprintf(e.reason, sizeof(e.reason), "%s", ch->o.reason);
-    if (rl2_audit_record(a->audit, &e, &why) != RL2_OK) {
+    /* The stream beside the table's Redis hash, as for automatic bans:
+     * the front ends open their audit with a file and syslog only, and
+     * the fleet's trail must have their changes too.  Without a Redis
+     * side, the audit's own stream (ratelimit2ctl's conf.redis), if any. */
+    if (rl2_audit_record_to(a->audit, &e, a->table->redis, NULL, &why)
+        != RL2_OK) {
         return rl2_err_set(err, RL2_ERR_SYS,
                            "%s: the change WAS made but is not in the whole "
                            "audit trail",
@@ -386,6 +400,16 @@ rl2_admin_apply(const rl2_admin_t *a, rl2_admin_change_t *ch,
                            a->table == NULL   ? "override table"
                            : a->audit == NULL ? "audit file"
                                               : "author");
+    }
+    /* The front end's name for who asks (Apache's r->user, as an auth
+     * module took it from the client): ratelimit2ctl overrides and audit
+     * print it as it is, where a newline would forge a line. */
+    for (const char *p = a->author; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "the author (the authenticated user) has "
+                               "control characters (nothing was changed)");
+        }
     }
     ch->o.created_us = now->wall_us;
     ch->o.expires_us = ch->ttl_us != 0 ? now->wall_us + ch->ttl_us : 0;

@@ -160,11 +160,38 @@ rl2_jescape(rl2_jcur_t *c, char *out, size_t max, size_t *n)
                : 0;
 }
 
-/* A string into out[max]. */
-static int
-rl2_jstring(rl2_jcur_t *c, char *out, size_t max)
+/* n less the bytes of a UTF-8 sequence that out[0..n) ends before its
+ * end. */
+static size_t
+rl2_utf8_whole(const char *out, size_t n)
 {
-    size_t n = 0;
+    size_t at = n, need;
+
+    while (at > 0 && n - at < 4
+           && ((unsigned char)out[at - 1] & 0xc0) == 0x80) {
+        at--;
+    }
+    if (at == 0 || ((unsigned char)out[at - 1] & 0x80) == 0) {
+        return n;
+    }
+    need = (unsigned char)out[at - 1] >= 0xf0   ? 4
+           : (unsigned char)out[at - 1] >= 0xe0 ? 3
+                                                : 2;
+    return n - (at - 1) >= need ? n : at - 1;
+}
+
+/* A string into out[max].  With cut, one longer than out is cut at a
+ * whole character rather than refused: the writer puts each byte of a
+ * text that is not UTF-8 as \ufffd, three bytes once read, so that a
+ * reason, author or user: target at its longest reads back longer than
+ * its field (and one such entry would stop every reading of the
+ * trail). */
+static int
+rl2_jstring_in(rl2_jcur_t *c, char *out, size_t max, int cut)
+{
+    size_t n = 0, k;
+    char   one[8];
+    int    full = 0;
 
     if (rl2_jexpect(c, '"', "expected a string") != 0) {
         return -1;
@@ -174,20 +201,44 @@ rl2_jstring(rl2_jcur_t *c, char *out, size_t max)
             return rl2_jfail(c, "a string not ended, or with a control "
                                 "character");
         }
+        k = 0;
         if (*c->p == '\\') {
             c->p++;
-            if (rl2_jescape(c, out, max, &n) != 0) {
+            if (rl2_jescape(c, one, sizeof(one), &k) != 0) {
                 return -1;
             }
-            continue;
         }
-        if (rl2_jput(out, max, &n, c->p++, 1) != 0) {
-            return rl2_jfail(c, "a string too long");
+        else {
+            one[k++] = *c->p++;
+        }
+        /* Once full, nothing more: a shorter character after a longer
+         * one that did not fit would join what is not next to it. */
+        if (!full && rl2_jput(out, max, &n, one, k) != 0) {
+            if (!cut) {
+                return rl2_jfail(c, "a string too long");
+            }
+            full = 1;
         }
     }
     c->p++;
+    if (full) {
+        n = rl2_utf8_whole(out, n);
+    }
     out[n] = '\0';
     return 0;
+}
+
+static int
+rl2_jstring(rl2_jcur_t *c, char *out, size_t max)
+{
+    return rl2_jstring_in(c, out, max, 0);
+}
+
+/* Free text (a reason, an author, a target), cut to out if longer. */
+static int
+rl2_jtext(rl2_jcur_t *c, char *out, size_t max)
+{
+    return rl2_jstring_in(c, out, max, 1);
 }
 
 /* "null": 1; something else: 0 (nothing read). */
@@ -307,9 +358,9 @@ rl2_jside_value(rl2_jcur_t *c, int key, void *ctx)
     case 1:
         return rl2_jtime(c, &s->expires_us, 1);
     case 2:
-        return rl2_jstring(c, s->reason, sizeof(s->reason));
+        return rl2_jtext(c, s->reason, sizeof(s->reason));
     default:
-        return rl2_jstring(c, s->author, sizeof(s->author));
+        return rl2_jtext(c, s->author, sizeof(s->author));
     }
 }
 
@@ -363,7 +414,7 @@ rl2_jentry_value(rl2_jcur_t *c, int key, void *ctx)
     case K_TIME:
         return rl2_jtime(c, &e->time_us, 0);
     case K_AUTHOR:
-        return rl2_jstring(c, e->author, sizeof(e->author));
+        return rl2_jtext(c, e->author, sizeof(e->author));
     case K_ORIGIN:
         return rl2_jstring(c, j->origin, sizeof(j->origin));
     case K_VERB:
@@ -371,7 +422,7 @@ rl2_jentry_value(rl2_jcur_t *c, int key, void *ctx)
     case K_KIND:
         return rl2_jstring(c, j->kind, sizeof(j->kind));
     case K_TARGET:
-        return rl2_jstring(c, e->target, sizeof(e->target));
+        return rl2_jtext(c, e->target, sizeof(e->target));
     case K_BEFORE:
         return rl2_jside(c, &j->before);
     case K_AFTER:
@@ -379,7 +430,7 @@ rl2_jentry_value(rl2_jcur_t *c, int key, void *ctx)
     case K_TTL:
         return rl2_jcount(c, &j->ttl_s);
     default:
-        return rl2_jstring(c, e->reason, sizeof(e->reason));
+        return rl2_jtext(c, e->reason, sizeof(e->reason));
     }
 }
 

@@ -11,9 +11,9 @@
  * that starts or ends neither refunds nor double-counts what was counted
  * (docs/algorithms.md, "Under a boost", says how each algorithm's state
  * reads under a new count: a window keeps its count, a bucket its debt
- * in µs, so the share of the bucket it used).  A sliding log is never scaled: its state in the zone is a
- * ring of as many timestamps as its count, which another count would
- * read wrongly.
+ * in µs, so the share of the bucket it used).  A sliding log is never scaled:
+ * its state in the zone is a ring of as many timestamps as its count, which
+ * another count would read wrongly.
  */
 #include <stdio.h>
 #include <string.h>

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 RUNS=${FUZZ_RUNS:-}
 RECORD=${FUZZ_RECORD:-}
-ALL_TARGETS="config match forwarded headers zone"
+ALL_TARGETS="config match forwarded headers zone admin"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 for t in $TARGETS; do
     case " $ALL_TARGETS " in
@@ -52,6 +52,7 @@ what() {
     forwarded) echo "X-Forwarded-For / Forwarded parsing, client address" ;;
     headers) echo "RateLimit headers and 429 body from arbitrary verdicts" ;;
     zone) echo "local zone images: attach, then lookups, gets, removals, rebuilds" ;;
+    admin) echo "admin interface: JSON body to a change, table lines, answer" ;;
     esac
 }
 status=0

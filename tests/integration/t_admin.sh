@@ -9,13 +9,15 @@
 #     its author; the admin location itself stays open to the banned
 #     address (RateLimit2Engine off in it); unban lifts it at once;
 #   - a location without authentication names the connection's address
-#     as the author; one the limiter decides says so once in the error
+#     as the author, whatever user headers the client sends; a user name
+#     with a control byte is a 400; one the limiter decides says so once in the error
 #     log (RL20031), and refuses a banned address before the handler;
 #   - the audit file ratelimit2ctl (root) made is appended to by Apache's
 #     children (nobody, of the state directory's group): 0660;
 #   - an unknown verb, a bad duration, a bad CIDR, an unknown rule or
 #     tier, a body over 8 KiB (with a Content-Length, which is not read,
-#     or chunked, read to one byte past the bound): each 400 with a JSON
+#     or chunked, read to one byte past the bound, or announced with
+#     Expect: 100-continue, never asked for): each 400 with a JSON
 #     error, the table and the audit file as they were; GET 405 with
 #     Allow: POST; text/plain 415; a policy without the table 404.
 source "$(dirname "$0")/lib.sh"
@@ -39,6 +41,8 @@ chmod 2770 "$S"
 
 apache_conf "$D" "$P" event
 htpasswd -bc "$D/htpasswd" alice alice-pw >/dev/null 2>&1
+# A user whose name has a tab (mod_authn_file takes any byte but ':').
+htpasswd -b "$D/htpasswd" "$(printf 'ev\til')" evil-pw >/dev/null 2>&1
 cat >"$D/policy.conf" <<POL
 overrides = { state_file = "$STATE"; audit_file = "$AUDIT"; };
 alerts = { socket = "$LOG"; };
@@ -145,6 +149,26 @@ like "... and the error log says the limiter decides it" \
     'RL20031: admin: the limiter decides the requests of /rl2-open' \
     "$(cat "$D/logs/error.log")"
 
+# The client cannot name itself: an Authorization or Remote-User header
+# sets no user where no auth module runs.
+C=$(curl -s -o "$T_DIR/b" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -u mallory:x -H 'Remote-User: mallory' -H 'X-Remote-User: mallory' \
+    --data-binary '{"verb":"allow","target":"user:dave"}' "$A/rl2-open")
+is "an open location with forged user headers: 200" 200 "$C"
+like "... and the author is still the address" \
+    '"kind":"allow","target":"user:dave".*"author":"address 127.0.0.1"' \
+    "$(listing)"
+# A user name with a control byte would forge a line of ratelimit2ctl's
+# listings, which print the author as it is.
+lines=$(wc -l <"$AUDIT")
+C=$(curl -s -o "$T_DIR/b" -w '%{http_code}' -u "$(printf 'ev\til'):evil-pw" \
+    -H 'Content-Type: application/json' \
+    --data-binary '{"verb":"ban","target":"192.0.2.77"}' "$ADM")
+is "a user named with a tab: 400" 400 "$C"
+like "... saying the author has control characters" \
+    '"error":"the author .*control characters' "$(cat "$T_DIR/b")"
+is "... and nothing recorded" "$lines" "$(wc -l <"$AUDIT")"
+
 # ---- a ban through the admin interface, enforced by the same Apache ----
 is "before the ban, 127.0.0.1 is served" 200 "$(code "$A/index.html")"
 post '{"verb":"ban","target":"127.0.0.1","ttl":"10min","reason":"INC-7"}'
@@ -160,7 +184,7 @@ is "the same Apache refuses the banned address at once" 429 \
 like "ratelimit2ctl overrides lists the ban, by alice" \
     '"kind":"ban","target":"127.0.0.1","value":"banned".*"author":"alice","reason":"INC-7"' \
     "$(listing)"
-is "the audit file took Apache's lines (the file root made)" 3 \
+is "the audit file took Apache's lines (the file root made)" 4 \
     "$(wc -l <"$AUDIT" | tr -d ' ')"
 like "ratelimit2ctl audit (the policy's file): alice, from the admin interface" \
     '"author":"alice","origin":"admin","verb":"ban","kind":"ban","target":"127.0.0.1"' \
@@ -198,6 +222,21 @@ like "... which says so" 'over 8192 bytes' "$B"
 is "after the 400s, the table is as it was" "$before_list" "$(listing)"
 is "... and the audit file too" "$before_audit" "$(md5sum <"$AUDIT")"
 
+# Expect: 100-continue with a Content-Length over the bound: answered
+# from the length, the body never asked for (no 100 Continue).
+head -c 20000 /dev/zero | tr '\0' a >"$T_DIR/20k"
+C=$(curl -s -D "$T_DIR/h" -o "$T_DIR/b" -w '%{http_code}' --max-time 5 \
+    -u alice:alice-pw -H 'Content-Type: application/json' \
+    -H 'Expect: 100-continue' --data-binary "@$T_DIR/20k" "$ADM")
+is "Expect: 100-continue and 20000 bytes: 400" 400 "$C"
+is "... without a 100 Continue" "" "$(grep -i '^HTTP/1.1 100' "$T_DIR/h")"
+# A GET with a body: 405, the body never read as a change.
+C=$(curl -s -o /dev/null -w '%{http_code}' -X GET -u alice:alice-pw \
+    -H 'Content-Type: application/json' \
+    --data-binary '{"verb":"ban","target":"192.0.2.9"}' "$ADM")
+is "GET with a JSON body: 405" 405 "$C"
+is "after them, the table is as it was" "$before_list" "$(listing)"
+
 # ---- method and media type ----
 C=$(curl -s -D "$T_DIR/h" -o "$T_DIR/b" -w '%{http_code}' -u alice:alice-pw "$ADM")
 is "GET: 405" 405 "$C"
@@ -221,7 +260,7 @@ like "unban: 200, what it removed" \
     '^\{"ok":true,"verb":"unban","target":"127.0.0.1","changed":true,"before":\{"value":"banned".*"after":null\}$' \
     "$B"
 is "the address is served again at once" 200 "$(code "$A/index.html")"
-is "four changes, four lines" 4 "$(wc -l <"$AUDIT" | tr -d ' ')"
+is "five changes, five lines" 5 "$(wc -l <"$AUDIT" | tr -d ' ')"
 is "no admin error in Apache's log" "" \
     "$(grep -E 'RL2003[02]|AH00052' "$D/logs/error.log")"
 

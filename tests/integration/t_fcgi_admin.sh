@@ -7,7 +7,9 @@
 # ratelimit2ctl, recorded in the audit file as "token:NAME", and kept
 # across a restart (from the state file); every bad input is a 400 with
 # a JSON error that changes nothing; the admin path is never counted (a
-# ban of the operator's own address does not lock it out); SIGHUP reads
+# ban of the operator's own address does not lock it out), and no
+# encoded, dot-segment or fragment variant of it goes uncounted behind
+# lighttpd or nginx; SIGHUP reads
 # a changed token file (a broken one keeps the tokens in use).
 . "$(dirname "$0")/fcgi_lib.sh"
 
@@ -213,6 +215,25 @@ is "a ban of the operator's own address: 200" 200 "$C"
 is "... the site refuses it" 429 "$(code "$F/a.txt")"
 admin "$CI" '{"verb":"overrides"}'
 is "... the admin path still answers it" 200 "$C"
+# target_code TARGET -- the status of a request whose target is TARGET
+# exactly (no dot segment removed, no fragment cut by curl).
+target_code() {
+    code --path-as-is --request-target "$1" "$F/"
+}
+# While 127.0.0.1 is banned, variants of the admin path: the daemon takes
+# the raw REQUEST_URI's path (up to '?' or '#') as the admin path or not,
+# lighttpd its decoded, normalized url.  Where they differ the request
+# is decided (refused: 429 as an authorizer, 403 as the responder), never
+# let on uncounted nor answered without a token; where both see the
+# admin path it wants a token (401).
+for tc in '/rl2-admin?x 401' '/rl2-admin#/../a.txt 401' \
+    '/rl2-admin/../a.txt 429' '/./rl2-admin/../a.txt 429' \
+    '/rl2-admin%2F..%2Fa.txt 429' '/rl2-admin%23/../a.txt 429' \
+    '/rl2-admin;/../a.txt 429' '/rl2-admin/ 429' '/%72l2-admin 403' \
+    '//rl2-admin 403'; do
+    is "lighttpd: ${tc% *} while banned: ${tc#* }" "${tc#* }" \
+        "$(target_code "${tc% *}")"
+done
 like "... listing both bans" '192\.0\.2\.9.*127\.0\.0\.1|127\.0\.0\.1.*192\.0\.2\.9' \
     "$B"
 admin "$CI" '{"verb":"unban","target":"127.0.0.1"}'
@@ -313,6 +334,16 @@ F="http://127.0.0.1:$NP"
 admin "$NEW" '{"verb":"ban","target":"127.0.0.1","reason":"self"}'
 is "nginx: a ban of 127.0.0.1 through the admin path: 200" 200 "$C"
 is "nginx: the site refuses 127.0.0.1 (429)" 429 "$(code "$F/a.txt")"
+# The auth_request check of a site request carries the raw target: only
+# one nginx routes to the admin location (it ends the path at '#') goes
+# uncounted; every other variant is decided and refused.
+for tc in '/rl2-admin#/../a.txt 401' '/rl2-admin%23/../a.txt 429' \
+    '/rl2-admin/../a.txt 429' '//rl2-admin/../a.txt 429' \
+    '/rl2-admin;/../a.txt 429' '/rl2-admin%2F..%2Fa.txt 429' \
+    '/./rl2-admin/../a.txt 429'; do
+    is "nginx: ${tc% *} while banned: ${tc#* }" "${tc#* }" \
+        "$(target_code "${tc% *}")"
+done
 head -c 6000 /dev/zero | tr '\0' b >"$T_DIR/6k"
 head -c 30000 /dev/zero | tr '\0' b >"$T_DIR/30k"
 codes=""

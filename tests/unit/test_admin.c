@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -485,6 +486,35 @@ test_bad_inputs_are_400_and_change_nothing(void **state)
         { "{\"verb\":\"ban\",\"target\":\"\\udc00\\ud800\"}", "surrogate" },
         { "{\"verb\":\"ban\",\"target\":\"\\u12\"}", "four hex" },
         { "{\"verb\":\"ban\",\"target\":\"\\u0000\"}", "u0000" },
+        /* A name given twice in two spellings is one name twice. */
+        { "{\"verb\":\"unban\",\"ver\\u0062\":\"ban\",\"target\":\"192."
+          "0.2.9\"}",
+          "twice" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":1e400}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":-0}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":-2}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":\"0x10\"}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":2.0000001}", "" },
+        { "{\"verb\":\"boost\",\"target\":\"*\",\"factor\":"
+          "99999999999999999999999}",
+          "" },
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":\"-1h\"}",
+          "ttl" },
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":"
+          "\"99999999999999999999s\"}",
+          "ttl" },
+        /* Within 64-bit µs, but now + ttl would not be. */
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":"
+          "\"15250000w\"}",
+          "ttl" },
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":"
+          "\"36501d\"}",
+          "ttl" },
+        { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"reason\":"
+          "\"a\\u001b[2Jb\"}",
+          "control characters" },
+        { "{\"verb\":\"ban\",\"target\":\"user:a\\tb\"}", "" },
+        { "{\"verb\":\"ban\",\"target\":\"user:a\\u007fb\"}", "" },
         { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"reason\":\"a\\nb\"}",
           "control characters" },
         { "{\"verb\":\"ban\",\"target\":\"192.0.2.9\",\"ttl\":01}", "" },
@@ -781,12 +811,155 @@ test_read_without_policy(void **state)
     assert_string_equal(ch.verb, "mode-clear");
 }
 
+/* The author is the front end's (Apache's r->user, which an auth module
+ * may have taken as the client typed it): one with a control byte would
+ * forge a line in ratelimit2ctl overrides and audit, which print it as
+ * it is.  Refused, 400, nothing set and nothing in the audit file; a
+ * name of printable UTF-8 is taken. */
+static void
+test_author_with_control_bytes_refused(void **state)
+{
+    static const char *const bad[] = {
+        "mallory\n2100-01-01T00:00:00.000000Z bob (admin) unban 192.0.2.9",
+        "eve\r",
+        "tab\tuser",
+        "esc\x1b[2J",
+        "del\x7f",
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        admin.author = bad[i];
+        expect("{\"verb\":\"ban\",\"target\":\"192.0.2.9\"}", 400,
+               "\"ok\":false", "author", NULL);
+    }
+    assert_int_equal(entries(), 0);
+    assert_int_equal(audit_size(), 0);
+    admin.author = "j\xc3\xbcrgen";
+    expect("{\"verb\":\"ban\",\"target\":\"192.0.2.9\"}", 200, NULL);
+    assert_string_equal(entry(RL2_OVR_BAN, "192.0.2.9").author,
+                        "j\xc3\xbcrgen");
+    assert_int_equal(audit_lines(NULL), 1);
+}
+
+/* An entry whose every text is at its longest and escapes to six bytes
+ * a byte ("\\ufffd" for bytes that are not UTF-8, which ratelimit2ctl's
+ * arguments and an auth module's user name may hold): it is listed
+ * whole, not taken for a list over the answer's size, which would hide
+ * it and every entry after it. */
+static void
+test_list_longest_entry(void **state)
+{
+    rl2_override_t o, before;
+    rl2_clock_t    now = at(T0_US);
+    rl2_err_t      err = { "" };
+    char           target[RL2_OVR_TARGET_MAX];
+
+    (void)state;
+    memset(&o, 0, sizeof(o));
+    memcpy(target, "user:", 5);
+    memset(target + 5, 0xff, sizeof(target) - 6);
+    target[sizeof(target) - 1] = '\0';
+    assert_int_equal(rl2_override_target(policy, RL2_OVR_BAN, target, &o, &err),
+                     RL2_OK);
+    memset(o.reason, 0xff, sizeof(o.reason) - 1);
+    memset(o.author, 0xff, sizeof(o.author) - 1);
+    o.created_us = T0_US;
+    o.expires_us = T0_US + 3600 * S;
+    assert_int_equal(rl2_overrides_set(table, &o, &now, &before, &err), RL2_OK);
+    expect("{\"verb\":\"ban\",\"target\":\"192.0.2.9\"}", 200, NULL);
+    expect("{\"verb\":\"overrides\"}", 200, "\"target\":\"192.0.2.9\"",
+           "\"target\":\"user:\\ufffd", NULL);
+    assert_null(strstr(answer, "truncated"));
+}
+
+/* ---- one process, two threads ---------------------------------------- */
+
+#define RACE_N 100
+
+/* RACE_N automatic bans of 198.51.100.0..99 (the abuse policy's path). */
+static void *
+race_auto(void *arg)
+{
+    rl2_clock_t now = at(T0_US);
+    rl2_err_t   err = { "" };
+
+    (void)arg;
+    for (int i = 0; i < RACE_N; i++) {
+        rl2_override_t o;
+        char           target[32];
+        int            made;
+
+        memset(&o, 0, sizeof(o));
+        snprintf(target, sizeof(target), "198.51.100.%d", i);
+        if (rl2_override_target(policy, RL2_OVR_BAN, target, &o, &err)
+            != RL2_OK) {
+            return (void *)1;
+        }
+        snprintf(o.author, sizeof(o.author), "%s", RL2_OVR_AUTO_AUTHOR);
+        snprintf(o.reason, sizeof(o.reason), "rule login");
+        o.created_us = now.wall_us;
+        o.expires_us = now.wall_us + 600 * S;
+        /* A ban never waits for the writers' lock: while an admin change
+         * holds it, "busy", and the next offence bans (here: again). */
+        for (int tries = 0;; tries++) {
+            rl2_status_t st =
+                rl2_overrides_ban_auto(table, &o, &now, &made, &err);
+
+            if (st == RL2_OK && made) {
+                break;
+            }
+            if (st != RL2_ERR_STORE || strstr(err.msg, "busy") == NULL
+                || tries == 100000) {
+                fprintf(stderr, "automatic ban %d: %s\n", i, err.msg);
+                return (void *)1;
+            }
+            usleep(100);
+        }
+    }
+    return NULL;
+}
+
+/* An Apache child's threads: automatic bans in one, admin changes in
+ * another, one table, one audit file (two descriptors, O_APPEND).  Every
+ * change is in the table and is one whole line of the file (a ban that
+ * found the lock taken said "busy" and was made again). */
+static void
+test_admin_beside_automatic_bans(void **state)
+{
+    rl2_audit_conf_t ac;
+    rl2_err_t        err = { "" };
+    pthread_t        th;
+    void            *failed;
+    char             body[96];
+    size_t           n = 0;
+
+    (void)state;
+    rl2_audit_conf_default(&ac);
+    ac.path = audit_path;
+    ac.syslog_socket = NULL;
+    assert_int_equal(rl2_overrides_audit_attach(table, &ac, &err), RL2_OK);
+    assert_int_equal(pthread_create(&th, NULL, race_auto, NULL), 0);
+    for (int i = 0; i < RACE_N; i++) {
+        snprintf(body, sizeof(body),
+                 "{\"verb\":\"ban\",\"target\":\"203.0.113.%d\"}", i);
+        expect(body, 200, NULL);
+    }
+    assert_int_equal(pthread_join(th, &failed), 0);
+    assert_null(failed);
+    assert_int_equal(entries(), 2 * RACE_N);
+    /* rl2_audit_read refuses a line that is not one whole entry. */
+    assert_int_equal(rl2_audit_read(audit_path, NULL, NULL, &n, &err), RL2_OK);
+    assert_int_equal(n, 2 * RACE_N);
+}
+
 int
 main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_ban_and_unban),
+        T(test_author_with_control_bytes_refused),
         T(test_allow_and_disallow),
         T(test_tier_and_untier),
         T(test_boost_and_unboost),
@@ -799,6 +972,8 @@ main(void)
         T(test_no_audit_refuses_changes),
         T(test_redis_down_is_503_and_changes_nothing),
         T(test_list),
+        T(test_list_longest_entry),
+        T(test_admin_beside_automatic_bans),
         T(test_json_reader),
         T(test_read_without_policy),
     };

@@ -283,6 +283,46 @@ test_strings_are_escaped_onto_one_line(void **state)
     }
 }
 
+/* Strings at their longest, of bytes that are not UTF-8: a user: target
+ * an automatic ban took from a client's user name (any bytes but
+ * control ones), an author, a reason.  Each byte is written U+FFFD,
+ * three bytes once read: the entry still reads, each string cut at a
+ * whole character to its field, so that one such entry does not make
+ * the whole trail unreadable (ratelimit2ctl audit stops at an entry
+ * that does not read). */
+static void
+test_longest_strings_not_text_read_back(void **state)
+{
+    rl2_override_t    none = { 0 }, o;
+    rl2_audit_entry_t e, back;
+    rl2_err_t         err = { "" };
+    char              target[RL2_OVR_TARGET_MAX], line[RL2_AUDIT_LINE_MAX];
+    size_t            n;
+
+    (void)state;
+    memcpy(target, "user:", 5);
+    memset(target + 5, 0xff, sizeof(target) - 6);
+    target[sizeof(target) - 1] = '\0';
+    o = ovr(RL2_OVR_BAN, target);
+    memset(o.reason, 0xfe, sizeof(o.reason) - 1);
+    memset(o.author, 0xfd, sizeof(o.author) - 1);
+    e = entry("ban", &none, &o, o.reason);
+    snprintf(e.author, sizeof(e.author), "%s", o.author);
+    n = rl2_audit_format(&e, line, sizeof(line));
+    assert_true(n > 0);
+    line[n - 1] = '\0';
+    if (rl2_audit_parse(line, &back, &err) != RL2_OK) {
+        fail_msg("does not read back: %s", err.msg);
+    }
+    /* "user:" and as many U+FFFD as fit whole. */
+    assert_int_equal(strlen(back.target), 5 + (sizeof(target) - 6) / 3 * 3);
+    assert_int_equal(memcmp(back.target, "user:\xef\xbf\xbd", 8), 0);
+    assert_int_equal(strlen(back.reason), (RL2_OVR_REASON_MAX - 1) / 3 * 3);
+    assert_int_equal(strlen(back.author), (RL2_OVR_AUTHOR_MAX - 1) / 3 * 3);
+    assert_int_equal(strlen(back.after.reason),
+                     (RL2_OVR_REASON_MAX - 1) / 3 * 3);
+}
+
 static void
 test_every_kind_reads_back(void **state)
 {
@@ -899,6 +939,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         T(test_line_is_exact),
         T(test_strings_are_escaped_onto_one_line),
+        T(test_longest_strings_not_text_read_back),
         T(test_every_kind_reads_back),
         T(test_lines_that_do_not_read),
         T(test_n_changes_are_n_lines_read_back_in_order),

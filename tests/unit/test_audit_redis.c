@@ -24,6 +24,7 @@
 #include "rl2_redis_test.h"
 #include "rl2_overrides_test.h"
 
+#include "ratelimit2/admin.h"
 #include "ratelimit2/audit.h"
 #include "ratelimit2/config.h"
 #include "ratelimit2/decide.h"
@@ -487,6 +488,53 @@ test_automatic_ban_without_its_file(void **state)
     assert_int_equal(stream_len(), 1);
 }
 
+/* ---- what the HTTP admin interface records ---------------------------- */
+
+/* The admin interfaces (Apache's ratelimit2-admin, ratelimit2-fcgi's
+ * admin path) open the audit with the policy's file and syslog only, as
+ * their request's own: on a table with a Redis side, a change made
+ * through rl2_admin_http is still one entry of the fleet's stream (origin
+ * admin, the request's author), beside the line in the host's file. */
+static void
+test_admin_change_in_the_stream(void **state)
+{
+    rl2_overrides_t  *t = table("admin");
+    rl2_audit_conf_t  ac;
+    rl2_admin_t       a;
+    rl2_clock_t       now = now_plus(0);
+    rl2_err_t         err;
+    read_t           *r;
+    char              path[128], out[4096];
+    size_t            n;
+    static const char body[] =
+        "{\"verb\":\"ban\",\"target\":\"192.0.2.66\",\"reason\":\"web\"}";
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/admin.audit", dir);
+    rl2_audit_conf_default(&ac);
+    ac.path = path;
+    ac.syslog_socket = sock_path;
+    ac.ident = "rl2test";
+    memset(&a, 0, sizeof(a));
+    a.table = t;
+    a.author = "token:ops";
+    a.origin = RL2_AUDIT_ADMIN;
+    assert_int_equal(rl2_audit_open(&ac, &a.audit, &err), RL2_OK);
+    assert_int_equal(rl2_admin_http(&a, "POST", "application/json", body,
+                                    sizeof(body) - 1, &now, out, sizeof(out)),
+                     200);
+    rl2_audit_close(a.audit);
+    assert_null(strstr(alert_line(1000), "audit_error"));
+    assert_int_equal(stream_len(), 1);
+    r = read_stream(0);
+    assert_int_equal(r->n, 1);
+    assert_int_equal(r->e[0].origin, RL2_AUDIT_ADMIN);
+    assert_string_equal(r->e[0].author, "token:ops");
+    assert_string_equal(r->e[0].target, "192.0.2.66");
+    assert_int_equal(rl2_audit_read(path, NULL, NULL, &n, &err), RL2_OK);
+    assert_int_equal(n, 1);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, tables_teardown)
 
 int
@@ -501,6 +549,7 @@ main(void)
         T(test_stream_named_by_overrides_key),
         T(test_automatic_ban_one_entry_each),
         T(test_automatic_ban_without_its_file),
+        T(test_admin_change_in_the_stream),
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);

@@ -131,8 +131,13 @@ typedef struct {
  * for a verb that changes nothing or is unknown. */
 unsigned rl2_admin_takes(const rl2_admin_args_t *a);
 
+/* The longest TTL: 100 years, so that now + TTL is a time (a TTL near
+ * 64-bit µs would wrap it into the past).  No TTL: no end. */
+#define RL2_ADMIN_TTL_MAX_S (36500LL * 86400)
+
 /* A TTL as people write it ("30s", "10min", "7d") into µs: at least a
- * second, so that it is not over by the time it is written.  A reason:
+ * second, so that it is not over by the time it is written, at most
+ * RL2_ADMIN_TTL_MAX_S.  A reason:
  * at most RL2_OVR_REASON_MAX - 1 bytes, no control byte (one line of
  * the logs).  RL2_ERR_INVALID saying why, without the option's name. */
 rl2_status_t rl2_admin_ttl_parse(const char *text, int64_t *us, rl2_err_t *err);
@@ -149,10 +154,11 @@ rl2_status_t rl2_admin_read(const rl2_policy_t     *policy,
                             rl2_err_t *err);
 
 /* Make ch in a->table (now: its start and end), then record it in
- * a->audit as a->author (its first RL2_OVR_AUTHOR_MAX - 1 bytes) from
- * a->origin.  *before gets what the change
- * replaced or removed (kind 0: nothing; a removal of nothing is no
- * change and records nothing).  Errors, in err's message: the table's
+ * a->audit as a->author (its first RL2_OVR_AUTHOR_MAX - 1 bytes; one
+ * with a control byte is refused, RL2_ERR_INVALID) from a->origin.  *before
+ * gets what the change replaced or removed (kind 0: nothing; a removal of
+ * nothing is no change and records nothing).  Errors, in err's message: the
+ * table's
  * ("... (nothing was changed)": RL2_ERR_INVALID, RL2_ERR_STORE when
  * Redis cannot be reached or the table is full, RL2_ERR_SYS), *made 0;
  * the audit's ("...: the change WAS made but is not in the audit
