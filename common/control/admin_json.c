@@ -136,34 +136,6 @@ rl2_json_unicode(rl2_json_reader_t *r)
     return RL2_OK;
 }
 
-/* Length of the valid UTF-8 sequence of 2 to 4 bytes at r->at, or 0: no
- * overlong form, no surrogate, nothing past U+10FFFF, not cut short. */
-static size_t
-rl2_json_utf8(const rl2_json_reader_t *r)
-{
-    const unsigned char *s = r->p + r->at;
-    size_t               room = r->len - r->at;
-    unsigned             c = s[0];
-    size_t               n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-    unsigned long        cp;
-
-    if (n == 0 || c > 0xf4 || n > room) {
-        return 0;
-    }
-    cp = c & (0x7fu >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
-        || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
-        return 0;
-    }
-    return n;
-}
-
 static rl2_status_t
 rl2_json_escape(rl2_json_reader_t *r)
 {
@@ -218,7 +190,7 @@ rl2_json_string_read(rl2_json_reader_t *r, const char **out)
             rl2_json_put(r, c);
             r->at++;
         }
-        else if ((n = rl2_json_utf8(r)) > 0) {
+        else if ((n = rl2_utf8_len(r->p + r->at, r->len - r->at)) > 0) {
             for (size_t i = 0; i < n; i++) {
                 rl2_json_put(r, r->p[r->at++]);
             }

@@ -103,16 +103,14 @@ rl2_audit_time_format(int64_t wall_us, char buf[28])
 /* ---- the JSON line ---------------------------------------------------------
  */
 
-/* Length of the valid UTF-8 sequence at s (2 to 4 bytes), or 0: no
- * overlong forms, no surrogates, nothing past U+10FFFF. */
-static size_t
-rl2_utf8_len(const unsigned char *s)
+size_t
+rl2_utf8_len(const unsigned char *s, size_t room)
 {
     unsigned c = s[0];
     size_t   n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
     unsigned cp;
 
-    if (n == 0 || c > 0xf4) {
+    if (n == 0 || c > 0xf4 || n > room) {
         return 0;
     }
     cp = c & (0x7fu >> n);
@@ -155,7 +153,7 @@ rl2_json_string(rl2_buf_t *b, const char *str)
         else if (*s < 0x80) {
             rl2_buf_char(b, (char)*s++);
         }
-        else if ((n = rl2_utf8_len(s)) > 0) {
+        else if ((n = rl2_utf8_len(s, SIZE_MAX)) > 0) {
             rl2_buf_mem(b, (const char *)s, n);
             s += n;
         }

@@ -240,7 +240,14 @@ int64_t rl2_audit_ttl_s(const rl2_audit_entry_t *e);
  * byte that is not valid UTF-8 as \ufffd); and one side of a change as
  * the audit line has it: null, or {"value","expires","reason","author"}. */
 void rl2_json_string(rl2_buf_t *b, const char *str);
-void rl2_json_side(rl2_buf_t *b, const rl2_override_t *o);
+
+/* Length of the valid UTF-8 sequence of 2 to 4 bytes at s, within room
+ * bytes, or 0: no overlong form, no surrogate, nothing past U+10FFFF,
+ * not cut short (a NUL ends a sequence: room may be SIZE_MAX for a
+ * string).  The one reading for the audit's writer and the admin
+ * interface's JSON reader. */
+size_t rl2_utf8_len(const unsigned char *s, size_t room);
+void   rl2_json_side(rl2_buf_t *b, const rl2_override_t *o);
 
 /* ---- admin_json.c: the HTTP admin interface's body ---- */
 
