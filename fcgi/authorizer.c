@@ -174,7 +174,7 @@ rl2_fcgi_answer(const rl2_policy_t *policy, const rl2_verdict_t *v,
     if (v->outcome == RL2_OUTCOME_DENY) {
         return rl2_cgi_deny(out, len,
                             rl2_cgi_refusal_status(policy, v, responder),
-                            policy, v, now);
+                            responder, policy, v, now);
     }
     rl2_cgi_fields(policy, v, now, &fields);
     /* Variable-* means something only to an authorizer's server. */

@@ -346,7 +346,7 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
                             r->req.method, r->req.path, now);
             fwrite(out, 1,
                    rl2_cgi_deny(out, sizeof(out),
-                                rl2_cgi_refusal_status(c->policy, v, 0),
+                                rl2_cgi_refusal_status(c->policy, v, 0), 0,
                                 c->policy, v, now),
                    stdout);
             run = 0;

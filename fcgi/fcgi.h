@@ -115,12 +115,16 @@ size_t rl2_cgi_response(char *buf, size_t len, const char *status,
 /* The status line of a refusal: a limit's 429, a runtime ban's
  * policy->ban_status (429 or 403), the emergency allow-list's 503; in
  * the responder role 403 whatever refused (nginx's auth_request takes
- * no other refusal, and the shipped snippet answers 429 for it). */
+ * no other refusal; the shipped snippet answers the status that
+ * rl2_cgi_deny names in X-RateLimit2-Status). */
 const char *rl2_cgi_refusal_status(const rl2_policy_t  *policy,
                                    const rl2_verdict_t *v, int responder);
 
-/* The answer of a denied request, with the status above. */
-size_t rl2_cgi_deny(char *buf, size_t len, const char *status,
+/* The answer of a denied request, with the status above; in the
+ * responder role also X-RateLimit2-Status, the status line the client
+ * should get ("503 Service Unavailable"), which the nginx snippet
+ * answers with. */
+size_t rl2_cgi_deny(char *buf, size_t len, const char *status, int responder,
                     const rl2_policy_t *policy, const rl2_verdict_t *v,
                     const rl2_clock_t *now);
 

@@ -147,7 +147,7 @@ rl2_cgi_refusal_status(const rl2_policy_t *policy, const rl2_verdict_t *v,
 }
 
 size_t
-rl2_cgi_deny(char *buf, size_t len, const char *status,
+rl2_cgi_deny(char *buf, size_t len, const char *status, int responder,
              const rl2_policy_t *policy, const rl2_verdict_t *v,
              const rl2_clock_t *now)
 {
@@ -155,6 +155,13 @@ rl2_cgi_deny(char *buf, size_t len, const char *status,
     char             body[RL2_BODY_MAX];
 
     rl2_cgi_fields(policy, v, now, &fields);
+    /* The responder's 403 is nginx's to turn into what the client gets:
+     * a limit's 429, a ban's ban_status, the emergency's 503. */
+    if (responder && fields.n < RL2_CGI_MAX_FIELDS) {
+        fields.f[fields.n++] =
+            (rl2_field_t){ "X-RateLimit2-Status",
+                           rl2_cgi_refusal_status(policy, v, 0) };
+    }
     rl2_body_render(policy, v, now, body, sizeof(body));
     return rl2_cgi_response(buf, len, status, NULL, 0, &fields,
                             "application/json", body);

@@ -3,7 +3,8 @@
 # shipped conf/fcgi/nginx-auth-request.conf included in the server block:
 # the daemon answers the subrequest in the responder role (403 on a
 # refusal), the snippet turns the 403 into 429 with Retry-After and the
-# RateLimit headers.  Exactly N admitted; allowed responses carry the
+# RateLimit headers, or, as X-RateLimit2-Status says, into a runtime
+# ban's 403 or the emergency allow-list's 503.  Exactly N admitted; allowed responses carry the
 # headers; a 403 that is not the limiter's stays 403; the health path
 # answers through nginx without being counted.
 . "$(dirname "$0")/fcgi_lib.sh"
@@ -13,8 +14,9 @@ P=$(free_port)
 FP=$(free_port)
 Z=$(zone_name ng)
 
-cat >"$T_DIR/policy.conf" <<'POLICY'
+cat >"$T_DIR/policy.conf" <<POLICY
 headers = { legacy = true; };
+overrides = { state_file = "$T_DIR/ng.overrides"; ban_status = 403; };
 rules = (
   { name = "site"; paths = "/**";
     limits = ( { rate = "50/hour"; algorithm = "sliding_log"; } ); }
@@ -67,6 +69,29 @@ like "429 has Content-Type application/json" \
     '^Content-Type: application/json' "$hdrs"
 like "429 body carries retry_after" "\"retry_after\":${ra}[,}]" \
     "$(cat "$B")"
+
+# ---- a runtime ban and the emergency allow-list ----
+# The daemon's 403 names the status the client gets (X-RateLimit2-Status):
+# a ban with the policy's ban_status 403 stays 403, the emergency
+# allow-list is 503, each with Retry-After and its own JSON error.
+SET="$BUILD/tools/rl2_override_set"
+"$SET" "$Z" "$T_DIR/ng.overrides" set ban 127.0.0.1
+c=$(curl -s -D "$H" -o "$B" -w '%{http_code}' "http://127.0.0.1:$P/a.txt")
+is "a banned client gets the policy's ban_status, 403" 403 "$c"
+like "the ban's 403 has Retry-After" '^Retry-After: [0-9]+' \
+    "$(tr -d '\r' <"$H")"
+like "the ban's 403 body says banned" '^\{"error":"banned","retry_after":[0-9]+\}$' \
+    "$(cat "$B")"
+"$SET" "$Z" "$T_DIR/ng.overrides" remove ban 127.0.0.1
+"$SET" "$Z" "$T_DIR/ng.overrides" set emergency '*' 0
+c=$(curl -s -D "$H" -o "$B" -w '%{http_code}' "http://127.0.0.1:$P/a.txt")
+is "the emergency allow-list answers 503" 503 "$c"
+like "the 503 has Retry-After 60" '^Retry-After: 60' "$(tr -d '\r' <"$H")"
+like "the 503 body says unavailable" '^\{"error":"unavailable","retry_after":60\}$' \
+    "$(cat "$B")"
+"$SET" "$Z" "$T_DIR/ng.overrides" remove emergency '*'
+is "with both lifted, the limit's 429 again" 429 \
+    "$(code "http://127.0.0.1:$P/a.txt")"
 
 # ---- what is not the limiter's ----
 c=$(code "http://127.0.0.1:$P/forbidden")
