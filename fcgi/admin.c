@@ -382,8 +382,8 @@ rl2_admin_bearer(FCGX_Request *req)
 
 /* The author "token:NAME" of a request, or -1 when no token matched. */
 static int
-rl2_admin_author(rl2_server_t *srv, FCGX_Request *req, char *author,
-                 size_t size)
+rl2_fcgi_admin_author(rl2_server_t *srv, FCGX_Request *req, char *author,
+                      size_t size)
 {
     char        name[RL2_ADMIN_NAME_MAX + 1];
     const char *given = rl2_admin_bearer(req);
@@ -429,7 +429,7 @@ rl2_admin_reason(int status)
 
 /* Status, headers and the JSON body. */
 static void
-rl2_admin_send(FCGX_Request *req, int status, const char *body)
+rl2_fcgi_admin_send(FCGX_Request *req, int status, const char *body)
 {
     char head[512];
     int  n;
@@ -460,7 +460,7 @@ rl2_admin_fail(FCGX_Request *req, int status, const char *text)
     char body[512];
 
     snprintf(body, sizeof(body), "{\"ok\":false,\"error\":\"%s\"}", text);
-    rl2_admin_send(req, status, body);
+    rl2_fcgi_admin_send(req, status, body);
 }
 
 /* Read and drop what is left of the body; when there is too much of it,
@@ -484,7 +484,7 @@ rl2_admin_drain(FCGX_Request *req)
 /* The body, at most RL2_ADMIN_BODY_MAX + 1 bytes of it (admin.h): an
  * oversized one is seen as such.  -1 when the stream failed. */
 static int
-rl2_admin_body(FCGX_Request *req, char *body, size_t *len)
+rl2_fcgi_admin_body(FCGX_Request *req, char *body, size_t *len)
 {
     int n;
 
@@ -519,8 +519,8 @@ rl2_admin_content_length(FCGX_Request *req)
  * NULL when it cannot be, which the core answers by refusing changes
  * (listing still works). */
 static rl2_audit_t *
-rl2_admin_audit(const rl2_gens_t *g, const rl2_policy_t *policy, char *err_out,
-                size_t size)
+rl2_fcgi_admin_audit(const rl2_gens_t *g, const rl2_policy_t *policy,
+                     char *err_out, size_t size)
 {
     char             path[4096];
     rl2_audit_conf_t conf;
@@ -581,7 +581,7 @@ rl2_admin_change(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     }
     a.policy = gen->policy;
     a.table = srv->gens.overrides;
-    a.audit = rl2_admin_audit(&srv->gens, gen->policy, why, sizeof(why));
+    a.audit = rl2_fcgi_admin_audit(&srv->gens, gen->policy, why, sizeof(why));
     a.author = author;
     a.origin = RL2_AUDIT_ADMIN;
     if (a.audit == NULL) {
@@ -599,7 +599,7 @@ rl2_admin_change(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     rl2_log(status == 200 ? LOG_INFO : LOG_WARNING,
             "admin path: %s from %.47s: %d", author, peer != NULL ? peer : "-",
             status);
-    rl2_admin_send(req, status, out);
+    rl2_fcgi_admin_send(req, status, out);
     free(out);
 }
 
@@ -628,10 +628,10 @@ rl2_fcgi_admin(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         /* nginx's auth_request check of the admin path (the shipped
          * snippet names the request): let it on, uncounted; the admin
          * request itself follows, with its body. */
-        rl2_admin_send(req, 200, "{\"ok\":true}");
+        rl2_fcgi_admin_send(req, 200, "{\"ok\":true}");
         return;
     }
-    if (rl2_admin_author(srv, req, author, sizeof(author)) != 0) {
+    if (rl2_fcgi_admin_author(srv, req, author, sizeof(author)) != 0) {
         rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
                         "admin path: refused a request from %.47s without "
                         "a valid bearer token",
@@ -652,7 +652,7 @@ rl2_fcgi_admin(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         rl2_admin_drain(req);
         return;
     }
-    if (rl2_admin_body(req, body, &len) != 0) {
+    if (rl2_fcgi_admin_body(req, body, &len) != 0) {
         rl2_log_request(RL2_LOG_ERROR, LOG_WARNING,
                         "admin path: the body from %.47s could not be read",
                         peer);

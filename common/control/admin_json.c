@@ -137,7 +137,7 @@ rl2_json_unicode(rl2_json_reader_t *r)
 }
 
 static rl2_status_t
-rl2_json_escape(rl2_json_reader_t *r)
+rl2_json_read_escape(rl2_json_reader_t *r)
 {
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     const char       *e;
@@ -179,7 +179,7 @@ rl2_json_string_read(rl2_json_reader_t *r, const char **out)
         }
         if (c == '\\') {
             r->at++;
-            if ((st = rl2_json_escape(r)) != RL2_OK) {
+            if ((st = rl2_json_read_escape(r)) != RL2_OK) {
                 return st;
             }
         }

@@ -30,8 +30,8 @@ static const char *const rl2_overrides_keys[] = { "enabled", "state_file",
 
 /* state_file, audit_file: *out stays NULL when the key is not there. */
 static rl2_status_t
-rl2_cfg_file(rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
-             const char **out)
+rl2_cfg_overrides_file(rl2_cfg_t *cfg, const config_setting_t *g,
+                       const char *key, const char **out)
 {
     const char *path;
     size_t      len;
@@ -67,8 +67,8 @@ rl2_cfg_overrides(rl2_cfg_t *cfg, const config_setting_t *root)
     }
     RL2_TRY(rl2_cfg_bool(cfg, g, "enabled", &enabled));
     p->overrides_disabled = !enabled;
-    RL2_TRY(rl2_cfg_file(cfg, g, "state_file", &p->overrides_state));
-    RL2_TRY(rl2_cfg_file(cfg, g, "audit_file", &p->overrides_audit));
+    RL2_TRY(rl2_cfg_overrides_file(cfg, g, "state_file", &p->overrides_state));
+    RL2_TRY(rl2_cfg_overrides_file(cfg, g, "audit_file", &p->overrides_audit));
     RL2_TRY(rl2_cfg_int(cfg, g, "ban_status", &status));
     /* 429 says "come back later" (Retry-After holds); 403 says "no". */
     if (status != 429 && status != 403) {
