@@ -339,7 +339,8 @@ deb:
 	    tar --exclude=./build -cf - . | tar -xf - -C $(DEBSRC)/src; \
 	fi
 	cp -r packaging/debian $(DEBSRC)/src/debian
-	cd $(DEBSRC)/src && dpkg-buildpackage -us -uc -b >../build.log 2>&1 \
+	cd $(DEBSRC)/src && dpkg-buildpackage -us -uc -b -j$$(nproc) \
+	    >../build.log 2>&1 \
 	    || { tail -60 ../build.log; exit 1; }
 	rm -f $(DEBDIR)/*.deb
 	mv $(DEBSRC)/*.deb $(DEBSRC)/*.changes $(DEBSRC)/*.buildinfo \
