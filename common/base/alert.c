@@ -70,6 +70,7 @@ static const struct {
     [RL2_ALERT_EVICTIONS] = { "evictions", LOG_WARNING },
     [RL2_ALERT_OVERRIDE] = { "override", LOG_NOTICE },
     [RL2_ALERT_OVR_RESTORED] = { "overrides_restored", LOG_WARNING },
+    [RL2_ALERT_FACTOR] = { "factor", LOG_NOTICE },
 };
 
 struct rl2_alert {

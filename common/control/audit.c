@@ -633,3 +633,24 @@ rl2_ovr_audit_auto(rl2_overrides_t *t, const rl2_override_t *before,
     pthread_mutex_unlock(&au->lock);
     rl2_audit_close(once);
 }
+
+void
+rl2_ovr_audit_line(rl2_overrides_t *t, rl2_alert_kind_t kind,
+                   const rl2_alert_field_t *fields, size_t n)
+{
+    rl2_ovr_audit_t *au = t->audit;
+    rl2_audit_t     *a, *once;
+    rl2_err_t        why, err;
+
+    if (au == NULL) {
+        return;
+    }
+    why.msg[0] = '\0';
+    /* As for a ban: rare, and the lock orders the lazy open. */
+    pthread_mutex_lock(&au->lock);
+    if ((a = rl2_ovr_audit_get(au, &once, &why)) != NULL && a->alert != NULL) {
+        (void)rl2_alert_emit(a->alert, kind, fields, n, 0, &err);
+    }
+    pthread_mutex_unlock(&au->lock);
+    rl2_audit_close(once);
+}

@@ -38,6 +38,7 @@
 #include "ratelimit2/failover.h"
 #include "ratelimit2/hash.h"
 #include "ratelimit2/overrides.h"
+#include "ratelimit2/policy.h"
 #include "ratelimit2/redis.h"
 #include "base/buf.h"
 #include "base/shm_obj_internal.h"
@@ -116,8 +117,16 @@ typedef struct {
     /* Set while a writer changes slots, under the writers' lock: found
      * set by the next writer, the one before died half-way (a reader may
      * have mended the counter since, but not the slots). */
-    uint32_t   writing;
-    ovr_slot_t slots[OVR_SLOTS];
+    uint32_t writing;
+    /* The load factor (factor_load.c), shared by the host's processes:
+     * the one whose compare-and-swap moves load_next_us (monotonic) on
+     * reads the load file; the others use what it stored. */
+    _Atomic int64_t  load_next_us;    /* 0: never read */
+    _Atomic int64_t  load_milli;      /* the last reading */
+    _Atomic int64_t  load_changed_us; /* monotonic; 0: never changed */
+    _Atomic int32_t  load_step;       /* the step it is in; -1, 0: none */
+    _Atomic uint32_t load_ppm;        /* the factor; 0: x1 */
+    ovr_slot_t       slots[OVR_SLOTS];
 } ovr_shm_t;
 
 typedef struct rl2_ovr_redis rl2_ovr_redis_t;
@@ -491,6 +500,35 @@ typedef struct {
     uint32_t emergency_ppm;      /* its factor; 0: allow-list only */
     int64_t  emergency_until_us; /* wall clock; 0: until switched off */
 } rl2_ovr_client_t;
+
+/* ---- the load factor (factor_load.c) ---- */
+
+/* The step a load of `milli` thousandths is in, from step `cur` (-1:
+ * none): a step is entered once the load is past its threshold, the
+ * furthest one passed; it is left once the load is back by more than
+ * the margin, or for a step further on, or one the other way. */
+int rl2_load_step_pick(const rl2_load_conf_t *c, int cur, int64_t milli);
+
+/* The load of file `path` (its first field), per online CPU when
+ * per_cpu, in thousandths; -1 when it cannot be read. */
+int64_t rl2_load_read(const char *path, int per_cpu);
+
+/* The load factor in ppm now, read again from the file at most once a
+ * second per host, by the request that finds the reading due. */
+uint32_t rl2_overrides_load(rl2_overrides_t *t, const rl2_load_conf_t *c,
+                            const rl2_clock_t *now);
+
+/* What the last reading left (for metrics): 0 before any; else 1, and
+ * *ppm the factor. */
+int rl2_overrides_load_factor(const rl2_overrides_t *t, uint32_t *ppm);
+
+/* f * g in ppm, kept within the factor bounds (override_read.c). */
+uint32_t rl2_ovr_factor_mul(uint32_t f, uint32_t g);
+
+/* One syslog line of `kind` through the table's audit side, not
+ * rate-limited (audit.c); nothing without one. */
+void rl2_ovr_audit_line(rl2_overrides_t *t, rl2_alert_kind_t kind,
+                        const rl2_alert_field_t *fields, size_t n);
 
 /* Nothing set (t may be NULL): the one test a request pays then. */
 static inline int

@@ -151,9 +151,8 @@ rl2_overrides_client(const rl2_overrides_t *t, const rl2_policy_t *p,
     } while (rl2_ovr_read_again(t->shm, seq));
 }
 
-/* f * g in ppm, kept within the factor bounds. */
-static uint32_t
-rl2_ovr_mul(uint32_t f, uint32_t g)
+uint32_t
+rl2_ovr_factor_mul(uint32_t f, uint32_t g)
 {
     uint64_t v = (uint64_t)f * g / RL2_OVR_FACTOR_ONE;
 
@@ -186,18 +185,19 @@ rl2_ovr_factor_once(const ovr_shm_t *s, const char *rule, const char *tier,
     const rl2_override_t *o;
 
     if (s->n_kind[RL2_OVR_BOOST] > 0) {
-        f = rl2_ovr_mul(
+        f = rl2_ovr_factor_mul(
             f, rl2_ovr_boost_of(s, RL2_OVT_RULE, "rule:", rule, now_us));
-        f = rl2_ovr_mul(
+        f = rl2_ovr_factor_mul(
             f, rl2_ovr_boost_of(s, RL2_OVT_TIER, "tier:", tier, now_us));
-        f = rl2_ovr_mul(f, rl2_ovr_boost_of(s, RL2_OVT_ALL, "", "*", now_us));
+        f = rl2_ovr_factor_mul(
+            f, rl2_ovr_boost_of(s, RL2_OVT_ALL, "", "*", now_us));
     }
     if (s->n_kind[RL2_OVR_EMERGENCY] > 0
         && (o = rl2_ovr_get(s, rl2_ovr_key(RL2_OVR_EMERGENCY, RL2_OVT_ALL, "*"),
                             now_us))
                != NULL
         && o->factor_ppm != 0) {
-        f = rl2_ovr_mul(f, o->factor_ppm);
+        f = rl2_ovr_factor_mul(f, o->factor_ppm);
     }
     return f;
 }

@@ -51,7 +51,7 @@ static const char *const rl2_top_keys[] = {
     "tiers",       "default_tier",    "headers",   "whitelist",
     "clients",     "rules",           "default",   "violation_log",
     "redis",       "failover",        "alerts",    "method_override",
-    "overrides",   "abuse",           NULL,
+    "overrides",   "abuse",           "factors",   NULL,
 };
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
@@ -205,6 +205,7 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_abuse(cfg, root));
     RL2_TRY(rl2_cfg_store(cfg, root));
     RL2_TRY(rl2_cfg_overrides(cfg, root));
+    RL2_TRY(rl2_cfg_factors(cfg, root));
     RL2_TRY(rl2_cfg_clients(cfg, root));
     RL2_TRY(rl2_rule_index_build(cfg->policy, cfg->err));
     /* Last: a rule's limits include its tiers' and clients' sets. */

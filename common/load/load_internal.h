@@ -11,6 +11,7 @@
  *   config_clients.c  client overrides and the whitelist
  *   config_store.c    redis, failover, alerts and tier_from.redis
  *   config_overrides.c the runtime override table's group
+ *   config_factors.c  adaptive factors (the host's load)
  *
  * Every function taking a config_setting_t reports a failure as
  * "file:line: message" in cfg->err and returns its status; the first
@@ -137,6 +138,10 @@ rl2_status_t rl2_cfg_abuse(rl2_cfg_t *cfg, const config_setting_t *root);
 /* ---- the runtime override table (config_overrides.c) ---- */
 
 rl2_status_t rl2_cfg_overrides(rl2_cfg_t *cfg, const config_setting_t *root);
+
+/* ---- adaptive factors (config_factors.c) ---- */
+
+rl2_status_t rl2_cfg_factors(rl2_cfg_t *cfg, const config_setting_t *root);
 
 /* ---- store settings and the tier lookup (config_store.c) ---- */
 

@@ -202,6 +202,24 @@ rl2_prom_bans(prom_t *p, const rl2_metrics_env_t *e)
                op, au);
 }
 
+/* The load factor (policy factors.load) once a request read the load:
+ * the host's, as every process applies it. */
+static void
+rl2_prom_factors(prom_t *p, const rl2_metrics_env_t *e)
+{
+    uint32_t ppm;
+
+    if (e->overrides == NULL
+        || !rl2_overrides_load_factor(e->overrides, &ppm)) {
+        return;
+    }
+    rl2_prom_family(p, "ratelimit2_factor", "gauge",
+                    "An adaptive factor every limit is scaled by now "
+                    "(policy factors), before boosts.");
+    rl2_mx_put(p, "ratelimit2_factor{factor=\"load\"} %g\n",
+               (double)ppm / RL2_OVR_FACTOR_ONE);
+}
+
 static void
 rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
 {
@@ -230,6 +248,7 @@ rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
                         e->zone.evictions);
     }
     rl2_prom_bans(p, e);
+    rl2_prom_factors(p, e);
     rl2_prom_single(p, "ratelimit2_policy_generation", "gauge",
                     "Generation of the policy in force (1 at start).",
                     e->generation);

@@ -72,6 +72,9 @@ typedef enum {
                                  every change, never rate-limited */
     RL2_ALERT_OVR_RESTORED,   /* a host wrote its override table back
                                  to a Redis that had lost it */
+    RL2_ALERT_FACTOR,         /* an adaptive factor changed (policy
+                                 factors); every change, never
+                                 rate-limited */
     RL2_ALERT_KIND_COUNT
 } rl2_alert_kind_t;
 

@@ -170,6 +170,29 @@ typedef struct {
     rl2_limit_t *offences; /* bans per client per max_ban */
 } rl2_abuse_conf_t;
 
+/* The policy's `factors.load` group (config_factors.c): the host's load
+ * (the first field of `source`, per online CPU when per_cpu) moves a
+ * factor on every limit through steps, with a margin on the way back
+ * and at most one change per hold_us (control/factor_load.c). */
+#define RL2_LOAD_STEPS_MAX 8
+
+typedef struct {
+    int      above;           /* 1: load above threshold; 0: below */
+    int64_t  threshold_milli; /* the load in thousandths */
+    uint32_t factor_ppm;
+} rl2_load_step_t;
+
+typedef struct {
+    const char     *source; /* the load file; NULL: no load factor */
+    int             per_cpu;
+    size_t          n_steps;
+    rl2_load_step_t steps[RL2_LOAD_STEPS_MAX];
+    int64_t         margin_milli; /* a step is left this far past it */
+    int64_t         hold_us;      /* at most one change per hold */
+    uint32_t        min_ppm;      /* bounds of every limit's factor */
+    uint32_t        max_ppm;
+} rl2_load_conf_t;
+
 typedef struct rl2_rule_index rl2_rule_index_t;
 typedef struct rl2_arena      rl2_arena_t;
 struct rl2_tier_redis;   /* tier_source.h */
@@ -264,6 +287,7 @@ typedef struct {
     const char      *overrides_state;
     const char      *overrides_audit;
     rl2_abuse_conf_t abuse; /* automatic bans; off when denials is 0 */
+    rl2_load_conf_t  load;  /* factors.load; off when source is NULL */
 } rl2_policy_t;
 
 /* Where runtime overrides are kept across reboots when the policy names

@@ -1,0 +1,260 @@
+/*
+ * config_factors.c -- the policy's `factors` group: factors the host
+ * works out by itself and applies to every limit, as a boost would
+ * (decide/runtime.c).  One so far, the load:
+ *
+ *   factors = {
+ *       load = {
+ *           source  = "/proc/loadavg"; # its first field is the load
+ *           per_cpu = true;            # divided by the online CPUs
+ *           steps   = ( { above = 0.8; factor = 0.7; },
+ *                       { below = 0.3; factor = 1.3; } );
+ *           margin  = 0.1;   # a step is left only this far past it
+ *           hold    = "30s"; # at most one change per hold
+ *           min     = 0.1;   # every limit's factor stays within
+ *           max     = 10;    # min..max
+ *       };
+ *   };
+ *
+ * Off without the group.  The factor's state lives in the runtime
+ * override table's shared memory (control/factor_load.c), so the group
+ * needs the table.  Every value is checked with file:line.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "load_internal.h"
+#include "policy/policy_internal.h"
+#include "ratelimit2/overrides.h"
+
+static const char *const rl2_factors_keys[] = { "load", NULL };
+static const char *const rl2_load_keys[] = {
+    "source", "per_cpu", "steps", "margin", "hold", "min", "max", NULL
+};
+static const char *const rl2_load_step_keys[] = { "above", "below", "factor",
+                                                  NULL };
+
+/* Loads past this are taken for a misread file, not a machine. */
+#define RL2_LOAD_MAX_MILLI 1000000000LL
+
+/* s, an integer or a float, as a number. */
+static rl2_status_t
+rl2_cfg_number(const rl2_cfg_t *cfg, const config_setting_t *s,
+               const char *what, double *out)
+{
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_FLOAT:
+        *out = config_setting_get_float(s);
+        break;
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        *out = (double)config_setting_get_int64(s);
+        break;
+    default:
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "factors.load: '%s' must be a number", what);
+    }
+    if (!isfinite(*out)) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "factors.load: '%s' must be a finite number", what);
+    }
+    return RL2_OK;
+}
+
+/* A factor (x0.001 .. x1000) in ppm. */
+static rl2_status_t
+rl2_cfg_factor(const rl2_cfg_t *cfg, const config_setting_t *s,
+               const char *what, uint32_t *out)
+{
+    double f = 0;
+
+    RL2_TRY(rl2_cfg_number(cfg, s, what, &f));
+    if (f * RL2_OVR_FACTOR_ONE < RL2_OVR_FACTOR_MIN - 0.5
+        || f * RL2_OVR_FACTOR_ONE > RL2_OVR_FACTOR_MAX + 0.5) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "factors.load: '%s' must be from 0.001 to 1000",
+                            what);
+    }
+    *out = (uint32_t)(f * RL2_OVR_FACTOR_ONE + 0.5);
+    return RL2_OK;
+}
+
+/* A load (0 .. 10^6) in thousandths. */
+static rl2_status_t
+rl2_cfg_load_value(const rl2_cfg_t *cfg, const config_setting_t *s,
+                   const char *what, int64_t *out)
+{
+    double v = 0;
+
+    RL2_TRY(rl2_cfg_number(cfg, s, what, &v));
+    if (v < 0 || v * 1000 > RL2_LOAD_MAX_MILLI) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "factors.load: '%s' must be from 0 to 1000000",
+                            what);
+    }
+    *out = (int64_t)(v * 1000 + 0.5);
+    return RL2_OK;
+}
+
+static rl2_status_t
+rl2_cfg_load_step(rl2_cfg_t *cfg, const config_setting_t *s,
+                  rl2_load_step_t *step)
+{
+    const config_setting_t *above, *below, *factor;
+
+    if (!config_setting_is_group(s)) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "factors.load: a step must be a group "
+                            "{ above = 0.8; factor = 0.7; }");
+    }
+    RL2_TRY(rl2_cfg_keys(cfg, s, "a factors.load step", rl2_load_step_keys));
+    above = rl2_cfg_at(s, "above");
+    below = rl2_cfg_at(s, "below");
+    factor = rl2_cfg_at(s, "factor");
+    if ((above == NULL) == (below == NULL) || factor == NULL) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "factors.load: a step needs 'factor' and one "
+                            "of 'above' and 'below'");
+    }
+    step->above = above != NULL;
+    RL2_TRY(rl2_cfg_load_value(cfg, above != NULL ? above : below,
+                               above != NULL ? "above" : "below",
+                               &step->threshold_milli));
+    return rl2_cfg_factor(cfg, factor, "factor", &step->factor_ppm);
+}
+
+/* Every `below` under every `above`, so that a load is in at most one
+ * direction, and each step's factor within min..max. */
+static rl2_status_t
+rl2_cfg_load_steps_check(rl2_cfg_t *cfg, const config_setting_t *list,
+                         const rl2_load_conf_t *lc)
+{
+    for (size_t i = 0; i < lc->n_steps; i++) {
+        const rl2_load_step_t  *a = &lc->steps[i];
+        const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
+
+        if (a->factor_ppm < lc->min_ppm || a->factor_ppm > lc->max_ppm) {
+            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                                "factors.load: a step's factor must be "
+                                "within 'min' and 'max'");
+        }
+        for (size_t j = 0; j < lc->n_steps; j++) {
+            const rl2_load_step_t *b = &lc->steps[j];
+
+            if (a->above && !b->above
+                && b->threshold_milli >= a->threshold_milli) {
+                return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                                    "factors.load: every 'below' must be "
+                                    "less than every 'above'");
+            }
+            if (j != i && a->above == b->above
+                && a->threshold_milli == b->threshold_milli) {
+                return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                                    "factors.load: two steps share a "
+                                    "threshold");
+            }
+        }
+    }
+    return RL2_OK;
+}
+
+static rl2_status_t
+rl2_cfg_load_steps(rl2_cfg_t *cfg, const config_setting_t *g,
+                   rl2_load_conf_t *lc)
+{
+    const config_setting_t *list = rl2_cfg_at(g, "steps");
+    unsigned                n = 0;
+
+    if (list != NULL) {
+        RL2_TRY(rl2_cfg_list(cfg, list, "steps", &n));
+    }
+    if (list == NULL || n == 0 || n > RL2_LOAD_STEPS_MAX) {
+        return rl2_cfg_fail(cfg, list != NULL ? list : g, RL2_ERR_CONFIG,
+                            "factors.load: 'steps' must list 1 to %d "
+                            "steps",
+                            RL2_LOAD_STEPS_MAX);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        RL2_TRY(rl2_cfg_load_step(cfg, config_setting_get_elem(list, i),
+                                  &lc->steps[i]));
+    }
+    lc->n_steps = n;
+    return RL2_OK;
+}
+
+static rl2_status_t
+rl2_cfg_load_bounds(rl2_cfg_t *cfg, const config_setting_t *g,
+                    rl2_load_conf_t *lc)
+{
+    const config_setting_t *s;
+
+    lc->min_ppm = RL2_OVR_FACTOR_MIN;
+    lc->max_ppm = RL2_OVR_FACTOR_MAX;
+    if ((s = rl2_cfg_at(g, "min")) != NULL) {
+        RL2_TRY(rl2_cfg_factor(cfg, s, "min", &lc->min_ppm));
+    }
+    if ((s = rl2_cfg_at(g, "max")) != NULL) {
+        RL2_TRY(rl2_cfg_factor(cfg, s, "max", &lc->max_ppm));
+    }
+    if (lc->min_ppm > lc->max_ppm) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "min") ? rl2_cfg_at(g, "min")
+                                                     : g,
+                            RL2_ERR_CONFIG,
+                            "factors.load: 'min' is more than 'max'");
+    }
+    return RL2_OK;
+}
+
+static rl2_status_t
+rl2_cfg_load(rl2_cfg_t *cfg, const config_setting_t *g)
+{
+    rl2_load_conf_t        *lc = &cfg->policy->load;
+    const config_setting_t *s;
+    const char             *source = "/proc/loadavg", *hold = NULL;
+    rl2_err_t               err;
+
+    RL2_TRY(rl2_cfg_copy(cfg, g, "source", &source));
+    if (source == NULL) {
+        source = "/proc/loadavg";
+    } else if (source[0] != '/') {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "source"), RL2_ERR_CONFIG,
+                            "factors.load: 'source' must be an absolute "
+                            "path");
+    }
+    lc->per_cpu = 1;
+    RL2_TRY(rl2_cfg_bool(cfg, g, "per_cpu", &lc->per_cpu));
+    RL2_TRY(rl2_cfg_load_bounds(cfg, g, lc));
+    RL2_TRY(rl2_cfg_load_steps(cfg, g, lc));
+    RL2_TRY(rl2_cfg_load_steps_check(cfg, rl2_cfg_at(g, "steps"), lc));
+    lc->margin_milli = 100;
+    if ((s = rl2_cfg_at(g, "margin")) != NULL) {
+        RL2_TRY(rl2_cfg_load_value(cfg, s, "margin", &lc->margin_milli));
+    }
+    lc->hold_us = 30 * RL2_US_PER_S;
+    RL2_TRY(rl2_cfg_string(cfg, g, "hold", &hold));
+    if (hold != NULL && rl2_duration_parse(hold, &lc->hold_us, &err) != RL2_OK) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "hold"), RL2_ERR_CONFIG,
+                            "factors.load: 'hold': %s", err.msg);
+    }
+    /* The table's state is where every process of the host meets. */
+    if (cfg->policy->overrides_disabled) {
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "factors.load: needs the runtime override "
+                            "table (overrides.enabled = false)");
+    }
+    lc->source = source;
+    return RL2_OK;
+}
+
+rl2_status_t
+rl2_cfg_factors(rl2_cfg_t *cfg, const config_setting_t *root)
+{
+    const config_setting_t *g, *load;
+
+    RL2_TRY(rl2_cfg_group(cfg, root, "factors", rl2_factors_keys, &g));
+    if (g == NULL) {
+        return RL2_OK;
+    }
+    RL2_TRY(rl2_cfg_group(cfg, g, "load", rl2_load_keys, &load));
+    return load != NULL ? rl2_cfg_load(cfg, load) : RL2_OK;
+}
