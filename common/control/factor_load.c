@@ -151,8 +151,8 @@ rl2_overrides_load(rl2_overrides_t *t, const rl2_load_conf_t *c,
                    const rl2_clock_t *now)
 {
     ovr_shm_t *s = t->shm;
-    int64_t    due = atomic_load_explicit(&s->load_next_us, memory_order_relaxed);
-    uint32_t   ppm;
+    int64_t  due = atomic_load_explicit(&s->load_next_us, memory_order_relaxed);
+    uint32_t ppm;
 
     if (due <= now->mono_us
         && atomic_compare_exchange_strong_explicit(

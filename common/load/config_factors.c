@@ -28,9 +28,9 @@
 #include "ratelimit2/overrides.h"
 
 static const char *const rl2_factors_keys[] = { "load", NULL };
-static const char *const rl2_load_keys[] = {
-    "source", "per_cpu", "steps", "margin", "hold", "min", "max", NULL
-};
+static const char *const rl2_load_keys[] = { "source", "per_cpu", "steps",
+                                             "margin", "hold",    "min",
+                                             "max",    NULL };
 static const char *const rl2_load_step_keys[] = { "above", "below", "factor",
                                                   NULL };
 
@@ -197,10 +197,9 @@ rl2_cfg_load_bounds(rl2_cfg_t *cfg, const config_setting_t *g,
         RL2_TRY(rl2_cfg_factor(cfg, s, "max", &lc->max_ppm));
     }
     if (lc->min_ppm > lc->max_ppm) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "min") ? rl2_cfg_at(g, "min")
-                                                     : g,
-                            RL2_ERR_CONFIG,
-                            "factors.load: 'min' is more than 'max'");
+        return rl2_cfg_fail(
+            cfg, rl2_cfg_at(g, "min") ? rl2_cfg_at(g, "min") : g,
+            RL2_ERR_CONFIG, "factors.load: 'min' is more than 'max'");
     }
     return RL2_OK;
 }
@@ -216,7 +215,8 @@ rl2_cfg_load(rl2_cfg_t *cfg, const config_setting_t *g)
     RL2_TRY(rl2_cfg_copy(cfg, g, "source", &source));
     if (source == NULL) {
         source = "/proc/loadavg";
-    } else if (source[0] != '/') {
+    }
+    else if (source[0] != '/') {
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "source"), RL2_ERR_CONFIG,
                             "factors.load: 'source' must be an absolute "
                             "path");
@@ -232,7 +232,8 @@ rl2_cfg_load(rl2_cfg_t *cfg, const config_setting_t *g)
     }
     lc->hold_us = 30 * RL2_US_PER_S;
     RL2_TRY(rl2_cfg_string(cfg, g, "hold", &hold));
-    if (hold != NULL && rl2_duration_parse(hold, &lc->hold_us, &err) != RL2_OK) {
+    if (hold != NULL
+        && rl2_duration_parse(hold, &lc->hold_us, &err) != RL2_OK) {
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "hold"), RL2_ERR_CONFIG,
                             "factors.load: 'hold': %s", err.msg);
     }

@@ -232,7 +232,8 @@ static void
 test_decide_admits_scaled(void **state)
 {
     fl_fixture_t *a = *state;
-    rl2_request_t req = { .method = "GET", .path = "/api",
+    rl2_request_t req = { .method = "GET",
+                          .path = "/api",
                           .peer_ip = "192.0.2.7" };
     rl2_clock_t   now = { .mono_us = 9000 * RL2_US_PER_S,
                           .wall_us = 1700000000 * RL2_US_PER_S };
