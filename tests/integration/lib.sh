@@ -467,6 +467,49 @@ redis_start_at() {
     return 1
 }
 
+# redis_cluster_first -- a Redis Cluster of three masters on free ports
+# (PORTS[0..2]), files in $CDIR ($T_DIR/cluster), stopped at exit, as a
+# suite's first test: "three masters form a cluster", and the suite ends
+# there when they do not.  Each node's bus has a port of its own (port +
+# 10000 may be taken or beyond 65535).
+redis_cluster_first() {
+    local n port formed p
+    CDIR=$T_DIR/cluster
+    PORTS=()
+    for n in 0 1 2; do
+        PORTS[$n]=$(free_port)
+        port=${PORTS[$n]}
+        mkdir -p "$CDIR/$n"
+        redis-server --port "$port" --cluster-port "$(free_port)" \
+            --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file nodes.conf --save '' --appendonly no \
+            --dir "$CDIR/$n" --daemonize yes --pidfile "$CDIR/$n/redis.pid" \
+            --logfile "$CDIR/$n/redis.log" >/dev/null
+        RL2_PIDFILES+=("$CDIR/$n/redis.pid")
+        for _ in $(seq 1 100); do
+            redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break
+            sleep 0.05
+        done
+        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG \
+            || { not_ok "cluster node $n starts"; done_testing; exit 1; }
+    done
+    redis-cli --cluster create "127.0.0.1:${PORTS[0]}" \
+        "127.0.0.1:${PORTS[1]}" "127.0.0.1:${PORTS[2]}" \
+        --cluster-replicas 0 --cluster-yes >"$CDIR/create.log" 2>&1
+    formed=0
+    for _ in $(seq 1 300); do
+        formed=1
+        for p in "${PORTS[@]}"; do
+            redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' \
+                || formed=0
+        done
+        [ "$formed" = 1 ] && break
+        sleep 0.1
+    done
+    is "three masters form a cluster" 1 "$formed"
+    [ "$formed" = 1 ] || { cat "$CDIR/create.log"; done_testing; exit 1; }
+}
+
 # sink_start -- a unix datagram socket at $SINK standing in for syslog;
 # every datagram becomes a line of $LOG.  Stopped at exit.
 sink_start() {

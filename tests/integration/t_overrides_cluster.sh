@@ -12,48 +12,10 @@
 #     reaches all three within about a second and is in the hash on its
 #     new master, and its unban too.
 . "$(dirname "$0")/fcgi_lib.sh"
+. "$(dirname "$0")/fleet_lib.sh"
 
 CTL="$BUILD/ctl/ratelimit2ctl"
-CDIR=$T_DIR/cluster
-PORTS=()
-
-# cnode N -- cluster node N on ${PORTS[N]}, its bus on a port of its own,
-# files in $CDIR/N.
-cnode() {
-    local n=$1 port=${PORTS[$1]}
-    mkdir -p "$CDIR/$n"
-    redis-server --port "$port" --cluster-port "$(free_port)" \
-        --bind 127.0.0.1 --cluster-enabled yes \
-        --cluster-config-file nodes.conf --save '' --appendonly no \
-        --dir "$CDIR/$n" --daemonize yes --pidfile "$CDIR/$n/redis.pid" \
-        --logfile "$CDIR/$n/redis.log" >/dev/null
-    RL2_PIDFILES+=("$CDIR/$n/redis.pid")
-    for _ in $(seq 1 100); do
-        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-for n in 0 1 2; do
-    PORTS[$n]=$(free_port)
-    cnode "$n" || { not_ok "cluster node $n starts"; done_testing; exit 1; }
-done
-redis-cli --cluster create "127.0.0.1:${PORTS[0]}" "127.0.0.1:${PORTS[1]}" \
-    "127.0.0.1:${PORTS[2]}" --cluster-replicas 0 --cluster-yes \
-    >"$CDIR/create.log" 2>&1
-formed=0
-for _ in $(seq 1 300); do
-    formed=1
-    for p in "${PORTS[@]}"; do
-        redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' \
-            || formed=0
-    done
-    [ "$formed" = 1 ] && break
-    sleep 0.1
-done
-is "three masters form a cluster" 1 "$formed"
-[ "$formed" = 1 ] || { cat "$CDIR/create.log"; done_testing; exit 1; }
+redis_cluster_first
 
 HASH='{rl2:overrides}'
 SLOT=$(redis-cli -p "${PORTS[0]}" cluster keyslot "$HASH")
@@ -158,56 +120,6 @@ is "before any override, all three serve 127.0.0.1" "200 200 200" \
 policy ctl
 C=("$CTL" -c "$T_DIR/ctl.conf" -R "cluster:$SEEDS" -z "$(zone_name ctl)"
     --state "$T_DIR/ctl.overrides" --audit "$T_DIR/ctl.audit")
-
-# change WHAT ARGS... -- one change through ratelimit2ctl; T0 its start.
-change() {
-    local what=$1 out
-    shift
-    T0=$(date +%s%N)
-    if out=$("${C[@]}" "$@" 2>&1); then
-        ok "$what"
-    else
-        not_ok "$what"
-        printf '%s\n' "$out" | sed 's/^/#   /'
-    fi
-}
-
-# propagates WHAT CODE -- a test: from T0, each server answers CODE;
-# each server not there yet is asked again every 100 ms, for 3 s at
-# most.  A host mirrors the hash at most once a second, on a request:
-# more than 2 s (a second, and as much again for a loaded machine) fails.
-propagates() {
-    local what=$1 want=$2 i ms worst=0 all="" slow="" left
-    local -a at=()
-    for i in "${!BASES[@]}"; do at[i]=-1; done
-    for _ in $(seq 1 30); do
-        left=0
-        for i in "${!BASES[@]}"; do
-            [ "${at[$i]}" -ge 0 ] && continue
-            if [ "$(code "${BASES[$i]}/index.html")" = "$want" ]; then
-                at[i]=$((($(date +%s%N) - T0) / 1000000))
-            else
-                left=1
-            fi
-        done
-        [ "$left" = 0 ] && break
-        sleep 0.1
-    done
-    for i in "${!BASES[@]}"; do
-        ms=${at[$i]}
-        all="$all ${NAMES[$i]}=${ms}ms"
-        if [ "$ms" -lt 0 ] || [ "$ms" -gt 2000 ]; then
-            slow="$slow ${NAMES[$i]}"
-        fi
-        [ "$ms" -gt "$worst" ] && worst=$ms
-    done
-    echo "# $what:$all"
-    if [ -z "$slow" ]; then
-        ok "$what: all three answer $want within 2 s (slowest ${worst} ms)"
-    else
-        not_ok "$what: all three answer $want within 2 s (late:$slow)"
-    fi
-}
 
 # in_hash PORT -- 1 when the master on PORT holds the ban of 127.0.0.1.
 in_hash() {

@@ -30,6 +30,7 @@
 #     Redis); one event=banned alert per ban, from the server that made
 #     it.
 . "$(dirname "$0")/fcgi_lib.sh"
+. "$(dirname "$0")/fleet_lib.sh"
 
 CTL="$BUILD/ctl/ratelimit2ctl"
 
@@ -132,69 +133,6 @@ AUDIT=$T_DIR/ctl.audit
 C=("$CTL" -c "$T_DIR/ctl.conf" -R "127.0.0.1:$RP" -z "$(zone_name ctl)"
     --state "$T_DIR/state-ctl/ctl.overrides" --audit "$AUDIT")
 N=0
-
-# change WHAT ARGS... -- one change through ratelimit2ctl; T0 its start.
-change() {
-    local what=$1 out
-    shift
-    T0=$(date +%s%N)
-    if out=$("${C[@]}" "$@" 2>&1); then
-        ok "$what"
-        N=$((N + 1))
-    else
-        not_ok "$what"
-        printf '%s\n' "$out" | sed 's/^/#   /'
-    fi
-}
-
-# code_at BASE [PATH [curl args...]] -- the status of one request for
-# PATH (default /index.html) on the server at BASE.
-code_at() {
-    local base=$1 path=${2:-/index.html}
-    shift
-    [ $# -gt 0 ] && shift
-    code "$base$path" "$@"
-}
-
-# propagates WHAT CODE [PATH [curl args...]] -- a test: from T0, each
-# server answers CODE for PATH (default /index.html); every 100 ms each
-# server not there yet is asked again, for 3 s at most.  The time each
-# took is printed.  A host mirrors Redis at most once a second, on a
-# request; more than 2 s (a second of syncing, and as much again for a
-# loaded machine and the requests' own time) is a failure.
-propagates() {
-    local what=$1 want=$2 i ms worst=0 all="" slow="" left
-    local -a at=()
-    shift 2
-    for i in "${!URLS[@]}"; do at[i]=-1; done
-    for _ in $(seq 1 30); do
-        left=0
-        for i in "${!URLS[@]}"; do
-            [ "${at[$i]}" -ge 0 ] && continue
-            if [ "$(code_at "${BASES[$i]}" "$@")" = "$want" ]; then
-                at[i]=$((($(date +%s%N) - T0) / 1000000))
-            else
-                left=1
-            fi
-        done
-        [ "$left" = 0 ] && break
-        sleep 0.1
-    done
-    for i in "${!URLS[@]}"; do
-        ms=${at[$i]}
-        all="$all ${NAMES[$i]}=${ms}ms"
-        if [ "$ms" -lt 0 ] || [ "$ms" -gt 2000 ]; then
-            slow="$slow ${NAMES[$i]}"
-        fi
-        [ "$ms" -gt "$worst" ] && worst=$ms
-    done
-    echo "# $what:$all"
-    if [ -z "$slow" ]; then
-        ok "$what: all three answer $want within 2 s (slowest ${worst} ms)"
-    else
-        not_ok "$what: all three answer $want within 2 s (late:$slow)"
-    fi
-}
 
 # ---- a ban with --ttl 4s reaches every server ----
 change "ratelimit2ctl -R bans 127.0.0.1 --ttl 4s" \

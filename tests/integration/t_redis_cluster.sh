@@ -6,46 +6,7 @@
 # (-ASK), and configtest errors for bad cluster: settings.
 source "$(dirname "$0")/fcgi_lib.sh"
 
-CDIR=$T_DIR/cluster
-PORTS=()
-
-# cnode N -- cluster node N on ${PORTS[N]}, its bus on a port of its own
-# (port + 10000 may be taken or beyond 65535), files in $CDIR/N.
-cnode() {
-    local n=$1 port=${PORTS[$1]}
-    mkdir -p "$CDIR/$n"
-    redis-server --port "$port" --cluster-port "$(free_port)" \
-        --bind 127.0.0.1 --cluster-enabled yes \
-        --cluster-config-file nodes.conf --save '' --appendonly no \
-        --dir "$CDIR/$n" --daemonize yes --pidfile "$CDIR/$n/redis.pid" \
-        --logfile "$CDIR/$n/redis.log" >/dev/null
-    RL2_PIDFILES+=("$CDIR/$n/redis.pid")
-    for _ in $(seq 1 100); do
-        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-for n in 0 1 2; do
-    PORTS[$n]=$(free_port)
-    cnode "$n" || { not_ok "cluster node $n starts"; done_testing; exit 1; }
-done
-redis-cli --cluster create "127.0.0.1:${PORTS[0]}" "127.0.0.1:${PORTS[1]}" \
-    "127.0.0.1:${PORTS[2]}" --cluster-replicas 0 --cluster-yes \
-    >"$CDIR/create.log" 2>&1
-formed=0
-for _ in $(seq 1 300); do
-    formed=1
-    for p in "${PORTS[@]}"; do
-        redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' \
-            || formed=0
-    done
-    [ "$formed" = 1 ] && break
-    sleep 0.1
-done
-is "three masters form a cluster" 1 "$formed"
-[ "$formed" = 1 ] || { cat "$CDIR/create.log"; done_testing; exit 1; }
+redis_cluster_first
 
 # all_keys -- every rl2 key of the cluster, one per line, sorted.
 all_keys() {
