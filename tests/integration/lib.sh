@@ -510,6 +510,24 @@ redis_cluster_first() {
     [ "$formed" = 1 ] || { cat "$CDIR/create.log"; done_testing; exit 1; }
 }
 
+# owner SLOT -- the port of the master that serves SLOT (CLUSTER NODES of
+# the first master: slot ranges from the ninth field on; entries such as
+# "[slot->-id]" mark a migration and are skipped).
+owner() {
+    redis-cli -p "${PORTS[0]}" cluster nodes | awk -v s="$1" '
+        $3 ~ /master/ {
+            for (i = 9; i <= NF; i++) {
+                n = split($i, r, "-")
+                if (r[1] !~ /^[0-9]+$/) continue
+                hi = (n == 2) ? r[2] : r[1]
+                if (s + 0 >= r[1] + 0 && s + 0 <= hi + 0) {
+                    split($2, a, "[:@]")
+                    print a[2]
+                }
+            }
+        }'
+}
+
 # sink_start -- a unix datagram socket at $SINK standing in for syslog;
 # every datagram becomes a line of $LOG.  Stopped at exit.
 sink_start() {

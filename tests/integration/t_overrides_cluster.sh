@@ -20,22 +20,6 @@ redis_cluster_first
 HASH='{rl2:overrides}'
 SLOT=$(redis-cli -p "${PORTS[0]}" cluster keyslot "$HASH")
 
-# owner -- the port of the master that serves $SLOT.
-owner() {
-    redis-cli -p "${PORTS[0]}" cluster nodes | awk -v s="$SLOT" '
-        $3 ~ /master/ {
-            for (i = 9; i <= NF; i++) {
-                n = split($i, r, "-")
-                if (r[1] !~ /^[0-9]+$/) continue
-                hi = (n == 2) ? r[2] : r[1]
-                if (s + 0 >= r[1] + 0 && s + 0 <= hi + 0) {
-                    split($2, a, "[:@]")
-                    print a[2]
-                }
-            }
-        }'
-}
-
 # not_port PORT -- a master other than PORT.
 not_port() {
     local p
@@ -44,7 +28,7 @@ not_port() {
     done
 }
 
-OWNER=$(owner)
+OWNER=$(owner "$SLOT")
 # The first seed does not hold the hash: the first command for it is
 # answered -MOVED (or the slot map read from the seed sends it on).
 FIRST=$(not_port "$OWNER")
@@ -149,7 +133,7 @@ done
 for p in "$NEW" "$OWNER" "${PORTS[@]}"; do
     redis-cli -p "$p" cluster setslot "$SLOT" node "$id_new" >/dev/null
 done
-is "the slot of $HASH is now served by another master" "$NEW" "$(owner)"
+is "the slot of $HASH is now served by another master" "$NEW" "$(owner "$SLOT")"
 change "a second ban, the slot moved" ban 127.0.0.1 --reason "cluster test 2"
 propagates "the second ban" 429
 is "the second ban is in the hash on the slot's new master" 1 \

@@ -27,24 +27,6 @@ holder() {
 
 node_id() { redis-cli -p "$1" cluster myid; }
 
-# owner SLOT -- the port of the master that serves SLOT (CLUSTER NODES of
-# the first master: slot ranges from the ninth field on; entries such as
-# "[slot->-id]" mark a migration and are skipped).
-owner() {
-    redis-cli -p "${PORTS[0]}" cluster nodes | awk -v s="$1" '
-        $3 ~ /master/ {
-            for (i = 9; i <= NF; i++) {
-                n = split($i, r, "-")
-                if (r[1] !~ /^[0-9]+$/) continue
-                hi = (n == 2) ? r[2] : r[1]
-                if (s + 0 >= r[1] + 0 && s + 0 <= hi + 0) {
-                    split($2, a, "[:@]")
-                    print a[2]
-                }
-            }
-        }'
-}
-
 # move_start SLOT FROM TO -- IMPORTING on TO, MIGRATING on FROM, and the
 # slot's keys carried over: from now on FROM answers -ASK.
 move_start() {
