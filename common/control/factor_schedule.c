@@ -46,8 +46,8 @@ rl2_tz_name_ok(const char *zone)
         char ch = zone[i];
 
         if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z')
-              || (ch >= '0' && ch <= '9') || ch == '_' || ch == '+'
-              || ch == '-' || ch == '/')) {
+              || (ch >= '0' && ch <= '9') || ch == '_' || ch == '+' || ch == '-'
+              || ch == '/')) {
             return 0;
         }
     }
@@ -102,8 +102,7 @@ rl2_tz_counts_ok(const uint32_t cnt[6])
 
 /* The types' offsets, checked. */
 static rl2_status_t
-rl2_tz_types(const unsigned char *p, uint32_t n, int32_t *off,
-             rl2_err_t *err)
+rl2_tz_types(const unsigned char *p, uint32_t n, int32_t *off, rl2_err_t *err)
 {
     for (uint32_t i = 0; i < n; i++) {
         int32_t o = (int32_t)rl2_tz_be32(p + 6 * i);
@@ -206,8 +205,8 @@ rl2_tz_read(const char *path, unsigned char *buf, size_t *len, rl2_err_t *err)
         }
         if (n < 0) {
             close(fd);
-            return rl2_err_set(err, RL2_ERR_CONFIG, "cannot read %s: %s",
-                               path, strerror(errno));
+            return rl2_err_set(err, RL2_ERR_CONFIG, "cannot read %s: %s", path,
+                               strerror(errno));
         }
         got += (size_t)n;
     }
@@ -317,8 +316,8 @@ rl2_sched_share(rl2_overrides_t *t, const rl2_schedule_conf_t *c, uint32_t to)
     if (from == to) {
         return;
     }
-    from = atomic_exchange_explicit(&t->shm->sched_ppm, to,
-                                    memory_order_acq_rel);
+    from =
+        atomic_exchange_explicit(&t->shm->sched_ppm, to, memory_order_acq_rel);
     if (from != to) {
         rl2_factor_alert(t, "schedule", from == 0 ? RL2_OVR_FACTOR_ONE : from,
                          to, "zone", c->zone);
@@ -330,8 +329,8 @@ rl2_schedule_factor(rl2_overrides_t *t, const rl2_schedule_conf_t *c,
                     const rl2_clock_t *now)
 {
     int64_t  sec = now->wall_us / RL2_US_PER_S;
-    uint64_t cached = atomic_load_explicit(&c->cache->second_ppm,
-                                           memory_order_relaxed);
+    uint64_t cached =
+        atomic_load_explicit(&c->cache->second_ppm, memory_order_relaxed);
     uint32_t ppm;
 
     if (cached != 0 && (int64_t)(cached >> 30) == sec) {
@@ -339,8 +338,8 @@ rl2_schedule_factor(rl2_overrides_t *t, const rl2_schedule_conf_t *c,
     }
     ppm = rl2_schedule_at(c, sec);
     if (sec >= 0 && sec < ((int64_t)1 << 33)) {
-        atomic_store_explicit(&c->cache->second_ppm,
-                              (uint64_t)sec << 30 | ppm, memory_order_relaxed);
+        atomic_store_explicit(&c->cache->second_ppm, (uint64_t)sec << 30 | ppm,
+                              memory_order_relaxed);
     }
     rl2_sched_share(t, c, ppm);
     return ppm;

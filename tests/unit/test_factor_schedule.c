@@ -4,7 +4,8 @@
  * the C library's localtime_r (TZ set in this test only) over 2026-2030
  * and through the DST changes, zone names, damaged files, window
  * matching with wrapping days and midnight crossing, the loader's errors
- * with file:line, and a decision that admits exactly half.
+ * with file:line, a decision that admits exactly half, and one under
+ * both the load and the schedule factor, which multiply.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,8 +52,7 @@ sweep_zone(const char *zone)
     char          env[80];
     int64_t       n = 0;
 
-    assert_int_equal(rl2_tz_load(p, ZONEINFO, zone, T2026, &tz, &err),
-                     RL2_OK);
+    assert_int_equal(rl2_tz_load(p, ZONEINFO, zone, T2026, &tz, &err), RL2_OK);
     snprintf(env, sizeof(env), ":%s", zone);
     setenv("TZ", env, 1);
     tzset();
@@ -133,16 +133,16 @@ test_berlin_dst_days(void **state)
 static void
 test_zone_names_and_files(void **state)
 {
-    rl2_policy_t  *p = load_ok("rules = ();\n");
-    rl2_tz_t       tz;
-    rl2_err_t      err = { "" };
-    unsigned char  buf[4096];
-    size_t         len;
-    int            rule = 0;
-    FILE          *f;
-    const char    *bad[] = { "",         "/etc/passwd", "../etc/passwd",
-                             "Europe/..", "Europe//Berlin", "Europe/",
-                             "a b",      "Europe/Berlin\n", "x;y" };
+    rl2_policy_t *p = load_ok("rules = ();\n");
+    rl2_tz_t      tz;
+    rl2_err_t     err = { "" };
+    unsigned char buf[4096];
+    size_t        len;
+    int           rule = 0;
+    FILE         *f;
+    const char   *bad[] = { "",          "/etc/passwd",     "../etc/passwd",
+                            "Europe/..", "Europe//Berlin",  "Europe/",
+                            "a b",       "Europe/Berlin\n", "x;y" };
 
     (void)state;
     assert_true(rl2_tz_name_ok("Europe/Berlin"));
@@ -198,10 +198,19 @@ test_windows(void **state)
 {
     rl2_schedule_conf_t c;
     rl2_sched_window_t  w;
-    const char *bad[] = { "", "Mon-", "Monday", "Mon 9:00-18:00", "Mon 09:00",
-                          "Mon 09:00-09:00", "Mon 24:00-01:00",
-                          "Mon 25:00-26:00", "Mon 09:60-10:00", "Mon,",
-                          "* 09:00-18:00 ", "Mon  09:00-18:00", "**" };
+    const char         *bad[] = { "",
+                                  "Mon-",
+                                  "Monday",
+                                  "Mon 9:00-18:00",
+                                  "Mon 09:00",
+                                  "Mon 09:00-09:00",
+                                  "Mon 24:00-01:00",
+                                  "Mon 25:00-26:00",
+                                  "Mon 09:60-10:00",
+                                  "Mon,",
+                                  "* 09:00-18:00 ",
+                                  "Mon  09:00-18:00",
+                                  "**" };
 
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -319,19 +328,15 @@ typedef struct {
     rl2_overrides_t *table;
 } fs_fixture_t;
 
+static char load_file[64];
+
 static int
-setup(void **state)
+setup_with(void **state, const char *policy)
 {
     fs_fixture_t *a;
     rl2_err_t     err;
 
-    setup_sized(state,
-                "rules = ( { name = \"api\"; paths = [ \"/api\" ]; "
-                "limits = ( { rate = \"10/1h\"; key = \"ip\"; } ); } );\n"
-                "factors = { schedule = { zone = \"Asia/Kolkata\"; "
-                "windows = ( { when = \"* 00:00-24:00\"; factor = 0.5; } ); "
-                "}; };\n",
-                1024, "sched");
+    setup_sized(state, policy, 1024, "sched");
     a = realloc(*state, sizeof(*a));
     assert_non_null(a);
     assert_int_equal(
@@ -339,6 +344,38 @@ setup(void **state)
     a->base.policy->overrides = a->table;
     *state = a;
     return 0;
+}
+
+static int
+setup(void **state)
+{
+    return setup_with(
+        state, "rules = ( { name = \"api\"; paths = [ \"/api\" ]; "
+               "limits = ( { rate = \"10/1h\"; key = \"ip\"; } ); } );\n"
+               "factors = { schedule = { zone = \"Asia/Kolkata\"; "
+               "windows = ( { when = \"* 00:00-24:00\"; factor = 0.5; } ); "
+               "}; };\n");
+}
+
+/* A load of 0.93 (x0.5 above 0.8) and a window of x0.4. */
+static int
+setup_both(void **state)
+{
+    char  policy[640];
+    FILE *f = fopen(load_file, "w");
+
+    assert_non_null(f);
+    fputs("0.93 0.50 0.40 1/100 1234\n", f);
+    assert_int_equal(fclose(f), 0);
+    snprintf(policy, sizeof(policy),
+             "rules = ( { name = \"api\"; paths = [ \"/api\" ]; "
+             "limits = ( { rate = \"10/1h\"; key = \"ip\"; } ); } );\n"
+             "factors = { load = { source = \"%s\"; per_cpu = false; "
+             "steps = ( { above = 0.8; factor = 0.5; } ); };\n"
+             "schedule = { zone = \"UTC\"; "
+             "windows = ( { when = \"*\"; factor = 0.4; } ); }; };\n",
+             load_file);
+    return setup_with(state, policy);
 }
 
 static int
@@ -384,6 +421,33 @@ test_decide_admits_half(void **state)
     assert_int_equal(ppm, 500000);
 }
 
+/* Both factors multiply: 10 x 0.5 x 0.4 = 2 admitted. */
+static void
+test_decide_with_load(void **state)
+{
+    fs_fixture_t *a = *state;
+    rl2_request_t req = { .method = "GET",
+                          .path = "/api",
+                          .peer_ip = "192.0.2.8" };
+    rl2_clock_t   now = { .mono_us = 9000 * RL2_US_PER_S,
+                          .wall_us = 1790000000 * RL2_US_PER_S };
+    rl2_verdict_t v;
+    rl2_err_t     err;
+    int           admitted = 0;
+
+    for (int i = 0; i < 6; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store,
+                                    &req, RL2_PHASE_ALL, &now, &v, &err),
+                         RL2_OK);
+        admitted += v.outcome == RL2_OUTCOME_ALLOW;
+        if (i == 0) {
+            assert_int_equal(v.layers[0].limit->algo.limit, 2);
+        }
+    }
+    assert_int_equal(admitted, 2);
+}
+
 int
 main(void)
 {
@@ -399,7 +463,14 @@ main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test_setup_teardown(test_decide_admits_half, setup,
                                         teardown_fs),
+        cmocka_unit_test_setup_teardown(test_decide_with_load, setup_both,
+                                        teardown_fs),
     };
+    int rc;
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    snprintf(load_file, sizeof(load_file), "/tmp/rl2test-%d-sched-load",
+             (int)getpid());
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    unlink(load_file);
+    return rc;
 }
