@@ -126,6 +126,9 @@ typedef struct {
     _Atomic int64_t  load_changed_us; /* monotonic; 0: never changed */
     _Atomic int32_t  load_step;       /* the step it is in; -1, 0: none */
     _Atomic uint32_t load_ppm;        /* the factor; 0: x1 */
+    /* The schedule factor (factor_schedule.c) the host's processes last
+     * worked out; 0: none yet.  Who exchanges a new one in logs it. */
+    _Atomic uint32_t sched_ppm;
     ovr_slot_t       slots[OVR_SLOTS];
 } ovr_shm_t;
 
@@ -521,6 +524,61 @@ uint32_t rl2_overrides_load(rl2_overrides_t *t, const rl2_load_conf_t *c,
 /* What the last reading left (for metrics): 0 before any; else 1, and
  * *ppm the factor. */
 int rl2_overrides_load_factor(const rl2_overrides_t *t, uint32_t *ppm);
+
+/* ---- the schedule factor (factor_schedule.c) ---- */
+
+/* Is `zone` a zone name to look up under /usr/share/zoneinfo: 1 to 64
+ * bytes of [A-Za-z0-9_+-/], no leading '/', no "..", no empty part? */
+int rl2_tz_name_ok(const char *zone);
+
+/* Read TZif data (version 2 or later, its 64-bit part; `len` bytes) into
+ * tz, in policy's arena; *footer_rule set when the footer's TZ string
+ * has a daylight rule.  RL2_ERR_CONFIG with err->msg when the data is
+ * not a valid TZif file. */
+rl2_status_t rl2_tz_parse(rl2_policy_t *policy, const unsigned char *buf,
+                          size_t len, rl2_tz_t *tz, int *footer_rule,
+                          rl2_err_t *err);
+
+/* The zone's file under `dir` (/usr/share/zoneinfo), read (at most
+ * 256 KiB) and parsed as rl2_tz_parse; refused when the zone changes
+ * its offset by a rule past the table's end and that end is less than
+ * a year after now_s. */
+rl2_status_t rl2_tz_load(rl2_policy_t *policy, const char *dir,
+                         const char *zone, int64_t now_s, rl2_tz_t *tz,
+                         rl2_err_t *err);
+
+/* The local time of UTC second t: seconds since the epoch as the zone's
+ * wall clock reads them. */
+int64_t rl2_tz_local(const rl2_tz_t *tz, int64_t t);
+
+/* The factor the schedule gives at UTC second t: the first window that
+ * holds t's local time, else x1. */
+uint32_t rl2_schedule_at(const rl2_schedule_conf_t *c, int64_t t);
+
+/* The schedule factor in ppm now, worked out at most once a second per
+ * process: every window boundary and every offset change is on a whole
+ * second, so the result holds to the end of the second.  A change the
+ * host had not seen goes to the table t (may be NULL): one syslog line
+ * event=factor, and the gauge. */
+uint32_t rl2_schedule_factor(rl2_overrides_t *t, const rl2_schedule_conf_t *c,
+                             const rl2_clock_t *now);
+
+/* The schedule factor the host last worked out (for metrics): 0 before
+ * any; else 1, and *ppm the factor. */
+int rl2_overrides_schedule_factor(const rl2_overrides_t *t, uint32_t *ppm);
+
+/* One event=factor line: factor `name` went from `from` to `to` ppm,
+ * with one more field (key, value) when key is not NULL. */
+void rl2_factor_alert(rl2_overrides_t *t, const char *name, uint32_t from,
+                      uint32_t to, const char *key, const char *value);
+
+/* A process's last result (in the policy's arena). */
+struct rl2_sched_cache {
+    /* The second it is for (wall clock, s) << 30 | the factor in ppm,
+     * one word so that no thread reads one's second with another's
+     * factor; 0: none yet. */
+    _Atomic uint64_t second_ppm;
+};
 
 /* f * g in ppm, kept within the factor bounds (override_read.c). */
 uint32_t rl2_ovr_factor_mul(uint32_t f, uint32_t g);

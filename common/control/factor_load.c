@@ -95,24 +95,33 @@ rl2_load_read(const char *path, int per_cpu)
 
 /* "0.7", "1", "1.3". */
 static void
-rl2_load_ppm_text(uint32_t ppm, char *buf, size_t size)
+rl2_factor_ppm_text(uint32_t ppm, char *buf, size_t size)
 {
     snprintf(buf, size, "%g", (double)ppm / RL2_OVR_FACTOR_ONE);
+}
+
+void
+rl2_factor_alert(rl2_overrides_t *t, const char *name, uint32_t from,
+                 uint32_t to, const char *key, const char *value)
+{
+    char f[24], g[24];
+
+    rl2_factor_ppm_text(from, f, sizeof(f));
+    rl2_factor_ppm_text(to, g, sizeof(g));
+    const rl2_alert_field_t fields[] = {
+        { "factor", name }, { "from", f }, { "to", g }, { key, value }
+    };
+
+    rl2_ovr_audit_line(t, RL2_ALERT_FACTOR, fields, key != NULL ? 4 : 3);
 }
 
 static void
 rl2_load_alert(rl2_overrides_t *t, uint32_t from, uint32_t to, int64_t milli)
 {
-    char f[24], g[24], l[24];
+    char l[24];
 
-    rl2_load_ppm_text(from, f, sizeof(f));
-    rl2_load_ppm_text(to, g, sizeof(g));
     snprintf(l, sizeof(l), "%g", (double)milli / 1000);
-    const rl2_alert_field_t fields[] = {
-        { "factor", "load" }, { "from", f }, { "to", g }, { "load", l }
-    };
-
-    rl2_ovr_audit_line(t, RL2_ALERT_FACTOR, fields, 4);
+    rl2_factor_alert(t, "load", from, to, "load", l);
 }
 
 /* The reading this process took: the step, and a change if due. */

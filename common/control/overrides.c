@@ -40,7 +40,7 @@
 
 #define OVR_MAGIC 0x4f565231u /* "OVR1" */
 /* 3: the shm_obj header of its own, and the Redis mirror's fields */
-#define OVR_VERSION 4u
+#define OVR_VERSION 5u
 
 static int
 rl2_ovr_expired(const rl2_override_t *o, int64_t now_us)

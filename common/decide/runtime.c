@@ -2,7 +2,8 @@
  * runtime.c -- what the runtime override table (overrides.h) changes in a
  * decision: bans and the emergency switch refuse before any rule, allows
  * let through, a tier override names the client's tier, rule modes and
- * boosts and the load factor (policy factors.load) change the layers.
+ * boosts and the adaptive factors (policy factors.load, factors.schedule)
+ * change the layers.
  *
  * With no override set, a decision pays one load (rl2_overrides_idle).
  * A factor scales a limit's counts (limit, burst, overflow), never below
@@ -55,6 +56,9 @@ rl2_runtime_client(rl2_ctx_t *c)
         c->policy->load.source != NULL
             ? rl2_overrides_load(c->policy->overrides, &c->policy->load, now)
             : RL2_OVR_FACTOR_ONE;
+    c->sched_ppm = c->policy->schedule.zone != NULL ? rl2_schedule_factor(
+                       c->policy->overrides, &c->policy->schedule, now)
+                                                    : RL2_OVR_FACTOR_ONE;
     if ((c->phase & RL2_PHASE_LATE) == 0
         && rl2_overrides_name_identities(c->policy->overrides)) {
         v->needs_late = 1;
@@ -141,11 +145,12 @@ rl2_runtime_scaled(rl2_limit_t *s, const rl2_limit_t *limit, uint32_t f)
                || rl2_algo_params_check(&s->overflow, &ignored) == RL2_OK);
 }
 
-/* With a load factor, every limit's factor stays within its min..max. */
+/* With an adaptive factor, every limit's factor stays within that
+ * factor's min..max. */
 static uint32_t
-rl2_runtime_load_bound(const rl2_load_conf_t *c, uint32_t f)
+rl2_runtime_bound(uint32_t min_ppm, uint32_t max_ppm, uint32_t f)
 {
-    return f < c->min_ppm ? c->min_ppm : f > c->max_ppm ? c->max_ppm : f;
+    return f < min_ppm ? min_ppm : f > max_ppm ? max_ppm : f;
 }
 
 static const rl2_limit_t *
@@ -165,8 +170,12 @@ rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
     }
     f = rl2_overrides_factor(p->overrides, rule->name, tier, c->now->wall_us);
     if (p->load.source != NULL) {
-        f = rl2_runtime_load_bound(&p->load,
-                                   rl2_ovr_factor_mul(f, c->load_ppm));
+        f = rl2_runtime_bound(p->load.min_ppm, p->load.max_ppm,
+                              rl2_ovr_factor_mul(f, c->load_ppm));
+    }
+    if (p->schedule.zone != NULL) {
+        f = rl2_runtime_bound(p->schedule.min_ppm, p->schedule.max_ppm,
+                              rl2_ovr_factor_mul(f, c->sched_ppm));
     }
     if (f == RL2_OVR_FACTOR_ONE) {
         return limit;

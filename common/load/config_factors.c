@@ -22,12 +22,21 @@
  */
 #include <math.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "load_internal.h"
 #include "policy/policy_internal.h"
 #include "ratelimit2/overrides.h"
+#include "control/control_internal.h"
 
-static const char *const rl2_factors_keys[] = { "load", NULL };
+/* Where named zones' TZif files are. */
+#define RL2_ZONEINFO_DIR "/usr/share/zoneinfo"
+
+static const char *const rl2_factors_keys[] = { "load", "schedule", NULL };
+static const char *const rl2_sched_keys[] = { "zone", "windows", "min", "max",
+                                              NULL };
+static const char *const rl2_sched_window_keys[] = { "when", "factor", NULL };
 static const char *const rl2_load_keys[] = { "source", "per_cpu", "steps",
                                              "margin", "hold",    "min",
                                              "max",    NULL };
@@ -40,7 +49,7 @@ static const char *const rl2_load_step_keys[] = { "above", "below", "factor",
 /* s, an integer or a float, as a number. */
 static rl2_status_t
 rl2_cfg_number(const rl2_cfg_t *cfg, const config_setting_t *s,
-               const char *what, double *out)
+               const char *group, const char *what, double *out)
 {
     switch (config_setting_type(s)) {
     case CONFIG_TYPE_FLOAT:
@@ -52,31 +61,39 @@ rl2_cfg_number(const rl2_cfg_t *cfg, const config_setting_t *s,
         break;
     default:
         return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "factors.load: '%s' must be a number", what);
+                            "factors.%s: '%s' must be a number", group, what);
     }
     if (!isfinite(*out)) {
         return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "factors.load: '%s' must be a finite number", what);
+                            "factors.%s: '%s' must be a finite number", group,
+                            what);
     }
     return RL2_OK;
 }
 
-/* A factor (x0.001 .. x1000) in ppm. */
+/* A factor (x0.001 .. x1000) in ppm; `group` names it in messages. */
+static rl2_status_t
+rl2_cfg_factor_in(const rl2_cfg_t *cfg, const config_setting_t *s,
+                  const char *group, const char *what, uint32_t *out)
+{
+    double f = 0;
+
+    RL2_TRY(rl2_cfg_number(cfg, s, group, what, &f));
+    if (f * RL2_OVR_FACTOR_ONE < RL2_OVR_FACTOR_MIN - 0.5
+        || f * RL2_OVR_FACTOR_ONE > RL2_OVR_FACTOR_MAX + 0.5) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "factors.%s: '%s' must be from 0.001 to 1000",
+                            group, what);
+    }
+    *out = (uint32_t)(f * RL2_OVR_FACTOR_ONE + 0.5);
+    return RL2_OK;
+}
+
 static rl2_status_t
 rl2_cfg_factor(const rl2_cfg_t *cfg, const config_setting_t *s,
                const char *what, uint32_t *out)
 {
-    double f = 0;
-
-    RL2_TRY(rl2_cfg_number(cfg, s, what, &f));
-    if (f * RL2_OVR_FACTOR_ONE < RL2_OVR_FACTOR_MIN - 0.5
-        || f * RL2_OVR_FACTOR_ONE > RL2_OVR_FACTOR_MAX + 0.5) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "factors.load: '%s' must be from 0.001 to 1000",
-                            what);
-    }
-    *out = (uint32_t)(f * RL2_OVR_FACTOR_ONE + 0.5);
-    return RL2_OK;
+    return rl2_cfg_factor_in(cfg, s, "load", what, out);
 }
 
 /* A load (0 .. 10^6) in thousandths. */
@@ -86,7 +103,7 @@ rl2_cfg_load_value(const rl2_cfg_t *cfg, const config_setting_t *s,
 {
     double v = 0;
 
-    RL2_TRY(rl2_cfg_number(cfg, s, what, &v));
+    RL2_TRY(rl2_cfg_number(cfg, s, "load", what, &v));
     if (v < 0 || v * 1000 > RL2_LOAD_MAX_MILLI) {
         return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
                             "factors.load: '%s' must be from 0 to 1000000",
@@ -247,15 +264,231 @@ rl2_cfg_load(rl2_cfg_t *cfg, const config_setting_t *g)
     return RL2_OK;
 }
 
+/* ---- factors.schedule ---- */
+
+static const char *const rl2_sched_day_names[] = { "Mon", "Tue", "Wed", "Thu",
+                                                   "Fri", "Sat", "Sun" };
+
+/* One day name at *p ("Mon" .. "Sun", any case): its number, or -1. */
+static int
+rl2_sched_day(const char **p)
+{
+    for (int d = 0; d < 7; d++) {
+        if (strncasecmp(*p, rl2_sched_day_names[d], 3) == 0) {
+            *p += 3;
+            return d;
+        }
+    }
+    return -1;
+}
+
+/* "*", or days and ranges joined by ',' ("Mon-Fri,Sun"; "Fri-Mon"
+ * wraps): bits, 0 when malformed. */
+static unsigned
+rl2_sched_days(const char **p)
+{
+    unsigned bits = 0;
+
+    if (**p == '*') {
+        (*p)++;
+        return 0x7f;
+    }
+    for (;;) {
+        int from = rl2_sched_day(p), to = from;
+
+        if (from < 0) {
+            return 0;
+        }
+        if (**p == '-') {
+            (*p)++;
+            if ((to = rl2_sched_day(p)) < 0) {
+                return 0;
+            }
+        }
+        for (int d = from;; d = (d + 1) % 7) {
+            bits |= 1u << d;
+            if (d == to) {
+                break;
+            }
+        }
+        if (**p != ',') {
+            return bits;
+        }
+        (*p)++;
+    }
+}
+
+/* "HH:MM" (00:00 .. 24:00) as seconds of the day at *p, or -1. */
+static int32_t
+rl2_sched_clock(const char **p)
+{
+    const char *s = *p;
+    int         h, m;
+
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9' || s[2] != ':'
+        || s[3] < '0' || s[3] > '5' || s[4] < '0' || s[4] > '9') {
+        return -1;
+    }
+    h = (s[0] - '0') * 10 + (s[1] - '0');
+    m = (s[3] - '0') * 10 + (s[4] - '0');
+    if (h > 24 || (h == 24 && m != 0)) {
+        return -1;
+    }
+    *p += 5;
+    return h * 3600 + m * 60;
+}
+
+int
+rl2_sched_when_parse(const char *when, rl2_sched_window_t *w)
+{
+    const char *p = when;
+
+    w->days = rl2_sched_days(&p);
+    w->from_s = 0;
+    w->to_s = 86400;
+    if (w->days == 0) {
+        return 0;
+    }
+    if (*p == '\0') {
+        return 1;
+    }
+    if (*p++ != ' ' || (w->from_s = rl2_sched_clock(&p)) < 0 || *p++ != '-'
+        || (w->to_s = rl2_sched_clock(&p)) < 0 || *p != '\0'
+        || w->from_s == w->to_s || w->from_s == 86400) {
+        return 0;
+    }
+    /* Past midnight: the rest belongs to the day the window started. */
+    if (w->to_s < w->from_s) {
+        w->to_s += 86400;
+    }
+    return 1;
+}
+
+static rl2_status_t
+rl2_cfg_sched_window(rl2_cfg_t *cfg, const config_setting_t *s,
+                     rl2_sched_window_t *w)
+{
+    const char             *when = NULL;
+    const config_setting_t *factor;
+
+    if (!config_setting_is_group(s)) {
+        return rl2_cfg_fail(
+            cfg, s, RL2_ERR_CONFIG,
+            "factors.schedule: a window must be a group "
+            "{ when = \"Mon-Fri 09:00-18:00\"; factor = 0.8; }");
+    }
+    RL2_TRY(rl2_cfg_keys(cfg, s, "a factors.schedule window",
+                         rl2_sched_window_keys));
+    RL2_TRY(rl2_cfg_string(cfg, s, "when", &when));
+    factor = rl2_cfg_at(s, "factor");
+    if (when == NULL || factor == NULL) {
+        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                            "factors.schedule: a window needs 'when' and "
+                            "'factor'");
+    }
+    if (!rl2_sched_when_parse(when, w)) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(s, "when"), RL2_ERR_CONFIG,
+                            "factors.schedule: 'when' must be days (\"*\", "
+                            "\"Mon-Fri\", \"Sat,Sun\") and an optional "
+                            "\"HH:MM-HH:MM\", not '%s'",
+                            when);
+    }
+    return rl2_cfg_factor_in(cfg, factor, "schedule", "factor", &w->factor_ppm);
+}
+
+static rl2_status_t
+rl2_cfg_sched_windows(rl2_cfg_t *cfg, const config_setting_t *g,
+                      rl2_schedule_conf_t *sc)
+{
+    const config_setting_t *list = rl2_cfg_at(g, "windows");
+    unsigned                n = 0;
+
+    if (list != NULL) {
+        RL2_TRY(rl2_cfg_list(cfg, list, "windows", &n));
+    }
+    if (list == NULL || n == 0 || n > RL2_SCHED_WINDOWS_MAX) {
+        return rl2_cfg_fail(cfg, list != NULL ? list : g, RL2_ERR_CONFIG,
+                            "factors.schedule: 'windows' must list 1 to %d "
+                            "windows",
+                            RL2_SCHED_WINDOWS_MAX);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(list, i);
+
+        RL2_TRY(rl2_cfg_sched_window(cfg, s, &sc->windows[i]));
+        if (sc->windows[i].factor_ppm < sc->min_ppm
+            || sc->windows[i].factor_ppm > sc->max_ppm) {
+            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                                "factors.schedule: a window's factor must "
+                                "be within 'min' and 'max'");
+        }
+    }
+    sc->n_windows = n;
+    return RL2_OK;
+}
+
+static rl2_status_t
+rl2_cfg_schedule(rl2_cfg_t *cfg, const config_setting_t *g)
+{
+    rl2_schedule_conf_t    *sc = &cfg->policy->schedule;
+    const config_setting_t *s;
+    const char             *zone = NULL;
+    rl2_err_t               err;
+    rl2_status_t            st;
+
+    sc->min_ppm = RL2_OVR_FACTOR_MIN;
+    sc->max_ppm = RL2_OVR_FACTOR_MAX;
+    if ((s = rl2_cfg_at(g, "min")) != NULL) {
+        RL2_TRY(rl2_cfg_factor_in(cfg, s, "schedule", "min", &sc->min_ppm));
+    }
+    if ((s = rl2_cfg_at(g, "max")) != NULL) {
+        RL2_TRY(rl2_cfg_factor_in(cfg, s, "schedule", "max", &sc->max_ppm));
+    }
+    if (sc->min_ppm > sc->max_ppm) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "min"), RL2_ERR_CONFIG,
+                            "factors.schedule: 'min' is more than 'max'");
+    }
+    RL2_TRY(rl2_cfg_sched_windows(cfg, g, sc));
+    RL2_TRY(rl2_cfg_copy(cfg, g, "zone", &zone));
+    if (zone == NULL) {
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "factors.schedule: needs 'zone' (like "
+                            "\"Europe/Berlin\" or \"UTC\")");
+    }
+    st = rl2_tz_load(cfg->policy, RL2_ZONEINFO_DIR, zone, (int64_t)time(NULL),
+                     &sc->tz, &err);
+    if (st != RL2_OK) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "zone"), st,
+                            "factors.schedule: 'zone': %s", err.msg);
+    }
+    /* The table is where the host's processes meet: the gauge, the
+     * event line, and the path that applies factors. */
+    if (cfg->policy->overrides_disabled) {
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
+                            "factors.schedule: needs the runtime override "
+                            "table (overrides.enabled = false)");
+    }
+    sc->cache = rl2_policy_alloc(cfg->policy, sizeof(*sc->cache));
+    if (sc->cache == NULL) {
+        return rl2_cfg_nomem(cfg);
+    }
+    sc->zone = zone;
+    return RL2_OK;
+}
+
 rl2_status_t
 rl2_cfg_factors(rl2_cfg_t *cfg, const config_setting_t *root)
 {
-    const config_setting_t *g, *load;
+    const config_setting_t *g, *load, *sched;
 
     RL2_TRY(rl2_cfg_group(cfg, root, "factors", rl2_factors_keys, &g));
     if (g == NULL) {
         return RL2_OK;
     }
     RL2_TRY(rl2_cfg_group(cfg, g, "load", rl2_load_keys, &load));
-    return load != NULL ? rl2_cfg_load(cfg, load) : RL2_OK;
+    if (load != NULL) {
+        RL2_TRY(rl2_cfg_load(cfg, load));
+    }
+    RL2_TRY(rl2_cfg_group(cfg, g, "schedule", rl2_sched_keys, &sched));
+    return sched != NULL ? rl2_cfg_schedule(cfg, sched) : RL2_OK;
 }

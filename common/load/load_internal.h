@@ -143,6 +143,10 @@ rl2_status_t rl2_cfg_overrides(rl2_cfg_t *cfg, const config_setting_t *root);
 
 rl2_status_t rl2_cfg_factors(rl2_cfg_t *cfg, const config_setting_t *root);
 
+/* A schedule window's "when" ("Mon-Fri 09:00-18:00", "Sat,Sun",
+ * "* 22:00-06:00") into w's days and times; 0 when malformed. */
+int rl2_sched_when_parse(const char *when, rl2_sched_window_t *w);
+
 /* ---- store settings and the tier lookup (config_store.c) ---- */
 
 rl2_status_t rl2_cfg_store(rl2_cfg_t *cfg, const config_setting_t *root);

@@ -202,22 +202,33 @@ rl2_prom_bans(prom_t *p, const rl2_metrics_env_t *e)
                op, au);
 }
 
-/* The load factor (policy factors.load) once a request read the load:
+/* The adaptive factors (policy factors) once a request worked one out:
  * the host's, as every process applies it. */
 static void
 rl2_prom_factors(prom_t *p, const rl2_metrics_env_t *e)
 {
-    uint32_t ppm;
+    uint32_t load = 0, sched = 0;
+    int      has_load, has_sched;
 
-    if (e->overrides == NULL
-        || !rl2_overrides_load_factor(e->overrides, &ppm)) {
+    if (e->overrides == NULL) {
+        return;
+    }
+    has_load = rl2_overrides_load_factor(e->overrides, &load);
+    has_sched = rl2_overrides_schedule_factor(e->overrides, &sched);
+    if (!has_load && !has_sched) {
         return;
     }
     rl2_prom_family(p, "ratelimit2_factor", "gauge",
                     "An adaptive factor every limit is scaled by now "
                     "(policy factors), before boosts.");
-    rl2_mx_put(p, "ratelimit2_factor{factor=\"load\"} %g\n",
-               (double)ppm / RL2_OVR_FACTOR_ONE);
+    if (has_load) {
+        rl2_mx_put(p, "ratelimit2_factor{factor=\"load\"} %g\n",
+                   (double)load / RL2_OVR_FACTOR_ONE);
+    }
+    if (has_sched) {
+        rl2_mx_put(p, "ratelimit2_factor{factor=\"schedule\"} %g\n",
+                   (double)sched / RL2_OVR_FACTOR_ONE);
+    }
 }
 
 static void

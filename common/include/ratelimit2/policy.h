@@ -193,6 +193,43 @@ typedef struct {
     uint32_t        max_ppm;
 } rl2_load_conf_t;
 
+/* The policy's `factors.schedule` group (config_factors.c): windows of
+ * local time in a named zone, each with a factor; the first window that
+ * holds the instant gives it, none gives x1 (control/factor_schedule.c).
+ * A window's days are bits (Monday bit 0 .. Sunday bit 6); its times
+ * are seconds of the day, from_s..to_s, to_s past 86400 when it crosses
+ * midnight (that part belongs to the day the window started). */
+#define RL2_SCHED_WINDOWS_MAX 16
+#define RL2_TZ_TRANS_MAX      2000
+
+typedef struct {
+    unsigned days;   /* bit d: day d (0 Monday .. 6 Sunday) */
+    int32_t  from_s; /* seconds of the local day */
+    int32_t  to_s;   /* exclusive; up to 2 * 86400 */
+    uint32_t factor_ppm;
+} rl2_sched_window_t;
+
+/* A zone read from its TZif file: from at_s (UTC, s) on the offset is
+ * off_s, up to end_s; before the first transition it is first_off_s. */
+typedef struct {
+    size_t   n;
+    int64_t *at_s;
+    int32_t *off_s;
+    int32_t  first_off_s;
+} rl2_tz_t;
+
+struct rl2_sched_cache; /* control/factor_schedule.c */
+
+typedef struct {
+    const char             *zone; /* NULL: no schedule factor */
+    rl2_tz_t                tz;
+    size_t                  n_windows;
+    rl2_sched_window_t      windows[RL2_SCHED_WINDOWS_MAX];
+    uint32_t                min_ppm; /* bounds of every limit's factor */
+    uint32_t                max_ppm;
+    struct rl2_sched_cache *cache; /* per process; in the arena */
+} rl2_schedule_conf_t;
+
 typedef struct rl2_rule_index rl2_rule_index_t;
 typedef struct rl2_arena      rl2_arena_t;
 struct rl2_tier_redis;   /* tier_source.h */
@@ -283,11 +320,12 @@ typedef struct {
      * where its state file and its audit file are (NULL:
      * rl2_policy_overrides_state()'s and _audit()'s defaults for the
      * zone). */
-    int              overrides_disabled;
-    const char      *overrides_state;
-    const char      *overrides_audit;
-    rl2_abuse_conf_t abuse; /* automatic bans; off when denials is 0 */
-    rl2_load_conf_t  load;  /* factors.load; off when source is NULL */
+    int                 overrides_disabled;
+    const char         *overrides_state;
+    const char         *overrides_audit;
+    rl2_abuse_conf_t    abuse;    /* automatic bans; off when denials is 0 */
+    rl2_load_conf_t     load;     /* factors.load; off when source is NULL */
+    rl2_schedule_conf_t schedule; /* factors.schedule; off: zone NULL */
 } rl2_policy_t;
 
 /* Where runtime overrides are kept across reboots when the policy names
