@@ -16,17 +16,6 @@
 
 #include "ctl.h"
 
-static int
-rl2_ctl_ovr_cmp(const void *a, const void *b)
-{
-    const rl2_override_t *x = a, *y = b;
-
-    if (x->kind != y->kind) {
-        return x->kind < y->kind ? -1 : 1;
-    }
-    return strcmp(x->target, y->target);
-}
-
 /* Every active entry, sorted, into *out (free() it); their number, or
  * -1 when out of memory. */
 static long
@@ -47,7 +36,7 @@ rl2_ctl_ovr_all(rl2_overrides_t *t, const rl2_clock_t *now,
         room = n + 16;
     }
     if (n > 1) {
-        qsort(all, n, sizeof(*all), rl2_ctl_ovr_cmp);
+        qsort(all, n, sizeof(*all), rl2_override_cmp);
     }
     *out = all;
     return (long)n;

@@ -652,17 +652,6 @@ rl2_admin_entry(rl2_buf_t *b, const rl2_override_t *o, int64_t now_us)
     rl2_buf_char(b, '}');
 }
 
-static int
-rl2_admin_ovr_cmp(const void *x, const void *y)
-{
-    const rl2_override_t *a = x, *b = y;
-
-    if (a->kind != b->kind) {
-        return a->kind < b->kind ? -1 : 1;
-    }
-    return strcmp(a->target, b->target);
-}
-
 /* The list, sorted by kind and target, cut at a whole entry when out is
  * too small. */
 static int
@@ -690,7 +679,7 @@ rl2_admin_list(const rl2_admin_t *a, const rl2_clock_t *now, char *out,
         room = n + 16;
     }
     if (n > 1) {
-        qsort(all, n, sizeof(*all), rl2_admin_ovr_cmp);
+        qsort(all, n, sizeof(*all), rl2_override_cmp);
     }
     rl2_buf_init(&b, out, size);
     rl2_admin_head(&b, "overrides");

@@ -448,3 +448,14 @@ rl2_ovr_value_parse_text(rl2_override_t *o, const char *text, rl2_err_t *err)
         return rl2_err_set(err, RL2_ERR_INVALID, "unknown override kind");
     }
 }
+
+int
+rl2_override_cmp(const void *a, const void *b)
+{
+    const rl2_override_t *x = a, *y = b;
+
+    if (x->kind != y->kind) {
+        return x->kind < y->kind ? -1 : 1;
+    }
+    return strcmp(x->target, y->target);
+}

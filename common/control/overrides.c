@@ -267,6 +267,15 @@ rl2_ovr_compact(ovr_shm_t *s)
 }
 
 /* Remove expired entries; 1 if any went. */
+/* Slot at leaves the table: a tombstone, so that probes for the keys
+ * after it go on; the next compaction reclaims it (gone counts them). */
+static void
+rl2_ovr_slot_drop(ovr_shm_t *s, uint32_t at)
+{
+    atomic_store_explicit(&s->slots[at].state, OVR_GONE, memory_order_relaxed);
+    s->gone++;
+}
+
 static int
 rl2_ovr_purge(ovr_shm_t *s, int64_t now_us)
 {
@@ -276,12 +285,11 @@ rl2_ovr_purge(ovr_shm_t *s, int64_t now_us)
         return 0;
     }
     for (uint32_t i = 0; i < OVR_SLOTS; i++) {
-        ovr_slot_t *slot = &s->slots[i];
+        const ovr_slot_t *slot = &s->slots[i];
 
         if (atomic_load_explicit(&slot->state, memory_order_relaxed) == OVR_USED
             && rl2_ovr_expired(&slot->o, now_us)) {
-            atomic_store_explicit(&slot->state, OVR_GONE, memory_order_relaxed);
-            s->gone++;
+            rl2_ovr_slot_drop(s, i);
             any = 1;
         }
     }
@@ -419,9 +427,7 @@ rl2_ovr_mirror_drop(ovr_shm_t *s, const uint8_t *keep)
         if (!keep[i]
             && atomic_load_explicit(&s->slots[i].state, memory_order_relaxed)
                    == OVR_USED) {
-            atomic_store_explicit(&s->slots[i].state, OVR_GONE,
-                                  memory_order_relaxed);
-            s->gone++;
+            rl2_ovr_slot_drop(s, i);
         }
     }
 }
@@ -497,9 +503,7 @@ rl2_ovr_undo(rl2_overrides_t *t, const rl2_override_t *made,
                   t->shm,
                   rl2_ovr_key(made->kind, made->target_kind, made->target)))
              >= 0) {
-        atomic_store_explicit(&t->shm->slots[at].state, OVR_GONE,
-                              memory_order_relaxed);
-        t->shm->gone++;
+        rl2_ovr_slot_drop(t->shm, (uint32_t)at);
         rl2_ovr_recount(t->shm);
     }
     rl2_ovr_write_end(t->shm);
@@ -580,9 +584,7 @@ rl2_ovr_apply_remove(rl2_overrides_t *t, rl2_ovr_kind_t kind,
     if ((at = rl2_ovr_find(t->shm, rl2_ovr_key(kind, target_kind, target)))
         >= 0) {
         *was = t->shm->slots[at].o;
-        atomic_store_explicit(&t->shm->slots[at].state, OVR_GONE,
-                              memory_order_relaxed);
-        t->shm->gone++;
+        rl2_ovr_slot_drop(t->shm, (uint32_t)at);
         rl2_ovr_recount(t->shm);
     }
     rl2_ovr_write_end(t->shm);

@@ -96,6 +96,10 @@ typedef struct {
  * a factor), "dry_run" (mode). */
 void rl2_ovr_value_text(const rl2_override_t *o, char *buf, size_t size);
 
+/* qsort order of overrides as they are listed (ratelimit2ctl overrides,
+ * the admin interface's list): by kind, then by target. */
+int rl2_override_cmp(const void *a, const void *b);
+
 /* "ban", "allow", ...; NULL for unknown. */
 const char *rl2_ovr_kind_name(rl2_ovr_kind_t kind);
 
