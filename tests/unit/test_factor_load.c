@@ -21,6 +21,7 @@
 #define TEST_CONF_FILE "f.conf"
 #include "rl2_config_test.h"
 #include "rl2_decide_test.h"
+#include "rl2_decide_table_test.h"
 #include "control/control_internal.h"
 
 static char load_file[64];
@@ -125,27 +126,6 @@ test_read_file(void **state)
     assert_int_equal(rl2_load_read("/nonexistent/loadavg", 0), -1);
 }
 
-typedef struct {
-    fixture_t        base;
-    rl2_overrides_t *table;
-} fl_fixture_t;
-
-static int
-setup_with(void **state, const char *policy)
-{
-    fl_fixture_t *a;
-    rl2_err_t     err;
-
-    setup_sized(state, policy, 1024, "factor");
-    a = realloc(*state, sizeof(*a));
-    assert_non_null(a);
-    assert_int_equal(
-        rl2_overrides_open(a->base.zname, NULL, 0600, &a->table, &err), RL2_OK);
-    a->base.policy->overrides = a->table;
-    *state = a;
-    return 0;
-}
-
 static int
 setup(void **state)
 {
@@ -158,20 +138,7 @@ setup(void **state)
              "steps = ( { above = 0.8; factor = 0.5; } ); hold = \"10s\"; "
              "}; };\n",
              load_file);
-    return setup_with(state, policy);
-}
-
-static int
-teardown_fl(void **state)
-{
-    fl_fixture_t *a = *state;
-    char          name[128];
-    rl2_err_t     err;
-
-    rl2_overrides_close(a->table);
-    snprintf(name, sizeof(name), "%s.overrides", a->base.zname);
-    rl2_shm_obj_unlink(name, &err);
-    return teardown(state);
+    return setup_table(state, policy, "factor");
 }
 
 /* A load that swings across the threshold every second for two minutes
@@ -181,12 +148,12 @@ teardown_fl(void **state)
 static void
 test_swing_moves_once_per_hold(void **state)
 {
-    fl_fixture_t   *a = *state;
-    rl2_load_conf_t c = conf_three(10 * RL2_US_PER_S);
-    rl2_clock_t     now = { .mono_us = 5000 * RL2_US_PER_S, .wall_us = 0 };
-    uint32_t        f, last = RL2_OVR_FACTOR_ONE;
-    int64_t         last_change = 0;
-    int             changes = 0;
+    table_fixture_t *a = *state;
+    rl2_load_conf_t  c = conf_three(10 * RL2_US_PER_S);
+    rl2_clock_t      now = { .mono_us = 5000 * RL2_US_PER_S, .wall_us = 0 };
+    uint32_t         f, last = RL2_OVR_FACTOR_ONE;
+    int64_t          last_change = 0;
+    int              changes = 0;
 
     for (int s = 0; s < 120; s++) {
         write_milli(s % 2 == 0 ? 850 : 650);
@@ -231,16 +198,16 @@ test_swing_moves_once_per_hold(void **state)
 static void
 test_decide_admits_scaled(void **state)
 {
-    fl_fixture_t *a = *state;
-    rl2_request_t req = { .method = "GET",
-                          .path = "/api",
-                          .peer_ip = "192.0.2.7" };
-    rl2_clock_t   now = { .mono_us = 9000 * RL2_US_PER_S,
-                          .wall_us = 1700000000 * RL2_US_PER_S };
-    rl2_verdict_t v;
-    rl2_err_t     err;
-    uint32_t      ppm;
-    int           admitted = 0;
+    table_fixture_t *a = *state;
+    rl2_request_t    req = { .method = "GET",
+                             .path = "/api",
+                             .peer_ip = "192.0.2.7" };
+    rl2_clock_t      now = { .mono_us = 9000 * RL2_US_PER_S,
+                             .wall_us = 1700000000 * RL2_US_PER_S };
+    rl2_verdict_t    v;
+    rl2_err_t        err;
+    uint32_t         ppm;
+    int              admitted = 0;
 
     write_load("0.93 0.5 0.4 1/100 1\n");
     assert_int_equal(rl2_overrides_load_factor(a->table, &ppm), 0);
@@ -337,9 +304,9 @@ main(void)
         cmocka_unit_test(test_pick_rule),
         cmocka_unit_test(test_read_file),
         cmocka_unit_test_setup_teardown(test_swing_moves_once_per_hold, setup,
-                                        teardown_fl),
+                                        teardown_table),
         cmocka_unit_test_setup_teardown(test_decide_admits_scaled, setup,
-                                        teardown_fl),
+                                        teardown_table),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_config_defaults),
     };

@@ -24,6 +24,7 @@
 #define TEST_CONF_FILE "s.conf"
 #include "rl2_config_test.h"
 #include "rl2_decide_test.h"
+#include "rl2_decide_table_test.h"
 #include "control/control_internal.h"
 #include "load/load_internal.h"
 
@@ -323,38 +324,19 @@ test_config_errors(void **state)
                 "e.conf", 3, "needs the runtime override table");
 }
 
-typedef struct {
-    fixture_t        base;
-    rl2_overrides_t *table;
-} fs_fixture_t;
-
 static char load_file[64];
-
-static int
-setup_with(void **state, const char *policy)
-{
-    fs_fixture_t *a;
-    rl2_err_t     err;
-
-    setup_sized(state, policy, 1024, "sched");
-    a = realloc(*state, sizeof(*a));
-    assert_non_null(a);
-    assert_int_equal(
-        rl2_overrides_open(a->base.zname, NULL, 0600, &a->table, &err), RL2_OK);
-    a->base.policy->overrides = a->table;
-    *state = a;
-    return 0;
-}
 
 static int
 setup(void **state)
 {
-    return setup_with(
-        state, "rules = ( { name = \"api\"; paths = [ \"/api\" ]; "
-               "limits = ( { rate = \"10/1h\"; key = \"ip\"; } ); } );\n"
-               "factors = { schedule = { zone = \"Asia/Kolkata\"; "
-               "windows = ( { when = \"* 00:00-24:00\"; factor = 0.5; } ); "
-               "}; };\n");
+    return setup_table(
+        state,
+        "rules = ( { name = \"api\"; paths = [ \"/api\" ]; "
+        "limits = ( { rate = \"10/1h\"; key = \"ip\"; } ); } );\n"
+        "factors = { schedule = { zone = \"Asia/Kolkata\"; "
+        "windows = ( { when = \"* 00:00-24:00\"; factor = 0.5; } ); "
+        "}; };\n",
+        "sched");
 }
 
 /* A load of 0.93 (x0.5 above 0.8) and a window of x0.4. */
@@ -375,20 +357,7 @@ setup_both(void **state)
              "schedule = { zone = \"UTC\"; "
              "windows = ( { when = \"*\"; factor = 0.4; } ); }; };\n",
              load_file);
-    return setup_with(state, policy);
-}
-
-static int
-teardown_fs(void **state)
-{
-    fs_fixture_t *a = *state;
-    char          name[128];
-    rl2_err_t     err;
-
-    rl2_overrides_close(a->table);
-    snprintf(name, sizeof(name), "%s.overrides", a->base.zname);
-    rl2_shm_obj_unlink(name, &err);
-    return teardown(state);
+    return setup_table(state, policy, "sched");
 }
 
 /* Limit 10 an hour under a window of 0.5: exactly 5 admitted; the
@@ -396,16 +365,16 @@ teardown_fs(void **state)
 static void
 test_decide_admits_half(void **state)
 {
-    fs_fixture_t *a = *state;
-    rl2_request_t req = { .method = "GET",
-                          .path = "/api",
-                          .peer_ip = "192.0.2.7" };
-    rl2_clock_t   now = { .mono_us = 9000 * RL2_US_PER_S,
-                          .wall_us = 1790000000 * RL2_US_PER_S };
-    rl2_verdict_t v;
-    rl2_err_t     err;
-    uint32_t      ppm;
-    int           admitted = 0;
+    table_fixture_t *a = *state;
+    rl2_request_t    req = { .method = "GET",
+                             .path = "/api",
+                             .peer_ip = "192.0.2.7" };
+    rl2_clock_t      now = { .mono_us = 9000 * RL2_US_PER_S,
+                             .wall_us = 1790000000 * RL2_US_PER_S };
+    rl2_verdict_t    v;
+    rl2_err_t        err;
+    uint32_t         ppm;
+    int              admitted = 0;
 
     assert_int_equal(rl2_overrides_schedule_factor(a->table, &ppm), 0);
     for (int i = 0; i < 12; i++) {
@@ -425,15 +394,15 @@ test_decide_admits_half(void **state)
 static void
 test_decide_with_load(void **state)
 {
-    fs_fixture_t *a = *state;
-    rl2_request_t req = { .method = "GET",
-                          .path = "/api",
-                          .peer_ip = "192.0.2.8" };
-    rl2_clock_t   now = { .mono_us = 9000 * RL2_US_PER_S,
-                          .wall_us = 1790000000 * RL2_US_PER_S };
-    rl2_verdict_t v;
-    rl2_err_t     err;
-    int           admitted = 0;
+    table_fixture_t *a = *state;
+    rl2_request_t    req = { .method = "GET",
+                             .path = "/api",
+                             .peer_ip = "192.0.2.8" };
+    rl2_clock_t      now = { .mono_us = 9000 * RL2_US_PER_S,
+                             .wall_us = 1790000000 * RL2_US_PER_S };
+    rl2_verdict_t    v;
+    rl2_err_t        err;
+    int              admitted = 0;
 
     for (int i = 0; i < 6; i++) {
         rl2_verdict_init(&v);
@@ -462,9 +431,9 @@ main(void)
         cmocka_unit_test(test_windows_local),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test_setup_teardown(test_decide_admits_half, setup,
-                                        teardown_fs),
+                                        teardown_table),
         cmocka_unit_test_setup_teardown(test_decide_with_load, setup_both,
-                                        teardown_fs),
+                                        teardown_table),
     };
     int rc;
 

@@ -20,6 +20,7 @@
 #include "algo/algo_internal.h"
 
 #include "rl2_decide_test.h"
+#include "rl2_decide_table_test.h"
 #include "control/control_internal.h"
 
 #define POLICY \
@@ -33,45 +34,17 @@
     "limits = ( { rate = \"1000/1s\"; algorithm = \"token_bucket\"; " \
     "key = \"ip\"; } ); } );\n"
 
-typedef struct {
-    fixture_t        base;
-    rl2_overrides_t *table;
-} rt_fixture_t;
-
 static int
 setup(void **state)
 {
-    rt_fixture_t *a;
-    rl2_err_t     err;
-
-    setup_sized(state, POLICY, 1024, "runtime");
-    a = realloc(*state, sizeof(*a));
-    assert_non_null(a);
-    assert_int_equal(
-        rl2_overrides_open(a->base.zname, NULL, 0600, &a->table, &err), RL2_OK);
-    a->base.policy->overrides = a->table;
-    *state = a;
-    return 0;
-}
-
-static int
-teardown_rt(void **state)
-{
-    rt_fixture_t *a = *state;
-    char          name[128];
-    rl2_err_t     err;
-
-    rl2_overrides_close(a->table);
-    snprintf(name, sizeof(name), "%s.overrides", a->base.zname);
-    rl2_shm_obj_unlink(name, &err);
-    return teardown(state);
+    return setup_table(state, POLICY, "runtime");
 }
 
 static const rl2_clock_t now = { .mono_us = 1000 * RL2_US_PER_S,
                                  .wall_us = 1700000000 * RL2_US_PER_S };
 
 static void
-set(rt_fixture_t *a, rl2_ovr_kind_t kind, const char *target,
+set(table_fixture_t *a, rl2_ovr_kind_t kind, const char *target,
     uint32_t factor_ppm)
 {
     rl2_override_t o, before;
@@ -88,7 +61,7 @@ set(rt_fixture_t *a, rl2_ovr_kind_t kind, const char *target,
 }
 
 static void
-decide(rt_fixture_t *a, const char *path, const char *ip, const char *user,
+decide(table_fixture_t *a, const char *path, const char *ip, const char *user,
        unsigned phase, rl2_verdict_t *v)
 {
     rl2_request_t req = {
@@ -110,10 +83,10 @@ decide(rt_fixture_t *a, const char *path, const char *ip, const char *user,
 static void
 test_mapped_ban(void **state)
 {
-    rt_fixture_t  *a = *state;
-    rl2_verdict_t  v;
-    rl2_override_t o;
-    rl2_err_t      err;
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
+    rl2_override_t   o;
+    rl2_err_t        err;
 
     set(a, RL2_OVR_BAN, "::ffff:192.0.2.1", 0);
     rl2_verdict_init(&v);
@@ -147,9 +120,9 @@ test_mapped_ban(void **state)
 static void
 test_boost_stays_computable(void **state)
 {
-    rt_fixture_t *a = *state;
-    rl2_verdict_t v;
-    rl2_err_t     err;
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
+    rl2_err_t        err;
 
     set(a, RL2_OVR_BOOST, "*", 100 * RL2_OVR_FACTOR_ONE);
     rl2_verdict_init(&v);
@@ -176,7 +149,7 @@ test_boost_stays_computable(void **state)
  * to one verdict, and it must come out as the one decision of a front end
  * that knows everything at once (ratelimit2-fcgi). */
 static void
-decide_two_phases(rt_fixture_t *a, const char *ip, const char *user,
+decide_two_phases(table_fixture_t *a, const char *ip, const char *user,
                   rl2_verdict_t *v)
 {
     rl2_verdict_init(v);
@@ -190,8 +163,8 @@ decide_two_phases(rt_fixture_t *a, const char *ip, const char *user,
 static void
 test_emergency_admits_users_in_two_phases(void **state)
 {
-    rt_fixture_t *a = *state;
-    rl2_verdict_t v;
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
 
     set(a, RL2_OVR_EMERGENCY, "*", 0);
     set(a, RL2_OVR_ALLOW, "user:carol", 0);
@@ -217,8 +190,8 @@ test_emergency_admits_users_in_two_phases(void **state)
 static void
 test_address_allow_keeps_user_ban(void **state)
 {
-    rt_fixture_t *a = *state;
-    rl2_verdict_t v;
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
 
     set(a, RL2_OVR_ALLOW, "192.0.2.0/24", 0);
     set(a, RL2_OVR_BAN, "user:mallory", 0);
@@ -236,13 +209,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_mapped_ban, setup, teardown_rt),
+        cmocka_unit_test_setup_teardown(test_mapped_ban, setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_boost_stays_computable, setup,
-                                        teardown_rt),
+                                        teardown_table),
         cmocka_unit_test_setup_teardown(
-            test_emergency_admits_users_in_two_phases, setup, teardown_rt),
+            test_emergency_admits_users_in_two_phases, setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_address_allow_keeps_user_ban,
-                                        setup, teardown_rt),
+                                        setup, teardown_table),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
