@@ -227,6 +227,13 @@ rl2_status_t rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o,
  * 2000000 is "2" (rl2_ovr_value_text's factors). */
 void rl2_ovr_factor_format(uint32_t ppm, char *buf, size_t size);
 
+/* override_target.c: the adaptive factors on in ppm[RL2_FACTOR_N] (a
+ * verdict's factor_ppm; 0: off) as "load=0.7;geo=0.8", in rl2_factor_t
+ * order, into buf (whole items only; size > 0); its length.
+ * RL2_FACTORS_TEXT_MAX holds every factor. */
+#define RL2_FACTORS_TEXT_MAX (RL2_FACTOR_N * sizeof("reputation=1000.000001;"))
+size_t rl2_factors_format(const uint32_t *ppm, char *buf, size_t size);
+
 /* ---- beside ratelimit2/audit.h ---- */
 
 /* audit.c: the origin named ("ctl", "admin", "auto"); 0 for unknown. */

@@ -170,11 +170,9 @@ rl2_overrides_load(rl2_overrides_t *t, const rl2_load_conf_t *c,
         rl2_load_update(t, c, now->mono_us);
     }
     ppm = atomic_load_explicit(&s->load_ppm, memory_order_acquire);
-    if (ppm == 0) {
-        return RL2_OVR_FACTOR_ONE;
-    }
-    /* A reload may have narrowed min..max under the stored factor. */
-    return ppm < c->min_ppm ? c->min_ppm : ppm > c->max_ppm ? c->max_ppm : ppm;
+    /* A reload may have narrowed min..max under the stored factor:
+     * decide/runtime.c bounds what it applies. */
+    return ppm == 0 ? RL2_OVR_FACTOR_ONE : ppm;
 }
 
 int

@@ -363,6 +363,31 @@ rl2_ovr_factor_format(uint32_t ppm, char *buf, size_t size)
     }
 }
 
+size_t
+rl2_factors_format(const uint32_t *ppm, char *buf, size_t size)
+{
+    size_t at = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < RL2_FACTOR_N; i++) {
+        char num[24];
+        int  n;
+
+        if (ppm[i] == 0) {
+            continue;
+        }
+        rl2_ovr_factor_format(ppm[i], num, sizeof(num));
+        n = snprintf(buf + at, size - at, "%s%s=%s", at > 0 ? ";" : "",
+                     rl2_factor_names[i], num);
+        if (n < 0 || (size_t)n >= size - at) {
+            buf[at] = '\0'; /* whole items only */
+            break;
+        }
+        at += (size_t)n;
+    }
+    return at;
+}
+
 static const char *const mode_words[] = { [RL2_MODE_ENFORCE] = "enforce",
                                           [RL2_MODE_DRY_RUN] = "dry_run",
                                           [RL2_MODE_OFF] = "off" };

@@ -74,9 +74,7 @@ typedef struct {
      * when ovr_read. */
     int                ovr_read;
     rl2_ovr_client_t   ovr;
-    const rl2_clock_t *now;       /* set with ovr */
-    uint32_t           load_ppm;  /* the load factor, set with ovr */
-    uint32_t           sched_ppm; /* the schedule factor, likewise */
+    const rl2_clock_t *now; /* set with ovr, as v->factor_ppm is */
 } rl2_ctx_t;
 
 /* Copy src into dst, truncating: log forms of keys are bounded. */

@@ -16,6 +16,7 @@
 #include "base/buf.h"
 #include "algo/algo_internal.h"
 #include "decide/decide_internal.h"
+#include "control/control_internal.h"
 
 static long long
 rl2_ceil_s(int64_t us)
@@ -183,7 +184,32 @@ rl2_headers_size(const rl2_verdict_t *v)
     if (v->shown >= 0) {
         need += v->layers[v->shown].limit->sf_name_len;
     }
+    for (size_t i = 0; i < RL2_FACTOR_N; i++) {
+        if (v->factor_ppm[i] != 0) {
+            return need + RL2_FACTORS_TEXT_MAX;
+        }
+    }
     return need;
+}
+
+/* X-RateLimit-Factors, when the policy asks (headers.factors) and some
+ * factor is on: each factor's value for this client.  A debugging aid an
+ * operator turns on, so its snprintf is not on every response's path. */
+static char *
+rl2_headers_factors(const rl2_policy_t *policy, const rl2_verdict_t *v, char *w,
+                    rl2_header_set_fn set, void *ctx)
+{
+    size_t n;
+
+    if (!policy->header_factors) {
+        return w;
+    }
+    n = rl2_factors_format(v->factor_ppm, w, RL2_FACTORS_TEXT_MAX);
+    if (n == 0) {
+        return w;
+    }
+    set(ctx, "X-RateLimit-Factors", w);
+    return w + n + 1;
 }
 
 /* Refused before any limit (a ban, the emergency switch): when to come
@@ -259,6 +285,7 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
     if (policy->header_algorithm) {
         set(ctx, "X-RateLimit-Algorithm", rl2_algo_name(l->limit->algo.algo));
     }
+    w = rl2_headers_factors(policy, v, w, set, ctx);
     if (v->outcome == RL2_OUTCOME_DENY) {
         value = w;
         w = rl2_put_i64(w, rl2_retry_after_s(v));

@@ -2,8 +2,8 @@
  * runtime.c -- what the runtime override table (overrides.h) changes in a
  * decision: bans and the emergency switch refuse before any rule, allows
  * let through, a tier override names the client's tier, rule modes and
- * boosts and the adaptive factors (policy factors.load, factors.schedule)
- * change the layers.
+ * boosts and the adaptive factors (the policy's `factors`: load,
+ * schedule, geo, reputation) change the layers.
  *
  * With no override set, a decision pays one load (rl2_overrides_idle).
  * A factor scales a limit's counts (limit, burst, overflow), never below
@@ -40,6 +40,35 @@ rl2_runtime_retry_s(int64_t until_us, int64_t now_us, int64_t dflt_s)
     return left <= 0 ? 1 : (left + RL2_US_PER_S - 1) / RL2_US_PER_S;
 }
 
+/* f within factor u's bounds. */
+static uint32_t
+rl2_runtime_bound(const rl2_factor_use_t *u, uint32_t f)
+{
+    return f < u->min_ppm ? u->min_ppm : f > u->max_ppm ? u->max_ppm : f;
+}
+
+/* Each adaptive factor's value for this client into the verdict, within
+ * its bounds (a reload may have narrowed them under a stored factor). */
+static void
+rl2_runtime_factors(rl2_ctx_t *c)
+{
+    const rl2_policy_t *p = c->policy;
+    uint32_t           *f = c->v->factor_ppm;
+
+    if (p->factors[RL2_FACTOR_LOAD].on) {
+        f[RL2_FACTOR_LOAD] = rl2_overrides_load(p->overrides, &p->load, c->now);
+    }
+    if (p->factors[RL2_FACTOR_SCHEDULE].on) {
+        f[RL2_FACTOR_SCHEDULE] =
+            rl2_schedule_factor(p->overrides, &p->schedule, c->now);
+    }
+    for (size_t i = 0; i < RL2_FACTOR_N; i++) {
+        if (f[i] != 0) {
+            f[i] = rl2_runtime_bound(&p->factors[i], f[i]);
+        }
+    }
+}
+
 int
 rl2_runtime_client(rl2_ctx_t *c)
 {
@@ -52,13 +81,9 @@ rl2_runtime_client(rl2_ctx_t *c)
     rl2_overrides_client(c->policy->overrides, c->policy, &who, now->wall_us,
                          o);
     c->ovr_read = 1;
-    c->load_ppm =
-        c->policy->load.source != NULL
-            ? rl2_overrides_load(c->policy->overrides, &c->policy->load, now)
-            : RL2_OVR_FACTOR_ONE;
-    c->sched_ppm = c->policy->schedule.zone != NULL ? rl2_schedule_factor(
-                       c->policy->overrides, &c->policy->schedule, now)
-                                                    : RL2_OVR_FACTOR_ONE;
+    if (c->policy->factors_on != 0) {
+        rl2_runtime_factors(c);
+    }
     if ((c->phase & RL2_PHASE_LATE) == 0
         && rl2_overrides_name_identities(c->policy->overrides)) {
         v->needs_late = 1;
@@ -145,12 +170,49 @@ rl2_runtime_scaled(rl2_limit_t *s, const rl2_limit_t *limit, uint32_t f)
                || rl2_algo_params_check(&s->overflow, &ignored) == RL2_OK);
 }
 
-/* With an adaptive factor, every limit's factor stays within that
+/* Is `name` one of names[0..n)? */
+static int
+rl2_runtime_named(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(names[i], name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Does factor u scale a limit of `rule` for a client of `tier` (NULL:
+ * none)? */
+static int
+rl2_runtime_scoped(const rl2_factor_use_t *u, const rl2_rule_t *rule,
+                   const char *tier)
+{
+    return (u->n_rules == 0
+            || rl2_runtime_named(u->rules, u->n_rules, rule->name))
+           && (u->n_tiers == 0
+               || (tier != NULL
+                   && rl2_runtime_named(u->tiers, u->n_tiers, tier)));
+}
+
+/* The runtime factor f times each adaptive factor whose scope holds this
+ * limit, in the order of rl2_factor_t, each product kept within that
  * factor's min..max. */
 static uint32_t
-rl2_runtime_bound(uint32_t min_ppm, uint32_t max_ppm, uint32_t f)
+rl2_runtime_adapt(const rl2_ctx_t *c, const rl2_rule_t *rule, const char *tier,
+                  uint32_t f)
 {
-    return f < min_ppm ? min_ppm : f > max_ppm ? max_ppm : f;
+    const rl2_policy_t *p = c->policy;
+
+    for (size_t i = 0; i < RL2_FACTOR_N; i++) {
+        const rl2_factor_use_t *u = &p->factors[i];
+
+        if (c->v->factor_ppm[i] != 0 && rl2_runtime_scoped(u, rule, tier)) {
+            f = rl2_runtime_bound(u,
+                                  rl2_ovr_factor_mul(f, c->v->factor_ppm[i]));
+        }
+    }
+    return f;
 }
 
 static const rl2_limit_t *
@@ -169,13 +231,8 @@ rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
         return limit;
     }
     f = rl2_overrides_factor(p->overrides, rule->name, tier, c->now->wall_us);
-    if (p->load.source != NULL) {
-        f = rl2_runtime_bound(p->load.min_ppm, p->load.max_ppm,
-                              rl2_ovr_factor_mul(f, c->load_ppm));
-    }
-    if (p->schedule.zone != NULL) {
-        f = rl2_runtime_bound(p->schedule.min_ppm, p->schedule.max_ppm,
-                              rl2_ovr_factor_mul(f, c->sched_ppm));
+    if (p->factors_on != 0) {
+        f = rl2_runtime_adapt(c, rule, tier, f);
     }
     if (f == RL2_OVR_FACTOR_ONE) {
         return limit;

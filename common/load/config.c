@@ -56,8 +56,8 @@ static const char *const rl2_top_keys[] = {
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
                                                  "header_from", "redis", NULL };
-static const char *const rl2_headers_keys[] = { "reset", "legacy", "scope",
-                                                "algorithm", NULL };
+static const char *const rl2_headers_keys[] = { "reset",     "legacy",  "scope",
+                                                "algorithm", "factors", NULL };
 static const char *const rl2_match_values[] = { "first", "all", NULL };
 static const char *const rl2_reset_values[] = { "epoch", "delta", NULL };
 
@@ -188,6 +188,7 @@ rl2_cfg_groups(rl2_cfg_t *cfg, const config_setting_t *root)
         RL2_TRY(rl2_cfg_bool(cfg, g, "legacy", &p->header_legacy));
         RL2_TRY(rl2_cfg_bool(cfg, g, "scope", &p->header_scope));
         RL2_TRY(rl2_cfg_bool(cfg, g, "algorithm", &p->header_algorithm));
+        RL2_TRY(rl2_cfg_bool(cfg, g, "factors", &p->header_factors));
     }
     return rl2_cfg_whitelist(cfg, root);
 }

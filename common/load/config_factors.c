@@ -34,12 +34,13 @@
 #define RL2_ZONEINFO_DIR "/usr/share/zoneinfo"
 
 static const char *const rl2_factors_keys[] = { "load", "schedule", NULL };
-static const char *const rl2_sched_keys[] = { "zone", "windows", "min", "max",
-                                              NULL };
+static const char *const rl2_sched_keys[] = { "zone",  "windows", "min", "max",
+                                              "rules", "tiers",   NULL };
 static const char *const rl2_sched_window_keys[] = { "when", "factor", NULL };
 static const char *const rl2_load_keys[] = { "source", "per_cpu", "steps",
                                              "margin", "hold",    "min",
-                                             "max",    NULL };
+                                             "max",    "rules",   "tiers",
+                                             NULL };
 static const char *const rl2_load_step_keys[] = { "above", "below", "factor",
                                                   NULL };
 
@@ -144,13 +145,13 @@ rl2_cfg_load_step(rl2_cfg_t *cfg, const config_setting_t *s,
  * direction, and each step's factor within min..max. */
 static rl2_status_t
 rl2_cfg_load_steps_check(rl2_cfg_t *cfg, const config_setting_t *list,
-                         const rl2_load_conf_t *lc)
+                         const rl2_load_conf_t *lc, const rl2_factor_use_t *u)
 {
     for (size_t i = 0; i < lc->n_steps; i++) {
         const rl2_load_step_t  *a = &lc->steps[i];
         const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
 
-        if (a->factor_ppm < lc->min_ppm || a->factor_ppm > lc->max_ppm) {
+        if (a->factor_ppm < u->min_ppm || a->factor_ppm > u->max_ppm) {
             return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
                                 "factors.load: a step's factor must be "
                                 "within 'min' and 'max'");
@@ -199,26 +200,68 @@ rl2_cfg_load_steps(rl2_cfg_t *cfg, const config_setting_t *g,
     return RL2_OK;
 }
 
+/* Each name of list `key` of g, one of the policy's rules (tiers when
+ * tiers), so that a misspelt name is an error rather than a factor that
+ * never applies. */
 static rl2_status_t
-rl2_cfg_load_bounds(rl2_cfg_t *cfg, const config_setting_t *g,
-                    rl2_load_conf_t *lc)
+rl2_cfg_factor_names(rl2_cfg_t *cfg, const config_setting_t *g,
+                     const char *group, const char *key, int tiers,
+                     const char *const **out, size_t *n)
 {
-    const config_setting_t *s;
+    const rl2_policy_t *p = cfg->policy;
+    const char        **names = NULL;
 
-    lc->min_ppm = RL2_OVR_FACTOR_MIN;
-    lc->max_ppm = RL2_OVR_FACTOR_MAX;
-    if ((s = rl2_cfg_at(g, "min")) != NULL) {
-        RL2_TRY(rl2_cfg_factor(cfg, s, "min", &lc->min_ppm));
+    RL2_TRY(rl2_cfg_strings(cfg, g, key, NULL, 0, &names, n));
+    for (size_t i = 0; i < *n; i++) {
+        size_t j = 0, count = tiers ? p->n_tiers : p->n_rules;
+
+        while (j < count
+               && strcmp(names[i], tiers ? p->tiers[j].name : p->rules[j].name)
+                      != 0) {
+            j++;
+        }
+        if (j == count) {
+            return rl2_cfg_fail(
+                cfg, config_setting_get_elem(rl2_cfg_at(g, key), (unsigned)i),
+                RL2_ERR_CONFIG, "factors.%s: '%s' names no %s of the policy",
+                group, names[i], tiers ? "tier" : "rule");
+        }
     }
-    if ((s = rl2_cfg_at(g, "max")) != NULL) {
-        RL2_TRY(rl2_cfg_factor(cfg, s, "max", &lc->max_ppm));
-    }
-    if (lc->min_ppm > lc->max_ppm) {
-        return rl2_cfg_fail(
-            cfg, rl2_cfg_at(g, "min") ? rl2_cfg_at(g, "min") : g,
-            RL2_ERR_CONFIG, "factors.load: 'min' is more than 'max'");
-    }
+    *out = names;
     return RL2_OK;
+}
+
+rl2_status_t
+rl2_cfg_factor_use(rl2_cfg_t *cfg, const config_setting_t *g,
+                   rl2_factor_t which, rl2_factor_use_t *u)
+{
+    const char             *group = rl2_factor_names[which];
+    const config_setting_t *min = rl2_cfg_at(g, "min");
+    const config_setting_t *max = rl2_cfg_at(g, "max");
+
+    u->min_ppm = RL2_OVR_FACTOR_MIN;
+    u->max_ppm = RL2_OVR_FACTOR_MAX;
+    if (min != NULL) {
+        RL2_TRY(rl2_cfg_factor_in(cfg, min, group, "min", &u->min_ppm));
+    }
+    if (max != NULL) {
+        RL2_TRY(rl2_cfg_factor_in(cfg, max, group, "max", &u->max_ppm));
+    }
+    if (u->min_ppm > u->max_ppm) {
+        return rl2_cfg_fail(cfg, min, RL2_ERR_CONFIG,
+                            "factors.%s: 'min' is more than 'max'", group);
+    }
+    RL2_TRY(rl2_cfg_factor_names(cfg, g, group, "rules", 0, &u->rules,
+                                 &u->n_rules));
+    return rl2_cfg_factor_names(cfg, g, group, "tiers", 1, &u->tiers,
+                                &u->n_tiers);
+}
+
+void
+rl2_cfg_factor_on(rl2_cfg_t *cfg, rl2_factor_t which)
+{
+    cfg->policy->factors[which].on = 1;
+    cfg->policy->factors_on |= 1u << which;
 }
 
 static rl2_status_t
@@ -240,9 +283,11 @@ rl2_cfg_load(rl2_cfg_t *cfg, const config_setting_t *g)
     }
     lc->per_cpu = 1;
     RL2_TRY(rl2_cfg_bool(cfg, g, "per_cpu", &lc->per_cpu));
-    RL2_TRY(rl2_cfg_load_bounds(cfg, g, lc));
+    RL2_TRY(rl2_cfg_factor_use(cfg, g, RL2_FACTOR_LOAD,
+                               &cfg->policy->factors[RL2_FACTOR_LOAD]));
     RL2_TRY(rl2_cfg_load_steps(cfg, g, lc));
-    RL2_TRY(rl2_cfg_load_steps_check(cfg, rl2_cfg_at(g, "steps"), lc));
+    RL2_TRY(rl2_cfg_load_steps_check(cfg, rl2_cfg_at(g, "steps"), lc,
+                                     &cfg->policy->factors[RL2_FACTOR_LOAD]));
     lc->margin_milli = 100;
     if ((s = rl2_cfg_at(g, "margin")) != NULL) {
         RL2_TRY(rl2_cfg_load_value(cfg, s, "margin", &lc->margin_milli));
@@ -261,6 +306,7 @@ rl2_cfg_load(rl2_cfg_t *cfg, const config_setting_t *g)
                             "table (overrides.enabled = false)");
     }
     lc->source = source;
+    rl2_cfg_factor_on(cfg, RL2_FACTOR_LOAD);
     return RL2_OK;
 }
 
@@ -398,7 +444,7 @@ rl2_cfg_sched_window(rl2_cfg_t *cfg, const config_setting_t *s,
 
 static rl2_status_t
 rl2_cfg_sched_windows(rl2_cfg_t *cfg, const config_setting_t *g,
-                      rl2_schedule_conf_t *sc)
+                      rl2_schedule_conf_t *sc, const rl2_factor_use_t *u)
 {
     const config_setting_t *list = rl2_cfg_at(g, "windows");
     unsigned                n = 0;
@@ -416,8 +462,8 @@ rl2_cfg_sched_windows(rl2_cfg_t *cfg, const config_setting_t *g,
         const config_setting_t *s = config_setting_get_elem(list, i);
 
         RL2_TRY(rl2_cfg_sched_window(cfg, s, &sc->windows[i]));
-        if (sc->windows[i].factor_ppm < sc->min_ppm
-            || sc->windows[i].factor_ppm > sc->max_ppm) {
+        if (sc->windows[i].factor_ppm < u->min_ppm
+            || sc->windows[i].factor_ppm > u->max_ppm) {
             return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
                                 "factors.schedule: a window's factor must "
                                 "be within 'min' and 'max'");
@@ -430,25 +476,15 @@ rl2_cfg_sched_windows(rl2_cfg_t *cfg, const config_setting_t *g,
 static rl2_status_t
 rl2_cfg_schedule(rl2_cfg_t *cfg, const config_setting_t *g)
 {
-    rl2_schedule_conf_t    *sc = &cfg->policy->schedule;
-    const config_setting_t *s;
-    const char             *zone = NULL;
-    rl2_err_t               err;
-    rl2_status_t            st;
+    rl2_schedule_conf_t *sc = &cfg->policy->schedule;
+    const char          *zone = NULL;
+    rl2_err_t            err;
+    rl2_status_t         st;
 
-    sc->min_ppm = RL2_OVR_FACTOR_MIN;
-    sc->max_ppm = RL2_OVR_FACTOR_MAX;
-    if ((s = rl2_cfg_at(g, "min")) != NULL) {
-        RL2_TRY(rl2_cfg_factor_in(cfg, s, "schedule", "min", &sc->min_ppm));
-    }
-    if ((s = rl2_cfg_at(g, "max")) != NULL) {
-        RL2_TRY(rl2_cfg_factor_in(cfg, s, "schedule", "max", &sc->max_ppm));
-    }
-    if (sc->min_ppm > sc->max_ppm) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "min"), RL2_ERR_CONFIG,
-                            "factors.schedule: 'min' is more than 'max'");
-    }
-    RL2_TRY(rl2_cfg_sched_windows(cfg, g, sc));
+    RL2_TRY(rl2_cfg_factor_use(cfg, g, RL2_FACTOR_SCHEDULE,
+                               &cfg->policy->factors[RL2_FACTOR_SCHEDULE]));
+    RL2_TRY(rl2_cfg_sched_windows(cfg, g, sc,
+                                  &cfg->policy->factors[RL2_FACTOR_SCHEDULE]));
     RL2_TRY(rl2_cfg_copy(cfg, g, "zone", &zone));
     if (zone == NULL) {
         return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
@@ -473,6 +509,7 @@ rl2_cfg_schedule(rl2_cfg_t *cfg, const config_setting_t *g)
         return rl2_cfg_nomem(cfg);
     }
     sc->zone = zone;
+    rl2_cfg_factor_on(cfg, RL2_FACTOR_SCHEDULE);
     return RL2_OK;
 }
 

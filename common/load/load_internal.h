@@ -109,6 +109,18 @@ rl2_status_t rl2_cfg_group(const rl2_cfg_t *cfg, const config_setting_t *parent,
                            const char *key, const char *const *allowed,
                            const config_setting_t **out);
 
+/* ---- adaptive factors (config_factors.c) ---- */
+
+/* A factor group's `min` and `max` (its bounds, default 0.001 and
+ * 1000) and its scope, `rules` and `tiers` (names of the policy's
+ * rules and tiers, which are loaded first), into u; every value
+ * checked with file:line. */
+rl2_status_t rl2_cfg_factor_use(rl2_cfg_t *cfg, const config_setting_t *g,
+                                rl2_factor_t which, rl2_factor_use_t *u);
+
+/* Factor `which` is complete: decisions apply it from now on. */
+void rl2_cfg_factor_on(rl2_cfg_t *cfg, rl2_factor_t which);
+
 /* ---- limit sets (config_limits.c) ---- */
 
 rl2_status_t rl2_cfg_set(rl2_cfg_t *cfg, const config_setting_t *s,

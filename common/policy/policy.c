@@ -23,6 +23,9 @@
 #include "algo/algo_internal.h"
 #include "policy/policy_internal.h"
 
+const char *const rl2_factor_names[RL2_FACTOR_N] = { "load", "schedule", "geo",
+                                                     "reputation" };
+
 #define RL2_ARENA_BLOCK 8192
 
 typedef struct rl2_arena_block {

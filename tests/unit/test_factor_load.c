@@ -65,8 +65,7 @@ conf_three(int64_t hold_us)
     c.steps[2] = (rl2_load_step_t){ 0, 300, 2000000 };
     c.margin_milli = 100;
     c.hold_us = hold_us;
-    c.min_ppm = RL2_OVR_FACTOR_MIN;
-    c.max_ppm = RL2_OVR_FACTOR_MAX;
+
     return c;
 }
 
@@ -289,8 +288,9 @@ test_config_defaults(void **state)
     assert_int_equal(p->load.steps[1].factor_ppm, 1300000);
     assert_int_equal(p->load.margin_milli, 100);
     assert_int_equal(p->load.hold_us, 30 * RL2_US_PER_S);
-    assert_int_equal(p->load.min_ppm, RL2_OVR_FACTOR_MIN);
-    assert_int_equal(p->load.max_ppm, 10 * RL2_OVR_FACTOR_ONE);
+    assert_int_equal(p->factors[RL2_FACTOR_LOAD].min_ppm, RL2_OVR_FACTOR_MIN);
+    assert_int_equal(p->factors[RL2_FACTOR_LOAD].max_ppm,
+                     10 * RL2_OVR_FACTOR_ONE);
     rl2_policy_free(p);
     p = load_ok("rules = ();\n");
     assert_null(p->load.source);

@@ -170,6 +170,34 @@ typedef struct {
     rl2_limit_t *offences; /* bans per client per max_ban */
 } rl2_abuse_conf_t;
 
+/* The adaptive factors (the policy's `factors` group), in the order
+ * X-RateLimit-Factors and the violation log list them; their names are
+ * rl2_factor_names[]. */
+typedef enum {
+    RL2_FACTOR_LOAD,
+    RL2_FACTOR_SCHEDULE,
+    RL2_FACTOR_GEO,
+    RL2_FACTOR_REPUTATION,
+    RL2_FACTOR_N
+} rl2_factor_t;
+
+extern const char *const rl2_factor_names[RL2_FACTOR_N];
+
+/* Where one adaptive factor applies and how far it may take a limit
+ * (config_factors.c; decide/runtime.c applies it).  A limit is scaled
+ * when its rule is in `rules` (none listed: every rule) and the client's
+ * tier is in `tiers` (none listed: any tier, or none); the limit's factor
+ * so far, times this one, is then kept within min_ppm..max_ppm. */
+typedef struct {
+    int                on;
+    uint32_t           min_ppm;
+    uint32_t           max_ppm;
+    const char *const *rules;
+    size_t             n_rules;
+    const char *const *tiers;
+    size_t             n_tiers;
+} rl2_factor_use_t;
+
 /* The policy's `factors.load` group (config_factors.c): the host's load
  * (the first field of `source`, per online CPU when per_cpu) moves a
  * factor on every limit through steps, with a margin on the way back
@@ -189,8 +217,6 @@ typedef struct {
     rl2_load_step_t steps[RL2_LOAD_STEPS_MAX];
     int64_t         margin_milli; /* a step is left this far past it */
     int64_t         hold_us;      /* at most one change per hold */
-    uint32_t        min_ppm;      /* bounds of every limit's factor */
-    uint32_t        max_ppm;
 } rl2_load_conf_t;
 
 /* The policy's `factors.schedule` group (config_factors.c): windows of
@@ -225,8 +251,6 @@ typedef struct {
     rl2_tz_t                tz;
     size_t                  n_windows;
     rl2_sched_window_t      windows[RL2_SCHED_WINDOWS_MAX];
-    uint32_t                min_ppm; /* bounds of every limit's factor */
-    uint32_t                max_ppm;
     struct rl2_sched_cache *cache; /* per process; in the arena */
 } rl2_schedule_conf_t;
 
@@ -326,6 +350,12 @@ typedef struct {
     rl2_abuse_conf_t    abuse;    /* automatic bans; off when denials is 0 */
     rl2_load_conf_t     load;     /* factors.load; off when source is NULL */
     rl2_schedule_conf_t schedule; /* factors.schedule; off: zone NULL */
+    /* Where each adaptive factor applies, and its bounds; factors_on
+     * has bit i when factors[i].on, so that a policy without factors
+     * pays one test per limit. */
+    rl2_factor_use_t factors[RL2_FACTOR_N];
+    unsigned         factors_on;
+    int header_factors; /* send X-RateLimit-Factors (headers.factors) */
 } rl2_policy_t;
 
 /* Where runtime overrides are kept across reboots when the policy names
