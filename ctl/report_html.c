@@ -150,7 +150,7 @@ rl2_html_latest(FILE *f, const rl2_ctl_report_t *r, long top)
 
     fputs("<table id=\"latest\"><tr><th>time (UTC)</th><th>rule</th>"
           "<th>limit</th><th>tier</th><th>client</th><th>method</th>"
-          "<th>path</th></tr>\n",
+          "<th>path</th><th>factors</th></tr>\n",
           f);
     for (size_t i = rl2_ctl_latest_from(r, top); i < r->n; i++) {
         const rl2_vlog_entry_t *e = &r->entries[i];
@@ -169,6 +169,7 @@ rl2_html_latest(FILE *f, const rl2_ctl_report_t *r, long top)
         rl2_html_cell(f, e->client);
         rl2_html_cell(f, e->method);
         rl2_html_cell(f, e->path);
+        rl2_html_cell(f, e->factors);
         fputs("</tr>\n", f);
     }
     fputs("</table>\n", f);

@@ -131,8 +131,9 @@ rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
         const rl2_vlog_entry_t *e = &r->entries[i];
 
         rl2_ctl_time(e->time_us, from, sizeof(from));
-        fprintf(f, "  %s %s/%s tier=%s client=%s %s %s\n", from, e->rule,
-                e->limit_name, e->tier, e->client, e->method, e->path);
+        fprintf(f, "  %s %s/%s tier=%s client=%s %s %s%s%s\n", from, e->rule,
+                e->limit_name, e->tier, e->client, e->method, e->path,
+                e->factors[0] != '\0' ? " factors=" : "", e->factors);
     }
 }
 
@@ -178,6 +179,7 @@ rl2_ctl_entry_json(FILE *f, const rl2_vlog_entry_t *e, int last)
     rl2_ctl_json_field(f, "client", e->client);
     rl2_ctl_json_field(f, "method", e->method);
     rl2_ctl_json_field(f, "path", e->path);
+    rl2_ctl_json_field(f, "factors", e->factors);
     fprintf(f, ",\"skipped\":%" PRIu64 "}%s", e->skipped, last ? "" : ",");
 }
 

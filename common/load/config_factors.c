@@ -221,10 +221,10 @@ rl2_cfg_factor_names(rl2_cfg_t *cfg, const config_setting_t *g,
             j++;
         }
         if (j == count) {
-            return rl2_cfg_fail(
-                cfg, config_setting_get_elem(rl2_cfg_at(g, key), (unsigned)i),
-                RL2_ERR_CONFIG, "factors.%s: '%s' names no %s of the policy",
-                group, names[i], tiers ? "tier" : "rule");
+            return rl2_cfg_fail(cfg, rl2_cfg_item(rl2_cfg_at(g, key), i),
+                                RL2_ERR_CONFIG,
+                                "factors.%s: '%s' names no %s of the policy",
+                                group, names[i], tiers ? "tier" : "rule");
         }
     }
     *out = names;

@@ -280,7 +280,7 @@ rl2_cfg_list(const rl2_cfg_t *cfg, const config_setting_t *s, const char *key,
                         key);
 }
 
-static const config_setting_t *
+const config_setting_t *
 rl2_cfg_item(const config_setting_t *list, size_t i)
 {
     if (config_setting_type(list) == CONFIG_TYPE_STRING) {

@@ -97,10 +97,13 @@ rl2_status_t rl2_cfg_name(const rl2_cfg_t *cfg, const config_setting_t *s,
                           const char *what, const char *name);
 rl2_status_t rl2_cfg_list(const rl2_cfg_t *cfg, const config_setting_t *s,
                           const char *key, unsigned *n);
-rl2_status_t rl2_cfg_strings(const rl2_cfg_t        *cfg,
-                             const config_setting_t *group, const char *key,
-                             rl2_status_t (*check)(const char *, rl2_err_t *),
-                             int lower, const char ***out, size_t *n);
+/* Item i of a list of strings, or the setting itself when it is one
+ * string (a list of one). */
+const config_setting_t *rl2_cfg_item(const config_setting_t *list, size_t i);
+rl2_status_t            rl2_cfg_strings(const rl2_cfg_t        *cfg,
+                                        const config_setting_t *group, const char *key,
+                                        rl2_status_t (*check)(const char *, rl2_err_t *),
+                                        int lower, const char ***out, size_t *n);
 rl2_status_t rl2_cfg_nets(const rl2_cfg_t *cfg, const config_setting_t *group,
                           const char *key, rl2_cidr_t **out, size_t *n);
 rl2_status_t rl2_cfg_methods(const rl2_cfg_t        *cfg,

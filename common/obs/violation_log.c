@@ -28,6 +28,10 @@
 #include "violation_log_internal.h"
 #include "store/store_internal.h"
 #include "redis/redis_internal.h"
+#include "control/control_internal.h"
+
+_Static_assert(RL2_FACTORS_TEXT_MAX <= RL2_VLOG_FACTORS_MAX,
+               "an entry holds every factor");
 
 struct rl2_vlog {
     rl2_vlog_ring_t  *ring;
@@ -235,6 +239,7 @@ rl2_vlog_fill(rl2_vlog_entry_t *e, const rl2_policy_t *policy,
     rl2_vlog_escape(e->method, sizeof(e->method), method != NULL ? method : "-",
                     0);
     rl2_vlog_escape(e->path, sizeof(e->path), path != NULL ? path : "-", 1);
+    rl2_factors_format(v->factor_ppm, e->factors, sizeof(e->factors));
 }
 
 static void
@@ -259,14 +264,14 @@ static rl2_status_t
 rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
 {
     char              t[24], lim[24], win[24], skip[24];
-    const char       *args[26] = { "XADD",      log->stream, "MAXLEN", "~",
-                                   log->maxlen, "*",         "t",      t,
-                                   "rule",      e->rule,     "limit",  e->limit_name,
-                                   "tier",      e->tier,     "client", e->client,
-                                   "method",    e->method,   "path",   e->path,
-                                   "lim",       lim,         "win",    win,
-                                   "skipped",   skip };
-    size_t            len[26];
+    const char       *args[28] = { "XADD",      log->stream, "MAXLEN",  "~",
+                                   log->maxlen, "*",         "t",       t,
+                                   "rule",      e->rule,     "limit",   e->limit_name,
+                                   "tier",      e->tier,     "client",  e->client,
+                                   "method",    e->method,   "path",    e->path,
+                                   "lim",       lim,         "win",     win,
+                                   "skipped",   skip,        "factors", e->factors };
+    size_t            len[28];
     rl2_redis_conn_t *conn;
     redisReply       *reply;
     rl2_status_t      st;
@@ -276,7 +281,7 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
     snprintf(lim, sizeof(lim), "%" PRId64, e->limit);
     snprintf(win, sizeof(win), "%" PRId64, e->window_us);
     snprintf(skip, sizeof(skip), "%" PRIu64, e->skipped);
-    for (int i = 0; i < 26; i++) {
+    for (int i = 0; i < 28; i++) {
         len[i] = strlen(args[i]);
     }
     if (!rl2_redis_pool_cached(log->pool, &conn)) {
@@ -284,7 +289,7 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
                            "redis: no connection on "
                            "this thread");
     }
-    if ((st = rl2_redis_command(conn, 26, args, len, "XADD", &reply, err))
+    if ((st = rl2_redis_command(conn, 28, args, len, "XADD", &reply, err))
         != RL2_OK) {
         return st;
     }

@@ -181,6 +181,9 @@ rl2_stream_field(rl2_vlog_entry_t *e, const char *name, const redisReply *v)
     else if (strcmp(name, "client") == 0) {
         rl2_field_text(e->client, sizeof(e->client), v);
     }
+    else if (strcmp(name, "factors") == 0 && v->type == REDIS_REPLY_STRING) {
+        rl2_vlog_escape(e->factors, sizeof(e->factors), v->str, 0);
+    }
     else if (strcmp(name, "method") == 0) {
         rl2_field_text(e->method, sizeof(e->method), v);
     }

@@ -149,7 +149,7 @@ done
 is "a third request of a new key is refused" 429 \
    "$(code -H 'X-API-Key: k-esc' "$U/keyed/a%0D%0Ab%22c?q=1")"
 like "CR, LF and quote are escaped in the log, the query left out" \
-     '"method":"GET","path":"/keyed/a\\\\x0d\\\\x0ab\\\\x22c","skipped":0\}\]' \
+     '"method":"GET","path":"/keyed/a\\\\x0d\\\\x0ab\\\\x22c","factors":"","skipped":0\}\]' \
      "$("${C[@]}" report --json)"
 like "the text report lists the latest denials" \
      'latest denials.*keyed/keyed_key tier=- client=key:[0-9a-f]{16} GET '\

@@ -48,9 +48,10 @@
 #define RL2_VLOG_STREAM_MAX       128
 #define RL2_VLOG_SUFFIX           ".vlog"
 
-#define RL2_VLOG_CLIENT_MAX 80 /* as rl2_layer_t.client */
-#define RL2_VLOG_METHOD_MAX 16
-#define RL2_VLOG_PATH_MAX   256
+#define RL2_VLOG_CLIENT_MAX  80 /* as rl2_layer_t.client */
+#define RL2_VLOG_METHOD_MAX  16
+#define RL2_VLOG_PATH_MAX    256
+#define RL2_VLOG_FACTORS_MAX 96 /* every adaptive factor, "load=0.7;..." */
 
 /* One refused request.  Text fields are NUL-terminated, bounded, and
  * are printable ASCII (see rl2_vlog_escape). */
@@ -65,6 +66,9 @@ typedef struct {
     char     client[RL2_VLOG_CLIENT_MAX]; /* address, user:HASH, ... */
     char     method[RL2_VLOG_METHOD_MAX];
     char     path[RL2_VLOG_PATH_MAX]; /* without the query */
+    /* The adaptive factors on for the client, "load=0.7;geo=0.8" (the
+     * refusing limit's count is the one they scaled); "" when none. */
+    char factors[RL2_VLOG_FACTORS_MAX];
 } rl2_vlog_entry_t;
 
 /* The ring's counters, shared by the host's processes. */
