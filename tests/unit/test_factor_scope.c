@@ -39,7 +39,8 @@ static const char scoped_policy[] =
     "          { name = \"web\"; paths = [ \"/web\" ];\n"
     "            limits = ( { rate = \"10/1h\"; key = \"ip\"; } ); } );\n"
     "factors = { schedule = { zone = \"UTC\"; rules = [ \"api\" ];\n"
-    "  tiers = \"free\"; windows = ( { when = \"*\"; factor = 0.5; } ); }; };\n";
+    "  tiers = \"free\"; windows = ( { when = \"*\"; factor = 0.5; } ); }; "
+    "};\n";
 
 static int
 setup(void **state)
@@ -50,16 +51,16 @@ setup(void **state)
 /* How many of 14 requests of client ip to path with tier (NULL: none)
  * are admitted; *v is the last verdict. */
 static int
-admitted(table_fixture_t *a, const char *path, const char *ip,
-         const char *tier, rl2_verdict_t *v)
+admitted(table_fixture_t *a, const char *path, const char *ip, const char *tier,
+         rl2_verdict_t *v)
 {
     rl2_request_t req = {
         .method = "GET", .path = path, .peer_ip = ip, .tier_var = tier
     };
-    rl2_clock_t   now = { .mono_us = 9000 * RL2_US_PER_S,
-                          .wall_us = 1790000000 * RL2_US_PER_S };
-    rl2_err_t     err;
-    int           n = 0;
+    rl2_clock_t now = { .mono_us = 9000 * RL2_US_PER_S,
+                        .wall_us = 1790000000 * RL2_US_PER_S };
+    rl2_err_t   err;
+    int         n = 0;
 
     for (int i = 0; i < 14; i++) {
         rl2_verdict_init(v);
@@ -123,14 +124,12 @@ test_header(void **state)
     assert_int_equal(admitted(a, "/api", "192.0.2.9", "free", &v), 5);
     assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
     assert_true(rl2_headers_size(&v) <= sizeof(buf));
-    rl2_headers_render(a->base.policy, &v, &now, buf, sizeof(buf), collect,
-                       &s);
+    rl2_headers_render(a->base.policy, &v, &now, buf, sizeof(buf), collect, &s);
     assert_string_equal(s.factors, "schedule=0.5");
     assert_non_null(strstr(s.policy, ";q=5;"));
     a->base.policy->header_factors = 0;
     s.factors[0] = '\0';
-    rl2_headers_render(a->base.policy, &v, &now, buf, sizeof(buf), collect,
-                       &s);
+    rl2_headers_render(a->base.policy, &v, &now, buf, sizeof(buf), collect, &s);
     assert_string_equal(s.factors, "");
 }
 
@@ -150,9 +149,8 @@ test_vlog(void **state)
     size_t            n = 0;
     char              ring[160];
 
-    assert_int_equal(rl2_vlog_open(&c, a->base.zname, 0600, NULL, NULL, &log,
-                                   &err),
-                     RL2_OK);
+    assert_int_equal(
+        rl2_vlog_open(&c, a->base.zname, 0600, NULL, NULL, &log, &err), RL2_OK);
     assert_int_equal(admitted(a, "/api", "192.0.2.10", "free", &v), 5);
     rl2_vlog_record(log, a->base.policy, &v, "GET", "/api", &now);
     assert_int_equal(rl2_vlog_ring_read(a->base.zname, &e, &n, &st, &err),

@@ -294,6 +294,41 @@ hist_refund(hist_t *h, int i, int64_t now)
     h->step++;
 }
 
+/* Percent of steps at which a history's factor changes (0: never). */
+static int factor_pct;
+
+/* A new factor for h's limit, as decide/runtime.c applies one: the
+ * limit's counts (limit, burst, overflow) scaled from the spec's, at
+ * least 1, under the same key.  Both sides read the state the old
+ * factor left under the new counts. */
+static void
+hist_factor(hist_t *h)
+{
+    static const int64_t ppm[] = { 300000,  500000,  1000000,
+                                   1500000, 2000000, 3000000 };
+    int64_t              f = ppm[rnd_below(6)];
+    rl2_limit_t         *l = h->lim, before = *h->lim;
+    rl2_err_t            err;
+
+    l->algo.limit =
+        h->sp->limit * f / 1000000 > 0 ? h->sp->limit * f / 1000000 : 1;
+    l->algo.burst = h->sp->burst * f / 1000000 > 0 ? h->sp->burst * f / 1000000
+                                                   : (h->sp->burst > 0);
+    if (h->sp->ov_limit > 0) {
+        l->overflow.limit = h->sp->ov_limit * f / 1000000 > 0
+                                ? h->sp->ov_limit * f / 1000000
+                                : 1;
+    }
+    l->ttl_us = 0; /* worked out again from the new counts */
+    /* A count the algorithm cannot compute is never applied (runtime.c
+     * keeps the old one): so here. */
+    if (rl2_algo_params_check(&l->algo, &err) != RL2_OK
+        || (l->overflow.limit > 0
+            && rl2_algo_params_check(&l->overflow, &err) != RL2_OK)) {
+        *l = before;
+    }
+}
+
 static void
 run_history(const spec_t *sp, int refund_pct)
 {
@@ -309,6 +344,9 @@ run_history(const spec_t *sp, int refund_pct)
     while (h.step < STEPS) {
         int64_t r = rnd_below(100);
 
+        if (rnd_below(100) < factor_pct) {
+            hist_factor(&h);
+        }
         if (h.nheld > 0 && r < refund_pct) {
             hist_refund(&h, (int)rnd_below(h.nheld), now);
         }
@@ -462,6 +500,36 @@ test_overflow_allowance_matches_c(void **state)
 
     (void)state;
     run_specs(specs, sizeof(specs) / sizeof(specs[0]), 10);
+}
+
+/* A factor that changes every few steps (as a boost, the load or the
+ * schedule would change it): the script, taking the scaled counts per
+ * call, reads the state the old counts left exactly as C does, for
+ * every algorithm a factor scales (a sliding log is never scaled). */
+static void
+test_factor_changes_match_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "tb 10/1min burst 3 xf", RL2_ALGO_TOKEN_BUCKET, 10, MINUTE, 3, 0, 0,
+          0 },
+        { "tb 4/30us burst 2 xf", RL2_ALGO_TOKEN_BUCKET, 4, 30, 2, 0, 0, 0 },
+        { "lb 6/9s burst 15 xf", RL2_ALGO_LEAKY_BUCKET, 6, 9 * SEC, 15, 0, 0,
+          0 },
+        { "fw 30/1min xf", RL2_ALGO_FIXED_WINDOW, 30, MINUTE, 0, 0, 0, 0 },
+        { "sw 7/13s xf", RL2_ALGO_SLIDING_WINDOW, 7, 13 * SEC, 0, 0, 0, 0 },
+        { "quota 20/day xf", RL2_ALGO_QUOTA, 20, DAY, 0, RL2_PERIOD_DAY, 0, 0 },
+        { "tb 3/1s + 2/5min xf", RL2_ALGO_TOKEN_BUCKET, 3, SEC, 0, 0, 2,
+          5 * MINUTE },
+    };
+    static const spec_t held[] = {
+        { "cc 10 xf", RL2_ALGO_CONCURRENCY, 10, 0, 0, 0, 0, 0 },
+    };
+
+    (void)state;
+    factor_pct = 4;
+    run_specs(specs, sizeof(specs) / sizeof(specs[0]), 10);
+    run_specs(held, 1, 40);
+    factor_pct = 0;
 }
 
 /* Clocks stepped back across window edges, with refunds while behind:
@@ -828,6 +896,7 @@ main(void)
         T(test_concurrency_matches_c),
         T(test_quota_matches_c),
         T(test_overflow_allowance_matches_c),
+        T(test_factor_changes_match_c),
         T(test_clock_going_back_matches_c),
         T(test_requests_match_local_store),
         T(test_the_store_took_its_path),

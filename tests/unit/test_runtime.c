@@ -32,6 +32,12 @@
     "key = \"ip\"; } ); }, " \
     "{ name = \"tb\"; paths = [ \"/tb\" ]; " \
     "limits = ( { rate = \"1000/1s\"; algorithm = \"token_bucket\"; " \
+    "key = \"ip\"; } ); }, " \
+    "{ name = \"fw\"; paths = [ \"/fw\" ]; " \
+    "limits = ( { rate = \"10/1h\"; algorithm = \"fixed_window\"; " \
+    "key = \"ip\"; } ); }, " \
+    "{ name = \"gcra\"; paths = [ \"/gcra\" ]; " \
+    "limits = ( { rate = \"10/1h\"; algorithm = \"token_bucket\"; " \
     "key = \"ip\"; } ); } );\n"
 
 static int
@@ -144,6 +150,59 @@ test_boost_stays_computable(void **state)
                      RL2_OK);
 }
 
+/* Of n requests to path from ip at `at`, how many are admitted. */
+static int
+admitted_at(table_fixture_t *a, const char *path, const char *ip, int n,
+            int64_t at_us)
+{
+    rl2_request_t req = { .method = "GET", .path = path, .peer_ip = ip };
+    rl2_clock_t   t = { .mono_us = at_us, .wall_us = now.wall_us + at_us };
+    rl2_verdict_t v;
+    rl2_err_t     err;
+    int           k = 0;
+
+    for (int i = 0; i < n; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store,
+                                    &req, RL2_PHASE_ALL, &t, &v, &err),
+                         RL2_OK);
+        k += v.outcome == RL2_OUTCOME_ALLOW;
+    }
+    return k;
+}
+
+/* A factor that changes in the middle of a window (here a boost; the
+ * adaptive factors scale the same way) neither refunds nor counts twice
+ * (docs/algorithms.md, "Under a boost"): a fixed window of 10 keeps its
+ * count; a bucket keeps the drain it owes in µs, so the share used. */
+static void
+test_factor_change_mid_window(void **state)
+{
+    table_fixture_t *a = *state;
+    int64_t          t0 = now.mono_us, T2 = 180 * RL2_US_PER_S;
+
+    /* fixed window: 4 of 10, then 1 more of 5 (x0.5), then 15 more of 20
+     * (x2), then none at x1: 20 counted in a window of 10. */
+    assert_int_equal(admitted_at(a, "/fw", "192.0.2.20", 4, t0), 4);
+    set(a, RL2_OVR_BOOST, "*", RL2_OVR_FACTOR_ONE / 2);
+    assert_int_equal(admitted_at(a, "/fw", "192.0.2.20", 5, t0), 1);
+    set(a, RL2_OVR_BOOST, "*", 2 * RL2_OVR_FACTOR_ONE);
+    assert_int_equal(admitted_at(a, "/fw", "192.0.2.20", 20, t0), 15);
+    set(a, RL2_OVR_BOOST, "*", RL2_OVR_FACTOR_ONE);
+    assert_int_equal(admitted_at(a, "/fw", "192.0.2.20", 3, t0), 0);
+
+    /* bucket of 10 an hour (T = 360 s): 4 spent is 40% used; at x0.5
+     * (5, T = 720 s) 40% is 2 of 5, so 3 more; full then, at x2 (20,
+     * T = 180 s) it has no room, and refills one every 180 s. */
+    set(a, RL2_OVR_BOOST, "*", RL2_OVR_FACTOR_ONE);
+    assert_int_equal(admitted_at(a, "/gcra", "192.0.2.21", 4, t0), 4);
+    set(a, RL2_OVR_BOOST, "*", RL2_OVR_FACTOR_ONE / 2);
+    assert_int_equal(admitted_at(a, "/gcra", "192.0.2.21", 5, t0), 3);
+    set(a, RL2_OVR_BOOST, "*", 2 * RL2_OVR_FACTOR_ONE);
+    assert_int_equal(admitted_at(a, "/gcra", "192.0.2.21", 3, t0), 0);
+    assert_int_equal(admitted_at(a, "/gcra", "192.0.2.21", 3, t0 + T2), 1);
+}
+
 /* Apache decides a request in two phases: the access phase before
  * authentication, without the user, then fixups with it.  Both phases go
  * to one verdict, and it must come out as the one decision of a front end
@@ -210,6 +269,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mapped_ban, setup, teardown_table),
+        cmocka_unit_test_setup_teardown(test_factor_change_mid_window, setup,
+                                        teardown_table),
         cmocka_unit_test_setup_teardown(test_boost_stays_computable, setup,
                                         teardown_table),
         cmocka_unit_test_setup_teardown(
