@@ -9,6 +9,8 @@
 #   bans     local, with 10,000 bans in the runtime override table (a
 #            state file read when the table is made, before the first
 #            request; none of them the client's); BENCH_BANS=N for N
+#   factors  local, with every adaptive factor of the policy on (each
+#            raising the limit, so that it never trips)
 #   qos      mod_qos, QS_ClientEventLimitCount per client address
 #   evasive  mod_evasive, DOSPageCount and DOSSiteCount
 # Method (DEVELOPERS): apache2 -X under valgrind --tool=callgrind, serve 5
@@ -22,7 +24,7 @@ MODE=${1:-local}
 source "$(dirname "$0")/lib.sh"
 
 case "$MODE" in
-bare | local | bans | qos | evasive) ;;
+bare | local | bans | factors | qos | evasive) ;;
 redis) bench_redis || { echo "redis-server did not start" >&2; exit 1; } ;;
 *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac

@@ -46,7 +46,7 @@ apache_bench() {
         "$dir/httpd.conf"
     echo "MaxKeepAliveRequests 0" >>"$dir/httpd.conf"
     case "$kind" in
-    local | redis | bans) ;;
+    local | redis | bans | factors) ;;
     *) sed -i '/ratelimit2_module/d' "$dir/httpd.conf" ;;
     esac
     if [ "$kind" = bans ]; then
@@ -55,9 +55,31 @@ apache_bench() {
         echo "overrides = { state_file = \"$T_DIR/bans.overrides\"; };" \
             >"$T_DIR/bans.conf"
         echo "RateLimit2Policy \"$T_DIR/bans.conf\"" >>"$dir/site.conf"
+    elif [ "$kind" = factors ]; then
+        apache_site local "$purpose" "$(basename "$dir")" >"$dir/site.conf"
+        factors_policy "$T_DIR/factors.conf"
+        echo "RateLimit2Policy \"$T_DIR/factors.conf\"" >>"$dir/site.conf"
     else
         apache_site "$kind" "$purpose" "$(basename "$dir")" >"$dir/site.conf"
     fi
+}
+
+# factors_policy FILE -- a policy with every adaptive factor on, each
+# raising the limit (it must never trip): a load of 0.10 (x2 below 0.3)
+# from a file written here, and a schedule window that always holds
+# (x1.5, UTC).
+factors_policy() {
+    echo "0.10 0.10 0.10 1/100 1234" >"$T_DIR/loadavg"
+    chmod 644 "$T_DIR/loadavg"
+    cat >"$1" <<POL
+overrides = { state_file = "$T_DIR/factors.overrides"; };
+factors = {
+  load = { source = "$T_DIR/loadavg"; per_cpu = false;
+           steps = ( { below = 0.3; factor = 2; } ); };
+  schedule = { zone = "UTC"; windows = ( { when = "*"; factor = 1.5; } ); };
+};
+POL
+    chmod 644 "$1"
 }
 
 # bans_state FILE N -- a state file of the runtime override table

@@ -55,6 +55,9 @@ rl2_runtime_factors(rl2_ctx_t *c)
     const rl2_policy_t *p = c->policy;
     uint32_t           *f = c->v->factor_ppm;
 
+    if (p->overrides == NULL) {
+        return; /* load and schedule keep their state in the table */
+    }
     if (p->factors[RL2_FACTOR_LOAD].on) {
         f[RL2_FACTOR_LOAD] = rl2_overrides_load(p->overrides, &p->load, c->now);
     }
@@ -77,9 +80,18 @@ rl2_runtime_client(rl2_ctx_t *c)
     rl2_ovr_client_t  *o = &c->ovr;
     rl2_verdict_t     *v = c->v;
 
-    rl2_ctx_who(c, &who);
-    rl2_overrides_client(c->policy->overrides, c->policy, &who, now->wall_us,
-                         o);
+    /* An adaptive factor brings a request here with the table empty:
+     * then no entry can name the client, and none is looked for. */
+    c->ovr_idle = rl2_overrides_idle(c->policy->overrides);
+    if (c->ovr_idle) {
+        memset(o, 0, sizeof(*o));
+        o->tier = -1;
+    }
+    else {
+        rl2_ctx_who(c, &who);
+        rl2_overrides_client(c->policy->overrides, c->policy, &who,
+                             now->wall_us, o);
+    }
     c->ovr_read = 1;
     if (c->policy->factors_on != 0) {
         rl2_runtime_factors(c);
@@ -124,8 +136,9 @@ rl2_runtime_client(rl2_ctx_t *c)
 rl2_mode_t
 rl2_runtime_mode(const rl2_ctx_t *c, const rl2_rule_t *rule, rl2_mode_t mode)
 {
-    return rl2_overrides_mode(c->policy->overrides, rule->name, mode,
-                              c->now->wall_us);
+    return c->ovr_idle ? mode
+                       : rl2_overrides_mode(c->policy->overrides, rule->name,
+                                            mode, c->now->wall_us);
 }
 
 /* n scaled by f (ppm), at least `floor` and at most INT64_MAX / 2. */
@@ -230,7 +243,9 @@ rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
         || c->v->n_scaled == RL2_MAX_LAYERS) {
         return limit;
     }
-    f = rl2_overrides_factor(p->overrides, rule->name, tier, c->now->wall_us);
+    f = c->ovr_idle ? RL2_OVR_FACTOR_ONE
+                    : rl2_overrides_factor(p->overrides, rule->name, tier,
+                                           c->now->wall_us);
     if (p->factors_on != 0) {
         f = rl2_runtime_adapt(c, rule, tier, f);
     }
