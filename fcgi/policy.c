@@ -74,6 +74,13 @@ rl2_cgi_policy_load(const char *path, rl2_policy_t **out, rl2_err_t *err)
                     "end: only mod_ratelimit2 in Apache can enforce it",
                     l->file != NULL ? l->file : path, l->line, l->name);
     }
+    else if ((*out)->load.scoreboard) {
+        rl2_err_set(err, RL2_ERR_CONFIG,
+                    "%s:%d: factors.load: source \"scoreboard\" is "
+                    "Apache's share of busy workers, which ratelimit2-fcgi "
+                    "has not: give a load file (\"/proc/loadavg\")",
+                    path, (*out)->load.line);
+    }
     else if ((*out)->has_concurrency) {
         /* Flagged by the loader where the walk above does not look. */
         rl2_err_set(err, RL2_ERR_CONFIG,

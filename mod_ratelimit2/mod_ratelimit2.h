@@ -134,6 +134,10 @@ void rl2_handlers_register(apr_pool_t *p);
 /* mod_ratelimit2_admin.c: SetHandler ratelimit2-admin, dispatched by the
  * handlers above (one handler hook for every request, not two). */
 int rl2_admin_serve(request_rec *r);
+
+/* mod_ratelimit2_load.c: give a policy whose factors.load reads the
+ * "scoreboard" Apache's share of busy workers. */
+void rl2_ap_load_measure(rl2_policy_t *policy);
 /* Count a request's final verdict; rl2_conclude (mod_ratelimit2.c) is
  * its only caller (inline: it is on every request's path). */
 static inline void

@@ -142,6 +142,7 @@ rl2_set_policy(cmd_parms *cmd, void *dummy, const char *arg)
     }
     apr_pool_cleanup_register(cmd->pool, policy, rl2_policy_cleanup,
                               apr_pool_cleanup_null);
+    rl2_ap_load_measure(policy);
     conf->policy_file = path;
     conf->policy = policy;
     return NULL;

@@ -129,7 +129,9 @@ static void
 rl2_load_update(rl2_overrides_t *t, const rl2_load_conf_t *c, int64_t now_us)
 {
     ovr_shm_t *s = t->shm;
-    int64_t    milli = rl2_load_read(c->source, c->per_cpu);
+    int64_t    milli = !c->scoreboard ? rl2_load_read(c->source, c->per_cpu)
+                       : c->measure != NULL ? c->measure(c->measure_ctx)
+                                            : -1;
     int64_t    changed;
     int        cur, next;
     uint32_t   from, to;

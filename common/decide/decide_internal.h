@@ -72,9 +72,9 @@ typedef struct {
     char   group_buf[48];
     /* The runtime override table's answer for this client (runtime.c),
      * when ovr_read. */
-    int                ovr_read;
-    int                ovr_idle; /* the table held nothing: read for the
-                                    adaptive factors only */
+    int ovr_read;
+    int ovr_idle; /* the table held nothing: read for the
+                     adaptive factors only */
     rl2_ovr_client_t   ovr;
     const rl2_clock_t *now; /* set with ovr, as v->factor_ppm is */
 } rl2_ctx_t;

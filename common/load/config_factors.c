@@ -276,12 +276,23 @@ rl2_cfg_load(rl2_cfg_t *cfg, const config_setting_t *g)
     if (source == NULL) {
         source = "/proc/loadavg";
     }
+    else if (strcmp(source, RL2_LOAD_SCOREBOARD) == 0) {
+        /* The share of Apache's workers busy: already a whole of 1. */
+        if (rl2_cfg_at(g, "per_cpu") != NULL) {
+            return rl2_cfg_fail(cfg, rl2_cfg_at(g, "per_cpu"), RL2_ERR_CONFIG,
+                                "factors.load: 'per_cpu' is for a load "
+                                "file, not the scoreboard's share of busy "
+                                "workers");
+        }
+        lc->scoreboard = 1;
+        lc->line = config_setting_source_line(g);
+    }
     else if (source[0] != '/') {
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "source"), RL2_ERR_CONFIG,
                             "factors.load: 'source' must be an absolute "
-                            "path");
+                            "path or \"scoreboard\"");
     }
-    lc->per_cpu = 1;
+    lc->per_cpu = !lc->scoreboard;
     RL2_TRY(rl2_cfg_bool(cfg, g, "per_cpu", &lc->per_cpu));
     RL2_TRY(rl2_cfg_factor_use(cfg, g, RL2_FACTOR_LOAD,
                                &cfg->policy->factors[RL2_FACTOR_LOAD]));

@@ -697,3 +697,10 @@ rl2_limit_set_unlimited(rl2_policy_t *policy, rl2_limit_set_t *set,
     return limit->name ? rl2_limit_finish(policy, limit, 1, err)
                        : rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
 }
+
+void
+rl2_policy_load_measure(rl2_policy_t *policy, rl2_load_fn fn, void *ctx)
+{
+    policy->load.measure = fn;
+    policy->load.measure_ctx = ctx;
+}

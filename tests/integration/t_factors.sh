@@ -10,7 +10,8 @@
 # = 5 on /api and 20 x 0.5 = 10 on /web, X-RateLimit-Factors lists both
 # factors, the metrics show ratelimit2_factor for each, and each change is
 # one syslog line (event=factor) per host, however many requests and
-# processes saw it.
+# processes saw it.  Then Apache's own load, its share of busy workers
+# (source "scoreboard"), which ratelimit2-fcgi refuses.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 sink_start
@@ -112,6 +113,44 @@ is "apache: the load change is one event=factor line" 1 "$(lines load)"
 is "apache: the schedule change is one event=factor line" 1 "$(lines schedule)"
 apache_stop "$D"
 
+# ======================= Apache's scoreboard =============================
+# factors.load source "scoreboard": the share of Apache's workers busy.
+# Four prefork workers, two held by connections that sent half a request:
+# with the request being served, 3 of 4 (0.75) are busy, over 0.6: x0.5.
+D=$T_DIR/scoreboard
+P=$(free_port)
+apache_conf "$D" "$P" prefork
+sed -i 's/^StartServers .*/StartServers 4/; s/^MaxRequestWorkers .*/MaxRequestWorkers 4/;
+        s/^MinSpareServers .*/MinSpareServers 1/; s/^MaxSpareServers .*/MaxSpareServers 4/;
+        s/^ServerLimit .*/ServerLimit 4/' "$D/httpd.conf"
+site_pages "$D/htdocs" api
+cat >"$D/policy.conf" <<POL
+overrides = { state_file = "$T_DIR/state/sb.overrides";
+              audit_file = "$T_DIR/state/sb.audit"; };
+headers = { factors = true; };
+factors = { load = { source = "scoreboard";
+                     steps = ( { above = 0.6; factor = 0.5; } ); }; };
+rules = (
+  { name = "api"; paths = "/api/**"; limits = ( { rate = "10/hour"; } ); }
+);
+POL
+cat >>"$D/site.conf" <<CONF
+RateLimit2Zone $(zone_name fs) 1000
+RateLimit2Policy "$D/policy.conf"
+CONF
+apache_start "$D" || { not_ok "apache starts"; done_testing; exit 1; }
+exec 7<>"/dev/tcp/127.0.0.1/$P" 8<>"/dev/tcp/127.0.0.1/$P"
+printf 'GET /api/x HTTP/1.1\r\n' >&7
+printf 'GET /api/x HTTP/1.1\r\n' >&8
+is "apache: 10/hour with 3 of 4 workers busy (x0.5) admits exactly 5 of 10" \
+    5 "$(admitted 10 1 "http://127.0.0.1:$P/api/x")"
+like "apache: X-RateLimit-Factors shows the scoreboard's load factor" \
+    '^X-RateLimit-Factors: load=0.5$' \
+    "$(curl -s -D - -o /dev/null "http://127.0.0.1:$P/api/x" | tr -d '\r')"
+exec 7>&- 8>&-
+apache_stop "$D"
+RL2_SB_POLICY=$D/policy.conf
+
 # ======================= ratelimit2-fcgi =================================
 # fcgi_codes PORT PATH N -- the statuses of N requests to PATH.
 fcgi_codes() {
@@ -149,4 +188,7 @@ is "fcgi: its load change is one more event=factor line" 2 "$(lines load)"
 is "fcgi: its schedule change is one more event=factor line" 2 \
     "$(lines schedule)"
 fcgi_stop d
+out=$(timeout 10 "$FCGI_BIN" -c "$RL2_SB_POLICY" -s "127.0.0.1:$(free_port)" 2>&1)
+like "fcgi: a policy whose load is Apache's scoreboard is refused with its line" \
+    'policy.conf:4: factors.load: source "scoreboard" is Apache' "$out"
 done_testing

@@ -210,8 +210,19 @@ typedef struct {
     uint32_t factor_ppm;
 } rl2_load_step_t;
 
+/* A load the front end measures itself (factors.load source
+ * "scoreboard": Apache's share of busy workers), in thousandths of the
+ * whole; -1 when it cannot tell (the factor then stays). */
+typedef int64_t (*rl2_load_fn)(void *ctx);
+
+#define RL2_LOAD_SCOREBOARD "scoreboard"
+
 typedef struct {
-    const char     *source; /* the load file; NULL: no load factor */
+    const char     *source;     /* the load file; NULL: no load factor */
+    int             scoreboard; /* source is RL2_LOAD_SCOREBOARD: measure */
+    int             line;       /* of the group, for a front end's error */
+    rl2_load_fn     measure;    /* set by the front end; NULL: none */
+    void           *measure_ctx;
     int             per_cpu;
     size_t          n_steps;
     rl2_load_step_t steps[RL2_LOAD_STEPS_MAX];
@@ -357,6 +368,11 @@ typedef struct {
     unsigned         factors_on;
     int header_factors; /* send X-RateLimit-Factors (headers.factors) */
 } rl2_policy_t;
+
+/* The front end's measure of the load for factors.load's source
+ * "scoreboard" (mod_ratelimit2: its scoreboard).  A front end that has
+ * none refuses such a policy (ratelimit2-fcgi). */
+void rl2_policy_load_measure(rl2_policy_t *policy, rl2_load_fn fn, void *ctx);
 
 /* Where runtime overrides are kept across reboots when the policy names
  * no state_file: RL2_STATE_DIR/<zone name without its '/'>.overrides. */
