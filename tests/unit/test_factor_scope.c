@@ -210,6 +210,12 @@ test_config_errors(void **state)
              "[ 1 ]; windows = ( { when = \"*\"; factor = 2; } ); }; };\n",
              rules);
     expect_fail(text, "e.conf", 4, "tiers");
+    expect_fail("factors = { load = { source = \"scoreboard\";\n per_cpu = "
+                "true; steps = ( { above = 0.5; factor = 0.5; } ); }; };\n",
+                "e.conf", 2, "'per_cpu' is for a load file");
+    expect_fail("factors = { load = {\n source = \"proc/loadavg\"; steps = "
+                "( { above = 0.5; factor = 0.5; } ); }; };\n",
+                "e.conf", 2, "absolute path or \"scoreboard\"");
 }
 
 int
