@@ -90,9 +90,9 @@ int
 rl2_reputation_read(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
 {
     const rl2_reputation_conf_t *rc = &c->policy->reputation;
-    uint32_t   *f = &c->v->factor_ppm[RL2_FACTOR_REPUTATION];
-    rl2_layer_t l[RL2_REP_N];
-    rl2_err_t   err;
+    uint32_t                    *f = &c->v->factor_ppm[RL2_FACTOR_REPUTATION];
+    rl2_layer_t                  l[RL2_REP_N];
+    rl2_err_t                    err;
 
     if (*f != 0) {
         return 0;
@@ -116,8 +116,8 @@ rl2_reputation_count(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now,
 {
     const rl2_verdict_t *v = c->v;
     rl2_layer_t          l[RL2_REP_N];
-    int                  refused = v->outcome == RL2_OUTCOME_DENY
-                                   && v->shown >= 0 && rl2_abuse_layer(v) != NULL;
+    int refused = v->outcome == RL2_OUTCOME_DENY && v->shown >= 0
+                  && rl2_abuse_layer(v) != NULL;
     int       counts[RL2_REP_N] = { request, refused, refused && v->banned };
     size_t    n = 0;
     rl2_err_t err;

@@ -93,7 +93,7 @@ rl2_cfg_reputation_factor(rl2_cfg_t *cfg, const config_setting_t *g,
 
 static rl2_status_t
 rl2_cfg_reputation_window(rl2_cfg_t *cfg, const config_setting_t *g,
-                           int64_t *out)
+                          int64_t *out)
 {
     const char *text = NULL;
     rl2_err_t   err;
@@ -127,8 +127,7 @@ rl2_cfg_reputation_group(rl2_cfg_t *cfg, const config_setting_t *g)
     rc->min_requests = 10;
     RL2_TRY(rl2_cfg_int(cfg, g, "min_requests", &rc->min_requests));
     if (rc->min_requests < 1 || rc->min_requests > 1000000) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "min_requests"),
-                            RL2_ERR_CONFIG,
+        return rl2_cfg_fail(cfg, rl2_cfg_at(g, "min_requests"), RL2_ERR_CONFIG,
                             "factors.reputation: 'min_requests' must be "
                             "from 1 to 1000000");
     }
@@ -153,8 +152,8 @@ rl2_cfg_reputation_group(rl2_cfg_t *cfg, const config_setting_t *g)
                                        rc->window_us, &rc->requests));
     RL2_TRY(rl2_cfg_reputation_counter(cfg, g, "reputation_refusals",
                                        rc->window_us, &rc->refusals));
-    RL2_TRY(rl2_cfg_reputation_counter(cfg, g, "reputation_bans",
-                                       rc->window_us, &rc->bans));
+    RL2_TRY(rl2_cfg_reputation_counter(cfg, g, "reputation_bans", rc->window_us,
+                                       &rc->bans));
     rl2_cfg_factor_on(cfg, RL2_FACTOR_REPUTATION);
     return RL2_OK;
 }
@@ -164,7 +163,6 @@ rl2_cfg_reputation(rl2_cfg_t *cfg, const config_setting_t *factors)
 {
     const config_setting_t *g;
 
-    RL2_TRY(rl2_cfg_group(cfg, factors, "reputation", rl2_reputation_keys,
-                          &g));
+    RL2_TRY(rl2_cfg_group(cfg, factors, "reputation", rl2_reputation_keys, &g));
     return g != NULL ? rl2_cfg_reputation_group(cfg, g) : RL2_OK;
 }

@@ -45,8 +45,7 @@
     "limits = ( { rate = \"1/1h\"; key = \"global\"; } ); } );\n" \
     "factors = { reputation = { min_requests = 4; }; };\n"
 
-#define POLICY_ABUSE \
-    "abuse = { denials = \"2/1min\"; ban = \"1s\"; };\n" POLICY
+#define POLICY_ABUSE "abuse = { denials = \"2/1min\"; ban = \"1s\"; };\n" POLICY
 
 /* 100 s into a 10-minute window and 500 s before the end of an hour:
  * every test stays in both.  Ahead of the real clock, so that Redis does
@@ -80,8 +79,8 @@ request_as(rl2_policy_t *p, rl2_store_t *store, const char *path,
     if (phases & RL2_PHASE_EARLY) {
         rl2_verdict_init(v);
     }
-    assert_int_equal(
-        rl2_decide(p, NULL, 0, store, &req, phases, &now, v, &err), RL2_OK);
+    assert_int_equal(rl2_decide(p, NULL, 0, store, &req, phases, &now, v, &err),
+                     RL2_OK);
 }
 
 static void
@@ -138,11 +137,11 @@ test_config_errors(void **state)
 static void
 test_mapping(void **state)
 {
-    rl2_policy_t                *p = load_ok(
-        "factors = { reputation = { window = \"1h\"; }; };\n");
-    rl2_policy_t                *q = load_ok(
-        "factors = { reputation = { low = 0.2; high = 2; good = 3; "
-        "min_requests = 1; }; };\n");
+    rl2_policy_t *p =
+        load_ok("factors = { reputation = { window = \"1h\"; }; };\n");
+    rl2_policy_t *q =
+        load_ok("factors = { reputation = { low = 0.2; high = 2; good = 3; "
+                "min_requests = 1; }; };\n");
     const rl2_reputation_conf_t *rc = &p->reputation;
 
     (void)state;
@@ -172,14 +171,14 @@ test_mapping(void **state)
 static void
 test_refusals_lower_step_by_step(void **state)
 {
-    table_fixture_t *a = *state;
-    static const uint32_t want[] = {
-        1000000, 1000000, 1000000, 1000000, 1200000, 1200000,
-        1200000, 1200000, 1200000, 1200000, 1200000, 1200000,
-        1200000, 961538,  928571,  900000,  875000
-    };
-    rl2_verdict_t v;
-    int           admitted = 0;
+    table_fixture_t      *a = *state;
+    static const uint32_t want[] = { 1000000, 1000000, 1000000, 1000000,
+                                     1200000, 1200000, 1200000, 1200000,
+                                     1200000, 1200000, 1200000, 1200000,
+                                     1200000, 961538,  928571,  900000,
+                                     875000 };
+    rl2_verdict_t         v;
+    int                   admitted = 0;
 
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         request(a, "/api", "192.0.2.10", &v);
@@ -229,8 +228,8 @@ test_no_one_lowers_another(void **state)
     rl2_verdict_t    v;
 
     for (int i = 0; i < 4; i++) {
-        request_as(p, s, "/api", "127.0.0.1", "192.0.2.30", NULL,
-                   RL2_PHASE_ALL, 0, &v);
+        request_as(p, s, "/api", "127.0.0.1", "192.0.2.30", NULL, RL2_PHASE_ALL,
+                   0, &v);
         assert_string_equal(v.client_ip, "192.0.2.30");
     }
     for (int i = 0; i < 14; i++) {
@@ -254,12 +253,12 @@ test_no_one_lowers_another(void **state)
 static void
 test_two_phases_count_once(void **state)
 {
-    table_fixture_t *a = *state;
-    rl2_policy_t    *p = a->base.policy;
-    rl2_store_t     *s = a->base.store;
+    table_fixture_t      *a = *state;
+    rl2_policy_t         *p = a->base.policy;
+    rl2_store_t          *s = a->base.store;
     static const uint32_t want[] = { 1000000, 1000000, 1000000,
                                      1000000, 875000,  800000 };
-    rl2_verdict_t v;
+    rl2_verdict_t         v;
 
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         request_as(p, s, "/acct", "192.0.2.40", NULL, NULL, RL2_PHASE_EARLY, 0,
@@ -334,8 +333,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_mapping),
-        cmocka_unit_test_setup_teardown(test_refusals_lower_step_by_step,
-                                        setup, teardown_table),
+        cmocka_unit_test_setup_teardown(test_refusals_lower_step_by_step, setup,
+                                        teardown_table),
         cmocka_unit_test_setup_teardown(test_shared_refusals_do_not_count,
                                         setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_no_one_lowers_another, setup,
