@@ -510,7 +510,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
 {
     rl2_ctx_t    c;
     size_t       first = v->n_layers;
-    int          bypass;
+    int          bypass, rep_request = 0;
     rl2_status_t st;
 
     phase &= ~v->phases;
@@ -579,6 +579,9 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
         return RL2_OK;
     }
     if (c.ovr_read) {
+        if (policy->factors[RL2_FACTOR_REPUTATION].on) {
+            rep_request = rl2_reputation_read(&c, store, now);
+        }
         rl2_runtime_layers(&c, first);
     }
     st = store->ops->apply(store, v->layers + first, v->n_layers - first, now,
@@ -592,6 +595,11 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
         && policy->abuse.denials > 0 && policy->overrides != NULL
         && v->shown >= 0) {
         rl2_runtime_abuse(&c, store, now);
+    }
+    /* After the ban it may have made, which it counts too. */
+    if (st == RL2_OK && c.ovr_read
+        && policy->factors[RL2_FACTOR_REPUTATION].on) {
+        rl2_reputation_count(&c, store, now, rep_request);
     }
     return st;
 }

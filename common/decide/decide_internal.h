@@ -146,6 +146,31 @@ void rl2_runtime_layers(rl2_ctx_t *c, size_t first);
 void rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store,
                        const rl2_clock_t *now);
 
+/* The refusing layer of v that counted this client itself (an address,
+ * a user, an API key), the shown one first; NULL when only limits it
+ * shares with others (global, route, a header) refused it.  v refused
+ * with a shown layer. */
+const rl2_layer_t *rl2_abuse_layer(const rl2_verdict_t *v);
+
+/* ---- the reputation factor (reputation.c) ---- */
+
+/* The factor (ppm) of a history of `requests`, `refusals` and automatic
+ * `bans` in one window, as docs/configuration.md says. */
+uint32_t rl2_reputation_of(const rl2_reputation_conf_t *rc, int64_t requests,
+                           int64_t refusals, int64_t bans);
+
+/* Before the first phase with limits: the client's history read from
+ * the store into v->factor_ppm[RL2_FACTOR_REPUTATION]; 1 when read now
+ * (this phase counts the request), 0 when an earlier phase did. */
+int rl2_reputation_read(rl2_ctx_t *c, rl2_store_t *store,
+                        const rl2_clock_t *now);
+
+/* After the decision: the request counted when `request`, its refusal
+ * when a limit that counted this client refused it, the automatic ban
+ * it made.  One store call. */
+void rl2_reputation_count(rl2_ctx_t *c, rl2_store_t *store,
+                          const rl2_clock_t *now, int request);
+
 /* Does the policy whitelist anything?  (Most do not: no call then.) */
 static inline int
 rl2_has_whitelist(const rl2_policy_t *p)

@@ -315,7 +315,7 @@ rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src)
  * (global, route, or a header, whose value any client may send): those
  * refuse a client for what others did, and an attacker who spends them
  * must not get the clients that retry banned. */
-static const rl2_layer_t *
+const rl2_layer_t *
 rl2_abuse_layer(const rl2_verdict_t *v)
 {
     for (size_t i = 0; i <= v->n_layers; i++) {

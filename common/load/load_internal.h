@@ -12,6 +12,7 @@
  *   config_store.c    redis, failover, alerts and tier_from.redis
  *   config_overrides.c the runtime override table's group
  *   config_factors.c  adaptive factors (the host's load)
+ *   config_reputation.c  the reputation factor
  *
  * Every function taking a config_setting_t reports a failure as
  * "file:line: message" in cfg->err and returns its status; the first
@@ -123,6 +124,16 @@ rl2_status_t rl2_cfg_factor_use(rl2_cfg_t *cfg, const config_setting_t *g,
 
 /* Factor `which` is complete: decisions apply it from now on. */
 void rl2_cfg_factor_on(rl2_cfg_t *cfg, rl2_factor_t which);
+
+/* A factor (x0.001 .. x1000) in ppm; `group` names it in messages. */
+rl2_status_t rl2_cfg_factor_in(const rl2_cfg_t *cfg, const config_setting_t *s,
+                               const char *group, const char *what,
+                               uint32_t *out);
+
+/* The group `reputation` of `factors` (config_reputation.c), when it is
+ * there. */
+rl2_status_t rl2_cfg_reputation(rl2_cfg_t              *cfg,
+                                const config_setting_t *factors);
 
 /* ---- limit sets (config_limits.c) ---- */
 

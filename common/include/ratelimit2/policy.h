@@ -265,6 +265,25 @@ typedef struct {
     struct rl2_sched_cache *cache; /* per process; in the arena */
 } rl2_schedule_conf_t;
 
+/* The policy's `factors.reputation` group (config_reputation.c): a
+ * client's own recent history (its requests, the refusals of limits that
+ * counted it, its automatic bans, each a fixed window of window_us keyed
+ * by its address as keys group it) scales its limits from low_ppm (every
+ * request refused, or banned) to high_ppm (none refused), good_ppm for a
+ * client with min_requests and no refusal (decide/reputation.c).  The
+ * three counters are limits of their own, so they live in the same store
+ * as every other count: in Redis, the whole fleet agrees. */
+typedef struct {
+    int64_t      window_us;
+    int64_t      min_requests; /* fewer: no evidence, high_ppm */
+    uint32_t     low_ppm;
+    uint32_t     high_ppm;
+    uint32_t     good_ppm;
+    rl2_limit_t *requests; /* requests per client per window */
+    rl2_limit_t *refusals; /* refusals by its own limits per window */
+    rl2_limit_t *bans;     /* automatic bans it earned per window */
+} rl2_reputation_conf_t;
+
 typedef struct rl2_rule_index rl2_rule_index_t;
 typedef struct rl2_arena      rl2_arena_t;
 struct rl2_tier_redis;   /* tier_source.h */
@@ -367,6 +386,8 @@ typedef struct {
     rl2_factor_use_t factors[RL2_FACTOR_N];
     unsigned         factors_on;
     int header_factors; /* send X-RateLimit-Factors (headers.factors) */
+    /* factors.reputation; off unless factors[RL2_FACTOR_REPUTATION].on */
+    rl2_reputation_conf_t reputation;
 } rl2_policy_t;
 
 /* The front end's measure of the load for factors.load's source

@@ -1,0 +1,136 @@
+/*
+ * reputation.c -- the reputation factor (policy factors.reputation): a
+ * client's limits scaled by its own recent history.
+ *
+ * Three counters per client, each a fixed window of the group's `window`
+ * (config_reputation.c): its requests, its refusals by limits that
+ * counted it (rl2_abuse_layer: an address, a user, an API key; never a
+ * global, route or header limit, which any client may spend for
+ * another), and the automatic bans it earned.  They are keyed by the
+ * client's address as keys group it (after trusted proxies), under
+ * seeds no limit of the rules has, in the store the decision uses: the
+ * local zone, or Redis, where the whole fleet agrees.
+ *
+ * A request pays two store calls: one peek of the three before the
+ * first phase with limits (Apache's fixups read nothing again: the
+ * verdict carries the factor), and one apply after each phase that
+ * counts something (the request in the phase that read; a refusal or a
+ * ban when it comes).  A standalone Redis answers each in one round
+ * trip; a Cluster in one per slot the three keys fall in.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ratelimit2/overrides.h"
+
+#include "decide_internal.h"
+#include "base/base_internal.h"
+
+enum { RL2_REP_REQUESTS, RL2_REP_REFUSALS, RL2_REP_BANS, RL2_REP_N };
+
+uint32_t
+rl2_reputation_of(const rl2_reputation_conf_t *rc, int64_t requests,
+                  int64_t refusals, int64_t bans)
+{
+    if (bans > 0) {
+        return rc->low_ppm;
+    }
+    if (requests < rc->min_requests) {
+        return rc->high_ppm; /* no evidence */
+    }
+    if (refusals <= 0) {
+        return rc->good_ppm;
+    }
+    /* A refusal counted in the window after its request's (Apache's
+     * fixups across the boundary) must not take r below 0. */
+    if (refusals > requests) {
+        refusals = requests;
+    }
+    return rc->low_ppm
+           + (uint32_t)((__int128)(rc->high_ppm - rc->low_ppm)
+                        * (requests - refusals) / requests);
+}
+
+/* The three counters' layers for this client; -1 when it has no
+ * address to key them by. */
+static int
+rl2_reputation_layers(const rl2_ctx_t *c, rl2_layer_t *l)
+{
+    const rl2_reputation_conf_t *rc = &c->policy->reputation;
+    const rl2_limit_t *limits[RL2_REP_N] = { rc->requests, rc->refusals,
+                                             rc->bans };
+
+    if (c->group_len == 0 || c->group_len >= sizeof(l->client)) {
+        return -1;
+    }
+    for (size_t i = 0; i < RL2_REP_N; i++) {
+        rl2_hash_key_t seed = limits[i]->key_seed;
+
+        memset(&l[i], 0, sizeof(l[i]));
+        l[i].limit = limits[i];
+        memcpy(l[i].client, c->group_ip, c->group_len);
+        l[i].client[c->group_len] = '\0';
+        seed.k[15] ^= 0xff; /* never the key of a limit of the rules */
+        l[i].key = rl2_digest_keyed(&seed, c->group_ip, c->group_len);
+    }
+    return 0;
+}
+
+/* The count a peek of a fixed window found: it reports what would be
+ * left after one more. */
+static int64_t
+rl2_reputation_peeked(const rl2_layer_t *l)
+{
+    int64_t n = l->result.limit - l->result.remaining - 1;
+
+    return n < 0 ? 0 : n;
+}
+
+int
+rl2_reputation_read(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
+{
+    const rl2_reputation_conf_t *rc = &c->policy->reputation;
+    uint32_t                    *f = &c->v->factor_ppm[RL2_FACTOR_REPUTATION];
+    rl2_layer_t                  l[RL2_REP_N];
+    rl2_err_t                    err;
+
+    if (*f != 0) {
+        return 0;
+    }
+    /* A store that does not answer is no evidence either way. */
+    *f = rc->high_ppm;
+    if (rl2_reputation_layers(c, l) != 0) {
+        return 0;
+    }
+    if (store->ops->peek(store, l, RL2_REP_N, now, &err) == RL2_OK) {
+        *f = rl2_reputation_of(rc, rl2_reputation_peeked(&l[RL2_REP_REQUESTS]),
+                               rl2_reputation_peeked(&l[RL2_REP_REFUSALS]),
+                               rl2_reputation_peeked(&l[RL2_REP_BANS]));
+    }
+    return 1;
+}
+
+void
+rl2_reputation_count(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now,
+                     int request)
+{
+    const rl2_verdict_t *v = c->v;
+    rl2_layer_t          l[RL2_REP_N];
+    int refused = v->outcome == RL2_OUTCOME_DENY && v->shown >= 0
+                  && rl2_abuse_layer(v) != NULL;
+    int       counts[RL2_REP_N] = { request, refused, refused && v->banned };
+    size_t    n = 0;
+    rl2_err_t err;
+
+    if (!(request || refused) || rl2_reputation_layers(c, l) != 0) {
+        return;
+    }
+    for (size_t i = 0; i < RL2_REP_N; i++) {
+        if (counts[i]) {
+            l[n++] = l[i];
+        }
+    }
+    /* The counters never refuse.  A store that fails loses this
+     * request's history, not its verdict: the decision is made. */
+    (void)store->ops->apply(store, l, n, now, &err);
+}
