@@ -528,10 +528,12 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
     /* Before the idle test: a table idle here may have entries in Redis
      * that this host has not mirrored yet. */
     rl2_overrides_sync(policy->overrides, now);
-    /* An adaptive factor reads the table's state whatever it holds. */
+    /* An adaptive factor reads the table's state whatever it holds; the
+     * geo factor, the client's country, needs no table. */
     if (!rl2_overrides_idle(policy->overrides)
         || ((policy->load.source != NULL || policy->schedule.zone != NULL)
-            && policy->overrides != NULL)) {
+            && policy->overrides != NULL)
+        || policy->factors[RL2_FACTOR_GEO].on) {
         c.now = now;
         switch (rl2_runtime_client(&c)) {
         case RL2_RUNTIME_REFUSE:

@@ -55,12 +55,16 @@ rl2_runtime_factors(rl2_ctx_t *c)
     const rl2_policy_t *p = c->policy;
     uint32_t           *f = c->v->factor_ppm;
 
-    if (p->factors[RL2_FACTOR_LOAD].on) {
+    /* The load and the schedule keep their state in the table. */
+    if (p->factors[RL2_FACTOR_LOAD].on && p->overrides != NULL) {
         f[RL2_FACTOR_LOAD] = rl2_overrides_load(p->overrides, &p->load, c->now);
     }
-    if (p->factors[RL2_FACTOR_SCHEDULE].on) {
+    if (p->factors[RL2_FACTOR_SCHEDULE].on && p->overrides != NULL) {
         f[RL2_FACTOR_SCHEDULE] =
             rl2_schedule_factor(p->overrides, &p->schedule, c->now);
+    }
+    if (p->factors[RL2_FACTOR_GEO].on) {
+        f[RL2_FACTOR_GEO] = rl2_geo_factor(c);
     }
     for (size_t i = 0; i < RL2_FACTOR_N; i++) {
         if (f[i] != 0) {
@@ -78,8 +82,15 @@ rl2_runtime_client(rl2_ctx_t *c)
     rl2_verdict_t     *v = c->v;
 
     rl2_ctx_who(c, &who);
-    rl2_overrides_client(c->policy->overrides, c->policy, &who, now->wall_us,
-                         o);
+    /* The geo factor needs no table: without one, nothing is set. */
+    if (c->policy->overrides != NULL) {
+        rl2_overrides_client(c->policy->overrides, c->policy, &who,
+                             now->wall_us, o);
+    }
+    else {
+        memset(o, 0, sizeof(*o));
+        o->tier = -1;
+    }
     c->ovr_read = 1;
     if (c->policy->factors_on != 0) {
         rl2_runtime_factors(c);
@@ -124,8 +135,9 @@ rl2_runtime_client(rl2_ctx_t *c)
 rl2_mode_t
 rl2_runtime_mode(const rl2_ctx_t *c, const rl2_rule_t *rule, rl2_mode_t mode)
 {
-    return rl2_overrides_mode(c->policy->overrides, rule->name, mode,
-                              c->now->wall_us);
+    return c->policy->overrides != NULL ? rl2_overrides_mode(
+               c->policy->overrides, rule->name, mode, c->now->wall_us)
+                                        : mode;
 }
 
 /* n scaled by f (ppm), at least `floor` and at most INT64_MAX / 2. */
@@ -230,7 +242,9 @@ rl2_runtime_limit(rl2_ctx_t *c, const rl2_rule_t *rule,
         || c->v->n_scaled == RL2_MAX_LAYERS) {
         return limit;
     }
-    f = rl2_overrides_factor(p->overrides, rule->name, tier, c->now->wall_us);
+    f = p->overrides != NULL ? rl2_overrides_factor(p->overrides, rule->name,
+                                                    tier, c->now->wall_us)
+                             : RL2_OVR_FACTOR_ONE;
     if (p->factors_on != 0) {
         f = rl2_runtime_adapt(c, rule, tier, f);
     }

@@ -16,9 +16,9 @@
  *       };
  *   };
  *
- * Off without the group.  The factor's state lives in the runtime
- * override table's shared memory (control/factor_load.c), so the group
- * needs the table.  Every value is checked with file:line.
+ * (factors.geo: config_geo.c.)  Off without the group.  The factor's state
+ * lives in the runtime override table's shared memory (control/factor_load.c),
+ * so the group needs the table.  Every value is checked with file:line.
  */
 #include <math.h>
 #include <string.h>
@@ -33,7 +33,8 @@
 /* Where named zones' TZif files are. */
 #define RL2_ZONEINFO_DIR "/usr/share/zoneinfo"
 
-static const char *const rl2_factors_keys[] = { "load", "schedule", NULL };
+static const char *const rl2_factors_keys[] = { "load", "schedule", "geo",
+                                                NULL };
 static const char *const rl2_sched_keys[] = { "zone",  "windows", "min", "max",
                                               "rules", "tiers",   NULL };
 static const char *const rl2_sched_window_keys[] = { "when", "factor", NULL };
@@ -72,8 +73,7 @@ rl2_cfg_number(const rl2_cfg_t *cfg, const config_setting_t *s,
     return RL2_OK;
 }
 
-/* A factor (x0.001 .. x1000) in ppm; `group` names it in messages. */
-static rl2_status_t
+rl2_status_t
 rl2_cfg_factor_in(const rl2_cfg_t *cfg, const config_setting_t *s,
                   const char *group, const char *what, uint32_t *out)
 {
@@ -527,5 +527,8 @@ rl2_cfg_factors(rl2_cfg_t *cfg, const config_setting_t *root)
         RL2_TRY(rl2_cfg_load(cfg, load));
     }
     RL2_TRY(rl2_cfg_group(cfg, g, "schedule", rl2_sched_keys, &sched));
-    return sched != NULL ? rl2_cfg_schedule(cfg, sched) : RL2_OK;
+    if (sched != NULL) {
+        RL2_TRY(rl2_cfg_schedule(cfg, sched));
+    }
+    return rl2_cfg_geo(cfg, g);
 }
