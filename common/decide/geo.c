@@ -94,12 +94,12 @@ rl2_geo_open(rl2_policy_t *p, const char *path, struct rl2_geo_db **out,
 int
 rl2_geo_lookup(const struct rl2_geo_db *db, int family, const uint8_t *addr)
 {
-    struct sockaddr_in    sin;
-    struct sockaddr_in6   sin6;
+    struct sockaddr_in     sin;
+    struct sockaddr_in6    sin6;
     const struct sockaddr *sa;
-    MMDB_lookup_result_s  res;
-    MMDB_entry_data_s     data;
-    int                   rc = MMDB_SUCCESS;
+    MMDB_lookup_result_s   res;
+    MMDB_entry_data_s      data;
+    int                    rc = MMDB_SUCCESS;
 
     if (family == AF_INET) {
         memset(&sin, 0, sizeof(sin));

@@ -28,8 +28,8 @@
 #include "decide/decide_internal.h"
 
 static const char *const rl2_geo_keys[] = {
-    "variable", "header",  "header_from", "database", "countries", "regions",
-    "default",  "min",     "max",         "rules",    "tiers",     NULL
+    "variable", "header", "header_from", "database", "countries", "regions",
+    "default",  "min",    "max",         "rules",    "tiers",     NULL
 };
 static const char *const rl2_geo_region_keys[] = { "name", "countries",
                                                    "factor", NULL };
@@ -136,8 +136,8 @@ rl2_cfg_geo_set(rl2_cfg_t *cfg, const config_setting_t *s, const char *code,
 /* countries = { US = 1.0; ... }: each member's name is the country. */
 static rl2_status_t
 rl2_cfg_geo_countries(rl2_cfg_t *cfg, const config_setting_t *g,
-                      const rl2_factor_use_t *u,
-                      const config_setting_t **first, unsigned *n)
+                      const rl2_factor_use_t *u, const config_setting_t **first,
+                      unsigned *n)
 {
     const config_setting_t *list = rl2_cfg_at(g, "countries");
     uint32_t                f;
@@ -191,8 +191,7 @@ rl2_cfg_geo_region(rl2_cfg_t *cfg, const config_setting_t *s,
     RL2_TRY(rl2_cfg_strings(cfg, s, "countries", NULL, 0, &codes, &n));
     list = rl2_cfg_at(s, "countries");
     for (size_t i = 0; i < n; i++) {
-        RL2_TRY(rl2_cfg_geo_set(cfg,
-                                config_setting_get_elem(list, (unsigned)i),
+        RL2_TRY(rl2_cfg_geo_set(cfg, config_setting_get_elem(list, (unsigned)i),
                                 codes[i], f, u, first));
     }
     return RL2_OK;
@@ -240,8 +239,8 @@ rl2_cfg_geo(rl2_cfg_t *cfg, const config_setting_t *factors)
     }
     geo->default_ppm = RL2_OVR_FACTOR_ONE;
     if ((dflt = rl2_cfg_at(g, "default")) != NULL) {
-        RL2_TRY(rl2_cfg_factor_in(cfg, dflt, "geo", "default",
-                                  &geo->default_ppm));
+        RL2_TRY(
+            rl2_cfg_factor_in(cfg, dflt, "geo", "default", &geo->default_ppm));
         if (geo->default_ppm < u->min_ppm || geo->default_ppm > u->max_ppm) {
             return rl2_cfg_fail(cfg, dflt, RL2_ERR_CONFIG,
                                 "factors.geo: 'default' must be within "

@@ -68,10 +68,10 @@ test_index(void **state)
     assert_int_equal(cc(""), -1);
     assert_int_equal(cc("D1"), -1);
     assert_int_equal(cc("-D"), -1);
-    assert_int_equal(cc("@A"), -1); /* 'A' - 1 */
-    assert_int_equal(cc("[A"), -1); /* 'Z' + 1 */
-    assert_int_equal(cc("`a"), -1); /* 'a' - 1 */
-    assert_int_equal(cc("{a"), -1); /* 'z' + 1 */
+    assert_int_equal(cc("@A"), -1);       /* 'A' - 1 */
+    assert_int_equal(cc("[A"), -1);       /* 'Z' + 1 */
+    assert_int_equal(cc("`a"), -1);       /* 'a' - 1 */
+    assert_int_equal(cc("{a"), -1);       /* 'z' + 1 */
     assert_int_equal(cc("\xc4\xe4"), -1); /* Latin-1 letters */
     assert_int_equal(cc("\xc3\x84"), -1); /* UTF-8 */
     assert_int_equal(rl2_geo_index("D\0", 2), -1);
@@ -86,8 +86,8 @@ test_config_errors(void **state)
     (void)state;
     expect_fail("factors = {\n geo = { countries = { DE = 0.5; }; }; };\n",
                 "e.conf", 2, "needs 'variable', 'header' or 'database'");
-    expect_fail("factors = {\n geo = { variable = \"C\"; }; };\n", "e.conf",
-                2, "needs 'countries' or 'regions'");
+    expect_fail("factors = {\n geo = { variable = \"C\"; }; };\n", "e.conf", 2,
+                "needs 'countries' or 'regions'");
     expect_fail("factors = { geo = {\n variable = \"HTTP_CF_IPCOUNTRY\";\n"
                 " countries = { DE = 0.5; }; }; };\n",
                 "e.conf", 2, "is a variable a client sets");
@@ -434,8 +434,8 @@ test_precedence(void **state)
     assert_int_equal(geo_of(f, "2001:db8::9", NULL, NULL, NULL, NULL, &limit),
                      300000);
     /* "cn" in the file: a region. */
-    assert_int_equal(
-        geo_of(f, "198.51.100.4", NULL, NULL, NULL, NULL, &limit), 200000);
+    assert_int_equal(geo_of(f, "198.51.100.4", NULL, NULL, NULL, NULL, &limit),
+                     200000);
     assert_int_equal(limit, 2);
     /* The database, the client behind a trusted proxy. */
     assert_int_equal(
@@ -468,8 +468,7 @@ test_untrusted_header(void **state)
         geo_of(f, "10.0.0.5", "192.0.2.1", NULL, "US", NULL, &limit), 600000);
     /* And the other way round: the gateway connected itself. */
     assert_int_equal(
-        geo_of(f, "192.0.2.1", "10.0.0.5", NULL, "US", NULL, &limit),
-        2000000);
+        geo_of(f, "192.0.2.1", "10.0.0.5", NULL, "US", NULL, &limit), 2000000);
     /* A trusted proxy of trusted_proxies is no sender of the header. */
     assert_int_equal(
         geo_of(f, "192.168.1.1", NULL, NULL, "US", "192.0.2.3", &limit),
@@ -481,8 +480,20 @@ static void
 test_bad_countries(void **state)
 {
     static const char *const bad[] = {
-        "", "D", "DEU", "D1", "1D", "??", "--", " DE", "DE ", "D E",
-        "\xc3\x84\xc3\x84", "US, DE", "de\n", "xx\x01",
+        "",
+        "D",
+        "DEU",
+        "D1",
+        "1D",
+        "??",
+        "--",
+        " DE",
+        "DE ",
+        "D E",
+        "\xc3\x84\xc3\x84",
+        "US, DE",
+        "de\n",
+        "xx\x01",
     };
     fixture_t *f = *state;
     int64_t    limit;
@@ -502,10 +513,10 @@ test_bad_countries(void **state)
             geo_of(f, "10.0.0.1", NULL, bad[i], bad[i], NULL, &limit), 600000);
     }
     /* The database's "USA" and "1": the default. */
-    assert_int_equal(
-        geo_of(f, "203.0.113.1", NULL, NULL, NULL, NULL, &limit), 600000);
-    assert_int_equal(
-        geo_of(f, "203.0.113.201", NULL, NULL, NULL, NULL, &limit), 600000);
+    assert_int_equal(geo_of(f, "203.0.113.1", NULL, NULL, NULL, NULL, &limit),
+                     600000);
+    assert_int_equal(geo_of(f, "203.0.113.201", NULL, NULL, NULL, NULL, &limit),
+                     600000);
 }
 
 /* Limit 10 an hour, x0.5 for DE: exactly 5 admitted, then refusals. */
@@ -588,8 +599,7 @@ main(void)
         cmocka_unit_test(test_mmdb_lookup),
         cmocka_unit_test(test_mmdb_damaged),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_untrusted_header, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_untrusted_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_countries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admits_half, setup, teardown),
         cmocka_unit_test(test_scope),
