@@ -6,7 +6,8 @@
  * database), an untrusted header ignored, malformed countries unknown,
  * lookups in a MaxMind DB file this test builds (tests/tools/
  * make_mmdb.pl) for IPv4 and IPv6, damaged files, and a decision that
- * admits exactly the scaled limit without any runtime override table.
+ * admits exactly the scaled limit without any runtime override table;
+ * and rl2_policy_on_free, which closes the database with the policy.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -344,6 +345,37 @@ test_mmdb_damaged(void **state)
     expect_fail(text, "g.conf", 1, "damaged.mmdb\": ");
 }
 
+/* rl2_policy_on_free: each registered call once, the last first, before
+ * the arena goes (the data lives in it here). */
+static char freed[8];
+
+static void
+note_free(void *data)
+{
+    size_t n = strlen(freed);
+
+    if (n + 1 < sizeof(freed)) {
+        freed[n] = *(const char *)data;
+    }
+}
+
+static void
+test_on_free(void **state)
+{
+    rl2_policy_t *p = load_ok("rules = ();\n");
+    rl2_err_t     err;
+    char         *a = rl2_policy_strdup(p, "a");
+    char         *b = rl2_policy_strdup(p, "b");
+
+    (void)state;
+    memset(freed, 0, sizeof(freed));
+    assert_int_equal(rl2_policy_on_free(p, note_free, a, &err), RL2_OK);
+    assert_int_equal(rl2_policy_on_free(p, note_free, b, &err), RL2_OK);
+    assert_string_equal(freed, "");
+    rl2_policy_free(p);
+    assert_string_equal(freed, "ba");
+}
+
 /* ---- decisions ---- */
 
 typedef struct {
@@ -598,6 +630,7 @@ main(void)
         cmocka_unit_test(test_mapping),
         cmocka_unit_test(test_mmdb_lookup),
         cmocka_unit_test(test_mmdb_damaged),
+        cmocka_unit_test(test_on_free),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_untrusted_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_countries, setup, teardown),
