@@ -30,7 +30,7 @@ CFLAGS_C := -std=c11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden $(WARN) \
 # "folder/name.h"; only the core, its unit tests, the test tools and the
 # benchmark use this path.
 CORE_INC := -Icommon
-LDLIBS   := -lconfig -lhiredis -lpthread -lrt
+LDLIBS   := -lconfig -lhiredis -lmaxminddb -lpthread -lrt
 
 ifeq ($(SAN),1)
 BUILD    := build/san
@@ -138,7 +138,8 @@ $(MODULE): $(MOD_SRC) $(LIB) $(wildcard mod_ratelimit2/*.h)
 	    $(addprefix -Wc$(comma),$(WARN)) \
 	    -I$(CURDIR)/common/include \
 	    $(APXS_SAN) \
-	    $(notdir $(MOD_SRC)) $(abspath $(LIB)) -lconfig -lhiredis -lrt \
+	    $(notdir $(MOD_SRC)) $(abspath $(LIB)) -lconfig -lhiredis \
+	    -lmaxminddb -lrt \
 	    >build.log 2>&1 \
 	    || { cat build.log; exit 1; }
 	cp $(BUILD)/mod/.libs/mod_ratelimit2.so $@

@@ -66,8 +66,8 @@ apache_bench() {
 
 # factors_policy FILE -- a policy with every adaptive factor on, each
 # raising the limit (it must never trip): a load of 0.10 (x2 below 0.3)
-# from a file written here, and a schedule window that always holds
-# (x1.5, UTC).
+# from a file written here, a schedule window that always holds (x1.5,
+# UTC), and the client's reputation (x1.2 for a client never refused).
 factors_policy() {
     echo "0.10 0.10 0.10 1/100 1234" >"$T_DIR/loadavg"
     chmod 644 "$T_DIR/loadavg"
@@ -77,6 +77,7 @@ factors = {
   load = { source = "$T_DIR/loadavg"; per_cpu = false;
            steps = ( { below = 0.3; factor = 2; } ); };
   schedule = { zone = "UTC"; windows = ( { when = "*"; factor = 1.5; } ); };
+  reputation = { window = "10m"; };
 };
 POL
     chmod 644 "$1"

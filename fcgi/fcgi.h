@@ -58,6 +58,7 @@ typedef struct {
     char          addr[RL2_CGI_ADDR_MAX];
     char          user[RL2_CGI_USER_MAX];
     char          tier[RL2_NAME_MAX + 1];
+    char          country[4]; /* two letters; longer is no country */
     char          hname[RL2_CGI_HNAME_MAX]; /* header lookup scratch */
 } rl2_cgi_req_t;
 

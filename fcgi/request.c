@@ -237,6 +237,13 @@ rl2_cgi_describe(const rl2_policy_t *policy, rl2_param_fn param,
         (void)rl2_cgi_optional(r, policy->tier_variable, r->tier,
                                sizeof(r->tier), &r->req.tier_var);
     }
+    /* factors.geo: the country the server's GeoIP module put in a
+     * parameter (nginx fastcgi_param, lighttpd mod_maxminddb); a longer
+     * value names no country, as a malformed one does. */
+    if (policy->geo.variable != NULL) {
+        (void)rl2_cgi_optional(r, policy->geo.variable, r->country,
+                               sizeof(r->country), &r->req.country_var);
+    }
     /* whitelist.internal: a variable only the server's configuration sets
      * (nginx fastcgi_param, lighttpd setenv.add-environment, Apache
      * SetEnvIf).  A client cannot write one of that name: nginx, lighttpd

@@ -115,6 +115,11 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
     if (policy->tier_variable != NULL) {
         req->tier_var = apr_table_get(r->subprocess_env, policy->tier_variable);
     }
+    /* factors.geo: the country a GeoIP module or SetEnvIf put there. */
+    if (policy->geo.variable != NULL) {
+        req->country_var =
+            apr_table_get(r->subprocess_env, policy->geo.variable);
+    }
     /* whitelist.internal: a variable of the server's own configuration.
      * A client's headers reach subprocess_env only as HTTP_* (names the
      * loader refuses), copied by modules that run CGI or FastCGI

@@ -10,6 +10,8 @@
  *                         proxies, user, API key, tier
  *   bound.c               the most rules and limits one request of a
  *                         policy can meet (for the loader)
+ *   geo.c                 the geo factor: the client's country (a
+ *                         variable, a trusted header, a MaxMind DB file)
  *   decide_internal.h     this file
  */
 #ifndef RL2_DECIDE_INTERNAL_H
@@ -115,6 +117,38 @@ const char *rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
 /* Who the client is, as the override table matches it: the address
  * (parsed now if the fast path left it as text), user, API key hash. */
 void rl2_ctx_who(rl2_ctx_t *c, rl2_ovr_who_t *who);
+
+/* Did the request come from one of nets[0..n), itself: the address that
+ * connected (conn_ip, else peer_ip), as the sender of a header that
+ * raises a client's standing must (identity.c)? */
+int rl2_sent_by(const rl2_request_t *r, const rl2_cidr_t *nets, size_t n);
+
+/* ---- the geo factor (geo.c) ---- */
+
+/* The country code text[0..len) as an index of rl2_geo_conf_t's
+ * factor_ppm: two ASCII letters, either case; -1 for anything else. */
+int rl2_geo_index(const char *text, size_t len);
+
+/* Open the MaxMind DB file at path (memory-mapped) for the policy's
+ * geo factor, closed when the policy is freed; RL2_ERR_CONFIG with
+ * libmaxminddb's reason when it is no such file, and RL2_ERR_NOMEM. */
+rl2_status_t rl2_geo_open(rl2_policy_t *p, const char *path,
+                          struct rl2_geo_db **out, rl2_err_t *err);
+
+/* The country of the address (family AF_INET or AF_INET6, addr in
+ * network order) in db, as rl2_geo_index gives it; -1 when the database
+ * has none for it, or fails. */
+int rl2_geo_lookup(const struct rl2_geo_db *db, int family,
+                   const uint8_t *addr);
+
+/* The client's country: the policy's variable, else its header from a
+ * listed sender, else the database's answer for the client's address;
+ * the first that names a country.  An index, or -1: unknown. */
+int rl2_geo_country(rl2_ctx_t *c);
+
+/* The geo factor of this client (ppm): its country's, else the
+ * default. */
+uint32_t rl2_geo_factor(rl2_ctx_t *c);
 
 /* ---- runtime overrides (runtime.c) ---- */
 

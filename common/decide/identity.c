@@ -693,7 +693,7 @@ rl2_client_find(const rl2_ctx_t *c)
  * names in its place), else the peer.  Only an upstream that sets the
  * header is listed, never a load balancer in trusted_proxies: that one
  * passes its clients' own headers through. */
-static int
+int
 rl2_sent_by(const rl2_request_t *r, const rl2_cidr_t *nets, size_t n)
 {
     const char *sender = r->conn_ip != NULL ? r->conn_ip : r->peer_ip;

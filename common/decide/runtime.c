@@ -55,15 +55,16 @@ rl2_runtime_factors(rl2_ctx_t *c)
     const rl2_policy_t *p = c->policy;
     uint32_t           *f = c->v->factor_ppm;
 
-    if (p->overrides == NULL) {
-        return; /* load and schedule keep their state in the table */
-    }
-    if (p->factors[RL2_FACTOR_LOAD].on) {
+    /* The load and the schedule keep their state in the table. */
+    if (p->factors[RL2_FACTOR_LOAD].on && p->overrides != NULL) {
         f[RL2_FACTOR_LOAD] = rl2_overrides_load(p->overrides, &p->load, c->now);
     }
-    if (p->factors[RL2_FACTOR_SCHEDULE].on) {
+    if (p->factors[RL2_FACTOR_SCHEDULE].on && p->overrides != NULL) {
         f[RL2_FACTOR_SCHEDULE] =
             rl2_schedule_factor(p->overrides, &p->schedule, c->now);
+    }
+    if (p->factors[RL2_FACTOR_GEO].on) {
+        f[RL2_FACTOR_GEO] = rl2_geo_factor(c);
     }
     for (size_t i = 0; i < RL2_FACTOR_N; i++) {
         if (f[i] != 0) {

@@ -231,7 +231,7 @@ rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root)
  * headers to FastCGI and CGI programs as HTTP_*, and Content-Type and
  * Content-Length as CONTENT_TYPE and CONTENT_LENGTH.  Without case:
  * Apache's tables compare names so. */
-static int
+int
 rl2_cfg_client_var(const char *name)
 {
     return strncasecmp(name, "HTTP_", 5) == 0
@@ -242,7 +242,7 @@ rl2_cfg_client_var(const char *name)
 /* Letters, digits and '_', not starting with a digit: Apache hands a CGI
  * program any other character as '_', so ratelimit2-cgi would look for
  * another name than the one the server sets. */
-static int
+int
 rl2_cfg_var_name_ok(const char *name)
 {
     if (isdigit((unsigned char)name[0])) {

@@ -16,9 +16,9 @@
  *       };
  *   };
  *
- * Off without the group.  The factor's state lives in the runtime
- * override table's shared memory (control/factor_load.c), so the group
- * needs the table.  Every value is checked with file:line.
+ * (factors.geo: config_geo.c.)  Off without the group.  The factor's state
+ * lives in the runtime override table's shared memory (control/factor_load.c),
+ * so the group needs the table.  Every value is checked with file:line.
  */
 #include <math.h>
 #include <string.h>
@@ -33,7 +33,7 @@
 /* Where named zones' TZif files are. */
 #define RL2_ZONEINFO_DIR "/usr/share/zoneinfo"
 
-static const char *const rl2_factors_keys[] = { "load", "schedule",
+static const char *const rl2_factors_keys[] = { "load", "schedule", "geo",
                                                 "reputation", NULL };
 static const char *const rl2_sched_keys[] = { "zone",  "windows", "min", "max",
                                               "rules", "tiers",   NULL };
@@ -541,5 +541,6 @@ rl2_cfg_factors(rl2_cfg_t *cfg, const config_setting_t *root)
     if (sched != NULL) {
         RL2_TRY(rl2_cfg_schedule(cfg, sched));
     }
+    RL2_TRY(rl2_cfg_geo(cfg, g));
     return rl2_cfg_reputation(cfg, g);
 }

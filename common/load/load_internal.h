@@ -13,6 +13,7 @@
  *   config_overrides.c the runtime override table's group
  *   config_factors.c  adaptive factors (the host's load)
  *   config_reputation.c  the reputation factor
+ *   config_geo.c      factors.geo: the client's country
  *
  * Every function taking a config_setting_t reports a failure as
  * "file:line: message" in cfg->err and returns its status; the first
@@ -134,6 +135,8 @@ rl2_status_t rl2_cfg_factor_in(const rl2_cfg_t *cfg, const config_setting_t *s,
  * there. */
 rl2_status_t rl2_cfg_reputation(rl2_cfg_t              *cfg,
                                 const config_setting_t *factors);
+/* factors.geo, when the `factors` group g has it (config_geo.c). */
+rl2_status_t rl2_cfg_geo(rl2_cfg_t *cfg, const config_setting_t *g);
 
 /* ---- limit sets (config_limits.c) ---- */
 
@@ -152,6 +155,13 @@ rl2_status_t rl2_cfg_default_rule(rl2_cfg_t *cfg, const config_setting_t *root);
 
 rl2_status_t rl2_cfg_clients(rl2_cfg_t *cfg, const config_setting_t *root);
 rl2_status_t rl2_cfg_whitelist(rl2_cfg_t *cfg, const config_setting_t *root);
+
+/* Could a client give a request variable of this name a value (HTTP_*,
+ * CONTENT_TYPE, CONTENT_LENGTH)? */
+int rl2_cfg_client_var(const char *name);
+
+/* Letters, digits and '_', not starting with a digit? */
+int rl2_cfg_var_name_ok(const char *name);
 
 /* ---- the violation log (config_vlog.c) ---- */
 

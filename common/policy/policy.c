@@ -35,8 +35,16 @@ typedef struct rl2_arena_block {
     _Alignas(16) unsigned char data[];
 } rl2_arena_block_t;
 
+/* What rl2_policy_free() calls before it frees the blocks. */
+typedef struct rl2_arena_cleanup {
+    struct rl2_arena_cleanup *next;
+    void (*fn)(void *);
+    void *data;
+} rl2_arena_cleanup_t;
+
 struct rl2_arena {
-    rl2_arena_block_t *head;
+    rl2_arena_block_t   *head;
+    rl2_arena_cleanup_t *cleanups; /* the last registered first */
 };
 
 void *
@@ -81,6 +89,22 @@ rl2_policy_strdup(rl2_policy_t *policy, const char *s)
 }
 
 rl2_status_t
+rl2_policy_on_free(rl2_policy_t *policy, void (*fn)(void *), void *data,
+                   rl2_err_t *err)
+{
+    rl2_arena_cleanup_t *c = rl2_policy_alloc(policy, sizeof(*c));
+
+    if (c == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    c->fn = fn;
+    c->data = data;
+    c->next = policy->arena->cleanups;
+    policy->arena->cleanups = c;
+    return RL2_OK;
+}
+
+rl2_status_t
 rl2_policy_create(const char *source, rl2_policy_t **out, rl2_err_t *err)
 {
     rl2_arena_t  *arena = calloc(1, sizeof(*arena));
@@ -120,8 +144,13 @@ rl2_policy_free(rl2_policy_t *policy)
         return;
     }
     rl2_arena_t       *arena = policy->arena;
-    rl2_arena_block_t *b = arena->head;
+    rl2_arena_block_t *b;
 
+    /* The cleanups live in the blocks: each is read before they go. */
+    for (rl2_arena_cleanup_t *c = arena->cleanups; c != NULL; c = c->next) {
+        c->fn(c->data);
+    }
+    b = arena->head;
     while (b != NULL) {
         rl2_arena_block_t *next = b->next;
 

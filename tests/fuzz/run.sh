@@ -42,7 +42,7 @@ printf '%s\n' common/*/*.c | xargs -P "$(nproc)" -I{} sh -c \
     sh {}
 for t in $TARGETS; do
     clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" "$OBJ"/*.o \
-        -lconfig -lhiredis -lpthread -lrt
+        -lconfig -lhiredis -lmaxminddb -lpthread -lrt
 done
 # what TARGET -- the code a target drives, for the record.
 what() {

@@ -44,7 +44,9 @@ typedef struct {
                                  connect themselves */
     const char *user;         /* authenticated user, or NULL */
     const char *tier_var;     /* value of policy->tier_variable, or NULL */
-    int         internal;     /* flagged internal by the server's own
+    const char *country_var;  /* value of policy->geo.variable (the
+                                 factors.geo group), or NULL */
+    int internal;             /* flagged internal by the server's own
                                  configuration: policy->wl_internal_var
                                  set (rl2_internal_value), read only
                                  when policy->wl_internal */

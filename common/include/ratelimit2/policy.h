@@ -283,6 +283,26 @@ typedef struct {
     rl2_limit_t *refusals; /* refusals by its own limits per window */
     rl2_limit_t *bans;     /* automatic bans it earned per window */
 } rl2_reputation_conf_t;
+/* The policy's `factors.geo` group (load/config_geo.c): the client's
+ * country, from the first of a request variable of the server's own
+ * configuration, a header believed from its senders only, and a lookup
+ * of the client's address in a MaxMind DB file, gives a factor
+ * (decide/geo.c).  A country is two ASCII letters; factor_ppm is indexed
+ * by rl2_geo_index() of the upper-cased pair, 0 where none is listed:
+ * then default_ppm, as for a client of no known country. */
+#define RL2_GEO_COUNTRIES (26 * 26)
+
+struct rl2_geo_db; /* decide/geo.c */
+
+typedef struct {
+    const char        *variable; /* request variable, or NULL */
+    const char        *header;   /* header, or NULL */
+    rl2_cidr_t        *nets;     /* header_from: its senders */
+    size_t             n_nets;
+    struct rl2_geo_db *db;          /* the opened database, or NULL */
+    uint32_t           default_ppm; /* unknown or unlisted country */
+    uint32_t          *factor_ppm;  /* [RL2_GEO_COUNTRIES], in the arena */
+} rl2_geo_conf_t;
 
 typedef struct rl2_rule_index rl2_rule_index_t;
 typedef struct rl2_arena      rl2_arena_t;
@@ -380,6 +400,7 @@ typedef struct {
     rl2_abuse_conf_t    abuse;    /* automatic bans; off when denials is 0 */
     rl2_load_conf_t     load;     /* factors.load; off when source is NULL */
     rl2_schedule_conf_t schedule; /* factors.schedule; off: zone NULL */
+    rl2_geo_conf_t      geo;      /* factors.geo */
     /* Where each adaptive factor applies, and its bounds; factors_on
      * has bit i when factors[i].on, so that a policy without factors
      * pays one test per limit. */
@@ -425,6 +446,13 @@ void         rl2_policy_free(rl2_policy_t *policy);
  * NULL only when memory is exhausted. */
 void *rl2_policy_alloc(rl2_policy_t *policy, size_t size);
 char *rl2_policy_strdup(rl2_policy_t *policy, const char *s);
+
+/* Call fn(data) when the policy is freed, before its arena goes: for what
+ * the policy holds outside it (an opened file, a mapping).  The last
+ * registered runs first.  RL2_ERR_NOMEM, and fn not registered, when
+ * memory is exhausted: the caller releases data itself then. */
+rl2_status_t rl2_policy_on_free(rl2_policy_t *policy, void (*fn)(void *),
+                                void *data, rl2_err_t *err);
 
 /* --- parsers shared by the config loader and the front ends' inline
  * directives; each writes a message without file:line on failure --- */
