@@ -10,7 +10,8 @@
 #            state file read when the table is made, before the first
 #            request; none of them the client's); BENCH_BANS=N for N
 #   factors  local, with every adaptive factor of the policy on (each
-#            raising the limit, so that it never trips)
+#            raising the limit, so that it never trips); BENCH_FACTORS="load
+#            geo" for some of them
 #   qos      mod_qos, QS_ClientEventLimitCount per client address
 #   evasive  mod_evasive, DOSPageCount and DOSSiteCount
 # Method (DEVELOPERS): apache2 -X under valgrind --tool=callgrind, serve 5

@@ -64,22 +64,36 @@ apache_bench() {
     fi
 }
 
-# factors_policy FILE -- a policy with every adaptive factor on, each
-# raising the limit (it must never trip): a load of 0.10 (x2 below 0.3)
-# from a file written here, a schedule window that always holds (x1.5,
-# UTC), and the client's reputation (x1.2 for a client never refused).
+# factors_policy FILE -- a policy with the adaptive factors named in
+# BENCH_FACTORS (default: all four) on, each raising the limit (it must
+# never trip): a load of 0.10 (x2 below 0.3) from a file written here, a
+# schedule window that always holds (x1.5, UTC), the client's country
+# looked up in a MaxMind DB file built here (x1.2; the client's own /32,
+# the deepest lookup an IPv4 address makes), and its reputation (x1.2
+# for a client never refused).
 factors_policy() {
+    local f
     echo "0.10 0.10 0.10 1/100 1234" >"$T_DIR/loadavg"
     chmod 644 "$T_DIR/loadavg"
-    cat >"$1" <<POL
-overrides = { state_file = "$T_DIR/factors.overrides"; };
-factors = {
-  load = { source = "$T_DIR/loadavg"; per_cpu = false;
-           steps = ( { below = 0.3; factor = 2; } ); };
-  schedule = { zone = "UTC"; windows = ( { when = "*"; factor = 1.5; } ); };
-  reputation = { window = "10m"; };
-};
-POL
+    printf '127.0.0.1/32 DE\n10.0.0.0/8 FR\n2001:db8::/32 FR\n' \
+        | perl "$RL2_ROOT/tests/tools/make_mmdb.pl" "$T_DIR/geo.mmdb"
+    chmod 644 "$T_DIR/geo.mmdb"
+    {
+        echo "overrides = { state_file = \"$T_DIR/factors.overrides\"; };"
+        echo "factors = {"
+        for f in ${BENCH_FACTORS:-load schedule geo reputation}; do
+            case $f in
+            load) echo "  load = { source = \"$T_DIR/loadavg\"; per_cpu = false;
+           steps = ( { below = 0.3; factor = 2; } ); };" ;;
+            schedule) echo "  schedule = { zone = \"UTC\";
+               windows = ( { when = \"*\"; factor = 1.5; } ); };" ;;
+            geo) echo "  geo = { database = \"$T_DIR/geo.mmdb\";
+          countries = { DE = 1.2; }; };" ;;
+            reputation) echo "  reputation = { window = \"10m\"; };" ;;
+            esac
+        done
+        echo "};"
+    } >"$1"
     chmod 644 "$1"
 }
 

@@ -77,7 +77,11 @@ typedef struct {
     int ovr_read;
     int ovr_idle; /* the table held nothing: read for the
                      adaptive factors only */
-    rl2_ovr_client_t   ovr;
+    rl2_ovr_client_t ovr;
+    /* The reputation counters' layers (reputation.c) this call keyed
+     * when it read them, for the count after the decision. */
+    int                rep_keyed;
+    rl2_layer_t        rep[3];
     const rl2_clock_t *now; /* set with ovr, as v->factor_ppm is */
 } rl2_ctx_t;
 
