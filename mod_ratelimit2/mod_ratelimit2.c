@@ -395,6 +395,12 @@ rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st,
         return DECLINED;
     }
     rl2_metrics_count(r, v, now);
+    if (v->challenger_denied && end == RL2_END_ADMIT) {
+        /* Admitted; a challenger would have refused (rl2_refuse logs a
+         * refused request's, with its refusal). */
+        rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method,
+                        r->uri, now);
+    }
     if (v->shown >= 0 || v->outcome == RL2_OUTCOME_DENY) {
         if (st == NULL) {
             st = rl2_state_new(r, now);

@@ -205,14 +205,18 @@ rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
 }
 
 /* The limit set a client gets from a rule; *identity says whether it
- * depends on who the client is (override or tier: decided late). */
+ * depends on who the client is (override or tier: decided late);
+ * *variant is 1 + the index of the client's variant when the set is a
+ * variant's (whose limits' phases already say when: config_variants.c),
+ * else 0. */
 static const rl2_limit_set_t *
 rl2_rule_set(const rl2_ctx_t *c, const rl2_applied_t *a,
-             const rl2_client_t *client, int *identity)
+             const rl2_client_t *client, int *identity, uint8_t *variant)
 {
     const rl2_rule_t *rule = a->rule;
 
     *identity = 1;
+    *variant = 0;
     for (size_t i = 0; client != NULL && i < client->n_rules; i++) {
         if (client->rules[i].rule == a->index) {
             return &client->rules[i].set;
@@ -223,6 +227,12 @@ rl2_rule_set(const rl2_ctx_t *c, const rl2_applied_t *a,
         return &rule->tiers[c->v->tier];
     }
     *identity = 0;
+    if (__builtin_expect(rule->n_variants > 0, 0)) {
+        size_t i = rl2_variant_pick(c, rule);
+
+        *variant = (uint8_t)(i + 1);
+        return &rule->variants[i].limits;
+    }
     return &rule->limits;
 }
 
@@ -319,14 +329,13 @@ rl2_layer_merge_shared(rl2_verdict_t *v)
     }
 }
 
-/* Append this phase's layers of one applied rule. */
+/* Append this phase's layers of one limit set of a rule: a challenger's
+ * are dry-run layers marked as its own (challenger). */
 static int
-rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
-             rl2_mode_t mode)
+rl2_add_set(rl2_ctx_t *c, const rl2_rule_t *rule, const rl2_limit_set_t *set,
+            int identity, int dry_run, uint8_t variant, uint8_t challenger)
 {
-    rl2_verdict_t         *v = c->v;
-    int                    identity;
-    const rl2_limit_set_t *set = rl2_rule_set(c, a, client, &identity);
+    rl2_verdict_t *v = c->v;
 
     for (size_t i = 0; i < set->n; i++) {
         const rl2_limit_t *limit = &set->limits[i];
@@ -343,15 +352,41 @@ rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
         /* Field by field: the client text is written by rl2_layer_key,
          * so the layer is not cleared as a whole. */
         layer->limit = limit; /* a runtime factor scales it later */
-        layer->rule = a->rule;
-        layer->dry_run = (mode == RL2_MODE_DRY_RUN);
+        layer->rule = rule;
+        layer->dry_run = dry_run;
+        layer->variant = variant;
+        layer->challenger = challenger;
         layer->result = (rl2_algo_result_t){ 0 };
         layer->refused = 0;
         layer->overflow_used = 0;
         layer->committed = 0;
         layer->committed_us = 0;
-        rl2_layer_key(c, a->rule, limit, layer);
+        rl2_layer_key(c, rule, limit, layer);
         rl2_layer_merge_shared(v);
+    }
+    return 0;
+}
+
+/* Append this phase's layers of one applied rule: the set the client
+ * gets, then the rule's challenger in its shadow. */
+static int
+rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
+             rl2_mode_t mode)
+{
+    int                    identity;
+    uint8_t                variant;
+    const rl2_limit_set_t *set =
+        rl2_rule_set(c, a, client, &identity, &variant);
+
+    if (rl2_add_set(c, a->rule, set, identity, mode == RL2_MODE_DRY_RUN,
+                    variant, 0)
+        != 0) {
+        return -1;
+    }
+    c->v->experiment |= variant != 0;
+    if (__builtin_expect(a->rule->challenger.n > 0, 0)) {
+        c->v->experiment = 1;
+        return rl2_add_set(c, a->rule, &a->rule->challenger, 0, 1, 0, 1);
     }
     return 0;
 }
@@ -373,12 +408,14 @@ rl2_pick_shown(const rl2_verdict_t *v)
     int best = -1;
 
     if (v->n_layers == 1) {
-        return v->layers[0].limit->unlimited ? -1 : 0;
+        return v->layers[0].limit->unlimited || v->layers[0].challenger ? -1
+                                                                        : 0;
     }
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i], *b;
 
-        if (l->limit->unlimited) {
+        /* A challenger never changes what the client is told. */
+        if (l->limit->unlimited || l->challenger) {
             continue;
         }
         if (best < 0) {
@@ -425,7 +462,8 @@ rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
         const rl2_layer_t *l = &v->layers[i];
 
         denied |= rl2_layer_denies(l);
-        v->dry_run_denied |= (l->refused && l->dry_run);
+        v->dry_run_denied |= (l->refused && l->dry_run && !l->challenger);
+        v->challenger_denied |= (l->refused && l->challenger);
         v->overflow_used |= l->overflow_used;
     }
     if (denied) {
@@ -687,8 +725,14 @@ static int
 rl2_rule_has_phase(const rl2_policy_t *policy, const rl2_rule_t *rule,
                    unsigned phase)
 {
-    if (rl2_set_has_phase(&rule->limits, 0, phase)) {
+    if (rl2_set_has_phase(&rule->limits, 0, phase)
+        || rl2_set_has_phase(&rule->challenger, 0, phase)) {
         return 1;
+    }
+    for (size_t i = 0; i < rule->n_variants; i++) {
+        if (rl2_set_has_phase(&rule->variants[i].limits, 0, phase)) {
+            return 1;
+        }
     }
     for (size_t t = 0; rule->tiers != NULL && t < policy->n_tiers; t++) {
         if (rl2_set_has_phase(&rule->tiers[t], 1, phase)) {

@@ -10,6 +10,7 @@
  *                         proxies, user, API key, tier
  *   bound.c               the most rules and limits one request of a
  *                         policy can meet (for the loader)
+ *   variant.c             which variant of a rule a client is assigned
  *   decide_internal.h     this file
  */
 #ifndef RL2_DECIDE_INTERNAL_H
@@ -115,6 +116,10 @@ const char *rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
 /* Who the client is, as the override table matches it: the address
  * (parsed now if the fast path left it as text), user, API key hash. */
 void rl2_ctx_who(rl2_ctx_t *c, rl2_ovr_who_t *who);
+
+/* The variant (0-based) of `rule`, which has variants, this client is
+ * assigned by the rule's variant_by (variant.c). */
+size_t rl2_variant_pick(const rl2_ctx_t *c, const rl2_rule_t *rule);
 
 /* ---- runtime overrides (runtime.c) ---- */
 

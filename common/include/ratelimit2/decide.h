@@ -87,15 +87,18 @@ typedef struct {
     uint8_t       addr[16];
     char          client_ip[48]; /* its text (after trusted proxies) */
     /* Bytes, so that the head every request clears stays small: */
-    uint8_t refusal;      /* rl2_refusal_t: why a refusal came before any
-                             limit was checked (refusal_retry_s) */
-    uint8_t banned;       /* this refusal made the client's automatic ban
-                             (policy `abuse`): banned_for_s, banned_target */
-    uint8_t needs_late;   /* a decision without the late phase met an
-                             override table that names users or API keys:
-                             a front end that decides in two phases must
-                             ask again after authentication */
-    uint8_t     n_scaled; /* of scaled[] */
+    uint8_t refusal;    /* rl2_refusal_t: why a refusal came before any
+                           limit was checked (refusal_retry_s) */
+    uint8_t banned;     /* this refusal made the client's automatic ban
+                           (policy `abuse`): banned_for_s, banned_target */
+    uint8_t needs_late; /* a decision without the late phase met an
+                           override table that names users or API keys:
+                           a front end that decides in two phases must
+                           ask again after authentication */
+    uint8_t n_scaled;   /* of scaled[] */
+    uint8_t experiment; /* a layer is a variant's or a
+                           challenger's (metrics) */
+    uint8_t     challenger_denied; /* a challenger layer would refuse */
     size_t      n_layers;
     rl2_layer_t layers[RL2_MAX_LAYERS];
     /* Not cleared by rl2_verdict_init: valid when the head says so. */
@@ -117,6 +120,17 @@ rl2_verdict_init(rl2_verdict_t *v)
     v->shown = -1;
     v->tier = -1;
 }
+
+/* The name of the variant the verdict shows (X-RateLimit-Variant): the
+ * shown layer's, else the first layer's that has one; NULL: none. */
+const char *rl2_verdict_variant(const rl2_verdict_t *v);
+
+/* The variant (0-based) of `rule` (which has variants) for a client
+ * whose identity, in its key form ("1.2.3.4", "user:HASH",
+ * "key:HASH"), is id[0..len): a keyed hash of it, under the rule's
+ * variant_key, into [0, variant_total), then the variant whose weights
+ * cover it. */
+size_t rl2_variant_of(const rl2_rule_t *rule, const char *id, size_t len);
 
 /* Copy src's head, its layers and the limits scaled for them into dst
  * (which outlives src: a front end keeps a verdict for a later phase);

@@ -64,7 +64,11 @@ typedef struct {
     char     tier[RL2_NAME_MAX + 1];      /* "-" without tiers */
     char     client[RL2_VLOG_CLIENT_MAX]; /* address, user:HASH, ... */
     char     method[RL2_VLOG_METHOD_MAX];
-    char     path[RL2_VLOG_PATH_MAX]; /* without the query */
+    char     path[RL2_VLOG_PATH_MAX];           /* without the query */
+    char     variant[RL2_VARIANT_NAME_MAX + 1]; /* the rule's variant, or
+                                                   "" */
+    uint8_t challenger; /* 1: a challenger would have refused (the
+                           request was not refused by it) */
 } rl2_vlog_entry_t;
 
 /* The ring's counters, shared by the host's processes. */
@@ -84,7 +88,9 @@ rl2_status_t rl2_vlog_conf_resolve(const rl2_vlog_conf_t *conf,
                                    rl2_vlog_conf_t *out, rl2_err_t *err);
 
 /* Record the refusal `v` (outcome RL2_OUTCOME_DENY) of a request with
- * this method and path; log may be NULL (disabled).  Never fails the
+ * this method and path, and, when a challenger would have refused it
+ * (v->challenger_denied, whatever the outcome), that too in an entry
+ * marked challenger; log may be NULL (disabled).  Never fails the
  * request: a Redis error sends the entry to the ring and is counted. */
 void rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
                      const rl2_verdict_t *v, const char *method,
