@@ -95,8 +95,8 @@ rl2_cfg_variant(rl2_cfg_t *cfg, const config_setting_t *g,
     RL2_TRY(rl2_cfg_int(cfg, g, "weight", &weight));
     if (weight < 1 || weight > RL2_VARIANT_WEIGHT_MAX) {
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "weight"), RL2_ERR_CONFIG,
-                            "variant '%s': 'weight' must be from 1 to %d",
-                            name, RL2_VARIANT_WEIGHT_MAX);
+                            "variant '%s': 'weight' must be from 1 to %d", name,
+                            RL2_VARIANT_WEIGHT_MAX);
     }
     if ((limits = rl2_cfg_at(g, "limits")) == NULL) {
         return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
@@ -217,10 +217,9 @@ rl2_cfg_experiment_seed(rl2_cfg_t *cfg, const config_setting_t *root)
 
     RL2_TRY(rl2_cfg_string(cfg, root, "experiment_seed", &seed));
     if (seed != NULL && strlen(seed) > RL2_SEED_MAX) {
-        return rl2_cfg_fail(cfg, rl2_cfg_at(root, "experiment_seed"),
-                            RL2_ERR_CONFIG,
-                            "'experiment_seed' is longer than %d bytes",
-                            RL2_SEED_MAX);
+        return rl2_cfg_fail(
+            cfg, rl2_cfg_at(root, "experiment_seed"), RL2_ERR_CONFIG,
+            "'experiment_seed' is longer than %d bytes", RL2_SEED_MAX);
     }
     cfg->experiment_seed = seed;
     return RL2_OK;

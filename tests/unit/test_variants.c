@@ -152,8 +152,9 @@ test_loads(void **state)
 static void
 request(const char *ip, const char *user, rl2_request_t *req)
 {
-    *req = (rl2_request_t){ .method = "GET", .path = "/api/x", .peer_ip = ip,
-                            .user = user };
+    *req = (rl2_request_t){
+        .method = "GET", .path = "/api/x", .peer_ip = ip, .user = user
+    };
 }
 
 static void
@@ -185,11 +186,10 @@ decided_variant(fixture_t *f, unsigned i)
 
 /* 10,000 clients: each variant's share within 2 points of its weight. */
 static void
-split(const char *text, const char *const *names, const unsigned *pct,
-      size_t n)
+split(const char *text, const char *const *names, const unsigned *pct, size_t n)
 {
-    void     *state;
-    unsigned  count[8] = { 0 };
+    void      *state;
+    unsigned   count[8] = { 0 };
     fixture_t *f;
 
     setup_sized(&state, text, 32768, "split");
@@ -209,8 +209,8 @@ split(const char *text, const char *const *names, const unsigned *pct,
         int diff = (int)count[k] - (int)pct[k] * 100;
 
         if (diff > 200 || diff < -200) {
-            fail_msg("variant %s: %u of 10000, weight %u%%", names[k],
-                     count[k], pct[k]);
+            fail_msg("variant %s: %u of 10000, weight %u%%", names[k], count[k],
+                     pct[k]);
         }
     }
     teardown(&state);
@@ -322,20 +322,21 @@ test_by_user(void **state)
 static void
 test_separate_keys(void **state)
 {
-    void          *st;
-    fixture_t     *f;
+    void             *st;
+    fixture_t        *f;
     const rl2_rule_t *rule;
-    unsigned       in[2] = { 0, 0 }, found = 0;
-    char           ip[2][32];
+    unsigned          in[2] = { 0, 0 }, found = 0;
+    char              ip[2][32];
 
     (void)state;
-    setup_sized(&st,
-                "rules = ( { name = \"api\"; variant_by = \"ip\"; variants = (\n"
-                "  { name = \"A\"; weight = 1; limits = ( { name = \"l\"; "
-                "rate = \"3/m\"; key = \"route\"; } ); },\n"
-                "  { name = \"B\"; weight = 1; limits = ( { name = \"l\"; "
-                "rate = \"3/m\"; key = \"route\"; } ); } ); } );\n",
-                1024, "keys");
+    setup_sized(
+        &st,
+        "rules = ( { name = \"api\"; variant_by = \"ip\"; variants = (\n"
+        "  { name = \"A\"; weight = 1; limits = ( { name = \"l\"; "
+        "rate = \"3/m\"; key = \"route\"; } ); },\n"
+        "  { name = \"B\"; weight = 1; limits = ( { name = \"l\"; "
+        "rate = \"3/m\"; key = \"route\"; } ); } ); } );\n",
+        1024, "keys");
     f = st;
     rule = &f->policy->rules[0];
     assert_memory_not_equal(&rule->variants[0].limits.limits[0].key_seed,
@@ -424,8 +425,8 @@ test_variant_header(void **state)
                 > 0);
     assert_string_equal(seen.variant, name);
     /* The variant's own limit is the one announced. */
-    assert_non_null(strstr(seen.policy, strcmp(name, "A") == 0 ? "q=100"
-                                                                : "q=150"));
+    assert_non_null(
+        strstr(seen.policy, strcmp(name, "A") == 0 ? "q=100" : "q=150"));
     teardown(&st);
 }
 
@@ -477,8 +478,8 @@ test_challenger_matches_enforced(void **state)
     rl2_metrics_conf_default(&conf);
     assert_int_equal(rl2_metrics_open(mname, 0600, &conf, NULL, NULL, &m, &err),
                      RL2_OK);
-    assert_int_equal(
-        rl2_metrics_bind(m, a->policy, NULL, 0, &bind, NULL, &err), RL2_OK);
+    assert_int_equal(rl2_metrics_bind(m, a->policy, NULL, 0, &bind, NULL, &err),
+                     RL2_OK);
     /* Client i sends i + 1 requests, over 8 clients, interleaved. */
     for (unsigned round = 0; round < 8; round++) {
         for (unsigned i = round; i < 8; i++) {
@@ -564,8 +565,8 @@ test_variant_metric(void **state)
     rl2_metrics_conf_default(&conf);
     assert_int_equal(rl2_metrics_open(mname, 0600, &conf, NULL, NULL, &m, &err),
                      RL2_OK);
-    assert_int_equal(
-        rl2_metrics_bind(m, f->policy, NULL, 0, &bind, NULL, &err), RL2_OK);
+    assert_int_equal(rl2_metrics_bind(m, f->policy, NULL, 0, &bind, NULL, &err),
+                     RL2_OK);
     for (unsigned i = 0; i < 500; i++) {
         rl2_request_t req;
         rl2_verdict_t v;
