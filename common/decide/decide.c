@@ -228,7 +228,16 @@ rl2_rule_set(const rl2_ctx_t *c, const rl2_applied_t *a,
     }
     *identity = 0;
     if (__builtin_expect(rule->n_variants > 0, 0)) {
-        size_t i = rl2_variant_pick(c, rule);
+        static const rl2_limit_set_t none;
+        size_t                       i;
+
+        /* Assigned by who the client is: nothing to pick before the
+         * late phase, whose limits all its variants' are. */
+        if (rule->variant_by != RL2_VARIANT_BY_IP
+            && (c->phase & RL2_PHASE_LATE) == 0) {
+            return &none;
+        }
+        i = rl2_variant_pick(c, rule);
 
         *variant = (uint8_t)(i + 1);
         return &rule->variants[i].limits;

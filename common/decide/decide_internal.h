@@ -117,6 +117,17 @@ const char *rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
  * (parsed now if the fast path left it as text), user, API key hash. */
 void rl2_ctx_who(rl2_ctx_t *c, rl2_ovr_who_t *who);
 
+/* The name of the variant the verdict shows (X-RateLimit-Variant): the
+ * shown layer's, else the first layer's that has one; NULL: none. */
+const char *rl2_verdict_variant(const rl2_verdict_t *v);
+
+/* The variant (0-based) of `rule` (which has variants) for a client
+ * whose identity, in its key form ("1.2.3.4", "user:HASH",
+ * "key:HASH"), is id[0..len): a keyed hash of it, under the rule's
+ * variant_key, into [0, variant_total), then the variant whose weights
+ * cover it. */
+size_t rl2_variant_of(const rl2_rule_t *rule, const char *id, size_t len);
+
 /* The variant (0-based) of `rule`, which has variants, this client is
  * assigned by the rule's variant_by (variant.c). */
 size_t rl2_variant_pick(const rl2_ctx_t *c, const rl2_rule_t *rule);

@@ -189,4 +189,8 @@ n=$((7 + 5 + webx_refused))
 like "report: refusals only in its totals" \
     "violation log: $n entries, $n denials" "$text"
 
+like "ratelimit2ctl check shows the variants and the challenger" \
+    'variants by ip, of 100: A=50 B=50.*challenger +web_tight' \
+    "$("$CTL" check "$POL" | tr '\n' ' ')"
+
 done_testing

@@ -1,6 +1,7 @@
 /*
  * test_variants.c -- experiments in a rule (config_variants.c,
- * decide/variant.c): the loader's errors with file:line; 10,000 clients
+ * decide/variant.c): the loader's errors with file:line (a challenger
+ * counted in the bound of limits per request); 10,000 clients
  * split 90/10 and 50/30/20 within two points of the weights; a client's
  * variant the same under two separately loaded policies (two servers, a
  * restart) and another seed moving some; variants counting on keys of
@@ -24,6 +25,7 @@
 #include "ratelimit2/headers.h"
 #include "ratelimit2/metrics.h"
 #include "obs/metrics_internal.h"
+#include "decide/decide_internal.h"
 
 static const rl2_clock_t now = { .mono_us = 1000 * RL2_US_PER_S,
                                  .wall_us = 1700000000 * RL2_US_PER_S };
@@ -111,6 +113,26 @@ test_loader_errors(void **state)
                 "  challenger = { limits = ( { rate = \"1/m\"; weight = 2; } "
                 "); }; } );\n",
                 "v.conf", 2, "weight");
+    /* A challenger's limits come beside the enforced ones. */
+    expect_fail("rules = ( { name = \"a\"; limits = (\n"
+                "  { name = \"l1\"; rate = \"1/m\"; }, { name = \"l2\"; rate "
+                "= \"2/m\"; },\n"
+                "  { name = \"l3\"; rate = \"3/m\"; }, { name = \"l4\"; rate "
+                "= \"4/m\"; },\n"
+                "  { name = \"l5\"; rate = \"5/m\"; }, { name = \"l6\"; rate "
+                "= \"6/m\"; },\n"
+                "  { name = \"l7\"; rate = \"7/m\"; }, { name = \"l8\"; rate "
+                "= \"8/m\"; },\n"
+                "  { name = \"l9\"; rate = \"9/m\"; }, { name = \"l10\"; rate "
+                "= \"10/m\"; },\n"
+                "  { name = \"l11\"; rate = \"11/m\"; }, { name = \"l12\"; "
+                "rate = \"12/m\"; },\n"
+                "  { name = \"l13\"; rate = \"13/m\"; }, { name = \"l14\"; "
+                "rate = \"14/m\"; },\n"
+                "  { name = \"l15\"; rate = \"15/m\"; }, { name = \"l16\"; "
+                "rate = \"16/m\"; } );\n"
+                "  challenger = { limits = ( { rate = \"1/s\"; } ); }; } );\n",
+                "v.conf", 1, "to 17 limits, more than the 16");
     expect_fail("rules = ( { name = \"a\"; exempt = true;\n"
                 "  challenger = { limits = ( { rate = \"1/m\"; } ); }; } );\n",
                 "v.conf", 1, "an exempt rule takes no");

@@ -121,17 +121,6 @@ rl2_verdict_init(rl2_verdict_t *v)
     v->tier = -1;
 }
 
-/* The name of the variant the verdict shows (X-RateLimit-Variant): the
- * shown layer's, else the first layer's that has one; NULL: none. */
-const char *rl2_verdict_variant(const rl2_verdict_t *v);
-
-/* The variant (0-based) of `rule` (which has variants) for a client
- * whose identity, in its key form ("1.2.3.4", "user:HASH",
- * "key:HASH"), is id[0..len): a keyed hash of it, under the rule's
- * variant_key, into [0, variant_total), then the variant whose weights
- * cover it. */
-size_t rl2_variant_of(const rl2_rule_t *rule, const char *id, size_t len);
-
 /* Copy src's head, its layers and the limits scaled for them into dst
  * (which outlives src: a front end keeps a verdict for a later phase);
  * dst's layers then point at dst's scaled limits. */
