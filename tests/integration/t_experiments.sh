@@ -24,7 +24,7 @@ POL=$T_DIR/policy.conf
 cat >"$POL" <<POLICY
 redis = { server = "127.0.0.1:$RP"; timeout = 300; };
 trusted_proxies = [ "127.0.0.1" ];
-headers = { variant = true; };
+headers = { variant = true; legacy = true; scope = true; algorithm = true; };
 experiment_seed = "t_experiments";
 rules = (
   { name = "api"; paths = "/api/**"; variant_by = "ip";
@@ -133,7 +133,15 @@ for want in A:3 B:5; do
     done | batch | grep -c '^200 ')))
     is "variant $v (10.8.0.$i): 10 requests over both servers, admitted" \
         "${want#*:}" "$admitted"
+    [ "$v" = A ] && CA=10.8.0.$i
 done
+# Every field at once (legacy, scope, algorithm, variant) on a refusal:
+# none crowds Retry-After out.
+h=$(curl -s -o /dev/null -D - -H "X-Forwarded-For: $CA" "$U1/api/x" \
+    | tr -d '\r' | grep -iE '^(HTTP/|x-ratelimit-variant|retry-after)' \
+    | sort | tr '\n' ' ')
+like "a refusal of variant A: 429, X-RateLimit-Variant and Retry-After" \
+    '^HTTP/1.1 429 .*Retry-After: [0-9]+ X-RateLimit-Variant: A $' "$h"
 
 # ---- the challenger against the enforced copy ----
 # Clients 10.7.0.1..4 send 2, 3, 4 and 5 requests each to web and webx,
@@ -171,7 +179,7 @@ is "challenger allow metric = the rest of the 14 requests" \
     $((14 - webx_refused)) "$allow"
 S='ratelimit2_variant_requests_total{rule="api",variant="A",outcome="denied"}'
 va=$(($(metric "$U1" "$S") + $(metric "$U2" "$S")))
-is "variant A denied metric (both servers)" 7 "$va"
+is "variant A denied metric (both servers)" 8 "$va"
 
 # ---- the violation log and the report ----
 xr=$(redis-cli -p "$RP" --no-raw XRANGE rl2:violations - + 2>/dev/null)
@@ -182,10 +190,10 @@ is "violation log: one challenger entry per would-refuse" \
 like "violation log: a refusal of variant A names it" '"variant"' "$xr"
 C=("$CTL" -c "$POL" -R "127.0.0.1:$RP" -z "$(zone_name ctl)")
 text=$("${C[@]}" report 2>&1)
-like "report: denials by rule/variant" 'api/A +7' "$text"
+like "report: denials by rule/variant" 'api/A +8' "$text"
 like "report: the challenger's would-denials apart" \
     "web/\\(challenger\\) +$webx_refused" "$text"
-n=$((7 + 5 + webx_refused))
+n=$((8 + 5 + webx_refused))
 like "report: refusals only in its totals" \
     "violation log: $n entries, $n denials" "$text"
 
