@@ -205,18 +205,14 @@ rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
 }
 
 /* The limit set a client gets from a rule; *identity says whether it
- * depends on who the client is (override or tier: decided late);
- * *variant is 1 + the index of the client's variant when the set is a
- * variant's (whose limits' phases already say when: config_variants.c),
- * else 0. */
+ * depends on who the client is (override or tier: decided late). */
 static const rl2_limit_set_t *
 rl2_rule_set(const rl2_ctx_t *c, const rl2_applied_t *a,
-             const rl2_client_t *client, int *identity, uint8_t *variant)
+             const rl2_client_t *client, int *identity)
 {
     const rl2_rule_t *rule = a->rule;
 
     *identity = 1;
-    *variant = 0;
     for (size_t i = 0; client != NULL && i < client->n_rules; i++) {
         if (client->rules[i].rule == a->index) {
             return &client->rules[i].set;
@@ -227,22 +223,27 @@ rl2_rule_set(const rl2_ctx_t *c, const rl2_applied_t *a,
         return &rule->tiers[c->v->tier];
     }
     *identity = 0;
-    if (__builtin_expect(rule->n_variants > 0, 0)) {
-        static const rl2_limit_set_t none;
-        size_t                       i;
-
-        /* Assigned by who the client is: nothing to pick before the
-         * late phase, whose limits all its variants' are. */
-        if (rule->variant_by != RL2_VARIANT_BY_IP
-            && (c->phase & RL2_PHASE_LATE) == 0) {
-            return &none;
-        }
-        i = rl2_variant_pick(c, rule);
-
-        *variant = (uint8_t)(i + 1);
-        return &rule->variants[i].limits;
-    }
     return &rule->limits;
+}
+
+/* The set of the variant of `rule` this client is assigned, and in
+ * *variant 1 + its index; its limits' phases already say when they are
+ * decided (config_variants.c). */
+static const rl2_limit_set_t *
+rl2_variant_set(const rl2_ctx_t *c, const rl2_rule_t *rule, uint8_t *variant)
+{
+    static const rl2_limit_set_t none;
+    size_t                       i;
+
+    /* Assigned by who the client is: nothing to pick before the late
+     * phase, whose limits all its variants' are. */
+    if (rule->variant_by != RL2_VARIANT_BY_IP
+        && (c->phase & RL2_PHASE_LATE) == 0) {
+        return &none;
+    }
+    i = rl2_variant_pick(c, rule);
+    *variant = (uint8_t)(i + 1);
+    return &rule->variants[i].limits;
 }
 
 /* The client part of a storage key, written in its log form ("1.2.3.4",
@@ -338,66 +339,77 @@ rl2_layer_merge_shared(rl2_verdict_t *v)
     }
 }
 
-/* Append this phase's layers of one limit set of a rule: a challenger's
- * are dry-run layers marked as its own (challenger). */
-static int
-rl2_add_set(rl2_ctx_t *c, const rl2_rule_t *rule, const rl2_limit_set_t *set,
-            int identity, int dry_run, uint8_t variant, uint8_t challenger)
+/* A rule with variants or a challenger (rare, out of line): the set of
+ * the client's variant when no override or tier replaced the rule's,
+ * else `set`; the verdict is marked as an experiment's. */
+static __attribute__((noinline)) const rl2_limit_set_t *
+rl2_experiment_set(rl2_ctx_t *c, const rl2_rule_t *rule,
+                   const rl2_limit_set_t *set, uint8_t *variant)
 {
-    rl2_verdict_t *v = c->v;
-
-    for (size_t i = 0; i < set->n; i++) {
-        const rl2_limit_t *limit = &set->limits[i];
-        unsigned           phase = identity ? RL2_PHASE_LATE : limit->phase;
-
-        if ((phase & c->phase) == 0) {
-            continue;
-        }
-        if (v->n_layers == RL2_MAX_LAYERS) {
-            return -1;
-        }
-        rl2_layer_t *layer = &v->layers[v->n_layers++];
-
-        /* Field by field: the client text is written by rl2_layer_key,
-         * so the layer is not cleared as a whole. */
-        layer->limit = limit; /* a runtime factor scales it later */
-        layer->rule = rule;
-        layer->dry_run = dry_run;
-        layer->variant = variant;
-        layer->challenger = challenger;
-        layer->result = (rl2_algo_result_t){ 0 };
-        layer->refused = 0;
-        layer->overflow_used = 0;
-        layer->committed = 0;
-        layer->committed_us = 0;
-        rl2_layer_key(c, rule, limit, layer);
-        rl2_layer_merge_shared(v);
+    c->v->experiment = 1;
+    if (set == &rule->limits && rule->n_variants > 0) {
+        return rl2_variant_set(c, rule, variant);
     }
-    return 0;
+    return set;
 }
 
 /* Append this phase's layers of one applied rule: the set the client
- * gets, then the rule's challenger in its shadow. */
+ * gets, then, for a rule with a challenger, the challenger's as dry-run
+ * layers marked as its own.  One loop for both, so that the common case
+ * keeps its shape (a second copy of the loop would be a second call site
+ * of what it inlines). */
 static int
 rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
              rl2_mode_t mode)
 {
-    int                    identity;
-    uint8_t                variant;
-    const rl2_limit_set_t *set =
-        rl2_rule_set(c, a, client, &identity, &variant);
+    rl2_verdict_t         *v = c->v;
+    const rl2_rule_t      *rule = a->rule;
+    int                    identity, dry_run = (mode == RL2_MODE_DRY_RUN);
+    int                    experiment = rule->experiment;
+    uint8_t                variant = 0, challenger = 0;
+    const rl2_limit_set_t *set = rl2_rule_set(c, a, client, &identity);
 
-    if (rl2_add_set(c, a->rule, set, identity, mode == RL2_MODE_DRY_RUN,
-                    variant, 0)
-        != 0) {
-        return -1;
+    if (__builtin_expect(experiment, 0)) {
+        set = rl2_experiment_set(c, rule, set, &variant);
     }
-    c->v->experiment |= variant != 0;
-    if (__builtin_expect(a->rule->challenger.n > 0, 0)) {
-        c->v->experiment = 1;
-        return rl2_add_set(c, a->rule, &a->rule->challenger, 0, 1, 0, 1);
+    for (;;) {
+        for (size_t i = 0; i < set->n; i++) {
+            const rl2_limit_t *limit = &set->limits[i];
+            unsigned           phase = identity ? RL2_PHASE_LATE : limit->phase;
+
+            if ((phase & c->phase) == 0) {
+                continue;
+            }
+            if (v->n_layers == RL2_MAX_LAYERS) {
+                return -1;
+            }
+            rl2_layer_t *layer = &v->layers[v->n_layers++];
+
+            /* Field by field: the client text is written by
+             * rl2_layer_key, so the layer is not cleared as a whole. */
+            layer->limit = limit; /* a runtime factor scales it later */
+            layer->rule = rule;
+            layer->dry_run = dry_run;
+            layer->variant = variant;
+            layer->challenger = challenger;
+            layer->result = (rl2_algo_result_t){ 0 };
+            layer->refused = 0;
+            layer->overflow_used = 0;
+            layer->committed = 0;
+            layer->committed_us = 0;
+            rl2_layer_key(c, rule, limit, layer);
+            rl2_layer_merge_shared(v);
+        }
+        if (__builtin_expect(!experiment, 1) || challenger
+            || rule->challenger.n == 0) {
+            return 0;
+        }
+        set = &rule->challenger;
+        identity = 0;
+        dry_run = 1;
+        variant = 0;
+        challenger = 1;
     }
-    return 0;
 }
 
 /* ---- folding answers into the verdict ---- */
@@ -416,9 +428,9 @@ rl2_pick_shown(const rl2_verdict_t *v)
 {
     int best = -1;
 
+    /* A lone challenger layer is undone by rl2_fold_experiment. */
     if (v->n_layers == 1) {
-        return v->layers[0].limit->unlimited || v->layers[0].challenger ? -1
-                                                                        : 0;
+        return v->layers[0].limit->unlimited ? -1 : 0;
     }
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i], *b;
@@ -460,19 +472,40 @@ rl2_refund_committed(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     return st;
 }
 
+/* What a challenger changes in a folded verdict (rare, out of line): its
+ * refusals are its own (challenger_denied), not a dry-run's, and it is
+ * never the layer the headers show. */
+static __attribute__((noinline)) void
+rl2_fold_experiment(rl2_verdict_t *v, size_t first, int dry_before)
+{
+    int dry = 0;
+
+    for (size_t i = first; i < v->n_layers; i++) {
+        const rl2_layer_t *l = &v->layers[i];
+
+        if (l->refused && l->challenger) {
+            v->challenger_denied = 1;
+        }
+        dry |= l->refused && l->dry_run && !l->challenger;
+    }
+    v->dry_run_denied = dry_before | dry;
+    if (v->shown >= 0 && v->layers[v->shown].challenger) {
+        v->shown = -1;
+    }
+}
+
 static rl2_status_t
 rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
                  const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_verdict_t *v = c->v;
-    int            denied = 0;
+    int            denied = 0, dry_before = v->dry_run_denied;
 
     for (size_t i = first; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i];
 
         denied |= rl2_layer_denies(l);
-        v->dry_run_denied |= (l->refused && l->dry_run && !l->challenger);
-        v->challenger_denied |= (l->refused && l->challenger);
+        v->dry_run_denied |= (l->refused && l->dry_run);
         v->overflow_used |= l->overflow_used;
     }
     if (denied) {
@@ -490,6 +523,9 @@ rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
         v->outcome = RL2_OUTCOME_ALLOW;
     }
     v->shown = rl2_pick_shown(v);
+    if (__builtin_expect(v->experiment, 0)) {
+        rl2_fold_experiment(v, first, dry_before);
+    }
     return RL2_OK;
 }
 
@@ -684,6 +720,9 @@ rl2_decide_peek(const rl2_policy_t *policy, const rl2_rule_t *extra,
         }
     }
     v->shown = rl2_pick_shown(v);
+    if (v->experiment) {
+        rl2_fold_experiment(v, 0, 0);
+    }
     return RL2_OK;
 }
 

@@ -181,6 +181,7 @@ rl2_cfg_variants(rl2_cfg_t *cfg, const config_setting_t *g, rl2_cfg_set_t *sc,
     sc->in_tier = 0;
     rule->variant_total = total;
     rule->variant_by = (rl2_variant_by_t)by;
+    rule->experiment = 1;
     rl2_cfg_variant_key(cfg, rule);
     return RL2_OK;
 }
@@ -207,6 +208,7 @@ rl2_cfg_challenger(rl2_cfg_t *cfg, const config_setting_t *g,
     }
     RL2_TRY(rl2_cfg_set(cfg, limits, sc, &rule->challenger));
     rl2_cfg_rekey(&rule->challenger, "challenger", rule->name, "");
+    rule->experiment = 1;
     return RL2_OK;
 }
 

@@ -162,6 +162,8 @@ typedef struct {
     /* Limits evaluated in the shadow of the enforced ones (counted under
      * keys of their own, never refusing); n == 0: none. */
     rl2_limit_set_t challenger;
+    int             experiment; /* variants or a challenger (the request
+                                   path's one test for both) */
 } rl2_rule_t;
 
 typedef struct {
