@@ -197,8 +197,14 @@ typedef struct {
     size_t            n_tier;
     rl2_ctl_row_t    *by_client; /* most denials first */
     size_t            n_client;
-    uint64_t          per_minute[60]; /* the last hour, oldest first */
-    int64_t           hour_end_us;
+    rl2_vlog_entry_t *shadow; /* a challenger's would-refuse entries,
+                                 kept out of entries */
+    size_t         n_shadow;
+    rl2_ctl_row_t *by_variant; /* rule/variant, then
+                                  rule/(challenger) */
+    size_t   n_variant;
+    uint64_t per_minute[60]; /* the last hour, oldest first */
+    int64_t  hour_end_us;
 } rl2_ctl_report_t;
 
 void rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top);

@@ -2,8 +2,9 @@
  * report.c -- ratelimit2ctl report: gather the violation log (the zone's
  * ring, and with -R the Redis stream the policy names), and fold it into
  * the rows the three formats print: by limit (with the peak one client
- * met in one window, for the breathing room), by tier, by client, and
- * denials per minute over the last hour of the log.
+ * met in one window, for the breathing room), by tier, by client, by
+ * rule and variant (with what each rule's challenger would have
+ * refused), and denials per minute over the last hour of the log.
  *
  * Each entry counts for itself plus the denials sampled out just before
  * it (its `skipped`), so totals stay right above the sampling rate; the
@@ -81,38 +82,48 @@ rl2_ctl_peak(const rl2_ctl_item_t *it, size_t n, int64_t window)
 
 /* Group the entries by what `which` names; rows in *out, sorted by
  * denials (most first). */
+/* Group entries[0..n) by rule/limit (which 0), tier (1), client (2) or
+ * rule/variant (3: entries of a variant, and a challenger's as
+ * rule/(challenger)). */
 static int
-rl2_ctl_group(rl2_ctl_report_t *r, int which, rl2_ctl_row_t **out,
-              size_t *n_out)
+rl2_ctl_group(const rl2_vlog_entry_t *entries, size_t n_in, int which,
+              rl2_ctl_row_t **out, size_t *n_out)
 {
-    rl2_ctl_item_t *it = calloc(r->n ? r->n : 1, sizeof(*it));
-    rl2_ctl_row_t  *rows = calloc(r->n ? r->n : 1, sizeof(*rows));
-    size_t          n = 0;
+    rl2_ctl_item_t *it = calloc(n_in ? n_in : 1, sizeof(*it));
+    rl2_ctl_row_t  *rows = calloc(n_in ? n_in : 1, sizeof(*rows));
+    size_t          n = 0, m = 0;
 
     if (it == NULL || rows == NULL) {
         free(it);
         free(rows);
         return -1;
     }
-    for (size_t i = 0; i < r->n; i++) {
-        const rl2_vlog_entry_t *e = &r->entries[i];
+    for (size_t i = 0; i < n_in; i++) {
+        const rl2_vlog_entry_t *e = &entries[i];
 
-        it[i].e = e;
-        snprintf(it[i].key, sizeof(it[i].key), "%s%s%s",
-                 which == 0   ? e->rule
-                 : which == 1 ? e->tier
-                              : e->client,
-                 which == 0 ? "/" : "", which == 0 ? e->limit_name : "");
+        if (which == 3 && e->variant[0] == '\0' && !e->challenger) {
+            continue;
+        }
+        it[m].e = e;
+        snprintf(it[m++].key, sizeof(it[0].key), "%s%s%s",
+                 which == 0 || which == 3 ? e->rule
+                 : which == 1             ? e->tier
+                                          : e->client,
+                 which == 0 || which == 3 ? "/" : "",
+                 which == 0      ? e->limit_name
+                 : which != 3    ? ""
+                 : e->challenger ? "(challenger)"
+                                 : e->variant);
     }
-    qsort(it, r->n, sizeof(*it), rl2_ctl_by_key);
-    for (size_t i = 0, j; i < r->n; i = j) {
+    qsort(it, m, sizeof(*it), rl2_ctl_by_key);
+    for (size_t i = 0, j; i < m; i = j) {
         rl2_ctl_row_t *row = &rows[n++];
 
         snprintf(row->name, sizeof(row->name), "%s", it[i].key);
         row->limit = it[i].e->limit;
         row->window_us = it[i].e->window_us;
         row->first_us = it[i].e->time_us;
-        for (j = i; j < r->n && strcmp(it[j].key, it[i].key) == 0; j++) {
+        for (j = i; j < m && strcmp(it[j].key, it[i].key) == 0; j++) {
             row->denials += 1 + it[j].e->skipped;
             row->first_us = it[j].e->time_us < row->first_us ? it[j].e->time_us
                                                              : row->first_us;
@@ -210,9 +221,57 @@ rl2_ctl_gather(const rl2_ctl_opts_t *o, rl2_ctl_report_t *r)
                : rl2_ctl_fail(RL2_CTL_FAIL, "out of memory");
 }
 
+/* A challenger's entries are would-refuse records of admitted requests:
+ * moved aside, so that totals, charts and the other groupings count
+ * refusals only. */
+static void
+rl2_ctl_shadow_split(rl2_ctl_report_t *r)
+{
+    size_t kept = 0, shadow = 0;
+
+    for (size_t i = 0; i < r->n; i++) {
+        if (!r->entries[i].challenger) {
+            r->entries[kept++] = r->entries[i];
+        }
+        else {
+            r->shadow[shadow++] = r->entries[i];
+        }
+    }
+    r->n = kept;
+    r->n_shadow = shadow;
+}
+
+/* By rule/variant: the variants' refusals, then the challengers'. */
+static int
+rl2_ctl_variants(rl2_ctl_report_t *r)
+{
+    rl2_ctl_row_t *a, *b, *all;
+    size_t         na, nb;
+
+    if (rl2_ctl_group(r->entries, r->n, 3, &a, &na) != 0) {
+        return -1;
+    }
+    if (rl2_ctl_group(r->shadow, r->n_shadow, 3, &b, &nb) != 0
+        || (all = calloc(na + nb ? na + nb : 1, sizeof(*all))) == NULL) {
+        free(a);
+        return -1;
+    }
+    memcpy(all, a, na * sizeof(*all));
+    memcpy(all + na, b, nb * sizeof(*all));
+    free(a);
+    free(b);
+    r->by_variant = all;
+    r->n_variant = na + nb;
+    return 0;
+}
+
 static int
 rl2_ctl_fold(rl2_ctl_report_t *r)
 {
+    if ((r->shadow = calloc(r->n ? r->n : 1, sizeof(*r->shadow))) == NULL) {
+        return rl2_ctl_fail(RL2_CTL_FAIL, "out of memory");
+    }
+    rl2_ctl_shadow_split(r);
     qsort(r->entries, r->n, sizeof(*r->entries), rl2_ctl_by_time);
     for (size_t i = 0; i < r->n; i++) {
         r->skipped += r->entries[i].skipped;
@@ -222,9 +281,10 @@ rl2_ctl_fold(rl2_ctl_report_t *r)
         r->last_us = r->entries[r->n - 1].time_us;
     }
     rl2_ctl_minutes(r);
-    if (rl2_ctl_group(r, 0, &r->by_limit, &r->n_limit) != 0
-        || rl2_ctl_group(r, 1, &r->by_tier, &r->n_tier) != 0
-        || rl2_ctl_group(r, 2, &r->by_client, &r->n_client) != 0) {
+    if (rl2_ctl_group(r->entries, r->n, 0, &r->by_limit, &r->n_limit) != 0
+        || rl2_ctl_group(r->entries, r->n, 1, &r->by_tier, &r->n_tier) != 0
+        || rl2_ctl_group(r->entries, r->n, 2, &r->by_client, &r->n_client) != 0
+        || rl2_ctl_variants(r) != 0) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "out of memory");
     }
     return RL2_CTL_OK;
@@ -258,9 +318,11 @@ static void
 rl2_ctl_report_free(rl2_ctl_report_t *r)
 {
     free(r->entries);
+    free(r->shadow);
     free(r->by_limit);
     free(r->by_tier);
     free(r->by_client);
+    free(r->by_variant);
 }
 
 int

@@ -200,6 +200,13 @@ rl2_ctl_report_html(FILE *f, const rl2_ctl_report_t *r, long top)
           f);
     fputs("<h2>Denials by tier</h2>\n", f);
     rl2_html_bars(f, "by-tier", r->by_tier, r->n_tier);
+    if (r->n_variant > 0) {
+        fputs("<h2>Denials by rule/variant</h2>\n<p>A rule's "
+              "(challenger) row counts what its challenger would have "
+              "refused.</p>\n",
+              f);
+        rl2_html_bars(f, "by-variant", r->by_variant, r->n_variant);
+    }
     fputs("<h2>Top clients</h2>\n", f);
     rl2_html_bars(f, "top-clients", r->by_client, n_top);
     fputs("<h2>Latest denials</h2>\n", f);

@@ -125,15 +125,20 @@ rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
     rl2_ctl_rows_text(f, "denials by rule/limit", r->by_limit, r->n_limit, 1000,
                       1);
     rl2_ctl_rows_text(f, "denials by tier", r->by_tier, r->n_tier, 1000, 0);
+    if (r->n_variant > 0) {
+        rl2_ctl_rows_text(f, "denials by rule/variant (challenger: would deny)",
+                          r->by_variant, r->n_variant, 1000, 0);
+    }
     rl2_ctl_rows_text(f, "top clients", r->by_client, r->n_client, top, 0);
     fprintf(f, "\nlatest denials\n");
     for (size_t i = rl2_ctl_latest_from(r, top); i < r->n; i++) {
         const rl2_vlog_entry_t *e = &r->entries[i];
 
         rl2_ctl_time(e->time_us, from, sizeof(from));
-        fprintf(f, "  %s %s/%s tier=%s client=%s %s %s%s%s\n", from, e->rule,
-                e->limit_name, e->tier, e->client, e->method, e->path,
-                e->factors[0] != '\0' ? " factors=" : "", e->factors);
+        fprintf(f, "  %s %s/%s tier=%s client=%s %s %s%s%s%s%s\n", from,
+                e->rule, e->limit_name, e->tier, e->client, e->method, e->path,
+                e->factors[0] != '\0' ? " factors=" : "", e->factors,
+                e->variant[0] != '\0' ? " variant=" : "", e->variant);
     }
 }
 
@@ -180,6 +185,9 @@ rl2_ctl_entry_json(FILE *f, const rl2_vlog_entry_t *e, int last)
     rl2_ctl_json_field(f, "method", e->method);
     rl2_ctl_json_field(f, "path", e->path);
     rl2_ctl_json_field(f, "factors", e->factors);
+    if (e->variant[0] != '\0') {
+        rl2_ctl_json_field(f, "variant", e->variant);
+    }
     fprintf(f, ",\"skipped\":%" PRIu64 "}%s", e->skipped, last ? "" : ",");
 }
 
@@ -199,6 +207,7 @@ rl2_ctl_report_json(FILE *f, const rl2_ctl_report_t *r, long top)
     }
     rl2_ctl_rows_json(f, "by_limit", r->by_limit, r->n_limit, 1000, 1);
     rl2_ctl_rows_json(f, "by_tier", r->by_tier, r->n_tier, 1000, 0);
+    rl2_ctl_rows_json(f, "by_variant", r->by_variant, r->n_variant, 1000, 0);
     rl2_ctl_rows_json(f, "top_clients", r->by_client, r->n_client, top, 0);
     fputs(",\"latest\":[", f);
     for (size_t i = rl2_ctl_latest_from(r, top); i < r->n; i++) {

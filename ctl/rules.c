@@ -150,6 +150,29 @@ rl2_ctl_mode(const rl2_policy_t *p, rl2_mode_t m)
                                  : "enforce";
 }
 
+/* A rule's variants: how clients are dealt, then each one's limits. */
+static void
+rl2_ctl_variants_text(FILE *f, const rl2_rule_t *r)
+{
+    static const char *const by[] = { "auto (API key, else user, else ip)",
+                                      "ip", "user", "api_key" };
+    char                     who[32];
+
+    if (r->n_variants == 0) {
+        return;
+    }
+    fprintf(f, "    variants by %s, of %u:", by[r->variant_by],
+            r->variant_total);
+    for (size_t i = 0; i < r->n_variants; i++) {
+        fprintf(f, " %s=%u", r->variants[i].name, r->variants[i].weight);
+    }
+    fputc('\n', f);
+    for (size_t i = 0; i < r->n_variants; i++) {
+        snprintf(who, sizeof(who), "variant %s", r->variants[i].name);
+        rl2_ctl_set_text(f, who, &r->variants[i].limits);
+    }
+}
+
 static void
 rl2_ctl_rule_text(FILE *f, const rl2_policy_t *p, const rl2_rule_t *r)
 {
@@ -165,11 +188,17 @@ rl2_ctl_rule_text(FILE *f, const rl2_policy_t *p, const rl2_rule_t *r)
     if (r->exempt) {
         return;
     }
-    rl2_ctl_set_text(f, "every tier", &r->limits);
+    if (r->n_variants == 0) {
+        rl2_ctl_set_text(f, "every tier", &r->limits);
+    }
     for (size_t t = 0; r->tiers != NULL && t < p->n_tiers; t++) {
         if (r->tiers[t].defined) {
             rl2_ctl_set_text(f, p->tiers[t].name, &r->tiers[t]);
         }
+    }
+    rl2_ctl_variants_text(f, r);
+    if (r->challenger.n > 0) {
+        rl2_ctl_set_text(f, "challenger", &r->challenger);
     }
 }
 
@@ -284,6 +313,13 @@ rl2_ctl_rule_md(FILE *f, const rl2_policy_t *p, const rl2_rule_t *r)
         if (r->tiers[t].defined) {
             rl2_ctl_md_rows(f, name, req, p->tiers[t].name, &r->tiers[t]);
         }
+    }
+    for (size_t i = 0; i < r->n_variants; i++) {
+        char who[64];
+
+        snprintf(who, sizeof(who), "variant %s (%u of %u clients)",
+                 r->variants[i].name, r->variants[i].weight, r->variant_total);
+        rl2_ctl_md_rows(f, name, req, who, &r->variants[i].limits);
     }
 }
 

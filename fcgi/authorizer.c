@@ -325,7 +325,7 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         rl2_fcgi_send(req, out, len);
         return;
     }
-    if (v.outcome == RL2_OUTCOME_DENY) {
+    if (v.outcome == RL2_OUTCOME_DENY || v.challenger_denied) {
         rl2_vlog_record(rl2_backend_vlog(gen->zone->backend), gen->policy, &v,
                         r.req.method, r.req.path, &now);
     }

@@ -341,9 +341,11 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
     }
     else {
         rl2_cgi_count(c, v, now);
-        if (v->outcome == RL2_OUTCOME_DENY) {
+        if (v->outcome == RL2_OUTCOME_DENY || v->challenger_denied) {
             rl2_vlog_record(rl2_backend_vlog(c->backend), c->policy, v,
                             r->req.method, r->req.path, now);
+        }
+        if (v->outcome == RL2_OUTCOME_DENY) {
             fwrite(out, 1,
                    rl2_cgi_deny(out, sizeof(out),
                                 rl2_cgi_refusal_status(c->policy, v, 0), 0,

@@ -389,6 +389,17 @@ rl2_end_of(const rl2_verdict_t *v, int last)
     return last ? RL2_END_ADMIT : RL2_END_OPEN;
 }
 
+/* Admitted, but a rule's challenger would have refused: its entry in the
+ * violation log (rl2_refuse logs a refused request's, with the refusal).
+ * Out of line: the common verdict has no challenger. */
+static __attribute__((noinline)) void
+rl2_vlog_challenger(request_rec *r, const rl2_policy_t *policy,
+                    const rl2_verdict_t *v, const rl2_clock_t *now)
+{
+    rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method, r->uri,
+                    now);
+}
+
 /* Every phase with a verdict ends here: a final one is counted and its
  * fields rendered here and nowhere else.  A verdict nothing kept gets
  * its state now, if it has fields to keep. */
@@ -400,6 +411,9 @@ rl2_conclude(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st,
         return DECLINED;
     }
     rl2_metrics_count(r, v, now);
+    if (__builtin_expect(v->challenger_denied, 0) && end == RL2_END_ADMIT) {
+        rl2_vlog_challenger(r, policy, v, now);
+    }
     if (v->shown >= 0 || v->outcome == RL2_OUTCOME_DENY) {
         if (st == NULL) {
             st = rl2_state_new(r, now);

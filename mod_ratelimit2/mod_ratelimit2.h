@@ -52,8 +52,8 @@ typedef struct {
 
 /* The rate-limit fields of a response, rendered once
  * (mod_ratelimit2_fields.c): RateLimit-Policy, RateLimit, three
- * X-RateLimit-*, Scope, Algorithm, Retry-After. */
-#define RL2_FIELDS_MAX 8
+ * X-RateLimit-*, Scope, Algorithm, Factors, Variant, Retry-After. */
+#define RL2_FIELDS_MAX 10
 /* Most verdicts' values fit in this; a larger buffer is taken from the
  * pool when not. */
 #define RL2_FIELDS_FIRST 256

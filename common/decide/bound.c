@@ -173,6 +173,11 @@ rl2_bound_layers(rl2_bound_t *b)
             }
         }
         rl2_bound_grow(&most[v], r->limits.n);
+        for (size_t i = 0; i < r->n_variants; i++) {
+            rl2_bound_grow(&most[v], r->variants[i].limits.n);
+        }
+        /* A challenger's layers come beside whichever set applies. */
+        most[v] += (uint32_t)r->challenger.n;
         if (r->exempt || r->mode == RL2_MODE_OFF) {
             most[v] = 0;
         }

@@ -226,6 +226,26 @@ rl2_rule_set(const rl2_ctx_t *c, const rl2_applied_t *a,
     return &rule->limits;
 }
 
+/* The set of the variant of `rule` this client is assigned, and in
+ * *variant 1 + its index; its limits' phases already say when they are
+ * decided (config_variants.c). */
+static const rl2_limit_set_t *
+rl2_variant_set(const rl2_ctx_t *c, const rl2_rule_t *rule, uint8_t *variant)
+{
+    static const rl2_limit_set_t none;
+    size_t                       i;
+
+    /* Assigned by who the client is: nothing to pick before the late
+     * phase, whose limits all its variants' are. */
+    if (rule->variant_by != RL2_VARIANT_BY_IP
+        && (c->phase & RL2_PHASE_LATE) == 0) {
+        return &none;
+    }
+    i = rl2_variant_pick(c, rule);
+    *variant = (uint8_t)(i + 1);
+    return &rule->variants[i].limits;
+}
+
 /* The client part of a storage key, written in its log form ("1.2.3.4",
  * "user:HASH", "key:HASH", "hdr:HASH", "route:NAME", "global"); returns
  * the kind of identity and sets *id to where the identity starts.  Keys
@@ -319,41 +339,77 @@ rl2_layer_merge_shared(rl2_verdict_t *v)
     }
 }
 
-/* Append this phase's layers of one applied rule. */
+/* A rule with variants or a challenger (rare, out of line): the set of
+ * the client's variant when no override or tier replaced the rule's,
+ * else `set`; the verdict is marked as an experiment's. */
+static __attribute__((noinline)) const rl2_limit_set_t *
+rl2_experiment_set(rl2_ctx_t *c, const rl2_rule_t *rule,
+                   const rl2_limit_set_t *set, uint8_t *variant)
+{
+    c->v->experiment = 1;
+    if (set == &rule->limits && rule->n_variants > 0) {
+        return rl2_variant_set(c, rule, variant);
+    }
+    return set;
+}
+
+/* Append this phase's layers of one applied rule: the set the client
+ * gets, then, for a rule with a challenger, the challenger's as dry-run
+ * layers marked as its own.  One loop for both, so that the common case
+ * keeps its shape (a second copy of the loop would be a second call site
+ * of what it inlines). */
 static int
 rl2_add_rule(rl2_ctx_t *c, const rl2_applied_t *a, const rl2_client_t *client,
              rl2_mode_t mode)
 {
     rl2_verdict_t         *v = c->v;
-    int                    identity;
+    const rl2_rule_t      *rule = a->rule;
+    int                    identity, dry_run = (mode == RL2_MODE_DRY_RUN);
+    int                    experiment = rule->experiment;
+    uint8_t                variant = 0, challenger = 0;
     const rl2_limit_set_t *set = rl2_rule_set(c, a, client, &identity);
 
-    for (size_t i = 0; i < set->n; i++) {
-        const rl2_limit_t *limit = &set->limits[i];
-        unsigned           phase = identity ? RL2_PHASE_LATE : limit->phase;
-
-        if ((phase & c->phase) == 0) {
-            continue;
-        }
-        if (v->n_layers == RL2_MAX_LAYERS) {
-            return -1;
-        }
-        rl2_layer_t *layer = &v->layers[v->n_layers++];
-
-        /* Field by field: the client text is written by rl2_layer_key,
-         * so the layer is not cleared as a whole. */
-        layer->limit = limit; /* a runtime factor scales it later */
-        layer->rule = a->rule;
-        layer->dry_run = (mode == RL2_MODE_DRY_RUN);
-        layer->result = (rl2_algo_result_t){ 0 };
-        layer->refused = 0;
-        layer->overflow_used = 0;
-        layer->committed = 0;
-        layer->committed_us = 0;
-        rl2_layer_key(c, a->rule, limit, layer);
-        rl2_layer_merge_shared(v);
+    if (__builtin_expect(experiment, 0)) {
+        set = rl2_experiment_set(c, rule, set, &variant);
     }
-    return 0;
+    for (;;) {
+        for (size_t i = 0; i < set->n; i++) {
+            const rl2_limit_t *limit = &set->limits[i];
+            unsigned           phase = identity ? RL2_PHASE_LATE : limit->phase;
+
+            if ((phase & c->phase) == 0) {
+                continue;
+            }
+            if (v->n_layers == RL2_MAX_LAYERS) {
+                return -1;
+            }
+            rl2_layer_t *layer = &v->layers[v->n_layers++];
+
+            /* Field by field: the client text is written by
+             * rl2_layer_key, so the layer is not cleared as a whole. */
+            layer->limit = limit; /* a runtime factor scales it later */
+            layer->rule = rule;
+            layer->dry_run = dry_run;
+            layer->variant = variant;
+            layer->challenger = challenger;
+            layer->result = (rl2_algo_result_t){ 0 };
+            layer->refused = 0;
+            layer->overflow_used = 0;
+            layer->committed = 0;
+            layer->committed_us = 0;
+            rl2_layer_key(c, rule, limit, layer);
+            rl2_layer_merge_shared(v);
+        }
+        if (__builtin_expect(!experiment, 1) || challenger
+            || rule->challenger.n == 0) {
+            return 0;
+        }
+        set = &rule->challenger;
+        identity = 0;
+        dry_run = 1;
+        variant = 0;
+        challenger = 1;
+    }
 }
 
 /* ---- folding answers into the verdict ---- */
@@ -372,13 +428,15 @@ rl2_pick_shown(const rl2_verdict_t *v)
 {
     int best = -1;
 
+    /* A lone challenger layer is undone by rl2_fold_experiment. */
     if (v->n_layers == 1) {
         return v->layers[0].limit->unlimited ? -1 : 0;
     }
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i], *b;
 
-        if (l->limit->unlimited) {
+        /* A challenger never changes what the client is told. */
+        if (l->limit->unlimited || l->challenger) {
             continue;
         }
         if (best < 0) {
@@ -414,12 +472,34 @@ rl2_refund_committed(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     return st;
 }
 
+/* What a challenger changes in a folded verdict (rare, out of line): its
+ * refusals are its own (challenger_denied), not a dry-run's, and it is
+ * never the layer the headers show. */
+static __attribute__((noinline)) void
+rl2_fold_experiment(rl2_verdict_t *v, size_t first, int dry_before)
+{
+    int dry = 0;
+
+    for (size_t i = first; i < v->n_layers; i++) {
+        const rl2_layer_t *l = &v->layers[i];
+
+        if (l->refused && l->challenger) {
+            v->challenger_denied = 1;
+        }
+        dry |= l->refused && l->dry_run && !l->challenger;
+    }
+    v->dry_run_denied = dry_before | dry;
+    if (v->shown >= 0 && v->layers[v->shown].challenger) {
+        v->shown = -1;
+    }
+}
+
 static rl2_status_t
 rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
                  const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_verdict_t *v = c->v;
-    int            denied = 0;
+    int            denied = 0, dry_before = v->dry_run_denied;
 
     for (size_t i = first; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i];
@@ -443,6 +523,9 @@ rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
         v->outcome = RL2_OUTCOME_ALLOW;
     }
     v->shown = rl2_pick_shown(v);
+    if (__builtin_expect(v->experiment, 0)) {
+        rl2_fold_experiment(v, first, dry_before);
+    }
     return RL2_OK;
 }
 
@@ -643,6 +726,9 @@ rl2_decide_peek(const rl2_policy_t *policy, const rl2_rule_t *extra,
         }
     }
     v->shown = rl2_pick_shown(v);
+    if (v->experiment) {
+        rl2_fold_experiment(v, 0, 0);
+    }
     return RL2_OK;
 }
 
@@ -693,8 +779,14 @@ static int
 rl2_rule_has_phase(const rl2_policy_t *policy, const rl2_rule_t *rule,
                    unsigned phase)
 {
-    if (rl2_set_has_phase(&rule->limits, 0, phase)) {
+    if (rl2_set_has_phase(&rule->limits, 0, phase)
+        || rl2_set_has_phase(&rule->challenger, 0, phase)) {
         return 1;
+    }
+    for (size_t i = 0; i < rule->n_variants; i++) {
+        if (rl2_set_has_phase(&rule->variants[i].limits, 0, phase)) {
+            return 1;
+        }
     }
     for (size_t t = 0; rule->tiers != NULL && t < policy->n_tiers; t++) {
         if (rl2_set_has_phase(&rule->tiers[t], 1, phase)) {

@@ -12,6 +12,7 @@
  *                         policy can meet (for the loader)
  *   geo.c                 the geo factor: the client's country (a
  *                         variable, a trusted header, a MaxMind DB file)
+ *   variant.c             which variant of a rule a client is assigned
  *   decide_internal.h     this file
  */
 #ifndef RL2_DECIDE_INTERNAL_H
@@ -153,6 +154,20 @@ int rl2_geo_country(rl2_ctx_t *c);
 /* The geo factor of this client (ppm): its country's, else the
  * default. */
 uint32_t rl2_geo_factor(rl2_ctx_t *c);
+/* The name of the variant the verdict shows (X-RateLimit-Variant): the
+ * shown layer's, else the first layer's that has one; NULL: none. */
+const char *rl2_verdict_variant(const rl2_verdict_t *v);
+
+/* The variant (0-based) of `rule` (which has variants) for a client
+ * whose identity, in its key form ("1.2.3.4", "user:HASH",
+ * "key:HASH"), is id[0..len): a keyed hash of it, under the rule's
+ * variant_key, into [0, variant_total), then the variant whose weights
+ * cover it. */
+size_t rl2_variant_of(const rl2_rule_t *rule, const char *id, size_t len);
+
+/* The variant (0-based) of `rule`, which has variants, this client is
+ * assigned by the rule's variant_by (variant.c). */
+size_t rl2_variant_pick(const rl2_ctx_t *c, const rl2_rule_t *rule);
 
 /* ---- runtime overrides (runtime.c) ---- */
 

@@ -125,7 +125,7 @@ rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_limit_t *limit = v->layers[i].limit;
 
-        if (!limit->unlimited) {
+        if (!limit->unlimited && !v->layers[i].challenger) {
             visible++;
             only = limit;
         }
@@ -136,7 +136,8 @@ rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_limit_t *limit = v->layers[i].limit;
 
-        if (limit->unlimited) {
+        /* A challenger's limits are never announced. */
+        if (limit->unlimited || v->layers[i].challenger) {
             continue;
         }
         if (p != start) {
@@ -184,12 +185,32 @@ rl2_headers_size(const rl2_verdict_t *v)
     if (v->shown >= 0) {
         need += v->layers[v->shown].limit->sf_name_len;
     }
-    for (size_t i = 0; i < RL2_FACTOR_N; i++) {
-        if (v->factor_ppm[i] != 0) {
-            return need + RL2_FACTORS_TEXT_MAX;
-        }
+    /* One test for every factor: this runs on every response. */
+    _Static_assert(RL2_FACTOR_N == 4, "every factor is tested");
+    if ((v->factor_ppm[0] | v->factor_ppm[1] | v->factor_ppm[2]
+         | v->factor_ppm[3])
+        != 0) {
+        need += RL2_FACTORS_TEXT_MAX;
     }
-    return need;
+    return need + RL2_VARIANT_NAME_MAX + 1; /* rl2_headers_variant */
+}
+
+/* X-RateLimit-Variant, when the policy's headers.variant asks for it
+ * and a layer of the verdict is a variant's (variant.c). */
+static char *
+rl2_headers_variant(const rl2_verdict_t *v, char *w, rl2_header_set_fn set,
+                    void *ctx)
+{
+    const char *name = rl2_verdict_variant(v);
+    char       *value = w;
+
+    if (name == NULL) {
+        return w;
+    }
+    w = rl2_put_mem(w, name, strnlen(name, RL2_VARIANT_NAME_MAX));
+    *w++ = '\0';
+    set(ctx, "X-RateLimit-Variant", value);
+    return w;
 }
 
 /* X-RateLimit-Factors, when the policy asks (headers.factors) and some
@@ -286,6 +307,9 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
         set(ctx, "X-RateLimit-Algorithm", rl2_algo_name(l->limit->algo.algo));
     }
     w = rl2_headers_factors(policy, v, w, set, ctx);
+    if (policy->header_variant) {
+        w = rl2_headers_variant(v, w, set, ctx);
+    }
     if (v->outcome == RL2_OUTCOME_DENY) {
         value = w;
         w = rl2_put_i64(w, rl2_retry_after_s(v));

@@ -51,13 +51,15 @@ static const char *const rl2_top_keys[] = {
     "tiers",       "default_tier",    "headers",   "whitelist",
     "clients",     "rules",           "default",   "violation_log",
     "redis",       "failover",        "alerts",    "method_override",
-    "overrides",   "abuse",           "factors",   NULL,
+    "overrides",   "abuse",           "factors",   "experiment_seed",
+    NULL,
 };
 static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
                                                  "header_from", "redis", NULL };
-static const char *const rl2_headers_keys[] = { "reset",     "legacy",  "scope",
-                                                "algorithm", "factors", NULL };
+static const char *const rl2_headers_keys[] = {
+    "reset", "legacy", "scope", "algorithm", "factors", "variant", NULL
+};
 static const char *const rl2_match_values[] = { "first", "all", NULL };
 static const char *const rl2_reset_values[] = { "epoch", "delta", NULL };
 
@@ -189,6 +191,7 @@ rl2_cfg_groups(rl2_cfg_t *cfg, const config_setting_t *root)
         RL2_TRY(rl2_cfg_bool(cfg, g, "scope", &p->header_scope));
         RL2_TRY(rl2_cfg_bool(cfg, g, "algorithm", &p->header_algorithm));
         RL2_TRY(rl2_cfg_bool(cfg, g, "factors", &p->header_factors));
+        RL2_TRY(rl2_cfg_bool(cfg, g, "variant", &p->header_variant));
     }
     return rl2_cfg_whitelist(cfg, root);
 }
@@ -200,6 +203,7 @@ rl2_cfg_root(rl2_cfg_t *cfg, const config_setting_t *root)
     RL2_TRY(rl2_cfg_scalars(cfg, root));
     RL2_TRY(rl2_cfg_groups(cfg, root));
     RL2_TRY(rl2_cfg_tiers(cfg, root));
+    RL2_TRY(rl2_cfg_experiment_seed(cfg, root));
     RL2_TRY(rl2_cfg_rules(cfg, root));
     RL2_TRY(rl2_cfg_default_rule(cfg, root));
     RL2_TRY(rl2_cfg_vlog(cfg, root));

@@ -17,12 +17,15 @@
 #include "load_internal.h"
 #include "policy/policy_internal.h"
 
-static const char *const rl2_rule_keys[] = { "name",   "methods", "paths",
-                                             "hosts",  "mode",    "continue",
-                                             "exempt", "exact",   "key",
-                                             "limits", "tiers",   NULL };
-static const char *const rl2_default_keys[] = { "key", "mode", "limits",
-                                                "tiers", NULL };
+static const char *const rl2_rule_keys[] = {
+    "name",     "methods",  "paths",      "hosts",      "mode",
+    "continue", "exempt",   "exact",      "key",        "limits",
+    "tiers",    "variants", "variant_by", "challenger", NULL
+};
+static const char *const rl2_default_keys[] = { "key",        "mode",
+                                                "limits",     "tiers",
+                                                "variants",   "variant_by",
+                                                "challenger", NULL };
 static const char *const rl2_tier_keys[] = { "name", "upgrade_url", NULL };
 
 /* ---- tiers ---- */
@@ -207,6 +210,7 @@ rl2_cfg_rule_body(rl2_cfg_t *cfg, const config_setting_t *g, rl2_rule_t *rule,
 {
     const config_setting_t *limits = rl2_cfg_at(g, "limits");
     const config_setting_t *tiers = rl2_cfg_at(g, "tiers");
+    const config_setting_t *variants = rl2_cfg_at(g, "variants");
     /* With per-tier sets, even the common set depends on the client's
      * tier, which is known only after authentication. */
     rl2_cfg_set_t sc = { rule->name, { RL2_KEY_IP, NULL }, tiers != NULL };
@@ -222,19 +226,31 @@ rl2_cfg_rule_body(rl2_cfg_t *cfg, const config_setting_t *g, rl2_rule_t *rule,
     RL2_TRY(rl2_cfg_bool(cfg, g, "exact", &rule->exact));
     RL2_TRY(rl2_cfg_key(cfg, g, &sc.key));
     *key = sc.key;
-    if (rule->exempt && (limits != NULL || tiers != NULL)) {
+    if (rule->exempt
+        && (limits != NULL || tiers != NULL || variants != NULL
+            || rl2_cfg_at(g, "challenger") != NULL)) {
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "exempt"), RL2_ERR_CONFIG,
-                            "an exempt rule takes no 'limits' or 'tiers'");
+                            "an exempt rule takes no 'limits' or 'tiers' "
+                            "(nor 'variants' or 'challenger')");
     }
-    if (!rule->exempt && limits == NULL && tiers == NULL) {
+    if (!rule->exempt && limits == NULL && tiers == NULL && variants == NULL) {
         return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
                             "rule '%s' has no "
-                            "'limits', 'tiers' or 'exempt'",
+                            "'limits', 'tiers' or 'exempt' (or 'variants')",
                             rule->name);
+    }
+    /* A client meets one set of a rule: its variant's, or the rule's. */
+    if (variants != NULL && (limits != NULL || tiers != NULL)) {
+        return rl2_cfg_fail(cfg, variants, RL2_ERR_CONFIG,
+                            "rule '%s' has both 'variants' and '%s': "
+                            "write the limits in each variant",
+                            rule->name, limits != NULL ? "limits" : "tiers");
     }
     if (limits != NULL) {
         RL2_TRY(rl2_cfg_set(cfg, limits, &sc, &rule->limits));
     }
+    RL2_TRY(rl2_cfg_variants(cfg, g, &sc, rule));
+    RL2_TRY(rl2_cfg_challenger(cfg, g, &sc, rule));
     sc.in_tier = 1;
     if (tiers != NULL) {
         RL2_TRY(rl2_cfg_rule_tiers(cfg, tiers, &sc, rule));

@@ -14,6 +14,7 @@
  *   config_factors.c  adaptive factors (the host's load)
  *   config_reputation.c  the reputation factor
  *   config_geo.c      factors.geo: the client's country
+ *   config_variants.c experiments in a rule: variants, a challenger
  *
  * Every function taking a config_setting_t reports a failure as
  * "file:line: message" in cfg->err and returns its status; the first
@@ -54,7 +55,9 @@ typedef struct {
     rl2_cfg_key_t *rule_keys; /* [n_rules + 1]: each rule's, then default */
     const char    *last_src;  /* libconfig's name of the last source ... */
     const char    *last_copy; /* ... and its display name in the arena */
-    rl2_err_t     *err;
+    const char    *experiment_seed; /* the policy's, or NULL (libconfig's
+                                       string, for the load only) */
+    rl2_err_t *err;
 } rl2_cfg_t;
 
 /* Where a limit set belongs and what its limits default to. */
@@ -150,6 +153,19 @@ void         rl2_cfg_tier_list(const rl2_policy_t *p, char *buf, size_t size);
 rl2_status_t rl2_cfg_tiers(rl2_cfg_t *cfg, const config_setting_t *root);
 rl2_status_t rl2_cfg_rules(rl2_cfg_t *cfg, const config_setting_t *root);
 rl2_status_t rl2_cfg_default_rule(rl2_cfg_t *cfg, const config_setting_t *root);
+
+/* ---- experiments: variants and a challenger (config_variants.c) ---- */
+
+/* The policy's experiment_seed into cfg (read before the rules). */
+rl2_status_t rl2_cfg_experiment_seed(rl2_cfg_t              *cfg,
+                                     const config_setting_t *root);
+/* The rule group g's variants and variant_by into rule (its limits are
+ * read with sc, whose in_tier this may set for them and clears after). */
+rl2_status_t rl2_cfg_variants(rl2_cfg_t *cfg, const config_setting_t *g,
+                              rl2_cfg_set_t *sc, rl2_rule_t *rule);
+/* The rule group g's challenger into rule->challenger. */
+rl2_status_t rl2_cfg_challenger(rl2_cfg_t *cfg, const config_setting_t *g,
+                                const rl2_cfg_set_t *sc, rl2_rule_t *rule);
 
 /* ---- clients and whitelist (config_clients.c) ---- */
 

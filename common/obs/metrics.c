@@ -321,9 +321,14 @@ rl2_mx_fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
 
     for (size_t i = 0; i < v->n_layers; i++) {
         const rl2_layer_t *l = &v->layers[i];
-        unsigned           s = rl2_mx_rule_slot(b, l->rule);
+        unsigned           s;
         uint8_t            f = 0;
 
+        /* A challenger has its own counts (rl2_mx_record_experiment). */
+        if (l->challenger) {
+            continue;
+        }
+        s = rl2_mx_rule_slot(b, l->rule);
         for (j = 0; j < n && seen[j].slot != s; j++) {
         }
         if (j == n) {
@@ -445,6 +450,95 @@ rl2_mx_record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
     }
 }
 
+/* ---- experiments ---------------------------------------------------- */
+
+/* The slot of (rule, variant), claimed as name slots are (every process
+ * probes the same sequence), or NULL when the table is full. */
+static mx_exp_t *
+rl2_mx_exp_slot(mx_shm_t *shm, const char *rule, const char *variant)
+{
+    uint32_t h = rl2_mx_name_hash(rule) ^ (rl2_mx_name_hash(variant) * 31u);
+
+    for (unsigned i = 0; i < MX_EXPERIMENTS; i++) {
+        mx_exp_t *x = &shm->experiments[(h + i) % MX_EXPERIMENTS];
+        uint32_t  st = atomic_load_explicit(&x->state, memory_order_acquire);
+        uint32_t  free_state = MX_FREE;
+
+        if (st == MX_FREE
+            && atomic_compare_exchange_strong_explicit(
+                &x->state, &free_state, MX_WRITING, memory_order_acquire,
+                memory_order_relaxed)) {
+            snprintf(x->rule, sizeof(x->rule), "%s", rule);
+            snprintf(x->variant, sizeof(x->variant), "%s", variant);
+            atomic_store_explicit(&x->state, MX_NAMED, memory_order_release);
+            return x;
+        }
+        for (int spin = 0; spin < NAME_SPINS && st != MX_NAMED; spin++) {
+            sched_yield();
+            st = atomic_load_explicit(&x->state, memory_order_acquire);
+        }
+        if (st == MX_NAMED && strncmp(x->rule, rule, RL2_NAME_MAX) == 0
+            && strncmp(x->variant, variant, RL2_VARIANT_NAME_MAX) == 0) {
+            return x;
+        }
+    }
+    rl2_mx_bump(&shm->exp_unplaced);
+    return NULL;
+}
+
+/* Count one outcome of (rule, variant) once per request: layers of the
+ * same rule and variant (or challenger) before layer i were counted. */
+static void
+rl2_mx_exp_count(mx_shm_t *shm, const rl2_verdict_t *v, size_t i)
+{
+    const rl2_layer_t *l = &v->layers[i];
+    const char        *var = "";
+    int                denied = 0;
+    mx_exp_t          *x;
+
+    for (size_t j = 0; j < v->n_layers; j++) {
+        const rl2_layer_t *o = &v->layers[j];
+
+        if (o->rule != l->rule || o->challenger != l->challenger
+            || o->variant != l->variant) {
+            continue;
+        }
+        if (j < i) {
+            return;
+        }
+        denied |= o->refused && !o->limit->unlimited;
+    }
+    if (!l->challenger) {
+        /* As the rule's cells: a refusal counts under the rules that
+         * refused only. */
+        if (v->outcome == RL2_OUTCOME_DENY && !denied) {
+            return;
+        }
+        denied = v->outcome == RL2_OUTCOME_DENY;
+        var = l->rule->variants[l->variant - 1].name;
+    }
+    if ((x = rl2_mx_exp_slot(shm, l->rule->name, var)) != NULL) {
+        rl2_mx_bump(&x->n[denied ? 1 : 0]);
+    }
+}
+
+/* The variants and challengers of a verdict (rare: only rules with
+ * experiments reach it). */
+static __attribute__((noinline)) void
+rl2_mx_record_experiment(rl2_metrics_bind_t *b, const rl2_verdict_t *v)
+{
+    if (v->outcome != RL2_OUTCOME_ALLOW && v->outcome != RL2_OUTCOME_DENY) {
+        return;
+    }
+    for (size_t i = 0; i < v->n_layers; i++) {
+        const rl2_layer_t *l = &v->layers[i];
+
+        if (l->challenger || l->variant != 0) {
+            rl2_mx_exp_count(b->shm, v, i);
+        }
+    }
+}
+
 /* The verdict's tier is -1 or a tier of the policy bound (decide.c);
  * anything else counts as no tier. */
 static unsigned
@@ -472,11 +566,14 @@ rl2_mx_record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
     if (v->banned) {
         rl2_mx_banned(b->m, v);
     }
-    if (v->outcome == RL2_OUTCOME_ALLOW && v->n_layers == 1) {
+    if (v->outcome == RL2_OUTCOME_ALLOW && v->n_layers == 1 && !v->experiment) {
         rl2_mx_record_one(b, v, rl2_mx_tier_slot(b, v), now);
     }
     else {
         rl2_mx_record_many(b, v, rl2_mx_tier_slot(b, v), now);
+    }
+    if (v->experiment) {
+        rl2_mx_record_experiment(b, v);
     }
 }
 
@@ -487,7 +584,7 @@ rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
     if (b == NULL) {
         return;
     }
-    if (v->outcome != RL2_OUTCOME_ALLOW || v->n_layers != 1
+    if (v->outcome != RL2_OUTCOME_ALLOW || v->n_layers != 1 || v->experiment
         || now->mono_us >= atomic_load_explicit(&b->shm->next_check_us,
                                                 memory_order_relaxed)) {
         rl2_mx_record_slow(b, v, now);

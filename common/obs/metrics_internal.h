@@ -64,6 +64,22 @@ void rl2_metrics_cells(const rl2_metrics_t *m,
                        void (*fn)(void *ctx, const rl2_metrics_cell_t *c),
                        void *ctx);
 
+/* One experiment slot, for exposition: a variant's requests, or (variant
+ * "") a rule's challenger's outcomes. */
+typedef struct {
+    char     rule[RL2_NAME_MAX + 1];
+    char     variant[RL2_VARIANT_NAME_MAX + 1];
+    uint64_t allowed;
+    uint64_t denied;
+} rl2_metrics_exp_t;
+
+/* Calls fn for every experiment slot in use; returns the counts that
+ * found no slot (the table was full). */
+uint64_t rl2_metrics_experiments(const rl2_metrics_t *m,
+                                 void (*fn)(void                    *ctx,
+                                            const rl2_metrics_exp_t *e),
+                                 void *ctx);
+
 /* Allowed and denied per minute for rule slot `slot`, oldest first,
  * ending with the minute of now_wall_s: out[i][0] allowed, [1] denied.
  * Returns 0 when the slot holds no name. */
@@ -79,7 +95,7 @@ size_t rl2_metrics_top_near(const rl2_metrics_t *m,
                             rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
 #define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
-#define MX_VERSION 5u
+#define MX_VERSION 6u
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -124,6 +140,19 @@ typedef struct {
     uint32_t ban_sent; /* in this window */
 } mx_client_t;
 
+/* Experiments (metrics.c, rl2_mx_record_experiment): one slot per rule
+ * and variant, and one per rule for its challenger (variant ""), named
+ * as rule slots are; [0] requests allowed, [1] denied (a challenger's:
+ * would allow, would deny). */
+#define MX_EXPERIMENTS 256
+
+typedef struct {
+    _Atomic uint32_t state; /* MX_FREE, MX_WRITING, MX_NAMED */
+    char             rule[RL2_NAME_MAX + 1];
+    char             variant[RL2_VARIANT_NAME_MAX + 1]; /* "": challenger */
+    _Atomic uint64_t n[2];
+} mx_exp_t;
+
 typedef struct {
     rl2_shm_hdr_t    hdr;
     _Atomic int64_t  created_wall_s;
@@ -150,6 +179,8 @@ typedef struct {
     mx_top_t         top_limited[RL2_METRICS_TOP];
     mx_top_t         top_near[RL2_METRICS_TOP];
     mx_client_t      clients[RL2_METRICS_ALERT_CLIENTS];
+    _Atomic uint64_t exp_unplaced; /* experiment counts with no slot */
+    mx_exp_t         experiments[MX_EXPERIMENTS];
 } mx_shm_t;
 
 struct rl2_metrics {

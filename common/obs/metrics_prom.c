@@ -123,6 +123,78 @@ rl2_prom_requests(prom_t *p, const rl2_metrics_t *m)
     rl2_metrics_cells(m, rl2_prom_cell_line, &x);
 }
 
+typedef struct {
+    prom_t *p;
+    int     challenger; /* 0: the variants' lines; 1: the challengers' */
+    int     any;        /* some slot of that kind */
+} exps_t;
+
+static void
+rl2_prom_exp_line(void *ctx, const rl2_metrics_exp_t *e)
+{
+    exps_t *x = ctx;
+    char    r[2 * RL2_NAME_MAX + 2], v[2 * RL2_VARIANT_NAME_MAX + 2];
+
+    if ((e->variant[0] == '\0') != x->challenger) {
+        return;
+    }
+    x->any = 1;
+    if (x->p == NULL) {
+        return;
+    }
+    rl2_prom_escape(e->rule, r, sizeof(r));
+    rl2_prom_escape(e->variant, v, sizeof(v));
+    if (x->challenger) {
+        rl2_mx_put(x->p,
+                   "ratelimit2_challenger_total{rule=\"%s\",outcome=\"allow\"}"
+                   " %" PRIu64 "\n"
+                   "ratelimit2_challenger_total{rule=\"%s\",outcome=\"deny\"}"
+                   " %" PRIu64 "\n",
+                   r, e->allowed, r, e->denied);
+        return;
+    }
+    rl2_mx_put(x->p,
+               "ratelimit2_variant_requests_total{rule=\"%s\",variant=\"%s\","
+               "outcome=\"allowed\"} %" PRIu64 "\n"
+               "ratelimit2_variant_requests_total{rule=\"%s\",variant=\"%s\","
+               "outcome=\"denied\"} %" PRIu64 "\n",
+               r, v, e->allowed, r, v, e->denied);
+}
+
+/* The experiments' families, each once some rule has counted under it
+ * (a policy without experiments shows neither). */
+static void
+rl2_prom_experiments(prom_t *p, const rl2_metrics_t *m)
+{
+    static const char *const names[] = { "ratelimit2_variant_requests_total",
+                                         "ratelimit2_challenger_total" };
+    static const char *const helps[] = {
+        "Requests decided by a variant of a rule, by outcome (a request "
+        "refused by another rule is not counted).",
+        "Requests a rule's challenger would allow or deny (evaluated in the "
+        "shadow of the enforced limits; never refuses)."
+    };
+    uint64_t unplaced = 0;
+
+    for (int c = 0; c < 2; c++) {
+        exps_t x = { NULL, c, 0 };
+
+        unplaced = rl2_metrics_experiments(m, rl2_prom_exp_line, &x);
+        if (!x.any) {
+            continue;
+        }
+        rl2_prom_family(p, names[c], "counter", helps[c]);
+        x.p = p;
+        rl2_metrics_experiments(m, rl2_prom_exp_line, &x);
+    }
+    if (unplaced > 0) {
+        rl2_prom_single(p, "ratelimit2_experiment_unplaced_total", "counter",
+                        "Experiment counts that found no slot (more "
+                        "variants and challengers than the metrics hold).",
+                        unplaced);
+    }
+}
+
 static void
 rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
 {
@@ -298,6 +370,7 @@ rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
     if (m != NULL) {
         rl2_metrics_global(m, &g);
         rl2_prom_requests(&p, m);
+        rl2_prom_experiments(&p, m);
         rl2_prom_store(&p, &g);
         rl2_prom_alerts(&p, &g, env);
     }

@@ -80,6 +80,31 @@ rl2_metrics_cells(const rl2_metrics_t *m,
     }
 }
 
+uint64_t
+rl2_metrics_experiments(const rl2_metrics_t *m,
+                        void (*fn)(void *ctx, const rl2_metrics_exp_t *e),
+                        void *ctx)
+{
+    const mx_shm_t   *s = m->shm;
+    rl2_metrics_exp_t e;
+
+    for (unsigned i = 0; i < MX_EXPERIMENTS; i++) {
+        const mx_exp_t *x = &s->experiments[i];
+
+        if (atomic_load_explicit((_Atomic uint32_t *)&x->state,
+                                 memory_order_acquire)
+            != MX_NAMED) {
+            continue;
+        }
+        memcpy(e.rule, x->rule, sizeof(e.rule));
+        memcpy(e.variant, x->variant, sizeof(e.variant));
+        e.allowed = rl2_mx_load(&x->n[0]);
+        e.denied = rl2_mx_load(&x->n[1]);
+        fn(ctx, &e);
+    }
+    return rl2_mx_load(&s->exp_unplaced);
+}
+
 void
 rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2])
 {

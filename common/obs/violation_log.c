@@ -208,14 +208,35 @@ rl2_vlog_admit(rl2_vlog_ring_t *ring, uint64_t sec, uint32_t rate)
 
 /* ---- the entry ---- */
 
+/* The layer an entry tells of: the shown one, or for a challenger's
+ * entry its first refusing layer. */
+static const rl2_layer_t *
+rl2_vlog_layer(const rl2_verdict_t *v, int challenger)
+{
+    if (!challenger) {
+        return v->shown >= 0 ? &v->layers[v->shown] : NULL;
+    }
+    for (size_t i = 0; i < v->n_layers; i++) {
+        if (v->layers[i].challenger && v->layers[i].refused) {
+            return &v->layers[i];
+        }
+    }
+    return NULL;
+}
+
 static void
 rl2_vlog_fill(rl2_vlog_entry_t *e, const rl2_policy_t *policy,
-              const rl2_verdict_t *v, const char *method, const char *path,
-              const rl2_clock_t *now)
+              const rl2_verdict_t *v, int challenger, const char *method,
+              const char *path, const rl2_clock_t *now)
 {
-    const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
+    const rl2_layer_t *l = rl2_vlog_layer(v, challenger);
 
     memset(e, 0, sizeof(*e));
+    e->challenger = (uint8_t)challenger;
+    if (l != NULL && l->variant != 0) {
+        rl2_vlog_escape(e->variant, sizeof(e->variant),
+                        l->rule->variants[l->variant - 1].name, 0);
+    }
     e->time_us = now->wall_us;
     if (l != NULL) {
         e->limit = l->limit->algo.limit;
@@ -263,15 +284,18 @@ rl2_vlog_ring_put(rl2_vlog_t *log, const rl2_vlog_entry_t *e)
 static rl2_status_t
 rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
 {
-    char              t[24], lim[24], win[24], skip[24];
-    const char       *args[28] = { "XADD",      log->stream, "MAXLEN",  "~",
-                                   log->maxlen, "*",         "t",       t,
-                                   "rule",      e->rule,     "limit",   e->limit_name,
-                                   "tier",      e->tier,     "client",  e->client,
-                                   "method",    e->method,   "path",    e->path,
-                                   "lim",       lim,         "win",     win,
-                                   "skipped",   skip,        "factors", e->factors };
-    size_t            len[28];
+    char        t[24], lim[24], win[24], skip[24];
+    const char *args[32] = {
+        "XADD",      log->stream, "MAXLEN",     "~",
+        log->maxlen, "*",         "t",          t,
+        "rule",      e->rule,     "limit",      e->limit_name,
+        "tier",      e->tier,     "client",     e->client,
+        "method",    e->method,   "path",       e->path,
+        "lim",       lim,         "win",        win,
+        "skipped",   skip,        "factors",    e->factors,
+        "variant",   e->variant,  "challenger", e->challenger ? "1" : "0"
+    };
+    size_t            len[32];
     rl2_redis_conn_t *conn;
     redisReply       *reply;
     rl2_status_t      st;
@@ -281,7 +305,7 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
     snprintf(lim, sizeof(lim), "%" PRId64, e->limit);
     snprintf(win, sizeof(win), "%" PRId64, e->window_us);
     snprintf(skip, sizeof(skip), "%" PRIu64, e->skipped);
-    for (int i = 0; i < 28; i++) {
+    for (int i = 0; i < 32; i++) {
         len[i] = strlen(args[i]);
     }
     if (!rl2_redis_pool_cached(log->pool, &conn)) {
@@ -289,7 +313,7 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
                            "redis: no connection on "
                            "this thread");
     }
-    if ((st = rl2_redis_command(conn, 28, args, len, "XADD", &reply, err))
+    if ((st = rl2_redis_command(conn, 32, args, len, "XADD", &reply, err))
         != RL2_OK) {
         return st;
     }
@@ -303,26 +327,24 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
     return ok ? RL2_OK : RL2_ERR_STORE;
 }
 
-void
-rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
-                const rl2_verdict_t *v, const char *method, const char *path,
-                const rl2_clock_t *now)
+/* One entry: the refusal, or (challenger) what a challenger would have
+ * refused. */
+static void
+rl2_vlog_put(rl2_vlog_t *log, const rl2_policy_t *policy,
+             const rl2_verdict_t *v, int challenger, const char *method,
+             const char *path, const rl2_clock_t *now)
 {
-    rl2_vlog_ring_t *ring;
+    rl2_vlog_ring_t *ring = log->ring;
     rl2_vlog_entry_t e;
     rl2_err_t        err;
 
-    if (log == NULL || v->outcome != RL2_OUTCOME_DENY) {
-        return;
-    }
-    ring = log->ring;
     if (!rl2_vlog_admit(ring, (uint64_t)(now->wall_us / RL2_US_PER_S),
                         log->rate)) {
         atomic_fetch_add_explicit(&ring->pending, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&ring->skipped, 1, memory_order_relaxed);
         return;
     }
-    rl2_vlog_fill(&e, policy, v, method, path, now);
+    rl2_vlog_fill(&e, policy, v, challenger, method, path, now);
     e.skipped =
         atomic_exchange_explicit(&ring->pending, 0, memory_order_relaxed);
     if (log->pool != NULL
@@ -335,4 +357,20 @@ rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
         atomic_fetch_add_explicit(&ring->redis_errors, 1, memory_order_relaxed);
     }
     rl2_vlog_ring_put(log, &e);
+}
+
+void
+rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
+                const rl2_verdict_t *v, const char *method, const char *path,
+                const rl2_clock_t *now)
+{
+    if (log == NULL) {
+        return;
+    }
+    if (v->outcome == RL2_OUTCOME_DENY) {
+        rl2_vlog_put(log, policy, v, 0, method, path, now);
+    }
+    if (v->challenger_denied) {
+        rl2_vlog_put(log, policy, v, 1, method, path, now);
+    }
 }

@@ -57,8 +57,10 @@ void         rl2_vlog_close(rl2_vlog_t *log);
  * that cannot break a log line.  Truncates on an escape boundary. */
 void rl2_vlog_escape(char *dst, size_t size, const char *src, int path);
 
-#define RL2_VLOG_MAGIC   0x524c3256u /* "RL2V" */
-#define RL2_VLOG_VERSION 2u          /* 2: entries carry factors */
+#define RL2_VLOG_MAGIC 0x524c3256u /* "RL2V" */
+#define RL2_VLOG_VERSION \
+    2u /* 2: entries carry factors, variant, challenger \
+        */
 
 /* The sampling window word: second << BITS | entries in that second. */
 #define RL2_VLOG_WINDOW_BITS 20

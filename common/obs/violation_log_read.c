@@ -5,7 +5,8 @@
  *
  * Stream entries have the fields t (µs since the epoch), rule, limit,
  * tier, client, method, path, lim (the limit's count), win (its window,
- * µs) and skipped, written by rl2_vlog_record().
+ * µs), skipped, variant (the rule's variant, or empty) and challenger
+ * ("1": a challenger's would-refuse), written by rl2_vlog_record().
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -34,6 +35,7 @@ rl2_entry_terminate(rl2_vlog_entry_t *e)
     e->client[sizeof(e->client) - 1] = '\0';
     e->method[sizeof(e->method) - 1] = '\0';
     e->path[sizeof(e->path) - 1] = '\0';
+    e->variant[sizeof(e->variant) - 1] = '\0';
 }
 
 /* Copy the complete entries, oldest first; a slot being rewritten while
@@ -186,6 +188,12 @@ rl2_stream_field(rl2_vlog_entry_t *e, const char *name, const redisReply *v)
     }
     else if (strcmp(name, "method") == 0) {
         rl2_field_text(e->method, sizeof(e->method), v);
+    }
+    else if (strcmp(name, "variant") == 0) {
+        rl2_field_text(e->variant, sizeof(e->variant), v);
+    }
+    else if (strcmp(name, "challenger") == 0) {
+        e->challenger = rl2_field_num(v) != 0;
     }
     else if (strcmp(name, "path") == 0) {
         rl2_vlog_escape(e->path, sizeof(e->path),

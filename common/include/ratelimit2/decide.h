@@ -101,7 +101,10 @@ typedef struct {
     /* Each adaptive factor's value for this client (rl2_factor_t; 0:
      * the factor is off), as X-RateLimit-Factors and the violation log
      * show it; a limit its scope leaves out is not scaled by it. */
-    uint32_t    factor_ppm[RL2_FACTOR_N];
+    uint32_t factor_ppm[RL2_FACTOR_N];
+    uint8_t  experiment;           /* a layer is a variant's or a
+                                      challenger's (metrics) */
+    uint8_t     challenger_denied; /* a challenger layer would refuse */
     size_t      n_layers;
     rl2_layer_t layers[RL2_MAX_LAYERS];
     /* Not cleared by rl2_verdict_init: valid when the head says so. */

@@ -113,6 +113,28 @@ typedef struct {
     int          unlimited; /* the set was "unlimited" */
 } rl2_limit_set_t;
 
+/* Weighted variants of a rule (config_variants.c, decide/variant.c):
+ * each client is assigned one variant by a keyed hash of its identity
+ * and is checked against that variant's limits only. */
+#define RL2_VARIANTS_MAX       16
+#define RL2_VARIANT_NAME_MAX   15 /* bytes, NUL excluded */
+#define RL2_VARIANT_WEIGHT_MAX 10000
+
+/* Which identity assigns a client its variant. */
+typedef enum {
+    RL2_VARIANT_BY_AUTO = 0, /* API key, else user, else address */
+    RL2_VARIANT_BY_IP,       /* the address (as keys group it) */
+    RL2_VARIANT_BY_USER,     /* the user; anonymous: the address */
+    RL2_VARIANT_BY_APIKEY    /* the API key; none: the address */
+} rl2_variant_by_t;
+
+typedef struct {
+    const char     *name;
+    uint32_t        weight; /* 1..RL2_VARIANT_WEIGHT_MAX */
+    uint32_t        upto;   /* weights of this and every earlier variant */
+    rl2_limit_set_t limits; /* counted under keys of this variant alone */
+} rl2_variant_t;
+
 typedef struct {
     const char  *name;
     const char  *file;
@@ -129,6 +151,19 @@ typedef struct {
                                  it with a PATH_INFO after it */
     rl2_limit_set_t  limits;  /* for every tier without its own set */
     rl2_limit_set_t *tiers;   /* [policy->n_tiers] or NULL */
+    /* Variants instead of limits (never with tiers), or NULL. */
+    rl2_variant_t   *variants;
+    size_t           n_variants;
+    uint32_t         variant_total; /* sum of the weights */
+    rl2_variant_by_t variant_by;
+    rl2_hash_key_t   variant_key; /* from the rule's name and the policy's
+                                     experiment_seed: never from the host
+                                     or the process */
+    /* Limits evaluated in the shadow of the enforced ones (counted under
+     * keys of their own, never refusing); n == 0: none. */
+    rl2_limit_set_t challenger;
+    int             experiment; /* variants or a challenger (the request
+                                   path's one test for both) */
 } rl2_rule_t;
 
 typedef struct {
@@ -375,6 +410,7 @@ typedef struct {
                              and -Reset (off by default) */
     int header_scope;     /* send X-RateLimit-Scope */
     int header_algorithm; /* send X-RateLimit-Algorithm */
+    int header_variant;   /* send X-RateLimit-Variant */
 
     size_t            max_state_size;  /* largest limit state_size */
     int               has_concurrency; /* some limit is a concurrency limit */

@@ -25,6 +25,10 @@ typedef struct {
     rl2_digest_t       key;
     char               client[80]; /* address or hashed id: for logs */
     int                dry_run;    /* never denies */
+    uint8_t            variant;    /* 1 + index in rule->variants; 0: the
+                                      rule's limits (no variant) */
+    uint8_t challenger;            /* a challenger's shadow layer (also
+                                      dry_run): no headers, own metric */
     /* filled by the store */
     rl2_algo_result_t result;        /* of the main limit */
     int               refused;       /* main limit and overflow both full */

@@ -68,7 +68,10 @@ typedef struct {
     char     path[RL2_VLOG_PATH_MAX]; /* without the query */
     /* The adaptive factors on for the client, "load=0.7;geo=0.8" (the
      * refusing limit's count is the one they scaled); "" when none. */
-    char factors[RL2_VLOG_FACTORS_MAX];
+    char    factors[RL2_VLOG_FACTORS_MAX];
+    char    variant[RL2_VARIANT_NAME_MAX + 1]; /* the rule's variant, or "" */
+    uint8_t challenger; /* 1: a challenger would have refused (the
+                           request was not refused by it) */
 } rl2_vlog_entry_t;
 
 /* The ring's counters, shared by the host's processes. */
@@ -88,7 +91,9 @@ rl2_status_t rl2_vlog_conf_resolve(const rl2_vlog_conf_t *conf,
                                    rl2_vlog_conf_t *out, rl2_err_t *err);
 
 /* Record the refusal `v` (outcome RL2_OUTCOME_DENY) of a request with
- * this method and path; log may be NULL (disabled).  Never fails the
+ * this method and path, and, when a challenger would have refused it
+ * (v->challenger_denied, whatever the outcome), that too in an entry
+ * marked challenger; log may be NULL (disabled).  Never fails the
  * request: a Redis error sends the entry to the ring and is counted. */
 void rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
                      const rl2_verdict_t *v, const char *method,
