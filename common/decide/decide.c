@@ -23,12 +23,6 @@
 
 /* ---- rules and layers ---- */
 
-typedef struct {
-    const rl2_rule_t *rule;
-    size_t            index; /* in policy->rules; n_rules: default;
-                                SIZE_MAX: an extra (inline) rule */
-} rl2_applied_t;
-
 /* The normalised path, computed on first use: policies whose rules all
  * match any path never pay for it. */
 static const char *
@@ -187,7 +181,7 @@ rl2_select_readings(rl2_ctx_t *c, rl2_applied_t *out)
 
 /* Select the rules that apply (docs/configuration.md, "Rules"); returns
  * how many, or -1 when more apply than a request may be checked against. */
-static int
+int
 rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                  rl2_applied_t *out)
 {
@@ -367,7 +361,7 @@ rl2_layer_denies(const rl2_layer_t *l)
 /* The layer the headers report: the refusing layer that waits longest,
  * else the visible layer with the least room left (then the latest
  * reset). */
-static int
+int
 rl2_pick_shown(const rl2_verdict_t *v)
 {
     int best = -1;
@@ -447,7 +441,7 @@ rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
 }
 
 /* Layers for every applied rule, in the current phase. */
-static rl2_status_t
+rl2_status_t
 rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                  int *bypass, rl2_err_t *err)
 {

@@ -10,6 +10,8 @@
  *                         proxies, user, API key, tier
  *   bound.c               the most rules and limits one request of a
  *                         policy can meet (for the loader)
+ *   explain.c             one request's decision traced, read only
+ *                         (explain.h)
  *   decide_internal.h     this file
  */
 #ifndef RL2_DECIDE_INTERNAL_H
@@ -18,6 +20,7 @@
 #include <string.h>
 
 #include "ratelimit2/decide.h"
+#include "ratelimit2/explain.h"
 #include "ratelimit2/overrides.h"
 #include "control/control_internal.h"
 
@@ -105,6 +108,10 @@ const rl2_client_t *rl2_client_find(const rl2_ctx_t *c);
 #define RL2_TIER_CONFLICT (-2)
 int rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client);
 
+/* ... and where it came from into *from (may be NULL; explain.c). */
+int rl2_resolve_tier_from(const rl2_ctx_t *c, const rl2_client_t *client,
+                          rl2_tier_from_t *from);
+
 /* The identity a billing system's tier is looked up by: the user name,
  * or the hex SHA-256 of the API key into buf[65]; NULL when none. */
 const char *rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
@@ -113,6 +120,28 @@ const char *rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
 /* Who the client is, as the override table matches it: the address
  * (parsed now if the fast path left it as text), user, API key hash. */
 void rl2_ctx_who(rl2_ctx_t *c, rl2_ovr_who_t *who);
+
+/* ---- decide.c's steps, which explain.c takes one by one ---- */
+
+typedef struct {
+    const rl2_rule_t *rule;
+    size_t            index; /* in policy->rules; n_rules: default;
+                                SIZE_MAX: an extra (inline) rule */
+} rl2_applied_t;
+
+/* The rules that apply to the request, in policy order, then the extra
+ * ones, into out[RL2_MAX_RULES]; how many, or -1 when more apply. */
+int rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
+                     rl2_applied_t *out);
+
+/* The layers of this phase for every rule that applies (the client's
+ * tier resolved, rule modes as set at run time when c->ovr_read); *bypass
+ * set when an exempt rule applies. */
+rl2_status_t rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra,
+                              size_t n_extra, int *bypass, rl2_err_t *err);
+
+/* The layer the headers report, or -1. */
+int rl2_pick_shown(const rl2_verdict_t *v);
 
 /* ---- runtime overrides (runtime.c) ---- */
 
