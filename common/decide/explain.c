@@ -61,7 +61,8 @@ rl2_explain_rules(rl2_ctx_t *c, rl2_explain_t *x, rl2_err_t *err)
     for (int i = 0; i < n; i++) {
         const rl2_rule_t   *r = applied[i].rule;
         rl2_explain_rule_t *e = &x->rules[x->n_rules++];
-        rl2_mode_t mode = r->mode == RL2_MODE_INHERIT ? c->policy->mode : r->mode;
+        rl2_mode_t          mode =
+            r->mode == RL2_MODE_INHERIT ? c->policy->mode : r->mode;
 
         e->rule = r;
         e->mode = mode;
@@ -151,8 +152,8 @@ rl2_explain_table(rl2_ctx_t *c, rl2_explain_t *x)
     rl2_ovr_who_t who;
 
     rl2_ctx_who(c, &who);
-    rl2_overrides_client(c->policy->overrides, c->policy, &who,
-                         c->now->wall_us, &c->ovr);
+    rl2_overrides_client(c->policy->overrides, c->policy, &who, c->now->wall_us,
+                         &c->ovr);
     c->ovr_read = 1;
     x->table = 1;
     x->banned = c->ovr.banned;
@@ -173,7 +174,7 @@ static void
 rl2_explain_layers(const rl2_ctx_t *c, rl2_explain_t *x)
 {
     const rl2_policy_t *p = c->policy;
-    const char *tier = x->v.tier >= 0 ? p->tiers[x->v.tier].name : NULL;
+    const char         *tier = x->v.tier >= 0 ? p->tiers[x->v.tier].name : NULL;
 
     for (size_t i = 0; i < x->v.n_layers; i++) {
         const rl2_layer_t   *l = &x->v.layers[i];
@@ -239,11 +240,11 @@ rl2_explain_outcome(const rl2_ctx_t *c, rl2_explain_t *x)
     else if (x->emergency && x->emergency_ppm == 0 && !x->whitelisted) {
         v->outcome = RL2_OUTCOME_DENY;
         v->refusal = RL2_REFUSAL_EMERGENCY;
-        v->refusal_retry_s = x->emergency_until_us == 0
-                                 ? 60
-                                 : (x->emergency_until_us - now_us
-                                    + RL2_US_PER_S - 1)
-                                       / RL2_US_PER_S;
+        v->refusal_retry_s =
+            x->emergency_until_us == 0
+                ? 60
+                : (x->emergency_until_us - now_us + RL2_US_PER_S - 1)
+                      / RL2_US_PER_S;
     }
     if (v->refusal != RL2_REFUSAL_LIMIT && v->refusal_retry_s < 1) {
         v->refusal_retry_s = 1;

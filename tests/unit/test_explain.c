@@ -133,8 +133,8 @@ admitted(table_fixture_t *a, const rl2_request_t *req, int n)
         rl2_verdict_t v;
 
         rl2_verdict_init(&v);
-        assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store,
-                                    req, RL2_PHASE_ALL, &now, &v, &err),
+        assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store, req,
+                                    RL2_PHASE_ALL, &now, &v, &err),
                          RL2_OK);
         yes += v.outcome == RL2_OUTCOME_ALLOW;
     }
@@ -148,8 +148,8 @@ test_rules(void **state)
 {
     table_fixture_t *a = *state;
     rl2_explain_t   *x = malloc(sizeof(*x));
-    rl2_request_t    r = request("GET", "/api/v1/../orders", "shop.example.com",
-                                 NULL, NULL);
+    rl2_request_t    r =
+        request("GET", "/api/v1/../orders", "shop.example.com", NULL, NULL);
 
     assert_non_null(x);
     explain(a, &r, x);

@@ -46,7 +46,7 @@ typedef struct {
     int               runtime; /* mode set by a runtime override */
     const char       *path;    /* the first path glob that matched; NULL:
                                   the rule names no path */
-    const char       *host;    /* ... host glob; NULL: any host */
+    const char *host;          /* ... host glob; NULL: any host */
 } rl2_explain_rule_t;
 
 /* A layer of the verdict as written and what scaled it. */
@@ -54,7 +54,7 @@ typedef struct {
     const rl2_limit_t *limit;     /* as written in the policy */
     uint32_t           boost_ppm; /* boosts and the emergency factor for
                                      its rule and the client's tier */
-    unsigned           factors;   /* bit i: adaptive factor i scales it
+    unsigned factors;             /* bit i: adaptive factor i scales it
                                      (on, and its scope holds it) */
 } rl2_explain_layer_t;
 
@@ -84,8 +84,8 @@ typedef struct {
     /* The load factor: the servers' last reading (load_read), else what
      * the load file reads now and the first reading would take. */
     int     load_read;
-    int64_t load_milli; /* -1: the file does not read */
-    int     load_step;  /* index in policy->load.steps, or -1 */
+    int64_t load_milli;   /* -1: the file does not read */
+    int     load_step;    /* index in policy->load.steps, or -1 */
     int     sched_window; /* index in policy->schedule.windows, or -1 */
     rl2_explain_layer_t layers[RL2_MAX_LAYERS];
 } rl2_explain_t;
