@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,56 @@ rl2_ctl_xmode(rl2_mode_t m)
                                  : "enforce";
 }
 
+/* Length of the valid UTF-8 sequence of 2 to 4 bytes at s, or 0 (an
+ * overlong form, a surrogate, past U+10FFFF, cut short). */
+static size_t
+rl2_ctl_xutf8(const unsigned char *s)
+{
+    size_t   n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    uint32_t c = s[0] & (0x7f >> n);
+
+    if (n == 0 || s[0] > 0xf4) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        c = c << 6 | (s[i] & 0x3f);
+    }
+    return (n == 3 && c < 0x800) || (n == 4 && c < 0x10000) || c > 0x10ffff
+                   || (c >= 0xd800 && c <= 0xdfff)
+               ? 0
+               : n;
+}
+
+/* s as the inside of a JSON string: what the operator typed may be
+ * anything, and the object must still parse (a byte that is not UTF-8
+ * becomes U+FFFD). */
+static void
+rl2_ctl_xescape(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+
+    while (*p != '\0') {
+        size_t n = *p >= 0x80 ? rl2_ctl_xutf8(p) : 0;
+
+        if (*p < 0x80) {
+            char c[2] = { (char)*p++, '\0' };
+
+            rl2_ctl_escape(stdout, c, 1);
+        }
+        else if (n > 0) {
+            fwrite(p, 1, n, stdout);
+            p += n;
+        }
+        else {
+            fputs("\\ufffd", stdout);
+            p++;
+        }
+    }
+}
+
 /* A JSON string member: "key":"value", or "key":null for NULL. */
 static void
 rl2_ctl_xjs(const char *key, const char *value, int comma)
@@ -186,7 +237,7 @@ rl2_ctl_xjs(const char *key, const char *value, int comma)
         return;
     }
     putchar('"');
-    rl2_ctl_escape(stdout, value, 1);
+    rl2_ctl_xescape(value);
     putchar('"');
 }
 
@@ -207,7 +258,7 @@ rl2_ctl_xjson_request(const rl2_ctl_xreq_t *q)
     printf(",\"headers\":[");
     for (size_t i = 0; i < o->x_n_headers; i++) {
         printf("%s\"", i ? "," : "");
-        rl2_ctl_escape(stdout, o->x_headers[i], 1);
+        rl2_ctl_xescape(o->x_headers[i]);
         putchar('"');
     }
     printf("]}");
@@ -416,11 +467,25 @@ rl2_ctl_xfactor_why(const rl2_policy_t *p, const rl2_explain_t *x, size_t f,
             return;
         }
         const rl2_sched_window_t *w = &p->schedule.windows[x->sched_window];
+        static const char *const  day[] = { "Mon", "Tue", "Wed", "Thu",
+                                            "Fri", "Sat", "Sun" };
+        char                      days[32] = "";
+        size_t                    n = 0;
 
+        for (int d = 0; d < 7 && w->days != 0x7f; d++) {
+            if (w->days & (1u << d)) {
+                n += (size_t)snprintf(days + n, sizeof(days) - n, "%s%s",
+                                      n ? "," : "", day[d]);
+            }
+        }
+        /* to_s past a day: the window crossed midnight. */
         snprintf(buf, size,
-                 "window %d (%02d:%02d to %02d:%02d in %s) holds now",
-                 x->sched_window + 1, w->from_s / 3600, w->from_s / 60 % 60,
-                 w->to_s / 3600 % 24, w->to_s / 60 % 60, p->schedule.zone);
+                 "window %d (%s %02d:%02d to %02d:%02d%s in %s) holds now",
+                 x->sched_window + 1, w->days == 0x7f ? "every day" : days,
+                 w->from_s / 3600, w->from_s / 60 % 60,
+                 w->to_s > 86400 ? (w->to_s - 86400) / 3600 : w->to_s / 3600,
+                 w->to_s / 60 % 60, w->to_s > 86400 ? " the next day" : "",
+                 p->schedule.zone);
         return;
     }
     snprintf(buf, size, "the value this client's request is given");

@@ -13,7 +13,8 @@
 #     its whole limit; a refusal is explained with the daemon's own
 #     Retry-After (within a second), a ban with the ban's;
 #   - once the daemon has read the load, explain shows that reading;
-#   - bad input exits 2, and the request options are refused elsewhere.
+#   - bad input exits 2, and the request options are refused elsewhere;
+#   - with Redis (-R), Redis's counters are peeked and no key is written.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 CTL="$BUILD/ctl/ratelimit2ctl"
@@ -86,6 +87,13 @@ d = json.load(sys.stdin)
 r = d["request"]
 print(r["user"], r["headers"][0], r["country"], d["tier"]["name"], sep="|")')"
 
+is "--json: a byte that is not UTF-8 is U+FFFD, UTF-8 kept" "fffd e9 fffd" \
+    "$(ratelimit2ctl explain --json --user $'\xff\xc3\xa9\xed\xa0\x80' /api/x \
+        | python3 -c '
+import json, sys
+u = json.load(sys.stdin)["request"]["user"]
+print(" ".join("%x" % ord(c) for c in u[:3]))')"
+
 # ---- nothing counted; the daemon's own answers explained ----
 # auth URI -- the daemon's Status (and Retry-After) for a POST from
 # 127.0.0.1.
@@ -145,6 +153,25 @@ is "--api-key when the policy reads none: exit 2" 2 \
 is "a relative PATH: exit 2" 2 "$(bad explain x)"
 is "no PATH: exit 2" 2 "$(bad explain)"
 is "status takes no --host: exit 2" 2 "$(bad --host h status 127.0.0.1)"
+
+# ---- Redis: its counters, peeked; nothing written there ----
+ratelimit2ctl unboost rule:export >/dev/null 2>&1
+RP=$(free_port)
+if redis_start; then
+    redis-cli -p "$RP" set t:other 1 >/dev/null
+    is "with -R: Redis's counters, the limit scaled by the load" \
+        "redis 42 0 42" \
+        "$(ratelimit2ctl -R "127.0.0.1:$RP" explain --json /search \
+            | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+l = d["limits"][0]
+print(d["store"], l["effective_count"], l["used"], l["left"])')"
+    is "explain wrote no key to Redis" "t:other" \
+        "$(redis-cli -p "$RP" --scan | sort | tr '\n' ' ' | sed 's/ $//')"
+else
+    not_ok "redis-server starts"
+fi
 
 fcgi_stop fcgi
 done_testing
