@@ -5,7 +5,8 @@
  * factor with the limit as written beside the limit as scaled, the
  * factor's scope per limit, the answer the same as rl2_decide's, and
  * nothing counted or moved: a decision after any number of explains
- * admits its full limit, and the load reading stays the servers'.
+ * admits its full limit, and the load reading stays the servers'; the
+ * schedule's window of now, from the clock alone.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -306,6 +307,43 @@ test_ban_allow(void **state)
     free(x);
 }
 
+static int
+setup_schedule(void **state)
+{
+    snprintf(load_file, sizeof(load_file), "/tmp/rl2test-%d-xload",
+             (int)getpid());
+    write_load("0\n");
+    return setup_table(
+        state,
+        "factors = { schedule = { zone = \"UTC\"; windows = (\n"
+        "  { when = \"Mon 00:00-01:00\"; factor = 2; },\n"
+        "  { when = \"Tue 22:00-23:00\"; factor = 0.5; } ); }; };\n"
+        "rules = ( { name = \"a\"; paths = [ \"/a\" ];\n"
+        "  limits = ( { rate = \"10/hour\"; } ); } );\n",
+        "explain-sched");
+}
+
+/* The schedule: the window that holds now (Tuesday 22:13 UTC) by its
+ * index, its factor on the limit; the clock alone, no table state. */
+static void
+test_schedule(void **state)
+{
+    table_fixture_t *a = *state;
+    rl2_explain_t   *x = malloc(sizeof(*x));
+    rl2_request_t    r = request("GET", "/a", NULL, NULL, NULL);
+    uint32_t         ppm;
+
+    assert_non_null(x);
+    explain(a, &r, x);
+    assert_int_equal(x->sched_window, 1);
+    assert_int_equal(x->v.factor_ppm[RL2_FACTOR_SCHEDULE], 500000);
+    assert_int_equal(x->v.factor_ppm[RL2_FACTOR_LOAD], 0);
+    assert_int_equal(x->layers[0].factors, 1u << RL2_FACTOR_SCHEDULE);
+    assert_int_equal(x->v.layers[0].limit->algo.limit, 5);
+    assert_int_equal(rl2_overrides_schedule_factor(a->table, &ppm), 0);
+    free(x);
+}
+
 int
 main(void)
 {
@@ -315,6 +353,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_boost, setup, teardown_all),
         cmocka_unit_test_setup_teardown(test_load, setup, teardown_all),
         cmocka_unit_test_setup_teardown(test_ban_allow, setup, teardown_all),
+        cmocka_unit_test_setup_teardown(test_schedule, setup_schedule,
+                                        teardown_all),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
