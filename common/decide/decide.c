@@ -180,8 +180,9 @@ rl2_select_readings(rl2_ctx_t *c, rl2_applied_t *out)
 }
 
 /* Select the rules that apply (docs/configuration.md, "Rules"); returns
- * how many, or -1 when more apply than a request may be checked against. */
-int
+ * how many, or -1 when more apply than a request may be checked against.
+ * Inline: its one caller on the request's path is rl2_build_layers. */
+static inline __attribute__((always_inline)) int
 rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                  rl2_applied_t *out)
 {
@@ -361,7 +362,7 @@ rl2_layer_denies(const rl2_layer_t *l)
 /* The layer the headers report: the refusing layer that waits longest,
  * else the visible layer with the least room left (then the latest
  * reset). */
-int
+static int
 rl2_pick_shown(const rl2_verdict_t *v)
 {
     int best = -1;
@@ -441,7 +442,7 @@ rl2_verdict_fold(rl2_ctx_t *c, rl2_store_t *store, size_t first,
 }
 
 /* Layers for every applied rule, in the current phase. */
-rl2_status_t
+static rl2_status_t
 rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                  int *bypass, rl2_err_t *err)
 {
@@ -716,4 +717,30 @@ rl2_policy_has_phase(const rl2_policy_t *policy, const rl2_rule_t *extra,
         }
     }
     return 0;
+}
+
+/* ---- decide.c's steps for explain.c (decide_internal.h) ----
+ *
+ * Wrappers, so that the request's path keeps its static functions as
+ * the compiler lays them out for it (inlined, its own calling
+ * convention): an operator's explain pays the call. */
+
+int
+rl2_decide_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
+                        rl2_applied_t *out)
+{
+    return rl2_select_rules(c, extra, n_extra, out);
+}
+
+rl2_status_t
+rl2_decide_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
+                        int *bypass, rl2_err_t *err)
+{
+    return rl2_build_layers(c, extra, n_extra, bypass, err);
+}
+
+int
+rl2_decide_pick_shown(const rl2_verdict_t *v)
+{
+    return rl2_pick_shown(v);
 }

@@ -131,17 +131,18 @@ typedef struct {
 
 /* The rules that apply to the request, in policy order, then the extra
  * ones, into out[RL2_MAX_RULES]; how many, or -1 when more apply. */
-int rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
-                     rl2_applied_t *out);
+int rl2_decide_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra,
+                            size_t n_extra, rl2_applied_t *out);
 
 /* The layers of this phase for every rule that applies (the client's
  * tier resolved, rule modes as set at run time when c->ovr_read); *bypass
  * set when an exempt rule applies. */
-rl2_status_t rl2_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra,
-                              size_t n_extra, int *bypass, rl2_err_t *err);
+rl2_status_t rl2_decide_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra,
+                                     size_t n_extra, int *bypass,
+                                     rl2_err_t *err);
 
 /* The layer the headers report, or -1. */
-int rl2_pick_shown(const rl2_verdict_t *v);
+int rl2_decide_pick_shown(const rl2_verdict_t *v);
 
 /* ---- runtime overrides (runtime.c) ---- */
 

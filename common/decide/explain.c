@@ -52,7 +52,7 @@ static rl2_status_t
 rl2_explain_rules(rl2_ctx_t *c, rl2_explain_t *x, rl2_err_t *err)
 {
     rl2_applied_t applied[RL2_MAX_RULES];
-    int           n = rl2_select_rules(c, NULL, 0, applied);
+    int           n = rl2_decide_select_rules(c, NULL, 0, applied);
 
     if (n < 0) {
         return rl2_err_set(err, RL2_ERR_BOUND, "more than %d rules apply",
@@ -222,7 +222,7 @@ rl2_explain_outcome(const rl2_ctx_t *c, rl2_explain_t *x)
         }
         v->dry_run_denied |= l->refused && l->dry_run;
     }
-    v->shown = rl2_pick_shown(v);
+    v->shown = rl2_decide_pick_shown(v);
     if (x->whitelisted || x->exempt) {
         v->outcome = RL2_OUTCOME_BYPASS;
     }
@@ -269,7 +269,7 @@ rl2_explain_run(rl2_ctx_t *c, rl2_store_t *store, rl2_explain_t *x,
     }
     client = p->n_clients > 0 ? rl2_client_find(c) : NULL;
     x->client = client != NULL ? (int)(client - p->clients) : -1;
-    if ((st = rl2_build_layers(c, NULL, 0, &bypass, err)) != RL2_OK) {
+    if ((st = rl2_decide_build_layers(c, NULL, 0, &bypass, err)) != RL2_OK) {
         return st;
     }
     /* Asked again for its source (an exempt rule stops the layers
