@@ -16,6 +16,7 @@
  *                 override table, recorded in the audit trail
  *   override_list.c overrides: the entries in force, with time left
  *   audit.c       audit: the audit trail read back
+ *   explain.c     explain PATH: why a request is let through or refused
  */
 #ifndef RL2_CTL_H
 #define RL2_CTL_H
@@ -39,6 +40,9 @@
 #define RL2_CTL_STATE_DIR "/var/lib/ratelimit2"
 
 typedef enum { RL2_CTL_TEXT = 0, RL2_CTL_JSON, RL2_CTL_HTML } rl2_ctl_format_t;
+
+/* The most --header options of explain (an enum: not an exit status). */
+enum { RL2_CTL_XHEADERS_MAX = 32 };
 
 typedef struct {
     const char        *policy;  /* -c */
@@ -68,6 +72,16 @@ typedef struct {
     int64_t     since_us;        /* --since; 0: not given */
     int         clear;           /* --clear */
     int         audit_local;     /* --local: audit reads the file */
+    /* The request explain describes (explain.c); each option is refused
+     * by the subcommands that do not take it. */
+    const char *x_host;    /* --host, or NULL */
+    const char *x_client;  /* --client, or NULL: 127.0.0.1 */
+    const char *x_user;    /* --user, or NULL */
+    const char *x_apikey;  /* --api-key, or NULL */
+    const char *x_country; /* --country CC, or NULL: shown under
+                              request, for the geo factor */
+    const char *x_headers[RL2_CTL_XHEADERS_MAX]; /* --header lines */
+    size_t      x_n_headers;
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -134,6 +148,7 @@ int rl2_ctl_rule_mode(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_emergency(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_overrides(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_explain(const rl2_ctl_opts_t *o, int argc, char **argv);
 
 /* ---- override.c: what override_list.c and audit.c share ---- */
 

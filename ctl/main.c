@@ -46,6 +46,10 @@ static const char rl2_ctl_manual[] =
     "    ratelimit2ctl [OPTIONS] emergency off\n"
     "    ratelimit2ctl [OPTIONS] overrides [--json]\n"
     "    ratelimit2ctl [OPTIONS] audit [--json] [--since D] [--local]\n"
+    "    ratelimit2ctl [OPTIONS] explain [--method M] [--host H] "
+    "[--client ADDR]\n"
+    "                 [--user U] [--api-key K] [--header 'Name: value']...\n"
+    "                 [--tier T] [--country CC] [--json] PATH\n"
     "\n"
     "DESCRIPTION\n"
     "    status KEY   Usage and remaining count of every limit that applies "
@@ -79,6 +83,18 @@ static const char rl2_ctl_manual[] =
     "                 Reads the ring of the zone and, with Redis, the\n"
     "                 stream named by the policy (a Cluster keeps the log in\n"
     "                 the rings).\n"
+    "    explain PATH Why the request described (default GET from "
+    "127.0.0.1,\n"
+    "                 no host) would be let through or refused, without\n"
+    "                 counting it: the rules that apply and what matched\n"
+    "                 them, the tier and where it came from, each adaptive\n"
+    "                 factor with its value and why (load: the servers' last\n"
+    "                 reading, or the load file before any; schedule: the\n"
+    "                 window of now), the runtime overrides that touch the\n"
+    "                 client or its rules, then per limit its key, the limit\n"
+    "                 as written and as scaled, what is used and left in the\n"
+    "                 store, and the answer (deny: status and Retry-After).\n"
+    "                 --json: the same as one JSON object.\n"
     "\n"
     "  Runtime overrides, on this host (the zone's .overrides table; not\n"
     "  Redis), in force at once for every server sharing the zone:\n"
@@ -130,15 +146,17 @@ static const char rl2_ctl_manual[] =
     "                         default: the policy's redis group, if any\n"
     "    -O, --redis-options OPTS  db=N,user=U,password=P,connect_timeout=MS,\n"
     "                         timeout=MS (repeatable)\n"
-    "    -m, --method M       request method for status and reset (GET)\n"
+    "    -m, --method M       request method for status, reset and explain "
+    "(GET)\n"
     "    -p, --path P         request path for status and reset (/)\n"
     "    -a, --address ADDR   client address for a user: or key: KEY; without\n"
     "                         it, limits keyed by address are left out\n"
-    "    -t, --tier NAME      the tier a trusted upstream would name\n"
+    "    -t, --tier NAME      the tier a trusted upstream would name (its\n"
+    "                         variable; explain: or its header)\n"
     "    -n, --top N          clients and latest entries listed by report "
     "(10)\n"
-    "    --json, --html       report format (default text); overrides and\n"
-    "                         audit take --json\n"
+    "    --json, --html       report format (default text); overrides, audit\n"
+    "                         and explain take --json\n"
     "    -o, --output FILE    write the report to FILE\n"
     "    --ttl D              the change ends by itself after D: 30s, 10min,\n"
     "                         2h, 7d, 1w (default: no end)\n"
@@ -155,6 +173,14 @@ static const char rl2_ctl_manual[] =
     "                         policy's overrides.state_file, else\n"
     "                         " RL2_CTL_STATE_DIR "/ZONE.overrides, ZONE\n"
     "                         the -z name without its '/')\n"
+    "    --host H, --client ADDR, --user U, --api-key K\n"
+    "                         explain: the request's Host, the client's\n"
+    "                         address (127.0.0.1), its authenticated user,\n"
+    "                         its API key (in the policy's api_key header or\n"
+    "                         query parameter)\n"
+    "    --header 'Name: value'  explain: a request header (repeatable, 32)\n"
+    "    --country CC         explain: the client's country, shown with the\n"
+    "                         request\n"
     "    --audit FILE         the audit file (default: the policy's\n"
     "                         overrides.audit_file, else ZONE.audit in\n"
     "                         the state_file's folder, else\n"
@@ -203,7 +229,13 @@ enum {
     RL2_CTL_OPT_SINCE,
     RL2_CTL_OPT_STATE,
     RL2_CTL_OPT_AUDIT,
-    RL2_CTL_OPT_LOCAL
+    RL2_CTL_OPT_LOCAL,
+    RL2_CTL_OPT_HOST,
+    RL2_CTL_OPT_CLIENT,
+    RL2_CTL_OPT_USER,
+    RL2_CTL_OPT_APIKEY,
+    RL2_CTL_OPT_HEADER,
+    RL2_CTL_OPT_COUNTRY
 };
 
 static const struct option rl2_ctl_longopts[] = {
@@ -228,6 +260,12 @@ static const struct option rl2_ctl_longopts[] = {
     { "state", required_argument, NULL, RL2_CTL_OPT_STATE },
     { "audit", required_argument, NULL, RL2_CTL_OPT_AUDIT },
     { "local", no_argument, NULL, RL2_CTL_OPT_LOCAL },
+    { "host", required_argument, NULL, RL2_CTL_OPT_HOST },
+    { "client", required_argument, NULL, RL2_CTL_OPT_CLIENT },
+    { "user", required_argument, NULL, RL2_CTL_OPT_USER },
+    { "api-key", required_argument, NULL, RL2_CTL_OPT_APIKEY },
+    { "header", required_argument, NULL, RL2_CTL_OPT_HEADER },
+    { "country", required_argument, NULL, RL2_CTL_OPT_COUNTRY },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -256,6 +294,58 @@ rl2_ctl_reason(rl2_ctl_opts_t *o, const char *arg)
     }
     o->reason = arg;
     return 0;
+}
+
+/* The request explain describes (explain.c checks what needs the
+ * policy). */
+static int
+rl2_ctl_opt_explain(rl2_ctl_opts_t *o, int c, const char *arg)
+{
+    switch (c) {
+    case RL2_CTL_OPT_HOST:
+        o->x_host = arg;
+        return 0;
+    case RL2_CTL_OPT_CLIENT:
+        o->x_client = arg;
+        return 0;
+    case RL2_CTL_OPT_USER:
+        o->x_user = arg;
+        return 0;
+    case RL2_CTL_OPT_APIKEY:
+        o->x_apikey = arg;
+        return 0;
+    case RL2_CTL_OPT_HEADER:
+        if (o->x_n_headers == RL2_CTL_XHEADERS_MAX) {
+            return rl2_ctl_fail(-1, "--header: at most %d",
+                                RL2_CTL_XHEADERS_MAX);
+        }
+        o->x_headers[o->x_n_headers++] = arg;
+        return 0;
+    case RL2_CTL_OPT_COUNTRY:
+        /* An ISO 3166-1 alpha-2 code, as a geo database names it. */
+        if (!((arg[0] >= 'A' && arg[0] <= 'Z')
+              || (arg[0] >= 'a' && arg[0] <= 'z'))
+            || !((arg[1] >= 'A' && arg[1] <= 'Z')
+                 || (arg[1] >= 'a' && arg[1] <= 'z'))
+            || arg[2] != '\0') {
+            return rl2_ctl_fail(-1,
+                                "--country \"%s\": expected a two-letter "
+                                "country code (FR)",
+                                arg);
+        }
+        o->x_country = arg;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+/* Did the command line describe a request for explain? */
+static int
+rl2_ctl_explain_given(const rl2_ctl_opts_t *o)
+{
+    return o->x_host != NULL || o->x_client != NULL || o->x_user != NULL
+           || o->x_apikey != NULL || o->x_n_headers > 0 || o->x_country != NULL;
 }
 
 /* The options of the runtime overrides (override.c, audit.c). */
@@ -288,7 +378,7 @@ rl2_ctl_opt_override(rl2_ctl_opts_t *o, int c, const char *arg)
         o->audit_local = 1;
         return 0;
     default:
-        return -1;
+        return rl2_ctl_opt_explain(o, c, arg);
     }
 }
 
@@ -412,14 +502,15 @@ main(int argc, char **argv)
                  { "mode", rl2_ctl_rule_mode, 2 },
                  { "emergency", rl2_ctl_emergency, 2 },
                  { "overrides", rl2_ctl_overrides, 0 },
-                 { "audit", rl2_ctl_audit, 2 } };
+                 { "audit", rl2_ctl_audit, 2 },
+                 { "explain", rl2_ctl_explain, 1 } };
     rl2_ctl_opts_t o;
 
     if (rl2_ctl_parse(argc, argv, &o) != 0) {
         fputs("usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
               "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
-              "mode|emergency|overrides|audit ...  (--help for the "
-              "manual)\n",
+              "mode|emergency|overrides|audit|explain ...  (--help for "
+              "the manual)\n",
               stderr);
         return RL2_CTL_USAGE;
     }
@@ -430,6 +521,13 @@ main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (strcmp(argv[optind], cmds[i].name) != 0) {
             continue;
+        }
+        if (cmds[i].run != rl2_ctl_explain && rl2_ctl_explain_given(&o)) {
+            return rl2_ctl_fail(RL2_CTL_USAGE,
+                                "%s takes no --host, --client, --user, "
+                                "--api-key, --header or --country (explain "
+                                "does)",
+                                cmds[i].name);
         }
         /* report reads a zone's ring without a policy, but not a
          * stream: its name is in the policy. */

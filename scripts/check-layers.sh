@@ -21,7 +21,7 @@ declare -A PUBLIC=(
     [store.h]=store [store_local.h]=store [failover.h]=store
     [redis.h]=redis [tier_source.h]=redis
     [overrides.h]=control [audit.h]=control [admin.h]=control
-    [decide.h]=decide [headers.h]=decide
+    [decide.h]=decide [headers.h]=decide [explain.h]=decide
     [metrics.h]=obs [violation_log.h]=obs
     [backend.h]=backend [store_opts.h]=backend
     [config.h]=load

@@ -532,6 +532,12 @@ uint32_t rl2_overrides_load(rl2_overrides_t *t, const rl2_load_conf_t *c,
  * *ppm the factor. */
 int rl2_overrides_load_factor(const rl2_overrides_t *t, uint32_t *ppm);
 
+/* ... and the reading it came from (decide/explain.c): 0 before any;
+ * else 1, *milli the load in thousandths and *step the step it is in
+ * (-1: none). */
+int rl2_overrides_load_state(const rl2_overrides_t *t, int64_t *milli,
+                             int *step);
+
 /* ---- the schedule factor (factor_schedule.c) ---- */
 
 /* Is `zone` a zone name to look up under /usr/share/zoneinfo: 1 to 64
@@ -561,6 +567,10 @@ int64_t rl2_tz_local(const rl2_tz_t *tz, int64_t t);
 /* The factor the schedule gives at UTC second t: the first window that
  * holds t's local time, else x1. */
 uint32_t rl2_schedule_at(const rl2_schedule_conf_t *c, int64_t t);
+
+/* ... and which window gives it: its index, or -1 when none holds t
+ * (decide/explain.c). */
+int rl2_schedule_window(const rl2_schedule_conf_t *c, int64_t t);
 
 /* The schedule factor in ppm now, worked out at most once a second per
  * process: every window boundary and every offset change is on a whole

@@ -186,3 +186,13 @@ rl2_overrides_load_factor(const rl2_overrides_t *t, uint32_t *ppm)
     return atomic_load_explicit(&t->shm->load_next_us, memory_order_relaxed)
            != 0;
 }
+
+int
+rl2_overrides_load_state(const rl2_overrides_t *t, int64_t *milli, int *step)
+{
+    const ovr_shm_t *s = t->shm;
+
+    *milli = atomic_load_explicit(&s->load_milli, memory_order_relaxed);
+    *step = atomic_load_explicit(&s->load_step, memory_order_relaxed) - 1;
+    return atomic_load_explicit(&s->load_next_us, memory_order_relaxed) != 0;
+}

@@ -286,8 +286,8 @@ rl2_sched_holds(const rl2_sched_window_t *w, int day, int32_t sod)
            && sod + RL2_DAY_S < w->to_s;
 }
 
-uint32_t
-rl2_schedule_at(const rl2_schedule_conf_t *c, int64_t t)
+int
+rl2_schedule_window(const rl2_schedule_conf_t *c, int64_t t)
 {
     int64_t local = rl2_tz_local(&c->tz, t);
     int64_t days = local >= 0 ? local / RL2_DAY_S
@@ -297,10 +297,18 @@ rl2_schedule_at(const rl2_schedule_conf_t *c, int64_t t)
 
     for (size_t i = 0; i < c->n_windows; i++) {
         if (rl2_sched_holds(&c->windows[i], day, sod)) {
-            return c->windows[i].factor_ppm;
+            return (int)i;
         }
     }
-    return RL2_OVR_FACTOR_ONE;
+    return -1;
+}
+
+uint32_t
+rl2_schedule_at(const rl2_schedule_conf_t *c, int64_t t)
+{
+    int w = rl2_schedule_window(c, t);
+
+    return w >= 0 ? c->windows[w].factor_ppm : RL2_OVR_FACTOR_ONE;
 }
 
 /* A new factor for the host: who exchanges it in logs the change. */

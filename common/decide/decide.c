@@ -23,12 +23,6 @@
 
 /* ---- rules and layers ---- */
 
-typedef struct {
-    const rl2_rule_t *rule;
-    size_t            index; /* in policy->rules; n_rules: default;
-                                SIZE_MAX: an extra (inline) rule */
-} rl2_applied_t;
-
 /* The normalised path, computed on first use: policies whose rules all
  * match any path never pay for it. */
 static const char *
@@ -186,8 +180,9 @@ rl2_select_readings(rl2_ctx_t *c, rl2_applied_t *out)
 }
 
 /* Select the rules that apply (docs/configuration.md, "Rules"); returns
- * how many, or -1 when more apply than a request may be checked against. */
-static int
+ * how many, or -1 when more apply than a request may be checked against.
+ * Inline: its one caller on the request's path is rl2_build_layers. */
+static inline __attribute__((always_inline)) int
 rl2_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
                  rl2_applied_t *out)
 {
@@ -820,4 +815,30 @@ rl2_policy_has_phase(const rl2_policy_t *policy, const rl2_rule_t *extra,
         }
     }
     return 0;
+}
+
+/* ---- decide.c's steps for explain.c (decide_internal.h) ----
+ *
+ * Wrappers, so that the request's path keeps its static functions as
+ * the compiler lays them out for it (inlined, its own calling
+ * convention): an operator's explain pays the call. */
+
+int
+rl2_decide_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
+                        rl2_applied_t *out)
+{
+    return rl2_select_rules(c, extra, n_extra, out);
+}
+
+rl2_status_t
+rl2_decide_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra, size_t n_extra,
+                        int *bypass, rl2_err_t *err)
+{
+    return rl2_build_layers(c, extra, n_extra, bypass, err);
+}
+
+int
+rl2_decide_pick_shown(const rl2_verdict_t *v)
+{
+    return rl2_pick_shown(v);
 }

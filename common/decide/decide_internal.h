@@ -13,6 +13,8 @@
  *   geo.c                 the geo factor: the client's country (a
  *                         variable, a trusted header, a MaxMind DB file)
  *   variant.c             which variant of a rule a client is assigned
+ *   explain.c             one request's decision traced, read only
+ *                         (explain.h)
  *   decide_internal.h     this file
  */
 #ifndef RL2_DECIDE_INTERNAL_H
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "ratelimit2/decide.h"
+#include "ratelimit2/explain.h"
 #include "ratelimit2/overrides.h"
 #include "control/control_internal.h"
 
@@ -114,6 +117,10 @@ const rl2_client_t *rl2_client_find(const rl2_ctx_t *c);
 #define RL2_TIER_CONFLICT (-2)
 int rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client);
 
+/* ... and where it came from into *from (may be NULL; explain.c). */
+int rl2_resolve_tier_from(const rl2_ctx_t *c, const rl2_client_t *client,
+                          rl2_tier_from_t *from);
+
 /* The identity a billing system's tier is looked up by: the user name,
  * or the hex SHA-256 of the API key into buf[65]; NULL when none. */
 const char *rl2_tier_identity(const rl2_policy_t *p, const rl2_request_t *req,
@@ -154,6 +161,7 @@ int rl2_geo_country(rl2_ctx_t *c);
 /* The geo factor of this client (ppm): its country's, else the
  * default. */
 uint32_t rl2_geo_factor(rl2_ctx_t *c);
+
 /* The name of the variant the verdict shows (X-RateLimit-Variant): the
  * shown layer's, else the first layer's that has one; NULL: none. */
 const char *rl2_verdict_variant(const rl2_verdict_t *v);
@@ -168,6 +176,29 @@ size_t rl2_variant_of(const rl2_rule_t *rule, const char *id, size_t len);
 /* The variant (0-based) of `rule`, which has variants, this client is
  * assigned by the rule's variant_by (variant.c). */
 size_t rl2_variant_pick(const rl2_ctx_t *c, const rl2_rule_t *rule);
+
+/* ---- decide.c's steps, which explain.c takes one by one ---- */
+
+typedef struct {
+    const rl2_rule_t *rule;
+    size_t            index; /* in policy->rules; n_rules: default;
+                                SIZE_MAX: an extra (inline) rule */
+} rl2_applied_t;
+
+/* The rules that apply to the request, in policy order, then the extra
+ * ones, into out[RL2_MAX_RULES]; how many, or -1 when more apply. */
+int rl2_decide_select_rules(rl2_ctx_t *c, const rl2_rule_t *extra,
+                            size_t n_extra, rl2_applied_t *out);
+
+/* The layers of this phase for every rule that applies (the client's
+ * tier resolved, rule modes as set at run time when c->ovr_read); *bypass
+ * set when an exempt rule applies. */
+rl2_status_t rl2_decide_build_layers(rl2_ctx_t *c, const rl2_rule_t *extra,
+                                     size_t n_extra, int *bypass,
+                                     rl2_err_t *err);
+
+/* The layer the headers report, or -1. */
+int rl2_decide_pick_shown(const rl2_verdict_t *v);
 
 /* ---- runtime overrides (runtime.c) ---- */
 

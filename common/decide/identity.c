@@ -772,27 +772,37 @@ rl2_tier_from_source(const rl2_ctx_t *c)
 /* The tier sources in order (docs/tiers.md): the client's override in the
  * policy, then the billing system's Redis hash, then a trusted variable
  * or header, then the default (anonymous) tier. */
-int
-rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
+/* Inline in both: with from NULL (the request's path), the stores to it
+ * go to a local nobody reads, which the compiler drops. */
+static inline __attribute__((always_inline)) int
+rl2_tier_resolve(const rl2_ctx_t *c, const rl2_client_t *client,
+                 rl2_tier_from_t *from)
 {
     const rl2_policy_t  *p = c->policy;
     const rl2_request_t *r = c->req;
+    rl2_tier_from_t      unread;
     int                  tier;
 
+    from = from != NULL ? from : &unread;
+    *from = RL2_TIER_FROM_NONE;
     if (p->n_tiers == 0) {
         return -1;
     }
     /* The operator's decision of the moment comes first. */
     if (c->ovr_read && c->ovr.tier >= 0) {
+        *from = RL2_TIER_FROM_OVERRIDE;
         return c->ovr.tier;
     }
     if (client != NULL && client->tier >= 0) {
+        *from = RL2_TIER_FROM_CLIENT;
         return client->tier;
     }
     if (r->tier_source != NULL && (tier = rl2_tier_from_source(c)) >= 0) {
+        *from = RL2_TIER_FROM_REDIS;
         return tier;
     }
     if ((tier = rl2_tier_find(p, r->tier_var)) >= 0) {
+        *from = RL2_TIER_FROM_VARIABLE;
         return tier;
     }
     if (p->tier_header != NULL && r->header != NULL
@@ -800,10 +810,29 @@ rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
         tier =
             rl2_tier_from_header(p, r->header(r->header_ctx, p->tier_header));
         if (tier >= 0 || tier == RL2_TIER_CONFLICT) {
+            *from = RL2_TIER_FROM_HEADER;
             return tier;
         }
     }
+    *from = RL2_TIER_FROM_DEFAULT;
     return p->default_tier;
+}
+
+int
+rl2_resolve_tier(const rl2_ctx_t *c, const rl2_client_t *client)
+{
+    /* Most policies have no tiers: out before the registers are saved. */
+    if (c->policy->n_tiers == 0) {
+        return -1;
+    }
+    return rl2_tier_resolve(c, client, NULL);
+}
+
+int
+rl2_resolve_tier_from(const rl2_ctx_t *c, const rl2_client_t *client,
+                      rl2_tier_from_t *from)
+{
+    return rl2_tier_resolve(c, client, from);
 }
 
 /* The internal header, every element of its list (rl2_list_next): the
