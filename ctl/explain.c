@@ -147,6 +147,8 @@ rl2_ctl_xrequest(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
     x->req.peer_ip = o->x_client != NULL ? o->x_client : "127.0.0.1";
     x->req.user = o->x_user;
     x->req.tier_var = policy->tier_variable != NULL ? o->tier : NULL;
+    /* The geo factor takes it before its own sources (explain.c). */
+    x->req.country_var = o->x_country;
     x->req.header = rl2_ctl_xheader;
     x->req.header_ctx = x;
     if (o->x_apikey != NULL && policy->apikey_header == NULL) {
@@ -488,7 +490,28 @@ rl2_ctl_xfactor_why(const rl2_policy_t *p, const rl2_explain_t *x, size_t f,
                  p->schedule.zone);
         return;
     }
-    snprintf(buf, size, "the value this client's request is given");
+    if (f == RL2_FACTOR_GEO) {
+        snprintf(buf, size, "%s%s%s",
+                 x->country[0] != '\0' ? "country " : "no country known: ",
+                 x->country[0] != '\0' ? x->country : "the default",
+                 x->country[0] == '\0' ? ""
+                 : x->country_given    ? " (--country)"
+                 : p->geo.factor_ppm[(x->country[0] - 'A') * 26
+                                     + (x->country[1] - 'A')]
+                         == 0
+                     ? " (from the policy's sources; not listed: the default)"
+                     : " (from the policy's sources)");
+        return;
+    }
+    if (x->rep_read) {
+        snprintf(buf, size,
+                 "%" PRId64 " requests, %" PRId64 " refused, %" PRId64
+                 " automatic bans in the last window of %llds",
+                 x->rep_counts[0], x->rep_counts[1], x->rep_counts[2],
+                 (long long)(p->reputation.window_us / RL2_US_PER_S));
+        return;
+    }
+    snprintf(buf, size, "no history read (no address, or no store): high");
 }
 
 /* A factor's scope: "every rule, any tier", "rules search; tiers free". */
@@ -726,6 +749,10 @@ rl2_ctl_xlimits(const rl2_explain_t *x, int json)
         const rl2_layer_t *l = &x->v.layers[i];
         const rl2_limit_t *w = x->layers[i].limit;
         int64_t            left, limit = l->limit->algo.limit;
+        const char        *variant =
+            l->variant > 0 && l->variant <= l->rule->n_variants
+                       ? l->rule->variants[l->variant - 1].name
+                       : NULL;
 
         /* A peek answers as if the request were counted (status.c). */
         left = l->result.allowed ? l->result.remaining + l->limit->cost
@@ -737,17 +764,23 @@ rl2_ctl_xlimits(const rl2_explain_t *x, int json)
         snprintf(key, sizeof(key), "%s%s%s", rl2_ctl_key_name(w),
                  w->key_header ? ":" : "", w->key_header ? w->key_header : "");
         if (!json) {
-            printf(
-                "limit     %s/%s  %s  key %s %s  static %s  effective %s%s%s%s"
-                "  used %" PRId64 "  left %" PRId64 "  %s\n",
-                l->rule->name, w->name, rl2_algo_name(w->algo.algo), key,
-                l->client, st, ef, by[0] ? " (" : "", by, by[0] ? ")" : "",
-                limit - left, left, rl2_ctl_xstate(l));
+            printf("limit     %s%s%s%s/%s  %s  key %s %s  static %s  effective "
+                   "%s%s%s%s  used %" PRId64 "  left %" PRId64 "  %s\n",
+                   l->rule->name, variant != NULL ? "[variant " : "",
+                   variant != NULL ? variant : "",
+                   variant != NULL ? "]"
+                   : l->challenger ? "[challenger]"
+                                   : "",
+                   w->name, rl2_algo_name(w->algo.algo), key, l->client, st, ef,
+                   by[0] ? " (" : "", by, by[0] ? ")" : "", limit - left, left,
+                   rl2_ctl_xstate(l));
             continue;
         }
         printf("%s{", i ? "," : "");
         rl2_ctl_xjs("rule", l->rule->name, 0);
         rl2_ctl_xjs("limit", w->name, 1);
+        rl2_ctl_xjs("variant", variant, 1);
+        printf(",\"challenger\":%s", l->challenger ? "true" : "false");
         rl2_ctl_xjs("algorithm", rl2_algo_name(w->algo.algo), 1);
         rl2_ctl_xjs("key", key, 1);
         rl2_ctl_xjs("client", l->client, 1);

@@ -249,6 +249,12 @@ uint32_t rl2_reputation_of(const rl2_reputation_conf_t *rc, int64_t requests,
 int rl2_reputation_read(rl2_ctx_t *c, rl2_store_t *store,
                         const rl2_clock_t *now);
 
+/* The client's history peeked into counts[3]: its requests, refusals
+ * and automatic bans in the window; -1 when it has no address or the
+ * store did not answer. */
+int rl2_reputation_peek(rl2_ctx_t *c, rl2_store_t *store,
+                        const rl2_clock_t *now, int64_t *counts);
+
 /* After the decision: the request counted when `request`, its refusal
  * when a limit that counted this client refused it, the automatic ban
  * it made.  One store call. */

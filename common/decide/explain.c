@@ -105,16 +105,60 @@ rl2_explain_load(const rl2_policy_t *p, rl2_explain_t *x)
 /* Each adaptive factor's value, within its bounds, as runtime.c sets
  * v->factor_ppm: a factor this version computes no value for stays 0
  * (off). */
+/* The geo factor as rl2_geo_factor works it out, the country a request
+ * names (ratelimit2ctl --country) first. */
+static uint32_t
+rl2_explain_geo(rl2_ctx_t *c, rl2_explain_t *x)
+{
+    const rl2_geo_conf_t *g = &c->policy->geo;
+    const char           *given = c->req->country_var;
+    int                   i = -1;
+
+    if (given != NULL) {
+        i = rl2_geo_index(given, strlen(given));
+        x->country_given = i >= 0;
+    }
+    if (i < 0) {
+        i = rl2_geo_country(c);
+    }
+    if (i < 0) {
+        return g->default_ppm;
+    }
+    x->country[0] = (char)('A' + i / 26);
+    x->country[1] = (char)('A' + i % 26);
+    x->country[2] = '\0';
+    return g->factor_ppm[i] != 0 ? g->factor_ppm[i] : g->default_ppm;
+}
+
+/* The reputation factor from the client's history, peeked. */
+static uint32_t
+rl2_explain_reputation(rl2_ctx_t *c, rl2_store_t *store, rl2_explain_t *x)
+{
+    const rl2_reputation_conf_t *rc = &c->policy->reputation;
+    int64_t                     *n = x->rep_counts;
+
+    x->rep_read = rl2_reputation_peek(c, store, c->now, n) == 0;
+    return x->rep_read ? rl2_reputation_of(rc, n[0], n[1], n[2]) : rc->high_ppm;
+}
+
 static void
-rl2_explain_factors(const rl2_ctx_t *c, rl2_explain_t *x)
+rl2_explain_factors(rl2_ctx_t *c, rl2_store_t *store, rl2_explain_t *x)
 {
     const rl2_policy_t *p = c->policy;
     uint32_t           *f = x->v.factor_ppm;
 
-    if (p->factors[RL2_FACTOR_LOAD].on && p->load.source != NULL) {
+    if (p->factors[RL2_FACTOR_GEO].on) {
+        f[RL2_FACTOR_GEO] = rl2_explain_geo(c, x);
+    }
+    if (p->factors[RL2_FACTOR_REPUTATION].on) {
+        f[RL2_FACTOR_REPUTATION] = rl2_explain_reputation(c, store, x);
+    }
+    if (p->factors[RL2_FACTOR_LOAD].on && p->load.source != NULL
+        && p->overrides != NULL) {
         f[RL2_FACTOR_LOAD] = rl2_explain_load(p, x);
     }
-    if (p->factors[RL2_FACTOR_SCHEDULE].on && p->schedule.zone != NULL) {
+    if (p->factors[RL2_FACTOR_SCHEDULE].on && p->schedule.zone != NULL
+        && p->overrides != NULL) {
         int64_t s = c->now->wall_us / RL2_US_PER_S;
 
         x->sched_window = rl2_schedule_window(&p->schedule, s);
@@ -155,6 +199,7 @@ rl2_explain_table(rl2_ctx_t *c, rl2_explain_t *x)
     rl2_overrides_client(c->policy->overrides, c->policy, &who, c->now->wall_us,
                          &c->ovr);
     c->ovr_read = 1;
+    c->ovr_idle = 0;
     x->table = 1;
     x->banned = c->ovr.banned;
     x->ban_until_us = c->ovr.ban_until_us;
@@ -163,9 +208,6 @@ rl2_explain_table(rl2_ctx_t *c, rl2_explain_t *x)
     x->emergency = c->ovr.emergency;
     x->emergency_ppm = c->ovr.emergency_ppm;
     x->emergency_until_us = c->ovr.emergency_until_us;
-    if (c->policy->factors_on != 0) {
-        rl2_explain_factors(c, x);
-    }
 }
 
 /* What scales each layer, noted before runtime.c replaces its limit by
@@ -262,6 +304,17 @@ rl2_explain_run(rl2_ctx_t *c, rl2_store_t *store, rl2_explain_t *x,
 
     if (p->overrides != NULL) {
         rl2_explain_table(c, x);
+    }
+    if (p->factors_on != 0) {
+        /* runtime.c applies the factors with the table's answer; the geo
+         * factor needs no table. */
+        if (p->overrides == NULL) {
+            c->ovr_read = 1;
+            c->ovr_idle = 1;
+            memset(&c->ovr, 0, sizeof(c->ovr));
+            c->ovr.tier = -1;
+        }
+        rl2_explain_factors(c, store, x);
     }
     x->whitelisted = rl2_has_whitelist(p) && rl2_whitelisted(c);
     if ((st = rl2_explain_rules(c, x, err)) != RL2_OK) {

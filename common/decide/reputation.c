@@ -98,26 +98,40 @@ rl2_reputation_peeked(const rl2_layer_t *l)
 }
 
 int
+rl2_reputation_peek(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now,
+                    int64_t *counts)
+{
+    rl2_layer_t l[RL2_REP_N];
+    rl2_err_t   err;
+
+    if (rl2_reputation_layers(c, l) != 0
+        || store->ops->peek(store, l, RL2_REP_N, now, &err) != RL2_OK) {
+        return -1;
+    }
+    for (size_t i = 0; i < RL2_REP_N; i++) {
+        counts[i] = rl2_reputation_peeked(&l[i]);
+    }
+    return 0;
+}
+
+int
 rl2_reputation_read(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
 {
     const rl2_reputation_conf_t *rc = &c->policy->reputation;
     uint32_t                    *f = &c->v->factor_ppm[RL2_FACTOR_REPUTATION];
-    rl2_layer_t                  l[RL2_REP_N];
-    rl2_err_t                    err;
+    int64_t                      n[RL2_REP_N];
 
     if (*f != 0) {
         return 0;
     }
-    /* A store that does not answer is no evidence either way. */
-    *f = rc->high_ppm;
-    if (rl2_reputation_layers(c, l) != 0) {
+    if (c->group_len == 0 || c->group_len >= sizeof(c->rep[0].client)) {
+        *f = rc->high_ppm; /* no address: no history */
         return 0;
     }
-    if (store->ops->peek(store, l, RL2_REP_N, now, &err) == RL2_OK) {
-        *f = rl2_reputation_of(rc, rl2_reputation_peeked(&l[RL2_REP_REQUESTS]),
-                               rl2_reputation_peeked(&l[RL2_REP_REFUSALS]),
-                               rl2_reputation_peeked(&l[RL2_REP_BANS]));
-    }
+    /* A store that does not answer is no evidence either way. */
+    *f = rl2_reputation_peek(c, store, now, n) == 0 ? rl2_reputation_of(
+             rc, n[RL2_REP_REQUESTS], n[RL2_REP_REFUSALS], n[RL2_REP_BANS])
+                                                    : rc->high_ppm;
     return 1;
 }
 

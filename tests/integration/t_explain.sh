@@ -6,7 +6,9 @@
 #     on their policy (the load file this suite writes in place of
 #     /proc/loadavg), and print exactly what the page shows: the rule and
 #     what matched it, the tier and its source, the load factor, a boost
-#     doubling the limit, a path no rule matches;
+#     doubling the limit, a path no rule matches, a country (--country)
+#     halving the boosted limit;
+#   - an experiment's variant and challenger are named on their limits;
 #   - --json says the same (it parses; the effective limit is the text's)
 #     and escapes what the operator typed;
 #   - nothing is counted: explain after explain, the daemon still admits
@@ -56,7 +58,7 @@ is "ratelimit2-fcgi made the zone" 0 "$?"
 # ---- the page's examples, in its order ----
 names=$(sed -n 's/^<!-- explain-example: \([a-z]*\) -->$/\1/p' "$DOC" \
     | grep -v '^policy$' | tr '\n' ' ')
-is "the page has its four examples" "tier load boost none " "$names"
+is "the page has its five examples" "tier load boost none country " "$names"
 for name in $names; do
     block=$(example "$name")
     want=$(printf '%s\n' "$block" | grep -v '^\$ ' | squeeze)
@@ -69,7 +71,7 @@ done
 # ---- JSON: the same answer, every string escaped ----
 json=$(ratelimit2ctl explain --json --method POST /export)
 is "--json: the boosted limit's effective count is the text's 20" \
-    "20 10 boost x2; out of scope: load allow" \
+    "20 10 boost x2, geo x1; out of scope: load allow" \
     "$(printf '%s' "$json" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
@@ -107,7 +109,7 @@ for _ in 1 2 3 4 5; do
 done
 ratelimit2ctl boost rule:export 0.1 >/dev/null 2>&1
 like "a boost of x0.1 leaves the exports 1 an hour" \
-    'static 10/h effective 1/h \(boost x0.1; out of scope: load\) used 0 left 1 allowed' \
+    'static 10/h effective 1/h \(boost x0.1, geo x1; out of scope: load\) used 0 left 1 allowed' \
     "$(ratelimit2ctl explain --method POST /export | squeeze)"
 is "after five explains the daemon admits its one export" "200 " \
     "$(auth /export)"
@@ -136,6 +138,23 @@ like "a ban: the client is banned" 'override the client is banned' "$out"
 like "a ban: 429 and a day to wait" \
     'verdict deny 429, Retry-After 86400: banned at run time' "$out"
 ratelimit2ctl unban 127.0.0.1 >/dev/null 2>&1
+
+# ---- an experiment: the client's variant and the challenger ----
+cat >"$T_DIR/experiment.conf" <<'POL'
+rules = (
+  { name = "api"; paths = "/api/**"; variant_by = "ip";
+    variants = (
+      { name = "A"; weight = 90; limits = ( { rate = "100/m"; } ); },
+      { name = "B"; weight = 10; limits = ( { rate = "150/m"; } ); } );
+    challenger = { limits = ( { name = "api_tight"; rate = "60/m"; } ); }; }
+);
+POL
+xp=$("$CTL" -c "$T_DIR/experiment.conf" -z "$Z" --state "$T_DIR/state/t.overrides" \
+    --audit "$T_DIR/state/t.audit" explain --client 192.0.2.9 /api/x | squeeze)
+like "a variant's limit is named with its variant" \
+    'limit api\[variant [AB]\]/api fixed_window key ip 192.0.2.9 static (100|150)/min' "$xp"
+like "the challenger's shadow limit is named as such" \
+    'limit api\[challenger\]/api_tight fixed_window key ip 192.0.2.9 static 60/min' "$xp"
 
 # ---- bad input ----
 bad() {

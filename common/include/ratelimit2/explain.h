@@ -87,6 +87,16 @@ typedef struct {
     int64_t load_milli;   /* -1: the file does not read */
     int     load_step;    /* index in policy->load.steps, or -1 */
     int     sched_window; /* index in policy->schedule.windows, or -1 */
+    /* The geo factor: the country (two letters; "" unknown), and whether
+     * the request named it (req->country_var: ratelimit2ctl --country)
+     * rather than the policy's sources. */
+    char country[3];
+    int  country_given;
+    /* The reputation factor: the client's requests, refusals and
+     * automatic bans in the window, peeked (rep_read 0: no history
+     * read, for want of an address or a store's answer). */
+    int                 rep_read;
+    int64_t             rep_counts[3];
     rl2_explain_layer_t layers[RL2_MAX_LAYERS];
 } rl2_explain_t;
 
