@@ -657,6 +657,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
         return RL2_OK;
     }
     if (c.ovr_read) {
+        c.rep_keyed = 0; /* reputation.c keys its counters once */
         if (policy->factors[RL2_FACTOR_REPUTATION].on) {
             rep_request = rl2_reputation_read(&c, store, now);
         }

@@ -147,6 +147,7 @@ rl2_explain_factors(rl2_ctx_t *c, rl2_store_t *store, rl2_explain_t *x)
     const rl2_policy_t *p = c->policy;
     uint32_t           *f = x->v.factor_ppm;
 
+    x->v.factors_set = 1; /* cleared with x */
     if (p->factors[RL2_FACTOR_GEO].on) {
         f[RL2_FACTOR_GEO] = rl2_explain_geo(c, x);
     }
@@ -377,6 +378,7 @@ rl2_decide_explain(const rl2_policy_t *policy, rl2_store_t *store,
                            "the request names two different API keys");
     }
     c.now = now;
+    c.rep_keyed = 0;
     x->v.phases = RL2_PHASE_ALL;
     st = rl2_explain_run(&c, store, x, err);
     rl2_ctx_fini(&c);

@@ -32,6 +32,7 @@
 #include <maxminddb.h>
 
 #include "decide_internal.h"
+#include "policy/policy_internal.h"
 
 struct rl2_geo_db {
     MMDB_s mmdb;

@@ -174,7 +174,8 @@ rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
 size_t
 rl2_headers_size(const rl2_verdict_t *v)
 {
-    size_t need = 6 * RL2_NUM_ROOM + 16;
+    /* The numbers, then X-RateLimit-Variant's room (rl2_headers_variant). */
+    size_t need = 6 * RL2_NUM_ROOM + 16 + RL2_VARIANT_NAME_MAX + 1;
 
     /* Each item: its load-time length, a separator, and room for a w
      * rendered now (a month) or a q rendered now (a scaled copy keeps the
@@ -185,14 +186,10 @@ rl2_headers_size(const rl2_verdict_t *v)
     if (v->shown >= 0) {
         need += v->layers[v->shown].limit->sf_name_len;
     }
-    /* One test for every factor: this runs on every response. */
-    _Static_assert(RL2_FACTOR_N == 4, "every factor is tested");
-    if ((v->factor_ppm[0] | v->factor_ppm[1] | v->factor_ppm[2]
-         | v->factor_ppm[3])
-        != 0) {
+    if (v->factors_set) {
         need += RL2_FACTORS_TEXT_MAX;
     }
-    return need + RL2_VARIANT_NAME_MAX + 1; /* rl2_headers_variant */
+    return need;
 }
 
 /* X-RateLimit-Variant, when the policy's headers.variant asks for it
@@ -222,7 +219,7 @@ rl2_headers_factors(const rl2_policy_t *policy, const rl2_verdict_t *v, char *w,
 {
     size_t n;
 
-    if (!policy->header_factors) {
+    if (!policy->header_factors || !v->factors_set) {
         return w;
     }
     n = rl2_factors_format(v->factor_ppm, w, RL2_FACTORS_TEXT_MAX);
@@ -231,6 +228,28 @@ rl2_headers_factors(const rl2_policy_t *policy, const rl2_verdict_t *v, char *w,
     }
     set(ctx, "X-RateLimit-Factors", w);
     return w + n + 1;
+}
+
+/* The fields the policy's headers group turns on (header_optional):
+ * X-RateLimit-Scope, -Algorithm, -Factors, -Variant.  Out of line and
+ * behind one test: most policies send none. */
+static __attribute__((noinline)) char *
+rl2_headers_optional(const rl2_policy_t *policy, const rl2_verdict_t *v,
+                     char *w, rl2_header_set_fn set, void *ctx)
+{
+    const rl2_layer_t *l = &v->layers[v->shown];
+
+    if (policy->header_scope) {
+        set(ctx, "X-RateLimit-Scope", rl2_key_names[l->limit->key]);
+    }
+    if (policy->header_algorithm) {
+        set(ctx, "X-RateLimit-Algorithm", rl2_algo_name(l->limit->algo.algo));
+    }
+    w = rl2_headers_factors(policy, v, w, set, ctx);
+    if (policy->header_variant) {
+        w = rl2_headers_variant(v, w, set, ctx);
+    }
+    return w;
 }
 
 /* Refused before any limit (a ban, the emergency switch): when to come
@@ -300,15 +319,8 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
         *w++ = '\0';
         set(ctx, "X-RateLimit-Reset", value);
     }
-    if (policy->header_scope) {
-        set(ctx, "X-RateLimit-Scope", rl2_key_names[l->limit->key]);
-    }
-    if (policy->header_algorithm) {
-        set(ctx, "X-RateLimit-Algorithm", rl2_algo_name(l->limit->algo.algo));
-    }
-    w = rl2_headers_factors(policy, v, w, set, ctx);
-    if (policy->header_variant) {
-        w = rl2_headers_variant(v, w, set, ctx);
+    if (__builtin_expect(policy->header_optional, 0)) {
+        w = rl2_headers_optional(policy, v, w, set, ctx);
     }
     if (v->outcome == RL2_OUTCOME_DENY) {
         value = w;

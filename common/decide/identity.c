@@ -906,8 +906,6 @@ rl2_ctx_init(rl2_ctx_t *c, const rl2_policy_t *policy, const rl2_request_t *req,
     c->v = v;
     c->phase = phase;
     c->ovr_read = 0;
-    c->ovr_idle = 0;
-    c->rep_keyed = 0;
     c->method_bit = rl2_method_readings(policy, req);
     rl2_resolve_address(c);
     if (req->user != NULL && req->user[0] != '\0') {

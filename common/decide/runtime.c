@@ -55,6 +55,12 @@ rl2_runtime_factors(rl2_ctx_t *c)
     const rl2_policy_t *p = c->policy;
     uint32_t           *f = c->v->factor_ppm;
 
+    /* Cleared once a request: the reputation read in Apache's access
+     * phase stands in its fixups. */
+    if (!c->v->factors_set) {
+        memset(f, 0, sizeof(c->v->factor_ppm));
+        c->v->factors_set = 1;
+    }
     /* The load and the schedule keep their state in the table. */
     if (p->factors[RL2_FACTOR_LOAD].on && p->overrides != NULL) {
         f[RL2_FACTOR_LOAD] = rl2_overrides_load(p->overrides, &p->load, c->now);
@@ -292,6 +298,9 @@ rl2_verdict_copy(rl2_verdict_t *dst, const rl2_verdict_t *src)
            offsetof(rl2_verdict_t, layers)
                + src->n_layers * sizeof(rl2_layer_t));
     memcpy(dst->scaled, src->scaled, src->n_scaled * sizeof(rl2_limit_t));
+    if (src->factors_set) {
+        memcpy(dst->factor_ppm, src->factor_ppm, sizeof(dst->factor_ppm));
+    }
     if (src->refusal != RL2_REFUSAL_LIMIT) {
         dst->refusal_retry_s = src->refusal_retry_s;
     }

@@ -192,6 +192,8 @@ rl2_cfg_groups(rl2_cfg_t *cfg, const config_setting_t *root)
         RL2_TRY(rl2_cfg_bool(cfg, g, "algorithm", &p->header_algorithm));
         RL2_TRY(rl2_cfg_bool(cfg, g, "factors", &p->header_factors));
         RL2_TRY(rl2_cfg_bool(cfg, g, "variant", &p->header_variant));
+        p->header_optional = p->header_scope || p->header_algorithm
+                             || p->header_factors || p->header_variant;
     }
     return rl2_cfg_whitelist(cfg, root);
 }

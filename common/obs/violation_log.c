@@ -260,7 +260,9 @@ rl2_vlog_fill(rl2_vlog_entry_t *e, const rl2_policy_t *policy,
     rl2_vlog_escape(e->method, sizeof(e->method), method != NULL ? method : "-",
                     0);
     rl2_vlog_escape(e->path, sizeof(e->path), path != NULL ? path : "-", 1);
-    rl2_factors_format(v->factor_ppm, e->factors, sizeof(e->factors));
+    if (v->factors_set) {
+        rl2_factors_format(v->factor_ppm, e->factors, sizeof(e->factors));
+    }
 }
 
 static void

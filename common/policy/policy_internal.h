@@ -106,4 +106,11 @@ rl2_ascii_fold(int c)
  * loader's abuse group; admin.h's TTLs). */
 rl2_status_t rl2_duration_parse(const char *text, int64_t *us, rl2_err_t *err);
 
+/* Call fn(data) when the policy is freed, before its arena goes: for what
+ * the policy holds outside it (an opened file, a mapping).  The last
+ * registered runs first.  RL2_ERR_NOMEM, and fn not registered, when
+ * memory is exhausted: the caller releases data itself then. */
+rl2_status_t rl2_policy_on_free(rl2_policy_t *policy, void (*fn)(void *),
+                                void *data, rl2_err_t *err);
+
 #endif /* RL2_POLICY_INTERNAL_H */

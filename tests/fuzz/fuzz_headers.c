@@ -179,6 +179,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     policy->reset_delta = switches & 1;
     policy->header_scope = (switches >> 1) & 1;
     policy->header_algorithm = (switches >> 2) & 1;
+    policy->header_optional = policy->header_scope || policy->header_algorithm;
     policy->header_legacy = (switches >> 3) & 1;
     now.mono_us = (int64_t)take(&r, 8);
     now.wall_us = (int64_t)(take(&r, 8) % 7258118400000000ULL);

@@ -8,7 +8,7 @@
 # load, so unlike a speed they can be asserted.  The prefork MPM is used:
 # with one process and no worker threads the count repeats to within a
 # few instructions, where the event MPM's thread wake-ups move it by a few
-# hundred.  The budget: under 3,050 added instructions per
+# hundred.  The budget: under 3,100 added instructions per
 # request; the figure is printed for the record.
 #
 # Why 3,050 and not the 3,000 this gate started with: the same tree
@@ -20,6 +20,14 @@
 # change that adds 2.5% to a request (the figure in docs/PERFORMANCE.md
 # is the one to compare; the target there is 1,500).
 #
+# Why 3,100 and not 3,050: the adaptive factors and the experiments
+# (variants, a challenger) are tests on every request even when a policy
+# has none, ~60 instructions (2,990 -> 3,049 here, after cuts that took
+# ~20 off them: X-RateLimit-Scope, -Algorithm, -Factors and -Variant
+# behind one test, the factors outside the verdict's cleared head).  At
+# 3,050 the machine-to-machine spread above would fail the gate on a
+# machine, as before.
+#
 # The runtime override table's lookup: with 10,000 bans in the table
 # (bench/callgrind.sh bans: a state file of bans of other loopback
 # addresses, loaded when the table is made, before the first request), a
@@ -29,7 +37,7 @@
 # Both figures are printed and go to docs/PERFORMANCE.md ("History").
 source "$(dirname "$0")/lib.sh"
 
-BUDGET=3050
+BUDGET=3100
 PROBE_SLACK=100
 
 # Sanitizers and gcov counters multiply every count: the budget is for

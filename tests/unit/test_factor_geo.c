@@ -27,6 +27,7 @@
 #include "rl2_config_test.h"
 #include "rl2_decide_test.h"
 #include "decide/decide_internal.h"
+#include "policy/policy_internal.h"
 
 /* The test's directory and its database: 192.0.2.0/24 DE,
  * 198.51.100.0/24 "cn" (lower case in the file), 2001:db8::/32 FR,

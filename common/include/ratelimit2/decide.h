@@ -89,21 +89,18 @@ typedef struct {
     uint8_t       addr[16];
     char          client_ip[48]; /* its text (after trusted proxies) */
     /* Bytes, so that the head every request clears stays small: */
-    uint8_t refusal;    /* rl2_refusal_t: why a refusal came before any
-                           limit was checked (refusal_retry_s) */
-    uint8_t banned;     /* this refusal made the client's automatic ban
-                           (policy `abuse`): banned_for_s, banned_target */
-    uint8_t needs_late; /* a decision without the late phase met an
-                           override table that names users or API keys:
-                           a front end that decides in two phases must
-                           ask again after authentication */
-    uint8_t n_scaled;   /* of scaled[] */
-    /* Each adaptive factor's value for this client (rl2_factor_t; 0:
-     * the factor is off), as X-RateLimit-Factors and the violation log
-     * show it; a limit its scope leaves out is not scaled by it. */
-    uint32_t factor_ppm[RL2_FACTOR_N];
-    uint8_t  experiment;           /* a layer is a variant's or a
-                                      challenger's (metrics) */
+    uint8_t refusal;     /* rl2_refusal_t: why a refusal came before any
+                            limit was checked (refusal_retry_s) */
+    uint8_t banned;      /* this refusal made the client's automatic ban
+                            (policy `abuse`): banned_for_s, banned_target */
+    uint8_t needs_late;  /* a decision without the late phase met an
+                            override table that names users or API keys:
+                            a front end that decides in two phases must
+                            ask again after authentication */
+    uint8_t n_scaled;    /* of scaled[] */
+    uint8_t factors_set; /* factor_ppm holds this client's factors */
+    uint8_t experiment;  /* a layer is a variant's or a
+                            challenger's (metrics) */
     uint8_t     challenger_denied; /* a challenger layer would refuse */
     size_t      n_layers;
     rl2_layer_t layers[RL2_MAX_LAYERS];
@@ -111,6 +108,12 @@ typedef struct {
     int64_t refusal_retry_s; /* when refusal: when to come back */
     int64_t banned_for_s;    /* when banned: for how long, */
     char    banned_target[RL2_OVR_TARGET_MAX]; /* and whom */
+    /* When factors_set: each adaptive factor's value for this client
+     * (rl2_factor_t; 0: the factor is off), as X-RateLimit-Factors and
+     * the violation log show it; a limit its scope leaves out is not
+     * scaled by it.  Outside the head: a request without factors never
+     * clears it. */
+    uint32_t factor_ppm[RL2_FACTOR_N];
     /* Limits a runtime factor scaled for this request: layers point
      * here (rl2_verdict_copy keeps them pointing at the copy's). */
     rl2_limit_t scaled[RL2_MAX_LAYERS];

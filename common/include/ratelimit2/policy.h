@@ -442,7 +442,8 @@ typedef struct {
      * pays one test per limit. */
     rl2_factor_use_t factors[RL2_FACTOR_N];
     unsigned         factors_on;
-    int header_factors; /* send X-RateLimit-Factors (headers.factors) */
+    int header_factors;  /* send X-RateLimit-Factors (headers.factors) */
+    int header_optional; /* any of scope, algorithm, factors, variant */
     /* factors.reputation; off unless factors[RL2_FACTOR_REPUTATION].on */
     rl2_reputation_conf_t reputation;
 } rl2_policy_t;
@@ -482,13 +483,6 @@ void         rl2_policy_free(rl2_policy_t *policy);
  * NULL only when memory is exhausted. */
 void *rl2_policy_alloc(rl2_policy_t *policy, size_t size);
 char *rl2_policy_strdup(rl2_policy_t *policy, const char *s);
-
-/* Call fn(data) when the policy is freed, before its arena goes: for what
- * the policy holds outside it (an opened file, a mapping).  The last
- * registered runs first.  RL2_ERR_NOMEM, and fn not registered, when
- * memory is exhausted: the caller releases data itself then. */
-rl2_status_t rl2_policy_on_free(rl2_policy_t *policy, void (*fn)(void *),
-                                void *data, rl2_err_t *err);
 
 /* --- parsers shared by the config loader and the front ends' inline
  * directives; each writes a message without file:line on failure --- */
