@@ -230,6 +230,9 @@ split(const char *text, const char *const *names, const unsigned *pct, size_t n)
         /* Within 2 points: |count - pct * 100| <= 200 of 10,000. */
         int diff = (int)count[k] - (int)pct[k] * 100;
 
+        printf("  variant %s: %u of 10000 (weight %u%%)\n", names[k], count[k],
+               pct[k]);
+
         if (diff > 200 || diff < -200) {
             fail_msg("variant %s: %u of 10000, weight %u%%", names[k], count[k],
                      pct[k]);
