@@ -240,4 +240,10 @@ uint64_t rl2_ctl_total(const rl2_ctl_report_t *r);
 /* Write s escaped for JSON (json) or HTML (!json). */
 void rl2_ctl_escape(FILE *f, const char *s, int json);
 
+/* override_list.c: every active entry of the table, sorted as the
+ * admin interface lists them, into *out (free() it); their number, or -1
+ * when out of memory. */
+long rl2_ctl_ovr_all(rl2_overrides_t *t, const rl2_clock_t *now,
+                     rl2_override_t **out);
+
 #endif /* RL2_CTL_H */

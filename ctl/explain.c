@@ -856,30 +856,6 @@ rl2_ctl_xverdict(const rl2_ctl_xreq_t *q, const rl2_explain_t *x, int json)
     }
 }
 
-/* Every active entry of the table, into *out (free() it): their number,
- * or -1 when out of memory. */
-static long
-rl2_ctl_xentries(rl2_overrides_t *t, const rl2_clock_t *now,
-                 rl2_override_t **out)
-{
-    size_t          room = 0, n;
-    rl2_override_t *all = NULL, *more;
-
-    while ((n = rl2_overrides_list(t, 0, now, all, room)) > room) {
-        if ((more = realloc(all, (n + 16) * sizeof(*all))) == NULL) {
-            free(all);
-            return -1;
-        }
-        all = more;
-        room = n + 16;
-    }
-    if (n > 1) {
-        qsort(all, n, sizeof(*all), rl2_override_cmp);
-    }
-    *out = all;
-    return (long)n;
-}
-
 static void
 rl2_ctl_xprint(const rl2_ctl_xreq_t *q, const rl2_explain_t *x,
                const rl2_override_t *all, long n, const char *store,
@@ -954,7 +930,7 @@ rl2_ctl_xrun(const rl2_ctl_opts_t *o, const rl2_ctl_xreq_t *q,
     if ((rc = rl2_ctl_xtable(o, &now, &t)) != RL2_CTL_OK) {
         return rc;
     }
-    if (t != NULL && (n = rl2_ctl_xentries(t, &now, &all)) < 0) {
+    if (t != NULL && (n = rl2_ctl_ovr_all(t, &now, &all)) < 0) {
         rl2_overrides_close(t);
         return rl2_ctl_fail(RL2_CTL_FAIL, "explain: out of memory");
     }

@@ -18,7 +18,7 @@
 
 /* Every active entry, sorted, into *out (free() it); their number, or
  * -1 when out of memory. */
-static long
+long
 rl2_ctl_ovr_all(rl2_overrides_t *t, const rl2_clock_t *now,
                 rl2_override_t **out)
 {

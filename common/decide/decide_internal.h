@@ -230,6 +230,12 @@ void rl2_runtime_layers(rl2_ctx_t *c, size_t first);
 void rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store,
                        const rl2_clock_t *now);
 
+/* Does factor u scale a limit of `rule` for a client of `tier` (NULL:
+ * none): the rule listed (none listed: any), and the tier listed (none
+ * listed: any tier, or none)? */
+int rl2_runtime_scoped(const rl2_factor_use_t *u, const rl2_rule_t *rule,
+                       const char *tier);
+
 /* The refusing layer of v that counted this client itself (an address,
  * a user, an API key), the shown one first; NULL when only limits it
  * shares with others (global, route, a header) refused it.  v refused

@@ -176,18 +176,6 @@ rl2_explain_factors(rl2_ctx_t *c, rl2_store_t *store, rl2_explain_t *x)
     }
 }
 
-/* Is `name` one of names[0..n)? */
-static int
-rl2_explain_named(const char *const *names, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(names[i], name) == 0) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* The runtime override table's answer for the client (no sync: the
  * caller brought a fleet's table up to date), as rl2_runtime_client
  * reads it. */
@@ -228,19 +216,13 @@ rl2_explain_layers(const rl2_ctx_t *c, rl2_explain_t *x)
         if (!c->ovr_read) {
             continue;
         }
-        e->boost_ppm = rl2_overrides_factor(p->overrides, l->rule->name, tier,
-                                            c->now->wall_us);
+        if (!c->ovr_idle) {
+            e->boost_ppm = rl2_overrides_factor(p->overrides, l->rule->name,
+                                                tier, c->now->wall_us);
+        }
         for (size_t f = 0; f < RL2_FACTOR_N; f++) {
-            const rl2_factor_use_t *u = &p->factors[f];
-
-            /* runtime.c's scope: the rule listed (none: any), the tier
-             * listed (none: any tier or none). */
             if (x->v.factor_ppm[f] != 0
-                && (u->n_rules == 0
-                    || rl2_explain_named(u->rules, u->n_rules, l->rule->name))
-                && (u->n_tiers == 0
-                    || (tier != NULL
-                        && rl2_explain_named(u->tiers, u->n_tiers, tier)))) {
+                && rl2_runtime_scoped(&p->factors[f], l->rule, tier)) {
                 e->factors |= 1u << f;
             }
         }

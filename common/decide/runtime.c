@@ -202,9 +202,7 @@ rl2_runtime_named(const char *const *names, size_t n, const char *name)
     return 0;
 }
 
-/* Does factor u scale a limit of `rule` for a client of `tier` (NULL:
- * none)? */
-static int
+int
 rl2_runtime_scoped(const rl2_factor_use_t *u, const rl2_rule_t *rule,
                    const char *tier)
 {

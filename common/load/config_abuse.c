@@ -36,11 +36,10 @@ rl2_cfg_duration(rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
     return RL2_OK;
 }
 
-/* A fixed-window limit of n per window_us named name, finished as the
- * loader finishes any limit (its key, digest seed and state size). */
-static rl2_status_t
-rl2_cfg_abuse_limit(rl2_cfg_t *cfg, const config_setting_t *g, const char *name,
-                    int64_t n, int64_t window_us, rl2_limit_t **out)
+rl2_status_t
+rl2_cfg_counter(rl2_cfg_t *cfg, const config_setting_t *g, const char *group,
+                const char *name, int64_t n, int64_t window_us,
+                rl2_limit_t **out)
 {
     rl2_limit_t *l = rl2_policy_alloc(cfg->policy, sizeof(*l));
     rl2_err_t    err;
@@ -57,7 +56,7 @@ rl2_cfg_abuse_limit(rl2_cfg_t *cfg, const config_setting_t *g, const char *name,
     l->key = RL2_KEY_IP;
     l->cost = 1;
     if (rl2_limit_finish(cfg->policy, l, 0, &err) != RL2_OK) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "abuse: %s", err.msg);
+        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "%s: %s", group, err.msg);
     }
     *out = l;
     return RL2_OK;
@@ -109,11 +108,11 @@ rl2_cfg_abuse(rl2_cfg_t *cfg, const config_setting_t *root)
     /* denials + 1: the refusal that fills it is the one past the
      * threshold, which no other refusal of the window can also be
      * (runtime.c). */
-    RL2_TRY(rl2_cfg_abuse_limit(cfg, g, "abuse", a->denials + 1, a->window_us,
-                                &a->denied));
+    RL2_TRY(rl2_cfg_counter(cfg, g, "abuse", "abuse", a->denials + 1,
+                            a->window_us, &a->denied));
     /* Bans counted over max_ban: no client is banned more often than
      * once a second, so this count never refuses. */
-    return rl2_cfg_abuse_limit(cfg, g, "abuse_bans",
-                               a->max_ban_us / RL2_US_PER_S + 1, a->max_ban_us,
-                               &a->offences);
+    return rl2_cfg_counter(cfg, g, "abuse", "abuse_bans",
+                           a->max_ban_us / RL2_US_PER_S + 1, a->max_ban_us,
+                           &a->offences);
 }

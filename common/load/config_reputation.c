@@ -38,35 +38,6 @@ static const char *const rl2_reputation_keys[] = {
 /* The history is at least a second and at most a day long. */
 #define RL2_REP_WINDOW_MAX_US (86400 * RL2_US_PER_S)
 
-/* A fixed-window counter named name over window_us, finished as the
- * loader finishes any limit (its key, digest seed and state size). */
-static rl2_status_t
-rl2_cfg_reputation_counter(rl2_cfg_t *cfg, const config_setting_t *g,
-                           const char *name, int64_t window_us,
-                           rl2_limit_t **out)
-{
-    rl2_limit_t *l = rl2_policy_alloc(cfg->policy, sizeof(*l));
-    rl2_err_t    err;
-
-    if (l == NULL) {
-        return rl2_cfg_nomem(cfg);
-    }
-    l->name = name;
-    l->file = rl2_cfg_source(cfg, g);
-    l->line = config_setting_source_line(g);
-    l->algo.algo = RL2_ALGO_FIXED_WINDOW;
-    l->algo.limit = RL2_REP_COUNT_MAX;
-    l->algo.window_us = window_us;
-    l->key = RL2_KEY_IP;
-    l->cost = 1;
-    if (rl2_limit_finish(cfg->policy, l, 0, &err) != RL2_OK) {
-        return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG, "factors.reputation: %s",
-                            err.msg);
-    }
-    *out = l;
-    return RL2_OK;
-}
-
 /* Factor `key` of g into *out (left as it is when absent), within the
  * group's min..max. */
 static rl2_status_t
@@ -148,12 +119,12 @@ rl2_cfg_reputation_group(rl2_cfg_t *cfg, const config_setting_t *g)
                             "factors.reputation: needs the runtime "
                             "override table (overrides.enabled = false)");
     }
-    RL2_TRY(rl2_cfg_reputation_counter(cfg, g, "reputation_requests",
-                                       rc->window_us, &rc->requests));
-    RL2_TRY(rl2_cfg_reputation_counter(cfg, g, "reputation_refusals",
-                                       rc->window_us, &rc->refusals));
-    RL2_TRY(rl2_cfg_reputation_counter(cfg, g, "reputation_bans", rc->window_us,
-                                       &rc->bans));
+    RL2_TRY(rl2_cfg_counter(cfg, g, "factors.reputation", "reputation_requests",
+                            RL2_REP_COUNT_MAX, rc->window_us, &rc->requests));
+    RL2_TRY(rl2_cfg_counter(cfg, g, "factors.reputation", "reputation_refusals",
+                            RL2_REP_COUNT_MAX, rc->window_us, &rc->refusals));
+    RL2_TRY(rl2_cfg_counter(cfg, g, "factors.reputation", "reputation_bans",
+                            RL2_REP_COUNT_MAX, rc->window_us, &rc->bans));
     rl2_cfg_factor_on(cfg, RL2_FACTOR_REPUTATION);
     return RL2_OK;
 }

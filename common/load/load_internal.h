@@ -141,6 +141,15 @@ rl2_status_t rl2_cfg_reputation(rl2_cfg_t              *cfg,
 /* factors.geo, when the `factors` group g has it (config_geo.c). */
 rl2_status_t rl2_cfg_geo(rl2_cfg_t *cfg, const config_setting_t *g);
 
+/* config_abuse.c: a fixed-window limit of n per window_us named name,
+ * keyed by the client's address, finished as the loader finishes any
+ * limit (its key, digest seed and state size): the counters the
+ * automatic bans and the reputation factor keep beside the rules'.
+ * Errors name `group`. */
+rl2_status_t rl2_cfg_counter(rl2_cfg_t *cfg, const config_setting_t *g,
+                             const char *group, const char *name, int64_t n,
+                             int64_t window_us, rl2_limit_t **out);
+
 /* ---- limit sets (config_limits.c) ---- */
 
 rl2_status_t rl2_cfg_set(rl2_cfg_t *cfg, const config_setting_t *s,
