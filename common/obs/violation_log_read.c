@@ -34,6 +34,7 @@ rl2_entry_terminate(rl2_vlog_entry_t *e)
     e->client[sizeof(e->client) - 1] = '\0';
     e->method[sizeof(e->method) - 1] = '\0';
     e->path[sizeof(e->path) - 1] = '\0';
+    e->factors[sizeof(e->factors) - 1] = '\0';
 }
 
 /* Copy the complete entries, oldest first; a slot being rewritten while
