@@ -92,6 +92,48 @@ test_scope(void **state)
     assert_int_equal(v.factor_ppm[RL2_FACTOR_SCHEDULE], 500000);
 }
 
+/* An override of kind on target at the time admitted() decides:
+ * a tier (tier != NULL) or a boost (ppm). */
+static void
+override(table_fixture_t *a, rl2_ovr_kind_t kind, const char *target,
+         const char *tier, uint32_t ppm)
+{
+    rl2_override_t o, before;
+    rl2_clock_t    now = { .mono_us = 9000 * RL2_US_PER_S,
+                           .wall_us = 1790000000 * RL2_US_PER_S };
+    rl2_err_t      err;
+
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(
+        rl2_override_target(a->base.policy, kind, target, &o, &err), RL2_OK);
+    o.created_us = now.wall_us - RL2_US_PER_S;
+    snprintf(o.author, sizeof(o.author), "tester");
+    if (tier != NULL) {
+        snprintf(o.tier, sizeof(o.tier), "%s", tier);
+    }
+    o.factor_ppm = ppm;
+    assert_int_equal(rl2_overrides_set(a->table, &o, &now, &before, &err),
+                     RL2_OK);
+}
+
+/* A tier a runtime override names is the tier the scope asks about,
+ * whatever the client's variable says; a boost and the factor multiply
+ * (x1.6 x0.5: 8 of 10). */
+static void
+test_override_tier_and_boost(void **state)
+{
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    override(a, RL2_OVR_TIER, "192.0.2.20", "pro", 0);
+    assert_int_equal(admitted(a, "/api", "192.0.2.20", "free", &v), 10);
+    override(a, RL2_OVR_TIER, "192.0.2.21", "free", 0);
+    assert_int_equal(admitted(a, "/api", "192.0.2.21", "pro", &v), 5);
+    override(a, RL2_OVR_BOOST, "rule:api", NULL, 1600000);
+    assert_int_equal(admitted(a, "/api", "192.0.2.22", "free", &v), 8);
+    assert_int_equal(admitted(a, "/api", "192.0.2.23", "pro", &v), 14);
+}
+
 typedef struct {
     char factors[RL2_FACTORS_TEXT_MAX];
     char policy[128];
@@ -224,6 +266,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scope, setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_header, setup, teardown_table),
+        cmocka_unit_test_setup_teardown(test_override_tier_and_boost, setup,
+                                        teardown_table),
         cmocka_unit_test_setup_teardown(test_vlog, setup, teardown_table),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_config_errors),
