@@ -33,7 +33,8 @@
 #define REP RL2_FACTOR_REPUTATION
 
 /* Limit 10 an hour per address on /api, per user on /acct, 1 an hour
- * for everyone on /search; a history counts from 4 requests. */
+ * for everyone on /search, 1 an hour per address on /dry in dry_run; a
+ * history counts from 4 requests. */
 #define POLICY \
     "trusted_proxies = [ \"127.0.0.1\" ];\n" \
     "rules = ( { name = \"api\"; paths = [ \"/api\" ]; " \
@@ -42,7 +43,9 @@
     "limits = ( { rate = \"10/1h\"; key = \"ip\"; }, " \
     "{ rate = \"3/1h\"; key = \"user\"; } ); }, " \
     "{ name = \"search\"; paths = [ \"/search\" ]; " \
-    "limits = ( { rate = \"1/1h\"; key = \"global\"; } ); } );\n" \
+    "limits = ( { rate = \"1/1h\"; key = \"global\"; } ); }, " \
+    "{ name = \"dry\"; paths = [ \"/dry\" ]; mode = \"dry_run\"; " \
+    "limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); } );\n" \
     "factors = { reputation = { min_requests = 4; }; };\n"
 
 #define POLICY_ABUSE "abuse = { denials = \"2/1min\"; ban = \"1s\"; };\n" POLICY
@@ -216,6 +219,22 @@ test_shared_refusals_do_not_count(void **state)
     assert_int_equal(v.factor_ppm[REP], 1200000);
 }
 
+/* A dry_run rule's would-be refusals are no evidence either: 5 requests
+ * over its limit of 1 leave the client good. */
+static void
+test_dry_run_refusals_do_not_count(void **state)
+{
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    for (int i = 0; i < 5; i++) {
+        request(a, "/dry", "192.0.2.25", &v);
+        assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+        assert_int_equal(v.factor_ppm[REP], i < 4 ? 1000000 : 1200000);
+    }
+    assert_true(v.layers[0].refused && v.layers[0].dry_run);
+}
+
 /* Requests an untrusted peer sends naming another client in
  * X-Forwarded-For count against the peer: the named client keeps its
  * good history; the same header from the trusted proxy names it. */
@@ -335,6 +354,8 @@ main(void)
         cmocka_unit_test(test_mapping),
         cmocka_unit_test_setup_teardown(test_refusals_lower_step_by_step, setup,
                                         teardown_table),
+        cmocka_unit_test_setup_teardown(test_dry_run_refusals_do_not_count,
+                                        setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_shared_refusals_do_not_count,
                                         setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_no_one_lowers_another, setup,
