@@ -292,6 +292,41 @@ test_two_phases_count_once(void **state)
     }
 }
 
+/* As Apache keeps it between its phases: the early verdict copied
+ * (rl2_verdict_copy), the original overwritten, the late phase on the
+ * copy.  The factor travels with the copy, the scaled limits with it,
+ * and the request is still read and counted once. */
+static void
+test_two_phases_through_a_copy(void **state)
+{
+    table_fixture_t      *a = *state;
+    rl2_policy_t         *p = a->base.policy;
+    rl2_store_t          *s = a->base.store;
+    static const uint32_t want[] = { 1000000, 1000000, 1000000,
+                                     1000000, 875000,  800000 };
+    rl2_verdict_t         v, *w = malloc(sizeof(*w));
+
+    assert_non_null(w);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        request_as(p, s, "/acct", "192.0.2.41", NULL, NULL, RL2_PHASE_EARLY, 0,
+                   &v);
+        rl2_verdict_copy(w, &v);
+        memset(&v, 0xa5, sizeof(v));
+        assert_int_equal(w->factor_ppm[REP], want[i]);
+        request_as(p, s, "/acct", "192.0.2.41", NULL, "alice", RL2_PHASE_LATE,
+                   0, w);
+        assert_int_equal(w->factor_ppm[REP], want[i]);
+        for (size_t j = 0; j < w->n_layers; j++) {
+            assert_true(w->layers[j].limit->name != NULL);
+            assert_int_equal(w->layers[j].limit->algo.limit,
+                             (j == 0 ? 10 : 3) * (int64_t)want[i] / 1000000);
+        }
+        assert_int_equal(w->outcome,
+                         i < 3 ? RL2_OUTCOME_ALLOW : RL2_OUTCOME_DENY);
+    }
+    free(w);
+}
+
 /* A client banned automatically is at `low` once the ban is over, for
  * the rest of the window, whatever its other history. */
 static void
@@ -359,6 +394,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_shared_refusals_do_not_count,
                                         setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_no_one_lowers_another, setup,
+                                        teardown_table),
+        cmocka_unit_test_setup_teardown(test_two_phases_through_a_copy, setup,
                                         teardown_table),
         cmocka_unit_test_setup_teardown(test_two_phases_count_once, setup,
                                         teardown_table),
