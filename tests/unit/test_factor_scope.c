@@ -80,7 +80,7 @@ test_scope(void **state)
     table_fixture_t *a = *state;
     rl2_verdict_t    v;
 
-    assert_non_null(load_ok(scoped_policy)); /* the policy loads alone */
+    rl2_policy_free(load_ok(scoped_policy)); /* the policy loads alone */
     assert_int_equal(admitted(a, "/api", "192.0.2.1", "free", &v), 5);
     assert_int_equal(v.factor_ppm[RL2_FACTOR_SCHEDULE], 500000);
     assert_int_equal(v.factor_ppm[RL2_FACTOR_LOAD], 0);
