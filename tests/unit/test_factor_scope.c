@@ -27,6 +27,7 @@
 #include "control/control_internal.h"
 #include "decide/decide_internal.h"
 #include "obs/violation_log_internal.h"
+#include "algo/algo_internal.h"
 
 /* Two rules, two tiers from a variable; a window of x0.5 that always
  * holds, for rule "api" and tier "free" only. */
@@ -132,6 +133,65 @@ test_override_tier_and_boost(void **state)
     override(a, RL2_OVR_BOOST, "rule:api", NULL, 1600000);
     assert_int_equal(admitted(a, "/api", "192.0.2.22", "free", &v), 8);
     assert_int_equal(admitted(a, "/api", "192.0.2.23", "pro", &v), 14);
+}
+
+/* Factors at their edges: a boost of x1000 times a schedule of x1000
+ * times geo x1000 on a bucket of 1000/s stays a limit the bucket
+ * computes (at most x1000, each product within its group's max); geo
+ * x0.001 on a limit of 1 leaves 1 (never 0: the cost). */
+static const char edge_policy[] =
+    "rules = ( { name = \"tb\"; paths = [ \"/tb\" ];\n"
+    "            limits = ( { rate = \"1000/1s\"; algorithm = "
+    "\"token_bucket\"; key = \"ip\"; } ); },\n"
+    "          { name = \"one\"; paths = [ \"/one\" ];\n"
+    "            limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); } );\n"
+    "factors = { schedule = { zone = \"UTC\"; rules = [ \"tb\" ];\n"
+    "  windows = ( { when = \"*\"; factor = 1000; } ); };\n"
+    "  geo = { variable = \"C\"; countries = { AA = 1000; ZZ = 0.001; }; "
+    "}; };\n";
+
+static void
+test_edges(void **state)
+{
+    table_fixture_t *a;
+    void            *fx = NULL;
+    rl2_verdict_t    v;
+    rl2_request_t    req = { .method = "GET",
+                             .path = "/tb",
+                             .peer_ip = "192.0.2.30",
+                             .country_var = "AA" };
+    rl2_clock_t      now = { .mono_us = 9000 * RL2_US_PER_S,
+                             .wall_us = 1790000000 * RL2_US_PER_S };
+    rl2_err_t        err;
+
+    (void)state;
+    setup_table(&fx, edge_policy, "edge");
+    a = fx;
+    override(a, RL2_OVR_BOOST, "rule:tb", NULL, RL2_OVR_FACTOR_MAX);
+    rl2_verdict_init(&v);
+    assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store, &req,
+                                RL2_PHASE_ALL, &now, &v, &err),
+                     RL2_OK);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_int_equal(v.factor_ppm[RL2_FACTOR_SCHEDULE], RL2_OVR_FACTOR_MAX);
+    assert_int_equal(v.factor_ppm[RL2_FACTOR_GEO], RL2_OVR_FACTOR_MAX);
+    assert_true(v.layers[0].limit->algo.limit > 1000);
+    assert_true(v.layers[0].limit->algo.limit <= 1000 * 1000);
+    assert_int_equal(rl2_algo_params_check(&v.layers[0].limit->algo, &err),
+                     RL2_OK);
+    req.path = "/one";
+    req.country_var = "zz";
+    for (int i = 0; i < 2; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store,
+                                    &req, RL2_PHASE_ALL, &now, &v, &err),
+                         RL2_OK);
+        assert_int_equal(v.factor_ppm[RL2_FACTOR_GEO], RL2_OVR_FACTOR_MIN);
+        assert_int_equal(v.layers[0].limit->algo.limit, 1);
+        assert_int_equal(v.outcome,
+                         i == 0 ? RL2_OUTCOME_ALLOW : RL2_OUTCOME_DENY);
+    }
+    teardown_table(&fx);
 }
 
 typedef struct {
@@ -269,6 +329,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_override_tier_and_boost, setup,
                                         teardown_table),
         cmocka_unit_test_setup_teardown(test_vlog, setup, teardown_table),
+        cmocka_unit_test(test_edges),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_config_errors),
     };
