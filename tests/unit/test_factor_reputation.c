@@ -9,6 +9,7 @@
  * Apache's two phases counting a request once; all on the local zone,
  * and two stores on one Redis that agree on a client's factor.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -327,6 +328,65 @@ test_two_phases_through_a_copy(void **state)
     free(w);
 }
 
+/* Threads of one process (Apache's event MPM) counting one client at
+ * once: 4 x 50 requests, of which the admitted ones vary with the
+ * factor as it falls; the 201st finds exactly 200 requests and the
+ * refusals among them behind it. */
+typedef struct {
+    table_fixture_t *a;
+    int              admitted;
+} race_t;
+
+static void *
+race(void *arg)
+{
+    race_t       *r = arg;
+    rl2_request_t req = { .method = "GET",
+                          .path = "/api",
+                          .peer_ip = "192.0.2.60" };
+    rl2_clock_t   now = { .mono_us = 1000 * RL2_US_PER_S,
+                          .wall_us = T0_S * RL2_US_PER_S };
+    rl2_verdict_t v;
+    rl2_err_t     err;
+
+    for (int i = 0; i < 50; i++) {
+        rl2_verdict_init(&v);
+        if (rl2_decide(r->a->base.policy, NULL, 0, r->a->base.store, &req,
+                       RL2_PHASE_ALL, &now, &v, &err)
+            != RL2_OK) {
+            r->admitted = -1000;
+            break;
+        }
+        r->admitted += v.outcome == RL2_OUTCOME_ALLOW;
+    }
+    return NULL;
+}
+
+static void
+test_threads_count_exactly(void **state)
+{
+    table_fixture_t *a = *state;
+    pthread_t        th[4];
+    race_t           r[4];
+    rl2_verdict_t    v;
+    int              admitted = 0;
+
+    for (int i = 0; i < 4; i++) {
+        r[i].a = a;
+        r[i].admitted = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        admitted += r[i].admitted;
+    }
+    assert_true(admitted >= 5 && admitted <= 12);
+    request(a, "/api", "192.0.2.60", &v);
+    assert_int_equal(
+        v.factor_ppm[REP],
+        rl2_reputation_of(&a->base.policy->reputation, 200, 200 - admitted, 0));
+}
+
 /* A client banned automatically is at `low` once the ban is over, for
  * the rest of the window, whatever its other history. */
 static void
@@ -396,6 +456,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_no_one_lowers_another, setup,
                                         teardown_table),
         cmocka_unit_test_setup_teardown(test_two_phases_through_a_copy, setup,
+                                        teardown_table),
+        cmocka_unit_test_setup_teardown(test_threads_count_exactly, setup,
                                         teardown_table),
         cmocka_unit_test_setup_teardown(test_two_phases_count_once, setup,
                                         teardown_table),
