@@ -202,7 +202,9 @@ test_refusals_lower_step_by_step(void **state)
 }
 
 /* The refusals of a limit everyone shares (global) are no evidence
- * against a client: 4 refused requests make it a good client still. */
+ * against a client, nor are the requests themselves (no limit of its
+ * own judged them): after 4 refused ones it is at x1, no evidence,
+ * neither lowered nor good.  Its own limit's requests then count. */
 static void
 test_shared_refusals_do_not_count(void **state)
 {
@@ -217,11 +219,15 @@ test_shared_refusals_do_not_count(void **state)
         assert_int_equal(v.factor_ppm[REP], 1000000);
     }
     request(a, "/search", "192.0.2.21", &v);
-    assert_int_equal(v.factor_ppm[REP], 1200000);
+    assert_int_equal(v.factor_ppm[REP], 1000000);
+    for (int i = 0; i < 5; i++) {
+        request(a, "/api", "192.0.2.21", &v);
+        assert_int_equal(v.factor_ppm[REP], i < 4 ? 1000000 : 1200000);
+    }
 }
 
-/* A dry_run rule's would-be refusals are no evidence either: 5 requests
- * over its limit of 1 leave the client good. */
+/* A dry_run rule judges no one: 5 requests over its limit of 1 are no
+ * evidence, neither lowered nor good. */
 static void
 test_dry_run_refusals_do_not_count(void **state)
 {
@@ -231,9 +237,34 @@ test_dry_run_refusals_do_not_count(void **state)
     for (int i = 0; i < 5; i++) {
         request(a, "/dry", "192.0.2.25", &v);
         assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
-        assert_int_equal(v.factor_ppm[REP], i < 4 ? 1000000 : 1200000);
+        assert_int_equal(v.factor_ppm[REP], 1000000);
     }
     assert_true(v.layers[0].refused && v.layers[0].dry_run);
+}
+
+/* A client refused by its own limit cannot launder its history with
+ * requests only a shared limit judges (here refused by the global one,
+ * which costs it nothing): they are no evidence, and its factor stays. */
+static void
+test_shared_requests_do_not_launder(void **state)
+{
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
+    uint32_t         before;
+
+    for (int i = 0; i < 16; i++) {
+        request(a, "/api", "192.0.2.26", &v);
+    }
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    before = v.factor_ppm[REP];
+    assert_true(before < 1000000);
+    request(a, "/search", "192.0.2.27", &v); /* spends the global limit */
+    for (int i = 0; i < 40; i++) {
+        request(a, "/search", "192.0.2.26", &v);
+        assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    }
+    request(a, "/api", "192.0.2.26", &v);
+    assert_true(v.factor_ppm[REP] < before);
 }
 
 /* Requests an untrusted peer sends naming another client in
@@ -450,6 +481,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_refusals_lower_step_by_step, setup,
                                         teardown_table),
         cmocka_unit_test_setup_teardown(test_dry_run_refusals_do_not_count,
+                                        setup, teardown_table),
+        cmocka_unit_test_setup_teardown(test_shared_requests_do_not_launder,
                                         setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_shared_refusals_do_not_count,
                                         setup, teardown_table),
