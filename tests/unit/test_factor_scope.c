@@ -212,6 +212,62 @@ collect(void *ctx, const char *name, const char *value)
     }
 }
 
+/* The most a response can carry: 16 limits with names of 63 bytes and
+ * counts of 19 digits, every factor on at its widest, the refusal's
+ * Retry-After.  rl2_headers_size stays within RL2_HEADERS_MAX (the
+ * buffer ratelimit2-fcgi renders into, which renders nothing when it
+ * is too small), and every field is rendered. */
+static void
+test_widest_headers(void **state)
+{
+    char          text[8192], name[80];
+    size_t        at;
+    rl2_policy_t *p;
+    rl2_verdict_t v;
+    rl2_clock_t   now = { .mono_us = 1, .wall_us = 1790000000000000LL };
+    seen_t        s = { "", "" };
+    char          buf[RL2_HEADERS_MAX];
+    size_t        need;
+
+    (void)state;
+    at = (size_t)snprintf(text, sizeof(text),
+                          "headers = { factors = true; legacy = true; "
+                          "scope = true; algorithm = true; };\n"
+                          "rules = ( { name = \"r\"; paths = [ \"/x\" ]; "
+                          "limits = (\n");
+    for (int i = 0; i < RL2_MAX_LAYERS; i++) {
+        snprintf(name, sizeof(name), "%02d%061d", i, 0);
+        at += (size_t)snprintf(text + at, sizeof(text) - at,
+                               "%s{ name = \"%s\"; rate = "
+                               "\"1000000000000000/30d\"; key = \"ip\"; }\n",
+                               i > 0 ? "," : "", name);
+    }
+    snprintf(text + at, sizeof(text) - at, "); } );\n");
+    p = load_ok(text);
+    rl2_verdict_init(&v);
+    v.outcome = RL2_OUTCOME_DENY;
+    v.n_layers = RL2_MAX_LAYERS;
+    v.shown = RL2_MAX_LAYERS - 1;
+    for (size_t i = 0; i < RL2_MAX_LAYERS; i++) {
+        v.layers[i].rule = &p->rules[0];
+        v.layers[i].limit = &p->rules[0].limits.limits[i];
+        v.layers[i].result.limit = INT64_MAX;
+        v.layers[i].result.remaining = INT64_MAX;
+        v.layers[i].result.reset_us = INT64_MAX;
+        v.layers[i].result.retry_after_us = INT64_MAX;
+    }
+    for (size_t i = 0; i < RL2_FACTOR_N; i++) {
+        v.factor_ppm[i] = RL2_OVR_FACTOR_MAX - 1;
+    }
+    need = rl2_headers_size(&v);
+    assert_true(need <= sizeof(buf));
+    assert_int_equal(
+        rl2_headers_render(p, &v, &now, buf, sizeof(buf), collect, &s), need);
+    assert_string_equal(s.factors, "load=999.999999;schedule=999.999999;"
+                                   "geo=999.999999;reputation=999.999999");
+    rl2_policy_free(p);
+}
+
 /* The refusal's headers: q is the effective count, the factors listed;
  * without headers.factors, no such field. */
 static void
@@ -330,6 +386,7 @@ main(void)
                                         teardown_table),
         cmocka_unit_test_setup_teardown(test_vlog, setup, teardown_table),
         cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_widest_headers),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_config_errors),
     };
