@@ -4,10 +4,12 @@
  * file:line; the mapping from a history to a factor; a client whose
  * refusals lower its factor step by step, to exact values, after a good
  * client's bonus; an automatic ban that takes it to `low`; refusals by a
- * shared (global) limit and requests a client sends in another's name
- * (X-Forwarded-For from an untrusted peer) that do not lower it;
- * Apache's two phases counting a request once; all on the local zone,
- * and two stores on one Redis that agree on a client's factor.
+ * shared (global) limit or a dry_run one, and requests a client sends
+ * in another's name (X-Forwarded-For from an untrusted peer), that do
+ * not lower it; requests only a shared limit met, which do not raise
+ * it; Apache's two phases counting a request once, also through the
+ * verdict's copy; threads counting one client exactly; all on the local
+ * zone, and two stores on one Redis that agree on a client's factor.
  */
 #include <pthread.h>
 #include <setjmp.h>
