@@ -588,7 +588,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
 {
     rl2_ctx_t    c;
     size_t       first = v->n_layers;
-    int          bypass, rep_request = 0;
+    int          bypass;
     rl2_status_t st;
 
     phase &= ~v->phases;
@@ -659,7 +659,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
     if (c.ovr_read) {
         c.rep_keyed = 0; /* reputation.c keys its counters once */
         if (policy->factors[RL2_FACTOR_REPUTATION].on) {
-            rep_request = rl2_reputation_read(&c, store, now);
+            (void)rl2_reputation_read(&c, store, now);
         }
         rl2_runtime_layers(&c, first);
     }
@@ -678,7 +678,7 @@ rl2_decide(const rl2_policy_t *policy, const rl2_rule_t *extra, size_t n_extra,
     /* After the ban it may have made, which it counts too. */
     if (st == RL2_OK && c.ovr_read
         && policy->factors[RL2_FACTOR_REPUTATION].on) {
-        rl2_reputation_count(&c, store, now, rep_request);
+        rl2_reputation_count(&c, store, now, first);
     }
     return st;
 }

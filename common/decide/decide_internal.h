@@ -250,8 +250,8 @@ uint32_t rl2_reputation_of(const rl2_reputation_conf_t *rc, int64_t requests,
                            int64_t refusals, int64_t bans);
 
 /* Before the first phase with limits: the client's history read from
- * the store into v->factor_ppm[RL2_FACTOR_REPUTATION]; 1 when read now
- * (this phase counts the request), 0 when an earlier phase did. */
+ * the store into v->factor_ppm[RL2_FACTOR_REPUTATION]; 1 when read now,
+ * 0 when an earlier phase did. */
 int rl2_reputation_read(rl2_ctx_t *c, rl2_store_t *store,
                         const rl2_clock_t *now);
 
@@ -261,11 +261,12 @@ int rl2_reputation_read(rl2_ctx_t *c, rl2_store_t *store,
 int rl2_reputation_peek(rl2_ctx_t *c, rl2_store_t *store,
                         const rl2_clock_t *now, int64_t *counts);
 
-/* After the decision: the request counted when `request`, its refusal
- * when a limit that counted this client refused it, the automatic ban
- * it made.  One store call. */
+/* After the decision of the phase whose layers start at `first`: the
+ * request counted when a limit that counts this client judged it in
+ * this phase and in none before, its refusal when such a limit refused
+ * it, the automatic ban it made.  One store call. */
 void rl2_reputation_count(rl2_ctx_t *c, rl2_store_t *store,
-                          const rl2_clock_t *now, int request);
+                          const rl2_clock_t *now, size_t first);
 
 /* Does the policy whitelist anything?  (Most do not: no call then.) */
 static inline int

@@ -14,9 +14,10 @@
  * A request pays two store calls: one peek of the three before the
  * first phase with limits (Apache's fixups read nothing again: the
  * verdict carries the factor), and one apply after each phase that
- * counts something (the request in the phase that read; a refusal or a
- * ban when it comes).  A standalone Redis answers each in one round
- * trip; a Cluster in one per slot the three keys fall in.
+ * counts something (the request in the first phase that meets a limit
+ * counting the client; a refusal or a ban when it comes).  A standalone Redis
+ * answers each in one round trip; a Cluster in one per slot the three keys fall
+ * in.
  */
 #include <stdio.h>
 #include <string.h>
@@ -135,12 +136,34 @@ rl2_reputation_read(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now)
     return 1;
 }
 
+/* Does one of v->layers[from..to) count the client itself (the limits
+ * rl2_abuse_layer takes a refusal of)?  Only such a limit judges the
+ * client: a request that met shared limits alone, even refused, says
+ * nothing of it, and counted, would dilute its refusals for free. */
+static int
+rl2_reputation_judged(const rl2_verdict_t *v, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        const rl2_layer_t *l = &v->layers[i];
+
+        if (!l->dry_run && !l->limit->unlimited
+            && (l->limit->key == RL2_KEY_IP || l->limit->key == RL2_KEY_USER
+                || l->limit->key == RL2_KEY_APIKEY)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void
 rl2_reputation_count(rl2_ctx_t *c, rl2_store_t *store, const rl2_clock_t *now,
-                     int request)
+                     size_t first)
 {
     const rl2_verdict_t *v = c->v;
     rl2_layer_t          l[RL2_REP_N];
+    /* Counted in the first phase (Apache's two) that judges the client. */
+    int request = rl2_reputation_judged(v, first, v->n_layers)
+                  && !rl2_reputation_judged(v, 0, first);
     int refused = v->outcome == RL2_OUTCOME_DENY && v->shown >= 0
                   && rl2_abuse_layer(v) != NULL;
     int       counts[RL2_REP_N] = { request, refused, refused && v->banned };

@@ -36,6 +36,7 @@ rl2_entry_terminate(rl2_vlog_entry_t *e)
     e->method[sizeof(e->method) - 1] = '\0';
     e->path[sizeof(e->path) - 1] = '\0';
     e->variant[sizeof(e->variant) - 1] = '\0';
+    e->factors[sizeof(e->factors) - 1] = '\0';
 }
 
 /* Copy the complete entries, oldest first; a slot being rewritten while

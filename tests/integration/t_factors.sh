@@ -11,7 +11,8 @@
 # factors, the metrics show ratelimit2_factor for each, and each change is
 # one syslog line (event=factor) per host, however many requests and
 # processes saw it.  Then Apache's own load, its share of busy workers
-# (source "scoreboard"), which ratelimit2-fcgi refuses.
+# (source "scoreboard"), also through a graceful restart while old
+# workers are busy, which ratelimit2-fcgi refuses.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 sink_start
@@ -147,8 +148,28 @@ is "apache: 10/hour with 3 of 4 workers busy (x0.5) admits exactly 5 of 10" \
 like "apache: X-RateLimit-Factors shows the scoreboard's load factor" \
     '^X-RateLimit-Factors: load=0.5$' \
     "$(curl -s -D - -o /dev/null "http://127.0.0.1:$P/api/x" | tr -d '\r')"
+# A graceful restart while two old workers still hold their connections:
+# the new generation's children walk a scoreboard that holds the old
+# one's workers, and answer with the factor.
+apache_graceful "$D"
+for _ in $(seq 1 100); do
+    [ "$(grep -c 'resuming normal operations' "$D/logs/error.log")" -ge 2 ] \
+        && break
+    sleep 0.1
+done
+is "apache: the graceful restart is done" 2 \
+    "$(grep -c 'resuming normal operations' "$D/logs/error.log")"
+out=$(curl -s -D - -o /dev/null "http://127.0.0.1:$P/api/x" | tr -d '\r')
+like "apache: after a graceful restart with workers busy, still load=0.5" \
+    '^X-RateLimit-Factors: load=0.5$' "$out"
 exec 7>&- 8>&-
 apache_stop "$D"
+if grep -q 'AH00052\|segfault\|exit signal' "$D/logs/error.log"; then
+    not_ok "apache: no child died walking the scoreboard"
+    sed 's/^/# /' "$D/logs/error.log" | tail -5
+else
+    ok "apache: no child died walking the scoreboard"
+fi
 RL2_SB_POLICY=$D/policy.conf
 
 # ======================= ratelimit2-fcgi =================================

@@ -483,6 +483,36 @@ test_precedence(void **state)
                      600000);
 }
 
+/* The client's address in any of its written forms is the one country:
+ * an IPv4-mapped peer (a dual-stack listener), a mapped or zoned hop in
+ * X-Forwarded-For, a hop with a port. */
+static void
+test_address_forms(void **state)
+{
+    fixture_t *f = *state;
+    int64_t    limit;
+
+    assert_int_equal(
+        geo_of(f, "::ffff:192.0.2.9", NULL, NULL, NULL, NULL, &limit), 500000);
+    assert_int_equal(
+        geo_of(f, "::FFFF:c000:0209", NULL, NULL, NULL, NULL, &limit), 500000);
+    assert_int_equal(geo_of(f, "192.168.1.1", NULL, NULL, NULL,
+                            "::ffff:198.51.100.4", &limit),
+                     200000);
+    assert_int_equal(
+        geo_of(f, "192.168.1.1", NULL, NULL, NULL, "198.51.100.4:4711", &limit),
+        200000);
+    assert_int_equal(
+        geo_of(f, "192.168.1.1", NULL, NULL, NULL, "[2001:db8::9]:443", &limit),
+        300000);
+    /* A mapped sender of the header is that IPv4 sender. */
+    assert_int_equal(
+        geo_of(f, "::ffff:10.0.0.1", NULL, NULL, "US", NULL, &limit), 2000000);
+    /* A hop that is no address: no country, the default. */
+    assert_int_equal(
+        geo_of(f, "192.168.1.1", NULL, NULL, NULL, "unknown", &limit), 600000);
+}
+
 /* The header from anyone else is not believed: the database answers for
  * the client's address.  The sender is the address that connected, not
  * the client a proxy (mod_remoteip) names. */
@@ -633,6 +663,7 @@ main(void)
         cmocka_unit_test(test_mmdb_damaged),
         cmocka_unit_test(test_on_free),
         cmocka_unit_test_setup_teardown(test_precedence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_address_forms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_untrusted_header, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_countries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admits_half, setup, teardown),

@@ -4,11 +4,14 @@
  * file:line; the mapping from a history to a factor; a client whose
  * refusals lower its factor step by step, to exact values, after a good
  * client's bonus; an automatic ban that takes it to `low`; refusals by a
- * shared (global) limit and requests a client sends in another's name
- * (X-Forwarded-For from an untrusted peer) that do not lower it;
- * Apache's two phases counting a request once; all on the local zone,
- * and two stores on one Redis that agree on a client's factor.
+ * shared (global) limit or a dry_run one, and requests a client sends
+ * in another's name (X-Forwarded-For from an untrusted peer), that do
+ * not lower it; requests only a shared limit met, which do not raise
+ * it; Apache's two phases counting a request once, also through the
+ * verdict's copy; threads counting one client exactly; all on the local
+ * zone, and two stores on one Redis that agree on a client's factor.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,7 +36,8 @@
 #define REP RL2_FACTOR_REPUTATION
 
 /* Limit 10 an hour per address on /api, per user on /acct, 1 an hour
- * for everyone on /search; a history counts from 4 requests. */
+ * for everyone on /search, 1 an hour per address on /dry in dry_run; a
+ * history counts from 4 requests. */
 #define POLICY \
     "trusted_proxies = [ \"127.0.0.1\" ];\n" \
     "rules = ( { name = \"api\"; paths = [ \"/api\" ]; " \
@@ -42,7 +46,9 @@
     "limits = ( { rate = \"10/1h\"; key = \"ip\"; }, " \
     "{ rate = \"3/1h\"; key = \"user\"; } ); }, " \
     "{ name = \"search\"; paths = [ \"/search\" ]; " \
-    "limits = ( { rate = \"1/1h\"; key = \"global\"; } ); } );\n" \
+    "limits = ( { rate = \"1/1h\"; key = \"global\"; } ); }, " \
+    "{ name = \"dry\"; paths = [ \"/dry\" ]; mode = \"dry_run\"; " \
+    "limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); } );\n" \
     "factors = { reputation = { min_requests = 4; }; };\n"
 
 #define POLICY_ABUSE "abuse = { denials = \"2/1min\"; ban = \"1s\"; };\n" POLICY
@@ -198,7 +204,9 @@ test_refusals_lower_step_by_step(void **state)
 }
 
 /* The refusals of a limit everyone shares (global) are no evidence
- * against a client: 4 refused requests make it a good client still. */
+ * against a client, nor are the requests themselves (no limit of its
+ * own judged them): after 4 refused ones it is at x1, no evidence,
+ * neither lowered nor good.  Its own limit's requests then count. */
 static void
 test_shared_refusals_do_not_count(void **state)
 {
@@ -213,7 +221,52 @@ test_shared_refusals_do_not_count(void **state)
         assert_int_equal(v.factor_ppm[REP], 1000000);
     }
     request(a, "/search", "192.0.2.21", &v);
-    assert_int_equal(v.factor_ppm[REP], 1200000);
+    assert_int_equal(v.factor_ppm[REP], 1000000);
+    for (int i = 0; i < 5; i++) {
+        request(a, "/api", "192.0.2.21", &v);
+        assert_int_equal(v.factor_ppm[REP], i < 4 ? 1000000 : 1200000);
+    }
+}
+
+/* A dry_run rule judges no one: 5 requests over its limit of 1 are no
+ * evidence, neither lowered nor good. */
+static void
+test_dry_run_refusals_do_not_count(void **state)
+{
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    for (int i = 0; i < 5; i++) {
+        request(a, "/dry", "192.0.2.25", &v);
+        assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+        assert_int_equal(v.factor_ppm[REP], 1000000);
+    }
+    assert_true(v.layers[0].refused && v.layers[0].dry_run);
+}
+
+/* A client refused by its own limit cannot launder its history with
+ * requests only a shared limit judges (here refused by the global one,
+ * which costs it nothing): they are no evidence, and its factor stays. */
+static void
+test_shared_requests_do_not_launder(void **state)
+{
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
+    uint32_t         before;
+
+    for (int i = 0; i < 16; i++) {
+        request(a, "/api", "192.0.2.26", &v);
+    }
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    before = v.factor_ppm[REP];
+    assert_true(before < 1000000);
+    request(a, "/search", "192.0.2.27", &v); /* spends the global limit */
+    for (int i = 0; i < 40; i++) {
+        request(a, "/search", "192.0.2.26", &v);
+        assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    }
+    request(a, "/api", "192.0.2.26", &v);
+    assert_true(v.factor_ppm[REP] < before);
 }
 
 /* Requests an untrusted peer sends naming another client in
@@ -271,6 +324,100 @@ test_two_phases_count_once(void **state)
         assert_int_equal(v.outcome,
                          i < 3 ? RL2_OUTCOME_ALLOW : RL2_OUTCOME_DENY);
     }
+}
+
+/* As Apache keeps it between its phases: the early verdict copied
+ * (rl2_verdict_copy), the original overwritten, the late phase on the
+ * copy.  The factor travels with the copy, the scaled limits with it,
+ * and the request is still read and counted once. */
+static void
+test_two_phases_through_a_copy(void **state)
+{
+    table_fixture_t      *a = *state;
+    rl2_policy_t         *p = a->base.policy;
+    rl2_store_t          *s = a->base.store;
+    static const uint32_t want[] = { 1000000, 1000000, 1000000,
+                                     1000000, 875000,  800000 };
+    rl2_verdict_t         v, *w = malloc(sizeof(*w));
+
+    assert_non_null(w);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        request_as(p, s, "/acct", "192.0.2.41", NULL, NULL, RL2_PHASE_EARLY, 0,
+                   &v);
+        rl2_verdict_copy(w, &v);
+        memset(&v, 0xa5, sizeof(v));
+        assert_int_equal(w->factor_ppm[REP], want[i]);
+        request_as(p, s, "/acct", "192.0.2.41", NULL, "alice", RL2_PHASE_LATE,
+                   0, w);
+        assert_int_equal(w->factor_ppm[REP], want[i]);
+        for (size_t j = 0; j < w->n_layers; j++) {
+            assert_true(w->layers[j].limit->name != NULL);
+            assert_int_equal(w->layers[j].limit->algo.limit,
+                             (j == 0 ? 10 : 3) * (int64_t)want[i] / 1000000);
+        }
+        assert_int_equal(w->outcome,
+                         i < 3 ? RL2_OUTCOME_ALLOW : RL2_OUTCOME_DENY);
+    }
+    free(w);
+}
+
+/* Threads of one process (Apache's event MPM) counting one client at
+ * once: 4 x 50 requests, of which the admitted ones vary with the
+ * factor as it falls; the 201st finds exactly 200 requests and the
+ * refusals among them behind it. */
+typedef struct {
+    table_fixture_t *a;
+    int              admitted;
+} race_t;
+
+static void *
+race(void *arg)
+{
+    race_t       *r = arg;
+    rl2_request_t req = { .method = "GET",
+                          .path = "/api",
+                          .peer_ip = "192.0.2.60" };
+    rl2_clock_t   now = { .mono_us = 1000 * RL2_US_PER_S,
+                          .wall_us = T0_S * RL2_US_PER_S };
+    rl2_verdict_t v;
+    rl2_err_t     err;
+
+    for (int i = 0; i < 50; i++) {
+        rl2_verdict_init(&v);
+        if (rl2_decide(r->a->base.policy, NULL, 0, r->a->base.store, &req,
+                       RL2_PHASE_ALL, &now, &v, &err)
+            != RL2_OK) {
+            r->admitted = -1000;
+            break;
+        }
+        r->admitted += v.outcome == RL2_OUTCOME_ALLOW;
+    }
+    return NULL;
+}
+
+static void
+test_threads_count_exactly(void **state)
+{
+    table_fixture_t *a = *state;
+    pthread_t        th[4];
+    race_t           r[4];
+    rl2_verdict_t    v;
+    int              admitted = 0;
+
+    for (int i = 0; i < 4; i++) {
+        r[i].a = a;
+        r[i].admitted = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        admitted += r[i].admitted;
+    }
+    assert_true(admitted >= 5 && admitted <= 12);
+    request(a, "/api", "192.0.2.60", &v);
+    assert_int_equal(
+        v.factor_ppm[REP],
+        rl2_reputation_of(&a->base.policy->reputation, 200, 200 - admitted, 0));
 }
 
 /* A client banned automatically is at `low` once the ban is over, for
@@ -335,9 +482,17 @@ main(void)
         cmocka_unit_test(test_mapping),
         cmocka_unit_test_setup_teardown(test_refusals_lower_step_by_step, setup,
                                         teardown_table),
+        cmocka_unit_test_setup_teardown(test_dry_run_refusals_do_not_count,
+                                        setup, teardown_table),
+        cmocka_unit_test_setup_teardown(test_shared_requests_do_not_launder,
+                                        setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_shared_refusals_do_not_count,
                                         setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_no_one_lowers_another, setup,
+                                        teardown_table),
+        cmocka_unit_test_setup_teardown(test_two_phases_through_a_copy, setup,
+                                        teardown_table),
+        cmocka_unit_test_setup_teardown(test_threads_count_exactly, setup,
                                         teardown_table),
         cmocka_unit_test_setup_teardown(test_two_phases_count_once, setup,
                                         teardown_table),

@@ -27,6 +27,7 @@
 #include "control/control_internal.h"
 #include "decide/decide_internal.h"
 #include "obs/violation_log_internal.h"
+#include "algo/algo_internal.h"
 
 /* Two rules, two tiers from a variable; a window of x0.5 that always
  * holds, for rule "api" and tier "free" only. */
@@ -80,7 +81,7 @@ test_scope(void **state)
     table_fixture_t *a = *state;
     rl2_verdict_t    v;
 
-    assert_non_null(load_ok(scoped_policy)); /* the policy loads alone */
+    rl2_policy_free(load_ok(scoped_policy)); /* the policy loads alone */
     assert_int_equal(admitted(a, "/api", "192.0.2.1", "free", &v), 5);
     assert_int_equal(v.factor_ppm[RL2_FACTOR_SCHEDULE], 500000);
     assert_int_equal(v.factor_ppm[RL2_FACTOR_LOAD], 0);
@@ -90,6 +91,107 @@ test_scope(void **state)
      * first: free. */
     assert_int_equal(admitted(a, "/api", "192.0.2.4", NULL, &v), 5);
     assert_int_equal(v.factor_ppm[RL2_FACTOR_SCHEDULE], 500000);
+}
+
+/* An override of kind on target at the time admitted() decides:
+ * a tier (tier != NULL) or a boost (ppm). */
+static void
+override(table_fixture_t *a, rl2_ovr_kind_t kind, const char *target,
+         const char *tier, uint32_t ppm)
+{
+    rl2_override_t o, before;
+    rl2_clock_t    now = { .mono_us = 9000 * RL2_US_PER_S,
+                           .wall_us = 1790000000 * RL2_US_PER_S };
+    rl2_err_t      err;
+
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(
+        rl2_override_target(a->base.policy, kind, target, &o, &err), RL2_OK);
+    o.created_us = now.wall_us - RL2_US_PER_S;
+    snprintf(o.author, sizeof(o.author), "tester");
+    if (tier != NULL) {
+        snprintf(o.tier, sizeof(o.tier), "%s", tier);
+    }
+    o.factor_ppm = ppm;
+    assert_int_equal(rl2_overrides_set(a->table, &o, &now, &before, &err),
+                     RL2_OK);
+}
+
+/* A tier a runtime override names is the tier the scope asks about,
+ * whatever the client's variable says; a boost and the factor multiply
+ * (x1.6 x0.5: 8 of 10). */
+static void
+test_override_tier_and_boost(void **state)
+{
+    table_fixture_t *a = *state;
+    rl2_verdict_t    v;
+
+    override(a, RL2_OVR_TIER, "192.0.2.20", "pro", 0);
+    assert_int_equal(admitted(a, "/api", "192.0.2.20", "free", &v), 10);
+    override(a, RL2_OVR_TIER, "192.0.2.21", "free", 0);
+    assert_int_equal(admitted(a, "/api", "192.0.2.21", "pro", &v), 5);
+    override(a, RL2_OVR_BOOST, "rule:api", NULL, 1600000);
+    assert_int_equal(admitted(a, "/api", "192.0.2.22", "free", &v), 8);
+    assert_int_equal(admitted(a, "/api", "192.0.2.23", "pro", &v), 14);
+}
+
+/* Factors at their edges: a boost of x1000 times a schedule of x1000
+ * times geo x1000 on a bucket of 1000/s stays a limit the bucket
+ * computes (at most x1000, each product within its group's max); geo
+ * x0.001 on a limit of 1 leaves 1 (never 0: the cost). */
+static const char edge_policy[] =
+    "rules = ( { name = \"tb\"; paths = [ \"/tb\" ];\n"
+    "            limits = ( { rate = \"1000/1s\"; algorithm = "
+    "\"token_bucket\"; key = \"ip\"; } ); },\n"
+    "          { name = \"one\"; paths = [ \"/one\" ];\n"
+    "            limits = ( { rate = \"1/1h\"; key = \"ip\"; } ); } );\n"
+    "factors = { schedule = { zone = \"UTC\"; rules = [ \"tb\" ];\n"
+    "  windows = ( { when = \"*\"; factor = 1000; } ); };\n"
+    "  geo = { variable = \"C\"; countries = { AA = 1000; ZZ = 0.001; }; "
+    "}; };\n";
+
+static void
+test_edges(void **state)
+{
+    table_fixture_t *a;
+    void            *fx = NULL;
+    rl2_verdict_t    v;
+    rl2_request_t    req = { .method = "GET",
+                             .path = "/tb",
+                             .peer_ip = "192.0.2.30",
+                             .country_var = "AA" };
+    rl2_clock_t      now = { .mono_us = 9000 * RL2_US_PER_S,
+                             .wall_us = 1790000000 * RL2_US_PER_S };
+    rl2_err_t        err;
+
+    (void)state;
+    setup_table(&fx, edge_policy, "edge");
+    a = fx;
+    override(a, RL2_OVR_BOOST, "rule:tb", NULL, RL2_OVR_FACTOR_MAX);
+    rl2_verdict_init(&v);
+    assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store, &req,
+                                RL2_PHASE_ALL, &now, &v, &err),
+                     RL2_OK);
+    assert_int_equal(v.outcome, RL2_OUTCOME_ALLOW);
+    assert_int_equal(v.factor_ppm[RL2_FACTOR_SCHEDULE], RL2_OVR_FACTOR_MAX);
+    assert_int_equal(v.factor_ppm[RL2_FACTOR_GEO], RL2_OVR_FACTOR_MAX);
+    assert_true(v.layers[0].limit->algo.limit > 1000);
+    assert_true(v.layers[0].limit->algo.limit <= 1000 * 1000);
+    assert_int_equal(rl2_algo_params_check(&v.layers[0].limit->algo, &err),
+                     RL2_OK);
+    req.path = "/one";
+    req.country_var = "zz";
+    for (int i = 0; i < 2; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store,
+                                    &req, RL2_PHASE_ALL, &now, &v, &err),
+                         RL2_OK);
+        assert_int_equal(v.factor_ppm[RL2_FACTOR_GEO], RL2_OVR_FACTOR_MIN);
+        assert_int_equal(v.layers[0].limit->algo.limit, 1);
+        assert_int_equal(v.outcome,
+                         i == 0 ? RL2_OUTCOME_ALLOW : RL2_OUTCOME_DENY);
+    }
+    teardown_table(&fx);
 }
 
 typedef struct {
@@ -108,6 +210,62 @@ collect(void *ctx, const char *name, const char *value)
     if (strcmp(name, "RateLimit-Policy") == 0) {
         snprintf(s->policy, sizeof(s->policy), "%s", value);
     }
+}
+
+/* The most a response can carry: 16 limits with names of 63 bytes and
+ * counts of 19 digits, every factor on at its widest, the refusal's
+ * Retry-After.  rl2_headers_size stays within RL2_HEADERS_MAX (the
+ * buffer ratelimit2-fcgi renders into, which renders nothing when it
+ * is too small), and every field is rendered. */
+static void
+test_widest_headers(void **state)
+{
+    char          text[8192], name[80];
+    size_t        at;
+    rl2_policy_t *p;
+    rl2_verdict_t v;
+    rl2_clock_t   now = { .mono_us = 1, .wall_us = 1790000000000000LL };
+    seen_t        s = { "", "" };
+    char          buf[RL2_HEADERS_MAX];
+    size_t        need;
+
+    (void)state;
+    at = (size_t)snprintf(text, sizeof(text),
+                          "headers = { factors = true; legacy = true; "
+                          "scope = true; algorithm = true; };\n"
+                          "rules = ( { name = \"r\"; paths = [ \"/x\" ]; "
+                          "limits = (\n");
+    for (int i = 0; i < RL2_MAX_LAYERS; i++) {
+        snprintf(name, sizeof(name), "%02d%061d", i, 0);
+        at += (size_t)snprintf(text + at, sizeof(text) - at,
+                               "%s{ name = \"%s\"; rate = "
+                               "\"1000000000000000/30d\"; key = \"ip\"; }\n",
+                               i > 0 ? "," : "", name);
+    }
+    snprintf(text + at, sizeof(text) - at, "); } );\n");
+    p = load_ok(text);
+    rl2_verdict_init(&v);
+    v.outcome = RL2_OUTCOME_DENY;
+    v.n_layers = RL2_MAX_LAYERS;
+    v.shown = RL2_MAX_LAYERS - 1;
+    for (size_t i = 0; i < RL2_MAX_LAYERS; i++) {
+        v.layers[i].rule = &p->rules[0];
+        v.layers[i].limit = &p->rules[0].limits.limits[i];
+        v.layers[i].result.limit = INT64_MAX;
+        v.layers[i].result.remaining = INT64_MAX;
+        v.layers[i].result.reset_us = INT64_MAX;
+        v.layers[i].result.retry_after_us = INT64_MAX;
+    }
+    for (size_t i = 0; i < RL2_FACTOR_N; i++) {
+        v.factor_ppm[i] = RL2_OVR_FACTOR_MAX - 1;
+    }
+    need = rl2_headers_size(&v);
+    assert_true(need <= sizeof(buf));
+    assert_int_equal(
+        rl2_headers_render(p, &v, &now, buf, sizeof(buf), collect, &s), need);
+    assert_string_equal(s.factors, "load=999.999999;schedule=999.999999;"
+                                   "geo=999.999999;reputation=999.999999");
+    rl2_policy_free(p);
 }
 
 /* The refusal's headers: q is the effective count, the factors listed;
@@ -224,7 +382,11 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scope, setup, teardown_table),
         cmocka_unit_test_setup_teardown(test_header, setup, teardown_table),
+        cmocka_unit_test_setup_teardown(test_override_tier_and_boost, setup,
+                                        teardown_table),
         cmocka_unit_test_setup_teardown(test_vlog, setup, teardown_table),
+        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_widest_headers),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_config_errors),
     };

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -320,6 +322,47 @@ policy_group_sets_the_log_and_names_bad_lines(void **state)
     rl2_policy_free(p);
 }
 
+/* A ring slot's text without its NUL (a damaged or hostile shm object):
+ * the reader ends every field inside it, the factors too. */
+static void
+a_slot_without_terminators_is_read_within_its_fields(void **state)
+{
+    fx_t             *fx = *state;
+    rl2_vlog_t       *log = open_log(fx, 100, 16);
+    rl2_vlog_entry_t *e, *slot;
+    rl2_vlog_ring_t  *ring;
+    rl2_vlog_stats_t  st;
+    struct stat       sb;
+    char              name[96];
+    int               fd;
+
+    refuse(fx, log, "ivan", "/api/t", T0);
+    rl2_vlog_close(log);
+    rl2_vlog_ring_name(fx->zone_name, name, sizeof(name));
+    fd = shm_open(name, O_RDWR, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &sb), 0);
+    ring = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                fd, 0);
+    close(fd);
+    assert_true(ring != MAP_FAILED);
+    slot = &ring->slots[0].entry;
+    memset(slot->rule, 'A', sizeof(slot->rule));
+    memset(slot->limit_name, 'A', sizeof(slot->limit_name));
+    memset(slot->tier, 'A', sizeof(slot->tier));
+    memset(slot->client, 'A', sizeof(slot->client));
+    memset(slot->method, 'A', sizeof(slot->method));
+    memset(slot->path, 'A', sizeof(slot->path));
+    memset(slot->factors, 'A', sizeof(slot->factors));
+    munmap(ring, (size_t)sb.st_size);
+    assert_int_equal(read_ring(fx, &e, &st), 1);
+    assert_true(strnlen(e[0].rule, sizeof(e[0].rule)) < sizeof(e[0].rule));
+    assert_true(strnlen(e[0].path, sizeof(e[0].path)) < sizeof(e[0].path));
+    assert_true(strnlen(e[0].factors, sizeof(e[0].factors))
+                < sizeof(e[0].factors));
+    free(e);
+}
+
 static void
 reset_lets_a_refused_client_through_and_no_other(void **state)
 {
@@ -364,6 +407,7 @@ main(void)
         T(disabled_log_records_nothing),
         T(policy_group_sets_the_log_and_names_bad_lines),
         T(reset_lets_a_refused_client_through_and_no_other),
+        T(a_slot_without_terminators_is_read_within_its_fields),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
