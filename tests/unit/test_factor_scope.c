@@ -256,6 +256,7 @@ test_widest_headers(void **state)
         v.layers[i].result.reset_us = INT64_MAX;
         v.layers[i].result.retry_after_us = INT64_MAX;
     }
+    v.factors_set = 1;
     for (size_t i = 0; i < RL2_FACTOR_N; i++) {
         v.factor_ppm[i] = RL2_OVR_FACTOR_MAX - 1;
     }
