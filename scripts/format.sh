@@ -69,13 +69,16 @@ if [ "$mode" = fix ]; then
     exit 0
 fi
 
+# One clang-format per CPU; each file checked on its own, so that the
+# ones that differ are named.
+differ=$(printf '%s\n' "$files" | xargs -P "$(nproc)" -n 8 sh -c '
+    for f; do "$0" --dry-run --Werror "$f" >/dev/null 2>&1 || echo "$f"; done
+' "$CLANG_FORMAT" | LC_ALL=C sort)
 bad=0
-for f in $files; do
-    if ! "$CLANG_FORMAT" --dry-run --Werror "$f" >/dev/null 2>&1; then
-        echo "$f"
-        bad=$((bad + 1))
-    fi
-done
+if [ -n "$differ" ]; then
+    printf '%s\n' "$differ"
+    bad=$(printf '%s\n' "$differ" | wc -l)
+fi
 if [ "$bad" -ne 0 ]; then
     echo "format: $bad of $n files differ from clang-format" \
         "(make format rewrites them; clang-format --dry-run FILE shows" \

@@ -17,19 +17,24 @@ is "the build's functions have one name each, the core's with rl2_" 0 "$rc"
 # symbol.  -g lets one static inline of a header count once.
 O0="$T_DIR/o0"
 flags="-std=gnu11 -D_GNU_SOURCE -O0 -fno-inline -g -fPIC -Icommon/include"
-built=0
-for f in common/*/*.c fcgi/*.c ctl/*.c mod_ratelimit2/*.c; do
-    o="$O0/${f%.c}.o"
+# o0 FILE -- FILE compiled into $O0, its errors to o0.log.
+o0() {
+    local f=$1 o="$O0/${1%.c}.o" extra=
     mkdir -p "$(dirname "$o")"
-    extra=
     case "$f" in
     common/*) extra=-Icommon ;;
     mod_ratelimit2/*)
         extra="-I$(apxs -q INCLUDEDIR) $(apr-1-config --includes)" ;;
     esac
     # shellcheck disable=SC2086
-    cc $flags $extra -c -o "$o" "$f" 2>>"$T_DIR/o0.log" || built=1
-done
+    cc $flags $extra -c -o "$o" "$f" 2>>"$T_DIR/o0.log"
+}
+export -f o0
+export O0 T_DIR flags
+# One compiler per CPU: the files are independent.
+built=0
+printf '%s\n' common/*/*.c fcgi/*.c ctl/*.c mod_ratelimit2/*.c \
+    | xargs -P "$(nproc)" -I{} bash -c 'o0 "$1"' _ {} || built=1
 is "the sources compile without inlining" 0 "$built"
 [ "$built" -ne 0 ] && sed 's/^/# /' "$T_DIR/o0.log" | head -20
 out=$(scripts/check-names.sh "$O0" 2>&1)
