@@ -125,6 +125,7 @@ rl2_env_of(rl2_server_t *srv, rl2_gen_t *gen, rl2_metrics_env_t *env)
     rl2_clock_now(&now);
     rl2_backend_env(gen->zone->backend, env);
     env->overrides = gen->policy->overrides; /* NULL: turned off */
+    env->factors_on = gen->policy->factors_on;
     env->generation = gen->number;
     env->uptime_s = (now.mono_us - srv->started_us) / RL2_US_PER_S;
 }

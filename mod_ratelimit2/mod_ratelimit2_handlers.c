@@ -162,6 +162,7 @@ rl2_mod_metrics_env(request_rec *r, rl2_metrics_env_t *env)
     env->generation = rl2_generation;
     env->uptime_s = apr_time_sec(apr_time_now() - rl2_started);
     env->overrides = conf->policy != NULL ? conf->policy->overrides : NULL;
+    env->factors_on = conf->policy != NULL ? conf->policy->factors_on : 0;
 }
 
 /* Answer one of the three pages (kind 1: metrics, 2: health, 3: status);

@@ -285,8 +285,10 @@ rl2_prom_factors(prom_t *p, const rl2_metrics_env_t *e)
     if (e->overrides == NULL) {
         return;
     }
-    has_load = rl2_overrides_load_factor(e->overrides, &load);
-    has_sched = rl2_overrides_schedule_factor(e->overrides, &sched);
+    has_load = (e->factors_on & (1u << RL2_FACTOR_LOAD))
+               && rl2_overrides_load_factor(e->overrides, &load);
+    has_sched = (e->factors_on & (1u << RL2_FACTOR_SCHEDULE))
+                && rl2_overrides_schedule_factor(e->overrides, &sched);
     if (!has_load && !has_sched) {
         return;
     }

@@ -112,6 +112,18 @@ promtool_ok "$T_DIR/metrics.txt"
 wait_lines 1
 is "apache: the load change is one event=factor line" 1 "$(lines load)"
 is "apache: the schedule change is one event=factor line" 1 "$(lines schedule)"
+# A reload that takes the factors away: the table keeps their last
+# values, but the gauge shows only the factors in force.
+sed -i '/^factors = {/,/^};/d' "$D/policy.conf"
+apache_graceful "$D"
+for _ in $(seq 1 100); do
+    [ "$(grep -c 'resuming normal operations' "$D/logs/error.log")" -ge 2 ] \
+        && break
+    sleep 0.1
+done
+curl -s "http://127.0.0.1:$P/rl2/metrics" >"$T_DIR/metrics2.txt"
+is "apache: after a reload without factors, no ratelimit2_factor gauge" "" \
+    "$(gauges "$T_DIR/metrics2.txt")"
 apache_stop "$D"
 
 # ======================= Apache's scoreboard =============================

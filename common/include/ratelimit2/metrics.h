@@ -151,6 +151,10 @@ typedef struct {
      * request.  rl2_backend_env() leaves it NULL: the table is the
      * front end's, not the backend's. */
     rl2_overrides_t *overrides;
+    /* The policy's factors on (rl2_policy_t's factors_on): the table
+     * keeps a factor's last value after a reload took its group away,
+     * and the gauge shows only the factors in force. */
+    unsigned factors_on;
 } rl2_metrics_env_t;
 
 typedef void (*rl2_out_fn)(void *ctx, const char *s, size_t n);
