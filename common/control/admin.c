@@ -411,6 +411,14 @@ rl2_admin_apply(const rl2_admin_t *a, rl2_admin_change_t *ch,
                                "control characters (nothing was changed)");
         }
     }
+    /* The automatic bans' name: an operator's entry under it would be
+     * listed, counted and audited as the limiter's own. */
+    if (strcmp(a->author, RL2_OVR_AUTO_AUTHOR) == 0) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "the author \"%s\" is the name of the automatic "
+                           "bans (nothing was changed)",
+                           RL2_OVR_AUTO_AUTHOR);
+    }
     ch->o.created_us = now->wall_us;
     ch->o.expires_us = ch->ttl_us != 0 ? now->wall_us + ch->ttl_us : 0;
     snprintf(ch->o.author, sizeof(ch->o.author), "%s", a->author);

@@ -814,8 +814,9 @@ test_read_without_policy(void **state)
 /* The author is the front end's (Apache's r->user, which an auth module
  * may have taken as the client typed it): one with a control byte would
  * forge a line in ratelimit2ctl overrides and audit, which print it as
- * it is.  Refused, 400, nothing set and nothing in the audit file; a
- * name of printable UTF-8 is taken. */
+ * it is; one named as the automatic bans are would be listed as theirs.
+ * Refused, 400, nothing set and nothing in the audit file; a name of printable
+ * UTF-8 is taken. */
 static void
 test_author_with_control_bytes_refused(void **state)
 {
@@ -825,6 +826,8 @@ test_author_with_control_bytes_refused(void **state)
         "tab\tuser",
         "esc\x1b[2J",
         "del\x7f",
+        /* the automatic bans' name: an entry would pass for theirs */
+        RL2_OVR_AUTO_AUTHOR,
     };
 
     (void)state;
