@@ -191,8 +191,8 @@ rl2_cfg_geo_region(rl2_cfg_t *cfg, const config_setting_t *s,
     RL2_TRY(rl2_cfg_strings(cfg, s, "countries", NULL, 0, &codes, &n));
     list = rl2_cfg_at(s, "countries");
     for (size_t i = 0; i < n; i++) {
-        RL2_TRY(rl2_cfg_geo_set(cfg, config_setting_get_elem(list, (unsigned)i),
-                                codes[i], f, u, first));
+        RL2_TRY(
+            rl2_cfg_geo_set(cfg, rl2_cfg_item(list, i), codes[i], f, u, first));
     }
     return RL2_OK;
 }

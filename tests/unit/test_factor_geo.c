@@ -145,6 +145,16 @@ test_config_errors(void **state)
                 " countries = [ \"FR\" ]; },\n { name = \"b\"; factor = 2; "
                 "countries = [ \"IT\",\n \"fr\" ]; } ); }; };\n",
                 "e.conf", 5, "country FR is listed twice (first at line 3)");
+    /* A region's countries may be one string, as any list of strings. */
+    expect_fail("factors = { geo = { variable = \"C\";\n"
+                " regions = ( { name = \"a\"; factor = 1;\n"
+                " countries = \"FR\"; },\n { name = \"b\"; factor = 2; "
+                "countries = \"fr\"; } ); }; };\n",
+                "e.conf", 4, "country FR is listed twice (first at line 3)");
+    expect_fail("factors = { geo = { variable = \"C\"; min = 0.5;\n"
+                " regions = ( { name = \"a\"; factor = 0.1;\n"
+                " countries = \"FR\"; } ); }; };\n",
+                "e.conf", 3, "within 'min' and 'max'");
     expect_fail("factors = { geo = { variable = \"C\";\n"
                 " regions = ( { name = \"eu\"; factor = 1;\n"
                 " countries = [ \"F\" ]; } ); }; };\n",
