@@ -230,6 +230,17 @@ void rl2_runtime_layers(rl2_ctx_t *c, size_t first);
 void rl2_runtime_abuse(rl2_ctx_t *c, rl2_store_t *store,
                        const rl2_clock_t *now);
 
+/* Retry-After of a ban and of the emergency switch without an end. */
+#define RL2_BAN_RETRY_S       86400
+#define RL2_EMERGENCY_RETRY_S 60
+
+/* Retry-After (s) of a refusal that lasts until until_us (wall clock; 0:
+ * no end, dflt_s): rounded up, at least 1. */
+int64_t rl2_runtime_retry_s(int64_t until_us, int64_t now_us, int64_t dflt_s);
+
+/* f within factor u's bounds. */
+uint32_t rl2_runtime_bound(const rl2_factor_use_t *u, uint32_t f);
+
 /* Does factor u scale a limit of `rule` for a client of `tier` (NULL:
  * none): the rule listed (none listed: any), and the tier listed (none
  * listed: any tier, or none)? */

@@ -166,12 +166,8 @@ rl2_explain_factors(rl2_ctx_t *c, rl2_store_t *store, rl2_explain_t *x)
         f[RL2_FACTOR_SCHEDULE] = rl2_schedule_at(&p->schedule, s);
     }
     for (size_t i = 0; i < RL2_FACTOR_N; i++) {
-        const rl2_factor_use_t *u = &p->factors[i];
-
         if (f[i] != 0) {
-            f[i] = f[i] < u->min_ppm   ? u->min_ppm
-                   : f[i] > u->max_ppm ? u->max_ppm
-                                       : f[i];
+            f[i] = rl2_runtime_bound(&p->factors[i], f[i]);
         }
     }
 }
@@ -255,9 +251,7 @@ rl2_explain_outcome(const rl2_ctx_t *c, rl2_explain_t *x)
         v->outcome = RL2_OUTCOME_DENY;
         v->refusal = RL2_REFUSAL_BAN;
         v->refusal_retry_s =
-            x->ban_until_us == 0
-                ? 86400
-                : (x->ban_until_us - now_us + RL2_US_PER_S - 1) / RL2_US_PER_S;
+            rl2_runtime_retry_s(x->ban_until_us, now_us, RL2_BAN_RETRY_S);
     }
     else if (x->allowed) {
         v->outcome = RL2_OUTCOME_BYPASS;
@@ -265,14 +259,8 @@ rl2_explain_outcome(const rl2_ctx_t *c, rl2_explain_t *x)
     else if (x->emergency && x->emergency_ppm == 0 && !x->whitelisted) {
         v->outcome = RL2_OUTCOME_DENY;
         v->refusal = RL2_REFUSAL_EMERGENCY;
-        v->refusal_retry_s =
-            x->emergency_until_us == 0
-                ? 60
-                : (x->emergency_until_us - now_us + RL2_US_PER_S - 1)
-                      / RL2_US_PER_S;
-    }
-    if (v->refusal != RL2_REFUSAL_LIMIT && v->refusal_retry_s < 1) {
-        v->refusal_retry_s = 1;
+        v->refusal_retry_s = rl2_runtime_retry_s(x->emergency_until_us, now_us,
+                                                 RL2_EMERGENCY_RETRY_S);
     }
 }
 

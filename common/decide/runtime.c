@@ -26,10 +26,7 @@
 #include "base/base_internal.h"
 #include "control/control_internal.h"
 
-/* Retry-After of the emergency switch when it has no end. */
-#define RL2_EMERGENCY_RETRY_S 60
-
-static int64_t
+int64_t
 rl2_runtime_retry_s(int64_t until_us, int64_t now_us, int64_t dflt_s)
 {
     if (until_us == 0) {
@@ -40,8 +37,7 @@ rl2_runtime_retry_s(int64_t until_us, int64_t now_us, int64_t dflt_s)
     return left <= 0 ? 1 : (left + RL2_US_PER_S - 1) / RL2_US_PER_S;
 }
 
-/* f within factor u's bounds. */
-static uint32_t
+uint32_t
 rl2_runtime_bound(const rl2_factor_use_t *u, uint32_t f)
 {
     return f < u->min_ppm ? u->min_ppm : f > u->max_ppm ? u->max_ppm : f;
@@ -111,7 +107,7 @@ rl2_runtime_client(rl2_ctx_t *c)
         v->refusal = RL2_REFUSAL_BAN;
         /* A ban without an end still says when to ask again: a day. */
         v->refusal_retry_s =
-            rl2_runtime_retry_s(o->ban_until_us, now->wall_us, 86400);
+            rl2_runtime_retry_s(o->ban_until_us, now->wall_us, RL2_BAN_RETRY_S);
         return RL2_RUNTIME_REFUSE;
     }
     /* Apache's access phase does not know the user yet, and this verdict
