@@ -247,6 +247,18 @@ uint32_t rl2_runtime_bound(const rl2_factor_use_t *u, uint32_t f);
 int rl2_runtime_scoped(const rl2_factor_use_t *u, const rl2_rule_t *rule,
                        const char *tier);
 
+/* Does layer l count this client itself: an enforced limit keyed by its
+ * address, its user or its API key, never a global, route or header
+ * limit (which any client may spend for another)?  What an automatic
+ * ban and the reputation factor hold against a client. */
+static inline int
+rl2_layer_own(const rl2_layer_t *l)
+{
+    return !l->dry_run && !l->limit->unlimited
+           && (l->limit->key == RL2_KEY_IP || l->limit->key == RL2_KEY_USER
+               || l->limit->key == RL2_KEY_APIKEY);
+}
+
 /* The refusing layer of v that counted this client itself (an address,
  * a user, an API key), the shown one first; NULL when only limits it
  * shares with others (global, route, a header) refused it.  v refused

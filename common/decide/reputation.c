@@ -144,11 +144,7 @@ static int
 rl2_reputation_judged(const rl2_verdict_t *v, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++) {
-        const rl2_layer_t *l = &v->layers[i];
-
-        if (!l->dry_run && !l->limit->unlimited
-            && (l->limit->key == RL2_KEY_IP || l->limit->key == RL2_KEY_USER
-                || l->limit->key == RL2_KEY_APIKEY)) {
+        if (rl2_layer_own(&v->layers[i])) {
             return 1;
         }
     }

@@ -327,9 +327,7 @@ rl2_abuse_layer(const rl2_verdict_t *v)
         const rl2_layer_t *l =
             i == 0 ? &v->layers[v->shown] : &v->layers[i - 1];
 
-        if (l->refused && !l->dry_run && !l->limit->unlimited
-            && (l->limit->key == RL2_KEY_IP || l->limit->key == RL2_KEY_USER
-                || l->limit->key == RL2_KEY_APIKEY)) {
+        if (l->refused && rl2_layer_own(l)) {
             return l;
         }
     }
