@@ -51,8 +51,8 @@ rl2_runtime_factors(rl2_ctx_t *c)
     const rl2_policy_t *p = c->policy;
     uint32_t           *f = c->v->factor_ppm;
 
-    /* Cleared once a request: the reputation read in Apache's access
-     * phase stands in its fixups. */
+    /* Cleared once a request: the reputation read and the country looked
+     * up in Apache's access phase stand in its fixups. */
     if (!c->v->factors_set) {
         memset(f, 0, sizeof(c->v->factor_ppm));
         c->v->factors_set = 1;
@@ -65,7 +65,9 @@ rl2_runtime_factors(rl2_ctx_t *c)
         f[RL2_FACTOR_SCHEDULE] =
             rl2_schedule_factor(p->overrides, &p->schedule, c->now);
     }
-    if (p->factors[RL2_FACTOR_GEO].on) {
+    /* The client's country is the same in every phase (the variable is
+     * set before the access phase): one lookup a request. */
+    if (p->factors[RL2_FACTOR_GEO].on && f[RL2_FACTOR_GEO] == 0) {
         f[RL2_FACTOR_GEO] = rl2_geo_factor(c);
     }
     for (size_t i = 0; i < RL2_FACTOR_N; i++) {
