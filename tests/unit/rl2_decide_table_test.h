@@ -49,4 +49,25 @@ teardown_table(void **state)
     return teardown(state);
 }
 
+/* How many of n requests req, every phase at once, are admitted, the
+ * wall clock stepped by step_us after each; *v is the last verdict.
+ * Inline: not every test program calls it. */
+static inline int
+table_admitted(table_fixture_t *a, const rl2_request_t *req, int n,
+               rl2_clock_t *now, int64_t step_us, rl2_verdict_t *v)
+{
+    rl2_err_t err;
+    int       admitted = 0;
+
+    for (int i = 0; i < n; i++) {
+        rl2_verdict_init(v);
+        assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store, req,
+                                    RL2_PHASE_ALL, now, v, &err),
+                         RL2_OK);
+        admitted += v->outcome == RL2_OUTCOME_ALLOW;
+        now->wall_us += step_us;
+    }
+    return admitted;
+}
+
 #endif /* RL2_DECIDE_TABLE_TEST_H */

@@ -60,17 +60,8 @@ admitted(table_fixture_t *a, const char *path, const char *ip, const char *tier,
     };
     rl2_clock_t now = { .mono_us = 9000 * RL2_US_PER_S,
                         .wall_us = 1790000000 * RL2_US_PER_S };
-    rl2_err_t   err;
-    int         n = 0;
 
-    for (int i = 0; i < 14; i++) {
-        rl2_verdict_init(v);
-        assert_int_equal(rl2_decide(a->base.policy, NULL, 0, a->base.store,
-                                    &req, RL2_PHASE_ALL, &now, v, &err),
-                         RL2_OK);
-        n += v->outcome == RL2_OUTCOME_ALLOW;
-    }
-    return n;
+    return table_admitted(a, &req, 14, &now, 0, v);
 }
 
 /* Only rule api's limit of a free client is halved; the factor's value
