@@ -164,13 +164,6 @@ rl2_ctl_xrequest(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
 
 /* ---- the parts of the answer, as text and JSON ---- */
 
-/* "0.7", "2", "1.25" */
-static void
-rl2_ctl_xppm(uint32_t ppm, char *buf, size_t size)
-{
-    snprintf(buf, size, "%g", (double)ppm / RL2_OVR_FACTOR_ONE);
-}
-
 static const char *
 rl2_ctl_xmode(rl2_mode_t m)
 {
@@ -549,7 +542,7 @@ rl2_ctl_xfactors(const rl2_ctl_xreq_t *q, const rl2_explain_t *x, int json)
         if (x->v.factor_ppm[f] == 0) {
             continue;
         }
-        rl2_ctl_xppm(x->v.factor_ppm[f], v, sizeof(v));
+        rl2_ovr_factor_format(x->v.factor_ppm[f], v, sizeof(v));
         rl2_ctl_xfactor_why(p, x, f, why, sizeof(why));
         rl2_ctl_xscope(&p->factors[f], scope, sizeof(scope));
         if (!json) {
@@ -699,12 +692,12 @@ rl2_ctl_xscaled_by(const rl2_explain_t *x, size_t i, char *buf, size_t size)
 
     buf[0] = '\0';
     if (e->boost_ppm != RL2_OVR_FACTOR_ONE) {
-        rl2_ctl_xppm(e->boost_ppm, v, sizeof(v));
+        rl2_ovr_factor_format(e->boost_ppm, v, sizeof(v));
         n += (size_t)snprintf(buf, size, "boost x%s", v);
     }
     for (size_t f = 0; f < RL2_FACTOR_N && n < size; f++) {
         if (e->factors & (1u << f)) {
-            rl2_ctl_xppm(x->v.factor_ppm[f], v, sizeof(v));
+            rl2_ovr_factor_format(x->v.factor_ppm[f], v, sizeof(v));
             n += (size_t)snprintf(buf + n, size - n, "%s%s x%s", n ? ", " : "",
                                   rl2_factor_names[f], v);
         }

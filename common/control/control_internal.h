@@ -223,10 +223,6 @@ int rl2_ovr_value_ok(const rl2_override_t *o, rl2_err_t *err);
 rl2_status_t rl2_ovr_put(rl2_overrides_t *t, const rl2_override_t *o,
                          rl2_override_t *before, rl2_err_t *err);
 
-/* override_target.c: ppm as the shortest decimal: 2500000 is "2.5",
- * 2000000 is "2" (rl2_ovr_value_text's factors). */
-void rl2_ovr_factor_format(uint32_t ppm, char *buf, size_t size);
-
 /* override_target.c: the adaptive factors on in ppm[RL2_FACTOR_N] (a
  * verdict's factor_ppm; 0: off) as "load=0.7;geo=0.8", in rl2_factor_t
  * order, into buf (whole items only; size > 0); its length.

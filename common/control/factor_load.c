@@ -93,21 +93,14 @@ rl2_load_read(const char *path, int per_cpu)
     return (int64_t)(load * 1000 / (cpus > 0 ? cpus : 1) + 0.5);
 }
 
-/* "0.7", "1", "1.3". */
-static void
-rl2_factor_ppm_text(uint32_t ppm, char *buf, size_t size)
-{
-    snprintf(buf, size, "%g", (double)ppm / RL2_OVR_FACTOR_ONE);
-}
-
 void
 rl2_factor_alert(rl2_overrides_t *t, const char *name, uint32_t from,
                  uint32_t to, const char *key, const char *value)
 {
     char f[24], g[24];
 
-    rl2_factor_ppm_text(from, f, sizeof(f));
-    rl2_factor_ppm_text(to, g, sizeof(g));
+    rl2_ovr_factor_format(from, f, sizeof(f));
+    rl2_ovr_factor_format(to, g, sizeof(g));
     const rl2_alert_field_t fields[] = {
         { "factor", name }, { "from", f }, { "to", g }, { key, value }
     };

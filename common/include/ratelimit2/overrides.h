@@ -96,6 +96,12 @@ typedef struct {
  * a factor), "dry_run" (mode). */
 void rl2_ovr_value_text(const rl2_override_t *o, char *buf, size_t size);
 
+/* A factor in ppm as the shortest exact decimal: 2500000 is "2.5",
+ * 2000000 is "2", 1153846 is "1.153846" (rl2_ovr_value_text's factors,
+ * X-RateLimit-Factors, the event=factor lines, ratelimit2ctl explain:
+ * one spelling of a factor everywhere). */
+void rl2_ovr_factor_format(uint32_t ppm, char *buf, size_t size);
+
 /* qsort order of overrides as they are listed (ratelimit2ctl overrides,
  * the admin interface's list): by kind, then by target. */
 int rl2_override_cmp(const void *a, const void *b);
