@@ -145,17 +145,14 @@ rl2_cfg_load_step(rl2_cfg_t *cfg, const config_setting_t *s,
  * direction, and each step's factor within min..max. */
 static rl2_status_t
 rl2_cfg_load_steps_check(rl2_cfg_t *cfg, const config_setting_t *list,
-                         const rl2_load_conf_t *lc, const rl2_factor_use_t *u)
+                         const rl2_load_conf_t *lc)
 {
     for (size_t i = 0; i < lc->n_steps; i++) {
         const rl2_load_step_t  *a = &lc->steps[i];
         const config_setting_t *s = config_setting_get_elem(list, (unsigned)i);
 
-        if (a->factor_ppm < u->min_ppm || a->factor_ppm > u->max_ppm) {
-            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                                "factors.load: a step's factor must be "
-                                "within 'min' and 'max'");
-        }
+        RL2_TRY(rl2_cfg_factor_bounded(cfg, s, RL2_FACTOR_LOAD,
+                                       "a step's factor", a->factor_ppm));
         for (size_t j = 0; j < lc->n_steps; j++) {
             const rl2_load_step_t *b = &lc->steps[j];
 
@@ -257,6 +254,20 @@ rl2_cfg_factor_use(rl2_cfg_t *cfg, const config_setting_t *g,
                                 &u->n_tiers);
 }
 
+rl2_status_t
+rl2_cfg_factor_bounded(rl2_cfg_t *cfg, const config_setting_t *s,
+                       rl2_factor_t which, const char *what, uint32_t f)
+{
+    const rl2_factor_use_t *u = &cfg->policy->factors[which];
+
+    if (f >= u->min_ppm && f <= u->max_ppm) {
+        return RL2_OK;
+    }
+    return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
+                        "factors.%s: %s must be within 'min' and 'max'",
+                        rl2_factor_names[which], what);
+}
+
 void
 rl2_cfg_factor_on(rl2_cfg_t *cfg, rl2_factor_t which)
 {
@@ -297,8 +308,7 @@ rl2_cfg_load(rl2_cfg_t *cfg, const config_setting_t *g)
     RL2_TRY(rl2_cfg_factor_use(cfg, g, RL2_FACTOR_LOAD,
                                &cfg->policy->factors[RL2_FACTOR_LOAD]));
     RL2_TRY(rl2_cfg_load_steps(cfg, g, lc));
-    RL2_TRY(rl2_cfg_load_steps_check(cfg, rl2_cfg_at(g, "steps"), lc,
-                                     &cfg->policy->factors[RL2_FACTOR_LOAD]));
+    RL2_TRY(rl2_cfg_load_steps_check(cfg, rl2_cfg_at(g, "steps"), lc));
     lc->margin_milli = 100;
     if ((s = rl2_cfg_at(g, "margin")) != NULL) {
         RL2_TRY(rl2_cfg_load_value(cfg, s, "margin", &lc->margin_milli));
@@ -455,7 +465,7 @@ rl2_cfg_sched_window(rl2_cfg_t *cfg, const config_setting_t *s,
 
 static rl2_status_t
 rl2_cfg_sched_windows(rl2_cfg_t *cfg, const config_setting_t *g,
-                      rl2_schedule_conf_t *sc, const rl2_factor_use_t *u)
+                      rl2_schedule_conf_t *sc)
 {
     const config_setting_t *list = rl2_cfg_at(g, "windows");
     unsigned                n = 0;
@@ -473,12 +483,9 @@ rl2_cfg_sched_windows(rl2_cfg_t *cfg, const config_setting_t *g,
         const config_setting_t *s = config_setting_get_elem(list, i);
 
         RL2_TRY(rl2_cfg_sched_window(cfg, s, &sc->windows[i]));
-        if (sc->windows[i].factor_ppm < u->min_ppm
-            || sc->windows[i].factor_ppm > u->max_ppm) {
-            return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                                "factors.schedule: a window's factor must "
-                                "be within 'min' and 'max'");
-        }
+        RL2_TRY(rl2_cfg_factor_bounded(cfg, s, RL2_FACTOR_SCHEDULE,
+                                       "a window's factor",
+                                       sc->windows[i].factor_ppm));
     }
     sc->n_windows = n;
     return RL2_OK;
@@ -494,8 +501,7 @@ rl2_cfg_schedule(rl2_cfg_t *cfg, const config_setting_t *g)
 
     RL2_TRY(rl2_cfg_factor_use(cfg, g, RL2_FACTOR_SCHEDULE,
                                &cfg->policy->factors[RL2_FACTOR_SCHEDULE]));
-    RL2_TRY(rl2_cfg_sched_windows(cfg, g, sc,
-                                  &cfg->policy->factors[RL2_FACTOR_SCHEDULE]));
+    RL2_TRY(rl2_cfg_sched_windows(cfg, g, sc));
     RL2_TRY(rl2_cfg_copy(cfg, g, "zone", &zone));
     if (zone == NULL) {
         return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,

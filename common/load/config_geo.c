@@ -104,8 +104,7 @@ rl2_cfg_geo_sources(rl2_cfg_t *cfg, const config_setting_t *g,
  * first[] remembers where each country was given. */
 static rl2_status_t
 rl2_cfg_geo_set(rl2_cfg_t *cfg, const config_setting_t *s, const char *code,
-                uint32_t f, const rl2_factor_use_t *u,
-                const config_setting_t **first)
+                uint32_t f, const config_setting_t **first)
 {
     rl2_geo_conf_t *geo = &cfg->policy->geo;
     int             i = rl2_geo_index(code, strnlen(code, 3));
@@ -123,11 +122,8 @@ rl2_cfg_geo_set(rl2_cfg_t *cfg, const config_setting_t *s, const char *code,
                             'A' + i / 26, 'A' + i % 26,
                             config_setting_source_line(first[i]));
     }
-    if (f < u->min_ppm || f > u->max_ppm) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "factors.geo: a country's factor must be within "
-                            "'min' and 'max'");
-    }
+    RL2_TRY(rl2_cfg_factor_bounded(cfg, s, RL2_FACTOR_GEO, "a country's factor",
+                                   f));
     first[i] = s;
     geo->factor_ppm[i] = f;
     return RL2_OK;
@@ -136,8 +132,7 @@ rl2_cfg_geo_set(rl2_cfg_t *cfg, const config_setting_t *s, const char *code,
 /* countries = { US = 1.0; ... }: each member's name is the country. */
 static rl2_status_t
 rl2_cfg_geo_countries(rl2_cfg_t *cfg, const config_setting_t *g,
-                      const rl2_factor_use_t *u, const config_setting_t **first,
-                      unsigned *n)
+                      const config_setting_t **first, unsigned *n)
 {
     const config_setting_t *list = rl2_cfg_at(g, "countries");
     uint32_t                f;
@@ -157,14 +152,14 @@ rl2_cfg_geo_countries(rl2_cfg_t *cfg, const config_setting_t *g,
         const char             *code = config_setting_name(s);
 
         RL2_TRY(rl2_cfg_factor_in(cfg, s, "geo", code, &f));
-        RL2_TRY(rl2_cfg_geo_set(cfg, s, code, f, u, first));
+        RL2_TRY(rl2_cfg_geo_set(cfg, s, code, f, first));
     }
     return RL2_OK;
 }
 
 static rl2_status_t
 rl2_cfg_geo_region(rl2_cfg_t *cfg, const config_setting_t *s,
-                   const rl2_factor_use_t *u, const config_setting_t **first)
+                   const config_setting_t **first)
 {
     const char             *name = NULL;
     const config_setting_t *factor, *list;
@@ -192,15 +187,14 @@ rl2_cfg_geo_region(rl2_cfg_t *cfg, const config_setting_t *s,
     list = rl2_cfg_at(s, "countries");
     for (size_t i = 0; i < n; i++) {
         RL2_TRY(
-            rl2_cfg_geo_set(cfg, rl2_cfg_item(list, i), codes[i], f, u, first));
+            rl2_cfg_geo_set(cfg, rl2_cfg_item(list, i), codes[i], f, first));
     }
     return RL2_OK;
 }
 
 static rl2_status_t
 rl2_cfg_geo_regions(rl2_cfg_t *cfg, const config_setting_t *g,
-                    const rl2_factor_use_t *u, const config_setting_t **first,
-                    unsigned *n)
+                    const config_setting_t **first, unsigned *n)
 {
     const config_setting_t *list = rl2_cfg_at(g, "regions");
 
@@ -210,8 +204,8 @@ rl2_cfg_geo_regions(rl2_cfg_t *cfg, const config_setting_t *g,
     }
     RL2_TRY(rl2_cfg_list(cfg, list, "regions", n));
     for (unsigned i = 0; i < *n; i++) {
-        RL2_TRY(rl2_cfg_geo_region(cfg, config_setting_get_elem(list, i), u,
-                                   first));
+        RL2_TRY(
+            rl2_cfg_geo_region(cfg, config_setting_get_elem(list, i), first));
     }
     return RL2_OK;
 }
@@ -241,14 +235,11 @@ rl2_cfg_geo(rl2_cfg_t *cfg, const config_setting_t *factors)
     if ((dflt = rl2_cfg_at(g, "default")) != NULL) {
         RL2_TRY(
             rl2_cfg_factor_in(cfg, dflt, "geo", "default", &geo->default_ppm));
-        if (geo->default_ppm < u->min_ppm || geo->default_ppm > u->max_ppm) {
-            return rl2_cfg_fail(cfg, dflt, RL2_ERR_CONFIG,
-                                "factors.geo: 'default' must be within "
-                                "'min' and 'max'");
-        }
+        RL2_TRY(rl2_cfg_factor_bounded(cfg, dflt, RL2_FACTOR_GEO, "'default'",
+                                       geo->default_ppm));
     }
-    RL2_TRY(rl2_cfg_geo_countries(cfg, g, u, first, &n_countries));
-    RL2_TRY(rl2_cfg_geo_regions(cfg, g, u, first, &n_regions));
+    RL2_TRY(rl2_cfg_geo_countries(cfg, g, first, &n_countries));
+    RL2_TRY(rl2_cfg_geo_regions(cfg, g, first, &n_regions));
     if (n_countries == 0 && n_regions == 0) {
         return rl2_cfg_fail(cfg, g, RL2_ERR_CONFIG,
                             "factors.geo: needs 'countries' or 'regions': "

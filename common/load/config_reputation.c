@@ -42,10 +42,10 @@ static const char *const rl2_reputation_keys[] = {
  * group's min..max. */
 static rl2_status_t
 rl2_cfg_reputation_factor(rl2_cfg_t *cfg, const config_setting_t *g,
-                          const char *key, const rl2_factor_use_t *u,
-                          uint32_t *out)
+                          const char *key, uint32_t *out)
 {
     const config_setting_t *s = rl2_cfg_at(g, key);
+    char                    what[48];
 
     if (s == NULL) {
         s = g;
@@ -53,13 +53,9 @@ rl2_cfg_reputation_factor(rl2_cfg_t *cfg, const config_setting_t *g,
     else {
         RL2_TRY(rl2_cfg_factor_in(cfg, s, "reputation", key, out));
     }
-    if (*out < u->min_ppm || *out > u->max_ppm) {
-        return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,
-                            "factors.reputation: '%s' (%g) must be within "
-                            "'min' and 'max'",
-                            key, (double)*out / RL2_OVR_FACTOR_ONE);
-    }
-    return RL2_OK;
+    snprintf(what, sizeof(what), "'%s' (%g)", key,
+             (double)*out / RL2_OVR_FACTOR_ONE);
+    return rl2_cfg_factor_bounded(cfg, s, RL2_FACTOR_REPUTATION, what, *out);
 }
 
 static rl2_status_t
@@ -105,9 +101,9 @@ rl2_cfg_reputation_group(rl2_cfg_t *cfg, const config_setting_t *g)
     rc->low_ppm = RL2_OVR_FACTOR_ONE / 2;
     rc->high_ppm = RL2_OVR_FACTOR_ONE;
     rc->good_ppm = RL2_OVR_FACTOR_ONE / 5 * 6;
-    RL2_TRY(rl2_cfg_reputation_factor(cfg, g, "low", u, &rc->low_ppm));
-    RL2_TRY(rl2_cfg_reputation_factor(cfg, g, "high", u, &rc->high_ppm));
-    RL2_TRY(rl2_cfg_reputation_factor(cfg, g, "good", u, &rc->good_ppm));
+    RL2_TRY(rl2_cfg_reputation_factor(cfg, g, "low", &rc->low_ppm));
+    RL2_TRY(rl2_cfg_reputation_factor(cfg, g, "high", &rc->high_ppm));
+    RL2_TRY(rl2_cfg_reputation_factor(cfg, g, "good", &rc->good_ppm));
     if (rc->low_ppm > rc->high_ppm) {
         return rl2_cfg_fail(cfg, rl2_cfg_at(g, "low"), RL2_ERR_CONFIG,
                             "factors.reputation: 'low' is more than "

@@ -126,6 +126,12 @@ rl2_status_t rl2_cfg_group(const rl2_cfg_t *cfg, const config_setting_t *parent,
 rl2_status_t rl2_cfg_factor_use(rl2_cfg_t *cfg, const config_setting_t *g,
                                 rl2_factor_t which, rl2_factor_use_t *u);
 
+/* f, a factor of group `which` given at s (`what` names it in the
+ * message), within the group's min..max (rl2_cfg_factor_use first). */
+rl2_status_t rl2_cfg_factor_bounded(rl2_cfg_t *cfg, const config_setting_t *s,
+                                    rl2_factor_t which, const char *what,
+                                    uint32_t f);
+
 /* Factor `which` is complete: decisions apply it from now on. */
 void rl2_cfg_factor_on(rl2_cfg_t *cfg, rl2_factor_t which);
 
