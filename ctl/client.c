@@ -55,7 +55,7 @@ rl2_ctl_header(void *ctx, const char *name)
     return NULL;
 }
 
-static int
+int
 rl2_ctl_is_address(const char *text)
 {
     unsigned char buf[16];

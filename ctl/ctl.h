@@ -246,4 +246,7 @@ void rl2_ctl_escape(FILE *f, const char *s, int json);
 long rl2_ctl_ovr_all(rl2_overrides_t *t, const rl2_clock_t *now,
                      rl2_override_t **out);
 
+/* client.c: is text an IPv4 or IPv6 address (inet_pton's reading)? */
+int rl2_ctl_is_address(const char *text);
+
 #endif /* RL2_CTL_H */

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #include "ratelimit2/explain.h"
 #include "ratelimit2/headers.h"
@@ -74,15 +73,6 @@ rl2_ctl_xheader(void *ctx, const char *name)
     return NULL;
 }
 
-static int
-rl2_ctl_xaddress(const char *text)
-{
-    unsigned char buf[16];
-
-    return inet_pton(AF_INET, text, buf) == 1
-           || inet_pton(AF_INET6, text, buf) == 1;
-}
-
 /* --header: a token, a colon, a value of printable bytes (tabs allowed),
  * as a server would have received it. */
 static int
@@ -119,7 +109,7 @@ rl2_ctl_xrequest(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
                             "start with /",
                             path);
     }
-    if (o->x_client != NULL && !rl2_ctl_xaddress(o->x_client)) {
+    if (o->x_client != NULL && !rl2_ctl_is_address(o->x_client)) {
         return rl2_ctl_fail(RL2_CTL_USAGE, "--client \"%s\": not an address",
                             o->x_client);
     }
