@@ -284,10 +284,17 @@ rl2_inline_option(apr_pool_t *p, rl2_policy_t *arena, rl2_limit_t *limit,
             return apr_psprintf(p, "overflow: %s", err.msg);
         }
     }
+    else if (strcmp(name, "lease") == 0) {
+        if (strcasecmp(val, "on") != 0 && strcasecmp(val, "off") != 0) {
+            return apr_psprintf(p, "lease must be on or off, not \"%s\"", val);
+        }
+        limit->lease =
+            strcasecmp(val, "on") == 0 ? RL2_LEASE_ON : RL2_LEASE_OFF;
+    }
     else {
         return apr_psprintf(p,
                             "unknown option \"%s\" (expected key, "
-                            "algorithm, burst, cost or overflow)",
+                            "algorithm, burst, cost, overflow or lease)",
                             name);
     }
     return NULL;

@@ -11,6 +11,7 @@
  *   window.c         fixed_window, quota, sliding_window, sliding_log,
  *                    concurrency
  *   calendar.c       UTC calendar periods (rl2_period_bounds)
+ *   grant.c          the slice a lease takes (lease mode)
  *   algo_internal.h  this file; also the entry points the stores and the
  *                    loader call (check, commit, refund, TTL, sizes),
  *                    which libratelimit2-dev does not export
@@ -64,6 +65,34 @@ void rl2_algo_refund(const rl2_algo_params_t *p, void *state, int64_t now_us,
  * before it is equivalent to a fresh (all zero) state, in µs.  Used by
  * stores for expiry.  For quota: until the end of the current period. */
 int64_t rl2_algo_ttl_us(const rl2_algo_params_t *p, int64_t now_us);
+
+/* ---- leases (grant.c) ---- */
+
+/* Whether units of this limit may be counted when a lease takes them and
+ * used later: token and leaky bucket, fixed and sliding window, quota. */
+int rl2_algo_leasable(const rl2_algo_params_t *p);
+
+/* What a lease asks for one key. */
+typedef struct {
+    int64_t cost;       /* units of the request that asks, >= 1 */
+    int64_t want;       /* units wanted (raised to cost) */
+    int64_t back;       /* unused units of the last slice, 0: none */
+    int64_t back_at_us; /* the now_us at which that slice was granted */
+} rl2_grant_ask_t;
+
+/* A slice has no horizon but the lease time (buckets). */
+#define RL2_GRANT_NO_HORIZON INT64_C(-1)
+
+/* Take back ask->back, then grant min(want, free, max(cost,
+ * ceil(free / 4))) units, committed at now_us, where free is what a
+ * request could take now.  Returns the units granted, and *out the check
+ * of cost 0 after the grant; or 0 when fewer than cost are free, and *out
+ * the refusal of a request of cost.  *horizon_us: how long the slice may
+ * be used (the span's or window's end), or RL2_GRANT_NO_HORIZON.  The Lua
+ * twin is RL2_LUA_GRANT (redis_lua.c). */
+int64_t rl2_algo_grant(const rl2_algo_params_t *p, void *state, int64_t now_us,
+                       const rl2_grant_ask_t *ask, rl2_algo_result_t *out,
+                       int64_t *horizon_us);
 
 /* Start of the calendar period (UTC) that contains wall time now_us, and the
  * start of the next one, in µs since the epoch. */

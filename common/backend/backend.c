@@ -27,6 +27,8 @@ struct rl2_backend {
     rl2_vlog_t         *vlog;
     rl2_metrics_t      *metrics;
     rl2_store_t        *timed; /* Redis, timed into the metrics */
+    rl2_zone_t         *lease_zone;
+    rl2_store_t        *lease; /* in front of Redis (or it timed) */
     rl2_failover_mode_t failover_mode;
     rl2_tier_source_t  *tiers;
     char overrides_key[RL2_REDIS_OVR_KEY_MAX]; /* the Redis conf's */
@@ -83,6 +85,38 @@ rl2_backend_alerts(const rl2_backend_conf_t *conf, rl2_backend_t *b,
     return rl2_alert_open(&ac, &b->alert, err);
 }
 
+/* The lease table has a quarter of the zone's entries (a key with a
+ * lease is a busy one), at least RL2_LEASE_ENTRIES_MIN.  It is there
+ * whenever Redis is, since a limit may ask for leases of its own. */
+#define RL2_LEASE_ENTRIES_MIN 1024
+
+static rl2_status_t
+rl2_backend_lease(const rl2_backend_conf_t *conf, rl2_backend_t *b,
+                  rl2_err_t *err)
+{
+    rl2_lease_conf_t lc;
+    char             name[RL2_BACKEND_NAME_MAX + 16];
+    uint32_t         entries = conf->zone_entries / 4;
+    rl2_status_t     st;
+
+    if (entries < RL2_LEASE_ENTRIES_MIN) {
+        entries = RL2_LEASE_ENTRIES_MIN;
+    }
+    rl2_backend_name(conf, ".lease", name, sizeof(name));
+    st = rl2_zone_open(name, entries, rl2_lease_state_size(), conf->shm_mode,
+                       &b->lease_zone, err);
+    if (st != RL2_OK) {
+        return st;
+    }
+    lc.zone = b->lease_zone;
+    lc.redis = b->redis;
+    lc.inner = b->timed != NULL ? b->timed : b->redis;
+    lc.all = conf->redis.lease;
+    lc.lease_us = (int64_t)conf->redis.lease_time_ms * RL2_US_PER_MS;
+    lc.lease_max = conf->redis.lease_max;
+    return rl2_store_lease_create(&lc, &b->lease, err);
+}
+
 static rl2_status_t
 rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
                   rl2_err_t *err)
@@ -103,6 +137,9 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
                != RL2_OK) {
         return st;
     }
+    if ((st = rl2_backend_lease(conf, b, err)) != RL2_OK) {
+        return st;
+    }
     rl2_failover_conf_default(&fc);
     fc.mode = conf->failover_mode;
     fc.local_share_ppm = conf->local_share_ppm;
@@ -117,9 +154,8 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
     b->failover_mode = conf->failover_mode;
     memcpy(b->overrides_key, conf->redis.overrides_key,
            sizeof(b->overrides_key));
-    return rl2_store_failover_create(b->timed != NULL ? b->timed : b->redis,
-                                     b->local, b->circuit, &fc, &b->failover,
-                                     err);
+    return rl2_store_failover_create(b->lease, b->local, b->circuit, &fc,
+                                     &b->failover, err);
 }
 
 rl2_status_t
@@ -174,6 +210,8 @@ rl2_backend_close(rl2_backend_t *b)
     rl2_vlog_close(b->vlog);
     rl2_tier_source_destroy(b->tiers);
     rl2_store_destroy(b->failover);
+    rl2_store_destroy(b->lease);
+    rl2_zone_close(b->lease_zone);
     rl2_store_destroy(b->timed);
     rl2_store_destroy(b->redis);
     rl2_circuit_close(b->circuit);

@@ -234,12 +234,29 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
         return rl2_so_copy("redis", name, value, rc->overrides_key,
                            sizeof(rc->overrides_key), err);
     }
+    else if (strcmp(name, "lease") == 0) {
+        if (strcasecmp(value, "on") != 0 && strcasecmp(value, "off") != 0) {
+            return rl2_err_set(err, RL2_ERR_CONFIG,
+                               "redis: lease=\"%.60s\": expected on or off",
+                               value);
+        }
+        rc->lease = strcasecmp(value, "on") == 0;
+    }
+    else if (strcmp(name, "lease_time") == 0) {
+        RL2_SO_TRY(rl2_so_range("redis", name, value, 1, 60000, &n, err));
+        rc->lease_time_ms = (int)n;
+    }
+    else if (strcmp(name, "lease_max") == 0) {
+        RL2_SO_TRY(rl2_so_range("redis", name, value, 1, 1000000, &n, err));
+        rc->lease_max = (int)n;
+    }
     else {
         return rl2_err_set(err, RL2_ERR_CONFIG,
                            "redis: unknown option "
                            "\"%.60s\" (expected db=0..15, user=U, "
                            "password=P, connect_timeout=MS, timeout=MS, "
-                           "overrides_key=NAME)",
+                           "overrides_key=NAME, lease=on|off, "
+                           "lease_time=MS, lease_max=N)",
                            name);
     }
     return RL2_OK;

@@ -17,7 +17,8 @@
 
 static const char *const rl2_limit_keys[] = { "name",     "rate",  "algorithm",
                                               "burst",    "cost",  "key",
-                                              "overflow", "limit", NULL };
+                                              "overflow", "limit", "lease",
+                                              NULL };
 
 /* rate, or limit for concurrency; a quota's rate names its period. */
 static rl2_status_t
@@ -76,7 +77,7 @@ rl2_cfg_limit_rate(const rl2_cfg_t *cfg, const config_setting_t *g,
     return RL2_OK;
 }
 
-/* burst, cost, key and overflow. */
+/* burst, cost, key, lease and overflow. */
 static rl2_status_t
 rl2_cfg_limit_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
                    rl2_limit_t *lim)
@@ -113,6 +114,12 @@ rl2_cfg_limit_opts(const rl2_cfg_t *cfg, const config_setting_t *g,
     RL2_TRY(rl2_cfg_key(cfg, g, &key));
     lim->key = key.kind;
     lim->key_header = key.header;
+    if (rl2_cfg_at(g, "lease") != NULL) {
+        int on = 0;
+
+        RL2_TRY(rl2_cfg_bool(cfg, g, "lease", &on));
+        lim->lease = on ? RL2_LEASE_ON : RL2_LEASE_OFF;
+    }
     RL2_TRY(rl2_cfg_string(cfg, g, "overflow", &text));
     if (text == NULL) {
         return RL2_OK;

@@ -23,10 +23,17 @@
 #include "backend/backend_internal.h"
 #include "load_internal.h"
 
-static const char *const rl2_redis_keys[] = {
-    "server",          "db",      "user",          "password",
-    "connect_timeout", "timeout", "overrides_key", NULL
-};
+static const char *const rl2_redis_keys[] = { "server",
+                                              "db",
+                                              "user",
+                                              "password",
+                                              "connect_timeout",
+                                              "timeout",
+                                              "overrides_key",
+                                              "lease",
+                                              "lease_time",
+                                              "lease_max",
+                                              NULL };
 static const char *const rl2_failover_keys[] = { "mode", "share", "probe",
                                                  "failures", NULL };
 static const char *const rl2_alerts_keys[] = { "enabled",  "socket",   "ident",
@@ -64,6 +71,9 @@ rl2_cfg_text(const rl2_cfg_t *cfg, const config_setting_t *s, char *text,
     case CONFIG_TYPE_INT:
     case CONFIG_TYPE_INT64:
         snprintf(text, size, "%lld", (long long)config_setting_get_int64(s));
+        return RL2_OK;
+    case CONFIG_TYPE_BOOL:
+        snprintf(text, size, "%s", config_setting_get_bool(s) ? "on" : "off");
         return RL2_OK;
     case CONFIG_TYPE_STRING:
         if (strlen(config_setting_get_string(s)) < size) {

@@ -653,6 +653,20 @@ rl2_limit_finish(rl2_policy_t *policy, rl2_limit_t *limit, int in_tier,
                            "between 1 and the limit (%" PRId64 ")",
                            limit->cost, limit->algo.limit);
     }
+    if (limit->lease == RL2_LEASE_ON
+        && (!rl2_algo_leasable(&limit->algo) || limit->overflow.limit != 0)) {
+        /* Leased units are counted when taken and used later: a sliding
+         * log would date them wrong, a concurrency slot is not a count
+         * of a window, and an overflow allowance is asked for per
+         * request. */
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "lease is for token_bucket, leaky_bucket, "
+                           "fixed_window, sliding_window and quota limits "
+                           "without an overflow allowance, not %s%s",
+                           rl2_algo_name(limit->algo.algo),
+                           limit->overflow.limit != 0 ? " with an overflow"
+                                                      : "");
+    }
     limit->state_size = rl2_algo_state_size(&limit->algo);
     if (limit->overflow.limit != 0) {
         if (limit->algo.algo == RL2_ALGO_CONCURRENCY) {

@@ -55,6 +55,8 @@ rl2_redis_conf_init(rl2_redis_conf_t *conf)
     conf->port = 6379;
     conf->connect_timeout_ms = 200;
     conf->command_timeout_ms = 100;
+    conf->lease_time_ms = 1000;
+    conf->lease_max = 100;
 }
 
 static int

@@ -8,6 +8,8 @@
  *                         redirections
  *   redis_conn.c          connections to one server and the per-thread
  *                         pool
+ *   redis_lease.c         lease mode: slices of an allowance, held in a
+ *                         shared-memory table
  *   redis_lua.c           the Lua of the Redis store, one fragment per
  *                         algorithm
  *   redis_resp.c, .h      a command in the Redis protocol (RESP)
@@ -26,6 +28,7 @@
 #include <sys/time.h>
 
 #include "ratelimit2/redis.h"
+#include "ratelimit2/store.h"
 #include "ratelimit2/tier_source.h"
 
 /*
@@ -230,6 +233,35 @@ rl2_redis_pool_t *rl2_store_redis_pool(rl2_store_t *store);
 /* ... and its Cluster router (NULL when it counts on one server), for
  * the runtime override table to read and write its hash through. */
 rl2_redis_cluster_t *rl2_store_redis_cluster(rl2_store_t *store);
+
+/* ---- lease mode (redis_lease.c) ----
+ *
+ * A store in front of the Redis store that admits a leased limit's
+ * requests from slices of its allowance held in a shared-memory table
+ * (one per host), and asks Redis for a new slice only when the last one
+ * is spent or its time is up; every other layer goes to `inner`.  The
+ * failover store wraps it as its primary, so a Redis outage moves leased
+ * limits to the local zone like the others.  Borrows everything in the
+ * conf: the caller keeps them until after rl2_store_destroy(). */
+typedef struct {
+    rl2_zone_t  *zone;     /* the lease table: rl2_lease_state_size() */
+    rl2_store_t *redis;    /* the Redis store: the lease calls */
+    rl2_store_t *inner;    /* what answers the layers not leased */
+    int          all;      /* rl2_redis_conf_t.lease */
+    int64_t      lease_us; /* rl2_redis_conf_t.lease_time_ms, in µs */
+    int64_t      lease_max;
+} rl2_lease_conf_t;
+
+/* Bytes of one key's lease in the table. */
+size_t rl2_lease_state_size(void);
+
+rl2_status_t rl2_store_lease_create(const rl2_lease_conf_t *conf,
+                                    rl2_store_t **out, rl2_err_t *err);
+
+/* Whether the layer's limit is leased under a store whose 'lease' option
+ * is `all`: the limit's own 'lease', or the store's, for a limit whose
+ * algorithm can be leased (grant.c) and that has no overflow allowance. */
+int rl2_lease_applies(const rl2_limit_t *limit, int all);
 
 /* ---- beside ratelimit2/tier_source.h (not installed) ---- */
 

@@ -119,7 +119,7 @@
     "end\n" \
     "local function get(st, i) return st.v[i] or 0 end\n" \
     "local function put(st, v, exp)\n" \
-    "  st.v, st.exp, st.dirty = v, exp, true\n" \
+    "  st.v, st.exp, st.keep, st.dirty = v, exp, false, true\n" \
     "end\n" \
     "local function put_keep(st, v)\n" \
     "  st.v, st.keep, st.dirty = v, true, true\n" \
@@ -559,9 +559,59 @@
     "  return table.concat(out, ' ')\n" \
     "end\n"
 
+/* ---- the slice of a lease: grant.c ----
+ * Take back the unused units of the last slice (a refund of what was
+ * committed at its grant), then grant min(want, free, max(cost,
+ * ceil(free / 4))) units, committed now; fewer than cost free is no
+ * grant, and the refusal of a request of cost.  The horizon: the span's
+ * end (fixed window, quota), the window's end (sliding window), -1 for
+ * none (buckets).  A lease is never taken of a sliding log or a
+ * concurrency limit (lease_layers() refuses them). */
+#define RL2_LUA_GRANT \
+    "local function grant(p, st, now, cost, want, back, back_at)\n" \
+    "  local f = fam(p.algo)\n" \
+    "  cost = max(cost, 1)\n" \
+    "  want = max(want, cost)\n" \
+    "  if back > 0 and st.exists then\n" \
+    "    f.refund(p, st, now, clamp(back_at, 0, NOW_MAX),\n" \
+    "             clamp(back, 0, capacity(p)))\n" \
+    "  end\n" \
+    "  local free = check(p, st, now, 0)[3]\n" \
+    "  local g = min(min(want, free), max(cost, idiv(free + 3, 4)))\n" \
+    "  if g < cost then return 0, check(p, st, now, cost), 0 end\n" \
+    "  f.commit(p, st, now, g)\n" \
+    "  local r = check(p, st, now, 0)\n" \
+    "  local h = -1\n" \
+    "  if p.algo == 3 or p.algo == 6 then\n" \
+    "    h = r[4]\n" \
+    "  elseif p.algo == 2 then\n" \
+    "    h = (idiv(now, p.window) + 1) * p.window - now\n" \
+    "  end\n" \
+    "  return g, r, h\n" \
+    "end\n" \
+    "local function lease_layers()\n" \
+    "  local n = tonumber(ARGV[2])\n" \
+    "  if not n or #ARGV ~= 2 + 9 * n or #KEYS ~= n then return nil end\n" \
+    "  local out = {}\n" \
+    "  for i = 1, n do\n" \
+    "    local a = {}\n" \
+    "    for j = 1, 9 do a[j] = tonumber(ARGV[2 + (i - 1) * 9 + j]) end\n" \
+    "    local l = { p = params(a[1], a[2], a[3], a[4], a[5]), cost = a[6],\n" \
+    "                want = a[7], back = a[8], back_at = a[9],\n" \
+    "                key = KEYS[i] }\n" \
+    "    if not (l.p and l.cost and l.want and l.back and l.back_at)\n" \
+    "       or l.p.algo == 1 or l.p.algo == 5 then\n" \
+    "      return nil\n" \
+    "    end\n" \
+    "    out[i] = l\n" \
+    "  end\n" \
+    "  return out\n" \
+    "end\n"
+
 #define RL2_LUA_DEFINITIONS \
     RL2_LUA_PRELUDE RL2_LUA_BUCKETS RL2_LUA_SPANS RL2_LUA_SLIDING \
-    RL2_LUA_LOG RL2_LUA_CONCURRENCY RL2_LUA_DRIVER
+    RL2_LUA_LOG RL2_LUA_CONCURRENCY RL2_LUA_DRIVER \
+    RL2_LUA_GRANT
 
 /* ---- per call: what every entry runs first ----
  * math and string are bound here, not with the definitions: a library's
@@ -619,6 +669,28 @@
     "save_all()\n" \
     "return #L\n"
 
+/* A grant per layer (its own arguments: redis_scripts.h), all saved
+ * together; the answer is now, then per layer granted, limit, remaining,
+ * reset_us, retry_after_us, horizon_us. */
+#define RL2_LUA_LEASE \
+    RL2_LUA_BIND \
+    "STATES = {}\n" \
+    "local L = lease_layers()\n" \
+    "if not L then\n" \
+    "  return redis.error_reply('ERR rl2: malformed lease arguments')\n" \
+    "end\n" \
+    "local now = clock()\n" \
+    "local out = { num(now) }\n" \
+    "for _, l in ipairs(L) do\n" \
+    "  local g, r, h = grant(l.p, state(l.p, l.key), now, l.cost, l.want,\n" \
+    "                        l.back, l.back_at)\n" \
+    "  out[#out + 1] = num(g)\n" \
+    "  for j = 2, 5 do out[#out + 1] = num(r[j]) end\n" \
+    "  out[#out + 1] = num(h)\n" \
+    "end\n" \
+    "save_all()\n" \
+    "return table.concat(out, ' ')\n"
+
 /* ---- scripts (EVALSHA, EVAL): the whole chunk runs on every call ---- */
 
 static const char rl2_lua_apply[] =
@@ -627,6 +699,7 @@ static const char rl2_lua_peek[] =
     RL2_LUA_DEFINITIONS RL2_LUA_BEGIN RL2_LUA_PEEK;
 static const char rl2_lua_refund[] =
     RL2_LUA_DEFINITIONS RL2_LUA_BEGIN RL2_LUA_REFUND;
+static const char rl2_lua_lease[] = RL2_LUA_DEFINITIONS RL2_LUA_LEASE;
 
 const char rl2_lua_prelude[] = RL2_LUA_PRELUDE RL2_LUA_BIND;
 
@@ -634,6 +707,7 @@ const char *const rl2_lua_source[RL2_SCRIPT_COUNT] = {
     [RL2_SCRIPT_APPLY] = rl2_lua_apply,
     [RL2_SCRIPT_PEEK] = rl2_lua_peek,
     [RL2_SCRIPT_REFUND] = rl2_lua_refund,
+    [RL2_SCRIPT_LEASE] = rl2_lua_lease,
 };
 
 /* ---- the function library (FUNCTION LOAD, FCALL) ----
@@ -641,20 +715,23 @@ const char *const rl2_lua_source[RL2_SCRIPT_COUNT] = {
  * from its parameters into the upvalues the driver reads (a function has
  * no KEYS or ARGV globals).  NAME is prepended at run time (the library's
  * own hash cannot be inside the text it hashes). */
-#define RL2_LUA_FUNCTION(name, flags, body) \
+#define RL2_LUA_FUNCTION_OF(name, flags, body) \
     "redis.register_function{\n" \
     "  function_name = NAME .. '_" name "', flags = {" flags "},\n" \
     "  callback = function(keys, args)\n" \
     "KEYS, ARGV = keys, args\n" \
-    RL2_LUA_BEGIN body \
+    body \
     "end }\n"
+#define RL2_LUA_FUNCTION(name, flags, body) \
+    RL2_LUA_FUNCTION_OF(name, flags, RL2_LUA_BEGIN body)
 
 static const char rl2_lua_library_body[] =
     "local KEYS, ARGV\n"
     RL2_LUA_DEFINITIONS
     RL2_LUA_FUNCTION("apply", "", RL2_LUA_APPLY)
     RL2_LUA_FUNCTION("peek", "'no-writes'", RL2_LUA_PEEK)
-    RL2_LUA_FUNCTION("refund", "", RL2_LUA_REFUND);
+    RL2_LUA_FUNCTION("refund", "", RL2_LUA_REFUND)
+    RL2_LUA_FUNCTION_OF("lease", "", RL2_LUA_LEASE);
 
 /* clang-format on */
 

@@ -45,7 +45,8 @@
 #define RL2_NUM_MAX 24
 
 static const char *const rl2_script_names[RL2_SCRIPT_COUNT] = { "apply", "peek",
-                                                                "refund" };
+                                                                "refund",
+                                                                "lease" };
 
 static pthread_mutex_t rl2_sha_lock = PTHREAD_MUTEX_INITIALIZER;
 static char            rl2_sha[RL2_SCRIPT_COUNT][41];
@@ -550,6 +551,96 @@ rl2_redis_script_run(rl2_redis_target_t *to, rl2_script_t which,
         return st;
     }
     st = rl2_reply_take(to, which, &c, r, layers, idx, n, err);
+    freeReplyObject(r);
+    return st;
+}
+
+/* ---- leases ---- */
+
+static void
+rl2_call_lease(rl2_call_t *c, const rl2_lease_ask_t *a)
+{
+    const rl2_limit_t       *limit = a->layer->limit;
+    const rl2_algo_params_t *p = &limit->algo;
+
+    rl2_call_num(c, p->algo);
+    rl2_call_num(c, p->limit);
+    rl2_call_num(c, p->window_us);
+    rl2_call_num(c, p->burst);
+    rl2_call_num(c, p->period);
+    rl2_call_num(c, limit->cost);
+    rl2_call_num(c, a->want);
+    rl2_call_num(c, a->back);
+    rl2_call_num(c, a->back_at_us);
+}
+
+static void
+rl2_lease_fill(rl2_lease_ask_t *a, const int64_t *e, int64_t now)
+{
+    a->granted = e[0];
+    a->result.allowed = e[0] > 0;
+    a->result.limit = e[1];
+    a->result.remaining = e[2];
+    a->result.reset_us = e[3];
+    a->result.retry_after_us = e[4];
+    a->horizon_us = e[5];
+    a->granted_at_us = now;
+}
+
+rl2_status_t
+rl2_redis_lease_run(rl2_redis_target_t *to, rl2_lease_ask_t *asks, size_t n,
+                    const int64_t *now_us, rl2_err_t *err)
+{
+    rl2_call_t   c;
+    redisReply  *r = NULL;
+    rl2_status_t st;
+    int64_t      vals[1 + RL2_LEASE_FIELDS * RL2_MAX_LAYERS];
+    size_t       idx[RL2_MAX_LAYERS];
+
+    if (n == 0 || n > RL2_MAX_LAYERS) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "redis: lease of %zu layers",
+                           n);
+    }
+    c.argc = 0;
+    c.nkeys = 0;
+    rl2_call_arg(&c, "", 0);
+    rl2_call_arg(&c, "", 0);
+    rl2_call_num(&c, (int64_t)n);
+    for (size_t i = 0; i < n; i++) {
+        idx[i] = i;
+        rl2_call_key(&c, asks[i].layer->key, 's');
+    }
+    if (now_us != NULL) {
+        rl2_call_num(&c, *now_us);
+    }
+    else {
+        rl2_call_arg(&c, "", 0);
+    }
+    rl2_call_num(&c, (int64_t)n);
+    for (size_t i = 0; i < n; i++) {
+        if ((st = rl2_redis_layers_check(asks[i].layer, idx, 1, err))
+            != RL2_OK) {
+            return st;
+        }
+        rl2_call_lease(&c, &asks[i]);
+    }
+    rl2_call_what(&c, RL2_SCRIPT_LEASE, n);
+    if ((st = rl2_call_send(to, RL2_SCRIPT_LEASE, &c, &r, err)) != RL2_OK) {
+        return st;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %.120s", to->name,
+                         c.what, r->str);
+    }
+    else if (!rl2_redis_answer_parse(r, vals, 1 + RL2_LEASE_FIELDS * n)) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: unexpected reply",
+                         to->name, c.what);
+    }
+    else {
+        for (size_t i = 0; i < n; i++) {
+            rl2_lease_fill(&asks[i], vals + 1 + RL2_LEASE_FIELDS * i, vals[0]);
+        }
+    }
     freeReplyObject(r);
     return st;
 }

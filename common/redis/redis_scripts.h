@@ -47,6 +47,7 @@ typedef enum {
     RL2_SCRIPT_APPLY = 0, /* check all, commit all or none */
     RL2_SCRIPT_PEEK,      /* check all, write nothing */
     RL2_SCRIPT_REFUND,    /* take back committed layers */
+    RL2_SCRIPT_LEASE,     /* grant slices (lease mode) */
     RL2_SCRIPT_COUNT
 } rl2_script_t;
 
@@ -111,6 +112,37 @@ rl2_status_t rl2_redis_script_run(rl2_redis_target_t *to, rl2_script_t which,
                                   rl2_layer_t *layers, const size_t *idx,
                                   size_t n, const int64_t *now_us,
                                   rl2_err_t *err);
+
+/* One slice asked for one layer (lease mode: redis_lease.c).  lease
+ * takes, per layer, its state key and 9 numbers: algorithm, limit,
+ * window_us, burst, period, cost, want, back (the unused units of the
+ * last slice, 0 for none), back_at_us (Redis' clock at that slice's
+ * grant); it answers now, then per layer RL2_LEASE_FIELDS integers:
+ * granted (0: refused), limit, remaining, reset_us, retry_after_us,
+ * horizon_us (-1: none).  The arithmetic is grant.c's. */
+#define RL2_LEASE_FIELDS 6
+
+typedef struct {
+    const rl2_layer_t *layer; /* its key and limit */
+    int64_t            want;
+    int64_t            back;
+    int64_t            back_at_us;
+    /* the answer */
+    int64_t           granted;
+    int64_t           granted_at_us; /* Redis' clock */
+    int64_t           horizon_us;
+    rl2_algo_result_t result; /* after the grant (cost 0), or the refusal */
+} rl2_lease_ask_t;
+
+/* One lease call with the n asks (their keys in one slot). */
+rl2_status_t rl2_redis_lease_run(rl2_redis_target_t *to, rl2_lease_ask_t *asks,
+                                 size_t n, const int64_t *now_us,
+                                 rl2_err_t *err);
+
+/* The lease calls of the Redis store (redis_store.c): one per slot. */
+rl2_status_t rl2_store_redis_lease(rl2_store_t *store, rl2_lease_ask_t *asks,
+                                   size_t n, const rl2_clock_t *now,
+                                   rl2_err_t *err);
 
 /* Tests only: call functions again, as a new process would, after a
  * refusal switched this one to scripts. */

@@ -335,6 +335,35 @@ static const rl2_store_ops_t rl2_redis_ops = {
     rl2_redis_peek, rl2_redis_destroy, rl2_redis_reset
 };
 
+/* One lease call per slot: every ask on a single server, each in its own
+ * slot in a Cluster (a layer's key has its own hash tag). */
+rl2_status_t
+rl2_store_redis_lease(rl2_store_t *store, rl2_lease_ask_t *asks, size_t n,
+                      const rl2_clock_t *now, rl2_err_t *err)
+{
+    rl2_store_redis_t *s = (rl2_store_redis_t *)store;
+    rl2_redis_target_t to = { NULL, s->cluster, 0, NULL };
+    const int64_t     *now_us = s->test_clock ? &now->wall_us : NULL;
+    char               key[RL2_REDIS_KEY_MAX];
+    rl2_status_t       st;
+
+    if (s->cluster == NULL) {
+        if ((st = rl2_redis_pool_get(s->pool, &to.conn, err)) != RL2_OK) {
+            return st;
+        }
+        return rl2_redis_lease_run(&to, asks, n, now_us, err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        rl2_redis_key(asks[i].layer->key, 's', key);
+        to.slot = rl2_redis_key_slot(key, strlen(key));
+        if ((st = rl2_redis_lease_run(&to, &asks[i], 1, now_us, err))
+            != RL2_OK) {
+            return st;
+        }
+    }
+    return RL2_OK;
+}
+
 /* NULL for a Cluster: the violation log then writes to the local ring. */
 rl2_redis_pool_t *
 rl2_store_redis_pool(rl2_store_t *store)

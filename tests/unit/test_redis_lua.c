@@ -532,6 +532,139 @@ test_factor_changes_match_c(void **state)
     factor_pct = 0;
 }
 
+/* ---- leases: grant.c against the Lua's grant ---- */
+
+/* A slice granted and not yet given back. */
+typedef struct {
+    int64_t units;
+    int64_t at_us;
+} slice_t;
+
+static void
+expect_same_grant(const char *name, int step, int64_t now,
+                  const rl2_grant_ask_t *ask, int64_t cg,
+                  const rl2_algo_result_t *cr, int64_t ch,
+                  const rl2_lease_ask_t *lua)
+{
+    const rl2_algo_result_t *b = &lua->result;
+
+    if (cg == lua->granted && cr->limit == b->limit
+        && cr->remaining == b->remaining && cr->reset_us == b->reset_us
+        && cr->retry_after_us == b->retry_after_us && ch == lua->horizon_us
+        && lua->granted_at_us == now) {
+        return;
+    }
+    fail_msg(
+        "lease %s step %d now %" PRId64 " cost %" PRId64 " want %" PRId64
+        " back %" PRId64 "@%" PRId64 " seed %u:\n"
+        "  C   granted %" PRId64 " limit %" PRId64 " remaining %" PRId64
+        " reset %" PRId64 " retry %" PRId64 " horizon %" PRId64 "\n"
+        "  Lua granted %" PRId64 " limit %" PRId64 " remaining %" PRId64
+        " reset %" PRId64 " retry %" PRId64 " horizon %" PRId64 " at %" PRId64,
+        name, step, now, ask->cost, ask->want, ask->back, ask->back_at_us, seed,
+        cg, cr->limit, cr->remaining, cr->reset_us, cr->retry_after_us, ch,
+        lua->granted, b->limit, b->remaining, b->reset_us, b->retry_after_us,
+        lua->horizon_us, lua->granted_at_us);
+}
+
+/* One grant on both sides; a slice granted is kept to be given back
+ * (partly) by a later ask. */
+static int64_t
+lease_step(const spec_t *sp, rl2_limit_t *lim, ref_t *ref, slice_t *held,
+           int *nheld, int step, int64_t now)
+{
+    rl2_grant_ask_t   ask = { pick_cost(lim), 0, 0, 0 };
+    rl2_algo_result_t cr;
+    rl2_lease_ask_t   lua;
+    rl2_layer_t       layer;
+    rl2_clock_t       clk = clock_at(now);
+    rl2_err_t         err;
+    int64_t           cg, ch;
+
+    ask.want =
+        rnd_below(100) < 30 ? ask.cost : 1 + rnd_below(2 * lim->algo.limit);
+    if (*nheld > 0 && rnd_below(100) < 40) {
+        int i = (int)rnd_below(*nheld);
+
+        /* what a server did not use: any part of the slice */
+        ask.back = rnd_below(held[i].units + 1);
+        ask.back_at_us = held[i].at_us;
+        held[i] = held[--*nheld];
+    }
+    lim->cost = ask.cost;
+    mk_layer(&layer, lim, sp->name);
+    memset(&lua, 0, sizeof(lua));
+    lua.layer = &layer;
+    lua.want = ask.want;
+    lua.back = ask.back;
+    lua.back_at_us = ask.back_at_us;
+    cg = rl2_algo_grant(&lim->algo, ref->st, now, &ask, &cr, &ch);
+    must(rl2_store_redis_lease(store, &lua, 1, &clk, &err), &err);
+    expect_same_grant(sp->name, step, now, &ask, cg, &cr, ch, &lua);
+    if (cg > 0) {
+        if (*nheld == 16) {
+            held[0] = held[--*nheld];
+        }
+        held[*nheld].units = cg;
+        held[(*nheld)++].at_us = now;
+    }
+    return cg;
+}
+
+static void
+run_lease_history(const spec_t *sp)
+{
+    rl2_limit_t *lim = mk_limit(pol, sp);
+    ref_t        ref;
+    slice_t      held[16];
+    int          nheld = 0, grants = 0, refusals = 0;
+    int64_t      now = wall_us() + HEADROOM;
+    int64_t      window = sp->algo == RL2_ALGO_QUOTA ? DAY : sp->window_us;
+    int64_t      unit = window / sp->limit;
+
+    memset(&ref, 0, sizeof(ref));
+    ref.limit = lim;
+    for (int step = 0; step < STEPS; step++) {
+        if (lease_step(sp, lim, &ref, held, &nheld, step, now) > 0) {
+            grants++;
+        }
+        else {
+            refusals++;
+        }
+        now += step_dt(unit, window);
+    }
+    printf("  %-22s %4d grants agree: %4d granted, %4d refused\n", sp->name,
+           STEPS, grants, refusals);
+    assert_true(grants > 20);
+    assert_true(refusals > 20);
+}
+
+/* Random asks (cost, slice wanted, part of an earlier slice given back)
+ * on random clocks: every slice, remaining, reset, retry and horizon the
+ * same in C and in Lua, for each algorithm a lease takes. */
+static void
+test_lease_grants_match_c(void **state)
+{
+    static const spec_t specs[] = {
+        { "lease tb 10/1min", RL2_ALGO_TOKEN_BUCKET, 10, MINUTE, 0, 0, 0, 0 },
+        { "lease tb 20/1s burst 5", RL2_ALGO_TOKEN_BUCKET, 20, SEC, 5, 0, 0,
+          0 },
+        { "lease lb 12/9s burst 30", RL2_ALGO_LEAKY_BUCKET, 12, 9 * SEC, 30, 0,
+          0, 0 },
+        { "lease fw 50/1min", RL2_ALGO_FIXED_WINDOW, 50, MINUTE, 0, 0, 0, 0 },
+        { "lease fw 3/7us", RL2_ALGO_FIXED_WINDOW, 3, 7, 0, 0, 0, 0 },
+        { "lease sw 40/13s", RL2_ALGO_SLIDING_WINDOW, 40, 13 * SEC, 0, 0, 0,
+          0 },
+        { "lease quota 30/day", RL2_ALGO_QUOTA, 30, DAY, 0, RL2_PERIOD_DAY, 0,
+          0 },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
+        run_lease_history(&specs[i]);
+    }
+}
+
 /* Clocks stepped back across window edges, with refunds while behind:
  * the rarest branches of the algorithms, played on purpose. */
 static void
@@ -887,19 +1020,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_script_arithmetic_is_exact),
-        T(test_token_bucket_matches_c),
-        T(test_leaky_bucket_matches_c),
-        T(test_fixed_window_matches_c),
-        T(test_sliding_window_matches_c),
-        T(test_sliding_log_matches_c),
-        T(test_concurrency_matches_c),
-        T(test_quota_matches_c),
-        T(test_overflow_allowance_matches_c),
-        T(test_factor_changes_match_c),
-        T(test_clock_going_back_matches_c),
-        T(test_requests_match_local_store),
-        T(test_the_store_took_its_path),
+        T(test_script_arithmetic_is_exact),   T(test_token_bucket_matches_c),
+        T(test_leaky_bucket_matches_c),       T(test_fixed_window_matches_c),
+        T(test_sliding_window_matches_c),     T(test_sliding_log_matches_c),
+        T(test_concurrency_matches_c),        T(test_quota_matches_c),
+        T(test_overflow_allowance_matches_c), T(test_factor_changes_match_c),
+        T(test_clock_going_back_matches_c),   T(test_lease_grants_match_c),
+        T(test_requests_match_local_store),   T(test_the_store_took_its_path),
     };
     int failed;
 

@@ -69,6 +69,12 @@ typedef struct {
     unsigned prefix;   /* significant bits */
 } rl2_cidr_t;
 
+/* rl2_limit_t.lease: as the store says (its 'lease' option), or this
+ * limit's own choice. */
+#define RL2_LEASE_STORE 0
+#define RL2_LEASE_ON    1
+#define RL2_LEASE_OFF   2
+
 typedef struct {
     const char       *name; /* policy name in headers and keys */
     const char       *file; /* where it was written (for messages) */
@@ -83,6 +89,7 @@ typedef struct {
     const char    *key_header; /* RL2_KEY_HEADER: header name */
     int64_t        cost;       /* units per request, >= 1 */
     int            unlimited;  /* counted, never denied, no headers */
+    int            lease;      /* RL2_LEASE_*: lease mode for this limit */
     unsigned       phase;      /* RL2_PHASE_EARLY or RL2_PHASE_LATE */
     size_t         state_size; /* zone bytes: main state then overflow */
     int64_t        ttl_us;     /* how long a key outlives its last

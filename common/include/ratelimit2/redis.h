@@ -65,6 +65,13 @@ typedef struct {
      * RL2_REDIS_OVERRIDES_KEY_DEFAULT.  Fleets that share one Redis
      * server but not their overrides give each its own. */
     char overrides_key[RL2_REDIS_OVR_KEY_MAX];
+    /* Lease mode (redis_lease.c): every limit that can be leased takes
+     * slices of its allowance instead of one call per request, unless
+     * its own 'lease' says off; a limit's 'lease = on' leases it even
+     * when this is 0. */
+    int lease;         /* 1: on for the whole store */
+    int lease_time_ms; /* 1..60000: how long a slice may be used */
+    int lease_max;     /* 1..1000000: the largest slice */
 } rl2_redis_conf_t;
 
 /* The Redis store (store_redis.c): every layer of a request is decided by
