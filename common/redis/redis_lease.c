@@ -48,19 +48,27 @@
  * more than a command timeout need not be waited for. */
 #define RL2_LEASE_ASKING_US (100 * RL2_US_PER_MS)
 
-/* One key's lease, in the table.  All zero is "no lease yet". */
+/* The units of one grant. */
 typedef struct {
-    int64_t units;         /* left to admit from the slice */
-    int64_t expires_us;    /* monotonic: no unit is used at or after */
+    int64_t units;
+    int64_t expires_us;    /* monotonic: none is used at or after */
     int64_t granted_at_us; /* Redis' clock at the grant: what a return
                               refunds, and what a refund must match */
-    int64_t slice;         /* units of the last grant */
-    int64_t used;          /* units admitted since it was asked for */
-    int64_t started_us;    /* monotonic: when it was asked for */
-    int64_t asking_us;     /* monotonic: a call for it went out; 0: none */
-    int64_t limit;         /* for the headers: the limit */
-    int64_t remaining;     /* the fleet's, after the grant */
-    int64_t reset_at_us;   /* monotonic: the limit full again */
+} rl2_slice_t;
+
+/* One key's lease, in the table.  All zero is "no lease yet". */
+typedef struct {
+    rl2_slice_t cur;     /* what requests take from */
+    rl2_slice_t next;    /* asked for ahead, taken when cur is done */
+    rl2_slice_t back;    /* unused units of a slice that is done, to go back
+                            with the next ask (expires_us unused) */
+    int64_t slice;       /* units of the last grant */
+    int64_t used;        /* units admitted since the last ask */
+    int64_t since_us;    /* monotonic: the last ask */
+    int64_t asking_us;   /* monotonic: a call for it is out; 0: none */
+    int64_t limit;       /* for the headers: the limit */
+    int64_t remaining;   /* the fleet's, after the last grant */
+    int64_t reset_at_us; /* monotonic: the limit full again */
 } rl2_lease_t;
 
 typedef struct {
@@ -90,9 +98,48 @@ rl2_lease_applies(const rl2_limit_t *limit, int all)
 /* ---- one key's lease ---- */
 
 static int
-rl2_lease_live(const rl2_lease_t *l, int64_t now_us)
+rl2_slice_live(const rl2_slice_t *sl, int64_t now_us)
 {
-    return l->units > 0 && now_us < l->expires_us;
+    return sl->units > 0 && now_us < sl->expires_us;
+}
+
+/* A slice that is done leaves its unused units to go back.  Units of two
+ * grants cannot go back in one refund: the smaller part is dropped (never
+ * used again, so never admitted twice). */
+static void
+rl2_lease_stash(rl2_lease_t *l, rl2_slice_t *sl)
+{
+    if (sl->units > 0) {
+        if (l->back.units == 0 || l->back.granted_at_us == sl->granted_at_us) {
+            l->back.units += sl->units;
+            l->back.granted_at_us = sl->granted_at_us;
+        }
+        else if (sl->units > l->back.units) {
+            l->back = *sl;
+        }
+    }
+    memset(sl, 0, sizeof(*sl));
+}
+
+/* Make cur a slice that can serve a request of cost, from next if cur
+ * is spent, over or too small. */
+static void
+rl2_lease_settle(rl2_lease_t *l, int64_t cost, int64_t now_us)
+{
+    for (int k = 0; k < 2; k++) {
+        if (rl2_slice_live(&l->cur, now_us) && l->cur.units >= cost) {
+            return;
+        }
+        rl2_lease_stash(l, &l->cur);
+        l->cur = l->next;
+        memset(&l->next, 0, sizeof(l->next));
+    }
+}
+
+static int
+rl2_lease_asking(const rl2_lease_t *l, int64_t now_us)
+{
+    return l->asking_us != 0 && now_us - l->asking_us < RL2_LEASE_ASKING_US;
 }
 
 /* The units to ask for (see the head of the file). */
@@ -102,19 +149,24 @@ rl2_lease_want(const rl2_lease_store_t *s, const rl2_lease_t *l, int64_t cost,
 {
     int64_t elapsed_us, need, most;
 
-    if (l->slice == 0
-        || (l->asking_us != 0 && now_us - l->asking_us < RL2_LEASE_ASKING_US)) {
+    if (l->slice == 0 || rl2_lease_asking(l, now_us)) {
         return cost;
     }
-    elapsed_us = now_us - l->started_us;
-    if (elapsed_us < 1) {
-        elapsed_us = 1;
-    }
-    /* used is at most lease_max plus a few costs, lease_us at most 60 s:
-     * the product stays far below 2^63. */
+    elapsed_us = rl2_max64(now_us - l->since_us, 1);
+    /* used is at most a few slices, lease_us at most 60 s: the product
+     * stays far below 2^63. */
     need = l->used * s->conf.lease_us / elapsed_us;
     most = rl2_min64(2 * l->slice, s->conf.lease_max);
     return rl2_max64(rl2_min64(need, most), cost);
+}
+
+/* Ask ahead when a quarter of a slice of four or more is left, so that a
+ * busy key's requests rarely find it spent and wait for Redis. */
+static int
+rl2_lease_low(const rl2_lease_t *l, int64_t now_us)
+{
+    return l->slice >= 4 && l->cur.units <= l->slice / 4 && l->next.units == 0
+           && !rl2_lease_asking(l, now_us);
 }
 
 static void
@@ -122,53 +174,43 @@ rl2_lease_result(const rl2_lease_t *l, int64_t now_us, rl2_algo_result_t *out)
 {
     out->allowed = 1;
     out->limit = l->limit;
-    out->remaining = rl2_max64(l->remaining, 0) + l->units;
+    out->remaining = rl2_max64(l->remaining, 0) + l->cur.units + l->next.units;
     out->reset_us = rl2_max64(l->reset_at_us - now_us, 0);
     out->retry_after_us = 0;
 }
 
-/* The request takes its cost from the slice. */
+/* The request takes its cost from sl. */
 static void
-rl2_lease_take(rl2_lease_t *l, rl2_layer_t *layer, int64_t now_us)
+rl2_lease_take(rl2_lease_t *l, rl2_slice_t *sl, rl2_layer_t *layer,
+               int64_t now_us)
 {
-    l->units -= layer->limit->cost;
+    sl->units -= layer->limit->cost;
     l->used += layer->limit->cost;
     rl2_lease_result(l, now_us, &layer->result);
     layer->committed = 1;
-    layer->committed_us = l->granted_at_us;
+    layer->committed_us = sl->granted_at_us;
 }
 
-/* Put a grant in the table, and take this request's cost from it. */
-/* now_us is the request's clock, read before the call was sent: the
- * lease's end counts from it. */
+/* A new slice into cur, or next, or (another process's grant landed
+ * first) added to next, cautiously: the earlier end, the earlier grant
+ * time (a return then refunds no more than it should). */
 static void
-rl2_lease_merge(const rl2_lease_store_t *s, rl2_lease_t *l,
-                const rl2_lease_ask_t *a, int64_t now_us)
+rl2_lease_place(rl2_lease_t *l, const rl2_slice_t *ns, int64_t cost,
+                int64_t now_us)
 {
-    int64_t asked_us = now_us;
-    int64_t span_us = s->conf.lease_us;
-
-    if (a->horizon_us >= 0 && a->horizon_us < span_us) {
-        span_us = a->horizon_us;
+    rl2_lease_settle(l, cost, now_us);
+    if (l->cur.units == 0) {
+        l->cur = *ns;
     }
-    if (rl2_lease_live(l, now_us)) {
-        /* Another process's grant landed first: keep both, cautiously. */
-        l->units += a->granted;
-        l->expires_us = rl2_min64(l->expires_us, asked_us + span_us);
-        l->granted_at_us = rl2_min64(l->granted_at_us, a->granted_at_us);
+    else if (l->next.units == 0) {
+        l->next = *ns;
     }
     else {
-        l->units = a->granted;
-        l->expires_us = asked_us + span_us;
-        l->granted_at_us = a->granted_at_us;
-        l->used = 0;
-        l->started_us = asked_us;
+        l->next.units += ns->units;
+        l->next.expires_us = rl2_min64(l->next.expires_us, ns->expires_us);
+        l->next.granted_at_us =
+            rl2_min64(l->next.granted_at_us, ns->granted_at_us);
     }
-    l->slice = a->granted;
-    l->asking_us = 0;
-    l->limit = a->result.limit;
-    l->remaining = a->result.remaining;
-    l->reset_at_us = asked_us + a->result.reset_us;
 }
 
 /* ---- the request ---- */
@@ -180,7 +222,9 @@ typedef struct {
     size_t          n_exact;
     rl2_lease_ask_t ask[RL2_MAX_LAYERS];
     size_t          ask_of[RL2_MAX_LAYERS]; /* layer of ask[k] */
-    size_t          n_ask;
+    int             ahead[RL2_MAX_LAYERS];  /* ask[k] is for later: its
+                                               layer is served already */
+    size_t n_ask;
 } rl2_lease_plan_t;
 
 static void
@@ -208,70 +252,115 @@ rl2_layer_clear(rl2_layer_t *l)
     l->committed_us = 0;
 }
 
+/* Under the lock: an ask for layers[i], with what is to go back.  While
+ * another process's call is out, this one asks for its own cost only and
+ * leaves the rate being measured alone. */
+static void
+rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
+                   size_t i, int ahead, rl2_lease_plan_t *p, int64_t now_us)
+{
+    rl2_lease_ask_t *a = &p->ask[p->n_ask];
+    int64_t          cost = layers[i].limit->cost;
+
+    memset(a, 0, sizeof(*a));
+    a->layer = &layers[i];
+    a->want = rl2_lease_want(s, l, cost, now_us);
+    a->back = l->back.units;
+    a->back_at_us = l->back.granted_at_us;
+    memset(&l->back, 0, sizeof(l->back));
+    if (!rl2_lease_asking(l, now_us)) {
+        l->asking_us = now_us;
+        l->used = 0;
+        l->since_us = now_us;
+    }
+    p->ask_of[p->n_ask] = i;
+    p->ahead[p->n_ask++] = ahead;
+}
+
 /* Under the lock: take every leased layer's cost from its slice, or plan
- * an ask (with the slice's unused units going back). */
+ * an ask; a slice running low plans one ahead. */
 static void
 rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
                      rl2_lease_plan_t *p, int64_t now_us)
 {
     for (size_t k = 0; k < p->n_leased; k++) {
-        rl2_layer_t     *layer = &layers[p->leased[k]];
-        rl2_lease_t     *l = rl2_zone_get(s->conf.zone, layer->key, now_us);
-        rl2_lease_ask_t *a;
+        size_t       i = p->leased[k];
+        int64_t      cost = layers[i].limit->cost;
+        rl2_lease_t *l = rl2_zone_get(s->conf.zone, layers[i].key, now_us);
 
-        if (rl2_lease_live(l, now_us) && l->units >= layer->limit->cost) {
-            rl2_lease_take(l, layer, now_us);
-            continue;
+        rl2_lease_settle(l, cost, now_us);
+        if (l->cur.units >= cost) {
+            rl2_lease_take(l, &l->cur, &layers[i], now_us);
+            if (!rl2_lease_low(l, now_us)) {
+                continue;
+            }
+            rl2_lease_plan_ask(s, l, layers, i, 1, p, now_us);
         }
-        a = &p->ask[p->n_ask];
-        p->ask_of[p->n_ask++] = p->leased[k];
-        memset(a, 0, sizeof(*a));
-        a->layer = layer;
-        a->want = rl2_lease_want(s, l, layer->limit->cost, now_us);
-        if (l->units > 0) {
-            /* Unused, whether the lease is over or only too small. */
-            a->back = l->units;
-            a->back_at_us = l->granted_at_us;
-            l->units = 0;
+        else {
+            rl2_lease_plan_ask(s, l, layers, i, 0, p, now_us);
         }
-        l->asking_us = now_us;
-        rl2_zone_keep_until(s->conf.zone, l, now_us + s->conf.lease_us);
+        rl2_zone_keep_until(s->conf.zone, l, now_us + 2 * s->conf.lease_us);
     }
 }
 
-/* Under the lock: the grants into the table; a refusal into its layer. */
+/* Under the lock: the grants into the table, the layers that waited for
+ * them served from them; a refusal into its layer. */
 static void
-rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers,
-                 rl2_lease_plan_t *p, int64_t now_us)
+rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
+                 int64_t now_us)
 {
     for (size_t k = 0; k < p->n_ask; k++) {
         rl2_lease_ask_t *a = &p->ask[k];
         rl2_layer_t     *layer = &layers[p->ask_of[k]];
-        rl2_lease_t     *l;
+        int64_t          cost = layer->limit->cost;
+        rl2_lease_t     *l = rl2_zone_get(s->conf.zone, layer->key, now_us);
+        rl2_slice_t      ns;
 
-        if (a->granted < layer->limit->cost) {
-            layer->result = a->result;
-            layer->refused = 1;
+        l->asking_us = 0;
+        if (a->granted < cost) {
+            if (!p->ahead[k]) {
+                layer->result = a->result;
+                layer->refused = 1;
+            }
             continue;
         }
-        l = rl2_zone_get(s->conf.zone, layer->key, now_us);
-        rl2_lease_merge(s, l, a, now_us);
-        rl2_lease_take(l, layer, now_us);
-        rl2_zone_keep_until(s->conf.zone, l, l->expires_us + s->conf.lease_us);
+        ns.units = a->granted;
+        ns.expires_us = now_us + s->conf.lease_us;
+        if (a->horizon_us >= 0) {
+            ns.expires_us = rl2_min64(ns.expires_us, now_us + a->horizon_us);
+        }
+        ns.granted_at_us = a->granted_at_us;
+        if (a->want > cost || l->slice == 0) {
+            l->slice = a->granted; /* not a follower's own cost */
+        }
+        l->limit = a->result.limit;
+        l->remaining = a->result.remaining;
+        l->reset_at_us = now_us + a->result.reset_us;
+        if (!p->ahead[k]) {
+            rl2_lease_take(l, &ns, layer, now_us);
+        }
+        rl2_lease_place(l, &ns, cost, now_us);
+        rl2_zone_keep_until(s->conf.zone, l, ns.expires_us + s->conf.lease_us);
     }
 }
 
-/* Under the lock: a committed leased layer's cost back into its slice,
- * when that slice is still the one it came from. */
+/* Under the lock: a committed leased layer's cost back into the slice it
+ * came from, if that is still held. */
 static void
 rl2_lease_give_back(rl2_lease_store_t *s, rl2_layer_t *layer, int64_t now_us)
 {
     rl2_lease_t *l = rl2_zone_peek(s->conf.zone, layer->key, now_us);
 
-    if (l != NULL && now_us < l->expires_us
-        && l->granted_at_us == layer->committed_us) {
-        l->units += layer->limit->cost;
-        l->used -= layer->limit->cost;
+    if (l != NULL) {
+        rl2_slice_t *sl = l->cur.granted_at_us == layer->committed_us ? &l->cur
+                          : l->next.granted_at_us == layer->committed_us
+                              ? &l->next
+                              : NULL;
+
+        if (sl != NULL && now_us < sl->expires_us) {
+            sl->units += layer->limit->cost;
+            l->used -= layer->limit->cost;
+        }
     }
     layer->committed = 0;
     layer->committed_us = 0;
@@ -286,9 +375,9 @@ rl2_layer_blocks(const rl2_layer_t *l)
 /* The inner store over the layers idx[0..n): copied out and back, since
  * the stores take an array. */
 static rl2_status_t
-rl2_lease_inner(rl2_lease_store_t *s, rl2_store_call_fn fn,
-                rl2_layer_t *layers, const size_t *idx, size_t n,
-                const rl2_clock_t *now, rl2_err_t *err)
+rl2_lease_inner(rl2_lease_store_t *s, rl2_store_call_fn fn, rl2_layer_t *layers,
+                const size_t *idx, size_t n, const rl2_clock_t *now,
+                rl2_err_t *err)
 {
     rl2_layer_t  sub[RL2_MAX_LAYERS];
     rl2_status_t st;
@@ -328,18 +417,24 @@ rl2_lease_undo(rl2_lease_store_t *s, rl2_layer_t *layers,
     return RL2_OK;
 }
 
+/* The asks go to Redis, the grants into the table.  A failed call that
+ * only asked ahead does not fail the request, which its slice served:
+ * the next request that finds the slice spent asks again (and, if Redis
+ * is down, fails over).  Units that were going back with a failed call
+ * may or may not have reached Redis: they are not used again. */
 static rl2_status_t
 rl2_lease_ask(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
               const rl2_clock_t *now, rl2_err_t *err)
 {
     rl2_status_t st;
+    int          waiting = 0;
 
+    for (size_t k = 0; k < p->n_ask; k++) {
+        waiting |= !p->ahead[k];
+    }
     st = rl2_store_redis_lease(s->conf.redis, p->ask, p->n_ask, now, err);
     if (st != RL2_OK) {
-        /* The units going back may or may not have reached Redis: they
-         * are not used again (lost until the window passes: never
-         * admitted twice). */
-        return st;
+        return waiting ? st : RL2_OK;
     }
     if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
         return st;
@@ -371,7 +466,8 @@ rl2_lease_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     }
     rl2_lease_from_table(s, layers, &p, now->mono_us);
     rl2_zone_unlock(s->conf.zone);
-    if (p.n_ask > 0 && (st = rl2_lease_ask(s, layers, &p, now, err)) != RL2_OK) {
+    if (p.n_ask > 0
+        && (st = rl2_lease_ask(s, layers, &p, now, err)) != RL2_OK) {
         rl2_lease_undo(s, layers, &p, now->mono_us, &e);
         return st;
     }
@@ -379,10 +475,9 @@ rl2_lease_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
         blocked |= rl2_layer_blocks(&layers[p.leased[k]]);
     }
     if (p.n_exact > 0) {
-        st = rl2_lease_inner(s,
-                             blocked ? s->conf.inner->ops->peek
-                                     : s->conf.inner->ops->apply,
-                             layers, p.exact, p.n_exact, now, err);
+        st = rl2_lease_inner(
+            s, blocked ? s->conf.inner->ops->peek : s->conf.inner->ops->apply,
+            layers, p.exact, p.n_exact, now, err);
         if (st != RL2_OK) {
             rl2_lease_undo(s, layers, &p, now->mono_us, &e);
             return st;
