@@ -75,7 +75,8 @@ int rl2_algo_leasable(const rl2_algo_params_t *p);
 /* What a lease asks for one key. */
 typedef struct {
     int64_t cost;       /* units of the request that asks, >= 1 */
-    int64_t want;       /* units wanted (raised to cost) */
+    int64_t want;       /* units wanted (raised to cost); 0: none, the
+                           ask only gives back */
     int64_t back;       /* unused units of the last slice, 0: none */
     int64_t back_at_us; /* the now_us at which that slice was granted */
 } rl2_grant_ask_t;
@@ -87,8 +88,9 @@ typedef struct {
  * ceil(free / 4))) units, committed at now_us, where free is what a
  * request could take now.  Returns the units granted, and *out the check
  * of cost 0 after the grant; or 0 when fewer than cost are free, and *out
- * the refusal of a request of cost.  *horizon_us: how long the slice may
- * be used (the span's or window's end), or RL2_GRANT_NO_HORIZON.  The Lua
+ * the refusal of a request of cost (want 0: 0, and *out the check of cost
+ * 0 after the return).  *horizon_us: how long the slice may be used (the
+ * span's or window's end), or RL2_GRANT_NO_HORIZON.  The Lua
  * twin is RL2_LUA_GRANT (redis_lua.c). */
 int64_t rl2_algo_grant(const rl2_algo_params_t *p, void *state, int64_t now_us,
                        const rl2_grant_ask_t *ask, rl2_algo_result_t *out,

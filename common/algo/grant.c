@@ -83,6 +83,10 @@ rl2_algo_grant(const rl2_algo_params_t *p, void *state, int64_t now_us,
         rl2_algo_refund(p, state, now, ask->back_at_us, ask->back);
     }
     rl2_algo_check(p, state, now, 0, &free_now);
+    if (ask->want == 0) {
+        *out = free_now; /* only giving back */
+        return 0;
+    }
     granted = rl2_min64(rl2_min64(want, free_now.remaining),
                         rl2_max64(cost, (free_now.remaining + 3) / 4));
     if (granted < cost) {

@@ -258,6 +258,10 @@ size_t rl2_lease_state_size(void);
 rl2_status_t rl2_store_lease_create(const rl2_lease_conf_t *conf,
                                     rl2_store_t **out, rl2_err_t *err);
 
+/* Units of key this host holds in zone (a lease table): in its slices,
+ * and unused ones waiting to go back. */
+int64_t rl2_lease_held(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
+
 /* Whether the layer's limit is leased under a store whose 'lease' option
  * is `all`: the limit's own 'lease', or the store's, for a limit whose
  * algorithm can be leased (grant.c) and that has no overflow allowance. */

@@ -48,6 +48,12 @@
  * more than a command timeout need not be waited for. */
 #define RL2_LEASE_ASKING_US (100 * RL2_US_PER_MS)
 
+/* A key's entry outlives its last slice by this many lease times, so that
+ * its unused units still go back when the key is seen again a while
+ * later; a key not seen again by then leaves them (within the bound
+ * docs/configuration.md states). */
+#define RL2_LEASE_KEEP 10
+
 /* The units of one grant. */
 typedef struct {
     int64_t units;
@@ -60,8 +66,8 @@ typedef struct {
 typedef struct {
     rl2_slice_t cur;     /* what requests take from */
     rl2_slice_t next;    /* asked for ahead, taken when cur is done */
-    rl2_slice_t back;    /* unused units of a slice that is done, to go back
-                            with the next ask (expires_us unused) */
+    rl2_slice_t back[2]; /* unused units of slices that are done, to go
+                            back with the next ask (expires_us unused) */
     int64_t slice;       /* units of the last grant */
     int64_t used;        /* units admitted since the last ask */
     int64_t since_us;    /* monotonic: the last ask */
@@ -103,19 +109,29 @@ rl2_slice_live(const rl2_slice_t *sl, int64_t now_us)
     return sl->units > 0 && now_us < sl->expires_us;
 }
 
-/* A slice that is done leaves its unused units to go back.  Units of two
- * grants cannot go back in one refund: the smaller part is dropped (never
- * used again, so never admitted twice). */
+/* A slice that is done leaves its unused units to go back, each grant's
+ * as a refund of its own (cur and next can both end unused).  A third
+ * grant's units before any went back drop the smallest part: never used
+ * again, so never admitted twice. */
 static void
 rl2_lease_stash(rl2_lease_t *l, rl2_slice_t *sl)
 {
-    if (sl->units > 0) {
-        if (l->back.units == 0 || l->back.granted_at_us == sl->granted_at_us) {
-            l->back.units += sl->units;
-            l->back.granted_at_us = sl->granted_at_us;
+    rl2_slice_t *b = NULL;
+
+    for (int k = 0; k < 2 && b == NULL && sl->units > 0; k++) {
+        if (l->back[k].units == 0
+            || l->back[k].granted_at_us == sl->granted_at_us) {
+            b = &l->back[k];
         }
-        else if (sl->units > l->back.units) {
-            l->back = *sl;
+    }
+    if (b != NULL) {
+        b->units += sl->units;
+        b->granted_at_us = sl->granted_at_us;
+    }
+    else if (sl->units > 0) {
+        b = l->back[0].units < l->back[1].units ? &l->back[0] : &l->back[1];
+        if (sl->units > b->units) {
+            *b = *sl;
         }
     }
     memset(sl, 0, sizeof(*sl));
@@ -213,17 +229,36 @@ rl2_lease_place(rl2_lease_t *l, const rl2_slice_t *ns, int64_t cost,
     }
 }
 
+int64_t
+rl2_lease_held(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us)
+{
+    rl2_lease_t *l;
+    int64_t      units = 0;
+    rl2_err_t    err;
+
+    if (rl2_zone_lock(zone, &err) != RL2_OK) {
+        return 0;
+    }
+    if ((l = rl2_zone_peek(zone, key, now_us)) != NULL) {
+        units =
+            l->cur.units + l->next.units + l->back[0].units + l->back[1].units;
+    }
+    rl2_zone_unlock(zone);
+    return units;
+}
+
 /* ---- the request ---- */
 
 typedef struct {
-    size_t          leased[RL2_MAX_LAYERS]; /* layers leased, by index */
-    size_t          n_leased;
-    size_t          exact[RL2_MAX_LAYERS]; /* the others */
-    size_t          n_exact;
-    rl2_lease_ask_t ask[RL2_MAX_LAYERS];
-    size_t          ask_of[RL2_MAX_LAYERS]; /* layer of ask[k] */
-    int             ahead[RL2_MAX_LAYERS];  /* ask[k] is for later: its
-                                               layer is served already */
+    size_t leased[RL2_MAX_LAYERS]; /* layers leased, by index */
+    size_t n_leased;
+    size_t exact[RL2_MAX_LAYERS]; /* the others */
+    size_t n_exact;
+    /* at most two asks per layer: a slice, and a second grant's return */
+    rl2_lease_ask_t ask[2 * RL2_MAX_LAYERS];
+    size_t          ask_of[2 * RL2_MAX_LAYERS]; /* layer of ask[k] */
+    int             ahead[2 * RL2_MAX_LAYERS];  /* ask[k] is for later: its
+                                                   layer is served already */
     size_t n_ask;
 } rl2_lease_plan_t;
 
@@ -265,9 +300,8 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
     memset(a, 0, sizeof(*a));
     a->layer = &layers[i];
     a->want = rl2_lease_want(s, l, cost, now_us);
-    a->back = l->back.units;
-    a->back_at_us = l->back.granted_at_us;
-    memset(&l->back, 0, sizeof(l->back));
+    a->back = l->back[0].units;
+    a->back_at_us = l->back[0].granted_at_us;
     if (!rl2_lease_asking(l, now_us)) {
         l->asking_us = now_us;
         l->used = 0;
@@ -275,6 +309,17 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
     }
     p->ask_of[p->n_ask] = i;
     p->ahead[p->n_ask++] = ahead;
+    if (l->back[1].units > 0) {
+        /* the second grant's units: an ask that only gives back */
+        a = &p->ask[p->n_ask];
+        memset(a, 0, sizeof(*a));
+        a->layer = &layers[i];
+        a->back = l->back[1].units;
+        a->back_at_us = l->back[1].granted_at_us;
+        p->ask_of[p->n_ask] = i;
+        p->ahead[p->n_ask++] = 1;
+    }
+    memset(l->back, 0, sizeof(l->back));
 }
 
 /* Under the lock: take every leased layer's cost from its slice, or plan
@@ -299,7 +344,8 @@ rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
         else {
             rl2_lease_plan_ask(s, l, layers, i, 0, p, now_us);
         }
-        rl2_zone_keep_until(s->conf.zone, l, now_us + 2 * s->conf.lease_us);
+        rl2_zone_keep_until(s->conf.zone, l,
+                            now_us + RL2_LEASE_KEEP * s->conf.lease_us);
     }
 }
 
@@ -313,9 +359,13 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
         rl2_lease_ask_t *a = &p->ask[k];
         rl2_layer_t     *layer = &layers[p->ask_of[k]];
         int64_t          cost = layer->limit->cost;
-        rl2_lease_t     *l = rl2_zone_get(s->conf.zone, layer->key, now_us);
+        rl2_lease_t     *l;
         rl2_slice_t      ns;
 
+        if (a->want == 0) {
+            continue; /* only gave back */
+        }
+        l = rl2_zone_get(s->conf.zone, layer->key, now_us);
         l->asking_us = 0;
         if (a->granted < cost) {
             if (!p->ahead[k]) {
@@ -340,7 +390,8 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
             rl2_lease_take(l, &ns, layer, now_us);
         }
         rl2_lease_place(l, &ns, cost, now_us);
-        rl2_zone_keep_until(s->conf.zone, l, ns.expires_us + s->conf.lease_us);
+        rl2_zone_keep_until(s->conf.zone, l,
+                            ns.expires_us + RL2_LEASE_KEEP * s->conf.lease_us);
     }
 }
 

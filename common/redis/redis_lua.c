@@ -563,7 +563,8 @@
  * Take back the unused units of the last slice (a refund of what was
  * committed at its grant), then grant min(want, free, max(cost,
  * ceil(free / 4))) units, committed now; fewer than cost free is no
- * grant, and the refusal of a request of cost.  The horizon: the span's
+ * grant, and the refusal of a request of cost; want 0 only gives back.
+ * The horizon: the span's
  * end (fixed window, quota), the window's end (sliding window), -1 for
  * none (buckets).  A lease is never taken of a sliding log or a
  * concurrency limit (lease_layers() refuses them). */
@@ -571,11 +572,12 @@
     "local function grant(p, st, now, cost, want, back, back_at)\n" \
     "  local f = fam(p.algo)\n" \
     "  cost = max(cost, 1)\n" \
-    "  want = max(want, cost)\n" \
     "  if back > 0 and st.exists then\n" \
     "    f.refund(p, st, now, clamp(back_at, 0, NOW_MAX),\n" \
     "             clamp(back, 0, capacity(p)))\n" \
     "  end\n" \
+    "  if want == 0 then return 0, check(p, st, now, 0), 0 end\n" \
+    "  want = max(want, cost)\n" \
     "  local free = check(p, st, now, 0)[3]\n" \
     "  local g = min(min(want, free), max(cost, idiv(free + 3, 4)))\n" \
     "  if g < cost then return 0, check(p, st, now, cost), 0 end\n" \

@@ -581,8 +581,10 @@ lease_step(const spec_t *sp, rl2_limit_t *lim, ref_t *ref, slice_t *held,
     rl2_err_t         err;
     int64_t           cg, ch;
 
-    ask.want =
-        rnd_below(100) < 30 ? ask.cost : 1 + rnd_below(2 * lim->algo.limit);
+    /* want 0: an ask that only gives back (a second slice's units) */
+    ask.want = rnd_below(100) < 10   ? 0
+               : rnd_below(100) < 30 ? ask.cost
+                                     : 1 + rnd_below(2 * lim->algo.limit);
     if (*nheld > 0 && rnd_below(100) < 40) {
         int i = (int)rnd_below(*nheld);
 

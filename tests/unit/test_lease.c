@@ -1,0 +1,322 @@
+/*
+ * test_lease.c -- lease mode (redis/redis_lease.c) over a real
+ * redis-server, with test clocks: two "servers" (two lease tables in front
+ * of one Redis) never admit more than the limit, and every unit is always
+ * in exactly one place: admitted, held in a server's table, or free in
+ * Redis; a server that stops strands only what it holds; a request
+ * another limit refuses gives its units back; slices grow for a busy key
+ * and a key seen rarely costs one call per request; a slice is not used
+ * past its window.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "rl2_redis_test.h"
+#include "ratelimit2/store_local.h"
+#include "redis/redis_internal.h"
+#include "store/store_internal.h"
+
+#define LEASE_US  SEC
+#define LEASE_MAX 20
+
+typedef struct {
+    rl2_zone_t  *zone;
+    rl2_store_t *lease;
+    char         name[64];
+} server_t;
+
+static server_t servers[2];
+
+static void
+server_open(server_t *sv, int idx)
+{
+    rl2_lease_conf_t lc;
+    rl2_err_t        err;
+
+    snprintf(sv->name, sizeof(sv->name), "/rl2-test-lease-%d-%d", (int)getpid(),
+             idx);
+    rl2_zone_unlink(sv->name, NULL);
+    if (rl2_zone_open(sv->name, 1024, rl2_lease_state_size(), 0600, &sv->zone,
+                      &err)
+        != RL2_OK) {
+        fail_msg("zone: %s", err.msg);
+    }
+    lc.zone = sv->zone;
+    lc.redis = store;
+    lc.inner = store;
+    lc.all = 1;
+    lc.lease_us = LEASE_US;
+    lc.lease_max = LEASE_MAX;
+    if (rl2_store_lease_create(&lc, &sv->lease, &err) != RL2_OK) {
+        fail_msg("lease store: %s", err.msg);
+    }
+}
+
+static void
+server_close(server_t *sv)
+{
+    if (sv->lease != NULL) {
+        rl2_store_destroy(sv->lease);
+        rl2_zone_close(sv->zone);
+        rl2_zone_unlink(sv->name, NULL);
+        sv->lease = NULL;
+    }
+}
+
+/* One request through sv at t: 1 admitted, 0 refused. */
+static int
+ask(server_t *sv, rl2_layer_t *layer, int64_t t)
+{
+    rl2_clock_t clk = clock_at(t);
+    rl2_err_t   err;
+    rl2_layer_t l = *layer;
+
+    if (sv->lease->ops->apply(sv->lease, &l, 1, &clk, &err) != RL2_OK) {
+        fail_msg("apply: %s", err.msg);
+    }
+    assert_int_equal(l.committed != 0, !l.refused);
+    *layer = l;
+    return l.committed != 0;
+}
+
+/* What Redis has free for the layer's key at t (a peek of cost 1). */
+static int64_t
+free_in_redis(rl2_layer_t *layer, int64_t t)
+{
+    rl2_clock_t clk = clock_at(t);
+    rl2_err_t   err;
+    rl2_layer_t l = *layer;
+
+    if (store->ops->peek(store, &l, 1, &clk, &err) != RL2_OK) {
+        fail_msg("peek: %s", err.msg);
+    }
+    return l.result.allowed ? l.result.remaining + 1 : l.result.remaining;
+}
+
+static int64_t
+held(server_t *sv, const rl2_layer_t *layer, int64_t t)
+{
+    return sv->lease != NULL ? rl2_lease_held(sv->zone, layer->key, t) : 0;
+}
+
+/* The start of an hour, a minute into it: a history of under an hour
+ * stays in one fixed window. */
+static int64_t
+hour_start(void)
+{
+    return (wall_us() / HOUR + 1) * HOUR + MINUTE;
+}
+
+/* Random requests at two servers, the clock stepping 0..1.5 lease times:
+ * after every step, admitted + held by both + free in Redis is the limit,
+ * and no more than the limit is ever admitted. */
+static void
+test_every_unit_is_in_one_place(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "conserve", RL2_ALGO_FIXED_WINDOW, 300,
+                                HOUR);
+    rl2_layer_t  layer;
+    int64_t      t = hour_start();
+    int          admitted = 0;
+    uint64_t     r = 88172645463325252ull;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.1");
+    for (int step = 0; step < 900; step++) {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        admitted += ask(&servers[r % 2], &layer, t);
+        assert_true(admitted <= 300);
+        assert_int_equal(admitted + held(&servers[0], &layer, t)
+                             + held(&servers[1], &layer, t)
+                             + free_in_redis(&layer, t),
+                         300);
+        t += (int64_t)((r >> 8) % (3 * LEASE_US / 2));
+    }
+    printf("  900 requests at two servers: %d admitted of 300\n", admitted);
+    assert_int_equal(admitted, 300);
+}
+
+/* A server that stops asking strands what it holds, and only that. */
+static void
+test_a_dead_server_strands_only_its_slices(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "strand", RL2_ALGO_FIXED_WINDOW, 200,
+                                HOUR);
+    rl2_layer_t  layer;
+    int64_t      t = hour_start(), lost;
+    int          admitted = 0, i;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.2");
+    for (i = 0; i < 80; i++) {
+        admitted += ask(&servers[i % 2], &layer, t);
+        t += 1000;
+    }
+    lost = held(&servers[0], &layer, t);
+    printf("  server 0 stops holding %" PRId64 " units\n", lost);
+    assert_true(lost > 0);
+    assert_true(lost <= 2 * LEASE_MAX); /* a slice and one asked ahead */
+    server_close(&servers[0]);
+    while (ask(&servers[1], &layer, t)) {
+        admitted++;
+        t += 1000;
+    }
+    printf("  the fleet admitted %d of 200\n", admitted);
+    assert_int_equal(admitted, 200 - lost);
+    server_open(&servers[0], 0);
+}
+
+/* A busy key grows its slices (few calls); a key seen once per lease
+ * time is asked for one unit at a time. */
+static void
+test_slices_follow_the_rate(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "busy", RL2_ALGO_TOKEN_BUCKET, 1000000,
+                                HOUR);
+    rl2_layer_t  layer;
+    int64_t      t = wall_us();
+    long long    before, busy, rare;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.3");
+    before = cmd_calls(admin, "fcall");
+    for (int i = 0; i < 400; i++) {
+        assert_true(ask(&servers[0], &layer, t));
+        t += 100; /* 10,000 a second */
+    }
+    busy = cmd_calls(admin, "fcall") - before;
+    mk_layer(&layer, lim, "10.0.0.4");
+    before = cmd_calls(admin, "fcall");
+    for (int i = 0; i < 20; i++) {
+        assert_true(ask(&servers[0], &layer, t));
+        assert_true(held(&servers[0], &layer, t) <= 1);
+        t += 2 * LEASE_US;
+    }
+    rare = cmd_calls(admin, "fcall") - before;
+    printf("  400 busy requests: %lld calls; 20 rare ones: %lld\n", busy, rare);
+    assert_true(busy <= 400 / LEASE_MAX + 10);
+    assert_int_equal(rare, 20);
+}
+
+/* A request another layer refuses leaves its slice as it was. */
+static void
+test_a_refused_request_gives_its_units_back(void **state)
+{
+    rl2_limit_t *leased = limit_of(pol, "give", RL2_ALGO_FIXED_WINDOW, 100,
+                                   HOUR);
+    rl2_limit_t *exact = limit_of(pol, "gate", RL2_ALGO_FIXED_WINDOW, 3, HOUR);
+    rl2_layer_t  two[2];
+    rl2_clock_t  clk;
+    rl2_err_t    err;
+    int64_t      t = hour_start(), before;
+    int          admitted = 0;
+
+    (void)state;
+    exact->lease = RL2_LEASE_OFF;
+    mk_layer(&two[0], leased, "10.0.0.5");
+    mk_layer(&two[1], exact, "10.0.0.5");
+    for (int i = 0; i < 10; i++) {
+        rl2_layer_t l[2] = { two[0], two[1] };
+
+        before = held(&servers[0], &two[0], t) + free_in_redis(&two[0], t);
+        clk = clock_at(t);
+        if (servers[0].lease->ops->apply(servers[0].lease, l, 2, &clk, &err)
+            != RL2_OK) {
+            fail_msg("apply: %s", err.msg);
+        }
+        if (l[1].refused) {
+            /* a slice it asked for may stay, but its unit is not taken */
+            assert_false(l[0].committed);
+            assert_int_equal(held(&servers[0], &two[0], t)
+                                 + free_in_redis(&two[0], t),
+                             before);
+        }
+        else {
+            admitted++;
+        }
+        t += 1000;
+    }
+    assert_int_equal(admitted, 3);
+    assert_int_equal(held(&servers[0], &two[0], t) + free_in_redis(&two[0], t),
+                     100 - 3);
+}
+
+/* A fixed window's slice is not used in the next window. */
+static void
+test_a_slice_ends_with_its_window(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "edge", RL2_ALGO_FIXED_WINDOW, 1000,
+                                MINUTE);
+    rl2_layer_t  layer;
+    int64_t      t = (wall_us() / MINUTE + 1) * MINUTE + MINUTE - 50000;
+    long long    before;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.6");
+    for (int i = 0; i < 40; i++) {
+        assert_true(ask(&servers[0], &layer, t));
+        t += 100;
+    }
+    assert_true(held(&servers[0], &layer, t) > 0);
+    t += 50000; /* into the next minute */
+    before = cmd_calls(admin, "fcall");
+    assert_true(ask(&servers[0], &layer, t));
+    assert_int_equal(cmd_calls(admin, "fcall") - before, 1);
+    /* the new window counts only what it granted */
+    assert_int_equal(free_in_redis(&layer, t)
+                         + held(&servers[0], &layer, t) + 1,
+                     1000);
+}
+
+static int
+lease_group_setup(void **state)
+{
+    store_group_setup(state);
+    rl2_store_destroy(store);
+    store = mk_store(&srv, 1); /* the scripts on the test clocks */
+    server_open(&servers[0], 0);
+    server_open(&servers[1], 1);
+    return 0;
+}
+
+static int
+lease_group_teardown(void **state)
+{
+    server_close(&servers[0]);
+    server_close(&servers[1]);
+    return store_group_teardown(state);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_every_unit_is_in_one_place,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_dead_server_strands_only_its_slices, flushed_setup,
+            watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_slices_follow_the_rate,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_refused_request_gives_its_units_back, flushed_setup,
+            watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_slice_ends_with_its_window,
+                                        flushed_setup, watchdog_teardown),
+    };
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return cmocka_run_group_tests_name("lease mode", tests, lease_group_setup,
+                                       lease_group_teardown);
+}
