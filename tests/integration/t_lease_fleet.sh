@@ -423,9 +423,14 @@ for name in $TB; do
     one "$name"
 done
 
+# All stopped before done_testing (a sanitizer report is written at
+# exit); the two Apaches at once.
 for a in ap1 ap2; do
-    apache_stop "$T_DIR/$a"
+    kill -TERM "$(cat "$T_DIR/$a/httpd.pid")"
 done
 lighttpd_stop "$L"
 fcgi_stop fcgi
+for a in ap1 ap2; do
+    rl2_wait_gone "$T_DIR/$a/httpd.pid"
+done
 done_testing
