@@ -12,10 +12,10 @@ TARGET_LEASE_P99_US = 500
 TARGET_EXACT_RATIO = 0.60
 TARGET_REDIS_P99_US = 1000
 TARGET_CORE_NS = 100
-# The ratelimit2-fcgi line of the last run published before the daemon's
-# CPU work (docs/PERFORMANCE.md and bench/results.json of that run, 10
-# rounds): shown beside this run's figures as "before", and the target
-# is half its CPU time per request.
+# The ratelimit2-fcgi line of the published run of commit f80719f (10
+# rounds; docs/PERFORMANCE.md and bench/results.json as that run wrote
+# them, to the precision the page gave): shown beside this run's figures
+# as "before", and the line's target is half its CPU time per request.
 FCGI_BEFORE = {"commit": "f80719f", "date": "2026-11-23",
                "cpu_us_per_request": 51.0, "ratio": 0.158,
                "cpu_capacity": 0.158}
@@ -172,8 +172,7 @@ def redis_cost(cfg, runs):
         "requests": served, "calls": calls,
         "calls_per_request": calls / float(served),
         "cpu_us_per_request_median": statistics.median(
-            1e6 * x["redis_ticks"] / x["clk_tck"] / x["requests"]
-            for x in runs),
+            x["redis_cpu_ns"] / 1000.0 / x["requests"] for x in runs),
         "in_calls_us_per_request_median": statistics.median(
             float(x["redis_usec"]) / x["requests"] for x in runs),
         "counted_locally": max(0, served - calls)

@@ -3,7 +3,8 @@ Markdown lines, from the figures report_numbers.py computes."""
 import re
 
 from report_numbers import (EXACT_ALGOS, EXACT_TCP, EXACT_UNIX, FCGI_BEFORE,
-                            LEASE, REDIS_LINES, TARGET_CORE_NS, TARGET_INSTR,
+                            LEASE, REDIS_LINES, TARGET_CORE_NS,
+                            TARGET_FCGI_CPU_US, TARGET_INSTR,
                             TARGET_LOCAL_RATIO, fmt_int, fmt_signed, met)
 
 
@@ -156,9 +157,8 @@ def wrk_target(r, tg):
     if c.startswith("apache_many_"):
         return "none: how the cost grows with the clients"
     if c == "lighttpd_rl2_fcgi":
-        return "CPU <= %.1f µs: %s" % (
-            FCGI_BEFORE["cpu_us_per_request"] / 2,
-            status_of(tg, "ratelimit2-fcgi"))
+        return "CPU <= %.1f µs: %s" % (TARGET_FCGI_CPU_US,
+                                        status_of(tg, "ratelimit2-fcgi"))
     return "none: a peer, for comparison"
 
 
@@ -325,9 +325,10 @@ def sect_wrk(thr, setup, lines, tg):
         "script runs under their own names: those are part of a call), "
         "over the requests served.  Not in it: the runtime override "
         "table's version check, one `MGET` a second per server.  "
-        "**Redis CPU µs / request** is the user and system CPU time of the "
-        "Redis process (`/proc/PID/stat`, all of its work: reading, "
-        "parsing, running, answering), median over rounds; in brackets "
+        "**Redis CPU µs / request** is the CPU time of the Redis "
+        "process's threads (`/proc/PID/task/*/schedstat`, in ns: all of "
+        "its work, reading, parsing, running, answering), median over "
+        "rounds; in brackets "
         "the part spent running the calls (commandstats `usec`).  Redis' "
         "CPU time is also inside the server CPU column.",
         "",

@@ -101,15 +101,23 @@ proxy_check() {
     local name=$1 log=$T_DIR/$1.monitor mpid a n
     redis-cli -p "${RPORT[$name]}" monitor >"$log" 2>&1 &
     mpid=$!
-    for _ in $(seq 1 100); do
+    # Up to 20 s each: polls end at once on a quiet machine, and a busy
+    # one must not fail the run.
+    for _ in $(seq 1 400); do
         grep -q '^OK' "$log" && break
         sleep 0.05
     done
+    if ! grep -q '^OK' "$log"; then
+        kill "$mpid"
+        wait "$mpid" 2>/dev/null
+        echo "$name: redis-cli monitor did not start" >&2
+        return 1
+    fi
     for a in 198.18.0.1 198.18.0.2 198.18.0.1; do
         code -H "X-Forwarded-For: $a" \
             "http://127.0.0.1:${PORT[$name]}/index.html" >/dev/null
     done
-    for _ in $(seq 1 100); do
+    for _ in $(seq 1 400); do
         [ "$(grep -ciE '^[0-9.]+ \[[^]]*\] "(fcall|evalsha)"' "$log")" \
             -ge 3 ] && break
         sleep 0.05
@@ -188,48 +196,45 @@ server_pids() {
     [ -z "${RPORT[$1]:-}" ] || cat "$T_DIR/redis_$1/redis.pid"
 }
 
-# proc_ticks PID [CHILDREN] -- clock ticks of CPU (user + system) the
-# process has used so far, with its reaped children's when CHILDREN is 1.
-proc_ticks() {
-    local f
-    # the fields after "pid (comm) ": utime is the 12th
-    read -ra f <<<"$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" \
-        || { echo 0; return; }
-    [ "${#f[@]}" -gt 15 ] || { echo 0; return; }
-    if [ "${2:-0}" = 1 ]; then
-        echo $((f[11] + f[12] + f[13] + f[14]))
-    else
-        echo $((f[11] + f[12]))
-    fi
-}
-
 # cpu_ticks NAME -- clock ticks of CPU (user + system, with reaped
 # children's) those processes have used so far.  Unlike requests per
 # second, CPU time per request hardly depends on what else the machine
 # runs: it is the second, steadier view of each configuration's cost.
 cpu_ticks() {
-    local p t=0
+    local p t=0 f
     for p in $(server_pids "$1"); do
-        t=$((t + $(proc_ticks "$p" 1)))
+        # the fields after "pid (comm) ": utime is the 12th
+        read -ra f <<<"$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null)" \
+            || continue
+        [ "${#f[@]}" -gt 15 ] || continue
+        t=$((t + f[11] + f[12] + f[13] + f[14]))
     done
     echo "$t"
 }
 
-# redis_stats NAME -- "CALLS USEC TICKS" of NAME's own Redis so far: the
+# proc_cpu_ns PID -- the CPU time, in ns, the process's threads have run
+# so far (/proc/PID/task/*/schedstat; /proc/PID/stat counts in ticks of
+# 10 ms, too coarse for a Redis that lease mode leaves nearly idle).
+proc_cpu_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null \
+        | awk '{ ns += $1 } END { printf "%.0f\n", ns }'
+}
+
+# redis_stats NAME -- "CALLS USEC CPU_NS" of NAME's own Redis so far: the
 # calls of the store's Lua it answered (FCALL, or EVALSHA where functions
 # are refused; the _RO and EVAL forms too; INFO commandstats, which also
 # counts the commands a script runs, under their own names: those are
 # part of a call, not calls), the µs Redis spent running them (their
-# usec, which includes the commands they ran), and the clock ticks of
-# CPU its process used (all of its work: reading, parsing, answering).
+# usec, which includes the commands they ran), and the CPU time of its
+# process (all of its work: reading, parsing, answering).
 redis_stats() {
     local p=${RPORT[$1]}
     printf '%s %s\n' "$(redis-cli -p "$p" info commandstats | tr -d '\r' \
         | awk -F'[:=,]' '
             $1 ~ /^cmdstat_(fcall|fcall_ro|evalsha|evalsha_ro|eval|eval_ro)$/ {
                 calls += $3; usec += $5 }
-            END { printf "%d %d", calls, usec }')" \
-        "$(proc_ticks "$(cat "$T_DIR/redis_$1/redis.pid")")"
+            END { printf "%.0f %.0f", calls, usec }')" \
+        "$(proc_cpu_ns "$(cat "$T_DIR/redis_$1/redis.pid")")"
 }
 
 # run NAME ROUND SECONDS -- one wrk run; ROUND 0 is a warm-up, not kept.
@@ -262,7 +267,7 @@ run() {
     fi
     [ -z "${RPORT[$name]:-}" ] \
         || redis=(redis_calls=$((r1[0] - r0[0])) redis_usec=$((r1[1] - r0[1]))
-                  redis_ticks=$((r1[2] - r0[2])))
+                  redis_cpu_ns=$((r1[2] - r0[2])))
     raw wrk config="$name" round="$round" rps="$rps" p50_us="$p50" \
         p99_us="$p99" non2xx="${bad:-0}" socket_errors="${errs:-none}" \
         requests="${n:-0}" cpu_ticks=$((t1 - t0)) clk_tck="$CLK_TCK" \
