@@ -21,6 +21,10 @@ PCRE3=/usr/lib/x86_64-linux-gnu/libpcre.so.3
 
 source "$(dirname "${BASH_SOURCE[0]}")/raw.sh"
 
+# The lease lines' Redis options (after `RateLimit2Redis 127.0.0.1:PORT`),
+# e.g. BENCH_LEASE="lease=on lease_time=500".
+BENCH_LEASE=${BENCH_LEASE:-lease=on}
+
 # bench_redis -- a redis-server for the Redis configurations, on $RP.
 bench_redis() {
     [ -n "${RP:-}" ] && return 0
@@ -28,12 +32,56 @@ bench_redis() {
     redis_start
 }
 
+# bench_redis_own NAME -- a redis-server of the throughput configuration
+# NAME's own, in $T_DIR/redis_NAME, listening on a free port ($RP) and
+# on the unix socket $RSOCK, stopped at exit: each Redis line's calls,
+# CPU time and keys are then its own.  redis_start_at cannot open a unix
+# socket; the socket is 0777 because Apache's children (nobody) connect.
+bench_redis_own() {
+    local dir=$T_DIR/redis_$1
+    RP=$(free_port)
+    RSOCK=$dir/redis.sock
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    redis-server --port "$RP" --bind 127.0.0.1 --unixsocket "$RSOCK" \
+        --unixsocketperm 777 --save '' --appendonly no --dir "$dir" \
+        --daemonize yes --pidfile "$dir/redis.pid" \
+        --logfile "$dir/redis.log" >/dev/null
+    RL2_PIDFILES+=("$dir/redis.pid")
+    for _ in $(seq 1 100); do
+        redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG && return 0
+        sleep 0.05
+    done
+    cat "$dir/redis.log" >&2
+    return 1
+}
+
+# remoteip_conf -- Apache behind a trusted proxy on loopback: mod_remoteip
+# takes the client from the last address of X-Forwarded-For when the
+# peer is 127.0.0.1 (an internal proxy, so that any address it names is
+# believed, the benchmark range 198.18.0.0/15 of bench/many_clients.lua
+# included).  mod_ratelimit2 keys on the client mod_remoteip leaves.
+remoteip_conf() {
+    cat <<CONF
+LoadModule remoteip_module $APACHE_MODDIR/mod_remoteip.so
+RemoteIPHeader X-Forwarded-For
+RemoteIPInternalProxy 127.0.0.1
+CONF
+}
+
 # apache_bench DIR PORT MPM KIND PURPOSE -- an Apache with one limiter:
 #   bare     no limiter (mod_ratelimit2 not loaded)
 #   local    mod_ratelimit2, local zone, one per-address token bucket
 #            (server-wide, as most sites write it), the default headers
 #            (RateLimit and RateLimit-Policy)
-#   redis    the same counted in the redis-server on $RP
+#   redis    the same counted in the redis-server on $RP (exact mode:
+#            one call of the store's Lua per request)
+#   redis_unix   the same, Redis on the unix socket $RSOCK
+#   redis_lease  redis, with $BENCH_LEASE (lease mode: slices of a key's
+#            allowance taken from Redis and spent locally)
+#   many_bare    no limiter, behind a trusted proxy (remoteip_conf)
+#   many_redis   redis behind the proxy
+#   many_lease   redis_lease behind the proxy
 #   bans     local, with 10,000 bans (BENCH_BANS=N: N) in the runtime
 #            override table, none of them the client's (bans_state)
 #   qos      mod_qos, QS_ClientEventLimitCount: requests per client
@@ -46,7 +94,7 @@ apache_bench() {
         "$dir/httpd.conf"
     echo "MaxKeepAliveRequests 0" >>"$dir/httpd.conf"
     case "$kind" in
-    local | redis | bans | factors) ;;
+    local | redis | redis_* | many_redis | many_lease | bans | factors) ;;
     *) sed -i '/ratelimit2_module/d' "$dir/httpd.conf" ;;
     esac
     if [ "$kind" = bans ]; then
@@ -119,11 +167,18 @@ apache_site() {
     local kind=$1 purpose=$2 tag=$3 n
     case "$kind" in
     bare) ;;
-    local | redis)
+    many_bare) remoteip_conf ;;
+    local | redis | redis_unix | redis_lease | many_redis | many_lease)
         n=1000000000
         [ "$purpose" = quota ] && n=100
+        case "$kind" in many_*) remoteip_conf ;; esac
         echo "RateLimit2Zone $(zone_name "$tag") 100000"
-        [ "$kind" = redis ] && echo "RateLimit2Redis 127.0.0.1:$RP"
+        case "$kind" in
+        redis | many_redis) echo "RateLimit2Redis 127.0.0.1:$RP" ;;
+        redis_unix) echo "RateLimit2Redis $RSOCK" ;;
+        redis_lease | many_lease)
+            echo "RateLimit2Redis 127.0.0.1:$RP $BENCH_LEASE" ;;
+        esac
         echo "RateLimit2Limit perip $n/1h key=ip algorithm=token_bucket" ;;
     qos)
         # mod_qos refuses the request that brings the count to the limit:
@@ -220,10 +275,29 @@ http {
 CONF
 }
 
+# lighttpd_fcgi_conf DIR -- the one place the ratelimit2-fcgi line's
+# settings are written (lines of lighttpd.conf): the FastCGI entry that
+# makes the daemon the authorizer of every URL, spawned by lighttpd on a
+# unix socket in DIR (as tests/integration/t_fcgi_lighttpd.sh does;
+# otherwise as conf/fcgi/lighttpd-ratelimit2.conf), with the daemon's
+# command line; lighttpd settings that bear on the round trip belong
+# here too.  bench/throughput.sh records these lines, the page quotes them.
+lighttpd_fcgi_conf() {
+    local dir=$1
+    cat <<CONF
+fastcgi.server = ( "/" => ((
+    "socket" => "$dir/rl2.sock",
+    "bin-path" => "$FCGI_BIN -c $dir/policy.conf -z $(zone_name lt)",
+    "max-procs" => 1,
+    "mode" => "authorizer",
+    "check-local" => "disable"
+)) )
+CONF
+}
+
 # lighttpd_bench DIR PORT KIND -- lighttpd bare, or with ratelimit2-fcgi
-# as its FastCGI authorizer (spawned by lighttpd, as in
-# tests/integration/t_fcgi_lighttpd.sh; conf/fcgi/lighttpd-ratelimit2.conf)
-# enforcing one per-address token bucket that never trips.
+# as its FastCGI authorizer (lighttpd_fcgi_conf) enforcing one
+# per-address token bucket that never trips.
 lighttpd_bench() {
     local dir=$1 port=$2 kind=$3 fcgi=""
     mkdir -p "$dir/htdocs"
@@ -237,13 +311,7 @@ default = {
                  algorithm = "token_bucket"; } );
 };
 POLICY
-        fcgi="fastcgi.server = ( \"/\" => ((
-    \"socket\" => \"$dir/rl2.sock\",
-    \"bin-path\" => \"$FCGI_BIN -c $dir/policy.conf -z $(zone_name lt)\",
-    \"max-procs\" => 1,
-    \"mode\" => \"authorizer\",
-    \"check-local\" => \"disable\"
-)) )"
+        fcgi=$(lighttpd_fcgi_conf "$dir")
     fi
     cat >"$dir/lighttpd.conf" <<CONF
 server.port = $port

@@ -13,8 +13,8 @@ import json
 import re
 import sys
 
-from report_numbers import (core, exactness, instructions, load, redis_mem,
-                            targets, throughput)
+from report_numbers import (FCGI_BEFORE, core, exactness, instructions, load,
+                            redis_mem, targets, throughput)
 from report_page import (header, how_to_read, sect_core, sect_exact,
                          sect_instr, sect_peers, sect_redis, sect_repro,
                          sect_targets, sect_wrk)
@@ -58,16 +58,19 @@ def main(raw, doc, out_json, keep_from=None):
     rules, keys, clock = core(recs)
     mem = redis_mem(recs)
     tg = targets(instr, thr, exact, rules, keys)
-    redis_calls = recs["wrk_redis"][0]["script_calls"]
+    lines = dict(recs["wrk_lines"][0])
+    lines["skipped"] = [r["config"] for r in recs.get("wrk_skipped", [])]
+    fcgi = recs["wrk_fcgi"][0]["conf"].strip() if "wrk_fcgi" in recs else \
+        "(the line was left out of this run)"
 
     kept = kept_sections(keep_from or doc)
     load_end = recs["load_end"][0]["loadavg"]
     blocks = [header(m, recs["timing"], quick, load_end),
               how_to_read(setup),
               sect_targets(tg), sect_instr(instr),
-              sect_wrk(thr, setup, redis_calls, tg), sect_exact(exact),
+              sect_wrk(thr, setup, lines, tg), sect_exact(exact),
               sect_core(rules, keys, clock, quick), sect_redis(mem),
-              sect_peers(),
+              sect_peers(fcgi, lines["lease"]),
               sect_repro()]
     text = "\n\n".join("\n".join(b) for b in blocks)
     text += "\n\n" + "\n\n".join(kept) + "\n"
@@ -79,8 +82,10 @@ def main(raw, doc, out_json, keep_from=None):
         "loadavg_end": load_end,
         "timing_s": {t["part"]: t["seconds"] for t in recs["timing"]},
         "targets": tg, "instructions": instr,
-        "throughput": {"setup": setup, "redis_script_calls": redis_calls,
-                       "configs": thr},
+        "throughput": {"setup": setup, "clients": lines["clients"],
+                       "lease_options": lines["lease"],
+                       "skipped": lines["skipped"], "fcgi_conf": fcgi,
+                       "fcgi_before": FCGI_BEFORE, "configs": thr},
         "exactness": exact,
         "core": {"rules": rules, "keys": keys, "clock_ns": clock},
         "redis_bytes_per_key": mem,

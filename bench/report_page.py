@@ -2,21 +2,23 @@
 Markdown lines, from the figures report_numbers.py computes."""
 import re
 
-from report_numbers import (EXACT_ALGOS, TARGET_CORE_NS, TARGET_INSTR,
-                            TARGET_LOCAL_RATIO, TARGET_REDIS_P99_US,
-                            TARGET_REDIS_RATIO, fmt_int, fmt_signed, met)
+from report_numbers import (EXACT_ALGOS, EXACT_TCP, EXACT_UNIX, FCGI_BEFORE,
+                            LEASE, REDIS_LINES, TARGET_CORE_NS,
+                            TARGET_FCGI_CPU_US, TARGET_INSTR,
+                            TARGET_LOCAL_RATIO, fmt_int, fmt_signed, met)
 
 
 def table(header, rows):
     """A Markdown table; columns whose every cell is a number (or a
-    "reference" placeholder) are right-aligned.  No cell may be empty."""
+    "reference" or "—" placeholder) are right-aligned.  No cell may be
+    empty."""
     rows = [[str(c) for c in r] for r in rows]
     for r in rows:
         assert all(c.strip() for c in r), "empty cell in %r" % (r,)
 
     def numeric(c):
         return re.match(r"^[-+]?[0-9][0-9,.]*(x|%| µs)?( \(.*\))?$", c) \
-            or c == "reference"
+            or c in ("reference", "—")
     aligns = ["---:" if all(numeric(r[i]) for r in rows) else "---"
               for i in range(len(header))]
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
@@ -70,7 +72,7 @@ def how_to_read(setup):
         "same kind (Apache, nginx, lighttpd), never as a lone absolute "
         "figure: the absolute requests per second stand beside the ratio "
         "only to show the scale, and depend on this machine and what else "
-        "ran on it.  The runs are interleaved: each of %d rounds runs "
+        "ran on it.  The runs are interleaved: each of %d rounds%s runs "
         "every configuration once, in the same order, for %d s each, and a "
         "last round runs the bare servers again; each run is compared with "
         "the mean of its bare server's runs just before and just after it "
@@ -78,11 +80,15 @@ def how_to_read(setup):
         "ratios over rounds, and their range.  "
         "Interleaving is what makes the ratios meaningful on a shared, "
         "noisy machine: a slow minute slows both sides of a ratio." % (
-            setup["rounds"], setup["duration_s"]),
+            setup["rounds"],
+            " (10 until the lease, unix-socket and many-clients lines were "
+            "added; 8 keep the whole run near 14 minutes)"
+            if setup["rounds"] == 8 else "", setup["duration_s"]),
         "- **Capacity by CPU time** is the steadier view of the same runs: "
         "the CPU time (user and system) the server's processes used per "
-        "request (with Redis for the Redis line, the FastCGI daemon for "
-        "lighttpd's), from `/proc/PID/stat` around each run; the bare "
+        "request (with its own Redis for each Redis line, the FastCGI "
+        "daemon for lighttpd's), from `/proc/PID/stat` around each run; "
+        "the bare "
         "server's CPU time per request divided by the configuration's is "
         "the throughput it would reach, relative to bare, on a CPU of its "
         "own.  It hardly depends on how much CPU other work left the "
@@ -126,20 +132,64 @@ def instr_target(r):
     return "none: a peer, for comparison"
 
 
-def wrk_target(r, p99_status):
+def status_of(tg, target):
+    """The status of the target whose text starts with TARGET."""
+    return [target_status(t) for t in tg if t["target"].startswith(target)][0]
+
+
+def wrk_target(r, tg):
     c = r["config"]
     if c == r["reference"]:
         return "reference"
     if c == "apache_local":
         return ">= %.2fx: %s" % (TARGET_LOCAL_RATIO,
                                  met(r["ratio_median"] >= TARGET_LOCAL_RATIO))
-    if c == "apache_redis":
-        return ">= %.2fx: %s; p99 added < 1 ms: %s" % (
-            TARGET_REDIS_RATIO, met(r["ratio_median"] >= TARGET_REDIS_RATIO),
-            p99_status)
+    who = {"apache_redis_lease": LEASE, "apache_redis": EXACT_TCP,
+           "apache_redis_unix": EXACT_UNIX}.get(c)
+    if who:
+        # the targets' own words, without the line's name (the row says
+        # it) and the notes (the targets table has them)
+        t = [x for x in tg if x["target"].startswith(who + ":")]
+        return "; ".join("%s: %s" % (
+            x["target"].split(": ", 1)[1].replace(" bare Apache", ""),
+            "not measurable" if x["met"] is None else met(x["met"]))
+            for x in t)
+    if c.startswith("apache_many_"):
+        return "none: how the cost grows with the clients"
     if c == "lighttpd_rl2_fcgi":
-        return "none set for the FastCGI authorizer"
+        return "CPU <= %.1f µs: %s" % (TARGET_FCGI_CPU_US,
+                                        status_of(tg, "ratelimit2-fcgi"))
     return "none: a peer, for comparison"
+
+
+def redis_cells(r):
+    """The Redis columns of a row: calls of the store's Lua per request,
+    and the Redis process's CPU µs per request (in the calls)."""
+    rc = r.get("redis")
+    if rc is None:
+        return ["—", "—"]
+    return ["%.3f" % rc["calls_per_request"],
+            "%.1f (%.1f in calls)" % (rc["cpu_us_per_request_median"],
+                                      rc["in_calls_us_per_request_median"])]
+
+
+def redis_sentence(r):
+    """What a Redis line's own Redis answered, in words."""
+    rc = r["redis"]
+    s = "- %s: %s calls for %s requests served" % (
+        REDIS_LINES[r["config"]], fmt_int(rc["calls"]),
+        fmt_int(rc["requests"]))
+    if rc["counted_locally"] is None and rc["calls"] == 0:
+        return s + " (no call in the measured rounds)."
+    if rc["counted_locally"] is None:
+        return s + " (%.1f requests per call)." % (
+            rc["requests"] / float(rc["calls"]))
+    if rc["counted_locally"] == 0:
+        return s + ": calls cover every request (no sign of the local " \
+            "failover)."
+    return s + ": **at least %s requests were counted by the local " \
+        "failover**, not by Redis (a timeout or a lost connection)." % \
+        fmt_int(rc["counted_locally"])
 
 
 def sect_instr(instr):
@@ -173,39 +223,53 @@ def sect_instr(instr):
     ]
 
 
-def sect_wrk(thr, setup, redis_calls, tg):
-    p99 = [target_status(t) for t in tg if "p99" in t["target"]][0]
-    rows = []
-    for r in thr:
-        ref = r["config"] == r["reference"]
-        if ref:
-            ratio = "reference (its runs vary %.3f–%.3f against their " \
-                "neighbours)" % (r["ratio_min"], r["ratio_max"])
-        else:
-            ratio = "%.3fx (%.3f–%.3f)" % (r["ratio_median"], r["ratio_min"],
-                                           r["ratio_max"])
-        if ref:
-            cap = "reference (runs vary %.3f–%.3f)" % (
-                r["cpu_capacity_min"], r["cpu_capacity_max"])
-        else:
-            cap = "%.3fx (%.3f–%.3f)" % (r["cpu_capacity_median"],
-                                         r["cpu_capacity_min"],
-                                         r["cpu_capacity_max"])
-        d50 = "reference" if ref else fmt_signed(r["added_p50_us_median"])
-        d99 = "reference" if ref else fmt_signed(r["added_p99_us_median"])
-        limiter = r["limiter"]
-        if r["non2xx"]:
-            limiter += " — tripped: %s of %s answers were refusals (its " \
-                "highest limit, 32,767 a second, is within reach of one " \
-                "client of this server); the figures include them" % (
-                    fmt_int(r["non2xx"]),
-                    fmt_int(sum(x["requests"] for x in r["rounds"])))
-        rows.append((r["server"], limiter, ratio,
-                     fmt_int(r["rps_median"]), cap,
-                     "%.1f" % r["cpu_us_per_request_median"], d50, d99,
-                     wrk_target(r, p99)))
-    redis = [r for r in thr if r["config"] == "apache_redis"][0]
-    served = sum(x["requests"] for x in redis["rounds"])
+def wrk_row(r, tg):
+    ref = r["config"] == r["reference"]
+    before = r["config"] == "lighttpd_rl2_fcgi"
+    if ref:
+        ratio = "reference (its runs vary %.3f–%.3f against their " \
+            "neighbours)" % (r["ratio_min"], r["ratio_max"])
+        cap = "reference (runs vary %.3f–%.3f)" % (
+            r["cpu_capacity_min"], r["cpu_capacity_max"])
+    else:
+        ratio = "%.3fx (%.3f–%.3f)" % (r["ratio_median"], r["ratio_min"],
+                                       r["ratio_max"])
+        cap = "%.3fx (%.3f–%.3f)" % (r["cpu_capacity_median"],
+                                     r["cpu_capacity_min"],
+                                     r["cpu_capacity_max"])
+    cpu = "%.1f" % r["cpu_us_per_request_median"]
+    if before:
+        ratio += "; before: %.3fx" % FCGI_BEFORE["ratio"]
+        cap += "; before: %.3fx" % FCGI_BEFORE["cpu_capacity"]
+        cpu += " (before: %.1f)" % FCGI_BEFORE["cpu_us_per_request"]
+    d50 = "reference" if ref else fmt_signed(r["added_p50_us_median"])
+    d99 = "reference" if ref else fmt_signed(r["added_p99_us_median"])
+    limiter = r["limiter"]
+    if r["non2xx"]:
+        limiter += " — tripped: %s of %s answers were refusals (its " \
+            "highest limit, 32,767 a second, is within reach of one " \
+            "client of this server); the figures include them" % (
+                fmt_int(r["non2xx"]),
+                fmt_int(sum(x["requests"] for x in r["rounds"])))
+    return [r["server"], limiter, ratio, fmt_int(r["rps_median"]), cap,
+            cpu] + redis_cells(r) + [d50, d99, wrk_target(r, tg)]
+
+
+def many_lease_note(thr):
+    """What leases did for many clients, from this run's calls."""
+    by = {r["config"]: r.get("redis") for r in thr}
+    note = "In lease mode each key is seen so rarely that a slice is not " \
+        "expected to grow past one unit: leases should save few calls there"
+    lease, exact = by.get("apache_many_lease"), by.get("apache_many_redis")
+    if lease is None or exact is None:
+        return note + "."
+    return note + "; lease mode made %.3f calls per request here, exact " \
+        "mode %.3f." % (lease["calls_per_request"],
+                        exact["calls_per_request"])
+
+
+def sect_wrk(thr, setup, lines, tg):
+    rows = [wrk_row(r, tg) for r in thr]
     if setup["pinned"]:
         pin = ("The servers (with Redis and the FastCGI daemon) run on CPU "
                "%s and wrk alone on CPU %s (`taskset`), so the load "
@@ -218,7 +282,7 @@ def sect_wrk(thr, setup, redis_calls, tg):
     else:
         pin = ("Nothing is pinned (one CPU, or BENCH_PIN=0): servers, Redis "
                "and wrk share the machine's CPUs.")
-    return [
+    out = [
         "## Throughput and latency (wrk)", "",
         "`wrk -t1 -c%d -d%ds --latency` against the same static file "
         "(`/index.html`, 3 bytes) on every server, connections kept alive "
@@ -230,17 +294,69 @@ def sect_wrk(thr, setup, redis_calls, tg):
         "refusals, if any, are shown in its row.  %s"
         % (setup["connections"], setup["duration_s"], setup["rounds"], pin),
         "",
+        "The Redis lines (mod_ratelimit2 with `RateLimit2Redis`) each count "
+        "in a redis-server of their own, so that its calls, CPU time and "
+        "keys are the line's: *exact mode* (every request one call of the "
+        "store's Lua, `FCALL`) over loopback TCP, and over a unix socket "
+        "(`RateLimit2Redis /path/redis.sock`, the documented fast path); "
+        "*lease mode* (`RateLimit2Redis 127.0.0.1:PORT %s`: the server "
+        "takes slices of a key's allowance from Redis and admits from them "
+        "locally), from one hot client, wrk on 127.0.0.1."
+        % lines["lease"],
+        "",
+        "The *many-clients* lines put Apache behind a trusted proxy on "
+        "loopback (mod_remoteip: `RemoteIPHeader X-Forwarded-For`, "
+        "`RemoteIPInternalProxy 127.0.0.1`), and wrk (`bench/"
+        "many_clients.lua`) sends each request in the name of one of %s "
+        "clients (198.18.0.1, 198.18.0.2, ...: the benchmark range) in "
+        "`X-Forwarded-For`, taking them in turn: each client is seen once "
+        "every %s requests and never nears its limit.  They are compared "
+        "with a bare Apache set up the same way (mod_remoteip, the same "
+        "script), so the ratio is the limiter's alone.  Before the rounds "
+        "the benchmark checks that two clients named by the proxy reach "
+        "Redis under two keys.  %s" % (
+            fmt_int(lines["clients"]), fmt_int(lines["clients"]),
+            many_lease_note(thr)),
+        "",
+        "**Redis calls / request** is the calls of the store's Lua "
+        "(`FCALL`, `EVALSHA`, their `_RO` forms and `EVAL`) that the line's "
+        "Redis answered during the measured rounds (the `INFO "
+        "commandstats` delta around each run, which counts the commands a "
+        "script runs under their own names: those are part of a call), "
+        "over the requests served.  Not in it: the runtime override "
+        "table's version check, one `MGET` a second per server.  "
+        "**Redis CPU µs / request** is the CPU time of the Redis "
+        "process's threads (`/proc/PID/task/*/schedstat`, in ns: all of "
+        "its work, reading, parsing, running, answering), median over "
+        "rounds; in brackets "
+        "the part spent running the calls (commandstats `usec`).  Redis' "
+        "CPU time is also inside the server CPU column.",
+        "",
         table(["server", "limiter", "throughput vs bare (median, range)",
                "req/s (median)", "capacity vs bare by CPU time (median, "
                "range)", "server CPU µs / request (median)",
+               "Redis calls / request", "Redis CPU µs / request (median)",
                "added p50 (µs)", "added p99 (µs)", "target"], rows),
         "",
-        "Redis answered %s calls of the store's Lua (`FCALL`, or `EVALSHA` "
-        "where functions are refused) during the measured rounds, "
-        "for %s requests served by the Redis configuration: every "
-        "request was counted in Redis, none by the local failover."
-        % (fmt_int(redis_calls), fmt_int(served)),
+        "\"before\" (the ratelimit2-fcgi line) is that line's figure in "
+        "an earlier run, not this one: the published run of commit %s on "
+        "%s (%.1f µs of server CPU time per request, %.3fx bare lighttpd), "
+        "from which the line's target (half that CPU time) is set."
+        % (FCGI_BEFORE["commit"], FCGI_BEFORE["date"],
+           FCGI_BEFORE["cpu_us_per_request"], FCGI_BEFORE["ratio"]),
+        "",
+        "What each line's Redis answered in the measured rounds (wrk "
+        "counts the requests answered; the up to %d in flight when a run "
+        "stops were counted by Redis too, hence a few more calls than "
+        "requests in exact mode):" % setup["connections"],
+        "",
     ]
+    out += [redis_sentence(r) for r in thr if "redis" in r]
+    if lines.get("skipped"):
+        out += ["", "**Left out of this BENCH_QUICK run** (the server did "
+                "not start; a full run fails instead): %s." % ", ".join(
+                    "`%s`" % c for c in lines["skipped"])]
+    return out
 
 
 def sect_exact(exact):
@@ -366,7 +482,7 @@ def sect_redis(mem):
     ]
 
 
-def sect_peers():
+def sect_peers(fcgi, lease):
     return [
         "## The peers' settings", "",
         "Every configuration is written by `bench/lib.sh`; the limit is per "
@@ -395,31 +511,37 @@ def sect_peers():
         "requests per second with burst 1,000; exactness at 1 request a "
         "minute with burst 99 (the first request and 99 of burst pass at "
         "once; the next is due a minute later, after the run).",
-        "- **ratelimit2-fcgi behind lighttpd**: spawned by lighttpd "
-        "(`bin-path`, `max-procs` 1, 8 threads), `\"mode\" => "
-        "\"authorizer\"` on every URL, as in "
-        "`conf/fcgi/lighttpd-ratelimit2.conf`; one per-address token bucket "
-        "that never trips, local zone.  Every request costs lighttpd a "
-        "FastCGI round trip to the daemon before the file is served.",
+        "- **ratelimit2-fcgi behind lighttpd**: lighttpd's authorizer on "
+        "every URL, as in `conf/fcgi/lighttpd-ratelimit2.conf` but spawned "
+        "by lighttpd on a unix socket; one per-address token bucket that "
+        "never trips, local zone.  Every request costs lighttpd a FastCGI "
+        "round trip to the daemon before the file is served.  Its lines "
+        "of lighttpd.conf in this run (`lighttpd_fcgi_conf` in "
+        "`bench/lib.sh`, the one place to change them): `%s`." % fcgi,
         "- **mod_ratelimit2**: `RateLimit2Limit perip 1000000000/1h key=ip "
         "algorithm=token_bucket` server-wide, a zone of 100,000 entries, "
         "the default headers on (`RateLimit` and `RateLimit-Policy`; the "
         "legacy `X-RateLimit-*` are opt-in); with `RateLimit2Redis "
-        "127.0.0.1:PORT` for the Redis lines.",
+        "127.0.0.1:PORT` (`/path/redis.sock` over the unix socket) for "
+        "the Redis lines, `RateLimit2Redis 127.0.0.1:PORT %s` for lease "
+        "mode; behind the proxy the same lines and mod_remoteip." % lease,
     ]
 
 
 def sect_repro():
     return [
         "## Reproducing a part", "",
-        "- `make bench` runs everything (about 12 minutes here) and rewrites "
+        "- `make bench` runs everything (about 14 minutes here) and rewrites "
         "this page and `bench/results.json`; `BENCH_QUICK=1 make bench` "
         "runs 3 short rounds and fewer decisions and writes "
-        "`build/bench/PERFORMANCE.md` instead, for trying it out.",
+        "`build/bench/PERFORMANCE.md` instead, for trying it out.  A line "
+        "whose server does not start is left out of a BENCH_QUICK run "
+        "(said on its page); a full run fails instead.",
         "- `BENCH_ONLY=\"callgrind exact\" make bench` runs some sections "
         "(`callgrind exact redis_mem core throughput`) and leaves their raw "
         "records in `build/bench/raw.jsonl` without a report.",
         "- `bench/callgrind.sh MODE` prints one instruction count; "
         "`BENCH_ROUNDS`, `BENCH_DURATION`, `BENCH_CONNS` and `BENCH_PIN=0` "
-        "change the wrk runs.",
+        "change the wrk runs, `BENCH_CLIENTS` the many-clients lines' "
+        "clients and `BENCH_LEASE` the lease lines' Redis options.",
     ]

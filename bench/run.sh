@@ -6,11 +6,13 @@
 #   2. exactness of a quota of 100 (bench/exact.sh)
 #   3. Redis bytes per key (bench/redis_mem.sh)
 #   4. the core's cost as rules and keys grow (bench/core.sh)
-#   5. throughput and latency, interleaved rounds (bench/throughput.sh)
+#   5. throughput and latency, interleaved rounds (bench/throughput.sh;
+#      with the Redis lines' calls and CPU time per request)
 #
-# Raw records go to $BUILD/bench/raw.jsonl.  A full run (about 12 min)
+# Raw records go to $BUILD/bench/raw.jsonl.  A full run (about 14 min)
 # rewrites docs/PERFORMANCE.md and bench/results.json.  BENCH_QUICK=1 (3
-# rounds of 2 s, a tenth of the core's decisions; about 4 min) writes
+# rounds of 2 s, a tenth of the core's decisions; about 5 min; a
+# throughput line whose server does not start is left out) writes
 # $BUILD/bench/PERFORMANCE.md and results.json instead, so trying the
 # benchmark out never replaces the published figures.  BENCH_ONLY="core
 # exact" runs the sections named and writes no report.
