@@ -1,6 +1,8 @@
 /*
  * backend.c -- assembles the store stack of backend.h: local zone, local
- * store, and (with Redis) Redis store + circuit + alerts + failover store.
+ * store, and (with Redis) Redis store + circuit + alerts + lease table and
+ * lease store + failover store (over the lease store, which is in front
+ * of Redis).
  * Owns the order in which they are built and torn down.
  */
 #include <stdio.h>
