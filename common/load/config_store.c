@@ -59,6 +59,13 @@ rl2_cfg_range(const rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
     return RL2_OK;
 }
 
+/* The store options that are on or off. */
+static int
+rl2_cfg_switch(const char *key)
+{
+    return key != NULL && strcmp(key, "lease") == 0;
+}
+
 /* A scalar setting as the text a directive or option would give. */
 static rl2_status_t
 rl2_cfg_text(const rl2_cfg_t *cfg, const config_setting_t *s, char *text,
@@ -73,8 +80,14 @@ rl2_cfg_text(const rl2_cfg_t *cfg, const config_setting_t *s, char *text,
         snprintf(text, size, "%lld", (long long)config_setting_get_int64(s));
         return RL2_OK;
     case CONFIG_TYPE_BOOL:
-        snprintf(text, size, "%s", config_setting_get_bool(s) ? "on" : "off");
-        return RL2_OK;
+        /* Only a switch takes true or false: "on" would be an odd
+         * number to be told about. */
+        if (rl2_cfg_switch(config_setting_name(s))) {
+            snprintf(text, size, "%s",
+                     config_setting_get_bool(s) ? "on" : "off");
+            return RL2_OK;
+        }
+        break;
     case CONFIG_TYPE_STRING:
         if (strlen(config_setting_get_string(s)) < size) {
             snprintf(text, size, "%s", config_setting_get_string(s));
