@@ -122,12 +122,12 @@ hour_start(void)
 static void
 test_every_unit_is_in_one_place(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "conserve", RL2_ALGO_FIXED_WINDOW, 300,
-                                HOUR);
-    rl2_layer_t  layer;
-    int64_t      t = hour_start();
-    int          admitted = 0;
-    uint64_t     r = 88172645463325252ull;
+    rl2_limit_t *lim =
+        limit_of(pol, "conserve", RL2_ALGO_FIXED_WINDOW, 300, HOUR);
+    rl2_layer_t layer;
+    int64_t     t = hour_start();
+    int         admitted = 0;
+    uint64_t    r = 88172645463325252ull;
 
     (void)state;
     mk_layer(&layer, lim, "10.0.0.1");
@@ -151,11 +151,11 @@ test_every_unit_is_in_one_place(void **state)
 static void
 test_a_dead_server_strands_only_its_slices(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "strand", RL2_ALGO_FIXED_WINDOW, 200,
-                                HOUR);
-    rl2_layer_t  layer;
-    int64_t      t = hour_start(), lost;
-    int          admitted = 0, i;
+    rl2_limit_t *lim =
+        limit_of(pol, "strand", RL2_ALGO_FIXED_WINDOW, 200, HOUR);
+    rl2_layer_t layer;
+    int64_t     t = hour_start(), lost;
+    int         admitted = 0, i;
 
     (void)state;
     mk_layer(&layer, lim, "10.0.0.2");
@@ -182,11 +182,11 @@ test_a_dead_server_strands_only_its_slices(void **state)
 static void
 test_slices_follow_the_rate(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "busy", RL2_ALGO_TOKEN_BUCKET, 1000000,
-                                HOUR);
-    rl2_layer_t  layer;
-    int64_t      t = wall_us();
-    long long    before, busy, rare;
+    rl2_limit_t *lim =
+        limit_of(pol, "busy", RL2_ALGO_TOKEN_BUCKET, 1000000, HOUR);
+    rl2_layer_t layer;
+    int64_t     t = wall_us();
+    long long   before, busy, rare;
 
     (void)state;
     mk_layer(&layer, lim, "10.0.0.3");
@@ -213,8 +213,8 @@ test_slices_follow_the_rate(void **state)
 static void
 test_a_refused_request_gives_its_units_back(void **state)
 {
-    rl2_limit_t *leased = limit_of(pol, "give", RL2_ALGO_FIXED_WINDOW, 100,
-                                   HOUR);
+    rl2_limit_t *leased =
+        limit_of(pol, "give", RL2_ALGO_FIXED_WINDOW, 100, HOUR);
     rl2_limit_t *exact = limit_of(pol, "gate", RL2_ALGO_FIXED_WINDOW, 3, HOUR);
     rl2_layer_t  two[2];
     rl2_clock_t  clk;
@@ -256,11 +256,11 @@ test_a_refused_request_gives_its_units_back(void **state)
 static void
 test_a_slice_ends_with_its_window(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "edge", RL2_ALGO_FIXED_WINDOW, 1000,
-                                MINUTE);
-    rl2_layer_t  layer;
-    int64_t      t = (wall_us() / MINUTE + 1) * MINUTE + MINUTE - 50000;
-    long long    before;
+    rl2_limit_t *lim =
+        limit_of(pol, "edge", RL2_ALGO_FIXED_WINDOW, 1000, MINUTE);
+    rl2_layer_t layer;
+    int64_t     t = (wall_us() / MINUTE + 1) * MINUTE + MINUTE - 50000;
+    long long   before;
 
     (void)state;
     mk_layer(&layer, lim, "10.0.0.6");
@@ -274,9 +274,8 @@ test_a_slice_ends_with_its_window(void **state)
     assert_true(ask(&servers[0], &layer, t));
     assert_int_equal(cmd_calls(admin, "fcall") - before, 1);
     /* the new window counts only what it granted */
-    assert_int_equal(free_in_redis(&layer, t)
-                         + held(&servers[0], &layer, t) + 1,
-                     1000);
+    assert_int_equal(
+        free_in_redis(&layer, t) + held(&servers[0], &layer, t) + 1, 1000);
 }
 
 static int
