@@ -23,10 +23,16 @@
 #include "backend/backend_internal.h"
 #include "load_internal.h"
 
-static const char *const rl2_redis_keys[] = {
-    "server",          "db",      "user",          "password",
-    "connect_timeout", "timeout", "overrides_key", NULL
-};
+static const char *const rl2_redis_keys[] = { "server",
+                                              "db",
+                                              "user",
+                                              "password",
+                                              "connect_timeout",
+                                              "timeout",
+                                              "overrides_key",
+                                              "overlimit",
+                                              "overlimit_entries",
+                                              NULL };
 static const char *const rl2_failover_keys[] = { "mode", "share", "probe",
                                                  "failures", NULL };
 static const char *const rl2_alerts_keys[] = { "enabled",  "socket",   "ident",
