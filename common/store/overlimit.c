@@ -39,14 +39,14 @@
 #include "store/store_internal.h"
 
 typedef struct {
-    rl2_store_t             base;
-    rl2_store_t            *inner;
-    rl2_zone_t             *zone;
+    rl2_store_t  base;
+    rl2_store_t *inner;
+    rl2_zone_t  *zone;
     /* NULL: always 0.  Atomic: a front end may give it while requests
      * run (ratelimit2-fcgi, a reload that opens the table first). */
     _Atomic(const _Atomic uint64_t *) generation;
-    rl2_overlimit_hit_fn    hit;        /* NULL: not counted */
-    void                   *hit_ctx;
+    rl2_overlimit_hit_fn              hit; /* NULL: not counted */
+    void                             *hit_ctx;
 } rl2_overlimit_t;
 
 _Static_assert(sizeof(rl2_overlimit_entry_t) % 8 == 0,
@@ -75,12 +75,9 @@ rl2_digest_t
 rl2_overlimit_params(const rl2_limit_t *limit)
 {
     /* Field by field: the struct's padding is not to be hashed. */
-    int64_t p[6] = { (int64_t)limit->algo.algo,
-                     limit->algo.limit,
-                     limit->algo.window_us,
-                     limit->algo.burst,
-                     (int64_t)limit->algo.period,
-                     limit->overflow.limit };
+    int64_t p[6] = { (int64_t)limit->algo.algo,   limit->algo.limit,
+                     limit->algo.window_us,       limit->algo.burst,
+                     (int64_t)limit->algo.period, limit->overflow.limit };
 
     return rl2_digest(p, sizeof(p));
 }
@@ -92,9 +89,8 @@ static const rl2_overlimit_entry_t *
 rl2_overlimit_find(rl2_overlimit_t *o, const rl2_layer_t *l, uint64_t gen,
                    int64_t now_us)
 {
-    const rl2_overlimit_entry_t *e =
-        rl2_zone_peek(o->zone, l->key, now_us);
-    rl2_digest_t p;
+    const rl2_overlimit_entry_t *e = rl2_zone_peek(o->zone, l->key, now_us);
+    rl2_digest_t                 p;
 
     if (e == NULL) {
         return NULL;
@@ -104,8 +100,8 @@ rl2_overlimit_find(rl2_overlimit_t *o, const rl2_layer_t *l, uint64_t gen,
         return NULL;
     }
     p = rl2_overlimit_params(l->limit);
-    if (e->until_us <= now_us || e->cost > l->limit->cost || e->params.hi != p.hi
-        || e->params.lo != p.lo) {
+    if (e->until_us <= now_us || e->cost > l->limit->cost
+        || e->params.hi != p.hi || e->params.lo != p.lo) {
         return NULL;
     }
     return e;

@@ -46,14 +46,14 @@ typedef struct {
 } counting_t;
 
 static struct {
-    char                   zone_name[64], cache_name[64];
-    rl2_policy_t          *policy;
-    rl2_zone_t            *zone, *cache;
-    counting_t             inner;
-    rl2_store_t           *store; /* the cache under test */
-    _Atomic uint64_t       generation;
-    int                    hits;
-    int64_t                now_us;
+    char             zone_name[64], cache_name[64];
+    rl2_policy_t    *policy;
+    rl2_zone_t      *zone, *cache;
+    counting_t       inner;
+    rl2_store_t     *store; /* the cache under test */
+    _Atomic uint64_t generation;
+    int              hits;
+    int64_t          now_us;
 } fx;
 
 static rl2_status_t
@@ -135,9 +135,9 @@ setup(void **state)
     fx.inner.base.ops = &counting_ops;
     assert_int_equal(rl2_store_local_create(fx.zone, &fx.inner.local, NULL),
                      RL2_OK);
-    assert_int_equal(rl2_store_overlimit_create(&fx.inner.base, fx.cache,
-                                                &fx.store, NULL),
-                     RL2_OK);
+    assert_int_equal(
+        rl2_store_overlimit_create(&fx.inner.base, fx.cache, &fx.store, NULL),
+        RL2_OK);
     rl2_overlimit_watch(fx.store, &fx.generation);
     rl2_overlimit_on_hit(fx.store, count_hit, &fx.hits);
     return 0;
@@ -357,7 +357,8 @@ test_dry_run_concurrency_and_overflow_layers_are_never_cached(void **state)
     assert_int_equal(fx.hits, 0);
 }
 
-/* ---- invalidation --------------------------------------------------------- */
+/* ---- invalidation ---------------------------------------------------------
+ */
 
 static void
 test_a_new_generation_drops_the_entry(void **state)
@@ -398,8 +399,7 @@ test_reset_forgets_the_key_and_resets_inner(void **state)
     use_up(&lim, "keep");
     make_layer(&l, &lim, "r");
     now = (rl2_clock_t){ fx.now_us, WALL_US };
-    assert_int_equal(fx.store->ops->reset(fx.store, &l, 1, &now, NULL),
-                     RL2_OK);
+    assert_int_equal(fx.store->ops->reset(fx.store, &l, 1, &now, NULL), RL2_OK);
     assert_int_equal(fx.inner.resets, 1);
     applies = fx.inner.applies;
     assert_true(one(&lim, "r")); /* at once, no wait */
@@ -414,7 +414,8 @@ test_reset_forgets_the_key_and_resets_inner(void **state)
     assert_int_equal(fx.inner.applies, applies + 2);
 }
 
-/* ---- peek ------------------------------------------------------------------ */
+/* ---- peek ------------------------------------------------------------------
+ */
 
 static void
 test_peek_answers_from_the_cache_and_records_nothing(void **state)
@@ -466,7 +467,8 @@ test_other_layers_of_a_cached_refusal_are_not_counted(void **state)
     assert_false(one(&other, "m-other"));
 }
 
-/* ---- shared and bounded ------------------------------------------------------ */
+/* ---- shared and bounded
+ * ------------------------------------------------------ */
 
 static void
 test_a_forked_process_sees_the_cached_refusal(void **state)
