@@ -330,22 +330,21 @@ rl2_backend_overrides_watch(rl2_backend_t *b, const rl2_overrides_t *table)
 
 rl2_status_t
 rl2_backend_overlimit_forget(const rl2_backend_conf_t *conf,
-                             const rl2_layer_t *layers, size_t n, int *found,
+                             const rl2_layer_t *layers, size_t n,
                              rl2_err_t *err)
 {
     char         name[RL2_BACKEND_NAME_MAX + 16];
     rl2_zone_t  *zone;
     rl2_status_t st;
 
-    *found = 0;
     rl2_backend_name(conf, ".overlimit", name, sizeof(name));
-    /* Attached, never created: no server, no cache to forget. */
-    if (rl2_zone_attach(name, &zone, err) != RL2_OK) {
-        return RL2_OK;
+    /* Attached, never created: creating it here would give the servers
+     * a cache of another geometry to replace. */
+    if ((st = rl2_zone_attach(name, &zone, err)) != RL2_OK) {
+        return st;
     }
     st = rl2_overlimit_forget(zone, layers, n, err);
     rl2_zone_close(zone);
-    *found = st == RL2_OK;
     return st;
 }
 

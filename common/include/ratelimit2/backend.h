@@ -151,11 +151,11 @@ void rl2_backend_overrides_watch(rl2_backend_t         *backend,
 
 /* Forget the layers' keys in conf's over-limit cache ("<zone>.overlimit",
  * attached, never created), for ratelimit2ctl reset: this host's
- * processes ask Redis again at once.  *found: the cache exists and the
- * keys are out.  No cache is RL2_OK with *found 0. */
+ * processes ask Redis again at once.  An error (no such cache on this
+ * host, one not vetted as rl2_zone_attach says) names the object. */
 rl2_status_t rl2_backend_overlimit_forget(const rl2_backend_conf_t *conf,
                                           const rl2_layer_t *layers, size_t n,
-                                          int *found, rl2_err_t *err);
+                                          rl2_err_t *err);
 
 /* The metrics object, or NULL when metrics are off. */
 rl2_metrics_t *rl2_backend_metrics(rl2_backend_t *backend);
