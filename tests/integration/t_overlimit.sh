@@ -1,21 +1,23 @@
 #!/bin/bash
 # t_overlimit.sh -- the over-limit cache (docs/operations.md, "The
-# over-limit cache"): one redis-server, two Apaches (event MPM) that
-# share nothing but it, each with its own zone, under one policy of 5
-# requests an hour per address in a fixed window, counted in Redis.
+# over-limit cache"): one redis-server, two Apaches (event MPM) and a
+# lighttpd with ratelimit2-fcgi that share nothing but it, each with its
+# own zone, under one policy of 5 requests an hour per address in a
+# fixed window, counted in Redis.
 #   - client A (127.0.0.1) is admitted 5 times and refused once on ap1:
 #     6 Redis calls (FCALL and EVALSHA, from INFO commandstats);
 #   - A then floods ap1 for 10 s: every request is refused (429 with
 #     Retry-After) and Redis is called not once more; the metrics count
 #     the cache's answers;
 #   - client B (127.0.0.2) is admitted by ap1, one Redis call;
-#   - A refused by ap2 once (one call) is answered by ap2's cache next
-#     (no call);
+#   - A refused by ap2 and by lighttpd once (one call each) is answered by
+#     their caches next (no call);
 #   - ratelimit2ctl reset of A on ap1's zone: ap1 admits A at once, and
-#     ap2, whose cache ratelimit2ctl cannot reach, within 2 s (polled every
-#     100 ms: the override counter in Redis, synced once a second);
-#   - A refused and cached again on both, then ratelimit2ctl boost '*' 2:
-#     ap2 admits A within 2 s.
+#     ap2 and lighttpd, whose caches ratelimit2ctl cannot reach, within
+#     2 s (polled every 100 ms: the override counter in Redis, synced once
+#     a second);
+#   - A refused and cached again on all three, then ratelimit2ctl boost
+#     '*' 2: all three admit A within 2 s.
 . "$(dirname "$0")/fcgi_lib.sh"
 . "$(dirname "$0")/fleet_lib.sh"
 
@@ -35,18 +37,23 @@ calls() {
 # ---- two Apaches, one Redis ----
 BASES=()
 NAMES=()
-for a in ap1 ap2; do
-    mkdir -p "$T_DIR/state-$a"
-    chown nobody:nogroup "$T_DIR/state-$a"
-    cat >"$T_DIR/$a.conf" <<POL
+# policy NAME -- server NAME's: the same limit and Redis, its own state.
+policy() {
+    mkdir -p "$T_DIR/state-$1"
+    chown nobody:nogroup "$T_DIR/state-$1"
+    cat >"$T_DIR/$1.conf" <<POL
 redis = { server = "127.0.0.1:$RP"; timeout = 300; };
-overrides = { state_file = "$T_DIR/state-$a/$a.overrides"; };
+overrides = { state_file = "$T_DIR/state-$1/$1.overrides"; };
 alerts = { enabled = false; };
 rules = (
   { name = "ol"; paths = "/p/**";
     limits = ( { rate = "5/hour"; algorithm = "fixed_window"; } ); }
 );
 POL
+}
+
+for a in ap1 ap2; do
+    policy "$a"
     port=$(free_port)
     apache_conf "$T_DIR/$a" "$port" event
     site_pages "$T_DIR/$a/htdocs" p
@@ -66,8 +73,25 @@ CONF
     BASES+=("http://127.0.0.1:$port")
     NAMES+=("$a")
 done
+policy lt
+L=$T_DIR/lt
+PL=$(free_port)
+mkdir -p "$L/htdocs"
+site_pages "$L/htdocs" p
+chmod -R 755 "$L"
+lighttpd_authorizer_conf "$L" "$PL" 1 '"mod_fastcgi"' \
+    "-c $T_DIR/lt.conf -z $(zone_name lt) -t 4"
+if ! lighttpd_start "$L"; then
+    not_ok "lighttpd starts with ratelimit2-fcgi"
+    done_testing
+    exit 1
+fi
+ok "lighttpd starts with ratelimit2-fcgi (its own zone, Redis shared)"
+BASES+=("http://127.0.0.1:$PL")
+NAMES+=("lighttpd")
 A1=${BASES[0]}/p/x
 A2=${BASES[1]}/p/x
+AL=${BASES[2]}/p/x
 C=("$CTL" -c "$T_DIR/ap1.conf" -z "$(zone_name ap1)" -p /p/x)
 
 # ---- one client over its limit ----
@@ -123,28 +147,36 @@ is "A on ap2: refused" 429 "$(code "$A2")"
 is "A on ap2: asked Redis once" 1 $(($(calls) - c3))
 is "A on ap2 again: refused" 429 "$(code "$A2")"
 is "A on ap2 again: answered from ap2's cache" 1 $(($(calls) - c3))
+is "A on lighttpd: refused" 429 "$(code "$AL")"
+is "A on lighttpd: asked Redis once" 2 $(($(calls) - c3))
+is "A on lighttpd again: refused" 429 "$(code "$AL")"
+is "A on lighttpd again: answered from its cache" 2 $(($(calls) - c3))
 
 # ---- reset: this host at once, the other within the sync ----
 change "ratelimit2ctl reset 127.0.0.1" reset 127.0.0.1
 c4=$(calls)
 is "after reset ap1 admits A at once" 200 "$(code "$A1")"
 is "after reset: one Redis call" 1 $(($(calls) - c4))
-propagates "after reset ap2 admits A (the override counter)" 200 /p/x
+propagates "after reset ap2 and lighttpd admit A (the override counter)" \
+    200 /p/x
 
 # ---- a boost drops every cached refusal of the fleet ----
 for _ in 1 2 3 4 5 6; do
     code "$A1" >/dev/null
     code "$A2" >/dev/null
+    code "$AL" >/dev/null
 done
 is "A refused on ap1 again" 429 "$(code "$A1")"
 c5=$(calls)
 is "A refused on ap2 again" 429 "$(code "$A2")"
-is "... from ap2's cache" 0 $(($(calls) - c5))
+is "A refused on lighttpd again" 429 "$(code "$AL")"
+is "... from their caches" 0 $(($(calls) - c5))
 # The override change: a zone, state file and audit of ratelimit2ctl's
 # own, as an operator's host would have.
 C=("$CTL" -c "$T_DIR/ap1.conf" -z "$(zone_name ctl)"
     --state "$T_DIR/ctl.overrides" --audit "$T_DIR/ctl.audit")
 change "ratelimit2ctl boost '*' 2" boost '*' 2 --ttl 60s
-propagates "after the boost ap1 and ap2 admit A" 200 /p/x
+propagates "after the boost all three admit A" 200 /p/x
 
+lighttpd_stop "$L"
 done_testing
