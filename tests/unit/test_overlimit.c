@@ -353,7 +353,6 @@ test_dry_run_concurrency_and_overflow_layers_are_never_cached(void **state)
     applies = fx.inner.applies;
     assert_false(one(&ov, "ov"));
     assert_int_equal(fx.inner.applies, applies + 1);
-    (void)l;
     assert_int_equal(fx.hits, 0);
 }
 
