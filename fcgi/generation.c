@@ -195,6 +195,8 @@ rl2_gens_init(rl2_gens_t *g, const char *policy_path, rl2_policy_t *policy,
         return -1;
     }
     rl2_gens_overrides(g, gen->policy);
+    /* The over-limit cache drops its entries when the table changes. */
+    rl2_backend_overrides_watch(gen->zone->backend, g->overrides);
     pthread_mutex_init(&g->lock, NULL);
     gen->zone->gens = 1;
     gen->refs = 1;
@@ -267,6 +269,8 @@ rl2_gens_reload(rl2_gens_t *g, rl2_err_t *err)
         return -1;
     }
     rl2_gens_overrides(g, gen->policy);
+    /* The over-limit cache drops its entries when the table changes. */
+    rl2_backend_overrides_watch(gen->zone->backend, g->overrides);
     pthread_mutex_lock(&g->lock);
     old = g->current;
     gen->zone->gens++;

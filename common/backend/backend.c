@@ -1,8 +1,8 @@
 /*
  * backend.c -- assembles the store stack of backend.h: local zone, local
  * store, and (with Redis) Redis store + circuit + alerts + lease table and
- * lease store + failover store (over the lease store, which is in front
- * of Redis).
+ * lease store + failover store over it, and over them the over-limit
+ * cache (decide -> overlimit -> failover -> lease -> redis | local).
  * Owns the order in which they are built and torn down.
  */
 #include <stdio.h>
@@ -26,6 +26,8 @@ struct rl2_backend {
     rl2_circuit_t      *circuit;
     rl2_alert_t        *alert;
     rl2_store_t        *failover;
+    rl2_zone_t         *overlimit_zone; /* "<zone>.overlimit"; NULL: off */
+    rl2_store_t        *overlimit;      /* over failover; NULL: off */
     rl2_vlog_t         *vlog;
     rl2_metrics_t      *metrics;
     rl2_store_t        *timed; /* Redis, timed into the metrics */
@@ -45,6 +47,7 @@ rl2_backend_conf_init(rl2_backend_conf_t *conf)
     conf->state_size = 8;
     conf->shm_mode = 0600;
     rl2_redis_conf_init(&conf->redis);
+    conf->overlimit = 1;
     conf->failover_mode = RL2_FAILOVER_LOCAL;
     conf->local_share_ppm = RL2_SHARE_ONE;
     rl2_circuit_conf_default(&conf->circuit);
@@ -160,6 +163,43 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
                                      &b->failover, err);
 }
 
+/* The over-limit cache's entries: as the conf says, or a quarter of the
+ * counters' zone, at least RL2_OVERLIMIT_MIN_ENTRIES. */
+static uint32_t
+rl2_backend_overlimit_entries(const rl2_backend_conf_t *conf)
+{
+    uint32_t n = conf->zone_entries / 4;
+
+    if (conf->overlimit_entries > 0) {
+        return conf->overlimit_entries;
+    }
+    return n > RL2_OVERLIMIT_MIN_ENTRIES ? n : RL2_OVERLIMIT_MIN_ENTRIES;
+}
+
+/* Over the failover store: a client Redis refused is refused by the host
+ * until the refusal ends, without a Redis call (store_internal.h). */
+static rl2_status_t
+rl2_backend_overlimit(const rl2_backend_conf_t *conf, rl2_backend_t *b,
+                      rl2_err_t *err)
+{
+    char         name[RL2_BACKEND_NAME_MAX + 16];
+    rl2_status_t st;
+
+    rl2_backend_name(conf, ".overlimit", name, sizeof(name));
+    st = rl2_zone_open(name, rl2_backend_overlimit_entries(conf),
+                       RL2_OVERLIMIT_STATE_SIZE, conf->shm_mode,
+                       &b->overlimit_zone, err);
+    if (st == RL2_OK) {
+        st = rl2_store_overlimit_create(b->failover, b->overlimit_zone,
+                                        &b->overlimit, err);
+    }
+    if (st == RL2_OK && b->metrics != NULL) {
+        rl2_overlimit_on_hit(b->overlimit, rl2_metrics_overlimit_hit,
+                             b->metrics);
+    }
+    return st;
+}
+
 rl2_status_t
 rl2_backend_open(const rl2_backend_conf_t *conf, rl2_backend_t **out,
                  rl2_err_t *err)
@@ -189,6 +229,9 @@ rl2_backend_open(const rl2_backend_conf_t *conf, rl2_backend_t **out,
     if (st == RL2_OK && conf->redis_enabled) {
         st = rl2_backend_redis(conf, b, err);
     }
+    if (st == RL2_OK && conf->redis_enabled && conf->overlimit) {
+        st = rl2_backend_overlimit(conf, b, err);
+    }
     if (st == RL2_OK) {
         st = rl2_vlog_open(&conf->vlog, conf->zone_name, conf->shm_mode,
                            b->redis ? rl2_store_redis_pool(b->redis) : NULL,
@@ -211,6 +254,8 @@ rl2_backend_close(rl2_backend_t *b)
     /* Wrappers before what they wrap. */
     rl2_vlog_close(b->vlog);
     rl2_tier_source_destroy(b->tiers);
+    rl2_store_destroy(b->overlimit);
+    rl2_zone_close(b->overlimit_zone);
     rl2_store_destroy(b->failover);
     rl2_store_destroy(b->lease);
     rl2_zone_close(b->lease_zone);
@@ -227,6 +272,9 @@ rl2_backend_close(rl2_backend_t *b)
 rl2_store_t *
 rl2_backend_store(rl2_backend_t *b)
 {
+    if (b->overlimit != NULL) {
+        return b->overlimit;
+    }
     return b->failover != NULL ? b->failover : b->local;
 }
 
@@ -279,6 +327,10 @@ rl2_backend_env(rl2_backend_t *b, rl2_metrics_env_t *env)
         env->refusing = rl2_backend_refusing(b, &retry);
     }
     env->alert_failures = rl2_alert_failures(b->alert);
+    env->overlimit =
+        b->overlimit_zone != NULL
+        && rl2_zone_stats(b->overlimit_zone, &env->overlimit_zone, &err)
+               == RL2_OK;
 }
 
 struct rl2_tier_source *
@@ -295,13 +347,44 @@ rl2_backend_overrides_attach(rl2_backend_t *b, rl2_overrides_t *table,
                                 .circuit = b->circuit,
                                 .alert = b->alert };
 
-    if (b->redis == NULL || table == NULL) {
+    if (table == NULL) {
+        return RL2_OK;
+    }
+    rl2_backend_overrides_watch(b, table);
+    if (b->redis == NULL) {
         return RL2_OK; /* one host: the table is its own */
     }
     /* The store's connections: the mirror opens none of its own. */
     rc.pool = rl2_store_redis_pool(b->redis);
     rc.cluster = rl2_store_redis_cluster(b->redis);
     return rl2_ovr_redis_attach(table, &rc, err);
+}
+
+void
+rl2_backend_overrides_watch(rl2_backend_t *b, const rl2_overrides_t *table)
+{
+    rl2_overlimit_watch(
+        b->overlimit, table != NULL ? rl2_overrides_version_word(table) : NULL);
+}
+
+rl2_status_t
+rl2_backend_overlimit_forget(const rl2_backend_conf_t *conf,
+                             const rl2_layer_t *layers, size_t n,
+                             rl2_err_t *err)
+{
+    char         name[RL2_BACKEND_NAME_MAX + 16];
+    rl2_zone_t  *zone;
+    rl2_status_t st;
+
+    rl2_backend_name(conf, ".overlimit", name, sizeof(name));
+    /* Attached, never created: creating it here would give the servers
+     * a cache of another geometry to replace. */
+    if ((st = rl2_zone_attach(name, &zone, err)) != RL2_OK) {
+        return st;
+    }
+    st = rl2_overlimit_forget(zone, layers, n, err);
+    rl2_zone_close(zone);
+    return st;
 }
 
 /* ---- the policy file's store groups ---- */
@@ -313,6 +396,8 @@ rl2_backend_take(rl2_backend_conf_t *to, const rl2_backend_conf_t *from,
     if (groups & RL2_BACKEND_GIVEN_REDIS) {
         to->redis_enabled = from->redis_enabled;
         to->redis = from->redis;
+        to->overlimit = from->overlimit;
+        to->overlimit_entries = from->overlimit_entries;
     }
     if (groups & RL2_BACKEND_GIVEN_FAILOVER) {
         to->failover_mode = from->failover_mode;

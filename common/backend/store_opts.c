@@ -84,6 +84,20 @@ rl2_so_copy(const char *group, const char *name, const char *value, char *dst,
     return RL2_OK;
 }
 
+/* name=on or name=off (any case) into *out, 1 or 0. */
+static rl2_status_t
+rl2_so_onoff(const char *group, const char *name, const char *value, int *out,
+             rl2_err_t *err)
+{
+    if (strcasecmp(value, "on") != 0 && strcasecmp(value, "off") != 0) {
+        return rl2_err_set(err, RL2_ERR_CONFIG,
+                           "%s: %s=%.40s: expected on or off", group, name,
+                           value);
+    }
+    *out = strcasecmp(value, "on") == 0;
+    return RL2_OK;
+}
+
 /* ---- the Redis server ---- */
 
 static rl2_status_t
@@ -235,12 +249,7 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
                            sizeof(rc->overrides_key), err);
     }
     else if (strcmp(name, "lease") == 0) {
-        if (strcasecmp(value, "on") != 0 && strcasecmp(value, "off") != 0) {
-            return rl2_err_set(err, RL2_ERR_CONFIG,
-                               "redis: lease=\"%.60s\": expected on or off",
-                               value);
-        }
-        rc->lease = strcasecmp(value, "on") == 0;
+        return rl2_so_onoff("redis", name, value, &rc->lease, err);
     }
     else if (strcmp(name, "lease_time") == 0) {
         RL2_SO_TRY(rl2_so_range("redis", name, value, 1, 60000, &n, err));
@@ -250,13 +259,22 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
         RL2_SO_TRY(rl2_so_range("redis", name, value, 1, 1000000, &n, err));
         rc->lease_max = (int)n;
     }
+    else if (strcmp(name, "overlimit") == 0) {
+        return rl2_so_onoff("redis", name, value, &bc->overlimit, err);
+    }
+    else if (strcmp(name, "overlimit_entries") == 0) {
+        RL2_SO_TRY(rl2_so_range("redis", name, value, RL2_ZONE_MIN_ENTRIES,
+                                RL2_ZONE_MAX_ENTRIES, &n, err));
+        bc->overlimit_entries = (uint32_t)n;
+    }
     else {
         return rl2_err_set(err, RL2_ERR_CONFIG,
                            "redis: unknown option "
                            "\"%.60s\" (expected db=0..15, user=U, "
                            "password=P, connect_timeout=MS, timeout=MS, "
                            "overrides_key=NAME, lease=on|off, "
-                           "lease_time=MS, lease_max=N)",
+                           "lease_time=MS, lease_max=N, overlimit=on|off, "
+                           "overlimit_entries=N)",
                            name);
     }
     return RL2_OK;
@@ -564,9 +582,10 @@ rl2_store_opt_describe(const rl2_backend_conf_t *bc, char *buf, size_t size)
     if (n >= 0 && (size_t)n < size) {
         snprintf(buf + n, size - (size_t)n,
                  " db=%d user=%s timeout=%d/%d "
-                 "failover=%s",
+                 "failover=%s overlimit=%s",
                  rc->db, rc->username[0] ? rc->username : "-",
                  rc->connect_timeout_ms, rc->command_timeout_ms,
-                 rl2_failover_mode_name(bc->failover_mode));
+                 rl2_failover_mode_name(bc->failover_mode),
+                 bc->overlimit ? "on" : "off");
     }
 }

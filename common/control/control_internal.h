@@ -442,6 +442,11 @@ rl2_ovr_kind_t rl2_ovr_kind_from_name(const char *name);
  * entries, adds one): caches of the table compare it. */
 uint64_t rl2_overrides_version(const rl2_overrides_t *t);
 
+/* ... and the word itself, in the table's shared memory, for a cache
+ * that compares it on every request (backend/: the over-limit cache);
+ * valid while t is open. */
+const _Atomic uint64_t *rl2_overrides_version_word(const rl2_overrides_t *t);
+
 /* What the health output shows of the mirror, for the whole host. */
 typedef struct {
     int      redis;          /* a Redis side is attached */

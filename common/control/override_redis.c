@@ -154,6 +154,18 @@ static const char rl2_ovr_lua_restore[] =
     "redis.call('SET', KEYS[2], string.format('%d', v))\n"
     "return {epoch, v, n, 1}\n";
 
+/* The counter moved on with no change to the hash (a reset of counters
+ * the table's mirrors must hear of: rl2_overrides_redis_bump); the
+ * epoch set if Redis has none (ARGV[1], now), as a change would.
+ * Answers {epoch, version}. */
+static const char rl2_ovr_lua_bump[] =
+    "local epoch = redis.call('GET', KEYS[3])\n"
+    "if not epoch then\n"
+    "  epoch = ARGV[1]\n"
+    "  redis.call('SET', KEYS[3], epoch)\n"
+    "end\n"
+    "return {epoch, redis.call('INCR', KEYS[2])}\n";
+
 /* Arguments every EVAL starts with: EVAL script 3 KEYS[1..3]. */
 #define RL2_OVR_EVAL_ARGS 6
 
@@ -1073,6 +1085,37 @@ rl2_overrides_redis_attach(rl2_overrides_t *t, const rl2_redis_conf_t *conf,
     rl2_ovr_redis_conf_t rc = { .key = conf->overrides_key, .conf = conf };
 
     return rl2_ovr_redis_attach(t, &rc, err);
+}
+
+rl2_status_t
+rl2_overrides_redis_bump(const rl2_redis_conf_t *conf, const rl2_clock_t *now,
+                         rl2_err_t *err)
+{
+    rl2_ovr_redis_conf_t rc = { .key = conf->overrides_key, .conf = conf };
+    const char          *argv[RL2_OVR_EVAL_ARGS + 1];
+    size_t               len[RL2_OVR_EVAL_ARGS + 1];
+    char                 num[24];
+    rl2_ovr_redis_t     *r;
+    redisReply          *reply;
+    rl2_ovr_at_t         at;
+    rl2_status_t         st;
+
+    if ((st = rl2_ovr_redis_new(&rc, &r, err)) != RL2_OK) {
+        return st;
+    }
+    snprintf(num, sizeof(num), "%" PRId64, now->wall_us);
+    argv[RL2_OVR_EVAL_ARGS] = num;
+    len[RL2_OVR_EVAL_ARGS] = strlen(num);
+    st = rl2_ovr_eval(r, rl2_ovr_lua_bump, RL2_OVR_EVAL_ARGS + 1, argv, len,
+                      "overrides bump", NULL, &reply, err);
+    if (st == RL2_OK) {
+        if (rl2_ovr_at_of(reply, 2, &at) != 0) {
+            st = rl2_ovr_unexpected(r, "overrides bump", err);
+        }
+        rl2_redis_reply_free(reply);
+    }
+    rl2_ovr_redis_free(r);
+    return st;
 }
 
 void

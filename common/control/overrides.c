@@ -792,6 +792,12 @@ rl2_overrides_version(const rl2_overrides_t *t)
     return atomic_load_explicit(&t->shm->version, memory_order_acquire);
 }
 
+const _Atomic uint64_t *
+rl2_overrides_version_word(const rl2_overrides_t *t)
+{
+    return &t->shm->version;
+}
+
 /* ---- opening --------------------------------------------------------------
  */
 

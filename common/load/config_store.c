@@ -33,6 +33,8 @@ static const char *const rl2_redis_keys[] = { "server",
                                               "lease",
                                               "lease_time",
                                               "lease_max",
+                                              "overlimit",
+                                              "overlimit_entries",
                                               NULL };
 static const char *const rl2_failover_keys[] = { "mode", "share", "probe",
                                                  "failures", NULL };
@@ -63,7 +65,8 @@ rl2_cfg_range(const rl2_cfg_t *cfg, const config_setting_t *g, const char *key,
 static int
 rl2_cfg_switch(const char *key)
 {
-    return key != NULL && strcmp(key, "lease") == 0;
+    return key != NULL
+           && (strcmp(key, "lease") == 0 || strcmp(key, "overlimit") == 0);
 }
 
 /* A scalar setting as the text a directive or option would give. */

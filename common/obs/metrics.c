@@ -601,6 +601,14 @@ const int64_t rl2_metrics_bucket_us[RL2_METRICS_BUCKETS] = {
 };
 
 void
+rl2_metrics_overlimit_hit(void *m)
+{
+    if (m != NULL) {
+        rl2_mx_bump(&((rl2_metrics_t *)m)->shm->overlimit_hits);
+    }
+}
+
+void
 rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok)
 {
     unsigned i = 0;

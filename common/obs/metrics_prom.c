@@ -223,6 +223,10 @@ rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
         p, "ratelimit2_redis_errors_total", "counter",
         "Calls to Redis that failed (error, timeout, no connection).",
         g->store_errors);
+    rl2_prom_single(
+        p, "ratelimit2_overlimit_hits_total", "counter",
+        "Requests the over-limit cache refused without a Redis call.",
+        g->overlimit_hits);
 }
 
 /* The refunds Redis was owed while the circuit was not closed. */
@@ -322,6 +326,15 @@ rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
         rl2_prom_single(p, "ratelimit2_circuit_opens_total", "counter",
                         "Times the circuit breaker opened.", e->circuit_opens);
         rl2_prom_refunds(p, e);
+    }
+    if (e->overlimit) {
+        rl2_prom_single(p, "ratelimit2_overlimit_entries", "gauge",
+                        "Clients the over-limit cache can hold.",
+                        e->overlimit_zone.entries);
+        rl2_prom_single(p, "ratelimit2_overlimit_used_entries", "gauge",
+                        "Entries of the over-limit cache in use (refusals "
+                        "that ended included, until reused).",
+                        e->overlimit_zone.used);
     }
     if (e->have_zone) {
         rl2_prom_single(p, "ratelimit2_zone_entries", "gauge",

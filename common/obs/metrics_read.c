@@ -39,6 +39,7 @@ rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out)
     out->limited_held = rl2_mx_load(&s->limited_held);
     out->ban_candidates = rl2_mx_load(&s->ban_candidates);
     out->bans = rl2_mx_load(&s->bans);
+    out->overlimit_hits = rl2_mx_load(&s->overlimit_hits);
 }
 
 /* A slot's name if it has one (published names never change). */

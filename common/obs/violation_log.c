@@ -280,9 +280,11 @@ rl2_vlog_ring_put(rl2_vlog_t *log, const rl2_vlog_entry_t *e)
 }
 
 /* XADD stream MAXLEN ~ capacity * t .. rule .. (see violation_log_read.c
- * for the fields) on this thread's connection, if it has a healthy one:
- * never a connect on a request's time.  RL2_OK only when Redis answered
- * with an id. */
+ * for the fields) on this thread's connection.  The decision has
+ * usually opened it; a thread whose refusals the over-limit cache
+ * answered (no Redis call) opens it here, once, while the circuit is
+ * closed: else a flood refused on the host would be missing from the
+ * fleet's stream.  RL2_OK only when Redis answered with an id. */
 static rl2_status_t
 rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
 {
@@ -310,10 +312,9 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
     for (int i = 0; i < 32; i++) {
         len[i] = strlen(args[i]);
     }
-    if (!rl2_redis_pool_cached(log->pool, &conn)) {
-        return rl2_err_set(err, RL2_ERR_STORE,
-                           "redis: no connection on "
-                           "this thread");
+    if (!rl2_redis_pool_cached(log->pool, &conn)
+        && (st = rl2_redis_pool_get(log->pool, &conn, err)) != RL2_OK) {
+        return st;
     }
     if ((st = rl2_redis_command(conn, 32, args, len, "XADD", &reply, err))
         != RL2_OK) {

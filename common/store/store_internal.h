@@ -9,6 +9,9 @@
  *                      closed, the local zone (or a refusal) otherwise
  *   refund_queue.c     the refunds Redis is owed while the circuit is
  *                      not closed, kept in the circuit's shm object
+ *   overlimit.c        the over-limit cache: a store over another that
+ *                      answers what it refused, until the refusal ends,
+ *                      from a zone of its own ("<zone>.overlimit")
  *   local_store.c      the store interface over a local zone
  *   zone.c             the table: hash index, the probation and
  *                      protected LRU lists, the free list, the per-key
@@ -192,6 +195,66 @@ void rl2_refunds_failed(rl2_refund_queue_t *q, size_t n);
 
 /* The counters, into the refund part of *out. */
 void rl2_refunds_stats(const rl2_refund_queue_t *q, rl2_circuit_stats_t *out);
+
+/* ---- the over-limit cache (overlimit.c) ----
+ *
+ * A store over `inner` (Redis behind the failover store, in the stack
+ * backend.c builds) that keeps, in a zone shared by the host's
+ * processes, each enforcing layer the inner store refused, until the
+ * refusal's end (now + its retry): a request that meets such a layer
+ * before then, for a cost no smaller and under the same limit, is
+ * refused without an inner call.  Exact in one direction: it never
+ * admits what the inner store would refuse; it may refuse longer than
+ * needed where capacity came back early (a refund).  Concurrency limits,
+ * limits with an overflow allowance, dry-run and unlimited layers are
+ * never cached (overlimit.c says why).
+ *
+ * An entry counts only under the generation it was recorded under: any
+ * change to the runtime override table (on any host, through the
+ * mirror; ratelimit2ctl reset moves the fleet's counter on too) makes
+ * every entry stale. */
+
+/* One zone entry's state.  Times are the monotonic clock (µs), which the
+ * host's processes share. */
+typedef struct {
+    int64_t      until_us;   /* refused before this */
+    int64_t      reset_us;   /* the full limit back (headers) */
+    int64_t      cost;       /* the cost refused: a smaller one may fit */
+    int64_t      limit;      /* result.limit (headers) */
+    uint64_t     generation; /* of the table when the inner store refused */
+    rl2_digest_t params;     /* rl2_overlimit_params() of the limit */
+} rl2_overlimit_entry_t;
+
+#define RL2_OVERLIMIT_STATE_SIZE sizeof(rl2_overlimit_entry_t)
+
+/* The cache's zone defaults to a quarter of the counters' entries, at
+ * least this many. */
+#define RL2_OVERLIMIT_MIN_ENTRIES 1024u
+
+/* Called once per request the cache answered (metrics). */
+typedef void (*rl2_overlimit_hit_fn)(void *ctx);
+
+/* inner and zone (of RL2_OVERLIMIT_STATE_SIZE bytes or more per entry)
+ * are borrowed: the caller keeps them until after rl2_store_destroy()
+ * of this store. */
+rl2_status_t rl2_store_overlimit_create(rl2_store_t *inner, rl2_zone_t *zone,
+                                        rl2_store_t **out, rl2_err_t *err);
+
+/* Before requests use the store: the word whose value is the current
+ * generation (NULL: always 0), and what counts an answer (NULL: none).
+ * Both do nothing to a store that is not an over-limit cache. */
+void rl2_overlimit_watch(rl2_store_t            *store,
+                         const _Atomic uint64_t *generation);
+void rl2_overlimit_on_hit(rl2_store_t *store, rl2_overlimit_hit_fn fn,
+                          void *ctx);
+
+/* Drop the layers' keys from a cache's zone (a reset; ratelimit2ctl
+ * calls it on the zone it attached). */
+rl2_status_t rl2_overlimit_forget(rl2_zone_t *zone, const rl2_layer_t *layers,
+                                  size_t n, rl2_err_t *err);
+
+/* What an entry records of a limit: its algorithm's parameters. */
+rl2_digest_t rl2_overlimit_params(const rl2_limit_t *limit);
 
 /* ---- beside ratelimit2/store_local.h (not installed) ---- */
 

@@ -34,13 +34,15 @@ rl2_cleanup() {
     rl2_stop_all
     for z in "$T_DIR"/zones/*; do
         # The zone and its companions (circuit breaker, alert state,
-        # violation log, metrics, runtime override table).
+        # violation log, metrics, runtime override table, over-limit
+        # cache).
         [ -e "$z" ] && rm -f "/dev/shm/$(basename "$z")" \
             "/dev/shm/$(basename "$z").circuit" \
             "/dev/shm/$(basename "$z").alert" \
             "/dev/shm/$(basename "$z").vlog" \
             "/dev/shm/$(basename "$z").metrics" \
-            "/dev/shm/$(basename "$z").overrides"
+            "/dev/shm/$(basename "$z").overrides" \
+            "/dev/shm/$(basename "$z").overlimit"
     done
     rm -rf "$T_DIR"
 }

@@ -109,6 +109,6 @@ cat >"$T_DIR/bad2.conf" <<CONF
 redis = { server = "127.0.0.1:$RP"; lease = "maybe"; };
 CONF
 out=$("$BUILD/ctl/ratelimit2ctl" check "$T_DIR/bad2.conf" 2>&1)
-like "lease = \"maybe\" is refused with file:line" 'bad2.conf:1: .*lease="maybe": expected on or off' "$out"
+like "lease = \"maybe\" is refused with file:line" 'bad2.conf:1: .*lease=maybe: expected on or off' "$out"
 
 done_testing

@@ -194,7 +194,7 @@ test_bad_values_name_file_and_line(void **state)
         { "redis = { server = \"h:1\";\n tls = true; };", 2,
           "unknown key 'tls'" },
         { "redis = { server = \"h:1\";\n lease = \"maybe\"; };", 2,
-          "redis: lease=\"maybe\": expected on or off" },
+          "redis: lease=maybe: expected on or off" },
         { "redis = { server = \"h:1\";\n lease_max = 0; };", 2,
           "redis: lease_max=0: expected a number from 1 to 1000000" },
         { "redis = { server = \"h:1\";\n lease_time = 60001; };", 2,

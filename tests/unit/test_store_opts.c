@@ -86,6 +86,47 @@ test_options_and_check(void **state)
                      RL2_ERR_CONFIG);
 }
 
+/* The over-limit cache: on by default, off by overlimit=off (any case),
+ * its entries within the zone's bounds; anything else is refused with
+ * the option named. */
+static void
+test_overlimit_options(void **state)
+{
+    rl2_backend_conf_t bc;
+    rl2_err_t          err;
+
+    (void)state;
+    rl2_backend_conf_init(&bc);
+    assert_int_equal(bc.overlimit, 1);
+    assert_int_equal(bc.overlimit_entries, 0);
+    assert_int_equal(rl2_store_opt_redis(&bc, "127.0.0.1:6379", &err), RL2_OK);
+    assert_int_equal(rl2_store_opt_redis_options(
+                         &bc, "overlimit=OFF,overlimit_entries=64", &err),
+                     RL2_OK);
+    assert_int_equal(bc.overlimit, 0);
+    assert_int_equal(bc.overlimit_entries, 64);
+    assert_int_equal(rl2_store_opt_redis_item(&bc, "overlimit=on", &err),
+                     RL2_OK);
+    assert_int_equal(bc.overlimit, 1);
+    assert_int_equal(rl2_store_opt_redis_item(&bc, "overlimit=1", &err),
+                     RL2_ERR_CONFIG);
+    assert_string_equal(err.msg, "redis: overlimit=1: expected on or off");
+    assert_int_equal(rl2_store_opt_redis_item(&bc, "overlimit=", &err),
+                     RL2_ERR_CONFIG);
+    assert_int_equal(
+        rl2_store_opt_redis_item(&bc, "overlimit_entries=63", &err),
+        RL2_ERR_CONFIG);
+    assert_string_equal(err.msg, "redis: overlimit_entries=63: expected a "
+                                 "number from 64 to 67108864");
+    assert_int_equal(
+        rl2_store_opt_redis_item(&bc, "overlimit_entries=67108865", &err),
+        RL2_ERR_CONFIG);
+    assert_int_equal(
+        rl2_store_opt_redis_item(&bc, "overlimit_entries=-5", &err),
+        RL2_ERR_CONFIG);
+    assert_int_equal(bc.overlimit_entries, 64);
+}
+
 static void
 test_zone_failover_alerts(void **state)
 {
@@ -126,6 +167,7 @@ main(void)
         cmocka_unit_test(test_address_forms),
         cmocka_unit_test(test_bad_addresses),
         cmocka_unit_test(test_options_and_check),
+        cmocka_unit_test(test_overlimit_options),
         cmocka_unit_test(test_zone_failover_alerts),
     };
 

@@ -33,13 +33,20 @@
 #define RL2_BACKEND_GIVEN_ALERTS   4u /* on/off, socket, ident, ... */
 
 typedef struct {
-    char                zone_name[RL2_BACKEND_NAME_MAX]; /* "/ratelimit2" */
-    uint32_t            zone_entries;  /* keys the local zone holds */
-    size_t              state_size;    /* bytes per key (policy max) */
-    unsigned            shm_mode;      /* permission of new objects */
-    int                 redis_enabled; /* 0: local store only */
-    rl2_redis_conf_t    redis;
-    rl2_failover_mode_t failover_mode;   /* when Redis fails */
+    char             zone_name[RL2_BACKEND_NAME_MAX]; /* "/ratelimit2" */
+    uint32_t         zone_entries;  /* keys the local zone holds */
+    size_t           state_size;    /* bytes per key (policy max) */
+    unsigned         shm_mode;      /* permission of new objects */
+    int              redis_enabled; /* 0: local store only */
+    rl2_redis_conf_t redis;
+    /* The over-limit cache ("<zone>.overlimit", Redis only): a client
+     * Redis refused is refused by this host until the refusal ends,
+     * without a Redis call (the redis options overlimit=on|off and
+     * overlimit_entries=N). */
+    int      overlimit;                /* 1 */
+    uint32_t overlimit_entries;        /* 0: a quarter of zone_entries, at least
+                                          RL2_OVERLIMIT_MIN_ENTRIES */
+    rl2_failover_mode_t failover_mode; /* when Redis fails */
     uint32_t            local_share_ppm; /* local mode: share of a limit */
     rl2_circuit_conf_t  circuit;
     int                 alerts_enabled; /* syslog alerts (Redis mode) */
@@ -132,6 +139,23 @@ rl2_status_t rl2_backend_overrides_open(const rl2_backend_conf_t *conf,
 rl2_status_t rl2_backend_overrides_attach(rl2_backend_t   *backend,
                                           rl2_overrides_t *table,
                                           rl2_err_t       *err);
+
+/* The over-limit cache (redis option overlimit, on by default) counts
+ * a cached answer only under the generation of the runtime override
+ * table it was recorded under: give it the front end's table (NULL:
+ * none, the generation stays 0).  rl2_backend_overrides_attach does it
+ * for its table; a front end whose table has its own Redis side calls
+ * it itself.  The table must outlive the backend's requests. */
+void rl2_backend_overrides_watch(rl2_backend_t         *backend,
+                                 const rl2_overrides_t *table);
+
+/* Forget the layers' keys in conf's over-limit cache ("<zone>.overlimit",
+ * attached, never created), for ratelimit2ctl reset: this host's
+ * processes ask Redis again at once.  An error (no such cache on this
+ * host, one not vetted as rl2_zone_attach says) names the object. */
+rl2_status_t rl2_backend_overlimit_forget(const rl2_backend_conf_t *conf,
+                                          const rl2_layer_t *layers, size_t n,
+                                          rl2_err_t *err);
 
 /* The metrics object, or NULL when metrics are off. */
 rl2_metrics_t *rl2_backend_metrics(rl2_backend_t *backend);

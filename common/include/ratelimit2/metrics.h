@@ -124,7 +124,8 @@ typedef struct {
     uint64_t limited_lines; /* event=limited lines sent */
     uint64_t limited_held;  /* held back by the per-client interval */
     uint64_t ban_candidates;
-    uint64_t bans; /* automatic bans made here */
+    uint64_t bans;           /* automatic bans made here */
+    uint64_t overlimit_hits; /* refused by the over-limit cache */
 } rl2_metrics_global_t;
 
 /* ---- what the front ends show: Prometheus, health, status page ---- */
@@ -146,6 +147,8 @@ typedef struct {
     unsigned long    generation;    /* policy generation */
     int64_t          uptime_s;
     uint64_t         alert_failures;
+    int              overlimit;      /* the over-limit cache is on */
+    rl2_zone_stats_t overlimit_zone; /* its entries */
     /* The runtime override table the front end's requests see (NULL:
      * none), borrowed: read when a page is asked for, never by a
      * request.  rl2_backend_env() leaves it NULL: the table is the

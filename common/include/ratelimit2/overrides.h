@@ -170,4 +170,15 @@ rl2_status_t rl2_overrides_redis_attach(rl2_overrides_t        *t,
 rl2_status_t rl2_overrides_redis_sync(rl2_overrides_t   *t,
                                       const rl2_clock_t *now, rl2_err_t *err);
 
+/* Move the fleet's counter ("{NAME}:version") on without changing the
+ * hash, so that every host's mirror reads the hash again at its next
+ * sync (within about a second) and moves its table's version on: what
+ * the hosts' over-limit caches hold (backend.h) is dropped.  For
+ * ratelimit2ctl reset, whose counters changed behind every cache's back.
+ * Connects to conf's server (NAME: its overrides_key) with connections
+ * of its own, closed before it returns.  RL2_ERR_STORE when Redis could
+ * not be reached. */
+rl2_status_t rl2_overrides_redis_bump(const rl2_redis_conf_t *conf,
+                                      const rl2_clock_t *now, rl2_err_t *err);
+
 #endif /* RL2_OVERRIDES_H */
