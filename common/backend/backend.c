@@ -197,6 +197,9 @@ rl2_backend_overlimit(const rl2_backend_conf_t *conf, rl2_backend_t *b,
         rl2_overlimit_on_hit(b->overlimit, rl2_metrics_overlimit_hit,
                              b->metrics);
     }
+    if (st == RL2_OK) {
+        rl2_overlimit_on_held(b->overlimit, rl2_lease_holds, b->lease_zone);
+    }
     return st;
 }
 

@@ -262,6 +262,11 @@ rl2_status_t rl2_store_lease_create(const rl2_lease_conf_t *conf,
  * and unused ones waiting to go back. */
 int64_t rl2_lease_held(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
 
+/* rl2_lease_held() > 0, for the over-limit cache (rl2_overlimit_on_held,
+ * with the lease table as ctx): a key whose units this host holds is not
+ * refused from the cache, so they are used or go back. */
+int rl2_lease_holds(void *zone, rl2_digest_t key, int64_t now_us);
+
 /* Whether the layer's limit is leased under a store whose 'lease' option
  * is `all`: the limit's own 'lease', or the store's, for a limit whose
  * algorithm can be leased (grant.c) and that has no overflow allowance. */

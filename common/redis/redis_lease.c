@@ -247,6 +247,12 @@ rl2_lease_held(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us)
     return units;
 }
 
+int
+rl2_lease_holds(void *zone, rl2_digest_t key, int64_t now_us)
+{
+    return rl2_lease_held(zone, key, now_us) > 0;
+}
+
 /* ---- the request ---- */
 
 typedef struct {

@@ -47,6 +47,8 @@ typedef struct {
     _Atomic(const _Atomic uint64_t *) generation;
     rl2_overlimit_hit_fn              hit; /* NULL: not counted */
     void                             *hit_ctx;
+    rl2_overlimit_held_fn             held; /* NULL: nothing is held */
+    void                             *held_ctx;
 } rl2_overlimit_t;
 
 _Static_assert(sizeof(rl2_overlimit_entry_t) % 8 == 0,
@@ -159,6 +161,13 @@ rl2_overlimit_answer(rl2_overlimit_t *o, rl2_layer_t *layers, size_t n,
         }
     }
     rl2_zone_unlock(o->zone);
+    /* Units the host holds of a key go first (asked outside this zone's
+     * lock: the lease table has its own). */
+    for (size_t i = 0; i < n && any && o->held != NULL; i++) {
+        if (hit[i] != NULL && o->held(o->held_ctx, layers[i].key, now_us)) {
+            return 0;
+        }
+    }
     if (!any) {
         return 0;
     }
@@ -351,5 +360,16 @@ rl2_overlimit_on_hit(rl2_store_t *store, rl2_overlimit_hit_fn fn, void *ctx)
     if (store != NULL && store->ops == &overlimit_ops) {
         ((rl2_overlimit_t *)store)->hit = fn;
         ((rl2_overlimit_t *)store)->hit_ctx = ctx;
+    }
+}
+
+void
+rl2_overlimit_on_held(rl2_store_t *store, rl2_overlimit_held_fn fn, void *ctx)
+{
+    rl2_overlimit_t *o = (rl2_overlimit_t *)store;
+
+    if (store != NULL && store->ops == &overlimit_ops) {
+        o->held = fn;
+        o->held_ctx = ctx;
     }
 }

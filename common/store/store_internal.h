@@ -248,6 +248,15 @@ void rl2_overlimit_watch(rl2_store_t            *store,
 void rl2_overlimit_on_hit(rl2_store_t *store, rl2_overlimit_hit_fn fn,
                           void *ctx);
 
+/* Whether the host holds units of key that a request may take or that
+ * must still go back (lease mode, redis_lease.c): a cached refusal of
+ * that key does not stand then, or the cache would strand them.  Set
+ * before requests use the store; does nothing to another store. */
+typedef int (*rl2_overlimit_held_fn)(void *ctx, rl2_digest_t key,
+                                     int64_t now_us);
+void rl2_overlimit_on_held(rl2_store_t *store, rl2_overlimit_held_fn fn,
+                           void *ctx);
+
 /* Drop the layers' keys from a cache's zone (a reset; ratelimit2ctl
  * calls it on the zone it attached). */
 rl2_status_t rl2_overlimit_forget(rl2_zone_t *zone, const rl2_layer_t *layers,

@@ -83,8 +83,15 @@ done
 before=$(calls)
 n=$(admitted 150 8 "http://127.0.0.1:$PA/log/x")
 after=$(calls)
-is "sliding_log under lease=on stays exact: 100 admitted, one call each" \
-   "100 150" "$n $((after - before))"
+# One call per admitted request, and the refusals: the over-limit cache
+# answers those after the first, save the few (at most one per
+# connection, 8) already on their way to Redis when it was recorded.
+used=$((after - before))
+if [ "$n" = 100 ] && [ "$used" -ge 101 ] && [ "$used" -le 108 ]; then
+    ok "sliding_log under lease=on stays exact: 100 admitted, $used calls"
+else
+    not_ok "sliding_log under lease=on stays exact: 100 admitted ($n), 101..108 calls ($used)"
+fi
 
 # ---- what cannot be leased, said where it is written ----
 d=$T_DIR/bad
