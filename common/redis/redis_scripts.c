@@ -38,11 +38,13 @@
 
 /* The bound of redis_scripts.h: 2^50. */
 
-/* "FCALL" function (or "EVALSHA" sha) numkeys, the keys, ARGV[1],
- * ARGV[2], the layers. */
-#define RL2_ARGC_MAX \
-    (3 + 2 * RL2_MAX_LAYERS + 2 + RL2_SCRIPT_FIELDS * RL2_MAX_LAYERS)
-#define RL2_NUM_MAX 24
+/* "FCALL" function (or "EVALSHA" sha) numkeys, the keys, ARGV[1], then
+ * one argument per layer. */
+#define RL2_ARGC_MAX (3 + 2 * RL2_MAX_LAYERS + 1 + RL2_MAX_LAYERS)
+#define RL2_NUM_MAX  24
+/* A layer's RL2_SCRIPT_FIELDS numbers, each at most 20 characters, with a
+ * space after each but the last. */
+#define RL2_LAYER_TEXT_MAX (RL2_SCRIPT_FIELDS * 21)
 
 static const char *const rl2_script_names[RL2_SCRIPT_COUNT] = { "apply", "peek",
                                                                 "refund" };
@@ -54,15 +56,17 @@ static atomic_int      rl2_sha_known[RL2_SCRIPT_COUNT];
  * flag, published by nothing else: relaxed is enough. */
 static atomic_int rl2_functions_off;
 
-/* One call's arguments, built on the stack (about 10 KiB). */
+/* One call's arguments, built on the stack (about 6 KiB). */
 typedef struct {
     int         argc;
     const char *argv[RL2_ARGC_MAX];
     size_t      len[RL2_ARGC_MAX];
     int         nkeys;
     char        keys[2 * RL2_MAX_LAYERS][RL2_REDIS_KEY_MAX];
-    char        nums[RL2_ARGC_MAX][RL2_NUM_MAX]; /* by argument index */
-    char        what[RL2_REDIS_KEY_MAX + 48];    /* for messages */
+    char        numkeys[RL2_NUM_MAX];
+    char        now[RL2_NUM_MAX];
+    char        layer[RL2_MAX_LAYERS][RL2_LAYER_TEXT_MAX];
+    char        what[RL2_REDIS_KEY_MAX + 48]; /* for messages */
 } rl2_call_t;
 
 const char *
@@ -126,14 +130,6 @@ rl2_call_arg(rl2_call_t *c, const char *s, size_t len)
 }
 
 static void
-rl2_call_num(rl2_call_t *c, int64_t v)
-{
-    char *buf = c->nums[c->argc];
-
-    rl2_call_arg(c, buf, rl2_i64_text(buf, v));
-}
-
-static void
 rl2_call_key(rl2_call_t *c, rl2_digest_t digest, char suffix)
 {
     char *buf = c->keys[c->nkeys++];
@@ -142,25 +138,42 @@ rl2_call_key(rl2_call_t *c, rl2_digest_t digest, char suffix)
     rl2_call_arg(c, buf, RL2_REDIS_KEY_MAX - 1);
 }
 
+/* "v " at *w: one number of a layer's argument. */
+static char *
+rl2_layer_num(char *w, int64_t v)
+{
+    w += rl2_i64_text(w, v);
+    *w++ = ' ';
+    return w;
+}
+
+/* One argument per layer, its numbers separated by single spaces: Redis
+ * pays about a microsecond for each argument of a call (an object, a
+ * string in Lua's table, a tonumber), and a function library remembers
+ * what the text of an apply or peek means, the same on every request
+ * for a limit, and parses it once. */
 static void
-rl2_call_layer(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *l)
+rl2_call_layer(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *l,
+               char *buf)
 {
     const rl2_limit_t       *limit = l->limit;
     const rl2_algo_params_t *p = &limit->algo, *o = &limit->overflow;
     int                      flags = (l->dry_run || limit->unlimited)
                 | (which == RL2_SCRIPT_REFUND && l->overflow_used) << 1;
+    char *w = buf;
 
-    rl2_call_num(c, flags);
-    rl2_call_num(c, p->algo);
-    rl2_call_num(c, p->limit);
-    rl2_call_num(c, p->window_us);
-    rl2_call_num(c, p->burst);
-    rl2_call_num(c, p->period);
-    rl2_call_num(c, limit->cost);
-    rl2_call_num(c, o->limit);
-    rl2_call_num(c, o->limit != 0 ? o->window_us : 0);
-    rl2_call_num(c, o->limit != 0 ? o->burst : 0);
-    rl2_call_num(c, which == RL2_SCRIPT_REFUND ? l->committed_us : 0);
+    w = rl2_layer_num(w, flags);
+    w = rl2_layer_num(w, p->algo);
+    w = rl2_layer_num(w, p->limit);
+    w = rl2_layer_num(w, p->window_us);
+    w = rl2_layer_num(w, p->burst);
+    w = rl2_layer_num(w, p->period);
+    w = rl2_layer_num(w, limit->cost);
+    w = rl2_layer_num(w, o->limit);
+    w = rl2_layer_num(w, o->limit != 0 ? o->window_us : 0);
+    w = rl2_layer_num(w, o->limit != 0 ? o->burst : 0);
+    w = rl2_layer_num(w, which == RL2_SCRIPT_REFUND ? l->committed_us : 0);
+    rl2_call_arg(c, buf, (size_t)(w - 1 - buf));
 }
 
 /* "apply on KEY (+N more layers)", for messages: built on every call, so
@@ -195,7 +208,7 @@ rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
     c->nkeys = 0;
     rl2_call_arg(c, "", 0);
     rl2_call_arg(c, "", 0);
-    rl2_call_arg(c, c->nums[2], 0);
+    rl2_call_arg(c, c->numkeys, 0);
     for (size_t i = 0; i < n; i++) {
         const rl2_layer_t *l = &layers[idx[i]];
 
@@ -204,16 +217,15 @@ rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
             rl2_call_key(c, l->key, 'o');
         }
     }
-    c->len[2] = rl2_i64_text(c->nums[2], c->nkeys);
+    c->len[2] = rl2_i64_text(c->numkeys, c->nkeys);
     if (now_us != NULL) {
-        rl2_call_num(c, *now_us);
+        rl2_call_arg(c, c->now, rl2_i64_text(c->now, *now_us));
     }
     else {
         rl2_call_arg(c, "", 0);
     }
-    rl2_call_num(c, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
-        rl2_call_layer(c, which, &layers[idx[i]]);
+        rl2_call_layer(c, which, &layers[idx[i]], c->layer[i]);
     }
     rl2_call_what(c, which, n);
 }

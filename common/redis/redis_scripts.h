@@ -17,17 +17,21 @@
  * decimal integer, times in µs):
  *   KEYS   per layer: its state key, then its overflow key if it has one
  *   ARGV[1] "" for Redis TIME, or a test clock
- *   ARGV[2] number of layers n
- *   ARGV[3 + 11 * i ...] per layer i: flags (1: never refuses -- dry run
- *          or unlimited; 2: refund the overflow state), algorithm
- *          (rl2_algo_t), limit, window_us, burst, period (rl2_period_t),
- *          cost, overflow limit (0: none), overflow window_us, overflow
- *          burst, committed_us (refund only)
+ *   ARGV[1 + i] layer i (from 1; as many as there are layers): its
+ *          RL2_SCRIPT_FIELDS numbers separated by single spaces: flags (1:
+ *          never refuses -- dry run or unlimited; 2: refund the overflow
+ *          state), algorithm (rl2_algo_t), limit, window_us, burst, period
+ *          (rl2_period_t), cost, overflow limit (0: none), overflow
+ *          window_us, overflow burst, committed_us (refund only, else 0).
+ *          One argument, not eleven: each argument costs Redis about a
+ *          microsecond, and the library parses the text of an apply or
+ *          peek once and remembers it (it is the same on every request
+ *          for a limit).
  * apply and peek answer one string of decimal integers separated by
  * single spaces: now, then per layer allowed, limit, remaining, reset_us,
  * retry_after_us, refused, overflow_used, committed (one reply object for
- * hiredis to build, not an array of integers); refund answers the number
- * of layers.
+ * hiredis to build, not an array of integers; written by one
+ * string.format); refund answers the number of layers.
  *
  * Keys are "rl2:{<32 hex digits of the layer digest>}:<suffix>", suffix
  * "s" for the limit's state and "o" for its overflow allowance: the
@@ -50,7 +54,7 @@ typedef enum {
     RL2_SCRIPT_COUNT
 } rl2_script_t;
 
-/* Numbers per layer in ARGV. */
+/* Numbers in a layer's argument. */
 #define RL2_SCRIPT_FIELDS 11
 
 /* "rl2:{" + 32 hex + "}:" + suffix + NUL */
