@@ -443,20 +443,27 @@ rl2_call_send(rl2_redis_target_t *to, rl2_script_t which, rl2_call_t *c,
 
 /* ---- the answer ---- */
 
-/* One decimal integer of a script's answer at *p (before end). */
+/* One decimal integer of a script's answer at *p (before end): at most
+ * 19 digits, so that v cannot wrap, and no digit after them.  One test
+ * per digit ((unsigned)(c - '0') < 10), for the forty-odd characters of
+ * every answer. */
 static int
 rl2_answer_int(const char **p, const char *end, int64_t *out)
 {
-    const char *s = *p;
+    const char *s = *p, *first, *stop;
     int         neg = s < end && *s == '-';
     uint64_t    v = 0;
-    int         digits = 0;
+    unsigned    d;
 
     s += neg;
-    for (; s < end && *s >= '0' && *s <= '9' && digits < 19; s++, digits++) {
-        v = v * 10 + (uint64_t)(*s - '0');
+    first = s;
+    stop = end - s > 19 ? s + 19 : end;
+    while (s < stop && (d = (unsigned)((unsigned char)*s - '0')) < 10) {
+        v = v * 10 + d;
+        s++;
     }
-    if (digits == 0 || v > INT64_MAX || (s < end && *s >= '0' && *s <= '9')) {
+    if (s == first || v > INT64_MAX
+        || (s < end && (unsigned)((unsigned char)*s - '0') < 10)) {
         return 0;
     }
     *out = neg ? -(int64_t)v : (int64_t)v;
