@@ -23,8 +23,8 @@
  * library's top level runs once, at FUNCTION LOAD, and its functions keep
  * the families they loaded (FAM holds only pure functions) and what they
  * learnt of the arguments (DESC: what a layer's text means, the same on
- * every request for a limit);
- * what is per request (KEYS, ARGV, STATES) is set again by every call.
+ * every request for a limit); what is per request (KEYS, ARGV, STATES)
+ * is set again by every call.
  * Measured with callgrind on redis-server 7.0: each argument of a call,
  * each tonumber, each string.format and each table made costs Redis
  * about a thousand instructions, and a token bucket's whole call was
