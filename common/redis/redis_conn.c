@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
 
 struct rl2_redis_conn {
     redisContext          *ctx;
+    unsigned               forks;  /* rl2_forks when it was opened */
     pid_t                  pid;    /* process that opened it */
     int                    broken; /* an I/O error or timeout killed it */
     int                    timeout_ms;
@@ -148,6 +150,46 @@ rl2_ms_timeval(int ms)
 }
 
 /* ---- one connection ---- */
+
+/* How many forks made this process, counted by a pthread_atfork child
+ * handler: a connection opened before a fork belongs to the parent, and
+ * telling so without getpid(), a system call (glibc does not cache it)
+ * on every request, costs a load.  The handler is registered before the
+ * first connection is opened, so no connection predates it; glibc drops
+ * it when the module that registered it is unloaded.  Should the
+ * registration fail (no memory), getpid() it is. */
+static atomic_uint    rl2_forks;
+static int            rl2_forks_unknown;
+static pthread_once_t rl2_forks_once = PTHREAD_ONCE_INIT;
+
+static void
+rl2_forks_child(void)
+{
+    atomic_fetch_add_explicit(&rl2_forks, 1, memory_order_relaxed);
+}
+
+static void
+rl2_forks_register(void)
+{
+    rl2_forks_unknown = pthread_atfork(NULL, NULL, rl2_forks_child) != 0;
+}
+
+static unsigned
+rl2_forks_now(void)
+{
+    pthread_once(&rl2_forks_once, rl2_forks_register);
+    return atomic_load_explicit(&rl2_forks, memory_order_relaxed);
+}
+
+/* Whether c was opened by this process, not by one it was forked from. */
+static int
+rl2_conn_ours(const rl2_redis_conn_t *c)
+{
+    if (c->forks != rl2_forks_now()) {
+        return 0;
+    }
+    return !rl2_forks_unknown || c->pid == getpid();
+}
 
 /* A timeout surfaces as EAGAIN from read or write: say so, since "Resource
  * temporarily unavailable" tells an operator nothing. */
@@ -374,6 +416,7 @@ rl2_redis_conn_open(const rl2_redis_conf_t *given, rl2_redis_conn_t **out,
     if ((c = calloc(1, sizeof(*c))) == NULL) {
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
+    c->forks = rl2_forks_now();
     c->pid = getpid();
     c->timeout_ms = conf->command_timeout_ms;
     rl2_conf_name(conf, c->name, sizeof(c->name));
@@ -437,7 +480,7 @@ rl2_conn_usable(const rl2_redis_conn_t *c)
 {
     struct pollfd p;
 
-    if (c->broken || c->pid != getpid()) {
+    if (c->broken || !rl2_conn_ours(c)) {
         return 0;
     }
     p.fd = c->ctx->fd;

@@ -21,8 +21,14 @@
  * a loader (LOAD.x) that a call runs only for the algorithms it meets:
  * defining every family's functions each time cost more than deciding.  A
  * library's top level runs once, at FUNCTION LOAD, and its functions keep
- * the families they loaded (FAM holds only pure functions); what is per
- * request (KEYS, ARGV, STATES) is set again by every call.
+ * the families they loaded (FAM holds only pure functions) and what they
+ * learnt of the arguments (DESC: what a layer's text means, the same on
+ * every request for a limit); what is per request (KEYS, ARGV, STATES)
+ * is set again by every call.
+ * Measured with callgrind on redis-server 7.0: each argument of a call,
+ * each tonumber, each string.format and each table made costs Redis
+ * about a thousand instructions, and a token bucket's whole call was
+ * 185,000, so the driver makes few of each.
  *
  * State of the string-valued families is "n1:n2:..." in one key, read once
  * per script and written once at the end with an absolute expiry (PXAT):
@@ -105,17 +111,26 @@
 
 /* A state key is read once (GET) into st.v and written once (save).  A
  * commit sets an expiry, a refund keeps the key's (KEEPTTL) or sets an
- * earlier one; an expiry already past deletes the key. */
+ * earlier one; an expiry already past deletes the key.  Per call, so
+ * cheap: st is made with every field it will get (a table that grows is
+ * rehashed), a one-number state is read with one tonumber and not
+ * split, and a state (one to three numbers) is written with one
+ * string.format, whose every call costs Redis about a microsecond. */
 #define RL2_LUA_STRING_STATE \
+    "local SFMT = { '%d', '%d:%d', '%d:%d:%d' }\n" \
     "local function load(key)\n" \
     "  local raw = redis.call('GET', key)\n" \
-    "  local st = { key = key, v = {}, exists = raw and true or false }\n" \
-    "  if raw then\n" \
-    "    for x in string.gmatch(raw, '[^:]+') do\n" \
-    "      st.v[#st.v + 1] = tonumber(x) or 0\n" \
+    "  local v, x = {}, raw and tonumber(raw)\n" \
+    "  if x then\n" \
+    "    v = { x }\n" \
+    "  elseif raw then\n" \
+    "    for part in string.gmatch(raw, '[^:]+') do\n" \
+    "      v[#v + 1] = tonumber(part) or 0\n" \
     "    end\n" \
     "  end\n" \
-    "  return st\n" \
+    "  return { key = key, v = v, exists = raw and true or false,\n" \
+    "           save = false, exp = false, dirty = false, keep = false,\n" \
+    "           del = false }\n" \
     "end\n" \
     "local function get(st, i) return st.v[i] or 0 end\n" \
     "local function put(st, v, exp)\n" \
@@ -131,9 +146,7 @@
     "    redis.call('DEL', st.key)\n" \
     "    return\n" \
     "  end\n" \
-    "  local parts = {}\n" \
-    "  for i = 1, #st.v do parts[i] = num(st.v[i]) end\n" \
-    "  local val = table.concat(parts, ':')\n" \
+    "  local val = fmt(SFMT[#st.v], unpack(st.v))\n" \
     "  if st.keep then\n" \
     "    redis.call('SET', st.key, val, 'KEEPTTL')\n" \
     "  else\n" \
@@ -143,14 +156,18 @@
 
 /* ---- token_bucket (0) and leaky_bucket (4): bucket.c ----
  * token_bucket keeps { tat } and expires at tat (the bucket is full
- * again); leaky_bucket keeps { level, last } and expires when drained. */
+ * again); leaky_bucket keeps { level, last } and expires when drained.
+ * bucket(p) is asked four times a call: its answer is kept in p (bt,
+ * bcap, bcap_us), which a function library keeps from call to call. */
 #define RL2_LUA_BUCKETS \
     "LOAD.b = function()\n" \
     "local function bucket(p)\n" \
+    "  if p.bt then return p.bt, p.bcap, p.bcap_us end\n" \
     "  local t = idiv(p.window, p.limit)\n" \
     "  if t * p.limit < p.window then t = t + 1 end\n" \
     "  local cap = p.limit\n" \
     "  if p.burst > 0 then cap = p.burst end\n" \
+    "  p.bt, p.bcap, p.bcap_us = t, cap, cap * t\n" \
     "  return t, cap, cap * t\n" \
     "end\n" \
     "local function bucket_decide(p, debt, cost)\n" \
@@ -458,7 +475,16 @@
  * arguments, the clock ----
  * A request larger than the capacity never fits (algo.c); states are
  * cached by key so that two layers on one key see each other's commits,
- * as they do in the local store's zone. */
+ * as they do in the local store's zone.  A layer's text is parsed once
+ * (describe) into an immutable description, shared by later calls when
+ * it has no committed time (apply, peek; at most 256 kept, then
+ * forgotten at once); each call makes one table per layer from it, with
+ * every field it will get.  TIME's two strings are numbers to Lua's
+ * arithmetic as they are: two calls of tonumber fewer.  The reply is one
+ * string.format per layer, not one per number, and for one layer (most
+ * requests) one in all: a table that grows as a loop fills it is
+ * reallocated at 1, 2, 4, 8 ... entries, which cost a call of one layer
+ * ten thousand instructions. */
 #define RL2_LUA_DRIVER \
     "local FAMILY = { [0] = 'b', [1] = 'l', [2] = 'w', [3] = 's',\n" \
     "                 [4] = 'b', [5] = 'c', [6] = 's' }\n" \
@@ -488,28 +514,42 @@
     "    return nil\n" \
     "  end\n" \
     "  return { algo = algo, limit = limit, window = window,\n" \
-    "           burst = burst, period = period }\n" \
+    "           burst = burst, period = period,\n" \
+    "           bt = false, bcap = false, bcap_us = false }\n" \
+    "end\n" \
+    "local LAYER = '^(%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) '\n" \
+    "  .. '(%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+)$'\n" \
+    "local DESC, NDESC = {}, 0\n" \
+    "local function describe(s)\n" \
+    "  local d = DESC[s]\n" \
+    "  if d then return d end\n" \
+    "  local a = { string.match(s, LAYER) }\n" \
+    "  if not a[11] then return nil end\n" \
+    "  for j = 1, 11 do a[j] = tonumber(a[j]) end\n" \
+    "  d = { flags = a[1], cost = a[7], committed = a[11],\n" \
+    "        p = params(a[2], a[3], a[4], a[5], a[6]) }\n" \
+    "  if a[8] > 0 then d.op = params(0, a[8], a[9], a[10], 0) end\n" \
+    "  if a[1] < 0 or not d.p or (a[8] > 0 and not d.op) then return nil end\n" \
+    "  if a[11] == 0 then\n" \
+    "    if NDESC >= 256 then DESC, NDESC = {}, 0 end\n" \
+    "    DESC[s], NDESC = d, NDESC + 1\n" \
+    "  end\n" \
+    "  return d\n" \
     "end\n" \
     "local function layers()\n" \
-    "  local n = tonumber(ARGV[2])\n" \
-    "  if not n or #ARGV ~= 2 + 11 * n then return nil end\n" \
     "  local out, k = {}, 1\n" \
-    "  for i = 1, n do\n" \
-    "    local a = {}\n" \
-    "    for j = 1, 11 do a[j] = tonumber(ARGV[2 + (i - 1) * 11 + j]) end\n" \
-    "    local l = { flags = a[1] or -1, cost = a[7], committed = a[11],\n" \
-    "                p = params(a[2], a[3], a[4], a[5], a[6]),\n" \
-    "                key = KEYS[k] }\n" \
+    "  for i = 2, #ARGV do\n" \
+    "    local d = describe(ARGV[i])\n" \
+    "    if not d or not KEYS[k] then return nil end\n" \
+    "    local l = { flags = d.flags, cost = d.cost, committed = d.committed,\n" \
+    "                p = d.p, op = d.op, key = KEYS[k], okey = nil,\n" \
+    "                res = false, refused = false, ov = false, done = false }\n" \
     "    k = k + 1\n" \
-    "    if (a[8] or 0) > 0 then\n" \
-    "      l.op, l.okey = params(0, a[8], a[9], a[10], 0), KEYS[k]\n" \
-    "      k = k + 1\n" \
+    "    if d.op then\n" \
+    "      if not KEYS[k] then return nil end\n" \
+    "      l.okey, k = KEYS[k], k + 1\n" \
     "    end\n" \
-    "    if l.flags < 0 or not (l.cost and l.committed and l.p and l.key)\n" \
-    "       or (l.okey and not l.op) then\n" \
-    "      return nil\n" \
-    "    end\n" \
-    "    out[i] = l\n" \
+    "    out[i - 1] = l\n" \
     "  end\n" \
     "  if k - 1 ~= #KEYS then return nil end\n" \
     "  return out\n" \
@@ -518,7 +558,7 @@
     "  local now = tonumber(ARGV[1])\n" \
     "  if not now then\n" \
     "    local t = redis.call('TIME')\n" \
-    "    now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n" \
+    "    now = t[1] * 1000000 + t[2]\n" \
     "  end\n" \
     "  return clamp(now, 0, NOW_MAX)\n" \
     "end\n" \
@@ -548,15 +588,18 @@
     "  end\n" \
     "  return blocked\n" \
     "end\n" \
+    "local LFMT = ' %d %d %d %d %d %d %d %d'\n" \
+    "local RFMT1 = '%d' .. LFMT\n" \
+    "local function reply_layer(l)\n" \
+    "  local r = l.res\n" \
+    "  return r[1], r[2], r[3], r[4], r[5], l.refused and 1 or 0,\n" \
+    "         l.ov and 1 or 0, l.done and 1 or 0\n" \
+    "end\n" \
     "local function reply(L, now)\n" \
-    "  local out = { num(now) }\n" \
-    "  for _, l in ipairs(L) do\n" \
-    "    for j = 1, 5 do out[#out + 1] = num(l.res[j]) end\n" \
-    "    out[#out + 1] = l.refused and '1' or '0'\n" \
-    "    out[#out + 1] = l.ov and '1' or '0'\n" \
-    "    out[#out + 1] = l.done and '1' or '0'\n" \
-    "  end\n" \
-    "  return table.concat(out, ' ')\n" \
+    "  if #L == 1 then return fmt(RFMT1, now, reply_layer(L[1])) end\n" \
+    "  local s = num(now)\n" \
+    "  for _, l in ipairs(L) do s = s .. fmt(LFMT, reply_layer(l)) end\n" \
+    "  return s\n" \
     "end\n"
 
 /* ---- the slice of a lease: grant.c ----
@@ -591,21 +634,20 @@
     "  end\n" \
     "  return g, r, h\n" \
     "end\n" \
+    "local LEASE = '^(%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+) '\n" \
+    "  .. '(%-?%d+) (%-?%d+) (%-?%d+) (%-?%d+)$'\n" \
     "local function lease_layers()\n" \
-    "  local n = tonumber(ARGV[2])\n" \
-    "  if not n or #ARGV ~= 2 + 9 * n or #KEYS ~= n then return nil end\n" \
+    "  if #ARGV - 1 ~= #KEYS then return nil end\n" \
     "  local out = {}\n" \
-    "  for i = 1, n do\n" \
-    "    local a = {}\n" \
-    "    for j = 1, 9 do a[j] = tonumber(ARGV[2 + (i - 1) * 9 + j]) end\n" \
+    "  for i = 2, #ARGV do\n" \
+    "    local a = { string.match(ARGV[i], LEASE) }\n" \
+    "    if not a[9] then return nil end\n" \
+    "    for j = 1, 9 do a[j] = tonumber(a[j]) end\n" \
     "    local l = { p = params(a[1], a[2], a[3], a[4], a[5]), cost = a[6],\n" \
     "                want = a[7], back = a[8], back_at = a[9],\n" \
-    "                key = KEYS[i] }\n" \
-    "    if not (l.p and l.cost and l.want and l.back and l.back_at)\n" \
-    "       or l.p.algo == 1 or l.p.algo == 5 then\n" \
-    "      return nil\n" \
-    "    end\n" \
-    "    out[i] = l\n" \
+    "                key = KEYS[i - 1] }\n" \
+    "    if not l.p or l.p.algo == 1 or l.p.algo == 5 then return nil end\n" \
+    "    out[i - 1] = l\n" \
     "  end\n" \
     "  return out\n" \
     "end\n"

@@ -38,11 +38,13 @@
 
 /* The bound of redis_scripts.h: 2^50. */
 
-/* "FCALL" function (or "EVALSHA" sha) numkeys, the keys, ARGV[1],
- * ARGV[2], the layers. */
-#define RL2_ARGC_MAX \
-    (3 + 2 * RL2_MAX_LAYERS + 2 + RL2_SCRIPT_FIELDS * RL2_MAX_LAYERS)
-#define RL2_NUM_MAX 24
+/* "FCALL" function (or "EVALSHA" sha) numkeys, the keys, ARGV[1], then
+ * one argument per layer. */
+#define RL2_ARGC_MAX (3 + 2 * RL2_MAX_LAYERS + 1 + RL2_MAX_LAYERS)
+#define RL2_NUM_MAX  24
+/* A layer's RL2_SCRIPT_FIELDS numbers, each at most 20 characters, with a
+ * space after each but the last. */
+#define RL2_LAYER_TEXT_MAX (RL2_SCRIPT_FIELDS * 21)
 
 static const char *const rl2_script_names[RL2_SCRIPT_COUNT] = { "apply", "peek",
                                                                 "refund",
@@ -55,15 +57,17 @@ static atomic_int      rl2_sha_known[RL2_SCRIPT_COUNT];
  * flag, published by nothing else: relaxed is enough. */
 static atomic_int rl2_functions_off;
 
-/* One call's arguments, built on the stack (about 10 KiB). */
+/* One call's arguments, built on the stack (about 6 KiB). */
 typedef struct {
     int         argc;
     const char *argv[RL2_ARGC_MAX];
     size_t      len[RL2_ARGC_MAX];
     int         nkeys;
     char        keys[2 * RL2_MAX_LAYERS][RL2_REDIS_KEY_MAX];
-    char        nums[RL2_ARGC_MAX][RL2_NUM_MAX]; /* by argument index */
-    char        what[RL2_REDIS_KEY_MAX + 48];    /* for messages */
+    char        numkeys[RL2_NUM_MAX];
+    char        now[RL2_NUM_MAX];
+    char        layer[RL2_MAX_LAYERS][RL2_LAYER_TEXT_MAX];
+    char        what[RL2_REDIS_KEY_MAX + 48]; /* for messages */
 } rl2_call_t;
 
 const char *
@@ -127,14 +131,6 @@ rl2_call_arg(rl2_call_t *c, const char *s, size_t len)
 }
 
 static void
-rl2_call_num(rl2_call_t *c, int64_t v)
-{
-    char *buf = c->nums[c->argc];
-
-    rl2_call_arg(c, buf, rl2_i64_text(buf, v));
-}
-
-static void
 rl2_call_key(rl2_call_t *c, rl2_digest_t digest, char suffix)
 {
     char *buf = c->keys[c->nkeys++];
@@ -143,25 +139,42 @@ rl2_call_key(rl2_call_t *c, rl2_digest_t digest, char suffix)
     rl2_call_arg(c, buf, RL2_REDIS_KEY_MAX - 1);
 }
 
+/* "v " at *w: one number of a layer's argument. */
+static char *
+rl2_layer_num(char *w, int64_t v)
+{
+    w += rl2_i64_text(w, v);
+    *w++ = ' ';
+    return w;
+}
+
+/* One argument per layer, its numbers separated by single spaces: Redis
+ * pays about a microsecond for each argument of a call (an object, a
+ * string in Lua's table, a tonumber), and a function library remembers
+ * what the text of an apply or peek means, the same on every request
+ * for a limit, and parses it once. */
 static void
-rl2_call_layer(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *l)
+rl2_call_layer(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *l,
+               char *buf)
 {
     const rl2_limit_t       *limit = l->limit;
     const rl2_algo_params_t *p = &limit->algo, *o = &limit->overflow;
     int                      flags = (l->dry_run || limit->unlimited)
                 | (which == RL2_SCRIPT_REFUND && l->overflow_used) << 1;
+    char *w = buf;
 
-    rl2_call_num(c, flags);
-    rl2_call_num(c, p->algo);
-    rl2_call_num(c, p->limit);
-    rl2_call_num(c, p->window_us);
-    rl2_call_num(c, p->burst);
-    rl2_call_num(c, p->period);
-    rl2_call_num(c, limit->cost);
-    rl2_call_num(c, o->limit);
-    rl2_call_num(c, o->limit != 0 ? o->window_us : 0);
-    rl2_call_num(c, o->limit != 0 ? o->burst : 0);
-    rl2_call_num(c, which == RL2_SCRIPT_REFUND ? l->committed_us : 0);
+    w = rl2_layer_num(w, flags);
+    w = rl2_layer_num(w, p->algo);
+    w = rl2_layer_num(w, p->limit);
+    w = rl2_layer_num(w, p->window_us);
+    w = rl2_layer_num(w, p->burst);
+    w = rl2_layer_num(w, p->period);
+    w = rl2_layer_num(w, limit->cost);
+    w = rl2_layer_num(w, o->limit);
+    w = rl2_layer_num(w, o->limit != 0 ? o->window_us : 0);
+    w = rl2_layer_num(w, o->limit != 0 ? o->burst : 0);
+    w = rl2_layer_num(w, which == RL2_SCRIPT_REFUND ? l->committed_us : 0);
+    rl2_call_arg(c, buf, (size_t)(w - 1 - buf));
 }
 
 /* "apply on KEY (+N more layers)", for messages: built on every call, so
@@ -196,7 +209,7 @@ rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
     c->nkeys = 0;
     rl2_call_arg(c, "", 0);
     rl2_call_arg(c, "", 0);
-    rl2_call_arg(c, c->nums[2], 0);
+    rl2_call_arg(c, c->numkeys, 0);
     for (size_t i = 0; i < n; i++) {
         const rl2_layer_t *l = &layers[idx[i]];
 
@@ -205,16 +218,15 @@ rl2_call_build(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *layers,
             rl2_call_key(c, l->key, 'o');
         }
     }
-    c->len[2] = rl2_i64_text(c->nums[2], c->nkeys);
+    c->len[2] = rl2_i64_text(c->numkeys, c->nkeys);
     if (now_us != NULL) {
-        rl2_call_num(c, *now_us);
+        rl2_call_arg(c, c->now, rl2_i64_text(c->now, *now_us));
     }
     else {
         rl2_call_arg(c, "", 0);
     }
-    rl2_call_num(c, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
-        rl2_call_layer(c, which, &layers[idx[i]]);
+        rl2_call_layer(c, which, &layers[idx[i]], c->layer[i]);
     }
     rl2_call_what(c, which, n);
 }
@@ -432,20 +444,27 @@ rl2_call_send(rl2_redis_target_t *to, rl2_script_t which, rl2_call_t *c,
 
 /* ---- the answer ---- */
 
-/* One decimal integer of a script's answer at *p (before end). */
+/* One decimal integer of a script's answer at *p (before end): at most
+ * 19 digits, so that v cannot wrap, and no digit after them.  One test
+ * per digit ((unsigned)(c - '0') < 10), for the forty-odd characters of
+ * every answer. */
 static int
 rl2_answer_int(const char **p, const char *end, int64_t *out)
 {
-    const char *s = *p;
+    const char *s = *p, *first, *stop;
     int         neg = s < end && *s == '-';
     uint64_t    v = 0;
-    int         digits = 0;
+    unsigned    d;
 
     s += neg;
-    for (; s < end && *s >= '0' && *s <= '9' && digits < 19; s++, digits++) {
-        v = v * 10 + (uint64_t)(*s - '0');
+    first = s;
+    stop = end - s > 19 ? s + 19 : end;
+    while (s < stop && (d = (unsigned)((unsigned char)*s - '0')) < 10) {
+        v = v * 10 + d;
+        s++;
     }
-    if (digits == 0 || v > INT64_MAX || (s < end && *s >= '0' && *s <= '9')) {
+    if (s == first || v > INT64_MAX
+        || (s < end && (unsigned)((unsigned char)*s - '0') < 10)) {
         return 0;
     }
     *out = neg ? -(int64_t)v : (int64_t)v;
@@ -557,21 +576,24 @@ rl2_redis_script_run(rl2_redis_target_t *to, rl2_script_t which,
 
 /* ---- leases ---- */
 
+/* An ask is one argument of 9 numbers, as a layer is (redis_scripts.h). */
 static void
-rl2_call_lease(rl2_call_t *c, const rl2_lease_ask_t *a)
+rl2_call_lease(rl2_call_t *c, const rl2_lease_ask_t *a, char *buf)
 {
     const rl2_limit_t       *limit = a->layer->limit;
     const rl2_algo_params_t *p = &limit->algo;
+    char                    *w = buf;
 
-    rl2_call_num(c, p->algo);
-    rl2_call_num(c, p->limit);
-    rl2_call_num(c, p->window_us);
-    rl2_call_num(c, p->burst);
-    rl2_call_num(c, p->period);
-    rl2_call_num(c, limit->cost);
-    rl2_call_num(c, a->want);
-    rl2_call_num(c, a->back);
-    rl2_call_num(c, a->back_at_us);
+    w = rl2_layer_num(w, p->algo);
+    w = rl2_layer_num(w, p->limit);
+    w = rl2_layer_num(w, p->window_us);
+    w = rl2_layer_num(w, p->burst);
+    w = rl2_layer_num(w, p->period);
+    w = rl2_layer_num(w, limit->cost);
+    w = rl2_layer_num(w, a->want);
+    w = rl2_layer_num(w, a->back);
+    w = rl2_layer_num(w, a->back_at_us);
+    rl2_call_arg(c, buf, (size_t)(w - 1 - buf));
 }
 
 static void
@@ -605,24 +627,23 @@ rl2_redis_lease_run(rl2_redis_target_t *to, rl2_lease_ask_t *asks, size_t n,
     c.nkeys = 0;
     rl2_call_arg(&c, "", 0);
     rl2_call_arg(&c, "", 0);
-    rl2_call_num(&c, (int64_t)n);
+    rl2_call_arg(&c, c.numkeys, rl2_i64_text(c.numkeys, (int64_t)n));
     for (size_t i = 0; i < n; i++) {
         idx[i] = i;
         rl2_call_key(&c, asks[i].layer->key, 's');
     }
     if (now_us != NULL) {
-        rl2_call_num(&c, *now_us);
+        rl2_call_arg(&c, c.now, rl2_i64_text(c.now, *now_us));
     }
     else {
         rl2_call_arg(&c, "", 0);
     }
-    rl2_call_num(&c, (int64_t)n);
     for (size_t i = 0; i < n; i++) {
         if ((st = rl2_redis_layers_check(asks[i].layer, idx, 1, err))
             != RL2_OK) {
             return st;
         }
-        rl2_call_lease(&c, &asks[i]);
+        rl2_call_lease(&c, &asks[i], c.layer[i]);
     }
     rl2_call_what(&c, RL2_SCRIPT_LEASE, n);
     if ((st = rl2_call_send(to, RL2_SCRIPT_LEASE, &c, &r, err)) != RL2_OK) {

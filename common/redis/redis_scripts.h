@@ -17,17 +17,21 @@
  * decimal integer, times in µs):
  *   KEYS   per layer: its state key, then its overflow key if it has one
  *   ARGV[1] "" for Redis TIME, or a test clock
- *   ARGV[2] number of layers n
- *   ARGV[3 + 11 * i ...] per layer i: flags (1: never refuses -- dry run
- *          or unlimited; 2: refund the overflow state), algorithm
- *          (rl2_algo_t), limit, window_us, burst, period (rl2_period_t),
- *          cost, overflow limit (0: none), overflow window_us, overflow
- *          burst, committed_us (refund only)
+ *   ARGV[1 + i] layer i (from 1; as many as there are layers): its
+ *          RL2_SCRIPT_FIELDS numbers separated by single spaces: flags (1:
+ *          never refuses -- dry run or unlimited; 2: refund the overflow
+ *          state), algorithm (rl2_algo_t), limit, window_us, burst, period
+ *          (rl2_period_t), cost, overflow limit (0: none), overflow
+ *          window_us, overflow burst, committed_us (refund only, else 0).
+ *          One argument, not eleven: each argument costs Redis about a
+ *          microsecond, and the library parses the text of an apply or
+ *          peek once and remembers it (it is the same on every request
+ *          for a limit).
  * apply and peek answer one string of decimal integers separated by
  * single spaces: now, then per layer allowed, limit, remaining, reset_us,
  * retry_after_us, refused, overflow_used, committed (one reply object for
- * hiredis to build, not an array of integers); refund answers the number
- * of layers.
+ * hiredis to build, not an array of integers; written by one
+ * string.format); refund answers the number of layers.
  *
  * Keys are "rl2:{<32 hex digits of the layer digest>}:<suffix>", suffix
  * "s" for the limit's state and "o" for its overflow allowance: the
@@ -51,7 +55,7 @@ typedef enum {
     RL2_SCRIPT_COUNT
 } rl2_script_t;
 
-/* Numbers per layer in ARGV. */
+/* Numbers in a layer's argument. */
 #define RL2_SCRIPT_FIELDS 11
 
 /* "rl2:{" + 32 hex + "}:" + suffix + NUL */
@@ -114,10 +118,12 @@ rl2_status_t rl2_redis_script_run(rl2_redis_target_t *to, rl2_script_t which,
                                   rl2_err_t *err);
 
 /* One slice asked for one layer (lease mode: redis_lease.c).  lease
- * takes, per layer, its state key and 9 numbers: algorithm, limit,
- * window_us, burst, period, cost, want, back (the unused units of the
- * last slice, 0 for none), back_at_us (Redis' clock at that slice's
- * grant); it answers now, then per layer RL2_LEASE_FIELDS integers:
+ * takes ARGV[1] as apply does, then per layer its state key and one
+ * argument of 9 numbers separated by single spaces: algorithm, limit,
+ * window_us, burst, period, cost, want (0: only give back), back (the
+ * unused units of a slice, 0 for none), back_at_us (Redis' clock at
+ * that slice's grant); it answers now, then per layer RL2_LEASE_FIELDS
+ * integers:
  * granted (0: refused), limit, remaining, reset_us, retry_after_us,
  * horizon_us (-1: none).  The arithmetic is grant.c's. */
 #define RL2_LEASE_FIELDS 6

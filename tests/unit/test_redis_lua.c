@@ -712,6 +712,41 @@ test_clock_going_back_matches_c(void **state)
     }
 }
 
+/* More limits than the function library remembers the meaning of (256
+ * layer texts, then it forgets them all at once): each text is parsed
+ * again after that, and every decision still agrees with the C, on the
+ * first pass and on the passes after the library forgot. */
+static void
+test_more_limits_than_the_library_remembers(void **state)
+{
+    enum { N = 600 };
+    static spec_t specs[N];
+    static char   names[N][24];
+    static hist_t h[N];
+    int64_t       now = wall_us() + HEADROOM;
+
+    (void)state;
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof(names[i]), "tb %d/1min", i + 1);
+        specs[i] = (spec_t){
+            names[i], RL2_ALGO_TOKEN_BUCKET, i + 1, MINUTE, 0, 0, 0, 0
+        };
+        hist_init(&h[i], &specs[i]);
+    }
+    for (int pass = 0; pass < 3; pass++) {
+        for (int i = 0; i < N; i++) {
+            hist_apply(&h[i], now, 1);
+        }
+        now += SEC;
+    }
+    /* 1/min admits the first of three; 3/min and more admit all three */
+    assert_int_equal(h[0].admitted, 1);
+    assert_int_equal(h[0].refused, 2);
+    for (int i = 2; i < N; i++) {
+        assert_int_equal(h[i].admitted, 3);
+    }
+}
+
 /* ---- the scripts' integer arithmetic ---- */
 
 #define BATCH 200
@@ -1022,13 +1057,21 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_script_arithmetic_is_exact),   T(test_token_bucket_matches_c),
-        T(test_leaky_bucket_matches_c),       T(test_fixed_window_matches_c),
-        T(test_sliding_window_matches_c),     T(test_sliding_log_matches_c),
-        T(test_concurrency_matches_c),        T(test_quota_matches_c),
-        T(test_overflow_allowance_matches_c), T(test_factor_changes_match_c),
-        T(test_clock_going_back_matches_c),   T(test_lease_grants_match_c),
-        T(test_requests_match_local_store),   T(test_the_store_took_its_path),
+        T(test_script_arithmetic_is_exact),
+        T(test_token_bucket_matches_c),
+        T(test_leaky_bucket_matches_c),
+        T(test_fixed_window_matches_c),
+        T(test_sliding_window_matches_c),
+        T(test_sliding_log_matches_c),
+        T(test_concurrency_matches_c),
+        T(test_quota_matches_c),
+        T(test_overflow_allowance_matches_c),
+        T(test_factor_changes_match_c),
+        T(test_clock_going_back_matches_c),
+        T(test_more_limits_than_the_library_remembers),
+        T(test_lease_grants_match_c),
+        T(test_requests_match_local_store),
+        T(test_the_store_took_its_path),
     };
     int failed;
 
