@@ -352,7 +352,8 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
     }
     for (; started < n; started++) {
         w[started] =
-            (rl2_worker_t){ srv, fd, stop[0], 0, malloc(sizeof(rl2_vet_t)) };
+            (rl2_worker_t){ srv, fd, stop[0], 0, malloc(sizeof(rl2_vet_t)),
+                            0,   -1, 0,       0 };
         if (w[started].vet == NULL
             || pthread_create(&w[started].tid, NULL, rl2_worker_main,
                               &w[started])
