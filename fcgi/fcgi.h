@@ -391,11 +391,19 @@ typedef struct {
     pthread_t     tid;
     rl2_vet_t    *vet;       /* its own, 200 KiB */
     int           tcp;       /* listen_fd is TCP: TCP_NODELAY on them */
-    int           epoll_fd;  /* listen_fd and stop_fd, or -1: poll() */
+    int           epoll_fd;  /* rl2_workers_set's, shared, or -1 */
     int           cpus;      /* it may run on, at start */
     int           listening; /* holds the listener (worker.c) */
 } rl2_worker_t;
 
 void *rl2_worker_main(void *arg);
+
+/* The listener's epoll set, shared by the workers (only the listener
+ * waits in it): the listening socket, the stop pipe, and the connections
+ * a server keeps open (FCGI_KEEP_CONN) between their requests.  -1 when
+ * it cannot be made: the listener polls the socket, and a worker waits on
+ * each kept connection itself.  The caller closes it once the workers
+ * are joined. */
+int rl2_workers_set(int listen_fd, int stop_fd);
 
 #endif /* RL2_FCGI_H */

@@ -67,13 +67,8 @@ rl2_wait(int fd, int stop_fd)
     }
 }
 
-/* The listening socket and the stop pipe in an epoll set of this
- * worker's own, the socket with EPOLLEXCLUSIVE: a new connection wakes
- * one idle worker, not all of them (poll() on a shared socket wakes
- * every waiter, and all but one find nothing to accept).  -1 when it
- * cannot be made: the worker waits in poll() instead. */
-static int
-rl2_listen_set(const rl2_worker_t *w)
+int
+rl2_workers_set(int listen_fd, int stop_fd)
 {
     struct epoll_event ev = { 0 };
     int                ep = epoll_create1(EPOLL_CLOEXEC);
@@ -81,12 +76,11 @@ rl2_listen_set(const rl2_worker_t *w)
     if (ep < 0) {
         return -1;
     }
-    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-    ev.data.fd = w->listen_fd;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, w->listen_fd, &ev) == 0) {
-        ev.events = EPOLLIN;
-        ev.data.fd = w->stop_fd;
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, w->stop_fd, &ev) == 0) {
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &ev) == 0) {
+        ev.data.fd = stop_fd;
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, stop_fd, &ev) == 0) {
             return ep;
         }
     }
@@ -94,33 +88,47 @@ rl2_listen_set(const rl2_worker_t *w)
     return -1;
 }
 
-/* 0 when the listening socket is readable, -1 when the worker must
- * stop. */
+/* The listener's wait: the listening socket or a kept connection that is
+ * readable (taken out of the set until put back), or -1 when the worker
+ * must stop. */
 static int
-rl2_wait_listen(const rl2_worker_t *w)
+rl2_wait_set(const rl2_worker_t *w)
 {
-    struct epoll_event ev[2];
-    int                n, ready = 0;
+    struct epoll_event ev;
+    int                n;
 
     if (w->epoll_fd < 0) {
-        return rl2_wait(w->listen_fd, w->stop_fd);
+        return rl2_wait(w->listen_fd, w->stop_fd) == 0 ? w->listen_fd : -1;
     }
     for (;;) {
-        n = epoll_wait(w->epoll_fd, ev, 2, -1);
+        n = epoll_wait(w->epoll_fd, &ev, 1, -1);
         if (n < 0 && errno != EINTR) {
             rl2_log(LOG_ERR, "epoll_wait: %s", strerror(errno));
             return -1;
         }
-        for (int i = 0; i < n; i++) {
-            if (ev[i].data.fd == w->stop_fd) {
-                return -1;
-            }
-            ready = 1;
-        }
-        if (ready) {
-            return 0;
+        if (n == 1) {
+            return ev.data.fd == w->stop_fd ? -1 : ev.data.fd;
         }
     }
+}
+
+/* Put a kept connection in the listener's set until its next request
+ * (EPOLLONESHOT: out again when it comes); -1 when it cannot be. */
+static int
+rl2_keep(const rl2_worker_t *w, int fd)
+{
+    struct epoll_event ev = { 0 };
+
+    if (w->epoll_fd < 0) {
+        return -1;
+    }
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.fd = fd;
+    if (epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, fd, &ev) == 0) {
+        return 0;
+    }
+    return errno == ENOENT ? epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev)
+                           : -1;
 }
 
 /* What libfcgi's blocking reads and writes need: a stalled server must
@@ -159,15 +167,17 @@ rl2_accept_failed(int err)
     nanosleep(&pause, NULL);
 }
 
-/* A new connection, or -1 when stopping. */
+/* A new connection or a kept one with its next request, or -1 when
+ * stopping. */
 static int
 rl2_accept(const rl2_worker_t *w)
 {
     int fd, on = 1;
 
     for (;;) {
-        if (rl2_wait_listen(w) != 0) {
-            return -1;
+        fd = rl2_wait_set(w);
+        if (fd != w->listen_fd) {
+            return fd;
         }
         fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
@@ -308,7 +318,14 @@ rl2_fast(rl2_worker_t *w, FCGX_Request *req, int fd)
         rl2_drop(req, fd);
         return 0;
     }
-    req->ipcFd = fd;
+    /* Kept: the listener watches it with the listening socket, so an
+     * idle kept connection holds no worker. */
+    if (fd == req->ipcFd) {
+        req->ipcFd = -1;
+    }
+    if (rl2_keep(w, fd) != 0) {
+        req->ipcFd = fd;
+    }
     return 0;
 }
 
@@ -344,7 +361,6 @@ rl2_worker_main(void *arg)
 
     w->tcp = rl2_is_tcp(w->listen_fd);
     w->cpus = rl2_cpus();
-    w->epoll_fd = rl2_listen_set(w);
     FCGX_InitRequest(&req, -1, FCGI_FAIL_ACCEPT_ON_INTR);
     while ((fd = rl2_next(w, &req)) >= 0) {
         vet = rl2_vet_conn(w, fd);
@@ -364,8 +380,5 @@ rl2_worker_main(void *arg)
     }
     rl2_listener_pass(w);
     FCGX_Free(&req, 1);
-    if (w->epoll_fd >= 0) {
-        close(w->epoll_fd);
-    }
     return NULL;
 }

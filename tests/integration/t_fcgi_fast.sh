@@ -5,7 +5,8 @@
 # one after the other and pipelined; padded records; a request with a
 # body, one with more params than fast.c takes, and the health path on
 # a kept connection (libfcgi's); a request still arriving does not hold
-# up the others (the listener is passed on); many clients at once count
+# up the others (the listener is passed on), nor do idle kept
+# connections (the listener watches them); many clients at once count
 # exactly; SIGTERM stops every worker, the followers waiting for the
 # listener too.
 . "$(dirname "$0")/fcgi_lib.sh"
@@ -82,6 +83,31 @@ is "... at once (under 1 s), not after the slow one" 1 "$ok_fast"
 wait "$SLOW"
 like "the half-sent request is answered too" '^Status: 200' \
     "$(cat "$T_DIR/slow.out")"
+
+# ---- idle kept connections hold no worker ----
+FP2=$(free_port)
+fcgi_start two -c "$T_DIR/policy.conf" -s "127.0.0.1:$FP2" -z "$Z" -t 2
+IDLE=()
+for i in 1 2 3 4; do
+    "$FCGI_CLIENT" -k 2 -w 1500 "127.0.0.1:$FP2" REMOTE_ADDR=192.0.2.1$i \
+        REQUEST_METHOD=GET REQUEST_URI=/limited/a >"$T_DIR/idle.$i" &
+    IDLE+=($!)
+done
+sleep 0.3
+t0=$(date +%s%N)
+a=$("$FCGI_CLIENT" "127.0.0.1:$FP2" REMOTE_ADDR=192.0.2.20 \
+    REQUEST_METHOD=GET REQUEST_URI=/limited/a | head -1 | tr -d '\r')
+t1=$(date +%s%N)
+is "2 workers, 4 idle kept connections: a new request is answered" \
+    "Status: 200 OK" "$a"
+is "... at once (under 1 s)" 1 "$(((t1 - t0) / 1000000 < 1000))"
+idle_rc=0
+for pid in "${IDLE[@]}"; do
+    wait "$pid" || idle_rc=1
+done
+is "... and each kept connection's second request is answered" "0 8" \
+    "$idle_rc $(cat "$T_DIR"/idle.* | grep -c '^Status: 200')"
+fcgi_stop two
 
 # ---- many clients at once: every request counted exactly once ----
 CLIENTS=()

@@ -3,7 +3,7 @@
  * ratelimit2-fcgi things no web server would send.
  *
  * usage: rl2_fcgi_client [-r ROLE] [-b SIZE:NAME] [-d MS] [-x FAULT]
- *                        [-k N [-P]] [-i BODY] [-p] [-n N]
+ *                        [-k N [-P] [-w MS]] [-i BODY] [-p] [-n N]
  *                        ADDRESS [NAME=VALUE ...]
  *   ADDRESS   host:port or a unix socket path
  *   -r ROLE   authorizer (default), responder or filter
@@ -12,7 +12,9 @@
  *             then the rest (a request in flight across a signal)
  *   -k N      send the request N times on one connection, with
  *             FCGI_KEEP_CONN and request ids 1..N, each after the answer
- *             to the one before; -P: all of them at once (pipelined)
+ *             to the one before; -P: all of them at once (pipelined);
+ *             -w MS: MS milliseconds between an answer and the next
+ *             request (the connection idle)
  *   -i BODY   send BODY as the request's FCGI_STDIN
  *   -p        pad every record to a multiple of 8 bytes (up to 7 bytes
  *             of padding, as the specification recommends)
@@ -250,6 +252,7 @@ typedef struct {
     long          delay_ms;
     long          keep;     /* -k: requests on the connection, or 0 */
     int           pipeline; /* -P */
+    long          idle_ms;  /* -w */
     const char   *body;     /* -i */
 } opts_t;
 
@@ -259,7 +262,11 @@ options(int argc, char **argv, opts_t *o, buf_t *params)
 {
     int c;
 
-    while ((c = getopt(argc, argv, "r:b:d:x:k:Pi:pn:")) != -1) {
+    while ((c = getopt(argc, argv, "r:b:d:x:k:Pi:pn:w:")) != -1) {
+        if (c == 'w') {
+            o->idle_ms = strtol(optarg, NULL, 10);
+            continue;
+        }
         if (c == 'k') {
             o->keep = strtol(optarg, NULL, 10);
             if (o->keep < 1 || o->keep > 1000) {
@@ -312,7 +319,7 @@ options(int argc, char **argv, opts_t *o, buf_t *params)
     }
     if (optind >= argc) {
         fprintf(stderr, "usage: rl2_fcgi_client [-r ROLE] [-b SIZE:NAME] "
-                        "[-d MS] [-x FAULT] [-k N [-P]] [-i BODY] [-p] "
+                        "[-d MS] [-x FAULT] [-k N [-P] [-w MS]] [-i BODY] [-p] "
                         "[-n N] ADDRESS [NAME=VALUE ...]\n");
         exit(2);
     }
@@ -382,6 +389,12 @@ keep(int fd, const opts_t *o, const buf_t *params)
     for (long i = 1; rc == 0 && i <= o->keep; i++) {
         rl2_id = (unsigned)i;
         if (!o->pipeline) {
+            struct timespec idle = { o->idle_ms / 1000,
+                                     o->idle_ms % 1000 * 1000000 };
+
+            if (i > 1 && o->idle_ms > 0) {
+                nanosleep(&idle, NULL);
+            }
             out.len = 0;
             request(&out, o, params);
             send_all(fd, out.p, out.len, 0);
@@ -398,7 +411,7 @@ int
 main(int argc, char **argv)
 {
     buf_t  out = { 0 }, params = { 0 };
-    opts_t o = { 2, NULL, 0, 0, 0, NULL };
+    opts_t o = { 2, NULL, 0, 0, 0, 0, NULL };
     int    at = options(argc, argv, &o, &params);
     int    fd, rc;
 
