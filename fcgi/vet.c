@@ -13,7 +13,10 @@
  * RL2_PARAMS_MAX.  Anything else (another record type, a management
  * record, another version) is refused before libfcgi sees a byte of it.
  * Past the end of the params libfcgi reads nothing: this daemon never
- * reads FCGI_STDIN, and FCGX_Finish_r does not drain it.
+ * reads FCGI_STDIN, and FCGX_Finish_r does not drain it.  fast.c, which
+ * answers a request without libfcgi, takes it only when an empty STDIN
+ * record follows the params and has been received whole
+ * (v->request_len), and then reads exactly that far.
  */
 #include <errno.h>
 #include <poll.h>

@@ -1,6 +1,6 @@
 /*
  * worker.c -- one worker thread: wait for a connection (or the stop
- * pipe), vet its request, let libfcgi parse it, answer, repeat.
+ * pipe), vet its request, answer it (fast.c, or libfcgi), repeat.
  *
  * The worker accepts connections itself instead of letting
  * FCGX_Accept_r do it, so that every request is vetted (vet.c) before
@@ -13,9 +13,13 @@
  * libfcgi's internals, unchanged since 2.4.0 (2002); Debian 12 ships
  * 2.4.2.
  *
+ * A request that fast.c can answer never reaches libfcgi; one it
+ * cannot is handed over untouched (vet.c and fast.c only peek until
+ * they answer).
+ *
  * Every signal is blocked here (main.c): a worker only ever waits in
- * poll(), and stops by finding the stop pipe readable when it has no
- * request in hand.
+ * poll() or epoll_wait() (or for the listener's lock), and stops by
+ * finding the stop pipe readable when it has no request in hand.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -197,8 +201,8 @@ rl2_accept(const rl2_worker_t *w)
  * so a connection wakes nobody but the worker already listening, which
  * answers it on the spot when nothing in it can wait: the request is all
  * there and the store is the local zone.  Before anything that can wait
- * (a request still arriving, Redis, libfcgi's blocking reads, a kept
- * connection's next request), the listener passes the lock on and
+ * (a request still arriving, Redis, libfcgi's blocking reads and the
+ * connections libfcgi keeps), the listener passes the lock on and
  * becomes a follower.  So on a busy server one worker answers a run of
  * connections without a single thread switch between them; with a
  * second CPU to use and connections still queued, it passes the lock on
@@ -294,8 +298,9 @@ rl2_drop(FCGX_Request *req, int fd)
 }
 
 /* Answer a vetted request without libfcgi (fast.c); then the connection
- * is closed, or kept in req->ipcFd for the server's next request.  -1
- * when it is libfcgi's to read: nothing of it was consumed. */
+ * is closed, or kept for the server's next request (in the listener's
+ * set, or in req->ipcFd when there is no set).  -1 when it is libfcgi's
+ * to read: nothing of it was consumed. */
 static int
 rl2_fast(rl2_worker_t *w, FCGX_Request *req, int fd)
 {
