@@ -41,7 +41,7 @@ typedef struct {
 } rl2_fcgi_joined_t;
 
 typedef struct {
-    FCGX_Request     *req;
+    char            **envp;
     size_t            used;     /* bytes of join taken */
     int               overflow; /* a list did not fit: answer 400 */
     size_t            n_joined;
@@ -70,7 +70,7 @@ rl2_fcgi_join(rl2_fcgi_params_t *p, const char *name, size_t nlen)
     char  *out = p->join + p->used;
     size_t room = sizeof(p->join) - p->used, n = 0;
 
-    for (char **e = p->req->envp; *e != NULL; e++) {
+    for (char **e = p->envp; *e != NULL; e++) {
         if (strncmp(*e, name, nlen) == 0 && (*e)[nlen] == '=') {
             const char *v = *e + nlen + 1;
             size_t      vlen = strlen(v), sep = n > 0 ? 2 : 0;
@@ -108,7 +108,7 @@ rl2_fcgi_param(void *ctx, const char *name)
     if ((list = rl2_fcgi_joined(p, name)) != NULL) {
         return list;
     }
-    for (char **e = p->req->envp; *e != NULL; e++) {
+    for (char **e = p->envp; *e != NULL; e++) {
         if (strncmp(*e, name, nlen) == 0 && (*e)[nlen] == '=') {
             last = *e + nlen + 1;
             first = first != NULL ? first : last;
@@ -133,7 +133,7 @@ rl2_fcgi_param(void *ctx, const char *name)
 }
 
 static void
-rl2_fcgi_send(FCGX_Request *req, const char *buf, size_t len)
+rl2_fcgi_send(rl2_fcgi_io_t *io, const char *buf, size_t len)
 {
     static const char fallback[] = "Status: 500 Internal Server Error\r\n"
                                    "Content-Type: text/plain\r\n\r\n"
@@ -145,7 +145,13 @@ rl2_fcgi_send(FCGX_Request *req, const char *buf, size_t len)
         buf = fallback;
         len = sizeof(fallback) - 1;
     }
-    if (FCGX_PutStr(buf, (int)len, req->out) < 0) {
+    if (io->fcgx != NULL) {
+        io->failed = FCGX_PutStr(buf, (int)len, io->fcgx->out) < 0;
+    }
+    else {
+        io->failed = rl2_fast_reply(io, buf, len) != 0;
+    }
+    if (io->failed) {
         rl2_log_request(RL2_LOG_ERROR, LOG_WARNING,
                         "could not send an "
                         "answer: the web server closed the connection");
@@ -155,9 +161,9 @@ rl2_fcgi_send(FCGX_Request *req, const char *buf, size_t len)
 /* For logs: the address the web server gave, bounded; it is the server's
  * text, not the client's. */
 static const char *
-rl2_fcgi_peer(FCGX_Request *req)
+rl2_fcgi_peer(const rl2_fcgi_io_t *io)
 {
-    const char *a = FCGX_GetParam("REMOTE_ADDR", req->envp);
+    const char *a = FCGX_GetParam("REMOTE_ADDR", io->envp);
 
     return a != NULL && a[0] != '\0' ? a : "-";
 }
@@ -208,7 +214,7 @@ rl2_fcgi_log_verdict(const rl2_verdict_t *v)
 /* After a decide() error: 1 when the request was answered 503 (failover
  * closed while Redis is down), 0 when it goes on as allowed. */
 static int
-rl2_fcgi_store_error(rl2_gen_t *gen, const rl2_err_t *err, FCGX_Request *req,
+rl2_fcgi_store_error(rl2_gen_t *gen, const rl2_err_t *err, rl2_fcgi_io_t *io,
                      char *out, size_t len)
 {
     int64_t retry = 1;
@@ -218,7 +224,7 @@ rl2_fcgi_store_error(rl2_gen_t *gen, const rl2_err_t *err, FCGX_Request *req,
                         "store error, request "
                         "refused with 503 (failover closed): %s",
                         err->msg);
-        rl2_fcgi_send(req, out, rl2_cgi_unavailable(out, len, retry));
+        rl2_fcgi_send(io, out, rl2_cgi_unavailable(out, len, retry));
         return 1;
     }
     /* Fail open, as the Apache module does: a broken store must not take
@@ -230,8 +236,11 @@ rl2_fcgi_store_error(rl2_gen_t *gen, const rl2_err_t *err, FCGX_Request *req,
     return 0;
 }
 
-static void
-rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
+/* RL2_FCGI_SLOW when io came without libfcgi and the request is one only
+ * libfcgi's streams can serve (admin.c, metrics.c): nothing was counted
+ * or sent. */
+static int
+rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, rl2_fcgi_io_t *io,
                 int responder)
 {
     char              out[RL2_CGI_RESPONSE_MAX];
@@ -245,7 +254,7 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     const char       *id;
     size_t            len;
 
-    params.req = req;
+    params.envp = io->envp;
     params.used = 0;
     params.overflow = 0;
     params.n_joined = 0;
@@ -253,32 +262,41 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
                         "answered %d to a "
                         "request from %.47s: %s",
-                        e.status, rl2_fcgi_peer(req), e.reason);
-        rl2_fcgi_send(req, out,
+                        e.status, rl2_fcgi_peer(io), e.reason);
+        rl2_fcgi_send(io, out,
                       rl2_cgi_error(out, sizeof(out), e.status, e.reason));
-        return;
+        return RL2_FCGI_DONE;
     }
     /* Never counted, in either role (admin.c). */
     if (srv->admin_path != NULL && strcmp(r.req.path, srv->admin_path) == 0) {
-        rl2_fcgi_admin(srv, gen, req, responder);
-        return;
+        if (io->fcgx == NULL) {
+            return RL2_FCGI_SLOW;
+        }
+        rl2_fcgi_admin(srv, gen, io->fcgx, responder);
+        return RL2_FCGI_DONE;
     }
     if (responder && strcmp(r.req.path, srv->health_path) == 0) {
-        rl2_fcgi_health(srv, gen, req);
-        return;
+        if (io->fcgx == NULL) {
+            return RL2_FCGI_SLOW;
+        }
+        rl2_fcgi_health(srv, gen, io->fcgx);
+        return RL2_FCGI_DONE;
     }
     if (responder && srv->metrics_path != NULL
         && strcmp(r.req.path, srv->metrics_path) == 0) {
-        rl2_fcgi_metrics(srv, gen, req);
-        return;
+        if (io->fcgx == NULL) {
+            return RL2_FCGI_SLOW;
+        }
+        rl2_fcgi_metrics(srv, gen, io->fcgx);
+        return RL2_FCGI_DONE;
     }
     rl2_clock_now(&now);
     id = rl2_fcgi_param(&params, "RATELIMIT2_REQUEST_ID");
     if ((len = rl2_once_find(id, now.mono_us, out, sizeof(out))) > 0) {
         /* The same client request again (nginx after an internal
          * redirect): the same answer, counted once. */
-        rl2_fcgi_send(req, out, len);
-        return;
+        rl2_fcgi_send(io, out, len);
+        return RL2_FCGI_DONE;
     }
     rl2_verdict_init(&v);
     r.req.tier_source = rl2_backend_tier_source(gen->zone->backend);
@@ -290,11 +308,11 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
              * client choose whose counter it spends. */
             rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
                             "answered 400 to a request from %.47s: %s",
-                            rl2_fcgi_peer(req), err.msg);
+                            rl2_fcgi_peer(io), err.msg);
             len = rl2_cgi_error(out, sizeof(out), 400, err.msg);
             rl2_once_keep(id, now.mono_us, out, len);
-            rl2_fcgi_send(req, out, len);
-            return;
+            rl2_fcgi_send(io, out, len);
+            return RL2_FCGI_DONE;
         }
         if (st == RL2_ERR_BOUND) {
             /* More limits than one request takes: refused, never let
@@ -302,14 +320,14 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
              * file from this). */
             rl2_log_request(RL2_LOG_ERROR, LOG_ERR,
                             "answered 500 to a request from %.47s: %s",
-                            rl2_fcgi_peer(req), err.msg);
-            rl2_fcgi_send(req, out,
+                            rl2_fcgi_peer(io), err.msg);
+            rl2_fcgi_send(io, out,
                           rl2_cgi_error(out, sizeof(out), 500,
                                         "too many limits for one request"));
-            return;
+            return RL2_FCGI_DONE;
         }
-        if (rl2_fcgi_store_error(gen, &err, req, out, sizeof(out))) {
-            return;
+        if (rl2_fcgi_store_error(gen, &err, io, out, sizeof(out))) {
+            return RL2_FCGI_DONE;
         }
         rl2_verdict_init(&v);
     }
@@ -319,11 +337,11 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
         rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
                         "answered 400 to a request from %.47s: repeated "
                         "headers too long",
-                        rl2_fcgi_peer(req));
+                        rl2_fcgi_peer(io));
         len = rl2_cgi_error(out, sizeof(out), 400, "repeated headers too long");
         rl2_once_keep(id, now.mono_us, out, len);
-        rl2_fcgi_send(req, out, len);
-        return;
+        rl2_fcgi_send(io, out, len);
+        return RL2_FCGI_DONE;
     }
     if (v.outcome == RL2_OUTCOME_DENY || v.challenger_denied) {
         rl2_vlog_record(rl2_backend_vlog(gen->zone->backend), gen->policy, &v,
@@ -333,16 +351,17 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, FCGX_Request *req,
     rl2_fcgi_log_verdict(&v);
     len = rl2_fcgi_answer(gen->policy, &v, &now, responder, out, sizeof(out));
     rl2_once_keep(id, now.mono_us, out, len);
-    rl2_fcgi_send(req, out, len);
+    rl2_fcgi_send(io, out, len);
+    return RL2_FCGI_DONE;
 }
 
-void
-rl2_fcgi_handle(rl2_server_t *srv, FCGX_Request *req)
+int
+rl2_fcgi_handle(rl2_server_t *srv, rl2_fcgi_io_t *io)
 {
-    const char *role = FCGX_GetParam("FCGI_ROLE", req->envp);
+    const char *role = FCGX_GetParam("FCGI_ROLE", io->envp);
     char        out[512];
     rl2_gen_t  *gen;
-    int         responder;
+    int         responder, rc;
 
     responder = role != NULL && strcmp(role, "RESPONDER") == 0;
     if (!responder && (role == NULL || strcmp(role, "AUTHORIZER") != 0)) {
@@ -353,11 +372,12 @@ rl2_fcgi_handle(rl2_server_t *srv, FCGX_Request *req)
                         "supported: use the authorizer or responder role",
                         role != NULL ? role : "-");
         rl2_fcgi_send(
-            req, out,
+            io, out,
             rl2_cgi_error(out, sizeof(out), 500, "FastCGI role not supported"));
-        return;
+        return RL2_FCGI_DONE;
     }
     gen = rl2_gens_acquire(&srv->gens);
-    rl2_fcgi_decide(srv, gen, req, responder);
+    rc = rl2_fcgi_decide(srv, gen, io, responder);
     rl2_gens_release(&srv->gens, gen);
+    return rc;
 }

@@ -231,20 +231,64 @@ int rl2_listen_prepare(int fd, rl2_err_t *err);
  * weigh; web servers send a few kilobytes. */
 #define RL2_PARAMS_MAX (64 * 1024)
 
-enum { RL2_VET_OK, RL2_VET_CLOSED, RL2_VET_BAD };
+enum { RL2_VET_OK, RL2_VET_CLOSED, RL2_VET_BAD, RL2_VET_AGAIN };
+
+/* The most params a request answered without libfcgi may have (fast.c);
+ * one with more goes to libfcgi, which takes any number. */
+#define RL2_FAST_PARAMS_MAX 512
 
 typedef struct {
     unsigned char peek[RL2_PARAMS_MAX + 4096]; /* records, headers too */
     unsigned char params[RL2_PARAMS_MAX];      /* the params stream */
+    size_t        params_len;
     unsigned      request_id;
-    const char   *why; /* RL2_VET_BAD: static */
+    unsigned      role;  /* of the BEGIN_REQUEST */
+    unsigned      flags; /* of the BEGIN_REQUEST: FCGI_KEEP_CONN */
+    /* Bytes of the request up to and with an empty STDIN record right
+     * after the params, all received; 0 when it has a body or is not
+     * all here yet. */
+    size_t      request_len;
+    const char *why; /* RL2_VET_BAD: static */
+    /* fast.c: the params as "NAME=VALUE" strings, FCGI_ROLE first, as
+     * libfcgi builds its envp. */
+    char  env[RL2_PARAMS_MAX + 32];
+    char *envp[RL2_FAST_PARAMS_MAX + 2];
 } rl2_vet_t;
 
 /* Wait (at most timeout_ms) until fd holds a whole BEGIN_REQUEST and
  * params that libfcgi can parse safely.  RL2_VET_CLOSED: the peer left
  * without sending anything; RL2_VET_BAD: v->why says what was wrong (a
- * request too large has been answered 431). */
+ * request too large has been answered 431).  With timeout_ms 0 it never
+ * waits: RL2_VET_AGAIN when the request is not all there yet. */
 int rl2_vet(rl2_vet_t *v, int fd, int timeout_ms);
+
+/* ---- fast.c: the common request answered without libfcgi ---- */
+
+/* One request being answered: its params, and where its answer goes:
+ * libfcgi's streams, or straight to the connection (fast.c). */
+typedef struct {
+    char               **envp;
+    struct FCGX_Request *fcgx;       /* NULL: answered by fast.c */
+    int                  fd;         /* fast.c: the connection */
+    unsigned             request_id; /* fast.c */
+    int                  timeout_ms; /* fast.c: to send the answer */
+    int                  failed;     /* fast.c: not all of it was sent */
+} rl2_fcgi_io_t;
+
+/* A vetted request libfcgi need not read: of the responder or authorizer
+ * role, without a body, all of it received, with at most
+ * RL2_FAST_PARAMS_MAX params.  Fills v->envp; 0, or -1 when the request
+ * is libfcgi's to read. */
+int rl2_fast_env(rl2_vet_t *v);
+
+/* The answer buf[0..len) as the request's STDOUT, its end and the
+ * END_REQUEST, in one write; 0, or -1 when the connection did not take
+ * it within io->timeout_ms. */
+int rl2_fast_reply(const rl2_fcgi_io_t *io, const char *buf, size_t len);
+
+/* Read the request's v->request_len bytes, still queued (rl2_vet only
+ * peeked at them); 0, or -1 on failure. */
+int rl2_fast_consume(rl2_vet_t *v, int fd);
 
 /* ---- once.c: one answer per client request ---- */
 
@@ -307,7 +351,13 @@ typedef struct {
 } rl2_server_t;
 
 struct FCGX_Request;
-void rl2_fcgi_handle(rl2_server_t *srv, struct FCGX_Request *req);
+
+enum { RL2_FCGI_DONE, RL2_FCGI_SLOW };
+
+/* Answer one request.  RL2_FCGI_SLOW (only when io->fcgx is NULL): the
+ * request is one only libfcgi's streams can serve (the admin, health and
+ * metrics paths); nothing was counted or sent. */
+int rl2_fcgi_handle(rl2_server_t *srv, rl2_fcgi_io_t *io);
 
 /* ---- metrics.c: health and metrics paths, -E and -T ---- */
 
@@ -339,9 +389,21 @@ typedef struct {
     int           listen_fd;
     int           stop_fd; /* readable once we are stopping */
     pthread_t     tid;
-    rl2_vet_t    *vet; /* its own, 132 KiB */
+    rl2_vet_t    *vet;       /* its own, 200 KiB */
+    int           tcp;       /* listen_fd is TCP: TCP_NODELAY on them */
+    int           epoll_fd;  /* rl2_workers_set's, shared, or -1 */
+    int           cpus;      /* it may run on, at start */
+    int           listening; /* holds the listener (worker.c) */
 } rl2_worker_t;
 
 void *rl2_worker_main(void *arg);
+
+/* The listener's epoll set, shared by the workers (only the listener
+ * waits in it): the listening socket, the stop pipe, and the connections
+ * a server keeps open (FCGI_KEEP_CONN) between their requests.  -1 when
+ * it cannot be made: the listener polls the socket, and a worker waits on
+ * each kept connection itself.  The caller closes it once the workers
+ * are joined. */
+int rl2_workers_set(int listen_fd, int stop_fd);
 
 #endif /* RL2_FCGI_H */

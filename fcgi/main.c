@@ -342,7 +342,7 @@ static int
 rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
 {
     rl2_worker_t *w = calloc((size_t)n, sizeof(*w));
-    int           stop[2] = { -1, -1 };
+    int           stop[2] = { -1, -1 }, ep;
     long          started = 0;
 
     if (w == NULL || pipe2(stop, O_CLOEXEC) != 0) {
@@ -350,9 +350,11 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
         free(w);
         return -1;
     }
+    ep = rl2_workers_set(fd, stop[0]);
     for (; started < n; started++) {
         w[started] =
-            (rl2_worker_t){ srv, fd, stop[0], 0, malloc(sizeof(rl2_vet_t)) };
+            (rl2_worker_t){ srv, fd, stop[0], 0, malloc(sizeof(rl2_vet_t)),
+                            0,   ep, 0,       0 };
         if (w[started].vet == NULL
             || pthread_create(&w[started].tid, NULL, rl2_worker_main,
                               &w[started])
@@ -372,6 +374,9 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
     for (long i = 0; i < started; i++) {
         pthread_join(w[i].tid, NULL);
         free(w[i].vet);
+    }
+    if (ep >= 0) {
+        close(ep);
     }
     close(stop[0]);
     close(stop[1]);

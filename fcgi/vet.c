@@ -13,7 +13,10 @@
  * RL2_PARAMS_MAX.  Anything else (another record type, a management
  * record, another version) is refused before libfcgi sees a byte of it.
  * Past the end of the params libfcgi reads nothing: this daemon never
- * reads FCGI_STDIN, and FCGX_Finish_r does not drain it.
+ * reads FCGI_STDIN, and FCGX_Finish_r does not drain it.  fast.c, which
+ * answers a request without libfcgi, takes it only when an empty STDIN
+ * record follows the params and has been received whole
+ * (v->request_len), and then reads exactly that far.
  */
 #include <errno.h>
 #include <poll.h>
@@ -27,6 +30,7 @@
 #define FCGI_BEGIN_REQUEST 1
 #define FCGI_END_REQUEST   3
 #define FCGI_PARAMS        4
+#define FCGI_STDIN         5
 #define FCGI_STDOUT        6
 #define FCGI_HEADER_LEN    8
 
@@ -59,6 +63,23 @@ rl2_pairs_ok(const unsigned char *p, size_t len)
         at += n[0] + n[1];
     }
     return 1;
+}
+
+/* The end of the request that follows the params at buf[at..n): when it
+ * is an empty STDIN record of the request, already received whole, the
+ * request ends there and v->request_len says so; otherwise (a body, or
+ * its records not yet here) 0, and only libfcgi may read on. */
+static void
+rl2_stdin_end(rl2_vet_t *v, const unsigned char *buf, size_t at, size_t n)
+{
+    const unsigned char *h = buf + at;
+
+    v->request_len = 0;
+    if (n - at >= FCGI_HEADER_LEN && h[0] == FCGI_VERSION_1
+        && h[1] == FCGI_STDIN && ((unsigned)h[2] << 8 | h[3]) == v->request_id
+        && h[4] == 0 && h[5] == 0 && n - at - FCGI_HEADER_LEN >= h[6]) {
+        v->request_len = at + FCGI_HEADER_LEN + h[6];
+    }
 }
 
 /* Walk the records peeked so far (buf[0..n)), gathering the params
@@ -102,11 +123,18 @@ rl2_scan(rl2_vet_t *v, const unsigned char *buf, size_t n)
         }
         if (!began) {
             v->request_id = id;
+            v->role = (unsigned)h[8] << 8 | h[9];
+            v->flags = h[10];
             began = 1;
         }
         else if (clen == 0) {
             v->why = "a parameter's length runs past the params";
-            return rl2_pairs_ok(v->params, plen) ? RL2_SCAN_DONE : RL2_SCAN_BAD;
+            if (!rl2_pairs_ok(v->params, plen)) {
+                return RL2_SCAN_BAD;
+            }
+            v->params_len = plen;
+            rl2_stdin_end(v, buf, at + rlen, n);
+            return RL2_SCAN_DONE;
         }
         else {
             memcpy(v->params + plen, h + FCGI_HEADER_LEN, clen);
@@ -153,20 +181,19 @@ rl2_vet(rl2_vet_t *v, int fd, int timeout_ms)
     struct timespec nap = { 0, 1000 * 1000 };
     int             rc;
 
+    /* Read first, wait only when nothing is there: a web server writes
+     * its whole request as it connects, so it is usually queued before
+     * a worker takes the connection, and a poll() would be wasted. */
     for (;;) {
-        int wait = (int)(deadline - (rl2_mono_us() / 1000));
+        int wait;
 
-        if (wait <= 0 || poll(&pfd, 1, wait) == 0) {
-            v->why = "timed out before the request was complete";
-            return RL2_VET_BAD;
-        }
         n = recv(fd, v->peek, sizeof(v->peek), MSG_PEEK | MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             v->why = "the connection closed before the request was "
                      "complete";
             return last <= 0 ? RL2_VET_CLOSED : RL2_VET_BAD;
         }
-        if (n < 0 || n == last) {
+        if (n > 0 && n == last) {
             /* Nothing new yet; a peer that stopped sending is caught by
              * POLLRDHUP or the deadline. */
             if (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)) {
@@ -179,6 +206,16 @@ rl2_vet(rl2_vet_t *v, int fd, int timeout_ms)
             nanosleep(&nap, NULL);
             if (nap.tv_nsec < 32 * 1000 * 1000) {
                 nap.tv_nsec *= 2;
+            }
+        }
+        if (n < 0 && timeout_ms == 0) {
+            return RL2_VET_AGAIN;
+        }
+        if (n < 0 || n == last) {
+            wait = (int)(deadline - (rl2_mono_us() / 1000));
+            if (wait <= 0 || poll(&pfd, 1, wait) == 0) {
+                v->why = "timed out before the request was complete";
+                return RL2_VET_BAD;
             }
             continue;
         }
@@ -197,6 +234,9 @@ rl2_vet(rl2_vet_t *v, int fd, int timeout_ms)
             rl2_vet_answer_large(fd, v->request_id);
             return RL2_VET_BAD;
         default:
+            if (timeout_ms == 0) {
+                return RL2_VET_AGAIN;
+            }
             break;
         }
     }

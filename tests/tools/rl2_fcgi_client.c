@@ -3,18 +3,29 @@
  * ratelimit2-fcgi things no web server would send.
  *
  * usage: rl2_fcgi_client [-r ROLE] [-b SIZE:NAME] [-d MS] [-x FAULT]
+ *                        [-k N [-P] [-w MS]] [-i BODY] [-p] [-n N]
  *                        ADDRESS [NAME=VALUE ...]
  *   ADDRESS   host:port or a unix socket path
  *   -r ROLE   authorizer (default), responder or filter
  *   -b S:N    add param N with a value of S bytes ("aaa...")
  *   -d MS     send the first half of the request, wait MS milliseconds,
  *             then the rest (a request in flight across a signal)
+ *   -k N      send the request N times on one connection, with
+ *             FCGI_KEEP_CONN and request ids 1..N, each after the answer
+ *             to the one before; -P: all of them at once (pipelined);
+ *             -w MS: MS milliseconds between an answer and the next
+ *             request (the connection idle)
+ *   -i BODY   send BODY as the request's FCGI_STDIN
+ *   -p        pad every record to a multiple of 8 bytes (up to 7 bytes
+ *             of padding, as the specification recommends)
+ *   -n N      add N params X_PARAM_<i>=1
  *   -x FAULT  send a broken request, then close:
  *             truncated  a PARAMS record cut short
  *             huge       a param whose name and value claim 2 GiB each
  *             version    a record of FastCGI version 9
- * Prints what the application wrote to FCGI_STDOUT.  Exit status: 0 when
- * the application ended the request, 1 when the connection closed (or
+ * Prints what the application wrote to FCGI_STDOUT (with -k, each
+ * answer after a line "== ID").  Exit status: 0 when the application
+ * ended the request (every one of them), 1 when the connection closed (or
  * timed out) first, 2 on a usage or connection error.
  */
 #include <netdb.h>
@@ -74,20 +85,26 @@ put_len(buf_t *b, size_t n)
     }
 }
 
+static unsigned rl2_id = 1; /* of the records being built */
+static int      rl2_pad;    /* -p */
+
 static void
 record(buf_t *out, int type, const void *data, size_t len)
 {
-    unsigned char h[8] = { 1,
-                           (unsigned char)type,
-                           0,
-                           1,
-                           (unsigned char)(len >> 8),
-                           (unsigned char)len,
-                           0,
-                           0 };
+    static const unsigned char zeros[8] = { 0 };
+    unsigned char              pad = rl2_pad ? (unsigned char)(-len & 7) : 0;
+    unsigned char              h[8] = { 1,
+                                        (unsigned char)type,
+                                        (unsigned char)(rl2_id >> 8),
+                                        (unsigned char)rl2_id,
+                                        (unsigned char)(len >> 8),
+                                        (unsigned char)len,
+                                        pad,
+                                        0 };
 
     put(out, h, 8);
     put(out, data, len);
+    put(out, zeros, pad);
 }
 
 /* A stream (params or stdin) as records of at most 64 KiB, then the
@@ -169,6 +186,11 @@ answer(int fd)
     unsigned char h[8], *body = malloc(CHUNK + 255);
 
     while (body != NULL && read_full(fd, h, 8) == 0) {
+        if (((unsigned)h[2] << 8 | h[3]) != rl2_id) {
+            fprintf(stderr, "a record of request %u, not %u\n",
+                    (unsigned)h[2] << 8 | h[3], rl2_id);
+            break;
+        }
         size_t len = ((size_t)h[4] << 8 | h[5]) + h[6];
 
         if (read_full(fd, body, len) != 0) {
@@ -224,18 +246,55 @@ add_param(buf_t *params, const char *name, const char *value, size_t vlen)
     put(params, value, vlen);
 }
 
+typedef struct {
+    unsigned char role;
+    const char   *fault;
+    long          delay_ms;
+    long          keep;     /* -k: requests on the connection, or 0 */
+    int           pipeline; /* -P */
+    long          idle_ms;  /* -w */
+    const char   *body;     /* -i */
+} opts_t;
+
 /* Options and NAME=VALUE arguments; returns the index of ADDRESS. */
 static int
-options(int argc, char **argv, unsigned char *role, const char **fault,
-        long *delay_ms, buf_t *params)
+options(int argc, char **argv, opts_t *o, buf_t *params)
 {
     int c;
 
-    while ((c = getopt(argc, argv, "r:b:d:x:")) != -1) {
+    while ((c = getopt(argc, argv, "r:b:d:x:k:Pi:pn:w:")) != -1) {
+        if (c == 'w') {
+            o->idle_ms = strtol(optarg, NULL, 10);
+            continue;
+        }
+        if (c == 'k') {
+            o->keep = strtol(optarg, NULL, 10);
+            if (o->keep < 1 || o->keep > 1000) {
+                exit(2);
+            }
+            continue;
+        }
+        if (c == 'n') {
+            char name[32];
+
+            for (long i = strtol(optarg, NULL, 10); i > 0; i--) {
+                snprintf(name, sizeof(name), "X_PARAM_%ld", i);
+                add_param(params, name, "1", 1);
+            }
+            continue;
+        }
+        if (c == 'P' || c == 'p') {
+            *(c == 'P' ? &o->pipeline : &rl2_pad) = 1;
+            continue;
+        }
+        if (c == 'i') {
+            o->body = optarg;
+            continue;
+        }
         if (c == 'r') {
-            *role = strcmp(optarg, "responder") == 0 ? 1
-                    : strcmp(optarg, "filter") == 0  ? 3
-                                                     : 2;
+            o->role = strcmp(optarg, "responder") == 0 ? 1
+                      : strcmp(optarg, "filter") == 0  ? 3
+                                                       : 2;
         }
         else if (c == 'b') {
             size_t n = strtoul(optarg, NULL, 10);
@@ -249,10 +308,10 @@ options(int argc, char **argv, unsigned char *role, const char **fault,
             free(v);
         }
         else if (c == 'x') {
-            *fault = optarg;
+            o->fault = optarg;
         }
         else if (c == 'd') {
-            *delay_ms = strtol(optarg, NULL, 10);
+            o->delay_ms = strtol(optarg, NULL, 10);
         }
         else {
             exit(2);
@@ -260,7 +319,8 @@ options(int argc, char **argv, unsigned char *role, const char **fault,
     }
     if (optind >= argc) {
         fprintf(stderr, "usage: rl2_fcgi_client [-r ROLE] [-b SIZE:NAME] "
-                        "[-d MS] [-x FAULT] ADDRESS [NAME=VALUE ...]\n");
+                        "[-d MS] [-x FAULT] [-k N [-P] [-w MS]] [-i BODY] [-p] "
+                        "[-n N] ADDRESS [NAME=VALUE ...]\n");
         exit(2);
     }
     for (int i = optind + 1; i < argc; i++) {
@@ -296,29 +356,75 @@ send_all(int fd, const unsigned char *p, size_t len, long delay_ms)
     }
 }
 
+/* One whole request, id rl2_id, onto out. */
+static void
+request(buf_t *out, const opts_t *o, const buf_t *params)
+{
+    unsigned char begin[8] = { 0, o->role, o->keep > 0, 0, 0, 0, 0, 0 };
+    buf_t         in = { (unsigned char *)o->body,
+                 o->body != NULL ? strlen(o->body) : 0, 0 };
+
+    record(out, FCGI_BEGIN_REQUEST, begin, sizeof(begin));
+    if (o->fault != NULL) {
+        broken(out, o->fault);
+        return;
+    }
+    stream(out, FCGI_PARAMS, params);
+    stream(out, FCGI_STDIN, &in);
+}
+
+/* -k: the request o->keep times on one connection, each answer after a
+ * line "== ID". */
+static int
+keep(int fd, const opts_t *o, const buf_t *params)
+{
+    buf_t out = { 0 };
+    int   rc = 0;
+
+    for (long i = 1; o->pipeline && i <= o->keep; i++) {
+        rl2_id = (unsigned)i;
+        request(&out, o, params);
+    }
+    send_all(fd, out.p, out.len, 0);
+    for (long i = 1; rc == 0 && i <= o->keep; i++) {
+        rl2_id = (unsigned)i;
+        if (!o->pipeline) {
+            struct timespec idle = { o->idle_ms / 1000,
+                                     o->idle_ms % 1000 * 1000000 };
+
+            if (i > 1 && o->idle_ms > 0) {
+                nanosleep(&idle, NULL);
+            }
+            out.len = 0;
+            request(&out, o, params);
+            send_all(fd, out.p, out.len, 0);
+        }
+        printf("== %ld\n", i);
+        rc = answer(fd);
+    }
+    fflush(stdout);
+    free(out.p);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
-    buf_t         out = { 0 }, params = { 0 };
-    unsigned char begin[8] = { 0, 2, 0, 0, 0, 0, 0, 0 };
-    const char   *fault = NULL;
-    long          delay_ms = 0;
-    int at = options(argc, argv, &begin[1], &fault, &delay_ms, &params);
-    int fd, rc;
+    buf_t  out = { 0 }, params = { 0 };
+    opts_t o = { 2, NULL, 0, 0, 0, 0, NULL };
+    int    at = options(argc, argv, &o, &params);
+    int    fd, rc;
 
-    record(&out, FCGI_BEGIN_REQUEST, begin, sizeof(begin));
-    if (fault != NULL) {
-        broken(&out, fault);
-    }
-    else {
-        buf_t none = { 0 };
-
-        stream(&out, FCGI_PARAMS, &params);
-        stream(&out, FCGI_STDIN, &none);
-    }
     fd = dial(argv[at]);
-    send_all(fd, out.p, out.len, delay_ms);
-    if (fault != NULL) {
+    if (o.keep > 0) {
+        rc = keep(fd, &o, &params);
+        close(fd);
+        free(params.p);
+        return rc;
+    }
+    request(&out, &o, &params);
+    send_all(fd, out.p, out.len, o.delay_ms);
+    if (o.fault != NULL) {
         /* The daemon must give up on us, not the other way round. */
         shutdown(fd, SHUT_WR);
     }
