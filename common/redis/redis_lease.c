@@ -60,6 +60,11 @@ typedef struct {
     int64_t expires_us;    /* monotonic: none is used at or after */
     int64_t granted_at_us; /* Redis' clock at the grant: what a return
                               refunds, and what a refund must match */
+    int64_t limit, burst;  /* the limit's count and burst at the grant
+                              (its algorithm and window are in the key):
+                              a return under others would refund by
+                              another arithmetic; limit -1: never goes
+                              back */
 } rl2_slice_t;
 
 /* One key's lease, in the table.  All zero is "no lease yet". */
@@ -109,6 +114,14 @@ rl2_slice_live(const rl2_slice_t *sl, int64_t now_us)
     return sl->units > 0 && now_us < sl->expires_us;
 }
 
+/* Two grants whose units can go back as one refund. */
+static int
+rl2_slice_same(const rl2_slice_t *a, const rl2_slice_t *b)
+{
+    return a->granted_at_us == b->granted_at_us && a->limit == b->limit
+           && a->burst == b->burst;
+}
+
 /* A slice that is done leaves its unused units to go back, each grant's
  * as a refund of its own (cur and next can both end unused).  A third
  * grant's units before any went back drop the smallest part: never used
@@ -119,14 +132,15 @@ rl2_lease_stash(rl2_lease_t *l, rl2_slice_t *sl)
     rl2_slice_t *b = NULL;
 
     for (int k = 0; k < 2 && b == NULL && sl->units > 0; k++) {
-        if (l->back[k].units == 0
-            || l->back[k].granted_at_us == sl->granted_at_us) {
+        if (l->back[k].units == 0 || rl2_slice_same(&l->back[k], sl)) {
             b = &l->back[k];
         }
     }
     if (b != NULL) {
         b->units += sl->units;
         b->granted_at_us = sl->granted_at_us;
+        b->limit = sl->limit;
+        b->burst = sl->burst;
     }
     else if (sl->units > 0) {
         b = l->back[0].units < l->back[1].units ? &l->back[0] : &l->back[1];
@@ -226,6 +240,9 @@ rl2_lease_place(rl2_lease_t *l, const rl2_slice_t *ns, int64_t cost,
         l->next.expires_us = rl2_min64(l->next.expires_us, ns->expires_us);
         l->next.granted_at_us =
             rl2_min64(l->next.granted_at_us, ns->granted_at_us);
+        if (l->next.limit != ns->limit || l->next.burst != ns->burst) {
+            l->next.limit = -1; /* a limit changed between the two */
+        }
     }
 }
 
@@ -287,6 +304,27 @@ rl2_layer_clear(rl2_layer_t *l)
     l->committed_us = 0;
 }
 
+/* Under the lock: the units to go back that were granted under another
+ * count or burst of the limit (a factor, a boost, a tier, a reload) are
+ * dropped, never used again: refunded under the limit as it is now they
+ * could forgive more than their grant took (a bucket's interval is
+ * longer, a window's count is clamped to a lower limit before the
+ * subtraction). */
+static void
+rl2_lease_returnable(rl2_lease_t *l, const rl2_limit_t *limit)
+{
+    for (int k = 0; k < 2; k++) {
+        if (l->back[k].limit != limit->algo.limit
+            || l->back[k].burst != limit->algo.burst) {
+            memset(&l->back[k], 0, sizeof(l->back[k]));
+        }
+    }
+    if (l->back[0].units == 0) {
+        l->back[0] = l->back[1];
+        memset(&l->back[1], 0, sizeof(l->back[1]));
+    }
+}
+
 /* Under the lock: an ask for layers[i], with what is to go back.  While
  * another process's call is out, this one asks for its own cost only and
  * leaves the rate being measured alone. */
@@ -300,6 +338,7 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
     memset(a, 0, sizeof(*a));
     a->layer = &layers[i];
     a->want = rl2_lease_want(s, l, cost, now_us);
+    rl2_lease_returnable(l, layers[i].limit);
     a->back = l->back[0].units;
     a->back_at_us = l->back[0].granted_at_us;
     if (!rl2_lease_asking(l, now_us)) {
@@ -380,6 +419,8 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
             ns.expires_us = rl2_min64(ns.expires_us, now_us + a->horizon_us);
         }
         ns.granted_at_us = a->granted_at_us;
+        ns.limit = layer->limit->algo.limit;
+        ns.burst = layer->limit->algo.burst;
         if (a->want > cost || l->slice == 0) {
             l->slice = a->granted; /* not a follower's own cost */
         }

@@ -122,12 +122,12 @@ hour_start(void)
 static void
 test_every_unit_is_in_one_place(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "conserve", RL2_ALGO_FIXED_WINDOW, 300,
-                                HOUR);
-    rl2_layer_t  layer;
-    int64_t      t = hour_start();
-    int          admitted = 0;
-    uint64_t     r = 88172645463325252ull;
+    rl2_limit_t *lim =
+        limit_of(pol, "conserve", RL2_ALGO_FIXED_WINDOW, 300, HOUR);
+    rl2_layer_t layer;
+    int64_t     t = hour_start();
+    int         admitted = 0;
+    uint64_t    r = 88172645463325252ull;
 
     (void)state;
     mk_layer(&layer, lim, "10.0.0.1");
@@ -151,11 +151,11 @@ test_every_unit_is_in_one_place(void **state)
 static void
 test_a_dead_server_strands_only_its_slices(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "strand", RL2_ALGO_FIXED_WINDOW, 200,
-                                HOUR);
-    rl2_layer_t  layer;
-    int64_t      t = hour_start(), lost;
-    int          admitted = 0, i;
+    rl2_limit_t *lim =
+        limit_of(pol, "strand", RL2_ALGO_FIXED_WINDOW, 200, HOUR);
+    rl2_layer_t layer;
+    int64_t     t = hour_start(), lost;
+    int         admitted = 0, i;
 
     (void)state;
     mk_layer(&layer, lim, "10.0.0.2");
@@ -182,11 +182,11 @@ test_a_dead_server_strands_only_its_slices(void **state)
 static void
 test_slices_follow_the_rate(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "busy", RL2_ALGO_TOKEN_BUCKET, 1000000,
-                                HOUR);
-    rl2_layer_t  layer;
-    int64_t      t = wall_us();
-    long long    before, busy, rare;
+    rl2_limit_t *lim =
+        limit_of(pol, "busy", RL2_ALGO_TOKEN_BUCKET, 1000000, HOUR);
+    rl2_layer_t layer;
+    int64_t     t = wall_us();
+    long long   before, busy, rare;
 
     (void)state;
     mk_layer(&layer, lim, "10.0.0.3");
@@ -213,8 +213,8 @@ test_slices_follow_the_rate(void **state)
 static void
 test_a_refused_request_gives_its_units_back(void **state)
 {
-    rl2_limit_t *leased = limit_of(pol, "give", RL2_ALGO_FIXED_WINDOW, 100,
-                                   HOUR);
+    rl2_limit_t *leased =
+        limit_of(pol, "give", RL2_ALGO_FIXED_WINDOW, 100, HOUR);
     rl2_limit_t *exact = limit_of(pol, "gate", RL2_ALGO_FIXED_WINDOW, 3, HOUR);
     rl2_layer_t  two[2];
     rl2_clock_t  clk;
@@ -256,11 +256,11 @@ test_a_refused_request_gives_its_units_back(void **state)
 static void
 test_a_slice_ends_with_its_window(void **state)
 {
-    rl2_limit_t *lim = limit_of(pol, "edge", RL2_ALGO_FIXED_WINDOW, 1000,
-                                MINUTE);
-    rl2_layer_t  layer;
-    int64_t      t = (wall_us() / MINUTE + 1) * MINUTE + MINUTE - 50000;
-    long long    before;
+    rl2_limit_t *lim =
+        limit_of(pol, "edge", RL2_ALGO_FIXED_WINDOW, 1000, MINUTE);
+    rl2_layer_t layer;
+    int64_t     t = (wall_us() / MINUTE + 1) * MINUTE + MINUTE - 50000;
+    long long   before;
 
     (void)state;
     mk_layer(&layer, lim, "10.0.0.6");
@@ -274,9 +274,87 @@ test_a_slice_ends_with_its_window(void **state)
     assert_true(ask(&servers[0], &layer, t));
     assert_int_equal(cmd_calls(admin, "fcall") - before, 1);
     /* the new window counts only what it granted */
-    assert_int_equal(free_in_redis(&layer, t)
-                         + held(&servers[0], &layer, t) + 1,
-                     1000);
+    assert_int_equal(
+        free_in_redis(&layer, t) + held(&servers[0], &layer, t) + 1, 1000);
+}
+
+/* A limit lowered while a slice is held (a factor: the same key, another
+ * count): the slice's unused units must not go back under the new limit,
+ * whose refund would forgive what the old one committed.  Had they never
+ * been granted, the 40 admitted would already be over the new limit of 10,
+ * and nothing more would be admitted in this window. */
+static void
+test_a_changed_limit_takes_nothing_back(void **state)
+{
+    rl2_limit_t *lim =
+        limit_of(pol, "shrink", RL2_ALGO_FIXED_WINDOW, 100, HOUR);
+    rl2_limit_t low;
+    rl2_layer_t layer;
+    int64_t     t = hour_start(), h;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.7");
+    for (int i = 0; i < 40; i++) {
+        assert_true(ask(&servers[0], &layer, t));
+        t += 1000;
+    }
+    h = held(&servers[0], &layer, t);
+    printf("  40 admitted, %" PRId64 " held when the limit falls to 10\n", h);
+    assert_true(h > 0);
+    low = *lim;
+    low.algo.limit = 10;
+    layer.limit = &low;
+    t += 2 * LEASE_US; /* the slice is over: its units are to go back */
+    assert_false(ask(&servers[0], &layer, t));
+    assert_false(ask(&servers[1], &layer, t));
+}
+
+/* One request in exact mode (the store under the leases) at t. */
+static int
+ask_exact(rl2_layer_t *layer, int64_t t)
+{
+    rl2_clock_t clk = clock_at(t);
+    rl2_err_t   err;
+    rl2_layer_t l = *layer;
+
+    if (store->ops->apply(store, &l, 1, &clk, &err) != RL2_OK) {
+        fail_msg("apply: %s", err.msg);
+    }
+    return l.committed != 0;
+}
+
+/* A token bucket's rate lowered while a slice is held: a return would
+ * refund each unit at the new, longer interval, more than the grant took.
+ * The same history in exact mode says what may be admitted after it. */
+static void
+test_a_slower_bucket_takes_nothing_back(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "slow", RL2_ALGO_TOKEN_BUCKET, 100, HOUR);
+    rl2_limit_t  low;
+    rl2_layer_t  layer, exact;
+    int64_t      t = wall_us();
+    int          leased = 0, exactly = 0;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.8");
+    mk_layer(&exact, lim, "10.0.0.9");
+    for (int i = 0; i < 40; i++) {
+        assert_true(ask(&servers[0], &layer, t));
+        assert_true(ask_exact(&exact, t));
+        t += 1000;
+    }
+    assert_true(held(&servers[0], &layer, t) > 0);
+    low = *lim;
+    low.algo.limit = 10; /* an interval of 6 minutes, a burst of 10 */
+    layer.limit = exact.limit = &low;
+    t += 2 * LEASE_US;
+    for (int i = 0; i < 20; i++) {
+        leased += ask(&servers[i % 2], &layer, t);
+        exactly += ask_exact(&exact, t);
+    }
+    printf("  after the change: %d admitted leased, %d exactly\n", leased,
+           exactly);
+    assert_true(leased <= exactly);
 }
 
 static int
@@ -313,6 +391,10 @@ main(void)
             test_a_refused_request_gives_its_units_back, flushed_setup,
             watchdog_teardown),
         cmocka_unit_test_setup_teardown(test_a_slice_ends_with_its_window,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_changed_limit_takes_nothing_back,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_slower_bucket_takes_nothing_back,
                                         flushed_setup, watchdog_teardown),
     };
 
