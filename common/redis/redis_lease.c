@@ -388,13 +388,14 @@ rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
     }
 }
 
-/* Under the lock: the grants into the table, the layers that waited for
- * them served from them; a refusal into its layer. */
+/* Under the lock: the grants of the first n_answered asks into the
+ * table, the layers that waited for them served from them; a refusal
+ * into its layer. */
 static void
 rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
-                 int64_t now_us)
+                 size_t n_answered, int64_t now_us)
 {
-    for (size_t k = 0; k < p->n_ask; k++) {
+    for (size_t k = 0; k < n_answered; k++) {
         rl2_lease_ask_t *a = &p->ask[k];
         rl2_layer_t     *layer = &layers[p->ask_of[k]];
         int64_t          cost = layer->limit->cost;
@@ -509,31 +510,53 @@ rl2_lease_undo(rl2_lease_store_t *s, rl2_layer_t *layers,
     return RL2_OK;
 }
 
-/* The asks go to Redis, the grants into the table.  A failed call that
- * only asked ahead does not fail the request, which its slice served:
- * the next request that finds the slice spent asks again (and, if Redis
- * is down, fails over).  Units that were going back with a failed call
- * may or may not have reached Redis: they are not used again. */
+/* Does a layer wait for one of the asks from k on? */
+static int
+rl2_lease_waiting(const rl2_lease_plan_t *p, size_t k)
+{
+    for (; k < p->n_ask; k++) {
+        if (!p->ahead[k]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The asks go to Redis, the grants into the table.  A call carries at
+ * most RL2_MAX_LAYERS asks, and a request may make twice as many (a
+ * slice and a second return per layer): they go in as many calls, and
+ * the grants of the calls that were answered are kept even if a later
+ * one fails.  A failed call that only asked ahead does not fail the
+ * request, which its slice served: the next request that finds the slice
+ * spent asks again (and, if Redis is down, fails over).  Units that were
+ * going back with a failed call may or may not have reached Redis: they
+ * are not used again. */
 static rl2_status_t
 rl2_lease_ask(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
               const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_status_t st;
-    int          waiting = 0;
+    rl2_status_t st = RL2_OK, lst;
+    rl2_err_t    e;
+    size_t       done = 0, m;
 
-    for (size_t k = 0; k < p->n_ask; k++) {
-        waiting |= !p->ahead[k];
+    while (done < p->n_ask && st == RL2_OK) {
+        m = (size_t)rl2_min64((int64_t)(p->n_ask - done), RL2_MAX_LAYERS);
+        st = rl2_store_redis_lease(s->conf.redis, p->ask + done, m, now, err);
+        done += st == RL2_OK ? m : 0;
     }
-    st = rl2_store_redis_lease(s->conf.redis, p->ask, p->n_ask, now, err);
-    if (st != RL2_OK) {
-        return waiting ? st : RL2_OK;
+    if (done > 0) {
+        if ((lst = rl2_lease_lock(s, &e)) != RL2_OK) {
+            /* no grant written: every waiting layer is unserved */
+            if (st == RL2_OK) {
+                *err = e;
+                st = lst;
+            }
+            return rl2_lease_waiting(p, 0) ? st : RL2_OK;
+        }
+        rl2_lease_grants(s, layers, p, done, now->mono_us);
+        rl2_zone_unlock(s->conf.zone);
     }
-    if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
-        return st;
-    }
-    rl2_lease_grants(s, layers, p, now->mono_us);
-    rl2_zone_unlock(s->conf.zone);
-    return RL2_OK;
+    return rl2_lease_waiting(p, done) ? st : RL2_OK;
 }
 
 static rl2_status_t

@@ -357,6 +357,46 @@ test_a_slower_bucket_takes_nothing_back(void **state)
     assert_true(leased <= exactly);
 }
 
+/* A request of RL2_MAX_LAYERS leased layers whose slices all ended
+ * unused (the one in use and the one asked ahead: two returns each) makes
+ * twice as many asks as one call carries: every history of a few
+ * requests, a pause of two lease times, and one more is admitted. */
+static void
+test_many_layers_with_two_returns_each(void **state)
+{
+    rl2_layer_t layers[RL2_MAX_LAYERS];
+    int64_t     t = hour_start();
+    rl2_err_t   err;
+
+    (void)state;
+    for (int i = 0; i < RL2_MAX_LAYERS; i++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "many%d", i);
+        mk_layer(&layers[i],
+                 limit_of(pol, name, RL2_ALGO_FIXED_WINDOW, 100000, HOUR),
+                 "10.0.0.10");
+    }
+    for (int k = 1; k <= 24; k++) {
+        for (int j = 0; j <= k; j++) {
+            rl2_layer_t l[RL2_MAX_LAYERS];
+            rl2_clock_t clk = clock_at(t);
+
+            memcpy(l, layers, sizeof(l));
+            if (servers[0].lease->ops->apply(servers[0].lease, l,
+                                             RL2_MAX_LAYERS, &clk, &err)
+                != RL2_OK) {
+                fail_msg("after %d requests and a pause: %s", k, err.msg);
+            }
+            for (int i = 0; i < RL2_MAX_LAYERS; i++) {
+                assert_true(l[i].committed);
+            }
+            t += j < k ? 1000 : 0;
+        }
+        t += 2 * LEASE_US;
+    }
+}
+
 static int
 lease_group_setup(void **state)
 {
@@ -395,6 +435,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_a_changed_limit_takes_nothing_back,
                                         flushed_setup, watchdog_teardown),
         cmocka_unit_test_setup_teardown(test_a_slower_bucket_takes_nothing_back,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_many_layers_with_two_returns_each,
                                         flushed_setup, watchdog_teardown),
     };
 
