@@ -35,6 +35,7 @@
  * (the earlier end and the earlier grant time kept, both cautious), and
  * while a call is out the others ask only for their own cost.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,6 +81,8 @@ typedef struct {
     int64_t limit;       /* for the headers: the limit */
     int64_t remaining;   /* the fleet's, after the last grant */
     int64_t reset_at_us; /* monotonic: the limit full again */
+    int64_t writing;     /* 1 while a process changes it (under the lock):
+                            found so, its writer was killed in the middle */
 } rl2_lease_t;
 
 typedef struct {
@@ -107,6 +110,31 @@ rl2_lease_applies(const rl2_limit_t *limit, int all)
 }
 
 /* ---- one key's lease ---- */
+
+/* Under the lock: l is about to change.  A process killed in the middle
+ * of a change (the lock is recovered, the entry is not) may leave a unit
+ * in two places: moved from cur to next's place or to back and not yet
+ * cleared where it was.  Such an entry is found still marked, and all
+ * its units are dropped: never used, never given back (lost, within the
+ * bound of a server that stops).  The signal fences keep the compiler
+ * from moving the changes out of the marked stretch; the mutex hand-over
+ * orders them for the next locker. */
+static void
+rl2_lease_open(rl2_lease_t *l)
+{
+    if (l->writing) {
+        memset(l, 0, sizeof(*l));
+    }
+    l->writing = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static void
+rl2_lease_close(rl2_lease_t *l)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    l->writing = 0;
+}
 
 static int
 rl2_slice_live(const rl2_slice_t *sl, int64_t now_us)
@@ -256,7 +284,7 @@ rl2_lease_held(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us)
     if (rl2_zone_lock(zone, &err) != RL2_OK) {
         return 0;
     }
-    if ((l = rl2_zone_peek(zone, key, now_us)) != NULL) {
+    if ((l = rl2_zone_peek(zone, key, now_us)) != NULL && !l->writing) {
         units =
             l->cur.units + l->next.units + l->back[0].units + l->back[1].units;
     }
@@ -371,17 +399,22 @@ rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
         size_t       i = p->leased[k];
         int64_t      cost = layers[i].limit->cost;
         rl2_lease_t *l = rl2_zone_get(s->conf.zone, layers[i].key, now_us);
+        int          ask = 1;
 
+        rl2_lease_open(l);
         rl2_lease_settle(l, cost, now_us);
         if (l->cur.units >= cost) {
             rl2_lease_take(l, &l->cur, &layers[i], now_us);
-            if (!rl2_lease_low(l, now_us)) {
-                continue;
+            if ((ask = rl2_lease_low(l, now_us))) {
+                rl2_lease_plan_ask(s, l, layers, i, 1, p, now_us);
             }
-            rl2_lease_plan_ask(s, l, layers, i, 1, p, now_us);
         }
         else {
             rl2_lease_plan_ask(s, l, layers, i, 0, p, now_us);
+        }
+        rl2_lease_close(l);
+        if (!ask) {
+            continue;
         }
         rl2_zone_keep_until(s->conf.zone, l,
                             now_us + RL2_LEASE_KEEP * s->conf.lease_us);
@@ -406,8 +439,10 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
             continue; /* only gave back */
         }
         l = rl2_zone_get(s->conf.zone, layer->key, now_us);
+        rl2_lease_open(l);
         l->asking_us = 0;
         if (a->granted < cost) {
+            rl2_lease_close(l);
             if (!p->ahead[k]) {
                 layer->result = a->result;
                 layer->refused = 1;
@@ -432,6 +467,7 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
             rl2_lease_take(l, &ns, layer, now_us);
         }
         rl2_lease_place(l, &ns, cost, now_us);
+        rl2_lease_close(l);
         rl2_zone_keep_until(s->conf.zone, l,
                             ns.expires_us + RL2_LEASE_KEEP * s->conf.lease_us);
     }
@@ -445,15 +481,17 @@ rl2_lease_give_back(rl2_lease_store_t *s, rl2_layer_t *layer, int64_t now_us)
     rl2_lease_t *l = rl2_zone_peek(s->conf.zone, layer->key, now_us);
 
     if (l != NULL) {
-        rl2_slice_t *sl = l->cur.granted_at_us == layer->committed_us ? &l->cur
-                          : l->next.granted_at_us == layer->committed_us
-                              ? &l->next
-                              : NULL;
+        rl2_slice_t *sl;
 
+        rl2_lease_open(l);
+        sl = l->cur.granted_at_us == layer->committed_us    ? &l->cur
+             : l->next.granted_at_us == layer->committed_us ? &l->next
+                                                            : NULL;
         if (sl != NULL && now_us < sl->expires_us) {
             sl->units += layer->limit->cost;
             l->used -= layer->limit->cost;
         }
+        rl2_lease_close(l);
     }
     layer->committed = 0;
     layer->committed_us = 0;

@@ -20,6 +20,9 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <ucontext.h>
+
 #include "rl2_redis_test.h"
 #include "ratelimit2/store_local.h"
 #include "redis/redis_internal.h"
@@ -397,6 +400,118 @@ test_many_layers_with_two_returns_each(void **state)
     }
 }
 
+/* ---- a process killed inside the table's lock ----
+ *
+ * A child makes one request single-stepped (the x86-64 trap flag), and
+ * kills itself with SIGKILL after its n-th instruction under the lease
+ * table's lock, for every n until one runs through: at each point the
+ * table it leaves, once the next locker has recovered the lock, must hold
+ * no unit twice (admitted + held + free in Redis never above the limit).
+ * The history: five requests a millisecond apart (slices of 1, 2 and 4,
+ * one of 8 asked ahead), then one two lease times later, whose table
+ * stretch moves the unused units of both slices to go back. */
+#if defined(__x86_64__)
+static pthread_mutex_t *step_lock;
+static pid_t            step_tid;
+static long             step_n, step_at;
+
+static void
+on_step(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)si;
+    if (step_lock->__data.__owner == step_tid) {
+        if (++step_n >= step_at) {
+            raise(SIGKILL);
+        }
+    }
+    else if (step_n > 0) {
+        /* the first stretch under the lock is over: run on */
+        ((ucontext_t *)uc)->uc_mcontext.gregs[REG_EFL] &= ~0x100LL;
+    }
+}
+
+/* In a child: the request through a store of its own (the parent's
+ * connection is the parent's), killed at instruction `at` under the
+ * lock.  Exits 0 if the request ran through. */
+static void
+child_request(rl2_layer_t *layer, int64_t t, long at)
+{
+    struct sigaction sa;
+    rl2_lease_conf_t lc;
+    rl2_store_t     *redis = mk_store(&srv, 1), *lease;
+    rl2_clock_t      clk = clock_at(t);
+    rl2_layer_t      l = *layer;
+    rl2_err_t        err;
+
+    lc.zone = servers[0].zone;
+    lc.redis = lc.inner = redis;
+    lc.all = 1;
+    lc.lease_us = LEASE_US;
+    lc.lease_max = LEASE_MAX;
+    if (rl2_store_lease_create(&lc, &lease, &err) != RL2_OK) {
+        _exit(2);
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_step;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGTRAP, &sa, NULL);
+    step_lock = &servers[0].zone->hdr->lock;
+    step_tid = gettid();
+    step_at = at;
+    __asm__ volatile("pushfq\n\torq $0x100, (%%rsp)\n\tpopfq" ::
+                         : "cc", "memory");
+    lease->ops->apply(lease, &l, 1, &clk, &err);
+    _exit(0);
+}
+#endif
+
+static void
+test_a_kill_inside_the_lock_uses_no_unit_twice(void **state)
+{
+#if defined(__x86_64__)
+    rl2_limit_t *lim =
+        limit_of(pol, "killed", RL2_ALGO_FIXED_WINDOW, 100000, HOUR);
+    int64_t t0 = hour_start();
+    long    points = 0;
+
+    (void)state;
+    for (long at = 1;; at++) {
+        rl2_layer_t layer;
+        char        client[48];
+        int64_t     t = t0;
+        int         admitted = 0, status;
+        pid_t       pid;
+
+        snprintf(client, sizeof(client), "10.1.0.%ld", at);
+        mk_layer(&layer, lim, client);
+        for (int i = 0; i < 5; i++) {
+            admitted += ask(&servers[0], &layer, t);
+            t += 1000;
+        }
+        t += 2 * LEASE_US; /* the slices are over: back they go */
+        if ((pid = fork()) == 0) {
+            child_request(&layer, t, at);
+        }
+        assert_true(pid > 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(held(&servers[0], &layer, t) + free_in_redis(&layer, t)
+                        + admitted
+                    <= 100000);
+        if (WIFEXITED(status)) {
+            assert_int_equal(WEXITSTATUS(status), 0);
+            break; /* ran through: every point of this history done */
+        }
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        points++;
+    }
+    printf("  %ld kills inside the lock\n", points);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
 static int
 lease_group_setup(void **state)
 {
@@ -438,6 +553,9 @@ main(void)
                                         flushed_setup, watchdog_teardown),
         cmocka_unit_test_setup_teardown(test_many_layers_with_two_returns_each,
                                         flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_kill_inside_the_lock_uses_no_unit_twice, flushed_setup,
+            watchdog_teardown),
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
