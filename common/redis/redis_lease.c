@@ -390,10 +390,12 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
 }
 
 /* Under the lock: take every leased layer's cost from its slice, or plan
- * an ask; a slice running low plans one ahead. */
+ * an ask; a slice running low plans one ahead.  A probe of the failover's
+ * circuit takes nothing from a slice: it asks, so that the circuit closes
+ * only on an answer from Redis. */
 static void
 rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
-                     rl2_lease_plan_t *p, int64_t now_us)
+                     rl2_lease_plan_t *p, int probe, int64_t now_us)
 {
     for (size_t k = 0; k < p->n_leased; k++) {
         size_t       i = p->leased[k];
@@ -403,7 +405,7 @@ rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
 
         rl2_lease_open(l);
         rl2_lease_settle(l, cost, now_us);
-        if (l->cur.units >= cost) {
+        if (l->cur.units >= cost && !probe) {
             rl2_lease_take(l, &l->cur, &layers[i], now_us);
             if ((ask = rl2_lease_low(l, now_us))) {
                 rl2_lease_plan_ask(s, l, layers, i, 1, p, now_us);
@@ -597,6 +599,15 @@ rl2_lease_ask(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
     return rl2_lease_waiting(p, done) ? st : RL2_OK;
 }
 
+/* Is this request the failover's probe?  The failover store sends a
+ * request here only while its circuit is closed, or as the probe. */
+static int
+rl2_lease_probe(const rl2_lease_store_t *s)
+{
+    return s->conf.circuit != NULL
+           && rl2_circuit_state(s->conf.circuit) != RL2_CIRCUIT_CLOSED;
+}
+
 static rl2_status_t
 rl2_lease_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                 const rl2_clock_t *now, rl2_err_t *err)
@@ -617,7 +628,7 @@ rl2_lease_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
         return st;
     }
-    rl2_lease_from_table(s, layers, &p, now->mono_us);
+    rl2_lease_from_table(s, layers, &p, rl2_lease_probe(s), now->mono_us);
     rl2_zone_unlock(s->conf.zone);
     if (p.n_ask > 0
         && (st = rl2_lease_ask(s, layers, &p, now, err)) != RL2_OK) {

@@ -24,6 +24,7 @@
 #include <ucontext.h>
 
 #include "rl2_redis_test.h"
+#include "ratelimit2/failover.h"
 #include "ratelimit2/store_local.h"
 #include "redis/redis_internal.h"
 #include "store/store_internal.h"
@@ -32,9 +33,10 @@
 #define LEASE_MAX 20
 
 typedef struct {
-    rl2_zone_t  *zone;
-    rl2_store_t *lease;
-    char         name[64];
+    rl2_zone_t    *zone;
+    rl2_store_t   *lease;
+    rl2_circuit_t *circuit; /* the failover's, or NULL */
+    char           name[64];
 } server_t;
 
 static server_t servers[2];
@@ -54,6 +56,7 @@ server_open(server_t *sv, int idx)
         fail_msg("zone: %s", err.msg);
     }
     lc.zone = sv->zone;
+    lc.circuit = sv->circuit;
     lc.redis = store;
     lc.inner = store;
     lc.all = 1;
@@ -445,6 +448,7 @@ child_request(rl2_layer_t *layer, int64_t t, long at)
     rl2_err_t        err;
 
     lc.zone = servers[0].zone;
+    lc.circuit = NULL;
     lc.redis = lc.inner = redis;
     lc.all = 1;
     lc.lease_us = LEASE_US;
@@ -512,6 +516,58 @@ test_a_kill_inside_the_lock_uses_no_unit_twice(void **state)
 #endif
 }
 
+/* A probe of an open circuit must reach Redis: served from a slice still
+ * held, it closed the circuit while Redis was stopped. */
+static void
+test_a_probe_is_not_served_from_a_slice(void **state)
+{
+    rl2_limit_t *lim =
+        limit_of(pol, "probe", RL2_ALGO_FIXED_WINDOW, 1000, HOUR);
+    rl2_circuit_conf_t  cc = { 1, 1, 0 }; /* opens at once, probes at 1 ms */
+    rl2_circuit_t      *c = NULL;
+    rl2_failover_conf_t fc;
+    rl2_store_t        *fo = NULL;
+    rl2_layer_t         layer, l;
+    rl2_clock_t         clk;
+    rl2_err_t           err;
+    int64_t             t = hour_start();
+    char                name[64];
+
+    (void)state;
+    snprintf(name, sizeof(name), "/rl2test-%ld-lp.circuit", (long)getpid());
+    assert_int_equal(rl2_circuit_open(name, &cc, 0600, &c, &err), RL2_OK);
+    rl2_failover_conf_default(&fc);
+    fc.mode = RL2_FAILOVER_OPEN; /* needs no local zone */
+    servers[0].circuit = c;
+    server_close(&servers[0]);
+    server_open(&servers[0], 0);
+    assert_int_equal(
+        rl2_store_failover_create(servers[0].lease, NULL, c, &fc, &fo, &err),
+        RL2_OK);
+    mk_layer(&layer, lim, "10.0.0.11");
+    for (int i = 0; i < 10; i++) {
+        clk = clock_at(t);
+        l = layer;
+        assert_int_equal(fo->ops->apply(fo, &l, 1, &clk, &err), RL2_OK);
+        t += 1000;
+    }
+    assert_true(held(&servers[0], &layer, t) > 0);
+    assert_int_equal(kill(srv.pid, SIGSTOP), 0);
+    assert_int_equal(rl2_circuit_failure(c, RL2_ROUTE_PRIMARY, mono_us()), 1);
+    usleep(5000); /* past the probe interval */
+    clk = clock_at(t);
+    l = layer;
+    assert_int_equal(fo->ops->apply(fo, &l, 1, &clk, &err), RL2_OK);
+    assert_int_equal(kill(srv.pid, SIGCONT), 0);
+    assert_int_not_equal(rl2_circuit_state(c), RL2_CIRCUIT_CLOSED);
+    rl2_store_destroy(fo);
+    servers[0].circuit = NULL;
+    server_close(&servers[0]);
+    server_open(&servers[0], 0);
+    rl2_circuit_close(c);
+    rl2_circuit_unlink(name, NULL);
+}
+
 static int
 lease_group_setup(void **state)
 {
@@ -556,6 +612,8 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_a_kill_inside_the_lock_uses_no_unit_twice, flushed_setup,
             watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_probe_is_not_served_from_a_slice,
+                                        flushed_setup, watchdog_teardown),
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
