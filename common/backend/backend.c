@@ -114,6 +114,7 @@ rl2_backend_lease(const rl2_backend_conf_t *conf, rl2_backend_t *b,
         return st;
     }
     lc.zone = b->lease_zone;
+    lc.circuit = b->circuit;
     lc.redis = b->redis;
     lc.inner = b->timed != NULL ? b->timed : b->redis;
     lc.all = conf->redis.lease;

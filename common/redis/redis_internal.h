@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+#include "ratelimit2/failover.h"
 #include "ratelimit2/redis.h"
 #include "ratelimit2/store.h"
 #include "ratelimit2/tier_source.h"
@@ -244,11 +245,13 @@ rl2_redis_cluster_t *rl2_store_redis_cluster(rl2_store_t *store);
  * limits to the local zone like the others.  Borrows everything in the
  * conf: the caller keeps them until after rl2_store_destroy(). */
 typedef struct {
-    rl2_zone_t  *zone;     /* the lease table: rl2_lease_state_size() */
-    rl2_store_t *redis;    /* the Redis store: the lease calls */
-    rl2_store_t *inner;    /* what answers the layers not leased */
-    int          all;      /* rl2_redis_conf_t.lease */
-    int64_t      lease_us; /* rl2_redis_conf_t.lease_time_ms, in µs */
+    rl2_zone_t    *zone;    /* the lease table: rl2_lease_state_size() */
+    rl2_circuit_t *circuit; /* the failover store's, or NULL: a probe
+                               goes to Redis, not to a slice */
+    rl2_store_t *redis;     /* the Redis store: the lease calls */
+    rl2_store_t *inner;     /* what answers the layers not leased */
+    int          all;       /* rl2_redis_conf_t.lease */
+    int64_t      lease_us;  /* rl2_redis_conf_t.lease_time_ms, in µs */
     int64_t      lease_max;
 } rl2_lease_conf_t;
 

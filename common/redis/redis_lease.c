@@ -35,6 +35,7 @@
  * (the earlier end and the earlier grant time kept, both cautious), and
  * while a call is out the others ask only for their own cost.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,11 @@ typedef struct {
     int64_t expires_us;    /* monotonic: none is used at or after */
     int64_t granted_at_us; /* Redis' clock at the grant: what a return
                               refunds, and what a refund must match */
+    int64_t limit, burst;  /* the limit's count and burst at the grant
+                              (its algorithm and window are in the key):
+                              a return under others would refund by
+                              another arithmetic; limit -1: never goes
+                              back */
 } rl2_slice_t;
 
 /* One key's lease, in the table.  All zero is "no lease yet". */
@@ -75,6 +81,8 @@ typedef struct {
     int64_t limit;       /* for the headers: the limit */
     int64_t remaining;   /* the fleet's, after the last grant */
     int64_t reset_at_us; /* monotonic: the limit full again */
+    int64_t writing;     /* 1 while a process changes it (under the lock):
+                            found so, its writer was killed in the middle */
 } rl2_lease_t;
 
 typedef struct {
@@ -103,10 +111,43 @@ rl2_lease_applies(const rl2_limit_t *limit, int all)
 
 /* ---- one key's lease ---- */
 
+/* Under the lock: l is about to change.  A process killed in the middle
+ * of a change (the lock is recovered, the entry is not) may leave a unit
+ * in two places: moved from cur to next's place or to back and not yet
+ * cleared where it was.  Such an entry is found still marked, and all
+ * its units are dropped: never used, never given back (lost, within the
+ * bound of a server that stops).  The signal fences keep the compiler
+ * from moving the changes out of the marked stretch; the mutex hand-over
+ * orders them for the next locker. */
+static void
+rl2_lease_open(rl2_lease_t *l)
+{
+    if (l->writing) {
+        memset(l, 0, sizeof(*l));
+    }
+    l->writing = 1;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static void
+rl2_lease_close(rl2_lease_t *l)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    l->writing = 0;
+}
+
 static int
 rl2_slice_live(const rl2_slice_t *sl, int64_t now_us)
 {
     return sl->units > 0 && now_us < sl->expires_us;
+}
+
+/* Two grants whose units can go back as one refund. */
+static int
+rl2_slice_same(const rl2_slice_t *a, const rl2_slice_t *b)
+{
+    return a->granted_at_us == b->granted_at_us && a->limit == b->limit
+           && a->burst == b->burst;
 }
 
 /* A slice that is done leaves its unused units to go back, each grant's
@@ -119,14 +160,15 @@ rl2_lease_stash(rl2_lease_t *l, rl2_slice_t *sl)
     rl2_slice_t *b = NULL;
 
     for (int k = 0; k < 2 && b == NULL && sl->units > 0; k++) {
-        if (l->back[k].units == 0
-            || l->back[k].granted_at_us == sl->granted_at_us) {
+        if (l->back[k].units == 0 || rl2_slice_same(&l->back[k], sl)) {
             b = &l->back[k];
         }
     }
     if (b != NULL) {
         b->units += sl->units;
         b->granted_at_us = sl->granted_at_us;
+        b->limit = sl->limit;
+        b->burst = sl->burst;
     }
     else if (sl->units > 0) {
         b = l->back[0].units < l->back[1].units ? &l->back[0] : &l->back[1];
@@ -226,6 +268,9 @@ rl2_lease_place(rl2_lease_t *l, const rl2_slice_t *ns, int64_t cost,
         l->next.expires_us = rl2_min64(l->next.expires_us, ns->expires_us);
         l->next.granted_at_us =
             rl2_min64(l->next.granted_at_us, ns->granted_at_us);
+        if (l->next.limit != ns->limit || l->next.burst != ns->burst) {
+            l->next.limit = -1; /* a limit changed between the two */
+        }
     }
 }
 
@@ -239,7 +284,7 @@ rl2_lease_held(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us)
     if (rl2_zone_lock(zone, &err) != RL2_OK) {
         return 0;
     }
-    if ((l = rl2_zone_peek(zone, key, now_us)) != NULL) {
+    if ((l = rl2_zone_peek(zone, key, now_us)) != NULL && !l->writing) {
         units =
             l->cur.units + l->next.units + l->back[0].units + l->back[1].units;
     }
@@ -293,6 +338,27 @@ rl2_layer_clear(rl2_layer_t *l)
     l->committed_us = 0;
 }
 
+/* Under the lock: the units to go back that were granted under another
+ * count or burst of the limit (a factor, a boost, a tier, a reload) are
+ * dropped, never used again: refunded under the limit as it is now they
+ * could forgive more than their grant took (a bucket's interval is
+ * longer, a window's count is clamped to a lower limit before the
+ * subtraction). */
+static void
+rl2_lease_returnable(rl2_lease_t *l, const rl2_limit_t *limit)
+{
+    for (int k = 0; k < 2; k++) {
+        if (l->back[k].limit != limit->algo.limit
+            || l->back[k].burst != limit->algo.burst) {
+            memset(&l->back[k], 0, sizeof(l->back[k]));
+        }
+    }
+    if (l->back[0].units == 0) {
+        l->back[0] = l->back[1];
+        memset(&l->back[1], 0, sizeof(l->back[1]));
+    }
+}
+
 /* Under the lock: an ask for layers[i], with what is to go back.  While
  * another process's call is out, this one asks for its own cost only and
  * leaves the rate being measured alone. */
@@ -306,6 +372,7 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
     memset(a, 0, sizeof(*a));
     a->layer = &layers[i];
     a->want = rl2_lease_want(s, l, cost, now_us);
+    rl2_lease_returnable(l, layers[i].limit);
     a->back = l->back[0].units;
     a->back_at_us = l->back[0].granted_at_us;
     if (!rl2_lease_asking(l, now_us)) {
@@ -329,39 +396,47 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
 }
 
 /* Under the lock: take every leased layer's cost from its slice, or plan
- * an ask; a slice running low plans one ahead. */
+ * an ask; a slice running low plans one ahead.  A probe of the failover's
+ * circuit takes nothing from a slice: it asks, so that the circuit closes
+ * only on an answer from Redis. */
 static void
 rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
-                     rl2_lease_plan_t *p, int64_t now_us)
+                     rl2_lease_plan_t *p, int probe, int64_t now_us)
 {
     for (size_t k = 0; k < p->n_leased; k++) {
         size_t       i = p->leased[k];
         int64_t      cost = layers[i].limit->cost;
         rl2_lease_t *l = rl2_zone_get(s->conf.zone, layers[i].key, now_us);
+        int          ask = 1;
 
+        rl2_lease_open(l);
         rl2_lease_settle(l, cost, now_us);
-        if (l->cur.units >= cost) {
+        if (l->cur.units >= cost && !probe) {
             rl2_lease_take(l, &l->cur, &layers[i], now_us);
-            if (!rl2_lease_low(l, now_us)) {
-                continue;
+            if ((ask = rl2_lease_low(l, now_us))) {
+                rl2_lease_plan_ask(s, l, layers, i, 1, p, now_us);
             }
-            rl2_lease_plan_ask(s, l, layers, i, 1, p, now_us);
         }
         else {
             rl2_lease_plan_ask(s, l, layers, i, 0, p, now_us);
+        }
+        rl2_lease_close(l);
+        if (!ask) {
+            continue;
         }
         rl2_zone_keep_until(s->conf.zone, l,
                             now_us + RL2_LEASE_KEEP * s->conf.lease_us);
     }
 }
 
-/* Under the lock: the grants into the table, the layers that waited for
- * them served from them; a refusal into its layer. */
+/* Under the lock: the grants of the first n_answered asks into the
+ * table, the layers that waited for them served from them; a refusal
+ * into its layer. */
 static void
 rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
-                 int64_t now_us)
+                 size_t n_answered, int64_t now_us)
 {
-    for (size_t k = 0; k < p->n_ask; k++) {
+    for (size_t k = 0; k < n_answered; k++) {
         rl2_lease_ask_t *a = &p->ask[k];
         rl2_layer_t     *layer = &layers[p->ask_of[k]];
         int64_t          cost = layer->limit->cost;
@@ -372,8 +447,10 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
             continue; /* only gave back */
         }
         l = rl2_zone_get(s->conf.zone, layer->key, now_us);
+        rl2_lease_open(l);
         l->asking_us = 0;
         if (a->granted < cost) {
+            rl2_lease_close(l);
             if (!p->ahead[k]) {
                 layer->result = a->result;
                 layer->refused = 1;
@@ -386,6 +463,8 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
             ns.expires_us = rl2_min64(ns.expires_us, now_us + a->horizon_us);
         }
         ns.granted_at_us = a->granted_at_us;
+        ns.limit = layer->limit->algo.limit;
+        ns.burst = layer->limit->algo.burst;
         if (a->want > cost || l->slice == 0) {
             l->slice = a->granted; /* not a follower's own cost */
         }
@@ -396,6 +475,7 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
             rl2_lease_take(l, &ns, layer, now_us);
         }
         rl2_lease_place(l, &ns, cost, now_us);
+        rl2_lease_close(l);
         rl2_zone_keep_until(s->conf.zone, l,
                             ns.expires_us + RL2_LEASE_KEEP * s->conf.lease_us);
     }
@@ -409,15 +489,17 @@ rl2_lease_give_back(rl2_lease_store_t *s, rl2_layer_t *layer, int64_t now_us)
     rl2_lease_t *l = rl2_zone_peek(s->conf.zone, layer->key, now_us);
 
     if (l != NULL) {
-        rl2_slice_t *sl = l->cur.granted_at_us == layer->committed_us ? &l->cur
-                          : l->next.granted_at_us == layer->committed_us
-                              ? &l->next
-                              : NULL;
+        rl2_slice_t *sl;
 
+        rl2_lease_open(l);
+        sl = l->cur.granted_at_us == layer->committed_us    ? &l->cur
+             : l->next.granted_at_us == layer->committed_us ? &l->next
+                                                            : NULL;
         if (sl != NULL && now_us < sl->expires_us) {
             sl->units += layer->limit->cost;
             l->used -= layer->limit->cost;
         }
+        rl2_lease_close(l);
     }
     layer->committed = 0;
     layer->committed_us = 0;
@@ -474,31 +556,62 @@ rl2_lease_undo(rl2_lease_store_t *s, rl2_layer_t *layers,
     return RL2_OK;
 }
 
-/* The asks go to Redis, the grants into the table.  A failed call that
- * only asked ahead does not fail the request, which its slice served:
- * the next request that finds the slice spent asks again (and, if Redis
- * is down, fails over).  Units that were going back with a failed call
- * may or may not have reached Redis: they are not used again. */
+/* Does a layer wait for one of the asks from k on? */
+static int
+rl2_lease_waiting(const rl2_lease_plan_t *p, size_t k)
+{
+    for (; k < p->n_ask; k++) {
+        if (!p->ahead[k]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The asks go to Redis, the grants into the table.  A call carries at
+ * most RL2_MAX_LAYERS asks, and a request may make twice as many (a
+ * slice and a second return per layer): they go in as many calls, and
+ * the grants of the calls that were answered are kept even if a later
+ * one fails.  A failed call that only asked ahead does not fail the
+ * request, which its slice served: the next request that finds the slice
+ * spent asks again (and, if Redis is down, fails over).  Units that were
+ * going back with a failed call may or may not have reached Redis: they
+ * are not used again. */
 static rl2_status_t
 rl2_lease_ask(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
               const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_status_t st;
-    int          waiting = 0;
+    rl2_status_t st = RL2_OK, lst;
+    rl2_err_t    e;
+    size_t       done = 0, m;
 
-    for (size_t k = 0; k < p->n_ask; k++) {
-        waiting |= !p->ahead[k];
+    while (done < p->n_ask && st == RL2_OK) {
+        m = (size_t)rl2_min64((int64_t)(p->n_ask - done), RL2_MAX_LAYERS);
+        st = rl2_store_redis_lease(s->conf.redis, p->ask + done, m, now, err);
+        done += st == RL2_OK ? m : 0;
     }
-    st = rl2_store_redis_lease(s->conf.redis, p->ask, p->n_ask, now, err);
-    if (st != RL2_OK) {
-        return waiting ? st : RL2_OK;
+    if (done > 0) {
+        if ((lst = rl2_lease_lock(s, &e)) != RL2_OK) {
+            /* no grant written: every waiting layer is unserved */
+            if (st == RL2_OK) {
+                *err = e;
+                st = lst;
+            }
+            return rl2_lease_waiting(p, 0) ? st : RL2_OK;
+        }
+        rl2_lease_grants(s, layers, p, done, now->mono_us);
+        rl2_zone_unlock(s->conf.zone);
     }
-    if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
-        return st;
-    }
-    rl2_lease_grants(s, layers, p, now->mono_us);
-    rl2_zone_unlock(s->conf.zone);
-    return RL2_OK;
+    return rl2_lease_waiting(p, done) ? st : RL2_OK;
+}
+
+/* Is this request the failover's probe?  The failover store sends a
+ * request here only while its circuit is closed, or as the probe. */
+static int
+rl2_lease_probe(const rl2_lease_store_t *s)
+{
+    return s->conf.circuit != NULL
+           && rl2_circuit_state(s->conf.circuit) != RL2_CIRCUIT_CLOSED;
 }
 
 static rl2_status_t
@@ -521,7 +634,7 @@ rl2_lease_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
         return st;
     }
-    rl2_lease_from_table(s, layers, &p, now->mono_us);
+    rl2_lease_from_table(s, layers, &p, rl2_lease_probe(s), now->mono_us);
     rl2_zone_unlock(s->conf.zone);
     if (p.n_ask > 0
         && (st = rl2_lease_ask(s, layers, &p, now, err)) != RL2_OK) {

@@ -20,7 +20,11 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <ucontext.h>
+
 #include "rl2_redis_test.h"
+#include "ratelimit2/failover.h"
 #include "ratelimit2/store_local.h"
 #include "redis/redis_internal.h"
 #include "store/store_internal.h"
@@ -29,9 +33,10 @@
 #define LEASE_MAX 20
 
 typedef struct {
-    rl2_zone_t  *zone;
-    rl2_store_t *lease;
-    char         name[64];
+    rl2_zone_t    *zone;
+    rl2_store_t   *lease;
+    rl2_circuit_t *circuit; /* the failover's, or NULL */
+    char           name[64];
 } server_t;
 
 static server_t servers[2];
@@ -51,6 +56,7 @@ server_open(server_t *sv, int idx)
         fail_msg("zone: %s", err.msg);
     }
     lc.zone = sv->zone;
+    lc.circuit = sv->circuit;
     lc.redis = store;
     lc.inner = store;
     lc.all = 1;
@@ -278,6 +284,290 @@ test_a_slice_ends_with_its_window(void **state)
         free_in_redis(&layer, t) + held(&servers[0], &layer, t) + 1, 1000);
 }
 
+/* A limit lowered while a slice is held (a factor: the same key, another
+ * count): the slice's unused units must not go back under the new limit,
+ * whose refund would forgive what the old one committed.  Had they never
+ * been granted, the 40 admitted would already be over the new limit of 10,
+ * and nothing more would be admitted in this window. */
+static void
+test_a_changed_limit_takes_nothing_back(void **state)
+{
+    rl2_limit_t *lim =
+        limit_of(pol, "shrink", RL2_ALGO_FIXED_WINDOW, 100, HOUR);
+    rl2_limit_t low;
+    rl2_layer_t layer;
+    int64_t     t = hour_start(), h;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.7");
+    for (int i = 0; i < 40; i++) {
+        assert_true(ask(&servers[0], &layer, t));
+        t += 1000;
+    }
+    h = held(&servers[0], &layer, t);
+    printf("  40 admitted, %" PRId64 " held when the limit falls to 10\n", h);
+    assert_true(h > 0);
+    low = *lim;
+    low.algo.limit = 10;
+    layer.limit = &low;
+    t += 2 * LEASE_US; /* the slice is over: its units are to go back */
+    assert_false(ask(&servers[0], &layer, t));
+    assert_false(ask(&servers[1], &layer, t));
+}
+
+/* One request in exact mode (the store under the leases) at t. */
+static int
+ask_exact(rl2_layer_t *layer, int64_t t)
+{
+    rl2_clock_t clk = clock_at(t);
+    rl2_err_t   err;
+    rl2_layer_t l = *layer;
+
+    if (store->ops->apply(store, &l, 1, &clk, &err) != RL2_OK) {
+        fail_msg("apply: %s", err.msg);
+    }
+    return l.committed != 0;
+}
+
+/* A token bucket's rate lowered while a slice is held: a return would
+ * refund each unit at the new, longer interval, more than the grant took.
+ * The same history in exact mode says what may be admitted after it. */
+static void
+test_a_slower_bucket_takes_nothing_back(void **state)
+{
+    rl2_limit_t *lim = limit_of(pol, "slow", RL2_ALGO_TOKEN_BUCKET, 100, HOUR);
+    rl2_limit_t  low;
+    rl2_layer_t  layer, exact;
+    int64_t      t = wall_us();
+    int          leased = 0, exactly = 0;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.8");
+    mk_layer(&exact, lim, "10.0.0.9");
+    for (int i = 0; i < 40; i++) {
+        assert_true(ask(&servers[0], &layer, t));
+        assert_true(ask_exact(&exact, t));
+        t += 1000;
+    }
+    assert_true(held(&servers[0], &layer, t) > 0);
+    low = *lim;
+    low.algo.limit = 10; /* an interval of 6 minutes, a burst of 10 */
+    layer.limit = exact.limit = &low;
+    t += 2 * LEASE_US;
+    for (int i = 0; i < 20; i++) {
+        leased += ask(&servers[i % 2], &layer, t);
+        exactly += ask_exact(&exact, t);
+    }
+    printf("  after the change: %d admitted leased, %d exactly\n", leased,
+           exactly);
+    assert_true(leased <= exactly);
+}
+
+/* A request of RL2_MAX_LAYERS leased layers whose slices all ended
+ * unused (the one in use and the one asked ahead: two returns each) makes
+ * twice as many asks as one call carries: every history of a few
+ * requests, a pause of two lease times, and one more is admitted. */
+static void
+test_many_layers_with_two_returns_each(void **state)
+{
+    rl2_layer_t layers[RL2_MAX_LAYERS];
+    int64_t     t = hour_start();
+    rl2_err_t   err;
+
+    (void)state;
+    for (int i = 0; i < RL2_MAX_LAYERS; i++) {
+        char name[16];
+
+        snprintf(name, sizeof(name), "many%d", i);
+        mk_layer(&layers[i],
+                 limit_of(pol, name, RL2_ALGO_FIXED_WINDOW, 100000, HOUR),
+                 "10.0.0.10");
+    }
+    for (int k = 1; k <= 24; k++) {
+        for (int j = 0; j <= k; j++) {
+            rl2_layer_t l[RL2_MAX_LAYERS];
+            rl2_clock_t clk = clock_at(t);
+
+            memcpy(l, layers, sizeof(l));
+            if (servers[0].lease->ops->apply(servers[0].lease, l,
+                                             RL2_MAX_LAYERS, &clk, &err)
+                != RL2_OK) {
+                fail_msg("after %d requests and a pause: %s", k, err.msg);
+            }
+            for (int i = 0; i < RL2_MAX_LAYERS; i++) {
+                assert_true(l[i].committed);
+            }
+            t += j < k ? 1000 : 0;
+        }
+        t += 2 * LEASE_US;
+    }
+}
+
+/* ---- a process killed inside the table's lock ----
+ *
+ * A child makes one request single-stepped (the x86-64 trap flag), and
+ * kills itself with SIGKILL after its n-th instruction under the lease
+ * table's lock, for every n until one runs through: at each point the
+ * table it leaves, once the next locker has recovered the lock, must hold
+ * no unit twice (admitted + held + free in Redis never above the limit).
+ * The history: five requests a millisecond apart (slices of 1, 2 and 4,
+ * one of 8 asked ahead), then one two lease times later, whose table
+ * stretch moves the unused units of both slices to go back. */
+#if defined(__x86_64__)
+static pthread_mutex_t *step_lock;
+static pid_t            step_tid;
+static long             step_n, step_at;
+
+static void
+on_step(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)si;
+    if (step_lock->__data.__owner == step_tid) {
+        if (++step_n >= step_at) {
+            raise(SIGKILL);
+        }
+    }
+    else if (step_n > 0) {
+        /* the first stretch under the lock is over: run on */
+        ((ucontext_t *)uc)->uc_mcontext.gregs[REG_EFL] &= ~0x100LL;
+    }
+}
+
+/* In a child: the request through a store of its own (the parent's
+ * connection is the parent's), killed at instruction `at` under the
+ * lock.  Exits 0 if the request ran through. */
+static void
+child_request(rl2_layer_t *layer, int64_t t, long at)
+{
+    struct sigaction sa;
+    rl2_lease_conf_t lc;
+    rl2_store_t     *redis = mk_store(&srv, 1), *lease;
+    rl2_clock_t      clk = clock_at(t);
+    rl2_layer_t      l = *layer;
+    rl2_err_t        err;
+
+    lc.zone = servers[0].zone;
+    lc.circuit = NULL;
+    lc.redis = lc.inner = redis;
+    lc.all = 1;
+    lc.lease_us = LEASE_US;
+    lc.lease_max = LEASE_MAX;
+    if (rl2_store_lease_create(&lc, &lease, &err) != RL2_OK) {
+        _exit(2);
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_step;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGTRAP, &sa, NULL);
+    step_lock = &servers[0].zone->hdr->lock;
+    step_tid = gettid();
+    step_at = at;
+    __asm__ volatile("pushfq\n\torq $0x100, (%%rsp)\n\tpopfq" ::
+                         : "cc", "memory");
+    lease->ops->apply(lease, &l, 1, &clk, &err);
+    _exit(0);
+}
+#endif
+
+static void
+test_a_kill_inside_the_lock_uses_no_unit_twice(void **state)
+{
+#if defined(__x86_64__)
+    rl2_limit_t *lim =
+        limit_of(pol, "killed", RL2_ALGO_FIXED_WINDOW, 100000, HOUR);
+    int64_t t0 = hour_start();
+    long    points = 0;
+
+    (void)state;
+    for (long at = 1;; at++) {
+        rl2_layer_t layer;
+        char        client[48];
+        int64_t     t = t0;
+        int         admitted = 0, status;
+        pid_t       pid;
+
+        snprintf(client, sizeof(client), "10.1.0.%ld", at);
+        mk_layer(&layer, lim, client);
+        for (int i = 0; i < 5; i++) {
+            admitted += ask(&servers[0], &layer, t);
+            t += 1000;
+        }
+        t += 2 * LEASE_US; /* the slices are over: back they go */
+        if ((pid = fork()) == 0) {
+            child_request(&layer, t, at);
+        }
+        assert_true(pid > 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(held(&servers[0], &layer, t) + free_in_redis(&layer, t)
+                        + admitted
+                    <= 100000);
+        if (WIFEXITED(status)) {
+            assert_int_equal(WEXITSTATUS(status), 0);
+            break; /* ran through: every point of this history done */
+        }
+        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        points++;
+    }
+    printf("  %ld kills inside the lock\n", points);
+#else
+    (void)state;
+    skip();
+#endif
+}
+
+/* A probe of an open circuit must reach Redis: served from a slice still
+ * held, it closed the circuit while Redis was stopped. */
+static void
+test_a_probe_is_not_served_from_a_slice(void **state)
+{
+    rl2_limit_t *lim =
+        limit_of(pol, "probe", RL2_ALGO_FIXED_WINDOW, 1000, HOUR);
+    rl2_circuit_conf_t  cc = { 1, 1, 0 }; /* opens at once, probes at 1 ms */
+    rl2_circuit_t      *c = NULL;
+    rl2_failover_conf_t fc;
+    rl2_store_t        *fo = NULL;
+    rl2_layer_t         layer, l;
+    rl2_clock_t         clk;
+    rl2_err_t           err;
+    int64_t             t = hour_start();
+    char                name[64];
+
+    (void)state;
+    snprintf(name, sizeof(name), "/rl2test-%ld-lp.circuit", (long)getpid());
+    assert_int_equal(rl2_circuit_open(name, &cc, 0600, &c, &err), RL2_OK);
+    rl2_failover_conf_default(&fc);
+    fc.mode = RL2_FAILOVER_OPEN; /* needs no local zone */
+    servers[0].circuit = c;
+    server_close(&servers[0]);
+    server_open(&servers[0], 0);
+    assert_int_equal(
+        rl2_store_failover_create(servers[0].lease, NULL, c, &fc, &fo, &err),
+        RL2_OK);
+    mk_layer(&layer, lim, "10.0.0.11");
+    for (int i = 0; i < 10; i++) {
+        clk = clock_at(t);
+        l = layer;
+        assert_int_equal(fo->ops->apply(fo, &l, 1, &clk, &err), RL2_OK);
+        t += 1000;
+    }
+    assert_true(held(&servers[0], &layer, t) > 0);
+    assert_int_equal(kill(srv.pid, SIGSTOP), 0);
+    assert_int_equal(rl2_circuit_failure(c, RL2_ROUTE_PRIMARY, mono_us()), 1);
+    usleep(5000); /* past the probe interval */
+    clk = clock_at(t);
+    l = layer;
+    assert_int_equal(fo->ops->apply(fo, &l, 1, &clk, &err), RL2_OK);
+    assert_int_equal(kill(srv.pid, SIGCONT), 0);
+    assert_int_not_equal(rl2_circuit_state(c), RL2_CIRCUIT_CLOSED);
+    rl2_store_destroy(fo);
+    servers[0].circuit = NULL;
+    server_close(&servers[0]);
+    server_open(&servers[0], 0);
+    rl2_circuit_close(c);
+    rl2_circuit_unlink(name, NULL);
+}
+
 static int
 lease_group_setup(void **state)
 {
@@ -312,6 +602,17 @@ main(void)
             test_a_refused_request_gives_its_units_back, flushed_setup,
             watchdog_teardown),
         cmocka_unit_test_setup_teardown(test_a_slice_ends_with_its_window,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_changed_limit_takes_nothing_back,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_slower_bucket_takes_nothing_back,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_many_layers_with_two_returns_each,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_kill_inside_the_lock_uses_no_unit_twice, flushed_setup,
+            watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_probe_is_not_served_from_a_slice,
                                         flushed_setup, watchdog_teardown),
     };
 
