@@ -119,7 +119,7 @@ rl2_wait_set(const rl2_worker_t *w)
 /* Put a kept connection in the listener's set until its next request
  * (EPOLLONESHOT: out again when it comes); -1 when it cannot be. */
 static int
-rl2_keep(const rl2_worker_t *w, int fd)
+rl2_worker_keep(const rl2_worker_t *w, int fd)
 {
     struct epoll_event ev = { 0 };
 
@@ -328,7 +328,7 @@ rl2_fast(rl2_worker_t *w, FCGX_Request *req, int fd)
     if (fd == req->ipcFd) {
         req->ipcFd = -1;
     }
-    if (rl2_keep(w, fd) != 0) {
+    if (rl2_worker_keep(w, fd) != 0) {
         req->ipcFd = fd;
     }
     return 0;
