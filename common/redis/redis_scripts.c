@@ -148,6 +148,21 @@ rl2_layer_num(char *w, int64_t v)
     return w;
 }
 
+/* The limit's algorithm, limit, window_us, burst, period and cost, as a
+ * layer's and an ask's arguments both begin. */
+static char *
+rl2_limit_text(char *w, const rl2_limit_t *limit)
+{
+    const rl2_algo_params_t *p = &limit->algo;
+
+    w = rl2_layer_num(w, p->algo);
+    w = rl2_layer_num(w, p->limit);
+    w = rl2_layer_num(w, p->window_us);
+    w = rl2_layer_num(w, p->burst);
+    w = rl2_layer_num(w, p->period);
+    return rl2_layer_num(w, limit->cost);
+}
+
 /* One argument per layer, its numbers separated by single spaces: Redis
  * pays about a microsecond for each argument of a call (an object, a
  * string in Lua's table, a tonumber), and a function library remembers
@@ -158,18 +173,13 @@ rl2_call_layer(rl2_call_t *c, rl2_script_t which, const rl2_layer_t *l,
                char *buf)
 {
     const rl2_limit_t       *limit = l->limit;
-    const rl2_algo_params_t *p = &limit->algo, *o = &limit->overflow;
+    const rl2_algo_params_t *o = &limit->overflow;
     int                      flags = (l->dry_run || limit->unlimited)
                 | (which == RL2_SCRIPT_REFUND && l->overflow_used) << 1;
     char *w = buf;
 
     w = rl2_layer_num(w, flags);
-    w = rl2_layer_num(w, p->algo);
-    w = rl2_layer_num(w, p->limit);
-    w = rl2_layer_num(w, p->window_us);
-    w = rl2_layer_num(w, p->burst);
-    w = rl2_layer_num(w, p->period);
-    w = rl2_layer_num(w, limit->cost);
+    w = rl2_limit_text(w, limit);
     w = rl2_layer_num(w, o->limit);
     w = rl2_layer_num(w, o->limit != 0 ? o->window_us : 0);
     w = rl2_layer_num(w, o->limit != 0 ? o->burst : 0);
@@ -580,16 +590,8 @@ rl2_redis_script_run(rl2_redis_target_t *to, rl2_script_t which,
 static void
 rl2_call_lease(rl2_call_t *c, const rl2_lease_ask_t *a, char *buf)
 {
-    const rl2_limit_t       *limit = a->layer->limit;
-    const rl2_algo_params_t *p = &limit->algo;
-    char                    *w = buf;
+    char *w = rl2_limit_text(buf, a->layer->limit);
 
-    w = rl2_layer_num(w, p->algo);
-    w = rl2_layer_num(w, p->limit);
-    w = rl2_layer_num(w, p->window_us);
-    w = rl2_layer_num(w, p->burst);
-    w = rl2_layer_num(w, p->period);
-    w = rl2_layer_num(w, limit->cost);
     w = rl2_layer_num(w, a->want);
     w = rl2_layer_num(w, a->back);
     w = rl2_layer_num(w, a->back_at_us);

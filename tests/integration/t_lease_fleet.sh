@@ -394,6 +394,14 @@ one() {
     else
         run "$name"
     fi
+    # Lease mode took effect: far fewer calls than the 3 x N requests
+    # (exact mode makes one each; with the over-limit cache, about one
+    # per admitted request).
+    if [ -n "$LEASE_OPTS" ] && [ "$name" = "${name%_kill}" ]; then
+        [ "$CALLS" -lt "$LIMIT" ] \
+            && ok "$name: lease mode, $CALLS Redis calls for $((3 * N)) requests" \
+            || not_ok "$name: lease mode, $CALLS Redis calls for $((3 * N)) requests (< $LIMIT)"
+    fi
     case "$name" in
         tb_*)
             hi=$((LIMIT + DUR_US / 60000))
