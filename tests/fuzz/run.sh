@@ -60,31 +60,52 @@ today=$(date -u +%Y-%m-%d)
 declare -A row
 export LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0"
 rows=""
-for t in $TARGETS; do
-    work="$OUT/corpus_$t"
+# fuzz_one TARGET -- run it; its report in $OUT/fuzz_TARGET.report, its
+# record row in .row, its exit status (0, or 1 for a crash) in .rc.
+fuzz_one() {
+    local t=$1 work="$OUT/corpus_$1" start rc=0 leaks=1 secs n
     mkdir -p "$work"
-    echo "fuzz_$t: ${SECONDS_EACH}s${RUNS:+, at most $RUNS runs}"
     start=$(date +%s)
-    rc=0
-    leaks=1
     [ "$t" = config ] && leaks=0
     (cd "$OUT" && ./"fuzz_$t" -max_total_time="$SECONDS_EACH" \
         ${RUNS:+-runs="$RUNS"} -detect_leaks=$leaks \
         -max_len=4096 -timeout=10 -print_final_stats=1 \
         "corpus_$t" "../../tests/fuzz/corpus/$t") >"$OUT/fuzz_$t.log" 2>&1 \
         || rc=1
-    if [ "$leaks" = 0 ] && [ "$rc" = 0 ]; then
-        (cd "$OUT" && ./"fuzz_$t" -runs=0 -detect_leaks=1 \
-            "corpus_$t" "../../tests/fuzz/corpus/$t") \
-            >"$OUT/fuzz_$t.replay.log" 2>&1 || rc=1
-        grep -E 'ERROR|SUMMARY' "$OUT/fuzz_$t.replay.log" || true
-    fi
-    [ "$rc" -ne 0 ] && status=1
+    {
+        echo "fuzz_$t: ${SECONDS_EACH}s${RUNS:+, at most $RUNS runs}"
+        if [ "$leaks" = 0 ] && [ "$rc" = 0 ]; then
+            (cd "$OUT" && ./"fuzz_$t" -runs=0 -detect_leaks=1 \
+                "corpus_$t" "../../tests/fuzz/corpus/$t") \
+                >"$OUT/fuzz_$t.replay.log" 2>&1 || rc=1
+            grep -E 'ERROR|SUMMARY' "$OUT/fuzz_$t.replay.log" || true
+        fi
+        grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' \
+            "$OUT/fuzz_$t.log" || true
+    } >"$OUT/fuzz_$t.report"
     secs=$(( $(date +%s) - start ))
-    grep -E 'stat::number_of_executed_units|ERROR|SUMMARY' \
-        "$OUT/fuzz_$t.log" || true
     n=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/fuzz_$t.log")
-    row[$t]="| fuzz_$t | $(what "$t") | ${n:-0} | $secs | $( [ "$rc" -eq 0 ] && echo none || echo "**crash**, see build/fuzz/fuzz_$t.log" ) | $today |"
+    echo "| fuzz_$t | $(what "$t") | ${n:-0} | $secs | $( [ "$rc" -eq 0 ] && echo none || echo "**crash**, see build/fuzz/fuzz_$t.log" ) | $today |" >"$OUT/fuzz_$t.row"
+    echo "$rc" >"$OUT/fuzz_$t.rc"
+}
+# The targets run side by side, one per CPU: each is one process that
+# shares nothing with the others (its own corpus and logs), and make
+# check waited for them one after the other.  The reports are printed in
+# the targets' order once all have run.
+running=0
+for t in $TARGETS; do
+    if [ "$running" -ge "$(nproc)" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    fuzz_one "$t" &
+    running=$((running + 1))
+done
+wait
+for t in $TARGETS; do
+    cat "$OUT/fuzz_$t.report"
+    row[$t]=$(cat "$OUT/fuzz_$t.row")
+    [ "$(cat "$OUT/fuzz_$t.rc")" -ne 0 ] && status=1
 done
 if [ -n "$RECORD" ]; then
     touch "$RECORD"
