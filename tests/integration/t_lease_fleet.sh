@@ -30,7 +30,7 @@
 # holds as well (RL2_FLEET_EXACT=1 runs it so).
 . "$(dirname "$0")/fcgi_lib.sh"
 
-LEASE_MAX=50
+LEASE_MAX=20 # small: a killed server may strand five slices (lost_max)
 LEASE_OPTS="lease = true; lease_max = $LEASE_MAX; lease_time = 1000;"
 [ "${RL2_FLEET_EXACT:-0}" = 1 ] && LEASE_OPTS=""
 
@@ -43,14 +43,17 @@ AP1_WORKERS=32     # the event Apache's (2 x 16 threads), likewise
 # lost_max VICTIM -- what a server SIGKILLed mid-run may have counted in
 # Redis and never answered: the requests it had admitted and not
 # answered yet, at most one per worker (VICTIM's), in both modes; and in
-# lease mode what its table held: a slice and one asked ahead, each at
-# most lease_max (a slice is counted in Redis when granted).  The two others flood on until Redis has
-# counted LIMIT (and their own slices are spent), and nothing is
-# admitted that Redis has not counted: so the fleet admits at least
-# LIMIT - lost_max.
+# lease mode the units of its table (a slice, one asked ahead, and the
+# unused units of two slices that ended, waiting to go back) and the
+# slice of a call it had out (Redis counted it, nobody received it):
+# five slices, each at most lease_max (a slice is counted in Redis when
+# granted; the followers of a call out ask for one request's cost, in
+# the workers' count).  The two others flood on until Redis has counted
+# LIMIT (and their own slices are spent), and nothing is admitted that
+# Redis has not counted: so the fleet admits at least LIMIT - lost_max.
 lost_max() {
     local slice=0
-    [ -n "$LEASE_OPTS" ] && slice=$((2 * LEASE_MAX))
+    [ -n "$LEASE_OPTS" ] && slice=$((5 * LEASE_MAX))
     case "$1" in
         fcgi) echo $((FCGI_THREADS + slice)) ;;
         ap1) echo $((AP1_WORKERS + slice)) ;;
