@@ -386,7 +386,7 @@ rl2_backend_overlimit_forget(const rl2_backend_conf_t *conf,
     if ((st = rl2_zone_attach(name, &zone, err)) != RL2_OK) {
         return st;
     }
-    st = rl2_overlimit_forget(zone, layers, n, err);
+    st = rl2_zone_forget(zone, layers, n, err);
     rl2_zone_close(zone);
     return st;
 }

@@ -712,13 +712,9 @@ rl2_lease_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     rl2_lease_store_t *s = (rl2_lease_store_t *)store;
     rl2_status_t       st;
 
-    if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
+    if ((st = rl2_zone_forget(s->conf.zone, layers, n, err)) != RL2_OK) {
         return st;
     }
-    for (size_t i = 0; i < n; i++) {
-        rl2_zone_remove(s->conf.zone, layers[i].key);
-    }
-    rl2_zone_unlock(s->conf.zone);
     return s->conf.inner->ops->reset(s->conf.inner, layers, n, now, err);
 }
 

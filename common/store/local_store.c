@@ -263,19 +263,9 @@ static rl2_status_t
 rl2_local_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
                 const rl2_clock_t *now, rl2_err_t *err)
 {
-    rl2_zone_t  *zone = ((rl2_store_local_t *)store)->zone;
-    rl2_status_t st;
-
     (void)now;
-    if ((st = rl2_zone_lock(zone, err)) != RL2_OK) {
-        return st;
-    }
     /* The overflow state lives in the same entry as the main state. */
-    for (size_t i = 0; i < n; i++) {
-        rl2_zone_remove(zone, layers[i].key);
-    }
-    rl2_zone_unlock(zone);
-    return RL2_OK;
+    return rl2_zone_forget(((rl2_store_local_t *)store)->zone, layers, n, err);
 }
 
 static void

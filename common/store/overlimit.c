@@ -288,7 +288,7 @@ rl2_overlimit_reset(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     rl2_overlimit_t *o = (rl2_overlimit_t *)store;
     rl2_status_t     st;
 
-    if ((st = rl2_overlimit_forget(o->zone, layers, n, err)) != RL2_OK) {
+    if ((st = rl2_zone_forget(o->zone, layers, n, err)) != RL2_OK) {
         return st;
     }
     return o->inner->ops->reset(o->inner, layers, n, now, err);
@@ -304,22 +304,6 @@ static const rl2_store_ops_t overlimit_ops = {
     "overlimit",        rl2_overlimit_apply,   rl2_overlimit_refund,
     rl2_overlimit_peek, rl2_overlimit_destroy, rl2_overlimit_reset
 };
-
-rl2_status_t
-rl2_overlimit_forget(rl2_zone_t *zone, const rl2_layer_t *layers, size_t n,
-                     rl2_err_t *err)
-{
-    rl2_status_t st;
-
-    if ((st = rl2_zone_lock(zone, err)) != RL2_OK) {
-        return st;
-    }
-    for (size_t i = 0; i < n; i++) {
-        rl2_zone_remove(zone, layers[i].key);
-    }
-    rl2_zone_unlock(zone);
-    return RL2_OK;
-}
 
 rl2_status_t
 rl2_store_overlimit_create(rl2_store_t *inner, rl2_zone_t *zone,

@@ -257,11 +257,6 @@ typedef int (*rl2_overlimit_held_fn)(void *ctx, rl2_digest_t key,
 void rl2_overlimit_on_held(rl2_store_t *store, rl2_overlimit_held_fn fn,
                            void *ctx);
 
-/* Drop the layers' keys from a cache's zone (a reset; ratelimit2ctl
- * calls it on the zone it attached). */
-rl2_status_t rl2_overlimit_forget(rl2_zone_t *zone, const rl2_layer_t *layers,
-                                  size_t n, rl2_err_t *err);
-
 /* What an entry records of a limit: its algorithm's parameters. */
 rl2_digest_t rl2_overlimit_params(const rl2_limit_t *limit);
 
@@ -300,6 +295,11 @@ void rl2_zone_keep_until(rl2_zone_t *zone, void *state, int64_t until_us);
 
 /* Under the lock: forget key (its next get returns fresh state). */
 void rl2_zone_remove(rl2_zone_t *zone, rl2_digest_t key);
+
+/* Takes the lock: forget every layer's key (a reset: of the local
+ * store's counters, of the over-limit cache, of the lease table). */
+rl2_status_t rl2_zone_forget(rl2_zone_t *zone, const rl2_layer_t *layers,
+                             size_t n, rl2_err_t *err);
 
 /* A consistent snapshot of the counters (takes the lock itself). */
 rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,

@@ -681,6 +681,22 @@ rl2_zone_remove(rl2_zone_t *z, rl2_digest_t key)
     }
 }
 
+rl2_status_t
+rl2_zone_forget(rl2_zone_t *z, const rl2_layer_t *layers, size_t n,
+                rl2_err_t *err)
+{
+    rl2_status_t st = rl2_zone_lock(z, err);
+
+    if (st != RL2_OK) {
+        return st;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rl2_zone_remove(z, layers[i].key);
+    }
+    rl2_zone_unlock(z);
+    return RL2_OK;
+}
+
 /* ---- statistics -------------------------------------------------------- */
 
 rl2_status_t

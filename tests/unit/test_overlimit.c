@@ -407,7 +407,7 @@ test_reset_forgets_the_key_and_resets_inner(void **state)
     assert_int_equal(fx.inner.applies, applies + 1);
     /* What ratelimit2ctl does on the zone it attached. */
     make_layer(&l, &lim, "keep");
-    assert_int_equal(rl2_overlimit_forget(fx.cache, &l, 1, NULL), RL2_OK);
+    assert_int_equal(rl2_zone_forget(fx.cache, &l, 1, NULL), RL2_OK);
     assert_int_equal(rl2_zone_stats(fx.cache, &zs, NULL), RL2_OK);
     assert_false(one(&lim, "keep")); /* the inner store's own refusal */
     assert_int_equal(fx.inner.applies, applies + 2);
