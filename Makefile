@@ -289,6 +289,9 @@ install: module fcgi man
 	chmod 644 $(DESTDIR)$(UNITDIR)/ratelimit2-fcgi.service
 	install -m 644 conf/examples/saas-api.conf conf/demo.conf \
 	    conf/fcgi/*.conf $(DESTDIR)$(DOCDIR)/examples/
+	install -m 644 conf/prometheus/ratelimit2.rules.yml \
+	    conf/prometheus/ratelimit2.rules.test.yml \
+	    conf/grafana/ratelimit2-dashboard.json $(DESTDIR)$(DOCDIR)/examples/
 	sed 's|/usr/lib/apache2/modules/|$(MODDIR)/|' conf/apache/ratelimit2.load \
 	    >$(DESTDIR)$(DOCDIR)/examples/apache-ratelimit2.load
 	install -m 644 conf/apache/ratelimit2.conf \
