@@ -157,6 +157,33 @@ $(BUILD)/ctl/%.o: ctl/%.c ctl/ctl.h \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_C) -c -o $@ $<
 
+# init's starter policies, conf/init/TYPE.conf, as C strings (with
+# \\, " and ? escaped: ? so that no "??x" reads as a trigraph).
+INIT_TEMPLATES := $(sort $(wildcard conf/init/*.conf))
+$(BUILD)/ctl/init_templates.h: $(INIT_TEMPLATES) Makefile
+	@mkdir -p $(dir $@)
+	@{ echo '/* Generated from conf/init/TYPE.conf by the Makefile. */'; \
+	  for f in $(INIT_TEMPLATES); do \
+	    n=$$(basename $$f .conf); \
+	    echo "static const char rl2_ctl_template_$$n[] ="; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' \
+	        -e 's/^/    "/' -e 's/$$/\\n"/' $$f; \
+	    echo ';'; \
+	  done; \
+	  echo 'static const struct { const char *name, *text; }'; \
+	  echo '    rl2_ctl_templates[] = {'; \
+	  for f in $(INIT_TEMPLATES); do \
+	    n=$$(basename $$f .conf); \
+	    echo "    { \"$$n\", rl2_ctl_template_$$n },"; \
+	  done; \
+	  echo '};'; \
+	  echo '#define RL2_CTL_N_TEMPLATES \'; \
+	  echo '    (sizeof(rl2_ctl_templates) / sizeof(rl2_ctl_templates[0]))'; \
+	} >$@.tmp && mv $@.tmp $@
+
+$(BUILD)/ctl/init.o: $(BUILD)/ctl/init_templates.h
+$(BUILD)/ctl/init.o: CFLAGS_C += -I$(BUILD)/ctl
+
 $(CTL_BIN): $(CTL_SRC:ctl/%.c=$(BUILD)/ctl/%.o) $(LIB)
 	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(LDSAN)
 

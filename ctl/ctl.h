@@ -82,6 +82,7 @@ typedef struct {
                               request, for the geo factor */
     const char *x_headers[RL2_CTL_XHEADERS_MAX]; /* --header lines */
     size_t      x_n_headers;
+    const char *init_type; /* init --type, or NULL */
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -149,6 +150,12 @@ int rl2_ctl_emergency(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_overrides(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_explain(const rl2_ctl_opts_t *o, int argc, char **argv);
+
+/* ---- init.c ---- */
+
+/* init --type TYPE: the starter policy TYPE (conf/init/TYPE.conf, built
+ * in) to stdout or -o FILE (never replaced). */
+int rl2_ctl_init(const rl2_ctl_opts_t *o, int argc, char **argv);
 
 /* ---- override.c: what override_list.c and audit.c share ---- */
 

@@ -50,6 +50,7 @@ static const char rl2_ctl_manual[] =
     "[--client ADDR]\n"
     "                 [--user U] [--api-key K] [--header 'Name: value']...\n"
     "                 [--tier T] [--country CC] [--json] PATH\n"
+    "    ratelimit2ctl init --type api|auth|upload|database [-o FILE]\n"
     "\n"
     "DESCRIPTION\n"
     "    status KEY   Usage and remaining count of every limit that applies "
@@ -95,6 +96,14 @@ static const char rl2_ctl_manual[] =
     "                 as written and as scaled, what is used and left in the\n"
     "                 store, and the answer (deny: status and Retry-After).\n"
     "                 --json: the same as one JSON object.\n"
+    "    init --type TYPE\n"
+    "                 Write a commented starter policy for a kind of site:\n"
+    "                 api (per API key, and per address whatever the key),\n"
+    "                 auth (a login form: tries per address), upload\n"
+    "                 (uploads take 10 units of a write budget, 2 at once),\n"
+    "                 database (expensive endpoints per client, at once, and\n"
+    "                 for everyone together).  To stdout, or to -o FILE,\n"
+    "                 which must not exist.\n"
     "\n"
     "  Runtime overrides, on this host (the zone's .overrides table; not\n"
     "  Redis), in force at once for every server sharing the zone:\n"
@@ -157,7 +166,8 @@ static const char rl2_ctl_manual[] =
     "(10)\n"
     "    --json, --html       report format (default text); overrides, audit\n"
     "                         and explain take --json\n"
-    "    -o, --output FILE    write the report to FILE\n"
+    "    -o, --output FILE    write the report (init: the policy) to FILE\n"
+    "    --type TYPE          init: api, auth, upload or database\n"
     "    --ttl D              the change ends by itself after D: 30s, 10min,\n"
     "                         2h, 7d, 1w (default: no end)\n"
     "    --reason TEXT        why, for the audit trail (default empty; at\n"
@@ -235,7 +245,8 @@ enum {
     RL2_CTL_OPT_USER,
     RL2_CTL_OPT_APIKEY,
     RL2_CTL_OPT_HEADER,
-    RL2_CTL_OPT_COUNTRY
+    RL2_CTL_OPT_COUNTRY,
+    RL2_CTL_OPT_TYPE
 };
 
 static const struct option rl2_ctl_longopts[] = {
@@ -266,6 +277,7 @@ static const struct option rl2_ctl_longopts[] = {
     { "api-key", required_argument, NULL, RL2_CTL_OPT_APIKEY },
     { "header", required_argument, NULL, RL2_CTL_OPT_HEADER },
     { "country", required_argument, NULL, RL2_CTL_OPT_COUNTRY },
+    { "type", required_argument, NULL, RL2_CTL_OPT_TYPE },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -412,6 +424,9 @@ rl2_ctl_opt(rl2_ctl_opts_t *o, int c, const char *arg)
     case 'o':
         o->output = arg;
         return 0;
+    case RL2_CTL_OPT_TYPE:
+        o->init_type = arg;
+        return 0;
     case 'J':
         o->format = RL2_CTL_JSON;
         return 0;
@@ -503,13 +518,14 @@ main(int argc, char **argv)
                  { "emergency", rl2_ctl_emergency, 2 },
                  { "overrides", rl2_ctl_overrides, 0 },
                  { "audit", rl2_ctl_audit, 2 },
-                 { "explain", rl2_ctl_explain, 1 } };
+                 { "explain", rl2_ctl_explain, 1 },
+                 { "init", rl2_ctl_init, 0 } };
     rl2_ctl_opts_t o;
 
     if (rl2_ctl_parse(argc, argv, &o) != 0) {
         fputs("usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
               "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
-              "mode|emergency|overrides|audit|explain ...  (--help for "
+              "mode|emergency|overrides|audit|explain|init ...  (--help for "
               "the manual)\n",
               stderr);
         return RL2_CTL_USAGE;
@@ -527,6 +543,10 @@ main(int argc, char **argv)
                                 "%s takes no --host, --client, --user, "
                                 "--api-key, --header or --country (explain "
                                 "does)",
+                                cmds[i].name);
+        }
+        if (cmds[i].run != rl2_ctl_init && o.init_type != NULL) {
+            return rl2_ctl_fail(RL2_CTL_USAGE, "%s takes no --type (init does)",
                                 cmds[i].name);
         }
         /* report reads a zone's ring without a policy, but not a
