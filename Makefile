@@ -152,13 +152,19 @@ CTL_BIN  := $(BUILD)/ctl/ratelimit2ctl
 .PHONY: ctl
 ctl: $(CTL_BIN)
 
-$(BUILD)/ctl/%.o: ctl/%.c ctl/ctl.h \
+$(BUILD)/ctl/%.o: ctl/%.c ctl/ctl.h ctl/accesslog.h \
                   $(wildcard common/include/ratelimit2/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_C) -c -o $@ $<
 
+# zlib: coverage reads rotated access logs (.gz) as they are.
 $(CTL_BIN): $(CTL_SRC:ctl/%.c=$(BUILD)/ctl/%.o) $(LIB)
-	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(LDSAN)
+	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) -lz $(LDSAN)
+
+# test_accesslog includes ctl/accesslog.c (the reader is ratelimit2ctl's,
+# not the core's): rebuilt when it changes, linked with zlib.
+$(BUILD)/tests/test_accesslog: ctl/accesslog.c ctl/accesslog.h
+$(BUILD)/tests/test_accesslog: LDLIBS += -lz
 
 check: deps
 	@$(MAKE) --no-print-directory all
