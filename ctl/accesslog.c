@@ -20,8 +20,8 @@
 #include "accesslog.h"
 
 const char *const rl2_alog_format_names[RL2_ALOG_N] = { "auto", "common",
-                                                         "combined",
-                                                         "lighttpd" };
+                                                        "combined",
+                                                        "lighttpd" };
 
 int
 rl2_alog_format_parse(const char *name)
@@ -194,11 +194,12 @@ static int
 rl2_alog_time(rl2_alog_cur_t *c, int64_t *us)
 {
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    static const int  mdays[] = { 31, 29, 31, 30, 31, 30,
-                                  31, 31, 30, 31, 30, 31 };
-    const char       *s = c->p, *m;
-    int               d, y, h, mi, sec, oh, om, mon, leap;
-    int64_t           t;
+    static const int  mdays[] = {
+         31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+    };
+    const char *s = c->p, *m;
+    int         d, y, h, mi, sec, oh, om, mon, leap;
+    int64_t     t;
 
     /* 28 bytes: [dd/Mon/yyyy:hh:mm:ss +hhmm] */
     if (c->end - s < 28 || s[0] != '[' || s[3] != '/' || s[7] != '/'
@@ -215,8 +216,9 @@ rl2_alog_time(rl2_alog_cur_t *c, int64_t *us)
     }
     mon = (int)(m - months) / 3 + 1;
     leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (*m == '\0' || d < 1 || d > mdays[mon - 1] || (mon == 2 && !leap && d > 28)
-        || h > 23 || mi > 59 || sec > 60 || oh > 23 || om > 59) {
+    if (*m == '\0' || d < 1 || d > mdays[mon - 1]
+        || (mon == 2 && !leap && d > 28) || h > 23 || mi > 59 || sec > 60
+        || oh > 23 || om > 59) {
         return rl2_alog_bad(c, "the time is not a date");
     }
     t = ((rl2_alog_days(y, mon, d) * 24 + h) * 60 + mi) * 60 + sec;
@@ -231,7 +233,8 @@ static int
 rl2_alog_token_byte(unsigned char b)
 {
     return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z')
-           || (b >= '0' && b <= '9') || (b != '\0' && strchr("!#$%&'*+-.^_`|~", b));
+           || (b >= '0' && b <= '9')
+           || (b != '\0' && strchr("!#$%&'*+-.^_`|~", b));
 }
 
 /* "METHOD TARGET PROTOCOL" or (HTTP/0.9) "METHOD TARGET", decoded: the
@@ -320,14 +323,12 @@ rl2_alog_tail(rl2_alog_cur_t *c, rl2_alog_entry_t *e, int *quoted)
     }
     e->referer = referer;
     e->agent = agent;
-    return c->p == c->end ? 0
-                          : rl2_alog_bad(c, "text after the User-Agent");
+    return c->p == c->end ? 0 : rl2_alog_bad(c, "text after the User-Agent");
 }
 
 int
 rl2_alog_parse(char *line, size_t len, rl2_alog_format_t format,
-               rl2_alog_entry_t *e, rl2_alog_format_t *found,
-               const char **why)
+               rl2_alog_entry_t *e, rl2_alog_format_t *found, const char **why)
 {
     rl2_alog_cur_t c = { line, line + len, NULL };
     char          *f2, *user, *req;
@@ -379,10 +380,10 @@ rl2_alog_parse(char *line, size_t len, rl2_alog_format_t format,
         || (format == RL2_ALOG_AUTO && quoted && strcmp(f2, "-") != 0)) {
         e->host = strcmp(f2, "-") == 0 ? NULL : f2;
     }
-    *found = !quoted                ? RL2_ALOG_COMMON
-             : e->host != NULL      ? RL2_ALOG_LIGHTTPD
+    *found = !quoted                   ? RL2_ALOG_COMMON
+             : e->host != NULL         ? RL2_ALOG_LIGHTTPD
              : format != RL2_ALOG_AUTO ? format
-                                    : RL2_ALOG_COMBINED;
+                                       : RL2_ALOG_COMBINED;
     return 0;
 }
 
@@ -408,10 +409,15 @@ rl2_alog_open(const char *path, rl2_alog_format_t format, rl2_alog_t **out,
     int         fd = -1;
 
     *out = NULL;
-    if ((r = calloc(1, sizeof(*r))) == NULL) {
+    /* Not calloc: the buffers (128 KiB) are written before they are
+     * read; the rest is set here. */
+    if ((r = malloc(sizeof(*r))) == NULL) {
         snprintf(errbuf, errlen, "%s: out of memory", path);
         return -1;
     }
+    memset(&r->st, 0, sizeof(r->st));
+    r->pos = r->len = 0;
+    r->eof = 0;
     r->path = path;
     r->format = format;
     r->quoted = -1;
@@ -520,8 +526,7 @@ rl2_alog_skip(rl2_alog_t *r, const char *why)
 }
 
 int
-rl2_alog_next(rl2_alog_t *r, rl2_alog_entry_t *e, char *errbuf,
-              size_t errlen)
+rl2_alog_next(rl2_alog_t *r, rl2_alog_entry_t *e, char *errbuf, size_t errlen)
 {
     rl2_alog_format_t found;
     const char       *why;
@@ -551,8 +556,7 @@ rl2_alog_next(rl2_alog_t *r, rl2_alog_entry_t *e, char *errbuf,
                 continue;
             }
             r->quoted = quoted;
-            if (r->st.format == RL2_ALOG_AUTO
-                || found == RL2_ALOG_LIGHTTPD) {
+            if (r->st.format == RL2_ALOG_AUTO || found == RL2_ALOG_LIGHTTPD) {
                 r->st.format = found;
             }
         }

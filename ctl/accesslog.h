@@ -48,12 +48,12 @@ int rl2_alog_format_parse(const char *name);
  * line rl2_alog_parse was given) and live until the next line is read.
  * A field the log wrote as "-" is NULL. */
 typedef struct {
-    int64_t     time_us; /* since the epoch, the log's UTC offset applied */
-    const char *client;  /* %h: an address, or a name (HostnameLookups) */
-    const char *user;    /* %u, or NULL */
-    const char *method;  /* "GET" */
-    const char *target;  /* the request target as logged: path and
-                            query, escapes of the request not decoded */
+    int64_t     time_us;  /* since the epoch, the log's UTC offset applied */
+    const char *client;   /* %h: an address, or a name (HostnameLookups) */
+    const char *user;     /* %u, or NULL */
+    const char *method;   /* "GET" */
+    const char *target;   /* the request target as logged: path and
+                             query, escapes of the request not decoded */
     const char *protocol; /* "HTTP/1.1", or NULL (HTTP/0.9) */
     int         status;   /* 100 to 999 */
     int64_t     bytes;    /* -1: "-" */
@@ -63,9 +63,10 @@ typedef struct {
 } rl2_alog_entry_t;
 
 /* Parse one line (without its newline; line[len] must be writable: a
- * NUL goes there) of `format` in place: line is changed (escapes decoded, fields cut).  A format of RL2_ALOG_AUTO reads
- * the line as whichever format it is in and says which in *found.
- * Returns 0, or -1 with *why saying what did not read. */
+ * NUL goes there) of `format` in place: line is changed (escapes decoded,
+ * fields cut).  A format of RL2_ALOG_AUTO reads the line as whichever format it
+ * is in and says which in *found. Returns 0, or -1 with *why saying what did
+ * not read. */
 int rl2_alog_parse(char *line, size_t len, rl2_alog_format_t format,
                    rl2_alog_entry_t *e, rl2_alog_format_t *found,
                    const char **why);

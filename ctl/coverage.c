@@ -43,9 +43,9 @@ typedef enum {
     RL2_COV_N
 } rl2_cov_class_t;
 
-static const char *const rl2_cov_class_names[RL2_COV_N] = {
-    "none", "off", "exempt", "default", "rule"
-};
+static const char *const rl2_cov_class_names[RL2_COV_N] = { "none", "off",
+                                                            "exempt", "default",
+                                                            "rule" };
 
 #define RL2_COV_PROTECTED(c) ((c) >= RL2_COV_DEFAULT)
 
@@ -368,7 +368,7 @@ rl2_cov_cmp(const void *a, const void *b)
         return c;
     }
     return (c = strcmp(x->method, y->method)) != 0 ? c
-                                                    : strcmp(x->rules, y->rules);
+                                                   : strcmp(x->rules, y->rules);
 }
 
 /* ---- the answer ---- */
@@ -487,8 +487,9 @@ rl2_cov_json(FILE *f, const rl2_cov_t *cv, const rl2_ctl_opts_t *o)
         }
         fputs("]}", f);
     }
-    fprintf(f, "],\"routes\":{\"total\":%zu,\"protected\":%" PRIu64
-               ",\"protected_pct\":%.2f",
+    fprintf(f,
+            "],\"routes\":{\"total\":%zu,\"protected\":%" PRIu64
+            ",\"protected_pct\":%.2f",
             cv->n, pr, rl2_cov_pct(pr, cv->n));
     for (int c = 0; c < RL2_COV_N; c++) {
         fprintf(f, ",\"%s\":%" PRIu64, rl2_cov_class_names[c],
@@ -608,8 +609,7 @@ rl2_cov_check(const rl2_cov_t *cv, const rl2_ctl_opts_t *o)
         rc = rl2_ctl_fail(RL2_CTL_BELOW,
                           "coverage: %" PRIu64 " of %zu routes protected "
                           "(%.2f%%), below --min %g",
-                          pr, cv->n, rl2_cov_pct(pr, cv->n),
-                          o->cov_min_routes);
+                          pr, cv->n, rl2_cov_pct(pr, cv->n), o->cov_min_routes);
     }
     if (o->cov_min_requests >= 0
         && (double)pq * 100.0 < o->cov_min_requests * (double)cv->requests) {
