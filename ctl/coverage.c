@@ -308,9 +308,10 @@ rl2_cov_entry(rl2_cov_t *cv, rl2_cov_work_t *w, const rl2_alog_entry_t *e)
     req.host = e->host;
     /* Rules do not look at the address; a log may hold host names. */
     req.peer_ip = rl2_ctl_is_address(e->client) ? e->client : "127.0.0.1";
-    req.user = e->user;
+    /* Nor at the user: left out, its hash is not worked out. */
+    req.user = NULL;
     st = rl2_decide_explain_rules(w->policy, &req, w->x, &err);
-    if (st == RL2_ERR_REQUEST || (st == RL2_OK && w->x->path[0] == '\0')) {
+    if (st == RL2_ERR_REQUEST) {
         cv->refused++;
         return RL2_CTL_OK;
     }
@@ -318,7 +319,15 @@ rl2_cov_entry(rl2_cov_t *cv, rl2_cov_work_t *w, const rl2_alog_entry_t *e)
         return rl2_ctl_fail(RL2_CTL_FAIL, "coverage: %s", err.msg);
     }
     cls = rl2_cov_class(w->policy, w->x, w->names, sizeof(w->names));
-    rl2_cov_route(w->x->path, w->route);
+    /* The rules were matched on the whole path (the core's own buffer);
+     * only the copy shown did not fit. */
+    if (w->x->path[0] == '\0') {
+        snprintf(w->route, sizeof(w->route), "(a path past %d bytes)",
+                 RL2_EXPLAIN_PATH_MAX - 1);
+    }
+    else {
+        rl2_cov_route(w->x->path, w->route);
+    }
     if (rl2_cov_count(cv, e->method, w->route, w->names, cls) != 0) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "coverage: out of memory");
     }
@@ -686,8 +695,9 @@ rl2_cov_run(const rl2_ctl_opts_t *o, int argc, char **argv, rl2_cov_t *cv)
     if (rc == RL2_CTL_OK && cv->requests == 0) {
         rc = rl2_ctl_fail(RL2_CTL_FAIL,
                           "coverage: no request read (%" PRIu64
-                          " lines skipped)",
-                          rl2_cov_skipped(cv));
+                          " lines skipped, %" PRIu64
+                          " requests refused as malformed)",
+                          rl2_cov_skipped(cv), cv->refused);
     }
     return rc;
 }

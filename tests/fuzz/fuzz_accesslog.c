@@ -36,8 +36,8 @@ inside(const char *field, const char *buf, size_t size)
 static void
 check_entry(const rl2_alog_entry_t *e, const char *buf, size_t size)
 {
-    const char *fields[] = { e->client, e->user,    e->method, e->target,
-                             e->protocol, e->referer, e->agent, e->host };
+    const char *fields[] = { e->client,   e->user,    e->method, e->target,
+                             e->protocol, e->referer, e->agent,  e->host };
 
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         inside(fields[i], buf, size);
@@ -62,12 +62,12 @@ check_entry(const rl2_alog_entry_t *e, const char *buf, size_t size)
 static void
 read_file(const uint8_t *data, size_t size)
 {
-    static int         fd = -1;
-    static char        path[64];
-    rl2_alog_t        *r;
-    rl2_alog_entry_t   e;
-    char               errbuf[256];
-    uint64_t           n = 0;
+    static int       fd = -1;
+    static char      path[64];
+    rl2_alog_t      *r;
+    rl2_alog_entry_t e;
+    char             errbuf[256];
+    uint64_t         n = 0;
 
     if (fd < 0) {
         if ((fd = memfd_create("fuzz_accesslog", 0)) < 0) {
@@ -75,8 +75,7 @@ read_file(const uint8_t *data, size_t size)
         }
         snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     }
-    if (ftruncate(fd, 0) != 0
-        || pwrite(fd, data, size, 0) != (ssize_t)size) {
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != (ssize_t)size) {
         abort();
     }
     if (rl2_alog_open(path, RL2_ALOG_AUTO, &r, errbuf, sizeof(errbuf)) != 0) {
@@ -109,8 +108,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     memcpy(buf, data + 1, size - 1);
-    if (rl2_alog_parse(buf, size - 1, (rl2_alog_format_t)(data[0] & 3),
-                       &e, &found, &why)
+    if (rl2_alog_parse(buf, size - 1, (rl2_alog_format_t)(data[0] & 3), &e,
+                       &found, &why)
         == 0) {
         check_entry(&e, buf, size);
     }

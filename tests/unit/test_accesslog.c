@@ -97,8 +97,7 @@ test_apache_common(void **state)
     assert_non_null(why);
     assert_int_equal(parse("192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] "
                            "\"GET / HTTP/1.1\" 200 1 \"-\" \"-\"",
-                           RL2_ALOG_COMMON, &e, &found, &why, buf,
-                           sizeof(buf)),
+                           RL2_ALOG_COMMON, &e, &found, &why, buf, sizeof(buf)),
                      -1);
     assert_non_null(why);
 }
@@ -181,9 +180,12 @@ test_hostile_lines(void **state)
         "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000 \"GET / HTTP/1.1\" 200 1",
         /* quoting and escapes */
         "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] \"GET / HTTP/1.1 200 1",
-        "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] \"GET /\\q HTTP/1.1\" 200 1",
-        "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] \"GET /\\x4 HTTP/1.1\" 200 1",
-        "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] \"GET /\\x00 HTTP/1.1\" 200 "
+        "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] \"GET /\\q HTTP/1.1\" 200 "
+        "1",
+        "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] \"GET /\\x4 HTTP/1.1\" 200 "
+        "1",
+        "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] \"GET /\\x00 HTTP/1.1\" "
+        "200 "
         "1",
         "192.0.2.1 - - [06/Dec/2026:11:25:48 +0000] \"GET /\\",
         /* request lines */
@@ -285,9 +287,8 @@ test_reader_gzip(void **state)
     memcpy(text + n, ok, strlen(ok) - 1);
     n += strlen(ok) - 1;
     write_gz(path, text, n);
-    assert_int_equal(rl2_alog_open(path, RL2_ALOG_AUTO, &r, errbuf,
-                                   sizeof(errbuf)),
-                     0);
+    assert_int_equal(
+        rl2_alog_open(path, RL2_ALOG_AUTO, &r, errbuf, sizeof(errbuf)), 0);
     while ((rc = rl2_alog_next(r, &e, errbuf, sizeof(errbuf))) == 1) {
         assert_string_equal(e.target, "/a");
         got++;
@@ -316,9 +317,8 @@ test_reader_gzip(void **state)
         fclose(f);
         assert_int_equal(truncate(path, size - 12), 0);
     }
-    assert_int_equal(rl2_alog_open(path, RL2_ALOG_AUTO, &r, errbuf,
-                                   sizeof(errbuf)),
-                     0);
+    assert_int_equal(
+        rl2_alog_open(path, RL2_ALOG_AUTO, &r, errbuf, sizeof(errbuf)), 0);
     while ((rc = rl2_alog_next(r, &e, errbuf, sizeof(errbuf))) == 1) {
     }
     assert_int_equal(rc, -1);
