@@ -108,8 +108,7 @@ test_rules_as_explain_finds_them(void **state)
         }
         assert_int_equal(x->exempt, c->exempt);
         for (size_t k = 0; k < x->n_rules; k++) {
-            assert_int_equal(x->rules[k].mode, x->rules[k].rule == p->rules
-                                                       + 3
+            assert_int_equal(x->rules[k].mode, x->rules[k].rule == p->rules + 3
                                                    ? RL2_MODE_OFF
                                                    : RL2_MODE_ENFORCE);
         }
@@ -175,8 +174,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_rules_as_explain_finds_them,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rules_as_explain_finds_them, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_ambiguous_dot_segment, setup,
                                         teardown),
         cmocka_unit_test(test_no_rule),
