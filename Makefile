@@ -152,7 +152,7 @@ CTL_BIN  := $(BUILD)/ctl/ratelimit2ctl
 .PHONY: ctl
 ctl: $(CTL_BIN)
 
-$(BUILD)/ctl/%.o: ctl/%.c ctl/ctl.h \
+$(BUILD)/ctl/%.o: ctl/%.c ctl/ctl.h ctl/accesslog.h \
                   $(wildcard common/include/ratelimit2/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_C) -c -o $@ $<
@@ -184,8 +184,14 @@ $(BUILD)/ctl/init_templates.h: $(INIT_TEMPLATES) Makefile
 $(BUILD)/ctl/init.o: $(BUILD)/ctl/init_templates.h
 $(BUILD)/ctl/init.o: CFLAGS_C += -I$(BUILD)/ctl
 
+# zlib: coverage reads rotated access logs (.gz) as they are.
 $(CTL_BIN): $(CTL_SRC:ctl/%.c=$(BUILD)/ctl/%.o) $(LIB)
-	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(LDSAN)
+	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) -lz $(LDSAN)
+
+# test_accesslog includes ctl/accesslog.c (the reader is ratelimit2ctl's,
+# not the core's): rebuilt when it changes, linked with zlib.
+$(BUILD)/tests/test_accesslog: ctl/accesslog.c ctl/accesslog.h
+$(BUILD)/tests/test_accesslog: LDLIBS += -lz
 
 check: deps
 	@$(MAKE) --no-print-directory all

@@ -17,6 +17,9 @@
  *   override_list.c overrides: the entries in force, with time left
  *   audit.c       audit: the audit trail read back
  *   explain.c     explain PATH: why a request is let through or refused
+ *   coverage.c    coverage LOG...: the routes of access logs under a
+ *                 limit and those without one
+ *   accesslog.c   access logs (Apache, nginx, lighttpd) read back
  */
 #ifndef RL2_CTL_H
 #define RL2_CTL_H
@@ -33,6 +36,7 @@
 #define RL2_CTL_INVALID 1 /* check: the policy is invalid */
 #define RL2_CTL_USAGE   2 /* bad command line */
 #define RL2_CTL_FAIL    3 /* policy unreadable, zone or Redis failed */
+#define RL2_CTL_BELOW   4 /* coverage: below --min or --min-requests */
 
 #define RL2_CTL_DEFAULT_POLICY "/etc/ratelimit2/ratelimit2.conf"
 /* Where the override table's state file and audit trail are by default:
@@ -83,6 +87,11 @@ typedef struct {
     const char *x_headers[RL2_CTL_XHEADERS_MAX]; /* --header lines */
     size_t      x_n_headers;
     const char *init_type; /* init --type, or NULL */
+    /* coverage (coverage.c); refused by the other subcommands. */
+    double cov_min_routes;   /* --min PCT; < 0: not given */
+    double cov_min_requests; /* --min-requests PCT; < 0: not given */
+    int    log_format;       /* --format: rl2_alog_format_t; -1: not
+                                given (auto) */
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -150,6 +159,7 @@ int rl2_ctl_emergency(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_overrides(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_explain(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_coverage(const rl2_ctl_opts_t *o, int argc, char **argv);
 
 /* ---- init.c ---- */
 

@@ -72,8 +72,7 @@ rl2_ctl_init_write(const char *path, const char *text)
     if (path == NULL) {
         return rl2_ctl_write_all(STDOUT_FILENO, text, len) == 0
                    ? RL2_CTL_OK
-                   : rl2_ctl_fail(RL2_CTL_FAIL, "stdout: %s",
-                                  strerror(errno));
+                   : rl2_ctl_fail(RL2_CTL_FAIL, "stdout: %s", strerror(errno));
     }
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {

@@ -20,6 +20,7 @@
 #include "ratelimit2/policy.h"
 #include "ratelimit2/store_opts.h"
 
+#include "accesslog.h"
 #include "ctl.h"
 
 static const char rl2_ctl_manual[] =
@@ -51,6 +52,8 @@ static const char rl2_ctl_manual[] =
     "                 [--user U] [--api-key K] [--header 'Name: value']...\n"
     "                 [--tier T] [--country CC] [--json] PATH\n"
     "    ratelimit2ctl init --type api|auth|upload|database [-o FILE]\n"
+    "    ratelimit2ctl [-c POLICY] coverage [--min PCT] [--min-requests PCT]\n"
+    "                 [--format F] [--json | --html] [-o FILE] ACCESS_LOG...\n"
     "\n"
     "DESCRIPTION\n"
     "    status KEY   Usage and remaining count of every limit that applies "
@@ -104,6 +107,17 @@ static const char rl2_ctl_manual[] =
     "                 database (expensive endpoints per client, at once, and\n"
     "                 for everyone together).  To stdout, or to -o FILE,\n"
     "                 which must not exist.\n"
+    "    coverage ACCESS_LOG...\n"
+    "                 The routes of access logs (Apache common or combined,\n"
+    "                 nginx combined, lighttpd's default; plain or gzip; -\n"
+    "                 for standard input) and the rules of -c's policy that\n"
+    "                 take them, as the servers select them: method, route\n"
+    "                 (the normalised path, ids as *), class (rule, default,\n"
+    "                 exempt, off, none), requests, rules; the unprotected\n"
+    "                 first, then by requests.  Protected: a rule or the\n"
+    "                 default rule applies a limit.  Totals: the protected\n"
+    "                 share of routes and of requests; lines skipped, with\n"
+    "                 the first line numbers.  --json, --html.\n"
     "\n"
     "  Runtime overrides, on this host (the zone's .overrides table; not\n"
     "  Redis), in force at once for every server sharing the zone:\n"
@@ -164,9 +178,10 @@ static const char rl2_ctl_manual[] =
     "                         variable; explain: or its header)\n"
     "    -n, --top N          clients and latest entries listed by report "
     "(10)\n"
-    "    --json, --html       report format (default text); overrides, audit\n"
-    "                         and explain take --json\n"
-    "    -o, --output FILE    write the report (init: the policy) to FILE\n"
+    "    --json, --html       report and coverage format (default text);\n"
+    "                         overrides, audit and explain take --json\n"
+    "    -o, --output FILE    write the report (coverage: it; init: the\n"
+    "                         policy) to FILE\n"
     "    --type TYPE          init: api, auth, upload or database\n"
     "    --ttl D              the change ends by itself after D: 30s, 10min,\n"
     "                         2h, 7d, 1w (default: no end)\n"
@@ -195,6 +210,13 @@ static const char rl2_ctl_manual[] =
     "                         overrides.audit_file, else ZONE.audit in\n"
     "                         the state_file's folder, else\n"
     "                         " RL2_CTL_STATE_DIR "/ZONE.audit)\n"
+    "    --min PCT            coverage: exit 4 when less than PCT percent of\n"
+    "                         the routes are protected\n"
+    "    --min-requests PCT   coverage: exit 4 when less than PCT percent of\n"
+    "                         the requests are protected\n"
+    "    --format F           coverage: the logs' format, auto (each file's\n"
+    "                         first valid line), common, combined, apache,\n"
+    "                         nginx or lighttpd\n"
     "    -h, --help           this manual\n"
     "\n"
     "EXIT STATUS\n"
@@ -205,6 +227,7 @@ static const char rl2_ctl_manual[] =
     "    3  the policy, the zone, the violation log, Redis, the override\n"
     "       table, its state file or the audit file could not be read or\n"
     "       written\n"
+    "    4  coverage: the protected share is below --min or --min-requests\n"
     "\n"
     "NOTES\n"
     "    Limits written inline in Apache (RateLimit2Limit) are not in the\n"
@@ -246,7 +269,10 @@ enum {
     RL2_CTL_OPT_APIKEY,
     RL2_CTL_OPT_HEADER,
     RL2_CTL_OPT_COUNTRY,
-    RL2_CTL_OPT_TYPE
+    RL2_CTL_OPT_TYPE,
+    RL2_CTL_OPT_MIN,
+    RL2_CTL_OPT_MIN_REQUESTS,
+    RL2_CTL_OPT_FORMAT
 };
 
 static const struct option rl2_ctl_longopts[] = {
@@ -278,6 +304,9 @@ static const struct option rl2_ctl_longopts[] = {
     { "header", required_argument, NULL, RL2_CTL_OPT_HEADER },
     { "country", required_argument, NULL, RL2_CTL_OPT_COUNTRY },
     { "type", required_argument, NULL, RL2_CTL_OPT_TYPE },
+    { "min", required_argument, NULL, RL2_CTL_OPT_MIN },
+    { "min-requests", required_argument, NULL, RL2_CTL_OPT_MIN_REQUESTS },
+    { "format", required_argument, NULL, RL2_CTL_OPT_FORMAT },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -306,6 +335,44 @@ rl2_ctl_reason(rl2_ctl_opts_t *o, const char *arg)
     }
     o->reason = arg;
     return 0;
+}
+
+/* A share in percent, 0 to 100 ("80", "99.5"). */
+static int
+rl2_ctl_pct(const char *opt, const char *arg, double *pct)
+{
+    char *end;
+
+    errno = 0;
+    *pct = strtod(arg, &end);
+    if (errno != 0 || end == arg || *end != '\0' || !(*pct >= 0)
+        || *pct > 100) {
+        return rl2_ctl_fail(-1, "%s \"%s\": expected a percentage, 0 to 100",
+                            opt, arg);
+    }
+    return 0;
+}
+
+/* The options of coverage. */
+static int
+rl2_ctl_opt_coverage(rl2_ctl_opts_t *o, int c, const char *arg)
+{
+    switch (c) {
+    case RL2_CTL_OPT_MIN:
+        return rl2_ctl_pct("--min", arg, &o->cov_min_routes);
+    case RL2_CTL_OPT_MIN_REQUESTS:
+        return rl2_ctl_pct("--min-requests", arg, &o->cov_min_requests);
+    case RL2_CTL_OPT_FORMAT:
+        if ((o->log_format = rl2_alog_format_parse(arg)) < 0) {
+            return rl2_ctl_fail(-1,
+                                "--format \"%s\": expected auto, common, "
+                                "combined, apache, nginx or lighttpd",
+                                arg);
+        }
+        return 0;
+    default:
+        return -1;
+    }
 }
 
 /* The request explain describes (explain.c checks what needs the
@@ -348,8 +415,16 @@ rl2_ctl_opt_explain(rl2_ctl_opts_t *o, int c, const char *arg)
         o->x_country = arg;
         return 0;
     default:
-        return -1;
+        return rl2_ctl_opt_coverage(o, c, arg);
     }
+}
+
+/* Did the command line name an option of coverage? */
+static int
+rl2_ctl_coverage_given(const rl2_ctl_opts_t *o)
+{
+    return o->cov_min_routes >= 0 || o->cov_min_requests >= 0
+           || o->log_format >= 0;
 }
 
 /* Did the command line describe a request for explain? */
@@ -465,6 +540,9 @@ rl2_ctl_parse(int argc, char **argv, rl2_ctl_opts_t *o)
     o->method = "GET";
     o->path = "/";
     o->top = 10;
+    o->cov_min_routes = -1;
+    o->cov_min_requests = -1;
+    o->log_format = -1;
     rl2_backend_conf_init(&o->backend);
     while ((c = getopt_long(argc, argv, "c:z:R:O:m:p:a:t:n:o:h",
                             rl2_ctl_longopts, NULL))
@@ -519,13 +597,15 @@ main(int argc, char **argv)
                  { "overrides", rl2_ctl_overrides, 0 },
                  { "audit", rl2_ctl_audit, 2 },
                  { "explain", rl2_ctl_explain, 1 },
+                 { "coverage", rl2_ctl_coverage, 1 },
                  { "init", rl2_ctl_init, 0 } };
     rl2_ctl_opts_t o;
 
     if (rl2_ctl_parse(argc, argv, &o) != 0) {
         fputs("usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
               "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
-              "mode|emergency|overrides|audit|explain|init ...  (--help for "
+              "mode|emergency|overrides|audit|explain|coverage|init ...  "
+              "(--help for "
               "the manual)\n",
               stderr);
         return RL2_CTL_USAGE;
@@ -547,6 +627,12 @@ main(int argc, char **argv)
         }
         if (cmds[i].run != rl2_ctl_init && o.init_type != NULL) {
             return rl2_ctl_fail(RL2_CTL_USAGE, "%s takes no --type (init does)",
+                                cmds[i].name);
+        }
+        if (cmds[i].run != rl2_ctl_coverage && rl2_ctl_coverage_given(&o)) {
+            return rl2_ctl_fail(RL2_CTL_USAGE,
+                                "%s takes no --min, --min-requests or "
+                                "--format (coverage does)",
                                 cmds[i].name);
         }
         /* report reads a zone's ring without a policy, but not a

@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config
 apache2 apache2-dev apache2-utils
 libconfig-dev libcmocka-dev libhiredis-dev libfcgi-dev spawn-fcgi
-libmaxminddb-dev libmaxmind-db-writer-perl
+libmaxminddb-dev libmaxmind-db-writer-perl zlib1g-dev
 redis-server lighttpd nginx systemd iproute2
 curl wrk valgrind procps
 fail2ban prometheus file

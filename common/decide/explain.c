@@ -354,3 +354,33 @@ rl2_decide_explain(const rl2_policy_t *policy, rl2_store_t *store,
     rl2_ctx_fini(&c);
     return st;
 }
+
+rl2_status_t
+rl2_decide_explain_rules(const rl2_policy_t *policy, const rl2_request_t *req,
+                         rl2_explain_t *x, rl2_err_t *err)
+{
+    rl2_ctx_t    c;
+    rl2_status_t st;
+
+    /* Not the whole of x: kilobytes, for each line of a log. */
+    x->n_rules = 0;
+    x->exempt = 0;
+    rl2_verdict_init(&x->v);
+    if (rl2_path_normalise(req->path != NULL ? req->path : "/", x->path,
+                           sizeof(x->path), !req->path_decoded)
+        != 0) {
+        x->path[0] = '\0';
+    }
+    if (rl2_ctx_init(&c, policy, req, RL2_PHASE_ALL, &x->v) != 0) {
+        rl2_ctx_fini(&c);
+        return rl2_err_set(err, RL2_ERR_REQUEST,
+                           "the request names two different API keys");
+    }
+    st = rl2_explain_rules(&c, x, err);
+    if (st == RL2_OK && c.path_ambiguous) {
+        st = rl2_err_set(err, RL2_ERR_REQUEST,
+                         "a dot segment of the path carries a ;parameter");
+    }
+    rl2_ctx_fini(&c);
+    return st;
+}

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 RUNS=${FUZZ_RUNS:-}
 RECORD=${FUZZ_RECORD:-}
-ALL_TARGETS="config match forwarded headers zone admin"
+ALL_TARGETS="config match forwarded headers zone admin accesslog"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 for t in $TARGETS; do
     case " $ALL_TARGETS " in
@@ -42,7 +42,7 @@ printf '%s\n' common/*/*.c | xargs -P "$(nproc)" -I{} sh -c \
     sh {}
 for t in $TARGETS; do
     clang $CFLAGS -o "$OUT/fuzz_$t" "tests/fuzz/fuzz_$t.c" "$OBJ"/*.o \
-        -lconfig -lhiredis -lmaxminddb -lpthread -lrt
+        -lconfig -lhiredis -lmaxminddb -lpthread -lrt -lz
 done
 # what TARGET -- the code a target drives, for the record.
 what() {
@@ -53,6 +53,7 @@ what() {
     headers) echo "RateLimit headers and 429 body from arbitrary verdicts" ;;
     zone) echo "local zone images: attach, then lookups, gets, removals, rebuilds" ;;
     admin) echo "admin interface: JSON body to a change, table lines, answer" ;;
+    accesslog) echo "ratelimit2ctl's access-log reader: a line parsed, a file read" ;;
     esac
 }
 status=0

@@ -110,4 +110,15 @@ rl2_status_t rl2_decide_explain(const rl2_policy_t *policy, rl2_store_t *store,
                                 const rl2_clock_t *now, rl2_explain_t *x,
                                 rl2_err_t *err);
 
+/* Only the rules of req, as rl2_decide selects them: x->path (the
+ * normalised path every front end matches), x->rules, x->n_rules and
+ * x->exempt; the rest of x is left as it was, no override, factor or
+ * store is read, and no tier is resolved (a rule's limits per tier do
+ * not change which rules apply).  For tools that ask it of many requests
+ * (ratelimit2ctl coverage over an access log).  A request rl2_decide
+ * refuses as malformed returns RL2_ERR_REQUEST with err set. */
+rl2_status_t rl2_decide_explain_rules(const rl2_policy_t  *policy,
+                                      const rl2_request_t *req,
+                                      rl2_explain_t *x, rl2_err_t *err);
+
 #endif /* RL2_EXPLAIN_H */
