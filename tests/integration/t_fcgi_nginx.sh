@@ -6,7 +6,8 @@
 # RateLimit headers, or, as X-RateLimit2-Status says, into a runtime
 # ban's 403 or the emergency allow-list's 503.  Exactly N admitted; allowed responses carry the
 # headers; a 403 that is not the limiter's stays 403; the health path
-# answers through nginx without being counted.
+# answers through nginx without being counted; the snippet's fastest
+# setting (a unix socket) counts exactly too.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 D=$T_DIR/nginx
@@ -100,6 +101,43 @@ h=$(curl -s "http://127.0.0.1:$P/ratelimit2/health")
 like "the health path answers JSON through nginx" \
     '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":' \
     "$h"
+
+# ---- the snippet's fastest setting: a unix socket ----
+# As its "Fastest" note says: fastcgi_pass unix:... in both locations, the
+# daemon on that socket (writable by nginx's user, nobody).  Exact through
+# it at 16 connections, and the daemon answered every request on its own
+# (the fast path) without logging a failed answer.
+D2=$T_DIR/nginx-unix
+P2=$(free_port)
+nginx_conf "$D2" "$P2" 9000 </dev/null
+SOCK=$D2/rl2.sock
+sed -i "s|^\( *\)fastcgi_pass 127\.0\.0\.1:9000;|\1fastcgi_pass unix:$SOCK;|" \
+    "$D2/ratelimit2.conf"
+is "the note's setting replaces both fastcgi_pass lines" 2 \
+    "$(grep -c "^ *fastcgi_pass unix:$SOCK;\$" "$D2/ratelimit2.conf")"
+echo hello >"$D2/htdocs/a.txt"
+old_umask=$(umask)
+umask 000
+fcgi_start unix -c "$T_DIR/policy.conf" -s "$SOCK" -z "$(zone_name ngu)" -t 4
+umask "$old_umask"
+for _ in $(seq 1 200); do
+    [ -S "$SOCK" ] && break
+    sleep 0.05
+done
+if nginx_start "$D2"; then
+    n=$(admitted 400 16 "http://127.0.0.1:$P2/a.txt")
+    is "over the unix socket: 50/hour admits exactly 50 of 400 at c=16" 50 \
+        "$n"
+    is "... the others get the snippet's 429" 429 \
+        "$(code "http://127.0.0.1:$P2/a.txt")"
+    is "... and the daemon logged no failed answer" 0 \
+        "$(grep -c 'could not send' "$T_DIR/unix.log")"
+    nginx_stop "$D2"
+else
+    not_ok "nginx starts with the snippet on a unix socket"
+fi
+fcgi_stop unix
+is "SIGTERM: the unix-socket daemon exits 0" 0 "$?"
 
 nginx_stop "$D"
 fcgi_stop daemon
