@@ -177,6 +177,8 @@ def fcgi_cost(runs):
     """The ratelimit2-fcgi daemon's own CPU time (utime + stime of its
     process over each run) per request, median over rounds, and the rest
     of the line's server CPU time: the web server's part."""
+    # A run whose daemon was gone (no fcgi_ticks) says nothing of it.
+    runs = [x for x in runs if "fcgi_ticks" in x]
     own = [1e6 * x["fcgi_ticks"] / x["clk_tck"] / x["requests"]
            for x in runs]
     return {
