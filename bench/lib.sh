@@ -228,10 +228,78 @@ CONF
     esac
 }
 
-# nginx_bench DIR PORT KIND PURPOSE -- nginx bare or with limit_req.  For
-# the quota, 1 request a minute with burst 99 and nodelay: the first
-# request and 99 of burst pass at once, and the next token comes a
-# minute later, long after the 1,000 requests are over.
+# nginx_fcgi_conf DIR KEEP -- the one place the nginx ratelimit2-fcgi
+# lines' settings are written: the shipped conf/fcgi/nginx-auth-request.conf
+# as DIR/ratelimit2.conf (included in the server block), passing to the
+# daemon's unix socket DIR/rl2.sock as the snippet's "Fastest" note says;
+# with KEEP 1, through an upstream (DIR/upstream.conf, in the http block)
+# that keeps up to 32 idle connections, and fastcgi_keep_conn on: what
+# the note advises against (nginx closes the connection after each
+# auth_request subrequest anyway), measured to show it.  Prints the
+# lines that differ from the shipped snippet, which bench/throughput.sh
+# records and the page quotes.
+nginx_fcgi_conf() {
+    local dir=$1 keep=$2 sock=$1/rl2.sock pass
+    pass="unix:$sock"
+    : >"$dir/upstream.conf"
+    if [ "$keep" = 1 ]; then
+        pass=ratelimit2
+        cat >"$dir/upstream.conf" <<CONF
+upstream ratelimit2 {
+    server unix:$sock;
+    keepalive 32;
+    keepalive_requests 1000000;
+}
+CONF
+    fi
+    sed -e "s|^\( *\)fastcgi_pass 127\.0\.0\.1:9000;|\1fastcgi_pass $pass;|" \
+        "$RL2_ROOT/conf/fcgi/nginx-auth-request.conf" >"$dir/ratelimit2.conf"
+    [ "$keep" = 1 ] && sed -i "s|^\( *\)fastcgi_pass ratelimit2;|&\n\1fastcgi_keep_conn on;|" \
+        "$dir/ratelimit2.conf"
+    grep -hE '^ *(upstream|server unix|keepalive|fastcgi_pass |fastcgi_keep_conn)' \
+        "$dir/upstream.conf" "$dir/ratelimit2.conf" | awk '!seen[$0]++'
+}
+
+# fcgi_bench_policy FILE -- the policy of every ratelimit2-fcgi line:
+# one per-address token bucket that never trips.
+fcgi_bench_policy() {
+    cat >"$1" <<'POLICY'
+default = {
+    key = "ip";
+    limits = ( { name = "perip"; rate = "1000000000/1h";
+                 algorithm = "token_bucket"; } );
+};
+POLICY
+}
+
+# nginx_fcgi_start DIR -- ratelimit2-fcgi for nginx_bench's rl2_fcgi
+# kinds, on DIR/rl2.sock (writable by nginx's workers, nobody), its pid
+# in DIR/rl2.pid; 0 once the socket is there.
+nginx_fcgi_start() {
+    local dir=$1 old
+    old=$(umask)
+    umask 000
+    "$FCGI_BIN" -c "$dir/policy.conf" -s "$dir/rl2.sock" \
+        -z "$(zone_name "ngf-${dir##*/}")" 2>"$dir/rl2.log" &
+    echo $! >"$dir/rl2.pid"
+    umask "$old"
+    RL2_PIDFILES+=("$dir/rl2.pid")
+    for _ in $(seq 1 200); do
+        [ -S "$dir/rl2.sock" ] && return 0
+        sleep 0.05
+    done
+    cat "$dir/rl2.log" >&2
+    return 1
+}
+
+# nginx_bench DIR PORT KIND PURPOSE -- nginx bare, with limit_req, or
+# with ratelimit2-fcgi through auth_request (nginx_fcgi_conf; the daemon
+# is started by nginx_fcgi_start): rl2_fcgi as the shipped snippet's
+# "Fastest" note says, rl2_fcgi_keep with fastcgi_keep_conn and an
+# upstream keepalive as well.  For the quota,
+# 1 request a minute with burst 99 and nodelay: the first request and 99
+# of burst pass at once, and the next token comes a minute later, long
+# after the 1,000 requests are over.
 nginx_bench() {
     local dir=$1 port=$2 kind=$3 purpose=$4 zone="" limit=""
     mkdir -p "$dir/htdocs" "$dir/logs" "$dir/tmp"
@@ -248,6 +316,14 @@ rate=1000000r/s;"
         fi
         limit="$limit limit_req_status 429;"
     fi
+    case "$kind" in
+    rl2_fcgi | rl2_fcgi_keep)
+        fcgi_bench_policy "$dir/policy.conf"
+        nginx_fcgi_conf "$dir" "$([ "$kind" = rl2_fcgi_keep ] && echo 1 || echo 0)" \
+            >"$dir/fcgi.lines"
+        zone="include $dir/upstream.conf;"
+        limit="include $dir/ratelimit2.conf;" ;;
+    esac
     cat >"$dir/nginx.conf" <<CONF
 daemon off;
 master_process on;
@@ -304,13 +380,7 @@ lighttpd_bench() {
     chmod -R 755 "$dir"
     echo ok >"$dir/htdocs/index.html"
     if [ "$kind" = rl2_fcgi ]; then
-        cat >"$dir/policy.conf" <<'POLICY'
-default = {
-    key = "ip";
-    limits = ( { name = "perip"; rate = "1000000000/1h";
-                 algorithm = "token_bucket"; } );
-};
-POLICY
+        fcgi_bench_policy "$dir/policy.conf"
         fcgi=$(lighttpd_fcgi_conf "$dir")
     fi
     cat >"$dir/lighttpd.conf" <<CONF

@@ -63,6 +63,11 @@ def main(raw, doc, out_json, keep_from=None):
     fcgi = recs["wrk_fcgi"][0]["conf"].strip() if "wrk_fcgi" in recs else \
         "(the line was left out of this run)"
 
+    fcgi_nginx = "; ".join(
+        "%s `%s`" % (r["config"], r["conf"].strip())
+        for r in recs.get("wrk_fcgi_nginx", [])) or \
+        "(the line was left out of this run)"
+
     kept = kept_sections(keep_from or doc)
     load_end = recs["load_end"][0]["loadavg"]
     blocks = [header(m, recs["timing"], quick, load_end),
@@ -70,7 +75,7 @@ def main(raw, doc, out_json, keep_from=None):
               sect_targets(tg), sect_instr(instr),
               sect_wrk(thr, setup, lines, tg), sect_exact(exact),
               sect_core(rules, keys, clock, quick), sect_redis(mem),
-              sect_peers(fcgi, lines["lease"]),
+              sect_peers(fcgi, lines["lease"], fcgi_nginx),
               sect_repro()]
     text = "\n\n".join("\n".join(b) for b in blocks)
     text += "\n\n" + "\n\n".join(kept) + "\n"
@@ -85,6 +90,7 @@ def main(raw, doc, out_json, keep_from=None):
         "throughput": {"setup": setup, "clients": lines["clients"],
                        "lease_options": lines["lease"],
                        "skipped": lines["skipped"], "fcgi_conf": fcgi,
+                       "fcgi_nginx_conf": fcgi_nginx,
                        "fcgi_before": FCGI_BEFORE, "configs": thr},
         "exactness": exact,
         "core": {"rules": rules, "keys": keys, "clock_ns": clock},

@@ -76,7 +76,17 @@ WRK = {
     "lighttpd_rl2_fcgi": ("lighttpd",
                           "ratelimit2-fcgi as FastCGI authorizer, local "
                           "zone"),
+    "nginx_rl2_fcgi": ("nginx",
+                       "ratelimit2-fcgi through `auth_request`, unix "
+                       "socket, local zone"),
+    "nginx_rl2_fcgi_keep": ("nginx",
+                            "ratelimit2-fcgi through `auth_request`, unix "
+                            "socket, `fastcgi_keep_conn` + upstream "
+                            "`keepalive 32`, local zone"),
 }
+# The lines with a ratelimit2-fcgi daemon, whose own CPU time is shown
+# apart from the server's.
+FCGI_LINES = ("lighttpd_rl2_fcgi", "nginx_rl2_fcgi", "nginx_rl2_fcgi_keep")
 
 
 def load(path):
@@ -158,7 +168,24 @@ def throughput(recs):
         })
         if "redis_calls" in mine[0]:
             rows[-1]["redis"] = redis_cost(cfg, mine)
+        if "fcgi_ticks" in mine[0]:
+            rows[-1]["fcgi"] = fcgi_cost(mine)
     return rows
+
+
+def fcgi_cost(runs):
+    """The ratelimit2-fcgi daemon's own CPU time (utime + stime of its
+    process over each run) per request, median over rounds, and the rest
+    of the line's server CPU time: the web server's part."""
+    # A run whose daemon was gone (no fcgi_ticks) says nothing of it.
+    runs = [x for x in runs if "fcgi_ticks" in x]
+    own = [1e6 * x["fcgi_ticks"] / x["clk_tck"] / x["requests"]
+           for x in runs]
+    return {
+        "daemon_cpu_us_per_request_median": statistics.median(own),
+        "server_part_cpu_us_per_request_median": statistics.median(
+            x["cpu_us_per_request"] - d for x, d in zip(runs, own)),
+    }
 
 
 def redis_cost(cfg, runs):

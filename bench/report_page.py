@@ -3,7 +3,7 @@ Markdown lines, from the figures report_numbers.py computes."""
 import re
 
 from report_numbers import (EXACT_ALGOS, EXACT_TCP, EXACT_UNIX, FCGI_BEFORE,
-                            LEASE, REDIS_LINES, TARGET_CORE_NS,
+                            FCGI_LINES, LEASE, REDIS_LINES, TARGET_CORE_NS,
                             TARGET_FCGI_CPU_US, TARGET_INSTR,
                             TARGET_LOCAL_RATIO, fmt_int, fmt_signed, met)
 
@@ -87,7 +87,8 @@ def how_to_read(setup):
         "- **Capacity by CPU time** is the steadier view of the same runs: "
         "the CPU time (user and system) the server's processes used per "
         "request (with its own Redis for each Redis line, the FastCGI "
-        "daemon for lighttpd's), from `/proc/PID/stat` around each run; "
+        "daemon for the ratelimit2-fcgi lines), from `/proc/PID/stat` "
+        "around each run; "
         "the bare "
         "server's CPU time per request divided by the configuration's is "
         "the throughput it would reach, relative to bare, on a CPU of its "
@@ -159,6 +160,8 @@ def wrk_target(r, tg):
     if c == "lighttpd_rl2_fcgi":
         return "CPU <= %.1f µs: %s" % (TARGET_FCGI_CPU_US,
                                         status_of(tg, "ratelimit2-fcgi"))
+    if c.startswith("nginx_rl2_fcgi"):
+        return "none: the same daemon behind nginx"
     return "none: a peer, for comparison"
 
 
@@ -352,11 +355,73 @@ def sect_wrk(thr, setup, lines, tg):
         "",
     ]
     out += [redis_sentence(r) for r in thr if "redis" in r]
+    out += fcgi_part(thr)
     if lines.get("skipped"):
         out += ["", "**Left out of this BENCH_QUICK run** (the server did "
                 "not start; a full run fails instead): %s." % ", ".join(
                     "`%s`" % c for c in lines["skipped"])]
     return out
+
+
+def fcgi_part(thr):
+    """What the ratelimit2-fcgi lines' server CPU time is made of: the
+    daemon's own, the web server's, and what the FastCGI round trip adds
+    to the bare server's."""
+    by = {r["config"]: r for r in thr}
+    rows, added = [], {}
+    for c in FCGI_LINES:
+        r = by.get(c)
+        if r is None or "fcgi" not in r:
+            continue
+        bare = by[r["reference"]]["cpu_us_per_request_median"]
+        f = r["fcgi"]
+        added[c] = (f["server_part_cpu_us_per_request_median"] - bare,
+                    f["daemon_cpu_us_per_request_median"])
+        rows.append([r["server"], r["limiter"],
+                     "%.1f" % r["cpu_us_per_request_median"],
+                     "%.1f" % f["daemon_cpu_us_per_request_median"],
+                     "%.1f" % f["server_part_cpu_us_per_request_median"],
+                     "%.1f" % bare,
+                     "%+.1f" % (f["server_part_cpu_us_per_request_median"]
+                                - bare)])
+    if not rows:
+        return []
+    lt = ""
+    if "lighttpd_rl2_fcgi" in added:
+        lt = " (here %.1f µs of lighttpd's CPU time a request beyond bare " \
+            "lighttpd's, against %.1f µs of the daemon's)" % \
+            added["lighttpd_rl2_fcgi"]
+    return [
+        "", "### What a ratelimit2-fcgi line's CPU time is made of", "",
+        "**daemon** is the ratelimit2-fcgi process's own CPU time "
+        "(utime + stime of all its threads, `/proc/PID/stat` around each "
+        "run) over the requests served, median over rounds: what the "
+        "authorizer itself costs, its decision, its reads and writes and "
+        "its side of each FastCGI connection.  **server** is the rest of "
+        "the line's server CPU time, the web server's own; the last column "
+        "is what the FastCGI round trip adds to the web server beside the "
+        "bare server's CPU time per request.",
+        "",
+        table(["server", "limiter", "server CPU µs / request (median)",
+               "of which the daemon", "of which the web server",
+               "bare server", "web server's added part"], rows),
+        "",
+        "Neither server keeps its FastCGI connection between requests.  "
+        "lighttpd 1.4 never asks for it (its `mod_fastcgi` sends every "
+        "BEGIN_REQUEST with flags 0, no `FCGI_KEEP_CONN`): each authorized "
+        "request costs lighttpd a socket, a `connect`, its event "
+        "registrations, reading the answer and a `close`, which dominate "
+        "the line%s, and the daemon an `accept` and a `close`.  nginx "
+        "can keep FastCGI "
+        "connections for ordinary requests (`fastcgi_keep_conn on` and an "
+        "upstream `keepalive`), but it marks a connection reusable only "
+        "once it has read the response's body, and an `auth_request` "
+        "subrequest asks for the headers alone: with those settings nginx "
+        "still closes the connection after every request (`strace -c` "
+        "on the daemon counted one `accept` per request with them), so "
+        "the nginx line uses a unix socket and a connection per request, "
+        "as `conf/fcgi/nginx-auth-request.conf` advises." % lt,
+    ]
 
 
 def sect_exact(exact):
@@ -482,7 +547,7 @@ def sect_redis(mem):
     ]
 
 
-def sect_peers(fcgi, lease):
+def sect_peers(fcgi, lease, fcgi_nginx):
     return [
         "## The peers' settings", "",
         "Every configuration is written by `bench/lib.sh`; the limit is per "
@@ -518,6 +583,11 @@ def sect_peers(fcgi, lease):
         "round trip to the daemon before the file is served.  Its lines "
         "of lighttpd.conf in this run (`lighttpd_fcgi_conf` in "
         "`bench/lib.sh`, the one place to change them): `%s`." % fcgi,
+        "- **ratelimit2-fcgi behind nginx**: the shipped "
+        "`conf/fcgi/nginx-auth-request.conf` included in the server block, "
+        "the daemon on a unix socket (`-s`), the same policy as lighttpd's; "
+        "one nginx worker per server CPU.  The lines that differ from the "
+        "snippet (`nginx_fcgi_conf` in `bench/lib.sh`): %s." % fcgi_nginx,
         "- **mod_ratelimit2**: `RateLimit2Limit perip 1000000000/1h key=ip "
         "algorithm=token_bucket` server-wide, a zone of 100,000 entries, "
         "the default headers on (`RateLimit` and `RateLimit-Policy`; the "

@@ -23,6 +23,12 @@
 #   BENCH_DURATION  seconds per run (default 6)
 #   BENCH_CONNS     wrk connections, all kept alive (default 16)
 #   BENCH_CLIENTS   clients of the many-clients lines (default 10,000)
+#   BENCH_LINES     the configurations to measure, "name:reference ..."
+#                   (default: all of CONFIGS below), e.g.
+#                   "nginx_bare:nginx_bare nginx_rl2_fcgi:nginx_bare";
+#                   nginx_rl2_fcgi_keep:nginx_bare (nginx_rl2_fcgi with
+#                   fastcgi_keep_conn and an upstream keepalive, which
+#                   auth_request cannot use) is measured only when named
 #   BENCH_PIN       1 (default): with 2 or more CPUs, servers (and Redis,
 #                   and the FastCGI daemon) on every CPU but the last, wrk
 #                   alone on the last; 0: no pinning
@@ -61,7 +67,9 @@ apache_evasive:apache_bare
 apache_many_bare:apache_many_bare apache_many_redis:apache_many_bare
 apache_many_lease:apache_many_bare
 nginx_bare:nginx_bare nginx_limit_req:nginx_bare
+nginx_rl2_fcgi:nginx_bare
 lighttpd_bare:lighttpd_bare lighttpd_rl2_fcgi:lighttpd_bare"
+CONFIGS=${BENCH_LINES:-$CONFIGS}
 declare -A PORT RPORT SKIPPED
 
 # start_one NAME -- start NAME's server (and its own Redis) on free
@@ -80,6 +88,9 @@ start_one() {
         apache_start "$T_DIR/$name" || return 1 ;;
     nginx_*)
         nginx_bench "$T_DIR/$name" "$p" "${name#nginx_}" free
+        case "$name" in
+        nginx_rl2_fcgi*) nginx_fcgi_start "$T_DIR/$name" || return 1 ;;
+        esac
         nginx_start "$T_DIR/$name" || return 1 ;;
     lighttpd_*)
         lighttpd_bench "$T_DIR/$name" "$p" "${name#lighttpd_}"
@@ -194,6 +205,32 @@ server_pids() {
     esac
     echo "$main" $(pgrep -P "$main")
     [ -z "${RPORT[$1]:-}" ] || cat "$T_DIR/redis_$1/redis.pid"
+    fcgi_pids "$1"
+}
+
+# fcgi_pids NAME -- NAME's ratelimit2-fcgi process: lighttpd's child
+# (spawned by bin-path), or the daemon started beside nginx (its
+# parent is this shell, not nginx).
+fcgi_pids() {
+    local d=$T_DIR/$1
+    case "$1" in
+    lighttpd_rl2_fcgi) pgrep -P "$(cat "$d/lighttpd.pid")" -x ratelimit2-fcgi ;;
+    nginx_rl2_fcgi*) cat "$d/rl2.pid" ;;
+    esac
+}
+
+# fcgi_ticks NAME -- clock ticks of CPU (utime + stime, all its threads)
+# NAME's ratelimit2-fcgi has used so far: what the authorizer itself
+# costs, apart from the server's side of each FastCGI connection.
+fcgi_ticks() {
+    local p t=0 f
+    for p in $(fcgi_pids "$1"); do
+        read -ra f <<<"$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null)" \
+            || continue
+        [ "${#f[@]}" -gt 15 ] || continue
+        t=$((t + f[11] + f[12]))
+    done
+    echo "$t"
 }
 
 # cpu_ticks NAME -- clock ticks of CPU (user + system, with reaped
@@ -241,16 +278,18 @@ redis_stats() {
 run() {
     local name=$1 round=$2 secs=$3 out rps p50 p99 bad errs n t0 t1
     local url=http://127.0.0.1:${PORT[$name]}/index.html target
-    local r0=(0 0 0) r1=(0 0 0) redis=()
+    local r0=(0 0 0) r1=(0 0 0) redis=() fcgi=() f0 f1
     target=("$url")
     case "$name" in
     apache_many_*) target=(-s "$MANY_LUA" "$url" -- "$CLIENTS") ;;
     esac
     [ -z "${RPORT[$name]:-}" ] || read -ra r0 <<<"$(redis_stats "$name")"
+    f0=$(fcgi_ticks "$name")
     t0=$(cpu_ticks "$name")
     out=$("${WRK[@]}" -t1 -c"$CONNS" -d"${secs}s" --latency "${target[@]}" \
         2>&1)
     t1=$(cpu_ticks "$name")
+    f1=$(fcgi_ticks "$name")
     [ -z "${RPORT[$name]:-}" ] || read -ra r1 <<<"$(redis_stats "$name")"
     [ "$round" = 0 ] && return 0
     n=$(printf '%s\n' "$out" \
@@ -268,10 +307,11 @@ run() {
     [ -z "${RPORT[$name]:-}" ] \
         || redis=(redis_calls=$((r1[0] - r0[0])) redis_usec=$((r1[1] - r0[1]))
                   redis_cpu_ns=$((r1[2] - r0[2])))
+    [ -z "$(fcgi_pids "$name")" ] || fcgi=(fcgi_ticks=$((f1 - f0)))
     raw wrk config="$name" round="$round" rps="$rps" p50_us="$p50" \
         p99_us="$p99" non2xx="${bad:-0}" socket_errors="${errs:-none}" \
         requests="${n:-0}" cpu_ticks=$((t1 - t0)) clk_tck="$CLK_TCK" \
-        "${redis[@]}"
+        "${redis[@]}" "${fcgi[@]}"
     echo "# round $round $name: $rps req/s, p50 ${p50}us, p99 ${p99}us" \
         "${redis[*]}" >&2
     # A limiter that trips measures its refusals, not its cost; mod_qos
@@ -301,6 +341,14 @@ if [ -n "${PORT[lighttpd_rl2_fcgi]:-}" ]; then
               -e "s|$FCGI_BIN|ratelimit2-fcgi|g" -e 's|-z /[^ "]*|-z ZONE|' \
         | tr -s ' \n' ' ')"
 fi
+for c in $CONFIGS; do
+    case "${c%%:*}" in
+    nginx_rl2_fcgi*)
+        raw wrk_fcgi_nginx config="${c%%:*}" conf="$(sed \
+            -e "s|$T_DIR/${c%%:*}|DIR|g" "$T_DIR/${c%%:*}/fcgi.lines" \
+            | tr -s ' \n' ' ')" ;;
+    esac
+done
 for r in $(seq 1 "$ROUNDS"); do
     for c in $CONFIGS; do
         run "${c%%:*}" "$r" "$DUR" || exit 1
@@ -314,5 +362,8 @@ for c in $CONFIGS; do
     case "$c" in
     lighttpd_*) lighttpd_stop "$T_DIR/${c%%:*}" ;;
     nginx_*) nginx_stop "$T_DIR/${c%%:*}" ;;
+    esac
+    case "$c" in
+    nginx_rl2_fcgi*) kill -TERM "$(cat "$T_DIR/${c%%:*}/rl2.pid")" ;;
     esac
 done

@@ -108,8 +108,11 @@ rl2_fcgi_param(void *ctx, const char *name)
     if ((list = rl2_fcgi_joined(p, name)) != NULL) {
         return list;
     }
+    /* The first byte first: a request's twenty-odd params are walked
+     * for each of a dozen names, and most differ there. */
     for (char **e = p->envp; *e != NULL; e++) {
-        if (strncmp(*e, name, nlen) == 0 && (*e)[nlen] == '=') {
+        if ((nlen == 0 || (*e)[0] == name[0]) && strncmp(*e, name, nlen) == 0
+            && (*e)[nlen] == '=') {
             last = *e + nlen + 1;
             first = first != NULL ? first : last;
             count++;

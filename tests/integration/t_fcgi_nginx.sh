@@ -6,7 +6,9 @@
 # RateLimit headers, or, as X-RateLimit2-Status says, into a runtime
 # ban's 403 or the emergency allow-list's 503.  Exactly N admitted; allowed responses carry the
 # headers; a 403 that is not the limiter's stays 403; the health path
-# answers through nginx without being counted.
+# answers through nginx without being counted; the snippet's fastest
+# setting (a unix socket) counts exactly too, and fastcgi_keep_conn with
+# an upstream keepalive keeps no connection of auth_request's.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 D=$T_DIR/nginx
@@ -100,6 +102,86 @@ h=$(curl -s "http://127.0.0.1:$P/ratelimit2/health")
 like "the health path answers JSON through nginx" \
     '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":' \
     "$h"
+
+# ---- the snippet's fastest setting: a unix socket ----
+# As its "Fastest" note says: fastcgi_pass unix:... in both locations, the
+# daemon on that socket (writable by nginx's user, nobody).  Exact through
+# it at 16 connections, and the daemon answered every request on its own
+# (the fast path) without logging a failed answer.
+D2=$T_DIR/nginx-unix
+P2=$(free_port)
+nginx_conf "$D2" "$P2" 9000 </dev/null
+SOCK=$D2/rl2.sock
+sed -i "s|^\( *\)fastcgi_pass 127\.0\.0\.1:9000;|\1fastcgi_pass unix:$SOCK;|" \
+    "$D2/ratelimit2.conf"
+is "the note's setting replaces both fastcgi_pass lines" 2 \
+    "$(grep -c "^ *fastcgi_pass unix:$SOCK;\$" "$D2/ratelimit2.conf")"
+echo hello >"$D2/htdocs/a.txt"
+old_umask=$(umask)
+umask 000
+fcgi_start unix -c "$T_DIR/policy.conf" -s "$SOCK" -z "$(zone_name ngu)" -t 4
+umask "$old_umask"
+for _ in $(seq 1 200); do
+    [ -S "$SOCK" ] && break
+    sleep 0.05
+done
+if nginx_start "$D2"; then
+    n=$(admitted 200 16 "http://127.0.0.1:$P2/a.txt")
+    is "over the unix socket: 50/hour admits exactly 50 of 200 at c=16" 50 \
+        "$n"
+    is "... the others get the snippet's 429" 429 \
+        "$(code "http://127.0.0.1:$P2/a.txt")"
+    is "... and the daemon logged no failed answer" 0 \
+        "$(grep -c 'could not send' "$T_DIR/unix.log")"
+    nginx_stop "$D2"
+else
+    not_ok "nginx starts with the snippet on a unix socket"
+fi
+
+# ---- fastcgi_keep_conn cannot keep an auth_request connection ----
+# What the snippet's note says: with an upstream keepalive and
+# fastcgi_keep_conn, nginx still closes the daemon's connection after
+# each auth_request subrequest (it marks a FastCGI connection reusable
+# only after reading the response's body); an ordinary request through
+# the same upstream (the health path) is kept, and the daemon serves it.
+D3=$T_DIR/nginx-keep
+P3=$(free_port)
+nginx_conf "$D3" "$P3" 9000 </dev/null
+sed -i -e "s|^\( *\)fastcgi_pass 127\.0\.0\.1:9000;|\1fastcgi_pass rl2keep;\n\1fastcgi_keep_conn on;|" \
+    "$D3/ratelimit2.conf"
+sed -i "s|^http {|http {\n    upstream rl2keep { server unix:$SOCK; keepalive 8; }|" \
+    "$D3/nginx.conf"
+echo hello >"$D3/htdocs/a.txt"
+
+# established SOCK WANT -- the connections on SOCK's daemon side, once
+# they number WANT or after 5 s: the daemon closes its end of a
+# connection nginx closed as soon as it sees the close, not at once.
+established() {
+    local n
+    for _ in $(seq 1 100); do
+        n=$(ss -x -H state established 2>/dev/null | grep -c " $1 ")
+        [ "$n" = "$2" ] && break
+        sleep 0.05
+    done
+    echo "$n"
+}
+
+if nginx_start "$D3"; then
+    for _ in 1 2 3; do
+        code "http://127.0.0.1:$P3/a.txt" >/dev/null
+    done
+    is "keep_conn + keepalive: no connection is kept after auth_request" 0 \
+        "$(established "$SOCK" 0)"
+    like "... while the health path through the same upstream answers" \
+        '^\{"status":"ok"' "$(curl -s "http://127.0.0.1:$P3/ratelimit2/health")"
+    is "... and its connection stays open for the next request" 1 \
+        "$(established "$SOCK" 1)"
+    nginx_stop "$D3"
+else
+    not_ok "nginx starts with an upstream keepalive"
+fi
+fcgi_stop unix
+is "SIGTERM: the unix-socket daemon exits 0" 0 "$?"
 
 nginx_stop "$D"
 fcgi_stop daemon
