@@ -324,6 +324,7 @@ install: module fcgi man
 	    conf/fcgi/*.conf $(DESTDIR)$(DOCDIR)/examples/
 	install -m 644 conf/prometheus/ratelimit2.rules.yml \
 	    conf/prometheus/ratelimit2.rules.test.yml \
+	    conf/prometheus/ratelimit2.anomaly.test.yml \
 	    conf/grafana/ratelimit2-dashboard.json $(DESTDIR)$(DOCDIR)/examples/
 	sed 's|/usr/lib/apache2/modules/|$(MODDIR)/|' conf/apache/ratelimit2.load \
 	    >$(DESTDIR)$(DOCDIR)/examples/apache-ratelimit2.load

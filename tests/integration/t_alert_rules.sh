@@ -27,14 +27,15 @@ quiet_is() {
 quiet_is "promtool check rules accepts the alerting rules" \
     promtool check rules "$RULES"
 quiet_is "promtool test rules: every alert quiet, pending and firing as its tests say" \
-    promtool test rules conf/prometheus/ratelimit2.rules.test.yml
+    promtool test rules conf/prometheus/ratelimit2.rules.test.yml \
+    conf/prometheus/ratelimit2.anomaly.test.yml
 
 # Each alert the operations guide promises is in the file.
 for a in RateLimit2RedisDown RateLimit2FailoverActive RateLimit2RedisErrors \
     RateLimit2ZoneNearlyFull RateLimit2ZoneEvicting RateLimit2RefusalSpike \
     RateLimit2RefusalAnomaly RateLimit2RefundsDropped RateLimit2AlertsLost; do
-    grep -q "alert: $a\$" "$RULES" && grep -q "alertname: $a\$" \
-        conf/prometheus/ratelimit2.rules.test.yml \
+    grep -q "alert: $a\$" "$RULES" && cat conf/prometheus/*.test.yml \
+        | grep -q "alertname: $a\$" \
         && grep -q "\`$a\`" "$DOCS" && ok "$a: in the rules, tested, documented" \
         || not_ok "$a: in the rules, tested, documented"
 done
