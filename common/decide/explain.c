@@ -321,6 +321,27 @@ rl2_explain_run(rl2_ctx_t *c, rl2_store_t *store, rl2_explain_t *x,
     return RL2_OK;
 }
 
+/* What both explanations start with: the verdict, the path as matched
+ * (empty when it does not normalise: no rule then matches by path), and
+ * the request's context; on failure the context is already released. */
+static rl2_status_t
+rl2_explain_begin(rl2_ctx_t *c, const rl2_policy_t *policy,
+                  const rl2_request_t *req, rl2_explain_t *x, rl2_err_t *err)
+{
+    rl2_verdict_init(&x->v);
+    if (rl2_path_normalise(req->path != NULL ? req->path : "/", x->path,
+                           sizeof(x->path), !req->path_decoded)
+        != 0) {
+        x->path[0] = '\0';
+    }
+    if (rl2_ctx_init(c, policy, req, RL2_PHASE_ALL, &x->v) != 0) {
+        rl2_ctx_fini(c);
+        return rl2_err_set(err, RL2_ERR_REQUEST,
+                           "the request names two different API keys");
+    }
+    return RL2_OK;
+}
+
 rl2_status_t
 rl2_decide_explain(const rl2_policy_t *policy, rl2_store_t *store,
                    const rl2_request_t *req, const rl2_clock_t *now,
@@ -331,21 +352,13 @@ rl2_decide_explain(const rl2_policy_t *policy, rl2_store_t *store,
 
     /* Whole: not on a request's path, and every field is reported. */
     memset(x, 0, sizeof(*x));
-    rl2_verdict_init(&x->v);
     x->client = -1;
     x->tier_override = -1;
     x->load_milli = -1;
     x->load_step = -1;
     x->sched_window = -1;
-    if (rl2_path_normalise(req->path != NULL ? req->path : "/", x->path,
-                           sizeof(x->path), !req->path_decoded)
-        != 0) {
-        x->path[0] = '\0';
-    }
-    if (rl2_ctx_init(&c, policy, req, RL2_PHASE_ALL, &x->v) != 0) {
-        rl2_ctx_fini(&c);
-        return rl2_err_set(err, RL2_ERR_REQUEST,
-                           "the request names two different API keys");
+    if ((st = rl2_explain_begin(&c, policy, req, x, err)) != RL2_OK) {
+        return st;
     }
     c.now = now;
     c.rep_keyed = 0;
@@ -365,16 +378,8 @@ rl2_decide_explain_rules(const rl2_policy_t *policy, const rl2_request_t *req,
     /* Not the whole of x: kilobytes, for each line of a log. */
     x->n_rules = 0;
     x->exempt = 0;
-    rl2_verdict_init(&x->v);
-    if (rl2_path_normalise(req->path != NULL ? req->path : "/", x->path,
-                           sizeof(x->path), !req->path_decoded)
-        != 0) {
-        x->path[0] = '\0';
-    }
-    if (rl2_ctx_init(&c, policy, req, RL2_PHASE_ALL, &x->v) != 0) {
-        rl2_ctx_fini(&c);
-        return rl2_err_set(err, RL2_ERR_REQUEST,
-                           "the request names two different API keys");
+    if ((st = rl2_explain_begin(&c, policy, req, x, err)) != RL2_OK) {
+        return st;
     }
     st = rl2_explain_rules(&c, x, err);
     if (st == RL2_OK && c.path_ambiguous) {
