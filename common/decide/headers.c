@@ -428,7 +428,7 @@ rl2_body_end(char *buf, size_t len, size_t pos)
  * of a leaky_bucket, the requests in flight for concurrency, and the
  * units of the calendar period for quota. */
 static long long
-rl2_usage(const rl2_layer_t *l)
+rl2_layer_usage(const rl2_layer_t *l)
 {
     int64_t used = l->result.limit - l->result.remaining;
 
@@ -525,7 +525,7 @@ rl2_body_json(const rl2_policy_t *policy, const rl2_verdict_t *v,
         ",\"limit\":%lld,\"remaining\":%lld,\"current_usage\":%lld,"
         "\"reset\":%lld,\"reset_time\":\"%s\",\"retry_after\":%lld",
         l ? (long long)l->result.limit : 0LL,
-        l ? (long long)l->result.remaining : 0LL, l ? rl2_usage(l) : 0LL,
+        l ? (long long)l->result.remaining : 0LL, l ? rl2_layer_usage(l) : 0LL,
         policy->reset_delta ? t : (long long)(now->wall_us / RL2_US_PER_S) + t,
         when, retry);
     if (url != NULL) {
