@@ -146,11 +146,12 @@ rl2_html_cell(FILE *f, const char *text)
 static void
 rl2_html_latest(FILE *f, const rl2_ctl_report_t *r, long top)
 {
-    char when[32];
+    char when[32], count[24];
 
     fputs("<table id=\"latest\"><tr><th>time (UTC)</th><th>rule</th>"
           "<th>limit</th><th>tier</th><th>client</th><th>method</th>"
-          "<th>path</th><th>factors</th></tr>\n",
+          "<th>path</th><th>factors</th><th>count</th><th>user agent</th>"
+          "</tr>\n",
           f);
     for (size_t i = rl2_ctl_latest_from(r, top); i < r->n; i++) {
         const rl2_vlog_entry_t *e = &r->entries[i];
@@ -170,6 +171,9 @@ rl2_html_latest(FILE *f, const rl2_ctl_report_t *r, long top)
         rl2_html_cell(f, e->method);
         rl2_html_cell(f, e->path);
         rl2_html_cell(f, e->factors);
+        snprintf(count, sizeof(count), "%" PRId64, e->count);
+        rl2_html_cell(f, e->count >= 0 ? count : "-");
+        rl2_html_cell(f, e->user_agent);
         fputs("</tr>\n", f);
     }
     fputs("</table>\n", f);

@@ -135,10 +135,19 @@ rl2_ctl_report_text(FILE *f, const rl2_ctl_report_t *r, long top)
         const rl2_vlog_entry_t *e = &r->entries[i];
 
         rl2_ctl_time(e->time_us, from, sizeof(from));
-        fprintf(f, "  %s %s/%s tier=%s client=%s %s %s%s%s%s%s\n", from,
-                e->rule, e->limit_name, e->tier, e->client, e->method, e->path,
+        fprintf(f, "  %s %s/%s tier=%s client=%s %s %s%s%s%s%s", from, e->rule,
+                e->limit_name, e->tier, e->client, e->method, e->path,
                 e->factors[0] != '\0' ? " factors=" : "", e->factors,
                 e->variant[0] != '\0' ? " variant=" : "", e->variant);
+        /* Entries written before count and ua have neither. */
+        if (e->count >= 0) {
+            fprintf(f, " count=%" PRId64, e->count);
+        }
+        /* Quoted: a user agent has spaces; its quotes are escaped. */
+        if (e->user_agent[0] != '\0') {
+            fprintf(f, " ua=\"%s\"", e->user_agent);
+        }
+        fputc('\n', f);
     }
 }
 
@@ -187,6 +196,14 @@ rl2_ctl_entry_json(FILE *f, const rl2_vlog_entry_t *e, int last)
     rl2_ctl_json_field(f, "factors", e->factors);
     if (e->variant[0] != '\0') {
         rl2_ctl_json_field(f, "variant", e->variant);
+    }
+    rl2_ctl_json_field(f, "user_agent", e->user_agent);
+    /* null: an entry written before the log recorded the count */
+    if (e->count >= 0) {
+        fprintf(f, ",\"count\":%" PRId64, e->count);
+    }
+    else {
+        fputs(",\"count\":null", f);
     }
     fprintf(f, ",\"skipped\":%" PRIu64 "}%s", e->skipped, last ? "" : ",");
 }

@@ -196,7 +196,7 @@ rl2_cgi_deny(char *buf, size_t len, const char *status, int responder,
     }
     rl2_body_render(policy, v, now, body, sizeof(body));
     return rl2_cgi_response(buf, len, status, NULL, 0, &fields,
-                            "application/json", body);
+                            rl2_body_type(policy), body);
 }
 
 static const char *

@@ -201,13 +201,14 @@ rl2_shown_client(const rl2_verdict_t *v)
 }
 
 /* The JSON body replaces Apache's HTML error page unless the admin set
- * an ErrorDocument for 429; this filter gives it its content type, since
- * the error path sets text/html.  It is inserted by the insert_error_filter
+ * an ErrorDocument for 429; this filter gives it its content type
+ * (application/json or application/problem+json, its ctx), since the
+ * error path sets text/html.  It is inserted by the insert_error_filter
  * hook: the error path drops filters added before it. */
 static apr_status_t
 rl2_json_filter(ap_filter_t *f, apr_bucket_brigade *bb)
 {
-    ap_set_content_type(f->r, "application/json");
+    ap_set_content_type(f->r, f->ctx);
     ap_remove_output_filter(f);
     return ap_pass_brigade(f->next, bb);
 }
@@ -237,12 +238,13 @@ rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 
     st->status = status;
     rl2_fields_place(r, st->fields, RL2_FIELDS_AT_REFUSAL);
-    rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method, r->uri,
-                    &st->now);
+    rl2_vlog_record_ua(rl2_backend_vlog(rl2_backend), policy, v, r->method,
+                       r->uri, apr_table_get(r->headers_in, "User-Agent"),
+                       &st->now);
     if (ap_response_code_string(r, ap_index_of_response(status)) == NULL) {
         rl2_body_render(policy, v, &st->now, body, sizeof(body));
         ap_custom_response(r, status, body);
-        st->json_body = 1;
+        st->json_body = rl2_body_type(policy);
     }
     ap_log_rerror(
         APLOG_MARK, APLOG_INFO, 0, r,
@@ -267,7 +269,8 @@ rl2_insert_error_filter(request_rec *r)
     }
     rl2_fields_place(r, st->fields, RL2_FIELDS_AT_ERROR);
     if (st->json_body && r->status == st->status) {
-        ap_add_output_filter(RL2_JSON_FILTER, NULL, r, r->connection);
+        ap_add_output_filter(RL2_JSON_FILTER, (void *)st->json_body, r,
+                             r->connection);
     }
 }
 
@@ -295,7 +298,7 @@ rl2_state_new(request_rec *r, const rl2_clock_t *now)
     st->now = *now;
     st->cleanup_registered = 0;
     st->dry_run_logged = 0;
-    st->json_body = 0;
+    st->json_body = NULL;
     st->status = 0;
     ap_set_module_config(r->request_config, &ratelimit2_module, st);
     return st;
@@ -396,8 +399,8 @@ static __attribute__((noinline)) void
 rl2_vlog_challenger(request_rec *r, const rl2_policy_t *policy,
                     const rl2_verdict_t *v, const rl2_clock_t *now)
 {
-    rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method, r->uri,
-                    now);
+    rl2_vlog_record_ua(rl2_backend_vlog(rl2_backend), policy, v, r->method,
+                       r->uri, apr_table_get(r->headers_in, "User-Agent"), now);
 }
 
 /* Every phase with a verdict ends here: a final one is counted and its
@@ -609,6 +612,9 @@ rl2_server_policy(apr_pool_t *p, rl2_srv_conf_t *conf)
     }
     if (conf->legacy != RL2_UNSET) {
         copy->header_legacy = conf->legacy;
+    }
+    if (conf->body_problem != RL2_UNSET) {
+        copy->body_problem = conf->body_problem;
     }
     conf->policy = copy;
     return NULL;

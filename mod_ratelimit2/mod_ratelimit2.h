@@ -38,6 +38,8 @@ typedef struct {
     int                 reset_delta;  /* RL2_UNSET, 0, 1 */
     int                 legacy;       /* RateLimit2LegacyHeaders: UNSET,
                                          0, 1 */
+    int body_problem;                 /* RateLimit2BodyFormat: UNSET, 0
+                                         (json), 1 (problem+json) */
     unsigned                 phases;  /* RL2_PHASE_* the policy uses */
     struct rl2_metrics_bind *metrics; /* set in post_config, or NULL */
 } rl2_srv_conf_t;
@@ -86,8 +88,9 @@ typedef struct {
     rl2_clock_t   now;
     int           cleanup_registered;
     int           dry_run_logged;
-    int           json_body;       /* our refusal body is the response */
-    int           status;          /* the refusal's status (429, 403,
+    const char   *json_body;       /* our refusal body is the response:
+                                      its Content-Type; NULL: not ours */
+    int status;                    /* the refusal's status (429, 403,
                                       503), or 0 */
     rl2_fields_t rendered;         /* what fields points to: the state and
                                       the fields in one allocation */

@@ -36,6 +36,7 @@ rl2_create_srv_conf(apr_pool_t *p, server_rec *s)
     conf->mode = RL2_UNSET;
     conf->reset_delta = RL2_UNSET;
     conf->legacy = RL2_UNSET;
+    conf->body_problem = RL2_UNSET;
     return conf;
 }
 
@@ -52,6 +53,8 @@ rl2_merge_srv_conf(apr_pool_t *p, void *basev, void *addv)
     conf->reset_delta =
         add->reset_delta != RL2_UNSET ? add->reset_delta : base->reset_delta;
     conf->legacy = add->legacy != RL2_UNSET ? add->legacy : base->legacy;
+    conf->body_problem =
+        add->body_problem != RL2_UNSET ? add->body_problem : base->body_problem;
     return conf;
 }
 
@@ -228,6 +231,25 @@ rl2_set_reset(cmd_parms *cmd, void *dummy, const char *arg)
     }
     else {
         return "RateLimit2ResetFormat: expected epoch or delta";
+    }
+    return NULL;
+}
+
+static const char *
+rl2_set_body(cmd_parms *cmd, void *dummy, const char *arg)
+{
+    rl2_srv_conf_t *conf =
+        ap_get_module_config(cmd->server->module_config, &ratelimit2_module);
+
+    (void)dummy;
+    if (strcasecmp(arg, "json") == 0) {
+        conf->body_problem = 0;
+    }
+    else if (strcasecmp(arg, "problem+json") == 0) {
+        conf->body_problem = 1;
+    }
+    else {
+        return "RateLimit2BodyFormat: expected json or problem+json";
     }
     return NULL;
 }
@@ -450,6 +472,8 @@ const command_rec rl2_cmds[] = {
                      "[interval=S]: syslog alerts about the store"),
     AP_INIT_TAKE1("RateLimit2ResetFormat", rl2_set_reset, NULL, RSRC_CONF,
                   "X-RateLimit-Reset as epoch seconds (default) or delta"),
+    AP_INIT_TAKE1("RateLimit2BodyFormat", rl2_set_body, NULL, RSRC_CONF,
+                  "the 429 body: json (default) or problem+json"),
     AP_INIT_FLAG("RateLimit2LegacyHeaders", rl2_set_legacy, NULL, RSRC_CONF,
                  "On to send X-RateLimit-Limit, -Remaining and -Reset "
                  "(default Off: RateLimit and RateLimit-Policy only)"),

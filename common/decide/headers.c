@@ -6,10 +6,13 @@
  * "shown" layer).  On a refusal, RateLimit's t, Retry-After and
  * X-RateLimit-Reset all point at the same moment: when the refused request
  * would fit, rounded up to whole seconds so a client that obeys is never
- * early.
+ * early.  The 429 body is our JSON or, with headers.body = "problem+json",
+ * a problem type of draft-ietf-httpapi-ratelimit-headers (section 5).
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "ratelimit2/headers.h"
 
@@ -152,8 +155,31 @@ rl2_policy_value(const rl2_verdict_t *v, const rl2_clock_t *now, char **w)
     return start;
 }
 
-static const char *const rl2_key_names[] = { "ip",     "user",  "api_key",
-                                             "header", "route", "global" };
+/* The key a layer was counted by, read from the log form of its client
+ * that rl2_key_value (decide.c) writes: "user:", "key:", "hdr:",
+ * "route:" and "global" name theirs; anything else is an address (or the
+ * "unknown" text of a hop that is none: no prefix above, whose letters
+ * are no hex digits), which is also what a user, API key or header limit
+ * counts when the request has no such identity. */
+static const char *
+rl2_layer_scope(const rl2_layer_t *l)
+{
+    static const struct {
+        const char *prefix, *name;
+        size_t      len;
+    } kinds[] = { { "user:", "user", 5 },
+                  { "key:", "api_key", 4 },
+                  { "hdr:", "header", 4 },
+                  { "route:", "route", 6 },
+                  { "global", "global", 6 } };
+
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (strncmp(l->client, kinds[i].prefix, kinds[i].len) == 0) {
+            return kinds[i].name;
+        }
+    }
+    return "ip";
+}
 
 void
 rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
@@ -240,7 +266,7 @@ rl2_headers_optional(const rl2_policy_t *policy, const rl2_verdict_t *v,
     const rl2_layer_t *l = &v->layers[v->shown];
 
     if (policy->header_scope) {
-        set(ctx, "X-RateLimit-Scope", rl2_key_names[l->limit->key]);
+        set(ctx, "X-RateLimit-Scope", rl2_layer_scope(l));
     }
     if (policy->header_algorithm) {
         set(ctx, "X-RateLimit-Algorithm", rl2_algo_name(l->limit->algo.algo));
@@ -331,6 +357,23 @@ rl2_headers_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
     return need;
 }
 
+/* ---- the body ---- */
+
+/* Append formatted text at pos; returns the position after it, past len
+ * when it did not fit (the caller reports the length it needed). */
+static size_t
+rl2_body_add(char *buf, size_t len, size_t pos, const char *fmt, ...)
+{
+    va_list ap;
+    int     n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(pos < len ? buf + pos : NULL, pos < len ? len - pos : 0, fmt,
+                  ap);
+    va_end(ap);
+    return n < 0 ? pos : pos + (size_t)n;
+}
+
 /* Append s to buf as the inside of a JSON string. */
 static size_t
 rl2_json_escape(char *buf, size_t len, size_t pos, const char *s)
@@ -359,74 +402,207 @@ rl2_json_escape(char *buf, size_t len, size_t pos, const char *s)
     return pos;
 }
 
+/* ,"name":"value", the value escaped. */
 static size_t
 rl2_json_field(char *buf, size_t len, size_t pos, const char *name,
                const char *value)
 {
-    pos += (size_t)snprintf(pos < len ? buf + pos : NULL,
-                            pos < len ? len - pos : 0, ",\"%s\":\"", name);
+    pos = rl2_body_add(buf, len, pos, ",\"%s\":\"", name);
     pos = rl2_json_escape(buf, len, pos, value);
-    if (pos < len) {
-        buf[pos] = '"';
+    return rl2_body_add(buf, len, pos, "\"");
+}
+
+/* End the body: NUL-terminated whatever fitted. */
+static size_t
+rl2_body_end(char *buf, size_t len, size_t pos)
+{
+    pos = rl2_body_add(buf, len, pos, "}\n");
+    buf[pos < len ? pos : len - 1] = '\0';
+    return pos;
+}
+
+/* The units in use under the layer's limit when it answered, in the
+ * limit's units: its quota less what was left.  That is the requests (or
+ * units) counted in the window for the window algorithms (sliding_window:
+ * its weighted estimate), the tokens spent for token_bucket, the level
+ * of a leaky_bucket, the requests in flight for concurrency, and the
+ * units of the calendar period for quota. */
+static long long
+rl2_layer_usage(const rl2_layer_t *l)
+{
+    int64_t used = l->result.limit - l->result.remaining;
+
+    return used > 0 ? (long long)used : 0;
+}
+
+/* `t` seconds from now as ISO 8601 UTC ("2026-12-06T12:00:05Z"). */
+static void
+rl2_iso_time(const rl2_clock_t *now, long long t, char *out, size_t size)
+{
+    time_t    s = (time_t)(now->wall_us / RL2_US_PER_S + t);
+    struct tm tm;
+
+    if (gmtime_r(&s, &tm) == NULL
+        || strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        /* A year no struct tm holds: no time a client could wait for. */
+        snprintf(out, size, "9999-12-31T23:59:59Z");
     }
-    return pos + 1;
+}
+
+/* The message a person reads: "message" of our JSON, "detail" of a
+ * problem. */
+static void
+rl2_body_message(const rl2_verdict_t *v, long long retry, char *msg,
+                 size_t size)
+{
+    const char *s = retry == 1 ? "" : "s";
+
+    switch (v->refusal) {
+    case RL2_REFUSAL_BAN:
+        snprintf(msg, size, "This client is banned. Retry in %lld second%s.",
+                 retry, s);
+        break;
+    case RL2_REFUSAL_EMERGENCY:
+        snprintf(msg, size,
+                 "The service admits listed clients only for now. "
+                 "Retry in %lld second%s.",
+                 retry, s);
+        break;
+    default:
+        snprintf(msg, size,
+                 "Too many requests: the limit \"%s\" is "
+                 "used up. Retry in %lld second%s.",
+                 v->shown >= 0 ? v->layers[v->shown].limit->name : "", retry,
+                 s);
+    }
 }
 
 /* The body of a refusal that came before any limit. */
 static size_t
 rl2_body_refusal(const rl2_verdict_t *v, long long retry, char *buf, size_t len)
 {
-    int ban = v->refusal == RL2_REFUSAL_BAN;
-    int n =
-        snprintf(buf, len,
-                 "{\"error\":\"%s\",\"message\":\"%s Retry in %lld second%s.\","
-                 "\"retry_after\":%lld}\n",
-                 ban ? "banned" : "unavailable",
-                 ban ? "This client is banned."
-                     : "The service admits listed clients "
-                       "only for now.",
-                 retry, retry == 1 ? "" : "s", retry);
+    char   msg[160];
+    size_t pos;
 
-    return n < 0 ? 0 : (size_t)n;
+    rl2_body_message(v, retry, msg, sizeof(msg));
+    pos =
+        rl2_body_add(buf, len, 0, "{\"error\":\"%s\"",
+                     v->refusal == RL2_REFUSAL_BAN ? "banned" : "unavailable");
+    pos = rl2_json_field(buf, len, pos, "message", msg);
+    pos = rl2_body_add(buf, len, pos, ",\"retry_after\":%lld", retry);
+    return rl2_body_end(buf, len, pos);
+}
+
+static const char *
+rl2_body_upgrade_url(const rl2_policy_t *policy, const rl2_verdict_t *v)
+{
+    return v->tier >= 0 && (size_t)v->tier < policy->n_tiers
+               ? policy->tiers[v->tier].upgrade_url
+               : NULL;
+}
+
+/* Our JSON body of a limit's refusal. */
+static size_t
+rl2_body_json(const rl2_policy_t *policy, const rl2_verdict_t *v,
+              const rl2_clock_t *now, char *buf, size_t len)
+{
+    const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
+    long long          retry = rl2_retry_after_s(v), t = l ? rl2_reset_s(v) : 0;
+    const char        *url = rl2_body_upgrade_url(policy, v);
+    char               msg[256], when[32];
+    size_t             pos;
+
+    if (v->refusal != RL2_REFUSAL_LIMIT) {
+        return rl2_body_refusal(v, retry, buf, len);
+    }
+    rl2_body_message(v, retry, msg, sizeof(msg));
+    rl2_iso_time(now, t, when, sizeof(when));
+    pos = rl2_body_add(buf, len, 0, "{\"error\":\"too_many_requests\"");
+    pos = rl2_json_field(buf, len, pos, "message", msg);
+    pos = rl2_json_field(buf, len, pos, "rule", l ? l->rule->name : "");
+    pos = rl2_body_add(
+        buf, len, pos,
+        ",\"limit\":%lld,\"remaining\":%lld,\"current_usage\":%lld,"
+        "\"reset\":%lld,\"reset_time\":\"%s\",\"retry_after\":%lld",
+        l ? (long long)l->result.limit : 0LL,
+        l ? (long long)l->result.remaining : 0LL, l ? rl2_layer_usage(l) : 0LL,
+        policy->reset_delta ? t : (long long)(now->wall_us / RL2_US_PER_S) + t,
+        when, retry);
+    if (url != NULL) {
+        pos = rl2_json_field(buf, len, pos, "upgrade_url", url);
+    }
+    return rl2_body_end(buf, len, pos);
+}
+
+/* "violated-policies": the names, as RateLimit-Policy carries them, of
+ * the limits that refused; a ban or the emergency switch refused before
+ * any limit, and names none. */
+static size_t
+rl2_body_violated(const rl2_verdict_t *v, char *buf, size_t len, size_t pos)
+{
+    const char *sep = "";
+
+    pos = rl2_body_add(buf, len, pos, ",\"violated-policies\":[");
+    for (size_t i = 0; v->refusal == RL2_REFUSAL_LIMIT && i < v->n_layers;
+         i++) {
+        const rl2_layer_t *l = &v->layers[i];
+
+        if (!l->refused || l->dry_run || l->challenger || l->limit->unlimited) {
+            continue;
+        }
+        pos = rl2_body_add(buf, len, pos, "%s\"", sep);
+        pos = rl2_json_escape(buf, len, pos, l->limit->name);
+        pos = rl2_body_add(buf, len, pos, "\"");
+        sep = ",";
+    }
+    return rl2_body_add(buf, len, pos, "]");
+}
+
+/* A problem (RFC 9457) of the type the draft registers for the refusal:
+ * quota-exceeded for a limit, abnormal-usage-detected for a ban,
+ * temporary-reduced-capacity for the emergency switch's 503.  Its title
+ * is the one the draft registers; the members are the draft's, no more. */
+static size_t
+rl2_body_problem(const rl2_policy_t *policy, const rl2_verdict_t *v, char *buf,
+                 size_t len)
+{
+    static const char *const types[][2] = {
+        { "quota-exceeded", "Quota Exceeded" },
+        { "abnormal-usage-detected", "Abnormal Usage Detected" },
+        { "temporary-reduced-capacity", "Temporary Reduced Capacity" },
+    };
+    unsigned which = v->refusal <= RL2_REFUSAL_EMERGENCY ? v->refusal : 0;
+    int      status = v->refusal == RL2_REFUSAL_BAN         ? policy->ban_status
+                      : v->refusal == RL2_REFUSAL_EMERGENCY ? 503
+                                                            : 429;
+    char     msg[256];
+    size_t   pos;
+
+    rl2_body_message(v, rl2_retry_after_s(v), msg, sizeof(msg));
+    pos = rl2_body_add(buf, len, 0,
+                       "{\"type\":\"https://iana.org/assignments/"
+                       "http-problem-types#%s\",\"title\":\"%s\","
+                       "\"status\":%d",
+                       types[which][0], types[which][1], status);
+    pos = rl2_json_field(buf, len, pos, "detail", msg);
+    pos = rl2_body_violated(v, buf, len, pos);
+    return rl2_body_end(buf, len, pos);
+}
+
+const char *
+rl2_body_type(const rl2_policy_t *policy)
+{
+    return policy->body_problem ? "application/problem+json"
+                                : "application/json";
 }
 
 size_t
 rl2_body_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                 const rl2_clock_t *now, char *buf, size_t len)
 {
-    const rl2_layer_t *l = v->shown >= 0 ? &v->layers[v->shown] : NULL;
-    long long          retry = rl2_retry_after_s(v), t = l ? rl2_reset_s(v) : 0;
-    char               msg[256];
-    size_t             pos;
-
     if (len == 0) {
         return 0;
     }
-    if (v->refusal != RL2_REFUSAL_LIMIT) {
-        return rl2_body_refusal(v, retry, buf, len);
-    }
-    snprintf(msg, sizeof(msg),
-             "Too many requests: the limit \"%s\" is "
-             "used up. Retry in %lld second%s.",
-             l ? l->limit->name : "", retry, retry == 1 ? "" : "s");
-    pos = (size_t)snprintf(buf, len, "{\"error\":\"too_many_requests\"");
-    pos = rl2_json_field(buf, len, pos, "message", msg);
-    pos = rl2_json_field(buf, len, pos, "rule", l ? l->rule->name : "");
-    pos += (size_t)snprintf(
-        pos < len ? buf + pos : NULL, pos < len ? len - pos : 0,
-        ",\"limit\":%lld,\"remaining\":%lld,"
-        "\"reset\":%lld,\"retry_after\":%lld",
-        l ? (long long)l->result.limit : 0LL,
-        l ? (long long)l->result.remaining : 0LL,
-        policy->reset_delta ? t : (long long)(now->wall_us / RL2_US_PER_S) + t,
-        retry);
-    if (v->tier >= 0 && (size_t)v->tier < policy->n_tiers
-        && policy->tiers[v->tier].upgrade_url != NULL) {
-        pos = rl2_json_field(buf, len, pos, "upgrade_url",
-                             policy->tiers[v->tier].upgrade_url);
-    }
-    pos += (size_t)snprintf(pos < len ? buf + pos : NULL,
-                            pos < len ? len - pos : 0, "}\n");
-    buf[pos < len ? pos : len - 1] = '\0';
-    return pos;
+    return policy->body_problem ? rl2_body_problem(policy, v, buf, len)
+                                : rl2_body_json(policy, v, now, buf, len);
 }

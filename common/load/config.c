@@ -58,10 +58,12 @@ static const char *const rl2_apikey_keys[] = { "header", "query", NULL };
 static const char *const rl2_tierfrom_keys[] = { "variable", "header",
                                                  "header_from", "redis", NULL };
 static const char *const rl2_headers_keys[] = {
-    "reset", "legacy", "scope", "algorithm", "factors", "variant", NULL
+    "reset", "body", "legacy", "scope", "algorithm", "factors", "variant", NULL
 };
 static const char *const rl2_match_values[] = { "first", "all", NULL };
 static const char *const rl2_reset_values[] = { "epoch", "delta", NULL };
+/* The 429 body: the index is policy->body_problem. */
+static const char *const rl2_body_values[] = { "json", "problem+json", NULL };
 
 /* ---- messages ---- */
 
@@ -187,6 +189,8 @@ rl2_cfg_groups(rl2_cfg_t *cfg, const config_setting_t *root)
     if (g != NULL) {
         RL2_TRY(
             rl2_cfg_choice(cfg, g, "reset", rl2_reset_values, &p->reset_delta));
+        RL2_TRY(
+            rl2_cfg_choice(cfg, g, "body", rl2_body_values, &p->body_problem));
         RL2_TRY(rl2_cfg_bool(cfg, g, "legacy", &p->header_legacy));
         RL2_TRY(rl2_cfg_bool(cfg, g, "scope", &p->header_scope));
         RL2_TRY(rl2_cfg_bool(cfg, g, "algorithm", &p->header_algorithm));

@@ -50,6 +50,28 @@ rl2_cfg_tier_list(const rl2_policy_t *p, char *buf, size_t size)
     }
 }
 
+/* upgrade_url goes into every 429 body of the tier: bounded, so the body
+ * always fits RL2_BODY_MAX, and text (no control bytes) a client can
+ * follow. */
+static rl2_status_t
+rl2_cfg_upgrade_url(rl2_cfg_t *cfg, const config_setting_t *s, const char *url)
+{
+    size_t n = url != NULL ? strlen(url) : 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)url[i] < 0x20 || url[i] == 0x7f) {
+            n = RL2_UPGRADE_URL_MAX + 1;
+        }
+    }
+    if (url != NULL && (n == 0 || n > RL2_UPGRADE_URL_MAX)) {
+        return rl2_cfg_fail(cfg, rl2_cfg_at(s, "upgrade_url"), RL2_ERR_CONFIG,
+                            "tier: 'upgrade_url' must be 1 to %d bytes "
+                            "without control characters",
+                            RL2_UPGRADE_URL_MAX);
+    }
+    return RL2_OK;
+}
+
 /* A tier name is also a key in a rule's tiers = { name = ...; }, so it
  * must be a libconfig setting name. */
 static rl2_status_t
@@ -65,6 +87,7 @@ rl2_cfg_tier(rl2_cfg_t *cfg, const config_setting_t *s, rl2_tier_t *t)
     else if (config_setting_type(s) == CONFIG_TYPE_GROUP) {
         RL2_TRY(rl2_cfg_keys(cfg, s, "tier", rl2_tier_keys));
         RL2_TRY(rl2_cfg_copy(cfg, s, "upgrade_url", &t->upgrade_url));
+        RL2_TRY(rl2_cfg_upgrade_url(cfg, s, t->upgrade_url));
         RL2_TRY(rl2_cfg_string(cfg, s, "name", &name));
         if (name == NULL) {
             return rl2_cfg_fail(cfg, s, RL2_ERR_CONFIG,

@@ -152,8 +152,10 @@ rl2_hex_byte(char *out, unsigned char c)
 }
 
 void
-rl2_vlog_escape(char *dst, size_t size, const char *src, int path)
+rl2_vlog_escape(char *dst, size_t size, const char *src, int flags)
 {
+    int    path = flags & RL2_VLOG_ESC_PATH;
+    int    keep_bs = flags & RL2_VLOG_ESC_READ;
     size_t o = 0;
 
     if (size == 0) {
@@ -161,7 +163,8 @@ rl2_vlog_escape(char *dst, size_t size, const char *src, int path)
     }
     for (const unsigned char *s = (const unsigned char *)src;
          s != NULL && *s != '\0' && !(path && *s == '?'); s++) {
-        int    esc = *s < 0x20 || *s >= 0x7f || *s == '\\' || *s == '"';
+        int esc =
+            *s < 0x20 || *s >= 0x7f || (*s == '\\' && !keep_bs) || *s == '"';
         size_t need = esc ? 4 : 1;
 
         if (o + need >= size) {
@@ -224,15 +227,34 @@ rl2_vlog_layer(const rl2_verdict_t *v, int challenger)
     return NULL;
 }
 
+/* What a request tells of itself: a hostile client's bytes, escaped
+ * into the entry's bounded fields. */
+typedef struct {
+    const char *method;
+    const char *path;
+    const char *user_agent;
+} rl2_vlog_req_t;
+
+/* The units in use under the layer's limit: as the 429 body's
+ * current_usage (headers.c). */
+static int64_t
+rl2_vlog_count(const rl2_layer_t *l)
+{
+    int64_t used = l->result.limit - l->result.remaining;
+
+    return used > 0 ? used : 0;
+}
+
 static void
 rl2_vlog_fill(rl2_vlog_entry_t *e, const rl2_policy_t *policy,
-              const rl2_verdict_t *v, int challenger, const char *method,
-              const char *path, const rl2_clock_t *now)
+              const rl2_verdict_t *v, int challenger, const rl2_vlog_req_t *q,
+              const rl2_clock_t *now)
 {
     const rl2_layer_t *l = rl2_vlog_layer(v, challenger);
 
     memset(e, 0, sizeof(*e));
     e->challenger = (uint8_t)challenger;
+    e->count = l != NULL ? rl2_vlog_count(l) : -1;
     if (l != NULL && l->variant != 0) {
         rl2_vlog_escape(e->variant, sizeof(e->variant),
                         l->rule->variants[l->variant - 1].name, 0);
@@ -257,9 +279,11 @@ rl2_vlog_fill(rl2_vlog_entry_t *e, const rl2_policy_t *policy,
                         ? policy->tiers[v->tier].name
                         : "-",
                     0);
-    rl2_vlog_escape(e->method, sizeof(e->method), method != NULL ? method : "-",
-                    0);
-    rl2_vlog_escape(e->path, sizeof(e->path), path != NULL ? path : "-", 1);
+    rl2_vlog_escape(e->method, sizeof(e->method),
+                    q->method != NULL ? q->method : "-", 0);
+    rl2_vlog_escape(e->path, sizeof(e->path), q->path != NULL ? q->path : "-",
+                    1);
+    rl2_vlog_escape(e->user_agent, sizeof(e->user_agent), q->user_agent, 0);
     if (v->factors_set) {
         rl2_factors_format(v->factor_ppm, e->factors, sizeof(e->factors));
     }
@@ -288,8 +312,8 @@ rl2_vlog_ring_put(rl2_vlog_t *log, const rl2_vlog_entry_t *e)
 static rl2_status_t
 rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
 {
-    char        t[24], lim[24], win[24], skip[24];
-    const char *args[32] = {
+    char        t[24], lim[24], win[24], skip[24], count[24];
+    const char *args[36] = {
         "XADD",      log->stream, "MAXLEN",     "~",
         log->maxlen, "*",         "t",          t,
         "rule",      e->rule,     "limit",      e->limit_name,
@@ -297,9 +321,10 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
         "method",    e->method,   "path",       e->path,
         "lim",       lim,         "win",        win,
         "skipped",   skip,        "factors",    e->factors,
-        "variant",   e->variant,  "challenger", e->challenger ? "1" : "0"
+        "variant",   e->variant,  "challenger", e->challenger ? "1" : "0",
+        "count",     count,       "ua",         e->user_agent
     };
-    size_t            len[32];
+    size_t            len[36];
     rl2_redis_conn_t *conn;
     redisReply       *reply;
     rl2_status_t      st;
@@ -309,14 +334,15 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
     snprintf(lim, sizeof(lim), "%" PRId64, e->limit);
     snprintf(win, sizeof(win), "%" PRId64, e->window_us);
     snprintf(skip, sizeof(skip), "%" PRIu64, e->skipped);
-    for (int i = 0; i < 32; i++) {
+    snprintf(count, sizeof(count), "%" PRId64, e->count);
+    for (int i = 0; i < 36; i++) {
         len[i] = strlen(args[i]);
     }
     if (!rl2_redis_pool_cached(log->pool, &conn)
         && (st = rl2_redis_pool_get(log->pool, &conn, err)) != RL2_OK) {
         return st;
     }
-    if ((st = rl2_redis_command(conn, 32, args, len, "XADD", &reply, err))
+    if ((st = rl2_redis_command(conn, 36, args, len, "XADD", &reply, err))
         != RL2_OK) {
         return st;
     }
@@ -334,8 +360,8 @@ rl2_vlog_xadd(rl2_vlog_t *log, const rl2_vlog_entry_t *e, rl2_err_t *err)
  * refused. */
 static void
 rl2_vlog_put(rl2_vlog_t *log, const rl2_policy_t *policy,
-             const rl2_verdict_t *v, int challenger, const char *method,
-             const char *path, const rl2_clock_t *now)
+             const rl2_verdict_t *v, int challenger, const rl2_vlog_req_t *q,
+             const rl2_clock_t *now)
 {
     rl2_vlog_ring_t *ring = log->ring;
     rl2_vlog_entry_t e;
@@ -347,7 +373,7 @@ rl2_vlog_put(rl2_vlog_t *log, const rl2_policy_t *policy,
         atomic_fetch_add_explicit(&ring->skipped, 1, memory_order_relaxed);
         return;
     }
-    rl2_vlog_fill(&e, policy, v, challenger, method, path, now);
+    rl2_vlog_fill(&e, policy, v, challenger, q, now);
     e.skipped =
         atomic_exchange_explicit(&ring->pending, 0, memory_order_relaxed);
     if (log->pool != NULL
@@ -363,17 +389,27 @@ rl2_vlog_put(rl2_vlog_t *log, const rl2_policy_t *policy,
 }
 
 void
-rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
-                const rl2_verdict_t *v, const char *method, const char *path,
-                const rl2_clock_t *now)
+rl2_vlog_record_ua(rl2_vlog_t *log, const rl2_policy_t *policy,
+                   const rl2_verdict_t *v, const char *method, const char *path,
+                   const char *user_agent, const rl2_clock_t *now)
 {
+    rl2_vlog_req_t q = { method, path, user_agent };
+
     if (log == NULL) {
         return;
     }
     if (v->outcome == RL2_OUTCOME_DENY) {
-        rl2_vlog_put(log, policy, v, 0, method, path, now);
+        rl2_vlog_put(log, policy, v, 0, &q, now);
     }
     if (v->challenger_denied) {
-        rl2_vlog_put(log, policy, v, 1, method, path, now);
+        rl2_vlog_put(log, policy, v, 1, &q, now);
     }
+}
+
+void
+rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
+                const rl2_verdict_t *v, const char *method, const char *path,
+                const rl2_clock_t *now)
+{
+    rl2_vlog_record_ua(log, policy, v, method, path, NULL, now);
 }

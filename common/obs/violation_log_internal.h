@@ -51,16 +51,22 @@ rl2_status_t rl2_vlog_open(const rl2_vlog_conf_t *conf, const char *zone_name,
                            rl2_err_t *err);
 void         rl2_vlog_close(rl2_vlog_t *log);
 
-/* Copy src into dst (size bytes), stopping at '?' when `path`, with
- * control bytes, DEL, bytes above ASCII (a decoded path may hold any),
- * backslash and double quote as \xHH: bounded ASCII text
- * that cannot break a log line.  Truncates on an escape boundary. */
-void rl2_vlog_escape(char *dst, size_t size, const char *src, int path);
+/* Copy src into dst (size bytes), stopping at '?' when `flags` has
+ * RL2_VLOG_ESC_PATH, with control bytes, DEL, bytes above ASCII (a
+ * decoded path may hold any), backslash and double quote as \xHH:
+ * bounded ASCII text that cannot break a log line.  Truncates on an
+ * escape boundary.  RL2_VLOG_ESC_READ leaves backslashes as they are: a
+ * reader's second pass over text the writer escaped (the stream), which
+ * must not double its escapes, but still escapes what the writer never
+ * leaves (a forged entry's raw bytes). */
+#define RL2_VLOG_ESC_PATH 1
+#define RL2_VLOG_ESC_READ 2
+void rl2_vlog_escape(char *dst, size_t size, const char *src, int flags);
 
 #define RL2_VLOG_MAGIC 0x524c3256u /* "RL2V" */
-#define RL2_VLOG_VERSION \
-    2u /* 2: entries carry factors, variant, challenger \
-        */
+/* 2: entries carry factors, variant, challenger; 3: count and
+ * user_agent (violation_log_read.c still reads a ring of version 2). */
+#define RL2_VLOG_VERSION 3u
 
 /* The sampling window word: second << BITS | entries in that second. */
 #define RL2_VLOG_WINDOW_BITS 20

@@ -6,7 +6,10 @@
  * Stream entries have the fields t (µs since the epoch), rule, limit,
  * tier, client, method, path, lim (the limit's count), win (its window,
  * µs), skipped, variant (the rule's variant, or empty) and challenger
- * ("1": a challenger's would-refuse), written by rl2_vlog_record().
+ * ("1": a challenger's would-refuse), count (the units in use under the
+ * refusing limit) and ua (the User-Agent), written by rl2_vlog_record().
+ * An entry written before count and ua were has neither: it is read with
+ * count -1 and an empty user agent, as an entry of a ring of version 2.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -26,6 +29,59 @@
 #include "violation_log_internal.h"
 #include "redis/redis_internal.h"
 
+/* An entry as version 2 of the ring laid it out, before count and
+ * user_agent: servers not yet restarted still write rings of it. */
+typedef struct {
+    int64_t  time_us;
+    int64_t  limit;
+    int64_t  window_us;
+    uint64_t skipped;
+    char     rule[RL2_NAME_MAX + 1];
+    char     limit_name[RL2_NAME_MAX + 1];
+    char     tier[RL2_NAME_MAX + 1];
+    char     client[RL2_VLOG_CLIENT_MAX];
+    char     method[RL2_VLOG_METHOD_MAX];
+    char     path[RL2_VLOG_PATH_MAX];
+    char     factors[RL2_VLOG_FACTORS_MAX];
+    char     variant[RL2_VARIANT_NAME_MAX + 1];
+    uint8_t  challenger;
+} rl2_vlog_entry_v2_t;
+
+typedef struct {
+    _Atomic uint64_t    stamp;
+    rl2_vlog_entry_v2_t entry;
+} rl2_vlog_slot_v2_t;
+
+/* A ring's slot size by its version; 0: a version not read here. */
+static size_t
+rl2_ring_slot_size(uint32_t version)
+{
+    return version == RL2_VLOG_VERSION ? sizeof(rl2_vlog_slot_t)
+           : version == 2              ? sizeof(rl2_vlog_slot_v2_t)
+                                       : 0;
+}
+
+/* A version 2 entry as the current layout: no count, no user agent. */
+static void
+rl2_entry_from_v2(rl2_vlog_entry_t *e, const rl2_vlog_entry_v2_t *o)
+{
+    memset(e, 0, sizeof(*e));
+    e->time_us = o->time_us;
+    e->limit = o->limit;
+    e->window_us = o->window_us;
+    e->skipped = o->skipped;
+    memcpy(e->rule, o->rule, sizeof(e->rule));
+    memcpy(e->limit_name, o->limit_name, sizeof(e->limit_name));
+    memcpy(e->tier, o->tier, sizeof(e->tier));
+    memcpy(e->client, o->client, sizeof(e->client));
+    memcpy(e->method, o->method, sizeof(e->method));
+    memcpy(e->path, o->path, sizeof(e->path));
+    memcpy(e->factors, o->factors, sizeof(e->factors));
+    memcpy(e->variant, o->variant, sizeof(e->variant));
+    e->challenger = o->challenger;
+    e->count = -1;
+}
+
 static void
 rl2_entry_terminate(rl2_vlog_entry_t *e)
 {
@@ -37,29 +93,43 @@ rl2_entry_terminate(rl2_vlog_entry_t *e)
     e->path[sizeof(e->path) - 1] = '\0';
     e->variant[sizeof(e->variant) - 1] = '\0';
     e->factors[sizeof(e->factors) - 1] = '\0';
+    e->user_agent[sizeof(e->user_agent) - 1] = '\0';
 }
 
 /* Copy the complete entries, oldest first; a slot being rewritten while
- * we look is left out. */
+ * we look is left out.  Slots are `slot_size` bytes: a ring of version 2
+ * has smaller ones, converted. */
 static size_t
-rl2_ring_copy(const rl2_vlog_ring_t *ring, uint64_t capacity,
+rl2_ring_copy(const rl2_vlog_ring_t *ring, uint64_t capacity, size_t slot_size,
               rl2_vlog_entry_t *out)
 {
-    uint64_t head = atomic_load_explicit(&ring->head, memory_order_acquire);
-    uint64_t seq = head > capacity ? head - capacity : 0;
-    size_t   n = 0;
+    const char *slots = (const char *)ring->slots;
+    uint64_t    head = atomic_load_explicit(&ring->head, memory_order_acquire);
+    uint64_t    seq = head > capacity ? head - capacity : 0;
+    size_t      n = 0;
 
     for (; seq < head; seq++) {
-        const rl2_vlog_slot_t *slot = &ring->slots[seq % capacity];
-        uint64_t               want = 2 * seq + 2;
+        const void             *at = slots + (seq % capacity) * slot_size;
+        const _Atomic uint64_t *stamp = at;
+        uint64_t                want = 2 * seq + 2;
+        rl2_vlog_entry_v2_t     old;
 
-        if (atomic_load_explicit(&slot->stamp, memory_order_acquire) != want) {
+        if (atomic_load_explicit(stamp, memory_order_acquire) != want) {
             continue;
         }
-        memcpy(&out[n], &slot->entry, sizeof(out[n]));
+        if (slot_size == sizeof(rl2_vlog_slot_t)) {
+            memcpy(&out[n], &((const rl2_vlog_slot_t *)at)->entry,
+                   sizeof(out[n]));
+        }
+        else {
+            memcpy(&old, &((const rl2_vlog_slot_v2_t *)at)->entry, sizeof(old));
+        }
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&slot->stamp, memory_order_relaxed) != want) {
+        if (atomic_load_explicit(stamp, memory_order_relaxed) != want) {
             continue;
+        }
+        if (slot_size != sizeof(rl2_vlog_slot_t)) {
+            rl2_entry_from_v2(&out[n], &old);
         }
         rl2_entry_terminate(&out[n]);
         n++;
@@ -67,9 +137,10 @@ rl2_ring_copy(const rl2_vlog_ring_t *ring, uint64_t capacity,
     return n;
 }
 
+/* Map the ring read-only; *slot_size is its version's. */
 static rl2_status_t
 rl2_ring_map(const char *name, const rl2_vlog_ring_t **ring, size_t *size,
-             rl2_err_t *err)
+             size_t *slot_size, rl2_err_t *err)
 {
     struct stat st;
     int         fd = shm_open(name, O_RDONLY, 0);
@@ -79,14 +150,11 @@ rl2_ring_map(const char *name, const rl2_vlog_ring_t **ring, size_t *size,
         return rl2_err_set(err, RL2_ERR_SYS, "violation log %s: %s", name,
                            strerror(errno));
     }
-    if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(rl2_vlog_ring_t)
-        || ((size_t)st.st_size - sizeof(rl2_vlog_ring_t))
-                   % sizeof(rl2_vlog_slot_t)
-               != 0) {
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof(rl2_vlog_ring_t)) {
         close(fd);
         return rl2_err_set(err, RL2_ERR_SYS,
                            "violation log %s: not a ring "
-                           "of this version",
+                           "of a known version",
                            name);
     }
     p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
@@ -97,14 +165,15 @@ rl2_ring_map(const char *name, const rl2_vlog_ring_t **ring, size_t *size,
     }
     *ring = p;
     *size = (size_t)st.st_size;
+    *slot_size = rl2_ring_slot_size((*ring)->hdr.version);
     if (atomic_load_explicit(&(*ring)->hdr.magic, memory_order_acquire)
             != RL2_VLOG_MAGIC
-        || (*ring)->hdr.version != RL2_VLOG_VERSION
-        || (*ring)->hdr.size != *size) {
+        || *slot_size == 0 || (*ring)->hdr.size != *size
+        || (*size - sizeof(rl2_vlog_ring_t)) % *slot_size != 0) {
         munmap(p, *size);
         return rl2_err_set(err, RL2_ERR_SYS,
                            "violation log %s: not a ring "
-                           "of this version",
+                           "of a known version",
                            name);
     }
     return RL2_OK;
@@ -118,22 +187,22 @@ rl2_vlog_ring_read(const char *zone_name, rl2_vlog_entry_t **out, size_t *n,
     const rl2_vlog_ring_t *ring = NULL;
     uint64_t               capacity;
     rl2_status_t           st;
-    size_t                 size = 0;
+    size_t                 size = 0, slot_size = 0;
 
     *out = NULL;
     *n = 0;
     if (rl2_vlog_ring_name(zone_name, name, sizeof(name)) != 0) {
         return rl2_err_set(err, RL2_ERR_INVALID, "zone name too long");
     }
-    if ((st = rl2_ring_map(name, &ring, &size, err)) != RL2_OK) {
+    if ((st = rl2_ring_map(name, &ring, &size, &slot_size, err)) != RL2_OK) {
         return st;
     }
-    capacity = (size - sizeof(rl2_vlog_ring_t)) / sizeof(rl2_vlog_slot_t);
+    capacity = (size - sizeof(rl2_vlog_ring_t)) / slot_size;
     if (capacity > 0 && (*out = malloc(capacity * sizeof(**out))) == NULL) {
         munmap((void *)ring, size);
         return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
     }
-    *n = capacity > 0 ? rl2_ring_copy(ring, capacity, *out) : 0;
+    *n = capacity > 0 ? rl2_ring_copy(ring, capacity, slot_size, *out) : 0;
     stats->capacity = capacity;
     stats->written = atomic_load(&ring->head);
     stats->to_redis = atomic_load(&ring->to_redis);
@@ -145,10 +214,14 @@ rl2_vlog_ring_read(const char *zone_name, rl2_vlog_entry_t **out, size_t *n,
 
 /* ---- the stream ---- */
 
+/* A text field of the stream: escaped by its writer, so checked again
+ * without doubling its escapes (anyone with the stream's key can add
+ * entries). */
 static void
 rl2_field_text(char *dst, size_t size, const redisReply *v)
 {
-    rl2_vlog_escape(dst, size, v->type == REDIS_REPLY_STRING ? v->str : "-", 0);
+    rl2_vlog_escape(dst, size, v->type == REDIS_REPLY_STRING ? v->str : "-",
+                    RL2_VLOG_ESC_READ);
 }
 
 static int64_t
@@ -185,7 +258,8 @@ rl2_stream_field(rl2_vlog_entry_t *e, const char *name, const redisReply *v)
         rl2_field_text(e->client, sizeof(e->client), v);
     }
     else if (strcmp(name, "factors") == 0 && v->type == REDIS_REPLY_STRING) {
-        rl2_vlog_escape(e->factors, sizeof(e->factors), v->str, 0);
+        rl2_vlog_escape(e->factors, sizeof(e->factors), v->str,
+                        RL2_VLOG_ESC_READ);
     }
     else if (strcmp(name, "method") == 0) {
         rl2_field_text(e->method, sizeof(e->method), v);
@@ -196,9 +270,17 @@ rl2_stream_field(rl2_vlog_entry_t *e, const char *name, const redisReply *v)
     else if (strcmp(name, "challenger") == 0) {
         e->challenger = rl2_field_num(v) != 0;
     }
+    else if (strcmp(name, "count") == 0) {
+        e->count = v->type == REDIS_REPLY_STRING ? rl2_field_num(v) : -1;
+    }
+    else if (strcmp(name, "ua") == 0 && v->type == REDIS_REPLY_STRING) {
+        rl2_vlog_escape(e->user_agent, sizeof(e->user_agent), v->str,
+                        RL2_VLOG_ESC_READ);
+    }
     else if (strcmp(name, "path") == 0) {
         rl2_vlog_escape(e->path, sizeof(e->path),
-                        v->type == REDIS_REPLY_STRING ? v->str : "-", 1);
+                        v->type == REDIS_REPLY_STRING ? v->str : "-",
+                        RL2_VLOG_ESC_PATH | RL2_VLOG_ESC_READ);
     }
 }
 
@@ -214,6 +296,7 @@ rl2_stream_entry(const redisReply *item, rl2_vlog_entry_t *e)
     }
     fv = item->element[1];
     memset(e, 0, sizeof(*e));
+    e->count = -1; /* an entry written before count was */
     for (size_t i = 0; i + 1 < fv->elements; i += 2) {
         if (fv->element[i]->type == REDIS_REPLY_STRING) {
             rl2_stream_field(e, fv->element[i]->str, fv->element[i + 1]);

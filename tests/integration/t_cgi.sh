@@ -6,7 +6,9 @@
 # without the wrapper; allowed scripts see RATELIMIT_*; refusals are a
 # CGI 429; the target is refused unless it is an absolute path to an
 # executable file, and PATH_TRANSLATED is used only behind a handler;
-# wrapper processes and ratelimit2-fcgi count in one zone.
+# wrapper processes and ratelimit2-fcgi count in one zone; a refusal's
+# body has current_usage, reset_time and the tier's upgrade_url, or is
+# the draft's problem with headers.body = "problem+json".
 . "$(dirname "$0")/fcgi_lib.sh"
 
 D=$T_DIR/cgi
@@ -148,6 +150,11 @@ like "429 has Content-Type application/json" \
     '^Content-Type: application/json' "$hdrs"
 like "429 body is the JSON object" \
     '^\{"error":"too_many_requests",.*"rule":"count"' "$(cat "$B")"
+like "429 body current_usage is the window's count" '"current_usage":50,' \
+    "$(cat "$B")"
+like "429 body reset_time is ISO 8601 UTC" \
+    '"reset_time":"20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z"' \
+    "$(cat "$B")"
 apache_stop "$D"
 
 # ---- the wrapper as a process: exit status and refusals ----
@@ -208,6 +215,41 @@ like "a broken policy is logged with file:line" 'bad.conf:1: ' \
 wrap RATELIMIT2_TARGET="$D/cgi/hello.sh" REMOTE_ADDR=
 like "a request without REMOTE_ADDR gets 500" '^Status: 500' \
     "$(cat "$T_DIR/w.out")"
+
+# ---- the body: upgrade_url, and problem+json ----
+cat >"$T_DIR/up.conf" <<'POL'
+tiers = ( { name = "free"; upgrade_url = "https://example.com/u?\"a\"\\"; } );
+default_tier = "free";
+rules = ( { name = "one"; limits = ( { name = "once"; rate = "1/hour"; } ); } );
+POL
+cat >"$T_DIR/problem.conf" <<'POL'
+headers = { body = "problem+json"; };
+rules = ( { name = "one"; limits = ( { name = "once"; rate = "1/hour"; } ); } );
+POL
+for _ in 1 2; do
+    wrap RATELIMIT2_TARGET="$D/cgi/hello.sh" RATELIMIT2_POLICY="$T_DIR/up.conf" \
+        RATELIMIT2_ZONE="$Z.u"
+done
+out=$(tr -d '\r' <"$T_DIR/w.out")
+like "wrapper: the second request gets 429" '^Status: 429' "$out"
+is "wrapper: the body's upgrade_url, JSON-escaped" \
+    'https://example.com/u?"a"\' \
+    "$(printf '%s\n' "$out" | sed -n '/^{/,$p' | python3 -c 'import json,sys; print(json.load(sys.stdin)["upgrade_url"])')"
+for _ in 1 2; do
+    wrap RATELIMIT2_TARGET="$D/cgi/hello.sh" \
+        RATELIMIT2_POLICY="$T_DIR/problem.conf" RATELIMIT2_ZONE="$Z.q"
+done
+out=$(tr -d '\r' <"$T_DIR/w.out")
+like "problem: Content-Type application/problem+json" \
+    '(^|\n)Content-Type: application/problem\+json(\n|$)' "$out"
+b=$(printf '%s\n' "$out" | sed -n '/^{/,$p')
+is "problem: exactly the draft's members, typed" \
+    "type:str title:str status:int detail:str violated-policies:list[str]" \
+    "$(printf '%s' "$b" | python3 "$RL2_ROOT/tests/tools/json_members.py" | tr '\n' ' ' | sed 's/ $//')"
+like "problem: quota-exceeded, the refusing policy" \
+    '#quota-exceeded","title":"Quota Exceeded","status":429,.*"violated-policies":\["once"\]\}' \
+    "$b"
+rm -f "/dev/shm$Z.u" "/dev/shm$Z.u".* "/dev/shm$Z.q" "/dev/shm$Z.q".*
 
 # ---- one zone for the wrapper and the daemon ----
 FP=$(free_port)

@@ -146,14 +146,19 @@ is "after reset the key is let through" 200 \
 for _ in 1 2; do
     code -H 'X-API-Key: k-esc' "$U/keyed/a%0D%0Ab%22c?q=1" >/dev/null
 done
+# Its User-Agent: quotes, a backslash and bytes that are no UTF-8.
 is "a third request of a new key is refused" 429 \
-   "$(code -H 'X-API-Key: k-esc' "$U/keyed/a%0D%0Ab%22c?q=1")"
+   "$(code -H 'X-API-Key: k-esc' -A $'evil "ua" \\ \xff\xfe' \
+       "$U/keyed/a%0D%0Ab%22c?q=1")"
 like "CR, LF and quote are escaped in the log, the query left out" \
-     '"method":"GET","path":"/keyed/a\\\\x0d\\\\x0ab\\\\x22c","factors":"","skipped":0\}\]' \
+     '"method":"GET","path":"/keyed/a\\\\x0d\\\\x0ab\\\\x22c","factors":"",' \
+     "$("${C[@]}" report --json)"
+like "the user agent is escaped, the count the key's limit reached" \
+     '"user_agent":"evil \\\\x22ua\\\\x22 \\\\x5c \\\\xff\\\\xfe","count":2,"skipped":0\}\]' \
      "$("${C[@]}" report --json)"
 like "the text report lists the latest denials" \
      'latest denials.*keyed/keyed_key tier=- client=key:[0-9a-f]{16} GET '\
-'/keyed/a\\x0d' \
+'/keyed/a\\x0d.* count=2 ua="evil \\x22ua\\x22 \\x5c \\xff\\xfe"' \
      "$("${C[@]}" report | tr '\n' ' ')"
 
 # HTML in headless Chromium

@@ -4,8 +4,10 @@
 # daemon itself (bin-path, max-procs 2): two processes, each on the
 # socket lighttpd hands it as fd 0, sharing one zone.  A quota of 100 is
 # exact across both; a refusal carries 429, Retry-After, the RateLimit
-# headers and the JSON body; a CGI sees the RATELIMIT_* variables; and
-# malformed FastCGI input never takes a daemon down.
+# headers and the JSON body (current_usage, reset_time, the tier's
+# upgrade_url); a CGI sees the RATELIMIT_* variables; malformed FastCGI
+# input never takes a daemon down; and a daemon whose policy says
+# headers.body = "problem+json" refuses with the draft's problem.
 . "$(dirname "$0")/fcgi_lib.sh"
 
 D=$T_DIR/lighttpd
@@ -23,7 +25,9 @@ chmod 755 "$D/htdocs/cgi/env.cgi"
 
 cat >"$D/policy.conf" <<'POLICY'
 headers = { legacy = true; };
-tiers = [ "free", "pro" ];
+tiers = ( { name = "free"; upgrade_url = "https://example.com/up?x=\"1\"\\"; },
+          { name = "pro"; } );
+default_tier = "free";
 tier_from = { variable = "RL2_TIER"; };
 rules = (
   { name = "files"; paths = "/files/**";
@@ -89,6 +93,13 @@ done
 like "429 body names the rule" '"rule":"files"' "$body"
 like "429 body retry_after equals Retry-After" "\"retry_after\":${ra}[,}]" \
     "$body"
+like "429 body current_usage is the quota used" '"current_usage":100,' "$body"
+like "429 body reset_time is ISO 8601 UTC" \
+    '"reset_time":"20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z"' \
+    "$body"
+is "429 body upgrade_url of the tier, JSON-escaped" \
+    'https://example.com/up?x="1"\' \
+    "$(printf '%s' "$body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["upgrade_url"])')"
 
 # ---- allowed requests: variables for the application ----
 out=$(curl -s -D "$T_DIR/200.h" "http://127.0.0.1:$P/cgi/env.cgi")
@@ -150,4 +161,28 @@ like "the log names the impossible lengths" \
 like "the log names the missing REMOTE_ADDR" 'no REMOTE_ADDR' "$log"
 
 lighttpd_stop "$D"
+
+# ---- problem+json: a daemon of another policy, asked directly ----
+cat >"$D/problem.conf" <<'POLICY'
+headers = { body = "problem+json"; };
+rules = ( { name = "p"; limits = ( { name = "tight"; rate = "1/hour"; } ); } );
+POLICY
+FP=$(free_port)
+fcgi_start problem -c "$D/problem.conf" -s "127.0.0.1:$FP" -z "$Z.p" -t 1
+for _ in 1 2; do
+    a=$("$FCGI_CLIENT" "127.0.0.1:$FP" REMOTE_ADDR=192.0.2.8 \
+        REQUEST_METHOD=GET REQUEST_URI=/p | tr -d '\r')
+done
+like "problem: the second request gets 429" '^Status: 429' "$a"
+like "problem: Content-Type application/problem+json" \
+    '(^|\n)Content-Type: application/problem\+json(\n|$)' "$a"
+b=$(printf '%s\n' "$a" | sed -n '/^{/,$p')
+is "problem: exactly the draft's members, typed" \
+    "type:str title:str status:int detail:str violated-policies:list[str]" \
+    "$(printf '%s' "$b" | python3 "$RL2_ROOT/tests/tools/json_members.py" | tr '\n' ' ' | sed 's/ $//')"
+like "problem: quota-exceeded, 429, the refusing policy" \
+    '"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":"Quota Exceeded","status":429,.*"violated-policies":\["tight"\]\}' \
+    "$b"
+fcgi_stop problem
+rm -f "/dev/shm$Z.p" "/dev/shm$Z.p".*
 done_testing

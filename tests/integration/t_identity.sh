@@ -15,6 +15,8 @@ D=$T_DIR/a
 P=$(free_port)
 PW=$(free_port)
 PT=$(free_port)
+PB=$(free_port)
+PP=$(free_port)
 apache_conf "$D" "$P" event
 htpasswd -bc "$D/htpasswd" alice alicepw >/dev/null 2>&1
 htpasswd -b "$D/htpasswd" bob bobpw >/dev/null 2>&1
@@ -22,7 +24,19 @@ chmod 644 "$D/htpasswd"
 cat >"$D/whitelist.conf" <<'CONF'
 whitelist = { addresses = [ "127.0.0.0/8" ]; };
 CONF
-for loc in wl xff xfft user sa; do
+# The 429 body and X-RateLimit-Scope: a limit keyed by user, for a user
+# (/opt, authenticated) and for anonymous clients (/anon, by address);
+# a tier's upgrade_url that JSON must escape.
+cat >"$D/body.conf" <<'CONF'
+tiers = ( { name = "free";
+            upgrade_url = "https://example.com/up?a=\"q\"&b=\\"; } );
+default_tier = "free";
+headers = { scope = true; };
+rules = ( { name = "u"; paths = [ "/opt/**", "/anon/**" ];
+            limits = ( { name = "peru"; rate = "1/1h"; key = "user";
+                         algorithm = "sliding_log"; } ); } );
+CONF
+for loc in wl xff xfft user sa opt anon; do
     mkdir -p "$D/htdocs/$loc"
     echo "hello $loc" >"$D/htdocs/$loc/x"
 done
@@ -36,6 +50,22 @@ Listen 127.0.0.1:$PT
 <VirtualHost 127.0.0.1:$PT>
     RateLimit2TrustedProxy 127.0.0.1
 </VirtualHost>
+Listen 127.0.0.1:$PB
+Listen 127.0.0.1:$PP
+<VirtualHost 127.0.0.1:$PB>
+    RateLimit2Policy "$D/body.conf"
+</VirtualHost>
+<VirtualHost 127.0.0.1:$PP>
+    RateLimit2Policy "$D/body.conf"
+    RateLimit2BodyFormat problem+json
+</VirtualHost>
+<Location /opt>
+    AuthType Basic
+    AuthName "rl2 test"
+    AuthBasicProvider file
+    AuthUserFile "$D/htpasswd"
+    Require valid-user
+</Location>
 <Location /wl>
     RateLimit2Limit wl 1/1h algorithm=sliding_log
 </Location>
@@ -65,12 +95,13 @@ Listen 127.0.0.1:$PT
     RateLimit2Limit sa 2/1h algorithm=sliding_log
 </Location>
 CONF
-if ! apache_start "$D" || ! wait_port "$PW" || ! wait_port "$PT"; then
-    not_ok "apache starts with three servers"
+if ! apache_start "$D" || ! wait_port "$PW" || ! wait_port "$PT" \
+    || ! wait_port "$PB" || ! wait_port "$PP"; then
+    not_ok "apache starts with five servers"
     done_testing
     exit 1
 fi
-ok "apache starts with three servers"
+ok "apache starts with five servers"
 
 # codes N URL [curl args] -- N status codes, space-separated.
 codes() {
@@ -154,5 +185,51 @@ case "$c" in
 401 | 429) ok "satisfy any: unauthenticated over the limit is refused ($c)" ;;
 *) not_ok "satisfy any: unauthenticated over the limit is refused ($c)" ;;
 esac
+
+# ---- (f) the 429 body; the scope is the key counted ----
+# refused URL [curl args] -- request URL until refused (at most 3 times);
+# the last answer's fields in $T_DIR/r.h, its body in $T_DIR/r.b.
+refused() {
+    local u=$1 c
+    shift
+    for _ in 1 2 3; do
+        c=$(curl -s -D "$T_DIR/r.h" -o "$T_DIR/r.b" -w '%{http_code}' "$@" \
+            "$u")
+        [ "$c" = 429 ] && break
+    done
+    echo "$c"
+}
+is "body: an anonymous client over a user limit gets 429" 429 \
+    "$(refused "http://127.0.0.1:$PB/anon/x")"
+h=$(tr -d '\r' <"$T_DIR/r.h")
+b=$(cat "$T_DIR/r.b")
+like "body: counted by address, the scope says ip" '^X-RateLimit-Scope: ip$' \
+    "$h"
+like "body: application/json" '^Content-Type: application/json$' "$h"
+like "body: current_usage is the limit's count" '"current_usage":1,' "$b"
+like "body: reset_time is ISO 8601 UTC" \
+    '"reset":[0-9]+,"reset_time":"20[0-9]{2}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z",' \
+    "$b"
+is "body: upgrade_url is there, JSON-escaped" \
+    'https://example.com/up?a="q"&b=\' \
+    "$(printf '%s' "$b" | python3 -c 'import json,sys; print(json.load(sys.stdin)["upgrade_url"])')"
+is "body: every member, typed" \
+    "error:str message:str rule:str limit:int remaining:int current_usage:int reset:int reset_time:str retry_after:int upgrade_url:str" \
+    "$(printf '%s' "$b" | python3 "$RL2_ROOT/tests/tools/json_members.py" | tr '\n' ' ' | sed 's/ $//')"
+is "body: alice over the user limit gets 429" 429 \
+    "$(refused "http://127.0.0.1:$PB/opt/x" -u alice:alicepw)"
+like "body: counted by user, the scope says user" \
+    '^X-RateLimit-Scope: user$' "$(tr -d '\r' <"$T_DIR/r.h")"
+is "problem: an anonymous client gets 429" 429 \
+    "$(refused "http://127.0.0.1:$PP/anon/x")"
+like "problem: Content-Type application/problem+json" \
+    '^Content-Type: application/problem\+json$' "$(tr -d '\r' <"$T_DIR/r.h")"
+b=$(cat "$T_DIR/r.b")
+is "problem: exactly the draft's members, typed" \
+    "type:str title:str status:int detail:str violated-policies:list[str]" \
+    "$(printf '%s' "$b" | python3 "$RL2_ROOT/tests/tools/json_members.py" | tr '\n' ' ' | sed 's/ $//')"
+like "problem: quota-exceeded, 429, the refusing policy" \
+    '^\{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":"Quota Exceeded","status":429,.*"violated-policies":\["peru"\]\}$' \
+    "$b"
 
 done_testing

@@ -3,7 +3,8 @@
  * byte for byte, numbers at their digit boundaries, the one-layer
  * RateLimit-Policy served from the load-time string, several layers, a
  * monthly quota's w, reset as epoch or delta, Retry-After, and the size
- * bound that rl2_headers_render() relies on.
+ * bound that rl2_headers_render() relies on; X-RateLimit-Scope names the
+ * key a layer counted; the 429 body in both formats, byte for byte.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -279,6 +280,211 @@ test_size_bound_with_long_names(void **state)
     rl2_policy_free(p);
 }
 
+/* The scope is the key the refusing layer counted: a user limit that
+ * counted a user says user, one that fell back to the address says ip. */
+static void
+test_scope_is_the_key_counted(void **state)
+{
+    rl2_policy_t *p = load("headers = { scope = true; };"
+                           "default = { limits = ( { name = \"u\"; "
+                           "rate = \"3/10s\"; key = \"user\"; } ); };");
+    int64_t       rem[] = { 0 }, reset[] = { 0 };
+    rl2_verdict_t v;
+    fields_t      f;
+
+    (void)state;
+    verdict_of(p, &v, 1, rem, reset);
+    snprintf(v.layers[0].client, sizeof(v.layers[0].client),
+             "user:0123456789abcdef");
+    render(p, &v, 1700000000, &f);
+    assert_string_equal(field(&f, "X-RateLimit-Scope"), "user");
+    snprintf(v.layers[0].client, sizeof(v.layers[0].client), "192.0.2.7");
+    render(p, &v, 1700000000, &f);
+    assert_string_equal(field(&f, "X-RateLimit-Scope"), "ip");
+    snprintf(v.layers[0].client, sizeof(v.layers[0].client), "unknown:_x");
+    render(p, &v, 1700000000, &f);
+    assert_string_equal(field(&f, "X-RateLimit-Scope"), "ip");
+    snprintf(v.layers[0].client, sizeof(v.layers[0].client),
+             "key:0123456789abcdef");
+    render(p, &v, 1700000000, &f);
+    assert_string_equal(field(&f, "X-RateLimit-Scope"), "api_key");
+    rl2_policy_free(p);
+}
+
+/* A refused verdict of the default rule's first `n` layers at
+ * 2026-12-06T12:00:00Z: every layer refused, waits of retry_us. */
+static void
+refused_of(const rl2_policy_t *p, rl2_verdict_t *v, size_t n,
+           const int64_t *remaining, int64_t retry_us)
+{
+    int64_t reset[RL2_MAX_LAYERS] = { 0 };
+
+    verdict_of(p, v, n, remaining, reset);
+    v->outcome = RL2_OUTCOME_DENY;
+    for (size_t i = 0; i < n; i++) {
+        v->layers[i].refused = 1;
+        v->layers[i].result.allowed = 0;
+        v->layers[i].result.retry_after_us = retry_us;
+    }
+}
+
+#define BODY_NOW_S 1796558400 /* 2026-12-06T12:00:00Z */
+
+static void
+body_of(const rl2_policy_t *p, const rl2_verdict_t *v, char *body, size_t len)
+{
+    rl2_clock_t now = { 5000000, (int64_t)BODY_NOW_S * 1000000 };
+    size_t      need = rl2_body_render(p, v, &now, body, len);
+
+    assert_true(need < len);
+    assert_int_equal(strlen(body), need);
+}
+
+static void
+test_body_json_fields(void **state)
+{
+    rl2_policy_t *p = load(
+        "tiers = ( { name = \"free\"; upgrade_url = "
+        "\"https://example.com/pricing?a=\\\"1\\\"&b=\\\\\"; } );"
+        "default_tier = \"free\";"
+        "default = { limits = ( { name = \"api\"; rate = \"5/10s\"; } ); };");
+    int64_t       rem[] = { 0 };
+    rl2_verdict_t v;
+    char          body[RL2_BODY_MAX];
+
+    (void)state;
+    refused_of(p, &v, 1, rem, 4200000); /* 4.2 s: 5 */
+    v.tier = 0;
+    body_of(p, &v, body, sizeof(body));
+    assert_string_equal(
+        body, "{\"error\":\"too_many_requests\",\"message\":\"Too many "
+              "requests: the limit \\\"api\\\" is used up. Retry in 5 "
+              "seconds.\",\"rule\":\"default\",\"limit\":5,\"remaining\":0,"
+              "\"current_usage\":5,\"reset\":1796558405,"
+              "\"reset_time\":\"2026-12-06T12:00:05Z\",\"retry_after\":5,"
+              "\"upgrade_url\":\"https://example.com/pricing?a=\\\"1\\\"&b="
+              "\\\\\"}\n");
+    assert_string_equal(rl2_body_type(p), "application/json");
+    rl2_policy_free(p);
+}
+
+/* current_usage is what the client used of the quota it sees: a larger
+ * remaining (a token bucket refusing a cost of several) says so. */
+static void
+test_body_usage_and_delta(void **state)
+{
+    rl2_policy_t *p = load("headers = { reset = \"delta\"; };"
+                           "default = { limits = ( { name = \"b\"; "
+                           "rate = \"10/1s\"; algorithm = \"token_bucket\"; "
+                           "} ); };");
+    int64_t       rem[] = { 3 };
+    rl2_verdict_t v;
+    char          body[RL2_BODY_MAX];
+
+    (void)state;
+    refused_of(p, &v, 1, rem, 1);
+    body_of(p, &v, body, sizeof(body));
+    assert_non_null(strstr(body, ",\"remaining\":3,\"current_usage\":7,"
+                                 "\"reset\":1,\"reset_time\":\"2026-12-06T"
+                                 "12:00:01Z\",\"retry_after\":1}\n"));
+    rl2_policy_free(p);
+}
+
+/* The draft's problem: exactly type, title, status, detail and
+ * violated-policies; the policies that refused, not a dry-run's nor
+ * one that passed. */
+static void
+test_body_problem(void **state)
+{
+    rl2_policy_t *p = load(
+        "headers = { body = \"problem+json\"; };"
+        "default = { limits = ( { name = \"burst\"; rate = \"5/1s\"; },"
+        " { name = \"daily\"; rate = \"100/day\"; algorithm = \"quota\"; },"
+        " { name = \"hourly\"; rate = \"50/1h\"; } ); };");
+    int64_t       rem[] = { 0, 0, 7 };
+    rl2_verdict_t v;
+    char          body[RL2_BODY_MAX];
+
+    (void)state;
+    refused_of(p, &v, 3, rem, 1000000);
+    v.layers[2].refused = 0;
+    body_of(p, &v, body, sizeof(body));
+    assert_string_equal(
+        body, "{\"type\":\"https://iana.org/assignments/http-problem-types"
+              "#quota-exceeded\",\"title\":\"Quota Exceeded\",\"status\":429,"
+              "\"detail\":\"Too many requests: the limit \\\"burst\\\" is "
+              "used up. Retry in 1 second.\",\"violated-policies\":[\"burst\","
+              "\"daily\"]}\n");
+    assert_string_equal(rl2_body_type(p), "application/problem+json");
+
+    /* A ban: abnormal usage, the policy's ban_status, no policy. */
+    v.refusal = RL2_REFUSAL_BAN;
+    v.refusal_retry_s = 60;
+    body_of(p, &v, body, sizeof(body));
+    assert_string_equal(
+        body, "{\"type\":\"https://iana.org/assignments/http-problem-types"
+              "#abnormal-usage-detected\",\"title\":\"Abnormal Usage "
+              "Detected\",\"status\":429,\"detail\":\"This client is banned. "
+              "Retry in 60 seconds.\",\"violated-policies\":[]}\n");
+    /* The emergency switch: reduced capacity, 503. */
+    v.refusal = RL2_REFUSAL_EMERGENCY;
+    body_of(p, &v, body, sizeof(body));
+    assert_non_null(strstr(body, "#temporary-reduced-capacity\",\"title\":"
+                                 "\"Temporary Reduced Capacity\",\"status\":"
+                                 "503,"));
+    rl2_policy_free(p);
+}
+
+/* Too small a buffer: a NUL-terminated prefix, and the length needed. */
+static void
+test_body_truncated(void **state)
+{
+    rl2_policy_t *p = load("default = { limits = ( { name = \"api\"; "
+                           "rate = \"5/10s\"; } ); };");
+    int64_t       rem[] = { 0 };
+    rl2_verdict_t v;
+    rl2_clock_t   now = { 5000000, (int64_t)BODY_NOW_S * 1000000 };
+    char          body[RL2_BODY_MAX], small[16];
+    size_t        need;
+
+    (void)state;
+    refused_of(p, &v, 1, rem, 1000000);
+    body_of(p, &v, body, sizeof(body));
+    need = rl2_body_render(p, &v, &now, small, sizeof(small));
+    assert_int_equal(need, strlen(body));
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+    assert_memory_equal(small, body, sizeof(small) - 1);
+    rl2_policy_free(p);
+}
+
+/* An upgrade_url that could not fit the body, or holds a control byte,
+ * is refused at load. */
+static void
+test_upgrade_url_bounded(void **state)
+{
+    char          text[1024], url[RL2_UPGRADE_URL_MAX + 2];
+    rl2_policy_t *p = NULL;
+    rl2_err_t     err;
+
+    (void)state;
+    memset(url, 'u', sizeof(url) - 1);
+    url[sizeof(url) - 1] = '\0';
+    snprintf(text, sizeof(text),
+             "tiers = ( { name = \"free\"; upgrade_url = \"%s\"; } );", url);
+    assert_int_equal(rl2_config_load_string(text, "t.conf", NULL, &p, &err),
+                     RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "upgrade_url"));
+    assert_int_equal(
+        rl2_config_load_string("tiers = ( { name = \"free\"; upgrade_url = "
+                               "\"https://x/\\n\"; } );",
+                               "t.conf", NULL, &p, &err),
+        RL2_ERR_CONFIG);
+    assert_int_equal(rl2_config_load_string("headers = { body = \"xml\"; };",
+                                            "t.conf", NULL, &p, &err),
+                     RL2_ERR_CONFIG);
+    assert_non_null(strstr(err.msg, "problem+json"));
+}
+
 int
 main(void)
 {
@@ -289,6 +495,12 @@ main(void)
         cmocka_unit_test(test_layers_listed_and_least_room_shown),
         cmocka_unit_test(test_delta_reset_and_retry_after),
         cmocka_unit_test(test_size_bound_with_long_names),
+        cmocka_unit_test(test_scope_is_the_key_counted),
+        cmocka_unit_test(test_body_json_fields),
+        cmocka_unit_test(test_body_usage_and_delta),
+        cmocka_unit_test(test_body_problem),
+        cmocka_unit_test(test_body_truncated),
+        cmocka_unit_test(test_upgrade_url_bounded),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,8 +4,8 @@
  *
  * Requests are decided for real (policy text -> rl2_decide over a local
  * zone), so the entries hold what the front ends would record: rule,
- * limit, tier, the hashed user.  Each test's shm objects carry this
- * process' id and are unlinked by teardown.
+ * limit, tier, the hashed user, the count reached, the user agent.  Each
+ * test's shm objects carry this process' id and are unlinked by teardown.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -30,6 +30,7 @@
 #include "ratelimit2/store.h"
 #include "ratelimit2/violation_log.h"
 #include "obs/violation_log_internal.h"
+#include "base/shm_obj_internal.h"
 
 #define SEC 1000000LL
 #define T0  (1700000000LL * SEC) /* a wall time, µs */
@@ -135,6 +136,19 @@ refuse(fx_t *fx, rl2_vlog_t *log, const char *user, const char *path,
     }
     assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
     rl2_vlog_record(log, fx->policy, &v, "GET", path, &now);
+}
+
+/* Is s printable ASCII, with no double quote? (escaped text) */
+static int
+printable(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f
+            || *s == '"') {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 static size_t
@@ -267,6 +281,122 @@ paths_are_bounded_and_escaped(void **state)
     assert_int_equal(strlen(out), sizeof(out) - 1);
 }
 
+/* The count the limit had reached, and the user agent: a hostile one,
+ * with quotes, CR LF, control bytes and invalid UTF-8, stays one bounded
+ * field of printable text: it cannot end the entry's line nor start a
+ * field of its own. */
+static void
+a_hostile_user_agent_stays_one_bounded_field(void **state)
+{
+    fx_t             *fx = *state;
+    rl2_vlog_t       *log = open_log(fx, 100, 16);
+    rl2_vlog_entry_t *e;
+    rl2_vlog_stats_t  st;
+    rl2_verdict_t     v;
+    rl2_clock_t       now = { SEC, T0 };
+    char              ua[1200];
+    size_t            n;
+
+    decide(fx, "judy", "/api/u", T0, &v);
+    decide(fx, "judy", "/api/u", T0, &v);
+    assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
+    rl2_vlog_record_ua(log, fx->policy, &v, "GET", "/api/u",
+                       "x\" client=\"forged\r\n2026 api/x\x01\x1b[31m\xff\xc3(",
+                       &now);
+    memset(ua, 'A', sizeof(ua) - 1);
+    ua[sizeof(ua) - 1] = '\0';
+    ua[300] = '\n';
+    rl2_vlog_record_ua(log, fx->policy, &v, "GET", "/api/u", ua, &now);
+    rl2_vlog_record(log, fx->policy, &v, "GET", "/api/u", &now);
+    n = read_ring(fx, &e, &st);
+    assert_int_equal(n, 3);
+    assert_string_equal(e[0].user_agent,
+                        "x\\x22 client=\\x22forged\\x0d\\x0a2026 "
+                        "api/x\\x01\\x1b[31m\\xff\\xc3(");
+    assert_true(printable(e[0].user_agent));
+    /* Cut at the field's bound, before the newline far beyond it. */
+    assert_int_equal(strlen(e[1].user_agent), RL2_VLOG_UA_MAX - 1);
+    assert_true(printable(e[1].user_agent));
+    /* No user agent: an empty field. */
+    assert_string_equal(e[2].user_agent, "");
+    /* The limit is 1 an hour: one counted when the second was refused. */
+    assert_int_equal(e[0].count, 1);
+    assert_int_equal(e[2].count, 1);
+    assert_string_equal(e[0].client, e[2].client);
+    free(e);
+    rl2_vlog_close(log);
+}
+
+/* The layout of an entry in a ring of version 2, as servers before the
+ * count and the user agent wrote it. */
+typedef struct {
+    int64_t  time_us, limit, window_us;
+    uint64_t skipped;
+    char     rule[RL2_NAME_MAX + 1];
+    char     limit_name[RL2_NAME_MAX + 1];
+    char     tier[RL2_NAME_MAX + 1];
+    char     client[RL2_VLOG_CLIENT_MAX];
+    char     method[RL2_VLOG_METHOD_MAX];
+    char     path[RL2_VLOG_PATH_MAX];
+    char     factors[RL2_VLOG_FACTORS_MAX];
+    char     variant[RL2_VARIANT_NAME_MAX + 1];
+    uint8_t  challenger;
+} entry_v2_t;
+
+typedef struct {
+    _Atomic uint64_t stamp;
+    entry_v2_t       entry;
+} slot_v2_t;
+
+/* A ring a server of version 2 wrote (not restarted since the upgrade)
+ * is still read: its entries, without count (-1) or user agent. */
+static void
+a_ring_of_version_2_is_still_read(void **state)
+{
+    fx_t             *fx = *state;
+    size_t            size = sizeof(rl2_vlog_ring_t) + 4 * sizeof(slot_v2_t);
+    rl2_vlog_ring_t  *ring;
+    slot_v2_t        *slots;
+    rl2_vlog_entry_t *e;
+    rl2_vlog_stats_t  st;
+    void             *base;
+    char              name[96];
+    rl2_err_t         err;
+
+    rl2_vlog_ring_name(fx->zone_name, name, sizeof(name));
+    assert_int_equal(
+        rl2_shm_obj_open(name, size, RL2_VLOG_MAGIC, 2, 0600, &base, &err),
+        RL2_OK);
+    ring = base;
+    slots = (slot_v2_t *)(void *)ring->slots;
+    for (int i = 0; i < 2; i++) {
+        slots[i].entry.time_us = T0 + i;
+        slots[i].entry.limit = 7;
+        snprintf(slots[i].entry.rule, sizeof(slots[i].entry.rule), "old");
+        snprintf(slots[i].entry.client, sizeof(slots[i].entry.client),
+                 "192.0.2.%d", i);
+        snprintf(slots[i].entry.path, sizeof(slots[i].entry.path), "/v2");
+        atomic_store(&slots[i].stamp, 2 * (uint64_t)i + 2);
+    }
+    atomic_store(&ring->head, 2);
+    rl2_shm_obj_close(base, size);
+    assert_int_equal(read_ring(fx, &e, &st), 2);
+    assert_int_equal(st.capacity, 4);
+    assert_string_equal(e[1].rule, "old");
+    assert_string_equal(e[1].client, "192.0.2.1");
+    assert_string_equal(e[1].path, "/v2");
+    assert_int_equal(e[1].time_us, T0 + 1);
+    assert_int_equal(e[1].limit, 7);
+    assert_int_equal(e[1].count, -1);
+    assert_string_equal(e[1].user_agent, "");
+    free(e);
+    /* A server of this version replaces it, and its entries read whole. */
+    rl2_vlog_close(open_log(fx, 100, 16));
+    assert_int_equal(read_ring(fx, &e, &st), 0);
+    assert_int_equal(st.capacity, 16);
+    free(e);
+}
+
 static void
 disabled_log_records_nothing(void **state)
 {
@@ -354,12 +484,15 @@ a_slot_without_terminators_is_read_within_its_fields(void **state)
     memset(slot->method, 'A', sizeof(slot->method));
     memset(slot->path, 'A', sizeof(slot->path));
     memset(slot->factors, 'A', sizeof(slot->factors));
+    memset(slot->user_agent, 'A', sizeof(slot->user_agent));
     munmap(ring, (size_t)sb.st_size);
     assert_int_equal(read_ring(fx, &e, &st), 1);
     assert_true(strnlen(e[0].rule, sizeof(e[0].rule)) < sizeof(e[0].rule));
     assert_true(strnlen(e[0].path, sizeof(e[0].path)) < sizeof(e[0].path));
     assert_true(strnlen(e[0].factors, sizeof(e[0].factors))
                 < sizeof(e[0].factors));
+    assert_true(strnlen(e[0].user_agent, sizeof(e[0].user_agent))
+                < sizeof(e[0].user_agent));
     free(e);
 }
 
@@ -408,6 +541,8 @@ main(void)
         T(policy_group_sets_the_log_and_names_bad_lines),
         T(reset_lets_a_refused_client_through_and_no_other),
         T(a_slot_without_terminators_is_read_within_its_fields),
+        T(a_hostile_user_agent_stays_one_bounded_field),
+        T(a_ring_of_version_2_is_still_read),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

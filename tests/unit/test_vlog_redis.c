@@ -145,6 +145,65 @@ entries_go_to_the_stream_on_the_threads_connection(void **state)
     rl2_vlog_close(log);
 }
 
+/* The stream carries the count and the user agent; an entry written
+ * before it did (no count, no ua field) is read with count -1 and no
+ * user agent. */
+static void
+the_stream_reads_old_entries_and_new_fields(void **state)
+{
+    rl2_limit_t *limit =
+        limit_of(pol, "login_ip", RL2_ALGO_FIXED_WINDOW, 5, HOUR);
+    rl2_vlog_t       *log = open_log(NULL);
+    rl2_vlog_entry_t *e;
+    rl2_verdict_t     v;
+    rl2_layer_t       ly;
+    rl2_clock_t       now = { 1, 1700000000123456LL };
+    rl2_redis_conf_t  rc;
+    rl2_err_t         err;
+    size_t            n;
+    redisReply       *r;
+
+    (void)state;
+    r = redisCommand(admin,
+                     "XADD t:vlog * t 1700000000000000 rule old limit l "
+                     "tier - client 192.0.2.9 method GET path /old lim 5 "
+                     "win 3600000000 skipped 0 factors %s variant %s "
+                     "challenger 0",
+                     "", "");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    mk_layer(&ly, limit, "192.0.2.2");
+    must_apply(store, &ly, 1);
+    mk_refusal(&v, limit, "192.0.2.2");
+    v.layers[0].result.limit = 5;
+    v.layers[0].result.remaining = 1;
+    rl2_vlog_record_ua(log, pol, &v, "GET", "/new", "curl/8.0 \"x\"\r\n", &now);
+    rl2_redis_conf_init(&rc);
+    rc.port = srv.port;
+    assert_int_equal(rl2_vlog_stream_read(&rc, "t:vlog", 100, &e, &n, &err),
+                     RL2_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(e[0].path, "/old");
+    assert_int_equal(e[0].count, -1);
+    assert_string_equal(e[0].user_agent, "");
+    assert_string_equal(e[1].path, "/new");
+    assert_int_equal(e[1].count, 4);
+    assert_string_equal(e[1].user_agent, "curl/8.0 \\x22x\\x22\\x0d\\x0a");
+    free(e);
+    /* An entry someone else added, raw bytes in its ua: escaped on read. */
+    r = redisCommand(admin, "XADD t:vlog * t 1 count 2 ua %s", "a\"b\nc\x01");
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_int_equal(rl2_vlog_stream_read(&rc, "t:vlog", 100, &e, &n, &err),
+                     RL2_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(e[2].user_agent, "a\\x22b\\x0ac\\x01");
+    assert_int_equal(e[2].count, 2);
+    free(e);
+    rl2_vlog_close(log);
+}
+
 /* Another thread, which never decided anything, has no connection. */
 static void *
 record_elsewhere(void *arg)
@@ -244,6 +303,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         T(reset_deletes_state_and_overflow_keys),
         T(entries_go_to_the_stream_on_the_threads_connection),
+        T(the_stream_reads_old_entries_and_new_fields),
         T(a_thread_without_a_connection_opens_one_an_open_circuit_uses_the_ring),
     };
 #undef T

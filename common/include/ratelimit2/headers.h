@@ -1,7 +1,8 @@
 /*
  * headers.h -- a verdict rendered as HTTP: the RateLimit-Policy and
  * RateLimit fields (draft-ietf-httpapi-ratelimit-headers-11), the
- * X-RateLimit-* fields most APIs send, Retry-After, and the 429 JSON body.
+ * X-RateLimit-* fields most APIs send, Retry-After, and the 429 body (our
+ * JSON, or the draft's application/problem+json).
  * Nothing here allocates: values go through a callback or into a caller's
  * buffer.
  */
@@ -47,11 +48,21 @@ void rl2_headers_legacy(const rl2_policy_t *policy, const rl2_verdict_t *v,
  * wait rounded up, at least 1.  0 when not denied. */
 long long rl2_retry_after_s(const rl2_verdict_t *v);
 
-/* The 429 body as JSON into buf (always NUL-terminated); returns the
- * length it needed (like snprintf). */
+/* The 429 body into buf (always NUL-terminated); returns the length it
+ * needed (like snprintf).  Our JSON (error, message, rule, limit,
+ * remaining, current_usage, reset, reset_time, retry_after, upgrade_url),
+ * or with the policy's body_problem a problem of the type the
+ * RateLimit draft registers (type, title, status, detail,
+ * violated-policies). */
 size_t rl2_body_render(const rl2_policy_t *policy, const rl2_verdict_t *v,
                        const rl2_clock_t *now, char *buf, size_t len);
 
-#define RL2_BODY_MAX 1024
+/* The Content-Type of the policy's bodies: "application/json" or
+ * "application/problem+json". */
+const char *rl2_body_type(const rl2_policy_t *policy);
+
+/* Always enough: 16 violated policies of 63-byte names, a 256-byte
+ * upgrade_url (RL2_UPGRADE_URL_MAX) escaped, and the rest. */
+#define RL2_BODY_MAX 2048
 
 #endif /* RL2_HEADERS_H */

@@ -192,6 +192,8 @@ typedef struct {
     int                  line;
 } rl2_client_t;
 
+#define RL2_UPGRADE_URL_MAX 256 /* bytes of a tier's upgrade_url */
+
 typedef struct {
     const char *name;
     const char *upgrade_url; /* optional, for the 429 body */
@@ -413,6 +415,8 @@ typedef struct {
     rl2_hash_key_t hash_key;    /* for user ids and API keys */
 
     int reset_delta;      /* X-RateLimit-Reset as delta secs */
+    int body_problem;     /* 429 bodies as application/problem+json
+                             (headers.body), not the JSON of our own */
     int header_legacy;    /* send X-RateLimit-Limit, -Remaining
                              and -Reset (off by default) */
     int header_scope;     /* send X-RateLimit-Scope */

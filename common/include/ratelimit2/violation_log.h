@@ -1,7 +1,8 @@
 /*
  * violation_log.h -- the record of refused requests: when, which rule,
  * limit and tier, which client (the address, or a hashed user or API
- * key), method and path.
+ * key), method, path and user agent, and the count the refusing limit
+ * had reached.
  *
  * Front ends call rl2_vlog_record() once, at the point a request is
  * refused: allowed requests never reach it, and it runs after the store
@@ -51,7 +52,8 @@
 #define RL2_VLOG_CLIENT_MAX  80 /* as rl2_layer_t.client */
 #define RL2_VLOG_METHOD_MAX  16
 #define RL2_VLOG_PATH_MAX    256
-#define RL2_VLOG_FACTORS_MAX 96 /* every adaptive factor, "load=0.7;..." */
+#define RL2_VLOG_FACTORS_MAX 96  /* every adaptive factor, "load=0.7;..." */
+#define RL2_VLOG_UA_MAX      256 /* the User-Agent, escaped, then cut */
 
 /* One refused request.  Text fields are NUL-terminated, bounded, and
  * are printable ASCII (see rl2_vlog_escape). */
@@ -72,6 +74,14 @@ typedef struct {
     char    variant[RL2_VARIANT_NAME_MAX + 1]; /* the rule's variant, or "" */
     uint8_t challenger; /* 1: a challenger would have refused (the
                            request was not refused by it) */
+    /* The units in use under the refusing limit when it refused (its
+     * quota less what remained: the body's current_usage); -1: none
+     * (a ban, the emergency switch) or an entry written before the log
+     * recorded it. */
+    int64_t count;
+    /* The client's User-Agent, escaped as the other text ("" when it
+     * sent none, or in an entry written before the log recorded it). */
+    char user_agent[RL2_VLOG_UA_MAX];
 } rl2_vlog_entry_t;
 
 /* The ring's counters, shared by the host's processes. */
@@ -98,6 +108,13 @@ rl2_status_t rl2_vlog_conf_resolve(const rl2_vlog_conf_t *conf,
 void rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
                      const rl2_verdict_t *v, const char *method,
                      const char *path, const rl2_clock_t *now);
+
+/* As rl2_vlog_record, with the request's User-Agent (the client's bytes,
+ * NUL-terminated, or NULL: none): escaped and cut to RL2_VLOG_UA_MAX. */
+void rl2_vlog_record_ua(rl2_vlog_t *log, const rl2_policy_t *policy,
+                        const rl2_verdict_t *v, const char *method,
+                        const char *path, const char *user_agent,
+                        const rl2_clock_t *now);
 
 /* ---- reading, for operators' tools (violation_log_read.c) ---- */
 
