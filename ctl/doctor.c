@@ -128,13 +128,13 @@ rl2_doc_zone(const rl2_ctl_opts_t *o, rl2_doc_t *d)
         return;
     }
     if (rl2_zone_stats(zone, &st, &err) != RL2_OK) {
-        rl2_doc_add(d, "zone", RL2_DOC_ERROR, NULL, "%s: %s", o->zone,
-                    err.msg);
+        rl2_doc_add(d, "zone", RL2_DOC_ERROR, NULL, "%s: %s", o->zone, err.msg);
         rl2_zone_close(zone);
         return;
     }
     rl2_zone_close(zone);
-    if (st.evictions == 0 && st.used * 100 < st.entries * RL2_DOC_ZONE_FULL_PCT) {
+    if (st.evictions == 0
+        && st.used * 100 < st.entries * RL2_DOC_ZONE_FULL_PCT) {
         rl2_doc_add(d, "zone", RL2_DOC_OK, NULL,
                     "%s: %" PRIu64 " of %" PRIu64 " entries used, no eviction",
                     o->zone, st.used, st.entries);
@@ -168,9 +168,8 @@ rl2_doc_print_text(FILE *f, const rl2_doc_t *d)
     for (size_t i = 0; i < d->n; i++) {
         const rl2_doc_finding_t *x = &d->f[i];
 
-        fprintf(f, "%-7s %-6s %s%s%s\n", rl2_doc_level_name(x->level),
-                x->area, x->message, x->fix[0] != '\0' ? "; fix: " : "",
-                x->fix);
+        fprintf(f, "%-7s %-6s %s%s%s\n", rl2_doc_level_name(x->level), x->area,
+                x->message, x->fix[0] != '\0' ? "; fix: " : "", x->fix);
     }
     if (d->dropped > 0) {
         fprintf(f, "(%zu more findings not shown)\n", d->dropped);

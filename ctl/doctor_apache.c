@@ -38,7 +38,7 @@ enum {
 typedef struct {
     char  *out; /* NUL-terminated, malloc'ed; NULL when it did not run */
     size_t len;
-    int    status; /* exit status; -1: killed, or did not end */
+    int    status;   /* exit status; -1: killed, or did not end */
     char   why[160]; /* when out is NULL or status is -1 */
 } rl2_doc_run_t;
 
@@ -127,8 +127,16 @@ rl2_doc_run(char *const argv[], rl2_doc_run_t *r)
         snprintf(r->why, sizeof(r->why), "out of memory");
         return;
     }
-    if (pipe2(fds, O_CLOEXEC) != 0 || (pid = fork()) < 0) {
-        snprintf(r->why, sizeof(r->why), "%s", strerror(errno));
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        snprintf(r->why, sizeof(r->why), "pipe: %s", strerror(errno));
+        free(r->out);
+        r->out = NULL;
+        return;
+    }
+    if ((pid = fork()) < 0) {
+        snprintf(r->why, sizeof(r->why), "fork: %s", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
         free(r->out);
         r->out = NULL;
         return;
@@ -236,9 +244,8 @@ rl2_doc_limiters(const char *modules, rl2_doc_t *d)
                  "a2dismod %s (or remove its LoadModule line), then "
                  "apache2ctl graceful",
                  others[i].a2);
-        rl2_doc_add(d, "apache", RL2_DOC_WARNING, fix,
-                    "%s (%s) is loaded: %s", others[i].name, others[i].module,
-                    others[i].why);
+        rl2_doc_add(d, "apache", RL2_DOC_WARNING, fix, "%s (%s) is loaded: %s",
+                    others[i].name, others[i].module, others[i].why);
     }
 }
 
@@ -269,8 +276,10 @@ rl2_doc_next_include(char **line, char *path, size_t size)
 }
 
 typedef struct {
-    char header[128]; /* RemoteIPHeader's value, "" when none */
-    int  proxies;     /* a RemoteIP*Proxy* directive was met */
+    char   header[128]; /* RemoteIPHeader's value, "" when none */
+    int    proxies;     /* a RemoteIP*Proxy* directive was met */
+    size_t unread;      /* included files that could not be read */
+    char   first_unread[256];
 } rl2_doc_remoteip_t;
 
 /* One file's mod_remoteip directives (the last RemoteIPHeader wins, as
@@ -283,6 +292,11 @@ rl2_doc_remoteip_file(const char *path, rl2_doc_remoteip_t *ri)
     size_t total = 0;
 
     if (f == NULL) {
+        /* Said, not skipped: the directive may be in it. */
+        if (ri->unread++ == 0) {
+            snprintf(ri->first_unread, sizeof(ri->first_unread),
+                     "%.180s: %.60s", path, strerror(errno));
+        }
         return;
     }
     while (total < RL2_DOC_CONF_MAX && fgets(line, sizeof(line), f) != NULL) {
@@ -305,9 +319,10 @@ rl2_doc_remoteip_file(const char *path, rl2_doc_remoteip_t *ri)
 
 /* mod_remoteip's header against the policy's X-Forwarded-For. */
 static void
-rl2_doc_remoteip(const rl2_ctl_opts_t *o, const char *proxies, rl2_doc_t *d)
+rl2_doc_remoteip(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
+                 const char *proxies, rl2_doc_t *d)
 {
-    rl2_doc_remoteip_t ri = { "", 0 };
+    rl2_doc_remoteip_t ri = { "", 0, 0, "" };
     rl2_doc_run_t      r;
     char               path[4096], fix[RL2_DOC_TEXT_MAX];
     char              *line;
@@ -326,6 +341,13 @@ rl2_doc_remoteip(const rl2_ctl_opts_t *o, const char *proxies, rl2_doc_t *d)
         rl2_doc_remoteip_file(path, &ri);
     }
     free(r.out);
+    if (ri.unread > 0) {
+        rl2_doc_add(d, "apache", RL2_DOC_WARNING,
+                    "run ratelimit2ctl doctor as root",
+                    "%zu included files could not be read (%s): mod_remoteip "
+                    "may be set up there",
+                    ri.unread, ri.first_unread);
+    }
     snprintf(fix, sizeof(fix),
              "RemoteIPHeader X-Forwarded-For and RemoteIPInternalProxy %s",
              proxies[0] != '\0' ? proxies : "YOUR-PROXIES");
@@ -334,7 +356,8 @@ rl2_doc_remoteip(const rl2_ctl_opts_t *o, const char *proxies, rl2_doc_t *d)
                     "mod_remoteip is loaded without RemoteIPHeader: it "
                     "changes no address");
     }
-    else if (strcasecmp(ri.header, "X-Forwarded-For") != 0) {
+    else if (policy->n_trusted > 0
+             && strcasecmp(ri.header, "X-Forwarded-For") != 0) {
         rl2_doc_add(d, "apache", RL2_DOC_WARNING, fix,
                     "mod_remoteip trusts %s, the policy's trusted_proxies "
                     "X-Forwarded-For (and Forwarded): Apache and the limiter "
@@ -349,8 +372,7 @@ rl2_doc_remoteip(const rl2_ctl_opts_t *o, const char *proxies, rl2_doc_t *d)
     }
     else {
         rl2_doc_add(d, "apache", RL2_DOC_OK, NULL,
-                    "mod_remoteip reads X-Forwarded-For from its listed "
-                    "proxies, as the policy does");
+                    "mod_remoteip reads %s from its listed proxies", ri.header);
     }
 }
 
@@ -380,7 +402,7 @@ rl2_doc_proxy(const rl2_ctl_opts_t *o, const char *modules,
     }
     rl2_doc_proxies(policy, proxies, sizeof(proxies));
     if (rl2_doc_module(modules, "remoteip_module")) {
-        rl2_doc_remoteip(o, proxies, d);
+        rl2_doc_remoteip(o, policy, proxies, d);
         return;
     }
     if (policy->n_trusted == 0) {
@@ -407,20 +429,19 @@ rl2_doc_apache(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
 
     rl2_doc_apache_run(o, "-M", NULL, &r);
     if (r.out == NULL || r.status < 0) {
-        rl2_doc_add(d, "apache", RL2_DOC_ERROR, NULL, "%s -M: %s", prog,
-                    r.why);
+        rl2_doc_add(d, "apache", RL2_DOC_ERROR, NULL, "%s -M: %s", prog, r.why);
         free(r.out);
         return;
     }
     if (r.status == 127 && o->apache_config == NULL) {
         rl2_doc_add(d, "apache", RL2_DOC_OK, NULL,
-                    "no %s here: Apache not inspected (a FastCGI site?)",
-                    prog);
+                    "no %s here: Apache not inspected (a FastCGI site?)", prog);
         free(r.out);
         return;
     }
     if (r.status != 0) {
-        rl2_doc_first_line(r.out, first, sizeof(first));
+        rl2_doc_first_line(r.len > 0 ? r.out : "(no output)", first,
+                           sizeof(first));
         rl2_doc_add(d, "apache", RL2_DOC_ERROR,
                     "correct the configuration, then apache2ctl configtest",
                     "%s -M failed (exit %d): %s", prog, r.status, first);

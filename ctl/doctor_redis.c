@@ -15,6 +15,7 @@
  * Sentinel and Cluster are not followed: their nodes are named for -R.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,8 @@ rl2_doc_cmd(redisContext *c, int argc, const char **argv, char *why,
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
 
     if (r == NULL) {
-        snprintf(why, size, "%s", c->errstr[0] != '\0' ? c->errstr : "no reply");
+        snprintf(why, size, "%s",
+                 c->errstr[0] != '\0' ? c->errstr : "no reply");
     }
     return r;
 }
@@ -84,8 +86,9 @@ rl2_doc_connect(const rl2_redis_conf_t *rc, const char *name, rl2_doc_t *d)
     const char    *sel[2] = { "SELECT", db };
     int            n_auth = 3;
 
-    c = rc->unix_path[0] != '\0' ? redisConnectUnixWithTimeout(rc->unix_path, ct)
-                                 : redisConnectWithTimeout(rc->host, rc->port, ct);
+    c = rc->unix_path[0] != '\0'
+            ? redisConnectUnixWithTimeout(rc->unix_path, ct)
+            : redisConnectWithTimeout(rc->host, rc->port, ct);
     if (c == NULL || c->err) {
         rl2_doc_add(d, "redis", RL2_DOC_ERROR,
                     "start redis-server there, or name the right server "
@@ -295,8 +298,7 @@ rl2_doc_eviction(redisContext *c, const char *name, rl2_doc_t *d)
                        sizeof(why))
         != 0) {
         rl2_doc_add(d, "redis", RL2_DOC_OK, NULL,
-                    "%s: maxmemory-policy unknown (CONFIG GET: %s)", name,
-                    why);
+                    "%s: maxmemory-policy unknown (CONFIG GET: %s)", name, why);
         return;
     }
     (void)rl2_doc_config(c, "maxmemory", maxmem, sizeof(maxmem), why,
@@ -339,6 +341,9 @@ rl2_doc_redis(const rl2_backend_conf_t *conf, rl2_doc_t *d)
                     rc->n_seeds > 0 ? "Redis Cluster" : "Sentinel setup");
         return;
     }
+    /* A server that closes the connection must not kill the tool on
+     * its next write (redis.h): an error, then. */
+    signal(SIGPIPE, SIG_IGN);
     rl2_doc_redis_name(rc, name, sizeof(name));
     if ((c = rl2_doc_connect(rc, name, d)) == NULL) {
         return;

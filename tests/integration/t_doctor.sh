@@ -107,6 +107,14 @@ print(sum(1 for f in a if f["level"] == "ok"), len(a))' 2>&1)
 is "--json: an array of {area, level, message, fix}, the same findings" \
     "$n_ok $n_ok" "$n"
 
+printf 'rules = (\n  { name = "x"; paths = [ "/**" ]; key = "nowhere"; }\n);\n' \
+    >"$T_DIR/broken.conf"
+doctor -c "$T_DIR/broken.conf" -z "$ZONE_A" \
+    --apache-config "$T_DIR/a/httpd.conf"
+is "a policy that does not load: exit 1" 1 "$rc"
+report "... the error is FILE:LINE: message" error policy \
+    "$T_DIR/broken.conf:2"
+
 # ---- Apache: mod_remoteip, other limiters ----
 
 doctor -c "$T_DIR/proxy.conf" -z "$ZONE_A" \
