@@ -73,6 +73,13 @@ PORT_A=$(sed -n 's/^Listen 127.0.0.1:\([0-9]*\)$/\1/p' "$T_DIR/a/httpd.conf")
 is "a request goes through the clean site" 200 \
     "$(code "http://127.0.0.1:$PORT_A/")"
 
+# ---- the command line ----
+
+out=$("$CTL" doctor extra 2>&1)
+is "doctor takes no argument: exit 2" 2 "$?"
+out=$("$CTL" status 127.0.0.1 --apache-config "$T_DIR/a/httpd.conf" 2>&1)
+is "--apache-config is doctor's alone: exit 2" 2 "$?"
+
 # ---- a clean site ----
 
 CLEAN=(-c "$T_DIR/clean.conf" -z "$ZONE_A" -R "127.0.0.1:$RP"
@@ -151,6 +158,21 @@ doctor -c "$T_DIR/clean.conf" -z "$ZONE_A" -R "127.0.0.1:$DEAD" \
 is "Redis unreachable: exit 1" 1 "$rc"
 report "... the error names the address and why" error redis \
     "127.0.0.1:$DEAD unreachable: Connection refused"
+
+# An ACL user without functions: the store's fallback, a warning; and
+# without scripts as well: an error.
+redis-cli -p "$RP" acl setuser nofn on '>pw' '~*' '&*' +@all -function \
+    -fcall -fcall_ro >/dev/null
+redis-cli -p "$RP" acl setuser noscript on '>pw' '~*' '&*' +@all -function \
+    -fcall -fcall_ro -eval -evalsha -eval_ro -evalsha_ro -script >/dev/null
+doctor "${CLEAN[@]}" -O user=nofn,password=pw
+is "functions refused by an ACL: exit 0 (a warning)" 0 "$rc"
+report "... the store falls back to scripts" warning redis \
+    "refuses functions (NOPERM"
+doctor "${CLEAN[@]}" -O user=noscript,password=pw
+is "functions and scripts refused: exit 1" 1 "$rc"
+report "... the store cannot count" error redis \
+    "the store cannot count anything there"
 
 redis-cli -p "$RP" config set maxmemory-policy allkeys-lru >/dev/null
 doctor "${CLEAN[@]}"
