@@ -20,6 +20,9 @@
  *   coverage.c    coverage LOG...: the routes of access logs under a
  *                 limit and those without one
  *   accesslog.c   access logs (Apache, nginx, lighttpd) read back
+ *   doctor.c      doctor: the findings, the policy and the zone
+ *   doctor_apache.c  doctor: the running Apache (apache2ctl -M, -V)
+ *   doctor_redis.c   doctor: the Redis server the store uses
  */
 #ifndef RL2_CTL_H
 #define RL2_CTL_H
@@ -88,10 +91,11 @@ typedef struct {
     size_t      x_n_headers;
     const char *init_type; /* init --type, or NULL */
     /* coverage (coverage.c); refused by the other subcommands. */
-    double cov_min_routes;   /* --min PCT; < 0: not given */
-    double cov_min_requests; /* --min-requests PCT; < 0: not given */
-    int    log_format;       /* --format: rl2_alog_format_t; -1: not
-                                given (auto) */
+    double cov_min_routes;     /* --min PCT; < 0: not given */
+    double cov_min_requests;   /* --min-requests PCT; < 0: not given */
+    int    log_format;         /* --format: rl2_alog_format_t; -1: not
+                                  given (auto) */
+    const char *apache_config; /* doctor --apache-config, or NULL */
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -166,6 +170,50 @@ int rl2_ctl_coverage(const rl2_ctl_opts_t *o, int argc, char **argv);
 /* init --type TYPE: the starter policy TYPE (conf/init/TYPE.conf, built
  * in) to stdout or -o FILE (never replaced). */
 int rl2_ctl_init(const rl2_ctl_opts_t *o, int argc, char **argv);
+
+/* ---- doctor.c, doctor_apache.c, doctor_redis.c ---- */
+
+/* doctor: one finding per line (ok, warning, error), each with its
+ * fix; RL2_CTL_INVALID when a finding is an error. */
+int rl2_ctl_doctor(const rl2_ctl_opts_t *o, int argc, char **argv);
+
+typedef enum { RL2_DOC_OK = 0, RL2_DOC_WARNING, RL2_DOC_ERROR } rl2_doc_level_t;
+
+/* The findings, in the order they were made; a fixed array, so a
+ * finding beyond it is dropped and counted (never an error missed:
+ * the exit status is kept apart). */
+enum { RL2_DOC_FINDINGS_MAX = 48, RL2_DOC_TEXT_MAX = 640 };
+
+typedef struct {
+    const char     *area; /* "apache", "policy", "zone", "redis" */
+    rl2_doc_level_t level;
+    char            message[RL2_DOC_TEXT_MAX];
+    char            fix[RL2_DOC_TEXT_MAX]; /* "" when nothing to fix */
+} rl2_doc_finding_t;
+
+typedef struct {
+    rl2_doc_finding_t f[RL2_DOC_FINDINGS_MAX];
+    size_t            n;
+    size_t            dropped;
+    int               errors;
+} rl2_doc_t;
+
+/* Add a finding: fix is copied as is ("" or NULL: none). */
+void rl2_doc_add(rl2_doc_t *d, const char *area, rl2_doc_level_t level,
+                 const char *fix, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* The policy's trusted_proxies as "10.0.0.1 192.0.2.0/24" (a /32 or
+ * /128 without its prefix), "" when none. */
+void rl2_doc_proxies(const rl2_policy_t *policy, char *buf, size_t size);
+
+/* doctor_apache.c: the Apache of o->apache_config, else apache2ctl's.
+ * policy may be NULL (it did not load). */
+void rl2_doc_apache(const rl2_ctl_opts_t *o, const rl2_policy_t *policy,
+                    rl2_doc_t *d);
+
+/* doctor_redis.c: the Redis server of conf (-R, or the policy's). */
+void rl2_doc_redis(const rl2_backend_conf_t *conf, rl2_doc_t *d);
 
 /* ---- override.c: what override_list.c and audit.c share ---- */
 

@@ -54,6 +54,8 @@ static const char rl2_ctl_manual[] =
     "    ratelimit2ctl init --type api|auth|upload|database [-o FILE]\n"
     "    ratelimit2ctl [-c POLICY] coverage [--min PCT] [--min-requests PCT]\n"
     "                 [--format F] [--json | --html] [-o FILE] ACCESS_LOG...\n"
+    "    ratelimit2ctl [-c POLICY] [-z ZONE] [-R REDIS] doctor\n"
+    "                 [--apache-config FILE] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    status KEY   Usage and remaining count of every limit that applies "
@@ -118,6 +120,20 @@ static const char rl2_ctl_manual[] =
     "                 default rule applies a limit.  Totals: the protected\n"
     "                 share of routes and of requests; lines skipped, with\n"
     "                 the first line numbers.  --json, --html.\n"
+    "    doctor       Look at a site before limiting it; one line per\n"
+    "                 finding: ok, warning or error, what is wrong, and the\n"
+    "                 fix.  Apache (apache2ctl -M, -t -D DUMP_INCLUDES;\n"
+    "                 --apache-config FILE: apache2 -f FILE): the MPM,\n"
+    "                 mod_ratelimit2 loaded, mod_remoteip against the\n"
+    "                 policy's trusted_proxies, other limiters loaded\n"
+    "                 (mod_evasive, mod_qos, httpd's mod_ratelimit).  The\n"
+    "                 policy (-c): it loads, its rules, tiers and store.\n"
+    "                 The zone (-z, attached, never created): evictions or\n"
+    "                 a nearly full zone.  Redis (-R, or the policy's):\n"
+    "                 reachable, version, functions or scripts allowed, the\n"
+    "                 round trip (median of 5 PINGs; over 1 ms warns),\n"
+    "                 maxmemory-policy (one that may evict counters warns).\n"
+    "                 --json: an array of {area, level, message, fix}.\n"
     "\n"
     "  Runtime overrides, on this host (the zone's .overrides table; not\n"
     "  Redis), in force at once for every server sharing the zone:\n"
@@ -183,6 +199,9 @@ static const char rl2_ctl_manual[] =
     "    -o, --output FILE    write the report (coverage: it; init: the\n"
     "                         policy) to FILE\n"
     "    --type TYPE          init: api, auth, upload or database\n"
+    "    --apache-config FILE doctor: inspect the Apache of this main\n"
+    "                         configuration file (apache2 -f FILE), not\n"
+    "                         apache2ctl's\n"
     "    --ttl D              the change ends by itself after D: 30s, 10min,\n"
     "                         2h, 7d, 1w (default: no end)\n"
     "    --reason TEXT        why, for the audit trail (default empty; at\n"
@@ -221,7 +240,8 @@ static const char rl2_ctl_manual[] =
     "\n"
     "EXIT STATUS\n"
     "    0  success (check: the policy is valid)\n"
-    "    1  check, docs: the policy is invalid\n"
+    "    1  check, docs: the policy is invalid; doctor: a finding is an\n"
+    "       error (warnings alone exit 0)\n"
     "    2  bad command line, or a target, tier, rule, factor or duration\n"
     "       that does not read: nothing was changed\n"
     "    3  the policy, the zone, the violation log, Redis, the override\n"
@@ -272,7 +292,8 @@ enum {
     RL2_CTL_OPT_TYPE,
     RL2_CTL_OPT_MIN,
     RL2_CTL_OPT_MIN_REQUESTS,
-    RL2_CTL_OPT_FORMAT
+    RL2_CTL_OPT_FORMAT,
+    RL2_CTL_OPT_APACHE_CONFIG
 };
 
 static const struct option rl2_ctl_longopts[] = {
@@ -307,6 +328,7 @@ static const struct option rl2_ctl_longopts[] = {
     { "min", required_argument, NULL, RL2_CTL_OPT_MIN },
     { "min-requests", required_argument, NULL, RL2_CTL_OPT_MIN_REQUESTS },
     { "format", required_argument, NULL, RL2_CTL_OPT_FORMAT },
+    { "apache-config", required_argument, NULL, RL2_CTL_OPT_APACHE_CONFIG },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -502,6 +524,9 @@ rl2_ctl_opt(rl2_ctl_opts_t *o, int c, const char *arg)
     case RL2_CTL_OPT_TYPE:
         o->init_type = arg;
         return 0;
+    case RL2_CTL_OPT_APACHE_CONFIG:
+        o->apache_config = arg;
+        return 0;
     case 'J':
         o->format = RL2_CTL_JSON;
         return 0;
@@ -598,16 +623,18 @@ main(int argc, char **argv)
                  { "audit", rl2_ctl_audit, 2 },
                  { "explain", rl2_ctl_explain, 1 },
                  { "coverage", rl2_ctl_coverage, 1 },
-                 { "init", rl2_ctl_init, 0 } };
+                 { "init", rl2_ctl_init, 0 },
+                 { "doctor", rl2_ctl_doctor, 0 } };
     rl2_ctl_opts_t o;
 
     if (rl2_ctl_parse(argc, argv, &o) != 0) {
-        fputs("usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
-              "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
-              "mode|emergency|overrides|audit|explain|coverage|init ...  "
-              "(--help for "
-              "the manual)\n",
-              stderr);
+        fputs(
+            "usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
+            "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
+            "mode|emergency|overrides|audit|explain|coverage|init|doctor ...  "
+            "(--help for "
+            "the manual)\n",
+            stderr);
         return RL2_CTL_USAGE;
     }
     if (optind >= argc) {
@@ -627,6 +654,11 @@ main(int argc, char **argv)
         }
         if (cmds[i].run != rl2_ctl_init && o.init_type != NULL) {
             return rl2_ctl_fail(RL2_CTL_USAGE, "%s takes no --type (init does)",
+                                cmds[i].name);
+        }
+        if (cmds[i].run != rl2_ctl_doctor && o.apache_config != NULL) {
+            return rl2_ctl_fail(RL2_CTL_USAGE,
+                                "%s takes no --apache-config (doctor does)",
                                 cmds[i].name);
         }
         if (cmds[i].run != rl2_ctl_coverage && rl2_ctl_coverage_given(&o)) {

@@ -74,4 +74,9 @@ rl2_status_t rl2_zone_unlink(const char *name, rl2_err_t *err);
 
 size_t rl2_zone_state_size(const rl2_zone_t *zone);
 
+/* A consistent snapshot of the zone's counters (takes the zone's lock
+ * for a moment; reads only): for tools that judge a zone's size. */
+rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
+                            rl2_err_t *err);
+
 #endif /* RL2_STORE_LOCAL_H */
