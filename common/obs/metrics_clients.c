@@ -288,11 +288,12 @@ rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned rule_slot,
 /* zone_full fires on the zone's live keys: its `used` right after the
  * upkeep's sweep, which is above the live keys by the keys expired in the
  * last ceil(entries / RL2_ZONE_SWEEP_PER_UPKEEP) seconds at most
- * (zone.c).  Two levels, warning and critical, each a share of the
- * entries or bytes in use; a level fires once when the zone climbs to it,
- * and is re-armed when the zone falls below 7/8 of it (80% re-arms below
- * 70%, 40M below 35M), so a zone that hovers at a threshold sends one
- * line, not one a second. */
+ * (zone.c); the upkeep sweeps only while `used` is at a level or a level
+ * waits to be re-armed (rl2_mx_zone_sweep_due).  Two levels, warning and
+ * critical, each a share of the entries or bytes in use; a level fires once
+ * when the zone climbs to it, and is re-armed when the zone falls below 7/8 of
+ * it (80% re-arms below 70%, 40M below 35M), so a zone that hovers at a
+ * threshold sends one line, not one a second. */
 
 enum { MX_ZONE_CLEAR = 0, MX_ZONE_WARNING = 1, MX_ZONE_CRITICAL = 2 };
 
@@ -360,6 +361,20 @@ rl2_mx_zone_alert(rl2_metrics_t *m, const rl2_zone_stats_t *z, uint32_t level)
     else {
         rl2_alert_send(m->alert, RL2_ALERT_ZONE_FULL, f, 6, NULL, &err);
     }
+}
+
+/* Does zone_full need the live keys?  Entries holding a key are never
+ * fewer than the live keys, so while they are below every level and no
+ * level waits to be re-armed the answer is known without a sweep: a zone
+ * far from full (most of them, and the instruction budget's bench, whose
+ * upkeep runs with every second of a request under callgrind) pays
+ * nothing for it. */
+static int
+rl2_mx_zone_sweep_due(const rl2_metrics_t *m, const rl2_zone_stats_t *z)
+{
+    return atomic_load(&m->shm->zone_level) != MX_ZONE_CLEAR
+           || rl2_mx_zone_at(&m->conf.zone_warning, z, 0)
+           || rl2_mx_zone_at(&m->conf.zone_critical, z, 0);
 }
 
 static void
@@ -433,14 +448,18 @@ rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
         return;
     }
     rl2_mx_snapshot(m->shm, now->wall_us);
-    /* The sweep first, so that zone_full sees live keys, not entries
-     * whose keys expired since (the local store's expiry is on the
-     * monotonic clock). */
     if (m->zone == NULL || m->alert == NULL
-        || rl2_zone_sweep(m->zone, now->mono_us, RL2_ZONE_SWEEP_PER_UPKEEP,
-                          NULL, &err)
-               != RL2_OK
         || rl2_zone_stats(m->zone, &z, &err) != RL2_OK) {
+        return;
+    }
+    /* Swept first when zone_full has something to decide, so that it
+     * sees live keys, not entries whose keys expired since (the local
+     * store's expiry is on the monotonic clock). */
+    if (rl2_mx_zone_sweep_due(m, &z)
+        && (rl2_zone_sweep(m->zone, now->mono_us, RL2_ZONE_SWEEP_PER_UPKEEP,
+                           NULL, &err)
+                != RL2_OK
+            || rl2_zone_stats(m->zone, &z, &err) != RL2_OK)) {
         return;
     }
     rl2_mx_upkeep_zone(m, &z);

@@ -339,11 +339,11 @@ rl2_prom_zone(prom_t *p, const rl2_metrics_env_t *e)
             p, "ratelimit2_zone_limit_keys{limit=\"(other)\"} %" PRIu64 "\n",
             u->unnamed);
     }
-    rl2_prom_single(p, "ratelimit2_zone_bytes_used", "gauge",
+    rl2_prom_single(p, "ratelimit2_zone_used_bytes", "gauge",
                     "Bytes of the local zone in use: its header and index, "
                     "and the entries of live keys.",
                     u->bytes_used);
-    rl2_prom_single(p, "ratelimit2_zone_bytes_reserved", "gauge",
+    rl2_prom_single(p, "ratelimit2_zone_reserved_bytes", "gauge",
                     "Bytes of shared memory the local zone reserved.",
                     u->bytes_reserved);
     rl2_prom_single(p, "ratelimit2_zone_reclaimed_total", "counter",

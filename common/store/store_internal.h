@@ -323,8 +323,9 @@ uint32_t rl2_zone_limit_tag(const rl2_hash_key_t *key_seed);
 rl2_status_t rl2_zone_sweep(rl2_zone_t *zone, int64_t now_us, uint32_t max,
                             uint64_t *reclaimed, rl2_err_t *err);
 
-/* Entries the once-a-second upkeep sweeps (metrics_clients.c): a zone of
- * E entries holds an expired entry at most ceil(E / this) seconds. */
+/* Entries the once-a-second upkeep sweeps while zone_full has a level to
+ * decide (metrics_clients.c): a zone of E entries then holds an expired
+ * entry at most ceil(E / this) seconds. */
 #define RL2_ZONE_SWEEP_PER_UPKEEP 16384u
 
 #define ZONE_MAGIC   0x5a324c52u /* "RL2Z" read little-endian */

@@ -790,9 +790,10 @@ rl2_zone_name_copy(const zone_tag_t *t, char out[RL2_ZONE_LIMIT_NAME_MAX + 1])
  * back (rl2_zone_get), or a sweep takes it back.  A sweep walks entries
  * by position from where the last one stopped, a chunk per lock hold,
  * and puts the expired ones on the free list: the metrics upkeep sweeps
- * RL2_ZONE_SWEEP_PER_UPKEEP entries a second, so `used` exceeds the live
- * keys by the entries expired in the last ceil(entries / that) seconds
- * at most; rl2_zone_usage() sweeps the whole table.  Requests never
+ * RL2_ZONE_SWEEP_PER_UPKEEP entries a second (while zone_full has a
+ * level to decide, metrics_clients.c), so `used` exceeds the live keys
+ * by the entries expired in the last ceil(entries / that) seconds at
+ * most; rl2_zone_usage() sweeps the whole table.  Requests never
  * sweep: the decision path does not change. */
 
 #define ZONE_SWEEP_CHUNK \

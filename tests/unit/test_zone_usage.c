@@ -107,8 +107,7 @@ request(const rl2_limit_t *limit, unsigned who)
     l.limit = limit;
     snprintf(key, sizeof(key), "%s/%u", limit->name, who);
     l.key = rl2_digest(key, strlen(key));
-    assert_int_equal(fx.store->ops->apply(fx.store, &l, 1, &now, NULL),
-                     RL2_OK);
+    assert_int_equal(fx.store->ops->apply(fx.store, &l, 1, &now, NULL), RL2_OK);
     assert_false(l.refused);
 }
 
