@@ -21,8 +21,8 @@
 
 #define RL2_TOKEN_MAX 256
 
-/* "limited=S,ban=N/S,evictions=N" (each also "off"), as the Apache
- * directive RateLimit2Events takes them. */
+/* "limited=S,ban=N/S,evictions=N,zone_full=W/C" (each also "off"), as
+ * the Apache directive RateLimit2Events takes them. */
 int
 rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
 {
@@ -58,11 +58,16 @@ rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
                  && n <= 1000000000) {
             mc->eviction_alert = (uint32_t)n;
         }
+        else if (strncmp(item, "zone_full=", 10) == 0) {
+            if (rl2_metrics_zone_full_parse(item + 10, mc, err) != RL2_OK) {
+                return -1;
+            }
+        }
         else {
             rl2_err_set(err, RL2_ERR_CONFIG,
                         "events: bad item \"%.60s\" "
                         "(expected limited=S|off, ban=N/S|off, "
-                        "evictions=N|off)",
+                        "evictions=N|off, zone_full=WARNING[/CRITICAL]|off)",
                         item);
             return -1;
         }

@@ -311,11 +311,17 @@ void
 rl2_backend_env(rl2_backend_t *b, rl2_metrics_env_t *env)
 {
     rl2_circuit_stats_t cs;
+    rl2_clock_t         now;
     int64_t             retry;
     rl2_err_t           err;
 
     memset(env, 0, sizeof(*env));
-    env->have_zone = rl2_zone_stats(b->zone, &env->zone, &err) == RL2_OK;
+    /* A walk of the whole zone, a chunk per lock hold: the live keys now,
+     * not the entries that once held a key (store_local.h). */
+    rl2_clock_now(&now);
+    env->have_zone =
+        rl2_zone_usage(b->zone, now.mono_us, &env->zone_usage, &env->zone, &err)
+        == RL2_OK;
     env->circuit = -1;
     if (b->circuit != NULL) {
         rl2_circuit_stats(b->circuit, &cs);

@@ -45,6 +45,77 @@ rl2_metrics_conf_default(rl2_metrics_conf_t *conf)
     conf->ban_count = 0;
     conf->ban_window_ms = 60000;
     conf->eviction_alert = 1000;
+    conf->zone_warning = (rl2_zone_threshold_t){ 800000, 0 };
+    conf->zone_critical = (rl2_zone_threshold_t){ 1000000, 0 };
+}
+
+/* "N%", a size "N[KMG]", or "off", into *t; the text ends at end. */
+static int
+rl2_mx_threshold_parse(const char *text, const char *end,
+                       rl2_zone_threshold_t *t)
+{
+    uint64_t v = 0, unit = 1;
+    size_t   len = (size_t)(end - text), digits = 0;
+
+    t->share_ppm = 0;
+    t->bytes = 0;
+    if (len == 3 && memcmp(text, "off", 3) == 0) {
+        return 1;
+    }
+    while (digits < len && text[digits] >= '0' && text[digits] <= '9') {
+        if (v > (UINT64_C(1) << 40)) {
+            return 0; /* beyond any zone: no overflow below */
+        }
+        v = v * 10 + (uint64_t)(text[digits++] - '0');
+    }
+    if (digits == 0 || v == 0 || len - digits > 1) {
+        return 0;
+    }
+    if (len - digits == 1 && text[digits] == '%') {
+        t->share_ppm = (uint32_t)(v * 10000);
+        return v <= 100;
+    }
+    if (len - digits == 1) {
+        const char *units = "KMG", *u = strchr(units, text[digits]);
+
+        if (u == NULL || text[digits] == '\0') {
+            return 0;
+        }
+        unit = UINT64_C(1) << (10 * (u - units + 1));
+    }
+    if (v > UINT64_MAX / unit) {
+        return 0;
+    }
+    t->bytes = v * unit;
+    return 1;
+}
+
+rl2_status_t
+rl2_metrics_zone_full_parse(const char *text, rl2_metrics_conf_t *conf,
+                            rl2_err_t *err)
+{
+    const char          *slash = strchr(text, '/');
+    const char          *end = text + strlen(text);
+    rl2_zone_threshold_t w, c = { 0, 0 };
+
+    if (!rl2_mx_threshold_parse(text, slash != NULL ? slash : end, &w)
+        || (slash != NULL && !rl2_mx_threshold_parse(slash + 1, end, &c))) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "zone_full=%.64s: expected off, WARNING or "
+                           "WARNING/CRITICAL, each N%% (1 to 100), a size "
+                           "N, NK, NM or NG, or off",
+                           text);
+    }
+    if ((w.share_ppm != 0 && w.share_ppm >= c.share_ppm && c.share_ppm != 0)
+        || (w.bytes != 0 && w.bytes >= c.bytes && c.bytes != 0)) {
+        return rl2_err_set(err, RL2_ERR_INVALID,
+                           "zone_full=%.64s: the warning must be below the "
+                           "critical level",
+                           text);
+    }
+    conf->zone_warning = w;
+    conf->zone_critical = c;
+    return RL2_OK;
 }
 
 /* ---- names ---------------------------------------------------------- */

@@ -2,8 +2,8 @@
  * metrics_clients.c -- who is refused and who is close to a limit: the
  * two top-client tables of the status page, the event=limited and
  * ban_candidate alerts per client address, and the once-a-second upkeep
- * that raises zone_full and evictions alerts and snapshots the totals
- * for the per-minute charts.
+ * that sweeps the zone's expired entries, raises zone_full and evictions
+ * alerts and snapshots the totals for the per-minute charts.
  *
  * The top tables are space-saving top-K summaries: a client not in a
  * full table replaces the one with the smallest count and inherits that
@@ -285,50 +285,123 @@ rl2_mx_limited(rl2_metrics_t *m, const rl2_verdict_t *v, unsigned rule_slot,
 
 /* ---- upkeep: the zone ------------------------------------------------- */
 
-static void
-rl2_mx_zone_alert(rl2_metrics_t *m, const rl2_zone_stats_t *z, unsigned level)
+/* zone_full fires on the zone's live keys: its `used` right after the
+ * upkeep's sweep, which is above the live keys by the keys expired in the
+ * last ceil(entries / RL2_ZONE_SWEEP_PER_UPKEEP) seconds at most
+ * (zone.c); the upkeep sweeps only while `used` is at a level or a level
+ * waits to be re-armed (rl2_mx_zone_sweep_due).  Two levels, warning and
+ * critical, each a share of the entries or bytes in use; a level fires once
+ * when the zone climbs to it, and is re-armed when the zone falls below 7/8 of
+ * it (80% re-arms below 70%, 40M below 35M), so a zone that hovers at a
+ * threshold sends one line, not one a second. */
+
+enum { MX_ZONE_CLEAR = 0, MX_ZONE_WARNING = 1, MX_ZONE_CRITICAL = 2 };
+
+/* Is the zone at or above t, or (rearm) at or above 7/8 of it? */
+static int
+rl2_mx_zone_at(const rl2_zone_threshold_t *t, const rl2_zone_stats_t *z,
+               int rearm)
 {
-    char              pct[24], used[24], entries[24];
-    rl2_alert_field_t f[4] = {
-        { "level", level == 100 ? "100" : "80" },
-        { "used", used },
-        { "entries", entries },
-        { "percent", pct },
+    uint64_t live = z->used;
+    uint64_t bytes = z->fixed_bytes + live * z->entry_bytes;
+
+    if (t->share_ppm != 0) {
+        /* live / entries >= share, in integers: at most 2^26 entries */
+        uint64_t lhs = live * 1000000 * (rearm ? 8 : 1);
+        uint64_t rhs = (uint64_t)t->share_ppm * z->entries * (rearm ? 7 : 1);
+
+        return lhs >= rhs;
+    }
+    if (t->bytes != 0) {
+        return rearm ? bytes * 8 >= t->bytes * 7 : bytes >= t->bytes;
+    }
+    return 0;
+}
+
+static void
+rl2_mx_zone_threshold_text(const rl2_zone_threshold_t *t, char *buf, size_t len)
+{
+    if (t->share_ppm != 0) {
+        snprintf(buf, len, "%" PRIu32 "%%", t->share_ppm / 10000);
+    }
+    else {
+        snprintf(buf, len, "%" PRIu64, t->bytes);
+    }
+}
+
+static void
+rl2_mx_zone_alert(rl2_metrics_t *m, const rl2_zone_stats_t *z, uint32_t level)
+{
+    const rl2_zone_threshold_t *t = level == MX_ZONE_CRITICAL
+                                        ? &m->conf.zone_critical
+                                        : &m->conf.zone_warning;
+    char                        pct[24], live[24], entries[24], bytes[24];
+    char                        threshold[24];
+    rl2_alert_field_t           f[6] = {
+                  { "level", level == MX_ZONE_CRITICAL ? "critical" : "warning" },
+                  { "live", live },
+                  { "entries", entries },
+                  { "percent", pct },
+                  { "bytes", bytes },
+                  { "threshold", threshold },
     };
     rl2_err_t err;
 
     snprintf(pct, sizeof(pct), "%" PRIu64, z->used * 100 / z->entries);
-    snprintf(used, sizeof(used), "%" PRIu64, z->used);
+    snprintf(live, sizeof(live), "%" PRIu64, z->used);
     snprintf(entries, sizeof(entries), "%" PRIu64, z->entries);
-    /* 80% is rate-limited like any kind; 100% always gets its line (the
-     * levels already limit it: a zone must fall below 70% to alert
-     * again). */
-    if (level == 100) {
-        rl2_alert_emit(m->alert, RL2_ALERT_ZONE_FULL, f, 4, 0, &err);
+    snprintf(bytes, sizeof(bytes), "%" PRIu64,
+             z->fixed_bytes + z->used * z->entry_bytes);
+    rl2_mx_zone_threshold_text(t, threshold, sizeof(threshold));
+    /* A warning is rate-limited like any kind; a critical line always
+     * goes (the re-arming already limits it). */
+    if (level == MX_ZONE_CRITICAL) {
+        rl2_alert_emit(m->alert, RL2_ALERT_ZONE_FULL, f, 6, 0, &err);
     }
     else {
-        rl2_alert_send(m->alert, RL2_ALERT_ZONE_FULL, f, 4, NULL, &err);
+        rl2_alert_send(m->alert, RL2_ALERT_ZONE_FULL, f, 6, NULL, &err);
     }
+}
+
+/* Does zone_full need the live keys?  Entries holding a key are never
+ * fewer than the live keys, so while they are below every level and no
+ * level waits to be re-armed the answer is known without a sweep: a zone
+ * far from full (most of them, and the instruction budget's bench, whose
+ * upkeep runs with every second of a request under callgrind) pays
+ * nothing for it. */
+static int
+rl2_mx_zone_sweep_due(const rl2_metrics_t *m, const rl2_zone_stats_t *z)
+{
+    return atomic_load(&m->shm->zone_level) != MX_ZONE_CLEAR
+           || rl2_mx_zone_at(&m->conf.zone_warning, z, 0)
+           || rl2_mx_zone_at(&m->conf.zone_critical, z, 0);
 }
 
 static void
 rl2_mx_upkeep_zone(rl2_metrics_t *m, const rl2_zone_stats_t *z)
 {
-    uint32_t was = atomic_load(&m->shm->zone_level), level;
+    uint32_t was = atomic_load(&m->shm->zone_level), armed = was, level;
 
     if (z->entries == 0) {
         return;
     }
-    level =
-        z->used >= z->entries ? 100 : (z->used * 5 >= z->entries * 4 ? 80 : 0);
-    if (level > was) {
-        if (atomic_compare_exchange_strong(&m->shm->zone_level, &was, level)) {
-            rl2_mx_zone_alert(m, z, level);
-        }
+    /* Re-arm each level the zone fell below 7/8 of. */
+    if (armed == MX_ZONE_CRITICAL
+        && !rl2_mx_zone_at(&m->conf.zone_critical, z, 1)) {
+        armed = MX_ZONE_WARNING;
     }
-    else if (was > 0 && z->used * 10 < z->entries * 7) {
-        /* Below 70%: the next climb past 80% alerts again. */
-        atomic_compare_exchange_strong(&m->shm->zone_level, &was, 0);
+    if (armed == MX_ZONE_WARNING
+        && !rl2_mx_zone_at(&m->conf.zone_warning, z, 1)) {
+        armed = MX_ZONE_CLEAR;
+    }
+    level = rl2_mx_zone_at(&m->conf.zone_critical, z, 0)  ? MX_ZONE_CRITICAL
+            : rl2_mx_zone_at(&m->conf.zone_warning, z, 0) ? MX_ZONE_WARNING
+                                                          : MX_ZONE_CLEAR;
+    level = level > armed ? level : armed;
+    if (level != was
+        && atomic_compare_exchange_strong(&m->shm->zone_level, &was, level)
+        && level > armed) {
+        rl2_mx_zone_alert(m, z, level);
     }
 }
 
@@ -377,6 +450,16 @@ rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
     rl2_mx_snapshot(m->shm, now->wall_us);
     if (m->zone == NULL || m->alert == NULL
         || rl2_zone_stats(m->zone, &z, &err) != RL2_OK) {
+        return;
+    }
+    /* Swept first when zone_full has something to decide, so that it
+     * sees live keys, not entries whose keys expired since (the local
+     * store's expiry is on the monotonic clock). */
+    if (rl2_mx_zone_sweep_due(m, &z)
+        && (rl2_zone_sweep(m->zone, now->mono_us, RL2_ZONE_SWEEP_PER_UPKEEP,
+                           NULL, &err)
+                != RL2_OK
+            || rl2_zone_stats(m->zone, &z, &err) != RL2_OK)) {
         return;
     }
     rl2_mx_upkeep_zone(m, &z);

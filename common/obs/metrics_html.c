@@ -59,6 +59,40 @@ rl2_html_escape(const char *s, char *buf, size_t len)
     return buf;
 }
 
+/* The zone's rows: live keys against its entries, bytes, keys per limit
+ * (escaped like every name, though zone.c passes only a policy name's
+ * characters). */
+static void
+rl2_page_zone(page_t *p, const rl2_metrics_env_t *e)
+{
+    const rl2_zone_usage_t *u = &e->zone_usage;
+    char                    h[ESCAPED(RL2_ZONE_LIMIT_NAME_MAX)];
+    uint64_t pct = e->zone.entries ? u->live * 100 / e->zone.entries : 0;
+
+    rl2_mx_put(p,
+               "<tr><th>zone</th><td class=\"%s\">%" PRIu64
+               " live keys of %" PRIu64 " entries (%" PRIu64 "%%), %" PRIu64
+               " of %" PRIu64 " bytes in use, %" PRIu64
+               " expired taken back, %" PRIu64 " evictions</td></tr>\n",
+               pct >= 80 ? "bad" : "", u->live, e->zone.entries, pct,
+               u->bytes_used, u->bytes_reserved, u->reclaimed,
+               e->zone.evictions);
+    if (u->n_limits == 0 && u->unnamed == 0) {
+        return;
+    }
+    rl2_mx_put(p, "<tr><th>live keys per limit</th><td>");
+    for (size_t i = 0; i < u->n_limits; i++) {
+        rl2_mx_put(p, "%s%s %" PRIu64, i > 0 ? ", " : "",
+                   rl2_html_escape(u->limits[i].name, h, sizeof(h)),
+                   u->limits[i].keys);
+    }
+    if (u->unnamed > 0) {
+        rl2_mx_put(p, "%s(other) %" PRIu64, u->n_limits > 0 ? ", " : "",
+                   u->unnamed);
+    }
+    rl2_mx_put(p, "</td></tr>\n");
+}
+
 static void
 rl2_page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
 {
@@ -106,15 +140,7 @@ rl2_page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
         rl2_mx_put(p, "<tr><th>store</th><td>local zone</td></tr>\n");
     }
     if (e->have_zone) {
-        uint64_t pct =
-            e->zone.entries ? e->zone.used * 100 / e->zone.entries : 0;
-
-        rl2_mx_put(p,
-                   "<tr><th>zone</th><td class=\"%s\">%" PRIu64 " of %" PRIu64
-                   " entries (%" PRIu64 "%%), %" PRIu64
-                   " evictions</td></tr>\n",
-                   pct >= 80 ? "bad" : "", e->zone.used, e->zone.entries, pct,
-                   e->zone.evictions);
+        rl2_page_zone(p, e);
     }
     rl2_mx_put(p, "</table>\n");
 }

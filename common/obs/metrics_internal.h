@@ -99,7 +99,7 @@ size_t rl2_metrics_top_near(const rl2_metrics_t *m,
                             rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
 #define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
-#define MX_VERSION 7u          /* 7: overlimit_hits */
+#define MX_VERSION 8u          /* 8: zone_level as a zone_full level */
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -161,7 +161,9 @@ typedef struct {
     rl2_shm_hdr_t    hdr;
     _Atomic int64_t  created_wall_s;
     _Atomic uint32_t lock;          /* pid of the holder, or 0 */
-    _Atomic uint32_t zone_level;    /* 0, 80 or 100: last alerted */
+    _Atomic uint32_t zone_level;    /* zone_full: 0 armed, 1 warning
+                                       sent, 2 critical sent
+                                       (metrics_clients.c) */
     _Atomic uint64_t loads;         /* rl2_metrics_loaded() calls */
     _Atomic uint64_t snap_minute;   /* minute + 1 of the last snapshot */
     _Atomic int64_t  next_check_us; /* next upkeep (zone, evictions),

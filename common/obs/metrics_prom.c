@@ -309,6 +309,52 @@ rl2_prom_factors(prom_t *p, const rl2_metrics_env_t *e)
     }
 }
 
+/* The local zone: what it can hold, what it holds now (the scrape walked
+ * it: expired entries taken back, live keys counted), per limit. */
+static void
+rl2_prom_zone(prom_t *p, const rl2_metrics_env_t *e)
+{
+    const rl2_zone_usage_t *u = &e->zone_usage;
+    char                    name[2 * RL2_ZONE_LIMIT_NAME_MAX + 4];
+
+    rl2_prom_single(p, "ratelimit2_zone_entries", "gauge",
+                    "Keys the local zone can hold.", e->zone.entries);
+    rl2_prom_single(p, "ratelimit2_zone_used_entries", "gauge",
+                    "Entries of the local zone holding a key (after the "
+                    "scrape took back the expired ones: the live keys).",
+                    e->zone.used);
+    rl2_prom_single(p, "ratelimit2_zone_live_keys", "gauge",
+                    "Keys of the local zone whose state still counts.",
+                    u->live);
+    rl2_prom_family(p, "ratelimit2_zone_limit_keys", "gauge",
+                    "Live keys of the local zone per limit (\"(other)\": "
+                    "limits the zone has no name for).");
+    for (size_t i = 0; i < u->n_limits; i++) {
+        rl2_mx_put(p, "ratelimit2_zone_limit_keys{limit=\"%s\"} %" PRIu64 "\n",
+                   rl2_prom_escape(u->limits[i].name, name, sizeof(name)),
+                   u->limits[i].keys);
+    }
+    if (u->unnamed > 0) {
+        rl2_mx_put(
+            p, "ratelimit2_zone_limit_keys{limit=\"(other)\"} %" PRIu64 "\n",
+            u->unnamed);
+    }
+    rl2_prom_single(p, "ratelimit2_zone_used_bytes", "gauge",
+                    "Bytes of the local zone in use: its header and index, "
+                    "and the entries of live keys.",
+                    u->bytes_used);
+    rl2_prom_single(p, "ratelimit2_zone_reserved_bytes", "gauge",
+                    "Bytes of shared memory the local zone reserved.",
+                    u->bytes_reserved);
+    rl2_prom_single(p, "ratelimit2_zone_reclaimed_total", "counter",
+                    "Entries of the local zone taken back after their key "
+                    "expired.",
+                    u->reclaimed);
+    rl2_prom_single(p, "ratelimit2_zone_evictions_total", "counter",
+                    "Live keys evicted from the local zone to make room.",
+                    e->zone.evictions);
+}
+
 static void
 rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
 {
@@ -337,13 +383,7 @@ rl2_prom_env(prom_t *p, const rl2_metrics_env_t *e)
                         e->overlimit_zone.used);
     }
     if (e->have_zone) {
-        rl2_prom_single(p, "ratelimit2_zone_entries", "gauge",
-                        "Keys the local zone can hold.", e->zone.entries);
-        rl2_prom_single(p, "ratelimit2_zone_used_entries", "gauge",
-                        "Keys held by the local zone.", e->zone.used);
-        rl2_prom_single(p, "ratelimit2_zone_evictions_total", "counter",
-                        "Live keys evicted from the local zone to make room.",
-                        e->zone.evictions);
+        rl2_prom_zone(p, e);
     }
     rl2_prom_bans(p, e);
     rl2_prom_factors(p, e);
@@ -441,7 +481,7 @@ int
 rl2_metrics_health(const rl2_metrics_env_t *e, char *buf, size_t len)
 {
     static const char *const states[] = { "closed", "open", "half_open" };
-    char                     store[96], zone[160] = "", ovr[160];
+    char                     store[96], zone[320] = "", ovr[160];
     int                      stale, code = e->refusing ? 503 : 200;
 
     if (e->redis) {
@@ -458,11 +498,15 @@ rl2_metrics_health(const rl2_metrics_env_t *e, char *buf, size_t len)
     if (e->have_zone) {
         snprintf(zone, sizeof(zone),
                  ",\"zone\":{\"entries\":%" PRIu64 ",\"used\":%" PRIu64
-                 ",\"evictions\":%" PRIu64 ",\"occupancy\":%.4f}",
+                 ",\"evictions\":%" PRIu64 ",\"occupancy\":%.4f"
+                 ",\"live\":%" PRIu64 ",\"bytes_used\":%" PRIu64
+                 ",\"bytes_reserved\":%" PRIu64 ",\"reclaimed\":%" PRIu64 "}",
                  e->zone.entries, e->zone.used, e->zone.evictions,
                  e->zone.entries
-                     ? (double)e->zone.used / (double)e->zone.entries
-                     : 0.0);
+                     ? (double)e->zone_usage.live / (double)e->zone.entries
+                     : 0.0,
+                 e->zone_usage.live, e->zone_usage.bytes_used,
+                 e->zone_usage.bytes_reserved, e->zone_usage.reclaimed);
     }
     stale = rl2_health_overrides(e->overrides, ovr, sizeof(ovr));
     snprintf(buf, len,

@@ -131,14 +131,20 @@ rl2_local_touch_refusing(rl2_zone_t *zone, const rl2_layer_t *layers, size_t n,
 /* Entries, on probation, for the admitted layers whose keys the zone does
  * not hold.  The layers' keys are distinct (store.h): a second get() of a
  * key created here would find it live and promote it, and a new key would
- * be protected after one request. */
+ * be protected after one request.  Each new entry is tagged with its
+ * limit, for the live keys per limit (zone.c); a key the zone holds is
+ * never tagged again: its digest, and so its limit, does not change. */
 static void
 rl2_local_make_room(rl2_zone_t *zone, const rl2_layer_t *layers, size_t n,
                     void **states, const rl2_clock_t *now)
 {
     for (size_t i = 0; i < n; i++) {
         if (!layers[i].refused && states[i] == NULL) {
+            const rl2_limit_t *limit = layers[i].limit;
+
             states[i] = rl2_zone_get(zone, layers[i].key, now->mono_us);
+            rl2_zone_tag(zone, states[i], rl2_zone_limit_tag(&limit->key_seed),
+                         limit->name);
         }
     }
 }

@@ -34,7 +34,7 @@
  *                factor never exceeds 1/2.  Deletion shifts later members
  *                of the probe run back (no tombstones).
  *   entries_off  entries x { zone_entry_t, state_size bytes of state }:
- *                the state follows its 40-byte entry header and is
+ *                the state follows its 48-byte entry header and is
  *                8-aligned.
  *
  * An entry reference is 1 + the entry's position in the array; 0 means
@@ -301,13 +301,32 @@ void rl2_zone_remove(rl2_zone_t *zone, rl2_digest_t key);
 rl2_status_t rl2_zone_forget(rl2_zone_t *zone, const rl2_layer_t *layers,
                              size_t n, rl2_err_t *err);
 
-/* A consistent snapshot of the counters (takes the lock itself). */
-rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
-                            rl2_err_t *err);
+/* Under the lock: the entry whose state pointer rl2_zone_get returned
+ * holds a key of the limit tagged `tag` (not 0), called `name`; the
+ * zone's table of limit names learns the name the first time it meets
+ * the tag (zone.c: keys per limit).  Called for a new key only, never on
+ * the path of a key the zone holds. */
+void rl2_zone_tag(rl2_zone_t *zone, void *state, uint32_t tag,
+                  const char *name);
+
+/* The tag of a limit's keys: a word of its counters' digest key, which
+ * limits sharing counters share (never 0). */
+uint32_t rl2_zone_limit_tag(const rl2_hash_key_t *key_seed);
+
+/* Takes the lock: take back the expired entries among the next `max`
+ * entries of the table, from where the last sweep stopped (zone.c: the
+ * sweep).  Returns how many it took back in *reclaimed (may be NULL). */
+rl2_status_t rl2_zone_sweep(rl2_zone_t *zone, int64_t now_us, uint32_t max,
+                            uint64_t *reclaimed, rl2_err_t *err);
+
+/* Entries the once-a-second upkeep sweeps while zone_full has a level to
+ * decide (metrics_clients.c): a zone of E entries then holds an expired
+ * entry at most ceil(E / this) seconds. */
+#define RL2_ZONE_SWEEP_PER_UPKEEP 16384u
 
 #define ZONE_MAGIC   0x5a324c52u /* "RL2Z" read little-endian */
-#define ZONE_VERSION 2u
-#define ZONE_NIL     0u /* no entry */
+#define ZONE_VERSION 3u          /* 3: tags, the sweep, reclaimed */
+#define ZONE_NIL     0u          /* no entry */
 
 /* Which list an entry is on (zone_entry_t.list).  Probation holds keys
  * that have counted one admitted request; protected holds keys that have
@@ -326,9 +345,23 @@ typedef struct {
     uint32_t     next;       /* LRU: towards the tail; free list */
     uint32_t     hash;       /* index hash; home = hash & mask */
     uint32_t     list;       /* ZONE_FREE, _PROBATION or _PROTECTED */
+    uint32_t     tag;        /* the limit of the key (rl2_zone_tag), 0:
+                                none said */
+    uint32_t pad;
 } zone_entry_t;
 
 _Static_assert(sizeof(zone_entry_t) % 8 == 0, "state must stay 8-aligned");
+
+/* The zone's table of limit names, for its live keys per limit: open
+ * addressing on the tag, a slot free while its tag is 0.  Written under
+ * the lock; read as untrusted (zone.c). */
+#define ZONE_TAGS RL2_ZONE_LIMITS
+_Static_assert((ZONE_TAGS & (ZONE_TAGS - 1)) == 0, "a power of two");
+
+typedef struct {
+    uint32_t tag;
+    char     name[RL2_ZONE_LIMIT_NAME_MAX + 1];
+} zone_tag_t;
 
 typedef struct {
     _Atomic uint32_t magic;       /* ZONE_MAGIC, stored last */
@@ -350,7 +383,10 @@ typedef struct {
     uint32_t         lru_tail[2];    /* [list - 1]: least recently used */
     uint32_t         protected_used; /* entries on the protected list */
     uint32_t         free_head;
-    _Atomic uint32_t dirty; /* 1 while the index or lists change */
+    _Atomic uint32_t dirty;      /* 1 while the index or lists change */
+    uint32_t         sweep_next; /* position the next sweep starts at */
+    uint64_t         reclaimed;  /* expired entries taken back */
+    zone_tag_t       tags[ZONE_TAGS];
     pthread_mutex_t  lock;
 } zone_hdr_t;
 

@@ -497,6 +497,7 @@ rl2_zone_reclaim(rl2_zone_t *z, int64_t now_us, uint32_t *out)
         return false;
     }
     h->evictions += evicted;
+    h->reclaimed += !evicted;
     *out = ref;
     return true;
 }
@@ -555,6 +556,7 @@ rl2_zone_get_once(rl2_zone_t *z, rl2_digest_t key, uint32_t hash,
         rl2_zone_entry_reset(z, e, now_us);
         e->key = key;
         e->hash = hash;
+        e->tag = 0; /* rl2_zone_tag says whose it is */
         if (!rl2_zone_index_insert(z, ref, hash)
             || !rl2_zone_lru_push_head(z, ref, ZONE_PROBATION)) {
             return false;
@@ -697,7 +699,223 @@ rl2_zone_forget(rl2_zone_t *z, const rl2_layer_t *layers, size_t n,
     return RL2_OK;
 }
 
+/* ---- keys per limit ---------------------------------------------------- */
+
+/* The limit names live in the zone header, written by any process that
+ * shares the zone: a tag is looked for in every slot (a freed slot may
+ * sit in the middle of a probe run, so no probe stops early), and a name
+ * is believed only once copied and cut to what a policy name may hold
+ * (load/config_value.c: letters, digits, '_', '.', '-'). */
+
+uint32_t
+rl2_zone_limit_tag(const rl2_hash_key_t *key_seed)
+{
+    uint32_t tag;
+
+    memcpy(&tag, key_seed->k, sizeof(tag));
+    return tag != 0 ? tag : 1;
+}
+
+/* The slot of tag, or ZONE_TAGS when the table has none. */
+static unsigned
+rl2_zone_tag_slot(const zone_hdr_t *h, uint32_t tag)
+{
+    for (unsigned i = 0; i < ZONE_TAGS; i++) {
+        unsigned s = (tag + i) & (ZONE_TAGS - 1);
+
+        if (rl2_zone_read(&h->tags[s].tag) == tag) {
+            return s;
+        }
+    }
+    return ZONE_TAGS;
+}
+
+void
+rl2_zone_tag(rl2_zone_t *z, void *state, uint32_t tag, const char *name)
+{
+    zone_entry_t *e = rl2_zone_entry_of(z, state);
+    zone_hdr_t   *h = z->hdr;
+    size_t        n;
+
+    if (e == NULL || tag == 0) {
+        return;
+    }
+    e->tag = tag;
+    if (rl2_zone_tag_slot(h, tag) != ZONE_TAGS) {
+        return;
+    }
+    for (unsigned i = 0; i < ZONE_TAGS; i++) {
+        zone_tag_t *t = &h->tags[(tag + i) & (ZONE_TAGS - 1)];
+
+        if (rl2_zone_read(&t->tag) == 0) {
+            /* Name first: a reader under the lock never sees the tag
+             * without it. */
+            n = strnlen(name, RL2_ZONE_LIMIT_NAME_MAX);
+            memset(t->name, 0, sizeof(t->name));
+            memcpy(t->name, name, n);
+            t->tag = tag;
+            return;
+        }
+    }
+    /* Every slot taken: its keys are counted as unnamed. */
+}
+
+/* A name read from the zone into out, cut to a policy name's bytes;
+ * false when nothing is left of it. */
+static bool
+rl2_zone_name_copy(const zone_tag_t *t, char out[RL2_ZONE_LIMIT_NAME_MAX + 1])
+{
+    size_t i;
+
+    for (i = 0; i < RL2_ZONE_LIMIT_NAME_MAX; i++) {
+        char c = t->name[i];
+
+        if (c == '\0') {
+            break;
+        }
+        out[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                         || (c >= '0' && c <= '9') || c == '_' || c == '.'
+                         || c == '-'
+                     ? c
+                     : '_';
+    }
+    out[i] = '\0';
+    return i > 0;
+}
+
+/* ---- the sweep --------------------------------------------------------- */
+
+/* Expiry is silent: an entry whose key expired stays on its list, and in
+ * `used`, until a new key takes it (rl2_zone_reclaim), its own key comes
+ * back (rl2_zone_get), or a sweep takes it back.  A sweep walks entries
+ * by position from where the last one stopped, a chunk per lock hold,
+ * and puts the expired ones on the free list: the metrics upkeep sweeps
+ * RL2_ZONE_SWEEP_PER_UPKEEP entries a second (while zone_full has a
+ * level to decide, metrics_clients.c), so `used` exceeds the live keys
+ * by the entries expired in the last ceil(entries / that) seconds at
+ * most; rl2_zone_usage() sweeps the whole table.  Requests never
+ * sweep: the decision path does not change. */
+
+#define ZONE_SWEEP_CHUNK \
+    4096u /* entries per lock hold: tens of µs, \
+             the most a request waits for a sweep */
+
+/* What a walk found. */
+typedef struct {
+    uint64_t live;
+    uint64_t reclaimed;
+    uint64_t unnamed;
+    uint64_t by_slot[ZONE_TAGS];
+} zone_count_t;
+
+/* Take back ref, an entry on an LRU list whose key expired: out of the
+ * index and off its list, onto the free list.  False when the zone is
+ * found unsound. */
+static bool
+rl2_zone_take_back(rl2_zone_t *z, uint32_t ref)
+{
+    uint32_t pos;
+
+    if (!rl2_zone_index_pos_of(z, ref, &pos) || !rl2_zone_index_delete(z, pos)
+        || !rl2_zone_lru_unlink(z, ref)) {
+        return false;
+    }
+    rl2_zone_free_push(z, ref);
+    z->hdr->used--;
+    z->hdr->reclaimed++;
+    return true;
+}
+
+static void
+rl2_zone_count_live(const rl2_zone_t *z, const zone_entry_t *e, zone_count_t *c)
+{
+    uint32_t tag = rl2_zone_read(&e->tag);
+    unsigned s = tag != 0 ? rl2_zone_tag_slot(z->hdr, tag) : ZONE_TAGS;
+
+    c->live++;
+    if (s == ZONE_TAGS) {
+        c->unnamed++;
+    }
+    else {
+        c->by_slot[s]++;
+    }
+}
+
+/* Under the lock: the entries at positions [from, from + n), n <= the
+ * entries after from; the expired ones taken back, the live ones counted
+ * into c.  A zone found unsound is rebuilt and the rest of the range
+ * left to the next walk. */
+static void
+rl2_zone_sweep_range(rl2_zone_t *z, uint32_t from, uint32_t n, int64_t now_us,
+                     zone_count_t *c)
+{
+    rl2_zone_mark_dirty(z);
+    for (uint32_t ref = from + 1; ref <= from + n; ref++) {
+        const zone_entry_t *e = rl2_zone_entry_at(z, ref);
+        uint32_t            list = rl2_zone_read(&e->list);
+
+        if (list != ZONE_PROBATION && list != ZONE_PROTECTED) {
+            continue;
+        }
+        if (e->expires_us >= now_us) {
+            rl2_zone_count_live(z, e, c);
+            continue;
+        }
+        if (!rl2_zone_take_back(z, ref)) {
+            rl2_zone_repair(z);
+            return;
+        }
+        c->reclaimed++;
+    }
+    rl2_zone_mark_clean(z);
+}
+
+rl2_status_t
+rl2_zone_sweep(rl2_zone_t *z, int64_t now_us, uint32_t max, uint64_t *reclaimed,
+               rl2_err_t *err)
+{
+    uint32_t     left = max < z->geom.entries ? max : z->geom.entries;
+    uint32_t     at, n;
+    zone_count_t c;
+    rl2_status_t st;
+
+    memset(&c, 0, sizeof(c));
+    while (left > 0) {
+        if ((st = rl2_zone_lock(z, err)) != RL2_OK) {
+            return st;
+        }
+        at = z->hdr->sweep_next;
+        at = at < z->geom.entries ? at : 0; /* read once, checked */
+        n = z->geom.entries - at;
+        n = n < ZONE_SWEEP_CHUNK ? n : ZONE_SWEEP_CHUNK;
+        n = n < left ? n : left;
+        rl2_zone_sweep_range(z, at, n, now_us, &c);
+        z->hdr->sweep_next = at + n < z->geom.entries ? at + n : 0;
+        rl2_zone_unlock(z);
+        left -= n;
+    }
+    if (reclaimed != NULL) {
+        *reclaimed = c.reclaimed;
+    }
+    return RL2_OK;
+}
+
 /* ---- statistics -------------------------------------------------------- */
+
+/* Under the lock. */
+static void
+rl2_zone_stats_locked(const rl2_zone_t *z, rl2_zone_stats_t *out)
+{
+    out->entries = z->geom.entries;
+    out->used = z->hdr->used;
+    out->evictions = z->hdr->evictions;
+    out->lock_recoveries = z->hdr->lock_recoveries;
+    out->state_size = z->geom.state_size;
+    out->bytes = z->geom.bytes;
+    out->reclaimed = z->hdr->reclaimed;
+    out->entry_bytes = z->geom.stride;
+    out->fixed_bytes = z->geom.entries_off;
+}
 
 rl2_status_t
 rl2_zone_stats(rl2_zone_t *z, rl2_zone_stats_t *out, rl2_err_t *err)
@@ -707,13 +925,88 @@ rl2_zone_stats(rl2_zone_t *z, rl2_zone_stats_t *out, rl2_err_t *err)
     if (st != RL2_OK) {
         return st;
     }
-    out->entries = z->geom.entries;
-    out->used = z->hdr->used;
-    out->evictions = z->hdr->evictions;
-    out->lock_recoveries = z->hdr->lock_recoveries;
-    out->state_size = z->geom.state_size;
-    out->bytes = z->geom.bytes;
+    rl2_zone_stats_locked(z, out);
     rl2_zone_unlock(z);
+    return RL2_OK;
+}
+
+/* Add a named slot's count to out, one line per name: limits that share
+ * a name under other algorithms or windows (other tags) are one. */
+static void
+rl2_zone_usage_add(rl2_zone_usage_t *out, const char *name, uint64_t keys)
+{
+    for (size_t i = 0; i < out->n_limits; i++) {
+        if (strcmp(out->limits[i].name, name) == 0) {
+            out->limits[i].keys += keys;
+            return;
+        }
+    }
+    /* n_limits < RL2_ZONE_LIMITS: one line per slot at most. */
+    memcpy(out->limits[out->n_limits].name, name, sizeof(out->limits[0].name));
+    out->limits[out->n_limits++].keys = keys;
+}
+
+/* Under the lock, after a walk: the named counts into out; a slot whose
+ * limit had no live key is given up (a policy reload may have dropped
+ * the limit; a key of it met later names it again). */
+static void
+rl2_zone_usage_names(rl2_zone_t *z, const zone_count_t *c,
+                     rl2_zone_usage_t *out)
+{
+    char name[RL2_ZONE_LIMIT_NAME_MAX + 1];
+
+    out->unnamed = c->unnamed;
+    for (unsigned s = 0; s < ZONE_TAGS; s++) {
+        zone_tag_t *t = &z->hdr->tags[s];
+
+        if (rl2_zone_read(&t->tag) == 0) {
+            continue;
+        }
+        if (c->by_slot[s] == 0) {
+            t->tag = 0;
+        }
+        else if (rl2_zone_name_copy(t, name)) {
+            rl2_zone_usage_add(out, name, c->by_slot[s]);
+        }
+        else {
+            out->unnamed += c->by_slot[s];
+        }
+    }
+}
+
+rl2_status_t
+rl2_zone_usage(rl2_zone_t *z, int64_t now_us, rl2_zone_usage_t *out,
+               rl2_zone_stats_t *stats, rl2_err_t *err)
+{
+    zone_count_t     c;
+    rl2_zone_stats_t s;
+    rl2_status_t     st;
+    uint32_t         n;
+
+    memset(&c, 0, sizeof(c));
+    memset(out, 0, sizeof(*out));
+    for (uint32_t at = 0; at < z->geom.entries; at += n) {
+        n = z->geom.entries - at;
+        n = n < ZONE_SWEEP_CHUNK ? n : ZONE_SWEEP_CHUNK;
+        if ((st = rl2_zone_lock(z, err)) != RL2_OK) {
+            return st;
+        }
+        rl2_zone_sweep_range(z, at, n, now_us, &c);
+        rl2_zone_unlock(z);
+    }
+    if ((st = rl2_zone_lock(z, err)) != RL2_OK) {
+        return st;
+    }
+    rl2_zone_usage_names(z, &c, out);
+    rl2_zone_stats_locked(z, &s);
+    rl2_zone_unlock(z);
+    out->live = c.live;
+    out->bytes_used = s.fixed_bytes + c.live * s.entry_bytes;
+    out->bytes_reserved = s.bytes;
+    out->reclaimed = s.reclaimed;
+    if (stats != NULL) {
+        *stats = s;
+    }
     return RL2_OK;
 }
 

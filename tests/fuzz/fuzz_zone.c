@@ -226,6 +226,7 @@ run_op(rl2_zone_t *z, uint8_t op, int64_t *now, uint64_t *fresh)
 {
     rl2_digest_t     key = pick_key(z, op >> 3);
     rl2_zone_stats_t st;
+    rl2_zone_usage_t usage;
     uint32_t         ref;
     void            *s;
 
@@ -254,6 +255,7 @@ run_op(rl2_zone_t *z, uint8_t op, int64_t *now, uint64_t *fresh)
         for (int i = 0; i < FILL_KEYS; i++) {
             s = rl2_zone_get(z, key_of(1000 + (*fresh)++), *now);
             rl2_zone_keep_until(z, s, *now + KEEP_US * (i % 3));
+            rl2_zone_tag(z, s, (uint32_t)(i % 5) + 1, i % 2 ? "a" : "b.c");
         }
         break;
     case 6:
@@ -264,6 +266,16 @@ run_op(rl2_zone_t *z, uint8_t op, int64_t *now, uint64_t *fresh)
         rl2_zone_unlock(z);
         if (rl2_zone_stats(z, &st, NULL) != RL2_OK) {
             die("stats failed on a fresh lock");
+        }
+        /* The sweep and the scrape's walk read every entry and the
+         * limit names of an image someone else wrote. */
+        if (rl2_zone_sweep(z, *now, (uint32_t)(op >> 3) * 8, NULL, NULL)
+                != RL2_OK
+            || rl2_zone_usage(z, *now, &usage, NULL, NULL) != RL2_OK) {
+            die("a sweep failed on a fresh lock");
+        }
+        if (usage.n_limits > RL2_ZONE_LIMITS) {
+            die("more limits than the zone names");
         }
         if (rl2_zone_lock(z, NULL) != RL2_OK) {
             die("lock failed");
@@ -371,7 +383,8 @@ shaped_image(const uint8_t *data, size_t size)
     zone_hdr_t *h = (zone_hdr_t *)image;
 
     shaped_geom(64 + (next_byte(&in) & 63), 8 * (next_byte(&in) & 3), &g);
-    _Static_assert(sizeof(zone_hdr_t) + 256 * 4 + 127 * (40 + 24) + 128
+    _Static_assert(sizeof(zone_hdr_t) + 256 * 4
+                           + 127 * (sizeof(zone_entry_t) + 24) + 128
                        <= IMAGE_MAX,
                    "the largest shaped image fits in image[]");
     memset(image, 0, (size_t)g.bytes);

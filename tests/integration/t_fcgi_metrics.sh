@@ -61,7 +61,7 @@ is "one event=limited line for 192.0.2.9" 1 \
 
 h=$(fcgi_health "127.0.0.1:$FP")
 like "health: the Apache module's JSON" \
-    '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":100000,"used":1,"evictions":0,"occupancy":0\.0000\},"overrides":\{"source":"local","entries":0\},"uptime":[0-9]+\}$' \
+    '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":100000,"used":1,"evictions":0,"occupancy":0\.0000,"live":1,"bytes_used":[0-9]+,"bytes_reserved":[0-9]+,"reclaimed":0\},"overrides":\{"source":"local","entries":0\},"uptime":[0-9]+\}$' \
     "$h"
 
 # A reload keeps the counters (the rule keeps its slot by name).

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <inttypes.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -426,16 +427,24 @@ test_limited_lines(void **state)
     assert_int_equal(g.ban_candidates, 1);
 }
 
-/* The upkeep: zone_full at 80% and at 100%, then evictions above the
- * rate, each once. */
+/* The upkeep: zone_full on live keys, a warning by share (50%) and a
+ * critical level by bytes (those of 60 live keys), each firing once when
+ * the zone climbs to it and re-armed when the zone's keys expire and it
+ * falls below 7/8 of it; then evictions above the rate, once.  The
+ * alerts are not rate-limited here (interval 0), so that every line the
+ * levels let through is seen. */
 static void
 test_zone_alerts(void **state)
 {
     char                lines[16][RL2_ALERT_LINE_MAX + 1], zname[64];
+    char                want[256];
     rl2_metrics_conf_t  mc;
+    rl2_alert_conf_t    ac;
+    rl2_alert_t        *al;
     rl2_metrics_t      *mz;
     rl2_metrics_bind_t *bz;
     rl2_zone_t         *zone;
+    rl2_zone_stats_t    zs;
     rl2_verdict_t       v;
     rl2_err_t           err;
     int                 key = 0, n;
@@ -444,17 +453,25 @@ test_zone_alerts(void **state)
     snprintf(zname, sizeof(zname), "/rl2test-%ld-mzone", (long)getpid());
     rl2_zone_unlink(zname, NULL);
     assert_int_equal(rl2_zone_open(zname, 64, 8, 0600, &zone, &err), RL2_OK);
+    assert_int_equal(rl2_zone_stats(zone, &zs, &err), RL2_OK);
+    rl2_alert_conf_default(&ac);
+    ac.socket_path = sock_path;
+    ac.interval_ms = 0;
+    assert_int_equal(rl2_alert_open(&ac, &al, &err), RL2_OK);
     rl2_metrics_unlink(shm_name, NULL);
     rl2_metrics_conf_default(&mc);
     mc.eviction_alert = 10;
-    assert_int_equal(
-        rl2_metrics_open(shm_name, 0600, &mc, alert, zone, &mz, &err), RL2_OK);
+    assert_int_equal(rl2_metrics_zone_full_parse("50%", &mc, &err), RL2_OK);
+    mc.zone_critical.bytes = zs.fixed_bytes + 60 * zs.entry_bytes;
+    assert_int_equal(rl2_metrics_open(shm_name, 0600, &mc, al, zone, &mz, &err),
+                     RL2_OK);
     assert_int_equal(rl2_metrics_bind(mz, policy, NULL, 0, &bz, NULL, &err),
                      RL2_OK);
     verdict(&v, RL2_OUTCOME_ALLOW, 0);
     layer(&v, &policy->rules[1], 0, 9);
-    /* fill ADD more keys, then one second on and one request */
-#define FILL(add, secs) \
+    /* ADD more keys that live LIFE seconds, then SECS on and one
+     * request (the upkeep) */
+#define FILL(add, life, secs) \
     do { \
         assert_int_equal(rl2_zone_lock(zone, &err), RL2_OK); \
         for (int i = 0; i < (add); i++, key++) { \
@@ -462,26 +479,57 @@ test_zone_alerts(void **state)
                                 rl2_zone_get(zone, \
                                              rl2_digest(&key, sizeof(key)), \
                                              now.mono_us), \
-                                now.mono_us + 3600000000LL); \
+                                now.mono_us + (life)*1000000LL); \
         } \
         rl2_zone_unlock(zone); \
         now.mono_us += (secs)*1000000LL; \
         rl2_metrics_record(bz, &v, &now); \
     } while (0)
-    FILL(0, 0);  /* the first upkeep: marks, no line */
-    FILL(48, 1); /* 75% */
+    FILL(0, 0, 0);   /* the first upkeep: marks, no line */
+    FILL(30, 20, 1); /* 47% */
     assert_int_equal(recv_lines(lines, 16), 0);
-    FILL(4, 1); /* 81% */
-    FILL(0, 1);
+    FILL(4, 19, 1); /* 53%: the warning */
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);
-    assert_non_null(strstr(lines[0], "ratelimit2: event=zone_full level=80 "
-                                     "used=52 entries=64 percent=81"));
-    FILL(12, 1); /* full */
+    snprintf(want, sizeof(want),
+             "ratelimit2: event=zone_full level=warning live=34 entries=64 "
+             "percent=53 bytes=%" PRIu64 " threshold=50%%",
+             zs.fixed_bytes + 34 * zs.entry_bytes);
+    assert_non_null(strstr(lines[0], want));
+    FILL(30, 5, 1); /* full, above 60 keys' bytes: critical */
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);
-    assert_non_null(strstr(lines[0], "event=zone_full level=100 used=64"));
-    FILL(20, 60); /* 20 evictions within the minute */
+    snprintf(want, sizeof(want),
+             "event=zone_full level=critical live=64 entries=64 percent=100 "
+             "bytes=%" PRIu64 " threshold=%" PRIu64,
+             zs.fixed_bytes + 64 * zs.entry_bytes, mc.zone_critical.bytes);
+    assert_non_null(strstr(lines[0], want));
+    FILL(0, 0, 1); /* still full: nothing */
+    assert_int_equal(recv_lines(lines, 16), 0);
+    /* The 30 short keys expire: 34 live, below 7/8 of the critical
+     * level (re-armed), not of the warning (held): no line. */
+    FILL(0, 0, 5);
+    assert_int_equal(recv_lines(lines, 16), 0);
+    assert_int_equal(rl2_zone_stats(zone, &zs, &err), RL2_OK);
+    assert_int_equal(zs.used, 34);
+    assert_int_equal(zs.reclaimed, 30);
+    FILL(30, 5, 1); /* full again: critical again, once */
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(lines[0], "level=critical live=64 "));
+    /* Everything expires: both levels re-armed, no line; then 40 keys:
+     * the warning again. */
+    FILL(0, 0, 20);
+    assert_int_equal(recv_lines(lines, 16), 0);
+    FILL(40, 3600, 1);
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(lines[0], "level=warning live=40 entries=64 "));
+    FILL(24, 3600, 1); /* full of live keys: critical */
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(lines[0], "level=critical live=64 "));
+    FILL(20, 3600, 60); /* 20 evictions within the minute */
     n = recv_lines(lines, 16);
     assert_int_equal(n, 1);
     assert_non_null(strstr(lines[0], "ratelimit2: event=evictions "
@@ -489,8 +537,50 @@ test_zone_alerts(void **state)
 #undef FILL
     rl2_metrics_unbind(bz);
     rl2_metrics_close(mz);
+    rl2_alert_close(al);
     rl2_zone_close(zone);
     rl2_zone_unlink(zname, NULL);
+}
+
+/* zone_full=: shares, sizes, off, and what is refused. */
+static void
+test_zone_full_parse(void **state)
+{
+    static const char *const bad[] = {
+        "",        "0%",      "101%", "80K%", "80%/", "x",
+        "80%/70%", "50M/40M", "5Q",   "-1%",  "80%%", "99999999999999G"
+    };
+    rl2_metrics_conf_t mc;
+    rl2_err_t          err;
+
+    (void)state;
+    rl2_metrics_conf_default(&mc);
+    assert_int_equal(mc.zone_warning.share_ppm, 800000);
+    assert_int_equal(mc.zone_critical.share_ppm, 1000000);
+    assert_int_equal(rl2_metrics_zone_full_parse("40M/50M", &mc, &err), RL2_OK);
+    assert_int_equal(mc.zone_warning.share_ppm, 0);
+    assert_int_equal(mc.zone_warning.bytes, 40 << 20);
+    assert_int_equal(mc.zone_critical.bytes, 50 << 20);
+    assert_int_equal(rl2_metrics_zone_full_parse("90%", &mc, &err), RL2_OK);
+    assert_int_equal(mc.zone_warning.share_ppm, 900000);
+    assert_int_equal(mc.zone_critical.share_ppm + mc.zone_critical.bytes, 0);
+    assert_int_equal(rl2_metrics_zone_full_parse("off/2G", &mc, &err), RL2_OK);
+    assert_int_equal(mc.zone_warning.share_ppm + mc.zone_warning.bytes, 0);
+    assert_int_equal(mc.zone_critical.bytes, UINT64_C(2) << 30);
+    assert_int_equal(rl2_metrics_zone_full_parse("80%/100", &mc, &err), RL2_OK);
+    assert_int_equal(mc.zone_critical.bytes, 100);
+    assert_int_equal(rl2_metrics_zone_full_parse("off", &mc, &err), RL2_OK);
+    assert_int_equal(mc.zone_critical.share_ppm + mc.zone_critical.bytes
+                         + mc.zone_warning.share_ppm + mc.zone_warning.bytes,
+                     0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rl2_metrics_conf_default(&mc);
+        if (rl2_metrics_zone_full_parse(bad[i], &mc, &err) == RL2_OK) {
+            fail_msg("zone_full=%s accepted", bad[i]);
+        }
+        assert_non_null(strstr(err.msg, "zone_full="));
+        assert_int_equal(mc.zone_warning.share_ppm, 800000); /* untouched */
+    }
 }
 
 /* Several processes at once: no count lost. */
@@ -583,10 +673,16 @@ test_health(void **state)
     env.have_zone = 1;
     env.zone.entries = 100;
     env.zone.used = 25;
+    env.zone_usage.live = 20;
+    env.zone_usage.bytes_used = 4096 + 20 * 48;
+    env.zone_usage.bytes_reserved = 4096 + 100 * 48;
+    env.zone_usage.reclaimed = 7;
     assert_int_equal(rl2_metrics_health(&env, buf, sizeof(buf)), 200);
     assert_string_equal(buf, "{\"status\":\"ok\",\"generation\":2,\"store\":"
                              "\"local\",\"zone\":{\"entries\":100,\"used\":25,"
-                             "\"evictions\":0,\"occupancy\":0.2500},"
+                             "\"evictions\":0,\"occupancy\":0.2000,"
+                             "\"live\":20,\"bytes_used\":5056,"
+                             "\"bytes_reserved\":8896,\"reclaimed\":7},"
                              "\"uptime\":7}\n");
     env.redis = 1;
     env.circuit = 1;
@@ -747,12 +843,19 @@ main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_outcomes),        T(test_names_survive_rebind),
-        T(test_too_many_names),  T(test_minute_ring),
-        T(test_top_clients),     T(test_limited_lines),
-        T(test_zone_alerts),     T(test_processes),
-        T(test_prometheus),      T(test_health),
-        T(test_overrides_shown), T(test_overrides_mirror_unreachable),
+        T(test_outcomes),
+        T(test_names_survive_rebind),
+        T(test_too_many_names),
+        T(test_minute_ring),
+        T(test_top_clients),
+        T(test_limited_lines),
+        T(test_zone_alerts),
+        T(test_zone_full_parse),
+        T(test_processes),
+        T(test_prometheus),
+        T(test_health),
+        T(test_overrides_shown),
+        T(test_overrides_mirror_unreachable),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -60,15 +60,34 @@ typedef enum {
     RL2_METRIC_KINDS
 } rl2_metric_kind_t;
 
+/* A zone_full threshold on the zone's live keys: a share of its entries
+ * (share_ppm, of 10^6), or bytes in use (rl2_zone_usage_t.bytes_used,
+ * with share_ppm 0); both 0: off. */
 typedef struct {
-    int64_t limited_interval_ms; /* one event=limited line per client per
-                                    interval; 0: no such lines.  60000 */
-    uint32_t ban_count;          /* refusals in ban_window_ms that make a
-                                    ban candidate; 0: off (default) */
-    int64_t  ban_window_ms;      /* 60000 */
-    uint32_t eviction_alert;     /* evictions per minute that raise an
-                                    alert; 0: off.  1000 */
+    uint32_t share_ppm;
+    uint64_t bytes;
+} rl2_zone_threshold_t;
+
+typedef struct {
+    int64_t limited_interval_ms;        /* one event=limited line per client per
+                                           interval; 0: no such lines.  60000 */
+    uint32_t ban_count;                 /* refusals in ban_window_ms that make a
+                                           ban candidate; 0: off (default) */
+    int64_t  ban_window_ms;             /* 60000 */
+    uint32_t eviction_alert;            /* evictions per minute that raise an
+                                           alert; 0: off.  1000 */
+    rl2_zone_threshold_t zone_warning;  /* zone_full level=warning: 80% */
+    rl2_zone_threshold_t zone_critical; /* level=critical: 100% */
 } rl2_metrics_conf_t;
+
+/* "off", "WARNING" or "WARNING/CRITICAL" (the RateLimit2Events option
+ * zone_full=), each "N%" (1 to 100) or a size in bytes "N", "NK", "NM",
+ * "NG" (powers of 1024), "off" for no such level: into conf's zone_warning
+ * and zone_critical.  A warning not below a critical of the same unit is
+ * refused. */
+rl2_status_t rl2_metrics_zone_full_parse(const char         *text,
+                                         rl2_metrics_conf_t *conf,
+                                         rl2_err_t          *err);
 
 typedef struct rl2_metrics      rl2_metrics_t;
 typedef struct rl2_metrics_bind rl2_metrics_bind_t;
@@ -133,9 +152,10 @@ typedef struct {
 /* The state only a front end knows, gathered at scrape time. */
 typedef struct {
     int              have_zone;
-    rl2_zone_stats_t zone;
-    int              redis;   /* Redis configured */
-    int              circuit; /* rl2_circuit_state_t, or -1 */
+    rl2_zone_stats_t zone;       /* taken after zone_usage's walk */
+    rl2_zone_usage_t zone_usage; /* live keys, bytes, keys per limit */
+    int              redis;      /* Redis configured */
+    int              circuit;    /* rl2_circuit_state_t, or -1 */
     uint64_t         circuit_opens;
     uint64_t         refunds_queued; /* rl2_circuit_stats_t's refunds_* */
     uint64_t         refunds_replayed;

@@ -36,13 +36,44 @@ typedef struct rl2_zone rl2_zone_t;
 
 typedef struct {
     uint64_t entries;         /* capacity in keys */
-    uint64_t used;            /* live keys (expired ones included until
-                                 reused) */
+    uint64_t used;            /* entries holding a key: the live ones and
+                                 the expired ones no sweep or new key
+                                 has taken back yet */
     uint64_t evictions;       /* live entries evicted to make room */
     uint64_t lock_recoveries; /* locks recovered from a dead owner */
     uint64_t state_size;      /* bytes of algorithm state per entry */
     uint64_t bytes;           /* total size of the shared mapping */
+    uint64_t reclaimed;       /* expired entries taken back (a sweep, or
+                                 a new key) */
+    uint64_t entry_bytes;     /* bytes per entry, its state included */
+    uint64_t fixed_bytes;     /* header and index: in use however empty */
 } rl2_zone_stats_t;
+
+/* Keys per limit: a zone names at most RL2_ZONE_LIMITS limits (the first
+ * it meets; one that has no live key left gives its slot up at the next
+ * rl2_zone_usage()); keys of others are counted as unnamed. */
+#define RL2_ZONE_LIMITS         64
+#define RL2_ZONE_LIMIT_NAME_MAX 63
+
+typedef struct {
+    char     name[RL2_ZONE_LIMIT_NAME_MAX + 1];
+    uint64_t keys;
+} rl2_zone_limit_keys_t;
+
+/* What the zone holds now.  A key is live until its state would decide
+ * as a key the zone does not hold (its expiry: the algorithm's time for
+ * the state to come back to fresh after its last admission, docs
+ * operations.md); an expired key is not live even before it is taken
+ * back. */
+typedef struct {
+    uint64_t              live;           /* live keys */
+    uint64_t              bytes_used;     /* fixed_bytes + live entries */
+    uint64_t              bytes_reserved; /* the mapping (stats.bytes) */
+    uint64_t              reclaimed;      /* as in rl2_zone_stats_t */
+    uint64_t              unnamed;        /* live keys of no named limit */
+    size_t                n_limits;
+    rl2_zone_limit_keys_t limits[RL2_ZONE_LIMITS]; /* [n_limits], named */
+} rl2_zone_usage_t;
 
 /* Create the zone `name` (a POSIX shm name such as "/ratelimit2"), or
  * attach to it when it exists with the same geometry (entries, state_size)
@@ -77,6 +108,16 @@ size_t rl2_zone_state_size(const rl2_zone_t *zone);
 /* A consistent snapshot of the zone's counters (takes the zone's lock
  * for a moment; reads only): for tools that judge a zone's size. */
 rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
+                            rl2_err_t *err);
+
+/* Count the live keys at now_us (the clock the zone's users keep expiry
+ * in: the monotonic clock of rl2_clock_now() for the local store), taking
+ * back every expired entry on the way.  The table is walked in chunks,
+ * the lock taken for each (a few thousand entries), so requests wait at
+ * most one chunk: the figures are exact for each chunk when it was read.
+ * *stats (may be NULL) gets rl2_zone_stats() taken after the walk. */
+rl2_status_t rl2_zone_usage(rl2_zone_t *zone, int64_t now_us,
+                            rl2_zone_usage_t *out, rl2_zone_stats_t *stats,
                             rl2_err_t *err);
 
 #endif /* RL2_STORE_LOCAL_H */
