@@ -202,10 +202,9 @@ rl2_sim_tier_line(rl2_sim_t *s, rl2_sim_tiers_t *t, const char *file,
                             lineno);
     }
     *end = '\0';
-    if (strncmp(key, "user:", 5) == 0 ? key[5] == '\0'
-        : strncmp(key, "key:", 4) == 0
-            ? key[4] == '\0'
-            : !rl2_ctl_is_address(key)) {
+    if (strncmp(key, "user:", 5) == 0  ? key[5] == '\0'
+        : strncmp(key, "key:", 4) == 0 ? key[4] == '\0'
+                                       : !rl2_ctl_is_address(key)) {
         return rl2_ctl_fail(RL2_CTL_USAGE,
                             "%s:%ld: \"%s\": expected user:NAME, "
                             "key:APIKEY or an address",
@@ -289,8 +288,8 @@ rl2_sim_tiers_read(rl2_sim_t *s, const char *file, rl2_sim_tiers_t *t)
             line[--len] = '\0';
         }
         if (strlen(line) != len) {
-            rc = rl2_ctl_fail(RL2_CTL_USAGE, "%s:%ld: a NUL byte", file,
-                              lineno);
+            rc =
+                rl2_ctl_fail(RL2_CTL_USAGE, "%s:%ld: a NUL byte", file, lineno);
             break;
         }
         rc = rl2_sim_tier_line(s, t, file, lineno, line);
@@ -305,8 +304,7 @@ rl2_sim_tiers_read(rl2_sim_t *s, const char *file, rl2_sim_tiers_t *t)
 /* The raw value of the query parameter `name` (as logged, escapes not
  * decoded) into buf; NULL when absent or too long. */
 static const char *
-rl2_sim_query_param(const char *query, const char *name, char *buf,
-                    size_t size)
+rl2_sim_query_param(const char *query, const char *name, char *buf, size_t size)
 {
     size_t n = strlen(name);
 
@@ -345,8 +343,7 @@ rl2_sim_tier_of(const rl2_sim_tiers_t *t, const rl2_policy_t *p,
         return t->rows[row].tier;
     }
     if (t->has_keys && p->apikey_query != NULL
-        && rl2_sim_query_param(query, p->apikey_query, key + 4,
-                               sizeof(key) - 4)
+        && rl2_sim_query_param(query, p->apikey_query, key + 4, sizeof(key) - 4)
                != NULL) {
         memcpy(key, "key:", 4);
         if ((row = rl2_sim_tab_find(&t->tab, key, rl2_sim_hash(key)))
@@ -388,8 +385,8 @@ rl2_sim_run_open(rl2_sim_run_t *run, const rl2_ctl_opts_t *o, int which)
     snprintf(run->zone_name, sizeof(run->zone_name), "/rl2-simulate-%ld-%c",
              (long)getpid(), which ? 'b' : 'a');
     if ((run->v = malloc(sizeof(*run->v))) == NULL
-        || (run->by_tier = calloc(run->policy->n_tiers + 1,
-                                  sizeof(*run->by_tier)))
+        || (run->by_tier =
+                calloc(run->policy->n_tiers + 1, sizeof(*run->by_tier)))
                == NULL) {
         return rl2_ctl_fail(RL2_CTL_FAIL, "simulate: out of memory");
     }
@@ -673,7 +670,7 @@ static int
 rl2_sim_logs(const rl2_ctl_opts_t *o, rl2_sim_t *s, int argc, char **argv,
              const rl2_sim_tiers_t *tiers)
 {
-    rl2_sim_file_t *files = calloc((size_t)argc, sizeof(*files));
+    rl2_sim_file_t   *files = calloc((size_t)argc, sizeof(*files));
     rl2_alog_format_t fmt =
         o->log_format < 0 ? RL2_ALOG_AUTO : (rl2_alog_format_t)o->log_format;
     char errbuf[512];

@@ -115,8 +115,8 @@ rl2_sim_text_head(FILE *f, const rl2_sim_t *s)
     char t0[28], t1[28];
 
     fprintf(f,
-            "log       %" PRIu64 " lines, %" PRIu64 " requests replayed, %" PRIu64
-            " skipped",
+            "log       %" PRIu64 " lines, %" PRIu64
+            " requests replayed, %" PRIu64 " skipped",
             s->lines, s->entries, s->skipped);
     if (s->first_skip_file != NULL) {
         fprintf(f, " (the first: %s line %" PRIu64 ": %s)", s->first_skip_file,
@@ -188,8 +188,8 @@ rl2_sim_text_run(FILE *f, const rl2_sim_t *s, int r, long top)
     for (size_t i = 0; i < n && i < (size_t)top; i++) {
         const rl2_sim_client_t *c = &s->clients[idx[i]];
 
-        fprintf(f, "  %-40s %10" PRIu64 " %10" PRIu64 "  %-27s  %s\n",
-                c->name, c->requests, c->run[r].refused,
+        fprintf(f, "  %-40s %10" PRIu64 " %10" PRIu64 "  %-27s  %s\n", c->name,
+                c->requests, c->run[r].refused,
                 rl2_sim_time(c->run[r].first_us, t0),
                 rl2_sim_time(c->run[r].last_us, t1));
     }
@@ -275,8 +275,8 @@ rl2_sim_json_run(FILE *f, const rl2_sim_t *s, int r)
                 rl2_sim_time(c->run[r].first_us, t0),
                 rl2_sim_time(c->run[r].last_us, t1));
     }
-    fprintf(f, "]%s}", idx == NULL ? ",\"clients_error\":\"out of memory\""
-                                   : "");
+    fprintf(f, "]%s}",
+            idx == NULL ? ",\"clients_error\":\"out of memory\"" : "");
     free(idx);
 }
 
