@@ -31,6 +31,7 @@
  * are one zone here), the load factor (x1), and a request's duration (a
  * concurrency slot is released before the next request).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -182,8 +183,10 @@ static int
 rl2_sim_tier_line(rl2_sim_t *s, rl2_sim_tiers_t *t, const char *file,
                   long lineno, char *line)
 {
-    char  *key, *tier, *end, *copy;
-    size_t klen;
+    char         *key, *tier, *end, *copy;
+    char          canon[INET6_ADDRSTRLEN];
+    unsigned char addr[16];
+    size_t        klen;
 
     key = line + strspn(line, " \t");
     if (*key == '\0' || *key == '#') {
@@ -209,6 +212,12 @@ rl2_sim_tier_line(rl2_sim_t *s, rl2_sim_tiers_t *t, const char *file,
                             "%s:%ld: \"%s\": expected user:NAME, "
                             "key:APIKEY or an address",
                             file, lineno, key);
+    }
+    /* An IPv6 address as the servers log it (inet_ntop's form):
+     * "2001:DB8::1" names the client logged as "2001:db8::1". */
+    if (key[0] != 'u' && key[0] != 'k' && inet_pton(AF_INET6, key, addr) == 1
+        && inet_ntop(AF_INET6, addr, canon, sizeof(canon)) != NULL) {
+        key = canon;
     }
     if (!rl2_sim_tier_known(s, tier)) {
         return rl2_ctl_fail(RL2_CTL_USAGE,
@@ -272,10 +281,21 @@ rl2_sim_tiers_read(rl2_sim_t *s, const char *file, rl2_sim_tiers_t *t)
         return rl2_ctl_fail(RL2_CTL_FAIL, "--tiers %s: %s", file,
                             strerror(errno));
     }
-    while (rc == RL2_CTL_OK && fgets(line, sizeof(line), f) != NULL) {
-        size_t len = strlen(line);
+    /* Cleared before each line: a byte past the string fgets ends is
+     * then one the file held, after a NUL of its own. */
+    while (rc == RL2_CTL_OK && (memset(line, 0, sizeof(line)), 1)
+           && fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line), end = sizeof(line);
 
         lineno++;
+        while (end > len && line[end - 1] == '\0') {
+            end--;
+        }
+        if (end > len) {
+            rc =
+                rl2_ctl_fail(RL2_CTL_USAGE, "%s:%ld: a NUL byte", file, lineno);
+            break;
+        }
         if (len > 0 && line[len - 1] == '\n') {
             line[--len] = '\0';
         }
@@ -286,11 +306,6 @@ rl2_sim_tiers_read(rl2_sim_t *s, const char *file, rl2_sim_tiers_t *t)
         }
         if (len > 0 && line[len - 1] == '\r') {
             line[--len] = '\0';
-        }
-        if (strlen(line) != len) {
-            rc =
-                rl2_ctl_fail(RL2_CTL_USAGE, "%s:%ld: a NUL byte", file, lineno);
-            break;
         }
         rc = rl2_sim_tier_line(s, t, file, lineno, line);
     }

@@ -232,17 +232,17 @@ rules = (
 );
 CONF
 for u in "127.0.0.1 - alice /api/x" "127.0.0.1 - bob /api/x" \
-    "192.0.2.8 - - /a/x" "192.0.2.9 - - /a/x"; do
+    "192.0.2.8 - - /a/x" "192.0.2.9 - - /a/x" "2001:db8::9 - - /a/x"; do
     set -- $u
     for _ in 1 2 3 4 5; do
         echo "$1 $2 $3 [06/Dec/2026:10:00:00 +0000] \"GET $4 HTTP/1.1\" 200 3"
     done
 done >"$T_DIR/t.log"
-printf '# plans\nuser:alice pro\n\n192.0.2.9   pro\nkey:k1 free\n' \
+printf '# plans\nuser:alice pro\n\n192.0.2.9   pro\nkey:k1 free\n2001:DB8:0::9 pro\n' \
     >"$T_DIR/tiers.txt"
 "$CTL" -c "$T_DIR/t.conf" simulate --tiers "$T_DIR/tiers.txt" --json \
     "$T_DIR/t.log" >"$T_DIR/t.json"
-is "--tiers: the pro user and address pass, the free ones are refused 3 each" \
+is "--tiers: the pro user and addresses (IPv6 written otherwise) pass, the free ones are refused 3 each" \
     "192.0.2.8 3 user:bob 3" \
     "$(jq -r '.policies[0].clients[] | "\(.client) \(.refused)"' \
         "$T_DIR/t.json" | sort | xargs)"
@@ -263,6 +263,10 @@ printf 'user:alice pro\nuser:alice free\n' >"$T_DIR/dup.txt"
 err=$("$CTL" -c "$T_DIR/t.conf" simulate --tiers "$T_DIR/dup.txt" \
     "$T_DIR/t.log" 2>&1)
 like "a key named twice: file:line" "dup\.txt:2: \"user:alice\" is named twice" "$err"
+printf 'user:bob pro\nuser:x\0y pro\n' >"$T_DIR/nul.txt"
+err=$("$CTL" -c "$T_DIR/t.conf" simulate --tiers "$T_DIR/nul.txt" \
+    "$T_DIR/t.log" 2>&1)
+like "a NUL byte: file:line" "nul\.txt:2: a NUL byte" "$err"
 printf 'not-an-address pro\n' >"$T_DIR/addr.txt"
 err=$("$CTL" -c "$T_DIR/t.conf" simulate --tiers "$T_DIR/addr.txt" \
     "$T_DIR/t.log" 2>&1)
