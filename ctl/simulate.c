@@ -28,8 +28,9 @@
  *
  * Not replayed: the runtime override table (no bans, boosts or
  * emergency: the policy as written), Redis (a fleet's shared counters
- * are one zone here), the load factor (x1), and a request's duration (a
- * concurrency slot is released before the next request).
+ * are one zone here), the load and schedule factors (x1: they keep their
+ * state in the override table), and a request's duration (a concurrency
+ * slot is released before the next request).
  */
 #include <arpa/inet.h>
 #include <errno.h>
