@@ -463,7 +463,8 @@ rl2_sim_rule_count(rl2_sim_run_t *run, const rl2_rule_t *rule,
 }
 
 /* Decide one request: 1 refused, 0 admitted, -1 the core refused the
- * request as ambiguous (counted), RL2_CTL_FAIL's -2 a store error. */
+ * request as ambiguous (counted); -2 a store error (said), -3 out of
+ * memory (not said yet). */
 static int
 rl2_sim_decide(rl2_sim_run_t *run, const rl2_request_t *req,
                const rl2_clock_t *now)
