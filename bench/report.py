@@ -19,7 +19,7 @@ from report_page import (header, how_to_read, sect_core, sect_exact,
                          sect_instr, sect_peers, sect_redis, sect_repro,
                          sect_targets, sect_wrk)
 
-KEPT = ("History", "Fuzzing")
+KEPT = ("History", "Replaying", "Fuzzing")
 
 
 FUZZ_BEGIN = "<!-- fuzz:begin -->"

@@ -23,6 +23,9 @@
  *   doctor.c      doctor: the findings, the policy and the zone
  *   doctor_apache.c  doctor: the running Apache (apache2ctl -M, -V)
  *   doctor_redis.c   doctor: the Redis server the store uses
+ *   simulate.c    simulate LOG...: access logs replayed through the core
+ *                 on private zones, one policy or two (--against)
+ *   simulate_report.c  simulate's answer as text and JSON
  */
 #ifndef RL2_CTL_H
 #define RL2_CTL_H
@@ -96,6 +99,9 @@ typedef struct {
     int    log_format;         /* --format: rl2_alog_format_t; -1: not
                                   given (auto) */
     const char *apache_config; /* doctor --apache-config, or NULL */
+    /* simulate (simulate.c); refused by the other subcommands. */
+    const char *against; /* --against POLICY_B, or NULL */
+    const char *tiers;   /* --tiers FILE, or NULL */
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -164,6 +170,7 @@ int rl2_ctl_overrides(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_explain(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_coverage(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_simulate(const rl2_ctl_opts_t *o, int argc, char **argv);
 
 /* ---- init.c ---- */
 
@@ -310,6 +317,68 @@ void rl2_ctl_escape(FILE *f, const char *s, int json);
  * when out of memory. */
 long rl2_ctl_ovr_all(rl2_overrides_t *t, const rl2_clock_t *now,
                      rl2_override_t **out);
+
+/* ---- simulate: what simulate.c and simulate_report.c share ---- */
+
+/* What one policy did to one client of the replay. */
+typedef struct {
+    uint64_t refused;
+    int64_t  first_us, last_us; /* of its refusals (the log's times) */
+    uint64_t only; /* --against: refused by this policy, admitted by the
+                      other */
+} rl2_sim_count_t;
+
+/* A client: the authenticated user ("user:NAME") or else the address as
+ * logged, the identities the servers' limits key on. */
+typedef struct {
+    char           *name; /* owned */
+    uint64_t        hash;
+    uint64_t        requests;
+    rl2_sim_count_t run[2]; /* -c, --against */
+} rl2_sim_client_t;
+
+/* Refusals by one limit of one rule (pointers into the run's policy;
+ * limit NULL: refused before any limit, by a ban or the emergency). */
+typedef struct {
+    const rl2_rule_t  *rule;
+    const rl2_limit_t *limit;
+    uint64_t           refused;
+} rl2_sim_rule_t;
+
+/* One policy replayed on a zone of its own. */
+typedef struct {
+    const char   *path;
+    rl2_policy_t *policy; /* -c's is o->policy_loaded; --against's is
+                             owned */
+    rl2_zone_t    *zone;
+    rl2_store_t   *store;
+    rl2_verdict_t *v; /* kilobytes: allocated once */
+    char           zone_name[64];
+    uint64_t       admitted, refused;
+    uint64_t       malformed; /* the core refused the request itself as
+                                 ambiguous: the servers answer 400 */
+    rl2_sim_rule_t *rules;
+    size_t          n_rules, cap_rules;
+    uint64_t       *by_tier;  /* [policy->n_tiers] */
+    uint64_t        tierless; /* refusals of clients without a tier */
+} rl2_sim_run_t;
+
+typedef struct {
+    rl2_sim_run_t     run[2];
+    size_t            n_runs;
+    rl2_sim_client_t *clients;
+    size_t            n_clients, cap_clients;
+    uint64_t          over_clients; /* requests of clients past the cap:
+                                       decided, not listed */
+    uint64_t    lines, entries, skipped, logged_429, unaddressed;
+    int64_t     first_us, last_us; /* of the requests replayed */
+    const char *first_skip_file;
+    uint64_t    first_skip_line;
+    const char *first_skip_why;
+} rl2_sim_t;
+
+void rl2_ctl_sim_text(FILE *f, const rl2_sim_t *s, long top);
+void rl2_ctl_sim_json(FILE *f, const rl2_sim_t *s);
 
 /* client.c: is text an IPv4 or IPv6 address (inet_pton's reading)? */
 int rl2_ctl_is_address(const char *text);

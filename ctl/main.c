@@ -56,6 +56,9 @@ static const char rl2_ctl_manual[] =
     "                 [--format F] [--json | --html] [-o FILE] ACCESS_LOG...\n"
     "    ratelimit2ctl [-c POLICY] [-z ZONE] [-R REDIS] doctor\n"
     "                 [--apache-config FILE] [--json]\n"
+    "    ratelimit2ctl [-c POLICY] simulate [--against POLICY_B] [--tiers "
+    "FILE]\n"
+    "                 [--format F] [--json] [-n N] [-o FILE] ACCESS_LOG...\n"
     "\n"
     "DESCRIPTION\n"
     "    status KEY   Usage and remaining count of every limit that applies "
@@ -134,6 +137,20 @@ static const char rl2_ctl_manual[] =
     "                 round trip (median of 5 PINGs; over 1 ms warns),\n"
     "                 maxmemory-policy (one that may evict counters warns).\n"
     "                 --json: an array of {area, level, message, fix}.\n"
+    "    simulate ACCESS_LOG...\n"
+    "                 Replay access logs (the formats of coverage), merged\n"
+    "                 by time, through -c's policy as the servers decide:\n"
+    "                 on a private zone made for the run, the clock being\n"
+    "                 the log's (every request of one second at its start,\n"
+    "                 in file order), as fast as the CPU goes.  Requests,\n"
+    "                 admitted, refused; refusals by rule/limit and by tier;\n"
+    "                 the clients refused (user:NAME when authenticated,\n"
+    "                 else the address), -n of them (--json: all), with the\n"
+    "                 first and last refusal.  --against POLICY_B replays\n"
+    "                 the same requests through a second policy too, and\n"
+    "                 lists the clients one refuses and the other admits.\n"
+    "                 No runtime override, Redis, load or schedule\n"
+    "                 factor is replayed.\n"
     "\n"
     "  Runtime overrides, on this host (the zone's .overrides table; not\n"
     "  Redis), in force at once for every server sharing the zone:\n"
@@ -192,8 +209,8 @@ static const char rl2_ctl_manual[] =
     "                         it, limits keyed by address are left out\n"
     "    -t, --tier NAME      the tier a trusted upstream would name (its\n"
     "                         variable; explain: or its header)\n"
-    "    -n, --top N          clients and latest entries listed by report "
-    "(10)\n"
+    "    -n, --top N          clients and latest entries listed by report,\n"
+    "                         clients listed by simulate (10)\n"
     "    --json, --html       report and coverage format (default text);\n"
     "                         overrides, audit and explain take --json\n"
     "    -o, --output FILE    write the report (coverage: it; init: the\n"
@@ -233,9 +250,14 @@ static const char rl2_ctl_manual[] =
     "                         the routes are protected\n"
     "    --min-requests PCT   coverage: exit 4 when less than PCT percent of\n"
     "                         the requests are protected\n"
-    "    --format F           coverage: the logs' format, auto (each file's\n"
-    "                         first valid line), common, combined, apache,\n"
-    "                         nginx or lighttpd\n"
+    "    --format F           coverage, simulate: the logs' format, auto\n"
+    "                         (each file's first valid line), common,\n"
+    "                         combined, apache, nginx or lighttpd\n"
+    "    --against POLICY_B   simulate: a second policy to compare\n"
+    "    --tiers FILE         simulate: the tier the policies' tier_from\n"
+    "                         variable would hold, a line 'KEY TIER' each,\n"
+    "                         KEY user:NAME, key:APIKEY (the api_key query\n"
+    "                         parameter as logged) or an address; # comments\n"
     "    -h, --help           this manual\n"
     "\n"
     "EXIT STATUS\n"
@@ -243,10 +265,11 @@ static const char rl2_ctl_manual[] =
     "    1  check, docs: the policy is invalid; doctor: a finding is an\n"
     "       error (warnings alone exit 0)\n"
     "    2  bad command line, or a target, tier, rule, factor or duration\n"
-    "       that does not read: nothing was changed\n"
+    "       that does not read: nothing was changed (simulate: a --tiers\n"
+    "       line that does not read, with its file:line)\n"
     "    3  the policy, the zone, the violation log, Redis, the override\n"
     "       table, its state file or the audit file could not be read or\n"
-    "       written\n"
+    "       written (simulate: an access log, --against or --tiers)\n"
     "    4  coverage: the protected share is below --min or --min-requests\n"
     "\n"
     "NOTES\n"
@@ -293,7 +316,9 @@ enum {
     RL2_CTL_OPT_MIN,
     RL2_CTL_OPT_MIN_REQUESTS,
     RL2_CTL_OPT_FORMAT,
-    RL2_CTL_OPT_APACHE_CONFIG
+    RL2_CTL_OPT_APACHE_CONFIG,
+    RL2_CTL_OPT_AGAINST,
+    RL2_CTL_OPT_TIERS
 };
 
 static const struct option rl2_ctl_longopts[] = {
@@ -329,6 +354,8 @@ static const struct option rl2_ctl_longopts[] = {
     { "min-requests", required_argument, NULL, RL2_CTL_OPT_MIN_REQUESTS },
     { "format", required_argument, NULL, RL2_CTL_OPT_FORMAT },
     { "apache-config", required_argument, NULL, RL2_CTL_OPT_APACHE_CONFIG },
+    { "against", required_argument, NULL, RL2_CTL_OPT_AGAINST },
+    { "tiers", required_argument, NULL, RL2_CTL_OPT_TIERS },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -375,11 +402,17 @@ rl2_ctl_pct(const char *opt, const char *arg, double *pct)
     return 0;
 }
 
-/* The options of coverage. */
+/* The options of coverage (--format: and of simulate) and simulate. */
 static int
 rl2_ctl_opt_coverage(rl2_ctl_opts_t *o, int c, const char *arg)
 {
     switch (c) {
+    case RL2_CTL_OPT_AGAINST:
+        o->against = arg;
+        return 0;
+    case RL2_CTL_OPT_TIERS:
+        o->tiers = arg;
+        return 0;
     case RL2_CTL_OPT_MIN:
         return rl2_ctl_pct("--min", arg, &o->cov_min_routes);
     case RL2_CTL_OPT_MIN_REQUESTS:
@@ -441,12 +474,18 @@ rl2_ctl_opt_explain(rl2_ctl_opts_t *o, int c, const char *arg)
     }
 }
 
-/* Did the command line name an option of coverage? */
+/* Did the command line name an option of coverage alone? */
 static int
 rl2_ctl_coverage_given(const rl2_ctl_opts_t *o)
 {
-    return o->cov_min_routes >= 0 || o->cov_min_requests >= 0
-           || o->log_format >= 0;
+    return o->cov_min_routes >= 0 || o->cov_min_requests >= 0;
+}
+
+/* Did the command line name an option of simulate alone? */
+static int
+rl2_ctl_simulate_given(const rl2_ctl_opts_t *o)
+{
+    return o->against != NULL || o->tiers != NULL;
 }
 
 /* Did the command line describe a request for explain? */
@@ -623,18 +662,17 @@ main(int argc, char **argv)
                  { "audit", rl2_ctl_audit, 2 },
                  { "explain", rl2_ctl_explain, 1 },
                  { "coverage", rl2_ctl_coverage, 1 },
+                 { "simulate", rl2_ctl_simulate, 1 },
                  { "init", rl2_ctl_init, 0 },
                  { "doctor", rl2_ctl_doctor, 0 } };
     rl2_ctl_opts_t o;
 
     if (rl2_ctl_parse(argc, argv, &o) != 0) {
-        fputs(
-            "usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
-            "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
-            "mode|emergency|overrides|audit|explain|coverage|init|doctor ...  "
-            "(--help for "
-            "the manual)\n",
-            stderr);
+        fputs("usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
+              "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
+              "mode|emergency|overrides|audit|explain|coverage|simulate|init|"
+              "doctor ...  (--help for the manual)\n",
+              stderr);
         return RL2_CTL_USAGE;
     }
     if (optind >= argc) {
@@ -663,8 +701,21 @@ main(int argc, char **argv)
         }
         if (cmds[i].run != rl2_ctl_coverage && rl2_ctl_coverage_given(&o)) {
             return rl2_ctl_fail(RL2_CTL_USAGE,
-                                "%s takes no --min, --min-requests or "
-                                "--format (coverage does)",
+                                "%s takes no --min or --min-requests "
+                                "(coverage does)",
+                                cmds[i].name);
+        }
+        if (cmds[i].run != rl2_ctl_coverage && cmds[i].run != rl2_ctl_simulate
+            && o.log_format >= 0) {
+            return rl2_ctl_fail(RL2_CTL_USAGE,
+                                "%s takes no --format (coverage and "
+                                "simulate do)",
+                                cmds[i].name);
+        }
+        if (cmds[i].run != rl2_ctl_simulate && rl2_ctl_simulate_given(&o)) {
+            return rl2_ctl_fail(RL2_CTL_USAGE,
+                                "%s takes no --against or --tiers (simulate "
+                                "does)",
                                 cmds[i].name);
         }
         /* report reads a zone's ring without a policy, but not a
