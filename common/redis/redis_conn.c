@@ -5,8 +5,11 @@
  * Owns the hiredis contexts: connect with a timeout, the command timeout
  * (SO_RCVTIMEO/SO_SNDTIMEO through redisSetTimeout), AUTH and SELECT, the
  * health flag, and the pool whose pthread key gives every thread its own
- * connection.  A context is dead after its first I/O error: it is marked
- * broken and replaced, never reused.
+ * connection, or (conf.pipeline) whose handle sends every thread's
+ * commands through one pipe (redis_pipe.c); and the pipe leader's I/O,
+ * a batch written at once and its replies read in order.  A context is
+ * dead after its first I/O error: it is marked broken and replaced,
+ * never reused.
  */
 #include <errno.h>
 #include <poll.h>
