@@ -285,7 +285,7 @@ int rl2_redis_pool_pipe_stats(rl2_redis_pool_t       *pool,
  * timeout or a reply that does not parse broke the connection, and why
  * (size bytes) then says what happened, as "no answer within 100 ms".
  * left_ms: the leader's own time left, used as the command timeout of
- * this batch when it is clearly shorter.  An error reply is a reply; a
+ * this batch when it is less than half of it.  An error reply is a reply; a
  * -READONLY one breaks the connection after the batch. */
 size_t rl2_redis_conn_batch(rl2_redis_conn_t *conn, const char *buf, size_t len,
                             size_t n, struct redisReply **replies, int left_ms,

@@ -18,8 +18,10 @@
  * whose command is in flight leaves its slot of the batch empty, and the
  * leader reads its reply and drops it, so the reply stream stays in step.
  * Both fail with the timeout error a thread's own connection gives.  A
- * leader whose own deadline is near reads with what is left of it, so
- * that no caller waits much beyond one command timeout.  An I/O error, a
+ * leader with less than half of its own time left reads with what is
+ * left of it, so that no caller waits more than one and a half command
+ * timeouts (a thread that leads at once waits one, as on a connection of
+ * its own).  An I/O error, a
  * timeout or a reply that does not parse breaks the connection: every
  * command of the batch not answered yet fails with that error, and the
  * next leader opens a new connection (asking the sentinels first when
@@ -80,9 +82,9 @@ struct rl2_redis_pipe {
     rl2_pipe_waiter_t      *head;  /* queued, oldest first */
     rl2_pipe_waiter_t      *tail;
     /* The batch in flight; a slot is NULL once its waiter gave up. */
-    rl2_pipe_waiter_t *batch[RL2_PIPE_BATCH_MAX];
-    int                leading;
-    char               name[RL2_REDIS_NAME_MAX]; /* for messages */
+    rl2_pipe_waiter_t     *batch[RL2_PIPE_BATCH_MAX];
+    int                    leading;
+    char                   name[RL2_REDIS_NAME_MAX]; /* for messages */
     rl2_redis_pipe_stats_t stats;
     atomic_int             up; /* the connection is open and healthy */
     /* the leader's alone */
@@ -97,15 +99,15 @@ struct rl2_redis_pipe {
 
 /* Outcome of one batch's I/O. */
 typedef struct {
-    size_t    got;          /* replies read */
-    int       open_failed;  /* err is each waiter's whole message */
-    rl2_err_t err;          /* the connect error */
+    size_t    got;              /* replies read */
+    int       open_failed;      /* err is each waiter's whole message */
+    rl2_err_t err;              /* the connect error */
     char      why[RL2_ERR_MAX]; /* else why the rest failed */
 } rl2_pipe_io_t;
 
 /* ---- fork ---- */
 
-static pthread_mutex_t rl2_pipes_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t   rl2_pipes_lock = PTHREAD_MUTEX_INITIALIZER;
 static rl2_redis_pipe_t *rl2_pipes;
 static pthread_once_t    rl2_pipes_once = PTHREAD_ONCE_INIT;
 static int               rl2_pipes_atfork; /* pthread_atfork's result */
@@ -152,8 +154,8 @@ rl2_pipes_child(void)
 static void
 rl2_pipes_register(void)
 {
-    rl2_pipes_atfork
-        = pthread_atfork(rl2_pipes_prepare, rl2_pipes_parent, rl2_pipes_child);
+    rl2_pipes_atfork =
+        pthread_atfork(rl2_pipes_prepare, rl2_pipes_parent, rl2_pipes_child);
 }
 
 /* ---- create, destroy ---- */
@@ -169,9 +171,8 @@ rl2_redis_pipe_create(const rl2_redis_conf_t *conf, const char *name,
     if (rl2_pipes_atfork != 0) {
         /* Without the handlers a child could talk on its parent's
          * connection: refuse rather than risk it. */
-        return rl2_err_set(err, RL2_ERR_SYS,
-                           "redis %s: pthread_atfork: %s", name,
-                           strerror(rl2_pipes_atfork));
+        return rl2_err_set(err, RL2_ERR_SYS, "redis %s: pthread_atfork: %s",
+                           name, strerror(rl2_pipes_atfork));
     }
     if ((p = calloc(1, sizeof(*p))) == NULL
         || (p->out = malloc(RL2_PIPE_BATCH_BYTES)) == NULL) {
@@ -322,8 +323,8 @@ rl2_pipe_io(rl2_redis_pipe_t *p, size_t n, size_t len, int left_ms,
     if (!rl2_pipe_connect(p, io)) {
         return;
     }
-    io->got = rl2_redis_conn_batch(p->conn, p->out, len, n, p->replies,
-                                   left_ms, io->why, sizeof(io->why));
+    io->got = rl2_redis_conn_batch(p->conn, p->out, len, n, p->replies, left_ms,
+                                   io->why, sizeof(io->why));
     atomic_store_explicit(&p->up, !rl2_redis_conn_broken(p->conn),
                           memory_order_relaxed);
 }
@@ -334,8 +335,7 @@ static void
 rl2_pipe_deliver(rl2_redis_pipe_t *p, size_t n, const rl2_pipe_io_t *io)
 {
     if (p->conn != NULL) {
-        snprintf(p->name, sizeof(p->name), "%s",
-                 rl2_redis_conn_name(p->conn));
+        snprintf(p->name, sizeof(p->name), "%s", rl2_redis_conn_name(p->conn));
     }
     for (size_t i = 0; i < n; i++) {
         rl2_pipe_waiter_t *w = p->batch[i];
@@ -448,7 +448,8 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     int64_t         deadline_us, left_us;
     struct timespec until;
 
-    deadline_us = rl2_pipe_now_us() + (int64_t)p->conf->command_timeout_ms * 1000;
+    deadline_us =
+        rl2_pipe_now_us() + (int64_t)p->conf->command_timeout_ms * 1000;
     until.tv_sec = (time_t)(deadline_us / 1000000);
     until.tv_nsec = (long)(deadline_us % 1000000) * 1000;
     pthread_mutex_lock(&p->lock);

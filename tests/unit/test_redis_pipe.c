@@ -142,8 +142,8 @@ test_threads_get_their_own_replies_and_every_call_counts(void **state)
     for (int i = 0; i < THREADS; i++) {
         snprintf(name, sizeof(name), "own-%d", i);
         args[i] = (apply_arg_t){ s, NULL, shared, i, &go, "" };
-        args[i].own = limit_of(pol, name, RL2_ALGO_TOKEN_BUCKET, 100 + 7 * i,
-                               DAY);
+        args[i].own =
+            limit_of(pol, name, RL2_ALGO_TOKEN_BUCKET, 100 + 7 * i, DAY);
     }
     for (int i = 0; i < THREADS; i++) {
         pthread_create(&th[i], NULL, apply_thread, &args[i]);
