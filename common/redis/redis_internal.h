@@ -53,7 +53,7 @@
  *   - ratelimit2-fcgi: one per FCGX_Accept_r thread.
  * A server therefore sees up to processes x threads connections.
  *
- * Unless conf.pipeline is 0, a pool instead gives every thread one shared
+ * With conf.pipeline set, a pool instead gives every thread one shared
  * handle whose commands go to the pool's pipe (redis_pipe.c): one
  * connection per process, on which the commands that threads send at the
  * same time are written together and their replies read in order (group

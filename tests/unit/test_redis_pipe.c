@@ -45,7 +45,8 @@ pipe_store(const srv_t *s, int timeout_ms)
     rl2_err_t        err;
 
     rl2_redis_conf_init(&conf);
-    assert_int_equal(conf.pipeline, 1); /* the default */
+    assert_int_equal(conf.pipeline, 0); /* the default */
+    conf.pipeline = 1;
     conf.port = s->port;
     conf.connect_timeout_ms = timeout_ms;
     conf.command_timeout_ms = timeout_ms;
@@ -335,6 +336,7 @@ test_replies_of_those_who_gave_up_are_dropped_in_step(void **state)
     (void)state;
     srv_start(&own, extra);
     rl2_redis_conf_init(&conf);
+    conf.pipeline = 1;
     conf.port = own.port;
     conf.command_timeout_ms = 40;
     conf.connect_timeout_ms = 200;
@@ -407,6 +409,7 @@ test_a_child_after_fork_opens_its_own_connection(void **state)
 
     (void)state;
     rl2_redis_conf_init(&conf);
+    conf.pipeline = 1;
     conf.port = srv.port;
     assert_int_equal(rl2_redis_pool_create(&conf, &pool, &err), RL2_OK);
     assert_false(rl2_redis_pool_cached(pool, &c)); /* nothing opened yet */
@@ -441,13 +444,13 @@ test_pipeline_option_parses(void **state)
 
     (void)state;
     rl2_backend_conf_init(&bc);
-    assert_int_equal(bc.redis.pipeline, 1);
-    assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=off", &err),
-                     RL2_OK);
     assert_int_equal(bc.redis.pipeline, 0);
     assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=on", &err),
                      RL2_OK);
     assert_int_equal(bc.redis.pipeline, 1);
+    assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=off", &err),
+                     RL2_OK);
+    assert_int_equal(bc.redis.pipeline, 0);
     assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=maybe", &err),
                      RL2_ERR_CONFIG);
     printf("  %s\n", err.msg);
