@@ -259,6 +259,9 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
         RL2_SO_TRY(rl2_so_range("redis", name, value, 1, 1000000, &n, err));
         rc->lease_max = (int)n;
     }
+    else if (strcmp(name, "pipeline") == 0) {
+        return rl2_so_onoff("redis", name, value, &rc->pipeline, err);
+    }
     else if (strcmp(name, "overlimit") == 0) {
         return rl2_so_onoff("redis", name, value, &bc->overlimit, err);
     }
@@ -273,8 +276,8 @@ rl2_store_opt_redis_set(rl2_backend_conf_t *bc, const char *name,
                            "\"%.60s\" (expected db=0..15, user=U, "
                            "password=P, connect_timeout=MS, timeout=MS, "
                            "overrides_key=NAME, lease=on|off, "
-                           "lease_time=MS, lease_max=N, overlimit=on|off, "
-                           "overlimit_entries=N)",
+                           "lease_time=MS, lease_max=N, pipeline=on|off, "
+                           "overlimit=on|off, overlimit_entries=N)",
                            name);
     }
     return RL2_OK;

@@ -33,6 +33,7 @@ static const char *const rl2_redis_keys[] = { "server",
                                               "lease",
                                               "lease_time",
                                               "lease_max",
+                                              "pipeline",
                                               "overlimit",
                                               "overlimit_entries",
                                               NULL };
@@ -66,7 +67,8 @@ static int
 rl2_cfg_switch(const char *key)
 {
     return key != NULL
-           && (strcmp(key, "lease") == 0 || strcmp(key, "overlimit") == 0);
+           && (strcmp(key, "lease") == 0 || strcmp(key, "overlimit") == 0
+               || strcmp(key, "pipeline") == 0);
 }
 
 /* A scalar setting as the text a directive or option would give. */

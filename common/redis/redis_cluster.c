@@ -125,6 +125,9 @@ rl2_node_find(rl2_redis_cluster_t *cl, const char *host, int port,
         n = &cl->nodes[count];
         nc = cl->conf;
         nc.n_seeds = 0;
+        /* -ASK needs ASKING right before its command on one connection:
+         * a node's commands are not pipelined (redis_internal.h) */
+        nc.pipeline = 0;
         snprintf(nc.host, sizeof(nc.host), "%s", host);
         nc.port = port;
         if (rl2_redis_pool_create(&nc, &n->pool, err) == RL2_OK) {

@@ -5,8 +5,11 @@
  * Owns the hiredis contexts: connect with a timeout, the command timeout
  * (SO_RCVTIMEO/SO_SNDTIMEO through redisSetTimeout), AUTH and SELECT, the
  * health flag, and the pool whose pthread key gives every thread its own
- * connection.  A context is dead after its first I/O error: it is marked
- * broken and replaced, never reused.
+ * connection, or (conf.pipeline) whose handle sends every thread's
+ * commands through one pipe (redis_pipe.c); and the pipe leader's I/O,
+ * a batch written at once and its replies read in order.  A context is
+ * dead after its first I/O error: it is marked broken and replaced,
+ * never reused.
  */
 #include <errno.h>
 #include <poll.h>
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -26,7 +30,8 @@
 #include "redis/redis_internal.h"
 
 struct rl2_redis_conn {
-    redisContext          *ctx;
+    redisContext          *ctx;    /* NULL for a pool's pipeline handle */
+    rl2_redis_pipe_t      *pipe;   /* the handle's pipeline, else NULL */
     unsigned               forks;  /* rl2_forks when it was opened */
     pid_t                  pid;    /* process that opened it */
     int                    broken; /* an I/O error or timeout killed it */
@@ -45,6 +50,10 @@ struct rl2_redis_pool {
      * still running; held only to link and unlink. */
     pthread_mutex_t   lock;
     rl2_redis_conn_t *conns;
+    /* conf.pipeline: one connection for every thread (redis_pipe.c),
+     * reached through one handle that all threads share */
+    rl2_redis_pipe_t *pipe;
+    rl2_redis_conn_t *handle;
 };
 
 /* ---- configuration ---- */
@@ -59,6 +68,7 @@ rl2_redis_conf_init(rl2_redis_conf_t *conf)
     conf->command_timeout_ms = 100;
     conf->lease_time_ms = 1000;
     conf->lease_max = 100;
+    conf->pipeline = 0;
 }
 
 static int
@@ -191,22 +201,34 @@ rl2_conn_ours(const rl2_redis_conn_t *c)
     return !rl2_forks_unknown || c->pid == getpid();
 }
 
-/* A timeout surfaces as EAGAIN from read or write: say so, since "Resource
- * temporarily unavailable" tells an operator nothing. */
+/* Why an I/O on c failed.  A timeout surfaces as EAGAIN from read or
+ * write: say so, since "Resource temporarily unavailable" tells an
+ * operator nothing.  io_err: the context's error (hiredis did the I/O). */
+static void
+rl2_io_why(const rl2_redis_conn_t *c, int io_err, int saved_errno, char *why,
+           size_t size)
+{
+    if (io_err && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
+        snprintf(why, size, "no answer within %d ms", c->timeout_ms);
+    }
+    else if (c->ctx->errstr[0] != '\0') {
+        snprintf(why, size, "%s", c->ctx->errstr);
+    }
+    else {
+        snprintf(why, size, "connection lost");
+    }
+}
+
 static rl2_status_t
 rl2_io_error(rl2_redis_conn_t *c, const char *what, int saved_errno,
              rl2_err_t *err)
 {
+    char why[RL2_ERR_MAX];
+
     c->broken = 1;
-    if (c->ctx->err == REDIS_ERR_IO
-        && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK)) {
-        return rl2_err_set(err, RL2_ERR_STORE,
-                           "redis %s: %s: no answer "
-                           "within %d ms",
-                           c->name, what, c->timeout_ms);
-    }
+    rl2_io_why(c, c->ctx->err == REDIS_ERR_IO, saved_errno, why, sizeof(why));
     return rl2_err_set(err, RL2_ERR_STORE, "redis %s: %s: %s", c->name, what,
-                       c->ctx->errstr[0] ? c->ctx->errstr : "connection lost");
+                       why);
 }
 
 /* Queue one command on the context's output buffer, formatted by
@@ -247,6 +269,10 @@ rl2_redis_command(rl2_redis_conn_t *c, int argc, const char **argv,
 {
     redisReply *r;
 
+    if (c->pipe != NULL) {
+        return rl2_redis_pipe_command(c->pipe, argc, argv, argvlen, what, reply,
+                                      err);
+    }
     *reply = NULL;
     if (c->broken) {
         return rl2_err_set(err, RL2_ERR_STORE,
@@ -278,6 +304,13 @@ rl2_redis_command_asking(rl2_redis_conn_t *c, int argc, const char **argv,
     redisReply *r[2] = { NULL, NULL };
 
     *reply = NULL;
+    if (c->pipe != NULL) {
+        /* ASKING must come right before its command: a Cluster node's
+         * pool never pipelines (redis_cluster.c). */
+        return rl2_err_set(err, RL2_ERR_STORE,
+                           "redis %s: %s: ASKING through a pipeline", c->name,
+                           what);
+    }
     if (c->broken) {
         return rl2_err_set(err, RL2_ERR_STORE,
                            "redis %s: %s: connection "
@@ -304,6 +337,89 @@ rl2_redis_command_asking(rl2_redis_conn_t *c, int argc, const char **argv,
     freeReplyObject(r[0]);
     *reply = r[1];
     return RL2_OK;
+}
+
+/* This batch's command timeout: the connection's, or less for a leader
+ * that has less than half of its own left (one setsockopt pair now and
+ * one after).  A leader that waited its turn for less than half the
+ * timeout -- every one on a server that answers in time, even on a
+ * loaded machine -- costs no system call, and takes at most one and a
+ * half timeouts in all. */
+static int
+rl2_batch_timeout(rl2_redis_conn_t *c, int left_ms)
+{
+    if (left_ms <= 0 || left_ms >= c->timeout_ms / 2) {
+        return 0;
+    }
+    return redisSetTimeout(c->ctx, rl2_ms_timeval(left_ms)) == REDIS_OK;
+}
+
+/* The whole batch in one send (MSG_NOSIGNAL: a closed socket is an error,
+ * not a signal); 0 or errno. */
+static int
+rl2_batch_send(rl2_redis_conn_t *c, const char *buf, size_t len)
+{
+    size_t  done = 0;
+    ssize_t w;
+
+    while (done < len) {
+        w = send(c->ctx->fd, buf + done, len - done, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return w < 0 ? errno : EPIPE;
+        }
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+size_t
+rl2_redis_conn_batch(rl2_redis_conn_t *c, const char *buf, size_t len, size_t n,
+                     struct redisReply **replies, int left_ms, char *why,
+                     size_t size)
+{
+    int    shortened, e, readonly = 0;
+    size_t got = 0;
+    void  *r;
+
+    if (c->broken || c->pipe != NULL) {
+        snprintf(why, size, "connection already failed");
+        return 0;
+    }
+    shortened = rl2_batch_timeout(c, left_ms);
+    if ((e = rl2_batch_send(c, buf, len)) != 0) {
+        c->broken = 1;
+        if (e == EAGAIN || e == EWOULDBLOCK) {
+            snprintf(why, size, "no answer within %d ms", c->timeout_ms);
+        }
+        else {
+            snprintf(why, size, "%s", strerror(e));
+        }
+        return 0;
+    }
+    for (; got < n; got++) {
+        r = NULL;
+        errno = 0;
+        if (redisGetReply(c->ctx, &r) != REDIS_OK || r == NULL) {
+            c->broken = 1;
+            rl2_io_why(c, c->ctx->err == REDIS_ERR_IO, errno, why, size);
+            return got;
+        }
+        readonly |= rl2_redis_reply_readonly(r);
+        replies[got] = r;
+    }
+    /* As rl2_redis_command(): a demoted master is replaced. */
+    if (readonly) {
+        c->broken = 1;
+    }
+    else if (shortened
+             && redisSetTimeout(c->ctx, rl2_ms_timeval(c->timeout_ms))
+                    != REDIS_OK) {
+        c->broken = 1;
+    }
+    return got;
 }
 
 void
@@ -475,8 +591,8 @@ rl2_redis_conn_name(const rl2_redis_conn_t *c)
 /* Between commands a RESP2 server never speaks first: a readable socket
  * means the server closed it (restart, idle timeout, CLIENT KILL).  One
  * poll() finds that before a request is sent into a dead socket. */
-static int
-rl2_conn_usable(const rl2_redis_conn_t *c)
+int
+rl2_redis_conn_usable(const rl2_redis_conn_t *c)
 {
     struct pollfd p;
 
@@ -517,6 +633,27 @@ rl2_pool_thread_exit(void *arg)
     rl2_redis_conn_close(c);
 }
 
+/* conf.pipeline: the pipe, and the handle every thread is given; the
+ * handle has no context of its own, its commands go to the pipe. */
+static rl2_status_t
+rl2_pool_pipe(rl2_redis_pool_t *pool, rl2_err_t *err)
+{
+    rl2_status_t st;
+
+    st = rl2_redis_pipe_create(&pool->conf, pool->name, &pool->pipe, err);
+    if (st != RL2_OK) {
+        return st;
+    }
+    if ((pool->handle = calloc(1, sizeof(*pool->handle))) == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "out of memory");
+    }
+    pool->handle->pipe = pool->pipe;
+    pool->handle->pool = pool;
+    pool->handle->timeout_ms = pool->conf.command_timeout_ms;
+    snprintf(pool->handle->name, sizeof(pool->handle->name), "%s", pool->name);
+    return RL2_OK;
+}
+
 rl2_status_t
 rl2_redis_pool_create(const rl2_redis_conf_t *conf, rl2_redis_pool_t **out,
                       rl2_err_t *err)
@@ -543,6 +680,10 @@ rl2_redis_pool_create(const rl2_redis_conf_t *conf, rl2_redis_pool_t **out,
         return st;
     }
     pthread_mutex_init(&pool->lock, NULL);
+    if (conf->pipeline && (st = rl2_pool_pipe(pool, err)) != RL2_OK) {
+        rl2_redis_pool_destroy(pool);
+        return st;
+    }
     *out = pool;
     return RL2_OK;
 }
@@ -551,11 +692,17 @@ rl2_status_t
 rl2_redis_pool_get(rl2_redis_pool_t *pool, rl2_redis_conn_t **out,
                    rl2_err_t *err)
 {
-    rl2_redis_conn_t *c = pthread_getspecific(pool->key);
+    rl2_redis_conn_t *c;
     rl2_status_t      st;
 
+    if (pool->pipe != NULL) {
+        /* connects, when it must, in the batch's leader */
+        *out = pool->handle;
+        return RL2_OK;
+    }
+    c = pthread_getspecific(pool->key);
     *out = NULL;
-    if (c != NULL && rl2_conn_usable(c)) {
+    if (c != NULL && rl2_redis_conn_usable(c)) {
         *out = c;
         return RL2_OK;
     }
@@ -583,9 +730,14 @@ rl2_redis_pool_get(rl2_redis_pool_t *pool, rl2_redis_conn_t **out,
 int
 rl2_redis_pool_cached(rl2_redis_pool_t *pool, rl2_redis_conn_t **out)
 {
-    rl2_redis_conn_t *c = pthread_getspecific(pool->key);
+    rl2_redis_conn_t *c;
 
-    *out = c != NULL && rl2_conn_usable(c) ? c : NULL;
+    if (pool->pipe != NULL) {
+        *out = rl2_redis_pipe_up(pool->pipe) ? pool->handle : NULL;
+        return *out != NULL;
+    }
+    c = pthread_getspecific(pool->key);
+    *out = c != NULL && rl2_redis_conn_usable(c) ? c : NULL;
     return *out != NULL;
 }
 
@@ -604,8 +756,21 @@ rl2_redis_pool_destroy(rl2_redis_pool_t *pool)
         next = c->next;
         rl2_redis_conn_close(c);
     }
+    rl2_redis_pipe_destroy(pool->pipe);
+    free(pool->handle);
     pthread_mutex_destroy(&pool->lock);
     free(pool);
+}
+
+int
+rl2_redis_pool_pipe_stats(rl2_redis_pool_t *pool, rl2_redis_pipe_stats_t *out)
+{
+    if (pool->pipe == NULL) {
+        memset(out, 0, sizeof(*out));
+        return 0;
+    }
+    rl2_redis_pipe_stats(pool->pipe, out);
+    return 1;
 }
 
 const char *

@@ -12,6 +12,8 @@
  *                         shared-memory table
  *   redis_lua.c           the Lua of the Redis store, one fragment per
  *                         algorithm
+ *   redis_pipe.c          pipelining: the commands of a process's threads
+ *                         written together on one connection
  *   redis_resp.c, .h      a command in the Redis protocol (RESP)
  *   redis_scripts.c, .h   calling the store's Lua: keys, arguments,
  *                         EVALSHA
@@ -50,6 +52,14 @@
  *     whose hooks run on several threads uses each thread's own);
  *   - ratelimit2-fcgi: one per FCGX_Accept_r thread.
  * A server therefore sees up to processes x threads connections.
+ *
+ * With conf.pipeline set, a pool instead gives every thread one shared
+ * handle whose commands go to the pool's pipe (redis_pipe.c): one
+ * connection per process, on which the commands that threads send at the
+ * same time are written together and their replies read in order (group
+ * commit, below).  A server then sees one connection per process (and
+ * per server of a Cluster: a node's pool never pipelines, since -ASK
+ * needs ASKING right before its command).
  *
  * hiredis writes with write(2): the process must ignore SIGPIPE (Apache
  * does), or a connection the server closed kills it.  Host names are
@@ -219,6 +229,71 @@ rl2_status_t rl2_redis_pool_get(rl2_redis_pool_t *pool, rl2_redis_conn_t **out,
  * connects (returns 0 with *out NULL).  For work that must not wait for a
  * connect, such as the violation log's XADD after a decision. */
 int rl2_redis_pool_cached(rl2_redis_pool_t *pool, rl2_redis_conn_t **out);
+
+/* ---- pipelining (redis_pipe.c) ----
+ *
+ * One connection per process and server, shared by the process's
+ * threads: a thread queues its command and, when no batch is in flight,
+ * leads one: takes what is queued, writes it at once, reads the replies
+ * in order and hands each to its thread.  Each command keeps its own
+ * deadline, one command timeout from when it was queued; a failure fails
+ * the batch's commands not yet answered with the error one connection
+ * of their own would give (RL2_ERR_STORE naming the server and the
+ * command).  The replies are the caller's, as rl2_redis_command()'s. */
+
+#define RL2_PIPE_BATCH_MAX   64    /* commands in one batch */
+#define RL2_PIPE_BATCH_BYTES 65536 /* their bytes (a larger command alone) */
+
+typedef struct rl2_redis_pipe rl2_redis_pipe_t;
+
+/* Counters of one pipe, for tests and measurements. */
+typedef struct {
+    uint64_t batches;   /* batches written */
+    uint64_t commands;  /* commands in them */
+    uint64_t max_batch; /* the largest batch */
+    uint64_t gave_up;   /* commands whose deadline passed first */
+    uint64_t dropped;   /* replies read for them and dropped */
+} rl2_redis_pipe_stats_t;
+
+/* A pipe to the server conf names (borrowed: it must outlive the pipe),
+ * called name in messages until a connection names the server.  Opens
+ * nothing.  RL2_ERR_SYS when pthread_atfork fails (a child would share
+ * the connection). */
+rl2_status_t rl2_redis_pipe_create(const rl2_redis_conf_t *conf,
+                                   const char *name, rl2_redis_pipe_t **out,
+                                   rl2_err_t *err);
+void         rl2_redis_pipe_destroy(rl2_redis_pipe_t *pipe);
+
+/* As rl2_redis_command(), through the pipe. */
+rl2_status_t rl2_redis_pipe_command(rl2_redis_pipe_t *pipe, int argc,
+                                    const char **argv, const size_t *argvlen,
+                                    const char *what, struct redisReply **reply,
+                                    rl2_err_t *err);
+
+/* Whether the pipe's connection is open and was healthy after its last
+ * batch. */
+int  rl2_redis_pipe_up(rl2_redis_pipe_t *pipe);
+void rl2_redis_pipe_stats(rl2_redis_pipe_t *pipe, rl2_redis_pipe_stats_t *out);
+
+/* The pool's pipe counters: 1, or 0 when it does not pipeline. */
+int rl2_redis_pool_pipe_stats(rl2_redis_pool_t       *pool,
+                              rl2_redis_pipe_stats_t *out);
+
+/* For the pipe's leader (redis_conn.c): send the n commands of buf (len
+ * bytes of RESP) at once, then read their n replies into replies[] in
+ * order.  Returns how many were read; fewer than n when an I/O error, a
+ * timeout or a reply that does not parse broke the connection, and why
+ * (size bytes) then says what happened, as "no answer within 100 ms".
+ * left_ms: the leader's own time left, used as the command timeout of
+ * this batch when it is less than half of it.  An error reply is a reply; a
+ * -READONLY one breaks the connection after the batch. */
+size_t rl2_redis_conn_batch(rl2_redis_conn_t *conn, const char *buf, size_t len,
+                            size_t n, struct redisReply **replies, int left_ms,
+                            char *why, size_t size);
+
+/* Not broken, opened by this process, not closed by the server (one
+ * poll()). */
+int rl2_redis_conn_usable(const rl2_redis_conn_t *conn);
 
 /* Close every connection of the pool.  No thread may use the pool (or a
  * connection it handed out) during or after this call. */

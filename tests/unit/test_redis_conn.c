@@ -277,6 +277,7 @@ test_pool_gives_each_thread_and_process_its_own_connection(void **state)
     (void)state;
     rl2_redis_conf_init(&conf);
     conf.port = srv.port;
+    conf.pipeline = 0; /* test_redis_pipe.c: one shared connection */
     assert_int_equal(rl2_redis_pool_create(&conf, &pool, &err), RL2_OK);
     pthread_barrier_init(&all_in, NULL, 4);
     for (int i = 0; i < 4; i++) {

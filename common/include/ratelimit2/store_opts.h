@@ -16,7 +16,8 @@
  *             | cluster:HOST:PORT,... (1 to 8 seed nodes)
  *   options   db=0..15, user=U, password=P, connect_timeout=1..60000 (ms),
  *             timeout=1..60000 (ms), overrides_key=NAME (the runtime
- *             override table's keys, overrides.h), overlimit=on|off,
+ *             override table's keys, overrides.h), pipeline=on|off
+ *             (one connection per process, redis_pipe.c), overlimit=on|off,
  *             overlimit_entries=64..67108864 (the over-limit cache)
  *   zone      /NAME (one leading slash, no other), entries 64..67108864
  *   failover  local|open|closed, share=0.001..1, probe=1..3600000 (ms),

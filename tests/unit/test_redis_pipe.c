@@ -1,0 +1,501 @@
+/*
+ * test_redis_pipe.c -- pipelining (redis_pipe.c): the threads of a
+ * process share one connection and their concurrent commands are written
+ * together, against real redis-server processes on loopback.
+ *
+ * Many threads applying at once each get their own replies (distinct
+ * limits, so a reply handed to the wrong thread shows) and every call is
+ * counted once; one connection serves them all; a stopped server fails
+ * every waiting thread within its timeout and the next calls reconnect;
+ * replies of commands whose callers gave up are read and dropped, so no
+ * later caller gets another's reply; a child after fork() opens its own
+ * connection; the option parses.  Threads record what went wrong and the
+ * main thread asserts (cmocka's checks belong to the main thread).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#define WATCHDOG_S 60
+
+#include "ratelimit2/store_opts.h"
+#include "rl2_redis_test.h"
+#include "redis/redis_internal.h"
+
+#define THREADS 32
+#define CALLS   40
+
+static srv_t own; /* a test's own server, stopped by teardown */
+
+static rl2_store_t *
+pipe_store(const srv_t *s, int timeout_ms)
+{
+    rl2_redis_conf_t conf;
+    rl2_store_t     *st;
+    rl2_err_t        err;
+
+    rl2_redis_conf_init(&conf);
+    assert_int_equal(conf.pipeline, 0); /* the default */
+    conf.pipeline = 1;
+    conf.port = s->port;
+    conf.connect_timeout_ms = timeout_ms;
+    conf.command_timeout_ms = timeout_ms;
+    if (rl2_store_redis_create(&conf, &st, &err) != RL2_OK) {
+        fail_msg("store: %s", err.msg);
+    }
+    return st;
+}
+
+static rl2_redis_pipe_stats_t
+pipe_stats(rl2_store_t *s)
+{
+    rl2_redis_pipe_stats_t ps;
+
+    assert_true(rl2_redis_pool_pipe_stats(rl2_store_redis_pool(s), &ps));
+    printf("  %" PRIu64 " commands in %" PRIu64 " batches, at most %" PRIu64
+           " in one; %" PRIu64 " gave up, %" PRIu64 " replies dropped\n",
+           ps.commands, ps.batches, ps.max_batch, ps.gave_up, ps.dropped);
+    return ps;
+}
+
+static long long
+connected_clients(void)
+{
+    redisReply *r = admin_cmd(admin, "INFO clients");
+    const char *p = strstr(r->str, "connected_clients:");
+    long long   n;
+
+    assert_non_null(p);
+    n = strtoll(p + 18, NULL, 10);
+    freeReplyObject(r);
+    return n;
+}
+
+/* ---- every thread its own replies, every call counted once ---- */
+
+typedef struct {
+    rl2_store_t       *s;
+    const rl2_limit_t *own;    /* this thread's, of its own size */
+    const rl2_limit_t *shared; /* every thread's */
+    int                i;
+    pthread_barrier_t *go;
+    char               bad[RL2_ERR_MAX + 64]; /* "" when all went well */
+} apply_arg_t;
+
+static void *
+apply_thread(void *arg)
+{
+    apply_arg_t *a = arg;
+    rl2_layer_t  l[2];
+    rl2_err_t    err;
+    char         client[32];
+
+    snprintf(client, sizeof(client), "10.1.0.%d", a->i);
+    mk_layer(&l[0], a->own, client);
+    mk_layer(&l[1], a->shared, "everyone");
+    pthread_barrier_wait(a->go);
+    for (int k = 0; k < CALLS && a->bad[0] == '\0'; k++) {
+        if (apply_now(a->s, l, 2, &err) != RL2_OK) {
+            snprintf(a->bad, sizeof(a->bad), "call %d: %s", k, err.msg);
+        }
+        else if (l[0].result.limit != a->own->algo.limit
+                 || l[0].result.remaining != a->own->algo.limit - k - 1
+                 || !l[0].committed || !l[1].committed) {
+            snprintf(a->bad, sizeof(a->bad),
+                     "call %d: limit %" PRId64 " remaining %" PRId64
+                     ", expected %" PRId64 " and %" PRId64,
+                     k, l[0].result.limit, l[0].result.remaining,
+                     a->own->algo.limit, a->own->algo.limit - k - 1);
+        }
+    }
+    return NULL;
+}
+
+static void
+test_threads_get_their_own_replies_and_every_call_counts(void **state)
+{
+    pthread_t              th[THREADS];
+    apply_arg_t            args[THREADS];
+    pthread_barrier_t      go;
+    const rl2_limit_t     *shared;
+    rl2_store_t           *s;
+    rl2_layer_t            l;
+    rl2_redis_pipe_stats_t ps;
+    rl2_clock_t            now;
+    rl2_err_t              err;
+    char                   name[32];
+
+    (void)state;
+    s = pipe_store(&srv, 2000);
+    /* token buckets of a day: no refill worth a unit during the test */
+    shared = limit_of(pol, "shared", RL2_ALGO_TOKEN_BUCKET, 2000, DAY);
+    pthread_barrier_init(&go, NULL, THREADS);
+    for (int i = 0; i < THREADS; i++) {
+        snprintf(name, sizeof(name), "own-%d", i);
+        args[i] = (apply_arg_t){ s, NULL, shared, i, &go, "" };
+        args[i].own =
+            limit_of(pol, name, RL2_ALGO_TOKEN_BUCKET, 100 + 7 * i, DAY);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_create(&th[i], NULL, apply_thread, &args[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        if (args[i].bad[0] != '\0') {
+            fail_msg("thread %d: %s", i, args[i].bad);
+        }
+    }
+    pthread_barrier_destroy(&go);
+    /* the shared key counted every call once: one more leaves this */
+    mk_layer(&l, shared, "everyone");
+    rl2_clock_now(&now);
+    assert_int_equal(s->ops->apply(s, &l, 1, &now, &err), RL2_OK);
+    assert_int_equal(l.result.remaining, 2000 - THREADS * CALLS - 1);
+    ps = pipe_stats(s);
+    assert_true(ps.commands >= THREADS * CALLS);
+    assert_true(ps.batches < ps.commands);
+    assert_true(ps.max_batch > 1 && ps.max_batch <= RL2_PIPE_BATCH_MAX);
+    assert_int_equal(ps.gave_up, 0);
+    /* one connection for the 32 threads, beside the admin's */
+    assert_int_equal(connected_clients(), 2);
+    rl2_store_destroy(s);
+}
+
+/* ---- a stopped server ---- */
+
+typedef struct {
+    rl2_store_t       *s;
+    const rl2_limit_t *limit;
+    int                i;
+    pthread_barrier_t *go;
+    rl2_status_t       st;
+    int64_t            ms;
+    char               msg[RL2_ERR_MAX];
+} stop_arg_t;
+
+static void *
+stop_thread(void *arg)
+{
+    stop_arg_t *a = arg;
+    rl2_layer_t l;
+    rl2_err_t   err;
+    char        client[32];
+    int64_t     t0;
+
+    snprintf(client, sizeof(client), "10.2.0.%d", a->i);
+    mk_layer(&l, a->limit, client);
+    err.msg[0] = '\0';
+    pthread_barrier_wait(a->go);
+    t0 = mono_us();
+    a->st = apply_now(a->s, &l, 1, &err);
+    a->ms = (mono_us() - t0) / 1000;
+    snprintf(a->msg, sizeof(a->msg), "%s", err.msg);
+    return NULL;
+}
+
+/* All threads at once; returns how many succeeded. */
+static int
+stop_round(stop_arg_t *args, int n)
+{
+    pthread_t         th[THREADS];
+    pthread_barrier_t go;
+    int               ok = 0;
+
+    pthread_barrier_init(&go, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        args[i].go = &go;
+        pthread_create(&th[i], NULL, stop_thread, &args[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        ok += args[i].st == RL2_OK;
+    }
+    pthread_barrier_destroy(&go);
+    return ok;
+}
+
+static void
+test_stopped_server_fails_every_waiter_within_its_timeout(void **state)
+{
+    stop_arg_t         args[16];
+    const rl2_limit_t *limit;
+    rl2_store_t       *s;
+    char               name[32];
+
+    (void)state;
+    srv_start(&own, NULL);
+    s = pipe_store(&own, 200);
+    limit = limit_of(pol, "stop", RL2_ALGO_TOKEN_BUCKET, 100, DAY);
+    for (int i = 0; i < 16; i++) {
+        args[i] = (stop_arg_t){ s, limit, i, NULL, RL2_OK, 0, "" };
+    }
+    assert_int_equal(stop_round(args, 16), 16); /* connected, loaded */
+    snprintf(name, sizeof(name), "127.0.0.1:%d", own.port);
+    kill(own.pid, SIGSTOP);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(stop_round(args, 16), 0);
+        for (int i = 0; i < 16; i++) {
+            if (i == 0) {
+                printf("  after %" PRId64 " ms: %s\n", args[i].ms, args[i].msg);
+            }
+            assert_int_equal(args[i].st, RL2_ERR_STORE);
+            assert_non_null(strstr(args[i].msg, name));
+            assert_non_null(strstr(args[i].msg, "no answer within 200 ms"));
+            assert_true(args[i].ms <= 200 + 150);
+        }
+    }
+    kill(own.pid, SIGCONT);
+    /* the next calls reconnect */
+    assert_int_equal(stop_round(args, 16), 16);
+    pipe_stats(s);
+    rl2_store_destroy(s);
+}
+
+/* ---- replies dropped, the stream in step ---- */
+
+typedef struct {
+    rl2_redis_pool_t *pool;
+    int               i;
+    int               ok;
+    int               timeouts;
+    char              bad[RL2_ERR_MAX + 64];
+} echo_arg_t;
+
+static void *
+echo_thread(void *arg)
+{
+    echo_arg_t       *a = arg;
+    rl2_redis_conn_t *c;
+    redisReply       *r;
+    rl2_err_t         err;
+    char              token[48];
+    const char       *argv[2] = { "ECHO", token };
+
+    for (int k = 0; k < 40 && a->bad[0] == '\0'; k++) {
+        snprintf(token, sizeof(token), "thread %d call %d", a->i, k);
+        if (rl2_redis_pool_get(a->pool, &c, &err) != RL2_OK
+            || rl2_redis_command(c, 2, argv, NULL, "ECHO", &r, &err)
+                   != RL2_OK) {
+            if (strstr(err.msg, "no answer within 40 ms") == NULL) {
+                snprintf(a->bad, sizeof(a->bad), "%s", err.msg);
+            }
+            a->timeouts++;
+            continue;
+        }
+        if (r->type != REDIS_REPLY_STRING || strcmp(r->str, token) != 0) {
+            snprintf(a->bad, sizeof(a->bad), "sent \"%s\", got \"%.60s\"",
+                     token, r->type == REDIS_REPLY_STRING ? r->str : "?");
+        }
+        a->ok++;
+        rl2_redis_reply_free(r);
+    }
+    return NULL;
+}
+
+static atomic_int stalling;
+
+/* DEBUG SLEEP, again and again: a server that answers late, about the
+ * command timeout, on a connection of its own. */
+static void *
+stall_thread(void *arg)
+{
+    redisContext *c = arg;
+
+    while (atomic_load(&stalling)) {
+        freeReplyObject(redisCommand(c, "DEBUG SLEEP 0.035"));
+        usleep(5000);
+    }
+    return NULL;
+}
+
+static void
+test_replies_of_those_who_gave_up_are_dropped_in_step(void **state)
+{
+    static const char *const extra[] = { "--enable-debug-command", "yes",
+                                         NULL };
+    rl2_redis_conf_t         conf;
+    rl2_redis_pool_t        *pool;
+    redisContext            *stall;
+    pthread_t                th[8], st;
+    echo_arg_t               args[8];
+    rl2_redis_pipe_stats_t   ps;
+    rl2_err_t                err;
+    int64_t                  deadline;
+    int                      ok = 0, timeouts = 0;
+
+    (void)state;
+    srv_start(&own, extra);
+    rl2_redis_conf_init(&conf);
+    conf.pipeline = 1;
+    conf.port = own.port;
+    conf.command_timeout_ms = 40;
+    conf.connect_timeout_ms = 200;
+    assert_int_equal(rl2_redis_pool_create(&conf, &pool, &err), RL2_OK);
+    stall = srv_admin(&own);
+    atomic_store(&stalling, 1);
+    pthread_create(&st, NULL, stall_thread, stall);
+    /* Rounds until a reply was dropped: a thread that finds no batch in
+     * flight leads, taking the older commands of threads not yet awake,
+     * whose deadlines pass first. */
+    deadline = mono_us() + 20 * SEC;
+    do {
+        for (int i = 0; i < 8; i++) {
+            args[i] = (echo_arg_t){ pool, i, 0, 0, "" };
+            pthread_create(&th[i], NULL, echo_thread, &args[i]);
+        }
+        for (int i = 0; i < 8; i++) {
+            pthread_join(th[i], NULL);
+            if (args[i].bad[0] != '\0') {
+                atomic_store(&stalling, 0);
+                fail_msg("thread %d: %s", i, args[i].bad);
+            }
+            ok += args[i].ok;
+            timeouts += args[i].timeouts;
+        }
+        rl2_redis_pool_pipe_stats(pool, &ps);
+    } while ((ps.dropped == 0 || ok == 0) && mono_us() < deadline);
+    atomic_store(&stalling, 0);
+    pthread_join(st, NULL);
+    redisFree(stall);
+    printf("  %d answered, %d timed out; %" PRIu64 " commands in %" PRIu64
+           " batches, %" PRIu64 " gave up, %" PRIu64 " replies dropped\n",
+           ok, timeouts, ps.commands, ps.batches, ps.gave_up, ps.dropped);
+    assert_true(ps.dropped > 0);
+    assert_true(ok > 0);
+    rl2_redis_pool_destroy(pool);
+}
+
+/* ---- fork ---- */
+
+static long long
+client_id(rl2_redis_pool_t *pool)
+{
+    static const char *const argv[2] = { "CLIENT", "ID" };
+    rl2_redis_conn_t        *c;
+    redisReply              *r;
+    rl2_err_t                err;
+    long long                id = -1;
+
+    if (rl2_redis_pool_get(pool, &c, &err) == RL2_OK
+        && rl2_redis_command(c, 2, (const char **)argv, NULL, "CLIENT ID", &r,
+                             &err)
+               == RL2_OK) {
+        id = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+        rl2_redis_reply_free(r);
+    }
+    return id;
+}
+
+static void
+test_a_child_after_fork_opens_its_own_connection(void **state)
+{
+    rl2_redis_conf_t  conf;
+    rl2_redis_pool_t *pool;
+    rl2_redis_conn_t *c;
+    rl2_err_t         err;
+    long long         mine;
+    int               status;
+    pid_t             pid;
+
+    (void)state;
+    rl2_redis_conf_init(&conf);
+    conf.pipeline = 1;
+    conf.port = srv.port;
+    assert_int_equal(rl2_redis_pool_create(&conf, &pool, &err), RL2_OK);
+    assert_false(rl2_redis_pool_cached(pool, &c)); /* nothing opened yet */
+    mine = client_id(pool);
+    assert_true(mine > 0);
+    assert_true(rl2_redis_pool_cached(pool, &c));
+    if ((pid = fork()) == 0) {
+        long long theirs = client_id(pool);
+
+        _exit(theirs > 0 && theirs != mine ? 0 : 1);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(client_id(pool), mine);
+    /* closed by the server: the next command opens another */
+    freeReplyObject(admin_cmd(admin, "CLIENT KILL ID %lld", mine));
+    {
+        long long again = client_id(pool);
+
+        assert_true(again > 0 && again != mine);
+    }
+    rl2_redis_pool_destroy(pool);
+}
+
+/* ---- the option ---- */
+
+static void
+test_pipeline_option_parses(void **state)
+{
+    rl2_backend_conf_t bc;
+    rl2_err_t          err;
+
+    (void)state;
+    rl2_backend_conf_init(&bc);
+    assert_int_equal(bc.redis.pipeline, 0);
+    assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=on", &err),
+                     RL2_OK);
+    assert_int_equal(bc.redis.pipeline, 1);
+    assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=off", &err),
+                     RL2_OK);
+    assert_int_equal(bc.redis.pipeline, 0);
+    assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=maybe", &err),
+                     RL2_ERR_CONFIG);
+    printf("  %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "pipeline"));
+}
+
+static int
+group_setup(void **state)
+{
+    (void)state;
+    srv_up();
+    pol_create();
+    return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+    (void)state;
+    rl2_policy_free(pol);
+    srv_down();
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    watchdog_teardown(state);
+    srv_stop(&own);
+    return 0;
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, flushed_setup, teardown)
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_threads_get_their_own_replies_and_every_call_counts),
+        T(test_stopped_server_fails_every_waiter_within_its_timeout),
+        T(test_replies_of_those_who_gave_up_are_dropped_in_step),
+        T(test_a_child_after_fork_opens_its_own_connection),
+        T(test_pipeline_option_parses),
+    };
+
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
