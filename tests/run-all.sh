@@ -26,8 +26,19 @@ trap 'rm -rf "$LOGDIR"' EXIT
 passed=0
 failed=0
 ONLY=${ONLY:-}
-JOBS=${JOBS:-2}
-case "$JOBS" in '' | *[!0-9]* | 0) echo "JOBS=$JOBS: expected a number of lanes, 1 or more" >&2; exit 2 ;; esac
+# make soak (RL2_SOAK=1) runs its long suites one at a time, as each
+# loads the machine on its own.
+if [ "${RL2_SOAK:-0}" = 1 ]; then
+    JOBS=${JOBS:-1}
+else
+    JOBS=${JOBS:-2}
+fi
+case "$JOBS" in
+'' | *[!0-9]* | 0)
+    echo "JOBS=$JOBS: expected a number of lanes, 1 or more" >&2
+    exit 2
+    ;;
+esac
 TIMES=$BUILD/check-times
 
 # Suites that run alone: nothing else runs while one of them does.
@@ -114,7 +125,7 @@ add_suite() {
 }
 
 # The group of each suite named in $APART, and each suite's weight in
-# whole seconds: its time in the last run, else its weight above.
+# whole seconds: its time in the last run, else its weight above, else 5.
 declare -A GROUP_OF=() WEIGHT=()
 while read -r g members; do
     for n in $members; do
@@ -125,10 +136,6 @@ while read -r n w; do
     [ -n "$n" ] && WEIGHT[$n]=${w%%.*}
 done < <(printf '%s\n' "$WEIGHTS"; cat "$TIMES" 2>/dev/null)
 
-# weight NAME -- its weight, 5 s for a suite named nowhere.
-weight() {
-    echo "${WEIGHT[$1]:-5}"
-}
 
 # order FIRST LAST -- the indices FIRST..LAST, with JOBS > 1 the suites
 # that run alone first (started at once, not kept waiting until both
@@ -141,7 +148,7 @@ order() {
         return
     fi
     for ((i = $1; i <= $2; i++)); do
-        echo "${S_ALONE[$i]} $(weight "${S_NAME[$i]}") $i"
+        echo "${S_ALONE[$i]} ${WEIGHT[${S_NAME[$i]}]:-5} $i"
     done | sort -s -k1,1nr -k2,2nr | awk '{ print $3 }'
 }
 
@@ -158,13 +165,13 @@ start_suite() {
         bash "${S_PROG[$i]}" >"$log" 2>&1 </dev/null &
     fi
     RUN_IDX[$!]=$i
-    RUN_START[$!]=$(date +%s.%N)
+    RUN_START[$!]=$EPOCHREALTIME
 }
 
 # finish_suite I RC START END -- count and print suite I, which ran from
 # START to END and exited with RC.
 finish_suite() {
-    local i=$1 rc=$2 start=$3 end=$4 p f name log secs
+    local i=$1 rc=$2 start=$3 end=$4 p f name log secs ds
     name=${S_NAME[$i]}
     log="$LOGDIR/${name//\//_}.log"
     if [ "${S_KIND[$i]}" = cmocka ]; then
@@ -180,8 +187,11 @@ finish_suite() {
     fi
     passed=$((passed + p))
     failed=$((failed + f))
-    secs=$(awk -v a="$start" -v b="$end" 'BEGIN{print b-a}')
-    printf '%-28s %4d passed %3d failed %7.1fs\n' "$name" "$p" "$f" "$secs"
+    # EPOCHREALTIME is seconds and microseconds (after the locale's
+    # decimal point): the time in tenths of a second, rounded.
+    ds=$(((${end//[.,]/} - ${start//[.,]/} + 50000) / 100000))
+    secs=$((ds / 10)).$((ds % 10))
+    printf '%-28s %4d passed %3d failed %7ss\n' "$name" "$p" "$f" "$secs"
     echo "$name $secs" >>"$LOGDIR/times"
     if [ "$f" -ne 0 ] || [ -n "${VERBOSE:-}" ]; then
         grep -E '^(not ok|\[  FAILED|\[  ERROR|.*ERROR|#)' "$log" | head -40
@@ -235,7 +245,7 @@ run_lanes() {
         [ "${#RUN_IDX[@]}" -gt 0 ] || continue
         wait -n -p pid "${!RUN_IDX[@]}"
         rc=$?
-        ended="${RUN_IDX[$pid]} $rc ${RUN_START[$pid]} $(date +%s.%N)"
+        ended="${RUN_IDX[$pid]} $rc ${RUN_START[$pid]} $EPOCHREALTIME"
         unset "RUN_IDX[$pid]" "RUN_START[$pid]"
     done
 }
@@ -264,18 +274,20 @@ record_times() {
 total_start=$(date +%s)
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue
-    add_suite cmocka "unit/$(basename "$t")" "$t"
+    add_suite cmocka "unit/${t##*/}" "$t"
 done
 n_unit=${#S_NAME[@]}
 for t in tests/integration/t_*.sh; do
     [ -f "$t" ] || continue
-    add_suite tap "integration/$(basename "$t" .sh)" "$t"
+    t=${t##*/}
+    add_suite tap "integration/${t%.sh}" "tests/integration/$t"
 done
 # Reliability suites (faults, floods, spoofing, bad input): bounded sizes
 # here, long ones with RL2_SOAK=1 (make soak).
 for t in tests/reliability/r_*.sh; do
     [ -f "$t" ] || continue
-    add_suite tap "reliability/$(basename "$t" .sh)" "$t"
+    t=${t##*/}
+    add_suite tap "reliability/${t%.sh}" "tests/reliability/$t"
 done
 # shellcheck disable=SC2046 # one index a word
 [ "$n_unit" -gt 0 ] && run_lanes $(order 0 $((n_unit - 1)))

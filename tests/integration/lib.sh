@@ -131,7 +131,8 @@ mkdir -p -m 1777 "$RL2_PORT_DIR" 2>/dev/null
 if [ ! -w "$RL2_PORT_DIR" ]; then
     # Reservations this suite alone sees; free_port would wait forever on
     # a directory it cannot write.
-    echo "# $RL2_PORT_DIR is not writable: ports reserved in this suite only" >&2
+    echo "# $RL2_PORT_DIR is not writable: ports reserved in this suite" \
+        "only" >&2
     RL2_PORT_DIR=$T_DIR/ports
     mkdir -p "$RL2_PORT_DIR"
 fi
