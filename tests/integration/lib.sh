@@ -162,10 +162,8 @@ free_port() {
         p=$((rl2_port_low + RANDOM % rl2_port_span))
         rl2_port_busy "$p" && continue
         rl2_port_reserve "$p" || continue
-        # Bound by someone between the probe and the reservation.
-        if rl2_port_busy "$p"; then
-            continue
-        fi
+        # Bound by a program that does not reserve, since the probe.
+        rl2_port_busy "$p" && continue
         echo "$p"
         return
     done
