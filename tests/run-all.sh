@@ -47,7 +47,12 @@ TIMES=$BUILD/check-times
 #              /ratelimit2) and purges them: a suite beside it would meet
 #              the packaged files, and its before/after listing of /etc
 #              and /usr would see the other suite's.
-EXCLUSIVE="integration/t_package"
+#   t_fuzz     runs one fuzzer per CPU and asserts that each executes
+#              more than 1000 inputs in its 5 s: beside another suite it
+#              loses the CPUs it counts on (a lane run saw 613), and the
+#              other suite's timed checks lose theirs.  Alone it costs
+#              no more: it keeps every CPU busy.
+EXCLUSIVE="integration/t_package integration/t_fuzz"
 
 # Suites that share something and must not overlap each other (one group
 # a line: its name, then its suites); each may run beside any other.
