@@ -52,29 +52,25 @@ TIMES=$BUILD/check-times
 #              loses the CPUs it counts on (a lane run saw 613), and the
 #              other suite's timed checks lose theirs.  Alone it costs
 #              no more: it keeps every CPU busy.
-EXCLUSIVE="integration/t_package integration/t_fuzz"
+#   TIMED      the suites that time the servers: a ban seen by a fleet
+#              within 2 s, no request waiting past a timeout + 1 s,
+#              workers stopped within 2 s, one log line per 2 s interval.
+#              In a lane run on a loaded machine they failed beside other
+#              suites, CPU-bound (t_names: t_overrides_fleet's bans late)
+#              or not (t_overrides_cluster's unban late, t_metrics' 7
+#              lines in 8.8 s); alone, they see the machine as before
+#              the lanes.
+TIMED="integration/t_overrides integration/t_overrides_fleet
+integration/t_overrides_cluster integration/t_fcgi_fast
+integration/t_redis_tiers integration/t_redis_refund integration/t_metrics
+reliability/r_redis_faults"
+EXCLUSIVE="integration/t_package integration/t_fuzz ${TIMED//$'\n'/ }"
 
 # Suites that share something and must not overlap each other (one group
 # a line: its name, then its suites); each may run beside any other.
 #   man  t_docs_ref (make man) and t_install (make install, which needs
 #        man) both write build/man/*.tmp and move them into place.
 APART="man integration/t_docs_ref integration/t_install"
-
-# Suites whose checks time the servers (a ban seen by a fleet within 2 s,
-# no request waiting past a timeout + 1 s, workers stopped within 2 s)
-# never run beside one that keeps every CPU busy: in a lane run on a
-# loaded machine, t_overrides_fleet beside t_names saw its bans arrive
-# late and t_overrides a refusal after 1165 ms.  Either kind may run
-# beside its own kind and beside any other suite.
-TIMED="integration/t_overrides integration/t_overrides_fleet
-integration/t_overrides_cluster integration/t_fcgi_fast
-integration/t_redis_tiers integration/t_redis_refund
-reliability/r_redis_faults"
-#   t_names          compiles the sources with xargs -P $(nproc)
-#   t_format         clang-format with xargs -P $(nproc)
-#   t_docs_examples  one Apache after another, never waiting
-CPU_BOUND="integration/t_names integration/t_format
-integration/t_docs_examples"
 
 # Seconds a suite took in a full run, for the order of a tree without
 # $TIMES (a fresh checkout); a suite named nowhere weighs 5 s.
@@ -131,7 +127,6 @@ S_NAME=()
 S_PROG=()
 S_ALONE=()      # 1 for a suite of $EXCLUSIVE
 S_GROUP=()      # its group in $APART, or "-"
-S_CLASS=()      # timed (in $TIMED), cpu (in $CPU_BOUND), or "-"
 
 add_suite() {
     [ -n "$ONLY" ] && [[ "$2" != *$ONLY* ]] && return
@@ -144,13 +139,6 @@ add_suite() {
         S_ALONE+=(0)
     fi
     S_GROUP+=("${GROUP_OF[$2]:--}")
-    if [[ " ${TIMED//$'\n'/ } " == *" $2 "* ]]; then
-        S_CLASS+=(timed)
-    elif [[ " ${CPU_BOUND//$'\n'/ } " == *" $2 "* ]]; then
-        S_CLASS+=(cpu)
-    else
-        S_CLASS+=(-)
-    fi
 }
 
 # The group of each suite named in $APART, and each suite's weight in
@@ -230,8 +218,7 @@ finish_suite() {
 
 # may_start I -- 0 if suite I may start beside the running ones: a lane
 # is free, no suite that runs alone is running, I runs alone only when
-# nothing else does, no suite of I's group is running, and none of the
-# other class if I is timed or CPU-bound.
+# nothing else does, and no suite of I's group is running.
 may_start() {
     local i=$1 pid r
     [ "${#RUN_IDX[@]}" -lt "$JOBS" ] || return 1
@@ -241,8 +228,6 @@ may_start() {
         [ "${S_ALONE[$r]}" = 0 ] || return 1
         [ "${S_GROUP[$i]}" = - ] || [ "${S_GROUP[$r]}" != "${S_GROUP[$i]}" ] \
             || return 1
-        [ "${S_CLASS[$i]}${S_CLASS[$r]}" != timedcpu ] || return 1
-        [ "${S_CLASS[$i]}${S_CLASS[$r]}" != cputimed ] || return 1
     done
     return 0
 }
