@@ -12,9 +12,10 @@
 # under it).  The unit programs run first, among themselves: their Redis
 # fixtures bind a port the kernel picks from the ephemeral range, which
 # the clients of a busy integration suite (ab, curl) draw from too.  Then
-# the integration and reliability suites, longest first (the times of the
-# last run, in $BUILD/check-times, else the weights below), so that the
-# lanes end together.  JOBS=1 runs one suite at a time in the order of
+# the integration and reliability suites: those that run alone first,
+# then the others longest first (the times of the last run, in
+# $BUILD/check-times, else the weights below), so that the lanes end
+# together.  JOBS=1 runs one suite at a time in the order of
 # the file names, as before the lanes.
 set -u
 cd "$(dirname "$0")/.." || exit 1
