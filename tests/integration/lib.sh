@@ -32,6 +32,7 @@ rl2_stop_all() {
 
 rl2_cleanup() {
     rl2_stop_all
+    rl2_port_release_all
     for z in "$T_DIR"/zones/*; do
         # The zone and its companions (circuit breaker, alert state,
         # violation log, metrics, runtime override table, over-limit
@@ -117,14 +118,52 @@ if read -r rl2_eph_lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null \
     rl2_port_span=$((rl2_eph_lo - rl2_port_low))
 fi
 
-# A free loopback port, not handed out before in this suite.
+# Every port free_port hands out is reserved machine-wide until the suite
+# exits: a symbolic link $RL2_PORT_DIR/PORT -> the suite's pid.  Suites
+# run side by side (tests/run-all.sh's lanes, another checkout's tests),
+# and a port seen free is not bound until the server starts: without the
+# reservation two suites could draw the same one in that gap.  ln -s
+# makes the link or fails if it exists, so one suite alone gets a port.
+# A suite killed by SIGKILL keeps its ports out of the draw until the
+# directory is cleared (it is under /tmp).
+RL2_PORT_DIR=${RL2_PORT_DIR:-/tmp/rl2-ports}
+mkdir -p -m 1777 "$RL2_PORT_DIR" 2>/dev/null
+if [ ! -w "$RL2_PORT_DIR" ]; then
+    # Reservations this suite alone sees; free_port would wait forever on
+    # a directory it cannot write.
+    echo "# $RL2_PORT_DIR is not writable: ports reserved in this suite" \
+        "only" >&2
+    RL2_PORT_DIR=$T_DIR/ports
+    mkdir -p "$RL2_PORT_DIR"
+fi
+
+# rl2_port_reserve PORT -- 0 if this suite now holds PORT, 1 if another
+# suite (or this one) held it already.
+rl2_port_reserve() {
+    ln -s "$$" "$RL2_PORT_DIR/$1" 2>/dev/null || return 1
+    echo "$1" >>"$T_DIR/.ports"
+}
+
+# rl2_port_release_all -- give back the ports this suite holds (its
+# servers are stopped); a link that is not this suite's stays.
+rl2_port_release_all() {
+    local p
+    [ -f "$T_DIR/.ports" ] || return 0
+    while read -r p; do
+        [ "$(readlink "$RL2_PORT_DIR/$p" 2>/dev/null)" = "$$" ] \
+            && rm -f "$RL2_PORT_DIR/$p"
+    done <"$T_DIR/.ports"
+}
+
+# A free loopback port, reserved for this suite until it exits.
 free_port() {
     local p
     while :; do
         p=$((rl2_port_low + RANDOM % rl2_port_span))
-        grep -qx "$p" "$T_DIR/.ports" 2>/dev/null && continue
         rl2_port_busy "$p" && continue
-        echo "$p" >>"$T_DIR/.ports"
+        rl2_port_reserve "$p" || continue
+        # Bound by a program that does not reserve, since the probe.
+        rl2_port_busy "$p" && continue
         echo "$p"
         return
     done
