@@ -347,9 +347,9 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, rl2_fcgi_io_t *io,
         return RL2_FCGI_DONE;
     }
     if (v.outcome == RL2_OUTCOME_DENY || v.challenger_denied) {
-        rl2_vlog_record_ua(rl2_backend_vlog(gen->zone->backend), gen->policy,
-                           &v, r.req.method, r.req.path,
-                           r.req.header(r.req.header_ctx, "User-Agent"), &now);
+        rl2_vlog_record(rl2_backend_vlog(gen->zone->backend), gen->policy, &v,
+                        r.req.method, r.req.path,
+                        r.req.header(r.req.header_ctx, "User-Agent"), &now);
     }
     rl2_metrics_record(gen->metrics, &v, &now);
     rl2_fcgi_log_verdict(&v);

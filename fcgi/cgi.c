@@ -342,10 +342,10 @@ rl2_cgi_decide(rl2_cgi_t *c, rl2_verdict_t *v, rl2_clock_t *now)
     else {
         rl2_cgi_count(c, v, now);
         if (v->outcome == RL2_OUTCOME_DENY || v->challenger_denied) {
-            rl2_vlog_record_ua(rl2_backend_vlog(c->backend), c->policy, v,
-                               r->req.method, r->req.path,
-                               r->req.header(r->req.header_ctx, "User-Agent"),
-                               now);
+            rl2_vlog_record(rl2_backend_vlog(c->backend), c->policy, v,
+                            r->req.method, r->req.path,
+                            r->req.header(r->req.header_ctx, "User-Agent"),
+                            now);
         }
         if (v->outcome == RL2_OUTCOME_DENY) {
             fwrite(out, 1,

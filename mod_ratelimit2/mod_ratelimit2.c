@@ -238,9 +238,8 @@ rl2_refuse(request_rec *r, const rl2_policy_t *policy, rl2_req_state_t *st)
 
     st->status = status;
     rl2_fields_place(r, st->fields, RL2_FIELDS_AT_REFUSAL);
-    rl2_vlog_record_ua(rl2_backend_vlog(rl2_backend), policy, v, r->method,
-                       r->uri, apr_table_get(r->headers_in, "User-Agent"),
-                       &st->now);
+    rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method, r->uri,
+                    apr_table_get(r->headers_in, "User-Agent"), &st->now);
     if (ap_response_code_string(r, ap_index_of_response(status)) == NULL) {
         rl2_body_render(policy, v, &st->now, body, sizeof(body));
         ap_custom_response(r, status, body);
@@ -399,8 +398,8 @@ static __attribute__((noinline)) void
 rl2_vlog_challenger(request_rec *r, const rl2_policy_t *policy,
                     const rl2_verdict_t *v, const rl2_clock_t *now)
 {
-    rl2_vlog_record_ua(rl2_backend_vlog(rl2_backend), policy, v, r->method,
-                       r->uri, apr_table_get(r->headers_in, "User-Agent"), now);
+    rl2_vlog_record(rl2_backend_vlog(rl2_backend), policy, v, r->method, r->uri,
+                    apr_table_get(r->headers_in, "User-Agent"), now);
 }
 
 /* Every phase with a verdict ends here: a final one is counted and its

@@ -389,9 +389,9 @@ rl2_vlog_put(rl2_vlog_t *log, const rl2_policy_t *policy,
 }
 
 void
-rl2_vlog_record_ua(rl2_vlog_t *log, const rl2_policy_t *policy,
-                   const rl2_verdict_t *v, const char *method, const char *path,
-                   const char *user_agent, const rl2_clock_t *now)
+rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
+                const rl2_verdict_t *v, const char *method, const char *path,
+                const char *user_agent, const rl2_clock_t *now)
 {
     rl2_vlog_req_t q = { method, path, user_agent };
 
@@ -404,12 +404,4 @@ rl2_vlog_record_ua(rl2_vlog_t *log, const rl2_policy_t *policy,
     if (v->challenger_denied) {
         rl2_vlog_put(log, policy, v, 1, &q, now);
     }
-}
-
-void
-rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
-                const rl2_verdict_t *v, const char *method, const char *path,
-                const rl2_clock_t *now)
-{
-    rl2_vlog_record_ua(log, policy, v, method, path, NULL, now);
 }

@@ -301,6 +301,17 @@ void rl2_zone_remove(rl2_zone_t *zone, rl2_digest_t key);
 rl2_status_t rl2_zone_forget(rl2_zone_t *zone, const rl2_layer_t *layers,
                              size_t n, rl2_err_t *err);
 
+/* For the metrics' upkeep and scrapes (backend.c): count the live keys at
+ * now_us (the clock the zone's users keep expiry in: the monotonic clock of
+ * rl2_clock_now() for the local store), taking back every expired entry on the
+ * way.  The table is walked in chunks, the lock taken for each (a few thousand
+ * entries), so requests wait at most one chunk: the figures are exact for each
+ * chunk when it was read. *stats (may be NULL) gets rl2_zone_stats() taken
+ * after the walk. */
+rl2_status_t rl2_zone_usage(rl2_zone_t *zone, int64_t now_us,
+                            rl2_zone_usage_t *out, rl2_zone_stats_t *stats,
+                            rl2_err_t *err);
+
 /* Under the lock: the entry whose state pointer rl2_zone_get returned
  * holds a key of the limit tagged `tag` (not 0), called `name`; the
  * zone's table of limit names learns the name the first time it meets

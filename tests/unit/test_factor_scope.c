@@ -302,7 +302,7 @@ test_vlog(void **state)
     assert_int_equal(
         rl2_vlog_open(&c, a->base.zname, 0600, NULL, NULL, &log, &err), RL2_OK);
     assert_int_equal(admitted(a, "/api", "192.0.2.10", "free", &v), 5);
-    rl2_vlog_record(log, a->base.policy, &v, "GET", "/api", &now);
+    rl2_vlog_record(log, a->base.policy, &v, "GET", "/api", NULL, &now);
     assert_int_equal(rl2_vlog_ring_read(a->base.zname, &e, &n, &st, &err),
                      RL2_OK);
     assert_int_equal(n, 1);

@@ -135,7 +135,7 @@ refuse(fx_t *fx, rl2_vlog_t *log, const char *user, const char *path,
         decide(fx, user, path, wall, &v);
     }
     assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
-    rl2_vlog_record(log, fx->policy, &v, "GET", path, &now);
+    rl2_vlog_record(log, fx->policy, &v, "GET", path, NULL, &now);
 }
 
 /* Is s printable ASCII, with no double quote? (escaped text) */
@@ -300,14 +300,14 @@ a_hostile_user_agent_stays_one_bounded_field(void **state)
     decide(fx, "judy", "/api/u", T0, &v);
     decide(fx, "judy", "/api/u", T0, &v);
     assert_int_equal(v.outcome, RL2_OUTCOME_DENY);
-    rl2_vlog_record_ua(log, fx->policy, &v, "GET", "/api/u",
-                       "x\" client=\"forged\r\n2026 api/x\x01\x1b[31m\xff\xc3(",
-                       &now);
+    rl2_vlog_record(log, fx->policy, &v, "GET", "/api/u",
+                    "x\" client=\"forged\r\n2026 api/x\x01\x1b[31m\xff\xc3(",
+                    &now);
     memset(ua, 'A', sizeof(ua) - 1);
     ua[sizeof(ua) - 1] = '\0';
     ua[300] = '\n';
-    rl2_vlog_record_ua(log, fx->policy, &v, "GET", "/api/u", ua, &now);
-    rl2_vlog_record(log, fx->policy, &v, "GET", "/api/u", &now);
+    rl2_vlog_record(log, fx->policy, &v, "GET", "/api/u", ua, &now);
+    rl2_vlog_record(log, fx->policy, &v, "GET", "/api/u", NULL, &now);
     n = read_ring(fx, &e, &st);
     assert_int_equal(n, 3);
     assert_string_equal(e[0].user_agent,

@@ -96,7 +96,7 @@ a_cluster_deployment_logs_to_the_ring(void **state)
     v.shown = 0;
     mk_layer(&v.layers[0], limit, "192.0.2.9");
     rl2_clock_now(&now);
-    rl2_vlog_record(log, pol, &v, "GET", "/x", &now);
+    rl2_vlog_record(log, pol, &v, "GET", "/x", NULL, &now);
     rl2_vlog_close(log);
     if (rl2_vlog_ring_read(zone, &e, &n, &st, &err) != RL2_OK) {
         fail_msg("%s", err.msg);

@@ -123,7 +123,7 @@ entries_go_to_the_stream_on_the_threads_connection(void **state)
     mk_layer(&ly, limit, "192.0.2.2");
     must_apply(store, &ly, 1); /* this thread now has one */
     mk_refusal(&v, limit, "user:0123456789abcdef");
-    rl2_vlog_record(log, pol, &v, "POST", "/auth/login?x=1\r\n", &now);
+    rl2_vlog_record(log, pol, &v, "POST", "/auth/login?x=1\r\n", NULL, &now);
     assert_int_equal(admin_int(admin, "XLEN %s", "t:vlog"), 1);
     rl2_redis_conf_init(&rc);
     rc.port = srv.port;
@@ -178,7 +178,7 @@ the_stream_reads_old_entries_and_new_fields(void **state)
     mk_refusal(&v, limit, "192.0.2.2");
     v.layers[0].result.limit = 5;
     v.layers[0].result.remaining = 1;
-    rl2_vlog_record_ua(log, pol, &v, "GET", "/new", "curl/8.0 \"x\"\r\n", &now);
+    rl2_vlog_record(log, pol, &v, "GET", "/new", "curl/8.0 \"x\"\r\n", &now);
     rl2_redis_conf_init(&rc);
     rc.port = srv.port;
     assert_int_equal(rl2_vlog_stream_read(&rc, "t:vlog", 100, &e, &n, &err),
@@ -213,7 +213,7 @@ record_elsewhere(void *arg)
     rl2_clock_t    now;
 
     rl2_clock_now(&now);
-    rl2_vlog_record(log, pol, v, "GET", "/", &now);
+    rl2_vlog_record(log, pol, v, "GET", "/", NULL, &now);
     return NULL;
 }
 
@@ -253,7 +253,7 @@ a_thread_without_a_connection_opens_one_an_open_circuit_uses_the_ring(
     rl2_circuit_failure(circuit, RL2_ROUTE_PRIMARY, mono_us());
     assert_int_equal(rl2_circuit_state(circuit), RL2_CIRCUIT_OPEN);
     rl2_clock_now(&now);
-    rl2_vlog_record(log, pol, &v, "GET", "/", &now);
+    rl2_vlog_record(log, pol, &v, "GET", "/", NULL, &now);
     assert_int_equal(ring_entries(&st), 1);
     assert_int_equal(st.redis_errors, 0);
     assert_int_equal(admin_int(admin, "XLEN %s", "t:vlog"), 1);

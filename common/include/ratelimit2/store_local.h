@@ -110,14 +110,4 @@ size_t rl2_zone_state_size(const rl2_zone_t *zone);
 rl2_status_t rl2_zone_stats(rl2_zone_t *zone, rl2_zone_stats_t *out,
                             rl2_err_t *err);
 
-/* Count the live keys at now_us (the clock the zone's users keep expiry
- * in: the monotonic clock of rl2_clock_now() for the local store), taking
- * back every expired entry on the way.  The table is walked in chunks,
- * the lock taken for each (a few thousand entries), so requests wait at
- * most one chunk: the figures are exact for each chunk when it was read.
- * *stats (may be NULL) gets rl2_zone_stats() taken after the walk. */
-rl2_status_t rl2_zone_usage(rl2_zone_t *zone, int64_t now_us,
-                            rl2_zone_usage_t *out, rl2_zone_stats_t *stats,
-                            rl2_err_t *err);
-
 #endif /* RL2_STORE_LOCAL_H */

@@ -101,20 +101,16 @@ rl2_status_t rl2_vlog_conf_resolve(const rl2_vlog_conf_t *conf,
                                    rl2_vlog_conf_t *out, rl2_err_t *err);
 
 /* Record the refusal `v` (outcome RL2_OUTCOME_DENY) of a request with
- * this method and path, and, when a challenger would have refused it
- * (v->challenger_denied, whatever the outcome), that too in an entry
- * marked challenger; log may be NULL (disabled).  Never fails the
- * request: a Redis error sends the entry to the ring and is counted. */
+ * this method, path and User-Agent (the client's bytes, NUL-terminated,
+ * or NULL: none; escaped and cut to RL2_VLOG_UA_MAX), and, when a
+ * challenger would have refused it (v->challenger_denied, whatever the
+ * outcome), that too in an entry marked challenger; log may be NULL
+ * (disabled).  Never fails the request: a Redis error sends the entry to
+ * the ring and is counted. */
 void rl2_vlog_record(rl2_vlog_t *log, const rl2_policy_t *policy,
                      const rl2_verdict_t *v, const char *method,
-                     const char *path, const rl2_clock_t *now);
-
-/* As rl2_vlog_record, with the request's User-Agent (the client's bytes,
- * NUL-terminated, or NULL: none): escaped and cut to RL2_VLOG_UA_MAX. */
-void rl2_vlog_record_ua(rl2_vlog_t *log, const rl2_policy_t *policy,
-                        const rl2_verdict_t *v, const char *method,
-                        const char *path, const char *user_agent,
-                        const rl2_clock_t *now);
+                     const char *path, const char *user_agent,
+                     const rl2_clock_t *now);
 
 /* ---- reading, for operators' tools (violation_log_read.c) ---- */
 
