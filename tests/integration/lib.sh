@@ -36,14 +36,15 @@ rl2_cleanup() {
     for z in "$T_DIR"/zones/*; do
         # The zone and its companions (circuit breaker, alert state,
         # violation log, metrics, runtime override table, over-limit
-        # cache).
+        # cache, lease table).
         [ -e "$z" ] && rm -f "/dev/shm/$(basename "$z")" \
             "/dev/shm/$(basename "$z").circuit" \
             "/dev/shm/$(basename "$z").alert" \
             "/dev/shm/$(basename "$z").vlog" \
             "/dev/shm/$(basename "$z").metrics" \
             "/dev/shm/$(basename "$z").overrides" \
-            "/dev/shm/$(basename "$z").overlimit"
+            "/dev/shm/$(basename "$z").overlimit" \
+            "/dev/shm/$(basename "$z").lease"
     done
     rm -rf "$T_DIR"
 }
