@@ -84,6 +84,8 @@ rl2_usage(FILE *f)
         "  -E EVENTS    client alerts: limited=S|off (default 60),\n"
         "               ban=N/S|off (default off), evictions=N|off "
         "(default 1000/min),\n"
+        "               anomaly=N|off (a rule's refusals a minute: default "
+        "60),\n"
         "               zone_full=WARNING[/CRITICAL]|off (default "
         "80%%/100%%)\n"
         "  -m PATH      metrics path answered in the responder role "

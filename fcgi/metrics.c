@@ -21,7 +21,8 @@
 
 #define RL2_TOKEN_MAX 256
 
-/* "limited=S,ban=N/S,evictions=N,zone_full=W/C" (each also "off"), as
+/* "limited=S,ban=N/S,evictions=N,anomaly=N,zone_full=W/C" (each also
+ * "off"), as
  * the Apache directive RateLimit2Events takes them. */
 int
 rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
@@ -58,6 +59,13 @@ rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
                  && n <= 1000000000) {
             mc->eviction_alert = (uint32_t)n;
         }
+        else if (strcmp(item, "anomaly=off") == 0) {
+            mc->anomaly_min = 0;
+        }
+        else if (sscanf(item, "anomaly=%lld%c", &n, &tail) == 1 && n >= 1
+                 && n <= 1000000000) {
+            mc->anomaly_min = (uint32_t)n;
+        }
         else if (strncmp(item, "zone_full=", 10) == 0) {
             if (rl2_metrics_zone_full_parse(item + 10, mc, err) != RL2_OK) {
                 return -1;
@@ -67,7 +75,8 @@ rl2_fcgi_events(rl2_metrics_conf_t *mc, const char *text, rl2_err_t *err)
             rl2_err_set(err, RL2_ERR_CONFIG,
                         "events: bad item \"%.60s\" "
                         "(expected limited=S|off, ban=N/S|off, "
-                        "evictions=N|off, zone_full=WARNING[/CRITICAL]|off)",
+                        "evictions=N|off, anomaly=N|off, "
+                        "zone_full=WARNING[/CRITICAL]|off)",
                         item);
             return -1;
         }

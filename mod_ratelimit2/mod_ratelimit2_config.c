@@ -484,7 +484,7 @@ const command_rec rl2_cmds[] = {
                  "On|Off: count requests in <zone>.metrics (default On)"),
     AP_INIT_RAW_ARGS("RateLimit2Events", rl2_set_events, NULL, RSRC_CONF,
                      "[limited=SECONDS|off] [ban=COUNT/SECONDS|off] "
-                     "[evictions=PER_MINUTE|off] "
+                     "[evictions=PER_MINUTE|off] [anomaly=PER_MINUTE|off] "
                      "[zone_full=WARNING[/CRITICAL]|off]"),
     AP_INIT_RAW_ARGS("RateLimit2Limit", rl2_add_limit, NULL,
                      RSRC_CONF | ACCESS_CONF,

@@ -100,6 +100,10 @@ rl2_event_option(apr_pool_t *p, rl2_metrics_conf_t *mc, const char *name,
              && (off || rl2_count(val, 1000000000, &n))) {
         mc->eviction_alert = off ? 0 : (uint32_t)n;
     }
+    else if (strcmp(name, "anomaly") == 0
+             && (off || rl2_count(val, 1000000000, &n))) {
+        mc->anomaly_min = off ? 0 : (uint32_t)n;
+    }
     else if (strcmp(name, "zone_full") == 0) {
         rl2_err_t err;
 
@@ -109,13 +113,14 @@ rl2_event_option(apr_pool_t *p, rl2_metrics_conf_t *mc, const char *name,
     }
     else {
         return "expected limited=SECONDS|off, ban=COUNT/SECONDS|off, "
-               "evictions=PER_MINUTE|off, zone_full=WARNING[/CRITICAL]|off";
+               "evictions=PER_MINUTE|off, anomaly=PER_MINUTE|off, "
+               "zone_full=WARNING[/CRITICAL]|off";
     }
     return NULL;
 }
 
 /* RateLimit2Events [limited=SECONDS|off] [ban=COUNT/SECONDS|off]
- *                  [evictions=PER_MINUTE|off]
+ *                  [evictions=PER_MINUTE|off] [anomaly=PER_MINUTE|off]
  *                  [zone_full=WARNING[/CRITICAL]|off] */
 const char *
 rl2_set_events(cmd_parms *cmd, void *dummy, const char *args)

@@ -71,6 +71,7 @@ static const struct {
     [RL2_ALERT_OVERRIDE] = { "override", LOG_NOTICE },
     [RL2_ALERT_OVR_RESTORED] = { "overrides_restored", LOG_WARNING },
     [RL2_ALERT_FACTOR] = { "factor", LOG_NOTICE },
+    [RL2_ALERT_ANOMALY] = { "anomaly", LOG_WARNING },
 };
 
 struct rl2_alert {

@@ -45,6 +45,7 @@ rl2_metrics_conf_default(rl2_metrics_conf_t *conf)
     conf->ban_count = 0;
     conf->ban_window_ms = 60000;
     conf->eviction_alert = 1000;
+    conf->anomaly_min = 60;
     conf->zone_warning = (rl2_zone_threshold_t){ 800000, 0 };
     conf->zone_critical = (rl2_zone_threshold_t){ 1000000, 0 };
 }

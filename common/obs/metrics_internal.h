@@ -220,9 +220,14 @@ void rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now);
 
 /* metrics_read.c: a rule slot's running totals (allowed, including dry
  * runs, and denied), and the snapshot of every rule's totals taken at
- * the first upkeep of a minute. */
+ * the first upkeep of a minute (1 for the one process that took it). */
 void rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2]);
-void rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us);
+int  rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us);
+
+/* metrics_anomaly.c: after a minute's snapshot, one event=anomaly line
+ * for the rule whose refusals in the minute that ended stand furthest
+ * above its own last hour, if any does (conf.anomaly_min). */
+void rl2_mx_upkeep_anomaly(rl2_metrics_t *m, int64_t wall_us);
 
 /* metrics_html.c and metrics_prom.c: where a renderer writes, and printf
  * to it (metrics.c; a piece longer than 1023 bytes is cut). */

@@ -121,7 +121,7 @@ rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2])
 
 /* One process a minute (compare-and-swap on snap_minute) writes every
  * named rule's totals into the ring. */
-void
+int
 rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
 {
     uint64_t minute = (uint64_t)wall_us / 60000000u;
@@ -130,7 +130,7 @@ rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
     if (last == minute + 1
         || !atomic_compare_exchange_strong(&s->snap_minute, &last,
                                            minute + 1)) {
-        return;
+        return 0;
     }
     for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
         if (rl2_mx_slot_name(s->rules, r) == NULL) {
@@ -145,6 +145,7 @@ rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
                 memory_order_relaxed);
         }
     }
+    return 1;
 }
 
 /* A minute's count is the next known total minus its own: minutes with

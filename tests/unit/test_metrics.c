@@ -583,6 +583,88 @@ test_zone_full_parse(void **state)
     }
 }
 
+/* refuse N requests of rule `r` this minute, one upkeep first. */
+static void
+refuse(rl2_metrics_bind_t *bz, const rl2_rule_t *r, int n)
+{
+    rl2_verdict_t v;
+
+    for (int i = 0; i < n; i++) {
+        verdict(&v, RL2_OUTCOME_DENY, 0);
+        layer(&v, r, 0, 0)->refused = 1;
+        rl2_metrics_record(bz, &v, &now);
+    }
+}
+
+static void
+next_minute(void)
+{
+    now.wall_us += 60000000;
+    now.mono_us += 60000000;
+}
+
+/* event=anomaly: a rule's refusals in the minute that ended against its
+ * own last hour: far above it (one line, naming the rule), above four
+ * deviations but not twice the mean (none), a quiet rule below the floor
+ * (none), a second anomaly within the alert interval (held back). */
+static void
+test_anomaly(void **state)
+{
+    const rl2_rule_t   *login = &policy->rules[0], *api = &policy->rules[1];
+    char                lines[16][RL2_ALERT_LINE_MAX + 1], name[64];
+    rl2_metrics_conf_t  mc;
+    rl2_metrics_t      *ma;
+    rl2_metrics_bind_t *ba;
+    rl2_err_t           err;
+    int                 n;
+
+    (void)state;
+    snprintf(name, sizeof(name), "/rl2test-%ld-manomaly", (long)getpid());
+    rl2_metrics_unlink(name, NULL);
+    rl2_metrics_conf_default(&mc);
+    assert_int_equal(mc.anomaly_min, 60);
+    mc.limited_interval_ms = 0; /* only anomaly lines on the socket */
+    assert_int_equal(rl2_metrics_open(name, 0600, &mc, alert, NULL, &ma, &err),
+                     RL2_OK);
+    assert_int_equal(rl2_metrics_bind(ma, policy, NULL, 0, &ba, NULL, &err),
+                     RL2_OK);
+    recv_lines(lines, 16);
+    now.wall_us = (now.wall_us / 60000000 + 1) * 60000000;
+    /* An hour and more of 8 and 12 refusals a minute: mean 10, sd 2. */
+    for (int k = 0; k < 62; k++) {
+        refuse(ba, login, k % 2 ? 12 : 8);
+        next_minute();
+    }
+    assert_int_equal(recv_lines(lines, 16), 0);
+    /* 19: over mean + 4 sd (18), under twice the mean (20); and a rule
+     * with no refusal in its hour refusing 59, under the floor. */
+    refuse(ba, login, 19);
+    refuse(ba, api, 59);
+    next_minute();
+    refuse(ba, login, 1);
+    assert_int_equal(recv_lines(lines, 16), 0);
+    /* 200 refusals, and api's 60 (at the floor, from nothing): one line,
+     * for the rule furthest above its hour, saying two were. */
+    refuse(ba, login, 199);
+    refuse(ba, api, 60);
+    next_minute();
+    refuse(ba, login, 1);
+    n = recv_lines(lines, 16);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(lines[0], "ratelimit2: event=anomaly rule=login "
+                                     "denied=200 per=60s mean=10."));
+    assert_non_null(strstr(lines[0], " stddev=2."));
+    assert_non_null(strstr(lines[0], " rules=2"));
+    /* Another at once: held back by the kind's interval. */
+    refuse(ba, login, 999);
+    next_minute();
+    refuse(ba, login, 1);
+    assert_int_equal(recv_lines(lines, 16), 0);
+    rl2_metrics_unbind(ba);
+    rl2_metrics_close(ma);
+    rl2_metrics_unlink(name, NULL);
+}
+
 /* Several processes at once: no count lost. */
 static void
 test_processes(void **state)
@@ -843,19 +925,13 @@ main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_outcomes),
-        T(test_names_survive_rebind),
-        T(test_too_many_names),
-        T(test_minute_ring),
-        T(test_top_clients),
-        T(test_limited_lines),
-        T(test_zone_alerts),
-        T(test_zone_full_parse),
-        T(test_processes),
-        T(test_prometheus),
-        T(test_health),
-        T(test_overrides_shown),
-        T(test_overrides_mirror_unreachable),
+        T(test_outcomes),        T(test_names_survive_rebind),
+        T(test_too_many_names),  T(test_minute_ring),
+        T(test_top_clients),     T(test_limited_lines),
+        T(test_zone_alerts),     T(test_anomaly),
+        T(test_zone_full_parse), T(test_processes),
+        T(test_prometheus),      T(test_health),
+        T(test_overrides_shown), T(test_overrides_mirror_unreachable),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -75,6 +75,8 @@ typedef enum {
     RL2_ALERT_FACTOR,         /* an adaptive factor changed (policy
                                  factors); every change, never
                                  rate-limited */
+    RL2_ALERT_ANOMALY,        /* a rule's refusals in the last minute
+                                 far above its own last hour */
     RL2_ALERT_KIND_COUNT
 } rl2_alert_kind_t;
 

@@ -78,6 +78,10 @@ typedef struct {
                                            alert; 0: off.  1000 */
     rl2_zone_threshold_t zone_warning;  /* zone_full level=warning: 80% */
     rl2_zone_threshold_t zone_critical; /* level=critical: 100% */
+    uint32_t             anomaly_min;   /* refusals by one rule in one
+                                           minute below which it is never
+                                           an anomaly; 0: no event=anomaly
+                                           lines.  60 */
 } rl2_metrics_conf_t;
 
 /* "off", "WARNING" or "WARNING/CRITICAL" (the RateLimit2Events option
