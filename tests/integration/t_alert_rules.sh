@@ -58,7 +58,7 @@ out=$(python3 "$CHECK" "$SRC" "$DOCS" "$RULES" "$T_DIR/bad.json" 2>&1)
 rc=$?
 is "a misspelt metric in the dashboard fails the check" 1 "$rc"
 like "... naming the metric and the panel" \
-    'Zone evictions: ratelimit2_zone_eviction_total is not a metric the limiter exports' \
+    'Zone: memory, evictions: ratelimit2_zone_eviction_total is not a metric the limiter exports' \
     "$out"
 { cat "$DOCS"; echo '| `ratelimit2_ghost_total` | counter | | nothing |'; } \
     >"$T_DIR/docs.md"
