@@ -430,8 +430,12 @@ rl2_body_end(char *buf, size_t len, size_t pos)
 static long long
 rl2_layer_usage(const rl2_layer_t *l)
 {
-    int64_t used = l->result.limit - l->result.remaining;
+    int64_t used;
 
+    /* A store's answer is trusted only this far: no overflow. */
+    if (__builtin_sub_overflow(l->result.limit, l->result.remaining, &used)) {
+        return l->result.remaining < 0 ? INT64_MAX : 0;
+    }
     return used > 0 ? (long long)used : 0;
 }
 

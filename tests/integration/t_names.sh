@@ -25,12 +25,13 @@ o0() {
     common/*) extra=-Icommon ;;
     mod_ratelimit2/*)
         extra="-I$(apxs -q INCLUDEDIR) $(apr-1-config --includes)" ;;
+    ctl/init.c) extra="-I$BUILD/ctl" ;; # init_templates.h, made by make
     esac
     # shellcheck disable=SC2086
     cc $flags $extra -c -o "$o" "$f" 2>>"$T_DIR/o0.log"
 }
 export -f o0
-export O0 T_DIR flags
+export O0 T_DIR flags BUILD
 # One compiler per CPU: the files are independent.
 built=0
 printf '%s\n' common/*/*.c fcgi/*.c ctl/*.c mod_ratelimit2/*.c \
