@@ -136,18 +136,29 @@ rl2_describe(request_rec *r, const rl2_policy_t *policy, rl2_request_t *req)
 }
 
 /* One phase of the request against the server's policy and the
- * section's inline limits (inline: it runs on every request). */
+ * section's inline limits (inline: it runs on every request).  One
+ * decision in RL2_METRICS_DECIDE_SAMPLE of the thread's is timed; the
+ * server's metrics binding is looked up for that one only. */
 static APR_INLINE rl2_status_t
 rl2_decide_request(request_rec *r, const rl2_policy_t *policy,
                    const rl2_dir_conf_t *dconf, unsigned phase,
                    const rl2_clock_t *now, rl2_verdict_t *v, rl2_err_t *err)
 {
-    rl2_request_t req;
+    const rl2_rule_t     *extra = (const rl2_rule_t *)dconf->rules->elts;
+    size_t                n_extra = (size_t)dconf->rules->nelts;
+    const rl2_srv_conf_t *sconf;
+    rl2_request_t         req;
 
     rl2_describe(r, policy, &req);
-    return rl2_decide(policy, (const rl2_rule_t *)dconf->rules->elts,
-                      (size_t)dconf->rules->nelts, rl2_store, &req, phase, now,
-                      v, err);
+    if (__builtin_expect(rl2_metrics_decide_sampled(), 0)) {
+        sconf =
+            ap_get_module_config(r->server->module_config, &ratelimit2_module);
+        return rl2_metrics_decide_timed(rl2_metrics_of(sconf->metrics), policy,
+                                        extra, n_extra, rl2_store, &req, phase,
+                                        now, v, err);
+    }
+    return rl2_decide(policy, extra, n_extra, rl2_store, &req, phase, now, v,
+                      err);
 }
 
 static apr_status_t

@@ -97,9 +97,9 @@ rl2_anomaly_send(rl2_metrics_t *m, const char *rule, const rl2_anomaly_t *a,
                  unsigned n_rules)
 {
     char              denied[24], mean[32], sd[32], rules[16];
-    rl2_alert_field_t f[6] = { { "rule", rule },   { "denied", denied },
-                               { "per", "60s" },   { "mean", mean },
-                               { "stddev", sd },   { "rules", rules } };
+    rl2_alert_field_t f[6] = { { "rule", rule }, { "denied", denied },
+                               { "per", "60s" }, { "mean", mean },
+                               { "stddev", sd }, { "rules", rules } };
     rl2_err_t         err;
 
     snprintf(denied, sizeof(denied), "%" PRIu64, a->denied);
@@ -112,10 +112,10 @@ rl2_anomaly_send(rl2_metrics_t *m, const char *rule, const rl2_anomaly_t *a,
 void
 rl2_mx_upkeep_anomaly(rl2_metrics_t *m, int64_t wall_us)
 {
-    uint64_t        out[RL2_METRICS_MINUTES][2];
-    char            name[RL2_NAME_MAX + 1], worst_name[RL2_NAME_MAX + 1];
-    rl2_anomaly_t   a, worst = { 0, 0, 0 };
-    unsigned        n = 0;
+    uint64_t      out[RL2_METRICS_MINUTES][2];
+    char          name[RL2_NAME_MAX + 1], worst_name[RL2_NAME_MAX + 1];
+    rl2_anomaly_t a, worst = { 0, 0, 0 };
+    unsigned      n = 0;
 
     for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
         if (!rl2_metrics_minutes(m, r, wall_us / RL2_US_PER_S, out, name)) {
