@@ -303,8 +303,9 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, rl2_fcgi_io_t *io,
     }
     rl2_verdict_init(&v);
     r.req.tier_source = rl2_backend_tier_source(gen->zone->backend);
-    if ((st = rl2_decide(gen->policy, NULL, 0, gen->zone->store, &r.req,
-                         RL2_PHASE_ALL, &now, &v, &err))
+    if ((st = rl2_metrics_decide(gen->metrics, gen->policy, NULL, 0,
+                                 gen->zone->store, &r.req, RL2_PHASE_ALL, &now,
+                                 &v, &err))
         != RL2_OK) {
         if (st == RL2_ERR_REQUEST) {
             /* Two API keys: counting it under either would let the

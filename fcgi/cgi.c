@@ -299,6 +299,14 @@ rl2_cgi_open_decide(rl2_cgi_t *c, const rl2_backend_conf_t *bc,
     }
     rl2_cgi_overrides(c, bc);
     req->tier_source = rl2_backend_tier_source(c->backend);
+    /* One request per process: a per-thread count would never reach
+     * RL2_METRICS_DECIDE_SAMPLE, so the request clock's low bits (no
+     * relation to the request) choose one in that many to time. */
+    if ((now->mono_us & (RL2_METRICS_DECIDE_SAMPLE - 1)) == 0) {
+        return rl2_metrics_decide_timed(
+            rl2_backend_metrics(c->backend), c->policy, NULL, 0,
+            rl2_backend_store(c->backend), req, RL2_PHASE_ALL, now, v, err);
+    }
     return rl2_decide(c->policy, NULL, 0, rl2_backend_store(c->backend), req,
                       RL2_PHASE_ALL, now, v, err);
 }

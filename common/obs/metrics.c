@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "metrics_internal.h"
 
@@ -678,6 +679,68 @@ rl2_metrics_overlimit_hit(void *m)
     if (m != NULL) {
         rl2_mx_bump(&((rl2_metrics_t *)m)->shm->overlimit_hits);
     }
+}
+
+const int64_t rl2_metrics_decide_bucket_ns[RL2_METRICS_DECIDE_BUCKETS] = {
+    1000,   2500,   5000,   10000,   25000,    50000,
+    100000, 250000, 500000, 1000000, 10000000, 100000000
+};
+
+void
+rl2_metrics_decide_time(rl2_metrics_t *m, int64_t elapsed_ns)
+{
+    unsigned i = 0;
+
+    if (m == NULL) {
+        return;
+    }
+    if (elapsed_ns < 0) {
+        elapsed_ns = 0;
+    }
+    while (i < RL2_METRICS_DECIDE_BUCKETS
+           && elapsed_ns > rl2_metrics_decide_bucket_ns[i]) {
+        i++;
+    }
+    rl2_mx_bump(&m->shm->decide_bucket[i]);
+    atomic_fetch_add_explicit(&m->shm->decide_ns_sum, (uint64_t)elapsed_ns,
+                              memory_order_relaxed);
+}
+
+/* ns, not rl2_mono_us(): a local decision takes a few µs, which a µs
+ * clock would round to a bucket's edge. */
+static int64_t
+rl2_mx_mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+rl2_metrics_t *
+rl2_metrics_of(const rl2_metrics_bind_t *b)
+{
+    return b != NULL ? b->m : NULL;
+}
+
+rl2_status_t
+rl2_metrics_decide_timed(rl2_metrics_t *m, const rl2_policy_t *policy,
+                         const rl2_rule_t *extra, size_t n_extra,
+                         rl2_store_t *store, rl2_request_t *req, unsigned phase,
+                         const rl2_clock_t *now, rl2_verdict_t *v,
+                         rl2_err_t *err)
+{
+    int64_t      start_ns;
+    rl2_status_t st;
+
+    if (m == NULL) {
+        return rl2_decide(policy, extra, n_extra, store, req, phase, now, v,
+                          err);
+    }
+    start_ns = rl2_mx_mono_ns();
+    st = rl2_decide(policy, extra, n_extra, store, req, phase, now, v, err);
+    rl2_metrics_decide_time(m, rl2_mx_mono_ns() - start_ns);
+    return st;
 }
 
 void

@@ -52,6 +52,9 @@ rl2_status_t rl2_metrics_unlink(const char *name, rl2_err_t *err);
 /* Store calls, for the latency histogram and the error count. */
 void rl2_metrics_store_call(rl2_metrics_t *m, int64_t elapsed_us, int ok);
 
+/* One sampled decision's time, into the decision time histogram. */
+void rl2_metrics_decide_time(rl2_metrics_t *m, int64_t elapsed_ns);
+
 /* A request the over-limit cache refused (rl2_overlimit_hit_fn: m is
  * the context; NULL counts nothing). */
 void rl2_metrics_overlimit_hit(void *m);
@@ -99,7 +102,7 @@ size_t rl2_metrics_top_near(const rl2_metrics_t *m,
                             rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
 #define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
-#define MX_VERSION 8u          /* 8: zone_level as a zone_full level */
+#define MX_VERSION 9u          /* 9: the decision time histogram */
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -180,6 +183,8 @@ typedef struct {
     _Atomic uint64_t bans;           /* automatic bans made (policy `abuse`) */
     _Atomic uint64_t overlimit_hits; /* requests the over-limit cache
                                         refused without a Redis call */
+    _Atomic uint64_t decide_bucket[RL2_METRICS_DECIDE_BUCKETS + 1];
+    _Atomic uint64_t decide_ns_sum; /* sampled decisions' time */
     mx_name_t        rules[RL2_METRICS_RULES];
     mx_name_t        tiers[RL2_METRICS_TIERS];
     mx_cell_t        cells[RL2_METRICS_RULES][RL2_METRICS_TIERS];

@@ -195,6 +195,36 @@ rl2_prom_experiments(prom_t *p, const rl2_metrics_t *m)
     }
 }
 
+#define MX_NS_PER_S INT64_C(1000000000)
+
+/* Sampled: one decision in RL2_METRICS_DECIDE_SAMPLE per thread, so
+ * _count is about the requests / 64 and the quantiles are the traffic's. */
+static void
+rl2_prom_decide(prom_t *p, const rl2_metrics_global_t *g)
+{
+    uint64_t cum = 0;
+
+    rl2_prom_family(p, "ratelimit2_decision_seconds", "histogram",
+                    "Time one decision took (local or Redis store), "
+                    "one request in 64 timed.");
+    for (unsigned i = 0; i < RL2_METRICS_DECIDE_BUCKETS; i++) {
+        cum += g->decide_bucket[i];
+        rl2_mx_put(p,
+                   "ratelimit2_decision_seconds_bucket{le=\"%" PRId64
+                   ".%09" PRId64 "\"} %" PRIu64 "\n",
+                   rl2_metrics_decide_bucket_ns[i] / MX_NS_PER_S,
+                   rl2_metrics_decide_bucket_ns[i] % MX_NS_PER_S, cum);
+    }
+    cum += g->decide_bucket[RL2_METRICS_DECIDE_BUCKETS];
+    rl2_mx_put(p,
+               "ratelimit2_decision_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+               cum);
+    rl2_mx_put(p, "ratelimit2_decision_seconds_sum %" PRIu64 ".%09" PRIu64 "\n",
+               g->decide_ns_sum / (uint64_t)MX_NS_PER_S,
+               g->decide_ns_sum % (uint64_t)MX_NS_PER_S);
+    rl2_mx_put(p, "ratelimit2_decision_seconds_count %" PRIu64 "\n", cum);
+}
+
 static void
 rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
 {
@@ -427,6 +457,7 @@ rl2_metrics_prom(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
         rl2_prom_requests(&p, m);
         rl2_prom_experiments(&p, m);
         rl2_prom_store(&p, &g);
+        rl2_prom_decide(&p, &g);
         rl2_prom_alerts(&p, &g, env);
     }
     rl2_prom_env(&p, env);

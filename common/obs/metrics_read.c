@@ -40,6 +40,10 @@ rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out)
     out->ban_candidates = rl2_mx_load(&s->ban_candidates);
     out->bans = rl2_mx_load(&s->bans);
     out->overlimit_hits = rl2_mx_load(&s->overlimit_hits);
+    for (unsigned i = 0; i <= RL2_METRICS_DECIDE_BUCKETS; i++) {
+        out->decide_bucket[i] = rl2_mx_load(&s->decide_bucket[i]);
+    }
+    out->decide_ns_sum = rl2_mx_load(&s->decide_ns_sum);
 }
 
 /* A slot's name if it has one (published names never change). */

@@ -64,6 +64,24 @@ like "health: the Apache module's JSON" \
     '^\{"status":"ok","generation":1,"store":"local","zone":\{"entries":100000,"used":1,"evictions":0,"occupancy":0\.0000,"live":1,"bytes_used":[0-9]+,"bytes_reserved":[0-9]+,"reclaimed":0\},"overrides":\{"source":"local","entries":0\},"uptime":[0-9]+\}$' \
     "$h"
 
+# Decision time: a worker thread times one decision in 64 of its own,
+# so any 640 decisions in a row on one thread time exactly 10.  One
+# connection (FCGI_KEEP_CONN) is served by one thread from its first
+# request to its last.
+decided() {
+    scrape 'HTTP_AUTHORIZATION=Bearer s3cret-token' | tr -d '\r' \
+        | sed -n 's/^ratelimit2_decision_seconds_count \([0-9]*\)$/\1/p'
+}
+t0=$(decided)
+"$FCGI_CLIENT" -k 640 "127.0.0.1:$FP" REMOTE_ADDR=192.0.2.10 \
+    REQUEST_METHOD=GET REQUEST_URI=/other >"$T_DIR/k640"
+is "640 requests on one connection: all answered 200" 640 \
+    "$(grep -c '^Status: 200' "$T_DIR/k640")"
+is "640 decisions on one thread: 10 timed" 10 $(($(decided) - t0))
+scrape 'HTTP_AUTHORIZATION=Bearer s3cret-token' | tr -d '\r' \
+    | sed '1,/^$/d' >"$T_DIR/metrics_d.txt"
+promtool_ok "$T_DIR/metrics_d.txt"
+
 # A reload keeps the counters (the rule keeps its slot by name).
 cat >"$T_DIR/policy.conf" <<'POLICY'
 rules = (

@@ -245,6 +245,37 @@ like "fail2ban finds the address of a banned client" '192\.0\.2\.77' \
 is "fail2ban finds no other host" "" \
     "$(grep -oE '6\.6\.6\.6|7\.7\.7\.7' "$T_DIR/f2b.log")"
 
+# ---- decision time: one decision in 64 per thread ----
+# Each worker thread times one decision in 64 of its own, so n decisions
+# on a thread time floor(n/64) or ceil(n/64) of them.  Which thread takes
+# a request is Apache's choice, among at most 64 (MaxRequestWorkers, no
+# process replaced here): 4096 requests of one decision or two each give
+# between (4096 - 63*64)/64 = 1 and (8192 + 63*64)/64 = 191 timed ones.
+decided() {
+    curl -s "$U/rl2/metrics" \
+        | sed -n 's/^ratelimit2_decision_seconds_count \([0-9]*\)$/\1/p'
+}
+echo ok >"$D/htdocs/other"
+t0=$(decided)
+seq 1 4096 | sed "s|.*|url = \"$U/other\"\noutput = /dev/null|" \
+    >"$T_DIR/urls"
+curl -s -K "$T_DIR/urls"
+t1=$(decided)
+timed=$((t1 - t0))
+if [ "$timed" -ge 1 ] && [ "$timed" -le 191 ]; then
+    ok "4096 requests: $timed decisions timed (1 to 191)"
+else
+    not_ok "4096 requests: $timed decisions timed (1 to 191)"
+fi
+m3=$(curl -s "$U/rl2/metrics")
+is "decision time: _count is the +Inf bucket" \
+    "$(sed -n 's/^ratelimit2_decision_seconds_bucket{le="+Inf"} //p' <<<"$m3")" \
+    "$(sed -n 's/^ratelimit2_decision_seconds_count //p' <<<"$m3")"
+like "decision time: a sum in seconds" \
+    '^ratelimit2_decision_seconds_sum [0-9]+\.[0-9]{9}$' \
+    "$(grep '^ratelimit2_decision_seconds_sum ' <<<"$m3")"
+promtool_ok <(printf '%s\n' "$m3")
+
 # ---- a graceful restart keeps the counts ----
 series='ratelimit2_requests_total{rule="login",tier="(none)",outcome="denied"}'
 before=$(curl -s "$U/rl2/metrics" | grep -F "$series ")

@@ -742,6 +742,109 @@ test_prometheus(void **state)
     assert_null(strstr(prom, "circuit")); /* no Redis */
 }
 
+/* ---- decision time ---------------------------------------------------- */
+
+/* Recordings land in the buckets of their time (an edge is in the bucket
+ * it bounds), and _sum and _count are theirs. */
+static void
+test_decide_time_buckets(void **state)
+{
+    rl2_metrics_env_t    env = { 0 };
+    rl2_metrics_global_t g;
+
+    (void)state;
+    rl2_metrics_decide_time(m, 800);       /* <= 1 µs */
+    rl2_metrics_decide_time(m, 1000);      /* <= 1 µs: the edge */
+    rl2_metrics_decide_time(m, 1001);      /* <= 2.5 µs */
+    rl2_metrics_decide_time(m, 300000);    /* <= 500 µs */
+    rl2_metrics_decide_time(m, 200000000); /* +Inf */
+    rl2_metrics_decide_time(m, -5);        /* a clock step: 0, <= 1 µs */
+    rl2_metrics_global(m, &g);
+    assert_int_equal(g.decide_bucket[0], 3);
+    assert_int_equal(g.decide_bucket[1], 1);
+    assert_int_equal(g.decide_bucket[8], 1);
+    assert_int_equal(g.decide_bucket[RL2_METRICS_DECIDE_BUCKETS], 1);
+    assert_int_equal(g.decide_ns_sum, 800 + 1000 + 1001 + 300000 + 200000000);
+    env.circuit = -1;
+    prom_len = 0;
+    rl2_metrics_prom(m, &env, collect, NULL);
+    assert_non_null(strstr(prom, "# TYPE ratelimit2_decision_seconds "
+                                 "histogram\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_decision_seconds_bucket"
+                                 "{le=\"0.000001000\"} 3\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_decision_seconds_bucket"
+                                 "{le=\"0.000002500\"} 4\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_decision_seconds_bucket"
+                                 "{le=\"0.000250000\"} 4\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_decision_seconds_bucket"
+                                 "{le=\"0.000500000\"} 5\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_decision_seconds_bucket"
+                                 "{le=\"0.100000000\"} 5\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_decision_seconds_bucket"
+                                 "{le=\"+Inf\"} 6\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_decision_seconds_sum "
+                                 "0.200302801\n"));
+    assert_non_null(strstr(prom, "\nratelimit2_decision_seconds_count 6\n"));
+}
+
+/* Any 64 consecutive calls of the sampling helper on one thread choose
+ * exactly one, whatever the counter held before; rl2_metrics_decide()
+ * decides every request and times the chosen ones. */
+static void
+test_decide_sampled(void **state)
+{
+    rl2_zone_t          *zone;
+    rl2_store_t         *store;
+    rl2_request_t        req = { .method = "GET",
+                                 .path = "/x",
+                                 .peer_ip = "192.0.2.1" };
+    rl2_verdict_t        v;
+    rl2_err_t            err;
+    rl2_metrics_global_t g;
+    unsigned             chosen = 0;
+    uint64_t             timed = 0;
+    char                 zname[64];
+
+    (void)state;
+    for (unsigned i = 0; i < 64 * 10; i++) {
+        chosen += (unsigned)rl2_metrics_decide_sampled();
+    }
+    assert_int_equal(chosen, 10);
+    snprintf(zname, sizeof(zname), "/rl2test-%ld-mxzone", (long)getpid());
+    rl2_zone_unlink(zname, NULL);
+    assert_int_equal(
+        rl2_zone_open(zname, 64, policy->max_state_size, 0600, &zone, &err),
+        RL2_OK);
+    assert_int_equal(rl2_store_local_create(zone, &store, &err), RL2_OK);
+    for (unsigned i = 0; i < 64 * 3; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(rl2_metrics_decide(b, policy, NULL, 0, store, &req,
+                                            RL2_PHASE_ALL, &now, &v, &err),
+                         RL2_OK);
+    }
+    rl2_metrics_global(m, &g);
+    for (unsigned i = 0; i <= RL2_METRICS_DECIDE_BUCKETS; i++) {
+        timed += g.decide_bucket[i];
+    }
+    assert_int_equal(timed, 3);
+    /* Metrics off (no binding): decided, nothing timed. */
+    for (unsigned i = 0; i < 64; i++) {
+        rl2_verdict_init(&v);
+        assert_int_equal(rl2_metrics_decide(NULL, policy, NULL, 0, store, &req,
+                                            RL2_PHASE_ALL, &now, &v, &err),
+                         RL2_OK);
+    }
+    rl2_metrics_global(m, &g);
+    timed = 0;
+    for (unsigned i = 0; i <= RL2_METRICS_DECIDE_BUCKETS; i++) {
+        timed += g.decide_bucket[i];
+    }
+    assert_int_equal(timed, 3);
+    rl2_store_destroy(store);
+    rl2_zone_close(zone);
+    rl2_zone_unlink(zname, NULL);
+}
+
 static void
 test_health(void **state)
 {
@@ -930,7 +1033,8 @@ main(void)
         T(test_top_clients),     T(test_limited_lines),
         T(test_zone_alerts),     T(test_anomaly),
         T(test_zone_full_parse), T(test_processes),
-        T(test_prometheus),      T(test_health),
+        T(test_prometheus),      T(test_decide_time_buckets),
+        T(test_decide_sampled),  T(test_health),
         T(test_overrides_shown), T(test_overrides_mirror_unreachable),
     };
 

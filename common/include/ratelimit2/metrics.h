@@ -6,8 +6,8 @@
  * One metrics object per zone, a named shm object "<zone>.metrics" beside
  * the circuit and alert objects, shared by every process of the host.  It
  * is fixed-size (RL2_METRICS_RULES x RL2_METRICS_TIERS cells, a per-minute
- * ring of the last hour, two small top-client tables, a latency
- * histogram), so memory never grows with traffic.
+ * ring of the last hour, two small top-client tables, two latency
+ * histograms), so memory never grows with traffic.
  *
  * Rules and tiers are counted by name: a name gets a slot the first time
  * any process binds a policy naming it, and keeps it for the life of the
@@ -37,13 +37,15 @@
 #include "ratelimit2/store.h"
 #include "ratelimit2/store_local.h"
 
-#define RL2_METRICS_RULES         128 /* rule name slots, 0 and 1 reserved */
-#define RL2_METRICS_TIERS         16  /* tier name slots, 0 and 1 reserved */
-#define RL2_METRICS_MINUTES       60  /* per-minute ring: the last hour */
-#define RL2_METRICS_TOP           16  /* clients per top table */
-#define RL2_METRICS_ALERT_CLIENTS 256 /* clients with alert state */
-#define RL2_METRICS_BUCKETS       12  /* latency buckets before +Inf */
-#define RL2_METRICS_CLIENT_MAX    48  /* bytes of a client id, NUL included */
+#define RL2_METRICS_RULES          128 /* rule name slots, 0 and 1 reserved */
+#define RL2_METRICS_TIERS          16  /* tier name slots, 0 and 1 reserved */
+#define RL2_METRICS_MINUTES        60  /* per-minute ring: the last hour */
+#define RL2_METRICS_TOP            16  /* clients per top table */
+#define RL2_METRICS_ALERT_CLIENTS  256 /* clients with alert state */
+#define RL2_METRICS_BUCKETS        12  /* latency buckets before +Inf */
+#define RL2_METRICS_CLIENT_MAX     48  /* bytes of a client id, NUL included */
+#define RL2_METRICS_DECIDE_BUCKETS 12  /* decision time buckets before +Inf */
+#define RL2_METRICS_DECIDE_SAMPLE  64  /* one decision in this many timed */
 
 /* Reserved slots. */
 #define RL2_METRICS_SLOT_BYPASS 0 /* rule "(bypass)": whitelisted, exempt */
@@ -120,6 +122,53 @@ unsigned long rl2_metrics_loaded(rl2_metrics_t *m);
 void rl2_metrics_record(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
                         const rl2_clock_t *now);
 
+/* ---- decision time, sampled ---- */
+
+/* rl2_decide() timed into m's decision time histogram (CLOCK_MONOTONIC
+ * around it); m may be NULL (metrics off): decided, not timed.  For the
+ * sampled decisions only: rl2_metrics_decide() chooses them. */
+rl2_status_t rl2_metrics_decide_timed(rl2_metrics_t      *m,
+                                      const rl2_policy_t *policy,
+                                      const rl2_rule_t *extra, size_t n_extra,
+                                      rl2_store_t *store, rl2_request_t *req,
+                                      unsigned phase, const rl2_clock_t *now,
+                                      rl2_verdict_t *v, rl2_err_t *err);
+
+/* The metrics object b counts into; NULL for a NULL b. */
+rl2_metrics_t *rl2_metrics_of(const rl2_metrics_bind_t *b);
+
+/* One decision in RL2_METRICS_DECIDE_SAMPLE of this thread's: 1 when
+ * this one is to be timed.  The counter is per thread (no sharing, no
+ * atomics) and per front end (static in the front end's code): the
+ * other decisions pay one increment and one branch.  initial-exec: in
+ * a module Apache loads, the default model reads the counter through a
+ * __tls_get_addr() call on every request; four bytes of the static TLS
+ * surplus glibc keeps for loaded objects are the cheaper way. */
+static inline int
+rl2_metrics_decide_sampled(void)
+{
+    static __thread unsigned tick __attribute__((tls_model("initial-exec")));
+
+    return (++tick & (RL2_METRICS_DECIDE_SAMPLE - 1)) == 0;
+}
+
+/* rl2_decide(), one call in RL2_METRICS_DECIDE_SAMPLE timed into b's
+ * metrics object (ratelimit2_decision_seconds); the front ends call this
+ * in place of rl2_decide(). */
+static inline rl2_status_t
+rl2_metrics_decide(rl2_metrics_bind_t *b, const rl2_policy_t *policy,
+                   const rl2_rule_t *extra, size_t n_extra, rl2_store_t *store,
+                   rl2_request_t *req, unsigned phase, const rl2_clock_t *now,
+                   rl2_verdict_t *v, rl2_err_t *err)
+{
+    if (__builtin_expect(rl2_metrics_decide_sampled(), 0)) {
+        return rl2_metrics_decide_timed(rl2_metrics_of(b), policy, extra,
+                                        n_extra, store, req, phase, now, v,
+                                        err);
+    }
+    return rl2_decide(policy, extra, n_extra, store, req, phase, now, v, err);
+}
+
 /* ---- reading, for exposition ---- */
 
 typedef struct {
@@ -138,6 +187,10 @@ typedef struct {
 /* Latency bucket upper bounds in µs (RL2_METRICS_BUCKETS of them). */
 extern const int64_t rl2_metrics_bucket_us[RL2_METRICS_BUCKETS];
 
+/* Decision time bucket upper bounds in ns: a local decision takes a few
+ * µs, one that calls Redis a few hundred. */
+extern const int64_t rl2_metrics_decide_bucket_ns[RL2_METRICS_DECIDE_BUCKETS];
+
 typedef struct {
     int64_t  created_wall_s;                  /* when the object was created */
     uint64_t bucket[RL2_METRICS_BUCKETS + 1]; /* not cumulative; +Inf */
@@ -149,6 +202,8 @@ typedef struct {
     uint64_t ban_candidates;
     uint64_t bans;           /* automatic bans made here */
     uint64_t overlimit_hits; /* refused by the over-limit cache */
+    uint64_t decide_bucket[RL2_METRICS_DECIDE_BUCKETS + 1]; /* +Inf */
+    uint64_t decide_ns_sum; /* of the sampled decisions */
 } rl2_metrics_global_t;
 
 /* ---- what the front ends show: Prometheus, health, status page ---- */
