@@ -197,58 +197,72 @@ rl2_prom_experiments(prom_t *p, const rl2_metrics_t *m)
 
 #define MX_NS_PER_S INT64_C(1000000000)
 
+/* A histogram's series: `n` bucket bounds and the sum in units of which
+ * `per_s` make a second, written as seconds with `digits` decimals (the
+ * `le` labels are series names: each histogram keeps its own spelling);
+ * counts[n] is the +Inf bucket.  Counts are not cumulative. */
+typedef struct {
+    const char     *name, *help;
+    const int64_t  *bound; /* n of them */
+    unsigned        n;
+    const uint64_t *counts; /* n + 1 */
+    uint64_t        sum;
+    int64_t         per_s;
+    int             digits;
+} prom_hist_t;
+
+static void
+rl2_prom_histogram(prom_t *p, const prom_hist_t *h)
+{
+    uint64_t cum = 0;
+
+    rl2_prom_family(p, h->name, "histogram", h->help);
+    for (unsigned i = 0; i < h->n; i++) {
+        cum += h->counts[i];
+        rl2_mx_put(p,
+                   "%s_bucket{le=\"%" PRId64 ".%0*" PRId64 "\"} %" PRIu64 "\n",
+                   h->name, h->bound[i] / h->per_s, h->digits,
+                   h->bound[i] % h->per_s, cum);
+    }
+    cum += h->counts[h->n];
+    rl2_mx_put(p, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", h->name, cum);
+    rl2_mx_put(p, "%s_sum %" PRIu64 ".%0*" PRIu64 "\n", h->name,
+               h->sum / (uint64_t)h->per_s, h->digits,
+               h->sum % (uint64_t)h->per_s);
+    rl2_mx_put(p, "%s_count %" PRIu64 "\n", h->name, cum);
+}
+
 /* Sampled: one decision in RL2_METRICS_DECIDE_SAMPLE per thread, so
  * _count is about the requests / 64 and the quantiles are the traffic's. */
 static void
 rl2_prom_decide(prom_t *p, const rl2_metrics_global_t *g)
 {
-    uint64_t cum = 0;
+    prom_hist_t h = { "ratelimit2_decision_seconds",
+                      "Time one decision took (local or Redis store), "
+                      "one request in 64 timed.",
+                      rl2_metrics_decide_bucket_ns,
+                      RL2_METRICS_DECIDE_BUCKETS,
+                      g->decide_bucket,
+                      g->decide_ns_sum,
+                      MX_NS_PER_S,
+                      9 };
 
-    rl2_prom_family(p, "ratelimit2_decision_seconds", "histogram",
-                    "Time one decision took (local or Redis store), "
-                    "one request in 64 timed.");
-    for (unsigned i = 0; i < RL2_METRICS_DECIDE_BUCKETS; i++) {
-        cum += g->decide_bucket[i];
-        rl2_mx_put(p,
-                   "ratelimit2_decision_seconds_bucket{le=\"%" PRId64
-                   ".%09" PRId64 "\"} %" PRIu64 "\n",
-                   rl2_metrics_decide_bucket_ns[i] / MX_NS_PER_S,
-                   rl2_metrics_decide_bucket_ns[i] % MX_NS_PER_S, cum);
-    }
-    cum += g->decide_bucket[RL2_METRICS_DECIDE_BUCKETS];
-    rl2_mx_put(p,
-               "ratelimit2_decision_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
-               cum);
-    rl2_mx_put(p, "ratelimit2_decision_seconds_sum %" PRIu64 ".%09" PRIu64 "\n",
-               g->decide_ns_sum / (uint64_t)MX_NS_PER_S,
-               g->decide_ns_sum % (uint64_t)MX_NS_PER_S);
-    rl2_mx_put(p, "ratelimit2_decision_seconds_count %" PRIu64 "\n", cum);
+    rl2_prom_histogram(p, &h);
 }
 
 static void
 rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
 {
-    uint64_t cum = 0;
+    prom_hist_t h = { "ratelimit2_store_duration_seconds",
+                      "Time the shared store (Redis) took to answer one call.",
+                      rl2_metrics_bucket_us,
+                      RL2_METRICS_BUCKETS,
+                      g->bucket,
+                      g->store_us_sum,
+                      RL2_US_PER_S,
+                      6 };
 
-    rl2_prom_family(p, "ratelimit2_store_duration_seconds", "histogram",
-                    "Time the shared store (Redis) took to answer one call.");
-    for (unsigned i = 0; i < RL2_METRICS_BUCKETS; i++) {
-        cum += g->bucket[i];
-        rl2_mx_put(p,
-                   "ratelimit2_store_duration_seconds_bucket{le=\"%" PRId64
-                   ".%06" PRId64 "\"} %" PRIu64 "\n",
-                   rl2_metrics_bucket_us[i] / RL2_US_PER_S,
-                   rl2_metrics_bucket_us[i] % RL2_US_PER_S, cum);
-    }
-    cum += g->bucket[RL2_METRICS_BUCKETS];
-    rl2_mx_put(p,
-               "ratelimit2_store_duration_seconds_bucket{le=\"+Inf\"} "
-               "%" PRIu64 "\n",
-               cum);
-    rl2_mx_put(
-        p, "ratelimit2_store_duration_seconds_sum %" PRIu64 ".%06" PRIu64 "\n",
-        g->store_us_sum / RL2_US_PER_S, g->store_us_sum % RL2_US_PER_S);
-    rl2_mx_put(p, "ratelimit2_store_duration_seconds_count %" PRIu64 "\n", cum);
+    rl2_prom_histogram(p, &h);
     rl2_prom_single(
         p, "ratelimit2_redis_errors_total", "counter",
         "Calls to Redis that failed (error, timeout, no connection).",

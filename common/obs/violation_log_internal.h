@@ -96,4 +96,22 @@ rl2_vlog_ring_bytes(uint64_t capacity)
     return sizeof(rl2_vlog_ring_t) + (size_t)capacity * sizeof(rl2_vlog_slot_t);
 }
 
+/* An entry as version 2 of the ring laid it out, before count and
+ * user_agent: servers not yet restarted still write rings of it. */
+typedef struct {
+    int64_t  time_us;
+    int64_t  limit;
+    int64_t  window_us;
+    uint64_t skipped;
+    char     rule[RL2_NAME_MAX + 1];
+    char     limit_name[RL2_NAME_MAX + 1];
+    char     tier[RL2_NAME_MAX + 1];
+    char     client[RL2_VLOG_CLIENT_MAX];
+    char     method[RL2_VLOG_METHOD_MAX];
+    char     path[RL2_VLOG_PATH_MAX];
+    char     factors[RL2_VLOG_FACTORS_MAX];
+    char     variant[RL2_VARIANT_NAME_MAX + 1];
+    uint8_t  challenger;
+} rl2_vlog_entry_v2_t;
+
 #endif /* RL2_VIOLATION_LOG_INTERNAL_H */

@@ -29,24 +29,6 @@
 #include "violation_log_internal.h"
 #include "redis/redis_internal.h"
 
-/* An entry as version 2 of the ring laid it out, before count and
- * user_agent: servers not yet restarted still write rings of it. */
-typedef struct {
-    int64_t  time_us;
-    int64_t  limit;
-    int64_t  window_us;
-    uint64_t skipped;
-    char     rule[RL2_NAME_MAX + 1];
-    char     limit_name[RL2_NAME_MAX + 1];
-    char     tier[RL2_NAME_MAX + 1];
-    char     client[RL2_VLOG_CLIENT_MAX];
-    char     method[RL2_VLOG_METHOD_MAX];
-    char     path[RL2_VLOG_PATH_MAX];
-    char     factors[RL2_VLOG_FACTORS_MAX];
-    char     variant[RL2_VARIANT_NAME_MAX + 1];
-    uint8_t  challenger;
-} rl2_vlog_entry_v2_t;
-
 typedef struct {
     _Atomic uint64_t    stamp;
     rl2_vlog_entry_v2_t entry;

@@ -327,25 +327,9 @@ a_hostile_user_agent_stays_one_bounded_field(void **state)
     rl2_vlog_close(log);
 }
 
-/* The layout of an entry in a ring of version 2, as servers before the
- * count and the user agent wrote it. */
 typedef struct {
-    int64_t  time_us, limit, window_us;
-    uint64_t skipped;
-    char     rule[RL2_NAME_MAX + 1];
-    char     limit_name[RL2_NAME_MAX + 1];
-    char     tier[RL2_NAME_MAX + 1];
-    char     client[RL2_VLOG_CLIENT_MAX];
-    char     method[RL2_VLOG_METHOD_MAX];
-    char     path[RL2_VLOG_PATH_MAX];
-    char     factors[RL2_VLOG_FACTORS_MAX];
-    char     variant[RL2_VARIANT_NAME_MAX + 1];
-    uint8_t  challenger;
-} entry_v2_t;
-
-typedef struct {
-    _Atomic uint64_t stamp;
-    entry_v2_t       entry;
+    _Atomic uint64_t    stamp;
+    rl2_vlog_entry_v2_t entry;
 } slot_v2_t;
 
 /* A ring a server of version 2 wrote (not restarted since the upgrade)
