@@ -301,10 +301,14 @@ rl2_ctl_sim_json(FILE *f, const rl2_sim_t *s)
         rl2_sim_json_run(f, s, (int)r);
     }
     fputc(']', f);
-    if (s->n_runs == 2 && (idx = rl2_sim_sorted(s, 2, &n)) == NULL) {
+    if (s->n_runs != 2) {
+        fprintf(f, "}\n");
+        return;
+    }
+    if ((idx = rl2_sim_sorted(s, 2, &n)) == NULL) {
         fprintf(f, ",\"differ_error\":\"out of memory\"");
     }
-    else if (s->n_runs == 2) {
+    else {
         fprintf(f, ",\"differ\":[");
         for (size_t i = 0; i < n; i++) {
             const rl2_sim_client_t *c = &s->clients[idx[i]];
