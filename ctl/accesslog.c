@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -580,4 +582,48 @@ rl2_alog_close(rl2_alog_t *r)
     }
     gzclose(r->gz);
     free(r);
+}
+
+/* ---- the tables' hash ---- */
+
+uint64_t
+rl2_alog_hash_begin(void)
+{
+    static uint64_t basis;
+    static int      drawn;
+
+    if (!drawn) {
+        struct timespec ts;
+
+        if (getrandom(&basis, sizeof(basis), GRND_NONBLOCK)
+            != (ssize_t)sizeof(basis)) {
+            /* No entropy yet: weaker, still not known in advance. */
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            basis = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20
+                    ^ (uint64_t)getpid() << 40;
+        }
+        drawn = 1;
+    }
+    return 14695981039346656037ull ^ basis;
+}
+
+uint64_t
+rl2_alog_hash_add(uint64_t h, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    }
+    return h;
+}
+
+/* MurmurHash3's finaliser: every bit of h reaches the low bits a table
+ * takes its slot from. */
+uint64_t
+rl2_alog_hash_end(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ h >> 33;
 }

@@ -100,4 +100,14 @@ const rl2_alog_stats_t *rl2_alog_stats(const rl2_alog_t *r);
 /* Close, and free r (NULL is fine); standard input is not closed. */
 void rl2_alog_close(rl2_alog_t *r);
 
+/* The hash of the tables that hold names read from logs (coverage's
+ * routes, simulate's clients): FNV-1a from a basis drawn at random once
+ * per process, then mixed, so a log cannot be written whose names all
+ * fall in one run of slots (with a fixed basis, names that agree in a
+ * hash's low bits are cheap to make, and each lookup then walks them
+ * all).  Begin, add each part, end. */
+uint64_t rl2_alog_hash_begin(void);
+uint64_t rl2_alog_hash_add(uint64_t h, const char *s);
+uint64_t rl2_alog_hash_end(uint64_t h);
+
 #endif /* RL2_CTL_ACCESSLOG_H */

@@ -177,15 +177,13 @@ static uint64_t
 rl2_cov_hash(const char *method, const char *route, const char *rules)
 {
     const char *parts[3] = { method, route, rules };
-    uint64_t    h = 14695981039346656037ull; /* FNV-1a */
+    uint64_t    h = rl2_alog_hash_begin();
 
     for (size_t i = 0; i < 3; i++) {
-        for (const char *s = parts[i]; *s != '\0'; s++) {
-            h = (h ^ (unsigned char)*s) * 1099511628211ull;
-        }
-        h = (h ^ 0xff) * 1099511628211ull; /* no byte of a part */
+        h = rl2_alog_hash_add(h, parts[i]);
+        h = rl2_alog_hash_add(h, "\xff"); /* no byte of a part */
     }
-    return h;
+    return rl2_alog_hash_end(h);
 }
 
 /* Twice the slots when the table is half full. */

@@ -162,14 +162,38 @@ rl2_doc_level_name(rl2_doc_level_t level)
                                       : "ok";
 }
 
+/* A finding's text for a terminal: it quotes what others wrote (a
+ * directive's argument, a Redis reply, a file name), so a control byte
+ * is shown as \xHH, never sent raw (an escape sequence, a line of its
+ * own that would pass for another finding). */
+static void
+rl2_doc_put_text(FILE *f, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+
+        if (c < 0x20 || c == 0x7f) {
+            fprintf(f, "\\x%02x", c);
+        }
+        else {
+            fputc(c, f);
+        }
+    }
+}
+
 static void
 rl2_doc_print_text(FILE *f, const rl2_doc_t *d)
 {
     for (size_t i = 0; i < d->n; i++) {
         const rl2_doc_finding_t *x = &d->f[i];
 
-        fprintf(f, "%-7s %-6s %s%s%s\n", rl2_doc_level_name(x->level), x->area,
-                x->message, x->fix[0] != '\0' ? "; fix: " : "", x->fix);
+        fprintf(f, "%-7s %-6s ", rl2_doc_level_name(x->level), x->area);
+        rl2_doc_put_text(f, x->message);
+        if (x->fix[0] != '\0') {
+            fputs("; fix: ", f);
+            rl2_doc_put_text(f, x->fix);
+        }
+        fputc('\n', f);
     }
     if (d->dropped > 0) {
         fprintf(f, "(%zu more findings not shown)\n", d->dropped);

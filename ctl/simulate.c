@@ -71,17 +71,12 @@ typedef struct {
     size_t          n;
 } rl2_sim_tab_t;
 
-/* FNV-1a, 64 bits: the names come from the log, but a collision only
- * costs a comparison. */
+/* The names come from the log: a hash no log can aim
+ * (rl2_alog_hash_begin). */
 static uint64_t
 rl2_sim_hash(const char *s)
 {
-    uint64_t h = 0xcbf29ce484222325u;
-
-    while (*s != '\0') {
-        h = (h ^ (unsigned char)*s++) * 0x100000001b3u;
-    }
-    return h;
+    return rl2_alog_hash_end(rl2_alog_hash_add(rl2_alog_hash_begin(), s));
 }
 
 /* The row of key, or (size_t)-1. */

@@ -64,18 +64,33 @@ rl2_entry_from_v2(rl2_vlog_entry_t *e, const rl2_vlog_entry_v2_t *o)
     e->count = -1;
 }
 
+/* One text field of a ring entry, terminated and checked again as a
+ * stream's are: the ring is only as honest as the processes mapping it
+ * (anyone running as the server's user), so a raw control byte, quote or
+ * byte above ASCII written into it reaches the reports escaped, and the
+ * writer's own escapes are not doubled. */
 static void
-rl2_entry_terminate(rl2_vlog_entry_t *e)
+rl2_entry_text(char *field, size_t size, int flags)
 {
-    e->rule[sizeof(e->rule) - 1] = '\0';
-    e->limit_name[sizeof(e->limit_name) - 1] = '\0';
-    e->tier[sizeof(e->tier) - 1] = '\0';
-    e->client[sizeof(e->client) - 1] = '\0';
-    e->method[sizeof(e->method) - 1] = '\0';
-    e->path[sizeof(e->path) - 1] = '\0';
-    e->variant[sizeof(e->variant) - 1] = '\0';
-    e->factors[sizeof(e->factors) - 1] = '\0';
-    e->user_agent[sizeof(e->user_agent) - 1] = '\0';
+    char copy[sizeof(rl2_vlog_entry_t)]; /* larger than any field */
+
+    field[size - 1] = '\0';
+    memcpy(copy, field, size);
+    rl2_vlog_escape(field, size, copy, flags | RL2_VLOG_ESC_READ);
+}
+
+static void
+rl2_entry_vet(rl2_vlog_entry_t *e)
+{
+    rl2_entry_text(e->rule, sizeof(e->rule), 0);
+    rl2_entry_text(e->limit_name, sizeof(e->limit_name), 0);
+    rl2_entry_text(e->tier, sizeof(e->tier), 0);
+    rl2_entry_text(e->client, sizeof(e->client), 0);
+    rl2_entry_text(e->method, sizeof(e->method), 0);
+    rl2_entry_text(e->path, sizeof(e->path), RL2_VLOG_ESC_PATH);
+    rl2_entry_text(e->variant, sizeof(e->variant), 0);
+    rl2_entry_text(e->factors, sizeof(e->factors), 0);
+    rl2_entry_text(e->user_agent, sizeof(e->user_agent), 0);
 }
 
 /* Copy the complete entries, oldest first; a slot being rewritten while
@@ -113,7 +128,7 @@ rl2_ring_copy(const rl2_vlog_ring_t *ring, uint64_t capacity, size_t slot_size,
         if (slot_size != sizeof(rl2_vlog_slot_t)) {
             rl2_entry_from_v2(&out[n], &old);
         }
-        rl2_entry_terminate(&out[n]);
+        rl2_entry_vet(&out[n]);
         n++;
     }
     return n;

@@ -142,6 +142,18 @@ doctor -c "$T_DIR/proxy.conf" -z "$ZONE_A" \
 report "mod_remoteip reading X-Real-IP: the header mismatch" warning apache \
     "mod_remoteip trusts X-Real-IP, the policy's trusted_proxies"
 
+# A control byte in a value doctor prints (a directive's argument, a
+# Redis reply, a file name) reaches the terminal escaped, never raw.
+esc=$(printf '\033')
+sed "s|^RemoteIPHeader .*|RemoteIPHeader X-Real-IP${esc}[2J|" \
+    "$T_DIR/r/httpd.conf" >"$T_DIR/r/esc.conf"
+doctor -c "$T_DIR/proxy.conf" -z "$ZONE_A" \
+    --apache-config "$T_DIR/r/esc.conf"
+report "a control byte in RemoteIPHeader: printed escaped" warning apache \
+    'mod_remoteip trusts X-Real-IP\x1b[2J, the policy'"'"'s trusted_proxies'
+is "... and no raw control byte in the output" 0 \
+    "$(printf '%s' "$out" | tr -d '\n' | LC_ALL=C grep -c '[[:cntrl:]]')"
+
 sed "s|^Include .*|LoadModule evasive20_module $APACHE_MODDIR/mod_evasive20.so\\
 &|" "$T_DIR/a/httpd.conf" >"$T_DIR/r/evasive.conf"
 doctor -c "$T_DIR/clean.conf" -z "$ZONE_A" \

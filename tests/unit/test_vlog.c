@@ -381,6 +381,48 @@ a_ring_of_version_2_is_still_read(void **state)
     free(e);
 }
 
+/* A ring is only as honest as the processes that map it (anyone running
+ * as the server's user): raw control bytes, quotes and bytes above ASCII
+ * written into it by hand reach the reader escaped, as the writer would
+ * have escaped them, never raw into a terminal or a report. */
+static void
+a_hostile_ring_is_read_escaped(void **state)
+{
+    fx_t  *fx = *state;
+    size_t size = sizeof(rl2_vlog_ring_t) + 2 * sizeof(rl2_vlog_slot_t);
+    rl2_vlog_ring_t  *ring;
+    rl2_vlog_slot_t  *slots;
+    rl2_vlog_entry_t *e;
+    rl2_vlog_stats_t  st;
+    void             *base;
+    char              name[96];
+    rl2_err_t         err;
+
+    rl2_vlog_ring_name(fx->zone_name, name, sizeof(name));
+    assert_int_equal(rl2_shm_obj_open(name, size, RL2_VLOG_MAGIC,
+                                      RL2_VLOG_VERSION, 0600, &base, &err),
+                     RL2_OK);
+    ring = base;
+    slots = (rl2_vlog_slot_t *)(void *)ring->slots;
+    slots[0].entry.time_us = T0;
+    snprintf(slots[0].entry.rule, sizeof(slots[0].entry.rule), "r\x1b[2J");
+    snprintf(slots[0].entry.client, sizeof(slots[0].entry.client),
+             "a\"b\x1b]0;x\x07");
+    snprintf(slots[0].entry.user_agent, sizeof(slots[0].entry.user_agent),
+             "ua\xff\n\\x41");
+    snprintf(slots[0].entry.path, sizeof(slots[0].entry.path), "/p\r");
+    atomic_store(&slots[0].stamp, 2);
+    atomic_store(&ring->head, 1);
+    rl2_shm_obj_close(base, size);
+    assert_int_equal(read_ring(fx, &e, &st), 1);
+    assert_string_equal(e[0].rule, "r\\x1b[2J");
+    assert_string_equal(e[0].client, "a\\x22b\\x1b]0;x\\x07");
+    /* A backslash is kept (the writer's own escapes are not doubled). */
+    assert_string_equal(e[0].user_agent, "ua\\xff\\x0a\\x41");
+    assert_string_equal(e[0].path, "/p\\x0d");
+    free(e);
+}
+
 static void
 disabled_log_records_nothing(void **state)
 {
@@ -527,6 +569,7 @@ main(void)
         T(a_slot_without_terminators_is_read_within_its_fields),
         T(a_hostile_user_agent_stays_one_bounded_field),
         T(a_ring_of_version_2_is_still_read),
+        T(a_hostile_ring_is_read_escaped),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
