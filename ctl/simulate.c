@@ -260,10 +260,12 @@ rl2_sim_tier_line(rl2_sim_t *s, rl2_sim_tiers_t *t, const char *file,
 static int
 rl2_sim_tiers_read(rl2_sim_t *s, const char *file, rl2_sim_tiers_t *t)
 {
-    char  line[RL2_SIM_TIER_LINE_MAX + 2];
-    FILE *f;
-    long  lineno = 0;
-    int   rc = RL2_CTL_OK;
+    char   *line = NULL; /* getline's, freed below */
+    size_t  cap = 0;
+    ssize_t n;
+    FILE   *f;
+    long    lineno = 0;
+    int     rc = RL2_CTL_OK;
 
     for (size_t r = 0; r < s->n_runs; r++) {
         if (s->run[r].policy->tier_variable == NULL) {
@@ -277,17 +279,15 @@ rl2_sim_tiers_read(rl2_sim_t *s, const char *file, rl2_sim_tiers_t *t)
         return rl2_ctl_fail(RL2_CTL_FAIL, "--tiers %s: %s", file,
                             strerror(errno));
     }
-    /* Cleared before each line: a byte past the string fgets ends is
-     * then one the file held, after a NUL of its own. */
-    while (rc == RL2_CTL_OK && (memset(line, 0, sizeof(line)), 1)
-           && fgets(line, sizeof(line), f) != NULL) {
-        size_t len = strlen(line), end = sizeof(line);
+    /* getline says how many bytes it read, so a NUL anywhere in a line,
+     * the last byte of a file without a final newline included, is seen;
+     * a line is bounded after the read (getline's buffer is the only
+     * one that grows with it). */
+    while (rc == RL2_CTL_OK && (n = getline(&line, &cap, f)) != -1) {
+        size_t len = (size_t)n;
 
         lineno++;
-        while (end > len && line[end - 1] == '\0') {
-            end--;
-        }
-        if (end > len) {
+        if (memchr(line, '\0', len) != NULL) {
             rc =
                 rl2_ctl_fail(RL2_CTL_USAGE, "%s:%ld: a NUL byte", file, lineno);
             break;
@@ -295,7 +295,7 @@ rl2_sim_tiers_read(rl2_sim_t *s, const char *file, rl2_sim_tiers_t *t)
         if (len > 0 && line[len - 1] == '\n') {
             line[--len] = '\0';
         }
-        else if (!feof(f)) {
+        if (len > RL2_SIM_TIER_LINE_MAX) {
             rc = rl2_ctl_fail(RL2_CTL_USAGE, "%s:%ld: longer than %d bytes",
                               file, lineno, RL2_SIM_TIER_LINE_MAX);
             break;
@@ -308,6 +308,7 @@ rl2_sim_tiers_read(rl2_sim_t *s, const char *file, rl2_sim_tiers_t *t)
     if (rc == RL2_CTL_OK && ferror(f)) {
         rc = rl2_ctl_fail(RL2_CTL_FAIL, "--tiers %s: read error", file);
     }
+    free(line);
     fclose(f);
     return rc;
 }

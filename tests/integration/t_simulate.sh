@@ -267,6 +267,12 @@ printf 'user:bob pro\nuser:x\0y pro\n' >"$T_DIR/nul.txt"
 err=$("$CTL" -c "$T_DIR/t.conf" simulate --tiers "$T_DIR/nul.txt" \
     "$T_DIR/t.log" 2>&1)
 like "a NUL byte: file:line" "nul\.txt:2: a NUL byte" "$err"
+# ... also as the last byte of a file without a final newline.
+printf 'user:bob pro\nuser:bob2 pro\0' >"$T_DIR/nul2.txt"
+err=$("$CTL" -c "$T_DIR/t.conf" simulate --tiers "$T_DIR/nul2.txt" \
+    "$T_DIR/t.log" 2>&1)
+like "a NUL as the file's last byte: file:line" "nul2\.txt:2: a NUL byte" \
+    "$err"
 printf 'not-an-address pro\n' >"$T_DIR/addr.txt"
 err=$("$CTL" -c "$T_DIR/t.conf" simulate --tiers "$T_DIR/addr.txt" \
     "$T_DIR/t.log" 2>&1)

@@ -13,11 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define FNV_PRIME   1099511628211ull
-#define FNV_BASIS   14695981039346656037ull
-#define LOW_MASK    ((1u << 18) - 1)
-#define WORD_LEN    8
-#define N_MAX       1000
+#define FNV_PRIME 1099511628211ull
+#define FNV_BASIS 14695981039346656037ull
+#define LOW_MASK  ((1u << 18) - 1)
+#define WORD_LEN  8
+#define N_MAX     1000
 
 static uint64_t
 fnv(uint64_t h, const char *s)
@@ -40,8 +40,8 @@ word(uint64_t x, char *w)
 
 /* n words that take `from` (after `prefix`) to one low state; *to. */
 static void
-words(uint64_t from, const char *prefix, int n,
-      char out[][WORD_LEN + 1], uint64_t *to)
+words(uint64_t from, const char *prefix, int n, char out[][WORD_LEN + 1],
+      uint64_t *to)
 {
     uint64_t x = 0, at = fnv(from, prefix);
 
