@@ -455,6 +455,21 @@ rl2_cov_json_str(FILE *f, const char *key, const char *value, int comma)
     fputc('"', f);
 }
 
+/* ,"KEY":{"total":..,"protected":..,"protected_pct":..,CLASS:..., left
+ * open: the caller may add members before the closing brace. */
+static void
+rl2_cov_json_totals(FILE *f, const char *key, uint64_t total,
+                    uint64_t protected, const uint64_t counts[RL2_COV_N])
+{
+    fprintf(f,
+            ",\"%s\":{\"total\":%" PRIu64 ",\"protected\":%" PRIu64
+            ",\"protected_pct\":%.2f",
+            key, total, protected, rl2_cov_pct(protected, total));
+    for (int c = 0; c < RL2_COV_N; c++) {
+        fprintf(f, ",\"%s\":%" PRIu64, rl2_cov_class_names[c], counts[c]);
+    }
+}
+
 static void
 rl2_cov_json_min(FILE *f, const char *key, double min, int comma)
 {
@@ -494,22 +509,10 @@ rl2_cov_json(FILE *f, const rl2_cov_t *cv, const rl2_ctl_opts_t *o)
         }
         fputs("]}", f);
     }
-    fprintf(f,
-            "],\"routes\":{\"total\":%zu,\"protected\":%" PRIu64
-            ",\"protected_pct\":%.2f",
-            cv->n, pr, rl2_cov_pct(pr, cv->n));
-    for (int c = 0; c < RL2_COV_N; c++) {
-        fprintf(f, ",\"%s\":%" PRIu64, rl2_cov_class_names[c],
-                cv->cls_routes[c]);
-    }
-    fprintf(f,
-            "},\"requests\":{\"total\":%" PRIu64 ",\"protected\":%" PRIu64
-            ",\"protected_pct\":%.2f",
-            cv->requests, pq, rl2_cov_pct(pq, cv->requests));
-    for (int c = 0; c < RL2_COV_N; c++) {
-        fprintf(f, ",\"%s\":%" PRIu64, rl2_cov_class_names[c],
-                cv->cls_requests[c]);
-    }
+    fputc(']', f);
+    rl2_cov_json_totals(f, "routes", cv->n, pr, cv->cls_routes);
+    fputc('}', f);
+    rl2_cov_json_totals(f, "requests", cv->requests, pq, cv->cls_requests);
     fprintf(f,
             ",\"refused_malformed\":%" PRIu64 ",\"unlisted\":%" PRIu64
             "},\"min\":{",
