@@ -486,6 +486,26 @@ pol_create(void)
     }
 }
 
+/* Group fixture: srv, admin and pol, for suites that make their own
+ * stores or connections. */
+TEST_FN int
+srv_group_setup(void **state)
+{
+    (void)state;
+    srv_up();
+    pol_create();
+    return 0;
+}
+
+TEST_FN int
+srv_group_teardown(void **state)
+{
+    (void)state;
+    rl2_policy_free(pol);
+    srv_down();
+    return 0;
+}
+
 /* Group fixture: srv, admin, pol, and store on srv with Redis TIME. */
 TEST_FN int
 store_group_setup(void **state)

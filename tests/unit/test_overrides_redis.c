@@ -100,15 +100,6 @@ group_setup(void **state)
 }
 
 static int
-group_teardown(void **state)
-{
-    (void)state;
-    rl2_policy_free(pol);
-    srv_down();
-    return 0;
-}
-
-static int
 setup(void **state)
 {
     flushed_setup(state);
@@ -931,5 +922,5 @@ main(void)
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, srv_group_teardown);
 }

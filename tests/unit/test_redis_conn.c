@@ -431,24 +431,6 @@ test_readonly_reply_breaks_connection(void **state)
 /* ---- fixture ---- */
 
 static int
-group_setup(void **state)
-{
-    (void)state;
-    srv_up();
-    pol_create();
-    return 0;
-}
-
-static int
-group_teardown(void **state)
-{
-    (void)state;
-    rl2_policy_free(pol);
-    srv_down();
-    return 0;
-}
-
-static int
 teardown(void **state)
 {
     watchdog_teardown(state);
@@ -476,5 +458,5 @@ main(void)
     };
 
     setvbuf(stdout, NULL, _IOLBF, 0);
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, srv_group_setup, srv_group_teardown);
 }
