@@ -120,6 +120,11 @@ rl2_backend_lease(const rl2_backend_conf_t *conf, rl2_backend_t *b,
     lc.all = conf->redis.lease;
     lc.lease_us = (int64_t)conf->redis.lease_time_ms * RL2_US_PER_MS;
     lc.lease_max = conf->redis.lease_max;
+    /* A call connects, writes, reads, and may load its script and send it
+     * again: each step within its timeout. */
+    lc.call_max_us = ((int64_t)conf->redis.connect_timeout_ms
+                      + 4 * (int64_t)conf->redis.command_timeout_ms)
+                     * RL2_US_PER_MS;
     return rl2_store_lease_create(&lc, &b->lease, err);
 }
 

@@ -62,6 +62,7 @@ server_open(server_t *sv, int idx)
     lc.all = 1;
     lc.lease_us = LEASE_US;
     lc.lease_max = LEASE_MAX;
+    lc.call_max_us = 0;
     if (rl2_store_lease_create(&lc, &sv->lease, &err) != RL2_OK) {
         fail_msg("lease store: %s", err.msg);
     }
@@ -213,6 +214,85 @@ test_slices_follow_the_rate(void **state)
     printf("  400 busy requests: %lld calls; 20 rare ones: %lld\n", busy, rare);
     assert_true(busy <= 400 / LEASE_MAX + 10);
     assert_int_equal(rare, 20);
+}
+
+/* The leader's request, through a store of its own over a second Redis
+ * (stopped, so that its call stays out), in a thread. */
+typedef struct {
+    rl2_store_t *lease;
+    rl2_layer_t  layer;
+    int64_t      t;
+} leader_t;
+
+static void *
+leader_request(void *arg)
+{
+    leader_t   *ld = arg;
+    rl2_clock_t clk = clock_at(ld->t);
+    rl2_err_t   err;
+
+    ld->lease->ops->apply(ld->lease, &ld->layer, 1, &clk, &err);
+    return NULL;
+}
+
+/* While a call for a slice is out, the others ask for their own cost;
+ * a follower's grant, which comes back first, must leave the mark to the
+ * call that set it: else the next request asks for a slice of its own
+ * while the first is out, and a server killed then strands both (found
+ * by t_lease_fleet: 133 units lost where at most 132 may be). */
+static void
+test_a_follower_grant_keeps_the_mark(void **state)
+{
+    rl2_limit_t *lim =
+        limit_of(pol, "marked", RL2_ALGO_TOKEN_BUCKET, 1000000, HOUR);
+    rl2_lease_conf_t lc;
+    rl2_store_t     *redis2;
+    rl2_err_t        err;
+    srv_t            srv2;
+    leader_t         ld;
+    pthread_t        th;
+    int64_t          t = wall_us();
+
+    (void)state;
+    srv_start(&srv2, NULL);
+    redis2 = mk_store(&srv2, 1);
+    lc.zone = servers[0].zone;
+    lc.circuit = NULL;
+    lc.redis = lc.inner = redis2;
+    lc.all = 1;
+    lc.lease_us = LEASE_US;
+    lc.lease_max = LEASE_MAX;
+    lc.call_max_us = 0;
+    assert_int_equal(rl2_store_lease_create(&lc, &ld.lease, &err), RL2_OK);
+    mk_layer(&ld.layer, lim, "10.0.0.9");
+    /* a busy key: its slices grow to LEASE_MAX */
+    for (int i = 0; i < 100; i++) {
+        assert_true(ask(&servers[0], &ld.layer, t));
+        t += 100;
+    }
+    t += 2 * LEASE_US; /* they are over */
+    ld.t = t;
+    assert_int_equal(kill(srv2.pid, SIGSTOP), 0);
+    assert_int_equal(pthread_create(&th, NULL, leader_request, &ld), 0);
+    while (!rl2_lease_asking_now(servers[0].zone, ld.layer.key, t)) {
+        sched_yield(); /* the leader's plan is made under the lock */
+    }
+    for (int i = 1; i <= 3; i++) {
+        rl2_layer_t l = ld.layer;
+
+        assert_true(ask(&servers[0], &l, t + i * 100));
+        /* a follower's unit, taken: nothing held, and the mark stays */
+        assert_int_equal(held(&servers[0], &l, t + i * 100), 0);
+        assert_true(
+            rl2_lease_asking_now(servers[0].zone, l.key, t + i * 100));
+    }
+    assert_int_equal(kill(srv2.pid, SIGCONT), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    /* the leader's call ended (granted, or timed out): no mark */
+    assert_false(rl2_lease_asking_now(servers[0].zone, ld.layer.key, t + 400));
+    rl2_store_destroy(ld.lease);
+    rl2_store_destroy(redis2);
+    srv_stop(&srv2);
 }
 
 /* A request another layer refuses leaves its slice as it was. */
@@ -453,6 +533,7 @@ child_request(rl2_layer_t *layer, int64_t t, long at)
     lc.all = 1;
     lc.lease_us = LEASE_US;
     lc.lease_max = LEASE_MAX;
+    lc.call_max_us = 0;
     if (rl2_store_lease_create(&lc, &lease, &err) != RL2_OK) {
         _exit(2);
     }
@@ -613,6 +694,8 @@ main(void)
             test_a_kill_inside_the_lock_uses_no_unit_twice, flushed_setup,
             watchdog_teardown),
         cmocka_unit_test_setup_teardown(test_a_probe_is_not_served_from_a_slice,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_follower_grant_keeps_the_mark,
                                         flushed_setup, watchdog_teardown),
     };
 
