@@ -147,7 +147,16 @@ static void
 rl2_lease_open(rl2_lease_t *l)
 {
     if (l->writing) {
+        /* The mark and the waiters' word survive: each is one aligned
+         * word, whole whatever the killed writer did, and a call may be
+         * out (its mark cleared by its maker, or ending with its time). */
+        int64_t  asking_us = l->asking_us;
+        uint32_t ended =
+            atomic_load_explicit(&l->calls_ended, memory_order_relaxed);
+
         memset(l, 0, sizeof(*l));
+        l->asking_us = asking_us;
+        atomic_store_explicit(&l->calls_ended, ended, memory_order_relaxed);
     }
     l->writing = 1;
     atomic_signal_fence(memory_order_seq_cst);
@@ -435,6 +444,8 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
     if (!rl2_lease_asking(s, l, now_us)) {
         l->asking_us = now_us;
         p->marked_us[p->n_ask] = now_us;
+        /* the entry holds the mark: kept at least as long as the mark */
+        rl2_zone_keep_until(s->conf.zone, l, now_us + s->asking_max_us);
         l->used = 0;
         l->since_us = now_us;
     }
@@ -758,15 +769,19 @@ rl2_lease_ask(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
     return rl2_lease_waiting(p, done) ? st : RL2_OK;
 }
 
-/* The layers that waited for a call out: served from what it brought, or
- * an ask each (no second wait), on the request's clock moved on by the
- * wait (a slice's end is not to be passed by waiting). */
+/* The layers that found a call out for their key: served from what it
+ * brought, or an ask each (no second wait), on the request's clock moved
+ * on by the wait (a slice's end is not to be passed by waiting).  Only a
+ * request with no call of its own waits. */
 static rl2_status_t
 rl2_lease_after_wait(rl2_lease_store_t *s, rl2_layer_t *layers,
                      rl2_lease_plan_t *p, const rl2_clock_t *now,
                      rl2_err_t *err)
 {
-    int64_t      now_us = now->mono_us + rl2_lease_wait(p);
+    /* A request with calls of its own to make (a mark it set, or a
+     * return) does not sleep first: its marks would stand with no call
+     * out, and hold up every request of those keys. */
+    int64_t      now_us = now->mono_us + (p->n_ask == 0 ? rl2_lease_wait(p) : 0);
     rl2_status_t st;
 
     if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
