@@ -305,7 +305,11 @@ echo_thread(void *arg)
 static atomic_int stalling;
 
 /* DEBUG SLEEP, again and again: a server that answers late, about the
- * command timeout, on a connection of its own. */
+ * command timeout, on a connection of its own.  The next sleep follows
+ * at once (half a millisecond): a batch sent as one ends then races the
+ * next sleep, and is often held by it while the older commands in it
+ * run out of time.  With a 5 ms gap every such batch went through in the
+ * gap, and a quiet machine could go 20 s without a reply to drop. */
 static void *
 stall_thread(void *arg)
 {
@@ -313,7 +317,7 @@ stall_thread(void *arg)
 
     while (atomic_load(&stalling)) {
         freeReplyObject(redisCommand(c, "DEBUG SLEEP 0.035"));
-        usleep(5000);
+        usleep(500);
     }
     return NULL;
 }
@@ -326,8 +330,8 @@ test_replies_of_those_who_gave_up_are_dropped_in_step(void **state)
     rl2_redis_conf_t         conf;
     rl2_redis_pool_t        *pool;
     redisContext            *stall;
-    pthread_t                th[8], st;
-    echo_arg_t               args[8];
+    pthread_t                th[32], st;
+    echo_arg_t               args[32];
     rl2_redis_pipe_stats_t   ps;
     rl2_err_t                err;
     int64_t                  deadline;
@@ -344,16 +348,17 @@ test_replies_of_those_who_gave_up_are_dropped_in_step(void **state)
     stall = srv_admin(&own);
     atomic_store(&stalling, 1);
     pthread_create(&st, NULL, stall_thread, stall);
-    /* Rounds until a reply was dropped: a thread that finds no batch in
-     * flight leads, taking the older commands of threads not yet awake,
-     * whose deadlines pass first. */
+    /* Rounds until a reply was dropped: a batch's leader reads with a
+     * whole command timeout while it has half of its own left, so the
+     * older commands in its batch run out of time first when a sleep
+     * holds it.  32 threads: batches of many. */
     deadline = mono_us() + 20 * SEC;
     do {
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < 32; i++) {
             args[i] = (echo_arg_t){ pool, i, 0, 0, "" };
             pthread_create(&th[i], NULL, echo_thread, &args[i]);
         }
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < 32; i++) {
             pthread_join(th[i], NULL);
             if (args[i].bad[0] != '\0') {
                 atomic_store(&stalling, 0);
