@@ -9,9 +9,9 @@
  * user, Referer, User-Agent), on a private zone: created for the run
  * under a name of this process's with a random part, unlinked as soon
  * as it is mapped (so that nothing is left behind, even when the tool is
- * killed), never the servers' zone.  The clock is the log's: both the monotonic and the
- * wall time of a request are its logged time, so buckets refill, windows
- * turn and calendar quotas roll over at the log's UTC midnight as fast
+ * killed), never the servers' zone.  The clock is the log's: both the monotonic
+ * and the wall time of a request are its logged time, so buckets refill,
+ * windows turn and calendar quotas roll over at the log's UTC midnight as fast
  * as the CPU replays them.
  *
  * Timing within a second: common and combined logs write whole seconds.

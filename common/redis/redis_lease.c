@@ -105,7 +105,7 @@ typedef struct {
                             found so, its writer was killed in the middle */
     _Atomic uint32_t calls_ended; /* one more at each mark cleared: the word
                                      waiting requests sleep on (futex) */
-    uint32_t         unused;
+    uint32_t unused;
 } rl2_lease_t;
 
 typedef struct {
@@ -257,8 +257,7 @@ rl2_lease_want(const rl2_lease_store_t *s, const rl2_lease_t *l, int64_t cost,
 /* Ask ahead when a quarter of a slice of four or more is left, so that a
  * busy key's requests rarely find it spent and wait for Redis. */
 static int
-rl2_lease_low(const rl2_lease_store_t *s, const rl2_lease_t *l,
-              int64_t now_us)
+rl2_lease_low(const rl2_lease_store_t *s, const rl2_lease_t *l, int64_t now_us)
 {
     return l->slice >= 4 && l->cur.units <= l->slice / 4 && l->next.units == 0
            && !rl2_lease_asking(s, l, now_us);
@@ -364,18 +363,18 @@ typedef struct {
     size_t          ask_of[2 * RL2_MAX_LAYERS]; /* layer of ask[k] */
     int             ahead[2 * RL2_MAX_LAYERS];  /* ask[k] is for later: its
                                                    layer is served already */
-    int64_t marked_us[2 * RL2_MAX_LAYERS]; /* the mark ask[k] set on its
-                                              key; 0: it set none */
+    int64_t marked_us[2 * RL2_MAX_LAYERS];      /* the mark ask[k] set on its
+                                                   key; 0: it set none */
     size_t n_ask;
     /* layers that found a call out for their key, and wait for it to end
      * (the first pass only): the word to sleep on, and its value then */
-    size_t                  wait[RL2_MAX_LAYERS];
-    _Atomic uint32_t       *wait_word[RL2_MAX_LAYERS];
-    uint32_t                wait_seen[RL2_MAX_LAYERS];
-    size_t                  n_wait;
-    _Atomic uint32_t       *wake[2 * RL2_MAX_LAYERS]; /* marks this request
-                                                         cleared */
-    size_t                  n_wake;
+    size_t            wait[RL2_MAX_LAYERS];
+    _Atomic uint32_t *wait_word[RL2_MAX_LAYERS];
+    uint32_t          wait_seen[RL2_MAX_LAYERS];
+    size_t            n_wait;
+    _Atomic uint32_t *wake[2 * RL2_MAX_LAYERS]; /* marks this request
+                                                   cleared */
+    size_t n_wake;
 } rl2_lease_plan_t;
 
 static void
@@ -781,7 +780,7 @@ rl2_lease_after_wait(rl2_lease_store_t *s, rl2_layer_t *layers,
     /* A request with calls of its own to make (a mark it set, or a
      * return) does not sleep first: its marks would stand with no call
      * out, and hold up every request of those keys. */
-    int64_t      now_us = now->mono_us + (p->n_ask == 0 ? rl2_lease_wait(p) : 0);
+    int64_t now_us = now->mono_us + (p->n_ask == 0 ? rl2_lease_wait(p) : 0);
     rl2_status_t st;
 
     if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
@@ -825,8 +824,8 @@ rl2_lease_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     }
     rl2_lease_from_table(s, layers, &p, rl2_lease_probe(s), now->mono_us);
     rl2_zone_unlock(s->conf.zone);
-    if (p.n_wait > 0 && (st = rl2_lease_after_wait(s, layers, &p, now, err))
-                            != RL2_OK) {
+    if (p.n_wait > 0
+        && (st = rl2_lease_after_wait(s, layers, &p, now, err)) != RL2_OK) {
         rl2_lease_undo(s, layers, &p, now->mono_us, &e);
         return st;
     }

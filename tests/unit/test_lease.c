@@ -296,8 +296,8 @@ test_a_follower_grant_keeps_the_mark(void **state)
 
         admitted[i] = ask(&servers[0], &l, t + (i + 1) * 100);
         own[i] = held(&servers[0], &l, t + (i + 1) * 100);
-        kept[i] = rl2_lease_asking_now(servers[0].zone, l.key,
-                                       t + (i + 1) * 100);
+        kept[i] =
+            rl2_lease_asking_now(servers[0].zone, l.key, t + (i + 1) * 100);
     }
     assert_int_equal(kill(srv2.pid, SIGCONT), 0);
     assert_int_equal(pthread_join(th, NULL), 0);
