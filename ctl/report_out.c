@@ -40,36 +40,6 @@ rl2_ctl_latest_from(const rl2_ctl_report_t *r, long top)
     return r->n > (size_t)top ? r->n - (size_t)top : 0;
 }
 
-void
-rl2_ctl_escape(FILE *f, const char *s, int json)
-{
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-
-        if (json && (c == '"' || c == '\\')) {
-            fprintf(f, "\\%c", c);
-        }
-        else if (json && c < 0x20) {
-            fprintf(f, "\\u%04x", c);
-        }
-        else if (!json && c == '<') {
-            fputs("&lt;", f);
-        }
-        else if (!json && c == '>') {
-            fputs("&gt;", f);
-        }
-        else if (!json && c == '&') {
-            fputs("&amp;", f);
-        }
-        else if (!json && c == '"') {
-            fputs("&quot;", f);
-        }
-        else {
-            fputc(c, f);
-        }
-    }
-}
-
 static void
 rl2_ctl_time(int64_t us, char *buf, size_t size)
 {
