@@ -24,7 +24,7 @@
 #define RL2_PLOT_BASE  160
 
 static void
-rl2_usage_html_head(FILE *f)
+rl2_ctl_usage_html_head(FILE *f)
 {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
           "\n<meta http-equiv=\"Content-Security-Policy\" content=\""
@@ -43,14 +43,14 @@ rl2_usage_html_head(FILE *f)
 }
 
 static void
-rl2_usage_html_text(FILE *f, const char *s)
+rl2_ctl_usage_html_text(FILE *f, const char *s)
 {
     rl2_ctl_escape(f, s, 0);
 }
 
 /* The x of interval i of n, in the plot area. */
 static double
-rl2_usage_html_x(size_t i, size_t n)
+rl2_ctl_usage_html_x(size_t i, size_t n)
 {
     double w = RL2_PLOT_RIGHT - RL2_PLOT_LEFT;
 
@@ -60,7 +60,7 @@ rl2_usage_html_x(size_t i, size_t n)
 
 /* The y of v on a scale whose top is max (at least 1). */
 static double
-rl2_usage_html_y(uint64_t v, uint64_t max)
+rl2_ctl_usage_html_y(uint64_t v, uint64_t max)
 {
     return RL2_PLOT_BASE
            - (double)(RL2_PLOT_BASE - RL2_PLOT_TOP) * (double)v / (double)max;
@@ -68,8 +68,8 @@ rl2_usage_html_y(uint64_t v, uint64_t max)
 
 /* One series as a polyline: field 0 requests, 1 refused, 2 clients. */
 static void
-rl2_usage_html_line(FILE *f, const rl2_ctl_usage_row_t *row, size_t n,
-                    int field, uint64_t max, const char *cls)
+rl2_ctl_usage_html_line(FILE *f, const rl2_ctl_usage_row_t *row, size_t n,
+                        int field, uint64_t max, const char *cls)
 {
     fprintf(f, "<polyline class=\"%s\" points=\"", cls);
     for (size_t i = 0; i < n; i++) {
@@ -78,15 +78,15 @@ rl2_usage_html_line(FILE *f, const rl2_ctl_usage_row_t *row, size_t n,
                                      : field == 1 ? p->refused
                                                   : p->clients;
 
-        fprintf(f, "%s%.1f,%.1f", i ? " " : "", rl2_usage_html_x(i, n),
-                rl2_usage_html_y(v, max));
+        fprintf(f, "%s%.1f,%.1f", i ? " " : "", rl2_ctl_usage_html_x(i, n),
+                rl2_ctl_usage_html_y(v, max));
     }
     fputs("\"/>\n", f);
 }
 
 static void
-rl2_usage_html_chart(FILE *f, const rl2_ctl_usage_t *u,
-                     const rl2_ctl_usage_row_t *row, size_t index)
+rl2_ctl_usage_html_chart(FILE *f, const rl2_ctl_usage_t *u,
+                         const rl2_ctl_usage_row_t *row, size_t index)
 {
     uint64_t max_req = 1, max_cli = 1;
     char     from[32], to[32];
@@ -100,24 +100,24 @@ rl2_usage_html_chart(FILE *f, const rl2_ctl_usage_t *u,
     rl2_ctl_usage_time(rl2_ctl_usage_start(u, 0), from, sizeof(from));
     rl2_ctl_usage_time(rl2_ctl_usage_start(u, u->n_points - 1), to, sizeof(to));
     fputs("<h3>", f);
-    rl2_usage_html_text(f, row->cell.rule);
+    rl2_ctl_usage_html_text(f, row->cell.rule);
     fputs(" / ", f);
-    rl2_usage_html_text(f, row->cell.tier);
+    rl2_ctl_usage_html_text(f, row->cell.tier);
     fprintf(f,
             "</h3>\n<svg class=\"chart\" id=\"cell-%zu\" width=\"%d\" "
             "height=\"%d\" role=\"img\"><title>",
             index, RL2_CHART_W, RL2_CHART_H);
-    rl2_usage_html_text(f, row->cell.rule);
+    rl2_ctl_usage_html_text(f, row->cell.rule);
     fputs(" / ", f);
-    rl2_usage_html_text(f, row->cell.tier);
+    rl2_ctl_usage_html_text(f, row->cell.tier);
     fprintf(f,
             ": requests, refused and distinct clients per %s</title>\n"
             "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n",
             u->step == RL2_USAGE_STEP_MINUTE ? "minute" : "hour", RL2_PLOT_LEFT,
             RL2_PLOT_BASE, RL2_PLOT_RIGHT, RL2_PLOT_BASE);
-    rl2_usage_html_line(f, row, u->n_points, 0, max_req, "req");
-    rl2_usage_html_line(f, row, u->n_points, 1, max_req, "ref");
-    rl2_usage_html_line(f, row, u->n_points, 2, max_cli, "cli");
+    rl2_ctl_usage_html_line(f, row, u->n_points, 0, max_req, "req");
+    rl2_ctl_usage_html_line(f, row, u->n_points, 1, max_req, "ref");
+    rl2_ctl_usage_html_line(f, row, u->n_points, 2, max_cli, "cli");
     fprintf(f,
             "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%" PRIu64 "</text>"
             "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">0</text>"
@@ -136,15 +136,15 @@ rl2_usage_html_chart(FILE *f, const rl2_ctl_usage_t *u,
 }
 
 static void
-rl2_usage_html_cell(FILE *f, const char *text)
+rl2_ctl_usage_html_cell(FILE *f, const char *text)
 {
     fputs("<td>", f);
-    rl2_usage_html_text(f, text);
+    rl2_ctl_usage_html_text(f, text);
     fputs("</td>", f);
 }
 
 static void
-rl2_usage_html_table(FILE *f, const rl2_ctl_usage_t *u)
+rl2_ctl_usage_html_table(FILE *f, const rl2_ctl_usage_t *u)
 {
     char when[32];
 
@@ -158,8 +158,8 @@ rl2_usage_html_table(FILE *f, const rl2_ctl_usage_t *u)
         const rl2_ctl_usage_row_t *row = &u->rows[i];
 
         fputs("<tr>", f);
-        rl2_usage_html_cell(f, row->cell.rule);
-        rl2_usage_html_cell(f, row->cell.tier);
+        rl2_ctl_usage_html_cell(f, row->cell.rule);
+        rl2_ctl_usage_html_cell(f, row->cell.tier);
         fprintf(f,
                 "<td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
                 "</td><td class=\"n\">%" PRIu64 "</td><td class=\"n\">"
@@ -171,7 +171,7 @@ rl2_usage_html_table(FILE *f, const rl2_ctl_usage_t *u)
             rl2_ctl_usage_time(rl2_ctl_usage_start(u, row->clients_at), when,
                                sizeof(when));
         }
-        rl2_usage_html_cell(f, row->clients_max > 0 ? when : "-");
+        rl2_ctl_usage_html_cell(f, row->clients_max > 0 ? when : "-");
         if (row->peak_ppm > 0) {
             fprintf(f, "<td class=\"n\">%.1f%%</td><td class=\"n\">%.1f%%</td>",
                     row->peak_ppm / 1e4, 100 - row->peak_ppm / 1e4);
@@ -185,7 +185,7 @@ rl2_usage_html_table(FILE *f, const rl2_ctl_usage_t *u)
 }
 
 static void
-rl2_usage_html_top(FILE *f, const rl2_ctl_usage_t *u, long top)
+rl2_ctl_usage_html_top(FILE *f, const rl2_ctl_usage_t *u, long top)
 {
     char when[32];
 
@@ -201,14 +201,14 @@ rl2_usage_html_top(FILE *f, const rl2_ctl_usage_t *u, long top)
         const rl2_usage_client_t *c = &u->top[i];
 
         fputs("<tr>", f);
-        rl2_usage_html_cell(f, c->client);
-        rl2_usage_html_cell(f, c->rule);
+        rl2_ctl_usage_html_cell(f, c->client);
+        rl2_ctl_usage_html_cell(f, c->rule);
         rl2_ctl_usage_time(c->last_wall_s, when, sizeof(when));
         fprintf(f,
                 "<td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
                 "</td><td class=\"n\">%.1f%%</td>",
                 c->requests, c->error, c->peak_ppm / 1e4);
-        rl2_usage_html_cell(f, when);
+        rl2_ctl_usage_html_cell(f, when);
         fputs("</tr>\n", f);
     }
     fputs("</table>\n", f);
@@ -221,21 +221,21 @@ rl2_ctl_usage_html(FILE *f, const rl2_ctl_usage_t *u, long top)
 
     rl2_ctl_usage_time(rl2_ctl_usage_start(u, 0), from, sizeof(from));
     rl2_ctl_usage_time(u->now_s, to, sizeof(to));
-    rl2_usage_html_head(f);
+    rl2_ctl_usage_html_head(f);
     fputs("<h1>ratelimit2 usage</h1>\n<p id=\"summary\">", f);
-    rl2_usage_html_text(f, u->metrics);
+    rl2_ctl_usage_html_text(f, u->metrics);
     fprintf(f, ", the last %" PRId64 " s by %s: %s to %s UTC", u->since_s,
             u->step == RL2_USAGE_STEP_MINUTE ? "minute" : "hour", from, to);
     if (u->rule != NULL) {
         fputs(", rule ", f);
-        rl2_usage_html_text(f, u->rule);
+        rl2_ctl_usage_html_text(f, u->rule);
     }
     fputs(".</p>\n<h2>By rule and tier</h2>\n", f);
     if (u->n_rows == 0) {
         fputs("<p>No request counted.</p>\n", f);
     }
     else {
-        rl2_usage_html_table(f, u);
+        rl2_ctl_usage_html_table(f, u);
         fputs("<p>Distinct clients: those of the busiest interval (an "
               "estimate per interval; intervals do not add up).  Peak: the "
               "largest share of its limit one client used in one window; "
@@ -243,8 +243,8 @@ rl2_ctl_usage_html(FILE *f, const rl2_ctl_usage_t *u, long top)
               f);
     }
     for (size_t i = 0; i < u->n_rows; i++) {
-        rl2_usage_html_chart(f, u, &u->rows[i], i);
+        rl2_ctl_usage_html_chart(f, u, &u->rows[i], i);
     }
-    rl2_usage_html_top(f, u, top);
+    rl2_ctl_usage_html_top(f, u, top);
     fputs("</body></html>\n", f);
 }
