@@ -57,6 +57,9 @@ int64_t rl2_ctl_usage_start(const rl2_ctl_usage_t *u, size_t i);
 /* "2026-12-06 14:05" (UTC) of a wall-clock second. */
 void rl2_ctl_usage_time(int64_t s, char *buf, size_t size);
 
+/* "24h", "90m", "7d", "45s": a period as --since reads it. */
+void rl2_ctl_usage_span(int64_t s, char *buf, size_t size);
+
 /* The formats: text lists `top` clients, HTML too; JSON lists them all
  * and every series; CSV is one row per cell per interval. */
 void rl2_ctl_usage_text(FILE *f, const rl2_ctl_usage_t *u, long top);

@@ -16,7 +16,7 @@
 #include "usage.h"
 
 /* The chart's plot area, in px. */
-#define RL2_CHART_W    760
+#define RL2_CHART_W    800
 #define RL2_CHART_H    190
 #define RL2_PLOT_LEFT  60
 #define RL2_PLOT_RIGHT 700
@@ -197,6 +197,9 @@ rl2_ctl_usage_html_top(FILE *f, const rl2_ctl_usage_t *u, long top)
             "<th>requests</th><th>error</th><th>peak use of the limit</th>"
             "<th>last seen (UTC)</th></tr>\n",
             RL2_USAGE_TOP_SAMPLE);
+    if (u->n_top == 0) {
+        fputs("<tr><td colspan=\"6\">None yet.</td></tr>\n", f);
+    }
     for (size_t i = 0; i < u->n_top && (long)i < top; i++) {
         const rl2_usage_client_t *c = &u->top[i];
 
@@ -217,14 +220,15 @@ rl2_ctl_usage_html_top(FILE *f, const rl2_ctl_usage_t *u, long top)
 void
 rl2_ctl_usage_html(FILE *f, const rl2_ctl_usage_t *u, long top)
 {
-    char from[32], to[32];
+    char from[32], to[32], span[32];
 
     rl2_ctl_usage_time(rl2_ctl_usage_start(u, 0), from, sizeof(from));
     rl2_ctl_usage_time(u->now_s, to, sizeof(to));
     rl2_ctl_usage_html_head(f);
     fputs("<h1>ratelimit2 usage</h1>\n<p id=\"summary\">", f);
     rl2_ctl_usage_html_text(f, u->metrics);
-    fprintf(f, ", the last %" PRId64 " s by %s: %s to %s UTC", u->since_s,
+    rl2_ctl_usage_span(u->since_s, span, sizeof(span));
+    fprintf(f, ", the last %s by %s: %s to %s UTC", span,
             u->step == RL2_USAGE_STEP_MINUTE ? "minute" : "hour", from, to);
     if (u->rule != NULL) {
         fputs(", rule ", f);

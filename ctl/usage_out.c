@@ -63,6 +63,23 @@ rl2_ctl_usage_time(int64_t s, char *buf, size_t size)
     }
 }
 
+void
+rl2_ctl_usage_span(int64_t s, char *buf, size_t size)
+{
+    if (s % 86400 == 0) {
+        snprintf(buf, size, "%" PRId64 "d", s / 86400);
+    }
+    else if (s % 3600 == 0) {
+        snprintf(buf, size, "%" PRId64 "h", s / 3600);
+    }
+    else if (s % 60 == 0) {
+        snprintf(buf, size, "%" PRId64 "m", s / 60);
+    }
+    else {
+        snprintf(buf, size, "%" PRId64 "s", s);
+    }
+}
+
 /* "2026-12-06T14:05:00Z": the CSV's and JSON's time of a second. */
 static void
 rl2_ctl_usage_iso(int64_t s, char *buf, size_t size)
@@ -182,12 +199,15 @@ void
 rl2_ctl_usage_text(FILE *f, const rl2_ctl_usage_t *u, long top)
 {
     int  wr = rl2_ctl_usage_width(u, 0), wt = rl2_ctl_usage_width(u, 1);
-    char from[32], to[32];
+    char from[32], to[32], span[32];
 
     rl2_ctl_usage_time(rl2_ctl_usage_start(u, 0), from, sizeof(from));
     rl2_ctl_usage_time(u->now_s, to, sizeof(to));
-    fprintf(f, "usage of %s over the last %" PRId64 "s, by %s: %s to %s UTC",
-            u->metrics, u->since_s, rl2_ctl_usage_step_name(u), from, to);
+    rl2_ctl_usage_span(u->since_s, span, sizeof(span));
+    fputs("usage of ", f);
+    rl2_ctl_text_safe(f, u->metrics);
+    fprintf(f, " over the last %s, by %s: %s to %s UTC", span,
+            rl2_ctl_usage_step_name(u), from, to);
     if (u->rule != NULL) {
         fputs(", rule ", f);
         rl2_ctl_text_safe(f, u->rule);
