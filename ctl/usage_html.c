@@ -121,7 +121,7 @@ rl2_ctl_usage_html_chart(FILE *f, const rl2_ctl_usage_t *u,
     fprintf(f,
             "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%" PRIu64 "</text>"
             "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">0</text>"
-            "<text x=\"%d\" y=\"%d\" fill=\"#27ae60\">%" PRIu64 " clients"
+            "<text x=\"%d\" y=\"%d\" fill=\"#27ae60\">%" PRIu64
             "</text>\n<text x=\"%d\" y=\"%d\">%s</text>"
             "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s UTC</text>\n"
             "<text x=\"%d\" y=\"14\" fill=\"#2c7fb8\">requests</text>"
@@ -209,8 +209,15 @@ rl2_ctl_usage_html_top(FILE *f, const rl2_ctl_usage_t *u, long top)
         rl2_ctl_usage_time(c->last_wall_s, when, sizeof(when));
         fprintf(f,
                 "<td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64
-                "</td><td class=\"n\">%.1f%%</td>",
-                c->requests, c->error, c->peak_ppm / 1e4);
+                "</td>",
+                c->requests, c->error);
+        /* 0: none of its sampled requests was admitted. */
+        if (c->peak_ppm > 0) {
+            fprintf(f, "<td class=\"n\">%.1f%%</td>", c->peak_ppm / 1e4);
+        }
+        else {
+            fputs("<td class=\"n\">-</td>", f);
+        }
         rl2_ctl_usage_html_cell(f, when);
         fputs("</tr>\n", f);
     }

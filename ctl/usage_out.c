@@ -66,7 +66,8 @@ rl2_ctl_usage_time(int64_t s, char *buf, size_t size)
 void
 rl2_ctl_usage_span(int64_t s, char *buf, size_t size)
 {
-    if (s % 86400 == 0) {
+    /* A day or two reads better in hours (the default is 24h). */
+    if (s % 86400 == 0 && s > 2 * 86400) {
         snprintf(buf, size, "%" PRId64 "d", s / 86400);
     }
     else if (s % 3600 == 0) {
@@ -190,8 +191,14 @@ rl2_ctl_usage_text_top(FILE *f, const rl2_ctl_usage_t *u, long top)
         rl2_ctl_usage_col(f, c->client, 40);
         rl2_ctl_usage_col(f, c->rule, 24);
         rl2_ctl_usage_time(c->last_wall_s, when, sizeof(when));
-        fprintf(f, "%10" PRIu64 " %8" PRIu64 " %6.1f%%  %s\n", c->requests,
-                c->error, c->peak_ppm / 1e4, when);
+        fprintf(f, "%10" PRIu64 " %8" PRIu64, c->requests, c->error);
+        /* 0: none of its sampled requests was admitted. */
+        if (c->peak_ppm > 0) {
+            fprintf(f, " %6.1f%%  %s\n", c->peak_ppm / 1e4, when);
+        }
+        else {
+            fprintf(f, " %7s  %s\n", "-", when);
+        }
     }
 }
 
