@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "obs/usage.h"
+#include "ratelimit2/backend.h"
 
 /* One rule x tier cell over the period. */
 typedef struct {
@@ -32,13 +33,13 @@ typedef struct {
 } rl2_ctl_usage_row_t;
 
 typedef struct {
-    char                 metrics[128]; /* the object's name, "<zone>.metrics" */
-    int64_t              now_s;        /* wall clock of the reading */
-    int64_t              since_s;      /* --since */
-    rl2_usage_step_t     step;         /* --step */
-    int64_t              first_start_s; /* start of every row's points[0] */
-    size_t               n_points;      /* intervals of the period */
-    rl2_ctl_usage_row_t *rows;          /* owned; the core's cell order */
+    char             metrics[RL2_BACKEND_NAME_MAX + 16]; /* "<zone>.metrics" */
+    int64_t          now_s;         /* wall clock of the reading */
+    int64_t          since_s;       /* --since */
+    rl2_usage_step_t step;          /* --step */
+    int64_t          first_start_s; /* start of every row's points[0] */
+    size_t           n_points;      /* intervals of the period */
+    rl2_ctl_usage_row_t *rows;      /* owned; the core's cell order */
     size_t               n_rows;
     rl2_usage_client_t  *top; /* owned; most requests first */
     size_t               n_top;
