@@ -48,6 +48,13 @@ rl2_hll_add(rl2_hll_t *h, const rl2_digest_t *d)
  * the standard estimator, linear counting below 2.5 x the registers. */
 uint32_t rl2_hll_estimate(const rl2_hll_t *h);
 
+/* The estimate of the union of a and b (each register's larger rank),
+ * neither changed. */
+uint32_t rl2_hll_estimate_union(const rl2_hll_t *a, const rl2_hll_t *b);
+
+/* from's registers into into (the larger rank of each). */
+void rl2_hll_merge(rl2_hll_t *into, const rl2_hll_t *from);
+
 /* Every register to zero (writers may go on meanwhile: what they add
  * during the clear may stay or go). */
 void rl2_hll_clear(rl2_hll_t *h);
