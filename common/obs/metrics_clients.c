@@ -44,7 +44,7 @@
 
 /* ---- the lock ---------------------------------------------------------- */
 
-static int
+int
 rl2_mx_lock(mx_shm_t *s)
 {
     uint32_t me = (uint32_t)getpid(), holder;
@@ -69,7 +69,7 @@ rl2_mx_lock(mx_shm_t *s)
     return 0;
 }
 
-static void
+void
 rl2_mx_unlock(mx_shm_t *s)
 {
     atomic_store_explicit(&s->lock, 0, memory_order_release);

@@ -39,7 +39,7 @@
 /* One request in this many (per thread) feeds the top-client table; its
  * counts are multiplied by it, so a client's count is an estimate with
  * a sampling error beside the table's own `error`. */
-#define RL2_USAGE_TOP_SAMPLE 16
+#define RL2_USAGE_TOP_SAMPLE 64
 
 /* A read-only view of a metrics object.  Its fields are the core's: a
  * caller allocates one for rl2_usage_view() and reads it only through
