@@ -46,19 +46,20 @@ rl2_hll_estimate2(const rl2_hll_t *a, const rl2_hll_t *b)
     const double m = (double)RL2_HLL_REGS;
     /* alpha_m of Flajolet et al. for m >= 128. */
     const double alpha = 0.7213 / (1.0 + 1.079 / m);
-    double       pow2[66], sum = 0.0, e;
+    double       pow2[65], sum = 0.0, e;
     unsigned     zeros = 0;
 
-    /* 2^-r for every rank a register can hold (at most 65). */
+    /* 2^-r for every rank a register can hold (at most 64; a larger
+     * byte, written by no one, is read as 64). */
     pow2[0] = 1.0;
-    for (unsigned r = 1; r < 66; r++) {
+    for (unsigned r = 1; r < 65; r++) {
         pow2[r] = pow2[r - 1] / 2.0;
     }
     for (unsigned i = 0; i < RL2_HLL_REGS; i++) {
         uint8_t r = rl2_hll_reg(a, i), rb = b != NULL ? rl2_hll_reg(b, i) : 0;
 
         r = rb > r ? rb : r;
-        sum += pow2[r < 66 ? r : 65];
+        sum += pow2[r < 65 ? r : 64];
         zeros += r == 0;
     }
     e = alpha * m * m / sum;

@@ -13,7 +13,8 @@
  * The bits come from a digest the request already has (the layer's key,
  * SipHash): no hashing is added for the sketch.  The index takes the low
  * bits of one half, the rank the leading zeros of the other half, so the
- * rank never runs out of bits (no large-range correction needed).
+ * rank never runs out of bits (no large-range correction needed: ranks
+ * go up to 64).
  */
 #ifndef RL2_HLL_H
 #define RL2_HLL_H
@@ -37,7 +38,9 @@ static inline void
 rl2_hll_add(rl2_hll_t *h, const rl2_digest_t *d)
 {
     _Atomic uint8_t *r = &h->reg[d->lo & (RL2_HLL_REGS - 1)];
-    uint8_t rank = (uint8_t)(d->hi != 0 ? __builtin_clzll(d->hi) + 1 : 65);
+    /* The rank: leading zeros + 1, at most 64 (| 1: no test for a zero
+     * half, which has odds of 2^-64). */
+    uint8_t rank = (uint8_t)(__builtin_clzll(d->hi | 1) + 1);
 
     if (rank > atomic_load_explicit(r, memory_order_relaxed)) {
         atomic_store_explicit(r, rank, memory_order_relaxed);

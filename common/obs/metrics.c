@@ -564,25 +564,29 @@ rl2_mx_record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
     rl2_mx_near(b->m, l->client, slot, now);
 }
 
+/* A (rule, tier) cell as one number, for the use of a single layer:
+ * one argument fewer to keep. */
+#define MX_CELL(slot, tier) ((slot)*RL2_METRICS_TIERS + (tier))
+#define MX_CELL_SLOT(cell)  ((cell) / RL2_METRICS_TIERS)
+#define MX_CELL_TIER(cell)  ((cell) % RL2_METRICS_TIERS)
+
 static void rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l,
-                           unsigned slot, unsigned tier,
-                           const rl2_clock_t *now);
+                           unsigned cell, const rl2_clock_t *now);
 
 /* What an admitted single layer rarely needs: its cell's usage cell
  * claimed, a share that may beat the minute's peak, the sampled top
- * table, a near-limit count.  Then, after a claim, the common path
- * again. */
+ * table, a near-limit count.  After a claim, the common path again. */
 static __attribute__((noinline)) void
-rl2_mx_use_one_rare(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
-                    unsigned tier, const rl2_clock_t *now, int sampled)
+rl2_mx_use_one_rare(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
+                    const rl2_clock_t *now, int sampled)
 {
     mx_shm_t *s = b->shm;
-    unsigned  phase;
+    unsigned  slot = MX_CELL_SLOT(cell), tier = MX_CELL_TIER(cell), phase;
 
     if (atomic_load_explicit(&s->use_slot[slot][tier], memory_order_acquire)
         == 0) {
         rl2_mx_use_claim(s, slot, tier);
-        rl2_mx_use_one(b, l, slot, tier, now);
+        rl2_mx_use_one(b, l, cell, now);
         return;
     }
     phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed) & 1;
@@ -602,19 +606,19 @@ rl2_mx_use_one_rare(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
  * from a store, wraps to a huge one and is judged there).  Every call
  * it makes is its last act, so the common case saves no registers. */
 static __attribute__((noinline)) void
-rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
-               unsigned tier, const rl2_clock_t *now)
+rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
+               const rl2_clock_t *now)
 {
     mx_shm_t *s = b->shm;
     unsigned  u =
-        atomic_load_explicit(&s->use_slot[slot][tier], memory_order_acquire);
+        atomic_load_explicit(&s->use_slot[0][cell], memory_order_acquire);
     unsigned       phase;
     mx_use_live_t *lv;
     uint64_t       used, peak;
     int            sampled;
 
     if (__builtin_expect(u == 0, 0)) {
-        rl2_mx_use_one_rare(b, l, slot, tier, now, 0);
+        rl2_mx_use_one_rare(b, l, cell, now, 0);
         return;
     }
     phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed) & 1;
@@ -626,7 +630,7 @@ rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
     if (__builtin_expect(sampled, 0) || rl2_mx_layer_near(l)
         || (unsigned __int128)used * 1000000u
                > (unsigned __int128)peak * (uint64_t)l->result.limit) {
-        rl2_mx_use_one_rare(b, l, slot, tier, now, sampled);
+        rl2_mx_use_one_rare(b, l, cell, now, sampled);
     }
 }
 
@@ -643,7 +647,7 @@ rl2_mx_count_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
     if (l->overflow_used) {
         rl2_mx_bump(&c->n[RL2_METRIC_OVERFLOW]);
     }
-    rl2_mx_use_one(b, l, slot, tier, now);
+    rl2_mx_use_one(b, l, MX_CELL(slot, tier), now);
 }
 
 /* The one layer's rule is the default rule or a merged copy. */
