@@ -558,7 +558,7 @@ test_reopen_keeps_series(void **state)
 }
 
 /* Prometheus: requests no rule applied to, as outcome="unmatched". */
-static char   prom[65536];
+static char   prom[1 << 20];
 static size_t prom_len;
 
 static void
@@ -593,6 +593,34 @@ test_prometheus_unmatched(void **state)
                                  "tier=\"free\",outcome=\"allowed\"} 5\n"));
 }
 
+/* The status page draws the same series: each cell's 24 hours with its
+ * totals, and the top clients with their peak share (a client's text
+ * escaped). */
+static void
+test_status_page(void **state)
+{
+    rl2_metrics_env_t env;
+
+    (void)state;
+    minute_mix();
+    block("api", "<b>x</b>", ALLOW, 2, 1);
+    memset(&env, 0, sizeof(env));
+    env.circuit = -1;
+    prom_len = 0;
+    rl2_metrics_html(m, &env, now.wall_us / RL2_US_PER_S, collect, NULL);
+    assert_non_null(strstr(prom, "<h2>Usage, last 24 hours</h2>"));
+    assert_non_null(
+        strstr(prom, "<h3>api &middot; free: 71 requests, 2 refused (2.8%); "
+                     "up to 5 clients and 71 requests a minute; peak share "
+                     "of a limit 80.0%</h3>"));
+    assert_non_null(strstr(prom, "<h3>(unmatched) &middot; (none): 3 "
+                                 "requests, 0 refused (0.0%)"));
+    assert_non_null(strstr(prom, "<polyline class=\"ur\" points=\"0,100 "));
+    assert_non_null(strstr(prom, "<tr><td>&lt;b&gt;x&lt;/b&gt;</td><td>api</td>"
+                                 "<td>64</td><td>0</td><td>80.0%</td>"));
+    assert_null(strstr(prom, "<b>x"));
+}
+
 int
 main(void)
 {
@@ -606,6 +634,7 @@ main(void)
         T(test_open_by_name),
         T(test_reopen_keeps_series),
         T(test_prometheus_unmatched),
+        T(test_status_page),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
