@@ -125,6 +125,23 @@ is "usage --json: every cell as sent, per rule, tier and outcome" \
     "$EXPECTED" "$(usage_cells)"
 is "usage --json --step hour: the same" "$EXPECTED" \
     "$(usage_cells --step hour)"
+is "--since 90m: 90 intervals of a minute, the same figures" \
+    "60 90 $(printf '%s\n' "$EXPECTED" | head -1)" \
+    "$("${C[@]}" usage --json --since 90m | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+c = [c for c in d["cells"] if c["rule"] == "(unmatched)"][0]
+print(d["step_s"], d["intervals"], c["rule"], c["tier"], c["requests"],
+      c["admitted"], c["refused"], c["clients_max"], c["peak_ppm"])')"
+is "--since 7d: by hour, 168 intervals" "3600 168" \
+    "$("${C[@]}" usage --json --since 7d | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(d["step_s"], d["intervals"])')"
+"${C[@]}" usage --since 2d --step minute >/dev/null 2>&1
+is "--since 2d --step minute: exit 2 (the minutes cover 24h)" 2 $?
+"${C[@]}" report --csv >/dev/null 2>&1
+is "report --csv: exit 2 (usage alone takes it)" 2 $?
 is "usage --json --rule search: that rule alone" \
     "$(printf '%s\n' "$EXPECTED" | grep '^search ')" \
     "$(usage_cells --rule search)"
