@@ -6,8 +6,9 @@
  * applied to under "(unmatched)", distinct clients (exact when few,
  * within 2% at 100,000), the peak share of a limit, an hour's points
  * and its distinct clients across its minutes, intervals that age out
- * of the rings, the sampled top clients, a read-only view by name, and
- * the series kept when the object is opened again (a graceful restart).
+ * of the rings, the sampled top clients, a read-only view by name, the
+ * series kept when the object is opened again (a graceful restart), the
+ * status page, and cells beyond the table's 256 counted without series.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -557,6 +558,76 @@ test_reopen_keeps_series(void **state)
     assert_point(last_minutes("api", "free", 1), 2, 2, 0, 2, 100000);
 }
 
+/* More cells than RL2_USAGE_CELLS: the first 256 get series, the rest
+ * are counted (the exposition has them all) without. */
+static uint64_t n_cells;
+
+static void
+count_cell(void *ctx, const rl2_metrics_cell_t *c)
+{
+    (void)ctx;
+    (void)c;
+    n_cells++;
+}
+
+static void
+test_cells_beyond_the_table(void **state)
+{
+    /* 264 cells: 12 tiers, as the fixture holds 2 of the 14 names. */
+    enum { RULES = 22, TIERS = 12 };
+    static char         text[8192];
+    size_t              len = 0;
+    rl2_policy_t       *p;
+    rl2_metrics_bind_t *b2;
+    rl2_verdict_t       v;
+    rl2_usage_cell_t    c;
+    rl2_err_t           err;
+
+    (void)state;
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "tiers = [");
+    for (int t = 0; t < TIERS; t++) {
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s\"t%d\"",
+                                t ? "," : "", t);
+    }
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "];\nrules = (");
+    for (int r = 0; r < RULES; r++) {
+        len += (size_t)snprintf(text + len, sizeof(text) - len,
+                                "%s{ name = \"r%d\"; limits = ( { rate = "
+                                "\"10/1h\"; } ); }",
+                                r ? "," : "", r);
+    }
+    snprintf(text + len, sizeof(text) - len, ");\n");
+    assert_int_equal(rl2_config_load_string(text, "big.conf", NULL, &p, &err),
+                     RL2_OK);
+    assert_int_equal(rl2_metrics_bind(m, p, NULL, 0, &b2, NULL, &err), RL2_OK);
+    for (int round = 0; round < 2; round++) {
+        for (int r = 0; r < RULES; r++) {
+            for (int t = 0; t < TIERS; t++) {
+                verdict(&v, RL2_OUTCOME_ALLOW, t, "10.6.0.1");
+                layer(&v, &p->rules[r], 0, 9);
+                rl2_metrics_record(b2, &v, &now);
+            }
+        }
+    }
+    assert_int_equal(rl2_usage_cells(&view, NULL, 0), 0);
+    {
+        static rl2_usage_cell_t all[RL2_USAGE_CELLS + 8];
+
+        assert_int_equal(rl2_usage_cells(&view, all, RL2_USAGE_CELLS + 8),
+                         RL2_USAGE_CELLS);
+    }
+    /* The first cells have their series; every cell is counted. */
+    assert_true(cell_of("r0", "t0", &c) >= 0);
+    assert_int_equal(c.requests, 2);
+    assert_point(last_minutes("r0", "t0", 0), 2, 2, 0, 1, 100000);
+    assert_int_equal(cell_of("r21", "t11", NULL), -1);
+    n_cells = 0;
+    rl2_metrics_cells(m, count_cell, NULL);
+    assert_int_equal(n_cells, RULES * TIERS);
+    rl2_metrics_unbind(b2);
+    rl2_policy_free(p);
+}
+
 /* Prometheus: requests no rule applied to, as outcome="unmatched". */
 static char   prom[1 << 20];
 static size_t prom_len;
@@ -635,6 +706,7 @@ main(void)
         T(test_reopen_keeps_series),
         T(test_prometheus_unmatched),
         T(test_status_page),
+        T(test_cells_beyond_the_table),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
