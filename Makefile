@@ -184,9 +184,19 @@ $(BUILD)/ctl/init_templates.h: $(INIT_TEMPLATES) Makefile
 $(BUILD)/ctl/init.o: $(BUILD)/ctl/init_templates.h
 $(BUILD)/ctl/init.o: CFLAGS_C += -I$(BUILD)/ctl
 
+# usage reads the core's usage series through obs/usage.h, a header of
+# the core's own (ctl/usage.h): those files get the core's include path.
+CTL_USAGE_OBJ := $(addprefix $(BUILD)/ctl/,usage.o usage_out.o usage_html.o)
+$(CTL_USAGE_OBJ): CFLAGS_C += $(CORE_INC)
+$(CTL_USAGE_OBJ): ctl/usage.h common/obs/usage.h
+
 # zlib: coverage reads rotated access logs (.gz) as they are.
 $(CTL_BIN): $(CTL_SRC:ctl/%.c=$(BUILD)/ctl/%.o) $(LIB)
 	$(CC) $(CFLAGS_C) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) -lz $(LDSAN)
+
+# test_usage_out includes usage's renderers and ctl/escape.c.
+$(BUILD)/tests/test_usage_out: ctl/usage_out.c ctl/usage_html.c \
+    ctl/escape.c ctl/usage.h ctl/ctl.h
 
 # test_accesslog includes ctl/accesslog.c (the reader is ratelimit2ctl's,
 # not the core's): rebuilt when it changes, linked with zlib.

@@ -26,6 +26,11 @@
  *   simulate.c    simulate LOG...: access logs replayed through the core
  *                 on private zones, one policy or two (--against)
  *   simulate_report.c  simulate's answer as text and JSON
+ *   usage.c       usage: the usage series of the zone's metrics object,
+ *                 read over a period (usage.h)
+ *   usage_out.c   usage as text, JSON and CSV
+ *   usage_html.c  usage as a self-contained HTML page with SVG charts
+ *   escape.c      text escaped for JSON, HTML, CSV and a terminal
  */
 #ifndef RL2_CTL_H
 #define RL2_CTL_H
@@ -49,7 +54,12 @@
  * "<dir>/<zone without its '/'>.overrides" and ".audit". */
 #define RL2_CTL_STATE_DIR "/var/lib/ratelimit2"
 
-typedef enum { RL2_CTL_TEXT = 0, RL2_CTL_JSON, RL2_CTL_HTML } rl2_ctl_format_t;
+typedef enum {
+    RL2_CTL_TEXT = 0,
+    RL2_CTL_JSON,
+    RL2_CTL_HTML,
+    RL2_CTL_CSV /* usage alone */
+} rl2_ctl_format_t;
 
 /* The most --header options of explain (an enum: not an exit status). */
 enum { RL2_CTL_XHEADERS_MAX = 32 };
@@ -102,6 +112,9 @@ typedef struct {
     /* simulate (simulate.c); refused by the other subcommands. */
     const char *against; /* --against POLICY_B, or NULL */
     const char *tiers;   /* --tiers FILE, or NULL */
+    /* usage (usage.c); refused by the other subcommands. */
+    int         usage_step_s; /* --step: 60 or 3600; 0: not given */
+    const char *usage_rule;   /* --rule R, or NULL: every rule */
 } rl2_ctl_opts_t;
 
 /* Print "ratelimit2ctl: <message>" to stderr; returns status. */
@@ -149,6 +162,17 @@ int  rl2_ctl_stores_open(const rl2_ctl_opts_t *o, int for_reset,
                          rl2_ctl_stores_t *s);
 void rl2_ctl_stores_close(rl2_ctl_stores_t *s);
 
+/* ---- escape.c ---- */
+
+/* Write s escaped for JSON (json: a byte of no well-formed UTF-8
+ * sequence as the text \xHH) or HTML (!json). */
+void rl2_ctl_escape(FILE *f, const char *s, int json);
+/* Write s as one CSV field (RFC 4180: quoted when it holds a comma, a
+ * quote or a line break, its quotes doubled). */
+void rl2_ctl_csv_field(FILE *f, const char *s);
+/* Write s for a terminal: control bytes and '\\' as \xNN. */
+void rl2_ctl_text_safe(FILE *f, const char *s);
+
 /* ---- the subcommands: each returns an exit status ---- */
 
 int rl2_ctl_status(const rl2_ctl_opts_t *o, int argc, char **argv);
@@ -171,6 +195,7 @@ int rl2_ctl_audit(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_explain(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_coverage(const rl2_ctl_opts_t *o, int argc, char **argv);
 int rl2_ctl_simulate(const rl2_ctl_opts_t *o, int argc, char **argv);
+int rl2_ctl_usage(const rl2_ctl_opts_t *o, int argc, char **argv);
 
 /* ---- init.c ---- */
 
@@ -309,9 +334,6 @@ double rl2_ctl_room(const rl2_ctl_row_t *row);
 double rl2_ctl_per_minute(const rl2_ctl_report_t *r, uint64_t denials);
 /* Every denial: entries and those sampled out before them. */
 uint64_t rl2_ctl_total(const rl2_ctl_report_t *r);
-/* Write s escaped for JSON (json: a byte of no well-formed UTF-8
- * sequence as the text \xHH) or HTML (!json). */
-void rl2_ctl_escape(FILE *f, const char *s, int json);
 
 /* override_list.c: every active entry of the table, sorted as the
  * admin interface lists them, into *out (free() it); their number, or -1

@@ -59,6 +59,8 @@ static const char rl2_ctl_manual[] =
     "    ratelimit2ctl [-c POLICY] simulate [--against POLICY_B] [--tiers "
     "FILE]\n"
     "                 [--format F] [--json] [-n N] [-o FILE] ACCESS_LOG...\n"
+    "    ratelimit2ctl [-z ZONE] usage [--since D] [--step minute|hour]\n"
+    "                 [--rule R] [--json | --csv | --html] [-n N] [-o FILE]\n"
     "\n"
     "DESCRIPTION\n"
     "    status KEY   Usage and remaining count of every limit that applies "
@@ -151,6 +153,20 @@ static const char rl2_ctl_manual[] =
     "                 lists the clients one refuses and the other admits.\n"
     "                 No runtime override, Redis, load or schedule\n"
     "                 factor is replayed.\n"
+    "    usage        What each rule and tier did over the last --since\n"
+    "                 (24h), read from the metrics object of the zone -z\n"
+    "                 (ZONE.metrics, kept by the servers: per minute for\n"
+    "                 24 h, per hour for 31 days): requests, admitted,\n"
+    "                 refused and their share, distinct clients (the most\n"
+    "                 of one interval, and which: an estimate per\n"
+    "                 interval, which do not add up), the peak share of a\n"
+    "                 limit one client used in one window and the room\n"
+    "                 left (100% - peak); rule (unmatched) counts the\n"
+    "                 requests no rule applies to.  Then the top clients\n"
+    "                 by use (-n; sampled), with their peak share.\n"
+    "                 --json: the same with every interval's figures;\n"
+    "                 --csv: one row per rule, tier and interval; --html:\n"
+    "                 a page with a chart per rule and tier.\n"
     "\n"
     "  Runtime overrides, on this host (the zone's .overrides table; not\n"
     "  Redis), in force at once for every server sharing the zone:\n"
@@ -210,9 +226,14 @@ static const char rl2_ctl_manual[] =
     "    -t, --tier NAME      the tier a trusted upstream would name (its\n"
     "                         variable; explain: or its header)\n"
     "    -n, --top N          clients and latest entries listed by report,\n"
-    "                         clients listed by simulate (10)\n"
-    "    --json, --html       report and coverage format (default text);\n"
-    "                         overrides, audit and explain take --json\n"
+    "                         clients listed by simulate and usage (10)\n"
+    "    --json, --html       report, coverage and usage format (default\n"
+    "                         text); overrides, audit and explain take --json\n"
+    "    --csv                usage: one CSV row per rule, tier and interval\n"
+    "    --step minute|hour   usage: the interval (default minute up to\n"
+    "                         --since 24h, hour beyond)\n"
+    "    --rule R             usage: rule R alone ((unmatched): the requests\n"
+    "                         no rule applies to)\n"
     "    -o, --output FILE    write the report (coverage: it; init: the\n"
     "                         policy) to FILE\n"
     "    --type TYPE          init: api, auth, upload or database\n"
@@ -227,7 +248,8 @@ static const char rl2_ctl_manual[] =
     "    --allow-list-only    emergency on: refuse all but the whitelist and\n"
     "                         the allowed\n"
     "    --clear              mode RULE: back to the policy's mode\n"
-    "    --since D            audit: only the changes of the last D\n"
+    "    --since D            audit: only the changes of the last D;\n"
+    "                         usage: the period (24h; 90m, 7d, at most 31d)\n"
     "    --local              audit: read this host's audit file, even with\n"
     "                         Redis\n"
     "    --state FILE         the overrides' state file (default: the\n"
@@ -269,7 +291,8 @@ static const char rl2_ctl_manual[] =
     "       line that does not read, with its file:line)\n"
     "    3  the policy, the zone, the violation log, Redis, the override\n"
     "       table, its state file or the audit file could not be read or\n"
-    "       written (simulate: an access log, --against or --tiers)\n"
+    "       written (simulate: an access log, --against or --tiers; usage:\n"
+    "       the metrics object)\n"
     "    4  coverage: the protected share is below --min or --min-requests\n"
     "\n"
     "NOTES\n"
@@ -318,7 +341,10 @@ enum {
     RL2_CTL_OPT_FORMAT,
     RL2_CTL_OPT_APACHE_CONFIG,
     RL2_CTL_OPT_AGAINST,
-    RL2_CTL_OPT_TIERS
+    RL2_CTL_OPT_TIERS,
+    RL2_CTL_OPT_CSV,
+    RL2_CTL_OPT_STEP,
+    RL2_CTL_OPT_RULE
 };
 
 static const struct option rl2_ctl_longopts[] = {
@@ -356,6 +382,9 @@ static const struct option rl2_ctl_longopts[] = {
     { "apache-config", required_argument, NULL, RL2_CTL_OPT_APACHE_CONFIG },
     { "against", required_argument, NULL, RL2_CTL_OPT_AGAINST },
     { "tiers", required_argument, NULL, RL2_CTL_OPT_TIERS },
+    { "csv", no_argument, NULL, RL2_CTL_OPT_CSV },
+    { "step", required_argument, NULL, RL2_CTL_OPT_STEP },
+    { "rule", required_argument, NULL, RL2_CTL_OPT_RULE },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -402,6 +431,34 @@ rl2_ctl_pct(const char *opt, const char *arg, double *pct)
     return 0;
 }
 
+/* The options of usage. */
+static int
+rl2_ctl_opt_usage(rl2_ctl_opts_t *o, int c, const char *arg)
+{
+    switch (c) {
+    case RL2_CTL_OPT_CSV:
+        o->format = RL2_CTL_CSV;
+        return 0;
+    case RL2_CTL_OPT_STEP:
+        if (strcmp(arg, "minute") == 0) {
+            o->usage_step_s = 60;
+        }
+        else if (strcmp(arg, "hour") == 0) {
+            o->usage_step_s = 3600;
+        }
+        else {
+            return rl2_ctl_fail(-1, "--step \"%s\": expected minute or hour",
+                                arg);
+        }
+        return 0;
+    case RL2_CTL_OPT_RULE:
+        o->usage_rule = arg;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
 /* The options of coverage (--format: and of simulate) and simulate. */
 static int
 rl2_ctl_opt_coverage(rl2_ctl_opts_t *o, int c, const char *arg)
@@ -426,7 +483,7 @@ rl2_ctl_opt_coverage(rl2_ctl_opts_t *o, int c, const char *arg)
         }
         return 0;
     default:
-        return -1;
+        return rl2_ctl_opt_usage(o, c, arg);
     }
 }
 
@@ -486,6 +543,14 @@ static int
 rl2_ctl_simulate_given(const rl2_ctl_opts_t *o)
 {
     return o->against != NULL || o->tiers != NULL;
+}
+
+/* Did the command line name an option of usage alone? */
+static int
+rl2_ctl_usage_given(const rl2_ctl_opts_t *o)
+{
+    return o->format == RL2_CTL_CSV || o->usage_step_s != 0
+           || o->usage_rule != NULL;
 }
 
 /* Did the command line describe a request for explain? */
@@ -663,6 +728,7 @@ main(int argc, char **argv)
                  { "explain", rl2_ctl_explain, 1 },
                  { "coverage", rl2_ctl_coverage, 1 },
                  { "simulate", rl2_ctl_simulate, 1 },
+                 { "usage", rl2_ctl_usage, 0 },
                  { "init", rl2_ctl_init, 0 },
                  { "doctor", rl2_ctl_doctor, 0 } };
     rl2_ctl_opts_t o;
@@ -670,8 +736,8 @@ main(int argc, char **argv)
     if (rl2_ctl_parse(argc, argv, &o) != 0) {
         fputs("usage: ratelimit2ctl [OPTIONS] status|reset|check|docs|"
               "report|ban|unban|allow|disallow|tier|untier|boost|unboost|"
-              "mode|emergency|overrides|audit|explain|coverage|simulate|init|"
-              "doctor ...  (--help for the manual)\n",
+              "mode|emergency|overrides|audit|explain|coverage|simulate|usage|"
+              "init|doctor ...  (--help for the manual)\n",
               stderr);
         return RL2_CTL_USAGE;
     }
@@ -715,6 +781,12 @@ main(int argc, char **argv)
         if (cmds[i].run != rl2_ctl_simulate && rl2_ctl_simulate_given(&o)) {
             return rl2_ctl_fail(RL2_CTL_USAGE,
                                 "%s takes no --against or --tiers (simulate "
+                                "does)",
+                                cmds[i].name);
+        }
+        if (cmds[i].run != rl2_ctl_usage && rl2_ctl_usage_given(&o)) {
+            return rl2_ctl_fail(RL2_CTL_USAGE,
+                                "%s takes no --csv, --step or --rule (usage "
                                 "does)",
                                 cmds[i].name);
         }

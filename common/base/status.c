@@ -50,6 +50,8 @@ rl2_status_str(rl2_status_t status)
         return "malformed request";
     case RL2_ERR_BOUND:
         return "too many rules or limits for one request";
+    case RL2_ERR_NOT_FOUND:
+        return "not found";
     }
     /* Not a default label, so -Wswitch flags a new enum value here. */
     return "unknown status";

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "metrics_internal.h"
+#include "base/base_internal.h"
 
 #define NAME_SPINS \
     100000 /* a writer publishes a name in nanoseconds: \
@@ -196,6 +197,7 @@ rl2_mx_names_reserve(mx_shm_t *s)
 {
     rl2_mx_name_claim(&s->rules[RL2_METRICS_SLOT_BYPASS], "(bypass)");
     rl2_mx_name_claim(&s->rules[RL2_METRICS_SLOT_OTHER], "(other)");
+    rl2_mx_name_claim(&s->rules[MX_SLOT_UNMATCHED], RL2_USAGE_UNMATCHED);
     rl2_mx_name_claim(&s->tiers[RL2_METRICS_TIER_NONE], "(none)");
     rl2_mx_name_claim(&s->tiers[RL2_METRICS_SLOT_OTHER], "(other)");
 }
@@ -262,7 +264,8 @@ rl2_metrics_unlink(const char *name, rl2_err_t *err)
 static uint16_t
 rl2_mx_bind_rule(rl2_metrics_t *m, const rl2_rule_t *r, size_t *unplaced)
 {
-    unsigned s = rl2_mx_name_slot(m->shm->rules, RL2_METRICS_RULES, 2, r->name);
+    unsigned s = rl2_mx_name_slot(m->shm->rules, RL2_METRICS_RULES,
+                                  MX_FIRST_RULE, r->name);
 
     *unplaced += s == RL2_METRICS_SLOT_OTHER;
     return (uint16_t)s;
@@ -343,7 +346,8 @@ rl2_mx_rule_slot_other(const rl2_metrics_bind_t *b, const rl2_rule_t *r)
     if (r == b->dflt) {
         return b->dflt_slot;
     }
-    return rl2_mx_name_slot(b->shm->rules, RL2_METRICS_RULES, 2, r->name);
+    return rl2_mx_name_slot(b->shm->rules, RL2_METRICS_RULES, MX_FIRST_RULE,
+                            r->name);
 }
 
 /* A rule's slot: by its place in the bound arrays (a subtraction and a
@@ -375,7 +379,35 @@ typedef struct {
     uint16_t slot;
     uint8_t  flags;
     uint8_t  layer; /* the first layer that set F_NEAR or F_DENIED */
+    uint8_t  first; /* the rule's first layer: its key is the client's
+                       in the rule's usage (the same every request) */
 } mx_seen_t;
+
+/* The share of its limit a layer's client has used, in ppm (1 at
+ * least: an admitted request uses some); 0 for an unlimited limit.  Out
+ * of the common path: a request computes it only when it may beat the
+ * cell's peak (rl2_mx_use_layer) and in the sampled top table. */
+static uint32_t
+rl2_mx_share_ppm(const rl2_layer_t *l)
+{
+    int64_t  limit = l->result.limit, used = limit - l->result.remaining;
+    uint32_t ppm;
+
+    if (limit <= 0 || l->limit->unlimited) {
+        return 0;
+    }
+    if (used >= limit) {
+        return 1000000;
+    }
+    if (used <= 0) {
+        return 1;
+    }
+    /* 0 < used < limit: the quotient is below 10^6; 128 bits, so no
+     * limit is too large for the product. */
+    ppm = (uint32_t)((unsigned __int128)used * 1000000u
+                     / (unsigned __int128)limit);
+    return ppm > 0 ? ppm : 1;
+}
 
 /* Admitted with at least 80% of the limit used (the usual answer, no,
  * is known from the first test). */
@@ -405,7 +437,7 @@ rl2_mx_fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
         for (j = 0; j < n && seen[j].slot != s; j++) {
         }
         if (j == n) {
-            seen[n++] = (mx_seen_t){ (uint16_t)s, 0, (uint8_t)i };
+            seen[n++] = (mx_seen_t){ (uint16_t)s, 0, (uint8_t)i, (uint8_t)i };
         }
         if (l->refused) {
             f = l->dry_run ? F_DRY : (l->limit->unlimited ? 0 : F_DENIED);
@@ -421,6 +453,123 @@ rl2_mx_fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
     return n;
 }
 
+/* ---- usage: the sketches, the peak, the sampled top table ---------- */
+
+/* The live sketches and peaks of a (rule, tier) cell; the first
+ * request counted in it claims its usage cell. */
+static inline mx_use_live_t *
+rl2_mx_use_live(mx_shm_t *s, unsigned slot, unsigned tier)
+{
+    unsigned u = atomic_load_explicit(&s->use_slot[MX_CELL(slot, tier)],
+                                      memory_order_acquire);
+
+    if (__builtin_expect(u == 0, 0)) {
+        u = rl2_mx_use_claim(s, slot, tier);
+    }
+    return &s->use_live[u - 1];
+}
+
+/* A client into the sketches requests write now: the minute's and the
+ * hour's (one index and rank for both). */
+static inline void
+rl2_mx_use_sketch(mx_use_live_t *lv, unsigned phase, const rl2_digest_t *key)
+{
+    unsigned   i = rl2_hll_index(key);
+    uint8_t    rank = rl2_hll_rank(key);
+    rl2_hll_t *m = &lv->minute[phase & 1], *h = &lv->hour[(phase >> 1) & 1];
+
+    if (rank > atomic_load_explicit(&m->reg[i], memory_order_relaxed)) {
+        rl2_hll_raise(m, i, rank);
+    }
+    if (rank > atomic_load_explicit(&h->reg[i], memory_order_relaxed)) {
+        rl2_hll_raise(h, i, rank);
+    }
+}
+
+/* One request in RL2_USAGE_TOP_SAMPLE of this thread's feeds the top
+ * table: per thread (no sharing, no atomics); initial-exec as
+ * rl2_metrics_decide_sampled() explains. */
+static inline int
+rl2_mx_use_sampled(void)
+{
+    static __thread unsigned tick __attribute__((tls_model("initial-exec")));
+
+    return (++tick & (RL2_USAGE_TOP_SAMPLE - 1)) == 0;
+}
+
+/* A share that may beat the peak: computed, and the larger kept. */
+static __attribute__((noinline)) void
+rl2_mx_use_peak(_Atomic uint32_t *peak, const rl2_layer_t *l)
+{
+    uint32_t ppm = rl2_mx_share_ppm(l);
+    uint32_t was = atomic_load_explicit(peak, memory_order_relaxed);
+
+    while (ppm > was
+           && !atomic_compare_exchange_weak_explicit(
+               peak, &was, ppm, memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+/* A sampled request's layer into the top table (admitted: with its
+ * share). */
+static __attribute__((noinline)) void
+rl2_mx_use_top_layer(mx_shm_t *s, const rl2_layer_t *l, unsigned slot,
+                     int admitted, const rl2_clock_t *now)
+{
+    rl2_mx_use_top(s, &l->key, l->client, slot,
+                   admitted ? rl2_mx_share_ppm(l) : 0,
+                   now->wall_us / RL2_US_PER_S);
+}
+
+/* One layer's client into the usage of its cell: the minute's and the
+ * hour's sketches, and for an admitted layer its share of the limit against the
+ * minute's peak.  The share's test is a multiplication each side (128 bits, no
+ * overflow): the division only when the peak may grow.  A negative `used`
+ * (never from a store) wraps to a huge one and is judged there. */
+static __attribute__((noinline)) void
+rl2_mx_use_layer(mx_shm_t *s, const rl2_layer_t *l, unsigned slot,
+                 unsigned tier, int admitted, const rl2_clock_t *now)
+{
+    mx_use_live_t *lv = rl2_mx_use_live(s, slot, tier);
+    unsigned phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed);
+    _Atomic uint32_t *peak = &lv->peak_ppm[phase & 1];
+    uint64_t          used = (uint64_t)(l->result.limit - l->result.remaining);
+    uint64_t          was = atomic_load_explicit(peak, memory_order_relaxed);
+
+    rl2_mx_use_sketch(lv, phase, &l->key);
+    if (admitted
+        && (unsigned __int128)used * 1000000u
+               > (unsigned __int128)was * (uint64_t)l->result.limit) {
+        rl2_mx_use_peak(peak, l);
+    }
+    if (__builtin_expect(rl2_mx_use_sampled(), 0)) {
+        rl2_mx_use_top_layer(s, l, slot, admitted, now);
+    }
+}
+
+/* Requests with no layer (no rule applied, or a bypass): counted, and
+ * the client's address digested for the sketch (these requests pay for
+ * no limit, so the hash is no burden). */
+static __attribute__((noinline)) void
+rl2_mx_use_unkeyed(mx_shm_t *s, const rl2_verdict_t *v, unsigned slot,
+                   unsigned tier, rl2_metric_kind_t kind)
+{
+    /* Any fixed key will do: the digest only spreads addresses over the
+     * sketch's registers. */
+    static const rl2_hash_key_t k = { { 'r', 'l', '2', 'u', 's', 'a', 'g',
+                                        'e' } };
+    mx_use_live_t              *lv = rl2_mx_use_live(s, slot, tier);
+    unsigned phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed);
+    rl2_digest_t d;
+
+    rl2_mx_bump(&s->cells[slot][tier].n[kind]);
+    if (v->client_ip[0] != '\0') {
+        d = rl2_digest_keyed(&k, v->client_ip,
+                             strnlen(v->client_ip, sizeof(v->client_ip)));
+        rl2_mx_use_sketch(lv, phase, &d);
+    }
+}
+
 /* A near-limit admission: its counter and the top table (rare). */
 static __attribute__((noinline)) void
 rl2_mx_record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
@@ -428,6 +577,70 @@ rl2_mx_record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
 {
     rl2_mx_bump(&b->shm->cells[slot][tier].n[RL2_METRIC_NEAR]);
     rl2_mx_near(b->m, l->client, slot, now);
+}
+
+static void rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l,
+                           unsigned cell, const rl2_clock_t *now);
+
+/* What an admitted single layer rarely needs: its cell's usage cell
+ * claimed, a share that may beat the minute's peak, the sampled top
+ * table, a near-limit count.  After a claim, the common path again. */
+static __attribute__((noinline)) void
+rl2_mx_use_one_rare(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
+                    const rl2_clock_t *now, int sampled)
+{
+    mx_shm_t *s = b->shm;
+    unsigned  slot = MX_CELL_SLOT(cell), tier = MX_CELL_TIER(cell), phase;
+
+    if (atomic_load_explicit(&s->use_slot[MX_CELL(slot, tier)],
+                             memory_order_acquire)
+        == 0) {
+        rl2_mx_use_claim(s, slot, tier);
+        rl2_mx_use_one(b, l, cell, now);
+        return;
+    }
+    phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed) & 1;
+    rl2_mx_use_peak(&rl2_mx_use_live(s, slot, tier)->peak_ppm[phase], l);
+    if (sampled) {
+        rl2_mx_use_top_layer(s, l, slot, 1, now);
+    }
+    if (rl2_mx_layer_near(l)) {
+        rl2_mx_record_near(b, l, slot, tier, now);
+    }
+}
+
+/* The usage of an admitted single layer (rl2_mx_use_layer for the
+ * common case): the minute's sketch, and a test of its share against
+ * the minute's peak (a multiplication each side, 128 bits: no overflow;
+ * the division only when the peak may grow; a negative `used`, never
+ * from a store, wraps to a huge one and is judged there).  Every call
+ * it makes is its last act, so the common case saves no registers. */
+static __attribute__((noinline)) void
+rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
+               const rl2_clock_t *now)
+{
+    mx_shm_t *s = b->shm;
+    unsigned u = atomic_load_explicit(&s->use_slot[cell], memory_order_acquire);
+    unsigned phase;
+    mx_use_live_t *lv;
+    uint64_t       used, peak;
+    int            sampled;
+
+    if (__builtin_expect(u == 0, 0)) {
+        rl2_mx_use_one_rare(b, l, cell, now, 0);
+        return;
+    }
+    phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed);
+    lv = &s->use_live[u - 1];
+    rl2_mx_use_sketch(lv, phase, &l->key);
+    used = (uint64_t)(l->result.limit - l->result.remaining);
+    peak = atomic_load_explicit(&lv->peak_ppm[phase & 1], memory_order_relaxed);
+    sampled = rl2_mx_use_sampled();
+    if (__builtin_expect(sampled, 0) || rl2_mx_layer_near(l)
+        || (unsigned __int128)used * 1000000u
+               > (unsigned __int128)peak * (uint64_t)l->result.limit) {
+        rl2_mx_use_one_rare(b, l, cell, now, sampled);
+    }
 }
 
 /* One admitted layer into its cell.  Every call it makes is its last
@@ -443,9 +656,7 @@ rl2_mx_count_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
     if (l->overflow_used) {
         rl2_mx_bump(&c->n[RL2_METRIC_OVERFLOW]);
     }
-    if (rl2_mx_layer_near(l)) {
-        rl2_mx_record_near(b, l, slot, tier, now);
-    }
+    rl2_mx_use_one(b, l, MX_CELL(slot, tier), now);
 }
 
 /* The one layer's rule is the default rule or a merged copy. */
@@ -478,6 +689,25 @@ rl2_mx_record_one(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
     rl2_mx_count_one(b, l, slot, tier, now);
 }
 
+/* An admitted request's other layers: a rule's peak is the largest
+ * share of any of its limits (its first layer's is in already). */
+static void
+rl2_mx_use_shares(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier)
+{
+    for (size_t i = 1; i < v->n_layers; i++) {
+        const rl2_layer_t *l = &v->layers[i];
+        mx_use_live_t     *lv;
+        unsigned           phase;
+
+        if (l->challenger) {
+            continue;
+        }
+        lv = rl2_mx_use_live(b->shm, rl2_mx_rule_slot(b, l->rule), tier);
+        phase = atomic_load_explicit(&b->shm->use_phase, memory_order_relaxed);
+        rl2_mx_use_peak(&lv->peak_ppm[phase & 1], l);
+    }
+}
+
 /* Several layers, a refusal or a bypass: fold the layers by rule. */
 static __attribute__((noinline)) void
 rl2_mx_record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
@@ -489,8 +719,8 @@ rl2_mx_record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
     int       deny = v->outcome == RL2_OUTCOME_DENY;
 
     if (v->outcome == RL2_OUTCOME_BYPASS) {
-        rl2_mx_bump(
-            &sh->cells[RL2_METRICS_SLOT_BYPASS][tier].n[RL2_METRIC_BYPASSED]);
+        rl2_mx_use_unkeyed(sh, v, RL2_METRICS_SLOT_BYPASS, tier,
+                           RL2_METRIC_BYPASSED);
         return;
     }
     n = rl2_mx_fold_layers(b, v, seen);
@@ -498,6 +728,12 @@ rl2_mx_record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
         mx_cell_t *c = &sh->cells[seen[j].slot][tier];
         unsigned   f = seen[j].flags;
 
+        /* The rule's first layer: the same key for its client on every
+         * request; its share stands for the rule's. */
+        if (!deny || (f & F_DENIED)) {
+            rl2_mx_use_layer(sh, &v->layers[seen[j].first], seen[j].slot, tier,
+                             !deny, now);
+        }
         if (deny) {
             if (f & F_DENIED) {
                 rl2_mx_bump(&c->n[RL2_METRIC_DENIED]);
@@ -513,6 +749,9 @@ rl2_mx_record_many(rl2_metrics_bind_t *b, const rl2_verdict_t *v, unsigned tier,
         if (f & F_OVER) {
             rl2_mx_bump(&c->n[RL2_METRIC_OVERFLOW]);
         }
+    }
+    if (!deny) {
+        rl2_mx_use_shares(b, v, tier);
     }
     if (denied < RL2_MAX_LAYERS) {
         rl2_mx_limited(b->m, v, seen[denied].slot, tier, now);
@@ -634,6 +873,8 @@ rl2_mx_record_slow(rl2_metrics_bind_t *b, const rl2_verdict_t *v,
         rl2_mx_upkeep(b->m, now);
     }
     if (v->outcome == RL2_OUTCOME_NONE) {
+        rl2_mx_use_unkeyed(b->shm, v, MX_SLOT_UNMATCHED, rl2_mx_tier_slot(b, v),
+                           RL2_METRIC_UNMATCHED);
         return;
     }
     if (v->banned) {

@@ -44,7 +44,7 @@
 
 /* ---- the lock ---------------------------------------------------------- */
 
-static int
+int
 rl2_mx_lock(mx_shm_t *s)
 {
     uint32_t me = (uint32_t)getpid(), holder;
@@ -69,7 +69,7 @@ rl2_mx_lock(mx_shm_t *s)
     return 0;
 }
 
-static void
+void
 rl2_mx_unlock(mx_shm_t *s)
 {
     atomic_store_explicit(&s->lock, 0, memory_order_release);
@@ -451,6 +451,7 @@ rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
         && m->conf.anomaly_min > 0) {
         rl2_mx_upkeep_anomaly(m, now->wall_us);
     }
+    rl2_mx_use_upkeep(m->shm);
     if (m->zone == NULL || m->alert == NULL
         || rl2_zone_stats(m->zone, &z, &err) != RL2_OK) {
         return;

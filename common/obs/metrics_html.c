@@ -4,9 +4,11 @@
  * reference), in the spirit of mod_status.  Shows the store, circuit and
  * zone, then per rule the allowed and denied requests of each minute of
  * the last hour as a stacked bar chart, then the top limited and
- * near-limit clients, then the runtime overrides in force and the newest
- * automatic bans.  Whatever a client or an operator wrote (a user name
- * in a target, a reason) is escaped.
+ * near-limit clients, then the usage series of each rule x tier cell over
+ * the last 24 hours (requests, refused and distinct clients per minute)
+ * and the top clients by use, then the runtime overrides in force and
+ * the newest automatic bans.  Whatever a client or an operator wrote (a user
+ * name in a target, a reason) is escaped.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,6 +25,15 @@
 #define CHART_W 600
 #define CHART_H 120
 #define BAR_W   (CHART_W / RL2_METRICS_MINUTES)
+
+/* The usage charts: a point per minute of the last 24 hours, drawn in a
+ * viewBox one unit wide per minute and shown half as wide. */
+#define USE_W    RL2_USAGE_MINUTES
+#define USE_H    100
+#define USE_SHOW (RL2_USAGE_MINUTES / 2)
+/* Cells charted; the rest are listed with their totals (ratelimit2ctl
+ * usage shows them all). */
+#define PAGE_USE_CHARTS 32
 
 /* Entries the page lists: operators' overrides and automatic bans, the
  * newest first; ratelimit2ctl lists them all. */
@@ -115,6 +126,9 @@ rl2_page_head(page_t *p, const rl2_metrics_env_t *e, int64_t now_wall_s)
                ".axis{width:%dpx;display:flex;justify-content:space-between;"
                "font-size:11px;color:#666}"
                ".a{fill:#3a7}.d{fill:#c33}.bad{color:#c33;font-weight:bold}"
+               "polyline{fill:none;stroke-width:1;vector-effect:"
+               "non-scaling-stroke}.ur{stroke:#3a7}.ud{stroke:#c33}"
+               ".uc{stroke:#36c}"
                "</style></head><body>\n<h1>ratelimit2 status</h1>\n"
                "<p>%s &middot; up %" PRId64
                " s &middot; policy generation %lu</p>"
@@ -201,7 +215,8 @@ rl2_page_quiet(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
     for (unsigned s = 2; s < RL2_METRICS_RULES; s++) {
         uint64_t any = 0;
 
-        if (!rl2_metrics_minutes(m, s, now_wall_s, min, name)) {
+        if (s == RL2_METRICS_SLOT_UNMATCHED
+            || !rl2_metrics_minutes(m, s, now_wall_s, min, name)) {
             continue;
         }
         for (unsigned i = 0; i < RL2_METRICS_MINUTES; i++) {
@@ -237,6 +252,178 @@ rl2_page_top(page_t *p, const char *title, const rl2_metrics_top_t *t, size_t n,
                    now_wall_s - t[i].last_wall_s);
     }
     rl2_mx_put(p, "</table>\n");
+}
+
+/* ---- usage series ---- */
+
+static uint64_t
+rl2_page_value(const rl2_usage_point_t *pt, int which)
+{
+    return which == 0 ? pt->requests : which == 1 ? pt->refused : pt->clients;
+}
+
+/* One series of a cell as a polyline, a point per minute scaled to max;
+ * a point level with both its neighbours adds nothing to the line and
+ * is left out (a quiet night costs a few bytes).  Written in pieces of
+ * rl2_mx_put's size. */
+static void
+rl2_page_line(page_t *p, const char *cls, const rl2_usage_point_t *pt, size_t n,
+              int which, uint64_t max)
+{
+    char   buf[960];
+    size_t o = 0;
+
+    rl2_mx_put(p, "<polyline class=\"%s\" points=\"", cls);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = rl2_page_value(&pt[i], which);
+        int      y = USE_H - (int)(v * (USE_H - 2) / max);
+
+        if (i > 0 && i + 1 < n && v == rl2_page_value(&pt[i - 1], which)
+            && v == rl2_page_value(&pt[i + 1], which)) {
+            continue;
+        }
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%zu,%d ", i, y);
+        if (o > sizeof(buf) - 24) {
+            rl2_mx_put(p, "%s", buf);
+            o = 0;
+        }
+    }
+    if (o > 0) {
+        rl2_mx_put(p, "%s", buf);
+    }
+    rl2_mx_put(p, "\"/>");
+}
+
+/* One cell's last 24 hours: totals, then requests, refused and distinct
+ * clients per minute on one scale. */
+static void
+rl2_page_use_cell(page_t *p, const rl2_usage_cell_t *c,
+                  const rl2_usage_point_t *pt, size_t n)
+{
+    uint64_t req = 0, ref = 0, max = 0;
+    uint32_t clients = 0, peak = 0;
+    char     r[ESCAPED(RL2_NAME_MAX)], t[ESCAPED(RL2_NAME_MAX)];
+
+    for (size_t i = 0; i < n; i++) {
+        req += pt[i].requests;
+        ref += pt[i].refused;
+        max = pt[i].requests > max ? pt[i].requests : max;
+        clients = pt[i].clients > clients ? pt[i].clients : clients;
+        peak = pt[i].peak_ppm > peak ? pt[i].peak_ppm : peak;
+    }
+    max = clients > max ? clients : max;
+    rl2_mx_put(p,
+               "<h3>%s &middot; %s: %" PRIu64 " requests, %" PRIu64
+               " refused (%" PRIu64 ".%" PRIu64 "%%); up to %" PRIu32
+               " clients and %" PRIu64 " requests a minute; peak share of a "
+               "limit %" PRIu32 ".%" PRIu32 "%%</h3>\n",
+               rl2_html_escape(c->rule, r, sizeof(r)),
+               rl2_html_escape(c->tier, t, sizeof(t)), req, ref,
+               req ? ref * 1000 / req / 10 : 0, req ? ref * 1000 / req % 10 : 0,
+               clients, max, peak / 10000, peak / 1000 % 10);
+    if (max == 0) {
+        rl2_mx_put(p, "<p>no request in the last 24 hours</p>\n");
+        return;
+    }
+    rl2_mx_put(p,
+               "<svg class=\"usage\" role=\"img\" width=\"%d\" "
+               "height=\"%d\" viewBox=\"0 0 %d %d\" "
+               "preserveAspectRatio=\"none\"><title>%s &middot; %s per "
+               "minute, last 24 hours (peak %" PRIu64 ")</title>",
+               USE_SHOW, USE_H, USE_W, USE_H, r, t, max);
+    rl2_page_line(p, "ur", pt, n, 0, max);
+    rl2_page_line(p, "ud", pt, n, 1, max);
+    rl2_page_line(p, "uc", pt, n, 2, max);
+    rl2_mx_put(p,
+               "</svg>\n<div class=\"axis\" style=\"width:%dpx\">"
+               "<span>24 h ago</span><span>peak %" PRIu64
+               "/min</span><span>now</span></div>\n",
+               USE_SHOW, max);
+}
+
+/* The top clients by use, with the largest share of a limit each had
+ * in one of its windows. */
+static void
+rl2_page_use_top(page_t *p, const rl2_usage_t *u, int64_t now_wall_s)
+{
+    rl2_usage_client_t top[RL2_USAGE_TOP];
+    size_t             n = rl2_usage_top(u, top, RL2_USAGE_TOP);
+    char               c[ESCAPED(RL2_METRICS_CLIENT_MAX)];
+    char               r[ESCAPED(RL2_NAME_MAX)];
+
+    rl2_mx_put(p,
+               "<h2>Top clients by use</h2>\n<p>One request in %d counted "
+               "(counts are estimates, at most <em>error</em> too high "
+               "besides sampling).</p>\n",
+               RL2_USAGE_TOP_SAMPLE);
+    if (n == 0) {
+        rl2_mx_put(p, "<p>none</p>\n");
+        return;
+    }
+    rl2_mx_put(p, "<table class=\"top-use\"><tr><th>client</th>"
+                  "<th>rule</th><th>requests</th><th>error</th>"
+                  "<th>peak share</th><th>last seen</th></tr>\n");
+    for (size_t i = 0; i < n; i++) {
+        rl2_mx_put(p,
+                   "<tr><td>%s</td><td>%s</td><td>%" PRIu64 "</td><td>%" PRIu64
+                   "</td><td>%" PRIu32 ".%" PRIu32 "%%</td><td>%" PRId64
+                   " s ago</td></tr>\n",
+                   rl2_html_escape(top[i].client, c, sizeof(c)),
+                   rl2_html_escape(top[i].rule, r, sizeof(r)), top[i].requests,
+                   top[i].error, top[i].peak_ppm / 10000,
+                   top[i].peak_ppm / 1000 % 10,
+                   now_wall_s - top[i].last_wall_s);
+    }
+    rl2_mx_put(p, "</table>\n");
+}
+
+static void
+rl2_page_usage(page_t *p, const rl2_metrics_t *m, int64_t now_wall_s)
+{
+    rl2_usage_t        u;
+    rl2_usage_cell_t  *cells;
+    rl2_usage_point_t *pt;
+    size_t             n;
+    int64_t            first;
+
+    rl2_mx_put(p, "<h2>Usage, last 24 hours</h2>\n<p>Per rule and tier, per "
+                  "minute: <span style=\"color:#3a7\">requests</span>, "
+                  "<span style=\"color:#c33\">refused</span>, "
+                  "<span style=\"color:#36c\">distinct clients</span> "
+                  "(estimated, about 1%% error).</p>\n");
+    if (m == NULL) {
+        rl2_mx_put(p, "<p>off</p>\n");
+        return;
+    }
+    rl2_usage_view(m, &u);
+    /* About 50 KiB and 64 KiB: not on a thread's stack. */
+    cells = malloc(RL2_USAGE_CELLS * sizeof(*cells));
+    pt = malloc(RL2_USAGE_MINUTES * sizeof(*pt));
+    if (cells == NULL || pt == NULL) {
+        rl2_mx_put(p, "<p class=\"bad\">not shown: out of memory</p>\n");
+        free(cells);
+        free(pt);
+        return;
+    }
+    n = rl2_usage_cells(&u, cells, RL2_USAGE_CELLS);
+    if (n == 0) {
+        rl2_mx_put(p, "<p>no request counted yet</p>\n");
+    }
+    for (size_t i = 0; i < n && i < PAGE_USE_CHARTS; i++) {
+        size_t k = rl2_usage_series(&u, i, RL2_USAGE_STEP_MINUTE, now_wall_s,
+                                    pt, RL2_USAGE_MINUTES, &first);
+
+        rl2_page_use_cell(p, &cells[i], pt, k);
+    }
+    if (n > PAGE_USE_CHARTS) {
+        rl2_mx_put(p,
+                   "<p>%zu more cells not charted; <code>ratelimit2ctl "
+                   "usage</code> shows them all.</p>\n",
+                   n - PAGE_USE_CHARTS);
+    }
+    free(cells);
+    free(pt);
+    rl2_page_use_top(p, &u, now_wall_s);
 }
 
 /* ---- runtime overrides ---- */
@@ -420,7 +607,9 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
     for (unsigned s = 0; m != NULL && s < RL2_METRICS_RULES; s++) {
         uint64_t any = 0;
 
-        if (s == RL2_METRICS_SLOT_BYPASS
+        /* Bypasses and requests no rule applied to are neither allowed
+         * nor denied: the usage charts show them. */
+        if (s == RL2_METRICS_SLOT_BYPASS || s == RL2_METRICS_SLOT_UNMATCHED
             || !rl2_metrics_minutes(m, s, now_wall_s, min, name)) {
             continue;
         }
@@ -445,6 +634,7 @@ rl2_metrics_html(const rl2_metrics_t *m, const rl2_metrics_env_t *env,
                  m != NULL ? rl2_metrics_top_limited(m, top) : 0, now_wall_s);
     rl2_page_top(&p, "Clients near a limit (80% or more used)", top,
                  m != NULL ? rl2_metrics_top_near(m, top) : 0, now_wall_s);
+    rl2_page_usage(&p, m, now_wall_s);
     rl2_page_overrides(&p, env->overrides);
     rl2_mx_put(&p, "</body></html>\n");
 }

@@ -18,6 +18,10 @@
  *   metrics_html.c             the status page
  *   metrics_prom.c             the Prometheus text exposition
  *   metrics_read.c             reading the metrics object for exposition
+ *   metrics_usage.c            the usage series: cells, sketches, the
+ *                              upkeep's snapshots, the top clients
+ *   usage.c                    reading the usage series (usage.h)
+ *   hll.c                      the distinct-client sketch (hll.h)
  *   metrics_internal.h         the metrics object's layout; the metrics
  *                              entry points kept from libratelimit2-dev
  *   timed_store.c              a store that times every call it forwards
@@ -34,6 +38,8 @@
 
 #include "ratelimit2/metrics.h"
 #include "base/shm_obj_internal.h"
+#include "obs/hll.h"
+#include "obs/usage.h"
 
 /* ---- beside ratelimit2/metrics.h (not installed) ---- */
 
@@ -102,7 +108,7 @@ size_t rl2_metrics_top_near(const rl2_metrics_t *m,
                             rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
 #define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
-#define MX_VERSION 9u          /* 9: the decision time histogram */
+#define MX_VERSION 10u         /* 10: the usage series, rule "(unmatched)" */
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -119,6 +125,76 @@ _Static_assert(MX_RING >= RL2_METRICS_MINUTES && (MX_RING & (MX_RING - 1)) == 0,
                "the minute ring is a power of two above an hour");
 
 enum { MX_FREE = 0, MX_WRITING = 1, MX_NAMED = 2 };
+
+/* Rule slot 2 is reserved too: requests no rule applies to
+ * (RL2_OUTCOME_NONE), rule RL2_USAGE_UNMATCHED; names start at 3. */
+#define MX_SLOT_UNMATCHED RL2_METRICS_SLOT_UNMATCHED
+#define MX_FIRST_RULE     3
+
+/* ---- usage series (metrics_usage.c, usage.c) ----
+ *
+ * A (rule, tier) cell gets a usage cell the first time a request counts
+ * in it (use_slot, under the lock; up to RL2_USAGE_CELLS, then
+ * MX_USE_NONE: counted, no series).  Each usage cell has a ring of
+ * per-minute and one of per-hour points, written by the upkeep only:
+ * at the first upkeep of an interval the cell's running totals go into
+ * the interval's point, so an interval's counts are the next known
+ * point's totals minus its own (no request writes a point).
+ *
+ * Distinct clients and the peak share are written by requests into one
+ * of two sketches and peaks per cell and interval, the ones use_phase
+ * names (bit 0 the minute's, bit 1 the hour's); the upkeep that opens
+ * an interval flips its bit, then estimates the other sketch into the
+ * point of the interval it held (two words: hll.h keeps the sums).  Its
+ * registers are cleared for the interval after next a part at a time by
+ * the once-a-second upkeeps that follow (use_min_left, use_hour_left),
+ * the rest by the flip that needs it: no single request pays for
+ * clearing 16 KiB per cell.
+ *
+ * Usage cell RL2_USAGE_CELLS is a sink: the cells that found the table
+ * full write their sketches there, never read, so that a request tests
+ * nothing but "claimed yet". */
+#define MX_USE_SINK RL2_USAGE_CELLS
+
+/* A (rule, tier) cell as one number: use_slot's index. */
+#define MX_CELL(slot, tier) ((slot)*RL2_METRICS_TIERS + (tier))
+#define MX_CELL_SLOT(cell)  ((cell) / RL2_METRICS_TIERS)
+#define MX_CELL_TIER(cell)  ((cell) % RL2_METRICS_TIERS)
+
+typedef struct {
+    _Atomic uint64_t stamp;    /* interval number + 1 (minutes or hours
+                                  since the epoch); 0: never written */
+    _Atomic uint64_t total[3]; /* the cell's requests, admitted and
+                                  refused when the interval began */
+    _Atomic uint32_t clients;  /* distinct clients, once it has ended */
+    _Atomic uint32_t peak_ppm; /* largest share of a limit one client
+                                  used; an hour's: the max of its ended
+                                  minutes */
+} mx_point_t;
+
+typedef struct {
+    _Atomic uint32_t peak_ppm[2]; /* per minute phase */
+    rl2_hll_t        minute[2];   /* per minute phase */
+    rl2_hll_t        hour[2];     /* per hour phase */
+} mx_use_live_t;
+
+typedef struct {
+    uint16_t rule; /* rule slot */
+    uint16_t tier; /* tier slot */
+} mx_use_cell_t;
+
+/* The top clients by use: a space-saving table keyed by the layer's key
+ * digest (one client under one limit of a rule), fed by one request in
+ * RL2_USAGE_TOP_SAMPLE with weight RL2_USAGE_TOP_SAMPLE, under `lock`. */
+typedef struct {
+    rl2_digest_t key;
+    char         client[RL2_METRICS_CLIENT_MAX]; /* "" : free */
+    uint32_t     rule;                           /* rule slot */
+    uint32_t     peak_ppm;
+    uint64_t     count;
+    uint64_t     error; /* the count inherited from the entry replaced */
+    int64_t      last_wall_s;
+} mx_use_top_t;
 
 typedef struct {
     _Atomic uint32_t state; /* MX_FREE, MX_WRITING, MX_NAMED */
@@ -194,6 +270,25 @@ typedef struct {
     mx_client_t      clients[RL2_METRICS_ALERT_CLIENTS];
     _Atomic uint64_t exp_unplaced; /* experiment counts with no slot */
     mx_exp_t         experiments[MX_EXPERIMENTS];
+    /* usage series */
+    _Atomic uint32_t use_phase;        /* bit 0: the minute sketch requests
+                                          write; bit 1: the hour sketch */
+    _Atomic uint32_t use_n;            /* usage cells claimed */
+    _Atomic uint64_t use_min_open[2];  /* minute + 1 each minute sketch
+                                          holds; 0: none */
+    _Atomic uint64_t use_hour_open[2]; /* hour + 1 each hour sketch holds */
+    _Atomic uint32_t use_min_left;     /* registers of the idle minute
+                                          sketches still to clear (from the
+                                          top: the first is at REGS - left) */
+    _Atomic uint32_t use_hour_left;    /* the same for the idle hour ones */
+    /* 1 + usage cell; 0: none yet; 1 + MX_USE_SINK: no room */
+    /* by MX_CELL(rule slot, tier slot): one index for the hot path */
+    _Atomic uint16_t use_slot[RL2_METRICS_RULES * RL2_METRICS_TIERS];
+    mx_use_cell_t    use_cells[RL2_USAGE_CELLS];
+    mx_use_top_t     use_top[RL2_USAGE_TOP];
+    mx_point_t       use_minutes[RL2_USAGE_CELLS][RL2_USAGE_MINUTES];
+    mx_point_t       use_hours[RL2_USAGE_CELLS][RL2_USAGE_HOURS];
+    mx_use_live_t    use_live[RL2_USAGE_CELLS + 1]; /* + the sink */
 } mx_shm_t;
 
 struct rl2_metrics {
@@ -228,6 +323,30 @@ void rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now);
  * the first upkeep of a minute (1 for the one process that took it). */
 void rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2]);
 int  rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us);
+
+/* metrics_usage.c: the usage cell of (rule slot, tier slot), claimed if
+ * it has none (MX_USE_SINK when the table is full): 1 + its index. */
+unsigned rl2_mx_use_claim(mx_shm_t *s, unsigned rule, unsigned tier);
+
+/* A sampled request's use into the top-client table (key: the layer's
+ * digest; share_ppm its share of the limit, 0 for none). */
+void rl2_mx_use_top(mx_shm_t *s, const rl2_digest_t *key, const char *client,
+                    unsigned rule, uint32_t share_ppm, int64_t wall_s);
+
+/* A usage cell's running totals: requests, admitted, refused. */
+void rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3]);
+
+/* After a minute's snapshot (the one process that took it): open the
+ * minute (and the hour) for every usage cell, end the one before. */
+void rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute);
+
+/* Once a second (the upkeep's process): clear a part of the idle
+ * sketches. */
+void rl2_mx_use_upkeep(mx_shm_t *s);
+
+/* The lock of the client tables (metrics_clients.c): 1 when taken. */
+int  rl2_mx_lock(mx_shm_t *s);
+void rl2_mx_unlock(mx_shm_t *s);
 
 /* metrics_anomaly.c: after a minute's snapshot, one event=anomaly line
  * for the rule whose refusals in the minute that ended stand furthest

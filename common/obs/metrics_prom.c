@@ -64,7 +64,25 @@ static const char *const outcome_names[] = {
     [RL2_METRIC_DENIED] = "denied",
     [RL2_METRIC_DRY_RUN] = "dry_run_denied",
     [RL2_METRIC_BYPASSED] = "bypassed",
+    [RL2_METRIC_NEAR] = NULL,
+    [RL2_METRIC_OVERFLOW] = NULL,
+    [RL2_METRIC_UNMATCHED] = "unmatched",
 };
+
+/* The one outcome a reserved rule's cell shows (a bypass or a request no
+ * rule applied to has no limit to be allowed or refused by), or -1 for a
+ * rule's cell: allowed, denied and dry_run_denied. */
+static int
+rl2_prom_only_kind(const char *rule)
+{
+    if (strcmp(rule, "(bypass)") == 0) {
+        return RL2_METRIC_BYPASSED;
+    }
+    if (strcmp(rule, RL2_USAGE_UNMATCHED) == 0) {
+        return RL2_METRIC_UNMATCHED;
+    }
+    return -1;
+}
 
 typedef struct {
     prom_t  *p;
@@ -80,10 +98,13 @@ rl2_prom_cell_line(void *ctx, const rl2_metrics_cell_t *c)
     rl2_prom_escape(c->rule, r, sizeof(r));
     rl2_prom_escape(c->tier, t, sizeof(t));
     if (x->pass == 0) {
-        for (unsigned k = 0; k <= RL2_METRIC_BYPASSED; k++) {
-            /* A bypass has no rule: its slot shows only bypasses. */
-            if ((k == RL2_METRIC_BYPASSED)
-                != (strcmp(c->rule, "(bypass)") == 0)) {
+        int only = rl2_prom_only_kind(c->rule);
+
+        for (unsigned k = 0; k < RL2_METRIC_KINDS; k++) {
+            if (outcome_names[k] == NULL
+                || (only >= 0 ? (int)k != only
+                              : k == RL2_METRIC_BYPASSED
+                                    || k == RL2_METRIC_UNMATCHED)) {
                 continue;
             }
             rl2_mx_put(x->p,
@@ -92,7 +113,7 @@ rl2_prom_cell_line(void *ctx, const rl2_metrics_cell_t *c)
                        r, t, outcome_names[k], c->n[k]);
         }
     }
-    else if (strcmp(c->rule, "(bypass)") != 0) {
+    else if (rl2_prom_only_kind(c->rule) < 0) {
         rl2_mx_put(x->p, "%s{rule=\"%s\",tier=\"%s\"} %" PRIu64 "\n",
                    x->pass == 1 ? "ratelimit2_near_limit_total"
                                 : "ratelimit2_overflow_total",

@@ -149,6 +149,7 @@ rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
                 memory_order_relaxed);
         }
     }
+    rl2_mx_use_snapshot(s, minute);
     return 1;
 }
 

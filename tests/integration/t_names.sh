@@ -26,6 +26,7 @@ o0() {
     mod_ratelimit2/*)
         extra="-I$(apxs -q INCLUDEDIR) $(apr-1-config --includes)" ;;
     ctl/init.c) extra="-I$BUILD/ctl" ;; # init_templates.h, made by make
+    ctl/usage*.c) extra=-Icommon ;; # obs/usage.h, the core's reader
     esac
     # shellcheck disable=SC2086
     cc $flags $extra -c -o "$o" "$f" 2>>"$T_DIR/o0.log"

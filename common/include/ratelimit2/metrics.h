@@ -37,7 +37,7 @@
 #include "ratelimit2/store.h"
 #include "ratelimit2/store_local.h"
 
-#define RL2_METRICS_RULES          128 /* rule name slots, 0 and 1 reserved */
+#define RL2_METRICS_RULES          128 /* rule name slots, 0 to 2 reserved */
 #define RL2_METRICS_TIERS          16  /* tier name slots, 0 and 1 reserved */
 #define RL2_METRICS_MINUTES        60  /* per-minute ring: the last hour */
 #define RL2_METRICS_TOP            16  /* clients per top table */
@@ -48,9 +48,10 @@
 #define RL2_METRICS_DECIDE_SAMPLE  64  /* one decision in this many timed */
 
 /* Reserved slots. */
-#define RL2_METRICS_SLOT_BYPASS 0 /* rule "(bypass)": whitelisted, exempt */
-#define RL2_METRICS_SLOT_OTHER  1 /* rule or tier "(other)": no room */
-#define RL2_METRICS_TIER_NONE   0 /* tier "(none)": no tier resolved */
+#define RL2_METRICS_SLOT_BYPASS    0 /* rule "(bypass)": whitelisted, exempt */
+#define RL2_METRICS_SLOT_OTHER     1 /* rule or tier "(other)": no room */
+#define RL2_METRICS_SLOT_UNMATCHED 2 /* rule "(unmatched)": no rule applied */
+#define RL2_METRICS_TIER_NONE      0 /* tier "(none)": no tier resolved */
 
 typedef enum {
     RL2_METRIC_ALLOWED = 0, /* admitted; no dry-run layer refused */
@@ -59,6 +60,7 @@ typedef enum {
     RL2_METRIC_BYPASSED,    /* whitelisted or exempt */
     RL2_METRIC_NEAR,        /* admitted with some limit >= 80% used */
     RL2_METRIC_OVERFLOW,    /* admitted by an overflow allowance */
+    RL2_METRIC_UNMATCHED,   /* no rule applied (rule "(unmatched)") */
     RL2_METRIC_KINDS
 } rl2_metric_kind_t;
 
