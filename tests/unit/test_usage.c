@@ -8,7 +8,8 @@
  * and its distinct clients across its minutes, intervals that age out
  * of the rings, the sampled top clients, a read-only view by name, the
  * series kept when the object is opened again (a graceful restart), the
- * status page, and cells beyond the table's 256 counted without series.
+ * status page, cells beyond the table's 256 counted without series, and
+ * four processes claiming the same new cells at once.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -628,6 +630,53 @@ test_cells_beyond_the_table(void **state)
     rl2_policy_free(p);
 }
 
+/* Four processes at once on cells none has claimed yet (each claims
+ * them as its first request finds them): one usage cell per (rule,
+ * tier), exact counts, every client of every process in the sketch. */
+static void
+test_processes(void **state)
+{
+    enum { PROCS = 4, EACH = 5000 };
+    pid_t            pids[PROCS];
+    int              status;
+    rl2_usage_cell_t c;
+    uint32_t         got;
+
+    (void)state;
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            char ip[48];
+
+            for (int i = 0; i < EACH; i++) {
+                snprintf(ip, sizeof(ip), "10.7.%d.%d", p, i % 2500);
+                req(i & 1 ? "api" : "login", 1, ip, ALLOW, 9);
+            }
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++) {
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_int_equal(status, 0);
+    }
+    /* Two cells, claimed once each. */
+    {
+        rl2_usage_cell_t all[4];
+
+        assert_int_equal(rl2_usage_cells(&view, all, 4), 2);
+        assert_int_not_equal(strcmp(all[0].rule, all[1].rule), 0);
+    }
+    assert_true(cell_of("api", "pro", &c) >= 0);
+    assert_int_equal(c.requests, PROCS * EACH / 2);
+    assert_true(cell_of("login", "pro", &c) >= 0);
+    assert_int_equal(c.requests, PROCS * EACH / 2);
+    /* 1,250 addresses per process and rule, 5,000 in all. */
+    got = last_minutes("api", "pro", 0)->clients;
+    assert_true(got >= 4900 && got <= 5100);
+    assert_int_equal(minutes[RL2_USAGE_MINUTES - 1].requests, PROCS * EACH / 2);
+}
+
 /* Prometheus: requests no rule applied to, as outcome="unmatched". */
 static char   prom[1 << 20];
 static size_t prom_len;
@@ -707,6 +756,7 @@ main(void)
         T(test_prometheus_unmatched),
         T(test_status_page),
         T(test_cells_beyond_the_table),
+        T(test_processes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
