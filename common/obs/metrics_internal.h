@@ -40,6 +40,7 @@
 #include "base/shm_obj_internal.h"
 #include "obs/hll.h"
 #include "obs/usage.h"
+#include "obs/usage_redis.h"
 
 /* ---- beside ratelimit2/metrics.h (not installed) ---- */
 
@@ -283,7 +284,17 @@ struct rl2_metrics {
     rl2_metrics_conf_t conf;
     rl2_alert_t       *alert; /* borrowed, may be NULL */
     rl2_zone_t        *zone;  /* borrowed, may be NULL */
+    /* The minutes this process snapshots, when set (the backend's
+     * Redis pusher); ctx borrowed. */
+    rl2_usage_minute_fn *on_minute;
+    void                *on_minute_ctx;
 };
+
+/* fn (NULL: none) is called with every minute this process's upkeep
+ * snapshots, with ctx (borrowed: it must outlive the handle or be
+ * unset first).  Set before the handle serves requests. */
+void rl2_metrics_on_minute(rl2_metrics_t *m, rl2_usage_minute_fn *fn,
+                           void *ctx);
 
 /* A name's slot in a table of cap slots (slots below `first` are
  * reserved), given it if it has none; RL2_METRICS_SLOT_OTHER when the
@@ -309,7 +320,7 @@ void rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now);
  * runs, and denied), and the snapshot of every rule's totals taken at
  * the first upkeep of a minute (1 for the one process that took it). */
 void rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2]);
-int  rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us);
+int  rl2_mx_snapshot(rl2_metrics_t *m, int64_t wall_us);
 
 /* metrics_usage.c: the usage cell of (rule slot, tier slot), claimed if
  * it has none (MX_USE_SINK when the table is full): 1 + its index. */
@@ -324,8 +335,10 @@ void rl2_mx_use_top(mx_shm_t *s, const rl2_digest_t *key, const char *client,
 void rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3]);
 
 /* After a minute's snapshot (the one process that took it): open the
- * minute (and the hour) for every usage cell, end the one before. */
-void rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute);
+ * minute (and the hour) for every usage cell, end the one before (and
+ * hand it to fn, when not NULL). */
+void rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute, rl2_usage_minute_fn *fn,
+                         void *ctx);
 
 /* The lock of the client tables (metrics_clients.c): 1 when taken. */
 int  rl2_mx_lock(mx_shm_t *s);

@@ -126,8 +126,9 @@ rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2])
 /* One process a minute (compare-and-swap on snap_minute) writes every
  * named rule's totals into the ring. */
 int
-rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
+rl2_mx_snapshot(rl2_metrics_t *m, int64_t wall_us)
 {
+    mx_shm_t *s = m->shm;
     uint64_t minute = (uint64_t)wall_us / 60000000u;
     uint64_t last = atomic_load(&s->snap_minute), t[2];
 
@@ -149,7 +150,7 @@ rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
                 memory_order_relaxed);
         }
     }
-    rl2_mx_use_snapshot(s, minute);
+    rl2_mx_use_snapshot(s, minute, m->on_minute, m->on_minute_ctx);
     return 1;
 }
 

@@ -171,14 +171,73 @@ rl2_mx_use_end(mx_shm_t *s, unsigned u, unsigned cur, uint64_t m_old,
     }
 }
 
+static const char *
+rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i)
+{
+    if (i >= cap
+        || atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
+                                memory_order_acquire)
+               != MX_NAMED) {
+        return "-";
+    }
+    return t[i].name;
+}
+
+/* The minute that ended (m_old, its sketches in phase cur, not yet
+ * cleared) to the minute callback: each cell that had a request, its
+ * counts the difference between the totals its point opened with and
+ * the ones the new minute's point has just opened with.  The callback
+ * runs before the clears, on the sketches requests no longer write. */
+static void
+rl2_mx_use_export(mx_shm_t *s, unsigned n, unsigned cur, uint64_t m_old,
+                  uint64_t m_new, rl2_usage_minute_fn *fn, void *ctx)
+{
+    rl2_usage_minute_cell_t cells[RL2_USAGE_CELLS];
+    size_t                  k = 0;
+
+    for (unsigned u = 0; u < n && u < RL2_USAGE_CELLS; u++) {
+        const mx_point_t *p = rl2_mx_minute_point(s, u, m_old);
+        const mx_point_t *q = rl2_mx_minute_point(s, u, m_new);
+        rl2_usage_minute_cell_t *c = &cells[k];
+        uint64_t                 d[3];
+
+        if (atomic_load_explicit(&p->stamp, memory_order_acquire) != m_old) {
+            continue;
+        }
+        for (unsigned j = 0; j < 3; j++) {
+            d[j] = atomic_load_explicit(&q->total[j], memory_order_relaxed)
+                   - atomic_load_explicit(&p->total[j], memory_order_relaxed);
+        }
+        if (d[0] == 0) {
+            continue;
+        }
+        c->rule = rl2_mx_use_name(s->rules, RL2_METRICS_RULES,
+                                  s->use_cells[u].rule);
+        c->tier = rl2_mx_use_name(s->tiers, RL2_METRICS_TIERS,
+                                  s->use_cells[u].tier);
+        c->requests = d[0];
+        c->admitted = d[1];
+        c->refused = d[2];
+        c->peak_ppm = atomic_load_explicit(&s->use_live[u].peak_ppm[cur],
+                                           memory_order_relaxed);
+        c->sketch = &s->use_live[u].minute[cur];
+        k++;
+    }
+    if (k > 0) {
+        fn(ctx, (int64_t)(m_old - 1) * 60, cells, k);
+    }
+}
+
 /* One process a minute (rl2_mx_snapshot's compare-and-swap): first every
  * cell's point for the new minute (and hour), then the flip that sends
- * requests to the other sketch, then the old one estimated into its
- * point and cleared for the minute after next.  A request that read the
- * phase just before the flip may still write the old sketch after its
- * clear: a register or two that count toward that later minute. */
+ * requests to the other sketch, then the minute that ended to fn (when
+ * not NULL), then the old sketch estimated into its point and cleared
+ * for the minute after next.  A request that read the phase just before
+ * the flip may still write the old sketch after its clear: a register or
+ * two that count toward that later minute. */
 void
-rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute)
+rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute, rl2_usage_minute_fn *fn,
+                    void *ctx)
 {
     unsigned n = atomic_load_explicit(&s->use_n, memory_order_acquire);
     unsigned cur = atomic_load(&s->use_phase) & 1;
@@ -200,6 +259,9 @@ rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute)
     }
     atomic_store(&s->use_min_open[cur ^ 1], m_new);
     atomic_store(&s->use_phase, cur ^ 1);
+    if (fn != NULL && m_old != 0) {
+        rl2_mx_use_export(s, n, cur, m_old, m_new, fn, ctx);
+    }
     for (unsigned u = 0; u < n; u++) {
         rl2_mx_use_end(s, u, cur, m_old, h_old, new_hour);
     }

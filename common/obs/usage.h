@@ -46,10 +46,16 @@
  * the functions below. */
 typedef struct rl2_usage rl2_usage_t;
 
+struct rl2_usage_fleet;
+
 struct rl2_usage {
-    const void *shm;       /* the metrics object (mx_shm_t) */
+    const void *shm;       /* the metrics object (mx_shm_t); NULL for a
+                              fleet's view */
     size_t      map_bytes; /* the mapping's size when the view owns it
                               (rl2_usage_open); 0: borrowed */
+    struct rl2_usage_fleet *fleet; /* the fleet's series read from Redis
+                                      (usage_redis.h), owned; NULL: a
+                                      metrics object's */
 };
 
 typedef enum {
