@@ -467,8 +467,8 @@ rl2_mx_fold_layers(const rl2_metrics_bind_t *b, const rl2_verdict_t *v,
 static inline mx_use_live_t *
 rl2_mx_use_live(mx_shm_t *s, unsigned slot, unsigned tier)
 {
-    unsigned u =
-        atomic_load_explicit(&s->use_slot[slot][tier], memory_order_acquire);
+    unsigned u = atomic_load_explicit(&s->use_slot[MX_CELL(slot, tier)],
+                                      memory_order_acquire);
 
     if (__builtin_expect(u == 0, 0)) {
         u = rl2_mx_use_claim(s, slot, tier);
@@ -571,12 +571,6 @@ rl2_mx_record_near(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned slot,
     rl2_mx_near(b->m, l->client, slot, now);
 }
 
-/* A (rule, tier) cell as one number, for the use of a single layer:
- * one argument fewer to keep. */
-#define MX_CELL(slot, tier) ((slot)*RL2_METRICS_TIERS + (tier))
-#define MX_CELL_SLOT(cell)  ((cell) / RL2_METRICS_TIERS)
-#define MX_CELL_TIER(cell)  ((cell) % RL2_METRICS_TIERS)
-
 static void rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l,
                            unsigned cell, const rl2_clock_t *now);
 
@@ -590,7 +584,8 @@ rl2_mx_use_one_rare(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
     mx_shm_t *s = b->shm;
     unsigned  slot = MX_CELL_SLOT(cell), tier = MX_CELL_TIER(cell), phase;
 
-    if (atomic_load_explicit(&s->use_slot[slot][tier], memory_order_acquire)
+    if (atomic_load_explicit(&s->use_slot[MX_CELL(slot, tier)],
+                             memory_order_acquire)
         == 0) {
         rl2_mx_use_claim(s, slot, tier);
         rl2_mx_use_one(b, l, cell, now);
@@ -617,9 +612,8 @@ rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
                const rl2_clock_t *now)
 {
     mx_shm_t *s = b->shm;
-    unsigned  u =
-        atomic_load_explicit(&s->use_slot[0][cell], memory_order_acquire);
-    unsigned       phase;
+    unsigned u = atomic_load_explicit(&s->use_slot[cell], memory_order_acquire);
+    unsigned phase;
     mx_use_live_t *lv;
     uint64_t       used, peak;
     int            sampled;

@@ -155,6 +155,11 @@ enum { MX_FREE = 0, MX_WRITING = 1, MX_NAMED = 2 };
  * nothing but "claimed yet". */
 #define MX_USE_SINK RL2_USAGE_CELLS
 
+/* A (rule, tier) cell as one number: use_slot's index. */
+#define MX_CELL(slot, tier) ((slot)*RL2_METRICS_TIERS + (tier))
+#define MX_CELL_SLOT(cell)  ((cell) / RL2_METRICS_TIERS)
+#define MX_CELL_TIER(cell)  ((cell) % RL2_METRICS_TIERS)
+
 typedef struct {
     _Atomic uint64_t stamp;    /* interval number + 1 (minutes or hours
                                   since the epoch); 0: never written */
@@ -271,7 +276,8 @@ typedef struct {
                                          holds; 0: none */
     _Atomic uint64_t use_hour_open;   /* hour + 1 of the open hour */
     /* 1 + usage cell; 0: none yet; 1 + MX_USE_SINK: no room */
-    _Atomic uint16_t use_slot[RL2_METRICS_RULES][RL2_METRICS_TIERS];
+    /* by MX_CELL(rule slot, tier slot): one index for the hot path */
+    _Atomic uint16_t use_slot[RL2_METRICS_RULES * RL2_METRICS_TIERS];
     mx_use_cell_t    use_cells[RL2_USAGE_CELLS];
     mx_use_top_t     use_top[RL2_USAGE_TOP];
     mx_point_t       use_minutes[RL2_USAGE_CELLS][RL2_USAGE_MINUTES];

@@ -87,7 +87,7 @@ rl2_mx_use_first_points(mx_shm_t *s, unsigned use)
 unsigned
 rl2_mx_use_claim(mx_shm_t *s, unsigned rule, unsigned tier)
 {
-    _Atomic uint16_t *w = &s->use_slot[rule][tier];
+    _Atomic uint16_t *w = &s->use_slot[MX_CELL(rule, tier)];
     unsigned          u, n;
 
     if (!rl2_mx_lock(s)) {

@@ -70,7 +70,8 @@ typedef struct {
     uint32_t clients;  /* distinct clients in the interval, estimated */
     uint32_t peak_ppm; /* the largest share of its limit (of 10^6) any one
                           client had used in one window of the limit, in
-                          the interval; 0: none admitted */
+                          the interval; 0: none admitted, or no limit
+                          (RL2_USAGE_UNMATCHED, "(bypass)") */
 } rl2_usage_point_t;
 
 typedef struct {

@@ -41,9 +41,12 @@ like "metrics with the token: 200, exposition content type" \
     "$(head -2 "$T_DIR/scrape" | tr -d '\r' | tr '\n' '.')"
 sed '1,/^\r\{0,1\}$/d' "$T_DIR/scrape" >"$T_DIR/metrics.txt"
 promtool_ok "$T_DIR/metrics.txt"
+# The one request no rule takes: /other (the scrapes are the responder's,
+# not decided).
 counters_are "$T_DIR/metrics.txt" <<'EXP'
 ratelimit2_near_limit_total{rule="login",tier="(none)"} 1
 ratelimit2_overflow_total{rule="login",tier="(none)"} 0
+ratelimit2_requests_total{rule="(unmatched)",tier="(none)",outcome="unmatched"} 1
 ratelimit2_requests_total{rule="login",tier="(none)",outcome="allowed"} 3
 ratelimit2_requests_total{rule="login",tier="(none)",outcome="denied"} 3
 ratelimit2_requests_total{rule="login",tier="(none)",outcome="dry_run_denied"} 0

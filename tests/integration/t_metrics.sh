@@ -82,6 +82,8 @@ is "metrics: text/plain; version=0.0.4" \
     "text/plain; version=0.0.4; charset=utf-8" \
     "$(curl -s -o /dev/null -w '%{content_type}' "$U/rl2/metrics")"
 promtool_ok "$T_DIR/metrics.txt"
+# The one request no rule applies to is the scrape itself (/rl2/metrics,
+# in the default tier "free").
 counters_are "$T_DIR/metrics.txt" <<'EXP'
 ratelimit2_near_limit_total{rule="api",tier="free"} 1
 ratelimit2_near_limit_total{rule="api",tier="pro"} 2
@@ -98,6 +100,7 @@ ratelimit2_overflow_total{rule="login",tier="(none)"} 0
 ratelimit2_overflow_total{rule="login",tier="free"} 0
 ratelimit2_overflow_total{rule="trial",tier="free"} 0
 ratelimit2_requests_total{rule="(bypass)",tier="(none)",outcome="bypassed"} 7
+ratelimit2_requests_total{rule="(unmatched)",tier="free",outcome="unmatched"} 1
 ratelimit2_requests_total{rule="api",tier="free",outcome="allowed"} 4
 ratelimit2_requests_total{rule="api",tier="free",outcome="denied"} 2
 ratelimit2_requests_total{rule="api",tier="free",outcome="dry_run_denied"} 0

@@ -12,17 +12,17 @@
 
 typedef enum {
     RL2_OK = 0,
-    RL2_ERR_CONFIG,  /* bad policy: message carries file:line */
-    RL2_ERR_NOMEM,   /* allocation failed (load time only) */
-    RL2_ERR_SYS,     /* a system call failed: message carries errno text */
-    RL2_ERR_RANGE,   /* a value would overflow 64-bit arithmetic */
-    RL2_ERR_STORE,   /* the store could not answer */
-    RL2_ERR_INVALID, /* a caller passed something malformed */
-    RL2_ERR_REQUEST, /* the client's request is ambiguous: answer 400 */
-    RL2_ERR_BOUND,   /* more rules or limits apply to one request than
-                        the core checks at once: refused, answer 500 (the
-                        loader keeps a policy file from it; a front end's
-                        inline rules on top of one can reach it) */
+    RL2_ERR_CONFIG,   /* bad policy: message carries file:line */
+    RL2_ERR_NOMEM,    /* allocation failed (load time only) */
+    RL2_ERR_SYS,      /* a system call failed: message carries errno text */
+    RL2_ERR_RANGE,    /* a value would overflow 64-bit arithmetic */
+    RL2_ERR_STORE,    /* the store could not answer */
+    RL2_ERR_INVALID,  /* a caller passed something malformed */
+    RL2_ERR_REQUEST,  /* the client's request is ambiguous: answer 400 */
+    RL2_ERR_BOUND,    /* more rules or limits apply to one request than
+                         the core checks at once: refused, answer 500 (the
+                         loader keeps a policy file from it; a front end's
+                         inline rules on top of one can reach it) */
     RL2_ERR_NOT_FOUND /* the named object does not exist (a reader
                          opening what no front end has created) */
 } rl2_status_t;
