@@ -21,6 +21,9 @@
  *   metrics_usage.c            the usage series: cells, sketches, the
  *                              upkeep's snapshots, the top clients
  *   usage.c                    reading the usage series (usage.h)
+ *   usage_push.c               each minute a host ends, into Redis
+ *   usage_redis.c              the fleet's series read back from Redis
+ *   usage_redis.h              both, and the minute callback's types
  *   hll.c                      the distinct-client sketch (hll.h)
  *   metrics_internal.h         the metrics object's layout; the metrics
  *                              entry points kept from libratelimit2-dev
