@@ -112,7 +112,7 @@ size_t rl2_metrics_top_near(const rl2_metrics_t *m,
                             rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
 #define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
-#define MX_VERSION 10u         /* 10: the usage series, rule "(unmatched)" */
+#define MX_VERSION 11u /* 11: the minutes pushed to Redis, counted */
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -278,6 +278,8 @@ typedef struct {
     _Atomic uint64_t use_min_open[2]; /* minute + 1 each minute sketch
                                          holds; 0: none */
     _Atomic uint64_t use_hour_open;   /* hour + 1 of the open hour */
+    /* minutes handed to on_minute, by rl2_usage_minute_result_t */
+    _Atomic uint64_t use_pushes[RL2_USAGE_MINUTE_RESULTS];
     /* 1 + usage cell; 0: none yet; 1 + MX_USE_SINK: no room */
     /* by MX_CELL(rule slot, tier slot): one index for the hot path */
     _Atomic uint16_t use_slot[RL2_METRICS_RULES * RL2_METRICS_TIERS];

@@ -40,6 +40,12 @@ rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out)
     out->ban_candidates = rl2_mx_load(&s->ban_candidates);
     out->bans = rl2_mx_load(&s->bans);
     out->overlimit_hits = rl2_mx_load(&s->overlimit_hits);
+    out->usage_minutes_pushed =
+        rl2_mx_load(&s->use_pushes[RL2_USAGE_MINUTE_PUSHED]);
+    out->usage_minutes_failed =
+        rl2_mx_load(&s->use_pushes[RL2_USAGE_MINUTE_FAILED]);
+    out->usage_minutes_skipped =
+        rl2_mx_load(&s->use_pushes[RL2_USAGE_MINUTE_SKIPPED]);
     for (unsigned i = 0; i <= RL2_METRICS_DECIDE_BUCKETS; i++) {
         out->decide_bucket[i] = rl2_mx_load(&s->decide_bucket[i]);
     }

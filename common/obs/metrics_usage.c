@@ -196,8 +196,8 @@ rl2_mx_use_export(mx_shm_t *s, unsigned n, unsigned cur, uint64_t m_old,
     size_t                  k = 0;
 
     for (unsigned u = 0; u < n && u < RL2_USAGE_CELLS; u++) {
-        const mx_point_t *p = rl2_mx_minute_point(s, u, m_old);
-        const mx_point_t *q = rl2_mx_minute_point(s, u, m_new);
+        const mx_point_t        *p = rl2_mx_minute_point(s, u, m_old);
+        const mx_point_t        *q = rl2_mx_minute_point(s, u, m_new);
         rl2_usage_minute_cell_t *c = &cells[k];
         uint64_t                 d[3];
 
@@ -211,10 +211,10 @@ rl2_mx_use_export(mx_shm_t *s, unsigned n, unsigned cur, uint64_t m_old,
         if (d[0] == 0) {
             continue;
         }
-        c->rule = rl2_mx_use_name(s->rules, RL2_METRICS_RULES,
-                                  s->use_cells[u].rule);
-        c->tier = rl2_mx_use_name(s->tiers, RL2_METRICS_TIERS,
-                                  s->use_cells[u].tier);
+        c->rule =
+            rl2_mx_use_name(s->rules, RL2_METRICS_RULES, s->use_cells[u].rule);
+        c->tier =
+            rl2_mx_use_name(s->tiers, RL2_METRICS_TIERS, s->use_cells[u].tier);
         c->requests = d[0];
         c->admitted = d[1];
         c->refused = d[2];
@@ -224,7 +224,13 @@ rl2_mx_use_export(mx_shm_t *s, unsigned n, unsigned cur, uint64_t m_old,
         k++;
     }
     if (k > 0) {
-        fn(ctx, (int64_t)(m_old - 1) * 60, cells, k);
+        rl2_usage_minute_result_t r =
+            fn(ctx, (int64_t)(m_old - 1) * 60, cells, k);
+
+        if ((unsigned)r < RL2_USAGE_MINUTE_RESULTS) {
+            atomic_fetch_add_explicit(&s->use_pushes[r], 1,
+                                      memory_order_relaxed);
+        }
     }
 }
 

@@ -258,7 +258,7 @@ rl2_usage_push_send(rl2_usage_push_t *p, int64_t minute_start_s,
     return st;
 }
 
-void
+rl2_usage_minute_result_t
 rl2_usage_push_minute(void *ctx, int64_t minute_start_s,
                       const rl2_usage_minute_cell_t *cells, size_t n)
 {
@@ -268,13 +268,14 @@ rl2_usage_push_minute(void *ctx, int64_t minute_start_s,
     if (p->circuit != NULL
         && rl2_circuit_state(p->circuit) != RL2_CIRCUIT_CLOSED) {
         atomic_fetch_add_explicit(&p->skipped, 1, memory_order_relaxed);
-        return;
+        return RL2_USAGE_MINUTE_SKIPPED;
     }
     if (rl2_usage_push_send(p, minute_start_s, cells, n, &err) != RL2_OK) {
         atomic_fetch_add_explicit(&p->failed, 1, memory_order_relaxed);
-        return;
+        return RL2_USAGE_MINUTE_FAILED;
     }
     atomic_fetch_add_explicit(&p->minutes, 1, memory_order_relaxed);
+    return RL2_USAGE_MINUTE_PUSHED;
 }
 
 void

@@ -57,12 +57,21 @@ typedef struct {
     const rl2_hll_t *sketch; /* the minute's distinct clients */
 } rl2_usage_minute_cell_t;
 
+/* What became of a minute handed to the callback (the metrics object
+ * counts each: ratelimit2_usage_redis_minutes_total). */
+typedef enum {
+    RL2_USAGE_MINUTE_PUSHED = 0,
+    RL2_USAGE_MINUTE_FAILED = 1,  /* dropped: Redis down, slow, refusing */
+    RL2_USAGE_MINUTE_SKIPPED = 2, /* dropped untried: the circuit was open */
+    RL2_USAGE_MINUTE_RESULTS = 3
+} rl2_usage_minute_result_t;
+
 /* A minute (starting at minute_start_s, Unix time) has been snapshotted:
  * its cells with any request.  Called by the request that took the
  * snapshot, before the sketches are cleared: it must be bounded. */
-typedef void rl2_usage_minute_fn(void *ctx, int64_t minute_start_s,
-                                 const rl2_usage_minute_cell_t *cells,
-                                 size_t                         n);
+typedef rl2_usage_minute_result_t
+rl2_usage_minute_fn(void *ctx, int64_t minute_start_s,
+                    const rl2_usage_minute_cell_t *cells, size_t n);
 
 /* ---- the pusher (usage_push.c) ---- */
 
@@ -86,8 +95,9 @@ rl2_status_t rl2_usage_push_create(rl2_redis_pool_t    *pool,
 void         rl2_usage_push_destroy(rl2_usage_push_t *p);
 
 /* The rl2_usage_minute_fn of a pusher (ctx: the pusher). */
-void rl2_usage_push_minute(void *ctx, int64_t minute_start_s,
-                           const rl2_usage_minute_cell_t *cells, size_t n);
+rl2_usage_minute_result_t
+rl2_usage_push_minute(void *ctx, int64_t minute_start_s,
+                      const rl2_usage_minute_cell_t *cells, size_t n);
 
 /* Push one minute; RL2_ERR_STORE on any failure (nothing retried). */
 rl2_status_t rl2_usage_push_send(rl2_usage_push_t *p, int64_t minute_start_s,

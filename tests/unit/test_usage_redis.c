@@ -245,9 +245,14 @@ two_hosts_add_up_in_redis(void **state)
     next_minute(&hosts[0]);
     next_minute(&hosts[1]);
     for (int i = 0; i < 2; i++) {
+        rl2_metrics_global_t g;
+
         rl2_usage_push_stats(hosts[i].push, &st);
         assert_int_equal(st.minutes, 1);
         assert_int_equal(st.failed, 0);
+        rl2_metrics_global(hosts[i].m, &g);
+        assert_int_equal(g.usage_minutes_pushed, 1);
+        assert_int_equal(g.usage_minutes_failed, 0);
     }
 
     snprintf(mhash, sizeof(mhash), "rl2:usage:{h:%lld}:m:%lld",
@@ -531,8 +536,21 @@ a_stalled_redis_times_out_an_open_circuit_skips(void **state)
     free(h);
 }
 
+/* The Prometheus text into the buffer ctx (64 KiB), cut if longer. */
+static void
+prom_out(void *ctx, const char *s, size_t n)
+{
+    char  *buf = ctx;
+    size_t len = strlen(buf);
+
+    if (len + n < (1 << 16)) {
+        memcpy(buf + len, s, n);
+        buf[len + n] = '\0';
+    }
+}
+
 /* The backend with Redis and metrics pushes the minutes its upkeep
- * ends. */
+ * ends, and counts them (Prometheus). */
 static void
 the_backend_pushes_its_minutes(void **state)
 {
@@ -542,6 +560,8 @@ the_backend_pushes_its_minutes(void **state)
     rl2_backend_t      *be;
     rl2_metrics_bind_t *bind;
     host_t              h;
+    rl2_metrics_env_t   env;
+    static char         prom[1 << 16];
     char                name[RL2_BACKEND_NAME_MAX + 16], mhash[128];
     rl2_err_t           err;
 
@@ -568,6 +588,14 @@ the_backend_pushes_its_minutes(void **state)
     snprintf(mhash, sizeof(mhash), "rl2:usage:{h:%lld}:m:%lld",
              (long long)T0_HOUR, (long long)T0_MINUTE);
     assert_int_equal(hash_field(mhash, "api\tfree\trequests"), 50);
+    /* Counted, and exposed. */
+    rl2_backend_env(be, &env);
+    prom[0] = '\0';
+    rl2_metrics_prom(rl2_backend_metrics(be), &env, prom_out, prom);
+    assert_non_null(strstr(
+        prom, "ratelimit2_usage_redis_minutes_total{result=\"pushed\"} 1\n"));
+    assert_non_null(strstr(
+        prom, "ratelimit2_usage_redis_minutes_total{result=\"failed\"} 0\n"));
     rl2_metrics_unbind(bind);
     rl2_backend_close(be);
     for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
