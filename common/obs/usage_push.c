@@ -13,6 +13,7 @@
  * client), else the dense one (12,304 bytes).
  */
 #include <inttypes.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,11 +22,20 @@
 #include <hiredis/hiredis.h>
 
 #include "store/store_internal.h"
+#include "redis/redis_resp.h"
 #include "usage_redis.h"
 
 /* A sparse sketch larger than this goes dense: Redis' own limit
  * (hll-sparse-max-bytes) before it converts a sketch. */
 #define RL2_USAGE_SPARSE_MAX 3000
+
+/* Cells per EVAL: a script holds Redis while it runs (about 0.15 ms per
+ * cell with a dense sketch, two PFMERGEs), so a minute of many cells is
+ * cut into scripts of this many, and other clients' commands run
+ * between them. */
+#define RL2_USAGE_PUSH_CELLS 16
+#define RL2_USAGE_PUSH_CMDS_MAX \
+    ((RL2_USAGE_CELLS + RL2_USAGE_PUSH_CELLS - 1) / RL2_USAGE_PUSH_CELLS)
 
 struct rl2_usage_push {
     rl2_redis_pool_t    *pool;    /* borrowed */
@@ -211,28 +221,119 @@ rl2_usage_push_build(rl2_usage_push_cmd_t *cmd, int64_t minute_start_s,
     return RL2_OK;
 }
 
-/* The command on this thread's connection (one server, Sentinel's
- * master) or to the hour slot's master (a Cluster). */
+/* A reply that is not the script's count, as an error naming the key. */
 static rl2_status_t
-rl2_usage_push_call(rl2_usage_push_t *p, const rl2_usage_push_cmd_t *cmd,
-                    redisReply **reply, rl2_err_t *err)
+rl2_usage_push_reply(const rl2_usage_push_cmd_t *cmd, const redisReply *reply,
+                     rl2_err_t *err)
 {
-    rl2_redis_conn_t *conn;
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        return RL2_OK;
+    }
+    return rl2_err_set(err, RL2_ERR_STORE, "redis usage %s: %.200s", cmd->mhash,
+                       reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                        : "unexpected reply");
+}
+
+/* The commands one after the other, on a Cluster's router (the master
+ * of the hour's slot) or a pooled pipe; the first failure ends it. */
+static rl2_status_t
+rl2_usage_push_each(rl2_usage_push_t *p, rl2_redis_conn_t *conn,
+                    const rl2_usage_push_cmd_t *cmds, size_t n, rl2_err_t *err)
+{
+    rl2_status_t st = RL2_OK;
+
+    for (size_t i = 0; i < n && st == RL2_OK; i++) {
+        const rl2_usage_push_cmd_t *cmd = &cmds[i];
+        redisReply                 *reply = NULL;
+
+        if (p->cluster != NULL) {
+            unsigned slot = rl2_redis_key_slot(cmd->mhash, strlen(cmd->mhash));
+
+            st = rl2_redis_cluster_command(p->cluster, slot, cmd->argc,
+                                           cmd->argv, cmd->argvlen,
+                                           "usage EVAL", &reply, NULL, err);
+        }
+        else {
+            st = rl2_redis_command(conn, cmd->argc, cmd->argv, cmd->argvlen,
+                                   "usage EVAL", &reply, err);
+        }
+        if (st == RL2_OK) {
+            st = rl2_usage_push_reply(cmd, reply, err);
+        }
+        rl2_redis_reply_free(reply);
+    }
+    return st;
+}
+
+/* The commands written at once on this thread's own connection, then
+ * their replies read: one round trip. */
+static rl2_status_t
+rl2_usage_push_batch(rl2_redis_conn_t *conn, const rl2_usage_push_cmd_t *cmds,
+                     size_t n, rl2_err_t *err)
+{
+    redisReply  *replies[RL2_USAGE_PUSH_CMDS_MAX] = { NULL };
+    size_t       cap = 0, len = 0, got;
+    char        *buf, why[128];
+    rl2_status_t st = RL2_OK;
+
+    for (size_t i = 0; i < n; i++) {
+        for (int a = 0; a < cmds[i].argc; a++) {
+            cap += cmds[i].argvlen[a] + 32; /* "$len\r\n" "\r\n" */
+        }
+        cap += 32; /* "*argc\r\n" */
+    }
+    if (n == 0) {
+        return RL2_OK;
+    }
+    if ((buf = malloc(cap)) == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "usage push: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t w = rl2_resp_format(buf + len, cap - len, cmds[i].argc,
+                                   cmds[i].argv, cmds[i].argvlen);
+
+        if (w == 0) { /* cannot be: cap counts every byte */
+            free(buf);
+            return rl2_err_set(err, RL2_ERR_STORE, "usage push: RESP");
+        }
+        len += w;
+    }
+    got = rl2_redis_conn_batch(conn, buf, len, n, replies, INT_MAX, why,
+                               sizeof(why));
+    free(buf);
+    if (got < n) {
+        st = rl2_err_set(err, RL2_ERR_STORE, "redis %s: usage EVAL: %s",
+                         rl2_redis_conn_name(conn), why);
+    }
+    for (size_t i = 0; i < got; i++) {
+        if (st == RL2_OK) {
+            st = rl2_usage_push_reply(&cmds[i], replies[i], err);
+        }
+        rl2_redis_reply_free(replies[i]);
+    }
+    return st;
+}
+
+/* The commands to Redis: pipelined on the thread's connection when it
+ * has one of its own, else one by one. */
+static rl2_status_t
+rl2_usage_push_call(rl2_usage_push_t *p, const rl2_usage_push_cmd_t *cmds,
+                    size_t n, rl2_err_t *err)
+{
+    rl2_redis_conn_t *conn = NULL;
     rl2_status_t      st;
 
     if (p->cluster != NULL) {
-        unsigned slot = rl2_redis_key_slot(cmd->mhash, strlen(cmd->mhash));
-
-        return rl2_redis_cluster_command(p->cluster, slot, cmd->argc, cmd->argv,
-                                         cmd->argvlen, "usage EVAL", reply,
-                                         NULL, err);
+        return rl2_usage_push_each(p, NULL, cmds, n, err);
     }
     if (!rl2_redis_pool_cached(p->pool, &conn)
         && (st = rl2_redis_pool_get(p->pool, &conn, err)) != RL2_OK) {
         return st;
     }
-    return rl2_redis_command(conn, cmd->argc, cmd->argv, cmd->argvlen,
-                             "usage EVAL", reply, err);
+    if (rl2_redis_conn_piped(conn)) {
+        return rl2_usage_push_each(p, conn, cmds, n, err);
+    }
+    return rl2_usage_push_batch(conn, cmds, n, err);
 }
 
 rl2_status_t
@@ -240,21 +341,33 @@ rl2_usage_push_send(rl2_usage_push_t *p, int64_t minute_start_s,
                     const rl2_usage_minute_cell_t *cells, size_t n,
                     rl2_err_t *err)
 {
-    rl2_usage_push_cmd_t cmd;
-    redisReply          *reply = NULL;
-    rl2_status_t         st;
+    size_t n_cmds = (n + RL2_USAGE_PUSH_CELLS - 1) / RL2_USAGE_PUSH_CELLS;
+    rl2_usage_push_cmd_t *cmds;
+    rl2_status_t          st = RL2_OK;
 
-    st = rl2_usage_push_build(&cmd, minute_start_s, cells, n, err);
+    if (n == 0) {
+        return RL2_OK;
+    }
+    if (n_cmds > RL2_USAGE_PUSH_CMDS_MAX) {
+        return rl2_err_set(err, RL2_ERR_INVALID, "usage push: %zu cells", n);
+    }
+    if ((cmds = calloc(n_cmds, sizeof(*cmds))) == NULL) {
+        return rl2_err_set(err, RL2_ERR_NOMEM, "usage push: out of memory");
+    }
+    for (size_t i = 0; i < n_cmds && st == RL2_OK; i++) {
+        size_t at = i * RL2_USAGE_PUSH_CELLS;
+        size_t k =
+            n - at < RL2_USAGE_PUSH_CELLS ? n - at : RL2_USAGE_PUSH_CELLS;
+
+        st = rl2_usage_push_build(&cmds[i], minute_start_s, cells + at, k, err);
+    }
     if (st == RL2_OK) {
-        st = rl2_usage_push_call(p, &cmd, &reply, err);
+        st = rl2_usage_push_call(p, cmds, n_cmds, err);
     }
-    if (st == RL2_OK && reply->type != REDIS_REPLY_INTEGER) {
-        st = rl2_err_set(
-            err, RL2_ERR_STORE, "redis usage %s: %.200s", cmd.mhash,
-            reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    for (size_t i = 0; i < n_cmds; i++) {
+        rl2_usage_push_cmd_free(&cmds[i]);
     }
-    rl2_redis_reply_free(reply);
-    rl2_usage_push_cmd_free(&cmd);
+    free(cmds);
     return st;
 }
 

@@ -10,6 +10,7 @@
  *   - a sketch written in Redis' dense encoding (many clients) and in its
  *     sparse one (few) is accepted by PFMERGE, and PFCOUNT agrees with
  *     the local estimate within 1%; a malformed one is refused;
+ *   - a minute of many cells goes in scripts of 16 cells, pipelined;
  *   - a Redis that is down, or stalled, costs one bounded failure and no
  *     retry; an open circuit skips the minute without a call;
  *   - the backend hooks the pusher to its metrics when it has Redis.
@@ -439,6 +440,57 @@ one_cell(const rl2_hll_t *sketch)
     return c;
 }
 
+/* 40 cells of one minute through a pool: three scripts (16, 16, 8
+ * cells), written at once on the thread's own connection, or one by one
+ * through a pooled pipe; every cell arrives. */
+static void
+push_cells(int pipeline, int64_t start_s)
+{
+    rl2_redis_conf_t        conf;
+    rl2_redis_pool_t       *pool;
+    rl2_usage_push_t       *push;
+    rl2_hll_t              *h = sketch_of(0, 1000);
+    rl2_usage_minute_cell_t c[40];
+    char                    rules[40][16], mhash[128], field[64];
+    long long               evals = cmd_calls(admin, "eval");
+    rl2_err_t               err;
+
+    rl2_redis_conf_init(&conf);
+    conf.port = srv.port;
+    conf.command_timeout_ms = 1000;
+    conf.pipeline = pipeline;
+    assert_int_equal(rl2_redis_pool_create(&conf, &pool, &err), RL2_OK);
+    assert_int_equal(rl2_usage_push_create(pool, NULL, NULL, &push, &err),
+                     RL2_OK);
+    for (int i = 0; i < 40; i++) {
+        snprintf(rules[i], sizeof(rules[i]), "r%d", i);
+        c[i] = one_cell(h);
+        c[i].rule = rules[i];
+        c[i].requests = (uint64_t)i + 1;
+    }
+    if (rl2_usage_push_send(push, start_s, c, 40, &err) != RL2_OK) {
+        fail_msg("%s", err.msg);
+    }
+    assert_int_equal(cmd_calls(admin, "eval"), evals + 3);
+    snprintf(mhash, sizeof(mhash), "rl2:usage:{h:%lld}:m:%lld",
+             (long long)(start_s / 3600), (long long)(start_s / 60));
+    for (int i = 0; i < 40; i++) {
+        snprintf(field, sizeof(field), "r%d\tfree\trequests", i);
+        assert_int_equal(hash_field(mhash, field), i + 1);
+    }
+    rl2_usage_push_destroy(push);
+    rl2_redis_pool_destroy(pool);
+    free(h);
+}
+
+static void
+many_cells_go_in_scripts_of_16(void **state)
+{
+    (void)state;
+    push_cells(0, T0_MINUTE * 60);
+    push_cells(1, T0_MINUTE * 60 + 60);
+}
+
 /* Nothing listens: one connect that fails, counted, nothing retried,
  * within the connect timeout. */
 static void
@@ -612,6 +664,7 @@ main(void)
         T(two_hosts_add_up_in_redis),
         T(encodings_are_what_redis_accepts),
         T(ranks_above_51_are_clamped),
+        T(many_cells_go_in_scripts_of_16),
         T(a_redis_that_is_down_costs_one_bounded_failure),
         T(a_stalled_redis_times_out_an_open_circuit_skips),
         T(the_backend_pushes_its_minutes),
