@@ -109,16 +109,8 @@ void rl2_usage_push_stats(const rl2_usage_push_t *p,
 
 /* ---- the reader (usage_redis.c) ---- */
 
-/* The fleet's series from the Redis server conf names (one server,
- * Sentinel or Cluster), read at once up to now_wall_s: a view for the
- * functions of usage.h, its points the sums of every host's (distinct
- * clients: PFCOUNT over the fleet's sketches).  It has no top clients
- * (they are per host: rl2_usage_top() gives none), and the current,
- * unfinished minute is zero until a host ends it.  *out is freed by
- * rl2_usage_close(). */
-rl2_status_t rl2_usage_open_redis(const rl2_redis_conf_t *conf,
-                                  int64_t now_wall_s, rl2_usage_t **out,
-                                  rl2_err_t *err);
+/* rl2_usage_open_redis() is declared in usage.h, beside
+ * rl2_usage_open(). */
 
 /* usage.c's functions for a view rl2_usage_open_redis() made. */
 size_t rl2_usage_fleet_cells(const rl2_usage_t *u, rl2_usage_cell_t *out,
