@@ -13,7 +13,8 @@
  *   - a minute of many cells goes in scripts of 16 cells, pipelined;
  *   - a Redis that is down, or stalled, costs one bounded failure and no
  *     retry; an open circuit skips the minute without a call;
- *   - the backend hooks the pusher to its metrics when it has Redis.
+ *   - the backend hooks the pusher to its metrics when it has Redis;
+ *   - the reader skips hash fields that do not parse.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -588,6 +589,64 @@ a_stalled_redis_times_out_an_open_circuit_skips(void **state)
     free(h);
 }
 
+/* Hashes are data from the network: fields that do not parse (no tab,
+ * an empty or too long name, an unknown field, a count that is not
+ * one) are skipped; the cell beside them reads right, and a peak above
+ * 100% reads as 100%. */
+static void
+the_reader_skips_what_does_not_parse(void **state)
+{
+    char              mhash[128], longname[RL2_NAME_MAX + 8];
+    rl2_redis_conf_t  conf;
+    rl2_usage_t      *u;
+    rl2_usage_cell_t  cells[RL2_USAGE_CELLS];
+    rl2_usage_point_t pts[2];
+    int64_t           first = 0, now_s = T0_WALL_US / SEC + 60;
+    rl2_err_t         err;
+
+    (void)state;
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    snprintf(mhash, sizeof(mhash), "rl2:usage:{h:%lld}:m:%lld",
+             (long long)T0_HOUR, (long long)T0_MINUTE);
+    freeReplyObject(
+        admin_cmd(admin, "HSET %s %s 7", mhash, "api\tfree\trequests"));
+    freeReplyObject(
+        admin_cmd(admin, "HSET %s %s 3000000", mhash, "api\tfree\tpeak"));
+    freeReplyObject(
+        admin_cmd(admin, "HSET %s %s x7", mhash, "api\tfree\tadmitted"));
+    freeReplyObject(
+        admin_cmd(admin, "HSET %s %s -5", mhash, "api\tfree\trefused"));
+    freeReplyObject(admin_cmd(admin, "HSET %s notab 1", mhash));
+    freeReplyObject(
+        admin_cmd(admin, "HSET %s %s 1", mhash, "\tfree\trequests"));
+    freeReplyObject(
+        admin_cmd(admin, "HSET %s %s 1", mhash, "a\tb\tc\trequests"));
+    freeReplyObject(
+        admin_cmd(admin, "HSET %s %s\tfree\trequests 1", mhash, longname));
+    freeReplyObject(
+        admin_cmd(admin, "HSET %s %s 1", mhash, "api\tpro\tcolour"));
+    rl2_redis_conf_init(&conf);
+    conf.port = srv.port;
+    conf.command_timeout_ms = 1000;
+    assert_int_equal(rl2_usage_open_redis(&conf, now_s, &u, &err), RL2_OK);
+    /* api/pro has only an unknown field: a cell, with nothing in it. */
+    assert_int_equal(rl2_usage_cells(u, cells, RL2_USAGE_CELLS), 2);
+    assert_string_equal(cells[0].rule, "api");
+    assert_string_equal(cells[0].tier, "free");
+    assert_int_equal(
+        rl2_usage_series(u, 0, RL2_USAGE_STEP_MINUTE, now_s, pts, 2, &first),
+        2);
+    assert_int_equal(first, T0_MINUTE * 60);
+    assert_int_equal(pts[0].requests, 7);
+    assert_int_equal(pts[0].admitted, 0);
+    assert_int_equal(pts[0].refused, 0);
+    assert_int_equal(pts[0].peak_ppm, 1000000);
+    /* No sketch was written: PFCOUNT of a missing key is 0. */
+    assert_int_equal(pts[0].clients, 0);
+    rl2_usage_close(u);
+}
+
 /* The Prometheus text into the buffer ctx (64 KiB), cut if longer. */
 static void
 prom_out(void *ctx, const char *s, size_t n)
@@ -668,6 +727,7 @@ main(void)
         T(a_redis_that_is_down_costs_one_bounded_failure),
         T(a_stalled_redis_times_out_an_open_circuit_skips),
         T(the_backend_pushes_its_minutes),
+        T(the_reader_skips_what_does_not_parse),
     };
 #undef T
     return cmocka_run_group_tests(tests, srv_group_setup, srv_group_teardown);
