@@ -50,13 +50,14 @@ typedef struct rl2_usage rl2_usage_t;
 struct rl2_usage_fleet;
 
 struct rl2_usage {
-    const void *shm;       /* the metrics object (mx_shm_t); NULL for a
-                              fleet's view */
-    size_t      map_bytes; /* the mapping's size when the view owns it
-                              (rl2_usage_open); 0: borrowed */
-    struct rl2_usage_fleet *fleet; /* the fleet's series read from Redis
-                                      (usage_redis.h), owned; NULL: a
-                                      metrics object's */
+    /* the metrics object (mx_shm_t); NULL for a fleet's view */
+    const void *shm;
+    /* the mapping's size when the view owns it (rl2_usage_open); 0:
+     * borrowed */
+    size_t map_bytes;
+    /* the fleet's series read from Redis (usage_redis.c), owned; NULL: a
+     * metrics object's */
+    struct rl2_usage_fleet *fleet;
 };
 
 typedef enum {
