@@ -3,9 +3,11 @@
  * usage_redis.h), so that the fleet's usage series can be read there.
  *
  * Called by the one request a minute that takes the host's snapshot
- * (metrics_usage.c), so its cost is bounded and paid once: one EVAL on
- * the Redis store's connection of that thread (or, in a Cluster, to the
- * master of the hour's slot), with the store's timeouts; nothing is
+ * (metrics_usage.c), so its cost is bounded and paid once: one EVAL per
+ * RL2_USAGE_PUSH_CELLS cells, all written at once on the Redis store's
+ * connection of that thread and their replies read (one round trip;
+ * through a pooled pipe, or in a Cluster to the master of the hour's
+ * slot, one after the other), with the store's timeouts; nothing is
  * retried and nothing waits for a reconnect loop.  A failure drops the
  * minute (counted); an open circuit skips it without a try, as the
  * violation log does.  The command carries every active cell's sketch:
@@ -29,10 +31,10 @@
  * (hll-sparse-max-bytes) before it converts a sketch. */
 #define RL2_USAGE_SPARSE_MAX 3000
 
-/* Cells per EVAL: a script holds Redis while it runs (about 0.15 ms per
- * cell with a dense sketch, two PFMERGEs), so a minute of many cells is
- * cut into scripts of this many, and other clients' commands run
- * between them. */
+/* Cells per EVAL: a script holds Redis while it runs (about 0.18 ms a
+ * cell with a dense sketch, two PFMERGEs, measured), so a minute of many
+ * cells is cut into scripts of this many, and other clients' commands
+ * run between them. */
 #define RL2_USAGE_PUSH_CELLS 16
 #define RL2_USAGE_PUSH_CMDS_MAX \
     ((RL2_USAGE_CELLS + RL2_USAGE_PUSH_CELLS - 1) / RL2_USAGE_PUSH_CELLS)

@@ -6,8 +6,8 @@
  * The host's one upkeep that takes a minute's snapshot (metrics_usage.c)
  * hands the minute's cells to a callback (rl2_usage_minute_fn) that the
  * backend registers with rl2_metrics_on_minute(): the metrics object
- * itself never talks to Redis.  The pusher sends the whole minute in one
- * EVAL (one round trip, no retry): each cell's requests, admitted and
+ * itself never talks to Redis.  The pusher sends the minute in one EVAL
+ * per 16 cells (one round trip, no retry): each cell's requests, admitted and
  * refused added to the minute's and the hour's hash, its peak share kept
  * as the larger of the two, and its distinct-client sketch written as a
  * Redis HyperLogLog string and PFMERGEd into the minute's and the hour's
