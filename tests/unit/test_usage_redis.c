@@ -14,7 +14,8 @@
  *   - a Redis that is down, or stalled, costs one bounded failure and no
  *     retry; an open circuit skips the minute without a call;
  *   - the backend hooks the pusher to its metrics when it has Redis;
- *   - the reader skips hash fields that do not parse.
+ *   - the reader skips hash fields that do not parse;
+ *   - with Sentinel, both ask the sentinel for the master.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -647,6 +648,117 @@ the_reader_skips_what_does_not_parse(void **state)
     rl2_usage_close(u);
 }
 
+/* A sentinel on a free port watching srv as master "m", in dir (made
+ * here); its pid.  It answers once it knows the master. */
+static pid_t
+sentinel_start(char *dir, int *port)
+{
+    char    conf[128], text[256], log[128], answer[64];
+    FILE   *f;
+    pid_t   pid;
+    int64_t deadline = mono_us() + 10 * SEC;
+    int     known = 0;
+
+    snprintf(dir, 64, "/tmp/rl2-sentinel-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    *port = free_port();
+    snprintf(conf, sizeof(conf), "%s/sentinel.conf", dir);
+    snprintf(log, sizeof(log), "%s/sentinel.log", dir);
+    snprintf(text, sizeof(text),
+             "port %d\nbind 127.0.0.1\ndir %s\n"
+             "sentinel monitor m 127.0.0.1 %d 1\n",
+             *port, dir, srv.port);
+    assert_non_null(f = fopen(conf, "w"));
+    fputs(text, f);
+    fclose(f);
+    if ((pid = fork()) == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execlp("redis-server", "redis-server", conf, "--sentinel", NULL);
+        _exit(127);
+    }
+    while (!known && mono_us() < deadline) {
+        struct timeval tv = { 0, 200000 };
+        redisContext  *c = redisConnectWithTimeout("127.0.0.1", *port, tv);
+        redisReply    *r = NULL;
+
+        if (c != NULL && !c->err) {
+            r = redisCommand(c, "SENTINEL get-master-addr-by-name m");
+        }
+        known = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+        snprintf(answer, sizeof(answer), "%s", known ? r->element[1]->str : "");
+        if (r != NULL) {
+            freeReplyObject(r);
+        }
+        if (c != NULL) {
+            redisFree(c);
+        }
+        if (!known) {
+            usleep(20000);
+        }
+    }
+    assert_true(known);
+    assert_int_equal(atoi(answer), srv.port);
+    return pid;
+}
+
+static void
+sentinel_stop(pid_t pid, const char *dir)
+{
+    char path[128];
+
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    snprintf(path, sizeof(path), "%s/sentinel.conf", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/sentinel.log", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* With Sentinel, the pusher's pool and the reader ask the sentinel for
+ * the master, as the store does. */
+static void
+sentinel_names_the_master_for_push_and_read(void **state)
+{
+    char                    dir[64], spec[64];
+    int                     port;
+    pid_t                   pid = sentinel_start(dir, &port);
+    rl2_redis_conf_t        conf;
+    rl2_redis_pool_t       *pool;
+    rl2_usage_push_t       *push;
+    rl2_hll_t              *h = sketch_of(0, 500);
+    rl2_usage_minute_cell_t c = one_cell(h);
+    rl2_usage_t            *u;
+    rl2_usage_cell_t        cells[2];
+    rl2_err_t               err;
+
+    (void)state;
+    rl2_redis_conf_init(&conf);
+    conf.command_timeout_ms = 1000;
+    snprintf(spec, sizeof(spec), "m@127.0.0.1:%d", port);
+    assert_int_equal(rl2_redis_sentinel_parse(&conf, spec, &err), RL2_OK);
+    assert_int_equal(rl2_redis_pool_create(&conf, &pool, &err), RL2_OK);
+    assert_int_equal(rl2_usage_push_create(pool, NULL, NULL, &push, &err),
+                     RL2_OK);
+    assert_int_equal(rl2_usage_push_minute(push, T0_MINUTE * 60, &c, 1),
+                     RL2_USAGE_MINUTE_PUSHED);
+    assert_int_equal(
+        rl2_usage_open_redis(&conf, T0_WALL_US / SEC + 60, &u, &err), RL2_OK);
+    assert_int_equal(rl2_usage_cells(u, cells, 2), 1);
+    assert_int_equal(cells[0].requests, 5);
+    rl2_usage_close(u);
+    rl2_usage_push_destroy(push);
+    rl2_redis_pool_destroy(pool);
+    sentinel_stop(pid, dir);
+    free(h);
+}
+
 /* The Prometheus text into the buffer ctx (64 KiB), cut if longer. */
 static void
 prom_out(void *ctx, const char *s, size_t n)
@@ -728,6 +840,7 @@ main(void)
         T(a_stalled_redis_times_out_an_open_circuit_skips),
         T(the_backend_pushes_its_minutes),
         T(the_reader_skips_what_does_not_parse),
+        T(sentinel_names_the_master_for_push_and_read),
     };
 #undef T
     return cmocka_run_group_tests(tests, srv_group_setup, srv_group_teardown);
