@@ -309,7 +309,8 @@ double rl2_ctl_room(const rl2_ctl_row_t *row);
 double rl2_ctl_per_minute(const rl2_ctl_report_t *r, uint64_t denials);
 /* Every denial: entries and those sampled out before them. */
 uint64_t rl2_ctl_total(const rl2_ctl_report_t *r);
-/* Write s escaped for JSON (json) or HTML (!json). */
+/* Write s escaped for JSON (json: a byte of no well-formed UTF-8
+ * sequence as the text \xHH) or HTML (!json). */
 void rl2_ctl_escape(FILE *f, const char *s, int json);
 
 /* override_list.c: every active entry of the table, sorted as the

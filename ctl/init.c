@@ -10,8 +10,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ratelimit2/config.h"
@@ -62,35 +65,47 @@ rl2_ctl_write_all(int fd, const char *text, size_t len)
     return 0;
 }
 
-/* O_EXCL: never replaces a file, even one created since a check. */
+/* The text into a file of a random name beside path (mkstemp), synced,
+ * then linked as path: link() never replaces a file, even one created
+ * since a check, and path appears whole or not at all.  A failure
+ * removes only the random name, never whatever is at path. */
 static int
 rl2_ctl_init_write(const char *path, const char *text)
 {
     size_t len = strlen(text);
-    int    fd;
+    char   tmp[PATH_MAX];
+    int    fd, e = 0;
+    mode_t mask;
 
     if (path == NULL) {
         return rl2_ctl_write_all(STDOUT_FILENO, text, len) == 0
                    ? RL2_CTL_OK
                    : rl2_ctl_fail(RL2_CTL_FAIL, "stdout: %s", strerror(errno));
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return rl2_ctl_fail(RL2_CTL_FAIL, "%s: %s%s", path, strerror(errno),
-                            errno == EEXIST ? " (not overwritten)" : "");
+    if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp)) {
+        return rl2_ctl_fail(RL2_CTL_FAIL, "%s: %s", path,
+                            strerror(ENAMETOOLONG));
     }
-    if (rl2_ctl_write_all(fd, text, len) != 0 || fsync(fd) != 0) {
-        int e = errno;
-
-        close(fd);
-        unlink(path);
-        return rl2_ctl_fail(RL2_CTL_FAIL, "%s: %s", path, strerror(e));
+    if ((fd = mkstemp(tmp)) < 0) {
+        return rl2_ctl_fail(RL2_CTL_FAIL, "%s: %s", path, strerror(errno));
     }
-    if (close(fd) != 0) {
-        int e = errno;
-
-        unlink(path);
-        return rl2_ctl_fail(RL2_CTL_FAIL, "%s: %s", path, strerror(e));
+    /* mkstemp makes it 0600: 0644 under the umask, as open() would */
+    mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0644 & ~mask) != 0 || rl2_ctl_write_all(fd, text, len) != 0
+        || fsync(fd) != 0) {
+        e = errno;
+    }
+    if (close(fd) != 0 && e == 0) {
+        e = errno;
+    }
+    if (e == 0 && link(tmp, path) != 0) {
+        e = errno;
+    }
+    unlink(tmp);
+    if (e != 0) {
+        return rl2_ctl_fail(RL2_CTL_FAIL, "%s: %s%s", path, strerror(e),
+                            e == EEXIST ? " (not overwritten)" : "");
     }
     return RL2_CTL_OK;
 }

@@ -40,13 +40,65 @@ rl2_ctl_latest_from(const rl2_ctl_report_t *r, long top)
     return r->n > (size_t)top ? r->n - (size_t)top : 0;
 }
 
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
+ * overlong form, no surrogate, nothing above U+10FFFF), 0 if there is
+ * none. */
+static size_t
+rl2_ctl_utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    size_t        n;
+    unsigned char lo = 0x80, hi = 0xbf;
+
+    if (c < 0x80) {
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    }
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    }
+    else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    }
+    else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xbf) {
+            return 0;
+        }
+    }
+    return n;
+}
+
 void
 rl2_ctl_escape(FILE *f, const char *s, int json)
 {
     for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
+        size_t        n;
 
-        if (json && (c == '"' || c == '\\')) {
+        if (json && c >= 0x80) {
+            /* JSON is UTF-8 (RFC 8259): a byte that starts no well-formed
+             * sequence (from a log, a header, a file name) is written as
+             * the text \xHH, as the terminal output shows it. */
+            if ((n = rl2_ctl_utf8_len((const unsigned char *)s)) == 0) {
+                fprintf(f, "\\\\x%02x", c);
+                continue;
+            }
+            fwrite(s, 1, n, f);
+            s += n - 1;
+        }
+        else if (json && (c == '"' || c == '\\')) {
             fprintf(f, "\\%c", c);
         }
         else if (json && c < 0x20) {

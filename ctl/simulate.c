@@ -7,9 +7,9 @@
  * once as ratelimit2-fcgi decides it, with the request the log describes
  * (method, target, Host when logged, client address, authenticated
  * user, Referer, User-Agent), on a private zone: created for the run
- * under a name of this process's, unlinked as soon as it is mapped (so
- * that nothing is left behind, even when the tool is killed), never the
- * servers' zone.  The clock is the log's: both the monotonic and the
+ * under a name of this process's with a random part, unlinked as soon
+ * as it is mapped (so that nothing is left behind, even when the tool is
+ * killed), never the servers' zone.  The clock is the log's: both the monotonic and the
  * wall time of a request are its logged time, so buckets refill, windows
  * turn and calendar quotas roll over at the log's UTC midnight as fast
  * as the CPU replays them.
@@ -394,8 +394,13 @@ rl2_sim_run_open(rl2_sim_run_t *run, const rl2_ctl_opts_t *o, int which)
 {
     rl2_err_t err;
 
-    snprintf(run->zone_name, sizeof(run->zone_name), "/rl2-simulate-%ld-%c",
-             (long)getpid(), which ? 'b' : 'a');
+    /* A name nobody can guess (the random basis the run's hash tables
+     * drew): another user who created it first would stop the run, as
+     * the open refuses a zone that is not ours. */
+    snprintf(run->zone_name, sizeof(run->zone_name),
+             "/rl2-simulate-%ld-%016" PRIx64 "-%c", (long)getpid(),
+             rl2_alog_hash_begin() ^ (uint64_t)(uintptr_t)run,
+             which ? 'b' : 'a');
     if ((run->v = malloc(sizeof(*run->v))) == NULL
         || (run->by_tier =
                 calloc(run->policy->n_tiers + 1, sizeof(*run->by_tier)))

@@ -121,6 +121,17 @@ rl2_backend_lease(const rl2_backend_conf_t *conf, rl2_backend_t *b,
     lc.all = conf->redis.lease;
     lc.lease_us = (int64_t)conf->redis.lease_time_ms * RL2_US_PER_MS;
     lc.lease_max = conf->redis.lease_max;
+    /* How long a call out keeps its key marked, from the request's clock:
+     * a call connects, writes, reads, and may load its script and send it
+     * again (each step within its timeout), and a request may make
+     * several after its clock was read (earlier phases' calls, asks past
+     * one call's RL2_MAX_LAYERS, a Cluster's call per slot): eight calls'
+     * worth.  A mark that outlives a killed process only makes the key's
+     * other requests ask for their own cost meanwhile. */
+    lc.call_max_us = 8
+                     * ((int64_t)conf->redis.connect_timeout_ms
+                        + 4 * (int64_t)conf->redis.command_timeout_ms)
+                     * RL2_US_PER_MS;
     return rl2_store_lease_create(&lc, &b->lease, err);
 }
 

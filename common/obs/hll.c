@@ -1,15 +1,47 @@
 /*
- * hll.c -- estimating and clearing a HyperLogLog sketch (hll.h).  Called
- * by the metrics upkeep once a minute per cell in use and by readers,
- * never by a request: floating point is fine here.  No libm: the one
- * logarithm needed is a short series, so the front ends link as before.
- * Also the sketch written as Redis stores a HyperLogLog, for the fleet's
- * series (usage_redis.h).
+ * hll.c -- raising a register of a HyperLogLog sketch, estimating and
+ * clearing it (hll.h).  The estimate is called by the metrics upkeep
+ * once a minute per cell in use and by readers, never by a request:
+ * floating point is fine there.  No libm: the one logarithm needed is a
+ * short series, so the front ends link as before.  Also the sketch
+ * written as Redis stores a HyperLogLog, for the fleet's series
+ * (usage_redis.h).
  */
 #include <stddef.h>
 #include <string.h>
 
 #include "obs/hll.h"
+
+/* A register's share of the deficit: 2^40 - 2^(40 - rank). */
+static uint64_t
+rl2_hll_share(uint8_t rank)
+{
+    return rank >= RL2_HLL_Q ? UINT64_C(1) << RL2_HLL_Q
+                             : (UINT64_C(1) << RL2_HLL_Q)
+                                   - (UINT64_C(1) << (RL2_HLL_Q - rank));
+}
+
+/* A compare-and-swap, so that the sums follow exactly the values the
+ * register took: a writer that loses to a larger rank writes nothing. */
+void
+rl2_hll_raise(rl2_hll_t *h, unsigned i, uint8_t rank)
+{
+    uint8_t was = atomic_load_explicit(&h->reg[i], memory_order_relaxed);
+
+    while (rank > was) {
+        if (atomic_compare_exchange_weak_explicit(&h->reg[i], &was, rank,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&h->deficit,
+                                      rl2_hll_share(rank) - rl2_hll_share(was),
+                                      memory_order_relaxed);
+            if (was == 0) {
+                atomic_fetch_add_explicit(&h->nonzero, 1, memory_order_relaxed);
+            }
+            return;
+        }
+    }
+}
 
 /* ln(x) for x >= 1: x = 2^k * f with f in [1, 2), and ln f as
  * 2 atanh((f - 1) / (f + 1)), whose series converges fast for
@@ -35,35 +67,27 @@ rl2_hll_ln(double x)
     return k * ln2 + 2.0 * sum;
 }
 
-static uint8_t
-rl2_hll_reg(const rl2_hll_t *h, unsigned i)
-{
-    return atomic_load_explicit(&((rl2_hll_t *)h)->reg[i],
-                                memory_order_relaxed);
-}
-
-/* The estimate of the union of a and b (b NULL: of a alone). */
-static uint32_t
-rl2_hll_estimate2(const rl2_hll_t *a, const rl2_hll_t *b)
+uint32_t
+rl2_hll_estimate(const rl2_hll_t *h)
 {
     const double m = (double)RL2_HLL_REGS;
     /* alpha_m of Flajolet et al. for m >= 128. */
     const double alpha = 0.7213 / (1.0 + 1.079 / m);
-    double       pow2[65], sum = 0.0, e;
-    unsigned     zeros = 0;
+    uint64_t     deficit =
+        atomic_load_explicit(&((rl2_hll_t *)h)->deficit, memory_order_relaxed);
+    uint32_t nonzero =
+        atomic_load_explicit(&((rl2_hll_t *)h)->nonzero, memory_order_relaxed);
+    double   sum, e;
+    unsigned zeros = nonzero < RL2_HLL_REGS ? RL2_HLL_REGS - nonzero : 0;
 
-    /* 2^-r for every rank a register can hold (at most 64; a larger
-     * byte, written by no one, is read as 64). */
-    pow2[0] = 1.0;
-    for (unsigned r = 1; r < 65; r++) {
-        pow2[r] = pow2[r - 1] / 2.0;
+    /* A clear racing a raise can leave the sums a step apart: never let
+     * the sum fall to zero or below. */
+    sum = m - (double)deficit / (double)(UINT64_C(1) << RL2_HLL_Q);
+    if (zeros == RL2_HLL_REGS) {
+        return 0;
     }
-    for (unsigned i = 0; i < RL2_HLL_REGS; i++) {
-        uint8_t r = rl2_hll_reg(a, i), rb = b != NULL ? rl2_hll_reg(b, i) : 0;
-
-        r = rb > r ? rb : r;
-        sum += pow2[r < 65 ? r : 64];
-        zeros += r == 0;
+    if (sum < m / (double)(UINT64_C(1) << RL2_HLL_Q)) {
+        sum = m / (double)(UINT64_C(1) << RL2_HLL_Q);
     }
     e = alpha * m * m / sum;
     /* Small range: linear counting on the empty registers is the better
@@ -74,44 +98,48 @@ rl2_hll_estimate2(const rl2_hll_t *a, const rl2_hll_t *b)
     return e >= 4294967295.0 ? UINT32_MAX : (uint32_t)(e + 0.5);
 }
 
-uint32_t
-rl2_hll_estimate(const rl2_hll_t *h)
+/* Eight stores a turn (the compiler keeps a loop of atomic stores as
+ * written). */
+void
+rl2_hll_clear_part(rl2_hll_t *h, unsigned from, unsigned n)
 {
-    return rl2_hll_estimate2(h, NULL);
-}
+    _Atomic uint8_t *end = h->reg + from + n;
 
-uint32_t
-rl2_hll_estimate_union(const rl2_hll_t *a, const rl2_hll_t *b)
-{
-    return rl2_hll_estimate2(a, b);
+    for (_Atomic uint8_t *r = h->reg + from; r < end; r += 8) {
+        atomic_store_explicit(&r[0], 0, memory_order_relaxed);
+        atomic_store_explicit(&r[1], 0, memory_order_relaxed);
+        atomic_store_explicit(&r[2], 0, memory_order_relaxed);
+        atomic_store_explicit(&r[3], 0, memory_order_relaxed);
+        atomic_store_explicit(&r[4], 0, memory_order_relaxed);
+        atomic_store_explicit(&r[5], 0, memory_order_relaxed);
+        atomic_store_explicit(&r[6], 0, memory_order_relaxed);
+        atomic_store_explicit(&r[7], 0, memory_order_relaxed);
+    }
 }
 
 void
-rl2_hll_merge(rl2_hll_t *into, const rl2_hll_t *from)
+rl2_hll_clear_sums(rl2_hll_t *h)
 {
-    for (unsigned i = 0; i < RL2_HLL_REGS; i++) {
-        uint8_t r = rl2_hll_reg(from, i);
-
-        if (r > rl2_hll_reg(into, i)) {
-            atomic_store_explicit(&into->reg[i], r, memory_order_relaxed);
-        }
-    }
+    atomic_store_explicit(&h->deficit, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->nonzero, 0, memory_order_relaxed);
 }
 
 void
 rl2_hll_clear(rl2_hll_t *h)
 {
-    for (unsigned i = 0; i < RL2_HLL_REGS; i++) {
-        atomic_store_explicit(&h->reg[i], 0, memory_order_relaxed);
-    }
+    rl2_hll_clear_part(h, 0, RL2_HLL_REGS);
+    rl2_hll_clear_sums(h);
 }
 
 /* ---- as a Redis HyperLogLog ---------------------------------------- */
 
+/* From the registers themselves, not the kept sums: Redis recomputes its
+ * own estimate from what it is given (the header marks it stale). */
 static uint8_t
 rl2_hll_redis_rank(const rl2_hll_t *h, unsigned i)
 {
-    uint8_t r = rl2_hll_reg(h, i);
+    uint8_t r =
+        atomic_load_explicit(&((rl2_hll_t *)h)->reg[i], memory_order_relaxed);
 
     return r > RL2_HLL_REDIS_RANK ? RL2_HLL_REDIS_RANK : r;
 }

@@ -10,6 +10,13 @@
  * the new rank is larger (rare once the sketch has warmed up), so a
  * sketch costs a request a load and a compare.
  *
+ * The sketch keeps the estimator's two sums as it goes (the sum of
+ * 2^-rank over its registers, as a deficit from all-zero, and how many
+ * registers are above zero), updated by the rare write that raises a
+ * register: an estimate reads two words instead of 16 KiB, so the
+ * upkeep that ends a minute in every cell stays cheap.  All-zero bytes
+ * are an empty sketch.
+ *
  * The bits come from a digest the request already has (the layer's key,
  * SipHash): no hashing is added for the sketch.  The index takes the low
  * bits of one half, the rank the leading zeros of the other half, so the
@@ -28,23 +35,45 @@
 #define RL2_HLL_P    14                /* index bits */
 #define RL2_HLL_REGS (1u << RL2_HLL_P) /* registers, one byte each */
 
+/* The sum's fixed point: a register of rank r adds 2^(40 - r) to
+ * 2^-r's sum (ranks above 40 add nothing: at most 2^-27 of it). */
+#define RL2_HLL_Q 40
+
 typedef struct {
-    _Atomic uint8_t reg[RL2_HLL_REGS];
+    _Atomic uint64_t deficit; /* sum over registers of 2^40 - 2^(40 - rank):
+                                 sum(2^-rank) = regs - deficit / 2^40 */
+    _Atomic uint32_t nonzero; /* registers above zero */
+    uint32_t         unused;
+    _Atomic uint8_t  reg[RL2_HLL_REGS];
 } rl2_hll_t;
 
-/* Count digest d into h (any number of processes at once).  A lost race
- * between two writers of one register keeps the smaller of two new
- * ranks: the estimate can only be a hair low, never high. */
+/* Raise register i to rank (out of line: rare). */
+void rl2_hll_raise(rl2_hll_t *h, unsigned i, uint8_t rank);
+
+/* The register and rank of a digest. */
+static inline unsigned
+rl2_hll_index(const rl2_digest_t *d)
+{
+    return (unsigned)(d->lo & (RL2_HLL_REGS - 1));
+}
+
+static inline uint8_t
+rl2_hll_rank(const rl2_digest_t *d)
+{
+    /* Leading zeros + 1, at most 64 (| 1: no test for a zero half, which
+     * has odds of 2^-64). */
+    return (uint8_t)(__builtin_clzll(d->hi | 1) + 1);
+}
+
+/* Count digest d into h (any number of processes at once). */
 static inline void
 rl2_hll_add(rl2_hll_t *h, const rl2_digest_t *d)
 {
-    _Atomic uint8_t *r = &h->reg[d->lo & (RL2_HLL_REGS - 1)];
-    /* The rank: leading zeros + 1, at most 64 (| 1: no test for a zero
-     * half, which has odds of 2^-64). */
-    uint8_t rank = (uint8_t)(__builtin_clzll(d->hi | 1) + 1);
+    unsigned i = rl2_hll_index(d);
+    uint8_t  rank = rl2_hll_rank(d);
 
-    if (rank > atomic_load_explicit(r, memory_order_relaxed)) {
-        atomic_store_explicit(r, rank, memory_order_relaxed);
+    if (rank > atomic_load_explicit(&h->reg[i], memory_order_relaxed)) {
+        rl2_hll_raise(h, i, rank);
     }
 }
 
@@ -52,16 +81,17 @@ rl2_hll_add(rl2_hll_t *h, const rl2_digest_t *d)
  * the standard estimator, linear counting below 2.5 x the registers. */
 uint32_t rl2_hll_estimate(const rl2_hll_t *h);
 
-/* The estimate of the union of a and b (each register's larger rank),
- * neither changed. */
-uint32_t rl2_hll_estimate_union(const rl2_hll_t *a, const rl2_hll_t *b);
-
-/* from's registers into into (the larger rank of each). */
-void rl2_hll_merge(rl2_hll_t *into, const rl2_hll_t *from);
-
 /* Every register to zero (writers may go on meanwhile: what they add
- * during the clear may stay or go). */
+ * during the clear may stay or go, and the sums be off by as much). */
 void rl2_hll_clear(rl2_hll_t *h);
+
+/* The sums to those of an empty sketch, the registers left as they are:
+ * for a sketch no one writes whose registers are cleared later, a part
+ * at a time (rl2_hll_clear_part). */
+void rl2_hll_clear_sums(rl2_hll_t *h);
+
+/* Registers [from, from + n) to zero; from and n multiples of 8. */
+void rl2_hll_clear_part(rl2_hll_t *h, unsigned from, unsigned n);
 
 /* ---- as a Redis HyperLogLog (the fleet's series, usage_redis.h) ----
  *
@@ -70,7 +100,10 @@ void rl2_hll_clear(rl2_hll_t *h);
  * encoding (0 dense, 1 sparse), 3 unused bytes, and 8 bytes of cached
  * cardinality whose top bit set means "not computed".  A sketch written
  * this way is a string PFMERGE and PFCOUNT accept; ranks above 51 (odds
- * of 2^-51 per client) are written as 51. */
+ * of 2^-51 per client) are written as 51.  Both encodings read the
+ * registers, never the kept sums (Redis computes its own estimate), so
+ * a sketch whose sums were reset before its registers
+ * (rl2_hll_clear_sums) must be written before any part is cleared. */
 #define RL2_HLL_REDIS_HDR   16
 #define RL2_HLL_REDIS_RANK  51
 #define RL2_HLL_REDIS_DENSE (RL2_HLL_REDIS_HDR + RL2_HLL_REGS * 6 / 8)

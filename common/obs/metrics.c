@@ -476,6 +476,23 @@ rl2_mx_use_live(mx_shm_t *s, unsigned slot, unsigned tier)
     return &s->use_live[u - 1];
 }
 
+/* A client into the sketches requests write now: the minute's and the
+ * hour's (one index and rank for both). */
+static inline void
+rl2_mx_use_sketch(mx_use_live_t *lv, unsigned phase, const rl2_digest_t *key)
+{
+    unsigned   i = rl2_hll_index(key);
+    uint8_t    rank = rl2_hll_rank(key);
+    rl2_hll_t *m = &lv->minute[phase & 1], *h = &lv->hour[(phase >> 1) & 1];
+
+    if (rank > atomic_load_explicit(&m->reg[i], memory_order_relaxed)) {
+        rl2_hll_raise(m, i, rank);
+    }
+    if (rank > atomic_load_explicit(&h->reg[i], memory_order_relaxed)) {
+        rl2_hll_raise(h, i, rank);
+    }
+}
+
 /* One request in RL2_USAGE_TOP_SAMPLE of this thread's feeds the top
  * table: per thread (no sharing, no atomics); initial-exec as
  * rl2_metrics_decide_sampled() explains. */
@@ -511,24 +528,22 @@ rl2_mx_use_top_layer(mx_shm_t *s, const rl2_layer_t *l, unsigned slot,
                    now->wall_us / RL2_US_PER_S);
 }
 
-/* One layer's client into the usage of its cell: the minute's sketch
- * (the hour's is the upkeep's, merged from the minutes'), and for an
- * admitted layer its share of the limit against the minute's peak.  The
- * share's test is a multiplication each side (128 bits, no overflow):
- * the division only when the peak may grow.  A negative `used` (never
- * from a store) wraps to a huge one and is judged there. */
+/* One layer's client into the usage of its cell: the minute's and the
+ * hour's sketches, and for an admitted layer its share of the limit against the
+ * minute's peak.  The share's test is a multiplication each side (128 bits, no
+ * overflow): the division only when the peak may grow.  A negative `used`
+ * (never from a store) wraps to a huge one and is judged there. */
 static __attribute__((noinline)) void
 rl2_mx_use_layer(mx_shm_t *s, const rl2_layer_t *l, unsigned slot,
                  unsigned tier, int admitted, const rl2_clock_t *now)
 {
     mx_use_live_t *lv = rl2_mx_use_live(s, slot, tier);
-    unsigned       phase =
-        atomic_load_explicit(&s->use_phase, memory_order_relaxed) & 1;
-    _Atomic uint32_t *peak = &lv->peak_ppm[phase];
+    unsigned phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed);
+    _Atomic uint32_t *peak = &lv->peak_ppm[phase & 1];
     uint64_t          used = (uint64_t)(l->result.limit - l->result.remaining);
     uint64_t          was = atomic_load_explicit(peak, memory_order_relaxed);
 
-    rl2_hll_add(&lv->minute[phase], &l->key);
+    rl2_mx_use_sketch(lv, phase, &l->key);
     if (admitted
         && (unsigned __int128)used * 1000000u
                > (unsigned __int128)was * (uint64_t)l->result.limit) {
@@ -558,7 +573,7 @@ rl2_mx_use_unkeyed(mx_shm_t *s, const rl2_verdict_t *v, unsigned slot,
     if (v->client_ip[0] != '\0') {
         d = rl2_digest_keyed(&k, v->client_ip,
                              strnlen(v->client_ip, sizeof(v->client_ip)));
-        rl2_hll_add(&lv->minute[phase & 1], &d);
+        rl2_mx_use_sketch(lv, phase, &d);
     }
 }
 
@@ -622,11 +637,11 @@ rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
         rl2_mx_use_one_rare(b, l, cell, now, 0);
         return;
     }
-    phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed) & 1;
+    phase = atomic_load_explicit(&s->use_phase, memory_order_relaxed);
     lv = &s->use_live[u - 1];
-    rl2_hll_add(&lv->minute[phase], &l->key);
+    rl2_mx_use_sketch(lv, phase, &l->key);
     used = (uint64_t)(l->result.limit - l->result.remaining);
-    peak = atomic_load_explicit(&lv->peak_ppm[phase], memory_order_relaxed);
+    peak = atomic_load_explicit(&lv->peak_ppm[phase & 1], memory_order_relaxed);
     sampled = rl2_mx_use_sampled();
     if (__builtin_expect(sampled, 0) || rl2_mx_layer_near(l)
         || (unsigned __int128)used * 1000000u

@@ -22,8 +22,10 @@
  * with the largest excess in deviations; `rules` says how many were
  * anomalous, so one line still tells an operator that several were.
  */
+#include <float.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "metrics_internal.h"
 #include "base/base_internal.h"
@@ -44,12 +46,24 @@ typedef struct {
 static double
 rl2_anomaly_sqrt(double x)
 {
-    double r = x > 1 ? x : 1;
+    uint64_t bits;
+    double   r;
 
-    for (int i = 0; i < 64 && r * r - x > 1e-9 * x; i++) {
+    if (!(x > 0) || x > DBL_MAX) {
+        return x > 0 ? x : 0; /* 0, a NaN, infinity: as they are */
+    }
+    /* Half the exponent: within a factor of 2 of the root, for every
+     * finite x (subnormals included, the guess only errs more), so that
+     * Newton's steps, each doubling the correct digits, converge in a
+     * handful. */
+    memcpy(&bits, &x, sizeof(bits));
+    bits = (bits >> 1) + (UINT64_C(0x3ff) << 51);
+    memcpy(&r, &bits, sizeof(r));
+    r = (r + x / r) / 2; /* from here on r >= the root (AM-GM) */
+    for (int i = 0; i < 64 && r - x / r > 1e-12 * r; i++) {
         r = (r + x / r) / 2;
     }
-    return x > 0 ? r : 0;
+    return r;
 }
 
 /* The last minute and its baseline, from a rule's ring (out[i][1]:

@@ -451,6 +451,7 @@ rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
         && m->conf.anomaly_min > 0) {
         rl2_mx_upkeep_anomaly(m, now->wall_us);
     }
+    rl2_mx_use_upkeep(m->shm);
     if (m->zone == NULL || m->alert == NULL
         || rl2_zone_stats(m->zone, &z, &err) != RL2_OK) {
         return;

@@ -111,8 +111,10 @@ size_t rl2_metrics_top_limited(const rl2_metrics_t *m,
 size_t rl2_metrics_top_near(const rl2_metrics_t *m,
                             rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
-#define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
-#define MX_VERSION 11u /* 11: the minutes pushed to Redis, counted */
+#define MX_MAGIC 0x4d324c52u /* "RL2M" read little-endian */
+/* 12: the minutes pushed to Redis, counted; two hour sketches, idle
+ * sketches cleared a part at a time (the fields after use_phase moved) */
+#define MX_VERSION 12u
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -146,12 +148,14 @@ enum { MX_FREE = 0, MX_WRITING = 1, MX_NAMED = 2 };
  * point's totals minus its own (no request writes a point).
  *
  * Distinct clients and the peak share are written by requests into one
- * of two minute sketches and peaks per cell, the one use_phase names;
- * the upkeep that opens a minute flips the phase, then estimates the
- * other sketch into the point of the minute it held, merges it into the
- * hour's sketch (which only the upkeep writes: requests pay for one
- * sketch), and clears it for the minute after next.  An hour's sketch
- * is estimated and cleared when the next hour opens.
+ * of two sketches and peaks per cell and interval, the ones use_phase
+ * names (bit 0 the minute's, bit 1 the hour's); the upkeep that opens
+ * an interval flips its bit, then estimates the other sketch into the
+ * point of the interval it held (two words: hll.h keeps the sums).  Its
+ * registers are cleared for the interval after next a part at a time by
+ * the once-a-second upkeeps that follow (use_min_left, use_hour_left),
+ * the rest by the flip that needs it: no single request pays for
+ * clearing 16 KiB per cell.
  *
  * Usage cell RL2_USAGE_CELLS is a sink: the cells that found the table
  * full write their sketches there, never read, so that a request tests
@@ -177,7 +181,7 @@ typedef struct {
 typedef struct {
     _Atomic uint32_t peak_ppm[2]; /* per minute phase */
     rl2_hll_t        minute[2];   /* per minute phase */
-    rl2_hll_t        hour;        /* the open hour's ended minutes */
+    rl2_hll_t        hour[2];     /* per hour phase */
 } mx_use_live_t;
 
 typedef struct {
@@ -273,11 +277,16 @@ typedef struct {
     _Atomic uint64_t exp_unplaced; /* experiment counts with no slot */
     mx_exp_t         experiments[MX_EXPERIMENTS];
     /* usage series */
-    _Atomic uint32_t use_phase;       /* the minute sketch requests write */
-    _Atomic uint32_t use_n;           /* usage cells claimed */
-    _Atomic uint64_t use_min_open[2]; /* minute + 1 each minute sketch
-                                         holds; 0: none */
-    _Atomic uint64_t use_hour_open;   /* hour + 1 of the open hour */
+    _Atomic uint32_t use_phase;        /* bit 0: the minute sketch requests
+                                          write; bit 1: the hour sketch */
+    _Atomic uint32_t use_n;            /* usage cells claimed */
+    _Atomic uint64_t use_min_open[2];  /* minute + 1 each minute sketch
+                                          holds; 0: none */
+    _Atomic uint64_t use_hour_open[2]; /* hour + 1 each hour sketch holds */
+    _Atomic uint32_t use_min_left;     /* registers of the idle minute
+                                          sketches still to clear (from the
+                                          top: the first is at REGS - left) */
+    _Atomic uint32_t use_hour_left;    /* the same for the idle hour ones */
     /* minutes handed to on_minute, by rl2_usage_minute_result_t */
     _Atomic uint64_t use_pushes[RL2_USAGE_MINUTE_RESULTS];
     /* 1 + usage cell; 0: none yet; 1 + MX_USE_SINK: no room */
@@ -350,6 +359,10 @@ void rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3]);
  * hand it to fn, when not NULL). */
 void rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute, rl2_usage_minute_fn *fn,
                          void *ctx);
+
+/* Once a second (the upkeep's process): clear a part of the idle
+ * sketches. */
+void rl2_mx_use_upkeep(mx_shm_t *s);
 
 /* The lock of the client tables (metrics_clients.c): 1 when taken. */
 int  rl2_mx_lock(mx_shm_t *s);

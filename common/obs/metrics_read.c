@@ -135,8 +135,8 @@ int
 rl2_mx_snapshot(rl2_metrics_t *m, int64_t wall_us)
 {
     mx_shm_t *s = m->shm;
-    uint64_t minute = (uint64_t)wall_us / 60000000u;
-    uint64_t last = atomic_load(&s->snap_minute), t[2];
+    uint64_t  minute = (uint64_t)wall_us / 60000000u;
+    uint64_t  last = atomic_load(&s->snap_minute), t[2];
 
     if (last == minute + 1
         || !atomic_compare_exchange_strong(&s->snap_minute, &last,

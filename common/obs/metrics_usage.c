@@ -70,7 +70,7 @@ rl2_mx_use_first_points(mx_shm_t *s, unsigned use)
     static const uint64_t zero[3] = { 0, 0, 0 };
     unsigned              phase = atomic_load(&s->use_phase);
     uint64_t              m = atomic_load(&s->use_min_open[phase & 1]);
-    uint64_t              h = atomic_load(&s->use_hour_open);
+    uint64_t              h = atomic_load(&s->use_hour_open[(phase >> 1) & 1]);
 
     if (m != 0) {
         rl2_mx_point_open(rl2_mx_minute_point(s, use, m), m, zero);
@@ -145,12 +145,17 @@ rl2_mx_hour_peak(mx_shm_t *s, unsigned use, uint64_t minute_stamp,
     }
 }
 
-/* The minute that ended, in one cell: its estimate and peak into its
- * point, its sketch into the hour's; then, when an hour ended too, the
- * hour's estimate into its point.  Both sketches cleared after. */
+/* Registers of an idle sketch cleared by one upkeep: 32 upkeeps clear
+ * one (with traffic, in the first half of the next minute). */
+#define USE_CLEAR_PART (RL2_HLL_REGS / 32)
+
+/* The intervals that ended, in one cell: the minute's estimate and
+ * peak into its point (and the peak into its hour's), and when an hour
+ * ended too, the hour's estimate; their sums reset (the registers are
+ * cleared later, by parts). */
 static void
-rl2_mx_use_end(mx_shm_t *s, unsigned u, unsigned cur, uint64_t m_old,
-               uint64_t h_old, int new_hour)
+rl2_mx_use_end(mx_shm_t *s, unsigned u, unsigned cur, unsigned hcur,
+               uint64_t m_old, uint64_t h_old, int new_hour)
 {
     mx_use_live_t *lv = &s->use_live[u];
     uint32_t       peak = atomic_exchange(&lv->peak_ppm[cur], 0);
@@ -159,15 +164,14 @@ rl2_mx_use_end(mx_shm_t *s, unsigned u, unsigned cur, uint64_t m_old,
         rl2_mx_point_end(rl2_mx_minute_point(s, u, m_old), m_old,
                          &lv->minute[cur], peak);
         rl2_mx_hour_peak(s, u, m_old, peak);
-        rl2_hll_merge(&lv->hour, &lv->minute[cur]);
     }
-    rl2_hll_clear(&lv->minute[cur]);
+    rl2_hll_clear_sums(&lv->minute[cur]);
     if (new_hour) {
         if (h_old != 0) {
-            rl2_mx_point_end(rl2_mx_hour_point(s, u, h_old), h_old, &lv->hour,
-                             0);
+            rl2_mx_point_end(rl2_mx_hour_point(s, u, h_old), h_old,
+                             &lv->hour[hcur], 0);
         }
-        rl2_hll_clear(&lv->hour);
+        rl2_hll_clear_sums(&lv->hour[hcur]);
     }
 }
 
@@ -183,11 +187,14 @@ rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i)
     return t[i].name;
 }
 
-/* The minute that ended (m_old, its sketches in phase cur, not yet
- * cleared) to the minute callback: each cell that had a request, its
- * counts the difference between the totals its point opened with and
- * the ones the new minute's point has just opened with.  The callback
- * runs before the clears, on the sketches requests no longer write. */
+/* The minute that ended (m_old, its sketches in phase cur) to the
+ * minute callback: each cell that had a request, its counts the
+ * difference between the totals its point opened with and the ones the
+ * new minute's point has just opened with.  The callback runs after the
+ * flip, on the sketches requests no longer write, and before
+ * rl2_mx_use_end takes their peaks and resets their sums and before
+ * use_min_left lets an upkeep clear the first part of their registers:
+ * it sees the whole minute, registers and sums alike. */
 static void
 rl2_mx_use_export(mx_shm_t *s, unsigned n, unsigned cur, uint64_t m_old,
                   uint64_t m_new, rl2_usage_minute_fn *fn, void *ctx)
@@ -234,22 +241,56 @@ rl2_mx_use_export(mx_shm_t *s, unsigned n, unsigned cur, uint64_t m_old,
     }
 }
 
-/* One process a minute (rl2_mx_snapshot's compare-and-swap): first every
- * cell's point for the new minute (and hour), then the flip that sends
- * requests to the other sketch, then the minute that ended to fn (when
- * not NULL), then the old sketch estimated into its point and cleared
- * for the minute after next.  A request that read the phase just before
- * the flip may still write the old sketch after its clear: a register or
- * two that count toward that later minute. */
+/* Up to `most` registers of the idle sketches (minute or hour) of every
+ * cell cleared, from where the last part stopped. */
+static void
+rl2_mx_use_clear(mx_shm_t *s, unsigned n, _Atomic uint32_t *left, int hours,
+                 unsigned idle, unsigned most)
+{
+    unsigned l = atomic_load(left), k = l < most ? l : most;
+
+    if (k == 0) {
+        return;
+    }
+    for (unsigned u = 0; u < n; u++) {
+        rl2_hll_t *h =
+            hours ? &s->use_live[u].hour[idle] : &s->use_live[u].minute[idle];
+
+        rl2_hll_clear_part(h, RL2_HLL_REGS - l, k);
+    }
+    atomic_store(left, l - k);
+}
+
+void
+rl2_mx_use_upkeep(mx_shm_t *s)
+{
+    unsigned n = atomic_load_explicit(&s->use_n, memory_order_acquire);
+    unsigned phase = atomic_load(&s->use_phase);
+
+    rl2_mx_use_clear(s, n, &s->use_min_left, 0, (phase & 1) ^ 1,
+                     USE_CLEAR_PART);
+    rl2_mx_use_clear(s, n, &s->use_hour_left, 1, ((phase >> 1) & 1) ^ 1,
+                     USE_CLEAR_PART);
+}
+
+/* One process a minute (rl2_mx_snapshot's compare-and-swap): every
+ * cell's point for the new minute (and hour); the sketches about to be
+ * written cleared to the end; the flip that sends requests to them;
+ * then the minute that ended to fn (when not NULL); then the old
+ * sketches estimated into their points, left for the upkeeps to clear.
+ * A request that read the phase just before the flip may still write
+ * an old sketch: a register that counts toward its next interval.  The
+ * sink's sketches are never read, nor cleared. */
 void
 rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute, rl2_usage_minute_fn *fn,
                     void *ctx)
 {
     unsigned n = atomic_load_explicit(&s->use_n, memory_order_acquire);
-    unsigned cur = atomic_load(&s->use_phase) & 1;
+    unsigned phase = atomic_load(&s->use_phase);
+    unsigned cur = phase & 1, hcur = (phase >> 1) & 1;
     uint64_t m_new = minute + 1, h_new = minute / 60 + 1;
     uint64_t m_old = atomic_load(&s->use_min_open[cur]);
-    uint64_t h_old = atomic_load(&s->use_hour_open);
+    uint64_t h_old = atomic_load(&s->use_hour_open[hcur]);
     int      new_hour = h_old != h_new;
     uint64_t t[3];
 
@@ -263,22 +304,31 @@ rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute, rl2_usage_minute_fn *fn,
             rl2_mx_point_open(rl2_mx_hour_point(s, u, h_new), h_new, t);
         }
     }
+    rl2_mx_use_clear(s, n, &s->use_min_left, 0, cur ^ 1, RL2_HLL_REGS);
     atomic_store(&s->use_min_open[cur ^ 1], m_new);
-    atomic_store(&s->use_phase, cur ^ 1);
+    if (new_hour) {
+        rl2_mx_use_clear(s, n, &s->use_hour_left, 1, hcur ^ 1, RL2_HLL_REGS);
+        atomic_store(&s->use_hour_open[hcur ^ 1], h_new);
+    }
+    atomic_store(&s->use_phase, phase ^ 1u ^ (new_hour ? 2u : 0u));
+    /* Before the ends (they take the peaks and reset the sums) and before
+     * use_min_left below (the upkeeps start clearing the registers): a
+     * slow callback only delays both, and an upkeep of another process
+     * meanwhile finds nothing left to clear. */
     if (fn != NULL && m_old != 0) {
         rl2_mx_use_export(s, n, cur, m_old, m_new, fn, ctx);
     }
     for (unsigned u = 0; u < n; u++) {
-        rl2_mx_use_end(s, u, cur, m_old, h_old, new_hour);
+        rl2_mx_use_end(s, u, cur, hcur, m_old, h_old, new_hour);
     }
-    /* The hour opens after its sketch is cleared: a reader that sees the
-     * new hour open sees no minute of the old one in its sketch. */
-    if (new_hour) {
-        atomic_store(&s->use_hour_open, h_new);
+    /* A sketch that held no interval (the first ones) has nothing to
+     * clear. */
+    if (m_old != 0) {
+        atomic_store(&s->use_min_left, RL2_HLL_REGS);
     }
-    /* The sink's sketch is never read: cleared so it stays sparse-ish
-     * in use, not for its counts. */
-    rl2_hll_clear(&s->use_live[MX_USE_SINK].minute[cur]);
+    if (new_hour && h_old != 0) {
+        atomic_store(&s->use_hour_left, RL2_HLL_REGS);
+    }
 }
 
 /* ---- top clients by use -------------------------------------------- */

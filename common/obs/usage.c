@@ -185,8 +185,7 @@ typedef struct {
     const mx_point_t *ring;
     size_t            len;       /* points in the ring */
     uint64_t          open;      /* stamp of the interval still open */
-    const rl2_hll_t  *live;      /* the open minute's sketch */
-    const rl2_hll_t  *hour;      /* hours: the open hour's ended minutes */
+    const rl2_hll_t  *live;      /* its sketch */
     uint32_t          live_peak; /* the open minute's peak so far */
 } usage_ring_t;
 
@@ -195,26 +194,25 @@ rl2_usage_ring(const mx_shm_t *s, size_t i, rl2_usage_step_t step,
                usage_ring_t *r)
 {
     unsigned phase = atomic_load_explicit((_Atomic uint32_t *)&s->use_phase,
-                                          memory_order_acquire)
-                     & 1;
+                                          memory_order_acquire);
+    unsigned cur = phase & 1, hcur = (phase >> 1) & 1;
     const mx_use_live_t *lv = &s->use_live[i];
 
-    r->live = &lv->minute[phase];
-    r->live_peak = atomic_load_explicit(
-        (_Atomic uint32_t *)&lv->peak_ppm[phase], memory_order_relaxed);
+    r->live_peak = atomic_load_explicit((_Atomic uint32_t *)&lv->peak_ppm[cur],
+                                        memory_order_relaxed);
     if (step == RL2_USAGE_STEP_HOUR) {
         r->ring = s->use_hours[i];
         r->len = RL2_USAGE_HOURS;
-        r->open = atomic_load_explicit((_Atomic uint64_t *)&s->use_hour_open,
-                                       memory_order_relaxed);
-        r->hour = &lv->hour;
+        r->open = atomic_load_explicit(
+            (_Atomic uint64_t *)&s->use_hour_open[hcur], memory_order_relaxed);
+        r->live = &lv->hour[hcur];
     }
     else {
         r->ring = s->use_minutes[i];
         r->len = RL2_USAGE_MINUTES;
         r->open = atomic_load_explicit(
-            (_Atomic uint64_t *)&s->use_min_open[phase], memory_order_relaxed);
-        r->hour = NULL;
+            (_Atomic uint64_t *)&s->use_min_open[cur], memory_order_relaxed);
+        r->live = &lv->minute[cur];
     }
 }
 
@@ -275,12 +273,9 @@ rl2_usage_series(const rl2_usage_t *u, size_t i, rl2_usage_step_t step,
         peak = atomic_load_explicit((_Atomic uint32_t *)&p->peak_ppm,
                                     memory_order_relaxed);
         if (stamp == r.open) {
-            /* The open interval: its live sketch (an hour's: its ended
-             * minutes' and the open minute's); its peak so far (an
+            /* The open interval: its live sketch; its peak so far (an
              * hour's point holds its ended minutes' already). */
-            out[k].clients = r.hour != NULL
-                                 ? rl2_hll_estimate_union(r.hour, r.live)
-                                 : rl2_hll_estimate(r.live);
+            out[k].clients = rl2_hll_estimate(r.live);
             out[k].peak_ppm = r.live_peak > peak ? r.live_peak : peak;
         }
         else {

@@ -333,13 +333,25 @@ typedef struct {
     int          all;       /* rl2_redis_conf_t.lease */
     int64_t      lease_us;  /* rl2_redis_conf_t.lease_time_ms, in µs */
     int64_t      lease_max;
+    int64_t      call_max_us; /* the longest one Redis call may take (its
+                                 timeouts): how long a call out keeps its
+                                 key marked "being asked for" if the
+                                 process that made it dies; below
+                                 RL2_LEASE_ASKING_MIN_US: that */
 } rl2_lease_conf_t;
+
+/* The least time a call out marks its key (rl2_lease_conf_t). */
+#define RL2_LEASE_ASKING_MIN_US INT64_C(100000) /* 100 ms */
 
 /* Bytes of one key's lease in the table. */
 size_t rl2_lease_state_size(void);
 
 rl2_status_t rl2_store_lease_create(const rl2_lease_conf_t *conf,
                                     rl2_store_t **out, rl2_err_t *err);
+
+/* Whether a call for a slice of key is out (for tests: the mark that
+ * makes every other request of the key ask for its own cost only). */
+int rl2_lease_asking_now(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us);
 
 /* Units of key this host holds in zone (a lease table): in its slices,
  * and unused ones waiting to go back. */

@@ -30,14 +30,32 @@
  * units a lease gave a refused request are put back in its slice.
  *
  * Locking: the table's lock is held only around reading and writing the
- * table, never across a Redis call.  Two processes that find a key's
- * slice spent at once both ask; the second grant is added to the first
- * (the earlier end and the earlier grant time kept, both cautious), and
- * while a call is out the others ask only for their own cost.
+ * table, never across a Redis call.  While a call for a slice is out, the
+ * key is marked, and every other request that finds its slice spent asks
+ * only for its own cost; only the call that set the mark clears it, when
+ * it ends (a follower's grant, which comes back first as often as not,
+ * must not: the next request would then ask for a slice of its own while
+ * the first is still out, and a server killed then would strand both,
+ * beyond the bound docs/configuration.md states).  A mark outlives a
+ * process killed in the middle of its call by the call's timeouts; a
+ * grant that lands after another (a call slower than its mark) is added
+ * to the first (the earlier end and the earlier grant time kept, both
+ * cautious).
+ *
+ * A request that finds the slice spent while a call is out waits for
+ * that call to end (a futex on the entry, woken by the call's maker), at
+ * most RL2_LEASE_WAIT_MAX_US, and is then served from the new slice; only
+ * if there is none does it ask for its own cost.  Without the wait, every
+ * request in a call's round trip would be a Redis call of its own.
  */
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "algo/algo_internal.h"
 #include "base/base_internal.h"
@@ -45,9 +63,10 @@
 #include "redis_scripts.h"
 #include "store/store_internal.h"
 
-/* How long another process's call keeps a key marked "being asked for":
- * more than a command timeout need not be waited for. */
-#define RL2_LEASE_ASKING_US (100 * RL2_US_PER_MS)
+/* The longest a request waits for a call out for its key to end (a round
+ * trip to a healthy Redis takes well under a millisecond): past that it
+ * asks for its own cost, as it would have without waiting. */
+#define RL2_LEASE_WAIT_MAX_US 5000
 
 /* A key's entry outlives its last slice by this many lease times, so that
  * its unused units still go back when the key is seen again a while
@@ -77,17 +96,22 @@ typedef struct {
     int64_t slice;       /* units of the last grant */
     int64_t used;        /* units admitted since the last ask */
     int64_t since_us;    /* monotonic: the last ask */
-    int64_t asking_us;   /* monotonic: a call for it is out; 0: none */
+    int64_t asking_us;   /* monotonic: when the call out for it was
+                            planned, its mark; 0: none out */
     int64_t limit;       /* for the headers: the limit */
     int64_t remaining;   /* the fleet's, after the last grant */
     int64_t reset_at_us; /* monotonic: the limit full again */
     int64_t writing;     /* 1 while a process changes it (under the lock):
                             found so, its writer was killed in the middle */
+    _Atomic uint32_t calls_ended; /* one more at each mark cleared: the word
+                                     waiting requests sleep on (futex) */
+    uint32_t         unused;
 } rl2_lease_t;
 
 typedef struct {
     rl2_store_t      base;
     rl2_lease_conf_t conf;
+    int64_t          asking_max_us; /* how long a mark holds */
 } rl2_lease_store_t;
 
 typedef rl2_status_t (*rl2_store_call_fn)(rl2_store_t *, rl2_layer_t *, size_t,
@@ -123,7 +147,16 @@ static void
 rl2_lease_open(rl2_lease_t *l)
 {
     if (l->writing) {
+        /* The mark and the waiters' word survive: each is one aligned
+         * word, whole whatever the killed writer did, and a call may be
+         * out (its mark cleared by its maker, or ending with its time). */
+        int64_t  asking_us = l->asking_us;
+        uint32_t ended =
+            atomic_load_explicit(&l->calls_ended, memory_order_relaxed);
+
         memset(l, 0, sizeof(*l));
+        l->asking_us = asking_us;
+        atomic_store_explicit(&l->calls_ended, ended, memory_order_relaxed);
     }
     l->writing = 1;
     atomic_signal_fence(memory_order_seq_cst);
@@ -194,10 +227,13 @@ rl2_lease_settle(rl2_lease_t *l, int64_t cost, int64_t now_us)
     }
 }
 
+/* A call out for the key: marked, and not older than a call can be (its
+ * maker was killed during it). */
 static int
-rl2_lease_asking(const rl2_lease_t *l, int64_t now_us)
+rl2_lease_asking(const rl2_lease_store_t *s, const rl2_lease_t *l,
+                 int64_t now_us)
 {
-    return l->asking_us != 0 && now_us - l->asking_us < RL2_LEASE_ASKING_US;
+    return l->asking_us != 0 && now_us - l->asking_us < s->asking_max_us;
 }
 
 /* The units to ask for (see the head of the file). */
@@ -207,7 +243,7 @@ rl2_lease_want(const rl2_lease_store_t *s, const rl2_lease_t *l, int64_t cost,
 {
     int64_t elapsed_us, need, most;
 
-    if (l->slice == 0 || rl2_lease_asking(l, now_us)) {
+    if (l->slice == 0 || rl2_lease_asking(s, l, now_us)) {
         return cost;
     }
     elapsed_us = rl2_max64(now_us - l->since_us, 1);
@@ -221,10 +257,11 @@ rl2_lease_want(const rl2_lease_store_t *s, const rl2_lease_t *l, int64_t cost,
 /* Ask ahead when a quarter of a slice of four or more is left, so that a
  * busy key's requests rarely find it spent and wait for Redis. */
 static int
-rl2_lease_low(const rl2_lease_t *l, int64_t now_us)
+rl2_lease_low(const rl2_lease_store_t *s, const rl2_lease_t *l,
+              int64_t now_us)
 {
     return l->slice >= 4 && l->cur.units <= l->slice / 4 && l->next.units == 0
-           && !rl2_lease_asking(l, now_us);
+           && !rl2_lease_asking(s, l, now_us);
 }
 
 static void
@@ -298,6 +335,23 @@ rl2_lease_holds(void *zone, rl2_digest_t key, int64_t now_us)
     return rl2_lease_held(zone, key, now_us) > 0;
 }
 
+int
+rl2_lease_asking_now(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us)
+{
+    rl2_lease_t *l;
+    int          asking = 0;
+    rl2_err_t    err;
+
+    if (rl2_zone_lock(zone, &err) != RL2_OK) {
+        return 0;
+    }
+    if ((l = rl2_zone_peek(zone, key, now_us)) != NULL && !l->writing) {
+        asking = l->asking_us != 0;
+    }
+    rl2_zone_unlock(zone);
+    return asking;
+}
+
 /* ---- the request ---- */
 
 typedef struct {
@@ -310,14 +364,25 @@ typedef struct {
     size_t          ask_of[2 * RL2_MAX_LAYERS]; /* layer of ask[k] */
     int             ahead[2 * RL2_MAX_LAYERS];  /* ask[k] is for later: its
                                                    layer is served already */
+    int64_t marked_us[2 * RL2_MAX_LAYERS]; /* the mark ask[k] set on its
+                                              key; 0: it set none */
     size_t n_ask;
+    /* layers that found a call out for their key, and wait for it to end
+     * (the first pass only): the word to sleep on, and its value then */
+    size_t                  wait[RL2_MAX_LAYERS];
+    _Atomic uint32_t       *wait_word[RL2_MAX_LAYERS];
+    uint32_t                wait_seen[RL2_MAX_LAYERS];
+    size_t                  n_wait;
+    _Atomic uint32_t       *wake[2 * RL2_MAX_LAYERS]; /* marks this request
+                                                         cleared */
+    size_t                  n_wake;
 } rl2_lease_plan_t;
 
 static void
 rl2_lease_split(const rl2_lease_store_t *s, rl2_layer_t *layers, size_t n,
                 rl2_lease_plan_t *p)
 {
-    p->n_leased = p->n_exact = p->n_ask = 0;
+    p->n_leased = p->n_exact = p->n_ask = p->n_wait = p->n_wake = 0;
     for (size_t i = 0; i < n; i++) {
         if (rl2_lease_applies(layers[i].limit, s->conf.all)) {
             p->leased[p->n_leased++] = i;
@@ -375,8 +440,12 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
     rl2_lease_returnable(l, layers[i].limit);
     a->back = l->back[0].units;
     a->back_at_us = l->back[0].granted_at_us;
-    if (!rl2_lease_asking(l, now_us)) {
+    p->marked_us[p->n_ask] = 0;
+    if (!rl2_lease_asking(s, l, now_us)) {
         l->asking_us = now_us;
+        p->marked_us[p->n_ask] = now_us;
+        /* the entry holds the mark: kept at least as long as the mark */
+        rl2_zone_keep_until(s->conf.zone, l, now_us + s->asking_max_us);
         l->used = 0;
         l->since_us = now_us;
     }
@@ -390,6 +459,7 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
         a->back = l->back[1].units;
         a->back_at_us = l->back[1].granted_at_us;
         p->ask_of[p->n_ask] = i;
+        p->marked_us[p->n_ask] = 0;
         p->ahead[p->n_ask++] = 1;
     }
     memset(l->back, 0, sizeof(l->back));
@@ -400,32 +470,125 @@ rl2_lease_plan_ask(rl2_lease_store_t *s, rl2_lease_t *l, rl2_layer_t *layers,
  * circuit takes nothing from a slice: it asks, so that the circuit closes
  * only on an answer from Redis. */
 static void
+rl2_lease_layer(rl2_lease_store_t *s, rl2_layer_t *layers, size_t i,
+                rl2_lease_plan_t *p, int probe, int may_wait, int64_t now_us)
+{
+    int64_t      cost = layers[i].limit->cost;
+    rl2_lease_t *l = rl2_zone_get(s->conf.zone, layers[i].key, now_us);
+    int          ask = 1;
+
+    rl2_lease_open(l);
+    rl2_lease_settle(l, cost, now_us);
+    if (l->cur.units >= cost && !probe) {
+        rl2_lease_take(l, &l->cur, &layers[i], now_us);
+        if ((ask = rl2_lease_low(s, l, now_us))) {
+            rl2_lease_plan_ask(s, l, layers, i, 1, p, now_us);
+        }
+    }
+    else if (may_wait && !probe && rl2_lease_asking(s, l, now_us)) {
+        p->wait[p->n_wait] = i;
+        p->wait_word[p->n_wait] = &l->calls_ended;
+        p->wait_seen[p->n_wait++] =
+            atomic_load_explicit(&l->calls_ended, memory_order_relaxed);
+        ask = 0;
+    }
+    else {
+        rl2_lease_plan_ask(s, l, layers, i, 0, p, now_us);
+    }
+    rl2_lease_close(l);
+    if (ask) {
+        rl2_zone_keep_until(s->conf.zone, l,
+                            now_us + RL2_LEASE_KEEP * s->conf.lease_us);
+    }
+}
+
+static void
 rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
                      rl2_lease_plan_t *p, int probe, int64_t now_us)
 {
     for (size_t k = 0; k < p->n_leased; k++) {
-        size_t       i = p->leased[k];
-        int64_t      cost = layers[i].limit->cost;
-        rl2_lease_t *l = rl2_zone_get(s->conf.zone, layers[i].key, now_us);
-        int          ask = 1;
+        rl2_lease_layer(s, layers, p->leased[k], p, probe, 1, now_us);
+    }
+}
 
-        rl2_lease_open(l);
-        rl2_lease_settle(l, cost, now_us);
-        if (l->cur.units >= cost && !probe) {
-            rl2_lease_take(l, &l->cur, &layers[i], now_us);
-            if ((ask = rl2_lease_low(l, now_us))) {
-                rl2_lease_plan_ask(s, l, layers, i, 1, p, now_us);
-            }
+/* ---- waiting for a call out ---- */
+
+static int64_t
+rl2_lease_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Not under the lock: sleep until each waited-for key's call has ended
+ * (its word moved on), RL2_LEASE_WAIT_MAX_US at most in all.  The word
+ * stays mapped whatever becomes of the entry: an entry reused for
+ * another key only wakes its sleeper early.  Returns the µs waited. */
+static int64_t
+rl2_lease_wait(const rl2_lease_plan_t *p)
+{
+    int64_t start_us = rl2_lease_mono_us(), left_us = RL2_LEASE_WAIT_MAX_US;
+
+    for (size_t j = 0; j < p->n_wait && left_us > 0; j++) {
+        struct timespec ts;
+
+        while (left_us > 0
+               && atomic_load_explicit(p->wait_word[j], memory_order_acquire)
+                      == p->wait_seen[j]) {
+            ts.tv_sec = 0;
+            ts.tv_nsec = (long)left_us * 1000;
+            /* a shared (not private) futex: the waker is another
+             * process; EAGAIN, EINTR and ETIMEDOUT all mean "look again" */
+            syscall(SYS_futex, (void *)p->wait_word[j], FUTEX_WAIT,
+                    p->wait_seen[j], &ts, NULL, 0);
+            left_us = RL2_LEASE_WAIT_MAX_US - (rl2_lease_mono_us() - start_us);
         }
-        else {
-            rl2_lease_plan_ask(s, l, layers, i, 0, p, now_us);
-        }
-        rl2_lease_close(l);
-        if (!ask) {
+    }
+    return rl2_lease_mono_us() - start_us;
+}
+
+/* Not under the lock: wake whoever sleeps on the marks this request
+ * cleared. */
+static void
+rl2_lease_wake(const rl2_lease_plan_t *p)
+{
+    for (size_t k = 0; k < p->n_wake; k++) {
+        syscall(SYS_futex, (void *)p->wake[k], FUTEX_WAKE, INT_MAX, NULL, NULL,
+                0);
+    }
+}
+
+/* Under the lock: ask k's call has ended; the mark goes if it is the one
+ * that ask set (not a later call's, after this one outlived it). */
+static void
+rl2_lease_unmark(rl2_lease_t *l, rl2_lease_plan_t *p, size_t k)
+{
+    if (p->marked_us[k] != 0 && l->asking_us == p->marked_us[k]) {
+        l->asking_us = 0;
+        atomic_fetch_add_explicit(&l->calls_ended, 1, memory_order_release);
+        p->wake[p->n_wake++] = &l->calls_ended;
+    }
+}
+
+/* Under the lock: the marks of the asks from k on, whose calls failed
+ * (no grant came back): the next request asks again at once. */
+static void
+rl2_lease_unmark_failed(rl2_lease_store_t *s, rl2_lease_plan_t *p, size_t k,
+                        int64_t now_us)
+{
+    for (; k < p->n_ask; k++) {
+        rl2_lease_t *l;
+
+        if (p->marked_us[k] == 0
+            || (l = rl2_zone_peek(s->conf.zone, p->ask[k].layer->key, now_us))
+                   == NULL) {
             continue;
         }
-        rl2_zone_keep_until(s->conf.zone, l,
-                            now_us + RL2_LEASE_KEEP * s->conf.lease_us);
+        rl2_lease_open(l);
+        rl2_lease_unmark(l, p, k);
+        rl2_lease_close(l);
     }
 }
 
@@ -448,7 +611,7 @@ rl2_lease_grants(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
         }
         l = rl2_zone_get(s->conf.zone, layer->key, now_us);
         rl2_lease_open(l);
-        l->asking_us = 0;
+        rl2_lease_unmark(l, p, k);
         if (a->granted < cost) {
             rl2_lease_close(l);
             if (!p->ahead[k]) {
@@ -590,19 +753,45 @@ rl2_lease_ask(rl2_lease_store_t *s, rl2_layer_t *layers, rl2_lease_plan_t *p,
         st = rl2_store_redis_lease(s->conf.redis, p->ask + done, m, now, err);
         done += st == RL2_OK ? m : 0;
     }
-    if (done > 0) {
-        if ((lst = rl2_lease_lock(s, &e)) != RL2_OK) {
-            /* no grant written: every waiting layer is unserved */
-            if (st == RL2_OK) {
-                *err = e;
-                st = lst;
-            }
-            return rl2_lease_waiting(p, 0) ? st : RL2_OK;
+    if ((lst = rl2_lease_lock(s, &e)) != RL2_OK) {
+        /* no grant written, no mark cleared (it ends with its time):
+         * every waiting layer is unserved */
+        if (st == RL2_OK) {
+            *err = e;
+            st = lst;
         }
-        rl2_lease_grants(s, layers, p, done, now->mono_us);
-        rl2_zone_unlock(s->conf.zone);
+        return rl2_lease_waiting(p, 0) ? st : RL2_OK;
     }
+    rl2_lease_grants(s, layers, p, done, now->mono_us);
+    rl2_lease_unmark_failed(s, p, done, now->mono_us);
+    rl2_zone_unlock(s->conf.zone);
+    rl2_lease_wake(p);
     return rl2_lease_waiting(p, done) ? st : RL2_OK;
+}
+
+/* The layers that found a call out for their key: served from what it
+ * brought, or an ask each (no second wait), on the request's clock moved
+ * on by the wait (a slice's end is not to be passed by waiting).  Only a
+ * request with no call of its own waits. */
+static rl2_status_t
+rl2_lease_after_wait(rl2_lease_store_t *s, rl2_layer_t *layers,
+                     rl2_lease_plan_t *p, const rl2_clock_t *now,
+                     rl2_err_t *err)
+{
+    /* A request with calls of its own to make (a mark it set, or a
+     * return) does not sleep first: its marks would stand with no call
+     * out, and hold up every request of those keys. */
+    int64_t      now_us = now->mono_us + (p->n_ask == 0 ? rl2_lease_wait(p) : 0);
+    rl2_status_t st;
+
+    if ((st = rl2_lease_lock(s, err)) != RL2_OK) {
+        return st;
+    }
+    for (size_t j = 0; j < p->n_wait; j++) {
+        rl2_lease_layer(s, layers, p->wait[j], p, 0, 0, now_us);
+    }
+    rl2_zone_unlock(s->conf.zone);
+    return RL2_OK;
 }
 
 /* Is this request the failover's probe?  The failover store sends a
@@ -636,6 +825,11 @@ rl2_lease_apply(rl2_store_t *store, rl2_layer_t *layers, size_t n,
     }
     rl2_lease_from_table(s, layers, &p, rl2_lease_probe(s), now->mono_us);
     rl2_zone_unlock(s->conf.zone);
+    if (p.n_wait > 0 && (st = rl2_lease_after_wait(s, layers, &p, now, err))
+                            != RL2_OK) {
+        rl2_lease_undo(s, layers, &p, now->mono_us, &e);
+        return st;
+    }
     if (p.n_ask > 0
         && (st = rl2_lease_ask(s, layers, &p, now, err)) != RL2_OK) {
         rl2_lease_undo(s, layers, &p, now->mono_us, &e);
@@ -745,6 +939,7 @@ rl2_store_lease_create(const rl2_lease_conf_t *conf, rl2_store_t **out,
     }
     s->base.ops = &rl2_lease_ops;
     s->conf = *conf;
+    s->asking_max_us = rl2_max64(conf->call_max_us, RL2_LEASE_ASKING_MIN_US);
     *out = &s->base;
     return RL2_OK;
 }

@@ -122,6 +122,15 @@ is "a policy that does not load: exit 1" 1 "$rc"
 report "... the error is FILE:LINE: message" error policy \
     "$T_DIR/broken.conf:2"
 
+# A finding quotes a file name that is not UTF-8 (a Latin-1 byte):
+# --json stays UTF-8, the byte written as the text \xHH.
+msg=$("$CTL" -c "$T_DIR/caf"$'\xe9'".conf" -z "$ZONE_A" doctor --json \
+    --apache-config "$T_DIR/a/httpd.conf" 2>/dev/null | python3 -c '
+import json, sys
+a = json.loads(sys.stdin.buffer.read().decode("utf-8", "strict"))
+print([f["message"] for f in a if f["area"] == "policy"][0])' 2>&1)
+like "--json: a byte of no UTF-8 sequence as \\xHH" 'caf\\xe9\.conf: ' "$msg"
+
 # ---- Apache: mod_remoteip, other limiters ----
 
 doctor -c "$T_DIR/proxy.conf" -z "$ZONE_A" \

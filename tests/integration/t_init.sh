@@ -30,6 +30,9 @@ echo "site's own" >"$T_DIR/mine.conf"
 out=$("$CTL" init --type auth -o "$T_DIR/mine.conf" 2>&1)
 is "an existing file is not overwritten (exit 3)" 3 "$?"
 like "... saying so" "mine.conf: File exists \\(not overwritten\\)" "$out"
+is "... and leaves no file of its own beside it" "" \
+    "$(cd "$T_DIR" && ls -d mine.conf.* 2>/dev/null)"
+is "a written policy is mode 0644" 644 "$(stat -c %a "$T_DIR/api.conf")"
 is "... and keeps its text" "site's own" "$(cat "$T_DIR/mine.conf")"
 out=$("$CTL" init --type web 2>&1)
 is "an unknown type is a usage error (exit 2)" 2 "$?"

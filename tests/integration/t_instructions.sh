@@ -8,7 +8,7 @@
 # load, so unlike a speed they can be asserted.  The prefork MPM is used:
 # with one process and no worker threads the count repeats to within a
 # few instructions, where the event MPM's thread wake-ups move it by a few
-# hundred.  The budget: under 3,177 added instructions per
+# hundred.  The budget: under 3,196 added instructions per
 # request; the figure is printed for the record.
 #
 # Why 3,050 and not the 3,000 this gate started with: the same tree
@@ -28,15 +28,20 @@
 # 3,050 the machine-to-machine spread above would fail the gate on a
 # machine, as before.
 #
-# Why 3,177 and not 3,100: the usage series (docs/operations.md, "Usage
+# Why 3,196 and not 3,100: the usage series (docs/operations.md, "Usage
 # series") are written by every admitted request: its client into the
-# minute's distinct-client sketch (one register read, rarely written),
-# its share of the limit tested against the minute's peak (two
-# multiplications, the division only when the peak may grow), one
-# request in 64 sampled for the top clients (a thread-local counter).
-# Measured here: 3,061 before, 3,138 after (+77), so the gate moved by
-# the same 77.  The counts per minute and hour cost a request nothing:
-# the once-a-second upkeep snapshots the running totals.
+# minute's and the hour's distinct-client sketches (a register read
+# each, rarely written), its share of the limit tested against the
+# minute's peak (two multiplications, the division only when the peak
+# may grow), one request in 64 sampled for the top clients (a
+# thread-local counter).  Measured here, bench/callgrind.sh local three
+# times each: 42,149 to 42,161 before, 42,245 to 42,259 after, +96 on
+# average (t_instructions: 3,061 to 3,068 before, 3,144 to 3,169 after),
+# so the gate moved by 96.  The counts per minute
+# and hour cost a request nothing (the once-a-second upkeep snapshots
+# the running totals), and neither does a minute's end (the sketches'
+# estimates are kept as they fill; an ended sketch is cleared a part a
+# second), so a run that spans a minute's end counts the same.
 #
 # The runtime override table's lookup: with 10,000 bans in the table
 # (bench/callgrind.sh bans: a state file of bans of other loopback
@@ -47,7 +52,7 @@
 # Both figures are printed and go to docs/PERFORMANCE.md ("History").
 source "$(dirname "$0")/lib.sh"
 
-BUDGET=3177
+BUDGET=3196
 PROBE_SLACK=100
 
 # Sanitizers and gcov counters multiply every count: the budget is for

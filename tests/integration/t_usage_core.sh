@@ -128,13 +128,18 @@ like "status page: the top clients by use" '<h2>Top clients by use</h2>' \
     "$(cat "$T_DIR/status.html")"
 
 # ---- a graceful restart keeps the series ----
+# Loaded again, the module opens the object again: generation 2 says
+# the new generation's children answer (each look is a scrape).
 apache_graceful "$D"
+gen=""
 for _ in $(seq 1 100); do
-    grep -q 'resuming normal operations' "$D/logs/error.log" \
-        && [ "$(grep -c 'resuming normal operations' "$D/logs/error.log")" \
-             -ge 2 ] && break
+    scrape
+    gen=$(grep '^ratelimit2_policy_generation ' "$T_DIR/metrics.txt")
+    [ "$gen" = "ratelimit2_policy_generation 2" ] && break
     sleep 0.1
 done
+is "graceful restart: the policy loaded again" \
+    "ratelimit2_policy_generation 2" "$gen"
 is "after graceful: the second client's next 2 admitted" "200 200 " \
     "$(hits 2 /api/x --interface 127.0.0.2)"
 extra=2

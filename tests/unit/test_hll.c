@@ -2,10 +2,12 @@
  * test_hll.c -- the distinct-client sketch of the usage series
  * (obs/hll.h): 10, 1,000 and 100,000 distinct digests (SipHash of a
  * counter, as the layers' keys are) estimated within what the usage
- * docs promise, duplicates not counted twice, a clear that empties it.
- * The digests come from a fixed key: the figures are the same on every
- * run.
+ * docs promise, duplicates not counted twice, a clear that empties it;
+ * the sums the sketch keeps as registers rise equal a scan of the
+ * registers, also when four threads add at once.  The digests come from
+ * a fixed key: the figures are the same on every run.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -136,6 +138,84 @@ test_clear_empties(void **state)
     free(h);
 }
 
+/* The sums a scan of the registers gives. */
+static void
+scan(const rl2_hll_t *h, uint64_t *deficit, uint32_t *nonzero)
+{
+    *deficit = 0;
+    *nonzero = 0;
+    for (unsigned i = 0; i < RL2_HLL_REGS; i++) {
+        uint8_t r = atomic_load(&((rl2_hll_t *)h)->reg[i]);
+
+        *deficit += (UINT64_C(1) << RL2_HLL_Q)
+                    - (r >= RL2_HLL_Q ? 0 : UINT64_C(1) << (RL2_HLL_Q - r));
+        *nonzero += r != 0;
+    }
+}
+
+static void
+assert_sums_scan(const rl2_hll_t *h)
+{
+    uint64_t deficit;
+    uint32_t nonzero;
+
+    scan(h, &deficit, &nonzero);
+    assert_int_equal(atomic_load(&((rl2_hll_t *)h)->deficit), deficit);
+    assert_int_equal(atomic_load(&((rl2_hll_t *)h)->nonzero), nonzero);
+}
+
+static void
+test_sums_follow_registers(void **state)
+{
+    rl2_hll_t *h = new_sketch();
+
+    (void)state;
+    assert_sums_scan(h);
+    add_range(h, 0, 10, 1);
+    assert_sums_scan(h);
+    add_range(h, 0, 300000, 2);
+    assert_sums_scan(h);
+    rl2_hll_clear(h);
+    assert_sums_scan(h);
+    free(h);
+}
+
+typedef struct {
+    rl2_hll_t *h;
+    uint64_t   first;
+} adder_t;
+
+static void *
+adder(void *arg)
+{
+    const adder_t *a = arg;
+
+    add_range(a->h, a->first, 200000, 1);
+    return NULL;
+}
+
+/* Four threads, half of each one's digests shared with the next: every
+ * raise is counted in the sums exactly once. */
+static void
+test_sums_with_threads(void **state)
+{
+    rl2_hll_t *h = new_sketch();
+    pthread_t  t[4];
+    adder_t    a[4];
+
+    (void)state;
+    for (int i = 0; i < 4; i++) {
+        a[i] = (adder_t){ h, (uint64_t)i * 100000 };
+        assert_int_equal(pthread_create(&t[i], NULL, adder, &a[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    }
+    assert_sums_scan(h);
+    assert_within(rl2_hll_estimate(h), 500000, 20000);
+    free(h);
+}
+
 int
 main(void)
 {
@@ -146,6 +226,8 @@ main(void)
         cmocka_unit_test(test_hundred_thousand_within_two_percent),
         cmocka_unit_test(test_many_sets_within_two_percent),
         cmocka_unit_test(test_clear_empties),
+        cmocka_unit_test(test_sums_follow_registers),
+        cmocka_unit_test(test_sums_with_threads),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

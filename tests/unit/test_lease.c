@@ -62,6 +62,7 @@ server_open(server_t *sv, int idx)
     lc.all = 1;
     lc.lease_us = LEASE_US;
     lc.lease_max = LEASE_MAX;
+    lc.call_max_us = 0;
     if (rl2_store_lease_create(&lc, &sv->lease, &err) != RL2_OK) {
         fail_msg("lease store: %s", err.msg);
     }
@@ -213,6 +214,181 @@ test_slices_follow_the_rate(void **state)
     printf("  400 busy requests: %lld calls; 20 rare ones: %lld\n", busy, rare);
     assert_true(busy <= 400 / LEASE_MAX + 10);
     assert_int_equal(rare, 20);
+}
+
+/* A lease store over servers[0]'s table and `redis`, with a lease time
+ * and a call's longest time of its own. */
+static rl2_store_t *
+lease_store(rl2_store_t *redis, int64_t lease_us, int64_t call_max_us)
+{
+    rl2_lease_conf_t lc;
+    rl2_store_t     *s;
+    rl2_err_t        err;
+
+    lc.zone = servers[0].zone;
+    lc.circuit = NULL;
+    lc.redis = lc.inner = redis;
+    lc.all = 1;
+    lc.lease_us = lease_us;
+    lc.lease_max = LEASE_MAX;
+    lc.call_max_us = call_max_us;
+    assert_int_equal(rl2_store_lease_create(&lc, &s, &err), RL2_OK);
+    return s;
+}
+
+/* The leader's request, through a store of its own over a second Redis
+ * (stopped, so that its call stays out), in a thread. */
+typedef struct {
+    rl2_store_t *lease;
+    rl2_layer_t  layer;
+    int64_t      t;
+} leader_t;
+
+static void *
+leader_request(void *arg)
+{
+    leader_t   *ld = arg;
+    rl2_clock_t clk = clock_at(ld->t);
+    rl2_err_t   err;
+
+    ld->lease->ops->apply(ld->lease, &ld->layer, 1, &clk, &err);
+    return NULL;
+}
+
+/* While a call for a slice is out, the others ask for their own cost;
+ * a follower's grant, which comes back first, must leave the mark to the
+ * call that set it: else the next request asks for a slice of its own
+ * while the first is out, and a server killed then strands both (found
+ * by t_lease_fleet: 133 units lost where at most 132 may be). */
+static void
+test_a_follower_grant_keeps_the_mark(void **state)
+{
+    rl2_limit_t *lim =
+        limit_of(pol, "marked", RL2_ALGO_TOKEN_BUCKET, 1000000, HOUR);
+    rl2_store_t *redis2;
+    srv_t        srv2;
+    leader_t     ld;
+    pthread_t    th;
+    int64_t      t = wall_us(), own[3];
+    int          admitted[3], kept[3];
+
+    (void)state;
+    srv_start(&srv2, NULL);
+    redis2 = mk_store(&srv2, 1);
+    ld.lease = lease_store(redis2, LEASE_US, 0);
+    mk_layer(&ld.layer, lim, "10.0.0.9");
+    /* a busy key: its slices grow to LEASE_MAX */
+    for (int i = 0; i < 100; i++) {
+        assert_true(ask(&servers[0], &ld.layer, t));
+        t += 100;
+    }
+    t += 2 * LEASE_US; /* they are over */
+    ld.t = t;
+    assert_int_equal(kill(srv2.pid, SIGSTOP), 0);
+    assert_int_equal(pthread_create(&th, NULL, leader_request, &ld), 0);
+    while (!rl2_lease_asking_now(servers[0].zone, ld.layer.key, t)) {
+        sched_yield(); /* the leader's plan is made under the lock */
+    }
+    /* Recorded, asserted once the leader's call has ended: a failed
+     * assertion here would leave redis2 stopped and the thread running. */
+    for (int i = 0; i < 3; i++) {
+        rl2_layer_t l = ld.layer;
+
+        admitted[i] = ask(&servers[0], &l, t + (i + 1) * 100);
+        own[i] = held(&servers[0], &l, t + (i + 1) * 100);
+        kept[i] = rl2_lease_asking_now(servers[0].zone, l.key,
+                                       t + (i + 1) * 100);
+    }
+    assert_int_equal(kill(srv2.pid, SIGCONT), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    for (int i = 0; i < 3; i++) {
+        /* a follower's unit, taken: nothing held, and the mark stays */
+        assert_true(admitted[i]);
+        assert_int_equal(own[i], 0);
+        assert_true(kept[i]);
+    }
+    /* the leader's call ended (granted, or timed out): no mark */
+    assert_false(rl2_lease_asking_now(servers[0].zone, ld.layer.key, t + 400));
+    rl2_store_destroy(ld.lease);
+    rl2_store_destroy(redis2);
+    srv_stop(&srv2);
+}
+
+/* A call's mark lasts its timeouts (connect_timeout + 4 timeouts: 600 ms
+ * with the defaults), but the entry that holds the mark is kept only ten
+ * lease times from the ask (500 ms with lease_time = 50): a call out for
+ * 550 ms, well within its timeouts, loses its mark with its entry, and the
+ * next requests ask for slices of their own while it is out (found by the
+ * review of d55481c). */
+static void
+test_a_mark_outlives_its_entry_keep(void **state)
+{
+    const int64_t lease_us = 50 * 1000, call_max_us = 600 * 1000;
+    rl2_limit_t  *lim =
+        limit_of(pol, "keepmark", RL2_ALGO_TOKEN_BUCKET, 1000000, HOUR);
+    rl2_store_t *redis2, *fs;
+    srv_t        srv2;
+    leader_t     ld;
+    pthread_t    th;
+    int64_t      t = wall_us(), own[3];
+    int          marked[3], kept[3];
+
+    (void)state;
+    srv_start(&srv2, NULL);
+    redis2 = mk_store(&srv2, 1);
+    ld.lease = lease_store(redis2, lease_us, call_max_us);
+    fs = lease_store(store, lease_us, call_max_us);
+    mk_layer(&ld.layer, lim, "10.0.0.12");
+    /* a busy key: its slices grow to LEASE_MAX */
+    for (int i = 0; i < 100; i++) {
+        rl2_layer_t l = ld.layer;
+        rl2_clock_t clk = clock_at(t);
+        rl2_err_t   err;
+
+        assert_int_equal(fs->ops->apply(fs, &l, 1, &clk, &err), RL2_OK);
+        assert_true(l.committed);
+        t += 100;
+    }
+    t += 2 * lease_us; /* they are over */
+    ld.t = t;
+    assert_int_equal(kill(srv2.pid, SIGSTOP), 0);
+    assert_int_equal(pthread_create(&th, NULL, leader_request, &ld), 0);
+    while (!rl2_lease_asking_now(servers[0].zone, ld.layer.key, t)) {
+        sched_yield(); /* the leader's plan is made under the lock */
+    }
+    /* 550 ms into the leader's call (which may take 600): the followers
+     * find the mark, ask for their own cost and leave the mark alone */
+    t += 550 * 1000;
+    for (int i = 0; i < 3; i++) {
+        rl2_layer_t l = ld.layer;
+        rl2_clock_t clk = clock_at(t + i * 100);
+        rl2_err_t   err;
+
+        marked[i] = rl2_lease_asking_now(servers[0].zone, l.key, t + i * 100);
+        assert_int_equal(fs->ops->apply(fs, &l, 1, &clk, &err), RL2_OK);
+        assert_true(l.committed);
+        kept[i] = rl2_lease_asking_now(servers[0].zone, l.key, t + i * 100);
+        own[i] = held(&servers[0], &l, t + i * 100);
+    }
+    /* the leader's call is still out (redis2 stopped): only now may it end */
+    assert_int_equal(kill(srv2.pid, SIGCONT), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    rl2_store_destroy(fs);
+    rl2_store_destroy(ld.lease);
+    rl2_store_destroy(redis2);
+    srv_stop(&srv2);
+    for (int i = 0; i < 3; i++) {
+        printf("  follower %d, 550 ms into the leader's call: mark found %d, "
+               "kept %d, units held after %lld\n",
+               i + 1, marked[i], kept[i], (long long)own[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        /* a mark gone while the call is out: >0 held is a slice of a
+         * follower's own, asked for while the leader's was out */
+        assert_true(marked[i]);
+        assert_true(kept[i]);
+        assert_int_equal(own[i], 0);
+    }
 }
 
 /* A request another layer refuses leaves its slice as it was. */
@@ -453,6 +629,7 @@ child_request(rl2_layer_t *layer, int64_t t, long at)
     lc.all = 1;
     lc.lease_us = LEASE_US;
     lc.lease_max = LEASE_MAX;
+    lc.call_max_us = 0;
     if (rl2_store_lease_create(&lc, &lease, &err) != RL2_OK) {
         _exit(2);
     }
@@ -470,6 +647,16 @@ child_request(rl2_layer_t *layer, int64_t t, long at)
 }
 #endif
 
+/* Every instruction under the lock is a kill point; under the
+ * sanitizers (several times the instructions, each single-stepped, and
+ * the whole stretch again for each point) every seventh, so that the
+ * run stays within its watchdog. */
+#if defined(__SANITIZE_ADDRESS__)
+#define KILL_STRIDE 7
+#else
+#define KILL_STRIDE 1
+#endif
+
 static void
 test_a_kill_inside_the_lock_uses_no_unit_twice(void **state)
 {
@@ -480,7 +667,7 @@ test_a_kill_inside_the_lock_uses_no_unit_twice(void **state)
     long    points = 0;
 
     (void)state;
-    for (long at = 1;; at++) {
+    for (long at = 1;; at += KILL_STRIDE) {
         rl2_layer_t layer;
         char        client[48];
         int64_t     t = t0;
@@ -613,6 +800,10 @@ main(void)
             test_a_kill_inside_the_lock_uses_no_unit_twice, flushed_setup,
             watchdog_teardown),
         cmocka_unit_test_setup_teardown(test_a_probe_is_not_served_from_a_slice,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_follower_grant_keeps_the_mark,
+                                        flushed_setup, watchdog_teardown),
+        cmocka_unit_test_setup_teardown(test_a_mark_outlives_its_entry_keep,
                                         flushed_setup, watchdog_teardown),
     };
 

@@ -6,8 +6,10 @@
  * applied to under "(unmatched)", distinct clients (exact when few,
  * within 2% at 100,000), the peak share of a limit, an hour's points
  * and its distinct clients across its minutes, intervals that age out
- * of the rings, the sampled top clients, a read-only view by name, and
- * the series kept when the object is opened again (a graceful restart).
+ * of the rings, the sampled top clients, a read-only view by name, the
+ * series kept when the object is opened again (a graceful restart), the
+ * status page, cells beyond the table's 256 counted without series, and
+ * four processes claiming the same new cells at once.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -557,6 +560,123 @@ test_reopen_keeps_series(void **state)
     assert_point(last_minutes("api", "free", 1), 2, 2, 0, 2, 100000);
 }
 
+/* More cells than RL2_USAGE_CELLS: the first 256 get series, the rest
+ * are counted (the exposition has them all) without. */
+static uint64_t n_cells;
+
+static void
+count_cell(void *ctx, const rl2_metrics_cell_t *c)
+{
+    (void)ctx;
+    (void)c;
+    n_cells++;
+}
+
+static void
+test_cells_beyond_the_table(void **state)
+{
+    /* 264 cells: 12 tiers, as the fixture holds 2 of the 14 names. */
+    enum { RULES = 22, TIERS = 12 };
+    static char         text[8192];
+    size_t              len = 0;
+    rl2_policy_t       *p;
+    rl2_metrics_bind_t *b2;
+    rl2_verdict_t       v;
+    rl2_usage_cell_t    c;
+    rl2_err_t           err;
+
+    (void)state;
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "tiers = [");
+    for (int t = 0; t < TIERS; t++) {
+        len += (size_t)snprintf(text + len, sizeof(text) - len, "%s\"t%d\"",
+                                t ? "," : "", t);
+    }
+    len += (size_t)snprintf(text + len, sizeof(text) - len, "];\nrules = (");
+    for (int r = 0; r < RULES; r++) {
+        len += (size_t)snprintf(text + len, sizeof(text) - len,
+                                "%s{ name = \"r%d\"; limits = ( { rate = "
+                                "\"10/1h\"; } ); }",
+                                r ? "," : "", r);
+    }
+    snprintf(text + len, sizeof(text) - len, ");\n");
+    assert_int_equal(rl2_config_load_string(text, "big.conf", NULL, &p, &err),
+                     RL2_OK);
+    assert_int_equal(rl2_metrics_bind(m, p, NULL, 0, &b2, NULL, &err), RL2_OK);
+    for (int round = 0; round < 2; round++) {
+        for (int r = 0; r < RULES; r++) {
+            for (int t = 0; t < TIERS; t++) {
+                verdict(&v, RL2_OUTCOME_ALLOW, t, "10.6.0.1");
+                layer(&v, &p->rules[r], 0, 9);
+                rl2_metrics_record(b2, &v, &now);
+            }
+        }
+    }
+    assert_int_equal(rl2_usage_cells(&view, NULL, 0), 0);
+    {
+        static rl2_usage_cell_t all[RL2_USAGE_CELLS + 8];
+
+        assert_int_equal(rl2_usage_cells(&view, all, RL2_USAGE_CELLS + 8),
+                         RL2_USAGE_CELLS);
+    }
+    /* The first cells have their series; every cell is counted. */
+    assert_true(cell_of("r0", "t0", &c) >= 0);
+    assert_int_equal(c.requests, 2);
+    assert_point(last_minutes("r0", "t0", 0), 2, 2, 0, 1, 100000);
+    assert_int_equal(cell_of("r21", "t11", NULL), -1);
+    n_cells = 0;
+    rl2_metrics_cells(m, count_cell, NULL);
+    assert_int_equal(n_cells, RULES * TIERS);
+    rl2_metrics_unbind(b2);
+    rl2_policy_free(p);
+}
+
+/* Four processes at once on cells none has claimed yet (each claims
+ * them as its first request finds them): one usage cell per (rule,
+ * tier), exact counts, every client of every process in the sketch. */
+static void
+test_processes(void **state)
+{
+    enum { PROCS = 4, EACH = 5000 };
+    pid_t            pids[PROCS];
+    int              status;
+    rl2_usage_cell_t c;
+    uint32_t         got;
+
+    (void)state;
+    for (int p = 0; p < PROCS; p++) {
+        pids[p] = fork();
+        assert_true(pids[p] >= 0);
+        if (pids[p] == 0) {
+            char ip[48];
+
+            for (int i = 0; i < EACH; i++) {
+                snprintf(ip, sizeof(ip), "10.7.%d.%d", p, i % 2500);
+                req(i & 1 ? "api" : "login", 1, ip, ALLOW, 9);
+            }
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++) {
+        assert_int_equal(waitpid(pids[p], &status, 0), pids[p]);
+        assert_int_equal(status, 0);
+    }
+    /* Two cells, claimed once each. */
+    {
+        rl2_usage_cell_t all[4];
+
+        assert_int_equal(rl2_usage_cells(&view, all, 4), 2);
+        assert_int_not_equal(strcmp(all[0].rule, all[1].rule), 0);
+    }
+    assert_true(cell_of("api", "pro", &c) >= 0);
+    assert_int_equal(c.requests, PROCS * EACH / 2);
+    assert_true(cell_of("login", "pro", &c) >= 0);
+    assert_int_equal(c.requests, PROCS * EACH / 2);
+    /* 1,250 addresses per process and rule, 5,000 in all. */
+    got = last_minutes("api", "pro", 0)->clients;
+    assert_true(got >= 4900 && got <= 5100);
+    assert_int_equal(minutes[RL2_USAGE_MINUTES - 1].requests, PROCS * EACH / 2);
+}
+
 /* Prometheus: requests no rule applied to, as outcome="unmatched". */
 static char   prom[1 << 20];
 static size_t prom_len;
@@ -635,6 +755,8 @@ main(void)
         T(test_reopen_keeps_series),
         T(test_prometheus_unmatched),
         T(test_status_page),
+        T(test_cells_beyond_the_table),
+        T(test_processes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

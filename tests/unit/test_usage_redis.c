@@ -433,6 +433,121 @@ ranks_above_51_are_clamped(void **state)
     free(h);
 }
 
+/* ---- the minute callback and the clearing of idle sketches ---------- */
+
+/* What a callback saw of the one cell of each minute handed to it. */
+typedef struct {
+    mx_shm_t        *shm;
+    int              calls;
+    uint64_t         requests;
+    uint32_t         estimate; /* from the sketch's kept sums */
+    uint32_t         nonzero;  /* the kept count of registers above 0 */
+    unsigned         regs;     /* registers above 0 in its dense encoding */
+    int              kept;     /* the encoding the same after 40 upkeeps */
+    const rl2_hll_t *sketch;
+} probe_t;
+
+static unsigned
+dense_nonzero(const uint8_t *blob)
+{
+    const uint8_t *reg = blob + RL2_HLL_REDIS_HDR;
+    unsigned       n = 0;
+
+    for (unsigned i = 0; i < RL2_HLL_REGS; i++) {
+        unsigned bit = i * 6, byte = bit / 8, shift = bit % 8;
+        unsigned v = reg[byte] >> shift;
+
+        if (shift > 2) {
+            v |= (unsigned)reg[byte + 1] << (8 - shift);
+        }
+        n += (v & 0x3f) != 0;
+    }
+    return n;
+}
+
+/* Encodes the minute's sketch, then runs the upkeeps that another
+ * process would run in 40 seconds of a Redis that keeps this call
+ * waiting, then encodes it again: none may clear any of it. */
+static rl2_usage_minute_result_t
+probe_minute(void *ctx, int64_t minute_start_s,
+             const rl2_usage_minute_cell_t *cells, size_t n)
+{
+    static uint8_t before[RL2_HLL_REDIS_DENSE], after[RL2_HLL_REDIS_DENSE];
+    probe_t       *p = ctx;
+
+    (void)minute_start_s;
+    assert_int_equal(n, 1);
+    p->calls++;
+    p->requests = cells[0].requests;
+    p->sketch = cells[0].sketch;
+    p->estimate = rl2_hll_estimate(cells[0].sketch);
+    p->nonzero = atomic_load(&((rl2_hll_t *)cells[0].sketch)->nonzero);
+    rl2_hll_redis_dense(cells[0].sketch, before);
+    for (int i = 0; i < 40; i++) {
+        rl2_mx_use_upkeep(p->shm);
+    }
+    rl2_hll_redis_dense(cells[0].sketch, after);
+    p->regs = dense_nonzero(before);
+    p->kept = memcmp(before, after, sizeof(before)) == 0;
+    return RL2_USAGE_MINUTE_PUSHED;
+}
+
+/* A second later on host h, with a request that runs its upkeep. */
+static void
+next_second(host_t *h)
+{
+    h->now.wall_us += SEC;
+    h->now.mono_us += SEC;
+    req(h, 0, 0, 9);
+}
+
+static void
+all_zero(const rl2_hll_t *h)
+{
+    for (unsigned i = 0; i < RL2_HLL_REGS; i++) {
+        assert_int_equal(atomic_load(&((rl2_hll_t *)h)->reg[i]), 0);
+    }
+}
+
+/* The callback sees each minute's whole sketch, registers and kept sums
+ * alike, however long it takes (the upkeeps that clear idle sketches a
+ * part a second start after it returns); once they have, the sketch is
+ * empty when its phase comes round again, so each minute counts only
+ * its own clients. */
+static void
+the_callback_sees_the_minute_before_any_part_is_cleared(void **state)
+{
+    static const int from[3] = { 0, 5000, 10000 },
+                     to[3] = { 3000, 5500, 10200 };
+    host_t *h = &hosts[0];
+    probe_t p = { .shm = h->m->shm };
+
+    (void)state;
+    rl2_metrics_on_minute(h->m, probe_minute, &p);
+    for (int k = 0; k < 3; k++) {
+        /* Client 0 came with the request that began the minute and the
+         * 32 that ran the upkeeps after it (none before the first). */
+        unsigned want = (unsigned)(to[k] - from[k]) + (k > 0);
+
+        clients(h, from[k], to[k]);
+        /* Five seconds into the next minute, as T0 (the 32 seconds that
+         * ran the upkeeps are in this one). */
+        h->now.wall_us += MINUTE - (k > 0 ? 32 * SEC : 0);
+        h->now.mono_us += MINUTE - (k > 0 ? 32 * SEC : 0);
+        req(h, 0, 0, 9);
+        assert_int_equal(p.calls, k + 1);
+        assert_int_equal(p.requests, want + (k > 0 ? 32 : 0));
+        assert_near(p.estimate, want, 0.02);
+        assert_int_equal(p.regs, p.nonzero);
+        assert_true(p.kept);
+        /* 32 upkeeps a part each: the minute's sketch cleared. */
+        for (int i = 0; i < 32; i++) {
+            next_second(h);
+        }
+        all_zero(p.sketch);
+    }
+}
+
 /* One minute's cell, of a sketch, for the pusher. */
 static rl2_usage_minute_cell_t
 one_cell(const rl2_hll_t *sketch)
@@ -835,6 +950,7 @@ main(void)
         T(two_hosts_add_up_in_redis),
         T(encodings_are_what_redis_accepts),
         T(ranks_above_51_are_clamped),
+        T(the_callback_sees_the_minute_before_any_part_is_cleared),
         T(many_cells_go_in_scripts_of_16),
         T(a_redis_that_is_down_costs_one_bounded_failure),
         T(a_stalled_redis_times_out_an_open_circuit_skips),
