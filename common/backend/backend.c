@@ -35,6 +35,7 @@ struct rl2_backend {
     rl2_store_t        *lease; /* in front of Redis (or it timed) */
     rl2_failover_mode_t failover_mode;
     rl2_tier_source_t  *tiers;
+    rl2_usage_push_t   *usage_push; /* the minutes into Redis; NULL: off */
     char overrides_key[RL2_REDIS_OVR_KEY_MAX]; /* the Redis conf's */
 };
 
@@ -134,6 +135,26 @@ rl2_backend_lease(const rl2_backend_conf_t *conf, rl2_backend_t *b,
     return rl2_store_lease_create(&lc, &b->lease, err);
 }
 
+/* With metrics, every minute this host ends goes to Redis too (the
+ * fleet's usage series, obs/usage_redis.h), on the store's connections
+ * and behind its circuit. */
+static rl2_status_t
+rl2_backend_usage_push(rl2_backend_t *b, rl2_err_t *err)
+{
+    rl2_status_t st;
+
+    if (b->metrics == NULL) {
+        return RL2_OK;
+    }
+    st = rl2_usage_push_create(rl2_store_redis_pool(b->redis),
+                               rl2_store_redis_cluster(b->redis), b->circuit,
+                               &b->usage_push, err);
+    if (st == RL2_OK) {
+        rl2_metrics_on_minute(b->metrics, rl2_usage_push_minute, b->usage_push);
+    }
+    return st;
+}
+
 static rl2_status_t
 rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
                   rl2_err_t *err)
@@ -154,7 +175,8 @@ rl2_backend_redis(const rl2_backend_conf_t *conf, rl2_backend_t *b,
                != RL2_OK) {
         return st;
     }
-    if ((st = rl2_backend_lease(conf, b, err)) != RL2_OK) {
+    if ((st = rl2_backend_lease(conf, b, err)) != RL2_OK
+        || (st = rl2_backend_usage_push(b, err)) != RL2_OK) {
         return st;
     }
     rl2_failover_conf_default(&fc);
@@ -266,7 +288,12 @@ rl2_backend_close(rl2_backend_t *b)
     if (b == NULL) {
         return;
     }
-    /* Wrappers before what they wrap. */
+    /* Wrappers before what they wrap; the pusher, which borrows the
+     * Redis store's connections, unhooked first. */
+    if (b->metrics != NULL) {
+        rl2_metrics_on_minute(b->metrics, NULL, NULL);
+    }
+    rl2_usage_push_destroy(b->usage_push);
     rl2_vlog_close(b->vlog);
     rl2_tier_source_destroy(b->tiers);
     rl2_store_destroy(b->overlimit);

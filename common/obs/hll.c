@@ -3,9 +3,12 @@
  * clearing it (hll.h).  The estimate is called by the metrics upkeep
  * once a minute per cell in use and by readers, never by a request:
  * floating point is fine there.  No libm: the one logarithm needed is a
- * short series, so the front ends link as before.
+ * short series, so the front ends link as before.  Also the sketch
+ * written as Redis stores a HyperLogLog, for the fleet's series
+ * (usage_redis.h).
  */
 #include <stddef.h>
+#include <string.h>
 
 #include "obs/hll.h"
 
@@ -126,4 +129,118 @@ rl2_hll_clear(rl2_hll_t *h)
 {
     rl2_hll_clear_part(h, 0, RL2_HLL_REGS);
     rl2_hll_clear_sums(h);
+}
+
+/* ---- as a Redis HyperLogLog ---------------------------------------- */
+
+/* From the registers themselves, not the kept sums: Redis recomputes its
+ * own estimate from what it is given (the header marks it stale). */
+static uint8_t
+rl2_hll_redis_rank(const rl2_hll_t *h, unsigned i)
+{
+    uint8_t r =
+        atomic_load_explicit(&((rl2_hll_t *)h)->reg[i], memory_order_relaxed);
+
+    return r > RL2_HLL_REDIS_RANK ? RL2_HLL_REDIS_RANK : r;
+}
+
+/* "HYLL", the encoding, 3 unused bytes, the cached cardinality marked
+ * stale (top bit of its last byte) so that PFCOUNT computes it. */
+static void
+rl2_hll_redis_header(uint8_t *out, uint8_t encoding)
+{
+    memset(out, 0, RL2_HLL_REDIS_HDR);
+    memcpy(out, "HYLL", 4);
+    out[4] = encoding;
+    out[15] = 0x80;
+}
+
+void
+rl2_hll_redis_dense(const rl2_hll_t *h, uint8_t *out)
+{
+    uint8_t *reg = out + RL2_HLL_REDIS_HDR;
+
+    rl2_hll_redis_header(out, 0);
+    memset(reg, 0, RL2_HLL_REDIS_DENSE - RL2_HLL_REDIS_HDR);
+    for (unsigned i = 0; i < RL2_HLL_REGS; i++) {
+        unsigned bit = i * 6, byte = bit / 8, shift = bit % 8;
+        unsigned v = rl2_hll_redis_rank(h, i);
+
+        reg[byte] |= (uint8_t)(v << shift);
+        /* A register that straddles two bytes; the last one ends
+         * inside the last byte (shift 2). */
+        if (shift > 2) {
+            reg[byte + 1] |= (uint8_t)(v >> (8 - shift));
+        }
+    }
+}
+
+/* One opcode into out at *len, if it fits in cap. */
+static int
+rl2_hll_sparse_put(uint8_t *out, size_t cap, size_t *len, const uint8_t *op,
+                   size_t n)
+{
+    if (cap - *len < n) {
+        return 0;
+    }
+    memcpy(out + *len, op, n);
+    *len += n;
+    return 1;
+}
+
+/* A run of `run` zero registers: XZERO (01xxxxxx yyyyyyyy, 1..16384) for
+ * long runs, ZERO (00xxxxxx, 1..64) for short ones. */
+static int
+rl2_hll_sparse_zeros(uint8_t *out, size_t cap, size_t *len, unsigned run)
+{
+    uint8_t op[2];
+
+    if (run > 64) {
+        op[0] = (uint8_t)(0x40 | ((run - 1) >> 8));
+        op[1] = (uint8_t)((run - 1) & 0xff);
+        return rl2_hll_sparse_put(out, cap, len, op, 2);
+    }
+    op[0] = (uint8_t)(run - 1);
+    return rl2_hll_sparse_put(out, cap, len, op, 1);
+}
+
+size_t
+rl2_hll_redis_sparse(const rl2_hll_t *h, uint8_t *out, size_t cap)
+{
+    size_t   len = RL2_HLL_REDIS_HDR;
+    unsigned i = 0;
+
+    if (cap < RL2_HLL_REDIS_HDR) {
+        return 0;
+    }
+    rl2_hll_redis_header(out, 1);
+    while (i < RL2_HLL_REGS) {
+        uint8_t  v = rl2_hll_redis_rank(h, i);
+        unsigned run = 1;
+
+        while (i + run < RL2_HLL_REGS && rl2_hll_redis_rank(h, i + run) == v) {
+            run++;
+        }
+        if (v == 0) {
+            if (!rl2_hll_sparse_zeros(out, cap, &len, run)) {
+                return 0;
+            }
+            i += run;
+            continue;
+        }
+        if (v > 32) {
+            return 0; /* VAL holds ranks 1..32 only */
+        }
+        /* VAL (1vvvvvxx): rank v, a run of up to 4. */
+        run = run > 4 ? 4 : run;
+        {
+            uint8_t op = (uint8_t)(0x80 | ((v - 1) << 2) | (run - 1));
+
+            if (!rl2_hll_sparse_put(out, cap, &len, &op, 1)) {
+                return 0;
+            }
+        }
+        i += run;
+    }
+    return len;
 }

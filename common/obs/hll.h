@@ -27,6 +27,7 @@
 #define RL2_HLL_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ratelimit2/hash.h"
@@ -91,5 +92,30 @@ void rl2_hll_clear_sums(rl2_hll_t *h);
 
 /* Registers [from, from + n) to zero; from and n multiples of 8. */
 void rl2_hll_clear_part(rl2_hll_t *h, unsigned from, unsigned n);
+
+/* ---- as a Redis HyperLogLog (the fleet's series, usage_redis.h) ----
+ *
+ * Redis keeps the same 2^14 registers (6 bits each, ranks up to 51: the
+ * 50 bits its hash leaves, + 1), behind a 16-byte header: "HYLL", the
+ * encoding (0 dense, 1 sparse), 3 unused bytes, and 8 bytes of cached
+ * cardinality whose top bit set means "not computed".  A sketch written
+ * this way is a string PFMERGE and PFCOUNT accept; ranks above 51 (odds
+ * of 2^-51 per client) are written as 51.  Both encodings read the
+ * registers, never the kept sums (Redis computes its own estimate), so
+ * a sketch whose sums were reset before its registers
+ * (rl2_hll_clear_sums) must be written before any part is cleared. */
+#define RL2_HLL_REDIS_HDR   16
+#define RL2_HLL_REDIS_RANK  51
+#define RL2_HLL_REDIS_DENSE (RL2_HLL_REDIS_HDR + RL2_HLL_REGS * 6 / 8)
+
+/* The dense encoding: RL2_HLL_REDIS_DENSE bytes into out; the registers
+ * packed little-endian, 6 bits each, register i at bit 6 i. */
+void rl2_hll_redis_dense(const rl2_hll_t *h, uint8_t *out);
+
+/* The sparse encoding (runs of zeros and of equal small ranks, as Redis
+ * stores a sketch with few clients) into out (cap bytes): its length, or
+ * 0 when it needs more than cap or a rank above 32 (then use the
+ * dense one). */
+size_t rl2_hll_redis_sparse(const rl2_hll_t *h, uint8_t *out, size_t cap);
 
 #endif /* RL2_HLL_H */

@@ -244,6 +244,13 @@ rl2_metrics_open(const char *name, unsigned mode,
 }
 
 void
+rl2_metrics_on_minute(rl2_metrics_t *m, rl2_usage_minute_fn *fn, void *ctx)
+{
+    m->on_minute = fn;
+    m->on_minute_ctx = ctx;
+}
+
+void
 rl2_metrics_close(rl2_metrics_t *m)
 {
     if (m == NULL) {

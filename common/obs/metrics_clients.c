@@ -447,7 +447,7 @@ rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now)
                                            now->mono_us + RL2_US_PER_S)) {
         return;
     }
-    if (rl2_mx_snapshot(m->shm, now->wall_us) && m->alert != NULL
+    if (rl2_mx_snapshot(m, now->wall_us) && m->alert != NULL
         && m->conf.anomaly_min > 0) {
         rl2_mx_upkeep_anomaly(m, now->wall_us);
     }

@@ -21,6 +21,9 @@
  *   metrics_usage.c            the usage series: cells, sketches, the
  *                              upkeep's snapshots, the top clients
  *   usage.c                    reading the usage series (usage.h)
+ *   usage_push.c               each minute a host ends, into Redis
+ *   usage_redis.c              the fleet's series read back from Redis
+ *   usage_redis.h              both, and the minute callback's types
  *   hll.c                      the distinct-client sketch (hll.h)
  *   metrics_internal.h         the metrics object's layout; the metrics
  *                              entry points kept from libratelimit2-dev
@@ -40,6 +43,7 @@
 #include "base/shm_obj_internal.h"
 #include "obs/hll.h"
 #include "obs/usage.h"
+#include "obs/usage_redis.h"
 
 /* ---- beside ratelimit2/metrics.h (not installed) ---- */
 
@@ -107,8 +111,10 @@ size_t rl2_metrics_top_limited(const rl2_metrics_t *m,
 size_t rl2_metrics_top_near(const rl2_metrics_t *m,
                             rl2_metrics_top_t    out[RL2_METRICS_TOP]);
 
-#define MX_MAGIC   0x4d324c52u /* "RL2M" read little-endian */
-#define MX_VERSION 10u         /* 10: the usage series, rule "(unmatched)" */
+#define MX_MAGIC 0x4d324c52u /* "RL2M" read little-endian */
+/* 12: the minutes pushed to Redis, counted; two hour sketches, idle
+ * sketches cleared a part at a time (the fields after use_phase moved) */
+#define MX_VERSION 12u
 
 /* Minute ring words: the minute number (mod 2^24) above the 40 low bits
  * of a rule's running total (allowed or denied) when that minute began.
@@ -281,6 +287,8 @@ typedef struct {
                                           sketches still to clear (from the
                                           top: the first is at REGS - left) */
     _Atomic uint32_t use_hour_left;    /* the same for the idle hour ones */
+    /* minutes handed to on_minute, by rl2_usage_minute_result_t */
+    _Atomic uint64_t use_pushes[RL2_USAGE_MINUTE_RESULTS];
     /* 1 + usage cell; 0: none yet; 1 + MX_USE_SINK: no room */
     /* by MX_CELL(rule slot, tier slot): one index for the hot path */
     _Atomic uint16_t use_slot[RL2_METRICS_RULES * RL2_METRICS_TIERS];
@@ -296,7 +304,17 @@ struct rl2_metrics {
     rl2_metrics_conf_t conf;
     rl2_alert_t       *alert; /* borrowed, may be NULL */
     rl2_zone_t        *zone;  /* borrowed, may be NULL */
+    /* The minutes this process snapshots, when set (the backend's
+     * Redis pusher); ctx borrowed. */
+    rl2_usage_minute_fn *on_minute;
+    void                *on_minute_ctx;
 };
+
+/* fn (NULL: none) is called with every minute this process's upkeep
+ * snapshots, with ctx (borrowed: it must outlive the handle or be
+ * unset first).  Set before the handle serves requests. */
+void rl2_metrics_on_minute(rl2_metrics_t *m, rl2_usage_minute_fn *fn,
+                           void *ctx);
 
 /* A name's slot in a table of cap slots (slots below `first` are
  * reserved), given it if it has none; RL2_METRICS_SLOT_OTHER when the
@@ -322,7 +340,7 @@ void rl2_mx_upkeep(rl2_metrics_t *m, const rl2_clock_t *now);
  * runs, and denied), and the snapshot of every rule's totals taken at
  * the first upkeep of a minute (1 for the one process that took it). */
 void rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2]);
-int  rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us);
+int  rl2_mx_snapshot(rl2_metrics_t *m, int64_t wall_us);
 
 /* metrics_usage.c: the usage cell of (rule slot, tier slot), claimed if
  * it has none (MX_USE_SINK when the table is full): 1 + its index. */
@@ -337,8 +355,10 @@ void rl2_mx_use_top(mx_shm_t *s, const rl2_digest_t *key, const char *client,
 void rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3]);
 
 /* After a minute's snapshot (the one process that took it): open the
- * minute (and the hour) for every usage cell, end the one before. */
-void rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute);
+ * minute (and the hour) for every usage cell, end the one before (and
+ * hand it to fn, when not NULL). */
+void rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute, rl2_usage_minute_fn *fn,
+                         void *ctx);
 
 /* Once a second (the upkeep's process): clear a part of the idle
  * sketches. */

@@ -271,6 +271,29 @@ rl2_prom_decide(prom_t *p, const rl2_metrics_global_t *g)
     rl2_prom_histogram(p, &h);
 }
 
+/* The minutes of the usage series this host sent to Redis, and those it
+ * dropped; only once there is one (a host with Redis). */
+static void
+rl2_prom_usage_pushes(prom_t *p, const rl2_metrics_global_t *g)
+{
+    const char *name = "ratelimit2_usage_redis_minutes_total";
+
+    if (g->usage_minutes_pushed + g->usage_minutes_failed
+            + g->usage_minutes_skipped
+        == 0) {
+        return;
+    }
+    rl2_prom_family(p, name, "counter",
+                    "Minutes of the usage series sent to Redis (pushed) "
+                    "or dropped (failed, skipped: circuit open).");
+    rl2_mx_put(p, "%s{result=\"pushed\"} %" PRIu64 "\n", name,
+               g->usage_minutes_pushed);
+    rl2_mx_put(p, "%s{result=\"failed\"} %" PRIu64 "\n", name,
+               g->usage_minutes_failed);
+    rl2_mx_put(p, "%s{result=\"skipped\"} %" PRIu64 "\n", name,
+               g->usage_minutes_skipped);
+}
+
 static void
 rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
 {
@@ -292,6 +315,7 @@ rl2_prom_store(prom_t *p, const rl2_metrics_global_t *g)
         p, "ratelimit2_overlimit_hits_total", "counter",
         "Requests the over-limit cache refused without a Redis call.",
         g->overlimit_hits);
+    rl2_prom_usage_pushes(p, g);
 }
 
 /* The refunds Redis was owed while the circuit was not closed. */

@@ -40,6 +40,12 @@ rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out)
     out->ban_candidates = rl2_mx_load(&s->ban_candidates);
     out->bans = rl2_mx_load(&s->bans);
     out->overlimit_hits = rl2_mx_load(&s->overlimit_hits);
+    out->usage_minutes_pushed =
+        rl2_mx_load(&s->use_pushes[RL2_USAGE_MINUTE_PUSHED]);
+    out->usage_minutes_failed =
+        rl2_mx_load(&s->use_pushes[RL2_USAGE_MINUTE_FAILED]);
+    out->usage_minutes_skipped =
+        rl2_mx_load(&s->use_pushes[RL2_USAGE_MINUTE_SKIPPED]);
     for (unsigned i = 0; i <= RL2_METRICS_DECIDE_BUCKETS; i++) {
         out->decide_bucket[i] = rl2_mx_load(&s->decide_bucket[i]);
     }
@@ -126,10 +132,11 @@ rl2_mx_totals(const mx_shm_t *s, unsigned slot, uint64_t out[2])
 /* One process a minute (compare-and-swap on snap_minute) writes every
  * named rule's totals into the ring. */
 int
-rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
+rl2_mx_snapshot(rl2_metrics_t *m, int64_t wall_us)
 {
-    uint64_t minute = (uint64_t)wall_us / 60000000u;
-    uint64_t last = atomic_load(&s->snap_minute), t[2];
+    mx_shm_t *s = m->shm;
+    uint64_t  minute = (uint64_t)wall_us / 60000000u;
+    uint64_t  last = atomic_load(&s->snap_minute), t[2];
 
     if (last == minute + 1
         || !atomic_compare_exchange_strong(&s->snap_minute, &last,
@@ -149,7 +156,7 @@ rl2_mx_snapshot(mx_shm_t *s, int64_t wall_us)
                 memory_order_relaxed);
         }
     }
-    rl2_mx_use_snapshot(s, minute);
+    rl2_mx_use_snapshot(s, minute, m->on_minute, m->on_minute_ctx);
     return 1;
 }
 

@@ -175,6 +175,72 @@ rl2_mx_use_end(mx_shm_t *s, unsigned u, unsigned cur, unsigned hcur,
     }
 }
 
+static const char *
+rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i)
+{
+    if (i >= cap
+        || atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
+                                memory_order_acquire)
+               != MX_NAMED) {
+        return "-";
+    }
+    return t[i].name;
+}
+
+/* The minute that ended (m_old, its sketches in phase cur) to the
+ * minute callback: each cell that had a request, its counts the
+ * difference between the totals its point opened with and the ones the
+ * new minute's point has just opened with.  The callback runs after the
+ * flip, on the sketches requests no longer write, and before
+ * rl2_mx_use_end takes their peaks and resets their sums and before
+ * use_min_left lets an upkeep clear the first part of their registers:
+ * it sees the whole minute, registers and sums alike. */
+static void
+rl2_mx_use_export(mx_shm_t *s, unsigned n, unsigned cur, uint64_t m_old,
+                  uint64_t m_new, rl2_usage_minute_fn *fn, void *ctx)
+{
+    rl2_usage_minute_cell_t cells[RL2_USAGE_CELLS];
+    size_t                  k = 0;
+
+    for (unsigned u = 0; u < n && u < RL2_USAGE_CELLS; u++) {
+        const mx_point_t        *p = rl2_mx_minute_point(s, u, m_old);
+        const mx_point_t        *q = rl2_mx_minute_point(s, u, m_new);
+        rl2_usage_minute_cell_t *c = &cells[k];
+        uint64_t                 d[3];
+
+        if (atomic_load_explicit(&p->stamp, memory_order_acquire) != m_old) {
+            continue;
+        }
+        for (unsigned j = 0; j < 3; j++) {
+            d[j] = atomic_load_explicit(&q->total[j], memory_order_relaxed)
+                   - atomic_load_explicit(&p->total[j], memory_order_relaxed);
+        }
+        if (d[0] == 0) {
+            continue;
+        }
+        c->rule =
+            rl2_mx_use_name(s->rules, RL2_METRICS_RULES, s->use_cells[u].rule);
+        c->tier =
+            rl2_mx_use_name(s->tiers, RL2_METRICS_TIERS, s->use_cells[u].tier);
+        c->requests = d[0];
+        c->admitted = d[1];
+        c->refused = d[2];
+        c->peak_ppm = atomic_load_explicit(&s->use_live[u].peak_ppm[cur],
+                                           memory_order_relaxed);
+        c->sketch = &s->use_live[u].minute[cur];
+        k++;
+    }
+    if (k > 0) {
+        rl2_usage_minute_result_t r =
+            fn(ctx, (int64_t)(m_old - 1) * 60, cells, k);
+
+        if ((unsigned)r < RL2_USAGE_MINUTE_RESULTS) {
+            atomic_fetch_add_explicit(&s->use_pushes[r], 1,
+                                      memory_order_relaxed);
+        }
+    }
+}
+
 /* Up to `most` registers of the idle sketches (minute or hour) of every
  * cell cleared, from where the last part stopped. */
 static void
@@ -210,12 +276,14 @@ rl2_mx_use_upkeep(mx_shm_t *s)
 /* One process a minute (rl2_mx_snapshot's compare-and-swap): every
  * cell's point for the new minute (and hour); the sketches about to be
  * written cleared to the end; the flip that sends requests to them;
- * then the old ones estimated into their points, left for the upkeeps
- * to clear.  A request that read the phase just before the flip may
- * still write an old sketch: a register that counts toward its next
- * interval.  The sink's sketches are never read, nor cleared. */
+ * then the minute that ended to fn (when not NULL); then the old
+ * sketches estimated into their points, left for the upkeeps to clear.
+ * A request that read the phase just before the flip may still write
+ * an old sketch: a register that counts toward its next interval.  The
+ * sink's sketches are never read, nor cleared. */
 void
-rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute)
+rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute, rl2_usage_minute_fn *fn,
+                    void *ctx)
 {
     unsigned n = atomic_load_explicit(&s->use_n, memory_order_acquire);
     unsigned phase = atomic_load(&s->use_phase);
@@ -243,6 +311,13 @@ rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute)
         atomic_store(&s->use_hour_open[hcur ^ 1], h_new);
     }
     atomic_store(&s->use_phase, phase ^ 1u ^ (new_hour ? 2u : 0u));
+    /* Before the ends (they take the peaks and reset the sums) and before
+     * use_min_left below (the upkeeps start clearing the registers): a
+     * slow callback only delays both, and an upkeep of another process
+     * meanwhile finds nothing left to clear. */
+    if (fn != NULL && m_old != 0) {
+        rl2_mx_use_export(s, n, cur, m_old, m_new, fn, ctx);
+    }
     for (unsigned u = 0; u < n; u++) {
         rl2_mx_use_end(s, u, cur, hcur, m_old, h_old, new_hour);
     }

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "metrics_internal.h"
+#include "usage_redis.h"
 
 /* A view's object. */
 static const mx_shm_t *
@@ -112,6 +113,7 @@ rl2_usage_close(rl2_usage_t *u)
     if (u == NULL) {
         return;
     }
+    rl2_usage_fleet_free(u->fleet);
     if (u->map_bytes != 0) {
         munmap((void *)u->shm, u->map_bytes);
     }
@@ -123,6 +125,7 @@ rl2_usage_view(const rl2_metrics_t *m, rl2_usage_t *u)
 {
     u->shm = m->shm;
     u->map_bytes = 0;
+    u->fleet = NULL;
 }
 
 /* ---- cells --------------------------------------------------------- */
@@ -152,9 +155,13 @@ size_t
 rl2_usage_cells(const rl2_usage_t *u, rl2_usage_cell_t *out, size_t max)
 {
     const mx_shm_t *s = rl2_usage_shm(u);
-    size_t          n = rl2_usage_n(s);
+    size_t          n;
     uint64_t        t[3];
 
+    if (u->fleet != NULL) {
+        return rl2_usage_fleet_cells(u, out, max);
+    }
+    n = rl2_usage_n(s);
     n = n < max ? n : max;
     for (size_t i = 0; i < n; i++) {
         const mx_use_cell_t *c = &s->use_cells[i];
@@ -225,6 +232,10 @@ rl2_usage_series(const rl2_usage_t *u, size_t i, rl2_usage_step_t step,
     uint64_t        next[3], now_iv, first;
     size_t          n;
 
+    if (u->fleet != NULL) {
+        return rl2_usage_fleet_series(u, i, step, now_wall_s, out, max,
+                                      first_start_s);
+    }
     if (i >= rl2_usage_n(s) || now_wall_s < 0
         || (step != RL2_USAGE_STEP_MINUTE && step != RL2_USAGE_STEP_HOUR)) {
         return 0;
@@ -318,7 +329,8 @@ rl2_usage_top(const rl2_usage_t *u, rl2_usage_client_t *out, size_t max)
     rl2_usage_client_t all[RL2_USAGE_TOP];
     size_t             n = 0;
 
-    if (max == 0 || !rl2_usage_top_copy(u, copy)) {
+    /* A fleet's view has no top clients: they are each host's own. */
+    if (max == 0 || u->fleet != NULL || !rl2_usage_top_copy(u, copy)) {
         return 0;
     }
     for (size_t i = 0; i < RL2_USAGE_TOP; i++) {

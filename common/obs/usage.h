@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "ratelimit2/metrics.h"
+#include "ratelimit2/redis.h"
 #include "ratelimit2/status.h"
 
 #define RL2_USAGE_MINUTES 1440 /* per-minute points: the last 24 h */
@@ -46,10 +47,17 @@
  * the functions below. */
 typedef struct rl2_usage rl2_usage_t;
 
+struct rl2_usage_fleet;
+
 struct rl2_usage {
-    const void *shm;       /* the metrics object (mx_shm_t) */
-    size_t      map_bytes; /* the mapping's size when the view owns it
-                              (rl2_usage_open); 0: borrowed */
+    /* the metrics object (mx_shm_t); NULL for a fleet's view */
+    const void *shm;
+    /* the mapping's size when the view owns it (rl2_usage_open); 0:
+     * borrowed */
+    size_t map_bytes;
+    /* the fleet's series read from Redis (usage_redis.c), owned; NULL: a
+     * metrics object's */
+    struct rl2_usage_fleet *fleet;
 };
 
 typedef enum {
@@ -92,6 +100,18 @@ typedef struct {
 rl2_status_t rl2_usage_open(const char *name, rl2_usage_t **out,
                             rl2_err_t *err);
 void         rl2_usage_close(rl2_usage_t *u);
+
+/* The fleet's series, from the Redis server conf names (one server,
+ * Sentinel or Cluster: what -R or the policy's redis group gives), read
+ * at once for the 24 hours and 31 days up to now_wall_s (usage_redis.c):
+ * the same functions serve it, its points the sums of every host's and
+ * its distinct clients the union of their sketches (PFCOUNT).  It has no
+ * top clients (they are each host's: rl2_usage_top() gives none), and
+ * the current minute is zero until a host has ended it.  RL2_ERR_STORE
+ * when Redis cannot be read.  *out is freed by rl2_usage_close(). */
+rl2_status_t rl2_usage_open_redis(const rl2_redis_conf_t *conf,
+                                  int64_t now_wall_s, rl2_usage_t **out,
+                                  rl2_err_t *err);
 
 /* A view on an already-open metrics handle (for the status page), into
  * caller's storage *u; borrows m, which must outlive the view.  Never

@@ -592,6 +592,12 @@ rl2_redis_conn_name(const rl2_redis_conn_t *c)
  * means the server closed it (restart, idle timeout, CLIENT KILL).  One
  * poll() finds that before a request is sent into a dead socket. */
 int
+rl2_redis_conn_piped(const rl2_redis_conn_t *c)
+{
+    return c->pipe != NULL;
+}
+
+int
 rl2_redis_conn_usable(const rl2_redis_conn_t *c)
 {
     struct pollfd p;

@@ -295,6 +295,11 @@ size_t rl2_redis_conn_batch(rl2_redis_conn_t *conn, const char *buf, size_t len,
  * poll()). */
 int rl2_redis_conn_usable(const rl2_redis_conn_t *conn);
 
+/* Whether conn is a pooled pipe's shared handle (conf.pipeline), whose
+ * commands go one by one through the pipe: rl2_redis_conn_batch()
+ * refuses it. */
+int rl2_redis_conn_piped(const rl2_redis_conn_t *conn);
+
 /* Close every connection of the pool.  No thread may use the pool (or a
  * connection it handed out) during or after this call. */
 void rl2_redis_pool_destroy(rl2_redis_pool_t *pool);

@@ -206,6 +206,11 @@ typedef struct {
     uint64_t overlimit_hits; /* refused by the over-limit cache */
     uint64_t decide_bucket[RL2_METRICS_DECIDE_BUCKETS + 1]; /* +Inf */
     uint64_t decide_ns_sum; /* of the sampled decisions */
+    /* Minutes of the usage series sent to Redis (the fleet's), and
+     * dropped: failed, or skipped while the circuit was open. */
+    uint64_t usage_minutes_pushed;
+    uint64_t usage_minutes_failed;
+    uint64_t usage_minutes_skipped;
 } rl2_metrics_global_t;
 
 /* ---- what the front ends show: Prometheus, health, status page ---- */
