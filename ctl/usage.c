@@ -55,6 +55,39 @@ rl2_ctl_usage_period(const rl2_ctl_opts_t *o, rl2_ctl_usage_t *u)
 }
 
 /* Open the metrics object of the zone -z. */
+/* The fleet's series, as the servers pushed them to Redis (-R): every
+ * host's minutes added up, its distinct clients the union of theirs; no
+ * top clients (each host keeps its own). */
+static int
+rl2_ctl_usage_open_redis(const rl2_ctl_opts_t *o, rl2_ctl_usage_t *u,
+                         rl2_usage_t **view)
+{
+    const rl2_redis_conf_t *rc = &o->backend.redis;
+    rl2_err_t               err;
+
+    /* a label for the heading: a name past 100 bytes is cut */
+    if (rc->n_seeds > 0) {
+        snprintf(u->metrics, sizeof(u->metrics), "Redis Cluster (%.100s)",
+                 rc->seeds[0]);
+    }
+    else if (rc->n_sentinels > 0) {
+        snprintf(u->metrics, sizeof(u->metrics), "Redis master %.100s",
+                 rc->master_name);
+    }
+    else if (rc->unix_path[0] != '\0') {
+        snprintf(u->metrics, sizeof(u->metrics), "Redis %.100s", rc->unix_path);
+    }
+    else {
+        snprintf(u->metrics, sizeof(u->metrics), "Redis %.100s:%d", rc->host,
+                 rc->port);
+    }
+    if (rl2_usage_open_redis(rc, u->now_s, view, &err) != RL2_OK) {
+        return rl2_ctl_fail(RL2_CTL_FAIL, "usage from %s: %s", u->metrics,
+                            err.msg);
+    }
+    return RL2_CTL_OK;
+}
+
 static int
 rl2_ctl_usage_open(const rl2_ctl_opts_t *o, rl2_ctl_usage_t *u,
                    rl2_usage_t **view)
@@ -62,6 +95,9 @@ rl2_ctl_usage_open(const rl2_ctl_opts_t *o, rl2_ctl_usage_t *u,
     rl2_err_t    err;
     rl2_status_t st;
 
+    if (o->backend.redis_enabled) {
+        return rl2_ctl_usage_open_redis(o, u, view);
+    }
     /* Room for the longest zone name: the servers' own name, never cut. */
     snprintf(u->metrics, sizeof(u->metrics), "%s.metrics",
              o->backend.zone_name);
