@@ -512,15 +512,6 @@ rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
 
 /* ---- waiting for a call out ---- */
 
-static int64_t
-rl2_lease_mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Not under the lock: sleep until each waited-for key's call has ended
  * (its word moved on), RL2_LEASE_WAIT_MAX_US at most in all.  The word
  * stays mapped whatever becomes of the entry: an entry reused for
@@ -528,7 +519,7 @@ rl2_lease_mono_us(void)
 static int64_t
 rl2_lease_wait(const rl2_lease_plan_t *p)
 {
-    int64_t start_us = rl2_lease_mono_us(), left_us = RL2_LEASE_WAIT_MAX_US;
+    int64_t start_us = rl2_mono_us(), left_us = RL2_LEASE_WAIT_MAX_US;
 
     for (size_t j = 0; j < p->n_wait && left_us > 0; j++) {
         struct timespec ts;
@@ -542,10 +533,10 @@ rl2_lease_wait(const rl2_lease_plan_t *p)
              * process; EAGAIN, EINTR and ETIMEDOUT all mean "look again" */
             syscall(SYS_futex, (void *)p->wait_word[j], FUTEX_WAIT,
                     p->wait_seen[j], &ts, NULL, 0);
-            left_us = RL2_LEASE_WAIT_MAX_US - (rl2_lease_mono_us() - start_us);
+            left_us = RL2_LEASE_WAIT_MAX_US - (rl2_mono_us() - start_us);
         }
     }
-    return rl2_lease_mono_us() - start_us;
+    return rl2_mono_us() - start_us;
 }
 
 /* Not under the lock: wake whoever sleeps on the marks this request

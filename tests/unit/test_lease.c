@@ -255,6 +255,46 @@ leader_request(void *arg)
     return NULL;
 }
 
+/* One request through the lease store s at t: 1 admitted. */
+static int
+ask_through(rl2_store_t *s, rl2_layer_t *layer, int64_t t)
+{
+    rl2_clock_t clk = clock_at(t);
+    rl2_err_t   err;
+    rl2_layer_t l = *layer;
+
+    assert_int_equal(s->ops->apply(s, &l, 1, &clk, &err), RL2_OK);
+    return l.committed != 0;
+}
+
+/* ld's key made busy through s (its slices grow to LEASE_MAX), those
+ * slices left to end; then ld's request through its own store, whose
+ * Redis (srv2) is stopped: once the key is marked, its call is out and
+ * stays out until leader_end().  ld->t is the leader's time. */
+static void
+leader_out(leader_t *ld, rl2_store_t *s, int64_t lease_us, srv_t *srv2,
+           pthread_t *th, int64_t t)
+{
+    for (int i = 0; i < 100; i++) {
+        assert_true(ask_through(s, &ld->layer, t));
+        t += 100;
+    }
+    ld->t = t + 2 * lease_us;
+    assert_int_equal(kill(srv2->pid, SIGSTOP), 0);
+    assert_int_equal(pthread_create(th, NULL, leader_request, ld), 0);
+    while (!rl2_lease_asking_now(servers[0].zone, ld->layer.key, ld->t)) {
+        sched_yield(); /* the leader's plan is made under the lock */
+    }
+}
+
+/* The leader's call may end: srv2 runs again, the thread is joined. */
+static void
+leader_end(srv_t *srv2, pthread_t th)
+{
+    assert_int_equal(kill(srv2->pid, SIGCONT), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+}
+
 /* While a call for a slice is out, the others ask for their own cost;
  * a follower's grant, which comes back first, must leave the mark to the
  * call that set it: else the next request asks for a slice of its own
@@ -277,18 +317,8 @@ test_a_follower_grant_keeps_the_mark(void **state)
     redis2 = mk_store(&srv2, 1);
     ld.lease = lease_store(redis2, LEASE_US, 0);
     mk_layer(&ld.layer, lim, "10.0.0.9");
-    /* a busy key: its slices grow to LEASE_MAX */
-    for (int i = 0; i < 100; i++) {
-        assert_true(ask(&servers[0], &ld.layer, t));
-        t += 100;
-    }
-    t += 2 * LEASE_US; /* they are over */
-    ld.t = t;
-    assert_int_equal(kill(srv2.pid, SIGSTOP), 0);
-    assert_int_equal(pthread_create(&th, NULL, leader_request, &ld), 0);
-    while (!rl2_lease_asking_now(servers[0].zone, ld.layer.key, t)) {
-        sched_yield(); /* the leader's plan is made under the lock */
-    }
+    leader_out(&ld, servers[0].lease, LEASE_US, &srv2, &th, t);
+    t = ld.t;
     /* Recorded, asserted once the leader's call has ended: a failed
      * assertion here would leave redis2 stopped and the thread running. */
     for (int i = 0; i < 3; i++) {
@@ -299,8 +329,7 @@ test_a_follower_grant_keeps_the_mark(void **state)
         kept[i] =
             rl2_lease_asking_now(servers[0].zone, l.key, t + (i + 1) * 100);
     }
-    assert_int_equal(kill(srv2.pid, SIGCONT), 0);
-    assert_int_equal(pthread_join(th, NULL), 0);
+    leader_end(&srv2, th);
     for (int i = 0; i < 3; i++) {
         /* a follower's unit, taken: nothing held, and the mark stays */
         assert_true(admitted[i]);
@@ -331,7 +360,7 @@ test_a_mark_outlives_its_entry_keep(void **state)
     leader_t     ld;
     pthread_t    th;
     int64_t      t = wall_us(), own[3];
-    int          marked[3], kept[3];
+    int          marked[3], kept[3], admitted[3];
 
     (void)state;
     srv_start(&srv2, NULL);
@@ -339,40 +368,21 @@ test_a_mark_outlives_its_entry_keep(void **state)
     ld.lease = lease_store(redis2, lease_us, call_max_us);
     fs = lease_store(store, lease_us, call_max_us);
     mk_layer(&ld.layer, lim, "10.0.0.12");
-    /* a busy key: its slices grow to LEASE_MAX */
-    for (int i = 0; i < 100; i++) {
-        rl2_layer_t l = ld.layer;
-        rl2_clock_t clk = clock_at(t);
-        rl2_err_t   err;
-
-        assert_int_equal(fs->ops->apply(fs, &l, 1, &clk, &err), RL2_OK);
-        assert_true(l.committed);
-        t += 100;
-    }
-    t += 2 * lease_us; /* they are over */
-    ld.t = t;
-    assert_int_equal(kill(srv2.pid, SIGSTOP), 0);
-    assert_int_equal(pthread_create(&th, NULL, leader_request, &ld), 0);
-    while (!rl2_lease_asking_now(servers[0].zone, ld.layer.key, t)) {
-        sched_yield(); /* the leader's plan is made under the lock */
-    }
+    leader_out(&ld, fs, lease_us, &srv2, &th, t);
+    t = ld.t;
     /* 550 ms into the leader's call (which may take 600): the followers
      * find the mark, ask for their own cost and leave the mark alone */
     t += 550 * 1000;
     for (int i = 0; i < 3; i++) {
         rl2_layer_t l = ld.layer;
-        rl2_clock_t clk = clock_at(t + i * 100);
-        rl2_err_t   err;
 
         marked[i] = rl2_lease_asking_now(servers[0].zone, l.key, t + i * 100);
-        assert_int_equal(fs->ops->apply(fs, &l, 1, &clk, &err), RL2_OK);
-        assert_true(l.committed);
+        admitted[i] = ask_through(fs, &l, t + i * 100);
         kept[i] = rl2_lease_asking_now(servers[0].zone, l.key, t + i * 100);
         own[i] = held(&servers[0], &l, t + i * 100);
     }
     /* the leader's call is still out (redis2 stopped): only now may it end */
-    assert_int_equal(kill(srv2.pid, SIGCONT), 0);
-    assert_int_equal(pthread_join(th, NULL), 0);
+    leader_end(&srv2, th);
     rl2_store_destroy(fs);
     rl2_store_destroy(ld.lease);
     rl2_store_destroy(redis2);
@@ -386,6 +396,7 @@ test_a_mark_outlives_its_entry_keep(void **state)
         /* a mark gone while the call is out: >0 held is a slice of a
          * follower's own, asked for while the leader's was out */
         assert_true(marked[i]);
+        assert_true(admitted[i]);
         assert_true(kept[i]);
         assert_int_equal(own[i], 0);
     }
