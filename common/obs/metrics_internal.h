@@ -353,6 +353,9 @@ void rl2_mx_use_top(mx_shm_t *s, const rl2_digest_t *key, const char *client,
 
 /* A usage cell's running totals: requests, admitted, refused. */
 void rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3]);
+/* The name in slot i of a table of cap names (rules or tiers), "-" for
+ * a slot out of range or not named (yet). */
+const char *rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i);
 
 /* After a minute's snapshot (the one process that took it): open the
  * minute (and the hour) for every usage cell, end the one before (and

@@ -175,7 +175,7 @@ rl2_mx_use_end(mx_shm_t *s, unsigned u, unsigned cur, unsigned hcur,
     }
 }
 
-static const char *
+const char *
 rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i)
 {
     if (i >= cap
