@@ -31,6 +31,7 @@
 
 #define WATCHDOG_S 60
 #include "rl2_redis_test.h"
+#include "rl2_hll_test.h"
 #include "ratelimit2/backend.h"
 #include "ratelimit2/config.h"
 #include "ratelimit2/failover.h"
@@ -315,24 +316,6 @@ two_hosts_add_up_in_redis(void **state)
     assert_near(pts[RL2_USAGE_HOURS - 1].clients, 100000, 0.02);
     assert_int_equal(rl2_usage_top(u, NULL, 0), 0);
     rl2_usage_close(u);
-}
-
-/* A sketch of n clients (i from `from`), as the hosts' are. */
-static rl2_hll_t *
-sketch_of(int from, int n)
-{
-    static const rl2_hash_key_t k = { { 7 } };
-    rl2_hll_t                  *h = calloc(1, sizeof(*h));
-    char                        id[64];
-
-    assert_non_null(h);
-    for (int i = from; i < from + n; i++) {
-        int          len = snprintf(id, sizeof(id), "client-%d", i);
-        rl2_digest_t d = rl2_digest_keyed(&k, id, (size_t)len);
-
-        rl2_hll_add(h, &d);
-    }
-    return h;
 }
 
 /* blob (len bytes) SET on key "src" and PFMERGEd into "dst"; the reply

@@ -19,6 +19,7 @@
 
 #include "rl2_redis_test.h"
 #include "rl2_cluster_test.h"
+#include "rl2_hll_test.h"
 #include "redis/redis_internal.h"
 #include "obs/hll.h"
 #include "obs/usage_redis.h"
@@ -27,24 +28,6 @@
  * three. */
 #define T0_S  1704164400LL
 #define HOURS 4
-
-/* A sketch of clients [from, from + n). */
-static rl2_hll_t *
-sketch_of(int from, int n)
-{
-    static const rl2_hash_key_t k = { { 7 } };
-    rl2_hll_t                  *h = calloc(1, sizeof(*h));
-    char                        id[64];
-
-    assert_non_null(h);
-    for (int i = from; i < from + n; i++) {
-        int          len = snprintf(id, sizeof(id), "client-%d", i);
-        rl2_digest_t d = rl2_digest_keyed(&k, id, (size_t)len);
-
-        rl2_hll_add(h, &d);
-    }
-    return h;
-}
 
 static void
 hours_land_on_their_slots_and_read_back(void **state)
