@@ -595,7 +595,17 @@ rl2_mx_use_one_rare(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
     if (atomic_load_explicit(&s->use_slot[MX_CELL(slot, tier)],
                              memory_order_acquire)
         == 0) {
-        rl2_mx_use_claim(s, slot, tier);
+        /* A claim that could not have the lock leaves the slot 0: this
+         * request goes without a series rather than trying again (the
+         * holder may be stopped), as rl2_mx_use_claim() says. */
+        if (rl2_mx_use_claim(s, slot, tier) == MX_USE_SINK + 1
+            && atomic_load_explicit(&s->use_slot[cell], memory_order_acquire)
+                   == 0) {
+            if (rl2_mx_layer_near(l)) {
+                rl2_mx_record_near(b, l, slot, tier, now);
+            }
+            return;
+        }
         rl2_mx_use_one(b, l, cell, now);
         return;
     }
