@@ -25,9 +25,18 @@ void
 rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3])
 {
     const mx_use_cell_t *uc = &s->use_cells[use];
-    const mx_cell_t     *c = &s->cells[uc->rule][uc->tier];
+    unsigned             rule = uc->rule, tier = uc->tier;
+    const mx_cell_t     *c;
     uint64_t             admitted = 0;
 
+    /* The object is writable by every process of the server's user, and
+     * read by ratelimit2ctl as root: slots out of range count nothing
+     * rather than read outside the counters. */
+    if (rule >= RL2_METRICS_RULES || tier >= RL2_METRICS_TIERS) {
+        out[0] = out[1] = out[2] = 0;
+        return;
+    }
+    c = &s->cells[rule][tier];
     admitted += rl2_mx_use_load(&c->n[RL2_METRIC_ALLOWED]);
     admitted += rl2_mx_use_load(&c->n[RL2_METRIC_DRY_RUN]);
     admitted += rl2_mx_use_load(&c->n[RL2_METRIC_BYPASSED]);
