@@ -127,13 +127,17 @@ rl2_usage_view(const rl2_metrics_t *m, rl2_usage_t *u)
 
 /* ---- cells --------------------------------------------------------- */
 
+/* Slot i's name; "-" for a slot out of range, not named, or whose name
+ * has no NUL (the object is writable by every process of the server's
+ * user: a name is not read on past its field). */
 static const char *
 rl2_usage_name(const mx_name_t *t, unsigned cap, unsigned i)
 {
     if (i >= cap
         || atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
                                 memory_order_acquire)
-               != MX_NAMED) {
+               != MX_NAMED
+        || memchr(t[i].name, '\0', sizeof(t[i].name)) == NULL) {
         return "-";
     }
     return t[i].name;
