@@ -840,6 +840,32 @@ test_hostile_unterminated_name(void **state)
     rl2_usage_close(u);
 }
 
+/* The upkeep's words in the object written by a hostile process: a
+ * count of cells above the table and clearing positions above a
+ * sketch's registers.  The upkeeps and the minute's snapshot stay in
+ * the table (they would write far outside it otherwise), and the cells
+ * go on counting. */
+static void
+test_hostile_upkeep_words(void **state)
+{
+    mx_shm_t        *s = m->shm;
+    rl2_usage_cell_t c;
+
+    (void)state;
+    minute_mix();
+    atomic_store(&s->use_n, UINT32_MAX);
+    atomic_store(&s->use_min_left, UINT32_MAX);
+    atomic_store(&s->use_hour_left, UINT32_MAX);
+    for (int i = 0; i < 3; i++) {
+        advance_s(1);
+        req("api", 0, "10.9.0.1", ALLOW, 9);
+    }
+    advance_s(60);
+    req("api", 0, "10.9.0.1", ALLOW, 9);
+    assert_true(cell_of("api", "free", &c) >= 0);
+    assert_int_equal(c.requests, 11);
+}
+
 int
 main(void)
 {
@@ -859,6 +885,7 @@ main(void)
         T(test_claim_with_lock_held),
         T(test_hostile_cell_slots),
         T(test_hostile_unterminated_name),
+        T(test_hostile_upkeep_words),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
