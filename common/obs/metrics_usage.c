@@ -122,6 +122,18 @@ rl2_mx_use_claim(mx_shm_t *s, unsigned rule, unsigned tier)
 
 /* ---- the upkeep's minute ------------------------------------------- */
 
+/* The usage cells claimed, at most the table's: the word is in the
+ * object, which any process of the server's user can write, and the
+ * upkeep writes every cell it counts. */
+static unsigned
+rl2_mx_use_count(const mx_shm_t *s)
+{
+    unsigned n = atomic_load_explicit((_Atomic uint32_t *)&s->use_n,
+                                      memory_order_acquire);
+
+    return n < RL2_USAGE_CELLS ? n : RL2_USAGE_CELLS;
+}
+
 /* The interval a sketch held has ended: its estimate and peak into the
  * interval's point, if the point is still that interval's. */
 static void
@@ -190,7 +202,11 @@ static void
 rl2_mx_use_clear(mx_shm_t *s, unsigned n, _Atomic uint32_t *left, int hours,
                  unsigned idle, unsigned most)
 {
-    unsigned l = atomic_load(left), k = l < most ? l : most;
+    unsigned l = atomic_load(left), k;
+
+    /* Never from below the first register, whatever the word says. */
+    l = l < RL2_HLL_REGS ? l : RL2_HLL_REGS;
+    k = l < most ? l : most;
 
     if (k == 0) {
         return;
@@ -207,7 +223,7 @@ rl2_mx_use_clear(mx_shm_t *s, unsigned n, _Atomic uint32_t *left, int hours,
 void
 rl2_mx_use_upkeep(mx_shm_t *s)
 {
-    unsigned n = atomic_load_explicit(&s->use_n, memory_order_acquire);
+    unsigned n = rl2_mx_use_count(s);
     unsigned phase = atomic_load(&s->use_phase);
 
     rl2_mx_use_clear(s, n, &s->use_min_left, 0, (phase & 1) ^ 1,
@@ -226,7 +242,7 @@ rl2_mx_use_upkeep(mx_shm_t *s)
 void
 rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute)
 {
-    unsigned n = atomic_load_explicit(&s->use_n, memory_order_acquire);
+    unsigned n = rl2_mx_use_count(s);
     unsigned phase = atomic_load(&s->use_phase);
     unsigned cur = phase & 1, hcur = (phase >> 1) & 1;
     uint64_t m_new = minute + 1, h_new = minute / 60 + 1;
