@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -866,6 +868,29 @@ test_hostile_upkeep_words(void **state)
     assert_int_equal(c.requests, 11);
 }
 
+/* The object cut short after ratelimit2ctl opened it (ftruncate by any
+ * process of the server's user): a mapping would fault (SIGBUS) on the
+ * pages past the new end; the reader's view is its own, whole. */
+static void
+test_hostile_truncate_after_open(void **state)
+{
+    rl2_usage_t     *u;
+    rl2_usage_cell_t cells[4];
+    rl2_err_t        err;
+    int              fd;
+
+    (void)state;
+    minute_mix();
+    assert_int_equal(rl2_usage_open(shm_name, &u, &err), RL2_OK);
+    fd = shm_open(shm_name, O_RDWR, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 0), 0);
+    close(fd);
+    assert_int_equal(rl2_usage_cells(u, cells, 4), 4);
+    assert_int_equal(cells[0].requests, 7);
+    rl2_usage_close(u);
+}
+
 int
 main(void)
 {
@@ -886,6 +911,7 @@ main(void)
         T(test_hostile_cell_slots),
         T(test_hostile_unterminated_name),
         T(test_hostile_upkeep_words),
+        T(test_hostile_truncate_after_open),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
