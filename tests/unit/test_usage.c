@@ -891,6 +891,29 @@ test_hostile_truncate_after_open(void **state)
     rl2_usage_close(u);
 }
 
+/* Every cell's usage slot written out of range by a hostile process: a
+ * request writes the sink's sketches, not memory past the table, and is
+ * still counted. */
+static void
+test_hostile_use_slots(void **state)
+{
+    mx_shm_t        *s = m->shm;
+    rl2_usage_cell_t all[4];
+
+    (void)state;
+    for (size_t i = 0; i < RL2_METRICS_RULES * RL2_METRICS_TIERS; i++) {
+        atomic_store(&s->use_slot[i], UINT16_MAX);
+    }
+    minute_mix();
+    req("login", 1, "10.10.0.1", ALLOW, 9);
+    req("login", 1, "10.10.0.1", DENY, 0);
+    assert_int_equal(rl2_usage_cells(&view, all, 4), 0);
+    n_cells = 0;
+    rl2_metrics_cells(m, count_cell, NULL);
+    /* api free and pro, login pro, (unmatched) and (bypass). */
+    assert_int_equal(n_cells, 5);
+}
+
 int
 main(void)
 {
@@ -912,6 +935,7 @@ main(void)
         T(test_hostile_unterminated_name),
         T(test_hostile_upkeep_words),
         T(test_hostile_truncate_after_open),
+        T(test_hostile_use_slots),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
