@@ -117,7 +117,8 @@ rl2_mx_use_claim(mx_shm_t *s, unsigned rule, unsigned tier)
         atomic_store_explicit(w, (uint16_t)u, memory_order_release);
     }
     rl2_mx_unlock(s);
-    return u;
+    /* A slot past the sink is a hostile writer's: the sink. */
+    return u - 1 <= MX_USE_SINK ? u : MX_USE_SINK + 1;
 }
 
 /* ---- the upkeep's minute ------------------------------------------- */
