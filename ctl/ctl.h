@@ -170,8 +170,11 @@ void rl2_ctl_escape(FILE *f, const char *s, int json);
 /* Write s as one CSV field (RFC 4180: quoted when it holds a comma, a
  * quote or a line break, its quotes doubled). */
 void rl2_ctl_csv_field(FILE *f, const char *s);
-/* Write s for a terminal: control bytes and '\\' as \xNN. */
+/* Write s for a terminal: control bytes (C0, DEL, C1 in UTF-8), bytes
+ * of no well-formed UTF-8 sequence and '\\' as \xNN. */
 void rl2_ctl_text_safe(FILE *f, const char *s);
+/* The bytes rl2_ctl_text_safe() writes for s. */
+size_t rl2_ctl_text_safe_len(const char *s);
 
 /* ---- the subcommands: each returns an exit status ---- */
 

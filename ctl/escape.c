@@ -110,19 +110,48 @@ rl2_ctl_csv_field(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* The bytes at s a terminal shows as text: a well-formed UTF-8
+ * sequence, or a printable ASCII byte other than '\\'; 0 for a byte
+ * written as \xNN: a C0 control or DEL (it would move the cursor or
+ * rewrite the terminal's title), a C1 control in UTF-8 (U+0080 to
+ * U+009F: xterm acts on U+009B as on ESC [), a byte of no well-formed
+ * sequence (0x9b alone is CSI where 8-bit controls are on). */
+static size_t
+rl2_ctl_text_run(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+
+    if (u[0] >= 0x80) {
+        return u[0] == 0xc2 && u[1] < 0xa0 ? 0 : rl2_ctl_utf8_len(u);
+    }
+    return u[0] < 0x20 || u[0] == 0x7f || u[0] == '\\' ? 0 : 1;
+}
+
 void
 rl2_ctl_text_safe(FILE *f, const char *s)
 {
-    /* A control byte would move the cursor or rewrite the terminal's
-     * title: written as \xNN, as the violation log writes it. */
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
+    while (*s != '\0') {
+        size_t n = rl2_ctl_text_run(s);
 
-        if (c < 0x20 || c == 0x7f || c == '\\') {
-            fprintf(f, "\\x%02x", c);
+        if (n == 0) {
+            fprintf(f, "\\x%02x", (unsigned char)*s++);
+            continue;
         }
-        else {
-            fputc(c, f);
-        }
+        fwrite(s, 1, n, f);
+        s += n;
     }
+}
+
+size_t
+rl2_ctl_text_safe_len(const char *s)
+{
+    size_t len = 0;
+
+    while (*s != '\0') {
+        size_t n = rl2_ctl_text_run(s);
+
+        len += n == 0 ? 4 : n;
+        s += n == 0 ? 1 : n;
+    }
+    return len;
 }

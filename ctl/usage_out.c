@@ -100,26 +100,12 @@ rl2_ctl_usage_step_name(const rl2_ctl_usage_t *u)
     return u->step == RL2_USAGE_STEP_MINUTE ? "minute" : "hour";
 }
 
-/* The characters rl2_ctl_text_safe() writes for s. */
-static size_t
-rl2_ctl_usage_text_len(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-
-        n += c < 0x20 || c == 0x7f || c == '\\' ? 4 : 1;
-    }
-    return n;
-}
-
 /* A name for a text column, padded to width, then a space. */
 static void
 rl2_ctl_usage_col(FILE *f, const char *name, int width)
 {
     rl2_ctl_text_safe(f, name);
-    for (size_t n = rl2_ctl_usage_text_len(name); n < (size_t)width; n++) {
+    for (size_t n = rl2_ctl_text_safe_len(name); n < (size_t)width; n++) {
         fputc(' ', f);
     }
     fputc(' ', f);
@@ -134,7 +120,7 @@ rl2_ctl_usage_width(const rl2_ctl_usage_t *u, int tier)
 
     for (size_t i = 0; i < u->n_rows; i++) {
         const char *s = tier ? u->rows[i].cell.tier : u->rows[i].cell.rule;
-        int         n = (int)rl2_ctl_usage_text_len(s);
+        int         n = (int)rl2_ctl_text_safe_len(s);
 
         w = n > w ? n : w;
     }

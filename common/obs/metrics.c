@@ -470,8 +470,11 @@ rl2_mx_use_live(mx_shm_t *s, unsigned slot, unsigned tier)
     unsigned u = atomic_load_explicit(&s->use_slot[MX_CELL(slot, tier)],
                                       memory_order_acquire);
 
-    if (__builtin_expect(u == 0, 0)) {
-        u = rl2_mx_use_claim(s, slot, tier);
+    /* One test for both: 0 (not claimed yet) and a slot past the sink,
+     * which only a hostile writer of the object leaves (the sink's
+     * sketches then, never memory past the table). */
+    if (__builtin_expect(u - 1 > MX_USE_SINK, 0)) {
+        u = u == 0 ? rl2_mx_use_claim(s, slot, tier) : MX_USE_SINK + 1;
     }
     return &s->use_live[u - 1];
 }
@@ -602,7 +605,17 @@ rl2_mx_use_one_rare(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
     if (atomic_load_explicit(&s->use_slot[MX_CELL(slot, tier)],
                              memory_order_acquire)
         == 0) {
-        rl2_mx_use_claim(s, slot, tier);
+        /* A claim that could not have the lock leaves the slot 0: this
+         * request goes without a series rather than trying again (the
+         * holder may be stopped), as rl2_mx_use_claim() says. */
+        if (rl2_mx_use_claim(s, slot, tier) == MX_USE_SINK + 1
+            && atomic_load_explicit(&s->use_slot[cell], memory_order_acquire)
+                   == 0) {
+            if (rl2_mx_layer_near(l)) {
+                rl2_mx_record_near(b, l, slot, tier, now);
+            }
+            return;
+        }
         rl2_mx_use_one(b, l, cell, now);
         return;
     }
@@ -633,7 +646,8 @@ rl2_mx_use_one(rl2_metrics_bind_t *b, const rl2_layer_t *l, unsigned cell,
     uint64_t       used, peak;
     int            sampled;
 
-    if (__builtin_expect(u == 0, 0)) {
+    /* 0 (not claimed yet) or past the sink (rl2_mx_use_live). */
+    if (__builtin_expect(u - 1 > MX_USE_SINK, 0)) {
         rl2_mx_use_one_rare(b, l, cell, now, 0);
         return;
     }

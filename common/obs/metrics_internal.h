@@ -354,7 +354,9 @@ void rl2_mx_use_top(mx_shm_t *s, const rl2_digest_t *key, const char *client,
 /* A usage cell's running totals: requests, admitted, refused. */
 void rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3]);
 /* The name in slot i of a table of cap names (rules or tiers), "-" for
- * a slot out of range or not named (yet). */
+ * a slot out of range, not named (yet), or whose name has no NUL (the
+ * object is writable by every process of the server's user: a name is
+ * not read on past its field). */
 const char *rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i);
 
 /* After a minute's snapshot (the one process that took it): open the

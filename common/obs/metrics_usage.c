@@ -25,9 +25,18 @@ void
 rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3])
 {
     const mx_use_cell_t *uc = &s->use_cells[use];
-    const mx_cell_t     *c = &s->cells[uc->rule][uc->tier];
+    unsigned             rule = uc->rule, tier = uc->tier;
+    const mx_cell_t     *c;
     uint64_t             admitted = 0;
 
+    /* The object is writable by every process of the server's user, and
+     * read by ratelimit2ctl as root: slots out of range count nothing
+     * rather than read outside the counters. */
+    if (rule >= RL2_METRICS_RULES || tier >= RL2_METRICS_TIERS) {
+        out[0] = out[1] = out[2] = 0;
+        return;
+    }
+    c = &s->cells[rule][tier];
     admitted += rl2_mx_use_load(&c->n[RL2_METRIC_ALLOWED]);
     admitted += rl2_mx_use_load(&c->n[RL2_METRIC_DRY_RUN]);
     admitted += rl2_mx_use_load(&c->n[RL2_METRIC_BYPASSED]);
@@ -108,10 +117,23 @@ rl2_mx_use_claim(mx_shm_t *s, unsigned rule, unsigned tier)
         atomic_store_explicit(w, (uint16_t)u, memory_order_release);
     }
     rl2_mx_unlock(s);
-    return u;
+    /* A slot past the sink is a hostile writer's: the sink. */
+    return u - 1 <= MX_USE_SINK ? u : MX_USE_SINK + 1;
 }
 
 /* ---- the upkeep's minute ------------------------------------------- */
+
+/* The usage cells claimed, at most the table's: the word is in the
+ * object, which any process of the server's user can write, and the
+ * upkeep writes every cell it counts. */
+static unsigned
+rl2_mx_use_count(const mx_shm_t *s)
+{
+    unsigned n = atomic_load_explicit((_Atomic uint32_t *)&s->use_n,
+                                      memory_order_acquire);
+
+    return n < RL2_USAGE_CELLS ? n : RL2_USAGE_CELLS;
+}
 
 /* The interval a sketch held has ended: its estimate and peak into the
  * interval's point, if the point is still that interval's. */
@@ -181,7 +203,8 @@ rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i)
     if (i >= cap
         || atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
                                 memory_order_acquire)
-               != MX_NAMED) {
+               != MX_NAMED
+        || memchr(t[i].name, '\0', sizeof(t[i].name)) == NULL) {
         return "-";
     }
     return t[i].name;
@@ -247,7 +270,11 @@ static void
 rl2_mx_use_clear(mx_shm_t *s, unsigned n, _Atomic uint32_t *left, int hours,
                  unsigned idle, unsigned most)
 {
-    unsigned l = atomic_load(left), k = l < most ? l : most;
+    unsigned l = atomic_load(left), k;
+
+    /* Never from below the first register, whatever the word says. */
+    l = l < RL2_HLL_REGS ? l : RL2_HLL_REGS;
+    k = l < most ? l : most;
 
     if (k == 0) {
         return;
@@ -264,7 +291,7 @@ rl2_mx_use_clear(mx_shm_t *s, unsigned n, _Atomic uint32_t *left, int hours,
 void
 rl2_mx_use_upkeep(mx_shm_t *s)
 {
-    unsigned n = atomic_load_explicit(&s->use_n, memory_order_acquire);
+    unsigned n = rl2_mx_use_count(s);
     unsigned phase = atomic_load(&s->use_phase);
 
     rl2_mx_use_clear(s, n, &s->use_min_left, 0, (phase & 1) ^ 1,
@@ -285,7 +312,7 @@ void
 rl2_mx_use_snapshot(mx_shm_t *s, uint64_t minute, rl2_usage_minute_fn *fn,
                     void *ctx)
 {
-    unsigned n = atomic_load_explicit(&s->use_n, memory_order_acquire);
+    unsigned n = rl2_mx_use_count(s);
     unsigned phase = atomic_load(&s->use_phase);
     unsigned cur = phase & 1, hcur = (phase >> 1) & 1;
     uint64_t m_new = minute + 1, h_new = minute / 60 + 1;

@@ -1,8 +1,8 @@
 /*
  * usage.c -- reading the usage series (usage.h): a view of a metrics
- * object, opened read-only by name (ratelimit2ctl usage) or borrowed
- * from an open handle (the status page); the cells in use, a cell's
- * per-minute or per-hour points, the top clients.
+ * object, a copy read by name (ratelimit2ctl usage) or borrowed from an
+ * open handle (the status page); the cells in use, a cell's per-minute
+ * or per-hour points, the top clients.
  *
  * Nothing here writes the object: the points are read as the upkeep
  * left them, the open interval's from the live sketch and peak.  An
@@ -38,6 +38,36 @@ rl2_usage_shm(const rl2_usage_t *u)
 /* Who may have made the object: its owner and root (rl2_shm_open_vetted
  * refuses the rest); any mode up to 0666 may be read. */
 #define USAGE_MODE_MAX 0666u
+
+/* The object's bytes into map (size bytes).  A copy, not a mapping of
+ * the object: any process of the server's user may cut the object short
+ * (ftruncate) at any time, and a mapping's pages past the new end fault
+ * (SIGBUS) in the reader, often root.  A copy shorter than the object
+ * was checked to be: the object changed under the read. */
+static rl2_status_t
+rl2_usage_copy(int fd, const char *name, void *map, size_t size, rl2_err_t *err)
+{
+    size_t got = 0;
+
+    while (got < size) {
+        ssize_t n = pread(fd, (char *)map + got, size - got, (off_t)got);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return rl2_shm_sys_err(err, "metrics", name, "read", errno);
+        }
+        if (n == 0) {
+            return rl2_err_set(err, RL2_ERR_INVALID,
+                               "metrics %s: cut short while read (%zu of "
+                               "%zu bytes)",
+                               name, got, size);
+        }
+        got += (size_t)n;
+    }
+    return RL2_OK;
+}
 
 rl2_status_t
 rl2_usage_open(const char *name, rl2_usage_t **out, rl2_err_t *err)
@@ -79,13 +109,20 @@ rl2_usage_open(const char *name, rl2_usage_t **out, rl2_err_t *err)
                            "ratelimit2ctl)",
                            name, (long long)st.st_size, sizeof(mx_shm_t));
     }
-    map = mmap(NULL, sizeof(mx_shm_t), PROT_READ, MAP_SHARED, fd, 0);
+    /* Anonymous memory of the object's size: the copy is the view's. */
+    map = mmap(NULL, sizeof(mx_shm_t), PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) {
         rc = rl2_shm_sys_err(err, "metrics", name, "mmap", errno);
         close(fd);
         return rc;
     }
+    rc = rl2_usage_copy(fd, name, map, sizeof(mx_shm_t), err);
     close(fd);
+    if (rc != RL2_OK) {
+        munmap(map, sizeof(mx_shm_t));
+        return rc;
+    }
     s = map;
     if (atomic_load_explicit((_Atomic uint32_t *)&s->hdr.magic,
                              memory_order_acquire)
@@ -279,9 +316,9 @@ rl2_usage_series(const rl2_usage_t *u, size_t i, rl2_usage_step_t step,
 
 /* The table copied under its writers' lock (a torn name would be
  * possible otherwise); a lock not had in a few milliseconds gives an
- * empty answer rather than a wait.  A read-only mapping cannot take the
- * lock: it copies without it and drops entries whose name is not
- * terminated. */
+ * empty answer rather than a wait.  A view opened by name holds its own
+ * copy of the object, taken without the lock: it drops entries whose
+ * name is not terminated. */
 static int
 rl2_usage_top_copy(const rl2_usage_t *u, mx_use_top_t *copy)
 {

@@ -52,7 +52,7 @@ struct rl2_usage_fleet;
 struct rl2_usage {
     /* the metrics object (mx_shm_t); NULL for a fleet's view */
     const void *shm;
-    /* the mapping's size when the view owns it (rl2_usage_open); 0:
+    /* the size of the view's own copy of the object (rl2_usage_open); 0:
      * borrowed */
     size_t map_bytes;
     /* the fleet's series read from Redis (usage_redis.c), owned; NULL: a
@@ -93,7 +93,9 @@ typedef struct {
     int64_t  last_wall_s;
 } rl2_usage_client_t;
 
-/* Open the existing metrics object `name` ("<zone>.metrics") read-only;
+/* Open the existing metrics object `name` ("<zone>.metrics") read-only,
+ * as a copy taken now (its numbers do not move; the object changing
+ * size under the copy is RL2_ERR_INVALID);
  * RL2_ERR_NOT_FOUND if it does not exist, RL2_ERR_INVALID if it is of
  * another layout (another build: restart the front end).  *out is freed by
  * rl2_usage_close(). */

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #endif
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -741,6 +743,177 @@ test_status_page(void **state)
     assert_null(strstr(prom, "<b>x"));
 }
 
+/* A lock word held by a live process that does not let go (stopped, or
+ * a dead holder's pid reused): a request that finds its cell unclaimed
+ * gives up the claim after the lock's spins, counted without a series,
+ * and returns; the next request once the lock is free claims the cell. */
+static void
+test_claim_with_lock_held(void **state)
+{
+    mx_shm_t        *s = m->shm;
+    rl2_usage_cell_t c;
+    pid_t            pid;
+    int              status;
+
+    (void)state;
+    /* This process is alive: no takeover. */
+    atomic_store(&s->lock, (uint32_t)getpid());
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        req("api", 0, "10.8.0.1", ALLOW, 9);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    atomic_store(&s->lock, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fail_msg("a request with the lock held did not return (status %#x)",
+                 status);
+    }
+    assert_int_equal(cell_of("api", "free", NULL), -1);
+    req("api", 0, "10.8.0.2", ALLOW, 9);
+    assert_true(cell_of("api", "free", &c) >= 0);
+    assert_int_equal(c.requests, 2);
+}
+
+/* A usage cell whose rule or tier slot is out of range (the object is
+ * writable by every process of the server's user; ratelimit2ctl maps it
+ * read-only, often as root): no count from outside the counters' table,
+ * the name "-". */
+static void
+test_hostile_cell_slots(void **state)
+{
+    mx_shm_t         *s = m->shm;
+    rl2_usage_t      *u;
+    rl2_usage_cell_t  cells[4];
+    rl2_usage_point_t p[2];
+    int64_t           first;
+    rl2_err_t         err;
+
+    (void)state;
+    minute_mix();
+    assert_int_equal(cell_of("api", "free", NULL), 0);
+    /* Just past the counters: the per-minute ring of rule slot 0. */
+    s->use_cells[0].rule = RL2_METRICS_RULES;
+    s->use_cells[0].tier = 0;
+    atomic_store(&s->minutes[0][0][0], UINT64_C(12345));
+    /* Tier slot 16 of rule slot 0 would be tier slot 0 of rule slot 1. */
+    s->use_cells[1].rule = 0;
+    s->use_cells[1].tier = RL2_METRICS_TIERS;
+    atomic_store(&s->cells[1][0].n[RL2_METRIC_ALLOWED], UINT64_C(777));
+    assert_int_equal(rl2_usage_open(shm_name, &u, &err), RL2_OK);
+    assert_int_equal(rl2_usage_cells(u, cells, 4), 4);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(cells[i].rule, i == 0 ? "-" : "(bypass)");
+        assert_int_equal(cells[i].requests, 0);
+        assert_int_equal(cells[i].admitted, 0);
+        assert_int_equal(cells[i].refused, 0);
+        assert_int_equal(rl2_usage_series(u, (size_t)i, RL2_USAGE_STEP_MINUTE,
+                                          now.wall_us / RL2_US_PER_S, p, 2,
+                                          &first),
+                         2);
+        assert_int_equal(p[1].requests, 0);
+    }
+    rl2_usage_close(u);
+}
+
+/* A rule name with no terminating NUL in the object (written by a
+ * hostile process): read as "-", as an unterminated client of the top
+ * table is dropped, not read on into what follows it. */
+static void
+test_hostile_unterminated_name(void **state)
+{
+    mx_shm_t        *s = m->shm;
+    rl2_usage_t     *u;
+    rl2_usage_cell_t cells[4];
+    unsigned         slot;
+    rl2_err_t        err;
+
+    (void)state;
+    minute_mix();
+    assert_int_equal(cell_of("api", "free", NULL), 0);
+    slot = s->use_cells[0].rule;
+    memset(s->rules[slot].name, 'A', sizeof(s->rules[slot].name));
+    assert_int_equal(rl2_usage_open(shm_name, &u, &err), RL2_OK);
+    assert_int_equal(rl2_usage_cells(u, cells, 4), 4);
+    assert_string_equal(cells[0].rule, "-");
+    assert_int_equal(cells[0].requests, 7);
+    rl2_usage_close(u);
+}
+
+/* The upkeep's words in the object written by a hostile process: a
+ * count of cells above the table and clearing positions above a
+ * sketch's registers.  The upkeeps and the minute's snapshot stay in
+ * the table (they would write far outside it otherwise), and the cells
+ * go on counting. */
+static void
+test_hostile_upkeep_words(void **state)
+{
+    mx_shm_t        *s = m->shm;
+    rl2_usage_cell_t c;
+
+    (void)state;
+    minute_mix();
+    atomic_store(&s->use_n, UINT32_MAX);
+    atomic_store(&s->use_min_left, UINT32_MAX);
+    atomic_store(&s->use_hour_left, UINT32_MAX);
+    for (int i = 0; i < 3; i++) {
+        advance_s(1);
+        req("api", 0, "10.9.0.1", ALLOW, 9);
+    }
+    advance_s(60);
+    req("api", 0, "10.9.0.1", ALLOW, 9);
+    assert_true(cell_of("api", "free", &c) >= 0);
+    assert_int_equal(c.requests, 11);
+}
+
+/* The object cut short after ratelimit2ctl opened it (ftruncate by any
+ * process of the server's user): a mapping would fault (SIGBUS) on the
+ * pages past the new end; the reader's view is its own, whole. */
+static void
+test_hostile_truncate_after_open(void **state)
+{
+    rl2_usage_t     *u;
+    rl2_usage_cell_t cells[4];
+    rl2_err_t        err;
+    int              fd;
+
+    (void)state;
+    minute_mix();
+    assert_int_equal(rl2_usage_open(shm_name, &u, &err), RL2_OK);
+    fd = shm_open(shm_name, O_RDWR, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 0), 0);
+    close(fd);
+    assert_int_equal(rl2_usage_cells(u, cells, 4), 4);
+    assert_int_equal(cells[0].requests, 7);
+    rl2_usage_close(u);
+}
+
+/* Every cell's usage slot written out of range by a hostile process: a
+ * request writes the sink's sketches, not memory past the table, and is
+ * still counted. */
+static void
+test_hostile_use_slots(void **state)
+{
+    mx_shm_t        *s = m->shm;
+    rl2_usage_cell_t all[4];
+
+    (void)state;
+    for (size_t i = 0; i < RL2_METRICS_RULES * RL2_METRICS_TIERS; i++) {
+        atomic_store(&s->use_slot[i], UINT16_MAX);
+    }
+    minute_mix();
+    req("login", 1, "10.10.0.1", ALLOW, 9);
+    req("login", 1, "10.10.0.1", DENY, 0);
+    assert_int_equal(rl2_usage_cells(&view, all, 4), 0);
+    n_cells = 0;
+    rl2_metrics_cells(m, count_cell, NULL);
+    /* api free and pro, login pro, (unmatched) and (bypass). */
+    assert_int_equal(n_cells, 5);
+}
+
 int
 main(void)
 {
@@ -757,6 +930,12 @@ main(void)
         T(test_status_page),
         T(test_cells_beyond_the_table),
         T(test_processes),
+        T(test_claim_with_lock_held),
+        T(test_hostile_cell_slots),
+        T(test_hostile_unterminated_name),
+        T(test_hostile_upkeep_words),
+        T(test_hostile_truncate_after_open),
+        T(test_hostile_use_slots),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -281,6 +281,30 @@ test_text_escapes(void **state)
     free(text);
 }
 
+/* Bytes above 0x7f a terminal may act on: U+009B (CSI) written as UTF-8
+ * and a lone 0x9b (CSI where 8-bit controls are on) come out as \xNN
+ * like the C0 controls; well-formed UTF-8 text stays as it is, and the
+ * columns stay aligned on what is written. */
+static void
+test_text_escapes_c1(void **state)
+{
+    t_usage_t t;
+    char     *text;
+
+    (void)state;
+    t_usage(&t,
+            "caf\xc3\xa9\xc2\x9b"
+            "2J",
+            "10.0.0.1\x9b"
+            "31m");
+    text = t_render(&t.u, T_TEXT);
+    assert_null(strstr(text, "\xc2\x9b"));
+    assert_null(strchr(text, '\x9b'));
+    assert_non_null(strstr(text, "caf\xc3\xa9\\xc2\\x9b2J "));
+    assert_non_null(strstr(text, "  10.0.0.1\\x9b31m "));
+    free(text);
+}
+
 int
 main(void)
 {
@@ -291,6 +315,7 @@ main(void)
         cmocka_unit_test(test_json_parses),
         cmocka_unit_test(test_html_escapes),
         cmocka_unit_test(test_text_escapes),
+        cmocka_unit_test(test_text_escapes_c1),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
