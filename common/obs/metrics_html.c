@@ -45,6 +45,20 @@
 
 typedef mx_out_t page_t;
 
+/* Seconds from then_s to now_s, 0 if then is later or the difference
+ * does not fit: a time read from the metrics object, which any process
+ * of the server's user can write. */
+static int64_t
+rl2_html_age_s(int64_t now_s, int64_t then_s)
+{
+    int64_t age_s;
+
+    if (__builtin_sub_overflow(now_s, then_s, &age_s) || age_s < 0) {
+        return 0;
+    }
+    return age_s;
+}
+
 static const char *
 rl2_html_escape(const char *s, char *buf, size_t len)
 {
@@ -249,7 +263,7 @@ rl2_page_top(page_t *p, const char *title, const rl2_metrics_top_t *t, size_t n,
                    "<td>%" PRId64 " s ago</td></tr>\n",
                    rl2_html_escape(t[i].client, c, sizeof(c)),
                    rl2_html_escape(t[i].rule, r, sizeof(r)), t[i].count,
-                   now_wall_s - t[i].last_wall_s);
+                   rl2_html_age_s(now_wall_s, t[i].last_wall_s));
     }
     rl2_mx_put(p, "</table>\n");
 }
@@ -372,7 +386,7 @@ rl2_page_use_top(page_t *p, const rl2_usage_t *u, int64_t now_wall_s)
                    rl2_html_escape(top[i].rule, r, sizeof(r)), top[i].requests,
                    top[i].error, top[i].peak_ppm / 10000,
                    top[i].peak_ppm / 1000 % 10,
-                   now_wall_s - top[i].last_wall_s);
+                   rl2_html_age_s(now_wall_s, top[i].last_wall_s));
     }
     rl2_mx_put(p, "</table>\n");
 }
