@@ -223,42 +223,34 @@ cell_of(const char *r, const char *tier, rl2_usage_cell_t *out)
 static rl2_usage_point_t minutes[RL2_USAGE_MINUTES];
 static rl2_usage_point_t hours[RL2_USAGE_HOURS];
 
-/* The last `back` + 1 minutes of a cell: p[0] is `back` minutes ago,
- * p[back] the current one. */
+/* The last `back` + 1 points of a cell at step (into minutes[] or
+ * hours[]): p[0] is `back` intervals ago, p[back] the current one. */
+static rl2_usage_point_t *
+last_points(const char *r, const char *tier, rl2_usage_step_t step, size_t back)
+{
+    rl2_usage_point_t *pts = step == RL2_USAGE_STEP_MINUTE ? minutes : hours;
+    size_t             max =
+        step == RL2_USAGE_STEP_MINUTE ? RL2_USAGE_MINUTES : RL2_USAGE_HOURS;
+    int     i = cell_of(r, tier, NULL);
+    int64_t first = 0, now_s = now.wall_us / RL2_US_PER_S;
+
+    assert_true(i >= 0);
+    assert_int_equal(
+        rl2_usage_series(&view, (size_t)i, step, now_s, pts, max, &first), max);
+    assert_int_equal(first, (now_s / step - (int64_t)(max - 1)) * step);
+    return &pts[max - 1 - back];
+}
+
 static rl2_usage_point_t *
 last_minutes(const char *r, const char *tier, size_t back)
 {
-    int     i = cell_of(r, tier, NULL);
-    int64_t first = 0;
-    size_t  n;
-
-    assert_true(i >= 0);
-    n = rl2_usage_series(&view, (size_t)i, RL2_USAGE_STEP_MINUTE,
-                         now.wall_us / RL2_US_PER_S, minutes, RL2_USAGE_MINUTES,
-                         &first);
-    assert_int_equal(n, RL2_USAGE_MINUTES);
-    assert_int_equal(first,
-                     (now.wall_us / RL2_US_PER_S / 60 - (RL2_USAGE_MINUTES - 1))
-                         * 60);
-    return &minutes[RL2_USAGE_MINUTES - 1 - back];
+    return last_points(r, tier, RL2_USAGE_STEP_MINUTE, back);
 }
 
 static rl2_usage_point_t *
 last_hours(const char *r, const char *tier, size_t back)
 {
-    int     i = cell_of(r, tier, NULL);
-    int64_t first = 0;
-    size_t  n;
-
-    assert_true(i >= 0);
-    n = rl2_usage_series(&view, (size_t)i, RL2_USAGE_STEP_HOUR,
-                         now.wall_us / RL2_US_PER_S, hours, RL2_USAGE_HOURS,
-                         &first);
-    assert_int_equal(n, RL2_USAGE_HOURS);
-    assert_int_equal(first,
-                     (now.wall_us / RL2_US_PER_S / 3600 - (RL2_USAGE_HOURS - 1))
-                         * 3600);
-    return &hours[RL2_USAGE_HOURS - 1 - back];
+    return last_points(r, tier, RL2_USAGE_STEP_HOUR, back);
 }
 
 static void
