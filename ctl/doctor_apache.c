@@ -21,8 +21,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "ratelimit2/clock.h"
 
 #include "ctl.h"
 
@@ -42,15 +43,6 @@ typedef struct {
     char   why[160]; /* when out is NULL or status is -1 */
 } rl2_doc_run_t;
 
-static int64_t
-rl2_doc_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* In the child: stdin from /dev/null, stdout and stderr into fd, exec. */
 static void
 rl2_doc_child(int fd, char *const argv[])
@@ -69,11 +61,11 @@ rl2_doc_child(int fd, char *const argv[])
 static int
 rl2_doc_read(int fd, rl2_doc_run_t *r)
 {
-    int64_t end_ms = rl2_doc_ms() + RL2_DOC_RUN_MS;
+    int64_t end_ms = rl2_mono_us() / 1000 + RL2_DOC_RUN_MS;
 
     for (;;) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        int64_t       left_ms = end_ms - rl2_doc_ms();
+        int64_t       left_ms = end_ms - rl2_mono_us() / 1000;
         ssize_t       n;
         int           rc;
 

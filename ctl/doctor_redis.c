@@ -21,9 +21,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
-#include <time.h>
 
 #include <hiredis/hiredis.h>
+
+#include "ratelimit2/clock.h"
 
 #include "ctl.h"
 
@@ -31,15 +32,6 @@ enum {
     RL2_DOC_PINGS = 5,
     RL2_DOC_RTT_WARN_US = 1000 /* a request waits this long per call */
 };
-
-static int64_t
-rl2_doc_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* The server's name for messages: HOST:PORT or the socket's path. */
 static void
@@ -234,10 +226,10 @@ rl2_doc_rtt(redisContext *c, const char *name, rl2_doc_t *d)
     char        why[256];
 
     for (int i = 0; i < RL2_DOC_PINGS; i++) {
-        int64_t     t0 = rl2_doc_us();
+        int64_t     t0 = rl2_mono_us();
         redisReply *r = rl2_doc_cmd(c, 1, ping, why, sizeof(why));
 
-        rtt_us[i] = rl2_doc_us() - t0;
+        rtt_us[i] = rl2_mono_us() - t0;
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             rl2_doc_add(d, "redis", RL2_DOC_ERROR, NULL, "%s: PING: %s", name,
                         r != NULL ? r->str : why);

@@ -49,6 +49,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "ratelimit2/clock.h"
 #include "ratelimit2/redis.h"
 #include "redis_resp.h"
 #include "redis/redis_internal.h"
@@ -431,15 +432,6 @@ rl2_pipe_give_up(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     }
 }
 
-static int64_t
-rl2_pipe_now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /* Queue w and wait until it is answered, leading a batch whenever none is
  * in flight, or until its deadline. */
 static void
@@ -448,8 +440,7 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     int64_t         deadline_us, left_us;
     struct timespec until;
 
-    deadline_us =
-        rl2_pipe_now_us() + (int64_t)p->conf->command_timeout_ms * 1000;
+    deadline_us = rl2_mono_us() + (int64_t)p->conf->command_timeout_ms * 1000;
     until.tv_sec = (time_t)(deadline_us / 1000000);
     until.tv_nsec = (long)(deadline_us % 1000000) * 1000;
     pthread_mutex_lock(&p->lock);
@@ -462,7 +453,7 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     p->tail = w;
     while (w->state != RL2_PIPE_DONE) {
         if (!p->leading) {
-            left_us = deadline_us - rl2_pipe_now_us();
+            left_us = deadline_us - rl2_mono_us();
             if (left_us <= 0) {
                 rl2_pipe_give_up(p, w);
                 break;
