@@ -353,11 +353,20 @@ void rl2_mx_use_top(mx_shm_t *s, const rl2_digest_t *key, const char *client,
 
 /* A usage cell's running totals: requests, admitted, refused. */
 void rl2_mx_use_totals(const mx_shm_t *s, unsigned use, uint64_t out[3]);
-/* The name in slot i of a table of cap names (rules or tiers), "-" for
- * a slot out of range, not named (yet), or whose name has no NUL (the
- * object is writable by every process of the server's user: a name is
- * not read on past its field). */
-const char *rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i);
+/* metrics_read.c: the name in slot i of a table of cap names (rules or
+ * tiers), NULL for a slot out of range, not named (yet), or whose name
+ * has no NUL (the object is writable by every process of the server's
+ * user: a name is not read on past its field); published names never
+ * change.  rl2_mx_slot_label: the same, "-" for NULL. */
+const char *rl2_mx_slot_name(const mx_name_t *t, unsigned cap, unsigned i);
+
+static inline const char *
+rl2_mx_slot_label(const mx_name_t *t, unsigned cap, unsigned i)
+{
+    const char *name = rl2_mx_slot_name(t, cap, i);
+
+    return name != NULL ? name : "-";
+}
 
 /* After a minute's snapshot (the one process that took it): open the
  * minute (and the hour) for every usage cell, end the one before (and

@@ -52,15 +52,17 @@ rl2_metrics_global(const rl2_metrics_t *m, rl2_metrics_global_t *out)
     out->decide_ns_sum = rl2_mx_load(&s->decide_ns_sum);
 }
 
-/* A slot's name if it has one (published names never change). */
-static const char *
-rl2_mx_slot_name(const mx_name_t *t, unsigned i)
+const char *
+rl2_mx_slot_name(const mx_name_t *t, unsigned cap, unsigned i)
 {
-    return atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
+    if (i >= cap
+        || atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
                                 memory_order_acquire)
-                   == MX_NAMED
-               ? t[i].name
-               : NULL;
+               != MX_NAMED
+        || memchr(t[i].name, '\0', sizeof(t[i].name)) == NULL) {
+        return NULL;
+    }
+    return t[i].name;
 }
 
 void
@@ -71,10 +73,10 @@ rl2_metrics_cells(const rl2_metrics_t *m,
     rl2_metrics_cell_t c;
 
     for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
-        const char *rn = rl2_mx_slot_name(s->rules, r);
+        const char *rn = rl2_mx_slot_name(s->rules, RL2_METRICS_RULES, r);
 
         for (unsigned t = 0; rn != NULL && t < RL2_METRICS_TIERS; t++) {
-            const char *tn = rl2_mx_slot_name(s->tiers, t);
+            const char *tn = rl2_mx_slot_name(s->tiers, RL2_METRICS_TIERS, t);
             uint64_t    any = 0;
 
             for (unsigned k = 0; k < RL2_METRIC_KINDS; k++) {
@@ -144,7 +146,7 @@ rl2_mx_snapshot(rl2_metrics_t *m, int64_t wall_us)
         return 0;
     }
     for (unsigned r = 0; r < RL2_METRICS_RULES; r++) {
-        if (rl2_mx_slot_name(s->rules, r) == NULL) {
+        if (rl2_mx_slot_name(s->rules, RL2_METRICS_RULES, r) == NULL) {
             continue;
         }
         rl2_mx_totals(s, r, t);
@@ -171,7 +173,8 @@ rl2_metrics_minutes(const rl2_metrics_t *m, unsigned slot, int64_t now_wall_s,
     const char *n;
 
     if (slot >= RL2_METRICS_RULES
-        || (n = rl2_mx_slot_name(m->shm->rules, slot)) == NULL) {
+        || (n = rl2_mx_slot_name(m->shm->rules, RL2_METRICS_RULES, slot))
+               == NULL) {
         return 0;
     }
     strcpy(name, n);
@@ -229,9 +232,7 @@ rl2_mx_top_copy(const rl2_metrics_t *m, const mx_top_t *t,
         }
         memcpy(out[n].client, copy[i].client, RL2_METRICS_CLIENT_MAX);
         out[n].client[RL2_METRICS_CLIENT_MAX - 1] = '\0';
-        rn = copy[i].rule < RL2_METRICS_RULES
-                 ? rl2_mx_slot_name(s->rules, copy[i].rule)
-                 : NULL;
+        rn = rl2_mx_slot_name(s->rules, RL2_METRICS_RULES, copy[i].rule);
         strcpy(out[n].rule, rn != NULL ? rn : "-");
         out[n].count = copy[i].count;
         out[n].last_wall_s = copy[i].last_wall_s;

@@ -197,19 +197,6 @@ rl2_mx_use_end(mx_shm_t *s, unsigned u, unsigned cur, unsigned hcur,
     }
 }
 
-const char *
-rl2_mx_use_name(const mx_name_t *t, unsigned cap, unsigned i)
-{
-    if (i >= cap
-        || atomic_load_explicit((_Atomic uint32_t *)&t[i].state,
-                                memory_order_acquire)
-               != MX_NAMED
-        || memchr(t[i].name, '\0', sizeof(t[i].name)) == NULL) {
-        return "-";
-    }
-    return t[i].name;
-}
-
 /* The minute that ended (m_old, its sketches in phase cur) to the
  * minute callback: each cell that had a request, its counts the
  * difference between the totals its point opened with and the ones the
@@ -241,10 +228,10 @@ rl2_mx_use_export(mx_shm_t *s, unsigned n, unsigned cur, uint64_t m_old,
         if (d[0] == 0) {
             continue;
         }
-        c->rule =
-            rl2_mx_use_name(s->rules, RL2_METRICS_RULES, s->use_cells[u].rule);
-        c->tier =
-            rl2_mx_use_name(s->tiers, RL2_METRICS_TIERS, s->use_cells[u].tier);
+        c->rule = rl2_mx_slot_label(s->rules, RL2_METRICS_RULES,
+                                    s->use_cells[u].rule);
+        c->tier = rl2_mx_slot_label(s->tiers, RL2_METRICS_TIERS,
+                                    s->use_cells[u].tier);
         c->requests = d[0];
         c->admitted = d[1];
         c->refused = d[2];

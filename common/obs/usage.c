@@ -193,9 +193,9 @@ rl2_usage_cells(const rl2_usage_t *u, rl2_usage_cell_t *out, size_t max)
 
         memset(&out[i], 0, sizeof(out[i]));
         snprintf(out[i].rule, sizeof(out[i].rule), "%s",
-                 rl2_mx_use_name(s->rules, RL2_METRICS_RULES, c->rule));
+                 rl2_mx_slot_label(s->rules, RL2_METRICS_RULES, c->rule));
         snprintf(out[i].tier, sizeof(out[i].tier), "%s",
-                 rl2_mx_use_name(s->tiers, RL2_METRICS_TIERS, c->tier));
+                 rl2_mx_slot_label(s->tiers, RL2_METRICS_TIERS, c->tier));
         rl2_mx_use_totals(s, (unsigned)i, t);
         out[i].requests = t[0];
         out[i].admitted = t[1];
@@ -369,7 +369,7 @@ rl2_usage_top(const rl2_usage_t *u, rl2_usage_client_t *out, size_t max)
         memset(x, 0, sizeof(*x));
         memcpy(x->client, e->client, sizeof(x->client));
         snprintf(x->rule, sizeof(x->rule), "%s",
-                 rl2_mx_use_name(s->rules, RL2_METRICS_RULES, e->rule));
+                 rl2_mx_slot_label(s->rules, RL2_METRICS_RULES, e->rule));
         x->requests = e->count;
         x->error = e->error;
         x->peak_ppm = e->peak_ppm;
