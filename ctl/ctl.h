@@ -167,6 +167,9 @@ void rl2_ctl_stores_close(rl2_ctl_stores_t *s);
 /* Write s escaped for JSON (json: a byte of no well-formed UTF-8
  * sequence as the text \xHH) or HTML (!json). */
 void rl2_ctl_escape(FILE *f, const char *s, int json);
+/* Write before, then "name":"value" with value escaped for JSON. */
+void rl2_ctl_json_str(FILE *f, const char *before, const char *name,
+                      const char *value);
 /* Write s as one CSV field (RFC 4180: quoted when it holds a comma, a
  * quote or a line break, its quotes doubled). */
 void rl2_ctl_csv_field(FILE *f, const char *s);

@@ -92,6 +92,15 @@ rl2_ctl_escape(FILE *f, const char *s, int json)
 }
 
 void
+rl2_ctl_json_str(FILE *f, const char *before, const char *name,
+                 const char *value)
+{
+    fprintf(f, "%s\"%s\":\"", before, name);
+    rl2_ctl_escape(f, value, 1);
+    fputc('"', f);
+}
+
+void
 rl2_ctl_csv_field(FILE *f, const char *s)
 {
     /* RFC 4180, 2.6 and 2.7: a field holding a comma, a quote or a line

@@ -70,14 +70,6 @@ rl2_ctl_ovr_text(const rl2_override_t *all, long n, int64_t now_us)
 }
 
 static void
-rl2_ctl_json_str(const char *key, const char *value, int last)
-{
-    printf("\"%s\":\"", key);
-    rl2_ctl_escape(stdout, value, 1);
-    printf("\"%s", last ? "" : ",");
-}
-
-static void
 rl2_ctl_ovr_json(const rl2_override_t *all, long n, int64_t now_us)
 {
     char value[RL2_OVR_NAME_MAX + 16], t[28];
@@ -88,23 +80,23 @@ rl2_ctl_ovr_json(const rl2_override_t *all, long n, int64_t now_us)
 
         rl2_ovr_value_text(o, value, sizeof(value));
         printf("%s\n{", i > 0 ? "," : "");
-        rl2_ctl_json_str("kind", rl2_ovr_kind_name(o->kind), 0);
-        rl2_ctl_json_str("target", o->target, 0);
-        rl2_ctl_json_str("value", value, 0);
+        rl2_ctl_json_str(stdout, "", "kind", rl2_ovr_kind_name(o->kind));
+        rl2_ctl_json_str(stdout, ",", "target", o->target);
+        rl2_ctl_json_str(stdout, ",", "value", value);
         if (o->expires_us != 0) {
             rl2_audit_time_format(o->expires_us, t);
             int64_t left = o->expires_us - now_us;
 
-            printf("\"expires\":\"%s\",\"seconds_left\":%" PRId64 ",", t,
+            printf(",\"expires\":\"%s\",\"seconds_left\":%" PRId64 ",", t,
                    (left + RL2_US_PER_S - 1) / RL2_US_PER_S);
         }
         else {
-            printf("\"expires\":null,\"seconds_left\":null,");
+            printf(",\"expires\":null,\"seconds_left\":null,");
         }
         rl2_audit_time_format(o->created_us, t);
-        rl2_ctl_json_str("created", t, 0);
-        rl2_ctl_json_str("author", o->author, 0);
-        rl2_ctl_json_str("reason", o->reason, 1);
+        rl2_ctl_json_str(stdout, "", "created", t);
+        rl2_ctl_json_str(stdout, ",", "author", o->author);
+        rl2_ctl_json_str(stdout, ",", "reason", o->reason);
         printf("}");
     }
     printf("%s]\n", n > 0 ? "\n" : "");

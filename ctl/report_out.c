@@ -144,30 +144,22 @@ rl2_ctl_rows_json(FILE *f, const char *name, const rl2_ctl_row_t *rows,
     fputc(']', f);
 }
 
-static void
-rl2_ctl_json_field(FILE *f, const char *name, const char *value)
-{
-    fprintf(f, ",\"%s\":\"", name);
-    rl2_ctl_escape(f, value, 1);
-    fputc('"', f);
-}
-
 /* One entry; last: no comma after it. */
 static void
 rl2_ctl_entry_json(FILE *f, const rl2_vlog_entry_t *e, int last)
 {
     fprintf(f, "{\"time_us\":%" PRId64, e->time_us);
-    rl2_ctl_json_field(f, "rule", e->rule);
-    rl2_ctl_json_field(f, "limit", e->limit_name);
-    rl2_ctl_json_field(f, "tier", e->tier);
-    rl2_ctl_json_field(f, "client", e->client);
-    rl2_ctl_json_field(f, "method", e->method);
-    rl2_ctl_json_field(f, "path", e->path);
-    rl2_ctl_json_field(f, "factors", e->factors);
+    rl2_ctl_json_str(f, ",", "rule", e->rule);
+    rl2_ctl_json_str(f, ",", "limit", e->limit_name);
+    rl2_ctl_json_str(f, ",", "tier", e->tier);
+    rl2_ctl_json_str(f, ",", "client", e->client);
+    rl2_ctl_json_str(f, ",", "method", e->method);
+    rl2_ctl_json_str(f, ",", "path", e->path);
+    rl2_ctl_json_str(f, ",", "factors", e->factors);
     if (e->variant[0] != '\0') {
-        rl2_ctl_json_field(f, "variant", e->variant);
+        rl2_ctl_json_str(f, ",", "variant", e->variant);
     }
-    rl2_ctl_json_field(f, "user_agent", e->user_agent);
+    rl2_ctl_json_str(f, ",", "user_agent", e->user_agent);
     /* null: an entry written before the log recorded the count */
     if (e->count >= 0) {
         fprintf(f, ",\"count\":%" PRId64, e->count);

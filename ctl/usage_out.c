@@ -245,14 +245,6 @@ rl2_ctl_usage_json_series(FILE *f, const char *name,
 }
 
 static void
-rl2_ctl_usage_json_str(FILE *f, const char *name, const char *value)
-{
-    fprintf(f, "\"%s\":\"", name);
-    rl2_ctl_escape(f, value, 1);
-    fputc('"', f);
-}
-
-static void
 rl2_ctl_usage_json_row(FILE *f, const rl2_ctl_usage_t *u,
                        const rl2_ctl_usage_row_t *row)
 {
@@ -260,9 +252,8 @@ rl2_ctl_usage_json_row(FILE *f, const rl2_ctl_usage_t *u,
                                           "clients", "peak_ppm" };
 
     fputc('{', f);
-    rl2_ctl_usage_json_str(f, "rule", row->cell.rule);
-    fputc(',', f);
-    rl2_ctl_usage_json_str(f, "tier", row->cell.tier);
+    rl2_ctl_json_str(f, "", "rule", row->cell.rule);
+    rl2_ctl_json_str(f, ",", "tier", row->cell.tier);
     fprintf(f,
             ",\"requests\":%" PRIu64 ",\"admitted\":%" PRIu64
             ",\"refused\":%" PRIu64 ",\"refused_share\":%.6f"
@@ -289,9 +280,8 @@ static void
 rl2_ctl_usage_json_client(FILE *f, const rl2_usage_client_t *c)
 {
     fputc('{', f);
-    rl2_ctl_usage_json_str(f, "client", c->client);
-    fputc(',', f);
-    rl2_ctl_usage_json_str(f, "rule", c->rule);
+    rl2_ctl_json_str(f, "", "client", c->client);
+    rl2_ctl_json_str(f, ",", "rule", c->rule);
     fprintf(f,
             ",\"requests\":%" PRIu64 ",\"error\":%" PRIu64
             ",\"peak_ppm\":%" PRIu32 ",\"peak_share\":%.6f"
@@ -307,7 +297,7 @@ rl2_ctl_usage_json(FILE *f, const rl2_ctl_usage_t *u)
 
     rl2_ctl_usage_iso(rl2_ctl_usage_start(u, 0), first, sizeof(first));
     fputc('{', f);
-    rl2_ctl_usage_json_str(f, "metrics", u->metrics);
+    rl2_ctl_json_str(f, "", "metrics", u->metrics);
     fprintf(f,
             ",\"now\":%" PRId64 ",\"since_s\":%" PRId64 ",\"step_s\":%d"
             ",\"intervals\":%zu,\"first_start\":%" PRId64
@@ -315,7 +305,7 @@ rl2_ctl_usage_json(FILE *f, const rl2_ctl_usage_t *u)
             u->now_s, u->since_s, (int)u->step, u->n_points,
             rl2_ctl_usage_start(u, 0), first, RL2_USAGE_TOP_SAMPLE);
     if (u->rule != NULL) {
-        rl2_ctl_usage_json_str(f, "rule", u->rule);
+        rl2_ctl_json_str(f, "", "rule", u->rule);
         fputc(',', f);
     }
     fputs("\"cells\":[", f);
