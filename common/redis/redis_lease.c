@@ -310,22 +310,36 @@ rl2_lease_place(rl2_lease_t *l, const rl2_slice_t *ns, int64_t cost,
     }
 }
 
-int64_t
-rl2_lease_held(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us)
+/* A copy of key's entry, taken under the lock; 0 if there is none (or
+ * none whole: its writer was killed in the middle). */
+static int
+rl2_lease_read(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us,
+               rl2_lease_t *out)
 {
-    rl2_lease_t *l;
-    int64_t      units = 0;
-    rl2_err_t    err;
+    const rl2_lease_t *l;
+    int                found = 0;
+    rl2_err_t          err;
 
     if (rl2_zone_lock(zone, &err) != RL2_OK) {
         return 0;
     }
     if ((l = rl2_zone_peek(zone, key, now_us)) != NULL && !l->writing) {
-        units =
-            l->cur.units + l->next.units + l->back[0].units + l->back[1].units;
+        memcpy(out, l, sizeof(*out));
+        found = 1;
     }
     rl2_zone_unlock(zone);
-    return units;
+    return found;
+}
+
+int64_t
+rl2_lease_held(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us)
+{
+    rl2_lease_t l;
+
+    if (!rl2_lease_read(zone, key, now_us, &l)) {
+        return 0;
+    }
+    return l.cur.units + l.next.units + l.back[0].units + l.back[1].units;
 }
 
 int
@@ -337,18 +351,9 @@ rl2_lease_holds(void *zone, rl2_digest_t key, int64_t now_us)
 int
 rl2_lease_asking_now(rl2_zone_t *zone, rl2_digest_t key, int64_t now_us)
 {
-    rl2_lease_t *l;
-    int          asking = 0;
-    rl2_err_t    err;
+    rl2_lease_t l;
 
-    if (rl2_zone_lock(zone, &err) != RL2_OK) {
-        return 0;
-    }
-    if ((l = rl2_zone_peek(zone, key, now_us)) != NULL && !l->writing) {
-        asking = l->asking_us != 0;
-    }
-    rl2_zone_unlock(zone);
-    return asking;
+    return rl2_lease_read(zone, key, now_us, &l) && l.asking_us != 0;
 }
 
 /* ---- the request ---- */
