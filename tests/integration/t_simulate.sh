@@ -133,15 +133,27 @@ traffic() {
     at
 }
 
+# in_order LOG -- LOG's lines by client (user:NAME or the address), then
+# by the suite's second, then as logged.  Apache writes a line when a
+# request's answer has gone out, so on a loaded machine the line of one
+# client's request can follow the next request's, sent by another client
+# on a connection of its own: the log's order across clients is not the
+# order of sending, one client's requests of one second (one connection,
+# one after the other) are.
+in_order() {
+    awk '{ print ($3 != "-" ? "user:" $3 : $1), $4, NR, $0 }' "$1" \
+        | sort -k1,1 -k2,2 -k3,3n | cut -d' ' -f4-
+}
+
 # refusals LOG -- "CLIENT REFUSED FIRST LAST" per client Apache refused,
 # CLIENT user:NAME or the address, times as simulate writes them.
 refusals() {
-    awk '$(NF-1) == 429 {
+    in_order "$1" | awk '$(NF-1) == 429 {
         c = $3 != "-" ? "user:" $3 : $1
         t = "2026-12-06T" substr($4, 14, 8) ".000000Z"
         if (!(c in n)) first[c] = t
         n[c]++; last[c] = t
-    } END { for (c in n) print c, n[c], first[c], last[c] }' "$1" | sort
+    } END { for (c in n) print c, n[c], first[c], last[c] }' | sort
 }
 
 # sim_refusals JSON I -- the same from simulate's JSON, policy I.
@@ -151,10 +163,10 @@ sim_refusals() {
 }
 
 # differ LOG_A LOG_B -- "CLIENT A_ONLY B_ONLY" per client whose request
-# one run refused and the other admitted, line by line (the same
-# requests, in the same order).
+# one run refused and the other admitted, request by request (the same
+# requests: each client's in the order it sent them, in_order).
 differ() {
-    paste -d ' ' "$1" "$2" | awk '{
+    paste -d ' ' <(in_order "$1") <(in_order "$2") | awk '{
         h = NF / 2
         c = $3 != "-" ? "user:" $3 : $1
         a = $(h - 1) == 429; b = $(NF - 1) == 429
