@@ -158,9 +158,10 @@
  * token_bucket keeps { tat } and expires at tat (the bucket is full
  * again); leaky_bucket keeps { level, last } and expires when drained.
  * bucket(p) is asked four times a call: its answer is kept in p (bt,
- * bcap, bcap_us), which a function library keeps from call to call. */
+ * bcap, bcap_us), which a function library keeps from call to call.  It
+ * is defined outside the family's loader because the token bucket's
+ * short path (RL2_LUA_TB_SHORT) asks it too. */
 #define RL2_LUA_BUCKETS \
-    "LOAD.b = function()\n" \
     "local function bucket(p)\n" \
     "  if p.bt then return p.bt, p.bcap, p.bcap_us end\n" \
     "  local t = idiv(p.window, p.limit)\n" \
@@ -170,6 +171,7 @@
     "  p.bt, p.bcap, p.bcap_us = t, cap, cap * t\n" \
     "  return t, cap, cap * t\n" \
     "end\n" \
+    "LOAD.b = function()\n" \
     "local function bucket_decide(p, debt, cost)\n" \
     "  local t, cap, cap_us = bucket(p)\n" \
     "  local after = debt + cost * t\n" \
@@ -602,6 +604,55 @@
     "  return s\n" \
     "end\n"
 
+/* ---- the token bucket's short path ----
+ * The common call (one layer, a token bucket, no overflow allowance, a
+ * state of one number) decided without the driver's tables: the same
+ * arithmetic as FAM[0] through check(), check_all(), the commit, save()
+ * and reply(), in one function that makes no table.  It costs Redis
+ * about 4 µs less a call (9.9 -> 5.7 µs by INFO commandstats, FCALL on
+ * one key, redis-server 7.0).  Anything else (more layers, another
+ * algorithm, an overflow, a state that is not one number, malformed
+ * arguments) returns nil before writing anything, and the driver
+ * decides; a state read here is read again there, which changes nothing.
+ * test_redis_lua compares both paths with the C on random histories. */
+#define RL2_LUA_TB_SHORT \
+    "local function tb_short()\n" \
+    "  if #ARGV ~= 2 or #KEYS ~= 1 then return nil end\n" \
+    "  local d = describe(ARGV[2])\n" \
+    "  if not d or d.op or d.p.algo ~= 0 then return nil end\n" \
+    "  local p, key = d.p, KEYS[1]\n" \
+    "  local raw, tat = redis.call('GET', key), 0\n" \
+    "  if raw then\n" \
+    "    tat = tonumber(raw)\n" \
+    "    if not tat then return nil end\n" \
+    "  end\n" \
+    "  local now = clock()\n" \
+    "  local t, cap, cap_us = bucket(p)\n" \
+    "  local cost = max(d.cost, 0)\n" \
+    "  local asked = cost\n" \
+    "  if cost > cap then asked = 0 end\n" \
+    "  tat = clamp(tat, 0, NOW_MAX + cap_us)\n" \
+    "  local debt = max(tat - now, 0)\n" \
+    "  local after = debt + asked * t\n" \
+    "  local ok, left, reset, retry = 1, idiv(cap_us - after, t), after, 0\n" \
+    "  if after > cap_us then\n" \
+    "    ok, left, reset = 0, idiv(max(cap_us - debt, 0), t), debt\n" \
+    "    retry = max(after - cap_us, 1)\n" \
+    "  end\n" \
+    "  if asked ~= cost then ok, retry = 0, max(reset, 1000000) end\n" \
+    "  if ok == 1 then\n" \
+    "    tat = max(tat, now) + cost * t\n" \
+    "    local ms = idiv(tat + 999, 1000)\n" \
+    "    if ms < 1 then\n" \
+    "      redis.call('DEL', key)\n" \
+    "    else\n" \
+    "      redis.call('SET', key, num(tat), 'PXAT', num(ms))\n" \
+    "    end\n" \
+    "  end\n" \
+    "  return fmt(RFMT1, now, ok, cap, max(left, 0), max(reset, 0), retry,\n" \
+    "             1 - ok, 0, ok)\n" \
+    "end\n"
+
 /* ---- the slice of a lease: grant.c ----
  * Take back the unused units of the last slice (a refund of what was
  * committed at its grant), then grant min(want, free, max(cost,
@@ -655,15 +706,15 @@
 #define RL2_LUA_DEFINITIONS \
     RL2_LUA_PRELUDE RL2_LUA_BUCKETS RL2_LUA_SPANS RL2_LUA_SLIDING \
     RL2_LUA_LOG RL2_LUA_CONCURRENCY RL2_LUA_DRIVER \
-    RL2_LUA_GRANT
+    RL2_LUA_TB_SHORT RL2_LUA_GRANT
 
 /* ---- per call: what every entry runs first ----
  * math and string are bound here, not with the definitions: a library's
  * top level runs at FUNCTION LOAD, where Redis 7.0 lets it read no global
  * but redis.  STATES is per request. */
 #define RL2_LUA_BIND "floor, fmt = math.floor, string.format\n"
-#define RL2_LUA_BEGIN \
-    RL2_LUA_BIND \
+#define RL2_LUA_BEGIN RL2_LUA_BIND RL2_LUA_LAYERS
+#define RL2_LUA_LAYERS \
     "STATES = {}\n" \
     "local L = layers()\n" \
     "if not L then\n" \
@@ -672,6 +723,13 @@
     "local now = clock()\n"
 
 /* ---- the bodies of the three entries, shared by both forms ---- */
+
+/* An apply tries the token bucket's short path first. */
+#define RL2_LUA_APPLY_BEGIN \
+    RL2_LUA_BIND \
+    "local short = tb_short()\n" \
+    "if short then return short end\n" \
+    RL2_LUA_LAYERS
 
 /* Check every layer; commit only when no enforcing layer is refused, each
  * layer that fits into its main state or, when only the overflow
@@ -738,7 +796,7 @@
 /* ---- scripts (EVALSHA, EVAL): the whole chunk runs on every call ---- */
 
 static const char rl2_lua_apply[] =
-    RL2_LUA_DEFINITIONS RL2_LUA_BEGIN RL2_LUA_APPLY;
+    RL2_LUA_DEFINITIONS RL2_LUA_APPLY_BEGIN RL2_LUA_APPLY;
 static const char rl2_lua_peek[] =
     RL2_LUA_DEFINITIONS RL2_LUA_BEGIN RL2_LUA_PEEK;
 static const char rl2_lua_refund[] =
@@ -772,7 +830,7 @@ const char *const rl2_lua_source[RL2_SCRIPT_COUNT] = {
 static const char rl2_lua_library_body[] =
     "local KEYS, ARGV\n"
     RL2_LUA_DEFINITIONS
-    RL2_LUA_FUNCTION("apply", "", RL2_LUA_APPLY)
+    RL2_LUA_FUNCTION_OF("apply", "", RL2_LUA_APPLY_BEGIN RL2_LUA_APPLY)
     RL2_LUA_FUNCTION("peek", "'no-writes'", RL2_LUA_PEEK)
     RL2_LUA_FUNCTION("refund", "", RL2_LUA_REFUND)
     RL2_LUA_FUNCTION_OF("lease", "", RL2_LUA_LEASE);
