@@ -38,14 +38,32 @@
  * counters and the leading flag.  The connection, the output buffer and
  * the replies belong to the leader alone (one at a time: p->leading),
  * which does its I/O without the lock.
+ *
+ * Waking: each waiter sleeps on a futex word of its own (seq), which a
+ * waker increments before waking it, so that a wake that comes before
+ * the sleep is not lost.  The leader hands the answers out under the lock
+ * but wakes their threads after letting it go: woken under the lock, a
+ * thread that shares the leader's CPU runs at once, finds the lock held
+ * and sleeps again, two context switches for nothing per answer.  Its
+ * last write to a waiter is `handed`, after which the waiter may return
+ * and its stack be reused; the futex wake that follows names only the
+ * address (a stray wake of whatever sleeps there next is a spurious
+ * wake-up, which every futex sleeper, glibc's included, tolerates).  A
+ * waiter whose answer was handed therefore never leaves before it reads
+ * `handed`, even past its deadline: the leader is only a few
+ * instructions from writing it.
  */
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -57,7 +75,7 @@
 typedef enum {
     RL2_PIPE_QUEUED = 0, /* in the queue */
     RL2_PIPE_SENT,       /* in the leader's batch */
-    RL2_PIPE_DONE        /* reply or error delivered */
+    RL2_PIPE_DONE        /* reply or error filled in, wake on its way */
 } rl2_pipe_state_t;
 
 /* One command and the thread that waits for its reply, on that thread's
@@ -72,15 +90,15 @@ typedef struct rl2_pipe_waiter {
     redisReply             *reply;
     rl2_status_t            st;
     rl2_err_t              *err;
-    pthread_cond_t          cond;
-    struct rl2_pipe_waiter *next;
+    atomic_uint             seq;    /* futex word: +1 before each wake */
+    atomic_int              handed; /* the leader is done with this waiter */
+    struct rl2_pipe_waiter *next;   /* in the queue, then in p->handed */
 } rl2_pipe_waiter_t;
 
 struct rl2_redis_pipe {
     const rl2_redis_conf_t *conf; /* the pool's, borrowed */
     pthread_mutex_t         lock;
-    pthread_condattr_t      cattr; /* CLOCK_MONOTONIC */
-    rl2_pipe_waiter_t      *head;  /* queued, oldest first */
+    rl2_pipe_waiter_t      *head; /* queued, oldest first */
     rl2_pipe_waiter_t      *tail;
     /* The batch in flight; a slot is NULL once its waiter gave up. */
     rl2_pipe_waiter_t     *batch[RL2_PIPE_BATCH_MAX];
@@ -89,10 +107,11 @@ struct rl2_redis_pipe {
     rl2_redis_pipe_stats_t stats;
     atomic_int             up; /* the connection is open and healthy */
     /* the leader's alone */
-    rl2_redis_conn_t *conn;
-    char             *out; /* the batch's bytes */
-    size_t            out_size;
-    redisReply       *replies[RL2_PIPE_BATCH_MAX];
+    rl2_pipe_waiter_t *handed; /* answered, to wake once the lock is let go */
+    rl2_redis_conn_t  *conn;
+    char              *out; /* the batch's bytes */
+    size_t             out_size;
+    redisReply        *replies[RL2_PIPE_BATCH_MAX];
     /* every pipe of the process, for the fork handlers */
     struct rl2_redis_pipe *next;
     struct rl2_redis_pipe *prev;
@@ -141,6 +160,7 @@ rl2_pipes_child(void)
         p->head = NULL;
         p->tail = NULL;
         memset(p->batch, 0, sizeof(p->batch));
+        p->handed = NULL;
         p->leading = 0;
         memset(&p->stats, 0, sizeof(p->stats));
         atomic_store_explicit(&p->up, 0, memory_order_relaxed);
@@ -184,8 +204,6 @@ rl2_redis_pipe_create(const rl2_redis_conf_t *conf, const char *name,
     p->out_size = RL2_PIPE_BATCH_BYTES;
     snprintf(p->name, sizeof(p->name), "%s", name);
     pthread_mutex_init(&p->lock, NULL);
-    pthread_condattr_init(&p->cattr);
-    pthread_condattr_setclock(&p->cattr, CLOCK_MONOTONIC);
     pthread_mutex_lock(&rl2_pipes_lock);
     p->next = rl2_pipes;
     if (rl2_pipes != NULL) {
@@ -215,7 +233,6 @@ rl2_redis_pipe_destroy(rl2_redis_pipe_t *p)
     }
     pthread_mutex_unlock(&rl2_pipes_lock);
     rl2_redis_conn_close(p->conn);
-    pthread_condattr_destroy(&p->cattr);
     pthread_mutex_destroy(&p->lock);
     free(p->out);
     free(p);
@@ -235,13 +252,66 @@ rl2_redis_pipe_stats(rl2_redis_pipe_t *p, rl2_redis_pipe_stats_t *out)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* ---- waking ---- */
+
+/* Sleep while w->seq is still seen (0), until deadline (CLOCK_MONOTONIC;
+ * NULL: none).  ETIMEDOUT, or 0 for a wake, a changed word or a signal. */
+static int
+rl2_pipe_sleep(rl2_pipe_waiter_t *w, unsigned seen,
+               const struct timespec *deadline)
+{
+    if (syscall(SYS_futex, (void *)&w->seq,
+                FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, deadline, NULL,
+                FUTEX_BITSET_MATCH_ANY)
+            == -1
+        && errno == ETIMEDOUT) {
+        return ETIMEDOUT;
+    }
+    return 0;
+}
+
+/* Only the address: the waiter may already be gone (see the top). */
+static void
+rl2_pipe_kick(rl2_pipe_waiter_t *w)
+{
+    syscall(SYS_futex, (void *)&w->seq, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1,
+            NULL, NULL, 0);
+}
+
+/* The next leader (lock held): it is queued, so it is still there. */
+static void
+rl2_pipe_wake_leader(rl2_redis_pipe_t *p)
+{
+    if (p->head != NULL) {
+        atomic_fetch_add_explicit(&p->head->seq, 1, memory_order_relaxed);
+        rl2_pipe_kick(p->head);
+    }
+}
+
 /* ---- the leader ---- */
 
+/* w's answer is filled in (lock held): its thread is woken by
+ * rl2_pipe_wake_handed once the lock is let go. */
 static void
-rl2_pipe_done(rl2_pipe_waiter_t *w)
+rl2_pipe_done(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
 {
     w->state = RL2_PIPE_DONE;
-    pthread_cond_signal(&w->cond);
+    w->next = p->handed;
+    p->handed = w;
+}
+
+/* Without the lock: after the store of handed, w is not touched. */
+static void
+rl2_pipe_wake_handed(rl2_pipe_waiter_t *list)
+{
+    while (list != NULL) {
+        rl2_pipe_waiter_t *w = list;
+
+        list = w->next;
+        atomic_fetch_add_explicit(&w->seq, 1, memory_order_relaxed);
+        atomic_store_explicit(&w->handed, 1, memory_order_release);
+        rl2_pipe_kick(w);
+    }
 }
 
 /* A command larger than the buffer goes alone, in a buffer grown for it
@@ -281,7 +351,7 @@ rl2_pipe_take(rl2_redis_pipe_t *p, size_t *len)
         }
         if (!rl2_pipe_room(p, used + w->len)) {
             w->st = rl2_err_set(w->err, RL2_ERR_NOMEM, "out of memory");
-            rl2_pipe_done(w);
+            rl2_pipe_done(p, w);
             continue;
         }
         memcpy(p->out + used, w->cmd, w->len);
@@ -363,7 +433,7 @@ rl2_pipe_deliver(rl2_redis_pipe_t *p, size_t n, const rl2_pipe_io_t *io)
             w->st = rl2_err_set(w->err, RL2_ERR_STORE, "redis %s: %s: %s",
                                 p->name, w->what, io->why);
         }
-        rl2_pipe_done(w);
+        rl2_pipe_done(p, w);
     }
     p->stats.batches++;
     p->stats.commands += n;
@@ -373,14 +443,16 @@ rl2_pipe_deliver(rl2_redis_pipe_t *p, size_t n, const rl2_pipe_io_t *io)
 }
 
 /* One batch, led by the caller (lock held on entry and on return, let go
- * for the I/O). */
+ * for the I/O and for waking the answered). */
 static void
 rl2_pipe_lead(rl2_redis_pipe_t *p, int left_ms)
 {
-    rl2_pipe_io_t io;
-    size_t        n, len;
+    rl2_pipe_io_t      io;
+    rl2_pipe_waiter_t *handed;
+    size_t             n, len;
 
     p->leading = 1;
+    p->handed = NULL;
     n = rl2_pipe_take(p, &len);
     if (n > 0) {
         pthread_mutex_unlock(&p->lock);
@@ -389,8 +461,13 @@ rl2_pipe_lead(rl2_redis_pipe_t *p, int left_ms)
         rl2_pipe_deliver(p, n, &io);
     }
     p->leading = 0;
-    if (p->head != NULL) {
-        pthread_cond_signal(&p->head->cond);
+    rl2_pipe_wake_leader(p);
+    handed = p->handed;
+    p->handed = NULL;
+    if (handed != NULL) {
+        pthread_mutex_unlock(&p->lock);
+        rl2_pipe_wake_handed(handed);
+        pthread_mutex_lock(&p->lock);
     }
 }
 
@@ -427,8 +504,9 @@ rl2_pipe_give_up(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     w->st = rl2_err_set(w->err, RL2_ERR_STORE,
                         "redis %s: %s: no answer within %d ms", p->name,
                         w->what, p->conf->command_timeout_ms);
-    if (!p->leading && p->head != NULL) {
-        pthread_cond_signal(&p->head->cond);
+    if (!p->leading) {
+        /* it may have been woken to lead: pass that on */
+        rl2_pipe_wake_leader(p);
     }
 }
 
@@ -452,22 +530,40 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     }
     p->tail = w;
     while (w->state != RL2_PIPE_DONE) {
+        unsigned seen;
+        int      rc;
+
         if (!p->leading) {
             left_us = deadline_us - rl2_mono_us();
             if (left_us <= 0) {
                 rl2_pipe_give_up(p, w);
-                break;
+                pthread_mutex_unlock(&p->lock);
+                return;
             }
             rl2_pipe_lead(p, (int)((left_us + 999) / 1000));
             continue;
         }
-        if (pthread_cond_timedwait(&w->cond, &p->lock, &until) == ETIMEDOUT
-            && w->state != RL2_PIPE_DONE) {
+        seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
+        pthread_mutex_unlock(&p->lock);
+        rc = rl2_pipe_sleep(w, seen, &until);
+        pthread_mutex_lock(&p->lock);
+        if (rc == ETIMEDOUT && w->state != RL2_PIPE_DONE) {
             rl2_pipe_give_up(p, w);
-            break;
+            pthread_mutex_unlock(&p->lock);
+            return;
         }
     }
     pthread_mutex_unlock(&p->lock);
+    /* Answered: wait for the leader to be done with w (no deadline: it is
+     * between letting the lock go and writing handed). */
+    for (;;) {
+        unsigned seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
+
+        if (atomic_load_explicit(&w->handed, memory_order_acquire)) {
+            break;
+        }
+        rl2_pipe_sleep(w, seen, NULL);
+    }
 }
 
 rl2_status_t
@@ -494,9 +590,7 @@ rl2_redis_pipe_command(rl2_redis_pipe_t *p, int argc, const char **argv,
     }
     w.what = what;
     w.err = err;
-    pthread_cond_init(&w.cond, &p->cattr);
     rl2_pipe_wait(p, &w);
-    pthread_cond_destroy(&w.cond);
     redisFreeCommand(big);
     *reply = w.reply;
     return w.st;

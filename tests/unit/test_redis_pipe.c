@@ -45,7 +45,7 @@ pipe_store(const srv_t *s, int timeout_ms)
     rl2_err_t        err;
 
     rl2_redis_conf_init(&conf);
-    assert_int_equal(conf.pipeline, 0); /* the default */
+    assert_int_equal(conf.pipeline, 1); /* the default */
     conf.pipeline = 1;
     conf.port = s->port;
     conf.connect_timeout_ms = timeout_ms;
@@ -305,11 +305,15 @@ echo_thread(void *arg)
 static atomic_int stalling;
 
 /* DEBUG SLEEP, again and again: a server that answers late, about the
- * command timeout, on a connection of its own.  The next sleep follows
- * at once (half a millisecond): a batch sent as one ends then races the
- * next sleep, and is often held by it while the older commands in it
- * run out of time.  With a 5 ms gap every such batch went through in the
- * gap, and a quiet machine could go 20 s without a reply to drop. */
+ * command timeout.  Two of these threads, each on a connection of its
+ * own, with no pause: while one sleeps the other's next sleep is already
+ * waiting in the server, so the sleeps follow each other and a batch gets
+ * through between two of them only when the server happens to read it
+ * first.  A batch is then often held by a second sleep while the older
+ * commands in it run out of time.  One thread with a 0.5 ms pause was
+ * not enough once the pipe handed a batch on quickly (its answers woken
+ * outside the lock): every batch went through in the pause, and the test
+ * could go 20 s without a reply to drop. */
 static void *
 stall_thread(void *arg)
 {
@@ -317,7 +321,6 @@ stall_thread(void *arg)
 
     while (atomic_load(&stalling)) {
         freeReplyObject(redisCommand(c, "DEBUG SLEEP 0.035"));
-        usleep(500);
     }
     return NULL;
 }
@@ -329,8 +332,8 @@ test_replies_of_those_who_gave_up_are_dropped_in_step(void **state)
                                          NULL };
     rl2_redis_conf_t         conf;
     rl2_redis_pool_t        *pool;
-    redisContext            *stall;
-    pthread_t                th[32], st;
+    redisContext            *stall[2];
+    pthread_t                th[32], st[2];
     echo_arg_t               args[32];
     rl2_redis_pipe_stats_t   ps;
     rl2_err_t                err;
@@ -345,9 +348,11 @@ test_replies_of_those_who_gave_up_are_dropped_in_step(void **state)
     conf.command_timeout_ms = 40;
     conf.connect_timeout_ms = 200;
     assert_int_equal(rl2_redis_pool_create(&conf, &pool, &err), RL2_OK);
-    stall = srv_admin(&own);
     atomic_store(&stalling, 1);
-    pthread_create(&st, NULL, stall_thread, stall);
+    for (int i = 0; i < 2; i++) {
+        stall[i] = srv_admin(&own);
+        pthread_create(&st[i], NULL, stall_thread, stall[i]);
+    }
     /* Rounds until a reply was dropped: a batch's leader reads with a
      * whole command timeout while it has half of its own left, so the
      * older commands in its batch run out of time first when a sleep
@@ -370,8 +375,10 @@ test_replies_of_those_who_gave_up_are_dropped_in_step(void **state)
         rl2_redis_pool_pipe_stats(pool, &ps);
     } while ((ps.dropped == 0 || ok == 0) && mono_us() < deadline);
     atomic_store(&stalling, 0);
-    pthread_join(st, NULL);
-    redisFree(stall);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(st[i], NULL);
+        redisFree(stall[i]);
+    }
     printf("  %d answered, %d timed out; %" PRIu64 " commands in %" PRIu64
            " batches, %" PRIu64 " gave up, %" PRIu64 " replies dropped\n",
            ok, timeouts, ps.commands, ps.batches, ps.gave_up, ps.dropped);
@@ -449,13 +456,13 @@ test_pipeline_option_parses(void **state)
 
     (void)state;
     rl2_backend_conf_init(&bc);
+    assert_int_equal(bc.redis.pipeline, 1); /* the default */
+    assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=off", &err),
+                     RL2_OK);
     assert_int_equal(bc.redis.pipeline, 0);
     assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=on", &err),
                      RL2_OK);
     assert_int_equal(bc.redis.pipeline, 1);
-    assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=off", &err),
-                     RL2_OK);
-    assert_int_equal(bc.redis.pipeline, 0);
     assert_int_equal(rl2_store_opt_redis_item(&bc, "pipeline=maybe", &err),
                      RL2_ERR_CONFIG);
     printf("  %s\n", err.msg);
