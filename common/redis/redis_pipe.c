@@ -510,8 +510,24 @@ rl2_pipe_give_up(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     }
 }
 
+/* Answered (state DONE): wait for the leader to be done with w, with no
+ * deadline (it is between letting the lock go and writing handed). */
+static void
+rl2_pipe_wait_handed(rl2_pipe_waiter_t *w)
+{
+    for (;;) {
+        unsigned seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
+
+        if (atomic_load_explicit(&w->handed, memory_order_acquire)) {
+            return;
+        }
+        rl2_pipe_sleep(w, seen, NULL);
+    }
+}
+
 /* Queue w and wait until it is answered, leading a batch whenever none is
- * in flight, or until its deadline. */
+ * in flight, or until its deadline.  A thread woken with its answer
+ * handed leaves without taking the lock again. */
 static void
 rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
 {
@@ -529,10 +545,15 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
         p->head = w;
     }
     p->tail = w;
-    while (w->state != RL2_PIPE_DONE) {
+    for (;;) {
         unsigned seen;
         int      rc;
 
+        if (w->state == RL2_PIPE_DONE) {
+            pthread_mutex_unlock(&p->lock);
+            rl2_pipe_wait_handed(w);
+            return;
+        }
         if (!p->leading) {
             left_us = deadline_us - rl2_mono_us();
             if (left_us <= 0) {
@@ -546,23 +567,15 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
         seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
         pthread_mutex_unlock(&p->lock);
         rc = rl2_pipe_sleep(w, seen, &until);
+        if (atomic_load_explicit(&w->handed, memory_order_acquire)) {
+            return;
+        }
         pthread_mutex_lock(&p->lock);
         if (rc == ETIMEDOUT && w->state != RL2_PIPE_DONE) {
             rl2_pipe_give_up(p, w);
             pthread_mutex_unlock(&p->lock);
             return;
         }
-    }
-    pthread_mutex_unlock(&p->lock);
-    /* Answered: wait for the leader to be done with w (no deadline: it is
-     * between letting the lock go and writing handed). */
-    for (;;) {
-        unsigned seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
-
-        if (atomic_load_explicit(&w->handed, memory_order_acquire)) {
-            break;
-        }
-        rl2_pipe_sleep(w, seen, NULL);
     }
 }
 
