@@ -68,7 +68,7 @@ rl2_redis_conf_init(rl2_redis_conf_t *conf)
     conf->command_timeout_ms = 100;
     conf->lease_time_ms = 1000;
     conf->lease_max = 100;
-    conf->pipeline = 0;
+    conf->pipeline = 1;
 }
 
 static int

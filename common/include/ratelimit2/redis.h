@@ -72,9 +72,9 @@ typedef struct {
     int lease;         /* 1: on for the whole store */
     int lease_time_ms; /* 1..60000: how long a slice may be used */
     int lease_max;     /* 1..1000000: the largest slice */
-    /* 1: the threads of a process share one connection per server, and
-     * the commands they send at the same time are written together
-     * (pipelined); 0 (rl2_redis_conf_init): a connection per thread. */
+    /* 1 (rl2_redis_conf_init): the threads of a process share one
+     * connection per server, and the commands they send at the same time
+     * are written together (pipelined); 0: a connection per thread. */
     int pipeline;
 } rl2_redis_conf_t;
 
