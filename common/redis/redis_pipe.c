@@ -72,6 +72,18 @@
 #include "redis_resp.h"
 #include "redis/redis_internal.h"
 
+/* Test seams: nothing, unless a test that builds this file defines
+ * RL2_PIPE_SEAM(point, w) to hold a thread at one of these points, so as
+ * to run an interleaving that timing alone makes rare. */
+#ifndef RL2_PIPE_SEAM
+#define RL2_PIPE_SEAM(point, w) ((void)0)
+#endif
+enum {
+    RL2_PIPE_SEAM_HANDING,     /* leader: w answered, its last write next */
+    RL2_PIPE_SEAM_HANDED,      /* leader: w woken (w may be gone) */
+    RL2_PIPE_SEAM_SLEEP_HANDED /* waiter: about to sleep for handed */
+};
+
 typedef enum {
     RL2_PIPE_QUEUED = 0, /* in the queue */
     RL2_PIPE_SENT,       /* in the leader's batch */
@@ -309,8 +321,10 @@ rl2_pipe_wake_handed(rl2_pipe_waiter_t *list)
 
         list = w->next;
         atomic_fetch_add_explicit(&w->seq, 1, memory_order_relaxed);
+        RL2_PIPE_SEAM(RL2_PIPE_SEAM_HANDING, w);
         atomic_store_explicit(&w->handed, 1, memory_order_release);
         rl2_pipe_kick(w);
+        RL2_PIPE_SEAM(RL2_PIPE_SEAM_HANDED, w);
     }
 }
 
@@ -521,6 +535,7 @@ rl2_pipe_wait_handed(rl2_pipe_waiter_t *w)
         if (atomic_load_explicit(&w->handed, memory_order_acquire)) {
             return;
         }
+        RL2_PIPE_SEAM(RL2_PIPE_SEAM_SLEEP_HANDED, w);
         rl2_pipe_sleep(w, seen, NULL);
     }
 }
