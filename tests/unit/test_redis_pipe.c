@@ -9,8 +9,10 @@
  * every waiting thread within its timeout and the next calls reconnect;
  * replies of commands whose callers gave up are read and dropped, so no
  * later caller gets another's reply; a child after fork() opens its own
- * connection; the option parses.  Threads record what went wrong and the
- * main thread asserts (cmocka's checks belong to the main thread).
+ * connection; an answered thread that goes to sleep for its answer just
+ * before the leader marks it handed still wakes; the option parses.
+ * Threads record what went wrong and the main thread asserts (cmocka's
+ * checks belong to the main thread).
  *
  * redis_pipe.c is built into this program with its test seams defined, so
  * that a test can hold the leader and a waiter at chosen points of the
@@ -541,6 +543,17 @@ await_finished(call_arg_t *a)
     return 1;
 }
 
+/* The sleep in flight, X that leads the next batch, H the waiter held. */
+static const struct {
+    int         argc;
+    const char *argv[3];
+    const char *what;
+} held_calls[3] = {
+    { 3, { "DEBUG", "SLEEP", "0.5" }, "sleep" },
+    { 2, { "PING", "x" }, "PING x" },
+    { 2, { "PING", "held" }, HELD_WHAT },
+};
+
 /* X leads a batch of X and H; H's deadline passes while X is between
  * handing H its answer and writing it as handed, so H, found answered
  * under the lock, goes to sleep for `handed`.  Held there until X has
@@ -554,17 +567,17 @@ test_an_answered_waiter_that_sleeps_late_for_handed_wakes(void **state)
     rl2_redis_conf_t         conf;
     rl2_redis_pipe_t        *p;
     pthread_t                th[3];
-    call_arg_t               call[3] = {
-                      { .argc = 3,
-                        .argv = { "DEBUG", "SLEEP", "0.5" },
-                        .what = "DEBUG SLEEP" },
-                      { .argc = 2, .argv = { "PING", "x" }, .what = "PING (leads)" },
-                      { .argc = 2, .argv = { "PING", "held" }, .what = HELD_WHAT },
-    };
-    redisReply *r;
-    rl2_err_t   err;
+    call_arg_t               call[3];
+    redisReply              *r;
+    rl2_err_t                err;
 
     (void)state;
+    memset(call, 0, sizeof(call));
+    for (int i = 0; i < 3; i++) {
+        call[i].argc = held_calls[i].argc;
+        memcpy(call[i].argv, held_calls[i].argv, sizeof(call[i].argv));
+        call[i].what = held_calls[i].what;
+    }
     srv_start(&own, extra);
     rl2_redis_conf_init(&conf);
     conf.port = own.port;
