@@ -40,18 +40,22 @@
  * which does its I/O without the lock.
  *
  * Waking: each waiter sleeps on a futex word of its own (seq), which a
- * waker increments before waking it, so that a wake that comes before
- * the sleep is not lost.  The leader hands the answers out under the lock
- * but wakes their threads after letting it go: woken under the lock, a
- * thread that shares the leader's CPU runs at once, finds the lock held
- * and sleeps again, two context switches for nothing per answer.  Its
- * last write to a waiter is `handed`, after which the waiter may return
- * and its stack be reused; the futex wake that follows names only the
- * address (a stray wake of whatever sleeps there next is a spurious
- * wake-up, which every futex sleeper, glibc's included, tolerates).  A
- * waiter whose answer was handed therefore never leaves before it reads
- * `handed`, even past its deadline: the leader is only a few
- * instructions from writing it.
+ * waker changes before waking it, so that a wake that comes before the
+ * sleep is not lost: a wake to lead adds RL2_PIPE_LEAD_STEP (under the
+ * lock), the answer's wake sets RL2_PIPE_HANDED.  The leader hands the
+ * answers out under the lock but wakes their threads after letting it
+ * go: woken under the lock, a thread that shares the leader's CPU runs at
+ * once, finds the lock held and sleeps again, two context switches for
+ * nothing per answer.  Its last write to a waiter is that one atomic
+ * setting of RL2_PIPE_HANDED, after which the waiter may return and its
+ * stack be reused; the futex wake that follows names only the address (a
+ * stray wake of whatever sleeps there next is a spurious wake-up, which
+ * every futex sleeper, glibc's included, tolerates).  The flag is in the
+ * word slept on, not beside it: a waiter that saw a flag of its own
+ * unset and then slept on a word the leader had already changed would
+ * sleep through the wake.  A waiter whose answer was handed therefore
+ * never leaves before it sees RL2_PIPE_HANDED, even past its deadline:
+ * the leader is only a few instructions from setting it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -72,6 +76,23 @@
 #include "redis_resp.h"
 #include "redis/redis_internal.h"
 
+/* Test seams: nothing, unless a test that builds this file defines
+ * RL2_PIPE_SEAM(point, w) to hold a thread at one of these points, so as
+ * to run an interleaving that timing alone makes rare. */
+#ifndef RL2_PIPE_SEAM
+#define RL2_PIPE_SEAM(point, w) ((void)0)
+#endif
+enum {
+    RL2_PIPE_SEAM_HANDING,     /* leader: w answered, its last write next */
+    RL2_PIPE_SEAM_HANDED,      /* leader: w woken (w may be gone) */
+    RL2_PIPE_SEAM_SLEEP_HANDED /* waiter: about to sleep for handed */
+};
+
+/* In a waiter's seq: the leader is done with it (its last write). */
+#define RL2_PIPE_HANDED 1u
+/* What a wake to lead adds to seq: leaves RL2_PIPE_HANDED alone. */
+#define RL2_PIPE_LEAD_STEP 2u
+
 typedef enum {
     RL2_PIPE_QUEUED = 0, /* in the queue */
     RL2_PIPE_SENT,       /* in the leader's batch */
@@ -90,9 +111,8 @@ typedef struct rl2_pipe_waiter {
     redisReply             *reply;
     rl2_status_t            st;
     rl2_err_t              *err;
-    atomic_uint             seq;    /* futex word: +1 before each wake */
-    atomic_int              handed; /* the leader is done with this waiter */
-    struct rl2_pipe_waiter *next;   /* in the queue, then in p->handed */
+    atomic_uint             seq;  /* futex word: changed before each wake */
+    struct rl2_pipe_waiter *next; /* in the queue, then in p->handed */
 } rl2_pipe_waiter_t;
 
 struct rl2_redis_pipe {
@@ -270,6 +290,16 @@ rl2_pipe_sleep(rl2_pipe_waiter_t *w, unsigned seen,
     return 0;
 }
 
+/* The leader is done with w: acquire, so that its answer, written under
+ * the lock before, is seen. */
+static int
+rl2_pipe_handed(rl2_pipe_waiter_t *w)
+{
+    return (atomic_load_explicit(&w->seq, memory_order_acquire)
+            & RL2_PIPE_HANDED)
+           != 0;
+}
+
 /* Only the address: the waiter may already be gone (see the top). */
 static void
 rl2_pipe_kick(rl2_pipe_waiter_t *w)
@@ -283,7 +313,8 @@ static void
 rl2_pipe_wake_leader(rl2_redis_pipe_t *p)
 {
     if (p->head != NULL) {
-        atomic_fetch_add_explicit(&p->head->seq, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->head->seq, RL2_PIPE_LEAD_STEP,
+                                  memory_order_relaxed);
         rl2_pipe_kick(p->head);
     }
 }
@@ -300,7 +331,8 @@ rl2_pipe_done(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     p->handed = w;
 }
 
-/* Without the lock: after the store of handed, w is not touched. */
+/* Without the lock: after RL2_PIPE_HANDED is set, w is not touched; the
+ * release orders the answer, written under the lock, before it. */
 static void
 rl2_pipe_wake_handed(rl2_pipe_waiter_t *list)
 {
@@ -308,9 +340,11 @@ rl2_pipe_wake_handed(rl2_pipe_waiter_t *list)
         rl2_pipe_waiter_t *w = list;
 
         list = w->next;
-        atomic_fetch_add_explicit(&w->seq, 1, memory_order_relaxed);
-        atomic_store_explicit(&w->handed, 1, memory_order_release);
+        RL2_PIPE_SEAM(RL2_PIPE_SEAM_HANDING, w);
+        atomic_fetch_or_explicit(&w->seq, RL2_PIPE_HANDED,
+                                 memory_order_release);
         rl2_pipe_kick(w);
+        RL2_PIPE_SEAM(RL2_PIPE_SEAM_HANDED, w);
     }
 }
 
@@ -511,16 +545,18 @@ rl2_pipe_give_up(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
 }
 
 /* Answered (state DONE): wait for the leader to be done with w, with no
- * deadline (it is between letting the lock go and writing handed). */
+ * deadline (it is between letting the lock go and setting
+ * RL2_PIPE_HANDED, which changes the word slept on). */
 static void
 rl2_pipe_wait_handed(rl2_pipe_waiter_t *w)
 {
     for (;;) {
-        unsigned seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
+        unsigned seen = atomic_load_explicit(&w->seq, memory_order_acquire);
 
-        if (atomic_load_explicit(&w->handed, memory_order_acquire)) {
+        if (seen & RL2_PIPE_HANDED) {
             return;
         }
+        RL2_PIPE_SEAM(RL2_PIPE_SEAM_SLEEP_HANDED, w);
         rl2_pipe_sleep(w, seen, NULL);
     }
 }
@@ -567,7 +603,7 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
         seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
         pthread_mutex_unlock(&p->lock);
         rc = rl2_pipe_sleep(w, seen, &until);
-        if (atomic_load_explicit(&w->handed, memory_order_acquire)) {
+        if (rl2_pipe_handed(w)) {
             return;
         }
         pthread_mutex_lock(&p->lock);

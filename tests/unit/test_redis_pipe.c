@@ -9,8 +9,15 @@
  * every waiting thread within its timeout and the next calls reconnect;
  * replies of commands whose callers gave up are read and dropped, so no
  * later caller gets another's reply; a child after fork() opens its own
- * connection; the option parses.  Threads record what went wrong and the
- * main thread asserts (cmocka's checks belong to the main thread).
+ * connection; an answered thread that goes to sleep for its answer just
+ * before the leader marks it handed still wakes; the option parses.
+ * Threads record what went wrong and the main thread asserts (cmocka's
+ * checks belong to the main thread).
+ *
+ * redis_pipe.c is built into this program with its test seams defined, so
+ * that a test can hold the leader and a waiter at chosen points of the
+ * wake-up protocol and run an interleaving that timing alone makes rare
+ * (the library's copy is then not linked in).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -31,6 +38,11 @@
 #include "ratelimit2/store_opts.h"
 #include "rl2_redis_test.h"
 #include "redis/redis_internal.h"
+
+struct rl2_pipe_waiter;
+static void pipe_seam(int point, struct rl2_pipe_waiter *w);
+#define RL2_PIPE_SEAM(point, w) pipe_seam((point), (w))
+#include "../../common/redis/redis_pipe.c"
 
 #define THREADS 32
 #define CALLS   40
@@ -387,6 +399,240 @@ test_replies_of_those_who_gave_up_are_dropped_in_step(void **state)
     rl2_redis_pool_destroy(pool);
 }
 
+/* ---- a waiter answered while it wakes for its deadline ---- */
+
+#define HELD_WHAT    "PING (held)"
+#define SEAM_WAIT_US (5 * SEC)
+
+/* The seams' state: armed only by the test that uses them. */
+static struct {
+    atomic_int      armed;
+    pthread_mutex_t lock;
+    pthread_cond_t  moved;
+    const void     *held; /* the waiter held, compared but never read once
+                             it was woken */
+    int sleeping;         /* it is about to sleep for its answer */
+    int woken;            /* the leader has written it and woken it */
+    int late;             /* a seam gave up waiting for the other */
+} seam = {
+    0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0
+};
+
+/* Wait (seam.lock held) until *flag is set, at most SEAM_WAIT_US. */
+static void
+seam_wait(const int *flag)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += SEAM_WAIT_US / SEC;
+    while (!*flag) {
+        if (pthread_cond_timedwait(&seam.moved, &seam.lock, &until) != 0) {
+            seam.late = 1;
+            return;
+        }
+    }
+}
+
+static int
+seam_is_held(const struct rl2_pipe_waiter *w)
+{
+    return w->what != NULL && strcmp(w->what, HELD_WHAT) == 0;
+}
+
+/* The leader about to write the held waiter's answer as handed waits
+ * until that waiter has decided to sleep for it; the waiter then sleeps
+ * only once the leader has written it and woken it. */
+static void
+pipe_seam(int point, struct rl2_pipe_waiter *w)
+{
+    if (!atomic_load(&seam.armed)) {
+        return;
+    }
+    pthread_mutex_lock(&seam.lock);
+    switch (point) {
+    case RL2_PIPE_SEAM_HANDING:
+        if (seam_is_held(w)) {
+            seam.held = w;
+            seam_wait(&seam.sleeping);
+        }
+        break;
+    case RL2_PIPE_SEAM_SLEEP_HANDED:
+        if (seam_is_held(w)) {
+            seam.sleeping = 1;
+            pthread_cond_broadcast(&seam.moved);
+            seam_wait(&seam.woken);
+        }
+        break;
+    case RL2_PIPE_SEAM_HANDED:
+        if ((const void *)w == seam.held) {
+            seam.woken = 1;
+            pthread_cond_broadcast(&seam.moved);
+        }
+        break;
+    }
+    pthread_mutex_unlock(&seam.lock);
+}
+
+typedef struct {
+    rl2_redis_pipe_t *p;
+    int               argc;
+    const char       *argv[3];
+    const char       *what;
+    rl2_status_t      st;
+    redisReply       *reply;
+    rl2_err_t         err;
+    atomic_int        finished;
+} call_arg_t;
+
+static void *
+call_thread(void *arg)
+{
+    call_arg_t *a = arg;
+
+    a->st = rl2_redis_pipe_command(a->p, a->argc, a->argv, NULL, a->what,
+                                   &a->reply, &a->err);
+    atomic_store(&a->finished, 1);
+    return NULL;
+}
+
+/* Commands queued behind a batch in flight (-1 when none is). */
+static int
+queued_behind_batch(rl2_redis_pipe_t *p)
+{
+    int n = -1;
+
+    pthread_mutex_lock(&p->lock);
+    if (p->leading) {
+        n = 0;
+        for (const rl2_pipe_waiter_t *w = p->head; w != NULL; w = w->next) {
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* Poll until a batch is in flight with n commands queued behind it, at
+ * most SEAM_WAIT_US. */
+static int
+await_queued(rl2_redis_pipe_t *p, int n)
+{
+    int64_t until = mono_us() + SEAM_WAIT_US;
+
+    while (queued_behind_batch(p) < n) {
+        if (mono_us() > until) {
+            return 0;
+        }
+        sched_yield();
+    }
+    return 1;
+}
+
+static int
+await_finished(call_arg_t *a)
+{
+    int64_t until = mono_us() + SEAM_WAIT_US;
+
+    while (!atomic_load(&a->finished)) {
+        if (mono_us() > until) {
+            return 0;
+        }
+        usleep(1000);
+    }
+    return 1;
+}
+
+/* The sleep in flight, X that leads the next batch, H the waiter held. */
+static const struct {
+    int         argc;
+    const char *argv[3];
+    const char *what;
+} held_calls[3] = {
+    { 3, { "DEBUG", "SLEEP", "0.5" }, "sleep" },
+    { 2, { "PING", "x" }, "PING x" },
+    { 2, { "PING", "held" }, HELD_WHAT },
+};
+
+/* X leads a batch of X and H; H's deadline passes while X is between
+ * handing H its answer and writing it as handed, so H, found answered
+ * under the lock, goes to sleep for `handed`.  Held there until X has
+ * written and woken it, H must still see that it was answered: the last
+ * write the leader makes must change the word H sleeps on. */
+static void
+test_an_answered_waiter_that_sleeps_late_for_handed_wakes(void **state)
+{
+    static const char *const extra[] = { "--enable-debug-command", "yes",
+                                         NULL };
+    rl2_redis_conf_t         conf;
+    rl2_redis_pipe_t        *p;
+    pthread_t                th[3];
+    call_arg_t               call[3];
+    redisReply              *r;
+    rl2_err_t                err;
+
+    (void)state;
+    memset(call, 0, sizeof(call));
+    for (int i = 0; i < 3; i++) {
+        call[i].argc = held_calls[i].argc;
+        memcpy(call[i].argv, held_calls[i].argv, sizeof(call[i].argv));
+        call[i].what = held_calls[i].what;
+    }
+    srv_start(&own, extra);
+    rl2_redis_conf_init(&conf);
+    conf.port = own.port;
+    conf.connect_timeout_ms = 1000;
+    conf.command_timeout_ms = 1000; /* the sleep's 500, and some */
+    assert_int_equal(rl2_redis_pipe_create(&conf, "held", &p, &err), RL2_OK);
+    /* connected before the test, so that the sleep's batch only sleeps */
+    call[1].p = p;
+    call_thread(&call[1]);
+    if (call[1].st != RL2_OK) {
+        fail_msg("connecting: %s", call[1].err.msg);
+    }
+    rl2_redis_reply_free(call[1].reply);
+    call[1].reply = NULL;
+    atomic_store(&call[1].finished, 0);
+    atomic_store(&seam.armed, 1);
+    /* one batch in flight (the sleep); X, then H, queued behind it */
+    for (int i = 0; i < 3; i++) {
+        call[i].p = p;
+        pthread_create(&th[i], NULL, call_thread, &call[i]);
+        if (!await_queued(p, i)) {
+            fail_msg("the sleep not in flight with %d commands queued "
+                     "behind it within 5 s",
+                     i);
+        }
+    }
+    if (!await_finished(&call[2])) {
+        /* its thread sleeps for good: leave it and its pipe */
+        pthread_detach(th[2]);
+        fail_msg("answered, the held waiter still sleeps after 5 s "
+                 "(the seams %s)",
+                 seam.late ? "gave up waiting" : "ran as planned");
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+    }
+    atomic_store(&seam.armed, 0);
+    assert_false(seam.late);
+    assert_true(seam.sleeping && seam.woken);
+    for (int i = 0; i < 3; i++) {
+        if (call[i].st != RL2_OK) {
+            fail_msg("call %d: %s", i, call[i].err.msg);
+        }
+    }
+    /* the scenario's premise: the batch in flight did sleep */
+    assert_int_equal(call[0].reply->type, REDIS_REPLY_STATUS);
+    r = call[2].reply;
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "held");
+    for (int i = 0; i < 3; i++) {
+        rl2_redis_reply_free(call[i].reply);
+    }
+    rl2_redis_pipe_destroy(p);
+}
+
 /* ---- fork ---- */
 
 static long long
@@ -486,6 +732,7 @@ main(void)
         T(test_threads_get_their_own_replies_and_every_call_counts),
         T(test_stopped_server_fails_every_waiter_within_its_timeout),
         T(test_replies_of_those_who_gave_up_are_dropped_in_step),
+        T(test_an_answered_waiter_that_sleeps_late_for_handed_wakes),
         T(test_a_child_after_fork_opens_its_own_connection),
         T(test_pipeline_option_parses),
     };
