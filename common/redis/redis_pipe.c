@@ -332,9 +332,10 @@ rl2_pipe_done(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
 }
 
 /* Without the lock: after RL2_PIPE_HANDED is set, w is not touched; the
- * release orders the answer, written under the lock, before it. */
+ * release orders the answer, written under the lock, before it.  The
+ * leader's own waiter (self) is awake: it is marked, not woken. */
 static void
-rl2_pipe_wake_handed(rl2_pipe_waiter_t *list)
+rl2_pipe_wake_handed(rl2_pipe_waiter_t *list, const rl2_pipe_waiter_t *self)
 {
     while (list != NULL) {
         rl2_pipe_waiter_t *w = list;
@@ -343,7 +344,9 @@ rl2_pipe_wake_handed(rl2_pipe_waiter_t *list)
         RL2_PIPE_SEAM(RL2_PIPE_SEAM_HANDING, w);
         atomic_fetch_or_explicit(&w->seq, RL2_PIPE_HANDED,
                                  memory_order_release);
-        rl2_pipe_kick(w);
+        if (w != self) {
+            rl2_pipe_kick(w);
+        }
         RL2_PIPE_SEAM(RL2_PIPE_SEAM_HANDED, w);
     }
 }
@@ -476,10 +479,10 @@ rl2_pipe_deliver(rl2_redis_pipe_t *p, size_t n, const rl2_pipe_io_t *io)
     }
 }
 
-/* One batch, led by the caller (lock held on entry and on return, let go
- * for the I/O and for waking the answered). */
+/* One batch, led by the caller, whose own waiter is self (lock held on
+ * entry and on return, let go for the I/O and for waking the answered). */
 static void
-rl2_pipe_lead(rl2_redis_pipe_t *p, int left_ms)
+rl2_pipe_lead(rl2_redis_pipe_t *p, const rl2_pipe_waiter_t *self, int left_ms)
 {
     rl2_pipe_io_t      io;
     rl2_pipe_waiter_t *handed;
@@ -500,7 +503,7 @@ rl2_pipe_lead(rl2_redis_pipe_t *p, int left_ms)
     p->handed = NULL;
     if (handed != NULL) {
         pthread_mutex_unlock(&p->lock);
-        rl2_pipe_wake_handed(handed);
+        rl2_pipe_wake_handed(handed, self);
         pthread_mutex_lock(&p->lock);
     }
 }
@@ -597,7 +600,7 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
                 pthread_mutex_unlock(&p->lock);
                 return;
             }
-            rl2_pipe_lead(p, (int)((left_us + 999) / 1000));
+            rl2_pipe_lead(p, w, (int)((left_us + 999) / 1000));
             continue;
         }
         seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
