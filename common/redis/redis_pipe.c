@@ -308,15 +308,18 @@ rl2_pipe_kick(rl2_pipe_waiter_t *w)
             NULL, NULL, 0);
 }
 
-/* The next leader (lock held): it is queued, so it is still there. */
-static void
-rl2_pipe_wake_leader(rl2_redis_pipe_t *p)
+/* The next leader, told so (lock held: it is queued, so it is still
+ * there); NULL when nobody waits.  The caller wakes it, with the lock or
+ * after letting it go (by then it may have left: the wake names only the
+ * address). */
+static rl2_pipe_waiter_t *
+rl2_pipe_next_leader(rl2_redis_pipe_t *p)
 {
     if (p->head != NULL) {
         atomic_fetch_add_explicit(&p->head->seq, RL2_PIPE_LEAD_STEP,
                                   memory_order_relaxed);
-        rl2_pipe_kick(p->head);
     }
+    return p->head;
 }
 
 /* ---- the leader ---- */
@@ -485,7 +488,7 @@ static void
 rl2_pipe_lead(rl2_redis_pipe_t *p, const rl2_pipe_waiter_t *self, int left_ms)
 {
     rl2_pipe_io_t      io;
-    rl2_pipe_waiter_t *handed;
+    rl2_pipe_waiter_t *handed, *next;
     size_t             n, len;
 
     p->leading = 1;
@@ -498,11 +501,15 @@ rl2_pipe_lead(rl2_redis_pipe_t *p, const rl2_pipe_waiter_t *self, int left_ms)
         rl2_pipe_deliver(p, n, &io);
     }
     p->leading = 0;
-    rl2_pipe_wake_leader(p);
+    next = rl2_pipe_next_leader(p);
     handed = p->handed;
     p->handed = NULL;
-    if (handed != NULL) {
+    if (handed != NULL || next != NULL) {
+        /* the next batch first: its leader sends while these wake */
         pthread_mutex_unlock(&p->lock);
+        if (next != NULL) {
+            rl2_pipe_kick(next);
+        }
         rl2_pipe_wake_handed(handed, self);
         pthread_mutex_lock(&p->lock);
     }
@@ -543,7 +550,11 @@ rl2_pipe_give_up(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
                         w->what, p->conf->command_timeout_ms);
     if (!p->leading) {
         /* it may have been woken to lead: pass that on */
-        rl2_pipe_wake_leader(p);
+        rl2_pipe_waiter_t *next = rl2_pipe_next_leader(p);
+
+        if (next != NULL) {
+            rl2_pipe_kick(next);
+        }
     }
 }
 
