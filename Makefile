@@ -77,7 +77,8 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 FCGI_SHARED := fcgi/request.c fcgi/response.c fcgi/policy.c
 FCGI_SRC := fcgi/main.c fcgi/worker.c fcgi/vet.c fcgi/authorizer.c \
             fcgi/generation.c fcgi/listen.c fcgi/log.c fcgi/metrics.c \
-            fcgi/once.c fcgi/admin.c fcgi/fast.c \
+            fcgi/once.c fcgi/admin.c fcgi/fast.c fcgi/http.c \
+            fcgi/http_conn.c \
             $(FCGI_SHARED)
 CGI_SRC  := fcgi/cgi.c $(FCGI_SHARED)
 FCGI_BIN := $(BUILD)/fcgi/ratelimit2-fcgi
