@@ -100,10 +100,10 @@ int
 rl2_fast_send(int fd, const void *data, size_t len, int timeout_ms)
 {
     const unsigned char *buf = data;
-    int64_t       deadline = rl2_mono_us() / 1000 + timeout_ms;
-    struct pollfd pfd = { fd, POLLOUT, 0 };
-    ssize_t       n;
-    int           wait;
+    int64_t              deadline = rl2_mono_us() / 1000 + timeout_ms;
+    struct pollfd        pfd = { fd, POLLOUT, 0 };
+    ssize_t              n;
+    int                  wait;
 
     while (len > 0) {
         n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);

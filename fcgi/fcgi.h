@@ -313,12 +313,12 @@ enum { RL2_HTTP_OK, RL2_HTTP_MORE, RL2_HTTP_BAD };
 /* One request head read.  Every string of env and envp is the parser's
  * copy; target points into the caller's buffer. */
 typedef struct {
-    size_t      head_len;   /* bytes of the head, its blank line included */
-    int         keep;       /* the connection may serve another request */
-    int         http10;     /* an HTTP/1.0 request */
-    int         status;     /* 0, or the status to answer instead */
-    const char *why;        /* with status: static text for the log */
-    const char *target;     /* the request line's target, not NUL-ended */
+    size_t      head_len; /* bytes of the head, its blank line included */
+    int         keep;     /* the connection may serve another request */
+    int         http10;   /* an HTTP/1.0 request */
+    int         status;   /* 0, or the status to answer instead */
+    const char *why;      /* with status: static text for the log */
+    const char *target;   /* the request line's target, not NUL-ended */
     size_t      target_len;
     /* The params, "NAME=VALUE", FCGI_ROLE first, NULL-terminated, as
      * fast.c builds them for rl2_fcgi_handle.  Each field grows by at
@@ -357,7 +357,7 @@ typedef struct {
     pthread_mutex_t   lock;
     rl2_http_conn_t **conns; /* by fd; n_conns slots */
     size_t            n_conns;
-    size_t            high; /* above every descriptor opened so far */
+    size_t            high;          /* above every descriptor opened so far */
     int64_t           idle_us;       /* -k: a request is complete within */
     int64_t           next_sweep_us; /* monotonic; the listener's */
     unsigned long     accepted;      /* connections, by the listener */
@@ -482,17 +482,17 @@ void rl2_fcgi_admin(rl2_server_t *srv, rl2_gen_t *gen, struct FCGX_Request *req,
 /* ---- worker.c: one worker thread ---- */
 
 typedef struct rl2_worker {
-    rl2_server_t *srv;
-    int           listen_fd;
-    int           stop_fd; /* readable once we are stopping */
-    pthread_t     tid;
-    rl2_vet_t    *vet;       /* its own, 200 KiB */
-    int           tcp;       /* listen_fd is TCP: TCP_NODELAY on them */
-    int           epoll_fd;  /* rl2_workers_set's, shared, or -1 */
-    int           cpus;      /* it may run on, at start */
-    int           listening; /* holds the listener (worker.c) */
-    rl2_http_t     *http;      /* -H: the connections, shared; or NULL */
-    rl2_http_req_t *http_req;  /* -H: its own, 20 KiB */
+    rl2_server_t   *srv;
+    int             listen_fd;
+    int             stop_fd; /* readable once we are stopping */
+    pthread_t       tid;
+    rl2_vet_t      *vet;         /* its own, 200 KiB */
+    int             tcp;         /* listen_fd is TCP: TCP_NODELAY on them */
+    int             epoll_fd;    /* rl2_workers_set's, shared, or -1 */
+    int             cpus;        /* it may run on, at start */
+    int             listening;   /* holds the listener (worker.c) */
+    rl2_http_t     *http;        /* -H: the connections, shared; or NULL */
+    rl2_http_req_t *http_req;    /* -H: its own, 20 KiB */
     unsigned long   http_served; /* -H: requests answered */
 } rl2_worker_t;
 

@@ -183,9 +183,11 @@ static int
 rl2_http_answer_one(rl2_worker_t *w, rl2_http_conn_t *c, rl2_http_req_t *r,
                     int parsed)
 {
-    rl2_fcgi_io_t io = {
-        r->envp, NULL, c->fd, 0, RL2_HTTP_SEND_TIMEOUT_MS, 0, 1, 0, r->http10
-    };
+    rl2_fcgi_io_t io = { .envp = r->envp,
+                         .fd = c->fd,
+                         .timeout_ms = RL2_HTTP_SEND_TIMEOUT_MS,
+                         .http = 1,
+                         .http10 = r->http10 };
 
     io.keep = parsed == RL2_HTTP_OK && r->keep;
     if (parsed != RL2_HTTP_OK || r->status != 0) {

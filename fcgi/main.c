@@ -241,7 +241,8 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
     o->idle_s = RL2_DEFAULT_IDLE_S;
     rl2_backend_conf_init(&o->backend);
     o->backend.zone_entries = RL2_FCGI_DEFAULT_ENTRIES;
-    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:a:K:R:O:F:A:E:Hk:Ch")) != -1) {
+    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:a:K:R:O:F:A:E:Hk:Ch"))
+           != -1) {
         switch (c) {
         case 'z':
         case 'n':
@@ -402,8 +403,8 @@ rl2_http_report(const rl2_worker_t *w, long n, const rl2_http_t *http)
     for (long i = 0; i < n; i++) {
         served += w[i].http_served;
     }
-    rl2_log(LOG_INFO, "HTTP: %lu requests answered on %lu connections",
-            served, http->accepted);
+    rl2_log(LOG_INFO, "HTTP: %lu requests answered on %lu connections", served,
+            http->accepted);
 }
 
 static int

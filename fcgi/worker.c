@@ -315,10 +315,10 @@ rl2_drop(FCGX_Request *req, int fd)
 static int
 rl2_fast(rl2_worker_t *w, FCGX_Request *req, int fd)
 {
-    rl2_fcgi_io_t io = {
-        w->vet->envp, NULL, fd, w->vet->request_id, RL2_IO_TIMEOUT_S * 1000,
-        0,            0,    0,  0
-    };
+    rl2_fcgi_io_t io = { .envp = w->vet->envp,
+                         .fd = fd,
+                         .request_id = w->vet->request_id,
+                         .timeout_ms = RL2_IO_TIMEOUT_S * 1000 };
 
     if (rl2_fast_env(w->vet) != 0) {
         return -1;
@@ -351,7 +351,7 @@ rl2_fast(rl2_worker_t *w, FCGX_Request *req, int fd)
 static void
 rl2_slow(rl2_worker_t *w, FCGX_Request *req, int fd)
 {
-    rl2_fcgi_io_t io = { NULL, req, -1, 0, 0, 0, 0, 0, 0 };
+    rl2_fcgi_io_t io = { .fcgx = req, .fd = -1 };
 
     rl2_listener_pass(w);
     rl2_set_timeouts(fd);
