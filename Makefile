@@ -203,6 +203,8 @@ $(BUILD)/tests/test_usage_out: ctl/usage_out.c ctl/usage_html.c \
 # not the core's): rebuilt when it changes, linked with zlib.
 $(BUILD)/tests/test_accesslog: ctl/accesslog.c ctl/accesslog.h
 $(BUILD)/tests/test_accesslog: LDLIBS += -lz
+# test_http includes fcgi/http.c (ratelimit2-fcgi's HTTP listener).
+$(BUILD)/tests/test_http: fcgi/http.c fcgi/fcgi.h
 
 check: deps
 	@$(MAKE) --no-print-directory all

@@ -102,7 +102,19 @@ rl2_http_fail(rl2_http_req_t *r, int status, const char *why)
     r->status = status;
     r->why = why;
     r->keep = 0;
+    r->envp[0] = NULL;
     return RL2_HTTP_BAD;
+}
+
+/* A head read well whose request is answered without a decision: no
+ * params, the connection kept as the head says. */
+static int
+rl2_http_refuse(rl2_http_req_t *r, int status, const char *why)
+{
+    r->status = status;
+    r->why = why;
+    r->envp[0] = NULL;
+    return RL2_HTTP_OK;
 }
 
 /* Case-blind equality of a span and a NUL-terminated name. */
@@ -339,14 +351,10 @@ rl2_http_finish(rl2_http_parse_t *ps)
     for (int i = 0; i < RL2_HTTP_IDS; i++) {
         /* Answered, not counted: the key would not be nginx's. */
         if (ps->seen[i] > 1) {
-            r->status = 400;
-            r->why = rl2_http_ids[i].twice;
-            return RL2_HTTP_OK;
+            return rl2_http_refuse(r, 400, rl2_http_ids[i].twice);
         }
         if (ps->seen[i] == 0 && rl2_http_ids[i].required) {
-            r->status = 500;
-            r->why = rl2_http_ids[i].missing;
-            return RL2_HTTP_OK;
+            return rl2_http_refuse(r, 500, rl2_http_ids[i].missing);
         }
     }
     for (int i = 0; i < RL2_HTTP_IDS; i++) {
