@@ -109,7 +109,7 @@ rl2_http_fail(rl2_http_req_t *r, int status, const char *why)
 /* A head read well whose request is answered without a decision: no
  * params, the connection kept as the head says. */
 static int
-rl2_http_refuse(rl2_http_req_t *r, int status, const char *why)
+rl2_http_undecided(rl2_http_req_t *r, int status, const char *why)
 {
     r->status = status;
     r->why = why;
@@ -351,10 +351,10 @@ rl2_http_finish(rl2_http_parse_t *ps)
     for (int i = 0; i < RL2_HTTP_IDS; i++) {
         /* Answered, not counted: the key would not be nginx's. */
         if (ps->seen[i] > 1) {
-            return rl2_http_refuse(r, 400, rl2_http_ids[i].twice);
+            return rl2_http_undecided(r, 400, rl2_http_ids[i].twice);
         }
         if (ps->seen[i] == 0 && rl2_http_ids[i].required) {
-            return rl2_http_refuse(r, 500, rl2_http_ids[i].missing);
+            return rl2_http_undecided(r, 500, rl2_http_ids[i].missing);
         }
     }
     for (int i = 0; i < RL2_HTTP_IDS; i++) {
