@@ -44,6 +44,25 @@ wait_sock() {
     return 1
 }
 
+# ---- options ----
+# opt_refused NAME WANT ARGS... -- exit 2 with WANT on stderr.
+opt_refused() {
+    local name=$1 want=$2 err rc
+    shift 2
+    err=$("$FCGI_BIN" "$@" 2>&1 >/dev/null)
+    rc=$?
+    is "$name: exit 2" 2 "$rc"
+    like "$name: says why" "$want" "$err"
+}
+opt_refused "-H with -m" "-H: the health, metrics and admin paths" \
+    -H -m /metrics -c "$T_DIR/policy.conf" -s "$T_DIR/x.sock"
+opt_refused "-H with -p" "answered over FastCGI only" \
+    -H -p /h -c "$T_DIR/policy.conf" -s "$T_DIR/x.sock"
+opt_refused "-k without -H" "give -H too" \
+    -k 5 -c "$T_DIR/policy.conf" -s "$T_DIR/x.sock"
+opt_refused "-k 0" "from 1 to 3600" \
+    -H -k 0 -c "$T_DIR/policy.conf" -s "$T_DIR/x.sock"
+
 quota_guard
 nginx_http_conf "$D" "$P" "$SOCK" <<'CONF'
         location /forbidden { deny all; }
