@@ -374,10 +374,15 @@ struct rl2_worker;
  * has been closed). */
 int rl2_http_open(rl2_http_t *h, int fd);
 
-/* Read what fd has, answer each whole request in it in order (one write
+/* The listener, on a connection the set gave it or it accepted: the
+ * connection, held from now on (no longer parked, so the sweep leaves it
+ * alone even once another worker listens), or NULL (closed). */
+rl2_http_conn_t *rl2_http_take(rl2_http_t *h, int fd);
+
+/* Read what c has, answer each whole request in it in order (one write
  * each), then park the connection for its next request or close it.
  * Returns how many requests were answered. */
-unsigned long rl2_http_serve(struct rl2_worker *w, int fd);
+unsigned long rl2_http_serve(struct rl2_worker *w, rl2_http_conn_t *c);
 
 /* The listener, now and then: close the connections parked longer than
  * the idle limit since they were accepted or last answered (an idle one,

@@ -17,10 +17,11 @@
  * alike.
  *
  * Ownership: a connection is held by the one worker answering it (taken
- * from the set by epoll's EPOLLONESHOT, or just accepted), or parked in
- * the set.  h->lock orders parking and taking against the sweep, which
- * closes parked connections only; the worker holding a connection
- * closes it itself.
+ * from the set by epoll's EPOLLONESHOT, or just accepted, by the
+ * listener, before it passes the listening on), or parked in the set.
+ * h->lock orders parking and taking against the sweep, which the
+ * listener runs and which closes parked connections only; the worker
+ * holding a connection closes it itself.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -201,15 +202,10 @@ rl2_http_answer_one(rl2_worker_t *w, rl2_http_conn_t *c, rl2_http_req_t *r,
     return io.failed || !io.keep ? -1 : 0;
 }
 
-unsigned long
-rl2_http_serve(rl2_worker_t *w, int fd)
+rl2_http_conn_t *
+rl2_http_take(rl2_http_t *h, int fd)
 {
-    rl2_http_t      *h = w->http;
-    rl2_http_req_t  *r = w->http_req;
     rl2_http_conn_t *c;
-    unsigned long    served = 0;
-    ssize_t          n;
-    int              parsed;
 
     pthread_mutex_lock(&h->lock);
     c = (size_t)fd < h->n_conns ? h->conns[fd] : NULL;
@@ -219,8 +215,20 @@ rl2_http_serve(rl2_worker_t *w, int fd)
     pthread_mutex_unlock(&h->lock);
     if (c == NULL) {
         close(fd); /* not one of ours: cannot happen */
-        return 0;
     }
+    return c;
+}
+
+unsigned long
+rl2_http_serve(rl2_worker_t *w, rl2_http_conn_t *c)
+{
+    rl2_http_t     *h = w->http;
+    rl2_http_req_t *r = w->http_req;
+    unsigned long   served = 0;
+    int             fd = c->fd;
+    ssize_t         n;
+    int             parsed;
+
     do {
         n = recv(fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);

@@ -378,18 +378,24 @@ rl2_slow(rl2_worker_t *w, FCGX_Request *req, int fd)
 static void
 rl2_http_worker(rl2_worker_t *w)
 {
-    int fd;
+    rl2_http_conn_t *c;
+    int              fd;
 
     for (;;) {
         rl2_listener_take(w);
         if ((fd = rl2_accept(w)) < 0) {
             break;
         }
+        /* Taken while still the listener: the next one sweeps idle
+         * connections, and must not close this one under us. */
+        if ((c = rl2_http_take(w->http, fd)) == NULL) {
+            continue;
+        }
         if ((w->cpus > 1 && rl2_queued(w->epoll_fd))
             || w->srv->gens.backend.redis_enabled) {
             rl2_listener_pass(w);
         }
-        w->http_served += rl2_http_serve(w, fd);
+        w->http_served += rl2_http_serve(w, c);
     }
     rl2_listener_pass(w);
 }
