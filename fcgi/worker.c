@@ -17,6 +17,11 @@
  * cannot is handed over untouched (vet.c and fast.c only peek until
  * they answer).
  *
+ * Under -H the socket speaks HTTP/1.1 (http.c, http_conn.c): nothing is
+ * vetted or handed to libfcgi; every connection, new or kept, waits in
+ * the listener's set between its requests and while a request is still
+ * arriving, so no worker waits on a client.
+ *
  * Every signal is blocked here (main.c): a worker only ever waits in
  * poll() or epoll_wait() (or for the listener's lock), and stops by
  * finding the stop pipe readable when it has no request in hand.
