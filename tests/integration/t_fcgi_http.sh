@@ -413,4 +413,10 @@ fcgi_stop raw
 is "SIGTERM: the -t 1 daemon exits 0" 0 "$?"
 is "the hostile requests were logged" 1 \
     "$(grep -c 'HTTP: answered 431: too many header fields' "$T_DIR/raw.log")"
+is "a repeated identity header is logged once" 1 \
+    "$(grep -c 'HTTP: answered 400: X-RateLimit2-Addr given twice' \
+        "$T_DIR/raw.log")"
+is "a missing one too" 1 \
+    "$(grep -c 'HTTP: answered 500: no X-RateLimit2-URI header' \
+        "$T_DIR/raw.log")"
 done_testing
