@@ -399,7 +399,7 @@ slow.close()
 # An idle connection after its answer: closed too, not before the limit.
 check("an idle kept connection is closed past the idle limit (%.1f s)"
       % (time.monotonic() - answered),
-      closed(other, 6) and 1.9 < time.monotonic() - answered < 6)
+      closed(other, 6) and 1.5 < time.monotonic() - answered < 6)
 other.close()
 PY
 while IFS= read -r l; do
