@@ -77,7 +77,8 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 FCGI_SHARED := fcgi/request.c fcgi/response.c fcgi/policy.c
 FCGI_SRC := fcgi/main.c fcgi/worker.c fcgi/vet.c fcgi/authorizer.c \
             fcgi/generation.c fcgi/listen.c fcgi/log.c fcgi/metrics.c \
-            fcgi/once.c fcgi/admin.c fcgi/fast.c \
+            fcgi/once.c fcgi/admin.c fcgi/fast.c fcgi/http.c \
+            fcgi/http_conn.c \
             $(FCGI_SHARED)
 CGI_SRC  := fcgi/cgi.c $(FCGI_SHARED)
 FCGI_BIN := $(BUILD)/fcgi/ratelimit2-fcgi
@@ -202,6 +203,8 @@ $(BUILD)/tests/test_usage_out: ctl/usage_out.c ctl/usage_html.c \
 # not the core's): rebuilt when it changes, linked with zlib.
 $(BUILD)/tests/test_accesslog: ctl/accesslog.c ctl/accesslog.h
 $(BUILD)/tests/test_accesslog: LDLIBS += -lz
+# test_http includes fcgi/http.c (ratelimit2-fcgi's HTTP listener).
+$(BUILD)/tests/test_http: fcgi/http.c fcgi/fcgi.h
 
 check: deps
 	@$(MAKE) --no-print-directory all

@@ -260,6 +260,26 @@ CONF
         "$dir/upstream.conf" "$dir/ratelimit2.conf" | awk '!seen[$0]++'
 }
 
+# nginx_fcgi_http_conf DIR -- the nginx_rl2_http line's settings: the
+# shipped conf/fcgi/nginx-auth-request-http.conf as DIR/ratelimit2.conf
+# (included in the server block) and its upstream block as
+# DIR/upstream.conf (in the http block), kept connections to
+# ratelimit2-fcgi -H on DIR/rl2.sock.  Prints the lines that differ from
+# the snippet, as nginx_fcgi_conf does.
+nginx_fcgi_http_conf() {
+    local dir=$1 sock=$1/rl2.sock
+    cat >"$dir/upstream.conf" <<CONF
+upstream ratelimit2 {
+    server unix:$sock;
+    keepalive 32;
+    keepalive_requests 1000000;
+}
+CONF
+    cp "$RL2_ROOT/conf/fcgi/nginx-auth-request-http.conf" \
+        "$dir/ratelimit2.conf"
+    grep -hE '^ *(upstream|server unix|keepalive)' "$dir/upstream.conf"
+}
+
 # fcgi_bench_policy FILE -- the policy of every ratelimit2-fcgi line:
 # one per-address token bucket that never trips.
 fcgi_bench_policy() {
@@ -272,14 +292,16 @@ default = {
 POLICY
 }
 
-# nginx_fcgi_start DIR -- ratelimit2-fcgi for nginx_bench's rl2_fcgi
-# kinds, on DIR/rl2.sock (writable by nginx's workers, nobody), its pid
-# in DIR/rl2.pid; 0 once the socket is there.
+# nginx_fcgi_start DIR [ARGS...] -- ratelimit2-fcgi for nginx_bench's
+# rl2_fcgi and rl2_http kinds (ARGS: -H for the latter), on DIR/rl2.sock
+# (writable by nginx's workers, nobody), its pid in DIR/rl2.pid; 0 once
+# the socket is there.
 nginx_fcgi_start() {
     local dir=$1 old
+    shift
     old=$(umask)
     umask 000
-    "$FCGI_BIN" -c "$dir/policy.conf" -s "$dir/rl2.sock" \
+    "$FCGI_BIN" "$@" -c "$dir/policy.conf" -s "$dir/rl2.sock" \
         -z "$(zone_name "ngf-${dir##*/}")" 2>"$dir/rl2.log" &
     echo $! >"$dir/rl2.pid"
     umask "$old"
@@ -321,6 +343,11 @@ rate=1000000r/s;"
         fcgi_bench_policy "$dir/policy.conf"
         nginx_fcgi_conf "$dir" "$([ "$kind" = rl2_fcgi_keep ] && echo 1 || echo 0)" \
             >"$dir/fcgi.lines"
+        zone="include $dir/upstream.conf;"
+        limit="include $dir/ratelimit2.conf;" ;;
+    rl2_http)
+        fcgi_bench_policy "$dir/policy.conf"
+        nginx_fcgi_http_conf "$dir" >"$dir/fcgi.lines"
         zone="include $dir/upstream.conf;"
         limit="include $dir/ratelimit2.conf;" ;;
     esac

@@ -79,6 +79,10 @@ WRK = {
     "nginx_rl2_fcgi": ("nginx",
                        "ratelimit2-fcgi through `auth_request`, unix "
                        "socket, local zone"),
+    "nginx_rl2_http": ("nginx",
+                       "ratelimit2-fcgi -H through `auth_request`, HTTP/1.1 "
+                       "on kept connections (upstream `keepalive 32`), unix "
+                       "socket, local zone"),
     "nginx_rl2_fcgi_keep": ("nginx",
                             "ratelimit2-fcgi through `auth_request`, unix "
                             "socket, `fastcgi_keep_conn` + upstream "
@@ -86,7 +90,12 @@ WRK = {
 }
 # The lines with a ratelimit2-fcgi daemon, whose own CPU time is shown
 # apart from the server's.
-FCGI_LINES = ("lighttpd_rl2_fcgi", "nginx_rl2_fcgi", "nginx_rl2_fcgi_keep")
+FCGI_LINES = ("lighttpd_rl2_fcgi", "nginx_rl2_fcgi", "nginx_rl2_http",
+              "nginx_rl2_fcgi_keep")
+# The lines the ratelimit2-fcgi target is held to, as its row names them.
+FCGI_TARGET_LINES = (("lighttpd_rl2_fcgi", "lighttpd (FastCGI authorizer)"),
+                     ("nginx_rl2_fcgi", "nginx (FastCGI auth_request)"),
+                     ("nginx_rl2_http", "nginx (HTTP auth_request, -H)"))
 
 
 def load(path):
@@ -272,20 +281,29 @@ def p99_target(who, row, ref, limit_us):
     return t
 
 
-def fcgi_target(row):
+def fcgi_target(by_t):
+    """Each ratelimit2-fcgi line's server CPU time (the web server and the
+    daemon together) against the target; met when one line meets it, and
+    the result says which."""
     target = "ratelimit2-fcgi: server CPU time per request <= %.1f µs " \
         "(half of the %.1f µs of the run of %s)" % (
             TARGET_FCGI_CPU_US, FCGI_BEFORE["cpu_us_per_request"],
             FCGI_BEFORE["commit"])
-    if row is None:
+    rows = [(name, by_t[c]) for c, name in FCGI_TARGET_LINES
+            if by_t.get(c) is not None]
+    if not rows:
         return unmeasured(target)
+    meeting = [name for name, r in rows
+               if r["cpu_us_per_request_median"] <= TARGET_FCGI_CPU_US]
     return {
         "target": target,
-        "result": "%.1f µs (lighttpd and the daemon together); %.3fx bare "
-                  "lighttpd by requests per second" % (
-                      row["cpu_us_per_request_median"],
-                      row["ratio_median"]),
-        "met": row["cpu_us_per_request_median"] <= TARGET_FCGI_CPU_US,
+        "result": "; ".join(
+            "%s %.1f µs, %.3fx bare by requests per second" % (
+                name, r["cpu_us_per_request_median"], r["ratio_median"])
+            for name, r in rows) + " (server and daemon together); "
+            + ("met by " + " and ".join(meeting) if meeting
+               else "met by no line"),
+        "met": bool(meeting),
         "note": ""}
 
 
@@ -322,7 +340,7 @@ def targets(instr, thr, exact, rules, keys):
         p99_target(EXACT_TCP, tcp, bare, TARGET_REDIS_P99_US),
         throughput_target(EXACT_UNIX, by_t.get("apache_redis_unix"), bare,
                           TARGET_EXACT_RATIO),
-        fcgi_target(by_t.get("lighttpd_rl2_fcgi")),
+        fcgi_target(by_t),
         {"target": "exactly N: a quota of 100 admits 100 (every algorithm, "
                    "event and prefork, 16 and 64 connections)",
          "result": "%d of %d runs exact" % (n_exact, len(ours)),

@@ -133,11 +133,6 @@ def instr_target(r):
     return "none: a peer, for comparison"
 
 
-def status_of(tg, target):
-    """The status of the target whose text starts with TARGET."""
-    return [target_status(t) for t in tg if t["target"].startswith(target)][0]
-
-
 def wrk_target(r, tg):
     c = r["config"]
     if c == r["reference"]:
@@ -157,9 +152,10 @@ def wrk_target(r, tg):
             for x in t)
     if c.startswith("apache_many_"):
         return "none: how the cost grows with the clients"
-    if c == "lighttpd_rl2_fcgi":
-        return "CPU <= %.1f µs: %s" % (TARGET_FCGI_CPU_US,
-                                        status_of(tg, "ratelimit2-fcgi"))
+    if c in ("lighttpd_rl2_fcgi", "nginx_rl2_fcgi", "nginx_rl2_http"):
+        return "CPU <= %.1f µs: %s" % (
+            TARGET_FCGI_CPU_US,
+            met(r["cpu_us_per_request_median"] <= TARGET_FCGI_CPU_US))
     if c.startswith("nginx_rl2_fcgi"):
         return "none: the same daemon behind nginx"
     return "none: a peer, for comparison"
@@ -422,9 +418,25 @@ def fcgi_part(thr):
         "subrequest asks for the headers alone: with those settings nginx "
         "still closes the connection after every request (`strace -c` "
         "on the daemon counted one `accept` per request with them), so "
-        "the nginx line uses a unix socket and a connection per request, "
-        "as `conf/fcgi/nginx-auth-request.conf` advises." % lt,
+        "the nginx FastCGI line uses a unix socket and a connection per "
+        "request, as `conf/fcgi/nginx-auth-request.conf` advises.  Over "
+        "HTTP/1.1 nginx does keep them: its proxy module marks an upstream "
+        "connection reusable once the response has no body, and the "
+        "daemon's `-H` answers are bodiless (204, or `Content-Length: 0`), "
+        "so the nginx HTTP line (`conf/fcgi/nginx-auth-request-http.conf`, "
+        "an upstream `keepalive 32`) costs neither side a connection per "
+        "request%s." % (lt, http_part(added)),
     ]
+
+
+def http_part(added):
+    """The HTTP line's parts beside the FastCGI line's, when both ran."""
+    if "nginx_rl2_http" not in added or "nginx_rl2_fcgi" not in added:
+        return ""
+    return " (here nginx's added part %.1f µs against %.1f µs over " \
+        "FastCGI, the daemon's %.1f µs against %.1f µs)" % (
+            added["nginx_rl2_http"][0], added["nginx_rl2_fcgi"][0],
+            added["nginx_rl2_http"][1], added["nginx_rl2_fcgi"][1])
 
 
 def sect_exact(exact):
@@ -589,8 +601,11 @@ def sect_peers(fcgi, lease, fcgi_nginx):
         "- **ratelimit2-fcgi behind nginx**: the shipped "
         "`conf/fcgi/nginx-auth-request.conf` included in the server block, "
         "the daemon on a unix socket (`-s`), the same policy as lighttpd's; "
-        "one nginx worker per server CPU.  The lines that differ from the "
-        "snippet (`nginx_fcgi_conf` in `bench/lib.sh`): %s." % fcgi_nginx,
+        "one nginx worker per server CPU; over HTTP/1.1, the shipped "
+        "`conf/fcgi/nginx-auth-request-http.conf` and its upstream block, "
+        "the daemon run with `-H`.  The lines that differ from the "
+        "snippets (`nginx_fcgi_conf` and `nginx_fcgi_http_conf` in "
+        "`bench/lib.sh`): %s." % fcgi_nginx,
         "- **mod_ratelimit2**: `RateLimit2Limit perip 1000000000/1h key=ip "
         "algorithm=token_bucket` server-wide, a zone of 100,000 entries, "
         "the default headers on (`RateLimit` and `RateLimit-Policy`; the "

@@ -26,6 +26,9 @@
 #   BENCH_LINES     the configurations to measure, "name:reference ..."
 #                   (default: all of CONFIGS below), e.g.
 #                   "nginx_bare:nginx_bare nginx_rl2_fcgi:nginx_bare";
+#                   nginx_rl2_http:nginx_bare is ratelimit2-fcgi -H
+#                   behind nginx-auth-request-http.conf (HTTP/1.1, kept
+#                   connections);
 #                   nginx_rl2_fcgi_keep:nginx_bare (nginx_rl2_fcgi with
 #                   fastcgi_keep_conn and an upstream keepalive, which
 #                   auth_request cannot use) is measured only when named
@@ -67,7 +70,7 @@ apache_evasive:apache_bare
 apache_many_bare:apache_many_bare apache_many_redis:apache_many_bare
 apache_many_lease:apache_many_bare
 nginx_bare:nginx_bare nginx_limit_req:nginx_bare
-nginx_rl2_fcgi:nginx_bare
+nginx_rl2_fcgi:nginx_bare nginx_rl2_http:nginx_bare
 lighttpd_bare:lighttpd_bare lighttpd_rl2_fcgi:lighttpd_bare"
 CONFIGS=${BENCH_LINES:-$CONFIGS}
 declare -A PORT RPORT SKIPPED
@@ -90,6 +93,7 @@ start_one() {
         nginx_bench "$T_DIR/$name" "$p" "${name#nginx_}" free
         case "$name" in
         nginx_rl2_fcgi*) nginx_fcgi_start "$T_DIR/$name" || return 1 ;;
+        nginx_rl2_http) nginx_fcgi_start "$T_DIR/$name" -H || return 1 ;;
         esac
         nginx_start "$T_DIR/$name" || return 1 ;;
     lighttpd_*)
@@ -215,7 +219,7 @@ fcgi_pids() {
     local d=$T_DIR/$1
     case "$1" in
     lighttpd_rl2_fcgi) pgrep -P "$(cat "$d/lighttpd.pid")" -x ratelimit2-fcgi ;;
-    nginx_rl2_fcgi*) cat "$d/rl2.pid" ;;
+    nginx_rl2_fcgi* | nginx_rl2_http) cat "$d/rl2.pid" ;;
     esac
 }
 
@@ -343,7 +347,7 @@ if [ -n "${PORT[lighttpd_rl2_fcgi]:-}" ]; then
 fi
 for c in $CONFIGS; do
     case "${c%%:*}" in
-    nginx_rl2_fcgi*)
+    nginx_rl2_fcgi* | nginx_rl2_http)
         raw wrk_fcgi_nginx config="${c%%:*}" conf="$(sed \
             -e "s|$T_DIR/${c%%:*}|DIR|g" "$T_DIR/${c%%:*}/fcgi.lines" \
             | tr -s ' \n' ' ')" ;;
@@ -364,6 +368,7 @@ for c in $CONFIGS; do
     nginx_*) nginx_stop "$T_DIR/${c%%:*}" ;;
     esac
     case "$c" in
-    nginx_rl2_fcgi*) kill -TERM "$(cat "$T_DIR/${c%%:*}/rl2.pid")" ;;
+    nginx_rl2_fcgi* | nginx_rl2_http)
+        kill -TERM "$(cat "$T_DIR/${c%%:*}/rl2.pid")" ;;
     esac
 done

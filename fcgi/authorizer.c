@@ -151,6 +151,9 @@ rl2_fcgi_send(rl2_fcgi_io_t *io, const char *buf, size_t len)
     if (io->fcgx != NULL) {
         io->failed = FCGX_PutStr(buf, (int)len, io->fcgx->out) < 0;
     }
+    else if (io->http) {
+        io->failed = rl2_http_reply(io, buf, len) != 0;
+    }
     else {
         io->failed = rl2_fast_reply(io, buf, len) != 0;
     }
@@ -278,7 +281,9 @@ rl2_fcgi_decide(rl2_server_t *srv, rl2_gen_t *gen, rl2_fcgi_io_t *io,
         rl2_fcgi_admin(srv, gen, io->fcgx, responder);
         return RL2_FCGI_DONE;
     }
-    if (responder && strcmp(r.req.path, srv->health_path) == 0) {
+    /* None under -H: the HTTP listener answers no path of its own. */
+    if (responder && srv->health_path != NULL
+        && strcmp(r.req.path, srv->health_path) == 0) {
         if (io->fcgx == NULL) {
             return RL2_FCGI_SLOW;
         }

@@ -96,15 +96,14 @@ rl2_fast_header(unsigned char *h, int type, unsigned id, size_t len)
     h[7] = 0;
 }
 
-/* All of buf on the connection fd (MSG_DONTWAIT, whatever its mode),
- * waiting at most timeout_ms for room. */
-static int
-rl2_fast_send(int fd, const unsigned char *buf, size_t len, int timeout_ms)
+int
+rl2_fast_send(int fd, const void *data, size_t len, int timeout_ms)
 {
-    int64_t       deadline = rl2_mono_us() / 1000 + timeout_ms;
-    struct pollfd pfd = { fd, POLLOUT, 0 };
-    ssize_t       n;
-    int           wait;
+    const unsigned char *buf = data;
+    int64_t              deadline = rl2_mono_us() / 1000 + timeout_ms;
+    struct pollfd        pfd = { fd, POLLOUT, 0 };
+    ssize_t              n;
+    int                  wait;
 
     while (len > 0) {
         n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);

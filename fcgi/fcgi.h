@@ -265,7 +265,8 @@ int rl2_vet(rl2_vet_t *v, int fd, int timeout_ms);
 /* ---- fast.c: the common request answered without libfcgi ---- */
 
 /* One request being answered: its params, and where its answer goes:
- * libfcgi's streams, or straight to the connection (fast.c). */
+ * libfcgi's streams, or straight to the connection (fast.c, or as HTTP
+ * by http_conn.c). */
 typedef struct {
     char               **envp;
     struct FCGX_Request *fcgx;       /* NULL: answered by fast.c */
@@ -273,6 +274,9 @@ typedef struct {
     unsigned             request_id; /* fast.c */
     int                  timeout_ms; /* fast.c: to send the answer */
     int                  failed;     /* fast.c: not all of it was sent */
+    int                  http;       /* answered as HTTP/1.1 (-H) */
+    int                  keep;       /* http: the connection stays open */
+    int                  http10;     /* http: the request was HTTP/1.0 */
 } rl2_fcgi_io_t;
 
 /* A vetted request libfcgi need not read: of the responder or authorizer
@@ -286,9 +290,107 @@ int rl2_fast_env(rl2_vet_t *v);
  * it within io->timeout_ms. */
 int rl2_fast_reply(const rl2_fcgi_io_t *io, const char *buf, size_t len);
 
+/* All of buf on the connection fd (MSG_DONTWAIT, whatever its mode),
+ * waiting at most timeout_ms for room; 0, or -1. */
+int rl2_fast_send(int fd, const void *buf, size_t len, int timeout_ms);
+
 /* Read the request's v->request_len bytes, still queued (rl2_vet only
  * peeked at them); 0, or -1 on failure. */
 int rl2_fast_consume(rl2_vet_t *v, int fd);
+
+/* ---- http.c: a request of the HTTP/1.1 listener (-H) as CGI params,
+ * and the answer as HTTP ---- */
+
+/* The most a request head may weigh (431 past it), and the most fields
+ * it may have. */
+#define RL2_HTTP_HEAD_MAX   (16 * 1024)
+#define RL2_HTTP_FIELDS_MAX 100
+/* FCGI_ROLE, five identity params, the fields, and room to spare. */
+#define RL2_HTTP_ENV_MAX (RL2_HTTP_FIELDS_MAX + 8)
+
+enum { RL2_HTTP_OK, RL2_HTTP_MORE, RL2_HTTP_BAD };
+
+/* One request head read.  Every string of env and envp is the parser's
+ * copy; target points into the caller's buffer. */
+typedef struct {
+    size_t      head_len; /* bytes of the head, its blank line included */
+    int         keep;     /* the connection may serve another request */
+    int         http10;   /* an HTTP/1.0 request */
+    int         status;   /* 0, or the status to answer instead */
+    const char *why;      /* with status: static text for the log */
+    const char *target;   /* the request line's target, not NUL-ended */
+    size_t      target_len;
+    /* The params, "NAME=VALUE", FCGI_ROLE first, NULL-terminated, as
+     * fast.c builds them for rl2_fcgi_handle.  Each field grows by at
+     * most four bytes ("HTTP_" and NUL for ": " and CRLF). */
+    char  env[RL2_HTTP_HEAD_MAX + 4 * RL2_HTTP_FIELDS_MAX + 64];
+    char *envp[RL2_HTTP_ENV_MAX + 1];
+} rl2_http_req_t;
+
+/* Read the request head at buf[0..len).  RL2_HTTP_MORE: not all of it
+ * is there yet (and it may still fit).  RL2_HTTP_BAD: r->status (400,
+ * 431) and r->why say what is wrong; answer and close.  RL2_HTTP_OK:
+ * r->head_len bytes are the request; with r->status 0 r->envp is ready
+ * for rl2_fcgi_handle, otherwise (an identity field missing, 500, or
+ * given twice, 400) answer r->status without deciding. */
+int rl2_http_parse(rl2_http_req_t *r, const char *buf, size_t len);
+
+/* A CGI answer (cgi[0..len), as rl2_fcgi_handle renders it) as an HTTP
+ * response without a body into out[cap]: "Status: 200" becomes 204 No
+ * Content, any other status keeps its line and says Content-Length: 0;
+ * the header lines follow but Content-Type and Variable-*, and
+ * "Connection: close" when the connection is not kept.  Its length, or
+ * 0 when cgi is not such an answer or out is too small. */
+size_t rl2_http_answer(const char *cgi, size_t len, int keep, int http10,
+                       char *out, size_t cap);
+
+/* ---- http_conn.c: the connections of the HTTP/1.1 listener ---- */
+
+/* The connections the workers share: a table by descriptor (a request
+ * may arrive in pieces, so each keeps what it has received), and the
+ * idle limit.  A connection is either held by the one worker answering
+ * it or parked in the listener's epoll set; lock orders those moves
+ * against the sweep that closes connections parked too long. */
+typedef struct rl2_http_conn rl2_http_conn_t;
+
+typedef struct {
+    pthread_mutex_t   lock;
+    rl2_http_conn_t **conns; /* by fd; n_conns slots */
+    size_t            n_conns;
+    size_t            high;          /* above every descriptor opened so far */
+    int64_t           idle_us;       /* -k: a request is complete within */
+    int64_t           next_sweep_us; /* monotonic; the listener's */
+    unsigned long     accepted;      /* connections, by the listener */
+} rl2_http_t;
+
+/* The table for descriptors below the process's limit; -1 with err
+ * set. */
+int  rl2_http_init(rl2_http_t *h, int64_t idle_s, rl2_err_t *err);
+void rl2_http_destroy(rl2_http_t *h);
+
+struct rl2_worker;
+
+/* A connection just accepted: 0, or -1 when it could not be taken (it
+ * has been closed). */
+int rl2_http_open(rl2_http_t *h, int fd);
+
+/* The listener, on a connection the set gave it or it accepted: the
+ * connection, held from now on (no longer parked, so the sweep leaves it
+ * alone even once another worker listens), or NULL (closed). */
+rl2_http_conn_t *rl2_http_take(rl2_http_t *h, int fd);
+
+/* Read what c has, answer each whole request in it in order (one write
+ * each), then park the connection for its next request or close it.
+ * Returns how many requests were answered. */
+unsigned long rl2_http_serve(struct rl2_worker *w, rl2_http_conn_t *c);
+
+/* The listener, now and then: close the connections parked longer than
+ * the idle limit since they were accepted or last answered (an idle one,
+ * or one whose request stopped arriving). */
+void rl2_http_sweep(rl2_http_t *h);
+
+/* rl2_fcgi_send's way for io->http: the answer as HTTP, one write. */
+int rl2_http_reply(const rl2_fcgi_io_t *io, const char *buf, size_t len);
 
 /* ---- once.c: one answer per client request ---- */
 
@@ -384,19 +486,26 @@ void rl2_fcgi_admin(rl2_server_t *srv, rl2_gen_t *gen, struct FCGX_Request *req,
 
 /* ---- worker.c: one worker thread ---- */
 
-typedef struct {
-    rl2_server_t *srv;
-    int           listen_fd;
-    int           stop_fd; /* readable once we are stopping */
-    pthread_t     tid;
-    rl2_vet_t    *vet;       /* its own, 200 KiB */
-    int           tcp;       /* listen_fd is TCP: TCP_NODELAY on them */
-    int           epoll_fd;  /* rl2_workers_set's, shared, or -1 */
-    int           cpus;      /* it may run on, at start */
-    int           listening; /* holds the listener (worker.c) */
+typedef struct rl2_worker {
+    rl2_server_t   *srv;
+    int             listen_fd;
+    int             stop_fd; /* readable once we are stopping */
+    pthread_t       tid;
+    rl2_vet_t      *vet;         /* its own, 200 KiB */
+    int             tcp;         /* listen_fd is TCP: TCP_NODELAY on them */
+    int             epoll_fd;    /* rl2_workers_set's, shared, or -1 */
+    int             cpus;        /* it may run on, at start */
+    int             listening;   /* holds the listener (worker.c) */
+    rl2_http_t     *http;        /* -H: the connections, shared; or NULL */
+    rl2_http_req_t *http_req;    /* -H: its own, 20 KiB */
+    unsigned long   http_served; /* -H: requests answered */
 } rl2_worker_t;
 
 void *rl2_worker_main(void *arg);
+
+/* Put a kept connection in the listener's set until its next request
+ * (EPOLLONESHOT: out again when it comes); -1 when it cannot be. */
+int rl2_worker_keep(const rl2_worker_t *w, int fd);
 
 /* The listener's epoll set, shared by the workers (only the listener
  * waits in it): the listening socket, the stop pipe, and the connections

@@ -5,7 +5,7 @@
  *   ratelimit2-fcgi -c POLICY [-s ADDRESS] [-t THREADS] [-z ZONE]
  *                   [-n ENTRIES] [-p HEALTH_PATH] [-R REDIS [-O OPTIONS]...
  *                   [-F FAILOVER] [-A ALERTS]] [-a ADMIN_PATH -K TOKENS]
- *                   [-C]
+ *                   [-H [-k IDLE_S]] [-C]
  *
  * Signals are taken by the main thread alone (sigwaitinfo), never in a
  * handler: a reload reads files and allocates, which no handler may do.
@@ -33,6 +33,10 @@
 #define RL2_DEFAULT_THREADS 8
 #define RL2_MAX_THREADS     256
 #define RL2_DEFAULT_HEALTH  "/ratelimit2/health"
+/* -k: above nginx's keepalive_timeout (60 s by default), so that nginx
+ * closes an idle connection first and never sends on one closing. */
+#define RL2_DEFAULT_IDLE_S 75
+#define RL2_MAX_IDLE_S     3600
 
 typedef struct {
     const char        *policy;
@@ -43,6 +47,9 @@ typedef struct {
     const char        *admin;      /* -a */
     const char        *admin_file; /* -K */
     long               threads;
+    int                health_set; /* -p given */
+    int                http;       /* -H: the socket speaks HTTP/1.1 */
+    long               idle_s;     /* -k */
     int                check;      /* -C: check the options and exit */
     rl2_backend_conf_t backend;    /* -z, -n, -R, -O, -F, -A */
     int                redis_opts; /* -O, -F or -A seen */
@@ -97,11 +104,19 @@ rl2_usage(FILE *f)
         "  -K FILE      the admin path's bearer tokens, lines \"NAME TOKEN\" "
         "(required\n"
         "               with -a; mode 0600 or 0640; reloaded on SIGHUP)\n"
+        "  -H           the socket speaks HTTP/1.1, not FastCGI: nginx\n"
+        "               auth_request over proxy_pass with an upstream "
+        "keepalive\n"
+        "               (no -p, -m or -a: no path is answered over HTTP)\n"
+        "  -k IDLE_S    -H: a connection must complete a request within "
+        "IDLE_S\n"
+        "               of its accept or last answer, or is closed "
+        "(default %d)\n"
         "  -C           check: load the policy and the options, print the "
         "store\n"
         "               they give and exit 0, or the error and exit 1\n",
         RL2_DEFAULT_THREADS, RL2_FCGI_DEFAULT_ZONE, RL2_FCGI_DEFAULT_ENTRIES,
-        RL2_DEFAULT_HEALTH);
+        RL2_DEFAULT_HEALTH, RL2_DEFAULT_IDLE_S);
 }
 
 static int
@@ -147,6 +162,18 @@ rl2_opts_check(const rl2_opts_t *o)
             || (o->metrics != NULL && strcmp(o->admin, o->metrics) == 0))) {
         return "-a: the admin path must differ from the health and metrics "
                "paths";
+    }
+    if (o->idle_s < 0) {
+        return "-k needs a number of seconds from 1 to 3600";
+    }
+    if (o->idle_s != RL2_DEFAULT_IDLE_S && !o->http) {
+        return "-k: the idle limit is the HTTP listener's: give -H too";
+    }
+    /* The health, metrics and admin answers are written to libfcgi's
+     * streams; over HTTP the daemon answers the decision alone. */
+    if (o->http && (o->health_set || o->metrics != NULL || o->admin != NULL)) {
+        return "-H: the health, metrics and admin paths (-p, -m, -a) are "
+               "answered over FastCGI only";
     }
     if (o->store_bad) {
         return o->store_err.msg;
@@ -211,9 +238,11 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
     memset(o, 0, sizeof(*o));
     o->health = RL2_DEFAULT_HEALTH;
     o->threads = RL2_DEFAULT_THREADS;
+    o->idle_s = RL2_DEFAULT_IDLE_S;
     rl2_backend_conf_init(&o->backend);
     o->backend.zone_entries = RL2_FCGI_DEFAULT_ENTRIES;
-    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:a:K:R:O:F:A:E:Ch")) != -1) {
+    while ((c = getopt(argc, argv, "c:s:t:z:n:p:m:T:a:K:R:O:F:A:E:Hk:Ch"))
+           != -1) {
         switch (c) {
         case 'z':
         case 'n':
@@ -235,6 +264,15 @@ rl2_opts_parse(int argc, char **argv, rl2_opts_t *o)
             break;
         case 'p':
             o->health = optarg;
+            o->health_set = 1;
+            break;
+        case 'H':
+            o->http = 1;
+            break;
+        case 'k':
+            if (rl2_number(optarg, 1, RL2_MAX_IDLE_S, &o->idle_s) != 0) {
+                o->idle_s = -1;
+            }
             break;
         case 'm':
             o->metrics = optarg;
@@ -342,8 +380,36 @@ rl2_signal_loop(rl2_server_t *srv, const sigset_t *set)
     }
 }
 
+/* A worker's own buffers: a FastCGI worker's vetting, an HTTP worker's
+ * request head; -1 when there is no memory. */
 static int
-rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
+rl2_worker_buffers(rl2_worker_t *w)
+{
+    if (w->http != NULL) {
+        w->http_req = malloc(sizeof(*w->http_req));
+        return w->http_req != NULL ? 0 : -1;
+    }
+    w->vet = malloc(sizeof(*w->vet));
+    return w->vet != NULL ? 0 : -1;
+}
+
+/* At stop, what the HTTP listener did: how many requests each
+ * connection carried (nginx's upstream keepalive at work). */
+static void
+rl2_http_report(const rl2_worker_t *w, long n, const rl2_http_t *http)
+{
+    unsigned long served = 0;
+
+    for (long i = 0; i < n; i++) {
+        served += w[i].http_served;
+    }
+    rl2_log(LOG_INFO, "HTTP: %lu requests answered on %lu connections", served,
+            http->accepted);
+}
+
+static int
+rl2_run(rl2_server_t *srv, int fd, long n, rl2_http_t *http,
+        const sigset_t *set)
 {
     rl2_worker_t *w = calloc((size_t)n, sizeof(*w));
     int           stop[2] = { -1, -1 }, ep;
@@ -355,16 +421,25 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
         return -1;
     }
     ep = rl2_workers_set(fd, stop[0]);
+    /* The HTTP connections wait for their next request in the set, and
+     * nowhere else. */
+    if (http != NULL && ep < 0) {
+        rl2_log(LOG_ERR, "-H: cannot make an epoll set: %s", strerror(errno));
+        n = 0;
+    }
     for (; started < n; started++) {
-        w[started] =
-            (rl2_worker_t){ srv, fd, stop[0], 0, malloc(sizeof(rl2_vet_t)),
-                            0,   ep, 0,       0 };
-        if (w[started].vet == NULL
+        w[started] = (rl2_worker_t){ .srv = srv,
+                                     .listen_fd = fd,
+                                     .stop_fd = stop[0],
+                                     .epoll_fd = ep,
+                                     .http = http };
+        if (rl2_worker_buffers(&w[started]) != 0
             || pthread_create(&w[started].tid, NULL, rl2_worker_main,
                               &w[started])
                    != 0) {
             rl2_log(LOG_ERR, "cannot start thread %ld", started + 1);
             free(w[started].vet);
+            free(w[started].http_req);
             break;
         }
     }
@@ -378,6 +453,10 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
     for (long i = 0; i < started; i++) {
         pthread_join(w[i].tid, NULL);
         free(w[i].vet);
+        free(w[i].http_req);
+    }
+    if (http != NULL && started > 0) {
+        rl2_http_report(w, started, http);
     }
     if (ep >= 0) {
         close(ep);
@@ -385,7 +464,7 @@ rl2_run(rl2_server_t *srv, int fd, long n, const sigset_t *set)
     close(stop[0]);
     close(stop[1]);
     free(w);
-    return started == n ? 0 : -1;
+    return started == n && n > 0 ? 0 : -1;
 }
 
 /* -C: the store the policy and the options give, on stdout (exit 0), or
@@ -424,6 +503,7 @@ main(int argc, char **argv)
     rl2_server_t  srv;
     rl2_policy_t *policy;
     rl2_opts_t    o;
+    rl2_http_t    http;
     rl2_clock_t   now;
     rl2_err_t     err;
     sigset_t      set;
@@ -463,7 +543,7 @@ main(int argc, char **argv)
     }
     rl2_log_open("ratelimit2-fcgi");
     memset(&srv, 0, sizeof(srv));
-    srv.health_path = o.health;
+    srv.health_path = o.http ? NULL : o.health;
     srv.metrics_path = o.metrics;
     srv.admin_path = o.admin;
     srv.admin_file = o.admin_file;
@@ -496,14 +576,26 @@ main(int argc, char **argv)
         free(srv.metrics_token);
         return 1;
     }
+    if (o.http && rl2_http_init(&http, o.idle_s, &err) != 0) {
+        rl2_log(LOG_ERR, "%s", err.msg);
+        close(fd);
+        rl2_gens_destroy(&srv.gens);
+        rl2_fcgi_admin_destroy(&srv);
+        free(srv.metrics_token);
+        return 1;
+    }
     rl2_clock_now(&now);
     srv.started_us = now.mono_us;
     rl2_log(LOG_INFO,
             "policy %s (generation 1), zone %s of %ld entries, "
-            "store %s, %ld threads on %s",
+            "store %s, %ld threads on %s (%s)",
             o.policy, o.backend.zone_name, (long)o.backend.zone_entries,
-            srv.gens.current->zone->store->ops->name, o.threads, where);
-    rc = rl2_run(&srv, fd, o.threads, &set);
+            srv.gens.current->zone->store->ops->name, o.threads, where,
+            o.http ? "HTTP/1.1" : "FastCGI");
+    rc = rl2_run(&srv, fd, o.threads, o.http ? &http : NULL, &set);
+    if (o.http) {
+        rl2_http_destroy(&http);
+    }
     close(fd);
     if (o.listen != NULL && rl2_listen_is_unix(o.listen)) {
         unlink(o.listen);

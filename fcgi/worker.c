@@ -17,6 +17,11 @@
  * cannot is handed over untouched (vet.c and fast.c only peek until
  * they answer).
  *
+ * Under -H the socket speaks HTTP/1.1 (http.c, http_conn.c): nothing is
+ * vetted or handed to libfcgi; every connection, new or kept, waits in
+ * the listener's set between its requests and while a request is still
+ * arriving, so no worker waits on a client.
+ *
  * Every signal is blocked here (main.c): a worker only ever waits in
  * poll() or epoll_wait() (or for the listener's lock), and stops by
  * finding the stop pipe readable when it has no request in hand.
@@ -47,6 +52,10 @@
 /* How long the listener waits for the rest of a request before passing
  * the listener on (rl2_vet_conn). */
 #define RL2_LISTENER_WAIT_MS 1
+
+/* -H: the longest the listener sleeps between two looks for idle
+ * connections (rl2_http_sweep). */
+#define RL2_HTTP_WAKE_MS 250
 
 /* 0 when fd is readable, -1 when the worker must stop. */
 static int
@@ -94,7 +103,8 @@ rl2_workers_set(int listen_fd, int stop_fd)
 
 /* The listener's wait: the listening socket or a kept connection that is
  * readable (taken out of the set until put back), or -1 when the worker
- * must stop. */
+ * must stop.  Under -H it wakes now and then to close the connections
+ * past their idle limit, busy or not. */
 static int
 rl2_wait_set(const rl2_worker_t *w)
 {
@@ -105,7 +115,11 @@ rl2_wait_set(const rl2_worker_t *w)
         return rl2_wait(w->listen_fd, w->stop_fd) == 0 ? w->listen_fd : -1;
     }
     for (;;) {
-        n = epoll_wait(w->epoll_fd, &ev, 1, -1);
+        if (w->http != NULL) {
+            rl2_http_sweep(w->http);
+        }
+        n = epoll_wait(w->epoll_fd, &ev, 1,
+                       w->http != NULL ? RL2_HTTP_WAKE_MS : -1);
         if (n < 0 && errno != EINTR) {
             rl2_log(LOG_ERR, "epoll_wait: %s", strerror(errno));
             return -1;
@@ -116,9 +130,7 @@ rl2_wait_set(const rl2_worker_t *w)
     }
 }
 
-/* Put a kept connection in the listener's set until its next request
- * (EPOLLONESHOT: out again when it comes); -1 when it cannot be. */
-static int
+int
 rl2_worker_keep(const rl2_worker_t *w, int fd)
 {
     struct epoll_event ev = { 0 };
@@ -184,6 +196,9 @@ rl2_accept(const rl2_worker_t *w)
             return fd;
         }
         fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0 && w->http != NULL && rl2_http_open(w->http, fd) != 0) {
+            continue;
+        }
         if (fd >= 0) {
             /* An answer is written whole; on a kept TCP connection Nagle
              * would hold it back.  Meaningless on a unix socket. */
@@ -227,11 +242,12 @@ rl2_listener_pass(rl2_worker_t *w)
     }
 }
 
-/* More connections queued behind the one just taken. */
+/* More connections queued behind the one just taken (fd: the listening
+ * socket), or more connections with requests (fd: the epoll set). */
 static int
-rl2_queued(int listen_fd)
+rl2_queued(int fd)
 {
-    struct pollfd pfd = { listen_fd, POLLIN, 0 };
+    struct pollfd pfd = { fd, POLLIN, 0 };
 
     return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
 }
@@ -304,9 +320,10 @@ rl2_drop(FCGX_Request *req, int fd)
 static int
 rl2_fast(rl2_worker_t *w, FCGX_Request *req, int fd)
 {
-    rl2_fcgi_io_t io = {
-        w->vet->envp, NULL, fd, w->vet->request_id, RL2_IO_TIMEOUT_S * 1000, 0
-    };
+    rl2_fcgi_io_t io = { .envp = w->vet->envp,
+                         .fd = fd,
+                         .request_id = w->vet->request_id,
+                         .timeout_ms = RL2_IO_TIMEOUT_S * 1000 };
 
     if (rl2_fast_env(w->vet) != 0) {
         return -1;
@@ -339,7 +356,7 @@ rl2_fast(rl2_worker_t *w, FCGX_Request *req, int fd)
 static void
 rl2_slow(rl2_worker_t *w, FCGX_Request *req, int fd)
 {
-    rl2_fcgi_io_t io = { NULL, req, -1, 0, 0, 0 };
+    rl2_fcgi_io_t io = { .fcgx = req, .fd = -1 };
 
     rl2_listener_pass(w);
     rl2_set_timeouts(fd);
@@ -357,6 +374,37 @@ rl2_slow(rl2_worker_t *w, FCGX_Request *req, int fd)
     FCGX_Finish_r(req);
 }
 
+/* -H: every connection, new or kept, comes through the listener's set
+ * (http_conn.c parks each between its requests), and every request is
+ * answered without waiting: its bytes are already here.  So the
+ * listener answers on the spot, as with FastCGI, and passes the
+ * listener on first when another CPU could take what is also ready,
+ * or when the decision waits on Redis. */
+static void
+rl2_http_worker(rl2_worker_t *w)
+{
+    rl2_http_conn_t *c;
+    int              fd;
+
+    for (;;) {
+        rl2_listener_take(w);
+        if ((fd = rl2_accept(w)) < 0) {
+            break;
+        }
+        /* Taken while still the listener: the next one sweeps idle
+         * connections, and must not close this one under us. */
+        if ((c = rl2_http_take(w->http, fd)) == NULL) {
+            continue;
+        }
+        if ((w->cpus > 1 && rl2_queued(w->epoll_fd))
+            || w->srv->gens.backend.redis_enabled) {
+            rl2_listener_pass(w);
+        }
+        w->http_served += rl2_http_serve(w, c);
+    }
+    rl2_listener_pass(w);
+}
+
 void *
 rl2_worker_main(void *arg)
 {
@@ -366,6 +414,10 @@ rl2_worker_main(void *arg)
 
     w->tcp = rl2_is_tcp(w->listen_fd);
     w->cpus = rl2_cpus();
+    if (w->http != NULL) {
+        rl2_http_worker(w);
+        return NULL;
+    }
     FCGX_InitRequest(&req, -1, FCGI_FAIL_ACCEPT_ON_INTR);
     while ((fd = rl2_next(w, &req)) >= 0) {
         vet = rl2_vet_conn(w, fd);

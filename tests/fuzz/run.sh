@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 RUNS=${FUZZ_RUNS:-}
 RECORD=${FUZZ_RECORD:-}
-ALL_TARGETS="config match forwarded headers zone admin accesslog"
+ALL_TARGETS="config match forwarded headers zone admin accesslog http"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 for t in $TARGETS; do
     case " $ALL_TARGETS " in
@@ -54,6 +54,7 @@ what() {
     zone) echo "local zone images: attach, then lookups, gets, removals, rebuilds" ;;
     admin) echo "admin interface: JSON body to a change, table lines, answer" ;;
     accesslog) echo "ratelimit2ctl's access-log reader: a line parsed, a file read" ;;
+    http) echo "ratelimit2-fcgi -H: request heads to params, answers to HTTP" ;;
     esac
 }
 status=0

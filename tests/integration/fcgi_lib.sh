@@ -113,6 +113,27 @@ nginx_conf() {
     chmod -R 755 "$dir"
     sed "s|127\.0\.0\.1:9000|127.0.0.1:$fport|" \
         "$RL2_ROOT/conf/fcgi/nginx-auth-request.conf" >"$dir/ratelimit2.conf"
+    nginx_conf_write "$dir" "$port" ""
+}
+
+# nginx_http_conf DIR PORT SOCK -- the same with the shipped HTTP snippet
+# (nginx-auth-request-http.conf) and its upstream block, kept
+# connections to ratelimit2-fcgi -H on the unix socket SOCK.
+nginx_http_conf() {
+    local dir=$1 port=$2 sock=$3
+    mkdir -p "$dir/htdocs" "$dir/logs" "$dir/tmp"
+    chmod -R 755 "$dir"
+    cp "$RL2_ROOT/conf/fcgi/nginx-auth-request-http.conf" \
+        "$dir/ratelimit2.conf"
+    nginx_conf_write "$dir" "$port" \
+        "upstream ratelimit2 { server unix:$sock; keepalive 32; }"
+}
+
+# nginx_conf_write DIR PORT HTTP_LINES -- DIR/nginx.conf around
+# DIR/ratelimit2.conf, HTTP_LINES in the http block, the server block's
+# own lines from stdin.
+nginx_conf_write() {
+    local dir=$1 port=$2 http_lines=$3
     cat >"$dir/nginx.conf" <<CONF
 daemon off;
 master_process on;
@@ -129,6 +150,7 @@ http {
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
     types { text/plain txt php; }
+    $http_lines
     server {
         listen 127.0.0.1:$port;
         root $dir/htdocs;

@@ -3,7 +3,7 @@
 # request than the one the server routes, each driven through real
 # servers: Apache (event and prefork) with mod_ratelimit2; nginx 1.22
 # with ratelimit2-fcgi behind auth_request and a PHP-style try_files to
-# a FastCGI index; lighttpd with ratelimit2-fcgi as its FastCGI
+# a FastCGI index, over FastCGI and over HTTP/1.1 (-H); lighttpd with ratelimit2-fcgi as its FastCGI
 # authorizer and a PHP-style rewrite to a CGI index; and the CGI wrapper
 # ratelimit2-cgi as the handler of Apache's PHP-style front controller.
 # Every rule admits one request an hour; the trick is the second
@@ -169,67 +169,89 @@ CONF
     apache_stop "$D"
 }
 
+# nginx_suite fastcgi|http -- the tricks through nginx and the daemon
+# over FastCGI (nginx-auth-request.conf), or over HTTP/1.1 on kept
+# connections (ratelimit2-fcgi -H, nginx-auth-request-http.conf): the
+# same answer to each, so the limiter sees the same request either way.
 nginx_suite() {
-    local D=$T_DIR/nginx P FP Z U
+    local mode=$1 D=$T_DIR/nginx-$1 P FP Z U n=nginx sock old_umask
     P=$(free_port)
-    FP=$(free_port)
-    Z=$(zone_name bpng)
+    Z=$(zone_name "bpng$mode")
     U="http://127.0.0.1:$P"
-    fcgi_start daemon -c "$T_DIR/policy.conf" -s "127.0.0.1:$FP" -z "$Z" -t 4
     # Every path no file answers goes to the "application" (a file
     # here, standing for index.php behind FastCGI): what nginx and PHP
     # route on is the decoded path.
-    nginx_conf "$D" "$P" "$FP" <<'CONF'
+    if [ "$mode" = http ]; then
+        n="nginx -H"
+        sock=$D/rl2.sock
+        nginx_http_conf "$D" "$P" "$sock" <<'CONF'
         location / { try_files $uri /index.php; }
 CONF
+        old_umask=$(umask)
+        umask 000
+        fcgi_start "daemon-$mode" -H -c "$T_DIR/policy.conf" -s "$sock" \
+            -z "$Z" -t 4
+        umask "$old_umask"
+        for _ in $(seq 1 100); do
+            [ -S "$sock" ] && break
+            sleep 0.05
+        done
+    else
+        FP=$(free_port)
+        fcgi_start "daemon-$mode" -c "$T_DIR/policy.conf" \
+            -s "127.0.0.1:$FP" -z "$Z" -t 4
+        nginx_conf "$D" "$P" "$FP" <<'CONF'
+        location / { try_files $uri /index.php; }
+CONF
+    fi
     echo ok >"$D/htdocs/index.php"
     if ! nginx_start "$D"; then
-        not_ok "nginx starts"
+        not_ok "$n starts"
         return
     fi
     # POST to a static file is 405 in nginx: admitted, then refused.
-    trick "nginx: POST /auth/login admitted once" 405 POST "$U/auth/login"
-    trick "nginx: /x/..%2Fauth/login is /auth/login" 429 \
+    trick "$n: POST /auth/login admitted once" 405 POST "$U/auth/login"
+    trick "$n: /x/..%2Fauth/login is /auth/login" 429 \
         POST "$U/x/..%2Fauth/login"
-    trick "nginx: /docs/..%2Fauth%2flogin is /auth/login" 429 \
+    trick "$n: /docs/..%2Fauth%2flogin is /auth/login" 429 \
         POST "$U/docs/..%2Fauth%2flogin"
     status GET "$U/k?api_key=ABC" >/dev/null
-    trick "nginx: a percent-encoded query key is the same key" 429 \
+    trick "$n: a percent-encoded query key is the same key" 429 \
         GET "$U/k?api_key=%41BC"
     # A fragment ends the query for nginx and PHP: not a new key.
-    is "nginx: a key with a fragment admitted once" 200 \
+    is "$n: a key with a fragment admitted once" 200 \
         "$(raw_status "$P" '/k?api_key=FRAG#1')"
-    is "nginx: the same key with another fragment is the same key" 429 \
+    is "$n: the same key with another fragment is the same key" 429 \
         "$(raw_status "$P" '/k?api_key=FRAG#2')"
     # nginx 1.22 passes the repeated header as two params.
     c=$(status GET "$U/k" -H "X-API-Key: junk" -H "X-API-Key: REAL")
     if [ "$c" != 200 ] && [ "$c" != 429 ]; then
-        ok "nginx: two X-API-Key lines are not admitted ($c)"
+        ok "$n: two X-API-Key lines are not admitted ($c)"
     else
-        not_ok "nginx: two X-API-Key lines are not admitted ($c)"
+        not_ok "$n: two X-API-Key lines are not admitted ($c)"
     fi
-    trick "nginx: and REAL's request is still there" 200 \
+    trick "$n: and REAL's request is still there" 200 \
         GET "$U/k?api_key=REAL"
     # ratelimit2-fcgi reads the Host header as sent: the core reads the
     # name in it as servers route on it.
-    trick "nginx: GET /h on api.example.com admitted once" 200 \
+    trick "$n: GET /h on api.example.com admitted once" 200 \
         GET "$U/h" -H "Host: api.example.com"
-    trick "nginx: Host with a trailing dot, a port and capitals" 429 \
+    trick "$n: Host with a trailing dot, a port and capitals" 429 \
         GET "$U/h" -H "Host: API.example.com.:$P"
-    is "nginx: the request line's host, not Host" 429 \
+    is "$n: the request line's host, not Host" 429 \
         "$(raw_status "$P" http://api.example.com/h other)"
-    trick "nginx: GET /stream admitted once" 200 GET "$U/stream"
-    trick "nginx: HEAD meets the GET rule" 429 HEAD "$U/stream" -I
-    trick "nginx: a POST overridden to GET meets the GET rule" 429 \
+    trick "$n: GET /stream admitted once" 200 GET "$U/stream"
+    trick "$n: HEAD meets the GET rule" 429 HEAD "$U/stream" -I
+    trick "$n: a POST overridden to GET meets the GET rule" 429 \
         POST "$U/stream" -H "X-HTTP-Method-Override: GET"
     # An internal redirect (try_files to /index.php) is not a second
     # request, though nginx runs auth_request again after it.
-    trick "nginx: try_files to the index counts once (first admitted)" 200 \
+    trick "$n: try_files to the index counts once (first admitted)" 200 \
         GET "$U/wp-login.php"
-    trick "nginx: ... and the second refused" 429 GET "$U/wp-login.php"
-    proxy_tricks nginx "$U"
+    trick "$n: ... and the second refused" 429 GET "$U/wp-login.php"
+    proxy_tricks "$n" "$U"
     nginx_stop "$D"
-    fcgi_stop daemon
+    fcgi_stop "daemon-$mode"
 }
 
 # lighttpd spawns ratelimit2-fcgi as its authorizer for every path; a
@@ -400,7 +422,8 @@ CONF
 
 apache_suite event
 apache_suite prefork
-nginx_suite
+nginx_suite fastcgi
+nginx_suite http
 lighttpd_suite
 cgi_suite
 done_testing

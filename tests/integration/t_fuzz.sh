@@ -7,7 +7,7 @@ cd "$RL2_ROOT"
 out=$(FUZZ_SECONDS=${FUZZ_SECONDS:-5} tests/fuzz/run.sh 2>&1)
 rc=$?
 is "fuzz targets build and run without a crash" 0 "$rc"
-for t in config match forwarded headers zone admin accesslog; do
+for t in config match forwarded headers zone admin accesslog http; do
     n=$(printf '%s\n' "$out" | grep -A1 "^fuzz_$t:" \
         | sed -n 's/^stat::number_of_executed_units: *//p')
     if [ "${n:-0}" -gt 1000 ]; then

@@ -30,6 +30,8 @@ for f in "$moddir/mod_ratelimit2.so" /opt/rl2/sbin/ratelimit2-fcgi \
          /opt/rl2/share/man/man8/ratelimit2ctl.8 \
          /opt/rl2/share/doc/ratelimit2/examples/saas-api.conf \
          /opt/rl2/share/doc/ratelimit2/examples/apache-ratelimit2.load \
+         /opt/rl2/share/doc/ratelimit2/examples/nginx-auth-request.conf \
+         /opt/rl2/share/doc/ratelimit2/examples/nginx-auth-request-http.conf \
          /opt/rl2/lib/libratelimit2.a /opt/rl2/lib/pkgconfig/ratelimit2.pc \
          /opt/rl2/include/ratelimit2/config.h \
          /opt/rl2/include/ratelimit2/decide.h; do

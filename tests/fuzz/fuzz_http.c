@@ -1,0 +1,110 @@
+/*
+ * fuzz_http.c -- libFuzzer target: ratelimit2-fcgi's HTTP listener
+ * (fcgi/http.c).  Any bytes are read as what a connection received, as
+ * http_conn.c reads it: heads one after another while they are whole.
+ * The reader must never crash or read past the bytes, and:
+ *   - RL2_HTTP_MORE only while no blank line ends a head and fewer than
+ *     RL2_HTTP_HEAD_MAX bytes are there;
+ *   - RL2_HTTP_OK takes 1 to RL2_HTTP_HEAD_MAX bytes ending in a blank
+ *     line; with status 0 the params start with FCGI_ROLE=RESPONDER,
+ *     each is NAME=VALUE with no NUL, CR or LF in it, at most
+ *     RL2_HTTP_ENV_MAX of them, inside env; with a status (400, 500)
+ *     there are none;
+ *   - RL2_HTTP_BAD says 400 or 431 and why, and never keeps the
+ *     connection.
+ * The same bytes are also written back as an answer (rl2_http_answer):
+ * no crash, a length within the buffer, and an answer whose head ends
+ * in one blank line and has no body.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../fcgi/http.c"
+
+static rl2_http_req_t req;
+
+static void
+check_params(const rl2_http_req_t *r)
+{
+    size_t n = 0;
+
+    if (r->status != 0) {
+        if ((r->status != 400 && r->status != 500) || r->why == NULL
+            || r->envp[0] != NULL) {
+            abort();
+        }
+        return;
+    }
+    if (r->envp[0] == NULL || strcmp(r->envp[0], "FCGI_ROLE=RESPONDER") != 0) {
+        abort();
+    }
+    for (char *const *e = r->envp; *e != NULL; e++, n++) {
+        if (*e < r->env || *e >= r->env + sizeof(r->env)
+            || strchr(*e, '=') == NULL || strpbrk(*e, "\r\n") != NULL) {
+            abort();
+        }
+    }
+    if (n > RL2_HTTP_ENV_MAX) {
+        abort();
+    }
+}
+
+static void
+check_answer(const uint8_t *data, size_t size)
+{
+    char   out[2048];
+    size_t n = rl2_http_answer((const char *)data, size, size & 1, size & 2,
+                               out, sizeof(out));
+
+    if (n > sizeof(out)) {
+        abort();
+    }
+    if (n > 0
+        && (n < 4 || memcmp(out, "HTTP/1.1 ", 9) != 0
+            || memcmp(out + n - 4, "\r\n\r\n", 4) != 0
+            || rl2_http_head_end(out, n) != n)) {
+        abort();
+    }
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* A copy of exactly size bytes: ASan catches a read past them. */
+    char  *buf = malloc(size > 0 ? size : 1);
+    size_t at = 0;
+    int    rc;
+
+    if (buf == NULL) {
+        return 0;
+    }
+    memcpy(buf, data, size);
+    while (at < size) {
+        rc = rl2_http_parse(&req, buf + at, size - at);
+        if (rc == RL2_HTTP_MORE) {
+            if (size - at >= RL2_HTTP_HEAD_MAX
+                || rl2_http_head_end(buf + at, size - at) != 0) {
+                abort();
+            }
+            break;
+        }
+        if (rc == RL2_HTTP_BAD) {
+            if ((req.status != 400 && req.status != 431) || req.why == NULL
+                || req.keep) {
+                abort();
+            }
+            break;
+        }
+        if (req.head_len == 0 || req.head_len > size - at
+            || req.head_len > RL2_HTTP_HEAD_MAX
+            || memcmp(buf + at + req.head_len - 4, "\r\n\r\n", 4) != 0) {
+            abort();
+        }
+        check_params(&req);
+        at += req.head_len;
+    }
+    free(buf);
+    check_answer(data, size);
+    return 0;
+}
