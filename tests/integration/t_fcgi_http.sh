@@ -179,6 +179,21 @@ is "... the second, with the same id, counted and refused" 429 \
         -H "X-RateLimit2-Request-Id: same")"
 is "spoofed X-RateLimit2-User changes nothing" 429 \
     "$(code "$U/once/a.txt" -H "X-RateLimit2-User: admin")"
+# $remote_user is the client's Authorization header decoded: any byte
+# but ':'.  Written raw into the X-RateLimit2-User line, a CR LF in it
+# would end nginx's head early and start a second one on the kept
+# connection, whose answer nginx would read as the next request's.
+basic() {
+    printf 'Authorization: Basic %s' "$(printf "$1" | base64 -w0)"
+}
+is "a Basic user holding CR LF CR LF and a request line: 403" 403 \
+    "$(code "$U/free/a.txt" -H "$(basic 'u\r\n\r\nGET /x HTTP/1.1:pw')")"
+is "... one holding a lone LF: 403" 403 \
+    "$(code "$U/free/a.txt" -H "$(basic 'u\nX:pw')")"
+is "... one holding NUL: 403" 403 \
+    "$(code "$U/free/a.txt" -H "$(basic 'u\0v:pw')")"
+is "... a plain Basic user goes through" 200 \
+    "$(code "$U/free/a.txt" -H "$(basic 'alice:pw')")"
 is "no request was refused as malformed by the daemon" 0 \
     "$(grep -c 'HTTP: answered' "$T_DIR/daemon.log")"
 
