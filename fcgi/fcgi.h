@@ -379,9 +379,10 @@ int rl2_http_open(rl2_http_t *h, int fd);
  * alone even once another worker listens), or NULL (closed). */
 rl2_http_conn_t *rl2_http_take(rl2_http_t *h, int fd);
 
-/* Read what c has, answer each whole request in it in order (one write
- * each), then park the connection for its next request or close it.
- * Returns how many requests were answered. */
+/* Read what c has, answer the request when its head is whole (one
+ * write), then park the connection for its next request or close it
+ * (after a malformed head, or one with bytes behind it).  Returns how
+ * many requests were answered: 0 or 1. */
 unsigned long rl2_http_serve(struct rl2_worker *w, rl2_http_conn_t *c);
 
 /* The listener, now and then: close the connections parked longer than
