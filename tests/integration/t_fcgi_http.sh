@@ -194,6 +194,17 @@ is "... one holding NUL: 403" 403 \
     "$(code "$U/free/a.txt" -H "$(basic 'u\0v:pw')")"
 is "... a plain Basic user goes through" 200 \
     "$(code "$U/free/a.txt" -H "$(basic 'alice:pw')")"
+# nginx takes a client's head up to large_client_header_buffers (4 x 8k
+# by default) and passes every line on; FastCGI takes 64 KiB of params.
+# A client that nginx and FastCGI serve is served over HTTP too.
+big=$(head -c 7000 /dev/zero | tr '\0' a)
+is "a client head of 21 KB (three 7000-byte lines) is decided: 200" 200 \
+    "$(code "$U/free/a.txt" -H "Cookie: c=$big" -H "X-A: $big" \
+        -H "X-B: $big")"
+many=()
+for i in $(seq 1 150); do many+=(-H "X-F$i: v"); done
+is "... and one of 150 header lines: 200" 200 \
+    "$(code "$U/free/a.txt" "${many[@]}")"
 is "no request was refused as malformed by the daemon" 0 \
     "$(grep -c 'HTTP: answered' "$T_DIR/daemon.log")"
 
