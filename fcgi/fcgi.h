@@ -302,9 +302,12 @@ int rl2_fast_consume(rl2_vet_t *v, int fd);
  * and the answer as HTTP ---- */
 
 /* The most a request head may weigh (431 past it), and the most fields
- * it may have. */
-#define RL2_HTTP_HEAD_MAX   (16 * 1024)
-#define RL2_HTTP_FIELDS_MAX 100
+ * it may have: what the FastCGI path takes (RL2_PARAMS_MAX, and the
+ * fast path's params less nginx's own), since nginx passes on every
+ * line of a client's head, which may reach 32 KiB with its default
+ * large_client_header_buffers (4 8k). */
+#define RL2_HTTP_HEAD_MAX   RL2_PARAMS_MAX
+#define RL2_HTTP_FIELDS_MAX (RL2_FAST_PARAMS_MAX - 12)
 /* FCGI_ROLE, five identity params, the fields, and room to spare. */
 #define RL2_HTTP_ENV_MAX (RL2_HTTP_FIELDS_MAX + 8)
 

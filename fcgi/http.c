@@ -393,7 +393,7 @@ rl2_http_parse(rl2_http_req_t *r, const char *buf, size_t len)
                              len < RL2_HTTP_HEAD_MAX ? len : RL2_HTTP_HEAD_MAX);
     if (head == 0) {
         return len >= RL2_HTTP_HEAD_MAX
-                   ? rl2_http_fail(r, 431, "request head larger than 16 KiB")
+                   ? rl2_http_fail(r, 431, "request head larger than 64 KiB")
                    : RL2_HTTP_MORE;
     }
     r->head_len = head;

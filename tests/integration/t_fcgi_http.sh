@@ -376,10 +376,10 @@ for name, data, status in [
      "400"),
     ("a bad request line", b"GET /\r\n\r\n", "400"),
     ("HTTP/2.0", b"GET / HTTP/2.0\r\n\r\n", "400"),
-    ("101 header fields", req(b"/free/b", b"b7",
-     b"".join(b"X-F%d: v\r\n" % i for i in range(101))), "431"),
-    ("a head past 16 KiB", req(b"/free/b", b"b8",
-     b"X-Big: " + b"a" * 17000 + b"\r\n"), "431"),
+    ("501 header fields", req(b"/free/b", b"b7",
+     b"".join(b"X-F%d: v\r\n" % i for i in range(501))), "431"),
+    ("a head past 64 KiB", req(b"/free/b", b"b8",
+     b"X-Big: " + b"a" * 66000 + b"\r\n"), "431"),
 ]:
     s = conn()
     try:
@@ -402,9 +402,10 @@ s.close()
 s = conn()
 s.sendall(req(b"/free/c", b"c2", b"Connection: keep-alive\r\n")
           .replace(b"HTTP/1.1", b"HTTP/1.0"))
+a = answers(s, 1)
 s.sendall(req(b"/free/c", b"c3", b"Connection: keep-alive\r\n")
           .replace(b"HTTP/1.1", b"HTTP/1.0"))
-a = answers(s, 2)
+a += answers(s, 1)
 check("HTTP/1.0 keep-alive: kept (two answers, keep-alive)",
       len(a) == 2 and "Connection: keep-alive" in a[0])
 s.close()
