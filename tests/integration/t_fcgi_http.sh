@@ -29,6 +29,8 @@ rules = (
     limits = ( { rate = "1/hour"; key = "ip"; } ); },
   { name = "posts"; methods = "POST"; paths = "/post/**";
     limits = ( { rate = "1/hour"; key = "ip"; } ); },
+  { name = "peru"; paths = "/user/**";
+    limits = ( { rate = "1/hour"; key = "user"; } ); },
   { name = "free"; paths = "/free/**"; exempt = true; },
   { name = "site"; paths = "/a.txt";
     limits = ( { rate = "50/hour"; algorithm = "sliding_log"; } ); }
@@ -67,7 +69,7 @@ quota_guard
 nginx_http_conf "$D" "$P" "$SOCK" <<'CONF'
         location /forbidden { deny all; }
 CONF
-for d in spoof once post free; do
+for d in spoof once post free user; do
     mkdir -p "$D/htdocs/$d"
     echo hello >"$D/htdocs/$d/a.txt"
 done
@@ -194,6 +196,15 @@ is "... one holding NUL: 403" 403 \
     "$(code "$U/free/a.txt" -H "$(basic 'u\0v:pw')")"
 is "... a plain Basic user goes through" 200 \
     "$(code "$U/free/a.txt" -H "$(basic 'alice:pw')")"
+# Keyed by user: the key is nginx's $remote_user, never the client's
+# own X-RateLimit2-User.
+is "key user: alice's first request admitted" 200 \
+    "$(code "$U/user/a.txt" -H "$(basic 'alice:pw')")"
+is "... alice's second, claiming X-RateLimit2-User: bob, refused" 429 \
+    "$(code "$U/user/a.txt" -H "$(basic 'alice:pw')" \
+        -H "X-RateLimit2-User: bob")"
+is "... bob's own first admitted (his key was never spent)" 200 \
+    "$(code "$U/user/a.txt" -H "$(basic 'bob:pw')")"
 # nginx takes a client's head up to large_client_header_buffers (4 x 8k
 # by default) and passes every line on; FastCGI takes 64 KiB of params.
 # A client that nginx and FastCGI serve is served over HTTP too.
