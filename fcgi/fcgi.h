@@ -302,9 +302,12 @@ int rl2_fast_consume(rl2_vet_t *v, int fd);
  * and the answer as HTTP ---- */
 
 /* The most a request head may weigh (431 past it), and the most fields
- * it may have. */
-#define RL2_HTTP_HEAD_MAX   (16 * 1024)
-#define RL2_HTTP_FIELDS_MAX 100
+ * it may have: what the FastCGI path takes (RL2_PARAMS_MAX, and the
+ * fast path's params less nginx's own), since nginx passes on every
+ * line of a client's head, which may reach 32 KiB with its default
+ * large_client_header_buffers (4 8k). */
+#define RL2_HTTP_HEAD_MAX   RL2_PARAMS_MAX
+#define RL2_HTTP_FIELDS_MAX (RL2_FAST_PARAMS_MAX - 12)
 /* FCGI_ROLE, five identity params, the fields, and room to spare. */
 #define RL2_HTTP_ENV_MAX (RL2_HTTP_FIELDS_MAX + 8)
 
@@ -379,9 +382,10 @@ int rl2_http_open(rl2_http_t *h, int fd);
  * alone even once another worker listens), or NULL (closed). */
 rl2_http_conn_t *rl2_http_take(rl2_http_t *h, int fd);
 
-/* Read what c has, answer each whole request in it in order (one write
- * each), then park the connection for its next request or close it.
- * Returns how many requests were answered. */
+/* Read what c has, answer the request when its head is whole (one
+ * write), then park the connection for its next request or close it
+ * (after a malformed head, or one with bytes behind it).  Returns how
+ * many requests were answered: 0 or 1. */
 unsigned long rl2_http_serve(struct rl2_worker *w, rl2_http_conn_t *c);
 
 /* The listener, now and then: close the connections parked longer than

@@ -83,6 +83,7 @@ typedef struct {
     int             conn_close;
     int             conn_keep_alive;
     int             has_length;
+    int             has_type; /* a Content-Type taken */
 } rl2_http_parse_t;
 
 /* RFC 9110 5.6.2 tchar. */
@@ -239,8 +240,15 @@ rl2_http_field(rl2_http_parse_t *ps, rl2_http_span_t name,
     if (rl2_http_is(name, "Transfer-Encoding")) {
         return rl2_http_fail(ps->r, 400, "a request body is not accepted");
     }
-    /* CGI's two fields without the HTTP_ prefix (RFC 3875 4.1). */
+    /* CGI's two fields without the HTTP_ prefix (RFC 3875 4.1).  The
+     * first Content-Type only: nginx's $content_type, which
+     * fastcgi_params passes, is the first line's, and a server's param
+     * given twice is read as its last (authorizer.c). */
     if (rl2_http_is(name, "Content-Type")) {
+        if (ps->has_type) {
+            return RL2_HTTP_OK;
+        }
+        ps->has_type = 1;
         return rl2_http_env_add(ps, "", "CONTENT_TYPE", 12, 0, value.p,
                                 value.len)
                        == 0
@@ -393,7 +401,7 @@ rl2_http_parse(rl2_http_req_t *r, const char *buf, size_t len)
                              len < RL2_HTTP_HEAD_MAX ? len : RL2_HTTP_HEAD_MAX);
     if (head == 0) {
         return len >= RL2_HTTP_HEAD_MAX
-                   ? rl2_http_fail(r, 431, "request head larger than 16 KiB")
+                   ? rl2_http_fail(r, 431, "request head larger than 64 KiB")
                    : RL2_HTTP_MORE;
     }
     r->head_len = head;

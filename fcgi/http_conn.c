@@ -1,20 +1,22 @@
 /*
  * http_conn.c -- the connections of the HTTP/1.1 listener (-H): what
- * each has received, its requests answered in order, and its parking in
- * the listener's epoll set between requests.
+ * each has received, its requests answered one at a time, and its
+ * parking in the listener's epoll set between requests.
  *
  * nginx keeps an upstream connection open across auth_request
  * subrequests (upstream keepalive, HTTP/1.1, an answer without a body),
  * so one connection carries request after request; each costs one read
  * and one write here, as fast.c's FastCGI requests do.  A request may
- * arrive in pieces, or several at once (pipelined): each connection keeps
- * the bytes it has received (at most one head, RL2_HTTP_HEAD_MAX) in its
- * own buffer, so that between two pieces it waits in the listener's set
- * and holds no worker: a client that sends slowly (slowloris) pins
- * nothing but its descriptor.  It has idle_us from its accept or its
- * last answer to complete a request; the listener closes it past that
- * (rl2_http_sweep), which bounds a slow head and an idle connection
- * alike.
+ * arrive in pieces; never several at once, since nginx does not
+ * pipeline (bytes behind a head close the connection after its answer).
+ * Each connection keeps the bytes it has received (at most one head,
+ * RL2_HTTP_HEAD_MAX) in its own buffer, so that between two pieces it
+ * waits in the listener's set and holds no worker: a client that sends
+ * slowly (slowloris) pins nothing but its descriptor, and one that does
+ * not read its answers is closed, not waited for.  It has idle_us from
+ * its accept or its last answer to complete a request; the listener
+ * closes it past that (rl2_http_sweep), which bounds a slow head and an
+ * idle connection alike.
  *
  * Ownership: a connection is held by the one worker answering it (taken
  * from the set by epoll's EPOLLONESHOT, or just accepted, by the
@@ -33,9 +35,11 @@
 
 #include "fcgi.h"
 
-/* A connection that stops reading its answer frees its worker after
- * this, as worker.c's do. */
-#define RL2_HTTP_SEND_TIMEOUT_MS 10000
+/* An answer is sent without waiting for room: nginx reads each answer
+ * before it sends the next request, so its socket is empty when the
+ * daemon answers, and a peer whose socket is full is not reading its
+ * answers.  Waiting for it would hold a worker; it is closed instead. */
+#define RL2_HTTP_SEND_TIMEOUT_MS 0
 /* How often the listener looks for connections past the idle limit. */
 #define RL2_HTTP_SWEEP_US (250 * 1000)
 /* The table's bound, whatever RLIMIT_NOFILE says. */
@@ -178,11 +182,12 @@ rl2_http_refuse(const rl2_fcgi_io_t *io, int status, const char *why)
                           rl2_cgi_error(out, sizeof(out), status, why));
 }
 
-/* Answer the request whose head r has read.  0 when the connection may
- * serve another, -1 when it must be closed. */
+/* Answer the request whose head r has read; behind tells whether more
+ * bytes came after it.  0 when the connection may serve another, -1
+ * when it must be closed. */
 static int
 rl2_http_answer_one(rl2_worker_t *w, rl2_http_conn_t *c, rl2_http_req_t *r,
-                    int parsed)
+                    int parsed, int behind)
 {
     rl2_fcgi_io_t io = { .envp = r->envp,
                          .fd = c->fd,
@@ -190,7 +195,18 @@ rl2_http_answer_one(rl2_worker_t *w, rl2_http_conn_t *c, rl2_http_req_t *r,
                          .http = 1,
                          .http10 = r->http10 };
 
-    io.keep = parsed == RL2_HTTP_OK && r->keep;
+    /* nginx never pipelines: it sends a request once it has read the
+     * answer to the last.  Bytes already behind a head are someone
+     * else's (a value nginx wrote raw that held CR LF, or a client on a
+     * socket it should not reach); answered, they would be read as the
+     * answers to nginx's next requests.  The head is answered, the rest
+     * dropped with the connection. */
+    io.keep = parsed == RL2_HTTP_OK && r->keep && !behind;
+    if (parsed == RL2_HTTP_OK && r->keep && behind) {
+        rl2_log_request(RL2_LOG_INPUT, LOG_WARNING,
+                        "HTTP: bytes after a request head (pipelined): "
+                        "answered it, then closed");
+    }
     if (parsed != RL2_HTTP_OK || r->status != 0) {
         io.failed = rl2_http_refuse(&io, r->status, r->why) != 0;
     }
@@ -224,7 +240,6 @@ rl2_http_serve(rl2_worker_t *w, rl2_http_conn_t *c)
 {
     rl2_http_t     *h = w->http;
     rl2_http_req_t *r = w->http_req;
-    unsigned long   served = 0;
     int             fd = c->fd;
     ssize_t         n;
     int             parsed;
@@ -237,25 +252,26 @@ rl2_http_serve(rl2_worker_t *w, rl2_http_conn_t *c)
         return 0;
     }
     c->len += n > 0 ? (size_t)n : 0;
-    /* Each whole request in order; what follows the last stays. */
-    while (c->len > 0
-           && (parsed = rl2_http_parse(r, c->buf, c->len)) != RL2_HTTP_MORE) {
-        if (parsed == RL2_HTTP_BAD) {
-            rl2_http_answer_one(w, c, r, parsed);
-            rl2_http_close(h, c);
-            return served;
-        }
-        served++;
-        if (rl2_http_answer_one(w, c, r, parsed) != 0) {
-            rl2_http_close(h, c);
-            return served;
-        }
-        c->len -= r->head_len;
-        memmove(c->buf, c->buf + r->head_len, c->len);
-        c->since_us = rl2_mono_us();
+    /* A whole head is answered, and is all there is: nothing is kept
+     * behind it (rl2_http_answer_one). */
+    parsed = rl2_http_parse(r, c->buf, c->len);
+    if (parsed == RL2_HTTP_MORE) {
+        rl2_http_park(w, c);
+        return 0;
     }
+    if (parsed == RL2_HTTP_BAD) {
+        rl2_http_answer_one(w, c, r, parsed, 0);
+        rl2_http_close(h, c);
+        return 0;
+    }
+    if (rl2_http_answer_one(w, c, r, parsed, c->len > r->head_len) != 0) {
+        rl2_http_close(h, c);
+        return 1;
+    }
+    c->len = 0;
+    c->since_us = rl2_mono_us();
     rl2_http_park(w, c);
-    return served;
+    return 1;
 }
 
 void

@@ -10,6 +10,9 @@
  *     each is NAME=VALUE with no NUL, CR or LF in it, at most
  *     RL2_HTTP_ENV_MAX of them, inside env; with a status (400, 500)
  *     there are none;
+ *     No header becomes a param the web server alone gives: after
+ *     FCGI_ROLE come the identity params, each at most once, then only
+ *     HTTP_* and CONTENT_TYPE;
  *   - RL2_HTTP_BAD says 400 or 431 and why, and never keeps the
  *     connection.
  * The same bytes are also written back as an answer (rl2_http_answer):
@@ -24,10 +27,27 @@
 
 static rl2_http_req_t req;
 
+/* The params the identity fields give, in their order, and where the
+ * header fields' begin: 0 when e is neither. */
+static int
+is_identity(const char *e, int *next)
+{
+    for (int i = *next; i < RL2_HTTP_IDS; i++) {
+        size_t n = strlen(rl2_http_ids[i].param);
+
+        if (strncmp(e, rl2_http_ids[i].param, n) == 0 && e[n] == '=') {
+            *next = i + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void
 check_params(const rl2_http_req_t *r)
 {
     size_t n = 0;
+    int    next_id = 0, in_fields = 0;
 
     if (r->status != 0) {
         if ((r->status != 400 && r->status != 500) || r->why == NULL
@@ -42,6 +62,17 @@ check_params(const rl2_http_req_t *r)
     for (char *const *e = r->envp; *e != NULL; e++, n++) {
         if (*e < r->env || *e >= r->env + sizeof(r->env)
             || strchr(*e, '=') == NULL || strpbrk(*e, "\r\n") != NULL) {
+            abort();
+        }
+        if (n == 0) {
+            continue;
+        }
+        if (!in_fields && is_identity(*e, &next_id)) {
+            continue;
+        }
+        in_fields = 1;
+        if (strncmp(*e, "HTTP_", 5) != 0
+            && strncmp(*e, "CONTENT_TYPE=", 13) != 0) {
             abort();
         }
     }

@@ -29,6 +29,8 @@ rules = (
     limits = ( { rate = "1/hour"; key = "ip"; } ); },
   { name = "posts"; methods = "POST"; paths = "/post/**";
     limits = ( { rate = "1/hour"; key = "ip"; } ); },
+  { name = "peru"; paths = "/user/**";
+    limits = ( { rate = "1/hour"; key = "user"; } ); },
   { name = "free"; paths = "/free/**"; exempt = true; },
   { name = "site"; paths = "/a.txt";
     limits = ( { rate = "50/hour"; algorithm = "sliding_log"; } ); }
@@ -67,7 +69,7 @@ quota_guard
 nginx_http_conf "$D" "$P" "$SOCK" <<'CONF'
         location /forbidden { deny all; }
 CONF
-for d in spoof once post free; do
+for d in spoof once post free user; do
     mkdir -p "$D/htdocs/$d"
     echo hello >"$D/htdocs/$d/a.txt"
 done
@@ -179,6 +181,41 @@ is "... the second, with the same id, counted and refused" 429 \
         -H "X-RateLimit2-Request-Id: same")"
 is "spoofed X-RateLimit2-User changes nothing" 429 \
     "$(code "$U/once/a.txt" -H "X-RateLimit2-User: admin")"
+# $remote_user is the client's Authorization header decoded: any byte
+# but ':'.  Written raw into the X-RateLimit2-User line, a CR LF in it
+# would end nginx's head early and start a second one on the kept
+# connection, whose answer nginx would read as the next request's.
+basic() {
+    printf 'Authorization: Basic %s' "$(printf "$1" | base64 -w0)"
+}
+is "a Basic user holding CR LF CR LF and a request line: 403" 403 \
+    "$(code "$U/free/a.txt" -H "$(basic 'u\r\n\r\nGET /x HTTP/1.1:pw')")"
+is "... one holding a lone LF: 403" 403 \
+    "$(code "$U/free/a.txt" -H "$(basic 'u\nX:pw')")"
+is "... one holding NUL: 403" 403 \
+    "$(code "$U/free/a.txt" -H "$(basic 'u\0v:pw')")"
+is "... a plain Basic user goes through" 200 \
+    "$(code "$U/free/a.txt" -H "$(basic 'alice:pw')")"
+# Keyed by user: the key is nginx's $remote_user, never the client's
+# own X-RateLimit2-User.
+is "key user: alice's first request admitted" 200 \
+    "$(code "$U/user/a.txt" -H "$(basic 'alice:pw')")"
+is "... alice's second, claiming X-RateLimit2-User: bob, refused" 429 \
+    "$(code "$U/user/a.txt" -H "$(basic 'alice:pw')" \
+        -H "X-RateLimit2-User: bob")"
+is "... bob's own first admitted (his key was never spent)" 200 \
+    "$(code "$U/user/a.txt" -H "$(basic 'bob:pw')")"
+# nginx takes a client's head up to large_client_header_buffers (4 x 8k
+# by default) and passes every line on; FastCGI takes 64 KiB of params.
+# A client that nginx and FastCGI serve is served over HTTP too.
+big=$(head -c 7000 /dev/zero | tr '\0' a)
+is "a client head of 21 KB (three 7000-byte lines) is decided: 200" 200 \
+    "$(code "$U/free/a.txt" -H "Cookie: c=$big" -H "X-A: $big" \
+        -H "X-B: $big")"
+many=()
+for i in $(seq 1 150); do many+=(-H "X-F$i: v"); done
+is "... and one of 150 header lines: 200" 200 \
+    "$(code "$U/free/a.txt" "${many[@]}")"
 is "no request was refused as malformed by the daemon" 0 \
     "$(grep -c 'HTTP: answered' "$T_DIR/daemon.log")"
 
@@ -283,19 +320,32 @@ def closed(s, within):
 def check(name, cond):
     print(("ok " if cond else "not ok ") + name, flush=True)
 
-# Pipelined: three requests in one write, answered in order.
+# Pipelined: nginx never sends a request before it has read the answer
+# to the last, so bytes behind a head are not nginx's (a value it wrote
+# raw that held CR LF, or another client): the first request is
+# answered with Connection: close, the rest never, lest nginx read
+# their answers as its next requests'.
 s = conn()
-s.sendall(req(b"/once/p", b"p1") + req(b"/once/p", b"p2")
-          + req(b"/free/x", b"p3"))
+s.sendall(req(b"/spoof/p", b"p1") + req(b"/spoof/p", b"p2")
+          + req(b"/spoof/p", b"p3"))
 a = answers(s, 3)
-check("pipelined: three answers", len(a) == 3)
-check("pipelined: the first admitted (204)",
-      len(a) > 0 and a[0].startswith("HTTP/1.1 204"))
-check("pipelined: the second refused (403, X-RateLimit2-Status 429)",
-      len(a) > 1 and a[1].startswith("HTTP/1.1 403")
-      and "X-RateLimit2-Status: 429" in a[1] and "Content-Length: 0" in a[1])
-check("pipelined: the third exempt (204)",
-      len(a) > 2 and a[2].startswith("HTTP/1.1 204"))
+check("pipelined: one answer only", len(a) == 1)
+check("pipelined: the first admitted (204), Connection: close",
+      len(a) > 0 and a[0].startswith("HTTP/1.1 204")
+      and "Connection: close" in a[0])
+check("pipelined: ... and closed before the idle limit", closed(s, 1))
+s.close()
+# 3/hour: the pipelined two were not counted, so two more are admitted.
+s = conn()
+s.sendall(req(b"/spoof/p", b"p4"))
+a = answers(s, 1)
+s.sendall(req(b"/spoof/p", b"p5"))
+a += answers(s, 1)
+s.sendall(req(b"/spoof/p", b"p6"))
+a += answers(s, 1)
+check("pipelined: the two behind the first were not counted "
+      "(204, 204, then 403 of 3/hour)",
+      [x[:12] for x in a] == ["HTTP/1.1 204", "HTTP/1.1 204", "HTTP/1.1 403"])
 # A head in pieces, across reads.
 r = req(b"/free/y", b"q1")
 s.sendall(r[:10]); time.sleep(0.1); s.sendall(r[10:40]); time.sleep(0.1)
@@ -337,10 +387,10 @@ for name, data, status in [
      "400"),
     ("a bad request line", b"GET /\r\n\r\n", "400"),
     ("HTTP/2.0", b"GET / HTTP/2.0\r\n\r\n", "400"),
-    ("101 header fields", req(b"/free/b", b"b7",
-     b"".join(b"X-F%d: v\r\n" % i for i in range(101))), "431"),
-    ("a head past 16 KiB", req(b"/free/b", b"b8",
-     b"X-Big: " + b"a" * 17000 + b"\r\n"), "431"),
+    ("501 header fields", req(b"/free/b", b"b7",
+     b"".join(b"X-F%d: v\r\n" % i for i in range(501))), "431"),
+    ("a head past 64 KiB", req(b"/free/b", b"b8",
+     b"X-Big: " + b"a" * 66000 + b"\r\n"), "431"),
 ]:
     s = conn()
     try:
@@ -363,12 +413,51 @@ s.close()
 s = conn()
 s.sendall(req(b"/free/c", b"c2", b"Connection: keep-alive\r\n")
           .replace(b"HTTP/1.1", b"HTTP/1.0"))
+a = answers(s, 1)
 s.sendall(req(b"/free/c", b"c3", b"Connection: keep-alive\r\n")
           .replace(b"HTTP/1.1", b"HTTP/1.0"))
-a = answers(s, 2)
+a += answers(s, 1)
 check("HTTP/1.0 keep-alive: kept (two answers, keep-alive)",
       len(a) == 2 and "Connection: keep-alive" in a[0])
 s.close()
+
+# A client that sends request after request and never reads its
+# answers: once its socket is full, the worker does not wait for room
+# (nginx always reads an answer before it asks again), it closes the
+# connection, and the only worker (-t 1) answers another at once.
+greedy = conn()
+greedy.setblocking(False)
+sent, queued = 0, 0
+while sent < 20000:
+    try:
+        greedy.send(req(b"/free/g", b"g%d" % sent))
+    except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+        break  # the daemon stopped reading it, or closed it
+    sent += 1
+    # Its answer queued (peeked, never read), or none within 0.5 s: the
+    # worker is waiting for room, or gave up on it.
+    t = time.monotonic()
+    while True:
+        try:
+            n = len(greedy.recv(1 << 20, socket.MSG_PEEK))
+        except BlockingIOError:
+            n = queued
+        if n > queued or time.monotonic() - t > 0.5:
+            break
+        time.sleep(0.001)
+    if n <= queued:
+        break
+    queued = n
+other = conn()
+t0 = time.monotonic()
+other.sendall(req(b"/free/g", b"g-other"))
+a = answers(other, 1)
+check("a client that never reads (%d requests) does not hold the only "
+      "worker (%.1f s)" % (sent, time.monotonic() - t0),
+      sent < 20000 and len(a) == 1 and a[0].startswith("HTTP/1.1 204")
+      and time.monotonic() - t0 < 1.0)
+other.close()
+greedy.close()
 
 # Slowloris against the only worker (-t 1): a head that stops half way
 # does not keep another connection's request waiting, and is closed

@@ -112,6 +112,21 @@ test_repeated_header(void **state)
     assert_int_equal(count, 2);
 }
 
+/* nginx's $content_type, the CONTENT_TYPE fastcgi_params gives, is the
+ * first Content-Type line: a second must not make the limiter's key
+ * differ from the FastCGI path's. */
+static void
+test_content_type_twice(void **state)
+{
+    (void)state;
+    assert_int_equal(parse("GET / HTTP/1.1\r\n" IDS
+                           "Content-Type: application/json\r\n"
+                           "Content-Type: text/plain\r\n\r\n"),
+                     RL2_HTTP_OK);
+    assert_int_equal(req.status, 0);
+    assert_param("CONTENT_TYPE", "application/json");
+}
+
 static void
 test_partial(void **state)
 {
@@ -355,6 +370,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nginx_head),
         cmocka_unit_test(test_repeated_header),
+        cmocka_unit_test(test_content_type_twice),
         cmocka_unit_test(test_partial),
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_keep),
