@@ -228,6 +228,18 @@ CONF
     esac
 }
 
+# rl2_upstream SOCK -- the upstream block (in nginx's http block) that
+# keeps up to 32 idle connections to the daemon on SOCK.
+rl2_upstream() {
+    cat <<CONF
+upstream ratelimit2 {
+    server unix:$1;
+    keepalive 32;
+    keepalive_requests 1000000;
+}
+CONF
+}
+
 # nginx_fcgi_conf DIR KEEP -- the one place the nginx ratelimit2-fcgi
 # lines' settings are written: the shipped conf/fcgi/nginx-auth-request.conf
 # as DIR/ratelimit2.conf (included in the server block), passing to the
@@ -244,13 +256,7 @@ nginx_fcgi_conf() {
     : >"$dir/upstream.conf"
     if [ "$keep" = 1 ]; then
         pass=ratelimit2
-        cat >"$dir/upstream.conf" <<CONF
-upstream ratelimit2 {
-    server unix:$sock;
-    keepalive 32;
-    keepalive_requests 1000000;
-}
-CONF
+        rl2_upstream "$sock" >"$dir/upstream.conf"
     fi
     sed -e "s|^\( *\)fastcgi_pass 127\.0\.0\.1:9000;|\1fastcgi_pass $pass;|" \
         "$RL2_ROOT/conf/fcgi/nginx-auth-request.conf" >"$dir/ratelimit2.conf"
@@ -268,13 +274,7 @@ CONF
 # the snippet, as nginx_fcgi_conf does.
 nginx_fcgi_http_conf() {
     local dir=$1 sock=$1/rl2.sock
-    cat >"$dir/upstream.conf" <<CONF
-upstream ratelimit2 {
-    server unix:$sock;
-    keepalive 32;
-    keepalive_requests 1000000;
-}
-CONF
+    rl2_upstream "$sock" >"$dir/upstream.conf"
     cp "$RL2_ROOT/conf/fcgi/nginx-auth-request-http.conf" \
         "$dir/ratelimit2.conf"
     grep -hE '^ *(upstream|server unix|keepalive)' "$dir/upstream.conf"

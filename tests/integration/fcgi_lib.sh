@@ -200,3 +200,42 @@ quota_guard() {
 retry_after() {
     printf '%s\n' "$1" | tr -d '\r' | sed -n 's/^[Rr]etry-[Aa]fter: *//p'
 }
+
+# refused_429 URL [WHAT] -- one request the limit (WHAT: "limit") refuses:
+# checks that it gets 429 with a Retry-After of at least 1, and leaves
+# its headers in $H, its body in $B (files), the headers without CR in
+# $hdrs, the body in $body and the Retry-After in $ra, for the caller's
+# own checks of what its front end writes.
+refused_429() {
+    local url=$1 what=${2:-limit} c
+    H=$T_DIR/429.h
+    B=$T_DIR/429.b
+    c=$(curl -s -D "$H" -o "$B" -w '%{http_code}' "$url")
+    is "a request over the $what gets 429" 429 "$c"
+    hdrs=$(tr -d '\r' <"$H")
+    body=$(cat "$B")
+    ra=$(retry_after "$hdrs")
+    if [ -n "$ra" ] && [ "$ra" -ge 1 ] 2>/dev/null; then
+        ok "429 has Retry-After >= 1 ($ra)"
+    else
+        not_ok "429 has Retry-After >= 1 (got '$ra')"
+    fi
+}
+
+# site_allowed_checks URL -- what the nginx snippets' suites share (a rule
+# "site" of 50 an hour): the first request gets 200 with the RateLimit
+# headers, and 500 more at c=32 admit exactly the other 49.
+site_allowed_checks() {
+    local url=$1 c h=$T_DIR/200.h n
+    c=$(curl -s -D "$h" -o /dev/null -w '%{http_code}' "$url")
+    is "the first request gets 200" 200 "$c"
+    hdrs=$(tr -d '\r' <"$h")
+    like "200 has RateLimit with r=49" '^RateLimit: "site";r=49;t=[0-9]+' \
+        "$hdrs"
+    like "200 has RateLimit-Policy" '^RateLimit-Policy: "site";q=50;w=3600' \
+        "$hdrs"
+    like "200 has X-RateLimit-Remaining 49" '^X-RateLimit-Remaining: 49' \
+        "$hdrs"
+    n=$(admitted 500 32 "$url")
+    is "50/hour admits exactly 50 in all (49 more of 500 at c=32)" 49 "$n"
+}

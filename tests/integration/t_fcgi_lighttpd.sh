@@ -68,19 +68,7 @@ n=$(admitted 1000 64 "http://127.0.0.1:$P/files/a.txt")
 is "quota 100/day admits exactly 100 of 1000 at c=64" 100 "$n"
 
 # ---- a refusal ----
-H=$T_DIR/429.h
-B=$T_DIR/429.b
-c=$(curl -s -D "$H" -o "$B" -w '%{http_code}' \
-    "http://127.0.0.1:$P/files/a.txt")
-is "a request over the quota gets 429" 429 "$c"
-hdrs=$(tr -d '\r' <"$H")
-body=$(cat "$B")
-ra=$(retry_after "$hdrs")
-if [ -n "$ra" ] && [ "$ra" -ge 1 ] 2>/dev/null; then
-    ok "429 has Retry-After >= 1 ($ra)"
-else
-    not_ok "429 has Retry-After >= 1 (got '$ra')"
-fi
+refused_429 "http://127.0.0.1:$P/files/a.txt" quota
 like "429 has RateLimit" '^RateLimit: "files";r=0;t=[0-9]+' "$hdrs"
 like "429 has RateLimit-Policy" '^RateLimit-Policy: "files";q=100' "$hdrs"
 like "429 has X-RateLimit-Limit 100" '^X-RateLimit-Limit: 100' "$hdrs"
