@@ -61,6 +61,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,7 @@ struct rl2_redis_pipe {
     /* The batch in flight; a slot is NULL once its waiter gave up. */
     rl2_pipe_waiter_t     *batch[RL2_PIPE_BATCH_MAX];
     int                    leading;
+    size_t                 last_batch; /* commands in the last batch */
     char                   name[RL2_REDIS_NAME_MAX]; /* for messages */
     rl2_redis_pipe_stats_t stats;
     atomic_int             up; /* the connection is open and healthy */
@@ -182,6 +184,7 @@ rl2_pipes_child(void)
         memset(p->batch, 0, sizeof(p->batch));
         p->handed = NULL;
         p->leading = 0;
+        p->last_batch = 0;
         memset(&p->stats, 0, sizeof(p->stats));
         atomic_store_explicit(&p->up, 0, memory_order_relaxed);
         /* closes only the child's copy of the descriptor */
@@ -493,7 +496,22 @@ rl2_pipe_lead(rl2_redis_pipe_t *p, const rl2_pipe_waiter_t *self, int left_ms)
 
     p->leading = 1;
     p->handed = NULL;
+    if (p->last_batch > 1) {
+        /* The process's threads call Redis together: let those that can
+         * run reach the queue first, so that one write carries them and
+         * Redis is woken once for all.  Redis, woken by the write, would
+         * otherwise often run at once on a shared CPU and answer a batch
+         * of few.  Measured on one CPU shared by Apache (event MPM, 16
+         * connections) and Redis: 10-25% less CPU a request in most of
+         * twelve interleaved rounds.  With nothing else runnable the
+         * yield returns at once; a lone thread (prefork, a quiet server)
+         * never yields. */
+        pthread_mutex_unlock(&p->lock);
+        sched_yield();
+        pthread_mutex_lock(&p->lock);
+    }
     n = rl2_pipe_take(p, &len);
+    p->last_batch = n;
     if (n > 0) {
         pthread_mutex_unlock(&p->lock);
         rl2_pipe_io(p, n, len, left_ms, &io);
