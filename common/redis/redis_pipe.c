@@ -58,7 +58,6 @@
  * the leader is only a few instructions from setting it.
  */
 #include <errno.h>
-#include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
@@ -277,8 +276,8 @@ rl2_redis_pipe_stats(rl2_redis_pipe_t *p, rl2_redis_pipe_stats_t *out)
 
 /* ---- waking ---- */
 
-/* Sleep while w->seq is still seen (0), until deadline (CLOCK_MONOTONIC;
- * NULL: none).  ETIMEDOUT, or 0 for a wake, a changed word or a signal. */
+/* Sleep while w->seq still holds seen, until deadline (CLOCK_MONOTONIC,
+ * absolute; NULL: none).  ETIMEDOUT, or 0 for a wake, a changed word or a signal. */
 static int
 rl2_pipe_sleep(rl2_pipe_waiter_t *w, unsigned seen,
                const struct timespec *deadline)
