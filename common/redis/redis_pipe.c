@@ -277,7 +277,8 @@ rl2_redis_pipe_stats(rl2_redis_pipe_t *p, rl2_redis_pipe_stats_t *out)
 /* ---- waking ---- */
 
 /* Sleep while w->seq still holds seen, until deadline (CLOCK_MONOTONIC,
- * absolute; NULL: none).  ETIMEDOUT, or 0 for a wake, a changed word or a signal. */
+ * absolute; NULL: none).  ETIMEDOUT, or 0 for a wake, a changed word or a
+ * signal. */
 static int
 rl2_pipe_sleep(rl2_pipe_waiter_t *w, unsigned seen,
                const struct timespec *deadline)
