@@ -703,10 +703,65 @@
     "  return out\n" \
     "end\n"
 
+/* ---- the token bucket's lease, short ----
+ * The common lease call (one layer, a token bucket, a state of one
+ * number) decided without the driver's tables: the same arithmetic as
+ * grant() through FAM[0]'s refund, check and commit, save() and the
+ * lease's reply.  A busy key's every slice, and with many clients every
+ * request, is such a call.  Anything else returns nil before writing
+ * anything, and the driver decides.  test_redis_lua compares it with the
+ * C on random histories. */
+#define RL2_LUA_LEASE_SHORT \
+    "local function lease_short()\n" \
+    "  if #ARGV ~= 2 or #KEYS ~= 1 then return nil end\n" \
+    "  local algo, limit, window, burst, period, cost, want, back, back_at =\n" \
+    "    string.match(ARGV[2], LEASE)\n" \
+    "  if not back_at or tonumber(algo) ~= 0 then return nil end\n" \
+    "  local p = params(0, tonumber(limit), tonumber(window),\n" \
+    "                   tonumber(burst), tonumber(period))\n" \
+    "  if not p then return nil end\n" \
+    "  local key = KEYS[1]\n" \
+    "  cost, want = max(tonumber(cost), 1), tonumber(want)\n" \
+    "  back, back_at = tonumber(back), tonumber(back_at)\n" \
+    "  local raw, tat = redis.call('GET', key), 0\n" \
+    "  if raw then\n" \
+    "    tat = tonumber(raw)\n" \
+    "    if not tat then return nil end\n" \
+    "  end\n" \
+    "  local now = clock()\n" \
+    "  local t, cap, cap_us = bucket(p)\n" \
+    "  local dirty = false\n" \
+    "  tat = clamp(tat, 0, NOW_MAX + cap_us)\n" \
+    "  if back > 0 and raw and tat > now then\n" \
+    "    back_at = clamp(back_at, 0, NOW_MAX)\n" \
+    "    local forgive = clamp(back, 0, cap) * t - max(now - back_at, 0)\n" \
+    "    tat, dirty = max(tat - max(forgive, 0), now), true\n" \
+    "  end\n" \
+    "  local free = idiv(max(cap_us - max(tat - now, 0), 0), t)\n" \
+    "  local g, h = min(min(max(want, cost), free),\n" \
+    "                   max(cost, idiv(free + 3, 4))), -1\n" \
+    "  if want == 0 or g < cost then g, h = 0, 0 end\n" \
+    "  if g > 0 then tat, dirty = max(tat, now) + g * t, true end\n" \
+    "  local debt, c, retry = max(tat - now, 0), 0, 0\n" \
+    "  if g == 0 and want ~= 0 then c = cost end\n" \
+    "  if debt + c * t > cap_us then retry = max(debt + c * t - cap_us, 1) end\n" \
+    "  if c > cap then retry = max(debt, 1000000) end\n" \
+    "  if dirty then\n" \
+    "    local ms = idiv(tat + 999, 1000)\n" \
+    "    if ms < 1 then\n" \
+    "      redis.call('DEL', key)\n" \
+    "    else\n" \
+    "      redis.call('SET', key, num(tat), 'PXAT', num(ms))\n" \
+    "    end\n" \
+    "  end\n" \
+    "  return fmt('%d %d %d %d %d %d %d', now, g, cap,\n" \
+    "             idiv(max(cap_us - debt, 0), t), debt, retry, h)\n" \
+    "end\n"
+
 #define RL2_LUA_DEFINITIONS \
     RL2_LUA_PRELUDE RL2_LUA_BUCKETS RL2_LUA_SPANS RL2_LUA_SLIDING \
     RL2_LUA_LOG RL2_LUA_CONCURRENCY RL2_LUA_DRIVER \
-    RL2_LUA_TB_SHORT RL2_LUA_GRANT
+    RL2_LUA_TB_SHORT RL2_LUA_GRANT RL2_LUA_LEASE_SHORT
 
 /* ---- per call: what every entry runs first ----
  * math and string are bound here, not with the definitions: a library's
@@ -776,6 +831,8 @@
  * reset_us, retry_after_us, horizon_us. */
 #define RL2_LUA_LEASE \
     RL2_LUA_BIND \
+    "local short = lease_short()\n" \
+    "if short then return short end\n" \
     "STATES = {}\n" \
     "local L = lease_layers()\n" \
     "if not L then\n" \
