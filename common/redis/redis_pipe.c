@@ -83,9 +83,10 @@
 #define RL2_PIPE_SEAM(point, w) ((void)0)
 #endif
 enum {
-    RL2_PIPE_SEAM_HANDING,     /* leader: w answered, its last write next */
-    RL2_PIPE_SEAM_HANDED,      /* leader: w woken (w may be gone) */
-    RL2_PIPE_SEAM_SLEEP_HANDED /* waiter: about to sleep for handed */
+    RL2_PIPE_SEAM_HANDING,      /* leader: w answered, its last write next */
+    RL2_PIPE_SEAM_HANDED,       /* leader: w woken (w may be gone) */
+    RL2_PIPE_SEAM_SLEEP_HANDED, /* waiter: about to sleep for handed */
+    RL2_PIPE_SEAM_YIELDED       /* leader w: back from its yield, no lock yet */
 };
 
 /* In a waiter's seq: the leader is done with it (its last write). */
@@ -508,6 +509,7 @@ rl2_pipe_lead(rl2_redis_pipe_t *p, const rl2_pipe_waiter_t *self, int left_ms)
          * never yields. */
         pthread_mutex_unlock(&p->lock);
         sched_yield();
+        RL2_PIPE_SEAM(RL2_PIPE_SEAM_YIELDED, self);
         pthread_mutex_lock(&p->lock);
     }
     n = rl2_pipe_take(p, &len);
