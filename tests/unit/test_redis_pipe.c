@@ -11,7 +11,8 @@
  * later caller gets another's reply; a child after fork() opens its own
  * connection; an answered thread that goes to sleep for its answer just
  * before the leader marks it handed still wakes; a command queued while
- * the leader yields joins its batch; a leader whose time runs out while
+ * the leader yields joins its batch, and a lone thread yields once after
+ * a batch of many, not on every call; a leader whose time runs out while
  * it yields writes nothing and fails with the timeout error, and the
  * lead passes on; a fork while a leader yields leaves the child a pipe
  * of its own; the option parses.
@@ -418,12 +419,12 @@ static struct {
                              it was woken */
     int sleeping;         /* it is about to sleep for its answer */
     int woken;            /* the leader has written it and woken it */
+    int yields;           /* leaders back from a yield */
     int yielded;          /* the held leader is back from its yield */
     int go_on;            /* the test lets it take the lock again */
     int late;             /* a seam gave up waiting for the other */
-} seam = {
-    0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0, 0
-};
+} seam = { .lock = PTHREAD_MUTEX_INITIALIZER,
+           .moved = PTHREAD_COND_INITIALIZER };
 
 /* Wait (seam.lock held) until *flag is set, at most SEAM_WAIT_US. */
 static void
@@ -486,6 +487,7 @@ pipe_seam(int point, const struct rl2_pipe_waiter *w)
         }
         break;
     case RL2_PIPE_SEAM_YIELDED:
+        seam.yields++;
         /* a yield that lasts until the test says: a busy CPU's */
         if (seam_is_yielding(w)) {
             seam.yielded = 1;
@@ -685,6 +687,7 @@ static void
 seam_arm_yield(void)
 {
     pthread_mutex_lock(&seam.lock);
+    seam.yields = 0;
     seam.yielded = 0;
     seam.go_on = 0;
     seam.late = 0;
@@ -821,6 +824,30 @@ test_a_command_queued_while_the_leader_yields_joins_its_batch(void **state)
     for (int i = 0; i < 2; i++) {
         rl2_redis_reply_free(call[i].reply);
     }
+    rl2_redis_pipe_destroy(p);
+}
+
+/* The yield costs a lone thread once: its first batch carries one
+ * command, and the next leader does not yield. */
+static void
+test_a_lone_thread_yields_once_after_a_batch_of_many(void **state)
+{
+    rl2_redis_pipe_t *p;
+    call_arg_t        call;
+    char              token[16];
+
+    (void)state;
+    p = pipe_after_batch_of_two(1000);
+    seam_arm_yield();
+    for (int k = 0; k < 4; k++) {
+        snprintf(token, sizeof(token), "alone %d", k);
+        call_init(&call, p, 2, "PING", token, "PING alone");
+        call_thread(&call);
+        call_check(&call, token);
+        rl2_redis_reply_free(call.reply);
+    }
+    atomic_store(&seam.armed, 0);
+    assert_int_equal(seam.yields, 1);
     rl2_redis_pipe_destroy(p);
 }
 
@@ -1059,6 +1086,7 @@ main(void)
         T(test_replies_of_those_who_gave_up_are_dropped_in_step),
         T(test_an_answered_waiter_that_sleeps_late_for_handed_wakes),
         T(test_a_command_queued_while_the_leader_yields_joins_its_batch),
+        T(test_a_lone_thread_yields_once_after_a_batch_of_many),
         T(test_a_leader_whose_time_ran_out_in_its_yield_writes_nothing),
         T(test_a_fork_while_the_leader_yields),
         T(test_a_child_after_fork_opens_its_own_connection),
