@@ -834,7 +834,7 @@ test_a_lone_thread_yields_once_after_a_batch_of_many(void **state)
 {
     rl2_redis_pipe_t *p;
     call_arg_t        call;
-    char              token[16];
+    char              token[24];
 
     (void)state;
     p = pipe_after_batch_of_two(1000);
