@@ -21,8 +21,10 @@
  * leader with less than half of its own time left reads with what is
  * left of it, so that no caller waits more than one and a half command
  * timeouts (a thread that leads at once waits one, as on a connection of
- * its own).  An I/O error, a
- * timeout or a reply that does not parse breaks the connection: every
+ * its own).  Its time is measured after the yield a leader may make
+ * first (rl2_pipe_lead): one whose time ran out in it writes nothing,
+ * fails as a queued waiter would, and passes the lead on.  An I/O error,
+ * a timeout or a reply that does not parse breaks the connection: every
  * command of the batch not answered yet fails with that error, and the
  * next leader opens a new connection (asking the sentinels first when
  * there are some).  A failed connect fails the batch with the connect
@@ -83,9 +85,10 @@
 #define RL2_PIPE_SEAM(point, w) ((void)0)
 #endif
 enum {
-    RL2_PIPE_SEAM_HANDING,     /* leader: w answered, its last write next */
-    RL2_PIPE_SEAM_HANDED,      /* leader: w woken (w may be gone) */
-    RL2_PIPE_SEAM_SLEEP_HANDED /* waiter: about to sleep for handed */
+    RL2_PIPE_SEAM_HANDING,      /* leader: w answered, its last write next */
+    RL2_PIPE_SEAM_HANDED,       /* leader: w woken (w may be gone) */
+    RL2_PIPE_SEAM_SLEEP_HANDED, /* waiter: about to sleep for handed */
+    RL2_PIPE_SEAM_YIELDED       /* leader w: back from its yield, no lock yet */
 };
 
 /* In a waiter's seq: the leader is done with it (its last write). */
@@ -485,14 +488,21 @@ rl2_pipe_deliver(rl2_redis_pipe_t *p, size_t n, const rl2_pipe_io_t *io)
     }
 }
 
-/* One batch, led by the caller, whose own waiter is self (lock held on
- * entry and on return, let go for the I/O and for waking the answered). */
-static void
-rl2_pipe_lead(rl2_redis_pipe_t *p, const rl2_pipe_waiter_t *self, int left_ms)
+static void rl2_pipe_give_up(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w);
+
+/* One batch, led by the caller, whose own waiter is self, queued, with
+ * its deadline (rl2_mono_us(); lock held on entry and on return, let go
+ * for the yield, the I/O and waking the answered).  Returns 0, or
+ * ETIMEDOUT when self's time ran out before anything was written: self
+ * then gave up (it left the queue with the timeout error) and the lead
+ * passed on. */
+static int
+rl2_pipe_lead(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *self, int64_t deadline_us)
 {
     rl2_pipe_io_t      io;
     rl2_pipe_waiter_t *handed, *next;
     size_t             n, len;
+    int64_t            left_us;
 
     p->leading = 1;
     p->handed = NULL;
@@ -504,17 +514,30 @@ rl2_pipe_lead(rl2_redis_pipe_t *p, const rl2_pipe_waiter_t *self, int left_ms)
          * of few.  Measured on one CPU shared by Apache (event MPM, 16
          * connections) and Redis: 10-25% less CPU a request in most of
          * twelve interleaved rounds.  With nothing else runnable the
-         * yield returns at once; a lone thread (prefork, a quiet server)
-         * never yields. */
+         * yield returns at once; behind CPU-bound threads on its CPU (of
+         * any process) it waits their turns, about 2 ms each on Linux
+         * 6.18, and the batch with it.  A lone thread (prefork) never
+         * yields, a quiet server's once after a burst (its next batch
+         * carries one command). */
         pthread_mutex_unlock(&p->lock);
         sched_yield();
+        RL2_PIPE_SEAM(RL2_PIPE_SEAM_YIELDED, self);
         pthread_mutex_lock(&p->lock);
+    }
+    /* Measured after the yield, which on a busy CPU can outlast what was
+     * left: a caller whose time ran out writes nothing (as one whose time
+     * runs out while queued), and the batch reads with what is left. */
+    left_us = deadline_us - rl2_mono_us();
+    if (left_us <= 0) {
+        p->leading = 0;
+        rl2_pipe_give_up(p, self); /* wakes the next leader */
+        return ETIMEDOUT;
     }
     n = rl2_pipe_take(p, &len);
     p->last_batch = n;
     if (n > 0) {
         pthread_mutex_unlock(&p->lock);
-        rl2_pipe_io(p, n, len, left_ms, &io);
+        rl2_pipe_io(p, n, len, (int)((left_us + 999) / 1000), &io);
         pthread_mutex_lock(&p->lock);
         rl2_pipe_deliver(p, n, &io);
     }
@@ -531,6 +554,7 @@ rl2_pipe_lead(rl2_redis_pipe_t *p, const rl2_pipe_waiter_t *self, int left_ms)
         rl2_pipe_wake_handed(handed, self);
         pthread_mutex_lock(&p->lock);
     }
+    return 0;
 }
 
 /* ---- the waiters ---- */
@@ -599,7 +623,7 @@ rl2_pipe_wait_handed(rl2_pipe_waiter_t *w)
 static void
 rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
 {
-    int64_t         deadline_us, left_us;
+    int64_t         deadline_us;
     struct timespec until;
 
     deadline_us = rl2_mono_us() + (int64_t)p->conf->command_timeout_ms * 1000;
@@ -623,13 +647,10 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
             return;
         }
         if (!p->leading) {
-            left_us = deadline_us - rl2_mono_us();
-            if (left_us <= 0) {
-                rl2_pipe_give_up(p, w);
+            if (rl2_pipe_lead(p, w, deadline_us) == ETIMEDOUT) {
                 pthread_mutex_unlock(&p->lock);
                 return;
             }
-            rl2_pipe_lead(p, w, (int)((left_us + 999) / 1000));
             continue;
         }
         seen = atomic_load_explicit(&w->seq, memory_order_relaxed);

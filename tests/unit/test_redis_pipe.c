@@ -10,13 +10,19 @@
  * replies of commands whose callers gave up are read and dropped, so no
  * later caller gets another's reply; a child after fork() opens its own
  * connection; an answered thread that goes to sleep for its answer just
- * before the leader marks it handed still wakes; the option parses.
+ * before the leader marks it handed still wakes; a command queued while
+ * the leader yields joins its batch, and a lone thread yields once after
+ * a batch of many, not on every call; a leader whose time runs out while
+ * it yields writes nothing and fails with the timeout error, and the
+ * lead passes on; a fork while a leader yields leaves the child a pipe
+ * of its own; the option parses.
  * Threads record what went wrong and the main thread asserts (cmocka's
  * checks belong to the main thread).
  *
  * redis_pipe.c is built into this program with its test seams defined, so
  * that a test can hold the leader and a waiter at chosen points of the
- * wake-up protocol and run an interleaving that timing alone makes rare
+ * wake-up protocol, or hold a leader in its yield as long as a busy CPU
+ * might, and run an interleaving that timing alone makes rare
  * (the library's copy is then not linked in).
  */
 #ifndef _GNU_SOURCE
@@ -40,7 +46,7 @@
 #include "redis/redis_internal.h"
 
 struct rl2_pipe_waiter;
-static void pipe_seam(int point, struct rl2_pipe_waiter *w);
+static void pipe_seam(int point, const struct rl2_pipe_waiter *w);
 #define RL2_PIPE_SEAM(point, w) pipe_seam((point), (w))
 #include "../../common/redis/redis_pipe.c"
 
@@ -413,10 +419,12 @@ static struct {
                              it was woken */
     int sleeping;         /* it is about to sleep for its answer */
     int woken;            /* the leader has written it and woken it */
+    int yields;           /* leaders back from a yield */
+    int yielded;          /* the held leader is back from its yield */
+    int go_on;            /* the test lets it take the lock again */
     int late;             /* a seam gave up waiting for the other */
-} seam = {
-    0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0
-};
+} seam = { .lock = PTHREAD_MUTEX_INITIALIZER,
+           .moved = PTHREAD_COND_INITIALIZER };
 
 /* Wait (seam.lock held) until *flag is set, at most SEAM_WAIT_US. */
 static void
@@ -440,11 +448,19 @@ seam_is_held(const struct rl2_pipe_waiter *w)
     return w->what != NULL && strcmp(w->what, HELD_WHAT) == 0;
 }
 
+#define YIELDING_WHAT "yielding leader"
+
+static int
+seam_is_yielding(const struct rl2_pipe_waiter *w)
+{
+    return w->what != NULL && strcmp(w->what, YIELDING_WHAT) == 0;
+}
+
 /* The leader about to write the held waiter's answer as handed waits
  * until that waiter has decided to sleep for it; the waiter then sleeps
  * only once the leader has written it and woken it. */
 static void
-pipe_seam(int point, struct rl2_pipe_waiter *w)
+pipe_seam(int point, const struct rl2_pipe_waiter *w)
 {
     if (!atomic_load(&seam.armed)) {
         return;
@@ -468,6 +484,15 @@ pipe_seam(int point, struct rl2_pipe_waiter *w)
         if ((const void *)w == seam.held) {
             seam.woken = 1;
             pthread_cond_broadcast(&seam.moved);
+        }
+        break;
+    case RL2_PIPE_SEAM_YIELDED:
+        seam.yields++;
+        /* a yield that lasts until the test says: a busy CPU's */
+        if (seam_is_yielding(w)) {
+            seam.yielded = 1;
+            pthread_cond_broadcast(&seam.moved);
+            seam_wait(&seam.go_on);
         }
         break;
     }
@@ -633,6 +658,333 @@ test_an_answered_waiter_that_sleeps_late_for_handed_wakes(void **state)
     rl2_redis_pipe_destroy(p);
 }
 
+/* ---- the leader's yield ---- */
+
+/* The seam's wait, from the test's side (seam.lock not held). */
+static int
+seam_await(const int *flag)
+{
+    int ok;
+
+    pthread_mutex_lock(&seam.lock);
+    seam_wait(flag);
+    ok = *flag;
+    pthread_mutex_unlock(&seam.lock);
+    return ok;
+}
+
+static void
+seam_set(int *flag)
+{
+    pthread_mutex_lock(&seam.lock);
+    *flag = 1;
+    pthread_cond_broadcast(&seam.moved);
+    pthread_mutex_unlock(&seam.lock);
+}
+
+/* Armed for the yield tests, from a clean slate. */
+static void
+seam_arm_yield(void)
+{
+    pthread_mutex_lock(&seam.lock);
+    seam.yields = 0;
+    seam.yielded = 0;
+    seam.go_on = 0;
+    seam.late = 0;
+    pthread_mutex_unlock(&seam.lock);
+    atomic_store(&seam.armed, 1);
+}
+
+static void
+call_init(call_arg_t *a, rl2_redis_pipe_t *p, int argc, const char *arg0,
+          const char *arg1, const char *what)
+{
+    memset(a, 0, sizeof(*a));
+    a->p = p;
+    a->argc = argc;
+    a->argv[0] = arg0;
+    a->argv[1] = arg1;
+    a->what = what;
+}
+
+static void
+call_check(const call_arg_t *a, const char *expect)
+{
+    if (a->st != RL2_OK) {
+        fail_msg("%s: %s", a->what, a->err.msg);
+    }
+    assert_non_null(a->reply);
+    if (a->reply->type != REDIS_REPLY_STRING
+        || strcmp(a->reply->str, expect) != 0) {
+        fail_msg("%s: expected \"%s\", got type %d \"%.60s\"", a->what, expect,
+                 a->reply->type,
+                 a->reply->type == REDIS_REPLY_STRING ? a->reply->str : "");
+    }
+}
+
+/* The yield tests' pipe's conf (borrowed by the pipe for its life) and
+ * the CLIENT ID of its connection. */
+static rl2_redis_conf_t yield_conf;
+static long long        yield_client_id;
+
+/* A pipe to own (started with DEBUG) with the given command timeout,
+ * connected, whose last batch carried two commands, so that its next
+ * leader yields: a sleep in flight with two PINGs queued behind it, which
+ * then go together. */
+static rl2_redis_pipe_t *
+pipe_after_batch_of_two(int timeout_ms)
+{
+    static const char *const extra[] = { "--enable-debug-command", "yes",
+                                         NULL };
+    rl2_redis_pipe_stats_t   ps;
+    rl2_redis_pipe_t        *p;
+    pthread_t                th[3];
+    call_arg_t               call[3];
+    rl2_err_t                err;
+
+    srv_start(&own, extra);
+    rl2_redis_conf_init(&yield_conf);
+    yield_conf.port = own.port;
+    yield_conf.connect_timeout_ms = timeout_ms;
+    yield_conf.command_timeout_ms = timeout_ms;
+    assert_int_equal(rl2_redis_pipe_create(&yield_conf, "yield", &p, &err),
+                     RL2_OK);
+    call_init(&call[0], p, 2, "CLIENT", "ID", "CLIENT ID");
+    call_thread(&call[0]);
+    if (call[0].st != RL2_OK) {
+        fail_msg("connecting: %s", call[0].err.msg);
+    }
+    assert_int_equal(call[0].reply->type, REDIS_REPLY_INTEGER);
+    yield_client_id = call[0].reply->integer;
+    rl2_redis_reply_free(call[0].reply);
+    call_init(&call[0], p, 3, "DEBUG", "SLEEP", "sleep");
+    call[0].argv[2] = "0.2";
+    call_init(&call[1], p, 2, "PING", "a", "PING a");
+    call_init(&call[2], p, 2, "PING", "b", "PING b");
+    for (int i = 0; i < 3; i++) {
+        pthread_create(&th[i], NULL, call_thread, &call[i]);
+        if (!await_queued(p, i)) {
+            fail_msg("the sleep not in flight with %d commands queued "
+                     "behind it within 5 s",
+                     i);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+    }
+    if (call[0].st != RL2_OK) {
+        fail_msg("sleep: %s", call[0].err.msg);
+    }
+    call_check(&call[1], "a");
+    call_check(&call[2], "b");
+    for (int i = 0; i < 3; i++) {
+        rl2_redis_reply_free(call[i].reply);
+    }
+    rl2_redis_pipe_stats(p, &ps);
+    assert_int_equal(ps.max_batch, 2); /* the premise: a batch of two */
+    return p;
+}
+
+/* The yield's purpose: a command queued while the leader yields goes in
+ * the leader's batch, and each of the two gets its own answer. */
+static void
+test_a_command_queued_while_the_leader_yields_joins_its_batch(void **state)
+{
+    rl2_redis_pipe_stats_t before, after;
+    rl2_redis_pipe_t      *p;
+    pthread_t              th[2];
+    call_arg_t             call[2];
+
+    (void)state;
+    p = pipe_after_batch_of_two(1000);
+    rl2_redis_pipe_stats(p, &before);
+    call_init(&call[0], p, 2, "PING", "leader", YIELDING_WHAT);
+    call_init(&call[1], p, 2, "PING", "joined", "PING joined");
+    seam_arm_yield();
+    pthread_create(&th[0], NULL, call_thread, &call[0]);
+    if (!seam_await(&seam.yielded)) {
+        fail_msg("the leader did not yield within 5 s");
+    }
+    pthread_create(&th[1], NULL, call_thread, &call[1]);
+    /* the leader's own command and the one that joined */
+    if (!await_queued(p, 2)) {
+        fail_msg("the second command not queued within 5 s");
+    }
+    seam_set(&seam.go_on);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+    }
+    atomic_store(&seam.armed, 0);
+    assert_false(seam.late);
+    call_check(&call[0], "leader");
+    call_check(&call[1], "joined");
+    rl2_redis_pipe_stats(p, &after);
+    assert_int_equal(after.batches - before.batches, 1);
+    assert_int_equal(after.commands - before.commands, 2);
+    for (int i = 0; i < 2; i++) {
+        rl2_redis_reply_free(call[i].reply);
+    }
+    rl2_redis_pipe_destroy(p);
+}
+
+/* The yield costs a lone thread once: its first batch carries one
+ * command, and the next leader does not yield. */
+static void
+test_a_lone_thread_yields_once_after_a_batch_of_many(void **state)
+{
+    rl2_redis_pipe_t *p;
+    call_arg_t        call;
+    char              token[24];
+
+    (void)state;
+    p = pipe_after_batch_of_two(1000);
+    seam_arm_yield();
+    for (int k = 0; k < 4; k++) {
+        snprintf(token, sizeof(token), "alone %d", k);
+        call_init(&call, p, 2, "PING", token, "PING alone");
+        call_thread(&call);
+        call_check(&call, token);
+        rl2_redis_reply_free(call.reply);
+    }
+    atomic_store(&seam.armed, 0);
+    assert_int_equal(seam.yields, 1);
+    rl2_redis_pipe_destroy(p);
+}
+
+/* Let time pass until `until` (mono_us()): the scenario is a yield that
+ * outlasts a deadline, and only the clock says when it has. */
+static void
+pass_time_until(int64_t until)
+{
+    struct timespec ts = { (time_t)(until / SEC), (long)(until % SEC) * 1000 };
+
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
+    }
+}
+
+#define YIELD_TIMEOUT_MS 400
+
+/* The leader's time runs out while it yields (a busy CPU gives the
+ * yielding thread back late): its command must not be written, and it
+ * must fail with the timeout error, as a queued command whose time ran
+ * out does.  A command queued meanwhile is then led by its own thread,
+ * at once, not after its own deadline. */
+static void
+test_a_leader_whose_time_ran_out_in_its_yield_writes_nothing(void **state)
+{
+    rl2_redis_pipe_stats_t before, after;
+    rl2_redis_pipe_t      *p;
+    redisContext          *c;
+    redisReply            *r;
+    pthread_t              th[2];
+    call_arg_t             call[2];
+    int64_t                started_us, late_us;
+
+    (void)state;
+    p = pipe_after_batch_of_two(YIELD_TIMEOUT_MS);
+    rl2_redis_pipe_stats(p, &before);
+    call_init(&call[0], p, 2, "INCR", "yielded", YIELDING_WHAT);
+    call_init(&call[1], p, 2, "PING", "next", "PING next");
+    seam_arm_yield();
+    started_us = mono_us();
+    pthread_create(&th[0], NULL, call_thread, &call[0]);
+    if (!seam_await(&seam.yielded)) {
+        fail_msg("the leader did not yield within 5 s");
+    }
+    /* its deadline was set after started_us: passed by this */
+    pass_time_until(started_us + (YIELD_TIMEOUT_MS + 50) * (SEC / 1000));
+    pthread_create(&th[1], NULL, call_thread, &call[1]);
+    if (!await_queued(p, 2)) {
+        fail_msg("the next command not queued within 5 s");
+    }
+    late_us = mono_us();
+    seam_set(&seam.go_on);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+    }
+    atomic_store(&seam.armed, 0);
+    assert_false(seam.late);
+    printf("  the leader, %" PRId64 " ms after it queued: %s\n",
+           (late_us - started_us) / 1000,
+           call[0].st == RL2_OK ? "answered" : call[0].err.msg);
+    if (call[0].st == RL2_OK) {
+        fail_msg("the leader's time ran out in its yield, yet its command "
+                 "was written and answered");
+    }
+    assert_int_equal(call[0].st, RL2_ERR_STORE);
+    assert_non_null(strstr(call[0].err.msg, "no answer within 400 ms"));
+    assert_null(call[0].reply);
+    /* the other one, queued behind, led at once */
+    call_check(&call[1], "next");
+    rl2_redis_reply_free(call[1].reply);
+    rl2_redis_pipe_stats(p, &after);
+    assert_int_equal(after.gave_up - before.gave_up, 1);
+    assert_int_equal(after.commands - before.commands, 1);
+    /* the server never saw the INCR */
+    c = srv_admin(&own);
+    r = admin_cmd(c, "EXISTS yielded");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    redisFree(c);
+    rl2_redis_pipe_destroy(p);
+}
+
+/* fork() while a leader yields, its lock let go: the child's only thread
+ * leads its own batches on a connection of its own, and the parent's
+ * leader goes on when its yield ends. */
+static void
+test_a_fork_while_the_leader_yields(void **state)
+{
+    rl2_redis_pipe_t *p;
+    pthread_t         th;
+    call_arg_t        leader, id;
+    int64_t           until;
+    int               status = 0;
+    pid_t             pid;
+
+    (void)state;
+    p = pipe_after_batch_of_two(1000);
+    call_init(&id, p, 2, "CLIENT", "ID", "CLIENT ID");
+    call_init(&leader, p, 2, "PING", "parent", YIELDING_WHAT);
+    seam_arm_yield();
+    pthread_create(&th, NULL, call_thread, &leader);
+    if (!seam_await(&seam.yielded)) {
+        fail_msg("the leader did not yield within 5 s");
+    }
+    if ((pid = fork()) == 0) {
+        /* the seams are the parent's business (their lock may have been
+         * held by the parent's leader at the fork) */
+        atomic_store(&seam.armed, 0);
+        call_thread(&id);
+        _exit(id.st == RL2_OK && id.reply->type == REDIS_REPLY_INTEGER
+                      && id.reply->integer != yield_client_id
+                  ? 0
+                  : 1);
+    }
+    assert_true(pid > 0);
+    until = mono_us() + 5 * SEC;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (mono_us() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            seam_set(&seam.go_on);
+            pthread_join(th, NULL);
+            fail_msg("the child's command did not finish within 5 s");
+        }
+        usleep(1000);
+    }
+    seam_set(&seam.go_on);
+    pthread_join(th, NULL);
+    atomic_store(&seam.armed, 0);
+    assert_false(seam.late);
+    /* 0: the child's own connection answered it */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    call_check(&leader, "parent");
+    rl2_redis_reply_free(leader.reply);
+    rl2_redis_pipe_destroy(p);
+}
+
 /* ---- fork ---- */
 
 static long long
@@ -733,6 +1085,10 @@ main(void)
         T(test_stopped_server_fails_every_waiter_within_its_timeout),
         T(test_replies_of_those_who_gave_up_are_dropped_in_step),
         T(test_an_answered_waiter_that_sleeps_late_for_handed_wakes),
+        T(test_a_command_queued_while_the_leader_yields_joins_its_batch),
+        T(test_a_lone_thread_yields_once_after_a_batch_of_many),
+        T(test_a_leader_whose_time_ran_out_in_its_yield_writes_nothing),
+        T(test_a_fork_while_the_leader_yields),
         T(test_a_child_after_fork_opens_its_own_connection),
         T(test_pipeline_option_parses),
     };
