@@ -216,6 +216,42 @@ test_slices_follow_the_rate(void **state)
     assert_int_equal(rare, 20);
 }
 
+/* A busy key's next slice is asked for when half of its slice is left
+ * (a quarter left too little time for the call on a loaded host): each
+ * call of a busy key's steady state is made by the request that leaves
+ * half of a full slice, served from it. */
+static void
+test_the_next_slice_is_asked_for_at_half(void **state)
+{
+    rl2_limit_t *lim =
+        limit_of(pol, "busy", RL2_ALGO_TOKEN_BUCKET, 1000000, HOUR);
+    rl2_layer_t layer;
+    int64_t     t = wall_us(), before;
+    long long   calls, asks = 0;
+
+    (void)state;
+    mk_layer(&layer, lim, "10.0.0.5");
+    for (int i = 0; i < 100; i++) { /* the slices grow to LEASE_MAX */
+        assert_true(ask(&servers[0], &layer, t));
+        t += 100;
+    }
+    for (int i = 0; i < 200; i++) {
+        before = held(&servers[0], &layer, t);
+        calls = cmd_calls(admin, "fcall");
+        assert_true(ask(&servers[0], &layer, t));
+        if (cmd_calls(admin, "fcall") > calls) {
+            /* served from the slice, then asked: it left half of it */
+            assert_int_equal(before - 1, LEASE_MAX / 2);
+            assert_int_equal(held(&servers[0], &layer, t),
+                             LEASE_MAX / 2 + LEASE_MAX);
+            asks++;
+        }
+        t += 100;
+    }
+    printf("  200 busy requests: %lld calls, each at half a slice\n", asks);
+    assert_true(asks >= 200 / LEASE_MAX - 1);
+}
+
 /* A lease store over servers[0]'s table and `redis`, with a lease time
  * and a call's longest time of its own. */
 static rl2_store_t *
@@ -793,6 +829,9 @@ main(void)
                                         flushed_setup, watchdog_teardown),
         cmocka_unit_test_setup_teardown(
             test_a_dead_server_strands_only_its_slices, flushed_setup,
+            watchdog_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_the_next_slice_is_asked_for_at_half, flushed_setup,
             watchdog_teardown),
         cmocka_unit_test_setup_teardown(test_slices_follow_the_rate,
                                         flushed_setup, watchdog_teardown),
