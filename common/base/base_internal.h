@@ -8,6 +8,7 @@
  *   buf.h                 a bounded string builder for the hot path
  *   clock.c               the two clocks of a request, rl2_mono_us,
  *                         rl2_sleep_ms
+ *   futex.c               sleeping on a word until it changes (futex)
  *   hash.c                SipHash and the digests built on it
  *   sha256.c, sha256.h    SHA-256 of a short message, in hex
  *   shm_obj.c,            small named shared memory objects: create,
@@ -103,6 +104,20 @@ const char *rl2_alert_kind_name(rl2_alert_kind_t kind);
 /* Sleep ms milliseconds (a signal only cuts the wait short): for the
  * core's short waits, never to delay a request as a way of limiting. */
 void rl2_sleep_ms(int64_t ms);
+
+/* ---- futex.c: sleeping on a word until another thread changes it ---- */
+
+/* Sleep while *word holds seen, until woken, a signal, or deadline_us (on
+ * rl2_mono_us's clock; negative: none).  ETIMEDOUT once the deadline has
+ * passed, otherwise 0: the caller looks at the word again either way.
+ * shared: the word is in memory shared between processes, and may be
+ * woken from another. */
+int rl2_futex_wait(_Atomic uint32_t *word, uint32_t seen, int64_t deadline_us,
+                   int shared);
+/* Wake up to n sleepers on word (INT_MAX: all).  Names only the address:
+ * the word may be gone by then (a waiter that left meanwhile), and a word
+ * reused since only wakes its new sleeper early. */
+void rl2_futex_wake(_Atomic uint32_t *word, int n, int shared);
 
 /* ---- beside ratelimit2/hash.h (not installed) ---- */
 

@@ -48,14 +48,11 @@
  * if there is none does it ask for its own cost.  Without the wait, every
  * request in a call's round trip would be a Redis call of its own.
  */
+#include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "algo/algo_internal.h"
 #include "base/base_internal.h"
@@ -528,21 +525,18 @@ rl2_lease_from_table(rl2_lease_store_t *s, rl2_layer_t *layers,
 static int64_t
 rl2_lease_wait(const rl2_lease_plan_t *p)
 {
-    int64_t start_us = rl2_mono_us(), left_us = RL2_LEASE_WAIT_MAX_US;
+    int64_t start_us = rl2_mono_us();
+    int64_t deadline_us = start_us + RL2_LEASE_WAIT_MAX_US;
 
-    for (size_t j = 0; j < p->n_wait && left_us > 0; j++) {
-        struct timespec ts;
-
-        while (left_us > 0
-               && atomic_load_explicit(p->wait_word[j], memory_order_acquire)
-                      == p->wait_seen[j]) {
-            ts.tv_sec = 0;
-            ts.tv_nsec = (long)left_us * 1000;
-            /* a shared (not private) futex: the waker is another
-             * process; EAGAIN, EINTR and ETIMEDOUT all mean "look again" */
-            syscall(SYS_futex, (void *)p->wait_word[j], FUTEX_WAIT,
-                    p->wait_seen[j], &ts, NULL, 0);
-            left_us = RL2_LEASE_WAIT_MAX_US - (rl2_mono_us() - start_us);
+    for (size_t j = 0; j < p->n_wait; j++) {
+        while (atomic_load_explicit(p->wait_word[j], memory_order_acquire)
+               == p->wait_seen[j]) {
+            /* shared: the waker may be another process; an early return
+             * (a wake, a signal) only means "look again" */
+            if (rl2_futex_wait(p->wait_word[j], p->wait_seen[j], deadline_us, 1)
+                == ETIMEDOUT) {
+                return rl2_mono_us() - start_us;
+            }
         }
     }
     return rl2_mono_us() - start_us;
@@ -554,8 +548,7 @@ static void
 rl2_lease_wake(const rl2_lease_plan_t *p)
 {
     for (size_t k = 0; k < p->n_wake; k++) {
-        syscall(SYS_futex, (void *)p->wake[k], FUTEX_WAKE, INT_MAX, NULL, NULL,
-                0);
+        rl2_futex_wake(p->wake[k], INT_MAX, 1);
     }
 }
 

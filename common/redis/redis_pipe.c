@@ -60,19 +60,18 @@
  * the leader is only a few instructions from setting it.
  */
 #include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
+#include "base/base_internal.h"
 #include "ratelimit2/clock.h"
 #include "ratelimit2/redis.h"
 #include "redis_resp.h"
@@ -114,7 +113,7 @@ typedef struct rl2_pipe_waiter {
     redisReply             *reply;
     rl2_status_t            st;
     rl2_err_t              *err;
-    atomic_uint             seq;  /* futex word: changed before each wake */
+    _Atomic uint32_t        seq;  /* futex word: changed before each wake */
     struct rl2_pipe_waiter *next; /* in the queue, then in p->handed */
 } rl2_pipe_waiter_t;
 
@@ -279,23 +278,6 @@ rl2_redis_pipe_stats(rl2_redis_pipe_t *p, rl2_redis_pipe_stats_t *out)
 
 /* ---- waking ---- */
 
-/* Sleep while w->seq still holds seen, until deadline (CLOCK_MONOTONIC,
- * absolute; NULL: none).  ETIMEDOUT, or 0 for a wake, a changed word or a
- * signal. */
-static int
-rl2_pipe_sleep(rl2_pipe_waiter_t *w, unsigned seen,
-               const struct timespec *deadline)
-{
-    if (syscall(SYS_futex, (void *)&w->seq,
-                FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, seen, deadline, NULL,
-                FUTEX_BITSET_MATCH_ANY)
-            == -1
-        && errno == ETIMEDOUT) {
-        return ETIMEDOUT;
-    }
-    return 0;
-}
-
 /* The leader is done with w: acquire, so that its answer, written under
  * the lock before, is seen. */
 static int
@@ -310,8 +292,7 @@ rl2_pipe_handed(rl2_pipe_waiter_t *w)
 static void
 rl2_pipe_kick(rl2_pipe_waiter_t *w)
 {
-    syscall(SYS_futex, (void *)&w->seq, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1,
-            NULL, NULL, 0);
+    rl2_futex_wake(&w->seq, 1, 0);
 }
 
 /* The next leader, told so (lock held: it is queued, so it is still
@@ -607,13 +588,13 @@ static void
 rl2_pipe_wait_handed(rl2_pipe_waiter_t *w)
 {
     for (;;) {
-        unsigned seen = atomic_load_explicit(&w->seq, memory_order_acquire);
+        uint32_t seen = atomic_load_explicit(&w->seq, memory_order_acquire);
 
         if (seen & RL2_PIPE_HANDED) {
             return;
         }
         RL2_PIPE_SEAM(RL2_PIPE_SEAM_SLEEP_HANDED, w);
-        rl2_pipe_sleep(w, seen, NULL);
+        rl2_futex_wait(&w->seq, seen, -1, 0);
     }
 }
 
@@ -623,12 +604,9 @@ rl2_pipe_wait_handed(rl2_pipe_waiter_t *w)
 static void
 rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
 {
-    int64_t         deadline_us;
-    struct timespec until;
+    int64_t deadline_us;
 
     deadline_us = rl2_mono_us() + (int64_t)p->conf->command_timeout_ms * 1000;
-    until.tv_sec = (time_t)(deadline_us / 1000000);
-    until.tv_nsec = (long)(deadline_us % 1000000) * 1000;
     pthread_mutex_lock(&p->lock);
     if (p->tail != NULL) {
         p->tail->next = w;
@@ -638,7 +616,7 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
     }
     p->tail = w;
     for (;;) {
-        unsigned seen;
+        uint32_t seen;
         int      rc;
 
         if (w->state == RL2_PIPE_DONE) {
@@ -655,7 +633,7 @@ rl2_pipe_wait(rl2_redis_pipe_t *p, rl2_pipe_waiter_t *w)
         }
         seen = atomic_load_explicit(&w->seq, memory_order_relaxed);
         pthread_mutex_unlock(&p->lock);
-        rc = rl2_pipe_sleep(w, seen, &until);
+        rc = rl2_futex_wait(&w->seq, seen, deadline_us, 0);
         if (rl2_pipe_handed(w)) {
             return;
         }
