@@ -338,6 +338,16 @@ typedef struct {
  * given twice, 400) answer r->status without deciding. */
 int rl2_http_parse(rl2_http_req_t *r, const char *buf, size_t len);
 
+/* Has a whole head come in buf[0..len) (or RL2_HTTP_HEAD_MAX bytes
+ * without one, which rl2_http_parse refuses)?  *scanned is how much of
+ * buf was looked at before and held no head's end (0 for a new head):
+ * only what came since is looked at (from three bytes before it, as a
+ * blank line may straddle two reads), and *scanned moves to len.  A head
+ * sent a byte at a time then costs time linear in its length; parsed
+ * from the start at each byte, a head of bare LFs cost time quadratic
+ * in it, seconds of a worker for 64 KiB. */
+int rl2_http_head_in(const char *buf, size_t len, size_t *scanned);
+
 /* A CGI answer (cgi[0..len), as rl2_fcgi_handle renders it) as an HTTP
  * response without a body into out[cap]: "Status: 200" becomes 204 No
  * Content, any other status keeps its line and says Content-Length: 0;

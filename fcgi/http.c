@@ -347,6 +347,23 @@ rl2_http_head_end(const char *buf, size_t len)
     return 0;
 }
 
+int
+rl2_http_head_in(const char *buf, size_t len, size_t *scanned)
+{
+    size_t upto = len < RL2_HTTP_HEAD_MAX ? len : RL2_HTTP_HEAD_MAX;
+    size_t from = *scanned > 3 ? *scanned - 3 : 0;
+
+    if (from > upto) { /* not a caller's doing: *scanned <= len */
+        from = upto;
+    }
+    if (len >= RL2_HTTP_HEAD_MAX
+        || rl2_http_head_end(buf + from, upto - from)) {
+        return 1;
+    }
+    *scanned = upto;
+    return 0;
+}
+
 /* After the fields: the identity fields into the slots kept for them
  * before the fields (as nginx's fastcgi_params come before the
  * headers), after FCGI_ROLE; the slots of those absent closed up. */

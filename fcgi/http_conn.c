@@ -50,6 +50,7 @@ struct rl2_http_conn {
     int     parked;   /* in the listener's set; under rl2_http_t.lock */
     int64_t since_us; /* monotonic: accepted, or its last answer sent */
     size_t  len;      /* bytes received in buf, not yet answered */
+    size_t  scanned;  /* of them, looked at for a head's end: none */
     char    buf[RL2_HTTP_HEAD_MAX];
 };
 
@@ -111,6 +112,7 @@ rl2_http_open(rl2_http_t *h, int fd)
     c->parked = 0;
     c->since_us = rl2_mono_us();
     c->len = 0;
+    c->scanned = 0;
     pthread_mutex_lock(&h->lock);
     h->conns[fd] = c;
     h->accepted++;
@@ -254,7 +256,9 @@ rl2_http_serve(rl2_worker_t *w, rl2_http_conn_t *c)
     c->len += n > 0 ? (size_t)n : 0;
     /* A whole head is answered, and is all there is: nothing is kept
      * behind it (rl2_http_answer_one). */
-    parsed = rl2_http_parse(r, c->buf, c->len);
+    parsed = rl2_http_head_in(c->buf, c->len, &c->scanned)
+                 ? rl2_http_parse(r, c->buf, c->len)
+                 : RL2_HTTP_MORE;
     if (parsed == RL2_HTTP_MORE) {
         rl2_http_park(w, c);
         return 0;
@@ -269,6 +273,7 @@ rl2_http_serve(rl2_worker_t *w, rl2_http_conn_t *c)
         return 1;
     }
     c->len = 0;
+    c->scanned = 0;
     c->since_us = rl2_mono_us();
     rl2_http_park(w, c);
     return 1;

@@ -15,6 +15,10 @@
  *     HTTP_* and CONTENT_TYPE;
  *   - RL2_HTTP_BAD says 400 or 431 and why, and never keeps the
  *     connection.
+ * The same bytes, received in reads of 1 to 8 bytes (their sizes taken
+ * from the bytes), are looked at as http_conn.c does (rl2_http_head_in):
+ * after each read it says a head is in exactly when a reading of all
+ * that came from the start would.
  * The same bytes are also written back as an answer (rl2_http_answer):
  * no crash, a length within the buffer, and an answer whose head ends
  * in one blank line and has no body.
@@ -99,6 +103,27 @@ check_answer(const uint8_t *data, size_t size)
     }
 }
 
+static void
+check_head_in(const char *buf, size_t size)
+{
+    size_t len = 0, scanned = 0;
+
+    while (len < size) {
+        size_t upto, whole;
+
+        len += (size_t)(buf[len] & 7) + 1;
+        len = len < size ? len : size;
+        upto = len < RL2_HTTP_HEAD_MAX ? len : RL2_HTTP_HEAD_MAX;
+        whole = len >= RL2_HTTP_HEAD_MAX || rl2_http_head_end(buf, upto) != 0;
+        if (rl2_http_head_in(buf, len, &scanned) != (int)whole) {
+            abort();
+        }
+        if (whole) {
+            return;
+        }
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -111,6 +136,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     memcpy(buf, data, size);
+    check_head_in(buf, size);
     while (at < size) {
         rc = rl2_http_parse(&req, buf + at, size - at);
         if (rc == RL2_HTTP_MORE) {

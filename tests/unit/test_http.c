@@ -139,6 +139,51 @@ test_partial(void **state)
     assert_int_equal(rl2_http_parse(&req, head, sizeof(head) - 1), RL2_HTTP_OK);
 }
 
+/* A head is found at its last byte however it is split, and each look
+ * at a head that is not all there covers only what came since the last
+ * (all of it then looked at: linear time for a head sent a byte at a
+ * time, even one of bare LFs). */
+static void
+test_head_in_looks_once(void **state)
+{
+    static const char head[] = "GET / HTTP/1.1\r\n" IDS "\r\n";
+    size_t            n = sizeof(head) - 1, scanned;
+    char             *lfs = malloc(RL2_HTTP_HEAD_MAX);
+
+    (void)state;
+    for (size_t cut = 0; cut < n; cut++) { /* two reads, split at cut */
+        scanned = 0;
+        assert_int_equal(rl2_http_head_in(head, cut, &scanned), 0);
+        assert_int_equal(scanned, cut);
+        assert_int_equal(rl2_http_head_in(head, n, &scanned), 1);
+    }
+    scanned = 0;
+    for (size_t len = 1; len < n; len++) { /* a byte at a time */
+        assert_int_equal(rl2_http_head_in(head, len, &scanned), 0);
+        assert_int_equal(scanned, len);
+    }
+    assert_int_equal(rl2_http_head_in(head, n, &scanned), 1);
+    /* what was looked at is not looked at again: a blank line ending
+     * three bytes or more before *scanned is taken as not there */
+    assert_non_null(lfs);
+    memcpy(lfs, head, n);
+    memcpy(lfs + n, "xy", 2);
+    scanned = n + 2;
+    assert_int_equal(rl2_http_head_in(lfs, n + 2, &scanned), 0);
+    memset(lfs, '\n', RL2_HTTP_HEAD_MAX);
+    scanned = 0;
+    for (size_t len = 1; len < RL2_HTTP_HEAD_MAX; len++) {
+        assert_int_equal(rl2_http_head_in(lfs, len, &scanned), 0);
+        assert_int_equal(scanned, len);
+    }
+    /* the bound: rl2_http_parse refuses it */
+    assert_int_equal(rl2_http_head_in(lfs, RL2_HTTP_HEAD_MAX, &scanned), 1);
+    assert_int_equal(rl2_http_parse(&req, lfs, RL2_HTTP_HEAD_MAX),
+                     RL2_HTTP_BAD);
+    assert_int_equal(req.status, 431);
+    free(lfs);
+}
+
 static void
 test_pipelined(void **state)
 {
@@ -377,6 +422,7 @@ main(void)
         cmocka_unit_test(test_body_refused),
         cmocka_unit_test(test_bad_request_line),
         cmocka_unit_test(test_bad_fields),
+        cmocka_unit_test(test_head_in_looks_once),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_identity),
         cmocka_unit_test(test_answer),
