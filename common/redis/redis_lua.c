@@ -614,18 +614,30 @@
  * algorithm, an overflow, a state that is not one number, malformed
  * arguments) returns nil before writing anything, and the driver
  * decides; a state read here is read again there, which changes nothing.
- * test_redis_lua compares both paths with the C on random histories. */
+ * test_redis_lua compares both paths with the C on random histories.
+ * one_number() and save_tat() read and write such a state for this path
+ * and the lease's (below), as load() and save() do for the driver. */
 #define RL2_LUA_TB_SHORT \
+    "local function one_number(key)\n" \
+    "  local raw = redis.call('GET', key)\n" \
+    "  if not raw then return 0, false end\n" \
+    "  return tonumber(raw), true\n" \
+    "end\n" \
+    "local function save_tat(key, tat)\n" \
+    "  local ms = idiv(tat + 999, 1000)\n" \
+    "  if ms < 1 then\n" \
+    "    redis.call('DEL', key)\n" \
+    "  else\n" \
+    "    redis.call('SET', key, num(tat), 'PXAT', num(ms))\n" \
+    "  end\n" \
+    "end\n" \
     "local function tb_short()\n" \
     "  if #ARGV ~= 2 or #KEYS ~= 1 then return nil end\n" \
     "  local d = describe(ARGV[2])\n" \
     "  if not d or d.op or d.p.algo ~= 0 then return nil end\n" \
     "  local p, key = d.p, KEYS[1]\n" \
-    "  local raw, tat = redis.call('GET', key), 0\n" \
-    "  if raw then\n" \
-    "    tat = tonumber(raw)\n" \
-    "    if not tat then return nil end\n" \
-    "  end\n" \
+    "  local tat = one_number(key)\n" \
+    "  if not tat then return nil end\n" \
     "  local now = clock()\n" \
     "  local t, cap, cap_us = bucket(p)\n" \
     "  local cost = max(d.cost, 0)\n" \
@@ -640,15 +652,7 @@
     "    retry = max(after - cap_us, 1)\n" \
     "  end\n" \
     "  if asked ~= cost then ok, retry = 0, max(reset, 1000000) end\n" \
-    "  if ok == 1 then\n" \
-    "    tat = max(tat, now) + cost * t\n" \
-    "    local ms = idiv(tat + 999, 1000)\n" \
-    "    if ms < 1 then\n" \
-    "      redis.call('DEL', key)\n" \
-    "    else\n" \
-    "      redis.call('SET', key, num(tat), 'PXAT', num(ms))\n" \
-    "    end\n" \
-    "  end\n" \
+    "  if ok == 1 then save_tat(key, max(tat, now) + cost * t) end\n" \
     "  return fmt(RFMT1, now, ok, cap, max(left, 0), max(reset, 0), retry,\n" \
     "             1 - ok, 0, ok)\n" \
     "end\n"
@@ -723,16 +727,13 @@
     "  local key = KEYS[1]\n" \
     "  cost, want = max(tonumber(cost), 1), tonumber(want)\n" \
     "  back, back_at = tonumber(back), tonumber(back_at)\n" \
-    "  local raw, tat = redis.call('GET', key), 0\n" \
-    "  if raw then\n" \
-    "    tat = tonumber(raw)\n" \
-    "    if not tat then return nil end\n" \
-    "  end\n" \
+    "  local tat, exists = one_number(key)\n" \
+    "  if not tat then return nil end\n" \
     "  local now = clock()\n" \
     "  local t, cap, cap_us = bucket(p)\n" \
     "  local dirty = false\n" \
     "  tat = clamp(tat, 0, NOW_MAX + cap_us)\n" \
-    "  if back > 0 and raw and tat > now then\n" \
+    "  if back > 0 and exists and tat > now then\n" \
     "    back_at = clamp(back_at, 0, NOW_MAX)\n" \
     "    local forgive = clamp(back, 0, cap) * t - max(now - back_at, 0)\n" \
     "    tat, dirty = max(tat - max(forgive, 0), now), true\n" \
@@ -746,14 +747,7 @@
     "  if g == 0 and want ~= 0 then c = cost end\n" \
     "  if debt + c * t > cap_us then retry = max(debt + c * t - cap_us, 1) end\n" \
     "  if c > cap then retry = max(debt, 1000000) end\n" \
-    "  if dirty then\n" \
-    "    local ms = idiv(tat + 999, 1000)\n" \
-    "    if ms < 1 then\n" \
-    "      redis.call('DEL', key)\n" \
-    "    else\n" \
-    "      redis.call('SET', key, num(tat), 'PXAT', num(ms))\n" \
-    "    end\n" \
-    "  end\n" \
+    "  if dirty then save_tat(key, tat) end\n" \
     "  return fmt('%d %d %d %d %d %d %d', now, g, cap,\n" \
     "             idiv(max(cap_us - debt, 0), t), debt, retry, h)\n" \
     "end\n"
