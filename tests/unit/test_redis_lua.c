@@ -567,6 +567,38 @@ expect_same_grant(const char *name, int step, int64_t now,
         lua->horizon_us, lua->granted_at_us);
 }
 
+/* An ask no server makes, which both sides must still read alike: more
+ * back than the limit holds, back from the future or from before the
+ * epoch, a negative want or back. */
+static void
+odd_ask(rl2_grant_ask_t *ask, const rl2_limit_t *lim, int64_t now)
+{
+    int64_t cap = lim->algo.burst > 0 ? lim->algo.burst : lim->algo.limit;
+    int64_t window = lim->algo.window_us > 0 ? lim->algo.window_us : DAY;
+
+    switch (rnd_below(5)) {
+    case 0:
+        ask->back = cap + 1 + rnd_below(3 * cap);
+        ask->back_at_us = now - rnd_below(window);
+        break;
+    case 1:
+        ask->back = 1 + rnd_below(cap);
+        ask->back_at_us = now + 1 + rnd_below(2 * window);
+        break;
+    case 2:
+        ask->back = 1 + rnd_below(cap);
+        ask->back_at_us = -rnd_below(window);
+        break;
+    case 3:
+        ask->want = -1 - rnd_below(5);
+        break;
+    default:
+        ask->back = -1 - rnd_below(5);
+        ask->back_at_us = now;
+        break;
+    }
+}
+
 /* One grant on both sides; a slice granted is kept to be given back
  * (partly) by a later ask. */
 static int64_t
@@ -592,6 +624,9 @@ lease_step(const spec_t *sp, rl2_limit_t *lim, ref_t *ref, slice_t *held,
         ask.back = rnd_below(held[i].units + 1);
         ask.back_at_us = held[i].at_us;
         held[i] = held[--*nheld];
+    }
+    if (rnd_below(100) < 10) {
+        odd_ask(&ask, lim, now);
     }
     lim->cost = ask.cost;
     mk_layer(&layer, lim, sp->name);
@@ -641,9 +676,10 @@ run_lease_history(const spec_t *sp)
     assert_true(refusals > 20);
 }
 
-/* Random asks (cost, slice wanted, part of an earlier slice given back)
- * on random clocks: every slice, remaining, reset, retry and horizon the
- * same in C and in Lua, for each algorithm a lease takes. */
+/* Random asks (cost, slice wanted, part of an earlier slice given back,
+ * now and then an odd one: odd_ask) on random clocks: every slice,
+ * remaining, reset, retry and horizon the same in C and in Lua, for each
+ * algorithm a lease takes. */
 static void
 test_lease_grants_match_c(void **state)
 {
