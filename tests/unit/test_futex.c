@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,24 +89,26 @@ test_a_word_the_kernel_refuses_keeps_its_deadline(void **state)
     munmap(none, (size_t)page);
 }
 
-/* Is pid blocked in futex(2)?  /proc/<pid>/syscall names the call a
- * blocked thread is in (a parent may read its child's). */
+/* Is pid asleep?  The child below runs nothing that sleeps but its
+ * futex(2), so asleep is asleep in it (/proc/<pid>/stat, readable under
+ * any ptrace policy, unlike /proc/<pid>/syscall). */
 static int
-in_futex(pid_t pid)
+asleep(pid_t pid)
 {
-    char  path[64], text[64];
-    FILE *f;
-    int   n = -1;
+    char        path[64], text[512];
+    const char *end;
+    FILE       *f;
+    size_t      n = 0;
 
-    snprintf(path, sizeof(path), "/proc/%ld/syscall", (long)pid);
-    if ((f = fopen(path, "r")) == NULL) {
-        return 0;
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    if ((f = fopen(path, "r")) != NULL) {
+        n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
     }
-    if (fgets(text, sizeof(text), f) != NULL) {
-        n = atoi(text);
-    }
-    fclose(f);
-    return n == SYS_futex;
+    text[n] = '\0';
+    /* "pid (comm) S ...": comm may hold spaces and parentheses */
+    end = strrchr(text, ')');
+    return end != NULL && end[1] == ' ' && end[2] == 'S';
 }
 
 /* The lease table's case: a word in memory shared between processes,
@@ -138,7 +139,7 @@ test_a_shared_word_is_woken_from_another_process(void **state)
         }
         _exit(0);
     }
-    while (!in_futex(pid)) {
+    while (!asleep(pid)) {
         if (rl2_mono_us() - start_us > 5000 * MS) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
