@@ -109,7 +109,8 @@ void rl2_sleep_ms(int64_t ms);
 
 /* Sleep while *word holds seen, until woken, a signal, or deadline_us (on
  * rl2_mono_us's clock; negative: none).  ETIMEDOUT once the deadline has
- * passed, otherwise 0: the caller looks at the word again either way.
+ * passed (a word the kernel refuses too: it is then not slept on),
+ * otherwise 0: the caller looks at the word again either way.
  * shared: the word is in memory shared between processes, and may be
  * woken from another. */
 int rl2_futex_wait(_Atomic uint32_t *word, uint32_t seen, int64_t deadline_us,

@@ -39,11 +39,18 @@ rl2_futex_wait(_Atomic uint32_t *word, uint32_t seen, int64_t deadline_us,
     if (syscall(SYS_futex, (void *)word,
                 rl2_futex_op(FUTEX_WAIT_BITSET, shared), seen, at, NULL,
                 FUTEX_BITSET_MATCH_ANY)
-            == -1
-        && errno == ETIMEDOUT) {
+            == 0
+        || errno == EAGAIN) {
+        return 0; /* woken, or the word had moved on */
+    }
+    if (errno == ETIMEDOUT) {
         return ETIMEDOUT;
     }
-    return 0;
+    /* A signal, or a word the kernel would not sleep on (EFAULT, EINVAL,
+     * ENOSYS or EPERM under a sandbox's filter): the deadline holds all
+     * the same, or a caller looping until ETIMEDOUT (the lease's wait)
+     * would spin until the word moved, for ever if its waker died. */
+    return deadline_us >= 0 && rl2_mono_us() >= deadline_us ? ETIMEDOUT : 0;
 }
 
 void

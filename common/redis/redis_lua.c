@@ -52,6 +52,7 @@
     "local floor, fmt\n" \
     "local TWO53 = 9007199254740992\n" \
     "local NOW_MAX = TWO53\n" \
+    "local EXACT = 1125899906842624\n" \
     "local COUNT_MAX = 2305843009213693951\n" \
     "local US_PER_DAY = 86400000000\n" \
     "local FAM, LOAD = {}, {}\n" \
@@ -614,9 +615,15 @@
  * algorithm, an overflow, a state that is not one number, malformed
  * arguments) returns nil before writing anything, and the driver
  * decides; a state read here is read again there, which changes nothing.
- * test_redis_lua compares both paths with the C on random histories.
- * one_number() and save_tat() read and write such a state for this path
- * and the lease's (below), as load() and save() do for the driver. */
+ * So does a bucket the C never sends (an interval under 1 us, or more
+ * than EXACT us, RL2_ALGO_EXACT): tonumber makes a number of 309 digits
+ * infinite, the bucket's arithmetic then gives NaN, and the two paths,
+ * which test their conditions the other way round, parted on it (this
+ * one admitted, and deleted the state, where the driver refused).
+ * test_redis_lua compares both paths with the C on random histories, and
+ * with each other on such arguments.  one_number() and save_tat() read
+ * and write a state of one number for this path and the lease's (below),
+ * as load() and save() do for the driver. */
 #define RL2_LUA_TB_SHORT \
     "local function one_number(key)\n" \
     "  local raw = redis.call('GET', key)\n" \
@@ -636,10 +643,11 @@
     "  local d = describe(ARGV[2])\n" \
     "  if not d or d.op or d.p.algo ~= 0 then return nil end\n" \
     "  local p, key = d.p, KEYS[1]\n" \
+    "  local t, cap, cap_us = bucket(p)\n" \
+    "  if not (t >= 1 and cap_us <= EXACT) then return nil end\n" \
     "  local tat = one_number(key)\n" \
     "  if not tat then return nil end\n" \
     "  local now = clock()\n" \
-    "  local t, cap, cap_us = bucket(p)\n" \
     "  local cost = max(d.cost, 0)\n" \
     "  local asked = cost\n" \
     "  if cost > cap then asked = 0 end\n" \
@@ -713,8 +721,10 @@
  * grant() through FAM[0]'s refund, check and commit, save() and the
  * lease's reply.  A busy key's every slice, and with many clients every
  * request, is such a call.  Anything else returns nil before writing
- * anything, and the driver decides.  test_redis_lua compares it with the
- * C on random histories. */
+ * anything, and the driver decides; so does a bucket the C never sends,
+ * as in the apply's short path (here the NaN made a grant of -2^63 where
+ * the driver refused).  test_redis_lua compares it with the C on random
+ * histories, and with the driver on such arguments. */
 #define RL2_LUA_LEASE_SHORT \
     "local function lease_short()\n" \
     "  if #ARGV ~= 2 or #KEYS ~= 1 then return nil end\n" \
@@ -724,13 +734,14 @@
     "  local p = params(0, tonumber(limit), tonumber(window),\n" \
     "                   tonumber(burst), tonumber(period))\n" \
     "  if not p then return nil end\n" \
+    "  local t, cap, cap_us = bucket(p)\n" \
+    "  if not (t >= 1 and cap_us <= EXACT) then return nil end\n" \
     "  local key = KEYS[1]\n" \
     "  cost, want = max(tonumber(cost), 1), tonumber(want)\n" \
     "  back, back_at = tonumber(back), tonumber(back_at)\n" \
     "  local tat, exists = one_number(key)\n" \
     "  if not tat then return nil end\n" \
     "  local now = clock()\n" \
-    "  local t, cap, cap_us = bucket(p)\n" \
     "  local dirty = false\n" \
     "  tat = clamp(tat, 0, NOW_MAX + cap_us)\n" \
     "  if back > 0 and exists and tat > now then\n" \

@@ -567,6 +567,38 @@ expect_same_grant(const char *name, int step, int64_t now,
         lua->horizon_us, lua->granted_at_us);
 }
 
+/* An ask no server makes, which both sides must still read alike: more
+ * back than the limit holds, back from the future or from before the
+ * epoch, a negative want or back. */
+static void
+odd_ask(rl2_grant_ask_t *ask, const rl2_limit_t *lim, int64_t now)
+{
+    int64_t cap = lim->algo.burst > 0 ? lim->algo.burst : lim->algo.limit;
+    int64_t window = lim->algo.window_us > 0 ? lim->algo.window_us : DAY;
+
+    switch (rnd_below(5)) {
+    case 0:
+        ask->back = cap + 1 + rnd_below(3 * cap);
+        ask->back_at_us = now - rnd_below(window);
+        break;
+    case 1:
+        ask->back = 1 + rnd_below(cap);
+        ask->back_at_us = now + 1 + rnd_below(2 * window);
+        break;
+    case 2:
+        ask->back = 1 + rnd_below(cap);
+        ask->back_at_us = -rnd_below(window);
+        break;
+    case 3:
+        ask->want = -1 - rnd_below(5);
+        break;
+    default:
+        ask->back = -1 - rnd_below(5);
+        ask->back_at_us = now;
+        break;
+    }
+}
+
 /* One grant on both sides; a slice granted is kept to be given back
  * (partly) by a later ask. */
 static int64_t
@@ -592,6 +624,9 @@ lease_step(const spec_t *sp, rl2_limit_t *lim, ref_t *ref, slice_t *held,
         ask.back = rnd_below(held[i].units + 1);
         ask.back_at_us = held[i].at_us;
         held[i] = held[--*nheld];
+    }
+    if (rnd_below(100) < 10) {
+        odd_ask(&ask, lim, now);
     }
     lim->cost = ask.cost;
     mk_layer(&layer, lim, sp->name);
@@ -641,9 +676,10 @@ run_lease_history(const spec_t *sp)
     assert_true(refusals > 20);
 }
 
-/* Random asks (cost, slice wanted, part of an earlier slice given back)
- * on random clocks: every slice, remaining, reset, retry and horizon the
- * same in C and in Lua, for each algorithm a lease takes. */
+/* Random asks (cost, slice wanted, part of an earlier slice given back,
+ * now and then an odd one: odd_ask) on random clocks: every slice,
+ * remaining, reset, retry and horizon the same in C and in Lua, for each
+ * algorithm a lease takes. */
 static void
 test_lease_grants_match_c(void **state)
 {
@@ -665,6 +701,189 @@ test_lease_grants_match_c(void **state)
     for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
         run_lease_history(&specs[i]);
     }
+}
+
+/* ---- the short paths against the driver ----
+ * The apply and lease scripts try a short path for a token bucket of one
+ * layer before the driver's tables; it must answer as the driver would,
+ * for any arguments and any state, whatever a client or the key holds.
+ * The driver alone is the same script without the two lines that try
+ * the short path (white box).  Numbers past a double's range (tonumber
+ * makes a 320-digit one infinite) and states that are not integers
+ * ("nan", "inf", "0x10") are where the two could part. */
+
+/* What one EVAL of script left: "<reply>|<value>|<PEXPIRETIME>", the
+ * key set to state (NULL: no key) first. */
+static void
+short_eval(const char *script, const char *state, const char *now,
+           const char *arg, char *out, size_t cap)
+{
+    const char *argv[] = { "EVAL", script, "1", "k", now, arg };
+    redisReply *r, *v, *at;
+
+    freeReplyObject(admin_cmd(admin, "DEL k"));
+    if (state != NULL) {
+        freeReplyObject(admin_cmd(admin, "SET k %s", state));
+    }
+    r = redisCommandArgv(admin, 6, argv, NULL);
+    assert_non_null(r);
+    v = admin_cmd(admin, "GET k");
+    at = admin_cmd(admin, "PEXPIRETIME k");
+    /* an error names the script's hash and line: its text is kept */
+    snprintf(out, cap, "%.*s|%s|%lld",
+             r->type == REDIS_REPLY_ERROR ? (int)strcspn(r->str, ":")
+                                          : (int)r->len,
+             r->str != NULL ? r->str : "(nil)",
+             v->type == REDIS_REPLY_STRING ? v->str : "(nil)", at->integer);
+    freeReplyObject(r);
+    freeReplyObject(v);
+    freeReplyObject(at);
+}
+
+/* tmpl with each H made huge and each N now, into out[cap]. */
+static void
+fill_arg(char *out, size_t cap, const char *tmpl, const char *huge,
+         const char *now)
+{
+    size_t at = 0;
+
+    for (const char *c = tmpl; *c != '\0'; c++) {
+        const char *put = *c == 'H' ? huge : *c == 'N' ? now : NULL;
+        size_t      n = put != NULL ? strlen(put) : 1;
+
+        assert_true(at + n < cap);
+        memcpy(out + at, put != NULL ? put : c, n);
+        at += n;
+    }
+    out[at] = '\0';
+}
+
+/* Every argument of tmpls (H: a number no double holds; N: now) on
+ * every state and clock below, through script with and without the
+ * lines try_short; the calls whose reply's second number is positive
+ * (admitted, granted) are counted into *yes.  Returns the calls made. */
+static int
+short_vs_driver(int which, const char *try_short, const char *const *tmpls,
+                size_t n_tmpls, int *yes)
+{
+    static const char *const states[] = {
+        NULL,
+        "nan",
+        "inf",
+        "-inf",
+        "1e400",
+        "0x10",
+        " 12 ",
+        "-5",
+        "999999999999999999999",
+        "9007199254740999",
+    };
+    static const char *const nows[] = {
+        "1000000000000000", "9007199254740992", "9007199254740999", "-5", "nan",
+    };
+    const char *with = rl2_lua_source[which];
+    size_t      len = strlen(with);
+    char       *without = malloc(len + 1);
+    const char *at = strstr(with, try_short);
+    char        huge[321], arg[1400], a[1600], b[1600];
+    int         calls = 0;
+
+    assert_non_null(without);
+    assert_non_null(at);
+    snprintf(without, len + 1, "%.*s%s", (int)(at - with), with,
+             at + strlen(try_short));
+    memset(huge, '9', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = '\0';
+    for (size_t i = 0; i < n_tmpls; i++) {
+        for (size_t n = 0; n < sizeof(nows) / sizeof(nows[0]); n++) {
+            fill_arg(arg, sizeof(arg), tmpls[i], huge, nows[n]);
+            for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++) {
+                short_eval(with, states[s], nows[n], arg, a, sizeof(a));
+                short_eval(without, states[s], nows[n], arg, b, sizeof(b));
+                if (strcmp(a, b) != 0) {
+                    fail_msg("argument \"%.80s\" state %s now %s:\n"
+                             "  short  %.300s\n  driver %.300s",
+                             arg, states[s] ? states[s] : "(none)", nows[n], a,
+                             b);
+                }
+                calls++;
+                *yes += strncmp(a, "ERR", 3) != 0 && strchr(a, ' ') != NULL
+                        && atoll(strchr(a, ' ') + 1) > 0;
+            }
+        }
+    }
+    free(without);
+    return calls;
+}
+
+static void
+test_lease_short_path_answers_as_the_driver(void **state)
+{
+    /* algo limit window burst period cost want back back_at */
+    static const char *const asks[] = {
+        "0 1 H 0 0 1 5 0 0",      /* an interval of infinite µs */
+        "0 H 1000 5 0 1 5 0 0",   /* an interval of 0 µs */
+        "0 H 1000 0 0 1 5 0 0",   /* a capacity of infinite units */
+        "0 10 1000 H 0 1 5 0 0",  /* a burst of infinite units */
+        "0 10 1000 0 0 H 5 0 0",  /* a cost that never fits */
+        "0 10 1000 0 0 1 H 0 0",  /* all it can have */
+        "0 10 1000 0 0 1 5 H H",  /* everything back, from the future */
+        "0 10 1000 0 0 1 5 3 -H", /* back from the infinite past */
+        "0 1125899906842624 1125899906842624 1125899906842624 0 "
+        "1125899906842624 1125899906842624 1125899906842624 N",
+        "0 100000000000000000000 1 0 0 3 9 0 0",  /* beyond 2^53 */
+        "0 10 1000 5 0 7 9 0 0",                  /* cost beyond the burst */
+        "0 10 1000 0 0 2 -4 0 0",                 /* a negative want */
+        "0 10 1000 0 0 -3 4 0 0",                 /* a negative cost */
+        "0 10 1000 0 0 1 0 3 N",                  /* only giving back */
+        "0 10 1000 5 0 1 3 50 N",                 /* more back than the burst */
+        "0 10 1000 0 0 1 3 -2 N",                 /* a negative back */
+        "-0 10 1000 0 0 1 3 2 1",                 /* back from long ago */
+        "00 10 1000 0 0 1 3 4 99999999999999999", /* back from the future */
+    };
+    int calls, granted = 0;
+
+    (void)state;
+    calls = short_vs_driver(
+        RL2_SCRIPT_LEASE,
+        "local short = lease_short()\nif short then return short end\n", asks,
+        sizeof(asks) / sizeof(asks[0]), &granted);
+    printf("  %d odd lease calls: the short path answers as the driver "
+           "(%d granted)\n",
+           calls, granted);
+    assert_true(granted > 0);
+}
+
+static void
+test_apply_short_path_answers_as_the_driver(void **state)
+{
+    /* flags algo limit window burst period cost, the overflow's limit
+     * window burst, committed */
+    static const char *const layers[] = {
+        "0 0 1 H 0 0 1 0 0 0 0",    /* an interval of infinite µs */
+        "0 0 H 1000 5 0 1 0 0 0 0", /* an interval of 0 µs */
+        "0 0 H 1000 0 0 1 0 0 0 0", /* a capacity of infinite units */
+        "0 0 H 1125899906842624 0 0 100 0 0 0 0",
+        "0 0 10 1000 H 0 1 0 0 0 0", /* a burst of infinite units */
+        "0 0 10 1000 0 0 H 0 0 0 0", /* a cost that never fits */
+        "1 0 10 1000 0 0 H 0 0 0 N", /* the same, only watched */
+        "0 0 100000000000000000000 1 0 0 3 0 0 0 0", /* beyond 2^53 */
+        "0 0 10 1000 5 0 7 0 0 0 0",                 /* cost beyond the burst */
+        "0 0 10 1000 0 0 -3 0 0 0 0",                /* a negative cost */
+        "0 -0 10 1000 0 0 2 0 0 0 0",
+        "00 00 10 1000 3 0 1 0 0 0 N",
+    };
+    int calls, admitted = 0;
+
+    (void)state;
+    calls = short_vs_driver(
+        RL2_SCRIPT_APPLY,
+        "local short = tb_short()\nif short then return short end\n", layers,
+        sizeof(layers) / sizeof(layers[0]), &admitted);
+    printf("  %d odd apply calls: the short path answers as the driver "
+           "(%d admitted)\n",
+           calls, admitted);
+    assert_true(admitted > 0);
 }
 
 /* Clocks stepped back across window edges, with refunds while behind:
@@ -1070,6 +1289,8 @@ main(void)
         T(test_clock_going_back_matches_c),
         T(test_more_limits_than_the_library_remembers),
         T(test_lease_grants_match_c),
+        T(test_lease_short_path_answers_as_the_driver),
+        T(test_apply_short_path_answers_as_the_driver),
         T(test_requests_match_local_store),
         T(test_the_store_took_its_path),
     };
