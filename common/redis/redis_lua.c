@@ -621,14 +621,21 @@
  * which test their conditions the other way round, parted on it (this
  * one admitted, and deleted the state, where the driver refused).
  * test_redis_lua compares both paths with the C on random histories, and
- * with each other on such arguments.  one_number() and save_tat() read
+ * with each other on such arguments.  tb_read() and save_tat() read
  * and write a state of one number for this path and the lease's (below),
- * as load() and save() do for the driver. */
+ * as load() and save() do for the driver; tb_read() also leaves such a
+ * bucket to the driver, for both. */
 #define RL2_LUA_TB_SHORT \
-    "local function one_number(key)\n" \
-    "  local raw = redis.call('GET', key)\n" \
-    "  if not raw then return 0, false end\n" \
-    "  return tonumber(raw), true\n" \
+    "local function tb_read(p, key)\n" \
+    "  local t, cap, cap_us = bucket(p)\n" \
+    "  if not (t >= 1 and cap_us <= EXACT) then return nil end\n" \
+    "  local raw, tat = redis.call('GET', key), 0\n" \
+    "  if raw then\n" \
+    "    tat = tonumber(raw)\n" \
+    "    if not tat then return nil end\n" \
+    "  end\n" \
+    "  return t, cap, cap_us, clamp(tat, 0, NOW_MAX + cap_us),\n" \
+    "         raw and true or false\n" \
     "end\n" \
     "local function save_tat(key, tat)\n" \
     "  local ms = idiv(tat + 999, 1000)\n" \
@@ -642,16 +649,13 @@
     "  if #ARGV ~= 2 or #KEYS ~= 1 then return nil end\n" \
     "  local d = describe(ARGV[2])\n" \
     "  if not d or d.op or d.p.algo ~= 0 then return nil end\n" \
-    "  local p, key = d.p, KEYS[1]\n" \
-    "  local t, cap, cap_us = bucket(p)\n" \
-    "  if not (t >= 1 and cap_us <= EXACT) then return nil end\n" \
-    "  local tat = one_number(key)\n" \
-    "  if not tat then return nil end\n" \
+    "  local key = KEYS[1]\n" \
+    "  local t, cap, cap_us, tat = tb_read(d.p, key)\n" \
+    "  if not t then return nil end\n" \
     "  local now = clock()\n" \
     "  local cost = max(d.cost, 0)\n" \
     "  local asked = cost\n" \
     "  if cost > cap then asked = 0 end\n" \
-    "  tat = clamp(tat, 0, NOW_MAX + cap_us)\n" \
     "  local debt = max(tat - now, 0)\n" \
     "  local after = debt + asked * t\n" \
     "  local ok, left, reset, retry = 1, idiv(cap_us - after, t), after, 0\n" \
@@ -734,16 +738,13 @@
     "  local p = params(0, tonumber(limit), tonumber(window),\n" \
     "                   tonumber(burst), tonumber(period))\n" \
     "  if not p then return nil end\n" \
-    "  local t, cap, cap_us = bucket(p)\n" \
-    "  if not (t >= 1 and cap_us <= EXACT) then return nil end\n" \
     "  local key = KEYS[1]\n" \
+    "  local t, cap, cap_us, tat, exists = tb_read(p, key)\n" \
+    "  if not t then return nil end\n" \
     "  cost, want = max(tonumber(cost), 1), tonumber(want)\n" \
     "  back, back_at = tonumber(back), tonumber(back_at)\n" \
-    "  local tat, exists = one_number(key)\n" \
-    "  if not tat then return nil end\n" \
     "  local now = clock()\n" \
     "  local dirty = false\n" \
-    "  tat = clamp(tat, 0, NOW_MAX + cap_us)\n" \
     "  if back > 0 and exists and tat > now then\n" \
     "    back_at = clamp(back_at, 0, NOW_MAX)\n" \
     "    local forgive = clamp(back, 0, cap) * t - max(now - back_at, 0)\n" \
