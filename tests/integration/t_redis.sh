@@ -73,7 +73,7 @@ for alg in sw quota; do
 done
 is "quota: a daily quota of 100 across two servers admits exactly 100" \
    100 $(( $(cat "$T_DIR/quota.a") + $(cat "$T_DIR/quota.b") ))
-keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)
+keys=$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)
 if [ "$keys" -ge 4 ]; then
     ok "the counters live in Redis ($keys keys)"
 else
@@ -104,7 +104,7 @@ redis_start || not_ok "redis-server restarts"
 back=0
 for _ in $(seq 1 100); do
     code "http://127.0.0.1:$PA/sw/x" --interface 127.0.0.2 >/dev/null
-    if [ "$(redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l)" -gt 0 ]; then
+    if [ "$(redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l)" -gt 0 ]; then
         back=1
         break
     fi

@@ -8,10 +8,13 @@ source "$(dirname "$0")/fcgi_lib.sh"
 
 redis_cluster_first
 
-# all_keys -- every rl2 key of the cluster, one per line, sorted.
+# all_keys -- every limit key of the cluster ("rl2:{DIGEST}:..."), one
+# per line, sorted.  Not "rl2:*": a request that ends a minute pushes that
+# minute's usage ("rl2:usage:{h:HOUR}:..."), whose keys would then be
+# counted among the new keys of the layers under test.
 all_keys() {
     for p in "${PORTS[@]}"; do
-        redis-cli -p "$p" --scan --pattern 'rl2:*'
+        redis-cli -p "$p" --scan --pattern 'rl2:{*'
     done | sort
 }
 

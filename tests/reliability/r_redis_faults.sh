@@ -108,7 +108,7 @@ evals() {
 }
 
 rl2_keys() {
-    redis-cli -p "$RP" --scan --pattern 'rl2:*' | wc -l
+    redis-cli -p "$RP" --scan --pattern 'rl2:{*' | wc -l
 }
 
 apache_at a event 1000 || { not_ok "apache a starts"; done_testing; exit 1; }
