@@ -347,6 +347,42 @@ apache_configtest() {
     env $(rl2_apache_env) /usr/sbin/apache2 -f "$1/httpd.conf" -t 2>&1
 }
 
+# ---- windows a check must not straddle ----
+
+# clocks_us -- "WALL MONO": CLOCK_REALTIME and CLOCK_MONOTONIC in µs.
+# A zone counts its fixed and sliding windows on the monotonic clock,
+# aligned on its multiples; Redis counts them on its TIME (this host's
+# wall clock, as the suites run it), and the calendar quotas count on the
+# wall clock in both.
+clocks_us() {
+    python3 -c 'import time
+print(time.time_ns() // 1000, time.monotonic_ns() // 1000)'
+}
+
+# window_room WINDOW_S ROOM_S -- return once the current span of WINDOW_S
+# has ROOM_S left on both clocks, waiting for the span to end when it
+# has less (ROOM_S at most, on each clock).  A check that counts in one
+# span ("3 admitted, then refused") rightly sees a fresh count if a
+# boundary falls inside it, so it must start with more room than it
+# takes.  An hour's room covers every window whose spans end on the
+# hour on either clock: hours, days, 24 h, and the calendar's months,
+# which begin at a midnight.  A local window and a Redis one end at
+# different instants (the clocks differ by the host's boot time): one
+# call covers both.
+window_room() {
+    local win_us=$(($1 * 1000000)) room_us=$(($2 * 1000000))
+    local wall mono left mono_left
+    while :; do
+        read -r wall mono < <(clocks_us)
+        left=$((win_us - wall % win_us))
+        mono_left=$((win_us - mono % win_us))
+        [ "$mono_left" -lt "$left" ] && left=$mono_left
+        [ "$left" -ge "$room_us" ] && return 0
+        echo "# waiting $((left / 1000)) ms for the ${1} s window to turn over"
+        sleep "$(awk -v u="$left" 'BEGIN { printf "%.3f", u / 1e6 + 0.01 }')"
+    done
+}
+
 # ---- HTTP ----
 
 # code URL [curl args...] -- the status code of one request.

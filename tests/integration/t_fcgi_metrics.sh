@@ -23,6 +23,10 @@ auth() {
     "$FCGI_CLIENT" "127.0.0.1:$FP" REMOTE_ADDR=192.0.2.9 REQUEST_METHOD=GET \
         "REQUEST_URI=$1" | sed -n 's/^Status: \([0-9]*\).*/\1/p'
 }
+# login is a fixed window of an hour of the zone's monotonic clock: its
+# refusals are counted on through the reload below, to the ban candidate
+# of the fifth, so all of them must fall in one hour.
+window_room 3600 60
 codes=""
 for _ in 1 2 3 4 5 6; do codes="$codes$(auth /login) "; done
 is "login: 3 admitted, 3 refused" "200 200 200 429 429 429 " "$codes"

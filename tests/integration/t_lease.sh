@@ -68,6 +68,9 @@ after=$(calls)
 is "lease=off: every request is one Redis call" "200 200" "$n $((after - before))"
 
 # ---- two servers, one limit: exactly the limit ----
+# The fixed window counts an hour of Redis TIME, and the sliding one
+# weighs the hour before: the runs below must not straddle its end.
+window_room 3600 60
 for alg in fw sw; do
     admitted 500 32 "http://127.0.0.1:$PA/$alg/x" >"$T_DIR/$alg.a" &
     ja=$!

@@ -64,6 +64,9 @@ hits() {
 }
 
 # ---- known traffic ----
+# Its limits are fixed windows of an hour of the zone's monotonic clock:
+# the traffic must fall in one hour, or a refusal below is admitted.
+window_room 3600 60
 is "login: 3 admitted, 2 refused" "200 200 200 429 429 " "$(hits 5 /login)"
 is "trial (dry run): all 4 admitted" "200 200 200 200 " "$(hits 4 /trial)"
 is "api, free tier: 4 admitted, 2 refused" "200 200 200 200 429 429 " \

@@ -47,6 +47,10 @@ apache_redis b || { not_ok "apache b starts"; done_testing; exit 1; }
 PB=$PORT
 
 # ---- one quota across two servers ----
+# Its fixed window counts an hour of Redis TIME, the quota a UTC day:
+# the runs below must not straddle the end of either (at an hour's end
+# the fixed window admitted 200).
+window_room 3600 60
 for alg in fw sl tb lb; do
     admitted 500 32 "http://127.0.0.1:$PA/$alg/x" >"$T_DIR/$alg.a" &
     ja=$!

@@ -134,6 +134,10 @@ is "no slot is left in Redis once every request ended" 0 \
    "$(counter_keys_at_most 0)"
 
 # ---- refund: refused after authentication, the slot comes back ----
+# Alice's per-user limit is a fixed window of an hour of Redis TIME, and
+# her first request takes SLOW_S: the hour must not end before her six
+# more are refused, or one of them is rightly admitted.
+window_room 3600 60
 is "alice's first request passes both layers" 200 \
    "$(code -u alice:pw "http://127.0.0.1:$PA/auth/slow")"
 codes=""

@@ -58,6 +58,9 @@ like "ratelimit2-fcgi's store is redis, from the file" \
      '"store":"redis","circuit":"closed"' "$(fcgi_health "$S")"
 
 # ---- one quota across both ----
+# The fixed window counts an hour of Redis TIME: the counts below must
+# not straddle its end.
+window_room 3600 60
 first="$(code "http://127.0.0.1:$PA/fw/x") $(code "http://127.0.0.1:$PL/fw/x")"
 is "one request through each server passes" "200 200" "$first"
 admitted 300 16 "http://127.0.0.1:$PA/fw/x" >"$T_DIR/fw.a" &

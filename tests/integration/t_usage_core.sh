@@ -46,6 +46,10 @@ hits() {
 }
 
 # ---- known traffic ----
+# The limits are fixed windows of an hour of the zone's monotonic clock,
+# and the counters below add up what they admitted and refused through
+# the graceful restart: all of it must fall in one hour.
+window_room 3600 60
 is "api, free: 4 admitted, 2 refused" "200 200 200 200 429 429 " \
     "$(hits 6 /api/x)"
 is "api, free, a second client: 2 admitted" "200 200 " \
