@@ -457,9 +457,10 @@ clock_at(int64_t t)
  * count in on Redis TIME are minutes, hours, days and months, whose spans
  * all end on a minute: the fixtures ask for a minute's room, and the one
  * test with 10 s windows asks for its own.  redis-server runs on this
- * host: its TIME is our
- * CLOCK_REALTIME.  The wait ends when the span does: a condition on the
- * clock, never a guess at how long the test takes. */
+ * host: its TIME is our CLOCK_REALTIME.  The wait ends when the span
+ * does (a condition on the clock); the room is a bound on what one test
+ * takes, and a test that can outlast it checks the span itself
+ * (test_every_key_expires_within_its_window). */
 TEST_FN void
 window_room(int64_t window_us)
 {

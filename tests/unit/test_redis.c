@@ -678,12 +678,13 @@ test_every_key_expires_within_its_window(void **state)
     size_t      n, seen = 0, gone = 0;
     char        cursor[32] = "0";
     redisReply *r;
-    int64_t     t0_us = wall_us(), t1_us;
+    int64_t     t0_us, t1_us;
 
     (void)state;
     ttl_cases(tc, &n);
     /* "ttl fw" fills its 10 s window and its overflow in one span */
     window_room(10 * SEC);
+    t0_us = wall_us();
     for (size_t i = 0; i < n; i++) {
         rl2_layer_t l, held;
 
