@@ -625,11 +625,12 @@ span_ended(const ttl_case_t *c, int64_t t0_us, int64_t t1_us)
     return t1_us >= end_us;
 }
 
+/* The longest TTL of key, the state key of case c (state_case) or, c -1,
+ * an overflow key. */
 static int64_t
-key_ttl_bound(const ttl_case_t *tc, size_t n, const char *key)
+key_ttl_bound(const ttl_case_t *tc, size_t n, long c, const char *key)
 {
     char k[64];
-    long c = state_case(tc, n, key);
 
     if (c >= 0) {
         return tc[c].main_us;
@@ -703,9 +704,9 @@ test_every_key_expires_within_its_window(void **state)
         r = admin_cmd(admin, "SCAN %s COUNT 1000", cursor);
         for (size_t j = 0; j < r->element[1]->elements; j++) {
             const char *key = r->element[1]->element[j]->str;
-            int64_t     bound = key_ttl_bound(tc, n, key);
-            long long   pttl = admin_int(admin, "PTTL %s", key);
             long        c = state_case(tc, n, key);
+            int64_t     bound = key_ttl_bound(tc, n, c, key);
+            long long   pttl = admin_int(admin, "PTTL %s", key);
 
             printf("  %s PTTL %lld ms (window needs %" PRId64 ")\n", key, pttl,
                    bound / 1000);
@@ -722,13 +723,15 @@ test_every_key_expires_within_its_window(void **state)
     } while (strcmp(cursor, "0") != 0);
     t1_us = wall_us();
     /* A state key may be missing only where its span ended meanwhile: a
-     * fixed window's 10 s end at every multiple of 10 s, which can fall
-     * between the applies and the scan. */
+     * fixed window's 10 s spans end at every multiple of 10 s, which can
+     * fall between the applies and the scan. */
     for (size_t i = 0; i < n; i++) {
         if (!state_seen[i]) {
+            int ended = span_ended(&tc[i], t0_us, t1_us);
+
             printf("  %s: no state key (its span ended: %d)\n",
-                   tc[i].layer.limit->name, span_ended(&tc[i], t0_us, t1_us));
-            assert_true(span_ended(&tc[i], t0_us, t1_us));
+                   tc[i].layer.limit->name, ended);
+            assert_true(ended);
             gone++;
         }
     }
