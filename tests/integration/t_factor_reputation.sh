@@ -17,18 +17,7 @@ chmod 777 "$T_DIR/state"
 
 # The windows (a day) follow the monotonic clock in a zone and the real
 # one in Redis: never count across either's boundary.
-window_guard() {
-    local up now left
-    up=$(cut -d. -f1 /proc/uptime)
-    now=$(date -u +%s)
-    left=$((86400 - up % 86400))
-    [ $((86400 - now % 86400)) -lt "$left" ] && left=$((86400 - now % 86400))
-    if [ "$left" -lt 60 ]; then
-        echo "# waiting ${left}s for a day's window to pass"
-        sleep $((left + 1))
-    fi
-}
-window_guard
+window_room 86400 60
 
 # policy FILE NAME [EXTRA] -- 10 a day per client on /api, the
 # reputation factor shown in X-RateLimit-Factors.
