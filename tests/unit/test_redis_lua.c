@@ -833,6 +833,7 @@ expect_short_as_driver(int which, const char *fn, const char *const *tmpls,
            what);
     assert_true(yes > 0);
 }
+
 static void
 test_lease_short_path_answers_as_the_driver(void **state)
 {
